@@ -1,0 +1,68 @@
+// Context: where ops run. The device, the CUDA stream, the cuBLASLt handle and its workspace,
+// and the number of CPU threads. One Context per device per thread of the caller.
+//
+// No CUDA header leaks from here: the stream is exposed as an opaque pointer (a cudaStream_t).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "longctx/tensor.h"
+
+namespace longctx {
+
+struct CudaDeviceInfo {
+  int index = 0;
+  std::string name;
+  int sm_major = 0, sm_minor = 0;
+  size_t total_memory = 0;
+};
+
+// What CUDA devices this process can use. With no usable device, `devices` is empty and
+// `reason` says why: built without CUDA, no driver (cudaErrorInsufficientDriver), no device.
+struct CudaStatus {
+  bool built_with_cuda = false;
+  std::vector<CudaDeviceInfo> devices;
+  std::string reason;
+  bool available() const { return !devices.empty(); }
+};
+CudaStatus cuda_status();
+
+// How this copy of the library was built: version, CUDA architectures, BLAS, OpenMP.
+struct BuildInfo {
+  std::string version;
+  bool cuda = false;
+  std::string cuda_architectures;
+  std::string blas;
+  bool openmp = false;
+};
+BuildInfo build_info();
+
+class Context {
+ public:
+  // cpu_threads = 0 uses every hardware thread. A CUDA context creates its own stream.
+  explicit Context(Device device = Device::cpu(), int cpu_threads = 0);
+  Context(Context&&) noexcept = default;
+  Context& operator=(Context&&) noexcept = default;
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  Device device() const { return device_; }
+  int cpu_threads() const { return cpu_threads_; }
+  void* stream() const;  // cudaStream_t; nullptr for a CPU context
+  void synchronize() const;
+
+  // Defined by the CUDA backend: stream, cuBLASLt handle, workspace. Shared, so that memory
+  // allocated on this context's stream can be released on it even after the Context is gone.
+  struct CudaState;
+  CudaState* cuda_state() const { return cuda_.get(); }
+  const std::shared_ptr<CudaState>& shared_cuda_state() const { return cuda_; }
+
+ private:
+  Device device_;
+  int cpu_threads_ = 1;
+  std::shared_ptr<CudaState> cuda_;
+};
+
+}  // namespace longctx

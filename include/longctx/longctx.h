@@ -1,0 +1,7 @@
+// longctx: everything a user includes. Ops are declared in longctx/ops/*.h.
+#pragma once
+
+#include "longctx/context.h"
+#include "longctx/dtype.h"
+#include "longctx/error.h"
+#include "longctx/tensor.h"

@@ -1,0 +1,205 @@
+// Device discovery, allocation, copies and per-Context state on CUDA (see runtime.h).
+#include <cublasLt.h>
+
+#include "kernels/common/context_state.cuh"
+#include "kernels/common/cuda_check.cuh"
+#include "kernels/common/runtime.h"
+
+namespace longctx::cuda {
+
+void throw_cuda_error(cudaError_t err, const char* statement, const char* file, int line) {
+  int device = -1;
+  cudaGetDevice(&device);
+  cudaGetLastError();  // clear a sticky-free error so the caller can go on
+  throw Error(detail::concat("CUDA error ", cudaGetErrorName(err), " (", cudaGetErrorString(err),
+                             ") in `", statement, "` on cuda:", device, " at ", file, ":", line));
+}
+
+#define LONGCTX_CUBLAS_CHECK(statement)                                                   \
+  do {                                                                                    \
+    cublasStatus_t st_ = (statement);                                                     \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                     \
+      throw Error(detail::concat("cuBLASLt error ", int(st_), " in `", #statement, "` at ", \
+                                 __FILE__, ":", __LINE__));                               \
+  } while (0)
+
+CudaStatus status() {
+  CudaStatus s;
+  s.built_with_cuda = true;
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    // cudaErrorInsufficientDriver / cudaErrorNoDevice: the toolkit is here, a GPU is not.
+    s.reason = detail::concat("cudaGetDeviceCount failed: ", cudaGetErrorName(err), " (",
+                              cudaGetErrorString(err), ")");
+    return s;
+  }
+  if (count == 0) {
+    s.reason = "no CUDA device found";
+    return s;
+  }
+  for (int i = 0; i < count; ++i) {
+    cudaDeviceProp prop{};
+    LONGCTX_CUDA_CHECK(cudaGetDeviceProperties(&prop, i));
+    s.devices.push_back({i, prop.name, prop.major, prop.minor, prop.totalGlobalMem});
+  }
+  return s;
+}
+
+void set_device(int device) { LONGCTX_CUDA_CHECK(cudaSetDevice(device)); }
+
+void* malloc_async(size_t bytes, int device, void* stream) {
+  set_device(device);
+  void* ptr = nullptr;
+  if (bytes == 0) return nullptr;
+  LONGCTX_CUDA_CHECK(cudaMallocAsync(&ptr, bytes, static_cast<cudaStream_t>(stream)));
+  return ptr;
+}
+
+void free_async(void* ptr, int device, void* stream) noexcept {
+  if (!ptr) return;
+  cudaSetDevice(device);
+  cudaFreeAsync(ptr, static_cast<cudaStream_t>(stream));  // a destructor must not throw
+}
+
+void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
+          void* stream) {
+  if (bytes == 0) return;
+  auto s = static_cast<cudaStream_t>(stream);
+  LONGCTX_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s));
+  if (dst_device.is_cpu() || src_device.is_cpu()) LONGCTX_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+namespace {
+
+struct StridedCopyArgs {
+  int dims;
+  int64_t shape[8];
+  int64_t src_strides[8];  // in elements
+};
+
+template <class Word>
+__global__ void copy_strided_kernel(Word* dst, const Word* src, int64_t count,
+                                    StridedCopyArgs args) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t rest = i, offset = 0;
+    for (int d = args.dims - 1; d >= 0; --d) {
+      offset += (rest % args.shape[d]) * args.src_strides[d];
+      rest /= args.shape[d];
+    }
+    dst[i] = src[offset];
+  }
+}
+
+template <class T>
+__global__ void fill_kernel(T* dst, int64_t count, T value) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = value;
+}
+
+unsigned grid_for(int64_t count) {
+  return unsigned(std::min<int64_t>((count + 255) / 256, 65535 * 4));
+}
+
+}  // namespace
+
+void copy_strided(void* dst, const void* src, size_t element_size, int dims, const int64_t* shape,
+                  const int64_t* src_strides, void* stream) {
+  LONGCTX_CHECK(dims <= 8, "copy_strided: at most 8 dimensions, got ", dims);
+  StridedCopyArgs args{};
+  args.dims = dims;
+  int64_t count = 1;
+  for (int d = 0; d < dims; ++d) {
+    args.shape[d] = shape[d];
+    args.src_strides[d] = src_strides[d];
+    count *= shape[d];
+  }
+  if (count == 0) return;
+  auto s = static_cast<cudaStream_t>(stream);
+  switch (element_size) {
+    case 2:
+      copy_strided_kernel<<<grid_for(count), 256, 0, s>>>(
+          static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(src), count, args);
+      break;
+    case 4:
+      copy_strided_kernel<<<grid_for(count), 256, 0, s>>>(
+          static_cast<uint32_t*>(dst), static_cast<const uint32_t*>(src), count, args);
+      break;
+    case 8:
+      copy_strided_kernel<<<grid_for(count), 256, 0, s>>>(
+          static_cast<uint64_t*>(dst), static_cast<const uint64_t*>(src), count, args);
+      break;
+    default:
+      throw Error(detail::concat("copy_strided: unsupported element size ", element_size));
+  }
+  LONGCTX_CHECK_LAUNCH();
+}
+
+void fill(void* dst, DType dtype, int64_t count, double value, void* stream) {
+  if (count == 0) return;
+  auto s = static_cast<cudaStream_t>(stream);
+  auto launch = [&](auto typed_value) {
+    using T = decltype(typed_value);
+    fill_kernel<<<grid_for(count), 256, 0, s>>>(static_cast<T*>(dst), count, typed_value);
+  };
+  switch (dtype) {
+    case DType::f32: launch(float(value)); break;
+    case DType::f64: launch(double(value)); break;
+    case DType::bf16: launch(to_bf16(float(value)).bits); break;
+    case DType::f16: launch(to_f16(float(value)).bits); break;
+    case DType::i32: launch(int32_t(value)); break;
+    case DType::i64: launch(int64_t(value)); break;
+  }
+  LONGCTX_CHECK_LAUNCH();
+}
+
+void synchronize(void* stream) {
+  LONGCTX_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
+}
+
+// 32 MiB: what cuBLASLt asks for its best Hopper kernels (it recommends at least 32 MiB on sm90).
+constexpr size_t kBlasLtWorkspaceBytes = size_t(32) << 20;
+
+Context::CudaState* create_state(int device) {
+  CudaStatus st = status();
+  LONGCTX_CHECK(st.available(), "Context: asked for cuda:", device,
+                " but no CUDA device is usable: ", st.reason);
+  LONGCTX_CHECK(device >= 0 && device < int(st.devices.size()), "Context: asked for cuda:", device,
+                " but only ", st.devices.size(), " CUDA device(s) exist");
+  auto* state = new Context::CudaState;
+  state->device = device;
+  try {
+    set_device(device);
+    LONGCTX_CUDA_CHECK(cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking));
+    LONGCTX_CUBLAS_CHECK(cublasLtCreate(&state->blaslt));
+    state->workspace_bytes = kBlasLtWorkspaceBytes;
+    LONGCTX_CUDA_CHECK(cudaMalloc(&state->workspace, state->workspace_bytes));
+  } catch (...) {
+    destroy_state(state);
+    throw;
+  }
+  return state;
+}
+
+void destroy_state(Context::CudaState* state) {
+  if (!state) return;
+  cudaSetDevice(state->device);
+  if (state->stream) cudaStreamSynchronize(state->stream);
+  if (state->workspace) cudaFree(state->workspace);
+  if (state->blaslt) cublasLtDestroy(state->blaslt);
+  if (state->stream) cudaStreamDestroy(state->stream);
+  delete state;
+}
+
+void* stream_of(const Context::CudaState* state) { return state ? state->stream : nullptr; }
+
+Context::CudaState& state_of(const Context& ctx) {
+  LONGCTX_CHECK(ctx.cuda_state() != nullptr, "expected a CUDA context, got one for ",
+                ctx.device().str());
+  return *ctx.cuda_state();
+}
+
+}  // namespace longctx::cuda

@@ -1,0 +1,33 @@
+// The CUDA runtime seen from host C++: device discovery, stream-ordered allocation, copies,
+// per-Context state. Plain C++ (no CUDA headers), so src/ can include it; defined in runtime.cu
+// and compiled only when the build has CUDA (LONGCTX_WITH_CUDA).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "longctx/context.h"
+
+namespace longctx::cuda {
+
+CudaStatus status();
+void set_device(int device);
+
+// Stream-ordered allocation from the device's default memory pool (cudaMallocAsync).
+void* malloc_async(size_t bytes, int device, void* stream);
+void free_async(void* ptr, int device, void* stream) noexcept;
+
+// Contiguous copy of `bytes` between any two devices; synchronises when the host is involved.
+void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
+          void* stream);
+// dst (contiguous, on the device) <- src (same device, any strides), up to 8 dims.
+void copy_strided(void* dst, const void* src, size_t element_size, int dims, const int64_t* shape,
+                  const int64_t* src_strides, void* stream);
+void fill(void* dst, DType dtype, int64_t count, double value, void* stream);
+void synchronize(void* stream);
+
+Context::CudaState* create_state(int device);
+void destroy_state(Context::CudaState* state);
+void* stream_of(const Context::CudaState* state);
+
+}  // namespace longctx::cuda

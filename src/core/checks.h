@@ -1,0 +1,87 @@
+// Argument validation shared by every op: one fluent check per argument, so the validation
+// block of an op reads like its contract.
+//
+//   check_arg("attention", "k", k).shape({B, Tk, Hkv, D}).dtype(q.dtype()).device(dev);
+//
+// Each failure throws Error naming the op, the argument, the expectation and what was given.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+
+#include "longctx/tensor.h"
+
+namespace longctx {
+
+class ArgCheck {
+ public:
+  ArgCheck(const char* op, const char* name, const Tensor& t) : op_(op), name_(name), t_(t) {
+    LONGCTX_CHECK(t.defined(), op_, ": argument '", name_, "' is required but was not given");
+  }
+  const ArgCheck& rank(int r) const {
+    LONGCTX_CHECK(t_.dim() == r, op_, ": argument '", name_, "' must have ", r,
+                  " dimensions, got shape ", shape_str(t_.shape()));
+    return *this;
+  }
+  const ArgCheck& shape(const Shape& expected) const {
+    LONGCTX_CHECK(t_.shape() == expected, op_, ": argument '", name_, "' expected shape ",
+                  shape_str(expected), ", got ", shape_str(t_.shape()));
+    return *this;
+  }
+  const ArgCheck& dtype(DType expected) const {
+    LONGCTX_CHECK(t_.dtype() == expected, op_, ": argument '", name_, "' expected dtype ",
+                  dtype_name(expected), ", got ", dtype_name(t_.dtype()));
+    return *this;
+  }
+  const ArgCheck& dtype_in(std::initializer_list<DType> allowed) const {
+    std::string names;
+    for (DType d : allowed) {
+      if (d == t_.dtype()) return *this;
+      names += std::string(names.empty() ? "" : ", ") + dtype_name(d);
+    }
+    throw Error(detail::concat(op_, ": argument '", name_, "' has dtype ", dtype_name(t_.dtype()),
+                               ", supported: ", names));
+  }
+  const ArgCheck& device(Device expected) const {
+    LONGCTX_CHECK(t_.device() == expected, op_, ": argument '", name_, "' is on ",
+                  t_.device().str(), ", expected ", expected.str(), " (the context's device)");
+    return *this;
+  }
+  const ArgCheck& contiguous() const {
+    LONGCTX_CHECK(t_.is_contiguous(), op_, ": argument '", name_,
+                  "' must be contiguous, got strides ", shape_str(t_.strides()), " for shape ",
+                  shape_str(t_.shape()));
+    return *this;
+  }
+  // The output `name` must not share memory with the input `other_name`.
+  const ArgCheck& no_overlap(const char* other_name, const Tensor& other) const {
+    if (!other.defined() || t_.nbytes() == 0 || other.nbytes() == 0) return *this;
+    auto lo = [](const Tensor& x) { return static_cast<const char*>(x.data()); };
+    auto hi = [](const Tensor& x) {
+      int64_t last = 0;
+      for (int d = 0; d < x.dim(); ++d) last += (x.size(d) - 1) * x.stride(d);
+      return static_cast<const char*>(x.data()) + (last + 1) * int64_t(dtype_size(x.dtype()));
+    };
+    const bool overlap = lo(t_) < hi(other) && lo(other) < hi(t_);
+    LONGCTX_CHECK(!overlap, op_, ": output '", name_, "' overlaps input '", other_name,
+                  "'; this op does not work in place, pass separate memory");
+    return *this;
+  }
+
+ private:
+  const char* op_;
+  const char* name_;
+  const Tensor& t_;
+};
+
+inline ArgCheck check_arg(const char* op, const char* name, const Tensor& t) {
+  return ArgCheck(op, name, t);
+}
+
+// For an op's scalar arguments: check_value("rmsnorm", "eps", eps > 0, "must be > 0, got ", eps).
+template <class... Args>
+void check_value(const char* op, const char* name, bool ok, const Args&... what) {
+  LONGCTX_CHECK(ok, op, ": argument '", name, "' ", what...);
+}
+
+}  // namespace longctx

@@ -1,0 +1,306 @@
+// Tensor views, allocation and copies (see tensor.h).
+#include "longctx/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "longctx/context.h"
+
+#if LONGCTX_WITH_CUDA
+#include "kernels/common/runtime.h"
+#endif
+
+namespace longctx {
+
+namespace {
+
+[[noreturn, maybe_unused]] void no_cuda(const char* what) {
+  throw Error(detail::concat(what, ": this build of longctx has no CUDA backend (configure with "
+                                   "-DLONGCTX_CUDA=ON on a machine with nvcc)"));
+}
+
+[[maybe_unused]] void* cuda_stream(const Context* ctx, Device device) {
+#if LONGCTX_WITH_CUDA
+  if (ctx && ctx->device() == device) return ctx->stream();
+#endif
+  (void)ctx;
+  (void)device;
+  return nullptr;
+}
+
+Shape contiguous_strides(const Shape& shape) {
+  Shape strides(shape.size());
+  int64_t s = 1;
+  for (int d = int(shape.size()) - 1; d >= 0; --d) {
+    strides[d] = s;
+    s *= shape[d];
+  }
+  return strides;
+}
+
+// Visits every element offset (in elements) of a strided view in row-major order.
+template <class F>
+void for_each_offset(const Shape& shape, const Shape& strides, F&& f) {
+  int64_t count = 1;
+  for (int64_t s : shape) count *= s;
+  if (count == 0) return;
+  Shape index(shape.size(), 0);
+  int64_t offset = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    f(i, offset);
+    for (int d = int(shape.size()) - 1; d >= 0; --d) {
+      if (++index[d] < shape[d]) {
+        offset += strides[d];
+        break;
+      }
+      offset -= strides[d] * (shape[d] - 1);
+      index[d] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+std::string Device::str() const {
+  return is_cpu() ? std::string("cpu") : detail::concat("cuda:", index);
+}
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu();
+  if (name == "cuda") return Device::cuda(0);
+  if (name.rfind("cuda:", 0) == 0) {
+    const std::string digits = name.substr(5);
+    if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos &&
+        digits.size() < 6)
+      return Device::cuda(std::stoi(digits));
+  }
+  throw Error("unknown device '" + name + "': expected cpu, cuda or cuda:N");
+}
+
+std::string shape_str(const Shape& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+Tensor::Tensor(void* data, DType dtype, Device device, Shape shape, Shape strides,
+               std::shared_ptr<void> owner)
+    : data_(data),
+      dtype_(dtype),
+      device_(device),
+      shape_(std::move(shape)),
+      strides_(strides.empty() ? contiguous_strides(shape_) : std::move(strides)),
+      owner_(std::move(owner)),
+      defined_(true) {
+  LONGCTX_CHECK(strides_.size() == shape_.size(), "Tensor: shape ", shape_str(shape_), " has ",
+                shape_.size(), " dims but strides ", shape_str(strides_), " has ", strides_.size());
+  for (int64_t s : shape_) LONGCTX_CHECK(s >= 0, "Tensor: negative size in shape ", shape_str(shape_));
+}
+
+int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int64_t s : shape_) n *= s;
+  return n;
+}
+
+bool Tensor::is_contiguous() const {
+  int64_t expected = 1;
+  for (int d = dim() - 1; d >= 0; --d) {
+    if (shape_[d] != 1 && strides_[d] != expected) return false;
+    expected *= shape_[d];
+  }
+  return true;
+}
+
+std::string Tensor::describe() const {
+  if (!defined_) return "undefined tensor";
+  return detail::concat(dtype_name(dtype_), " ", device_.str(), " ", shape_str(shape_));
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, const Context* ctx) {
+  int64_t count = 1;
+  for (int64_t s : shape) {
+    LONGCTX_CHECK(s >= 0, "Tensor::empty: negative size in shape ", shape_str(shape));
+    count *= s;
+  }
+  const size_t bytes = size_t(count) * dtype_size(dtype);
+  if (device.is_cpu()) {
+    // 64-byte alignment: one cache line, and what AVX-512 loads want.
+    void* ptr = bytes ? std::aligned_alloc(64, (bytes + 63) / 64 * 64) : nullptr;
+    LONGCTX_CHECK(ptr || !bytes, "Tensor::empty: out of host memory allocating ", bytes,
+                  " bytes for ", shape_str(shape));
+    return Tensor(ptr, dtype, device, shape, {}, std::shared_ptr<void>(ptr, std::free));
+  }
+#if LONGCTX_WITH_CUDA
+  // The deleter holds the context's CUDA state so the stream outlives every allocation on it.
+  std::shared_ptr<Context::CudaState> state;
+  if (ctx && ctx->device() == device) state = ctx->shared_cuda_state();
+  void* stream = cuda::stream_of(state.get());
+  void* ptr = cuda::malloc_async(bytes, device.index, stream);
+  const int index = device.index;
+  auto release = [index, state](void* p) { cuda::free_async(p, index, cuda::stream_of(state.get())); };
+  return Tensor(ptr, dtype, device, shape, {}, std::shared_ptr<void>(ptr, release));
+#else
+  (void)ctx;
+  no_cuda("Tensor::empty");
+#endif
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device, const Context* ctx) {
+  Tensor t = empty(shape, dtype, device, ctx);
+  t.fill(0.0, ctx);
+  return t;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  LONGCTX_CHECK(is_contiguous(), "Tensor::reshape: needs a contiguous tensor, got strides ",
+                shape_str(strides_), " for shape ", shape_str(shape_));
+  int64_t count = 1;
+  for (int64_t s : shape) count *= s;
+  LONGCTX_CHECK(count == numel(), "Tensor::reshape: cannot view ", shape_str(shape_), " as ",
+                shape_str(shape));
+  return Tensor(data_, dtype_, device_, shape, {}, owner_);
+}
+
+Tensor Tensor::select(int d, int64_t index) const {
+  const int dd = d < 0 ? d + dim() : d;
+  LONGCTX_CHECK(dd >= 0 && dd < dim(), "Tensor::select: dim ", d, " out of range for ",
+                shape_str(shape_));
+  LONGCTX_CHECK(index >= 0 && index < shape_[dd], "Tensor::select: index ", index,
+                " out of range for size ", shape_[dd]);
+  Shape shape = shape_, strides = strides_;
+  shape.erase(shape.begin() + dd);
+  strides.erase(strides.begin() + dd);
+  char* p = static_cast<char*>(data_) + index * strides_[dd] * int64_t(dtype_size(dtype_));
+  return Tensor(p, dtype_, device_, shape, strides, owner_);
+}
+
+Tensor Tensor::narrow(int d, int64_t start, int64_t length) const {
+  const int dd = d < 0 ? d + dim() : d;
+  LONGCTX_CHECK(dd >= 0 && dd < dim(), "Tensor::narrow: dim ", d, " out of range for ",
+                shape_str(shape_));
+  LONGCTX_CHECK(start >= 0 && length >= 0 && start + length <= shape_[dd], "Tensor::narrow: [",
+                start, ", ", start + length, ") out of range for size ", shape_[dd]);
+  Shape shape = shape_;
+  shape[dd] = length;
+  char* p = static_cast<char*>(data_) + start * strides_[dd] * int64_t(dtype_size(dtype_));
+  return Tensor(p, dtype_, device_, shape, strides_, owner_);
+}
+
+void Tensor::copy_from(const Tensor& src, const Context* ctx) const {
+  LONGCTX_CHECK(src.defined() && defined_, "Tensor::copy_from: both tensors must be defined");
+  LONGCTX_CHECK(src.shape_ == shape_, "Tensor::copy_from: source shape ", shape_str(src.shape_),
+                " differs from destination shape ", shape_str(shape_));
+  LONGCTX_CHECK(src.dtype_ == dtype_, "Tensor::copy_from: source dtype ", dtype_name(src.dtype_),
+                " differs from destination dtype ", dtype_name(dtype_),
+                " (convert with to_dtype first)");
+  const size_t esize = dtype_size(dtype_);
+  if (device_.is_cpu() && src.device_.is_cpu()) {
+    if (is_contiguous() && src.is_contiguous()) {
+      if (nbytes()) std::memmove(data_, src.data_, nbytes());
+      return;
+    }
+    // Gather src in row-major order, then scatter into this view.
+    std::vector<char> staging(nbytes());
+    for_each_offset(src.shape_, src.strides_, [&](int64_t i, int64_t off) {
+      std::memcpy(staging.data() + i * esize, static_cast<const char*>(src.data_) + off * esize,
+                  esize);
+    });
+    for_each_offset(shape_, strides_, [&](int64_t i, int64_t off) {
+      std::memcpy(static_cast<char*>(data_) + off * esize, staging.data() + i * esize, esize);
+    });
+    return;
+  }
+#if LONGCTX_WITH_CUDA
+  const Device cuda_side = device_.is_cuda() ? device_ : src.device_;
+  void* stream = cuda_stream(ctx, cuda_side);
+  LONGCTX_CHECK(is_contiguous(), "Tensor::copy_from: a copy onto ", device_.str(),
+                " needs a contiguous destination");
+  Tensor source = src;
+  if (!src.is_contiguous()) {
+    // Make the source contiguous on its own device first.
+    source = Tensor::empty(src.shape_, src.dtype_, src.device_, ctx);
+    if (src.device_.is_cpu()) {
+      source.copy_from(src, ctx);
+    } else {
+      cuda::copy_strided(source.data_, src.data_, esize, src.dim(), src.shape_.data(),
+                         src.strides_.data(), stream);
+    }
+  }
+  cuda::copy(data_, device_, source.data_, source.device_, nbytes(), stream);
+#else
+  (void)ctx;
+  no_cuda("Tensor::copy_from");
+#endif
+}
+
+Tensor Tensor::to(Device device, const Context* ctx) const {
+  Tensor out = empty(shape_, dtype_, device, ctx);
+  out.copy_from(*this, ctx);
+  return out;
+}
+
+namespace {
+double load_as_double(const void* p, DType d) {
+  switch (d) {
+    case DType::f32: return *static_cast<const float*>(p);
+    case DType::f64: return *static_cast<const double*>(p);
+    case DType::bf16: return to_float(*static_cast<const bf16*>(p));
+    case DType::f16: return to_float(*static_cast<const f16*>(p));
+    case DType::i32: return *static_cast<const int32_t*>(p);
+    case DType::i64: return double(*static_cast<const int64_t*>(p));
+  }
+  return 0;
+}
+void store_from_double(void* p, DType d, double v) {
+  switch (d) {
+    case DType::f32: *static_cast<float*>(p) = float(v); break;
+    case DType::f64: *static_cast<double*>(p) = v; break;
+    case DType::bf16: *static_cast<bf16*>(p) = to_bf16(float(v)); break;
+    case DType::f16: *static_cast<f16*>(p) = to_f16(float(v)); break;
+    case DType::i32: *static_cast<int32_t*>(p) = int32_t(v); break;
+    case DType::i64: *static_cast<int64_t*>(p) = int64_t(v); break;
+  }
+}
+}  // namespace
+
+Tensor Tensor::to_dtype(DType dtype) const {
+  LONGCTX_CHECK(device_.is_cpu(), "Tensor::to_dtype: runs on the CPU; got a tensor on ",
+                device_.str(), " (copy it with to(Device::cpu()) first)");
+  LONGCTX_CHECK(is_floating(dtype) == is_floating(dtype_), "Tensor::to_dtype: cannot convert ",
+                dtype_name(dtype_), " to ", dtype_name(dtype));
+  Tensor out = empty(shape_, dtype);
+  const size_t in_size = dtype_size(dtype_), out_size = dtype_size(dtype);
+  for_each_offset(shape_, strides_, [&](int64_t i, int64_t off) {
+    if (dtype_ == DType::i64 && dtype == DType::i64) {
+      static_cast<int64_t*>(out.data_)[i] = static_cast<const int64_t*>(data_)[off];
+      return;
+    }
+    store_from_double(static_cast<char*>(out.data_) + i * out_size, dtype,
+                      load_as_double(static_cast<const char*>(data_) + off * in_size, dtype_));
+  });
+  return out;
+}
+
+void Tensor::fill(double value, const Context* ctx) const {
+  LONGCTX_CHECK(defined_, "Tensor::fill: undefined tensor");
+  if (device_.is_cpu()) {
+    const size_t esize = dtype_size(dtype_);
+    char word[8];
+    store_from_double(word, dtype_, value);
+    for_each_offset(shape_, strides_, [&](int64_t, int64_t off) {
+      std::memcpy(static_cast<char*>(data_) + off * esize, word, esize);
+    });
+    return;
+  }
+#if LONGCTX_WITH_CUDA
+  LONGCTX_CHECK(is_contiguous(), "Tensor::fill: a CUDA tensor must be contiguous");
+  cuda::fill(data_, dtype_, numel(), value, cuda_stream(ctx, device_));
+#else
+  (void)ctx;
+  (void)value;
+  no_cuda("Tensor::fill");
+#endif
+}
+
+}  // namespace longctx

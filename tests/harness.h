@@ -1,0 +1,200 @@
+// Test harness shared by every op test: random inputs, backends, float64 reference tensors and
+// the tolerance rule.
+//
+// The rule (flash-attention's): an op's error against the float64 reference may be at most twice
+// the error of a naive implementation in the same precision, plus the rounding of the output
+// itself. Each op's reference (tests/reference/) is templated on the arithmetic type and takes a
+// `Round` applied wherever a naive implementation would store an intermediate tensor, so the
+// same code gives the oracle (double, no rounding) and the naive same-precision result.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "longctx/longctx.h"
+
+namespace longctx::test {
+
+// ---- Random inputs: fresh per case, never zeros ----------------------------------------------
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : gen_(seed) {}
+  double uniform(double lo = -1.0, double hi = 1.0) {
+    return std::uniform_real_distribution<double>(lo, hi)(gen_);
+  }
+  double normal() { return std::normal_distribution<double>(0.0, 1.0)(gen_); }
+  int64_t integer(int64_t lo, int64_t hi) {  // inclusive
+    return std::uniform_int_distribution<int64_t>(lo, hi)(gen_);
+  }
+  std::mt19937_64& engine() { return gen_; }
+
+ private:
+  std::mt19937_64 gen_;
+};
+
+// A CPU tensor of `dtype` with values drawn uniformly from [lo, hi).
+inline Tensor random_tensor(const Shape& shape, DType dtype, Rng& rng, double lo = -1.0,
+                            double hi = 1.0) {
+  Tensor t64 = Tensor::empty(shape, DType::f64);
+  double* p = t64.data_as<double>();
+  for (int64_t i = 0; i < t64.numel(); ++i) p[i] = rng.uniform(lo, hi);
+  return dtype == DType::f64 ? t64 : t64.to_dtype(dtype);
+}
+
+// A tensor that an op must overwrite entirely: filled with NaN so a skipped element shows.
+inline Tensor poisoned(const Shape& shape, DType dtype, Device device, const Context* ctx) {
+  Tensor t = Tensor::empty(shape, dtype, device, ctx);
+  t.fill(is_floating(dtype) ? std::nan("") : -7777.0, ctx);
+  return t;
+}
+
+// ---- Backends ---------------------------------------------------------------------------------
+
+inline const CudaStatus& cached_cuda_status() {
+  static const CudaStatus status = cuda_status();
+  return status;
+}
+
+inline std::vector<Device> all_devices() { return {Device::cpu(), Device::cuda(0)}; }
+
+// One Context per device for the whole test run (creating CUDA streams per test is slow).
+inline Context& context_for(Device device) {
+  static std::map<std::string, std::unique_ptr<Context>> contexts;
+  auto& slot = contexts[device.str()];
+  if (!slot) slot = std::make_unique<Context>(device);
+  return *slot;
+}
+
+// Skips the current test, with the reason printed, when `device` is not usable here.
+#define LONGCTX_SKIP_IF_UNAVAILABLE(device)                                                  \
+  do {                                                                                       \
+    if ((device).is_cuda() && !::longctx::test::cached_cuda_status().available())            \
+      GTEST_SKIP() << "no usable CUDA device: " << ::longctx::test::cached_cuda_status().reason; \
+  } while (0)
+
+// ---- float64 reference tensors ----------------------------------------------------------------
+
+// A plain row-major float64 array: what references consume and produce.
+struct Ref {
+  Shape shape;
+  std::vector<double> v;
+
+  Ref() = default;
+  explicit Ref(Shape s, double fill = 0.0) : shape(std::move(s)) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    v.assign(size_t(n), fill);
+  }
+  int64_t numel() const { return int64_t(v.size()); }
+  double& operator[](int64_t i) { return v[size_t(i)]; }
+  double operator[](int64_t i) const { return v[size_t(i)]; }
+};
+
+// Any tensor (any device, dtype, strides) -> Ref.
+inline Ref to_ref(const Tensor& t) {
+  Tensor host = t.device().is_cpu() ? t : t.to(Device::cpu(), &context_for(t.device()));
+  Tensor t64 = host.to_dtype(is_floating(t.dtype()) ? DType::f64 : DType::i64);
+  Ref r(t.shape());
+  if (t64.dtype() == DType::f64) {
+    std::copy(t64.data_as<double>(), t64.data_as<double>() + r.numel(), r.v.begin());
+  } else {
+    const int64_t* p = t64.data_as<int64_t>();
+    for (int64_t i = 0; i < r.numel(); ++i) r[i] = double(p[i]);
+  }
+  return r;
+}
+
+// Ref -> tensor of `dtype` on `device`.
+inline Tensor from_ref(const Ref& r, DType dtype, Device device = Device::cpu()) {
+  Tensor t64(const_cast<double*>(r.v.data()), DType::f64, Device::cpu(), r.shape);
+  Tensor host = dtype == DType::f64 ? t64.to(Device::cpu()) : t64.to_dtype(dtype);
+  return device.is_cpu() ? host : host.to(device, &context_for(device));
+}
+
+// What storing a value in `dtype` does to it: the rounding a naive implementation applies to
+// every tensor it materialises.
+using Round = std::function<double(double)>;
+inline Round rounding_for(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return [](double x) { return double(float(x)); };
+    case DType::bf16: return [](double x) { return double(to_float(to_bf16(float(x)))); };
+    case DType::f16: return [](double x) { return double(to_float(to_f16(float(x)))); };
+    default: return [](double x) { return x; };
+  }
+}
+inline Ref rounded(const Ref& r, DType dtype) {
+  Round round = rounding_for(dtype);
+  Ref out = r;
+  for (double& x : out.v) x = round(x);
+  return out;
+}
+
+// Unit roundoff of a dtype: the relative error of storing one value.
+inline double unit_roundoff(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return 0x1p-24;
+    case DType::bf16: return 0x1p-8;
+    case DType::f16: return 0x1p-11;
+    default: return 0x1p-53;
+  }
+}
+
+inline double max_abs(const Ref& r) {
+  double m = 0;
+  for (double x : r.v) m = std::max(m, std::abs(x));
+  return m;
+}
+inline double max_abs_diff(const Ref& a, const Ref& b) {
+  double m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const double d = std::abs(a[i] - b[i]);
+    if (std::isnan(d)) return INFINITY;
+    m = std::max(m, d);
+  }
+  return m;
+}
+
+// The 2x rule. `exact` is the float64 reference, `naive` the same reference run in the op's
+// precision. Allowed: 2 * (naive error) + 2 * (rounding of the output in `dtype`).
+inline void expect_close_2x(const Tensor& actual, const Ref& exact, const Ref& naive, DType dtype,
+                            const std::string& what) {
+  ASSERT_EQ(actual.shape(), exact.shape) << what;
+  const Ref got = to_ref(actual);
+  const double naive_err = max_abs_diff(naive, exact);
+  const double floor = 2.0 * unit_roundoff(dtype) * std::max(1.0, max_abs(exact));
+  const double tol = 2.0 * naive_err + floor;
+  const double err = max_abs_diff(got, exact);
+  EXPECT_LE(err, tol) << what << ": max |actual - reference| = " << err
+                      << ", allowed 2 x naive " << dtype_name(dtype) << " error (" << naive_err
+                      << ") + output rounding (" << floor << ")";
+}
+
+// Exact equality (integer outputs, bitwise determinism).
+inline void expect_equal(const Tensor& a, const Tensor& b, const std::string& what) {
+  ASSERT_EQ(a.shape(), b.shape()) << what;
+  EXPECT_EQ(max_abs_diff(to_ref(a), to_ref(b)), 0.0) << what;
+}
+
+// Asserts that `statement` throws longctx::Error whose message contains every given fragment.
+#define EXPECT_LONGCTX_ERROR(statement, ...)                                          \
+  do {                                                                                \
+    try {                                                                             \
+      statement;                                                                      \
+      ADD_FAILURE() << "expected longctx::Error from: " #statement;                   \
+    } catch (const ::longctx::Error& e) {                                             \
+      for (const char* fragment : {__VA_ARGS__})                                      \
+        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)            \
+            << "error message \"" << e.what() << "\" lacks \"" << fragment << "\"";   \
+    }                                                                                 \
+  } while (0)
+
+}  // namespace longctx::test

@@ -1,0 +1,103 @@
+// Core: dtype conversions, tensor views and copies, contexts, error messages.
+#include <cmath>
+#include <cstring>
+
+#include "harness.h"
+
+namespace longctx::test {
+namespace {
+
+TEST(DType, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(to_float(to_bf16(1.0f)), 1.0f);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1.0).
+  EXPECT_EQ(to_float(to_bf16(1.0f + 0x1p-8f)), 1.0f);
+  EXPECT_EQ(to_float(to_bf16(1.0f + 3 * 0x1p-8f)), 1.0f + 0x1p-6f);
+  EXPECT_TRUE(std::isnan(to_float(to_bf16(NAN))));
+  EXPECT_TRUE(std::isinf(to_float(to_bf16(INFINITY))));
+}
+
+TEST(DType, F16RoundTripsEveryFiniteValue) {
+  // Every f16 bit pattern that is finite converts to f32 and back unchanged.
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    if ((bits & 0x7c00u) == 0x7c00u) continue;
+    const f16 h{uint16_t(bits)};
+    ASSERT_EQ(to_f16(to_float(h)).bits, h.bits) << "bits " << bits;
+  }
+}
+
+TEST(DType, F16RoundsToNearestEven) {
+  EXPECT_EQ(to_float(to_f16(1.0f + 0x1p-11f)), 1.0f);              // tie -> even
+  EXPECT_EQ(to_float(to_f16(1.0f + 3 * 0x1p-11f)), 1.0f + 0x1p-9f);  // tie -> even (up)
+  EXPECT_EQ(to_float(to_f16(65504.0f)), 65504.0f);
+  EXPECT_TRUE(std::isinf(to_float(to_f16(65520.0f))));
+  EXPECT_EQ(to_float(to_f16(0x1p-24f)), 0x1p-24f);  // smallest subnormal
+  EXPECT_EQ(to_float(to_f16(0x1p-26f)), 0.0f);      // below half of it: zero
+  EXPECT_EQ(to_float(to_f16(-3.0f * 0x1p-25f)), -0x1p-23f);  // 1.5 subnormal ULPs -> 2 (even)
+}
+
+TEST(DType, ParseRejectsUnknown) {
+  EXPECT_EQ(parse_dtype("bf16"), DType::bf16);
+  EXPECT_LONGCTX_ERROR(parse_dtype("f8"), "unknown dtype 'f8'", "f32");
+}
+
+TEST(Tensor, ViewsShareMemoryAndKeepItAlive) {
+  Tensor base = Tensor::empty({2, 3, 4}, DType::f32);
+  float* p = base.data_as<float>();
+  for (int i = 0; i < 24; ++i) p[i] = float(i);
+  Tensor row = base.select(0, 1);  // (3, 4) starting at 12
+  EXPECT_EQ(row.shape(), (Shape{3, 4}));
+  EXPECT_EQ(row.data_as<float>()[0], 12.0f);
+  Tensor col = base.narrow(2, 1, 2);  // (2, 3, 2), not contiguous
+  EXPECT_FALSE(col.is_contiguous());
+  Tensor packed = Tensor::empty(col.shape(), DType::f32);
+  packed.copy_from(col);
+  const float expected[] = {1, 2, 5, 6, 9, 10, 13, 14, 17, 18, 21, 22};
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(packed.data_as<float>()[i], expected[i]);
+  base = Tensor();  // the views still own the storage
+  EXPECT_EQ(row.data_as<float>()[1], 13.0f);
+}
+
+TEST(Tensor, ErrorsNameWhatWasWrong) {
+  Tensor t = Tensor::empty({2, 3}, DType::f32);
+  EXPECT_LONGCTX_ERROR(t.reshape({4, 2}), "cannot view (2, 3) as (4, 2)");
+  EXPECT_LONGCTX_ERROR(t.data_as<double>(), "holds f32", "asked for f64");
+  EXPECT_LONGCTX_ERROR(t.narrow(1, 2, 2), "[2, 4) out of range for size 3");
+  Tensor other = Tensor::empty({3, 2}, DType::f32);
+  EXPECT_LONGCTX_ERROR(t.copy_from(other), "source shape (3, 2)", "destination shape (2, 3)");
+  EXPECT_LONGCTX_ERROR(parse_device("gpu"), "unknown device 'gpu'");
+}
+
+TEST(Tensor, DtypeConversionRoundTrips) {
+  Rng rng(1);
+  Tensor x = random_tensor({5, 7}, DType::f32, rng);
+  Tensor back = x.to_dtype(DType::bf16).to_dtype(DType::f32);
+  const Ref a = to_ref(x), b = to_ref(back);
+  EXPECT_LE(max_abs_diff(a, b), unit_roundoff(DType::bf16));
+  EXPECT_GT(max_abs_diff(a, b), 0.0);
+}
+
+TEST(Context, CudaWithoutDeviceIsAClearError) {
+  const CudaStatus& status = cached_cuda_status();
+  if (status.available()) GTEST_SKIP() << "a CUDA device is present";
+  EXPECT_FALSE(status.reason.empty());
+  EXPECT_LONGCTX_ERROR(Context(Device::cuda(0)), "cuda:0");
+  EXPECT_LONGCTX_ERROR(Tensor::empty({4}, DType::f32, Device::cuda(0)), "");
+}
+
+TEST(Context, CudaRoundTripWhenPresent) {
+  LONGCTX_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  Context& ctx = context_for(Device::cuda(0));
+  Rng rng(2);
+  Tensor x = random_tensor({3, 5, 7}, DType::f32, rng);
+  Tensor on_gpu = x.to(Device::cuda(0), &ctx);
+  // A strided view copied device -> host goes through the CUDA strided-copy kernel.
+  Tensor back = on_gpu.narrow(1, 1, 3).to(Device::cpu(), &ctx);
+  Tensor expected = x.narrow(1, 1, 3).to(Device::cpu());
+  expect_equal(back, expected, "cuda strided copy");
+  Tensor filled = Tensor::empty({100}, DType::bf16, Device::cuda(0), &ctx);
+  filled.fill(0.5, &ctx);
+  EXPECT_EQ(max_abs_diff(to_ref(filled), Ref({100}, 0.5)), 0.0);
+}
+
+}  // namespace
+}  // namespace longctx::test
