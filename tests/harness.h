@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "longctx/longctx.h"
+#include "src/core/dispatch.h"
 
 namespace longctx::test {
 
@@ -64,7 +65,9 @@ inline const CudaStatus& cached_cuda_status() {
   return status;
 }
 
-inline std::vector<Device> all_devices() { return {Device::cpu(), Device::cuda(0)}; }
+inline std::vector<Device> all_devices() {
+  return {Device::cpu(), Device::cuda(0)};
+}
 
 // One Context per device for the whole test run (creating CUDA streams per test is slow).
 inline Context& context_for(Device device) {
@@ -75,9 +78,9 @@ inline Context& context_for(Device device) {
 }
 
 // Skips the current test, with the reason printed, when `device` is not usable here.
-#define LONGCTX_SKIP_IF_UNAVAILABLE(device)                                                  \
-  do {                                                                                       \
-    if ((device).is_cuda() && !::longctx::test::cached_cuda_status().available())            \
+#define LONGCTX_SKIP_IF_UNAVAILABLE(device)                                                      \
+  do {                                                                                           \
+    if ((device).is_cuda() && !::longctx::test::cached_cuda_status().available())                \
       GTEST_SKIP() << "no usable CUDA device: " << ::longctx::test::cached_cuda_status().reason; \
   } while (0)
 
@@ -125,10 +128,14 @@ inline Tensor from_ref(const Ref& r, DType dtype, Device device = Device::cpu())
 using Round = std::function<double(double)>;
 inline Round rounding_for(DType dtype) {
   switch (dtype) {
-    case DType::f32: return [](double x) { return double(float(x)); };
-    case DType::bf16: return [](double x) { return double(to_float(to_bf16(float(x)))); };
-    case DType::f16: return [](double x) { return double(to_float(to_f16(float(x)))); };
-    default: return [](double x) { return x; };
+    case DType::f32:
+      return [](double x) { return double(float(x)); };
+    case DType::bf16:
+      return [](double x) { return double(to_float(to_bf16(float(x)))); };
+    case DType::f16:
+      return [](double x) { return double(to_float(to_f16(float(x)))); };
+    default:
+      return [](double x) { return x; };
   }
 }
 inline Ref rounded(const Ref& r, DType dtype) {
@@ -141,10 +148,14 @@ inline Ref rounded(const Ref& r, DType dtype) {
 // Unit roundoff of a dtype: the relative error of storing one value.
 inline double unit_roundoff(DType dtype) {
   switch (dtype) {
-    case DType::f32: return 0x1p-24;
-    case DType::bf16: return 0x1p-8;
-    case DType::f16: return 0x1p-11;
-    default: return 0x1p-53;
+    case DType::f32:
+      return 0x1p-24;
+    case DType::bf16:
+      return 0x1p-8;
+    case DType::f16:
+      return 0x1p-11;
+    default:
+      return 0x1p-53;
   }
 }
 
@@ -173,9 +184,9 @@ inline void expect_close_2x(const Tensor& actual, const Ref& exact, const Ref& n
   const double floor = 2.0 * unit_roundoff(dtype) * std::max(1.0, max_abs(exact));
   const double tol = 2.0 * naive_err + floor;
   const double err = max_abs_diff(got, exact);
-  EXPECT_LE(err, tol) << what << ": max |actual - reference| = " << err
-                      << ", allowed 2 x naive " << dtype_name(dtype) << " error (" << naive_err
-                      << ") + output rounding (" << floor << ")";
+  EXPECT_LE(err, tol) << what << ": max |actual - reference| = " << err << ", allowed 2 x naive "
+                      << dtype_name(dtype) << " error (" << naive_err << ") + output rounding ("
+                      << floor << ")";
 }
 
 // Exact equality (integer outputs, bitwise determinism).
@@ -185,16 +196,102 @@ inline void expect_equal(const Tensor& a, const Tensor& b, const std::string& wh
 }
 
 // Asserts that `statement` throws longctx::Error whose message contains every given fragment.
-#define EXPECT_LONGCTX_ERROR(statement, ...)                                          \
-  do {                                                                                \
-    try {                                                                             \
-      statement;                                                                      \
-      ADD_FAILURE() << "expected longctx::Error from: " #statement;                   \
-    } catch (const ::longctx::Error& e) {                                             \
-      for (const char* fragment : {__VA_ARGS__})                                      \
-        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)            \
-            << "error message \"" << e.what() << "\" lacks \"" << fragment << "\"";   \
-    }                                                                                 \
+#define EXPECT_LONGCTX_ERROR(statement, ...)                                        \
+  do {                                                                              \
+    try {                                                                           \
+      statement;                                                                    \
+      ADD_FAILURE() << "expected longctx::Error from: " #statement;                 \
+    } catch (const ::longctx::Error& e) {                                           \
+      for (const char* fragment : {__VA_ARGS__})                                    \
+        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)          \
+            << "error message \"" << e.what() << "\" lacks \"" << fragment << "\""; \
+    }                                                                               \
   } while (0)
+
+}  // namespace longctx::test
+
+namespace longctx::test {
+
+// The oracle's arithmetic: long double (64-bit mantissa on x86), so that an f64 naive
+// implementation still has a measurable error against it.
+using Oracle = long double;
+inline double no_round(double x) {
+  return x;
+}
+
+// Calls f(TypeTag<S>{}) with S the arithmetic type of a naive implementation in `dtype`:
+// double for f64, float for f32/bf16/f16 (half types store rounded, compute in float).
+template <class F>
+decltype(auto) with_naive_type(DType dtype, F&& f) {
+  if (dtype == DType::f64) return f(TypeTag<double>{});
+  return f(TypeTag<float>{});
+}
+
+// Central finite differences of the scalar loss(inputs) with respect to every element of
+// inputs[which], in double. Use on small shapes; h = 1e-6 gives ~1e-10 absolute accuracy for
+// smooth losses of O(1) values.
+inline Ref finite_difference(const std::function<double(const std::vector<Ref>&)>& loss,
+                             std::vector<Ref> inputs, size_t which, double h = 1e-6) {
+  Ref grad(inputs[which].shape);
+  for (int64_t i = 0; i < grad.numel(); ++i) {
+    const double saved = inputs[which][i];
+    inputs[which][i] = saved + h;
+    const double up = loss(inputs);
+    inputs[which][i] = saved - h;
+    const double down = loss(inputs);
+    inputs[which][i] = saved;
+    grad[i] = (up - down) / (2 * h);
+  }
+  return grad;
+}
+
+inline double dot(const Ref& a, const Ref& b) {
+  double s = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+inline Ref random_ref(const Shape& shape, Rng& rng, double lo = -1.0, double hi = 1.0) {
+  Ref r(shape);
+  for (double& x : r.v) x = rng.uniform(lo, hi);
+  return r;
+}
+
+}  // namespace longctx::test
+
+namespace longctx::test {
+
+// A backend and the dtype it computes in: the second axis of every op's case table.
+struct Backend {
+  Device device;
+  DType dtype;
+  std::string name() const { return device.str().substr(0, 4) + "_" + dtype_name(dtype); }
+};
+inline void PrintTo(const Backend& b, std::ostream* os) {
+  *os << b.name();
+}
+// Put after an op's case struct (which has a `name`), in its namespace: gtest then prints the
+// name instead of the struct's bytes.
+#define LONGCTX_PRINTS_AS_NAME(Case)                                                  \
+  [[maybe_unused]] inline std::ostream& operator<<(std::ostream& os, const Case& c) { \
+    return os << c.name;                                                              \
+  }
+
+inline std::vector<Backend> all_backends() {
+  return {{Device::cpu(), DType::f32},
+          {Device::cpu(), DType::f64},
+          {Device::cuda(0), DType::f32},
+          {Device::cuda(0), DType::bf16},
+          {Device::cuda(0), DType::f16}};
+}
+
+// gtest parameter name for a (case, backend) pair: "<case>_<backend>".
+template <class Case>
+std::string case_name(const testing::TestParamInfo<std::tuple<Case, Backend>>& info) {
+  std::string name = std::get<0>(info.param).name + "_" + std::get<1>(info.param).name();
+  for (char& ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return name;
+}
 
 }  // namespace longctx::test

@@ -26,12 +26,12 @@ TEST(DType, F16RoundTripsEveryFiniteValue) {
 }
 
 TEST(DType, F16RoundsToNearestEven) {
-  EXPECT_EQ(to_float(to_f16(1.0f + 0x1p-11f)), 1.0f);              // tie -> even
+  EXPECT_EQ(to_float(to_f16(1.0f + 0x1p-11f)), 1.0f);                // tie -> even
   EXPECT_EQ(to_float(to_f16(1.0f + 3 * 0x1p-11f)), 1.0f + 0x1p-9f);  // tie -> even (up)
   EXPECT_EQ(to_float(to_f16(65504.0f)), 65504.0f);
   EXPECT_TRUE(std::isinf(to_float(to_f16(65520.0f))));
-  EXPECT_EQ(to_float(to_f16(0x1p-24f)), 0x1p-24f);  // smallest subnormal
-  EXPECT_EQ(to_float(to_f16(0x1p-26f)), 0.0f);      // below half of it: zero
+  EXPECT_EQ(to_float(to_f16(0x1p-24f)), 0x1p-24f);           // smallest subnormal
+  EXPECT_EQ(to_float(to_f16(0x1p-26f)), 0.0f);               // below half of it: zero
   EXPECT_EQ(to_float(to_f16(-3.0f * 0x1p-25f)), -0x1p-23f);  // 1.5 subnormal ULPs -> 2 (even)
 }
 

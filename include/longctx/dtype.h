@@ -14,9 +14,11 @@ namespace longctx {
 enum class DType : uint8_t { f32, f64, bf16, f16, i32, i64 };
 
 size_t dtype_size(DType dtype);
-const char* dtype_name(DType dtype);  // "f32", "bf16", ...
+const char* dtype_name(DType dtype);         // "f32", "bf16", ...
 DType parse_dtype(const std::string& name);  // inverse of dtype_name; throws Error
-inline bool is_floating(DType d) { return d != DType::i32 && d != DType::i64; }
+inline bool is_floating(DType d) {
+  return d != DType::i32 && d != DType::i64;
+}
 
 struct bf16 {
   uint16_t bits = 0;
@@ -36,7 +38,9 @@ inline uint32_t float_to_bits(float f) {
   return u;
 }
 
-inline float to_float(bf16 h) { return bits_to_float(uint32_t(h.bits) << 16); }
+inline float to_float(bf16 h) {
+  return bits_to_float(uint32_t(h.bits) << 16);
+}
 inline bf16 to_bf16(float f) {
   uint32_t u = float_to_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{uint16_t((u >> 16) | 0x40)};  // quiet NaN

@@ -28,7 +28,7 @@ std::string concat(const Args&... args) {
 }  // namespace longctx
 
 // LONGCTX_CHECK(cond, parts...) throws longctx::Error(concat(parts...)) when cond is false.
-#define LONGCTX_CHECK(cond, ...)                                   \
-  do {                                                             \
+#define LONGCTX_CHECK(cond, ...)                                                 \
+  do {                                                                           \
     if (!(cond)) throw ::longctx::Error(::longctx::detail::concat(__VA_ARGS__)); \
   } while (0)

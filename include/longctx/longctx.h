@@ -4,4 +4,5 @@
 #include "longctx/context.h"
 #include "longctx/dtype.h"
 #include "longctx/error.h"
+#include "longctx/ops/rmsnorm.h"
 #include "longctx/tensor.h"

@@ -74,7 +74,7 @@ class Tensor {
   std::string describe() const;  // "f32 cuda:0 (2, 3, 4)"
 
   // Views sharing this tensor's memory.
-  Tensor reshape(const Shape& shape) const;  // contiguous tensors only
+  Tensor reshape(const Shape& shape) const;   // contiguous tensors only
   Tensor select(int d, int64_t index) const;  // drops dimension d
   Tensor narrow(int d, int64_t start, int64_t length) const;
 

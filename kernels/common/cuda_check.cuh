@@ -11,11 +11,11 @@ namespace longctx::cuda {
                                    int line);
 }
 
-#define LONGCTX_CUDA_CHECK(statement)                                                    \
-  do {                                                                                   \
-    cudaError_t longctx_err_ = (statement);                                              \
-    if (longctx_err_ != cudaSuccess)                                                     \
-      ::longctx::cuda::throw_cuda_error(longctx_err_, #statement, __FILE__, __LINE__);   \
+#define LONGCTX_CUDA_CHECK(statement)                                                  \
+  do {                                                                                 \
+    cudaError_t longctx_err_ = (statement);                                            \
+    if (longctx_err_ != cudaSuccess)                                                   \
+      ::longctx::cuda::throw_cuda_error(longctx_err_, #statement, __FILE__, __LINE__); \
   } while (0)
 
 #define LONGCTX_CHECK_LAUNCH() LONGCTX_CUDA_CHECK(cudaGetLastError())

@@ -15,12 +15,12 @@ void throw_cuda_error(cudaError_t err, const char* statement, const char* file, 
                              ") in `", statement, "` on cuda:", device, " at ", file, ":", line));
 }
 
-#define LONGCTX_CUBLAS_CHECK(statement)                                                   \
-  do {                                                                                    \
-    cublasStatus_t st_ = (statement);                                                     \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                                     \
+#define LONGCTX_CUBLAS_CHECK(statement)                                                     \
+  do {                                                                                      \
+    cublasStatus_t st_ = (statement);                                                       \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                       \
       throw Error(detail::concat("cuBLASLt error ", int(st_), " in `", #statement, "` at ", \
-                                 __FILE__, ":", __LINE__));                               \
+                                 __FILE__, ":", __LINE__));                                 \
   } while (0)
 
 CudaStatus status() {
@@ -47,7 +47,9 @@ CudaStatus status() {
   return s;
 }
 
-void set_device(int device) { LONGCTX_CUDA_CHECK(cudaSetDevice(device)); }
+void set_device(int device) {
+  LONGCTX_CUDA_CHECK(cudaSetDevice(device));
+}
 
 void* malloc_async(size_t bytes, int device, void* stream) {
   set_device(device);
@@ -146,12 +148,24 @@ void fill(void* dst, DType dtype, int64_t count, double value, void* stream) {
     fill_kernel<<<grid_for(count), 256, 0, s>>>(static_cast<T*>(dst), count, typed_value);
   };
   switch (dtype) {
-    case DType::f32: launch(float(value)); break;
-    case DType::f64: launch(double(value)); break;
-    case DType::bf16: launch(to_bf16(float(value)).bits); break;
-    case DType::f16: launch(to_f16(float(value)).bits); break;
-    case DType::i32: launch(int32_t(value)); break;
-    case DType::i64: launch(int64_t(value)); break;
+    case DType::f32:
+      launch(float(value));
+      break;
+    case DType::f64:
+      launch(double(value));
+      break;
+    case DType::bf16:
+      launch(to_bf16(float(value)).bits);
+      break;
+    case DType::f16:
+      launch(to_f16(float(value)).bits);
+      break;
+    case DType::i32:
+      launch(int32_t(value));
+      break;
+    case DType::i64:
+      launch(int64_t(value));
+      break;
   }
   LONGCTX_CHECK_LAUNCH();
 }
@@ -194,7 +208,9 @@ void destroy_state(Context::CudaState* state) {
   delete state;
 }
 
-void* stream_of(const Context::CudaState* state) { return state ? state->stream : nullptr; }
+void* stream_of(const Context::CudaState* state) {
+  return state ? state->stream : nullptr;
+}
 
 Context::CudaState& state_of(const Context& ctx) {
   LONGCTX_CHECK(ctx.cuda_state() != nullptr, "expected a CUDA context, got one for ",

@@ -27,8 +27,9 @@ CudaStatus cuda_status() {
   return cuda::status();
 #else
   CudaStatus s;
-  s.reason = "this build of longctx has no CUDA backend (configured with LONGCTX_CUDA=OFF or "
-             "without nvcc)";
+  s.reason =
+      "this build of longctx has no CUDA backend (configured with LONGCTX_CUDA=OFF or "
+      "without nvcc)";
   return s;
 #endif
 }
@@ -56,8 +57,7 @@ int hardware_threads() {
 }  // namespace
 
 Context::Context(Device device, int cpu_threads) : device_(device) {
-  LONGCTX_CHECK(cpu_threads >= 0, "Context: cpu_threads must be >= 0 (0 = all), got ",
-                cpu_threads);
+  LONGCTX_CHECK(cpu_threads >= 0, "Context: cpu_threads must be >= 0 (0 = all), got ", cpu_threads);
   cpu_threads_ = cpu_threads > 0 ? cpu_threads : hardware_threads();
   if (device.is_cuda()) {
 #if LONGCTX_WITH_CUDA

@@ -15,8 +15,9 @@ namespace longctx {
 namespace {
 
 [[noreturn, maybe_unused]] void no_cuda(const char* what) {
-  throw Error(detail::concat(what, ": this build of longctx has no CUDA backend (configure with "
-                                   "-DLONGCTX_CUDA=ON on a machine with nvcc)"));
+  throw Error(detail::concat(what,
+                             ": this build of longctx has no CUDA backend (configure with "
+                             "-DLONGCTX_CUDA=ON on a machine with nvcc)"));
 }
 
 [[maybe_unused]] void* cuda_stream(const Context* ctx, Device device) {
@@ -94,7 +95,8 @@ Tensor::Tensor(void* data, DType dtype, Device device, Shape shape, Shape stride
       defined_(true) {
   LONGCTX_CHECK(strides_.size() == shape_.size(), "Tensor: shape ", shape_str(shape_), " has ",
                 shape_.size(), " dims but strides ", shape_str(strides_), " has ", strides_.size());
-  for (int64_t s : shape_) LONGCTX_CHECK(s >= 0, "Tensor: negative size in shape ", shape_str(shape_));
+  for (int64_t s : shape_)
+    LONGCTX_CHECK(s >= 0, "Tensor: negative size in shape ", shape_str(shape_));
 }
 
 int64_t Tensor::numel() const {
@@ -138,7 +140,9 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, const Conte
   void* stream = cuda::stream_of(state.get());
   void* ptr = cuda::malloc_async(bytes, device.index, stream);
   const int index = device.index;
-  auto release = [index, state](void* p) { cuda::free_async(p, index, cuda::stream_of(state.get())); };
+  auto release = [index, state](void* p) {
+    cuda::free_async(p, index, cuda::stream_of(state.get()));
+  };
   return Tensor(ptr, dtype, device, shape, {}, std::shared_ptr<void>(ptr, release));
 #else
   (void)ctx;
@@ -243,23 +247,41 @@ Tensor Tensor::to(Device device, const Context* ctx) const {
 namespace {
 double load_as_double(const void* p, DType d) {
   switch (d) {
-    case DType::f32: return *static_cast<const float*>(p);
-    case DType::f64: return *static_cast<const double*>(p);
-    case DType::bf16: return to_float(*static_cast<const bf16*>(p));
-    case DType::f16: return to_float(*static_cast<const f16*>(p));
-    case DType::i32: return *static_cast<const int32_t*>(p);
-    case DType::i64: return double(*static_cast<const int64_t*>(p));
+    case DType::f32:
+      return *static_cast<const float*>(p);
+    case DType::f64:
+      return *static_cast<const double*>(p);
+    case DType::bf16:
+      return to_float(*static_cast<const bf16*>(p));
+    case DType::f16:
+      return to_float(*static_cast<const f16*>(p));
+    case DType::i32:
+      return *static_cast<const int32_t*>(p);
+    case DType::i64:
+      return double(*static_cast<const int64_t*>(p));
   }
   return 0;
 }
 void store_from_double(void* p, DType d, double v) {
   switch (d) {
-    case DType::f32: *static_cast<float*>(p) = float(v); break;
-    case DType::f64: *static_cast<double*>(p) = v; break;
-    case DType::bf16: *static_cast<bf16*>(p) = to_bf16(float(v)); break;
-    case DType::f16: *static_cast<f16*>(p) = to_f16(float(v)); break;
-    case DType::i32: *static_cast<int32_t*>(p) = int32_t(v); break;
-    case DType::i64: *static_cast<int64_t*>(p) = int64_t(v); break;
+    case DType::f32:
+      *static_cast<float*>(p) = float(v);
+      break;
+    case DType::f64:
+      *static_cast<double*>(p) = v;
+      break;
+    case DType::bf16:
+      *static_cast<bf16*>(p) = to_bf16(float(v));
+      break;
+    case DType::f16:
+      *static_cast<f16*>(p) = to_f16(float(v));
+      break;
+    case DType::i32:
+      *static_cast<int32_t*>(p) = int32_t(v);
+      break;
+    case DType::i64:
+      *static_cast<int64_t*>(p) = int64_t(v);
+      break;
   }
 }
 }  // namespace

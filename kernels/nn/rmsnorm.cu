@@ -1,0 +1,122 @@
+// rmsnorm on CUDA. Forward: one block per row, f32 sum of squares by CUB BlockReduce.
+// Backward: one block per row for dx; dweight from per-chunk partial sums (f32, fixed chunks of
+// rows) reduced by a second kernel, so it is deterministic without atomics.
+#include <cub/block/block_reduce.cuh>
+
+#include "kernels/common/context_state.cuh"
+#include "kernels/common/cuda_check.cuh"
+#include "kernels/common/types.cuh"
+#include "longctx/ops/rmsnorm.h"
+
+namespace longctx::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kRowsPerChunk = 32;  // rows whose dweight contributions one block sums
+
+template <class T>
+__global__ void rmsnorm_fwd_kernel(T* out, float* rstd, const T* x, const T* weight, int64_t C,
+                                   float eps) {
+  using Reduce = cub::BlockReduce<float, kThreads>;
+  __shared__ typename Reduce::TempStorage temp;
+  __shared__ float inv_shared;
+  const int64_t row = blockIdx.x;
+  const T* xr = x + row * C;
+  float sum_sq = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += kThreads) {
+    const float v = load_f32(xr[c]);
+    sum_sq += v * v;
+  }
+  sum_sq = Reduce(temp).Sum(sum_sq);
+  if (threadIdx.x == 0) {
+    inv_shared = rsqrtf(sum_sq / float(C) + eps);
+    rstd[row] = inv_shared;
+  }
+  __syncthreads();
+  const float inv = inv_shared;
+  T* yr = out + row * C;
+  for (int64_t c = threadIdx.x; c < C; c += kThreads)
+    yr[c] = store_as<T>(load_f32(xr[c]) * inv * load_f32(weight[c]));
+}
+
+template <class T>
+__global__ void rmsnorm_bwd_kernel(T* dx, float* dweight_partial, const T* dout, const T* x,
+                                   const T* weight, const float* rstd, int64_t rows, int64_t C) {
+  using Reduce = cub::BlockReduce<float, kThreads>;
+  __shared__ typename Reduce::TempStorage temp;
+  __shared__ float coef_shared;
+  const int64_t chunk = blockIdx.x;
+  const int64_t end = min(rows, (chunk + 1) * kRowsPerChunk);
+  float* dw = dweight_partial + chunk * C;
+  for (int64_t c = threadIdx.x; c < C; c += kThreads) dw[c] = 0.f;
+  for (int64_t row = chunk * kRowsPerChunk; row < end; ++row) {
+    const T* xr = x + row * C;
+    const T* dyr = dout + row * C;
+    const float inv = rstd[row];
+    float dot = 0.f;
+    for (int64_t c = threadIdx.x; c < C; c += kThreads)
+      dot += load_f32(dyr[c]) * load_f32(weight[c]) * load_f32(xr[c]);
+    dot = Reduce(temp).Sum(dot);
+    if (threadIdx.x == 0) coef_shared = dot * inv * inv * inv / float(C);
+    __syncthreads();
+    const float coef = coef_shared;
+    T* dxr = dx + row * C;
+    for (int64_t c = threadIdx.x; c < C; c += kThreads) {
+      const float xv = load_f32(xr[c]), dy = load_f32(dyr[c]);
+      dw[c] += dy * xv * inv;
+      dxr[c] = store_as<T>(dy * load_f32(weight[c]) * inv - xv * coef);
+    }
+    __syncthreads();  // coef_shared and temp are reused by the next row
+  }
+}
+
+template <class T>
+__global__ void sum_chunks_kernel(T* dweight, const float* partial, int64_t chunks, int64_t C) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= C) return;
+  float sum = 0.f;
+  for (int64_t k = 0; k < chunks; ++k) sum += partial[k * C + c];
+  dweight[c] = store_as<T>(sum);
+}
+
+}  // namespace
+
+void rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& rstd, const Tensor& x,
+                 const Tensor& weight, const RMSNormParams& params) {
+  const int64_t C = x.size(-1), rows = C ? x.numel() / C : 0;
+  if (rows == 0) return;
+  cudaStream_t stream = state_of(ctx).stream;
+  dispatch_cuda_float("rmsnorm_fwd", x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    rmsnorm_fwd_kernel<T><<<unsigned(rows), kThreads, 0, stream>>>(
+        static_cast<T*>(out.data()), rstd.data_as<float>(), static_cast<const T*>(x.data()),
+        static_cast<const T*>(weight.data()), C, float(params.eps));
+  });
+  LONGCTX_CHECK_LAUNCH();
+}
+
+void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dout,
+                 const Tensor& x, const Tensor& weight, const Tensor& rstd) {
+  const int64_t C = x.size(-1), rows = C ? x.numel() / C : 0;
+  cudaStream_t stream = state_of(ctx).stream;
+  const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
+  Tensor partial = Tensor::zeros({std::max<int64_t>(chunks, 1), C}, DType::f32, ctx.device(), &ctx);
+  dispatch_cuda_float("rmsnorm_bwd", x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (chunks > 0) {
+      rmsnorm_bwd_kernel<T><<<unsigned(chunks), kThreads, 0, stream>>>(
+          static_cast<T*>(dx.data()), partial.data_as<float>(), static_cast<const T*>(dout.data()),
+          static_cast<const T*>(x.data()), static_cast<const T*>(weight.data()),
+          rstd.data_as<float>(), rows, C);
+      LONGCTX_CHECK_LAUNCH();
+    }
+    if (C > 0) {
+      sum_chunks_kernel<T><<<unsigned((C + 255) / 256), 256, 0, stream>>>(
+          static_cast<T*>(dweight.data()), partial.data_as<float>(), chunks, C);
+      LONGCTX_CHECK_LAUNCH();
+    }
+  });
+}
+
+}  // namespace longctx::cuda

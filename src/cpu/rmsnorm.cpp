@@ -1,0 +1,74 @@
+// rmsnorm on the CPU: one row per work item; dweight reduced over fixed row chunks so the result
+// does not depend on the thread count.
+#include <cmath>
+#include <vector>
+
+#include "longctx/ops/rmsnorm.h"
+#include "src/core/dispatch.h"
+#include "src/cpu/parallel.h"
+
+namespace longctx::cpu {
+
+void rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& rstd, const Tensor& x,
+                 const Tensor& weight, const RMSNormParams& params) {
+  dispatch_cpu_float("rmsnorm_fwd", x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t C = x.size(-1), rows = x.numel() / std::max<int64_t>(C, 1);
+    const T* xp = x.data_as<T>();
+    const T* w = weight.data_as<T>();
+    T* y = out.data_as<T>();
+    T* r = rstd.data_as<T>();
+    parallel_for(ctx, rows, [&](int64_t row) {
+      const T* xr = xp + row * C;
+      T sum_sq = 0;
+      for (int64_t c = 0; c < C; ++c) sum_sq += xr[c] * xr[c];
+      const T inv = T(1) / std::sqrt(sum_sq / T(C) + T(params.eps));
+      r[row] = inv;
+      T* yr = y + row * C;
+      for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] * inv * w[c];
+    });
+  });
+}
+
+void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dout,
+                 const Tensor& x, const Tensor& weight, const Tensor& rstd) {
+  dispatch_cpu_float("rmsnorm_bwd", x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t C = x.size(-1), rows = x.numel() / std::max<int64_t>(C, 1);
+    const T* xp = x.data_as<T>();
+    const T* w = weight.data_as<T>();
+    const T* dy = dout.data_as<T>();
+    const T* r = rstd.data_as<T>();
+    T* dxp = dx.data_as<T>();
+    // y = x * r * w with r = (mean(x^2) + eps)^-1/2:
+    // dx = r * (dy * w) - x * r^3 / C * sum(dy * w * x);  dw = sum_rows(dy * x * r).
+    constexpr int64_t kChunks = 64;  // fixed, so dweight is the same for any thread count
+    const int64_t chunk_rows = (rows + kChunks - 1) / kChunks;
+    std::vector<T> partial(size_t(kChunks * C), T(0));
+    parallel_for(ctx, kChunks, [&](int64_t chunk) {
+      T* dw = partial.data() + chunk * C;
+      const int64_t end = std::min(rows, (chunk + 1) * chunk_rows);
+      for (int64_t row = chunk * chunk_rows; row < end; ++row) {
+        const T* xr = xp + row * C;
+        const T* dyr = dy + row * C;
+        const T inv = r[row];
+        T dot = 0;
+        for (int64_t c = 0; c < C; ++c) dot += dyr[c] * w[c] * xr[c];
+        const T coef = dot * inv * inv * inv / T(C);
+        T* dxr = dxp + row * C;
+        for (int64_t c = 0; c < C; ++c) {
+          dw[c] += dyr[c] * xr[c] * inv;
+          dxr[c] = dyr[c] * w[c] * inv - xr[c] * coef;
+        }
+      }
+    });
+    T* dw = dweight.data_as<T>();
+    for (int64_t c = 0; c < C; ++c) {
+      T sum = 0;
+      for (int64_t chunk = 0; chunk < kChunks; ++chunk) sum += partial[size_t(chunk * C + c)];
+      dw[c] = sum;
+    }
+  });
+}
+
+}  // namespace longctx::cpu

@@ -1,0 +1,40 @@
+// What every op's dispatch needs: the dtypes each backend computes in, and the error for a build
+// without CUDA. One place, so `supports`-style questions and dispatch cannot disagree.
+#pragma once
+
+#include <initializer_list>
+
+#include "longctx/context.h"
+#include "src/core/checks.h"
+
+namespace longctx {
+
+// Floating dtypes each backend computes in: CPU in f32 (and f64 for tests), CUDA in f32, bf16
+// and f16 storage with f32 accumulation.
+inline std::initializer_list<DType> backend_dtypes(Device device) {
+  static const std::initializer_list<DType> cpu = {DType::f32, DType::f64};
+  static const std::initializer_list<DType> cuda = {DType::f32, DType::bf16, DType::f16};
+  return device.is_cpu() ? cpu : cuda;
+}
+
+// Checks that `t` is on the context's device, in a dtype that backend supports.
+inline void check_backend(const Context& ctx, const char* op, const char* name, const Tensor& t) {
+  check_arg(op, name, t).device(ctx.device()).dtype_in(backend_dtypes(ctx.device()));
+}
+
+[[noreturn]] inline void throw_no_cuda(const char* op) {
+  throw Error(detail::concat(op,
+                             ": this build of longctx has no CUDA backend (configure with "
+                             "-DLONGCTX_CUDA=ON on a machine with nvcc)"));
+}
+
+}  // namespace longctx
+
+// Calls cpu::fn(args...) or cuda::fn(args...) by the context's device.
+#if LONGCTX_WITH_CUDA
+#define LONGCTX_DISPATCH(ctx, fn, ...) \
+  ((ctx).device().is_cpu() ? ::longctx::cpu::fn(__VA_ARGS__) : ::longctx::cuda::fn(__VA_ARGS__))
+#else
+#define LONGCTX_DISPATCH(ctx, fn, ...) \
+  ((ctx).device().is_cpu() ? ::longctx::cpu::fn(__VA_ARGS__) : ::longctx::throw_no_cuda(#fn))
+#endif
