@@ -1,0 +1,58 @@
+// attention: flash attention (flash_attn_func semantics) and KV-cache decoding
+// (flash_attn_with_kvcache semantics).
+//
+// Layouts (contiguous):  q, out, dout, dq: (B, Tq, H, D)   k, v, dk, dv: (B, Tk, Hkv, D)
+//                        lse: (B, H, Tq) f32 (f64 when q is f64), natural log
+// H % Hkv == 0: query head h reads kv head h / (H / Hkv) (MHA, GQA, MQA).
+//
+// Masking, bottom-right aligned as in flash-attention: query i may see key j iff
+//   i + Tk - Tq - window_left <= j <= i + Tk - Tq + window_right
+// with a window side of -1 meaning unbounded; causal = (window_right = 0). A query row with no
+// visible key gives out = 0 and lse = -inf.
+// softcap > 0 replaces each score s (after scaling) by softcap * tanh(s / softcap).
+//
+// CPU: f32, f64, any head dim. CUDA: f32, bf16, f16 storage, f32 accumulation; the head dims of
+// attention_supports(). Memory: O(B·T·H·D); no Tq x Tk matrix is ever materialised.
+#pragma once
+
+#include <string>
+
+#include "longctx/context.h"
+
+namespace longctx {
+
+struct AttentionParams {
+  float softmax_scale = 0.f;  // 0 means 1/sqrt(D)
+  bool causal = false;
+  int window_left = -1;   // keys visible to the left of the aligned diagonal; -1 = unbounded
+  int window_right = -1;  // to the right; -1 = unbounded (causal forces 0)
+  float softcap = 0.f;    // 0 = off
+  bool deterministic = false;  // backward: no atomics, bitwise repeatable
+};
+
+// "" when (device, dtype, head_dim) is supported, else the reason, naming what is supported.
+// Dispatch and the tests use this same table.
+std::string attention_supports(Device device, DType dtype, int64_t head_dim);
+
+void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                   const Tensor& k, const Tensor& v, const AttentionParams& params = {});
+
+// Recomputes the probabilities from lse; dq, dk, dv are overwritten.
+void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& lse, const AttentionParams& params = {});
+
+// Decoding against a KV cache. q: (B, Tq, H, D) with Tq new tokens (1..a few);
+// k_cache, v_cache: (B, Tmax, Hkv, D); cache_seqlens: (B) i32, the valid length of each cache
+// before this call. When k_new/v_new (B, Tq, Hkv, D) are given they are written into the cache
+// at [cache_seqlens[b], cache_seqlens[b] + Tq) first (requires that end <= Tmax), and attention
+// runs over the cache_seqlens[b] + Tq keys; otherwise over cache_seqlens[b] keys. Masking as
+// above with Tk the per-batch key count. cache_seqlens is not modified.
+// The cache is split along its length (flash-decoding); num_splits = 0 picks a count.
+// out: (B, Tq, H, D); lse: (B, H, Tq).
+void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                      const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
+                      const Tensor& k_new = {}, const Tensor& v_new = {},
+                      const AttentionParams& params = {}, int num_splits = 0);
+
+}  // namespace longctx

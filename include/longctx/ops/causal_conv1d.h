@@ -1,0 +1,36 @@
+// causal_conv1d: depthwise causal convolution (causal_conv1d_fn semantics) and its decode step.
+//
+//   out[b, d, t] = act(bias[d] + sum_{w < W} weight[d, w] * x[b, d, t - (W - 1) + w])
+// with x = 0 before t = 0 and act = identity or silu.
+// Layouts: x, out, dx, dout: (B, D, T);  weight, dweight: (D, W) with 1 <= W <= 4;
+//          bias, dbias: (D);  conv_state: (B, D, W - 1), the last W - 1 inputs, oldest first.
+// CPU: f32/f64. CUDA: f32/bf16/f16, weight and bias in the same dtype as x.
+#pragma once
+
+#include "longctx/context.h"
+
+namespace longctx {
+
+enum class Activation { none, silu };
+
+struct CausalConv1dParams {
+  Activation activation = Activation::none;
+};
+
+void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x,
+                       const Tensor& weight, const Tensor& bias = {},
+                       const CausalConv1dParams& params = {});
+
+// dbias is required exactly when bias is given. Gradients are overwritten.
+void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
+                       const Tensor& dbias, const Tensor& dout, const Tensor& x,
+                       const Tensor& weight, const Tensor& bias = {},
+                       const CausalConv1dParams& params = {});
+
+// One decode step: x, out: (B, D). Computes the output for x given the W - 1 previous inputs in
+// conv_state, then shifts x into conv_state (in place).
+void causal_conv1d_update(const Context& ctx, const Tensor& out, const Tensor& conv_state,
+                          const Tensor& x, const Tensor& weight, const Tensor& bias = {},
+                          const CausalConv1dParams& params = {});
+
+}  // namespace longctx
