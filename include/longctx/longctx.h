@@ -6,3 +6,4 @@
 #include "longctx/error.h"
 #include "longctx/ops/rmsnorm.h"
 #include "longctx/tensor.h"
+#include "longctx/model/config.h"

@@ -1,0 +1,315 @@
+// ModelConfig from/to JSON with strict checking: every key known, every type right, every shape
+// possible, each error naming the key (see config.h).
+#include "longctx/model/config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "longctx/error.h"
+
+namespace longctx {
+
+namespace {
+
+using nlohmann::json;
+
+struct KindInfo {
+  LayerKind kind;
+  const char* name;
+  char letter;
+};
+constexpr KindInfo kKinds[] = {
+    {LayerKind::attention, "attention", '*'},
+    {LayerKind::sliding_attention, "sliding_attention", 'W'},
+    {LayerKind::mamba, "mamba", 'M'},
+    {LayerKind::mamba2, "mamba2", 'S'},
+    {LayerKind::rglru, "rglru", 'R'},
+    {LayerKind::mlp, "mlp", '-'},
+};
+
+std::string known_names() {
+  std::string s;
+  for (const auto& k : kKinds) s += std::string(s.empty() ? "" : ", ") + k.name;
+  return s;
+}
+
+// Reads the members of one JSON object, checking types and rejecting keys it was not asked for.
+class ObjectReader {
+ public:
+  ObjectReader(const json& object, std::string path) : object_(object), path_(std::move(path)) {
+    LONGCTX_CHECK(object_.is_object(), "config: ", where(""), " must be an object, got ",
+                  object_.type_name());
+  }
+  // Call after reading: rejects every key that was not asked for.
+  void finish() const {
+    for (const auto& [key, value] : object_.items()) {
+      (void)value;
+      if (!seen_.count(key)) {
+        std::string known;
+        for (const auto& k : seen_) known += std::string(known.empty() ? "" : ", ") + k;
+        throw Error(
+            detail::concat("config: unknown key '", where(key), "' (known here: ", known, ")"));
+      }
+    }
+  }
+  void integer(const char* key, int64_t& out) {
+    if (const json* v = find(key)) {
+      LONGCTX_CHECK(v->is_number_integer(), "config: '", where(key), "' must be an integer, got ",
+                    v->type_name(), " ", v->dump());
+      out = v->get<int64_t>();
+    }
+  }
+  void number(const char* key, double& out) {
+    if (const json* v = find(key)) {
+      LONGCTX_CHECK(v->is_number(), "config: '", where(key), "' must be a number, got ",
+                    v->type_name(), " ", v->dump());
+      out = v->get<double>();
+    }
+  }
+  void boolean(const char* key, bool& out) {
+    if (const json* v = find(key)) {
+      LONGCTX_CHECK(v->is_boolean(), "config: '", where(key), "' must be true or false, got ",
+                    v->type_name(), " ", v->dump());
+      out = v->get<bool>();
+    }
+  }
+  void string(const char* key, std::string& out) {
+    if (const json* v = find(key)) {
+      LONGCTX_CHECK(v->is_string(), "config: '", where(key), "' must be a string, got ",
+                    v->type_name(), " ", v->dump());
+      out = v->get<std::string>();
+    }
+  }
+  const json* find(const char* key) {
+    seen_.insert(key);
+    auto it = object_.find(key);
+    return it == object_.end() ? nullptr : &*it;
+  }
+  std::string where(const std::string& key) const {
+    if (path_.empty()) return key.empty() ? "the config" : key;
+    return key.empty() ? path_ : path_ + "." + key;
+  }
+
+ private:
+  const json& object_;
+  std::string path_;
+  std::set<std::string> seen_;
+};
+
+void require(bool ok, const std::string& key, const std::string& what) {
+  LONGCTX_CHECK(ok, "config: '", key, "' ", what);
+}
+
+}  // namespace
+
+const char* layer_kind_name(LayerKind kind) {
+  for (const auto& k : kKinds)
+    if (k.kind == kind) return k.name;
+  return "?";
+}
+
+char layer_kind_letter(LayerKind kind) {
+  for (const auto& k : kKinds)
+    if (k.kind == kind) return k.letter;
+  return '?';
+}
+
+std::vector<LayerKind> parse_layer_pattern(const std::string& pattern) {
+  std::vector<LayerKind> layers;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const auto* k = std::find_if(std::begin(kKinds), std::end(kKinds),
+                                 [&](const KindInfo& info) { return info.letter == pattern[i]; });
+    LONGCTX_CHECK(k != std::end(kKinds), "config: 'pattern' has unknown layer letter '", pattern[i],
+                  "' at position ", i,
+                  " (known: '*' attention, 'W' sliding_attention, 'M' mamba, 'S' mamba2, "
+                  "'R' rglru, '-' mlp)");
+    layers.push_back(k->kind);
+  }
+  return layers;
+}
+
+int64_t ModelConfig::count(LayerKind kind) const {
+  return std::count(layers.begin(), layers.end(), kind);
+}
+
+std::string ModelConfig::pattern() const {
+  std::string p;
+  for (LayerKind k : layers) p += layer_kind_letter(k);
+  return p;
+}
+
+void ModelConfig::validate() {
+  require(vocab_size >= 1, "vocab_size", detail::concat("must be >= 1, got ", vocab_size));
+  require(d_model >= 1, "d_model", detail::concat("must be >= 1, got ", d_model));
+  require(!layers.empty(), "pattern", "must give at least one layer");
+  require(norm_eps > 0, "norm_eps", detail::concat("must be > 0, got ", norm_eps));
+  const bool has_attention = count(LayerKind::attention) + count(LayerKind::sliding_attention) > 0;
+  if (has_attention) {
+    const auto& a = attention;
+    require(a.n_heads >= 1 && d_model % a.n_heads == 0, "attention.n_heads",
+            detail::concat("must divide d_model ", d_model, ", got ", a.n_heads));
+    require(a.n_kv_heads >= 1 && a.n_heads % a.n_kv_heads == 0, "attention.n_kv_heads",
+            detail::concat("must divide attention.n_heads ", a.n_heads, ", got ", a.n_kv_heads));
+    require(head_dim() % 2 == 0, "attention.n_heads",
+            detail::concat("gives head dim ", head_dim(), "; RoPE needs an even head dim"));
+    require(a.rope_theta > 0, "attention.rope_theta", "must be > 0");
+  }
+  if (count(LayerKind::sliding_attention))
+    require(attention.window >= 1, "attention.window",
+            detail::concat("must be >= 1 for sliding-window layers, got ", attention.window));
+  if (count(LayerKind::mamba)) {
+    auto& m = mamba;
+    require(m.d_state >= 1 && m.d_state <= 256, "mamba.d_state",
+            detail::concat("must be in [1, 256], got ", m.d_state));
+    require(m.d_conv >= 1 && m.d_conv <= 4, "mamba.d_conv",
+            detail::concat("must be in [1, 4], got ", m.d_conv));
+    require(m.expand >= 1, "mamba.expand", detail::concat("must be >= 1, got ", m.expand));
+    if (m.dt_rank == 0) m.dt_rank = (d_model + 15) / 16;
+    require(m.dt_rank >= 1, "mamba.dt_rank", detail::concat("must be >= 1, got ", m.dt_rank));
+    require(m.dt_min > 0 && m.dt_max >= m.dt_min, "mamba.dt_min",
+            "and mamba.dt_max must satisfy 0 < dt_min <= dt_max");
+  }
+  if (count(LayerKind::mamba2)) {
+    const auto& m = mamba2;
+    require(m.d_state >= 1 && m.d_state <= 256, "mamba2.d_state",
+            detail::concat("must be in [1, 256], got ", m.d_state));
+    require(m.expand >= 1, "mamba2.expand", detail::concat("must be >= 1, got ", m.expand));
+    require(m.head_dim >= 1 && mamba2_inner() % m.head_dim == 0, "mamba2.head_dim",
+            detail::concat("must divide the inner width expand * d_model = ", mamba2_inner(),
+                           ", got ", m.head_dim));
+    require(m.n_groups >= 1 && mamba2_heads() % m.n_groups == 0, "mamba2.n_groups",
+            detail::concat("must divide the head count ", mamba2_heads(), ", got ", m.n_groups));
+    require(m.d_conv >= 1 && m.d_conv <= 4, "mamba2.d_conv",
+            detail::concat("must be in [1, 4], got ", m.d_conv));
+    require(m.chunk_size >= 1, "mamba2.chunk_size",
+            detail::concat("must be >= 1, got ", m.chunk_size));
+  }
+  if (count(LayerKind::rglru)) {
+    if (rglru.width == 0) rglru.width = d_model;
+    require(rglru.width >= 1, "rglru.width", detail::concat("must be >= 1, got ", rglru.width));
+    require(rglru.d_conv >= 1 && rglru.d_conv <= 4, "rglru.d_conv",
+            detail::concat("must be in [1, 4], got ", rglru.d_conv));
+  }
+  if (count(LayerKind::mlp)) {
+    if (mlp.hidden == 0) mlp.hidden = (8 * d_model / 3 + 63) / 64 * 64;
+    require(mlp.hidden >= 1, "mlp.hidden", detail::concat("must be >= 1, got ", mlp.hidden));
+  }
+}
+
+ModelConfig ModelConfig::from_json(const std::string& text) {
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw Error(std::string("config: not valid JSON: ") + e.what());
+  }
+  ModelConfig c;
+  {
+    ObjectReader r(root, "");
+    r.string("name", c.name);
+    r.integer("vocab_size", c.vocab_size);
+    r.integer("d_model", c.d_model);
+    r.boolean("tie_embeddings", c.tie_embeddings);
+    r.number("norm_eps", c.norm_eps);
+    const json* pattern = r.find("pattern");
+    const json* layers = r.find("layers");
+    LONGCTX_CHECK(!(pattern && layers), "config: give either 'pattern' or 'layers', not both");
+    LONGCTX_CHECK(pattern || layers, "config: 'pattern' (e.g. \"M-M-*-\") or 'layers' is required");
+    if (pattern) {
+      LONGCTX_CHECK(pattern->is_string(), "config: 'pattern' must be a string, got ",
+                    pattern->type_name());
+      c.layers = parse_layer_pattern(pattern->get<std::string>());
+    } else {
+      LONGCTX_CHECK(layers->is_array(), "config: 'layers' must be an array of layer names, got ",
+                    layers->type_name());
+      for (size_t i = 0; i < layers->size(); ++i) {
+        const json& item = (*layers)[i];
+        LONGCTX_CHECK(item.is_string(), "config: 'layers[", i, "]' must be a string, got ",
+                      item.type_name());
+        const auto* k = std::find_if(
+            std::begin(kKinds), std::end(kKinds),
+            [&](const KindInfo& info) { return item.get<std::string>() == info.name; });
+        LONGCTX_CHECK(k != std::end(kKinds), "config: 'layers[", i, "]' is '",
+                      item.get<std::string>(), "', not a layer kind (known: ", known_names(), ")");
+        c.layers.push_back(k->kind);
+      }
+    }
+    auto section = [&](const char* key, auto&& read) {
+      if (const json* v = r.find(key)) {
+        ObjectReader s(*v, key);
+        read(s);
+        s.finish();
+      }
+    };
+    section("attention", [&](ObjectReader& s) {
+      s.integer("n_heads", c.attention.n_heads);
+      s.integer("n_kv_heads", c.attention.n_kv_heads);
+      s.number("rope_theta", c.attention.rope_theta);
+      s.integer("window", c.attention.window);
+    });
+    section("mamba", [&](ObjectReader& s) {
+      s.integer("d_state", c.mamba.d_state);
+      s.integer("d_conv", c.mamba.d_conv);
+      s.integer("expand", c.mamba.expand);
+      s.integer("dt_rank", c.mamba.dt_rank);
+      s.number("dt_min", c.mamba.dt_min);
+      s.number("dt_max", c.mamba.dt_max);
+    });
+    section("mamba2", [&](ObjectReader& s) {
+      s.integer("d_state", c.mamba2.d_state);
+      s.integer("head_dim", c.mamba2.head_dim);
+      s.integer("expand", c.mamba2.expand);
+      s.integer("n_groups", c.mamba2.n_groups);
+      s.integer("d_conv", c.mamba2.d_conv);
+      s.integer("chunk_size", c.mamba2.chunk_size);
+    });
+    section("rglru", [&](ObjectReader& s) {
+      s.integer("width", c.rglru.width);
+      s.integer("d_conv", c.rglru.d_conv);
+    });
+    section("mlp", [&](ObjectReader& s) { s.integer("hidden", c.mlp.hidden); });
+    r.finish();
+  }
+  c.validate();
+  return c;
+}
+
+ModelConfig ModelConfig::load(const std::string& path) {
+  std::ifstream in(path);
+  LONGCTX_CHECK(in.good(), "config: cannot open '", path, "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return from_json(text.str());
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+}
+
+std::string ModelConfig::to_json() const {
+  json j;
+  j["name"] = name;
+  j["vocab_size"] = vocab_size;
+  j["d_model"] = d_model;
+  j["pattern"] = pattern();
+  j["tie_embeddings"] = tie_embeddings;
+  j["norm_eps"] = norm_eps;
+  j["attention"] = {{"n_heads", attention.n_heads},
+                    {"n_kv_heads", attention.n_kv_heads},
+                    {"rope_theta", attention.rope_theta},
+                    {"window", attention.window}};
+  j["mamba"] = {{"d_state", mamba.d_state}, {"d_conv", mamba.d_conv}, {"expand", mamba.expand},
+                {"dt_rank", mamba.dt_rank}, {"dt_min", mamba.dt_min}, {"dt_max", mamba.dt_max}};
+  j["mamba2"] = {{"d_state", mamba2.d_state}, {"head_dim", mamba2.head_dim},
+                 {"expand", mamba2.expand},   {"n_groups", mamba2.n_groups},
+                 {"d_conv", mamba2.d_conv},   {"chunk_size", mamba2.chunk_size}};
+  j["rglru"] = {{"width", rglru.width}, {"d_conv", rglru.d_conv}};
+  j["mlp"] = {{"hidden", mlp.hidden}};
+  return j.dump(2);
+}
+
+}  // namespace longctx

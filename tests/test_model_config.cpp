@@ -1,0 +1,75 @@
+// ModelConfig: presets load, JSON round trips, pattern strings, and bad configs name the key.
+#include <filesystem>
+
+#include "harness.h"
+#include "longctx/model/config.h"
+
+namespace longctx::test {
+namespace {
+
+TEST(ModelConfig, EveryPresetLoadsAndRoundTrips) {
+  int presets = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(LONGCTX_SOURCE_DIR) + "/models/presets")) {
+    if (entry.path().extension() != ".json") continue;
+    ++presets;
+    const ModelConfig c = ModelConfig::load(entry.path().string());
+    EXPECT_FALSE(c.layers.empty()) << entry.path();
+    const ModelConfig again = ModelConfig::from_json(c.to_json());
+    EXPECT_EQ(again.to_json(), c.to_json()) << entry.path();
+    EXPECT_EQ(again.pattern(), c.pattern());
+  }
+  EXPECT_GE(presets, 7);
+}
+
+TEST(ModelConfig, PatternAndListGiveTheSameLayers) {
+  const ModelConfig a = ModelConfig::from_json(R"({"d_model": 64, "pattern": "M-S-R-W-*-"})");
+  const ModelConfig b = ModelConfig::from_json(R"({"d_model": 64, "layers": ["mamba", "mlp",
+      "mamba2", "mlp", "rglru", "mlp", "sliding_attention", "mlp", "attention", "mlp"]})");
+  EXPECT_EQ(a.layers, b.layers);
+  EXPECT_EQ(a.pattern(), "M-S-R-W-*-");
+  EXPECT_EQ(a.count(LayerKind::mlp), 5);
+}
+
+TEST(ModelConfig, DerivedValuesAreFilledIn) {
+  const ModelConfig c = ModelConfig::from_json(R"({"d_model": 100, "pattern": "MR-"})");
+  EXPECT_EQ(c.mamba.dt_rank, 7);  // ceil(100 / 16)
+  EXPECT_EQ(c.rglru.width, 100);
+  EXPECT_EQ(c.mlp.hidden, 320);  // 8/3 * 100 = 266 -> next multiple of 64
+}
+
+TEST(ModelConfig, BadConfigsNameTheKey) {
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "M-X"})"),
+                       "unknown layer letter 'X'", "position 2");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "*", "widht": 3})"),
+                       "unknown key 'widht'");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "*", "attention": {"n_head": 2}})"),
+      "unknown key 'attention.n_head'", "n_heads");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": "64", "pattern": "*"})"),
+                       "'d_model' must be an integer", "string");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "*", "attention": {"n_heads": 5}})"),
+      "'attention.n_heads'", "must divide d_model 64", "got 5");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(
+                           R"({"d_model": 64, "pattern": "*",
+                               "attention": {"n_heads": 4, "n_kv_heads": 3}})"),
+                       "'attention.n_kv_heads'");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "M", "mamba": {"d_conv": 5}})"),
+      "'mamba.d_conv'", "[1, 4]", "got 5");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "S", "mamba2": {"head_dim": 48}})"),
+      "'mamba2.head_dim'", "128");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "layers": ["mamba", "lstm"]})"),
+                       "'layers[1]'", "lstm");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64})"), "'pattern'", "is required");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "*",)"),
+                       "not valid JSON");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 0, "pattern": "*"})"), "'d_model'",
+                       "must be >= 1");
+  EXPECT_LONGCTX_ERROR(ModelConfig::load("/nonexistent/model.json"), "cannot open");
+}
+
+}  // namespace
+}  // namespace longctx::test
