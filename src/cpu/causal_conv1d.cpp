@@ -1,0 +1,182 @@
+// causal_conv1d on the CPU: one (batch, channel) row per work item in the forward; one channel
+// per work item in the backward, looping over the batch inside so that dweight and dbias are
+// reduced in a fixed order (deterministic for any thread count). The width is a template
+// argument (W <= 4) so the inner loop over taps unrolls and the loop over time vectorises.
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "longctx/ops/causal_conv1d.h"
+#include "src/core/dispatch.h"
+#include "src/cpu/parallel.h"
+
+namespace longctx::cpu {
+
+namespace {
+
+template <class T>
+inline T sigmoid(T s) {
+  return T(1) / (T(1) + std::exp(-s));
+}
+
+template <class T>
+inline T activate(T s, bool silu) {
+  return silu ? s * sigmoid(s) : s;
+}
+
+// d act(s) / ds.
+template <class T>
+inline T activate_grad(T s, bool silu) {
+  if (!silu) return T(1);
+  const T sg = sigmoid(s);
+  return sg * (T(1) + s * (T(1) - sg));
+}
+
+// Pre-activation of one row: pre[t] = bias + sum_w w[w] * x[t - (W-1) + w], x = 0 before t = 0.
+template <int W, class T>
+void conv_row(T* pre, const T* x, const T* w, T bias, int64_t L) {
+  for (int64_t t = 0; t < std::min<int64_t>(W - 1, L); ++t) {
+    T s = bias;
+    for (int k = 0; k < W; ++k)
+      if (t - (W - 1) + k >= 0) s += w[k] * x[t - (W - 1) + k];
+    pre[t] = s;
+  }
+  for (int64_t t = W - 1; t < L; ++t) {
+    T s = bias;
+    for (int k = 0; k < W; ++k) s += w[k] * x[t - (W - 1) + k];
+    pre[t] = s;
+  }
+}
+
+template <class F>
+void dispatch_width(int64_t W, F&& f) {
+  switch (W) {
+    case 1:
+      return f(std::integral_constant<int, 1>{});
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    default:
+      return f(std::integral_constant<int, 4>{});
+  }
+}
+
+}  // namespace
+
+void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
+                       const Tensor& bias, const CausalConv1dParams& params) {
+  dispatch_cpu_float("causal_conv1d_fwd", x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t B = x.size(0), D = x.size(1), L = x.size(2);
+    const bool silu = params.activation == Activation::silu;
+    const T* xp = x.data_as<T>();
+    const T* wp = weight.data_as<T>();
+    const T* bp = bias.defined() ? bias.data_as<T>() : nullptr;
+    T* op = out.data_as<T>();
+    dispatch_width(weight.size(1), [&](auto width) {
+      constexpr int W = decltype(width)::value;
+      parallel_for(ctx, B * D, [&](int64_t row) {
+        const int64_t d = row % D;
+        T* o = op + row * L;
+        conv_row<W>(o, xp + row * L, wp + d * W, bp ? bp[d] : T(0), L);
+        if (silu)
+          for (int64_t t = 0; t < L; ++t) o[t] = activate(o[t], true);
+      });
+    });
+  });
+}
+
+void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
+                       const Tensor& dbias, const Tensor& dout, const Tensor& x,
+                       const Tensor& weight, const Tensor& bias, const CausalConv1dParams& params) {
+  dispatch_cpu_float("causal_conv1d_bwd", x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t B = x.size(0), D = x.size(1), L = x.size(2);
+    const bool silu = params.activation == Activation::silu;
+    const T* xp = x.data_as<T>();
+    const T* wp = weight.data_as<T>();
+    const T* bp = bias.defined() ? bias.data_as<T>() : nullptr;
+    const T* dyp = dout.data_as<T>();
+    T* dxp = dx.data_as<T>();
+    T* dwp = dweight.data_as<T>();
+    T* dbp = dbias.defined() ? dbias.data_as<T>() : nullptr;
+    dispatch_width(weight.size(1), [&](auto width) {
+      constexpr int W = decltype(width)::value;
+      parallel_for(ctx, D, [&](int64_t d) {
+        const T* w = wp + d * W;
+        T dw[W] = {};
+        T db = 0;
+        std::vector<T> g(size_t(silu ? L : 0));  // d loss / d pre-activation of one row
+        for (int64_t bi = 0; bi < B; ++bi) {
+          const int64_t row = bi * D + d;
+          const T* xr = xp + row * L;
+          const T* dy = dyp + row * L;
+          if (silu) {
+            conv_row<W>(g.data(), xr, w, bp ? bp[d] : T(0), L);
+            for (int64_t t = 0; t < L; ++t)
+              g[size_t(t)] = dy[t] * activate_grad(g[size_t(t)], true);
+          }
+          const T* gr = silu ? g.data() : dy;
+          // dx[t] = sum_k w[k] * g[t + (W-1) - k], terms past the end are zero.
+          T* dxr = dxp + row * L;
+          const int64_t body = std::max<int64_t>(0, L - (W - 1));
+          for (int64_t t = 0; t < body; ++t) {
+            T s = 0;
+            for (int k = 0; k < W; ++k) s += w[k] * gr[t + (W - 1) - k];
+            dxr[t] = s;
+          }
+          for (int64_t t = body; t < L; ++t) {
+            T s = 0;
+            for (int k = 0; k < W; ++k)
+              if (t + (W - 1) - k < L) s += w[k] * gr[t + (W - 1) - k];
+            dxr[t] = s;
+          }
+          for (int k = 0; k < W; ++k) {
+            T s = 0;
+            for (int64_t t = std::max<int64_t>(0, (W - 1) - k); t < L; ++t)
+              s += gr[t] * xr[t - (W - 1) + k];
+            dw[k] += s;
+          }
+          T s = 0;
+          for (int64_t t = 0; t < L; ++t) s += gr[t];
+          db += s;
+        }
+        for (int k = 0; k < W; ++k) dwp[d * W + k] = dw[k];
+        if (dbp) dbp[d] = db;
+      });
+    });
+  });
+}
+
+void causal_conv1d_update(const Context& ctx, const Tensor& out, const Tensor& conv_state,
+                          const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          const CausalConv1dParams& params) {
+  dispatch_cpu_float("causal_conv1d_update", x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t B = x.size(0), D = x.size(1), W = weight.size(1);
+    const bool silu = params.activation == Activation::silu;
+    const T* xp = x.data_as<T>();
+    const T* wp = weight.data_as<T>();
+    const T* bp = bias.defined() ? bias.data_as<T>() : nullptr;
+    T* op = out.data_as<T>();
+    T* sp = conv_state.data_as<T>();
+    parallel_for(ctx, B, [&](int64_t bi) {
+      for (int64_t d = 0; d < D; ++d) {
+        const int64_t row = bi * D + d;
+        T* st = sp + row * (W - 1);  // the W - 1 previous inputs, oldest first
+        const T* w = wp + d * W;
+        const T xv = xp[row];
+        T s = bp ? bp[d] : T(0);
+        for (int64_t k = 0; k < W - 1; ++k) s += w[k] * st[k];
+        s += w[W - 1] * xv;
+        op[row] = activate(s, silu);
+        for (int64_t k = 0; k + 1 < W - 1; ++k) st[k] = st[k + 1];
+        if (W > 1) st[W - 2] = xv;
+      }
+    });
+  });
+}
+
+}  // namespace longctx::cpu

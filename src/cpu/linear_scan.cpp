@@ -1,0 +1,104 @@
+// linear_scan on the CPU: h_t = a_t * h_{t-1} + b_t over (B, T, D).
+//
+// One work item is a (batch, block of channels) pair scanned sequentially over T; the channels of
+// a block are contiguous in memory, so each time step is a short vector loop (AVX2) over the
+// block, and the three streams (a, b, out) are read/written once. Backward is the reverse scan
+// with the gates shifted by one: g_t = a_{t+1} * g_{t+1} + dout_t (g_{T-1} also gets
+// dlast_state), db_t = g_t, da_t = g_t * h_{t-1}, dh0 = a_0 * g_0.
+#include <algorithm>
+
+#include "longctx/ops/linear_scan.h"
+#include "longctx/ops/scan_operator.h"
+#include "src/core/dispatch.h"
+#include "src/cpu/parallel.h"
+
+namespace longctx::cpu {
+
+namespace {
+
+constexpr int64_t kMaxBlock = 512;  // channels per work item (the state lives on the stack)
+
+// Channels per work item: enough items to feed every thread, blocks a multiple of 16 channels.
+int64_t channel_block(const Context& ctx, int64_t B, int64_t D) {
+  const int64_t per_batch = std::max<int64_t>(1, (ctx.cpu_threads() + B - 1) / B);
+  const int64_t blk = ((D + per_batch - 1) / per_batch + 15) / 16 * 16;
+  return std::clamp<int64_t>(blk, 16, kMaxBlock);
+}
+
+}  // namespace
+
+void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_state,
+                     const Tensor& a, const Tensor& b, const Tensor& h0) {
+  dispatch_cpu_float("linear_scan_fwd", a.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t B = a.size(0), L = a.size(1), D = a.size(2);
+    const int64_t blk = channel_block(ctx, B, D), nblk = (D + blk - 1) / blk;
+    const T* ap = a.data_as<T>();
+    const T* bp = b.data_as<T>();
+    const T* h0p = h0.defined() ? h0.data_as<T>() : nullptr;
+    T* op = out.data_as<T>();
+    T* lp = last_state.data_as<T>();
+    parallel_for(ctx, B * nblk, [&](int64_t item) {
+      const int64_t bi = item / nblk, d0 = (item % nblk) * blk, n = std::min(blk, D - d0);
+      T h[kMaxBlock];
+      for (int64_t j = 0; j < n; ++j) h[j] = h0p ? h0p[bi * D + d0 + j] : T(0);
+      for (int64_t t = 0; t < L; ++t) {
+        const int64_t off = (bi * L + t) * D + d0;
+        const T* at = ap + off;
+        const T* bt = bp + off;
+        T* ot = op + off;
+        for (int64_t j = 0; j < n; ++j) {
+          h[j] = scan_apply(ScanPair<T>{at[j], bt[j]}, h[j]);
+          ot[j] = h[j];
+        }
+      }
+      for (int64_t j = 0; j < n; ++j) lp[bi * D + d0 + j] = h[j];
+    });
+  });
+}
+
+void linear_scan_bwd(const Context& ctx, const Tensor& da, const Tensor& db, const Tensor& dh0,
+                     const Tensor& dout, const Tensor& dlast_state, const Tensor& a,
+                     const Tensor& out, const Tensor& h0) {
+  dispatch_cpu_float("linear_scan_bwd", a.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t B = a.size(0), L = a.size(1), D = a.size(2);
+    const int64_t blk = channel_block(ctx, B, D), nblk = (D + blk - 1) / blk;
+    const T* ap = a.data_as<T>();
+    const T* hp = out.data_as<T>();
+    const T* dyp = dout.data_as<T>();
+    const T* dlp = dlast_state.defined() ? dlast_state.data_as<T>() : nullptr;
+    const T* h0p = h0.defined() ? h0.data_as<T>() : nullptr;
+    T* dap = da.data_as<T>();
+    T* dbp = db.data_as<T>();
+    T* dh0p = dh0.defined() ? dh0.data_as<T>() : nullptr;
+    parallel_for(ctx, B * nblk, [&](int64_t item) {
+      const int64_t bi = item / nblk, d0 = (item % nblk) * blk, n = std::min(blk, D - d0);
+      T g[kMaxBlock];     // g_{t+1}, the gradient flowing into h_{t+1}
+      T gate[kMaxBlock];  // a_{t+1} (1 past the end: dlast_state enters unscaled)
+      for (int64_t j = 0; j < n; ++j) {
+        g[j] = dlp ? dlp[bi * D + d0 + j] : T(0);
+        gate[j] = T(1);
+      }
+      for (int64_t t = L - 1; t >= 0; --t) {
+        const int64_t off = (bi * L + t) * D + d0;
+        const T* at = ap + off;
+        const T* dyt = dyp + off;
+        T* dat = dap + off;
+        T* dbt = dbp + off;
+        // h_{t-1}: the previous output, or h0 (zeros when not given) at t = 0.
+        const T* hprev = t > 0 ? hp + off - D : (h0p ? h0p + bi * D + d0 : nullptr);
+        for (int64_t j = 0; j < n; ++j) {
+          g[j] = scan_apply(ScanPair<T>{gate[j], dyt[j]}, g[j]);
+          dbt[j] = g[j];
+          dat[j] = hprev ? g[j] * hprev[j] : T(0);
+          gate[j] = at[j];
+        }
+      }
+      if (dh0p)
+        for (int64_t j = 0; j < n; ++j) dh0p[bi * D + d0 + j] = gate[j] * g[j];
+    });
+  });
+}
+
+}  // namespace longctx::cpu
