@@ -4,6 +4,7 @@
 #include "longctx/context.h"
 #include "longctx/dtype.h"
 #include "longctx/error.h"
+#include "longctx/io/safetensors.h"
 #include "longctx/ops/causal_conv1d.h"
 #include "longctx/ops/linear_scan.h"
 #include "longctx/ops/rmsnorm.h"

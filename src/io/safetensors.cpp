@@ -1,0 +1,467 @@
+// safetensors reader and writer (see include/longctx/io/safetensors.h for the format).
+//
+// Reading is two passes: the header is parsed and every entry validated against the size of the
+// data buffer first; only then is tensor memory allocated (bounded by the file size) and filled.
+#include "longctx/io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <set>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "longctx/context.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "safetensors stores little-endian data; this reader copies bytes as they are");
+
+namespace longctx {
+
+namespace {
+
+using nlohmann::json;
+
+// ---- dtypes ------------------------------------------------------------------------------------
+
+struct DTypeName {
+  DType dtype;
+  const char* name;
+};
+constexpr DTypeName kDTypeNames[] = {{DType::f64, "F64"},   {DType::f32, "F32"},
+                                     {DType::bf16, "BF16"}, {DType::f16, "F16"},
+                                     {DType::i64, "I64"},   {DType::i32, "I32"}};
+
+const char* safetensors_dtype(DType d) {
+  for (const auto& e : kDTypeNames)
+    if (e.dtype == d) return e.name;
+  throw Error(detail::concat("safetensors: no safetensors name for dtype ", dtype_name(d)));
+}
+
+bool parse_safetensors_dtype(const std::string& name, DType* out) {
+  for (const auto& e : kDTypeNames)
+    if (name == e.name) {
+      *out = e.dtype;
+      return true;
+    }
+  return false;
+}
+
+// ---- header parsing and validation -------------------------------------------------------------
+
+struct Entry {
+  std::string name;
+  DType dtype = DType::f32;
+  Shape shape;
+  uint64_t begin = 0, end = 0;
+};
+
+struct Header {
+  std::vector<Entry> entries;
+  std::map<std::string, std::string> metadata;
+};
+
+// A valid header nests three levels deep ({name: {shape: [dim]}}) and its arrays are short;
+// anything deeper or longer is rejected while parsing, before it costs memory.
+constexpr int kMaxDepth = 3;
+constexpr size_t kMaxRank = 64;
+
+[[noreturn]] void fail(const std::string& source, const std::string& what) {
+  throw Error("safetensors: " + source + ": " + what);
+}
+
+std::string quoted(const std::string& s) {
+  // Names come from the file: print at most 80 characters of them.
+  return "'" + (s.size() > 80 ? s.substr(0, 80) + "..." : s) + "'";
+}
+
+json parse_json(const char* text, size_t n, const std::string& source) {
+  // The callback rejects duplicate keys (the DOM parser would silently keep the last), excessive
+  // nesting and long arrays as they are read.
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  std::vector<size_t> array_sizes;          // one counter per open array
+  json::parser_callback_t check = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth > kMaxDepth)
+      fail(source, detail::concat("header nests deeper than ", kMaxDepth,
+                                  " levels (not a safetensors header)"));
+    switch (event) {
+      case json::parse_event_t::object_start:
+        keys.emplace_back();
+        break;
+      case json::parse_event_t::object_end:
+        keys.pop_back();
+        break;
+      case json::parse_event_t::array_start:
+        array_sizes.push_back(0);
+        break;
+      case json::parse_event_t::array_end:
+        array_sizes.pop_back();
+        break;
+      case json::parse_event_t::key:
+        if (!keys.back().insert(parsed.get<std::string>()).second)
+          fail(source, "duplicate key " + quoted(parsed.get<std::string>()) + " in the header");
+        break;
+      case json::parse_event_t::value:
+        if (!array_sizes.empty() && ++array_sizes.back() > kMaxRank)
+          fail(source, detail::concat("header array longer than ", kMaxRank, " elements"));
+        break;
+    }
+    return true;
+  };
+  try {
+    return json::parse(text, text + n, check);
+  } catch (const json::exception& e) {
+    fail(source, std::string("header is not valid JSON: ") + e.what());
+  }
+}
+
+uint64_t to_u64(const json& v, const std::string& source, const std::string& what) {
+  if (v.is_number_unsigned()) return v.get<uint64_t>();
+  if (v.is_number_integer()) fail(source, what + " is negative: " + v.dump());
+  fail(source, what + " must be a non-negative integer, got " + v.dump());
+}
+
+Entry parse_entry(const std::string& name, const json& info, uint64_t buffer_size,
+                  const std::string& source) {
+  const std::string tensor = "tensor " + quoted(name);
+  if (!info.is_object())
+    fail(source, tensor + ": entry must be an object {dtype, shape, data_offsets}, got " +
+                     std::string(info.type_name()));
+  for (const char* key : {"dtype", "shape", "data_offsets"})
+    if (!info.contains(key)) fail(source, tensor + ": missing \"" + key + "\"");
+  for (const auto& item : info.items())
+    if (item.key() != "dtype" && item.key() != "shape" && item.key() != "data_offsets")
+      fail(source, tensor + ": unknown key " + quoted(item.key()) +
+                       " (expected dtype, shape, data_offsets)");
+
+  Entry e;
+  e.name = name;
+  const json& dtype = info["dtype"];
+  if (!dtype.is_string()) fail(source, tensor + ": dtype must be a string, got " + dtype.dump());
+  if (!parse_safetensors_dtype(dtype.get<std::string>(), &e.dtype))
+    fail(source, tensor + ": dtype " + quoted(dtype.get<std::string>()) +
+                     " is not supported (longctx reads F64, F32, BF16, F16, I64, I32)");
+
+  const json& shape = info["shape"];
+  if (!shape.is_array()) fail(source, tensor + ": shape must be an array, got " + shape.dump());
+  // numel * element size must fit in int64 even ignoring zero dims, so that strides and byte
+  // counts computed from the shape later cannot overflow.
+  const uint64_t esize = dtype_size(e.dtype);
+  uint64_t nonzero_bytes = esize, bytes = esize;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    const uint64_t dim = to_u64(shape[d], source, detail::concat(tensor, ": shape[", d, "]"));
+    if (dim != 0 && (__builtin_mul_overflow(nonzero_bytes, dim, &nonzero_bytes) ||
+                     nonzero_bytes > uint64_t(std::numeric_limits<int64_t>::max())))
+      fail(source, tensor + ": shape " + shape.dump() + " overflows a 64-bit byte count");
+    bytes *= dim;  // <= nonzero_bytes or 0: cannot overflow
+    e.shape.push_back(int64_t(dim));
+  }
+
+  const json& offsets = info["data_offsets"];
+  if (!offsets.is_array() || offsets.size() != 2)
+    fail(source, tensor + ": data_offsets must be [begin, end], got " + offsets.dump());
+  e.begin = to_u64(offsets[0], source, tensor + ": data_offsets[0]");
+  e.end = to_u64(offsets[1], source, tensor + ": data_offsets[1]");
+  if (e.begin > e.end)
+    fail(source, detail::concat(tensor, ": data_offsets [", e.begin, ", ", e.end,
+                                "] end before they begin"));
+  if (e.end > buffer_size)
+    fail(source, detail::concat(tensor, ": data_offsets [", e.begin, ", ", e.end,
+                                "] run past the end of the data buffer (", buffer_size,
+                                " bytes; the file is truncated or the header is wrong)"));
+  if (e.end - e.begin != bytes)
+    fail(source,
+         detail::concat(tensor, ": shape ", shape_str(e.shape), " of ", dtype.get<std::string>(),
+                        " needs ", bytes, " bytes but data_offsets [", e.begin, ", ", e.end,
+                        "] hold ", e.end - e.begin));
+  return e;
+}
+
+Header parse_header(const char* text, size_t n, uint64_t buffer_size, const std::string& source) {
+  if (n == 0 || text[0] != '{')
+    fail(source, "header does not start with '{' (not a safetensors file)");
+  // nlohmann's lexer takes a NUL byte for the end of input, which would let anything after one
+  // through; JSON itself never contains a raw NUL.
+  if (std::memchr(text, '\0', n)) fail(source, "header is not valid JSON: it contains a NUL byte");
+  const json header = parse_json(text, n, source);
+  if (!header.is_object()) fail(source, "header must be a JSON object");
+
+  Header h;
+  for (const auto& item : header.items()) {
+    if (item.key() == "__metadata__") {
+      if (!item.value().is_object())
+        fail(source, "__metadata__ must be an object of strings, got " +
+                         std::string(item.value().type_name()));
+      for (const auto& m : item.value().items()) {
+        if (!m.value().is_string())
+          fail(source, "__metadata__ value of " + quoted(m.key()) + " must be a string, got " +
+                           m.value().dump());
+        h.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    h.entries.push_back(parse_entry(item.key(), item.value(), buffer_size, source));
+  }
+
+  // The tensors must tile the data buffer: sorted by offset, each begins where the previous
+  // ends, the first at 0 and the last at the end of the buffer.
+  std::vector<const Entry*> order;
+  for (const Entry& e : h.entries) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t expected = 0;
+  const Entry* previous = nullptr;
+  for (const Entry* e : order) {
+    if (e->begin < expected)
+      fail(source,
+           detail::concat("tensor ", quoted(e->name), " at bytes [", e->begin, ", ", e->end,
+                          ") overlaps tensor ", quoted(previous->name), " ending at ", expected));
+    if (e->begin > expected)
+      fail(source, detail::concat("bytes [", expected, ", ", e->begin,
+                                  ") of the data buffer belong to no tensor (before tensor ",
+                                  quoted(e->name), ")"));
+    expected = e->end;
+    previous = e;
+  }
+  if (expected != buffer_size)
+    fail(source, detail::concat("the tensors cover ", expected, " bytes but the data buffer has ",
+                                buffer_size, " (trailing bytes belong to no tensor)"));
+  return h;
+}
+
+// ---- reading -----------------------------------------------------------------------------------
+
+// Reads the 8-byte length and checks it against the total size; returns the header length.
+uint64_t header_length(const unsigned char* prefix, uint64_t total, const std::string& source) {
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | prefix[i];
+  if (n > kSafetensorsMaxHeaderBytes)
+    fail(source, detail::concat("header length ", n, " exceeds the limit of ",
+                                kSafetensorsMaxHeaderBytes, " bytes (not a safetensors file?)"));
+  if (n > total - 8)
+    fail(source, detail::concat("header length ", n, " runs past the end of the file (", total,
+                                " bytes: truncated, or not a safetensors file)"));
+  return n;
+}
+
+// Validates the header, then creates each tensor and fills it with read(dst, offset, bytes),
+// offset counted from the start of the data buffer.
+SafetensorsFile build(const char* header_text, uint64_t n, uint64_t buffer_size,
+                      const std::string& source,
+                      const std::function<void(void*, uint64_t, uint64_t)>& read) {
+  Header h = parse_header(header_text, size_t(n), buffer_size, source);
+  SafetensorsFile file;
+  file.metadata = std::move(h.metadata);
+  for (const Entry& e : h.entries) {
+    Tensor t = Tensor::empty(e.shape, e.dtype);
+    if (e.end > e.begin) read(t.data(), e.begin, e.end - e.begin);
+    file.tensors.emplace(e.name, std::move(t));
+  }
+  return file;
+}
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+void pread_all(int fd, void* dst, uint64_t bytes, uint64_t offset, const std::string& source) {
+  char* p = static_cast<char*>(dst);
+  while (bytes > 0) {
+    const size_t chunk = size_t(std::min<uint64_t>(bytes, uint64_t(1) << 30));
+    const ssize_t got = ::pread(fd, p, chunk, off_t(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) fail(source, "read failed: " + errno_text());
+    if (got == 0) fail(source, "unexpected end of file (did it shrink while being read?)");
+    p += got;
+    bytes -= uint64_t(got);
+    offset += uint64_t(got);
+  }
+}
+
+// ---- writing -----------------------------------------------------------------------------------
+
+struct Planned {
+  std::string name;
+  Tensor host;  // contiguous, on the CPU
+};
+
+// Copies every tensor to contiguous host memory (only those that are not already) and orders
+// them: element size descending, then name, so each tensor starts aligned to its element size.
+std::vector<Planned> plan(const std::map<std::string, Tensor>& tensors) {
+  std::vector<Planned> out;
+  for (const auto& [name, t] : tensors) {
+    LONGCTX_CHECK(name != "__metadata__",
+                  "save_safetensors: '__metadata__' is reserved by the format and cannot name a "
+                  "tensor");
+    LONGCTX_CHECK(t.defined(), "save_safetensors: tensor '", name, "' is undefined");
+    safetensors_dtype(t.dtype());
+    Tensor host = t;
+    if (!t.device().is_cpu()) {
+      host = t.to(Device::cpu());
+    } else if (!t.is_contiguous()) {
+      host = Tensor::empty(t.shape(), t.dtype());
+      host.copy_from(t);
+    }
+    out.push_back({name, host});
+  }
+  std::stable_sort(out.begin(), out.end(), [](const Planned& a, const Planned& b) {
+    return dtype_size(a.host.dtype()) > dtype_size(b.host.dtype());
+  });
+  return out;
+}
+
+// The 8-byte length and the header, padded with spaces to a multiple of 8 bytes in all.
+std::string header_bytes(const std::vector<Planned>& planned,
+                         const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const Planned& p : planned) {
+    const uint64_t end = offset + p.host.nbytes();
+    header[p.name] = {{"dtype", safetensors_dtype(p.host.dtype())},
+                      {"shape", p.host.shape()},
+                      {"data_offsets", {offset, end}}};
+    offset = end;
+  }
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const json::exception& e) {
+    throw Error(std::string("save_safetensors: a tensor name or metadata string is not valid "
+                            "UTF-8: ") +
+                e.what());
+  }
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[size_t(i)] = char((uint64_t(text.size()) >> (8 * i)) & 0xff);
+  return out + text;
+}
+
+void write_all(int fd, const void* data, size_t bytes, const std::string& what) {
+  const char* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    const ssize_t put = ::write(fd, p, std::min<size_t>(bytes, size_t(1) << 30));
+    if (put < 0 && errno == EINTR) continue;
+    if (put < 0) throw Error("save_safetensors: writing " + what + " failed: " + errno_text());
+    p += put;
+    bytes -= size_t(put);
+  }
+}
+
+std::string directory_of(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+// ---- public functions --------------------------------------------------------------------------
+
+SafetensorsFile parse_safetensors(const void* data, size_t size, const std::string& source) {
+  if (size < 8)
+    fail(source, detail::concat("only ", size,
+                                " bytes: a safetensors file starts with an 8-byte header length"));
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  const uint64_t n = header_length(bytes, size, source);
+  const char* header = reinterpret_cast<const char*>(bytes + 8);
+  const unsigned char* buffer = bytes + 8 + n;
+  return build(header, n, size - 8 - n, source, [&](void* dst, uint64_t offset, uint64_t len) {
+    std::memcpy(dst, buffer + offset, size_t(len));
+  });
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  Fd f;
+  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd < 0) fail(path, "cannot open: " + errno_text());
+  struct stat st;
+  if (::fstat(f.fd, &st) != 0) fail(path, "cannot stat: " + errno_text());
+  if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
+  const uint64_t size = uint64_t(st.st_size);
+  if (size < 8)
+    fail(path, detail::concat("only ", size,
+                              " bytes: a safetensors file starts with an 8-byte header length"));
+  unsigned char prefix[8];
+  pread_all(f.fd, prefix, 8, 0, path);
+  const uint64_t n = header_length(prefix, size, path);
+  std::string header(size_t(n), '\0');
+  pread_all(f.fd, header.data(), n, 8, path);
+  const int fd = f.fd;
+  return build(header.data(), n, size - 8 - n, path, [&](void* dst, uint64_t offset, uint64_t len) {
+    pread_all(fd, dst, len, 8 + n + offset, path);
+  });
+}
+
+std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
+                                  const std::map<std::string, std::string>& metadata) {
+  const std::vector<Planned> planned = plan(tensors);
+  std::string out = header_bytes(planned, metadata);
+  for (const Planned& p : planned)
+    out.append(static_cast<const char*>(p.host.data()), p.host.nbytes());
+  return out;
+}
+
+void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  LONGCTX_CHECK(!path.empty() && path.back() != '/', "save_safetensors: '", path,
+                "' is not a file path");
+  const std::vector<Planned> planned = plan(tensors);
+  const std::string header = header_bytes(planned, metadata);
+
+  // A fresh name beside the target (same file system, so rename is atomic). O_EXCL with the
+  // process id and a counter: no two writers in this or another process share a temp file.
+  static std::atomic<uint64_t> counter{0};
+  const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  std::string tmp;
+  Fd f;
+  for (int attempt = 0; f.fd < 0; ++attempt) {
+    tmp = detail::concat(path, ".tmp.", ::getpid(), ".", now, ".", counter++);
+    f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (f.fd < 0 && (errno != EEXIST || attempt > 100))
+      throw Error("save_safetensors: cannot create a temporary file beside '" + path +
+                  "': " + errno_text());
+  }
+  try {
+    write_all(f.fd, header.data(), header.size(), "'" + tmp + "'");
+    for (const Planned& p : planned)
+      write_all(f.fd, p.host.data(), p.host.nbytes(), "'" + tmp + "'");
+    if (::fsync(f.fd) != 0)
+      throw Error("save_safetensors: fsync of '" + tmp + "' failed: " + errno_text());
+    const int fd = f.fd;
+    f.fd = -1;
+    if (::close(fd) != 0)
+      throw Error("save_safetensors: closing '" + tmp + "' failed: " + errno_text());
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+      throw Error("save_safetensors: renaming '" + tmp + "' to '" + path +
+                  "' failed: " + errno_text());
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  // Make the rename itself durable. The new file is complete either way, so a failure here is
+  // not worth an exception (some file systems refuse fsync on directories).
+  Fd dir;
+  dir.fd = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir.fd >= 0) ::fsync(dir.fd);
+}
+
+}  // namespace longctx
