@@ -11,3 +11,4 @@
 #include "longctx/ops/scan_operator.h"
 #include "longctx/tensor.h"
 #include "longctx/model/config.h"
+#include "longctx/ops/add.h"
