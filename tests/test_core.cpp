@@ -57,6 +57,18 @@ TEST(Tensor, ViewsShareMemoryAndKeepItAlive) {
   EXPECT_EQ(row.data_as<float>()[1], 13.0f);
 }
 
+TEST(Tensor, TransposeAndByteViews) {
+  Tensor base = Tensor::empty({2, 3}, DType::f32);
+  for (int i = 0; i < 6; ++i) base.data_as<float>()[i] = float(i);
+  Tensor t = Tensor::empty({3, 2}, DType::f32);
+  t.copy_from(base.transpose(0, 1));
+  const float expected[] = {0, 3, 1, 4, 2, 5};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(t.data_as<float>()[i], expected[i]);
+  Tensor tail = base.view_bytes(8, {4}, DType::f32);
+  EXPECT_EQ(tail.data_as<float>()[0], 2.0f);
+  EXPECT_LONGCTX_ERROR(base.view_bytes(8, {5}, DType::f32), "outside the tensor's 24 bytes");
+}
+
 TEST(Tensor, ErrorsNameWhatWasWrong) {
   Tensor t = Tensor::empty({2, 3}, DType::f32);
   EXPECT_LONGCTX_ERROR(t.reshape({4, 2}), "cannot view (2, 3) as (4, 2)");

@@ -12,3 +12,4 @@
 #include "longctx/tensor.h"
 #include "longctx/model/config.h"
 #include "longctx/ops/add.h"
+#include "longctx/model/arena.h"

@@ -76,7 +76,11 @@ class Tensor {
   // Views sharing this tensor's memory.
   Tensor reshape(const Shape& shape) const;   // contiguous tensors only
   Tensor select(int d, int64_t index) const;  // drops dimension d
+  Tensor transpose(int d0, int d1) const;     // swaps two dimensions (a strided view)
   Tensor narrow(int d, int64_t start, int64_t length) const;
+  // A contiguous view of `shape` and `dtype` at `byte_offset` into this contiguous tensor's
+  // memory (how arenas hand out pieces of one buffer); must lie within nbytes().
+  Tensor view_bytes(size_t byte_offset, const Shape& shape, DType dtype) const;
 
   // Copies. `to` allocates on the target device; copy_from copies into this (same shape, dtype).
   // Both are ordered on ctx's stream and synchronised before return when they touch the host.

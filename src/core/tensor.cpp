@@ -179,6 +179,16 @@ Tensor Tensor::select(int d, int64_t index) const {
   return Tensor(p, dtype_, device_, shape, strides, owner_);
 }
 
+Tensor Tensor::transpose(int d0, int d1) const {
+  const int a = d0 < 0 ? d0 + dim() : d0, b = d1 < 0 ? d1 + dim() : d1;
+  LONGCTX_CHECK(a >= 0 && a < dim() && b >= 0 && b < dim(), "Tensor::transpose: dims ", d0, ", ",
+                d1, " out of range for ", shape_str(shape_));
+  Shape shape = shape_, strides = strides_;
+  std::swap(shape[a], shape[b]);
+  std::swap(strides[a], strides[b]);
+  return Tensor(data_, dtype_, device_, shape, strides, owner_);
+}
+
 Tensor Tensor::narrow(int d, int64_t start, int64_t length) const {
   const int dd = d < 0 ? d + dim() : d;
   LONGCTX_CHECK(dd >= 0 && dd < dim(), "Tensor::narrow: dim ", d, " out of range for ",
@@ -189,6 +199,16 @@ Tensor Tensor::narrow(int d, int64_t start, int64_t length) const {
   shape[dd] = length;
   char* p = static_cast<char*>(data_) + start * strides_[dd] * int64_t(dtype_size(dtype_));
   return Tensor(p, dtype_, device_, shape, strides_, owner_);
+}
+
+Tensor Tensor::view_bytes(size_t byte_offset, const Shape& shape, DType dtype) const {
+  LONGCTX_CHECK(is_contiguous(), "Tensor::view_bytes: needs a contiguous tensor");
+  int64_t count = 1;
+  for (int64_t s : shape) count *= s;
+  const size_t bytes = size_t(count) * dtype_size(dtype);
+  LONGCTX_CHECK(byte_offset + bytes <= nbytes(), "Tensor::view_bytes: [", byte_offset, ", ",
+                byte_offset + bytes, ") lies outside the tensor's ", nbytes(), " bytes");
+  return Tensor(static_cast<char*>(data_) + byte_offset, dtype, device_, shape, {}, owner_);
 }
 
 void Tensor::copy_from(const Tensor& src, const Context* ctx) const {
