@@ -31,7 +31,7 @@ const std::vector<LinearScanCase> kCases = {
     {"recurrentgemma_9b_width_over_16", 2, 19, 256, true},
     {"odd_width_one_step", 3, 1, 5, true},
     {"long_width_1", 1, 3001, 1, false},
-    {"decays_near_0_and_1_64k", 1, 65536, 16, true, Decay::extreme},
+    {"decays_near_0_and_1_64k", 1, 65536, 8, true, Decay::extreme},
 };
 
 class LinearScan : public testing::TestWithParam<std::tuple<LinearScanCase, Backend>> {};

@@ -9,6 +9,7 @@
 #include "longctx/ops/linear_scan.h"
 #include "longctx/ops/rmsnorm.h"
 #include "longctx/ops/scan_operator.h"
+#include "longctx/ops/selective_scan.h"
 #include "longctx/tensor.h"
 #include "longctx/model/config.h"
 #include "longctx/ops/add.h"
