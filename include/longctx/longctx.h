@@ -14,3 +14,4 @@
 #include "longctx/model/config.h"
 #include "longctx/ops/add.h"
 #include "longctx/model/arena.h"
+#include "longctx/ops/elementwise.h"
