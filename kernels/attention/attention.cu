@@ -1,0 +1,373 @@
+// attention on CUDA: the host entry points of include/longctx/ops/attention.h and the small
+// kernels around the flash kernels — KV-cache append, split-KV combine, the backward's
+// preprocess D = rowsum(dO * O) and the dQ f32 -> T conversion.
+//
+// Dispatch: dtype -> head dim -> launcher. bf16/f16 run the tensor-core kernels
+// (flash_fwd.cuh, flash_bwd.cuh, instantiated per head dim); f32 runs the FMA kernels of
+// attention_f32.cu. Inputs were validated by src/ops/attention.cpp.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/attention/attention_params.cuh"
+#include "kernels/common/context_state.cuh"
+#include "kernels/common/cuda_check.cuh"
+#include "kernels/common/types.cuh"
+#include "longctx/ops/attention.h"
+
+namespace longctx::cuda {
+
+namespace {
+
+using attn::BwdParams;
+using attn::FwdParams;
+
+// ---- small kernels --------------------------------------------------------------------------
+
+// k_cache[b, seqlens[b] + t] = k_new[b, t] (and v); positions past Tmax are dropped (the op's
+// validation requires seqlens[b] + Tq <= Tmax; this keeps a violation from writing out of bounds).
+template <class T>
+__global__ void append_kv_kernel(T* k_cache, T* v_cache, const T* k_new, const T* v_new,
+                                 const int* seqlens, int Tq, int Tmax, int64_t row_elems,
+                                 int64_t total) {
+  const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (idx >= total) return;
+  const int64_t per_batch = int64_t(Tq) * row_elems;
+  const int b = int(idx / per_batch);
+  const int t = int(idx % per_batch / row_elems);
+  const int64_t e = idx % row_elems;  // (hk, d) within a token
+  const int pos = seqlens[b] + t;
+  if (pos < 0 || pos >= Tmax) return;
+  const int64_t dst = (int64_t(b) * Tmax + pos) * row_elems + e;
+  if (k_new) k_cache[dst] = k_new[idx];
+  if (v_new) v_cache[dst] = v_new[idx];
+}
+
+// out = sum_s e^(lse_s - L) O_s, lse = L = log sum_s e^(lse_s); one warp per (b, h, t) row.
+template <class T>
+__global__ void combine_splits_kernel(T* out, float* lse, const float* o_part,
+                                      const float* lse_part, int splits, int64_t rows, int H,
+                                      int Tq, int D) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const int64_t b = row / (int64_t(H) * Tq);
+  const int h = int(row / Tq % H), t = int(row % Tq);
+  T* dst = out + ((b * Tq + t) * H + h) * D;
+  float mx = -INFINITY;
+  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, lse_part[s * rows + row]);
+  if (mx == -INFINITY) {  // no split saw a key
+    for (int d = lane; d < D; d += 32) dst[d] = store_as<T>(0.f);
+    if (lane == 0) lse[row] = -INFINITY;
+    return;
+  }
+  float sum = 0.f;
+  for (int s = 0; s < splits; ++s) sum += expf(lse_part[s * rows + row] - mx);
+  const float total = mx + logf(sum);
+  for (int d = lane; d < D; d += 32) {
+    float acc = 0.f;
+    for (int s = 0; s < splits; ++s) {
+      const float w = expf(lse_part[s * rows + row] - total);  // 0 for an empty split
+      if (w > 0.f) acc += w * o_part[(s * rows + row) * D + d];
+    }
+    dst[d] = store_as<T>(acc);
+  }
+  if (lane == 0) lse[row] = total;
+}
+
+// dsum[b, h, t] = sum_d dout[b, t, h, d] * out[b, t, h, d] (f32); one warp per row.
+template <class T>
+__global__ void bwd_preprocess_kernel(float* dsum, const T* dout, const T* out, int64_t rows, int H,
+                                      int Tq, int D) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;  // (b, t, h)
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const T* dor = dout + row * D;
+  const T* orow = out + row * D;
+  float acc = 0.f;
+  for (int d = lane; d < D; d += 32) acc += load_f32(dor[d]) * load_f32(orow[d]);
+  for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+  if (lane == 0) {
+    const int64_t b = row / (int64_t(Tq) * H);
+    const int t = int(row / H % Tq), h = int(row % H);
+    dsum[(b * H + h) * Tq + t] = acc;
+  }
+}
+
+template <class T>
+__global__ void convert_dq_kernel(T* dq, const float* dq_accum, float scale, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) dq[i] = store_as<T>(dq_accum[i] * scale);
+}
+
+unsigned blocks_for(int64_t n, int per_block) {
+  return unsigned((n + per_block - 1) / per_block);
+}
+
+// ---- dispatch -------------------------------------------------------------------------------
+
+template <class F>
+void dispatch_head_dim(const char* op, int64_t D, F&& f) {
+  switch (D) {
+    case 32:
+      return f(std::integral_constant<int, 32>{});
+    case 64:
+      return f(std::integral_constant<int, 64>{});
+    case 96:
+      return f(std::integral_constant<int, 96>{});
+    case 128:
+      return f(std::integral_constant<int, 128>{});
+    case 256:
+      return f(std::integral_constant<int, 256>{});
+    default:
+      throw Error(
+          detail::concat(op, ": the CUDA kernels support head dims 32, 64, 96, 128, 256, got ", D));
+  }
+}
+
+// A window side that cannot bind for any query is unbounded (-1); keeps the kernels' integer
+// arithmetic far from overflow.
+int normalize_window(int w, int64_t Tq, int64_t Tk) {
+  return (w < 0 || int64_t(w) > Tq + Tk) ? -1 : w;
+}
+
+float softmax_scale_of(const AttentionParams& params, int64_t D) {
+  return params.softmax_scale != 0.f ? params.softmax_scale : 1.f / std::sqrt(float(D));
+}
+
+void check_aligned(const char* op,
+                   std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
+  for (const auto& [name, t] : ts) {
+    if (!t->defined()) continue;
+    LONGCTX_CHECK(
+        reinterpret_cast<uintptr_t>(t->data()) % 16 == 0, op, ": argument '", name,
+        "' must start on a 16-byte boundary for the bf16/f16 CUDA kernels (its data "
+        "pointer is offset; pass a tensor that owns its memory or a 16-byte aligned view)");
+  }
+}
+
+// Key tile of the forward kernel that runs (dtype, D): the split heuristic counts tiles.
+int fwd_block_n(DType dtype, int D) {
+  int bn = 0;
+  dispatch_head_dim("attention", D, [&](auto hd) {
+    constexpr int kD = decltype(hd)::value;
+    if (dtype == DType::bf16)
+      bn = attn::flash_fwd_block_n<__nv_bfloat16, kD>();
+    else if (dtype == DType::f16)
+      bn = attn::flash_fwd_block_n<__half, kD>();
+    else
+      bn = attn::f32_fwd_block_n<kD>();
+  });
+  return bn;
+}
+
+void launch_fwd(const char* op, const FwdParams& p, DType dtype, int D, cudaStream_t stream) {
+  dispatch_head_dim(op, D, [&](auto hd) {
+    constexpr int kD = decltype(hd)::value;
+    switch (dtype) {
+      case DType::bf16:
+        return attn::run_flash_fwd<__nv_bfloat16, kD>(p, stream);
+      case DType::f16:
+        return attn::run_flash_fwd<__half, kD>(p, stream);
+      case DType::f32:
+        return attn::run_f32_fwd<kD>(p, stream);
+      default:
+        throw Error(detail::concat(op, ": the CUDA backend supports f32, bf16 and f16, got ",
+                                   dtype_name(dtype)));
+    }
+  });
+}
+
+// Split count for decode: enough blocks for about two waves over the SMs, at least two key tiles
+// per split, at most 128 splits (flash-decoding's range).
+int choose_num_splits(int64_t blocks, int64_t key_tiles, int sms) {
+  if (blocks >= sms || key_tiles < 4) return 1;
+  const int64_t want = (2 * int64_t(sms) + blocks - 1) / blocks;
+  return int(std::max<int64_t>(1, std::min<int64_t>({want, key_tiles / 2, 128})));
+}
+
+// Runs the forward over `p` (with p.num_splits chosen), then the combine when it split.
+void forward(const Context& ctx, const char* op, FwdParams p, const Tensor& out, const Tensor& lse,
+             DType dtype, int D) {
+  cudaStream_t stream = state_of(ctx).stream;
+  p.out = out.data();
+  p.lse = lse.data_as<float>();
+  if (p.num_splits <= 1) {
+    p.num_splits = 1;
+    launch_fwd(op, p, dtype, D, stream);
+    return;
+  }
+  const int64_t rows = int64_t(p.B) * p.H * p.Tq;
+  Tensor o_part = Tensor::empty({p.num_splits, rows, D}, DType::f32, ctx.device(), &ctx);
+  Tensor lse_part = Tensor::empty({p.num_splits, rows}, DType::f32, ctx.device(), &ctx);
+  p.o_part = o_part.data_as<float>();
+  p.lse_part = lse_part.data_as<float>();
+  launch_fwd(op, p, dtype, D, stream);
+  dispatch_cuda_float(op, dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    combine_splits_kernel<T><<<blocks_for(rows, 4), 128, 0, stream>>>(
+        static_cast<T*>(out.data()), lse.data_as<float>(), p.o_part, p.lse_part, p.num_splits, rows,
+        p.H, p.Tq, D);
+  });
+  LONGCTX_CHECK_LAUNCH();
+}
+
+FwdParams make_fwd_params(const Tensor& q, const Tensor& k, const Tensor& v,
+                          const AttentionParams& params, int64_t Tk_for_window) {
+  FwdParams p{};
+  p.q = q.data();
+  p.k = k.data();
+  p.v = v.data();
+  p.B = int(q.size(0));
+  p.Tq = int(q.size(1));
+  p.H = int(q.size(2));
+  p.Tk = int(k.size(1));
+  p.Tk_alloc = int(k.size(1));
+  p.Hkv = int(k.size(2));
+  p.G = p.H / p.Hkv;
+  const int64_t D = q.size(3);
+  const float scale = softmax_scale_of(params, D);
+  p.scale_log2 = scale * attn::kLog2e;
+  p.softcap = params.softcap > 0.f ? params.softcap : 0.f;
+  p.scale_softcap = p.softcap > 0.f ? scale / p.softcap : 0.f;
+  p.softcap_log2 = p.softcap * attn::kLog2e;
+  p.window_left = normalize_window(params.window_left, p.Tq, Tk_for_window);
+  p.window_right = params.causal ? 0 : normalize_window(params.window_right, p.Tq, Tk_for_window);
+  p.num_splits = 1;
+  return p;
+}
+
+}  // namespace
+
+void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                   const Tensor& k, const Tensor& v, const AttentionParams& params) {
+  const char* op = "attention_fwd";
+  if (q.numel() == 0) return;
+  if (q.dtype() != DType::f32) check_aligned(op, {{"q", &q}, {"k", &k}, {"v", &v}});
+  FwdParams p = make_fwd_params(q, k, v, params, k.size(1));
+  forward(ctx, op, p, out, lse, q.dtype(), int(q.size(3)));
+}
+
+void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                      const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
+                      const Tensor& k_new, const Tensor& v_new, const AttentionParams& params,
+                      int num_splits) {
+  const char* op = "attention_decode";
+  if (q.numel() == 0) return;
+  cudaStream_t stream = state_of(ctx).stream;
+  if (q.dtype() != DType::f32)
+    check_aligned(op, {{"q", &q}, {"k_cache", &k_cache}, {"v_cache", &v_cache}});
+  const int Tq = int(q.size(1)), Tmax = int(k_cache.size(1));
+  const bool append = k_new.defined() || v_new.defined();
+  if (append) {
+    const Tensor& ref = k_new.defined() ? k_new : v_new;
+    const int64_t total = ref.numel();
+    if (total > 0) {
+      dispatch_cuda_float(op, q.dtype(), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        append_kv_kernel<T><<<blocks_for(total, 256), 256, 0, stream>>>(
+            static_cast<T*>(k_cache.data()), static_cast<T*>(v_cache.data()),
+            k_new.defined() ? static_cast<const T*>(k_new.data()) : nullptr,
+            v_new.defined() ? static_cast<const T*>(v_new.data()) : nullptr,
+            cache_seqlens.data_as<int32_t>(), Tq, Tmax, ref.size(2) * ref.size(3), total);
+      });
+      LONGCTX_CHECK_LAUNCH();
+    }
+  }
+  FwdParams p = make_fwd_params(q, k_cache, v_cache, params, Tmax);
+  p.seqlens = cache_seqlens.data_as<int32_t>();
+  p.seqlen_add = append ? Tq : 0;
+  const int D = int(q.size(3));
+  if (num_splits > 0) {
+    p.num_splits = std::min(num_splits, 256);
+  } else {
+    int sms = 0;
+    LONGCTX_CUDA_CHECK(
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, state_of(ctx).device));
+    // Rows per block: 128 for the tensor-core kernels with D <= 128, 64 otherwise; a lower bound
+    // on blocks is enough for the heuristic.
+    const int64_t row_tiles = (int64_t(Tq) * p.G + 127) / 128;
+    const int bn = fwd_block_n(q.dtype(), D);
+    p.num_splits = choose_num_splits(row_tiles * p.B * p.Hkv, (Tmax + bn - 1) / bn, sms);
+  }
+  forward(ctx, op, p, out, lse, q.dtype(), D);
+}
+
+void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& lse, const AttentionParams& params) {
+  const char* op = "attention_bwd";
+  cudaStream_t stream = state_of(ctx).stream;
+  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
+  const int64_t Tk = k.size(1), Hkv = k.size(2);
+  if (dk.numel() > 0 && Tq == 0) {  // no query: the key gradients are zero
+    dk.fill(0.0, &ctx);
+    dv.fill(0.0, &ctx);
+  }
+  if (dq.numel() > 0 && Tk == 0) dq.fill(0.0, &ctx);
+  if (Tq == 0 || Tk == 0 || B == 0 || H == 0) return;
+  if (q.dtype() != DType::f32)
+    check_aligned(op, {{"q", &q}, {"k", &k}, {"v", &v}, {"dout", &dout}});
+
+  Tensor dsum = Tensor::empty({B, H, Tq}, DType::f32, ctx.device(), &ctx);
+  const int64_t rows = B * Tq * H;
+  dispatch_cuda_float(op, q.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    bwd_preprocess_kernel<T><<<blocks_for(rows, 4), 128, 0, stream>>>(
+        dsum.data_as<float>(), static_cast<const T*>(dout.data()),
+        static_cast<const T*>(out.data()), rows, int(H), int(Tq), int(D));
+  });
+  LONGCTX_CHECK_LAUNCH();
+
+  BwdParams p{};
+  p.q = q.data();
+  p.k = k.data();
+  p.v = v.data();
+  p.dout = dout.data();
+  p.lse = lse.data_as<float>();
+  p.dsum = dsum.data_as<float>();
+  p.dq = dq.data();
+  p.dk = dk.data();
+  p.dv = dv.data();
+  p.B = int(B);
+  p.Tq = int(Tq);
+  p.Tk = int(Tk);
+  p.H = int(H);
+  p.Hkv = int(Hkv);
+  p.G = int(H / Hkv);
+  p.scale = softmax_scale_of(params, D);
+  p.scale_log2 = p.scale * attn::kLog2e;
+  p.softcap = params.softcap > 0.f ? params.softcap : 0.f;
+  p.scale_softcap = p.softcap > 0.f ? p.scale / p.softcap : 0.f;
+  p.softcap_log2 = p.softcap * attn::kLog2e;
+  p.window_left = normalize_window(params.window_left, Tq, Tk);
+  p.window_right = params.causal ? 0 : normalize_window(params.window_right, Tq, Tk);
+
+  dispatch_head_dim(op, D, [&](auto hd) {
+    constexpr int kD = decltype(hd)::value;
+    if (q.dtype() == DType::f32) {
+      attn::run_f32_bwd<kD>(p, stream);  // no atomics: deterministic either way
+      return;
+    }
+    Tensor dq_accum;
+    if (!params.deterministic) {
+      dq_accum = Tensor::zeros({B, Tq, H, D}, DType::f32, ctx.device(), &ctx);
+      p.dq_accum = dq_accum.data_as<float>();
+    }
+    dispatch_cuda_float(op, q.dtype(), [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      if constexpr (!std::is_same_v<T, float>) {
+        attn::run_flash_bwd<T, kD>(p, params.deterministic, stream);
+        if (!params.deterministic) {
+          const int64_t n = dq.numel();
+          convert_dq_kernel<T><<<blocks_for(n, 256), 256, 0, stream>>>(static_cast<T*>(dq.data()),
+                                                                       p.dq_accum, p.scale, n);
+          LONGCTX_CHECK_LAUNCH();
+        }
+      }
+    });
+  });
+}
+
+}  // namespace longctx::cuda

@@ -1,0 +1,10 @@
+// Forward / decode tensor-core kernels for head dim 32 (one file per head dim so that they
+// compile in parallel).
+#include "kernels/attention/flash_fwd.cuh"
+
+namespace longctx::cuda::attn {
+template void run_flash_fwd<__nv_bfloat16, 32>(const FwdParams&, cudaStream_t);
+template void run_flash_fwd<__half, 32>(const FwdParams&, cudaStream_t);
+template int flash_fwd_block_n<__nv_bfloat16, 32>();
+template int flash_fwd_block_n<__half, 32>();
+}  // namespace longctx::cuda::attn
