@@ -244,7 +244,7 @@ void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, con
                    const Tensor& k, const Tensor& v, const AttentionParams& params) {
   const char* op = "attention_fwd";
   if (q.numel() == 0) return;
-  if (q.dtype() != DType::f32) check_aligned(op, {{"q", &q}, {"k", &k}, {"v", &v}});
+  if (q.dtype() != DType::f32) check_aligned(op, {{"q", &q}, {"k", &k}, {"v", &v}, {"out", &out}});
   FwdParams p = make_fwd_params(q, k, v, params, k.size(1));
   forward(ctx, op, p, out, lse, q.dtype(), int(q.size(3)));
 }
@@ -257,7 +257,7 @@ void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, 
   if (q.numel() == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   if (q.dtype() != DType::f32)
-    check_aligned(op, {{"q", &q}, {"k_cache", &k_cache}, {"v_cache", &v_cache}});
+    check_aligned(op, {{"q", &q}, {"k_cache", &k_cache}, {"v_cache", &v_cache}, {"out", &out}});
   const int Tq = int(q.size(1)), Tmax = int(k_cache.size(1));
   const bool append = k_new.defined() || v_new.defined();
   if (append) {
@@ -308,7 +308,9 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
   if (dq.numel() > 0 && Tk == 0) dq.fill(0.0, &ctx);
   if (Tq == 0 || Tk == 0 || B == 0 || H == 0) return;
   if (q.dtype() != DType::f32)
-    check_aligned(op, {{"q", &q}, {"k", &k}, {"v", &v}, {"dout", &dout}});
+    check_aligned(
+        op,
+        {{"q", &q}, {"k", &k}, {"v", &v}, {"dout", &dout}, {"dq", &dq}, {"dk", &dk}, {"dv", &dv}});
 
   Tensor dsum = Tensor::empty({B, H, Tq}, DType::f32, ctx.device(), &ctx);
   const int64_t rows = B * Tq * H;
