@@ -1,17 +1,132 @@
-// longctx: the command-line tool. `longctx info`, `longctx op ...`; later `train`, `bench`.
+// longctx: the command-line tool.
+//   longctx info [--json]                      version, build options, CPU threads, CUDA devices
+//   longctx ops                                the ops `longctx op` can run, their tensors, options
+//   longctx op NAME --in IN --out OUT [--device cpu|cuda[:N]] [--backward] [--threads N]
+// Errors: one line on stderr ("longctx: error: ..."), exit status 1; usage errors exit 2.
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
-#include <cstring>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "cli/ops.h"
 #include "longctx/longctx.h"
+
+namespace longctx::cli {
+namespace {
+
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+
+int info(bool as_json) {
+  const BuildInfo b = build_info();
+  const CudaStatus cuda = cuda_status();
+  const int threads = Context(Device::cpu()).cpu_threads();
+  std::vector<std::string> ops;
+  for (const OpSpec& spec : op_table()) ops.push_back(spec.name);
+  if (as_json) {
+    nlohmann::json j = {{"version", b.version},
+                        {"build",
+                         {{"cuda", b.cuda},
+                          {"cuda_architectures", b.cuda_architectures},
+                          {"blas", b.blas},
+                          {"openmp", b.openmp}}},
+                        {"cpu_threads", threads},
+                        {"cuda_devices", nlohmann::json::array()},
+                        {"ops", ops}};
+    for (const CudaDeviceInfo& d : cuda.devices)
+      j["cuda_devices"].push_back({{"index", d.index},
+                                   {"name", d.name},
+                                   {"sm", std::to_string(d.sm_major) + std::to_string(d.sm_minor)},
+                                   {"total_memory", d.total_memory}});
+    if (!cuda.available()) j["cuda_reason"] = cuda.reason;
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("longctx %s\n", b.version.c_str());
+  std::printf("build: cuda backend %s%s, blas %s, openmp %s\n", b.cuda ? "yes" : "no",
+              b.cuda ? (" (architectures " + b.cuda_architectures + ")").c_str() : "",
+              b.blas.c_str(), b.openmp ? "yes" : "no");
+  std::printf("cpu threads: %d\n", threads);
+  if (cuda.available()) {
+    for (const CudaDeviceInfo& d : cuda.devices)
+      std::printf("cuda:%d: %s (sm_%d%d, %.1f GiB)\n", d.index, d.name.c_str(), d.sm_major,
+                  d.sm_minor, double(d.total_memory) / (1 << 30));
+  } else {
+    std::printf("cuda devices: none (%s)\n", cuda.reason.c_str());
+  }
+  std::string list;
+  for (const std::string& n : ops) list += (list.empty() ? "" : ", ") + n;
+  std::printf("ops: %s\n", list.c_str());
+  return 0;
+}
+
+void list_ops() {
+  for (const OpSpec& spec : op_table()) {
+    auto names = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (const std::string& n : v)
+        s += (s.empty() ? "" : ", ") + (n[0] == '?' ? "[" + n.substr(1) + "]" : n);
+      return s.empty() ? std::string("none") : s;
+    };
+    std::printf("%s: %s\n  inputs: %s\n  options: %s\n  backward: %s\n", spec.name.c_str(),
+                spec.summary.c_str(), names(spec.inputs).c_str(), names(spec.options).c_str(),
+                spec.backward ? ("also " + names(spec.backward_inputs)).c_str() : "none");
+  }
+}
+
+}  // namespace
+}  // namespace longctx::cli
 
 int main(int argc, char** argv) {
   using namespace longctx;
-  if (argc >= 2 && std::strcmp(argv[1], "info") == 0) {
-    BuildInfo b = build_info();
-    std::printf("longctx %s\ncuda backend: %s\n", b.version.c_str(), b.cuda ? "yes" : "no");
-    return 0;
+  using namespace longctx::cli;
+  CLI::App app{"longctx: long-context sequence model kernels (flash attention, scans, SSD)"};
+  app.require_subcommand(1);
+
+  bool as_json = false;
+  CLI::App* info_cmd =
+      app.add_subcommand("info", "version, build options, CPU threads, CUDA devices");
+  info_cmd->add_flag("--json", as_json, "print as JSON");
+
+  CLI::App* ops_cmd = app.add_subcommand("ops", "list the ops `longctx op` runs");
+
+  OpRun run;
+  CLI::App* op_cmd = app.add_subcommand(
+      "op", "run one op on tensors from a safetensors file; options come from its __metadata__");
+  op_cmd->add_option("name", run.op, "op name (see `longctx ops`)")->required();
+  op_cmd->add_option("--in", run.in, "input .safetensors: the op's tensors and options")
+      ->required();
+  op_cmd->add_option("--out", run.out, "output .safetensors: outputs, or d<input> with --backward")
+      ->required();
+  op_cmd->add_option("--device", run.device, "cpu, cuda or cuda:N")->capture_default_str();
+  op_cmd->add_flag("--backward", run.backward, "compute input gradients from dout");
+  op_cmd->add_option("--threads", run.threads, "CPU threads (0: all)")
+      ->check(CLI::NonNegativeNumber);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help prints usage and exits 0; a usage error prints one line and exits 2.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "longctx: error: %s (see longctx --help)\n", one_line(e.what()).c_str());
+    return 2;
   }
-  std::fprintf(stderr, "usage: longctx info\n");
-  return 2;
+
+  try {
+    if (info_cmd->parsed()) return info(as_json);
+    if (ops_cmd->parsed()) {
+      list_ops();
+      return 0;
+    }
+    run_op(run);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "longctx: error: %s\n", one_line(e.what()).c_str());
+    return 1;
+  }
 }

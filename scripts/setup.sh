@@ -7,6 +7,7 @@ packages=(
   cmake ninja-build g++            # build
   libgtest-dev                     # tests
   nlohmann-json3-dev               # JSON configs, safetensors headers
+  libcli11-dev                     # the longctx command-line tool
   libopenblas-openmp-dev           # CPU GEMM (OpenMP build: shares the thread pool with our loops)
   libomp-dev                       # OpenMP for clang (the libFuzzer build)
   fortunes                         # a text corpus for the byte-level LM driver

@@ -1,0 +1,299 @@
+// The `longctx` command-line tool, run as a subprocess: `op` on files written with the
+// safetensors API, its outputs against an outside reference (tests/cli_reference.py: numpy, long
+// double and the inputs' precision, for the 2x rule), its error cases (exit status and the one
+// line on stderr), and `info`.
+#include <dirent.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "harness.h"
+#include "longctx/io/safetensors.h"
+
+#ifndef LONGCTX_CLI
+#error "tests/CMakeLists.txt passes the path of the longctx executable as LONGCTX_CLI"
+#endif
+
+namespace longctx::test {
+namespace {
+
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string tmpl = testing::TempDir() + "longctx_cli_XXXXXX";
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~ScratchDir() {
+    if (DIR* d = ::opendir(path_.c_str())) {
+      while (dirent* e = ::readdir(d))
+        if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
+          std::remove((path_ + "/" + e->d_name).c_str());
+      ::closedir(d);
+    }
+    ::rmdir(path_.c_str());
+  }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+// Runs `command` through the shell with stdout and stderr captured in files of `dir`.
+Result run(const ScratchDir& dir, const std::string& command) {
+  const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
+  const int raw = std::system((command + " > " + out + " 2> " + err).c_str());
+  Result r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+Result cli(const ScratchDir& dir, const std::string& args) {
+  return run(dir, std::string("'") + LONGCTX_CLI + "' " + args);
+}
+
+// /usr/bin/python3 with numpy, or "" with the reason.
+std::string reference_python(std::string* why) {
+  const std::string py = "/usr/bin/python3";
+  if (std::system((py + " -c 'import numpy' > /dev/null 2>&1").c_str()) == 0) return py;
+  *why = py + " with numpy not found (scripts/setup.sh installs python3-numpy)";
+  return "";
+}
+
+// ---- op against the outside reference ---------------------------------------------------------
+
+struct CliCase {
+  std::string name;
+  std::string op;
+  Device device;
+  DType dtype;
+  bool backward;
+  std::map<std::string, std::string> metadata;
+  // Inputs: name -> (shape, range of uniform values)
+  std::vector<std::tuple<std::string, Shape, double, double>> inputs;
+  std::vector<std::string> outputs;
+};
+LONGCTX_PRINTS_AS_NAME(CliCase)
+
+std::vector<CliCase> cli_cases() {
+  const auto rmsnorm_in = [](bool backward) {
+    std::vector<std::tuple<std::string, Shape, double, double>> in = {{"x", {3, 5, 64}, -2.0, 2.0},
+                                                                      {"weight", {64}, 0.5, 1.5}};
+    if (backward) in.emplace_back("dout", Shape{3, 5, 64}, -1.0, 1.0);
+    return in;
+  };
+  std::vector<CliCase> cases;
+  for (Device dev : all_devices()) {
+    for (DType dt : {DType::f32, DType::f64}) {
+      if (dev.is_cuda() && dt == DType::f64) continue;  // CUDA ops compute f32/bf16/f16
+      const std::string tag = dev.str().substr(0, 4) + "_" + dtype_name(dt);
+      // A large eps, so that a CLI that ignored the option would be far off.
+      cases.push_back({"rmsnorm_fwd_" + tag,
+                       "rmsnorm",
+                       dev,
+                       dt,
+                       false,
+                       {{"eps", "0.5"}},
+                       rmsnorm_in(false),
+                       {"out", "rstd"}});
+      cases.push_back({"rmsnorm_bwd_" + tag,
+                       "rmsnorm",
+                       dev,
+                       dt,
+                       true,
+                       {{"eps", "1e-5"}},
+                       rmsnorm_in(true),
+                       {"dx", "dweight"}});
+    }
+  }
+  return cases;
+}
+
+class CliOp : public testing::TestWithParam<CliCase> {};
+
+TEST_P(CliOp, MatchesOutsideReference) {
+  const CliCase& c = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(c.device);
+  std::string why;
+  const std::string py = reference_python(&why);
+  if (py.empty()) GTEST_SKIP() << why;
+  ScratchDir dir;
+  Rng rng(std::hash<std::string>()(c.name));
+  std::map<std::string, Tensor> inputs;
+  for (const auto& [name, shape, lo, hi] : c.inputs)
+    inputs[name] = random_tensor(shape, c.dtype, rng, lo, hi);
+  const std::string in = dir.file("in.safetensors"), out = dir.file("out.safetensors"),
+                    ref = dir.file("ref.safetensors");
+  save_safetensors(in, inputs, c.metadata);
+
+  const std::string flags = c.backward ? " --backward" : "";
+  const Result r = cli(
+      dir, "op " + c.op + " --in " + in + " --out " + out + " --device " + c.device.str() + flags);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  const Result p = run(dir, py + " " + LONGCTX_SOURCE_DIR "/tests/cli_reference.py " + c.op + " " +
+                                in + " " + ref + flags);
+  ASSERT_EQ(p.status, 0) << p.err;
+
+  const SafetensorsFile got = load_safetensors(out);
+  const SafetensorsFile want = load_safetensors(ref);
+  EXPECT_EQ(got.metadata.at("op"), c.op);
+  std::vector<std::string> names;
+  for (const auto& [name, t] : got.tensors) names.push_back(name);
+  std::vector<std::string> expected = c.outputs;
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(names, expected);  // exactly the op's outputs, nothing more
+  for (const std::string& name : c.outputs) {
+    ASSERT_TRUE(got.tensors.count(name)) << name;
+    const Tensor& t = got.tensors.at(name);
+    // Auxiliary statistics are f32 for f32/bf16/f16 inputs (see CONTRIBUTING.md).
+    expect_close_2x(t, to_ref(want.tensors.at(name)), to_ref(want.tensors.at(name + ".naive")),
+                    t.dtype(), c.name + " " + name);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CliOp, testing::ValuesIn(cli_cases()),
+                         [](const testing::TestParamInfo<CliCase>& info) {
+                           return info.param.name;
+                         });
+
+// ---- errors: non-zero exit and one line on stderr naming the problem ---------------------------
+
+void expect_error(const Result& r, int status, const std::vector<std::string>& fragments) {
+  EXPECT_EQ(r.status, status) << r.err;
+  EXPECT_EQ(r.out, "");
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "not one line: " << r.err;
+  EXPECT_EQ(r.err.rfind("longctx: error: ", 0), 0u) << r.err;
+  for (const std::string& f : fragments)
+    EXPECT_NE(r.err.find(f), std::string::npos) << "\"" << r.err << "\" lacks \"" << f << "\"";
+}
+
+class CliErrors : public testing::Test {
+ protected:
+  void SetUp() override {
+    Rng rng(4);
+    good_ = {{"x", random_tensor({4, 8}, DType::f32, rng)},
+             {"weight", random_tensor({8}, DType::f32, rng)}};
+  }
+  // Writes `tensors` with `metadata` to in.safetensors and runs `op NAME` on it.
+  Result op(const std::string& name, const std::map<std::string, Tensor>& tensors,
+            const std::map<std::string, std::string>& metadata, const std::string& extra = "") {
+    save_safetensors(dir_.file("in.safetensors"), tensors, metadata);
+    return cli(dir_, "op " + name + " --in " + dir_.file("in.safetensors") + " --out " +
+                         dir_.file("out.safetensors") + " " + extra);
+  }
+  bool wrote_output() const { return ::access(dir_.file("out.safetensors").c_str(), F_OK) == 0; }
+
+  ScratchDir dir_;
+  std::map<std::string, Tensor> good_;
+};
+
+TEST_F(CliErrors, UnknownOp) {
+  expect_error(op("nosuch", good_, {}), 1, {"unknown op 'nosuch'", "known: rmsnorm"});
+  EXPECT_FALSE(wrote_output());
+}
+
+TEST_F(CliErrors, MissingTensor) {
+  expect_error(op("rmsnorm", {{"x", good_["x"]}}, {}), 1,
+               {"op rmsnorm: missing tensor 'weight'", "inputs of rmsnorm: x, weight"});
+  expect_error(op("rmsnorm", good_, {}, "--backward"), 1, {"--backward: missing tensor 'dout'"});
+  EXPECT_FALSE(wrote_output());
+}
+
+TEST_F(CliErrors, UnknownTensor) {
+  auto tensors = good_;
+  tensors["wieght"] = tensors["weight"];
+  expect_error(op("rmsnorm", tensors, {}), 1, {"tensor 'wieght'", "is not an input"});
+}
+
+TEST_F(CliErrors, WrongShape) {
+  Rng rng(5);
+  auto tensors = good_;
+  tensors["weight"] = random_tensor({7}, DType::f32, rng);
+  expect_error(op("rmsnorm", tensors, {}), 1, {"rmsnorm_fwd", "weight", "(8,)", "(7,)"});
+  tensors["x"] = Tensor::zeros({}, DType::f32);
+  expect_error(op("rmsnorm", tensors, {}), 1, {"rmsnorm_fwd", "x", "scalar"});
+  EXPECT_FALSE(wrote_output());
+}
+
+TEST_F(CliErrors, BadMetadata) {
+  expect_error(op("rmsnorm", good_, {{"eps", "abc"}}), 1,
+               {"metadata 'eps' must be a number, got 'abc'"});
+  expect_error(op("rmsnorm", good_, {{"eps", "[1]"}}), 1, {"metadata 'eps' must be a number"});
+  expect_error(op("rmsnorm", good_, {{"eps", "-1"}}), 1, {"rmsnorm_fwd", "eps", "> 0"});
+  expect_error(op("rmsnorm", good_, {{"epsilon", "1e-5"}}), 1,
+               {"unknown metadata key 'epsilon'", "options of rmsnorm: eps"});
+  EXPECT_FALSE(wrote_output());
+  // "format" (PyTorch's writer adds it) is accepted and ignored.
+  const Result ok = op("rmsnorm", good_, {{"format", "pt"}, {"eps", "1e-5"}});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_TRUE(wrote_output());
+}
+
+TEST_F(CliErrors, BadFilesAndDevices) {
+  expect_error(cli(dir_, "op rmsnorm --in " + dir_.file("absent.safetensors") + " --out " +
+                             dir_.file("out.safetensors")),
+               1, {"absent.safetensors", "cannot open"});
+  std::ofstream(dir_.file("junk.safetensors")) << "not a safetensors file at all";
+  expect_error(cli(dir_, "op rmsnorm --in " + dir_.file("junk.safetensors") + " --out " +
+                             dir_.file("out.safetensors")),
+               1, {"junk.safetensors", "header length"});
+  expect_error(op("rmsnorm", good_, {}, "--device tpu"), 1, {"unknown device 'tpu'"});
+  if (!cached_cuda_status().available())
+    expect_error(op("rmsnorm", good_, {}, "--device cuda"), 1, {"no usable CUDA device"});
+  EXPECT_FALSE(wrote_output());
+}
+
+TEST_F(CliErrors, UsageErrorsExitTwo) {
+  expect_error(cli(dir_, "op rmsnorm --in x.safetensors"), 2, {"--out", "required"});
+  expect_error(cli(dir_, "frobnicate"), 2, {"subcommand"});
+  expect_error(cli(dir_, ""), 2, {"subcommand"});
+}
+
+TEST(Cli, InfoReportsBuildAndDevices) {
+  ScratchDir dir;
+  const Result r = cli(dir, "info");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const BuildInfo b = build_info();
+  EXPECT_NE(r.out.find("longctx " + b.version), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cpu threads: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ops: rmsnorm"), std::string::npos) << r.out;
+  const CudaStatus cuda = cuda_status();
+  if (cuda.available())
+    EXPECT_NE(r.out.find(cuda.devices[0].name), std::string::npos) << r.out;
+  else
+    EXPECT_NE(r.out.find("cuda devices: none (" + cuda.reason + ")"), std::string::npos) << r.out;
+
+  const Result j = cli(dir, "info --json");
+  ASSERT_EQ(j.status, 0) << j.err;
+  EXPECT_NE(j.out.find("\"version\": \"" + b.version + "\""), std::string::npos) << j.out;
+}
+
+TEST(Cli, OpsListsEveryRegisteredOp) {
+  ScratchDir dir;
+  const Result r = cli(dir, "ops");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("rmsnorm: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("inputs: x, weight"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace longctx::test
