@@ -7,6 +7,7 @@
 #include "longctx/io/safetensors.h"
 #include "longctx/ops/causal_conv1d.h"
 #include "longctx/ops/linear_scan.h"
+#include "longctx/ops/attention.h"
 #include "longctx/ops/rmsnorm.h"
 #include "longctx/ops/scan_operator.h"
 #include "longctx/ops/selective_scan.h"

@@ -1,0 +1,205 @@
+// attention: validation in front of both backends, the table of supported configurations, and
+// dispatch (see include/longctx/ops/attention.h).
+#include "longctx/ops/attention.h"
+
+#include <cmath>
+#include <vector>
+
+#include "src/ops/backend.h"
+
+namespace longctx {
+
+namespace cpu {
+void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                   const Tensor& k, const Tensor& v, const AttentionParams& params);
+void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& lse, const AttentionParams& params);
+void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                      const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
+                      const Tensor& k_new, const Tensor& v_new, const AttentionParams& params,
+                      int num_splits);
+}  // namespace cpu
+namespace cuda {
+void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                   const Tensor& k, const Tensor& v, const AttentionParams& params);
+void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& lse, const AttentionParams& params);
+void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                      const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
+                      const Tensor& k_new, const Tensor& v_new, const AttentionParams& params,
+                      int num_splits);
+}  // namespace cuda
+
+namespace {
+
+// The CUDA head dims: each is a compiled kernel instantiation (kernels/attention/).
+constexpr int64_t kCudaHeadDims[] = {32, 64, 96, 128, 256};
+
+DType lse_dtype(DType q) {
+  return q == DType::f64 ? DType::f64 : DType::f32;
+}
+
+// Until kernels/attention/ is on main the CUDA branch reports that; whoever lands the kernels
+// replaces ATTENTION_DISPATCH by LONGCTX_DISPATCH.
+#if LONGCTX_WITH_CUDA
+[[noreturn]] void cuda_attention_missing(const char* op) {
+  throw Error(detail::concat(op,
+                             ": the CUDA attention kernels are not in this build of longctx yet "
+                             "(kernels/attention/ has not landed); use a CPU context"));
+}
+#define ATTENTION_DISPATCH(ctx, fn, ...) \
+  ((ctx).device().is_cpu() ? ::longctx::cpu::fn(__VA_ARGS__) : cuda_attention_missing(#fn))
+#else
+#define ATTENTION_DISPATCH(ctx, fn, ...) LONGCTX_DISPATCH(ctx, fn, __VA_ARGS__)
+#endif
+
+struct Dims {
+  int64_t B, Tq, Tk, H, Hkv, D;
+};
+
+// q (B, Tq, H, D); k and v (B, Tk, Hkv, D) named `k_name`, `v_name`; the configuration is one
+// attention_supports() accepts; the params are in range.
+Dims check_qkv(const Context& ctx, const char* op, const Tensor& q, const Tensor& k,
+               const Tensor& v, const AttentionParams& params, const char* k_name = "k",
+               const char* v_name = "v") {
+  check_backend(ctx, op, "q", q);
+  check_arg(op, "q", q).rank(4).contiguous();
+  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
+  check_arg(op, k_name, k).rank(4);
+  const int64_t Tk = k.size(1), Hkv = k.size(2);
+  check_arg(op, k_name, k).shape({B, Tk, Hkv, D}).dtype(q.dtype()).device(ctx.device());
+  check_arg(op, k_name, k).contiguous();
+  check_arg(op, v_name, v).shape({B, Tk, Hkv, D}).dtype(q.dtype()).device(ctx.device());
+  check_arg(op, v_name, v).contiguous();
+  check_value(op, "q", H >= 1, "must have at least one head, got shape ", shape_str(q.shape()));
+  check_value(op, k_name, Hkv >= 1 && H % Hkv == 0, "has Hkv = ", Hkv,
+              " heads, which must divide the H = ", H,
+              " query heads of 'q' (MHA: Hkv = H, GQA: H % Hkv == 0, MQA: Hkv = 1)");
+  const std::string why = attention_supports(ctx.device(), q.dtype(), D);
+  LONGCTX_CHECK(why.empty(), op, ": ", why);
+  check_value(op, "softmax_scale", std::isfinite(params.softmax_scale),
+              "must be finite (0 means 1/sqrt(D)), got ", params.softmax_scale);
+  check_value(op, "window_left", params.window_left >= -1,
+              "must be >= -1 (-1 means unbounded), got ", params.window_left);
+  check_value(op, "window_right", params.window_right >= -1,
+              "must be >= -1 (-1 means unbounded), got ", params.window_right);
+  check_value(op, "softcap", std::isfinite(params.softcap) && params.softcap >= 0,
+              "must be >= 0 (0 turns it off), got ", params.softcap);
+  return {B, Tq, Tk, H, Hkv, D};
+}
+
+void check_out_lse(const Context& ctx, const char* op, const Tensor& out, const Tensor& lse,
+                   const Tensor& q) {
+  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2);
+  check_arg(op, "out", out).shape(q.shape()).dtype(q.dtype()).device(ctx.device()).contiguous();
+  check_arg(op, "lse", lse).shape({B, H, Tq}).dtype(lse_dtype(q.dtype())).device(ctx.device());
+  check_arg(op, "lse", lse).contiguous().no_overlap("out", out);
+}
+
+using Named = std::pair<const char*, const Tensor*>;
+
+// Every output must be disjoint from every input.
+void check_disjoint(const char* op, const std::vector<Named>& outputs,
+                    const std::vector<Named>& inputs) {
+  for (const auto& [name, t] : outputs)
+    for (const auto& [other_name, other] : inputs)
+      if (t->defined()) check_arg(op, name, *t).no_overlap(other_name, *other);
+}
+
+}  // namespace
+
+std::string attention_supports(Device device, DType dtype, int64_t head_dim) {
+  if (device.is_cpu()) {
+    if (dtype != DType::f32 && dtype != DType::f64)
+      return detail::concat("attention on the CPU supports dtypes f32 and f64, got ",
+                            dtype_name(dtype));
+    if (head_dim < 1)
+      return detail::concat("attention on the CPU supports any head dim >= 1, got ", head_dim);
+    return "";
+  }
+  if (dtype != DType::f32 && dtype != DType::bf16 && dtype != DType::f16)
+    return detail::concat("attention on CUDA supports dtypes f32, bf16 and f16, got ",
+                          dtype_name(dtype));
+  for (int64_t d : kCudaHeadDims)
+    if (d == head_dim) return "";
+  return detail::concat("attention on CUDA supports head dims 32, 64, 96, 128 and 256, got ",
+                        head_dim, " (the CPU backend supports any head dim)");
+}
+
+void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                   const Tensor& k, const Tensor& v, const AttentionParams& params) {
+  const char* op = "attention_fwd";
+  check_qkv(ctx, op, q, k, v, params);
+  check_out_lse(ctx, op, out, lse, q);
+  check_disjoint(op, {{"out", &out}, {"lse", &lse}}, {{"q", &q}, {"k", &k}, {"v", &v}});
+  ATTENTION_DISPATCH(ctx, attention_fwd, ctx, out, lse, q, k, v, params);
+}
+
+void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& lse, const AttentionParams& params) {
+  const char* op = "attention_bwd";
+  check_qkv(ctx, op, q, k, v, params);
+  check_out_lse(ctx, op, out, lse, q);
+  const Device dev = ctx.device();
+  check_arg(op, "dout", dout).shape(q.shape()).dtype(q.dtype()).device(dev).contiguous();
+  check_arg(op, "dq", dq).shape(q.shape()).dtype(q.dtype()).device(dev).contiguous();
+  check_arg(op, "dk", dk).shape(k.shape()).dtype(q.dtype()).device(dev).contiguous();
+  check_arg(op, "dv", dv).shape(v.shape()).dtype(q.dtype()).device(dev).contiguous();
+  check_disjoint(op, {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}},
+                 {{"q", &q}, {"k", &k}, {"v", &v}, {"out", &out}, {"lse", &lse}, {"dout", &dout}});
+  check_arg(op, "dq", dq).no_overlap("dk", dk).no_overlap("dv", dv);
+  check_arg(op, "dk", dk).no_overlap("dv", dv);
+  ATTENTION_DISPATCH(ctx, attention_bwd, ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+}
+
+void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                      const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
+                      const Tensor& k_new, const Tensor& v_new, const AttentionParams& params,
+                      int num_splits) {
+  const char* op = "attention_decode";
+  const Dims d = check_qkv(ctx, op, q, k_cache, v_cache, params, "k_cache", "v_cache");
+  const int64_t Tmax = d.Tk;
+  check_out_lse(ctx, op, out, lse, q);
+  check_arg(op, "cache_seqlens", cache_seqlens).shape({d.B}).dtype(DType::i32);
+  check_arg(op, "cache_seqlens", cache_seqlens).device(ctx.device()).contiguous();
+  LONGCTX_CHECK(k_new.defined() == v_new.defined(), op,
+                ": arguments 'k_new' and 'v_new' must be given together, got ",
+                k_new.defined() ? "'k_new' without 'v_new'" : "'v_new' without 'k_new'");
+  const bool append = k_new.defined();
+  if (append) {
+    const Shape kv_new = {d.B, d.Tq, d.Hkv, d.D};
+    check_arg(op, "k_new", k_new).shape(kv_new).dtype(q.dtype()).device(ctx.device());
+    check_arg(op, "k_new", k_new).contiguous();
+    check_arg(op, "v_new", v_new).shape(kv_new).dtype(q.dtype()).device(ctx.device());
+    check_arg(op, "v_new", v_new).contiguous();
+  }
+  check_value(op, "num_splits", num_splits >= 0, "must be >= 0 (0 picks a count), got ",
+              num_splits);
+  // cache_seqlens is (B): copying it to the host to check its values costs one tiny transfer.
+  const Tensor lens_host =
+      cache_seqlens.device().is_cpu() ? cache_seqlens : cache_seqlens.to(Device::cpu(), &ctx);
+  const int32_t* lens = lens_host.data_as<int32_t>();
+  const int64_t appended = append ? d.Tq : 0;
+  for (int64_t b = 0; b < d.B; ++b) {
+    check_value(op, "cache_seqlens", lens[b] >= 0 && lens[b] <= Tmax, "[", b, "] = ", lens[b],
+                " is outside [0, Tmax = ", Tmax, "]");
+    check_value(op, "cache_seqlens", lens[b] + appended <= Tmax, "[", b, "] = ", lens[b],
+                " plus the Tq = ", appended,
+                " appended tokens exceeds the cache length Tmax = ", Tmax);
+  }
+  // The caches are written (append) and read; out and lse are only written.
+  const std::vector<Named> inputs = {
+      {"q", &q}, {"cache_seqlens", &cache_seqlens}, {"k_new", &k_new}, {"v_new", &v_new}};
+  check_disjoint(op, {{"out", &out}, {"lse", &lse}},
+                 {{"k_cache", &k_cache}, {"v_cache", &v_cache}});
+  check_disjoint(op, {{"out", &out}, {"lse", &lse}, {"k_cache", &k_cache}, {"v_cache", &v_cache}},
+                 inputs);
+  check_arg(op, "k_cache", k_cache).no_overlap("v_cache", v_cache);
+  ATTENTION_DISPATCH(ctx, attention_decode, ctx, out, lse, q, k_cache, v_cache, cache_seqlens,
+                     k_new, v_new, params, num_splits);
+}
+
+}  // namespace longctx

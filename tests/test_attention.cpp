@@ -1,0 +1,411 @@
+// attention: every case x backend against the reference (forward, gradients, bitwise determinism);
+// decode against full attention over the same cache; the reference against finite differences;
+// a long sequence on the CPU checked on a sample of rows; bad inputs.
+#include <chrono>
+#include <functional>
+
+#include "harness.h"
+#include "longctx/ops/attention.h"
+#include "reference/attention.h"
+
+namespace longctx::test {
+namespace {
+
+// ---- Helpers --------------------------------------------------------------------------------
+
+DType lse_dtype(DType dt) {
+  return dt == DType::f64 ? DType::f64 : DType::f32;
+}
+
+// The rows that see no key have lse = -inf: those positions must agree exactly, the rest follow
+// the 2x rule.
+void expect_lse_close(const Ref& got_in, const Ref& exact, const Ref& naive, DType dtype) {
+  Ref got = got_in, e = exact, n = naive;
+  int mismatched = 0;
+  for (int64_t i = 0; i < e.numel(); ++i) {
+    const bool want_inf = std::isinf(e[i]) && e[i] < 0, got_inf = std::isinf(got[i]) && got[i] < 0;
+    if (want_inf != got_inf && ++mismatched <= 3)
+      ADD_FAILURE() << "lse[" << i << "] = " << got[i] << ", reference " << e[i];
+    if (want_inf && got_inf) got[i] = e[i] = n[i] = 0;
+  }
+  expect_close_2x(from_ref(got, dtype), e, n, dtype, "lse");
+}
+
+// The rows `rows` (indices into the (B, H, Tq) layout) of a (B, T, H, D) tensor, as (rows, D).
+Ref gather_rows(const Ref& x, const std::vector<int64_t>& rows) {
+  const int64_t T = x.shape[1], H = x.shape[2], D = x.shape[3];
+  Ref r({int64_t(rows.size()), D});
+  for (size_t n = 0; n < rows.size(); ++n) {
+    const int64_t i = rows[n] % T, b = rows[n] / T / H, h = rows[n] / T % H;
+    for (int64_t d = 0; d < D; ++d) r[int64_t(n) * D + d] = x[((b * T + i) * H + h) * D + d];
+  }
+  return r;
+}
+Ref gather(const Ref& x, const std::vector<int64_t>& index) {
+  Ref r({int64_t(index.size())});
+  for (size_t n = 0; n < index.size(); ++n) r[int64_t(n)] = x[index[n]];
+  return r;
+}
+
+AttentionParams with(AttentionParams p, const std::function<void(AttentionParams&)>& edit) {
+  edit(p);
+  return p;
+}
+
+uint64_t seed_of(const std::string& name) {
+  return std::hash<std::string>{}(name) % 1000003;
+}
+
+// ---- Forward and backward, every case x backend -----------------------------------------------
+
+struct AttentionCase {
+  std::string name;
+  int64_t B, Tq, Tk, H, Hkv, D;
+  AttentionParams params;
+  double range = 1.0;  // q, k, v uniform in [-range, range]
+  bool grads = true;   // false: dq = dk = 0 exactly by cancellation, below the 2x rule's floor
+};
+LONGCTX_PRINTS_AS_NAME(AttentionCase)
+
+AttentionParams causal() {
+  return with({}, [](AttentionParams& p) { p.causal = true; });
+}
+AttentionParams window(int left, int right, bool is_causal = false) {
+  return with({}, [&](AttentionParams& p) {
+    p.window_left = left;
+    p.window_right = right;
+    p.causal = is_causal;
+  });
+}
+
+// Real models' head layouts at test lengths. The CPU tiles are 64 queries x 256 keys: the
+// lengths below cross tile edges (several query tiles, up to three key tiles per row).
+const std::vector<AttentionCase> kCases = {
+    {"llama2_7b_mha_causal", 1, 70, 70, 4, 4, 128, causal()},
+    {"llama3_8b_gqa4_causal", 2, 65, 65, 8, 2, 128, causal()},
+    {"falcon_7b_mqa_causal", 1, 80, 80, 4, 1, 64, causal()},
+    {"bert_bidirectional_multi_tile", 1, 130, 520, 2, 2, 32, {}},
+    {"chunked_prefill_tq_lt_tk", 1, 40, 333, 2, 1, 64, causal()},
+    {"tq_gt_tk_causal_empty_rows", 1, 150, 37, 2, 2, 64, causal()},
+    {"tq_gt_tk_noncausal", 1, 70, 20, 2, 1, 32, {}},
+    {"mistral_sliding_window_scaled", 1, 300, 300, 4, 1, 32, window(40, 0, true)},
+    {"window_left0_diagonal_only", 1, 70, 70, 2, 2, 32, window(0, 0), 1.0, /*grads=*/false},
+    {"window_left0_right1", 1, 70, 70, 2, 2, 32, window(0, 1)},
+    {"window_left0_future_only", 1, 70, 90, 2, 1, 32, window(0, -1)},
+    {"window_right0_noncausal", 1, 50, 70, 2, 2, 32, window(-1, 0)},
+    {"local_window_both_sides", 1, 100, 100, 2, 1, 64, window(5, 3)},
+    {"gemma2_softcap50_window", 1, 50, 50, 4, 2, 256,
+     with(window(20, 0, true), [](AttentionParams& p) { p.softcap = 50.f; }), 6.0},
+    {"softcap_saturating", 1, 70, 70, 2, 2, 64,
+     with(causal(), [](AttentionParams& p) { p.softcap = 1.f; }), 2.0},
+    {"phi2_hdim80", 1, 50, 50, 2, 2, 80, causal()},
+    {"phi3_hdim96_gqa", 1, 45, 45, 4, 2, 96, causal()},
+    {"hdim32_custom_scale", 1, 70, 70, 2, 2, 32,
+     with({}, [](AttentionParams& p) { p.softmax_scale = 0.3f; })},
+    {"odd_hdim7", 2, 33, 21, 2, 1, 7, {}},
+};
+
+class Attention : public testing::TestWithParam<std::tuple<AttentionCase, Backend>> {};
+
+TEST_P(Attention, MatchesReference) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  if (const std::string why = attention_supports(backend.device, backend.dtype, c.D); !why.empty())
+    GTEST_SKIP() << "unsupported configuration: " << why;
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype, lse_dt = lse_dtype(dt);
+  const Shape q_shape = {c.B, c.Tq, c.H, c.D}, kv_shape = {c.B, c.Tk, c.Hkv, c.D};
+  Rng rng(seed_of(c.name));
+  const Ref q = rounded(random_ref(q_shape, rng, -c.range, c.range), dt);
+  const Ref k = rounded(random_ref(kv_shape, rng, -c.range, c.range), dt);
+  const Ref v = rounded(random_ref(kv_shape, rng, -c.range, c.range), dt);
+  const Ref dout = rounded(random_ref(q_shape, rng), dt);
+  const Tensor tq = from_ref(q, dt, dev), tk = from_ref(k, dt, dev), tv = from_ref(v, dt, dev);
+  const Tensor tdout = from_ref(dout, dt, dev);
+
+  Tensor out = poisoned(q_shape, dt, dev, &ctx),
+         lse = poisoned({c.B, c.H, c.Tq}, lse_dt, dev, &ctx);
+  attention_fwd(ctx, out, lse, tq, tk, tv, c.params);
+  const auto exact = ref::attention_fwd<Oracle>(q, k, v, c.params, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::attention_fwd<S>(q, k, v, c.params, rounding_for(dt));
+    expect_close_2x(out, exact.out, naive.out, dt, "out");
+    expect_lse_close(to_ref(lse), exact.lse, naive.lse, lse_dt);
+  });
+
+  if (!c.grads) return;
+  Tensor dq = poisoned(q_shape, dt, dev, &ctx), dk = poisoned(kv_shape, dt, dev, &ctx);
+  Tensor dv = poisoned(kv_shape, dt, dev, &ctx);
+  attention_bwd(ctx, dq, dk, dv, tdout, tq, tk, tv, out, lse, c.params);
+  const auto grads = ref::attention_bwd<Oracle>(dout, q, k, v, c.params, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::attention_bwd<S>(dout, q, k, v, c.params, rounding_for(dt));
+    expect_close_2x(dq, grads.dq, naive.dq, dt, "dq");
+    expect_close_2x(dk, grads.dk, naive.dk, dt, "dk");
+    expect_close_2x(dv, grads.dv, naive.dv, dt, "dv");
+  });
+
+  // Deterministic mode: bitwise the same on a second run (and, on the CPU, with one thread).
+  AttentionParams det = c.params;
+  det.deterministic = true;
+  auto run_bwd = [&](const Context& run_ctx) {
+    Tensor g[3] = {poisoned(q_shape, dt, dev, &ctx), poisoned(kv_shape, dt, dev, &ctx),
+                   poisoned(kv_shape, dt, dev, &ctx)};
+    attention_bwd(run_ctx, g[0], g[1], g[2], tdout, tq, tk, tv, out, lse, det);
+    return std::vector<Tensor>(g, g + 3);
+  };
+  const auto first = run_bwd(ctx), second = run_bwd(ctx);
+  for (int n = 0; n < 3; ++n) expect_equal(first[n], second[n], "deterministic bwd, run twice");
+  if (dev.is_cpu()) {
+    const Context one_thread(Device::cpu(), 1);
+    const auto single = run_bwd(one_thread);
+    for (int n = 0; n < 3; ++n) expect_equal(first[n], single[n], "deterministic bwd, 1 thread");
+    Tensor out1 = poisoned(q_shape, dt, dev, &ctx),
+           lse1 = poisoned({c.B, c.H, c.Tq}, lse_dt, dev, &ctx);
+    attention_fwd(one_thread, out1, lse1, tq, tk, tv, c.params);
+    expect_equal(out, out1, "fwd, 1 thread");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, Attention,
+                         testing::Combine(testing::ValuesIn(kCases),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<AttentionCase>);
+
+// ---- Decode ---------------------------------------------------------------------------------
+
+struct DecodeCase {
+  std::string name;
+  int64_t Tq, Tmax, H, Hkv, D;
+  std::vector<int> cache_seqlens;  // one per batch
+  bool append;
+  int num_splits;
+  AttentionParams params;
+};
+LONGCTX_PRINTS_AS_NAME(DecodeCase)
+
+const std::vector<DecodeCase> kDecodeCases = {
+    {"llama3_gqa_1tok_append_auto_splits", 1, 300, 8, 2, 64, {150, 37}, true, 0, causal()},
+    {"llama3_gqa_1tok_no_append_3_splits", 1, 300, 8, 2, 64, {299, 64}, false, 3, causal()},
+    {"llama2_mha_1tok_1_split", 1, 200, 4, 4, 128, {199, 1}, true, 1, causal()},
+    {"speculative_4tok_causal_5_splits", 4, 300, 4, 2, 64, {200, 57}, true, 5, causal()},
+    {"mistral_window_decode", 2, 400, 4, 1, 32, {390, 100}, true, 2, window(32, 0, true)},
+    {"falcon_mqa_more_splits_than_keys", 1, 64, 4, 1, 64, {0, 20}, true, 16, causal()},
+    {"empty_cache_no_append", 2, 64, 2, 1, 32, {0, 5}, false, 2, causal()},
+    {"gemma2_softcap_decode",
+     1,
+     100,
+     4,
+     2,
+     256,
+     {70, 99},
+     true,
+     3,
+     with(causal(), [](AttentionParams& p) { p.softcap = 50.f; })},
+};
+
+class AttentionDecode : public testing::TestWithParam<std::tuple<DecodeCase, Backend>> {};
+
+TEST_P(AttentionDecode, MatchesFullAttentionOverTheCache) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  if (const std::string why = attention_supports(backend.device, backend.dtype, c.D); !why.empty())
+    GTEST_SKIP() << "unsupported configuration: " << why;
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype, lse_dt = lse_dtype(dt);
+  const int64_t B = int64_t(c.cache_seqlens.size());
+  const Shape q_shape = {B, c.Tq, c.H, c.D}, cache_shape = {B, c.Tmax, c.Hkv, c.D};
+  Rng rng(seed_of(c.name));
+  const Ref q = rounded(random_ref(q_shape, rng), dt);
+  const Ref k_cache = rounded(random_ref(cache_shape, rng), dt);
+  const Ref v_cache = rounded(random_ref(cache_shape, rng), dt);
+  const Ref k_new = rounded(random_ref({B, c.Tq, c.Hkv, c.D}, rng), dt);
+  const Ref v_new = rounded(random_ref({B, c.Tq, c.Hkv, c.D}, rng), dt);
+  Ref lens({B});
+  for (int64_t b = 0; b < B; ++b) lens[b] = c.cache_seqlens[size_t(b)];
+
+  const Tensor tk_cache = from_ref(k_cache, dt, dev), tv_cache = from_ref(v_cache, dt, dev);
+  Tensor lens_host = Tensor::empty({B}, DType::i32);
+  for (int64_t b = 0; b < B; ++b) lens_host.data_as<int32_t>()[b] = c.cache_seqlens[size_t(b)];
+  const Tensor tlens = dev.is_cpu() ? lens_host : lens_host.to(dev, &ctx);
+  Tensor out = poisoned(q_shape, dt, dev, &ctx), lse = poisoned({B, c.H, c.Tq}, lse_dt, dev, &ctx);
+  attention_decode(ctx, out, lse, from_ref(q, dt, dev), tk_cache, tv_cache, tlens,
+                   c.append ? from_ref(k_new, dt, dev) : Tensor(),
+                   c.append ? from_ref(v_new, dt, dev) : Tensor(), c.params, c.num_splits);
+
+  const Ref* kn = c.append ? &k_new : nullptr;
+  const Ref* vn = c.append ? &v_new : nullptr;
+  const auto exact = ref::attention_decode<Oracle>(q, k_cache, v_cache, c.cache_seqlens, kn, vn,
+                                                   c.params, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::attention_decode<S>(q, k_cache, v_cache, c.cache_seqlens, kn, vn,
+                                                c.params, rounding_for(dt));
+    expect_close_2x(out, exact.out, naive.out, dt, "out");
+    expect_lse_close(to_ref(lse), exact.lse, naive.lse, lse_dt);
+  });
+  // The append wrote k_new/v_new at [len, len + Tq) and nothing else.
+  EXPECT_EQ(max_abs_diff(to_ref(tk_cache), exact.k_cache), 0.0) << "k_cache after the append";
+  EXPECT_EQ(max_abs_diff(to_ref(tv_cache), exact.v_cache), 0.0) << "v_cache after the append";
+  EXPECT_EQ(max_abs_diff(to_ref(tlens), lens), 0.0) << "cache_seqlens must not change";
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, AttentionDecode,
+                         testing::Combine(testing::ValuesIn(kDecodeCases),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<DecodeCase>);
+
+// ---- The reference against finite differences -----------------------------------------------
+
+TEST(AttentionReference, GradientsMatchFiniteDifferences) {
+  const std::vector<std::pair<const char*, AttentionParams>> variants = {
+      {"plain", {}},
+      {"causal_tq_lt_tk", causal()},
+      {"window_softcap", with(window(2, 1), [](AttentionParams& p) { p.softcap = 1.5f; })},
+  };
+  for (const auto& [what, params] : variants) {
+    Rng rng(11);
+    const Ref q = random_ref({1, 3, 2, 4}, rng, -2, 2), k = random_ref({1, 5, 1, 4}, rng, -2, 2);
+    const Ref v = random_ref({1, 5, 1, 4}, rng), dout = random_ref({1, 3, 2, 4}, rng);
+    auto loss = [&, p = params](const std::vector<Ref>& in) {
+      return dot(ref::attention_fwd<double>(in[0], in[1], in[2], p, no_round).out, dout);
+    };
+    const auto g = ref::attention_bwd<double>(dout, q, k, v, params, no_round);
+    EXPECT_LE(max_abs_diff(g.dq, finite_difference(loss, {q, k, v}, 0)), 1e-8) << what;
+    EXPECT_LE(max_abs_diff(g.dk, finite_difference(loss, {q, k, v}, 1)), 1e-8) << what;
+    EXPECT_LE(max_abs_diff(g.dv, finite_difference(loss, {q, k, v}, 2)), 1e-8) << what;
+  }
+}
+
+// ---- A long sequence on the CPU, checked on a sample of rows ----------------------------------
+
+TEST(AttentionLong, Causal32kOnTheCpuMatchesSampledRows) {
+  Context& ctx = context_for(Device::cpu());
+  const int64_t T = 32768, H = 1, D = 64;
+  const DType dt = DType::f32;
+  const AttentionParams params = causal();
+  Rng rng(32768);
+  const Ref q = rounded(random_ref({1, T, H, D}, rng), dt);
+  const Ref k = rounded(random_ref({1, T, H, D}, rng), dt);
+  const Ref v = rounded(random_ref({1, T, H, D}, rng), dt);
+  const Ref dout = rounded(random_ref({1, T, H, D}, rng), dt);
+  const Tensor tq = from_ref(q, dt), tk = from_ref(k, dt), tv = from_ref(v, dt);
+  Tensor out = poisoned({1, T, H, D}, dt, Device::cpu(), &ctx);
+  Tensor lse = poisoned({1, H, T}, dt, Device::cpu(), &ctx);
+  const auto t0 = std::chrono::steady_clock::now();
+  attention_fwd(ctx, out, lse, tq, tk, tv, params);
+  const auto t1 = std::chrono::steady_clock::now();
+  Tensor dq = poisoned({1, T, H, D}, dt, Device::cpu(), &ctx);
+  Tensor dk = poisoned({1, T, H, D}, dt, Device::cpu(), &ctx);
+  Tensor dv = poisoned({1, T, H, D}, dt, Device::cpu(), &ctx);
+  attention_bwd(ctx, dq, dk, dv, from_ref(dout, dt), tq, tk, tv, out, lse, params);
+  const auto t2 = std::chrono::steady_clock::now();
+  std::printf("T = 32768 causal, H = 1, D = 64: fwd %.2f s, bwd %.2f s\n",
+              std::chrono::duration<double>(t1 - t0).count(),
+              std::chrono::duration<double>(t2 - t1).count());
+
+  // Rows at tile edges, the first and last, and a few at random.
+  std::vector<int64_t> rows = {0, 1, 63, 64, 255, 256, 4097, T - 1};
+  for (int n = 0; n < 4; ++n) rows.push_back(rng.integer(0, T - 1));
+  const auto exact = ref::attention_fwd<Oracle>(q, k, v, params, no_round, rows);
+  const auto naive = ref::attention_fwd<float>(q, k, v, params, rounding_for(dt), rows);
+  expect_close_2x(from_ref(gather_rows(to_ref(out), rows), dt), gather_rows(exact.out, rows),
+                  gather_rows(naive.out, rows), dt, "out (sampled rows)");
+  expect_lse_close(gather(to_ref(lse), rows), gather(exact.lse, rows), gather(naive.lse, rows), dt);
+  const auto g_exact = ref::attention_bwd<Oracle>(dout, q, k, v, params, no_round, rows);
+  const auto g_naive = ref::attention_bwd<float>(dout, q, k, v, params, rounding_for(dt), rows);
+  expect_close_2x(from_ref(gather_rows(to_ref(dq), rows), dt), gather_rows(g_exact.dq, rows),
+                  gather_rows(g_naive.dq, rows), dt, "dq (sampled rows)");
+  // dk and dv of a key need every query's probabilities; the whole-sequence checks of those are
+  // the cases above. Here: every row was written, and finite.
+  for (const Tensor* t : {&dk, &dv}) {
+    const Ref r = to_ref(*t);
+    int64_t bad = 0;
+    for (double x : r.v) bad += !std::isfinite(x);
+    EXPECT_EQ(bad, 0) << "non-finite entries in dk/dv";
+  }
+}
+
+// ---- Bad inputs -----------------------------------------------------------------------------
+
+TEST(AttentionBadInput, NamesTheArgument) {
+  Context& ctx = context_for(Device::cpu());
+  const DType f32 = DType::f32;
+  Tensor q = Tensor::zeros({1, 4, 6, 8}, f32), k = Tensor::zeros({1, 5, 2, 8}, f32);
+  Tensor v = Tensor::zeros({1, 5, 2, 8}, f32);
+  Tensor out = Tensor::empty({1, 4, 6, 8}, f32), lse = Tensor::empty({1, 6, 4}, f32);
+  Tensor k4 = Tensor::zeros({1, 5, 4, 8}, f32);
+  EXPECT_LONGCTX_ERROR(attention_fwd(ctx, out, lse, q, k4, k4), "attention_fwd", "'k'", "Hkv = 4",
+                       "H = 6");
+  EXPECT_LONGCTX_ERROR(attention_fwd(ctx, out, Tensor::empty({1, 6, 4}, DType::f64), q, k, v),
+                       "'lse'", "expected dtype f32", "got f64");
+  EXPECT_LONGCTX_ERROR(attention_fwd(ctx, out, lse, q, k, Tensor::zeros({1, 5, 2, 9}, f32)), "'v'",
+                       "expected shape (1, 5, 2, 8)");
+  EXPECT_LONGCTX_ERROR(attention_fwd(ctx, out, lse, q.to_dtype(DType::bf16), k, v), "'q'", "bf16",
+                       "supported: f32, f64");
+  EXPECT_LONGCTX_ERROR(attention_fwd(ctx, q, lse, q, k, v), "'out'", "overlaps input 'q'");
+  EXPECT_LONGCTX_ERROR(attention_fwd(ctx, out, lse, q, k, v, window(-2, 0)), "'window_left'",
+                       "must be >= -1");
+  EXPECT_LONGCTX_ERROR(
+      attention_fwd(ctx, out, lse, q, k, v, with({}, [](AttentionParams& p) { p.softcap = -1; })),
+      "'softcap'", "must be >= 0");
+  Tensor dq = Tensor::empty({1, 4, 6, 8}, f32), dk = Tensor::empty({1, 5, 2, 8}, f32);
+  Tensor dv = Tensor::empty({1, 5, 2, 8}, f32);
+  EXPECT_LONGCTX_ERROR(attention_bwd(ctx, q, dk, dv, out, q, k, v, out, lse, {}), "attention_bwd",
+                       "'dq'", "overlaps input 'q'");
+  EXPECT_LONGCTX_ERROR(attention_bwd(ctx, dq, dk, dk, out, q, k, v, out, lse, {}), "'dk'",
+                       "overlaps");
+
+  // Head dims on CUDA: the one table says what is supported.
+  const std::string why = attention_supports(Device::cuda(0), DType::bf16, 80);
+  for (const char* fragment : {"head dims 32, 64, 96, 128 and 256", "got 80"})
+    EXPECT_NE(why.find(fragment), std::string::npos) << why;
+  EXPECT_EQ(attention_supports(Device::cuda(0), DType::f16, 128), "");
+  EXPECT_EQ(attention_supports(Device::cpu(), DType::f32, 80), "");
+  EXPECT_NE(attention_supports(Device::cpu(), DType::bf16, 64), "");
+  if (cached_cuda_status().available()) {
+    Context& gpu = context_for(Device::cuda(0));
+    const Shape s = {1, 4, 2, 80};
+    Tensor g = Tensor::zeros(s, DType::bf16, Device::cuda(0), &gpu);
+    Tensor g_out = Tensor::empty(s, DType::bf16, Device::cuda(0), &gpu);
+    Tensor g_lse = Tensor::empty({1, 2, 4}, f32, Device::cuda(0), &gpu);
+    EXPECT_LONGCTX_ERROR(attention_fwd(gpu, g_out, g_lse, g, g, g), "attention_fwd",
+                         "head dims 32, 64, 96, 128 and 256", "got 80");
+  }
+}
+
+TEST(AttentionBadInput, DecodeNamesTheArgument) {
+  Context& ctx = context_for(Device::cpu());
+  const DType f32 = DType::f32;
+  Tensor q = Tensor::zeros({2, 3, 4, 8}, f32), cache_k = Tensor::zeros({2, 10, 2, 8}, f32);
+  Tensor cache_v = Tensor::zeros({2, 10, 2, 8}, f32), kn = Tensor::zeros({2, 3, 2, 8}, f32);
+  Tensor out = Tensor::empty({2, 3, 4, 8}, f32), lse = Tensor::empty({2, 4, 3}, f32);
+  Tensor lens = Tensor::zeros({2}, DType::i32);
+  lens.data_as<int32_t>()[1] = 8;
+  EXPECT_LONGCTX_ERROR(attention_decode(ctx, out, lse, q, cache_k, cache_v, lens, kn, Tensor()),
+                       "attention_decode", "'k_new' without 'v_new'");
+  EXPECT_LONGCTX_ERROR(attention_decode(ctx, out, lse, q, cache_k, cache_v, lens, kn, kn),
+                       "cache_seqlens", "[1] = 8", "Tq = 3", "exceeds the cache length Tmax = 10");
+  EXPECT_LONGCTX_ERROR(
+      attention_decode(ctx, out, lse, q, cache_k, cache_v, Tensor::zeros({2}, DType::i64)),
+      "'cache_seqlens'", "expected dtype i32", "got i64");
+  lens.data_as<int32_t>()[1] = -1;
+  EXPECT_LONGCTX_ERROR(attention_decode(ctx, out, lse, q, cache_k, cache_v, lens), "cache_seqlens",
+                       "[1] = -1", "outside [0, Tmax = 10]");
+  lens.data_as<int32_t>()[1] = 2;
+  EXPECT_LONGCTX_ERROR(attention_decode(ctx, out, lse, q, cache_k, cache_v, lens, {}, {}, {}, -1),
+                       "'num_splits'", "must be >= 0");
+  EXPECT_LONGCTX_ERROR(attention_decode(ctx, out, lse, q, cache_k, cache_k, lens), "'k_cache'",
+                       "overlaps input 'v_cache'");
+  EXPECT_LONGCTX_ERROR(
+      attention_decode(ctx, out, lse, q, cache_k, cache_v, lens, Tensor::zeros({2, 3, 2, 7}, f32),
+                       Tensor::zeros({2, 3, 2, 7}, f32)),
+      "'k_new'", "expected shape (2, 3, 2, 8)");
+}
+
+}  // namespace
+}  // namespace longctx::test
