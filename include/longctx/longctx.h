@@ -11,6 +11,7 @@
 #include "longctx/ops/rmsnorm.h"
 #include "longctx/ops/scan_operator.h"
 #include "longctx/ops/selective_scan.h"
+#include "longctx/ops/ssd.h"
 #include "longctx/tensor.h"
 #include "longctx/model/config.h"
 #include "longctx/ops/add.h"

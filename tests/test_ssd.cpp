@@ -1,0 +1,322 @@
+// ssd (Mamba-2): every case x backend against the sequential reference (forward, and every
+// gradient with and without dfinal_states), across chunk sizes and lengths that are not
+// multiples of them; decode steps equal the full scan; SSD equals the selective scan when P = 1
+// and A is shared across N; a 64k-token scan with decays near 0 and near 1; the reference
+// against finite differences; bad inputs.
+#include "harness.h"
+#include "longctx/ops/selective_scan.h"
+#include "longctx/ops/ssd.h"
+#include "reference/selective_scan.h"
+#include "reference/ssd.h"
+
+namespace longctx::test {
+namespace {
+
+DType param_dtype(DType dt) {
+  return dt == DType::f64 ? DType::f64 : DType::f32;
+}
+
+struct SSDCase {
+  std::string name;
+  int64_t B, T, H, P, N, G, chunk;
+  bool optional;  // D, z, dt_bias, initial_states and dt_softplus
+  bool extreme_decays = false;
+};
+LONGCTX_PRINTS_AS_NAME(SSDCase)
+
+// mamba2-130m: 24 heads of head dim 64, d_state 128, one group, chunk 256; scaled down.
+const std::vector<SSDCase> kCases = {
+    {"mamba2_130m_scaled", 2, 100, 4, 16, 16, 1, 32, true},
+    {"mamba2_headdim_64", 1, 70, 2, 64, 32, 2, 64, false},
+    {"groups_3_of_6_heads", 1, 33, 6, 4, 8, 3, 16, true},
+    {"chunk_1", 1, 9, 2, 3, 4, 1, 1, true},
+    {"chunk_longer_than_T", 2, 50, 2, 5, 6, 1, 256, true},
+    {"state_256", 1, 20, 2, 4, 256, 1, 8, false},
+    {"decays_near_0_and_1_64k", 1, 65536, 2, 2, 4, 1, 64, true, true},
+};
+
+SSDInputs to_device(const ref::SSDRefs& r, DType dt, Device dev) {
+  const DType pdt = param_dtype(dt);
+  auto opt = [&](const Ref& x, DType t) { return x.numel() ? from_ref(x, t, dev) : Tensor(); };
+  return {from_ref(r.x, dt, dev), from_ref(r.dt, dt, dev), from_ref(r.A, pdt, dev),
+          from_ref(r.B, dt, dev), from_ref(r.C, dt, dev),  opt(r.D, pdt),
+          opt(r.z, dt),           opt(r.dt_bias, pdt),     opt(r.initial_states, pdt)};
+}
+
+ref::SSDRefs make_inputs(const SSDCase& c, DType dt, Rng& rng) {
+  const DType pdt = param_dtype(dt);
+  ref::SSDRefs r;
+  r.dt_softplus = c.optional && !c.extreme_decays;
+  r.x = rounded(random_ref({c.B, c.T, c.H, c.P}, rng), dt);
+  r.dt = rounded(r.dt_softplus ? random_ref({c.B, c.T, c.H}, rng, -3, 0.5)
+                               : random_ref({c.B, c.T, c.H}, rng, 0.05, 0.5),
+                 dt);
+  r.A = random_ref({c.H}, rng, -2, -0.1);
+  if (c.extreme_decays)  // exp(dt * A) from ~e^-50 (even heads) to ~1 - 1e-5 (odd heads)
+    for (int64_t h = 0; h < c.H; ++h)
+      r.A[h] = h % 2 ? -rng.uniform(1e-5, 1e-4) : -rng.uniform(100, 200);
+  r.A = rounded(r.A, pdt);
+  r.B = rounded(random_ref({c.B, c.T, c.G, c.N}, rng), dt);
+  r.C = rounded(random_ref({c.B, c.T, c.G, c.N}, rng), dt);
+  if (c.optional) {
+    r.D = rounded(random_ref({c.H}, rng), pdt);
+    r.z = rounded(random_ref({c.B, c.T, c.H, c.P}, rng, -2, 2), dt);
+    r.dt_bias = rounded(random_ref({c.H}, rng, 0, 0.3), pdt);
+    r.initial_states = rounded(random_ref({c.B, c.H, c.P, c.N}, rng), pdt);
+  }
+  return r;
+}
+
+class SSD : public testing::TestWithParam<std::tuple<SSDCase, Backend>> {};
+
+TEST_P(SSD, MatchesReference) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype, pdt = param_dtype(dt);
+  Rng rng(505);
+  const ref::SSDRefs r = make_inputs(c, dt, rng);
+  const SSDInputs in = to_device(r, dt, dev);
+  const SSDParams params{c.chunk, r.dt_softplus};
+  const Shape state_shape = {c.B, c.H, c.P, c.N};
+
+  Tensor out = poisoned(r.x.shape, dt, dev, &ctx), fin = poisoned(state_shape, pdt, dev, &ctx);
+  ssd_fwd(ctx, out, fin, in, params);
+  const auto exact = ref::ssd_fwd<Oracle>(r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::ssd_fwd<S>(r, rounding_for(dt));
+    expect_close_2x(out, exact.out, naive.out, dt, "out");
+    expect_close_2x(fin, exact.final_states, naive.final_states, pdt, "final_states");
+  });
+
+  const Ref dout = rounded(random_ref(r.x.shape, rng), dt);
+  const Ref dfin = rounded(random_ref(state_shape, rng), pdt);
+  for (const bool with_dfin : {true, false}) {
+    SCOPED_TRACE(with_dfin ? "with dfinal_states" : "without dfinal_states");
+    auto maybe = [&](const Tensor& input, const Shape& shape, DType t) {
+      return input.defined() ? poisoned(shape, t, dev, &ctx) : Tensor();
+    };
+    SSDGrads g{poisoned(r.x.shape, dt, dev, &ctx),
+               poisoned(r.dt.shape, dt, dev, &ctx),
+               poisoned(r.A.shape, pdt, dev, &ctx),
+               poisoned(r.B.shape, dt, dev, &ctx),
+               poisoned(r.C.shape, dt, dev, &ctx),
+               maybe(in.D, {c.H}, pdt),
+               maybe(in.z, r.x.shape, dt),
+               maybe(in.dt_bias, {c.H}, pdt),
+               maybe(in.initial_states, state_shape, pdt)};
+    ssd_bwd(ctx, g, from_ref(dout, dt, dev), with_dfin ? from_ref(dfin, pdt, dev) : Tensor(), in,
+            params);
+    const Ref df = with_dfin ? dfin : Ref();
+    const auto e = ref::ssd_bwd<Oracle>(dout, df, r, no_round);
+    with_naive_type(dt, [&](auto tag) {
+      using S = typename decltype(tag)::type;
+      const auto n = ref::ssd_bwd<S>(dout, df, r, rounding_for(dt));
+      expect_close_2x(g.dx, e.dx, n.dx, dt, "dx");
+      expect_close_2x(g.ddt, e.ddt, n.ddt, dt, "ddt");
+      expect_close_2x(g.dA, e.dA, n.dA, pdt, "dA");
+      expect_close_2x(g.dB, e.dB, n.dB, dt, "dB");
+      expect_close_2x(g.dC, e.dC, n.dC, dt, "dC");
+      if (c.optional) {
+        expect_close_2x(g.dD, e.dD, n.dD, pdt, "dD");
+        expect_close_2x(g.dz, e.dz, n.dz, dt, "dz");
+        expect_close_2x(g.ddt_bias, e.ddt_bias, n.ddt_bias, pdt, "ddt_bias");
+        expect_close_2x(g.dinitial_states, e.dinitial_states, n.dinitial_states, pdt,
+                        "dinitial_states");
+      }
+    });
+  }
+}
+
+// T decode steps from the initial state produce the full scan's outputs and final state.
+TEST_P(SSD, DecodeStepsEqualTheScan) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  if (c.T > 80) GTEST_SKIP() << "decode steps are checked on the short cases";
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype, pdt = param_dtype(dt);
+  Rng rng(506);
+  const ref::SSDRefs r = make_inputs(c, dt, rng);
+  const SSDInputs in = to_device(r, dt, dev);
+  Tensor state = r.initial_states.numel() ? from_ref(r.initial_states, pdt, dev)
+                                          : Tensor::zeros({c.B, c.H, c.P, c.N}, pdt, dev, &ctx);
+  auto at = [&](const Ref& x, int64_t t) {  // (B, T, ...) -> (B, ...)
+    if (!x.numel()) return Tensor();
+    Shape s = x.shape;
+    s.erase(s.begin() + 1);
+    Ref slice(s);
+    const int64_t inner = slice.numel() / c.B;
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t i = 0; i < inner; ++i) slice[b * inner + i] = x[(b * c.T + t) * inner + i];
+    return from_ref(slice, dt, dev);
+  };
+  Ref stepped(r.x.shape);
+  const int64_t inner = c.H * c.P;
+  for (int64_t t = 0; t < c.T; ++t) {
+    Tensor yt = poisoned({c.B, c.H, c.P}, dt, dev, &ctx);
+    ssd_state_update(ctx, yt, state, at(r.x, t), at(r.dt, t), in.A, at(r.B, t), at(r.C, t), in.D,
+                     at(r.z, t), in.dt_bias, {c.chunk, r.dt_softplus});
+    const Ref y = to_ref(yt);
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t i = 0; i < inner; ++i) stepped[(b * c.T + t) * inner + i] = y[b * inner + i];
+  }
+  const auto exact = ref::ssd_fwd<Oracle>(r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::ssd_fwd<S>(r, rounding_for(dt));
+    expect_close_2x(from_ref(stepped, DType::f64), exact.out, naive.out, dt, "decode outputs");
+    expect_close_2x(state, exact.final_states, naive.final_states, pdt, "decode state");
+  });
+}
+
+// With P = 1 and A shared across the N states, SSD is the selective scan over Dm = H channels:
+// u[b, h, t] = x[b, t, h, 0], delta = dt, A_ss[h, n] = A[h], B_ss[b, g, n, t] = B[b, t, g, n].
+TEST_P(SSD, EqualsSelectiveScanWhenHeadDimIsOne) {
+  auto [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  if (c.T > 256) GTEST_SKIP() << "checked on the short cases";
+  c.P = 1;
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype, pdt = param_dtype(dt);
+  Rng rng(507);
+  const ref::SSDRefs r = make_inputs(c, dt, rng);
+  ref::SelectiveScanRefs s;
+  s.delta_softplus = r.dt_softplus;
+  s.u = Ref({c.B, c.H, c.T});
+  s.delta = Ref({c.B, c.H, c.T});
+  s.A = Ref({c.H, c.N});
+  s.B = Ref({c.B, c.G, c.N, c.T});
+  s.C = Ref({c.B, c.G, c.N, c.T});
+  for (int64_t b = 0; b < c.B; ++b)
+    for (int64_t t = 0; t < c.T; ++t) {
+      for (int64_t h = 0; h < c.H; ++h) {
+        s.u[(b * c.H + h) * c.T + t] = r.x[(b * c.T + t) * c.H + h];
+        s.delta[(b * c.H + h) * c.T + t] = r.dt[(b * c.T + t) * c.H + h];
+        if (c.optional) {
+          if (!s.z.numel()) s.z = Ref({c.B, c.H, c.T});
+          s.z[(b * c.H + h) * c.T + t] = r.z[(b * c.T + t) * c.H + h];
+        }
+      }
+      for (int64_t g = 0; g < c.G; ++g)
+        for (int64_t n = 0; n < c.N; ++n) {
+          s.B[((b * c.G + g) * c.N + n) * c.T + t] = r.B[((b * c.T + t) * c.G + g) * c.N + n];
+          s.C[((b * c.G + g) * c.N + n) * c.T + t] = r.C[((b * c.T + t) * c.G + g) * c.N + n];
+        }
+    }
+  for (int64_t h = 0; h < c.H; ++h)
+    for (int64_t n = 0; n < c.N; ++n) s.A[h * c.N + n] = r.A[h];
+  if (c.optional) {
+    s.D = r.D;
+    s.delta_bias = r.dt_bias;
+    s.h0 = r.initial_states;
+    s.h0.shape = {c.B, c.H, c.N};  // (B, H, 1, N) -> (B, Dm, N), same order
+  }
+  auto opt = [&](const Ref& x, DType t) { return x.numel() ? from_ref(x, t, dev) : Tensor(); };
+  const SelectiveScanInputs in{
+      from_ref(s.u, dt, dev), from_ref(s.delta, dt, dev), from_ref(s.A, pdt, dev),
+      from_ref(s.B, dt, dev), from_ref(s.C, dt, dev),     opt(s.D, pdt),
+      opt(s.z, dt),           opt(s.delta_bias, pdt),     opt(s.h0, pdt)};
+  Tensor out = poisoned({c.B, c.H, c.T}, dt, dev, &ctx);
+  Tensor last = poisoned({c.B, c.H, c.N}, pdt, dev, &ctx);
+  selective_scan_fwd(ctx, out, last, in, {s.delta_softplus});
+  // The selective scan's output, transposed back to (B, T, H, 1), against the SSD reference.
+  const Ref o = to_ref(out);
+  Ref as_ssd(r.x.shape);
+  for (int64_t b = 0; b < c.B; ++b)
+    for (int64_t h = 0; h < c.H; ++h)
+      for (int64_t t = 0; t < c.T; ++t)
+        as_ssd[(b * c.T + t) * c.H + h] = o[(b * c.H + h) * c.T + t];
+  const auto exact = ref::ssd_fwd<Oracle>(r, no_round);
+  Ref exact_state = exact.final_states;
+  exact_state.shape = {c.B, c.H, c.N};
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::ssd_fwd<S>(r, rounding_for(dt));
+    Ref naive_state = naive.final_states;
+    naive_state.shape = {c.B, c.H, c.N};
+    expect_close_2x(from_ref(as_ssd, DType::f64), exact.out, naive.out, dt, "selective scan out");
+    expect_close_2x(last, exact_state, naive_state, pdt, "selective scan last_state");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SSD,
+                         testing::Combine(testing::ValuesIn(kCases),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<SSDCase>);
+
+TEST(SSDReference, GradientsMatchFiniteDifferences) {
+  Rng rng(17);
+  const SSDCase c{"fd", 2, 5, 4, 2, 3, 2, 2, true};
+  for (const bool softplus : {true, false}) {
+    ref::SSDRefs r = make_inputs(c, DType::f64, rng);
+    r.dt_softplus = softplus;
+    if (!softplus) r.dt = random_ref(r.dt.shape, rng, 0.05, 0.5);
+    const Ref dout = random_ref(r.x.shape, rng), dfin = random_ref(r.initial_states.shape, rng);
+    auto loss_for = [&](int which) {
+      return [&, which](const std::vector<Ref>& v) {
+        ref::SSDRefs q = r;
+        Ref* fields[] = {&q.x, &q.dt, &q.A, &q.B, &q.C, &q.D, &q.z, &q.dt_bias, &q.initial_states};
+        *fields[which] = v[0];
+        const auto o = ref::ssd_fwd<double>(q, no_round);
+        return dot(o.out, dout) + dot(o.final_states, dfin);
+      };
+    };
+    const auto g = ref::ssd_bwd<double>(dout, dfin, r, no_round);
+    const std::pair<const Ref*, const Ref*> pairs[] = {{&r.x, &g.dx},
+                                                       {&r.dt, &g.ddt},
+                                                       {&r.A, &g.dA},
+                                                       {&r.B, &g.dB},
+                                                       {&r.C, &g.dC},
+                                                       {&r.D, &g.dD},
+                                                       {&r.z, &g.dz},
+                                                       {&r.dt_bias, &g.ddt_bias},
+                                                       {&r.initial_states, &g.dinitial_states}};
+    for (int i = 0; i < 9; ++i)
+      EXPECT_LE(
+          max_abs_diff(*pairs[i].second, finite_difference(loss_for(i), {*pairs[i].first}, 0)),
+          1e-7)
+          << "input " << i << (softplus ? " (softplus)" : "");
+  }
+}
+
+TEST(SSDBadInput, NamesTheArgument) {
+  Context& ctx = context_for(Device::cpu());
+  auto z = [&](const Shape& s, DType t = DType::f32) { return Tensor::zeros(s, t); };
+  SSDInputs in{z({1, 5, 6, 2}), z({1, 5, 6}), z({6}), z({1, 5, 3, 4}), z({1, 5, 3, 4})};
+  Tensor out = Tensor::empty({1, 5, 6, 2}, DType::f32),
+         fin = Tensor::empty({1, 6, 2, 4}, DType::f32);
+  {
+    SSDInputs bad = in;
+    bad.B = bad.C = z({1, 5, 4, 4});
+    EXPECT_LONGCTX_ERROR(ssd_fwd(ctx, out, fin, bad), "ssd_fwd", "'B'", "G = 4",
+                         "must divide the head count H = 6");
+  }
+  {
+    SSDInputs bad = in;
+    bad.B = bad.C = z({1, 5, 3, 300});
+    EXPECT_LONGCTX_ERROR(ssd_fwd(ctx, out, fin, bad), "'B'", "N <= 256", "got N = 300");
+  }
+  EXPECT_LONGCTX_ERROR(ssd_fwd(ctx, out, fin, in, {/*chunk_size=*/0}), "'chunk_size'",
+                       "must be >= 1");
+  {
+    SSDInputs bad = in;
+    bad.A = z({6}, DType::f64);
+    EXPECT_LONGCTX_ERROR(ssd_fwd(ctx, out, fin, bad), "'A'", "expected dtype f32");
+  }
+  EXPECT_LONGCTX_ERROR(ssd_fwd(ctx, in.x, fin, in), "'out'", "overlaps input 'x'");
+  SSDInputs with_z = in;
+  with_z.z = z({1, 5, 6, 2});
+  SSDGrads g{z({1, 5, 6, 2}), z({1, 5, 6}), z({6}), z({1, 5, 3, 4}), z({1, 5, 3, 4})};
+  EXPECT_LONGCTX_ERROR(ssd_bwd(ctx, g, z({1, 5, 6, 2}), Tensor(), with_z), "ssd_bwd", "'dz'",
+                       "required because 'z' was given");
+  EXPECT_LONGCTX_ERROR(ssd_state_update(ctx, z({1, 6, 2}), z({1, 6, 2, 4}), z({1, 6, 2}), z({1, 6}),
+                                        in.A, z({1, 3, 5}), z({1, 3, 4})),
+                       "ssd_state_update", "'C'", "expected shape (1, 3, 5)");
+}
+
+}  // namespace
+}  // namespace longctx::test
