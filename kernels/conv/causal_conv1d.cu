@@ -1,0 +1,249 @@
+// causal_conv1d on CUDA: depthwise causal convolution over (B, D, T), T contiguous, W <= 4.
+//
+//   out[b, d, t] = act(bias[d] + sum_{j<4} w4[j] * x[b, d, t - 3 + j]),  w4 = weight padded on
+//   the left with 4 - W zeros,
+// so one kernel body serves every W <= 4 with no per-W instantiation (the padded taps cost a
+// few FMAs on a bandwidth-bound op).
+//
+// Forward: a block owns kTile = kThreads * kItems steps of one (b, d) row; the tile plus its
+// 3-step halo is staged in shared memory with coalesced loads, so each x is read from memory
+// once. Backward: g = dout * act'(pre) is recomputed on the tile plus a 3-step right halo,
+// dx[t] = sum_j w4[j] g[t + 3 - j]; each block also reduces its dweight/dbias contributions
+// (cub::BlockReduce, fixed order) into a per-tile partial, and a second kernel sums the partials
+// over (b, tile) in a fixed order: deterministic, no atomics. Update: one thread per (b, d).
+#include <cub/block/block_reduce.cuh>
+
+#include "kernels/scan/scan_common.cuh"
+#include "longctx/ops/causal_conv1d.h"
+
+namespace longctx::cuda {
+
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kItems = 8;
+constexpr int kTile = kThreads * kItems;  // steps per block
+constexpr int kTaps = 4;                  // the largest W; narrower kernels are left-padded
+constexpr int kHalo = kTaps - 1;
+constexpr int kPartial = kTaps + 1;  // per-tile partial sums: 4 padded taps, then bias
+
+template <class T>
+__device__ __forceinline__ void load_taps(float (&w4)[kTaps], const T* weight, int64_t d, int W) {
+#pragma unroll
+  for (int j = 0; j < kTaps; ++j) {
+    const int w = j - (kTaps - W);
+    w4[j] = w >= 0 ? load_f32(weight[d * W + w]) : 0.f;
+  }
+}
+
+__device__ __forceinline__ float activate(float pre, bool silu) {
+  return silu ? scan::siluf(pre) : pre;
+}
+
+// Grid: (B * D, ceil(T / kTile)).
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    causal_conv1d_fwd_kernel(T* out, const T* x, const T* weight, const T* bias, int64_t D,
+                             int64_t T_len, int W, bool silu) {
+  __shared__ float xs[kHalo + kTile];
+  const int64_t row = blockIdx.x, d = row % D;
+  const int64_t t_tile = int64_t(blockIdx.y) * kTile;
+  const T* x_row = x + row * T_len;
+  for (int i = threadIdx.x; i < kHalo + kTile; i += kThreads) {
+    const int64_t t = t_tile - kHalo + i;
+    xs[i] = t >= 0 && t < T_len ? load_f32(x_row[t]) : 0.f;
+  }
+  float w4[kTaps];
+  load_taps(w4, weight, d, W);
+  const float b = bias ? load_f32(bias[d]) : 0.f;
+  __syncthreads();
+#pragma unroll
+  for (int k = 0; k < kItems; ++k) {
+    const int i = threadIdx.x + k * kThreads;  // position in the tile; xs[i + j] is x[t - 3 + j]
+    const int64_t t = t_tile + i;
+    if (t >= T_len) break;
+    float acc = b;
+#pragma unroll
+    for (int j = 0; j < kTaps; ++j) acc += w4[j] * xs[i + j];
+    out[row * T_len + t] = store_as<T>(activate(acc, silu));
+  }
+}
+
+struct Partial {
+  float v[kPartial];
+  __device__ Partial operator+(const Partial& o) const {
+    Partial r;
+#pragma unroll
+    for (int j = 0; j < kPartial; ++j) r.v[j] = v[j] + o.v[j];
+    return r;
+  }
+};
+
+// Grid: (B * D, tiles). partial: (B * tiles, D, kPartial), entry m = b * tiles + tile.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    causal_conv1d_bwd_kernel(T* dx, float* partial, const T* dout, const T* x, const T* weight,
+                             const T* bias, int64_t D, int64_t T_len, int W, bool silu) {
+  using Reduce = cub::BlockReduce<Partial, kThreads>;
+  __shared__ typename Reduce::TempStorage reduce_storage;
+  __shared__ float xs[kHalo + kTile + kHalo];  // x[t_tile - 3 .. t_tile + kTile + 3)
+  __shared__ float gs[kTile + kHalo];          // g[t_tile .. t_tile + kTile + 3)
+  const int64_t row = blockIdx.x, d = row % D, bi = row / D;
+  const int64_t tile = blockIdx.y, tiles = gridDim.y;
+  const int64_t t_tile = tile * kTile;
+  const T* x_row = x + row * T_len;
+  const T* dout_row = dout + row * T_len;
+  for (int i = threadIdx.x; i < kHalo + kTile + kHalo; i += kThreads) {
+    const int64_t t = t_tile - kHalo + i;
+    xs[i] = t >= 0 && t < T_len ? load_f32(x_row[t]) : 0.f;
+  }
+  float w4[kTaps];
+  load_taps(w4, weight, d, W);
+  const float b = bias ? load_f32(bias[d]) : 0.f;
+  __syncthreads();
+  for (int i = threadIdx.x; i < kTile + kHalo; i += kThreads) {
+    const int64_t t = t_tile + i;
+    float g = 0.f;  // no gradient flows from outputs past the end
+    if (t < T_len) {
+      g = load_f32(dout_row[t]);
+      if (silu) {
+        float pre = b;
+#pragma unroll
+        for (int j = 0; j < kTaps; ++j) pre += w4[j] * xs[i + j];
+        g *= scan::silu_grad(pre);
+      }
+    }
+    gs[i] = g;
+  }
+  __syncthreads();
+  Partial acc;
+#pragma unroll
+  for (int j = 0; j < kPartial; ++j) acc.v[j] = 0.f;
+#pragma unroll
+  for (int k = 0; k < kItems; ++k) {
+    const int i = threadIdx.x + k * kThreads;
+    const int64_t t = t_tile + i;
+    if (t >= T_len) break;
+    float dxv = 0.f;
+#pragma unroll
+    for (int j = 0; j < kTaps; ++j) dxv += w4[j] * gs[i + kHalo - j];
+    dx[row * T_len + t] = store_as<T>(dxv);
+    const float g = gs[i];
+#pragma unroll
+    for (int j = 0; j < kTaps; ++j) acc.v[j] += g * xs[i + j];
+    acc.v[kTaps] += g;
+  }
+  const Partial sum = Reduce(reduce_storage).Sum(acc);
+  if (threadIdx.x == 0) {
+    float* p = partial + ((bi * tiles + tile) * D + d) * kPartial;
+#pragma unroll
+    for (int j = 0; j < kPartial; ++j) p[j] = sum.v[j];
+  }
+}
+
+// One thread per (d, slot), slot < W for dweight, slot == W for dbias; sums the M partials in
+// order m = 0 .. M-1.
+template <class T>
+__global__ void causal_conv1d_sum_partials_kernel(T* dweight, T* dbias, const float* partial,
+                                                  int64_t M, int64_t D, int W) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= D * (W + 1)) return;
+  const int64_t d = i / (W + 1);
+  const int slot = int(i % (W + 1));
+  if (slot == W && !dbias) return;
+  const int j = slot == W ? kTaps : slot + (kTaps - W);
+  float sum = 0.f;
+  for (int64_t m = 0; m < M; ++m) sum += partial[(m * D + d) * kPartial + j];
+  if (slot == W)
+    dbias[d] = store_as<T>(sum);
+  else
+    dweight[d * W + slot] = store_as<T>(sum);
+}
+
+// One thread per (b, d). conv_state (B, D, W - 1) holds the previous W - 1 inputs, oldest first.
+template <class T>
+__global__ void causal_conv1d_update_kernel(T* out, T* conv_state, const T* x, const T* weight,
+                                            const T* bias, int64_t B, int64_t D, int W, bool silu) {
+  const int64_t row = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (row >= B * D) return;
+  const int64_t d = row % D;
+  T* state = conv_state + row * (W - 1);
+  const float xv = load_f32(x[row]);
+  float acc = bias ? load_f32(bias[d]) : 0.f;
+  for (int w = 0; w < W - 1; ++w) acc += load_f32(weight[d * W + w]) * load_f32(state[w]);
+  acc += load_f32(weight[d * W + W - 1]) * xv;
+  out[row] = store_as<T>(activate(acc, silu));
+  for (int w = 0; w + 1 < W - 1; ++w) state[w] = state[w + 1];
+  if (W > 1) state[W - 2] = x[row];
+}
+
+}  // namespace
+
+void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
+                       const Tensor& bias, const CausalConv1dParams& params) {
+  const int64_t B = x.size(0), D = x.size(1), T = x.size(2);
+  const int W = int(weight.size(1));
+  if (B * D == 0 || T == 0) return;
+  cudaStream_t stream = state_of(ctx).stream;
+  const dim3 grid(unsigned(B * D), unsigned((T + kTile - 1) / kTile));
+  dispatch_cuda_float("causal_conv1d_fwd", x.dtype(), [&](auto tag) {
+    using T_ = typename decltype(tag)::type;
+    causal_conv1d_fwd_kernel<T_><<<grid, kThreads, 0, stream>>>(
+        static_cast<T_*>(out.data()), static_cast<const T_*>(x.data()),
+        static_cast<const T_*>(weight.data()),
+        bias.defined() ? static_cast<const T_*>(bias.data()) : nullptr, D, T, W,
+        params.activation == Activation::silu);
+  });
+  LONGCTX_CHECK_LAUNCH();
+}
+
+void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
+                       const Tensor& dbias, const Tensor& dout, const Tensor& x,
+                       const Tensor& weight, const Tensor& bias, const CausalConv1dParams& params) {
+  const int64_t B = x.size(0), D = x.size(1), T = x.size(2);
+  const int W = int(weight.size(1));
+  if (D == 0) return;
+  cudaStream_t stream = state_of(ctx).stream;
+  const int64_t tiles = (T + kTile - 1) / kTile;
+  const int64_t M = B * tiles;  // partials per channel
+  Tensor partial =
+      Tensor::empty({std::max<int64_t>(M, 1), D, kPartial}, DType::f32, ctx.device(), &ctx);
+  dispatch_cuda_float("causal_conv1d_bwd", x.dtype(), [&](auto tag) {
+    using T_ = typename decltype(tag)::type;
+    const T_* bias_ptr = bias.defined() ? static_cast<const T_*>(bias.data()) : nullptr;
+    if (M > 0) {
+      causal_conv1d_bwd_kernel<T_><<<dim3(unsigned(B * D), unsigned(tiles)), kThreads, 0, stream>>>(
+          static_cast<T_*>(dx.data()), partial.data_as<float>(),
+          static_cast<const T_*>(dout.data()), static_cast<const T_*>(x.data()),
+          static_cast<const T_*>(weight.data()), bias_ptr, D, T, W,
+          params.activation == Activation::silu);
+      LONGCTX_CHECK_LAUNCH();
+    }
+    const int64_t slots = D * (W + 1);
+    causal_conv1d_sum_partials_kernel<T_><<<unsigned((slots + 255) / 256), 256, 0, stream>>>(
+        static_cast<T_*>(dweight.data()),
+        dbias.defined() ? static_cast<T_*>(dbias.data()) : nullptr, partial.data_as<float>(), M, D,
+        W);
+    LONGCTX_CHECK_LAUNCH();
+  });
+}
+
+void causal_conv1d_update(const Context& ctx, const Tensor& out, const Tensor& conv_state,
+                          const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          const CausalConv1dParams& params) {
+  const int64_t B = x.size(0), D = x.size(1);
+  const int W = int(weight.size(1));
+  if (B * D == 0) return;
+  cudaStream_t stream = state_of(ctx).stream;
+  dispatch_cuda_float("causal_conv1d_update", x.dtype(), [&](auto tag) {
+    using T_ = typename decltype(tag)::type;
+    causal_conv1d_update_kernel<T_><<<unsigned((B * D + 255) / 256), 256, 0, stream>>>(
+        static_cast<T_*>(out.data()), static_cast<T_*>(conv_state.data()),
+        static_cast<const T_*>(x.data()), static_cast<const T_*>(weight.data()),
+        bias.defined() ? static_cast<const T_*>(bias.data()) : nullptr, B, D, W,
+        params.activation == Activation::silu);
+  });
+  LONGCTX_CHECK_LAUNCH();
+}
+
+}  // namespace longctx::cuda
