@@ -1,0 +1,253 @@
+// ssd on CUDA (Mamba-2 state-space duality, mamba_chunk_scan_combined semantics): forward and
+// the one-step decode. The backward is not implemented on CUDA yet (see ssd_bwd below).
+//
+//   h_t[h, p, n] = exp(dt'_t[h] A[h]) h_{t-1}[h, p, n] + dt'_t[h] B_t[g, n] x_t[h, p]
+//   y_t[h, p] = sum_n C_t[g, n] h_t[h, p, n] + D[h] x_t[h, p];  out = y * silu(z) if z given.
+// Layouts: x, z, out (B, T, H, P); dt (B, T, H); A, D, dt_bias (H); B, C (B, T, G, N);
+//          initial_states, final_states (B, H, P, N).
+//
+// Forward: one block per (batch, head, tile of kPT head channels p), walking the sequence in
+// chunks of kL = 32 steps with the (kPT x N) state in shared memory. Per chunk, with
+// cum_t = sum_{s<=t} dt'_s A (a warp scan) and all products f32 FMA from shared memory:
+//   Gm[t, s] = (C_t . B_s) exp(cum_t - cum_s) dt'_s  for s <= t          (intra-chunk kernel)
+//   y_t[p]   = exp(cum_t) sum_n C_t[n] S[p, n] + sum_s Gm[t, s] x_s[p]   (inter + intra)
+//   S[p, n] <- exp(cum_{L-1}) S[p, n] + sum_s exp(cum_{L-1} - cum_s) dt'_s x_s[p] B_s[n]
+// so the pass over chunk states is sequential over chunks inside the block and no chunk states
+// are stored. The CUDA chunk is fixed at kL (params.chunk_size tunes the CPU path; the result
+// does not depend on it beyond rounding). No tensor cores yet: the in-chunk products are f32 FMA
+// from shared memory, rows padded to N + 1 floats against bank conflicts.
+//
+// ssd_state_update: one warp per (b, h, p), lanes over slices of n.
+#include <algorithm>
+
+#include "kernels/scan/scan_common.cuh"
+#include "longctx/ops/ssd.h"
+
+namespace longctx::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kL = 32;   // chunk length: one warp scans the chunk's cumulative decay
+constexpr int kPT = 32;  // head channels p per block
+static_assert(kL == 32, "the chunk cumsum is one warp scan");
+
+struct Dims {
+  int64_t B, T, H, P, G, N;
+  bool softplus;
+};
+
+// Shared-memory floats of the forward kernel for state size N.
+size_t fwd_smem_floats(int64_t N) {
+  return size_t((kPT + 2 * kL) * (N + 1) + kL * kPT + kL * kL + 3 * kL);
+}
+
+__device__ __forceinline__ float dt_eff(float dt, float bias, bool softplus) {
+  const float v = dt + bias;
+  return softplus ? scan::softplusf(v) : v;
+}
+
+// Grid: (ceil(P / kPT), H, B); dynamic shared memory fwd_smem_floats(N) floats.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    ssd_fwd_kernel(T* out, float* final_states, const T* x, const T* dt, const float* A,
+                   const T* Bm, const T* Cm, const float* Dv, const T* z, const float* dt_bias,
+                   const float* initial_states, Dims n) {
+  extern __shared__ float smem[];
+  const int64_t N1 = n.N + 1;
+  float* S = smem;            // (kPT, N + 1) the state of this p-tile
+  float* Bs = S + kPT * N1;   // (kL, N + 1)
+  float* Cs = Bs + kL * N1;   // (kL, N + 1)
+  float* xs = Cs + kL * N1;   // (kL, kPT)
+  float* Gm = xs + kL * kPT;  // (kL, kL)
+  float* cum = Gm + kL * kL;  // (kL) inclusive cumsum of dt' A
+  float* dtp = cum + kL;      // (kL) dt'
+  float* w = dtp + kL;        // (kL) exp(cum_{L-1} - cum_s) dt'_s
+
+  const int64_t p0 = int64_t(blockIdx.x) * kPT, h = blockIdx.y, bi = blockIdx.z;
+  const int64_t g = h / (n.H / n.G);
+  const int np = int(std::min<int64_t>(kPT, n.P - p0));
+  const float Ah = A[h], Dh = Dv ? Dv[h] : 0.f, bias = dt_bias ? dt_bias[h] : 0.f;
+  const int tid = threadIdx.x, lane = tid % 32;
+
+  for (int64_t i = tid; i < kPT * n.N; i += kThreads) {
+    const int p = int(i / n.N);
+    const int64_t s = i % n.N;
+    S[p * N1 + s] =
+        initial_states && p < np ? initial_states[((bi * n.H + h) * n.P + p0 + p) * n.N + s] : 0.f;
+  }
+  for (int64_t t0 = 0; t0 < n.T; t0 += kL) {
+    // 1. Stage the chunk: B, C rows, the x tile, dt' and the decay cumsum.
+    for (int64_t i = tid; i < kL * n.N; i += kThreads) {
+      const int t = int(i / n.N);
+      const int64_t s = i % n.N, tt = t0 + t;
+      const int64_t at = ((bi * n.T + tt) * n.G + g) * n.N + s;
+      Bs[t * N1 + s] = tt < n.T ? load_f32(Bm[at]) : 0.f;
+      Cs[t * N1 + s] = tt < n.T ? load_f32(Cm[at]) : 0.f;
+    }
+    for (int i = tid; i < kL * kPT; i += kThreads) {
+      const int t = i / kPT, p = i % kPT;
+      const int64_t tt = t0 + t;
+      xs[i] = tt < n.T && p < np ? load_f32(x[((bi * n.T + tt) * n.H + h) * n.P + p0 + p]) : 0.f;
+    }
+    if (tid < 32) {
+      const int64_t tt = t0 + lane;
+      // Past the end dt' = 0: the step is the identity and adds nothing.
+      const float d =
+          tt < n.T ? dt_eff(load_f32(dt[(bi * n.T + tt) * n.H + h]), bias, n.softplus) : 0.f;
+      float c = d * Ah;
+#pragma unroll
+      for (int off = 1; off < 32; off *= 2) {
+        const float o = __shfl_up_sync(0xffffffffu, c, off);
+        if (lane >= off) c += o;
+      }
+      const float last = __shfl_sync(0xffffffffu, c, 31);
+      cum[lane] = c;
+      dtp[lane] = d;
+      w[lane] = expf(last - c) * d;
+    }
+    __syncthreads();
+    // 2. Gm[t, s] = (C_t . B_s) exp(cum_t - cum_s) dt'_s for s <= t; a warp covers one t.
+    for (int i = tid; i < kL * kL; i += kThreads) {
+      const int t = i / kL, s = i % kL;
+      float v = 0.f;
+      if (s <= t) {
+        for (int64_t k = 0; k < n.N; ++k) v += Cs[t * N1 + k] * Bs[s * N1 + k];
+        v *= expf(cum[t] - cum[s]) * dtp[s];
+      }
+      Gm[i] = v;
+    }
+    __syncthreads();
+    // 3. Outputs of the chunk from the state entering it (S) and the intra-chunk kernel.
+    for (int i = tid; i < kL * kPT; i += kThreads) {
+      const int t = i / kPT, p = i % kPT;
+      const int64_t tt = t0 + t;
+      if (tt >= n.T || p >= np) continue;
+      float inter = 0.f;
+      for (int64_t k = 0; k < n.N; ++k) inter += Cs[t * N1 + k] * S[p * N1 + k];
+      float y = expf(cum[t]) * inter + Dh * xs[t * kPT + p];
+      for (int s = 0; s <= t; ++s) y += Gm[t * kL + s] * xs[s * kPT + p];
+      const int64_t at = ((bi * n.T + tt) * n.H + h) * n.P + p0 + p;
+      if (z) y *= scan::siluf(load_f32(z[at]));
+      out[at] = store_as<T>(y);
+    }
+    __syncthreads();
+    // 4. The state leaving the chunk; a warp covers 32 consecutive n of one p.
+    const float chunk_decay = expf(cum[kL - 1]);
+    for (int64_t i = tid; i < kPT * n.N; i += kThreads) {
+      const int p = int(i / n.N);
+      const int64_t s = i % n.N;
+      float v = chunk_decay * S[p * N1 + s];
+      for (int t = 0; t < kL; ++t) v += w[t] * xs[t * kPT + p] * Bs[t * N1 + s];
+      S[p * N1 + s] = v;
+    }
+    __syncthreads();
+  }
+  if (!final_states) return;
+  for (int64_t i = tid; i < kPT * n.N; i += kThreads) {
+    const int p = int(i / n.N);
+    const int64_t s = i % n.N;
+    if (p < np) final_states[((bi * n.H + h) * n.P + p0 + p) * n.N + s] = S[p * N1 + s];
+  }
+}
+
+// One warp per (b, h, p); lane l owns n = l, l + 32, ...
+template <class T>
+__global__ void ssd_state_update_kernel(T* out, float* state, const T* x, const T* dt,
+                                        const float* A, const T* Bm, const T* Cm, const float* Dv,
+                                        const T* z, const float* dt_bias, Dims n) {
+  const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;  // (b, h, p)
+  const int lane = threadIdx.x % 32;
+  if (row >= n.B * n.H * n.P) return;  // whole warps exit together
+  const int64_t bh = row / n.P, bi = bh / n.H, h = bh % n.H, g = h / (n.H / n.G);
+  const float d = dt_eff(load_f32(dt[bh]), dt_bias ? dt_bias[h] : 0.f, n.softplus);
+  const float decay = expf(d * A[h]), xv = load_f32(x[row]);
+  float y = 0.f;
+  for (int64_t s = lane; s < n.N; s += 32) {
+    const int64_t bc = (bi * n.G + g) * n.N + s;
+    const float hs = decay * state[row * n.N + s] + d * load_f32(Bm[bc]) * xv;
+    state[row * n.N + s] = hs;
+    y += load_f32(Cm[bc]) * hs;
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) y += __shfl_xor_sync(0xffffffffu, y, off);
+  if (lane != 0) return;
+  if (Dv) y += Dv[h] * xv;
+  if (z) y *= scan::siluf(load_f32(z[row]));
+  out[row] = store_as<T>(y);
+}
+
+template <class T>
+const T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? static_cast<const T*>(t.data()) : nullptr;
+}
+
+}  // namespace
+
+void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, const SSDInputs& in,
+             const SSDParams& params) {
+  Dims n{};
+  n.B = in.x.size(0);
+  n.T = in.x.size(1);
+  n.H = in.x.size(2);
+  n.P = in.x.size(3);
+  n.G = in.B.size(2);
+  n.N = in.B.size(3);
+  n.softplus = params.dt_softplus;
+  if (n.B * n.H * n.P == 0) return;
+  cudaStream_t stream = state_of(ctx).stream;
+  const size_t smem = fwd_smem_floats(n.N) * sizeof(float);
+  const dim3 grid(unsigned((n.P + kPT - 1) / kPT), unsigned(n.H), unsigned(n.B));
+  dispatch_cuda_float("ssd_fwd", in.x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    int max_smem = 0;
+    LONGCTX_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                              state_of(ctx).device));
+    LONGCTX_CHECK(smem <= size_t(max_smem), "ssd_fwd: state size N = ", n.N, " needs ", smem,
+                  " bytes of shared memory per block on CUDA, the device allows ", max_smem);
+    LONGCTX_CUDA_CHECK(cudaFuncSetAttribute(
+        ssd_fwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    ssd_fwd_kernel<T><<<grid, kThreads, smem, stream>>>(
+        static_cast<T*>(out.data()),
+        final_states.defined() ? final_states.data_as<float>() : nullptr, ptr_or_null<T>(in.x),
+        ptr_or_null<T>(in.dt), in.A.data_as<float>(), ptr_or_null<T>(in.B), ptr_or_null<T>(in.C),
+        ptr_or_null<float>(in.D), ptr_or_null<T>(in.z), ptr_or_null<float>(in.dt_bias),
+        ptr_or_null<float>(in.initial_states), n);
+  });
+  LONGCTX_CHECK_LAUNCH();
+}
+
+void ssd_bwd(const Context&, const SSDGrads&, const Tensor&, const Tensor&, const SSDInputs&,
+             const SSDParams&) {
+  throw Error(
+      "ssd_bwd: the CUDA kernel for the SSD backward is not in this build yet; run the backward "
+      "on a CPU context (ssd_fwd and ssd_state_update run on CUDA)");
+}
+
+void ssd_state_update(const Context& ctx, const Tensor& out, const Tensor& state, const Tensor& x,
+                      const Tensor& dt, const Tensor& A, const Tensor& B, const Tensor& C,
+                      const Tensor& D, const Tensor& z, const Tensor& dt_bias,
+                      const SSDParams& params) {
+  Dims n{};
+  n.B = x.size(0);
+  n.H = x.size(1);
+  n.P = x.size(2);
+  n.G = B.size(1);
+  n.N = B.size(2);
+  n.T = 1;
+  n.softplus = params.dt_softplus;
+  const int64_t rows = n.B * n.H * n.P;
+  if (rows == 0) return;
+  cudaStream_t stream = state_of(ctx).stream;
+  constexpr int kBlock = 128;
+  dispatch_cuda_float("ssd_state_update", x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ssd_state_update_kernel<T><<<unsigned((rows * 32 + kBlock - 1) / kBlock), kBlock, 0, stream>>>(
+        static_cast<T*>(out.data()), state.data_as<float>(), ptr_or_null<T>(x), ptr_or_null<T>(dt),
+        A.data_as<float>(), ptr_or_null<T>(B), ptr_or_null<T>(C), ptr_or_null<float>(D),
+        ptr_or_null<T>(z), ptr_or_null<float>(dt_bias), n);
+  });
+  LONGCTX_CHECK_LAUNCH();
+}
+
+}  // namespace longctx::cuda
