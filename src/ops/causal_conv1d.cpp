@@ -16,6 +16,16 @@ void causal_conv1d_update(const Context&, const Tensor& out, const Tensor& conv_
                           const Tensor& x, const Tensor& weight, const Tensor& bias,
                           const CausalConv1dParams&);
 }  // namespace cpu
+namespace cuda {
+void causal_conv1d_fwd(const Context&, const Tensor& out, const Tensor& x, const Tensor& weight,
+                       const Tensor& bias, const CausalConv1dParams&);
+void causal_conv1d_bwd(const Context&, const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
+                       const Tensor& dout, const Tensor& x, const Tensor& weight,
+                       const Tensor& bias, const CausalConv1dParams&);
+void causal_conv1d_update(const Context&, const Tensor& out, const Tensor& conv_state,
+                          const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          const CausalConv1dParams&);
+}  // namespace cuda
 
 namespace {
 
@@ -58,7 +68,7 @@ void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, c
       .no_overlap("x", x)
       .no_overlap("weight", weight)
       .no_overlap("bias", bias);
-  LONGCTX_DISPATCH_CPU_ONLY(ctx, causal_conv1d_fwd, ctx, out, x, weight, bias, params);
+  LONGCTX_DISPATCH(ctx, causal_conv1d_fwd, ctx, out, x, weight, bias, params);
 }
 
 void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
@@ -81,8 +91,7 @@ void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweig
   check_arg(op, "dweight", dweight).no_overlap("dx", dx);
   if (dbias.defined())
     check_arg(op, "dbias", dbias).no_overlap("dx", dx).no_overlap("dweight", dweight);
-  LONGCTX_DISPATCH_CPU_ONLY(ctx, causal_conv1d_bwd, ctx, dx, dweight, dbias, dout, x, weight, bias,
-                            params);
+  LONGCTX_DISPATCH(ctx, causal_conv1d_bwd, ctx, dx, dweight, dbias, dout, x, weight, bias, params);
 }
 
 void causal_conv1d_update(const Context& ctx, const Tensor& out, const Tensor& conv_state,
@@ -100,8 +109,7 @@ void causal_conv1d_update(const Context& ctx, const Tensor& out, const Tensor& c
     check_arg(op, "conv_state", conv_state).no_overlap(name, *t);
   }
   check_arg(op, "out", out).no_overlap("conv_state", conv_state);
-  LONGCTX_DISPATCH_CPU_ONLY(ctx, causal_conv1d_update, ctx, out, conv_state, x, weight, bias,
-                            params);
+  LONGCTX_DISPATCH(ctx, causal_conv1d_update, ctx, out, conv_state, x, weight, bias, params);
 }
 
 }  // namespace longctx

@@ -13,6 +13,13 @@ void linear_scan_bwd(const Context&, const Tensor& da, const Tensor& db, const T
                      const Tensor& dout, const Tensor& dlast_state, const Tensor& a,
                      const Tensor& out, const Tensor& h0);
 }  // namespace cpu
+namespace cuda {
+void linear_scan_fwd(const Context&, const Tensor& out, const Tensor& last_state, const Tensor& a,
+                     const Tensor& b, const Tensor& h0);
+void linear_scan_bwd(const Context&, const Tensor& da, const Tensor& db, const Tensor& dh0,
+                     const Tensor& dout, const Tensor& dlast_state, const Tensor& a,
+                     const Tensor& out, const Tensor& h0);
+}  // namespace cuda
 
 namespace {
 
@@ -51,7 +58,7 @@ void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_s
     check_arg(op, "last_state", last_state).no_overlap(name, t);
   }
   check_arg(op, "last_state", last_state).no_overlap("out", out);
-  LONGCTX_DISPATCH_CPU_ONLY(ctx, linear_scan_fwd, ctx, out, last_state, a, b, h0);
+  LONGCTX_DISPATCH(ctx, linear_scan_fwd, ctx, out, last_state, a, b, h0);
 }
 
 void linear_scan_bwd(const Context& ctx, const Tensor& da, const Tensor& db, const Tensor& dh0,
@@ -81,7 +88,7 @@ void linear_scan_bwd(const Context& ctx, const Tensor& da, const Tensor& db, con
     check_arg(op, "dh0", dh0).no_overlap("da", da);
     check_arg(op, "dh0", dh0).no_overlap("db", db);
   }
-  LONGCTX_DISPATCH_CPU_ONLY(ctx, linear_scan_bwd, ctx, da, db, dh0, dout, dlast_state, a, out, h0);
+  LONGCTX_DISPATCH(ctx, linear_scan_bwd, ctx, da, db, dh0, dout, dlast_state, a, out, h0);
 }
 
 }  // namespace longctx
