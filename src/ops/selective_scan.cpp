@@ -20,6 +20,17 @@ void selective_state_update(const Context&, const Tensor& out, const Tensor& sta
                             const Tensor& D, const Tensor& z, const Tensor& delta_bias,
                             const SelectiveScanParams&);
 }  // namespace cpu
+namespace cuda {
+void selective_scan_fwd(const Context&, const Tensor& out, const Tensor& last_state,
+                        const SelectiveScanInputs& in, const SelectiveScanParams&);
+void selective_scan_bwd(const Context&, const SelectiveScanGrads& grads, const Tensor& dout,
+                        const Tensor& dlast_state, const SelectiveScanInputs& in,
+                        const SelectiveScanParams&);
+void selective_state_update(const Context&, const Tensor& out, const Tensor& state, const Tensor& u,
+                            const Tensor& delta, const Tensor& A, const Tensor& B, const Tensor& C,
+                            const Tensor& D, const Tensor& z, const Tensor& delta_bias,
+                            const SelectiveScanParams&);
+}  // namespace cuda
 
 namespace {
 
@@ -99,7 +110,7 @@ void selective_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& las
   check_like(ctx, op, "out", out, in.u);
   check_state(ctx, op, "last_state", last_state, in.u, N);
   check_disjoint(op, {{"out", &out}, {"last_state", &last_state}}, inputs_of(in));
-  LONGCTX_DISPATCH_CPU_ONLY(ctx, selective_scan_fwd, ctx, out, last_state, in, params);
+  LONGCTX_DISPATCH(ctx, selective_scan_fwd, ctx, out, last_state, in, params);
 }
 
 void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, const Tensor& dout,
@@ -139,7 +150,7 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
                   {"ddelta_bias", &grads.ddelta_bias},
                   {"dh0", &grads.dh0}},
                  inputs);
-  LONGCTX_DISPATCH_CPU_ONLY(ctx, selective_scan_bwd, ctx, grads, dout, dlast_state, in, params);
+  LONGCTX_DISPATCH(ctx, selective_scan_bwd, ctx, grads, dout, dlast_state, in, params);
 }
 
 void selective_state_update(const Context& ctx, const Tensor& out, const Tensor& state,
@@ -159,8 +170,8 @@ void selective_state_update(const Context& ctx, const Tensor& out, const Tensor&
                   {"D", &D},
                   {"z", &z},
                   {"delta_bias", &delta_bias}});
-  LONGCTX_DISPATCH_CPU_ONLY(ctx, selective_state_update, ctx, out, state, u, delta, A, B, C, D, z,
-                            delta_bias, params);
+  LONGCTX_DISPATCH(ctx, selective_state_update, ctx, out, state, u, delta, A, B, C, D, z,
+                   delta_bias, params);
 }
 
 }  // namespace longctx
