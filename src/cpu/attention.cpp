@@ -43,7 +43,7 @@ constexpr double kLn2 = 0.6931471805599453094;
 
 // Tile sizes. Measured on the 2-core AMD EPYC (Zen 3, AVX2) dev machine, f32, B=1, T=4096,
 // H=8, D=64, non-causal forward: see the table in the commit adding them.
-constexpr int64_t kBlockQ = 64;
+constexpr int64_t kBlockQ = 128;
 constexpr int64_t kBlockK = 256;
 
 // ---- Threads ----------------------------------------------------------------------------------
@@ -63,6 +63,18 @@ void parallel_tiles(const Context& ctx, int64_t n, Body&& body) {
   }
 }
 
+// A 64-byte aligned scratch buffer (BLAS and the vector loops see the same alignment every run).
+template <class T>
+struct Scratch {
+  std::unique_ptr<T[], void (*)(void*)> p;
+  explicit Scratch(int64_t n)
+      : p(static_cast<T*>(std::aligned_alloc(64, size_t((n * int64_t(sizeof(T)) + 63) / 64 * 64))),
+          std::free) {
+    LONGCTX_CHECK(p, "attention (CPU): out of memory allocating ", n * sizeof(T), " bytes");
+  }
+  T* get() const { return p.get(); }
+};
+
 // ---- Tile matmuls: row-major C = alpha·op(A)·op(B) + beta·C ------------------------------------
 
 inline void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -79,6 +91,177 @@ inline void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, do
               trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), alpha, a, int(lda), b,
               int(ldb), beta, c, int(ldc));
 }
+
+// ---- Hand-blocked f32 tile kernels (AVX2 + FMA) -----------------------------------------------
+//
+// The two forward matmuls on packed tiles. OpenBLAS on these small tiles (64 x 256 x 64) spent
+// as long packing its operands as multiplying (perf: sgemm_kernel 48%, its copy routines 27%);
+// here a key tile is packed once per query tile and both kernels keep a 6 x 16 block of the
+// result in 12 registers.
+#if defined(__AVX2__) && defined(__FMA__)
+constexpr bool kPackedF32 = true;
+
+// Six rows at a time with twelve named accumulators (GCC spilled an array of __m256 accumulators
+// to the stack on every iteration, halving the kernel's speed). Rows past the end of a tile read
+// row 0 and write to `sink`, so every row block runs the same code.
+#define LONGCTX_ROWS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+// s rows (16 columns each) = alpha · a rows (D each) · panel, panel (D, 16).
+inline void abt_block6(const float* const* a, const float* panel, int64_t D, float alpha,
+                       float* const* s) {
+#define DECL(r) __m256 c##r##0 = _mm256_setzero_ps(), c##r##1 = _mm256_setzero_ps();
+  LONGCTX_ROWS6(DECL)
+#undef DECL
+  for (int64_t d = 0; d < D; ++d) {
+    const __m256 b0 = _mm256_load_ps(panel + d * 16), b1 = _mm256_load_ps(panel + d * 16 + 8);
+#define STEP(r)                                     \
+  {                                                 \
+    const __m256 x = _mm256_broadcast_ss(a[r] + d); \
+    c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);      \
+    c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);      \
+  }
+    LONGCTX_ROWS6(STEP)
+#undef STEP
+  }
+  const __m256 al = _mm256_set1_ps(alpha);
+#define STORE(r)                                      \
+  _mm256_storeu_ps(s[r], _mm256_mul_ps(c##r##0, al)); \
+  _mm256_storeu_ps(s[r] + 8, _mm256_mul_ps(c##r##1, al));
+  LONGCTX_ROWS6(STORE)
+#undef STORE
+}
+
+// c rows (16 columns each) += p rows (nk each) · vp (nk rows, ld ldv; 16 columns).
+inline void pv_block6(const float* const* p, const float* vp, int64_t ldv, int64_t nk,
+                      float* const* c) {
+#define DECL(r) __m256 c##r##0 = _mm256_loadu_ps(c[r]), c##r##1 = _mm256_loadu_ps(c[r] + 8);
+  LONGCTX_ROWS6(DECL)
+#undef DECL
+  for (int64_t j = 0; j < nk; ++j) {
+    const __m256 v0 = _mm256_load_ps(vp + j * ldv), v1 = _mm256_load_ps(vp + j * ldv + 8);
+#define STEP(r)                                     \
+  {                                                 \
+    const __m256 x = _mm256_broadcast_ss(p[r] + j); \
+    c##r##0 = _mm256_fmadd_ps(x, v0, c##r##0);      \
+    c##r##1 = _mm256_fmadd_ps(x, v1, c##r##1);      \
+  }
+    LONGCTX_ROWS6(STEP)
+#undef STEP
+  }
+#define STORE(r)                   \
+  _mm256_storeu_ps(c[r], c##r##0); \
+  _mm256_storeu_ps(c[r] + 8, c##r##1);
+  LONGCTX_ROWS6(STORE)
+#undef STORE
+}
+#undef LONGCTX_ROWS6
+
+// Row pointers of block [r, r + 6) of an n-row operand: past the end, `pad`.
+template <class P>
+inline void block_rows(P* rows, P base, int64_t ld, int64_t r, int64_t n, P pad) {
+  for (int64_t x = 0; x < 6; ++x) rows[x] = r + x < n ? base + (r + x) * ld : pad;
+}
+#else
+constexpr bool kPackedF32 = false;
+#endif
+
+// The forward's two tile matmuls, S = alpha·A·Bᵀ and C += P·V, for tiles of up to kBlockK keys.
+// C has leading dim ldc() (D rounded up to 16; the extra columns are scratch).
+template <class T>
+struct TileMatmul {
+  static constexpr bool kPacked = kPackedF32 && std::is_same_v<T, float>;
+  int64_t D, D16;
+  Scratch<T> pack;  // kBlockK x D16: B as panels (D, 16), or V as rows of D16
+  // What `pack` holds, so a tile used again (the backward's key tile against every query tile)
+  // is packed once.
+  const T* packed_from = nullptr;
+  int64_t packed_rows = 0;
+  bool packed_as_panels = false;
+
+  explicit TileMatmul(int64_t D_) : D(D_), D16((D_ + 15) / 16 * 16), pack(kBlockK * D16) {}
+  bool reuse(const T* src, int64_t rows, bool panels) {
+    if (src == packed_from && rows == packed_rows && panels == packed_as_panels) return true;
+    packed_from = src;
+    packed_rows = rows;
+    packed_as_panels = panels;
+    return false;
+  }
+  int64_t ldc() const { return D16; }
+
+  // Packs rows [0, nk) of b (ld ldb) as panels (D, 16), zero-padded to a multiple of 16 rows.
+  static void pack_panels(const T* b, int64_t ldb, int64_t nk, int64_t D, T* panels) {
+    for (int64_t j0 = 0; j0 < nk; j0 += 16) {
+      T* panel = panels + j0 * D;
+      const int64_t w = std::min<int64_t>(16, nk - j0);
+      if (w < 16) std::fill(panel, panel + D * 16, T(0));
+      for (int64_t j = 0; j < w; ++j)
+        for (int64_t d = 0; d < D; ++d) panel[d * 16 + j] = b[(j0 + j) * ldb + d];
+    }
+  }
+  // Packs rows [0, nk) of v (ld ldv) as rows of D16, zero-padded.
+  static void pack_rows(const T* v, int64_t ldv, int64_t nk, int64_t D, int64_t D16, T* rows) {
+    for (int64_t j = 0; j < nk; ++j) {
+      std::copy(v + j * ldv, v + j * ldv + D, rows + j * D16);
+      std::fill(rows + j * D16 + D, rows + (j + 1) * D16, T(0));
+    }
+  }
+
+  // S (n x nk, ld lds >= nk rounded up to 16) = alpha · a (n x D) · b (nk x D)ᵀ. With `panels`
+  // (b already packed by pack_panels) b is not read.
+  void abt(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t n, int64_t nk, T alpha, T* S,
+           int64_t lds, const T* panels = nullptr) {
+    if constexpr (kPacked) {
+      if (!panels) {
+        if (!reuse(b, nk, /*panels=*/true)) pack_panels(b, ldb, nk, D, pack.get());
+        panels = pack.get();
+      }
+      alignas(32) float sink[16];
+      const float* arows[6];
+      float* srows[6];
+      for (int64_t j0 = 0; j0 < nk; j0 += 16)
+        for (int64_t r = 0; r < n; r += 6) {
+          block_rows(arows, a, lda, r, n, a);
+          block_rows(srows, S + j0, lds, r, n, static_cast<float*>(sink));
+          abt_block6(arows, panels + j0 * D, D, alpha, srows);
+        }
+    } else {
+      gemm(false, true, n, nk, D, alpha, a, lda, b, ldb, T(0), S, lds);
+    }
+  }
+
+  // c (n x D, ld ldc()) += p (n x nk) · v (nk x D). With `rows` (v already packed by pack_rows)
+  // v is not read.
+  void pv(const T* p, int64_t ldp, const T* v, int64_t ldv, int64_t n, int64_t nk, T* c,
+          const T* rows = nullptr) {
+    if constexpr (kPacked) {
+      if (!rows) {
+        if (!reuse(v, nk, /*panels=*/false)) pack_rows(v, ldv, nk, D, D16, pack.get());
+        rows = pack.get();
+      }
+      alignas(32) float sink[16] = {};
+      const float* prows[6];
+      float* crows[6];
+      for (int64_t r = 0; r < n; r += 6) {
+        block_rows(prows, p, ldp, r, n, p);
+        for (int64_t d0 = 0; d0 < D16; d0 += 16) {
+          block_rows(crows, c + d0, D16, r, n, static_cast<float*>(sink));
+          pv_block6(prows, rows + d0, D16, nk, crows);
+        }
+      }
+    } else {
+      gemm(false, false, n, D, nk, T(1), p, ldp, v, ldv, T(1), c, D16);
+    }
+  }
+};
+
+// K and V of one (batch, kv head) packed once for the whole sequence (f32 fast path): key j's
+// panel row at k_panels + j * D (j a multiple of 16), its value row at v_rows + j * D16. Packing
+// per query tile instead cost a quarter of the forward (strided K rows missing cache each time).
+template <class T>
+struct PackedKV {
+  const T* k_panels = nullptr;
+  const T* v_rows = nullptr;
+};
 
 // ---- 2^x for the softmax --------------------------------------------------------------------
 
@@ -178,18 +361,6 @@ T exp2_shifted(T* s, int64_t n, T m) {
   }
 }
 
-// A 64-byte aligned scratch buffer (BLAS and the vector loops see the same alignment every run).
-template <class T>
-struct Scratch {
-  std::unique_ptr<T[], void (*)(void*)> p;
-  explicit Scratch(int64_t n)
-      : p(static_cast<T*>(std::aligned_alloc(64, size_t((n * int64_t(sizeof(T)) + 63) / 64 * 64))),
-          std::free) {
-    LONGCTX_CHECK(p, "attention (CPU): out of memory allocating ", n * sizeof(T), " bytes");
-  }
-  T* get() const { return p.get(); }
-};
-
 // ---- Masking --------------------------------------------------------------------------------
 
 // The visible band, bottom-right aligned: query i sees key j iff lo(i) <= j < hi(i), with
@@ -215,10 +386,11 @@ struct Band {
   bool full(int64_t i0, int64_t i1, int64_t j0, int64_t j1) const {
     return j0 >= lo(i1 - 1) && j1 <= hi(i0);
   }
-  // Sets the invisible entries of row i (keys j0 .. j0 + nk) of a score tile to -inf.
+  // Sets the invisible entries of row i (keys j0 .. j0 + nk) of a score tile to -inf, and those
+  // of keys below `first` (another split's, in decode).
   template <class T>
-  void mask_row(T* s, int64_t i, int64_t j0, int64_t nk) const {
-    const int64_t a = std::clamp(lo(i) - j0, int64_t(0), nk);
+  void mask_row(T* s, int64_t i, int64_t j0, int64_t nk, int64_t first = 0) const {
+    const int64_t a = std::clamp(std::max(lo(i), first) - j0, int64_t(0), nk);
     const int64_t e = std::clamp(hi(i) - j0, a, nk);
     std::fill(s, s + a, -std::numeric_limits<T>::infinity());
     std::fill(s + e, s + nk, -std::numeric_limits<T>::infinity());
@@ -237,13 +409,13 @@ struct Scores {
 
   // S (n x nk, leading dim ld) = log2e · softcap(scale · Q·Kᵀ). With softcap, `dcap` (same
   // layout) receives its derivative 1 − tanh² when given.
-  void compute(const T* q, int64_t ldq, const T* k, int64_t ldk, int64_t D, int64_t n, int64_t nk,
-               T* S, int64_t ld, T* dcap = nullptr) const {
+  void compute(TileMatmul<T>& mm, const T* q, int64_t ldq, const T* k, int64_t ldk, int64_t n,
+               int64_t nk, T* S, int64_t ld, T* dcap = nullptr, const T* k_panels = nullptr) const {
     if (softcap == T(0)) {
-      gemm(false, true, n, nk, D, T(scale * kLog2e), q, ldq, k, ldk, T(0), S, ld);
+      mm.abt(q, ldq, k, ldk, n, nk, T(scale * kLog2e), S, ld, k_panels);
       return;
     }
-    gemm(false, true, n, nk, D, scale, q, ldq, k, ldk, T(0), S, ld);
+    mm.abt(q, ldq, k, ldk, n, nk, scale, S, ld, k_panels);
     const T inv_cap = T(1) / softcap, cap2 = T(softcap * kLog2e);
     for (int64_t r = 0; r < n; ++r) {
       T* s = S + r * ld;
@@ -264,26 +436,31 @@ struct Scores {
 template <class T>
 void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, int64_t D,
                  const Band& band, const Scores<T>& scores, int64_t i0, int64_t n, int64_t kb,
-                 int64_t ke, T* out, int64_t ldo, T* lse) {
+                 int64_t ke, T* out, int64_t ldo, T* lse, const PackedKV<T>& packed = {}) {
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();
-  const Scratch<T> work(kBlockQ * kBlockK + kBlockQ * D + 2 * kBlockQ);
+  TileMatmul<T> mm(D);
+  const int64_t ldo_acc = mm.ldc();
+  const Scratch<T> work(kBlockQ * kBlockK + kBlockQ * ldo_acc + 2 * kBlockQ);
   T* S = work.get();             // (kBlockQ, kBlockK) scores, then probabilities
-  T* O = S + kBlockQ * kBlockK;  // (kBlockQ, D) unnormalised output
-  T* m = O + kBlockQ * D;        // (kBlockQ) running max, log2 domain
+  T* O = S + kBlockQ * kBlockK;  // (kBlockQ, ldo_acc) unnormalised output
+  T* m = O + kBlockQ * ldo_acc;  // (kBlockQ) running max, log2 domain
   T* l = m + kBlockQ;            // (kBlockQ) running sum
-  std::fill(O, O + n * D, T(0));
+  std::fill(O, O + n * ldo_acc, T(0));
   std::fill(m, m + n, kNegInf);
   std::fill(l, l + n, T(0));
 
   const int64_t i1 = i0 + n;
-  const int64_t k_begin = std::max(kb, band.lo(i0)), k_end = std::min(ke, band.hi(i1 - 1));
+  int64_t k_begin = std::max(kb, band.lo(i0));
+  const int64_t k_end = std::min(ke, band.hi(i1 - 1));
+  if (packed.k_panels) k_begin = k_begin / 16 * 16;  // panels start at multiples of 16
   for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
     const int64_t nk = std::min(kBlockK, k_end - j0);
-    scores.compute(q + i0 * ldq, ldq, k + j0 * ldkv, ldkv, D, n, nk, S, kBlockK);
-    const bool masked = !band.full(i0, i1, j0, j0 + nk);
+    scores.compute(mm, q + i0 * ldq, ldq, k + j0 * ldkv, ldkv, n, nk, S, kBlockK,
+                   /*dcap=*/nullptr, packed.k_panels ? packed.k_panels + j0 * D : nullptr);
+    const bool masked = j0 < kb || !band.full(i0, i1, j0, j0 + nk);
     for (int64_t r = 0; r < n; ++r) {
       T* s = S + r * kBlockK;
-      if (masked) band.mask_row(s, i0 + r, j0, nk);
+      if (masked) band.mask_row(s, i0 + r, j0, nk, kb);
       const T m_new = std::max(m[r], row_max(s, nk));
       if (m_new == kNegInf) {  // no visible key so far: nothing to add
         std::fill(s, s + nk, T(0));
@@ -293,11 +470,12 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
       l[r] = l[r] * alpha + exp2_shifted(s, nk, m_new);
       m[r] = m_new;
       if (alpha != T(1)) {
-        T* o = O + r * D;
+        T* o = O + r * ldo_acc;
         for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
       }
     }
-    gemm(false, false, n, D, nk, T(1), S, kBlockK, v + j0 * ldkv, ldkv, T(1), O, D);
+    mm.pv(S, kBlockK, v + j0 * ldkv, ldkv, n, nk, O,
+          packed.v_rows ? packed.v_rows + j0 * mm.ldc() : nullptr);
   }
 
   for (int64_t r = 0; r < n; ++r) {
@@ -308,7 +486,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
       continue;
     }
     const T inv = T(1) / l[r];
-    for (int64_t d = 0; d < D; ++d) o[d] = O[r * D + d] * inv;
+    for (int64_t d = 0; d < D; ++d) o[d] = O[r * ldo_acc + d] * inv;
     lse[r] = T((double(m[r]) + std::log2(double(l[r]))) * kLn2);
   }
 }
@@ -326,6 +504,21 @@ void fwd_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const Te
   const T* vp = v.data_as<T>();
   T* op = out.data_as<T>();
   T* lp = lse.data_as<T>();
+  // f32: K and V of every (batch, kv head) packed once, read by all of its query tiles.
+  const int64_t D16 = (D + 15) / 16 * 16, Tk16 = (Tk + 15) / 16 * 16;
+  const bool prepack = TileMatmul<T>::kPacked && Tk > 0;
+  const Scratch<T> k_panels(prepack ? B * Hkv * Tk16 * D : 1);
+  const Scratch<T> v_rows(prepack ? B * Hkv * Tk * D16 : 1);
+  const int64_t k_tiles = (Tk + kBlockK - 1) / kBlockK;
+  if (prepack)
+    parallel_for(ctx, B * Hkv * k_tiles, [&](int64_t item) {
+      const int64_t bhk = item / k_tiles, j0 = item % k_tiles * kBlockK;
+      const int64_t b = bhk / Hkv, hk = bhk % Hkv, nk = std::min(kBlockK, Tk - j0);
+      const T* kh = kp + ((b * Tk + j0) * Hkv + hk) * D;
+      const T* vh = vp + ((b * Tk + j0) * Hkv + hk) * D;
+      TileMatmul<T>::pack_panels(kh, Hkv * D, nk, D, k_panels.get() + (bhk * Tk16 + j0) * D);
+      TileMatmul<T>::pack_rows(vh, Hkv * D, nk, D, D16, v_rows.get() + (bhk * Tk + j0) * D16);
+    });
   // Under a causal mask the last query tiles see the most keys; they go first.
   parallel_tiles(ctx, B * H * n_tiles, [&](int64_t item) {
     const int64_t tile = n_tiles - 1 - item % n_tiles, bh = item / n_tiles;
@@ -333,7 +526,10 @@ void fwd_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const Te
     const int64_t i0 = tile * kBlockQ, n = std::min(kBlockQ, Tq - i0);
     attend_rows(qp + (b * Tq * H + h) * D, H * D, kp + (b * Tk * Hkv + hk) * D,
                 vp + (b * Tk * Hkv + hk) * D, Hkv * D, D, band, scores, i0, n, int64_t(0), Tk,
-                op + (b * Tq * H + h) * D, H * D, lp + bh * Tq + i0);
+                op + (b * Tq * H + h) * D, H * D, lp + bh * Tq + i0,
+                prepack ? PackedKV<T>{k_panels.get() + (b * Hkv + hk) * Tk16 * D,
+                                      v_rows.get() + (b * Hkv + hk) * Tk * D16}
+                        : PackedKV<T>{});
   });
 }
 
@@ -342,10 +538,11 @@ void fwd_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const Te
 // One (query rows, key rows) tile of the backward: P from lse, then dS.
 template <class T>
 struct BwdTile {
+  TileMatmul<T> mm_k, mm_v;  // one each, so a key tile met again is not packed again
   Scratch<T> buf;
   T *P, *dS, *dcap;  // (kBlockQ, kBlockK) each
 
-  BwdTile() : buf(3 * kBlockQ * kBlockK) {
+  explicit BwdTile(int64_t D) : mm_k(D), mm_v(D), buf(3 * kBlockQ * kBlockK) {
     P = buf.get();
     dS = P + kBlockQ * kBlockK;
     dcap = dS + kBlockQ * kBlockK;
@@ -353,11 +550,11 @@ struct BwdTile {
 
   // Rows [i0, i0 + n) of q/dout/lse/Di (pointers at row 0 of the head), keys [j0, j0 + nk).
   void compute(const T* q, const T* dout, int64_t ldq, const T* k, const T* v, int64_t ldkv,
-               int64_t D, const T* lse, const T* Di, const Band& band, const Scores<T>& scores,
-               int64_t i0, int64_t n, int64_t j0, int64_t nk) {
+               const T* lse, const T* Di, const Band& band, const Scores<T>& scores, int64_t i0,
+               int64_t n, int64_t j0, int64_t nk) {
     constexpr int64_t ld = kBlockK;
     const bool capped = scores.softcap != T(0);
-    scores.compute(q + i0 * ldq, ldq, k + j0 * ldkv, ldkv, D, n, nk, P, ld,
+    scores.compute(mm_k, q + i0 * ldq, ldq, k + j0 * ldkv, ldkv, n, nk, P, ld,
                    capped ? dcap : nullptr);
     const bool masked = !band.full(i0, i0 + n, j0, j0 + nk);
     for (int64_t r = 0; r < n; ++r) {
@@ -371,7 +568,7 @@ struct BwdTile {
       exp2_shifted(p, nk, l2);
     }
     // dS = dO·Vᵀ, then P∘(dS − Di)(∘ dcap).
-    gemm(false, true, n, nk, D, T(1), dout + i0 * ldq, ldq, v + j0 * ldkv, ldkv, T(0), dS, ld);
+    mm_v.abt(dout + i0 * ldq, ldq, v + j0 * ldkv, ldkv, n, nk, T(1), dS, ld);
     for (int64_t r = 0; r < n; ++r) {
       const T* p = P + r * ld;
       T* ds = dS + r * ld;
@@ -430,7 +627,7 @@ void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tens
     T* dk_acc = acc.get();  // (nk, D)
     std::fill(dk_acc, dk_acc + 2 * nk * D, T(0));
     T* dv_acc = dk_acc + nk * D;  // (nk, D)
-    BwdTile<T> t;
+    BwdTile<T> t(D);
     const int64_t q_begin = band.first_query(j0), q_end = band.end_query(j0 + nk);
     for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
       const T* qh = qp + (b * Tq * H + h) * D;
@@ -439,7 +636,7 @@ void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tens
       const T* dih = Di.data() + (b * H + h) * Tq;
       for (int64_t i0 = q_begin; i0 < q_end; i0 += kBlockQ) {
         const int64_t n = std::min(kBlockQ, q_end - i0);
-        t.compute(qh, doh, H * D, kh, vh, Hkv * D, D, lh, dih, band, scores, i0, n, j0, nk);
+        t.compute(qh, doh, H * D, kh, vh, Hkv * D, lh, dih, band, scores, i0, n, j0, nk);
         gemm(true, false, nk, D, n, T(1), t.P, kBlockK, doh + i0 * H * D, H * D, T(1), dv_acc, D);
         gemm(true, false, nk, D, n, scores.scale, t.dS, kBlockK, qh + i0 * H * D, H * D, T(1),
              dk_acc, D);
@@ -464,11 +661,11 @@ void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tens
     const Scratch<T> dq_scratch(n * D);
     T* dq_acc = dq_scratch.get();  // (n, D)
     std::fill(dq_acc, dq_acc + n * D, T(0));
-    BwdTile<T> t;
+    BwdTile<T> t(D);
     const int64_t k_begin = band.lo(i0), k_end = band.hi(i0 + n - 1);
     for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
       const int64_t nk = std::min(kBlockK, k_end - j0);
-      t.compute(qh, doh, H * D, kh, vh, Hkv * D, D, lp + bh * Tq, Di.data() + bh * Tq, band, scores,
+      t.compute(qh, doh, H * D, kh, vh, Hkv * D, lp + bh * Tq, Di.data() + bh * Tq, band, scores,
                 i0, n, j0, nk);
       gemm(false, false, n, D, nk, scores.scale, t.dS, kBlockK, kh + j0 * Hkv * D, Hkv * D, T(1),
            dq_acc, D);
