@@ -1,0 +1,289 @@
+// bench_scan: the recurrent ops on the CPU over T = 1k ... 64k at Mamba-like widths, side by side
+// with a plain single-threaded sequential loop; GB/s against the bytes each op must move (every
+// input read once, every output written once). Each op is first checked against the plain loop.
+// Plus the SSD target point (B=1, T=512, H=48, P=64, N=128, G=1, f32).
+//
+//   bench_scan [--json results.json] [--max-t 65536] [--reps 3] [--threads 0 (all)]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "longctx/longctx.h"
+
+using namespace longctx;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// CPU time of the whole process (all threads), in seconds: on a shared, oversubscribed machine
+// this is what the op consumed, while wall time also counts the time other jobs held the cores.
+double cpu_s() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Best of `reps` runs after one warm-up, in seconds.
+double time_best(const std::function<void()>& f, int reps) {
+  f();
+  double best = 1e30;
+  for (int i = 0; i < reps; ++i) {
+    const double t0 = now_s();
+    f();
+    best = std::min(best, now_s() - t0);
+  }
+  return best;
+}
+
+Tensor rand_t(const Shape& s, std::mt19937& g, float lo, float hi) {
+  Tensor t = Tensor::empty(s, DType::f32);
+  std::uniform_real_distribution<float> d(lo, hi);
+  float* p = t.data_as<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = d(g);
+  return t;
+}
+
+float max_rel_diff(const Tensor& a, const std::vector<float>& b) {
+  const float* p = a.data_as<float>();
+  float m = 0, scale = 1e-6f;
+  for (size_t i = 0; i < b.size(); ++i) scale = std::max(scale, std::abs(b[i]));
+  for (size_t i = 0; i < b.size(); ++i) m = std::max(m, std::abs(p[i] - b[i]));
+  return m / scale;
+}
+
+struct Row {
+  std::string op, config;
+  int64_t T;
+  double bytes, ms, plain_ms;  // plain_ms < 0: not run
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string json_path;
+  int64_t max_t = 65536;
+  int reps = 3, threads = 0;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--json") && i + 1 < argc)
+      json_path = argv[++i];
+    else if (!std::strcmp(argv[i], "--max-t") && i + 1 < argc)
+      max_t = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc)
+      reps = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc)
+      threads = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr,
+                   "usage: bench_scan [--json FILE] [--max-t T] [--reps N] [--threads N]\n");
+      return 2;
+    }
+  }
+  Context ctx(Device::cpu(), threads);
+  std::mt19937 gen(1);
+  std::vector<Row> rows;
+  bool checks_ok = true;
+  auto check = [&](const char* op, float err) {
+    const bool ok = err < 1e-3f;
+    std::printf("check %-16s max |op - plain loop| / max |plain| = %.2e %s\n", op, err,
+                ok ? "ok" : "FAILED");
+    checks_ok = checks_ok && ok;
+  };
+  const int64_t plain_max_t = 16384;  // the plain loops are single-threaded and slow
+
+  for (int64_t T = 1024; T <= max_t; T *= 4) {
+    // ---- linear_scan: Griffin-2B's RG-LRU width 2560.
+    {
+      const int64_t D = 2560;
+      Tensor a = rand_t({1, T, D}, gen, 0.9f, 1.f), b = rand_t({1, T, D}, gen, -1, 1);
+      Tensor out = Tensor::empty({1, T, D}, DType::f32), last = Tensor::empty({1, D}, DType::f32);
+      std::vector<float> ref(static_cast<size_t>(T * D)), h(static_cast<size_t>(D));
+      auto plain = [&] {
+        std::fill(h.begin(), h.end(), 0.f);
+        const float* ap = a.data_as<float>();
+        const float* bp = b.data_as<float>();
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t d = 0; d < D; ++d) {
+            h[size_t(d)] = ap[t * D + d] * h[size_t(d)] + bp[t * D + d];
+            ref[size_t(t * D + d)] = h[size_t(d)];
+          }
+      };
+      const double ms = 1e3 * time_best([&] { linear_scan_fwd(ctx, out, last, a, b); }, reps);
+      const double pms = T <= plain_max_t ? 1e3 * time_best(plain, reps) : -1;
+      if (T == 1024) check("linear_scan", max_rel_diff(out, ref));
+      rows.push_back({"linear_scan_fwd", "B=1 D=2560", T, 3.0 * T * D * 4, ms, pms});
+    }
+    // ---- causal_conv1d: mamba-130m's d_inner 1536, width 4, silu.
+    {
+      const int64_t D = 1536, W = 4;
+      Tensor x = rand_t({1, D, T}, gen, -1, 1), w = rand_t({D, W}, gen, -1, 1);
+      Tensor bias = rand_t({D}, gen, -1, 1), out = Tensor::empty({1, D, T}, DType::f32);
+      std::vector<float> ref(size_t(T * D));
+      auto plain = [&] {
+        const float* xp = x.data_as<float>();
+        const float* wp = w.data_as<float>();
+        const float* bp = bias.data_as<float>();
+        for (int64_t d = 0; d < D; ++d)
+          for (int64_t t = 0; t < T; ++t) {
+            float s = bp[d];
+            for (int64_t k = 0; k < W; ++k)
+              if (t - (W - 1) + k >= 0) s += wp[d * W + k] * xp[d * T + t - (W - 1) + k];
+            ref[size_t(d * T + t)] = s / (1.f + std::exp(-s));
+          }
+      };
+      const double ms =
+          1e3 *
+          time_best([&] { causal_conv1d_fwd(ctx, out, x, w, bias, {Activation::silu}); }, reps);
+      const double pms = T <= plain_max_t ? 1e3 * time_best(plain, reps) : -1;
+      if (T == 1024) check("causal_conv1d", max_rel_diff(out, ref));
+      rows.push_back({"causal_conv1d_fwd", "B=1 D=1536 W=4 silu", T, 2.0 * T * D * 4, ms, pms});
+    }
+    // ---- selective_scan: mamba-130m's N = 16, d_inner 1536 / 4 (the plain loop is slow).
+    {
+      const int64_t Dm = 384, N = 16;
+      Tensor u = rand_t({1, Dm, T}, gen, -1, 1), delta = rand_t({1, Dm, T}, gen, 0.01f, 0.2f);
+      Tensor A = rand_t({Dm, N}, gen, -2, -0.1f), B = rand_t({1, 1, N, T}, gen, -1, 1);
+      Tensor C = rand_t({1, 1, N, T}, gen, -1, 1), D = rand_t({Dm}, gen, -1, 1);
+      Tensor z = rand_t({1, Dm, T}, gen, -1, 1);
+      Tensor out = Tensor::empty({1, Dm, T}, DType::f32),
+             last = Tensor::empty({1, Dm, N}, DType::f32);
+      std::vector<float> ref(static_cast<size_t>(T * Dm)), h(static_cast<size_t>(N));
+      auto plain = [&] {
+        const float *up = u.data_as<float>(), *dp = delta.data_as<float>(),
+                    *Ap = A.data_as<float>();
+        const float *Bp = B.data_as<float>(), *Cp = C.data_as<float>(), *Dp = D.data_as<float>();
+        const float* zp = z.data_as<float>();
+        for (int64_t d = 0; d < Dm; ++d) {
+          std::fill(h.begin(), h.end(), 0.f);
+          for (int64_t t = 0; t < T; ++t) {
+            const float dt = dp[d * T + t], ut = up[d * T + t];
+            float y = 0;
+            for (int64_t n = 0; n < N; ++n) {
+              h[size_t(n)] = std::exp(dt * Ap[d * N + n]) * h[size_t(n)] + dt * ut * Bp[n * T + t];
+              y += Cp[n * T + t] * h[size_t(n)];
+            }
+            y += Dp[d] * ut;
+            const float zv = zp[d * T + t];
+            ref[size_t(d * T + t)] = y * zv / (1.f + std::exp(-zv));
+          }
+        }
+      };
+      const SelectiveScanInputs in{u, delta, A, B, C, D, z};
+      const double ms = 1e3 * time_best([&] { selective_scan_fwd(ctx, out, last, in); }, reps);
+      const double pms = T <= plain_max_t ? 1e3 * time_best(plain, reps) : -1;
+      if (T == 1024) check("selective_scan", max_rel_diff(out, ref));
+      rows.push_back({"selective_scan_fwd", "B=1 Dm=384 N=16 G=1 D z", T,
+                      (4.0 * Dm * T + 2.0 * N * T) * 4, ms, pms});
+    }
+    // ---- ssd: mamba2-130m (24 heads of 64, N = 128, one group), chunk 64.
+    {
+      const int64_t H = 24, P = 64, N = 128;
+      Tensor x = rand_t({1, T, H, P}, gen, -1, 1), dt = rand_t({1, T, H}, gen, 0.01f, 0.2f);
+      Tensor A = rand_t({H}, gen, -2, -0.1f), B = rand_t({1, T, 1, N}, gen, -1, 1);
+      Tensor C = rand_t({1, T, 1, N}, gen, -1, 1);
+      Tensor out = Tensor::empty({1, T, H, P}, DType::f32);
+      Tensor fin = Tensor::empty({1, H, P, N}, DType::f32);
+      std::vector<float> ref(static_cast<size_t>(T * H * P)), h(static_cast<size_t>(P * N));
+      const int64_t plain_t = 4096;
+      auto plain = [&] {
+        const float *xp = x.data_as<float>(), *dtp = dt.data_as<float>(), *Ap = A.data_as<float>();
+        const float *Bp = B.data_as<float>(), *Cp = C.data_as<float>();
+        for (int64_t hd = 0; hd < H; ++hd) {
+          std::fill(h.begin(), h.end(), 0.f);
+          for (int64_t t = 0; t < T; ++t) {
+            const float d = dtp[t * H + hd], e = std::exp(d * Ap[hd]);
+            for (int64_t p = 0; p < P; ++p) {
+              const float dx = d * xp[(t * H + hd) * P + p];
+              float y = 0;
+              for (int64_t n = 0; n < N; ++n) {
+                float& s = h[size_t(p * N + n)];
+                s = e * s + dx * Bp[t * N + n];
+                y += Cp[t * N + n] * s;
+              }
+              ref[size_t((t * H + hd) * P + p)] = y;
+            }
+          }
+        }
+      };
+      const SSDInputs in{x, dt, A, B, C};
+      const double ms = 1e3 * time_best([&] { ssd_fwd(ctx, out, fin, in, {64}); }, reps);
+      const double pms = T <= plain_t ? 1e3 * time_best(plain, 1) : -1;
+      if (T == 1024) check("ssd", max_rel_diff(out, ref));
+      rows.push_back({"ssd_fwd", "B=1 H=24 P=64 N=128 G=1 Q=64", T,
+                      (2.0 * T * H * P + T * H + 2.0 * T * N) * 4, ms, pms});
+    }
+  }
+
+  // ---- The SSD target point: (B=1, T=512, H=48, P=64, N=128, G=1, f32), best chunk size.
+  nlohmann::json target;
+  {
+    const int64_t T = 512, H = 48, P = 64, N = 128;
+    Tensor x = rand_t({1, T, H, P}, gen, -1, 1), dt = rand_t({1, T, H}, gen, 0.01f, 0.2f);
+    Tensor A = rand_t({H}, gen, -2, -0.1f), B = rand_t({1, T, 1, N}, gen, -1, 1);
+    Tensor C = rand_t({1, T, 1, N}, gen, -1, 1);
+    Tensor out = Tensor::empty({1, T, H, P}, DType::f32),
+           fin = Tensor::empty({1, H, P, N}, DType::f32);
+    const SSDInputs in{x, dt, A, B, C};
+    std::printf("\nSSD target (B=1 T=512 H=48 P=64 N=128 G=1 f32; goal <= 5.8 ms):\n");
+    for (const int64_t Q : {32, 64, 128, 256}) {
+      const double ms = 1e3 * time_best([&] { ssd_fwd(ctx, out, fin, in, {Q}); }, 2 * reps + 4);
+      const int n = 5;
+      const double c0 = cpu_s();
+      for (int i = 0; i < n; ++i) ssd_fwd(ctx, out, fin, in, {Q});
+      const double cpu_ms = 1e3 * (cpu_s() - c0) / n;
+      std::printf("  chunk %3lld: %7.2f ms wall (best of %d), %7.2f ms CPU time per call\n",
+                  static_cast<long long>(Q), ms, 2 * reps + 4, cpu_ms);
+      target["chunk_" + std::to_string(Q) + "_ms"] = ms;
+      target["chunk_" + std::to_string(Q) + "_cpu_ms"] = cpu_ms;
+    }
+  }
+
+  std::printf("\n%-20s %-30s %7s %10s %8s %12s %8s\n", "op", "config", "T", "ms", "GB/s",
+              "plain ms", "speedup");
+  nlohmann::json results = nlohmann::json::array();
+  for (const Row& r : rows) {
+    const double gbs = r.bytes / (r.ms * 1e-3) / 1e9;
+    char plain[32] = "-", speed[32] = "-";
+    if (r.plain_ms >= 0) {
+      std::snprintf(plain, sizeof plain, "%.2f", r.plain_ms);
+      std::snprintf(speed, sizeof speed, "%.1fx", r.plain_ms / r.ms);
+    }
+    std::printf("%-20s %-30s %7lld %10.2f %8.2f %12s %8s\n", r.op.c_str(), r.config.c_str(),
+                static_cast<long long>(r.T), r.ms, gbs, plain, speed);
+    results.push_back({{"op", r.op},
+                       {"config", r.config},
+                       {"T", r.T},
+                       {"bytes", r.bytes},
+                       {"ms", r.ms},
+                       {"gb_per_s", gbs},
+                       {"plain_loop_ms", r.plain_ms >= 0 ? nlohmann::json(r.plain_ms) : nullptr}});
+  }
+  if (!json_path.empty()) {
+    nlohmann::json doc = {{"device", "cpu"},
+                          {"cpu_threads", ctx.cpu_threads()},
+                          {"commit", LONGCTX_GIT_COMMIT},
+                          {"dtype", "f32"},
+                          {"reps", reps},
+                          {"results", results},
+                          {"ssd_target", target}};
+    std::FILE* f = std::fopen(json_path.c_str(), "w");
+    if (!f) {
+      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+      return 1;
+    }
+    std::fputs(doc.dump(2).c_str(), f);
+    std::fclose(f);
+  }
+  return checks_ok ? 0 : 1;
+}
