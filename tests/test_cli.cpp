@@ -79,6 +79,14 @@ std::string reference_python(std::string* why) {
 
 // ---- op against the outside reference ---------------------------------------------------------
 
+// An input tensor: uniform values in [lo, hi), or uniform integers in [lo, hi] stored as i32.
+struct CliInput {
+  std::string name;
+  Shape shape;
+  double lo, hi;
+  bool integer = false;
+};
+
 struct CliCase {
   std::string name;
   std::string op;
@@ -86,43 +94,45 @@ struct CliCase {
   DType dtype;
   bool backward;
   std::map<std::string, std::string> metadata;
-  // Inputs: name -> (shape, range of uniform values)
-  std::vector<std::tuple<std::string, Shape, double, double>> inputs;
+  std::vector<CliInput> inputs;
   std::vector<std::string> outputs;
 };
 LONGCTX_PRINTS_AS_NAME(CliCase)
 
+// One row per (op, pass), each run on every backend that computes in f32 or f64. Options take
+// values far from their defaults, so that a CLI that ignored one would be far off.
+struct CliOpCase {
+  std::string name, op;
+  bool backward;
+  std::map<std::string, std::string> metadata;
+  std::vector<CliInput> inputs;
+  std::vector<std::string> outputs;
+};
+
+const std::vector<CliOpCase> kCliOpCases = {
+    {"rmsnorm_fwd",
+     "rmsnorm",
+     false,
+     {{"eps", "0.5"}},
+     {{"x", {3, 5, 64}, -2, 2}, {"weight", {64}, 0.5, 1.5}},
+     {"out", "rstd"}},
+    {"rmsnorm_bwd",
+     "rmsnorm",
+     true,
+     {{"eps", "1e-5"}},
+     {{"x", {3, 5, 64}, -2, 2}, {"weight", {64}, 0.5, 1.5}, {"dout", {3, 5, 64}, -1, 1}},
+     {"dx", "dweight"}},
+};
+
 std::vector<CliCase> cli_cases() {
-  const auto rmsnorm_in = [](bool backward) {
-    std::vector<std::tuple<std::string, Shape, double, double>> in = {{"x", {3, 5, 64}, -2.0, 2.0},
-                                                                      {"weight", {64}, 0.5, 1.5}};
-    if (backward) in.emplace_back("dout", Shape{3, 5, 64}, -1.0, 1.0);
-    return in;
-  };
   std::vector<CliCase> cases;
-  for (Device dev : all_devices()) {
-    for (DType dt : {DType::f32, DType::f64}) {
-      if (dev.is_cuda() && dt == DType::f64) continue;  // CUDA ops compute f32/bf16/f16
-      const std::string tag = dev.str().substr(0, 4) + "_" + dtype_name(dt);
-      // A large eps, so that a CLI that ignored the option would be far off.
-      cases.push_back({"rmsnorm_fwd_" + tag,
-                       "rmsnorm",
-                       dev,
-                       dt,
-                       false,
-                       {{"eps", "0.5"}},
-                       rmsnorm_in(false),
-                       {"out", "rstd"}});
-      cases.push_back({"rmsnorm_bwd_" + tag,
-                       "rmsnorm",
-                       dev,
-                       dt,
-                       true,
-                       {{"eps", "1e-5"}},
-                       rmsnorm_in(true),
-                       {"dx", "dweight"}});
-    }
-  }
+  for (const CliOpCase& c : kCliOpCases)
+    for (Device dev : all_devices())
+      for (DType dt : {DType::f32, DType::f64}) {
+        if (dev.is_cuda() && dt == DType::f64) continue;  // CUDA ops compute f32/bf16/f16
+        cases.push_back({c.name + "_" + dev.str().substr(0, 4) + "_" + dtype_name(dt), c.op, dev,
+                         dt, c.backward, c.metadata, c.inputs, c.outputs});
+      }
   return cases;
 }
 
@@ -137,8 +147,16 @@ TEST_P(CliOp, MatchesOutsideReference) {
   ScratchDir dir;
   Rng rng(std::hash<std::string>()(c.name));
   std::map<std::string, Tensor> inputs;
-  for (const auto& [name, shape, lo, hi] : c.inputs)
-    inputs[name] = random_tensor(shape, c.dtype, rng, lo, hi);
+  for (const CliInput& in : c.inputs) {
+    if (!in.integer) {
+      inputs[in.name] = random_tensor(in.shape, c.dtype, rng, in.lo, in.hi);
+      continue;
+    }
+    Tensor t = Tensor::empty(in.shape, DType::i32);
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.data_as<int32_t>()[i] = int32_t(rng.integer(int64_t(in.lo), int64_t(in.hi)));
+    inputs[in.name] = t;
+  }
   const std::string in = dir.file("in.safetensors"), out = dir.file("out.safetensors"),
                     ref = dir.file("ref.safetensors");
   save_safetensors(in, inputs, c.metadata);
