@@ -11,8 +11,9 @@
 #   test       ctest, every test (the CUDA ones run here instead of skipping)
 #   memcheck   compute-sanitizer --tool memcheck on the gtest binary filtered to CUDA cases
 #   racecheck  the same with --tool racecheck
-#   bench      every benchmark executable under $BUILD_DIR/bench (none yet: skipped), run as
-#              `EXE $BENCH_ARGS`, its output in $OUT/bench/NAME.log
+#   bench      every benchmark executable under $BUILD_DIR/bench (bench_scan, ...), run as
+#              `EXE --json $OUT/bench/NAME.json $BENCH_ARGS` (every benchmark takes --json FILE),
+#              its output in $OUT/bench/NAME.log; none built: skipped
 # Writes logs and summary.json (date, commit, device, tests passed/failed/skipped, sanitizer
 # errors, benchmarks) into $OUT. Exits non-zero when any step that ran failed.
 #
@@ -23,7 +24,7 @@
 # Environment: OUT (./gpu-suite-out), BUILD_DIR (build-gpu; build-gpu-dry with --dry-run),
 # CUDA_ARCHS (90a), JOBS (nproc), GTEST_CUDA_FILTER ('*cuda*:*Cuda*:*CUDA*'),
 # COMPUTE_SANITIZER (found on PATH or in /usr/local/cuda/bin), SANITIZER_TIMEOUT (3000 s per
-# tool), BENCH_ARGS (--device cuda), BENCH_TIMEOUT (1800 s per benchmark).
+# tool), BENCH_ARGS (extra benchmark arguments, none by default), BENCH_TIMEOUT (1800 s each).
 set -uo pipefail
 
 dry_run=0
@@ -198,14 +199,16 @@ if want bench; then
     bench_failed=0
     for exe in "${benches[@]}"; do
       name="$(basename "$exe")"
-      log "bench: $name ${BENCH_ARGS:---device cuda} (log: $out/bench/$name.log)"
+      log "bench: $name --json $out/bench/$name.json ${BENCH_ARGS:-} (log: $out/bench/$name.log)"
       start=$(date +%s)
       # shellcheck disable=SC2086
-      (cd "$out/bench" && timeout "${BENCH_TIMEOUT:-1800}" "$exe" ${BENCH_ARGS:---device cuda}) \
+      (cd "$out/bench" && timeout "${BENCH_TIMEOUT:-1800}" "$exe" --json "$out/bench/$name.json" ${BENCH_ARGS:-}) \
         >"$out/bench/$name.log" 2>&1
       status=$?
       ((status)) && bench_failed=1
-      entries+=("{\"name\": $(json_str "$name"), \"exit_code\": $status, \"seconds\": $(($(date +%s) - start))}")
+      results=null
+      [ -f "$out/bench/$name.json" ] && results="$(json_str "$out/bench/$name.json")"
+      entries+=("{\"name\": $(json_str "$name"), \"exit_code\": $status, \"seconds\": $(($(date +%s) - start)), \"results\": $results}")
     done
     ((bench_failed)) && failed_steps=$((failed_steps + 1))
     runs="$(IFS=,; echo "${entries[*]}")"
