@@ -1,0 +1,359 @@
+// bench_attention: attention forward and backward across sequence lengths at fixed batch·T and
+// H·D (the FlashAttention sweep), causal and not; on the CPU also the naive materialised-softmax
+// baseline (OpenBLAS) at the target point, in the same run. Every configuration is checked once
+// against a float64 computation of sampled rows before it is timed.
+//
+//   bench_attention                      CPU default: T = 512..4096, batch·T = 4096, H·D = 512
+//   bench_attention --full               T = 512..16384, batch·T = 16384, H·D = 2048
+//   bench_attention --device cuda --full --dtype bf16
+//
+// FLOPs: forward 4·B·Tq·Tk·H·D (halved when causal), backward 2.5x the forward.
+#include <cblas.h>
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "longctx/longctx.h"
+
+using namespace longctx;
+using json = nlohmann::json;
+
+namespace {
+
+struct Options {
+  std::string device = "cpu", dtype = "f32", json_path = "bench_attention.json";
+  int64_t tokens = 0, hd = 0, head_dim = 64, t_min = 512, t_max = 0;
+  int reps = 3;
+  bool full = false, no_bwd = false, no_naive = false;
+};
+
+std::string cpu_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "cpu";
+}
+
+// A tensor of `dtype` on `device` with values uniform in [-1, 1), and its float64 host copy.
+struct Input {
+  Tensor t;
+  std::vector<double> host;
+};
+Input random_input(const Shape& shape, DType dtype, Device device, const Context& ctx,
+                   std::mt19937_64& gen) {
+  Tensor h = Tensor::empty(shape, DType::f64);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  for (int64_t i = 0; i < h.numel(); ++i) h.data_as<double>()[i] = u(gen);
+  Tensor typed = h.to_dtype(dtype);  // round to the storage dtype; the check uses the rounded
+  Input in{device.is_cpu() ? typed : typed.to(device, &ctx), {}};
+  Tensor back = typed.to_dtype(DType::f64);
+  in.host.assign(back.data_as<double>(), back.data_as<double>() + back.numel());
+  return in;
+}
+std::vector<double> to_host(const Tensor& t, const Context& ctx) {
+  Tensor h = t.device().is_cpu() ? t : t.to(Device::cpu(), &ctx);
+  Tensor d = h.to_dtype(DType::f64);
+  return {d.data_as<double>(), d.data_as<double>() + d.numel()};
+}
+
+struct Problem {
+  int64_t B, T, H, D;
+  bool causal;
+};
+
+// One query row (b, h, i) in float64: out row, lse, and with dO the dq row and P (for dk/dv).
+struct RowRef {
+  std::vector<double> out, p;
+  double lse = -INFINITY;
+};
+RowRef row_ref(const Problem& pr, const std::vector<double>& q, const std::vector<double>& k,
+               const std::vector<double>& v, int64_t b, int64_t h, int64_t i) {
+  const int64_t T = pr.T, H = pr.H, D = pr.D, Tk = pr.causal ? i + 1 : T;
+  const double scale = 1.0 / std::sqrt(double(D));
+  RowRef r;
+  r.p.assign(size_t(T), 0.0);
+  r.out.assign(size_t(D), 0.0);
+  double mx = -INFINITY;
+  for (int64_t j = 0; j < Tk; ++j) {
+    double s = 0;
+    for (int64_t d = 0; d < D; ++d)
+      s += q[size_t(((b * T + i) * H + h) * D + d)] * k[size_t(((b * T + j) * H + h) * D + d)];
+    r.p[size_t(j)] = s * scale;
+    mx = std::max(mx, s * scale);
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < Tk; ++j) sum += (r.p[size_t(j)] = std::exp(r.p[size_t(j)] - mx));
+  for (int64_t j = 0; j < Tk; ++j) {
+    r.p[size_t(j)] /= sum;
+    for (int64_t d = 0; d < D; ++d)
+      r.out[size_t(d)] += r.p[size_t(j)] * v[size_t(((b * T + j) * H + h) * D + d)];
+  }
+  r.lse = mx + std::log(sum);
+  return r;
+}
+
+// Largest |got − want| over sampled rows, relative to max(1, max |want|).
+struct Check {
+  double err = 0, scale = 1;
+  void add(double got, double want) {
+    err = std::max(err, std::isnan(got) ? INFINITY : std::abs(got - want));
+    scale = std::max(scale, std::abs(want));
+  }
+  double rel() const { return err / scale; }
+};
+
+double tolerance(DType dt) {
+  return dt == DType::f32 ? 1e-4 : dt == DType::bf16 ? 3e-2 : 5e-3;
+}
+
+// Checks the forward on 6 sampled rows, and the backward's dq on those rows. Returns the
+// relative errors.
+std::pair<double, double> check(const Problem& pr, const Context& ctx, DType dt, bool with_bwd,
+                                std::mt19937_64& gen) {
+  const Device dev = ctx.device();
+  const Shape shape = {pr.B, pr.T, pr.H, pr.D};
+  Input q = random_input(shape, dt, dev, ctx, gen), k = random_input(shape, dt, dev, ctx, gen);
+  Input v = random_input(shape, dt, dev, ctx, gen), dout = random_input(shape, dt, dev, ctx, gen);
+  const DType lse_dt = dt == DType::f64 ? DType::f64 : DType::f32;
+  Tensor out = Tensor::empty(shape, dt, dev, &ctx),
+         lse = Tensor::empty({pr.B, pr.H, pr.T}, lse_dt, dev, &ctx);
+  AttentionParams params;
+  params.causal = pr.causal;
+  attention_fwd(ctx, out, lse, q.t, k.t, v.t, params);
+  Tensor dq = Tensor::empty(shape, dt, dev, &ctx), dk = Tensor::empty(shape, dt, dev, &ctx);
+  Tensor dv = Tensor::empty(shape, dt, dev, &ctx);
+  if (with_bwd) attention_bwd(ctx, dq, dk, dv, dout.t, q.t, k.t, v.t, out, lse, params);
+  ctx.synchronize();
+  const auto o = to_host(out, ctx), l = to_host(lse, ctx);
+  const auto g = with_bwd ? to_host(dq, ctx) : std::vector<double>();
+  Check fwd, bwd;
+  std::uniform_int_distribution<int64_t> pick(0, pr.B * pr.H * pr.T - 1);
+  std::vector<int64_t> rows = {0, pr.B * pr.H * pr.T - 1};
+  while (rows.size() < 6) rows.push_back(pick(gen));
+  const double scale = 1.0 / std::sqrt(double(pr.D));
+  for (int64_t row : rows) {
+    const int64_t i = row % pr.T, h = row / pr.T % pr.H, b = row / pr.T / pr.H;
+    const RowRef r = row_ref(pr, q.host, k.host, v.host, b, h, i);
+    const int64_t base = ((b * pr.T + i) * pr.H + h) * pr.D;
+    for (int64_t d = 0; d < pr.D; ++d) fwd.add(o[size_t(base + d)], r.out[size_t(d)]);
+    fwd.add(l[size_t(row)], r.lse);
+    if (!with_bwd) continue;
+    // dq_i = scale · Σ_j P_ij (dO_i·v_j − dO_i·o_i) k_j
+    double di = 0;
+    for (int64_t d = 0; d < pr.D; ++d) di += dout.host[size_t(base + d)] * r.out[size_t(d)];
+    std::vector<double> dqi(size_t(pr.D), 0.0);
+    for (int64_t j = 0; j < pr.T; ++j) {
+      if (r.p[size_t(j)] == 0) continue;
+      const int64_t kv = ((b * pr.T + j) * pr.H + h) * pr.D;
+      double dp = 0;
+      for (int64_t d = 0; d < pr.D; ++d) dp += dout.host[size_t(base + d)] * v.host[size_t(kv + d)];
+      const double ds = r.p[size_t(j)] * (dp - di);
+      for (int64_t d = 0; d < pr.D; ++d) dqi[size_t(d)] += ds * k.host[size_t(kv + d)] * scale;
+    }
+    for (int64_t d = 0; d < pr.D; ++d) bwd.add(g[size_t(base + d)], dqi[size_t(d)]);
+  }
+  return {fwd.rel(), bwd.rel()};
+}
+
+// Best of `reps` runs of f (after one warm-up), in seconds.
+template <class F>
+double time_best(const Context& ctx, int reps, F&& f) {
+  f();
+  ctx.synchronize();
+  double best = INFINITY;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    ctx.synchronize();
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+// The naive f32 attention a user writes with a BLAS: S = scale·Q·Kᵀ (T x T per head), row
+// softmax, O = P·V. OpenBLAS uses every thread (called outside a parallel region).
+void naive_attention(const Problem& pr, const float* q, const float* k, const float* v, float* out,
+                     std::vector<float>& S) {
+  const int64_t T = pr.T, H = pr.H, D = pr.D, ld = H * D;
+  const float scale = 1.f / std::sqrt(float(D));
+  S.resize(size_t(T * T));
+  for (int64_t b = 0; b < pr.B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t off = b * T * ld + h * D;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(T), int(D), scale, q + off,
+                  int(ld), k + off, int(ld), 0.f, S.data(), int(T));
+#pragma omp parallel for
+      for (int64_t i = 0; i < T; ++i) {
+        float* s = S.data() + i * T;
+        const int64_t n = pr.causal ? i + 1 : T;
+        float mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
+        for (int64_t j = 0; j < n; ++j) sum += (s[j] = std::exp(s[j] - mx));
+        for (int64_t j = 0; j < n; ++j) s[j] /= sum;
+        for (int64_t j = n; j < T; ++j) s[j] = 0;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(T), int(D), int(T), 1.f, S.data(),
+                  int(T), v + off, int(ld), 0.f, out + off, int(ld));
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  CLI::App app{"attention forward/backward across sequence lengths"};
+  app.add_option("--device", opt.device, "cpu or cuda[:N]");
+  app.add_option("--dtype", opt.dtype, "f32 (CPU, CUDA), bf16, f16 (CUDA)");
+  app.add_flag("--full", opt.full, "the full sweep: T = 512..16384, batch·T = 16384, H·D = 2048");
+  app.add_option("--tokens", opt.tokens, "batch·T (default 4096 on the CPU, 16384 with --full)");
+  app.add_option("--hd", opt.hd, "H·D (default 512 on the CPU, 2048 with --full)");
+  app.add_option("--head-dim", opt.head_dim, "D");
+  app.add_option("--t-min", opt.t_min, "smallest T");
+  app.add_option("--t-max", opt.t_max, "largest T (default: batch·T)");
+  app.add_option("--reps", opt.reps, "timed runs per point (best is reported)");
+  app.add_flag("--no-bwd", opt.no_bwd, "forward only");
+  app.add_flag("--no-naive", opt.no_naive, "skip the naive baseline (CPU)");
+  app.add_option("--json", opt.json_path, "where to write the results");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    const Device dev = parse_device(opt.device);
+    const DType dt = parse_dtype(opt.dtype);
+    const bool small = dev.is_cpu() && !opt.full;
+    if (!opt.tokens) opt.tokens = small ? 4096 : 16384;
+    if (!opt.hd) opt.hd = small ? 512 : 2048;
+    if (!opt.t_max) opt.t_max = opt.tokens;
+    const int64_t D = opt.head_dim, H = opt.hd / D;
+    Context ctx(dev);
+    std::string device_name =
+        dev.is_cpu() ? cpu_name() + " (" + std::to_string(ctx.cpu_threads()) + " threads)" : "cuda";
+    if (dev.is_cuda()) {
+      const CudaStatus st = cuda_status();
+      if (!st.available()) throw Error("bench_attention: no usable CUDA device: " + st.reason);
+      device_name = st.devices.at(size_t(dev.index)).name;
+    }
+    std::printf("attention, %s, %s, batch·T = %ld, H = %ld, D = %ld, commit %s\n",
+                device_name.c_str(), dtype_name(dt), long(opt.tokens), long(H), long(D),
+                LONGCTX_GIT_COMMIT);
+    std::printf("%7s %4s %7s %6s %11s %9s %11s %9s %9s\n", "T", "B", "causal", "check", "fwd ms",
+                "TFLOP/s", "bwd ms", "TFLOP/s", "err");
+    json points = json::array();
+    std::mt19937_64 gen(42);
+    for (int64_t T = opt.t_min; T <= opt.t_max; T *= 2) {
+      const int64_t B = std::max<int64_t>(1, opt.tokens / T);
+      for (bool causal : {false, true}) {
+        const Problem pr{B, T, H, D, causal};
+        const auto [err_fwd, err_bwd] = check(pr, ctx, dt, !opt.no_bwd, gen);
+        const bool ok = err_fwd <= tolerance(dt) && err_bwd <= tolerance(dt);
+        // Timing inputs (values do not matter for speed).
+        const Shape shape = {B, T, H, D};
+        const DType lse_dt = dt == DType::f64 ? DType::f64 : DType::f32;
+        auto make = [&] {
+          Tensor t = Tensor::empty(shape, dt, dev, &ctx);
+          t.fill(0.5, &ctx);
+          return t;
+        };
+        Tensor q = make(), k = make(), v = make(), out = make(), dout = make();
+        Tensor dq = make(), dk = make(), dv = make();
+        Tensor lse = Tensor::empty({B, H, T}, lse_dt, dev, &ctx);
+        AttentionParams params;
+        params.causal = causal;
+        const double flops = 4.0 * B * T * T * H * D * (causal ? 0.5 : 1.0);
+        const double fwd_s =
+            time_best(ctx, opt.reps, [&] { attention_fwd(ctx, out, lse, q, k, v, params); });
+        double bwd_s = NAN;
+        if (!opt.no_bwd)
+          bwd_s = time_best(ctx, opt.reps, [&] {
+            attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+          });
+        const double fwd_tf = flops / fwd_s * 1e-12, bwd_tf = 2.5 * flops / bwd_s * 1e-12;
+        std::printf("%7ld %4ld %7s %6s %11.2f %9.4f %11.2f %9.4f %9.1e\n", long(T), long(B),
+                    causal ? "yes" : "no", ok ? "ok" : "FAIL", fwd_s * 1e3, fwd_tf, bwd_s * 1e3,
+                    bwd_tf, std::max(err_fwd, err_bwd));
+        std::fflush(stdout);
+        points.push_back({{"T", T},
+                          {"B", B},
+                          {"H", H},
+                          {"D", D},
+                          {"causal", causal},
+                          {"check_ok", ok},
+                          {"check_rel_err_fwd", err_fwd},
+                          {"check_rel_err_bwd", err_bwd},
+                          {"fwd_s", fwd_s},
+                          {"fwd_tflops", fwd_tf},
+                          {"bwd_s", opt.no_bwd ? json() : json(bwd_s)},
+                          {"bwd_tflops", opt.no_bwd ? json() : json(bwd_tf)}});
+      }
+    }
+
+    json naive;
+    if (dev.is_cpu() && dt == DType::f32 && !opt.no_naive) {
+      // The target point: B = 1, T = 4096, H = 8, D = 64, non-causal forward.
+      const Problem pr{1, 4096, 8, 64, false};
+      std::mt19937_64 g2(7);
+      const Shape shape = {pr.B, pr.T, pr.H, pr.D};
+      Input q = random_input(shape, dt, dev, ctx, g2), k = random_input(shape, dt, dev, ctx, g2);
+      Input v = random_input(shape, dt, dev, ctx, g2);
+      Tensor out = Tensor::empty(shape, dt), lse = Tensor::empty({pr.B, pr.H, pr.T}, dt);
+      Tensor ref = Tensor::empty(shape, dt);
+      std::vector<float> S;
+      const double flash_s =
+          time_best(ctx, opt.reps, [&] { attention_fwd(ctx, out, lse, q.t, k.t, v.t, {}); });
+      const double naive_s = time_best(ctx, opt.reps, [&] {
+        naive_attention(pr, q.t.data_as<float>(), k.t.data_as<float>(), v.t.data_as<float>(),
+                        ref.data_as<float>(), S);
+      });
+      double diff = 0;
+      for (int64_t i = 0; i < out.numel(); ++i)
+        diff = std::max(diff, double(std::abs(out.data_as<float>()[i] - ref.data_as<float>()[i])));
+      const double flops = 4.0 * pr.T * pr.T * pr.H * pr.D;
+      std::printf(
+          "\ntarget point B=1 T=4096 H=8 D=64 f32 non-causal fwd: tiled %.1f ms = %.1f GFLOP/s; "
+          "naive (OpenBLAS, T x T scores) %.1f ms = %.1f GFLOP/s; speedup %.2fx; max |diff| %.1e\n",
+          flash_s * 1e3, flops / flash_s * 1e-9, naive_s * 1e3, flops / naive_s * 1e-9,
+          naive_s / flash_s, diff);
+      naive = {{"B", pr.B},
+               {"T", pr.T},
+               {"H", pr.H},
+               {"D", pr.D},
+               {"causal", false},
+               {"tiled_s", flash_s},
+               {"tiled_gflops", flops / flash_s * 1e-9},
+               {"naive_s", naive_s},
+               {"naive_gflops", flops / naive_s * 1e-9},
+               {"speedup", naive_s / flash_s},
+               {"max_abs_diff", diff}};
+    }
+
+    const json result = {{"bench", "attention"},
+                         {"device", device_name},
+                         {"commit", LONGCTX_GIT_COMMIT},
+                         {"config",
+                          {{"dtype", dtype_name(dt)},
+                           {"tokens", opt.tokens},
+                           {"H", H},
+                           {"D", D},
+                           {"reps", opt.reps},
+                           {"flops", "fwd 4*B*T*T*H*D (x0.5 causal), bwd 2.5x fwd"}}},
+                         {"points", points},
+                         {"naive_baseline", naive}};
+    std::ofstream(opt.json_path) << result.dump(2) << "\n";
+    std::printf("wrote %s\n", opt.json_path.c_str());
+    for (const auto& p : points)
+      if (!p["check_ok"].get<bool>()) return 1;
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+}
