@@ -1,5 +1,6 @@
 // ssd on CUDA (Mamba-2 state-space duality, mamba_chunk_scan_combined semantics): forward and
-// the one-step decode. The backward is not implemented on CUDA yet (see ssd_bwd below).
+// the one-step decode. The backward has no CUDA kernel yet: src/ops/ssd.cpp says so to a
+// caller on a CUDA context.
 //
 //   h_t[h, p, n] = exp(dt'_t[h] A[h]) h_{t-1}[h, p, n] + dt'_t[h] B_t[g, n] x_t[h, p]
 //   y_t[h, p] = sum_n C_t[g, n] h_t[h, p, n] + D[h] x_t[h, p];  out = y * silu(z) if z given.
@@ -215,13 +216,6 @@ void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, 
         ptr_or_null<float>(in.initial_states), n);
   });
   LONGCTX_CHECK_LAUNCH();
-}
-
-void ssd_bwd(const Context&, const SSDGrads&, const Tensor&, const Tensor&, const SSDInputs&,
-             const SSDParams&) {
-  throw Error(
-      "ssd_bwd: the CUDA kernel for the SSD backward is not in this build yet; run the backward "
-      "on a CPU context (ssd_fwd and ssd_state_update run on CUDA)");
 }
 
 void ssd_state_update(const Context& ctx, const Tensor& out, const Tensor& state, const Tensor& x,

@@ -17,6 +17,13 @@ void ssd_state_update(const Context&, const Tensor& out, const Tensor& state, co
                       const Tensor& dt, const Tensor& A, const Tensor& B, const Tensor& C,
                       const Tensor& D, const Tensor& z, const Tensor& dt_bias, const SSDParams&);
 }  // namespace cpu
+namespace cuda {
+void ssd_fwd(const Context&, const Tensor& out, const Tensor& final_states, const SSDInputs& in,
+             const SSDParams&);
+void ssd_state_update(const Context&, const Tensor& out, const Tensor& state, const Tensor& x,
+                      const Tensor& dt, const Tensor& A, const Tensor& B, const Tensor& C,
+                      const Tensor& D, const Tensor& z, const Tensor& dt_bias, const SSDParams&);
+}  // namespace cuda
 
 namespace {
 
@@ -105,7 +112,7 @@ void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, 
   check_like(ctx, op, "out", out, in.x);
   check_state(ctx, op, "final_states", final_states, in.x, N);
   check_disjoint(op, {{"out", &out}, {"final_states", &final_states}}, inputs_of(in));
-  LONGCTX_DISPATCH_CPU_ONLY(ctx, ssd_fwd, ctx, out, final_states, in, params);
+  LONGCTX_DISPATCH(ctx, ssd_fwd, ctx, out, final_states, in, params);
 }
 
 void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
@@ -165,8 +172,7 @@ void ssd_state_update(const Context& ctx, const Tensor& out, const Tensor& state
                   {"D", &D},
                   {"z", &z},
                   {"dt_bias", &dt_bias}});
-  LONGCTX_DISPATCH_CPU_ONLY(ctx, ssd_state_update, ctx, out, state, x, dt, A, B, C, D, z, dt_bias,
-                            params);
+  LONGCTX_DISPATCH(ctx, ssd_state_update, ctx, out, state, x, dt, A, B, C, D, z, dt_bias, params);
 }
 
 }  // namespace longctx
