@@ -69,6 +69,7 @@ __global__ void __launch_bounds__(kThreads) f32_fwd_kernel(const FwdParams p) {
   }
 
   float o[D / kL];
+#pragma unroll
   for (int i = 0; i < D / kL; ++i) o[i] = 0.f;
   float m = -INFINITY, l = 0.f;
   for (int n = n_begin; n < n_end; ++n) {
@@ -83,6 +84,7 @@ __global__ void __launch_bounds__(kThreads) f32_fwd_kernel(const FwdParams p) {
     __syncthreads();
 
     float s[kBN / kL], mx = m;
+#pragma unroll
     for (int c = 0; c < kBN / kL; ++c) {
       const int jj = lr + kL * c;
       float acc = 0.f;
@@ -98,12 +100,14 @@ __global__ void __launch_bounds__(kThreads) f32_fwd_kernel(const FwdParams p) {
     const float alpha = exp2f(m - m_use);
     m = mx;
     l *= alpha;
+#pragma unroll
     for (int c = 0; c < kBN / kL; ++c) {
       const float pv = exp2f(s[c] - m_use);
       l += pv;
       sP[r * kSp + lr + kL * c] = pv;
     }
     __syncwarp();  // a row's 8 lanes are in one warp
+#pragma unroll
     for (int i = 0; i < D / kL; ++i) {
       const int d = lr + kL * i;
       float acc = o[i] * alpha;
@@ -125,6 +129,7 @@ __global__ void __launch_bounds__(kThreads) f32_fwd_kernel(const FwdParams p) {
     dst = static_cast<float*>(p.out) + ((int64_t(b) * p.Tq + t) * p.H + h) * D;
     if (lr == 0) p.lse[bht] = lse;
   }
+#pragma unroll
   for (int i = 0; i < D / kL; ++i) dst[lr + kL * i] = o[i] * inv;
 }
 
@@ -240,6 +245,7 @@ __global__ void __launch_bounds__(kThreads) f32_bwd_dkdv_kernel(const BwdParams 
   const int m_begin = lo / kT, m_end = hi > lo ? (hi + kT - 1) / kT : m_begin;
 
   float dk[kAcc], dv[kAcc];
+#pragma unroll
   for (int a = 0; a < kAcc; ++a) dk[a] = dv[a] = 0.f;
   f32_load_keys<D>(s, p, b, hk, j0);
   for (int h = hk * p.G; h < (hk + 1) * p.G; ++h) {
@@ -250,6 +256,7 @@ __global__ void __launch_bounds__(kThreads) f32_bwd_dkdv_kernel(const BwdParams 
       __syncthreads();
       f32_probs_and_grads<D>(s, p, i0, j0);
       __syncthreads();
+#pragma unroll
       for (int a = 0; a < kAcc; ++a) {
         const int e = threadIdx.x + kThreads * a, j = e / D, d = e % D;
         float accv = dv[a], acck = dk[a];
@@ -264,6 +271,7 @@ __global__ void __launch_bounds__(kThreads) f32_bwd_dkdv_kernel(const BwdParams 
   }
   float* dkp = static_cast<float*>(p.dk);
   float* dvp = static_cast<float*>(p.dv);
+#pragma unroll
   for (int a = 0; a < kAcc; ++a) {
     const int e = threadIdx.x + kThreads * a, j = j0 + e / D, d = e % D;
     if (j >= p.Tk) continue;
@@ -286,6 +294,7 @@ __global__ void __launch_bounds__(kThreads) f32_bwd_dq_kernel(const BwdParams p)
   const int n_begin = lo / kT, n_end = hi > lo ? (hi + kT - 1) / kT : n_begin;
 
   float dq[kAcc];
+#pragma unroll
   for (int a = 0; a < kAcc; ++a) dq[a] = 0.f;
   f32_load_queries<D>(s, p, b, h, i0);
   for (int n = n_begin; n < n_end; ++n) {
@@ -295,6 +304,7 @@ __global__ void __launch_bounds__(kThreads) f32_bwd_dq_kernel(const BwdParams p)
     __syncthreads();
     f32_probs_and_grads<D>(s, p, i0, j0);
     __syncthreads();
+#pragma unroll
     for (int a = 0; a < kAcc; ++a) {
       const int e = threadIdx.x + kThreads * a, i = e / D, d = e % D;
       float acc = dq[a];
@@ -303,6 +313,7 @@ __global__ void __launch_bounds__(kThreads) f32_bwd_dq_kernel(const BwdParams p)
     }
   }
   float* dqp = static_cast<float*>(p.dq);
+#pragma unroll
   for (int a = 0; a < kAcc; ++a) {
     const int e = threadIdx.x + kThreads * a, i = i0 + e / D, d = e % D;
     if (i < p.Tq) dqp[((int64_t(b) * p.Tq + i) * p.H + h) * D + d] = dq[a] * p.scale;
