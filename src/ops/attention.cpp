@@ -41,20 +41,6 @@ DType lse_dtype(DType q) {
   return q == DType::f64 ? DType::f64 : DType::f32;
 }
 
-// Until kernels/attention/ is on main the CUDA branch reports that; whoever lands the kernels
-// replaces ATTENTION_DISPATCH by LONGCTX_DISPATCH.
-#if LONGCTX_WITH_CUDA
-[[noreturn]] void cuda_attention_missing(const char* op) {
-  throw Error(detail::concat(op,
-                             ": the CUDA attention kernels are not in this build of longctx yet "
-                             "(kernels/attention/ has not landed); use a CPU context"));
-}
-#define ATTENTION_DISPATCH(ctx, fn, ...) \
-  ((ctx).device().is_cpu() ? ::longctx::cpu::fn(__VA_ARGS__) : cuda_attention_missing(#fn))
-#else
-#define ATTENTION_DISPATCH(ctx, fn, ...) LONGCTX_DISPATCH(ctx, fn, __VA_ARGS__)
-#endif
-
 struct Dims {
   int64_t B, Tq, Tk, H, Hkv, D;
 };
@@ -134,7 +120,7 @@ void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, con
   check_qkv(ctx, op, q, k, v, params);
   check_out_lse(ctx, op, out, lse, q);
   check_disjoint(op, {{"out", &out}, {"lse", &lse}}, {{"q", &q}, {"k", &k}, {"v", &v}});
-  ATTENTION_DISPATCH(ctx, attention_fwd, ctx, out, lse, q, k, v, params);
+  LONGCTX_DISPATCH(ctx, attention_fwd, ctx, out, lse, q, k, v, params);
 }
 
 void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
@@ -152,7 +138,7 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
                  {{"q", &q}, {"k", &k}, {"v", &v}, {"out", &out}, {"lse", &lse}, {"dout", &dout}});
   check_arg(op, "dq", dq).no_overlap("dk", dk).no_overlap("dv", dv);
   check_arg(op, "dk", dk).no_overlap("dv", dv);
-  ATTENTION_DISPATCH(ctx, attention_bwd, ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+  LONGCTX_DISPATCH(ctx, attention_bwd, ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
 }
 
 void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
@@ -198,8 +184,8 @@ void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, 
   check_disjoint(op, {{"out", &out}, {"lse", &lse}, {"k_cache", &k_cache}, {"v_cache", &v_cache}},
                  inputs);
   check_arg(op, "k_cache", k_cache).no_overlap("v_cache", v_cache);
-  ATTENTION_DISPATCH(ctx, attention_decode, ctx, out, lse, q, k_cache, v_cache, cache_seqlens,
-                     k_new, v_new, params, num_splits);
+  LONGCTX_DISPATCH(ctx, attention_decode, ctx, out, lse, q, k_cache, v_cache, cache_seqlens, k_new,
+                   v_new, params, num_splits);
 }
 
 }  // namespace longctx
