@@ -1,0 +1,72 @@
+// rope on CUDA: one thread per (b, t, i) pair index, looping over the H heads so the angle's
+// sin/cos is computed once per position and frequency. The angle pos * theta^(-2i/D) is formed
+// and reduced to [-pi, pi] in double, then sin/cos taken in f32 (accurate to a few ulp, where an
+// f32 product alone would be off by ~pos * 6e-8 rad).
+#include <algorithm>
+
+#include "kernels/common/context_state.cuh"
+#include "kernels/common/cuda_check.cuh"
+#include "kernels/common/types.cuh"
+#include "longctx/ops/rope.h"
+
+namespace longctx::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// out = rotate(in, sign * angle), x/out (B, T, H, D) with D = 2 * half; out may be in: each
+// thread reads its pair (i, i + half) of one row before writing it, and no other thread touches it.
+template <class T>
+__global__ void rope_kernel(T* out, const T* in, const int32_t* positions, int64_t BT,
+                            int64_t T_len, int64_t H, int64_t half, double log2_theta, float sign) {
+  constexpr double kTwoPi = 6.283185307179586476925286766559;
+  const int64_t count = BT * half;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < count;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = idx % half, bt = idx / half;
+    const double pos = positions ? double(positions[bt]) : double(bt % T_len);
+    // theta^(-2i/D) = 2^(-(i / half) * log2(theta))
+    const double angle = pos * exp2(-double(i) / double(half) * log2_theta);
+    const double reduced = angle - rint(angle * (1.0 / kTwoPi)) * kTwoPi;
+    float s, c;
+    sincosf(float(reduced), &s, &c);
+    s *= sign;
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t base = (bt * H + h) * 2 * half;
+      const float lo = load_f32(in[base + i]), hi = load_f32(in[base + i + half]);
+      out[base + i] = store_as<T>(lo * c - hi * s);
+      out[base + i + half] = store_as<T>(hi * c + lo * s);
+    }
+  }
+}
+
+void rotate(const Context& ctx, const char* op, const Tensor& out, const Tensor& in,
+            const Tensor& positions, const RopeParams& params, float sign) {
+  const int64_t B = in.size(0), T_len = in.size(1), H = in.size(2), half = in.size(3) / 2;
+  const int64_t count = B * T_len * half;
+  if (count == 0 || H == 0) return;
+  const int64_t blocks = std::min<int64_t>((count + kThreads - 1) / kThreads, 65535 * 8);
+  const int32_t* pos = positions.defined() ? positions.data_as<int32_t>() : nullptr;
+  dispatch_cuda_float(op, in.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    rope_kernel<T><<<unsigned(blocks), kThreads, 0, state_of(ctx).stream>>>(
+        static_cast<T*>(out.data()), static_cast<const T*>(in.data()), pos, B * T_len, T_len, H,
+        half, std::log2(params.theta), sign);
+  });
+  LONGCTX_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void rope_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& positions,
+              const RopeParams& params) {
+  rotate(ctx, "rope_fwd", out, x, positions, params, /*sign=*/1.f);
+}
+
+void rope_bwd(const Context& ctx, const Tensor& dx, const Tensor& dout, const Tensor& positions,
+              const RopeParams& params) {
+  rotate(ctx, "rope_bwd", dx, dout, positions, params, /*sign=*/-1.f);
+}
+
+}  // namespace longctx::cuda

@@ -1,0 +1,59 @@
+// CPU GEMM through OpenBLAS: row-major cblas_?gemm overloaded on float/double, and the guard that
+// makes a BLAS call use the context's thread count.
+#pragma once
+
+#include <cblas.h>
+
+#include <cstdint>
+
+#include "longctx/context.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace longctx::cpu {
+
+// OpenBLAS's OpenMP build reads omp_get_max_threads() at every call (and runs single-threaded
+// inside a parallel region, so never call it from inside parallel_for). This guard sets that
+// value to the context's thread count for the guard's lifetime and restores it after.
+class BlasThreads {
+ public:
+  explicit BlasThreads(const Context& ctx) {
+#ifdef _OPENMP
+    saved_ = omp_get_max_threads();
+    omp_set_num_threads(ctx.cpu_threads());
+#else
+    (void)ctx;
+#endif
+  }
+  ~BlasThreads() {
+#ifdef _OPENMP
+    omp_set_num_threads(saved_);
+#endif
+  }
+  BlasThreads(const BlasThreads&) = delete;
+  BlasThreads& operator=(const BlasThreads&) = delete;
+
+ private:
+  int saved_ = 1;
+};
+
+// C (M, N) = alpha * op(A) @ op(B) + beta * C, all row-major; op(A) is (M, K), op(B) is (K, N).
+// With beta = 0, C is not read (it may hold NaN).
+inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                 int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, blasint(M), blasint(N), blasint(K), alpha, A,
+              blasint(lda), B, blasint(ldb), beta, C, blasint(ldc));
+}
+inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+                 const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
+                 int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, blasint(M), blasint(N), blasint(K), alpha, A,
+              blasint(lda), B, blasint(ldb), beta, C, blasint(ldc));
+}
+
+}  // namespace longctx::cpu

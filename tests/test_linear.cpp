@@ -1,0 +1,133 @@
+// linear: every case x backend against the reference; optional gradients; dbias independent of
+// the thread count; the reference against finite differences; bad inputs.
+#include "harness.h"
+#include "longctx/ops/linear.h"
+#include "reference/linear.h"
+
+namespace longctx::test {
+namespace {
+
+struct LinearCase {
+  std::string name;
+  Shape x_shape;
+  int64_t Cout;
+  bool bias;
+};
+LONGCTX_PRINTS_AS_NAME(LinearCase)
+
+const std::vector<LinearCase> kCases = {
+    {"llama_tiny_qkv", {2, 7, 64}, 192, false}, {"gpt2_tiny_mlp", {2, 5, 96}, 384, true},
+    {"mamba_in_proj", {3, 11, 48}, 200, false}, {"lm_head_odd", {9, 64}, 259, true},
+    {"odd_everything", {3, 1, 33}, 17, true},   {"no_rows", {0, 16}, 8, true},
+};
+
+class Linear : public testing::TestWithParam<std::tuple<LinearCase, Backend>> {};
+
+TEST_P(Linear, MatchesReference) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype;
+  Rng rng(202);
+  const int64_t Cin = c.x_shape.back();
+  Shape out_shape = c.x_shape;
+  out_shape.back() = c.Cout;
+  const Ref x = rounded(random_ref(c.x_shape, rng), dt);
+  const Ref w = rounded(random_ref({c.Cout, Cin}, rng, -0.5, 0.5), dt);
+  const Ref b = c.bias ? rounded(random_ref({c.Cout}, rng), dt) : Ref();
+  const Ref dout = rounded(random_ref(out_shape, rng), dt);
+  const Tensor xt = from_ref(x, dt, dev), wt = from_ref(w, dt, dev);
+  const Tensor bt = c.bias ? from_ref(b, dt, dev) : Tensor();
+
+  Tensor out = poisoned(out_shape, dt, dev, &ctx);
+  linear_fwd(ctx, out, xt, wt, bt);
+  const Ref exact = ref::linear_fwd<Oracle>(x, w, b, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    expect_close_2x(out, exact, ref::linear_fwd<S>(x, w, b, rounding_for(dt)), dt, "out");
+  });
+
+  Tensor dx = poisoned(c.x_shape, dt, dev, &ctx), dw = poisoned({c.Cout, Cin}, dt, dev, &ctx);
+  Tensor db = poisoned({c.Cout}, dt, dev, &ctx);
+  const Tensor doutt = from_ref(dout, dt, dev);
+  linear_bwd(ctx, dx, dw, db, doutt, xt, wt);
+  const auto grads = ref::linear_bwd<Oracle>(dout, x, w, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::linear_bwd<S>(dout, x, w, rounding_for(dt));
+    expect_close_2x(dx, grads.dx, naive.dx, dt, "dx");
+    expect_close_2x(dw, grads.dweight, naive.dweight, dt, "dweight");
+    expect_close_2x(db, grads.dbias, naive.dbias, dt, "dbias");
+  });
+
+  // Gradients left out are not computed; the ones given are the same as before.
+  Tensor dw_only = poisoned({c.Cout, Cin}, dt, dev, &ctx);
+  linear_bwd(ctx, Tensor(), dw_only, Tensor(), doutt, xt, wt);
+  expect_equal(dw_only, dw, "dweight alone");
+  Tensor dx_only = poisoned(c.x_shape, dt, dev, &ctx), db_only = poisoned({c.Cout}, dt, dev, &ctx);
+  linear_bwd(ctx, dx_only, Tensor(), db_only, doutt, xt, wt);
+  expect_equal(dx_only, dx, "dx without dweight");
+  expect_equal(db_only, db, "dbias without dweight");
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, Linear,
+                         testing::Combine(testing::ValuesIn(kCases),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<LinearCase>);
+
+TEST(LinearCpu, DbiasDoesNotDependOnThreadCount) {
+  Rng rng(3);
+  const Tensor x = random_tensor({700, 16}, DType::f32, rng);
+  const Tensor w = random_tensor({130, 16}, DType::f32, rng);
+  const Tensor dout = random_tensor({700, 130}, DType::f32, rng);
+  Tensor db1 = Tensor::empty({130}, DType::f32), db2 = Tensor::empty({130}, DType::f32);
+  Context one(Device::cpu(), 1), two(Device::cpu(), 2);
+  linear_bwd(one, Tensor(), Tensor(), db1, dout, x, w);
+  linear_bwd(two, Tensor(), Tensor(), db2, dout, x, w);
+  expect_equal(db1, db2, "dbias, 1 vs 2 threads");
+}
+
+TEST(LinearReference, GradientsMatchFiniteDifferences) {
+  Rng rng(8);
+  const Ref x = random_ref({2, 3, 4}, rng), w = random_ref({5, 4}, rng), b = random_ref({5}, rng);
+  const Ref dout = random_ref({2, 3, 5}, rng);
+  auto loss = [&](const std::vector<Ref>& in) {
+    return dot(ref::linear_fwd<double>(in[0], in[1], in[2], no_round), dout);
+  };
+  const auto g = ref::linear_bwd<double>(dout, x, w, no_round);
+  EXPECT_LE(max_abs_diff(g.dx, finite_difference(loss, {x, w, b}, 0)), 1e-8);
+  EXPECT_LE(max_abs_diff(g.dweight, finite_difference(loss, {x, w, b}, 1)), 1e-8);
+  EXPECT_LE(max_abs_diff(g.dbias, finite_difference(loss, {x, w, b}, 2)), 1e-8);
+}
+
+TEST(LinearBadInput, NamesTheArgument) {
+  Context& ctx = context_for(Device::cpu());
+  Tensor x = Tensor::zeros({4, 8}, DType::f32), w = Tensor::zeros({5, 8}, DType::f32);
+  Tensor out = Tensor::empty({4, 5}, DType::f32);
+  EXPECT_LONGCTX_ERROR(linear_fwd(ctx, out, x, Tensor::zeros({5, 7}, DType::f32)), "linear_fwd",
+                       "'weight'", "Cin = 8", "got (5, 7)");
+  EXPECT_LONGCTX_ERROR(linear_fwd(ctx, out, x, Tensor::zeros({5, 8, 1}, DType::f32)), "'weight'",
+                       "must have 2 dimensions");
+  EXPECT_LONGCTX_ERROR(linear_fwd(ctx, out, x, w, Tensor::zeros({4}, DType::f32)), "'bias'",
+                       "expected shape (5,)", "got (4,)");
+  EXPECT_LONGCTX_ERROR(linear_fwd(ctx, Tensor::empty({4, 6}, DType::f32), x, w), "'out'",
+                       "expected shape (4, 5)");
+  EXPECT_LONGCTX_ERROR(linear_fwd(ctx, out, x, w.to_dtype(DType::f64)), "'weight'",
+                       "expected dtype f32", "got f64");
+  EXPECT_LONGCTX_ERROR(linear_fwd(ctx, out, x, Tensor::zeros({0, 8}, DType::f32)), "'weight'",
+                       "at least one input and one output feature");
+  EXPECT_LONGCTX_ERROR(linear_fwd(ctx, x.reshape({32}).narrow(0, 0, 20).reshape({4, 5}), x, w),
+                       "'out'", "overlaps input 'x'");
+  Tensor dx = Tensor::empty({4, 8}, DType::f32), dout = Tensor::zeros({4, 5}, DType::f32);
+  EXPECT_LONGCTX_ERROR(linear_bwd(ctx, dx, Tensor::empty({5, 9}, DType::f32), Tensor(), dout, x, w),
+                       "linear_bwd", "'dweight'", "expected shape (5, 8)");
+  EXPECT_LONGCTX_ERROR(
+      linear_bwd(ctx, dx, Tensor(), Tensor(), Tensor::zeros({4, 6}, DType::f32), x, w), "'dout'",
+      "expected shape (4, 5)");
+  EXPECT_LONGCTX_ERROR(linear_bwd(ctx, x, Tensor(), Tensor(), dout, x, w), "'dx'",
+                       "overlaps input 'x'");
+}
+
+}  // namespace
+}  // namespace longctx::test
