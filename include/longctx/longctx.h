@@ -12,6 +12,7 @@
 #include "longctx/ops/attention.h"
 #include "longctx/ops/causal_conv1d.h"
 #include "longctx/ops/elementwise.h"
+#include "longctx/ops/embedding.h"
 #include "longctx/ops/linear.h"
 #include "longctx/ops/linear_scan.h"
 #include "longctx/ops/rmsnorm.h"

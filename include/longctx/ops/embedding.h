@@ -1,0 +1,22 @@
+// embedding: a table lookup, out[..., :] = table[tokens[...], :] (torch.nn.functional.embedding).
+//
+// tokens: (...) i32, typically (B, T); table, dtable: (V, C); out, dout: tokens' shape + (C).
+// A token outside [0, V) is an Error naming its position, its value and V (on CUDA found by the
+// kernel and read back after it, so the call synchronises the stream).
+// CPU: f32, f64. CUDA: f32, bf16, f16.
+#pragma once
+
+#include "longctx/context.h"
+
+namespace longctx {
+
+void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& tokens,
+                   const Tensor& table);
+
+// dtable is overwritten: dtable[v] = the sum of the dout rows whose token is v (zero for tokens
+// that do not occur), summed in order of position, so the result is deterministic on both
+// backends (no atomics). CUDA sorts the tokens (CUB radix sort) to find each row's positions.
+void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout,
+                   const Tensor& tokens);
+
+}  // namespace longctx

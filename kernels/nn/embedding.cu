@@ -1,0 +1,179 @@
+// embedding on CUDA.
+// Forward: one block per token row (grid-stride), threads over C. A token outside [0, V) is
+// recorded by atomicMin of its position into a device flag, read back after the kernel.
+// Backward, deterministic without atomics on the data: sort (token, position) pairs with CUB's
+// stable radix sort, find each id's run of positions by binary search, then one block per
+// (id, 128-channel tile): its 8 warps take every 8th position of the run (a fixed assignment),
+// and the 8 partial sums are added in warp order.
+#include <cub/device/device_radix_sort.cuh>
+
+#include <algorithm>
+#include <limits>
+
+#include "kernels/common/context_state.cuh"
+#include "kernels/common/cuda_check.cuh"
+#include "kernels/common/types.cuh"
+#include "longctx/ops/embedding.h"
+#include "src/ops/index_errors.h"
+
+namespace longctx::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kTile = 128;  // channels per backward block: 4 per lane
+static_assert(kTile % 32 == 0, "a tile is a whole number of channels per lane");
+
+// bad (1) = the smallest position whose token is outside [0, V); stays ~0 when all are valid.
+__global__ void check_tokens_kernel(unsigned long long* bad, const int32_t* tokens, int64_t N,
+                                    int64_t V) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < N;
+       i += int64_t(gridDim.x) * blockDim.x)
+    if (tokens[i] < 0 || tokens[i] >= V) atomicMin(bad, (unsigned long long)i);
+}
+
+template <class T>
+__global__ void embedding_fwd_kernel(T* out, const int32_t* tokens, const T* table, int64_t N,
+                                     int64_t V, int64_t C) {
+  for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
+    const int64_t id = tokens[i];
+    if (id < 0 || id >= V) continue;  // reported by check_tokens_kernel
+    const T* row = table + id * C;
+    T* dst = out + i * C;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dst[c] = row[c];
+  }
+}
+
+__global__ void iota_kernel(int32_t* values, int64_t N) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < N;
+       i += int64_t(gridDim.x) * blockDim.x)
+    values[i] = int32_t(i);
+}
+
+// offsets[v] = the first k with sorted[k] >= v, for v in [0, V]: id v's positions are
+// order[offsets[v] .. offsets[v + 1]).
+__global__ void run_offsets_kernel(int64_t* offsets, const int32_t* sorted, int64_t N, int64_t V) {
+  for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v <= V;
+       v += int64_t(gridDim.x) * blockDim.x) {
+    int64_t lo = 0, hi = N;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      if (int64_t(sorted[mid]) < v)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    offsets[v] = lo;
+  }
+}
+
+// Block (v, tile): dtable[v, tile*kTile .. +kTile) = sum over the run of v of dout rows.
+template <class T>
+__global__ void embedding_bwd_kernel(T* dtable, const T* dout, const int32_t* order,
+                                     const int64_t* offsets, int64_t C) {
+  __shared__ float partial[kWarps][kTile];
+  const int64_t v = blockIdx.x;
+  const int64_t c0 = int64_t(blockIdx.y) * kTile;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float acc[kTile / 32] = {};
+  const int64_t begin = offsets[v], end = offsets[v + 1];
+  for (int64_t k = begin + warp; k < end; k += kWarps) {
+    const T* src = dout + int64_t(order[k]) * C;
+#pragma unroll
+    for (int q = 0; q < kTile / 32; ++q) {
+      const int64_t c = c0 + lane + 32 * q;
+      if (c < C) acc[q] += load_f32(src[c]);
+    }
+  }
+#pragma unroll
+  for (int q = 0; q < kTile / 32; ++q) partial[warp][lane + 32 * q] = acc[q];
+  __syncthreads();
+  if (threadIdx.x < kTile) {
+    const int64_t c = c0 + threadIdx.x;
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += partial[w][threadIdx.x];
+    if (c < C) dtable[v * C + c] = store_as<T>(sum);
+  }
+}
+
+unsigned blocks_for(int64_t n) {
+  return unsigned(
+      std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 8)));
+}
+
+// Runs the token check and throws the shared out-of-range error for the first bad position.
+void check_tokens(const Context& ctx, const char* op, const Tensor& tokens, int64_t V) {
+  const int64_t N = tokens.numel();
+  if (N == 0) return;
+  cudaStream_t stream = state_of(ctx).stream;
+  Tensor bad = Tensor::empty({1}, DType::i64, ctx.device(), &ctx);
+  bad.fill(-1.0, &ctx);  // all bits set: the largest unsigned long long
+  check_tokens_kernel<<<blocks_for(N), kThreads, 0, stream>>>(
+      reinterpret_cast<unsigned long long*>(bad.data()), tokens.data_as<int32_t>(), N, V);
+  LONGCTX_CHECK_LAUNCH();
+  const int64_t first_bad = bad.to(Device::cpu(), &ctx).data_as<int64_t>()[0];
+  if (first_bad < 0) return;
+  const Tensor value = tokens.reshape({N}).narrow(0, first_bad, 1).to(Device::cpu(), &ctx);
+  throw_index_out_of_range(op, "tokens", first_bad, value.data_as<int32_t>()[0], V);
+}
+
+}  // namespace
+
+void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& tokens,
+                   const Tensor& table) {
+  const int64_t N = tokens.numel(), V = table.size(0), C = table.size(1);
+  if (N == 0 || C == 0) return check_tokens(ctx, "embedding_fwd", tokens, V);
+  const unsigned blocks = unsigned(std::min<int64_t>(N, 65535 * 8));
+  dispatch_cuda_float("embedding_fwd", table.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    embedding_fwd_kernel<T><<<blocks, kThreads, 0, state_of(ctx).stream>>>(
+        static_cast<T*>(out.data()), tokens.data_as<int32_t>(), static_cast<const T*>(table.data()),
+        N, V, C);
+  });
+  LONGCTX_CHECK_LAUNCH();
+  check_tokens(ctx, "embedding_fwd", tokens, V);
+}
+
+void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout,
+                   const Tensor& tokens) {
+  const int64_t N = tokens.numel(), V = dtable.size(0), C = dtable.size(1);
+  check_tokens(ctx, "embedding_bwd", tokens, V);
+  if (C == 0) return;
+  cudaStream_t stream = state_of(ctx).stream;
+  const Device dev = ctx.device();
+  // Sorted (token, position) pairs; with N = 0 every run is empty and dtable is all zeros.
+  Tensor sorted = Tensor::empty({std::max<int64_t>(N, 1)}, DType::i32, dev, &ctx);
+  Tensor order = Tensor::empty({std::max<int64_t>(N, 1)}, DType::i32, dev, &ctx);
+  if (N > 0) {
+    Tensor positions = Tensor::empty({N}, DType::i32, dev, &ctx);
+    iota_kernel<<<blocks_for(N), kThreads, 0, stream>>>(positions.data_as<int32_t>(), N);
+    LONGCTX_CHECK_LAUNCH();
+    size_t temp_bytes = 0;
+    LONGCTX_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+        nullptr, temp_bytes, tokens.data_as<int32_t>(), sorted.data_as<int32_t>(),
+        positions.data_as<int32_t>(), order.data_as<int32_t>(), N, 0, 32, stream));
+    Tensor temp = Tensor::empty({int64_t(temp_bytes / 8 + 1)}, DType::i64, dev, &ctx);
+    LONGCTX_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+        temp.data(), temp_bytes, tokens.data_as<int32_t>(), sorted.data_as<int32_t>(),
+        positions.data_as<int32_t>(), order.data_as<int32_t>(), N, 0, 32, stream));
+  }
+  Tensor offsets = Tensor::empty({V + 1}, DType::i64, dev, &ctx);
+  run_offsets_kernel<<<blocks_for(V + 1), kThreads, 0, stream>>>(offsets.data_as<int64_t>(),
+                                                                 sorted.data_as<int32_t>(), N, V);
+  LONGCTX_CHECK_LAUNCH();
+  const int64_t tiles = (C + kTile - 1) / kTile;
+  LONGCTX_CHECK(tiles <= 65535 && V <= std::numeric_limits<int32_t>::max(),
+                "embedding_bwd: the CUDA kernel handles C <= ", 65535 * kTile,
+                " and V < 2^31, got C = ", C, ", V = ", V);
+  dispatch_cuda_float("embedding_bwd", dtable.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    embedding_bwd_kernel<T><<<dim3(unsigned(V), unsigned(tiles)), kThreads, 0, stream>>>(
+        static_cast<T*>(dtable.data()), static_cast<const T*>(dout.data()),
+        order.data_as<int32_t>(), offsets.data_as<int64_t>(), C);
+  });
+  LONGCTX_CHECK_LAUNCH();
+}
+
+}  // namespace longctx::cuda
