@@ -7,9 +7,8 @@
 // x, out, dout, dx: (B, T, H, D), D even; positions: (B, T) i32, optional (default pos = t), so
 // decoding at an offset (pos = cache length + t) and packed sequences work. The backward is the
 // inverse rotation (angle -a_i). out may be x itself (in place), dx may be dout; any other overlap
-// is an error. Angles are formed in double (in f32, pos * freq at pos ~ 1e5 would be off by
-// ~1e-2 rad): on the CPU sin/cos are taken in double; on CUDA the angle is reduced to [-pi, pi]
-// in double and sin/cos taken in f32.
+// is an error. Angles and their sin/cos are computed in double on both backends (in f32,
+// pos * freq at pos ~ 1e5 would be off by ~1e-2 rad), then rounded to the compute type.
 // CPU: f32, f64. CUDA: f32, bf16, f16 (f32 math).
 #pragma once
 
