@@ -78,7 +78,8 @@ namespace {
 struct StridedCopyArgs {
   int dims;
   int64_t shape[8];
-  int64_t src_strides[8];  // in elements
+  int64_t dst_strides[8];  // in elements
+  int64_t src_strides[8];
 };
 
 template <class Word>
@@ -86,12 +87,14 @@ __global__ void copy_strided_kernel(Word* dst, const Word* src, int64_t count,
                                     StridedCopyArgs args) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t rest = i, offset = 0;
+    int64_t rest = i, dst_offset = 0, src_offset = 0;
     for (int d = args.dims - 1; d >= 0; --d) {
-      offset += (rest % args.shape[d]) * args.src_strides[d];
+      const int64_t index = rest % args.shape[d];
+      dst_offset += index * args.dst_strides[d];
+      src_offset += index * args.src_strides[d];
       rest /= args.shape[d];
     }
-    dst[i] = src[offset];
+    dst[dst_offset] = src[src_offset];
   }
 }
 
@@ -108,14 +111,16 @@ unsigned grid_for(int64_t count) {
 
 }  // namespace
 
-void copy_strided(void* dst, const void* src, size_t element_size, int dims, const int64_t* shape,
-                  const int64_t* src_strides, void* stream) {
+void copy_strided(void* dst, const int64_t* dst_strides, const void* src,
+                  const int64_t* src_strides, size_t element_size, int dims, const int64_t* shape,
+                  void* stream) {
   LONGCTX_CHECK(dims <= 8, "copy_strided: at most 8 dimensions, got ", dims);
   StridedCopyArgs args{};
   args.dims = dims;
   int64_t count = 1;
   for (int d = 0; d < dims; ++d) {
     args.shape[d] = shape[d];
+    args.dst_strides[d] = dst_strides[d];
     args.src_strides[d] = src_strides[d];
     count *= shape[d];
   }

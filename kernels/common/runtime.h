@@ -20,9 +20,10 @@ void free_async(void* ptr, int device, void* stream) noexcept;
 // Contiguous copy of `bytes` between any two devices; synchronises when the host is involved.
 void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
           void* stream);
-// dst (contiguous, on the device) <- src (same device, any strides), up to 8 dims.
-void copy_strided(void* dst, const void* src, size_t element_size, int dims, const int64_t* shape,
-                  const int64_t* src_strides, void* stream);
+// dst <- src, both on the same device with any strides (in elements), up to 8 dims.
+void copy_strided(void* dst, const int64_t* dst_strides, const void* src,
+                  const int64_t* src_strides, size_t element_size, int dims, const int64_t* shape,
+                  void* stream);
 void fill(void* dst, DType dtype, int64_t count, double value, void* stream);
 void synchronize(void* stream);
 

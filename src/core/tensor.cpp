@@ -238,18 +238,20 @@ void Tensor::copy_from(const Tensor& src, const Context* ctx) const {
 #if LONGCTX_WITH_CUDA
   const Device cuda_side = device_.is_cuda() ? device_ : src.device_;
   void* stream = cuda_stream(ctx, cuda_side);
-  LONGCTX_CHECK(is_contiguous(), "Tensor::copy_from: a copy onto ", device_.str(),
-                " needs a contiguous destination");
-  Tensor source = src;
-  if (!src.is_contiguous()) {
-    // Make the source contiguous on its own device first.
-    source = Tensor::empty(src.shape_, src.dtype_, src.device_, ctx);
-    if (src.device_.is_cpu()) {
-      source.copy_from(src, ctx);
+  if (device_ == src.device_) {  // on one CUDA device: a strided kernel covers every layout
+    if (is_contiguous() && src.is_contiguous()) {
+      cuda::copy(data_, device_, src.data_, src.device_, nbytes(), stream);
     } else {
-      cuda::copy_strided(source.data_, src.data_, esize, src.dim(), src.shape_.data(),
-                         src.strides_.data(), stream);
+      cuda::copy_strided(data_, strides_.data(), src.data_, src.strides_.data(), esize, dim(),
+                         shape_.data(), stream);
     }
+    return;
+  }
+  // Across devices the transfer is contiguous: stage either side that is not.
+  const Tensor source = src.is_contiguous() ? src : src.to(src.device_, ctx);
+  if (!is_contiguous()) {
+    copy_from(source.to(device_, ctx), ctx);
+    return;
   }
   cuda::copy(data_, device_, source.data_, source.device_, nbytes(), stream);
 #else
