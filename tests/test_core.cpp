@@ -106,6 +106,14 @@ TEST(Context, CudaRoundTripWhenPresent) {
   Tensor back = on_gpu.narrow(1, 1, 3).to(Device::cpu(), &ctx);
   Tensor expected = x.narrow(1, 1, 3).to(Device::cpu());
   expect_equal(back, expected, "cuda strided copy");
+  // Strided destinations: host -> device and device -> device.
+  Tensor dst = Tensor::zeros({3, 5, 7}, DType::f32, Device::cuda(0), &ctx);
+  dst.narrow(2, 2, 3).copy_from(x.narrow(2, 0, 3), &ctx);
+  dst.narrow(2, 5, 2).copy_from(on_gpu.narrow(2, 0, 2), &ctx);
+  Tensor expected_dst = Tensor::zeros({3, 5, 7}, DType::f32);
+  expected_dst.narrow(2, 2, 3).copy_from(x.narrow(2, 0, 3));
+  expected_dst.narrow(2, 5, 2).copy_from(x.narrow(2, 0, 2));
+  expect_equal(dst, expected_dst, "cuda strided destination");
   Tensor filled = Tensor::empty({100}, DType::bf16, Device::cuda(0), &ctx);
   filled.fill(0.5, &ctx);
   EXPECT_EQ(max_abs_diff(to_ref(filled), Ref({100}, 0.5)), 0.0);
