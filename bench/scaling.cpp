@@ -1,0 +1,247 @@
+// The length-scaling comparison (see scaling.h). Uses only the public API.
+#include "bench/scaling.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "longctx/longctx.h"
+#include "longctx/model/model.h"
+
+namespace longctx::bench {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+std::string shell_line(const char* command) {
+  std::string out;
+  if (FILE* p = popen(command, "r")) {
+    char buf[256];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    pclose(p);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out.empty() ? "unknown" : out;
+}
+
+Tensor random_tokens(int64_t B, int64_t T, int64_t V, std::mt19937_64& rng, Device device,
+                     const Context& ctx) {
+  Tensor t = Tensor::empty({B, T}, DType::i32);
+  std::uniform_int_distribution<int32_t> pick(0, int32_t(V - 1));
+  for (int64_t i = 0; i < B * T; ++i) t.data_as<int32_t>()[i] = pick(rng);
+  return device.is_cpu() ? t : t.to(device, &ctx);
+}
+
+// Median seconds of `repeats` runs of f, after one warm-up run; f must leave the device idle.
+template <class F>
+double median_seconds(int repeats, F&& f) {
+  f();
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = Clock::now();
+    f();
+    times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+// Largest relative difference between two logits tensors (any devices).
+double max_relative_diff(const Tensor& a, const Tensor& b, const Context& ctx) {
+  const Tensor ha = (a.device().is_cpu() ? a : a.to(Device::cpu(), &ctx)).to_dtype(DType::f64);
+  const Tensor hb = (b.device().is_cpu() ? b : b.to(Device::cpu(), &ctx)).to_dtype(DType::f64);
+  double max_diff = 0, max_ref = 0;
+  for (int64_t i = 0; i < ha.numel(); ++i) {
+    max_diff = std::max(max_diff, std::abs(ha.data_as<double>()[i] - hb.data_as<double>()[i]));
+    max_ref = std::max(max_ref, std::abs(hb.data_as<double>()[i]));
+  }
+  return max_diff / std::max(max_ref, 1e-30);
+}
+
+// The model checked once before it is timed: its logits against the same model (same seed) in
+// f64 on the CPU, which runs every op through its f64 path.
+double check_against_f64(const ModelConfig& config, const Context& ctx) {
+  Context cpu(Device::cpu());
+  Model reference(config, cpu, DType::f64, /*seed=*/7);
+  Model model(config, ctx, DType::f32, /*seed=*/7);
+  std::mt19937_64 rng(3);
+  const Tensor tokens = random_tokens(2, 64, config.vocab_size, rng, Device::cpu(), cpu);
+  reference.forward(tokens);
+  model.forward(ctx.device().is_cpu() ? tokens : tokens.to(ctx.device(), &ctx));
+  return max_relative_diff(model.logits(), reference.logits(), ctx);
+}
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 3) bytes /= 1024, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", bytes, units[u]);
+  return buf;
+}
+
+}  // namespace
+
+int run_scaling(const ScalingOptions& options) {
+  const CudaStatus cuda = cuda_status();
+  const Device device = options.device == "auto"
+                            ? (cuda.available() ? Device::cuda(0) : Device::cpu())
+                            : parse_device(options.device);
+  Context ctx(device);
+  const bool gpu = device.is_cuda();
+  std::vector<std::string> presets = options.presets;
+  if (presets.empty()) presets = {"llama", "hybrid", "mamba2"};
+  std::vector<int64_t> lengths = options.lengths;
+  if (lengths.empty())
+    lengths = gpu ? std::vector<int64_t>{1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072}
+                  : std::vector<int64_t>{256, 512, 1024, 2048, 4096, 8192};
+  const int64_t tokens =
+      options.tokens_per_batch ? options.tokens_per_batch : (gpu ? 131072 : 8192);
+
+  std::string device_name = gpu ? cuda.devices.at(size_t(device.index)).name
+                                : shell_line(
+                                      "sed -n 's/^model name[[:space:]]*: //p' "
+                                      "/proc/cpuinfo | head -n 1");
+  std::printf("longctx scaling: %s (%s), %lld tokens per batch, lengths", device.str().c_str(),
+              device_name.c_str(), (long long)tokens);
+  for (int64_t T : lengths) std::printf(" %lld", (long long)T);
+  std::printf("\n");
+
+  json results = json::array();
+  std::map<std::string, std::map<int64_t, double>> train_tps;  // preset -> T -> tokens/s
+  for (const std::string& preset : presets) {
+    const std::string path = options.presets_dir + "/" + preset + ".json";
+    ModelConfig config = ModelConfig::load(path);
+    std::unique_ptr<Model> model;
+    try {
+      model = std::make_unique<Model>(config, ctx, DType::f32, /*seed=*/1);
+    } catch (const Error& e) {
+      std::printf("%-8s skipped: %s\n", preset.c_str(), e.what());
+      results.push_back({{"preset", preset}, {"skipped", e.what()}});
+      continue;
+    }
+    const double check = check_against_f64(config, ctx);
+    std::printf("%-8s %s, %lld parameters; logits vs f64: max relative difference %.2e\n",
+                preset.c_str(), config.pattern().c_str(), (long long)model->parameter_count(),
+                check);
+    // f32 against f64 over a few layers at T = 64: a wrong kernel shows as O(1).
+    if (!(check < 1e-3)) {
+      std::fprintf(stderr, "%s: the f32 model disagrees with its f64 reference; not timing it\n",
+                   preset.c_str());
+      return 1;
+    }
+    json points = json::array();
+    std::printf("  %8s %6s %14s %14s %12s %12s\n", "T", "batch", "train tok/s", "prefill tok/s",
+                "train mem", "params");
+    for (int64_t T : lengths) {
+      const int64_t B = std::max<int64_t>(1, tokens / T);
+      std::mt19937_64 rng(uint64_t(T));
+      const Tensor x = random_tokens(B, T, config.vocab_size, rng, device, ctx);
+      const Tensor y = random_tokens(B, T, config.vocab_size, rng, device, ctx);
+      double train_s = 0, prefill_s = 0;
+      try {
+        train_s = median_seconds(options.repeats, [&] {
+          model->forward(x, y);
+          model->backward();
+          ctx.synchronize();
+        });
+        prefill_s = median_seconds(options.repeats, [&] {
+          model->forward(x);
+          ctx.synchronize();
+        });
+      } catch (const Error& e) {
+        std::printf("  %8lld %6lld failed: %s\n", (long long)T, (long long)B, e.what());
+        points.push_back({{"T", T}, {"batch", B}, {"error", e.what()}});
+        continue;
+      }
+      const double train_tokens_per_s = double(B * T) / train_s;
+      const double prefill_tokens_per_s = double(B * T) / prefill_s;
+      const double param_bytes = double(model->params().flat().nbytes());
+      const double train_bytes = double(model->activation_bytes()) + 2 * param_bytes;
+      train_tps[preset][T] = train_tokens_per_s;
+      std::printf("  %8lld %6lld %14.0f %14.0f %12s %12s\n", (long long)T, (long long)B,
+                  train_tokens_per_s, prefill_tokens_per_s, human_bytes(train_bytes).c_str(),
+                  human_bytes(param_bytes).c_str());
+      std::fflush(stdout);
+      points.push_back({{"T", T},
+                        {"batch", B},
+                        {"train_step_s", train_s},
+                        {"train_tokens_per_s", train_tokens_per_s},
+                        {"prefill_s", prefill_s},
+                        {"prefill_tokens_per_s", prefill_tokens_per_s},
+                        {"activation_bytes", model->activation_bytes()},
+                        {"parameter_bytes", param_bytes},
+                        {"train_memory_bytes", train_bytes}});
+    }
+    results.push_back({{"preset", preset},
+                       {"pattern", config.pattern()},
+                       {"config", json::parse(config.to_json())},
+                       {"parameters", model->parameter_count()},
+                       {"check_max_relative_diff_vs_f64", check},
+                       {"points", points}});
+  }
+
+  // Crossover: the shortest length from which a preset trains faster than pure attention at
+  // every measured length.
+  json crossovers = json::object();
+  if (train_tps.count("llama")) {
+    for (const auto& [preset, tps] : train_tps) {
+      if (preset == "llama") continue;
+      int64_t crossover = -1;
+      for (auto it = tps.rbegin(); it != tps.rend(); ++it) {
+        const auto attention = train_tps["llama"].find(it->first);
+        if (attention == train_tps["llama"].end() || it->second < attention->second) break;
+        crossover = it->first;
+      }
+      crossovers[preset] = crossover;
+      if (crossover > 0)
+        std::printf("crossover: %s trains faster than llama (attention) from T = %lld\n",
+                    preset.c_str(), (long long)crossover);
+      else
+        std::printf("crossover: %s does not overtake llama (attention) up to T = %lld\n",
+                    preset.c_str(), (long long)lengths.back());
+    }
+  }
+
+  const BuildInfo build = build_info();
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  json report = {{"benchmark", "scaling"},
+                 {"date", date},
+                 {"commit", shell_line("git rev-parse --short HEAD 2>/dev/null")},
+                 {"device", device.str()},
+                 {"device_name", device_name},
+                 {"cpu_threads", ctx.cpu_threads()},
+                 {"build",
+                  {{"version", build.version},
+                   {"cuda", build.cuda},
+                   {"cuda_architectures", build.cuda_architectures},
+                   {"blas", build.blas},
+                   {"openmp", build.openmp}}},
+                 {"tokens_per_batch", tokens},
+                 {"repeats", options.repeats},
+                 {"dtype", "f32"},
+                 {"memory_note",
+                  "train memory = activation arena high-water mark (forward + "
+                  "backward) + parameters + gradients"},
+                 {"presets", results},
+                 {"crossover_T", crossovers}};
+  const std::filesystem::path out(options.out);
+  if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
+  std::ofstream(out) << report.dump(2) << "\n";
+  std::printf("wrote %s\n", options.out.c_str());
+  return 0;
+}
+
+}  // namespace longctx::bench

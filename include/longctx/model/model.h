@@ -1,0 +1,67 @@
+// Model: a language model over a stack of pre-norm residual layers (see config.h).
+//
+//   h_0 = embed(tokens);  h_{l+1} = h_l + mixer_l(rmsnorm_l(h_l));
+//   logits = rmsnorm_f(h_L) @ head^T  (head = the embedding table when tie_embeddings)
+//
+// Parameters and gradients each live in one ParamArena (named views, llm.c style); what the
+// backward needs is saved in one ActivationArena during forward(). CPU models compute in f32 (or
+// f64, e.g. for gradient checks); CUDA models in f32.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "longctx/context.h"
+#include "longctx/model/arena.h"
+#include "longctx/model/config.h"
+
+namespace longctx {
+
+class Mixer;
+
+class Model {
+ public:
+  // Parameters initialised from `seed` as the reference implementations do (see each layer).
+  Model(ModelConfig config, const Context& ctx, DType dtype = DType::f32, uint64_t seed = 1234);
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+
+  const ModelConfig& config() const { return config_; }
+  const Context& context() const { return *ctx_; }
+  DType dtype() const { return dtype_; }
+  ParamArena& params() { return params_; }
+  const ParamArena& params() const { return params_; }
+  const ParamArena& grads() const { return grads_; }
+  int64_t parameter_count() const { return params_.numel(); }
+
+  // tokens, targets: (B, T) i32 on the model's device; targets of -100 are ignored. Returns the
+  // mean cross-entropy over labelled targets (NaN when targets is not given) and keeps the
+  // activations backward() needs. logits() are valid until the next forward().
+  double forward(const Tensor& tokens, const Tensor& targets = {});
+  const Tensor& logits() const { return logits_; }  // (B, T, vocab_size)
+
+  // Gradients of the last forward()'s loss with respect to every parameter, into grads()
+  // (overwritten). Needs a forward() with targets.
+  void backward();
+
+  // Bytes the activation arena held at its high-water mark (what a training step needs).
+  size_t activation_bytes() const { return acts_.high_water_bytes(); }
+
+ private:
+  ModelConfig config_;
+  const Context* ctx_;
+  DType dtype_;
+  ParamArena params_, grads_;
+  ActivationArena acts_;
+  std::vector<std::unique_ptr<Mixer>> mixers_;
+
+  // Saved by forward() for backward().
+  Tensor tokens_, targets_, logits_, lse_;
+  std::vector<Tensor> h_, normed_, rstd_;  // per layer: input, normalised input, 1/rms
+  Tensor final_normed_, final_rstd_;
+  bool have_loss_ = false;
+};
+
+}  // namespace longctx

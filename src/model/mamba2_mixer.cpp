@@ -1,0 +1,184 @@
+// Mamba-2 mixer (mamba_ssm's Mamba2 block):
+//
+//   [z, xBC, dt] = x W_in^T;  xBC = silu(causal_conv1d(xBC));  [x, B, C] = xBC
+//   y = ssd(x, dt, A = -exp(A_log), B, C, D, dt_bias, dt_softplus)
+//   out = rmsnorm(y * silu(z)) W_out^T            (the gated RMSNorm, norm after the gate)
+//
+// Widths: Di = expand * C inner channels in H = Di / P heads; B and C have G groups of N;
+// the conv runs over the Di + 2·G·N channels of xBC. Activations are (B, T, ·); the conv works
+// channel-first, so xBC is transposed around it.
+#include <cmath>
+#include <map>
+
+#include "longctx/ops/add.h"
+#include "longctx/ops/causal_conv1d.h"
+#include "longctx/ops/elementwise.h"
+#include "longctx/ops/linear.h"
+#include "longctx/ops/rmsnorm.h"
+#include "longctx/ops/ssd.h"
+#include "longctx/ops/swiglu.h"
+#include "src/model/mixer.h"
+
+namespace longctx {
+
+namespace {
+
+class Mamba2Mixer : public Mixer {
+ public:
+  Mamba2Mixer(const ModelConfig& c, int layer)
+      : prefix_("layers." + std::to_string(layer) + ".mamba2."),
+        C_(c.d_model),
+        Di_(c.mamba2_inner()),
+        H_(c.mamba2_heads()),
+        P_(c.mamba2.head_dim),
+        G_(c.mamba2.n_groups),
+        N_(c.mamba2.d_state),
+        W_(c.mamba2.d_conv),
+        n_layers_(int64_t(c.layers.size())),
+        eps_(c.norm_eps) {
+    ssd_params_.chunk_size = c.mamba2.chunk_size;
+    ssd_params_.dt_softplus = true;
+  }
+
+  int64_t conv_channels() const { return Di_ + 2 * G_ * N_; }
+  int64_t proj_width() const { return Di_ + conv_channels() + H_; }
+
+  void declare(ParamArena& p) const override {
+    p.declare(prefix_ + "in_proj", {proj_width(), C_});
+    p.declare(prefix_ + "conv_weight", {conv_channels(), W_});
+    p.declare(prefix_ + "conv_bias", {conv_channels()});
+    p.declare(prefix_ + "dt_bias", {H_});
+    p.declare(prefix_ + "A_log", {H_});
+    p.declare(prefix_ + "D", {H_});
+    p.declare(prefix_ + "norm", {Di_});
+    p.declare(prefix_ + "out_proj", {C_, Di_});
+  }
+
+  void init(const ParamArena& host, std::mt19937_64& rng) const override {
+    init_normal(host.get(prefix_ + "in_proj"), 0.02, rng);
+    // PyTorch's Conv1d default: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = W.
+    const double bound = 1.0 / std::sqrt(double(W_));
+    std::uniform_real_distribution<double> conv(-bound, bound);
+    for (const char* name : {"conv_weight", "conv_bias"}) {
+      const Tensor& t = host.get(prefix_ + name);
+      for (int64_t i = 0; i < t.numel(); ++i) t.data_as<double>()[i] = conv(rng);
+    }
+    // dt log-uniform in [1e-3, 1e-1], stored as its inverse softplus; A uniform in [1, 16].
+    std::uniform_real_distribution<double> log_dt(std::log(1e-3), std::log(1e-1)), a(1.0, 16.0);
+    for (int64_t h = 0; h < H_; ++h) {
+      const double dt = std::exp(log_dt(rng));
+      host.get(prefix_ + "dt_bias").data_as<double>()[h] = dt + std::log(-std::expm1(-dt));
+      host.get(prefix_ + "A_log").data_as<double>()[h] = std::log(a(rng));
+    }
+    init_constant(host.get(prefix_ + "D"), 1.0);
+    init_constant(host.get(prefix_ + "norm"), 1.0);
+    init_normal(host.get(prefix_ + "out_proj"), 0.02 / std::sqrt(2.0 * double(n_layers_)), rng);
+  }
+
+  void bind(const ParamArena& p, const ParamArena& g) override {
+    for (const char* name :
+         {"in_proj", "conv_weight", "conv_bias", "dt_bias", "A_log", "D", "norm", "out_proj"}) {
+      w_[name] = p.get(prefix_ + name);
+      dw_[name] = g.get(prefix_ + name);
+    }
+  }
+
+  void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
+               const Tensor& x) override {
+    const int64_t B = x.size(0), T = x.size(1), K = conv_channels();
+    const DType dt = x.dtype();
+    x_ = x;
+    proj_ = acts.take({B, T, proj_width()}, dt);
+    linear_fwd(ctx, proj_, x, w_["in_proj"]);
+    // Conv over xBC, channel-first.
+    conv_in_ = acts.take({B, K, T}, dt);
+    conv_in_.copy_from(proj_.narrow(2, Di_, K).transpose(1, 2), &ctx);
+    Tensor conv_out = acts.take({B, K, T}, dt);
+    causal_conv1d_fwd(ctx, conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
+                      {Activation::silu});
+    xbc_ = acts.take({B, T, K}, dt);
+    xbc_.copy_from(conv_out.transpose(1, 2), &ctx);
+    // The SSD's inputs, each contiguous.
+    ssd_in_.x = contiguous(ctx, acts, xbc_.narrow(2, 0, Di_)).reshape({B, T, H_, P_});
+    ssd_in_.B = contiguous(ctx, acts, xbc_.narrow(2, Di_, G_ * N_)).reshape({B, T, G_, N_});
+    ssd_in_.C =
+        contiguous(ctx, acts, xbc_.narrow(2, Di_ + G_ * N_, G_ * N_)).reshape({B, T, G_, N_});
+    ssd_in_.dt = contiguous(ctx, acts, proj_.narrow(2, Di_ + K, H_));
+    ssd_in_.A = acts.take({H_}, dt);
+    neg_exp_fwd(ctx, ssd_in_.A, w_["A_log"]);
+    ssd_in_.D = w_["D"];
+    ssd_in_.dt_bias = w_["dt_bias"];
+    ssd_out_ = acts.take({B, T, H_, P_}, dt);
+    Tensor final_states = acts.take({B, H_, P_, N_}, dt);
+    ssd_fwd(ctx, ssd_out_, final_states, ssd_in_, ssd_params_);
+    // Gate, then norm, then project.
+    z_ = contiguous(ctx, acts, proj_.narrow(2, 0, Di_));
+    gated_ = acts.take({B, T, Di_}, dt);
+    swiglu_fwd(ctx, gated_, z_, ssd_out_.reshape({B, T, Di_}));
+    normed_ = acts.take({B, T, Di_}, dt);
+    rstd_ = acts.take({B * T}, dt);
+    rmsnorm_fwd(ctx, normed_, rstd_, gated_, w_["norm"], {eps_});
+    linear_fwd(ctx, y, normed_, w_["out_proj"]);
+  }
+
+  void backward(const Context& ctx, ActivationArena& acts, const Tensor& dx,
+                const Tensor& dy) override {
+    const int64_t B = x_.size(0), T = x_.size(1), K = conv_channels();
+    const DType dt = x_.dtype();
+    Tensor dnormed = acts.take(normed_.shape(), dt), dgated = acts.take(gated_.shape(), dt);
+    linear_bwd(ctx, dnormed, dw_["out_proj"], {}, dy, normed_, w_["out_proj"]);
+    rmsnorm_bwd(ctx, dgated, dw_["norm"], dnormed, gated_, w_["norm"], rstd_, {eps_});
+    Tensor dz = acts.take(z_.shape(), dt), dssd_out = acts.take(ssd_out_.shape(), dt);
+    swiglu_bwd(ctx, dz, dssd_out.reshape({B, T, Di_}), dgated, z_, ssd_out_.reshape({B, T, Di_}));
+
+    SSDGrads g;
+    g.dx = acts.take(ssd_in_.x.shape(), dt);
+    g.ddt = acts.take(ssd_in_.dt.shape(), dt);
+    g.dA = acts.take({H_}, dt);
+    g.dB = acts.take(ssd_in_.B.shape(), dt);
+    g.dC = acts.take(ssd_in_.C.shape(), dt);
+    g.dD = dw_["D"];
+    g.ddt_bias = dw_["dt_bias"];
+    ssd_bwd(ctx, g, dssd_out, {}, ssd_in_, ssd_params_);
+    neg_exp_bwd(ctx, dw_["A_log"], g.dA, ssd_in_.A);
+
+    // Gradient of xBC (through the silu conv), then of the whole projection.
+    Tensor dxbc = acts.take({B, T, K}, dt);
+    dxbc.narrow(2, 0, Di_).copy_from(g.dx.reshape({B, T, Di_}), &ctx);
+    dxbc.narrow(2, Di_, G_ * N_).copy_from(g.dB.reshape({B, T, G_ * N_}), &ctx);
+    dxbc.narrow(2, Di_ + G_ * N_, G_ * N_).copy_from(g.dC.reshape({B, T, G_ * N_}), &ctx);
+    Tensor dconv_out = acts.take({B, K, T}, dt), dconv_in = acts.take({B, K, T}, dt);
+    dconv_out.copy_from(dxbc.transpose(1, 2), &ctx);
+    causal_conv1d_bwd(ctx, dconv_in, dw_["conv_weight"], dw_["conv_bias"], dconv_out, conv_in_,
+                      w_["conv_weight"], w_["conv_bias"], {Activation::silu});
+    Tensor dproj = acts.take(proj_.shape(), dt);
+    dproj.narrow(2, 0, Di_).copy_from(dz, &ctx);
+    dproj.narrow(2, Di_, K).copy_from(dconv_in.transpose(1, 2), &ctx);
+    dproj.narrow(2, Di_ + K, H_).copy_from(g.ddt, &ctx);
+    linear_bwd(ctx, dx, dw_["in_proj"], {}, dproj, x_, w_["in_proj"]);
+  }
+
+ private:
+  static Tensor contiguous(const Context& ctx, ActivationArena& acts, const Tensor& view) {
+    Tensor t = acts.take(view.shape(), view.dtype());
+    t.copy_from(view, &ctx);
+    return t;
+  }
+
+  std::string prefix_;
+  int64_t C_, Di_, H_, P_, G_, N_, W_, n_layers_;
+  double eps_;
+  SSDParams ssd_params_;
+  std::map<std::string, Tensor> w_, dw_;
+  // Saved by forward.
+  Tensor x_, proj_, conv_in_, xbc_, ssd_out_, z_, gated_, normed_, rstd_;
+  SSDInputs ssd_in_;
+};
+
+}  // namespace
+
+std::unique_ptr<Mixer> make_mamba2_mixer(const ModelConfig& c, int layer) {
+  return std::make_unique<Mamba2Mixer>(c, layer);
+}
+
+}  // namespace longctx

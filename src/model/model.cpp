@@ -1,0 +1,182 @@
+// Model: embedding -> pre-norm residual layers -> final norm -> LM head -> cross-entropy, and the
+// backward through the same steps in reverse (see include/longctx/model/model.h).
+#include "longctx/model/model.h"
+
+#include <cmath>
+
+#include "longctx/ops/add.h"
+#include "longctx/ops/cross_entropy.h"
+#include "longctx/ops/embedding.h"
+#include "longctx/ops/linear.h"
+#include "longctx/ops/rmsnorm.h"
+#include "src/core/checks.h"
+#include "src/model/mixer.h"
+
+namespace longctx {
+
+std::unique_ptr<Mixer> make_attention_mixer(const ModelConfig& c, int layer, bool sliding);
+std::unique_ptr<Mixer> make_mlp_mixer(const ModelConfig& c, int layer);
+std::unique_ptr<Mixer> make_mamba2_mixer(const ModelConfig& c, int layer);
+
+std::unique_ptr<Mixer> make_mixer(LayerKind kind, const ModelConfig& config, int layer) {
+  switch (kind) {
+    case LayerKind::attention:
+      return make_attention_mixer(config, layer, /*sliding=*/false);
+    case LayerKind::sliding_attention:
+      return make_attention_mixer(config, layer, /*sliding=*/true);
+    case LayerKind::mlp:
+      return make_mlp_mixer(config, layer);
+    case LayerKind::mamba2:
+      return make_mamba2_mixer(config, layer);
+    default:
+      throw Error(detail::concat("Model: layer ", layer, " is '", layer_kind_name(kind),
+                                 "', which this version of the model does not build yet "
+                                 "(supported: attention, sliding_attention, mamba2, mlp)"));
+  }
+}
+
+void init_normal(const Tensor& t, double stddev, std::mt19937_64& rng) {
+  std::normal_distribution<double> normal(0.0, stddev);
+  double* p = t.data_as<double>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = normal(rng);
+}
+
+void init_constant(const Tensor& t, double value) {
+  t.fill(value);
+}
+
+namespace {
+std::string norm_name(int layer) {
+  return "layers." + std::to_string(layer) + ".norm";
+}
+
+double to_host_scalar(const Tensor& t, const Context& ctx) {
+  const Tensor host = t.device().is_cpu() ? t : t.to(Device::cpu(), &ctx);
+  return host.to_dtype(DType::f64).data_as<double>()[0];
+}
+}  // namespace
+
+Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
+    : config_(std::move(config)), ctx_(&ctx), dtype_(dtype), acts_(ctx) {
+  config_.validate();
+  LONGCTX_CHECK(dtype == DType::f32 || (dtype == DType::f64 && ctx.device().is_cpu()),
+                "Model: dtype must be f32 (or f64 on the CPU), got ", dtype_name(dtype));
+  const int64_t C = config_.d_model, V = config_.vocab_size;
+  const int n_layers = int(config_.layers.size());
+  for (int l = 0; l < n_layers; ++l) mixers_.push_back(make_mixer(config_.layers[l], config_, l));
+
+  params_.declare("embed", {V, C});
+  for (int l = 0; l < n_layers; ++l) {
+    params_.declare(norm_name(l), {C});
+    mixers_[l]->declare(params_);
+  }
+  params_.declare("final_norm", {C});
+  if (!config_.tie_embeddings) params_.declare("head", {V, C});
+
+  // Initial values in f64 on the host from one seed, then converted and copied once.
+  Context host_ctx(Device::cpu());
+  ParamArena host = params_;
+  host.allocate(DType::f64, host_ctx);
+  std::mt19937_64 rng(seed);
+  init_normal(host.get("embed"), 0.02, rng);
+  for (int l = 0; l < n_layers; ++l) {
+    init_constant(host.get(norm_name(l)), 1.0);
+    mixers_[l]->init(host, rng);
+  }
+  init_constant(host.get("final_norm"), 1.0);
+  if (!config_.tie_embeddings) init_normal(host.get("head"), 0.02, rng);
+
+  params_.allocate(dtype, ctx);
+  grads_ = params_.like(dtype, ctx);
+  for (size_t i = 0; i < host.tensors().size(); ++i) {
+    const Tensor& src = host.tensors()[i].tensor;
+    params_.tensors()[i].tensor.copy_from(dtype == DType::f64 ? src : src.to_dtype(dtype), &ctx);
+  }
+  for (auto& m : mixers_) m->bind(params_, grads_);
+}
+
+Model::~Model() = default;
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+
+double Model::forward(const Tensor& tokens, const Tensor& targets) {
+  const char* op = "Model::forward";
+  check_arg(op, "tokens", tokens).rank(2).dtype(DType::i32).device(ctx_->device()).contiguous();
+  const int64_t B = tokens.size(0), T = tokens.size(1), C = config_.d_model;
+  const int64_t V = config_.vocab_size;
+  have_loss_ = targets.defined();
+  if (have_loss_)
+    check_arg(op, "targets", targets).shape({B, T}).dtype(DType::i32).device(ctx_->device());
+  const Context& ctx = *ctx_;
+  const DType stat = dtype_ == DType::f64 ? DType::f64 : DType::f32;  // rstd, lse, loss
+  const int L = int(mixers_.size());
+
+  acts_.reset();
+  tokens_ = tokens;
+  targets_ = targets;
+  h_.assign(size_t(L + 1), Tensor());
+  normed_.assign(size_t(L), Tensor());
+  rstd_.assign(size_t(L), Tensor());
+
+  h_[0] = acts_.take({B, T, C}, dtype_);
+  embedding_fwd(ctx, h_[0], tokens, params_.get("embed"));
+  for (int l = 0; l < L; ++l) {
+    normed_[l] = acts_.take({B, T, C}, dtype_);
+    rstd_[l] = acts_.take({B * T}, stat);
+    rmsnorm_fwd(ctx, normed_[l], rstd_[l], h_[l], params_.get(norm_name(l)), {config_.norm_eps});
+    Tensor y = acts_.take({B, T, C}, dtype_);
+    mixers_[l]->forward(ctx, acts_, y, normed_[l]);
+    h_[l + 1] = acts_.take({B, T, C}, dtype_);
+    add_fwd(ctx, h_[l + 1], h_[l], y);
+  }
+  final_normed_ = acts_.take({B, T, C}, dtype_);
+  final_rstd_ = acts_.take({B * T}, stat);
+  rmsnorm_fwd(ctx, final_normed_, final_rstd_, h_[L], params_.get("final_norm"),
+              {config_.norm_eps});
+  logits_ = acts_.take({B, T, V}, dtype_);
+  const Tensor& head = params_.get(config_.tie_embeddings ? "embed" : "head");
+  linear_fwd(ctx, logits_, final_normed_, head);
+  if (!have_loss_) return std::nan("");
+
+  Tensor loss = acts_.take({1}, stat);
+  lse_ = acts_.take({B * T}, stat);
+  cross_entropy_fwd(ctx, loss, lse_, logits_.reshape({B * T, V}), targets.reshape({B * T}));
+  return to_host_scalar(loss, ctx);
+}
+
+void Model::backward() {
+  LONGCTX_CHECK(have_loss_, "Model::backward: needs a forward() with targets first");
+  const Context& ctx = *ctx_;
+  const int64_t B = tokens_.size(0), T = tokens_.size(1), C = config_.d_model;
+  const int64_t V = config_.vocab_size;
+  const int L = int(mixers_.size());
+  const DType stat = dtype_ == DType::f64 ? DType::f64 : DType::f32;
+
+  Tensor dloss = acts_.take({1}, stat);
+  dloss.fill(1.0, &ctx);
+  Tensor dlogits = acts_.take({B * T, V}, dtype_);
+  cross_entropy_bwd(ctx, dlogits, dloss, logits_.reshape({B * T, V}), targets_.reshape({B * T}),
+                    lse_);
+  // Head: with tied embeddings its gradient is added to the embedding's below.
+  const bool tied = config_.tie_embeddings;
+  const Tensor& head = params_.get(tied ? "embed" : "head");
+  Tensor dhead = tied ? acts_.take({V, C}, dtype_) : grads_.get("head");
+  Tensor dnormed = acts_.take({B, T, C}, dtype_);
+  linear_bwd(ctx, dnormed.reshape({B * T, C}), dhead, {}, dlogits,
+             final_normed_.reshape({B * T, C}), head);
+
+  Tensor dh = acts_.take({B, T, C}, dtype_), dh_norm = acts_.take({B, T, C}, dtype_);
+  rmsnorm_bwd(ctx, dh, grads_.get("final_norm"), dnormed, h_[L], params_.get("final_norm"),
+              final_rstd_, {config_.norm_eps});
+  for (int l = L - 1; l >= 0; --l) {
+    // h_{l+1} = h_l + mixer(norm(h_l)): the residual passes dh through unchanged.
+    mixers_[l]->backward(ctx, acts_, dnormed, dh);
+    rmsnorm_bwd(ctx, dh_norm, grads_.get(norm_name(l)), dnormed, h_[l], params_.get(norm_name(l)),
+                rstd_[l], {config_.norm_eps});
+    add_fwd(ctx, dh, dh, dh_norm);
+  }
+  embedding_bwd(ctx, grads_.get("embed"), dh, tokens_);
+  if (tied) add_fwd(ctx, grads_.get("embed"), grads_.get("embed"), dhead);
+}
+
+}  // namespace longctx
