@@ -145,7 +145,7 @@ int run_scaling(const ScalingOptions& options) {
                 "train mem", "params");
     for (int64_t T : lengths) {
       const int64_t B = std::max<int64_t>(1, tokens / T);
-      std::mt19937_64 rng(uint64_t(T));
+      std::mt19937_64 rng{uint64_t(T)};
       const Tensor x = random_tokens(B, T, config.vocab_size, rng, device, ctx);
       const Tensor y = random_tokens(B, T, config.vocab_size, rng, device, ctx);
       double train_s = 0, prefill_s = 0;

@@ -35,7 +35,9 @@ TEST(ActivationArena, GrowsToTheHighWaterMarkThenReuses) {
   Tensor b = arena.take({10}, DType::f64);   // 80 -> 128 bytes
   EXPECT_EQ(arena.capacity_bytes(), 0u);
   EXPECT_EQ(arena.high_water_bytes(), 576u);
+  EXPECT_EQ(arena.pass_bytes(), 576u);
   arena.reset();
+  EXPECT_EQ(arena.pass_bytes(), 0u);
   EXPECT_EQ(arena.capacity_bytes(), 576u);
   Tensor c = arena.take({100}, DType::f32);
   Tensor d = arena.take({10}, DType::f64);

@@ -66,12 +66,14 @@ void ActivationArena::reset() {
     capacity_ = high_water_;
   }
   used_ = 0;
+  pass_high_water_ = 0;
 }
 
 Tensor ActivationArena::take(const Shape& shape, DType dtype) {
   const size_t bytes = aligned(size_t(count(shape)) * dtype_size(dtype));
   used_ += bytes;
   high_water_ = std::max(high_water_, used_);
+  pass_high_water_ = std::max(pass_high_water_, used_);
   if (used_ <= capacity_) {
     return buffer_.view_bytes(used_ - bytes, shape, dtype);
   }

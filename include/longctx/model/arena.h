@@ -49,12 +49,13 @@ class ActivationArena {
   void reset();
   Tensor take(const Shape& shape, DType dtype);
   size_t capacity_bytes() const { return capacity_; }
-  size_t high_water_bytes() const { return high_water_; }
+  size_t high_water_bytes() const { return high_water_; }  // over every pass so far
+  size_t pass_bytes() const { return pass_high_water_; }   // the current (or last) pass
 
  private:
   const Context* ctx_;
   Tensor buffer_;
-  size_t capacity_ = 0, used_ = 0, high_water_ = 0;
+  size_t capacity_ = 0, used_ = 0, high_water_ = 0, pass_high_water_ = 0;
 };
 
 }  // namespace longctx

@@ -46,8 +46,8 @@ class Model {
   // (overwritten). Needs a forward() with targets.
   void backward();
 
-  // Bytes the activation arena held at its high-water mark (what a training step needs).
-  size_t activation_bytes() const { return acts_.high_water_bytes(); }
+  // Activation bytes the last forward (and backward, if run) needed at their high-water mark.
+  size_t activation_bytes() const { return acts_.pass_bytes(); }
 
  private:
   ModelConfig config_;
