@@ -2,6 +2,7 @@
 //   longctx info [--json]                      version, build options, CPU threads, CUDA devices
 //   longctx ops                                the ops `longctx op` can run, their tensors, options
 //   longctx op NAME --in IN --out OUT [--device cpu|cuda[:N]] [--backward] [--threads N]
+//   longctx bench scaling [--device D] [--presets a,b] [--lengths 256,512] [--out FILE]
 // Errors: one line on stderr ("longctx: error: ..."), exit status 1; usage errors exit 2.
 #include <CLI/CLI.hpp>
 
@@ -10,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/scaling.h"
 #include "cli/ops.h"
 #include "longctx/longctx.h"
 
@@ -108,6 +110,28 @@ int main(int argc, char** argv) {
   op_cmd->add_option("--threads", run.threads, "CPU threads (0: all)")
       ->check(CLI::NonNegativeNumber);
 
+  bench::ScalingOptions scaling;
+  scaling.presets_dir = LONGCTX_PRESETS_DIR;
+  CLI::App* bench_cmd = app.add_subcommand("bench", "benchmarks");
+  bench_cmd->require_subcommand(1);
+  CLI::App* scaling_cmd = bench_cmd->add_subcommand(
+      "scaling", "training and prefill throughput and memory vs sequence length, per model preset");
+  scaling_cmd->add_option("--device", scaling.device, "auto, cpu, cuda or cuda:N")
+      ->capture_default_str();
+  scaling_cmd->add_option("--presets", scaling.presets, "model presets (default: by device)")
+      ->delimiter(',');
+  scaling_cmd->add_option("--lengths", scaling.lengths, "sequence lengths (default: by device)")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
+  scaling_cmd->add_option("--tokens", scaling.tokens_per_batch, "batch * T (default: by device)")
+      ->check(CLI::NonNegativeNumber);
+  scaling_cmd->add_option("--repeats", scaling.repeats, "timed runs per point")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  scaling_cmd->add_option("--presets-dir", scaling.presets_dir, "where <preset>.json live")
+      ->capture_default_str();
+  scaling_cmd->add_option("--out", scaling.out, "JSON output")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -123,6 +147,7 @@ int main(int argc, char** argv) {
       list_ops();
       return 0;
     }
+    if (scaling_cmd->parsed()) return bench::run_scaling(scaling);
     run_op(run);
     return 0;
   } catch (const std::exception& e) {
