@@ -16,7 +16,7 @@ struct ScalingOptions {
   int64_t tokens_per_batch = 0;      // batch * T; 0: the default for the device
   int repeats = 3;                   // timed runs per point (the median is reported)
   std::string presets_dir;           // where <preset>.json lives
-  std::string out = "bench/results/scaling.json";
+  std::string out = "scaling.json";
 };
 
 // Runs the sweep; returns a process exit code.
