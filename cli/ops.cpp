@@ -14,6 +14,7 @@ namespace {
 // One line per op family; see "HOW TO ADD AN OP" in cli/ops.h.
 const std::vector<std::vector<OpSpec> (*)()> kFamilies = {
     rmsnorm_ops,
+    basic_ops,
 };
 
 // Keys that other writers put in "__metadata__" and that mean nothing to an op: accepted, ignored.

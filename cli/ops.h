@@ -100,5 +100,6 @@ void run_op(const OpRun& run);
 
 // ---- Families: one function per cli/op_<family>.cpp ------------------------------------------
 std::vector<OpSpec> rmsnorm_ops();
+std::vector<OpSpec> basic_ops();  // linear, rope, swiglu, embedding, cross_entropy, adamw
 
 }  // namespace longctx::cli

@@ -67,7 +67,96 @@ def rmsnorm(t, opts, T, backward):
     return {"dx": dx, "dweight": dweight}
 
 
-OPS = {"rmsnorm": rmsnorm}
+def linear(t, opts, T, backward):
+    x, w = t["x"].astype(T), t["weight"].astype(T)
+    if not backward:
+        out = x @ w.T
+        return {"out": out + t["bias"].astype(T) if "bias" in t else out}
+    dy = t["dout"].astype(T)
+    cin, cout = x.shape[-1], w.shape[0]
+    grads = {"dx": dy @ w, "dweight": dy.reshape(-1, cout).T @ x.reshape(-1, cin)}
+    if "bias" in t:
+        grads["dbias"] = np.sum(dy.reshape(-1, cout), axis=0)
+    return grads
+
+
+def rope(t, opts, T, backward):
+    x = t["dout" if backward else "x"].astype(T)
+    B, L, H, D = x.shape
+    theta = float(opts.get("theta", "10000"))
+    pos = t["positions"] if "positions" in t else np.broadcast_to(np.arange(L), (B, L))
+    # Angles in double (long double for the oracle), as the op's contract says; rotation in T.
+    A = np.longdouble if T == np.longdouble else np.float64
+    freq = A(theta) ** (-A(2) * np.arange(D // 2).astype(A) / A(D))
+    angle = pos.astype(A)[:, :, None, None] * freq  # (B, L, 1, D/2)
+    cos, sin = np.cos(angle).astype(T), np.sin(angle).astype(T)
+    if backward:
+        sin = -sin
+    a, b = x[..., : D // 2], x[..., D // 2:]
+    out = np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
+    return {"dx": out} if backward else {"out": out}
+
+
+def swiglu(t, opts, T, backward):
+    g, u = t["gate"].astype(T), t["up"].astype(T)
+    s = T(1) / (T(1) + np.exp(-g))
+    if not backward:
+        return {"out": g * s * u}
+    dy = t["dout"].astype(T)
+    return {"dgate": dy * u * s * (T(1) + g * (T(1) - s)), "dup": dy * g * s}
+
+
+def embedding(t, opts, T, backward):
+    tokens, table = t["tokens"], t["table"].astype(T)
+    if not backward:
+        return {"out": table[tokens]}
+    dtable = np.zeros_like(table)
+    np.add.at(dtable, tokens.reshape(-1), t["dout"].astype(T).reshape(-1, table.shape[1]))
+    return {"dtable": dtable}
+
+
+def cross_entropy(t, opts, T, backward):
+    logits, targets = t["logits"].astype(T), t["targets"]
+    ignore = int(opts.get("ignore_index", "-100"))
+    V = logits.shape[-1]
+    z, y = logits.reshape(-1, V), targets.reshape(-1)
+    m = np.max(z, axis=1, keepdims=True)
+    lse = (m + np.log(np.sum(np.exp(z - m), axis=1, keepdims=True)))[:, 0]
+    labelled = y != ignore
+    L = int(np.sum(labelled))
+    rows = np.nonzero(labelled)[0]
+    if not backward:
+        total = np.sum(lse[rows] - z[rows, y[rows]]) if L else T(0)
+        loss = total / T(L) if L else T(0)
+        return {"loss": np.array([loss], dtype=T), "lse": lse.reshape(targets.shape)}
+    dloss = T(t["dloss"].reshape(-1)[0])
+    d = np.zeros_like(z)
+    if L:
+        p = np.exp(z[rows] - lse[rows, None])
+        p[np.arange(len(rows)), y[rows]] -= T(1)
+        d[rows] = dloss * p / T(L)
+    return {"dlogits": d.reshape(logits.shape)}
+
+
+def adamw(t, opts, T, backward):
+    f = lambda k, d: T(float(opts.get(k, d)))
+    lr, b1, b2 = f("lr", "1e-3"), f("beta1", "0.9"), f("beta2", "0.999")
+    eps, wd, scale = f("eps", "1e-8"), f("weight_decay", "1e-2"), f("grad_scale", "1")
+    step = int(opts.get("step", "1"))
+    p, m, v = t["param"].astype(T), t["m"].astype(T), t["v"].astype(T)
+    g = t["grad"].astype(T) * scale
+    p = p * (T(1) - lr * wd)
+    m = b1 * m + (T(1) - b1) * g
+    v = b2 * v + (T(1) - b2) * g * g
+    p = p - lr / (T(1) - b1 ** step) * m / (np.sqrt(v) / np.sqrt(T(1) - b2 ** step) + eps)
+    out = {"param": p, "m": m, "v": v}
+    if "param_copy" in t:
+        out["param_copy"] = p
+    return out
+
+
+OPS = {"rmsnorm": rmsnorm, "linear": linear, "rope": rope, "swiglu": swiglu,
+       "embedding": embedding, "cross_entropy": cross_entropy, "adamw": adamw}
 
 
 def main():
