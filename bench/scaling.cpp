@@ -104,9 +104,10 @@ int run_scaling(const ScalingOptions& options) {
   std::vector<int64_t> lengths = options.lengths;
   if (lengths.empty())
     lengths = gpu ? std::vector<int64_t>{1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072}
-                  : std::vector<int64_t>{256, 512, 1024, 2048, 4096, 8192};
+                  : std::vector<int64_t>{256, 512, 1024, 2048, 4096};
+  // CPU defaults sized to finish in a few minutes on 2 cores.
   const int64_t tokens =
-      options.tokens_per_batch ? options.tokens_per_batch : (gpu ? 131072 : 8192);
+      options.tokens_per_batch ? options.tokens_per_batch : (gpu ? 131072 : 4096);
 
   std::string device_name = gpu ? cuda.devices.at(size_t(device.index)).name
                                 : shell_line(

@@ -14,7 +14,7 @@ struct ScalingOptions {
   std::vector<std::string> presets;  // empty: the defaults for the device
   std::vector<int64_t> lengths;      // empty: the defaults for the device
   int64_t tokens_per_batch = 0;      // batch * T; 0: the default for the device
-  int repeats = 3;                   // timed runs per point (the median is reported)
+  int repeats = 2;                   // timed runs per point (the median is reported)
   std::string presets_dir;           // where <preset>.json lives
   std::string out = "scaling.json";
 };
