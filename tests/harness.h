@@ -303,7 +303,8 @@ inline Tensor int_tensor(const std::vector<int32_t>& values, const Shape& shape,
                          Device device = Device::cpu()) {
   Tensor host = Tensor::empty(shape, DType::i32);
   EXPECT_EQ(size_t(host.numel()), values.size()) << "int_tensor: values do not fill the shape";
-  std::copy(values.begin(), values.begin() + std::min<int64_t>(host.numel(), int64_t(values.size())),
+  std::copy(values.begin(),
+            values.begin() + std::min<int64_t>(host.numel(), int64_t(values.size())),
             host.data_as<int32_t>());
   return device.is_cpu() ? host : host.to(device, &context_for(device));
 }

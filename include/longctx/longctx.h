@@ -4,7 +4,6 @@
 #include "longctx/context.h"
 #include "longctx/dtype.h"
 #include "longctx/error.h"
-#include "longctx/tensor.h"
 #include "longctx/io/safetensors.h"
 #include "longctx/model/arena.h"
 #include "longctx/model/config.h"
@@ -23,3 +22,4 @@
 #include "longctx/ops/selective_scan.h"
 #include "longctx/ops/ssd.h"
 #include "longctx/ops/swiglu.h"
+#include "longctx/tensor.h"

@@ -24,9 +24,9 @@ namespace longctx {
 struct AttentionParams {
   float softmax_scale = 0.f;  // 0 means 1/sqrt(D)
   bool causal = false;
-  int window_left = -1;   // keys visible to the left of the aligned diagonal; -1 = unbounded
-  int window_right = -1;  // to the right; -1 = unbounded (causal forces 0)
-  float softcap = 0.f;    // 0 = off
+  int window_left = -1;        // keys visible to the left of the aligned diagonal; -1 = unbounded
+  int window_right = -1;       // to the right; -1 = unbounded (causal forces 0)
+  float softcap = 0.f;         // 0 = off
   bool deterministic = false;  // backward: no atomics, bitwise repeatable
 };
 

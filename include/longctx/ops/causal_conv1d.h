@@ -17,9 +17,8 @@ struct CausalConv1dParams {
   Activation activation = Activation::none;
 };
 
-void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x,
-                       const Tensor& weight, const Tensor& bias = {},
-                       const CausalConv1dParams& params = {});
+void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
+                       const Tensor& bias = {}, const CausalConv1dParams& params = {});
 
 // dbias is required exactly when bias is given. Gradients are overwritten.
 void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,

@@ -22,7 +22,7 @@ struct SelectiveScanParams {
 
 // Optional inputs are left undefined (Tensor{}).
 struct SelectiveScanInputs {
-  Tensor u, delta, A, B, C;    // required
+  Tensor u, delta, A, B, C;     // required
   Tensor D, z, delta_bias, h0;  // optional
 };
 
@@ -43,9 +43,8 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
 // One decode step, updating `state` (B, Dm, N) in place:
 // u, delta, z, out: (B, Dm);  B, C: (B, G, N);  A, D, delta_bias as above.
 void selective_state_update(const Context& ctx, const Tensor& out, const Tensor& state,
-                            const Tensor& u, const Tensor& delta, const Tensor& A,
-                            const Tensor& B, const Tensor& C, const Tensor& D = {},
-                            const Tensor& z = {}, const Tensor& delta_bias = {},
-                            const SelectiveScanParams& params = {});
+                            const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
+                            const Tensor& C, const Tensor& D = {}, const Tensor& z = {},
+                            const Tensor& delta_bias = {}, const SelectiveScanParams& params = {});
 
 }  // namespace longctx

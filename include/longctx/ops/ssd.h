@@ -34,8 +34,8 @@ struct SSDGrads {
   Tensor dD, dz, ddt_bias, dinitial_states;  // each required exactly when its input is given
 };
 
-void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states,
-             const SSDInputs& in, const SSDParams& params = {});
+void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, const SSDInputs& in,
+             const SSDParams& params = {});
 
 // dfinal_states is optional. Gradients are overwritten.
 void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
