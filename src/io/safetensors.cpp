@@ -385,7 +385,7 @@ SafetensorsFile parse_safetensors(const void* data, size_t size, const std::stri
   const char* header = reinterpret_cast<const char*>(bytes + 8);
   const unsigned char* buffer = bytes + 8 + n;
   return build(header, n, size - 8 - n, source, [&](void* dst, uint64_t offset, uint64_t len) {
-    std::memcpy(dst, buffer + offset, size_t(len));
+    if (len) std::memcpy(dst, buffer + offset, size_t(len));  // dst is null for an empty tensor
   });
 }
 
