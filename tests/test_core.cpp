@@ -69,6 +69,70 @@ TEST(Tensor, TransposeAndByteViews) {
   EXPECT_LONGCTX_ERROR(base.view_bytes(8, {5}, DType::f32), "outside the tensor's 24 bytes");
 }
 
+// Element i of a view, found from its shape and strides alone (the independent reference).
+template <typename E>
+E element_at(const Tensor& t, int64_t i) {
+  int64_t offset = 0;
+  for (int d = t.dim() - 1; d >= 0; --d) {
+    offset += (i % t.size(d)) * t.strides()[size_t(d)];
+    i /= t.size(d);
+  }
+  return static_cast<const E*>(t.data())[offset];
+}
+
+template <typename E>
+void expect_copies_every_layout(DType dtype) {
+  // A (4, 5, 6, 7) base of distinct values, viewed through narrows, transposes and selects, copied
+  // into contiguous and into strided destinations.
+  Tensor base = Tensor::empty({4, 5, 6, 7}, dtype);
+  for (int64_t i = 0; i < base.numel(); ++i) static_cast<E*>(base.data())[i] = E(i + 1);
+  const std::vector<Tensor> sources = {
+      base.transpose(1, 3),
+      base.narrow(3, 2, 4).transpose(0, 2),
+      base.narrow(1, 1, 3).narrow(2, 0, 5),
+      base.select(2, 4).transpose(0, 2),
+      base.transpose(2, 3).narrow(0, 1, 1),
+      base.narrow(3, 6, 1),
+  };
+  for (size_t k = 0; k < sources.size(); ++k) {
+    const Tensor& src = sources[k];
+    Tensor packed = Tensor::zeros(src.shape(), dtype);
+    packed.copy_from(src);
+    // A strided destination: every second column of a wider buffer, transposed back.
+    Shape wide = src.shape();
+    wide.back() *= 2;
+    Tensor holder = Tensor::zeros(wide, dtype);
+    Tensor strided = holder.narrow(-1, 0, src.shape().back());
+    strided.copy_from(src);
+    for (int64_t i = 0; i < src.numel(); ++i) {
+      ASSERT_EQ(element_at<E>(packed, i), element_at<E>(src, i)) << "source " << k << " at " << i;
+      ASSERT_EQ(element_at<E>(strided, i), element_at<E>(src, i)) << "source " << k << " at " << i;
+    }
+  }
+}
+
+TEST(Tensor, StridedCopiesMatchIndexArithmetic) {
+  expect_copies_every_layout<double>(DType::f64);
+  expect_copies_every_layout<float>(DType::f32);
+  expect_copies_every_layout<int32_t>(DType::i32);
+  expect_copies_every_layout<uint16_t>(DType::bf16);
+}
+
+TEST(Tensor, OverlappingStridedCopyReadsTheOldValues) {
+  // Shift the columns of a (3, 8) buffer right by one through strided views of the same storage.
+  Tensor base = Tensor::empty({3, 8}, DType::f32);
+  for (int i = 0; i < 24; ++i) base.data_as<float>()[i] = float(i);
+  base.narrow(1, 1, 7).copy_from(base.narrow(1, 0, 7));
+  for (int r = 0; r < 3; ++r)
+    for (int c = 1; c < 8; ++c) EXPECT_EQ(base.data_as<float>()[r * 8 + c], float(r * 8 + c - 1));
+  // A square transpose in place: the staged source keeps it correct.
+  Tensor square = Tensor::empty({16, 16}, DType::f32);
+  for (int i = 0; i < 256; ++i) square.data_as<float>()[i] = float(i);
+  square.copy_from(square.transpose(0, 1));
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) EXPECT_EQ(square.data_as<float>()[i * 16 + j], float(j * 16 + i));
+}
+
 TEST(Tensor, ErrorsNameWhatWasWrong) {
   Tensor t = Tensor::empty({2, 3}, DType::f32);
   EXPECT_LONGCTX_ERROR(t.reshape({4, 2}), "cannot view (2, 3) as (4, 2)");
