@@ -15,6 +15,7 @@ namespace {
 const std::vector<std::vector<OpSpec> (*)()> kFamilies = {
     rmsnorm_ops,
     basic_ops,
+    attention_ops,
 };
 
 // Keys that other writers put in "__metadata__" and that mean nothing to an op: accepted, ignored.
@@ -113,6 +114,15 @@ void OpCall::option(const std::string& key, int64_t* value) const {
 
 void OpCall::option(const std::string& key, std::string* value) const {
   if (const std::string* text = find_option(key)) *value = *text;
+}
+
+void OpCall::option(const std::string& key, std::string* value,
+                    const std::vector<std::string>& choices) const {
+  const std::string* text = find_option(key);
+  if (!text) return;
+  LONGCTX_CHECK(std::find(choices.begin(), choices.end(), *text) != choices.end(), "op ", op_,
+                ": metadata '", key, "' must be one of ", join(choices), ", got '", *text, "'");
+  *value = *text;
 }
 
 void OpCall::option(const std::string& key, std::vector<int64_t>* value) const {

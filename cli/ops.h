@@ -55,6 +55,9 @@ class OpCall {
   void option(const std::string& key, int* value) const;
   void option(const std::string& key, int64_t* value) const;
   void option(const std::string& key, std::string* value) const;
+  // A string that must be one of `choices` ("activation": "silu").
+  void option(const std::string& key, std::string* value,
+              const std::vector<std::string>& choices) const;
   void option(const std::string& key, std::vector<int64_t>* value) const;
   void option(const std::string& key, std::pair<int, int>* value) const;  // "[left, right]"
 
@@ -100,6 +103,7 @@ void run_op(const OpRun& run);
 
 // ---- Families: one function per cli/op_<family>.cpp ------------------------------------------
 std::vector<OpSpec> rmsnorm_ops();
-std::vector<OpSpec> basic_ops();  // linear, rope, swiglu, embedding, cross_entropy, adamw
+std::vector<OpSpec> basic_ops();      // linear, rope, swiglu, embedding, cross_entropy, adamw
+std::vector<OpSpec> attention_ops();  // attention, attention_decode
 
 }  // namespace longctx::cli

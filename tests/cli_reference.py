@@ -155,8 +155,110 @@ def adamw(t, opts, T, backward):
     return out
 
 
+def option(opts, key, default):
+    """A scalar option from "__metadata__", read as JSON (true, 64, 0.5), or the op's default."""
+    return json.loads(opts[key]) if key in opts else default
+
+
+def f32_option(opts, key, default, T):
+    """A float option of a params struct with a float field: the op sees it rounded to float32."""
+    return T(np.float32(option(opts, key, default)))
+
+
+# ---- attention (include/longctx/ops/attention.h) ---------------------------------------------------
+
+def attention_params(opts, D, T):
+    scale = f32_option(opts, "softmax_scale", 0.0, T)
+    if scale == 0:
+        scale = T(1) / np.sqrt(T(D))
+    left, right = option(opts, "window_left", -1), option(opts, "window_right", -1)
+    if option(opts, "causal", False):
+        right = 0
+    return scale, left, right, f32_option(opts, "softcap", 0.0, T)
+
+
+def attend(q, k, v, scale, left, right, softcap, T):
+    """One (batch, head): q (Tq, D), k, v (Tk, D). Returns out, lse and the pieces the backward
+    needs: the visibility mask, the probabilities and tanh of the capped scores."""
+    Tq, Tk = q.shape[0], k.shape[0]
+    s = (q @ k.T) * scale
+    th = None
+    if softcap > 0:
+        th = np.tanh(s / softcap)
+        s = softcap * th
+    i, j = np.arange(Tq)[:, None], np.arange(Tk)[None, :]
+    diag = i + Tk - Tq  # bottom-right aligned
+    visible = np.ones((Tq, Tk), dtype=bool)
+    if left >= 0:
+        visible &= j >= diag - left
+    if right >= 0:
+        visible &= j <= diag + right
+    m = np.max(np.where(visible, s, T(-np.inf)), axis=1, initial=T(-np.inf), keepdims=True)
+    m = np.where(np.isfinite(m), m, T(0))
+    e = np.where(visible, np.exp(s - m), T(0))
+    l = np.sum(e, axis=1, keepdims=True)
+    p = e / np.where(l > 0, l, T(1))
+    lse = np.where(l[:, 0] > 0, m[:, 0] + np.log(np.where(l[:, 0] > 0, l[:, 0], T(1))),
+                   T(-np.inf))
+    return p @ v, lse, p, th
+
+
+def attention(t, opts, T, backward):
+    q, k, v = t["q"].astype(T), t["k"].astype(T), t["v"].astype(T)
+    B, Tq, H, D = q.shape
+    Hkv = k.shape[2]
+    scale, left, right, softcap = attention_params(opts, D, T)
+    out, lse = np.zeros_like(q), np.zeros((B, H, Tq), dtype=T)
+    dq, dk, dv = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+    for b in range(B):
+        for h in range(H):
+            g = h // (H // Hkv)
+            qh, kh, vh = q[b, :, h], k[b, :, g], v[b, :, g]
+            o, lse[b, h], p, th = attend(qh, kh, vh, scale, left, right, softcap, T)
+            out[b, :, h] = o
+            if not backward:
+                continue
+            do = t["dout"].astype(T)[b, :, h]
+            dp = do @ vh.T
+            ds = p * (dp - np.sum(do * o, axis=1, keepdims=True))
+            if th is not None:
+                ds = ds * (T(1) - th * th)
+            dq[b, :, h] = (ds @ kh) * scale
+            dk[b, :, g] += (ds.T @ qh) * scale
+            dv[b, :, g] += p.T @ do
+    if backward:
+        return {"dq": dq, "dk": dk, "dv": dv}
+    return {"out": out, "lse": lse}
+
+
+def attention_decode(t, opts, T, backward):
+    q = t["q"].astype(T)
+    k_cache, v_cache = t["k_cache"].astype(T).copy(), t["v_cache"].astype(T).copy()
+    lens = t["cache_seqlens"]
+    append = "k_new" in t
+    B, Tq, H, D = q.shape
+    Hkv = k_cache.shape[2]
+    scale, left, right, softcap = attention_params(opts, D, T)
+    out, lse = np.zeros_like(q), np.zeros((B, H, Tq), dtype=T)
+    for b in range(B):
+        n = int(lens[b])
+        if append:
+            k_cache[b, n:n + Tq] = t["k_new"].astype(T)[b]
+            v_cache[b, n:n + Tq] = t["v_new"].astype(T)[b]
+            n += Tq
+        for h in range(H):
+            g = h // (H // Hkv)
+            out[b, :, h], lse[b, h], _, _ = attend(q[b, :, h], k_cache[b, :n, g], v_cache[b, :n, g],
+                                                   scale, left, right, softcap, T)
+    result = {"out": out, "lse": lse}
+    if append:
+        result.update({"k_cache": k_cache, "v_cache": v_cache})
+    return result
+
+
 OPS = {"rmsnorm": rmsnorm, "linear": linear, "rope": rope, "swiglu": swiglu,
-       "embedding": embedding, "cross_entropy": cross_entropy, "adamw": adamw}
+       "embedding": embedding, "cross_entropy": cross_entropy, "adamw": adamw,
+       "attention": attention, "attention_decode": attention_decode}
 
 
 def main():

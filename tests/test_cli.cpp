@@ -210,6 +210,64 @@ const std::vector<CliOpCase> kCliOpCases = {
       {"v", {7, 9}, 0.001, 0.01},
       {"grad", {7, 9}, -1, 1}},
      {"param", "m", "v"}},
+    // attention: GQA (4 query heads on 2 kv heads), Tq < Tk (bottom-right aligned mask), causal
+    // with a left window, softcap and an explicit scale; then MQA with a two-sided window.
+    {"attention_gqa_causal_window_softcap_fwd",
+     "attention",
+     false,
+     {{"causal", "true"}, {"window_left", "3"}, {"softcap", "2.5"}, {"softmax_scale", "0.125"}},
+     {{"q", {2, 5, 4, 32}, -1, 1}, {"k", {2, 9, 2, 32}, -1, 1}, {"v", {2, 9, 2, 32}, -1, 1}},
+     {"out", "lse"}},
+    {"attention_gqa_causal_window_softcap_bwd",
+     "attention",
+     true,
+     {{"causal", "true"},
+      {"window_left", "3"},
+      {"softcap", "2.5"},
+      {"softmax_scale", "0.125"},
+      {"deterministic", "true"}},
+     {{"q", {2, 5, 4, 32}, -1, 1},
+      {"k", {2, 9, 2, 32}, -1, 1},
+      {"v", {2, 9, 2, 32}, -1, 1},
+      {"dout", {2, 5, 4, 32}, -1, 1}},
+     {"dq", "dk", "dv"}},
+    {"attention_mqa_window_fwd",
+     "attention",
+     false,
+     {{"window_left", "2"}, {"window_right", "1"}},
+     {{"q", {1, 7, 3, 32}, -1, 1}, {"k", {1, 7, 1, 32}, -1, 1}, {"v", {1, 7, 1, 32}, -1, 1}},
+     {"out", "lse"}},
+    {"attention_mqa_window_bwd",
+     "attention",
+     true,
+     {{"window_left", "2"}, {"window_right", "1"}},
+     {{"q", {1, 7, 3, 32}, -1, 1},
+      {"k", {1, 7, 1, 32}, -1, 1},
+      {"v", {1, 7, 1, 32}, -1, 1},
+      {"dout", {1, 7, 3, 32}, -1, 1}},
+     {"dq", "dk", "dv"}},
+    // Decode: appends 2 new tokens at each row's cache_seqlens (0..10 of Tmax = 12) and writes the
+    // updated caches; the slots past each row's length hold random values that must be ignored.
+    {"attention_decode_append",
+     "attention_decode",
+     false,
+     {{"causal", "true"}, {"softcap", "2.5"}, {"num_splits", "3"}},
+     {{"q", {3, 2, 4, 32}, -1, 1},
+      {"k_cache", {3, 12, 2, 32}, -1, 1},
+      {"v_cache", {3, 12, 2, 32}, -1, 1},
+      {"cache_seqlens", {3}, 0, 10, true},
+      {"k_new", {3, 2, 2, 32}, -1, 1},
+      {"v_new", {3, 2, 2, 32}, -1, 1}},
+     {"out", "lse", "k_cache", "v_cache"}},
+    {"attention_decode_window",
+     "attention_decode",
+     false,
+     {{"window_left", "4"}},
+     {{"q", {2, 1, 4, 32}, -1, 1},
+      {"k_cache", {2, 16, 4, 32}, -1, 1},
+      {"v_cache", {2, 16, 4, 32}, -1, 1},
+      {"cache_seqlens", {2}, 1, 16, true}},
+     {"out", "lse"}},
 };
 
 std::vector<CliCase> cli_cases() {
@@ -354,6 +412,95 @@ TEST_F(CliErrors, BadMetadata) {
   EXPECT_TRUE(wrote_output());
 }
 
+// The attention ops: a missing tensor, a malformed or out-of-range option, a shape
+// mismatch — each named in the one line.
+TEST_F(CliErrors, AttentionOps) {
+  Rng rng(6);
+  auto f32 = [&](const Shape& shape) { return random_tensor(shape, DType::f32, rng); };
+  const std::map<std::string, Tensor> qkv = {
+      {"q", f32({1, 4, 2, 32})}, {"k", f32({1, 4, 2, 32})}, {"v", f32({1, 4, 2, 32})}};
+  auto without = [](std::map<std::string, Tensor> t, const std::string& name) {
+    t.erase(name);
+    return t;
+  };
+  auto with = [](std::map<std::string, Tensor> t, const std::string& name, const Tensor& x) {
+    t[name] = x;
+    return t;
+  };
+  expect_error(op("attention", without(qkv, "v"), {}), 1,
+               {"op attention: missing tensor 'v'", "inputs of attention: q, k, v"});
+  expect_error(op("attention", qkv, {}, "--backward"), 1, {"--backward: missing tensor 'dout'"});
+  expect_error(op("attention", qkv, {{"causal", "yes"}}), 1,
+               {"metadata 'causal' must be true or false, got 'yes'"});
+  expect_error(op("attention", qkv, {{"window_left", "-5"}}), 1,
+               {"attention_fwd", "window_left", ">= -1"});
+  expect_error(op("attention", with(qkv, "k", f32({1, 4, 2, 16})), {}), 1,
+               {"attention_fwd", "argument 'k'", "(1, 4, 2, 32)", "(1, 4, 2, 16)"});
+  expect_error(
+      op("attention", with(with(qkv, "dout", f32({1, 4, 2, 32})), "out", f32({1, 4, 2, 32})), {},
+         "--backward"),
+      1, {"'out' and 'lse' come together"});
+
+  auto decode = with(qkv, "cache_seqlens", Tensor::zeros({1}, DType::i32));
+  decode["k_cache"] = decode["k"];
+  decode["v_cache"] = decode["v"];
+  decode.erase("k");
+  decode.erase("v");
+  expect_error(op("attention_decode", with(decode, "k_new", f32({1, 4, 2, 32})), {}), 1,
+               {"attention_decode", "'k_new' and 'v_new' must be given together"});
+  expect_error(op("attention_decode", with(decode, "cache_seqlens", f32({1})), {}), 1,
+               {"attention_decode", "argument 'cache_seqlens'", "i32"});
+  expect_error(op("attention_decode", decode, {{"num_splits", "2.5"}}), 1,
+               {"metadata 'num_splits' must be an integer, got '2.5'"});
+
+  EXPECT_FALSE(wrote_output());
+}
+
+// A backward given the out and lse an earlier forward saved uses them (and matches the outside
+// reference, which recomputes them); a different out changes the gradients.
+TEST(Cli, AttentionBackwardUsesSavedOutAndLse) {
+  std::string why;
+  const std::string py = reference_python(&why);
+  if (py.empty()) GTEST_SKIP() << why;
+  ScratchDir dir;
+  Rng rng(7);
+  const std::map<std::string, std::string> meta = {{"causal", "true"}, {"softcap", "3"}};
+  std::map<std::string, Tensor> t = {{"q", random_tensor({2, 6, 4, 32}, DType::f32, rng)},
+                                     {"k", random_tensor({2, 6, 2, 32}, DType::f32, rng)},
+                                     {"v", random_tensor({2, 6, 2, 32}, DType::f32, rng)}};
+  const std::string in = dir.file("in.safetensors"), fwd = dir.file("fwd.safetensors"),
+                    bwd = dir.file("bwd.safetensors"), ref = dir.file("ref.safetensors");
+  save_safetensors(in, t, meta);
+  Result r = cli(dir, "op attention --in " + in + " --out " + fwd);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const SafetensorsFile saved = load_safetensors(fwd);
+  t["out"] = saved.tensors.at("out");
+  t["lse"] = saved.tensors.at("lse");
+  t["dout"] = random_tensor({2, 6, 4, 32}, DType::f32, rng);
+  save_safetensors(in, t, meta);
+  r = cli(dir, "op attention --backward --in " + in + " --out " + bwd);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Result p = run(dir, py + " " + LONGCTX_SOURCE_DIR "/tests/cli_reference.py attention " +
+                                in + " " + ref + " --backward");
+  ASSERT_EQ(p.status, 0) << p.err;
+  const SafetensorsFile got = load_safetensors(bwd), want = load_safetensors(ref);
+  for (const std::string name : {"dq", "dk", "dv"})
+    expect_close_2x(got.tensors.at(name), to_ref(want.tensors.at(name)),
+                    to_ref(want.tensors.at(name + ".naive")), DType::f32, name);
+
+  // out scaled by 2: the rowsum(dout * out) term changes, so dq must.
+  Tensor out2 = Tensor::empty(t["out"].shape(), DType::f32);
+  for (int64_t i = 0; i < out2.numel(); ++i)
+    out2.data_as<float>()[i] = 2 * t["out"].data_as<float>()[i];
+  t["out"] = out2;
+  save_safetensors(in, t, meta);
+  r = cli(dir, "op attention --backward --in " + in + " --out " + bwd);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_GT(
+      max_abs_diff(to_ref(load_safetensors(bwd).tensors.at("dq")), to_ref(got.tensors.at("dq"))),
+      1e-3);
+}
+
 TEST_F(CliErrors, BadFilesAndDevices) {
   expect_error(cli(dir_, "op rmsnorm --in " + dir_.file("absent.safetensors") + " --out " +
                              dir_.file("out.safetensors")),
@@ -399,6 +546,10 @@ TEST(Cli, OpsListsEveryRegisteredOp) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("rmsnorm: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("inputs: x, weight"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("attention: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("inputs: q, k_cache, v_cache, cache_seqlens, [k_new], [v_new]"),
+            std::string::npos)
+      << r.out;
 }
 
 }  // namespace
