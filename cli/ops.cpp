@@ -16,6 +16,7 @@ const std::vector<std::vector<OpSpec> (*)()> kFamilies = {
     rmsnorm_ops,
     basic_ops,
     attention_ops,
+    scan_ops,
 };
 
 // Keys that other writers put in "__metadata__" and that mean nothing to an op: accepted, ignored.

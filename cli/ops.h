@@ -105,5 +105,6 @@ void run_op(const OpRun& run);
 std::vector<OpSpec> rmsnorm_ops();
 std::vector<OpSpec> basic_ops();      // linear, rope, swiglu, embedding, cross_entropy, adamw
 std::vector<OpSpec> attention_ops();  // attention, attention_decode
+std::vector<OpSpec> scan_ops();       // selective_scan, ssd, linear_scan, causal_conv1d
 
 }  // namespace longctx::cli

@@ -256,9 +256,212 @@ def attention_decode(t, opts, T, backward):
     return result
 
 
+# ---- recurrent ops (include/longctx/ops/{selective_scan,ssd,linear_scan,causal_conv1d}.h) -------
+
+def softplus(x, T):
+    return np.log1p(np.exp(x))
+
+
+def sigmoid(x, T):
+    return T(1) / (T(1) + np.exp(-x))
+
+
+def silu_grad(z, T):
+    s = sigmoid(z, T)
+    return s * (T(1) + z * (T(1) - s))
+
+
+def ssm_scan(u, dl, A, Bx, Cx, h0, T):
+    """The state-space recurrence both Mamba ops reduce to, for one batch row, one step at a time:
+    h_l[c, n] = exp(dl_l[c] * A[c, n]) * h_{l-1}[c, n] + dl_l[c] * Bx_l[c, n] * u_l[c],
+    y_l[c] = sum_n Cx_l[c, n] * h_l[c, n].  u, dl: (C, L); A, h0: (C, N); Bx, Cx: (C, N, L).
+    Returns y and every h_l (L, C, N)."""
+    L = u.shape[1]
+    h, y, hs = h0.copy(), np.zeros_like(u), np.zeros((L,) + h0.shape, dtype=T)
+    for l in range(L):
+        h = np.exp(dl[:, l, None] * A) * h + (dl[:, l] * u[:, l])[:, None] * Bx[:, :, l]
+        y[:, l] = np.sum(Cx[:, :, l] * h, axis=1)
+        hs[l] = h
+    return y, hs
+
+
+def ssm_scan_grads(dy, dlast, u, dl, A, Bx, Cx, h0, hs, T):
+    """Reverse-mode of ssm_scan by hand, backwards in time: du, ddl, dA, dBx, dCx, dh0."""
+    L = u.shape[1]
+    du, ddl = np.zeros_like(u), np.zeros_like(dl)
+    dA, dBx, dCx = np.zeros_like(A), np.zeros_like(Bx), np.zeros_like(Cx)
+    gh = dlast.copy()  # d loss / d h_l, accumulated
+    for l in reversed(range(L)):
+        gh = gh + dy[:, l, None] * Cx[:, :, l]
+        dCx[:, :, l] = dy[:, l, None] * hs[l]
+        prev = hs[l - 1] if l > 0 else h0
+        decay = np.exp(dl[:, l, None] * A)
+        gdecay = gh * prev * decay
+        gb = np.sum(gh * Bx[:, :, l], axis=1)
+        ddl[:, l] = np.sum(gdecay * A, axis=1) + gb * u[:, l]
+        du[:, l] = gb * dl[:, l]
+        dA += gdecay * dl[:, l, None]
+        dBx[:, :, l] = gh * (dl[:, l] * u[:, l])[:, None]
+        gh = gh * decay
+    return du, ddl, dA, dBx, dCx, gh
+
+
+def selective_scan(t, opts, T, backward):
+    u, delta, A = t["u"].astype(T), t["delta"].astype(T), t["A"].astype(T)
+    Bm, Cm = t["B"].astype(T), t["C"].astype(T)
+    batch, Dm, L = u.shape
+    N, G = A.shape[1], Bm.shape[1]
+    get = lambda name: t[name].astype(T) if name in t else None
+    D, z, bias, h0 = get("D"), get("z"), get("delta_bias"), get("h0")
+    soft = option(opts, "delta_softplus", False)
+    raw = delta + (bias[None, :, None] if bias is not None else T(0))
+    dl = softplus(raw, T) if soft else raw
+    rep = Dm // G
+    out, last = np.zeros_like(u), np.zeros((batch, Dm, N), dtype=T)
+    grads = {n: np.zeros_like(t[n[1:]].astype(T)) for n in
+             ["du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias", "dh0"] if n[1:] in t}
+    for b in range(batch):
+        Bx, Cx = np.repeat(Bm[b], rep, axis=0), np.repeat(Cm[b], rep, axis=0)
+        hb = h0[b] if h0 is not None else np.zeros((Dm, N), dtype=T)
+        y, hs = ssm_scan(u[b], dl[b], A, Bx, Cx, hb, T)
+        if D is not None:
+            y = y + D[:, None] * u[b]
+        out[b] = y * z[b] * sigmoid(z[b], T) if z is not None else y
+        last[b] = hs[-1]
+        if not backward:
+            continue
+        dout = t["dout"].astype(T)[b]
+        dy = dout * z[b] * sigmoid(z[b], T) if z is not None else dout
+        dlast = t["dlast_state"].astype(T)[b] if "dlast_state" in t else np.zeros_like(hb)
+        du, ddl, dA, dBx, dCx, dh0 = ssm_scan_grads(dy, dlast, u[b], dl[b], A, Bx, Cx, hb, hs, T)
+        if D is not None:
+            du = du + D[:, None] * dy
+            grads["dD"] += np.sum(dy * u[b], axis=1)
+        if z is not None:
+            grads["dz"][b] = dout * y * silu_grad(z[b], T)
+        ddelta = ddl * sigmoid(raw[b], T) if soft else ddl
+        grads["du"][b], grads["ddelta"][b] = du, ddelta
+        grads["dA"] += dA
+        grads["dB"][b] = dBx.reshape(G, rep, N, L).sum(axis=1)
+        grads["dC"][b] = dCx.reshape(G, rep, N, L).sum(axis=1)
+        if bias is not None:
+            grads["ddelta_bias"] += np.sum(ddelta, axis=1)
+        if h0 is not None:
+            grads["dh0"][b] = dh0
+    return grads if backward else {"out": out, "last_state": last}
+
+
+def ssd(t, opts, T, backward):
+    """Reduced to ssm_scan with one channel c = (h, p) per head dimension: dl and A per head,
+    broadcast over p and n. chunk_size only changes how the op computes, not what."""
+    x, dt, A = t["x"].astype(T), t["dt"].astype(T), t["A"].astype(T)
+    Bm, Cm = t["B"].astype(T), t["C"].astype(T)
+    batch, L, H, P = x.shape
+    G, N = Bm.shape[2], Bm.shape[3]
+    get = lambda name: t[name].astype(T) if name in t else None
+    D, z, bias, h0 = get("D"), get("z"), get("dt_bias"), get("initial_states")
+    soft = option(opts, "dt_softplus", False)
+    raw = dt + (bias if bias is not None else T(0))  # (B, L, H)
+    dlh = softplus(raw, T) if soft else raw
+    rep = (H // G) * P  # channels per group
+    Ac = np.repeat(np.repeat(A, P)[:, None], N, axis=1)  # (H*P, N)
+    out, final = np.zeros_like(x), np.zeros((batch, H, P, N), dtype=T)
+    grads = {n: np.zeros_like(t[n[1:]].astype(T)) for n in
+             ["dx", "ddt", "dA", "dB", "dC", "dD", "dz", "ddt_bias", "dinitial_states"] if n[1:] in t}
+    channels = lambda a: a.transpose(1, 2, 0).reshape(H * P, L)  # (L, H, P) -> (H*P, L)
+    unchannel = lambda a: a.reshape(H, P, L).transpose(2, 0, 1)
+    for b in range(batch):
+        u, dl = channels(x[b]), np.repeat(dlh[b].T, P, axis=0)
+        Bx = np.repeat(Bm[b].transpose(1, 2, 0), rep, axis=0)  # (H*P, N, L)
+        Cx = np.repeat(Cm[b].transpose(1, 2, 0), rep, axis=0)
+        hb = h0[b].reshape(H * P, N) if h0 is not None else np.zeros((H * P, N), dtype=T)
+        y, hs = ssm_scan(u, dl, Ac, Bx, Cx, hb, T)
+        y = unchannel(y)
+        if D is not None:
+            y = y + D[None, :, None] * x[b]
+        out[b] = y * z[b] * sigmoid(z[b], T) if z is not None else y
+        final[b] = hs[-1].reshape(H, P, N)
+        if not backward:
+            continue
+        dout = t["dout"].astype(T)[b]
+        dy = dout * z[b] * sigmoid(z[b], T) if z is not None else dout
+        dlast = (t["dfinal_states"].astype(T)[b].reshape(H * P, N) if "dfinal_states" in t
+                 else np.zeros_like(hb))
+        du, ddl, dA, dBx, dCx, dh0 = ssm_scan_grads(channels(dy), dlast, u, dl, Ac, Bx, Cx, hb,
+                                                    hs, T)
+        dx = unchannel(du)
+        if D is not None:
+            dx = dx + D[None, :, None] * dy
+            grads["dD"] += np.sum(dy * x[b], axis=(0, 2))
+        if z is not None:
+            grads["dz"][b] = dout * y * silu_grad(z[b], T)
+        ddt = ddl.reshape(H, P, L).sum(axis=1).T  # (L, H)
+        if soft:
+            ddt = ddt * sigmoid(raw[b], T)
+        grads["dx"][b], grads["ddt"][b] = dx, ddt
+        grads["dA"] += dA.reshape(H, P * N).sum(axis=1)
+        grads["dB"][b] = dBx.reshape(G, rep, N, L).sum(axis=1).transpose(2, 0, 1)
+        grads["dC"][b] = dCx.reshape(G, rep, N, L).sum(axis=1).transpose(2, 0, 1)
+        if bias is not None:
+            grads["ddt_bias"] += np.sum(ddt, axis=0)
+        if h0 is not None:
+            grads["dinitial_states"][b] = dh0.reshape(H, P, N)
+    return grads if backward else {"out": out, "final_states": final}
+
+
+def linear_scan(t, opts, T, backward):
+    a, b = t["a"].astype(T), t["b"].astype(T)
+    batch, L, D = a.shape
+    h0 = t["h0"].astype(T) if "h0" in t else np.zeros((batch, D), dtype=T)
+    out, h = np.zeros_like(a), h0
+    for l in range(L):
+        h = a[:, l] * h + b[:, l]
+        out[:, l] = h
+    if not backward:
+        return {"out": out, "last_state": h}
+    dout = t["dout"].astype(T)
+    g = t["dlast_state"].astype(T).copy() if "dlast_state" in t else np.zeros((batch, D), dtype=T)
+    da, db = np.zeros_like(a), np.zeros_like(b)
+    for l in reversed(range(L)):
+        g = g + dout[:, l]
+        db[:, l] = g
+        da[:, l] = g * (out[:, l - 1] if l > 0 else h0)
+        g = g * a[:, l]
+    grads = {"da": da, "db": db}
+    if "h0" in t:
+        grads["dh0"] = g
+    return grads
+
+
+def causal_conv1d(t, opts, T, backward):
+    x, w = t["x"].astype(T), t["weight"].astype(T)
+    batch, D, L = x.shape
+    W = w.shape[1]
+    silu = opts.get("activation", "none") == "silu"
+    xpad = np.concatenate([np.zeros((batch, D, W - 1), dtype=T), x], axis=2)
+    pre = t["bias"].astype(T)[None, :, None] if "bias" in t else np.zeros((1, D, 1), dtype=T)
+    for k in range(W):
+        pre = pre + w[None, :, k, None] * xpad[:, :, k:k + L]
+    if not backward:
+        return {"out": pre * sigmoid(pre, T) if silu else pre}
+    dpre = t["dout"].astype(T)
+    if silu:
+        dpre = dpre * silu_grad(pre, T)
+    dxpad, dw = np.zeros_like(xpad), np.zeros_like(w)
+    for k in range(W):
+        dw[:, k] = np.sum(dpre * xpad[:, :, k:k + L], axis=(0, 2))
+        dxpad[:, :, k:k + L] += dpre * w[None, :, k, None]
+    grads = {"dx": dxpad[:, :, W - 1:], "dweight": dw}
+    if "bias" in t:
+        grads["dbias"] = np.sum(dpre, axis=(0, 2))
+    return grads
+
+
 OPS = {"rmsnorm": rmsnorm, "linear": linear, "rope": rope, "swiglu": swiglu,
        "embedding": embedding, "cross_entropy": cross_entropy, "adamw": adamw,
-       "attention": attention, "attention_decode": attention_decode}
+       "attention": attention, "attention_decode": attention_decode,
+       "selective_scan": selective_scan, "ssd": ssd, "linear_scan": linear_scan,
+       "causal_conv1d": causal_conv1d}
 
 
 def main():

@@ -268,6 +268,169 @@ const std::vector<CliOpCase> kCliOpCases = {
       {"v_cache", {2, 16, 4, 32}, -1, 1},
       {"cache_seqlens", {2}, 1, 16, true}},
      {"out", "lse"}},
+    // selective_scan: every optional input, delta_softplus, 2 groups, the last state's gradient;
+    // then the bare op (positive delta, no softplus, one group).
+    {"selective_scan_full_fwd",
+     "selective_scan",
+     false,
+     {{"delta_softplus", "true"}},
+     {{"u", {2, 8, 13}, -1, 1},
+      {"delta", {2, 8, 13}, -2, 1},
+      {"A", {8, 4}, -1.5, -0.2},
+      {"B", {2, 2, 4, 13}, -1, 1},
+      {"C", {2, 2, 4, 13}, -1, 1},
+      {"D", {8}, -1, 1},
+      {"z", {2, 8, 13}, -2, 2},
+      {"delta_bias", {8}, -0.5, 0.5},
+      {"h0", {2, 8, 4}, -1, 1}},
+     {"out", "last_state"}},
+    {"selective_scan_full_bwd",
+     "selective_scan",
+     true,
+     {{"delta_softplus", "true"}},
+     {{"u", {2, 8, 13}, -1, 1},
+      {"delta", {2, 8, 13}, -2, 1},
+      {"A", {8, 4}, -1.5, -0.2},
+      {"B", {2, 2, 4, 13}, -1, 1},
+      {"C", {2, 2, 4, 13}, -1, 1},
+      {"D", {8}, -1, 1},
+      {"z", {2, 8, 13}, -2, 2},
+      {"delta_bias", {8}, -0.5, 0.5},
+      {"h0", {2, 8, 4}, -1, 1},
+      {"dout", {2, 8, 13}, -1, 1},
+      {"dlast_state", {2, 8, 4}, -1, 1}},
+     {"du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias", "dh0"}},
+    {"selective_scan_plain_fwd",
+     "selective_scan",
+     false,
+     {},
+     {{"u", {1, 6, 9}, -1, 1},
+      {"delta", {1, 6, 9}, 0.05, 0.6},
+      {"A", {6, 3}, -1.5, -0.2},
+      {"B", {1, 1, 3, 9}, -1, 1},
+      {"C", {1, 1, 3, 9}, -1, 1}},
+     {"out", "last_state"}},
+    {"selective_scan_plain_bwd",
+     "selective_scan",
+     true,
+     {},
+     {{"u", {1, 6, 9}, -1, 1},
+      {"delta", {1, 6, 9}, 0.05, 0.6},
+      {"A", {6, 3}, -1.5, -0.2},
+      {"B", {1, 1, 3, 9}, -1, 1},
+      {"C", {1, 1, 3, 9}, -1, 1},
+      {"dout", {1, 6, 9}, -1, 1}},
+     {"du", "ddelta", "dA", "dB", "dC"}},
+    // ssd: T = 11 in chunks of 4 (the last chunk partial), every optional input, dt_softplus, the
+    // final states' gradient; then the bare op in one default-sized chunk.
+    {"ssd_full_fwd",
+     "ssd",
+     false,
+     {{"chunk_size", "4"}, {"dt_softplus", "true"}},
+     {{"x", {2, 11, 4, 8}, -1, 1},
+      {"dt", {2, 11, 4}, -2, 1},
+      {"A", {4}, -1.5, -0.2},
+      {"B", {2, 11, 2, 5}, -1, 1},
+      {"C", {2, 11, 2, 5}, -1, 1},
+      {"D", {4}, -1, 1},
+      {"z", {2, 11, 4, 8}, -2, 2},
+      {"dt_bias", {4}, -0.5, 0.5},
+      {"initial_states", {2, 4, 8, 5}, -1, 1}},
+     {"out", "final_states"}},
+    {"ssd_full_bwd",
+     "ssd",
+     true,
+     {{"chunk_size", "4"}, {"dt_softplus", "true"}},
+     {{"x", {2, 11, 4, 8}, -1, 1},
+      {"dt", {2, 11, 4}, -2, 1},
+      {"A", {4}, -1.5, -0.2},
+      {"B", {2, 11, 2, 5}, -1, 1},
+      {"C", {2, 11, 2, 5}, -1, 1},
+      {"D", {4}, -1, 1},
+      {"z", {2, 11, 4, 8}, -2, 2},
+      {"dt_bias", {4}, -0.5, 0.5},
+      {"initial_states", {2, 4, 8, 5}, -1, 1},
+      {"dout", {2, 11, 4, 8}, -1, 1},
+      {"dfinal_states", {2, 4, 8, 5}, -1, 1}},
+     {"dx", "ddt", "dA", "dB", "dC", "dD", "dz", "ddt_bias", "dinitial_states"}},
+    {"ssd_plain_fwd",
+     "ssd",
+     false,
+     {},
+     {{"x", {1, 7, 2, 4}, -1, 1},
+      {"dt", {1, 7, 2}, 0.05, 0.6},
+      {"A", {2}, -1.5, -0.2},
+      {"B", {1, 7, 1, 3}, -1, 1},
+      {"C", {1, 7, 1, 3}, -1, 1}},
+     {"out", "final_states"}},
+    {"ssd_plain_bwd",
+     "ssd",
+     true,
+     {},
+     {{"x", {1, 7, 2, 4}, -1, 1},
+      {"dt", {1, 7, 2}, 0.05, 0.6},
+      {"A", {2}, -1.5, -0.2},
+      {"B", {1, 7, 1, 3}, -1, 1},
+      {"C", {1, 7, 1, 3}, -1, 1},
+      {"dout", {1, 7, 2, 4}, -1, 1}},
+     {"dx", "ddt", "dA", "dB", "dC"}},
+    // linear_scan: with h0 and the last state's gradient, then without either.
+    {"linear_scan_h0_fwd",
+     "linear_scan",
+     false,
+     {},
+     {{"a", {2, 17, 6}, 0.5, 1}, {"b", {2, 17, 6}, -1, 1}, {"h0", {2, 6}, -1, 1}},
+     {"out", "last_state"}},
+    {"linear_scan_h0_bwd",
+     "linear_scan",
+     true,
+     {},
+     {{"a", {2, 17, 6}, 0.5, 1},
+      {"b", {2, 17, 6}, -1, 1},
+      {"h0", {2, 6}, -1, 1},
+      {"dout", {2, 17, 6}, -1, 1},
+      {"dlast_state", {2, 6}, -1, 1}},
+     {"da", "db", "dh0"}},
+    {"linear_scan_plain_fwd",
+     "linear_scan",
+     false,
+     {},
+     {{"a", {1, 9, 5}, 0.5, 1}, {"b", {1, 9, 5}, -1, 1}},
+     {"out", "last_state"}},
+    {"linear_scan_plain_bwd",
+     "linear_scan",
+     true,
+     {},
+     {{"a", {1, 9, 5}, 0.5, 1}, {"b", {1, 9, 5}, -1, 1}, {"dout", {1, 9, 5}, -1, 1}},
+     {"da", "db"}},
+    // causal_conv1d: W = 4 with bias and silu; W = 3, no bias, activation named "none".
+    {"causal_conv1d_silu_fwd",
+     "causal_conv1d",
+     false,
+     {{"activation", "silu"}},
+     {{"x", {2, 6, 15}, -2, 2}, {"weight", {6, 4}, -1, 1}, {"bias", {6}, -1, 1}},
+     {"out"}},
+    {"causal_conv1d_silu_bwd",
+     "causal_conv1d",
+     true,
+     {{"activation", "silu"}},
+     {{"x", {2, 6, 15}, -2, 2},
+      {"weight", {6, 4}, -1, 1},
+      {"bias", {6}, -1, 1},
+      {"dout", {2, 6, 15}, -1, 1}},
+     {"dx", "dweight", "dbias"}},
+    {"causal_conv1d_plain_fwd",
+     "causal_conv1d",
+     false,
+     {{"activation", "none"}},
+     {{"x", {1, 5, 8}, -2, 2}, {"weight", {5, 3}, -1, 1}},
+     {"out"}},
+    {"causal_conv1d_plain_bwd",
+     "causal_conv1d",
+     true,
+     {},
+     {{"x", {1, 5, 8}, -2, 2}, {"weight", {5, 3}, -1, 1}, {"dout", {1, 5, 8}, -1, 1}},
+     {"dx", "dweight"}},
 };
 
 std::vector<CliCase> cli_cases() {
@@ -310,6 +473,11 @@ TEST_P(CliOp, MatchesOutsideReference) {
   const std::string flags = c.backward ? " --backward" : "";
   const Result r = cli(
       dir, "op " + c.op + " --in " + in + " --out " + out + " --device " + c.device.str() + flags);
+  // An op whose CUDA kernel has not landed yet (ssd's backward) says so by name; that is the
+  // only failure reported as a skip.
+  if (r.status != 0 && c.device.is_cuda() &&
+      r.err.find("CUDA kernel for this op is not in this build") != std::string::npos)
+    GTEST_SKIP() << r.err;
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.err, "");
   const Result p = run(dir, py + " " + LONGCTX_SOURCE_DIR "/tests/cli_reference.py " + c.op + " " +
@@ -412,9 +580,9 @@ TEST_F(CliErrors, BadMetadata) {
   EXPECT_TRUE(wrote_output());
 }
 
-// The attention ops: a missing tensor, a malformed or out-of-range option, a shape
+// The attention and recurrent ops: a missing tensor, a malformed or out-of-range option, a shape
 // mismatch — each named in the one line.
-TEST_F(CliErrors, AttentionOps) {
+TEST_F(CliErrors, AttentionAndScanOps) {
   Rng rng(6);
   auto f32 = [&](const Shape& shape) { return random_tensor(shape, DType::f32, rng); };
   const std::map<std::string, Tensor> qkv = {
@@ -453,6 +621,39 @@ TEST_F(CliErrors, AttentionOps) {
   expect_error(op("attention_decode", decode, {{"num_splits", "2.5"}}), 1,
                {"metadata 'num_splits' must be an integer, got '2.5'"});
 
+  const std::map<std::string, Tensor> conv = {{"x", f32({1, 3, 8})}, {"weight", f32({3, 4})}};
+  expect_error(op("causal_conv1d", conv, {{"activation", "relu"}}), 1,
+               {"op causal_conv1d: metadata 'activation' must be one of none, silu, got 'relu'"});
+  expect_error(op("causal_conv1d", with(conv, "bias", f32({4})), {}), 1,
+               {"causal_conv1d_fwd", "argument 'bias'", "(3,)", "(4,)"});
+
+  const std::map<std::string, Tensor> ssd = {{"x", f32({1, 8, 2, 4})},
+                                             {"dt", f32({1, 8, 2})},
+                                             {"A", f32({2})},
+                                             {"B", f32({1, 8, 1, 3})},
+                                             {"C", f32({1, 8, 1, 3})}};
+  expect_error(op("ssd", ssd, {{"chunk_size", "abc"}}), 1,
+               {"op ssd: metadata 'chunk_size' must be an integer, got 'abc'"});
+  expect_error(op("ssd", ssd, {{"chunk_size", "0"}}), 1, {"ssd_fwd", "chunk_size", ">= 1"});
+  expect_error(op("ssd", without(ssd, "C"), {}), 1, {"op ssd: missing tensor 'C'"});
+  expect_error(op("ssd", with(ssd, "dfinal_states", f32({1, 2, 4, 3})), {}, "--backward"), 1,
+               {"--backward: missing tensor 'dout'"});
+
+  const std::map<std::string, Tensor> scan = {{"u", f32({1, 6, 5})},
+                                              {"delta", f32({1, 6, 5})},
+                                              {"A", f32({6, 3})},
+                                              {"B", f32({1, 4, 3, 5})},
+                                              {"C", f32({1, 4, 3, 5})}};
+  expect_error(op("selective_scan", scan, {}), 1, {"selective_scan_fwd", "'B'", "G = 4", "Dm = 6"});
+  expect_error(op("selective_scan", scan, {{"delta_softplus", "1"}}), 1,
+               {"metadata 'delta_softplus' must be true or false, got '1'"});
+
+  const std::map<std::string, Tensor> lin = {
+      {"a", f32({1, 5, 3})}, {"b", f32({1, 5, 3})}, {"dout", f32({1, 5, 3})}};
+  expect_error(op("linear_scan", with(lin, "dlast_state", f32({1, 4})), {}, "--backward"), 1,
+               {"linear_scan_bwd", "argument 'dlast_state'", "(1, 3)", "(1, 4)"});
+  expect_error(op("linear_scan", with(lin, "h1", f32({1, 3})), {}), 1,
+               {"tensor 'h1'", "is not an input"});
   EXPECT_FALSE(wrote_output());
 }
 
@@ -550,6 +751,12 @@ TEST(Cli, OpsListsEveryRegisteredOp) {
   EXPECT_NE(r.out.find("inputs: q, k_cache, v_cache, cache_seqlens, [k_new], [v_new]"),
             std::string::npos)
       << r.out;
+  EXPECT_NE(r.out.find("inputs: u, delta, A, B, C, [D], [z], [delta_bias], [h0]"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("backward: also dout, [dfinal_states]"), std::string::npos) << r.out;
+  for (const char* name : {"linear_scan: ", "causal_conv1d: ", "options: chunk_size, dt_softplus"})
+    EXPECT_NE(r.out.find(name), std::string::npos) << name << " not in " << r.out;
 }
 
 }  // namespace
