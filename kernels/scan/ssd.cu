@@ -1,6 +1,5 @@
 // ssd on CUDA (Mamba-2 state-space duality, mamba_chunk_scan_combined semantics): forward and
-// the one-step decode. The backward has no CUDA kernel yet: src/ops/ssd.cpp says so to a
-// caller on a CUDA context.
+// the one-step decode. The backward is in ssd_bwd.cu.
 //
 //   h_t[h, p, n] = exp(dt'_t[h] A[h]) h_{t-1}[h, p, n] + dt'_t[h] B_t[g, n] x_t[h, p]
 //   y_t[h, p] = sum_n C_t[g, n] h_t[h, p, n] + D[h] x_t[h, p];  out = y * silu(z) if z given.

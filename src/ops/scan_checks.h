@@ -1,6 +1,6 @@
 // Validation helpers shared by the recurrent ops (linear_scan, selective_scan, ssd,
 // causal_conv1d): the dtype of their f32 parameter/state tensors, optional inputs with their
-// gradients, and the dispatch used while an op's CUDA kernels are not in this build.
+// gradients.
 #pragma once
 
 #include "src/ops/backend.h"
@@ -27,16 +27,4 @@ void if_given(const Tensor& t, F&& check) {
   if (t.defined()) check();
 }
 
-[[noreturn]] inline void throw_cuda_kernel_missing(const char* op) {
-  throw Error(detail::concat(op,
-                             ": the CUDA kernel for this op is not in this build of longctx yet; "
-                             "run it on a CPU context"));
-}
-
 }  // namespace longctx
-
-// Like LONGCTX_DISPATCH, for an op whose CUDA kernels have not landed: the CUDA branch throws.
-// Replace with LONGCTX_DISPATCH when kernels/scan provides longctx::cuda::fn.
-#define LONGCTX_DISPATCH_CPU_ONLY(ctx, fn, ...)              \
-  ((ctx).device().is_cpu() ? ::longctx::cpu::fn(__VA_ARGS__) \
-                           : ::longctx::throw_cuda_kernel_missing(#fn))

@@ -20,6 +20,8 @@ void ssd_state_update(const Context&, const Tensor& out, const Tensor& state, co
 namespace cuda {
 void ssd_fwd(const Context&, const Tensor& out, const Tensor& final_states, const SSDInputs& in,
              const SSDParams&);
+void ssd_bwd(const Context&, const SSDGrads& grads, const Tensor& dout, const Tensor& dfinal_states,
+             const SSDInputs& in, const SSDParams&);
 void ssd_state_update(const Context&, const Tensor& out, const Tensor& state, const Tensor& x,
                       const Tensor& dt, const Tensor& A, const Tensor& B, const Tensor& C,
                       const Tensor& D, const Tensor& z, const Tensor& dt_bias, const SSDParams&);
@@ -152,7 +154,7 @@ void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
                   {"ddt_bias", &grads.ddt_bias},
                   {"dinitial_states", &grads.dinitial_states}},
                  inputs);
-  LONGCTX_DISPATCH_CPU_ONLY(ctx, ssd_bwd, ctx, grads, dout, dfinal_states, in, params);
+  LONGCTX_DISPATCH(ctx, ssd_bwd, ctx, grads, dout, dfinal_states, in, params);
 }
 
 void ssd_state_update(const Context& ctx, const Tensor& out, const Tensor& state, const Tensor& x,
