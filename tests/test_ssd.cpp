@@ -1,8 +1,9 @@
 // ssd (Mamba-2): every case x backend against the sequential reference (forward, and every
 // gradient with and without dfinal_states), across chunk sizes and lengths that are not
-// multiples of them; decode steps equal the full scan; SSD equals the selective scan when P = 1
-// and A is shared across N; a 64k-token scan with decays near 0 and near 1; the reference
-// against finite differences; bad inputs.
+// multiples of them (the CUDA chunk is 32), each optional input present and absent; the backward
+// is bitwise reproducible; decode steps equal the full scan; SSD equals the selective scan when P =
+// 1 and A is shared across N; a 64k-token scan with decays near 0 and near 1; the reference against
+// finite differences; bad inputs.
 #include "harness.h"
 #include "longctx/ops/selective_scan.h"
 #include "longctx/ops/ssd.h"
@@ -16,11 +17,15 @@ DType param_dtype(DType dt) {
   return dt == DType::f64 ? DType::f64 : DType::f32;
 }
 
+// Optional inputs an `optional` case leaves out.
+enum Drop : unsigned { kNone = 0, kDropD = 1, kDropZ = 2, kDropBias = 4, kDropH0 = 8 };
+
 struct SSDCase {
   std::string name;
   int64_t B, T, H, P, N, G, chunk;
   bool optional;  // D, z, dt_bias, initial_states and dt_softplus
   bool extreme_decays = false;
+  unsigned drop = kNone;
 };
 LONGCTX_PRINTS_AS_NAME(SSDCase)
 
@@ -33,6 +38,11 @@ const std::vector<SSDCase> kCases = {
     {"chunk_longer_than_T", 2, 50, 2, 5, 6, 1, 256, true},
     {"state_256", 1, 20, 2, 4, 256, 1, 8, false},
     {"decays_near_0_and_1_64k", 1, 65536, 2, 2, 4, 1, 64, true, true},
+    // Mixed optional inputs; P = 40 is one full and one partial tile of 32 channels on CUDA.
+    {"gate_and_bias_without_skip_and_h0", 2, 45, 4, 40, 16, 2, 16, true, false, kDropD | kDropH0},
+    {"skip_and_h0_without_gate_and_bias", 1, 64, 2, 8, 8, 1, 32, true, false, kDropZ | kDropBias},
+    // 66 CUDA chunks: the CUDA backward runs the sequence in launches of at most 64 chunks.
+    {"chunks_across_launches_2100", 1, 2100, 2, 4, 8, 1, 64, true},
 };
 
 SSDInputs to_device(const ref::SSDRefs& r, DType dt, Device dev) {
@@ -63,6 +73,10 @@ ref::SSDRefs make_inputs(const SSDCase& c, DType dt, Rng& rng) {
     r.z = rounded(random_ref({c.B, c.T, c.H, c.P}, rng, -2, 2), dt);
     r.dt_bias = rounded(random_ref({c.H}, rng, 0, 0.3), pdt);
     r.initial_states = rounded(random_ref({c.B, c.H, c.P, c.N}, rng), pdt);
+    if (c.drop & kDropD) r.D = Ref();
+    if (c.drop & kDropZ) r.z = Ref();
+    if (c.drop & kDropBias) r.dt_bias = Ref();
+    if (c.drop & kDropH0) r.initial_states = Ref();
   }
   return r;
 }
@@ -119,15 +133,60 @@ TEST_P(SSD, MatchesReference) {
       expect_close_2x(g.dA, e.dA, n.dA, pdt, "dA");
       expect_close_2x(g.dB, e.dB, n.dB, dt, "dB");
       expect_close_2x(g.dC, e.dC, n.dC, dt, "dC");
-      if (c.optional) {
-        expect_close_2x(g.dD, e.dD, n.dD, pdt, "dD");
-        expect_close_2x(g.dz, e.dz, n.dz, dt, "dz");
+      if (in.D.defined()) expect_close_2x(g.dD, e.dD, n.dD, pdt, "dD");
+      if (in.z.defined()) expect_close_2x(g.dz, e.dz, n.dz, dt, "dz");
+      if (in.dt_bias.defined())
         expect_close_2x(g.ddt_bias, e.ddt_bias, n.ddt_bias, pdt, "ddt_bias");
+      if (in.initial_states.defined())
         expect_close_2x(g.dinitial_states, e.dinitial_states, n.dinitial_states, pdt,
                         "dinitial_states");
-      }
     });
   }
+}
+
+// Two backward runs on the same inputs agree bit for bit (no atomics, fixed-order sums).
+TEST_P(SSD, BackwardIsBitwiseReproducible) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  if (c.T > 4096) GTEST_SKIP() << "checked on the cases up to 4096 steps";
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype, pdt = param_dtype(dt);
+  Rng rng(508);
+  const ref::SSDRefs r = make_inputs(c, dt, rng);
+  const SSDInputs in = to_device(r, dt, dev);
+  const Shape state_shape = {c.B, c.H, c.P, c.N};
+  const Tensor dout = from_ref(rounded(random_ref(r.x.shape, rng), dt), dt, dev);
+  const Tensor dfin = from_ref(rounded(random_ref(state_shape, rng), pdt), pdt, dev);
+  auto run = [&] {
+    auto maybe = [&](const Tensor& input, const Shape& shape, DType t) {
+      return input.defined() ? poisoned(shape, t, dev, &ctx) : Tensor();
+    };
+    SSDGrads g{poisoned(r.x.shape, dt, dev, &ctx),
+               poisoned(r.dt.shape, dt, dev, &ctx),
+               poisoned(r.A.shape, pdt, dev, &ctx),
+               poisoned(r.B.shape, dt, dev, &ctx),
+               poisoned(r.C.shape, dt, dev, &ctx),
+               maybe(in.D, {c.H}, pdt),
+               maybe(in.z, r.x.shape, dt),
+               maybe(in.dt_bias, {c.H}, pdt),
+               maybe(in.initial_states, state_shape, pdt)};
+    ssd_bwd(ctx, g, dout, dfin, in, {c.chunk, r.dt_softplus});
+    return g;
+  };
+  const SSDGrads a = run(), b = run();
+  const std::pair<const Tensor*, const Tensor*> pairs[] = {
+      {&a.dx, &b.dx},
+      {&a.ddt, &b.ddt},
+      {&a.dA, &b.dA},
+      {&a.dB, &b.dB},
+      {&a.dC, &b.dC},
+      {&a.dD, &b.dD},
+      {&a.dz, &b.dz},
+      {&a.ddt_bias, &b.ddt_bias},
+      {&a.dinitial_states, &b.dinitial_states}};
+  for (const auto& [x, y] : pairs)
+    if (x->defined()) expect_equal(*x, *y, "ssd_bwd gradient");
 }
 
 // T decode steps from the initial state produce the full scan's outputs and final state.
@@ -196,7 +255,7 @@ TEST_P(SSD, EqualsSelectiveScanWhenHeadDimIsOne) {
       for (int64_t h = 0; h < c.H; ++h) {
         s.u[(b * c.H + h) * c.T + t] = r.x[(b * c.T + t) * c.H + h];
         s.delta[(b * c.H + h) * c.T + t] = r.dt[(b * c.T + t) * c.H + h];
-        if (c.optional) {
+        if (r.z.numel()) {
           if (!s.z.numel()) s.z = Ref({c.B, c.H, c.T});
           s.z[(b * c.H + h) * c.T + t] = r.z[(b * c.T + t) * c.H + h];
         }
@@ -209,9 +268,9 @@ TEST_P(SSD, EqualsSelectiveScanWhenHeadDimIsOne) {
     }
   for (int64_t h = 0; h < c.H; ++h)
     for (int64_t n = 0; n < c.N; ++n) s.A[h * c.N + n] = r.A[h];
-  if (c.optional) {
-    s.D = r.D;
-    s.delta_bias = r.dt_bias;
+  s.D = r.D;
+  s.delta_bias = r.dt_bias;
+  if (r.initial_states.numel()) {
     s.h0 = r.initial_states;
     s.h0.shape = {c.B, c.H, c.N};  // (B, H, 1, N) -> (B, Dm, N), same order
   }
