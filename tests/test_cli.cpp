@@ -473,8 +473,8 @@ TEST_P(CliOp, MatchesOutsideReference) {
   const std::string flags = c.backward ? " --backward" : "";
   const Result r = cli(
       dir, "op " + c.op + " --in " + in + " --out " + out + " --device " + c.device.str() + flags);
-  // An op whose CUDA kernel has not landed yet (ssd's backward) says so by name; that is the
-  // only failure reported as a skip.
+  // An op whose CUDA kernel is not in this build says so by name (src/ops/scan_checks.h); that
+  // is the only failure reported as a skip.
   if (r.status != 0 && c.device.is_cuda() &&
       r.err.find("CUDA kernel for this op is not in this build") != std::string::npos)
     GTEST_SKIP() << r.err;
