@@ -43,6 +43,8 @@ const std::vector<SSDCase> kCases = {
     {"skip_and_h0_without_gate_and_bias", 1, 64, 2, 8, 8, 1, 32, true, false, kDropZ | kDropBias},
     // 66 CUDA chunks: the CUDA backward runs the sequence in launches of at most 64 chunks.
     {"chunks_across_launches_2100", 1, 2100, 2, 4, 8, 1, 64, true},
+    // No tokens: the final state is the initial state, and its gradient passes straight back.
+    {"empty_sequence", 2, 0, 2, 4, 8, 1, 16, true},
 };
 
 SSDInputs to_device(const ref::SSDRefs& r, DType dt, Device dev) {

@@ -161,7 +161,8 @@ void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, 
     // block, a second one runs every slice through the block's chunks. Two regions per chunk
     // cost ~10 ms each on a loaded 2-core machine (the 64k-token test took 26 s that way).
     const int64_t nchunks = (L + Q - 1) / Q;
-    const int64_t block = std::clamp<int64_t>((int64_t(1) << 22) / (batch * G * Q * Q), 1, nchunks);
+    const int64_t block = std::clamp<int64_t>((int64_t(1) << 22) / (batch * G * Q * Q), 1,
+                                              std::max<int64_t>(nchunks, 1));
     std::vector<T> CB(size_t(batch * G * block * Q * Q));
     for (int64_t c0 = 0; c0 < nchunks; c0 += block) {
       const int64_t nc = std::min(block, nchunks - c0);
@@ -244,7 +245,7 @@ void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
     // Checkpoint spacing ~sqrt(T): O(sqrt(T) P N) memory per thread.
     const int64_t K =
         std::max<int64_t>(16, int64_t(std::ceil(std::sqrt(double(std::max<int64_t>(L, 1))))));
-    const int64_t ntiles = (L + K - 1) / K;
+    const int64_t ntiles = std::max<int64_t>((L + K - 1) / K, 1);  // one (empty) tile when T = 0
     const int64_t parts =
         std::clamp<int64_t>(ctx.cpu_threads() / std::max<int64_t>(1, batch * G), 1, per_group);
     const int64_t bc_size = batch * L * G * N;
