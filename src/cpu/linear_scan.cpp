@@ -16,12 +16,19 @@ namespace longctx::cpu {
 
 namespace {
 
-constexpr int64_t kMaxBlock = 512;  // channels per work item (the state lives on the stack)
+constexpr int64_t kMaxBlock = 4096;  // channels per work item (the state lives on the stack)
 
-// Channels per work item: enough items to feed every thread, blocks a multiple of 16 channels.
+// Channels per work item, a multiple of 16 and at most kMaxBlock, as few items as give every
+// thread work: long contiguous strips keep the hardware prefetchers streaming. At B=1, D=2560,
+// T=4096 on 2 threads, 5 strips of 512 channels took 10.3 ms (slower than a plain
+// whole-row loop, 7.4 ms); 2 strips of 1280 take 6.5-7.6 ms.
 int64_t channel_block(const Context& ctx, int64_t B, int64_t D) {
-  const int64_t per_batch = std::max<int64_t>(1, (ctx.cpu_threads() + B - 1) / B);
-  const int64_t blk = ((D + per_batch - 1) / per_batch + 15) / 16 * 16;
+  const int64_t threads = std::max<int64_t>(1, ctx.cpu_threads());
+  const int64_t per_batch = std::max<int64_t>(1, (threads + B - 1) / B);  // items per batch
+  const int64_t rounds =
+      std::max<int64_t>(1, (D + per_batch * kMaxBlock - 1) / (per_batch * kMaxBlock));
+  const int64_t items = per_batch * rounds;
+  const int64_t blk = ((D + items - 1) / items + 15) / 16 * 16;
   return std::clamp<int64_t>(blk, 16, kMaxBlock);
 }
 
