@@ -5,15 +5,27 @@
 
 #include "longctx/context.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace longctx::cpu {
 
 // Calls body(i) for every i in [0, n) across ctx.cpu_threads() threads, statically scheduled:
 // the callers split work into equal items (rows, heads, tiles), so static is fair and cheap.
+// A BLAS call inside body stays on its worker's thread: OpenBLAS's OpenMP build sizes its team
+// from the caller's nthreads ICV whenever the region is inactive (one thread), and with
+// cpu_threads = 1 the SSD's per-chunk sgemms then each started a team of every core, ~25x slower
+// on a loaded 2-core machine (the ICV set here lasts for the worker's implicit task only).
 template <class Body>
 void parallel_for(const Context& ctx, int64_t n, Body&& body) {
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(ctx.cpu_threads()) if (n > 1)
-  for (int64_t i = 0; i < n; ++i) body(i);
+#pragma omp parallel num_threads(ctx.cpu_threads()) if (n > 1)
+  {
+    omp_set_num_threads(1);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) body(i);
+  }
 #else
   (void)ctx;
   for (int64_t i = 0; i < n; ++i) body(i);
@@ -24,8 +36,12 @@ void parallel_for(const Context& ctx, int64_t n, Body&& body) {
 template <class Body>
 void parallel_for_dynamic(const Context& ctx, int64_t n, Body&& body) {
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.cpu_threads()) if (n > 1)
-  for (int64_t i = 0; i < n; ++i) body(i);
+#pragma omp parallel num_threads(ctx.cpu_threads()) if (n > 1)
+  {
+    omp_set_num_threads(1);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < n; ++i) body(i);
+  }
 #else
   (void)ctx;
   for (int64_t i = 0; i < n; ++i) body(i);

@@ -15,8 +15,6 @@
 //   forward from checkpoints every K = ~sqrt(T) steps (memory O(sqrt(T) * P * N) per thread);
 //   about 7 * P * N multiply-adds per token and head. dB and dC sum over the heads of a group,
 //   through per-part slices added in a fixed order, as in selective_scan.
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -24,6 +22,7 @@
 #include "longctx/ops/scan_operator.h"
 #include "longctx/ops/ssd.h"
 #include "src/core/dispatch.h"
+#include "src/cpu/blas.h"
 #include "src/cpu/parallel.h"
 
 // No fused multiply-adds in the loops here (the BLAS calls are unaffected): the backward's
@@ -33,18 +32,6 @@
 namespace longctx::cpu {
 
 namespace {
-
-// Row-major C = alpha * op(A) op(B) + beta * C.
-inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
-              int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
-                 int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
-              int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
 
 template <class T>
 inline T sigmoid(T s) {
