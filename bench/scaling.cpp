@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include <unistd.h>
+
 #include "longctx/longctx.h"
 #include "longctx/model/model.h"
 
@@ -92,6 +94,18 @@ std::string human_bytes(double bytes) {
 
 }  // namespace
 
+// One line on stderr saying what is being measured, rewritten in place on a terminal; `what` =
+// nullptr clears it.
+static void progress(const std::string& preset, int64_t T, const char* what) {
+  static const bool tty = isatty(fileno(stderr));
+  if (!tty) return;
+  if (what)
+    std::fprintf(stderr, "\r  [%s, T = %lld: %s ...]", preset.c_str(), (long long)T, what);
+  else
+    std::fprintf(stderr, "\r%*s\r", 60, "");
+  std::fflush(stderr);
+}
+
 int run_scaling(const ScalingOptions& options) {
   const CudaStatus cuda = cuda_status();
   const Device device = options.device == "auto"
@@ -142,25 +156,34 @@ int run_scaling(const ScalingOptions& options) {
       return 1;
     }
     json points = json::array();
-    std::printf("  %8s %6s %14s %14s %12s %12s\n", "T", "batch", "train tok/s", "prefill tok/s",
-                "train mem", "params");
+    std::printf("  %8s %6s %14s %14s %12s %12s %12s\n", "T", "batch", "train tok/s",
+                "prefill tok/s", "train mem", gpu ? "device peak" : "process peak", "params");
     for (int64_t T : lengths) {
       const int64_t B = std::max<int64_t>(1, tokens / T);
       std::mt19937_64 rng{uint64_t(T)};
       const Tensor x = random_tokens(B, T, config.vocab_size, rng, device, ctx);
       const Tensor y = random_tokens(B, T, config.vocab_size, rng, device, ctx);
       double train_s = 0, prefill_s = 0;
+      size_t train_peak = 0, prefill_peak = 0;
       try {
+        progress(preset, T, "training step");
+        reset_peak_memory(device);
         train_s = median_seconds(options.repeats, [&] {
           model->forward(x, y);
           model->backward();
           ctx.synchronize();
         });
+        train_peak = peak_memory_bytes(device);
+        progress(preset, T, "prefill");
+        reset_peak_memory(device);
         prefill_s = median_seconds(options.repeats, [&] {
           model->forward(x);
           ctx.synchronize();
         });
+        prefill_peak = peak_memory_bytes(device);
+        progress(preset, T, nullptr);
       } catch (const Error& e) {
+        progress(preset, T, nullptr);
         std::printf("  %8lld %6lld failed: %s\n", (long long)T, (long long)B, e.what());
         points.push_back({{"T", T}, {"batch", B}, {"error", e.what()}});
         continue;
@@ -170,9 +193,9 @@ int run_scaling(const ScalingOptions& options) {
       const double param_bytes = double(model->params().flat().nbytes());
       const double train_bytes = double(model->activation_bytes()) + 2 * param_bytes;
       train_tps[preset][T] = train_tokens_per_s;
-      std::printf("  %8lld %6lld %14.0f %14.0f %12s %12s\n", (long long)T, (long long)B,
+      std::printf("  %8lld %6lld %14.0f %14.0f %12s %12s %12s\n", (long long)T, (long long)B,
                   train_tokens_per_s, prefill_tokens_per_s, human_bytes(train_bytes).c_str(),
-                  human_bytes(param_bytes).c_str());
+                  human_bytes(double(train_peak)).c_str(), human_bytes(param_bytes).c_str());
       std::fflush(stdout);
       points.push_back({{"T", T},
                         {"batch", B},
@@ -182,7 +205,9 @@ int run_scaling(const ScalingOptions& options) {
                         {"prefill_tokens_per_s", prefill_tokens_per_s},
                         {"activation_bytes", model->activation_bytes()},
                         {"parameter_bytes", param_bytes},
-                        {"train_memory_bytes", train_bytes}});
+                        {"train_memory_bytes", train_bytes},
+                        {"train_peak_bytes", train_peak},
+                        {"prefill_peak_bytes", prefill_peak}});
     }
     results.push_back({{"preset", preset},
                        {"pattern", config.pattern()},
@@ -234,8 +259,10 @@ int run_scaling(const ScalingOptions& options) {
                  {"repeats", options.repeats},
                  {"dtype", "f32"},
                  {"memory_note",
-                  "train memory = activation arena high-water mark (forward + "
-                  "backward) + parameters + gradients"},
+                  "train_memory_bytes = activation arena high-water mark (forward + backward) + "
+                  "parameters + gradients; *_peak_bytes = measured peak over the timed runs: "
+                  "the process's resident set on the CPU (includes the program itself), the "
+                  "device memory pool's high-water mark on CUDA"},
                  {"presets", results},
                  {"crossover_T", crossovers}};
   const std::filesystem::path out(options.out);

@@ -152,6 +152,33 @@ TEST(Tensor, DtypeConversionRoundTrips) {
   EXPECT_GT(max_abs_diff(a, b), 0.0);
 }
 
+TEST(PeakMemory, HostPeakSeesATouchedBufferAndResets) {
+  reset_peak_memory(Device::cpu());
+  const size_t before = peak_memory_bytes(Device::cpu());
+  {
+    // 512 MiB, written so it is resident; larger than ASan's quarantine, so freeing it unmaps it
+    // under the sanitizers too.
+    Tensor big = Tensor::empty({128 << 20}, DType::f32);
+    big.fill(1.0);
+    EXPECT_GE(peak_memory_bytes(Device::cpu()), before + (500u << 20));
+  }
+  reset_peak_memory(Device::cpu());
+  EXPECT_LT(peak_memory_bytes(Device::cpu()), before + (500u << 20));
+}
+
+TEST(PeakMemory, DevicePoolPeakSeesATensor) {
+  LONGCTX_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  Context& ctx = context_for(Device::cuda(0));
+  ctx.synchronize();
+  reset_peak_memory(Device::cuda(0));
+  const size_t before = peak_memory_bytes(Device::cuda(0));
+  {
+    Tensor t = Tensor::empty({16 << 20}, DType::f32, Device::cuda(0), &ctx);  // 64 MiB
+    ctx.synchronize();
+    EXPECT_GE(peak_memory_bytes(Device::cuda(0)), before + (64u << 20));
+  }
+}
+
 TEST(Context, CudaWithoutDeviceIsAClearError) {
   const CudaStatus& status = cached_cuda_status();
   if (status.available()) GTEST_SKIP() << "a CUDA device is present";

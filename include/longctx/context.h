@@ -39,6 +39,13 @@ struct BuildInfo {
 };
 BuildInfo build_info();
 
+// Peak memory, for benchmarks. On the CPU: the process's peak resident set (VmHWM, Linux); on a
+// CUDA device: the high-water mark of the device's default memory pool, which holds every tensor
+// longctx allocates there (the cuBLASLt workspace of each Context, 32 MiB, is outside it).
+// reset_peak_memory starts a new measurement from what is in use now.
+size_t peak_memory_bytes(Device device);
+void reset_peak_memory(Device device);
+
 class Context {
  public:
   // cpu_threads = 0 uses every hardware thread. A CUDA context creates its own stream.

@@ -65,6 +65,21 @@ void free_async(void* ptr, int device, void* stream) noexcept {
   cudaFreeAsync(ptr, static_cast<cudaStream_t>(stream));  // a destructor must not throw
 }
 
+size_t pool_peak_bytes(int device) {
+  cudaMemPool_t pool;
+  LONGCTX_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  uint64_t high = 0;  // the attribute is a cuuint64_t (unsigned 64-bit)
+  LONGCTX_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high));
+  return size_t(high);
+}
+
+void reset_pool_peak(int device) {
+  cudaMemPool_t pool;
+  LONGCTX_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  uint64_t zero = 0;  // the only value allowed: resets the mark to the memory in use now
+  LONGCTX_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
+}
+
 void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
           void* stream) {
   if (bytes == 0) return;

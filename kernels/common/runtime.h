@@ -16,6 +16,9 @@ void set_device(int device);
 // Stream-ordered allocation from the device's default memory pool (cudaMallocAsync).
 void* malloc_async(size_t bytes, int device, void* stream);
 void free_async(void* ptr, int device, void* stream) noexcept;
+// High-water mark of the device's default memory pool (bytes), and its reset to current use.
+size_t pool_peak_bytes(int device);
+void reset_pool_peak(int device);
 
 // Contiguous copy of `bytes` between any two devices; synchronises when the host is involved.
 void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,

@@ -1,6 +1,8 @@
 // Context construction, device discovery and build information (see context.h).
 #include "longctx/context.h"
 
+#include <fstream>
+#include <string>
 #include <thread>
 
 #if LONGCTX_WITH_CUDA
@@ -32,6 +34,37 @@ CudaStatus cuda_status() {
       "without nvcc)";
   return s;
 #endif
+}
+
+size_t peak_memory_bytes(Device device) {
+  if (device.is_cuda()) {
+#if LONGCTX_WITH_CUDA
+    return cuda::pool_peak_bytes(device.index);
+#else
+    throw Error("peak_memory_bytes: " + device.str() + ": " + cuda_status().reason);
+#endif
+  }
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return size_t(std::stoull(line.substr(6))) * 1024;  // kB
+  throw Error("peak_memory_bytes: /proc/self/status has no VmHWM line (not Linux?)");
+}
+
+void reset_peak_memory(Device device) {
+  if (device.is_cuda()) {
+#if LONGCTX_WITH_CUDA
+    cuda::reset_pool_peak(device.index);
+    return;
+#else
+    throw Error("reset_peak_memory: " + device.str() + ": " + cuda_status().reason);
+#endif
+  }
+  // "5" resets the peak resident set size to the current one (Linux >= 4.0).
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";
+  clear.flush();
+  if (!clear) throw Error("reset_peak_memory: cannot write /proc/self/clear_refs");
 }
 
 BuildInfo build_info() {
