@@ -11,9 +11,11 @@
 #   test       ctest, every test (the CUDA ones run here instead of skipping)
 #   memcheck   compute-sanitizer --tool memcheck on the gtest binary filtered to CUDA cases
 #   racecheck  the same with --tool racecheck
-#   bench      every benchmark executable under $BUILD_DIR/bench (bench_scan, ...), run as
-#              `EXE --json $OUT/bench/NAME.json $BENCH_ARGS` (every benchmark takes --json FILE),
-#              its output in $OUT/bench/NAME.log; none built: skipped
+#   bench      attention (bf16, head dims 128 and 64, the full sweep), PyTorch SDPA's flash,
+#              cuDNN and efficient backends over the same sweep side by side with it
+#              (bench/sdpa.py), the scan ops (bench_scan), and the length-scaling comparison
+#              (`longctx bench scaling`); each run's output in $OUT/bench/NAME.log, results in
+#              NAME.json
 # Writes logs and summary.json (date, commit, device, tests passed/failed/skipped, sanitizer
 # errors, benchmarks) into $OUT. Exits non-zero when any step that ran failed.
 #
@@ -186,29 +188,51 @@ want memcheck && run_sanitizer memcheck
 want racecheck && run_sanitizer racecheck
 
 # ---- bench -------------------------------------------------------------------------------------
+# Each run: a name and its command (run in $OUT/bench, output in NAME.log, results in NAME.json).
+# On the GPU: attention bf16 at head dims 128 and 64 over the full sweep, PyTorch SDPA over the
+# same sweep (flash, cuDNN, efficient) side by side with longctx, the scan ops, and the main job
+# (the length-scaling comparison). With --dry-run the same runs go to the CPU, shortened.
 if want bench; then
-  benches=()
-  if [ -d "$build/bench" ]; then
-    while IFS= read -r exe; do benches+=("$exe"); done < <(find "$build/bench" -maxdepth 1 -type f -perm -u+x | sort)
+  dev=cuda
+  attn_sweep="--full"
+  scaling_args=""
+  if ((dry_run)); then
+    dev=cpu
+    attn_sweep="--tokens 1024 --hd 256 --reps 1 --no-naive"
+    scaling_args="--lengths 128 256 --tokens 256 --repeats 1 --presets llama"
   fi
+  attn_dtype=bf16
+  ((dry_run)) && attn_dtype=f32
+  runs_names=()
+  runs_cmds=()
+  add_run() { runs_names+=("$1"); runs_cmds+=("$2"); }
+  if [ -x "$build/bench/bench_attention" ]; then
+    for d in 128 64; do
+      add_run "attention_${attn_dtype}_d$d" "'$build/bench/bench_attention' --device $dev --dtype $attn_dtype --head-dim $d $attn_sweep --json attention_${attn_dtype}_d$d.json ${BENCH_ARGS:-}"
+    done
+    # SDPA needs torch with CUDA; it exits 2 with the reason otherwise (recorded, not hidden).
+    ((dry_run)) || add_run sdpa_bf16_d128 "python3 '$root/bench/sdpa.py' --dtype bf16 --head-dim 128 --longctx attention_bf16_d128.json --json sdpa_bf16_d128.json"
+  fi
+  [ -x "$build/bench/bench_scan" ] &&
+    add_run scan "'$build/bench/bench_scan' --device $dev $([ $dry_run = 1 ] && echo '--max-t 2048 --reps 1') --json scan.json ${BENCH_ARGS:-}"
+  [ -x "$build/longctx" ] &&
+    add_run scaling "'$build/longctx' bench scaling --device $dev --presets-dir '$root/models/presets' $scaling_args --out scaling.json"
   entries=()
-  if ((${#benches[@]} == 0)); then
-    log "bench: no benchmark executables under $build/bench: skipped"
+  if ((${#runs_names[@]} == 0)); then
+    log "bench: no benchmark executables under $build: skipped"
     step_result bench '{"status": "skipped", "reason": "no benchmarks built", "runs": []}'
   else
     bench_failed=0
-    for exe in "${benches[@]}"; do
-      name="$(basename "$exe")"
-      log "bench: $name --json $out/bench/$name.json ${BENCH_ARGS:-} (log: $out/bench/$name.log)"
+    for i in "${!runs_names[@]}"; do
+      name="${runs_names[$i]}"
+      log "bench: $name: ${runs_cmds[$i]} (log: $out/bench/$name.log)"
       start=$(date +%s)
-      # shellcheck disable=SC2086
-      (cd "$out/bench" && timeout "${BENCH_TIMEOUT:-1800}" "$exe" --json "$out/bench/$name.json" ${BENCH_ARGS:-}) \
-        >"$out/bench/$name.log" 2>&1
+      (cd "$out/bench" && eval "timeout ${BENCH_TIMEOUT:-1800} ${runs_cmds[$i]}") >"$out/bench/$name.log" 2>&1
       status=$?
       ((status)) && bench_failed=1
       results=null
       [ -f "$out/bench/$name.json" ] && results="$(json_str "$out/bench/$name.json")"
-      entries+=("{\"name\": $(json_str "$name"), \"exit_code\": $status, \"seconds\": $(($(date +%s) - start)), \"results\": $results}")
+      entries+=("{\"name\": $(json_str "$name"), \"command\": $(json_str "${runs_cmds[$i]}"), \"exit_code\": $status, \"seconds\": $(($(date +%s) - start)), \"results\": $results}")
     done
     ((bench_failed)) && failed_steps=$((failed_steps + 1))
     runs="$(IFS=,; echo "${entries[*]}")"
