@@ -16,6 +16,7 @@ namespace longctx {
 
 std::unique_ptr<Mixer> make_attention_mixer(const ModelConfig& c, int layer, bool sliding);
 std::unique_ptr<Mixer> make_mlp_mixer(const ModelConfig& c, int layer);
+std::unique_ptr<Mixer> make_mamba_mixer(const ModelConfig& c, int layer);
 std::unique_ptr<Mixer> make_mamba2_mixer(const ModelConfig& c, int layer);
 
 std::unique_ptr<Mixer> make_mixer(LayerKind kind, const ModelConfig& config, int layer) {
@@ -26,12 +27,14 @@ std::unique_ptr<Mixer> make_mixer(LayerKind kind, const ModelConfig& config, int
       return make_attention_mixer(config, layer, /*sliding=*/true);
     case LayerKind::mlp:
       return make_mlp_mixer(config, layer);
+    case LayerKind::mamba:
+      return make_mamba_mixer(config, layer);
     case LayerKind::mamba2:
       return make_mamba2_mixer(config, layer);
     default:
       throw Error(detail::concat("Model: layer ", layer, " is '", layer_kind_name(kind),
                                  "', which this version of the model does not build yet "
-                                 "(supported: attention, sliding_attention, mamba2, mlp)"));
+                                 "(supported: attention, sliding_attention, mamba, mamba2, mlp)"));
   }
 }
 

@@ -1,0 +1,192 @@
+// Mamba-1 mixer (mamba_ssm's Mamba block):
+//
+//   [x, z] = x W_in^T;   u = silu(causal_conv1d(x))
+//   [dt_low, B, C] = u W_x^T;   delta = dt_low W_dt^T        (W_dt's bias is the scan's delta_bias)
+//   y = selective_scan(u, delta, A = -exp(A_log), B, C, D, z, delta_bias, delta_softplus)
+//   out = y W_out^T
+//
+// Widths: Di = expand * C inner channels, N = d_state, R = dt_rank; B and C are shared by every
+// channel (one group). Activations are (B, T, ·); the conv and the scan work channel-first
+// (B, Di, T), so their inputs and outputs are transposed around them.
+//
+// Initialisation as mamba_ssm: A_log[d, n] = log(n + 1) (S4D-real), D = 1, W_dt uniform in
+// ±R^-1/2, delta_bias = softplus^-1(dt) with dt log-uniform in [dt_min, dt_max] and at least
+// 1e-4, the conv as PyTorch's Conv1d default. The projections W_in and W_x are N(0, 0.02) and
+// W_out N(0, 0.02 / sqrt(2 * layers)), as the other mixers here.
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "longctx/ops/add.h"
+#include "longctx/ops/causal_conv1d.h"
+#include "longctx/ops/elementwise.h"
+#include "longctx/ops/linear.h"
+#include "longctx/ops/selective_scan.h"
+#include "src/model/mixer.h"
+
+namespace longctx {
+
+namespace {
+
+class MambaMixer : public Mixer {
+ public:
+  MambaMixer(const ModelConfig& c, int layer)
+      : prefix_("layers." + std::to_string(layer) + ".mamba."),
+        C_(c.d_model),
+        Di_(c.mamba_inner()),
+        N_(c.mamba.d_state),
+        R_(c.mamba.dt_rank),
+        W_(c.mamba.d_conv),
+        n_layers_(int64_t(c.layers.size())),
+        dt_min_(c.mamba.dt_min),
+        dt_max_(c.mamba.dt_max) {
+    scan_params_.delta_softplus = true;
+  }
+
+  void declare(ParamArena& p) const override {
+    p.declare(prefix_ + "in_proj", {2 * Di_, C_});
+    p.declare(prefix_ + "conv_weight", {Di_, W_});
+    p.declare(prefix_ + "conv_bias", {Di_});
+    p.declare(prefix_ + "x_proj", {R_ + 2 * N_, Di_});
+    p.declare(prefix_ + "dt_proj", {Di_, R_});
+    p.declare(prefix_ + "dt_bias", {Di_});
+    p.declare(prefix_ + "A_log", {Di_, N_});
+    p.declare(prefix_ + "D", {Di_});
+    p.declare(prefix_ + "out_proj", {C_, Di_});
+  }
+
+  void init(const ParamArena& host, std::mt19937_64& rng) const override {
+    init_normal(host.get(prefix_ + "in_proj"), 0.02, rng);
+    // PyTorch's Conv1d default: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = W.
+    init_uniform(host.get(prefix_ + "conv_weight"), 1.0 / std::sqrt(double(W_)), rng);
+    init_uniform(host.get(prefix_ + "conv_bias"), 1.0 / std::sqrt(double(W_)), rng);
+    init_normal(host.get(prefix_ + "x_proj"), 0.02, rng);
+    init_uniform(host.get(prefix_ + "dt_proj"), 1.0 / std::sqrt(double(R_)), rng);
+    std::uniform_real_distribution<double> log_dt(std::log(dt_min_), std::log(dt_max_));
+    double* dt_bias = host.get(prefix_ + "dt_bias").data_as<double>();
+    for (int64_t d = 0; d < Di_; ++d) {
+      const double dt = std::max(std::exp(log_dt(rng)), 1e-4);
+      dt_bias[d] = dt + std::log(-std::expm1(-dt));  // softplus^-1(dt)
+    }
+    double* A_log = host.get(prefix_ + "A_log").data_as<double>();
+    for (int64_t d = 0; d < Di_; ++d)
+      for (int64_t n = 0; n < N_; ++n) A_log[d * N_ + n] = std::log(double(n + 1));
+    init_constant(host.get(prefix_ + "D"), 1.0);
+    init_normal(host.get(prefix_ + "out_proj"), 0.02 / std::sqrt(2.0 * double(n_layers_)), rng);
+  }
+
+  void bind(const ParamArena& p, const ParamArena& g) override {
+    for (const char* name : {"in_proj", "conv_weight", "conv_bias", "x_proj", "dt_proj", "dt_bias",
+                             "A_log", "D", "out_proj"}) {
+      w_[name] = p.get(prefix_ + name);
+      dw_[name] = g.get(prefix_ + name);
+    }
+  }
+
+  void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
+               const Tensor& x) override {
+    const int64_t B = x.size(0), T = x.size(1);
+    const DType dt = x.dtype();
+    x_ = x;
+    xz_ = acts.take({B, T, 2 * Di_}, dt);
+    linear_fwd(ctx, xz_, x, w_["in_proj"]);
+    // The conv, channel-first; its output is the scan's u.
+    conv_in_ = transposed(ctx, acts, xz_.narrow(2, 0, Di_));
+    scan_in_.u = acts.take({B, Di_, T}, dt);
+    causal_conv1d_fwd(ctx, scan_in_.u, conv_in_, w_["conv_weight"], w_["conv_bias"],
+                      {Activation::silu});
+    // dt_low, B and C from u, then the full-rank delta (its bias is added inside the scan).
+    u_ = transposed(ctx, acts, scan_in_.u);
+    x_dbl_ = acts.take({B, T, R_ + 2 * N_}, dt);
+    linear_fwd(ctx, x_dbl_, u_, w_["x_proj"]);
+    dt_low_ = acts.take({B, T, R_}, dt);
+    dt_low_.copy_from(x_dbl_.narrow(2, 0, R_), &ctx);
+    Tensor delta = acts.take({B, T, Di_}, dt);
+    linear_fwd(ctx, delta, dt_low_, w_["dt_proj"]);
+    scan_in_.delta = transposed(ctx, acts, delta);
+    scan_in_.B = transposed(ctx, acts, x_dbl_.narrow(2, R_, N_)).reshape({B, 1, N_, T});
+    scan_in_.C = transposed(ctx, acts, x_dbl_.narrow(2, R_ + N_, N_)).reshape({B, 1, N_, T});
+    scan_in_.z = transposed(ctx, acts, xz_.narrow(2, Di_, Di_));
+    scan_in_.A = acts.take({Di_, N_}, dt);
+    neg_exp_fwd(ctx, scan_in_.A, w_["A_log"]);
+    scan_in_.D = w_["D"];
+    scan_in_.delta_bias = w_["dt_bias"];
+    Tensor scan_out = acts.take({B, Di_, T}, dt), last_state = acts.take({B, Di_, N_}, dt);
+    selective_scan_fwd(ctx, scan_out, last_state, scan_in_, scan_params_);
+    scan_out_ = transposed(ctx, acts, scan_out);
+    linear_fwd(ctx, y, scan_out_, w_["out_proj"]);
+  }
+
+  void backward(const Context& ctx, ActivationArena& acts, const Tensor& dx,
+                const Tensor& dy) override {
+    const int64_t B = x_.size(0), T = x_.size(1);
+    const DType dt = x_.dtype();
+    Tensor dscan_out = acts.take(scan_out_.shape(), dt);
+    linear_bwd(ctx, dscan_out, dw_["out_proj"], {}, dy, scan_out_, w_["out_proj"]);
+
+    SelectiveScanGrads g;
+    g.du = acts.take({B, Di_, T}, dt);
+    g.ddelta = acts.take({B, Di_, T}, dt);
+    g.dA = acts.take({Di_, N_}, dt);
+    g.dB = acts.take({B, 1, N_, T}, dt);
+    g.dC = acts.take({B, 1, N_, T}, dt);
+    g.dD = dw_["D"];
+    g.dz = acts.take({B, Di_, T}, dt);
+    g.ddelta_bias = dw_["dt_bias"];
+    selective_scan_bwd(ctx, g, transposed(ctx, acts, dscan_out), {}, scan_in_, scan_params_);
+    neg_exp_bwd(ctx, dw_["A_log"], g.dA, scan_in_.A);
+
+    // Back through delta = dt_low W_dt^T and [dt_low, B, C] = u W_x^T.
+    Tensor ddt_low = acts.take(dt_low_.shape(), dt);
+    linear_bwd(ctx, ddt_low, dw_["dt_proj"], {}, transposed(ctx, acts, g.ddelta), dt_low_,
+               w_["dt_proj"]);
+    Tensor dx_dbl = acts.take(x_dbl_.shape(), dt);
+    dx_dbl.narrow(2, 0, R_).copy_from(ddt_low, &ctx);
+    dx_dbl.narrow(2, R_, N_).copy_from(g.dB.reshape({B, N_, T}).transpose(1, 2), &ctx);
+    dx_dbl.narrow(2, R_ + N_, N_).copy_from(g.dC.reshape({B, N_, T}).transpose(1, 2), &ctx);
+    Tensor du = acts.take(u_.shape(), dt);
+    linear_bwd(ctx, du, dw_["x_proj"], {}, dx_dbl, u_, w_["x_proj"]);
+    // u feeds both the scan and x_proj.
+    add_fwd(ctx, g.du, g.du, transposed(ctx, acts, du));
+
+    Tensor dconv_in = acts.take(conv_in_.shape(), dt);
+    causal_conv1d_bwd(ctx, dconv_in, dw_["conv_weight"], dw_["conv_bias"], g.du, conv_in_,
+                      w_["conv_weight"], w_["conv_bias"], {Activation::silu});
+    Tensor dxz = acts.take(xz_.shape(), dt);
+    dxz.narrow(2, 0, Di_).copy_from(dconv_in.transpose(1, 2), &ctx);
+    dxz.narrow(2, Di_, Di_).copy_from(g.dz.transpose(1, 2), &ctx);
+    linear_bwd(ctx, dx, dw_["in_proj"], {}, dxz, x_, w_["in_proj"]);
+  }
+
+ private:
+  // A contiguous copy of `t` (B, P, Q) as (B, Q, P).
+  static Tensor transposed(const Context& ctx, ActivationArena& acts, const Tensor& t) {
+    Tensor out = acts.take({t.size(0), t.size(2), t.size(1)}, t.dtype());
+    out.copy_from(t.transpose(1, 2), &ctx);
+    return out;
+  }
+
+  static void init_uniform(const Tensor& t, double bound, std::mt19937_64& rng) {
+    std::uniform_real_distribution<double> uniform(-bound, bound);
+    double* p = t.data_as<double>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = uniform(rng);
+  }
+
+  std::string prefix_;
+  int64_t C_, Di_, N_, R_, W_, n_layers_;
+  double dt_min_, dt_max_;
+  SelectiveScanParams scan_params_;
+  std::map<std::string, Tensor> w_, dw_;
+  // Saved by forward: the block input, the in_proj output, the conv input (B, Di, T), u as
+  // (B, T, Di), the x_proj output and its dt_low part, the scan's inputs and its output.
+  Tensor x_, xz_, conv_in_, u_, x_dbl_, dt_low_, scan_out_;
+  SelectiveScanInputs scan_in_;
+};
+
+}  // namespace
+
+std::unique_ptr<Mixer> make_mamba_mixer(const ModelConfig& c, int layer) {
+  return std::make_unique<MambaMixer>(c, layer);
+}
+
+}  // namespace longctx
