@@ -147,6 +147,81 @@ TEST(Model, EveryPresetBuildsAndRunsOneStep) {
   EXPECT_GE(presets, 5);
 }
 
+// Cached decoding: a prompt prefilled in one call, then new tokens one or a few at a time, gives
+// the logits of one full forward over the same tokens (f64; the chunked SSD and the step-by-step
+// state updates differ only in rounding). The windows of the sliding layers (3) are shorter than
+// the sequence, and the chunks cross them.
+class ModelDecoding : public testing::TestWithParam<ModelCase> {};
+
+TEST_P(ModelDecoding, CachedDecodingEqualsTheFullForward) {
+  Context& ctx = context_for(Device::cpu());
+  Model model(ModelConfig::from_json(GetParam().config), ctx, DType::f64, /*seed=*/5);
+  Rng rng(4);
+  const int64_t B = 2, T = 11, V = model.config().vocab_size;
+  const Tensor tokens = random_tokens(B, T, V, rng, false);
+  model.forward(tokens);
+  const Ref full = to_ref(model.logits());  // (B, T, V)
+  ModelCache cache = model.make_cache(B, T + 2);
+  int64_t pos = 0;
+  for (int64_t chunk : {5, 1, 1, 3, 1}) {
+    Tensor part = Tensor::empty({B, chunk}, DType::i32);
+    part.copy_from(tokens.narrow(1, pos, chunk));
+    const Ref got = to_ref(model.decode(cache, part));
+    double err = 0, scale = 0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < chunk; ++t)
+        for (int64_t v = 0; v < V; ++v) {
+          const double want = full.v[size_t((b * T + pos + t) * V + v)];
+          err = std::max(err, std::abs(got.v[size_t((b * chunk + t) * V + v)] - want));
+          scale = std::max(scale, std::abs(want));
+        }
+    EXPECT_LE(err, 1e-11 * std::max(scale, 1.0)) << "positions " << pos << ".." << pos + chunk;
+    pos += chunk;
+    EXPECT_EQ(cache.position(), pos);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, ModelDecoding, testing::ValuesIn(gradient_cases()),
+                         [](const auto& info) { return info.param.name; });
+
+// KV cache = 2 * attention layers * Hkv * D * max_len * bytes; a recurrent layer's state does not
+// grow with max_len.
+TEST(ModelCache, BytesFollowTheMemoryModel) {
+  Context& ctx = context_for(Device::cpu());
+  const ModelConfig config = ModelConfig::from_json(R"({"vocab_size": 11, "d_model": 16,
+      "pattern": "*-S-*M", "attention": {"n_heads": 4, "n_kv_heads": 2},
+      "mamba": {"d_state": 4, "expand": 2}, "mamba2": {"d_state": 8, "head_dim": 8}})");
+  Model model(config, ctx, DType::f32);
+  const int64_t Hkv = 2, D = 4;
+  const size_t mamba2_state = size_t(2 * (32 + 2 * 8) * 3 + 2 * 4 * 8 * 8) * 4;  // conv + SSD
+  const size_t mamba_state = size_t(2 * 32 * 3 + 2 * 32 * 4) * 4;                // conv + scan
+  for (int64_t max_len : {16, 1000}) {
+    const ModelCache cache = model.make_cache(2, max_len);
+    EXPECT_EQ(cache.bytes(LayerKind::attention), size_t(2 * 2 * 2 * Hkv * D * max_len * 4));
+    EXPECT_EQ(cache.bytes(LayerKind::mamba2), mamba2_state);
+    EXPECT_EQ(cache.bytes(LayerKind::mamba), mamba_state);
+    EXPECT_EQ(cache.bytes(LayerKind::mlp), 0u);
+    EXPECT_EQ(cache.bytes(), cache.bytes(LayerKind::attention) + mamba2_state + mamba_state);
+  }
+}
+
+TEST(ModelCache, BadUseIsAClearError) {
+  Context& ctx = context_for(Device::cpu());
+  const ModelConfig config =
+      ModelConfig::from_json(R"({"vocab_size": 5, "d_model": 8, "pattern": "*-"})");
+  Model model(config, ctx), other(config, ctx);
+  ModelCache cache = model.make_cache(2, 4);
+  Rng rng(1);
+  EXPECT_LONGCTX_ERROR(model.decode(cache, random_tokens(3, 1, 5, rng, false)), "has batch 3",
+                       "holds 2 sequences");
+  EXPECT_LONGCTX_ERROR(model.decode(cache, random_tokens(2, 5, 5, rng, false)),
+                       "beyond its max_len 4");
+  EXPECT_LONGCTX_ERROR(other.decode(cache, random_tokens(2, 1, 5, rng, false)), "another model");
+  EXPECT_LONGCTX_ERROR(model.make_cache(0, 4), "batch", "must be >= 1");
+  model.decode(cache, random_tokens(2, 1, 5, rng, false));
+  EXPECT_LONGCTX_ERROR(model.backward(), "needs a forward() with targets");
+}
+
 TEST(Model, RejectsLayersItCannotBuildAndBadInputs) {
   Context& ctx = context_for(Device::cpu());
   Model model(ModelConfig::from_json(R"({"vocab_size": 5, "d_model": 8, "pattern": "*"})"), ctx);

@@ -7,6 +7,8 @@
 #include "longctx/io/safetensors.h"
 #include "longctx/model/arena.h"
 #include "longctx/model/config.h"
+#include "longctx/model/generate.h"
+#include "longctx/model/model.h"
 #include "longctx/ops/adamw.h"
 #include "longctx/ops/add.h"
 #include "longctx/ops/attention.h"

@@ -68,6 +68,42 @@ class AttentionMixer : public Mixer {
     linear_fwd(ctx, y, flat(o_), wo_);
   }
 
+  // The KV cache: k and v (B, max_len, Hkv, D) after RoPE. A sliding-window layer keeps every
+  // position too (its mask hides the old ones); a ring buffer of `window` entries would bound
+  // its memory.
+  std::unique_ptr<MixerCache> make_cache(const Context& ctx, DType dtype, int64_t batch,
+                                         int64_t max_len) const override {
+    return std::make_unique<StateCache>(
+        ctx, dtype, std::vector<Shape>{{batch, max_len, Hkv_, D_}, {batch, max_len, Hkv_, D_}});
+  }
+
+  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t pos,
+              const Tensor& y, const Tensor& x) override {
+    const StateCache& kv = *static_cast<StateCache*>(cache);
+    const int64_t B = x.size(0), T = x.size(1);
+    const DType dt = x.dtype();
+    Tensor q = acts.take({B, T, H_, D_}, dt), k = acts.take({B, T, Hkv_, D_}, dt);
+    Tensor v = acts.take({B, T, Hkv_, D_}, dt), o = acts.take({B, T, H_, D_}, dt);
+    Tensor lse = acts.take({B, H_, T}, dt == DType::f64 ? DType::f64 : DType::f32);
+    linear_fwd(ctx, flat(q), x, wq_);
+    linear_fwd(ctx, flat(k), x, wk_);
+    linear_fwd(ctx, flat(v), x, wv_);
+    // Positions pos .. pos + T - 1 for RoPE; pos keys already cached for attention.
+    Tensor positions = Tensor::empty({B, T}, DType::i32), seqlens = Tensor::empty({B}, DType::i32);
+    for (int64_t b = 0; b < B; ++b) {
+      seqlens.data_as<int32_t>()[b] = int32_t(pos);
+      for (int64_t t = 0; t < T; ++t) positions.data_as<int32_t>()[b * T + t] = int32_t(pos + t);
+    }
+    if (!ctx.device().is_cpu()) {
+      positions = positions.to(ctx.device(), &ctx);
+      seqlens = seqlens.to(ctx.device(), &ctx);
+    }
+    rope_fwd(ctx, q, q, positions, rope_);
+    rope_fwd(ctx, k, k, positions, rope_);
+    attention_decode(ctx, o, lse, q, kv[0], kv[1], seqlens, k, v, attn_);
+    linear_fwd(ctx, y, flat(o), wo_);
+  }
+
   void backward(const Context& ctx, ActivationArena& acts, const Tensor& dx,
                 const Tensor& dy) override {
     const DType dt = x_.dtype();

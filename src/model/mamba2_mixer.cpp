@@ -121,6 +121,47 @@ class Mamba2Mixer : public Mixer {
     linear_fwd(ctx, y, normed_, w_["out_proj"]);
   }
 
+  // Conv state (B, K, W - 1) and SSD state (B, H, P, N). The projections, the gate and the norm
+  // run over all new tokens at once; the conv and the SSD advance token by token.
+  std::unique_ptr<MixerCache> make_cache(const Context& ctx, DType dtype, int64_t batch,
+                                         int64_t) const override {
+    return std::make_unique<StateCache>(
+        ctx, dtype, std::vector<Shape>{{batch, conv_channels(), W_ - 1}, {batch, H_, P_, N_}});
+  }
+
+  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t,
+              const Tensor& y, const Tensor& x) override {
+    const StateCache& state = *static_cast<StateCache*>(cache);
+    const int64_t B = x.size(0), T = x.size(1), K = conv_channels();
+    const DType dt = x.dtype();
+    Tensor proj = acts.take({B, T, proj_width()}, dt);
+    linear_fwd(ctx, proj, x, w_["in_proj"]);
+    Tensor A = acts.take({H_}, dt), out = acts.take({B, T, H_, P_}, dt);
+    neg_exp_fwd(ctx, A, w_["A_log"]);
+    Tensor xbc = acts.take({B, K}, dt), xbc_in, step_out = acts.take({B, H_, P_}, dt);
+    for (int64_t t = 0; t < T; ++t) {
+      const Tensor row = proj.select(1, t);  // (B, proj_width)
+      xbc_in = contiguous_copy(ctx, acts, row.narrow(1, Di_, K));
+      causal_conv1d_update(ctx, xbc, state[0], xbc_in, w_["conv_weight"], w_["conv_bias"],
+                           {Activation::silu});
+      const Tensor xs = contiguous_copy(ctx, acts, xbc.narrow(1, 0, Di_)).reshape({B, H_, P_});
+      const Tensor Bs =
+          contiguous_copy(ctx, acts, xbc.narrow(1, Di_, G_ * N_)).reshape({B, G_, N_});
+      const Tensor Cs =
+          contiguous_copy(ctx, acts, xbc.narrow(1, Di_ + G_ * N_, G_ * N_)).reshape({B, G_, N_});
+      const Tensor dts = contiguous_copy(ctx, acts, row.narrow(1, Di_ + K, H_));
+      ssd_state_update(ctx, step_out, state[1], xs, dts, A, Bs, Cs, w_["D"], {}, w_["dt_bias"],
+                       ssd_params_);
+      out.select(1, t).copy_from(step_out, &ctx);
+    }
+    const Tensor z = contiguous_copy(ctx, acts, proj.narrow(2, 0, Di_));
+    Tensor gated = acts.take({B, T, Di_}, dt), normed = acts.take({B, T, Di_}, dt);
+    Tensor rstd = acts.take({B * T}, dt);
+    swiglu_fwd(ctx, gated, z, out.reshape({B, T, Di_}));
+    rmsnorm_fwd(ctx, normed, rstd, gated, w_["norm"], {eps_});
+    linear_fwd(ctx, y, normed, w_["out_proj"]);
+  }
+
   void backward(const Context& ctx, ActivationArena& acts, const Tensor& dx,
                 const Tensor& dy) override {
     const int64_t B = x_.size(0), T = x_.size(1), K = conv_channels();
@@ -160,9 +201,7 @@ class Mamba2Mixer : public Mixer {
 
  private:
   static Tensor contiguous(const Context& ctx, ActivationArena& acts, const Tensor& view) {
-    Tensor t = acts.take(view.shape(), view.dtype());
-    t.copy_from(view, &ctx);
-    return t;
+    return contiguous_copy(ctx, acts, view);
   }
 
   std::string prefix_;

@@ -117,6 +117,46 @@ class MambaMixer : public Mixer {
     linear_fwd(ctx, y, scan_out_, w_["out_proj"]);
   }
 
+  // Conv state (B, Di, W - 1) and scan state (B, Di, N). The conv advances token by token, the
+  // projections run over all new tokens at once, then the scan advances token by token.
+  std::unique_ptr<MixerCache> make_cache(const Context& ctx, DType dtype, int64_t batch,
+                                         int64_t) const override {
+    return std::make_unique<StateCache>(ctx, dtype,
+                                        std::vector<Shape>{{batch, Di_, W_ - 1}, {batch, Di_, N_}});
+  }
+
+  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t,
+              const Tensor& y, const Tensor& x) override {
+    const StateCache& state = *static_cast<StateCache*>(cache);
+    const int64_t B = x.size(0), T = x.size(1);
+    const DType dt = x.dtype();
+    Tensor xz = acts.take({B, T, 2 * Di_}, dt), u = acts.take({B, T, Di_}, dt);
+    linear_fwd(ctx, xz, x, w_["in_proj"]);
+    Tensor step = acts.take({B, Di_}, dt);
+    for (int64_t t = 0; t < T; ++t) {
+      const Tensor conv_in = contiguous_copy(ctx, acts, xz.select(1, t).narrow(1, 0, Di_));
+      causal_conv1d_update(ctx, step, state[0], conv_in, w_["conv_weight"], w_["conv_bias"],
+                           {Activation::silu});
+      u.select(1, t).copy_from(step, &ctx);
+    }
+    Tensor x_dbl = acts.take({B, T, R_ + 2 * N_}, dt), delta = acts.take({B, T, Di_}, dt);
+    linear_fwd(ctx, x_dbl, u, w_["x_proj"]);
+    linear_fwd(ctx, delta, contiguous_copy(ctx, acts, x_dbl.narrow(2, 0, R_)), w_["dt_proj"]);
+    Tensor A = acts.take({Di_, N_}, dt), out = acts.take({B, T, Di_}, dt);
+    neg_exp_fwd(ctx, A, w_["A_log"]);
+    for (int64_t t = 0; t < T; ++t) {
+      auto at = [&](const Tensor& v, int64_t start, int64_t n) {
+        return contiguous_copy(ctx, acts, v.select(1, t).narrow(1, start, n));
+      };
+      selective_state_update(ctx, step, state[1], at(u, 0, Di_), at(delta, 0, Di_), A,
+                             at(x_dbl, R_, N_).reshape({B, 1, N_}),
+                             at(x_dbl, R_ + N_, N_).reshape({B, 1, N_}), w_["D"], at(xz, Di_, Di_),
+                             w_["dt_bias"], scan_params_);
+      out.select(1, t).copy_from(step, &ctx);
+    }
+    linear_fwd(ctx, y, out, w_["out_proj"]);
+  }
+
   void backward(const Context& ctx, ActivationArena& acts, const Tensor& dx,
                 const Tensor& dy) override {
     const int64_t B = x_.size(0), T = x_.size(1);

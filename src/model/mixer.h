@@ -5,11 +5,19 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "longctx/model/arena.h"
 #include "longctx/model/config.h"
 
 namespace longctx {
+
+// Decoding state of one layer for a batch of sequences: KV cache, conv and recurrent state.
+class MixerCache {
+ public:
+  virtual ~MixerCache() = default;
+  virtual size_t bytes() const = 0;  // memory held
+};
 
 class Mixer {
  public:
@@ -26,6 +34,30 @@ class Mixer {
   // dx (overwritten) from dy, for the x of the last forward; writes the parameter gradients.
   virtual void backward(const Context& ctx, ActivationArena& acts, const Tensor& dx,
                         const Tensor& dy) = 0;
+
+  // Generation. A cache for `batch` sequences of up to `max_len` tokens (nullptr when the layer
+  // keeps no state), and y = f(x) for x (B, T, C) at positions [pos, pos + T) of every sequence
+  // given `cache` holding positions [0, pos), which it then appends: equal to rows [pos, pos + T)
+  // of forward() over the whole sequence. Scratch comes from `acts`; nothing is saved for
+  // backward.
+  virtual std::unique_ptr<MixerCache> make_cache(const Context& ctx, DType dtype, int64_t batch,
+                                                 int64_t max_len) const = 0;
+  virtual void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t pos,
+                      const Tensor& y, const Tensor& x) = 0;
+};
+
+// A contiguous copy of `view` from the arena (per-token slices for the decode steps).
+Tensor contiguous_copy(const Context& ctx, ActivationArena& acts, const Tensor& view);
+
+// A cache of state tensors, all zero to start with.
+class StateCache : public MixerCache {
+ public:
+  StateCache(const Context& ctx, DType dtype, const std::vector<Shape>& shapes);
+  const Tensor& operator[](size_t i) const { return states_[i]; }
+  size_t bytes() const override;
+
+ private:
+  std::vector<Tensor> states_;
 };
 
 std::unique_ptr<Mixer> make_mixer(LayerKind kind, const ModelConfig& config, int layer);

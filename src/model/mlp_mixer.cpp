@@ -48,6 +48,14 @@ class MLPMixer : public Mixer {
     linear_fwd(ctx, y, hidden_, wd_);
   }
 
+  std::unique_ptr<MixerCache> make_cache(const Context&, DType, int64_t, int64_t) const override {
+    return nullptr;  // position-wise: nothing to remember
+  }
+  void decode(const Context& ctx, ActivationArena& acts, MixerCache*, int64_t, const Tensor& y,
+              const Tensor& x) override {
+    forward(ctx, acts, y, x);
+  }
+
   void backward(const Context& ctx, ActivationArena& acts, const Tensor& dx,
                 const Tensor& dy) override {
     const DType dt = x_.dtype();

@@ -48,6 +48,23 @@ void init_constant(const Tensor& t, double value) {
   t.fill(value);
 }
 
+Tensor contiguous_copy(const Context& ctx, ActivationArena& acts, const Tensor& view) {
+  Tensor t = acts.take(view.shape(), view.dtype());
+  t.copy_from(view, &ctx);
+  return t;
+}
+
+StateCache::StateCache(const Context& ctx, DType dtype, const std::vector<Shape>& shapes) {
+  for (const Shape& shape : shapes)
+    states_.push_back(Tensor::zeros(shape, dtype, ctx.device(), &ctx));
+}
+
+size_t StateCache::bytes() const {
+  size_t total = 0;
+  for (const Tensor& t : states_) total += t.nbytes();
+  return total;
+}
+
 namespace {
 std::string norm_name(int layer) {
   return "layers." + std::to_string(layer) + ".norm";
@@ -96,6 +113,25 @@ Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
     params_.tensors()[i].tensor.copy_from(dtype == DType::f64 ? src : src.to_dtype(dtype), &ctx);
   }
   for (auto& m : mixers_) m->bind(params_, grads_);
+}
+
+ModelCache::ModelCache() = default;
+ModelCache::~ModelCache() = default;
+ModelCache::ModelCache(ModelCache&&) noexcept = default;
+ModelCache& ModelCache::operator=(ModelCache&&) noexcept = default;
+
+size_t ModelCache::bytes() const {
+  size_t total = 0;
+  for (const auto& layer : layers_)
+    if (layer) total += layer->bytes();
+  return total;
+}
+
+size_t ModelCache::bytes(LayerKind kind) const {
+  size_t total = 0;
+  for (size_t l = 0; l < layers_.size(); ++l)
+    if (layers_[l] && kinds_[l] == kind) total += layers_[l]->bytes();
+  return total;
 }
 
 Model::~Model() = default;
@@ -180,6 +216,48 @@ void Model::backward() {
   }
   embedding_bwd(ctx, grads_.get("embed"), dh, tokens_);
   if (tied) add_fwd(ctx, grads_.get("embed"), grads_.get("embed"), dhead);
+}
+
+ModelCache Model::make_cache(int64_t batch, int64_t max_len) const {
+  const char* op = "Model::make_cache";
+  check_value(op, "batch", batch >= 1, "must be >= 1, got ", batch);
+  check_value(op, "max_len", max_len >= 1, "must be >= 1, got ", max_len);
+  ModelCache cache;
+  cache.owner_ = this;
+  cache.batch_ = batch;
+  cache.max_len_ = max_len;
+  cache.kinds_ = config_.layers;
+  for (const auto& mixer : mixers_)
+    cache.layers_.push_back(mixer->make_cache(*ctx_, dtype_, batch, max_len));
+  return cache;
+}
+
+const Tensor& Model::decode(ModelCache& cache, const Tensor& tokens) {
+  const char* op = "Model::decode";
+  LONGCTX_CHECK(cache.owner_ == this, op, ": the cache was made by another model (make_cache)");
+  check_arg(op, "tokens", tokens).rank(2).dtype(DType::i32).device(ctx_->device()).contiguous();
+  const int64_t B = tokens.size(0), T = tokens.size(1), C = config_.d_model;
+  check_value(op, "tokens", B == cache.batch(), "has batch ", B, " but the cache holds ",
+              cache.batch(), " sequences");
+  check_value(op, "tokens", cache.position() + T <= cache.max_len(), "would take the cache to ",
+              cache.position() + T, " tokens, beyond its max_len ", cache.max_len());
+  const Context& ctx = *ctx_;
+  const DType stat = dtype_ == DType::f64 ? DType::f64 : DType::f32;
+  acts_.reset();
+  have_loss_ = false;  // the saved activations are overwritten below
+  Tensor h = acts_.take({B, T, C}, dtype_), normed = acts_.take({B, T, C}, dtype_);
+  Tensor y = acts_.take({B, T, C}, dtype_), rstd = acts_.take({B * T}, stat);
+  embedding_fwd(ctx, h, tokens, params_.get("embed"));
+  for (size_t l = 0; l < mixers_.size(); ++l) {
+    rmsnorm_fwd(ctx, normed, rstd, h, params_.get(norm_name(int(l))), {config_.norm_eps});
+    mixers_[l]->decode(ctx, acts_, cache.layers_[l].get(), cache.position(), y, normed);
+    add_fwd(ctx, h, h, y);
+  }
+  rmsnorm_fwd(ctx, normed, rstd, h, params_.get("final_norm"), {config_.norm_eps});
+  logits_ = acts_.take({B, T, config_.vocab_size}, dtype_);
+  linear_fwd(ctx, logits_, normed, params_.get(config_.tie_embeddings ? "embed" : "head"));
+  cache.position_ += T;
+  return logits_;
 }
 
 }  // namespace longctx

@@ -19,6 +19,31 @@
 namespace longctx {
 
 class Mixer;
+class MixerCache;
+
+// Per-layer decoding state (KV caches, conv and recurrent states) of `batch` sequences of up to
+// `max_len` tokens, all at the same position; made by Model::make_cache, advanced by
+// Model::decode.
+class ModelCache {
+ public:
+  ModelCache();
+  ~ModelCache();
+  ModelCache(ModelCache&&) noexcept;
+  ModelCache& operator=(ModelCache&&) noexcept;
+
+  int64_t batch() const { return batch_; }
+  int64_t max_len() const { return max_len_; }
+  int64_t position() const { return position_; }  // tokens seen so far
+  size_t bytes() const;                           // held by every layer
+  size_t bytes(LayerKind kind) const;             // held by the layers of one kind
+
+ private:
+  friend class Model;
+  const void* owner_ = nullptr;
+  int64_t batch_ = 0, max_len_ = 0, position_ = 0;
+  std::vector<LayerKind> kinds_;
+  std::vector<std::unique_ptr<MixerCache>> layers_;
+};
 
 class Model {
  public:
@@ -45,6 +70,14 @@ class Model {
   // Gradients of the last forward()'s loss with respect to every parameter, into grads()
   // (overwritten). Needs a forward() with targets.
   void backward();
+
+  // Generation: an empty cache, and the logits (B, T, vocab_size) of the next T tokens (B, T) i32
+  // of every sequence in `cache`, which then holds them too. Equal to the last T rows of
+  // forward() over the whole sequence so far. Attention layers cache k and v (2 * Hkv * D values
+  // per token), recurrent ones a constant-size state. decode() reuses the activation memory:
+  // what the last forward() saved for backward() is gone.
+  ModelCache make_cache(int64_t batch, int64_t max_len) const;
+  const Tensor& decode(ModelCache& cache, const Tensor& tokens);
 
   // Activation bytes the last forward (and backward, if run) needed at their high-water mark.
   size_t activation_bytes() const { return acts_.pass_bytes(); }
