@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Turns a `longctx bench scaling` JSON into PNGs: training throughput, prefill throughput and
-training memory against sequence length, one line per model, the crossover lengths marked.
+training memory against sequence length, decode speed and cache memory against context length,
+one line per model, the crossover lengths marked.
 
     python3 bench/plot.py bench/results/scaling.json [--out-dir DIR]
 """
@@ -19,7 +20,8 @@ def series(preset, key):
     return [p["T"] for p in points], [p[key] for p in points]
 
 
-def plot(report, key, ylabel, title, path, scale=1.0, crossovers=None):
+def plot(report, key, ylabel, title, path, scale=1.0, crossovers=None,
+         xlabel="sequence length T (tokens per batch fixed)"):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for preset in report["presets"]:
         if "points" not in preset:
@@ -35,7 +37,7 @@ def plot(report, key, ylabel, title, path, scale=1.0, crossovers=None):
                         va="top", ha="right", fontsize=8, color="gray")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("sequence length T (tokens per batch fixed)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f'{title} — {report["device_name"]} ({report["device"]}), commit {report["commit"]}',
                  fontsize=9)
@@ -55,6 +57,7 @@ def main():
     with open(args.json) as f:
         report = json.load(f)
     out_dir = args.out_dir or os.path.dirname(os.path.abspath(args.json))
+    os.makedirs(out_dir, exist_ok=True)
     stem = os.path.splitext(os.path.basename(args.json))[0]
     crossovers = report.get("crossover_T", {})
     plot(report, "train_tokens_per_s", "training tokens/s (forward + backward)",
@@ -63,6 +66,12 @@ def main():
          os.path.join(out_dir, f"{stem}_prefill.png"))
     plot(report, "train_memory_bytes", "training memory (MiB)", "Training memory",
          os.path.join(out_dir, f"{stem}_memory.png"), scale=1 / 2**20)
+    plot(report, "decode_tokens_per_s", "decode tokens/s (batch 1, one token per step)",
+         "Decoding speed against context", os.path.join(out_dir, f"{stem}_decode.png"),
+         xlabel="context length T (tokens in the cache)")
+    plot(report, "cache_bytes", "cache memory (MiB)", "KV cache / recurrent state at context T",
+         os.path.join(out_dir, f"{stem}_cache.png"), scale=1 / 2**20,
+         xlabel="context length T (tokens in the cache)")
 
 
 if __name__ == "__main__":

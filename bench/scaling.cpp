@@ -106,6 +106,9 @@ static void progress(const std::string& preset, int64_t T, const char* what) {
   std::fflush(stderr);
 }
 
+// Single-token decode steps timed per point (after a prefill of T tokens).
+constexpr int kDecodeSteps = 16;
+
 int run_scaling(const ScalingOptions& options) {
   const CudaStatus cuda = cuda_status();
   const Device device = options.device == "auto"
@@ -156,15 +159,18 @@ int run_scaling(const ScalingOptions& options) {
       return 1;
     }
     json points = json::array();
-    std::printf("  %8s %6s %14s %14s %12s %12s %12s\n", "T", "batch", "train tok/s",
-                "prefill tok/s", "train mem", gpu ? "device peak" : "process peak", "params");
+    std::printf("  %8s %6s %14s %14s %13s %12s %12s %12s\n", "T", "batch", "train tok/s",
+                "prefill tok/s", "decode tok/s", "train mem", gpu ? "device peak" : "process peak",
+                "cache at T");
     for (int64_t T : lengths) {
       const int64_t B = std::max<int64_t>(1, tokens / T);
       std::mt19937_64 rng{uint64_t(T)};
       const Tensor x = random_tokens(B, T, config.vocab_size, rng, device, ctx);
       const Tensor y = random_tokens(B, T, config.vocab_size, rng, device, ctx);
       double train_s = 0, prefill_s = 0;
-      size_t train_peak = 0, prefill_peak = 0;
+      size_t train_peak = 0, prefill_peak = 0, cache_bytes = 0;
+      double decode_s = 0;
+      size_t train_activation_bytes = 0;
       try {
         progress(preset, T, "training step");
         reset_peak_memory(device);
@@ -174,6 +180,7 @@ int run_scaling(const ScalingOptions& options) {
           ctx.synchronize();
         });
         train_peak = peak_memory_bytes(device);
+        train_activation_bytes = model->activation_bytes();
         progress(preset, T, "prefill");
         reset_peak_memory(device);
         prefill_s = median_seconds(options.repeats, [&] {
@@ -181,6 +188,19 @@ int run_scaling(const ScalingOptions& options) {
           ctx.synchronize();
         });
         prefill_peak = peak_memory_bytes(device);
+        // Decoding one sequence at context T: prefill T tokens into the cache, then time single
+        // tokens (median of the per-token times).
+        progress(preset, T, "decode");
+        ModelCache cache = model->make_cache(1, T + kDecodeSteps + 1);
+        model->decode(cache, x.narrow(0, 0, 1));
+        cache_bytes = cache.bytes();
+        const Tensor one = x.narrow(0, 0, 1).narrow(1, 0, 1);
+        Tensor next = Tensor::empty({1, 1}, DType::i32, device, &ctx);
+        next.copy_from(one, &ctx);
+        decode_s = median_seconds(kDecodeSteps, [&] {
+          model->decode(cache, next);
+          ctx.synchronize();
+        });
         progress(preset, T, nullptr);
       } catch (const Error& e) {
         progress(preset, T, nullptr);
@@ -191,11 +211,12 @@ int run_scaling(const ScalingOptions& options) {
       const double train_tokens_per_s = double(B * T) / train_s;
       const double prefill_tokens_per_s = double(B * T) / prefill_s;
       const double param_bytes = double(model->params().flat().nbytes());
-      const double train_bytes = double(model->activation_bytes()) + 2 * param_bytes;
+      const double train_bytes = double(train_activation_bytes) + 2 * param_bytes;
       train_tps[preset][T] = train_tokens_per_s;
-      std::printf("  %8lld %6lld %14.0f %14.0f %12s %12s %12s\n", (long long)T, (long long)B,
-                  train_tokens_per_s, prefill_tokens_per_s, human_bytes(train_bytes).c_str(),
-                  human_bytes(double(train_peak)).c_str(), human_bytes(param_bytes).c_str());
+      std::printf("  %8lld %6lld %14.0f %14.0f %13.1f %12s %12s %12s\n", (long long)T, (long long)B,
+                  train_tokens_per_s, prefill_tokens_per_s, 1.0 / decode_s,
+                  human_bytes(train_bytes).c_str(), human_bytes(double(train_peak)).c_str(),
+                  human_bytes(double(cache_bytes)).c_str());
       std::fflush(stdout);
       points.push_back({{"T", T},
                         {"batch", B},
@@ -203,11 +224,14 @@ int run_scaling(const ScalingOptions& options) {
                         {"train_tokens_per_s", train_tokens_per_s},
                         {"prefill_s", prefill_s},
                         {"prefill_tokens_per_s", prefill_tokens_per_s},
-                        {"activation_bytes", model->activation_bytes()},
+                        {"activation_bytes", train_activation_bytes},
                         {"parameter_bytes", param_bytes},
                         {"train_memory_bytes", train_bytes},
                         {"train_peak_bytes", train_peak},
-                        {"prefill_peak_bytes", prefill_peak}});
+                        {"prefill_peak_bytes", prefill_peak},
+                        {"decode_s_per_token", decode_s},
+                        {"decode_tokens_per_s", 1.0 / decode_s},
+                        {"cache_bytes", cache_bytes}});
     }
     results.push_back({{"preset", preset},
                        {"pattern", config.pattern()},
