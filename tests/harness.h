@@ -8,6 +8,9 @@
 // same code gives the oracle (double, no rounding) and the naive same-precision result.
 #pragma once
 
+#include <dirent.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -308,5 +311,35 @@ inline Tensor int_tensor(const std::vector<int32_t>& values, const Shape& shape,
             host.data_as<int32_t>());
   return device.is_cpu() ? host : host.to(device, &context_for(device));
 }
+
+// A fresh directory per test, removed with its contents afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = testing::TempDir() + "longctx_XXXXXX";
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    for (const std::string& f : files()) std::remove((path_ + "/" + f).c_str());
+    ::rmdir(path_.c_str());
+  }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+  std::vector<std::string> files() const {
+    std::vector<std::string> out;
+    if (DIR* d = ::opendir(path_.c_str())) {
+      while (dirent* e = ::readdir(d))
+        if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
+          out.push_back(e->d_name);
+      ::closedir(d);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace longctx::test

@@ -6,6 +6,7 @@
 #include "longctx/error.h"
 #include "longctx/io/safetensors.h"
 #include "longctx/model/arena.h"
+#include "longctx/model/checkpoint.h"
 #include "longctx/model/config.h"
 #include "longctx/model/generate.h"
 #include "longctx/model/model.h"

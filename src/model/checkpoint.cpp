@@ -1,0 +1,109 @@
+// Checkpoints, see include/longctx/model/checkpoint.h.
+#include "longctx/model/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+
+#include "src/core/checks.h"
+
+namespace longctx {
+
+namespace {
+
+constexpr const char* kConfigKey = "longctx.config";
+constexpr const char* kStatePrefix = "state.";
+
+bool is_state(const std::string& name) {
+  return name.rfind(kStatePrefix, 0) == 0;
+}
+
+// The first key path where two configs differ ("mamba2.d_state"), or "" when they are equal.
+std::string first_difference(const nlohmann::json& a, const nlohmann::json& b,
+                             const std::string& where) {
+  if (a.is_object() && b.is_object()) {
+    for (const auto& [key, value] : a.items()) {
+      const std::string path = where.empty() ? key : where + "." + key;
+      if (!b.contains(key)) return path;
+      const std::string inner = first_difference(value, b[key], path);
+      if (!inner.empty()) return inner;
+    }
+    for (const auto& [key, value] : b.items())
+      if (!a.contains(key)) return where.empty() ? key : where + "." + key;
+    return "";
+  }
+  return a == b ? "" : where;
+}
+
+// The value at a dotted key path, as JSON text, or "absent".
+std::string value_at(const nlohmann::json& j, const std::string& path) {
+  std::string pointer = "/" + path;
+  for (char& c : pointer)
+    if (c == '.') c = '/';
+  const nlohmann::json::json_pointer p(pointer);
+  return j.contains(p) ? j.at(p).dump() : "absent";
+}
+
+std::string config_text(const SafetensorsFile& file, const std::string& path) {
+  const auto it = file.metadata.find(kConfigKey);
+  LONGCTX_CHECK(it != file.metadata.end(), "checkpoint ", path, ": no '", kConfigKey,
+                "' in its __metadata__ (not a longctx checkpoint?)");
+  return it->second;
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const Model& model,
+                     const std::map<std::string, Tensor>& extra_tensors,
+                     const std::map<std::string, std::string>& extra_metadata) {
+  const Context& ctx = model.context();
+  std::map<std::string, Tensor> tensors;
+  for (const auto& [name, t] : model.params().tensors())
+    tensors[name] = t.device().is_cpu() ? t : t.to(Device::cpu(), &ctx);
+  for (const auto& [name, t] : extra_tensors) {
+    check_value("save_checkpoint", "extra_tensors", is_state(name), "names must start with '",
+                kStatePrefix, "', got '", name, "'");
+    tensors[name] = t.device().is_cpu() ? t : t.to(Device::cpu(), &ctx);
+  }
+  std::map<std::string, std::string> metadata = extra_metadata;
+  check_value("save_checkpoint", "extra_metadata", !metadata.count(kConfigKey), "must not set '",
+              kConfigKey, "' (the model's config goes there)");
+  metadata[kConfigKey] = model.config().to_json();
+  save_safetensors(path, tensors, metadata);
+}
+
+SafetensorsFile load_checkpoint(const std::string& path, Model& model) {
+  SafetensorsFile file = load_safetensors(path);
+  const nlohmann::json saved = nlohmann::json::parse(config_text(file, path));
+  const nlohmann::json mine = nlohmann::json::parse(model.config().to_json());
+  const std::string diff = first_difference(saved, mine, "");
+  LONGCTX_CHECK(diff.empty(), "checkpoint ", path, ": its config differs from the model's at '",
+                diff, "' (checkpoint: ", value_at(saved, diff), ", model: ", value_at(mine, diff),
+                "); build the model from checkpoint_config(path)");
+  for (const auto& [name, param] : model.params().tensors()) {
+    const auto it = file.tensors.find(name);
+    LONGCTX_CHECK(it != file.tensors.end(), "checkpoint ", path, ": parameter '", name,
+                  "' is missing");
+    const Tensor& t = it->second;
+    LONGCTX_CHECK(t.shape() == param.shape(), "checkpoint ", path, ": parameter '", name,
+                  "' has shape ", shape_str(t.shape()), ", the model's is ",
+                  shape_str(param.shape()));
+    LONGCTX_CHECK(t.dtype() == param.dtype(), "checkpoint ", path, ": parameter '", name, "' is ",
+                  dtype_name(t.dtype()), ", the model's is ", dtype_name(param.dtype()));
+  }
+  for (const auto& [name, t] : file.tensors) {
+    if (is_state(name)) continue;
+    bool known = false;
+    for (const auto& p : model.params().tensors()) known = known || p.name == name;
+    LONGCTX_CHECK(known, "checkpoint ", path, ": tensor '", name,
+                  "' is not a parameter of this model (nor a 'state.' tensor)");
+  }
+  // Every check passed: only now is the model changed.
+  for (const auto& [name, param] : model.params().tensors())
+    param.copy_from(file.tensors.at(name), &model.context());
+  return file;
+}
+
+ModelConfig checkpoint_config(const std::string& path) {
+  return ModelConfig::from_json(config_text(load_safetensors(path), path));
+}
+
+}  // namespace longctx
