@@ -36,6 +36,8 @@ const std::vector<ModelCase> kModelCases = {
     {"mamba_mlp", R"({"vocab_size": 7, "d_model": 8, "pattern": "M-",
                       "mamba": {"d_state": 4, "d_conv": 3, "expand": 2, "dt_rank": 2},
                       "mlp": {"hidden": 12}})"},
+    {"rglru_mlp", R"({"vocab_size": 7, "d_model": 8, "pattern": "R-",
+                      "rglru": {"width": 6, "d_conv": 3}, "mlp": {"hidden": 12}})"},
     {"mamba_attention_untied", R"({"vocab_size": 9, "d_model": 8, "pattern": "M*M",
                                    "tie_embeddings": false,
                                    "attention": {"n_heads": 2, "n_kv_heads": 1},
@@ -74,8 +76,6 @@ ModelCase shrunk_preset(const std::string& path) {
 std::vector<ModelCase> gradient_cases() {
   std::vector<ModelCase> cases = kModelCases;
   for (const std::string& path : preset_paths()) {
-    // The RG-LRU mixer is not built yet: presets using 'R' (hawk, griffin) are left out.
-    if (ModelConfig::load(path).count(LayerKind::rglru)) continue;
     cases.push_back(shrunk_preset(path));
   }
   return cases;
@@ -127,7 +127,6 @@ TEST(Model, EveryPresetBuildsAndRunsOneStep) {
   int presets = 0;
   for (const std::string& path : preset_paths()) {
     const ModelConfig config = ModelConfig::load(path);
-    if (config.count(LayerKind::rglru)) continue;  // not built yet, as above
     ++presets;
     Model model(config, ctx, DType::f32, /*seed=*/3);
     Rng rng(11);
@@ -222,7 +221,7 @@ TEST(ModelCache, BadUseIsAClearError) {
   EXPECT_LONGCTX_ERROR(model.backward(), "needs a forward() with targets");
 }
 
-TEST(Model, RejectsLayersItCannotBuildAndBadInputs) {
+TEST(Model, RejectsBadInputs) {
   Context& ctx = context_for(Device::cpu());
   Model model(ModelConfig::from_json(R"({"vocab_size": 5, "d_model": 8, "pattern": "*"})"), ctx);
   EXPECT_LONGCTX_ERROR(model.backward(), "needs a forward() with targets");

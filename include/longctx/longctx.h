@@ -20,6 +20,7 @@
 #include "longctx/ops/linear.h"
 #include "longctx/ops/linear_scan.h"
 #include "longctx/ops/rmsnorm.h"
+#include "longctx/ops/rglru_gate.h"
 #include "longctx/ops/rope.h"
 #include "longctx/ops/scan_operator.h"
 #include "longctx/ops/selective_scan.h"

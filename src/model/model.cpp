@@ -18,6 +18,7 @@ std::unique_ptr<Mixer> make_attention_mixer(const ModelConfig& c, int layer, boo
 std::unique_ptr<Mixer> make_mlp_mixer(const ModelConfig& c, int layer);
 std::unique_ptr<Mixer> make_mamba_mixer(const ModelConfig& c, int layer);
 std::unique_ptr<Mixer> make_mamba2_mixer(const ModelConfig& c, int layer);
+std::unique_ptr<Mixer> make_rglru_mixer(const ModelConfig& c, int layer);
 
 std::unique_ptr<Mixer> make_mixer(LayerKind kind, const ModelConfig& config, int layer) {
   switch (kind) {
@@ -31,11 +32,10 @@ std::unique_ptr<Mixer> make_mixer(LayerKind kind, const ModelConfig& config, int
       return make_mamba_mixer(config, layer);
     case LayerKind::mamba2:
       return make_mamba2_mixer(config, layer);
-    default:
-      throw Error(detail::concat("Model: layer ", layer, " is '", layer_kind_name(kind),
-                                 "', which this version of the model does not build yet "
-                                 "(supported: attention, sliding_attention, mamba, mamba2, mlp)"));
+    case LayerKind::rglru:
+      return make_rglru_mixer(config, layer);
   }
+  throw Error(detail::concat("Model: layer ", layer, " has an unknown kind"));
 }
 
 void init_normal(const Tensor& t, double stddev, std::mt19937_64& rng) {

@@ -1,0 +1,103 @@
+// rglru_gate: every case x backend against the reference (forward and backward), the reference
+// against finite differences, bad inputs.
+#include "harness.h"
+#include "longctx/ops/rglru_gate.h"
+#include "reference/rglru_gate.h"
+
+namespace longctx::test {
+namespace {
+
+struct RGLRUGateCase {
+  std::string name;
+  Shape shape;
+  double gate_lo, gate_hi;  // the range of the gate pre-activations
+};
+LONGCTX_PRINTS_AS_NAME(RGLRUGateCase)
+
+const std::vector<RGLRUGateCase> kCases = {
+    {"hawk_tiny", {2, 9, 64}, -3, 3},
+    {"odd_width", {37, 130}, -2, 2},
+    // Gates near 0: a -> 1 and sqrt(1 - a^2) -> 0, where the expm1 form keeps its precision.
+    {"decays_near_one", {4, 48}, -14, -9},
+};
+
+class RGLRUGate : public testing::TestWithParam<std::tuple<RGLRUGateCase, Backend>> {};
+
+TEST_P(RGLRUGate, MatchesReference) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype;
+  const int64_t D = c.shape.back();
+  Rng rng(5);
+  const Ref x = rounded(random_ref(c.shape, rng, -2, 2), dt);
+  const Ref ga = rounded(random_ref(c.shape, rng, c.gate_lo, c.gate_hi), dt);
+  const Ref gx = rounded(random_ref(c.shape, rng, -3, 3), dt);
+  const Ref lambda = rounded(random_ref({D}, rng, -4, 1), dt);
+  const Ref da = rounded(random_ref(c.shape, rng), dt), db = rounded(random_ref(c.shape, rng), dt);
+
+  Tensor a = poisoned(c.shape, dt, dev, &ctx), b = poisoned(c.shape, dt, dev, &ctx);
+  rglru_gate_fwd(ctx, a, b, from_ref(x, dt, dev), from_ref(ga, dt, dev), from_ref(gx, dt, dev),
+                 from_ref(lambda, dt, dev));
+  const auto exact = ref::rglru_gate_fwd<Oracle>(x, ga, gx, lambda, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::rglru_gate_fwd<S>(x, ga, gx, lambda, rounding_for(dt));
+    expect_close_2x(a, exact.a, naive.a, dt, "a");
+    expect_close_2x(b, exact.b, naive.b, dt, "b");
+  });
+
+  Tensor dx = poisoned(c.shape, dt, dev, &ctx), dga = poisoned(c.shape, dt, dev, &ctx);
+  Tensor dgx = poisoned(c.shape, dt, dev, &ctx), dl = poisoned({D}, dt, dev, &ctx);
+  rglru_gate_bwd(ctx, dx, dga, dgx, dl, from_ref(da, dt, dev), from_ref(db, dt, dev),
+                 from_ref(x, dt, dev), from_ref(ga, dt, dev), from_ref(gx, dt, dev),
+                 from_ref(lambda, dt, dev));
+  const auto grads = ref::rglru_gate_bwd<Oracle>(da, db, x, ga, gx, lambda, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::rglru_gate_bwd<S>(da, db, x, ga, gx, lambda, rounding_for(dt));
+    expect_close_2x(dx, grads.dx, naive.dx, dt, "dx");
+    expect_close_2x(dga, grads.dgate_a, naive.dgate_a, dt, "dgate_a");
+    expect_close_2x(dgx, grads.dgate_x, naive.dgate_x, dt, "dgate_x");
+    expect_close_2x(dl, grads.dlambda, naive.dlambda, dt, "dlambda");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, RGLRUGate,
+                         testing::Combine(testing::ValuesIn(kCases),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<RGLRUGateCase>);
+
+TEST(RGLRUGateReference, GradientsMatchFiniteDifferences) {
+  Rng rng(8);
+  const Ref x = random_ref({3, 4}, rng), ga = random_ref({3, 4}, rng, -2, 2);
+  const Ref gx = random_ref({3, 4}, rng), lambda = random_ref({4}, rng, -2, 1);
+  const Ref da = random_ref({3, 4}, rng), db = random_ref({3, 4}, rng);
+  auto loss = [&](const std::vector<Ref>& in) {
+    const auto o = ref::rglru_gate_fwd<double>(in[0], in[1], in[2], in[3], no_round);
+    return dot(o.a, da) + dot(o.b, db);
+  };
+  const auto g = ref::rglru_gate_bwd<double>(da, db, x, ga, gx, lambda, no_round);
+  const std::vector<Ref> in = {x, ga, gx, lambda};
+  EXPECT_LE(max_abs_diff(g.dx, finite_difference(loss, in, 0)), 1e-8);
+  EXPECT_LE(max_abs_diff(g.dgate_a, finite_difference(loss, in, 1)), 1e-8);
+  EXPECT_LE(max_abs_diff(g.dgate_x, finite_difference(loss, in, 2)), 1e-8);
+  EXPECT_LE(max_abs_diff(g.dlambda, finite_difference(loss, in, 3)), 1e-8);
+}
+
+TEST(RGLRUGateBadInput, NamesTheArgument) {
+  Context& ctx = context_for(Device::cpu());
+  const Tensor x = Tensor::zeros({4, 8}, DType::f32), l = Tensor::zeros({8}, DType::f32);
+  Tensor a = Tensor::zeros({4, 8}, DType::f32), b = Tensor::zeros({4, 8}, DType::f32);
+  EXPECT_LONGCTX_ERROR(rglru_gate_fwd(ctx, a, b, x, x, Tensor::zeros({4, 7}, DType::f32), l),
+                       "rglru_gate_fwd", "gate_x");
+  EXPECT_LONGCTX_ERROR(rglru_gate_fwd(ctx, a, b, x, x, x, Tensor::zeros({7}, DType::f32)),
+                       "rglru_gate_fwd", "lambda");
+  EXPECT_LONGCTX_ERROR(rglru_gate_fwd(ctx, a, a, x, x, x, l), "rglru_gate_fwd", "overlap");
+  EXPECT_LONGCTX_ERROR(rglru_gate_fwd(ctx, a, b, x.to_dtype(DType::f64), x, x, l),
+                       "rglru_gate_fwd");
+}
+
+}  // namespace
+}  // namespace longctx::test
