@@ -183,6 +183,45 @@ TEST_P(ModelDecoding, CachedDecodingEqualsTheFullForward) {
 INSTANTIATE_TEST_SUITE_P(Presets, ModelDecoding, testing::ValuesIn(gradient_cases()),
                          [](const auto& info) { return info.param.name; });
 
+// The CUDA model against the CPU: logits and every gradient of a f32 CUDA model and of a f32
+// CPU model against the f64 CPU model, the CUDA error at most twice the CPU's plus a few f32
+// roundings of the values' scale (the 2x rule at model level).
+class ModelOnCuda : public testing::TestWithParam<ModelCase> {};
+
+TEST_P(ModelOnCuda, MatchesTheCpuModel) {
+  LONGCTX_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  const ModelConfig config = ModelConfig::from_json(GetParam().config);
+  Context& cpu = context_for(Device::cpu());
+  Context& gpu = context_for(Device::cuda(0));
+  Model exact(config, cpu, DType::f64, 5), host(config, cpu, DType::f32, 5);
+  Model device(config, gpu, DType::f32, 5);
+  Rng rng(9);
+  const int64_t V = config.vocab_size;
+  const Tensor tokens = random_tokens(2, 6, V, rng, false);
+  const Tensor targets = random_tokens(2, 6, V, rng, true);
+  for (Model* m : {&exact, &host, &device}) {
+    const bool on_gpu = m == &device;
+    m->forward(on_gpu ? tokens.to(Device::cuda(0), &gpu) : tokens,
+               on_gpu ? targets.to(Device::cuda(0), &gpu) : targets);
+    m->backward();
+  }
+  auto check = [&](const Tensor& want, const Tensor& cpu_f32, const Tensor& cuda_f32,
+                   const std::string& what) {
+    const Ref w = to_ref(want);
+    const double scale = std::max(max_abs(w), 1e-30);
+    const double err_cpu = max_abs_diff(to_ref(cpu_f32), w);
+    const double err_gpu = max_abs_diff(to_ref(cuda_f32), w);
+    EXPECT_LE(err_gpu, 2 * err_cpu + 4 * unit_roundoff(DType::f32) * scale) << what;
+  };
+  check(exact.logits(), host.logits(), device.logits(), "logits");
+  for (size_t i = 0; i < exact.grads().tensors().size(); ++i)
+    check(exact.grads().tensors()[i].tensor, host.grads().tensors()[i].tensor,
+          device.grads().tensors()[i].tensor, "d" + exact.grads().tensors()[i].name);
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, ModelOnCuda, testing::ValuesIn(gradient_cases()),
+                         [](const auto& info) { return info.param.name; });
+
 // KV cache = 2 * attention layers * Hkv * D * max_len * bytes; a recurrent layer's state does not
 // grow with max_len.
 TEST(ModelCache, BytesFollowTheMemoryModel) {
