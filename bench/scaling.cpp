@@ -117,12 +117,12 @@ int run_scaling(const ScalingOptions& options) {
   Context ctx(device);
   const bool gpu = device.is_cuda();
   std::vector<std::string> presets = options.presets;
-  if (presets.empty()) presets = {"llama", "hybrid", "mamba2"};
+  if (presets.empty()) presets = {"llama", "samba", "hybrid", "griffin", "mamba2", "mamba", "hawk"};
   std::vector<int64_t> lengths = options.lengths;
   if (lengths.empty())
     lengths = gpu ? std::vector<int64_t>{1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072}
-                  : std::vector<int64_t>{256, 512, 1024, 2048, 4096};
-  // CPU defaults sized to finish in a few minutes on 2 cores.
+                  : std::vector<int64_t>{256, 512, 1024, 2048, 4096, 8192};
+  // CPU defaults sized to finish in a few minutes on 2 cores (every preset, T to 8k: ~3 min).
   const int64_t tokens =
       options.tokens_per_batch ? options.tokens_per_batch : (gpu ? 131072 : 4096);
 
