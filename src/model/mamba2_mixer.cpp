@@ -58,11 +58,8 @@ class Mamba2Mixer : public Mixer {
     init_normal(host.get(prefix_ + "in_proj"), 0.02, rng);
     // PyTorch's Conv1d default: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = W.
     const double bound = 1.0 / std::sqrt(double(W_));
-    std::uniform_real_distribution<double> conv(-bound, bound);
-    for (const char* name : {"conv_weight", "conv_bias"}) {
-      const Tensor& t = host.get(prefix_ + name);
-      for (int64_t i = 0; i < t.numel(); ++i) t.data_as<double>()[i] = conv(rng);
-    }
+    init_uniform(host.get(prefix_ + "conv_weight"), bound, rng);
+    init_uniform(host.get(prefix_ + "conv_bias"), bound, rng);
     // dt log-uniform in [1e-3, 1e-1], stored as its inverse softplus; A uniform in [1, 16].
     std::uniform_real_distribution<double> log_dt(std::log(1e-3), std::log(1e-1)), a(1.0, 16.0);
     for (int64_t h = 0; h < H_; ++h) {
@@ -76,11 +73,9 @@ class Mamba2Mixer : public Mixer {
   }
 
   void bind(const ParamArena& p, const ParamArena& g) override {
-    for (const char* name :
-         {"in_proj", "conv_weight", "conv_bias", "dt_bias", "A_log", "D", "norm", "out_proj"}) {
-      w_[name] = p.get(prefix_ + name);
-      dw_[name] = g.get(prefix_ + name);
-    }
+    bind_views(p, g, prefix_,
+               {"in_proj", "conv_weight", "conv_bias", "dt_bias", "A_log", "D", "norm", "out_proj"},
+               w_, dw_);
   }
 
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,

@@ -76,11 +76,10 @@ class MambaMixer : public Mixer {
   }
 
   void bind(const ParamArena& p, const ParamArena& g) override {
-    for (const char* name : {"in_proj", "conv_weight", "conv_bias", "x_proj", "dt_proj", "dt_bias",
-                             "A_log", "D", "out_proj"}) {
-      w_[name] = p.get(prefix_ + name);
-      dw_[name] = g.get(prefix_ + name);
-    }
+    bind_views(p, g, prefix_,
+               {"in_proj", "conv_weight", "conv_bias", "x_proj", "dt_proj", "dt_bias", "A_log", "D",
+                "out_proj"},
+               w_, dw_);
   }
 
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
@@ -204,12 +203,6 @@ class MambaMixer : public Mixer {
     Tensor out = acts.take({t.size(0), t.size(2), t.size(1)}, t.dtype());
     out.copy_from(t.transpose(1, 2), &ctx);
     return out;
-  }
-
-  static void init_uniform(const Tensor& t, double bound, std::mt19937_64& rng) {
-    std::uniform_real_distribution<double> uniform(-bound, bound);
-    double* p = t.data_as<double>();
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = uniform(rng);
   }
 
   std::string prefix_;

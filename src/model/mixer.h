@@ -2,6 +2,8 @@
 // One implementation per LayerKind (attention_mixer.cpp, mlp_mixer.cpp, ...).
 #pragma once
 
+#include <initializer_list>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -65,5 +67,11 @@ std::unique_ptr<Mixer> make_mixer(LayerKind kind, const ModelConfig& config, int
 // Initialisation helpers over f64 host tensors.
 void init_normal(const Tensor& t, double stddev, std::mt19937_64& rng);
 void init_constant(const Tensor& t, double value);
+void init_uniform(const Tensor& t, double bound, std::mt19937_64& rng);  // in [-bound, bound]
+
+// views[name] and grad_views[name]: the tensors `prefix + name` of params and grads, per name.
+void bind_views(const ParamArena& params, const ParamArena& grads, const std::string& prefix,
+                std::initializer_list<const char*> names, std::map<std::string, Tensor>& views,
+                std::map<std::string, Tensor>& grad_views);
 
 }  // namespace longctx

@@ -48,6 +48,21 @@ void init_constant(const Tensor& t, double value) {
   t.fill(value);
 }
 
+void init_uniform(const Tensor& t, double bound, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> uniform(-bound, bound);
+  double* p = t.data_as<double>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = uniform(rng);
+}
+
+void bind_views(const ParamArena& params, const ParamArena& grads, const std::string& prefix,
+                std::initializer_list<const char*> names, std::map<std::string, Tensor>& views,
+                std::map<std::string, Tensor>& grad_views) {
+  for (const char* name : names) {
+    views[name] = params.get(prefix + name);
+    grad_views[name] = grads.get(prefix + name);
+  }
+}
+
 Tensor contiguous_copy(const Context& ctx, ActivationArena& acts, const Tensor& view) {
   Tensor t = acts.take(view.shape(), view.dtype());
   t.copy_from(view, &ctx);

@@ -53,13 +53,11 @@ class RGLRUMixer : public Mixer {
     for (const char* name : {"in_proj", "gate_proj", "w_a", "w_i"})
       init_normal(host.get(prefix_ + name), 0.02, rng);
     const double bound = 1.0 / std::sqrt(double(W_));
-    std::uniform_real_distribution<double> conv(-bound, bound), a(0.9, 0.999);
-    for (const char* name : {"conv_weight", "conv_bias"}) {
-      const Tensor& t = host.get(prefix_ + name);
-      for (int64_t i = 0; i < t.numel(); ++i) t.data_as<double>()[i] = conv(rng);
-    }
+    init_uniform(host.get(prefix_ + "conv_weight"), bound, rng);
+    init_uniform(host.get(prefix_ + "conv_bias"), bound, rng);
     init_constant(host.get(prefix_ + "b_a"), 0.0);
     init_constant(host.get(prefix_ + "b_i"), 0.0);
+    std::uniform_real_distribution<double> a(0.9, 0.999);
     double* lambda = host.get(prefix_ + "lambda").data_as<double>();
     for (int64_t d = 0; d < Dr_; ++d) {
       const double s = -std::log(a(rng)) / 8;  // softplus(lambda)
@@ -69,11 +67,10 @@ class RGLRUMixer : public Mixer {
   }
 
   void bind(const ParamArena& p, const ParamArena& g) override {
-    for (const char* name : {"in_proj", "gate_proj", "conv_weight", "conv_bias", "w_a", "b_a",
-                             "w_i", "b_i", "lambda", "out_proj"}) {
-      w_[name] = p.get(prefix_ + name);
-      dw_[name] = g.get(prefix_ + name);
-    }
+    bind_views(p, g, prefix_,
+               {"in_proj", "gate_proj", "conv_weight", "conv_bias", "w_a", "b_a", "w_i", "b_i",
+                "lambda", "out_proj"},
+               w_, dw_);
   }
 
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
