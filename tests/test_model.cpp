@@ -222,24 +222,30 @@ TEST_P(ModelOnCuda, MatchesTheCpuModel) {
 INSTANTIATE_TEST_SUITE_P(Presets, ModelOnCuda, testing::ValuesIn(gradient_cases()),
                          [](const auto& info) { return info.param.name; });
 
-// KV cache = 2 * attention layers * Hkv * D * max_len * bytes; a recurrent layer's state does not
-// grow with max_len.
+// KV cache = 2 * attention layers * Hkv * D * max_len * bytes; a sliding-window layer keeps
+// window - 1 positions and a recurrent layer its state, neither growing with max_len.
 TEST(ModelCache, BytesFollowTheMemoryModel) {
   Context& ctx = context_for(Device::cpu());
   const ModelConfig config = ModelConfig::from_json(R"({"vocab_size": 11, "d_model": 16,
-      "pattern": "*-S-*M", "attention": {"n_heads": 4, "n_kv_heads": 2},
-      "mamba": {"d_state": 4, "expand": 2}, "mamba2": {"d_state": 8, "head_dim": 8}})");
+      "pattern": "*-S-*MWR", "attention": {"n_heads": 4, "n_kv_heads": 2, "window": 5},
+      "mamba": {"d_state": 4, "expand": 2}, "mamba2": {"d_state": 8, "head_dim": 8},
+      "rglru": {"width": 12}})");
   Model model(config, ctx, DType::f32);
-  const int64_t Hkv = 2, D = 4;
-  const size_t mamba2_state = size_t(2 * (32 + 2 * 8) * 3 + 2 * 4 * 8 * 8) * 4;  // conv + SSD
-  const size_t mamba_state = size_t(2 * 32 * 3 + 2 * 32 * 4) * 4;                // conv + scan
+  const int64_t B = 2, Hkv = 2, D = 4;
+  const size_t mamba2_state = size_t(B * (32 + 2 * 8) * 3 + B * 4 * 8 * 8) * 4;  // conv + SSD
+  const size_t mamba_state = size_t(B * 32 * 3 + B * 32 * 4) * 4;                // conv + scan
+  const size_t rglru_state = size_t(B * 12 * 3 + B * 12) * 4;                    // conv + h
+  const size_t window_kv = size_t(2 * B * (5 - 1) * Hkv * D) * 4;
   for (int64_t max_len : {16, 1000}) {
-    const ModelCache cache = model.make_cache(2, max_len);
-    EXPECT_EQ(cache.bytes(LayerKind::attention), size_t(2 * 2 * 2 * Hkv * D * max_len * 4));
+    const ModelCache cache = model.make_cache(B, max_len);
+    const size_t kv = size_t(2 * 2 * B * Hkv * D * max_len * 4);  // two attention layers
+    EXPECT_EQ(cache.bytes(LayerKind::attention), kv);
+    EXPECT_EQ(cache.bytes(LayerKind::sliding_attention), window_kv);
     EXPECT_EQ(cache.bytes(LayerKind::mamba2), mamba2_state);
     EXPECT_EQ(cache.bytes(LayerKind::mamba), mamba_state);
+    EXPECT_EQ(cache.bytes(LayerKind::rglru), rglru_state);
     EXPECT_EQ(cache.bytes(LayerKind::mlp), 0u);
-    EXPECT_EQ(cache.bytes(), cache.bytes(LayerKind::attention) + mamba2_state + mamba_state);
+    EXPECT_EQ(cache.bytes(), kv + window_kv + mamba2_state + mamba_state + rglru_state);
   }
 }
 

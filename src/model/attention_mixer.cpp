@@ -3,7 +3,9 @@
 //
 //   q = rope(x Wq^T)  (B, T, H, D)      k = rope(x Wk^T), v = x Wv^T  (B, T, Hkv, D)
 //   y = attention(q, k, v; causal, window) Wo^T
+#include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "longctx/ops/add.h"
 #include "longctx/ops/attention.h"
@@ -68,13 +70,14 @@ class AttentionMixer : public Mixer {
     linear_fwd(ctx, y, flat(o_), wo_);
   }
 
-  // The KV cache: k and v (B, max_len, Hkv, D) after RoPE. A sliding-window layer keeps every
-  // position too (its mask hides the old ones); a ring buffer of `window` entries would bound
-  // its memory.
+  // The KV cache: k and v after RoPE, (B, max_len, Hkv, D). A sliding-window layer keeps only
+  // the newest window - 1 positions, (B, window - 1, Hkv, D), right-aligned: its memory does not
+  // grow with the context.
   std::unique_ptr<MixerCache> make_cache(const Context& ctx, DType dtype, int64_t batch,
                                          int64_t max_len) const override {
+    const int64_t len = sliding() ? attn_.window_left : max_len;
     return std::make_unique<StateCache>(
-        ctx, dtype, std::vector<Shape>{{batch, max_len, Hkv_, D_}, {batch, max_len, Hkv_, D_}});
+        ctx, dtype, std::vector<Shape>{{batch, len, Hkv_, D_}, {batch, len, Hkv_, D_}});
   }
 
   void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t pos,
@@ -88,10 +91,13 @@ class AttentionMixer : public Mixer {
     linear_fwd(ctx, flat(q), x, wq_);
     linear_fwd(ctx, flat(k), x, wk_);
     linear_fwd(ctx, flat(v), x, wv_);
-    // Positions pos .. pos + T - 1 for RoPE; pos keys already cached for attention.
+    // A sliding layer attends over its kept keys followed by the new ones (a full layer's cache
+    // takes the new keys in place).
+    const int64_t keep = sliding() ? attn_.window_left : 0, have = std::min(pos, keep);
+    // RoPE at positions pos .. pos + T - 1; the attention's key count per sequence.
     Tensor positions = Tensor::empty({B, T}, DType::i32), seqlens = Tensor::empty({B}, DType::i32);
     for (int64_t b = 0; b < B; ++b) {
-      seqlens.data_as<int32_t>()[b] = int32_t(pos);
+      seqlens.data_as<int32_t>()[b] = int32_t(sliding() ? have + T : pos);
       for (int64_t t = 0; t < T; ++t) positions.data_as<int32_t>()[b * T + t] = int32_t(pos + t);
     }
     if (!ctx.device().is_cpu()) {
@@ -100,7 +106,20 @@ class AttentionMixer : public Mixer {
     }
     rope_fwd(ctx, q, q, positions, rope_);
     rope_fwd(ctx, k, k, positions, rope_);
-    attention_decode(ctx, o, lse, q, kv[0], kv[1], seqlens, k, v, attn_);
+    if (!sliding()) {
+      attention_decode(ctx, o, lse, q, kv[0], kv[1], seqlens, k, v, attn_);
+    } else {
+      Tensor keys = acts.take({B, have + T, Hkv_, D_}, dt);
+      Tensor values = acts.take({B, have + T, Hkv_, D_}, dt);
+      for (auto [all, kept, fresh] : {std::tuple{&keys, &kv[0], &k}, {&values, &kv[1], &v}}) {
+        all->narrow(1, 0, have).copy_from(kept->narrow(1, keep - have, have), &ctx);
+        all->narrow(1, have, T).copy_from(*fresh, &ctx);
+      }
+      attention_decode(ctx, o, lse, q, keys, values, seqlens, {}, {}, attn_);
+      const int64_t now = std::min(have + T, keep);  // the newest keys, right-aligned
+      kv[0].narrow(1, keep - now, now).copy_from(keys.narrow(1, have + T - now, now), &ctx);
+      kv[1].narrow(1, keep - now, now).copy_from(values.narrow(1, have + T - now, now), &ctx);
+    }
     linear_fwd(ctx, y, flat(o), wo_);
   }
 
@@ -123,6 +142,8 @@ class AttentionMixer : public Mixer {
 
  private:
   // (B, T, heads, D) viewed as (B, T, heads * D) for the projections.
+  bool sliding() const { return attn_.window_left >= 0; }
+
   static Tensor flat(const Tensor& t) {
     return t.reshape({t.size(0), t.size(1), t.size(2) * t.size(3)});
   }
