@@ -92,7 +92,7 @@ double to_host_scalar(const Tensor& t, const Context& ctx) {
 }  // namespace
 
 Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
-    : config_(std::move(config)), ctx_(&ctx), dtype_(dtype), acts_(ctx) {
+    : config_(std::move(config)), ctx_(&ctx), dtype_(dtype), acts_(ctx), layer_acts_(ctx) {
   config_.validate();
   LONGCTX_CHECK(dtype == DType::f32 || (dtype == DType::f64 && ctx.device().is_cpu()),
                 "Model: dtype must be f32 (or f64 on the CPU), got ", dtype_name(dtype));
@@ -179,7 +179,8 @@ double Model::forward(const Tensor& tokens, const Tensor& targets) {
     rstd_[l] = acts_.take({B * T}, stat);
     rmsnorm_fwd(ctx, normed_[l], rstd_[l], h_[l], params_.get(norm_name(l)), {config_.norm_eps});
     Tensor y = acts_.take({B, T, C}, dtype_);
-    mixers_[l]->forward(ctx, acts_, y, normed_[l]);
+    if (recompute_) layer_acts_.reset();  // the previous layer's intermediates are dropped
+    mixers_[l]->forward(ctx, recompute_ ? layer_acts_ : acts_, y, normed_[l]);
     h_[l + 1] = acts_.take({B, T, C}, dtype_);
     add_fwd(ctx, h_[l + 1], h_[l], y);
   }
@@ -224,7 +225,14 @@ void Model::backward() {
               final_rstd_, {config_.norm_eps});
   for (int l = L - 1; l >= 0; --l) {
     // h_{l+1} = h_l + mixer(norm(h_l)): the residual passes dh through unchanged.
-    mixers_[l]->backward(ctx, acts_, dnormed, dh);
+    if (recompute_) {  // this layer's intermediates again, then its backward
+      layer_acts_.reset();
+      Tensor y = layer_acts_.take({B, T, C}, dtype_);
+      mixers_[l]->forward(ctx, layer_acts_, y, normed_[l]);
+      mixers_[l]->backward(ctx, layer_acts_, dnormed, dh);
+    } else {
+      mixers_[l]->backward(ctx, acts_, dnormed, dh);
+    }
     rmsnorm_bwd(ctx, dh_norm, grads_.get(norm_name(l)), dnormed, h_[l], params_.get(norm_name(l)),
                 rstd_[l], {config_.norm_eps});
     add_fwd(ctx, dh, dh, dh_norm);

@@ -79,8 +79,17 @@ class Model {
   ModelCache make_cache(int64_t batch, int64_t max_len) const;
   const Tensor& decode(ModelCache& cache, const Tensor& tokens);
 
+  // Activation recompute: when on, forward() keeps only each layer's input (and what the final
+  // norm and the loss need) and backward() runs each layer's forward again just before its
+  // backward, so activation memory holds one layer's intermediates instead of every layer's.
+  // Gradients are the same, bitwise on the CPU.
+  void set_activation_recompute(bool on) { recompute_ = on; }
+  bool activation_recompute() const { return recompute_; }
+
   // Activation bytes the last forward (and backward, if run) needed at their high-water mark.
-  size_t activation_bytes() const { return acts_.pass_bytes(); }
+  size_t activation_bytes() const {
+    return acts_.pass_bytes() + (recompute_ ? layer_acts_.pass_bytes() : 0);
+  }
 
  private:
   ModelConfig config_;
@@ -88,6 +97,8 @@ class Model {
   DType dtype_;
   ParamArena params_, grads_;
   ActivationArena acts_;
+  ActivationArena layer_acts_;  // one layer's intermediates, under activation recompute
+  bool recompute_ = false;
   std::vector<std::unique_ptr<Mixer>> mixers_;
 
   // Saved by forward() for backward().
