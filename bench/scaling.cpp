@@ -106,6 +106,23 @@ static void progress(const std::string& preset, int64_t T, const char* what) {
   std::fflush(stderr);
 }
 
+// Training FLOPs per token, the usual estimate: 6 per weight used in a matrix product (forward 2,
+// backward 4; the LM head counts whether tied or not, the embedding lookup does not), plus the
+// attention scores and values, 6 * H * D per visible key per token (causal: T / 2 keys on
+// average; a sliding layer sees at most `window`). The scans, convs and norms are left out: a
+// few percent at these widths.
+double train_flops_per_token(const Model& model, int64_t T) {
+  const ModelConfig& c = model.config();
+  const double table = double(c.vocab_size * c.d_model);  // the embedding (and an untied head)
+  double flops = 6.0 * (double(model.parameter_count()) - table * (c.tie_embeddings ? 1 : 2));
+  flops += 6.0 * table;  // the head's product
+  const double hd = double(c.attention.n_heads * c.head_dim());
+  flops += 6.0 * hd * double(c.count(LayerKind::attention)) * double(T) / 2;
+  flops += 6.0 * hd * double(c.count(LayerKind::sliding_attention)) *
+           double(std::min(T, c.attention.window));
+  return flops;
+}
+
 // Single-token decode steps timed per point (after a prefill of T tokens).
 constexpr int kDecodeSteps = 16;
 
@@ -159,9 +176,9 @@ int run_scaling(const ScalingOptions& options) {
       return 1;
     }
     json points = json::array();
-    std::printf("  %8s %6s %14s %14s %13s %12s %12s %12s\n", "T", "batch", "train tok/s",
-                "prefill tok/s", "decode tok/s", "train mem", gpu ? "device peak" : "process peak",
-                "cache at T");
+    std::printf("  %8s %6s %14s %9s %14s %13s %12s %12s %12s\n", "T", "batch", "train tok/s",
+                "TFLOP/s", "prefill tok/s", "decode tok/s", "train mem",
+                gpu ? "device peak" : "process peak", "cache at T");
     for (int64_t T : lengths) {
       const int64_t B = std::max<int64_t>(1, tokens / T);
       std::mt19937_64 rng{uint64_t(T)};
@@ -209,19 +226,22 @@ int run_scaling(const ScalingOptions& options) {
         continue;
       }
       const double train_tokens_per_s = double(B * T) / train_s;
+      const double train_tflops = train_flops_per_token(*model, T) * train_tokens_per_s * 1e-12;
       const double prefill_tokens_per_s = double(B * T) / prefill_s;
       const double param_bytes = double(model->params().flat().nbytes());
       const double train_bytes = double(train_activation_bytes) + 2 * param_bytes;
       train_tps[preset][T] = train_tokens_per_s;
-      std::printf("  %8lld %6lld %14.0f %14.0f %13.1f %12s %12s %12s\n", (long long)T, (long long)B,
-                  train_tokens_per_s, prefill_tokens_per_s, 1.0 / decode_s,
-                  human_bytes(train_bytes).c_str(), human_bytes(double(train_peak)).c_str(),
+      std::printf("  %8lld %6lld %14.0f %9.4f %14.0f %13.1f %12s %12s %12s\n", (long long)T,
+                  (long long)B, train_tokens_per_s, train_tflops, prefill_tokens_per_s,
+                  1.0 / decode_s, human_bytes(train_bytes).c_str(),
+                  human_bytes(double(train_peak)).c_str(),
                   human_bytes(double(cache_bytes)).c_str());
       std::fflush(stdout);
       points.push_back({{"T", T},
                         {"batch", B},
                         {"train_step_s", train_s},
                         {"train_tokens_per_s", train_tokens_per_s},
+                        {"train_tflops_estimate", train_tflops},
                         {"prefill_s", prefill_s},
                         {"prefill_tokens_per_s", prefill_tokens_per_s},
                         {"activation_bytes", train_activation_bytes},
@@ -280,6 +300,10 @@ int run_scaling(const ScalingOptions& options) {
                    {"blas", build.blas},
                    {"openmp", build.openmp}}},
                  {"tokens_per_batch", tokens},
+                 {"flops_note",
+                  "train_tflops_estimate = (6 per matmul weight, head included, + 6*H*D per "
+                  "visible key for attention) per token x training tokens/s; scans, convs and "
+                  "norms not counted"},
                  {"repeats", options.repeats},
                  {"dtype", "f32"},
                  {"memory_note",
