@@ -3,6 +3,8 @@
 //   longctx ops                                the ops `longctx op` can run, their tensors, options
 //   longctx op NAME --in IN --out OUT [--device cpu|cuda[:N]] [--backward] [--threads N]
 //   longctx bench scaling [--device D] [--presets a,b] [--lengths 256,512] [--out FILE]
+//   longctx train --out DIR [--task mqar|text] [--model PRESET] [--resume] ...  (models/train.h)
+//   longctx generate --checkpoint DIR|FILE (--prompt TEXT | --tokens 1,2,3) [sampling options]
 // Errors: one line on stderr ("longctx: error: ..."), exit status 1; usage errors exit 2.
 #include <CLI/CLI.hpp>
 
@@ -12,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/scaling.h"
+#include "cli/drivers.h"
 #include "cli/ops.h"
 #include "longctx/longctx.h"
 
@@ -132,6 +135,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   scaling_cmd->add_option("--out", scaling.out, "JSON output")->capture_default_str();
 
+  const Command train_cmd = add_train_command(app);
+  const Command generate_cmd = add_generate_command(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -148,6 +154,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (scaling_cmd->parsed()) return bench::run_scaling(scaling);
+    if (train_cmd.app->parsed()) return train_cmd.run();
+    if (generate_cmd.app->parsed()) return generate_cmd.run();
     run_op(run);
     return 0;
   } catch (const std::exception& e) {

@@ -1,0 +1,33 @@
+#include "models/sample.h"
+
+#include <sys/stat.h>
+
+#include "longctx/longctx.h"
+#include "models/train.h"
+
+namespace longctx::train {
+
+std::string checkpoint_path(const std::string& path) {
+  struct stat st {};
+  LONGCTX_CHECK(::stat(path.c_str(), &st) == 0, "generate: checkpoint ", path, " does not exist");
+  return S_ISDIR(st.st_mode) ? path + "/checkpoint.safetensors" : path;
+}
+
+std::vector<int32_t> generate_from_checkpoint(const GenerateOptions& options) {
+  LONGCTX_CHECK(!options.prompt.empty(),
+                "generate: the prompt is empty (give --prompt TEXT or "
+                "--tokens 1,2,3)");
+  LONGCTX_CHECK(options.max_new_tokens >= 1, "generate: max_new_tokens must be at least 1, got ",
+                options.max_new_tokens);
+  const std::string path = checkpoint_path(options.checkpoint);
+  const ModelConfig config = checkpoint_config(path);
+  for (int32_t t : options.prompt)
+    LONGCTX_CHECK(t >= 0 && t < config.vocab_size, "generate: prompt token ", t,
+                  " is outside the model's vocabulary [0, ", config.vocab_size, ")");
+  const Context ctx(resolve_device(options.device), options.threads);
+  Model model(config, ctx);
+  load_checkpoint(path, model);
+  return generate(model, {options.prompt}, options.max_new_tokens, options.sampling)[0];
+}
+
+}  // namespace longctx::train

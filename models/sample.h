@@ -1,0 +1,28 @@
+// The sampling driver behind `longctx generate`: a checkpoint, a prompt, sampling with the cache.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "longctx/model/generate.h"
+
+namespace longctx::train {
+
+struct GenerateOptions {
+  std::string checkpoint;       // a .safetensors checkpoint, or a run directory holding one
+  std::vector<int32_t> prompt;  // token ids (a byte model's prompt is the text's bytes)
+  int64_t max_new_tokens = 64;
+  SamplingParams sampling;
+  std::string device = "auto";  // auto | cpu | cuda[:N]
+  int threads = 0;
+};
+
+// The new tokens. Throws Error for a missing or foreign checkpoint, an empty prompt or a token
+// outside the model's vocabulary.
+std::vector<int32_t> generate_from_checkpoint(const GenerateOptions& options);
+
+// The checkpoint file `path` names: itself, or <path>/checkpoint.safetensors for a directory.
+std::string checkpoint_path(const std::string& path);
+
+}  // namespace longctx::train

@@ -1,0 +1,578 @@
+#include "models/train.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "longctx/longctx.h"
+
+namespace longctx::train {
+
+using json = nlohmann::json;
+
+// ---- Options -----------------------------------------------------------------------------------
+
+void TrainOptions::validate() const {
+  LONGCTX_CHECK(task == "mqar" || task == "text", "train: unknown task '", task,
+                "' (choose mqar or text)");
+  if (task == "mqar") mqar.validate();
+  if (task == "text") text.validate();
+  LONGCTX_CHECK(steps >= 1, "train: steps must be at least 1, got ", steps);
+  LONGCTX_CHECK(batch >= 1, "train: batch must be at least 1, got ", batch);
+  LONGCTX_CHECK(accum >= 1, "train: accum must be at least 1, got ", accum);
+  LONGCTX_CHECK(std::isfinite(lr) && lr > 0, "train: lr must be positive, got ", lr);
+  LONGCTX_CHECK(min_lr_ratio >= 0 && min_lr_ratio <= 1,
+                "train: min_lr_ratio must be in [0, 1], got ", min_lr_ratio);
+  LONGCTX_CHECK(warmup_steps >= 0, "train: warmup_steps must be >= 0, got ", warmup_steps);
+  LONGCTX_CHECK(weight_decay >= 0, "train: weight_decay must be >= 0, got ", weight_decay);
+  LONGCTX_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
+                "train: beta1 and beta2 must be in [0, 1), got ", beta1, " and ", beta2);
+  LONGCTX_CHECK(eps > 0, "train: eps must be positive, got ", eps);
+  LONGCTX_CHECK(clip >= 0, "train: clip must be >= 0 (0: off), got ", clip);
+  LONGCTX_CHECK(eval_every >= 0 && checkpoint_every >= 0 && log_every >= 0,
+                "train: eval_every, checkpoint_every and log_every must be >= 0");
+  LONGCTX_CHECK(eval_sequences >= 1, "train: eval_sequences must be at least 1, got ",
+                eval_sequences);
+  LONGCTX_CHECK(!out_dir.empty(), "train: an output directory is needed (--out DIR)");
+  LONGCTX_CHECK(threads >= 0, "train: threads must be >= 0, got ", threads);
+}
+
+std::string TrainOptions::to_json() const {
+  json j = {{"task", task},
+            {"model", json::parse(model.to_json())},
+            {"seed", seed},
+            {"steps", steps},
+            {"batch", batch},
+            {"accum", accum},
+            {"lr", lr},
+            {"min_lr_ratio", min_lr_ratio},
+            {"warmup_steps", warmup_steps},
+            {"weight_decay", weight_decay},
+            {"beta1", beta1},
+            {"beta2", beta2},
+            {"eps", eps},
+            {"clip", clip},
+            {"eval_every", eval_every},
+            {"eval_sequences", eval_sequences},
+            {"checkpoint_every", checkpoint_every}};
+  if (task == "mqar")
+    j["mqar"] = {{"vocab_size", mqar.vocab_size},
+                 {"seq_len", mqar.seq_len},
+                 {"num_pairs", mqar.num_pairs},
+                 {"alpha", mqar.alpha},
+                 {"seed", mqar.seed},
+                 {"test_sequences", mqar.test_sequences}};
+  else
+    j["text"] = {{"path", text.path},
+                 {"seq_len", text.seq_len},
+                 {"test_fraction", text.test_fraction},
+                 {"seed", text.seed}};
+  return j.dump(2);
+}
+
+namespace {
+// Reads j[key] into `out` if present, naming the key on a type mismatch; records it as known.
+template <class T>
+void read_key(const json& j, const std::string& key, T& out, std::vector<std::string>& known) {
+  known.push_back(key);
+  if (!j.contains(key)) return;
+  try {
+    out = j.at(key).get<T>();
+  } catch (const json::exception&) {
+    throw Error(
+        detail::concat("train options: '", key, "' has the wrong type: ", j.at(key).dump()));
+  }
+}
+
+void reject_unknown(const json& j, const std::vector<std::string>& known,
+                    const std::string& where) {
+  for (const auto& item : j.items())
+    LONGCTX_CHECK(std::find(known.begin(), known.end(), item.key()) != known.end(),
+                  "train options: unknown key '", where, item.key(), "'");
+}
+}  // namespace
+
+TrainOptions TrainOptions::from_json(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error(std::string("train options: invalid JSON: ") + e.what());
+  }
+  LONGCTX_CHECK(j.is_object(), "train options: expected a JSON object");
+  TrainOptions o;
+  std::vector<std::string> known;
+  read_key(j, "task", o.task, known);
+  read_key(j, "seed", o.seed, known);
+  read_key(j, "steps", o.steps, known);
+  read_key(j, "batch", o.batch, known);
+  read_key(j, "accum", o.accum, known);
+  read_key(j, "lr", o.lr, known);
+  read_key(j, "min_lr_ratio", o.min_lr_ratio, known);
+  read_key(j, "warmup_steps", o.warmup_steps, known);
+  read_key(j, "weight_decay", o.weight_decay, known);
+  read_key(j, "beta1", o.beta1, known);
+  read_key(j, "beta2", o.beta2, known);
+  read_key(j, "eps", o.eps, known);
+  read_key(j, "clip", o.clip, known);
+  read_key(j, "eval_every", o.eval_every, known);
+  read_key(j, "eval_sequences", o.eval_sequences, known);
+  read_key(j, "checkpoint_every", o.checkpoint_every, known);
+  known.push_back("model");
+  if (j.contains("model")) o.model = ModelConfig::from_json(j["model"].dump());
+  known.push_back("mqar");
+  if (j.contains("mqar")) {
+    std::vector<std::string> k;
+    const json& m = j["mqar"];
+    read_key(m, "vocab_size", o.mqar.vocab_size, k);
+    read_key(m, "seq_len", o.mqar.seq_len, k);
+    read_key(m, "num_pairs", o.mqar.num_pairs, k);
+    read_key(m, "alpha", o.mqar.alpha, k);
+    read_key(m, "seed", o.mqar.seed, k);
+    read_key(m, "test_sequences", o.mqar.test_sequences, k);
+    reject_unknown(m, k, "mqar.");
+  }
+  known.push_back("text");
+  if (j.contains("text")) {
+    std::vector<std::string> k;
+    const json& t = j["text"];
+    read_key(t, "path", o.text.path, k);
+    read_key(t, "seq_len", o.text.seq_len, k);
+    read_key(t, "test_fraction", o.text.test_fraction, k);
+    read_key(t, "seed", o.text.seed, k);
+    reject_unknown(t, k, "text.");
+  }
+  reject_unknown(j, known, "");
+  return o;
+}
+
+double learning_rate(const TrainOptions& o, int64_t step) {
+  if (step < o.warmup_steps) return o.lr * double(step + 1) / double(o.warmup_steps);
+  const double min_lr = o.lr * o.min_lr_ratio;
+  const double progress =
+      double(step - o.warmup_steps) / double(std::max<int64_t>(1, o.steps - o.warmup_steps));
+  return min_lr + 0.5 * (o.lr - min_lr) * (1 + std::cos(M_PI * std::min(1.0, progress)));
+}
+
+std::unique_ptr<Task> make_task(const TrainOptions& options) {
+  if (options.task == "mqar") return std::make_unique<MqarTask>(options.mqar);
+  if (options.task == "text") return std::make_unique<TextTask>(options.text);
+  throw Error("train: unknown task '" + options.task + "' (choose mqar or text)");
+}
+
+TrainOptions load_run_options(const std::string& dir) {
+  std::ifstream f(dir + "/options.json");
+  LONGCTX_CHECK(f, "train: ", dir, "/options.json not found: is ", dir,
+                " the --out directory of a run?");
+  std::stringstream s;
+  s << f.rdbuf();
+  TrainOptions o = TrainOptions::from_json(s.str());
+  o.out_dir = dir;
+  return o;
+}
+
+Device resolve_device(const std::string& name) {
+  if (name == "auto") return cuda_status().available() ? Device::cuda(0) : Device::cpu();
+  return parse_device(name);
+}
+
+// ---- Evaluation --------------------------------------------------------------------------------
+
+EvalResult evaluate(Model& model, const Task& task, int64_t sequences, int64_t batch) {
+  const int64_t T = task.seq_len(), V = task.vocab_size();
+  const Device device = model.context().device();
+  double loss_sum = 0;
+  int64_t correct = 0, scored = 0;
+  for (int64_t first = 0; first < sequences; first += batch) {
+    const int64_t B = std::min(batch, sequences - first);
+    const Tensor tokens = Tensor::empty({B, T}, DType::i32);
+    const Tensor targets = Tensor::empty({B, T}, DType::i32);
+    task.fill(Split::test, first, tokens, targets);
+    const double loss =
+        model.forward(tokens.to(device, &model.context()), targets.to(device, &model.context()));
+    const Tensor logits = model.logits().to(Device::cpu(), &model.context()).to_dtype(DType::f64);
+    const double* l = logits.data_as<double>();
+    const int32_t* y = targets.data_as<int32_t>();
+    int64_t batch_scored = 0;
+    for (int64_t i = 0; i < B * T; ++i) {
+      if (y[i] < 0) continue;
+      ++batch_scored;
+      const double* row = l + i * V;
+      correct += std::max_element(row, row + V) - row == y[i];
+    }
+    if (batch_scored) loss_sum += loss * double(batch_scored);
+    scored += batch_scored;
+  }
+  EvalResult r;
+  r.scored = scored;
+  if (scored) {
+    r.loss = loss_sum / double(scored);
+    r.accuracy = double(correct) / double(scored);
+  }
+  return r;
+}
+
+// ---- Training ----------------------------------------------------------------------------------
+
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int signo) {
+  g_stop_signal = signo;
+}
+
+// Installs the SIGINT/SIGTERM handler for the lifetime of a run, then puts the old ones back.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  struct sigaction old_int_ {
+  }, old_term_{};
+};
+
+// Weight matrices decay; vectors (norm weights, biases, dt_bias, D) and A_log do not.
+bool decays(const NamedTensor& p) {
+  const std::string& n = p.name;
+  const bool a_log = n.size() >= 5 && n.compare(n.size() - 5, 5, "A_log") == 0;
+  return p.tensor.dim() >= 2 && !a_log;
+}
+
+double sum_of_squares(const Tensor& flat, const Context& ctx) {
+  // The arena's padding is zero, so the flat buffer's norm is the parameters'. On CUDA the
+  // gradient comes to the host once per step (4 bytes per parameter).
+  const Tensor host = flat.device().is_cpu() ? flat : flat.to(Device::cpu(), &ctx);
+  double s = 0;
+  if (host.dtype() == DType::f64) {
+    for (int64_t i = 0, n = host.numel(); i < n; ++i)
+      s += host.data_as<double>()[i] * host.data_as<double>()[i];
+  } else {
+    const float* g = host.data_as<float>();
+    for (int64_t i = 0, n = host.numel(); i < n; ++i) s += double(g[i]) * double(g[i]);
+  }
+  return s;
+}
+
+std::string duration(double seconds) {
+  const int64_t s = int64_t(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", (long long)(s / 3600), (long long)(s / 60 % 60));
+  else
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+  return buf;
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    LONGCTX_CHECK(f, "train: cannot write ", tmp);
+    f << text;
+    f.flush();
+    LONGCTX_CHECK(f, "train: writing ", tmp, " failed");
+  }
+  LONGCTX_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "train: cannot rename ", tmp, " to ",
+                path);
+}
+
+// Keeps the log lines of steps <= `step` (a resumed run recomputes the ones after).
+void cut_log(const std::string& path, int64_t step) {
+  std::ifstream f(path);
+  if (!f) return;
+  std::string line, kept;
+  while (std::getline(f, line)) {
+    if (line.empty()) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const json::exception&) {
+      break;  // a line torn by the interruption: the end of what was written
+    }
+    if (j.value("step", int64_t(-1)) <= step) kept += line + "\n";
+  }
+  write_file_atomically(path, kept);
+}
+
+// The first key where two JSON values differ, as "a.b", or "" when they are equal.
+std::string first_difference(const json& a, const json& b, const std::string& prefix = "") {
+  if (a.is_object() && b.is_object()) {
+    for (const auto& item : a.items()) {
+      if (!b.contains(item.key())) return prefix + item.key();
+      const std::string d =
+          first_difference(item.value(), b[item.key()], prefix + item.key() + ".");
+      if (!d.empty()) return d;
+    }
+    for (const auto& item : b.items())
+      if (!a.contains(item.key())) return prefix + item.key();
+    return "";
+  }
+  if (a == b) return "";
+  return prefix.empty() ? "(the whole value)" : prefix.substr(0, prefix.size() - 1);
+}
+
+class Run {
+ public:
+  Run(const TrainOptions& options, bool resume, const TrainHooks& hooks)
+      : opt_(options),
+        hooks_(hooks),
+        task_(make_task(opt_)),
+        ctx_(resolve_device(opt_.device), opt_.threads),
+        model_(model_config(), ctx_, DType::f32, opt_.seed),
+        m_(model_.params().like(DType::f32, ctx_)),
+        v_(model_.params().like(DType::f32, ctx_)),
+        checkpoint_(opt_.out_dir + "/checkpoint.safetensors"),
+        log_path_(opt_.out_dir + "/log.jsonl") {
+    opt_.model = model_.config();
+    ::mkdir(opt_.out_dir.c_str(), 0777);
+    struct stat st {};
+    LONGCTX_CHECK(::stat(opt_.out_dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode),
+                  "train: cannot create the run directory ", opt_.out_dir);
+    const bool have_checkpoint = ::stat(checkpoint_.c_str(), &st) == 0;
+    if (resume) {
+      LONGCTX_CHECK(have_checkpoint, "train: --resume: no checkpoint at ", checkpoint_);
+      restore();
+      cut_log(log_path_, step_);
+    } else {
+      LONGCTX_CHECK(!have_checkpoint, "train: ", opt_.out_dir,
+                    " already holds a run (checkpoint.safetensors): continue it with --resume, "
+                    "or choose another --out");
+      write_file_atomically(opt_.out_dir + "/options.json", opt_.to_json() + "\n");
+      write_file_atomically(log_path_, "");
+    }
+    if (opt_.accum > 1) accumulated_ = model_.params().like(DType::f32, ctx_);
+  }
+
+  TrainResult run() {
+    StopSignals signals;
+    log_.open(log_path_, std::ios::app);
+    LONGCTX_CHECK(log_, "train: cannot append to ", log_path_);
+    std::fprintf(stderr, "train: %s on %s, model %s (%s, %lld parameters), %s, step %lld of %lld\n",
+                 task_->name().c_str(), ctx_.device().str().c_str(), opt_.model.name.c_str(),
+                 opt_.model.pattern().c_str(), (long long)model_.parameter_count(),
+                 opt_.out_dir.c_str(), (long long)step_, (long long)opt_.steps);
+    const auto start = Clock::now();
+    const int64_t first_step = step_;
+    TrainResult result;
+    while (step_ < opt_.steps) {
+      result.loss = one_step();
+      const bool last = step_ == opt_.steps;
+      if ((opt_.eval_every && step_ % opt_.eval_every == 0) || last) run_eval(result);
+      if (opt_.log_every && (step_ % opt_.log_every == 0 || last)) {
+        const double per_step = seconds_since(start) / double(step_ - first_step);
+        std::fprintf(
+            stderr, "step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s\n",
+            (long long)step_, (long long)opt_.steps, result.loss, last_lr_, last_norm_,
+            last_tokens_per_s_, duration(per_step * double(opt_.steps - step_)).c_str());
+      }
+      const bool stop = g_stop_signal || (hooks_.stop_after && hooks_.stop_after(step_));
+      if (stop && !last) {
+        save();
+        std::fprintf(stderr,
+                     "train: stopped at step %lld%s; checkpoint %s (continue with --resume)\n",
+                     (long long)step_, g_stop_signal ? " by a signal" : "", checkpoint_.c_str());
+        result.interrupted = true;
+        break;
+      }
+      if (last || (opt_.checkpoint_every && step_ % opt_.checkpoint_every == 0)) save();
+    }
+    if (step_ >= opt_.steps && !evaluated_) run_eval(result);  // resumed at the end already
+    result.step = step_;
+    result.eval_loss = last_eval_.loss;
+    result.eval_metric = metric(last_eval_);
+    result.checkpoint = checkpoint_;
+    return result;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static double seconds_since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  }
+
+  ModelConfig model_config() const {
+    ModelConfig c = opt_.model;
+    c.vocab_size = task_->vocab_size();
+    c.validate();
+    return c;
+  }
+
+  double metric(const EvalResult& e) const {
+    return task_->metric() == "accuracy" ? e.accuracy : e.loss / std::log(2.0);
+  }
+
+  // One optimizer step; returns its loss (the mean over micro-batches).
+  double one_step() {
+    const auto t0 = Clock::now();
+    const int64_t B = opt_.batch, T = task_->seq_len();
+    const Tensor tokens = Tensor::empty({B, T}, DType::i32);
+    const Tensor targets = Tensor::empty({B, T}, DType::i32);
+    double loss = 0;
+    for (int64_t micro = 0; micro < opt_.accum; ++micro) {
+      task_->fill(Split::train, position_ + micro * B, tokens, targets);
+      loss += model_.forward(tokens.to(ctx_.device(), &ctx_), targets.to(ctx_.device(), &ctx_));
+      model_.backward();
+      if (opt_.accum == 1) break;
+      const Tensor& acc = accumulated_.flat();
+      if (micro == 0)
+        acc.copy_from(model_.grads().flat(), &ctx_);
+      else
+        add_fwd(ctx_, acc, acc, model_.grads().flat());
+    }
+    loss /= double(opt_.accum);
+    const ParamArena& grads = opt_.accum == 1 ? model_.grads() : accumulated_;
+    const double norm = std::sqrt(sum_of_squares(grads.flat(), ctx_)) / double(opt_.accum);
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      throw Error(detail::concat(
+          "train: step ", step_ + 1, ": the ", std::isfinite(loss) ? "gradient norm" : "loss",
+          " is not finite (loss ", loss, ", gradient norm ", norm, "); training stopped. ",
+          saved_step_ >= 0 ? detail::concat("The last good checkpoint (step ", saved_step_, ") is ",
+                                            checkpoint_, ".")
+                           : std::string("No checkpoint was written yet."),
+          " Try a lower --lr or tighter --clip."));
+    }
+
+    AdamWParams adamw;
+    adamw.lr = learning_rate(opt_, step_);
+    adamw.beta1 = opt_.beta1;
+    adamw.beta2 = opt_.beta2;
+    adamw.eps = opt_.eps;
+    adamw.step = step_ + 1;
+    const double clip_scale = opt_.clip > 0 && norm > opt_.clip ? opt_.clip / norm : 1.0;
+    adamw.grad_scale = clip_scale / double(opt_.accum);
+    const auto& params = model_.params().tensors();
+    for (size_t i = 0; i < params.size(); ++i) {
+      adamw.weight_decay = decays(params[i]) ? opt_.weight_decay : 0.0;
+      adamw_step(ctx_, params[i].tensor, m_.tensors()[i].tensor, v_.tensors()[i].tensor,
+                 grads.tensors()[i].tensor, adamw);
+    }
+    ctx_.synchronize();
+
+    ++step_;
+    position_ += opt_.accum * B;
+    const double seconds = seconds_since(t0);
+    last_lr_ = adamw.lr;
+    last_norm_ = norm;
+    last_tokens_per_s_ = double(opt_.accum * B * T) / seconds;
+    elapsed_ += seconds;
+    evaluated_ = false;
+    log_ << json({{"step", step_},
+                  {"loss", loss},
+                  {"lr", adamw.lr},
+                  {"grad_norm", norm},
+                  {"tokens_per_s", last_tokens_per_s_},
+                  {"elapsed_s", elapsed_}})
+                .dump()
+         << "\n";
+    log_.flush();
+    return loss;
+  }
+
+  void run_eval(TrainResult& result) {
+    const int64_t n = std::min(opt_.eval_sequences, task_->test_sequences());
+    last_eval_ = evaluate(model_, *task_, n, opt_.batch);
+    evaluated_ = true;
+    const std::string key = "eval_" + task_->metric();
+    log_
+        << json({{"step", step_}, {"eval_loss", last_eval_.loss}, {key, metric(last_eval_)}}).dump()
+        << "\n";
+    log_.flush();
+    std::fprintf(stderr, "eval at step %lld: loss %.4f, %s %.4f (%lld scored targets)\n",
+                 (long long)step_, last_eval_.loss, task_->metric().c_str(), metric(last_eval_),
+                 (long long)last_eval_.scored);
+    result.eval_loss = last_eval_.loss;
+    result.eval_metric = metric(last_eval_);
+  }
+
+  void save() {
+    std::map<std::string, Tensor> state;
+    for (size_t i = 0; i < m_.tensors().size(); ++i) {
+      state["state.m." + m_.tensors()[i].name] = m_.tensors()[i].tensor;
+      state["state.v." + v_.tensors()[i].name] = v_.tensors()[i].tensor;
+    }
+    const std::map<std::string, std::string> metadata = {
+        {"train.step", std::to_string(step_)},
+        {"train.position", std::to_string(position_)},
+        {"train.elapsed_s", json(elapsed_).dump()},
+        {"train.options", opt_.to_json()}};
+    save_checkpoint(checkpoint_, model_, state, metadata);
+    saved_step_ = step_;
+  }
+
+  void restore() {
+    const SafetensorsFile file = load_checkpoint(checkpoint_, model_);
+    auto meta = [&](const std::string& key) {
+      auto it = file.metadata.find(key);
+      LONGCTX_CHECK(it != file.metadata.end(), "train: --resume: ", checkpoint_,
+                    " has no metadata '", key, "': not a checkpoint of `longctx train`");
+      return it->second;
+    };
+    const std::string diff =
+        first_difference(json::parse(meta("train.options")), json::parse(opt_.to_json()));
+    LONGCTX_CHECK(diff.empty(), "train: --resume: option '", diff,
+                  "' differs from the run being resumed (", checkpoint_,
+                  "); a resumed run keeps its options");
+    for (size_t i = 0; i < m_.tensors().size(); ++i)
+      for (const ParamArena* arena : {&m_, &v_}) {
+        const NamedTensor& t = arena->tensors()[i];
+        const std::string name = (arena == &m_ ? "state.m." : "state.v.") + t.name;
+        auto it = file.tensors.find(name);
+        LONGCTX_CHECK(it != file.tensors.end() && it->second.shape() == t.tensor.shape() &&
+                          it->second.dtype() == t.tensor.dtype(),
+                      "train: --resume: ", checkpoint_, " lacks optimizer state '", name,
+                      "' of shape ", shape_str(t.tensor.shape()));
+        t.tensor.copy_from(it->second, &ctx_);
+      }
+    step_ = std::stoll(meta("train.step"));
+    position_ = std::stoll(meta("train.position"));
+    elapsed_ = json::parse(meta("train.elapsed_s")).get<double>();
+    LONGCTX_CHECK(step_ >= 0 && step_ <= opt_.steps && position_ == step_ * opt_.accum * opt_.batch,
+                  "train: --resume: ", checkpoint_, " is at step ", step_, ", data position ",
+                  position_, ": inconsistent with ", opt_.steps, " steps of ",
+                  opt_.accum * opt_.batch, " sequences");
+    saved_step_ = step_;
+    evaluated_ = false;
+  }
+
+  TrainOptions opt_;
+  TrainHooks hooks_;
+  std::unique_ptr<Task> task_;
+  Context ctx_;
+  Model model_;
+  ParamArena m_, v_, accumulated_;
+  std::string checkpoint_, log_path_;
+  std::ofstream log_;
+  int64_t step_ = 0, position_ = 0, saved_step_ = -1;
+  double elapsed_ = 0, last_lr_ = 0, last_norm_ = 0, last_tokens_per_s_ = 0;
+  EvalResult last_eval_;
+  bool evaluated_ = false;
+};
+
+}  // namespace
+
+TrainResult train(const TrainOptions& options, bool resume, const TrainHooks& hooks) {
+  options.validate();
+  return Run(options, resume, hooks).run();
+}
+
+}  // namespace longctx::train

@@ -1,0 +1,104 @@
+// The training driver behind `longctx train`.
+//
+// One optimizer step: `accum` micro-batches of `batch` sequences, forward and backward each, the
+// gradients summed; the global gradient norm; a non-finite loss or norm stops the run (the last
+// checkpoint stays as it was); clipping to `clip` and the mean over micro-batches folded into
+// one scale; AdamW (decoupled weight decay on the weight matrices only, as mamba_ssm and llm.c
+// do: not on norms, biases, A_log, D) at the learning rate of a linear warmup and a cosine decay
+// to min_lr_ratio * lr.
+//
+// A run lives in one directory:
+//   options.json            the options (what --resume reads back)
+//   log.jsonl               one JSON object per step {"step","loss","lr","grad_norm",
+//                           "tokens_per_s","elapsed_s"} and per evaluation {"step","eval_loss",
+//                           "eval_accuracy" or "eval_bits_per_byte"}
+//   checkpoint.safetensors  parameters + AdamW moments ("state.m.<param>", "state.v.<param>") +
+//                           metadata (step, data position, options), written atomically every
+//                           checkpoint_every steps, at the end, and on SIGINT/SIGTERM.
+// Resuming loads the checkpoint, cuts the log back to its step and carries on: the data is a
+// pure function of (seed, position) and the CPU kernels are deterministic for a fixed thread
+// count, so an interrupted and resumed run has the uninterrupted run's loss curve bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "longctx/model/model.h"
+#include "models/tasks.h"
+
+namespace longctx::train {
+
+struct TrainOptions {
+  // What to train on and what to train.
+  std::string task = "mqar";  // mqar | text
+  MqarOptions mqar;
+  TextOptions text;
+  ModelConfig model;  // vocab_size is the task's
+  uint64_t seed = 0;  // parameter initialisation (the data streams have their own seeds)
+
+  // Optimisation.
+  int64_t steps = 1000;
+  int64_t batch = 32;  // sequences per micro-batch
+  int64_t accum = 1;   // micro-batches per step
+  double lr = 1e-3;
+  double min_lr_ratio = 0.1;  // the cosine ends at min_lr_ratio * lr
+  int64_t warmup_steps = 100;
+  double weight_decay = 0.1;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double clip = 1.0;  // max global gradient norm; 0: no clipping
+
+  // Evaluation, logging, checkpoints.
+  int64_t eval_every = 100;      // 0: only at the end
+  int64_t eval_sequences = 512;  // test sequences per evaluation (at most the task's test set)
+  int64_t checkpoint_every = 0;  // 0: only at the end and on a signal
+  int64_t log_every = 10;        // terminal progress lines; 0: none
+  std::string out_dir;           // the run directory (created)
+  std::string device = "auto";   // auto | cpu | cuda[:N]
+  int threads = 0;               // CPU threads; 0: all
+
+  void validate() const;  // throws Error naming the option
+  // The options that define the run (everything but where and how it executes), as JSON.
+  std::string to_json() const;
+  static TrainOptions from_json(const std::string& text);
+};
+
+// The learning rate before optimizer step `step` (0-based).
+double learning_rate(const TrainOptions& options, int64_t step);
+
+std::unique_ptr<Task> make_task(const TrainOptions& options);
+
+// "auto": the first CUDA device if there is one, else the CPU; otherwise as parse_device.
+Device resolve_device(const std::string& name);
+
+struct TrainResult {
+  int64_t step = 0;          // optimizer steps done in total (including before a resume)
+  bool interrupted = false;  // stopped by a signal or by `stop_after`, checkpoint saved
+  double loss = 0;           // of the last step
+  double eval_loss = 0;      // of the last evaluation
+  double eval_metric = 0;    // accuracy or bits per byte, of the last evaluation
+  std::string checkpoint;    // path of the checkpoint written last
+};
+
+struct TrainHooks {
+  // Called after each step; returning true stops the run there as SIGINT would (tests use it).
+  std::function<bool(int64_t step)> stop_after;
+};
+
+// Trains from scratch, or continues the run in options.out_dir when `resume` (then `options`
+// must equal the run's saved options; see load_run_options). Throws Error on bad options, a
+// missing checkpoint, or a non-finite loss or gradient (naming the step and the checkpoint kept).
+TrainResult train(const TrainOptions& options, bool resume = false, const TrainHooks& hooks = {});
+
+// The options a run in `dir` was started with (its options.json).
+TrainOptions load_run_options(const std::string& dir);
+
+// Evaluation of `model` on the first `sequences` test sequences of `task`: the mean loss over
+// scored targets, and the accuracy of the argmax at those targets.
+struct EvalResult {
+  double loss = 0, accuracy = 0;
+  int64_t scored = 0;
+};
+EvalResult evaluate(Model& model, const Task& task, int64_t sequences, int64_t batch);
+}  // namespace longctx::train

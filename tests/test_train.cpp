@@ -1,0 +1,421 @@
+// The training drivers (models/): the MQAR generator's invariants and slot distribution, the text
+// task's windows, the schedule, a run whose loss falls, gradient accumulation, exact resume after
+// an interruption, the stop on a non-finite loss, and the errors for bad options and files.
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "harness.h"
+#include "models/sample.h"
+#include "models/train.h"
+
+namespace longctx::test {
+namespace {
+
+using train::MqarOptions;
+using train::MqarTask;
+using train::Split;
+using train::TrainOptions;
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// The log's step lines (not the evaluation lines), parsed.
+std::vector<nlohmann::json> step_lines(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(slurp(run_dir + "/log.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out.push_back(j);
+  }
+  return out;
+}
+
+// ---- MQAR --------------------------------------------------------------------------------------
+
+TEST(Mqar, EverySequenceFollowsTheRecipe) {
+  MqarOptions o;
+  o.vocab_size = 64;
+  o.seq_len = 40;
+  o.num_pairs = 6;
+  const MqarTask task(o);
+  const int64_t L = o.seq_len, K = o.num_pairs, V = o.vocab_size;
+  std::vector<int32_t> tokens(static_cast<size_t>(L)), targets(static_cast<size_t>(L));
+  for (Split split : {Split::train, Split::test})
+    for (int64_t index = 0; index < 300; ++index) {
+      task.sequence(split, index, tokens.data(), targets.data());
+      std::map<int32_t, int32_t> value_of;
+      std::set<int32_t> values;
+      for (int64_t j = 0; j < K; ++j) {
+        const int32_t k = tokens[size_t(2 * j)], v = tokens[size_t(2 * j + 1)];
+        ASSERT_GE(k, 1);
+        ASSERT_LT(k, V / 2);
+        ASSERT_GE(v, V / 2);
+        ASSERT_LT(v, V);
+        ASSERT_TRUE(value_of.emplace(k, v).second) << "key " << k << " repeated";
+        ASSERT_TRUE(values.insert(v).second) << "value " << v << " repeated";
+        ASSERT_EQ(targets[size_t(2 * j)], -100);
+        ASSERT_EQ(targets[size_t(2 * j + 1)], -100);
+      }
+      std::set<int32_t> queried;
+      for (int64_t t = 2 * K; t < L; ++t) {
+        if (tokens[size_t(t)] == 0) {
+          ASSERT_EQ(targets[size_t(t)], -100) << "a blank position is scored at " << t;
+          continue;
+        }
+        ASSERT_EQ((t - 2 * K) % 2, 0) << "a query off the even slots at " << t;
+        ASSERT_EQ(value_of.count(tokens[size_t(t)]), 1u) << "an unknown key queried at " << t;
+        ASSERT_EQ(targets[size_t(t)], value_of[tokens[size_t(t)]]) << "wrong label at " << t;
+        ASSERT_TRUE(queried.insert(tokens[size_t(t)]).second) << "a key queried twice";
+      }
+      ASSERT_EQ(int64_t(queried.size()), K) << "every key is queried once";
+    }
+}
+
+TEST(Mqar, SameIndexSameSequenceAndBatchesAreConsecutiveSequences) {
+  MqarOptions o;
+  o.vocab_size = 128;
+  o.seq_len = 32;
+  o.num_pairs = 4;
+  const MqarTask task(o);
+  const Tensor tokens = Tensor::empty({3, 32}, DType::i32),
+               targets = Tensor::empty({3, 32}, DType::i32);
+  task.fill(Split::train, 10, tokens, targets);
+  std::vector<int32_t> tk(32), tg(32);
+  for (int64_t b = 0; b < 3; ++b) {
+    task.sequence(Split::train, 10 + b, tk.data(), tg.data());
+    EXPECT_TRUE(std::equal(tk.begin(), tk.end(), tokens.data_as<int32_t>() + b * 32));
+    EXPECT_TRUE(std::equal(tg.begin(), tg.end(), targets.data_as<int32_t>() + b * 32));
+  }
+  std::vector<int32_t> other(32), other_t(32);
+  task.sequence(Split::train, 11, other.data(), other_t.data());
+  task.sequence(Split::train, 12, tk.data(), tg.data());
+  EXPECT_NE(other, tk);
+}
+
+// With K = 1 the query slot is one draw from p(slot) ∝ (slot + 1)^(alpha - 1): the empirical
+// frequencies match it within 5 binomial standard deviations.
+TEST(Mqar, QuerySlotsFollowThePowerLaw) {
+  MqarOptions o;
+  o.vocab_size = 64;
+  o.num_pairs = 1;
+  o.seq_len = 2 + 2 * 10;  // 10 slots
+  o.alpha = 0.3;
+  const MqarTask task(o);
+  const int n = 20000;
+  std::vector<int> count(10);
+  std::vector<int32_t> tokens(22), targets(22);
+  for (int i = 0; i < n; ++i) {
+    task.sequence(Split::train, i, tokens.data(), targets.data());
+    for (int s = 0; s < 10; ++s)
+      if (tokens[size_t(2 + 2 * s)] != 0) ++count[size_t(s)];
+  }
+  double total = 0;
+  for (int s = 0; s < 10; ++s) total += std::pow(s + 1.0, o.alpha - 1);
+  for (int s = 0; s < 10; ++s) {
+    const double p = std::pow(s + 1.0, o.alpha - 1) / total;
+    EXPECT_NEAR(count[size_t(s)] / double(n), p, 5 * std::sqrt(p * (1 - p) / n)) << "slot " << s;
+  }
+}
+
+TEST(Mqar, TrainAndTestDrawFromDisjointSeeds) {
+  EXPECT_EQ(train::mqar_sequence_seed(Split::train, 5), 5u);
+  EXPECT_EQ(train::mqar_sequence_seed(Split::test, 5), train::kMqarTestSeedBase + 5);
+  EXPECT_LT(train::mqar_sequence_seed(Split::train, int64_t(train::kMqarTestSeedBase) - 1),
+            train::mqar_sequence_seed(Split::test, 0));
+  EXPECT_LONGCTX_ERROR(train::mqar_sequence_seed(Split::train, int64_t(train::kMqarTestSeedBase)),
+                       "outside [0, 2^62)");
+
+  MqarOptions o;  // the paper's vocabulary: the sets share no sequence
+  const MqarTask task(o);
+  std::set<std::vector<int32_t>> train_set;
+  std::vector<int32_t> tokens(64), targets(64);
+  for (int i = 0; i < 2000; ++i) {
+    task.sequence(Split::train, i, tokens.data(), targets.data());
+    train_set.insert(tokens);
+  }
+  for (int i = 0; i < 2000; ++i) {
+    task.sequence(Split::test, i, tokens.data(), targets.data());
+    EXPECT_EQ(train_set.count(tokens), 0u) << "test sequence " << i << " is a training sequence";
+  }
+}
+
+TEST(Mqar, BadOptionsAreNamed) {
+  MqarOptions o;
+  o.seq_len = 60;
+  o.num_pairs = 16;
+  EXPECT_LONGCTX_ERROR(MqarTask{o}, "seq_len 60 is too short for 16 pairs");
+  o = MqarOptions{};
+  o.vocab_size = 16;
+  o.num_pairs = 8;
+  EXPECT_LONGCTX_ERROR(MqarTask{o}, "raise vocab_size or lower num_pairs");
+  o = MqarOptions{};
+  o.alpha = 0;
+  EXPECT_LONGCTX_ERROR(MqarTask{o}, "alpha must be positive");
+}
+
+// ---- Text --------------------------------------------------------------------------------------
+
+TEST(TextTask, ReadsTheCorpusAndCutsWindows) {
+  TempDir dir;
+  // A directory corpus: files in name order; fortune index files (*.dat, *.u8) are skipped.
+  std::string a(3000, 'a'), b;
+  for (int i = 0; i < 1000; ++i) b += char('0' + i % 10);
+  std::ofstream(dir.file("a")) << a;
+  std::ofstream(dir.file("b")) << b;
+  std::ofstream(dir.file("a.dat")) << "index";
+  std::ofstream(dir.file("a.u8")) << "duplicate";
+  EXPECT_EQ(train::read_corpus(dir.path()), a + b);
+
+  train::TextOptions o;
+  o.path = dir.path();
+  o.seq_len = 16;
+  o.test_fraction = 0.25;
+  const train::TextTask task(o);
+  ASSERT_EQ(task.train_bytes(), 3000);
+  EXPECT_EQ(task.test_sequences(), (1000 - 1) / 16);
+  const Tensor tokens = Tensor::empty({4, 16}, DType::i32),
+               targets = Tensor::empty({4, 16}, DType::i32);
+  task.fill(Split::test, 2, tokens, targets);
+  for (int64_t r = 0; r < 4; ++r)
+    for (int64_t t = 0; t < 16; ++t) {
+      const int64_t at = (2 + r) * 16 + t;  // offset into the held-out part, i.e. into b
+      EXPECT_EQ(tokens.data_as<int32_t>()[r * 16 + t], b[size_t(at)]);
+      EXPECT_EQ(targets.data_as<int32_t>()[r * 16 + t], b[size_t(at + 1)]);
+    }
+  task.fill(Split::train, 0, tokens, targets);  // training windows lie in the training part
+  for (int64_t i = 0; i < 64; ++i) EXPECT_EQ(tokens.data_as<int32_t>()[i], 'a');
+  EXPECT_LONGCTX_ERROR(task.fill(Split::test, task.test_sequences(), tokens, targets),
+                       "past the held-out part");
+}
+
+TEST(TextTask, MissingOrTinyCorpusIsAClearError) {
+  train::TextOptions o;
+  o.path = "/nonexistent/corpus.txt";
+  EXPECT_LONGCTX_ERROR(train::TextTask{o}, "corpus /nonexistent/corpus.txt does not exist");
+  TempDir dir;
+  std::ofstream(dir.file("tiny.txt")) << "too short";
+  o.path = dir.file("tiny.txt");
+  EXPECT_LONGCTX_ERROR(train::TextTask{o}, "too few for windows of 257 bytes");
+}
+
+// ---- The schedule and the options --------------------------------------------------------------
+
+TEST(Train, WarmupThenCosineToTheFloor) {
+  TrainOptions o;
+  o.lr = 1e-2;
+  o.min_lr_ratio = 0.1;
+  o.warmup_steps = 10;
+  o.steps = 110;
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 0), 1e-3);
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 9), 1e-2);
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 10), 1e-2);
+  EXPECT_NEAR(train::learning_rate(o, 60), 1e-3 + 0.5 * 9e-3, 1e-15);  // half way
+  EXPECT_NEAR(train::learning_rate(o, 110), 1e-3, 1e-15);
+}
+
+TEST(Train, OptionsRoundTripThroughJsonAndUnknownKeysAreNamed) {
+  TrainOptions o;
+  o.task = "text";
+  o.text.seq_len = 33;
+  o.lr = 0.0123;
+  o.model.layers = parse_layer_pattern("S*");
+  o.model.validate();
+  const TrainOptions back = TrainOptions::from_json(o.to_json());
+  EXPECT_EQ(back.to_json(), o.to_json());
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"lr": 1e-3, "lrr": 2})"), "unknown key 'lrr'");
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"mqar": {"pairs": 2}})"),
+                       "unknown key 'mqar.pairs'");
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"steps": "many"})"),
+                       "'steps' has the wrong type");
+}
+
+// ---- Runs --------------------------------------------------------------------------------------
+
+// A small hybrid (Mamba-2 then attention) on a small MQAR: a few hundred milliseconds per run.
+TrainOptions small_run(const std::string& dir) {
+  TrainOptions o;
+  o.task = "mqar";
+  o.mqar.vocab_size = 64;
+  o.mqar.seq_len = 32;
+  o.mqar.num_pairs = 4;
+  o.mqar.test_sequences = 64;
+  o.model.d_model = 32;
+  o.model.layers = parse_layer_pattern("S*");
+  o.model.attention.n_heads = 2;
+  o.model.attention.n_kv_heads = 2;
+  o.model.mamba2.head_dim = 16;
+  o.model.mamba2.d_state = 16;
+  o.model.mamba2.chunk_size = 16;
+  o.steps = 12;
+  o.batch = 8;
+  o.lr = 3e-3;
+  o.warmup_steps = 3;
+  o.eval_every = 5;
+  o.eval_sequences = 32;
+  o.log_every = 0;
+  o.device = "cpu";
+  o.out_dir = dir;
+  return o;
+}
+
+TEST(Train, LossFallsOnByteText) {
+  TempDir dir, corpus;
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "the quick brown fox jumps over the lazy dog. ";
+  std::ofstream(corpus.file("fox.txt")) << text;
+  TrainOptions o = small_run(dir.path());
+  o.task = "text";
+  o.text.path = corpus.file("fox.txt");
+  o.text.seq_len = 32;
+  o.steps = 40;
+  o.lr = 1e-2;
+  const train::TrainResult r = train::train(o);
+  const auto lines = step_lines(dir.path());
+  ASSERT_EQ(lines.size(), 40u);
+  const double first = lines.front()["loss"], last = lines.back()["loss"];
+  EXPECT_NEAR(first, std::log(256.0), 0.5);  // starts near uniform over bytes
+  EXPECT_LT(last, 0.6 * first);
+  EXPECT_LT(r.eval_metric, 0.6 * std::log2(256.0)) << "bits per byte on the held-out part";
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_EQ(r.step, 40);
+}
+
+// Two micro-batches of 4 are one batch of 8: the same loss and gradient norm (to rounding).
+TEST(Train, GradientAccumulationAveragesMicroBatches) {
+  TempDir one_dir, two_dir;
+  TrainOptions one = small_run(one_dir.path()), two = small_run(two_dir.path());
+  one.steps = two.steps = 2;
+  two.batch = 4;
+  two.accum = 2;
+  train::train(one);
+  train::train(two);
+  const auto a = step_lines(one_dir.path()), b = step_lines(two_dir.path());
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_NEAR(double(a[i]["loss"]), double(b[i]["loss"]), 1e-5) << "step " << i + 1;
+    EXPECT_NEAR(double(a[i]["grad_norm"]), double(b[i]["grad_norm"]),
+                1e-4 * double(a[i]["grad_norm"]))
+        << "step " << i + 1;
+  }
+}
+
+// Interrupted after step 5, resumed: the same losses, gradient norms, evaluations and final
+// parameters as the uninterrupted run, bit for bit (CPU, same thread count).
+TEST(Train, ResumeReproducesTheUninterruptedRunExactly) {
+  TempDir whole_dir, split_dir;
+  TrainOptions whole = small_run(whole_dir.path()), split = small_run(split_dir.path());
+  whole.accum = split.accum = 2;
+  whole.batch = split.batch = 4;
+  const train::TrainResult w = train::train(whole);
+
+  train::TrainHooks hooks;
+  hooks.stop_after = [](int64_t step) { return step == 5; };
+  const train::TrainResult first = train::train(split, false, hooks);
+  EXPECT_TRUE(first.interrupted);
+  EXPECT_EQ(first.step, 5);
+  // The log may hold lines past the checkpoint (a crash after logging): resume cuts them.
+  std::ofstream(split_dir.file("log.jsonl"), std::ios::app)
+      << R"({"step":6,"loss":123.0,"lr":0,"grad_norm":0,"tokens_per_s":0,"elapsed_s":0})"
+      << "\n{\"ste";
+  const train::TrainResult second = train::train(train::load_run_options(split_dir.path()), true);
+  EXPECT_FALSE(second.interrupted);
+  EXPECT_EQ(second.step, whole.steps);
+
+  auto without_timing = [](std::vector<nlohmann::json> lines) {
+    for (auto& j : lines) j.erase("tokens_per_s"), j.erase("elapsed_s");
+    return lines;
+  };
+  EXPECT_EQ(without_timing(step_lines(whole_dir.path())),
+            without_timing(step_lines(split_dir.path())));
+  EXPECT_EQ(w.eval_loss, second.eval_loss);
+  EXPECT_EQ(w.eval_metric, second.eval_metric);
+  const SafetensorsFile a = load_safetensors(whole_dir.file("checkpoint.safetensors"));
+  const SafetensorsFile b = load_safetensors(split_dir.file("checkpoint.safetensors"));
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (const auto& [name, t] : a.tensors) {
+    const Tensor& u = b.tensors.at(name);
+    ASSERT_EQ(t.nbytes(), u.nbytes()) << name;
+    EXPECT_EQ(std::memcmp(t.data(), u.data(), t.nbytes()), 0) << name << " differs";
+  }
+}
+
+TEST(Train, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.lr = 1e30;  // the first update blows the weights up to ~1e30: the next loss overflows
+  o.warmup_steps = 0;
+  o.clip = 0;
+  o.checkpoint_every = 1;
+  EXPECT_LONGCTX_ERROR(train::train(o), "not finite");
+  EXPECT_LONGCTX_ERROR(train::train(o, true), "The last good checkpoint");
+  const SafetensorsFile f = load_safetensors(dir.file("checkpoint.safetensors"));
+  const int64_t saved = std::stoll(f.metadata.at("train.step"));
+  EXPECT_GE(saved, 1);
+  for (const auto& [name, t] : f.tensors) {
+    if (name.rfind("state.", 0) == 0) continue;
+    const Tensor d = t.to_dtype(DType::f64);
+    for (int64_t i = 0; i < d.numel(); ++i)
+      ASSERT_TRUE(std::isfinite(d.data_as<double>()[i])) << name << " holds a non-finite value";
+  }
+}
+
+TEST(Train, RunDirectoryMistakesAreClearErrors) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 2;
+  EXPECT_LONGCTX_ERROR(train::train(o, true), "--resume: no checkpoint at");
+  train::train(o);
+  EXPECT_LONGCTX_ERROR(train::train(o), "already holds a run");
+  TrainOptions changed = o;
+  changed.lr = 1e-4;
+  EXPECT_LONGCTX_ERROR(train::train(changed, true), "option 'lr' differs");
+  changed = o;
+  changed.mqar.num_pairs = 3;
+  EXPECT_LONGCTX_ERROR(train::train(changed, true), "option 'mqar.num_pairs' differs");
+  EXPECT_LONGCTX_ERROR(train::load_run_options("/nonexistent-run"), "options.json not found");
+  o.batch = 0;
+  EXPECT_LONGCTX_ERROR(train::train(o), "batch must be at least 1");
+}
+
+TEST(Train, GenerateFromTheCheckpointMatchesTheModel) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 3;
+  train::train(o);
+  train::GenerateOptions g;
+  g.checkpoint = dir.path();  // the run directory stands for its checkpoint
+  g.prompt = {5, 40, 7, 50};
+  g.max_new_tokens = 6;
+  g.sampling.temperature = 0;
+  g.device = "cpu";
+  const std::vector<int32_t> out = train::generate_from_checkpoint(g);
+  ASSERT_EQ(out.size(), 6u);
+  // The same as greedy generation by the model loaded by hand.
+  const Context ctx;
+  Model model(checkpoint_config(dir.file("checkpoint.safetensors")), ctx);
+  load_checkpoint(dir.file("checkpoint.safetensors"), model);
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  EXPECT_EQ(out, generate(model, {g.prompt}, 6, greedy)[0]);
+
+  g.prompt = {64};
+  EXPECT_LONGCTX_ERROR(train::generate_from_checkpoint(g),
+                       "outside the model's vocabulary [0, 64)");
+  g.prompt = {};
+  EXPECT_LONGCTX_ERROR(train::generate_from_checkpoint(g), "the prompt is empty");
+  g.prompt = {1};
+  g.checkpoint = dir.file("missing.safetensors");
+  EXPECT_LONGCTX_ERROR(train::generate_from_checkpoint(g), "does not exist");
+}
+
+}  // namespace
+}  // namespace longctx::test
