@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "harness.h"
 #include "longctx/io/safetensors.h"
 
@@ -757,6 +759,104 @@ TEST(Cli, OpsListsEveryRegisteredOp) {
   EXPECT_NE(r.out.find("backward: also dout, [dfinal_states]"), std::string::npos) << r.out;
   for (const char* name : {"linear_scan: ", "causal_conv1d: ", "options: chunk_size, dt_softplus"})
     EXPECT_NE(r.out.find(name), std::string::npos) << name << " not in " << r.out;
+}
+
+// ---- train and generate ------------------------------------------------------------------------
+
+// A two-layer hybrid small enough that a step takes milliseconds.
+std::string tiny_model(const ScratchDir& dir) {
+  std::ofstream(dir.file("tiny.json"))
+      << R"({"name": "tiny", "d_model": 32, "pattern": "S*",
+             "attention": {"n_heads": 2, "n_kv_heads": 2},
+             "mamba2": {"head_dim": 16, "d_state": 16, "chunk_size": 16}})";
+  return dir.file("tiny.json");
+}
+
+int64_t checkpoint_step(const std::string& path) {
+  return std::stoll(load_safetensors(path).metadata.at("train.step"));
+}
+
+// SIGTERM mid-run: the step in flight finishes, a checkpoint is written, exit status 130; then
+// --resume (no other run-defining flag) finishes the run, and generate samples from it.
+TEST(CliTrain, SigtermCheckpointsAndResumeFinishes) {
+  ScratchDir dir;
+  const std::string train = std::string("'") + LONGCTX_CLI + "' train --out " + dir.file("") +
+                            " --model " + tiny_model(dir) +
+                            " --vocab 64 --seq-len 32 --num-pairs 4 --batch 4 --steps 1000"
+                            " --eval-every 0 --eval-sequences 16 --log-every 0 --threads 1";
+  const Result stopped =
+      run(dir, "( " + train + " & pid=$!; n=0; until [ \"$(cat " + dir.file("log.jsonl") +
+                   " 2>/dev/null | grep -c loss)\" -ge 3 ] || [ $n -ge 600 ]; do sleep 0.05; "
+                   "n=$((n+1)); done; kill -TERM $pid; wait $pid )");
+  ASSERT_EQ(stopped.status, 130) << stopped.err;
+  EXPECT_NE(stopped.err.find("stopped at step"), std::string::npos) << stopped.err;
+  const int64_t at = checkpoint_step(dir.file("checkpoint.safetensors"));
+  EXPECT_GE(at, 3);
+  EXPECT_LT(at, 1000);
+
+  const Result changed = cli(dir, "train --out " + dir.file("") + " --resume --lr 0.5");
+  EXPECT_EQ(changed.status, 1);
+  EXPECT_NE(changed.err.find("drop --lr"), std::string::npos) << changed.err;
+
+  const Result resumed = cli(dir, "train --out " + dir.file("") + " --resume --log-every 500");
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_EQ(nlohmann::json::parse(resumed.out)["step"], 1000);
+  EXPECT_EQ(checkpoint_step(dir.file("checkpoint.safetensors")), 1000);
+
+  const Result sampled = cli(dir, "generate --checkpoint " + dir.file("") +
+                                      " --tokens 3,40,5,41 --max-new-tokens 5 --temperature 0");
+  ASSERT_EQ(sampled.status, 0) << sampled.err;
+  std::istringstream ids(sampled.out);
+  int count = 0;
+  for (int id; ids >> id; ++count) EXPECT_TRUE(id >= 0 && id < 64) << id;
+  EXPECT_EQ(count, 5) << sampled.out;
+}
+
+TEST(CliTrain, ByteTextRunAndTextPrompt) {
+  ScratchDir dir;
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "a stitch in time saves nine. ";
+  std::ofstream(dir.file("corpus.txt")) << text;
+  const Result trained = cli(dir, "train --task text --text " + dir.file("corpus.txt") +
+                                      " --out " + dir.file("") + " --model " + tiny_model(dir) +
+                                      " --seq-len 32 --batch 4 --steps 5 --eval-sequences 8");
+  ASSERT_EQ(trained.status, 0) << trained.err;
+  const nlohmann::json result = nlohmann::json::parse(trained.out);
+  EXPECT_GT(double(result["eval_bits_per_byte"]), 0.0);
+  EXPECT_NE(trained.err.find("step 5/5"), std::string::npos) << "a progress line: " << trained.err;
+  const Result sampled =
+      cli(dir, "generate --checkpoint " + dir.file("checkpoint.safetensors") +
+                   " --prompt 'a stitch' --max-new-tokens 4 --seed 3");
+  ASSERT_EQ(sampled.status, 0) << sampled.err;
+  EXPECT_EQ(sampled.out.rfind("a stitch", 0), 0u) << sampled.out;
+}
+
+TEST(CliTrain, BadFlagsAndMissingFilesAreOneLineErrors) {
+  ScratchDir dir;
+  struct Case {
+    std::string args;
+    int status;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"train --out " + dir.file("") + " --task poems", 2, "--task"},
+      {"train --task mqar", 2, "--out is required"},
+      {"train --out " + dir.file("") + " --task text --text /nonexistent/corpus", 1,
+       "corpus /nonexistent/corpus does not exist"},
+      {"train --out " + dir.file("") + " --model no-such-preset", 1,
+       "neither a config file nor a preset"},
+      {"train --out " + dir.file("") + " --num-pairs 40", 1, "seq_len 64 is too short for 40 pairs"},
+      {"train --out " + dir.file("") + " --resume", 1, "options.json not found"},
+      {"generate --checkpoint /nonexistent.safetensors --tokens 1", 1, "does not exist"},
+      {"generate --checkpoint " + tiny_model(dir) + " --tokens 1", 1, "tiny.json"},
+      {"generate --checkpoint x --prompt a --tokens 1", 2, "excludes"},
+  };
+  for (const Case& c : cases) {
+    const Result r = cli(dir, c.args);
+    EXPECT_EQ(r.status, c.status) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.args << "\n" << r.err;
+  }
 }
 
 }  // namespace
