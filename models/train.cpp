@@ -224,7 +224,13 @@ EvalResult evaluate(Model& model, const Task& task, int64_t sequences, int64_t b
 namespace {
 
 volatile std::sig_atomic_t g_stop_signal = 0;
+// The first SIGINT/SIGTERM asks the run to stop after the current step; a second one ends the
+// process at once, as without the handler (the last checkpoint stays as it was).
 extern "C" void on_stop_signal(int signo) {
+  if (g_stop_signal) {
+    std::signal(signo, SIG_DFL);
+    std::raise(signo);
+  }
   g_stop_signal = signo;
 }
 

@@ -14,7 +14,8 @@
 //                           "eval_accuracy" or "eval_bits_per_byte"}
 //   checkpoint.safetensors  parameters + AdamW moments ("state.m.<param>", "state.v.<param>") +
 //                           metadata (step, data position, options), written atomically every
-//                           checkpoint_every steps, at the end, and on SIGINT/SIGTERM.
+//                           checkpoint_every steps, at the end, and on SIGINT/SIGTERM (after
+//                           the step in flight; a second signal ends the process at once).
 // Resuming loads the checkpoint, cuts the log back to its step and carries on: the data is a
 // pure function of (seed, position) and the CPU kernels are deterministic for a fixed thread
 // count, so an interrupted and resumed run has the uninterrupted run's loss curve bit for bit.
