@@ -197,16 +197,23 @@ EvalResult evaluate(Model& model, const Task& task, int64_t sequences, int64_t b
     task.fill(Split::test, first, tokens, targets);
     const double loss =
         model.forward(tokens.to(device, &model.context()), targets.to(device, &model.context()));
-    const Tensor logits = model.logits().to(Device::cpu(), &model.context()).to_dtype(DType::f64);
-    const double* l = logits.data_as<double>();
+    const Tensor& logits = model.logits().device().is_cpu()
+                               ? model.logits()
+                               : model.logits().to(Device::cpu(), &model.context());
     const int32_t* y = targets.data_as<int32_t>();
     int64_t batch_scored = 0;
-    for (int64_t i = 0; i < B * T; ++i) {
-      if (y[i] < 0) continue;
-      ++batch_scored;
-      const double* row = l + i * V;
-      correct += std::max_element(row, row + V) - row == y[i];
-    }
+    auto count_correct = [&](auto* l) {
+      for (int64_t i = 0; i < B * T; ++i) {
+        if (y[i] < 0) continue;
+        ++batch_scored;
+        const auto* row = l + i * V;
+        correct += std::max_element(row, row + V) - row == y[i];
+      }
+    };
+    if (logits.dtype() == DType::f64)
+      count_correct(logits.data_as<double>());
+    else
+      count_correct(logits.data_as<float>());
     if (batch_scored) loss_sum += loss * double(batch_scored);
     scored += batch_scored;
   }

@@ -266,6 +266,53 @@ TrainOptions small_run(const std::string& dir) {
   return o;
 }
 
+// evaluate(): the mean loss over scored targets and the argmax accuracy, against the same
+// numbers computed here from the model's logits of each test sequence, one at a time.
+TEST(Train, EvaluateScoresOnlyTheLabelledTargets) {
+  MqarOptions o;
+  o.vocab_size = 32;
+  o.seq_len = 16;
+  o.num_pairs = 2;
+  const MqarTask task(o);
+  ModelConfig c;
+  c.vocab_size = 32;
+  c.d_model = 16;
+  c.layers = parse_layer_pattern("*");
+  c.attention.n_heads = 2;
+  c.attention.n_kv_heads = 2;
+  c.validate();
+  const Context ctx;
+  Model model(c, ctx, DType::f64, 3);
+  const int64_t n = 5;
+  const train::EvalResult r = train::evaluate(model, task, n, /*batch=*/2);  // batches 2, 2, 1
+  double nll = 0;
+  int64_t correct = 0, scored = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const Tensor tokens = Tensor::empty({1, 16}, DType::i32),
+                 targets = Tensor::empty({1, 16}, DType::i32);
+    task.fill(Split::test, i, tokens, targets);
+    model.forward(tokens);
+    const double* l = model.logits().data_as<double>();
+    for (int64_t t = 0; t < 16; ++t) {
+      const int32_t y = targets.data_as<int32_t>()[t];
+      if (y < 0) continue;
+      const double* row = l + t * 32;
+      double mx = row[0], z = 0;
+      int64_t arg = 0;
+      for (int64_t v = 1; v < 32; ++v)
+        if (row[v] > mx) mx = row[v], arg = v;
+      for (int64_t v = 0; v < 32; ++v) z += std::exp(row[v] - mx);
+      nll += mx + std::log(z) - row[y];
+      correct += arg == y;
+      ++scored;
+    }
+  }
+  EXPECT_EQ(r.scored, n * 2);
+  EXPECT_EQ(r.scored, scored);
+  EXPECT_NEAR(r.loss, nll / double(scored), 1e-12);
+  EXPECT_DOUBLE_EQ(r.accuracy, double(correct) / double(scored));
+}
+
 TEST(Train, LossFallsOnByteText) {
   TempDir dir, corpus;
   std::string text;
