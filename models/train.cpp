@@ -1,11 +1,10 @@
 #include "models/train.h"
 
-#include <sys/stat.h>
-
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -357,11 +356,11 @@ class Run {
         checkpoint_(opt_.out_dir + "/checkpoint.safetensors"),
         log_path_(opt_.out_dir + "/log.jsonl") {
     opt_.model = model_.config();
-    ::mkdir(opt_.out_dir.c_str(), 0777);
-    struct stat st {};
-    LONGCTX_CHECK(::stat(opt_.out_dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode),
-                  "train: cannot create the run directory ", opt_.out_dir);
-    const bool have_checkpoint = ::stat(checkpoint_.c_str(), &st) == 0;
+    std::error_code error;
+    std::filesystem::create_directories(opt_.out_dir, error);
+    LONGCTX_CHECK(std::filesystem::is_directory(opt_.out_dir),
+                  "train: cannot create the run directory ", opt_.out_dir, ": ", error.message());
+    const bool have_checkpoint = std::filesystem::exists(checkpoint_);
     if (resume) {
       LONGCTX_CHECK(have_checkpoint, "train: --resume: no checkpoint at ", checkpoint_);
       restore();

@@ -420,6 +420,10 @@ TEST(Train, RunDirectoryMistakesAreClearErrors) {
   TrainOptions o = small_run(dir.path());
   o.steps = 2;
   EXPECT_LONGCTX_ERROR(train::train(o, true), "--resume: no checkpoint at");
+  std::ofstream(dir.file("blocker")) << "a file where the run directory's parent should be";
+  TrainOptions blocked = o;
+  blocked.out_dir = dir.file("blocker") + "/run";
+  EXPECT_LONGCTX_ERROR(train::train(blocked), "cannot create the run directory");
   train::train(o);
   EXPECT_LONGCTX_ERROR(train::train(o), "already holds a run");
   TrainOptions changed = o;
