@@ -786,7 +786,7 @@ TEST(CliTrain, SigtermCheckpointsAndResumeFinishes) {
                             " --eval-every 0 --eval-sequences 16 --log-every 0 --threads 1";
   const Result stopped =
       run(dir, "( " + train + " & pid=$!; n=0; until [ \"$(cat " + dir.file("log.jsonl") +
-                   " 2>/dev/null | grep -c loss)\" -ge 3 ] || [ $n -ge 600 ]; do sleep 0.05; "
+                   " 2>/dev/null | grep -c loss)\" -ge 3 ] || [ $n -ge 2400 ]; do sleep 0.05; "
                    "n=$((n+1)); done; kill -TERM $pid; wait $pid )");
   ASSERT_EQ(stopped.status, 130) << stopped.err;
   EXPECT_NE(stopped.err.find("stopped at step"), std::string::npos) << stopped.err;

@@ -47,7 +47,7 @@ inline void exp_array(float* y, const float* x, int64_t n) {
     p = p * r + 1.0;
     p = p * r + 1.0;
     // 2^k from the integer in the low bits of `shifted`: (k + 1023) << 52 is its bit pattern.
-    int64_t bits;
+    uint64_t bits;  // unsigned: the shift pushes bits out of the top, defined only unsigned
     std::memcpy(&bits, &shifted, sizeof bits);
     bits = (bits + 1023) << 52;
     double scale;
