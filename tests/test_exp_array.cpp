@@ -1,6 +1,6 @@
-// exp_array (src/cpu/exp_array.h), the vectorized f32 exp of the CPU scans: against exp in
-// double rounded once to f32, over the whole f32 range that does not round to 0 or overflow,
-// plus the special values.
+// exp_array and softplus_array (src/cpu/exp_array.h), the vectorized f32 exp and softplus of the
+// CPU scans: against the f64 functions rounded once to f32, over the whole f32 range that does
+// not round to 0 or overflow, plus the special values.
 #include <cstring>
 #include <limits>
 
@@ -59,6 +59,32 @@ TEST(ExpArray, InPlaceAndShortArrays) {
     for (size_t i = 0; i < v.size(); ++i)
       EXPECT_LE(ulp_distance(v[i], want[i]), 1) << n << " " << i;
   }
+}
+
+TEST(SoftplusArray, F32IsWithinOneUlpOfTheCorrectlyRoundedSoftplus) {
+  std::vector<float> x;
+  for (double v = -110; v <= 30; v += 1.0 / 1024) x.push_back(float(v));
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 19.999f, 20.0f, 20.001f, -20.7f, -21.0f})
+    x.push_back(v);
+  std::vector<float> y(x.size());
+  cpu::softplus_array(y.data(), x.data(), int64_t(x.size()));
+  int64_t off_by_one = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double v = double(x[i]);
+    const float want = float(v > 20 ? v : std::log1p(std::exp(v)));
+    const int64_t d = ulp_distance(y[i], want);
+    ASSERT_LE(d, 1) << "softplus(" << x[i] << ") = " << y[i] << ", want " << want;
+    off_by_one += d;
+  }
+  EXPECT_LT(double(off_by_one) / double(x.size()), 1e-3);
+
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> special = {std::nanf(""), -inf, inf};
+  std::vector<float> out(3);
+  cpu::softplus_array(out.data(), special.data(), 3);
+  EXPECT_TRUE(std::isnan(out[0])) << "NaN must propagate";
+  EXPECT_EQ(out[1], 0.0f);
+  EXPECT_EQ(out[2], inf);
 }
 
 }  // namespace

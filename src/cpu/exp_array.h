@@ -1,12 +1,13 @@
-// exp over an array, in a form the compiler vectorizes.
+// exp and softplus over an array, in a form the compiler vectorizes.
 //
 // A scan's decays exp(delta * A) are one exp per state entry per step, and the scalar libm call
 // is what bounds the CPU selective scan. For f32 this computes each exp in f64 arithmetic with
-// branch-free code (range reduction by a power of two, a degree-8 Taylor polynomial, the power
+// branch-free code (range reduction by a power of two, a degree-10 Taylor polynomial, the power
 // of two put into the exponent bits), which GCC turns into 4-wide AVX2 loops. The f64 result is
-// within ~1e-9 relative of exp(x) before the one rounding to f32, so the f32 values are those of
-// a correctly rounded expf except in rare ties: as accurate as libm's expf for the 2x rule. f64
-// arrays keep std::exp.
+// within ~1e-12 relative of exp(x) before the one rounding to f32, so the f32 values are those of
+// a correctly rounded expf except in rare ties: as accurate as libm's expf for the 2x rule.
+// softplus (the scans' delta) is log(1 + exp(x)) the same way, with an f64 log. f64 arrays keep
+// std::exp and std::log1p.
 #pragma once
 
 #include <cmath>
@@ -18,41 +19,91 @@ namespace longctx::cpu {
 inline void exp_array(double* y, const double* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
 }
+inline void softplus_array(double* y, const double* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 20 ? x[i] : std::log1p(std::exp(x[i]));
+}
 
-// Without trapping math GCC may turn the clamps below into vector selects; with it (the default)
-// it keeps a branch per element and does not vectorize at all (measured: 4x slower). No code here
-// reads floating-point exception flags.
+// Without trapping math GCC may turn the clamps and selects below into vector blends; with it
+// (the default) it keeps a branch per element and vectorizes nothing, and the scans stay bound by
+// the scalar exp. No code here reads floating-point exception flags.
 #pragma GCC push_options
 #pragma GCC optimize("no-trapping-math")
-inline void exp_array(float* y, const float* x, int64_t n) {
+// exp(v) for v in [-104, 88.8], in f64 arithmetic, branch-free: 2^k * exp(r), |r| <= ln2 / 2.
+inline double exp_f64_core(double v) {
   constexpr double kLog2e = 1.4426950408889634, kLn2 = 0.6931471805599453;
   constexpr double kRound = 0x1.8p52;  // adding it rounds to an integer held in the low bits
+  const double shifted = v * kLog2e + kRound;
+  const double k = shifted - kRound;
+  const double r = v - k * kLn2;
+  double p = 1.0 / 3628800;  // the Taylor series to r^10: error < 3e-13 for |r| <= 0.35
+  p = p * r + 1.0 / 362880;
+  p = p * r + 1.0 / 40320;
+  p = p * r + 1.0 / 5040;
+  p = p * r + 1.0 / 720;
+  p = p * r + 1.0 / 120;
+  p = p * r + 1.0 / 24;
+  p = p * r + 1.0 / 6;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  // 2^k from the integer in the low bits of `shifted`: (k + 1023) << 52 is its bit pattern.
+  uint64_t bits;  // unsigned: the shift pushes bits out of the top, defined only unsigned
+  std::memcpy(&bits, &shifted, sizeof bits);
+  bits = (bits + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// log(w) for a finite w >= 1, branch-free: w = m * 2^e with m in [sqrt(1/2), sqrt(2)), and
+// log(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.172, by its series to s^15 (error < 1e-14).
+inline double log_f64_core(double w) {
+  uint64_t bits;
+  std::memcpy(&bits, &w, sizeof bits);
+  const uint64_t biased = bits >> 52;  // w > 0: no sign bit
+  uint64_t mbits = (bits & ((uint64_t(1) << 52) - 1)) | (uint64_t(1023) << 52);
+  double m;
+  std::memcpy(&m, &mbits, sizeof m);  // in [1, 2)
+  // The exponent as a double without an int64 -> f64 conversion (AVX2 has none).
+  uint64_t ebits = (uint64_t(0x433) << 52) | biased;
+  double e;
+  std::memcpy(&e, &ebits, sizeof e);
+  e -= 0x1.0p52 + 1023;
+  const bool high = m > 1.4142135623730951;
+  m = high ? 0.5 * m : m;
+  e = high ? e + 1 : e;
+  const double s = (m - 1) / (m + 1), z = s * s;
+  double q = 1.0 / 15;
+  q = q * z + 1.0 / 13;
+  q = q * z + 1.0 / 11;
+  q = q * z + 1.0 / 9;
+  q = q * z + 1.0 / 7;
+  q = q * z + 1.0 / 5;
+  q = q * z + 1.0 / 3;
+  q = q * z + 1.0;
+  return e * 0.6931471805599453 + 2 * s * q;
+}
+
+inline void exp_array(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
-    // exp(v) = 2^k * exp(r), |r| <= ln2 / 2. Below -104 the f32 result is 0, above 88.8 inf:
-    // clamping there keeps 2^k a normal double without changing any f32 result. (NaN stays
-    // NaN through the polynomial.)
+    // Below -104 the f32 result is 0, above 88.8 inf: clamping there keeps 2^k a normal double
+    // without changing any f32 result. (NaN stays NaN through the polynomial.)
     double v = double(x[i]);
     v = v < -104.0 ? -104.0 : v;
     v = v > 88.8 ? 88.8 : v;
-    const double shifted = v * kLog2e + kRound;
-    const double k = shifted - kRound;
-    const double r = v - k * kLn2;
-    double p = 1.0 / 40320;  // the Taylor series to r^8: error < 3e-10 for |r| <= 0.35
-    p = p * r + 1.0 / 5040;
-    p = p * r + 1.0 / 720;
-    p = p * r + 1.0 / 120;
-    p = p * r + 1.0 / 24;
-    p = p * r + 1.0 / 6;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    // 2^k from the integer in the low bits of `shifted`: (k + 1023) << 52 is its bit pattern.
-    uint64_t bits;  // unsigned: the shift pushes bits out of the top, defined only unsigned
-    std::memcpy(&bits, &shifted, sizeof bits);
-    bits = (bits + 1023) << 52;
-    double scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    y[i] = float(p * scale);
+    y[i] = float(exp_f64_core(v));
+  }
+}
+
+// softplus(x) = log(1 + exp(x)), as the scans use it: x itself above 20.
+inline void softplus_array(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = double(x[i]);
+    const double e = exp_f64_core(v < -104.0 ? -104.0 : (v > 20.0 ? 20.0 : v));
+    // Small e: log1p's series (error e^4 / 4), where 1 + e would lose e's low bits.
+    const double sp = e < 1e-5 ? e * (1 - e * (0.5 - e * (1.0 / 3))) : log_f64_core(1.0 + e);
+    const double out = v > 20.0 ? v : sp;
+    y[i] = float(v != v ? v : out);  // NaN in, NaN out
   }
 }
 #pragma GCC pop_options

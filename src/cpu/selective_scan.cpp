@@ -39,10 +39,6 @@ template <class T>
 inline T sigmoid(T s) {
   return T(1) / (T(1) + std::exp(-s));
 }
-template <class T>
-inline T softplus(T s) {
-  return s > T(20) ? s : std::log1p(std::exp(s));
-}
 
 // Raw pointers of one call; optional inputs are nullptr.
 template <class T>
@@ -68,10 +64,11 @@ struct Ptrs {
         L(in.u.size(2)),
         softplus(p.delta_softplus) {}
 
-  // delta' of step t of row `row` (= b * Dm + d).
-  T delta_at(int64_t row, int64_t d, int64_t t) const {
-    const T v = delta[row * L + t] + (bias ? bias[d] : T(0));
-    return softplus ? cpu::softplus(v) : v;
+  // delta' of the steps [t0, t0 + k) of row `row` (= b * Dm + d): delta + bias, through softplus
+  // when asked (vectorized, see exp_array.h).
+  void tile_deltas(T* dl, int64_t row, int64_t d, int64_t t0, int64_t k) const {
+    for (int64_t j = 0; j < k; ++j) dl[j] = delta[row * L + t0 + j] + (bias ? bias[d] : T(0));
+    if (softplus) softplus_array(dl, dl, k);
   }
   // (N, T) rows of B and C for the group of row.
   int64_t group_offset(int64_t row) const {
@@ -198,7 +195,7 @@ void selective_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& las
         transpose_tile(Ct, Cg, N, L, t0, k);
         for (int64_t d = d_begin; d < d_end; ++d) {
           const int64_t row = b * p.Dm + d;
-          for (int64_t j = 0; j < k; ++j) dl[j] = p.delta_at(row, d, t0 + j);
+          p.tile_deltas(dl, row, d, t0, k);
           const T* u = p.u + row * L + t0;
           tile_decays(at, dl, p.A + d * N, N, k);
           scan_tile(lp + row * N, static_cast<T*>(nullptr), y, at, Bt, Ct, dl, u, N, k);
@@ -287,7 +284,7 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
           std::copy(h, h + N, ck.data() + tile * N);
           if (tile + 1 == ntiles) break;  // the last tile's end state is not needed
           transpose_tile(Bt, Bg, N, L, t0, k);
-          for (int64_t j = 0; j < k; ++j) dl[j] = p.delta_at(row, d, t0 + j);
+          p.tile_deltas(dl, row, d, t0, k);
           tile_decays(at, dl, A, N, k);
           scan_tile(h, static_cast<T*>(nullptr), static_cast<T*>(nullptr), at, Bt, Ct, dl, u + t0,
                     N, k);
@@ -303,7 +300,7 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
           const int64_t t0 = tile * kTile, k = std::min(kTile, L - t0);
           transpose_tile(Bt, Bg, N, L, t0, k);
           transpose_tile(Ct, Cg, N, L, t0, k);
-          for (int64_t j = 0; j < k; ++j) dl[j] = p.delta_at(row, d, t0 + j);
+          p.tile_deltas(dl, row, d, t0, k);
           std::copy(ck.data() + tile * N, ck.data() + (tile + 1) * N, h);
           tile_decays(at, dl, A, N, k);
           scan_tile(h, hs, y, at, Bt, Ct, dl, u + t0, N, k);
@@ -401,7 +398,7 @@ void selective_state_update(const Context& ctx, const Tensor& out, const Tensor&
       const T* Bg = Bp + (b * G + d / (Dm / G)) * N;
       const T* Cg = Cp + (b * G + d / (Dm / G)) * N;
       T dt = dp[row] + (bp ? bp[d] : T(0));
-      if (params.delta_softplus) dt = softplus(dt);
+      if (params.delta_softplus) softplus_array(&dt, &dt, 1);  // as the scan computes it
       T y = 0;
       T* h = sp + row * N;
       std::vector<T> a(static_cast<size_t>(N));  // the decays, computed as the scan computes them
