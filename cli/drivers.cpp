@@ -1,10 +1,8 @@
 #include "cli/drivers.h"
 
-#include <sys/stat.h>
 #include <cstdio>
-#include <fstream>
+#include <filesystem>
 #include <memory>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -17,10 +15,9 @@ namespace {
 
 // A preset name (models/presets/<name>.json) or a path to a config file.
 ModelConfig load_model(const std::string& name_or_path) {
-  struct stat st {};
-  if (::stat(name_or_path.c_str(), &st) == 0) return ModelConfig::load(name_or_path);
+  if (std::filesystem::exists(name_or_path)) return ModelConfig::load(name_or_path);
   const std::string preset = std::string(LONGCTX_PRESETS_DIR) + "/" + name_or_path + ".json";
-  LONGCTX_CHECK(::stat(preset.c_str(), &st) == 0, "--model ", name_or_path,
+  LONGCTX_CHECK(std::filesystem::exists(preset), "--model ", name_or_path,
                 " is neither a config file nor a preset in ", LONGCTX_PRESETS_DIR);
   return ModelConfig::load(preset);
 }

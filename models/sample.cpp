@@ -1,6 +1,6 @@
 #include "models/sample.h"
 
-#include <sys/stat.h>
+#include <filesystem>
 
 #include "longctx/longctx.h"
 #include "models/train.h"
@@ -8,9 +8,8 @@
 namespace longctx::train {
 
 std::string checkpoint_path(const std::string& path) {
-  struct stat st {};
-  LONGCTX_CHECK(::stat(path.c_str(), &st) == 0, "generate: checkpoint ", path, " does not exist");
-  return S_ISDIR(st.st_mode) ? path + "/checkpoint.safetensors" : path;
+  LONGCTX_CHECK(std::filesystem::exists(path), "generate: checkpoint ", path, " does not exist");
+  return std::filesystem::is_directory(path) ? path + "/checkpoint.safetensors" : path;
 }
 
 std::vector<int32_t> generate_from_checkpoint(const GenerateOptions& options) {
