@@ -765,8 +765,7 @@ TEST(Cli, OpsListsEveryRegisteredOp) {
 
 // A two-layer hybrid small enough that a step takes milliseconds.
 std::string tiny_model(const ScratchDir& dir) {
-  std::ofstream(dir.file("tiny.json"))
-      << R"({"name": "tiny", "d_model": 32, "pattern": "S*",
+  std::ofstream(dir.file("tiny.json")) << R"({"name": "tiny", "d_model": 32, "pattern": "S*",
              "attention": {"n_heads": 2, "n_kv_heads": 2},
              "mamba2": {"head_dim": 16, "d_state": 16, "chunk_size": 16}})";
   return dir.file("tiny.json");
@@ -817,16 +816,15 @@ TEST(CliTrain, ByteTextRunAndTextPrompt) {
   std::string text;
   for (int i = 0; i < 200; ++i) text += "a stitch in time saves nine. ";
   std::ofstream(dir.file("corpus.txt")) << text;
-  const Result trained = cli(dir, "train --task text --text " + dir.file("corpus.txt") +
-                                      " --out " + dir.file("") + " --model " + tiny_model(dir) +
+  const Result trained = cli(dir, "train --task text --text " + dir.file("corpus.txt") + " --out " +
+                                      dir.file("") + " --model " + tiny_model(dir) +
                                       " --seq-len 32 --batch 4 --steps 5 --eval-sequences 8");
   ASSERT_EQ(trained.status, 0) << trained.err;
   const nlohmann::json result = nlohmann::json::parse(trained.out);
   EXPECT_GT(double(result["eval_bits_per_byte"]), 0.0);
   EXPECT_NE(trained.err.find("step 5/5"), std::string::npos) << "a progress line: " << trained.err;
-  const Result sampled =
-      cli(dir, "generate --checkpoint " + dir.file("checkpoint.safetensors") +
-                   " --prompt 'a stitch' --max-new-tokens 4 --seed 3");
+  const Result sampled = cli(dir, "generate --checkpoint " + dir.file("checkpoint.safetensors") +
+                                      " --prompt 'a stitch' --max-new-tokens 4 --seed 3");
   ASSERT_EQ(sampled.status, 0) << sampled.err;
   EXPECT_EQ(sampled.out.rfind("a stitch", 0), 0u) << sampled.out;
 }
@@ -845,7 +843,8 @@ TEST(CliTrain, BadFlagsAndMissingFilesAreOneLineErrors) {
        "corpus /nonexistent/corpus does not exist"},
       {"train --out " + dir.file("") + " --model no-such-preset", 1,
        "neither a config file nor a preset"},
-      {"train --out " + dir.file("") + " --num-pairs 40", 1, "seq_len 64 is too short for 40 pairs"},
+      {"train --out " + dir.file("") + " --num-pairs 40", 1,
+       "seq_len 64 is too short for 40 pairs"},
       {"train --out " + dir.file("") + " --resume", 1, "options.json not found"},
       {"generate --checkpoint /nonexistent.safetensors --tokens 1", 1, "does not exist"},
       {"generate --checkpoint " + tiny_model(dir) + " --tokens 1", 1, "tiny.json"},
