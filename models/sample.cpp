@@ -7,10 +7,13 @@
 
 namespace longctx::train {
 
+namespace {
+// The checkpoint file `path` names: itself, or <path>/checkpoint.safetensors for a directory.
 std::string checkpoint_path(const std::string& path) {
   LONGCTX_CHECK(std::filesystem::exists(path), "generate: checkpoint ", path, " does not exist");
   return std::filesystem::is_directory(path) ? path + "/checkpoint.safetensors" : path;
 }
+}  // namespace
 
 std::vector<int32_t> generate_from_checkpoint(const GenerateOptions& options) {
   LONGCTX_CHECK(!options.prompt.empty(),

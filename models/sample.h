@@ -22,7 +22,4 @@ struct GenerateOptions {
 // outside the model's vocabulary.
 std::vector<int32_t> generate_from_checkpoint(const GenerateOptions& options);
 
-// The checkpoint file `path` names: itself, or <path>/checkpoint.safetensors for a directory.
-std::string checkpoint_path(const std::string& path);
-
 }  // namespace longctx::train

@@ -102,7 +102,6 @@ class TextTask final : public Task {
   int64_t test_sequences() const override;
   std::string metric() const override { return "bits_per_byte"; }
 
-  const std::string& bytes() const { return bytes_; }
   int64_t train_bytes() const { return train_bytes_; }
 
  private:

@@ -272,16 +272,11 @@ bool decays(const NamedTensor& p) {
 
 double sum_of_squares(const Tensor& flat, const Context& ctx) {
   // The arena's padding is zero, so the flat buffer's norm is the parameters'. On CUDA the
-  // gradient comes to the host once per step (4 bytes per parameter).
+  // gradient comes to the host once per step (4 bytes per parameter). Training is f32.
   const Tensor host = flat.device().is_cpu() ? flat : flat.to(Device::cpu(), &ctx);
+  const float* g = host.data_as<float>();
   double s = 0;
-  if (host.dtype() == DType::f64) {
-    for (int64_t i = 0, n = host.numel(); i < n; ++i)
-      s += host.data_as<double>()[i] * host.data_as<double>()[i];
-  } else {
-    const float* g = host.data_as<float>();
-    for (int64_t i = 0, n = host.numel(); i < n; ++i) s += double(g[i]) * double(g[i]);
-  }
+  for (int64_t i = 0, n = host.numel(); i < n; ++i) s += double(g[i]) * double(g[i]);
   return s;
 }
 
@@ -389,7 +384,7 @@ class Run {
     while (step_ < opt_.steps) {
       result.loss = one_step();
       const bool last = step_ == opt_.steps;
-      if ((opt_.eval_every && step_ % opt_.eval_every == 0) || last) run_eval(result);
+      if ((opt_.eval_every && step_ % opt_.eval_every == 0) || last) run_eval();
       if (opt_.log_every && (step_ % opt_.log_every == 0 || last)) {
         const double per_step = seconds_since(start) / double(step_ - first_step);
         std::fprintf(
@@ -408,7 +403,7 @@ class Run {
       }
       if (last || (opt_.checkpoint_every && step_ % opt_.checkpoint_every == 0)) save();
     }
-    if (step_ >= opt_.steps && !evaluated_) run_eval(result);  // resumed at the end already
+    if (step_ >= opt_.steps && !evaluated_) run_eval();  // resumed at the end already
     result.step = step_;
     result.eval_loss = last_eval_.loss;
     result.eval_metric = metric(last_eval_);
@@ -500,7 +495,7 @@ class Run {
     return loss;
   }
 
-  void run_eval(TrainResult& result) {
+  void run_eval() {
     const int64_t n = std::min(opt_.eval_sequences, task_->test_sequences());
     last_eval_ = evaluate(model_, *task_, n, opt_.batch);
     evaluated_ = true;
@@ -512,8 +507,6 @@ class Run {
     std::fprintf(stderr, "eval at step %lld: loss %.4f, %s %.4f (%lld scored targets)\n",
                  (long long)step_, last_eval_.loss, task_->metric().c_str(), metric(last_eval_),
                  (long long)last_eval_.scored);
-    result.eval_loss = last_eval_.loss;
-    result.eval_metric = metric(last_eval_);
   }
 
   void save() {
