@@ -401,11 +401,15 @@ void selective_state_update(const Context& ctx, const Tensor& out, const Tensor&
       if (params.delta_softplus) softplus_array(&dt, &dt, 1);  // as the scan computes it
       T y = 0;
       T* h = sp + row * N;
-      std::vector<T> a(static_cast<size_t>(N));  // the decays, computed as the scan computes them
-      tile_decays(a.data(), &dt, Ap + d * N, N, 1);
-      for (int64_t n = 0; n < N; ++n) {
-        h[n] = scan_apply(ScanPair<T>{a[size_t(n)], dt * up[row] * Bg[n]}, h[n]);
-        y += Cg[n] * h[n];
+      // The decays as the scan computes them, kTile states at a time (no allocation per row).
+      T a[kTile];
+      for (int64_t n0 = 0; n0 < N; n0 += kTile) {
+        const int64_t m = std::min(kTile, N - n0);
+        tile_decays(a, &dt, Ap + d * N + n0, m, 1);
+        for (int64_t n = n0; n < n0 + m; ++n) {
+          h[n] = scan_apply(ScanPair<T>{a[n - n0], dt * up[row] * Bg[n]}, h[n]);
+          y += Cg[n] * h[n];
+        }
       }
       if (Dp) y += Dp[d] * up[row];
       if (zp) y *= zp[row] * sigmoid(zp[row]);
