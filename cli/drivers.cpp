@@ -81,6 +81,11 @@ Command add_train_command(CLI::App& parent) {
   cmd->add_option("--beta1", o.beta1, "AdamW beta1")->capture_default_str();
   cmd->add_option("--beta2", o.beta2, "AdamW beta2")->capture_default_str();
   cmd->add_option("--clip", o.clip, "max gradient norm (0: off)")->capture_default_str();
+  cmd->add_option("--precision", o.precision,
+                  "f32, or bf16 (CUDA): linear and attention products on bf16 tensor cores, f32 "
+                  "master weights")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
   cmd->add_option("--eval-every", o.eval_every, "evaluate every N steps (0: at the end)")
       ->capture_default_str();
   cmd->add_option("--eval-sequences", o.eval_sequences, "test sequences per evaluation")

@@ -35,6 +35,8 @@ void TrainOptions::validate() const {
                 "train: beta1 and beta2 must be in [0, 1), got ", beta1, " and ", beta2);
   LONGCTX_CHECK(eps > 0, "train: eps must be positive, got ", eps);
   LONGCTX_CHECK(clip >= 0, "train: clip must be >= 0 (0: off), got ", clip);
+  LONGCTX_CHECK(precision == "f32" || precision == "bf16",
+                "train: precision must be f32 or bf16, got '", precision, "'");
   LONGCTX_CHECK(eval_every >= 0 && checkpoint_every >= 0 && log_every >= 0,
                 "train: eval_every, checkpoint_every and log_every must be >= 0");
   LONGCTX_CHECK(eval_sequences >= 1, "train: eval_sequences must be at least 1, got ",
@@ -58,6 +60,7 @@ std::string TrainOptions::to_json() const {
             {"beta2", beta2},
             {"eps", eps},
             {"clip", clip},
+            {"precision", precision},
             {"eval_every", eval_every},
             {"eval_sequences", eval_sequences},
             {"checkpoint_every", checkpoint_every}};
@@ -121,6 +124,7 @@ TrainOptions TrainOptions::from_json(const std::string& text) {
   read_key(j, "beta2", o.beta2, known);
   read_key(j, "eps", o.eps, known);
   read_key(j, "clip", o.clip, known);
+  read_key(j, "precision", o.precision, known);
   read_key(j, "eval_every", o.eval_every, known);
   read_key(j, "eval_sequences", o.eval_sequences, known);
   read_key(j, "checkpoint_every", o.checkpoint_every, known);
@@ -351,6 +355,9 @@ class Run {
         checkpoint_(opt_.out_dir + "/checkpoint.safetensors"),
         log_path_(opt_.out_dir + "/log.jsonl") {
     opt_.model = model_.config();
+    LONGCTX_CHECK(opt_.precision == "f32" || ctx_.device().is_cuda(), "train: --precision ",
+                  opt_.precision, " needs a CUDA device (tensor cores); the CPU trains in f32");
+    ctx_.set_matmul_precision(parse_matmul_precision(opt_.precision));
     std::error_code error;
     std::filesystem::create_directories(opt_.out_dir, error);
     LONGCTX_CHECK(std::filesystem::is_directory(opt_.out_dir),
@@ -374,10 +381,12 @@ class Run {
     StopSignals signals;
     log_.open(log_path_, std::ios::app);
     LONGCTX_CHECK(log_, "train: cannot append to ", log_path_);
-    std::fprintf(stderr, "train: %s on %s, model %s (%s, %lld parameters), %s, step %lld of %lld\n",
-                 task_->name().c_str(), ctx_.device().str().c_str(), opt_.model.name.c_str(),
-                 opt_.model.pattern().c_str(), (long long)model_.parameter_count(),
-                 opt_.out_dir.c_str(), (long long)step_, (long long)opt_.steps);
+    std::fprintf(
+        stderr, "train: %s on %s (%s), model %s (%s, %lld parameters), %s, step %lld of %lld\n",
+        task_->name().c_str(), ctx_.device().str().c_str(),
+        opt_.precision == "bf16" ? "bf16 products, f32 master weights" : "f32",
+        opt_.model.name.c_str(), opt_.model.pattern().c_str(), (long long)model_.parameter_count(),
+        opt_.out_dir.c_str(), (long long)step_, (long long)opt_.steps);
     const auto start = Clock::now();
     const int64_t first_step = step_;
     TrainResult result;
@@ -533,7 +542,9 @@ class Run {
       return it->second;
     };
     const std::string diff =
-        first_difference(json::parse(meta("train.options")), json::parse(opt_.to_json()));
+        // Through from_json first, so options added since the run began read as their defaults.
+        first_difference(json::parse(TrainOptions::from_json(meta("train.options")).to_json()),
+                         json::parse(opt_.to_json()));
     LONGCTX_CHECK(diff.empty(), "train: --resume: option '", diff,
                   "' differs from the run being resumed (", checkpoint_,
                   "); a resumed run keeps its options");

@@ -49,6 +49,10 @@ struct TrainOptions {
   double weight_decay = 0.1;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double clip = 1.0;  // max global gradient norm; 0: no clipping
+  // f32, or bf16 mixed precision on CUDA: the products of every linear layer and of attention on
+  // bf16 tensor cores (Context::set_matmul_precision), with f32 master weights, gradients,
+  // optimizer state and everything else. The CPU trains in f32.
+  std::string precision = "f32";
 
   // Evaluation, logging, checkpoints.
   int64_t eval_every = 100;      // 0: only at the end

@@ -2,6 +2,7 @@
 // task's windows, the schedule, a run whose loss falls, gradient accumulation, exact resume after
 // an interruption, the stop on a non-finite loss, and the errors for bad options and files.
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
+#include "longctx/io/safetensors.h"
 #include "models/sample.h"
 #include "models/train.h"
 
@@ -228,8 +230,11 @@ TEST(Train, OptionsRoundTripThroughJsonAndUnknownKeysAreNamed) {
   o.lr = 0.0123;
   o.model.layers = parse_layer_pattern("S*");
   o.model.validate();
+  o.precision = "bf16";
   const TrainOptions back = TrainOptions::from_json(o.to_json());
   EXPECT_EQ(back.to_json(), o.to_json());
+  EXPECT_EQ(back.precision, "bf16");
+  EXPECT_EQ(TrainOptions::from_json("{}").precision, "f32");
   EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"lr": 1e-3, "lrr": 2})"), "unknown key 'lrr'");
   EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"mqar": {"pairs": 2}})"),
                        "unknown key 'mqar.pairs'");
@@ -435,6 +440,63 @@ TEST(Train, RunDirectoryMistakesAreClearErrors) {
   EXPECT_LONGCTX_ERROR(train::load_run_options("/nonexistent-run"), "options.json not found");
   o.batch = 0;
   EXPECT_LONGCTX_ERROR(train::train(o), "batch must be at least 1");
+}
+
+TEST(Train, Bf16PrecisionIsForCudaAndNamedWhenWrong) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.file("run"));
+  o.precision = "fp16";
+  EXPECT_LONGCTX_ERROR(train::train(o), "precision must be f32 or bf16", "'fp16'");
+  o.precision = "bf16";
+  EXPECT_LONGCTX_ERROR(train::train(o), "--precision bf16 needs a CUDA device",
+                       "the CPU trains in f32");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("run"))) << "nothing written for a refused run";
+}
+
+// A run whose checkpoint predates an option (here `precision`) resumes with its default.
+TEST(Train, ResumeReadsOptionsAddedSinceTheRunBegan) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 2;
+  train::train(o);
+  const std::string path = dir.file("checkpoint.safetensors");
+  SafetensorsFile file = load_safetensors(path);
+  nlohmann::json saved = nlohmann::json::parse(file.metadata.at("train.options"));
+  ASSERT_TRUE(saved.contains("precision"));
+  saved.erase("precision");
+  file.metadata["train.options"] = saved.dump();
+  save_safetensors(path, file.tensors, file.metadata);
+  o.steps = 4;
+  EXPECT_LONGCTX_ERROR(train::train(o, true), "option 'steps' differs");
+  o.steps = 2;
+  EXPECT_EQ(train::train(o, true).step, 2);
+}
+
+// bf16 products with f32 master weights train like f32: the loss falls as far, to within the
+// spread of bf16 rounding (5% of the final loss).
+TEST(Train, Bf16MixedPrecisionOnCudaFollowsTheF32Run) {
+  LONGCTX_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  TempDir f32_dir, bf16_dir, corpus;
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "the quick brown fox jumps over the lazy dog. ";
+  std::ofstream(corpus.file("fox.txt")) << text;
+  const auto run = [&](const std::string& dir, const std::string& precision) {
+    TrainOptions o = small_run(dir);
+    o.task = "text";
+    o.text.path = corpus.file("fox.txt");
+    o.text.seq_len = 32;
+    o.steps = 40;
+    o.lr = 1e-2;
+    o.device = "cuda";
+    o.precision = precision;
+    return train::train(o);
+  };
+  const train::TrainResult f32 = run(f32_dir.path(), "f32"), bf16 = run(bf16_dir.path(), "bf16");
+  const auto lines = step_lines(bf16_dir.path());
+  ASSERT_EQ(lines.size(), 40u);
+  EXPECT_LT(double(lines.back()["loss"]), 0.6 * double(lines.front()["loss"]));
+  EXPECT_NEAR(bf16.loss, f32.loss, 0.05 * f32.loss);
+  EXPECT_NEAR(bf16.eval_metric, f32.eval_metric, 0.05 * f32.eval_metric);
 }
 
 TEST(Train, GenerateFromTheCheckpointMatchesTheModel) {

@@ -46,6 +46,15 @@ BuildInfo build_info();
 size_t peak_memory_bytes(Device device);
 void reset_peak_memory(Device device);
 
+// How f32 matrix products run on a context (torch.set_float32_matmul_precision):
+//   f32   every product of f32 tensors is computed from f32 operands (the default);
+//   bf16  CUDA only: the products inside `linear` and `attention` round their f32 operands to
+//         bf16 and run on tensor cores with f32 accumulation. This is bf16 mixed precision with
+//         f32 master weights: parameters, gradients, optimizer state and every other op stay f32.
+enum class MatmulPrecision { f32, bf16 };
+const char* matmul_precision_name(MatmulPrecision precision);
+MatmulPrecision parse_matmul_precision(const std::string& name);  // "f32" or "bf16"
+
 class Context {
  public:
   // cpu_threads = 0 uses every hardware thread. A CUDA context creates its own stream.
@@ -60,6 +69,10 @@ class Context {
   void* stream() const;  // cudaStream_t; nullptr for a CPU context
   void synchronize() const;
 
+  MatmulPrecision matmul_precision() const { return matmul_precision_; }
+  // bf16 on a CPU context is an error: the CPU computes f32 products only.
+  void set_matmul_precision(MatmulPrecision precision);
+
   // Defined by the CUDA backend: stream, cuBLASLt handle, workspace. Shared, so that memory
   // allocated on this context's stream can be released on it even after the Context is gone.
   struct CudaState;
@@ -69,6 +82,7 @@ class Context {
  private:
   Device device_;
   int cpu_threads_ = 1;
+  MatmulPrecision matmul_precision_ = MatmulPrecision::f32;
   std::shared_ptr<CudaState> cuda_;
 };
 

@@ -86,8 +86,10 @@ class Tensor {
   // Both are ordered on ctx's stream and synchronised before return when they touch the host.
   Tensor to(Device device, const Context* ctx = nullptr) const;
   void copy_from(const Tensor& src, const Context* ctx = nullptr) const;
-  // Converts between floating dtypes (and i32 <-> i64) on the CPU; returns a new CPU tensor.
-  Tensor to_dtype(DType dtype) const;
+  // A new tensor on the same device holding this one's values converted to `dtype`: on the CPU
+  // between floating dtypes (and i32 <-> i64), on CUDA between f32, bf16 and f16 (contiguous
+  // tensors, ordered on ctx's stream).
+  Tensor to_dtype(DType dtype, const Context* ctx = nullptr) const;
   // Writes `value` (converted to the dtype) into every element. CPU and CUDA.
   void fill(double value, const Context* ctx = nullptr) const;
 

@@ -4,7 +4,11 @@
 //
 // Dispatch: dtype -> head dim -> launcher. bf16/f16 run the tensor-core kernels
 // (flash_fwd.cuh, flash_bwd.cuh, instantiated per head dim); f32 runs the FMA kernels of
-// attention_f32.cu. Inputs were validated by src/ops/attention.cpp.
+// attention_f32.cu, except on a context with bf16 matmul precision (Context::set_matmul_precision),
+// where f32 attention runs the bf16 kernels on bf16 copies of its inputs and converts the results
+// back (torch.autocast's SDPA with f32 outputs). Decoding stays f32 there: converting the whole
+// cache at every step would cost more than the tensor cores save on one query row.
+// Inputs were validated by src/ops/attention.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -13,6 +17,7 @@
 #include "kernels/attention/attention_params.cuh"
 #include "kernels/common/context_state.cuh"
 #include "kernels/common/cuda_check.cuh"
+#include "kernels/common/runtime.h"
 #include "kernels/common/types.cuh"
 #include "longctx/ops/attention.h"
 
@@ -238,12 +243,40 @@ FwdParams make_fwd_params(const Tensor& q, const Tensor& k, const Tensor& v,
   return p;
 }
 
+// ---- bf16 matmul precision ------------------------------------------------------------------
+
+bool runs_in_bf16(const Context& ctx, const Tensor& q) {
+  if (q.dtype() != DType::f32 || ctx.matmul_precision() != MatmulPrecision::bf16) return false;
+  const int64_t D = q.size(3);
+  return D == 32 || D == 64 || D == 96 || D == 128 || D == 256;  // the tensor-core head dims
+}
+
+Tensor bf16_copy(const Context& ctx, const Tensor& t) {
+  return t.to_dtype(DType::bf16, &ctx);
+}
+
+Tensor bf16_like(const Context& ctx, const Tensor& t) {
+  return Tensor::empty(t.shape(), DType::bf16, ctx.device(), &ctx);
+}
+
+// dst (f32) <- src (bf16), exactly.
+void widen_into(const Context& ctx, const Tensor& dst, const Tensor& src) {
+  convert(dst.data(), DType::f32, src.data(), DType::bf16, src.numel(), state_of(ctx).stream);
+}
+
 }  // namespace
 
 void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
                    const Tensor& k, const Tensor& v, const AttentionParams& params) {
   const char* op = "attention_fwd";
   if (q.numel() == 0) return;
+  if (runs_in_bf16(ctx, q)) {
+    const Tensor out16 = bf16_like(ctx, out);
+    cuda::attention_fwd(ctx, out16, lse, bf16_copy(ctx, q), bf16_copy(ctx, k), bf16_copy(ctx, v),
+                        params);
+    widen_into(ctx, out, out16);
+    return;
+  }
   if (q.dtype() != DType::f32) check_aligned(op, {{"q", &q}, {"k", &k}, {"v", &v}, {"out", &out}});
   FwdParams p = make_fwd_params(q, k, v, params, k.size(1));
   forward(ctx, op, p, out, lse, q.dtype(), int(q.size(3)));
@@ -298,6 +331,16 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
                    const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                    const Tensor& out, const Tensor& lse, const AttentionParams& params) {
   const char* op = "attention_bwd";
+  if (runs_in_bf16(ctx, q)) {
+    // out holds the bf16 forward's output widened exactly, so its bf16 copy is that output.
+    const Tensor dq16 = bf16_like(ctx, dq), dk16 = bf16_like(ctx, dk), dv16 = bf16_like(ctx, dv);
+    cuda::attention_bwd(ctx, dq16, dk16, dv16, bf16_copy(ctx, dout), bf16_copy(ctx, q),
+                        bf16_copy(ctx, k), bf16_copy(ctx, v), bf16_copy(ctx, out), lse, params);
+    widen_into(ctx, dq, dq16);
+    widen_into(ctx, dk, dk16);
+    widen_into(ctx, dv, dv16);
+    return;
+  }
   cudaStream_t stream = state_of(ctx).stream;
   const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
   const int64_t Tk = k.size(1), Hkv = k.size(2);

@@ -83,8 +83,12 @@ bool try_gemm(const Context& ctx, DType dtype, bool trans_a, bool trans_b, int64
   Context::CudaState& state = state_of(ctx);
   const cudaDataType_t type = blaslt_type(dtype);
 
+  // bf16 matmul precision: cuBLAS rounds the f32 operands to bf16 and runs tensor cores,
+  // accumulating in f32 (the products of torch.autocast with f32 outputs).
+  const bool fast_bf16 = dtype == DType::f32 && ctx.matmul_precision() == MatmulPrecision::bf16;
   cublasLtMatmulDesc_t raw_desc = nullptr;
-  LONGCTX_BLASLT_CHECK(cublasLtMatmulDescCreate(&raw_desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  LONGCTX_BLASLT_CHECK(cublasLtMatmulDescCreate(
+      &raw_desc, fast_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F, CUDA_R_32F));
   Owned<cublasLtMatmulDesc_t> desc(raw_desc);
   // Column-major view: first operand is our B, second our A (see the file comment).
   const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;

@@ -4,6 +4,7 @@
 #include "kernels/common/context_state.cuh"
 #include "kernels/common/cuda_check.cuh"
 #include "kernels/common/runtime.h"
+#include "kernels/common/types.cuh"
 
 namespace longctx::cuda {
 
@@ -120,6 +121,13 @@ __global__ void fill_kernel(T* dst, int64_t count, T value) {
     dst[i] = value;
 }
 
+template <class To, class From>
+__global__ void convert_kernel(To* dst, const From* src, int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = store_as<To>(load_f32(src[i]));
+}
+
 unsigned grid_for(int64_t count) {
   return unsigned(std::min<int64_t>((count + 255) / 256, 65535 * 4));
 }
@@ -187,6 +195,21 @@ void fill(void* dst, DType dtype, int64_t count, double value, void* stream) {
       launch(int64_t(value));
       break;
   }
+  LONGCTX_CHECK_LAUNCH();
+}
+
+void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t count,
+             void* stream) {
+  if (count == 0) return;
+  auto s = static_cast<cudaStream_t>(stream);
+  dispatch_cuda_float("Tensor::to_dtype", dst_dtype, [&](auto to) {
+    using To = typename decltype(to)::type;
+    dispatch_cuda_float("Tensor::to_dtype", src_dtype, [&](auto from) {
+      using From = typename decltype(from)::type;
+      convert_kernel<<<grid_for(count), 256, 0, s>>>(static_cast<To*>(dst),
+                                                     static_cast<const From*>(src), count);
+    });
+  });
   LONGCTX_CHECK_LAUNCH();
 }
 

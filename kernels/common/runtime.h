@@ -28,6 +28,9 @@ void copy_strided(void* dst, const int64_t* dst_strides, const void* src,
                   const int64_t* src_strides, size_t element_size, int dims, const int64_t* shape,
                   void* stream);
 void fill(void* dst, DType dtype, int64_t count, double value, void* stream);
+// dst[i] = src[i] converted (f32, bf16, f16; f32 arithmetic, round to nearest even), contiguous.
+void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t count,
+             void* stream);
 void synchronize(void* stream);
 
 Context::CudaState* create_state(int device);

@@ -101,6 +101,24 @@ Context::Context(Device device, int cpu_threads) : device_(device) {
   }
 }
 
+const char* matmul_precision_name(MatmulPrecision precision) {
+  return precision == MatmulPrecision::bf16 ? "bf16" : "f32";
+}
+
+MatmulPrecision parse_matmul_precision(const std::string& name) {
+  if (name == "f32") return MatmulPrecision::f32;
+  if (name == "bf16") return MatmulPrecision::bf16;
+  throw Error("matmul precision must be f32 or bf16, got '" + name + "'");
+}
+
+void Context::set_matmul_precision(MatmulPrecision precision) {
+  LONGCTX_CHECK(precision == MatmulPrecision::f32 || device_.is_cuda(),
+                "Context::set_matmul_precision: bf16 products need a CUDA context (tensor cores); "
+                "the CPU computes in f32, got a context on ",
+                device_.str());
+  matmul_precision_ = precision;
+}
+
 void* Context::stream() const {
 #if LONGCTX_WITH_CUDA
   return cuda::stream_of(cuda_.get());

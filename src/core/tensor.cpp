@@ -411,11 +411,21 @@ void store_from_double(void* p, DType d, double v) {
 }
 }  // namespace
 
-Tensor Tensor::to_dtype(DType dtype) const {
-  LONGCTX_CHECK(device_.is_cpu(), "Tensor::to_dtype: runs on the CPU; got a tensor on ",
-                device_.str(), " (copy it with to(Device::cpu()) first)");
+Tensor Tensor::to_dtype(DType dtype, const Context* ctx) const {
+  LONGCTX_CHECK(defined_, "Tensor::to_dtype: undefined tensor");
   LONGCTX_CHECK(is_floating(dtype) == is_floating(dtype_), "Tensor::to_dtype: cannot convert ",
                 dtype_name(dtype_), " to ", dtype_name(dtype));
+  if (device_.is_cuda()) {
+#if LONGCTX_WITH_CUDA
+    LONGCTX_CHECK(is_contiguous(), "Tensor::to_dtype: a CUDA tensor must be contiguous");
+    Tensor out = empty(shape_, dtype, device_, ctx);
+    cuda::convert(out.data_, dtype, data_, dtype_, numel(), cuda_stream(ctx, device_));
+    return out;
+#else
+    (void)ctx;
+    no_cuda("Tensor::to_dtype");
+#endif
+  }
   Tensor out = empty(shape_, dtype);
   const size_t in_size = dtype_size(dtype_), out_size = dtype_size(dtype);
   for_each_offset(shape_, strides_, [&](int64_t i, int64_t off) {
