@@ -41,6 +41,9 @@ const std::vector<SSDCase> kCases = {
     // Mixed optional inputs; P = 40 is one full and one partial tile of 32 channels on CUDA.
     {"gate_and_bias_without_skip_and_h0", 2, 45, 4, 40, 16, 2, 16, true, false, kDropD | kDropH0},
     {"skip_and_h0_without_gate_and_bias", 1, 64, 2, 8, 8, 1, 32, true, false, kDropZ | kDropBias},
+    // bf16/f16 on CUDA (tensor cores): P = 80 is one full and one partial tile of 64 channels,
+    // T = 130 two full chunks of 64 and a partial one.
+    {"tensor_core_tiles_p80_t130", 1, 130, 2, 80, 48, 1, 64, true},
     // 66 CUDA chunks: the CUDA backward runs the sequence in launches of at most 64 chunks.
     {"chunks_across_launches_2100", 1, 2100, 2, 4, 8, 1, 64, true},
     // No tokens: the final state is the initial state, and its gradient passes straight back.
