@@ -14,7 +14,8 @@
 #   bench      attention (bf16, head dims 128 and 64, the full sweep), PyTorch SDPA's flash,
 #              cuDNN and efficient backends over the same sweep side by side with it
 #              (bench/sdpa.py), the scan ops (bench_scan), and the length-scaling comparison
-#              (`longctx bench scaling`); each run's output in $OUT/bench/NAME.log, results in
+#              (`longctx bench scaling`), the MQAR preset in bf16 mixed precision
+#              (scripts/mqar.sh); each run's output in $OUT/bench/NAME.log, results in
 #              NAME.json
 # Writes logs and summary.json (date, commit, device, tests passed/failed/skipped, sanitizer
 # errors, benchmarks) into $OUT. Exits non-zero when any step that ran failed.
@@ -215,6 +216,9 @@ if want bench; then
   fi
   [ -x "$build/bench/bench_scan" ] &&
     add_run scan "'$build/bench/bench_scan' --device $dev $([ $dry_run = 1 ] && echo '--max-t 2048 --reps 1') --json scan.json ${BENCH_ARGS:-}"
+  # The MQAR CPU preset on the GPU in bf16 mixed precision (its README column); a few minutes.
+  [ -x "$build/longctx" ] && ((!dry_run)) &&
+    add_run mqar_bf16 "BUILD_DIR='$build' CUDA_ARCHS='$archs' OUT_DIR='$out/bench/mqar_bf16' DEVICE=cuda PRECISION=bf16 bash '$root/scripts/mqar.sh'"
   [ -x "$build/longctx" ] &&
     add_run scaling "'$build/longctx' bench scaling --device $dev --presets-dir '$root/models/presets' $scaling_args --out scaling.json"
   entries=()

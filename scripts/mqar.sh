@@ -15,7 +15,7 @@
 # Environment: BUILD_DIR, OUT_DIR (bench/results/mqar-latest), MODELS ("attention mamba mamba2
 # hawk hybrid"), SETTINGS ("L:K ...", by preset), WIDTHS (by preset), LRS (by preset), STEPS (by
 # preset), TOKENS_PER_STEP (4096: batch 64 at L = 64, 16 at L = 256), DEVICE (auto), THREADS
-# (0: all).
+# (0: all), PRECISION (f32; bf16 for mixed precision on CUDA).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
@@ -58,7 +58,7 @@ for d in $widths; do
           --d-model "$d" --vocab "${VOCAB:-256}" --seq-len "$L" --num-pairs "$K" \
           --steps "$steps" --batch "$batch" --lr "$lr" --warmup 100 --weight-decay 0.1 \
           --eval-every 250 --eval-sequences 1000 --log-every 250 \
-          --device "${DEVICE:-auto}" --threads "${THREADS:-0}")
+          --device "${DEVICE:-auto}" --threads "${THREADS:-0}" --precision "${PRECISION:-f32}")
         seconds=$(($(date +%s) - start))
         echo "{\"model\": \"$model\", \"L\": $L, \"K\": $K, \"d_model\": $d, \"lr\": \"$lr\", \"steps\": $steps, \"seconds\": $seconds, \"result\": $line}" >> "$results"
       done
