@@ -70,6 +70,9 @@ Command add_train_command(CLI::App& parent) {
   cmd->add_option("--test-fraction", o.text.test_fraction, "text: held-out fraction")
       ->capture_default_str();
   cmd->add_option("--seed", o.seed, "parameter initialisation seed")->capture_default_str();
+  cmd->add_option("--init", o.init,
+                  "initial parameters from this checkpoint (a run directory's "
+                  "checkpoint.safetensors) of the same model; the optimizer starts fresh");
   cmd->add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
   cmd->add_option("--batch", o.batch, "sequences per micro-batch")->capture_default_str();
   cmd->add_option("--accum", o.accum, "micro-batches per step")->capture_default_str();

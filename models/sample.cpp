@@ -7,21 +7,13 @@
 
 namespace longctx::train {
 
-namespace {
-// The checkpoint file `path` names: itself, or <path>/checkpoint.safetensors for a directory.
-std::string checkpoint_path(const std::string& path) {
-  LONGCTX_CHECK(std::filesystem::exists(path), "generate: checkpoint ", path, " does not exist");
-  return std::filesystem::is_directory(path) ? path + "/checkpoint.safetensors" : path;
-}
-}  // namespace
-
 std::vector<int32_t> generate_from_checkpoint(const GenerateOptions& options) {
   LONGCTX_CHECK(!options.prompt.empty(),
                 "generate: the prompt is empty (give --prompt TEXT or "
                 "--tokens 1,2,3)");
   LONGCTX_CHECK(options.max_new_tokens >= 1, "generate: max_new_tokens must be at least 1, got ",
                 options.max_new_tokens);
-  const std::string path = checkpoint_path(options.checkpoint);
+  const std::string path = checkpoint_file(options.checkpoint, "generate");
   const ModelConfig config = checkpoint_config(path);
   for (int32_t t : options.prompt)
     LONGCTX_CHECK(t >= 0 && t < config.vocab_size, "generate: prompt token ", t,

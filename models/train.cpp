@@ -49,6 +49,7 @@ std::string TrainOptions::to_json() const {
   json j = {{"task", task},
             {"model", json::parse(model.to_json())},
             {"seed", seed},
+            {"init", init},
             {"steps", steps},
             {"batch", batch},
             {"accum", accum},
@@ -113,6 +114,7 @@ TrainOptions TrainOptions::from_json(const std::string& text) {
   std::vector<std::string> known;
   read_key(j, "task", o.task, known);
   read_key(j, "seed", o.seed, known);
+  read_key(j, "init", o.init, known);
   read_key(j, "steps", o.steps, known);
   read_key(j, "batch", o.batch, known);
   read_key(j, "accum", o.accum, known);
@@ -168,6 +170,14 @@ std::unique_ptr<Task> make_task(const TrainOptions& options) {
   if (options.task == "mqar") return std::make_unique<MqarTask>(options.mqar);
   if (options.task == "text") return std::make_unique<TextTask>(options.text);
   throw Error("train: unknown task '" + options.task + "' (choose mqar or text)");
+}
+
+std::string checkpoint_file(const std::string& path, const std::string& who) {
+  const std::string file =
+      std::filesystem::is_directory(path) ? path + "/checkpoint.safetensors" : path;
+  LONGCTX_CHECK(std::filesystem::is_regular_file(file), who, ": checkpoint ", file,
+                " does not exist");
+  return file;
 }
 
 TrainOptions load_run_options(const std::string& dir) {
@@ -358,6 +368,7 @@ class Run {
     LONGCTX_CHECK(opt_.precision == "f32" || ctx_.device().is_cuda(), "train: --precision ",
                   opt_.precision, " needs a CUDA device (tensor cores); the CPU trains in f32");
     ctx_.set_matmul_precision(parse_matmul_precision(opt_.precision));
+    if (!resume && !opt_.init.empty()) initialize_from(opt_.init);
     std::error_code error;
     std::filesystem::create_directories(opt_.out_dir, error);
     LONGCTX_CHECK(std::filesystem::is_directory(opt_.out_dir),
@@ -531,6 +542,16 @@ class Run {
         {"train.options", opt_.to_json()}};
     save_checkpoint(checkpoint_, model_, state, metadata);
     saved_step_ = step_;
+  }
+
+  // Parameters from another run's checkpoint (or any checkpoint of this model).
+  void initialize_from(const std::string& path) {
+    const std::string file = checkpoint_file(path, "train: --init");
+    try {
+      load_checkpoint(file, model_);
+    } catch (const Error& e) {
+      throw Error(detail::concat("train: --init ", path, ": ", e.what()));
+    }
   }
 
   void restore() {

@@ -38,6 +38,9 @@ struct TrainOptions {
   TextOptions text;
   ModelConfig model;  // vocab_size is the task's
   uint64_t seed = 0;  // parameter initialisation (the data streams have their own seeds)
+  // Initial parameters from this checkpoint of the same model instead of `seed` (fine-tuning, a
+  // curriculum over tasks); the optimizer starts fresh. Empty: none.
+  std::string init;
 
   // Optimisation.
   int64_t steps = 1000;
@@ -95,6 +98,10 @@ struct TrainHooks {
 // must equal the run's saved options; see load_run_options). Throws Error on bad options, a
 // missing checkpoint, or a non-finite loss or gradient (naming the step and the checkpoint kept).
 TrainResult train(const TrainOptions& options, bool resume = false, const TrainHooks& hooks = {});
+
+// The checkpoint file `path` names: itself, or <path>/checkpoint.safetensors for a run directory.
+// Throws "<who>: checkpoint <path> does not exist" when neither is there.
+std::string checkpoint_file(const std::string& path, const std::string& who);
 
 // The options a run in `dir` was started with (its options.json).
 TrainOptions load_run_options(const std::string& dir);

@@ -472,6 +472,40 @@ TEST(Train, ResumeReadsOptionsAddedSinceTheRunBegan) {
   EXPECT_EQ(train::train(o, true).step, 2);
 }
 
+// --init starts from another run's parameters (here with a learning rate too small to move
+// them, so the new run's checkpoint holds exactly those parameters) and a fresh optimizer.
+TEST(Train, InitStartsFromAnotherRunsParameters) {
+  TempDir first_dir, second_dir, other_dir;
+  TrainOptions first = small_run(first_dir.path());
+  first.steps = 3;
+  train::train(first);
+  TrainOptions second = small_run(second_dir.path());
+  second.seed = 99;  // a different random initialisation, replaced by the checkpoint's
+  second.init = first_dir.path();
+  second.steps = 1;
+  second.lr = 1e-30;
+  second.warmup_steps = 0;
+  train::train(second);
+  const SafetensorsFile a = load_safetensors(first_dir.file("checkpoint.safetensors"));
+  const SafetensorsFile b = load_safetensors(second_dir.file("checkpoint.safetensors"));
+  int compared = 0;
+  for (const auto& [name, tensor] : a.tensors) {
+    if (name.rfind("state.", 0) == 0) continue;
+    EXPECT_LE(test::max_abs_diff(test::to_ref(tensor), test::to_ref(b.tensors.at(name))), 1e-20)
+        << name;
+    ++compared;
+  }
+  EXPECT_GT(compared, 5);
+  EXPECT_EQ(nlohmann::json::parse(b.metadata.at("train.step")), 1) << "a fresh run, one step";
+
+  TrainOptions other = small_run(other_dir.path());
+  other.init = first_dir.path();
+  other.model.d_model = 48;
+  EXPECT_LONGCTX_ERROR(train::train(other), "--init", "d_model");
+  other.init = first_dir.file("missing.safetensors");
+  EXPECT_LONGCTX_ERROR(train::train(other), "--init: checkpoint", "does not exist");
+}
+
 // bf16 products with f32 master weights train like f32: the loss falls as far, to within the
 // spread of bf16 rounding (5% of the final loss).
 TEST(Train, Bf16MixedPrecisionOnCudaFollowsTheF32Run) {
