@@ -39,8 +39,8 @@ case "$preset" in
 esac
 models="${MODELS:-attention mamba mamba2 hawk hybrid}"
 # The learning rates of model $1 at width $2: the CPU preset's (attention 3e-3, the others 1e-2)
-# and the curriculum's are the better ones at (64, 4) in the committed 1500-step comparison
-# (bench/results/2026-11-30-mqar-cpu).
+# and the curriculum's are the better ones at (64, 4) in the committed 1500-step runs
+# (bench/results/2026-11-30-mqar-cpu, and -curriculum for the hybrid at d_model 128).
 lrs_for() {
   if [ -n "${LRS:-}" ]; then echo "$LRS"
   elif [ "$preset" = full ]; then echo "3e-3 1e-2"
@@ -49,7 +49,7 @@ lrs_for() {
   elif [ "$2" = 64 ]; then
     case "$1" in attention | hawk) echo 3e-3 ;; *) echo 1e-2 ;; esac
   else
-    case "$1" in attention | hybrid) echo 1e-3 ;; *) echo 1e-2 ;; esac
+    case "$1" in attention) echo 1e-3 ;; hybrid) echo 3e-3 ;; *) echo 1e-2 ;; esac
   fi
 }
 
