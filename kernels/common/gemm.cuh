@@ -6,7 +6,8 @@
 // op(A) is (M, K), op(B) is (K, N); A, B, C and bias share `dtype` (f32, bf16 or f16); the
 // product accumulates in f32 (CUBLAS_COMPUTE_32F: no TF32, so f32 results match a CPU f32 GEMM
 // to rounding), except that f32 operands are rounded to bf16 for tensor cores when the context's
-// matmul precision is bf16 (CUBLAS_COMPUTE_32F_FAST_16BF). C is overwritten, never read. Ordered on ctx's stream, using its workspace.
+// matmul precision is bf16 (CUBLAS_COMPUTE_32F_FAST_16BF). C is overwritten, never read.
+// Ordered on ctx's stream, using its workspace.
 #pragma once
 
 #include <cstdint>

@@ -13,7 +13,8 @@
 //
 // CPU: f32, f64, any head dim. CUDA: f32, bf16, f16 storage, f32 accumulation; the head dims of
 // attention_supports(). On a CUDA context with bf16 matmul precision (context.h), f32
-// attention_fwd/bwd round q, k, v (and dout, out) to bf16 and run the tensor-core kernels. Memory: O(B·T·H·D); no Tq x Tk matrix is ever materialised.
+// attention_fwd/bwd round q, k, v (and dout, out) to bf16 and run the tensor-core kernels.
+// Memory: O(B·T·H·D); no Tq x Tk matrix is ever materialised.
 #pragma once
 
 #include <string>
