@@ -318,18 +318,23 @@ TEST(Train, EvaluateScoresOnlyTheLabelledTargets) {
   EXPECT_DOUBLE_EQ(r.accuracy, double(correct) / double(scored));
 }
 
-TEST(Train, LossFallsOnByteText) {
-  TempDir dir, corpus;
+// small_run on byte-level text for 40 steps: a repeated sentence, written into `corpus`.
+TrainOptions fox_text_run(const std::string& dir, const TempDir& corpus) {
   std::string text;
   for (int i = 0; i < 400; ++i) text += "the quick brown fox jumps over the lazy dog. ";
   std::ofstream(corpus.file("fox.txt")) << text;
-  TrainOptions o = small_run(dir.path());
+  TrainOptions o = small_run(dir);
   o.task = "text";
   o.text.path = corpus.file("fox.txt");
   o.text.seq_len = 32;
   o.steps = 40;
   o.lr = 1e-2;
-  const train::TrainResult r = train::train(o);
+  return o;
+}
+
+TEST(Train, LossFallsOnByteText) {
+  TempDir dir, corpus;
+  const train::TrainResult r = train::train(fox_text_run(dir.path(), corpus));
   const auto lines = step_lines(dir.path());
   ASSERT_EQ(lines.size(), 40u);
   const double first = lines.front()["loss"], last = lines.back()["loss"];
@@ -511,16 +516,8 @@ TEST(Train, InitStartsFromAnotherRunsParameters) {
 TEST(Train, Bf16MixedPrecisionOnCudaFollowsTheF32Run) {
   LONGCTX_SKIP_IF_UNAVAILABLE(Device::cuda(0));
   TempDir f32_dir, bf16_dir, corpus;
-  std::string text;
-  for (int i = 0; i < 400; ++i) text += "the quick brown fox jumps over the lazy dog. ";
-  std::ofstream(corpus.file("fox.txt")) << text;
   const auto run = [&](const std::string& dir, const std::string& precision) {
-    TrainOptions o = small_run(dir);
-    o.task = "text";
-    o.text.path = corpus.file("fox.txt");
-    o.text.seq_len = 32;
-    o.steps = 40;
-    o.lr = 1e-2;
+    TrainOptions o = fox_text_run(dir, corpus);
     o.device = "cuda";
     o.precision = precision;
     return train::train(o);
