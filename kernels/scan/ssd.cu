@@ -219,7 +219,7 @@ struct TcLayout {
     l.Gf = take(kTL * l.ld_f * 4);
     l.Yf = take(kTL * l.ld_f * 4);
     l.cum = take(kTL * 4);
-    l.w = take(2 * kTL * 4);  // w, then a = dt' A
+    l.w = take(3 * kTL * 4);  // w, then a = dt' A, then dt'
     l.bytes = at;
     return l;
   }
@@ -262,6 +262,7 @@ __global__ void __launch_bounds__(kThreads)
   float* cum = reinterpret_cast<float*>(tc_smem + lay.cum);
   float* w = reinterpret_cast<float*>(tc_smem + lay.w);
   float* a = w + kTL;
+  float* dtp = a + kTL;
 
   const int64_t Np = lay.Np, ld_s = lay.ld_s, ld_h = lay.ld_h, ld_x = lay.ld_x, ld_f = lay.ld_f;
   const int64_t p0 = int64_t(blockIdx.x) * kTP, h = blockIdx.y, bi = blockIdx.z;
@@ -303,7 +304,7 @@ __global__ void __launch_bounds__(kThreads)
       const float d =
           tt < n.T ? dt_eff(load_f32(dt[(bi * n.T + tt) * n.H + h]), bias, n.softplus) : 0.f;
       a[tid] = d * Ah;
-      w[tid] = d;  // dt' until step 2 turns it into the state weight
+      dtp[tid] = d;
     }
     __syncthreads();
     if (tid < kTL) {
@@ -316,8 +317,7 @@ __global__ void __launch_bounds__(kThreads)
           suffix += a[r];
       }
       cum[tid] = c;
-      Gf[tid * ld_f + kTL] = w[tid];  // dt'_s kept in Gf's padding column for step 3
-      w[tid] = expf(suffix) * w[tid];
+      w[tid] = expf(suffix) * dtp[tid];
     }
     // 2. G = C B^T into Gf and Ys = C S^T into Yf: 16 tiles each, two of each per warp.
     for (int tile = warp; tile < kTiles; tile += kTcWarps) {
@@ -342,7 +342,7 @@ __global__ void __launch_bounds__(kThreads)
       if (s <= t) {
         float seg = 0.f;
         for (int r = s + 1; r <= t; ++r) seg += a[r];
-        v = Gf[t * ld_f + s] * expf(seg) * Gf[s * ld_f + kTL];
+        v = Gf[t * ld_f + s] * expf(seg) * dtp[s];
       }
       Gm[t * ld_x + s] = store_as<T>(v);
     }
