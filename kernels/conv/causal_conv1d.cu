@@ -13,6 +13,7 @@
 // over (b, tile) in a fixed order: deterministic, no atomics. Update: one thread per (b, d).
 #include <cub/block/block_reduce.cuh>
 
+#include "kernels/common/grid.h"
 #include "kernels/scan/scan_common.cuh"
 #include "longctx/ops/causal_conv1d.h"
 
@@ -40,14 +41,16 @@ __device__ __forceinline__ float activate(float pre, bool silu) {
   return silu ? scan::siluf(pre) : pre;
 }
 
-// Grid: (B * D, ceil(T / kTile)).
+// Grid: flat over (B * D, ceil(T / kTile)) (grid.h: the tiles passed gridDim.y's 65535 at T =
+// 64M).
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    causal_conv1d_fwd_kernel(T* out, const T* x, const T* weight, const T* bias, int64_t D,
-                             int64_t T_len, int W, bool silu) {
+    causal_conv1d_fwd_kernel(T* out, const T* x, const T* weight, const T* bias, int64_t BD,
+                             int64_t D, int64_t T_len, int W, bool silu) {
   __shared__ float xs[kHalo + kTile];
-  const int64_t row = blockIdx.x, d = row % D;
-  const int64_t t_tile = int64_t(blockIdx.y) * kTile;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned(BD));
+  const int64_t row = blk.i0, d = row % D;
+  const int64_t t_tile = int64_t(blk.i1) * kTile;
   const T* x_row = x + row * T_len;
   for (int i = threadIdx.x; i < kHalo + kTile; i += kThreads) {
     const int64_t t = t_tile - kHalo + i;
@@ -79,17 +82,19 @@ struct Partial {
   }
 };
 
-// Grid: (B * D, tiles). partial: (B * tiles, D, kPartial), entry m = b * tiles + tile.
+// Grid: flat over (B * D, tiles). partial: (B * tiles, D, kPartial), entry m = b * tiles + tile.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     causal_conv1d_bwd_kernel(T* dx, float* partial, const T* dout, const T* x, const T* weight,
-                             const T* bias, int64_t D, int64_t T_len, int W, bool silu) {
+                             const T* bias, int64_t BD, int64_t D, int64_t T_len, int W,
+                             bool silu) {
   using Reduce = cub::BlockReduce<Partial, kThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ float xs[kHalo + kTile + kHalo];  // x[t_tile - 3 .. t_tile + kTile + 3)
   __shared__ float gs[kTile + kHalo];          // g[t_tile .. t_tile + kTile + 3)
-  const int64_t row = blockIdx.x, d = row % D, bi = row / D;
-  const int64_t tile = blockIdx.y, tiles = gridDim.y;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned(BD));
+  const int64_t row = blk.i0, d = row % D, bi = row / D;
+  const int64_t tile = blk.i1, tiles = (T_len + kTile - 1) / kTile;
   const int64_t t_tile = tile * kTile;
   const T* x_row = x + row * T_len;
   const T* dout_row = dout + row * T_len;
@@ -185,13 +190,13 @@ void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, c
   const int W = int(weight.size(1));
   if (B * D == 0 || T == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  const dim3 grid(unsigned(B * D), unsigned((T + kTile - 1) / kTile));
+  const unsigned grid = flat_grid("causal_conv1d_fwd", B * D, (T + kTile - 1) / kTile, 1);
   dispatch_cuda_float("causal_conv1d_fwd", x.dtype(), [&](auto tag) {
     using T_ = typename decltype(tag)::type;
     causal_conv1d_fwd_kernel<T_><<<grid, kThreads, 0, stream>>>(
         static_cast<T_*>(out.data()), static_cast<const T_*>(x.data()),
         static_cast<const T_*>(weight.data()),
-        bias.defined() ? static_cast<const T_*>(bias.data()) : nullptr, D, T, W,
+        bias.defined() ? static_cast<const T_*>(bias.data()) : nullptr, B * D, D, T, W,
         params.activation == Activation::silu);
   });
   LONGCTX_CHECK_LAUNCH();
@@ -212,11 +217,12 @@ void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweig
     using T_ = typename decltype(tag)::type;
     const T_* bias_ptr = bias.defined() ? static_cast<const T_*>(bias.data()) : nullptr;
     if (M > 0) {
-      causal_conv1d_bwd_kernel<T_><<<dim3(unsigned(B * D), unsigned(tiles)), kThreads, 0, stream>>>(
-          static_cast<T_*>(dx.data()), partial.data_as<float>(),
-          static_cast<const T_*>(dout.data()), static_cast<const T_*>(x.data()),
-          static_cast<const T_*>(weight.data()), bias_ptr, D, T, W,
-          params.activation == Activation::silu);
+      causal_conv1d_bwd_kernel<T_>
+          <<<flat_grid("causal_conv1d_bwd", B * D, tiles, 1), kThreads, 0, stream>>>(
+              static_cast<T_*>(dx.data()), partial.data_as<float>(),
+              static_cast<const T_*>(dout.data()), static_cast<const T_*>(x.data()),
+              static_cast<const T_*>(weight.data()), bias_ptr, B * D, D, T, W,
+              params.activation == Activation::silu);
       LONGCTX_CHECK_LAUNCH();
     }
     const int64_t slots = D * (W + 1);

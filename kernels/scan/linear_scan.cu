@@ -18,6 +18,7 @@
 // dh0 = a_0 * dh_0.
 #include <algorithm>
 
+#include "kernels/common/grid.h"
 #include "kernels/scan/scan_common.cuh"
 #include "longctx/ops/linear_scan.h"
 
@@ -58,15 +59,18 @@ struct Dims {
 };
 
 // Forward. kSummary: write each segment's fold to summary (B, S, D) instead of outputs.
-// Grid: (ceil(D / 32), segments, B).
+// Grid: flat over (ceil(D / 32), segments, B) (grid.h; B on z would cap it at 65535); segments
+// is S - 1 for the summary pass (the last segment's fold is never needed), S otherwise.
 template <class T, bool kSummary>
 __global__ void __launch_bounds__(kThreads)
     linear_scan_fwd_kernel(T* out, float* last_state, Pair* summary, const T* a, const T* b,
                            const float* h0, Dims n) {
   __shared__ Pair shared[kWarps * kLanes];
   const int lane = threadIdx.x % kLanes, warp = threadIdx.x / kLanes;
-  const int64_t d = int64_t(blockIdx.x) * kLanes + lane, bi = blockIdx.z;
-  const int s = blockIdx.y;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned((n.D + kLanes - 1) / kLanes),
+                                  unsigned(kSummary ? n.S - 1 : n.S));
+  const int64_t d = int64_t(blk.i0) * kLanes + lane, bi = blk.i2;
+  const int s = blk.i1;
   const bool active = d < n.D;
   const int64_t j_begin = s * n.seg_len, j_end = std::min(n.T, j_begin + n.seg_len);
   const int64_t base = bi * n.T * n.D + d;  // element (bi, 0, d)
@@ -118,8 +122,10 @@ __global__ void __launch_bounds__(kThreads)
                            Dims n) {
   __shared__ Pair shared[kWarps * kLanes];
   const int lane = threadIdx.x % kLanes, warp = threadIdx.x / kLanes;
-  const int64_t d = int64_t(blockIdx.x) * kLanes + lane, bi = blockIdx.z;
-  const int s = blockIdx.y;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned((n.D + kLanes - 1) / kLanes),
+                                  unsigned(kSummary ? n.S - 1 : n.S));
+  const int64_t d = int64_t(blk.i0) * kLanes + lane, bi = blk.i2;
+  const int s = blk.i1;
   const bool active = d < n.D;
   const int64_t j_begin = s * n.seg_len, j_end = std::min(n.T, j_begin + n.seg_len);
   const int64_t base = bi * n.T * n.D + d;
@@ -217,13 +223,14 @@ void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_s
     const T_* b_ptr = static_cast<const T_*>(b.data());
     if (n.S > 1) {
       linear_scan_fwd_kernel<T_, true>
-          <<<dim3(lane_blocks, n.S - 1, unsigned(B)), kThreads, 0, stream>>>(
+          <<<flat_grid("linear_scan_fwd", lane_blocks, n.S - 1, B), kThreads, 0, stream>>>(
               nullptr, nullptr, summary_ptr, a_ptr, b_ptr, h0_ptr, n);
       LONGCTX_CHECK_LAUNCH();
     }
-    linear_scan_fwd_kernel<T_, false><<<dim3(lane_blocks, n.S, unsigned(B)), kThreads, 0, stream>>>(
-        static_cast<T_*>(out.data()), last_state.data_as<float>(), summary_ptr, a_ptr, b_ptr,
-        h0_ptr, n);
+    linear_scan_fwd_kernel<T_, false>
+        <<<flat_grid("linear_scan_fwd", lane_blocks, n.S, B), kThreads, 0, stream>>>(
+            static_cast<T_*>(out.data()), last_state.data_as<float>(), summary_ptr, a_ptr, b_ptr,
+            h0_ptr, n);
     LONGCTX_CHECK_LAUNCH();
   });
 }
@@ -257,14 +264,15 @@ void linear_scan_bwd(const Context& ctx, const Tensor& da, const Tensor& db, con
     const T_* out_ptr = static_cast<const T_*>(out.data());
     if (n.S > 1) {
       linear_scan_bwd_kernel<T_, true>
-          <<<dim3(lane_blocks, n.S - 1, unsigned(B)), kThreads, 0, stream>>>(
+          <<<flat_grid("linear_scan_bwd", lane_blocks, n.S - 1, B), kThreads, 0, stream>>>(
               nullptr, nullptr, nullptr, summary_ptr, dout_ptr, dlast_ptr, a_ptr, out_ptr, h0_ptr,
               n);
       LONGCTX_CHECK_LAUNCH();
     }
-    linear_scan_bwd_kernel<T_, false><<<dim3(lane_blocks, n.S, unsigned(B)), kThreads, 0, stream>>>(
-        static_cast<T_*>(da.data()), static_cast<T_*>(db.data()), dh0_ptr, summary_ptr, dout_ptr,
-        dlast_ptr, a_ptr, out_ptr, h0_ptr, n);
+    linear_scan_bwd_kernel<T_, false>
+        <<<flat_grid("linear_scan_bwd", lane_blocks, n.S, B), kThreads, 0, stream>>>(
+            static_cast<T_*>(da.data()), static_cast<T_*>(db.data()), dh0_ptr, summary_ptr,
+            dout_ptr, dlast_ptr, a_ptr, out_ptr, h0_ptr, n);
     LONGCTX_CHECK_LAUNCH();
   });
 }

@@ -29,6 +29,7 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include "kernels/common/grid.h"
 #include "kernels/scan/scan_common.cuh"
 #include "longctx/ops/selective_scan.h"
 
@@ -85,10 +86,11 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ typename BlockScan::TempStorage scan_storage;
   __shared__ Pair running[kChannels][kMaxN];
   const int64_t blocks_per_group = (n.group_channels + kChannels - 1) / kChannels;
-  const int64_t g = blockIdx.x / blocks_per_group;
-  const int64_t d0 = g * n.group_channels + (blockIdx.x % blocks_per_group) * kChannels;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned(n.G * blocks_per_group));
+  const int64_t g = blk.i0 / blocks_per_group;
+  const int64_t d0 = g * n.group_channels + (blk.i0 % blocks_per_group) * kChannels;
   const int nc = int(std::min<int64_t>(kChannels, (g + 1) * n.group_channels - d0));
-  const int64_t bi = blockIdx.y;
+  const int64_t bi = blk.i1;
   const bool write_out = out != nullptr;
 
   for (int i = threadIdx.x; i < kChannels * n.N; i += kThreads) {
@@ -211,7 +213,8 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ typename BwdReduce::TempStorage reduce_storage;
   __shared__ Pair carry[kMaxN];
   __shared__ float dA_warp[kWarps][kMaxN];
-  const int64_t d = blockIdx.x, bi = blockIdx.y, bd = bi * n.Dm + d;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned(n.Dm));
+  const int64_t d = blk.i0, bi = blk.i1, bd = bi * n.Dm + d;
   const int64_t g = d / n.group_channels, dl = d % n.group_channels;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (int s = threadIdx.x; s < n.N; s += kThreads) {
@@ -410,7 +413,7 @@ void selective_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& las
   if (n.B == 0 || n.Dm == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   const int64_t blocks_per_group = (n.group_channels + kChannels - 1) / kChannels;
-  const dim3 grid(unsigned(n.G * blocks_per_group), unsigned(n.B));
+  const unsigned grid = flat_grid("selective_scan_fwd", n.G * blocks_per_group, n.B, 1);
   dispatch_cuda_float("selective_scan_fwd", in.u.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     selective_scan_fwd_kernel<T><<<grid, kThreads, 0, stream>>>(
@@ -464,22 +467,25 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
     if (chunks > 0) {
       const int64_t blocks_per_group = (n.group_channels + kChannels - 1) / kChannels;
       selective_scan_fwd_kernel<T>
-          <<<dim3(unsigned(n.G * blocks_per_group), unsigned(n.B)), kThreads, 0, stream>>>(
-              nullptr, nullptr, states.data_as<float>(), ptr_or_null<T>(in.u),
-              ptr_or_null<T>(in.delta), in.A.data_as<float>(), ptr_or_null<T>(in.B), nullptr,
-              nullptr, nullptr, ptr_or_null<float>(in.delta_bias), ptr_or_null<float>(in.h0), n);
+          <<<flat_grid("selective_scan_bwd", n.G * blocks_per_group, n.B, 1), kThreads, 0,
+             stream>>>(nullptr, nullptr, states.data_as<float>(), ptr_or_null<T>(in.u),
+                       ptr_or_null<T>(in.delta), in.A.data_as<float>(), ptr_or_null<T>(in.B),
+                       nullptr, nullptr, nullptr, ptr_or_null<float>(in.delta_bias),
+                       ptr_or_null<float>(in.h0), n);
       LONGCTX_CHECK_LAUNCH();
     }
     for (int64_t hi = chunks; hi > 0; hi -= chunks_per_slab) {
       const BwdSlab slab{std::max<int64_t>(0, hi - chunks_per_slab), hi, slab_stride};
-      selective_scan_bwd_kernel<T><<<dim3(unsigned(n.Dm), unsigned(n.B)), kThreads, 0, stream>>>(
-          static_cast<T*>(grads.du.data()), static_cast<T*>(grads.ddelta.data()),
-          grads.dz.defined() ? static_cast<T*>(grads.dz.data()) : nullptr, partial_dB, partial_dC,
-          q.data_as<float>(), acc_dA.data_as<float>(), static_cast<float2*>(acc_dD_ddb.data()),
-          static_cast<const T*>(dout.data()), states.data_as<float>(), ptr_or_null<T>(in.u),
-          ptr_or_null<T>(in.delta), in.A.data_as<float>(), ptr_or_null<T>(in.B),
-          ptr_or_null<T>(in.C), ptr_or_null<float>(in.D), ptr_or_null<T>(in.z),
-          ptr_or_null<float>(in.delta_bias), n, slab);
+      selective_scan_bwd_kernel<T>
+          <<<flat_grid("selective_scan_bwd", n.Dm, n.B, 1), kThreads, 0, stream>>>(
+              static_cast<T*>(grads.du.data()), static_cast<T*>(grads.ddelta.data()),
+              grads.dz.defined() ? static_cast<T*>(grads.dz.data()) : nullptr, partial_dB,
+              partial_dC, q.data_as<float>(), acc_dA.data_as<float>(),
+              static_cast<float2*>(acc_dD_ddb.data()), static_cast<const T*>(dout.data()),
+              states.data_as<float>(), ptr_or_null<T>(in.u), ptr_or_null<T>(in.delta),
+              in.A.data_as<float>(), ptr_or_null<T>(in.B), ptr_or_null<T>(in.C),
+              ptr_or_null<float>(in.D), ptr_or_null<T>(in.z), ptr_or_null<float>(in.delta_bias), n,
+              slab);
       LONGCTX_CHECK_LAUNCH();
       const int64_t t_lo = slab.chunk_lo * kStride, len = std::min(n.T, hi * kStride) - t_lo;
       const int64_t threads = n.B * n.G * n.N * len;

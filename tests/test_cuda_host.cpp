@@ -1,0 +1,70 @@
+// Host-side logic of the CUDA backend, checked without a GPU: the launch-grid layout, the cache of
+// cuBLASLt's algorithm choices and the row chunks of fixed-order reductions (kernels/common/).
+// The kernels that use them have their CUDA cases in the op tests.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "harness.h"
+#include "kernels/common/grid.h"
+
+namespace longctx::test {
+namespace {
+
+// Every block of a flat grid maps to a distinct (i0, i1, i2) in range, in CUDA's order for a
+// 3-D grid (i0 fastest), for shapes whose y or z would pass 65535.
+TEST(FlatGrid, UnflattenVisitsEveryIndexOnceInGridOrder) {
+  const std::vector<std::array<int64_t, 3>> shapes = {
+      {1, 1, 1}, {3, 5, 7}, {1, 1, 70000}, {2, 40000, 1}, {9, 2, 76800}};
+  for (const auto& [n0, n1, n2] : shapes) {
+    const unsigned blocks = cuda::flat_grid("test", n0, n1, n2);
+    ASSERT_EQ(int64_t(blocks), n0 * n1 * n2);
+    int64_t expected = 0;
+    for (int64_t i2 = 0; i2 < n2; ++i2)
+      for (int64_t i1 = 0; i1 < n1; ++i1)
+        for (int64_t i0 = 0; i0 < n0; ++i0, ++expected) {
+          const cuda::GridIndex g = cuda::unflatten(unsigned(expected), unsigned(n0), unsigned(n1));
+          if (g.i0 != i0 || g.i1 != i1 || g.i2 != i2) {
+            ADD_FAILURE() << "block " << expected << " of (" << n0 << ", " << n1 << ", " << n2
+                          << ") -> (" << g.i0 << ", " << g.i1 << ", " << g.i2 << "), expected ("
+                          << i0 << ", " << i1 << ", " << i2 << ")";
+            return;
+          }
+        }
+  }
+}
+
+TEST(FlatGrid, TwoDimensionalGridsLeaveTheThirdIndexZero) {
+  const int64_t n0 = 70000, n1 = 3;
+  for (unsigned block = 0; block < n0 * n1; block += 997) {
+    const cuda::GridIndex g = cuda::unflatten(block, unsigned(n0));
+    EXPECT_EQ(int64_t(g.i0) + n0 * g.i1, int64_t(block));
+    EXPECT_EQ(g.i2, 0);
+    EXPECT_LT(g.i1, n1);
+  }
+}
+
+TEST(FlatGrid, TheLargestBlockIndexAndTheLimit) {
+  // 2^31 - 1 blocks is the most gridDim.x takes (a prime: only n0 = 2^31 - 1 reaches it); the
+  // last block decodes to the last index.
+  EXPECT_EQ(int64_t(cuda::flat_grid("test", cuda::kMaxGridX, 1, 1)), cuda::kMaxGridX);
+  const int64_t n0 = 65537, n1 = 32767;  // 2^31 - 2^15 - 1 blocks
+  const unsigned blocks = cuda::flat_grid("test", n0, n1, 1);
+  EXPECT_EQ(int64_t(blocks), n0 * n1);
+  const cuda::GridIndex last = cuda::unflatten(blocks - 1, unsigned(n0), unsigned(n1));
+  EXPECT_EQ(last.i0, n0 - 1);
+  EXPECT_EQ(last.i1, n1 - 1);
+  EXPECT_EQ(last.i2, 0);
+  EXPECT_LONGCTX_ERROR(cuda::flat_grid("attention (forward)", n0, n1, 2), "attention (forward)",
+                       "65537 x 32767 x 2 blocks", "2^31 - 1");
+  EXPECT_LONGCTX_ERROR(cuda::flat_grid("op", cuda::kMaxGridX, 1, 2), "op", "2^31 - 1");
+  EXPECT_LONGCTX_ERROR(cuda::flat_grid("op", int64_t(1) << 40, int64_t(1) << 40, 1), "op",
+                       "2^31 - 1");
+  EXPECT_LONGCTX_ERROR(cuda::flat_grid("op", 4, 0, 2), "op", "4 x 0 x 2");
+}
+
+}  // namespace
+}  // namespace longctx::test
