@@ -1,10 +1,12 @@
 // attention: every case x backend against the reference (forward, gradients, bitwise determinism);
 // decode against full attention over the same cache; the reference against finite differences;
-// a long sequence on the CPU checked on a sample of rows; bad inputs.
+// a long sequence on the CPU checked on a sample of rows; NaN and inf on CUDA; launch grids past
+// 65535 blocks on CUDA; the one table of CUDA head dims; bad inputs.
 #include <chrono>
 #include <functional>
 
 #include "harness.h"
+#include "kernels/attention/head_dims.h"
 #include "longctx/ops/attention.h"
 #include "reference/attention.h"
 
@@ -103,6 +105,11 @@ const std::vector<AttentionCase> kCases = {
     {"hdim32_custom_scale", 1, 70, 70, 2, 2, 32,
      with({}, [](AttentionParams& p) { p.softmax_scale = 0.3f; })},
     {"odd_hdim7", 2, 33, 21, 2, 1, 7, {}},
+    // Toy models' head dims (the presets shrunk for tests use 4 and 16): on CUDA, f32 runs them
+    // in its smallest bucket, bf16 and f16 report them unsupported.
+    {"tiny_model_hdim4_gqa", 2, 37, 37, 4, 2, 4, causal()},
+    {"tiny_model_hdim16_window", 1, 70, 70, 2, 1, 16, window(20, 0, true)},
+    {"hdim200_padded_bucket", 1, 40, 45, 2, 2, 200, {}},
 };
 
 class Attention : public testing::TestWithParam<std::tuple<AttentionCase, Backend>> {};
@@ -195,6 +202,7 @@ const std::vector<DecodeCase> kDecodeCases = {
     {"mistral_window_decode", 2, 400, 4, 1, 32, {390, 100}, true, 2, window(32, 0, true)},
     {"falcon_mqa_more_splits_than_keys", 1, 64, 4, 1, 64, {0, 20}, true, 16, causal()},
     {"empty_cache_no_append", 2, 64, 2, 1, 32, {0, 5}, false, 2, causal()},
+    {"tiny_model_hdim16_decode", 1, 100, 4, 2, 16, {60, 99}, true, 3, causal()},
     {"gemma2_softcap_decode",
      1,
      100,
@@ -340,6 +348,285 @@ TEST(AttentionLong, Causal32kForwardOnTheCpuMatchesSampledRows) {
 
 TEST(AttentionLong, Causal8kBackwardOnTheCpuMatchesSampledRows) {
   check_long_causal(8192, /*backward=*/true);
+}
+
+// ---- NaN and inf on CUDA ---------------------------------------------------------------------
+
+// CUDA backends only: the CPU backend's NaN propagation is its own change with its own tests.
+std::vector<Backend> cuda_backends() {
+  std::vector<Backend> out;
+  for (const Backend& b : all_backends())
+    if (b.device.is_cuda()) out.push_back(b);
+  return out;
+}
+
+// Where the reference is NaN or +-inf, `actual` holds the same (NaN, or the same infinity); where
+// the reference is finite, `actual` is finite and follows the 2x rule. Returns the number of
+// non-finite reference elements, so that a case can assert it tested some.
+int64_t expect_same_non_finite(const Tensor& actual, const Ref& exact, const Ref& naive,
+                               DType dtype, const std::string& what) {
+  Ref got = to_ref(actual), e = exact, n = naive;
+  int64_t non_finite = 0, mismatched = 0;
+  for (int64_t i = 0; i < e.numel(); ++i) {
+    const bool same = std::isnan(e[i])   ? std::isnan(got[i])
+                      : std::isinf(e[i]) ? got[i] == e[i]
+                                         : std::isfinite(got[i]);
+    if (!same && ++mismatched <= 3)
+      ADD_FAILURE() << what << "[" << i << "] = " << got[i] << ", reference " << e[i];
+    if (!std::isfinite(e[i])) {
+      ++non_finite;
+      got[i] = e[i] = n[i] = 0;
+    }
+  }
+  EXPECT_EQ(mismatched, 0) << what << ": elements whose finiteness differs from the reference";
+  if (mismatched == 0) expect_close_2x(from_ref(got, dtype), e, n, dtype, what);
+  return non_finite;
+}
+
+// One non-finite element planted in q, k or v (issue 20, item 8). The cases put it where every
+// query of its group gives it a nonzero weight (a query row; key 0 under a causal mask with
+// Tq = Tk, which every query sees): there the tile products of the kernels and the reference's
+// per-element sums agree exactly. Where a non-finite value meets a zero weight inside a tile
+// (a masked key, a -inf score), CUDA's products give 0 * inf = NaN where the reference skips the
+// term; attention.h states it, and the case marked forward_only below shows the forward exact.
+struct NonFiniteCase {
+  std::string name;
+  int64_t B, Tq, Tk, H, Hkv, D;
+  AttentionParams params;
+  char tensor;         // 'q', 'k' or 'v'
+  int64_t b, t, h, d;  // the planted element (h is a kv head for k and v)
+  double value;        // NaN or +inf
+  int score_sign;      // k = +inf: +1 (-1) makes q[., ., h, d] > 0 (< 0) for the group's heads
+  bool forward_only;   // the backward meets 0 * inf in dQ = dS K: not comparable
+};
+LONGCTX_PRINTS_AS_NAME(NonFiniteCase)
+
+const std::vector<NonFiniteCase> kNonFiniteCases = {
+    {"nan_in_q_bidirectional", 2, 40, 50, 4, 2, 64, {}, 'q', 1, 7, 3, 5, NAN, 0, false},
+    {"nan_in_k_seen_by_all_causal", 2, 45, 45, 4, 2, 64, causal(), 'k', 0, 0, 1, 9, NAN, 0, false},
+    {"pos_inf_in_k_positive_scores", 1, 45, 45, 4, 2, 64, causal(), 'k', 0, 0, 0, 3, INFINITY, 1,
+     false},
+    // Every score on key 0 is -inf: query 0 sees only key 0, so its row is NaN (exp(-inf - -inf));
+    // the other rows leave key 0 out. dQ of those rows would add 0 * inf.
+    {"pos_inf_in_k_negative_scores", 1, 45, 45, 4, 2, 64, causal(), 'k', 0, 0, 0, 3, INFINITY, -1,
+     true},
+    {"nan_in_v_seen_by_all_causal", 1, 45, 45, 4, 1, 64, causal(), 'v', 0, 0, 0, 11, NAN, 0, false},
+};
+
+class AttentionNonFinite : public testing::TestWithParam<std::tuple<NonFiniteCase, Backend>> {};
+
+TEST_P(AttentionNonFinite, PropagatesAsTheReference) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  if (const std::string why = attention_supports(backend.device, backend.dtype, c.D); !why.empty())
+    GTEST_SKIP() << "unsupported configuration: " << why;
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype, lse_dt = lse_dtype(dt);
+  const Shape q_shape = {c.B, c.Tq, c.H, c.D}, kv_shape = {c.B, c.Tk, c.Hkv, c.D};
+  Rng rng(seed_of(c.name));
+  Ref q = rounded(random_ref(q_shape, rng), dt), k = rounded(random_ref(kv_shape, rng), dt);
+  Ref v = rounded(random_ref(kv_shape, rng), dt);
+  const Ref dout = rounded(random_ref(q_shape, rng), dt);
+  if (c.tensor == 'q') q[((c.b * c.Tq + c.t) * c.H + c.h) * c.D + c.d] = c.value;
+  if (c.tensor == 'k') k[((c.b * c.Tk + c.t) * c.Hkv + c.h) * c.D + c.d] = c.value;
+  if (c.tensor == 'v') v[((c.b * c.Tk + c.t) * c.Hkv + c.h) * c.D + c.d] = c.value;
+  const int64_t G = c.H / c.Hkv;
+  if (c.score_sign != 0)
+    for (int64_t t = 0; t < c.Tq; ++t)
+      for (int64_t h = c.h * G; h < (c.h + 1) * G; ++h) {
+        double& x = q[((c.b * c.Tq + t) * c.H + h) * c.D + c.d];
+        x = c.score_sign * std::abs(x);
+      }
+  const Tensor tq = from_ref(q, dt, dev), tk = from_ref(k, dt, dev), tv = from_ref(v, dt, dev);
+
+  Tensor out = poisoned(q_shape, dt, dev, &ctx),
+         lse = poisoned({c.B, c.H, c.Tq}, lse_dt, dev, &ctx);
+  attention_fwd(ctx, out, lse, tq, tk, tv, c.params);
+  const auto exact = ref::attention_fwd<Oracle>(q, k, v, c.params, no_round);
+  int64_t non_finite = 0;
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::attention_fwd<S>(q, k, v, c.params, rounding_for(dt));
+    non_finite += expect_same_non_finite(out, exact.out, naive.out, dt, "out");
+    expect_same_non_finite(lse, exact.lse, naive.lse, lse_dt, "lse");
+  });
+  EXPECT_GT(non_finite, 0) << "the planted value reached no output: the case tests nothing";
+  EXPECT_LT(non_finite, exact.out.numel()) << "every output is non-finite: the case is too coarse";
+  if (c.forward_only) return;
+
+  Tensor dq = poisoned(q_shape, dt, dev, &ctx), dk = poisoned(kv_shape, dt, dev, &ctx);
+  Tensor dv = poisoned(kv_shape, dt, dev, &ctx);
+  attention_bwd(ctx, dq, dk, dv, from_ref(dout, dt, dev), tq, tk, tv, out, lse, c.params);
+  const auto grads = ref::attention_bwd<Oracle>(dout, q, k, v, c.params, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::attention_bwd<S>(dout, q, k, v, c.params, rounding_for(dt));
+    expect_same_non_finite(dq, grads.dq, naive.dq, dt, "dq");
+    expect_same_non_finite(dk, grads.dk, naive.dk, dt, "dk");
+    expect_same_non_finite(dv, grads.dv, naive.dv, dt, "dv");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, AttentionNonFinite,
+                         testing::Combine(testing::ValuesIn(kNonFiniteCases),
+                                          testing::ValuesIn(cuda_backends())),
+                         case_name<NonFiniteCase>);
+
+// Decode: a NaN query row, a non-finite cache entry that every query sees, split-KV combine over
+// them; and NaN poison in the cache past each batch's length, which no query may read.
+TEST(AttentionNonFiniteDecode, PropagatesAsTheReferenceAndIgnoresTheUnusedCache) {
+  for (const Backend& backend : cuda_backends()) {
+    LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+    Context& ctx = context_for(backend.device);
+    const Device dev = backend.device;
+    const DType dt = backend.dtype, lse_dt = lse_dtype(dt);
+    const int64_t B = 3, Tq = 1, Tmax = 300, H = 4, Hkv = 2, D = 64;
+    const std::vector<int> lens = {250, 120, 200};
+    Rng rng(77);
+    Ref q = rounded(random_ref({B, Tq, H, D}, rng), dt);
+    Ref k_cache = rounded(random_ref({B, Tmax, Hkv, D}, rng), dt);
+    Ref v_cache = rounded(random_ref({B, Tmax, Hkv, D}, rng), dt);
+    const Ref k_new = rounded(random_ref({B, Tq, Hkv, D}, rng), dt);
+    const Ref v_new = rounded(random_ref({B, Tq, Hkv, D}, rng), dt);
+    q[((0 * Tq + 0) * H + 2) * D + 5] = NAN;                   // batch 0, head 2
+    k_cache[((1 * Tmax + 17) * Hkv + 0) * D + 3] = NAN;        // batch 1, kv head 0, key 17
+    v_cache[((2 * Tmax + 199) * Hkv + 1) * D + 8] = INFINITY;  // batch 2, kv head 1, key 199
+    for (int64_t b = 0; b < B; ++b)  // past the keys after the append: never read
+      for (int64_t t = lens[size_t(b)] + Tq; t < Tmax; ++t)
+        for (int64_t x = 0; x < Hkv * D; ++x) {
+          k_cache[(b * Tmax + t) * Hkv * D + x] = NAN;
+          v_cache[(b * Tmax + t) * Hkv * D + x] = NAN;
+        }
+    Tensor lens_host = Tensor::empty({B}, DType::i32);
+    for (int64_t b = 0; b < B; ++b) lens_host.data_as<int32_t>()[b] = lens[size_t(b)];
+    for (int splits : {1, 4}) {
+      const std::string what = std::string(dtype_name(dt)) + ", splits " + std::to_string(splits);
+      Tensor out = poisoned({B, Tq, H, D}, dt, dev, &ctx);
+      Tensor lse = poisoned({B, H, Tq}, lse_dt, dev, &ctx);
+      attention_decode(ctx, out, lse, from_ref(q, dt, dev), from_ref(k_cache, dt, dev),
+                       from_ref(v_cache, dt, dev), lens_host.to(dev, &ctx),
+                       from_ref(k_new, dt, dev), from_ref(v_new, dt, dev), causal(), splits);
+      const auto exact = ref::attention_decode<Oracle>(q, k_cache, v_cache, lens, &k_new, &v_new,
+                                                       causal(), no_round);
+      with_naive_type(dt, [&](auto tag) {
+        using S = typename decltype(tag)::type;
+        const auto naive = ref::attention_decode<S>(q, k_cache, v_cache, lens, &k_new, &v_new,
+                                                    causal(), rounding_for(dt));
+        const int64_t nan_out =
+            expect_same_non_finite(out, exact.out, naive.out, dt, "out, " + what);
+        const int64_t nan_lse =
+            expect_same_non_finite(lse, exact.lse, naive.lse, lse_dt, "lse, " + what);
+        // Head 2 of batch 0 (q) and heads 0, 1 of batch 1 (k): whole rows, lse too; heads 2, 3 of
+        // batch 2 (v): column 8 of out only, +inf.
+        EXPECT_EQ(nan_out, (1 + 2) * D + 2) << what;
+        EXPECT_EQ(nan_lse, 1 + 2) << what;
+      });
+    }
+  }
+}
+
+// ---- Launch grids past 65535 blocks on CUDA ---------------------------------------------------
+
+// B * num_splits = 300 * 256 blocks of the decode forward, and B = 65537 in the backward: both
+// pass gridDim.y/z's limit of 65535 (kernels/common/grid.h lays them out on x).
+TEST(AttentionGrid, DecodeWithMoreBatchTimesSplitBlocksThanGridZAllows) {
+  for (const Backend& backend : cuda_backends()) {
+    LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+    Context& ctx = context_for(backend.device);
+    const Device dev = backend.device;
+    const DType dt = backend.dtype;
+    const int64_t B = 300, Tq = 1, Tmax = 40, H = 2, Hkv = 1, D = 32;
+    Rng rng(5);
+    std::vector<int> lens(static_cast<size_t>(B));
+    for (int& len : lens) len = int(rng.integer(0, Tmax - 1));
+    const Ref q = rounded(random_ref({B, Tq, H, D}, rng), dt);
+    const Ref kc = rounded(random_ref({B, Tmax, Hkv, D}, rng), dt);
+    const Ref vc = rounded(random_ref({B, Tmax, Hkv, D}, rng), dt);
+    const Ref kn = rounded(random_ref({B, Tq, Hkv, D}, rng), dt);
+    const Ref vn = rounded(random_ref({B, Tq, Hkv, D}, rng), dt);
+    Tensor lens_host = Tensor::empty({B}, DType::i32);
+    for (int64_t b = 0; b < B; ++b) lens_host.data_as<int32_t>()[b] = lens[size_t(b)];
+    Tensor out = poisoned({B, Tq, H, D}, dt, dev, &ctx);
+    Tensor lse = poisoned({B, H, Tq}, lse_dtype(dt), dev, &ctx);
+    attention_decode(ctx, out, lse, from_ref(q, dt, dev), from_ref(kc, dt, dev),
+                     from_ref(vc, dt, dev), lens_host.to(dev, &ctx), from_ref(kn, dt, dev),
+                     from_ref(vn, dt, dev), causal(), /*num_splits=*/256);
+    const auto exact = ref::attention_decode<Oracle>(q, kc, vc, lens, &kn, &vn, causal(), no_round);
+    with_naive_type(dt, [&](auto tag) {
+      using S = typename decltype(tag)::type;
+      const auto naive =
+          ref::attention_decode<S>(q, kc, vc, lens, &kn, &vn, causal(), rounding_for(dt));
+      expect_close_2x(out, exact.out, naive.out, dt, std::string("out ") + dtype_name(dt));
+      expect_lse_close(to_ref(lse), exact.lse, naive.lse, lse_dtype(dt));
+    });
+  }
+}
+
+TEST(AttentionGrid, BackwardWithMoreBatchesThanGridZAllows) {
+  for (const Backend& backend : cuda_backends()) {
+    LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+    Context& ctx = context_for(backend.device);
+    const Device dev = backend.device;
+    const DType dt = backend.dtype;
+    const int64_t B = 65537, T = 2, H = 2, Hkv = 1, D = 32;
+    const AttentionParams params = causal();
+    Rng rng(6);
+    const Ref q = rounded(random_ref({B, T, H, D}, rng), dt);
+    const Ref k = rounded(random_ref({B, T, Hkv, D}, rng), dt);
+    const Ref v = rounded(random_ref({B, T, Hkv, D}, rng), dt);
+    const Ref dout = rounded(random_ref({B, T, H, D}, rng), dt);
+    const Tensor tq = from_ref(q, dt, dev), tk = from_ref(k, dt, dev), tv = from_ref(v, dt, dev);
+    Tensor out = poisoned({B, T, H, D}, dt, dev, &ctx);
+    Tensor lse = poisoned({B, H, T}, lse_dtype(dt), dev, &ctx);
+    attention_fwd(ctx, out, lse, tq, tk, tv, params);
+    Tensor dq = poisoned({B, T, H, D}, dt, dev, &ctx), dk = poisoned({B, T, Hkv, D}, dt, dev, &ctx);
+    Tensor dv = poisoned({B, T, Hkv, D}, dt, dev, &ctx);
+    attention_bwd(ctx, dq, dk, dv, from_ref(dout, dt, dev), tq, tk, tv, out, lse, params);
+    const auto exact = ref::attention_fwd<Oracle>(q, k, v, params, no_round);
+    const auto grads = ref::attention_bwd<Oracle>(dout, q, k, v, params, no_round);
+    with_naive_type(dt, [&](auto tag) {
+      using S = typename decltype(tag)::type;
+      const auto naive = ref::attention_fwd<S>(q, k, v, params, rounding_for(dt));
+      const auto naive_g = ref::attention_bwd<S>(dout, q, k, v, params, rounding_for(dt));
+      const std::string name = dtype_name(dt);
+      expect_close_2x(out, exact.out, naive.out, dt, "out " + name);
+      expect_close_2x(dq, grads.dq, naive_g.dq, dt, "dq " + name);
+      expect_close_2x(dk, grads.dk, naive_g.dk, dt, "dk " + name);
+      expect_close_2x(dv, grads.dv, naive_g.dv, dt, "dv " + name);
+    });
+  }
+}
+
+// ---- The one table of CUDA head dims ----------------------------------------------------------
+
+// attention_supports, the dispatch and the instantiations read kernels/attention/head_dims.h:
+// f32 takes every head dim 1 .. 256 in the smallest bucket that holds it, bf16 and f16 exactly
+// the tensor-core list.
+TEST(AttentionSupports, CudaHeadDimsFollowTheOneTable) {
+  using cuda::attn::f32_head_dim_bucket;
+  using cuda::attn::is_tensor_core_head_dim;
+  const std::vector<int64_t> tensor_core = {32, 64, 96, 128, 256};
+  for (int64_t D = -1; D <= 300; ++D) {
+    const bool f32_ok = attention_supports(Device::cuda(0), DType::f32, D).empty();
+    EXPECT_EQ(f32_ok, D >= 1 && D <= 256) << "f32, D = " << D;
+    if (f32_ok) {
+      const int bucket = f32_head_dim_bucket(D);
+      EXPECT_GE(bucket, D);
+      for (int smaller : cuda::attn::kF32HeadDimBuckets)
+        EXPECT_FALSE(smaller >= D && smaller < bucket) << "D = " << D << " fits bucket " << smaller;
+    } else {
+      EXPECT_EQ(f32_head_dim_bucket(D), 0) << "D = " << D;
+    }
+    const bool listed = std::count(tensor_core.begin(), tensor_core.end(), D) == 1;
+    EXPECT_EQ(is_tensor_core_head_dim(D), listed) << "D = " << D;
+    for (DType dt : {DType::bf16, DType::f16})
+      EXPECT_EQ(attention_supports(Device::cuda(0), dt, D).empty(), listed)
+          << dtype_name(dt) << ", D = " << D;
+  }
+  const std::string why = attention_supports(Device::cuda(0), DType::f32, 300);
+  for (const char* fragment : {"f32 head dims 1 .. 256", "got 300"})
+    EXPECT_NE(why.find(fragment), std::string::npos) << why;
 }
 
 // ---- Bad inputs -----------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 // kernels around the flash kernels — KV-cache append, split-KV combine, the backward's
 // preprocess D = rowsum(dO * O) and the dQ f32 -> T conversion.
 //
-// Dispatch: dtype -> head dim -> launcher. bf16/f16 run the tensor-core kernels
-// (flash_fwd.cuh, flash_bwd.cuh, instantiated per head dim); f32 runs the FMA kernels of
-// attention_f32.cu, except on a context with bf16 matmul precision (Context::set_matmul_precision),
-// where f32 attention runs the bf16 kernels on bf16 copies of its inputs and converts the results
-// back (torch.autocast's SDPA with f32 outputs). Decoding stays f32 there: converting the whole
-// cache at every step would cost more than the tensor cores save on one query row.
+// Dispatch: dtype -> head dim -> launcher, over the table of head_dims.h. bf16/f16 run the
+// tensor-core kernels (flash_fwd.cuh, flash_bwd.cuh, instantiated per head dim); f32 runs the FMA
+// kernels of attention_f32.cuh (instantiated per head-dim bucket, any head dim up to 256), except
+// on a context with bf16 matmul precision (Context::set_matmul_precision), where f32 attention
+// with a tensor-core head dim runs the bf16 kernels on bf16 copies of its inputs and converts the
+// results back (torch.autocast's SDPA with f32 outputs). An f32 head dim the tensor-core kernels
+// lack (say 16 or 80) runs the f32 kernels there too, computing in f32: defined, just slower.
+// Decoding stays f32 under bf16 precision: converting the whole cache at every step would cost
+// more than the tensor cores save on one query row.
 // Inputs were validated by src/ops/attention.cpp.
 #include <algorithm>
 #include <cmath>
@@ -15,6 +18,7 @@
 #include <type_traits>
 
 #include "kernels/attention/attention_params.cuh"
+#include "kernels/attention/head_dims.h"
 #include "kernels/common/context_state.cuh"
 #include "kernels/common/cuda_check.cuh"
 #include "kernels/common/runtime.h"
@@ -61,7 +65,17 @@ __global__ void combine_splits_kernel(T* out, float* lse, const float* o_part,
   const int h = int(row / Tq % H), t = int(row % Tq);
   T* dst = out + ((b * Tq + t) * H + h) * D;
   float mx = -INFINITY;
-  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, lse_part[s * rows + row]);
+  bool nan = false;
+  for (int s = 0; s < splits; ++s) {
+    const float x = lse_part[s * rows + row];
+    nan = nan || x != x;
+    mx = fmaxf(mx, x);  // skips NaN
+  }
+  if (nan) {  // a split saw a NaN or +inf score: one softmax over the whole row would be NaN
+    for (int d = lane; d < D; d += 32) dst[d] = store_as<T>(NAN);
+    if (lane == 0) lse[row] = NAN;
+    return;
+  }
   if (mx == -INFINITY) {  // no split saw a key
     for (int d = lane; d < D; d += 32) dst[d] = store_as<T>(0.f);
     if (lane == 0) lse[row] = -INFINITY;
@@ -112,24 +126,33 @@ unsigned blocks_for(int64_t n, int per_block) {
 
 // ---- dispatch -------------------------------------------------------------------------------
 
+#define LONGCTX_ATTN_CASE(D) \
+  case D:                    \
+    return f(std::integral_constant<int, D>{});
+
+// f(integral_constant<kD>) for a tensor-core head dim D == kD.
 template <class F>
-void dispatch_head_dim(const char* op, int64_t D, F&& f) {
+void dispatch_tensor_core_head_dim(const char* op, int64_t D, F&& f) {
   switch (D) {
-    case 32:
-      return f(std::integral_constant<int, 32>{});
-    case 64:
-      return f(std::integral_constant<int, 64>{});
-    case 96:
-      return f(std::integral_constant<int, 96>{});
-    case 128:
-      return f(std::integral_constant<int, 128>{});
-    case 256:
-      return f(std::integral_constant<int, 256>{});
+    LONGCTX_ATTN_TENSOR_CORE_HEAD_DIMS(LONGCTX_ATTN_CASE)
     default:
-      throw Error(
-          detail::concat(op, ": the CUDA kernels support head dims 32, 64, 96, 128, 256, got ", D));
+      throw Error(detail::concat(op, ": the CUDA tensor-core kernels support head dims ",
+                                 attn::tensor_core_head_dims_text(), ", got ", D));
   }
 }
+
+// f(integral_constant<kD>) for the f32 bucket kD >= D that head dim D runs in.
+template <class F>
+void dispatch_f32_bucket(const char* op, int64_t D, F&& f) {
+  switch (attn::f32_head_dim_bucket(D)) {
+    LONGCTX_ATTN_F32_HEAD_DIM_BUCKETS(LONGCTX_ATTN_CASE)
+    default:
+      throw Error(detail::concat(op, ": the CUDA f32 kernels support head dims 1 .. ",
+                                 attn::kMaxHeadDim, ", got ", D));
+  }
+}
+
+#undef LONGCTX_ATTN_CASE
 
 // A window side that cannot bind for any query is unbounded (-1); keeps the kernels' integer
 // arithmetic far from overflow.
@@ -155,33 +178,35 @@ void check_aligned(const char* op,
 // Key tile of the forward kernel that runs (dtype, D): the split heuristic counts tiles.
 int fwd_block_n(DType dtype, int D) {
   int bn = 0;
-  dispatch_head_dim("attention", D, [&](auto hd) {
+  if (dtype == DType::f32) {
+    dispatch_f32_bucket("attention", D,
+                        [&](auto hd) { bn = attn::f32_fwd_block_n<decltype(hd)::value>(); });
+    return bn;
+  }
+  dispatch_tensor_core_head_dim("attention", D, [&](auto hd) {
     constexpr int kD = decltype(hd)::value;
-    if (dtype == DType::bf16)
-      bn = attn::flash_fwd_block_n<__nv_bfloat16, kD>();
-    else if (dtype == DType::f16)
-      bn = attn::flash_fwd_block_n<__half, kD>();
-    else
-      bn = attn::f32_fwd_block_n<kD>();
+    bn = dtype == DType::bf16 ? attn::flash_fwd_block_n<__nv_bfloat16, kD>()
+                              : attn::flash_fwd_block_n<__half, kD>();
   });
   return bn;
 }
 
-void launch_fwd(const char* op, const FwdParams& p, DType dtype, int D, cudaStream_t stream) {
-  dispatch_head_dim(op, D, [&](auto hd) {
-    constexpr int kD = decltype(hd)::value;
-    switch (dtype) {
-      case DType::bf16:
-        return attn::run_flash_fwd<__nv_bfloat16, kD>(p, stream);
-      case DType::f16:
-        return attn::run_flash_fwd<__half, kD>(p, stream);
-      case DType::f32:
-        return attn::run_f32_fwd<kD>(p, stream);
-      default:
-        throw Error(detail::concat(op, ": the CUDA backend supports f32, bf16 and f16, got ",
-                                   dtype_name(dtype)));
-    }
-  });
+void launch_fwd(const char* op, const FwdParams& p, DType dtype, cudaStream_t stream) {
+  switch (dtype) {
+    case DType::f32:
+      return dispatch_f32_bucket(
+          op, p.D, [&](auto hd) { attn::run_f32_fwd<decltype(hd)::value>(p, stream); });
+    case DType::bf16:
+      return dispatch_tensor_core_head_dim(op, p.D, [&](auto hd) {
+        attn::run_flash_fwd<__nv_bfloat16, decltype(hd)::value>(p, stream);
+      });
+    case DType::f16:
+      return dispatch_tensor_core_head_dim(
+          op, p.D, [&](auto hd) { attn::run_flash_fwd<__half, decltype(hd)::value>(p, stream); });
+    default:
+      throw Error(detail::concat(op, ": the CUDA backend supports f32, bf16 and f16, got ",
+                                 dtype_name(dtype)));
+  }
 }
 
 // Split count for decode: enough blocks for about two waves over the SMs, at least two key tiles
@@ -194,21 +219,22 @@ int choose_num_splits(int64_t blocks, int64_t key_tiles, int sms) {
 
 // Runs the forward over `p` (with p.num_splits chosen), then the combine when it split.
 void forward(const Context& ctx, const char* op, FwdParams p, const Tensor& out, const Tensor& lse,
-             DType dtype, int D) {
+             DType dtype) {
   cudaStream_t stream = state_of(ctx).stream;
   p.out = out.data();
   p.lse = lse.data_as<float>();
   if (p.num_splits <= 1) {
     p.num_splits = 1;
-    launch_fwd(op, p, dtype, D, stream);
+    launch_fwd(op, p, dtype, stream);
     return;
   }
+  const int D = p.D;
   const int64_t rows = int64_t(p.B) * p.H * p.Tq;
   Tensor o_part = Tensor::empty({p.num_splits, rows, D}, DType::f32, ctx.device(), &ctx);
   Tensor lse_part = Tensor::empty({p.num_splits, rows}, DType::f32, ctx.device(), &ctx);
   p.o_part = o_part.data_as<float>();
   p.lse_part = lse_part.data_as<float>();
-  launch_fwd(op, p, dtype, D, stream);
+  launch_fwd(op, p, dtype, stream);
   dispatch_cuda_float(op, dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     combine_splits_kernel<T><<<blocks_for(rows, 4), 128, 0, stream>>>(
@@ -231,8 +257,8 @@ FwdParams make_fwd_params(const Tensor& q, const Tensor& k, const Tensor& v,
   p.Tk_alloc = int(k.size(1));
   p.Hkv = int(k.size(2));
   p.G = p.H / p.Hkv;
-  const int64_t D = q.size(3);
-  const float scale = softmax_scale_of(params, D);
+  p.D = int(q.size(3));
+  const float scale = softmax_scale_of(params, p.D);
   p.scale_log2 = scale * attn::kLog2e;
   p.softcap = params.softcap > 0.f ? params.softcap : 0.f;
   p.scale_softcap = p.softcap > 0.f ? scale / p.softcap : 0.f;
@@ -245,10 +271,11 @@ FwdParams make_fwd_params(const Tensor& q, const Tensor& k, const Tensor& v,
 
 // ---- bf16 matmul precision ------------------------------------------------------------------
 
+// f32 attention on a context with bf16 matmul precision runs the tensor-core kernels when they
+// exist for its head dim; otherwise the f32 kernels (see the file comment).
 bool runs_in_bf16(const Context& ctx, const Tensor& q) {
   if (q.dtype() != DType::f32 || ctx.matmul_precision() != MatmulPrecision::bf16) return false;
-  const int64_t D = q.size(3);
-  return D == 32 || D == 64 || D == 96 || D == 128 || D == 256;  // the tensor-core head dims
+  return attn::is_tensor_core_head_dim(q.size(3));
 }
 
 Tensor bf16_copy(const Context& ctx, const Tensor& t) {
@@ -279,7 +306,7 @@ void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, con
   }
   if (q.dtype() != DType::f32) check_aligned(op, {{"q", &q}, {"k", &k}, {"v", &v}, {"out", &out}});
   FwdParams p = make_fwd_params(q, k, v, params, k.size(1));
-  forward(ctx, op, p, out, lse, q.dtype(), int(q.size(3)));
+  forward(ctx, op, p, out, lse, q.dtype());
 }
 
 void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
@@ -311,7 +338,7 @@ void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, 
   FwdParams p = make_fwd_params(q, k_cache, v_cache, params, Tmax);
   p.seqlens = cache_seqlens.data_as<int32_t>();
   p.seqlen_add = append ? Tq : 0;
-  const int D = int(q.size(3));
+  const int D = p.D;
   if (num_splits > 0) {
     p.num_splits = std::min(num_splits, 256);
   } else {
@@ -324,7 +351,7 @@ void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, 
     const int bn = fwd_block_n(q.dtype(), D);
     p.num_splits = choose_num_splits(row_tiles * p.B * p.Hkv, (Tmax + bn - 1) / bn, sms);
   }
-  forward(ctx, op, p, out, lse, q.dtype(), D);
+  forward(ctx, op, p, out, lse, q.dtype());
 }
 
 void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
@@ -381,6 +408,7 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
   p.H = int(H);
   p.Hkv = int(Hkv);
   p.G = int(H / Hkv);
+  p.D = int(D);
   p.scale = softmax_scale_of(params, D);
   p.scale_log2 = p.scale * attn::kLog2e;
   p.softcap = params.softcap > 0.f ? params.softcap : 0.f;
@@ -389,17 +417,17 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
   p.window_left = normalize_window(params.window_left, Tq, Tk);
   p.window_right = params.causal ? 0 : normalize_window(params.window_right, Tq, Tk);
 
-  dispatch_head_dim(op, D, [&](auto hd) {
+  if (q.dtype() == DType::f32) {  // no atomics: deterministic either way
+    dispatch_f32_bucket(op, D, [&](auto hd) { attn::run_f32_bwd<decltype(hd)::value>(p, stream); });
+    return;
+  }
+  Tensor dq_accum;
+  if (!params.deterministic) {
+    dq_accum = Tensor::zeros({B, Tq, H, D}, DType::f32, ctx.device(), &ctx);
+    p.dq_accum = dq_accum.data_as<float>();
+  }
+  dispatch_tensor_core_head_dim(op, D, [&](auto hd) {
     constexpr int kD = decltype(hd)::value;
-    if (q.dtype() == DType::f32) {
-      attn::run_f32_bwd<kD>(p, stream);  // no atomics: deterministic either way
-      return;
-    }
-    Tensor dq_accum;
-    if (!params.deterministic) {
-      dq_accum = Tensor::zeros({B, Tq, H, D}, DType::f32, ctx.device(), &ctx);
-      p.dq_accum = dq_accum.data_as<float>();
-    }
     dispatch_cuda_float(op, q.dtype(), [&](auto tag) {
       using T = typename decltype(tag)::type;
       if constexpr (!std::is_same_v<T, float>) {

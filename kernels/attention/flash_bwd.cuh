@@ -18,6 +18,7 @@
 #include "kernels/attention/attention_params.cuh"
 #include "kernels/attention/mma.cuh"
 #include "kernels/common/cuda_check.cuh"
+#include "kernels/common/grid.h"
 #include "kernels/common/types.cuh"
 
 namespace longctx::cuda::attn {
@@ -94,7 +95,8 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_dkdv_kernel(const BwdP
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4;
   const int kb = warp / kSplitD, dh = warp % kSplitD;  // 16-key block, column part
-  const int hk = blockIdx.y, b = blockIdx.z, j0 = blockIdx.x * kBN;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned((p.Tk + kBN - 1) / kBN), unsigned(p.Hkv));
+  const int hk = blk.i1, b = blk.i2, j0 = blk.i0 * kBN;
   const int Tq = p.Tq, Tk = p.Tk, G = p.G, wl = p.window_left, wr = p.window_right;
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
@@ -244,7 +246,8 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_dq_kernel(const BwdPar
   T* sV = sK + 2 * kBN * kS;               // [2][kBN][kS]
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4;
-  const int h = blockIdx.y, b = blockIdx.z, i0 = blockIdx.x * kBM;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned((p.Tq + kBM - 1) / kBM), unsigned(p.H));
+  const int h = blk.i1, b = blk.i2, i0 = blk.i0 * kBM;
   const int Tq = p.Tq, Tk = p.Tk, hk = h / p.G, wl = p.window_left, wr = p.window_right;
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
@@ -349,7 +352,8 @@ void run_flash_bwd(const BwdParams& p, bool deterministic, cudaStream_t stream) 
   auto dkdv = flash_bwd_dkdv_kernel<Tr>;
   LONGCTX_CUDA_CHECK(
       cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes));
-  const dim3 grid((p.Tk + Tr::kBlockN - 1) / Tr::kBlockN, p.Hkv, p.B);
+  const unsigned grid =
+      flat_grid("attention_bwd (dK/dV)", (p.Tk + Tr::kBlockN - 1) / Tr::kBlockN, p.Hkv, p.B);
   dkdv<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
   LONGCTX_CHECK_LAUNCH();
   if (deterministic) {
@@ -357,7 +361,8 @@ void run_flash_bwd(const BwdParams& p, bool deterministic, cudaStream_t stream) 
     auto dq = flash_bwd_dq_kernel<Dq>;
     LONGCTX_CUDA_CHECK(
         cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, Dq::kSmemBytes));
-    const dim3 grid_q((p.Tq + Dq::kBlockM - 1) / Dq::kBlockM, p.H, p.B);
+    const unsigned grid_q =
+        flat_grid("attention_bwd (dQ)", (p.Tq + Dq::kBlockM - 1) / Dq::kBlockM, p.H, p.B);
     dq<<<grid_q, Dq::kThreads, Dq::kSmemBytes, stream>>>(p);
     LONGCTX_CHECK_LAUNCH();
   }

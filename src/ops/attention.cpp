@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/attention/head_dims.h"
 #include "src/ops/backend.h"
 
 namespace longctx {
@@ -33,9 +34,6 @@ void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, 
 }  // namespace cuda
 
 namespace {
-
-// The CUDA head dims: each is a compiled kernel instantiation (kernels/attention/).
-constexpr int64_t kCudaHeadDims[] = {32, 64, 96, 128, 256};
 
 DType lse_dtype(DType q) {
   return q == DType::f64 ? DType::f64 : DType::f32;
@@ -108,10 +106,18 @@ std::string attention_supports(Device device, DType dtype, int64_t head_dim) {
   if (dtype != DType::f32 && dtype != DType::bf16 && dtype != DType::f16)
     return detail::concat("attention on CUDA supports dtypes f32, bf16 and f16, got ",
                           dtype_name(dtype));
-  for (int64_t d : kCudaHeadDims)
-    if (d == head_dim) return "";
-  return detail::concat("attention on CUDA supports head dims 32, 64, 96, 128 and 256, got ",
-                        head_dim, " (the CPU backend supports any head dim)");
+  // The table of kernels/attention/head_dims.h: f32 runs every head dim up to the largest bucket,
+  // bf16 and f16 the tensor-core instantiations.
+  if (dtype == DType::f32) {
+    if (cuda::attn::f32_head_dim_bucket(head_dim) != 0) return "";
+    return detail::concat("attention on CUDA supports f32 head dims 1 .. ", cuda::attn::kMaxHeadDim,
+                          ", got ", head_dim, " (the CPU backend supports any head dim)");
+  }
+  if (cuda::attn::is_tensor_core_head_dim(head_dim)) return "";
+  return detail::concat("attention on CUDA supports head dims ",
+                        cuda::attn::tensor_core_head_dims_text(), " for ", dtype_name(dtype),
+                        ", got ", head_dim, " (f32 takes any head dim 1 .. ",
+                        cuda::attn::kMaxHeadDim, "; the CPU backend any head dim)");
 }
 
 void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,

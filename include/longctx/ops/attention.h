@@ -11,9 +11,18 @@
 // visible key gives out = 0 and lse = -inf.
 // softcap > 0 replaces each score s (after scaling) by softcap * tanh(s / softcap).
 //
-// CPU: f32, f64, any head dim. CUDA: f32, bf16, f16 storage, f32 accumulation; the head dims of
-// attention_supports(). On a CUDA context with bf16 matmul precision (context.h), f32
-// attention_fwd/bwd round q, k, v (and dout, out) to bf16 and run the tensor-core kernels.
+// NaN and inf propagate as in a float64 softmax: a NaN in q, or in a key or value that a query
+// sees, makes that query's outputs NaN (a +inf score too: exp(inf - inf)); a query whose visible
+// scores are all -inf gets NaN (exp(-inf - -inf)); the gradients follow. On CUDA the products run
+// over tiles, so a non-finite k, v, q or dout entry that carries zero weight for a query inside
+// the query's tile (a masked key, a -inf score) adds 0 * inf = NaN there, where a per-element sum
+// would skip it: NaN may then reach outputs whose exact value is finite, never the reverse.
+//
+// CPU: f32, f64, any head dim. CUDA: f32, bf16, f16 storage, f32 accumulation; f32 any head dim
+// up to 256, bf16 and f16 the tensor-core head dims 32, 64, 96, 128, 256 (attention_supports()).
+// On a CUDA context with bf16 matmul precision (context.h), f32 attention_fwd/bwd with a
+// tensor-core head dim round q, k, v (and dout, out) to bf16 and run the tensor-core kernels;
+// other head dims run the f32 kernels there too.
 // Memory: O(B·T·H·D); no Tq x Tk matrix is ever materialised.
 #pragma once
 
