@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "kernels/common/gemm_algo_cache.h"
 #include "kernels/common/grid.h"
 
 namespace longctx::test {
@@ -64,6 +65,91 @@ TEST(FlatGrid, TheLargestBlockIndexAndTheLimit) {
   EXPECT_LONGCTX_ERROR(cuda::flat_grid("op", int64_t(1) << 40, int64_t(1) << 40, 1), "op",
                        "2^31 - 1");
   EXPECT_LONGCTX_ERROR(cuda::flat_grid("op", 4, 0, 2), "op", "4 x 0 x 2");
+}
+
+cuda::GemmKey some_key() {
+  cuda::GemmKey k;
+  k.M = 512, k.N = 768, k.K = 256, k.lda = 256, k.ldb = 768, k.ldc = 768;
+  k.dtype = 1, k.compute = 68, k.align_a = 256, k.align_b = 16, k.align_c = 256;
+  return k;
+}
+
+// Each field the heuristic's answer depends on tells keys apart.
+TEST(GemmAlgoCache, EveryFieldOfTheKeyCounts) {
+  const cuda::GemmKey base = some_key();
+  std::vector<cuda::GemmKey> variants;
+  auto vary = [&](auto edit) {
+    cuda::GemmKey k = base;
+    edit(k);
+    variants.push_back(k);
+  };
+  vary([](cuda::GemmKey& k) { k.M += 1; });
+  vary([](cuda::GemmKey& k) { k.N += 1; });
+  vary([](cuda::GemmKey& k) { k.K += 1; });
+  vary([](cuda::GemmKey& k) { k.lda += 1; });
+  vary([](cuda::GemmKey& k) { k.ldb += 1; });
+  vary([](cuda::GemmKey& k) { k.ldc += 1; });
+  vary([](cuda::GemmKey& k) { k.dtype = 2; });
+  vary([](cuda::GemmKey& k) { k.compute = 77; });
+  vary([](cuda::GemmKey& k) { k.align_a = 4; });
+  vary([](cuda::GemmKey& k) { k.align_b = 4; });
+  vary([](cuda::GemmKey& k) { k.align_c = 4; });
+  vary([](cuda::GemmKey& k) { k.trans_a = true; });
+  vary([](cuda::GemmKey& k) { k.trans_b = true; });
+  vary([](cuda::GemmKey& k) { k.bias = true; });
+  cuda::GemmAlgoCache<int> cache;
+  int asked = 0;
+  EXPECT_EQ(cache.get(base, [&] { return ++asked; }), 1);
+  for (size_t i = 0; i < variants.size(); ++i) {
+    EXPECT_FALSE(variants[i] == base) << "variant " << i;
+    EXPECT_EQ(cache.get(variants[i], [&] { return ++asked; }), int(i) + 2) << "variant " << i;
+  }
+  EXPECT_EQ(cache.size(), variants.size() + 1);
+  // Asked again, every key answers from the cache.
+  EXPECT_EQ(cache.get(base, [&] { return ++asked; }), 1);
+  for (size_t i = 0; i < variants.size(); ++i)
+    EXPECT_EQ(cache.get(variants[i], [&] { return ++asked; }), int(i) + 2);
+  EXPECT_EQ(asked, int(variants.size()) + 1);
+}
+
+// Threads asking for the same keys at once: each key's answer is computed once and every thread
+// gets it.
+TEST(GemmAlgoCache, ConcurrentCallersAskTheHeuristicOncePerKey) {
+  cuda::GemmAlgoCache<int64_t> cache;
+  std::atomic<int> asked{0};
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&] {
+      for (int rep = 0; rep < 200; ++rep)
+        for (int64_t m = 1; m <= 16; ++m) {
+          cuda::GemmKey k = some_key();
+          k.M = m;
+          const int64_t got = cache.get(k, [&] {
+            ++asked;
+            return m * 1000;
+          });
+          if (got != m * 1000) ++wrong;
+        }
+    });
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(asked.load(), 16);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+// A failed question caches nothing; past kMaxEntries keys the cache starts over.
+TEST(GemmAlgoCache, ThrowingQuestionsAreNotCachedAndTheSizeIsBounded) {
+  cuda::GemmAlgoCache<int> cache;
+  const cuda::GemmKey k = some_key();
+  EXPECT_THROW(cache.get(k, []() -> int { throw Error("heuristic failed"); }), Error);
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(cache.get(k, [] { return 7; }), 7);
+  for (size_t i = 0; i < cuda::GemmAlgoCache<int>::kMaxEntries + 10; ++i) {
+    cuda::GemmKey other = some_key();
+    other.K = int64_t(i) + 1000;
+    cache.get(other, [] { return 1; });
+    ASSERT_LE(cache.size(), cuda::GemmAlgoCache<int>::kMaxEntries);
+  }
 }
 
 }  // namespace

@@ -1,12 +1,21 @@
-// What a CUDA Context holds: its device, its stream, a cuBLASLt handle and a workspace for it.
+// What a CUDA Context holds: its device, its stream, a cuBLASLt handle, a workspace for it and the
+// algorithms its heuristic chose.
 #pragma once
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include "kernels/common/gemm_algo_cache.h"
 #include "longctx/context.h"
 
 namespace longctx {
+
+namespace cuda {
+struct GemmAlgo {
+  bool found = false;  // false: cuBLASLt has no algorithm for the key (gemm.cu falls back)
+  cublasLtMatmulAlgo_t algo{};
+};
+}  // namespace cuda
 
 struct Context::CudaState {
   int device = 0;
@@ -14,6 +23,7 @@ struct Context::CudaState {
   cublasLtHandle_t blaslt = nullptr;
   void* workspace = nullptr;  // cuBLASLt workspace
   size_t workspace_bytes = 0;
+  cuda::GemmAlgoCache<cuda::GemmAlgo> gemm_algos;  // the heuristic's answer per GEMM (gemm.cu)
 };
 
 namespace cuda {
