@@ -198,6 +198,14 @@ inline void expect_equal(const Tensor& a, const Tensor& b, const std::string& wh
   EXPECT_EQ(max_abs_diff(to_ref(a), to_ref(b)), 0.0) << what;
 }
 
+// Runs f, then waits for ctx: on CUDA, errors that kernels record (an out-of-range index) are
+// raised at the synchronisation, not by the call.
+template <class F>
+void then_synchronize(const Context& ctx, F&& f) {
+  f();
+  ctx.synchronize();
+}
+
 // Asserts that `statement` throws longctx::Error whose message contains every given fragment.
 #define EXPECT_LONGCTX_ERROR(statement, ...)                                        \
   do {                                                                              \

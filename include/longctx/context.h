@@ -67,6 +67,8 @@ class Context {
   Device device() const { return device_; }
   int cpu_threads() const { return cpu_threads_; }
   void* stream() const;  // cudaStream_t; nullptr for a CPU context
+  // Waits for the context's stream, then raises an error its kernels recorded since the last
+  // synchronisation (an out-of-range token or target: the ops do not stop the stream to check).
   void synchronize() const;
 
   MatmulPrecision matmul_precision() const { return matmul_precision_; }

@@ -129,7 +129,10 @@ void* Context::stream() const {
 
 void Context::synchronize() const {
 #if LONGCTX_WITH_CUDA
-  if (cuda_) cuda::synchronize(stream());
+  if (cuda_) {
+    cuda::synchronize(stream());
+    cuda::check_deferred_errors(cuda_.get());
+  }
 #endif
 }
 
