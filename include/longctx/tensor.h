@@ -83,7 +83,11 @@ class Tensor {
   Tensor view_bytes(size_t byte_offset, const Shape& shape, DType dtype) const;
 
   // Copies. `to` allocates on the target device; copy_from copies into this (same shape, dtype).
-  // Both are ordered on ctx's stream and synchronised before return when they touch the host.
+  // Both are ordered on ctx's stream and synchronised before return when they touch the host;
+  // a copy that touches the host then raises an error a kernel of ctx left (Context::synchronize).
+  // Without the CUDA side's context (ctx null or of another device) a copy, to_dtype and fill
+  // wait for all work queued on that device first and finish before returning: the default
+  // stream they then use does not wait for a context's stream by itself.
   Tensor to(Device device, const Context* ctx = nullptr) const;
   void copy_from(const Tensor& src, const Context* ctx = nullptr) const;
   // A new tensor on the same device holding this one's values converted to `dtype`: on the CPU

@@ -221,6 +221,11 @@ void synchronize(void* stream) {
   LONGCTX_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
 
+void synchronize_device(int device) {
+  set_device(device);
+  LONGCTX_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 // ---- deferred index errors (index_check.cuh) --------------------------------------------------
 
 namespace {

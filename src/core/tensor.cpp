@@ -22,14 +22,25 @@ namespace {
                              "-DLONGCTX_CUDA=ON on a machine with nvcc)"));
 }
 
-[[maybe_unused]] void* cuda_stream(const Context* ctx, Device device) {
 #if LONGCTX_WITH_CUDA
+// The stream a CUDA operation on `device` runs on: ctx's when ctx is that device's context. Else
+// the legacy default stream, which does not wait for the non-blocking stream of a context that
+// may still be writing the tensor (a checkpoint saved while the step's kernels run): so the
+// device finishes all its work first, and finish_unordered() waits for the operation itself
+// before it returns, for the context that reads the result next.
+void* ordered_stream(const Context* ctx, Device device) {
   if (ctx && ctx->device() == device) return ctx->stream();
-#endif
-  (void)ctx;
-  (void)device;
+  cuda::synchronize_device(device.index);
   return nullptr;
 }
+void finish_unordered(void* stream) {
+  if (!stream) cuda::synchronize(nullptr);
+}
+// After a copy that the host waited for: an error a kernel of ctx recorded is raised now.
+void check_deferred(const Context* ctx, Device device) {
+  if (ctx && ctx->device() == device) cuda::check_deferred_errors(ctx->cuda_state());
+}
+#endif
 
 Shape contiguous_strides(const Shape& shape) {
   Shape strides(shape.size());
@@ -340,7 +351,10 @@ void Tensor::copy_from(const Tensor& src, const Context* ctx) const {
   }
 #if LONGCTX_WITH_CUDA
   const Device cuda_side = device_.is_cuda() ? device_ : src.device_;
-  void* stream = cuda_stream(ctx, cuda_side);
+  if (device_.is_cuda() && src.device_.is_cuda() && device_ != src.device_ &&
+      !(ctx && ctx->device() == src.device_))
+    cuda::synchronize_device(src.device_.index);  // the source's writers, on another device
+  void* stream = ordered_stream(ctx, cuda_side);
   if (device_ == src.device_) {  // on one CUDA device: a strided kernel covers every layout
     if (is_contiguous() && src.is_contiguous()) {
       cuda::copy(data_, device_, src.data_, src.device_, nbytes(), stream);
@@ -348,6 +362,7 @@ void Tensor::copy_from(const Tensor& src, const Context* ctx) const {
       cuda::copy_strided(data_, strides_.data(), src.data_, src.strides_.data(), esize, dim(),
                          shape_.data(), stream);
     }
+    finish_unordered(stream);
     return;
   }
   // Across devices the transfer is contiguous: stage either side that is not.
@@ -357,6 +372,8 @@ void Tensor::copy_from(const Tensor& src, const Context* ctx) const {
     return;
   }
   cuda::copy(data_, device_, source.data_, source.device_, nbytes(), stream);
+  finish_unordered(stream);
+  if (device_.is_cpu() || source.device_.is_cpu()) check_deferred(ctx, cuda_side);
 #else
   (void)ctx;
   no_cuda("Tensor::copy_from");
@@ -419,7 +436,9 @@ Tensor Tensor::to_dtype(DType dtype, const Context* ctx) const {
 #if LONGCTX_WITH_CUDA
     LONGCTX_CHECK(is_contiguous(), "Tensor::to_dtype: a CUDA tensor must be contiguous");
     Tensor out = empty(shape_, dtype, device_, ctx);
-    cuda::convert(out.data_, dtype, data_, dtype_, numel(), cuda_stream(ctx, device_));
+    void* stream = ordered_stream(ctx, device_);
+    cuda::convert(out.data_, dtype, data_, dtype_, numel(), stream);
+    finish_unordered(stream);
     return out;
 #else
     (void)ctx;
@@ -452,7 +471,9 @@ void Tensor::fill(double value, const Context* ctx) const {
   }
 #if LONGCTX_WITH_CUDA
   LONGCTX_CHECK(is_contiguous(), "Tensor::fill: a CUDA tensor must be contiguous");
-  cuda::fill(data_, dtype_, numel(), value, cuda_stream(ctx, device_));
+  void* stream = ordered_stream(ctx, device_);
+  cuda::fill(data_, dtype_, numel(), value, stream);
+  finish_unordered(stream);
 #else
   (void)ctx;
   (void)value;
