@@ -11,6 +11,7 @@
 #include "harness.h"
 #include "kernels/common/gemm_algo_cache.h"
 #include "kernels/common/grid.h"
+#include "kernels/common/row_chunks.h"
 
 namespace longctx::test {
 namespace {
@@ -150,6 +151,24 @@ TEST(GemmAlgoCache, ThrowingQuestionsAreNotCachedAndTheSizeIsBounded) {
     cache.get(other, [] { return 1; });
     ASSERT_LE(cache.size(), cuda::GemmAlgoCache<int>::kMaxEntries);
   }
+}
+
+// The chunks of a fixed-order reduction over rows cover every row once, none empty, at most
+// max_chunks of them, at least min_rows rows each but the last.
+TEST(RowChunks, CoverTheRowsWithinTheBounds) {
+  for (int64_t rows : {0, 1, 63, 64, 65, 8200, 16384, 16385, 20000, 1 << 22}) {
+    const cuda::RowChunks s = cuda::row_chunks(rows, 256, 64);
+    EXPECT_LE(s.chunks, 256) << rows;
+    EXPECT_GE(s.rows_per_chunk, 64) << rows;
+    EXPECT_GE(s.chunks * s.rows_per_chunk, rows) << rows;
+    if (rows == 0) {
+      EXPECT_EQ(s.chunks, 0);
+      continue;
+    }
+    EXPECT_LT((s.chunks - 1) * s.rows_per_chunk, rows) << rows << ": the last chunk is empty";
+  }
+  EXPECT_EQ(cuda::row_chunks(8200, 256, 64).chunks, 129);
+  EXPECT_EQ(cuda::row_chunks(20000, 256, 64).rows_per_chunk, 79);
 }
 
 }  // namespace
