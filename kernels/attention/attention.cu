@@ -37,9 +37,9 @@ using attn::FwdParams;
 // k_cache[b, seqlens[b] + t] = k_new[b, t] (and v); positions past Tmax are dropped (the op's
 // validation requires seqlens[b] + Tq <= Tmax; this keeps a violation from writing out of bounds).
 template <class T>
-__global__ void append_kv_kernel(T* k_cache, T* v_cache, const T* k_new, const T* v_new,
-                                 const int* seqlens, int Tq, int Tmax, int64_t row_elems,
-                                 int64_t total) {
+__global__ void __launch_bounds__(256)
+    append_kv_kernel(T* k_cache, T* v_cache, const T* k_new, const T* v_new, const int* seqlens,
+                     int Tq, int Tmax, int64_t row_elems, int64_t total) {
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (idx >= total) return;
   const int64_t per_batch = int64_t(Tq) * row_elems;
@@ -55,9 +55,9 @@ __global__ void append_kv_kernel(T* k_cache, T* v_cache, const T* k_new, const T
 
 // out = sum_s e^(lse_s - L) O_s, lse = L = log sum_s e^(lse_s); one warp per (b, h, t) row.
 template <class T>
-__global__ void combine_splits_kernel(T* out, float* lse, const float* o_part,
-                                      const float* lse_part, int splits, int64_t rows, int H,
-                                      int Tq, int D) {
+__global__ void __launch_bounds__(128)
+    combine_splits_kernel(T* out, float* lse, const float* o_part, const float* lse_part,
+                          int splits, int64_t rows, int H, int Tq, int D) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -97,8 +97,9 @@ __global__ void combine_splits_kernel(T* out, float* lse, const float* o_part,
 
 // dsum[b, h, t] = sum_d dout[b, t, h, d] * out[b, t, h, d] (f32); one warp per row.
 template <class T>
-__global__ void bwd_preprocess_kernel(float* dsum, const T* dout, const T* out, int64_t rows, int H,
-                                      int Tq, int D) {
+__global__ void __launch_bounds__(128)
+    bwd_preprocess_kernel(float* dsum, const T* dout, const T* out, int64_t rows, int H, int Tq,
+                          int D) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;  // (b, t, h)
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -115,7 +116,8 @@ __global__ void bwd_preprocess_kernel(float* dsum, const T* dout, const T* out, 
 }
 
 template <class T>
-__global__ void convert_dq_kernel(T* dq, const float* dq_accum, float scale, int64_t n) {
+__global__ void __launch_bounds__(256)
+    convert_dq_kernel(T* dq, const float* dq_accum, float scale, int64_t n) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i < n) dq[i] = store_as<T>(dq_accum[i] * scale);
 }
@@ -125,6 +127,18 @@ unsigned blocks_for(int64_t n, int per_block) {
 }
 
 // ---- dispatch -------------------------------------------------------------------------------
+//
+// Two kernel families run today, chosen by dtype: f32 -> the FMA kernels (attention_f32.cuh),
+// bf16/f16 -> the mma.sync kernels (flash_fwd.cuh, flash_bwd.cuh; sm_80 and later). A Hopper
+// family (wgmma + TMA, FA3-style) is the planned third; it slots in where launch_fwd and
+// attention_bwd pick the tensor-core launcher, under this rule (bench/results/2026-12-04-ptxas/
+// README.md has the design):
+//   bf16/f16 (or f32 converted under bf16 precision) runs the Hopper family when the device's
+//   compute capability is 9.x, the build has sm_90a code (wgmma and setmaxnreg need it), and the
+//   head dim is in its own table in head_dims.h; else the mma.sync family.
+// attention_supports does not change with it: the Hopper family covers a subset of what the
+// mma.sync family runs, faster. The params structs, the split-KV combine, the backward's
+// preprocess and the dQ conversion are shared.
 
 #define LONGCTX_ATTN_CASE(D) \
   case D:                    \

@@ -4,7 +4,12 @@
 //
 // Head dims: a kernel is compiled for a bucket kD (head_dims.h) and runs any head dim D <= kD
 // (FwdParams::D, BwdParams::D): tiles keep kD columns, every loop over columns stops at D, and
-// the columns past D are neither read nor written.
+// the columns past D are neither read nor written. In the unrolled loops over a thread's output
+// columns the guard wraps the inner loop (`if (d < D)`): a `continue` there made ptxas spill
+// 16-24 bytes per thread in the dQ and dK/dV kernels. ptxas still keeps two small spills by its
+// own choice (8 B in dK/dV at bucket 96 on sm_90a, 4 B in the forward at 128 on sm_80: it holds
+// them to 128 and 72 registers); __launch_bounds__(128, 1) removes them but raises the registers
+// of most kernels enough to lose a resident block (bench/results/2026-12-04-ptxas/README.md).
 // Forward: one block of 128 threads per (16 packed rows, kv head, batch x split); 8 lanes per
 // row, each lane scoring every 8th key of a tile and owning every 8th output column.
 // Backward (no atomics, hence deterministic): a dK/dV kernel, one block per (key tile, kv head,
@@ -117,9 +122,9 @@ __global__ void __launch_bounds__(kF32Threads) f32_fwd_kernel(const FwdParams p)
 #pragma unroll
     for (int i = 0; i < kD / kL; ++i) {
       const int d = lr + kL * i;
-      if (d >= D) continue;
       float acc = o[i] * alpha;
-      for (int jj = 0; jj < kBN; ++jj) acc = fmaf(sP[r * kSp + jj], sV[jj * kSd + d], acc);
+      if (d < D)
+        for (int jj = 0; jj < kBN; ++jj) acc = fmaf(sP[r * kSp + jj], sV[jj * kSd + d], acc);
       o[i] = acc;
     }
   }
@@ -279,11 +284,12 @@ __global__ void __launch_bounds__(kF32Threads) f32_bwd_dkdv_kernel(const BwdPara
 #pragma unroll
       for (int a = 0; a < kAcc; ++a) {
         const int e = threadIdx.x + Tr::kThreads * a, j = e / kD, d = e % kD;
-        if (d >= D) continue;
         float accv = dv[a], acck = dk[a];
-        for (int i = 0; i < kT; ++i) {
-          accv = fmaf(s.p[i * kSp + j], s.dout[i * kSd + d], accv);
-          acck = fmaf(s.ds[i * kSp + j], s.q[i * kSd + d], acck);
+        if (d < D) {
+          for (int i = 0; i < kT; ++i) {
+            accv = fmaf(s.p[i * kSp + j], s.dout[i * kSd + d], accv);
+            acck = fmaf(s.ds[i * kSp + j], s.q[i * kSd + d], acck);
+          }
         }
         dv[a] = accv;
         dk[a] = acck;
@@ -329,9 +335,9 @@ __global__ void __launch_bounds__(kF32Threads) f32_bwd_dq_kernel(const BwdParams
 #pragma unroll
     for (int a = 0; a < kAcc; ++a) {
       const int e = threadIdx.x + Tr::kThreads * a, i = e / kD, d = e % kD;
-      if (d >= D) continue;
       float acc = dq[a];
-      for (int j = 0; j < kT; ++j) acc = fmaf(s.ds[i * kSp + j], s.k[j * kSd + d], acc);
+      if (d < D)
+        for (int j = 0; j < kT; ++j) acc = fmaf(s.ds[i * kSp + j], s.k[j * kSd + d], acc);
       dq[a] = acc;
     }
   }

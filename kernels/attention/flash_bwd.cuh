@@ -23,10 +23,16 @@
 
 namespace longctx::cuda::attn {
 
-// dK/dV kernel tiles. D <= 128: 4 warps x 16 keys = 64 keys, 64 queries per step; the dK and dV
-// accumulators take D/2 floats each per thread. D = 256 would need 256 accumulator floats per
-// thread, so two warps share 16 keys and each owns half of the columns (S and dP are computed by
-// both: 2x on two of the five matmuls), with 32 queries per step so that the shared memory
+// dK/dV kernel tiles. D <= 128: 4 warps x 16 keys = 64 keys; the dK and dV accumulators take
+// D/2 floats each per thread. Queries per step: 64 for D <= 64; 32 for D = 96 and 128, where the
+// accumulators leave no room for 64-query S^T and dP^T tiles (16 floats each per 16 queries) and
+// the atomic dQ tile: at 64 queries ptxas gave D = 128 255 registers and 16 bytes of spill stores
+// (32 of loads) per thread on sm_90a, D = 96 255 registers; at 32 queries 247 and 214, no spill
+// (bench/results/2026-12-04-ptxas). The smaller step also halves the Q/dO staging (115 -> 75 KiB
+// at D = 128: two blocks per SM on sm80 instead of one). Twice the steps per key tile: to be
+// measured on the first GPU lease. D = 256 would need 256 accumulator floats
+// per thread, so two warps share 16 keys and each owns half of the columns (S and dP are computed
+// by both: 2x on two of the five matmuls), with 32 queries per step so that the shared memory
 // (140 KiB) fits sm80.
 template <class T, int D>
 struct FlashBwdTraits {
@@ -36,7 +42,7 @@ struct FlashBwdTraits {
   static constexpr int kWarps = 4 * kSplitD;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kBlockN = 16 * kWarps / kSplitD;  // keys per block
-  static constexpr int kBlockM = D > 128 ? 32 : 64;      // queries per step
+  static constexpr int kBlockM = D > 64 ? 32 : 64;       // queries per step
   static constexpr int kStride = D + 8;
   static constexpr int kDsStride = kBlockN + 8;
   static constexpr int kAccCols = D / kSplitD;  // dK, dV columns per warp

@@ -66,7 +66,8 @@ Owned<cublasLtMatrixLayout_t> layout(cudaDataType_t type, int64_t rows, int64_t 
 
 // C (M, N) += bias (N): the fallback when cuBLASLt offers no algorithm with the bias epilogue.
 template <class T>
-__global__ void add_bias_kernel(T* C, const T* bias, int64_t M, int64_t N, int64_t ldc) {
+__global__ void __launch_bounds__(256)
+    add_bias_kernel(T* C, const T* bias, int64_t M, int64_t N, int64_t ldc) {
   const int64_t count = M * N;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x) {

@@ -103,8 +103,8 @@ struct StridedCopyArgs {
 };
 
 template <class Word>
-__global__ void copy_strided_kernel(Word* dst, const Word* src, int64_t count,
-                                    StridedCopyArgs args) {
+__global__ void __launch_bounds__(256)
+    copy_strided_kernel(Word* dst, const Word* src, int64_t count, StridedCopyArgs args) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x) {
     int64_t rest = i, dst_offset = 0, src_offset = 0;
@@ -119,14 +119,14 @@ __global__ void copy_strided_kernel(Word* dst, const Word* src, int64_t count,
 }
 
 template <class T>
-__global__ void fill_kernel(T* dst, int64_t count, T value) {
+__global__ void __launch_bounds__(256) fill_kernel(T* dst, int64_t count, T value) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = value;
 }
 
 template <class To, class From>
-__global__ void convert_kernel(To* dst, const From* src, int64_t count) {
+__global__ void __launch_bounds__(256) convert_kernel(To* dst, const From* src, int64_t count) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = store_as<To>(load_f32(src[i]));
@@ -230,8 +230,9 @@ void synchronize_device(int device) {
 
 namespace {
 
-__global__ void commit_index_check_kernel(IndexErrorRecord* record, unsigned long long* flag,
-                                          long long bound, int check, int extra) {
+__global__ void __launch_bounds__(1)
+    commit_index_check_kernel(IndexErrorRecord* record, unsigned long long* flag, long long bound,
+                              int check, int extra) {
   const unsigned long long key = *flag;
   if (key == kNoBadIndex) return;
   *flag = kNoBadIndex;

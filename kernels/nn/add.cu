@@ -8,7 +8,7 @@ namespace longctx::cuda {
 
 namespace {
 template <class T>
-__global__ void add_kernel(T* out, const T* a, const T* b, int64_t n) {
+__global__ void __launch_bounds__(256) add_kernel(T* out, const T* a, const T* b, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     out[i] = store_as<T>(load_f32(a[i]) + load_f32(b[i]));

@@ -41,9 +41,10 @@ struct CombineOp {
 };
 
 template <class T>
-__global__ void cross_entropy_fwd_kernel(float* lse, float* row_loss, unsigned long long* bad_row,
-                                         const T* logits, const int32_t* targets, int64_t V,
-                                         int32_t ignore_index) {
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_fwd_kernel(float* lse, float* row_loss, unsigned long long* bad_row,
+                             const T* logits, const int32_t* targets, int64_t V,
+                             int32_t ignore_index) {
   using Reduce = cub::BlockReduce<MaxSum, kThreads>;
   __shared__ typename Reduce::TempStorage temp;
   const int64_t row = blockIdx.x;
@@ -74,8 +75,9 @@ __global__ void cross_entropy_fwd_kernel(float* lse, float* row_loss, unsigned l
 }
 
 // loss = sum(row_loss) / L, L = the labelled count; 0 when L = 0. One block of kSumThreads.
-__global__ void mean_loss_kernel(float* loss, const float* row_loss, const int32_t* targets,
-                                 int64_t N, int32_t ignore_index) {
+__global__ void __launch_bounds__(kSumThreads)
+    mean_loss_kernel(float* loss, const float* row_loss, const int32_t* targets, int64_t N,
+                     int32_t ignore_index) {
   using ReduceD = cub::BlockReduce<double, kSumThreads>;
   using ReduceL = cub::BlockReduce<long long, kSumThreads>;
   __shared__ typename ReduceD::TempStorage temp_d;
@@ -92,8 +94,9 @@ __global__ void mean_loss_kernel(float* loss, const float* row_loss, const int32
 }
 
 // scale = dloss / L (0 when L = 0). One block of kSumThreads.
-__global__ void grad_scale_kernel(float* scale, const float* dloss, const int32_t* targets,
-                                  int64_t N, int32_t ignore_index) {
+__global__ void __launch_bounds__(kSumThreads)
+    grad_scale_kernel(float* scale, const float* dloss, const int32_t* targets, int64_t N,
+                      int32_t ignore_index) {
   using ReduceL = cub::BlockReduce<long long, kSumThreads>;
   __shared__ typename ReduceL::TempStorage temp;
   long long labelled = 0;
@@ -105,9 +108,10 @@ __global__ void grad_scale_kernel(float* scale, const float* dloss, const int32_
 // No __restrict__ on dlogits/logits: they may be the same buffer (each element read, then
 // written, by one thread).
 template <class T>
-__global__ void cross_entropy_bwd_kernel(T* dlogits, const float* scale, const T* logits,
-                                         const int32_t* targets, const float* lse, int64_t V,
-                                         int32_t ignore_index) {
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_bwd_kernel(T* dlogits, const float* scale, const T* logits,
+                             const int32_t* targets, const float* lse, int64_t V,
+                             int32_t ignore_index) {
   const int64_t row = blockIdx.x;
   const int32_t t = targets[row];
   T* dx = dlogits + row * V;

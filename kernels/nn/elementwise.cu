@@ -9,14 +9,14 @@ namespace longctx::cuda {
 namespace {
 
 template <class T>
-__global__ void neg_exp_kernel(T* out, const T* x, int64_t n) {
+__global__ void __launch_bounds__(256) neg_exp_kernel(T* out, const T* x, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     out[i] = store_as<T>(-expf(load_f32(x[i])));
 }
 
 template <class T>
-__global__ void mul_kernel(T* out, const T* a, const T* b, int64_t n) {
+__global__ void __launch_bounds__(256) mul_kernel(T* out, const T* a, const T* b, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     out[i] = store_as<T>(load_f32(a[i]) * load_f32(b[i]));

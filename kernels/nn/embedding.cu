@@ -27,16 +27,17 @@ constexpr int kTile = 128;  // channels per backward block: 4 per lane
 static_assert(kTile % 32 == 0, "a tile is a whole number of channels per lane");
 
 // Reports the first position whose token is outside [0, V).
-__global__ void check_tokens_kernel(unsigned long long* bad, const int32_t* tokens, int64_t N,
-                                    int64_t V) {
+__global__ void __launch_bounds__(kThreads)
+    check_tokens_kernel(unsigned long long* bad, const int32_t* tokens, int64_t N, int64_t V) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < N;
        i += int64_t(gridDim.x) * blockDim.x)
     if (tokens[i] < 0 || tokens[i] >= V) report_bad_index(bad, i, tokens[i]);
 }
 
 template <class T>
-__global__ void embedding_fwd_kernel(T* out, unsigned long long* bad, const int32_t* tokens,
-                                     const T* table, int64_t N, int64_t V, int64_t C) {
+__global__ void __launch_bounds__(kThreads)
+    embedding_fwd_kernel(T* out, unsigned long long* bad, const int32_t* tokens, const T* table,
+                         int64_t N, int64_t V, int64_t C) {
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const int64_t id = tokens[i];
     T* dst = out + i * C;
@@ -50,7 +51,7 @@ __global__ void embedding_fwd_kernel(T* out, unsigned long long* bad, const int3
   }
 }
 
-__global__ void iota_kernel(int32_t* values, int64_t N) {
+__global__ void __launch_bounds__(kThreads) iota_kernel(int32_t* values, int64_t N) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < N;
        i += int64_t(gridDim.x) * blockDim.x)
     values[i] = int32_t(i);
@@ -58,7 +59,8 @@ __global__ void iota_kernel(int32_t* values, int64_t N) {
 
 // offsets[v] = the first k with sorted[k] >= v, for v in [0, V]: id v's positions are
 // order[offsets[v] .. offsets[v + 1]).
-__global__ void run_offsets_kernel(int64_t* offsets, const int32_t* sorted, int64_t N, int64_t V) {
+__global__ void __launch_bounds__(kThreads)
+    run_offsets_kernel(int64_t* offsets, const int32_t* sorted, int64_t N, int64_t V) {
   for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v <= V;
        v += int64_t(gridDim.x) * blockDim.x) {
     int64_t lo = 0, hi = N;
@@ -76,8 +78,9 @@ __global__ void run_offsets_kernel(int64_t* offsets, const int32_t* sorted, int6
 // Block (v, tile), flat over (V, tiles): dtable[v, tile*kTile .. +kTile) = sum over the run of v
 // of dout rows.
 template <class T>
-__global__ void embedding_bwd_kernel(T* dtable, const T* dout, const int32_t* order,
-                                     const int64_t* offsets, int64_t V, int64_t C) {
+__global__ void __launch_bounds__(kThreads)
+    embedding_bwd_kernel(T* dtable, const T* dout, const int32_t* order, const int64_t* offsets,
+                         int64_t V, int64_t C) {
   __shared__ float partial[kWarps][kTile];
   const GridIndex blk = unflatten(blockIdx.x, unsigned(V));
   const int64_t v = blk.i0;

@@ -19,7 +19,8 @@ unsigned blocks_for(int64_t n) {
 
 // No __restrict__: an output may be exactly an input (in place); each element is read first.
 template <class T>
-__global__ void swiglu_fwd_kernel(T* out, const T* gate, const T* up, int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+    swiglu_fwd_kernel(T* out, const T* gate, const T* up, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float g = load_f32(gate[i]), u = load_f32(up[i]);
@@ -28,8 +29,8 @@ __global__ void swiglu_fwd_kernel(T* out, const T* gate, const T* up, int64_t n)
 }
 
 template <class T>
-__global__ void swiglu_bwd_kernel(T* dgate, T* dup, const T* dout, const T* gate, const T* up,
-                                  int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+    swiglu_bwd_kernel(T* dgate, T* dup, const T* dout, const T* gate, const T* up, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float g = load_f32(gate[i]), u = load_f32(up[i]), dy = load_f32(dout[i]);
