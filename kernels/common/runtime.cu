@@ -298,15 +298,15 @@ Context::CudaState* create_state(int device) {
     LONGCTX_CUDA_CHECK(cudaMalloc(&state->index_flag, sizeof(unsigned long long)));
     LONGCTX_CUDA_CHECK(cudaMemset(state->index_flag, 0xff, sizeof(unsigned long long)));
     // Mapped pinned memory: the device writes the record, the host reads it after a
-    // synchronisation without a copy (with unified addressing the pointer serves both).
+    // synchronisation without a copy. With unified addressing (every 64-bit process) the host
+    // pointer is the device's pointer too, with no cudaHostGetDevicePointer needed.
+    int unified = 0;
+    LONGCTX_CUDA_CHECK(cudaDeviceGetAttribute(&unified, cudaDevAttrUnifiedAddressing, device));
+    LONGCTX_CHECK(unified, "Context: cuda:", device,
+                  " has no unified addressing (a 32-bit process?); longctx needs it");
     LONGCTX_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&state->index_error),
                                      sizeof(IndexErrorRecord), cudaHostAllocMapped));
     state->index_error->key = kNoBadIndex;
-    void* device_view = nullptr;
-    LONGCTX_CUDA_CHECK(cudaHostGetDevicePointer(&device_view, state->index_error, 0));
-    LONGCTX_CHECK(device_view == state->index_error, "Context: cuda:", device,
-                  " maps pinned host memory to another address (no "
-                  "unified addressing); longctx needs unified addressing");
   } catch (...) {
     destroy_state(state);
     throw;
