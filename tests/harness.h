@@ -296,6 +296,13 @@ inline std::vector<Backend> all_backends() {
           {Device::cuda(0), DType::f16}};
 }
 
+inline std::vector<Backend> cuda_backends() {
+  std::vector<Backend> out;
+  for (const Backend& b : all_backends())
+    if (b.device.is_cuda()) out.push_back(b);
+  return out;
+}
+
 // gtest parameter name for a (case, backend) pair: "<case>_<backend>".
 template <class Case>
 std::string case_name(const testing::TestParamInfo<std::tuple<Case, Backend>>& info) {

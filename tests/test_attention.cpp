@@ -352,13 +352,8 @@ TEST(AttentionLong, Causal8kBackwardOnTheCpuMatchesSampledRows) {
 
 // ---- NaN and inf on CUDA ---------------------------------------------------------------------
 
-// CUDA backends only: the CPU backend's NaN propagation is its own change with its own tests.
-std::vector<Backend> cuda_backends() {
-  std::vector<Backend> out;
-  for (const Backend& b : all_backends())
-    if (b.device.is_cuda()) out.push_back(b);
-  return out;
-}
+// CUDA backends only (cuda_backends()): the CPU backend's NaN propagation is its own change with
+// its own tests.
 
 // Where the reference is NaN or +-inf, `actual` holds the same (NaN, or the same infinity); where
 // the reference is finite, `actual` is finite and follows the 2x rule. Returns the number of
