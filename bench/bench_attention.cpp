@@ -11,7 +11,7 @@
 // FLOPs: forward 4·B·Tq·Tk·H·D (halved when causal), backward 2.5x the forward.
 // Decode (--decode): --batch sequences each add one query token against a KV cache of T keys
 // (attention_decode), H = hd / D query heads over H / 4 kv heads (GQA as in Llama 3); it is
-// memory-bound, so it is set against its copy floor (copy_floor.h): the bytes it must move (the
+// memory-bound, so it is set against its copy floor (common.h): the bytes it must move (the
 // K and V caches and q read, out and lse written) over the copy bandwidth measured in the run.
 #include <cblas.h>
 #include <omp.h>
@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "copy_floor.h"
+#include "common.h"
 #include "longctx/longctx.h"
 
 using namespace longctx;
@@ -49,32 +49,15 @@ std::string cpu_name() {
   return "cpu";
 }
 
-// splitmix64, for the check's inputs: at the full sweep's points they are 4 tensors of 33.5M
-// values each, and std::mt19937_64 with uniform_real_distribution took 30 ns a value on the
-// 2-core machine (4 s a point, 40 s a sweep of host time on the lease) where this takes 4 ns.
-struct SplitMix64 {
-  using result_type = uint64_t;
-  uint64_t state;
-  static constexpr uint64_t min() { return 0; }
-  static constexpr uint64_t max() { return ~uint64_t(0); }
-  uint64_t operator()() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return double((*this)() >> 11) * 0x1p-52 - 1.0; }  // [-1, 1)
-};
-
 // A tensor of `dtype` on `device` with values uniform in [-1, 1), and its float64 host copy.
 struct Input {
   Tensor t;
   std::vector<double> host;
 };
 Input random_input(const Shape& shape, DType dtype, Device device, const Context& ctx,
-                   SplitMix64& gen) {
+                   bench::SplitMix64& gen) {
   Tensor h = Tensor::empty(shape, DType::f64);
-  for (int64_t i = 0; i < h.numel(); ++i) h.data_as<double>()[i] = gen.uniform();
+  for (int64_t i = 0; i < h.numel(); ++i) h.data_as<double>()[i] = gen.uniform(-1.0, 1.0);
   Tensor typed = h.to_dtype(dtype);  // round to the storage dtype; the check uses the rounded
   Input in{device.is_cpu() ? typed : typed.to(device, &ctx), {}};
   Tensor back = typed.to_dtype(DType::f64);
@@ -140,7 +123,7 @@ double tolerance(DType dt) {
 // Checks the forward on 6 sampled rows, and the backward's dq on those rows. Returns the
 // relative errors.
 std::pair<double, double> check(const Problem& pr, const Context& ctx, DType dt, bool with_bwd,
-                                SplitMix64& gen) {
+                                bench::SplitMix64& gen) {
   const Device dev = ctx.device();
   const Shape shape = {pr.B, pr.T, pr.H, pr.D};
   Input q = random_input(shape, dt, dev, ctx, gen), k = random_input(shape, dt, dev, ctx, gen);
@@ -353,7 +336,7 @@ int main(int argc, char** argv) {
     std::printf("%7s %4s %7s %6s %11s %9s %11s %9s %9s\n", "T", "B", "causal", "check", "fwd ms",
                 "TFLOP/s", "bwd ms", "TFLOP/s", "err");
     json points = json::array();
-    SplitMix64 gen{42};
+    bench::SplitMix64 gen{42};
     for (int64_t T = opt.t_min; T <= opt.t_max; T *= 2) {
       const int64_t B = std::max<int64_t>(1, opt.tokens / T);
       for (bool causal : {false, true}) {
@@ -405,7 +388,7 @@ int main(int argc, char** argv) {
     if (dev.is_cpu() && dt == DType::f32 && !opt.no_naive) {
       // The target point: B = 1, T = 4096, H = 8, D = 64, non-causal forward.
       const Problem pr{1, 4096, 8, 64, false};
-      SplitMix64 g2{7};
+      bench::SplitMix64 g2{7};
       const Shape shape = {pr.B, pr.T, pr.H, pr.D};
       Input q = random_input(shape, dt, dev, ctx, g2), k = random_input(shape, dt, dev, ctx, g2);
       Input v = random_input(shape, dt, dev, ctx, g2);

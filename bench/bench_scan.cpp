@@ -4,7 +4,7 @@
 // (its time and GB/s, up to --plain-max-t; ssd's plain loop, ~100x the work per byte, to a
 // quarter of that). Each op is first checked against the plain loop at T = 1024 (on CUDA too,
 // the loop run on the host). Plus the SSD target point (B=1, T=512, H=48, P=64, N=128, G=1, f32).
-// Each op's time is also set against its copy floor (copy_floor.h): its bytes over the copy
+// Each op's time is also set against its copy floor (common.h): its bytes over the copy
 // bandwidth measured at the start of the same run ("floor %" = floor time / op time).
 //
 //   bench_scan [--device cpu|cuda[:N]] [--json results.json] [--max-t 65536 (CUDA: 262144)]
@@ -16,13 +16,12 @@
 #include <cstring>
 #include <ctime>
 #include <functional>
-#include <random>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "copy_floor.h"
+#include "common.h"
 #include "longctx/longctx.h"
 
 using namespace longctx;
@@ -53,11 +52,10 @@ double time_best(const std::function<void()>& f, int reps) {
   return best;
 }
 
-Tensor rand_t(const Shape& s, std::mt19937& g, float lo, float hi) {
+Tensor rand_t(const Shape& s, bench::SplitMix64& g, float lo, float hi) {
   Tensor t = Tensor::empty(s, DType::f32);
-  std::uniform_real_distribution<float> d(lo, hi);
   float* p = t.data_as<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = d(g);
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = float(g.uniform(lo, hi));
   return t;
 }
 
@@ -141,7 +139,7 @@ int main(int argc, char** argv) {
                      },
                      reps);
   };
-  std::mt19937 gen(1);
+  bench::SplitMix64 gen{1};
   std::vector<Row> rows;
   bool checks_ok = true;
   auto check = [&](const char* op, float err) {
