@@ -19,6 +19,8 @@ calls, and what is prepared here beforehand so that nothing on the device needs 
   bash scripts/gpu-suite.sh --call N --dry-run   the same logic and packaging on the CPU here
   bash scripts/gpu-suite.sh --measure         (here) refresh scripts/gpu-lease-measurements.json,
                                               the measurements the budgets derive from
+  bash scripts/gpu-suite.sh --collect DIR...  (here, after) the files the calls brought back into
+                                              bench/results/<date>-h200-<commit>/
 
 --hide-system (with --call or --configure-only) runs the step in a private mount namespace in
 which every file of the packages carried in .lease/deps.tar.xz is hidden from /usr (an overlay
@@ -425,6 +427,11 @@ def deps_env():
     env["OMP_WAIT_POLICY"] = "passive"
     if Path("/usr/local/cuda/bin").is_dir():
         env["PATH"] = "/usr/local/cuda/bin:" + env.get("PATH", "")
+    # The device image's CMake and ninja may be the pip packages beside its python3.
+    here = Path(sys.executable).parent
+    for tool in ("cmake", "ninja"):
+        if not shutil.which(tool, path=env["PATH"]) and (here / tool).exists():
+            env["PATH"] += ":" + str(here)
     return env
 
 
@@ -1254,22 +1261,20 @@ def numpy_for_system_python(env):
     """tests/test_cli.cpp runs its numpy reference with /usr/bin/python3; on the device numpy
     lives in the image's PyTorch environment, for the same Python version. Points the system
     interpreter at that site-packages when it lacks numpy (recorded in the summary)."""
-    if (
-        subprocess.run(["/usr/bin/python3", "-c", "import numpy"], capture_output=True).returncode
-        == 0
-    ):
+    system = "/usr/bin/python3"
+    if not os.path.exists(system):
         return None
+    if subprocess.run([system, "-c", "import numpy"], capture_output=True).returncode == 0:
+        return None
+    version = "import sys; print(sys.version_info[:2])"
     site = sh(
         [
             "python3",
             "-c",
-            "import numpy, os; print(os.path.dirname(os.path.dirname(" "numpy.__file__)))",
+            "import numpy, os; print(os.path.dirname(os.path.dirname(numpy.__file__)))",
         ]
     )
-    same = sh(["python3", "-c", "import sys; print(sys.version_info[:2])"]) == sh(
-        ["/usr/bin/python3", "-c", "import sys; print(sys.version_info[:2])"]
-    )
-    if site and same:
+    if site and sh(["python3", "-c", version]) == sh([system, "-c", version]):
         env["PYTHONPATH"] = site + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return site
     return None
@@ -1346,8 +1351,9 @@ def call(n, dry, out):
             ok &= sanitizer_step("racecheck", RACECHECK, build, dry, logs, deadline, env, summary)
             # For a call 2 that finds a fresh machine; binaries that came carried are there.
             if not dry and summary["build"].get("origin") == "built on this machine":
-                # xz preset 1: the 43 MB library of a 90a;80 build packs to 7.1 MB in 2.7 s of
-                # CPU here (preset 6: 5.5 MB in 18 s; gzip: 11.7 MB in 1.7 s).
+                # xz preset 1: the sm_90a binaries (29.7 MB) pack to 6.0 MB in 1.5 s of CPU
+                # here (preset 6, --prebuild's: 5.0 MB; the 90a;80 library alone took 18 s at
+                # preset 6, 2.7 s at 1, 1.7 s with gzip at 11.7 MB).
                 size = pack_build(build, out / "build-1.tar.xz", preset=1)
                 summary["build_archive"] = {"file": "build-1.tar.xz", "bytes": size}
                 if size > 16 << 20:
@@ -1653,8 +1659,8 @@ def plan():
         ),
         (
             "pack: summary-1.json, table-1.md, logs-1.tar.gz; build-1.tar.xz when built there "
-            "(xz -1: the 43 MB 90a;80 library packed in 2.7 s of CPU here)",
-            "~5 s",
+            "(xz -1: the sm_90a binaries, 29.7 MB, packed to 6.0 MB in 1.5 s of CPU here)",
+            "~3 s",
             f"{PACK_RESERVE_S} s kept",
         ),
     ]
@@ -1705,9 +1711,28 @@ def plan():
         f"timeouts; a cold second start adds ~{MACHINE_START_S} s. Call give_back after call 2."
     )
     print(
-        "Afterwards: copy summary-1.json, table-1.md, results-2.json, table-2.md and both logs"
-        " archives to bench/results/<date>-h200-<commit>/ and commit them."
+        "Afterwards: bash scripts/gpu-suite.sh --collect <call 1 files_at> <call 2 files_at>"
+        " copies the summaries, tables and logs archives to bench/results/<date>-h200-<commit>/"
+        " to commit."
     )
+
+
+def collect(dirs):
+    """Copies what the calls brought back (their files_at folders) into
+    bench/results/<date>-h200-<commit>/, the build archive left out (binaries, not results)."""
+    files = [f for d in dirs for f in sorted(Path(d).iterdir()) if f.is_file()]
+    summary = next((f for f in files if f.name in ("summary-1.json", "results-2.json")), None)
+    if summary is None:
+        sys.exit("gpu-suite: no summary-1.json or results-2.json in " + " ".join(dirs))
+    s = json.loads(summary.read_text())
+    name = f"{s['date'][:10]}-h200-{s['commit']['commit'][:7]}"
+    dest = ROOT / "bench" / "results" / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        if not f.name.startswith("build-"):
+            shutil.copyfile(f, dest / f.name)
+            log(f"{dest.relative_to(ROOT) / f.name}: {human(f.stat().st_size)}")
+    return 0
 
 
 def main():
@@ -1721,6 +1746,7 @@ def main():
     g.add_argument("--call", type=int, choices=[1, 2])
     g.add_argument("--measure", action="store_true")
     g.add_argument("--configure-only", action="store_true")
+    g.add_argument("--collect", nargs="+", metavar="FILES_AT")
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--hide-system", action="store_true")
     p.add_argument("--ninja-log", help="for --measure: a .ninja_log of a full CUDA build")
@@ -1739,6 +1765,8 @@ def main():
         return measure(a.ninja_log, a.tests)
     if a.configure_only:
         return configure_only(out)
+    if a.collect:
+        return collect(a.collect)
     return call(a.call, a.dry_run, out)
 
 
