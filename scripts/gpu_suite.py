@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LEASE = ROOT / ".lease"  # the carried folder (ignored by git)
 DEPS_ARCHIVE = LEASE / "deps.tar.xz"
 DEPS_MANIFEST = LEASE / "deps.json"
+COMMIT_RECORD = LEASE / "commit.json"
 BUILD_ARCHIVE = LEASE / "build.tar.xz"
 MEASUREMENTS = ROOT / "scripts" / "gpu-lease-measurements.json"
 WORK = ROOT / ".lease-work"  # per-call scratch on the device (ignored)
@@ -249,49 +250,49 @@ class Deadline:
 
 
 def source_hash():
-    """A hash of the files a build reads, the same here and on the device (which has no .git)."""
+    """A hash of the files a build reads, the same here and on the device: here the files git
+    would send (tracked, and untracked ones it does not ignore), there (no .git) every file,
+    since only those were sent."""
+    roots = ["CMakeLists.txt", "cmake", "include", "src", "kernels", "tests", "cli", "models"]
+    roots.append("bench")
+    listed = sh(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "-co", "--exclude-standard", "--"] + roots
+    )
+    if listed:
+        files = [ROOT / f for f in listed.split("\0") if f]
+    else:
+        files = [ROOT / r for r in roots if (ROOT / r).is_file()]
+        files += [f for r in roots if (ROOT / r).is_dir() for f in (ROOT / r).rglob("*")]
     h = hashlib.sha256()
-    roots = [
-        "CMakeLists.txt",
-        "cmake",
-        "include",
-        "src",
-        "kernels",
-        "tests",
-        "cli",
-        "models",
-        "bench",
-    ]
-    files = []
-    for r in roots:
-        p = ROOT / r
-        if p.is_file():
-            files.append(p)
-        elif p.is_dir():
-            files += [
-                f
-                for f in p.rglob("*")
-                if f.is_file() and "results" not in f.parts and "__pycache__" not in f.parts
-            ]
-    for f in sorted(files):
+    for f in sorted(f for f in files if f.is_file() and "results" not in f.parts):
         h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
 def commit_info():
-    """The commit: git here; on the device (no .git), what --prepare recorded."""
+    """The commit: git here; on the device (no .git), what --prepare or --prebuild recorded,
+    when the sources are still the ones it recorded them with."""
     c = sh(["git", "-C", str(ROOT), "rev-parse", "HEAD"])
     if c:
         dirty = bool(sh(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"]))
         return {"commit": c, "dirty": dirty, "from": "git"}
-    if DEPS_MANIFEST.exists():
-        m = json.loads(DEPS_MANIFEST.read_text())
+    if COMMIT_RECORD.exists():
+        m = json.loads(COMMIT_RECORD.read_text())
+        if m.get("source_hash") == source_hash():
+            return {"commit": m["commit"], "dirty": m.get("dirty"), "from": m["written_by"]}
         return {
-            "commit": m.get("commit", "unknown"),
-            "dirty": m.get("dirty"),
-            "from": ".lease/deps.json (recorded by --prepare)",
+            "commit": "unknown",
+            "from": f"sources differ from {m['commit']} ({m['written_by']})",
         }
     return {"commit": "unknown", "from": "none"}
+
+
+def record_commit(by):
+    """What commit_info() reads on the device."""
+    info = commit_info()
+    info.update(source_hash=source_hash(), written_by=by)
+    info.pop("from", None)
+    COMMIT_RECORD.write_text(json.dumps(info, indent=2) + "\n")
 
 
 def tree_bytes():
@@ -354,15 +355,13 @@ def prepare():
         with tarfile.open(DEPS_ARCHIVE, "w:xz") as t:
             t.add(keep / "usr", arcname="usr")
         unpacked = dir_bytes(keep)
-    info = commit_info()
+    record_commit("--prepare")
     manifest = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "release": sh("sed -n 's/^PRETTY_NAME=//p' /etc/os-release").strip('"'),
         "packages": versions,
         "archive_bytes": DEPS_ARCHIVE.stat().st_size,
         "unpacked_bytes": unpacked,
-        "commit": info["commit"],
-        "dirty": info.get("dirty"),
     }
     DEPS_MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
     log(
@@ -1783,6 +1782,7 @@ def prebuild():
         print(json.dumps(summary, indent=1))
         return 1
     size = pack_build(b, BUILD_ARCHIVE, preset=6)
+    record_commit("--prebuild")
     log(f"{BUILD_ARCHIVE.relative_to(ROOT)}: {human(size)}")
     print_travel_sizes()
     return 0
