@@ -47,6 +47,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,7 +195,7 @@ def human(nbytes):
         nbytes /= 1024
 
 
-def sh(cmd, **kw):
+def sh(cmd, timeout=30):
     """Output of a short command, '' when it fails."""
     try:
         return subprocess.run(
@@ -202,7 +203,7 @@ def sh(cmd, **kw):
             shell=isinstance(cmd, str),
             capture_output=True,
             text=True,
-            timeout=kw.get("timeout", 30),
+            timeout=timeout,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -253,8 +254,17 @@ def source_hash():
     """A hash of the files a build reads, the same here and on the device: here the files git
     would send (tracked, and untracked ones it does not ignore), there (no .git) every file,
     since only those were sent."""
-    roots = ["CMakeLists.txt", "cmake", "include", "src", "kernels", "tests", "cli", "models"]
-    roots.append("bench")
+    roots = [
+        "CMakeLists.txt",
+        "cmake",
+        "include",
+        "src",
+        "kernels",
+        "tests",
+        "cli",
+        "models",
+        "bench",
+    ]
     listed = sh(
         ["git", "-C", str(ROOT), "ls-files", "-z", "-co", "--exclude-standard", "--"] + roots
     )
@@ -296,8 +306,8 @@ def record_commit(by):
 
 
 def tree_bytes():
-    """Bytes of what travels besides the carried folder: tracked files (untracked ones that
-    git does not ignore travel too; --plan lists them)."""
+    """Bytes of what travels besides the carried folder: the tracked files and the untracked
+    ones git does not ignore."""
     files = sh(
         ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
     ).split("\0")
@@ -825,6 +835,9 @@ def test_step(build, dry, logs, deadline, env, measured, summary):
         r = {"status": st}
         if st == "skipped":
             r["reason"] = skip_reason(text)
+            # On the device a case that finds no GPU is a failure of the machine or the build.
+            if not dry and r["reason"].startswith("no usable CUDA device"):
+                r["status"] = "skipped: no GPU"
         elif st not in ("passed",):
             r["message"] = failure_message(text)
             r["exit_code"] = rc
@@ -1085,7 +1098,7 @@ def table_1(s):
         if t["problems"]:
             lines += ["", "| case | status | s | what it said |", "|---|---|---|---|"]
             for c, r in sorted(t["problems"].items()):
-                msg = " / ".join(r.get("message", [])[:3])
+                msg = " / ".join((r.get("message") or [r.get("reason", "")])[:3])
                 if r.get("signal"):
                     msg = f"{r['signal']}: {msg}"
                 msg = msg.replace("|", "\\|")[:200]
@@ -1361,8 +1374,6 @@ def call(n, dry, out):
         else:
             ok &= measure_step(build, dry, logs, deadline, env, summary)
     except Exception as e:  # the files still go back, with what went wrong in them
-        import traceback
-
         summary["error"] = traceback.format_exc().splitlines()[-6:]
         ok = False
         log(f"ERROR: {e}")
