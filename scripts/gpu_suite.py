@@ -429,6 +429,8 @@ def deps_env():
     usr = DEPS_DIR / "usr"
     libdir = usr / "lib" / "x86_64-linux-gnu"
     env["CMAKE_PREFIX_PATH"] = str(usr)
+    # The image's own (the driver's libraries may be found through it), for Python and torch.
+    env["LEASE_IMAGE_LD_LIBRARY_PATH"] = env.get("LD_LIBRARY_PATH", "")
     env["LD_LIBRARY_PATH"] = ":".join(
         [str(libdir), str(libdir / "openblas-openmp")]
         + ([env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else [])
@@ -1002,7 +1004,7 @@ def bench_runs(build, dry):
         runs.append(
             (
                 f"sdpa_d{d}",
-                f"env -u LD_LIBRARY_PATH PYTHONUNBUFFERED=1 python3 "
+                'LD_LIBRARY_PATH="$LEASE_IMAGE_LD_LIBRARY_PATH" PYTHONUNBUFFERED=1 python3 '
                 f"'{ROOT}/bench/sdpa.py' --dtype bf16 --head-dim {d} --t-min 1024 --reps 5 "
                 f"--longctx attention_d{d}.json --json sdpa_d{d}.json",
                 SDPA_TIMEOUT_S,
