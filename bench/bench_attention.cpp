@@ -128,7 +128,7 @@ std::pair<double, double> check(const Problem& pr, const Context& ctx, DType dt,
   const Shape shape = {pr.B, pr.T, pr.H, pr.D};
   Input q = random_input(shape, dt, dev, ctx, gen), k = random_input(shape, dt, dev, ctx, gen);
   Input v = random_input(shape, dt, dev, ctx, gen), dout = random_input(shape, dt, dev, ctx, gen);
-  const DType lse_dt = dt == DType::f64 ? DType::f64 : DType::f32;
+  const DType lse_dt = stat_dtype(dt);
   Tensor out = Tensor::empty(shape, dt, dev, &ctx),
          lse = Tensor::empty({pr.B, pr.H, pr.T}, lse_dt, dev, &ctx);
   AttentionParams params;
@@ -345,7 +345,7 @@ int main(int argc, char** argv) {
         const bool ok = err_fwd <= tolerance(dt) && err_bwd <= tolerance(dt);
         // Timing inputs (values do not matter for speed).
         const Shape shape = {B, T, H, D};
-        const DType lse_dt = dt == DType::f64 ? DType::f64 : DType::f32;
+        const DType lse_dt = stat_dtype(dt);
         auto make = [&] {
           Tensor t = Tensor::empty(shape, dt, dev, &ctx);
           t.fill(0.5, &ctx);

@@ -13,10 +13,6 @@ namespace {
 
 // ---- Helpers --------------------------------------------------------------------------------
 
-DType lse_dtype(DType dt) {
-  return dt == DType::f64 ? DType::f64 : DType::f32;
-}
-
 // The rows that see no key have lse = -inf: those positions must agree exactly, the rest follow
 // the 2x rule.
 void expect_lse_close(const Ref& got_in, const Ref& exact, const Ref& naive, DType dtype) {
@@ -114,7 +110,7 @@ TEST_P(Attention, MatchesReference) {
     GTEST_SKIP() << "unsupported configuration: " << why;
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, lse_dt = lse_dtype(dt);
+  const DType dt = backend.dtype, lse_dt = stat_dtype(dt);
   const Shape q_shape = {c.B, c.Tq, c.H, c.D}, kv_shape = {c.B, c.Tk, c.Hkv, c.D};
   Rng rng(seed_of(c.name));
   const Ref q = rounded(random_ref(q_shape, rng, -c.range, c.range), dt);
@@ -216,7 +212,7 @@ TEST_P(AttentionDecode, MatchesFullAttentionOverTheCache) {
     GTEST_SKIP() << "unsupported configuration: " << why;
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, lse_dt = lse_dtype(dt);
+  const DType dt = backend.dtype, lse_dt = stat_dtype(dt);
   const int64_t B = int64_t(c.cache_seqlens.size());
   const Shape q_shape = {B, c.Tq, c.H, c.D}, cache_shape = {B, c.Tmax, c.Hkv, c.D};
   Rng rng(seed_of(c.name));

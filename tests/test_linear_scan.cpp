@@ -10,10 +10,6 @@
 namespace longctx::test {
 namespace {
 
-DType state_dtype(DType dt) {
-  return dt == DType::f64 ? DType::f64 : DType::f32;
-}
-
 enum class Decay { typical, extreme };  // extreme: half the channels near 0, half near 1
 
 struct LinearScanCase {
@@ -41,7 +37,7 @@ TEST_P(LinearScan, MatchesReference) {
   LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, sdt = state_dtype(dt);
+  const DType dt = backend.dtype, sdt = stat_dtype(dt);
   Rng rng(202);
   Ref a({c.B, c.T, c.D});
   for (int64_t i = 0; i < a.numel(); ++i) {

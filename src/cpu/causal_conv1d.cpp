@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "longctx/ops/causal_conv1d.h"
+#include "src/core/activations.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"
 
@@ -16,21 +17,14 @@ namespace longctx::cpu {
 namespace {
 
 template <class T>
-inline T sigmoid(T s) {
-  return T(1) / (T(1) + std::exp(-s));
-}
-
-template <class T>
 inline T activate(T s, bool silu) {
-  return silu ? s * sigmoid(s) : s;
+  return silu ? longctx::silu(s) : s;
 }
 
 // d act(s) / ds.
 template <class T>
 inline T activate_grad(T s, bool silu) {
-  if (!silu) return T(1);
-  const T sg = sigmoid(s);
-  return sg * (T(1) + s * (T(1) - sg));
+  return silu ? silu_grad(s) : T(1);
 }
 
 // Pre-activation of one row: pre[t] = bias + sum_w w[w] * x[t - (W-1) + w], x = 0 before t = 0.

@@ -24,6 +24,7 @@
 
 #include "longctx/ops/scan_operator.h"
 #include "longctx/ops/selective_scan.h"
+#include "src/core/activations.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/exp_array.h"
 #include "src/cpu/parallel.h"
@@ -34,11 +35,6 @@ namespace {
 
 constexpr int64_t kTile = 64;
 constexpr int64_t kChannelBlock = 16;  // forward: channels that share one transposed B/C tile
-
-template <class T>
-inline T sigmoid(T s) {
-  return T(1) / (T(1) + std::exp(-s));
-}
 
 // Raw pointers of one call; optional inputs are nullptr.
 template <class T>

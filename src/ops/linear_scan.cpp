@@ -27,7 +27,7 @@ namespace {
 DType check_common(const Context& ctx, const char* op, const Tensor& a, const Tensor& h0) {
   check_backend(ctx, op, "a", a);
   check_arg(op, "a", a).rank(3).contiguous();
-  const DType sdt = param_dtype(a.dtype());
+  const DType sdt = stat_dtype(a.dtype());
   if_given(h0, [&] {
     check_arg(op, "h0", h0).shape({a.size(0), a.size(2)}).dtype(sdt).device(ctx.device());
     check_arg(op, "h0", h0).contiguous();

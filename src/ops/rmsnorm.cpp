@@ -20,10 +20,6 @@ void rmsnorm_bwd(const Context&, const Tensor& dx, const Tensor& dweight, const 
 
 namespace {
 
-DType rstd_dtype(DType x) {
-  return x == DType::f64 ? DType::f64 : DType::f32;
-}
-
 // Checks x, weight and rstd; returns (rows, C).
 std::pair<int64_t, int64_t> check_common(const Context& ctx, const char* op, const Tensor& x,
                                          const Tensor& weight, const Tensor& rstd) {
@@ -32,7 +28,7 @@ std::pair<int64_t, int64_t> check_common(const Context& ctx, const char* op, con
   check_value(op, "x", x.dim() >= 1, "must have at least one dimension, got a scalar");
   const int64_t C = x.size(-1), rows = C ? x.numel() / C : 0;
   check_arg(op, "weight", weight).shape({C}).dtype(x.dtype()).device(ctx.device()).contiguous();
-  check_arg(op, "rstd", rstd).shape({rows}).dtype(rstd_dtype(x.dtype())).device(ctx.device());
+  check_arg(op, "rstd", rstd).shape({rows}).dtype(stat_dtype(x.dtype())).device(ctx.device());
   check_arg(op, "rstd", rstd).contiguous();
   return {rows, C};
 }

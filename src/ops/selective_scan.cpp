@@ -57,7 +57,7 @@ int64_t check_inputs(const Context& ctx, const char* op, const Tensor& u, const 
   check_backend(ctx, op, "u", u);
   check_arg(op, "u", u).rank(seq ? 3 : 2).contiguous();
   const Device dev = ctx.device();
-  const DType dt = u.dtype(), pdt = param_dtype(dt);
+  const DType dt = u.dtype(), pdt = stat_dtype(dt);
   const int64_t batch = u.size(0), Dm = u.size(1);
   check_arg(op, "delta", delta).shape(u.shape()).dtype(dt).device(dev).contiguous();
   check_arg(op, "A", A).rank(2).dtype(pdt).device(dev).contiguous();
@@ -89,7 +89,7 @@ void check_like(const Context& ctx, const char* op, const char* name, const Tens
 
 void check_state(const Context& ctx, const char* op, const char* name, const Tensor& t,
                  const Tensor& u, int64_t N) {
-  check_arg(op, name, t).shape({u.size(0), u.size(1), N}).dtype(param_dtype(u.dtype()));
+  check_arg(op, name, t).shape({u.size(0), u.size(1), N}).dtype(stat_dtype(u.dtype()));
   check_arg(op, name, t).device(ctx.device()).contiguous();
 }
 
