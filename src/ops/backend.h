@@ -3,6 +3,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <string>
 
 #include "longctx/context.h"
 #include "src/core/checks.h"
@@ -15,6 +16,19 @@ inline std::initializer_list<DType> backend_dtypes(Device device) {
   static const std::initializer_list<DType> cpu = {DType::f32, DType::f64};
   static const std::initializer_list<DType> cuda = {DType::f32, DType::bf16, DType::f16};
   return device.is_cpu() ? cpu : cuda;
+}
+
+// "" when the backend of `device` computes op family `family` in `dtype`, else the reason, naming
+// the dtypes it supports: the `<family>_supports` functions of the ops whose only limit is the
+// dtype.
+inline std::string dtype_supports(const char* family, Device device, DType dtype) {
+  std::string names;
+  for (DType d : backend_dtypes(device)) {
+    if (d == dtype) return "";
+    names += std::string(names.empty() ? "" : ", ") + dtype_name(d);
+  }
+  return detail::concat(family, " on the ", device.is_cpu() ? "CPU" : "CUDA",
+                        " backend supports dtypes ", names, ", got ", dtype_name(dtype));
 }
 
 // Checks that `t` is on the context's device, in a dtype that backend supports.
