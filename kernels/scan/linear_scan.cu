@@ -19,7 +19,7 @@
 #include <algorithm>
 
 #include "kernels/scan/scan_common.cuh"
-#include "longctx/ops/linear_scan.h"
+#include "src/ops/linear_scan.h"
 
 namespace longctx::cuda {
 
@@ -191,19 +191,18 @@ Dims plan(const Context& ctx, int64_t B, int64_t T, int64_t D) {
 
 }  // namespace
 
-void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_state,
-                     const Tensor& a, const Tensor& b, const Tensor& h0) {
-  const int64_t B = a.size(0), T = a.size(1), D = a.size(2);
+void linear_scan_fwd(const Context& ctx, const LinearScanArgs& args) {
+  const int64_t B = args.B, T = args.T, D = args.D;
   if (B == 0 || D == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  const float* h0_ptr = h0.defined() ? h0.data_as<float>() : nullptr;
+  const auto* h0_ptr = static_cast<const float*>(args.h0);
   if (T == 0) {  // h_T = h0
     if (h0_ptr)
-      LONGCTX_CUDA_CHECK(cudaMemcpyAsync(last_state.data(), h0_ptr, size_t(B * D) * sizeof(float),
+      LONGCTX_CUDA_CHECK(cudaMemcpyAsync(args.last_state, h0_ptr, size_t(B * D) * sizeof(float),
                                          cudaMemcpyDeviceToDevice, stream));
     else
       LONGCTX_CUDA_CHECK(
-          cudaMemsetAsync(last_state.data(), 0, size_t(B * D) * sizeof(float), stream));
+          cudaMemsetAsync(args.last_state, 0, size_t(B * D) * sizeof(float), stream));
     return;
   }
   const Dims n = plan(ctx, B, T, D);
@@ -211,10 +210,10 @@ void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_s
   if (n.S > 1) summary = Tensor::empty({B, n.S, D, 2}, DType::f32, ctx.device(), &ctx);
   Pair* summary_ptr = n.S > 1 ? static_cast<Pair*>(summary.data()) : nullptr;
   const unsigned lane_blocks = unsigned((D + kLanes - 1) / kLanes);
-  dispatch_cuda_float("linear_scan_fwd", a.dtype(), [&](auto tag) {
+  dispatch_cuda_float("linear_scan_fwd", args.dtype, [&](auto tag) {
     using T_ = typename decltype(tag)::type;
-    const T_* a_ptr = static_cast<const T_*>(a.data());
-    const T_* b_ptr = static_cast<const T_*>(b.data());
+    const T_* a_ptr = static_cast<const T_*>(args.a);
+    const T_* b_ptr = static_cast<const T_*>(args.b);
     if (n.S > 1) {
       linear_scan_fwd_kernel<T_, true>
           <<<dim3(lane_blocks, n.S - 1, unsigned(B)), kThreads, 0, stream>>>(
@@ -222,20 +221,18 @@ void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_s
       LONGCTX_CHECK_LAUNCH();
     }
     linear_scan_fwd_kernel<T_, false><<<dim3(lane_blocks, n.S, unsigned(B)), kThreads, 0, stream>>>(
-        static_cast<T_*>(out.data()), last_state.data_as<float>(), summary_ptr, a_ptr, b_ptr,
+        static_cast<T_*>(args.out), static_cast<float*>(args.last_state), summary_ptr, a_ptr, b_ptr,
         h0_ptr, n);
     LONGCTX_CHECK_LAUNCH();
   });
 }
 
-void linear_scan_bwd(const Context& ctx, const Tensor& da, const Tensor& db, const Tensor& dh0,
-                     const Tensor& dout, const Tensor& dlast_state, const Tensor& a,
-                     const Tensor& out, const Tensor& h0) {
-  const int64_t B = a.size(0), T = a.size(1), D = a.size(2);
+void linear_scan_bwd(const Context& ctx, const LinearScanArgs& args) {
+  const int64_t B = args.B, T = args.T, D = args.D;
   if (B == 0 || D == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  const float* dlast_ptr = dlast_state.defined() ? dlast_state.data_as<float>() : nullptr;
-  float* dh0_ptr = dh0.defined() ? dh0.data_as<float>() : nullptr;
+  const auto* dlast_ptr = static_cast<const float*>(args.dlast_state);
+  auto* dh0_ptr = static_cast<float*>(args.dh0);
   if (T == 0) {  // dh0 = dlast_state
     if (dh0_ptr && dlast_ptr)
       LONGCTX_CUDA_CHECK(cudaMemcpyAsync(dh0_ptr, dlast_ptr, size_t(B * D) * sizeof(float),
@@ -248,13 +245,13 @@ void linear_scan_bwd(const Context& ctx, const Tensor& da, const Tensor& db, con
   Tensor summary;
   if (n.S > 1) summary = Tensor::empty({B, n.S, D, 2}, DType::f32, ctx.device(), &ctx);
   Pair* summary_ptr = n.S > 1 ? static_cast<Pair*>(summary.data()) : nullptr;
-  const float* h0_ptr = h0.defined() ? h0.data_as<float>() : nullptr;
+  const auto* h0_ptr = static_cast<const float*>(args.h0);
   const unsigned lane_blocks = unsigned((D + kLanes - 1) / kLanes);
-  dispatch_cuda_float("linear_scan_bwd", a.dtype(), [&](auto tag) {
+  dispatch_cuda_float("linear_scan_bwd", args.dtype, [&](auto tag) {
     using T_ = typename decltype(tag)::type;
-    const T_* dout_ptr = static_cast<const T_*>(dout.data());
-    const T_* a_ptr = static_cast<const T_*>(a.data());
-    const T_* out_ptr = static_cast<const T_*>(out.data());
+    const T_* dout_ptr = static_cast<const T_*>(args.dout);
+    const T_* a_ptr = static_cast<const T_*>(args.a);
+    const T_* out_ptr = static_cast<const T_*>(args.out);
     if (n.S > 1) {
       linear_scan_bwd_kernel<T_, true>
           <<<dim3(lane_blocks, n.S - 1, unsigned(B)), kThreads, 0, stream>>>(
@@ -263,7 +260,7 @@ void linear_scan_bwd(const Context& ctx, const Tensor& da, const Tensor& db, con
       LONGCTX_CHECK_LAUNCH();
     }
     linear_scan_bwd_kernel<T_, false><<<dim3(lane_blocks, n.S, unsigned(B)), kThreads, 0, stream>>>(
-        static_cast<T_*>(da.data()), static_cast<T_*>(db.data()), dh0_ptr, summary_ptr, dout_ptr,
+        static_cast<T_*>(args.da), static_cast<T_*>(args.db), dh0_ptr, summary_ptr, dout_ptr,
         dlast_ptr, a_ptr, out_ptr, h0_ptr, n);
     LONGCTX_CHECK_LAUNCH();
   });

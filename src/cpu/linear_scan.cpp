@@ -7,10 +7,10 @@
 // dlast_state), db_t = g_t, da_t = g_t * h_{t-1}, dh0 = a_0 * g_0.
 #include <algorithm>
 
-#include "longctx/ops/linear_scan.h"
 #include "longctx/ops/scan_operator.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/linear_scan.h"
 
 namespace longctx::cpu {
 
@@ -34,17 +34,16 @@ int64_t channel_block(const Context& ctx, int64_t B, int64_t D) {
 
 }  // namespace
 
-void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_state,
-                     const Tensor& a, const Tensor& b, const Tensor& h0) {
-  dispatch_cpu_float("linear_scan_fwd", a.dtype(), [&](auto tag) {
+void linear_scan_fwd(const Context& ctx, const LinearScanArgs& args) {
+  dispatch_cpu_float("linear_scan_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t B = a.size(0), L = a.size(1), D = a.size(2);
+    const int64_t B = args.B, L = args.T, D = args.D;
     const int64_t blk = channel_block(ctx, B, D), nblk = (D + blk - 1) / blk;
-    const T* ap = a.data_as<T>();
-    const T* bp = b.data_as<T>();
-    const T* h0p = h0.defined() ? h0.data_as<T>() : nullptr;
-    T* op = out.data_as<T>();
-    T* lp = last_state.data_as<T>();
+    const T* ap = static_cast<const T*>(args.a);
+    const T* bp = static_cast<const T*>(args.b);
+    const T* h0p = static_cast<const T*>(args.h0);
+    T* op = static_cast<T*>(args.out);
+    T* lp = static_cast<T*>(args.last_state);
     parallel_for(ctx, B * nblk, [&](int64_t item) {
       const int64_t bi = item / nblk, d0 = (item % nblk) * blk, n = std::min(blk, D - d0);
       T h[kMaxBlock];
@@ -64,21 +63,19 @@ void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_s
   });
 }
 
-void linear_scan_bwd(const Context& ctx, const Tensor& da, const Tensor& db, const Tensor& dh0,
-                     const Tensor& dout, const Tensor& dlast_state, const Tensor& a,
-                     const Tensor& out, const Tensor& h0) {
-  dispatch_cpu_float("linear_scan_bwd", a.dtype(), [&](auto tag) {
+void linear_scan_bwd(const Context& ctx, const LinearScanArgs& args) {
+  dispatch_cpu_float("linear_scan_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t B = a.size(0), L = a.size(1), D = a.size(2);
+    const int64_t B = args.B, L = args.T, D = args.D;
     const int64_t blk = channel_block(ctx, B, D), nblk = (D + blk - 1) / blk;
-    const T* ap = a.data_as<T>();
-    const T* hp = out.data_as<T>();
-    const T* dyp = dout.data_as<T>();
-    const T* dlp = dlast_state.defined() ? dlast_state.data_as<T>() : nullptr;
-    const T* h0p = h0.defined() ? h0.data_as<T>() : nullptr;
-    T* dap = da.data_as<T>();
-    T* dbp = db.data_as<T>();
-    T* dh0p = dh0.defined() ? dh0.data_as<T>() : nullptr;
+    const T* ap = static_cast<const T*>(args.a);
+    const T* hp = static_cast<const T*>(args.out);
+    const T* dyp = static_cast<const T*>(args.dout);
+    const T* dlp = static_cast<const T*>(args.dlast_state);
+    const T* h0p = static_cast<const T*>(args.h0);
+    T* dap = static_cast<T*>(args.da);
+    T* dbp = static_cast<T*>(args.db);
+    T* dh0p = static_cast<T*>(args.dh0);
     parallel_for(ctx, B * nblk, [&](int64_t item) {
       const int64_t bi = item / nblk, d0 = (item % nblk) * blk, n = std::min(blk, D - d0);
       T g[kMaxBlock];     // g_{t+1}, the gradient flowing into h_{t+1}

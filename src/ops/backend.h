@@ -36,6 +36,11 @@ inline void check_backend(const Context& ctx, const char* op, const char* name, 
   check_arg(op, name, t).device(ctx.device()).dtype_in(backend_dtypes(ctx.device()));
 }
 
+// A tensor's data for a params struct: nullptr when an optional tensor is not given.
+inline void* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data() : nullptr;
+}
+
 [[noreturn]] inline void throw_no_cuda(const char* op) {
   throw Error(detail::concat(op,
                              ": this build of longctx has no CUDA backend (configure with "

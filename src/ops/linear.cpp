@@ -61,7 +61,7 @@ void linear_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Te
       .no_overlap("x", x)
       .no_overlap("weight", weight)
       .no_overlap("bias", bias);
-  args.bias = bias.defined() ? bias.data() : nullptr;
+  args.bias = data_or_null(bias);
   args.out = out.data();
   LONGCTX_DISPATCH(ctx, linear_fwd, ctx, args);
 }
@@ -89,7 +89,6 @@ void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, con
       if (&other != &g && other.t.defined())
         check_arg(op, g.name, g.t).no_overlap(other.name, other.t);
   }
-  auto data_or_null = [](const Tensor& t) { return t.defined() ? t.data() : nullptr; };
   args.dout = dout.data();
   args.dx = data_or_null(dx);
   args.dweight = data_or_null(dweight);

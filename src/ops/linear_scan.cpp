@@ -1,38 +1,29 @@
 // linear_scan: validation in front of both backends, then dispatch (see
 // include/longctx/ops/linear_scan.h).
-#include "longctx/ops/linear_scan.h"
+#include "src/ops/linear_scan.h"
 
 #include "src/ops/scan_checks.h"
 
 namespace longctx {
 
-namespace cpu {
-void linear_scan_fwd(const Context&, const Tensor& out, const Tensor& last_state, const Tensor& a,
-                     const Tensor& b, const Tensor& h0);
-void linear_scan_bwd(const Context&, const Tensor& da, const Tensor& db, const Tensor& dh0,
-                     const Tensor& dout, const Tensor& dlast_state, const Tensor& a,
-                     const Tensor& out, const Tensor& h0);
-}  // namespace cpu
-namespace cuda {
-void linear_scan_fwd(const Context&, const Tensor& out, const Tensor& last_state, const Tensor& a,
-                     const Tensor& b, const Tensor& h0);
-void linear_scan_bwd(const Context&, const Tensor& da, const Tensor& db, const Tensor& dh0,
-                     const Tensor& dout, const Tensor& dlast_state, const Tensor& a,
-                     const Tensor& out, const Tensor& h0);
-}  // namespace cuda
-
 namespace {
 
-// Checks a, b-like (B, T, D) tensors and the optional h0; returns the state dtype.
-DType check_common(const Context& ctx, const char* op, const Tensor& a, const Tensor& h0) {
+// Checks a, b-like (B, T, D) tensors and the optional h0; the params they determine.
+LinearScanArgs check_common(const Context& ctx, const char* op, const Tensor& a, const Tensor& h0) {
   check_backend(ctx, op, "a", a);
   check_arg(op, "a", a).rank(3).contiguous();
-  const DType sdt = stat_dtype(a.dtype());
   if_given(h0, [&] {
-    check_arg(op, "h0", h0).shape({a.size(0), a.size(2)}).dtype(sdt).device(ctx.device());
-    check_arg(op, "h0", h0).contiguous();
+    check_arg(op, "h0", h0).shape({a.size(0), a.size(2)}).dtype(stat_dtype(a.dtype()));
+    check_arg(op, "h0", h0).device(ctx.device()).contiguous();
   });
-  return sdt;
+  LinearScanArgs args;
+  args.dtype = a.dtype();
+  args.B = a.size(0);
+  args.T = a.size(1);
+  args.D = a.size(2);
+  args.a = a.data();
+  args.h0 = data_or_null(h0);
+  return args;
 }
 
 void check_like(const Context& ctx, const char* op, const char* name, const Tensor& t,
@@ -43,10 +34,15 @@ void check_like(const Context& ctx, const char* op, const char* name, const Tens
 
 }  // namespace
 
+std::string linear_scan_supports(Device device, DType dtype) {
+  return dtype_supports("linear_scan", device, dtype);
+}
+
 void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_state,
                      const Tensor& a, const Tensor& b, const Tensor& h0) {
   const char* op = "linear_scan_fwd";
-  const DType sdt = check_common(ctx, op, a, h0);
+  LinearScanArgs args = check_common(ctx, op, a, h0);
+  const DType sdt = stat_dtype(a.dtype());
   check_like(ctx, op, "b", b, a);
   check_like(ctx, op, "out", out, a);
   check_arg(op, "last_state", last_state).shape({a.size(0), a.size(2)}).dtype(sdt);
@@ -58,14 +54,18 @@ void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_s
     check_arg(op, "last_state", last_state).no_overlap(name, t);
   }
   check_arg(op, "last_state", last_state).no_overlap("out", out);
-  LONGCTX_DISPATCH(ctx, linear_scan_fwd, ctx, out, last_state, a, b, h0);
+  args.b = b.data();
+  args.out = out.data();
+  args.last_state = last_state.data();
+  LONGCTX_DISPATCH(ctx, linear_scan_fwd, ctx, args);
 }
 
 void linear_scan_bwd(const Context& ctx, const Tensor& da, const Tensor& db, const Tensor& dh0,
                      const Tensor& dout, const Tensor& dlast_state, const Tensor& a,
                      const Tensor& out, const Tensor& h0) {
   const char* op = "linear_scan_bwd";
-  const DType sdt = check_common(ctx, op, a, h0);
+  LinearScanArgs args = check_common(ctx, op, a, h0);
+  const DType sdt = stat_dtype(a.dtype());
   check_like(ctx, op, "out", out, a);
   check_like(ctx, op, "dout", dout, a);
   check_like(ctx, op, "da", da, a);
@@ -88,7 +88,13 @@ void linear_scan_bwd(const Context& ctx, const Tensor& da, const Tensor& db, con
     check_arg(op, "dh0", dh0).no_overlap("da", da);
     check_arg(op, "dh0", dh0).no_overlap("db", db);
   }
-  LONGCTX_DISPATCH(ctx, linear_scan_bwd, ctx, da, db, dh0, dout, dlast_state, a, out, h0);
+  args.out = out.data();
+  args.dout = dout.data();
+  args.dlast_state = data_or_null(dlast_state);
+  args.da = da.data();
+  args.db = db.data();
+  args.dh0 = data_or_null(dh0);
+  LONGCTX_DISPATCH(ctx, linear_scan_bwd, ctx, args);
 }
 
 }  // namespace longctx

@@ -7,9 +7,14 @@
 // written once. CPU: f32, f64. CUDA: a, b, out in f32/bf16/f16; h0 and last_state in f32.
 #pragma once
 
+#include <string>
+
 #include "longctx/context.h"
 
 namespace longctx {
+
+// "" when the backend of `device` runs linear_scan in `dtype`, else the reason.
+std::string linear_scan_supports(Device device, DType dtype);
 
 void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_state,
                      const Tensor& a, const Tensor& b, const Tensor& h0 = {});
