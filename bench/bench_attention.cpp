@@ -6,8 +6,13 @@
 //   bench_attention                      CPU default: T = 512..4096, batch·T = 4096, H·D = 512
 //   bench_attention --full               T = 512..16384, batch·T = 16384, H·D = 2048
 //   bench_attention --device cuda --full --dtype bf16
+//   bench_attention --device cuda --dtype bf16 --decode     decode steps, T = 1k..128k
 //
 // FLOPs: forward 4·B·Tq·Tk·H·D (halved when causal), backward 2.5x the forward.
+// Decode (--decode): --batch sequences each add one query token against a KV cache of T keys
+// (attention_decode), H = hd / D query heads over H / 4 kv heads (GQA as in Llama 3); it is
+// memory-bound, so it is set against its copy floor (common.h): the bytes it must move (the
+// K and V caches and q read, out and lse written) over the copy bandwidth measured in the run.
 #include <cblas.h>
 #include <omp.h>
 
@@ -22,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "common.h"
 #include "longctx/longctx.h"
 
 using namespace longctx;
@@ -31,9 +37,9 @@ namespace {
 
 struct Options {
   std::string device = "cpu", dtype = "f32", json_path = "bench_attention.json";
-  int64_t tokens = 0, hd = 0, head_dim = 64, t_min = 512, t_max = 0;
+  int64_t tokens = 0, hd = 0, head_dim = 64, t_min = 512, t_max = 0, batch = 8;
   int reps = 3;
-  bool full = false, no_bwd = false, no_naive = false;
+  bool full = false, no_bwd = false, no_naive = false, decode = false;
 };
 
 std::string cpu_name() {
@@ -49,10 +55,9 @@ struct Input {
   std::vector<double> host;
 };
 Input random_input(const Shape& shape, DType dtype, Device device, const Context& ctx,
-                   std::mt19937_64& gen) {
+                   bench::SplitMix64& gen) {
   Tensor h = Tensor::empty(shape, DType::f64);
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
-  for (int64_t i = 0; i < h.numel(); ++i) h.data_as<double>()[i] = u(gen);
+  for (int64_t i = 0; i < h.numel(); ++i) h.data_as<double>()[i] = gen.uniform(-1.0, 1.0);
   Tensor typed = h.to_dtype(dtype);  // round to the storage dtype; the check uses the rounded
   Input in{device.is_cpu() ? typed : typed.to(device, &ctx), {}};
   Tensor back = typed.to_dtype(DType::f64);
@@ -118,12 +123,12 @@ double tolerance(DType dt) {
 // Checks the forward on 6 sampled rows, and the backward's dq on those rows. Returns the
 // relative errors.
 std::pair<double, double> check(const Problem& pr, const Context& ctx, DType dt, bool with_bwd,
-                                std::mt19937_64& gen) {
+                                bench::SplitMix64& gen) {
   const Device dev = ctx.device();
   const Shape shape = {pr.B, pr.T, pr.H, pr.D};
   Input q = random_input(shape, dt, dev, ctx, gen), k = random_input(shape, dt, dev, ctx, gen);
   Input v = random_input(shape, dt, dev, ctx, gen), dout = random_input(shape, dt, dev, ctx, gen);
-  const DType lse_dt = dt == DType::f64 ? DType::f64 : DType::f32;
+  const DType lse_dt = stat_dtype(dt);
   Tensor out = Tensor::empty(shape, dt, dev, &ctx),
          lse = Tensor::empty({pr.B, pr.H, pr.T}, lse_dt, dev, &ctx);
   AttentionParams params;
@@ -207,6 +212,72 @@ void naive_attention(const Problem& pr, const float* q, const float* k, const fl
     }
 }
 
+// The decode sweep (see the header). Each timed run launches one decode step on each of `sets`
+// separate caches (so that at small T the caches, together over 4x the H200's 60 MB L2, are not
+// served from L2), then synchronises; the time per step is the best run over `sets`.
+json decode_sweep(const Options& opt, const Context& ctx, DType dt, int64_t H, int64_t D) {
+  const Device dev = ctx.device();
+  const int64_t B = opt.batch, Hkv = std::max<int64_t>(1, H / 4);
+  const double copy_gbps =
+      bench::copy_gb_per_s(ctx, dev.is_cuda() ? int64_t(1) << 30 : int64_t(256) << 20, opt.reps);
+  std::printf("decode, B = %ld, H = %ld, Hkv = %ld, D = %ld; copy bandwidth %.1f GB/s\n", long(B),
+              long(H), long(Hkv), long(D), copy_gbps);
+  std::printf("%7s %5s %11s %9s %8s %8s\n", "T", "sets", "step us", "GB/s", "floor %", "check");
+  json points = json::array();
+  for (int64_t T = opt.t_min; T <= opt.t_max; T *= 2) {
+    const double elt = double(dtype_size(dt));
+    const double cache_bytes = 2.0 * B * T * Hkv * D * elt;
+    const double bytes = cache_bytes + 2.0 * B * H * D * elt + 4.0 * B * H;  // + q, out; lse
+    const int sets = int(std::clamp<double>(std::ceil(256e6 / cache_bytes), 1, 16));
+    struct Set {
+      Tensor q, k, v, out, lse, lens;
+    };
+    std::vector<Set> s(static_cast<size_t>(sets));
+    Tensor lens_host = Tensor::empty({B}, DType::i32);
+    for (int64_t b = 0; b < B; ++b) lens_host.data_as<int32_t>()[b] = int32_t(T);
+    for (Set& x : s) {
+      // Constant q and k make the weights uniform and v = 0.5 makes every output 0.5: a check
+      // that every element was written, at no host cost at 128k keys.
+      x.q = Tensor::empty({B, 1, H, D}, dt, dev, &ctx);
+      x.k = Tensor::empty({B, T, Hkv, D}, dt, dev, &ctx);
+      x.v = Tensor::empty({B, T, Hkv, D}, dt, dev, &ctx);
+      x.q.fill(0.25, &ctx);
+      x.k.fill(0.75, &ctx);
+      x.v.fill(0.5, &ctx);
+      x.out = Tensor::empty({B, 1, H, D}, dt, dev, &ctx);
+      x.out.fill(std::nan(""), &ctx);
+      x.lse = Tensor::empty({B, H, 1}, DType::f32, dev, &ctx);
+      x.lens = dev.is_cpu() ? lens_host : lens_host.to(dev, &ctx);
+    }
+    const double s_per_set = time_best(ctx, opt.reps, [&] {
+      for (const Set& x : s) attention_decode(ctx, x.out, x.lse, x.q, x.k, x.v, x.lens);
+    });
+    const double step_s = s_per_set / sets;
+    const std::vector<double> o = to_host(s[0].out, ctx);
+    double err = 0;
+    for (double x : o) err = std::max(err, std::isnan(x) ? INFINITY : std::abs(x - 0.5));
+    const bool ok = err <= tolerance(dt);
+    const double gbps = bytes / step_s * 1e-9, floor_s = bytes / (copy_gbps * 1e9);
+    std::printf("%7ld %5d %11.2f %9.1f %8.1f %8s\n", long(T), sets, step_s * 1e6, gbps,
+                100 * floor_s / step_s, ok ? "ok" : "FAIL");
+    std::fflush(stdout);
+    points.push_back({{"T", T},
+                      {"B", B},
+                      {"H", H},
+                      {"Hkv", Hkv},
+                      {"D", D},
+                      {"bytes", bytes},
+                      {"step_s", step_s},
+                      {"gb_per_s", gbps},
+                      {"copy_floor_s", floor_s},
+                      {"fraction_of_copy_floor", floor_s / step_s},
+                      {"cache_sets", sets},
+                      {"check_ok", ok},
+                      {"check_max_abs_err", err}});
+  }
+  return {{"copy_gb_per_s", copy_gbps}, {"points", points}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -223,6 +294,9 @@ int main(int argc, char** argv) {
   app.add_option("--reps", opt.reps, "timed runs per point (best is reported)");
   app.add_flag("--no-bwd", opt.no_bwd, "forward only");
   app.add_flag("--no-naive", opt.no_naive, "skip the naive baseline (CPU)");
+  app.add_flag("--decode", opt.decode,
+               "decode steps against a KV cache of T keys instead (T = 1k..128k on CUDA)");
+  app.add_option("--batch", opt.batch, "sequences per decode step");
   app.add_option("--json", opt.json_path, "where to write the results");
   CLI11_PARSE(app, argc, argv);
 
@@ -232,7 +306,7 @@ int main(int argc, char** argv) {
     const bool small = dev.is_cpu() && !opt.full;
     if (!opt.tokens) opt.tokens = small ? 4096 : 16384;
     if (!opt.hd) opt.hd = small ? 512 : 2048;
-    if (!opt.t_max) opt.t_max = opt.tokens;
+    if (!opt.t_max) opt.t_max = opt.decode ? (dev.is_cuda() ? 131072 : 8192) : opt.tokens;
     const int64_t D = opt.head_dim, H = opt.hd / D;
     Context ctx(dev);
     std::string device_name =
@@ -242,13 +316,27 @@ int main(int argc, char** argv) {
       if (!st.available()) throw Error("bench_attention: no usable CUDA device: " + st.reason);
       device_name = st.devices.at(size_t(dev.index)).name;
     }
+    if (opt.decode) {
+      std::printf("attention decode, %s, %s, commit %s\n", device_name.c_str(), dtype_name(dt),
+                  LONGCTX_GIT_COMMIT);
+      json result = decode_sweep(opt, ctx, dt, H, D);
+      result["bench"] = "attention_decode";
+      result["device"] = device_name;
+      result["commit"] = LONGCTX_GIT_COMMIT;
+      result["config"] = {{"dtype", dtype_name(dt)}, {"reps", opt.reps}};
+      std::ofstream(opt.json_path) << result.dump(2) << "\n";
+      std::printf("wrote %s\n", opt.json_path.c_str());
+      for (const auto& p : result["points"])
+        if (!p["check_ok"].get<bool>()) return 1;
+      return 0;
+    }
     std::printf("attention, %s, %s, batch·T = %ld, H = %ld, D = %ld, commit %s\n",
                 device_name.c_str(), dtype_name(dt), long(opt.tokens), long(H), long(D),
                 LONGCTX_GIT_COMMIT);
     std::printf("%7s %4s %7s %6s %11s %9s %11s %9s %9s\n", "T", "B", "causal", "check", "fwd ms",
                 "TFLOP/s", "bwd ms", "TFLOP/s", "err");
     json points = json::array();
-    std::mt19937_64 gen(42);
+    bench::SplitMix64 gen{42};
     for (int64_t T = opt.t_min; T <= opt.t_max; T *= 2) {
       const int64_t B = std::max<int64_t>(1, opt.tokens / T);
       for (bool causal : {false, true}) {
@@ -257,7 +345,7 @@ int main(int argc, char** argv) {
         const bool ok = err_fwd <= tolerance(dt) && err_bwd <= tolerance(dt);
         // Timing inputs (values do not matter for speed).
         const Shape shape = {B, T, H, D};
-        const DType lse_dt = dt == DType::f64 ? DType::f64 : DType::f32;
+        const DType lse_dt = stat_dtype(dt);
         auto make = [&] {
           Tensor t = Tensor::empty(shape, dt, dev, &ctx);
           t.fill(0.5, &ctx);
@@ -300,7 +388,7 @@ int main(int argc, char** argv) {
     if (dev.is_cpu() && dt == DType::f32 && !opt.no_naive) {
       // The target point: B = 1, T = 4096, H = 8, D = 64, non-causal forward.
       const Problem pr{1, 4096, 8, 64, false};
-      std::mt19937_64 g2(7);
+      bench::SplitMix64 g2{7};
       const Shape shape = {pr.B, pr.T, pr.H, pr.D};
       Input q = random_input(shape, dt, dev, ctx, g2), k = random_input(shape, dt, dev, ctx, g2);
       Input v = random_input(shape, dt, dev, ctx, g2);

@@ -1,9 +1,11 @@
-// bench_scan: the recurrent ops (forward) over T = 1k ... 64k on the CPU (256k on CUDA) at
-// Mamba-like widths; GB/s against the bytes each op must move (every input read once, every
-// output written once). On the CPU side by side with a plain single-threaded sequential loop
+// bench_scan: the recurrent ops and the RG-LRU gates (forward) over T = 1k ... 64k on the CPU (256k
+// on CUDA) at Mamba-like widths; GB/s against the bytes each op must move (every input read once,
+// every output written once). On the CPU side by side with a plain single-threaded sequential loop
 // (its time and GB/s, up to --plain-max-t; ssd's plain loop, ~100x the work per byte, to a
 // quarter of that). Each op is first checked against the plain loop at T = 1024 (on CUDA too,
 // the loop run on the host). Plus the SSD target point (B=1, T=512, H=48, P=64, N=128, G=1, f32).
+// Each op's time is also set against its copy floor (common.h): its bytes over the copy
+// bandwidth measured at the start of the same run ("floor %" = floor time / op time).
 //
 //   bench_scan [--device cpu|cuda[:N]] [--json results.json] [--max-t 65536 (CUDA: 262144)]
 //              [--plain-max-t 16384] [--reps 3] [--threads 0 (all)]
@@ -14,12 +16,12 @@
 #include <cstring>
 #include <ctime>
 #include <functional>
-#include <random>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common.h"
 #include "longctx/longctx.h"
 
 using namespace longctx;
@@ -50,11 +52,10 @@ double time_best(const std::function<void()>& f, int reps) {
   return best;
 }
 
-Tensor rand_t(const Shape& s, std::mt19937& g, float lo, float hi) {
+Tensor rand_t(const Shape& s, bench::SplitMix64& g, float lo, float hi) {
   Tensor t = Tensor::empty(s, DType::f32);
-  std::uniform_real_distribution<float> d(lo, hi);
   float* p = t.data_as<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = d(g);
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = float(g.uniform(lo, hi));
   return t;
 }
 
@@ -120,6 +121,11 @@ int main(int argc, char** argv) {
   // The plain loop is a CPU baseline: on CUDA it runs only for the correctness check.
   if (dev.is_cuda()) plain_max_t = 0;
   Context ctx(dev, threads);
+  // 1 GiB buffers on the GPU (17x its 60 MB L2); 256 MiB on the CPU.
+  const int64_t copy_bytes = dev.is_cuda() ? int64_t(1) << 30 : int64_t(256) << 20;
+  const double copy_gbps = bench::copy_gb_per_s(ctx, copy_bytes, reps);
+  std::printf("copy bandwidth on %s: %.1f GB/s (read + write, %lld MiB buffers)\n",
+              device_name.c_str(), copy_gbps, static_cast<long long>(copy_bytes >> 20));
   // Inputs are drawn on the host and copied; outputs are read back on the host for the checks.
   auto on_dev = [&](const Tensor& host) { return dev.is_cpu() ? host : host.to(dev, &ctx); };
   auto on_host = [&](const Tensor& t) { return dev.is_cpu() ? t : t.to(Device::cpu(), &ctx); };
@@ -133,7 +139,7 @@ int main(int argc, char** argv) {
                      },
                      reps);
   };
-  std::mt19937 gen(1);
+  bench::SplitMix64 gen{1};
   std::vector<Row> rows;
   bool checks_ok = true;
   auto check = [&](const char* op, float err) {
@@ -169,6 +175,36 @@ int main(int argc, char** argv) {
         check("linear_scan", max_rel_diff(on_host(out), ref));
       }
       rows.push_back({"linear_scan_fwd", "B=1 D=2560", T, 3.0 * T * D * 4, ms, pms});
+    }
+    // ---- rglru_gate: the gates feeding that recurrence, same width; elementwise.
+    {
+      const int64_t D = 2560;
+      const Tensor xh = rand_t({1, T, D}, gen, -1, 1), gah = rand_t({1, T, D}, gen, -3, 3);
+      const Tensor gxh = rand_t({1, T, D}, gen, -3, 3), lh = rand_t({D}, gen, -1, 2);
+      const Tensor x = on_dev(xh), gate_a = on_dev(gah), gate_x = on_dev(gxh), lambda = on_dev(lh);
+      const Tensor a = empty({1, T, D}), b = empty({1, T, D});
+      const bool run_plain = T <= plain_max_t || T == 1024;
+      std::vector<float> ref(run_plain ? size_t(T * D) : 0);
+      auto plain = [&] {
+        const float *xp = xh.data_as<float>(), *gap = gah.data_as<float>();
+        const float *gxp = gxh.data_as<float>(), *lp = lh.data_as<float>();
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t d = 0; d < D; ++d) {
+            const int64_t i = t * D + d;
+            const float softplus = std::log1p(std::exp(lp[d]));
+            const float log_a = -8.f / (1.f + std::exp(-gap[i])) * softplus;
+            const float gate_x = 1.f / (1.f + std::exp(-gxp[i]));
+            ref[size_t(i)] = std::sqrt(-std::expm1(2 * log_a)) * gate_x * xp[i];  // b
+          }
+      };
+      const double ms = time_op([&] { rglru_gate_fwd(ctx, a, b, x, gate_a, gate_x, lambda); });
+      const double pms = T <= plain_max_t ? 1e3 * time_best(plain, reps) : -1;
+      if (T == 1024) {
+        if (pms < 0) plain();
+        check("rglru_gate", max_rel_diff(on_host(b), ref));
+      }
+      // Reads x, gate_a, gate_x (and D lambdas), writes a and b.
+      rows.push_back({"rglru_gate_fwd", "B=1 D=2560", T, 5.0 * T * D * 4, ms, pms});
     }
     // ---- causal_conv1d: mamba-130m's d_inner 1536, width 4, silu.
     {
@@ -316,8 +352,8 @@ int main(int argc, char** argv) {
 
   std::printf("\n%s, f32, GB/s = bytes the op must move / time; plain = single-threaded loop\n",
               device_name.c_str());
-  std::printf("%-18s %-28s %7s %10s %8s %10s %10s %8s\n", "op", "config", "T", "ms", "GB/s",
-              "plain ms", "plain GB/s", "speedup");
+  std::printf("%-18s %-28s %7s %10s %8s %8s %10s %10s %8s\n", "op", "config", "T", "ms", "GB/s",
+              "floor %", "plain ms", "plain GB/s", "speedup");
   nlohmann::json results = nlohmann::json::array();
   for (const Row& r : rows) {
     const double gbs = gb_per_s(r.bytes, r.ms);
@@ -327,8 +363,10 @@ int main(int argc, char** argv) {
       std::snprintf(plain_gbs, sizeof plain_gbs, "%.2f", gb_per_s(r.bytes, r.plain_ms));
       std::snprintf(speed, sizeof speed, "%.1fx", r.plain_ms / r.ms);
     }
-    std::printf("%-18s %-28s %7lld %10.2f %8.2f %10s %10s %8s\n", r.op.c_str(), r.config.c_str(),
-                static_cast<long long>(r.T), r.ms, gbs, plain, plain_gbs, speed);
+    const double floor_ms = r.bytes / (copy_gbps * 1e9) * 1e3;
+    std::printf("%-18s %-28s %7lld %10.2f %8.2f %8.1f %10s %10s %8s\n", r.op.c_str(),
+                r.config.c_str(), static_cast<long long>(r.T), r.ms, gbs, 100 * floor_ms / r.ms,
+                plain, plain_gbs, speed);
     const bool p = r.plain_ms >= 0;
     results.push_back(
         {{"op", r.op},
@@ -337,6 +375,8 @@ int main(int argc, char** argv) {
          {"bytes", r.bytes},
          {"ms", r.ms},
          {"gb_per_s", gbs},
+         {"copy_floor_ms", floor_ms},
+         {"fraction_of_copy_floor", floor_ms / r.ms},
          {"plain_loop_ms", p ? nlohmann::json(r.plain_ms) : nullptr},
          {"plain_loop_gb_per_s", p ? nlohmann::json(gb_per_s(r.bytes, r.plain_ms)) : nullptr}});
   }
@@ -344,6 +384,8 @@ int main(int argc, char** argv) {
     nlohmann::json doc = {{"device", device_name},
                           {"cpu_threads", ctx.cpu_threads()},
                           {"max_t", max_t},
+                          {"copy_gb_per_s", copy_gbps},
+                          {"copy_bytes", copy_bytes},
                           {"plain_max_t", plain_max_t},
                           {"commit", LONGCTX_GIT_COMMIT},
                           {"dtype", "f32"},

@@ -31,14 +31,10 @@ Shape lse_shape(const Tensor& q) {
   if (q.dim() != 4) return {0};
   return {q.size(0), q.size(2), q.size(1)};
 }
-DType lse_dtype(const Tensor& q) {
-  return q.dtype() == DType::f64 ? DType::f64 : DType::f32;
-}
-
 void attention_forward(OpCall& call) {
   const Tensor& q = call.input("q");
   attention_fwd(call.ctx, call.output("out", q.shape(), q.dtype()),
-                call.output("lse", lse_shape(q), lse_dtype(q)), q, call.input("k"), call.input("v"),
+                call.output("lse", lse_shape(q), stat_dtype(q.dtype())), q, call.input("k"), call.input("v"),
                 attention_params(call));
 }
 
@@ -55,7 +51,7 @@ void attention_backward(OpCall& call) {
   Tensor out = call.optional_input("out"), lse = call.optional_input("lse");
   if (!out.defined()) {
     out = Tensor::empty(q.shape(), q.dtype(), call.ctx.device(), &call.ctx);
-    lse = Tensor::empty(lse_shape(q), lse_dtype(q), call.ctx.device(), &call.ctx);
+    lse = Tensor::empty(lse_shape(q), stat_dtype(q.dtype()), call.ctx.device(), &call.ctx);
     attention_fwd(call.ctx, out, lse, q, k, v, params);
   }
   attention_bwd(call.ctx, call.output("dq", q.shape(), q.dtype()),
@@ -80,7 +76,7 @@ void attention_decode_forward(OpCall& call) {
   };
   const Tensor k_cache = cache("k_cache"), v_cache = cache("v_cache");
   attention_decode(call.ctx, call.output("out", q.shape(), q.dtype()),
-                   call.output("lse", lse_shape(q), lse_dtype(q)), q, k_cache, v_cache,
+                   call.output("lse", lse_shape(q), stat_dtype(q.dtype())), q, k_cache, v_cache,
                    call.input("cache_seqlens"), k_new, v_new, params, num_splits);
 }
 

@@ -21,10 +21,6 @@ Shape without_last(const Tensor& t) {
 int64_t size_or_zero(const Tensor& t, int d) {
   return t.dim() > d ? t.size(d) : 0;
 }
-DType stats_dtype(const Tensor& t) {
-  return t.dtype() == DType::f64 ? DType::f64 : DType::f32;
-}
-
 // ---- linear: x (..., Cin), weight (Cout, Cin), bias (Cout) -> out (..., Cout) ----
 void linear_forward(OpCall& call) {
   const Tensor& x = call.input("x");
@@ -89,8 +85,8 @@ void cross_entropy_forward(OpCall& call) {
   const Tensor& logits = call.input("logits");
   CrossEntropyParams params;
   call.option("ignore_index", &params.ignore_index);
-  cross_entropy_fwd(call.ctx, call.output("loss", {1}, stats_dtype(logits)),
-                    call.output("lse", without_last(logits), stats_dtype(logits)), logits,
+  cross_entropy_fwd(call.ctx, call.output("loss", {1}, stat_dtype(logits.dtype())),
+                    call.output("lse", without_last(logits), stat_dtype(logits.dtype())), logits,
                     call.input("targets"), params);
 }
 void cross_entropy_backward(OpCall& call) {
@@ -99,8 +95,8 @@ void cross_entropy_backward(OpCall& call) {
   CrossEntropyParams params;
   call.option("ignore_index", &params.ignore_index);
   const Device dev = call.ctx.device();
-  const Tensor loss = Tensor::empty({1}, stats_dtype(logits), dev, &call.ctx);
-  const Tensor lse = Tensor::empty(without_last(logits), stats_dtype(logits), dev, &call.ctx);
+  const Tensor loss = Tensor::empty({1}, stat_dtype(logits.dtype()), dev, &call.ctx);
+  const Tensor lse = Tensor::empty(without_last(logits), stat_dtype(logits.dtype()), dev, &call.ctx);
   cross_entropy_fwd(call.ctx, loss, lse, logits, targets, params);
   cross_entropy_bwd(call.ctx, call.output("dlogits", logits.shape(), logits.dtype()),
                     call.input("dloss"), logits, targets, lse, params);

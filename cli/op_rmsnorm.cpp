@@ -12,17 +12,13 @@ Shape rstd_shape(const Tensor& x) {
   const int64_t C = x.dim() >= 1 ? x.size(-1) : 0;
   return {C ? x.numel() / C : 0};
 }
-DType rstd_dtype(const Tensor& x) {
-  return x.dtype() == DType::f64 ? DType::f64 : DType::f32;
-}
-
 void rmsnorm_forward(OpCall& call) {
   const Tensor& x = call.input("x");
   const Tensor& weight = call.input("weight");
   RMSNormParams params;
   call.option("eps", &params.eps);
   rmsnorm_fwd(call.ctx, call.output("out", x.shape(), x.dtype()),
-              call.output("rstd", rstd_shape(x), rstd_dtype(x)), x, weight, params);
+              call.output("rstd", rstd_shape(x), stat_dtype(x.dtype())), x, weight, params);
 }
 
 void rmsnorm_backward(OpCall& call) {
@@ -31,7 +27,7 @@ void rmsnorm_backward(OpCall& call) {
   RMSNormParams params;
   call.option("eps", &params.eps);
   const Tensor out = Tensor::empty(x.shape(), x.dtype(), call.ctx.device(), &call.ctx);
-  const Tensor rstd = Tensor::empty(rstd_shape(x), rstd_dtype(x), call.ctx.device(), &call.ctx);
+  const Tensor rstd = Tensor::empty(rstd_shape(x), stat_dtype(x.dtype()), call.ctx.device(), &call.ctx);
   rmsnorm_fwd(call.ctx, out, rstd, x, weight, params);
   rmsnorm_bwd(call.ctx, call.output("dx", x.shape(), x.dtype()),
               call.output("dweight", weight.shape(), weight.dtype()), call.input("dout"), x, weight,

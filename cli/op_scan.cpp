@@ -15,10 +15,6 @@ int64_t dim_or_zero(const Tensor& t, int d) {
   if (d < 0) d += rank;
   return d >= 0 && d < rank ? t.size(d) : 0;
 }
-DType param_dtype(const Tensor& x) {
-  return x.dtype() == DType::f64 ? DType::f64 : DType::f32;
-}
-
 // The gradient of an optional input: defined exactly when the input is.
 Tensor grad_of(OpCall& call, const std::string& name, const Tensor& input) {
   return input.defined() ? call.output("d" + name, input.shape(), input.dtype()) : Tensor();
@@ -47,7 +43,7 @@ Shape selective_scan_state_shape(const SelectiveScanInputs& in) {
 void selective_scan_forward(OpCall& call) {
   const SelectiveScanInputs in = selective_scan_inputs(call);
   selective_scan_fwd(call.ctx, call.output("out", in.u.shape(), in.u.dtype()),
-                     call.output("last_state", selective_scan_state_shape(in), param_dtype(in.u)),
+                     call.output("last_state", selective_scan_state_shape(in), stat_dtype(in.u.dtype())),
                      in, selective_scan_params(call));
 }
 void selective_scan_backward(OpCall& call) {
@@ -86,7 +82,7 @@ void ssd_forward(OpCall& call) {
   const Shape state = {dim_or_zero(in.x, 0), dim_or_zero(in.x, 2), dim_or_zero(in.x, 3),
                        dim_or_zero(in.B, -1)};
   ssd_fwd(call.ctx, call.output("out", in.x.shape(), in.x.dtype()),
-          call.output("final_states", state, param_dtype(in.x)), in, ssd_params(call));
+          call.output("final_states", state, stat_dtype(in.x.dtype())), in, ssd_params(call));
 }
 void ssd_backward(OpCall& call) {
   const SSDInputs in = ssd_inputs(call);
@@ -111,7 +107,7 @@ Shape linear_scan_state_shape(const Tensor& a) {
 void linear_scan_forward(OpCall& call) {
   const Tensor& a = call.input("a");
   linear_scan_fwd(call.ctx, call.output("out", a.shape(), a.dtype()),
-                  call.output("last_state", linear_scan_state_shape(a), param_dtype(a)), a,
+                  call.output("last_state", linear_scan_state_shape(a), stat_dtype(a.dtype())), a,
                   call.input("b"), call.optional_input("h0"));
 }
 // The backward needs the forward's out (every h_t): it runs the forward first.
@@ -122,7 +118,7 @@ void linear_scan_backward(OpCall& call) {
   const Device dev = call.ctx.device();
   const Tensor out = Tensor::empty(a.shape(), a.dtype(), dev, &call.ctx);
   const Tensor last_state =
-      Tensor::empty(linear_scan_state_shape(a), param_dtype(a), dev, &call.ctx);
+      Tensor::empty(linear_scan_state_shape(a), stat_dtype(a.dtype()), dev, &call.ctx);
   linear_scan_fwd(call.ctx, out, last_state, a, b, h0);
   linear_scan_bwd(call.ctx, grad_of(call, "a"), grad_of(call, "b"), grad_of(call, "h0", h0),
                   call.input("dout"), call.optional_input("dlast_state"), a, out, h0);

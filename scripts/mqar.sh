@@ -23,7 +23,9 @@
 # hawk hybrid"), SETTINGS ("L:K ...", by preset), WIDTHS (by preset), LRS (by preset), STEPS (by
 # preset), TOKENS_PER_STEP (4096: batch 64 at L = 64, 16 at L = 256), DEVICE (auto), THREADS
 # (0: all), PRECISION (f32; bf16 for mixed precision on CUDA), REUSE (1: keep a run that
-# finished before, its result.json, instead of training it again).
+# finished before, its result.json, instead of training it again), LONGCTX_NO_SETUP (1: do not
+# run scripts/setup.sh, e.g. on the GPU lease machine, which has no apt; the lease's packages
+# come from CMAKE_PREFIX_PATH).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
@@ -53,7 +55,7 @@ lrs_for() {
   fi
 }
 
-bash "$root/scripts/setup.sh"
+bash "$root/scripts/setup.sh"  # returns at once under LONGCTX_NO_SETUP=1
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a;80}" >/dev/null
 cmake --build "$build" -j "$(nproc)" --target longctx_cli
 

@@ -3,6 +3,13 @@
 # everything is already present (no apt-get call at all then).
 set -euo pipefail
 
+# The GPU lease (scripts/gpu_suite.py) sets this: the device machine has no network and no apt,
+# and what the build needs travels with the tree instead.
+if [ "${LONGCTX_NO_SETUP:-0}" = 1 ]; then
+  echo "setup: skipped (LONGCTX_NO_SETUP=1: packages come from the carried .lease folder)"
+  exit 0
+fi
+
 packages=(
   cmake ninja-build g++            # build
   libgtest-dev                     # tests

@@ -358,3 +358,68 @@ class TempDir {
 };
 
 }  // namespace longctx::test
+
+namespace longctx::test {
+
+// ---- Packed variable-length batches -----------------------------------------------------------
+
+// cu_seqlens of sequences of these lengths: 0, l0, l0 + l1, ...
+inline std::vector<int32_t> cu_seqlens_of(const std::vector<int64_t>& lengths) {
+  std::vector<int32_t> cu = {0};
+  for (int64_t len : lengths) cu.push_back(cu.back() + int32_t(len));
+  return cu;
+}
+
+// The entries [begin, end) of dimension `dim` of r.
+inline Ref slice(const Ref& r, int dim, int64_t begin, int64_t end) {
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < dim; ++d) outer *= r.shape[size_t(d)];
+  for (size_t d = size_t(dim) + 1; d < r.shape.size(); ++d) inner *= r.shape[d];
+  const int64_t n = r.shape[size_t(dim)];
+  Shape shape = r.shape;
+  shape[size_t(dim)] = end - begin;
+  Ref out(shape);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = begin; i < end; ++i)
+      for (int64_t k = 0; k < inner; ++k)
+        out[(o * (end - begin) + (i - begin)) * inner + k] = r[(o * n + i) * inner + k];
+  return out;
+}
+
+// Writes src into dst at entries [begin, begin + src's size) of dimension `dim` (the inverse of
+// slice); the other dimensions must agree.
+inline void paste(Ref& dst, int dim, int64_t begin, const Ref& src) {
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < dim; ++d) outer *= dst.shape[size_t(d)];
+  for (size_t d = size_t(dim) + 1; d < dst.shape.size(); ++d) inner *= dst.shape[d];
+  const int64_t n = dst.shape[size_t(dim)], m = src.shape[size_t(dim)];
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t k = 0; k < inner; ++k)
+        dst[(o * n + begin + i) * inner + k] = src[(o * m + i) * inner + k];
+}
+
+// The cases of the packed-batch tests of every sequence op: zero- and one-token sequences,
+// lengths on and off the chunk boundaries of the chunked kernels (64 and 128), one sequence and
+// many.
+inline std::vector<std::pair<std::string, std::vector<int64_t>>> packed_length_cases() {
+  return {{"one_sequence", {77}},
+          {"empty_and_one_token", {0, 1, 9, 0, 1}},
+          {"chunk_boundaries", {64, 65, 128, 63, 1, 130}},
+          {"many_short", {3, 7, 2, 11, 5, 1, 8, 4, 6, 2, 9, 3}}};
+}
+
+// Deterministic mode on a context for one scope (the CUDA backend's batch-invariant mode).
+class DeterministicScope {
+ public:
+  explicit DeterministicScope(Context& ctx) : ctx_(ctx), saved_(ctx.deterministic()) {
+    ctx.set_deterministic(true);
+  }
+  ~DeterministicScope() { ctx_.set_deterministic(saved_); }
+
+ private:
+  Context& ctx_;
+  bool saved_;
+};
+
+}  // namespace longctx::test

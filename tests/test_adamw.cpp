@@ -38,7 +38,7 @@ TEST_P(AdamW, MatchesReference) {
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
   // CUDA keeps f32 master weights; its bf16/f16 backends are tested through param_copy.
-  const DType dt = backend.dtype == DType::f64 ? DType::f64 : DType::f32;
+  const DType dt = stat_dtype(backend.dtype);
   const bool with_copy = backend.dtype == DType::bf16 || backend.dtype == DType::f16;
   Rng rng(707);
   const Ref param = rounded(random_ref(c.shape, rng), dt);

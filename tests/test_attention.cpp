@@ -15,10 +15,6 @@ namespace {
 
 // ---- Helpers --------------------------------------------------------------------------------
 
-DType lse_dtype(DType dt) {
-  return dt == DType::f64 ? DType::f64 : DType::f32;
-}
-
 // The rows that see no key have lse = -inf: those positions must agree exactly, the rest follow
 // the 2x rule.
 void expect_lse_close(const Ref& got_in, const Ref& exact, const Ref& naive, DType dtype) {
@@ -121,7 +117,7 @@ TEST_P(Attention, MatchesReference) {
     GTEST_SKIP() << "unsupported configuration: " << why;
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, lse_dt = lse_dtype(dt);
+  const DType dt = backend.dtype, lse_dt = stat_dtype(dt);
   const Shape q_shape = {c.B, c.Tq, c.H, c.D}, kv_shape = {c.B, c.Tk, c.Hkv, c.D};
   Rng rng(seed_of(c.name));
   const Ref q = rounded(random_ref(q_shape, rng, -c.range, c.range), dt);
@@ -224,7 +220,7 @@ TEST_P(AttentionDecode, MatchesFullAttentionOverTheCache) {
     GTEST_SKIP() << "unsupported configuration: " << why;
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, lse_dt = lse_dtype(dt);
+  const DType dt = backend.dtype, lse_dt = stat_dtype(dt);
   const int64_t B = int64_t(c.cache_seqlens.size());
   const Shape q_shape = {B, c.Tq, c.H, c.D}, cache_shape = {B, c.Tmax, c.Hkv, c.D};
   Rng rng(seed_of(c.name));
@@ -417,7 +413,7 @@ TEST_P(AttentionNonFinite, PropagatesAsTheReference) {
     GTEST_SKIP() << "unsupported configuration: " << why;
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, lse_dt = lse_dtype(dt);
+  const DType dt = backend.dtype, lse_dt = stat_dtype(dt);
   const Shape q_shape = {c.B, c.Tq, c.H, c.D}, kv_shape = {c.B, c.Tk, c.Hkv, c.D};
   Rng rng(seed_of(c.name));
   Ref q = rounded(random_ref(q_shape, rng), dt), k = rounded(random_ref(kv_shape, rng), dt);
@@ -475,7 +471,7 @@ TEST(AttentionNonFiniteDecode, PropagatesAsTheReferenceAndIgnoresTheUnusedCache)
     LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
     Context& ctx = context_for(backend.device);
     const Device dev = backend.device;
-    const DType dt = backend.dtype, lse_dt = lse_dtype(dt);
+    const DType dt = backend.dtype, lse_dt = stat_dtype(dt);
     const int64_t B = 3, Tq = 1, Tmax = 300, H = 4, Hkv = 2, D = 64;
     const std::vector<int> lens = {250, 120, 200};
     Rng rng(77);
@@ -543,7 +539,7 @@ TEST(AttentionGrid, DecodeWithMoreBatchTimesSplitBlocksThanGridZAllows) {
     Tensor lens_host = Tensor::empty({B}, DType::i32);
     for (int64_t b = 0; b < B; ++b) lens_host.data_as<int32_t>()[b] = lens[size_t(b)];
     Tensor out = poisoned({B, Tq, H, D}, dt, dev, &ctx);
-    Tensor lse = poisoned({B, H, Tq}, lse_dtype(dt), dev, &ctx);
+    Tensor lse = poisoned({B, H, Tq}, stat_dtype(dt), dev, &ctx);
     attention_decode(ctx, out, lse, from_ref(q, dt, dev), from_ref(kc, dt, dev),
                      from_ref(vc, dt, dev), lens_host.to(dev, &ctx), from_ref(kn, dt, dev),
                      from_ref(vn, dt, dev), causal(), /*num_splits=*/256);
@@ -553,7 +549,7 @@ TEST(AttentionGrid, DecodeWithMoreBatchTimesSplitBlocksThanGridZAllows) {
       const auto naive =
           ref::attention_decode<S>(q, kc, vc, lens, &kn, &vn, causal(), rounding_for(dt));
       expect_close_2x(out, exact.out, naive.out, dt, std::string("out ") + dtype_name(dt));
-      expect_lse_close(to_ref(lse), exact.lse, naive.lse, lse_dtype(dt));
+      expect_lse_close(to_ref(lse), exact.lse, naive.lse, stat_dtype(dt));
     });
   }
 }
@@ -573,7 +569,7 @@ TEST(AttentionGrid, BackwardWithMoreBatchesThanGridZAllows) {
     const Ref dout = rounded(random_ref({B, T, H, D}, rng), dt);
     const Tensor tq = from_ref(q, dt, dev), tk = from_ref(k, dt, dev), tv = from_ref(v, dt, dev);
     Tensor out = poisoned({B, T, H, D}, dt, dev, &ctx);
-    Tensor lse = poisoned({B, H, T}, lse_dtype(dt), dev, &ctx);
+    Tensor lse = poisoned({B, H, T}, stat_dtype(dt), dev, &ctx);
     attention_fwd(ctx, out, lse, tq, tk, tv, params);
     Tensor dq = poisoned({B, T, H, D}, dt, dev, &ctx), dk = poisoned({B, T, Hkv, D}, dt, dev, &ctx);
     Tensor dv = poisoned({B, T, Hkv, D}, dt, dev, &ctx);

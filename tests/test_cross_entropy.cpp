@@ -22,10 +22,6 @@ const std::vector<CrossEntropyCase> kCases = {
     {"large_logits", {5, 9}, 97, 0.1, 60.0}, {"all_ignored", {2, 3}, 10, 1.0, 4.0},
 };
 
-DType stat_dtype(DType dt) {
-  return dt == DType::f64 ? DType::f64 : DType::f32;
-}
-
 class CrossEntropy : public testing::TestWithParam<std::tuple<CrossEntropyCase, Backend>> {};
 
 TEST_P(CrossEntropy, MatchesReference) {

@@ -10,10 +10,6 @@
 namespace longctx::test {
 namespace {
 
-DType state_dtype(DType dt) {
-  return dt == DType::f64 ? DType::f64 : DType::f32;
-}
-
 enum class Decay { typical, extreme };  // extreme: half the channels near 0, half near 1
 
 struct LinearScanCase {
@@ -43,7 +39,7 @@ TEST_P(LinearScan, MatchesReference) {
   LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, sdt = state_dtype(dt);
+  const DType dt = backend.dtype, sdt = stat_dtype(dt);
   Rng rng(202);
   Ref a({c.B, c.T, c.D});
   for (int64_t i = 0; i < a.numel(); ++i) {
@@ -96,6 +92,166 @@ INSTANTIATE_TEST_SUITE_P(Cases, LinearScan,
                          testing::Combine(testing::ValuesIn(kCases),
                                           testing::ValuesIn(all_backends())),
                          case_name<LinearScanCase>);
+
+// ---- Packed variable-length batches -----------------------------------------------------------
+
+struct PackedCase {
+  std::string name;
+  std::vector<int64_t> lengths;
+};
+LONGCTX_PRINTS_AS_NAME(PackedCase)
+
+std::vector<PackedCase> packed_cases() {
+  std::vector<PackedCase> cases;
+  for (const auto& [name, lengths] : packed_length_cases()) cases.push_back({name, lengths});
+  return cases;
+}
+
+class LinearScanPacked : public testing::TestWithParam<std::tuple<PackedCase, Backend>> {};
+
+// One packed batch against the reference run on each sequence alone; then the op itself on each
+// sequence alone and on a right-padded rectangular batch (padding a = 1, b = 0, dout = 0, which
+// carry a state through unchanged): the same bits, forward and backward.
+TEST_P(LinearScanPacked, MatchesPerSequenceReferenceAndIsBatchInvariant) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  Context& ctx = context_for(backend.device);
+  DeterministicScope deterministic(ctx);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype, sdt = stat_dtype(dt);
+  const int64_t D = 40, N = int64_t(c.lengths.size());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  const int64_t T = cu.back();
+  Rng rng(31);
+  const Ref a = rounded(random_ref({1, T, D}, rng, 0.5, 1.0), dt);
+  const Ref b = rounded(random_ref({1, T, D}, rng), dt);
+  const Ref h0 = rounded(random_ref({N, D}, rng), sdt);
+  const Ref dout = rounded(random_ref({1, T, D}, rng), dt);
+  const Ref dlast = rounded(random_ref({N, D}, rng), sdt);
+  const Tensor cu_t = int_tensor(cu, {N + 1}, dev);
+
+  // The op on the packed batch.
+  Tensor out = poisoned({1, T, D}, dt, dev, &ctx), last = poisoned({N, D}, sdt, dev, &ctx);
+  const Tensor a_t = from_ref(a, dt, dev), h0_t = from_ref(h0, sdt, dev);
+  linear_scan_fwd(ctx, out, last, a_t, from_ref(b, dt, dev), h0_t, cu_t);
+  Tensor da = poisoned({1, T, D}, dt, dev, &ctx), db = poisoned({1, T, D}, dt, dev, &ctx);
+  Tensor dh0 = poisoned({N, D}, sdt, dev, &ctx);
+  linear_scan_bwd(ctx, da, db, dh0, from_ref(dout, dt, dev), from_ref(dlast, sdt, dev), a_t, out,
+                  h0_t, cu_t);
+  const Ref got_out = to_ref(out), got_last = to_ref(last), got_da = to_ref(da),
+            got_db = to_ref(db), got_dh0 = to_ref(dh0);
+
+  // The reference, sequence by sequence, assembled in the packed layout.
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    Ref exact_out({1, T, D}), naive_out({1, T, D}), exact_last({N, D}), naive_last({N, D});
+    Ref exact_da({1, T, D}), naive_da({1, T, D}), exact_db({1, T, D}), naive_db({1, T, D});
+    Ref exact_dh0({N, D}), naive_dh0({N, D});
+    for (int64_t n = 0; n < N; ++n) {
+      auto seq = [&](const Ref& r) { return slice(r, 1, cu[size_t(n)], cu[size_t(n) + 1]); };
+      const Ref an = seq(a), bn = seq(b), doutn = seq(dout);
+      const Ref h0n = slice(h0, 0, n, n + 1), dlastn = slice(dlast, 0, n, n + 1);
+      const auto e = ref::linear_scan_fwd<Oracle>(an, bn, h0n, no_round);
+      const auto v = ref::linear_scan_fwd<S>(an, bn, h0n, rounding_for(dt));
+      const auto eg = ref::linear_scan_bwd<Oracle>(doutn, dlastn, an, bn, h0n, no_round);
+      const auto vg = ref::linear_scan_bwd<S>(doutn, dlastn, an, bn, h0n, rounding_for(dt));
+      paste(exact_out, 1, cu[size_t(n)], e.out);
+      paste(naive_out, 1, cu[size_t(n)], v.out);
+      paste(exact_last, 0, n, e.last_state);
+      paste(naive_last, 0, n, v.last_state);
+      paste(exact_da, 1, cu[size_t(n)], eg.da);
+      paste(naive_da, 1, cu[size_t(n)], vg.da);
+      paste(exact_db, 1, cu[size_t(n)], eg.db);
+      paste(naive_db, 1, cu[size_t(n)], vg.db);
+      paste(exact_dh0, 0, n, eg.dh0);
+      paste(naive_dh0, 0, n, vg.dh0);
+    }
+    expect_close_2x(out, exact_out, naive_out, dt, "out");
+    expect_close_2x(last, exact_last, naive_last, sdt, "last_state");
+    expect_close_2x(da, exact_da, naive_da, dt, "da");
+    expect_close_2x(db, exact_db, naive_db, dt, "db");
+    expect_close_2x(dh0, exact_dh0, naive_dh0, sdt, "dh0");
+  });
+
+  // Batch invariance: each sequence alone, then all of them right-padded to the longest.
+  const int64_t Tmax = *std::max_element(c.lengths.begin(), c.lengths.end());
+  Ref pad_a({N, Tmax, D}, 1.0), pad_b({N, Tmax, D}, 0.0), pad_dout({N, Tmax, D}, 0.0);
+  for (int64_t n = 0; n < N; ++n) {
+    SCOPED_TRACE("sequence " + std::to_string(n));
+    const int64_t begin = cu[size_t(n)], len = c.lengths[size_t(n)];
+    auto seq = [&](const Ref& r) { return slice(r, 1, begin, begin + len); };
+    const Ref an = seq(a), bn = seq(b), doutn = seq(dout);
+    for (int64_t i = 0; i < len * D; ++i) {  // row n of the padded batch: its first len steps
+      pad_a[n * Tmax * D + i] = an[i];
+      pad_b[n * Tmax * D + i] = bn[i];
+      pad_dout[n * Tmax * D + i] = doutn[i];
+    }
+    Tensor o = poisoned({1, len, D}, dt, dev, &ctx), l = poisoned({1, D}, sdt, dev, &ctx);
+    const Tensor an_t = from_ref(an, dt, dev), h0n_t = from_ref(slice(h0, 0, n, n + 1), sdt, dev);
+    linear_scan_fwd(ctx, o, l, an_t, from_ref(bn, dt, dev), h0n_t);
+    Tensor dan = poisoned({1, len, D}, dt, dev, &ctx), dbn = poisoned({1, len, D}, dt, dev, &ctx);
+    Tensor dh0n = poisoned({1, D}, sdt, dev, &ctx);
+    linear_scan_bwd(ctx, dan, dbn, dh0n, from_ref(doutn, dt, dev),
+                    from_ref(slice(dlast, 0, n, n + 1), sdt, dev), an_t, o, h0n_t);
+    EXPECT_EQ(max_abs_diff(to_ref(o), seq(got_out)), 0.0) << "out alone";
+    EXPECT_EQ(max_abs_diff(to_ref(l), slice(got_last, 0, n, n + 1)), 0.0) << "last_state alone";
+    EXPECT_EQ(max_abs_diff(to_ref(dan), seq(got_da)), 0.0) << "da alone";
+    EXPECT_EQ(max_abs_diff(to_ref(dbn), seq(got_db)), 0.0) << "db alone";
+    EXPECT_EQ(max_abs_diff(to_ref(dh0n), slice(got_dh0, 0, n, n + 1)), 0.0) << "dh0 alone";
+  }
+  Tensor o = poisoned({N, Tmax, D}, dt, dev, &ctx), l = poisoned({N, D}, sdt, dev, &ctx);
+  const Tensor pa = from_ref(pad_a, dt, dev);
+  linear_scan_fwd(ctx, o, l, pa, from_ref(pad_b, dt, dev), h0_t);
+  Tensor pda = poisoned({N, Tmax, D}, dt, dev, &ctx), pdb = poisoned({N, Tmax, D}, dt, dev, &ctx);
+  Tensor pdh0 = poisoned({N, D}, sdt, dev, &ctx);
+  linear_scan_bwd(ctx, pda, pdb, pdh0, from_ref(pad_dout, dt, dev), from_ref(dlast, sdt, dev), pa,
+                  o, h0_t);
+  const Ref po = to_ref(o), ppda = to_ref(pda), ppdb = to_ref(pdb);
+  for (int64_t n = 0; n < N; ++n) {
+    SCOPED_TRACE("padded row " + std::to_string(n));
+    const int64_t begin = cu[size_t(n)], len = c.lengths[size_t(n)];
+    auto row = [&](const Ref& r) { return slice(slice(r, 0, n, n + 1), 1, 0, len); };
+    auto seq = [&](const Ref& r) { return slice(r, 1, begin, begin + len); };
+    EXPECT_EQ(max_abs_diff(row(po), seq(got_out)), 0.0) << "out padded";
+    EXPECT_EQ(max_abs_diff(row(ppda), seq(got_da)), 0.0) << "da padded";
+    EXPECT_EQ(max_abs_diff(row(ppdb), seq(got_db)), 0.0) << "db padded";
+  }
+  EXPECT_EQ(max_abs_diff(to_ref(l), got_last), 0.0) << "last_state padded";
+  EXPECT_EQ(max_abs_diff(to_ref(pdh0), got_dh0), 0.0) << "dh0 padded";
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, LinearScanPacked,
+                         testing::Combine(testing::ValuesIn(packed_cases()),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<PackedCase>);
+
+TEST(LinearScanPackedBadInput, NamesTheRule) {
+  Context& ctx = context_for(Device::cpu());
+  const DType f32 = DType::f32;
+  Tensor a = Tensor::zeros({1, 6, 4}, f32), b = Tensor::zeros({1, 6, 4}, f32);
+  Tensor out = Tensor::empty({1, 6, 4}, f32), last = Tensor::empty({2, 4}, f32);
+  auto cu = [](std::vector<int32_t> v) { return int_tensor(v, {int64_t(v.size())}); };
+  EXPECT_LONGCTX_ERROR(linear_scan_fwd(ctx, out, last, a, b, {}, cu({1, 3, 6})), "linear_scan_fwd",
+                       "'cu_seqlens'", "must start at 0", "cu_seqlens[0] = 1");
+  EXPECT_LONGCTX_ERROR(linear_scan_fwd(ctx, out, last, a, b, {}, cu({0, 4, 3, 6})), "'cu_seqlens'",
+                       "nondecreasing", "cu_seqlens[1] = 4 > cu_seqlens[2] = 3");
+  EXPECT_LONGCTX_ERROR(linear_scan_fwd(ctx, out, last, a, b, {}, cu({0, 3, 5})), "'cu_seqlens'",
+                       "must end at the packed length T = 6", "cu_seqlens[2] = 5");
+  EXPECT_LONGCTX_ERROR(linear_scan_fwd(ctx, out, last, a, b, {}, Tensor::zeros({3}, DType::i64)),
+                       "'cu_seqlens'", "expected dtype i32", "got i64");
+  EXPECT_LONGCTX_ERROR(linear_scan_fwd(ctx, out, last, a, b, {}, cu({})), "'cu_seqlens'",
+                       "N + 1 >= 1 entries");
+  Tensor a2 = Tensor::zeros({2, 3, 4}, f32), b2 = Tensor::zeros({2, 3, 4}, f32);
+  EXPECT_LONGCTX_ERROR(
+      linear_scan_fwd(ctx, Tensor::empty({2, 3, 4}, f32), last, a2, b2, {}, cu({0, 3, 6})), "'a'",
+      "batch dimension 1 with cu_seqlens", "(2, 3, 4)");
+  EXPECT_LONGCTX_ERROR(
+      linear_scan_fwd(ctx, out, Tensor::empty({3, 4}, f32), a, b, {}, cu({0, 3, 6})),
+      "'last_state'", "expected shape (2, 4)", "got (3, 4)");
+  EXPECT_LONGCTX_ERROR(
+      linear_scan_fwd(ctx, out, last, a, b, Tensor::zeros({1, 4}, f32), cu({0, 3, 6})), "'h0'",
+      "expected shape (2, 4)");
+}
 
 TEST(LinearScanReference, GradientsMatchFiniteDifferences) {
   Rng rng(9);

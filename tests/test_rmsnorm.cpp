@@ -28,7 +28,7 @@ TEST_P(RMSNorm, MatchesReference) {
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
   const DType dt = backend.dtype;
-  const DType rstd_dt = dt == DType::f64 ? DType::f64 : DType::f32;
+  const DType rstd_dt = stat_dtype(dt);
   Rng rng(101);
   const int64_t C = c.x_shape.back(), rows = Tensor::empty(c.x_shape, dt).numel() / C;
   const Ref x = rounded(random_ref(c.x_shape, rng, -2, 2), dt);

@@ -8,10 +8,6 @@
 namespace longctx::test {
 namespace {
 
-DType param_dtype(DType dt) {
-  return dt == DType::f64 ? DType::f64 : DType::f32;
-}
-
 struct SelectiveScanCase {
   std::string name;
   int64_t B, Dm, N, G, T;
@@ -33,7 +29,7 @@ const std::vector<SelectiveScanCase> kCases = {
 };
 
 SelectiveScanInputs to_device(const ref::SelectiveScanRefs& r, DType dt, Device dev) {
-  const DType pdt = param_dtype(dt);
+  const DType pdt = stat_dtype(dt);
   auto opt = [&](const Ref& x, DType t) { return x.numel() ? from_ref(x, t, dev) : Tensor(); };
   return {from_ref(r.u, dt, dev), from_ref(r.delta, dt, dev), from_ref(r.A, pdt, dev),
           from_ref(r.B, dt, dev), from_ref(r.C, dt, dev),     opt(r.D, pdt),
@@ -41,7 +37,7 @@ SelectiveScanInputs to_device(const ref::SelectiveScanRefs& r, DType dt, Device 
 }
 
 ref::SelectiveScanRefs make_inputs(const SelectiveScanCase& c, DType dt, Rng& rng) {
-  const DType pdt = param_dtype(dt);
+  const DType pdt = stat_dtype(dt);
   ref::SelectiveScanRefs r;
   r.delta_softplus = c.optional && !c.extreme_decays;
   r.u = rounded(random_ref({c.B, c.Dm, c.T}, rng), dt);
@@ -71,7 +67,7 @@ TEST_P(SelectiveScan, MatchesReference) {
   LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, pdt = param_dtype(dt);
+  const DType dt = backend.dtype, pdt = stat_dtype(dt);
   Rng rng(404);
   const ref::SelectiveScanRefs r = make_inputs(c, dt, rng);
   const SelectiveScanInputs in = to_device(r, dt, dev);
@@ -129,7 +125,7 @@ TEST_P(SelectiveScan, DecodeStepsEqualTheScan) {
   if (c.T > 80) GTEST_SKIP() << "decode steps are checked on the short cases";
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, pdt = param_dtype(dt);
+  const DType dt = backend.dtype, pdt = stat_dtype(dt);
   Rng rng(405);
   const ref::SelectiveScanRefs r = make_inputs(c, dt, rng);
   const SelectiveScanInputs in = to_device(r, dt, dev);

@@ -13,10 +13,6 @@
 namespace longctx::test {
 namespace {
 
-DType param_dtype(DType dt) {
-  return dt == DType::f64 ? DType::f64 : DType::f32;
-}
-
 // Optional inputs an `optional` case leaves out.
 enum Drop : unsigned { kNone = 0, kDropD = 1, kDropZ = 2, kDropBias = 4, kDropH0 = 8 };
 
@@ -51,7 +47,7 @@ const std::vector<SSDCase> kCases = {
 };
 
 SSDInputs to_device(const ref::SSDRefs& r, DType dt, Device dev) {
-  const DType pdt = param_dtype(dt);
+  const DType pdt = stat_dtype(dt);
   auto opt = [&](const Ref& x, DType t) { return x.numel() ? from_ref(x, t, dev) : Tensor(); };
   return {from_ref(r.x, dt, dev), from_ref(r.dt, dt, dev), from_ref(r.A, pdt, dev),
           from_ref(r.B, dt, dev), from_ref(r.C, dt, dev),  opt(r.D, pdt),
@@ -59,7 +55,7 @@ SSDInputs to_device(const ref::SSDRefs& r, DType dt, Device dev) {
 }
 
 ref::SSDRefs make_inputs(const SSDCase& c, DType dt, Rng& rng) {
-  const DType pdt = param_dtype(dt);
+  const DType pdt = stat_dtype(dt);
   ref::SSDRefs r;
   r.dt_softplus = c.optional && !c.extreme_decays;
   r.x = rounded(random_ref({c.B, c.T, c.H, c.P}, rng), dt);
@@ -93,7 +89,7 @@ TEST_P(SSD, MatchesReference) {
   LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, pdt = param_dtype(dt);
+  const DType dt = backend.dtype, pdt = stat_dtype(dt);
   Rng rng(505);
   const ref::SSDRefs r = make_inputs(c, dt, rng);
   const SSDInputs in = to_device(r, dt, dev);
@@ -156,7 +152,7 @@ TEST_P(SSD, BackwardIsBitwiseReproducible) {
   if (c.T > 4096) GTEST_SKIP() << "checked on the cases up to 4096 steps";
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, pdt = param_dtype(dt);
+  const DType dt = backend.dtype, pdt = stat_dtype(dt);
   Rng rng(508);
   const ref::SSDRefs r = make_inputs(c, dt, rng);
   const SSDInputs in = to_device(r, dt, dev);
@@ -201,7 +197,7 @@ TEST_P(SSD, DecodeStepsEqualTheScan) {
   if (c.T > 80) GTEST_SKIP() << "decode steps are checked on the short cases";
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, pdt = param_dtype(dt);
+  const DType dt = backend.dtype, pdt = stat_dtype(dt);
   Rng rng(506);
   const ref::SSDRefs r = make_inputs(c, dt, rng);
   const SSDInputs in = to_device(r, dt, dev);
@@ -245,7 +241,7 @@ TEST_P(SSD, EqualsSelectiveScanWhenHeadDimIsOne) {
   c.P = 1;
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
-  const DType dt = backend.dtype, pdt = param_dtype(dt);
+  const DType dt = backend.dtype, pdt = stat_dtype(dt);
   Rng rng(507);
   const ref::SSDRefs r = make_inputs(c, dt, rng);
   ref::SelectiveScanRefs s;

@@ -71,6 +71,15 @@ class Context {
   // synchronisation (an out-of-range token or target: the ops do not stop the stream to check).
   void synchronize() const;
 
+  // Deterministic mode (off by default): results bitwise reproducible from run to run and
+  // batch-invariant — a sequence's outputs and gradients are the same whether it runs alone,
+  // padded in a rectangular batch or packed with others — because no op uses float atomics and
+  // every op splits a sequence's work by that sequence alone. The CPU backend gives such results
+  // in either mode. On CUDA it can cost speed: a scan then splits every long sequence at fixed
+  // positions (one more pass over its inputs) where it would otherwise split none.
+  bool deterministic() const { return deterministic_; }
+  void set_deterministic(bool on) { deterministic_ = on; }
+
   MatmulPrecision matmul_precision() const { return matmul_precision_; }
   // bf16 on a CPU context is an error: the CPU computes f32 products only.
   void set_matmul_precision(MatmulPrecision precision);
@@ -85,6 +94,7 @@ class Context {
   Device device_;
   int cpu_threads_ = 1;
   MatmulPrecision matmul_precision_ = MatmulPrecision::f32;
+  bool deterministic_ = false;
   std::shared_ptr<CudaState> cuda_;
 };
 

@@ -19,6 +19,11 @@ DType parse_dtype(const std::string& name);  // inverse of dtype_name; throws Er
 inline bool is_floating(DType d) {
   return d != DType::i32 && d != DType::i64;
 }
+// The dtype of an op's statistics (rstd, lse, losses) and of the recurrent parameters and states
+// of the scans: f32 on every backend, f64 when the main input is f64 (the tests' float64 runs).
+inline DType stat_dtype(DType x) {
+  return x == DType::f64 ? DType::f64 : DType::f32;
+}
 
 struct bf16 {
   uint16_t bits = 0;

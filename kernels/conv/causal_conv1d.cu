@@ -15,7 +15,7 @@
 
 #include "kernels/common/grid.h"
 #include "kernels/scan/scan_common.cuh"
-#include "longctx/ops/causal_conv1d.h"
+#include "src/ops/causal_conv1d.h"
 
 namespace longctx::cuda {
 
@@ -184,70 +184,61 @@ __global__ void causal_conv1d_update_kernel(T* out, T* conv_state, const T* x, c
 
 }  // namespace
 
-void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
-                       const Tensor& bias, const CausalConv1dParams& params) {
-  const int64_t B = x.size(0), D = x.size(1), T = x.size(2);
-  const int W = int(weight.size(1));
+void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
+  const int64_t B = args.B, D = args.D, T = args.T;
+  const int W = args.W;
   if (B * D == 0 || T == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   const unsigned grid = flat_grid("causal_conv1d_fwd", B * D, (T + kTile - 1) / kTile, 1);
-  dispatch_cuda_float("causal_conv1d_fwd", x.dtype(), [&](auto tag) {
+  dispatch_cuda_float("causal_conv1d_fwd", args.dtype, [&](auto tag) {
     using T_ = typename decltype(tag)::type;
     causal_conv1d_fwd_kernel<T_><<<grid, kThreads, 0, stream>>>(
-        static_cast<T_*>(out.data()), static_cast<const T_*>(x.data()),
-        static_cast<const T_*>(weight.data()),
-        bias.defined() ? static_cast<const T_*>(bias.data()) : nullptr, B * D, D, T, W,
-        params.activation == Activation::silu);
+        static_cast<T_*>(args.out), static_cast<const T_*>(args.x),
+        static_cast<const T_*>(args.weight), static_cast<const T_*>(args.bias), B * D, D, T, W,
+        args.silu);
   });
   LONGCTX_CHECK_LAUNCH();
 }
 
-void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
-                       const Tensor& dbias, const Tensor& dout, const Tensor& x,
-                       const Tensor& weight, const Tensor& bias, const CausalConv1dParams& params) {
-  const int64_t B = x.size(0), D = x.size(1), T = x.size(2);
-  const int W = int(weight.size(1));
+void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args) {
+  const int64_t B = args.B, D = args.D, T = args.T;
+  const int W = args.W;
   if (D == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   const int64_t tiles = (T + kTile - 1) / kTile;
   const int64_t M = B * tiles;  // partials per channel
   Tensor partial =
       Tensor::empty({std::max<int64_t>(M, 1), D, kPartial}, DType::f32, ctx.device(), &ctx);
-  dispatch_cuda_float("causal_conv1d_bwd", x.dtype(), [&](auto tag) {
+  dispatch_cuda_float("causal_conv1d_bwd", args.dtype, [&](auto tag) {
     using T_ = typename decltype(tag)::type;
-    const T_* bias_ptr = bias.defined() ? static_cast<const T_*>(bias.data()) : nullptr;
+    const T_* bias_ptr = static_cast<const T_*>(args.bias);
     if (M > 0) {
       causal_conv1d_bwd_kernel<T_>
           <<<flat_grid("causal_conv1d_bwd", B * D, tiles, 1), kThreads, 0, stream>>>(
-              static_cast<T_*>(dx.data()), partial.data_as<float>(),
-              static_cast<const T_*>(dout.data()), static_cast<const T_*>(x.data()),
-              static_cast<const T_*>(weight.data()), bias_ptr, B * D, D, T, W,
-              params.activation == Activation::silu);
+              static_cast<T_*>(args.dx), partial.data_as<float>(),
+              static_cast<const T_*>(args.dout), static_cast<const T_*>(args.x),
+              static_cast<const T_*>(args.weight), bias_ptr, B * D, D, T, W, args.silu);
       LONGCTX_CHECK_LAUNCH();
     }
     const int64_t slots = D * (W + 1);
     causal_conv1d_sum_partials_kernel<T_><<<unsigned((slots + 255) / 256), 256, 0, stream>>>(
-        static_cast<T_*>(dweight.data()),
-        dbias.defined() ? static_cast<T_*>(dbias.data()) : nullptr, partial.data_as<float>(), M, D,
-        W);
+        static_cast<T_*>(args.dweight), static_cast<T_*>(args.dbias), partial.data_as<float>(), M,
+        D, W);
     LONGCTX_CHECK_LAUNCH();
   });
 }
 
-void causal_conv1d_update(const Context& ctx, const Tensor& out, const Tensor& conv_state,
-                          const Tensor& x, const Tensor& weight, const Tensor& bias,
-                          const CausalConv1dParams& params) {
-  const int64_t B = x.size(0), D = x.size(1);
-  const int W = int(weight.size(1));
+void causal_conv1d_update(const Context& ctx, const CausalConv1dArgs& args) {
+  const int64_t B = args.B, D = args.D;
+  const int W = args.W;
   if (B * D == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  dispatch_cuda_float("causal_conv1d_update", x.dtype(), [&](auto tag) {
+  dispatch_cuda_float("causal_conv1d_update", args.dtype, [&](auto tag) {
     using T_ = typename decltype(tag)::type;
     causal_conv1d_update_kernel<T_><<<unsigned((B * D + 255) / 256), 256, 0, stream>>>(
-        static_cast<T_*>(out.data()), static_cast<T_*>(conv_state.data()),
-        static_cast<const T_*>(x.data()), static_cast<const T_*>(weight.data()),
-        bias.defined() ? static_cast<const T_*>(bias.data()) : nullptr, B, D, W,
-        params.activation == Activation::silu);
+        static_cast<T_*>(args.out), static_cast<T_*>(args.conv_state),
+        static_cast<const T_*>(args.x), static_cast<const T_*>(args.weight),
+        static_cast<const T_*>(args.bias), B, D, W, args.silu);
   });
   LONGCTX_CHECK_LAUNCH();
 }

@@ -7,7 +7,7 @@
 #include "kernels/common/cuda_check.cuh"
 #include "kernels/common/gemm.cuh"
 #include "kernels/common/types.cuh"
-#include "longctx/ops/linear.h"
+#include "src/ops/linear.h"
 
 namespace longctx::cuda {
 
@@ -44,48 +44,46 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void linear_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
-                const Tensor& bias) {
-  const int64_t Cin = x.size(-1), Cout = weight.size(0), M = x.numel() / Cin;
+void linear_fwd(const Context& ctx, const LinearArgs& args) {
+  const int64_t Cin = args.Cin, Cout = args.Cout, M = args.M;
   if (M == 0) return;
   // out (M, Cout) = x (M, Cin) @ weight^T (Cin, Cout) + bias
-  gemm(ctx, x.dtype(), /*trans_a=*/false, /*trans_b=*/true, M, Cout, Cin, x.data(), Cin,
-       weight.data(), Cin, out.data(), Cout, bias.defined() ? bias.data() : nullptr);
+  gemm(ctx, args.dtype, /*trans_a=*/false, /*trans_b=*/true, M, Cout, Cin, args.x, Cin, args.weight,
+       Cin, args.out, Cout, args.bias);
 }
 
-void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
-                const Tensor& dout, const Tensor& x, const Tensor& weight) {
-  const int64_t Cin = x.size(-1), Cout = weight.size(0), M = x.numel() / Cin;
+void linear_bwd(const Context& ctx, const LinearArgs& args) {
+  const int64_t Cin = args.Cin, Cout = args.Cout, M = args.M;
+  const size_t elem = dtype_size(args.dtype);
   cudaStream_t stream = state_of(ctx).stream;
   if (M == 0) {  // no rows: the weight and bias gradients are zero
-    if (dweight.defined())
-      LONGCTX_CUDA_CHECK(cudaMemsetAsync(dweight.data(), 0, dweight.nbytes(), stream));
-    if (dbias.defined())
-      LONGCTX_CUDA_CHECK(cudaMemsetAsync(dbias.data(), 0, dbias.nbytes(), stream));
+    if (args.dweight)
+      LONGCTX_CUDA_CHECK(cudaMemsetAsync(args.dweight, 0, size_t(Cout * Cin) * elem, stream));
+    if (args.dbias) LONGCTX_CUDA_CHECK(cudaMemsetAsync(args.dbias, 0, size_t(Cout) * elem, stream));
     return;
   }
-  if (dx.defined()) {
+  if (args.dx) {
     // dx (M, Cin) = dout (M, Cout) @ weight (Cout, Cin)
-    gemm(ctx, x.dtype(), /*trans_a=*/false, /*trans_b=*/false, M, Cin, Cout, dout.data(), Cout,
-         weight.data(), Cin, dx.data(), Cin);
+    gemm(ctx, args.dtype, /*trans_a=*/false, /*trans_b=*/false, M, Cin, Cout, args.dout, Cout,
+         args.weight, Cin, args.dx, Cin);
   }
-  if (dweight.defined()) {
+  if (args.dweight) {
     // dweight (Cout, Cin) = dout^T (Cout, M) @ x (M, Cin)
-    gemm(ctx, x.dtype(), /*trans_a=*/true, /*trans_b=*/false, Cout, Cin, M, dout.data(), Cout,
-         x.data(), Cin, dweight.data(), Cin);
+    gemm(ctx, args.dtype, /*trans_a=*/true, /*trans_b=*/false, Cout, Cin, M, args.dout, Cout,
+         args.x, Cin, args.dweight, Cin);
   }
-  if (dbias.defined()) {
+  if (args.dbias) {
     const int64_t rows_per_chunk = std::max<int64_t>(64, (M + kMaxChunks - 1) / kMaxChunks);
     const int64_t chunks = (M + rows_per_chunk - 1) / rows_per_chunk;  // <= kMaxChunks
     Tensor partial = Tensor::empty({chunks, Cout}, DType::f32, ctx.device(), &ctx);
     const unsigned column_blocks = unsigned((Cout + kThreads - 1) / kThreads);
-    dispatch_cuda_float("linear_bwd", x.dtype(), [&](auto tag) {
+    dispatch_cuda_float("linear_bwd", args.dtype, [&](auto tag) {
       using T = typename decltype(tag)::type;
       column_partial_kernel<T><<<dim3(column_blocks, unsigned(chunks)), kThreads, 0, stream>>>(
-          partial.data_as<float>(), static_cast<const T*>(dout.data()), M, Cout, rows_per_chunk);
+          partial.data_as<float>(), static_cast<const T*>(args.dout), M, Cout, rows_per_chunk);
       LONGCTX_CHECK_LAUNCH();
       column_sum_kernel<T><<<column_blocks, kThreads, 0, stream>>>(
-          static_cast<T*>(dbias.data()), partial.data_as<float>(), chunks, Cout);
+          static_cast<T*>(args.dbias), partial.data_as<float>(), chunks, Cout);
       LONGCTX_CHECK_LAUNCH();
     });
   }

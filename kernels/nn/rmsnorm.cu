@@ -6,7 +6,7 @@
 #include "kernels/common/context_state.cuh"
 #include "kernels/common/cuda_check.cuh"
 #include "kernels/common/types.cuh"
-#include "longctx/ops/rmsnorm.h"
+#include "src/ops/rmsnorm.h"
 
 namespace longctx::cuda {
 
@@ -84,38 +84,35 @@ __global__ void __launch_bounds__(256)
 
 }  // namespace
 
-void rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& rstd, const Tensor& x,
-                 const Tensor& weight, const RMSNormParams& params) {
-  const int64_t C = x.size(-1), rows = C ? x.numel() / C : 0;
-  if (rows == 0) return;
+void rmsnorm_fwd(const Context& ctx, const RMSNormArgs& args) {
+  if (args.rows == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  dispatch_cuda_float("rmsnorm_fwd", x.dtype(), [&](auto tag) {
+  dispatch_cuda_float("rmsnorm_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    rmsnorm_fwd_kernel<T><<<unsigned(rows), kThreads, 0, stream>>>(
-        static_cast<T*>(out.data()), rstd.data_as<float>(), static_cast<const T*>(x.data()),
-        static_cast<const T*>(weight.data()), C, float(params.eps));
+    rmsnorm_fwd_kernel<T><<<unsigned(args.rows), kThreads, 0, stream>>>(
+        static_cast<T*>(args.out), static_cast<float*>(args.rstd), static_cast<const T*>(args.x),
+        static_cast<const T*>(args.weight), args.C, float(args.eps));
   });
   LONGCTX_CHECK_LAUNCH();
 }
 
-void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dout,
-                 const Tensor& x, const Tensor& weight, const Tensor& rstd) {
-  const int64_t C = x.size(-1), rows = C ? x.numel() / C : 0;
+void rmsnorm_bwd(const Context& ctx, const RMSNormArgs& args) {
+  const int64_t C = args.C, rows = args.rows;
   cudaStream_t stream = state_of(ctx).stream;
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   Tensor partial = Tensor::zeros({std::max<int64_t>(chunks, 1), C}, DType::f32, ctx.device(), &ctx);
-  dispatch_cuda_float("rmsnorm_bwd", x.dtype(), [&](auto tag) {
+  dispatch_cuda_float("rmsnorm_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (chunks > 0) {
       rmsnorm_bwd_kernel<T><<<unsigned(chunks), kThreads, 0, stream>>>(
-          static_cast<T*>(dx.data()), partial.data_as<float>(), static_cast<const T*>(dout.data()),
-          static_cast<const T*>(x.data()), static_cast<const T*>(weight.data()),
-          rstd.data_as<float>(), rows, C);
+          static_cast<T*>(args.dx), partial.data_as<float>(), static_cast<const T*>(args.dout),
+          static_cast<const T*>(args.x), static_cast<const T*>(args.weight),
+          static_cast<const float*>(args.rstd), rows, C);
       LONGCTX_CHECK_LAUNCH();
     }
     if (C > 0) {
       sum_chunks_kernel<T><<<unsigned((C + 255) / 256), 256, 0, stream>>>(
-          static_cast<T*>(dweight.data()), partial.data_as<float>(), chunks, C);
+          static_cast<T*>(args.dweight), partial.data_as<float>(), chunks, C);
       LONGCTX_CHECK_LAUNCH();
     }
   });

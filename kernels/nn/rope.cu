@@ -8,7 +8,7 @@
 #include "kernels/common/context_state.cuh"
 #include "kernels/common/cuda_check.cuh"
 #include "kernels/common/types.cuh"
-#include "longctx/ops/rope.h"
+#include "src/ops/rope.h"
 
 namespace longctx::cuda {
 
@@ -41,32 +41,19 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-void rotate(const Context& ctx, const char* op, const Tensor& out, const Tensor& in,
-            const Tensor& positions, const RopeParams& params, float sign) {
-  const int64_t B = in.size(0), T_len = in.size(1), H = in.size(2), half = in.size(3) / 2;
-  const int64_t count = B * T_len * half;
-  if (count == 0 || H == 0) return;
-  const int64_t blocks = std::min<int64_t>((count + kThreads - 1) / kThreads, 65535 * 8);
-  const int32_t* pos = positions.defined() ? positions.data_as<int32_t>() : nullptr;
-  dispatch_cuda_float(op, in.dtype(), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    rope_kernel<T><<<unsigned(blocks), kThreads, 0, state_of(ctx).stream>>>(
-        static_cast<T*>(out.data()), static_cast<const T*>(in.data()), pos, B * T_len, T_len, H,
-        half, std::log2(params.theta), sign);
-  });
-  LONGCTX_CHECK_LAUNCH();
-}
-
 }  // namespace
 
-void rope_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& positions,
-              const RopeParams& params) {
-  rotate(ctx, "rope_fwd", out, x, positions, params, /*sign=*/1.f);
-}
-
-void rope_bwd(const Context& ctx, const Tensor& dx, const Tensor& dout, const Tensor& positions,
-              const RopeParams& params) {
-  rotate(ctx, "rope_bwd", dx, dout, positions, params, /*sign=*/-1.f);
+void rope(const Context& ctx, const RopeArgs& args) {
+  const int64_t half = args.D / 2, count = args.B * args.T * half;
+  if (count == 0 || args.H == 0) return;
+  const int64_t blocks = std::min<int64_t>((count + kThreads - 1) / kThreads, 65535 * 8);
+  dispatch_cuda_float("rope", args.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    rope_kernel<T><<<unsigned(blocks), kThreads, 0, state_of(ctx).stream>>>(
+        static_cast<T*>(args.out), static_cast<const T*>(args.in), args.positions, args.B * args.T,
+        args.T, args.H, half, std::log2(args.theta), float(args.sign));
+  });
+  LONGCTX_CHECK_LAUNCH();
 }
 
 }  // namespace longctx::cuda

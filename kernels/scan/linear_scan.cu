@@ -8,9 +8,11 @@
 // The tile's total carries the state to the next tile. Every element is read once and written
 // once, which is the whole cost of this op.
 //
-// When B * ceil(D / 32) blocks are too few to keep the GPU's memory system busy, the sequence is
-// split into S segments (a chunked scan, not a decoupled look-back: no inter-block flags or
-// spinning, and bitwise-reproducible): a summary pass writes each segment's fold (a, b) (reading
+// Every sequence of the batch (the B rows of a rectangular batch, or the N sequences of a packed
+// one: cu_seqlens) is scanned from its own h0, in segments aligned at its first step.
+// When the sequences' ceil(D / 32) blocks are too few to keep the GPU's memory system busy, a
+// sequence is split into segments (a chunked scan, not a decoupled look-back: no inter-block flags
+// or spinning, and bitwise-reproducible): a summary pass writes each segment's fold (a, b) (reading
 // a and b once more), and the output pass starts each segment from h0 folded through the
 // summaries of the segments before it. Backward is the same scan in reverse time over the pairs
 // (a_{t+1}, dout_t) (a_T := 1, carry-in dlast_state): dh_t = a_{t+1} dh_{t+1} + dout_t, then
@@ -18,9 +20,10 @@
 // dh0 = a_0 * dh_0.
 #include <algorithm>
 
-#include "kernels/common/grid.h"
+#include <vector>
+
 #include "kernels/scan/scan_common.cuh"
-#include "longctx/ops/linear_scan.h"
+#include "src/ops/linear_scan.h"
 
 namespace longctx::cuda {
 
@@ -51,35 +54,59 @@ __device__ __forceinline__ Pair tile_exclusive(const Pair& local, Pair* shared, 
   return before;
 }
 
-// Sizes of one launch: T steps, D channels, S segments of seg_len scan positions.
+// Sizes of one launch. The work items are (sequence, segment) pairs: a sequence of `len` steps
+// has max(1, ceil(len / seg_len)) segments (one for an empty sequence, which writes its state).
+// Rectangular batches index them as s * S + p; packed ones through a table of (s, p).
 struct Dims {
-  int64_t T, D;
-  int S;
-  int64_t seg_len;
+  int64_t T, D;               // T: each sequence's length in a rectangular batch
+  int64_t seg_len;            // scan positions per segment, a multiple of kTile
+  int S;                      // segments per sequence (rectangular)
+  const int32_t* cu_seqlens;  // (N + 1) on the device; nullptr: rectangular
+  const int2* work;           // (items) of (sequence, segment) when packed
 };
 
-// Forward. kSummary: write each segment's fold to summary (B, S, D) instead of outputs.
-// Grid: flat over (ceil(D / 32), segments, B) (grid.h; B on z would cap it at 65535); segments
-// is S - 1 for the summary pass (the last segment's fold is never needed), S otherwise.
+struct Item {
+  int64_t s, p;                  // sequence, segment
+  int64_t begin, len, segments;  // the sequence's first position, length, segment count
+};
+
+__device__ __forceinline__ Item item_of(const Dims& n, int64_t w) {
+  Item it;
+  if (n.cu_seqlens) {
+    it.s = n.work[w].x;
+    it.p = n.work[w].y;
+    it.begin = n.cu_seqlens[it.s];
+    it.len = n.cu_seqlens[it.s + 1] - it.begin;
+  } else {
+    it.s = w / n.S;
+    it.p = w % n.S;
+    it.begin = it.s * n.T;
+    it.len = n.T;
+  }
+  it.segments = max(int64_t(1), (it.len + n.seg_len - 1) / n.seg_len);
+  return it;
+}
+
+// Forward. kSummary: write each segment's fold to summary (items, D) instead of outputs; the
+// last segment of each sequence has none. Grid: (items, ceil(D / 32)).
 template <class T, bool kSummary>
 __global__ void __launch_bounds__(kThreads)
     linear_scan_fwd_kernel(T* out, float* last_state, Pair* summary, const T* a, const T* b,
                            const float* h0, Dims n) {
   __shared__ Pair shared[kWarps * kLanes];
   const int lane = threadIdx.x % kLanes, warp = threadIdx.x / kLanes;
-  const GridIndex blk = unflatten(blockIdx.x, unsigned((n.D + kLanes - 1) / kLanes),
-                                  unsigned(kSummary ? n.S - 1 : n.S));
-  const int64_t d = int64_t(blk.i0) * kLanes + lane, bi = blk.i2;
-  const int s = blk.i1;
+  const int64_t w = blockIdx.x, d = int64_t(blockIdx.y) * kLanes + lane;
+  const Item it = item_of(n, w);
+  if (kSummary && it.p == it.segments - 1) return;
   const bool active = d < n.D;
-  const int64_t j_begin = s * n.seg_len, j_end = std::min(n.T, j_begin + n.seg_len);
-  const int64_t base = bi * n.T * n.D + d;  // element (bi, 0, d)
+  const int64_t j_begin = it.p * n.seg_len, j_end = min(it.len, j_begin + n.seg_len);
+  const int64_t base = it.begin * n.D + d;  // element (the sequence's step 0, d)
 
   float h = 0.f;
   Pair carry = scan_identity<float>();
   if (!kSummary && active) {
-    if (h0) h = h0[bi * n.D + d];
-    for (int p = 0; p < s; ++p) h = scan_apply(summary[(bi * n.S + p) * n.D + d], h);
+    if (h0) h = h0[it.s * n.D + d];
+    for (int64_t q = 0; q < it.p; ++q) h = scan_apply(summary[(w - it.p + q) * n.D + d], h);
   }
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kTile) {
     const int64_t t0 = j0 + warp * kSteps;
@@ -108,13 +135,13 @@ __global__ void __launch_bounds__(kThreads)
   }
   if (!active) return;
   if constexpr (kSummary) {
-    summary[(bi * n.S + s) * n.D + d] = carry;
-  } else if (s == n.S - 1) {
-    last_state[bi * n.D + d] = h;
+    summary[w * n.D + d] = carry;
+  } else if (it.p == it.segments - 1) {
+    last_state[it.s * n.D + d] = h;
   }
 }
 
-// Backward: scan position j is time t = T - 1 - j. kSummary as in the forward.
+// Backward: scan position j is the sequence's step t = len - 1 - j. kSummary as in the forward.
 template <class T, bool kSummary>
 __global__ void __launch_bounds__(kThreads)
     linear_scan_bwd_kernel(T* da, T* db, float* dh0, Pair* summary, const T* dout,
@@ -122,19 +149,18 @@ __global__ void __launch_bounds__(kThreads)
                            Dims n) {
   __shared__ Pair shared[kWarps * kLanes];
   const int lane = threadIdx.x % kLanes, warp = threadIdx.x / kLanes;
-  const GridIndex blk = unflatten(blockIdx.x, unsigned((n.D + kLanes - 1) / kLanes),
-                                  unsigned(kSummary ? n.S - 1 : n.S));
-  const int64_t d = int64_t(blk.i0) * kLanes + lane, bi = blk.i2;
-  const int s = blk.i1;
+  const int64_t w = blockIdx.x, d = int64_t(blockIdx.y) * kLanes + lane;
+  const Item it = item_of(n, w);
+  if (kSummary && it.p == it.segments - 1) return;
   const bool active = d < n.D;
-  const int64_t j_begin = s * n.seg_len, j_end = std::min(n.T, j_begin + n.seg_len);
-  const int64_t base = bi * n.T * n.D + d;
+  const int64_t j_begin = it.p * n.seg_len, j_end = min(it.len, j_begin + n.seg_len);
+  const int64_t base = it.begin * n.D + d;
 
   float g = 0.f;  // dh of the step after the current one, starting from dlast_state
   Pair carry = scan_identity<float>();
   if (!kSummary && active) {
-    if (dlast_state) g = dlast_state[bi * n.D + d];
-    for (int p = 0; p < s; ++p) g = scan_apply(summary[(bi * n.S + p) * n.D + d], g);
+    if (dlast_state) g = dlast_state[it.s * n.D + d];
+    for (int64_t q = 0; q < it.p; ++q) g = scan_apply(summary[(w - it.p + q) * n.D + d], g);
   }
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kTile) {
     const int64_t jt = j0 + warp * kSteps;
@@ -142,10 +168,10 @@ __global__ void __launch_bounds__(kThreads)
     Pair local = scan_identity<float>();
 #pragma unroll
     for (int k = 0; k < kSteps; ++k) {
-      const int64_t t = n.T - 1 - (jt + k);
+      const int64_t t = it.len - 1 - (jt + k);
       step[k] = scan_identity<float>();
       if (active && jt + k < j_end) {
-        const float gate = t + 1 < n.T ? load_f32(a[base + (t + 1) * n.D]) : 1.f;
+        const float gate = t + 1 < it.len ? load_f32(a[base + (t + 1) * n.D]) : 1.f;
         step[k] = {gate, load_f32(dout[base + t * n.D])};
       }
       local = scan_combine(local, step[k]);
@@ -160,9 +186,9 @@ __global__ void __launch_bounds__(kThreads)
       for (int k = 0; k < kSteps; ++k) {
         gk = scan_apply(step[k], gk);
         if (active && jt + k < j_end) {
-          const int64_t t = n.T - 1 - (jt + k);
+          const int64_t t = it.len - 1 - (jt + k);
           const float h_prev =
-              t > 0 ? load_f32(out[base + (t - 1) * n.D]) : (h0 ? h0[bi * n.D + d] : 0.f);
+              t > 0 ? load_f32(out[base + (t - 1) * n.D]) : (h0 ? h0[it.s * n.D + d] : 0.f);
           db[base + t * n.D] = store_as<T>(gk);
           da[base + t * n.D] = store_as<T>(gk * h_prev);
         }
@@ -172,107 +198,122 @@ __global__ void __launch_bounds__(kThreads)
   }
   if (!active) return;
   if constexpr (kSummary) {
-    summary[(bi * n.S + s) * n.D + d] = carry;
-  } else if (s == n.S - 1 && dh0) {
-    dh0[bi * n.D + d] = load_f32(a[base]) * g;  // g is dh_0 here
+    summary[w * n.D + d] = carry;
+  } else if (it.p == it.segments - 1 && dh0) {
+    // g is dh_0 here; h_{-1} = h0 reaches h_0 through a_0 (an empty sequence passes it through).
+    dh0[it.s * n.D + d] = it.len > 0 ? load_f32(a[base]) * g : g;
   }
 }
 
-// Splits the scan into segments when B * ceil(D / 32) blocks alone would leave SMs idle. By
-// Little's law one 256-thread block per SM with 16 loads in flight per thread already covers the
-// H100's bandwidth-latency product (~3.3 TB/s x ~600 ns ~ 15 KB per SM), so the target is two
-// blocks per SM; a segment is at least 4 tiles so the summary pass stays a small overhead.
-// (An estimate from the hardware numbers; to be replaced by a measurement on the GPU.)
-Dims plan(const Context& ctx, int64_t B, int64_t T, int64_t D) {
-  const int64_t blocks = B * ((D + kLanes - 1) / kLanes);
+// Segment length: in deterministic mode a fixed kDeterministicSegment positions from each
+// sequence's start, so a sequence is split the same way alone, padded or packed (batch
+// invariance). Otherwise long sequences are split only when the sequences' ceil(D / 32) blocks
+// alone would leave SMs idle: by Little's law one 256-thread block per SM with 16 loads in flight
+// per thread already covers the H100's bandwidth-latency product (~3.3 TB/s x ~600 ns ~ 15 KB per
+// SM), so the target is two blocks per SM; a segment is at least 4 tiles so the summary pass
+// stays a small overhead. (An estimate from the hardware numbers; to be replaced by a
+// measurement on the GPU.)
+constexpr int64_t kDeterministicSegment = 32 * kTile;
+
+int64_t segment_length(const Context& ctx, const Sequences& seqs, int64_t T_total, int64_t D) {
+  if (ctx.deterministic()) return kDeterministicSegment;
+  const int64_t blocks = seqs.count * ((D + kLanes - 1) / kLanes);
   const int64_t target = 2 * int64_t(scan::sm_count(ctx));
-  const int64_t max_segments = std::max<int64_t>(1, (T + 4 * kTile - 1) / (4 * kTile));
-  int64_t S = std::min<int64_t>(max_segments, std::max<int64_t>(1, (target + blocks - 1) / blocks));
-  S = std::min<int64_t>(S, 65535);
-  int64_t seg_len = (T + S - 1) / S;
-  seg_len = std::max<int64_t>(kTile, (seg_len + kTile - 1) / kTile * kTile);
-  S = std::max<int64_t>(1, (T + seg_len - 1) / seg_len);
-  return {T, D, int(S), seg_len};
+  const int64_t splits = std::max<int64_t>(1, (target + blocks - 1) / std::max<int64_t>(blocks, 1));
+  const int64_t longest = seqs.packed() ? T_total : seqs.T;
+  const int64_t len = (longest + splits - 1) / splits;
+  return std::max<int64_t>(4 * kTile, (len + kTile - 1) / kTile * kTile);
+}
+
+// The launch shape and work items of one call; `work` keeps the packed table on the device.
+Dims plan(const Context& ctx, const LinearScanArgs& args, Tensor& work, int64_t& items,
+          bool& any_split) {
+  const Sequences& seqs = args.seqs;
+  Dims n{};
+  n.T = seqs.T;
+  n.D = args.D;
+  n.seg_len = segment_length(ctx, seqs, args.T, args.D);
+  auto segments = [&](int64_t len) {
+    return std::max<int64_t>(1, (len + n.seg_len - 1) / n.seg_len);
+  };
+  if (!seqs.packed()) {
+    n.S = int(segments(seqs.T));
+    items = seqs.count * n.S;
+    any_split = n.S > 1;
+    return n;
+  }
+  std::vector<int32_t> table;
+  any_split = false;
+  for (int64_t s = 0; s < seqs.count; ++s) {
+    const int64_t S = segments(seqs.length(s));
+    any_split = any_split || S > 1;
+    for (int64_t p = 0; p < S; ++p) {
+      table.push_back(int32_t(s));
+      table.push_back(int32_t(p));
+    }
+  }
+  items = int64_t(table.size()) / 2;
+  Tensor host = Tensor::empty({items, 2}, DType::i32);
+  std::copy(table.begin(), table.end(), host.data_as<int32_t>());
+  work = host.to(ctx.device(), &ctx);
+  n.cu_seqlens = seqs.cu_seqlens;
+  n.work = static_cast<const int2*>(work.data());
+  return n;
 }
 
 }  // namespace
 
-void linear_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_state,
-                     const Tensor& a, const Tensor& b, const Tensor& h0) {
-  const int64_t B = a.size(0), T = a.size(1), D = a.size(2);
-  if (B == 0 || D == 0) return;
+void linear_scan_fwd(const Context& ctx, const LinearScanArgs& args) {
+  if (args.seqs.count == 0 || args.D == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  const float* h0_ptr = h0.defined() ? h0.data_as<float>() : nullptr;
-  if (T == 0) {  // h_T = h0
-    if (h0_ptr)
-      LONGCTX_CUDA_CHECK(cudaMemcpyAsync(last_state.data(), h0_ptr, size_t(B * D) * sizeof(float),
-                                         cudaMemcpyDeviceToDevice, stream));
-    else
-      LONGCTX_CUDA_CHECK(
-          cudaMemsetAsync(last_state.data(), 0, size_t(B * D) * sizeof(float), stream));
-    return;
-  }
-  const Dims n = plan(ctx, B, T, D);
-  Tensor summary;
-  if (n.S > 1) summary = Tensor::empty({B, n.S, D, 2}, DType::f32, ctx.device(), &ctx);
-  Pair* summary_ptr = n.S > 1 ? static_cast<Pair*>(summary.data()) : nullptr;
-  const unsigned lane_blocks = unsigned((D + kLanes - 1) / kLanes);
-  dispatch_cuda_float("linear_scan_fwd", a.dtype(), [&](auto tag) {
-    using T_ = typename decltype(tag)::type;
-    const T_* a_ptr = static_cast<const T_*>(a.data());
-    const T_* b_ptr = static_cast<const T_*>(b.data());
-    if (n.S > 1) {
-      linear_scan_fwd_kernel<T_, true>
-          <<<flat_grid("linear_scan_fwd", lane_blocks, n.S - 1, B), kThreads, 0, stream>>>(
-              nullptr, nullptr, summary_ptr, a_ptr, b_ptr, h0_ptr, n);
+  Tensor work, summary;
+  int64_t items = 0;
+  bool any_split = false;
+  const Dims n = plan(ctx, args, work, items, any_split);
+  if (any_split) summary = Tensor::empty({items, args.D, 2}, DType::f32, ctx.device(), &ctx);
+  Pair* summary_ptr = any_split ? static_cast<Pair*>(summary.data()) : nullptr;
+  const dim3 grid(unsigned(items), unsigned((args.D + kLanes - 1) / kLanes));
+  const auto* h0 = static_cast<const float*>(args.h0);
+  dispatch_cuda_float("linear_scan_fwd", args.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* a = static_cast<const T*>(args.a);
+    const T* b = static_cast<const T*>(args.b);
+    if (any_split) {
+      linear_scan_fwd_kernel<T, true>
+          <<<grid, kThreads, 0, stream>>>(nullptr, nullptr, summary_ptr, a, b, h0, n);
       LONGCTX_CHECK_LAUNCH();
     }
-    linear_scan_fwd_kernel<T_, false>
-        <<<flat_grid("linear_scan_fwd", lane_blocks, n.S, B), kThreads, 0, stream>>>(
-            static_cast<T_*>(out.data()), last_state.data_as<float>(), summary_ptr, a_ptr, b_ptr,
-            h0_ptr, n);
+    linear_scan_fwd_kernel<T, false><<<grid, kThreads, 0, stream>>>(
+        static_cast<T*>(args.out), static_cast<float*>(args.last_state), summary_ptr, a, b, h0, n);
     LONGCTX_CHECK_LAUNCH();
   });
 }
 
-void linear_scan_bwd(const Context& ctx, const Tensor& da, const Tensor& db, const Tensor& dh0,
-                     const Tensor& dout, const Tensor& dlast_state, const Tensor& a,
-                     const Tensor& out, const Tensor& h0) {
-  const int64_t B = a.size(0), T = a.size(1), D = a.size(2);
-  if (B == 0 || D == 0) return;
+void linear_scan_bwd(const Context& ctx, const LinearScanArgs& args) {
+  if (args.seqs.count == 0 || args.D == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  const float* dlast_ptr = dlast_state.defined() ? dlast_state.data_as<float>() : nullptr;
-  float* dh0_ptr = dh0.defined() ? dh0.data_as<float>() : nullptr;
-  if (T == 0) {  // dh0 = dlast_state
-    if (dh0_ptr && dlast_ptr)
-      LONGCTX_CUDA_CHECK(cudaMemcpyAsync(dh0_ptr, dlast_ptr, size_t(B * D) * sizeof(float),
-                                         cudaMemcpyDeviceToDevice, stream));
-    else if (dh0_ptr)
-      LONGCTX_CUDA_CHECK(cudaMemsetAsync(dh0_ptr, 0, size_t(B * D) * sizeof(float), stream));
-    return;
-  }
-  const Dims n = plan(ctx, B, T, D);
-  Tensor summary;
-  if (n.S > 1) summary = Tensor::empty({B, n.S, D, 2}, DType::f32, ctx.device(), &ctx);
-  Pair* summary_ptr = n.S > 1 ? static_cast<Pair*>(summary.data()) : nullptr;
-  const float* h0_ptr = h0.defined() ? h0.data_as<float>() : nullptr;
-  const unsigned lane_blocks = unsigned((D + kLanes - 1) / kLanes);
-  dispatch_cuda_float("linear_scan_bwd", a.dtype(), [&](auto tag) {
-    using T_ = typename decltype(tag)::type;
-    const T_* dout_ptr = static_cast<const T_*>(dout.data());
-    const T_* a_ptr = static_cast<const T_*>(a.data());
-    const T_* out_ptr = static_cast<const T_*>(out.data());
-    if (n.S > 1) {
-      linear_scan_bwd_kernel<T_, true>
-          <<<flat_grid("linear_scan_bwd", lane_blocks, n.S - 1, B), kThreads, 0, stream>>>(
-              nullptr, nullptr, nullptr, summary_ptr, dout_ptr, dlast_ptr, a_ptr, out_ptr, h0_ptr,
-              n);
+  Tensor work, summary;
+  int64_t items = 0;
+  bool any_split = false;
+  const Dims n = plan(ctx, args, work, items, any_split);
+  if (any_split) summary = Tensor::empty({items, args.D, 2}, DType::f32, ctx.device(), &ctx);
+  Pair* summary_ptr = any_split ? static_cast<Pair*>(summary.data()) : nullptr;
+  const dim3 grid(unsigned(items), unsigned((args.D + kLanes - 1) / kLanes));
+  const auto* dlast = static_cast<const float*>(args.dlast_state);
+  const auto* h0 = static_cast<const float*>(args.h0);
+  dispatch_cuda_float("linear_scan_bwd", args.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* dout = static_cast<const T*>(args.dout);
+    const T* a = static_cast<const T*>(args.a);
+    const T* out = static_cast<const T*>(args.out);
+    if (any_split) {
+      linear_scan_bwd_kernel<T, true><<<grid, kThreads, 0, stream>>>(
+          nullptr, nullptr, nullptr, summary_ptr, dout, dlast, a, out, h0, n);
       LONGCTX_CHECK_LAUNCH();
     }
-    linear_scan_bwd_kernel<T_, false>
-        <<<flat_grid("linear_scan_bwd", lane_blocks, n.S, B), kThreads, 0, stream>>>(
-            static_cast<T_*>(da.data()), static_cast<T_*>(db.data()), dh0_ptr, summary_ptr,
-            dout_ptr, dlast_ptr, a_ptr, out_ptr, h0_ptr, n);
+    linear_scan_bwd_kernel<T, false><<<grid, kThreads, 0, stream>>>(
+        static_cast<T*>(args.da), static_cast<T*>(args.db), static_cast<float*>(args.dh0),
+        summary_ptr, dout, dlast, a, out, h0, n);
     LONGCTX_CHECK_LAUNCH();
   });
 }

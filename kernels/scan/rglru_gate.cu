@@ -15,6 +15,7 @@
 #include "kernels/common/row_chunks.h"
 #include "kernels/common/types.cuh"
 #include "longctx/ops/rglru_gate.h"
+#include "src/core/activations.h"
 
 namespace longctx::cuda {
 
@@ -29,24 +30,16 @@ constexpr int64_t kMaxChunks = 256;
 constexpr int64_t kMinChunkRows = 64;
 static_assert(kMaxChunks <= 65535, "chunks are gridDim.y");
 
-__device__ float sigmoidf(float s) {
-  return 1.f / (1.f + expf(-s));
-}
-__device__ float softplusf(float s) {
-  return s > 20.f ? s : log1pf(expf(s));
-}
-
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     rglru_gate_fwd_kernel(T* a, T* b, const T* x, const T* gate_a, const T* gate_x, const T* lambda,
                           int64_t n, int64_t D) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float sp = softplusf(load_f32(lambda[i % D]));
-    const float log_a = -8.f * sigmoidf(load_f32(gate_a[i])) * sp;
+    const float sp = softplus(load_f32(lambda[i % D]));
+    const float log_a = -8.f * sigmoid(load_f32(gate_a[i])) * sp;
     a[i] = store_as<T>(expf(log_a));
-    b[i] =
-        store_as<T>(sqrtf(-expm1f(2.f * log_a)) * sigmoidf(load_f32(gate_x[i])) * load_f32(x[i]));
+    b[i] = store_as<T>(sqrtf(-expm1f(2.f * log_a)) * sigmoid(load_f32(gate_x[i])) * load_f32(x[i]));
   }
 }
 
@@ -64,10 +57,10 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t r1 = std::min(rows, r0 + rows_per_chunk);
   float dl = 0.f;
   if (c < D) {
-    const float lam = load_f32(lambda[c]), sp = softplusf(lam), sl = sigmoidf(lam);
+    const float lam = load_f32(lambda[c]), sp = softplus(lam), sl = sigmoid(lam);
     for (int64_t r = r0 + row_lane; r < r1; r += kRowLanes) {
       const int64_t i = r * D + c;
-      const float ra = sigmoidf(load_f32(gate_a[i])), ix = sigmoidf(load_f32(gate_x[i]));
+      const float ra = sigmoid(load_f32(gate_a[i])), ix = sigmoid(load_f32(gate_x[i]));
       const float xv = load_f32(x[i]), dbv = load_f32(db[i]);
       const float log_a = -8.f * ra * sp, av = expf(log_a), mult = sqrtf(-expm1f(2.f * log_a));
       // d mult / d log a = -a^2 / mult (unbounded as a -> 1, where mult -> 0: taken as 0 there).

@@ -31,7 +31,7 @@
 
 #include "kernels/common/grid.h"
 #include "kernels/scan/scan_common.cuh"
-#include "longctx/ops/selective_scan.h"
+#include "src/ops/selective_scan.h"
 
 namespace longctx::cuda {
 
@@ -384,67 +384,76 @@ __global__ void selective_state_update_kernel(T* out, float* state, const T* u, 
   out[bd] = store_as<T>(y);
 }
 
+// The params' inputs as device pointers: T for the sequence tensors, f32 for the parameters.
 template <class T>
-const T* ptr_or_null(const Tensor& t) {
-  return t.defined() ? static_cast<const T*>(t.data()) : nullptr;
-}
+struct Inputs {
+  const T *u, *delta, *B, *C, *z;
+  const float *A, *D, *delta_bias, *h0;
+  explicit Inputs(const SelectiveScanArgs& a)
+      : u(static_cast<const T*>(a.u)),
+        delta(static_cast<const T*>(a.delta)),
+        B(static_cast<const T*>(a.B)),
+        C(static_cast<const T*>(a.C)),
+        z(static_cast<const T*>(a.z)),
+        A(static_cast<const float*>(a.A)),
+        D(static_cast<const float*>(a.D)),
+        delta_bias(static_cast<const float*>(a.delta_bias)),
+        h0(static_cast<const float*>(a.h0)) {}
+};
 
-Dims dims_of(const SelectiveScanInputs& in, const SelectiveScanParams& params) {
+Dims dims_of(const SelectiveScanArgs& args) {
   Dims n{};
-  n.B = in.u.size(0);
-  n.Dm = in.u.size(1);
-  n.T = in.u.dim() == 3 ? in.u.size(2) : 1;
-  n.N = in.A.size(1);
-  n.G = in.B.size(1);
+  n.B = args.batch;
+  n.Dm = args.Dm;
+  n.T = args.T;
+  n.N = args.N;
+  n.G = args.G;
   n.group_channels = n.G ? n.Dm / n.G : 0;
   n.strides = (n.T + kStride - 1) / kStride;
-  n.softplus = params.delta_softplus;
+  n.softplus = args.delta_softplus;
   n.vec = n.T % kItems == 0;
-  for (const Tensor* t : {&in.u, &in.delta, &in.B, &in.C, &in.z})
-    if (t->defined()) n.vec = n.vec && scan::aligned16(t->data());
+  for (const void* p : {args.u, args.delta, args.B, args.C, args.z})
+    n.vec = n.vec && scan::aligned16(p);
   return n;
 }
 
 }  // namespace
 
-void selective_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_state,
-                        const SelectiveScanInputs& in, const SelectiveScanParams& params) {
-  const Dims n = dims_of(in, params);
+void selective_scan_fwd(const Context& ctx, const SelectiveScanArgs& args) {
+  const Dims n = dims_of(args);
   if (n.B == 0 || n.Dm == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   const int64_t blocks_per_group = (n.group_channels + kChannels - 1) / kChannels;
   const unsigned grid = flat_grid("selective_scan_fwd", n.G * blocks_per_group, n.B, 1);
-  dispatch_cuda_float("selective_scan_fwd", in.u.dtype(), [&](auto tag) {
+  dispatch_cuda_float("selective_scan_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
+    const Inputs<T> in(args);
     selective_scan_fwd_kernel<T><<<grid, kThreads, 0, stream>>>(
-        static_cast<T*>(out.data()), last_state.defined() ? last_state.data_as<float>() : nullptr,
-        nullptr, ptr_or_null<T>(in.u), ptr_or_null<T>(in.delta), in.A.data_as<float>(),
-        ptr_or_null<T>(in.B), ptr_or_null<T>(in.C), ptr_or_null<float>(in.D), ptr_or_null<T>(in.z),
-        ptr_or_null<float>(in.delta_bias), ptr_or_null<float>(in.h0), n);
+        static_cast<T*>(args.out), static_cast<float*>(args.last_state), nullptr, in.u, in.delta,
+        in.A, in.B, in.C, in.D, in.z, in.delta_bias, in.h0, n);
   });
   LONGCTX_CHECK_LAUNCH();
 }
 
-void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, const Tensor& dout,
-                        const Tensor& dlast_state, const SelectiveScanInputs& in,
-                        const SelectiveScanParams& params) {
-  Dims n = dims_of(in, params);
-  n.vec = n.vec && scan::aligned16(dout.data());
-  for (const Tensor* t : {&grads.du, &grads.ddelta, &grads.dz})
-    if (t->defined()) n.vec = n.vec && scan::aligned16(t->data());
+void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
+  Dims n = dims_of(args);
+  for (const void* p : {args.dout, static_cast<const void*>(args.du),
+                        static_cast<const void*>(args.ddelta), static_cast<const void*>(args.dz)})
+    n.vec = n.vec && scan::aligned16(p);
   if (n.B == 0 || n.Dm == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   const Device dev = ctx.device();
 
   // q: the adjoint carried from the right; it ends as dh0, so dh0's memory serves when given.
-  Tensor q =
-      grads.dh0.defined() ? grads.dh0 : Tensor::empty({n.B, n.Dm, n.N}, DType::f32, dev, &ctx);
+  Tensor q_workspace;
+  if (!args.dh0) q_workspace = Tensor::empty({n.B, n.Dm, n.N}, DType::f32, dev, &ctx);
+  float* q = args.dh0 ? static_cast<float*>(args.dh0) : q_workspace.data_as<float>();
   const size_t q_bytes = size_t(n.B * n.Dm * n.N) * sizeof(float);
-  if (dlast_state.defined())
+  if (args.dlast_state)
     LONGCTX_CUDA_CHECK(
-        cudaMemcpyAsync(q.data(), dlast_state.data(), q_bytes, cudaMemcpyDeviceToDevice, stream));
+        cudaMemcpyAsync(q, args.dlast_state, q_bytes, cudaMemcpyDeviceToDevice, stream));
   else
-    LONGCTX_CUDA_CHECK(cudaMemsetAsync(q.data(), 0, q_bytes, stream));
+    LONGCTX_CUDA_CHECK(cudaMemsetAsync(q, 0, q_bytes, stream));
   Tensor acc_dA = Tensor::zeros({n.B, n.Dm, n.N}, DType::f32, dev, &ctx);
   Tensor acc_dD_ddb = Tensor::zeros({n.B, n.Dm, 2}, DType::f32, dev, &ctx);
 
@@ -462,67 +471,54 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
   float* partial_dB = chunks > 0 ? partial.data_as<float>() : nullptr;
   float* partial_dC = chunks > 0 ? partial_dB + n.B * n.Dm * n.N * slab_stride : nullptr;
 
-  dispatch_cuda_float("selective_scan_bwd", in.u.dtype(), [&](auto tag) {
+  dispatch_cuda_float("selective_scan_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
+    const Inputs<T> in(args);
     if (chunks > 0) {
       const int64_t blocks_per_group = (n.group_channels + kChannels - 1) / kChannels;
       selective_scan_fwd_kernel<T>
           <<<flat_grid("selective_scan_bwd", n.G * blocks_per_group, n.B, 1), kThreads, 0,
-             stream>>>(nullptr, nullptr, states.data_as<float>(), ptr_or_null<T>(in.u),
-                       ptr_or_null<T>(in.delta), in.A.data_as<float>(), ptr_or_null<T>(in.B),
-                       nullptr, nullptr, nullptr, ptr_or_null<float>(in.delta_bias),
-                       ptr_or_null<float>(in.h0), n);
+             stream>>>(nullptr, nullptr, states.data_as<float>(), in.u, in.delta, in.A, in.B,
+                       nullptr, nullptr, nullptr, in.delta_bias, in.h0, n);
       LONGCTX_CHECK_LAUNCH();
     }
     for (int64_t hi = chunks; hi > 0; hi -= chunks_per_slab) {
       const BwdSlab slab{std::max<int64_t>(0, hi - chunks_per_slab), hi, slab_stride};
       selective_scan_bwd_kernel<T>
           <<<flat_grid("selective_scan_bwd", n.Dm, n.B, 1), kThreads, 0, stream>>>(
-              static_cast<T*>(grads.du.data()), static_cast<T*>(grads.ddelta.data()),
-              grads.dz.defined() ? static_cast<T*>(grads.dz.data()) : nullptr, partial_dB,
-              partial_dC, q.data_as<float>(), acc_dA.data_as<float>(),
-              static_cast<float2*>(acc_dD_ddb.data()), static_cast<const T*>(dout.data()),
-              states.data_as<float>(), ptr_or_null<T>(in.u), ptr_or_null<T>(in.delta),
-              in.A.data_as<float>(), ptr_or_null<T>(in.B), ptr_or_null<T>(in.C),
-              ptr_or_null<float>(in.D), ptr_or_null<T>(in.z), ptr_or_null<float>(in.delta_bias), n,
-              slab);
+              static_cast<T*>(args.du), static_cast<T*>(args.ddelta), static_cast<T*>(args.dz),
+              partial_dB, partial_dC, q, acc_dA.data_as<float>(),
+              static_cast<float2*>(acc_dD_ddb.data()), static_cast<const T*>(args.dout),
+              states.data_as<float>(), in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.delta_bias,
+              n, slab);
       LONGCTX_CHECK_LAUNCH();
       const int64_t t_lo = slab.chunk_lo * kStride, len = std::min(n.T, hi * kStride) - t_lo;
       const int64_t threads = n.B * n.G * n.N * len;
       selective_scan_sum_partials_kernel<T><<<unsigned((threads + 255) / 256), 256, 0, stream>>>(
-          static_cast<T*>(grads.dB.data()), static_cast<T*>(grads.dC.data()), partial_dB,
-          partial_dC, n, t_lo, len, slab_stride);
+          static_cast<T*>(args.dB), static_cast<T*>(args.dC), partial_dB, partial_dC, n, t_lo, len,
+          slab_stride);
       LONGCTX_CHECK_LAUNCH();
     }
   });
   selective_scan_sum_batch_kernel<<<unsigned((n.Dm * n.N + 255) / 256), 256, 0, stream>>>(
-      grads.dA.data_as<float>(), grads.dD.defined() ? grads.dD.data_as<float>() : nullptr,
-      grads.ddelta_bias.defined() ? grads.ddelta_bias.data_as<float>() : nullptr,
-      acc_dA.data_as<float>(), static_cast<const float2*>(acc_dD_ddb.data()), n);
+      static_cast<float*>(args.dA), static_cast<float*>(args.dD),
+      static_cast<float*>(args.ddelta_bias), acc_dA.data_as<float>(),
+      static_cast<const float2*>(acc_dD_ddb.data()), n);
   LONGCTX_CHECK_LAUNCH();
 }
 
-void selective_state_update(const Context& ctx, const Tensor& out, const Tensor& state,
-                            const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
-                            const Tensor& C, const Tensor& D, const Tensor& z,
-                            const Tensor& delta_bias, const SelectiveScanParams& params) {
-  Dims n{};
-  n.B = u.size(0);
-  n.Dm = u.size(1);
-  n.N = A.size(1);
-  n.G = B.size(1);
-  n.group_channels = n.G ? n.Dm / n.G : 0;
-  n.softplus = params.delta_softplus;
+void selective_state_update(const Context& ctx, const SelectiveScanArgs& args) {
+  const Dims n = dims_of(args);
   if (n.B * n.Dm == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   constexpr int kBlock = 128;  // 4 warps, one (b, d) each
   const int64_t blocks = (n.B * n.Dm * 32 + kBlock - 1) / kBlock;
-  dispatch_cuda_float("selective_state_update", u.dtype(), [&](auto tag) {
+  dispatch_cuda_float("selective_state_update", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
+    const Inputs<T> in(args);
     selective_state_update_kernel<T><<<unsigned(blocks), kBlock, 0, stream>>>(
-        static_cast<T*>(out.data()), state.data_as<float>(), ptr_or_null<T>(u),
-        ptr_or_null<T>(delta), A.data_as<float>(), ptr_or_null<T>(B), ptr_or_null<T>(C),
-        ptr_or_null<float>(D), ptr_or_null<T>(z), ptr_or_null<float>(delta_bias), n);
+        static_cast<T*>(args.out), static_cast<float*>(args.state), in.u, in.delta, in.A, in.B,
+        in.C, in.D, in.z, in.delta_bias, n);
   });
   LONGCTX_CHECK_LAUNCH();
 }

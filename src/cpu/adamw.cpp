@@ -1,11 +1,11 @@
-// adamw on the CPU: elementwise over fixed blocks of elements; the bias corrections are computed
-// once in double.
+// adamw on the CPU: elementwise over fixed blocks of elements (the bias corrections come resolved
+// in the params).
 #include <algorithm>
 #include <cmath>
 
-#include "longctx/ops/adamw.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/adamw.h"
 
 namespace longctx::cpu {
 
@@ -13,22 +13,20 @@ namespace {
 constexpr int64_t kBlock = 4096;  // elements per work item
 }
 
-void adamw_step(const Context& ctx, const Tensor& param, const Tensor& m, const Tensor& v,
-                const Tensor& grad, const AdamWParams& params, const Tensor& param_copy) {
-  dispatch_cpu_float("adamw_step", param.dtype(), [&](auto tag) {
+void adamw_step(const Context& ctx, const AdamWArgs& args) {
+  dispatch_cpu_float("adamw_step", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t n = param.numel();
-    T* p = param.data_as<T>();
-    T* mp = m.data_as<T>();
-    T* vp = v.data_as<T>();
-    const T* g = grad.data_as<T>();
-    const T decay = T(1.0 - params.lr * params.weight_decay);
-    const T step_size = T(params.lr / (1.0 - std::pow(params.beta1, double(params.step))));
-    const T inv_sqrt_bc2 = T(1.0 / std::sqrt(1.0 - std::pow(params.beta2, double(params.step))));
-    const T b1 = T(params.beta1), b2 = T(params.beta2), eps = T(params.eps);
-    const T scale = T(params.grad_scale);
-    const DType copy_dtype = param_copy.defined() ? param_copy.dtype() : DType::f32;
-    auto* copy_bits = param_copy.defined() ? static_cast<uint16_t*>(param_copy.data()) : nullptr;
+    const int64_t n = args.n;
+    T* p = static_cast<T*>(args.param);
+    T* mp = static_cast<T*>(args.m);
+    T* vp = static_cast<T*>(args.v);
+    const T* g = static_cast<const T*>(args.grad);
+    const T decay = T(args.decay), step_size = T(args.step_size);
+    const T inv_sqrt_bc2 = T(args.inv_sqrt_bc2);
+    const T b1 = T(args.beta1), b2 = T(args.beta2), eps = T(args.eps);
+    const T scale = T(args.grad_scale);
+    auto* copy_bits = static_cast<uint16_t*>(args.param_copy);
+    const bool copy_bf16 = args.copy_dtype == DType::bf16;
     parallel_for(ctx, (n + kBlock - 1) / kBlock, [&](int64_t block) {
       const int64_t end = std::min(n, (block + 1) * kBlock);
       for (int64_t i = block * kBlock; i < end; ++i) {
@@ -41,8 +39,7 @@ void adamw_step(const Context& ctx, const Tensor& param, const Tensor& m, const 
       }
       if (!copy_bits) return;
       for (int64_t i = block * kBlock; i < end; ++i)
-        copy_bits[i] =
-            copy_dtype == DType::bf16 ? to_bf16(float(p[i])).bits : to_f16(float(p[i])).bits;
+        copy_bits[i] = copy_bf16 ? to_bf16(float(p[i])).bits : to_f16(float(p[i])).bits;
     });
   });
 }

@@ -7,30 +7,24 @@
 #include <type_traits>
 #include <vector>
 
-#include "longctx/ops/causal_conv1d.h"
+#include "src/core/activations.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/causal_conv1d.h"
 
 namespace longctx::cpu {
 
 namespace {
 
 template <class T>
-inline T sigmoid(T s) {
-  return T(1) / (T(1) + std::exp(-s));
-}
-
-template <class T>
 inline T activate(T s, bool silu) {
-  return silu ? s * sigmoid(s) : s;
+  return silu ? longctx::silu(s) : s;
 }
 
 // d act(s) / ds.
 template <class T>
 inline T activate_grad(T s, bool silu) {
-  if (!silu) return T(1);
-  const T sg = sigmoid(s);
-  return sg * (T(1) + s * (T(1) - sg));
+  return silu ? silu_grad(s) : T(1);
 }
 
 // Pre-activation of one row: pre[t] = bias + sum_w w[w] * x[t - (W-1) + w], x = 0 before t = 0.
@@ -65,17 +59,16 @@ void dispatch_width(int64_t W, F&& f) {
 
 }  // namespace
 
-void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
-                       const Tensor& bias, const CausalConv1dParams& params) {
-  dispatch_cpu_float("causal_conv1d_fwd", x.dtype(), [&](auto tag) {
+void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
+  dispatch_cpu_float("causal_conv1d_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t B = x.size(0), D = x.size(1), L = x.size(2);
-    const bool silu = params.activation == Activation::silu;
-    const T* xp = x.data_as<T>();
-    const T* wp = weight.data_as<T>();
-    const T* bp = bias.defined() ? bias.data_as<T>() : nullptr;
-    T* op = out.data_as<T>();
-    dispatch_width(weight.size(1), [&](auto width) {
+    const int64_t B = args.B, D = args.D, L = args.T;
+    const bool silu = args.silu;
+    const T* xp = static_cast<const T*>(args.x);
+    const T* wp = static_cast<const T*>(args.weight);
+    const T* bp = static_cast<const T*>(args.bias);
+    T* op = static_cast<T*>(args.out);
+    dispatch_width(args.W, [&](auto width) {
       constexpr int W = decltype(width)::value;
       parallel_for(ctx, B * D, [&](int64_t row) {
         const int64_t d = row % D;
@@ -88,21 +81,19 @@ void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, c
   });
 }
 
-void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
-                       const Tensor& dbias, const Tensor& dout, const Tensor& x,
-                       const Tensor& weight, const Tensor& bias, const CausalConv1dParams& params) {
-  dispatch_cpu_float("causal_conv1d_bwd", x.dtype(), [&](auto tag) {
+void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args) {
+  dispatch_cpu_float("causal_conv1d_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t B = x.size(0), D = x.size(1), L = x.size(2);
-    const bool silu = params.activation == Activation::silu;
-    const T* xp = x.data_as<T>();
-    const T* wp = weight.data_as<T>();
-    const T* bp = bias.defined() ? bias.data_as<T>() : nullptr;
-    const T* dyp = dout.data_as<T>();
-    T* dxp = dx.data_as<T>();
-    T* dwp = dweight.data_as<T>();
-    T* dbp = dbias.defined() ? dbias.data_as<T>() : nullptr;
-    dispatch_width(weight.size(1), [&](auto width) {
+    const int64_t B = args.B, D = args.D, L = args.T;
+    const bool silu = args.silu;
+    const T* xp = static_cast<const T*>(args.x);
+    const T* wp = static_cast<const T*>(args.weight);
+    const T* bp = static_cast<const T*>(args.bias);
+    const T* dyp = static_cast<const T*>(args.dout);
+    T* dxp = static_cast<T*>(args.dx);
+    T* dwp = static_cast<T*>(args.dweight);
+    T* dbp = static_cast<T*>(args.dbias);
+    dispatch_width(args.W, [&](auto width) {
       constexpr int W = decltype(width)::value;
       parallel_for(ctx, D, [&](int64_t d) {
         const T* w = wp + d * W;
@@ -150,18 +141,16 @@ void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweig
   });
 }
 
-void causal_conv1d_update(const Context& ctx, const Tensor& out, const Tensor& conv_state,
-                          const Tensor& x, const Tensor& weight, const Tensor& bias,
-                          const CausalConv1dParams& params) {
-  dispatch_cpu_float("causal_conv1d_update", x.dtype(), [&](auto tag) {
+void causal_conv1d_update(const Context& ctx, const CausalConv1dArgs& args) {
+  dispatch_cpu_float("causal_conv1d_update", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t B = x.size(0), D = x.size(1), W = weight.size(1);
-    const bool silu = params.activation == Activation::silu;
-    const T* xp = x.data_as<T>();
-    const T* wp = weight.data_as<T>();
-    const T* bp = bias.defined() ? bias.data_as<T>() : nullptr;
-    T* op = out.data_as<T>();
-    T* sp = conv_state.data_as<T>();
+    const int64_t B = args.B, D = args.D, W = args.W;
+    const bool silu = args.silu;
+    const T* xp = static_cast<const T*>(args.x);
+    const T* wp = static_cast<const T*>(args.weight);
+    const T* bp = static_cast<const T*>(args.bias);
+    T* op = static_cast<T*>(args.out);
+    T* sp = static_cast<T*>(args.conv_state);
     parallel_for(ctx, B, [&](int64_t bi) {
       for (int64_t d = 0; d < D; ++d) {
         const int64_t row = bi * D + d;

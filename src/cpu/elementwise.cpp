@@ -1,13 +1,18 @@
-// Elementwise ops on the CPU (see include/longctx/ops/elementwise.h).
+// The elementwise ops on the CPU (add, neg_exp, swiglu; see src/ops/elementwise.h): one loop over
+// fixed blocks of 16384 elements, one block per work item, so each thread streams long
+// contiguous runs.
+#include <algorithm>
 #include <cmath>
 
-#include "longctx/ops/elementwise.h"
+#include "src/core/activations.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/elementwise.h"
 
 namespace longctx::cpu {
 
 namespace {
+
 // Calls f(i) for every element index, in blocks across threads.
 template <class F>
 void for_each_index(const Context& ctx, int64_t n, F&& f) {
@@ -17,24 +22,38 @@ void for_each_index(const Context& ctx, int64_t n, F&& f) {
     for (int64_t i = block * kBlock; i < end; ++i) f(i);
   });
 }
+
 }  // namespace
 
-void neg_exp_fwd(const Context& ctx, const Tensor& out, const Tensor& x) {
-  dispatch_cpu_float("neg_exp_fwd", x.dtype(), [&](auto tag) {
+void elementwise(const Context& ctx, const ElementwiseArgs& args) {
+  dispatch_cpu_float("elementwise", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T* xp = x.data_as<T>();
-    T* op = out.data_as<T>();
-    for_each_index(ctx, x.numel(), [&](int64_t i) { op[i] = -std::exp(xp[i]); });
-  });
-}
-
-void neg_exp_bwd(const Context& ctx, const Tensor& dx, const Tensor& dout, const Tensor& out) {
-  dispatch_cpu_float("neg_exp_bwd", out.dtype(), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const T* dy = dout.data_as<T>();
-    const T* y = out.data_as<T>();
-    T* d = dx.data_as<T>();
-    for_each_index(ctx, out.numel(), [&](int64_t i) { d[i] = dy[i] * y[i]; });
+    const T* in0 = static_cast<const T*>(args.in[0]);
+    const T* in1 = static_cast<const T*>(args.in[1]);
+    const T* in2 = static_cast<const T*>(args.in[2]);
+    T* out0 = static_cast<T*>(args.out[0]);
+    T* out1 = static_cast<T*>(args.out[1]);
+    switch (args.op) {
+      case ElementwiseOp::add:
+        for_each_index(ctx, args.n, [&](int64_t i) { out0[i] = in0[i] + in1[i]; });
+        break;
+      case ElementwiseOp::neg_exp_fwd:
+        for_each_index(ctx, args.n, [&](int64_t i) { out0[i] = -std::exp(in0[i]); });
+        break;
+      case ElementwiseOp::neg_exp_bwd:
+        for_each_index(ctx, args.n, [&](int64_t i) { out0[i] = in0[i] * in1[i]; });
+        break;
+      case ElementwiseOp::swiglu_fwd:
+        for_each_index(ctx, args.n, [&](int64_t i) { out0[i] = silu(in0[i]) * in1[i]; });
+        break;
+      case ElementwiseOp::swiglu_bwd:
+        for_each_index(ctx, args.n, [&](int64_t i) {
+          const T dy = in0[i], g = in1[i], u = in2[i];  // all read before either write (in place)
+          out0[i] = dy * u * silu_grad(g);
+          out1[i] = dy * silu(g);
+        });
+        break;
+    }
   });
 }
 

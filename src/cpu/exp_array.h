@@ -14,13 +14,15 @@
 #include <cstdint>
 #include <cstring>
 
+#include "src/core/activations.h"
+
 namespace longctx::cpu {
 
 inline void exp_array(double* y, const double* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
 }
 inline void softplus_array(double* y, const double* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 20 ? x[i] : std::log1p(std::exp(x[i]));
+  for (int64_t i = 0; i < n; ++i) y[i] = softplus(x[i]);
 }
 
 // Without trapping math GCC may turn the clamps and selects below into vector blends; with it
@@ -95,14 +97,15 @@ inline void exp_array(float* y, const float* x, int64_t n) {
   }
 }
 
-// softplus(x) = log(1 + exp(x)), as the scans use it: x itself above 20.
+// softplus(x) = log(1 + exp(x)), as the scans use it: x itself above kSoftplusThreshold.
 inline void softplus_array(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const double v = double(x[i]);
-    const double e = exp_f64_core(v < -104.0 ? -104.0 : (v > 20.0 ? 20.0 : v));
+    constexpr double kMax = kSoftplusThreshold;
+    const double e = exp_f64_core(v < -104.0 ? -104.0 : (v > kMax ? kMax : v));
     // Small e: log1p's series (error e^4 / 4), where 1 + e would lose e's low bits.
     const double sp = e < 1e-5 ? e * (1 - e * (0.5 - e * (1.0 / 3))) : log_f64_core(1.0 + e);
-    const double out = v > 20.0 ? v : sp;
+    const double out = v > kMax ? v : sp;
     y[i] = float(v != v ? v : out);  // NaN in, NaN out
   }
 }

@@ -3,10 +3,10 @@
 // does not depend on the thread count).
 #include <algorithm>
 
-#include "longctx/ops/linear.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/blas.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/linear.h"
 
 namespace longctx::cpu {
 
@@ -14,34 +14,34 @@ namespace {
 constexpr int64_t kColumnBlock = 64;  // dbias columns per work item: 256 contiguous bytes a row
 }
 
-void linear_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
-                const Tensor& bias) {
-  dispatch_cpu_float("linear_fwd", x.dtype(), [&](auto tag) {
+void linear_fwd(const Context& ctx, const LinearArgs& args) {
+  dispatch_cpu_float("linear_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t Cin = x.size(-1), Cout = weight.size(0), M = x.numel() / Cin;
+    const int64_t Cin = args.Cin, Cout = args.Cout, M = args.M;
     if (M == 0) return;
-    T* y = out.data_as<T>();  // (M, Cout)
-    T beta = 0;               // beta = 0: BLAS overwrites y without reading it
-    if (bias.defined()) {
-      const T* b = bias.data_as<T>();  // (Cout)
+    T* y = static_cast<T*>(args.out);  // (M, Cout)
+    T beta = 0;                        // beta = 0: BLAS overwrites y without reading it
+    if (args.bias) {
+      const T* b = static_cast<const T*>(args.bias);  // (Cout)
       parallel_for(ctx, M, [&](int64_t row) { std::copy(b, b + Cout, y + row * Cout); });
       beta = 1;
     }
     BlasThreads threads(ctx);
     // y (M, Cout) = x (M, Cin) @ weight^T (Cin, Cout) [+ y]
-    gemm(/*trans_a=*/false, /*trans_b=*/true, M, Cout, Cin, T(1), x.data_as<T>(), Cin,
-         weight.data_as<T>(), Cin, beta, y, Cout);
+    gemm(/*trans_a=*/false, /*trans_b=*/true, M, Cout, Cin, T(1), static_cast<const T*>(args.x),
+         Cin, static_cast<const T*>(args.weight), Cin, beta, y, Cout);
   });
 }
 
-void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
-                const Tensor& dout, const Tensor& x, const Tensor& weight) {
-  dispatch_cpu_float("linear_bwd", x.dtype(), [&](auto tag) {
+void linear_bwd(const Context& ctx, const LinearArgs& args) {
+  dispatch_cpu_float("linear_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t Cin = x.size(-1), Cout = weight.size(0), M = x.numel() / Cin;
-    const T* dy = dout.data_as<T>();  // (M, Cout)
-    if (dbias.defined()) {
-      T* db = dbias.data_as<T>();  // (Cout)
+    const int64_t Cin = args.Cin, Cout = args.Cout, M = args.M;
+    const T* dy = static_cast<const T*>(args.dout);  // (M, Cout)
+    T* dx = static_cast<T*>(args.dx);                // (M, Cin)
+    T* dweight = static_cast<T*>(args.dweight);      // (Cout, Cin)
+    if (args.dbias) {
+      T* db = static_cast<T*>(args.dbias);  // (Cout)
       const int64_t blocks = (Cout + kColumnBlock - 1) / kColumnBlock;
       parallel_for(ctx, blocks, [&](int64_t block) {
         const int64_t c0 = block * kColumnBlock, c1 = std::min(Cout, c0 + kColumnBlock);
@@ -53,18 +53,18 @@ void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, con
         std::copy(acc, acc + (c1 - c0), db + c0);
       });
     }
-    if (dweight.defined() && M == 0) dweight.fill(0.0);
+    if (dweight && M == 0) std::fill(dweight, dweight + Cout * Cin, T(0));
     if (M == 0) return;
     BlasThreads threads(ctx);
-    if (dx.defined()) {
+    if (dx) {
       // dx (M, Cin) = dout (M, Cout) @ weight (Cout, Cin)
-      gemm(/*trans_a=*/false, /*trans_b=*/false, M, Cin, Cout, T(1), dy, Cout, weight.data_as<T>(),
-           Cin, T(0), dx.data_as<T>(), Cin);
+      gemm(/*trans_a=*/false, /*trans_b=*/false, M, Cin, Cout, T(1), dy, Cout,
+           static_cast<const T*>(args.weight), Cin, T(0), dx, Cin);
     }
-    if (dweight.defined()) {
+    if (dweight) {
       // dweight (Cout, Cin) = dout^T (Cout, M) @ x (M, Cin)
-      gemm(/*trans_a=*/true, /*trans_b=*/false, Cout, Cin, M, T(1), dy, Cout, x.data_as<T>(), Cin,
-           T(0), dweight.data_as<T>(), Cin);
+      gemm(/*trans_a=*/true, /*trans_b=*/false, Cout, Cin, M, T(1), dy, Cout,
+           static_cast<const T*>(args.x), Cin, T(0), dweight, Cin);
     }
   });
 }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "longctx/ops/rglru_gate.h"
+#include "src/core/activations.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"
 
@@ -13,15 +14,6 @@ namespace longctx::cpu {
 namespace {
 
 constexpr int64_t kChannelBlock = 64;
-
-template <class T>
-T sigmoid(T s) {
-  return T(1) / (T(1) + std::exp(-s));
-}
-template <class T>
-T softplus(T s) {
-  return s > T(20) ? s : std::log1p(std::exp(s));
-}
 
 // Calls f(row, c) for every element, parallel over channel blocks, rows in order within each.
 template <class F>

@@ -3,26 +3,25 @@
 #include <cmath>
 #include <vector>
 
-#include "longctx/ops/rmsnorm.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/rmsnorm.h"
 
 namespace longctx::cpu {
 
-void rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& rstd, const Tensor& x,
-                 const Tensor& weight, const RMSNormParams& params) {
-  dispatch_cpu_float("rmsnorm_fwd", x.dtype(), [&](auto tag) {
+void rmsnorm_fwd(const Context& ctx, const RMSNormArgs& args) {
+  dispatch_cpu_float("rmsnorm_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t C = x.size(-1), rows = x.numel() / std::max<int64_t>(C, 1);
-    const T* xp = x.data_as<T>();
-    const T* w = weight.data_as<T>();
-    T* y = out.data_as<T>();
-    T* r = rstd.data_as<T>();
-    parallel_for(ctx, rows, [&](int64_t row) {
+    const int64_t C = args.C;
+    const T* xp = static_cast<const T*>(args.x);
+    const T* w = static_cast<const T*>(args.weight);
+    T* y = static_cast<T*>(args.out);
+    T* r = static_cast<T*>(args.rstd);
+    parallel_for(ctx, args.rows, [&](int64_t row) {
       const T* xr = xp + row * C;
       T sum_sq = 0;
       for (int64_t c = 0; c < C; ++c) sum_sq += xr[c] * xr[c];
-      const T inv = T(1) / std::sqrt(sum_sq / T(C) + T(params.eps));
+      const T inv = T(1) / std::sqrt(sum_sq / T(C) + T(args.eps));
       r[row] = inv;
       T* yr = y + row * C;
       for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] * inv * w[c];
@@ -30,16 +29,15 @@ void rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& rstd, cons
   });
 }
 
-void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dout,
-                 const Tensor& x, const Tensor& weight, const Tensor& rstd) {
-  dispatch_cpu_float("rmsnorm_bwd", x.dtype(), [&](auto tag) {
+void rmsnorm_bwd(const Context& ctx, const RMSNormArgs& args) {
+  dispatch_cpu_float("rmsnorm_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t C = x.size(-1), rows = x.numel() / std::max<int64_t>(C, 1);
-    const T* xp = x.data_as<T>();
-    const T* w = weight.data_as<T>();
-    const T* dy = dout.data_as<T>();
-    const T* r = rstd.data_as<T>();
-    T* dxp = dx.data_as<T>();
+    const int64_t C = args.C, rows = args.rows;
+    const T* xp = static_cast<const T*>(args.x);
+    const T* w = static_cast<const T*>(args.weight);
+    const T* dy = static_cast<const T*>(args.dout);
+    const T* r = static_cast<const T*>(args.rstd);
+    T* dxp = static_cast<T*>(args.dx);
     // y = x * r * w with r = (mean(x^2) + eps)^-1/2:
     // dx = r * (dy * w) - x * r^3 / C * sum(dy * w * x);  dw = sum_rows(dy * x * r).
     constexpr int64_t kChunks = 64;  // fixed, so dweight is the same for any thread count
@@ -62,7 +60,7 @@ void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, co
         }
       }
     });
-    T* dw = dweight.data_as<T>();
+    T* dw = static_cast<T*>(args.dweight);
     for (int64_t c = 0; c < C; ++c) {
       T sum = 0;
       for (int64_t chunk = 0; chunk < kChunks; ++chunk) sum += partial[size_t(chunk * C + c)];

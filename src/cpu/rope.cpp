@@ -4,34 +4,30 @@
 #include <cmath>
 #include <vector>
 
-#include "longctx/ops/rope.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/rope.h"
 
 namespace longctx::cpu {
 
-namespace {
-
 // out = rotate(in, sign * angle); out may be in (each pair is read before it is written).
-void rotate(const Context& ctx, const char* op, const Tensor& out, const Tensor& in,
-            const Tensor& positions, const RopeParams& params, double sign) {
-  dispatch_cpu_float(op, in.dtype(), [&](auto tag) {
+void rope(const Context& ctx, const RopeArgs& args) {
+  dispatch_cpu_float("rope", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t B = in.size(0), T_len = in.size(1), H = in.size(2), D = in.size(3);
-    const int64_t half = D / 2;
+    const int64_t T_len = args.T, H = args.H, D = args.D, half = D / 2;
     std::vector<double> inv_freq(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i)
-      inv_freq[size_t(i)] = std::pow(params.theta, -double(2 * i) / double(D));
-    const T* x = in.data_as<T>();  // (B, T, H, D)
-    T* y = out.data_as<T>();       // (B, T, H, D)
-    const int32_t* pos = positions.defined() ? positions.data_as<int32_t>() : nullptr;  // (B, T)
-    parallel_for(ctx, B * T_len, [&](int64_t bt) {
+      inv_freq[size_t(i)] = std::pow(args.theta, -double(2 * i) / double(D));
+    const T* x = static_cast<const T*>(args.in);  // (B, T, H, D)
+    T* y = static_cast<T*>(args.out);             // (B, T, H, D)
+    const int32_t* pos = args.positions;          // (B, T)
+    parallel_for(ctx, args.B * T_len, [&](int64_t bt) {
       const double p = pos ? double(pos[bt]) : double(bt % T_len);
       std::vector<T> cos_a(static_cast<size_t>(half)), sin_a(static_cast<size_t>(half));
       for (int64_t i = 0; i < half; ++i) {
         const double a = p * inv_freq[size_t(i)];
         cos_a[size_t(i)] = T(std::cos(a));
-        sin_a[size_t(i)] = T(sign * std::sin(a));
+        sin_a[size_t(i)] = T(args.sign * std::sin(a));
       }
       for (int64_t h = 0; h < H; ++h) {
         const T* xr = x + (bt * H + h) * D;
@@ -44,18 +40,6 @@ void rotate(const Context& ctx, const char* op, const Tensor& out, const Tensor&
       }
     });
   });
-}
-
-}  // namespace
-
-void rope_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& positions,
-              const RopeParams& params) {
-  rotate(ctx, "rope_fwd", out, x, positions, params, /*sign=*/1.0);
-}
-
-void rope_bwd(const Context& ctx, const Tensor& dx, const Tensor& dout, const Tensor& positions,
-              const RopeParams& params) {
-  rotate(ctx, "rope_bwd", dx, dout, positions, params, /*sign=*/-1.0);
 }
 
 }  // namespace longctx::cpu

@@ -23,10 +23,11 @@
 #pragma GCC optimize("fp-contract=off")
 
 #include "longctx/ops/scan_operator.h"
-#include "longctx/ops/selective_scan.h"
+#include "src/core/activations.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/exp_array.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/selective_scan.h"
 
 namespace longctx::cpu {
 
@@ -35,34 +36,29 @@ namespace {
 constexpr int64_t kTile = 64;
 constexpr int64_t kChannelBlock = 16;  // forward: channels that share one transposed B/C tile
 
-template <class T>
-inline T sigmoid(T s) {
-  return T(1) / (T(1) + std::exp(-s));
-}
-
-// Raw pointers of one call; optional inputs are nullptr.
+// The params' inputs as typed pointers (optional ones nullptr), and the index helpers.
 template <class T>
 struct Ptrs {
   const T *u, *delta, *A, *B, *C, *D, *z, *bias, *h0;
   int64_t batch, Dm, N, G, L;
   bool softplus;
 
-  explicit Ptrs(const SelectiveScanInputs& in, const SelectiveScanParams& p)
-      : u(in.u.data_as<T>()),
-        delta(in.delta.data_as<T>()),
-        A(in.A.data_as<T>()),
-        B(in.B.data_as<T>()),
-        C(in.C.data_as<T>()),
-        D(in.D.defined() ? in.D.data_as<T>() : nullptr),
-        z(in.z.defined() ? in.z.data_as<T>() : nullptr),
-        bias(in.delta_bias.defined() ? in.delta_bias.data_as<T>() : nullptr),
-        h0(in.h0.defined() ? in.h0.data_as<T>() : nullptr),
-        batch(in.u.size(0)),
-        Dm(in.u.size(1)),
-        N(in.A.size(1)),
-        G(in.B.size(1)),
-        L(in.u.size(2)),
-        softplus(p.delta_softplus) {}
+  explicit Ptrs(const SelectiveScanArgs& a)
+      : u(static_cast<const T*>(a.u)),
+        delta(static_cast<const T*>(a.delta)),
+        A(static_cast<const T*>(a.A)),
+        B(static_cast<const T*>(a.B)),
+        C(static_cast<const T*>(a.C)),
+        D(static_cast<const T*>(a.D)),
+        z(static_cast<const T*>(a.z)),
+        bias(static_cast<const T*>(a.delta_bias)),
+        h0(static_cast<const T*>(a.h0)),
+        batch(a.batch),
+        Dm(a.Dm),
+        N(a.N),
+        G(a.G),
+        L(a.T),
+        softplus(a.delta_softplus) {}
 
   // delta' of the steps [t0, t0 + k) of row `row` (= b * Dm + d): delta + bias, through softplus
   // when asked (vectorized, see exp_array.h).
@@ -161,14 +157,13 @@ void reverse_step(T* __restrict gst, T* __restrict gate, T* __restrict dA, T* __
 
 }  // namespace
 
-void selective_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_state,
-                        const SelectiveScanInputs& in, const SelectiveScanParams& params) {
-  dispatch_cpu_float("selective_scan_fwd", in.u.dtype(), [&](auto tag) {
+void selective_scan_fwd(const Context& ctx, const SelectiveScanArgs& args) {
+  dispatch_cpu_float("selective_scan_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const Ptrs<T> p(in, params);
+    const Ptrs<T> p(args);
     const int64_t N = p.N, L = p.L;
-    T* op = out.data_as<T>();
-    T* lp = last_state.data_as<T>();
+    T* op = static_cast<T*>(args.out);
+    T* lp = static_cast<T*>(args.last_state);
     // Work item: a block of up to kChannelBlock channels of one (batch, group), so that each
     // tile of B and C is transposed once for the block rather than once per channel.
     const int64_t per_group = p.Dm / p.G;
@@ -214,12 +209,10 @@ void selective_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& las
   });
 }
 
-void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, const Tensor& dout,
-                        const Tensor& dlast_state, const SelectiveScanInputs& in,
-                        const SelectiveScanParams& params) {
-  dispatch_cpu_float("selective_scan_bwd", in.u.dtype(), [&](auto tag) {
+void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
+  dispatch_cpu_float("selective_scan_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const Ptrs<T> p(in, params);
+    const Ptrs<T> p(args);
     const int64_t N = p.N, L = p.L, Dm = p.Dm, G = p.G, batch = p.batch;
     const int64_t per_group = Dm / G;
     const int64_t ntiles = (L + kTile - 1) / kTile;
@@ -228,8 +221,8 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
         std::clamp<int64_t>(ctx.cpu_threads() / std::max<int64_t>(1, batch * G), 1, per_group);
     const int64_t bc_size = batch * G * N * L;
     std::vector<T> dbc_extra(size_t(parts > 1 ? 2 * (parts - 1) * bc_size : 0));
-    T* dBp0 = grads.dB.data_as<T>();
-    T* dCp0 = grads.dC.data_as<T>();
+    T* dBp0 = static_cast<T*>(args.dB);
+    T* dCp0 = static_cast<T*>(args.dC);
     std::fill(dBp0, dBp0 + bc_size, T(0));
     std::fill(dCp0, dCp0 + bc_size, T(0));
     auto dB_slice = [&](int64_t part) {
@@ -241,12 +234,12 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
     // Per-batch partial sums of the parameter gradients: (B, Dm, N), (B, Dm), (B, Dm).
     std::vector<T> dA_b(size_t(batch * Dm * N)), dD_b(size_t(batch * Dm)),
         dbias_b(size_t(batch * Dm));
-    const T* dyp = dout.data_as<T>();
-    const T* dlp = dlast_state.defined() ? dlast_state.data_as<T>() : nullptr;
-    T* dup = grads.du.data_as<T>();
-    T* ddp = grads.ddelta.data_as<T>();
-    T* dzp = grads.dz.defined() ? grads.dz.data_as<T>() : nullptr;
-    T* dh0p = grads.dh0.defined() ? grads.dh0.data_as<T>() : nullptr;
+    const T* dyp = static_cast<const T*>(args.dout);
+    const T* dlp = static_cast<const T*>(args.dlast_state);
+    T* dup = static_cast<T*>(args.du);
+    T* ddp = static_cast<T*>(args.ddelta);
+    T* dzp = static_cast<T*>(args.dz);
+    T* dh0p = static_cast<T*>(args.dh0);
 
     parallel_for(ctx, batch * G * parts, [&](int64_t item) {
       const int64_t part = item % parts, bg = item / parts;
@@ -356,9 +349,9 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
         dCp0[i] += sc[i];
       }
     }
-    T* dAp = grads.dA.data_as<T>();
-    T* dDp = grads.dD.defined() ? grads.dD.data_as<T>() : nullptr;
-    T* dbp = grads.ddelta_bias.defined() ? grads.ddelta_bias.data_as<T>() : nullptr;
+    T* dAp = static_cast<T*>(args.dA);
+    T* dDp = static_cast<T*>(args.dD);
+    T* dbp = static_cast<T*>(args.ddelta_bias);
     for (int64_t d = 0; d < Dm; ++d) {
       for (int64_t n = 0; n < N; ++n) {
         T s = 0;
@@ -376,29 +369,21 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
   });
 }
 
-void selective_state_update(const Context& ctx, const Tensor& out, const Tensor& state,
-                            const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
-                            const Tensor& C, const Tensor& D, const Tensor& z,
-                            const Tensor& delta_bias, const SelectiveScanParams& params) {
-  dispatch_cpu_float("selective_state_update", u.dtype(), [&](auto tag) {
+void selective_state_update(const Context& ctx, const SelectiveScanArgs& args) {
+  dispatch_cpu_float("selective_state_update", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t batch = u.size(0), Dm = u.size(1), N = A.size(1), G = B.size(1);
-    const T* up = u.data_as<T>();
-    const T* dp = delta.data_as<T>();
-    const T* Ap = A.data_as<T>();
-    const T* Bp = B.data_as<T>();
-    const T* Cp = C.data_as<T>();
-    const T* Dp = D.defined() ? D.data_as<T>() : nullptr;
-    const T* zp = z.defined() ? z.data_as<T>() : nullptr;
-    const T* bp = delta_bias.defined() ? delta_bias.data_as<T>() : nullptr;
-    T* op = out.data_as<T>();
-    T* sp = state.data_as<T>();
-    parallel_for(ctx, batch * Dm, [&](int64_t row) {
+    const int64_t Dm = args.Dm, N = args.N, G = args.G;
+    const Ptrs<T> p(args);
+    const T *up = p.u, *dp = p.delta, *Ap = p.A, *Bp = p.B, *Cp = p.C, *Dp = p.D, *zp = p.z;
+    const T* bp = p.bias;
+    T* op = static_cast<T*>(args.out);
+    T* sp = static_cast<T*>(args.state);
+    parallel_for(ctx, args.batch * Dm, [&](int64_t row) {
       const int64_t b = row / Dm, d = row % Dm;
       const T* Bg = Bp + (b * G + d / (Dm / G)) * N;
       const T* Cg = Cp + (b * G + d / (Dm / G)) * N;
       T dt = dp[row] + (bp ? bp[d] : T(0));
-      if (params.delta_softplus) softplus_array(&dt, &dt, 1);  // as the scan computes it
+      if (p.softplus) softplus_array(&dt, &dt, 1);  // as the scan computes it
       T y = 0;
       T* h = sp + row * N;
       // The decays as the scan computes them, kTile states at a time (no allocation per row).

@@ -21,6 +21,7 @@
 
 #include "longctx/ops/scan_operator.h"
 #include "longctx/ops/ssd.h"
+#include "src/core/activations.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/blas.h"
 #include "src/cpu/parallel.h"
@@ -32,15 +33,6 @@
 namespace longctx::cpu {
 
 namespace {
-
-template <class T>
-inline T sigmoid(T s) {
-  return T(1) / (T(1) + std::exp(-s));
-}
-template <class T>
-inline T softplus(T s) {
-  return s > T(20) ? s : std::log1p(std::exp(s));
-}
 
 template <class T>
 struct Ptrs {
@@ -68,7 +60,7 @@ struct Ptrs {
 
   T dt_at(int64_t b, int64_t t, int64_t h) const {
     const T v = dt[(b * L + t) * H + h] + (bias ? bias[h] : T(0));
-    return softplus ? cpu::softplus(v) : v;
+    return softplus ? longctx::softplus(v) : v;
   }
   int64_t group_of(int64_t h) const { return h / (H / G); }
 };

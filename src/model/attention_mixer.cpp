@@ -60,7 +60,7 @@ class AttentionMixer : public Mixer {
     k_ = acts.take({B, T, Hkv_, D_}, dt);
     v_ = acts.take({B, T, Hkv_, D_}, dt);
     o_ = acts.take({B, T, H_, D_}, dt);
-    lse_ = acts.take({B, H_, T}, dt == DType::f64 ? DType::f64 : DType::f32);
+    lse_ = acts.take({B, H_, T}, stat_dtype(dt));
     linear_fwd(ctx, flat(q_), x, wq_);
     linear_fwd(ctx, flat(k_), x, wk_);
     linear_fwd(ctx, flat(v_), x, wv_);
@@ -87,7 +87,7 @@ class AttentionMixer : public Mixer {
     const DType dt = x.dtype();
     Tensor q = acts.take({B, T, H_, D_}, dt), k = acts.take({B, T, Hkv_, D_}, dt);
     Tensor v = acts.take({B, T, Hkv_, D_}, dt), o = acts.take({B, T, H_, D_}, dt);
-    Tensor lse = acts.take({B, H_, T}, dt == DType::f64 ? DType::f64 : DType::f32);
+    Tensor lse = acts.take({B, H_, T}, stat_dtype(dt));
     linear_fwd(ctx, flat(q), x, wq_);
     linear_fwd(ctx, flat(k), x, wk_);
     linear_fwd(ctx, flat(v), x, wv_);

@@ -162,7 +162,7 @@ double Model::forward(const Tensor& tokens, const Tensor& targets) {
   if (have_loss_)
     check_arg(op, "targets", targets).shape({B, T}).dtype(DType::i32).device(ctx_->device());
   const Context& ctx = *ctx_;
-  const DType stat = dtype_ == DType::f64 ? DType::f64 : DType::f32;  // rstd, lse, loss
+  const DType stat = stat_dtype(dtype_);  // rstd, lse, loss
   const int L = int(mixers_.size());
 
   acts_.reset();
@@ -205,7 +205,7 @@ void Model::backward() {
   const int64_t B = tokens_.size(0), T = tokens_.size(1), C = config_.d_model;
   const int64_t V = config_.vocab_size;
   const int L = int(mixers_.size());
-  const DType stat = dtype_ == DType::f64 ? DType::f64 : DType::f32;
+  const DType stat = stat_dtype(dtype_);
 
   Tensor dloss = acts_.take({1}, stat);
   dloss.fill(1.0, &ctx);
@@ -265,7 +265,7 @@ const Tensor& Model::decode(ModelCache& cache, const Tensor& tokens) {
   check_value(op, "tokens", cache.position() + T <= cache.max_len(), "would take the cache to ",
               cache.position() + T, " tokens, beyond its max_len ", cache.max_len());
   const Context& ctx = *ctx_;
-  const DType stat = dtype_ == DType::f64 ? DType::f64 : DType::f32;
+  const DType stat = stat_dtype(dtype_);
   acts_.reset();
   have_loss_ = false;  // the saved activations are overwritten below
   Tensor h = acts_.take({B, T, C}, dtype_), normed = acts_.take({B, T, C}, dtype_);

@@ -1,5 +1,5 @@
 // adamw: validation in front of both backends, then dispatch (see include/longctx/ops/adamw.h).
-#include "longctx/ops/adamw.h"
+#include "src/ops/adamw.h"
 
 #include <cmath>
 
@@ -7,14 +7,12 @@
 
 namespace longctx {
 
-namespace cpu {
-void adamw_step(const Context&, const Tensor& param, const Tensor& m, const Tensor& v,
-                const Tensor& grad, const AdamWParams&, const Tensor& param_copy);
-}  // namespace cpu
-namespace cuda {
-void adamw_step(const Context&, const Tensor& param, const Tensor& m, const Tensor& v,
-                const Tensor& grad, const AdamWParams&, const Tensor& param_copy);
-}  // namespace cuda
+std::string adamw_supports(Device device, DType dtype) {
+  if (device.is_cuda() && dtype != DType::f32)
+    return detail::concat("adamw on CUDA keeps f32 master weights: params in f32, got ",
+                          dtype_name(dtype));
+  return dtype_supports("adamw", device, dtype);
+}
 
 void adamw_step(const Context& ctx, const Tensor& param, const Tensor& m, const Tensor& v,
                 const Tensor& grad, const AdamWParams& params, const Tensor& param_copy) {
@@ -59,7 +57,25 @@ void adamw_step(const Context& ctx, const Tensor& param, const Tensor& m, const 
               params.step);
   check_value(op, "grad_scale", std::isfinite(params.grad_scale), "must be finite, got ",
               params.grad_scale);
-  LONGCTX_DISPATCH(ctx, adamw_step, ctx, param, m, v, grad, params, param_copy);
+  AdamWArgs args;
+  args.dtype = param.dtype();
+  args.n = param.numel();
+  args.decay = 1.0 - params.lr * params.weight_decay;
+  args.step_size = params.lr / (1.0 - std::pow(params.beta1, double(params.step)));
+  args.inv_sqrt_bc2 = 1.0 / std::sqrt(1.0 - std::pow(params.beta2, double(params.step)));
+  args.beta1 = params.beta1;
+  args.beta2 = params.beta2;
+  args.eps = params.eps;
+  args.grad_scale = params.grad_scale;
+  args.param = param.data();
+  args.m = m.data();
+  args.v = v.data();
+  args.grad = grad.data();
+  if (param_copy.defined()) {
+    args.param_copy = param_copy.data();
+    args.copy_dtype = param_copy.dtype();
+  }
+  LONGCTX_DISPATCH(ctx, adamw_step, ctx, args);
 }
 
 }  // namespace longctx

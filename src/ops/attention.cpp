@@ -35,9 +35,6 @@ void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, 
 
 namespace {
 
-DType lse_dtype(DType q) {
-  return q == DType::f64 ? DType::f64 : DType::f32;
-}
 
 struct Dims {
   int64_t B, Tq, Tk, H, Hkv, D;
@@ -78,7 +75,7 @@ void check_out_lse(const Context& ctx, const char* op, const Tensor& out, const 
                    const Tensor& q) {
   const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2);
   check_arg(op, "out", out).shape(q.shape()).dtype(q.dtype()).device(ctx.device()).contiguous();
-  check_arg(op, "lse", lse).shape({B, H, Tq}).dtype(lse_dtype(q.dtype())).device(ctx.device());
+  check_arg(op, "lse", lse).shape({B, H, Tq}).dtype(stat_dtype(q.dtype())).device(ctx.device());
   check_arg(op, "lse", lse).contiguous().no_overlap("out", out);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <string>
 
 #include "longctx/context.h"
 #include "src/core/checks.h"
@@ -17,9 +18,27 @@ inline std::initializer_list<DType> backend_dtypes(Device device) {
   return device.is_cpu() ? cpu : cuda;
 }
 
+// "" when the backend of `device` computes op family `family` in `dtype`, else the reason, naming
+// the dtypes it supports: the `<family>_supports` functions of the ops whose only limit is the
+// dtype.
+inline std::string dtype_supports(const char* family, Device device, DType dtype) {
+  std::string names;
+  for (DType d : backend_dtypes(device)) {
+    if (d == dtype) return "";
+    names += std::string(names.empty() ? "" : ", ") + dtype_name(d);
+  }
+  return detail::concat(family, " on the ", device.is_cpu() ? "CPU" : "CUDA",
+                        " backend supports dtypes ", names, ", got ", dtype_name(dtype));
+}
+
 // Checks that `t` is on the context's device, in a dtype that backend supports.
 inline void check_backend(const Context& ctx, const char* op, const char* name, const Tensor& t) {
   check_arg(op, name, t).device(ctx.device()).dtype_in(backend_dtypes(ctx.device()));
+}
+
+// A tensor's data for a params struct: nullptr when an optional tensor is not given.
+inline void* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data() : nullptr;
 }
 
 [[noreturn]] inline void throw_no_cuda(const char* op) {

@@ -1,39 +1,19 @@
 // causal_conv1d: validation in front of both backends, then dispatch (see
 // include/longctx/ops/causal_conv1d.h).
-#include "longctx/ops/causal_conv1d.h"
+#include "src/ops/causal_conv1d.h"
 
 #include "src/ops/scan_checks.h"
 
 namespace longctx {
 
-namespace cpu {
-void causal_conv1d_fwd(const Context&, const Tensor& out, const Tensor& x, const Tensor& weight,
-                       const Tensor& bias, const CausalConv1dParams&);
-void causal_conv1d_bwd(const Context&, const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
-                       const Tensor& dout, const Tensor& x, const Tensor& weight,
-                       const Tensor& bias, const CausalConv1dParams&);
-void causal_conv1d_update(const Context&, const Tensor& out, const Tensor& conv_state,
-                          const Tensor& x, const Tensor& weight, const Tensor& bias,
-                          const CausalConv1dParams&);
-}  // namespace cpu
-namespace cuda {
-void causal_conv1d_fwd(const Context&, const Tensor& out, const Tensor& x, const Tensor& weight,
-                       const Tensor& bias, const CausalConv1dParams&);
-void causal_conv1d_bwd(const Context&, const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
-                       const Tensor& dout, const Tensor& x, const Tensor& weight,
-                       const Tensor& bias, const CausalConv1dParams&);
-void causal_conv1d_update(const Context&, const Tensor& out, const Tensor& conv_state,
-                          const Tensor& x, const Tensor& weight, const Tensor& bias,
-                          const CausalConv1dParams&);
-}  // namespace cuda
-
 namespace {
 
 constexpr int64_t kMaxWidth = 4;
 
-// Checks x (rank x_rank, channels in dim 1), weight and bias; returns W.
-int64_t check_common(const Context& ctx, const char* op, const Tensor& x, int x_rank,
-                     const Tensor& weight, const Tensor& bias, const CausalConv1dParams& params) {
+// Checks x (rank x_rank, channels in dim 1), weight and bias; the params they determine.
+CausalConv1dArgs check_common(const Context& ctx, const char* op, const Tensor& x, int x_rank,
+                              const Tensor& weight, const Tensor& bias,
+                              const CausalConv1dParams& params) {
   check_backend(ctx, op, "x", x);
   check_arg(op, "x", x).rank(x_rank).contiguous();
   const int64_t D = x.size(1);
@@ -48,7 +28,17 @@ int64_t check_common(const Context& ctx, const char* op, const Tensor& x, int x_
   check_value(op, "activation",
               params.activation == Activation::none || params.activation == Activation::silu,
               "must be none or silu");
-  return W;
+  CausalConv1dArgs args;
+  args.dtype = x.dtype();
+  args.B = x.size(0);
+  args.D = D;
+  args.T = x_rank == 3 ? x.size(2) : 1;
+  args.W = int(W);
+  args.silu = params.activation == Activation::silu;
+  args.x = x.data();
+  args.weight = weight.data();
+  args.bias = data_or_null(bias);
+  return args;
 }
 
 void check_like(const Context& ctx, const char* op, const char* name, const Tensor& t,
@@ -59,23 +49,31 @@ void check_like(const Context& ctx, const char* op, const char* name, const Tens
 
 }  // namespace
 
+std::string causal_conv1d_supports(Device device, DType dtype, int64_t width) {
+  if (width < 1 || width > kMaxWidth)
+    return detail::concat("causal_conv1d supports widths 1 <= W <= ", kMaxWidth,
+                          ", got W = ", width);
+  return dtype_supports("causal_conv1d", device, dtype);
+}
+
 void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
                        const Tensor& bias, const CausalConv1dParams& params) {
   const char* op = "causal_conv1d_fwd";
-  check_common(ctx, op, x, 3, weight, bias, params);
+  CausalConv1dArgs args = check_common(ctx, op, x, 3, weight, bias, params);
   check_like(ctx, op, "out", out, x);
   check_arg(op, "out", out)
       .no_overlap("x", x)
       .no_overlap("weight", weight)
       .no_overlap("bias", bias);
-  LONGCTX_DISPATCH(ctx, causal_conv1d_fwd, ctx, out, x, weight, bias, params);
+  args.out = out.data();
+  LONGCTX_DISPATCH(ctx, causal_conv1d_fwd, ctx, args);
 }
 
 void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
                        const Tensor& dbias, const Tensor& dout, const Tensor& x,
                        const Tensor& weight, const Tensor& bias, const CausalConv1dParams& params) {
   const char* op = "causal_conv1d_bwd";
-  check_common(ctx, op, x, 3, weight, bias, params);
+  CausalConv1dArgs args = check_common(ctx, op, x, 3, weight, bias, params);
   check_like(ctx, op, "dout", dout, x);
   check_like(ctx, op, "dx", dx, x);
   check_like(ctx, op, "dweight", dweight, weight);
@@ -91,16 +89,20 @@ void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweig
   check_arg(op, "dweight", dweight).no_overlap("dx", dx);
   if (dbias.defined())
     check_arg(op, "dbias", dbias).no_overlap("dx", dx).no_overlap("dweight", dweight);
-  LONGCTX_DISPATCH(ctx, causal_conv1d_bwd, ctx, dx, dweight, dbias, dout, x, weight, bias, params);
+  args.dout = dout.data();
+  args.dx = dx.data();
+  args.dweight = dweight.data();
+  args.dbias = data_or_null(dbias);
+  LONGCTX_DISPATCH(ctx, causal_conv1d_bwd, ctx, args);
 }
 
 void causal_conv1d_update(const Context& ctx, const Tensor& out, const Tensor& conv_state,
                           const Tensor& x, const Tensor& weight, const Tensor& bias,
                           const CausalConv1dParams& params) {
   const char* op = "causal_conv1d_update";
-  const int64_t W = check_common(ctx, op, x, 2, weight, bias, params);
+  CausalConv1dArgs args = check_common(ctx, op, x, 2, weight, bias, params);
   check_like(ctx, op, "out", out, x);
-  check_arg(op, "conv_state", conv_state).shape({x.size(0), x.size(1), W - 1}).dtype(x.dtype());
+  check_arg(op, "conv_state", conv_state).shape({args.B, args.D, args.W - 1}).dtype(x.dtype());
   check_arg(op, "conv_state", conv_state).device(ctx.device()).contiguous();
   const std::pair<const char*, const Tensor*> inputs[] = {
       {"x", &x}, {"weight", &weight}, {"bias", &bias}};
@@ -109,7 +111,9 @@ void causal_conv1d_update(const Context& ctx, const Tensor& out, const Tensor& c
     check_arg(op, "conv_state", conv_state).no_overlap(name, *t);
   }
   check_arg(op, "out", out).no_overlap("conv_state", conv_state);
-  LONGCTX_DISPATCH(ctx, causal_conv1d_update, ctx, out, conv_state, x, weight, bias, params);
+  args.out = out.data();
+  args.conv_state = conv_state.data();
+  LONGCTX_DISPATCH(ctx, causal_conv1d_update, ctx, args);
 }
 
 }  // namespace longctx

@@ -25,10 +25,6 @@ void cross_entropy_bwd(const Context&, const Tensor& dlogits, const Tensor& dlos
 
 namespace {
 
-DType stat_dtype(DType logits) {
-  return logits == DType::f64 ? DType::f64 : DType::f32;
-}
-
 // Checks logits, targets, lse and a (1) scalar; returns nothing, throws on the first problem.
 void check_common(const Context& ctx, const char* op, const Tensor& logits, const Tensor& targets,
                   const Tensor& lse, const char* scalar_name, const Tensor& scalar) {

@@ -1,5 +1,5 @@
 // linear: validation in front of both backends, then dispatch (see include/longctx/ops/linear.h).
-#include "longctx/ops/linear.h"
+#include "src/ops/linear.h"
 
 #include <limits>
 
@@ -7,23 +7,12 @@
 
 namespace longctx {
 
-namespace cpu {
-void linear_fwd(const Context&, const Tensor& out, const Tensor& x, const Tensor& weight,
-                const Tensor& bias);
-void linear_bwd(const Context&, const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
-                const Tensor& dout, const Tensor& x, const Tensor& weight);
-}  // namespace cpu
-namespace cuda {
-void linear_fwd(const Context&, const Tensor& out, const Tensor& x, const Tensor& weight,
-                const Tensor& bias);
-void linear_bwd(const Context&, const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
-                const Tensor& dout, const Tensor& x, const Tensor& weight);
-}  // namespace cuda
-
 namespace {
 
-// Checks x and weight; returns the shape of out/dout: x's shape with the last entry Cout.
-Shape check_common(const Context& ctx, const char* op, const Tensor& x, const Tensor& weight) {
+// Checks x and weight; returns the params they determine and sets `out_shape`, the shape of
+// out/dout: x's shape with the last entry Cout.
+LinearArgs check_common(const Context& ctx, const char* op, const Tensor& x, const Tensor& weight,
+                        Shape& out_shape) {
   check_backend(ctx, op, "x", x);
   check_arg(op, "x", x).contiguous();
   check_value(op, "x", x.dim() >= 1, "must have at least one dimension, got a scalar");
@@ -40,17 +29,29 @@ Shape check_common(const Context& ctx, const char* op, const Tensor& x, const Te
   check_value(op, "x", M <= kMax && Cin <= kMax && Cout <= kMax,
               "dimensions must fit in 32 bits for BLAS, got rows = ", M, ", Cin = ", Cin,
               ", Cout = ", Cout);
-  Shape out_shape = x.shape();
+  out_shape = x.shape();
   out_shape.back() = Cout;
-  return out_shape;
+  LinearArgs args;
+  args.dtype = x.dtype();
+  args.M = M;
+  args.Cin = Cin;
+  args.Cout = Cout;
+  args.x = x.data();
+  args.weight = weight.data();
+  return args;
 }
 
 }  // namespace
 
+std::string linear_supports(Device device, DType dtype) {
+  return dtype_supports("linear", device, dtype);
+}
+
 void linear_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
                 const Tensor& bias) {
   const char* op = "linear_fwd";
-  const Shape out_shape = check_common(ctx, op, x, weight);
+  Shape out_shape;
+  LinearArgs args = check_common(ctx, op, x, weight, out_shape);
   if (bias.defined()) {
     check_arg(op, "bias", bias).shape({weight.size(0)}).dtype(x.dtype()).device(ctx.device());
     check_arg(op, "bias", bias).contiguous();
@@ -60,13 +61,16 @@ void linear_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Te
       .no_overlap("x", x)
       .no_overlap("weight", weight)
       .no_overlap("bias", bias);
-  LONGCTX_DISPATCH(ctx, linear_fwd, ctx, out, x, weight, bias);
+  args.bias = data_or_null(bias);
+  args.out = out.data();
+  LONGCTX_DISPATCH(ctx, linear_fwd, ctx, args);
 }
 
 void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
                 const Tensor& dout, const Tensor& x, const Tensor& weight) {
   const char* op = "linear_bwd";
-  const Shape out_shape = check_common(ctx, op, x, weight);
+  Shape out_shape;
+  LinearArgs args = check_common(ctx, op, x, weight, out_shape);
   check_arg(op, "dout", dout).shape(out_shape).dtype(x.dtype()).device(ctx.device()).contiguous();
   struct Grad {
     const char* name;
@@ -85,7 +89,11 @@ void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, con
       if (&other != &g && other.t.defined())
         check_arg(op, g.name, g.t).no_overlap(other.name, other.t);
   }
-  LONGCTX_DISPATCH(ctx, linear_bwd, ctx, dx, dweight, dbias, dout, x, weight);
+  args.dout = dout.data();
+  args.dx = data_or_null(dx);
+  args.dweight = data_or_null(dweight);
+  args.dbias = data_or_null(dbias);
+  LONGCTX_DISPATCH(ctx, linear_bwd, ctx, args);
 }
 
 }  // namespace longctx

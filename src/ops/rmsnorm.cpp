@@ -1,53 +1,49 @@
 // rmsnorm: validation in front of both backends, then dispatch (see include/longctx/ops/rmsnorm.h).
-#include "longctx/ops/rmsnorm.h"
+#include "src/ops/rmsnorm.h"
 
 #include "src/ops/backend.h"
 
 namespace longctx {
 
-namespace cpu {
-void rmsnorm_fwd(const Context&, const Tensor& out, const Tensor& rstd, const Tensor& x,
-                 const Tensor& weight, const RMSNormParams&);
-void rmsnorm_bwd(const Context&, const Tensor& dx, const Tensor& dweight, const Tensor& dout,
-                 const Tensor& x, const Tensor& weight, const Tensor& rstd);
-}  // namespace cpu
-namespace cuda {
-void rmsnorm_fwd(const Context&, const Tensor& out, const Tensor& rstd, const Tensor& x,
-                 const Tensor& weight, const RMSNormParams&);
-void rmsnorm_bwd(const Context&, const Tensor& dx, const Tensor& dweight, const Tensor& dout,
-                 const Tensor& x, const Tensor& weight, const Tensor& rstd);
-}  // namespace cuda
-
 namespace {
 
-DType rstd_dtype(DType x) {
-  return x == DType::f64 ? DType::f64 : DType::f32;
-}
-
-// Checks x, weight and rstd; returns (rows, C).
-std::pair<int64_t, int64_t> check_common(const Context& ctx, const char* op, const Tensor& x,
-                                         const Tensor& weight, const Tensor& rstd) {
+// Checks x, weight and rstd; the params they determine.
+RMSNormArgs check_common(const Context& ctx, const char* op, const Tensor& x, const Tensor& weight,
+                         const Tensor& rstd) {
   check_backend(ctx, op, "x", x);
   check_arg(op, "x", x).contiguous();
   check_value(op, "x", x.dim() >= 1, "must have at least one dimension, got a scalar");
-  const int64_t C = x.size(-1), rows = C ? x.numel() / C : 0;
-  check_arg(op, "weight", weight).shape({C}).dtype(x.dtype()).device(ctx.device()).contiguous();
-  check_arg(op, "rstd", rstd).shape({rows}).dtype(rstd_dtype(x.dtype())).device(ctx.device());
-  check_arg(op, "rstd", rstd).contiguous();
-  return {rows, C};
+  RMSNormArgs args;
+  args.dtype = x.dtype();
+  args.C = x.size(-1);
+  args.rows = args.C ? x.numel() / args.C : 0;
+  check_arg(op, "weight", weight).shape({args.C}).dtype(x.dtype()).device(ctx.device());
+  check_arg(op, "weight", weight).contiguous();
+  check_arg(op, "rstd", rstd).shape({args.rows}).dtype(stat_dtype(x.dtype()));
+  check_arg(op, "rstd", rstd).device(ctx.device()).contiguous();
+  args.x = x.data();
+  args.weight = weight.data();
+  args.rstd = rstd.data();
+  return args;
 }
 
 }  // namespace
 
+std::string rmsnorm_supports(Device device, DType dtype) {
+  return dtype_supports("rmsnorm", device, dtype);
+}
+
 void rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& rstd, const Tensor& x,
                  const Tensor& weight, const RMSNormParams& params) {
   const char* op = "rmsnorm_fwd";
-  check_common(ctx, op, x, weight, rstd);
+  RMSNormArgs args = check_common(ctx, op, x, weight, rstd);
   check_value(op, "eps", params.eps > 0, "must be > 0, got ", params.eps);
   check_arg(op, "out", out).shape(x.shape()).dtype(x.dtype()).device(ctx.device()).contiguous();
   check_arg(op, "out", out).no_overlap("weight", weight).no_overlap("rstd", rstd);
   check_arg(op, "rstd", rstd).no_overlap("x", x);
-  LONGCTX_DISPATCH(ctx, rmsnorm_fwd, ctx, out, rstd, x, weight, params);
+  args.eps = params.eps;
+  args.out = out.data();
+  LONGCTX_DISPATCH(ctx, rmsnorm_fwd, ctx, args);
 }
 
 void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dout,
@@ -55,7 +51,7 @@ void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, co
                  const RMSNormParams& params) {
   const char* op = "rmsnorm_bwd";
   (void)params;  // eps is folded into rstd by the forward
-  check_common(ctx, op, x, weight, rstd);
+  RMSNormArgs args = check_common(ctx, op, x, weight, rstd);
   check_arg(op, "dout", dout).shape(x.shape()).dtype(x.dtype()).device(ctx.device()).contiguous();
   check_arg(op, "dx", dx).shape(x.shape()).dtype(x.dtype()).device(ctx.device()).contiguous();
   check_arg(op, "dweight", dweight).shape(weight.shape()).dtype(x.dtype()).device(ctx.device());
@@ -65,7 +61,10 @@ void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, co
     check_arg(op, "dx", dx).no_overlap(name, t);
     check_arg(op, "dweight", dweight).no_overlap(name, t);
   }
-  LONGCTX_DISPATCH(ctx, rmsnorm_bwd, ctx, dx, dweight, dout, x, weight, rstd);
+  args.dout = dout.data();
+  args.dx = dx.data();
+  args.dweight = dweight.data();
+  LONGCTX_DISPATCH(ctx, rmsnorm_bwd, ctx, args);
 }
 
 }  // namespace longctx

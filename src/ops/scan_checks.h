@@ -1,16 +1,10 @@
 // Validation helpers shared by the recurrent ops (linear_scan, selective_scan, ssd,
-// causal_conv1d): the dtype of their f32 parameter/state tensors, optional inputs with their
-// gradients.
+// causal_conv1d): optional inputs with their gradients.
 #pragma once
 
 #include "src/ops/backend.h"
 
 namespace longctx {
-
-// Recurrent parameters and states are f32 on every backend (f64 when the main input is f64).
-inline DType param_dtype(DType x) {
-  return x == DType::f64 ? DType::f64 : DType::f32;
-}
 
 // An optional input and its gradient come together: `grad` is required exactly when `input` is
 // given.

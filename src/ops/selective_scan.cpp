@@ -1,6 +1,6 @@
 // selective_scan: validation in front of both backends, then dispatch (see
 // include/longctx/ops/selective_scan.h).
-#include "longctx/ops/selective_scan.h"
+#include "src/ops/selective_scan.h"
 
 #include <utility>
 #include <vector>
@@ -8,29 +8,6 @@
 #include "src/ops/scan_checks.h"
 
 namespace longctx {
-
-namespace cpu {
-void selective_scan_fwd(const Context&, const Tensor& out, const Tensor& last_state,
-                        const SelectiveScanInputs& in, const SelectiveScanParams&);
-void selective_scan_bwd(const Context&, const SelectiveScanGrads& grads, const Tensor& dout,
-                        const Tensor& dlast_state, const SelectiveScanInputs& in,
-                        const SelectiveScanParams&);
-void selective_state_update(const Context&, const Tensor& out, const Tensor& state, const Tensor& u,
-                            const Tensor& delta, const Tensor& A, const Tensor& B, const Tensor& C,
-                            const Tensor& D, const Tensor& z, const Tensor& delta_bias,
-                            const SelectiveScanParams&);
-}  // namespace cpu
-namespace cuda {
-void selective_scan_fwd(const Context&, const Tensor& out, const Tensor& last_state,
-                        const SelectiveScanInputs& in, const SelectiveScanParams&);
-void selective_scan_bwd(const Context&, const SelectiveScanGrads& grads, const Tensor& dout,
-                        const Tensor& dlast_state, const SelectiveScanInputs& in,
-                        const SelectiveScanParams&);
-void selective_state_update(const Context&, const Tensor& out, const Tensor& state, const Tensor& u,
-                            const Tensor& delta, const Tensor& A, const Tensor& B, const Tensor& C,
-                            const Tensor& D, const Tensor& z, const Tensor& delta_bias,
-                            const SelectiveScanParams&);
-}  // namespace cuda
 
 namespace {
 
@@ -49,15 +26,17 @@ void check_disjoint(const char* op, const std::vector<Named>& outputs,
   }
 }
 
-// The shared part of the scan and the decode step. `seq` is the shape suffix of u ({T} for the
-// scan, {} for a step). Returns N.
-int64_t check_inputs(const Context& ctx, const char* op, const Tensor& u, const Tensor& delta,
-                     const Tensor& A, const Tensor& B, const Tensor& C, const Tensor& D,
-                     const Tensor& z, const Tensor& delta_bias, bool seq) {
+// The shared part of the scan and the decode step (`seq`: u has a T dimension); the params the
+// inputs determine.
+SelectiveScanArgs check_inputs(const Context& ctx, const char* op, const Tensor& u,
+                               const Tensor& delta, const Tensor& A, const Tensor& B,
+                               const Tensor& C, const Tensor& D, const Tensor& z,
+                               const Tensor& delta_bias, const SelectiveScanParams& params,
+                               bool seq) {
   check_backend(ctx, op, "u", u);
   check_arg(op, "u", u).rank(seq ? 3 : 2).contiguous();
   const Device dev = ctx.device();
-  const DType dt = u.dtype(), pdt = param_dtype(dt);
+  const DType dt = u.dtype(), pdt = stat_dtype(dt);
   const int64_t batch = u.size(0), Dm = u.size(1);
   check_arg(op, "delta", delta).shape(u.shape()).dtype(dt).device(dev).contiguous();
   check_arg(op, "A", A).rank(2).dtype(pdt).device(dev).contiguous();
@@ -78,7 +57,31 @@ int64_t check_inputs(const Context& ctx, const char* op, const Tensor& u, const 
     check_arg(op, "delta_bias", delta_bias).shape({Dm}).dtype(pdt).device(dev).contiguous();
   });
   if_given(z, [&] { check_arg(op, "z", z).shape(u.shape()).dtype(dt).device(dev).contiguous(); });
-  return N;
+  SelectiveScanArgs args;
+  args.dtype = dt;
+  args.batch = batch;
+  args.Dm = Dm;
+  args.T = seq ? u.size(2) : 1;
+  args.N = N;
+  args.G = G;
+  args.delta_softplus = params.delta_softplus;
+  args.u = u.data();
+  args.delta = delta.data();
+  args.A = A.data();
+  args.B = B.data();
+  args.C = C.data();
+  args.D = data_or_null(D);
+  args.z = data_or_null(z);
+  args.delta_bias = data_or_null(delta_bias);
+  return args;
+}
+
+SelectiveScanArgs check_inputs(const Context& ctx, const char* op, const SelectiveScanInputs& in,
+                               const SelectiveScanParams& params) {
+  SelectiveScanArgs args = check_inputs(ctx, op, in.u, in.delta, in.A, in.B, in.C, in.D, in.z,
+                                        in.delta_bias, params, /*seq=*/true);
+  args.h0 = data_or_null(in.h0);
+  return args;
 }
 
 void check_like(const Context& ctx, const char* op, const char* name, const Tensor& t,
@@ -89,7 +92,7 @@ void check_like(const Context& ctx, const char* op, const char* name, const Tens
 
 void check_state(const Context& ctx, const char* op, const char* name, const Tensor& t,
                  const Tensor& u, int64_t N) {
-  check_arg(op, name, t).shape({u.size(0), u.size(1), N}).dtype(param_dtype(u.dtype()));
+  check_arg(op, name, t).shape({u.size(0), u.size(1), N}).dtype(stat_dtype(u.dtype()));
   check_arg(op, name, t).device(ctx.device()).contiguous();
 }
 
@@ -101,24 +104,33 @@ std::vector<Named> inputs_of(const SelectiveScanInputs& in) {
 
 }  // namespace
 
+std::string selective_scan_supports(Device device, DType dtype, int64_t state_size) {
+  if (state_size < 1 || state_size > kMaxState)
+    return detail::concat("selective_scan supports state sizes 1 <= N <= ", kMaxState,
+                          ", got N = ", state_size);
+  return dtype_supports("selective_scan", device, dtype);
+}
+
 void selective_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_state,
                         const SelectiveScanInputs& in, const SelectiveScanParams& params) {
   const char* op = "selective_scan_fwd";
-  const int64_t N =
-      check_inputs(ctx, op, in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.delta_bias, true);
+  SelectiveScanArgs args = check_inputs(ctx, op, in, params);
+  const int64_t N = args.N;
   if_given(in.h0, [&] { check_state(ctx, op, "h0", in.h0, in.u, N); });
   check_like(ctx, op, "out", out, in.u);
   check_state(ctx, op, "last_state", last_state, in.u, N);
   check_disjoint(op, {{"out", &out}, {"last_state", &last_state}}, inputs_of(in));
-  LONGCTX_DISPATCH(ctx, selective_scan_fwd, ctx, out, last_state, in, params);
+  args.out = out.data();
+  args.last_state = last_state.data();
+  LONGCTX_DISPATCH(ctx, selective_scan_fwd, ctx, args);
 }
 
 void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, const Tensor& dout,
                         const Tensor& dlast_state, const SelectiveScanInputs& in,
                         const SelectiveScanParams& params) {
   const char* op = "selective_scan_bwd";
-  const int64_t N =
-      check_inputs(ctx, op, in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.delta_bias, true);
+  SelectiveScanArgs args = check_inputs(ctx, op, in, params);
+  const int64_t N = args.N;
   if_given(in.h0, [&] { check_state(ctx, op, "h0", in.h0, in.u, N); });
   check_like(ctx, op, "dout", dout, in.u);
   if_given(dlast_state, [&] { check_state(ctx, op, "dlast_state", dlast_state, in.u, N); });
@@ -150,7 +162,18 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
                   {"ddelta_bias", &grads.ddelta_bias},
                   {"dh0", &grads.dh0}},
                  inputs);
-  LONGCTX_DISPATCH(ctx, selective_scan_bwd, ctx, grads, dout, dlast_state, in, params);
+  args.dout = dout.data();
+  args.dlast_state = data_or_null(dlast_state);
+  args.du = grads.du.data();
+  args.ddelta = grads.ddelta.data();
+  args.dA = grads.dA.data();
+  args.dB = grads.dB.data();
+  args.dC = grads.dC.data();
+  args.dD = data_or_null(grads.dD);
+  args.dz = data_or_null(grads.dz);
+  args.ddelta_bias = data_or_null(grads.ddelta_bias);
+  args.dh0 = data_or_null(grads.dh0);
+  LONGCTX_DISPATCH(ctx, selective_scan_bwd, ctx, args);
 }
 
 void selective_state_update(const Context& ctx, const Tensor& out, const Tensor& state,
@@ -158,9 +181,10 @@ void selective_state_update(const Context& ctx, const Tensor& out, const Tensor&
                             const Tensor& C, const Tensor& D, const Tensor& z,
                             const Tensor& delta_bias, const SelectiveScanParams& params) {
   const char* op = "selective_state_update";
-  const int64_t N = check_inputs(ctx, op, u, delta, A, B, C, D, z, delta_bias, false);
+  SelectiveScanArgs args =
+      check_inputs(ctx, op, u, delta, A, B, C, D, z, delta_bias, params, /*seq=*/false);
   check_like(ctx, op, "out", out, u);
-  check_state(ctx, op, "state", state, u, N);
+  check_state(ctx, op, "state", state, u, args.N);
   check_disjoint(op, {{"out", &out}, {"state", &state}},
                  {{"u", &u},
                   {"delta", &delta},
@@ -170,8 +194,9 @@ void selective_state_update(const Context& ctx, const Tensor& out, const Tensor&
                   {"D", &D},
                   {"z", &z},
                   {"delta_bias", &delta_bias}});
-  LONGCTX_DISPATCH(ctx, selective_state_update, ctx, out, state, u, delta, A, B, C, D, z,
-                   delta_bias, params);
+  args.out = out.data();
+  args.state = state.data();
+  LONGCTX_DISPATCH(ctx, selective_state_update, ctx, args);
 }
 
 }  // namespace longctx

@@ -57,7 +57,7 @@ int64_t check_inputs(const Context& ctx, const char* op, const Tensor& x, const 
   check_backend(ctx, op, "x", x);
   check_arg(op, "x", x).rank(seq ? 4 : 3).contiguous();
   const Device dev = ctx.device();
-  const DType xdt = x.dtype(), pdt = param_dtype(xdt);
+  const DType xdt = x.dtype(), pdt = stat_dtype(xdt);
   const int64_t batch = x.size(0), H = x.size(-2);
   const Shape lead = seq ? Shape{batch, x.size(1)} : Shape{batch};
   Shape dt_shape = lead;
@@ -87,7 +87,7 @@ int64_t check_inputs(const Context& ctx, const char* op, const Tensor& x, const 
 void check_state(const Context& ctx, const char* op, const char* name, const Tensor& t,
                  const Tensor& x, int64_t N) {
   check_arg(op, name, t).shape({x.size(0), x.size(-2), x.size(-1), N});
-  check_arg(op, name, t).dtype(param_dtype(x.dtype())).device(ctx.device()).contiguous();
+  check_arg(op, name, t).dtype(stat_dtype(x.dtype())).device(ctx.device()).contiguous();
 }
 
 std::vector<Named> inputs_of(const SSDInputs& in) {

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include <string>
+
 #include "longctx/context.h"
 
 namespace longctx {
@@ -30,6 +32,10 @@ struct AdamWParams {
 };
 
 // param, m and v are updated in place; grad is read; param_copy, when given, is overwritten.
+// "" when the backend of `device` runs adamw_step with params (and m, v, grad) in `dtype`, else
+// the reason (CUDA keeps f32 master weights).
+std::string adamw_supports(Device device, DType dtype);
+
 void adamw_step(const Context& ctx, const Tensor& param, const Tensor& m, const Tensor& v,
                 const Tensor& grad, const AdamWParams& params, const Tensor& param_copy = {});
 

@@ -7,6 +7,9 @@
 // CPU: f32/f64. CUDA: f32/bf16/f16, weight and bias in the same dtype as x.
 #pragma once
 
+#include <cstdint>
+#include <string>
+
 #include "longctx/context.h"
 
 namespace longctx {
@@ -16,6 +19,10 @@ enum class Activation { none, silu };
 struct CausalConv1dParams {
   Activation activation = Activation::none;
 };
+
+// "" when the backend of `device` runs causal_conv1d in `dtype` with kernel width `width`, else
+// the reason.
+std::string causal_conv1d_supports(Device device, DType dtype, int64_t width);
 
 void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
                        const Tensor& bias = {}, const CausalConv1dParams& params = {});

@@ -6,9 +6,14 @@
 // out may be x, dx may be dout.
 #pragma once
 
+#include <string>
+
 #include "longctx/context.h"
 
 namespace longctx {
+
+// "" when the backend of `device` runs neg_exp in `dtype`, else the reason.
+std::string neg_exp_supports(Device device, DType dtype);
 
 void neg_exp_fwd(const Context& ctx, const Tensor& out, const Tensor& x);
 void neg_exp_bwd(const Context& ctx, const Tensor& dx, const Tensor& dout, const Tensor& out);

@@ -8,11 +8,16 @@
 // Every tensor is contiguous and in x's dtype; Cin and Cout are >= 1, M may be 0.
 #pragma once
 
+#include <string>
+
 #include "longctx/context.h"
 
 namespace longctx {
 
 // bias is optional (an undefined Tensor: no bias).
+// "" when the backend of `device` runs linear in `dtype`, else the reason.
+std::string linear_supports(Device device, DType dtype);
+
 void linear_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
                 const Tensor& bias = {});
 

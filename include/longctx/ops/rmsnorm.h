@@ -5,6 +5,8 @@
 // CPU: f32, f64. CUDA: f32, bf16, f16 (weight in the same dtype as x; f32 accumulation).
 #pragma once
 
+#include <string>
+
 #include "longctx/context.h"
 
 namespace longctx {
@@ -12,6 +14,9 @@ namespace longctx {
 struct RMSNormParams {
   double eps = 1e-6;  // added to mean(x^2) before the square root
 };
+
+// "" when the backend of `device` runs rmsnorm in `dtype`, else the reason.
+std::string rmsnorm_supports(Device device, DType dtype);
 
 void rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& rstd, const Tensor& x,
                  const Tensor& weight, const RMSNormParams& params = {});

@@ -12,6 +12,8 @@
 // CPU: f32, f64. CUDA: f32, bf16, f16 (f32 math).
 #pragma once
 
+#include <string>
+
 #include "longctx/context.h"
 
 namespace longctx {
@@ -19,6 +21,9 @@ namespace longctx {
 struct RopeParams {
   double theta = 10000.0;  // frequency base: a_i = pos * theta^(-2i/D)
 };
+
+// "" when the backend of `device` runs rope in `dtype`, else the reason.
+std::string rope_supports(Device device, DType dtype);
 
 void rope_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& positions = {},
               const RopeParams& params = {});

@@ -12,6 +12,8 @@
 //         A, D, delta_bias, h0, last_state are f32 (f64 when u is f64). N <= 256.
 #pragma once
 
+#include <string>
+
 #include "longctx/context.h"
 
 namespace longctx {
@@ -31,6 +33,10 @@ struct SelectiveScanGrads {
   Tensor du, ddelta, dA, dB, dC;
   Tensor dD, dz, ddelta_bias, dh0;
 };
+
+// "" when the backend of `device` runs selective_scan (and its decode step) in `dtype` with
+// state size N = `state_size`, else the reason.
+std::string selective_scan_supports(Device device, DType dtype, int64_t state_size);
 
 void selective_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_state,
                         const SelectiveScanInputs& in, const SelectiveScanParams& params = {});

@@ -7,11 +7,17 @@
 // An output may be exactly one of the inputs (in place: out = gate, dgate = dout, ...); any other
 // overlap is an error, and dgate and dup must be separate. CPU: f32, f64. CUDA: f32, bf16, f16
 // (f32 math).
+// Implemented with the other elementwise ops: src/cpu/elementwise.cpp, kernels/nn/elementwise.cu.
 #pragma once
+
+#include <string>
 
 #include "longctx/context.h"
 
 namespace longctx {
+
+// "" when the backend of `device` runs swiglu in `dtype`, else the reason.
+std::string swiglu_supports(Device device, DType dtype);
 
 void swiglu_fwd(const Context& ctx, const Tensor& out, const Tensor& gate, const Tensor& up);
 

@@ -1,0 +1,38 @@
+// causal_conv1d's params: validated once by src/ops/causal_conv1d.cpp, then the one argument
+// (besides the context) of both backends' entry points. The contract is
+// include/longctx/ops/causal_conv1d.h.
+#pragma once
+
+#include "longctx/ops/causal_conv1d.h"
+
+namespace longctx {
+
+struct CausalConv1dArgs {
+  DType dtype = DType::f32;     // of every tensor
+  int64_t B = 0, D = 0, T = 0;  // x: (B, D, T); the decode step has no T
+  int W = 1;                    // kernel width, 1..4
+  bool silu = false;            // act = silu, else identity
+
+  const void* x = nullptr;       // (B, D, T); (B, D) for the decode step
+  const void* weight = nullptr;  // (D, W)
+  const void* bias = nullptr;    // (D) optional
+  void* out = nullptr;           // like x: forward and decode step
+  void* conv_state = nullptr;    // (B, D, W - 1), oldest first: decode step, updated in place
+  const void* dout = nullptr;    // (B, D, T), backward
+  void* dx = nullptr;            // (B, D, T), backward
+  void* dweight = nullptr;       // (D, W), backward, overwritten
+  void* dbias = nullptr;         // (D), backward, exactly when bias is given, overwritten
+};
+
+namespace cpu {
+void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args);
+void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args);
+void causal_conv1d_update(const Context& ctx, const CausalConv1dArgs& args);
+}  // namespace cpu
+namespace cuda {
+void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args);
+void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args);
+void causal_conv1d_update(const Context& ctx, const CausalConv1dArgs& args);
+}  // namespace cuda
+
+}  // namespace longctx
