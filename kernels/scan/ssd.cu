@@ -19,8 +19,9 @@
 // checks it against a float64 sequential reference with the tests' 2x rule. Worst error /
 // allowed over the test table's shapes (T up to 2100, P up to 80, N up to 256, G < H, each
 // optional input present and absent), 3 seeds each, f32 / bf16 / f16:
-//   out 0.28 / 0.36 / 0.40   final_states 0.28 / 0.21 / 0.22
-// (the same with the tensor cores' sums modelled as truncating or as rounding to nearest).
+//   out 0.28 / 0.36 / 0.40   final_states 0.21 / 0.21 / 0.22
+// (the same with the tensor cores' sums modelled as truncating or as rounding to nearest); the
+// 64k-step case (--long, one seed): out 0.01 / 0.27 / 0.23, final_states 0.00 / 0.00 / 0.00.
 // Rerun it when a kernel's arithmetic changes, and update these numbers.
 //
 // ssd_state_update: one warp per (b, h, p), lanes over slices of n.
@@ -141,24 +142,27 @@ __global__ void __launch_bounds__(kThreads)
 constexpr int kPassThreads = 256;
 
 // Grid (ceil(P N / 256), B H); one thread per entry (p, n) of one (b, h), sequential over the
-// chunks: h <- decay_c h + S_c in float64, rounded to f32 once per chunk.
+// chunks: h <- decay_c h + S_c with h carried in float64 and stored rounded to f32. An f32 carry
+// would round once per chunk, and that error, a random walk over the chunks, is shared by all
+// 64 steps of the chunk that reads the state: in the model's 64k-step case it took ddt_bias
+// (bf16) to 1.35 x the 2x rule's allowance.
 __global__ void __launch_bounds__(kPassThreads)
     ssd_state_passing_kernel(float* states, float* final_out, const float* initial,
                              const double* decay, Dims n, bool reverse) {
   const int64_t PN = n.P * n.N, i = int64_t(blockIdx.x) * kPassThreads + threadIdx.x;
   const int64_t bh = blockIdx.y;
   if (i >= PN) return;
-  float h = initial ? initial[bh * PN + i] : 0.f;
+  double h = initial ? initial[bh * PN + i] : 0.0;
   float* st = states + bh * n.chunks * PN + i;
   const double* dec = decay + bh * n.chunks;
 #pragma unroll 4
   for (int64_t step = 0; step < n.chunks; ++step) {
     const int64_t c = reverse ? n.chunks - 1 - step : step;
     const float s = st[c * PN];
-    st[c * PN] = h;
-    h = float(fma(dec[c], double(h), double(s)));
+    st[c * PN] = float(h);
+    h = fma(dec[c], h, double(s));
   }
-  if (final_out) final_out[bh * PN + i] = h;
+  if (final_out) final_out[bh * PN + i] = float(h);
 }
 
 // ---- 4. chunk scan ---------------------------------------------------------------------------

@@ -47,6 +47,7 @@
 //   dx 0.24 / 0.23 / 0.22    ddt 0.17 / 0.24 / 0.23    dA 0.39 / 0.39 / 0.39
 //   dB 0.32 / 0.24 / 0.23    dC 0.25 / 0.24 / 0.23     dD 0.20 / 0.55 / 0.30
 //   dz 0.26 / 0.43 / 0.35    ddt_bias 0.25 / 0.24 / 0.40    dinitial_states 0.24 / 0.26 / 0.28
+// and in the 64k-step case (--long, one seed) at most 0.31 (dz, f16).
 #include <algorithm>
 #include <cub/block/block_reduce.cuh>
 

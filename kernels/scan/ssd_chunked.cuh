@@ -31,8 +31,9 @@
 // f32 FMA accumulation; 2.26 (ddt_bias; 0.99 if the tensor cores' sums round rather than
 // truncate, Fasi et al. 2021) and 1.13 (final_states) on bf16 tensor cores with the f32 operand
 // split in three bf16 parts; 1.65 (dA) with decays expf((float)(cum_t - cum_s)). With float64
-// accumulators, decays and dt' kept in float64 through the products they scale, and a float64
-// gate in dy: at most 0.55 (ssd.cu and ssd_bwd.cu list each output).
+// accumulators, decays and dt' kept in float64 through the products they scale, a float64 gate
+// in dy and a float64 carry in the state passing: at most 0.55 (ssd.cu and ssd_bwd.cu list each
+// output).
 #pragma once
 
 #include <mma.h>

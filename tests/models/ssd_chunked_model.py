@@ -226,13 +226,13 @@ def state_passing(S, decays, init, reverse):
     """Kernel 3, ssd_state_passing_kernel: out[c] <- the state entering chunk c (reverse: the
     gradient of the state leaving it); returns the final state (reverse: the gradient of the
     initial state)."""
-    h = init.copy()
+    h = init.astype(F64)  # the carry stays float64; each chunk's state is stored as f32
     order = range(len(S) - 1, -1, -1) if reverse else range(len(S))
     out = [None] * len(S)
     for c in order:
-        out[c] = h
-        h = (F64(decays[c]) * h + S[c]).astype(F32)
-    return out, h
+        out[c] = h.astype(F32)
+        h = F64(decays[c]) * h + S[c]
+    return out, h.astype(F32)
 
 
 def chunk_scan(inp, ch, b, h, c, h0, dt):
