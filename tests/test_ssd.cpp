@@ -1,6 +1,7 @@
 // ssd (Mamba-2): every case x backend against the sequential reference (forward, and every
 // gradient with and without dfinal_states), across chunk sizes and lengths that are not
-// multiples of them (the CUDA chunk is 32), each optional input present and absent; the backward
+// multiples of them (the CUDA chunk is 64 whatever chunk_size says; the CUDA kernels work on
+// tiles of 64 channels p and 64 states n), each optional input present and absent; the backward
 // is bitwise reproducible; decode steps equal the full scan; SSD equals the selective scan when P =
 // 1 and A is shared across N; a 64k-token scan with decays near 0 and near 1; the reference against
 // finite differences; bad inputs.
@@ -37,11 +38,17 @@ const std::vector<SSDCase> kCases = {
     // Mixed optional inputs; P = 40 is one full and one partial tile of 32 channels on CUDA.
     {"gate_and_bias_without_skip_and_h0", 2, 45, 4, 40, 16, 2, 16, true, false, kDropD | kDropH0},
     {"skip_and_h0_without_gate_and_bias", 1, 64, 2, 8, 8, 1, 32, true, false, kDropZ | kDropBias},
-    // bf16/f16 on CUDA (tensor cores): P = 80 is one full and one partial tile of 64 channels,
-    // T = 130 two full chunks of 64 and a partial one.
+    // P = 80 is one full and one partial tile of 64 channels, T = 130 two full chunks of 64 and a
+    // partial one.
     {"tensor_core_tiles_p80_t130", 1, 130, 2, 80, 48, 1, 64, true},
-    // 66 CUDA chunks: the CUDA backward runs the sequence in launches of at most 64 chunks.
-    {"chunks_across_launches_2100", 1, 2100, 2, 4, 8, 1, 64, true},
+    // B = 1 across many chunks: 33 CUDA chunks (the last partial), 16 CPU chunks of 128.
+    {"b1_33_chunks_t2100", 1, 2100, 2, 4, 8, 1, 128, true},
+    {"b1_16_chunks_t1000", 1, 1000, 2, 8, 16, 1, 64, true},
+    // mamba2-style heads of 64 with 128 states in 2 groups of 2 heads: two n-tiles on CUDA, dB and
+    // dC summed over the heads of a group.
+    {"b1_heads_4_groups_2_p64_n128", 1, 150, 4, 64, 128, 2, 64, true},
+    // N = 256 (four n-tiles) with P = 72 (two p-tiles) and every optional input.
+    {"state_256_p72_all_inputs", 1, 90, 2, 72, 256, 1, 64, true},
     // No tokens: the final state is the initial state, and its gradient passes straight back.
     {"empty_sequence", 2, 0, 2, 4, 8, 1, 16, true},
 };

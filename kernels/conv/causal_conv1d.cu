@@ -14,6 +14,7 @@
 #include <cub/block/block_reduce.cuh>
 
 #include "kernels/common/grid.h"
+#include "kernels/common/varlen.cuh"
 #include "kernels/scan/scan_common.cuh"
 #include "src/ops/causal_conv1d.h"
 
@@ -41,12 +42,26 @@ __device__ __forceinline__ float activate(float pre, bool silu) {
   return silu ? scan::siluf(pre) : pre;
 }
 
+// The positions [start, end) of the sequence holding step t of a row: the whole row of a
+// rectangular batch; in a packed batch (cu_seqlens given, N sequences) t's own sequence.
+struct Bounds {
+  int64_t start, end;
+};
+__device__ __forceinline__ Bounds bounds_of(const int32_t* cu_seqlens, int N, int64_t t,
+                                            int64_t T_len) {
+  if (!cu_seqlens) return {0, T_len};
+  const int n = sequence_of(cu_seqlens, N, t);
+  return {cu_seqlens[n], cu_seqlens[n + 1]};
+}
+
 // Grid: flat over (B * D, ceil(T / kTile)) (grid.h: the tiles passed gridDim.y's 65535 at T =
-// 64M).
+// 64M). A packed batch (cu_seqlens, N sequences; B = 1) masks the taps
+// that reach back past a sequence's first step, exactly as the zeros before t = 0 do.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     causal_conv1d_fwd_kernel(T* out, const T* x, const T* weight, const T* bias, int64_t BD,
-                             int64_t D, int64_t T_len, int W, bool silu) {
+                             int64_t D, int64_t T_len, int W, bool silu, const int32_t* cu_seqlens,
+                             int N) {
   __shared__ float xs[kHalo + kTile];
   const GridIndex blk = unflatten(blockIdx.x, unsigned(BD));
   const int64_t row = blk.i0, d = row % D;
@@ -65,9 +80,10 @@ __global__ void __launch_bounds__(kThreads)
     const int i = threadIdx.x + k * kThreads;  // position in the tile; xs[i + j] is x[t - 3 + j]
     const int64_t t = t_tile + i;
     if (t >= T_len) break;
+    const int64_t start = bounds_of(cu_seqlens, N, t, T_len).start;
     float acc = b;
 #pragma unroll
-    for (int j = 0; j < kTaps; ++j) acc += w4[j] * xs[i + j];
+    for (int j = 0; j < kTaps; ++j) acc += w4[j] * (t - kHalo + j >= start ? xs[i + j] : 0.f);
     out[row * T_len + t] = store_as<T>(activate(acc, silu));
   }
 }
@@ -82,12 +98,13 @@ struct Partial {
   }
 };
 
-// Grid: flat over (B * D, tiles). partial: (B * tiles, D, kPartial), entry m = b * tiles + tile.
+// Grid: flat over (B * D, tiles). partial: (B * tiles, D, kPartial), entry m = b * tiles + tile. A
+// packed batch masks the taps across sequence boundaries as the forward does, in both directions.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     causal_conv1d_bwd_kernel(T* dx, float* partial, const T* dout, const T* x, const T* weight,
-                             const T* bias, int64_t BD, int64_t D, int64_t T_len, int W,
-                             bool silu) {
+                             const T* bias, int64_t BD, int64_t D, int64_t T_len, int W, bool silu,
+                             const int32_t* cu_seqlens, int N) {
   using Reduce = cub::BlockReduce<Partial, kThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ float xs[kHalo + kTile + kHalo];  // x[t_tile - 3 .. t_tile + kTile + 3)
@@ -112,9 +129,10 @@ __global__ void __launch_bounds__(kThreads)
     if (t < T_len) {
       g = load_f32(dout_row[t]);
       if (silu) {
+        const int64_t start = bounds_of(cu_seqlens, N, t, T_len).start;
         float pre = b;
 #pragma unroll
-        for (int j = 0; j < kTaps; ++j) pre += w4[j] * xs[i + j];
+        for (int j = 0; j < kTaps; ++j) pre += w4[j] * (t - kHalo + j >= start ? xs[i + j] : 0.f);
         g *= scan::silu_grad(pre);
       }
     }
@@ -129,13 +147,15 @@ __global__ void __launch_bounds__(kThreads)
     const int i = threadIdx.x + k * kThreads;
     const int64_t t = t_tile + i;
     if (t >= T_len) break;
-    float dxv = 0.f;
+    const Bounds seq = bounds_of(cu_seqlens, N, t, T_len);
+    float dxv = 0.f;  // the outputs t + 3 - j of t's own sequence read x[t]
 #pragma unroll
-    for (int j = 0; j < kTaps; ++j) dxv += w4[j] * gs[i + kHalo - j];
+    for (int j = 0; j < kTaps; ++j)
+      dxv += w4[j] * (t + kHalo - j < seq.end ? gs[i + kHalo - j] : 0.f);
     dx[row * T_len + t] = store_as<T>(dxv);
     const float g = gs[i];
 #pragma unroll
-    for (int j = 0; j < kTaps; ++j) acc.v[j] += g * xs[i + j];
+    for (int j = 0; j < kTaps; ++j) acc.v[j] += g * (t - kHalo + j >= seq.start ? xs[i + j] : 0.f);
     acc.v[kTaps] += g;
   }
   const Partial sum = Reduce(reduce_storage).Sum(acc);
@@ -195,7 +215,7 @@ void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
     causal_conv1d_fwd_kernel<T_><<<grid, kThreads, 0, stream>>>(
         static_cast<T_*>(args.out), static_cast<const T_*>(args.x),
         static_cast<const T_*>(args.weight), static_cast<const T_*>(args.bias), B * D, D, T, W,
-        args.silu);
+        args.silu, args.seqs.cu_seqlens, int(args.seqs.count));
   });
   LONGCTX_CHECK_LAUNCH();
 }
@@ -217,7 +237,8 @@ void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args) {
           <<<flat_grid("causal_conv1d_bwd", B * D, tiles, 1), kThreads, 0, stream>>>(
               static_cast<T_*>(args.dx), partial.data_as<float>(),
               static_cast<const T_*>(args.dout), static_cast<const T_*>(args.x),
-              static_cast<const T_*>(args.weight), bias_ptr, B * D, D, T, W, args.silu);
+              static_cast<const T_*>(args.weight), bias_ptr, B * D, D, T, W, args.silu,
+              args.seqs.cu_seqlens, int(args.seqs.count));
       LONGCTX_CHECK_LAUNCH();
     }
     const int64_t slots = D * (W + 1);
