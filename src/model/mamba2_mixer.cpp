@@ -90,7 +90,7 @@ class Mamba2Mixer : public Mixer {
     conv_in_.copy_from(proj_.narrow(2, Di_, K).transpose(1, 2), &ctx);
     Tensor conv_out = acts.take({B, K, T}, dt);
     causal_conv1d_fwd(ctx, conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
-                      {Activation::silu});
+                      {Activation::silu}, layout().cu_seqlens);
     xbc_ = acts.take({B, T, K}, dt);
     xbc_.copy_from(conv_out.transpose(1, 2), &ctx);
     // The SSD's inputs, each contiguous.
@@ -186,7 +186,7 @@ class Mamba2Mixer : public Mixer {
     Tensor dconv_out = acts.take({B, K, T}, dt), dconv_in = acts.take({B, K, T}, dt);
     dconv_out.copy_from(dxbc.transpose(1, 2), &ctx);
     causal_conv1d_bwd(ctx, dconv_in, dw_["conv_weight"], dw_["conv_bias"], dconv_out, conv_in_,
-                      w_["conv_weight"], w_["conv_bias"], {Activation::silu});
+                      w_["conv_weight"], w_["conv_bias"], {Activation::silu}, layout().cu_seqlens);
     Tensor dproj = acts.take(proj_.shape(), dt);
     dproj.narrow(2, 0, Di_).copy_from(dz, &ctx);
     dproj.narrow(2, Di_, K).copy_from(dconv_in.transpose(1, 2), &ctx);

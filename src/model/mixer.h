@@ -14,6 +14,17 @@
 
 namespace longctx {
 
+// The sequences of the batch a forward() sees: a rectangular (B, T) batch, or a packed one —
+// B = 1, N sequences concatenated along T (src/ops/varlen.h). Set by the Model; every sequence op
+// a mixer calls takes cu_seqlens from here, so no sequence sees another.
+struct SequenceLayout {
+  Tensor cu_seqlens;  // (N + 1) i32 on the model's device; undefined for a rectangular batch
+  Tensor positions;   // (1, T) i32 when packed: each token's position within its sequence (RoPE)
+  bool packed() const { return cu_seqlens.defined(); }
+  // The sequences whose states a layer keeps: N when packed, else the batch B.
+  int64_t sequences(int64_t B) const { return packed() ? cu_seqlens.size(0) - 1 : B; }
+};
+
 // Decoding state of one layer for a batch of sequences: KV cache, conv and recurrent state.
 class MixerCache {
  public:
@@ -46,6 +57,15 @@ class Mixer {
                                                  int64_t max_len) const = 0;
   virtual void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t pos,
                       const Tensor& y, const Tensor& x) = 0;
+
+  // The layout of the batches forward() and backward() see (owned by the Model).
+  void set_layout(const SequenceLayout* layout) { layout_ = layout; }
+
+ protected:
+  const SequenceLayout& layout() const { return *layout_; }
+
+ private:
+  const SequenceLayout* layout_ = nullptr;
 };
 
 // A contiguous copy of `view` from the arena (per-token slices for the decode steps).

@@ -11,6 +11,7 @@
 #include "longctx/ops/rmsnorm.h"
 #include "src/core/checks.h"
 #include "src/model/mixer.h"
+#include "src/ops/varlen.h"
 
 namespace longctx {
 
@@ -92,7 +93,12 @@ double to_host_scalar(const Tensor& t, const Context& ctx) {
 }  // namespace
 
 Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
-    : config_(std::move(config)), ctx_(&ctx), dtype_(dtype), acts_(ctx), layer_acts_(ctx) {
+    : config_(std::move(config)),
+      ctx_(&ctx),
+      dtype_(dtype),
+      acts_(ctx),
+      layer_acts_(ctx),
+      layout_(std::make_unique<SequenceLayout>()) {
   config_.validate();
   LONGCTX_CHECK(dtype == DType::f32 || (dtype == DType::f64 && ctx.device().is_cpu()),
                 "Model: dtype must be f32 (or f64 on the CPU), got ", dtype_name(dtype));
@@ -127,7 +133,10 @@ Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
     const Tensor& src = host.tensors()[i].tensor;
     params_.tensors()[i].tensor.copy_from(dtype == DType::f64 ? src : src.to_dtype(dtype), &ctx);
   }
-  for (auto& m : mixers_) m->bind(params_, grads_);
+  for (auto& m : mixers_) {
+    m->bind(params_, grads_);
+    m->set_layout(layout_.get());
+  }
 }
 
 ModelCache::ModelCache() = default;
@@ -149,14 +158,32 @@ size_t ModelCache::bytes(LayerKind kind) const {
   return total;
 }
 
+// The layout of a forward's batch: rectangular, or packed with each token's position within its
+// sequence (RoPE restarts at every sequence) computed once here for every layer.
+void Model::set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens) {
+  SequenceLayout& layout = *layout_;
+  layout = SequenceLayout();
+  if (!cu_seqlens.defined()) return;
+  check_value(op, "tokens", tokens.size(0) == 1, "must have batch dimension 1 with cu_seqlens ",
+              "(a packed batch), got shape ", shape_str(tokens.shape()));
+  const std::vector<int32_t> cu =
+      check_cu_seqlens(*ctx_, op, "cu_seqlens", cu_seqlens, tokens.size(1));
+  Tensor positions = Tensor::empty({1, tokens.size(1)}, DType::i32);
+  for (size_t n = 0; n + 1 < cu.size(); ++n)
+    for (int32_t t = cu[n]; t < cu[n + 1]; ++t) positions.data_as<int32_t>()[t] = t - cu[n];
+  layout.cu_seqlens = cu_seqlens;
+  layout.positions = ctx_->device().is_cpu() ? positions : positions.to(ctx_->device(), ctx_);
+}
+
 Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 
-double Model::forward(const Tensor& tokens, const Tensor& targets) {
+double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor& cu_seqlens) {
   const char* op = "Model::forward";
   check_arg(op, "tokens", tokens).rank(2).dtype(DType::i32).device(ctx_->device()).contiguous();
   const int64_t B = tokens.size(0), T = tokens.size(1), C = config_.d_model;
+  set_layout(op, tokens, cu_seqlens);
   const int64_t V = config_.vocab_size;
   have_loss_ = targets.defined();
   if (have_loss_)
@@ -267,7 +294,8 @@ const Tensor& Model::decode(ModelCache& cache, const Tensor& tokens) {
   const Context& ctx = *ctx_;
   const DType stat = stat_dtype(dtype_);
   acts_.reset();
-  have_loss_ = false;  // the saved activations are overwritten below
+  have_loss_ = false;           // the saved activations are overwritten below
+  *layout_ = SequenceLayout();  // a cache's batch is rectangular
   Tensor h = acts_.take({B, T, C}, dtype_), normed = acts_.take({B, T, C}, dtype_);
   Tensor y = acts_.take({B, T, C}, dtype_), rstd = acts_.take({B * T}, stat);
   embedding_fwd(ctx, h, tokens, params_.get("embed"));

@@ -20,6 +20,7 @@ namespace longctx {
 
 class Mixer;
 class MixerCache;
+struct SequenceLayout;
 
 // Per-layer decoding state (KV caches, conv and recurrent states) of `batch` sequences of up to
 // `max_len` tokens, all at the same position; made by Model::make_cache, advanced by
@@ -64,7 +65,11 @@ class Model {
   // tokens, targets: (B, T) i32 on the model's device; targets of -100 are ignored. Returns the
   // mean cross-entropy over labelled targets (NaN when targets is not given) and keeps the
   // activations backward() needs. logits() are valid until the next forward().
-  double forward(const Tensor& tokens, const Tensor& targets = {});
+  // A packed batch: B = 1 and cu_seqlens (N + 1) i32 on the model's device (0 first,
+  // nondecreasing, T last) puts N sequences back to back; each is computed as if alone (attention
+  // within it, convs and scans restarting at its start, RoPE positions from its start), so a
+  // sequence's logits and its share of the gradients do not depend on the others.
+  double forward(const Tensor& tokens, const Tensor& targets = {}, const Tensor& cu_seqlens = {});
   const Tensor& logits() const { return logits_; }  // (B, T, vocab_size)
 
   // Gradients of the last forward()'s loss with respect to every parameter, into grads()
@@ -100,6 +105,10 @@ class Model {
   ActivationArena layer_acts_;  // one layer's intermediates, under activation recompute
   bool recompute_ = false;
   std::vector<std::unique_ptr<Mixer>> mixers_;
+  // The layout of the last forward's batch, shared with every mixer (a stable address: the Model
+  // moves, the layout does not).
+  std::unique_ptr<SequenceLayout> layout_;
+  void set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens);
 
   // Saved by forward() for backward().
   Tensor tokens_, targets_, logits_, lse_;
