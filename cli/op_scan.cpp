@@ -77,7 +77,8 @@ SSDInputs ssd_inputs(const OpCall& call) {
           call.optional_input("D"),
           call.optional_input("z"),
           call.optional_input("dt_bias"),
-          call.optional_input("initial_states")};
+          call.optional_input("initial_states"),
+          call.optional_input("cu_seqlens")};
 }
 SSDParams ssd_params(const OpCall& call) {
   SSDParams params;
@@ -88,8 +89,8 @@ SSDParams ssd_params(const OpCall& call) {
 
 void ssd_forward(OpCall& call) {
   const SSDInputs in = ssd_inputs(call);
-  const Shape state = {dim_or_zero(in.x, 0), dim_or_zero(in.x, 2), dim_or_zero(in.x, 3),
-                       dim_or_zero(in.B, -1)};
+  const Shape state = {sequences(in.cu_seqlens, in.x), dim_or_zero(in.x, 2),
+                       dim_or_zero(in.x, 3), dim_or_zero(in.B, -1)};
   ssd_fwd(call.ctx, call.output("out", in.x.shape(), in.x.dtype()),
           call.output("final_states", state, stat_dtype(in.x.dtype())), in, ssd_params(call));
 }
@@ -172,7 +173,7 @@ std::vector<OpSpec> scan_ops() {
        selective_scan_backward},
       {"ssd",
        "Mamba-2 SSD: x (B, T, H, P), dt (B, T, H), A (H), B, C (B, T, G, N); out, final_states",
-       {"x", "dt", "A", "B", "C", "?D", "?z", "?dt_bias", "?initial_states"},
+       {"x", "dt", "A", "B", "C", "?D", "?z", "?dt_bias", "?initial_states", "?cu_seqlens"},
        {"chunk_size", "dt_softplus"},
        {"dout", "?dfinal_states"},
        ssd_forward,

@@ -302,42 +302,44 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-Dims dims_of(const SSDInputs& in, const SSDParams& params) {
+Dims dims_of(const SSDArgs& args) {
   Dims n{};
-  n.B = in.x.size(0);
-  n.T = in.x.size(1);
-  n.H = in.x.size(2);
-  n.P = in.x.size(3);
-  n.G = in.B.size(2);
-  n.N = in.B.size(3);
+  n.B = args.batch;
+  n.T = args.T;
+  n.H = args.H;
+  n.P = args.P;
+  n.G = args.G;
+  n.N = args.N;
   n.chunks = (n.T + kChunk - 1) / kChunk;
-  n.softplus = params.dt_softplus;
+  n.softplus = args.dt_softplus;
   return n;
 }
 
 void chunk_cumsum(const Context& ctx, const Dims& n, double* dtp, double* cum, double* decay,
-                  const SSDInputs& in) {
+                  const SSDArgs& args) {
   if (n.chunks == 0) return;
-  dispatch_cuda_float("ssd", in.x.dtype(), [&](auto tag) {
+  dispatch_cuda_float("ssd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     ssd_chunk_cumsum_kernel<T><<<dim3(unsigned(n.chunks), unsigned(n.H), unsigned(n.B)), kChunk, 0,
-                                 state_of(ctx).stream>>>(dtp, cum, decay, ptr_or_null<T>(in.dt),
-                                                         in.A.data_as<float>(),
-                                                         ptr_or_null<float>(in.dt_bias), n);
+                                 state_of(ctx).stream>>>(
+        dtp, cum, decay, static_cast<const T*>(args.dt), static_cast<const float*>(args.A),
+        static_cast<const float*>(args.dt_bias), n);
   });
   LONGCTX_CHECK_LAUNCH();
 }
 
-void chunk_states(const Context& ctx, const Dims& n, float* out, const Tensor& U, const Tensor& z,
-                  const Tensor& V, const double* dtp, const double* cum, bool dstates) {
+void chunk_states(const Context& ctx, const Dims& n, DType dtype, float* out, const void* U,
+                  const void* z, const void* V, const double* dtp, const double* cum,
+                  bool dstates) {
   if (n.chunks == 0) return;
   const dim3 grid(unsigned(n.chunks), unsigned(n.ptiles() * n.ntiles()), unsigned(n.B * n.H));
-  dispatch_cuda_float("ssd", U.dtype(), [&](auto tag) {
+  dispatch_cuda_float("ssd", dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const auto kernel = ssd_chunk_state_kernel<T>;
     set_smem(ctx, kernel, sizeof(StateSmem), "chunk state");
     kernel<<<grid, kThreads, sizeof(StateSmem), state_of(ctx).stream>>>(
-        out, ptr_or_null<T>(U), ptr_or_null<T>(z), ptr_or_null<T>(V), dtp, cum, n, dstates);
+        out, static_cast<const T*>(U), static_cast<const T*>(z), static_cast<const T*>(V), dtp, cum,
+        n, dstates);
   });
   LONGCTX_CHECK_LAUNCH();
 }
@@ -352,18 +354,19 @@ void state_passing(const Context& ctx, const Dims& n, float* states, float* fina
   LONGCTX_CHECK_LAUNCH();
 }
 
-void chunk_scan(const Context& ctx, const Dims& n, const Tensor& y, const SSDInputs& in,
-                const Tensor& dout, const float* states, const double* dtp, const double* cum) {
+void chunk_scan(const Context& ctx, const Dims& n, void* y, const SSDArgs& args, const void* dout,
+                const float* states, const double* dtp, const double* cum) {
   if (n.chunks == 0) return;
   const dim3 grid(unsigned(n.chunks), unsigned(n.ptiles()), unsigned(n.B * n.H));
-  dispatch_cuda_float("ssd", in.x.dtype(), [&](auto tag) {
+  dispatch_cuda_float("ssd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using Math = std::conditional_t<std::is_same_v<T, float>, Fma64, TcPlain<T>>;
     const auto kernel = ssd_chunk_scan_kernel<T, Math>;
     set_smem(ctx, kernel, sizeof(ScanSmem<Math>), "chunk scan");
     kernel<<<grid, kThreads, sizeof(ScanSmem<Math>), state_of(ctx).stream>>>(
-        static_cast<T*>(y.data()), ptr_or_null<T>(in.x), ptr_or_null<T>(in.z), ptr_or_null<T>(dout),
-        ptr_or_null<T>(in.B), ptr_or_null<T>(in.C), ptr_or_null<float>(in.D), states, dtp, cum, n);
+        static_cast<T*>(y), static_cast<const T*>(args.x), static_cast<const T*>(args.z),
+        static_cast<const T*>(dout), static_cast<const T*>(args.B), static_cast<const T*>(args.C),
+        static_cast<const float*>(args.D), states, dtp, cum, n);
   });
   LONGCTX_CHECK_LAUNCH();
 }
@@ -407,10 +410,12 @@ __global__ void ssd_state_update_kernel(T* out, float* state, const T* x, const 
 
 }  // namespace
 
-// Workspace and launches of the forward: the four stages of ssd_chunked.cuh.
-void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, const SSDInputs& in,
-             const SSDParams& params) {
-  const ssd::Dims n = ssd::dims_of(in, params);
+namespace {
+
+// Workspace and launches of the forward of a rectangular batch (or of one sequence of a packed
+// one): the four stages of ssd_chunked.cuh.
+void forward(const Context& ctx, const SSDArgs& args) {
+  const ssd::Dims n = ssd::dims_of(args);
   if (n.B * n.H * n.P == 0) return;
   ssd::check_grid(n, "ssd_fwd");
   const Device dev = ctx.device();
@@ -421,36 +426,38 @@ void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, 
   double *dtp_p = dtp.data_as<double>(), *cum_p = cum.data_as<double>();
   float* states_p = states.data_as<float>();
 
-  ssd::chunk_cumsum(ctx, n, dtp_p, cum_p, decay.data_as<double>(), in);
-  ssd::chunk_states(ctx, n, states_p, in.x, Tensor(), in.B, dtp_p, cum_p, /*dstates=*/false);
-  ssd::state_passing(ctx, n, states_p, final_states.data_as<float>(),
-                     ssd::ptr_or_null<float>(in.initial_states), decay.data_as<double>(),
+  ssd::chunk_cumsum(ctx, n, dtp_p, cum_p, decay.data_as<double>(), args);
+  ssd::chunk_states(ctx, n, args.dtype, states_p, args.x, /*z=*/nullptr, args.B, dtp_p, cum_p,
+                    /*dstates=*/false);
+  ssd::state_passing(ctx, n, states_p, static_cast<float*>(args.final_states),
+                     static_cast<const float*>(args.initial_states), decay.data_as<double>(),
                      /*reverse=*/false);
-  ssd::chunk_scan(ctx, n, out, in, /*dout=*/Tensor(), states_p, dtp_p, cum_p);
+  ssd::chunk_scan(ctx, n, args.out, args, /*dout=*/nullptr, states_p, dtp_p, cum_p);
 }
 
-void ssd_state_update(const Context& ctx, const Tensor& out, const Tensor& state, const Tensor& x,
-                      const Tensor& dt, const Tensor& A, const Tensor& B, const Tensor& C,
-                      const Tensor& D, const Tensor& z, const Tensor& dt_bias,
-                      const SSDParams& params) {
-  ssd::Dims n{};
-  n.B = x.size(0);
-  n.H = x.size(1);
-  n.P = x.size(2);
-  n.G = B.size(1);
-  n.N = B.size(2);
-  n.T = 1;
-  n.softplus = params.dt_softplus;
+}  // namespace
+
+// A packed batch runs one sequence at a time, each exactly as it would alone (batch invariance
+// by construction; 4 launches per sequence).
+void ssd_fwd(const Context& ctx, const SSDArgs& args) {
+  if (!args.seqs.packed()) return forward(ctx, args);
+  for (int64_t s = 0; s < args.seqs.count; ++s) forward(ctx, args.sequence(s));
+}
+
+void ssd_state_update(const Context& ctx, const SSDArgs& args) {
+  const ssd::Dims n = ssd::dims_of(args);
   const int64_t rows = n.B * n.H * n.P;
   if (rows == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   constexpr int kBlock = 128;
-  dispatch_cuda_float("ssd_state_update", x.dtype(), [&](auto tag) {
+  dispatch_cuda_float("ssd_state_update", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     ssd_state_update_kernel<T><<<unsigned((rows * 32 + kBlock - 1) / kBlock), kBlock, 0, stream>>>(
-        static_cast<T*>(out.data()), state.data_as<float>(), ssd::ptr_or_null<T>(x),
-        ssd::ptr_or_null<T>(dt), A.data_as<float>(), ssd::ptr_or_null<T>(B), ssd::ptr_or_null<T>(C),
-        ssd::ptr_or_null<float>(D), ssd::ptr_or_null<T>(z), ssd::ptr_or_null<float>(dt_bias), n);
+        static_cast<T*>(args.out), static_cast<float*>(args.state), static_cast<const T*>(args.x),
+        static_cast<const T*>(args.dt), static_cast<const float*>(args.A),
+        static_cast<const T*>(args.B), static_cast<const T*>(args.C),
+        static_cast<const float*>(args.D), static_cast<const T*>(args.z),
+        static_cast<const float*>(args.dt_bias), n);
   });
   LONGCTX_CHECK_LAUNCH();
 }

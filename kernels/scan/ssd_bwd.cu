@@ -494,37 +494,49 @@ __global__ void __launch_bounds__(kDtThreads)
   if (ddt_bias) ddt_bias[h] = float(total_bias);
 }
 
-template <class T>
-T* mut_or_null(const Tensor& t) {
-  return t.defined() ? static_cast<T*>(t.data()) : nullptr;
+void zero(void* p, size_t bytes, cudaStream_t stream) {
+  if (p && bytes > 0) LONGCTX_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream));
 }
 
-void zero(const Tensor& t, cudaStream_t stream) {
-  if (t.defined() && t.numel() > 0)
-    LONGCTX_CUDA_CHECK(cudaMemsetAsync(t.data(), 0, t.nbytes(), stream));
+// The sums over sequences of a packed batch's parameter gradients: dst[h] = sum_s part[s, h] in
+// sequence order. part: (sequences, H) f32.
+__global__ void ssd_sum_sequences_kernel(float* dst, const float* part, int64_t sequences,
+                                         int64_t H) {
+  const int64_t h = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (h >= H || !dst) return;
+  float sum = 0.f;
+  for (int64_t s = 0; s < sequences; ++s) sum += part[s * H + h];
+  dst[h] = sum;
 }
 
 }  // namespace
 
 }  // namespace ssd
 
-// Workspace and launches of the backward (see the file comment).
-void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
-             const Tensor& dfinal_states, const SSDInputs& in, const SSDParams& params) {
-  const ssd::Dims n = ssd::dims_of(in, params);
+namespace {
+
+// Workspace and launches of the backward of a rectangular batch (or of one sequence of a packed
+// one; see the file comment).
+void backward(const Context& ctx, const SSDArgs& args) {
+  const ssd::Dims n = ssd::dims_of(args);
   cudaStream_t stream = state_of(ctx).stream;
   const Device dev = ctx.device();
 
   // Nothing to scan: every gradient is an empty sum, except dinitial_states = dfinal_states.
   if (n.B * n.H * n.P == 0 || n.T == 0) {
-    for (const Tensor* t : {&grads.dx, &grads.ddt, &grads.dA, &grads.dB, &grads.dC, &grads.dD,
-                            &grads.dz, &grads.ddt_bias, &grads.dinitial_states})
-      ssd::zero(*t, stream);
-    if (grads.dinitial_states.defined() && dfinal_states.defined() &&
-        grads.dinitial_states.numel() > 0)
-      LONGCTX_CUDA_CHECK(cudaMemcpyAsync(grads.dinitial_states.data(), dfinal_states.data(),
-                                         grads.dinitial_states.nbytes(), cudaMemcpyDeviceToDevice,
-                                         stream));
+    const size_t esize = dtype_size(args.dtype), f32 = sizeof(float);
+    const size_t steps = size_t(n.B * n.T), states = size_t(n.B * n.H * n.P * n.N) * f32;
+    ssd::zero(args.dx, steps * size_t(n.H * n.P) * esize, stream);
+    ssd::zero(args.dz, steps * size_t(n.H * n.P) * esize, stream);
+    ssd::zero(args.ddt, steps * size_t(n.H) * esize, stream);
+    ssd::zero(args.dB, steps * size_t(n.G * n.N) * esize, stream);
+    ssd::zero(args.dC, steps * size_t(n.G * n.N) * esize, stream);
+    for (void* p : {args.dA, args.dD, args.ddt_bias}) ssd::zero(p, size_t(n.H) * f32, stream);
+    if (args.dinitial_states && args.dfinal_states && states > 0)
+      LONGCTX_CUDA_CHECK(cudaMemcpyAsync(args.dinitial_states, args.dfinal_states, states,
+                                         cudaMemcpyDeviceToDevice, stream));
+    else
+      ssd::zero(args.dinitial_states, states, stream);
     return;
   }
   ssd::check_grid(n, "ssd_bwd");
@@ -555,36 +567,38 @@ void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
 
   // The states entering the chunks (as the forward, in float64 arithmetic), then the gradients
   // of the states leaving them.
-  ssd::chunk_cumsum(ctx, n, dtp_p, cum_p, decay_p, in);
-  ssd::chunk_states(ctx, n, states_p, in.x, Tensor(), in.B, dtp_p, cum_p, /*dstates=*/false);
+  ssd::chunk_cumsum(ctx, n, dtp_p, cum_p, decay_p, args);
+  ssd::chunk_states(ctx, n, args.dtype, states_p, args.x, /*z=*/nullptr, args.B, dtp_p, cum_p,
+                    /*dstates=*/false);
   ssd::state_passing(ctx, n, states_p, /*final_out=*/nullptr,
-                     ssd::ptr_or_null<float>(in.initial_states), decay_p, /*reverse=*/false);
-  ssd::chunk_states(ctx, n, dstates_p, dout, in.z, in.C, dtp_p, cum_p, /*dstates=*/true);
-  ssd::state_passing(ctx, n, dstates_p, ssd::mut_or_null<float>(grads.dinitial_states),
-                     ssd::ptr_or_null<float>(dfinal_states), decay_p, /*reverse=*/true);
-  if (in.z.defined()) ssd::chunk_scan(ctx, n, grads.dz, in, dout, states_p, dtp_p, cum_p);
+                     static_cast<const float*>(args.initial_states), decay_p, /*reverse=*/false);
+  ssd::chunk_states(ctx, n, args.dtype, dstates_p, args.dout, args.z, args.C, dtp_p, cum_p,
+                    /*dstates=*/true);
+  ssd::state_passing(ctx, n, dstates_p, static_cast<float*>(args.dinitial_states),
+                     static_cast<const float*>(args.dfinal_states), decay_p, /*reverse=*/true);
+  if (args.z) ssd::chunk_scan(ctx, n, args.dz, args, args.dout, states_p, dtp_p, cum_p);
 
-  dispatch_cuda_float("ssd_bwd", in.x.dtype(), [&](auto tag) {
+  dispatch_cuda_float("ssd_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    using ssd::ptr_or_null;
+    const T *x = static_cast<const T*>(args.x), *z = static_cast<const T*>(args.z);
+    const T *Bm = static_cast<const T*>(args.B), *Cm = static_cast<const T*>(args.C);
+    const T* dout = static_cast<const T*>(args.dout);
     const unsigned bh = unsigned(n.B * n.H), bg = unsigned(n.B * n.G);
     const auto dx_kernel = ssd::ssd_bwd_dx_kernel<T>;
     ssd::set_smem<ssd::DxSmem>(ctx, dx_kernel, "dx");
     dx_kernel<<<dim3(unsigned(n.chunks), unsigned(n.ptiles()), bh), ssd::kThreads,
                 sizeof(ssd::DxSmem), stream>>>(
-        static_cast<T*>(grads.dx.data()), tpart.data_as<double>(), ptr_or_null<T>(dout),
-        ptr_or_null<T>(in.z), ptr_or_null<T>(in.x), ptr_or_null<T>(in.B), ptr_or_null<T>(in.C),
-        ptr_or_null<float>(in.D), dstates_p, dtp_p, cum_p, n);
+        static_cast<T*>(args.dx), tpart.data_as<double>(), dout, z, x, Bm, Cm,
+        static_cast<const float*>(args.D), dstates_p, dtp_p, cum_p, n);
     LONGCTX_CHECK_LAUNCH();
     const auto dbc_kernel = ssd::ssd_bwd_dbc_kernel<T>;
     ssd::set_smem<ssd::DbcSmem>(ctx, dbc_kernel, "dB/dC");
-    T *dB = static_cast<T*>(grads.dB.data()), *dC = static_cast<T*>(grads.dC.data());
+    T *dB = static_cast<T*>(args.dB), *dC = static_cast<T*>(args.dC);
     float* part_p = part.defined() ? part.data_as<float>() : nullptr;
     dbc_kernel<<<dim3(unsigned(n.chunks), unsigned(n.ntiles() * hs.splits), bg), ssd::kThreads,
-                 sizeof(ssd::DbcSmem), stream>>>(
-        dB, dC, part_p, gpart.data_as<double>(), ptr_or_null<T>(dout), ptr_or_null<T>(in.z),
-        ptr_or_null<T>(in.x), ptr_or_null<T>(in.B), ptr_or_null<T>(in.C), states_p, dstates_p,
-        dtp_p, cum_p, decay_p, n, hs);
+                 sizeof(ssd::DbcSmem), stream>>>(dB, dC, part_p, gpart.data_as<double>(), dout, z,
+                                                 x, Bm, Cm, states_p, dstates_p, dtp_p, cum_p,
+                                                 decay_p, n, hs);
     LONGCTX_CHECK_LAUNCH();
     if (hs.splits > 1) {
       const int64_t count = n.B * n.T * n.G * n.N;
@@ -593,12 +607,39 @@ void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
       LONGCTX_CHECK_LAUNCH();
     }
     ssd::ssd_bwd_dt_kernel<T><<<unsigned(n.H), ssd::kDtThreads, 0, stream>>>(
-        static_cast<T*>(grads.ddt.data()), grads.dA.data_as<float>(),
-        ssd::mut_or_null<float>(grads.dD), ssd::mut_or_null<float>(grads.ddt_bias),
-        tpart.data_as<double>(), gpart.data_as<double>(), ptr_or_null<T>(in.dt),
-        in.A.data_as<float>(), ptr_or_null<float>(in.dt_bias), dtp_p, n);
+        static_cast<T*>(args.ddt), static_cast<float*>(args.dA), static_cast<float*>(args.dD),
+        static_cast<float*>(args.ddt_bias), tpart.data_as<double>(), gpart.data_as<double>(),
+        static_cast<const T*>(args.dt), static_cast<const float*>(args.A),
+        static_cast<const float*>(args.dt_bias), dtp_p, n);
     LONGCTX_CHECK_LAUNCH();
   });
+}
+
+}  // namespace
+
+// A packed batch runs one sequence at a time, each exactly as it would alone; its parameter
+// gradients (dA, dD, ddt_bias) go to per-sequence rows summed in sequence order at the end.
+void ssd_bwd(const Context& ctx, const SSDArgs& args) {
+  if (!args.seqs.packed()) return backward(ctx, args);
+  const int64_t S = args.seqs.count, H = args.H;
+  Tensor part = Tensor::empty({3, std::max<int64_t>(S, 1), H}, DType::f32, ctx.device(), &ctx);
+  float* dA_part = part.data_as<float>();
+  float* dD_part = dA_part + std::max<int64_t>(S, 1) * H;
+  float* dbias_part = dD_part + std::max<int64_t>(S, 1) * H;
+  for (int64_t s = 0; s < S; ++s) {
+    SSDArgs view = args.sequence(s);
+    view.dA = dA_part + s * H;
+    view.dD = args.dD ? dD_part + s * H : nullptr;
+    view.ddt_bias = args.ddt_bias ? dbias_part + s * H : nullptr;
+    backward(ctx, view);
+  }
+  for (auto [dst, src] :
+       {std::pair{args.dA, dA_part}, {args.dD, dD_part}, {args.ddt_bias, dbias_part}}) {
+    if (!dst) continue;
+    ssd::ssd_sum_sequences_kernel<<<unsigned((H + 127) / 128), 128, 0, state_of(ctx).stream>>>(
+        static_cast<float*>(dst), src, S, H);
+    LONGCTX_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace longctx::cuda

@@ -42,7 +42,7 @@
 #include <type_traits>
 
 #include "kernels/scan/scan_common.cuh"
-#include "longctx/ops/ssd.h"
+#include "src/ops/ssd.h"
 
 namespace longctx::cuda::ssd {
 
@@ -68,34 +68,29 @@ struct Dims {
   __host__ __device__ int64_t ntiles() const { return (N + kTile - 1) / kTile; }
 };
 
-Dims dims_of(const SSDInputs& in, const SSDParams& params);
+Dims dims_of(const SSDArgs& args);
 // The kernels put B H in gridDim.z: a clear error beyond 65535.
 void check_grid(const Dims& n, const char* op);
 
 // The shared stages, launched on the context's stream (defined in ssd.cu). Workspaces
 // (float64): dtp, cum (B, H, Tc); decay (B, H, chunks) = exp(cum of each chunk's last step).
 void chunk_cumsum(const Context& ctx, const Dims& n, double* dtp, double* cum, double* decay,
-                  const SSDInputs& in);
+                  const SSDArgs& args);
 // out (B, H, chunks, P, N): the states of the chunks from zero (dstates = false: U = x, V = B,
 // w_t = exp(cum_63 - cum_t) dt'_t) or the gradients they send back (dstates = true: U = dout
 // silu(z), V = C, w_t = exp(cum_t)).
-void chunk_states(const Context& ctx, const Dims& n, float* out, const Tensor& U, const Tensor& z,
-                  const Tensor& V, const double* dtp, const double* cum, bool dstates);
+void chunk_states(const Context& ctx, const Dims& n, DType dtype, float* out, const void* U,
+                  const void* z, const void* V, const double* dtp, const double* cum, bool dstates);
 // In place over states (B, H, chunks, P, N): chunk c's entry becomes the state entering it
 // (reverse: the gradient of the state leaving it); the last carry goes to final_out if given.
 void state_passing(const Context& ctx, const Dims& n, float* states, float* final_out,
                    const float* initial, const double* decay, bool reverse);
 // y (B, T, H, P): out = y silu(z) (dout not given) or dz = dout y silu'(z) (dout given), y from
 // the states entering the chunks (B, H, chunks, P, N).
-void chunk_scan(const Context& ctx, const Dims& n, const Tensor& y, const SSDInputs& in,
-                const Tensor& dout, const float* states, const double* dtp, const double* cum);
+void chunk_scan(const Context& ctx, const Dims& n, void* y, const SSDArgs& args, const void* dout,
+                const float* states, const double* dtp, const double* cum);
 
 // ---- device helpers --------------------------------------------------------------------------
-
-template <class T>
-const T* ptr_or_null(const Tensor& t) {
-  return t.defined() ? static_cast<const T*>(t.data()) : nullptr;
-}
 
 // The gate's sigmoid in float64: scan::sigmoidf uses __expf (a few ulp off), and dy below feeds
 // every f32 sum of the backward.

@@ -103,8 +103,9 @@ class Mamba2Mixer : public Mixer {
     neg_exp_fwd(ctx, ssd_in_.A, w_["A_log"]);
     ssd_in_.D = w_["D"];
     ssd_in_.dt_bias = w_["dt_bias"];
+    ssd_in_.cu_seqlens = layout().cu_seqlens;
     ssd_out_ = acts.take({B, T, H_, P_}, dt);
-    Tensor final_states = acts.take({B, H_, P_, N_}, dt);
+    Tensor final_states = acts.take({layout().sequences(B), H_, P_, N_}, dt);
     ssd_fwd(ctx, ssd_out_, final_states, ssd_in_, ssd_params_);
     // Gate, then norm, then project.
     z_ = contiguous(ctx, acts, proj_.narrow(2, 0, Di_));

@@ -79,16 +79,6 @@ void check_out_lse(const Context& ctx, const char* op, const Tensor& out, const 
   check_arg(op, "lse", lse).contiguous().no_overlap("out", out);
 }
 
-using Named = std::pair<const char*, const Tensor*>;
-
-// Every output must be disjoint from every input.
-void check_disjoint(const char* op, const std::vector<Named>& outputs,
-                    const std::vector<Named>& inputs) {
-  for (const auto& [name, t] : outputs)
-    for (const auto& [other_name, other] : inputs)
-      if (t->defined()) check_arg(op, name, *t).no_overlap(other_name, *other);
-}
-
 }  // namespace
 
 std::string attention_supports(Device device, DType dtype, int64_t head_dim) {
@@ -180,7 +170,7 @@ void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, 
                 " appended tokens exceeds the cache length Tmax = ", Tmax);
   }
   // The caches are written (append) and read; out and lse are only written.
-  const std::vector<Named> inputs = {
+  const std::vector<NamedTensor> inputs = {
       {"q", &q}, {"cache_seqlens", &cache_seqlens}, {"k_new", &k_new}, {"v_new", &v_new}};
   check_disjoint(op, {{"out", &out}, {"lse", &lse}},
                  {{"k_cache", &k_cache}, {"v_cache", &v_cache}});

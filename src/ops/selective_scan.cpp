@@ -13,19 +13,6 @@ namespace {
 
 constexpr int64_t kMaxState = 256;
 
-using Named = std::pair<const char*, const Tensor*>;
-
-// Every output must be disjoint from every input and from the other outputs.
-void check_disjoint(const char* op, const std::vector<Named>& outputs,
-                    const std::vector<Named>& inputs) {
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    if (!outputs[i].second->defined()) continue;
-    const ArgCheck out = check_arg(op, outputs[i].first, *outputs[i].second);
-    for (const auto& [name, t] : inputs) out.no_overlap(name, *t);
-    for (size_t j = 0; j < i; ++j) out.no_overlap(outputs[j].first, *outputs[j].second);
-  }
-}
-
 // The shared part of the scan and the decode step (`seq`: u has a T dimension); the params the
 // inputs determine.
 SelectiveScanArgs check_inputs(const Context& ctx, const char* op, const Tensor& u,
@@ -106,7 +93,7 @@ void check_state(const Context& ctx, const char* op, const char* name, const Ten
   check_arg(op, name, t).device(ctx.device()).contiguous();
 }
 
-std::vector<Named> inputs_of(const SelectiveScanInputs& in) {
+std::vector<NamedTensor> inputs_of(const SelectiveScanInputs& in) {
   return {{"u", &in.u},   {"delta", &in.delta},
           {"A", &in.A},   {"B", &in.B},
           {"C", &in.C},   {"D", &in.D},
@@ -151,7 +138,7 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
   check_like(ctx, op, "dA", grads.dA, in.A);
   check_like(ctx, op, "dB", grads.dB, in.B);
   check_like(ctx, op, "dC", grads.dC, in.C);
-  const std::pair<Named, Named> optional[] = {
+  const std::pair<NamedTensor, NamedTensor> optional[] = {
       {{"D", &in.D}, {"dD", &grads.dD}},
       {{"z", &in.z}, {"dz", &grads.dz}},
       {{"delta_bias", &in.delta_bias}, {"ddelta_bias", &grads.ddelta_bias}},
@@ -160,7 +147,7 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
     check_optional_grad(op, input.first, *input.second, grad.first, *grad.second);
     if_given(*grad.second, [&] { check_like(ctx, op, grad.first, *grad.second, *input.second); });
   }
-  std::vector<Named> inputs = inputs_of(in);
+  std::vector<NamedTensor> inputs = inputs_of(in);
   inputs.push_back({"dout", &dout});
   inputs.push_back({"dlast_state", &dlast_state});
   check_disjoint(op,
