@@ -238,8 +238,47 @@ TEST_P(ModelDecoding, CachedDecodingEqualsTheFullForward) {
         }
     EXPECT_LE(err, 1e-11 * std::max(scale, 1.0)) << "positions " << pos << ".." << pos + chunk;
     pos += chunk;
-    EXPECT_EQ(cache.position(), pos);
+    EXPECT_EQ(cache.length(0), pos);
+    EXPECT_EQ(cache.length(1), pos);
   }
+}
+
+// Sequences of different lengths in one cache: each prompt prefilled alone (decode_one), then
+// every sequence decoded together, gives each sequence's full-forward logits (f64).
+TEST_P(ModelDecoding, SequencesOfDifferentLengthsDecodeTogether) {
+  Context& ctx = context_for(Device::cpu());
+  Model model(ModelConfig::from_json(GetParam().config), ctx, DType::f64, /*seed=*/5);
+  Rng rng(6);
+  const std::vector<int64_t> prompt = {2, 7, 4};
+  const int64_t B = 3, steps = 4, V = model.config().vocab_size;
+  std::vector<Tensor> seqs;
+  std::vector<Ref> full;
+  for (int64_t b = 0; b < B; ++b) {
+    seqs.push_back(random_tokens(1, prompt[size_t(b)] + steps, V, rng, false));
+    model.forward(seqs.back());
+    full.push_back(to_ref(model.logits()));  // (1, length, V)
+  }
+  auto expect_rows = [&](const Ref& got, int64_t b, int64_t row, int64_t from, int64_t n) {
+    const Ref want = slice(full[size_t(b)], 1, from, from + n);
+    const Ref mine = slice(slice(got, 0, row, row + 1), 1, 0, n);
+    EXPECT_LE(max_abs_diff(mine, want), 1e-11 * std::max(1.0, max_abs(want)))
+        << "sequence " << b << ", positions " << from << ".." << from + n;
+  };
+  ModelCache cache = model.make_cache(B, 16);
+  for (int64_t b = 0; b < B; ++b) {
+    Tensor part = Tensor::empty({1, prompt[size_t(b)]}, DType::i32);
+    part.copy_from(seqs[size_t(b)].narrow(1, 0, prompt[size_t(b)]));
+    expect_rows(to_ref(model.decode_one(cache, b, part)), b, 0, 0, prompt[size_t(b)]);
+    EXPECT_EQ(cache.length(b), prompt[size_t(b)]);
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    Tensor next = Tensor::empty({B, 1}, DType::i32);
+    for (int64_t b = 0; b < B; ++b)
+      next.data_as<int32_t>()[b] = seqs[size_t(b)].data_as<int32_t>()[prompt[size_t(b)] + s];
+    const Ref got = to_ref(model.decode(cache, next));
+    for (int64_t b = 0; b < B; ++b) expect_rows(got, b, b, prompt[size_t(b)] + s, 1);
+  }
+  EXPECT_EQ(cache.lengths(), (std::vector<int64_t>{2 + steps, 7 + steps, 4 + steps}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Presets, ModelDecoding, testing::ValuesIn(gradient_cases()),

@@ -125,8 +125,8 @@ class Mamba2Mixer : public Mixer {
         ctx, dtype, std::vector<Shape>{{batch, conv_channels(), W_ - 1}, {batch, H_, P_, N_}});
   }
 
-  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t,
-              const Tensor& y, const Tensor& x) override {
+  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache,
+              const std::vector<int64_t>&, const Tensor& y, const Tensor& x) override {
     const StateCache& state = *static_cast<StateCache*>(cache);
     const int64_t B = x.size(0), T = x.size(1), K = conv_channels();
     const DType dt = x.dtype();

@@ -126,8 +126,8 @@ class MambaMixer : public Mixer {
                                         std::vector<Shape>{{batch, Di_, W_ - 1}, {batch, Di_, N_}});
   }
 
-  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t,
-              const Tensor& y, const Tensor& x) override {
+  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache,
+              const std::vector<int64_t>&, const Tensor& y, const Tensor& x) override {
     const StateCache& state = *static_cast<StateCache*>(cache);
     const int64_t B = x.size(0), T = x.size(1);
     const DType dt = x.dtype();
