@@ -172,11 +172,11 @@ void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, 
   // The caches are written (append) and read; out and lse are only written.
   const std::vector<NamedTensor> inputs = {
       {"q", &q}, {"cache_seqlens", &cache_seqlens}, {"k_new", &k_new}, {"v_new", &v_new}};
+  check_arg(op, "k_cache", k_cache).no_overlap("v_cache", v_cache);
   check_disjoint(op, {{"out", &out}, {"lse", &lse}},
                  {{"k_cache", &k_cache}, {"v_cache", &v_cache}});
   check_disjoint(op, {{"out", &out}, {"lse", &lse}, {"k_cache", &k_cache}, {"v_cache", &v_cache}},
                  inputs);
-  check_arg(op, "k_cache", k_cache).no_overlap("v_cache", v_cache);
   LONGCTX_DISPATCH(ctx, attention_decode, ctx, out, lse, q, k_cache, v_cache, cache_seqlens, k_new,
                    v_new, params, num_splits);
 }
