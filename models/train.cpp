@@ -42,7 +42,6 @@ void TrainOptions::validate() const {
   LONGCTX_CHECK(eval_sequences >= 1, "train: eval_sequences must be at least 1, got ",
                 eval_sequences);
   LONGCTX_CHECK(!out_dir.empty(), "train: an output directory is needed (--out DIR)");
-  LONGCTX_CHECK(threads >= 0, "train: threads must be >= 0, got ", threads);
 }
 
 std::string TrainOptions::to_json() const {

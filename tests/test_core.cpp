@@ -200,6 +200,17 @@ TEST(PeakMemory, DevicePoolPeakSeesATensor) {
   }
 }
 
+// The one place every --threads ends: a thread count libgomp cannot run (100000 crashed in
+// GOMP_parallel, 2^31 - 1 aborted with libgomp's own message) is an error.
+TEST(Context, ThreadCountIsBounded) {
+  EXPECT_EQ(Context(Device::cpu(), 3).cpu_threads(), 3);
+  EXPECT_EQ(Context(Device::cpu(), kMaxCpuThreads).cpu_threads(), kMaxCpuThreads);
+  EXPECT_LONGCTX_ERROR(Context(Device::cpu(), 100000), "cpu_threads must be in [0, 1024]",
+                       "got 100000");
+  EXPECT_LONGCTX_ERROR(Context(Device::cpu(), 2147483647), "got 2147483647");
+  EXPECT_LONGCTX_ERROR(Context(Device::cpu(), -1), "got -1");
+}
+
 TEST(Context, CudaWithoutDeviceIsAClearError) {
   const CudaStatus& status = cached_cuda_status();
   if (status.available()) GTEST_SKIP() << "a CUDA device is present";
