@@ -1,5 +1,6 @@
 #include "models/train.h"
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -102,12 +103,9 @@ void reject_unknown(const json& j, const std::vector<std::string>& known,
 }  // namespace
 
 TrainOptions TrainOptions::from_json(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error(std::string("train options: invalid JSON: ") + e.what());
-  }
+  const std::string problem = json_problem(text, {/*max_depth=*/8});
+  LONGCTX_CHECK(problem.empty(), "train options: ", problem);
+  const json j = json::parse(text);
   LONGCTX_CHECK(j.is_object(), "train options: expected a JSON object");
   TrainOptions o;
   std::vector<std::string> known;
@@ -185,9 +183,13 @@ TrainOptions load_run_options(const std::string& dir) {
                 " the --out directory of a run?");
   std::stringstream s;
   s << f.rdbuf();
-  TrainOptions o = TrainOptions::from_json(s.str());
-  o.out_dir = dir;
-  return o;
+  try {
+    TrainOptions o = TrainOptions::from_json(s.str());
+    o.out_dir = dir;
+    return o;
+  } catch (const Error& e) {
+    throw Error(detail::concat("train: ", dir, "/options.json: ", e.what()));
+  }
 }
 
 Device resolve_device(const std::string& name) {
@@ -561,10 +563,25 @@ class Run {
                     " has no metadata '", key, "': not a checkpoint of `longctx train`");
       return it->second;
     };
+    // A number from the metadata, strictly: the whole string, in range.
+    auto number = [&](const std::string& key) {
+      const std::string text = meta(key);
+      int64_t value = 0;
+      const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+      LONGCTX_CHECK(error == std::errc() && end == text.data() + text.size() && !text.empty(),
+                    "train: --resume: ", checkpoint_, ": metadata '", key,
+                    "' must be an integer, got '", text.substr(0, 40), "'");
+      return value;
+    };
+    TrainOptions saved;
+    try {
+      saved = TrainOptions::from_json(meta("train.options"));
+    } catch (const Error& e) {
+      throw Error(detail::concat("train: --resume: ", checkpoint_, ": ", e.what()));
+    }
     const std::string diff =
         // Through from_json first, so options added since the run began read as their defaults.
-        first_difference(json::parse(TrainOptions::from_json(meta("train.options")).to_json()),
-                         json::parse(opt_.to_json()));
+        first_difference(json::parse(saved.to_json()), json::parse(opt_.to_json()));
     LONGCTX_CHECK(diff.empty(), "train: --resume: option '", diff,
                   "' differs from the run being resumed (", checkpoint_,
                   "); a resumed run keeps its options");
@@ -579,9 +596,15 @@ class Run {
                       "' of shape ", shape_str(t.tensor.shape()));
         t.tensor.copy_from(it->second, &ctx_);
       }
-    step_ = std::stoll(meta("train.step"));
-    position_ = std::stoll(meta("train.position"));
-    elapsed_ = json::parse(meta("train.elapsed_s")).get<double>();
+    step_ = number("train.step");
+    position_ = number("train.position");
+    const std::string elapsed = meta("train.elapsed_s");
+    const bool elapsed_ok = json_problem(elapsed, {/*max_depth=*/1}).empty() &&
+                            json::parse(elapsed).is_number() &&
+                            std::isfinite(elapsed_ = json::parse(elapsed).get<double>());
+    LONGCTX_CHECK(elapsed_ok, "train: --resume: ", checkpoint_,
+                  ": metadata 'train.elapsed_s' must be a number, got '", elapsed.substr(0, 40),
+                  "'");
     LONGCTX_CHECK(step_ >= 0 && step_ <= opt_.steps && position_ == step_ * opt_.accum * opt_.batch,
                   "train: --resume: ", checkpoint_, " is at step ", step_, ", data position ",
                   position_, ": inconsistent with ", opt_.steps, " steps of ",

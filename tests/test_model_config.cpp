@@ -69,6 +69,15 @@ TEST(ModelConfig, BadConfigsNameTheKey) {
   EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 0, "pattern": "*"})"), "'d_model'",
                        "must be in [1, 262144]");
   EXPECT_LONGCTX_ERROR(ModelConfig::load("/nonexistent/model.json"), "cannot open");
+  // A repeated key was accepted, the last one winning; nesting is bounded.
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "d_model": 8, "pattern": "*"})"),
+                       "config: duplicate key 'd_model'");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "M",
+                           "mamba": {"d_state": 8, "d_state": 4}})"),
+                       "duplicate key 'd_state'");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "*", "name": [[[[[1]]]]]})"),
+      "nests deeper than 4 levels");
 }
 
 // Every size is bounded, and derived widths are computed without overflow: a config comes from

@@ -240,6 +240,11 @@ TEST(Train, OptionsRoundTripThroughJsonAndUnknownKeysAreNamed) {
                        "unknown key 'mqar.pairs'");
   EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"steps": "many"})"),
                        "'steps' has the wrong type");
+  // A repeated key was accepted, the last one winning; now it is an error naming the key.
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"lr": 1e-3, "lr": 2})"),
+                       "train options: duplicate key 'lr'");
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"mqar": {"seed": 1, "seed": 2}})"),
+                       "duplicate key 'seed'");
 }
 
 // ---- Runs --------------------------------------------------------------------------------------
@@ -475,6 +480,33 @@ TEST(Train, ResumeReadsOptionsAddedSinceTheRunBegan) {
   EXPECT_LONGCTX_ERROR(train::train(o, true), "option 'steps' differs");
   o.steps = 2;
   EXPECT_EQ(train::train(o, true).step, 2);
+}
+
+// A checkpoint's metadata is untrusted: malformed step, position or options are errors naming
+// the checkpoint and the key (the step read "error: stoll").
+TEST(Train, ResumeRejectsMalformedCheckpointMetadata) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 2;
+  train::train(o);
+  const std::string path = dir.file("checkpoint.safetensors");
+  const SafetensorsFile good = load_safetensors(path);
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"train.step", "two", "metadata 'train.step' must be an integer, got 'two'"},
+      {"train.step", "", "metadata 'train.step' must be an integer"},
+      {"train.step", "99999999999999999999", "must be an integer"},
+      {"train.position", "1x", "metadata 'train.position' must be an integer, got '1x'"},
+      {"train.elapsed_s", "[1]", "metadata 'train.elapsed_s' must be a number"},
+      {"train.elapsed_s", "{", "metadata 'train.elapsed_s' must be a number"},
+      {"train.options", R"({"lr": 1, "lr": 2})", "duplicate key 'lr'"},
+      {"train.options", "[", "not valid JSON"},
+  };
+  for (const auto& [key, value, message] : cases) {
+    SafetensorsFile bad = good;
+    bad.metadata[key] = value;
+    save_safetensors(path, bad.tensors, bad.metadata);
+    EXPECT_LONGCTX_ERROR(train::train(o, true), path.c_str(), message.c_str());
+  }
 }
 
 // --init starts from another run's parameters (here with a learning rate too small to move

@@ -4,6 +4,7 @@
 #include "longctx/context.h"
 #include "longctx/dtype.h"
 #include "longctx/error.h"
+#include "longctx/io/json.h"
 #include "longctx/io/safetensors.h"
 #include "longctx/model/arena.h"
 #include "longctx/model/checkpoint.h"

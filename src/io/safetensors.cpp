@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "longctx/context.h"
+#include "longctx/io/json.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors stores little-endian data; this reader copies bytes as they are");
@@ -71,7 +72,7 @@ struct Header {
 };
 
 // A valid header nests three levels deep ({name: {shape: [dim]}}) and its arrays are short;
-// anything deeper or longer is rejected while parsing, before it costs memory.
+// anything deeper or longer is rejected before the header is parsed into memory.
 constexpr int kMaxDepth = 3;
 constexpr size_t kMaxRank = 64;
 
@@ -84,41 +85,21 @@ std::string quoted(const std::string& s) {
   return "'" + (s.size() > 80 ? s.substr(0, 80) + "..." : s) + "'";
 }
 
+[[noreturn]] void fail_too_many_tensors(const std::string& source) {
+  fail(source, detail::concat("header has more than ", kSafetensorsMaxTensors,
+                              " tensors (the limit of this reader)"));
+}
+
 json parse_json(const char* text, size_t n, const std::string& source) {
-  // The callback rejects duplicate keys (the DOM parser would silently keep the last), excessive
-  // nesting and long arrays as they are read.
-  std::vector<std::set<std::string>> keys;  // one set per open object
-  std::vector<size_t> array_sizes;          // one counter per open array
-  json::parser_callback_t check = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth > kMaxDepth)
-      fail(source, detail::concat("header nests deeper than ", kMaxDepth,
-                                  " levels (not a safetensors header)"));
-    switch (event) {
-      case json::parse_event_t::object_start:
-        keys.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-        keys.pop_back();
-        break;
-      case json::parse_event_t::array_start:
-        array_sizes.push_back(0);
-        break;
-      case json::parse_event_t::array_end:
-        array_sizes.pop_back();
-        break;
-      case json::parse_event_t::key:
-        if (!keys.back().insert(parsed.get<std::string>()).second)
-          fail(source, "duplicate key " + quoted(parsed.get<std::string>()) + " in the header");
-        break;
-      case json::parse_event_t::value:
-        if (!array_sizes.empty() && ++array_sizes.back() > kMaxRank)
-          fail(source, detail::concat("header array longer than ", kMaxRank, " elements"));
-        break;
-    }
-    return true;
-  };
+  // One linear pass rejects duplicate keys (the DOM parser would silently keep the last),
+  // excessive nesting, long arrays and too many tensors before the DOM is built.
+  const std::string problem = json_problem(
+      std::string_view(text, n), {size_t(kMaxDepth), kMaxRank, kSafetensorsMaxTensors + 1});
+  if (problem.rfind("more than", 0) == 0) fail_too_many_tensors(source);
+  if (problem.rfind("nests deeper", 0) == 0) fail(source, "header " + problem);
+  if (!problem.empty()) fail(source, "header: " + problem);
   try {
-    return json::parse(text, text + n, check);
+    return json::parse(text, text + n);
   } catch (const json::exception& e) {
     fail(source, std::string("header is not valid JSON: ") + e.what());
   }
@@ -153,17 +134,19 @@ Entry parse_entry(const std::string& name, const json& info, uint64_t buffer_siz
 
   const json& shape = info["shape"];
   if (!shape.is_array()) fail(source, tensor + ": shape must be an array, got " + shape.dump());
-  // numel * element size must fit in int64 even ignoring zero dims, so that strides and byte
-  // counts computed from the shape later cannot overflow.
-  const uint64_t esize = dtype_size(e.dtype);
-  uint64_t nonzero_bytes = esize, bytes = esize;
   for (size_t d = 0; d < shape.size(); ++d) {
     const uint64_t dim = to_u64(shape[d], source, detail::concat(tensor, ": shape[", d, "]"));
-    if (dim != 0 && (__builtin_mul_overflow(nonzero_bytes, dim, &nonzero_bytes) ||
-                     nonzero_bytes > uint64_t(std::numeric_limits<int64_t>::max())))
-      fail(source, tensor + ": shape " + shape.dump() + " overflows a 64-bit byte count");
-    bytes *= dim;  // <= nonzero_bytes or 0: cannot overflow
+    if (dim > uint64_t(std::numeric_limits<int64_t>::max()))
+      fail(source, tensor + ": shape " + shape.dump() + " overflows a 64-bit size");
     e.shape.push_back(int64_t(dim));
+  }
+  // The one overflow-checked size computation every Tensor goes through (zero dims included,
+  // so that strides computed from the shape later cannot overflow either).
+  uint64_t bytes = 0;
+  try {
+    bytes = checked_nbytes(e.shape, e.dtype, tensor);
+  } catch (const Error& err) {
+    fail(source, std::string(err.what()) + " (the shape overflows)");
   }
 
   const json& offsets = info["data_offsets"];
@@ -189,11 +172,10 @@ Entry parse_entry(const std::string& name, const json& info, uint64_t buffer_siz
 Header parse_header(const char* text, size_t n, uint64_t buffer_size, const std::string& source) {
   if (n == 0 || text[0] != '{')
     fail(source, "header does not start with '{' (not a safetensors file)");
-  // nlohmann's lexer takes a NUL byte for the end of input, which would let anything after one
-  // through; JSON itself never contains a raw NUL.
-  if (std::memchr(text, '\0', n)) fail(source, "header is not valid JSON: it contains a NUL byte");
   const json header = parse_json(text, n, source);
   if (!header.is_object()) fail(source, "header must be a JSON object");
+  if (header.size() - header.count("__metadata__") > kSafetensorsMaxTensors)
+    fail_too_many_tensors(source);
 
   Header h;
   for (const auto& item : header.items()) {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "longctx/error.h"
+#include "longctx/io/json.h"
 
 namespace longctx {
 
@@ -215,12 +216,11 @@ void ModelConfig::validate() {
 }
 
 ModelConfig ModelConfig::from_json(const std::string& text) {
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw Error(std::string("config: not valid JSON: ") + e.what());
-  }
+  // Duplicate keys (the parser would keep the last silently) and deep nesting are errors; a
+  // config nests two levels (sections, the layer list).
+  const std::string problem = json_problem(text, {/*max_depth=*/4});
+  LONGCTX_CHECK(problem.empty(), "config: ", problem);
+  const json root = json::parse(text);
   ModelConfig c;
   {
     ObjectReader r(root, "");
