@@ -5,10 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "longctx/error.h"
+#include "longctx/io/file.h"
 
 namespace longctx::train {
 
@@ -141,14 +140,6 @@ void TextOptions::validate() const {
 }
 
 namespace {
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  LONGCTX_CHECK(f, "text: cannot read ", path);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -160,7 +151,7 @@ std::string read_corpus(const std::string& path) {
   LONGCTX_CHECK(::stat(path.c_str(), &st) == 0, "text: corpus ", path,
                 " does not exist (the default is Debian's `fortunes` package: "
                 "bash scripts/setup.sh installs it; or pass --text FILE)");
-  if (!S_ISDIR(st.st_mode)) return read_file(path);
+  if (!S_ISDIR(st.st_mode)) return read_file(path, "text");  // regular files only: no FIFO
 
   std::vector<std::string> names;
   DIR* dir = ::opendir(path.c_str());
@@ -174,7 +165,7 @@ std::string read_corpus(const std::string& path) {
   ::closedir(dir);
   std::sort(names.begin(), names.end());
   std::string bytes;
-  for (const std::string& name : names) bytes += read_file(path + "/" + name);
+  for (const std::string& name : names) bytes += read_file(path + "/" + name, "text");
   return bytes;
 }
 

@@ -501,10 +501,10 @@ TEST(SafetensorsSave, FailedSaveLeavesTheOldFileIntact) {
   EXPECT_THROW(save_safetensors(path, {{"x\xff", first}}), Error);
   f = load_safetensors(path);
   expect_identical(f.tensors.at("v"), second, "v");
-  // A save that fails at the rename (the target is a directory) removes its temporary file.
+  // A target that is not a regular file (here a directory) is refused, leaving nothing behind.
   ASSERT_EQ(::mkdir(dir.file("sub").c_str(), 0755), 0);
-  EXPECT_LONGCTX_ERROR(save_safetensors(dir.file("sub"), {{"w", first}}), "renaming",
-                       "Is a directory");
+  EXPECT_LONGCTX_ERROR(save_safetensors(dir.file("sub"), {{"w", first}}), "is a directory",
+                       "refusing to replace it");
   ::rmdir(dir.file("sub").c_str());
   EXPECT_EQ(dir.files(), std::vector<std::string>{"ckpt.safetensors"});
 }

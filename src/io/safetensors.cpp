@@ -4,23 +4,16 @@
 // data buffer first; only then is tensor memory allocated (bounded by the file size) and filled.
 #include "longctx/io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <functional>
 #include <limits>
-#include <set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "longctx/context.h"
+#include "longctx/io/file.h"
 #include "longctx/io/json.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -252,31 +245,6 @@ SafetensorsFile build(const char* header_text, uint64_t n, uint64_t buffer_size,
   return file;
 }
 
-std::string errno_text() {
-  return std::strerror(errno);
-}
-
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-void pread_all(int fd, void* dst, uint64_t bytes, uint64_t offset, const std::string& source) {
-  char* p = static_cast<char*>(dst);
-  while (bytes > 0) {
-    const size_t chunk = size_t(std::min<uint64_t>(bytes, uint64_t(1) << 30));
-    const ssize_t got = ::pread(fd, p, chunk, off_t(offset));
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) fail(source, "read failed: " + errno_text());
-    if (got == 0) fail(source, "unexpected end of file (did it shrink while being read?)");
-    p += got;
-    bytes -= uint64_t(got);
-    offset += uint64_t(got);
-  }
-}
-
 // ---- writing -----------------------------------------------------------------------------------
 
 struct Planned {
@@ -336,24 +304,6 @@ std::string header_bytes(const std::vector<Planned>& planned,
   return out + text;
 }
 
-void write_all(int fd, const void* data, size_t bytes, const std::string& what) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t put = ::write(fd, p, std::min<size_t>(bytes, size_t(1) << 30));
-    if (put < 0 && errno == EINTR) continue;
-    if (put < 0) throw Error("save_safetensors: writing " + what + " failed: " + errno_text());
-    p += put;
-    bytes -= size_t(put);
-  }
-}
-
-std::string directory_of(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
 }  // namespace
 
 // ---- public functions --------------------------------------------------------------------------
@@ -372,24 +322,18 @@ SafetensorsFile parse_safetensors(const void* data, size_t size, const std::stri
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
-  Fd f;
-  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f.fd < 0) fail(path, "cannot open: " + errno_text());
-  struct stat st;
-  if (::fstat(f.fd, &st) != 0) fail(path, "cannot stat: " + errno_text());
-  if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
-  const uint64_t size = uint64_t(st.st_size);
+  const InputFile f(path, "safetensors");  // a regular file: a FIFO would block open() forever
+  const uint64_t size = f.size();
   if (size < 8)
     fail(path, detail::concat("only ", size,
                               " bytes: a safetensors file starts with an 8-byte header length"));
   unsigned char prefix[8];
-  pread_all(f.fd, prefix, 8, 0, path);
+  f.read_at(prefix, 8, 0);
   const uint64_t n = header_length(prefix, size, path);
   std::string header(size_t(n), '\0');
-  pread_all(f.fd, header.data(), n, 8, path);
-  const int fd = f.fd;
+  f.read_at(header.data(), n, 8);
   return build(header.data(), n, size - 8 - n, path, [&](void* dst, uint64_t offset, uint64_t len) {
-    pread_all(fd, dst, len, 8 + n + offset, path);
+    f.read_at(dst, len, 8 + n + offset);
   });
 }
 
@@ -404,46 +348,12 @@ std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
 
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata) {
-  LONGCTX_CHECK(!path.empty() && path.back() != '/', "save_safetensors: '", path,
-                "' is not a file path");
   const std::vector<Planned> planned = plan(tensors);
   const std::string header = header_bytes(planned, metadata);
-
-  // A fresh name beside the target (same file system, so rename is atomic). O_EXCL with the
-  // process id and a counter: no two writers in this or another process share a temp file.
-  static std::atomic<uint64_t> counter{0};
-  const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-  std::string tmp;
-  Fd f;
-  for (int attempt = 0; f.fd < 0; ++attempt) {
-    tmp = detail::concat(path, ".tmp.", ::getpid(), ".", now, ".", counter++);
-    f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (f.fd < 0 && (errno != EEXIST || attempt > 100))
-      throw Error("save_safetensors: cannot create a temporary file beside '" + path +
-                  "': " + errno_text());
-  }
-  try {
-    write_all(f.fd, header.data(), header.size(), "'" + tmp + "'");
-    for (const Planned& p : planned)
-      write_all(f.fd, p.host.data(), p.host.nbytes(), "'" + tmp + "'");
-    if (::fsync(f.fd) != 0)
-      throw Error("save_safetensors: fsync of '" + tmp + "' failed: " + errno_text());
-    const int fd = f.fd;
-    f.fd = -1;
-    if (::close(fd) != 0)
-      throw Error("save_safetensors: closing '" + tmp + "' failed: " + errno_text());
-    if (::rename(tmp.c_str(), path.c_str()) != 0)
-      throw Error("save_safetensors: renaming '" + tmp + "' to '" + path +
-                  "' failed: " + errno_text());
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // Make the rename itself durable. The new file is complete either way, so a failure here is
-  // not worth an exception (some file systems refuse fsync on directories).
-  Fd dir;
-  dir.fd = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir.fd >= 0) ::fsync(dir.fd);
+  AtomicFile f(path, "save_safetensors");
+  f.write(header);
+  for (const Planned& p : planned) f.write(p.host.data(), p.host.nbytes());
+  f.commit();
 }
 
 }  // namespace longctx

@@ -4,12 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "longctx/error.h"
+#include "longctx/io/file.h"
 #include "longctx/io/json.h"
 
 namespace longctx {
@@ -293,12 +292,10 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
 }
 
 ModelConfig ModelConfig::load(const std::string& path) {
-  std::ifstream in(path);
-  LONGCTX_CHECK(in.good(), "config: cannot open '", path, "'");
-  std::stringstream text;
-  text << in.rdbuf();
+  // A config is a few hundred bytes; 1 MiB leaves room for comments-free hand-written ones.
+  const std::string text = read_file(path, "config", uint64_t(1) << 20);
   try {
-    return from_json(text.str());
+    return from_json(text);
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }
