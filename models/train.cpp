@@ -178,13 +178,12 @@ std::string checkpoint_file(const std::string& path, const std::string& who) {
 }
 
 TrainOptions load_run_options(const std::string& dir) {
-  std::ifstream f(dir + "/options.json");
-  LONGCTX_CHECK(f, "train: ", dir, "/options.json not found: is ", dir,
+  const std::string path = dir + "/options.json";
+  LONGCTX_CHECK(std::filesystem::exists(path), "train: ", path, " not found: is ", dir,
                 " the --out directory of a run?");
-  std::stringstream s;
-  s << f.rdbuf();
+  const std::string text = read_file(path, "train", uint64_t(1) << 20);
   try {
-    TrainOptions o = TrainOptions::from_json(s.str());
+    TrainOptions o = TrainOptions::from_json(text);
     o.out_dir = dir;
     return o;
   } catch (const Error& e) {
@@ -305,23 +304,10 @@ std::string duration(double seconds) {
   return buf;
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    LONGCTX_CHECK(f, "train: cannot write ", tmp);
-    f << text;
-    f.flush();
-    LONGCTX_CHECK(f, "train: writing ", tmp, " failed");
-  }
-  LONGCTX_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "train: cannot rename ", tmp, " to ",
-                path);
-}
-
 // Keeps the log lines of steps <= `step` (a resumed run recomputes the ones after).
 void cut_log(const std::string& path, int64_t step) {
-  std::ifstream f(path);
-  if (!f) return;
+  if (!std::filesystem::exists(path)) return;
+  std::istringstream f(read_file(path, "train"));
   std::string line, kept;
   while (std::getline(f, line)) {
     if (line.empty()) continue;
@@ -333,7 +319,7 @@ void cut_log(const std::string& path, int64_t step) {
     }
     if (j.value("step", int64_t(-1)) <= step) kept += line + "\n";
   }
-  write_file_atomically(path, kept);
+  write_file_atomically(path, kept, "train");
 }
 
 // The first key where two JSON values differ, as "a.b", or "" when they are equal.
@@ -383,8 +369,8 @@ class Run {
       LONGCTX_CHECK(!have_checkpoint, "train: ", opt_.out_dir,
                     " already holds a run (checkpoint.safetensors): continue it with --resume, "
                     "or choose another --out");
-      write_file_atomically(opt_.out_dir + "/options.json", opt_.to_json() + "\n");
-      write_file_atomically(log_path_, "");
+      write_file_atomically(opt_.out_dir + "/options.json", opt_.to_json() + "\n", "train");
+      write_file_atomically(log_path_, "", "train");
     }
     if (opt_.accum > 1) accumulated_ = model_.params().like(DType::f32, ctx_);
   }
@@ -393,12 +379,13 @@ class Run {
     StopSignals signals;
     log_.open(log_path_, std::ios::app);
     LONGCTX_CHECK(log_, "train: cannot append to ", log_path_);
-    std::fprintf(
-        stderr, "train: %s on %s (%s), model %s (%s, %lld parameters), %s, step %lld of %lld\n",
-        task_->name().c_str(), ctx_.device().str().c_str(),
-        opt_.precision == "bf16" ? "bf16 products, f32 master weights" : "f32",
-        opt_.model.name.c_str(), opt_.model.pattern().c_str(), (long long)model_.parameter_count(),
-        opt_.out_dir.c_str(), (long long)step_, (long long)opt_.steps);
+    std::fprintf(stderr,
+                 "train: %s on %s (%s), model %s (%s, %lld parameters), %s, step %lld of %lld\n",
+                 task_->name().c_str(), ctx_.device().str().c_str(),
+                 opt_.precision == "bf16" ? "bf16 products, f32 master weights" : "f32",
+                 printable(opt_.model.name).c_str(), opt_.model.pattern().c_str(),
+                 (long long)model_.parameter_count(), printable(opt_.out_dir).c_str(),
+                 (long long)step_, (long long)opt_.steps);
     const auto start = Clock::now();
     const int64_t first_step = step_;
     TrainResult result;
@@ -416,9 +403,9 @@ class Run {
       const bool stop = g_stop_signal || (hooks_.stop_after && hooks_.stop_after(step_));
       if (stop && !last) {
         save();
-        std::fprintf(stderr,
-                     "train: stopped at step %lld%s; checkpoint %s (continue with --resume)\n",
-                     (long long)step_, g_stop_signal ? " by a signal" : "", checkpoint_.c_str());
+        std::fprintf(
+            stderr, "train: stopped at step %lld%s; checkpoint %s (continue with --resume)\n",
+            (long long)step_, g_stop_signal ? " by a signal" : "", printable(checkpoint_).c_str());
         result.interrupted = true;
         break;
       }
@@ -504,16 +491,20 @@ class Run {
     last_tokens_per_s_ = double(opt_.accum * B * T) / seconds;
     elapsed_ += seconds;
     evaluated_ = false;
-    log_ << json({{"step", step_},
-                  {"loss", loss},
-                  {"lr", adamw.lr},
-                  {"grad_norm", norm},
-                  {"tokens_per_s", last_tokens_per_s_},
-                  {"elapsed_s", elapsed_}})
-                .dump()
-         << "\n";
-    log_.flush();
+    log_line({{"step", step_},
+              {"loss", loss},
+              {"lr", adamw.lr},
+              {"grad_norm", norm},
+              {"tokens_per_s", last_tokens_per_s_},
+              {"elapsed_s", elapsed_}});
     return loss;
+  }
+
+  // One line of log.jsonl, flushed; a failed write (a full disk) stops the run.
+  void log_line(const json& j) {
+    log_ << j.dump() << "\n";
+    log_.flush();
+    LONGCTX_CHECK(log_, "train: writing ", log_path_, " failed");
   }
 
   void run_eval() {
@@ -521,10 +512,7 @@ class Run {
     last_eval_ = evaluate(model_, *task_, n, opt_.batch);
     evaluated_ = true;
     const std::string key = "eval_" + task_->metric();
-    log_
-        << json({{"step", step_}, {"eval_loss", last_eval_.loss}, {key, metric(last_eval_)}}).dump()
-        << "\n";
-    log_.flush();
+    log_line({{"step", step_}, {"eval_loss", last_eval_.loss}, {key, metric(last_eval_)}});
     std::fprintf(stderr, "eval at step %lld: loss %.4f, %s %.4f (%lld scored targets)\n",
                  (long long)step_, last_eval_.loss, task_->metric().c_str(), metric(last_eval_),
                  (long long)last_eval_.scored);

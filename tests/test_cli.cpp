@@ -3,6 +3,7 @@
 // double and the inputs' precision, for the 2x rule), its error cases (exit status and the one
 // line on stderr), and `info`.
 #include <dirent.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 
 #include "harness.h"
 #include "longctx/io/safetensors.h"
+#include "longctx/longctx.h"
 
 #ifndef LONGCTX_CLI
 #error "tests/CMakeLists.txt passes the path of the longctx executable as LONGCTX_CLI"
@@ -39,6 +41,7 @@ class ScratchDir {
     ::rmdir(path_.c_str());
   }
   std::string file(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
 
  private:
   std::string path_;
@@ -720,7 +723,10 @@ TEST_F(CliErrors, BadFilesAndDevices) {
 
 TEST_F(CliErrors, UsageErrorsExitTwo) {
   expect_error(cli(dir_, "op rmsnorm --in x.safetensors"), 2, {"--out", "required"});
-  expect_error(cli(dir_, "frobnicate"), 2, {"subcommand"});
+  // An unknown subcommand is named (it read "A subcommand is required").
+  expect_error(cli(dir_, "frobnicate"), 2,
+               {"unknown subcommand 'frobnicate'", "known: info, ops, op, bench, train"});
+  expect_error(cli(dir_, "bench frob"), 2, {"unknown subcommand 'frob' (known: scaling)"});
   expect_error(cli(dir_, ""), 2, {"subcommand"});
 }
 
@@ -759,6 +765,126 @@ TEST(Cli, OpsListsEveryRegisteredOp) {
   EXPECT_NE(r.out.find("backward: also dout, [dfinal_states]"), std::string::npos) << r.out;
   for (const char* name : {"linear_scan: ", "causal_conv1d: ", "options: chunk_size, dt_softplus"})
     EXPECT_NE(r.out.find(name), std::string::npos) << name << " not in " << r.out;
+}
+
+// ---- hostile input: errors, never a crash, a hang or a silent loss -----------------------------
+
+// Any --threads reaches the one bound in Context (100000 crashed in GOMP_parallel).
+TEST_F(CliErrors, ThreadCountIsBounded) {
+  expect_error(op("rmsnorm", good_, {}, "--threads 100000"), 1,
+               {"cpu_threads must be in [0, 1024]", "got 100000"});
+  expect_error(op("rmsnorm", good_, {}, "--threads 2147483647"), 1, {"got 2147483647"});
+  expect_error(cli(dir_, "train --out " + dir_.file("run") + " --threads 100000 --steps 1"), 1,
+               {"cpu_threads must be in [0, 1024]"});
+  EXPECT_FALSE(wrote_output());
+}
+
+// Option values: one short line (CLI11's range check printed a 309-digit bound), an empty token
+// list is not token 0, bytes from the command line are escaped.
+TEST_F(CliErrors, OptionValuesGiveShortPrintableErrors) {
+  const Result r = cli(dir_, "train --out " + dir_.file("run") + " --d-model -5");
+  expect_error(r, 2, {"--d-model: must be an integer >= 1, got '-5'"});
+  EXPECT_LT(r.err.size(), 120u) << r.err;
+  expect_error(cli(dir_, "op rmsnorm --in a --out b --threads=-1"), 2, {"--threads"});
+  expect_error(cli(dir_, "generate --checkpoint x --tokens ''"), 2,
+               {"--tokens: must be an integer in [0, 2147483647], got ''"});
+  expect_error(cli(dir_, "generate --checkpoint x --tokens 1,x"), 2, {"got 'x'"});
+  // A terminal escape sequence and a lone invalid UTF-8 byte in an op name.
+  const Result esc = cli(dir_, "op \"$(printf 'rms\\033[31mnorm\\377')\" --in a --out b");
+  expect_error(esc, 1, {"unknown op 'rms\\x1b[31mnorm\\xff'"});
+  EXPECT_EQ(esc.err.find('\x1b'), std::string::npos) << esc.err;
+}
+
+// A failed write to stdout (here /dev/full) is an error, not exit 0.
+TEST(CliHostile, FailedWriteToStdoutIsAnError) {
+  ScratchDir dir;
+  const Result r = run(dir, std::string("( '") + LONGCTX_CLI + "' info > /dev/full )");
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("writing to stdout failed"), std::string::npos) << r.err;
+}
+
+// FIFOs as inputs blocked open() forever; they are refused at once (the timeout would end a
+// regression with status 124).
+TEST(CliHostile, FifoInputsAreRefused) {
+  ScratchDir dir;
+  ASSERT_EQ(::mkfifo(dir.file("fifo").c_str(), 0600), 0);
+  const std::string t = "timeout 60 '" + std::string(LONGCTX_CLI) + "' ";
+  Result r = run(dir, t + "op rmsnorm --in " + dir.file("fifo") + " --out " + dir.file("o"));
+  expect_error(r, 1, {"fifo: not a regular file (a FIFO)"});
+  r = run(dir, t + "train --task text --text " + dir.file("fifo") + " --out " + dir.file("run"));
+  expect_error(r, 1, {"text: ", "fifo: not a regular file (a FIFO)"});
+  r = run(dir, t + "train --model " + dir.file("fifo") + " --out " + dir.file("run"));
+  expect_error(r, 1, {"config: ", "not a regular file (a FIFO)"});
+  ::unlink(dir.file("fifo").c_str());
+}
+
+// Every file the tool writes goes through the checked atomic writer: `op --out` refuses to
+// replace a symlink (or a device node), `bench scaling --out` a directory, a FIFO or a missing
+// directory — each printed "wrote ..." and exited 0, or replaced what was there.
+TEST(CliHostile, OutputsAreWrittenOnlyAsRegularFiles) {
+  ScratchDir dir;
+  Rng rng(8);
+  save_safetensors(dir.file("in.safetensors"), {{"x", random_tensor({2, 8}, DType::f32, rng)},
+                                                {"weight", random_tensor({8}, DType::f32, rng)}});
+  std::ofstream(dir.file("target")) << "keep";
+  ASSERT_EQ(::symlink(dir.file("target").c_str(), dir.file("link").c_str()), 0);
+  expect_error(
+      cli(dir, "op rmsnorm --in " + dir.file("in.safetensors") + " --out " + dir.file("link")), 1,
+      {"link' is a symbolic link, not a regular file"});
+  EXPECT_EQ(slurp(dir.file("target")), "keep");
+  ::unlink(dir.file("link").c_str());
+
+  std::ofstream(dir.file("tiny.json")) << R"({"name": "tiny", "vocab_size": 16, "d_model": 8,
+                                             "pattern": "R"})";
+  const std::string bench = "bench scaling --device cpu --presets-dir " + dir.path() +
+                            " --presets tiny --lengths 8 --tokens 8 --repeats 1 --out ";
+  ASSERT_EQ(::mkfifo(dir.file("fifo").c_str(), 0600), 0);
+  expect_error(cli(dir, bench + dir.file("fifo")), 1, {"--out", "is a FIFO"});
+  expect_error(cli(dir, bench + dir.path()), 1, {"--out", "is a directory"});
+  expect_error(cli(dir, bench + dir.file("missing/scaling.json")), 1,
+               {"cannot create a temporary file", "No such file"});
+  ::unlink(dir.file("fifo").c_str());
+  const Result ok = cli(dir, bench + dir.file("scaling.json"));
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_EQ(nlohmann::json::parse(slurp(dir.file("scaling.json")))["benchmark"], "scaling");
+}
+
+// generate prints the continuation byte for byte: a model whose parameters are all zero has equal
+// logits, so greedy decoding picks token 0 — a NUL byte, where printing with %s stopped.
+// Parameters holding NaN, NaN sampling parameters and a checkpoint whose config has impossible
+// sizes (mlp.hidden = 2^60 crashed generate, train --init and train --model) are errors.
+TEST(CliHostile, GenerateWritesItsBytesAndRefusesBadCheckpoints) {
+  ScratchDir dir;
+  Context ctx(Device::cpu());
+  Model model(ModelConfig::from_json(
+                  R"({"name": "zero", "vocab_size": 256, "d_model": 8, "pattern": "-"})"),
+              ctx);
+  model.params().flat().fill(0.0);
+  save_checkpoint(dir.file("zero.safetensors"), model);
+  const std::string zero = "generate --checkpoint " + dir.file("zero.safetensors");
+  const Result r = cli(dir, zero + " --prompt ab --max-new-tokens 3 --temperature 0");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, std::string("ab\0\0\0\n", 6));
+  expect_error(cli(dir, zero + " --prompt ab --temperature nan"), 1, {"'temperature'"});
+  expect_error(cli(dir, zero + " --prompt ab --top-p nan"), 1, {"'top_p'"});
+
+  model.params().flat().fill(std::nan(""));
+  save_checkpoint(dir.file("nan.safetensors"), model);
+  expect_error(cli(dir, "generate --checkpoint " + dir.file("nan.safetensors") + " --tokens 1"), 1,
+               {"not finite"});
+
+  const std::string hostile =
+      R"({"name": "x", "vocab_size": 64, "d_model": 4, "pattern": "-",
+          "mlp": {"hidden": 1152921504606846976}})";
+  save_safetensors(dir.file("hostile.safetensors"), {}, {{"longctx.config", hostile}});
+  expect_error(cli(dir, "generate --checkpoint " + dir.file("hostile.safetensors") + " --tokens 1"),
+               1, {"hostile.safetensors", "'mlp.hidden'"});
+  expect_error(cli(dir, "train --out " + dir.file("run") + " --init " +
+                            dir.file("hostile.safetensors") + " --steps 1"),
+               1, {"hostile.safetensors", "'mlp.hidden'"});
+  std::ofstream(dir.file("hostile.json")) << hostile;
+  expect_error(cli(dir, "train --out " + dir.file("run") + " --model " + dir.file("hostile.json")),
+               1, {"hostile.json", "'mlp.hidden'"});
 }
 
 // ---- train and generate ------------------------------------------------------------------------

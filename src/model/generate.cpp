@@ -20,6 +20,10 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
 
 int32_t Sampler::sample(const double* logits, int64_t vocab) {
   LONGCTX_CHECK(vocab >= 1, "Sampler::sample: vocab must be >= 1, got ", vocab);
+  // A NaN logit (parameters that hold NaN) would be sampled from as if it were a number.
+  for (int64_t i = 0; i < vocab; ++i)
+    LONGCTX_CHECK(std::isfinite(logits[i]), "Sampler::sample: logit ", i, " is ", logits[i],
+                  ": the model's output is not finite (do its parameters hold NaN or inf?)");
   if (params_.temperature == 0) return int32_t(std::max_element(logits, logits + vocab) - logits);
   // Tokens by decreasing logit (ties by index), cut to top_k, then to the top_p nucleus.
   order_.resize(size_t(vocab));
