@@ -49,6 +49,9 @@ Command add_train_command(CLI::App& parent) {
   cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->check(integer_at_least(0));
   cmd->add_option("--log-every", o.log_every, "progress line every N steps (0: none)")
       ->capture_default_str();
+  cmd->add_option("--checkpoint-minutes", o.checkpoint_minutes,
+                  "checkpoint at least this often, in minutes of wall time (0: not by time)")
+      ->capture_default_str();
   const size_t n_execution_options = cmd->get_options().size();
 
   cmd->add_option("--task", o.task, "mqar or text")
@@ -96,7 +99,8 @@ Command add_train_command(CLI::App& parent) {
   cmd->add_option("--eval-sequences", o.eval_sequences, "test sequences per evaluation")
       ->capture_default_str();
   cmd->add_option("--checkpoint-every", o.checkpoint_every,
-                  "checkpoint every N steps (0: at the end and on SIGINT/SIGTERM)")
+                  "also checkpoint every N steps (0: not by steps); always at the end and on "
+                  "SIGINT/SIGTERM")
       ->capture_default_str();
 
   auto run = [args, cmd, n_execution_options]() -> int {
@@ -111,6 +115,7 @@ Command add_train_command(CLI::App& parent) {
       saved.device = options.device;
       saved.threads = options.threads;
       saved.log_every = options.log_every;
+      saved.checkpoint_minutes = options.checkpoint_minutes;
       options = saved;
     } else {
       options.model = load_model(args->model);

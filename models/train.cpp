@@ -1,10 +1,16 @@
 #include "models/train.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -40,6 +46,8 @@ void TrainOptions::validate() const {
                 "train: precision must be f32 or bf16, got '", precision, "'");
   LONGCTX_CHECK(eval_every >= 0 && checkpoint_every >= 0 && log_every >= 0,
                 "train: eval_every, checkpoint_every and log_every must be >= 0");
+  LONGCTX_CHECK(std::isfinite(checkpoint_minutes) && checkpoint_minutes >= 0,
+                "train: checkpoint_minutes must be >= 0 (0: off), got ", checkpoint_minutes);
   LONGCTX_CHECK(eval_sequences >= 1, "train: eval_sequences must be at least 1, got ",
                 eval_sequences);
   LONGCTX_CHECK(!out_dir.empty(), "train: an output directory is needed (--out DIR)");
@@ -339,6 +347,32 @@ std::string first_difference(const json& a, const json& b, const std::string& pr
   return prefix.empty() ? "(the whole value)" : prefix.substr(0, prefix.size() - 1);
 }
 
+// An exclusive lock on the run directory (flock on <dir>/.lock) for the lifetime of a run: two
+// trainers on one --out (two started together, or two --resume) interleaved their checkpoints,
+// options and logs. The kernel releases it when the process ends, however it ends.
+class RunLock {
+ public:
+  explicit RunLock(const std::string& dir) {
+    const std::string path = dir + "/.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    LONGCTX_CHECK(fd_ >= 0, "train: cannot open the lock file ", path, ": ", std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int e = errno;
+      ::close(fd_);
+      LONGCTX_CHECK(e != EWOULDBLOCK, "train: ", dir,
+                    " is in use by another `longctx train` (it holds ", path,
+                    "); wait for it to end, or choose another --out");
+      throw Error(detail::concat("train: cannot lock ", path, ": ", std::strerror(e)));
+    }
+  }
+  ~RunLock() { ::close(fd_); }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 class Run {
  public:
   Run(const TrainOptions& options, bool resume, const TrainHooks& hooks)
@@ -360,6 +394,11 @@ class Run {
     std::filesystem::create_directories(opt_.out_dir, error);
     LONGCTX_CHECK(std::filesystem::is_directory(opt_.out_dir),
                   "train: cannot create the run directory ", opt_.out_dir, ": ", error.message());
+    // From here on this process is the run directory's only writer: what a killed writer left
+    // half-written is garbage.
+    lock_ = std::make_unique<RunLock>(opt_.out_dir);
+    for (const std::string& file : {checkpoint_, log_path_, opt_.out_dir + "/options.json"})
+      remove_stale_temporaries(file);
     const bool have_checkpoint = std::filesystem::exists(checkpoint_);
     if (resume) {
       LONGCTX_CHECK(have_checkpoint, "train: --resume: no checkpoint at ", checkpoint_);
@@ -409,7 +448,10 @@ class Run {
         result.interrupted = true;
         break;
       }
-      if (last || (opt_.checkpoint_every && step_ % opt_.checkpoint_every == 0)) save();
+      const bool periodic = (opt_.checkpoint_every && step_ % opt_.checkpoint_every == 0) ||
+                            (opt_.checkpoint_minutes > 0 &&
+                             seconds_since(last_save_) >= 60 * opt_.checkpoint_minutes);
+      if (last || periodic) save();
     }
     if (step_ >= opt_.steps && !evaluated_) run_eval();  // resumed at the end already
     result.step = step_;
@@ -531,6 +573,7 @@ class Run {
         {"train.options", opt_.to_json()}};
     save_checkpoint(checkpoint_, model_, state, metadata);
     saved_step_ = step_;
+    last_save_ = Clock::now();
   }
 
   // Parameters from another run's checkpoint (or any checkpoint of this model).
@@ -603,6 +646,7 @@ class Run {
 
   TrainOptions opt_;
   TrainHooks hooks_;
+  std::unique_ptr<RunLock> lock_;
   std::unique_ptr<Task> task_;
   Context ctx_;
   Model model_;
@@ -610,6 +654,7 @@ class Run {
   std::string checkpoint_, log_path_;
   std::ofstream log_;
   int64_t step_ = 0, position_ = 0, saved_step_ = -1;
+  Clock::time_point last_save_ = Clock::now();  // or the start of the run
   double elapsed_ = 0, last_lr_ = 0, last_norm_ = 0, last_tokens_per_s_ = 0;
   EvalResult last_eval_;
   bool evaluated_ = false;

@@ -452,6 +452,57 @@ TEST(Train, RunDirectoryMistakesAreClearErrors) {
   EXPECT_LONGCTX_ERROR(train::train(o), "batch must be at least 1");
 }
 
+// One writer per run directory: a second trainer on the same --out, started while the first runs
+// (here from inside its step hook), is refused — a fresh start and a --resume alike — where both
+// used to run and interleave their files. The lock ends with the first run.
+TEST(Train, ASecondTrainerOnTheSameDirectoryIsRefused) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 3;
+  o.checkpoint_every = 1;
+  int refused = 0;
+  train::TrainHooks hooks;
+  hooks.stop_after = [&](int64_t step) {
+    if (step == 2) {
+      EXPECT_LONGCTX_ERROR(train::train(o), "is in use by another `longctx train`", "/.lock");
+      EXPECT_LONGCTX_ERROR(train::train(o, true), "is in use by another `longctx train`");
+      ++refused;
+    }
+    return false;
+  };
+  EXPECT_EQ(train::train(o, false, hooks).step, 3);
+  EXPECT_EQ(refused, 1);
+  EXPECT_EQ(step_lines(dir.path()).size(), 3u) << "the first run's log, untouched";
+  EXPECT_EQ(train::train(o, true).step, 3) << "the lock went with the first run";
+}
+
+// Checkpoints come every checkpoint_minutes by default (before, only at the end or on a signal:
+// a kill -9 or a crash lost the whole run), and the temporary files a killed writer leaves are
+// removed by the next run in the directory (3 x 9.5 MB after 12 kills).
+TEST(Train, PeriodicCheckpointsSurviveACrashAndStaleTemporariesGo) {
+  EXPECT_GT(TrainOptions().checkpoint_minutes, 0) << "periodic checkpoints by default";
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 6;
+  o.checkpoint_minutes = 1e-9;  // after every step
+  train::TrainHooks crash;
+  crash.stop_after = [](int64_t step) -> bool {
+    if (step == 3) throw std::runtime_error("simulated crash");  // no checkpoint on the way out
+    return false;
+  };
+  EXPECT_THROW(train::train(o, false, crash), std::runtime_error);
+  EXPECT_EQ(
+      std::stoll(load_safetensors(dir.file("checkpoint.safetensors")).metadata.at("train.step")),
+      2);
+  std::ofstream(dir.file("checkpoint.safetensors.tmp.999.123.0")) << std::string(4096, 'x');
+  std::ofstream(dir.file("options.json.tmp")) << "{";
+  EXPECT_EQ(train::train(o, true).step, 6);
+  EXPECT_EQ(dir.files(), (std::vector<std::string>{".lock", "checkpoint.safetensors", "log.jsonl",
+                                                   "options.json"}));
+  o.checkpoint_minutes = -1;
+  EXPECT_LONGCTX_ERROR(train::train(o, true), "checkpoint_minutes must be >= 0");
+}
+
 TEST(Train, Bf16PrecisionIsForCudaAndNamedWhenWrong) {
   TempDir dir;
   TrainOptions o = small_run(dir.file("run"));
