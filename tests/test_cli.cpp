@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -113,6 +114,8 @@ struct CliOpCase {
   std::vector<CliInput> inputs;
   std::vector<std::string> outputs;
 };
+
+LONGCTX_PRINTS_AS_NAME(CliOpCase)
 
 const std::vector<CliOpCase> kCliOpCases = {
     {"rmsnorm_fwd",
@@ -221,7 +224,7 @@ const std::vector<CliOpCase> kCliOpCases = {
      "attention",
      false,
      {{"causal", "true"}, {"window_left", "3"}, {"softcap", "2.5"}, {"softmax_scale", "0.125"}},
-     {{"q", {2, 5, 4, 32}, -1, 1}, {"k", {2, 9, 2, 32}, -1, 1}, {"v", {2, 9, 2, 32}, -1, 1}},
+     {{"q", {3, 5, 4, 32}, -1, 1}, {"k", {3, 9, 2, 32}, -1, 1}, {"v", {3, 9, 2, 32}, -1, 1}},
      {"out", "lse"}},
     {"attention_gqa_causal_window_softcap_bwd",
      "attention",
@@ -231,10 +234,10 @@ const std::vector<CliOpCase> kCliOpCases = {
       {"softcap", "2.5"},
       {"softmax_scale", "0.125"},
       {"deterministic", "true"}},
-     {{"q", {2, 5, 4, 32}, -1, 1},
-      {"k", {2, 9, 2, 32}, -1, 1},
-      {"v", {2, 9, 2, 32}, -1, 1},
-      {"dout", {2, 5, 4, 32}, -1, 1}},
+     {{"q", {3, 5, 4, 32}, -1, 1},
+      {"k", {3, 9, 2, 32}, -1, 1},
+      {"v", {3, 9, 2, 32}, -1, 1},
+      {"dout", {3, 5, 4, 32}, -1, 1}},
      {"dq", "dk", "dv"}},
     {"attention_mqa_window_fwd",
      "attention",
@@ -257,12 +260,12 @@ const std::vector<CliOpCase> kCliOpCases = {
      "attention_decode",
      false,
      {{"causal", "true"}, {"softcap", "2.5"}, {"num_splits", "3"}},
-     {{"q", {3, 2, 4, 32}, -1, 1},
-      {"k_cache", {3, 12, 2, 32}, -1, 1},
-      {"v_cache", {3, 12, 2, 32}, -1, 1},
-      {"cache_seqlens", {3}, 0, 10, true},
-      {"k_new", {3, 2, 2, 32}, -1, 1},
-      {"v_new", {3, 2, 2, 32}, -1, 1}},
+     {{"q", {4, 2, 6, 32}, -1, 1},
+      {"k_cache", {4, 12, 3, 32}, -1, 1},
+      {"v_cache", {4, 12, 3, 32}, -1, 1},
+      {"cache_seqlens", {4}, 0, 10, true},
+      {"k_new", {4, 2, 3, 32}, -1, 1},
+      {"v_new", {4, 2, 3, 32}, -1, 1}},
      {"out", "lse", "k_cache", "v_cache"}},
     {"attention_decode_window",
      "attention_decode",
@@ -279,31 +282,31 @@ const std::vector<CliOpCase> kCliOpCases = {
      "selective_scan",
      false,
      {{"delta_softplus", "true"}},
-     {{"u", {2, 8, 13}, -1, 1},
-      {"delta", {2, 8, 13}, -2, 1},
+     {{"u", {3, 8, 13}, -1, 1},
+      {"delta", {3, 8, 13}, -2, 1},
       {"A", {8, 4}, -1.5, -0.2},
-      {"B", {2, 2, 4, 13}, -1, 1},
-      {"C", {2, 2, 4, 13}, -1, 1},
+      {"B", {3, 2, 4, 13}, -1, 1},
+      {"C", {3, 2, 4, 13}, -1, 1},
       {"D", {8}, -1, 1},
-      {"z", {2, 8, 13}, -2, 2},
+      {"z", {3, 8, 13}, -2, 2},
       {"delta_bias", {8}, -0.5, 0.5},
-      {"h0", {2, 8, 4}, -1, 1}},
+      {"h0", {3, 8, 4}, -1, 1}},
      {"out", "last_state"}},
     {"selective_scan_full_bwd",
      "selective_scan",
      true,
      {{"delta_softplus", "true"}},
-     {{"u", {2, 8, 13}, -1, 1},
-      {"delta", {2, 8, 13}, -2, 1},
+     {{"u", {3, 8, 13}, -1, 1},
+      {"delta", {3, 8, 13}, -2, 1},
       {"A", {8, 4}, -1.5, -0.2},
-      {"B", {2, 2, 4, 13}, -1, 1},
-      {"C", {2, 2, 4, 13}, -1, 1},
+      {"B", {3, 2, 4, 13}, -1, 1},
+      {"C", {3, 2, 4, 13}, -1, 1},
       {"D", {8}, -1, 1},
-      {"z", {2, 8, 13}, -2, 2},
+      {"z", {3, 8, 13}, -2, 2},
       {"delta_bias", {8}, -0.5, 0.5},
-      {"h0", {2, 8, 4}, -1, 1},
-      {"dout", {2, 8, 13}, -1, 1},
-      {"dlast_state", {2, 8, 4}, -1, 1}},
+      {"h0", {3, 8, 4}, -1, 1},
+      {"dout", {3, 8, 13}, -1, 1},
+      {"dlast_state", {3, 8, 4}, -1, 1}},
      {"du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias", "dh0"}},
     {"selective_scan_plain_fwd",
      "selective_scan",
@@ -332,31 +335,31 @@ const std::vector<CliOpCase> kCliOpCases = {
      "ssd",
      false,
      {{"chunk_size", "4"}, {"dt_softplus", "true"}},
-     {{"x", {2, 11, 4, 8}, -1, 1},
-      {"dt", {2, 11, 4}, -2, 1},
+     {{"x", {3, 11, 4, 8}, -1, 1},
+      {"dt", {3, 11, 4}, -2, 1},
       {"A", {4}, -1.5, -0.2},
-      {"B", {2, 11, 2, 5}, -1, 1},
-      {"C", {2, 11, 2, 5}, -1, 1},
+      {"B", {3, 11, 2, 5}, -1, 1},
+      {"C", {3, 11, 2, 5}, -1, 1},
       {"D", {4}, -1, 1},
-      {"z", {2, 11, 4, 8}, -2, 2},
+      {"z", {3, 11, 4, 8}, -2, 2},
       {"dt_bias", {4}, -0.5, 0.5},
-      {"initial_states", {2, 4, 8, 5}, -1, 1}},
+      {"initial_states", {3, 4, 8, 5}, -1, 1}},
      {"out", "final_states"}},
     {"ssd_full_bwd",
      "ssd",
      true,
      {{"chunk_size", "4"}, {"dt_softplus", "true"}},
-     {{"x", {2, 11, 4, 8}, -1, 1},
-      {"dt", {2, 11, 4}, -2, 1},
+     {{"x", {3, 11, 4, 8}, -1, 1},
+      {"dt", {3, 11, 4}, -2, 1},
       {"A", {4}, -1.5, -0.2},
-      {"B", {2, 11, 2, 5}, -1, 1},
-      {"C", {2, 11, 2, 5}, -1, 1},
+      {"B", {3, 11, 2, 5}, -1, 1},
+      {"C", {3, 11, 2, 5}, -1, 1},
       {"D", {4}, -1, 1},
-      {"z", {2, 11, 4, 8}, -2, 2},
+      {"z", {3, 11, 4, 8}, -2, 2},
       {"dt_bias", {4}, -0.5, 0.5},
-      {"initial_states", {2, 4, 8, 5}, -1, 1},
-      {"dout", {2, 11, 4, 8}, -1, 1},
-      {"dfinal_states", {2, 4, 8, 5}, -1, 1}},
+      {"initial_states", {3, 4, 8, 5}, -1, 1},
+      {"dout", {3, 11, 4, 8}, -1, 1},
+      {"dfinal_states", {3, 4, 8, 5}, -1, 1}},
      {"dx", "ddt", "dA", "dB", "dC", "dD", "dz", "ddt_bias", "dinitial_states"}},
     {"ssd_plain_fwd",
      "ssd",
@@ -522,6 +525,74 @@ void expect_error(const Result& r, int status, const std::vector<std::string>& f
   for (const std::string& f : fragments)
     EXPECT_NE(r.err.find(f), std::string::npos) << "\"" << r.err << "\" lacks \"" << f << "\"";
 }
+
+// ---- empty dims ---------------------------------------------------------------------------------
+
+// Every op, forward and backward, with each of its sizes set to zero in turn: every dim of that
+// size in every input (the case table gives each dim its own size, so the shapes stay consistent),
+// on the CPU in f64. The result must be an empty result matching the outside reference, or a
+// one-line error — never a signal (ssd with no heads or no batch, and linear_scan with no batch,
+// divided by zero).
+class CliEmptyDims : public testing::TestWithParam<CliOpCase> {};
+
+TEST_P(CliEmptyDims, GiveTheReferenceResultOrAnError) {
+  const CliOpCase& c = GetParam();
+  std::string why;
+  const std::string py = reference_python(&why);
+  if (py.empty()) GTEST_SKIP() << why;
+  std::set<int64_t> sizes;
+  for (const CliInput& in : c.inputs)
+    for (int64_t d : in.shape)
+      if (d > 1) sizes.insert(d);
+  ScratchDir dir;
+  int results = 0;
+  for (const int64_t zeroed : sizes) {
+    SCOPED_TRACE(c.name + ": every dim of size " + std::to_string(zeroed) + " set to 0");
+    Rng rng{uint64_t(zeroed)};
+    std::map<std::string, Tensor> inputs;
+    for (const CliInput& in : c.inputs) {
+      Shape shape = in.shape;
+      for (int64_t& d : shape) d = d == zeroed ? 0 : d;
+      if (!in.integer) {
+        inputs[in.name] = random_tensor(shape, DType::f64, rng, in.lo, in.hi);
+        continue;
+      }
+      Tensor t = Tensor::empty(shape, DType::i32);
+      for (int64_t i = 0; i < t.numel(); ++i)
+        t.data_as<int32_t>()[i] = int32_t(rng.integer(int64_t(in.lo), int64_t(in.hi)));
+      inputs[in.name] = t;
+    }
+    const std::string in = dir.file("in.safetensors"), out = dir.file("out.safetensors"),
+                      ref = dir.file("ref.safetensors");
+    save_safetensors(in, inputs, c.metadata);
+    const std::string flags = c.backward ? " --backward" : "";
+    const Result r = cli(dir, "op " + c.op + " --in " + in + " --out " + out + flags);
+    if (r.status != 0) {
+      expect_error(r, 1, {});
+      continue;
+    }
+    ++results;
+    const Result p = run(dir, py + " " + LONGCTX_SOURCE_DIR "/tests/cli_reference.py " + c.op +
+                                  " " + in + " " + ref + flags);
+    ASSERT_EQ(p.status, 0) << p.err;
+    const SafetensorsFile got = load_safetensors(out), want = load_safetensors(ref);
+    for (const std::string& name : c.outputs) {
+      ASSERT_TRUE(got.tensors.count(name)) << name;
+      const Tensor& t = got.tensors.at(name);
+      const Ref oracle = to_ref(want.tensors.at(name));
+      ASSERT_EQ(t.shape(), oracle.shape) << name;
+      expect_close_2x(t, oracle, to_ref(want.tensors.at(name + ".naive")), t.dtype(),
+                      c.name + " " + name);
+    }
+  }
+  // At least a zero batch or length gives a result, so the comparison above is exercised.
+  EXPECT_GT(results, 0) << "every empty size was refused";
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CliEmptyDims, testing::ValuesIn(kCliOpCases),
+                         [](const testing::TestParamInfo<CliOpCase>& info) {
+                           return info.param.name;
+                         });
 
 class CliErrors : public testing::Test {
  protected:

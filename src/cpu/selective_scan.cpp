@@ -224,8 +224,8 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
     const int64_t per_group = Dm / G;
     const int64_t ntiles = (L + kTile - 1) / kTile;
     // Channel parts per group: enough items for the threads.
-    const int64_t parts =
-        std::clamp<int64_t>(ctx.cpu_threads() / std::max<int64_t>(1, batch * G), 1, per_group);
+    const int64_t parts = std::clamp<int64_t>(ctx.cpu_threads() / std::max<int64_t>(1, batch * G),
+                                              1, std::max<int64_t>(1, per_group));
     const int64_t bc_size = batch * G * N * L;
     std::vector<T> dbc_extra(size_t(parts > 1 ? 2 * (parts - 1) * bc_size : 0));
     T* dBp0 = grads.dB.data_as<T>();

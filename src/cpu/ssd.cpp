@@ -134,6 +134,8 @@ void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, 
     T* op = out.data_as<T>();
     T* hs = final_states.data_as<T>();  // (B, H, P, N): the running state of every head
     for (int64_t i = 0; i < batch * H * P * N; ++i) hs[i] = p.h0 ? p.h0[i] : T(0);
+    // No batch or no heads: both outputs are empty, and the work split below divides by both.
+    if (batch * H == 0) return;
     // The heads of a group share B and C, so a slice of consecutive heads runs its inter-chunk
     // output and its state update as one wide product each (k x N by N x heads·P, and heads·P x k
     // by k x N) instead of one narrow product per head: at the 48-head target point (T=512, P=64,
@@ -233,8 +235,8 @@ void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
     const int64_t K =
         std::max<int64_t>(16, int64_t(std::ceil(std::sqrt(double(std::max<int64_t>(L, 1))))));
     const int64_t ntiles = std::max<int64_t>((L + K - 1) / K, 1);  // one (empty) tile when T = 0
-    const int64_t parts =
-        std::clamp<int64_t>(ctx.cpu_threads() / std::max<int64_t>(1, batch * G), 1, per_group);
+    const int64_t parts = std::clamp<int64_t>(ctx.cpu_threads() / std::max<int64_t>(1, batch * G),
+                                              1, std::max<int64_t>(1, per_group));
     const int64_t bc_size = batch * L * G * N;
     std::vector<T> extra(size_t(parts > 1 ? 2 * (parts - 1) * bc_size : 0));
     T* dB0 = grads.dB.data_as<T>();

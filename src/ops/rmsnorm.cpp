@@ -30,7 +30,9 @@ std::pair<int64_t, int64_t> check_common(const Context& ctx, const char* op, con
   check_backend(ctx, op, "x", x);
   check_arg(op, "x", x).contiguous();
   check_value(op, "x", x.dim() >= 1, "must have at least one dimension, got a scalar");
-  const int64_t C = x.size(-1), rows = C ? x.numel() / C : 0;
+  check_value(op, "x", x.size(-1) >= 1, "must have a last dimension C >= 1 (the mean of x^2 over ",
+              "no elements is undefined), got shape ", shape_str(x.shape()));
+  const int64_t C = x.size(-1), rows = x.numel() / C;
   check_arg(op, "weight", weight).shape({C}).dtype(x.dtype()).device(ctx.device()).contiguous();
   check_arg(op, "rstd", rstd).shape({rows}).dtype(rstd_dtype(x.dtype())).device(ctx.device());
   check_arg(op, "rstd", rstd).contiguous();
