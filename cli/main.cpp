@@ -147,9 +147,9 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   scaling_cmd->add_option("--lengths", scaling.lengths, "sequence lengths (default: by device)")
       ->delimiter(',')
-      ->check(integer_at_least(1));
+      ->check(integer_in(1, kMaxSequenceLength));
   scaling_cmd->add_option("--tokens", scaling.tokens_per_batch, "batch * T (default: by device)")
-      ->check(integer_at_least(0));
+      ->check(integer_in(0, kMaxSequenceLength));
   scaling_cmd->add_option("--repeats", scaling.repeats, "timed runs per point")
       ->check(integer_in(1, 1000000))
       ->capture_default_str();

@@ -8,6 +8,7 @@
 
 #include "longctx/error.h"
 #include "longctx/io/file.h"
+#include "longctx/model/config.h"
 
 namespace longctx::train {
 
@@ -36,7 +37,11 @@ double SequenceRng::uniform() {
 // ---- MQAR --------------------------------------------------------------------------------------
 
 void MqarOptions::validate() const {
-  LONGCTX_CHECK(vocab_size >= 4, "mqar: vocab_size must be at least 4, got ", vocab_size);
+  LONGCTX_CHECK(vocab_size >= 4 && vocab_size <= kMaxVocabSize, "mqar: vocab_size must be in [4, ",
+                kMaxVocabSize, "], got ", vocab_size);
+  // The slot table has (seq_len - 2K) / 2 entries: 3e9 built for over a minute.
+  LONGCTX_CHECK(seq_len >= 1 && seq_len <= kMaxSequenceLength, "mqar: seq_len must be in [1, ",
+                kMaxSequenceLength, "], got ", seq_len);
   LONGCTX_CHECK(num_pairs >= 1, "mqar: num_pairs (K) must be at least 1, got ", num_pairs);
   LONGCTX_CHECK(num_pairs <= vocab_size / 2 - 1, "mqar: num_pairs ", num_pairs,
                 " needs that many distinct keys in [1, vocab_size/2) = [1, ", vocab_size / 2,
@@ -134,7 +139,8 @@ void MqarTask::fill(Split split, int64_t first, const Tensor& tokens, const Tens
 // ---- Text --------------------------------------------------------------------------------------
 
 void TextOptions::validate() const {
-  LONGCTX_CHECK(seq_len >= 1, "text: seq_len must be at least 1, got ", seq_len);
+  LONGCTX_CHECK(seq_len >= 1 && seq_len <= kMaxSequenceLength, "text: seq_len must be in [1, ",
+                kMaxSequenceLength, "], got ", seq_len);
   LONGCTX_CHECK(test_fraction > 0 && test_fraction < 1,
                 "text: test_fraction must be in (0, 1), got ", test_fraction);
 }

@@ -33,6 +33,13 @@ void TrainOptions::validate() const {
   LONGCTX_CHECK(steps >= 1, "train: steps must be at least 1, got ", steps);
   LONGCTX_CHECK(batch >= 1, "train: batch must be at least 1, got ", batch);
   LONGCTX_CHECK(accum >= 1, "train: accum must be at least 1, got ", accum);
+  // The data position (sequences consumed) must stay below 2^62, where MQAR's test seeds start.
+  int64_t per_step = 0, sequences = 0;
+  const bool fits = !__builtin_mul_overflow(accum, batch, &per_step) &&
+                    !__builtin_mul_overflow(steps, per_step, &sequences) &&
+                    sequences < (int64_t(1) << 62);
+  LONGCTX_CHECK(fits, "train: steps x accum x batch = ", steps, " x ", accum, " x ", batch,
+                " sequences is beyond the 2^62 a run can draw");
   LONGCTX_CHECK(std::isfinite(lr) && lr > 0, "train: lr must be positive, got ", lr);
   LONGCTX_CHECK(min_lr_ratio >= 0 && min_lr_ratio <= 1,
                 "train: min_lr_ratio must be in [0, 1], got ", min_lr_ratio);

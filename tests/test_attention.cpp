@@ -410,7 +410,11 @@ TEST(AttentionBadInput, DecodeNamesTheArgument) {
                        "[1] = -1", "outside [0, Tmax = 10]");
   lens.data_as<int32_t>()[1] = 2;
   EXPECT_LONGCTX_ERROR(attention_decode(ctx, out, lse, q, cache_k, cache_v, lens, {}, {}, {}, -1),
-                       "'num_splits'", "must be >= 0");
+                       "'num_splits'", "must be in [0, max(1, Tmax = 10)]", "got -1");
+  // More splits than cache rows: 2^31 - 1 of them allocated gigabytes for nothing.
+  EXPECT_LONGCTX_ERROR(
+      attention_decode(ctx, out, lse, q, cache_k, cache_v, lens, {}, {}, {}, 2147483647),
+      "'num_splits'", "Tmax = 10", "got 2147483647");
   EXPECT_LONGCTX_ERROR(attention_decode(ctx, out, lse, q, cache_k, cache_k, lens), "'k_cache'",
                        "overlaps input 'v_cache'");
   EXPECT_LONGCTX_ERROR(

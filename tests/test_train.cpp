@@ -161,6 +161,14 @@ TEST(Mqar, BadOptionsAreNamed) {
   o = MqarOptions{};
   o.alpha = 0;
   EXPECT_LONGCTX_ERROR(MqarTask{o}, "alpha must be positive");
+  // Sizes are bounded before anything is built: --seq-len 3000000000 built a slot table for
+  // over a minute.
+  o = MqarOptions{};
+  o.seq_len = 3'000'000'000;
+  EXPECT_LONGCTX_ERROR(MqarTask{o}, "seq_len must be in [1, 16777216]", "got 3000000000");
+  o = MqarOptions{};
+  o.vocab_size = int64_t(1) << 40;
+  EXPECT_LONGCTX_ERROR(MqarTask{o}, "vocab_size must be in [4, 16777216]");
 }
 
 // ---- Text --------------------------------------------------------------------------------------
@@ -206,6 +214,8 @@ TEST(TextTask, MissingOrTinyCorpusIsAClearError) {
   std::ofstream(dir.file("tiny.txt")) << "too short";
   o.path = dir.file("tiny.txt");
   EXPECT_LONGCTX_ERROR(train::TextTask{o}, "too few for windows of 257 bytes");
+  o.seq_len = 3'000'000'000;
+  EXPECT_LONGCTX_ERROR(train::TextTask{o}, "seq_len must be in [1, 16777216]");
 }
 
 // ---- The schedule and the options --------------------------------------------------------------
@@ -450,6 +460,10 @@ TEST(Train, RunDirectoryMistakesAreClearErrors) {
   EXPECT_LONGCTX_ERROR(train::load_run_options("/nonexistent-run"), "options.json not found");
   o.batch = 0;
   EXPECT_LONGCTX_ERROR(train::train(o), "batch must be at least 1");
+  // The data position steps x accum x batch overflowed int64 and left MQAR's train seed range.
+  o.batch = int64_t(1) << 40;
+  o.steps = int64_t(1) << 30;
+  EXPECT_LONGCTX_ERROR(train::train(o), "steps x accum x batch", "beyond the 2^62");
 }
 
 // One writer per run directory: a second trainer on the same --out, started while the first runs

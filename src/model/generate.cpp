@@ -67,7 +67,9 @@ std::vector<std::vector<int32_t>> generate(Model& model,
   for (const auto& p : prompts)
     check_value(op, "prompts", int64_t(p.size()) == T, "must all have the same length (", T,
                 "), got one of ", p.size());
-  check_value(op, "max_new_tokens", max_new_tokens >= 0, "must be >= 0, got ", max_new_tokens);
+  check_value(op, "max_new_tokens", max_new_tokens >= 0 && max_new_tokens <= kMaxSequenceLength - T,
+              "must be in [0, ", kMaxSequenceLength - T, "] (prompt and continuation at most ",
+              kMaxSequenceLength, " tokens: the caches are sized for them), got ", max_new_tokens);
   const int64_t V = model.config().vocab_size;
   for (const auto& p : prompts)
     for (int32_t t : p)

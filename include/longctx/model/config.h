@@ -32,6 +32,8 @@ constexpr int64_t kMaxWidth = int64_t(1) << 18;      // d_model and every inner 
 constexpr int64_t kMaxLayers = 4096;
 constexpr int64_t kMaxWindow = (int64_t(1) << 31) - 1;  // AttentionParams holds windows as int
 constexpr int64_t kMaxChunkSize = int64_t(1) << 16;
+// The longest sequence a model is trained or sampled on (16.7M tokens; RoPE positions are int32).
+constexpr int64_t kMaxSequenceLength = int64_t(1) << 24;
 
 enum class LayerKind { attention, sliding_attention, mamba, mamba2, rglru, mlp };
 
