@@ -17,12 +17,12 @@
 // tiles; the backward's only O(T) buffer is Di, (B, H, Tq).
 //
 // NaN and inf propagate as in the plain formulas summed over the visible pairs (the tests'
-// reference): a NaN or inf score makes its row's softmax NaN (exp2 and the row max carry NaN;
-// +inf - +inf is NaN), a row whose visible scores are all -inf is NaN, and a row that sees no key
-// has out = 0, lse = -inf. A masked position is never read: in a tile with masked entries whose
-// operand (V, K, Q or dO rows) holds a non-finite value, the product skips the masked pairs
-// instead of multiplying a masked 0 by it (masked_product; the finite case keeps the BLAS and
-// packed kernels).
+// reference): a NaN or +inf score makes its row's softmax NaN (exp2 carries NaN; +inf - +inf is
+// NaN), a row whose visible scores are all -inf is NaN, and a row that sees no key has out = 0,
+// lse = -inf. A masked position is never read: in a tile with masked entries whose operand (V, K,
+// Q or dO rows) holds a non-finite value, the product skips the masked pairs instead of
+// multiplying a masked 0 by it (masked_product; the finite case keeps the BLAS and packed
+// kernels).
 #include <cblas.h>
 
 #if defined(__AVX2__) && defined(__FMA__)
