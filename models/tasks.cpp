@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "longctx/error.h"
+#include "longctx/io/file.h"
+#include "longctx/model/config.h"
 
 namespace longctx::train {
 
@@ -37,7 +37,11 @@ double SequenceRng::uniform() {
 // ---- MQAR --------------------------------------------------------------------------------------
 
 void MqarOptions::validate() const {
-  LONGCTX_CHECK(vocab_size >= 4, "mqar: vocab_size must be at least 4, got ", vocab_size);
+  LONGCTX_CHECK(vocab_size >= 4 && vocab_size <= kMaxVocabSize, "mqar: vocab_size must be in [4, ",
+                kMaxVocabSize, "], got ", vocab_size);
+  // The slot table has (seq_len - 2K) / 2 entries: 3e9 built for over a minute.
+  LONGCTX_CHECK(seq_len >= 1 && seq_len <= kMaxSequenceLength, "mqar: seq_len must be in [1, ",
+                kMaxSequenceLength, "], got ", seq_len);
   LONGCTX_CHECK(num_pairs >= 1, "mqar: num_pairs (K) must be at least 1, got ", num_pairs);
   LONGCTX_CHECK(num_pairs <= vocab_size / 2 - 1, "mqar: num_pairs ", num_pairs,
                 " needs that many distinct keys in [1, vocab_size/2) = [1, ", vocab_size / 2,
@@ -135,20 +139,13 @@ void MqarTask::fill(Split split, int64_t first, const Tensor& tokens, const Tens
 // ---- Text --------------------------------------------------------------------------------------
 
 void TextOptions::validate() const {
-  LONGCTX_CHECK(seq_len >= 1, "text: seq_len must be at least 1, got ", seq_len);
+  LONGCTX_CHECK(seq_len >= 1 && seq_len <= kMaxSequenceLength, "text: seq_len must be in [1, ",
+                kMaxSequenceLength, "], got ", seq_len);
   LONGCTX_CHECK(test_fraction > 0 && test_fraction < 1,
                 "text: test_fraction must be in (0, 1), got ", test_fraction);
 }
 
 namespace {
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  LONGCTX_CHECK(f, "text: cannot read ", path);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -160,7 +157,7 @@ std::string read_corpus(const std::string& path) {
   LONGCTX_CHECK(::stat(path.c_str(), &st) == 0, "text: corpus ", path,
                 " does not exist (the default is Debian's `fortunes` package: "
                 "bash scripts/setup.sh installs it; or pass --text FILE)");
-  if (!S_ISDIR(st.st_mode)) return read_file(path);
+  if (!S_ISDIR(st.st_mode)) return read_file(path, "text");  // regular files only: no FIFO
 
   std::vector<std::string> names;
   DIR* dir = ::opendir(path.c_str());
@@ -174,7 +171,7 @@ std::string read_corpus(const std::string& path) {
   ::closedir(dir);
   std::sort(names.begin(), names.end());
   std::string bytes;
-  for (const std::string& name : names) bytes += read_file(path + "/" + name);
+  for (const std::string& name : names) bytes += read_file(path + "/" + name, "text");
   return bytes;
 }
 

@@ -263,6 +263,149 @@ INSTANTIATE_TEST_SUITE_P(Cases, AttentionDecode,
                                           testing::ValuesIn(all_backends())),
                          case_name<DecodeCase>);
 
+// ---- Non-finite inputs ------------------------------------------------------------------------
+
+// `got` has exactly the oracle's NaN and ±inf entries, and its finite entries follow the 2x rule.
+// Returns how many entries of the oracle are not finite.
+int64_t expect_nonfinite_as_reference(const Tensor& got, const Ref& exact, const Ref& naive,
+                                      DType dtype, const std::string& what) {
+  Ref g = to_ref(got), e = exact, n = naive;
+  int64_t nonfinite = 0, mismatched = 0;
+  for (int64_t i = 0; i < e.numel(); ++i) {
+    const bool same = std::isnan(e[i])   ? std::isnan(g[i])
+                      : std::isinf(e[i]) ? g[i] == e[i]
+                                         : std::isfinite(g[i]);
+    if (!same && ++mismatched <= 3)
+      ADD_FAILURE() << what << "[" << i << "] = " << g[i] << ", reference " << e[i];
+    if (!std::isfinite(e[i])) ++nonfinite;
+    if (!std::isfinite(e[i]) || !same) g[i] = e[i] = n[i] = 0;
+    if (!std::isfinite(n[i])) n[i] = e[i];  // the naive rounding overflowed: no allowance
+  }
+  expect_close_2x(from_ref(g, dtype), e, n, dtype, what);
+  return nonfinite;
+}
+
+// One non-finite value in one input. A NaN in a q row gave that row out = 0 and lse = -inf
+// where the reference is NaN, +inf in k likewise, and a NaN in k gave NaN in dq (through a
+// masked key's 0 x NaN) where the forward showed none. Now the NaN and inf entries of every
+// output and gradient are exactly the reference's: the visible positions a value reaches, and
+// nothing masked.
+struct NonFiniteCase {
+  std::string name;
+  std::string tensor;  // q, k, v or dout
+  int64_t t, h, d;     // where in it: position, head, channel
+  double value;
+  AttentionParams params;
+};
+LONGCTX_PRINTS_AS_NAME(NonFiniteCase)
+
+const std::vector<NonFiniteCase> kNonFiniteCases = {
+    {"nan_in_q_causal", "q", 150, 1, 3, NAN, causal()},
+    {"nan_in_q_noncausal", "q", 7, 0, 0, NAN, {}},
+    {"pos_inf_in_k_causal", "k", 150, 0, 5, INFINITY, causal()},
+    {"neg_inf_in_k_noncausal", "k", 269, 0, 5, -INFINITY, {}},
+    {"nan_in_k_causal", "k", 150, 0, 2, NAN, causal()},
+    {"nan_in_k_sliding_window", "k", 150, 0, 2, NAN, window(20, 0, true)},
+    {"nan_in_v_causal", "v", 150, 0, 9, NAN, causal()},
+    {"inf_in_v_window_both_sides", "v", 40, 0, 9, INFINITY, window(5, 3)},
+    {"neg_inf_in_q_causal", "q", 200, 0, 0, -INFINITY, causal()},
+    {"inf_in_q_softcap", "q", 100, 1, 4, INFINITY,
+     with(causal(), [](AttentionParams& p) { p.softcap = 5.f; })},
+    {"nan_in_dout_causal", "dout", 150, 1, 0, NAN, causal()},
+};
+
+class AttentionNonFinite : public testing::TestWithParam<std::tuple<NonFiniteCase, DType>> {};
+
+TEST_P(AttentionNonFinite, PropagatesAsTheReference) {
+  const auto& [c, dt] = GetParam();
+  Context& ctx = context_for(Device::cpu());
+  const DType lse_dt = stat_dtype(dt);
+  // Two heads on one kv head, 270 tokens: three query tiles and two key tiles (128 x 256),
+  // masked and full ones.
+  const int64_t B = 1, T = 270, H = 2, Hkv = 1, D = 16;
+  const Shape q_shape = {B, T, H, D}, kv_shape = {B, T, Hkv, D};
+  Rng rng(seed_of(c.name));
+  Ref q = rounded(random_ref(q_shape, rng), dt), k = rounded(random_ref(kv_shape, rng), dt);
+  Ref v = rounded(random_ref(kv_shape, rng), dt), dout = rounded(random_ref(q_shape, rng), dt);
+  Ref& target = c.tensor == "q" ? q : c.tensor == "k" ? k : c.tensor == "v" ? v : dout;
+  target[(c.t * target.shape[2] + c.h) * D + c.d] = c.value;
+  const Tensor tq = from_ref(q, dt), tk = from_ref(k, dt), tv = from_ref(v, dt);
+
+  Tensor out = poisoned(q_shape, dt, Device::cpu(), &ctx);
+  Tensor lse = poisoned({B, H, T}, lse_dt, Device::cpu(), &ctx);
+  attention_fwd(ctx, out, lse, tq, tk, tv, c.params);
+  Tensor dq = poisoned(q_shape, dt, Device::cpu(), &ctx);
+  Tensor dk = poisoned(kv_shape, dt, Device::cpu(), &ctx);
+  Tensor dv = poisoned(kv_shape, dt, Device::cpu(), &ctx);
+  attention_bwd(ctx, dq, dk, dv, from_ref(dout, dt), tq, tk, tv, out, lse, c.params);
+
+  const auto exact = ref::attention_fwd<Oracle>(q, k, v, c.params, no_round);
+  const auto grads = ref::attention_bwd<Oracle>(dout, q, k, v, c.params, no_round);
+  int64_t nonfinite = 0;
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::attention_fwd<S>(q, k, v, c.params, rounding_for(dt));
+    const auto naive_grads = ref::attention_bwd<S>(dout, q, k, v, c.params, rounding_for(dt));
+    nonfinite += expect_nonfinite_as_reference(out, exact.out, naive.out, dt, "out");
+    nonfinite += expect_nonfinite_as_reference(lse, exact.lse, naive.lse, lse_dt, "lse");
+    nonfinite += expect_nonfinite_as_reference(dq, grads.dq, naive_grads.dq, dt, "dq");
+    nonfinite += expect_nonfinite_as_reference(dk, grads.dk, naive_grads.dk, dt, "dk");
+    nonfinite += expect_nonfinite_as_reference(dv, grads.dv, naive_grads.dv, dt, "dv");
+  });
+  EXPECT_GT(nonfinite, 0) << "the value reached no output: the case tests nothing";
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, AttentionNonFinite,
+                         testing::Combine(testing::ValuesIn(kNonFiniteCases),
+                                          testing::Values(DType::f32, DType::f64)),
+                         [](const testing::TestParamInfo<std::tuple<NonFiniteCase, DType>>& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+// Decode: a NaN in the cache beyond a row's length is never read; +inf within it makes the rows
+// that see it NaN, whatever the number of splits (the combine carries NaN, and a row whose keys
+// all score -inf is NaN, not out = 0).
+TEST(AttentionNonFiniteDecode, PropagatesAsTheReference) {
+  Context& ctx = context_for(Device::cpu());
+  for (const DType dt : {DType::f32, DType::f64})
+    for (const int splits : {1, 3}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + ", " + std::to_string(splits) + " splits");
+      const int64_t Tq = 1, Tmax = 64, H = 2, Hkv = 1, D = 16;
+      const std::vector<int> lens = {40, 50, 30};
+      const int64_t B = int64_t(lens.size());
+      Rng rng(5);
+      const Ref q = rounded(random_ref({B, Tq, H, D}, rng), dt);
+      Ref k = rounded(random_ref({B, Tmax, Hkv, D}, rng), dt);
+      const Ref v = rounded(random_ref({B, Tmax, Hkv, D}, rng), dt);
+      k[((0 * Tmax + 45) * Hkv) * D + 3] = NAN;       // batch 0: past its 40 keys
+      k[((1 * Tmax + 10) * Hkv) * D + 3] = INFINITY;  // batch 1: within its 50
+      // Batch 2: every key's first channel +inf against a q whose first channel is -inf: every
+      // visible score is -inf.
+      Ref q2 = q;
+      for (int64_t h = 0; h < H; ++h) q2[((2 * Tq) * H + h) * D] = -INFINITY;
+      for (int64_t j = 0; j < Tmax; ++j) k[((2 * Tmax + j) * Hkv) * D] = INFINITY;
+      Tensor lens_t = Tensor::empty({B}, DType::i32);
+      for (int64_t b = 0; b < B; ++b) lens_t.data_as<int32_t>()[b] = lens[size_t(b)];
+      Tensor out = poisoned({B, Tq, H, D}, dt, Device::cpu(), &ctx);
+      Tensor lse = poisoned({B, H, Tq}, stat_dtype(dt), Device::cpu(), &ctx);
+      attention_decode(ctx, out, lse, from_ref(q2, dt), from_ref(k, dt), from_ref(v, dt), lens_t,
+                       {}, {}, causal(), splits);
+      const auto exact =
+          ref::attention_decode<Oracle>(q2, k, v, lens, nullptr, nullptr, causal(), no_round);
+      with_naive_type(dt, [&](auto tag) {
+        using S = typename decltype(tag)::type;
+        const auto naive =
+            ref::attention_decode<S>(q2, k, v, lens, nullptr, nullptr, causal(), rounding_for(dt));
+        EXPECT_GT(expect_nonfinite_as_reference(out, exact.out, naive.out, dt, "out"), 0);
+        expect_nonfinite_as_reference(lse, exact.lse, naive.lse, stat_dtype(dt), "lse");
+      });
+      const Ref got = to_ref(out);
+      for (int64_t x = 0; x < H * D; ++x) EXPECT_TRUE(std::isfinite(got[x])) << "batch 0";
+      for (int64_t x = 2 * H * D; x < 3 * H * D; ++x) EXPECT_TRUE(std::isnan(got[x])) << "batch 2";
+    }
+}
+
 // ---- The reference against finite differences -----------------------------------------------
 
 TEST(AttentionReference, GradientsMatchFiniteDifferences) {
@@ -380,7 +523,7 @@ int64_t expect_same_non_finite(const Tensor& actual, const Ref& exact, const Ref
 // per-element sums agree exactly. Where a non-finite value meets a zero weight inside a tile
 // (a masked key, a -inf score), CUDA's products give 0 * inf = NaN where the reference skips the
 // term; attention.h states it, and the case marked forward_only below shows the forward exact.
-struct NonFiniteCase {
+struct PlantedCase {
   std::string name;
   int64_t B, Tq, Tk, H, Hkv, D;
   AttentionParams params;
@@ -390,9 +533,9 @@ struct NonFiniteCase {
   int score_sign;      // k = +inf: +1 (-1) makes q[., ., h, d] > 0 (< 0) for the group's heads
   bool forward_only;   // the backward meets 0 * inf in dQ = dS K: not comparable
 };
-LONGCTX_PRINTS_AS_NAME(NonFiniteCase)
+LONGCTX_PRINTS_AS_NAME(PlantedCase)
 
-const std::vector<NonFiniteCase> kNonFiniteCases = {
+const std::vector<PlantedCase> kPlantedCases = {
     {"nan_in_q_bidirectional", 2, 40, 50, 4, 2, 64, {}, 'q', 1, 7, 3, 5, NAN, 0, false},
     {"nan_in_k_seen_by_all_causal", 2, 45, 45, 4, 2, 64, causal(), 'k', 0, 0, 1, 9, NAN, 0, false},
     {"pos_inf_in_k_positive_scores", 1, 45, 45, 4, 2, 64, causal(), 'k', 0, 0, 0, 3, INFINITY, 1,
@@ -404,9 +547,9 @@ const std::vector<NonFiniteCase> kNonFiniteCases = {
     {"nan_in_v_seen_by_all_causal", 1, 45, 45, 4, 1, 64, causal(), 'v', 0, 0, 0, 11, NAN, 0, false},
 };
 
-class AttentionNonFinite : public testing::TestWithParam<std::tuple<NonFiniteCase, Backend>> {};
+class AttentionPlantedNonFinite : public testing::TestWithParam<std::tuple<PlantedCase, Backend>> {};
 
-TEST_P(AttentionNonFinite, PropagatesAsTheReference) {
+TEST_P(AttentionPlantedNonFinite, PropagatesAsTheReference) {
   const auto& [c, backend] = GetParam();
   LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
   if (const std::string why = attention_supports(backend.device, backend.dtype, c.D); !why.empty())
@@ -459,10 +602,10 @@ TEST_P(AttentionNonFinite, PropagatesAsTheReference) {
   });
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, AttentionNonFinite,
-                         testing::Combine(testing::ValuesIn(kNonFiniteCases),
+INSTANTIATE_TEST_SUITE_P(Cases, AttentionPlantedNonFinite,
+                         testing::Combine(testing::ValuesIn(kPlantedCases),
                                           testing::ValuesIn(cuda_backends())),
-                         case_name<NonFiniteCase>);
+                         case_name<PlantedCase>);
 
 // Decode: a NaN query row, a non-finite cache entry that every query sees, split-KV combine over
 // them; and NaN poison in the cache past each batch's length, which no query may read.
@@ -688,7 +831,11 @@ TEST(AttentionBadInput, DecodeNamesTheArgument) {
                        "[1] = -1", "outside [0, Tmax = 10]");
   lens.data_as<int32_t>()[1] = 2;
   EXPECT_LONGCTX_ERROR(attention_decode(ctx, out, lse, q, cache_k, cache_v, lens, {}, {}, {}, -1),
-                       "'num_splits'", "must be >= 0");
+                       "'num_splits'", "must be in [0, max(1, Tmax = 10)]", "got -1");
+  // More splits than cache rows: 2^31 - 1 of them allocated gigabytes for nothing.
+  EXPECT_LONGCTX_ERROR(
+      attention_decode(ctx, out, lse, q, cache_k, cache_v, lens, {}, {}, {}, 2147483647),
+      "'num_splits'", "Tmax = 10", "got 2147483647");
   EXPECT_LONGCTX_ERROR(attention_decode(ctx, out, lse, q, cache_k, cache_k, lens), "'k_cache'",
                        "overlaps input 'v_cache'");
   EXPECT_LONGCTX_ERROR(

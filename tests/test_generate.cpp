@@ -102,6 +102,21 @@ TEST(Generate, GreedyContinuationMatchesFullForwards) {
   EXPECT_LONGCTX_ERROR(generate(model, {{1, 20}}, 2), "holds token 20");
   EXPECT_LONGCTX_ERROR(generate(model, {{1, 2}, {}}, 2), "at least one token");
   EXPECT_LONGCTX_ERROR(generate(model, {}, 2), "at least one prompt");
+  // The caches are sized for prompt + continuation: bounded before they are allocated.
+  EXPECT_LONGCTX_ERROR(generate(model, prompts, int64_t(1) << 40), "'max_new_tokens'",
+                       "must be in [0, 16777213]");
+}
+
+// A model whose output is not finite (its parameters hold NaN) is an error, not tokens sampled
+// from NaN.
+TEST(Sampler, NonFiniteLogitsAreAnError) {
+  Sampler greedy({0.0, 0, 1.0, 0}), sampled({1.0, 0, 1.0, 0});
+  const double nan = std::nan(""), inf = INFINITY;
+  for (Sampler* s : {&greedy, &sampled}) {
+    const std::vector<double> with_nan = {0.5, nan, 1.0}, with_inf = {0.5, -inf, 1.0};
+    EXPECT_LONGCTX_ERROR(s->sample(with_nan.data(), 3), "logit 1 is nan", "not finite");
+    EXPECT_LONGCTX_ERROR(s->sample(with_inf.data(), 3), "logit 1 is -inf");
+  }
 }
 
 }  // namespace

@@ -161,6 +161,14 @@ TEST(Mqar, BadOptionsAreNamed) {
   o = MqarOptions{};
   o.alpha = 0;
   EXPECT_LONGCTX_ERROR(MqarTask{o}, "alpha must be positive");
+  // Sizes are bounded before anything is built: --seq-len 3000000000 built a slot table for
+  // over a minute.
+  o = MqarOptions{};
+  o.seq_len = 3'000'000'000;
+  EXPECT_LONGCTX_ERROR(MqarTask{o}, "seq_len must be in [1, 16777216]", "got 3000000000");
+  o = MqarOptions{};
+  o.vocab_size = int64_t(1) << 40;
+  EXPECT_LONGCTX_ERROR(MqarTask{o}, "vocab_size must be in [4, 16777216]");
 }
 
 // ---- Text --------------------------------------------------------------------------------------
@@ -206,6 +214,8 @@ TEST(TextTask, MissingOrTinyCorpusIsAClearError) {
   std::ofstream(dir.file("tiny.txt")) << "too short";
   o.path = dir.file("tiny.txt");
   EXPECT_LONGCTX_ERROR(train::TextTask{o}, "too few for windows of 257 bytes");
+  o.seq_len = 3'000'000'000;
+  EXPECT_LONGCTX_ERROR(train::TextTask{o}, "seq_len must be in [1, 16777216]");
 }
 
 // ---- The schedule and the options --------------------------------------------------------------
@@ -240,6 +250,11 @@ TEST(Train, OptionsRoundTripThroughJsonAndUnknownKeysAreNamed) {
                        "unknown key 'mqar.pairs'");
   EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"steps": "many"})"),
                        "'steps' has the wrong type");
+  // A repeated key was accepted, the last one winning; now it is an error naming the key.
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"lr": 1e-3, "lr": 2})"),
+                       "train options: duplicate key 'lr'");
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"mqar": {"seed": 1, "seed": 2}})"),
+                       "duplicate key 'seed'");
 }
 
 // ---- Runs --------------------------------------------------------------------------------------
@@ -445,6 +460,61 @@ TEST(Train, RunDirectoryMistakesAreClearErrors) {
   EXPECT_LONGCTX_ERROR(train::load_run_options("/nonexistent-run"), "options.json not found");
   o.batch = 0;
   EXPECT_LONGCTX_ERROR(train::train(o), "batch must be at least 1");
+  // The data position steps x accum x batch overflowed int64 and left MQAR's train seed range.
+  o.batch = int64_t(1) << 40;
+  o.steps = int64_t(1) << 30;
+  EXPECT_LONGCTX_ERROR(train::train(o), "steps x accum x batch", "beyond the 2^62");
+}
+
+// One writer per run directory: a second trainer on the same --out, started while the first runs
+// (here from inside its step hook), is refused — a fresh start and a --resume alike — where both
+// used to run and interleave their files. The lock ends with the first run.
+TEST(Train, ASecondTrainerOnTheSameDirectoryIsRefused) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 3;
+  o.checkpoint_every = 1;
+  int refused = 0;
+  train::TrainHooks hooks;
+  hooks.stop_after = [&](int64_t step) {
+    if (step == 2) {
+      EXPECT_LONGCTX_ERROR(train::train(o), "is in use by another `longctx train`", "/.lock");
+      EXPECT_LONGCTX_ERROR(train::train(o, true), "is in use by another `longctx train`");
+      ++refused;
+    }
+    return false;
+  };
+  EXPECT_EQ(train::train(o, false, hooks).step, 3);
+  EXPECT_EQ(refused, 1);
+  EXPECT_EQ(step_lines(dir.path()).size(), 3u) << "the first run's log, untouched";
+  EXPECT_EQ(train::train(o, true).step, 3) << "the lock went with the first run";
+}
+
+// Checkpoints come every checkpoint_minutes by default (before, only at the end or on a signal:
+// a kill -9 or a crash lost the whole run), and the temporary files a killed writer leaves are
+// removed by the next run in the directory (3 x 9.5 MB after 12 kills).
+TEST(Train, PeriodicCheckpointsSurviveACrashAndStaleTemporariesGo) {
+  EXPECT_GT(TrainOptions().checkpoint_minutes, 0) << "periodic checkpoints by default";
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 6;
+  o.checkpoint_minutes = 1e-9;  // after every step
+  train::TrainHooks crash;
+  crash.stop_after = [](int64_t step) -> bool {
+    if (step == 3) throw std::runtime_error("simulated crash");  // no checkpoint on the way out
+    return false;
+  };
+  EXPECT_THROW(train::train(o, false, crash), std::runtime_error);
+  EXPECT_EQ(
+      std::stoll(load_safetensors(dir.file("checkpoint.safetensors")).metadata.at("train.step")),
+      2);
+  std::ofstream(dir.file("checkpoint.safetensors.tmp.999.123.0")) << std::string(4096, 'x');
+  std::ofstream(dir.file("options.json.tmp")) << "{";
+  EXPECT_EQ(train::train(o, true).step, 6);
+  EXPECT_EQ(dir.files(), (std::vector<std::string>{".lock", "checkpoint.safetensors", "log.jsonl",
+                                                   "options.json"}));
+  o.checkpoint_minutes = -1;
+  EXPECT_LONGCTX_ERROR(train::train(o, true), "checkpoint_minutes must be >= 0");
 }
 
 TEST(Train, Bf16PrecisionIsForCudaAndNamedWhenWrong) {
@@ -475,6 +545,33 @@ TEST(Train, ResumeReadsOptionsAddedSinceTheRunBegan) {
   EXPECT_LONGCTX_ERROR(train::train(o, true), "option 'steps' differs");
   o.steps = 2;
   EXPECT_EQ(train::train(o, true).step, 2);
+}
+
+// A checkpoint's metadata is untrusted: malformed step, position or options are errors naming
+// the checkpoint and the key (the step read "error: stoll").
+TEST(Train, ResumeRejectsMalformedCheckpointMetadata) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 2;
+  train::train(o);
+  const std::string path = dir.file("checkpoint.safetensors");
+  const SafetensorsFile good = load_safetensors(path);
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"train.step", "two", "metadata 'train.step' must be an integer, got 'two'"},
+      {"train.step", "", "metadata 'train.step' must be an integer"},
+      {"train.step", "99999999999999999999", "must be an integer"},
+      {"train.position", "1x", "metadata 'train.position' must be an integer, got '1x'"},
+      {"train.elapsed_s", "[1]", "metadata 'train.elapsed_s' must be a number"},
+      {"train.elapsed_s", "{", "metadata 'train.elapsed_s' must be a number"},
+      {"train.options", R"({"lr": 1, "lr": 2})", "duplicate key 'lr'"},
+      {"train.options", "[", "not valid JSON"},
+  };
+  for (const auto& [key, value, message] : cases) {
+    SafetensorsFile bad = good;
+    bad.metadata[key] = value;
+    save_safetensors(path, bad.tensors, bad.metadata);
+    EXPECT_LONGCTX_ERROR(train::train(o, true), path.c_str(), message.c_str());
+  }
 }
 
 // --init starts from another run's parameters (here with a learning rate too small to move

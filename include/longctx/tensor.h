@@ -39,6 +39,17 @@ Device parse_device(const std::string& name);  // "cpu", "cuda", "cuda:1"; throw
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& shape);  // "(2, 3, 4)"
 
+// The most bytes one tensor (or arena) may span: 2^62, so that every element count, stride, byte
+// count and 64-byte-rounded size derived from a shape fits in int64 with room to spare.
+constexpr int64_t kMaxTensorBytes = int64_t(1) << 62;
+
+// The bytes a contiguous tensor of `shape` and `dtype` needs, computed without overflow. Throws
+// Error starting with `who` for a negative size, or when the product of the non-zero sizes times
+// the element size exceeds kMaxTensorBytes (zero sizes are left out of that product so that the
+// strides of an empty tensor cannot overflow either). Shapes from files, configs and options go
+// through here before anything is allocated; every Tensor's shape has passed it.
+size_t checked_nbytes(const Shape& shape, DType dtype, const std::string& who);
+
 class Tensor {
  public:
   Tensor() = default;  // an undefined tensor: how an optional argument is left out

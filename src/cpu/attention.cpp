@@ -15,6 +15,14 @@
 // The tile matmuls go to OpenBLAS (its OpenMP build runs single-threaded inside our parallel
 // region, which is what we want: the parallelism is over tiles). Extra memory per thread is a few
 // tiles; the backward's only O(T) buffer is Di, (B, H, Tq).
+//
+// NaN and inf propagate as in the plain formulas summed over the visible pairs (the tests'
+// reference): a NaN or +inf score makes its row's softmax NaN (exp2 carries NaN; +inf - +inf is
+// NaN), a row whose visible scores are all -inf is NaN, and a row that sees no key has out = 0,
+// lse = -inf. A masked position is never read: in a tile with masked entries whose operand (V, K,
+// Q or dO rows) holds a non-finite value, the product skips the masked pairs instead of
+// multiplying a masked 0 by it (masked_product; the finite case keeps the BLAS and packed
+// kernels).
 #include <cblas.h>
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -277,14 +285,17 @@ constexpr float kExp2Poly[] = {1.5252733804059841e-05f, 1.5403530393381609e-04f,
 #if defined(__AVX2__) && defined(__FMA__)
 inline __m256 exp2_ps(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-125.f);
-  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(127.f));
+  // The clamps return their second operand when one is NaN: a NaN x stays NaN through them and
+  // the polynomial (the exponent bits added are then 0), so exp2(NaN) = NaN at no extra cost.
+  const __m256 xc = _mm256_min_ps(_mm256_set1_ps(127.f), _mm256_max_ps(lo, x));
   const __m256 n = _mm256_round_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256 f = _mm256_sub_ps(xc, n);
   __m256 p = _mm256_set1_ps(kExp2Poly[0]);
   for (int c = 1; c < 8; ++c) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[c]));
   const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
   const __m256 r = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
-  return _mm256_and_ps(r, _mm256_cmp_ps(x, lo, _CMP_GE_OQ));
+  // 0 below 2^-125 and for -inf (an ordered comparison: false for NaN, which passes).
+  return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), r);
 }
 // The last n % 8 elements go through the same vector code (padded with -inf), so every element
 // and every sum is computed the same way whatever the row's length and alignment.
@@ -301,6 +312,7 @@ inline void store_tail(float* s, int64_t n, __m256 x) {
 #endif
 
 inline float exp2_scalar(float x) {
+  if (std::isnan(x)) return x;
   const float xc = std::min(std::max(x, -125.f), 127.f);
   const float n = std::nearbyint(xc);
   const float f = xc - n;
@@ -310,7 +322,15 @@ inline float exp2_scalar(float x) {
   return x < -125.f ? 0.f : bits_to_float(bits);
 }
 
-// max_j s[j] (-inf for an empty or fully masked row).
+// max(a, b), NaN if either is (std::max keeps `a` when `b` is NaN).
+template <class T>
+T nan_max(T a, T b) {
+  return a != a || b != b ? std::numeric_limits<T>::quiet_NaN() : std::max(a, b);
+}
+
+// max_j s[j] (-inf for an empty or fully masked row). NaN entries are skipped or not (maxps
+// keeps its second operand): a row with a NaN is NaN through exp2 whatever its max, so the only
+// case to catch is a max of -inf (see attend_rows).
 template <class T>
 T row_max(const T* s, int64_t n) {
   T mx = -std::numeric_limits<T>::infinity();
@@ -326,6 +346,25 @@ T row_max(const T* s, int64_t n) {
 #endif
   for (; j < n; ++j) mx = std::max(mx, s[j]);
   return mx;
+}
+
+template <class T>
+bool has_nan(const T* s, int64_t n) {
+  return std::any_of(s, s + n, [](T x) { return x != x; });
+}
+
+// Whether every entry of rows x cols (leading dim ld) is finite: x · 0 is 0 for a finite x and
+// NaN for inf or NaN, and the sum of those is a vector reduction (one multiply-add per element,
+// ~1/100 of a masked tile's products).
+template <class T>
+bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
+  T acc = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = x + r * ld;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t c = 0; c < cols; ++c) acc += row[c] * T(0);
+  }
+  return acc == T(0);
 }
 
 // s[j] = 2^(s[j] − m) in place; returns the sum, in an order fixed by n alone (deterministic).
@@ -386,16 +425,44 @@ struct Band {
   bool full(int64_t i0, int64_t i1, int64_t j0, int64_t j1) const {
     return j0 >= lo(i1 - 1) && j1 <= hi(i0);
   }
-  // Sets the invisible entries of row i (keys j0 .. j0 + nk) of a score tile to -inf, and those
-  // of keys below `first` (another split's, in decode).
+  // Query i sees key j (and j is not below `first`, another split's key in decode).
+  bool sees(int64_t i, int64_t j, int64_t first = 0) const {
+    return j >= std::max(lo(i), first) && j < hi(i);
+  }
+  // Query i sees some key of [kb, ke).
+  bool sees_any(int64_t i, int64_t kb, int64_t ke) const {
+    return std::max(lo(i), kb) < std::min(hi(i), ke);
+  }
+  // Sets the invisible entries of row i (keys j0 .. j0 + nk) of a tile to `fill` (-inf for
+  // scores, 0 for probabilities and their gradients), and those of keys below `first`.
   template <class T>
-  void mask_row(T* s, int64_t i, int64_t j0, int64_t nk, int64_t first = 0) const {
+  void mask_row(T* s, int64_t i, int64_t j0, int64_t nk, int64_t first = 0,
+                T fill = -std::numeric_limits<T>::infinity()) const {
     const int64_t a = std::clamp(std::max(lo(i), first) - j0, int64_t(0), nk);
     const int64_t e = std::clamp(hi(i) - j0, a, nk);
-    std::fill(s, s + a, -std::numeric_limits<T>::infinity());
-    std::fill(s + e, s + nk, -std::numeric_limits<T>::infinity());
+    std::fill(s, s + a, fill);
+    std::fill(s + e, s + nk, fill);
   }
 };
+
+// c += alpha · w · x over the visible pairs of a tile only — the product for a tile with masked
+// entries whose operand x holds a non-finite value (a BLAS product would read the masked
+// positions: 0 · NaN is NaN). w is the (n x nk) tile of query rows i0.. by keys j0.., leading dim
+// ldw. by_query: c (n x D) += alpha w x with x (nk x D), as P·V and dS·K; otherwise c (nk x D)
+// += alpha wᵀ x with x (n x D), as Pᵀ·dO and dSᵀ·Q.
+template <class T>
+void masked_product(bool by_query, const Band& band, int64_t i0, int64_t n, int64_t j0, int64_t nk,
+                    int64_t first, T alpha, const T* w, int64_t ldw, const T* x, int64_t ldx,
+                    int64_t D, T* c, int64_t ldc) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < nk; ++j) {
+      if (!band.sees(i0 + r, j0 + j, first)) continue;
+      const T weight = alpha * w[r * ldw + j];
+      T* out = c + (by_query ? r : j) * ldc;
+      const T* in = x + (by_query ? j : r) * ldx;
+      for (int64_t d = 0; d < D; ++d) out[d] += weight * in[d];
+    }
+}
 
 // Scores in the log2 domain: s = log2e · softcap(scale · q·k).
 template <class T>
@@ -461,10 +528,14 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
     for (int64_t r = 0; r < n; ++r) {
       T* s = S + r * kBlockK;
       if (masked) band.mask_row(s, i0 + r, j0, nk, kb);
-      const T m_new = std::max(m[r], row_max(s, nk));
-      if (m_new == kNegInf) {  // no visible key so far: nothing to add
-        std::fill(s, s + nk, T(0));
-        continue;
+      // A NaN running max stays NaN (std::max keeps its first operand then).
+      T m_new = std::max(m[r], row_max(s, nk));
+      if (m_new == kNegInf) {
+        if (!has_nan(s, nk)) {  // no visible key so far (or only -inf scores): nothing to add
+          std::fill(s, s + nk, T(0));
+          continue;
+        }
+        m_new = std::numeric_limits<T>::quiet_NaN();  // a NaN score among -inf ones
       }
       const T alpha = m[r] == kNegInf ? T(0) : T(std::exp2(m[r] - m_new));
       l[r] = l[r] * alpha + exp2_shifted(s, nk, m_new);
@@ -474,15 +545,23 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
         for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
       }
     }
-    mm.pv(S, kBlockK, v + j0 * ldkv, ldkv, n, nk, O,
-          packed.v_rows ? packed.v_rows + j0 * mm.ldc() : nullptr);
+    if (masked && !all_finite(v + j0 * ldkv, nk, D, ldkv))
+      masked_product(/*by_query=*/true, band, i0, n, j0, nk, kb, T(1), S, kBlockK, v + j0 * ldkv,
+                     ldkv, D, O, ldo_acc);
+    else
+      mm.pv(S, kBlockK, v + j0 * ldkv, ldkv, n, nk, O,
+            packed.v_rows ? packed.v_rows + j0 * mm.ldc() : nullptr);
   }
 
+  // l = 0: no finite weight. A row that sees keys of [kb, ke) whose scores were all -inf is NaN
+  // (exp(-inf - -inf)) when this is its whole range; for a decode split the combine decides.
+  const bool whole_row = kb == 0 && ke == band.Tk;
   for (int64_t r = 0; r < n; ++r) {
     T* o = out + (i0 + r) * ldo;
     if (l[r] == T(0)) {
-      std::fill(o, o + D, T(0));
-      lse[r] = kNegInf;
+      const bool nan = whole_row && band.sees_any(i0 + r, kb, ke);
+      std::fill(o, o + D, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
+      lse[r] = nan ? std::numeric_limits<T>::quiet_NaN() : kNegInf;
       continue;
     }
     const T inv = T(1) / l[r];
@@ -542,6 +621,8 @@ struct BwdTile {
   Scratch<T> buf;
   T *P, *dS, *dcap;  // (kBlockQ, kBlockK) each
 
+  bool masked = false;  // the last tile computed has entries some row does not see
+
   explicit BwdTile(int64_t D) : mm_k(D), mm_v(D), buf(3 * kBlockQ * kBlockK) {
     P = buf.get();
     dS = P + kBlockQ * kBlockK;
@@ -556,16 +637,17 @@ struct BwdTile {
     const bool capped = scores.softcap != T(0);
     scores.compute(mm_k, q + i0 * ldq, ldq, k + j0 * ldkv, ldkv, n, nk, P, ld,
                    capped ? dcap : nullptr);
-    const bool masked = !band.full(i0, i0 + n, j0, j0 + nk);
+    masked = !band.full(i0, i0 + n, j0, j0 + nk);
     for (int64_t r = 0; r < n; ++r) {
       T* p = P + r * ld;
       const T l2 = lse[i0 + r] * T(kLog2e);
-      if (masked) band.mask_row(p, i0 + r, j0, nk);
-      if (std::isinf(l2)) {  // a row that sees no key: P = 0 (lse = -inf)
+      if (l2 == -std::numeric_limits<T>::infinity()) {  // a row that sees no key: P = 0
         std::fill(p, p + nk, T(0));
         continue;
       }
-      exp2_shifted(p, nk, l2);
+      exp2_shifted(p, nk, l2);  // NaN everywhere for a NaN row, as the forward's
+      // Masked after the exp: exp2(-inf - NaN) would be NaN where P must be 0.
+      if (masked) band.mask_row(p, i0 + r, j0, nk, 0, T(0));
     }
     // dS = dO·Vᵀ, then P∘(dS − Di)(∘ dcap).
     mm_v.abt(dout + i0 * ldq, ldq, v + j0 * ldkv, ldkv, n, nk, T(1), dS, ld);
@@ -581,6 +663,9 @@ struct BwdTile {
 #pragma omp simd
         for (int64_t j = 0; j < nk; ++j) ds[j] = p[j] * (ds[j] - di);
       }
+      // dS = 0 where the row does not see the key, even when dP there is NaN (a NaN value row
+      // or dout row) or Di is.
+      if (masked) band.mask_row(ds, i0 + r, j0, nk, 0, T(0));
     }
   }
 };
@@ -637,9 +722,17 @@ void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tens
       for (int64_t i0 = q_begin; i0 < q_end; i0 += kBlockQ) {
         const int64_t n = std::min(kBlockQ, q_end - i0);
         t.compute(qh, doh, H * D, kh, vh, Hkv * D, lh, dih, band, scores, i0, n, j0, nk);
-        gemm(true, false, nk, D, n, T(1), t.P, kBlockK, doh + i0 * H * D, H * D, T(1), dv_acc, D);
-        gemm(true, false, nk, D, n, scores.scale, t.dS, kBlockK, qh + i0 * H * D, H * D, T(1),
-             dk_acc, D);
+        if (t.masked && !all_finite(doh + i0 * H * D, n, D, H * D))
+          masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, T(1), t.P, kBlockK,
+                         doh + i0 * H * D, H * D, D, dv_acc, D);
+        else
+          gemm(true, false, nk, D, n, T(1), t.P, kBlockK, doh + i0 * H * D, H * D, T(1), dv_acc, D);
+        if (t.masked && !all_finite(qh + i0 * H * D, n, D, H * D))
+          masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, scores.scale, t.dS, kBlockK,
+                         qh + i0 * H * D, H * D, D, dk_acc, D);
+        else
+          gemm(true, false, nk, D, n, scores.scale, t.dS, kBlockK, qh + i0 * H * D, H * D, T(1),
+               dk_acc, D);
       }
     }
     for (int64_t j = 0; j < nk; ++j) {
@@ -667,8 +760,12 @@ void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tens
       const int64_t nk = std::min(kBlockK, k_end - j0);
       t.compute(qh, doh, H * D, kh, vh, Hkv * D, lp + bh * Tq, Di.data() + bh * Tq, band, scores,
                 i0, n, j0, nk);
-      gemm(false, false, n, D, nk, scores.scale, t.dS, kBlockK, kh + j0 * Hkv * D, Hkv * D, T(1),
-           dq_acc, D);
+      if (t.masked && !all_finite(kh + j0 * Hkv * D, nk, D, Hkv * D))
+        masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, scores.scale, t.dS, kBlockK,
+                       kh + j0 * Hkv * D, Hkv * D, D, dq_acc, D);
+      else
+        gemm(false, false, n, D, nk, scores.scale, t.dS, kBlockK, kh + j0 * Hkv * D, Hkv * D, T(1),
+             dq_acc, D);
     }
     for (int64_t r = 0; r < n; ++r)
       std::copy(dq_acc + r * D, dq_acc + (r + 1) * D, dqp + ((b * Tq + i0 + r) * H + h) * D);
@@ -735,10 +832,13 @@ void decode_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const
     T* o = op + ((b * Tq + i) * H + h) * D;
     double L = -std::numeric_limits<double>::infinity();
     for (int64_t s = 0; s < splits; ++s)
-      L = std::max(L, double(part_lse[size_t((bh * splits + s) * Tq + i)]));
-    if (std::isinf(L)) {
-      std::fill(o, o + D, T(0));
-      lp[bh * Tq + i] = T(L);
+      L = nan_max(L, double(part_lse[size_t((bh * splits + s) * Tq + i)]));
+    if (L == -std::numeric_limits<double>::infinity()) {
+      // No split had a finite weight: out = 0, lse = -inf if the row sees no key, NaN if the
+      // scores of the keys it sees were all -inf (as one softmax over them would be).
+      const bool nan = Band(Tq, keys(b), params).sees_any(i, 0, keys(b));
+      std::fill(o, o + D, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
+      lp[bh * Tq + i] = nan ? std::numeric_limits<T>::quiet_NaN() : T(L);
       return;
     }
     std::vector<double> acc(size_t(D), 0.0);

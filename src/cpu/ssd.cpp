@@ -128,6 +128,8 @@ void forward(const Context& ctx, const SSDArgs& args) {
     T* op = static_cast<T*>(args.out);
     T* hs = static_cast<T*>(args.final_states);  // (B, H, P, N): the running state of every head
     for (int64_t i = 0; i < batch * H * P * N; ++i) hs[i] = p.h0 ? p.h0[i] : T(0);
+    // No batch or no heads: both outputs are empty, and the work split below divides by both.
+    if (batch * H == 0) return;
     // The heads of a group share B and C, so a slice of consecutive heads runs its inter-chunk
     // output and its state update as one wide product each (k x N by N x heads·P, and heads·P x k
     // by k x N) instead of one narrow product per head: at the 48-head target point (T=512, P=64,
@@ -230,7 +232,7 @@ void backward(const Context& ctx, const SSDArgs& args) {
     const int64_t ntiles = std::max<int64_t>((L + K - 1) / K, 1);  // one (empty) tile when T = 0
     // Head parts per group: work for every thread even for one sequence, cut independently of
     // the batch (so a sequence's dB and dC are summed the same way alone or in a batch).
-    const int64_t parts = std::clamp<int64_t>(ctx.cpu_threads() / G, 1, per_group);
+    const int64_t parts = std::clamp<int64_t>(ctx.cpu_threads() / G, 1, std::max<int64_t>(1, per_group));
     const int64_t bc_size = batch * L * G * N;
     std::vector<T> extra(size_t(parts > 1 ? 2 * (parts - 1) * bc_size : 0));
     T* dB0 = static_cast<T*>(args.dB);

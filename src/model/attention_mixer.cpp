@@ -74,10 +74,10 @@ class AttentionMixer : public Mixer {
 
   // The KV cache: k and v after RoPE, (B, max_len, Hkv, D). A sliding-window layer keeps only
   // the newest window - 1 positions, (B, window - 1, Hkv, D), right-aligned: its memory does not
-  // grow with the context.
+  // grow with the context (nor exceed max_len, when the window is wider than the context).
   std::unique_ptr<MixerCache> make_cache(const Context& ctx, DType dtype, int64_t batch,
                                          int64_t max_len) const override {
-    const int64_t len = sliding() ? attn_.window_left : max_len;
+    const int64_t len = sliding() ? std::min<int64_t>(attn_.window_left, max_len) : max_len;
     return std::make_unique<StateCache>(
         ctx, dtype, std::vector<Shape>{{batch, len, Hkv_, D_}, {batch, len, Hkv_, D_}});
   }
@@ -95,7 +95,7 @@ class AttentionMixer : public Mixer {
     linear_fwd(ctx, flat(v), x, wv_);
     // A sliding layer attends over its kept keys followed by the new ones (a full layer's cache
     // takes the new keys in place): sequence b keeps have[b] of them.
-    const int64_t keep = sliding() ? attn_.window_left : 0;
+    const int64_t keep = sliding() ? kv[0].size(1) : 0;
     std::vector<int64_t> have(static_cast<size_t>(B));
     int64_t most = 0;
     for (int64_t b = 0; b < B; ++b)

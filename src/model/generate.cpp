@@ -20,6 +20,10 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
 
 int32_t Sampler::sample(const double* logits, int64_t vocab) {
   LONGCTX_CHECK(vocab >= 1, "Sampler::sample: vocab must be >= 1, got ", vocab);
+  // A NaN logit (parameters that hold NaN) would be sampled from as if it were a number.
+  for (int64_t i = 0; i < vocab; ++i)
+    LONGCTX_CHECK(std::isfinite(logits[i]), "Sampler::sample: logit ", i, " is ", logits[i],
+                  ": the model's output is not finite (do its parameters hold NaN or inf?)");
   if (params_.temperature == 0) return int32_t(std::max_element(logits, logits + vocab) - logits);
   // Tokens by decreasing logit (ties by index), cut to top_k, then to the top_p nucleus.
   order_.resize(size_t(vocab));
@@ -68,7 +72,10 @@ std::vector<std::vector<int32_t>> generate(Model& model,
     longest = std::max(longest, int64_t(p.size()));
     same_length = same_length && p.size() == prompts[0].size();
   }
-  check_value(op, "max_new_tokens", max_new_tokens >= 0, "must be >= 0, got ", max_new_tokens);
+  check_value(
+      op, "max_new_tokens", max_new_tokens >= 0 && max_new_tokens <= kMaxSequenceLength - longest,
+      "must be in [0, ", kMaxSequenceLength - longest, "] (prompt and continuation at most ",
+      kMaxSequenceLength, " tokens: the caches are sized for them), got ", max_new_tokens);
   Sampler sampler(params);
   const Context& ctx = model.context();
   auto on_device = [&](const Tensor& t) {

@@ -2,6 +2,7 @@
 // dispatch (see include/longctx/ops/attention.h).
 #include "longctx/ops/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -155,8 +156,10 @@ void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, 
     check_arg(op, "v_new", v_new).shape(kv_new).dtype(q.dtype()).device(ctx.device());
     check_arg(op, "v_new", v_new).contiguous();
   }
-  check_value(op, "num_splits", num_splits >= 0, "must be >= 0 (0 picks a count), got ",
-              num_splits);
+  // More splits than cache rows have no keys to split (2^31 - 1 of them allocated 2.8 GB and
+  // more for a 16-token cache).
+  check_value(op, "num_splits", num_splits >= 0 && num_splits <= std::max<int64_t>(1, Tmax),
+              "must be in [0, max(1, Tmax = ", Tmax, ")] (0 picks a count), got ", num_splits);
   // cache_seqlens is (B): copying it to the host to check its values costs one tiny transfer.
   const Tensor lens_host =
       cache_seqlens.device().is_cpu() ? cache_seqlens : cache_seqlens.to(Device::cpu(), &ctx);

@@ -143,7 +143,9 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
       {{"z", &in.z}, {"dz", &grads.dz}},
       {{"delta_bias", &in.delta_bias}, {"ddelta_bias", &grads.ddelta_bias}},
       {{"h0", &in.h0}, {"dh0", &grads.dh0}}};
-  for (const auto& [input, grad] : optional) {
+  for (const auto& pair : optional) {
+    // Named references, not a structured binding: lambdas cannot capture those before C++20.
+    const NamedTensor &input = pair.first, &grad = pair.second;
     check_optional_grad(op, input.first, *input.second, grad.first, *grad.second);
     if_given(*grad.second, [&] { check_like(ctx, op, grad.first, *grad.second, *input.second); });
   }

@@ -176,7 +176,9 @@ void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
       {{"z", &in.z}, {"dz", &grads.dz}},
       {{"dt_bias", &in.dt_bias}, {"ddt_bias", &grads.ddt_bias}},
       {{"initial_states", &in.initial_states}, {"dinitial_states", &grads.dinitial_states}}};
-  for (const auto& [input, grad] : optional) {
+  for (const auto& pair : optional) {
+    // Named references, not a structured binding: lambdas cannot capture those before C++20.
+    const NamedTensor &input = pair.first, &grad = pair.second;
     check_optional_grad(op, input.first, *input.second, grad.first, *grad.second);
     if_given(*grad.second, [&] { check_like(ctx, op, grad.first, *grad.second, *input.second); });
   }
