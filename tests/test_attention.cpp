@@ -178,6 +178,141 @@ INSTANTIATE_TEST_SUITE_P(Cases, Attention,
                                           testing::ValuesIn(all_backends())),
                          case_name<AttentionCase>);
 
+// ---- Packed variable-length batches -----------------------------------------------------------
+
+struct PackedAttentionCase {
+  std::string name;
+  std::vector<int64_t> q_lengths, k_lengths;  // per sequence
+  int64_t H, Hkv, D;
+  AttentionParams params;
+};
+LONGCTX_PRINTS_AS_NAME(PackedAttentionCase)
+
+// Sequences with queries on their last keys (a prefix, Tq < Tk), an empty one, a key-only one (no
+// queries), one token, and lengths across the CPU's tiles (64 queries, 256 keys).
+const std::vector<PackedAttentionCase> kPackedCases = {
+    {"causal_gqa_prefixes", {6, 0, 1, 70, 33}, {9, 4, 1, 70, 40}, 4, 2, 32, causal()},
+    {"bidirectional_softcap",
+     {5, 12, 1},
+     {5, 30, 2},
+     2,
+     2,
+     32,
+     with({}, [](AttentionParams& p) { p.softcap = 5.f; })},
+    {"sliding_window_mqa", {90, 7, 300}, {90, 7, 300}, 4, 1, 32, window(8, 0, true)},
+};
+
+class AttentionPacked : public testing::TestWithParam<std::tuple<PackedAttentionCase, Backend>> {};
+
+// A packed batch against the reference on each sequence alone (causal and windows bottom-right
+// aligned per sequence), then the op on each sequence alone: the same bits, forward and backward
+// (deterministic mode).
+TEST_P(AttentionPacked, MatchesPerSequenceReferenceAndIsBatchInvariant) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  if (const std::string why = attention_supports(backend.device, backend.dtype, c.D); !why.empty())
+    GTEST_SKIP() << "unsupported configuration: " << why;
+  Context& ctx = context_for(backend.device);
+  DeterministicScope deterministic(ctx);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype, lse_dt = stat_dtype(dt);
+  const std::vector<int32_t> cu_q = cu_seqlens_of(c.q_lengths), cu_k = cu_seqlens_of(c.k_lengths);
+  const int64_t N = int64_t(c.q_lengths.size()), Tq = cu_q.back(), Tk = cu_k.back();
+  const Shape q_shape = {1, Tq, c.H, c.D}, kv_shape = {1, Tk, c.Hkv, c.D};
+  Rng rng(seed_of(c.name));
+  const Ref q = rounded(random_ref(q_shape, rng), dt), k = rounded(random_ref(kv_shape, rng), dt);
+  const Ref v = rounded(random_ref(kv_shape, rng), dt),
+            dout = rounded(random_ref(q_shape, rng), dt);
+  const Tensor tq = from_ref(q, dt, dev), tk = from_ref(k, dt, dev), tv = from_ref(v, dt, dev);
+  const Tensor cq = int_tensor(cu_q, {N + 1}, dev), ck = int_tensor(cu_k, {N + 1}, dev);
+
+  Tensor out = poisoned(q_shape, dt, dev, &ctx), lse = poisoned({1, c.H, Tq}, lse_dt, dev, &ctx);
+  attention_fwd(ctx, out, lse, tq, tk, tv, c.params, cq, ck);
+  Tensor dq = poisoned(q_shape, dt, dev, &ctx), dk = poisoned(kv_shape, dt, dev, &ctx);
+  Tensor dv = poisoned(kv_shape, dt, dev, &ctx);
+  attention_bwd(ctx, dq, dk, dv, from_ref(dout, dt, dev), tq, tk, tv, out, lse, c.params, cq, ck);
+  const Ref got[] = {to_ref(out), to_ref(lse), to_ref(dq), to_ref(dk), to_ref(dv)};
+
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    ref::AttentionOut exact{Ref(q_shape), Ref({1, c.H, Tq})}, naive = exact;
+    ref::AttentionGrads ge{Ref(q_shape), Ref(kv_shape), Ref(kv_shape)}, gn = ge;
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t qb = cu_q[size_t(n)], qe = cu_q[size_t(n) + 1];
+      const int64_t kb = cu_k[size_t(n)], ke = cu_k[size_t(n) + 1];
+      const Ref qn = slice(q, 1, qb, qe), kn = slice(k, 1, kb, ke), vn = slice(v, 1, kb, ke);
+      const Ref doutn = slice(dout, 1, qb, qe);
+      const auto fe = ref::attention_fwd<Oracle>(qn, kn, vn, c.params, no_round);
+      const auto fn = ref::attention_fwd<S>(qn, kn, vn, c.params, rounding_for(dt));
+      const auto be = ref::attention_bwd<Oracle>(doutn, qn, kn, vn, c.params, no_round);
+      const auto bn = ref::attention_bwd<S>(doutn, qn, kn, vn, c.params, rounding_for(dt));
+      for (auto [f, o, g, gg] : {std::tuple{&fe, &exact, &be, &ge}, {&fn, &naive, &bn, &gn}}) {
+        paste(o->out, 1, qb, f->out);
+        paste(o->lse, 2, qb, f->lse);
+        paste(gg->dq, 1, qb, g->dq);
+        paste(gg->dk, 1, kb, g->dk);
+        paste(gg->dv, 1, kb, g->dv);
+      }
+    }
+    expect_close_2x(out, exact.out, naive.out, dt, "out");
+    expect_lse_close(got[1], exact.lse, naive.lse, lse_dt);
+    expect_close_2x(dq, ge.dq, gn.dq, dt, "dq");
+    expect_close_2x(dk, ge.dk, gn.dk, dt, "dk");
+    expect_close_2x(dv, ge.dv, gn.dv, dt, "dv");
+  });
+
+  for (int64_t n = 0; n < N; ++n) {
+    SCOPED_TRACE("sequence " + std::to_string(n));
+    const int64_t qb = cu_q[size_t(n)], qe = cu_q[size_t(n) + 1];
+    const int64_t kb = cu_k[size_t(n)], ke = cu_k[size_t(n) + 1];
+    const Shape qs = {1, qe - qb, c.H, c.D}, ks = {1, ke - kb, c.Hkv, c.D};
+    const Tensor aq = from_ref(slice(q, 1, qb, qe), dt, dev);
+    const Tensor ak = from_ref(slice(k, 1, kb, ke), dt, dev);
+    const Tensor av = from_ref(slice(v, 1, kb, ke), dt, dev);
+    Tensor o = poisoned(qs, dt, dev, &ctx), l = poisoned({1, c.H, qe - qb}, lse_dt, dev, &ctx);
+    attention_fwd(ctx, o, l, aq, ak, av, c.params);
+    Tensor gq = poisoned(qs, dt, dev, &ctx), gk = poisoned(ks, dt, dev, &ctx);
+    Tensor gv = poisoned(ks, dt, dev, &ctx);
+    attention_bwd(ctx, gq, gk, gv, from_ref(slice(dout, 1, qb, qe), dt, dev), aq, ak, av, o, l,
+                  c.params);
+    // Bitwise, -inf lse included (to_ref keeps it; -inf - -inf would be NaN, so compare as bits).
+    auto same = [](const Ref& x, const Ref& y) {
+      return x.v.size() == y.v.size() &&
+             std::equal(x.v.begin(), x.v.end(), y.v.begin(), [](double a, double b) {
+               return a == b || (std::isnan(a) && std::isnan(b));
+             });
+    };
+    EXPECT_TRUE(same(to_ref(o), slice(got[0], 1, qb, qe))) << "out alone";
+    EXPECT_TRUE(same(to_ref(l), slice(got[1], 2, qb, qe))) << "lse alone";
+    EXPECT_TRUE(same(to_ref(gq), slice(got[2], 1, qb, qe))) << "dq alone";
+    EXPECT_TRUE(same(to_ref(gk), slice(got[3], 1, kb, ke))) << "dk alone";
+    EXPECT_TRUE(same(to_ref(gv), slice(got[4], 1, kb, ke))) << "dv alone";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, AttentionPacked,
+                         testing::Combine(testing::ValuesIn(kPackedCases),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<PackedAttentionCase>);
+
+TEST(AttentionPackedBadInput, NamesTheRule) {
+  Context& ctx = context_for(Device::cpu());
+  auto z = [](const Shape& s) { return Tensor::zeros(s, DType::f32); };
+  const Tensor q = z({1, 6, 2, 8}), k = z({1, 9, 2, 8});
+  Tensor out = Tensor::empty({1, 6, 2, 8}, DType::f32), lse = Tensor::empty({1, 2, 6}, DType::f32);
+  const Tensor cq = int_tensor({0, 2, 6}, {3}), ck = int_tensor({0, 4, 9}, {3});
+  EXPECT_LONGCTX_ERROR(attention_fwd(ctx, out, lse, q, k, k, {}, cq, {}), "attention_fwd",
+                       "'cu_seqlens_q' and 'cu_seqlens_k' must be given together");
+  EXPECT_LONGCTX_ERROR(attention_fwd(ctx, out, lse, q, k, k, {}, cq, int_tensor({0, 9}, {2})),
+                       "'cu_seqlens_k'", "as many entries as 'cu_seqlens_q'");
+  EXPECT_LONGCTX_ERROR(attention_fwd(ctx, out, lse, q, k, k, {}, cq, int_tensor({0, 4, 8}, {3})),
+                       "'cu_seqlens_k'", "must end at the packed length T = 9");
+  EXPECT_LONGCTX_ERROR(attention_fwd(ctx, Tensor::empty({2, 3, 2, 8}, DType::f32),
+                                     Tensor::empty({2, 2, 3}, DType::f32), z({2, 3, 2, 8}),
+                                     z({2, 9, 2, 8}), z({2, 9, 2, 8}), {}, cq, ck),
+                       "'q'", "batch dimension 1 with cu_seqlens_q");
+}
+
 // ---- Decode ---------------------------------------------------------------------------------
 
 struct DecodeCase {
@@ -547,7 +682,8 @@ const std::vector<PlantedCase> kPlantedCases = {
     {"nan_in_v_seen_by_all_causal", 1, 45, 45, 4, 1, 64, causal(), 'v', 0, 0, 0, 11, NAN, 0, false},
 };
 
-class AttentionPlantedNonFinite : public testing::TestWithParam<std::tuple<PlantedCase, Backend>> {};
+class AttentionPlantedNonFinite : public testing::TestWithParam<std::tuple<PlantedCase, Backend>> {
+};
 
 TEST_P(AttentionPlantedNonFinite, PropagatesAsTheReference) {
   const auto& [c, backend] = GetParam();

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/attention/attention_params.cuh"
 #include "kernels/attention/head_dims.h"
@@ -23,7 +24,7 @@
 #include "kernels/common/cuda_check.cuh"
 #include "kernels/common/runtime.h"
 #include "kernels/common/types.cuh"
-#include "longctx/ops/attention.h"
+#include "src/ops/attention.h"
 
 namespace longctx::cuda {
 
@@ -168,24 +169,14 @@ void dispatch_f32_bucket(const char* op, int64_t D, F&& f) {
 
 #undef LONGCTX_ATTN_CASE
 
-// A window side that cannot bind for any query is unbounded (-1); keeps the kernels' integer
-// arithmetic far from overflow.
-int normalize_window(int w, int64_t Tq, int64_t Tk) {
-  return (w < 0 || int64_t(w) > Tq + Tk) ? -1 : w;
-}
-
-float softmax_scale_of(const AttentionParams& params, int64_t D) {
-  return params.softmax_scale != 0.f ? params.softmax_scale : 1.f / std::sqrt(float(D));
-}
-
-void check_aligned(const char* op,
-                   std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
-  for (const auto& [name, t] : ts) {
-    if (!t->defined()) continue;
+void check_aligned(const char* op, std::initializer_list<std::pair<const char*, const void*>> ps) {
+  for (const auto& [name, p] : ps) {
+    if (!p) continue;
     LONGCTX_CHECK(
-        reinterpret_cast<uintptr_t>(t->data()) % 16 == 0, op, ": argument '", name,
+        reinterpret_cast<uintptr_t>(p) % 16 == 0, op, ": argument '", name,
         "' must start on a 16-byte boundary for the bf16/f16 CUDA kernels (its data "
-        "pointer is offset; pass a tensor that owns its memory or a 16-byte aligned view)");
+        "pointer is offset; pass a tensor that owns its memory or a 16-byte aligned view; in a "
+        "packed batch every sequence's rows must start on one)");
   }
 }
 
@@ -232,11 +223,10 @@ int choose_num_splits(int64_t blocks, int64_t key_tiles, int sms) {
 }
 
 // Runs the forward over `p` (with p.num_splits chosen), then the combine when it split.
-void forward(const Context& ctx, const char* op, FwdParams p, const Tensor& out, const Tensor& lse,
-             DType dtype) {
+void forward(const Context& ctx, const char* op, FwdParams p, void* out, float* lse, DType dtype) {
   cudaStream_t stream = state_of(ctx).stream;
-  p.out = out.data();
-  p.lse = lse.data_as<float>();
+  p.out = out;
+  p.lse = lse;
   if (p.num_splits <= 1) {
     p.num_splits = 1;
     launch_fwd(op, p, dtype, stream);
@@ -252,33 +242,31 @@ void forward(const Context& ctx, const char* op, FwdParams p, const Tensor& out,
   dispatch_cuda_float(op, dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     combine_splits_kernel<T><<<blocks_for(rows, 4), 128, 0, stream>>>(
-        static_cast<T*>(out.data()), lse.data_as<float>(), p.o_part, p.lse_part, p.num_splits, rows,
-        p.H, p.Tq, D);
+        static_cast<T*>(out), lse, p.o_part, p.lse_part, p.num_splits, rows, p.H, p.Tq, D);
   });
   LONGCTX_CHECK_LAUNCH();
 }
 
-FwdParams make_fwd_params(const Tensor& q, const Tensor& k, const Tensor& v,
-                          const AttentionParams& params, int64_t Tk_for_window) {
+FwdParams make_fwd_params(const AttentionArgs& a) {
   FwdParams p{};
-  p.q = q.data();
-  p.k = k.data();
-  p.v = v.data();
-  p.B = int(q.size(0));
-  p.Tq = int(q.size(1));
-  p.H = int(q.size(2));
-  p.Tk = int(k.size(1));
-  p.Tk_alloc = int(k.size(1));
-  p.Hkv = int(k.size(2));
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.B = int(a.B);
+  p.Tq = int(a.Tq);
+  p.H = int(a.H);
+  p.Tk = int(a.Tk);
+  p.Tk_alloc = int(a.Tk);
+  p.Hkv = int(a.Hkv);
   p.G = p.H / p.Hkv;
-  p.D = int(q.size(3));
-  const float scale = softmax_scale_of(params, p.D);
+  p.D = int(a.D);
+  const float scale = float(a.scale);
   p.scale_log2 = scale * attn::kLog2e;
-  p.softcap = params.softcap > 0.f ? params.softcap : 0.f;
+  p.softcap = float(a.softcap);
   p.scale_softcap = p.softcap > 0.f ? scale / p.softcap : 0.f;
   p.softcap_log2 = p.softcap * attn::kLog2e;
-  p.window_left = normalize_window(params.window_left, p.Tq, Tk_for_window);
-  p.window_right = params.causal ? 0 : normalize_window(params.window_right, p.Tq, Tk_for_window);
+  p.window_left = int(a.window_left);
+  p.window_right = int(a.window_right);
   p.num_splits = 1;
   return p;
 }
@@ -287,74 +275,106 @@ FwdParams make_fwd_params(const Tensor& q, const Tensor& k, const Tensor& v,
 
 // f32 attention on a context with bf16 matmul precision runs the tensor-core kernels when they
 // exist for its head dim; otherwise the f32 kernels (see the file comment).
-bool runs_in_bf16(const Context& ctx, const Tensor& q) {
-  if (q.dtype() != DType::f32 || ctx.matmul_precision() != MatmulPrecision::bf16) return false;
-  return attn::is_tensor_core_head_dim(q.size(3));
+bool runs_in_bf16(const Context& ctx, const AttentionArgs& a) {
+  if (a.dtype != DType::f32 || ctx.matmul_precision() != MatmulPrecision::bf16) return false;
+  return attn::is_tensor_core_head_dim(a.D);
 }
 
-Tensor bf16_copy(const Context& ctx, const Tensor& t) {
-  return t.to_dtype(DType::bf16, &ctx);
+// The bf16 copies (or buffers) of one call's q- and kv-shaped tensors.
+struct Bf16 {
+  const Context& ctx;
+  int64_t q_elems, kv_elems;
+  std::vector<Tensor> keep;  // alive until the call returns
+  void* buffer(int64_t n) {
+    keep.push_back(Tensor::empty({n}, DType::bf16, ctx.device(), &ctx));
+    return keep.back().data();
+  }
+  const void* copy(const void* f32, int64_t n) {
+    void* dst = buffer(n);
+    convert(dst, DType::bf16, f32, DType::f32, n, state_of(ctx).stream);
+    return dst;
+  }
+  // dst (f32) <- src (bf16), exactly.
+  void widen(void* f32, const void* src, int64_t n) {
+    convert(f32, DType::f32, src, DType::bf16, n, state_of(ctx).stream);
+  }
+};
+
+// The forward of a rectangular batch (or of one sequence of a packed one) into out and lse.
+void forward_rows(const Context& ctx, const AttentionArgs& a, void* out, float* lse) {
+  const char* op = "attention_fwd";
+  if (a.B * a.Tq * a.H == 0) return;
+  if (runs_in_bf16(ctx, a)) {
+    Bf16 bf{ctx, a.B * a.Tq * a.H * a.D, a.B * a.Tk * a.Hkv * a.D, {}};
+    AttentionArgs b = a;
+    b.dtype = DType::bf16;
+    b.q = bf.copy(a.q, bf.q_elems);
+    b.k = bf.copy(a.k, bf.kv_elems);
+    b.v = bf.copy(a.v, bf.kv_elems);
+    void* out16 = bf.buffer(bf.q_elems);
+    forward_rows(ctx, b, out16, lse);
+    bf.widen(out, out16, bf.q_elems);
+    return;
+  }
+  if (a.dtype != DType::f32) check_aligned(op, {{"q", a.q}, {"k", a.k}, {"v", a.v}, {"out", out}});
+  forward(ctx, op, make_fwd_params(a), out, lse, a.dtype);
 }
 
-Tensor bf16_like(const Context& ctx, const Tensor& t) {
-  return Tensor::empty(t.shape(), DType::bf16, ctx.device(), &ctx);
-}
-
-// dst (f32) <- src (bf16), exactly.
-void widen_into(const Context& ctx, const Tensor& dst, const Tensor& src) {
-  convert(dst.data(), DType::f32, src.data(), DType::bf16, src.numel(), state_of(ctx).stream);
+// Rows [begin, begin + len) of the H rows of `lse` (pitch Tq floats) to or from a contiguous
+// (H, len) buffer: a packed batch's lse holds one sequence's rows Tq apart.
+void copy_lse_rows(const Context& ctx, float* dst, int64_t dst_pitch, const float* src,
+                   int64_t src_pitch, int64_t H, int64_t len) {
+  if (H * len == 0) return;
+  LONGCTX_CUDA_CHECK(cudaMemcpy2DAsync(
+      dst, size_t(dst_pitch) * sizeof(float), src, size_t(src_pitch) * sizeof(float),
+      size_t(len) * sizeof(float), size_t(H), cudaMemcpyDeviceToDevice, state_of(ctx).stream));
 }
 
 }  // namespace
 
-void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                   const Tensor& k, const Tensor& v, const AttentionParams& params) {
-  const char* op = "attention_fwd";
-  if (q.numel() == 0) return;
-  if (runs_in_bf16(ctx, q)) {
-    const Tensor out16 = bf16_like(ctx, out);
-    cuda::attention_fwd(ctx, out16, lse, bf16_copy(ctx, q), bf16_copy(ctx, k), bf16_copy(ctx, v),
-                        params);
-    widen_into(ctx, out, out16);
-    return;
+// A packed batch runs one sequence at a time, each exactly as it would alone (batch invariance by
+// construction); its lse rows go through a contiguous buffer. Many short sequences pay a launch
+// each (~5 us); one launch over every (sequence, tile) is the next step.
+void attention_fwd(const Context& ctx, const AttentionArgs& args) {
+  auto* lse = static_cast<float*>(args.lse);
+  if (!args.seqs_q.packed()) return forward_rows(ctx, args, args.out, lse);
+  Tensor rows =
+      Tensor::empty({args.H, std::max<int64_t>(args.Tq, 1)}, DType::f32, ctx.device(), &ctx);
+  for (int64_t s = 0; s < args.seqs_q.count; ++s) {
+    const AttentionArgs seq = args.sequence(s);
+    forward_rows(ctx, seq, seq.out, rows.data_as<float>());
+    copy_lse_rows(ctx, lse + args.seqs_q.begin(s), args.Tq, rows.data_as<float>(), seq.Tq, args.H,
+                  seq.Tq);
   }
-  if (q.dtype() != DType::f32) check_aligned(op, {{"q", &q}, {"k", &k}, {"v", &v}, {"out", &out}});
-  FwdParams p = make_fwd_params(q, k, v, params, k.size(1));
-  forward(ctx, op, p, out, lse, q.dtype());
 }
 
-void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                      const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
-                      const Tensor& k_new, const Tensor& v_new, const AttentionParams& params,
-                      int num_splits) {
+void attention_decode(const Context& ctx, const AttentionArgs& args) {
   const char* op = "attention_decode";
-  if (q.numel() == 0) return;
+  if (args.B * args.Tq * args.H == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  if (q.dtype() != DType::f32)
-    check_aligned(op, {{"q", &q}, {"k_cache", &k_cache}, {"v_cache", &v_cache}, {"out", &out}});
-  const int Tq = int(q.size(1)), Tmax = int(k_cache.size(1));
-  const bool append = k_new.defined() || v_new.defined();
+  if (args.dtype != DType::f32)
+    check_aligned(op, {{"q", args.q}, {"k_cache", args.k}, {"v_cache", args.v}, {"out", args.out}});
+  const int Tq = int(args.Tq), Tmax = int(args.Tk);
+  const bool append = args.k_new || args.v_new;
   if (append) {
-    const Tensor& ref = k_new.defined() ? k_new : v_new;
-    const int64_t total = ref.numel();
+    const int64_t row_elems = args.Hkv * args.D, total = args.B * args.Tq * row_elems;
     if (total > 0) {
-      dispatch_cuda_float(op, q.dtype(), [&](auto tag) {
+      dispatch_cuda_float(op, args.dtype, [&](auto tag) {
         using T = typename decltype(tag)::type;
         append_kv_kernel<T><<<blocks_for(total, 256), 256, 0, stream>>>(
-            static_cast<T*>(k_cache.data()), static_cast<T*>(v_cache.data()),
-            k_new.defined() ? static_cast<const T*>(k_new.data()) : nullptr,
-            v_new.defined() ? static_cast<const T*>(v_new.data()) : nullptr,
-            cache_seqlens.data_as<int32_t>(), Tq, Tmax, ref.size(2) * ref.size(3), total);
+            static_cast<T*>(const_cast<void*>(args.k)), static_cast<T*>(const_cast<void*>(args.v)),
+            static_cast<const T*>(args.k_new), static_cast<const T*>(args.v_new),
+            args.cache_seqlens, Tq, Tmax, row_elems, total);
       });
       LONGCTX_CHECK_LAUNCH();
     }
   }
-  FwdParams p = make_fwd_params(q, k_cache, v_cache, params, Tmax);
-  p.seqlens = cache_seqlens.data_as<int32_t>();
+  FwdParams p = make_fwd_params(args);
+  p.seqlens = args.cache_seqlens;
   p.seqlen_add = append ? Tq : 0;
   const int D = p.D;
-  if (num_splits > 0) {
-    p.num_splits = std::min(num_splits, 256);
+  if (args.num_splits > 0) {
+    p.num_splits = std::min(args.num_splits, 256);
   } else {
     int sms = 0;
     LONGCTX_CUDA_CHECK(
@@ -362,60 +382,76 @@ void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, 
     // Rows per block: 128 for the tensor-core kernels with D <= 128, 64 otherwise; a lower bound
     // on blocks is enough for the heuristic.
     const int64_t row_tiles = (int64_t(Tq) * p.G + 127) / 128;
-    const int bn = fwd_block_n(q.dtype(), D);
+    const int bn = fwd_block_n(args.dtype, D);
     p.num_splits = choose_num_splits(row_tiles * p.B * p.Hkv, (Tmax + bn - 1) / bn, sms);
   }
-  forward(ctx, op, p, out, lse, q.dtype());
+  forward(ctx, op, p, args.out, static_cast<float*>(args.lse), args.dtype);
 }
 
-void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                   const Tensor& out, const Tensor& lse, const AttentionParams& params) {
+namespace {
+
+// The backward of a rectangular batch (or of one sequence of a packed one) from lse.
+void backward_rows(const Context& ctx, const AttentionArgs& a, const float* lse) {
   const char* op = "attention_bwd";
-  if (runs_in_bf16(ctx, q)) {
+  const int64_t B = a.B, Tq = a.Tq, H = a.H, D = a.D, Tk = a.Tk, Hkv = a.Hkv;
+  const int64_t q_elems = B * Tq * H * D, kv_elems = B * Tk * Hkv * D;
+  if (runs_in_bf16(ctx, a)) {
     // out holds the bf16 forward's output widened exactly, so its bf16 copy is that output.
-    const Tensor dq16 = bf16_like(ctx, dq), dk16 = bf16_like(ctx, dk), dv16 = bf16_like(ctx, dv);
-    cuda::attention_bwd(ctx, dq16, dk16, dv16, bf16_copy(ctx, dout), bf16_copy(ctx, q),
-                        bf16_copy(ctx, k), bf16_copy(ctx, v), bf16_copy(ctx, out), lse, params);
-    widen_into(ctx, dq, dq16);
-    widen_into(ctx, dk, dk16);
-    widen_into(ctx, dv, dv16);
+    Bf16 bf{ctx, q_elems, kv_elems, {}};
+    AttentionArgs b = a;
+    b.dtype = DType::bf16;
+    b.q = bf.copy(a.q, q_elems);
+    b.k = bf.copy(a.k, kv_elems);
+    b.v = bf.copy(a.v, kv_elems);
+    b.out = const_cast<void*>(bf.copy(a.out, q_elems));
+    b.dout = bf.copy(a.dout, q_elems);
+    b.dq = bf.buffer(q_elems);
+    b.dk = bf.buffer(kv_elems);
+    b.dv = bf.buffer(kv_elems);
+    backward_rows(ctx, b, lse);
+    bf.widen(a.dq, b.dq, q_elems);
+    bf.widen(a.dk, b.dk, kv_elems);
+    bf.widen(a.dv, b.dv, kv_elems);
     return;
   }
   cudaStream_t stream = state_of(ctx).stream;
-  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
-  const int64_t Tk = k.size(1), Hkv = k.size(2);
-  if (dk.numel() > 0 && Tq == 0) {  // no query: the key gradients are zero
-    dk.fill(0.0, &ctx);
-    dv.fill(0.0, &ctx);
+  const size_t esize = dtype_size(a.dtype);
+  if (kv_elems > 0 && Tq == 0) {  // no query: the key gradients are zero
+    LONGCTX_CUDA_CHECK(cudaMemsetAsync(a.dk, 0, size_t(kv_elems) * esize, stream));
+    LONGCTX_CUDA_CHECK(cudaMemsetAsync(a.dv, 0, size_t(kv_elems) * esize, stream));
   }
-  if (dq.numel() > 0 && Tk == 0) dq.fill(0.0, &ctx);
+  if (q_elems > 0 && Tk == 0)
+    LONGCTX_CUDA_CHECK(cudaMemsetAsync(a.dq, 0, size_t(q_elems) * esize, stream));
   if (Tq == 0 || Tk == 0 || B == 0 || H == 0) return;
-  if (q.dtype() != DType::f32)
-    check_aligned(
-        op,
-        {{"q", &q}, {"k", &k}, {"v", &v}, {"dout", &dout}, {"dq", &dq}, {"dk", &dk}, {"dv", &dv}});
+  if (a.dtype != DType::f32)
+    check_aligned(op, {{"q", a.q},
+                       {"k", a.k},
+                       {"v", a.v},
+                       {"dout", a.dout},
+                       {"dq", a.dq},
+                       {"dk", a.dk},
+                       {"dv", a.dv}});
 
   Tensor dsum = Tensor::empty({B, H, Tq}, DType::f32, ctx.device(), &ctx);
   const int64_t rows = B * Tq * H;
-  dispatch_cuda_float(op, q.dtype(), [&](auto tag) {
+  dispatch_cuda_float(op, a.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     bwd_preprocess_kernel<T><<<blocks_for(rows, 4), 128, 0, stream>>>(
-        dsum.data_as<float>(), static_cast<const T*>(dout.data()),
-        static_cast<const T*>(out.data()), rows, int(H), int(Tq), int(D));
+        dsum.data_as<float>(), static_cast<const T*>(a.dout), static_cast<const T*>(a.out), rows,
+        int(H), int(Tq), int(D));
   });
   LONGCTX_CHECK_LAUNCH();
 
   BwdParams p{};
-  p.q = q.data();
-  p.k = k.data();
-  p.v = v.data();
-  p.dout = dout.data();
-  p.lse = lse.data_as<float>();
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.dout = a.dout;
+  p.lse = lse;
   p.dsum = dsum.data_as<float>();
-  p.dq = dq.data();
-  p.dk = dk.data();
-  p.dv = dv.data();
+  p.dq = a.dq;
+  p.dk = a.dk;
+  p.dv = a.dv;
   p.B = int(B);
   p.Tq = int(Tq);
   p.Tk = int(Tk);
@@ -423,38 +459,52 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
   p.Hkv = int(Hkv);
   p.G = int(H / Hkv);
   p.D = int(D);
-  p.scale = softmax_scale_of(params, D);
+  p.scale = float(a.scale);
   p.scale_log2 = p.scale * attn::kLog2e;
-  p.softcap = params.softcap > 0.f ? params.softcap : 0.f;
+  p.softcap = float(a.softcap);
   p.scale_softcap = p.softcap > 0.f ? p.scale / p.softcap : 0.f;
   p.softcap_log2 = p.softcap * attn::kLog2e;
-  p.window_left = normalize_window(params.window_left, Tq, Tk);
-  p.window_right = params.causal ? 0 : normalize_window(params.window_right, Tq, Tk);
+  p.window_left = int(a.window_left);
+  p.window_right = int(a.window_right);
 
-  if (q.dtype() == DType::f32) {  // no atomics: deterministic either way
+  if (a.dtype == DType::f32) {  // no atomics: deterministic either way
     dispatch_f32_bucket(op, D, [&](auto hd) { attn::run_f32_bwd<decltype(hd)::value>(p, stream); });
     return;
   }
   Tensor dq_accum;
-  if (!params.deterministic) {
+  if (!a.deterministic) {
     dq_accum = Tensor::zeros({B, Tq, H, D}, DType::f32, ctx.device(), &ctx);
     p.dq_accum = dq_accum.data_as<float>();
   }
   dispatch_tensor_core_head_dim(op, D, [&](auto hd) {
     constexpr int kD = decltype(hd)::value;
-    dispatch_cuda_float(op, q.dtype(), [&](auto tag) {
+    dispatch_cuda_float(op, a.dtype, [&](auto tag) {
       using T = typename decltype(tag)::type;
       if constexpr (!std::is_same_v<T, float>) {
-        attn::run_flash_bwd<T, kD>(p, params.deterministic, stream);
-        if (!params.deterministic) {
-          const int64_t n = dq.numel();
-          convert_dq_kernel<T><<<blocks_for(n, 256), 256, 0, stream>>>(static_cast<T*>(dq.data()),
-                                                                       p.dq_accum, p.scale, n);
+        attn::run_flash_bwd<T, kD>(p, a.deterministic, stream);
+        if (!a.deterministic) {
+          convert_dq_kernel<T><<<blocks_for(q_elems, 256), 256, 0, stream>>>(
+              static_cast<T*>(a.dq), p.dq_accum, p.scale, q_elems);
           LONGCTX_CHECK_LAUNCH();
         }
       }
     });
   });
+}
+
+}  // namespace
+
+void attention_bwd(const Context& ctx, const AttentionArgs& args) {
+  const auto* lse = static_cast<const float*>(args.lse);
+  if (!args.seqs_q.packed()) return backward_rows(ctx, args, lse);
+  Tensor rows =
+      Tensor::empty({args.H, std::max<int64_t>(args.Tq, 1)}, DType::f32, ctx.device(), &ctx);
+  for (int64_t s = 0; s < args.seqs_q.count; ++s) {
+    const AttentionArgs seq = args.sequence(s);
+    copy_lse_rows(ctx, rows.data_as<float>(), seq.Tq, lse + args.seqs_q.begin(s), args.Tq, args.H,
+                  seq.Tq);
+    backward_rows(ctx, seq, rows.data_as<float>());
+  }
 }
 
 }  // namespace longctx::cuda

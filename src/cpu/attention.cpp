@@ -39,9 +39,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "longctx/ops/attention.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"  // parallel_for: loops without BLAS calls
+#include "src/ops/attention.h"
 
 namespace longctx::cpu {
 namespace {
@@ -410,9 +410,9 @@ struct Band {
   static constexpr int64_t kUnbounded = int64_t(1) << 40;  // a window side of -1
   int64_t Tq, Tk, left, right;
 
-  Band(int64_t Tq_, int64_t Tk_, const AttentionParams& p) : Tq(Tq_), Tk(Tk_) {
-    left = p.window_left < 0 ? kUnbounded : p.window_left;
-    right = p.causal ? 0 : p.window_right < 0 ? kUnbounded : p.window_right;
+  Band(int64_t Tq_, int64_t Tk_, const AttentionArgs& a) : Tq(Tq_), Tk(Tk_) {
+    left = a.window_left < 0 ? kUnbounded : a.window_left;
+    right = a.window_right < 0 ? kUnbounded : a.window_right;
   }
   int64_t lo(int64_t i) const { return std::clamp(i + Tk - Tq - left, int64_t(0), Tk); }
   int64_t hi(int64_t i) const { return std::clamp(i + Tk - Tq + right + 1, int64_t(0), Tk); }
@@ -470,9 +470,7 @@ struct Scores {
   T scale;    // softmax_scale, resolved
   T softcap;  // 0: off
 
-  Scores(const AttentionParams& p, int64_t D)
-      : scale(T(p.softmax_scale != 0.f ? double(p.softmax_scale) : 1.0 / std::sqrt(double(D)))),
-        softcap(T(p.softcap)) {}
+  explicit Scores(const AttentionArgs& a) : scale(T(a.scale)), softcap(T(a.softcap)) {}
 
   // S (n x nk, leading dim ld) = log2e · softcap(scale · Q·Kᵀ). With softcap, `dcap` (same
   // layout) receives its derivative 1 − tanh² when given.
@@ -570,45 +568,78 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
   }
 }
 
+// Where sequence s's rows of head h start in lse (and in the backward's Di, laid out alike):
+// (B, H, Tq) for a rectangular batch, (1, H, Tq) with the sequence at its first query for a
+// packed one.
 template <class T>
-void fwd_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-              const Tensor& k, const Tensor& v, const AttentionParams& params) {
-  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
-  const int64_t Tk = k.size(1), Hkv = k.size(2), group = H / Hkv;
-  const Band band(Tq, Tk, params);
-  const Scores<T> scores(params, D);
-  const int64_t n_tiles = (Tq + kBlockQ - 1) / kBlockQ;
-  const T* qp = q.data_as<T>();
-  const T* kp = k.data_as<T>();
-  const T* vp = v.data_as<T>();
-  T* op = out.data_as<T>();
-  T* lp = lse.data_as<T>();
-  // f32: K and V of every (batch, kv head) packed once, read by all of its query tiles.
-  const int64_t D16 = (D + 15) / 16 * 16, Tk16 = (Tk + 15) / 16 * 16;
-  const bool prepack = TileMatmul<T>::kPacked && Tk > 0;
-  const Scratch<T> k_panels(prepack ? B * Hkv * Tk16 * D : 1);
-  const Scratch<T> v_rows(prepack ? B * Hkv * Tk * D16 : 1);
-  const int64_t k_tiles = (Tk + kBlockK - 1) / kBlockK;
-  if (prepack)
-    parallel_for(ctx, B * Hkv * k_tiles, [&](int64_t item) {
-      const int64_t bhk = item / k_tiles, j0 = item % k_tiles * kBlockK;
-      const int64_t b = bhk / Hkv, hk = bhk % Hkv, nk = std::min(kBlockK, Tk - j0);
-      const T* kh = kp + ((b * Tk + j0) * Hkv + hk) * D;
-      const T* vh = vp + ((b * Tk + j0) * Hkv + hk) * D;
-      TileMatmul<T>::pack_panels(kh, Hkv * D, nk, D, k_panels.get() + (bhk * Tk16 + j0) * D);
-      TileMatmul<T>::pack_rows(vh, Hkv * D, nk, D, D16, v_rows.get() + (bhk * Tk + j0) * D16);
+T* lse_rows(T* lse, const AttentionArgs& a, int64_t s, int64_t h) {
+  return a.seqs_q.packed() ? lse + h * a.Tq + a.seqs_q.begin(s) : lse + (s * a.H + h) * a.Tq;
+}
+
+// The (sequence, tile) pairs of a batch: every sequence's tiles of `block` rows of queries
+// (by_query) or of keys, so that a packed batch's work is its sequences' and no more.
+std::vector<std::pair<int64_t, int64_t>> tiles_of(const AttentionArgs& a, bool by_query,
+                                                  int64_t block) {
+  const Sequences& seqs = by_query ? a.seqs_q : a.seqs_k;
+  std::vector<std::pair<int64_t, int64_t>> tiles;
+  for (int64_t s = 0; s < seqs.count; ++s)
+    for (int64_t t = 0; t * block < seqs.length(s); ++t) tiles.emplace_back(s, t);
+  return tiles;
+}
+
+template <class T>
+void fwd_impl(const Context& ctx, const AttentionArgs& a) {
+  const int64_t H = a.H, D = a.D, Hkv = a.Hkv, group = H / Hkv;
+  const Scores<T> scores(a);
+  const T* qp = static_cast<const T*>(a.q);
+  const T* kp = static_cast<const T*>(a.k);
+  const T* vp = static_cast<const T*>(a.v);
+  T* op = static_cast<T*>(a.out);
+  T* lp = static_cast<T*>(a.lse);
+  // f32: K and V of every (sequence, kv head) packed once, read by all of its query tiles.
+  const int64_t D16 = (D + 15) / 16 * 16;
+  const bool prepack = TileMatmul<T>::kPacked;
+  std::vector<int64_t> panel_at(size_t(a.seqs_k.count) + 1, 0), row_at = panel_at;
+  for (int64_t s = 0; s < a.seqs_k.count; ++s) {
+    const int64_t Tk = a.seqs_k.length(s);
+    panel_at[size_t(s) + 1] = panel_at[size_t(s)] + Hkv * ((Tk + 15) / 16 * 16) * D;
+    row_at[size_t(s) + 1] = row_at[size_t(s)] + Hkv * Tk * D16;
+  }
+  const Scratch<T> k_panels(prepack ? std::max<int64_t>(panel_at.back(), 1) : 1);
+  const Scratch<T> v_rows(prepack ? std::max<int64_t>(row_at.back(), 1) : 1);
+  // Sequence s, kv head hk: its key panels and value rows.
+  auto panels_of = [&](int64_t s, int64_t hk) {
+    const int64_t Tk16 = (a.seqs_k.length(s) + 15) / 16 * 16;
+    return k_panels.get() + panel_at[size_t(s)] + hk * Tk16 * D;
+  };
+  auto rows_of = [&](int64_t s, int64_t hk) {
+    return v_rows.get() + row_at[size_t(s)] + hk * a.seqs_k.length(s) * D16;
+  };
+  if (prepack) {
+    const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockK);
+    parallel_for(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
+      const auto [s, tile] = key_tiles[size_t(item / Hkv)];
+      const int64_t hk = item % Hkv, j0 = tile * kBlockK;
+      const int64_t nk = std::min(kBlockK, a.seqs_k.length(s) - j0);
+      const T* kh = kp + ((a.seqs_k.begin(s) + j0) * Hkv + hk) * D;
+      const T* vh = vp + ((a.seqs_k.begin(s) + j0) * Hkv + hk) * D;
+      TileMatmul<T>::pack_panels(kh, Hkv * D, nk, D, panels_of(s, hk) + j0 * D);
+      TileMatmul<T>::pack_rows(vh, Hkv * D, nk, D, D16, rows_of(s, hk) + j0 * D16);
     });
-  // Under a causal mask the last query tiles see the most keys; they go first.
-  parallel_tiles(ctx, B * H * n_tiles, [&](int64_t item) {
-    const int64_t tile = n_tiles - 1 - item % n_tiles, bh = item / n_tiles;
-    const int64_t b = bh / H, h = bh % H, hk = h / group;
+  }
+  // Under a causal mask the last query tiles of a sequence see the most keys; they go first.
+  auto query_tiles = tiles_of(a, /*by_query=*/true, kBlockQ);
+  std::reverse(query_tiles.begin(), query_tiles.end());
+  parallel_tiles(ctx, int64_t(query_tiles.size()) * H, [&](int64_t item) {
+    const auto [s, tile] = query_tiles[size_t(item / H)];
+    const int64_t h = item % H, hk = h / group;
+    const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
+    const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
     const int64_t i0 = tile * kBlockQ, n = std::min(kBlockQ, Tq - i0);
-    attend_rows(qp + (b * Tq * H + h) * D, H * D, kp + (b * Tk * Hkv + hk) * D,
-                vp + (b * Tk * Hkv + hk) * D, Hkv * D, D, band, scores, i0, n, int64_t(0), Tk,
-                op + (b * Tq * H + h) * D, H * D, lp + bh * Tq + i0,
-                prepack ? PackedKV<T>{k_panels.get() + (b * Hkv + hk) * Tk16 * D,
-                                      v_rows.get() + (b * Hkv + hk) * Tk * D16}
-                        : PackedKV<T>{});
+    attend_rows(qp + (q0 * H + h) * D, H * D, kp + (k0 * Hkv + hk) * D, vp + (k0 * Hkv + hk) * D,
+                Hkv * D, D, Band(Tq, Tk, a), scores, i0, n, int64_t(0), Tk, op + (q0 * H + h) * D,
+                H * D, lse_rows(lp, a, s, h) + i0,
+                prepack && Tk > 0 ? PackedKV<T>{panels_of(s, hk), rows_of(s, hk)} : PackedKV<T>{});
   });
 }
 
@@ -671,43 +702,44 @@ struct BwdTile {
 };
 
 template <class T>
-void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-              const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-              const Tensor& out, const Tensor& lse, const AttentionParams& params) {
-  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
-  const int64_t Tk = k.size(1), Hkv = k.size(2), group = H / Hkv;
-  const Band band(Tq, Tk, params);
-  const Scores<T> scores(params, D);
-  const T* qp = q.data_as<T>();
-  const T* kp = k.data_as<T>();
-  const T* vp = v.data_as<T>();
-  const T* op = out.data_as<T>();
-  const T* dop = dout.data_as<T>();
-  const T* lp = lse.data_as<T>();
-  T* dqp = dq.data_as<T>();
-  T* dkp = dk.data_as<T>();
-  T* dvp = dv.data_as<T>();
+void bwd_impl(const Context& ctx, const AttentionArgs& a) {
+  const int64_t H = a.H, D = a.D, Hkv = a.Hkv, group = H / Hkv;
+  const Scores<T> scores(a);
+  const T* qp = static_cast<const T*>(a.q);
+  const T* kp = static_cast<const T*>(a.k);
+  const T* vp = static_cast<const T*>(a.v);
+  const T* op = static_cast<const T*>(a.out);
+  const T* dop = static_cast<const T*>(a.dout);
+  T* lp = static_cast<T*>(a.lse);
+  T* dqp = static_cast<T*>(a.dq);
+  T* dkp = static_cast<T*>(a.dk);
+  T* dvp = static_cast<T*>(a.dv);
 
-  // Di = rowsum(dO ∘ O), laid out like lse: (B, H, Tq).
-  std::vector<T> Di(size_t(B * H * Tq));
-  parallel_for(ctx, B * H, [&](int64_t bh) {
-    const int64_t b = bh / H, h = bh % H;
-    for (int64_t i = 0; i < Tq; ++i) {
-      const T* o = op + ((b * Tq + i) * H + h) * D;
-      const T* d_o = dop + ((b * Tq + i) * H + h) * D;
+  // Di = rowsum(dO ∘ O), laid out like lse.
+  std::vector<T> Di(size_t(a.B * H * a.Tq));
+  parallel_for(ctx, a.seqs_q.count * H, [&](int64_t sh) {
+    const int64_t s = sh / H, h = sh % H, q0 = a.seqs_q.begin(s);
+    T* di = lse_rows(Di.data(), a, s, h);
+    for (int64_t i = 0; i < a.seqs_q.length(s); ++i) {
+      const T* o = op + ((q0 + i) * H + h) * D;
+      const T* d_o = dop + ((q0 + i) * H + h) * D;
       T sum = 0;
       for (int64_t d = 0; d < D; ++d) sum += o[d] * d_o[d];
-      Di[size_t(bh * Tq + i)] = sum;
+      di[i] = sum;
     }
   });
 
-  // dK, dV: one owner per (batch, kv head, key tile), looping over the group's query heads.
-  const int64_t k_tiles = (Tk + kBlockK - 1) / kBlockK;
-  parallel_tiles(ctx, B * Hkv * k_tiles, [&](int64_t item) {
-    const int64_t tile = item % k_tiles, bhk = item / k_tiles, b = bhk / Hkv, hk = bhk % Hkv;
+  // dK, dV: one owner per (sequence, kv head, key tile), looping over the group's query heads.
+  const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockK);
+  parallel_tiles(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
+    const auto [s, tile] = key_tiles[size_t(item / Hkv)];
+    const int64_t hk = item % Hkv;
+    const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
+    const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
+    const Band band(Tq, Tk, a);
     const int64_t j0 = tile * kBlockK, nk = std::min(kBlockK, Tk - j0);
-    const T* kh = kp + (b * Tk * Hkv + hk) * D;
-    const T* vh = vp + (b * Tk * Hkv + hk) * D;
+    const T* kh = kp + (k0 * Hkv + hk) * D;
+    const T* vh = vp + (k0 * Hkv + hk) * D;
     const Scratch<T> acc(2 * nk * D);
     T* dk_acc = acc.get();  // (nk, D)
     std::fill(dk_acc, dk_acc + 2 * nk * D, T(0));
@@ -715,10 +747,10 @@ void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tens
     BwdTile<T> t(D);
     const int64_t q_begin = band.first_query(j0), q_end = band.end_query(j0 + nk);
     for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
-      const T* qh = qp + (b * Tq * H + h) * D;
-      const T* doh = dop + (b * Tq * H + h) * D;
-      const T* lh = lp + (b * H + h) * Tq;
-      const T* dih = Di.data() + (b * H + h) * Tq;
+      const T* qh = qp + (q0 * H + h) * D;
+      const T* doh = dop + (q0 * H + h) * D;
+      const T* lh = lse_rows(lp, a, s, h);
+      const T* dih = lse_rows(Di.data(), a, s, h);
       for (int64_t i0 = q_begin; i0 < q_end; i0 += kBlockQ) {
         const int64_t n = std::min(kBlockQ, q_end - i0);
         t.compute(qh, doh, H * D, kh, vh, Hkv * D, lh, dih, band, scores, i0, n, j0, nk);
@@ -736,21 +768,25 @@ void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tens
       }
     }
     for (int64_t j = 0; j < nk; ++j) {
-      std::copy(dk_acc + j * D, dk_acc + (j + 1) * D, dkp + ((b * Tk + j0 + j) * Hkv + hk) * D);
-      std::copy(dv_acc + j * D, dv_acc + (j + 1) * D, dvp + ((b * Tk + j0 + j) * Hkv + hk) * D);
+      std::copy(dk_acc + j * D, dk_acc + (j + 1) * D, dkp + ((k0 + j0 + j) * Hkv + hk) * D);
+      std::copy(dv_acc + j * D, dv_acc + (j + 1) * D, dvp + ((k0 + j0 + j) * Hkv + hk) * D);
     }
   });
 
-  // dQ: one owner per (batch, head, query tile), recomputing P and dS.
-  const int64_t q_tiles = (Tq + kBlockQ - 1) / kBlockQ;
-  parallel_tiles(ctx, B * H * q_tiles, [&](int64_t item) {
-    const int64_t tile = q_tiles - 1 - item % q_tiles, bh = item / q_tiles;
-    const int64_t b = bh / H, h = bh % H, hk = h / group;
+  // dQ: one owner per (sequence, head, query tile), recomputing P and dS.
+  auto query_tiles = tiles_of(a, /*by_query=*/true, kBlockQ);
+  std::reverse(query_tiles.begin(), query_tiles.end());
+  parallel_tiles(ctx, int64_t(query_tiles.size()) * H, [&](int64_t item) {
+    const auto [s, tile] = query_tiles[size_t(item / H)];
+    const int64_t h = item % H, hk = h / group;
+    const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
+    const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
+    const Band band(Tq, Tk, a);
     const int64_t i0 = tile * kBlockQ, n = std::min(kBlockQ, Tq - i0);
-    const T* qh = qp + (b * Tq * H + h) * D;
-    const T* doh = dop + (b * Tq * H + h) * D;
-    const T* kh = kp + (b * Tk * Hkv + hk) * D;
-    const T* vh = vp + (b * Tk * Hkv + hk) * D;
+    const T* qh = qp + (q0 * H + h) * D;
+    const T* doh = dop + (q0 * H + h) * D;
+    const T* kh = kp + (k0 * Hkv + hk) * D;
+    const T* vh = vp + (k0 * Hkv + hk) * D;
     const Scratch<T> dq_scratch(n * D);
     T* dq_acc = dq_scratch.get();  // (n, D)
     std::fill(dq_acc, dq_acc + n * D, T(0));
@@ -758,8 +794,8 @@ void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tens
     const int64_t k_begin = band.lo(i0), k_end = band.hi(i0 + n - 1);
     for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
       const int64_t nk = std::min(kBlockK, k_end - j0);
-      t.compute(qh, doh, H * D, kh, vh, Hkv * D, lp + bh * Tq, Di.data() + bh * Tq, band, scores,
-                i0, n, j0, nk);
+      t.compute(qh, doh, H * D, kh, vh, Hkv * D, lse_rows(lp, a, s, h),
+                lse_rows(Di.data(), a, s, h), band, scores, i0, n, j0, nk);
       if (t.masked && !all_finite(kh + j0 * Hkv * D, nk, D, Hkv * D))
         masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, scores.scale, t.dS, kBlockK,
                        kh + j0 * Hkv * D, Hkv * D, D, dq_acc, D);
@@ -768,32 +804,30 @@ void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tens
              dq_acc, D);
     }
     for (int64_t r = 0; r < n; ++r)
-      std::copy(dq_acc + r * D, dq_acc + (r + 1) * D, dqp + ((b * Tq + i0 + r) * H + h) * D);
+      std::copy(dq_acc + r * D, dq_acc + (r + 1) * D, dqp + ((q0 + i0 + r) * H + h) * D);
   });
 }
 
 // ---- Decode ---------------------------------------------------------------------------------
 
 template <class T>
-void decode_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                 const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
-                 const Tensor& k_new, const Tensor& v_new, const AttentionParams& params,
-                 int num_splits) {
-  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
-  const int64_t Tmax = k_cache.size(1), Hkv = k_cache.size(2), group = H / Hkv;
-  const int32_t* lens = cache_seqlens.data_as<int32_t>();
-  const T* qp = q.data_as<T>();
-  T* kc = k_cache.data_as<T>();
-  T* vc = v_cache.data_as<T>();
-  T* op = out.data_as<T>();
-  T* lp = lse.data_as<T>();
-  const Scores<T> scores(params, D);
+void decode_impl(const Context& ctx, const AttentionArgs& a) {
+  const int64_t B = a.B, Tq = a.Tq, H = a.H, D = a.D;
+  const int64_t Tmax = a.Tk, Hkv = a.Hkv, group = H / Hkv;
+  const int32_t* lens = a.cache_seqlens;
+  const T* qp = static_cast<const T*>(a.q);
+  T* kc = const_cast<T*>(static_cast<const T*>(a.k));  // the caches take the appended keys
+  T* vc = const_cast<T*>(static_cast<const T*>(a.v));
+  T* op = static_cast<T*>(a.out);
+  T* lp = static_cast<T*>(a.lse);
+  const Scores<T> scores(a);
+  const int num_splits = a.num_splits;
 
   // Append: (b, t) of k_new/v_new goes to cache row lens[b] + t.
-  const bool append = k_new.defined();
+  const bool append = a.k_new != nullptr;
   if (append) {
-    const T* kn = k_new.data_as<T>();
-    const T* vn = v_new.data_as<T>();
+    const T* kn = static_cast<const T*>(a.k_new);
+    const T* vn = static_cast<const T*>(a.v_new);
     const int64_t row = Hkv * D;
     parallel_for(ctx, B * Tq, [&](int64_t bt) {
       const int64_t b = bt / Tq, t = bt % Tq, dst = (b * Tmax + lens[b] + t) * row;
@@ -817,7 +851,7 @@ void decode_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const
     const int64_t s = item % splits, bh = item / splits, b = bh / H, h = bh % H, hk = h / group;
     const int64_t Tk = keys(b), len = (Tk + splits - 1) / splits;
     const int64_t kb = std::min(Tk, s * len), ke = std::min(Tk, kb + len);
-    const Band band(Tq, Tk, params);
+    const Band band(Tq, Tk, a);
     T* po = part_o.data() + item * Tq * D;
     T* pl = part_lse.data() + item * Tq;
     for (int64_t i0 = 0; i0 < Tq; i0 += kBlockQ)
@@ -836,7 +870,7 @@ void decode_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const
     if (L == -std::numeric_limits<double>::infinity()) {
       // No split had a finite weight: out = 0, lse = -inf if the row sees no key, NaN if the
       // scores of the keys it sees were all -inf (as one softmax over them would be).
-      const bool nan = Band(Tq, keys(b), params).sees_any(i, 0, keys(b));
+      const bool nan = Band(Tq, keys(b), a).sees_any(i, 0, keys(b));
       std::fill(o, o + D, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
       lp[bh * Tq + i] = nan ? std::numeric_limits<T>::quiet_NaN() : T(L);
       return;
@@ -857,29 +891,19 @@ void decode_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const
 
 }  // namespace
 
-void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                   const Tensor& k, const Tensor& v, const AttentionParams& params) {
-  dispatch_cpu_float("attention_fwd", q.dtype(), [&](auto tag) {
-    fwd_impl<typename decltype(tag)::type>(ctx, out, lse, q, k, v, params);
-  });
+void attention_fwd(const Context& ctx, const AttentionArgs& args) {
+  dispatch_cpu_float("attention_fwd", args.dtype,
+                     [&](auto tag) { fwd_impl<typename decltype(tag)::type>(ctx, args); });
 }
 
-void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                   const Tensor& out, const Tensor& lse, const AttentionParams& params) {
-  dispatch_cpu_float("attention_bwd", q.dtype(), [&](auto tag) {
-    bwd_impl<typename decltype(tag)::type>(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
-  });
+void attention_bwd(const Context& ctx, const AttentionArgs& args) {
+  dispatch_cpu_float("attention_bwd", args.dtype,
+                     [&](auto tag) { bwd_impl<typename decltype(tag)::type>(ctx, args); });
 }
 
-void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                      const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
-                      const Tensor& k_new, const Tensor& v_new, const AttentionParams& params,
-                      int num_splits) {
-  dispatch_cpu_float("attention_decode", q.dtype(), [&](auto tag) {
-    decode_impl<typename decltype(tag)::type>(ctx, out, lse, q, k_cache, v_cache, cache_seqlens,
-                                              k_new, v_new, params, num_splits);
-  });
+void attention_decode(const Context& ctx, const AttentionArgs& args) {
+  dispatch_cpu_float("attention_decode", args.dtype,
+                     [&](auto tag) { decode_impl<typename decltype(tag)::type>(ctx, args); });
 }
 
 }  // namespace longctx::cpu

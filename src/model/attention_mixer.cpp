@@ -68,7 +68,7 @@ class AttentionMixer : public Mixer {
     linear_fwd(ctx, flat(v_), x, wv_);
     rope_fwd(ctx, q_, q_, layout().positions, rope_);
     rope_fwd(ctx, k_, k_, layout().positions, rope_);
-    attention_fwd(ctx, o_, lse_, q_, k_, v_, attn_);
+    attention_fwd(ctx, o_, lse_, q_, k_, v_, attn_, layout().cu_seqlens, layout().cu_seqlens);
     linear_fwd(ctx, y, flat(o_), wo_);
   }
 
@@ -146,7 +146,8 @@ class AttentionMixer : public Mixer {
     Tensor dq = acts.take(q_.shape(), dt), dk = acts.take(k_.shape(), dt);
     Tensor dv = acts.take(v_.shape(), dt), dx_part = acts.take(dx.shape(), dt);
     linear_bwd(ctx, flat(d_o), dwo_, {}, dy, flat(o_), wo_);
-    attention_bwd(ctx, dq, dk, dv, d_o, q_, k_, v_, o_, lse_, attn_);
+    attention_bwd(ctx, dq, dk, dv, d_o, q_, k_, v_, o_, lse_, attn_, layout().cu_seqlens,
+                  layout().cu_seqlens);
     rope_bwd(ctx, dq, dq, layout().positions, rope_);
     rope_bwd(ctx, dk, dk, layout().positions, rope_);
     linear_bwd(ctx, dx, dwq_, {}, flat(dq), x_, wq_);

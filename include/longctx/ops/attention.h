@@ -38,20 +38,29 @@ struct AttentionParams {
   int window_left = -1;        // keys visible to the left of the aligned diagonal; -1 = unbounded
   int window_right = -1;       // to the right; -1 = unbounded (causal forces 0)
   float softcap = 0.f;         // 0 = off
-  bool deterministic = false;  // backward: no atomics, bitwise repeatable
+  bool deterministic = false;  // backward: no atomics, bitwise repeatable (also on a context in
+                               // deterministic mode, Context::set_deterministic)
 };
 
 // "" when (device, dtype, head_dim) is supported, else the reason, naming what is supported.
 // Dispatch and the tests use this same table.
 std::string attention_supports(Device device, DType dtype, int64_t head_dim);
 
+// Packed variable-length batches (flash_attn_varlen_func): with cu_seqlens_q and cu_seqlens_k,
+// i32 (N + 1) each (0 first, nondecreasing, Tq and Tk last), q, out, dq are (1, Tq, H, D) and k,
+// v, dk, dv (1, Tk, Hkv, D) holding N sequences back to back, lse (1, H, Tq); sequence n's
+// queries [cu_seqlens_q[n], cu_seqlens_q[n + 1]) see only its keys [cu_seqlens_k[n],
+// cu_seqlens_k[n + 1]), masked as above with that sequence's own Tq and Tk. A sequence's results
+// are bitwise the same alone or packed (on CUDA, its backward in deterministic mode).
 void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                   const Tensor& k, const Tensor& v, const AttentionParams& params = {});
+                   const Tensor& k, const Tensor& v, const AttentionParams& params = {},
+                   const Tensor& cu_seqlens_q = {}, const Tensor& cu_seqlens_k = {});
 
 // Recomputes the probabilities from lse; dq, dk, dv are overwritten.
 void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
                    const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                   const Tensor& out, const Tensor& lse, const AttentionParams& params = {});
+                   const Tensor& out, const Tensor& lse, const AttentionParams& params = {},
+                   const Tensor& cu_seqlens_q = {}, const Tensor& cu_seqlens_k = {});
 
 // Decoding against a KV cache. q: (B, Tq, H, D) with Tq new tokens (1..a few);
 // k_cache, v_cache: (B, Tmax, Hkv, D); cache_seqlens: (B) i32, the valid length of each cache
