@@ -74,6 +74,10 @@ Command add_train_command(CLI::App& parent) {
   cmd->add_option("--text", o.text.path, "text: corpus file or directory")->capture_default_str();
   cmd->add_option("--test-fraction", o.text.test_fraction, "text: held-out fraction")
       ->capture_default_str();
+  o.text.pack = true;  // the default for text (packing changes nothing for mqar)
+  cmd->add_flag("--pack,!--no-pack", o.text.pack,
+                "text: pack whole documents (the corpus's '%' lines end them) into each batch, "
+                "none seeing another (default), instead of windows across them");
   cmd->add_option("--seed", o.seed, "parameter initialisation seed")->capture_default_str();
   cmd->add_option("--init", o.init,
                   "initial parameters from this checkpoint (a run directory's "

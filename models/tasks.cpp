@@ -184,6 +184,14 @@ TextTask::TextTask(const TextOptions& options) : opt_(options) {
                 "text: corpus ", opt_.path, " has ", n, " bytes: too few for windows of ",
                 opt_.seq_len + 1, " bytes in both the training part and the held-out ",
                 opt_.test_fraction, " of it");
+  if (!opt_.pack) return;
+  // A document ends after each line that holds only '%'.
+  doc_starts_ = {0};
+  for (int64_t i = 0; i + 1 < train_bytes_; ++i)
+    if (bytes_[size_t(i)] == '%' && bytes_[size_t(i) + 1] == '\n' &&
+        (i == 0 || bytes_[size_t(i) - 1] == '\n'))
+      doc_starts_.push_back(i + 2);
+  if (doc_starts_.back() != train_bytes_) doc_starts_.push_back(train_bytes_);
 }
 
 int64_t TextTask::test_sequences() const {
@@ -212,6 +220,38 @@ void TextTask::fill(Split split, int64_t first, const Tensor& tokens, const Tens
       tgt[t] = src[t + 1];
     }
   }
+}
+
+bool TextTask::fill_packed(int64_t index, const Tensor& tokens, const Tensor& targets,
+                           std::vector<int32_t>& cu_seqlens) const {
+  if (!opt_.pack) return false;
+  const int64_t budget = tokens.size(1), documents = int64_t(doc_starts_.size()) - 1;
+  LONGCTX_CHECK(tokens.dim() == 2 && tokens.size(0) == 1 && targets.shape() == tokens.shape(),
+                "text: a packed batch is one row of tokens and targets");
+  int32_t* tok = tokens.data_as<int32_t>();
+  int32_t* tgt = targets.data_as<int32_t>();
+  // A stream of its own: packed rows do not draw the windows' numbers.
+  SequenceRng rng(opt_.seed ^ 0x7061636b6564ull, uint64_t(index));
+  cu_seqlens.assign(1, 0);
+  int64_t at = 0;
+  while (at < budget) {
+    const int64_t d = int64_t(rng.below(uint64_t(documents)));
+    int64_t begin = doc_starts_[size_t(d)];
+    const int64_t end = doc_starts_[size_t(d) + 1];
+    // A document longer than seq_len contributes a window of it at a drawn start.
+    if (end - begin > opt_.seq_len)
+      begin += int64_t(rng.below(uint64_t(end - begin - opt_.seq_len + 1)));
+    const int64_t n = std::min({end - begin, opt_.seq_len, budget - at});
+    if (n == 0) continue;
+    const auto* src = reinterpret_cast<const unsigned char*>(bytes_.data()) + begin;
+    for (int64_t t = 0; t < n; ++t) {
+      tok[at + t] = src[t];
+      tgt[at + t] = begin + t + 1 < end ? int32_t(src[t + 1]) : -100;  // no next byte in it
+    }
+    at += n;
+    cu_seqlens.push_back(int32_t(at));
+  }
+  return true;
 }
 
 }  // namespace longctx::train

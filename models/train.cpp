@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -91,7 +93,8 @@ std::string TrainOptions::to_json() const {
     j["text"] = {{"path", text.path},
                  {"seq_len", text.seq_len},
                  {"test_fraction", text.test_fraction},
-                 {"seed", text.seed}};
+                 {"seed", text.seed},
+                 {"pack", text.pack}};
   return j.dump(2);
 }
 
@@ -164,6 +167,7 @@ TrainOptions TrainOptions::from_json(const std::string& text) {
     read_key(t, "seq_len", o.text.seq_len, k);
     read_key(t, "test_fraction", o.text.test_fraction, k);
     read_key(t, "seed", o.text.seed, k);
+    if (t.contains("pack")) read_key(t, "pack", o.text.pack, k);  // runs from before packing: off
     reject_unknown(t, k, "text.");
   }
   reject_unknown(j, known, "");
@@ -489,12 +493,25 @@ class Run {
   double one_step() {
     const auto t0 = Clock::now();
     const int64_t B = opt_.batch, T = task_->seq_len();
-    const Tensor tokens = Tensor::empty({B, T}, DType::i32);
-    const Tensor targets = Tensor::empty({B, T}, DType::i32);
+    // A packing task's micro-batch is one row of B * T tokens, its documents back to back.
+    const Shape shape = packs_ ? Shape{1, B * T} : Shape{B, T};
+    const Tensor tokens = Tensor::empty(shape, DType::i32);
+    const Tensor targets = Tensor::empty(shape, DType::i32);
+    std::vector<int32_t> cu;
     double loss = 0;
     for (int64_t micro = 0; micro < opt_.accum; ++micro) {
-      task_->fill(Split::train, position_ + micro * B, tokens, targets);
-      loss += model_.forward(tokens.to(ctx_.device(), &ctx_), targets.to(ctx_.device(), &ctx_));
+      Tensor cu_seqlens;
+      if (packs_) {
+        task_->fill_packed(position_ / B + micro, tokens, targets, cu);
+        cu_seqlens = Tensor::empty({int64_t(cu.size())}, DType::i32);
+        std::copy(cu.begin(), cu.end(), cu_seqlens.data_as<int32_t>());
+        cu_seqlens = cu_seqlens.to(ctx_.device(), &ctx_);
+        documents_ += int64_t(cu.size()) - 1;
+      } else {
+        task_->fill(Split::train, position_ + micro * B, tokens, targets);
+      }
+      loss += model_.forward(tokens.to(ctx_.device(), &ctx_), targets.to(ctx_.device(), &ctx_),
+                             cu_seqlens);
       model_.backward();
       if (opt_.accum == 1) break;
       const Tensor& acc = accumulated_.flat();
@@ -540,12 +557,14 @@ class Run {
     last_tokens_per_s_ = double(opt_.accum * B * T) / seconds;
     elapsed_ += seconds;
     evaluated_ = false;
-    log_line({{"step", step_},
-              {"loss", loss},
-              {"lr", adamw.lr},
-              {"grad_norm", norm},
-              {"tokens_per_s", last_tokens_per_s_},
-              {"elapsed_s", elapsed_}});
+    json line = {{"step", step_},
+                 {"loss", loss},
+                 {"lr", adamw.lr},
+                 {"grad_norm", norm},
+                 {"tokens_per_s", last_tokens_per_s_},
+                 {"elapsed_s", elapsed_}};
+    if (packs_) line["documents"] = std::exchange(documents_, 0);  // packed this step
+    log_line(line);
     return loss;
   }
 
@@ -661,7 +680,9 @@ class Run {
   std::string checkpoint_, log_path_;
   std::ofstream log_;
   int64_t step_ = 0, position_ = 0, saved_step_ = -1;
-  Clock::time_point last_save_ = Clock::now();  // or the start of the run
+  bool packs_ = opt_.task == "text" && opt_.text.pack;  // micro-batches are packed rows
+  int64_t documents_ = 0;                               // packed so far this step
+  Clock::time_point last_save_ = Clock::now();          // or the start of the run
   double elapsed_ = 0, last_lr_ = 0, last_norm_ = 0, last_tokens_per_s_ = 0;
   EvalResult last_eval_;
   bool evaluated_ = false;

@@ -206,6 +206,120 @@ TEST(TextTask, ReadsTheCorpusAndCutsWindows) {
                        "past the held-out part");
 }
 
+// Packing: documents end after their "%" lines; a packed row is whole documents' first bytes
+// back to back (the last cut to fill the row), targets the next byte within a document and -100 at
+// its end, drawn from (seed, micro-batch index) alone.
+TEST(TextTask, PackedRowsAreDocumentsBackToBack) {
+  TempDir dir;
+  std::string corpus;
+  std::vector<std::string> docs;
+  Rng rng(3);
+  for (int d = 0; d < 60; ++d) {
+    std::string doc(size_t(rng.integer(1, 40)), 'a');
+    for (char& ch : doc) ch = char('a' + rng.integer(0, 25));
+    doc += "\n%\n";
+    docs.push_back(doc);
+    corpus += doc;
+  }
+  std::ofstream(dir.file("f")) << corpus;
+  train::TextOptions o;
+  o.path = dir.file("f");
+  o.seq_len = 24;
+  o.test_fraction = 0.2;
+  o.pack = true;
+  const train::TextTask task(o);
+  const auto& starts = task.documents();
+  ASSERT_GE(starts.size(), 40u);
+  for (size_t d = 0; d + 2 < starts.size(); ++d)  // every whole document of the training part
+    EXPECT_EQ(corpus.substr(size_t(starts[d]), size_t(starts[d + 1] - starts[d])), docs[d]);
+
+  const int64_t budget = 200;
+  const Tensor tokens = Tensor::empty({1, budget}, DType::i32);
+  const Tensor targets = Tensor::empty({1, budget}, DType::i32);
+  std::vector<int32_t> cu;
+  ASSERT_TRUE(task.fill_packed(7, tokens, targets, cu));
+  ASSERT_EQ(cu.front(), 0);
+  ASSERT_EQ(cu.back(), budget);
+  const int32_t* tok = tokens.data_as<int32_t>();
+  const int32_t* tgt = targets.data_as<int32_t>();
+  for (size_t n = 0; n + 1 < cu.size(); ++n) {
+    const int64_t len = cu[n + 1] - cu[n];
+    ASSERT_GE(len, 1);
+    EXPECT_LE(len, o.seq_len);
+    std::string seq;
+    for (int64_t t = cu[n]; t < cu[n + 1]; ++t) seq += char(tok[t]);
+    // Bytes of one document, whose next bytes are the targets (-100 past its end).
+    bool found = false;
+    for (size_t d = 0; d + 1 < starts.size() && !found; ++d) {
+      const std::string doc = corpus.substr(size_t(starts[d]), size_t(starts[d + 1] - starts[d]));
+      for (size_t at = doc.find(seq); at != std::string::npos && !found;
+           at = doc.find(seq, at + 1)) {
+        bool targets_match = true;
+        for (int64_t t = 0; t < len; ++t) {
+          const size_t next = at + size_t(t) + 1;
+          targets_match =
+              targets_match && tgt[cu[n] + t] == (next < doc.size() ? int32_t(doc[next]) : -100);
+        }
+        found = targets_match;
+      }
+    }
+    EXPECT_TRUE(found) << "sequence " << n << " is no document's bytes with their targets: " << seq;
+  }
+  const Tensor again = Tensor::empty({1, budget}, DType::i32);
+  const Tensor again_t = Tensor::empty({1, budget}, DType::i32);
+  std::vector<int32_t> cu2;
+  task.fill_packed(7, again, again_t, cu2);
+  EXPECT_EQ(cu2, cu);
+  EXPECT_TRUE(std::equal(tok, tok + budget, again.data_as<int32_t>()));
+  task.fill_packed(8, again, again_t, cu2);
+  EXPECT_NE(cu2, cu) << "another micro-batch, other documents";
+}
+
+// In a packed batch no document sees another: changing one document's bytes leaves every other
+// document's per-token losses the same, bit for bit (the batch's shape is the same).
+TEST(TextTask, ADocumentOfAPackedBatchDoesNotAffectTheOthers) {
+  Context& ctx = context_for(Device::cpu());
+  const ModelConfig config = ModelConfig::from_json(R"({"vocab_size": 256, "d_model": 16,
+      "pattern": "*-S-M-R-W-", "attention": {"n_heads": 2, "n_kv_heads": 1, "window": 4},
+      "mamba": {"d_state": 4}, "mamba2": {"d_state": 8, "head_dim": 8, "chunk_size": 4}})");
+  Model model(config, ctx, DType::f32, 3);
+  const std::vector<int32_t> cu = {0, 7, 20, 21, 33, 48};
+  const int64_t T = cu.back();
+  Rng rng(5);
+  Tensor tokens = Tensor::empty({1, T}, DType::i32), targets = Tensor::empty({1, T}, DType::i32);
+  for (int64_t t = 0; t < T; ++t) {
+    tokens.data_as<int32_t>()[t] = int32_t(rng.integer(0, 255));
+    targets.data_as<int32_t>()[t] = int32_t(rng.integer(0, 255));
+  }
+  const Tensor cu_t = int_tensor(cu, {int64_t(cu.size())});
+  // Per-token cross-entropy from the logits.
+  auto losses = [&](const Tensor& tok) {
+    model.forward(tok, targets, cu_t);
+    const float* logits = model.logits().data_as<float>();
+    std::vector<float> out(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) {
+      const float* row = logits + t * 256;
+      const float m = *std::max_element(row, row + 256);
+      float sum = 0;
+      for (int v = 0; v < 256; ++v) sum += std::exp(row[v] - m);
+      out[size_t(t)] = m + std::log(sum) - row[targets.data_as<int32_t>()[t]];
+    }
+    return out;
+  };
+  const std::vector<float> before = losses(tokens);
+  Tensor changed = Tensor::empty({1, T}, DType::i32);
+  changed.copy_from(tokens);
+  for (int64_t t = cu[1]; t < cu[2]; ++t) changed.data_as<int32_t>()[t] ^= 0x55;  // document 1
+  const std::vector<float> after = losses(changed);
+  for (int64_t t = 0; t < T; ++t) {
+    if (t >= cu[1] && t < cu[2]) continue;
+    EXPECT_EQ(before[size_t(t)], after[size_t(t)]) << "token " << t;
+  }
+  bool moved = false;
+  for (int64_t t = cu[1]; t < cu[2]; ++t) moved = moved || before[size_t(t)] != after[size_t(t)];
+  EXPECT_TRUE(moved) << "the changed document's own losses must change";
+}
+
 TEST(TextTask, MissingOrTinyCorpusIsAClearError) {
   train::TextOptions o;
   o.path = "/nonexistent/corpus.txt";
