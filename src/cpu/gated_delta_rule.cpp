@@ -28,6 +28,7 @@
 // afterwards, in order (with the l2norm's backward), so every sum has a fixed order.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -56,12 +57,23 @@ void grow(Vec<T>& v, int64_t n) {
   if (int64_t(v.size()) < n) v.resize(size_t(n));
 }
 
+// Σ_i a_i b_i in the type R, as 8 interleaved partial sums added in a fixed order at the end:
+// the same bits every run, and a loop the compiler vectorizes. (One running sum is a chain of
+// dependent adds: the l2norm's sums alone took 25% of the forward's time that way.)
+template <class R, class A, class B>
+R dot(const A* a, const B* b, int64_t n) {
+  R part[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) part[l] += R(a[i + l]) * R(b[i + l]);
+  for (; i < n; ++i) part[0] += R(a[i]) * R(b[i]);
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
 // 1 / sqrt(Σ x² + eps): the l2norm's factor for a row of K values.
 template <class T>
 T l2norm_rstd(const T* x, int64_t K) {
-  T ss = 0;
-  for (int64_t c = 0; c < K; ++c) ss += x[c] * x[c];
-  return T(1) / std::sqrt(ss + T(kL2NormEps));
+  return T(1) / std::sqrt(dot<T>(x, x, K) + T(kL2NormEps));
 }
 
 // The typed view of the params for one dtype.
@@ -92,32 +104,44 @@ struct Ptrs {
   int64_t g_at(int64_t p, int64_t hv) const { return (p * HV + hv) * Kg; }
 };
 
-// One chunk of n <= C tokens of one (sequence, value head), in the forms the products need
-// (see the file comment). Kg = 1 (Gated DeltaNet) or K (KDA) gate channels.
+// One chunk of one (sequence, value head), in the forms the products need (see the file
+// comment). Kg = 1 (Gated DeltaNet) or K (KDA) gate channels. Rows that are read together by one
+// product are stacked in one buffer, so that each product is one BLAS call.
 template <class T>
 struct Chunk {
   int64_t C = 0, K = 0, Kg = 0, n = 0;
   T scale = 1;
-  Vec<T> q, k;        // (C, K) q̂ and k̂
-  Vec<T> v;           // (C, V)
-  Vec<T> g;           // (C, Kg)
-  Vec<T> beta;        // (C)
-  Vec<T> gam, rho;    // (C, Kg) γ and ρ
-  Vec<T> E;           // Gated DeltaNet: (C, C) row-major; KDA: (C (C + 1) / 2, K), rows (i, j <= i)
-  Vec<T> kg, qg, kd;  // (C, K) γ ⊙ k̂, scale γ ⊙ q̂, ρ ⊙ k̂
-  Vec<T> P, A, M;     // (C, C) P, diag(β) P and M, zero outside their triangles
+  Vec<T> kq;        // (2C, K): k̂, then q̂
+  Vec<T> kqg;       // (2C, K): −γ ⊙ k̂, then scale γ ⊙ q̂ (the rows that read the state)
+  Vec<T> kd;        // (C, K) ρ ⊙ k̂
+  Vec<T> v;         // (C, V)
+  Vec<T> g;         // (C, Kg)
+  Vec<T> beta;      // (C)
+  Vec<T> gam, rho;  // (C, Kg) γ and ρ
+  Vec<T> E;         // Gated DeltaNet: (C, C) row-major; KDA: (C (C + 1) / 2, K), rows (i, j <= i)
+  Vec<T> seg;       // (C, Kg) scratch: one row of E before the exponential
+  Vec<T> PM;        // (2C, C): P, then M; zero outside their triangles
+  Vec<T> A;         // (C, C) diag(β) P
 
   void reserve(int64_t C_, int64_t K_, int64_t V, int64_t Kg_) {
     C = C_, K = K_, Kg = Kg_;
-    for (Vec<T>* x : {&q, &k, &kg, &qg, &kd}) grow(*x, C * K);
+    grow(kq, 2 * C * K);
+    grow(kqg, 2 * C * K);
+    grow(kd, C * K);
     grow(v, C * V);
     grow(g, C * Kg);
     grow(beta, C);
     grow(gam, C * Kg);
     grow(rho, C * Kg);
     grow(E, Kg == 1 ? C * C : C * (C + 1) / 2 * K);
-    for (Vec<T>* x : {&P, &A, &M}) grow(*x, C * C);
+    grow(seg, C * Kg);
+    grow(PM, 2 * C * C);
+    grow(A, C * C);
   }
+  const T* k() const { return kq.data(); }
+  const T* q() const { return kq.data() + C * K; }
+  const T* P() const { return PM.data(); }
+  const T* M() const { return PM.data() + C * C; }
   // The Kg decays E_ij (j <= i).
   size_t e_index(int64_t i, int64_t j) const {
     return size_t(Kg == 1 ? i * C + j : (i * (i + 1) / 2 + j) * K);
@@ -133,25 +157,23 @@ struct Chunk {
 // its full length C, so that a sequence's chunks are the same products whatever comes after it
 // (another packed sequence, right padding by identity steps, nothing): that is what makes the
 // results bitwise batch invariant. The identity rows change no real row and not the state: each
-// contributes exact zeros.
+// contributes exact zeros. `with_M`: also the output matrix M (the forward's, and the backward's
+// second pass; the first pass needs only P).
 template <class T>
-void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t n) {
+void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t n, bool with_M) {
   const int64_t C = ch.C, K = x.K, V = x.V, Kg = x.Kg;
   ch.n = n;
   ch.scale = T(x.a.scale);
-  std::fill(ch.q.begin(), ch.q.begin() + C * K, T(0));
-  std::fill(ch.k.begin(), ch.k.begin() + C * K, T(0));
-  std::fill(ch.v.begin(), ch.v.begin() + C * V, T(0));
-  std::fill(ch.g.begin(), ch.g.begin() + C * Kg, T(0));
-  std::fill(ch.beta.begin(), ch.beta.begin() + C, T(0));
+  T* k = ch.kq.data();
+  T* q = k + C * K;
   for (int64_t i = 0; i < n; ++i) {
     const T* qr = x.q_row(p0 + i, hv);
     const T* kr = x.k_row(p0 + i, hv);
     const T rq = x.a.l2norm ? l2norm_rstd(qr, K) : T(1);
     const T rk = x.a.l2norm ? l2norm_rstd(kr, K) : T(1);
     for (int64_t c = 0; c < K; ++c) {
-      ch.q[size_t(i * K + c)] = qr[c] * rq;
-      ch.k[size_t(i * K + c)] = kr[c] * rk;
+      q[i * K + c] = qr[c] * rq;
+      k[i * K + c] = kr[c] * rk;
     }
     const T* vr = x.v + x.v_at(p0 + i, hv);
     std::copy(vr, vr + V, ch.v.begin() + i * V);
@@ -159,70 +181,89 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     std::copy(gr, gr + Kg, ch.g.begin() + i * Kg);
     ch.beta[size_t(i)] = x.beta[(p0 + i) * x.HV + hv];
   }
-  // Segment sums of g in step order, exponentiated together below (exp_array vectorizes).
+  std::fill(q + n * K, q + C * K, T(0));
+  std::fill(k + n * K, k + C * K, T(0));
+  std::fill(ch.v.begin() + n * V, ch.v.begin() + C * V, T(0));
+  std::fill(ch.g.begin() + n * Kg, ch.g.begin() + C * Kg, T(0));
+  std::fill(ch.beta.begin() + n, ch.beta.begin() + C, T(0));
+
+  // Segment sums of g in step order, exponentiated together (exp_array vectorizes).
   const T* g = ch.g.data();
-  for (int64_t c = 0; c < Kg; ++c) {
-    T run = 0;
-    for (int64_t i = 0; i < C; ++i) ch.gam[size_t(i * Kg + c)] = run += g[i * Kg + c];
-    run = 0;
-    for (int64_t i = C - 1; i >= 0; --i) {
-      ch.rho[size_t(i * Kg + c)] = run;
-      run += g[i * Kg + c];
-    }
+  T* gam = ch.gam.data();
+  T* rho = ch.rho.data();
+  for (int64_t c = 0; c < Kg; ++c) gam[c] = g[c];
+  for (int64_t i = 1; i < C; ++i)
+    for (int64_t c = 0; c < Kg; ++c) gam[i * Kg + c] = gam[(i - 1) * Kg + c] + g[i * Kg + c];
+  for (int64_t c = 0; c < Kg; ++c) rho[(C - 1) * Kg + c] = T(0);
+  for (int64_t i = C - 2; i >= 0; --i)
+    for (int64_t c = 0; c < Kg; ++c) rho[i * Kg + c] = rho[(i + 1) * Kg + c] + g[(i + 1) * Kg + c];
+  exp_array(gam, gam, C * Kg);
+  exp_array(rho, rho, C * Kg);
+  // E row by row: E_ij = E_(i-1)j + g_i (j < i) before the exponential, kept in seg.
+  T* seg = ch.seg.data();  // (C, Kg): the segment sums of row i
+  for (int64_t i = 0; i < C; ++i) {
+    const T* gi = g + i * Kg;
+    for (int64_t j = 0; j < i; ++j)
+      for (int64_t c = 0; c < Kg; ++c) seg[j * Kg + c] += gi[c];
+    std::fill(seg + i * Kg, seg + (i + 1) * Kg, T(0));
+    exp_array(ch.e_at(i, 0), seg, (i + 1) * Kg);
   }
-  exp_array(ch.gam.data(), ch.gam.data(), C * Kg);
-  exp_array(ch.rho.data(), ch.rho.data(), C * Kg);
-  for (int64_t j = 0; j < C; ++j) {
-    T* d = ch.e_at(j, j);
-    std::fill(d, d + Kg, T(0));
-    for (int64_t i = j + 1; i < C; ++i) {
-      const T* prev = ch.e_at(i - 1, j);
-      T* e = ch.e_at(i, j);
-      for (int64_t c = 0; c < Kg; ++c) e[c] = prev[c] + g[i * Kg + c];
-    }
-  }
-  if (Kg == 1) {
-    for (int64_t i = 0; i < C; ++i) exp_array(ch.e_at(i, 0), ch.e_at(i, 0), i + 1);
-  } else {
-    exp_array(ch.E.data(), ch.E.data(), C * (C + 1) / 2 * K);
-  }
-  for (int64_t i = 0; i < C; ++i)
-    for (int64_t c = 0; c < K; ++c) {
-      const size_t at = size_t(i * K + c), gc = size_t(i * Kg + (Kg == 1 ? 0 : c));
-      ch.kg[at] = ch.gam[gc] * ch.k[at];
-      ch.qg[at] = ch.scale * (ch.gam[gc] * ch.q[at]);
-      ch.kd[at] = ch.rho[gc] * ch.k[at];
-    }
-  // The gated products P (strictly lower) and M (lower with the diagonal).
-  T* P = ch.P.data();
-  T* M = ch.M.data();
-  if (Kg == 1) {
-    gemm(false, true, C, C, K, T(1), ch.k.data(), K, ch.k.data(), K, T(0), P, C);
-    gemm(false, true, C, C, K, ch.scale, ch.q.data(), K, ch.k.data(), K, T(0), M, C);
-    for (int64_t i = 0; i < C; ++i)
-      for (int64_t j = 0; j < C; ++j) {
-        const T e = j <= i ? *ch.e_at(i, j) : T(0);
-        P[i * C + j] = j < i ? P[i * C + j] * e : T(0);
-        M[i * C + j] *= e;
+  T* nkg = ch.kqg.data();
+  T* qg = nkg + C * K;
+  for (int64_t i = 0; i < C; ++i) {
+    const T* ki = k + i * K;
+    const T* qi = q + i * K;
+    if (Kg == 1) {
+      const T a = gam[i], sa = ch.scale * gam[i], r = rho[i];
+      for (int64_t c = 0; c < K; ++c) {
+        nkg[i * K + c] = -a * ki[c];
+        qg[i * K + c] = sa * qi[c];
+        ch.kd[size_t(i * K + c)] = r * ki[c];
       }
+    } else {
+      const T* a = gam + i * K;
+      const T* r = rho + i * K;
+      for (int64_t c = 0; c < K; ++c) {
+        nkg[i * K + c] = -a[c] * ki[c];
+        qg[i * K + c] = ch.scale * a[c] * qi[c];
+        ch.kd[size_t(i * K + c)] = r[c] * ki[c];
+      }
+    }
+  }
+  // The gated products P (strictly lower) and M (lower with the diagonal).
+  T* P = ch.PM.data();
+  T* M = P + C * C;
+  if (Kg == 1) {
+    // [P; M] = [K̂; Q̂] K̂ᵀ, then masked by E. (ssyrk for P's triangle and a gemm for M were no
+    // faster than the one gemm: 158-163 against 154-158 ms of CPU time for the forward at
+    // B = 1, T = 8192, H = 8, K = V = 128, one thread.)
+    gemm(false, true, with_M ? 2 * C : C, C, K, T(1), k, K, k, K, T(0), P, C);
+    for (int64_t i = 0; i < C; ++i) {
+      const T* e = ch.e_at(i, 0);
+      T* Pi = P + i * C;
+      for (int64_t j = 0; j < i; ++j) Pi[j] *= e[j];
+      std::fill(Pi + i, Pi + C, T(0));
+      if (!with_M) continue;
+      T* Mi = M + i * C;
+      for (int64_t j = 0; j <= i; ++j) Mi[j] *= ch.scale * e[j];
+      std::fill(Mi + i + 1, Mi + C, T(0));
+    }
   } else {
     for (int64_t i = 0; i < C; ++i) {
-      const T* qi = &ch.q[size_t(i * K)];
-      const T* ki = &ch.k[size_t(i * K)];
+      const T* qi = q + i * K;
+      const T* ki = k + i * K;
+      T* Pi = P + i * C;
+      T* Mi = M + i * C;
       for (int64_t j = 0; j <= i; ++j) {
-        const T* kj = &ch.k[size_t(j * K)];
+        const T* kj = k + j * K;
         const T* e = ch.e_at(i, j);
-        T pk = 0, mk = 0;
-        for (int64_t c = 0; c < K; ++c) {
-          const T w = kj[c] * e[c];
-          pk += ki[c] * w;
-          mk += qi[c] * w;
-        }
-        P[i * C + j] = j < i ? pk : T(0);
-        M[i * C + j] = ch.scale * mk;
+        T* w = ch.seg.data();  // free again: k̂_j ⊙ E_ij
+        for (int64_t c = 0; c < K; ++c) w[c] = kj[c] * e[c];
+        Pi[j] = j < i ? dot<T>(ki, w, K) : T(0);
+        if (with_M) Mi[j] = ch.scale * dot<T>(qi, w, K);
       }
-      std::fill(P + i * C + i + 1, P + i * C + C, T(0));
-      std::fill(M + i * C + i + 1, M + i * C + C, T(0));
+      std::fill(Pi + i + 1, Pi + C, T(0));
+      if (with_M) std::fill(Mi + i + 1, Mi + C, T(0));
     }
   }
   for (int64_t i = 0; i < C; ++i)
@@ -230,26 +271,26 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
 }
 
 // Runs the loaded chunk from the state S (K x V; all zeros when `zero_state`, and then only
-// written): writes the delta values to U (C x V), V − (γ ⊙ K̂) S to Vm when given, the outputs
-// to O (C x V) when given, and leaves the state after the chunk in S.
+// written). UO receives the delta values U in its first C rows (C x V) and, when `with_O`, the
+// chunk's outputs in the next C; Vm, when given, receives V − (γ ⊙ K̂) S. Leaves the state after
+// the chunk in S.
 template <class T>
-void run_chunk(const Chunk<T>& ch, int64_t V, T* S, bool zero_state, T* U, T* Vm, T* O) {
+void run_chunk(const Chunk<T>& ch, int64_t V, T* S, bool zero_state, T* UO, T* Vm, bool with_O) {
   const int64_t K = ch.K, C = ch.C;
-  const T* v = ch.v.data();
-  if (zero_state) {
-    std::copy(v, v + C * V, U);
-  } else {
-    gemm(false, false, C, V, K, T(-1), ch.kg.data(), K, S, V, T(0), U, V);
-    for (int64_t i = 0; i < C * V; ++i) U[i] += v[i];
-  }
+  T* U = UO;
+  T* O = UO + C * V;
+  // [V − (γ ⊙ K̂) S; (scale γ ⊙ Q̂) S] in one product.
+  std::copy(ch.v.begin(), ch.v.begin() + C * V, U);
+  if (with_O) std::fill(O, O + C * V, T(0));
+  if (!zero_state)
+    gemm(false, false, with_O ? 2 * C : C, V, K, T(1), ch.kqg.data(), K, S, V, T(1), UO, V);
   if (Vm) std::copy(U, U + C * V, Vm);
-  for (int64_t i = 0; i < C; ++i)
-    for (int64_t j = 0; j < V; ++j) U[i * V + j] *= ch.beta[size_t(i)];
-  trsm_unit_lower(/*trans=*/false, C, V, ch.A.data(), C, U, V);
-  if (O) {
-    if (!zero_state) gemm(false, false, C, V, K, T(1), ch.qg.data(), K, S, V, T(0), O, V);
-    gemm(false, false, C, V, C, T(1), ch.M.data(), C, U, V, zero_state ? T(0) : T(1), O, V);
+  for (int64_t i = 0; i < C; ++i) {
+    const T b = ch.beta[size_t(i)];
+    for (int64_t j = 0; j < V; ++j) U[i * V + j] *= b;
   }
+  trsm_unit_lower(/*trans=*/false, C, V, ch.A.data(), C, U, V);
+  if (with_O) gemm(false, false, C, V, C, T(1), ch.M(), C, U, V, T(1), O, V);
   if (!zero_state)
     for (int64_t c = 0; c < K; ++c) {
       const T decay = ch.gam_last(c);
@@ -261,16 +302,20 @@ void run_chunk(const Chunk<T>& ch, int64_t V, T* S, bool zero_state, T* U, T* Vm
 // Per-thread scratch of the backward's second pass.
 template <class T>
 struct BwdScratch {
-  Vec<T> dO, dU, dv;             // (C, V)
-  Vec<T> dM, dA;                 // (C, C)
-  Vec<T> dQg, dKg, dKd, dq, dk;  // (C, K)
-  Vec<Acc<T>> t1, t2, rect;      // (C, Kg) the decay gradient's terms (see chunk_bwd)
-  Vec<Acc<T>> row, dgam;         // (K), (K)
+  Vec<T> Y;                  // (3C, V): β dR (= dv), dO, dU then dR
+  Vec<T> dMA;                // (2C, C): dO Uᵀ (dM), then dR Uᵀ (−dA)
+  Vec<T> L;                  // (C, 2C) dk's left factor (Gated DeltaNet)
+  Vec<T> Z;                  // (2C, K): dv S0ᵀ (−dKg), then dO S0ᵀ (dQg)
+  Vec<T> dKd, dq, dk;        // (C, K)
+  Vec<Acc<T>> t1, t2, rect;  // (C, Kg) the decay gradient's terms (see chunk_bwd)
+  Vec<Acc<T>> row, dgam;     // (K), (K)
 
   void reserve(int64_t C, int64_t K, int64_t V, int64_t Kg) {
-    for (Vec<T>* x : {&dO, &dU, &dv}) grow(*x, C * V);
-    for (Vec<T>* x : {&dM, &dA}) grow(*x, C * C);
-    for (Vec<T>* x : {&dQg, &dKg, &dKd, &dq, &dk}) grow(*x, C * K);
+    grow(Y, 3 * C * V);
+    grow(dMA, 2 * C * C);
+    grow(L, 2 * C * C);
+    grow(Z, 2 * C * K);
+    for (Vec<T>* x : {&dKd, &dq, &dk}) grow(*x, C * K);
     for (Vec<Acc<T>>* x : {&t1, &t2, &rect}) grow(*x, C * Kg);
     grow(row, K);
     grow(dgam, K);
@@ -280,8 +325,7 @@ struct BwdScratch {
 // The backward of one loaded chunk at sequence positions [p0, p0 + n): from dS (the gradient of
 // the state leaving it) and the rows of dout, with S0 the state entering it, U its delta values
 // and Vm = V − (γ ⊙ K̂) S0 from the first pass. Writes dv, dbeta and dg of its tokens, this value
-// head's parts of dq̂ and dk̂ (rows of dq_part, dk_part: (B·T, HV, K)), and the gradient of S0 to
-// dS0.
+// head's dq̂ and dk̂ rows (to dq_part, dk_part: (B·T, HV, K)), and the gradient of S0 to dS0.
 template <class T>
 void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, const T* S0,
                const T* U, const T* Vm, const T* dS, T* dS0, BwdScratch<T>& w, T* dq_part,
@@ -289,63 +333,56 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
   using Acc = cpu::Acc<T>;
   const int64_t n = ch.n, K = ch.K, C = ch.C, Kg = ch.Kg, V = x.V;
   const T* beta = ch.beta.data();
-  T* dO = w.dO.data();
-  T* dU = w.dU.data();
-  T* dv = w.dv.data();
-  T* dM = w.dM.data();
-  T* dA = w.dA.data();
+  T* dv = w.Y.data();
+  T* dO = dv + C * V;
+  T* dU = dO + C * V;
+  T* dM = w.dMA.data();
+  T* dRU = dM + C * C;  // dR Uᵀ = −dA
+  T* Z = w.Z.data();
   T* dq = w.dq.data();
   T* dk = w.dk.data();
-  T* dQg = w.dQg.data();
-  T* dKg = w.dKg.data();
   T* dKd = w.dKd.data();
-  // dout's rows, zeros for the identity rows.
-  std::fill(dO, dO + C * V, T(0));
+  const T* P = ch.P();
+  const T* M = ch.M();
   const T* dout = static_cast<const T*>(x.a.dout);
   for (int64_t i = 0; i < n; ++i)
     std::copy(dout + x.v_at(p0 + i, hv), dout + x.v_at(p0 + i, hv) + V, dO + i * V);
+  std::fill(dO + n * V, dO + C * V, T(0));
 
   // Through O = (scale γ ⊙ Q̂) S0 + M U and S' = diag(γ_{C-1}) S0 + (ρ ⊙ K̂)ᵀ U.
-  gemm(true, false, C, V, C, T(1), ch.M.data(), C, dO, V, T(0), dU, V);
+  gemm(true, false, C, V, C, T(1), M, C, dO, V, T(0), dU, V);
   gemm(false, false, C, V, K, T(1), ch.kd.data(), K, dS, V, T(1), dU, V);
-  gemm(false, true, C, C, V, T(1), dO, V, U, V, T(0), dM, C);
-  gemm(false, true, C, K, V, T(1), dO, V, S0, V, T(0), dQg, K);
   gemm(false, true, C, K, V, T(1), U, V, dS, V, T(0), dKd, K);
   std::fill(w.dgam.begin(), w.dgam.begin() + K, Acc(0));
   for (int64_t c = 0; c < K; ++c) {
-    Acc sum = 0;
-    for (int64_t j = 0; j < V; ++j) sum += Acc(S0[c * V + j]) * dS[c * V + j];
-    w.dgam[size_t(Kg == 1 ? 0 : c)] += sum;
+    w.dgam[size_t(Kg == 1 ? 0 : c)] += dot<Acc>(S0 + c * V, dS + c * V, V);
     const T decay = ch.gam_last(c);
     for (int64_t j = 0; j < V; ++j) dS0[c * V + j] = decay * dS[c * V + j];
   }
-  gemm(true, false, K, V, C, T(1), ch.qg.data(), K, dO, V, T(1), dS0, V);
-  // Through U = (I + A)⁻¹ diag(β) Vm: dU becomes dR = (I + A)⁻ᵀ dU, the gradient of diag(β) Vm.
+  // Through U = (I + A)⁻¹ diag(β) Vm: dU becomes dR = (I + A)⁻ᵀ dU, the gradient of diag(β) Vm;
+  // then [dM; −dA] = [dO; dR] Uᵀ in one product.
   trsm_unit_lower(/*trans=*/true, C, V, ch.A.data(), C, dU, V);
   const T* dR = dU;
-  gemm(false, true, C, C, V, T(-1), dR, V, U, V, T(0), dA, C);
+  gemm(false, true, 2 * C, C, V, T(1), dO, V, U, V, T(0), dM, C);
   for (int64_t i = 0; i < C; ++i) {
-    Acc db = 0;
-    for (int64_t j = 0; j < V; ++j) {
-      db += Acc(dR[i * V + j]) * Vm[i * V + j];
-      dv[i * V + j] = beta[i] * dR[i * V + j];
-    }
-    for (int64_t j = 0; j < i; ++j) db += Acc(dA[i * C + j]) * ch.P[size_t(i * C + j)];
+    for (int64_t j = 0; j < V; ++j) dv[i * V + j] = beta[i] * dR[i * V + j];
+    const Acc db = dot<Acc>(dR + i * V, Vm + i * V, V) - dot<Acc>(dRU + i * C, P + i * C, i);
     if (i < n) static_cast<T*>(x.a.dbeta)[(p0 + i) * x.HV + hv] = T(db);
   }
-  // Through Vm = V − (γ ⊙ K̂) S0, with diag(β) dR in dv.
-  gemm(false, true, C, K, V, T(-1), dv, V, S0, V, T(0), dKg, K);
-  gemm(true, false, K, V, C, T(-1), ch.kg.data(), K, dv, V, T(1), dS0, V);
   T* dv_out = static_cast<T*>(x.a.dv);
   for (int64_t i = 0; i < n; ++i)
     std::copy(dv + i * V, dv + i * V + V, dv_out + x.v_at(p0 + i, hv));
-  // dP = diag(β) dA on the strict lower triangle; dM on the lower one.
-  for (int64_t i = 0; i < C; ++i)
-    for (int64_t j = 0; j < C; ++j) {
-      dA[i * C + j] = j < i ? beta[i] * dA[i * C + j] : T(0);
-      if (j > i) dM[i * C + j] = T(0);
-    }
-  T* dP = dA;
+  // Through V − (γ ⊙ K̂) S0 and (scale γ ⊙ Q̂) S0, with dv = diag(β) dR: [dv; dO] S0ᵀ gives
+  // [−dKg; dQg], and the rows [−γ ⊙ K̂; scale γ ⊙ Q̂] take [dv; dO] back into dS0.
+  gemm(false, true, 2 * C, K, V, T(1), dv, V, S0, V, T(0), Z, K);
+  gemm(true, false, K, V, 2 * C, T(1), ch.kqg.data(), K, dv, V, T(1), dS0, V);
+  // dP = diag(β) dA on the strict lower triangle (in dRU's place); dM on the lower one.
+  T* dP = dRU;
+  for (int64_t i = 0; i < C; ++i) {
+    for (int64_t j = 0; j < i; ++j) dP[i * C + j] *= -beta[i];
+    std::fill(dP + i * C + i, dP + i * C + C, T(0));
+    std::fill(dM + i * C + i + 1, dM + i * C + C, T(0));
+  }
 
   // The decays. Every decay factor is the exponential of a segment sum of g, so g_t receives
   // the sensitivity of each factor whose segment contains t, summed directly:
@@ -362,31 +399,35 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
   std::fill(t1, t1 + C * Kg, Acc(0));
   std::fill(t2, t2 + C * Kg, Acc(0));
   std::fill(rect, rect + C * Kg, Acc(0));
-  const T* q = ch.q.data();
-  const T* k = ch.k.data();
+  const T* q = ch.q();
+  const T* k = ch.k();
   if (Kg == 1) {
-    // One decay per pair: D_ij = dM_ij M_ij + dP_ij P_ij, and the q/k gradients are gemms of
-    // dM ⊙ E and dP ⊙ E.
+    // One decay per pair: D_ij = dM_ij M_ij + dP_ij P_ij; the q/k gradients are products of
+    // dM ⊙ E and dP ⊙ E: dq̂ = scale (dM ⊙ E) K̂ and
+    // dk̂ = [(dP ⊙ E) + (dP ⊙ E)ᵀ, scale (dM ⊙ E)ᵀ] [K̂; Q̂].
+    T* L = w.L.data();
     for (int64_t i = 0; i < C; ++i) {
       Acc row = 0;  // Σ_{j' <= j} D_ij'
+      const T* e = ch.e_at(i, 0);
+      for (int64_t j = 0; j < i; ++j) {
+        row += Acc(dM[i * C + j]) * M[i * C + j] + Acc(dP[i * C + j]) * P[i * C + j];
+        rect[j + 1] += row;
+      }
       for (int64_t j = 0; j <= i; ++j) {
-        if (j < i) {
-          row += Acc(dM[i * C + j]) * ch.M[size_t(i * C + j)] +
-                 Acc(dP[i * C + j]) * ch.P[size_t(i * C + j)];
-          rect[j + 1] += row;
-        }
-        const T e = *ch.e_at(i, j);
-        dM[i * C + j] *= e;
-        dP[i * C + j] *= e;
+        dM[i * C + j] *= e[j];
+        dP[i * C + j] *= e[j];
       }
     }
+    for (int64_t i = 0; i < C; ++i)
+      for (int64_t j = 0; j < C; ++j) {
+        L[i * 2 * C + j] = dP[i * C + j] + dP[j * C + i];
+        L[i * 2 * C + C + j] = ch.scale * dM[j * C + i];
+      }
     gemm(false, false, C, K, C, ch.scale, dM, C, k, K, T(0), dq, K);
-    gemm(true, false, C, K, C, ch.scale, dM, C, q, K, T(0), dk, K);
-    gemm(false, false, C, K, C, T(1), dP, C, k, K, T(1), dk, K);
-    gemm(true, false, C, K, C, T(1), dP, C, k, K, T(1), dk, K);
+    gemm(false, false, C, K, 2 * C, T(1), L, 2 * C, ch.kq.data(), K, T(0), dk, K);
   } else {
     // Per channel: dq̂_i += Σ_j scale dM_ij (k̂_j ⊙ E_ij), dk̂_j += Σ_i scale dM_ij (q̂_i ⊙ E_ij),
-    // and the same with dP for k̂ on both sides; D_ijc = (scale dM_ij q̂_ic + dP_ij k̂_ic) k̂_jc E_ijc.
+    // the same with dP for k̂ on both sides; D_ijc = (scale dM_ij q̂_ic + dP_ij k̂_ic) k̂_jc E_ijc.
     std::fill(dq, dq + C * K, T(0));
     std::fill(dk, dk + C * K, T(0));
     Acc* row = w.row.data();
@@ -416,15 +457,31 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
       }
     }
   }
-  // Through γ ⊙ K̂, scale γ ⊙ Q̂, ρ ⊙ K̂.
-  for (int64_t i = 0; i < C; ++i)
-    for (int64_t c = 0; c < K; ++c) {
-      const size_t at = size_t(i * K + c), gc = size_t(i * Kg + (Kg == 1 ? 0 : c));
-      dk[at] += ch.gam[gc] * dKg[at] + ch.rho[gc] * dKd[at];
-      dq[at] += ch.scale * (ch.gam[gc] * dQg[at]);
-      t1[gc] += Acc(ch.kg[at]) * dKg[at] + Acc(ch.qg[at]) * dQg[at];
-      t2[gc] += Acc(ch.kd[at]) * dKd[at];
+  // Through −γ ⊙ K̂, scale γ ⊙ Q̂ (Z holds −dKg, dQg) and ρ ⊙ K̂.
+  const T* nkg = ch.kqg.data();
+  const T* qg = nkg + C * K;
+  const T* dQg = Z + C * K;
+  for (int64_t i = 0; i < C; ++i) {
+    if (Kg == 1) {
+      const T a = ch.gam[size_t(i)], sa = ch.scale * a, r = ch.rho[size_t(i)];
+      for (int64_t c = 0; c < K; ++c) {
+        const int64_t at = i * K + c;
+        dk[at] += r * dKd[at] - a * Z[at];
+        dq[at] += sa * dQg[at];
+      }
+      t1[i] = dot<Acc>(nkg + i * K, Z + i * K, K) + dot<Acc>(qg + i * K, dQg + i * K, K);
+      t2[i] = dot<Acc>(ch.kd.data() + i * K, dKd + i * K, K);
+    } else {
+      for (int64_t c = 0; c < K; ++c) {
+        const int64_t at = i * K + c;
+        const T a = ch.gam[size_t(at)];
+        dk[at] += ch.rho[size_t(at)] * dKd[at] - a * Z[at];
+        dq[at] += ch.scale * a * dQg[at];
+        t1[at] = Acc(nkg[at]) * Z[at] + Acc(qg[at]) * dQg[at];
+        t2[at] = Acc(ch.kd[size_t(at)]) * dKd[at];
+      }
     }
+  }
   T* dg = static_cast<T*>(x.a.dg);
   for (int64_t c = 0; c < Kg; ++c) {
     const Acc t3 = Acc(ch.gam_last(c)) * w.dgam[size_t(c)];
@@ -445,6 +502,20 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
   }
 }
 
+// Per-thread scratch, fetched once per work item (each thread_local access in the shared library
+// is a __tls_get_addr call: 4% of the backward when made in the loops).
+template <class T>
+struct Scratch {
+  Chunk<T> ch;
+  BwdScratch<T> bwd;
+  Vec<T> S, UO, states, Us, Vms, dS, dS0;
+};
+template <class T>
+Scratch<T>& scratch() {
+  thread_local Scratch<T> s;
+  return s;
+}
+
 }  // namespace
 
 void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
@@ -459,18 +530,19 @@ void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
     parallel_for_dynamic(ctx, seqs.count * HV, [&](int64_t item) {
       const int64_t s = item / HV, hv = item % HV;
       const int64_t begin = seqs.begin(s), L = seqs.length(s);
-      thread_local Chunk<T> ch;
-      thread_local Vec<T> work;
+      Scratch<T>& sc = scratch<T>();
+      Chunk<T>& ch = sc.ch;
       ch.reserve(C, K, V, x.Kg);
-      grow(work, KV + 2 * C * V);
-      T* S = fin ? fin + item * KV : work.data();
-      T* U = work.data() + KV;
-      T* O = U + C * V;
+      grow(sc.S, KV);
+      grow(sc.UO, 2 * C * V);
+      T* S = fin ? fin + item * KV : sc.S.data();
+      const T* O = sc.UO.data() + C * V;
       for (int64_t i = 0; i < KV; ++i) S[i] = h0 ? h0[item * KV + i] : T(0);
       for (int64_t t0 = 0; t0 < L; t0 += C) {
         const int64_t n = std::min(C, L - t0), p0 = begin + t0;
-        load_chunk(ch, x, hv, p0, n);
-        run_chunk(ch, V, S, /*zero_state=*/t0 == 0 && !h0, U, static_cast<T*>(nullptr), O);
+        load_chunk(ch, x, hv, p0, n, /*with_M=*/true);
+        run_chunk(ch, V, S, /*zero_state=*/t0 == 0 && !h0, sc.UO.data(), static_cast<T*>(nullptr),
+                  /*with_O=*/true);
         for (int64_t i = 0; i < n; ++i)
           std::copy(O + i * V, O + i * V + V, out + x.v_at(p0 + i, hv));
       }
@@ -488,66 +560,74 @@ void gated_delta_rule_bwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
     const T* h0 = static_cast<const T*>(args.initial_state);
     const T* dfin = static_cast<const T*>(args.dfinal_state);
     T* dh0 = static_cast<T*>(args.dinitial_state);
-    // dq̂ and dk̂ per value head, (B·T, HV, K); summed over each group below.
-    Vec<T> dq_part(size_t(positions * HV * K)), dk_part(size_t(positions * HV * K));
+    T* dq = static_cast<T*>(args.dq);
+    T* dk = static_cast<T*>(args.dk);
+    // dq̂ and dk̂ per value head, (B·T, HV, K), summed over each group below; with one value
+    // head per q/k head (HV = H) that is the layout of dq and dk, written directly. (Not
+    // zeroed: every row is written.)
+    std::unique_ptr<T[]> parts(R > 1 ? new T[size_t(2 * positions * HV * K)] : nullptr);
+    T* dq_part = R > 1 ? parts.get() : dq;
+    T* dk_part = R > 1 ? parts.get() + positions * HV * K : dk;
     parallel_for_dynamic(ctx, seqs.count * HV, [&](int64_t item) {
       const int64_t s = item / HV, hv = item % HV;
       const int64_t begin = seqs.begin(s), L = seqs.length(s);
       const int64_t nc = (L + C - 1) / C;
-      thread_local Chunk<T> ch;
-      thread_local BwdScratch<T> w;
-      thread_local Vec<T> states, Us, Vms, dS, dS0;
+      Scratch<T>& sc = scratch<T>();
+      Chunk<T>& ch = sc.ch;
       ch.reserve(C, K, V, x.Kg);
-      w.reserve(C, K, V, x.Kg);
-      grow(states, (nc + 1) * KV);
-      grow(Us, nc * C * V);
-      grow(Vms, nc * C * V);
-      grow(dS, KV);
-      grow(dS0, KV);
+      sc.bwd.reserve(C, K, V, x.Kg);
+      grow(sc.states, (nc + 1) * KV);
+      grow(sc.Us, nc * C * V);
+      grow(sc.Vms, nc * C * V);
+      grow(sc.dS, KV);
+      grow(sc.dS0, KV);
+      T* states = sc.states.data();
       // Pass 1: the state entering each chunk, and each chunk's U and Vm.
-      for (int64_t i = 0; i < KV; ++i) states[size_t(i)] = h0 ? h0[item * KV + i] : T(0);
+      for (int64_t i = 0; i < KV; ++i) states[i] = h0 ? h0[item * KV + i] : T(0);
       for (int64_t c = 0; c < nc; ++c) {
-        load_chunk(ch, x, hv, begin + c * C, std::min(C, L - c * C));
-        T* next = states.data() + (c + 1) * KV;
+        load_chunk(ch, x, hv, begin + c * C, std::min(C, L - c * C), /*with_M=*/false);
+        T* next = states + (c + 1) * KV;
         std::copy(next - KV, next, next);
-        run_chunk(ch, V, next, /*zero_state=*/c == 0 && !h0, Us.data() + c * C * V,
-                  Vms.data() + c * C * V, static_cast<T*>(nullptr));
+        run_chunk(ch, V, next, /*zero_state=*/c == 0 && !h0, sc.Us.data() + c * C * V,
+                  sc.Vms.data() + c * C * V, /*with_O=*/false);
       }
       // Pass 2: chunks last to first, carrying dS back.
-      for (int64_t i = 0; i < KV; ++i) dS[size_t(i)] = dfin ? dfin[item * KV + i] : T(0);
+      T* dS = sc.dS.data();
+      T* dS0 = sc.dS0.data();
+      for (int64_t i = 0; i < KV; ++i) dS[i] = dfin ? dfin[item * KV + i] : T(0);
       for (int64_t c = nc - 1; c >= 0; --c) {
         const int64_t p0 = begin + c * C;
-        load_chunk(ch, x, hv, p0, std::min(C, L - c * C));
-        chunk_bwd(ch, x, hv, p0, states.data() + c * KV, Us.data() + c * C * V,
-                  Vms.data() + c * C * V, dS.data(), dS0.data(), w, dq_part.data(), dk_part.data());
+        load_chunk(ch, x, hv, p0, std::min(C, L - c * C), /*with_M=*/true);
+        chunk_bwd(ch, x, hv, p0, states + c * KV, sc.Us.data() + c * C * V,
+                  sc.Vms.data() + c * C * V, dS, dS0, sc.bwd, dq_part, dk_part);
         std::swap(dS, dS0);
       }
-      if (dh0) std::copy(dS.begin(), dS.begin() + KV, dh0 + item * KV);
+      if (dh0) std::copy(dS, dS + KV, dh0 + item * KV);
     });
     // dq, dk: each q/k head's value heads summed in order, then the l2norm's backward
     // d = rstd (d̂ − x̂ (x̂ · d̂)) with x̂ = x rstd.
-    T* dq = static_cast<T*>(args.dq);
-    T* dk = static_cast<T*>(args.dk);
+    if (R == 1 && !args.l2norm) return;
     parallel_for(ctx, positions * H, [&](int64_t row) {
       const int64_t p = row / H, h = row % H;
       for (int which = 0; which < 2; ++which) {
-        const T* part = (which == 0 ? dq_part : dk_part).data() + (p * HV + h * R) * K;
         const T* in = (which == 0 ? x.q : x.k) + row * K;
         T* d = (which == 0 ? dq : dk) + row * K;
-        for (int64_t c = 0; c < K; ++c) {
-          T sum = part[c];
-          for (int64_t r = 1; r < R; ++r) sum += part[r * K + c];
-          d[c] = sum;
+        if (R > 1) {
+          const T* part = (which == 0 ? dq_part : dk_part) + (p * HV + h * R) * K;
+          for (int64_t c = 0; c < K; ++c) {
+            T sum = part[c];
+            for (int64_t r = 1; r < R; ++r) sum += part[r * K + c];
+            d[c] = sum;
+          }
         }
         if (!args.l2norm) continue;
-        const T rstd = l2norm_rstd(in, K);
-        T dot = 0;
-        for (int64_t c = 0; c < K; ++c) dot += in[c] * rstd * d[c];
-        for (int64_t c = 0; c < K; ++c) d[c] = rstd * (d[c] - in[c] * rstd * dot);
+        const T rstd = l2norm_rstd(in, K), xd = rstd * dot<T>(in, d, K);
+        for (int64_t c = 0; c < K; ++c) d[c] = rstd * (d[c] - in[c] * rstd * xd);
       }
     });
   });
 }
+
 void gated_delta_rule_update(const Context& ctx, const GatedDeltaRuleArgs& args) {
   dispatch_cpu_float("gated_delta_rule_update", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
