@@ -553,10 +553,13 @@ TEST(GatedDeltaRuleBadInput, NamesTheArgumentAndTheRule) {
       gated_delta_rule_update(ctx, o1, Tensor::zeros({2, 2, 3, 4}, f32), q1, q1, v1, g1, b1),
       "'state'", "expected shape (2, 2, 4, 3)");
 
-  // The CUDA backend's limit on K, answered without a GPU.
-  EXPECT_NE(gated_delta_rule_supports(Device::cuda(0), DType::bf16, 256, 64).find("K <= 128"),
-            std::string::npos);
+  // What each backend runs, answered without a GPU.
   EXPECT_EQ(gated_delta_rule_supports(Device::cpu(), DType::f32, 256, 64), "");
+  EXPECT_NE(gated_delta_rule_supports(Device::cpu(), DType::bf16, 128, 128).find("f32, f64"),
+            std::string::npos);
+  EXPECT_EQ(gated_delta_rule_supports(Device::cuda(0), DType::bf16, 128, 128), "");
+  EXPECT_NE(gated_delta_rule_supports(Device::cuda(0), DType::f32, 0, 8).find("K >= 1"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -12,8 +12,6 @@ namespace longctx {
 
 namespace {
 
-// The CUDA kernels keep a chunk's K-wide rows of q and k in shared memory.
-constexpr int64_t kMaxCudaK = 128;
 // The CPU path's scratch grows as chunk_size² (x K for KDA: 17 MB per thread at 256, K = 128).
 constexpr int64_t kMaxChunk = 256;
 
@@ -132,9 +130,6 @@ std::string gated_delta_rule_supports(Device device, DType dtype, int64_t K, int
   if (K < 1 || V < 1)
     return detail::concat("gated_delta_rule needs head dims K >= 1 and V >= 1, got K = ", K,
                           ", V = ", V);
-  if (device.is_cuda() && K > kMaxCudaK)
-    return detail::concat("gated_delta_rule on the CUDA backend supports key head dims K <= ",
-                          kMaxCudaK, ", got K = ", K);
   return dtype_supports("gated_delta_rule", device, dtype);
 }
 

@@ -34,7 +34,7 @@
 // the inputs (nothing is saved by the forward) and sums in a fixed order: it is deterministic.
 // The chunked form rounds like the token-by-token recurrence when chunk_size <= 2 K; much longer
 // chunks than K lose some f32 accuracy (a chunk's transition is then a strong contraction formed
-// before it is applied). CPU: chunk_size as given. CUDA: chunks of 64 whatever chunk_size says.
+// before it is applied). Both backends use chunk_size as given.
 #pragma once
 
 #include <cstdint>
@@ -47,7 +47,7 @@ namespace longctx {
 struct GatedDeltaRuleParams {
   double scale = 0.0;          // multiplies q; 0 means 1/sqrt(K)
   bool use_qk_l2norm = false;  // L2-normalise q and k over K inside the op (eps 1e-6)
-  int64_t chunk_size = 64;     // tokens per chunk, 1..256 (the CPU path's; see above)
+  int64_t chunk_size = 64;     // tokens per chunk, 1..256
 };
 
 // Optional inputs are left undefined (Tensor{}).
