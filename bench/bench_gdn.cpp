@@ -260,8 +260,8 @@ void plain_bwd(const HostInputs& in, PlainGrads& gr) {
   }
 }
 
-double max_rel_diff(const Tensor& got, const std::vector<float>& want) {
-  const Tensor host = got.to(Device::cpu()).to_dtype(DType::f32);
+double max_rel_diff(const Context& ctx, const Tensor& got, const std::vector<float>& want) {
+  const Tensor host = got.to(Device::cpu(), &ctx).to_dtype(DType::f32);
   const float* p = host.data_as<float>();
   double m = 0, scale = 1e-30;
   for (size_t i = 0; i < want.size(); ++i) {
@@ -364,9 +364,9 @@ int main(int argc, char** argv) {
           ctx, [&] { plain_fwd(in, out); }, std::min(opt.reps, 2));
       const Time pb = time_best(
           ctx, [&] { plain_bwd(in, pg); }, 1);
-      const double err[] = {max_rel_diff(op.out, out),  max_rel_diff(op.dq, pg.dq),
-                            max_rel_diff(op.dk, pg.dk), max_rel_diff(op.dv, pg.dv),
-                            max_rel_diff(op.dg, pg.dg), max_rel_diff(op.dbeta, pg.dbeta)};
+      const double err[] = {max_rel_diff(ctx, op.out, out),  max_rel_diff(ctx, op.dq, pg.dq),
+                            max_rel_diff(ctx, op.dk, pg.dk), max_rel_diff(ctx, op.dv, pg.dv),
+                            max_rel_diff(ctx, op.dg, pg.dg), max_rel_diff(ctx, op.dbeta, pg.dbeta)};
       const char* names[] = {"out", "dq", "dk", "dv", "dg", "dbeta"};
       json check = json::object();
       bool ok = true;
