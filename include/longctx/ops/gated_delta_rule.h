@@ -32,6 +32,9 @@
 // that ends at a later token than it starts, so no exp() argument is positive for g <= 0 and
 // decays near 0 underflow instead of overflowing. The backward recomputes the chunk states from
 // the inputs (nothing is saved by the forward) and sums in a fixed order: it is deterministic.
+// Its workspace holds every chunk's entering state, K·V f32 per chunk (on the CPU for the
+// (sequence, value head) each thread is on; on CUDA for all of them at once, with 2·V f32 per
+// token and value head more).
 // The chunked form rounds like the token-by-token recurrence when chunk_size <= 2 K; much longer
 // chunks than K lose some f32 accuracy (a chunk's transition is then a strong contraction formed
 // before it is applied). Both backends use chunk_size as given.
