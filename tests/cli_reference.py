@@ -111,7 +111,7 @@ def embedding(t, opts, T, backward):
     if not backward:
         return {"out": table[tokens]}
     dtable = np.zeros_like(table)
-    np.add.at(dtable, tokens.reshape(-1), t["dout"].astype(T).reshape(-1, table.shape[1]))
+    np.add.at(dtable, tokens.reshape(-1), t["dout"].astype(T).reshape(tokens.size, table.shape[1]))
     return {"dtable": dtable}
 
 
@@ -327,7 +327,7 @@ def selective_scan(t, opts, T, backward):
         if D is not None:
             y = y + D[:, None] * u[b]
         out[b] = y * z[b] * sigmoid(z[b], T) if z is not None else y
-        last[b] = hs[-1]
+        last[b] = hs[-1] if L else hb  # no steps: the state is the initial one
         if not backward:
             continue
         dout = t["dout"].astype(T)[b]
@@ -380,7 +380,7 @@ def ssd(t, opts, T, backward):
         if D is not None:
             y = y + D[None, :, None] * x[b]
         out[b] = y * z[b] * sigmoid(z[b], T) if z is not None else y
-        final[b] = hs[-1].reshape(H, P, N)
+        final[b] = (hs[-1] if L else hb).reshape(H, P, N)  # no steps: the initial state
         if not backward:
             continue
         dout = t["dout"].astype(T)[b]
