@@ -15,19 +15,6 @@ namespace {
 // The CPU path's scratch grows as chunk_size² (x K for KDA: 17 MB per thread at 256, K = 128).
 constexpr int64_t kMaxChunk = 256;
 
-using Named = std::pair<const char*, const Tensor*>;
-
-// Every output must be disjoint from every input and from the other outputs.
-void check_disjoint(const char* op, const std::vector<Named>& outputs,
-                    const std::vector<Named>& inputs) {
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    if (!outputs[i].second->defined()) continue;
-    const ArgCheck out = check_arg(op, outputs[i].first, *outputs[i].second);
-    for (const auto& [name, t] : inputs) out.no_overlap(name, *t);
-    for (size_t j = 0; j < i; ++j) out.no_overlap(outputs[j].first, *outputs[j].second);
-  }
-}
-
 void check_like(const Context& ctx, const char* op, const char* name, const Tensor& t,
                 const Tensor& like) {
   check_arg(op, name, t).shape(like.shape()).dtype(like.dtype()).device(ctx.device());
@@ -114,7 +101,7 @@ void check_state(const Context& ctx, const char* op, const char* name, const Ten
   check_arg(op, name, t).dtype(stat_dtype(args.dtype)).device(ctx.device()).contiguous();
 }
 
-std::vector<Named> inputs_of(const GatedDeltaRuleInputs& in) {
+std::vector<NamedTensor> inputs_of(const GatedDeltaRuleInputs& in) {
   return {{"q", &in.q},
           {"k", &in.k},
           {"v", &in.v},
@@ -167,7 +154,7 @@ void gated_delta_rule_bwd(const Context& ctx, const GatedDeltaRuleGrads& grads, 
                       grads.dinitial_state);
   if_given(grads.dinitial_state,
            [&] { check_like(ctx, op, "dinitial_state", grads.dinitial_state, in.initial_state); });
-  std::vector<Named> inputs = inputs_of(in);
+  std::vector<NamedTensor> inputs = inputs_of(in);
   inputs.push_back({"dout", &dout});
   inputs.push_back({"dfinal_state", &dfinal_state});
   check_disjoint(op,
