@@ -19,6 +19,7 @@
 #include "longctx/ops/cross_entropy.h"
 #include "longctx/ops/elementwise.h"
 #include "longctx/ops/embedding.h"
+#include "longctx/ops/gated_delta_rule.h"
 #include "longctx/ops/linear.h"
 #include "longctx/ops/linear_scan.h"
 #include "longctx/ops/rglru_gate.h"
