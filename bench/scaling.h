@@ -1,7 +1,8 @@
 // The length-scaling comparison (`longctx bench scaling`): for each model preset, over a sweep of
 // sequence lengths at a fixed number of tokens per batch, the training step (forward + backward)
 // and prefill (forward) throughput and the memory each needs; the crossover length where a
-// recurrent or hybrid model overtakes pure attention. Prints a table, writes JSON.
+// recurrent or hybrid model overtakes pure attention. Prints a table, writes JSON. With
+// `profile`, each point also breaks one training step down by op (Context::set_profile).
 #pragma once
 
 #include <string>
@@ -17,6 +18,7 @@ struct ScalingOptions {
   int repeats = 2;                   // timed runs per point (the median is reported)
   std::string presets_dir;           // where <preset>.json lives
   std::string out = "scaling.json";
+  bool profile = false;  // also time one training step op by op, per point
 };
 
 // Runs the sweep; returns a process exit code.

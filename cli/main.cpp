@@ -156,6 +156,9 @@ int main(int argc, char** argv) {
   scaling_cmd->add_option("--presets-dir", scaling.presets_dir, "where <preset>.json live")
       ->capture_default_str();
   scaling_cmd->add_option("--out", scaling.out, "JSON output")->capture_default_str();
+  scaling_cmd->add_flag("--profile", scaling.profile,
+                        "also time one training step op by op at each point (printed, and in "
+                        "the JSON)");
 
   const Command train_cmd = add_train_command(app);
   const Command generate_cmd = add_generate_command(app);
