@@ -78,6 +78,9 @@ def machine(build):
         "torch": torch.__version__,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "longctx_info": sh(f"{build}/longctx info 2>&1"),
+        # longctx's kernels with AVX-512 versions use them when the CPU has AVX-512F, unless
+        # capped by LONGCTX_CPU_ISA=avx2 (src/cpu/isa.h; builds before 2026-12-05 have none).
+        "longctx_cpu_isa_cap": os.environ.get("LONGCTX_CPU_ISA", "none"),
         "python": platform.python_version(),
     }
 
