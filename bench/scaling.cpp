@@ -112,6 +112,36 @@ std::string human_bytes(double bytes) {
   return buf;
 }
 
+// One training step (forward with the loss, backward) with every op timed (OpProfile): prints the
+// ops by time, largest first, and what is spent outside them (copies between layouts, the
+// arenas, the layers' glue); returns the same as JSON.
+json profile_training_step(Model& model, Context& ctx, const Tensor& x, const Tensor& y) {
+  OpProfile profile;
+  ctx.set_profile(&profile);
+  const auto start = Clock::now();
+  model.forward(x, y);
+  model.backward();
+  ctx.synchronize();
+  const double step_s = std::chrono::duration<double>(Clock::now() - start).count();
+  ctx.set_profile(nullptr);
+  std::vector<std::pair<std::string, OpProfile::Entry>> ops(profile.ops.begin(), profile.ops.end());
+  std::sort(ops.begin(), ops.end(),
+            [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
+  double in_ops = 0;
+  json by_op = json::object();
+  std::printf("           profile of one training step, %.1f ms (each op synchronised):\n",
+              step_s * 1e3);
+  for (const auto& [name, entry] : ops) {
+    in_ops += entry.seconds;
+    by_op[name] = {{"calls", entry.calls}, {"seconds", entry.seconds}};
+    std::printf("             %-22s %5lld calls %9.2f ms %5.1f%%\n", name.c_str(),
+                (long long)entry.calls, entry.seconds * 1e3, 100 * entry.seconds / step_s);
+  }
+  std::printf("             %-22s %11s %9.2f ms %5.1f%%\n", "(outside ops)", "",
+              (step_s - in_ops) * 1e3, 100 * (step_s - in_ops) / step_s);
+  return {{"step_s", step_s}, {"outside_ops_s", step_s - in_ops}, {"ops", by_op}};
+}
+
 }  // namespace
 
 std::vector<int32_t> packed_documents(int64_t B, int64_t T, uint64_t seed) {
@@ -291,6 +321,7 @@ int run_scaling(const ScalingOptions& options) {
       size_t train_peak = 0, prefill_peak = 0, cache_bytes = 0;
       double decode_s = 0;
       size_t train_activation_bytes = 0;
+      json profile;
       try {
         progress(preset, T, "training step");
         reset_peak_memory(device);
@@ -301,6 +332,7 @@ int run_scaling(const ScalingOptions& options) {
         });
         train_peak = peak_memory_bytes(device);
         train_activation_bytes = model->activation_bytes();
+
         progress(preset, T, "prefill");
         reset_peak_memory(device);
         prefill = median_timing(options.repeats, [&] {
@@ -341,6 +373,7 @@ int run_scaling(const ScalingOptions& options) {
                   human_bytes(double(train_peak)).c_str(),
                   human_bytes(double(cache_bytes)).c_str());
       std::fflush(stdout);
+      if (options.profile) profile = profile_training_step(*model, ctx, x, y);
       points.push_back({{"T", T},
                         {"batch", B},
                         {"train_step_s", train_s},
@@ -389,6 +422,7 @@ int run_scaling(const ScalingOptions& options) {
         std::fflush(stdout);
         points.back()["packed"] = packed;
       }
+      if (options.profile) points.back()["train_step_profile"] = profile;
     }
     results.push_back({{"preset", preset},
                        {"pattern", config.pattern()},

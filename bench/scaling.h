@@ -8,6 +8,8 @@
 // (packed_documents below), and the B * T tokens run as one packed batch (1, B * T) with
 // cu_seqlens, no document seeing another. Attention's cost per token falls with the documents'
 // lengths, a scan's does not: the table shows what each preset gains from it.
+//
+// With `profile`, each point also breaks one training step down by op (Context::set_profile).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,7 @@ struct ScalingOptions {
   std::string presets_dir;           // where <preset>.json lives
   std::string out = "scaling.json";
   bool packed = false;  // also time each point as packed documents of mixed lengths
+  bool profile = false;  // also time one training step op by op, per point
 };
 
 // The packed mode's documents for B rows of T tokens: lengths drawn from a lognormal with median

@@ -159,6 +159,9 @@ int main(int argc, char** argv) {
   scaling_cmd->add_flag("--packed", scaling.packed,
                         "also time each point as packed documents of mixed lengths (lognormal "
                         "around T/8) in the same token budget");
+  scaling_cmd->add_flag("--profile", scaling.profile,
+                        "also time one training step op by op at each point (printed, and in "
+                        "the JSON)");
 
   const Command train_cmd = add_train_command(app);
   const Command generate_cmd = add_generate_command(app);

@@ -3,12 +3,14 @@
 // a long sequence on the CPU checked on a sample of rows; NaN and inf on CUDA; launch grids past
 // 65535 blocks on CUDA; the one table of CUDA head dims; bad inputs.
 #include <chrono>
+#include <cstring>
 #include <functional>
 
 #include "harness.h"
 #include "kernels/attention/head_dims.h"
 #include "longctx/ops/attention.h"
 #include "reference/attention.h"
+#include "src/cpu/isa.h"
 
 namespace longctx::test {
 namespace {
@@ -108,6 +110,12 @@ const std::vector<AttentionCase> kCases = {
     {"hdim200_padded_bucket", 1, 40, 45, 2, 2, 200, {}},
 };
 
+// Caps the CPU kernels' ISA for its lifetime (src/cpu/isa.h).
+struct IsaCap {
+  explicit IsaCap(cpu::CpuIsa cap) { cpu::set_cpu_isa_cap(cap); }
+  ~IsaCap() { cpu::set_cpu_isa_cap(cpu::CpuIsa::avx512); }
+};
+
 class Attention : public testing::TestWithParam<std::tuple<AttentionCase, Backend>> {};
 
 TEST_P(Attention, MatchesReference) {
@@ -170,6 +178,28 @@ TEST_P(Attention, MatchesReference) {
            lse1 = poisoned({c.B, c.H, c.Tq}, lse_dt, dev, &ctx);
     attention_fwd(one_thread, out1, lse1, tq, tk, tv, c.params);
     expect_equal(out, out1, "fwd, 1 thread");
+  }
+
+  // The AVX2 tile kernels on a CPU with AVX-512 (chosen at run time, src/cpu/isa.h): the same
+  // sums in the same order as the AVX-512 ones, so bitwise the same results; with the checks
+  // above, both sets of kernels meet the reference.
+  if (dev.is_cpu() && cpu::cpu_isa() == cpu::CpuIsa::avx512) {
+    Tensor out2 = poisoned(q_shape, dt, dev, &ctx),
+           lse2 = poisoned({c.B, c.H, c.Tq}, lse_dt, dev, &ctx);
+    std::vector<Tensor> avx2_grads;
+    {
+      const IsaCap avx2(cpu::CpuIsa::avx2);
+      attention_fwd(ctx, out2, lse2, tq, tk, tv, c.params);
+      avx2_grads = run_bwd(ctx);
+    }
+    // Bytes, not values: an empty row's lse is -inf on both sides.
+    auto same_bits = [](const Tensor& a, const Tensor& b) {
+      return a.nbytes() == b.nbytes() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
+    };
+    EXPECT_TRUE(same_bits(out, out2)) << "fwd, AVX2 kernels";
+    EXPECT_TRUE(same_bits(lse, lse2)) << "lse, AVX2 kernels";
+    for (int n = 0; n < 3; ++n)
+      EXPECT_TRUE(same_bits(first[n], avx2_grads[n])) << "bwd, AVX2 kernels, gradient " << n;
   }
 }
 

@@ -1,6 +1,9 @@
 // Core: dtype conversions, tensor views and copies, contexts, error messages.
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <string>
 
 #include "harness.h"
 
@@ -209,6 +212,44 @@ TEST(Context, ThreadCountIsBounded) {
                        "got 100000");
   EXPECT_LONGCTX_ERROR(Context(Device::cpu(), 2147483647), "got 2147483647");
   EXPECT_LONGCTX_ERROR(Context(Device::cpu(), -1), "got -1");
+}
+
+// The op profile (Context::set_profile; `longctx bench scaling --profile`): each op call on a
+// profiled context counts once under its public name — also the ops whose backend function
+// serves several (rope, the elementwise ops) — and nothing counts without a profile.
+TEST(Context, OpProfileCountsEachCallUnderItsPublicName) {
+  Context ctx(Device::cpu(), 2);
+  Rng rng(5);
+  const Tensor x = random_tensor({2, 8, 2, 16}, DType::f32, rng);
+  const Tensor w = random_tensor({16}, DType::f32, rng);
+  Tensor y = Tensor::empty(x.shape(), DType::f32), z = Tensor::empty(x.shape(), DType::f32);
+  Tensor rstd = Tensor::empty({32}, DType::f32);
+  OpProfile profile;
+  rmsnorm_fwd(ctx, y, rstd, x, w);  // before set_profile: not counted
+  ctx.set_profile(&profile);
+  const auto start = std::chrono::steady_clock::now();
+  rmsnorm_fwd(ctx, y, rstd, x, w);
+  rmsnorm_fwd(ctx, y, rstd, x, w);
+  rope_fwd(ctx, z, x);
+  rope_bwd(ctx, z, z);
+  add_fwd(ctx, y, y, x);
+  swiglu_fwd(ctx, z, x, y);
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ctx.set_profile(nullptr);
+  add_fwd(ctx, y, y, x);  // after: not counted
+  const std::map<std::string, int64_t> expected = {
+      {"rmsnorm_fwd", 2}, {"rope_fwd", 1}, {"rope_bwd", 1}, {"add_fwd", 1}, {"swiglu_fwd", 1}};
+  std::map<std::string, int64_t> calls;
+  double total = 0;
+  for (const auto& [name, entry] : profile.ops) {
+    calls[name] = entry.calls;
+    EXPECT_GE(entry.seconds, 0) << name;
+    total += entry.seconds;
+  }
+  EXPECT_EQ(calls, expected);
+  EXPECT_LE(total, elapsed);  // the ops' times are disjoint parts of the span around them
+  EXPECT_EQ(profile.depth, 0);
 }
 
 TEST(Context, CudaWithoutDeviceIsAClearError) {

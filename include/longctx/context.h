@@ -4,6 +4,8 @@
 // No CUDA header leaks from here: the stream is exposed as an opaque pointer (a cudaStream_t).
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,6 +61,18 @@ MatmulPrecision parse_matmul_precision(const std::string& name);  // "f32" or "b
 // library); far more than any machine's cores.
 constexpr int kMaxCpuThreads = 1024;
 
+// A per-op timing breakdown (benchmarks' --profile). While a Context points to one, every op
+// called on it adds its wall time, to the end of its work (the op synchronises the context
+// first), under the op's public name; an op called from inside another counts in the outer one.
+struct OpProfile {
+  struct Entry {
+    int64_t calls = 0;
+    double seconds = 0;
+  };
+  std::map<std::string, Entry> ops;
+  int depth = 0;  // ops in progress on this profile (the nesting guard)
+};
+
 class Context {
  public:
   // cpu_threads = 0 uses every hardware thread (OpenMP's default, which OMP_NUM_THREADS sets);
@@ -89,6 +103,10 @@ class Context {
   // bf16 on a CPU context is an error: the CPU computes f32 products only.
   void set_matmul_precision(MatmulPrecision precision);
 
+  // The profile ops add their times to (nullptr, the default: none). Not owned.
+  OpProfile* profile() const { return profile_; }
+  void set_profile(OpProfile* profile) { profile_ = profile; }
+
   // Defined by the CUDA backend: stream, cuBLASLt handle, workspace. Shared, so that memory
   // allocated on this context's stream can be released on it even after the Context is gone.
   struct CudaState;
@@ -100,6 +118,7 @@ class Context {
   int cpu_threads_ = 1;
   MatmulPrecision matmul_precision_ = MatmulPrecision::f32;
   bool deterministic_ = false;
+  OpProfile* profile_ = nullptr;
   std::shared_ptr<CudaState> cuda_;
 };
 

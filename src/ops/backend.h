@@ -2,6 +2,7 @@
 // without CUDA. One place, so `supports`-style questions and dispatch cannot disagree.
 #pragma once
 
+#include <chrono>
 #include <initializer_list>
 #include <string>
 #include <utility>
@@ -56,6 +57,36 @@ inline void* data_or_null(const Tensor& t) {
   return t.defined() ? t.data() : nullptr;
 }
 
+// Times one op call into the context's profile, when it has one (Context::set_profile): started
+// at construction, recorded by stop() after the op's work is done (the context synchronised);
+// an op that throws is not recorded. Nested ops count in the outermost only.
+class OpTimer {
+ public:
+  OpTimer(const Context& ctx, const char* name) : ctx_(ctx), name_(name) {
+    OpProfile* profile = ctx.profile();
+    if (profile && profile->depth++ == 0) start_ = std::chrono::steady_clock::now(), outer_ = true;
+  }
+  void stop() {
+    if (!outer_) return;
+    ctx_.synchronize();
+    OpProfile::Entry& entry = ctx_.profile()->ops[name_];
+    entry.calls += 1;
+    entry.seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+  ~OpTimer() {
+    if (OpProfile* profile = ctx_.profile()) profile->depth -= 1;
+  }
+  OpTimer(const OpTimer&) = delete;
+  OpTimer& operator=(const OpTimer&) = delete;
+
+ private:
+  const Context& ctx_;
+  const char* name_;
+  std::chrono::steady_clock::time_point start_;
+  bool outer_ = false;
+};
+
 [[noreturn]] inline void throw_no_cuda(const char* op) {
   throw Error(detail::concat(op,
                              ": this build of longctx has no CUDA backend (configure with "
@@ -64,11 +95,20 @@ inline void* data_or_null(const Tensor& t) {
 
 }  // namespace longctx
 
-// Calls cpu::fn(args...) or cuda::fn(args...) by the context's device.
+// Calls cpu::fn(args...) or cuda::fn(args...) by the context's device, timed into the context's
+// profile under the name #fn (LONGCTX_DISPATCH_AS: under `name`, for a backend function that
+// serves several public ops).
 #if LONGCTX_WITH_CUDA
-#define LONGCTX_DISPATCH(ctx, fn, ...) \
+#define LONGCTX_CALL_BACKEND(ctx, fn, ...) \
   ((ctx).device().is_cpu() ? ::longctx::cpu::fn(__VA_ARGS__) : ::longctx::cuda::fn(__VA_ARGS__))
 #else
-#define LONGCTX_DISPATCH(ctx, fn, ...) \
+#define LONGCTX_CALL_BACKEND(ctx, fn, ...) \
   ((ctx).device().is_cpu() ? ::longctx::cpu::fn(__VA_ARGS__) : ::longctx::throw_no_cuda(#fn))
 #endif
+#define LONGCTX_DISPATCH_AS(ctx, name, fn, ...)         \
+  do {                                                  \
+    ::longctx::OpTimer longctx_op_timer((ctx), (name)); \
+    LONGCTX_CALL_BACKEND(ctx, fn, __VA_ARGS__);         \
+    longctx_op_timer.stop();                            \
+  } while (0)
+#define LONGCTX_DISPATCH(ctx, fn, ...) LONGCTX_DISPATCH_AS(ctx, #fn, fn, __VA_ARGS__)

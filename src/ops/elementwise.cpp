@@ -44,7 +44,7 @@ void run(const Context& ctx, ElementwiseOp op, const char* op_name,
       if (&other != &o) check_arg(op_name, o.name, o.t).no_overlap(other.name, other.t);
     args.out[i++] = o.t.data();
   }
-  LONGCTX_DISPATCH(ctx, elementwise, ctx, args);
+  LONGCTX_DISPATCH_AS(ctx, op_name, elementwise, ctx, args);
 }
 
 }  // namespace

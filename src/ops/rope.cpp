@@ -40,7 +40,7 @@ void run(const Context& ctx, const char* op, const char* out_name, const Tensor&
   args.positions = positions.defined() ? positions.data_as<int32_t>() : nullptr;
   args.in = in.data();
   args.out = out.data();
-  LONGCTX_DISPATCH(ctx, rope, ctx, args);
+  LONGCTX_DISPATCH_AS(ctx, op, rope, ctx, args);
 }
 
 }  // namespace

@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""longctx against PyTorch on the CPU, side by side in one run (run it through bench/peers/run.sh,
+which makes the virtual environment with PyTorch and builds longctx).
+
+    python bench/peers/peers.py --build build-cpu --out bench/results/<date>-cpu-peers
+        [--threads 2] [--reps 3] [--lengths 256,1024,4096] [--presets llama,hybrid,mamba2]
+        [--skip-attention] [--skip-models] [--no-compile]
+
+Attention: bench_attention's default CPU sweep (T = 512..4096, B = 4096 / T, H = 8, D = 64,
+causal and not, f32), longctx's attention_fwd/bwd against torch's scaled_dot_product_attention
+(its CPU flash kernel) on (B, H, T, D) inputs, the layout SDPA is written for. GFLOP/s by
+bench_attention's convention: forward 4·B·T²·H·D (halved when causal), backward 2.5x that.
+Best of --reps after a warm-up on both sides. The backward is timed alone on both sides.
+
+Models: each preset (`longctx bench scaling`, 4096 tokens per batch, B = 4096 / T) against the
+same model in PyTorch (bench/peers/torch_models.py), eager and torch.compile: a training step
+(forward with the mean cross-entropy, backward; no optimizer step, as longctx's benchmark) and a
+prefill (logits of the whole batch, no gradients), tokens/s, median of --reps after warm-up.
+Before timing, the PyTorch model's parameter count must equal longctx's and its loss at
+initialisation must be within 0.1 of ln(vocab); the chunked SSD is checked against a token loop.
+
+The two sides alternate point by point (longctx's point, then PyTorch's), so that the load of a
+shared machine falls on both alike: the ratios of one run are what to compare, not the absolute
+figures across runs. Writes peers.json and peers.md into --out; prints the tables.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_models  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ISA_FLAGS = ["avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512dq", "avx512cd",
+             "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx512vbmi",
+             "amx_tile", "amx_bf16", "amx_int8"]
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--build", default=os.path.join(ROOT, "build-cpu"), help="longctx build dir")
+    p.add_argument("--out", required=True, help="directory for peers.json and peers.md")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--lengths", default="256,1024,4096")
+    p.add_argument("--presets", default="llama,hybrid,mamba2")
+    p.add_argument("--tokens", type=int, default=4096, help="batch * T for the models")
+    p.add_argument("--skip-attention", action="store_true")
+    p.add_argument("--skip-models", action="store_true")
+    p.add_argument("--no-compile", action="store_true", help="eager PyTorch only")
+    return p.parse_args()
+
+
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+
+
+def machine(build):
+    flags = set()
+    for line in sh("lscpu").splitlines():
+        if line.startswith("Flags:"):
+            flags = set(line.split(":", 1)[1].split())
+    return {
+        "cpu": sh("lscpu | sed -n 's/^Model name:[[:space:]]*//p'"),
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "longctx_info": sh(f"{build}/longctx info 2>&1"),
+        # longctx's kernels with AVX-512 versions use them when the CPU has AVX-512F, unless
+        # capped by LONGCTX_CPU_ISA=avx2 (src/cpu/isa.h; builds before 2026-12-05 have none).
+        "longctx_cpu_isa_cap": os.environ.get("LONGCTX_CPU_ISA", "none"),
+        "python": platform.python_version(),
+    }
+
+
+def load():
+    return round(os.getloadavg()[0], 2)
+
+
+def run_longctx(args, argv, out_flag):
+    """Runs a longctx benchmark binary with the run's thread settings, writing its JSON through
+    `out_flag`; returns the JSON."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        path = f.name
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OMP_WAIT_POLICY="passive")
+    r = subprocess.run(argv + [out_flag, path],
+                       env=env, capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        sys.exit(f"peers: {' '.join(argv)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    with open(path) as f:
+        out = json.load(f)
+    os.unlink(path)
+    return out
+
+
+def best(fn, reps):
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def median(fn, reps, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def check_sdpa():
+    """SDPA's CPU kernel against the plain softmax formula in float64 on a small causal case."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.rand(1, 2, 96, 64, generator=g) * 2 - 1 for _ in range(3))
+    got = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    s = (q.double() @ k.double().transpose(-1, -2)) / 8.0
+    s = s.masked_fill(torch.ones(96, 96, dtype=torch.bool).triu(1), float("-inf"))
+    want = s.softmax(-1) @ v.double()
+    err = (got.double() - want).abs().max().item()
+    assert err < 1e-4, f"SDPA disagrees with the formula: {err}"
+    return err
+
+
+def attention(args):
+    H, D, tokens = 8, 64, 4096
+    points = []
+    T = 512
+    while T <= tokens:
+        B = tokens // T
+        lc = run_longctx(args, [f"{args.build}/bench/bench_attention", "--t-min", str(T),
+                                "--t-max", str(T), "--no-naive", "--reps", str(args.reps)], "--json")
+        lc_points = {p["causal"]: p for p in lc["points"]}
+        for causal in (False, True):
+            lp = lc_points[causal]
+            assert lp["check_ok"], f"longctx attention failed its check at T={T}"
+            g = torch.Generator().manual_seed(T)
+            q, k, v, dout = (torch.rand(B, H, T, D, generator=g) * 2 - 1 for _ in range(4))
+            with torch.no_grad():
+                fwd_s = best(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+                             args.reps)
+            qg, kg, vg = (t.clone().requires_grad_() for t in (q, k, v))
+            out = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
+            bwd_s = best(lambda: torch.autograd.grad(out, (qg, kg, vg), dout, retain_graph=True),
+                         args.reps)
+            flops = 4.0 * B * T * T * H * D * (0.5 if causal else 1.0)
+            p = {"T": T, "B": B, "H": H, "D": D, "causal": causal, "load": load(),
+                 "longctx_fwd_gflops": flops / lp["fwd_s"] * 1e-9,
+                 "torch_fwd_gflops": flops / fwd_s * 1e-9,
+                 "longctx_bwd_gflops": 2.5 * flops / lp["bwd_s"] * 1e-9,
+                 "torch_bwd_gflops": 2.5 * flops / bwd_s * 1e-9,
+                 "longctx_fwd_s": lp["fwd_s"], "torch_fwd_s": fwd_s,
+                 "longctx_bwd_s": lp["bwd_s"], "torch_bwd_s": bwd_s}
+            p["fwd_ratio"] = fwd_s / lp["fwd_s"]
+            p["bwd_ratio"] = bwd_s / lp["bwd_s"]
+            print(f"  T={T:5d} B={B} causal={causal!s:5}  fwd {p['longctx_fwd_gflops']:6.1f} vs "
+                  f"{p['torch_fwd_gflops']:6.1f} GFLOP/s ({p['fwd_ratio']:.2f}x)   bwd "
+                  f"{p['longctx_bwd_gflops']:6.1f} vs {p['torch_bwd_gflops']:6.1f} "
+                  f"({p['bwd_ratio']:.2f}x)   load {p['load']}", flush=True)
+            points.append(p)
+        T *= 2
+    return points
+
+
+def torch_point(model, x, y, reps, compiled):
+    """Training-step and prefill seconds of `model` (eager or torch.compile) on (x, y)."""
+    if compiled:
+        torch._dynamo.reset()
+        fn = torch.compile(model, dynamic=False)
+    else:
+        fn = model
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        fn(x, y).backward()
+
+    def prefill():
+        with torch.no_grad():
+            fn(x)
+
+    # Compiling happens in the first calls (forward, then backward); two warm-ups for it.
+    warm = 2 if compiled else 1
+    return median(step, reps, warm), median(prefill, reps, warm)
+
+
+def models(args):
+    lengths = [int(t) for t in args.lengths.split(",")]
+    results = []
+    for preset in args.presets.split(","):
+        config = torch_models.load_config(os.path.join(ROOT, "models", "presets", preset + ".json"))
+        model = torch_models.Model(config)
+        n_params = sum(p.numel() for p in model.parameters())
+        g = torch.Generator().manual_seed(0)
+        x = torch.randint(0, config["vocab_size"], (2, 256), generator=g)
+        with torch.no_grad():
+            loss0 = model(x, torch.randint(0, config["vocab_size"], (2, 256), generator=g)).item()
+        ln_v = math.log(config["vocab_size"])
+        assert abs(loss0 - ln_v) < 0.1, f"{preset}: loss at init {loss0}, expected ~{ln_v}"
+        for T in lengths:
+            B = max(1, args.tokens // T)
+            lc = run_longctx(args, [f"{args.build}/longctx", "bench", "scaling", "--device", "cpu",
+                                    "--presets", preset, "--lengths", str(T), "--tokens",
+                                    str(args.tokens), "--repeats", str(args.reps)], "--out")
+            entry = lc["presets"][0]
+            assert entry["parameters"] == n_params, (
+                f"{preset}: PyTorch model has {n_params} parameters, longctx "
+                f"{entry['parameters']}")
+            lp = entry["points"][0]
+            gx = torch.Generator().manual_seed(T)
+            x = torch.randint(0, config["vocab_size"], (B, T), generator=gx)
+            y = torch.randint(0, config["vocab_size"], (B, T), generator=gx)
+            p = {"preset": preset, "pattern": entry["pattern"], "parameters": n_params,
+                 "loss_at_init": loss0, "T": T, "B": B, "load": load(),
+                 "longctx_train_tps": lp["train_tokens_per_s"],
+                 "longctx_prefill_tps": lp["prefill_tokens_per_s"],
+                 "longctx_decode_tps": lp["decode_tokens_per_s"]}
+            for mode in ["eager"] + ([] if args.no_compile else ["compile"]):
+                train_s, prefill_s = torch_point(model, x, y, args.reps, mode == "compile")
+                p[f"torch_{mode}_train_tps"] = B * T / train_s
+                p[f"torch_{mode}_prefill_tps"] = B * T / prefill_s
+                p[f"train_ratio_vs_{mode}"] = p["longctx_train_tps"] / p[f"torch_{mode}_train_tps"]
+                p[f"prefill_ratio_vs_{mode}"] = (p["longctx_prefill_tps"] /
+                                                 p[f"torch_{mode}_prefill_tps"])
+            best_mode = "eager" if args.no_compile else "compile"
+            print(f"  {preset:7s} T={T:5d} B={B:2d}  train {p['longctx_train_tps']:8.0f} tok/s, "
+                  f"eager {p['torch_eager_train_tps']:8.0f}, {best_mode} "
+                  f"{p[f'torch_{best_mode}_train_tps']:8.0f} "
+                  f"({p[f'train_ratio_vs_{best_mode}']:.2f}x)   prefill "
+                  f"{p['longctx_prefill_tps']:8.0f}, eager {p['torch_eager_prefill_tps']:8.0f}, "
+                  f"{best_mode} {p[f'torch_{best_mode}_prefill_tps']:8.0f} "
+                  f"({p[f'prefill_ratio_vs_{best_mode}']:.2f}x)   load {p['load']}", flush=True)
+            results.append(p)
+    return results
+
+
+def markdown(report):
+    m = report["machine"]
+    lines = [f"# longctx vs PyTorch on the CPU ({report['date']})", "",
+             f"- machine: {m['cpu']}, {m['cores']} cores; ISA: {' '.join(m['isa'])}",
+             f"- PyTorch {m['torch']} (CPU capability {m['torch_cpu_capability']}), "
+             f"{report['threads']} threads, f32; longctx commit {report['commit']}",
+             f"- load average (1 min): {report['load_before']} before, {report['load_after']} "
+             f"after (`uptime`: {report['uptime_before']})",
+             "- ratio = longctx speed / PyTorch speed (> 1: longctx faster); "
+             "the two alternate point by point in one run", ""]
+    if report.get("attention"):
+        lines += ["## Attention (B·T = 4096, H = 8, D = 64), GFLOP/s", "",
+                  "| T | B | causal | fwd longctx | fwd SDPA | ratio | bwd longctx | bwd SDPA | "
+                  "ratio | load |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for p in report["attention"]:
+            lines.append(
+                f"| {p['T']} | {p['B']} | {'yes' if p['causal'] else 'no'} | "
+                f"{p['longctx_fwd_gflops']:.1f} | {p['torch_fwd_gflops']:.1f} | "
+                f"{p['fwd_ratio']:.2f} | {p['longctx_bwd_gflops']:.1f} | "
+                f"{p['torch_bwd_gflops']:.1f} | {p['bwd_ratio']:.2f} | {p['load']} |")
+        lines.append("")
+    if report.get("models"):
+        compiled = "torch_compile_train_tps" in report["models"][0]
+        lines += [f"## Models ({report['tokens']} tokens per batch), tokens/s", "",
+                  "| model | params | T | train longctx | eager | compile | ratio vs eager | "
+                  "ratio vs compile | prefill longctx | eager | compile | ratio vs eager | "
+                  "ratio vs compile | load |", "|" + "---|" * 14]
+        for p in report["models"]:
+            def c(key, fmt):
+                return format(p[key], fmt) if key in p else "—"
+            lines.append(
+                f"| {p['preset']} `{p['pattern']}` | {p['parameters']} | {p['T']} | "
+                f"{p['longctx_train_tps']:.0f} | {p['torch_eager_train_tps']:.0f} | "
+                f"{c('torch_compile_train_tps', '.0f')} | {p['train_ratio_vs_eager']:.2f} | "
+                f"{c('train_ratio_vs_compile', '.2f')} | {p['longctx_prefill_tps']:.0f} | "
+                f"{p['torch_eager_prefill_tps']:.0f} | {c('torch_compile_prefill_tps', '.0f')} | "
+                f"{p['prefill_ratio_vs_eager']:.2f} | {c('prefill_ratio_vs_compile', '.2f')} | "
+                f"{p['load']} |")
+        if not compiled:
+            lines.append("\n(torch.compile not run: --no-compile)")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    report = {
+        "benchmark": "peers-cpu",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": sh(f"git -C {ROOT} rev-parse --short HEAD"),
+        "dirty": bool(sh(f"git -C {ROOT} status --porcelain --untracked-files=no")),
+        "machine": machine(args.build), "threads": args.threads, "reps": args.reps,
+        "tokens": args.tokens, "uptime_before": sh("uptime"), "load_before": load(),
+        "dtype": "f32",
+    }
+    print(f"peers: {report['machine']['cpu']}, torch {torch.__version__} "
+          f"({report['machine']['torch_cpu_capability']}), {args.threads} threads, commit "
+          f"{report['commit']}; {report['uptime_before']}", flush=True)
+    x = torch.rand(1, 64, 8, 32, dtype=torch.float64)
+    dt = torch.rand(1, 64, 8, dtype=torch.float64) * 0.1
+    A = -torch.rand(8, dtype=torch.float64) * 4
+    Bm, Cm = torch.randn(1, 64, 1, 16, dtype=torch.float64), torch.randn(1, 64, 1, 16,
+                                                                          dtype=torch.float64)
+    ssd_err = (torch_models.ssd_chunked(x, dt, A, Bm, Cm, 16) -
+               torch_models.ssd_sequential(x, dt, A, Bm, Cm)).abs().max().item()
+    assert ssd_err < 1e-10, f"chunked SSD disagrees with the token loop: {ssd_err}"
+    report["checks"] = {"ssd_chunked_vs_loop_f64_max_err": ssd_err, "sdpa_vs_formula": check_sdpa()}
+    if not args.skip_attention:
+        print("attention (longctx vs torch SDPA), GFLOP/s:", flush=True)
+        report["attention"] = attention(args)
+    if not args.skip_models:
+        print("models (longctx vs PyTorch eager / torch.compile), tokens/s:", flush=True)
+        report["models"] = models(args)
+    report["load_after"] = load()
+    report["uptime_after"] = sh("uptime")
+    with open(os.path.join(args.out, "peers.json"), "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    md = markdown(report)
+    with open(os.path.join(args.out, "peers.md"), "w") as f:
+        f.write(md + "\n")
+    print("\n" + md)
+    print(f"wrote {args.out}/peers.json and peers.md")
+
+
+if __name__ == "__main__":
+    main()
