@@ -395,6 +395,24 @@ TEST(ModelCache, BytesFollowTheMemoryModel) {
   }
 }
 
+// A Gated DeltaNet or KDA layer keeps its conv state (B, 2 H K + HV V, W - 1) and the delta rule's
+// state S (B, HV, K, V): constant in max_len.
+TEST(ModelCache, DeltaNetStateIsConstantInLength) {
+  Context& ctx = context_for(Device::cpu());
+  const ModelConfig config = ModelConfig::from_json(R"({"vocab_size": 11, "d_model": 16,
+      "pattern": "G-K-", "deltanet": {"n_heads": 2, "n_v_heads": 4, "head_k_dim": 8,
+      "head_v_dim": 6, "d_conv": 3}})");
+  Model model(config, ctx, DType::f32);
+  const int64_t B = 3;
+  const size_t layer = size_t(B * (2 * 2 * 8 + 4 * 6) * 2 + B * 4 * 8 * 6) * 4;
+  for (int64_t max_len : {16, 100000}) {
+    const ModelCache cache = model.make_cache(B, max_len);
+    EXPECT_EQ(cache.bytes(LayerKind::gated_deltanet), layer);
+    EXPECT_EQ(cache.bytes(LayerKind::kda), layer);
+    EXPECT_EQ(cache.bytes(), 2 * layer);
+  }
+}
+
 TEST(ModelCache, BadUseIsAClearError) {
   Context& ctx = context_for(Device::cpu());
   const ModelConfig config =
