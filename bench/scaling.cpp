@@ -178,7 +178,9 @@ static void progress(const std::string& preset, int64_t T, const char* what) {
 // backward 4; the LM head counts whether tied or not, the embedding lookup does not), plus the
 // attention scores and values, 6 * H * D per visible key per token (causal: T / 2 keys on
 // average; a sliding layer sees at most `window`). The scans, convs and norms are left out: a
-// few percent at these widths.
+// few percent at these widths. So are the delta rule's chunk products ('G', 'K'), which are not
+// small: roughly 6 (3 K V + C (K + V)) per token and value head, ~40% on top of the gdn preset's
+// count (K = V = 32, chunk C = 64): its TFLOP/s figures understate the work done.
 double train_flops_per_token(const Model& model, int64_t T) {
   const ModelConfig& c = model.config();
   const double table = double(c.vocab_size * c.d_model);  // the embedding (and an untied head)
@@ -265,7 +267,9 @@ int run_scaling(const ScalingOptions& options) {
   AtomicFile out(options.out, "bench scaling: --out");
   const bool gpu = device.is_cuda();
   std::vector<std::string> presets = options.presets;
-  if (presets.empty()) presets = {"llama", "samba", "hybrid", "griffin", "mamba2", "mamba", "hawk"};
+  if (presets.empty())
+    presets = {"llama", "samba", "hybrid",    "griffin", "mamba2",
+               "mamba", "hawk",  "qwen3next", "kimi",    "gdn"};
   std::vector<int64_t> lengths = options.lengths;
   if (lengths.empty())
     lengths = gpu ? std::vector<int64_t>{1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072}

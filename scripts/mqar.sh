@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # MQAR (Multi-Query Associative Recall, Zoology) accuracy of 2-layer attention, Mamba, Mamba-2,
-# Hawk and a Mamba-2 + attention hybrid (models/mqar/*.json), trained with `longctx train`.
+# Hawk, a Mamba-2 + attention hybrid, Gated DeltaNet and a Qwen3-Next-style Gated DeltaNet + gated
+# attention hybrid (models/mqar/*.json), trained with `longctx train`.
 #
 #   bash scripts/mqar.sh            the CPU preset: (L, K) = (64, 4) at d_model 64, 2500 steps,
 #                                   attention at lr 3e-3 and the others at 1e-2 (~10 min)
@@ -20,9 +21,9 @@
 # directory, results.jsonl (appended to: several invocations make one table) and table.md (the
 # best accuracy over the learning rates, per model and setting) go to OUT_DIR.
 # Environment: BUILD_DIR, OUT_DIR (bench/results/mqar-latest), MODELS ("attention mamba mamba2
-# hawk hybrid"), SETTINGS ("L:K ...", by preset), WIDTHS (by preset), LRS (by preset), STEPS (by
-# preset), TOKENS_PER_STEP (4096: batch 64 at L = 64, 16 at L = 256), DEVICE (auto), THREADS
-# (0: all), PRECISION (f32; bf16 for mixed precision on CUDA), REUSE (1: keep a run that
+# hawk hybrid gdn qwen3next"), SETTINGS ("L:K ...", by preset), WIDTHS (by preset), LRS (by
+# preset), STEPS (by preset), TOKENS_PER_STEP (4096: batch 64 at L = 64, 16 at L = 256), DEVICE
+# (auto), THREADS (0: all), PRECISION (f32; bf16 for mixed precision on CUDA), REUSE (1: keep a run that
 # finished before, its result.json, instead of training it again), LONGCTX_NO_SETUP (1: do not
 # run scripts/setup.sh, e.g. on the GPU lease machine, which has no apt; the lease's packages
 # come from CMAKE_PREFIX_PATH).
@@ -39,7 +40,7 @@ case "$preset" in
     settings="${SETTINGS:-64:4 128:8 256:16}" widths="${WIDTHS:-64 128}" steps="${STEPS:-1500}" ;;
   *) echo "mqar: unknown preset '$preset' (cpu, full or curriculum)" >&2; exit 2 ;;
 esac
-models="${MODELS:-attention mamba mamba2 hawk hybrid}"
+models="${MODELS:-attention mamba mamba2 hawk hybrid gdn qwen3next}"
 # The learning rates of model $1 at width $2: the CPU preset's (attention 3e-3, the others 1e-2)
 # and the curriculum's are the better ones at (64, 4) in the committed 1500-step runs
 # (bench/results/2026-11-30-mqar-cpu, and -curriculum for the hybrid at d_model 128).

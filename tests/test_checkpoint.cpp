@@ -11,9 +11,10 @@
 namespace longctx::test {
 namespace {
 
-const char* kConfig = R"({"name": "tiny", "vocab_size": 11, "d_model": 16, "pattern": "*-SM",
-    "attention": {"n_heads": 2, "n_kv_heads": 1}, "mamba": {"d_state": 4},
-    "mamba2": {"d_state": 8, "head_dim": 8}})";
+const char* kConfig = R"({"name": "tiny", "vocab_size": 11, "d_model": 16, "pattern": "*-SMGK",
+    "attention": {"n_heads": 2, "n_kv_heads": 1, "gated": true}, "mamba": {"d_state": 4},
+    "mamba2": {"d_state": 8, "head_dim": 8},
+    "deltanet": {"n_heads": 1, "n_v_heads": 2, "head_k_dim": 4, "head_v_dim": 4}})";
 
 Tensor tokens_2x7() {
   Tensor t = Tensor::empty({2, 7}, DType::i32);

@@ -19,7 +19,7 @@ TEST(ModelConfig, EveryPresetLoadsAndRoundTrips) {
     EXPECT_EQ(again.to_json(), c.to_json()) << entry.path();
     EXPECT_EQ(again.pattern(), c.pattern());
   }
-  EXPECT_GE(presets, 7);
+  EXPECT_GE(presets, 10);
 }
 
 TEST(ModelConfig, PatternAndListGiveTheSameLayers) {
@@ -36,6 +36,23 @@ TEST(ModelConfig, DerivedValuesAreFilledIn) {
   EXPECT_EQ(c.mamba.dt_rank, 7);  // ceil(100 / 16)
   EXPECT_EQ(c.rglru.width, 100);
   EXPECT_EQ(c.mlp.hidden, 320);  // 8/3 * 100 = 266 -> next multiple of 64
+  const ModelConfig d = ModelConfig::from_json(
+      R"({"d_model": 64, "pattern": "G-K-*-", "deltanet": {"n_heads": 3}, "attention":
+          {"n_heads": 2, "n_kv_heads": 1, "gated": true}})");
+  EXPECT_EQ(d.deltanet.n_v_heads, 3);  // n_heads
+  EXPECT_EQ(d.pattern(), "G-K-*-");
+  EXPECT_TRUE(d.attention.gated);
+  const ModelConfig round_trip = ModelConfig::from_json(d.to_json());
+  EXPECT_EQ(round_trip.to_json(), d.to_json());
+}
+
+TEST(ModelConfig, DeltaNetLettersAndNames) {
+  const ModelConfig a = ModelConfig::from_json(R"({"d_model": 16, "pattern": "GK"})");
+  const ModelConfig b =
+      ModelConfig::from_json(R"({"d_model": 16, "layers": ["gated_deltanet", "kda"]})");
+  EXPECT_EQ(a.layers, b.layers);
+  EXPECT_EQ(a.count(LayerKind::gated_deltanet), 1);
+  EXPECT_EQ(a.count(LayerKind::kda), 1);
 }
 
 TEST(ModelConfig, BadConfigsNameTheKey) {
@@ -61,6 +78,21 @@ TEST(ModelConfig, BadConfigsNameTheKey) {
   EXPECT_LONGCTX_ERROR(
       ModelConfig::from_json(R"({"d_model": 64, "pattern": "S", "mamba2": {"head_dim": 48}})"),
       "'mamba2.head_dim'", "128");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "G",
+                           "deltanet": {"n_heads": 2, "n_v_heads": 3}})"),
+                       "'deltanet.n_v_heads'", "multiple of deltanet.n_heads 2", "got 3");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "K", "deltanet": {"head_k_dim": 0}})"),
+      "'deltanet.head_k_dim'", "[1, 512]", "got 0");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "G", "deltanet": {"d_conv": 5}})"),
+      "'deltanet.d_conv'", "[1, 4]");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "G", "deltanet": {"chunk_size": 512}})"),
+      "'deltanet.chunk_size'", "[1, 256]");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "*", "attention": {"gated": 1}})"),
+      "'attention.gated' must be true or false");
   EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "layers": ["mamba", "lstm"]})"),
                        "'layers[1]'", "lstm");
   EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64})"), "'pattern'", "is required");
@@ -106,6 +138,13 @@ TEST(ModelConfig, SizesAreBounded) {
   EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "S",
                                                   "mamba2": {"chunk_size": 1000000}})"),
                        "'mamba2.chunk_size'");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "G",
+                           "deltanet": {"n_heads": 262144, "n_v_heads": 262144,
+                                        "head_v_dim": 512}})"),
+                       "'deltanet.n_heads'", "key width");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "K",
+                           "deltanet": {"n_heads": 1, "n_v_heads": 4611686018427387904}})"),
+                       "'deltanet.n_v_heads'");
   // The largest values allowed still build a config.
   EXPECT_NO_THROW(ModelConfig::from_json(R"({"d_model": 32, "pattern": "W-",
       "attention": {"n_heads": 2, "n_kv_heads": 2, "window": 2147483647}, "mlp": {"hidden": 262144}})"));

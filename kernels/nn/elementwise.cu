@@ -1,5 +1,6 @@
-// The elementwise ops on CUDA (add, neg_exp, swiglu; see src/ops/elementwise.h): one grid-stride
-// kernel over the elements, f32 math, with the op as a functor. expf, not the approximate
+// The elementwise ops on CUDA (add, neg_exp, sigmoid, sigmoid_gate, swiglu; see
+// src/ops/elementwise.h): one grid-stride kernel over the elements, f32 math, with the op as a
+// functor. expf, not the approximate
 // __expf: the ops are bandwidth-bound, so the accurate exp costs nothing measurable.
 #include <algorithm>
 
@@ -31,6 +32,27 @@ struct SwiGLUBwd {
   __device__ void operator()(float (&y)[2], float dy, float g, float u) const {
     y[0] = dy * u * silu_grad(g);
     y[1] = dy * silu(g);
+  }
+};
+
+struct Sigmoid {
+  __device__ void operator()(float (&y)[2], float x, float, float) const { y[0] = sigmoid(x); }
+};
+struct SigmoidBwd {
+  __device__ void operator()(float (&y)[2], float dy, float s, float) const {
+    y[0] = dy * s * (1.f - s);
+  }
+};
+struct SigmoidGate {
+  __device__ void operator()(float (&y)[2], float g, float u, float) const {
+    y[0] = sigmoid(g) * u;
+  }
+};
+struct SigmoidGateBwd {
+  __device__ void operator()(float (&y)[2], float dy, float g, float u) const {
+    const float s = sigmoid(g);
+    y[0] = dy * u * s * (1.f - s);
+    y[1] = dy * s;
   }
 };
 
@@ -77,6 +99,14 @@ void elementwise(const Context& ctx, const ElementwiseArgs& args) {
         return launch<T>(ctx, args, SwiGLU{});
       case ElementwiseOp::swiglu_bwd:
         return launch<T>(ctx, args, SwiGLUBwd{});
+      case ElementwiseOp::sigmoid_fwd:
+        return launch<T>(ctx, args, Sigmoid{});
+      case ElementwiseOp::sigmoid_bwd:
+        return launch<T>(ctx, args, SigmoidBwd{});
+      case ElementwiseOp::sigmoid_gate_fwd:
+        return launch<T>(ctx, args, SigmoidGate{});
+      case ElementwiseOp::sigmoid_gate_bwd:
+        return launch<T>(ctx, args, SigmoidGateBwd{});
     }
   });
 }

@@ -1,6 +1,6 @@
-// The elementwise ops on the CPU (add, neg_exp, swiglu; see src/ops/elementwise.h): one loop over
-// fixed blocks of 16384 elements, one block per work item, so each thread streams long
-// contiguous runs.
+// The elementwise ops on the CPU (add, neg_exp, sigmoid, sigmoid_gate, swiglu; see
+// src/ops/elementwise.h): one loop over fixed blocks of 16384 elements, one block per work item, so
+// each thread streams long contiguous runs.
 #include <algorithm>
 #include <cmath>
 
@@ -51,6 +51,23 @@ void elementwise(const Context& ctx, const ElementwiseArgs& args) {
           const T dy = in0[i], g = in1[i], u = in2[i];  // all read before either write (in place)
           out0[i] = dy * u * silu_grad(g);
           out1[i] = dy * silu(g);
+        });
+        break;
+      case ElementwiseOp::sigmoid_fwd:
+        for_each_index(ctx, args.n, [&](int64_t i) { out0[i] = sigmoid(in0[i]); });
+        break;
+      case ElementwiseOp::sigmoid_bwd:
+        for_each_index(ctx, args.n,
+                       [&](int64_t i) { out0[i] = in0[i] * in1[i] * (T(1) - in1[i]); });
+        break;
+      case ElementwiseOp::sigmoid_gate_fwd:
+        for_each_index(ctx, args.n, [&](int64_t i) { out0[i] = sigmoid(in0[i]) * in1[i]; });
+        break;
+      case ElementwiseOp::sigmoid_gate_bwd:
+        for_each_index(ctx, args.n, [&](int64_t i) {
+          const T dy = in0[i], s = sigmoid(in1[i]), u = in2[i];  // read before writing (in place)
+          out0[i] = dy * u * s * (T(1) - s);
+          out1[i] = dy * s;
         });
         break;
     }

@@ -1,8 +1,12 @@
 // Attention mixer: q/k/v projections, RoPE, causal (optionally sliding-window) flash attention
-// with GQA/MQA, output projection.
+// with GQA/MQA, output projection; optionally Qwen3-Next's output gate.
 //
 //   q = rope(x Wq^T)  (B, T, H, D)      k = rope(x Wk^T), v = x Wv^T  (B, T, Hkv, D)
-//   y = attention(q, k, v; causal, window) Wo^T
+//   o = attention(q, k, v; causal, window)
+//   y = o Wo^T,  or gated: y = (o * sigmoid(x Wgate^T)) Wo^T, one gate per channel of o
+//
+// Qwen3-Next draws the gate from the same projection as q (its q_proj is twice as wide); a
+// separate Wgate is the same function with the rows apart.
 #include <algorithm>
 #include <cmath>
 #include <tuple>
@@ -11,6 +15,7 @@
 
 #include "longctx/ops/add.h"
 #include "longctx/ops/attention.h"
+#include "longctx/ops/elementwise.h"
 #include "longctx/ops/linear.h"
 #include "longctx/ops/rope.h"
 #include "src/model/mixer.h"
@@ -28,6 +33,7 @@ class AttentionMixer : public Mixer {
         Hkv_(c.attention.n_kv_heads),
         D_(c.head_dim()),
         n_layers_(int64_t(c.layers.size())),
+        gated_(c.attention.gated),
         rope_{c.attention.rope_theta} {
     attn_.causal = true;
     if (sliding) attn_.window_left = int(c.attention.window - 1);  // sees `window` tokens
@@ -38,12 +44,15 @@ class AttentionMixer : public Mixer {
     p.declare(prefix_ + "wk", {Hkv_ * D_, C_});
     p.declare(prefix_ + "wv", {Hkv_ * D_, C_});
     p.declare(prefix_ + "wo", {C_, H_ * D_});
+    if (gated_) p.declare(prefix_ + "wgate", {H_ * D_, C_});
   }
 
   void init(const ParamArena& host, std::mt19937_64& rng) const override {
     for (const char* w : {"wq", "wk", "wv"}) init_normal(host.get(prefix_ + w), 0.02, rng);
     // GPT-2's scaling of residual output projections by 1/sqrt(2 * layers).
     init_normal(host.get(prefix_ + "wo"), 0.02 / std::sqrt(2.0 * double(n_layers_)), rng);
+    // The gate's rows are q_proj's in Qwen3-Next, initialised with them: normal(0, 0.02).
+    if (gated_) init_normal(host.get(prefix_ + "wgate"), 0.02, rng);
   }
 
   void bind(const ParamArena& p, const ParamArena& g) override {
@@ -51,6 +60,7 @@ class AttentionMixer : public Mixer {
     wo_ = p.get(prefix_ + "wo");
     dwq_ = g.get(prefix_ + "wq"), dwk_ = g.get(prefix_ + "wk"), dwv_ = g.get(prefix_ + "wv");
     dwo_ = g.get(prefix_ + "wo");
+    if (gated_) wgate_ = p.get(prefix_ + "wgate"), dwgate_ = g.get(prefix_ + "wgate");
   }
 
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
@@ -69,7 +79,12 @@ class AttentionMixer : public Mixer {
     rope_fwd(ctx, q_, q_, layout().positions, rope_);
     rope_fwd(ctx, k_, k_, layout().positions, rope_);
     attention_fwd(ctx, o_, lse_, q_, k_, v_, attn_, layout().cu_seqlens, layout().cu_seqlens);
-    linear_fwd(ctx, y, flat(o_), wo_);
+    if (gated_) {
+      gate_ = acts.take({B, T, H_ * D_}, dt);
+      gated_o_ = acts.take({B, T, H_ * D_}, dt);
+      output_gate(ctx, gated_o_, gate_, x, o_);
+    }
+    linear_fwd(ctx, y, gated_ ? gated_o_ : flat(o_), wo_);
   }
 
   // The KV cache: k and v after RoPE, (B, max_len, Hkv, D). A sliding-window layer keeps only
@@ -136,6 +151,11 @@ class AttentionMixer : public Mixer {
               .copy_from(all->narrow(0, b, 1).narrow(1, hb + T - now, now), &ctx);
       }
     }
+    if (gated_) {
+      Tensor gate = acts.take({B, T, H_ * D_}, dt), gated_o = acts.take({B, T, H_ * D_}, dt);
+      output_gate(ctx, gated_o, gate, x, o);
+      o = gated_o.reshape(o.shape());
+    }
     linear_fwd(ctx, y, flat(o), wo_);
   }
 
@@ -145,7 +165,15 @@ class AttentionMixer : public Mixer {
     Tensor d_o = acts.take(o_.shape(), dt);
     Tensor dq = acts.take(q_.shape(), dt), dk = acts.take(k_.shape(), dt);
     Tensor dv = acts.take(v_.shape(), dt), dx_part = acts.take(dx.shape(), dt);
-    linear_bwd(ctx, flat(d_o), dwo_, {}, dy, flat(o_), wo_);
+    Tensor dgate;
+    if (gated_) {
+      Tensor dgated_o = acts.take(gated_o_.shape(), dt);
+      dgate = acts.take(gate_.shape(), dt);
+      linear_bwd(ctx, dgated_o, dwo_, {}, dy, gated_o_, wo_);
+      sigmoid_gate_bwd(ctx, dgate, flat(d_o), dgated_o, gate_, flat(o_));
+    } else {
+      linear_bwd(ctx, flat(d_o), dwo_, {}, dy, flat(o_), wo_);
+    }
     attention_bwd(ctx, dq, dk, dv, d_o, q_, k_, v_, o_, lse_, attn_, layout().cu_seqlens,
                   layout().cu_seqlens);
     rope_bwd(ctx, dq, dq, layout().positions, rope_);
@@ -155,11 +183,22 @@ class AttentionMixer : public Mixer {
     add_fwd(ctx, dx, dx, dx_part);
     linear_bwd(ctx, dx_part, dwv_, {}, flat(dv), x_, wv_);
     add_fwd(ctx, dx, dx, dx_part);
+    if (gated_) {
+      linear_bwd(ctx, dx_part, dwgate_, {}, dgate, x_, wgate_);
+      add_fwd(ctx, dx, dx, dx_part);
+    }
   }
 
  private:
   // (B, T, heads, D) viewed as (B, T, heads * D) for the projections.
   bool sliding() const { return attn_.window_left >= 0; }
+
+  // gated_o = o * sigmoid(gate), gate = x Wgate^T; (B, T, H * D).
+  void output_gate(const Context& ctx, const Tensor& gated_o, const Tensor& gate, const Tensor& x,
+                   const Tensor& o) const {
+    linear_fwd(ctx, gate, x, wgate_);
+    sigmoid_gate_fwd(ctx, gated_o, gate, flat(o));
+  }
 
   static Tensor flat(const Tensor& t) {
     return t.reshape({t.size(0), t.size(1), t.size(2) * t.size(3)});
@@ -167,10 +206,11 @@ class AttentionMixer : public Mixer {
 
   std::string prefix_;
   int64_t C_, H_, Hkv_, D_, n_layers_;
+  bool gated_;
   RopeParams rope_;
   AttentionParams attn_;
-  Tensor wq_, wk_, wv_, wo_, dwq_, dwk_, dwv_, dwo_;
-  Tensor x_, q_, k_, v_, o_, lse_;  // saved by forward
+  Tensor wq_, wk_, wv_, wo_, wgate_, dwq_, dwk_, dwv_, dwo_, dwgate_;
+  Tensor x_, q_, k_, v_, o_, lse_, gate_, gated_o_;  // saved by forward
 };
 
 }  // namespace

@@ -28,6 +28,8 @@ constexpr KindInfo kKinds[] = {
     {LayerKind::mamba, "mamba", 'M'},
     {LayerKind::mamba2, "mamba2", 'S'},
     {LayerKind::rglru, "rglru", 'R'},
+    {LayerKind::gated_deltanet, "gated_deltanet", 'G'},
+    {LayerKind::kda, "kda", 'K'},
     {LayerKind::mlp, "mlp", '-'},
 };
 
@@ -126,7 +128,7 @@ std::vector<LayerKind> parse_layer_pattern(const std::string& pattern) {
     LONGCTX_CHECK(k != std::end(kKinds), "config: 'pattern' has unknown layer letter '", pattern[i],
                   "' at position ", i,
                   " (known: '*' attention, 'W' sliding_attention, 'M' mamba, 'S' mamba2, "
-                  "'R' rglru, '-' mlp)");
+                  "'R' rglru, 'G' gated_deltanet, 'K' kda, '-' mlp)");
     layers.push_back(k->kind);
   }
   return layers;
@@ -208,6 +210,29 @@ void ModelConfig::validate() {
     require_range("rglru.width", rglru.width, 1, kMaxWidth);
     require_range("rglru.d_conv", rglru.d_conv, 1, 4);
   }
+  if (count(LayerKind::gated_deltanet) + count(LayerKind::kda)) {
+    auto& d = deltanet;
+    require_range("deltanet.n_heads", d.n_heads, 1, kMaxWidth);
+    if (d.n_v_heads == 0) d.n_v_heads = d.n_heads;
+    require(d.n_v_heads >= 1 && d.n_v_heads <= kMaxWidth && d.n_v_heads % d.n_heads == 0,
+            "deltanet.n_v_heads",
+            detail::concat("must be a multiple of deltanet.n_heads ", d.n_heads, " (at most ",
+                           kMaxWidth, "), got ", d.n_v_heads));
+    // Head dims as large as the delta rule's chunk products keep in cache (Qwen3-Next: 128).
+    require_range("deltanet.head_k_dim", d.head_k_dim, 1, 512);
+    require_range("deltanet.head_v_dim", d.head_v_dim, 1, 512);
+    require(d.n_heads * d.head_k_dim <= kMaxWidth, "deltanet.n_heads",
+            detail::concat("gives the key width n_heads * head_k_dim = ", d.n_heads * d.head_k_dim,
+                           ", above the limit ", kMaxWidth));
+    require(d.n_v_heads * d.head_v_dim <= kMaxWidth && d.n_v_heads * d.head_k_dim <= kMaxWidth,
+            "deltanet.n_v_heads",
+            detail::concat(
+                "gives the value width n_v_heads * head_v_dim = ", d.n_v_heads * d.head_v_dim,
+                " and the KDA gate width n_v_heads * ", "head_k_dim = ", d.n_v_heads * d.head_k_dim,
+                "; the limit is ", kMaxWidth));
+    require_range("deltanet.d_conv", d.d_conv, 1, 4);
+    require_range("deltanet.chunk_size", d.chunk_size, 1, 256, " (the gated_delta_rule's limit)");
+  }
   if (count(LayerKind::mlp)) {
     if (mlp.hidden == 0) mlp.hidden = (8 * d_model / 3 + 63) / 64 * 64;
     require_range("mlp.hidden", mlp.hidden, 1, kMaxWidth);
@@ -263,6 +288,7 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
       s.integer("n_kv_heads", c.attention.n_kv_heads);
       s.number("rope_theta", c.attention.rope_theta);
       s.integer("window", c.attention.window);
+      s.boolean("gated", c.attention.gated);
     });
     section("mamba", [&](ObjectReader& s) {
       s.integer("d_state", c.mamba.d_state);
@@ -283,6 +309,14 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
     section("rglru", [&](ObjectReader& s) {
       s.integer("width", c.rglru.width);
       s.integer("d_conv", c.rglru.d_conv);
+    });
+    section("deltanet", [&](ObjectReader& s) {
+      s.integer("n_heads", c.deltanet.n_heads);
+      s.integer("n_v_heads", c.deltanet.n_v_heads);
+      s.integer("head_k_dim", c.deltanet.head_k_dim);
+      s.integer("head_v_dim", c.deltanet.head_v_dim);
+      s.integer("d_conv", c.deltanet.d_conv);
+      s.integer("chunk_size", c.deltanet.chunk_size);
     });
     section("mlp", [&](ObjectReader& s) { s.integer("hidden", c.mlp.hidden); });
     r.finish();
@@ -312,13 +346,17 @@ std::string ModelConfig::to_json() const {
   j["attention"] = {{"n_heads", attention.n_heads},
                     {"n_kv_heads", attention.n_kv_heads},
                     {"rope_theta", attention.rope_theta},
-                    {"window", attention.window}};
+                    {"window", attention.window},
+                    {"gated", attention.gated}};
   j["mamba"] = {{"d_state", mamba.d_state}, {"d_conv", mamba.d_conv}, {"expand", mamba.expand},
                 {"dt_rank", mamba.dt_rank}, {"dt_min", mamba.dt_min}, {"dt_max", mamba.dt_max}};
   j["mamba2"] = {{"d_state", mamba2.d_state}, {"head_dim", mamba2.head_dim},
                  {"expand", mamba2.expand},   {"n_groups", mamba2.n_groups},
                  {"d_conv", mamba2.d_conv},   {"chunk_size", mamba2.chunk_size}};
   j["rglru"] = {{"width", rglru.width}, {"d_conv", rglru.d_conv}};
+  j["deltanet"] = {{"n_heads", deltanet.n_heads},       {"n_v_heads", deltanet.n_v_heads},
+                   {"head_k_dim", deltanet.head_k_dim}, {"head_v_dim", deltanet.head_v_dim},
+                   {"d_conv", deltanet.d_conv},         {"chunk_size", deltanet.chunk_size}};
   j["mlp"] = {{"hidden", mlp.hidden}};
   return j.dump(2);
 }

@@ -20,6 +20,7 @@ std::unique_ptr<Mixer> make_mlp_mixer(const ModelConfig& c, int layer);
 std::unique_ptr<Mixer> make_mamba_mixer(const ModelConfig& c, int layer);
 std::unique_ptr<Mixer> make_mamba2_mixer(const ModelConfig& c, int layer);
 std::unique_ptr<Mixer> make_rglru_mixer(const ModelConfig& c, int layer);
+std::unique_ptr<Mixer> make_deltanet_mixer(const ModelConfig& c, int layer, bool kda);
 
 std::unique_ptr<Mixer> make_mixer(LayerKind kind, const ModelConfig& config, int layer) {
   switch (kind) {
@@ -35,6 +36,10 @@ std::unique_ptr<Mixer> make_mixer(LayerKind kind, const ModelConfig& config, int
       return make_mamba2_mixer(config, layer);
     case LayerKind::rglru:
       return make_rglru_mixer(config, layer);
+    case LayerKind::gated_deltanet:
+      return make_deltanet_mixer(config, layer, /*kda=*/false);
+    case LayerKind::kda:
+      return make_deltanet_mixer(config, layer, /*kda=*/true);
   }
   throw Error(detail::concat("Model: layer ", layer, " has an unknown kind"));
 }

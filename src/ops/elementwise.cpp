@@ -1,5 +1,5 @@
-// The elementwise ops — add, neg_exp, swiglu: validation in front of both backends, then dispatch
-// (see src/ops/elementwise.h).
+// The elementwise ops — add, neg_exp, sigmoid, sigmoid_gate, swiglu: validation in front of both
+// backends, then dispatch (see src/ops/elementwise.h).
 #include "src/ops/elementwise.h"
 
 #include <initializer_list>
@@ -55,6 +55,9 @@ std::string add_supports(Device device, DType dtype) {
 std::string neg_exp_supports(Device device, DType dtype) {
   return dtype_supports("neg_exp", device, dtype);
 }
+std::string sigmoid_supports(Device device, DType dtype) {
+  return dtype_supports("sigmoid", device, dtype);
+}
 std::string swiglu_supports(Device device, DType dtype) {
   return dtype_supports("swiglu", device, dtype);
 }
@@ -69,6 +72,25 @@ void neg_exp_fwd(const Context& ctx, const Tensor& out, const Tensor& x) {
 
 void neg_exp_bwd(const Context& ctx, const Tensor& dx, const Tensor& dout, const Tensor& out) {
   run(ctx, ElementwiseOp::neg_exp_bwd, "neg_exp_bwd", {{"dx", dx}}, {{"dout", dout}, {"out", out}});
+}
+
+void sigmoid_fwd(const Context& ctx, const Tensor& out, const Tensor& x) {
+  run(ctx, ElementwiseOp::sigmoid_fwd, "sigmoid_fwd", {{"out", out}}, {{"x", x}});
+}
+
+void sigmoid_bwd(const Context& ctx, const Tensor& dx, const Tensor& dout, const Tensor& out) {
+  run(ctx, ElementwiseOp::sigmoid_bwd, "sigmoid_bwd", {{"dx", dx}}, {{"dout", dout}, {"out", out}});
+}
+
+void sigmoid_gate_fwd(const Context& ctx, const Tensor& out, const Tensor& gate, const Tensor& up) {
+  run(ctx, ElementwiseOp::sigmoid_gate_fwd, "sigmoid_gate_fwd", {{"out", out}},
+      {{"gate", gate}, {"up", up}});
+}
+
+void sigmoid_gate_bwd(const Context& ctx, const Tensor& dgate, const Tensor& dup,
+                      const Tensor& dout, const Tensor& gate, const Tensor& up) {
+  run(ctx, ElementwiseOp::sigmoid_gate_bwd, "sigmoid_gate_bwd", {{"dgate", dgate}, {"dup", dup}},
+      {{"dout", dout}, {"gate", gate}, {"up", up}});
 }
 
 void swiglu_fwd(const Context& ctx, const Tensor& out, const Tensor& gate, const Tensor& up) {

@@ -1,5 +1,5 @@
-// The elementwise ops' params — add, neg_exp and swiglu, whose contracts are in
-// include/longctx/ops/add.h, elementwise.h and swiglu.h — validated once by
+// The elementwise ops' params — add, neg_exp, sigmoid, sigmoid_gate and swiglu, whose contracts
+// are in include/longctx/ops/add.h, elementwise.h and swiglu.h — validated once by
 // src/ops/elementwise.cpp, then the one argument (besides the context) of both backends.
 // Every tensor holds n contiguous elements of one dtype. An output may be exactly one of the
 // inputs (each element's inputs are read before its outputs are written), never a partial overlap.
@@ -15,6 +15,10 @@ enum class ElementwiseOp {
   neg_exp_bwd,  // out[0] = in[0] * in[1]                              (dout, out -> dx)
   swiglu_fwd,   // out[0] = silu(in[0]) * in[1]                        (gate, up -> out)
   swiglu_bwd,  // out[0] = d/dgate, out[1] = d/dup of the above       (dout, gate, up -> dgate, dup)
+  sigmoid_fwd,       // out[0] = sigmoid(in[0])                       (x -> out)
+  sigmoid_bwd,       // out[0] = in[0] * in[1] * (1 - in[1])          (dout, out -> dx)
+  sigmoid_gate_fwd,  // out[0] = sigmoid(in[0]) * in[1]               (gate, up -> out)
+  sigmoid_gate_bwd,  // out[0] = d/dgate, out[1] = d/dup of the above (dout, gate, up -> dgate, dup)
 };
 
 struct ElementwiseArgs {

@@ -4,15 +4,18 @@
 // either as a pattern string, one letter per layer (Megatron's hybrid pattern extended):
 //   '*' attention    'W' sliding-window attention    'M' Mamba (Mamba-1)
 //   'S' Mamba-2 (SSD)    'R' RG-LRU recurrent block (Hawk/Griffin)    '-' MLP (SwiGLU)
-// e.g. LLaMA-style "*-*-*-*-", a 1:3 hybrid "M-M-M-*-", Griffin "R-R-W-", or as an explicit list
-// of names ("attention", "sliding_attention", "mamba", "mamba2", "rglru", "mlp").
+//   'G' Gated DeltaNet (Qwen3-Next)    'K' Kimi Delta Attention (KDA, Kimi Linear)
+// e.g. LLaMA-style "*-*-*-*-", a 1:3 hybrid "M-M-M-*-", Griffin "R-R-W-", Qwen3-Next "G-G-G-*-",
+// or as an explicit list of names ("attention", "sliding_attention", "mamba", "mamba2", "rglru",
+// "gated_deltanet", "kda", "mlp").
 //
 // JSON keys (all optional but vocab_size/d_model/pattern-or-layers, defaults in the struct):
 //   name, vocab_size, d_model, pattern | layers, tie_embeddings, norm_eps,
-//   attention {n_heads, n_kv_heads, rope_theta, window},
+//   attention {n_heads, n_kv_heads, rope_theta, window, gated},
 //   mamba {d_state, d_conv, expand, dt_rank, dt_min, dt_max},
 //   mamba2 {d_state, head_dim, expand, n_groups, d_conv, chunk_size},
-//   rglru {width, d_conv}, mlp {hidden}
+//   rglru {width, d_conv}, deltanet {n_heads, n_v_heads, head_k_dim, head_v_dim, d_conv,
+//   chunk_size} (for 'G' and 'K'), mlp {hidden}
 // A bad config (unknown key, duplicate key, wrong type, impossible shape, a size out of bounds,
 // unknown layer letter) throws Error naming the key.
 //
@@ -35,7 +38,16 @@ constexpr int64_t kMaxChunkSize = int64_t(1) << 16;
 // The longest sequence a model is trained or sampled on (16.7M tokens; RoPE positions are int32).
 constexpr int64_t kMaxSequenceLength = int64_t(1) << 24;
 
-enum class LayerKind { attention, sliding_attention, mamba, mamba2, rglru, mlp };
+enum class LayerKind {
+  attention,
+  sliding_attention,
+  mamba,
+  mamba2,
+  rglru,
+  gated_deltanet,
+  kda,
+  mlp
+};
 
 const char* layer_kind_name(LayerKind kind);  // "attention", "mamba2", ...
 char layer_kind_letter(LayerKind kind);       // '*', 'S', ...
@@ -47,6 +59,7 @@ struct AttentionConfig {
   int64_t n_kv_heads = 4;  // < n_heads: GQA; 1: MQA
   double rope_theta = 10000;
   int64_t window = 256;  // sliding-window layers ('W') see this many past tokens
+  bool gated = false;    // output multiplied by sigmoid(x W_gate), per channel (Qwen3-Next)
 };
 
 struct MambaConfig {
@@ -71,6 +84,18 @@ struct RGLRUConfig {
   int64_t d_conv = 4;
 };
 
+// Gated DeltaNet ('G') and KDA ('K'): H q/k heads of dim K, HV value heads of dim V (each q/k
+// head serves HV / H of them, Qwen3-Next's grouped value heads). KDA's per-channel gate and its
+// output gate go through rank-V projections (as Kimi Linear's f_proj and g_proj).
+struct DeltaNetConfig {
+  int64_t n_heads = 4;      // H
+  int64_t n_v_heads = 0;    // HV; 0: n_heads
+  int64_t head_k_dim = 32;  // K
+  int64_t head_v_dim = 32;  // V
+  int64_t d_conv = 4;       // short causal conv on q, k and v
+  int64_t chunk_size = 64;  // of the chunked gated_delta_rule
+};
+
 struct MLPConfig {
   int64_t hidden = 0;  // SwiGLU hidden width; 0: 8/3 * d_model rounded up to a multiple of 64
 };
@@ -86,12 +111,14 @@ struct ModelConfig {
   MambaConfig mamba;
   Mamba2Config mamba2;
   RGLRUConfig rglru;
+  DeltaNetConfig deltanet;
   MLPConfig mlp;
 
   static ModelConfig from_json(const std::string& text);  // validates
   static ModelConfig load(const std::string& path);       // from a .json file
   std::string to_json() const;  // every field, with derived values filled in
-  // Fills derived values (dt_rank, rglru.width, mlp.hidden) and checks every constraint.
+  // Fills derived values (dt_rank, rglru.width, deltanet.n_v_heads, mlp.hidden) and checks every
+  // constraint.
   void validate();
 
   std::string pattern() const;  // the layer list as a pattern string
