@@ -105,7 +105,10 @@ class NcclCommunicator final : public Communicator {
     mpi_->barrier();
   }
 
-  [[noreturn]] void fail(const std::string& message) override { mpi_->fail(message); }
+  [[noreturn]] void fail(const std::string& message) override {
+    mpi_->fail(message);
+    throw Error(message);  // not reached: the virtual call hides that fail() does not return
+  }
 
  private:
   cudaStream_t stream() const { return static_cast<cudaStream_t>(ctx_->stream()); }
