@@ -1,0 +1,212 @@
+// Context parallel linear_scan and causal_conv1d (see include/longctx/dist/context_parallel.h):
+// the single-process ops on each rank's slice, with the state or halo that crosses a slice
+// boundary passed between the ranks.
+#include "longctx/dist/context_parallel.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "longctx/ops/add.h"
+#include "longctx/ops/linear_scan.h"
+#include "src/core/checks.h"
+#include "src/core/dispatch.h"
+
+namespace longctx::dist {
+namespace {
+
+// The slice is on the CPU (the MPI communicator's tensors), (B, T, D) or (B, D, T).
+void check_slice(const char* op, const char* name, const Tensor& t) {
+  check_arg(op, name, t).rank(3).device(Device::cpu()).dtype_in({DType::f32, DType::f64});
+}
+
+// Rank `rank`'s neighbours along the chain of slices; -1 past the ends.
+int previous(const Communicator& comm) {
+  return comm.rank() > 0 ? comm.rank() - 1 : -1;
+}
+int next(const Communicator& comm) {
+  return comm.rank() + 1 < comm.size() ? comm.rank() + 1 : -1;
+}
+
+// summary (2, B, D) <- (product over t of a[:, t, :], nothing yet): the decay of the slice.
+void slice_decay(const Tensor& P, const Tensor& a) {
+  const int64_t B = a.size(0), T = a.size(1), D = a.size(2);
+  dispatch_cpu_float("linear_scan_cp", a.dtype(), [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const S* pa = a.data_as<S>();
+    S* p = P.data_as<S>();
+    for (int64_t i = 0; i < B * D; ++i) p[i] = S(1);
+    for (int64_t bi = 0; bi < B; ++bi)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t d = 0; d < D; ++d) p[bi * D + d] *= pa[(bi * T + t) * D + d];
+  });
+}
+
+// state <- P_j * state + X_j for j in `ranks` (in that order), where summaries (n, 2, B, D)
+// holds every rank's (P, X): the associative operator folding slice summaries into a state.
+void fold(const Tensor& state, const Tensor& summaries, const std::vector<int>& ranks) {
+  const int64_t BD = state.numel();
+  dispatch_cpu_float("linear_scan_cp", state.dtype(), [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    S* s = state.data_as<S>();
+    const S* all = summaries.data_as<S>();
+    for (int j : ranks) {
+      const S* P = all + int64_t(j) * 2 * BD;
+      const S* X = P + BD;
+      for (int64_t i = 0; i < BD; ++i) s[i] = P[i] * s[i] + X[i];
+    }
+  });
+}
+
+std::vector<int> ranks_between(int first, int last_exclusive, bool reverse) {
+  std::vector<int> r;
+  for (int j = first; j < last_exclusive; ++j) r.push_back(j);
+  if (reverse) std::reverse(r.begin(), r.end());
+  return r;
+}
+
+// Every rank's (P, X) summary, gathered: (n, 2, B, D).
+Tensor gather_summaries(Communicator& comm, const Tensor& summary) {
+  Shape shape{int64_t(comm.size())};
+  shape.insert(shape.end(), summary.shape().begin(), summary.shape().end());
+  const Tensor all = Tensor::empty(shape, summary.dtype());
+  comm.all_gather(all, summary);
+  return all;
+}
+
+Tensor zeros_like_state(const Tensor& like, int64_t B, int64_t D) {
+  return Tensor::zeros({B, D}, like.dtype());
+}
+
+}  // namespace
+
+void linear_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                        const Tensor& last_state, const Tensor& a, const Tensor& b,
+                        const Tensor& h0) {
+  const char* op = "linear_scan_cp_fwd";
+  check_slice(op, "a", a);
+  const int64_t B = a.size(0), D = a.size(2);
+  check_arg(op, "last_state", last_state).shape({B, D}).dtype(a.dtype()).contiguous();
+  if (h0.defined()) check_arg(op, "h0", h0).shape({B, D}).dtype(a.dtype()).contiguous();
+  // This slice from a zero state: its last state is the X of its summary.
+  const Tensor summary = Tensor::empty({2, B, D}, a.dtype());
+  linear_scan_fwd(ctx, out, summary.select(0, 1), a, b);
+  slice_decay(summary.select(0, 0), a);
+  const Tensor all = gather_summaries(comm, summary);
+  // The state entering this slice: h0 through the slices before it; then the slice again.
+  const Tensor state = h0.defined() ? h0.to(Device::cpu()) : zeros_like_state(a, B, D);
+  fold(state, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  linear_scan_fwd(ctx, out, summary.select(0, 1), a, b, state);
+  // The state after the whole sequence, the same on every rank: on through the later slices.
+  fold(state, all, ranks_between(comm.rank(), comm.size(), /*reverse=*/false));
+  last_state.copy_from(state);
+}
+
+void linear_scan_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& da, const Tensor& db,
+                        const Tensor& dh0, const Tensor& dout, const Tensor& dlast_state,
+                        const Tensor& a, const Tensor& out, const Tensor& h0) {
+  const char* op = "linear_scan_cp_bwd";
+  check_slice(op, "a", a);
+  const int64_t B = a.size(0), T = a.size(1), D = a.size(2);
+  check_arg(op, "out", out).shape(a.shape()).dtype(a.dtype());
+  if (dlast_state.defined())
+    check_arg(op, "dlast_state", dlast_state).shape({B, D}).dtype(a.dtype());
+  LONGCTX_CHECK(
+      h0.defined() == dh0.defined(), op, ": dh0 is required exactly when h0 is given (h0 ",
+      h0.defined() ? "given" : "not given", ", dh0 ", dh0.defined() ? "given" : "not given", ")");
+  if (h0.defined()) {
+    check_arg(op, "h0", h0).shape({B, D}).dtype(a.dtype()).contiguous();
+    check_arg(op, "dh0", dh0).shape({B, D}).dtype(a.dtype()).contiguous();
+  }
+  LONGCTX_CHECK(T >= 1, op, ": every rank's slice needs at least one step, got T = 0 on rank ",
+                comm.rank());
+  // The state entering this slice is the previous slice's last output (rank 0: h0).
+  const Tensor state = h0.defined() ? h0.to(Device::cpu()) : zeros_like_state(a, B, D);
+  const Tensor last_out = Tensor::empty({B, D}, a.dtype());
+  last_out.copy_from(out.select(1, T - 1));
+  comm.send_recv(last_out, next(comm), state, previous(comm));
+  // This slice's backward with no gradient from the right but the sequence's own (the last
+  // slice's dlast_state): its dh0 is the X of its reverse summary.
+  const bool last = comm.rank() + 1 == comm.size();
+  const Tensor summary = Tensor::empty({2, B, D}, a.dtype());
+  linear_scan_bwd(ctx, da, db, summary.select(0, 1), dout, last ? dlast_state : Tensor(), a, out,
+                  state);
+  slice_decay(summary.select(0, 0), a);
+  const Tensor all = gather_summaries(comm, summary);
+  // The gradient entering from the right: folded from the last slice back to the next one.
+  const Tensor from_right = Tensor::zeros({B, D}, a.dtype());
+  fold(from_right, all, ranks_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
+  if (last && dlast_state.defined()) from_right.copy_from(dlast_state);
+  linear_scan_bwd(ctx, da, db, summary.select(0, 1), dout, from_right, a, out, state);
+  // dh0: on through this slice and the earlier ones, the same on every rank.
+  if (dh0.defined()) {
+    const Tensor g = Tensor::zeros({B, D}, a.dtype());
+    fold(g, all, ranks_between(0, comm.size(), /*reverse=*/true));
+    dh0.copy_from(g);
+  }
+}
+
+void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                          const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          const CausalConv1dParams& params) {
+  const char* op = "causal_conv1d_cp_fwd";
+  check_slice(op, "x", x);
+  check_arg(op, "weight", weight).rank(2);
+  const int64_t B = x.size(0), D = x.size(1), T = x.size(2), H = weight.size(1) - 1;
+  check_arg(op, "out", out).shape(x.shape()).dtype(x.dtype());
+  LONGCTX_CHECK(T >= H, op, ": every rank's slice must hold at least W - 1 = ", H,
+                " steps (the halo the next rank needs), got ", T, " on rank ", comm.rank());
+  // x with the previous slice's last W - 1 columns before it (rank 0: zeros, as causal padding).
+  const Tensor x_ext = Tensor::zeros({B, D, H + T}, x.dtype());
+  const Tensor send = Tensor::empty({B, D, H}, x.dtype()),
+               halo = Tensor::zeros({B, D, H}, x.dtype());
+  send.copy_from(x.narrow(2, T - H, H));
+  comm.send_recv(send, next(comm), halo, previous(comm));
+  x_ext.narrow(2, 0, H).copy_from(halo);
+  x_ext.narrow(2, H, T).copy_from(x);
+  const Tensor out_ext = Tensor::empty({B, D, H + T}, x.dtype());
+  causal_conv1d_fwd(ctx, out_ext, x_ext, weight, bias, params);
+  out.copy_from(out_ext.narrow(2, H, T));
+}
+
+void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& dx,
+                          const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+                          const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          const CausalConv1dParams& params) {
+  const char* op = "causal_conv1d_cp_bwd";
+  check_slice(op, "x", x);
+  check_arg(op, "weight", weight).rank(2);
+  const int64_t B = x.size(0), D = x.size(1), T = x.size(2), H = weight.size(1) - 1;
+  check_arg(op, "dx", dx).shape(x.shape()).dtype(x.dtype());
+  check_arg(op, "dout", dout).shape(x.shape()).dtype(x.dtype());
+  check_arg(op, "dweight", dweight).shape(weight.shape()).contiguous();
+  if (dbias.defined()) check_arg(op, "dbias", dbias).contiguous();
+  LONGCTX_CHECK(T >= H, op, ": every rank's slice must hold at least W - 1 = ", H,
+                " steps (the halo the next rank needs), got ", T, " on rank ", comm.rank());
+  const Tensor x_ext = Tensor::zeros({B, D, H + T}, x.dtype());
+  const Tensor send = Tensor::empty({B, D, H}, x.dtype()),
+               halo = Tensor::zeros({B, D, H}, x.dtype());
+  send.copy_from(x.narrow(2, T - H, H));
+  comm.send_recv(send, next(comm), halo, previous(comm));
+  x_ext.narrow(2, 0, H).copy_from(halo);
+  x_ext.narrow(2, H, T).copy_from(x);
+  // The halo's outputs belong to the previous rank: no gradient arrives at them here.
+  const Tensor dout_ext = Tensor::zeros({B, D, H + T}, x.dtype());
+  dout_ext.narrow(2, H, T).copy_from(dout);
+  const Tensor dx_ext = Tensor::empty({B, D, H + T}, x.dtype());
+  causal_conv1d_bwd(ctx, dx_ext, dweight, dbias, dout_ext, x_ext, weight, bias, params);
+  dx.copy_from(dx_ext.narrow(2, H, T));
+  // The halo's gradient goes back to the rank it came from, added to its last W - 1 columns.
+  const Tensor dhalo = Tensor::empty({B, D, H}, x.dtype()),
+               from_next = Tensor::zeros({B, D, H}, x.dtype());
+  dhalo.copy_from(dx_ext.narrow(2, 0, H));
+  comm.send_recv(dhalo, previous(comm), from_next, next(comm));
+  const Tensor tail = Tensor::empty({B, D, H}, x.dtype());
+  tail.copy_from(dx.narrow(2, T - H, H));
+  add_fwd(ctx, tail, tail, from_next);
+  dx.narrow(2, T - H, H).copy_from(tail);
+  // The weights are shared by every slice: their gradients are the sums over the ranks.
+  comm.all_reduce_sum(dweight);
+  if (dbias.defined()) comm.all_reduce_sum(dbias);
+}
+
+}  // namespace longctx::dist

@@ -1,0 +1,164 @@
+// Context parallel linear_scan and causal_conv1d under `mpirun -np N`: one sequence split along
+// T over the ranks (lengths not divisible by N), each rank's slice of the outputs and the whole
+// states and weight gradients against the plain reference over the whole sequence (2x rule, f64
+// and f32), forward and backward.
+#include "harness.h"
+#include "longctx/dist/context_parallel.h"
+#include "longctx/ops/linear_scan.h"
+#include "mpi/world.h"
+#include "reference/causal_conv1d.h"
+#include "reference/linear_scan.h"
+
+namespace longctx::test {
+namespace {
+
+// Rank r's slice of T steps: [T * r / n, T * (r + 1) / n).
+std::pair<int64_t, int64_t> my_slice(const dist::Communicator& comm, int64_t T) {
+  return {T * comm.rank() / comm.size(), T * (comm.rank() + 1) / comm.size()};
+}
+
+struct CpScanCase {
+  std::string name;
+  int64_t B, T, D;
+  bool h0, dlast;
+};
+LONGCTX_PRINTS_AS_NAME(CpScanCase)
+
+// T = 13 and 29: slices of 6/7 on two ranks, 3/3/3/4 and 7/7/7/8 on four.
+const std::vector<CpScanCase> kScanCases = {
+    {"hawk_h0_dlast", 2, 13, 5, true, true},
+    {"no_h0_no_dlast", 1, 29, 3, false, false},
+    {"h0_no_dlast", 3, 13, 4, true, false},
+};
+
+class ContextParallelLinearScan : public testing::TestWithParam<std::tuple<CpScanCase, DType>> {};
+
+TEST_P(ContextParallelLinearScan, SlicesMatchTheWholeSequence) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const auto [t0, t1] = my_slice(comm, c.T);
+  // The same inputs on every rank (the same seed); each takes its slice.
+  Rng rng(31);
+  Ref a({c.B, c.T, c.D});
+  for (int64_t i = 0; i < a.numel(); ++i) a[i] = rng.uniform(0.5, 1.0);
+  a = rounded(a, dt);
+  const Ref b = rounded(random_ref({c.B, c.T, c.D}, rng), dt);
+  const Ref h0 = c.h0 ? rounded(random_ref({c.B, c.D}, rng), dt) : Ref();
+  const Ref dout = rounded(random_ref({c.B, c.T, c.D}, rng), dt);
+  const Ref dlast = c.dlast ? rounded(random_ref({c.B, c.D}, rng), dt) : Ref();
+  const Tensor a_t = from_ref(slice(a, 1, t0, t1), dt), b_t = from_ref(slice(b, 1, t0, t1), dt);
+  const Tensor h0_t = c.h0 ? from_ref(h0, dt) : Tensor();
+
+  Tensor out = poisoned({c.B, t1 - t0, c.D}, dt, Device::cpu(), &ctx);
+  Tensor last = poisoned({c.B, c.D}, dt, Device::cpu(), &ctx);
+  dist::linear_scan_cp_fwd(comm, ctx, out, last, a_t, b_t, h0_t);
+  const auto exact = ref::linear_scan_fwd<Oracle>(a, b, h0, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::linear_scan_fwd<S>(a, b, h0, rounding_for(dt));
+    expect_close_2x(out, slice(exact.out, 1, t0, t1), slice(naive.out, 1, t0, t1), dt, "out");
+    expect_close_2x(last, exact.last_state, naive.last_state, dt, "last_state");
+  });
+
+  Tensor da = poisoned(a_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor db = poisoned(a_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dh0 = c.h0 ? poisoned({c.B, c.D}, dt, Device::cpu(), &ctx) : Tensor();
+  dist::linear_scan_cp_bwd(comm, ctx, da, db, dh0, from_ref(slice(dout, 1, t0, t1), dt),
+                           c.dlast ? from_ref(dlast, dt) : Tensor(), a_t, out, h0_t);
+  const auto g = ref::linear_scan_bwd<Oracle>(dout, dlast, a, b, h0, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::linear_scan_bwd<S>(dout, dlast, a, b, h0, rounding_for(dt));
+    expect_close_2x(da, slice(g.da, 1, t0, t1), slice(naive.da, 1, t0, t1), dt, "da");
+    expect_close_2x(db, slice(g.db, 1, t0, t1), slice(naive.db, 1, t0, t1), dt, "db");
+    if (c.h0) expect_close_2x(dh0, g.dh0, naive.dh0, dt, "dh0");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelLinearScan,
+                         testing::Combine(testing::ValuesIn(kScanCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+struct CpConvCase {
+  std::string name;
+  int64_t B, D, T, W;
+  bool bias, silu;
+};
+LONGCTX_PRINTS_AS_NAME(CpConvCase)
+
+// Mamba's d_conv 4 (a halo of 3: on four ranks the 13-step slices of 3 are all halo).
+const std::vector<CpConvCase> kConvCases = {
+    {"mamba_w4_bias_silu", 2, 6, 13, 4, true, true},
+    {"w3_plain", 1, 4, 29, 3, false, false},
+    {"w2_bias", 3, 5, 13, 2, true, false},
+};
+
+class ContextParallelCausalConv1d : public testing::TestWithParam<std::tuple<CpConvCase, DType>> {};
+
+TEST_P(ContextParallelCausalConv1d, SlicesMatchTheWholeSequence) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const auto [t0, t1] = my_slice(comm, c.T);
+  Rng rng(47);
+  const Ref x = rounded(random_ref({c.B, c.D, c.T}, rng), dt);
+  const Ref w = rounded(random_ref({c.D, c.W}, rng), dt);
+  const Ref bias = c.bias ? rounded(random_ref({c.D}, rng), dt) : Ref();
+  const Ref dout = rounded(random_ref({c.B, c.D, c.T}, rng), dt);
+  const CausalConv1dParams params{c.silu ? Activation::silu : Activation::none};
+  const Tensor x_t = from_ref(slice(x, 2, t0, t1), dt), w_t = from_ref(w, dt);
+  const Tensor bias_t = c.bias ? from_ref(bias, dt) : Tensor();
+
+  Tensor out = poisoned(x_t.shape(), dt, Device::cpu(), &ctx);
+  dist::causal_conv1d_cp_fwd(comm, ctx, out, x_t, w_t, bias_t, params);
+  const Ref exact = ref::causal_conv1d_fwd<Oracle>(x, w, bias, c.silu, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const Ref naive = ref::causal_conv1d_fwd<S>(x, w, bias, c.silu, rounding_for(dt));
+    expect_close_2x(out, slice(exact, 2, t0, t1), slice(naive, 2, t0, t1), dt, "out");
+  });
+
+  Tensor dx = poisoned(x_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dw = poisoned(w_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dbias = c.bias ? poisoned({c.D}, dt, Device::cpu(), &ctx) : Tensor();
+  dist::causal_conv1d_cp_bwd(comm, ctx, dx, dw, dbias, from_ref(slice(dout, 2, t0, t1), dt), x_t,
+                             w_t, bias_t, params);
+  const auto g = ref::causal_conv1d_bwd<Oracle>(dout, x, w, bias, c.silu, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::causal_conv1d_bwd<S>(dout, x, w, bias, c.silu, rounding_for(dt));
+    expect_close_2x(dx, slice(g.dx, 2, t0, t1), slice(naive.dx, 2, t0, t1), dt, "dx");
+    expect_close_2x(dw, g.dweight, naive.dweight, dt, "dweight");
+    if (c.bias) expect_close_2x(dbias, g.dbias, naive.dbias, dt, "dbias");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelCausalConv1d,
+                         testing::Combine(testing::ValuesIn(kConvCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+TEST(ContextParallel, SlicesShorterThanTheHaloAreRefused) {
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const Tensor x = Tensor::zeros({1, 2, 2}, DType::f64), w = Tensor::zeros({2, 4}, DType::f64);
+  const Tensor out = Tensor::zeros({1, 2, 2}, DType::f64);
+  EXPECT_LONGCTX_ERROR(dist::causal_conv1d_cp_fwd(comm, ctx, out, x, w), "causal_conv1d_cp_fwd",
+                       "at least W - 1 = 3", "got 2");
+  const Tensor a = Tensor::zeros({1, 2, 3}, DType::f32);
+  const Tensor s = Tensor::zeros({1, 3}, DType::f64);  // a is f32: so must the state be
+  EXPECT_LONGCTX_ERROR(
+      dist::linear_scan_cp_fwd(comm, ctx, Tensor::zeros({1, 2, 3}, DType::f32), s, a, a),
+      "linear_scan_cp_fwd", "last_state");
+}
+
+}  // namespace
+}  // namespace longctx::test
