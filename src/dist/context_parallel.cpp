@@ -145,6 +145,94 @@ void linear_scan_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& da
   }
 }
 
+namespace {
+
+// The slice's summary (2, B, Dm, N) in the states' dtype: [0] the product of its decays (the last
+// state with u = 0 from a state of ones), [1] its last state from a zero state. `out` is scratch.
+Tensor selective_scan_summary(const Context& ctx, const Tensor& out, const SelectiveScanInputs& in,
+                              const SelectiveScanParams& params) {
+  const int64_t B = in.u.size(0), Dm = in.u.size(1), N = in.A.size(1);
+  const DType state_dtype = in.A.dtype();
+  const Tensor summary = Tensor::empty({2, B, Dm, N}, state_dtype);
+  SelectiveScanInputs from_zero = in;
+  from_zero.h0 = Tensor();
+  selective_scan_fwd(ctx, out, summary.select(0, 1), from_zero, params);
+  SelectiveScanInputs no_input = in;
+  no_input.u = Tensor::zeros(in.u.shape(), in.u.dtype());
+  no_input.h0 = Tensor::empty({B, Dm, N}, state_dtype);
+  no_input.h0.fill(1.0);
+  selective_scan_fwd(ctx, out, summary.select(0, 0), no_input, params);
+  return summary;
+}
+
+void check_selective_slice(const char* op, const SelectiveScanInputs& in) {
+  check_slice(op, "u", in.u);
+  check_arg(op, "A", in.A).rank(2);
+  LONGCTX_CHECK(!in.cu_seqlens.defined(), op, ": packed batches (cu_seqlens) are not supported");
+}
+
+}  // namespace
+
+void selective_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                           const Tensor& last_state, const SelectiveScanInputs& in,
+                           const SelectiveScanParams& params) {
+  const char* op = "selective_scan_cp_fwd";
+  check_selective_slice(op, in);
+  const int64_t B = in.u.size(0), Dm = in.u.size(1), N = in.A.size(1);
+  check_arg(op, "last_state", last_state).shape({B, Dm, N}).dtype(in.A.dtype()).contiguous();
+  const Tensor all = gather_summaries(comm, selective_scan_summary(ctx, out, in, params));
+  const Tensor state =
+      in.h0.defined() ? in.h0.to(Device::cpu()) : Tensor::zeros({B, Dm, N}, in.A.dtype());
+  fold(state, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  SelectiveScanInputs from_state = in;
+  from_state.h0 = state.to(Device::cpu());
+  selective_scan_fwd(ctx, out, last_state, from_state, params);
+  fold(state, all, ranks_between(comm.rank(), comm.size(), /*reverse=*/false));
+  last_state.copy_from(state);
+}
+
+void selective_scan_cp_bwd(Communicator& comm, const Context& ctx, const SelectiveScanGrads& grads,
+                           const Tensor& dout, const Tensor& dlast_state,
+                           const SelectiveScanInputs& in, const SelectiveScanParams& params) {
+  const char* op = "selective_scan_cp_bwd";
+  check_selective_slice(op, in);
+  const int64_t B = in.u.size(0), Dm = in.u.size(1), N = in.A.size(1);
+  LONGCTX_CHECK(in.h0.defined() == grads.dh0.defined(), op,
+                ": dh0 is required exactly when h0 is given");
+  if (grads.dh0.defined())
+    check_arg(op, "dh0", grads.dh0).shape({B, Dm, N}).dtype(in.A.dtype()).contiguous();
+  // The state entering this slice, as in the forward.
+  const Tensor scratch = Tensor::empty(in.u.shape(), in.u.dtype());
+  const Tensor all = gather_summaries(comm, selective_scan_summary(ctx, scratch, in, params));
+  const Tensor state =
+      in.h0.defined() ? in.h0.to(Device::cpu()) : Tensor::zeros({B, Dm, N}, in.A.dtype());
+  fold(state, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  SelectiveScanInputs from_state = in;
+  from_state.h0 = state;
+  // This slice's backward with no gradient from the right (the last slice: dlast_state); its
+  // dh0 beside its decay is its reverse summary.
+  const bool last = comm.rank() + 1 == comm.size();
+  const Tensor reverse = Tensor::empty({2, B, Dm, N}, in.A.dtype());
+  reverse.select(0, 0).copy_from(all.select(0, comm.rank()).select(0, 0));
+  SelectiveScanGrads local = grads;
+  local.dh0 = reverse.select(0, 1);
+  selective_scan_bwd(ctx, local, dout, last ? dlast_state : Tensor(), from_state, params);
+  const Tensor all_reverse = gather_summaries(comm, reverse);
+  const Tensor from_right = Tensor::zeros({B, Dm, N}, in.A.dtype());
+  fold(from_right, all_reverse, ranks_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
+  if (last && dlast_state.defined()) from_right.copy_from(dlast_state);
+  selective_scan_bwd(ctx, local, dout, from_right, from_state, params);
+  // A, D and delta_bias are shared by every slice; h0 enters the first.
+  comm.all_reduce_sum(grads.dA);
+  if (grads.dD.defined()) comm.all_reduce_sum(grads.dD);
+  if (grads.ddelta_bias.defined()) comm.all_reduce_sum(grads.ddelta_bias);
+  if (grads.dh0.defined()) {
+    const Tensor g = Tensor::zeros({B, Dm, N}, in.A.dtype());
+    fold(g, all_reverse, ranks_between(0, comm.size(), /*reverse=*/true));
+    grads.dh0.copy_from(g);
+  }
+}
+
 void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                           const Tensor& x, const Tensor& weight, const Tensor& bias,
                           const CausalConv1dParams& params) {

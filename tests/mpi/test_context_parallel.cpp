@@ -1,13 +1,14 @@
-// Context parallel linear_scan and causal_conv1d under `mpirun -np N`: one sequence split along
-// T over the ranks (lengths not divisible by N), each rank's slice of the outputs and the whole
-// states and weight gradients against the plain reference over the whole sequence (2x rule, f64
-// and f32), forward and backward.
+// Context parallel linear_scan, selective_scan and causal_conv1d under `mpirun -np N`: one sequence
+// split along T over the ranks (lengths not divisible by N), each rank's slice of the outputs and
+// the whole states and weight gradients against the plain reference over the whole sequence (2x
+// rule, f64 and f32), forward and backward.
 #include "harness.h"
 #include "longctx/dist/context_parallel.h"
 #include "longctx/ops/linear_scan.h"
 #include "mpi/world.h"
 #include "reference/causal_conv1d.h"
 #include "reference/linear_scan.h"
+#include "reference/selective_scan.h"
 
 namespace longctx::test {
 namespace {
@@ -140,6 +141,101 @@ TEST_P(ContextParallelCausalConv1d, SlicesMatchTheWholeSequence) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelCausalConv1d,
                          testing::Combine(testing::ValuesIn(kConvCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+struct CpSelectiveCase {
+  std::string name;
+  int64_t B, Dm, N, G, T;
+  bool optional;  // D, z, delta_bias, h0, delta_softplus, dlast_state
+};
+LONGCTX_PRINTS_AS_NAME(CpSelectiveCase)
+
+const std::vector<CpSelectiveCase> kSelectiveCases = {
+    {"mamba_all_options", 2, 4, 3, 1, 13, true},
+    {"groups_2_plain", 1, 4, 5, 2, 29, false},
+};
+
+class ContextParallelSelectiveScan
+    : public testing::TestWithParam<std::tuple<CpSelectiveCase, DType>> {};
+
+TEST_P(ContextParallelSelectiveScan, SlicesMatchTheWholeSequence) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const auto [t0, t1] = my_slice(comm, c.T);
+  Rng rng(59);
+  ref::SelectiveScanRefs r;
+  r.delta_softplus = c.optional;
+  r.u = rounded(random_ref({c.B, c.Dm, c.T}, rng), dt);
+  r.delta = rounded(c.optional ? random_ref({c.B, c.Dm, c.T}, rng, -2, 1)
+                               : random_ref({c.B, c.Dm, c.T}, rng, 0.05, 1),
+                    dt);
+  r.A = rounded(random_ref({c.Dm, c.N}, rng, -2, -0.1), dt);
+  r.B = rounded(random_ref({c.B, c.G, c.N, c.T}, rng), dt);
+  r.C = rounded(random_ref({c.B, c.G, c.N, c.T}, rng), dt);
+  if (c.optional) {
+    r.D = rounded(random_ref({c.Dm}, rng), dt);
+    r.z = rounded(random_ref({c.B, c.Dm, c.T}, rng, -2, 2), dt);
+    r.delta_bias = rounded(random_ref({c.Dm}, rng, 0, 0.3), dt);
+    r.h0 = rounded(random_ref({c.B, c.Dm, c.N}, rng), dt);
+  }
+  const Ref dout = rounded(random_ref({c.B, c.Dm, c.T}, rng), dt);
+  const Ref dlast = c.optional ? rounded(random_ref({c.B, c.Dm, c.N}, rng), dt) : Ref();
+  auto opt = [&](const Ref& x) { return x.numel() ? from_ref(x, dt) : Tensor(); };
+  auto mine = [&](const Ref& x, int dim) { return from_ref(slice(x, dim, t0, t1), dt); };
+  const SelectiveScanInputs in{mine(r.u, 2),
+                               mine(r.delta, 2),
+                               from_ref(r.A, dt),
+                               mine(r.B, 3),
+                               mine(r.C, 3),
+                               opt(r.D),
+                               c.optional ? mine(r.z, 2) : Tensor(),
+                               opt(r.delta_bias),
+                               opt(r.h0)};
+  const SelectiveScanParams params{r.delta_softplus};
+
+  Tensor out = poisoned(in.u.shape(), dt, Device::cpu(), &ctx);
+  Tensor last = poisoned({c.B, c.Dm, c.N}, dt, Device::cpu(), &ctx);
+  dist::selective_scan_cp_fwd(comm, ctx, out, last, in, params);
+  const auto exact = ref::selective_scan_fwd<Oracle>(r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::selective_scan_fwd<S>(r, rounding_for(dt));
+    expect_close_2x(out, slice(exact.out, 2, t0, t1), slice(naive.out, 2, t0, t1), dt, "out");
+    expect_close_2x(last, exact.last_state, naive.last_state, dt, "last_state");
+  });
+
+  auto poison = [&](const Tensor& like) {
+    return like.defined() ? poisoned(like.shape(), dt, Device::cpu(), &ctx) : Tensor();
+  };
+  const SelectiveScanGrads g{poison(in.u), poison(in.delta),      poison(in.A),
+                             poison(in.B), poison(in.C),          poison(in.D),
+                             poison(in.z), poison(in.delta_bias), poison(in.h0)};
+  dist::selective_scan_cp_bwd(comm, ctx, g, mine(dout, 2), opt(dlast), in, params);
+  const auto e = ref::selective_scan_bwd<Oracle>(dout, dlast, r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto n = ref::selective_scan_bwd<S>(dout, dlast, r, rounding_for(dt));
+    expect_close_2x(g.du, slice(e.du, 2, t0, t1), slice(n.du, 2, t0, t1), dt, "du");
+    expect_close_2x(g.ddelta, slice(e.ddelta, 2, t0, t1), slice(n.ddelta, 2, t0, t1), dt, "ddelta");
+    expect_close_2x(g.dB, slice(e.dB, 3, t0, t1), slice(n.dB, 3, t0, t1), dt, "dB");
+    expect_close_2x(g.dC, slice(e.dC, 3, t0, t1), slice(n.dC, 3, t0, t1), dt, "dC");
+    expect_close_2x(g.dA, e.dA, n.dA, dt, "dA");
+    if (c.optional) {
+      expect_close_2x(g.dz, slice(e.dz, 2, t0, t1), slice(n.dz, 2, t0, t1), dt, "dz");
+      expect_close_2x(g.dD, e.dD, n.dD, dt, "dD");
+      expect_close_2x(g.ddelta_bias, e.ddelta_bias, n.ddelta_bias, dt, "ddelta_bias");
+      expect_close_2x(g.dh0, e.dh0, n.dh0, dt, "dh0");
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSelectiveScan,
+                         testing::Combine(testing::ValuesIn(kSelectiveCases),
                                           testing::Values(DType::f64, DType::f32)),
                          [](const auto& info) {
                            return std::get<0>(info.param).name + "_" +

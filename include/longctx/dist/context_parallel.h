@@ -11,6 +11,11 @@
 // folded from the later slices' (P, dh0) summaries. Two scans of the slice instead of one, and
 // messages of 2 * B * D values, whatever T.
 //
+// selective_scan (Mamba) the same way: the slice's summary is (its last state from a zero state,
+// its last state with no input from a state of ones = the product of its exp(delta_t * A)), both
+// computed by the op itself, so delta_softplus and delta_bias need nothing here; dA, dD and
+// ddelta_bias are summed over the ranks.
+//
 // causal_conv1d by a halo: rank r receives the last W - 1 columns of rank r - 1's x (rank 0:
 // zeros, the causal padding) and convolves them with its slice; the backward sends the halo's
 // gradient back to rank r - 1 and sums dweight and dbias over the ranks. Every slice must hold
@@ -24,6 +29,7 @@
 
 #include "longctx/dist/communicator.h"
 #include "longctx/ops/causal_conv1d.h"
+#include "longctx/ops/selective_scan.h"
 
 namespace longctx::dist {
 
@@ -37,6 +43,17 @@ void linear_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& ou
 void linear_scan_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& da, const Tensor& db,
                         const Tensor& dh0, const Tensor& dout, const Tensor& dlast_state,
                         const Tensor& a, const Tensor& out, const Tensor& h0 = {});
+
+// Inputs as selective_scan's, u/delta/z (B, Dm, T) and B/C (B, G, N, T) this rank's slice; A, D,
+// delta_bias, h0 and last_state whole.
+void selective_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                           const Tensor& last_state, const SelectiveScanInputs& in,
+                           const SelectiveScanParams& params = {});
+
+// grads of the slice's inputs; dA, dD, ddelta_bias and dh0 whole, the same on every rank.
+void selective_scan_cp_bwd(Communicator& comm, const Context& ctx, const SelectiveScanGrads& grads,
+                           const Tensor& dout, const Tensor& dlast_state,
+                           const SelectiveScanInputs& in, const SelectiveScanParams& params = {});
 
 void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                           const Tensor& x, const Tensor& weight, const Tensor& bias = {},
