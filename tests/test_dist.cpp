@@ -32,13 +32,14 @@ struct Job {
   std::string out, err;
 };
 
-// mpirun (as root too: containers and CI run as root) with `np` ranks of `command`; sanitizer
-// leak checks off, since Open MPI's own allocations outlive MPI_Finalize.
+// mpirun (as root too: containers and CI run as root) with `np` ranks of `command`; for the
+// sanitizer builds, leak checks off (Open MPI's own allocations outlive MPI_Finalize) and Open
+// MPI's memory patcher off (it rewrites entry points AddressSanitizer intercepts).
 Job mpirun(const TempDir& dir, int np, const std::string& env, const std::string& command) {
   const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
   const std::string line =
       "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
-      "ASAN_OPTIONS=detect_leaks=0 " +
+      "ASAN_OPTIONS=detect_leaks=0 OMPI_MCA_memory=^patcher " +
       env + " '" + LONGCTX_MPIEXEC + "' -np " + std::to_string(np) + " --oversubscribe " + command +
       " > " + out + " 2> " + err;
   const auto t0 = std::chrono::steady_clock::now();
