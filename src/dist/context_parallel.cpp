@@ -8,6 +8,7 @@
 
 #include "longctx/ops/add.h"
 #include "longctx/ops/linear_scan.h"
+#include "longctx/ops/ssd.h"
 #include "src/core/checks.h"
 #include "src/core/dispatch.h"
 
@@ -147,28 +148,77 @@ void linear_scan_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& da
 
 namespace {
 
-// The slice's summary (2, B, Dm, N) in the states' dtype: [0] the product of its decays (the last
-// state with u = 0 from a state of ones), [1] its last state from a zero state. `out` is scratch.
-Tensor selective_scan_summary(const Context& ctx, const Tensor& out, const SelectiveScanInputs& in,
-                              const SelectiveScanParams& params) {
-  const int64_t B = in.u.size(0), Dm = in.u.size(1), N = in.A.size(1);
-  const DType state_dtype = in.A.dtype();
-  const Tensor summary = Tensor::empty({2, B, Dm, N}, state_dtype);
-  SelectiveScanInputs from_zero = in;
-  from_zero.h0 = Tensor();
-  selective_scan_fwd(ctx, out, summary.select(0, 1), from_zero, params);
-  SelectiveScanInputs no_input = in;
-  no_input.u = Tensor::zeros(in.u.shape(), in.u.dtype());
-  no_input.h0 = Tensor::empty({B, Dm, N}, state_dtype);
-  no_input.h0.fill(1.0);
-  selective_scan_fwd(ctx, out, summary.select(0, 0), no_input, params);
-  return summary;
+// State passing for a scan op that starts from an initial state and returns its final one
+// (selective_scan, ssd). `run_fwd(no_input, initial, final)` runs the op on this rank's slice —
+// with its input zeroed when no_input — from `initial` (undefined: zeros) into `final`;
+// `run_bwd(initial, dfinal, dinitial)` runs its backward on the slice, writing the slice's
+// gradients and `dinitial`.
+
+// Every rank's summary (n, 2, ...state): [0] the product of its decays (the last state with no
+// input from a state of ones, so the op's own dt/delta processing needs nothing here), [1] its
+// last state from a zero state.
+template <class RunFwd>
+Tensor gather_scan_summaries(Communicator& comm, const Shape& state, DType dtype,
+                             RunFwd&& run_fwd) {
+  Shape shape{2};
+  shape.insert(shape.end(), state.begin(), state.end());
+  const Tensor summary = Tensor::empty(shape, dtype);
+  run_fwd(/*no_input=*/false, Tensor(), summary.select(0, 1));
+  const Tensor ones = Tensor::empty(state, dtype);
+  ones.fill(1.0);
+  run_fwd(/*no_input=*/true, ones, summary.select(0, 0));
+  return gather_summaries(comm, summary);
 }
 
-void check_selective_slice(const char* op, const SelectiveScanInputs& in) {
-  check_slice(op, "u", in.u);
-  check_arg(op, "A", in.A).rank(2);
-  LONGCTX_CHECK(!in.cu_seqlens.defined(), op, ": packed batches (cu_seqlens) are not supported");
+// The state entering this rank's slice: h0 (undefined: zeros) through the earlier slices.
+Tensor incoming_state(const Communicator& comm, const Tensor& all, const Tensor& h0,
+                      const Shape& state, DType dtype) {
+  const Tensor s = h0.defined() ? h0.to(Device::cpu()) : Tensor::zeros(state, dtype);
+  fold(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  return s;
+}
+
+template <class RunFwd>
+void scan_cp_fwd(Communicator& comm, const Tensor& last_state, const Tensor& h0, RunFwd&& run_fwd) {
+  const Shape& state = last_state.shape();
+  const Tensor all = gather_scan_summaries(comm, state, last_state.dtype(), run_fwd);
+  const Tensor s = incoming_state(comm, all, h0, state, last_state.dtype());
+  run_fwd(/*no_input=*/false, s.to(Device::cpu()), last_state);
+  // On through this and the later slices: the whole sequence's last state, on every rank.
+  fold(s, all, ranks_between(comm.rank(), comm.size(), /*reverse=*/false));
+  last_state.copy_from(s);
+}
+
+// dh0 (undefined when there is no h0) is whole; dlast_state optional.
+template <class RunFwd, class RunBwd>
+void scan_cp_bwd(Communicator& comm, const Shape& state, DType dtype, const Tensor& h0,
+                 const Tensor& dh0, const Tensor& dlast_state, RunFwd&& run_fwd, RunBwd&& run_bwd) {
+  const Tensor all = gather_scan_summaries(comm, state, dtype, run_fwd);
+  const Tensor s = incoming_state(comm, all, h0, state, dtype);
+  // This slice's backward with no gradient from the right but the sequence's own (the last
+  // slice: dlast_state): (its decay, its dinitial) is its reverse summary.
+  const bool last = comm.rank() + 1 == comm.size();
+  Shape shape{2};
+  shape.insert(shape.end(), state.begin(), state.end());
+  const Tensor reverse = Tensor::empty(shape, dtype);
+  reverse.select(0, 0).copy_from(all.select(0, comm.rank()).select(0, 0));
+  run_bwd(s, last ? dlast_state : Tensor(), reverse.select(0, 1));
+  const Tensor all_reverse = gather_summaries(comm, reverse);
+  // The gradient entering from the right, folded from the last slice back to the next; again.
+  const Tensor from_right = Tensor::zeros(state, dtype);
+  fold(from_right, all_reverse, ranks_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
+  if (last && dlast_state.defined()) from_right.copy_from(dlast_state);
+  run_bwd(s, from_right, reverse.select(0, 1));
+  // dh0: through every slice from the right, the same on every rank.
+  if (dh0.defined()) {
+    const Tensor g = Tensor::zeros(state, dtype);
+    fold(g, all_reverse, ranks_between(0, comm.size(), /*reverse=*/true));
+    dh0.copy_from(g);
+  }
+}
+
+void check_no_packing(const char* op, const Tensor& cu_seqlens) {
+  LONGCTX_CHECK(!cu_seqlens.defined(), op, ": packed batches (cu_seqlens) are not supported");
 }
 
 }  // namespace
@@ -177,60 +227,111 @@ void selective_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor&
                            const Tensor& last_state, const SelectiveScanInputs& in,
                            const SelectiveScanParams& params) {
   const char* op = "selective_scan_cp_fwd";
-  check_selective_slice(op, in);
-  const int64_t B = in.u.size(0), Dm = in.u.size(1), N = in.A.size(1);
-  check_arg(op, "last_state", last_state).shape({B, Dm, N}).dtype(in.A.dtype()).contiguous();
-  const Tensor all = gather_summaries(comm, selective_scan_summary(ctx, out, in, params));
-  const Tensor state =
-      in.h0.defined() ? in.h0.to(Device::cpu()) : Tensor::zeros({B, Dm, N}, in.A.dtype());
-  fold(state, all, ranks_between(0, comm.rank(), /*reverse=*/false));
-  SelectiveScanInputs from_state = in;
-  from_state.h0 = state.to(Device::cpu());
-  selective_scan_fwd(ctx, out, last_state, from_state, params);
-  fold(state, all, ranks_between(comm.rank(), comm.size(), /*reverse=*/false));
-  last_state.copy_from(state);
+  check_slice(op, "u", in.u);
+  check_arg(op, "A", in.A).rank(2);
+  check_no_packing(op, in.cu_seqlens);
+  check_arg(op, "last_state", last_state)
+      .shape({in.u.size(0), in.u.size(1), in.A.size(1)})
+      .dtype(in.A.dtype())
+      .contiguous();
+  const Tensor zeros = Tensor::zeros(in.u.shape(), in.u.dtype());
+  scan_cp_fwd(comm, last_state, in.h0, [&](bool no_input, const Tensor& h0, const Tensor& last) {
+    SelectiveScanInputs slice = in;
+    if (no_input) slice.u = zeros;
+    slice.h0 = h0;
+    selective_scan_fwd(ctx, out, last, slice, params);
+  });
 }
 
 void selective_scan_cp_bwd(Communicator& comm, const Context& ctx, const SelectiveScanGrads& grads,
                            const Tensor& dout, const Tensor& dlast_state,
                            const SelectiveScanInputs& in, const SelectiveScanParams& params) {
   const char* op = "selective_scan_cp_bwd";
-  check_selective_slice(op, in);
-  const int64_t B = in.u.size(0), Dm = in.u.size(1), N = in.A.size(1);
+  check_slice(op, "u", in.u);
+  check_arg(op, "A", in.A).rank(2);
+  check_no_packing(op, in.cu_seqlens);
+  const Shape state{in.u.size(0), in.u.size(1), in.A.size(1)};
   LONGCTX_CHECK(in.h0.defined() == grads.dh0.defined(), op,
                 ": dh0 is required exactly when h0 is given");
   if (grads.dh0.defined())
-    check_arg(op, "dh0", grads.dh0).shape({B, Dm, N}).dtype(in.A.dtype()).contiguous();
-  // The state entering this slice, as in the forward.
+    check_arg(op, "dh0", grads.dh0).shape(state).dtype(in.A.dtype()).contiguous();
+  const Tensor zeros = Tensor::zeros(in.u.shape(), in.u.dtype());
   const Tensor scratch = Tensor::empty(in.u.shape(), in.u.dtype());
-  const Tensor all = gather_summaries(comm, selective_scan_summary(ctx, scratch, in, params));
-  const Tensor state =
-      in.h0.defined() ? in.h0.to(Device::cpu()) : Tensor::zeros({B, Dm, N}, in.A.dtype());
-  fold(state, all, ranks_between(0, comm.rank(), /*reverse=*/false));
-  SelectiveScanInputs from_state = in;
-  from_state.h0 = state;
-  // This slice's backward with no gradient from the right (the last slice: dlast_state); its
-  // dh0 beside its decay is its reverse summary.
-  const bool last = comm.rank() + 1 == comm.size();
-  const Tensor reverse = Tensor::empty({2, B, Dm, N}, in.A.dtype());
-  reverse.select(0, 0).copy_from(all.select(0, comm.rank()).select(0, 0));
-  SelectiveScanGrads local = grads;
-  local.dh0 = reverse.select(0, 1);
-  selective_scan_bwd(ctx, local, dout, last ? dlast_state : Tensor(), from_state, params);
-  const Tensor all_reverse = gather_summaries(comm, reverse);
-  const Tensor from_right = Tensor::zeros({B, Dm, N}, in.A.dtype());
-  fold(from_right, all_reverse, ranks_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
-  if (last && dlast_state.defined()) from_right.copy_from(dlast_state);
-  selective_scan_bwd(ctx, local, dout, from_right, from_state, params);
-  // A, D and delta_bias are shared by every slice; h0 enters the first.
+  auto run_fwd = [&](bool no_input, const Tensor& h0, const Tensor& last) {
+    SelectiveScanInputs slice = in;
+    if (no_input) slice.u = zeros;
+    slice.h0 = h0;
+    selective_scan_fwd(ctx, scratch, last, slice, params);
+  };
+  auto run_bwd = [&](const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
+    SelectiveScanInputs slice = in;
+    slice.h0 = h0;
+    SelectiveScanGrads g = grads;
+    g.dh0 = dh0;
+    selective_scan_bwd(ctx, g, dout, dlast, slice, params);
+  };
+  scan_cp_bwd(comm, state, in.A.dtype(), in.h0, grads.dh0, dlast_state, run_fwd, run_bwd);
+  // A, D and delta_bias are shared by every slice: their gradients are sums over the ranks.
   comm.all_reduce_sum(grads.dA);
   if (grads.dD.defined()) comm.all_reduce_sum(grads.dD);
   if (grads.ddelta_bias.defined()) comm.all_reduce_sum(grads.ddelta_bias);
-  if (grads.dh0.defined()) {
-    const Tensor g = Tensor::zeros({B, Dm, N}, in.A.dtype());
-    fold(g, all_reverse, ranks_between(0, comm.size(), /*reverse=*/true));
-    grads.dh0.copy_from(g);
-  }
+}
+
+void ssd_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                const Tensor& final_states, const SSDInputs& in, const SSDParams& params) {
+  const char* op = "ssd_cp_fwd";
+  check_arg(op, "x", in.x).rank(4).device(Device::cpu()).dtype_in({DType::f32, DType::f64});
+  check_arg(op, "B", in.B).rank(4);
+  check_no_packing(op, in.cu_seqlens);
+  check_arg(op, "final_states", final_states)
+      .shape({in.x.size(0), in.x.size(2), in.x.size(3), in.B.size(3)})
+      .dtype(in.A.dtype())
+      .contiguous();
+  const Tensor zeros = Tensor::zeros(in.x.shape(), in.x.dtype());
+  scan_cp_fwd(comm, final_states, in.initial_states,
+              [&](bool no_input, const Tensor& h0, const Tensor& last) {
+                SSDInputs slice = in;
+                if (no_input) slice.x = zeros;
+                slice.initial_states = h0;
+                ssd_fwd(ctx, out, last, slice, params);
+              });
+}
+
+void ssd_cp_bwd(Communicator& comm, const Context& ctx, const SSDGrads& grads, const Tensor& dout,
+                const Tensor& dfinal_states, const SSDInputs& in, const SSDParams& params) {
+  const char* op = "ssd_cp_bwd";
+  check_arg(op, "x", in.x).rank(4).device(Device::cpu()).dtype_in({DType::f32, DType::f64});
+  check_arg(op, "B", in.B).rank(4);
+  check_no_packing(op, in.cu_seqlens);
+  const Shape state{in.x.size(0), in.x.size(2), in.x.size(3), in.B.size(3)};
+  LONGCTX_CHECK(in.initial_states.defined() == grads.dinitial_states.defined(), op,
+                ": dinitial_states is required exactly when initial_states is given");
+  if (grads.dinitial_states.defined())
+    check_arg(op, "dinitial_states", grads.dinitial_states)
+        .shape(state)
+        .dtype(in.A.dtype())
+        .contiguous();
+  const Tensor zeros = Tensor::zeros(in.x.shape(), in.x.dtype());
+  const Tensor scratch = Tensor::empty(in.x.shape(), in.x.dtype());
+  auto run_fwd = [&](bool no_input, const Tensor& h0, const Tensor& last) {
+    SSDInputs slice = in;
+    if (no_input) slice.x = zeros;
+    slice.initial_states = h0;
+    ssd_fwd(ctx, scratch, last, slice, params);
+  };
+  auto run_bwd = [&](const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
+    SSDInputs slice = in;
+    slice.initial_states = h0;
+    SSDGrads g = grads;
+    g.dinitial_states = dh0;
+    ssd_bwd(ctx, g, dout, dlast, slice, params);
+  };
+  scan_cp_bwd(comm, state, in.A.dtype(), in.initial_states, grads.dinitial_states, dfinal_states,
+              run_fwd, run_bwd);
+  // A, D and dt_bias are shared by every slice: their gradients are sums over the ranks.
+  comm.all_reduce_sum(grads.dA);
+  if (grads.dD.defined()) comm.all_reduce_sum(grads.dD);
+  if (grads.ddt_bias.defined()) comm.all_reduce_sum(grads.ddt_bias);
 }
 
 void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,

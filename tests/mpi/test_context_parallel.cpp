@@ -1,7 +1,7 @@
-// Context parallel linear_scan, selective_scan and causal_conv1d under `mpirun -np N`: one sequence
-// split along T over the ranks (lengths not divisible by N), each rank's slice of the outputs and
-// the whole states and weight gradients against the plain reference over the whole sequence (2x
-// rule, f64 and f32), forward and backward.
+// Context parallel linear_scan, selective_scan, ssd and causal_conv1d under `mpirun -np N`: one
+// sequence split along T over the ranks (lengths not divisible by N), each rank's slice of the
+// outputs and the whole states and weight gradients against the plain reference over the whole
+// sequence (2x rule, f64 and f32), forward and backward.
 #include "harness.h"
 #include "longctx/dist/context_parallel.h"
 #include "longctx/ops/linear_scan.h"
@@ -9,6 +9,7 @@
 #include "reference/causal_conv1d.h"
 #include "reference/linear_scan.h"
 #include "reference/selective_scan.h"
+#include "reference/ssd.h"
 
 namespace longctx::test {
 namespace {
@@ -236,6 +237,102 @@ TEST_P(ContextParallelSelectiveScan, SlicesMatchTheWholeSequence) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSelectiveScan,
                          testing::Combine(testing::ValuesIn(kSelectiveCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+struct CpSsdCase {
+  std::string name;
+  int64_t B, H, P, G, N, T, chunk;
+  bool optional;  // D, z, dt_bias, initial_states, dt_softplus, dfinal_states
+};
+LONGCTX_PRINTS_AS_NAME(CpSsdCase)
+
+// Chunks of 4 over slices of 3..8 steps: chunks end mid-slice and slices end mid-chunk.
+const std::vector<CpSsdCase> kSsdCases = {
+    {"mamba2_all_options", 2, 4, 3, 2, 4, 13, 4, true},
+    {"one_group_plain", 1, 2, 2, 1, 3, 29, 4, false},
+};
+
+class ContextParallelSsd : public testing::TestWithParam<std::tuple<CpSsdCase, DType>> {};
+
+TEST_P(ContextParallelSsd, SlicesMatchTheWholeSequence) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const auto [t0, t1] = my_slice(comm, c.T);
+  Rng rng(61);
+  ref::SSDRefs r;
+  r.dt_softplus = c.optional;
+  r.x = rounded(random_ref({c.B, c.T, c.H, c.P}, rng), dt);
+  r.dt = rounded(c.optional ? random_ref({c.B, c.T, c.H}, rng, -3, 0.5)
+                            : random_ref({c.B, c.T, c.H}, rng, 0.05, 0.5),
+                 dt);
+  r.A = rounded(random_ref({c.H}, rng, -2, -0.1), dt);
+  r.B = rounded(random_ref({c.B, c.T, c.G, c.N}, rng), dt);
+  r.C = rounded(random_ref({c.B, c.T, c.G, c.N}, rng), dt);
+  if (c.optional) {
+    r.D = rounded(random_ref({c.H}, rng), dt);
+    r.z = rounded(random_ref({c.B, c.T, c.H, c.P}, rng, -2, 2), dt);
+    r.dt_bias = rounded(random_ref({c.H}, rng, 0, 0.3), dt);
+    r.initial_states = rounded(random_ref({c.B, c.H, c.P, c.N}, rng), dt);
+  }
+  const Ref dout = rounded(random_ref({c.B, c.T, c.H, c.P}, rng), dt);
+  const Ref dfinal = c.optional ? rounded(random_ref({c.B, c.H, c.P, c.N}, rng), dt) : Ref();
+  auto opt = [&](const Ref& x) { return x.numel() ? from_ref(x, dt) : Tensor(); };
+  auto mine = [&](const Ref& x) { return from_ref(slice(x, 1, t0, t1), dt); };
+  const SSDInputs in{mine(r.x),
+                     mine(r.dt),
+                     from_ref(r.A, dt),
+                     mine(r.B),
+                     mine(r.C),
+                     opt(r.D),
+                     c.optional ? mine(r.z) : Tensor(),
+                     opt(r.dt_bias),
+                     opt(r.initial_states)};
+  const SSDParams params{c.chunk, r.dt_softplus};
+
+  Tensor out = poisoned(in.x.shape(), dt, Device::cpu(), &ctx);
+  Tensor fin = poisoned({c.B, c.H, c.P, c.N}, dt, Device::cpu(), &ctx);
+  dist::ssd_cp_fwd(comm, ctx, out, fin, in, params);
+  const auto exact = ref::ssd_fwd<Oracle>(r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::ssd_fwd<S>(r, rounding_for(dt));
+    expect_close_2x(out, slice(exact.out, 1, t0, t1), slice(naive.out, 1, t0, t1), dt, "out");
+    expect_close_2x(fin, exact.final_states, naive.final_states, dt, "final_states");
+  });
+
+  auto poison = [&](const Tensor& like) {
+    return like.defined() ? poisoned(like.shape(), dt, Device::cpu(), &ctx) : Tensor();
+  };
+  const SSDGrads g{poison(in.x), poison(in.dt),      poison(in.A),
+                   poison(in.B), poison(in.C),       poison(in.D),
+                   poison(in.z), poison(in.dt_bias), poison(in.initial_states)};
+  dist::ssd_cp_bwd(comm, ctx, g, mine(dout), opt(dfinal), in, params);
+  const auto e = ref::ssd_bwd<Oracle>(dout, dfinal, r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto n = ref::ssd_bwd<S>(dout, dfinal, r, rounding_for(dt));
+    expect_close_2x(g.dx, slice(e.dx, 1, t0, t1), slice(n.dx, 1, t0, t1), dt, "dx");
+    expect_close_2x(g.ddt, slice(e.ddt, 1, t0, t1), slice(n.ddt, 1, t0, t1), dt, "ddt");
+    expect_close_2x(g.dB, slice(e.dB, 1, t0, t1), slice(n.dB, 1, t0, t1), dt, "dB");
+    expect_close_2x(g.dC, slice(e.dC, 1, t0, t1), slice(n.dC, 1, t0, t1), dt, "dC");
+    expect_close_2x(g.dA, e.dA, n.dA, dt, "dA");
+    if (c.optional) {
+      expect_close_2x(g.dz, slice(e.dz, 1, t0, t1), slice(n.dz, 1, t0, t1), dt, "dz");
+      expect_close_2x(g.dD, e.dD, n.dD, dt, "dD");
+      expect_close_2x(g.ddt_bias, e.ddt_bias, n.ddt_bias, dt, "ddt_bias");
+      expect_close_2x(g.dinitial_states, e.dinitial_states, n.dinitial_states, dt,
+                      "dinitial_states");
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSsd,
+                         testing::Combine(testing::ValuesIn(kSsdCases),
                                           testing::Values(DType::f64, DType::f32)),
                          [](const auto& info) {
                            return std::get<0>(info.param).name + "_" +

@@ -11,10 +11,11 @@
 // folded from the later slices' (P, dh0) summaries. Two scans of the slice instead of one, and
 // messages of 2 * B * D values, whatever T.
 //
-// selective_scan (Mamba) the same way: the slice's summary is (its last state from a zero state,
-// its last state with no input from a state of ones = the product of its exp(delta_t * A)), both
-// computed by the op itself, so delta_softplus and delta_bias need nothing here; dA, dD and
-// ddelta_bias are summed over the ranks.
+// selective_scan (Mamba) and ssd (Mamba-2) the same way: the slice's summary is (its last state
+// from a zero state, its last state with no input from a state of ones = the product of its
+// exp(dt_t * A)), both computed by the op itself, so softplus and biases need nothing here; the
+// gradients of A, D and the dt/delta bias are summed over the ranks. Three runs of the op's
+// forward on the slice (two for the summary) and two of its backward.
 //
 // causal_conv1d by a halo: rank r receives the last W - 1 columns of rank r - 1's x (rank 0:
 // zeros, the causal padding) and convolves them with its slice; the backward sends the halo's
@@ -30,6 +31,7 @@
 #include "longctx/dist/communicator.h"
 #include "longctx/ops/causal_conv1d.h"
 #include "longctx/ops/selective_scan.h"
+#include "longctx/ops/ssd.h"
 
 namespace longctx::dist {
 
@@ -54,6 +56,15 @@ void selective_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor&
 void selective_scan_cp_bwd(Communicator& comm, const Context& ctx, const SelectiveScanGrads& grads,
                            const Tensor& dout, const Tensor& dlast_state,
                            const SelectiveScanInputs& in, const SelectiveScanParams& params = {});
+
+// Inputs as ssd's, x/z (B, T, H, P), dt (B, T, H) and B/C (B, T, G, N) this rank's slice (chunks
+// are counted from the slice's start); A, D, dt_bias, initial_states and final_states whole.
+void ssd_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                const Tensor& final_states, const SSDInputs& in, const SSDParams& params = {});
+
+// grads of the slice's inputs; dA, dD, ddt_bias and dinitial_states whole, the same everywhere.
+void ssd_cp_bwd(Communicator& comm, const Context& ctx, const SSDGrads& grads, const Tensor& dout,
+                const Tensor& dfinal_states, const SSDInputs& in, const SSDParams& params = {});
 
 void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                           const Tensor& x, const Tensor& weight, const Tensor& bias = {},
