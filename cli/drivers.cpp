@@ -83,7 +83,10 @@ Command add_train_command(CLI::App& parent) {
                   "initial parameters from this checkpoint (a run directory's "
                   "checkpoint.safetensors) of the same model; the optimizer starts fresh");
   cmd->add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
-  cmd->add_option("--batch", o.batch, "sequences per micro-batch")->capture_default_str();
+  cmd->add_option("--batch", o.batch,
+                  "sequences per micro-batch, all ranks together (under mpirun each rank "
+                  "computes its share)")
+      ->capture_default_str();
   cmd->add_option("--accum", o.accum, "micro-batches per step")->capture_default_str();
   cmd->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
   cmd->add_option("--min-lr-ratio", o.min_lr_ratio, "final lr / peak lr")->capture_default_str();
@@ -134,6 +137,7 @@ Command add_train_command(CLI::App& parent) {
     }
     const train::TrainResult r = train::train(options, args->resume);
     if (r.interrupted) return 130;
+    if (r.rank != 0) return 0;  // under mpirun, rank 0 reports for the job
     // The outcome on stdout, one JSON line, for scripts (scripts/mqar.sh reads it).
     const nlohmann::json out = {
         {"step", r.step},

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -211,8 +212,111 @@ TrainOptions load_run_options(const std::string& dir) {
 }
 
 Device resolve_device(const std::string& name) {
-  if (name == "auto") return cuda_status().available() ? Device::cuda(0) : Device::cpu();
+  if (name == "auto") {
+    // Under mpirun the ranks of one machine take its GPUs in turn.
+    const CudaStatus cuda = cuda_status();
+    if (!cuda.available()) return Device::cpu();
+    return Device::cuda(dist::local_rank() % int(cuda.devices.size()));
+  }
   return parse_device(name);
+}
+
+// ---- Data parallel -----------------------------------------------------------------------------
+
+namespace {
+// Where `comm` takes tensors: the CPU (single, mpi) or the model's GPU (nccl).
+Device staging_device(const dist::Communicator& comm, const Context& ctx) {
+  return comm.accepts(Device::cpu()) ? Device::cpu() : ctx.device();
+}
+}  // namespace
+
+void all_reduce_sum_via(dist::Communicator& comm, const Tensor& x, const Context& ctx) {
+  if (comm.accepts(x.device())) {
+    ctx.synchronize();  // the kernels that wrote x are done before MPI reads it
+    comm.all_reduce_sum(x);
+    return;
+  }
+  const Tensor staged = x.to(staging_device(comm, ctx), &ctx);
+  comm.all_reduce_sum(staged);
+  x.copy_from(staged, &ctx);
+}
+
+void broadcast_via(dist::Communicator& comm, const Tensor& x, int root, const Context& ctx) {
+  if (comm.accepts(x.device())) {
+    ctx.synchronize();
+    comm.broadcast(x, root);
+    return;
+  }
+  const Tensor staged = x.to(staging_device(comm, ctx), &ctx);
+  comm.broadcast(staged, root);
+  x.copy_from(staged, &ctx);
+}
+
+MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, const Task& task,
+                                        int64_t index, int64_t batch, bool packed) {
+  const int64_t T = task.seq_len();
+  const int r = comm.rank(), n = comm.size();
+  const Context& ctx = model.context();
+  MicroBatchResult result;
+  // This rank's rows (host i32) and, packed, its documents' boundaries.
+  Tensor tokens, targets;
+  std::vector<int32_t> cu;
+  if (packed) {
+    const int64_t L = batch * T;
+    const Tensor row_tokens = Tensor::empty({1, L}, DType::i32);
+    const Tensor row_targets = Tensor::empty({1, L}, DType::i32);
+    std::vector<int32_t> row_cu;
+    LONGCTX_CHECK(task.fill_packed(index, row_tokens, row_targets, row_cu), "train: task ",
+                  task.name(), " does not pack");
+    result.documents = int64_t(row_cu.size()) - 1;
+    // The first document starting at or after k/n of the row: rank r has [first(r), first(r+1)).
+    auto first = [&](int k) {
+      return int64_t(std::lower_bound(row_cu.begin(), row_cu.end() - 1, L * k / n) -
+                     row_cu.begin());
+    };
+    const int64_t d0 = first(r), d1 = first(r + 1), begin = row_cu[d0];
+    tokens = row_tokens.narrow(1, begin, row_cu[d1] - begin);
+    targets = row_targets.narrow(1, begin, row_cu[d1] - begin);
+    for (int64_t d = d0; d <= d1; ++d) cu.push_back(int32_t(row_cu[d] - begin));
+  } else {
+    const int64_t lo = batch * r / n, hi = batch * (r + 1) / n;
+    tokens = Tensor::empty({hi - lo, T}, DType::i32);
+    targets = Tensor::empty({hi - lo, T}, DType::i32);
+    if (hi > lo) task.fill(Split::train, index * batch + lo, tokens, targets);
+  }
+  const bool empty = tokens.numel() == 0;
+  double loss = 0;
+  if (!empty) {
+    Tensor cu_seqlens;
+    if (packed) {
+      cu_seqlens = Tensor::empty({int64_t(cu.size())}, DType::i32);
+      std::copy(cu.begin(), cu.end(), cu_seqlens.data_as<int32_t>());
+      cu_seqlens = cu_seqlens.to(ctx.device(), &ctx);
+    }
+    // narrow() of a (1, L) row is contiguous: the copy to the device takes it as it is.
+    loss = model.forward(tokens.to(ctx.device(), &ctx), targets.to(ctx.device(), &ctx), cu_seqlens);
+  }
+  if (n == 1) {
+    if (!empty) model.backward();
+    result.loss = loss;
+    return result;
+  }
+  // The micro-batch's labelled targets and loss sum, from every rank's share: one all-reduce of
+  // two numbers (exact for counts below 2^53).
+  int64_t labelled = 0;
+  const int32_t* y = targets.data_as<int32_t>();
+  for (int64_t i = 0, m = targets.numel(); i < m; ++i) labelled += y[i] != -100;
+  const Tensor sums = Tensor::empty({2}, DType::f64);
+  sums.data_as<double>()[0] = double(labelled);
+  sums.data_as<double>()[1] = labelled ? double(labelled) * loss : 0.0;
+  all_reduce_sum_via(comm, sums, ctx);
+  const double total = sums.data_as<double>()[0];
+  result.loss = total > 0 ? sums.data_as<double>()[1] / total : 0.0;
+  if (empty)
+    model.grads().flat().fill(0.0, &ctx);
+  else
+    model.backward(total > 0 ? double(labelled) / total : 0.0);
+  return result;
 }
 
 // ---- Evaluation --------------------------------------------------------------------------------
@@ -386,11 +490,12 @@ class RunLock {
 
 class Run {
  public:
-  Run(const TrainOptions& options, bool resume, const TrainHooks& hooks)
+  Run(const TrainOptions& options, bool resume, const TrainHooks& hooks, dist::Communicator& comm)
       : opt_(options),
         hooks_(hooks),
+        comm_(comm),
         task_(make_task(opt_)),
-        ctx_(resolve_device(opt_.device), opt_.threads),
+        ctx_(resolve_device(opt_.device), threads(opt_.threads, comm)),
         model_(model_config(), ctx_, DType::f32, opt_.seed),
         m_(model_.params().like(DType::f32, ctx_)),
         v_(model_.params().like(DType::f32, ctx_)),
@@ -400,6 +505,15 @@ class Run {
     LONGCTX_CHECK(opt_.precision == "f32" || ctx_.device().is_cuda(), "train: --precision ",
                   opt_.precision, " needs a CUDA device (tensor cores); the CPU trains in f32");
     ctx_.set_matmul_precision(parse_matmul_precision(opt_.precision));
+    if (leader()) open_run_directory(resume);
+    // Every rank starts from rank 0's parameters, moments and position: what --init or --resume
+    // read there (the other ranks never read the checkpoint).
+    if (comm_.size() > 1) share_state();
+    if (opt_.accum > 1) accumulated_ = model_.params().like(DType::f32, ctx_);
+  }
+
+  // Rank 0's part of the constructor: the run directory, and what --init or --resume read.
+  void open_run_directory(bool resume) {
     if (!resume && !opt_.init.empty()) initialize_from(opt_.init);
     std::error_code error;
     std::filesystem::create_directories(opt_.out_dir, error);
@@ -422,20 +536,50 @@ class Run {
       write_file_atomically(opt_.out_dir + "/options.json", opt_.to_json() + "\n", "train");
       write_file_atomically(log_path_, "", "train");
     }
-    if (opt_.accum > 1) accumulated_ = model_.params().like(DType::f32, ctx_);
+  }
+
+  void share_state() {
+    for (const ParamArena* arena : {&model_.params(), &m_, &v_})
+      broadcast_via(comm_, arena->flat(), /*root=*/0, ctx_);
+    const Tensor counters = Tensor::empty({2}, DType::i64);
+    counters.data_as<int64_t>()[0] = step_;
+    counters.data_as<int64_t>()[1] = position_;
+    const Tensor elapsed = Tensor::empty({1}, DType::f64);
+    elapsed.data_as<double>()[0] = elapsed_;
+    broadcast_via(comm_, counters, /*root=*/0, ctx_);
+    broadcast_via(comm_, elapsed, /*root=*/0, ctx_);
+    step_ = counters.data_as<int64_t>()[0];
+    position_ = counters.data_as<int64_t>()[1];
+    elapsed_ = elapsed.data_as<double>()[0];
+    saved_step_ = step_ > 0 ? step_ : saved_step_;
+  }
+
+  bool leader() const { return comm_.rank() == 0; }
+
+  // CPU threads: all cores for one process; under mpirun the ranks of a machine share its cores.
+  static int threads(int requested, const dist::Communicator& comm) {
+    if (requested > 0 || comm.size() == 1) return requested;
+    const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+    return std::max(1, cores / dist::local_size());
   }
 
   TrainResult run() {
     StopSignals signals;
-    log_.open(log_path_, std::ios::app);
-    LONGCTX_CHECK(log_, "train: cannot append to ", log_path_);
-    std::fprintf(stderr,
-                 "train: %s on %s (%s), model %s (%s, %lld parameters), %s, step %lld of %lld\n",
-                 task_->name().c_str(), ctx_.device().str().c_str(),
-                 opt_.precision == "bf16" ? "bf16 products, f32 master weights" : "f32",
-                 printable(opt_.model.name).c_str(), opt_.model.pattern().c_str(),
-                 (long long)model_.parameter_count(), printable(opt_.out_dir).c_str(),
-                 (long long)step_, (long long)opt_.steps);
+    if (leader()) {
+      log_.open(log_path_, std::ios::app);
+      LONGCTX_CHECK(log_, "train: cannot append to ", log_path_);
+      const std::string ranks =
+          comm_.size() > 1
+              ? detail::concat(" x ", comm_.size(), " ranks (", comm_.backend(), ", data parallel)")
+              : std::string();
+      std::fprintf(
+          stderr, "train: %s on %s%s (%s), model %s (%s, %lld parameters), %s, step %lld of %lld\n",
+          task_->name().c_str(), ctx_.device().str().c_str(), ranks.c_str(),
+          opt_.precision == "bf16" ? "bf16 products, f32 master weights" : "f32",
+          printable(opt_.model.name).c_str(), opt_.model.pattern().c_str(),
+          (long long)model_.parameter_count(), printable(opt_.out_dir).c_str(), (long long)step_,
+          (long long)opt_.steps);
+    }
     const auto start = Clock::now();
     const int64_t first_step = step_;
     TrainResult result;
@@ -443,19 +587,21 @@ class Run {
       result.loss = one_step();
       const bool last = step_ == opt_.steps;
       if ((opt_.eval_every && step_ % opt_.eval_every == 0) || last) run_eval();
-      if (opt_.log_every && (step_ % opt_.log_every == 0 || last)) {
+      if (leader() && opt_.log_every && (step_ % opt_.log_every == 0 || last)) {
         const double per_step = seconds_since(start) / double(step_ - first_step);
         std::fprintf(
             stderr, "step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s\n",
             (long long)step_, (long long)opt_.steps, result.loss, last_lr_, last_norm_,
             last_tokens_per_s_, duration(per_step * double(opt_.steps - step_)).c_str());
       }
-      const bool stop = g_stop_signal || (hooks_.stop_after && hooks_.stop_after(step_));
+      const bool stop = any_rank(g_stop_signal || (hooks_.stop_after && hooks_.stop_after(step_)));
       if (stop && !last) {
         save();
-        std::fprintf(
-            stderr, "train: stopped at step %lld%s; checkpoint %s (continue with --resume)\n",
-            (long long)step_, g_stop_signal ? " by a signal" : "", printable(checkpoint_).c_str());
+        if (leader())
+          std::fprintf(stderr,
+                       "train: stopped at step %lld%s; checkpoint %s (continue with --resume)\n",
+                       (long long)step_, g_stop_signal ? " by a signal" : "",
+                       printable(checkpoint_).c_str());
         result.interrupted = true;
         break;
       }
@@ -469,6 +615,7 @@ class Run {
     result.eval_loss = last_eval_.loss;
     result.eval_metric = metric(last_eval_);
     result.checkpoint = checkpoint_;
+    result.rank = comm_.rank();
     return result;
   }
 
@@ -489,30 +636,27 @@ class Run {
     return task_->metric() == "accuracy" ? e.accuracy : e.loss / std::log(2.0);
   }
 
+  // Whether `flag` holds on any rank (the decision to stop must be every rank's).
+  bool any_rank(bool flag) {
+    if (comm_.size() == 1) return flag;
+    const Tensor count = Tensor::empty({1}, DType::i32);
+    count.data_as<int32_t>()[0] = flag ? 1 : 0;
+    all_reduce_sum_via(comm_, count, ctx_);
+    return count.data_as<int32_t>()[0] > 0;
+  }
+
   // One optimizer step; returns its loss (the mean over micro-batches).
   double one_step() {
     const auto t0 = Clock::now();
     const int64_t B = opt_.batch, T = task_->seq_len();
-    // A packing task's micro-batch is one row of B * T tokens, its documents back to back.
-    const Shape shape = packs_ ? Shape{1, B * T} : Shape{B, T};
-    const Tensor tokens = Tensor::empty(shape, DType::i32);
-    const Tensor targets = Tensor::empty(shape, DType::i32);
-    std::vector<int32_t> cu;
     double loss = 0;
     for (int64_t micro = 0; micro < opt_.accum; ++micro) {
-      Tensor cu_seqlens;
-      if (packs_) {
-        task_->fill_packed(position_ / B + micro, tokens, targets, cu);
-        cu_seqlens = Tensor::empty({int64_t(cu.size())}, DType::i32);
-        std::copy(cu.begin(), cu.end(), cu_seqlens.data_as<int32_t>());
-        cu_seqlens = cu_seqlens.to(ctx_.device(), &ctx_);
-        documents_ += int64_t(cu.size()) - 1;
-      } else {
-        task_->fill(Split::train, position_ + micro * B, tokens, targets);
-      }
-      loss += model_.forward(tokens.to(ctx_.device(), &ctx_), targets.to(ctx_.device(), &ctx_),
-                             cu_seqlens);
-      model_.backward();
+      // Micro-batch index: sequences [index * B, (index + 1) * B), or packed row `index` (a
+      // packing task's micro-batch is one row of B * T tokens, its documents back to back).
+      const MicroBatchResult mb =
+          shard_forward_backward(comm_, model_, *task_, position_ / B + micro, B, packs_);
+      loss += mb.loss;
+      documents_ += mb.documents;
       if (opt_.accum == 1) break;
       const Tensor& acc = accumulated_.flat();
       if (micro == 0)
@@ -522,6 +666,9 @@ class Run {
     }
     loss /= double(opt_.accum);
     const ParamArena& grads = opt_.accum == 1 ? model_.grads() : accumulated_;
+    // Every rank's share added up, in rank order: every rank holds the same gradient and takes
+    // the same step.
+    if (comm_.size() > 1) all_reduce_sum_via(comm_, grads.flat(), ctx_);
     const double norm = std::sqrt(sum_of_squares(grads.flat(), ctx_)) / double(opt_.accum);
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       throw Error(detail::concat(
@@ -568,14 +715,16 @@ class Run {
     return loss;
   }
 
-  // One line of log.jsonl, flushed; a failed write (a full disk) stops the run.
+  // One line of log.jsonl (rank 0's), flushed; a failed write (a full disk) stops the run.
   void log_line(const json& j) {
+    if (!leader()) return;
     log_ << j.dump() << "\n";
     log_.flush();
     LONGCTX_CHECK(log_, "train: writing ", log_path_, " failed");
   }
 
   void run_eval() {
+    if (!leader()) return;  // rank 0 evaluates; the others go on to the next step and wait there
     const int64_t n = std::min(opt_.eval_sequences, task_->test_sequences());
     last_eval_ = evaluate(model_, *task_, n, opt_.batch);
     evaluated_ = true;
@@ -587,6 +736,7 @@ class Run {
   }
 
   void save() {
+    if (!leader()) return;
     std::map<std::string, Tensor> state;
     for (size_t i = 0; i < m_.tensors().size(); ++i) {
       state["state.m." + m_.tensors()[i].name] = m_.tensors()[i].tensor;
@@ -672,6 +822,7 @@ class Run {
 
   TrainOptions opt_;
   TrainHooks hooks_;
+  dist::Communicator& comm_;
   std::unique_ptr<RunLock> lock_;
   std::unique_ptr<Task> task_;
   Context ctx_;
@@ -690,9 +841,27 @@ class Run {
 
 }  // namespace
 
-TrainResult train(const TrainOptions& options, bool resume, const TrainHooks& hooks) {
-  options.validate();
-  return Run(options, resume, hooks).run();
+TrainResult train(const TrainOptions& options, bool resume, const TrainHooks& hooks,
+                  dist::Communicator* comm) {
+  std::unique_ptr<dist::Communicator> own;
+  if (!comm) {
+    own = dist::make_communicator("auto");
+    comm = own.get();
+  }
+  if (comm->size() == 1) {
+    options.validate();
+    return Run(options, resume, hooks, *comm).run();
+  }
+  // Several ranks: one that threw would leave the others waiting in a collective for ever, so it
+  // ends the job, its message first. Rank 0 writes checkpoints atomically, so whatever moment
+  // the job ends at, the last complete checkpoint is what stays.
+  try {
+    options.validate();
+    return Run(options, resume, hooks, *comm).run();
+  } catch (const std::exception& e) {
+    comm->fail(detail::concat("train: rank ", comm->rank(), " of ", comm->size(), ": ", e.what()));
+    throw;  // not reached: fail() does not return (which the virtual call hides from the compiler)
+  }
 }
 
 }  // namespace longctx::train

@@ -23,6 +23,15 @@
 // Resuming loads the checkpoint, cuts the log back to its step and carries on: the data is a
 // pure function of (seed, position) and the CPU kernels are deterministic for a fixed thread
 // count, so an interrupted and resumed run has the uninterrupted run's loss curve bit for bit.
+//
+// Data parallel (`mpirun -np N longctx train ...`): `batch` stays the global micro-batch, so one
+// command line trains the same model whatever N is. Each rank computes its shard of every
+// micro-batch (shard_forward_backward), the gradients are summed over the ranks in rank order
+// (Communicator::all_reduce_sum), and every rank takes the same AdamW step, so the parameters
+// stay identical. Rank 0 alone touches the run directory (lock, log, checkpoints) and evaluates;
+// on --resume it reads the checkpoint and broadcasts parameters, moments and data position, so a
+// run may resume on another number of ranks. A rank that fails ends the whole job with its
+// message (Communicator::fail): nobody waits for ever, and no checkpoint is half written.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +39,7 @@
 #include <memory>
 #include <string>
 
+#include "longctx/dist/communicator.h"
 #include "longctx/model/model.h"
 #include "models/tasks.h"
 
@@ -48,7 +58,7 @@ struct TrainOptions {
 
   // Optimisation.
   int64_t steps = 1000;
-  int64_t batch = 32;  // sequences per micro-batch
+  int64_t batch = 32;  // sequences per micro-batch (all ranks together)
   int64_t accum = 1;   // micro-batches per step
   double lr = 1e-3;
   double min_lr_ratio = 0.1;  // the cosine ends at min_lr_ratio * lr
@@ -93,6 +103,7 @@ struct TrainResult {
   double eval_loss = 0;      // of the last evaluation
   double eval_metric = 0;    // accuracy or bits per byte, of the last evaluation
   std::string checkpoint;    // path of the checkpoint written last
+  int rank = 0;              // of the process in a data-parallel job (rank 0 reports)
 };
 
 struct TrainHooks {
@@ -103,7 +114,33 @@ struct TrainHooks {
 // Trains from scratch, or continues the run in options.out_dir when `resume` (then `options`
 // must equal the run's saved options; see load_run_options). Throws Error on bad options, a
 // missing checkpoint, or a non-finite loss or gradient (naming the step and the checkpoint kept).
-TrainResult train(const TrainOptions& options, bool resume = false, const TrainHooks& hooks = {});
+// With `comm` of several ranks (null: make_communicator("auto"), MPI under mpirun), every rank
+// calls it with the same arguments and it trains data parallel; an error on any rank ends the
+// job through comm->fail() instead of throwing. The result's evaluation fields are rank 0's.
+TrainResult train(const TrainOptions& options, bool resume = false, const TrainHooks& hooks = {},
+                  dist::Communicator* comm = nullptr);
+
+// ---- Data parallel -----------------------------------------------------------------------------
+
+// This rank's part of micro-batch `index` (sequences [index * batch, (index + 1) * batch) of the
+// training split, or the task's packed row `index`): rank r of n takes sequences
+// [batch * r / n, batch * (r + 1) / n); a packed row is cut between documents, rank r taking
+// those that start in its n-th of the row. A rank may get nothing (fewer sequences than ranks).
+// Forward and backward of that part: afterwards model.grads() hold this rank's share of the
+// gradient of the whole micro-batch's mean loss over its labelled targets, scaled by the rank's
+// labelled targets / the micro-batch's, so that their sum over the ranks is what one process
+// computing the whole micro-batch gets. With one rank it is exactly that computation.
+struct MicroBatchResult {
+  double loss = 0;        // the whole micro-batch's mean loss (the same on every rank)
+  int64_t documents = 0;  // documents in the whole packed row (0 when not packed)
+};
+MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, const Task& task,
+                                        int64_t index, int64_t batch, bool packed);
+
+// all_reduce_sum of `x` through the host when the communicator does not reach x's device (MPI
+// with a CUDA model).
+void all_reduce_sum_via(dist::Communicator& comm, const Tensor& x, const Context& ctx);
+void broadcast_via(dist::Communicator& comm, const Tensor& x, int root, const Context& ctx);
 
 // The checkpoint file `path` names: itself, or <path>/checkpoint.safetensors for a run directory.
 // Throws "<who>: checkpoint <path> does not exist" when neither is there.

@@ -19,6 +19,7 @@ packages=(
   libomp-dev                       # OpenMP for clang (the libFuzzer build)
   fortunes                         # a text corpus for the byte-level LM driver
   python3-matplotlib python3-numpy # bench/plot.py
+  libopenmpi-dev openmpi-bin       # multi-process training (mpirun; the MPI Communicator)
 )
 
 missing=()

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "longctx/context.h"
+#include "longctx/dist/communicator.h"
 #include "longctx/dtype.h"
 #include "longctx/error.h"
 #include "longctx/io/file.h"

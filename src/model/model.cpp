@@ -237,7 +237,7 @@ double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor&
   return to_host_scalar(loss, ctx);
 }
 
-void Model::backward() {
+void Model::backward(double scale) {
   LONGCTX_CHECK(have_loss_, "Model::backward: needs a forward() with targets first");
   const Context& ctx = *ctx_;
   const int64_t B = tokens_.size(0), T = tokens_.size(1), C = config_.d_model;
@@ -246,7 +246,7 @@ void Model::backward() {
   const DType stat = stat_dtype(dtype_);
 
   Tensor dloss = acts_.take({1}, stat);
-  dloss.fill(1.0, &ctx);
+  dloss.fill(scale, &ctx);
   Tensor dlogits = acts_.take({B * T, V}, dtype_);
   cross_entropy_bwd(ctx, dlogits, dloss, logits_.reshape({B * T, V}), targets_.reshape({B * T}),
                     lse_);

@@ -74,9 +74,10 @@ class Model {
   double forward(const Tensor& tokens, const Tensor& targets = {}, const Tensor& cu_seqlens = {});
   const Tensor& logits() const { return logits_; }  // (B, T, vocab_size)
 
-  // Gradients of the last forward()'s loss with respect to every parameter, into grads()
-  // (overwritten). Needs a forward() with targets.
-  void backward();
+  // Gradients of the last forward()'s loss times `scale` with respect to every parameter, into
+  // grads() (overwritten). Needs a forward() with targets. A data-parallel rank scales by its share
+  // of the global batch's labelled targets, so the ranks' gradients add up to the whole batch's.
+  void backward(double scale = 1.0);
 
   // Generation: an empty cache, and the logits (B, T, vocab_size) of the next T tokens (B, T) i32
   // of every sequence in `cache`, which then holds them too. Equal to the last T rows of

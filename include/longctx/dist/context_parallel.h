@@ -1,0 +1,79 @@
+// Context parallel recurrent ops: one sequence split along T over the ranks of a Communicator,
+// rank r holding the r-th contiguous slice (any lengths, in rank order). Each function is called
+// by every rank with its slice; the results are each rank's slice of what the single-process op
+// computes over the whole sequence.
+//
+// linear_scan (h_t = a_t * h_{t-1} + b_t) by state passing: each rank scans its slice from a
+// zero state and summarises it as (P, L) = (product of its a, its last state); one all-gather of
+// the summaries; rank r folds h0 through the summaries of ranks < r with the associative
+// operator (P, L) o s = P * s + L to get the state entering its slice, and scans its slice again
+// from it. The backward is the same in reverse: the gradient entering a slice from the right is
+// folded from the later slices' (P, dh0) summaries. Two scans of the slice instead of one, and
+// messages of 2 * B * D values, whatever T.
+//
+// selective_scan (Mamba) and ssd (Mamba-2) the same way: the slice's summary is (its last state
+// from a zero state, its last state with no input from a state of ones = the product of its
+// exp(dt_t * A)), both computed by the op itself, so softplus and biases need nothing here; the
+// gradients of A, D and the dt/delta bias are summed over the ranks. Three runs of the op's
+// forward on the slice (two for the summary) and two of its backward.
+//
+// causal_conv1d by a halo: rank r receives the last W - 1 columns of rank r - 1's x (rank 0:
+// zeros, the causal padding) and convolves them with its slice; the backward sends the halo's
+// gradient back to rank r - 1 and sums dweight and dbias over the ranks. Every slice must hold
+// at least W - 1 columns.
+//
+// Layouts and dtypes are the single-process ops' (include/longctx/ops/linear_scan.h,
+// causal_conv1d.h) with T the slice's length; states (h0, last_state, dh0, dlast_state) and
+// weights are whole and the same on every rank. Rectangular batches (no cu_seqlens) of CPU
+// tensors: the MPI communicator's.
+#pragma once
+
+#include "longctx/dist/communicator.h"
+#include "longctx/ops/causal_conv1d.h"
+#include "longctx/ops/selective_scan.h"
+#include "longctx/ops/ssd.h"
+
+namespace longctx::dist {
+
+// last_state: the state after the whole sequence, on every rank.
+void linear_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                        const Tensor& last_state, const Tensor& a, const Tensor& b,
+                        const Tensor& h0 = {});
+
+// out: this rank's slice of the forward's output. dlast_state (optional) and dh0 (exactly when
+// h0 is given) are whole, the same on every rank.
+void linear_scan_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& da, const Tensor& db,
+                        const Tensor& dh0, const Tensor& dout, const Tensor& dlast_state,
+                        const Tensor& a, const Tensor& out, const Tensor& h0 = {});
+
+// Inputs as selective_scan's, u/delta/z (B, Dm, T) and B/C (B, G, N, T) this rank's slice; A, D,
+// delta_bias, h0 and last_state whole.
+void selective_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                           const Tensor& last_state, const SelectiveScanInputs& in,
+                           const SelectiveScanParams& params = {});
+
+// grads of the slice's inputs; dA, dD, ddelta_bias and dh0 whole, the same on every rank.
+void selective_scan_cp_bwd(Communicator& comm, const Context& ctx, const SelectiveScanGrads& grads,
+                           const Tensor& dout, const Tensor& dlast_state,
+                           const SelectiveScanInputs& in, const SelectiveScanParams& params = {});
+
+// Inputs as ssd's, x/z (B, T, H, P), dt (B, T, H) and B/C (B, T, G, N) this rank's slice (chunks
+// are counted from the slice's start); A, D, dt_bias, initial_states and final_states whole.
+void ssd_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                const Tensor& final_states, const SSDInputs& in, const SSDParams& params = {});
+
+// grads of the slice's inputs; dA, dD, ddt_bias and dinitial_states whole, the same everywhere.
+void ssd_cp_bwd(Communicator& comm, const Context& ctx, const SSDGrads& grads, const Tensor& dout,
+                const Tensor& dfinal_states, const SSDInputs& in, const SSDParams& params = {});
+
+void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                          const Tensor& x, const Tensor& weight, const Tensor& bias = {},
+                          const CausalConv1dParams& params = {});
+
+// dweight and dbias: the whole sequence's, on every rank.
+void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& dx,
+                          const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+                          const Tensor& x, const Tensor& weight, const Tensor& bias = {},
+                          const CausalConv1dParams& params = {});
+
+}  // namespace longctx::dist

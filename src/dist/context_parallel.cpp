@@ -1,0 +1,401 @@
+// Context parallel linear_scan and causal_conv1d (see include/longctx/dist/context_parallel.h):
+// the single-process ops on each rank's slice, with the state or halo that crosses a slice
+// boundary passed between the ranks.
+#include "longctx/dist/context_parallel.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "longctx/ops/add.h"
+#include "longctx/ops/linear_scan.h"
+#include "longctx/ops/ssd.h"
+#include "src/core/checks.h"
+#include "src/core/dispatch.h"
+
+namespace longctx::dist {
+namespace {
+
+// The slice is on the CPU (the MPI communicator's tensors), (B, T, D) or (B, D, T).
+void check_slice(const char* op, const char* name, const Tensor& t) {
+  check_arg(op, name, t).rank(3).device(Device::cpu()).dtype_in({DType::f32, DType::f64});
+}
+
+// Rank `rank`'s neighbours along the chain of slices; -1 past the ends.
+int previous(const Communicator& comm) {
+  return comm.rank() > 0 ? comm.rank() - 1 : -1;
+}
+int next(const Communicator& comm) {
+  return comm.rank() + 1 < comm.size() ? comm.rank() + 1 : -1;
+}
+
+// summary (2, B, D) <- (product over t of a[:, t, :], nothing yet): the decay of the slice.
+void slice_decay(const Tensor& P, const Tensor& a) {
+  const int64_t B = a.size(0), T = a.size(1), D = a.size(2);
+  dispatch_cpu_float("linear_scan_cp", a.dtype(), [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const S* pa = a.data_as<S>();
+    S* p = P.data_as<S>();
+    for (int64_t i = 0; i < B * D; ++i) p[i] = S(1);
+    for (int64_t bi = 0; bi < B; ++bi)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t d = 0; d < D; ++d) p[bi * D + d] *= pa[(bi * T + t) * D + d];
+  });
+}
+
+// state <- P_j * state + X_j for j in `ranks` (in that order), where summaries (n, 2, B, D)
+// holds every rank's (P, X): the associative operator folding slice summaries into a state.
+void fold(const Tensor& state, const Tensor& summaries, const std::vector<int>& ranks) {
+  const int64_t BD = state.numel();
+  dispatch_cpu_float("linear_scan_cp", state.dtype(), [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    S* s = state.data_as<S>();
+    const S* all = summaries.data_as<S>();
+    for (int j : ranks) {
+      const S* P = all + int64_t(j) * 2 * BD;
+      const S* X = P + BD;
+      for (int64_t i = 0; i < BD; ++i) s[i] = P[i] * s[i] + X[i];
+    }
+  });
+}
+
+std::vector<int> ranks_between(int first, int last_exclusive, bool reverse) {
+  std::vector<int> r;
+  for (int j = first; j < last_exclusive; ++j) r.push_back(j);
+  if (reverse) std::reverse(r.begin(), r.end());
+  return r;
+}
+
+// Every rank's (P, X) summary, gathered: (n, 2, B, D).
+Tensor gather_summaries(Communicator& comm, const Tensor& summary) {
+  Shape shape{int64_t(comm.size())};
+  shape.insert(shape.end(), summary.shape().begin(), summary.shape().end());
+  const Tensor all = Tensor::empty(shape, summary.dtype());
+  comm.all_gather(all, summary);
+  return all;
+}
+
+Tensor zeros_like_state(const Tensor& like, int64_t B, int64_t D) {
+  return Tensor::zeros({B, D}, like.dtype());
+}
+
+}  // namespace
+
+void linear_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                        const Tensor& last_state, const Tensor& a, const Tensor& b,
+                        const Tensor& h0) {
+  const char* op = "linear_scan_cp_fwd";
+  check_slice(op, "a", a);
+  const int64_t B = a.size(0), D = a.size(2);
+  check_arg(op, "last_state", last_state).shape({B, D}).dtype(a.dtype()).contiguous();
+  if (h0.defined()) check_arg(op, "h0", h0).shape({B, D}).dtype(a.dtype()).contiguous();
+  // This slice from a zero state: its last state is the X of its summary.
+  const Tensor summary = Tensor::empty({2, B, D}, a.dtype());
+  linear_scan_fwd(ctx, out, summary.select(0, 1), a, b);
+  slice_decay(summary.select(0, 0), a);
+  const Tensor all = gather_summaries(comm, summary);
+  // The state entering this slice: h0 through the slices before it; then the slice again.
+  const Tensor state = h0.defined() ? h0.to(Device::cpu()) : zeros_like_state(a, B, D);
+  fold(state, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  linear_scan_fwd(ctx, out, summary.select(0, 1), a, b, state);
+  // The state after the whole sequence, the same on every rank: on through the later slices.
+  fold(state, all, ranks_between(comm.rank(), comm.size(), /*reverse=*/false));
+  last_state.copy_from(state);
+}
+
+void linear_scan_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& da, const Tensor& db,
+                        const Tensor& dh0, const Tensor& dout, const Tensor& dlast_state,
+                        const Tensor& a, const Tensor& out, const Tensor& h0) {
+  const char* op = "linear_scan_cp_bwd";
+  check_slice(op, "a", a);
+  const int64_t B = a.size(0), T = a.size(1), D = a.size(2);
+  check_arg(op, "out", out).shape(a.shape()).dtype(a.dtype());
+  if (dlast_state.defined())
+    check_arg(op, "dlast_state", dlast_state).shape({B, D}).dtype(a.dtype());
+  LONGCTX_CHECK(
+      h0.defined() == dh0.defined(), op, ": dh0 is required exactly when h0 is given (h0 ",
+      h0.defined() ? "given" : "not given", ", dh0 ", dh0.defined() ? "given" : "not given", ")");
+  if (h0.defined()) {
+    check_arg(op, "h0", h0).shape({B, D}).dtype(a.dtype()).contiguous();
+    check_arg(op, "dh0", dh0).shape({B, D}).dtype(a.dtype()).contiguous();
+  }
+  LONGCTX_CHECK(T >= 1, op, ": every rank's slice needs at least one step, got T = 0 on rank ",
+                comm.rank());
+  // The state entering this slice is the previous slice's last output (rank 0: h0).
+  const Tensor state = h0.defined() ? h0.to(Device::cpu()) : zeros_like_state(a, B, D);
+  const Tensor last_out = Tensor::empty({B, D}, a.dtype());
+  last_out.copy_from(out.select(1, T - 1));
+  comm.send_recv(last_out, next(comm), state, previous(comm));
+  // This slice's backward with no gradient from the right but the sequence's own (the last
+  // slice's dlast_state): its dh0 is the X of its reverse summary.
+  const bool last = comm.rank() + 1 == comm.size();
+  const Tensor summary = Tensor::empty({2, B, D}, a.dtype());
+  linear_scan_bwd(ctx, da, db, summary.select(0, 1), dout, last ? dlast_state : Tensor(), a, out,
+                  state);
+  slice_decay(summary.select(0, 0), a);
+  const Tensor all = gather_summaries(comm, summary);
+  // The gradient entering from the right: folded from the last slice back to the next one.
+  const Tensor from_right = Tensor::zeros({B, D}, a.dtype());
+  fold(from_right, all, ranks_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
+  if (last && dlast_state.defined()) from_right.copy_from(dlast_state);
+  linear_scan_bwd(ctx, da, db, summary.select(0, 1), dout, from_right, a, out, state);
+  // dh0: on through this slice and the earlier ones, the same on every rank.
+  if (dh0.defined()) {
+    const Tensor g = Tensor::zeros({B, D}, a.dtype());
+    fold(g, all, ranks_between(0, comm.size(), /*reverse=*/true));
+    dh0.copy_from(g);
+  }
+}
+
+namespace {
+
+// State passing for a scan op that starts from an initial state and returns its final one
+// (selective_scan, ssd). `run_fwd(no_input, initial, final)` runs the op on this rank's slice —
+// with its input zeroed when no_input — from `initial` (undefined: zeros) into `final`;
+// `run_bwd(initial, dfinal, dinitial)` runs its backward on the slice, writing the slice's
+// gradients and `dinitial`.
+
+// Every rank's summary (n, 2, ...state): [0] the product of its decays (the last state with no
+// input from a state of ones, so the op's own dt/delta processing needs nothing here), [1] its
+// last state from a zero state.
+template <class RunFwd>
+Tensor gather_scan_summaries(Communicator& comm, const Shape& state, DType dtype,
+                             RunFwd&& run_fwd) {
+  Shape shape{2};
+  shape.insert(shape.end(), state.begin(), state.end());
+  const Tensor summary = Tensor::empty(shape, dtype);
+  run_fwd(/*no_input=*/false, Tensor(), summary.select(0, 1));
+  const Tensor ones = Tensor::empty(state, dtype);
+  ones.fill(1.0);
+  run_fwd(/*no_input=*/true, ones, summary.select(0, 0));
+  return gather_summaries(comm, summary);
+}
+
+// The state entering this rank's slice: h0 (undefined: zeros) through the earlier slices.
+Tensor incoming_state(const Communicator& comm, const Tensor& all, const Tensor& h0,
+                      const Shape& state, DType dtype) {
+  const Tensor s = h0.defined() ? h0.to(Device::cpu()) : Tensor::zeros(state, dtype);
+  fold(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  return s;
+}
+
+template <class RunFwd>
+void scan_cp_fwd(Communicator& comm, const Tensor& last_state, const Tensor& h0, RunFwd&& run_fwd) {
+  const Shape& state = last_state.shape();
+  const Tensor all = gather_scan_summaries(comm, state, last_state.dtype(), run_fwd);
+  const Tensor s = incoming_state(comm, all, h0, state, last_state.dtype());
+  run_fwd(/*no_input=*/false, s.to(Device::cpu()), last_state);
+  // On through this and the later slices: the whole sequence's last state, on every rank.
+  fold(s, all, ranks_between(comm.rank(), comm.size(), /*reverse=*/false));
+  last_state.copy_from(s);
+}
+
+// dh0 (undefined when there is no h0) is whole; dlast_state optional.
+template <class RunFwd, class RunBwd>
+void scan_cp_bwd(Communicator& comm, const Shape& state, DType dtype, const Tensor& h0,
+                 const Tensor& dh0, const Tensor& dlast_state, RunFwd&& run_fwd, RunBwd&& run_bwd) {
+  const Tensor all = gather_scan_summaries(comm, state, dtype, run_fwd);
+  const Tensor s = incoming_state(comm, all, h0, state, dtype);
+  // This slice's backward with no gradient from the right but the sequence's own (the last
+  // slice: dlast_state): (its decay, its dinitial) is its reverse summary.
+  const bool last = comm.rank() + 1 == comm.size();
+  Shape shape{2};
+  shape.insert(shape.end(), state.begin(), state.end());
+  const Tensor reverse = Tensor::empty(shape, dtype);
+  reverse.select(0, 0).copy_from(all.select(0, comm.rank()).select(0, 0));
+  run_bwd(s, last ? dlast_state : Tensor(), reverse.select(0, 1));
+  const Tensor all_reverse = gather_summaries(comm, reverse);
+  // The gradient entering from the right, folded from the last slice back to the next; again.
+  const Tensor from_right = Tensor::zeros(state, dtype);
+  fold(from_right, all_reverse, ranks_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
+  if (last && dlast_state.defined()) from_right.copy_from(dlast_state);
+  run_bwd(s, from_right, reverse.select(0, 1));
+  // dh0: through every slice from the right, the same on every rank.
+  if (dh0.defined()) {
+    const Tensor g = Tensor::zeros(state, dtype);
+    fold(g, all_reverse, ranks_between(0, comm.size(), /*reverse=*/true));
+    dh0.copy_from(g);
+  }
+}
+
+void check_no_packing(const char* op, const Tensor& cu_seqlens) {
+  LONGCTX_CHECK(!cu_seqlens.defined(), op, ": packed batches (cu_seqlens) are not supported");
+}
+
+}  // namespace
+
+void selective_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                           const Tensor& last_state, const SelectiveScanInputs& in,
+                           const SelectiveScanParams& params) {
+  const char* op = "selective_scan_cp_fwd";
+  check_slice(op, "u", in.u);
+  check_arg(op, "A", in.A).rank(2);
+  check_no_packing(op, in.cu_seqlens);
+  check_arg(op, "last_state", last_state)
+      .shape({in.u.size(0), in.u.size(1), in.A.size(1)})
+      .dtype(in.A.dtype())
+      .contiguous();
+  const Tensor zeros = Tensor::zeros(in.u.shape(), in.u.dtype());
+  scan_cp_fwd(comm, last_state, in.h0, [&](bool no_input, const Tensor& h0, const Tensor& last) {
+    SelectiveScanInputs slice = in;
+    if (no_input) slice.u = zeros;
+    slice.h0 = h0;
+    selective_scan_fwd(ctx, out, last, slice, params);
+  });
+}
+
+void selective_scan_cp_bwd(Communicator& comm, const Context& ctx, const SelectiveScanGrads& grads,
+                           const Tensor& dout, const Tensor& dlast_state,
+                           const SelectiveScanInputs& in, const SelectiveScanParams& params) {
+  const char* op = "selective_scan_cp_bwd";
+  check_slice(op, "u", in.u);
+  check_arg(op, "A", in.A).rank(2);
+  check_no_packing(op, in.cu_seqlens);
+  const Shape state{in.u.size(0), in.u.size(1), in.A.size(1)};
+  LONGCTX_CHECK(in.h0.defined() == grads.dh0.defined(), op,
+                ": dh0 is required exactly when h0 is given");
+  if (grads.dh0.defined())
+    check_arg(op, "dh0", grads.dh0).shape(state).dtype(in.A.dtype()).contiguous();
+  const Tensor zeros = Tensor::zeros(in.u.shape(), in.u.dtype());
+  const Tensor scratch = Tensor::empty(in.u.shape(), in.u.dtype());
+  auto run_fwd = [&](bool no_input, const Tensor& h0, const Tensor& last) {
+    SelectiveScanInputs slice = in;
+    if (no_input) slice.u = zeros;
+    slice.h0 = h0;
+    selective_scan_fwd(ctx, scratch, last, slice, params);
+  };
+  auto run_bwd = [&](const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
+    SelectiveScanInputs slice = in;
+    slice.h0 = h0;
+    SelectiveScanGrads g = grads;
+    g.dh0 = dh0;
+    selective_scan_bwd(ctx, g, dout, dlast, slice, params);
+  };
+  scan_cp_bwd(comm, state, in.A.dtype(), in.h0, grads.dh0, dlast_state, run_fwd, run_bwd);
+  // A, D and delta_bias are shared by every slice: their gradients are sums over the ranks.
+  comm.all_reduce_sum(grads.dA);
+  if (grads.dD.defined()) comm.all_reduce_sum(grads.dD);
+  if (grads.ddelta_bias.defined()) comm.all_reduce_sum(grads.ddelta_bias);
+}
+
+void ssd_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                const Tensor& final_states, const SSDInputs& in, const SSDParams& params) {
+  const char* op = "ssd_cp_fwd";
+  check_arg(op, "x", in.x).rank(4).device(Device::cpu()).dtype_in({DType::f32, DType::f64});
+  check_arg(op, "B", in.B).rank(4);
+  check_no_packing(op, in.cu_seqlens);
+  check_arg(op, "final_states", final_states)
+      .shape({in.x.size(0), in.x.size(2), in.x.size(3), in.B.size(3)})
+      .dtype(in.A.dtype())
+      .contiguous();
+  const Tensor zeros = Tensor::zeros(in.x.shape(), in.x.dtype());
+  scan_cp_fwd(comm, final_states, in.initial_states,
+              [&](bool no_input, const Tensor& h0, const Tensor& last) {
+                SSDInputs slice = in;
+                if (no_input) slice.x = zeros;
+                slice.initial_states = h0;
+                ssd_fwd(ctx, out, last, slice, params);
+              });
+}
+
+void ssd_cp_bwd(Communicator& comm, const Context& ctx, const SSDGrads& grads, const Tensor& dout,
+                const Tensor& dfinal_states, const SSDInputs& in, const SSDParams& params) {
+  const char* op = "ssd_cp_bwd";
+  check_arg(op, "x", in.x).rank(4).device(Device::cpu()).dtype_in({DType::f32, DType::f64});
+  check_arg(op, "B", in.B).rank(4);
+  check_no_packing(op, in.cu_seqlens);
+  const Shape state{in.x.size(0), in.x.size(2), in.x.size(3), in.B.size(3)};
+  LONGCTX_CHECK(in.initial_states.defined() == grads.dinitial_states.defined(), op,
+                ": dinitial_states is required exactly when initial_states is given");
+  if (grads.dinitial_states.defined())
+    check_arg(op, "dinitial_states", grads.dinitial_states)
+        .shape(state)
+        .dtype(in.A.dtype())
+        .contiguous();
+  const Tensor zeros = Tensor::zeros(in.x.shape(), in.x.dtype());
+  const Tensor scratch = Tensor::empty(in.x.shape(), in.x.dtype());
+  auto run_fwd = [&](bool no_input, const Tensor& h0, const Tensor& last) {
+    SSDInputs slice = in;
+    if (no_input) slice.x = zeros;
+    slice.initial_states = h0;
+    ssd_fwd(ctx, scratch, last, slice, params);
+  };
+  auto run_bwd = [&](const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
+    SSDInputs slice = in;
+    slice.initial_states = h0;
+    SSDGrads g = grads;
+    g.dinitial_states = dh0;
+    ssd_bwd(ctx, g, dout, dlast, slice, params);
+  };
+  scan_cp_bwd(comm, state, in.A.dtype(), in.initial_states, grads.dinitial_states, dfinal_states,
+              run_fwd, run_bwd);
+  // A, D and dt_bias are shared by every slice: their gradients are sums over the ranks.
+  comm.all_reduce_sum(grads.dA);
+  if (grads.dD.defined()) comm.all_reduce_sum(grads.dD);
+  if (grads.ddt_bias.defined()) comm.all_reduce_sum(grads.ddt_bias);
+}
+
+void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                          const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          const CausalConv1dParams& params) {
+  const char* op = "causal_conv1d_cp_fwd";
+  check_slice(op, "x", x);
+  check_arg(op, "weight", weight).rank(2);
+  const int64_t B = x.size(0), D = x.size(1), T = x.size(2), H = weight.size(1) - 1;
+  check_arg(op, "out", out).shape(x.shape()).dtype(x.dtype());
+  LONGCTX_CHECK(T >= H, op, ": every rank's slice must hold at least W - 1 = ", H,
+                " steps (the halo the next rank needs), got ", T, " on rank ", comm.rank());
+  // x with the previous slice's last W - 1 columns before it (rank 0: zeros, as causal padding).
+  const Tensor x_ext = Tensor::zeros({B, D, H + T}, x.dtype());
+  const Tensor send = Tensor::empty({B, D, H}, x.dtype()),
+               halo = Tensor::zeros({B, D, H}, x.dtype());
+  send.copy_from(x.narrow(2, T - H, H));
+  comm.send_recv(send, next(comm), halo, previous(comm));
+  x_ext.narrow(2, 0, H).copy_from(halo);
+  x_ext.narrow(2, H, T).copy_from(x);
+  const Tensor out_ext = Tensor::empty({B, D, H + T}, x.dtype());
+  causal_conv1d_fwd(ctx, out_ext, x_ext, weight, bias, params);
+  out.copy_from(out_ext.narrow(2, H, T));
+}
+
+void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& dx,
+                          const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+                          const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          const CausalConv1dParams& params) {
+  const char* op = "causal_conv1d_cp_bwd";
+  check_slice(op, "x", x);
+  check_arg(op, "weight", weight).rank(2);
+  const int64_t B = x.size(0), D = x.size(1), T = x.size(2), H = weight.size(1) - 1;
+  check_arg(op, "dx", dx).shape(x.shape()).dtype(x.dtype());
+  check_arg(op, "dout", dout).shape(x.shape()).dtype(x.dtype());
+  check_arg(op, "dweight", dweight).shape(weight.shape()).contiguous();
+  if (dbias.defined()) check_arg(op, "dbias", dbias).contiguous();
+  LONGCTX_CHECK(T >= H, op, ": every rank's slice must hold at least W - 1 = ", H,
+                " steps (the halo the next rank needs), got ", T, " on rank ", comm.rank());
+  const Tensor x_ext = Tensor::zeros({B, D, H + T}, x.dtype());
+  const Tensor send = Tensor::empty({B, D, H}, x.dtype()),
+               halo = Tensor::zeros({B, D, H}, x.dtype());
+  send.copy_from(x.narrow(2, T - H, H));
+  comm.send_recv(send, next(comm), halo, previous(comm));
+  x_ext.narrow(2, 0, H).copy_from(halo);
+  x_ext.narrow(2, H, T).copy_from(x);
+  // The halo's outputs belong to the previous rank: no gradient arrives at them here.
+  const Tensor dout_ext = Tensor::zeros({B, D, H + T}, x.dtype());
+  dout_ext.narrow(2, H, T).copy_from(dout);
+  const Tensor dx_ext = Tensor::empty({B, D, H + T}, x.dtype());
+  causal_conv1d_bwd(ctx, dx_ext, dweight, dbias, dout_ext, x_ext, weight, bias, params);
+  dx.copy_from(dx_ext.narrow(2, H, T));
+  // The halo's gradient goes back to the rank it came from, added to its last W - 1 columns.
+  const Tensor dhalo = Tensor::empty({B, D, H}, x.dtype()),
+               from_next = Tensor::zeros({B, D, H}, x.dtype());
+  dhalo.copy_from(dx_ext.narrow(2, 0, H));
+  comm.send_recv(dhalo, previous(comm), from_next, next(comm));
+  const Tensor tail = Tensor::empty({B, D, H}, x.dtype());
+  tail.copy_from(dx.narrow(2, T - H, H));
+  add_fwd(ctx, tail, tail, from_next);
+  dx.narrow(2, T - H, H).copy_from(tail);
+  // The weights are shared by every slice: their gradients are the sums over the ranks.
+  comm.all_reduce_sum(dweight);
+  if (dbias.defined()) comm.all_reduce_sum(dbias);
+}
+
+}  // namespace longctx::dist

@@ -1,0 +1,127 @@
+// The NCCL communicator: CUDA tensors of one GPU per rank, over NCCL, inside an MPI job.
+//
+// MPI starts the processes and carries the bootstrap: rank 0 makes NCCL's unique id and
+// broadcasts it (128 bytes) to the others, then every rank joins the NCCL communicator on its
+// context's GPU. Collectives are queued on the context's stream, as the ops are, so they follow
+// the kernels that produced their inputs with no synchronisation; barrier() and fail() go
+// through MPI. The Context must outlive the communicator.
+//
+// Compiled wherever CUDA, NCCL and MPI are found; it needs several GPUs to run (one GPU cannot
+// hold several NCCL ranks), which no machine of this project's CI has: it is untested.
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include "longctx/error.h"
+#include "src/dist/backends.h"
+
+namespace longctx::dist {
+namespace {
+
+#define LONGCTX_CHECK_NCCL(call)                                                                 \
+  do {                                                                                           \
+    const ncclResult_t nccl_result_ = (call);                                                    \
+    if (nccl_result_ != ncclSuccess)                                                             \
+      throw Error(detail::concat("nccl: ", #call, " failed: ", ncclGetErrorString(nccl_result_), \
+                                 " (", __FILE__, ":", __LINE__, ")"));                           \
+  } while (0)
+
+#define LONGCTX_CHECK_CUDA_CALL(call)                                                           \
+  do {                                                                                          \
+    const cudaError_t cuda_error_ = (call);                                                     \
+    if (cuda_error_ != cudaSuccess)                                                             \
+      throw Error(detail::concat("nccl: ", #call, " failed: ", cudaGetErrorString(cuda_error_), \
+                                 " (", __FILE__, ":", __LINE__, ")"));                          \
+  } while (0)
+
+ncclDataType_t nccl_type(DType d) {
+  switch (d) {
+    case DType::f32:
+      return ncclFloat32;
+    case DType::f64:
+      return ncclFloat64;
+    default:
+      return ncclInt32;
+  }
+}
+
+class NcclCommunicator final : public Communicator {
+ public:
+  explicit NcclCommunicator(const Context& ctx) : ctx_(&ctx), mpi_(make_mpi_communicator()) {
+    static_assert(sizeof(ncclUniqueId) % sizeof(int32_t) == 0);
+    ncclUniqueId id{};
+    if (mpi_->rank() == 0) LONGCTX_CHECK_NCCL(ncclGetUniqueId(&id));
+    mpi_->broadcast(
+        Tensor(&id, DType::i32, Device::cpu(), {int64_t(sizeof(ncclUniqueId) / sizeof(int32_t))}),
+        /*root=*/0);
+    LONGCTX_CHECK_CUDA_CALL(cudaSetDevice(ctx.device().index));
+    LONGCTX_CHECK_NCCL(ncclCommInitRank(&comm_, mpi_->size(), id, mpi_->rank()));
+  }
+  ~NcclCommunicator() override { ncclCommDestroy(comm_); }
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
+
+  std::string backend() const override { return "nccl"; }
+  int rank() const override { return mpi_->rank(); }
+  int size() const override { return mpi_->size(); }
+  bool accepts(Device device) const override { return device == ctx_->device(); }
+
+  void all_reduce_sum(const Tensor& x) override {
+    check_collective_tensor(*this, "all_reduce_sum", "x", x);
+    check_sum_dtype("nccl", x);
+    LONGCTX_CHECK_NCCL(ncclAllReduce(x.data(), x.data(), size_t(x.numel()), nccl_type(x.dtype()),
+                                     ncclSum, comm_, stream()));
+  }
+
+  void all_gather(const Tensor& out, const Tensor& x) override {
+    check_collective_tensor(*this, "all_gather", "out", out);
+    check_collective_tensor(*this, "all_gather", "x", x);
+    check_gather_shapes(*this, out, x);
+    LONGCTX_CHECK_NCCL(ncclAllGather(x.data(), out.data(), x.nbytes(), ncclUint8, comm_, stream()));
+  }
+
+  void broadcast(const Tensor& x, int root) override {
+    check_collective_tensor(*this, "broadcast", "x", x);
+    check_root(*this, root);
+    LONGCTX_CHECK_NCCL(
+        ncclBroadcast(x.data(), x.data(), x.nbytes(), ncclUint8, root, comm_, stream()));
+  }
+
+  void send_recv(const Tensor& send, int dst, const Tensor& recv, int src) override {
+    check_peer(*this, "dst", dst);
+    check_peer(*this, "src", src);
+    if (dst >= 0) check_collective_tensor(*this, "send_recv", "send", send);
+    if (src >= 0) check_collective_tensor(*this, "send_recv", "recv", recv);
+    // In one group, so that every rank's send and receive of a ring step cannot deadlock.
+    LONGCTX_CHECK_NCCL(ncclGroupStart());
+    if (dst >= 0)
+      LONGCTX_CHECK_NCCL(ncclSend(send.data(), send.nbytes(), ncclUint8, dst, comm_, stream()));
+    if (src >= 0)
+      LONGCTX_CHECK_NCCL(ncclRecv(recv.data(), recv.nbytes(), ncclUint8, src, comm_, stream()));
+    LONGCTX_CHECK_NCCL(ncclGroupEnd());
+  }
+
+  void barrier() override {
+    LONGCTX_CHECK_CUDA_CALL(cudaStreamSynchronize(stream()));
+    mpi_->barrier();
+  }
+
+  [[noreturn]] void fail(const std::string& message) override {
+    mpi_->fail(message);
+    throw Error(message);  // not reached: the virtual call hides that fail() does not return
+  }
+
+ private:
+  cudaStream_t stream() const { return static_cast<cudaStream_t>(ctx_->stream()); }
+
+  const Context* ctx_;
+  std::unique_ptr<Communicator> mpi_;  // the bootstrap, barrier and abort
+  ncclComm_t comm_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(const Context& ctx) {
+  return std::make_unique<NcclCommunicator>(ctx);
+}
+
+}  // namespace longctx::dist

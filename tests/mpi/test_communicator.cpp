@@ -1,0 +1,154 @@
+// The Communicator against plain arithmetic, on the backend the job has: run under
+// `mpirun -np N` (ctest does, N = 2 and 4) every rank draws its values from (seed, rank), so
+// each rank can compute every other rank's contribution and the expected result by itself.
+// Without mpirun the same tests run on the single-process backend.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "harness.h"
+#include "mpi/world.h"
+
+namespace longctx::test {
+namespace {
+
+using dist::Communicator;
+
+// Rank `rank`'s values: magnitudes spread over eight decades, so that adding them in another
+// order than rank order changes the low bits of the f32/f64 sums.
+Tensor rank_values(DType dtype, const Shape& shape, int rank, uint64_t seed) {
+  Rng rng(seed * 7919 + uint64_t(rank));
+  const Tensor t = Tensor::empty(shape, dtype);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const double v = rng.uniform(-1, 1) * std::pow(10.0, std::floor(rng.uniform(-4, 4)));
+    if (dtype == DType::f32) t.data_as<float>()[i] = float(v);
+    if (dtype == DType::f64) t.data_as<double>()[i] = v;
+    if (dtype == DType::i32) t.data_as<int32_t>()[i] = int32_t(std::lround(v * 1000));
+  }
+  return t;
+}
+
+// ((x_0 + x_1) + x_2) + ... in the dtype's own arithmetic.
+template <class T>
+void add_into(const Tensor& acc, const Tensor& x) {
+  for (int64_t i = 0; i < acc.numel(); ++i) acc.data_as<T>()[i] += x.data_as<T>()[i];
+}
+
+TEST(Communicator, AllReduceSumAddsInRankOrder) {
+  Communicator& comm = world();
+  for (DType dtype : {DType::f32, DType::f64, DType::i32})
+    // 0 and 1 elements: some ranks own no piece; 4097: pieces of unequal length.
+    for (int64_t n : {0, 1, 3, 1000, 4097}) {
+      const uint64_t seed = uint64_t(n) + 17 * uint64_t(dtype);
+      const Tensor x = rank_values(dtype, {n}, comm.rank(), seed);
+      const Tensor expected = rank_values(dtype, {n}, 0, seed);
+      for (int r = 1; r < comm.size(); ++r) {
+        const Tensor other = rank_values(dtype, {n}, r, seed);
+        if (dtype == DType::f32) add_into<float>(expected, other);
+        if (dtype == DType::f64) add_into<double>(expected, other);
+        if (dtype == DType::i32) add_into<int32_t>(expected, other);
+      }
+      comm.all_reduce_sum(x);
+      expect_equal(x, expected,
+                   std::string("all_reduce_sum ") + dtype_name(dtype) + " n=" + std::to_string(n));
+    }
+}
+
+TEST(Communicator, AllGatherStacksEveryRankInOrder) {
+  Communicator& comm = world();
+  for (DType dtype : {DType::f32, DType::f64, DType::i32, DType::bf16}) {
+    const DType drawn = dtype == DType::bf16 ? DType::i32 : dtype;  // bytes are bytes
+    const Tensor x = rank_values(drawn, {2, 3}, comm.rank(), 5);
+    const Tensor out = Tensor::empty({comm.size(), 2, 3}, drawn);
+    out.fill(-7);
+    comm.all_gather(out, x);
+    for (int r = 0; r < comm.size(); ++r)
+      expect_equal(out.select(0, r), rank_values(drawn, {2, 3}, r, 5),
+                   std::string("all_gather row ") + std::to_string(r));
+  }
+}
+
+TEST(Communicator, BroadcastCopiesTheRootsValues) {
+  Communicator& comm = world();
+  for (int root = 0; root < comm.size(); ++root) {
+    const Tensor x = rank_values(DType::f64, {257}, comm.rank(), 11);
+    comm.broadcast(x, root);
+    expect_equal(x, rank_values(DType::f64, {257}, root, 11),
+                 std::string("broadcast from ") + std::to_string(root));
+  }
+}
+
+TEST(Communicator, SendRecvRingAndChain) {
+  Communicator& comm = world();
+  const int r = comm.rank(), n = comm.size();
+  // A ring: everyone sends to the next rank and receives from the previous one.
+  const Tensor send = rank_values(DType::f32, {5, 4}, r, 3);
+  const Tensor recv = Tensor::empty({5, 4}, DType::f32);
+  recv.fill(-7);
+  comm.send_recv(send, (r + 1) % n, recv, (r + n - 1) % n);
+  expect_equal(recv, rank_values(DType::f32, {5, 4}, (r + n - 1) % n, 3), "ring step");
+  // A chain (a halo passed forward): the first rank receives nothing, the last sends nothing.
+  const Tensor halo = Tensor::empty({3}, DType::f64);
+  halo.fill(-7);
+  comm.send_recv(rank_values(DType::f64, {3}, r, 4), r + 1 < n ? r + 1 : -1, halo,
+                 r > 0 ? r - 1 : -1);
+  if (r > 0)
+    expect_equal(halo, rank_values(DType::f64, {3}, r - 1, 4), "chain step");
+  else
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(halo.data_as<double>()[i], -7.0) << "rank 0 got data";
+}
+
+// After the barrier every rank sees the file every other rank wrote before it.
+TEST(Communicator, BarrierOrdersWhatRanksDoBeforeAndAfter) {
+  Communicator& comm = world();
+  const std::string dir = shared_temp_dir(comm);
+  std::ofstream(dir + "/rank" + std::to_string(comm.rank())) << comm.rank();
+  comm.barrier();
+  for (int r = 0; r < comm.size(); ++r)
+    EXPECT_TRUE(std::filesystem::exists(dir + "/rank" + std::to_string(r)))
+        << "rank " << comm.rank() << " passed the barrier before rank " << r << " wrote";
+  comm.barrier();  // nobody removes the directory while another still looks
+  if (comm.rank() == 0) std::filesystem::remove_all(dir);
+}
+
+TEST(Communicator, BadArgumentsAreNamedBeforeAnyMessage) {
+  Communicator& comm = world();
+  const std::string b = comm.backend();
+  const Tensor m = Tensor::zeros({2, 3}, DType::f32);
+  EXPECT_LONGCTX_ERROR(comm.all_reduce_sum(Tensor::zeros({4}, DType::bf16)), "all_reduce_sum",
+                       "f32, f64 or i32", "bf16");
+  EXPECT_LONGCTX_ERROR(comm.all_reduce_sum(m.transpose(0, 1)), "all_reduce_sum",
+                       "must be contiguous");
+  EXPECT_LONGCTX_ERROR(comm.all_reduce_sum(Tensor()), "all_reduce_sum", "undefined");
+  EXPECT_LONGCTX_ERROR(comm.all_gather(Tensor::zeros({comm.size() + 1, 2, 3}, DType::f32), m),
+                       "all_gather", "(size, ...x.shape)");
+  EXPECT_LONGCTX_ERROR(comm.all_gather(Tensor::zeros({comm.size(), 2, 3}, DType::f64), m),
+                       "all_gather", "f32");
+  EXPECT_LONGCTX_ERROR(comm.broadcast(m, comm.size()), "broadcast", "root");
+  EXPECT_LONGCTX_ERROR(comm.send_recv(m, comm.size(), m, -1), "send_recv", "dst");
+  EXPECT_LONGCTX_ERROR(comm.send_recv(m, -1, m, -2), "send_recv", "src");
+  EXPECT_LONGCTX_ERROR(dist::make_communicator("gloo"), "auto, single, mpi or nccl", "gloo");
+  EXPECT_LONGCTX_ERROR(dist::make_communicator("nccl"), "nccl needs a CUDA context");
+  // Every rank still agrees on what follows.
+  comm.barrier();
+}
+
+TEST(Communicator, SingleBackendIsTheIdentity) {
+  const auto single = dist::make_communicator("single");
+  EXPECT_EQ(single->rank(), 0);
+  EXPECT_EQ(single->size(), 1);
+  const Tensor x = rank_values(DType::f64, {9}, 0, 2);
+  single->all_reduce_sum(x);
+  single->broadcast(x, 0);
+  expect_equal(x, rank_values(DType::f64, {9}, 0, 2), "single all_reduce_sum and broadcast");
+  const Tensor out = Tensor::zeros({1, 9}, DType::f64), back = Tensor::zeros({9}, DType::f64);
+  single->all_gather(out, x);
+  single->send_recv(x, 0, back, 0);
+  expect_equal(out.select(0, 0), x, "single all_gather");
+  expect_equal(back, x, "single send_recv to itself");
+  EXPECT_LONGCTX_ERROR(single->fail("rank 0 of 1: gave up"), "rank 0 of 1: gave up");
+}
+
+}  // namespace
+}  // namespace longctx::test

@@ -1,0 +1,357 @@
+// Context parallel linear_scan, selective_scan, ssd and causal_conv1d under `mpirun -np N`: one
+// sequence split along T over the ranks (lengths not divisible by N), each rank's slice of the
+// outputs and the whole states and weight gradients against the plain reference over the whole
+// sequence (2x rule, f64 and f32), forward and backward.
+#include "harness.h"
+#include "longctx/dist/context_parallel.h"
+#include "longctx/ops/linear_scan.h"
+#include "mpi/world.h"
+#include "reference/causal_conv1d.h"
+#include "reference/linear_scan.h"
+#include "reference/selective_scan.h"
+#include "reference/ssd.h"
+
+namespace longctx::test {
+namespace {
+
+// Rank r's slice of T steps: [T * r / n, T * (r + 1) / n).
+std::pair<int64_t, int64_t> my_slice(const dist::Communicator& comm, int64_t T) {
+  return {T * comm.rank() / comm.size(), T * (comm.rank() + 1) / comm.size()};
+}
+
+struct CpScanCase {
+  std::string name;
+  int64_t B, T, D;
+  bool h0, dlast;
+};
+LONGCTX_PRINTS_AS_NAME(CpScanCase)
+
+// T = 13 and 29: slices of 6/7 on two ranks, 3/3/3/4 and 7/7/7/8 on four.
+const std::vector<CpScanCase> kScanCases = {
+    {"hawk_h0_dlast", 2, 13, 5, true, true},
+    {"no_h0_no_dlast", 1, 29, 3, false, false},
+    {"h0_no_dlast", 3, 13, 4, true, false},
+};
+
+class ContextParallelLinearScan : public testing::TestWithParam<std::tuple<CpScanCase, DType>> {};
+
+TEST_P(ContextParallelLinearScan, SlicesMatchTheWholeSequence) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const auto [t0, t1] = my_slice(comm, c.T);
+  // The same inputs on every rank (the same seed); each takes its slice.
+  Rng rng(31);
+  Ref a({c.B, c.T, c.D});
+  for (int64_t i = 0; i < a.numel(); ++i) a[i] = rng.uniform(0.5, 1.0);
+  a = rounded(a, dt);
+  const Ref b = rounded(random_ref({c.B, c.T, c.D}, rng), dt);
+  const Ref h0 = c.h0 ? rounded(random_ref({c.B, c.D}, rng), dt) : Ref();
+  const Ref dout = rounded(random_ref({c.B, c.T, c.D}, rng), dt);
+  const Ref dlast = c.dlast ? rounded(random_ref({c.B, c.D}, rng), dt) : Ref();
+  const Tensor a_t = from_ref(slice(a, 1, t0, t1), dt), b_t = from_ref(slice(b, 1, t0, t1), dt);
+  const Tensor h0_t = c.h0 ? from_ref(h0, dt) : Tensor();
+
+  Tensor out = poisoned({c.B, t1 - t0, c.D}, dt, Device::cpu(), &ctx);
+  Tensor last = poisoned({c.B, c.D}, dt, Device::cpu(), &ctx);
+  dist::linear_scan_cp_fwd(comm, ctx, out, last, a_t, b_t, h0_t);
+  const auto exact = ref::linear_scan_fwd<Oracle>(a, b, h0, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::linear_scan_fwd<S>(a, b, h0, rounding_for(dt));
+    expect_close_2x(out, slice(exact.out, 1, t0, t1), slice(naive.out, 1, t0, t1), dt, "out");
+    expect_close_2x(last, exact.last_state, naive.last_state, dt, "last_state");
+  });
+
+  Tensor da = poisoned(a_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor db = poisoned(a_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dh0 = c.h0 ? poisoned({c.B, c.D}, dt, Device::cpu(), &ctx) : Tensor();
+  dist::linear_scan_cp_bwd(comm, ctx, da, db, dh0, from_ref(slice(dout, 1, t0, t1), dt),
+                           c.dlast ? from_ref(dlast, dt) : Tensor(), a_t, out, h0_t);
+  const auto g = ref::linear_scan_bwd<Oracle>(dout, dlast, a, b, h0, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::linear_scan_bwd<S>(dout, dlast, a, b, h0, rounding_for(dt));
+    expect_close_2x(da, slice(g.da, 1, t0, t1), slice(naive.da, 1, t0, t1), dt, "da");
+    expect_close_2x(db, slice(g.db, 1, t0, t1), slice(naive.db, 1, t0, t1), dt, "db");
+    if (c.h0) expect_close_2x(dh0, g.dh0, naive.dh0, dt, "dh0");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelLinearScan,
+                         testing::Combine(testing::ValuesIn(kScanCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+struct CpConvCase {
+  std::string name;
+  int64_t B, D, T, W;
+  bool bias, silu;
+};
+LONGCTX_PRINTS_AS_NAME(CpConvCase)
+
+// Mamba's d_conv 4 (a halo of 3: on four ranks the 13-step slices of 3 are all halo).
+const std::vector<CpConvCase> kConvCases = {
+    {"mamba_w4_bias_silu", 2, 6, 13, 4, true, true},
+    {"w3_plain", 1, 4, 29, 3, false, false},
+    {"w2_bias", 3, 5, 13, 2, true, false},
+};
+
+class ContextParallelCausalConv1d : public testing::TestWithParam<std::tuple<CpConvCase, DType>> {};
+
+TEST_P(ContextParallelCausalConv1d, SlicesMatchTheWholeSequence) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const auto [t0, t1] = my_slice(comm, c.T);
+  Rng rng(47);
+  const Ref x = rounded(random_ref({c.B, c.D, c.T}, rng), dt);
+  const Ref w = rounded(random_ref({c.D, c.W}, rng), dt);
+  const Ref bias = c.bias ? rounded(random_ref({c.D}, rng), dt) : Ref();
+  const Ref dout = rounded(random_ref({c.B, c.D, c.T}, rng), dt);
+  const CausalConv1dParams params{c.silu ? Activation::silu : Activation::none};
+  const Tensor x_t = from_ref(slice(x, 2, t0, t1), dt), w_t = from_ref(w, dt);
+  const Tensor bias_t = c.bias ? from_ref(bias, dt) : Tensor();
+
+  Tensor out = poisoned(x_t.shape(), dt, Device::cpu(), &ctx);
+  dist::causal_conv1d_cp_fwd(comm, ctx, out, x_t, w_t, bias_t, params);
+  const Ref exact = ref::causal_conv1d_fwd<Oracle>(x, w, bias, c.silu, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const Ref naive = ref::causal_conv1d_fwd<S>(x, w, bias, c.silu, rounding_for(dt));
+    expect_close_2x(out, slice(exact, 2, t0, t1), slice(naive, 2, t0, t1), dt, "out");
+  });
+
+  Tensor dx = poisoned(x_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dw = poisoned(w_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dbias = c.bias ? poisoned({c.D}, dt, Device::cpu(), &ctx) : Tensor();
+  dist::causal_conv1d_cp_bwd(comm, ctx, dx, dw, dbias, from_ref(slice(dout, 2, t0, t1), dt), x_t,
+                             w_t, bias_t, params);
+  const auto g = ref::causal_conv1d_bwd<Oracle>(dout, x, w, bias, c.silu, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::causal_conv1d_bwd<S>(dout, x, w, bias, c.silu, rounding_for(dt));
+    expect_close_2x(dx, slice(g.dx, 2, t0, t1), slice(naive.dx, 2, t0, t1), dt, "dx");
+    expect_close_2x(dw, g.dweight, naive.dweight, dt, "dweight");
+    if (c.bias) expect_close_2x(dbias, g.dbias, naive.dbias, dt, "dbias");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelCausalConv1d,
+                         testing::Combine(testing::ValuesIn(kConvCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+struct CpSelectiveCase {
+  std::string name;
+  int64_t B, Dm, N, G, T;
+  bool optional;  // D, z, delta_bias, h0, delta_softplus, dlast_state
+};
+LONGCTX_PRINTS_AS_NAME(CpSelectiveCase)
+
+const std::vector<CpSelectiveCase> kSelectiveCases = {
+    {"mamba_all_options", 2, 4, 3, 1, 13, true},
+    {"groups_2_plain", 1, 4, 5, 2, 29, false},
+};
+
+class ContextParallelSelectiveScan
+    : public testing::TestWithParam<std::tuple<CpSelectiveCase, DType>> {};
+
+TEST_P(ContextParallelSelectiveScan, SlicesMatchTheWholeSequence) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const auto [t0, t1] = my_slice(comm, c.T);
+  Rng rng(59);
+  ref::SelectiveScanRefs r;
+  r.delta_softplus = c.optional;
+  r.u = rounded(random_ref({c.B, c.Dm, c.T}, rng), dt);
+  r.delta = rounded(c.optional ? random_ref({c.B, c.Dm, c.T}, rng, -2, 1)
+                               : random_ref({c.B, c.Dm, c.T}, rng, 0.05, 1),
+                    dt);
+  r.A = rounded(random_ref({c.Dm, c.N}, rng, -2, -0.1), dt);
+  r.B = rounded(random_ref({c.B, c.G, c.N, c.T}, rng), dt);
+  r.C = rounded(random_ref({c.B, c.G, c.N, c.T}, rng), dt);
+  if (c.optional) {
+    r.D = rounded(random_ref({c.Dm}, rng), dt);
+    r.z = rounded(random_ref({c.B, c.Dm, c.T}, rng, -2, 2), dt);
+    r.delta_bias = rounded(random_ref({c.Dm}, rng, 0, 0.3), dt);
+    r.h0 = rounded(random_ref({c.B, c.Dm, c.N}, rng), dt);
+  }
+  const Ref dout = rounded(random_ref({c.B, c.Dm, c.T}, rng), dt);
+  const Ref dlast = c.optional ? rounded(random_ref({c.B, c.Dm, c.N}, rng), dt) : Ref();
+  auto opt = [&](const Ref& x) { return x.numel() ? from_ref(x, dt) : Tensor(); };
+  auto mine = [&](const Ref& x, int dim) { return from_ref(slice(x, dim, t0, t1), dt); };
+  const SelectiveScanInputs in{mine(r.u, 2),
+                               mine(r.delta, 2),
+                               from_ref(r.A, dt),
+                               mine(r.B, 3),
+                               mine(r.C, 3),
+                               opt(r.D),
+                               c.optional ? mine(r.z, 2) : Tensor(),
+                               opt(r.delta_bias),
+                               opt(r.h0)};
+  const SelectiveScanParams params{r.delta_softplus};
+
+  Tensor out = poisoned(in.u.shape(), dt, Device::cpu(), &ctx);
+  Tensor last = poisoned({c.B, c.Dm, c.N}, dt, Device::cpu(), &ctx);
+  dist::selective_scan_cp_fwd(comm, ctx, out, last, in, params);
+  const auto exact = ref::selective_scan_fwd<Oracle>(r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::selective_scan_fwd<S>(r, rounding_for(dt));
+    expect_close_2x(out, slice(exact.out, 2, t0, t1), slice(naive.out, 2, t0, t1), dt, "out");
+    expect_close_2x(last, exact.last_state, naive.last_state, dt, "last_state");
+  });
+
+  auto poison = [&](const Tensor& like) {
+    return like.defined() ? poisoned(like.shape(), dt, Device::cpu(), &ctx) : Tensor();
+  };
+  const SelectiveScanGrads g{poison(in.u), poison(in.delta),      poison(in.A),
+                             poison(in.B), poison(in.C),          poison(in.D),
+                             poison(in.z), poison(in.delta_bias), poison(in.h0)};
+  dist::selective_scan_cp_bwd(comm, ctx, g, mine(dout, 2), opt(dlast), in, params);
+  const auto e = ref::selective_scan_bwd<Oracle>(dout, dlast, r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto n = ref::selective_scan_bwd<S>(dout, dlast, r, rounding_for(dt));
+    expect_close_2x(g.du, slice(e.du, 2, t0, t1), slice(n.du, 2, t0, t1), dt, "du");
+    expect_close_2x(g.ddelta, slice(e.ddelta, 2, t0, t1), slice(n.ddelta, 2, t0, t1), dt, "ddelta");
+    expect_close_2x(g.dB, slice(e.dB, 3, t0, t1), slice(n.dB, 3, t0, t1), dt, "dB");
+    expect_close_2x(g.dC, slice(e.dC, 3, t0, t1), slice(n.dC, 3, t0, t1), dt, "dC");
+    expect_close_2x(g.dA, e.dA, n.dA, dt, "dA");
+    if (c.optional) {
+      expect_close_2x(g.dz, slice(e.dz, 2, t0, t1), slice(n.dz, 2, t0, t1), dt, "dz");
+      expect_close_2x(g.dD, e.dD, n.dD, dt, "dD");
+      expect_close_2x(g.ddelta_bias, e.ddelta_bias, n.ddelta_bias, dt, "ddelta_bias");
+      expect_close_2x(g.dh0, e.dh0, n.dh0, dt, "dh0");
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSelectiveScan,
+                         testing::Combine(testing::ValuesIn(kSelectiveCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+struct CpSsdCase {
+  std::string name;
+  int64_t B, H, P, G, N, T, chunk;
+  bool optional;  // D, z, dt_bias, initial_states, dt_softplus, dfinal_states
+};
+LONGCTX_PRINTS_AS_NAME(CpSsdCase)
+
+// Chunks of 4 over slices of 3..8 steps: chunks end mid-slice and slices end mid-chunk.
+const std::vector<CpSsdCase> kSsdCases = {
+    {"mamba2_all_options", 2, 4, 3, 2, 4, 13, 4, true},
+    {"one_group_plain", 1, 2, 2, 1, 3, 29, 4, false},
+};
+
+class ContextParallelSsd : public testing::TestWithParam<std::tuple<CpSsdCase, DType>> {};
+
+TEST_P(ContextParallelSsd, SlicesMatchTheWholeSequence) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const auto [t0, t1] = my_slice(comm, c.T);
+  Rng rng(61);
+  ref::SSDRefs r;
+  r.dt_softplus = c.optional;
+  r.x = rounded(random_ref({c.B, c.T, c.H, c.P}, rng), dt);
+  r.dt = rounded(c.optional ? random_ref({c.B, c.T, c.H}, rng, -3, 0.5)
+                            : random_ref({c.B, c.T, c.H}, rng, 0.05, 0.5),
+                 dt);
+  r.A = rounded(random_ref({c.H}, rng, -2, -0.1), dt);
+  r.B = rounded(random_ref({c.B, c.T, c.G, c.N}, rng), dt);
+  r.C = rounded(random_ref({c.B, c.T, c.G, c.N}, rng), dt);
+  if (c.optional) {
+    r.D = rounded(random_ref({c.H}, rng), dt);
+    r.z = rounded(random_ref({c.B, c.T, c.H, c.P}, rng, -2, 2), dt);
+    r.dt_bias = rounded(random_ref({c.H}, rng, 0, 0.3), dt);
+    r.initial_states = rounded(random_ref({c.B, c.H, c.P, c.N}, rng), dt);
+  }
+  const Ref dout = rounded(random_ref({c.B, c.T, c.H, c.P}, rng), dt);
+  const Ref dfinal = c.optional ? rounded(random_ref({c.B, c.H, c.P, c.N}, rng), dt) : Ref();
+  auto opt = [&](const Ref& x) { return x.numel() ? from_ref(x, dt) : Tensor(); };
+  auto mine = [&](const Ref& x) { return from_ref(slice(x, 1, t0, t1), dt); };
+  const SSDInputs in{mine(r.x),
+                     mine(r.dt),
+                     from_ref(r.A, dt),
+                     mine(r.B),
+                     mine(r.C),
+                     opt(r.D),
+                     c.optional ? mine(r.z) : Tensor(),
+                     opt(r.dt_bias),
+                     opt(r.initial_states)};
+  const SSDParams params{c.chunk, r.dt_softplus};
+
+  Tensor out = poisoned(in.x.shape(), dt, Device::cpu(), &ctx);
+  Tensor fin = poisoned({c.B, c.H, c.P, c.N}, dt, Device::cpu(), &ctx);
+  dist::ssd_cp_fwd(comm, ctx, out, fin, in, params);
+  const auto exact = ref::ssd_fwd<Oracle>(r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::ssd_fwd<S>(r, rounding_for(dt));
+    expect_close_2x(out, slice(exact.out, 1, t0, t1), slice(naive.out, 1, t0, t1), dt, "out");
+    expect_close_2x(fin, exact.final_states, naive.final_states, dt, "final_states");
+  });
+
+  auto poison = [&](const Tensor& like) {
+    return like.defined() ? poisoned(like.shape(), dt, Device::cpu(), &ctx) : Tensor();
+  };
+  const SSDGrads g{poison(in.x), poison(in.dt),      poison(in.A),
+                   poison(in.B), poison(in.C),       poison(in.D),
+                   poison(in.z), poison(in.dt_bias), poison(in.initial_states)};
+  dist::ssd_cp_bwd(comm, ctx, g, mine(dout), opt(dfinal), in, params);
+  const auto e = ref::ssd_bwd<Oracle>(dout, dfinal, r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto n = ref::ssd_bwd<S>(dout, dfinal, r, rounding_for(dt));
+    expect_close_2x(g.dx, slice(e.dx, 1, t0, t1), slice(n.dx, 1, t0, t1), dt, "dx");
+    expect_close_2x(g.ddt, slice(e.ddt, 1, t0, t1), slice(n.ddt, 1, t0, t1), dt, "ddt");
+    expect_close_2x(g.dB, slice(e.dB, 1, t0, t1), slice(n.dB, 1, t0, t1), dt, "dB");
+    expect_close_2x(g.dC, slice(e.dC, 1, t0, t1), slice(n.dC, 1, t0, t1), dt, "dC");
+    expect_close_2x(g.dA, e.dA, n.dA, dt, "dA");
+    if (c.optional) {
+      expect_close_2x(g.dz, slice(e.dz, 1, t0, t1), slice(n.dz, 1, t0, t1), dt, "dz");
+      expect_close_2x(g.dD, e.dD, n.dD, dt, "dD");
+      expect_close_2x(g.ddt_bias, e.ddt_bias, n.ddt_bias, dt, "ddt_bias");
+      expect_close_2x(g.dinitial_states, e.dinitial_states, n.dinitial_states, dt,
+                      "dinitial_states");
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSsd,
+                         testing::Combine(testing::ValuesIn(kSsdCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+TEST(ContextParallel, SlicesShorterThanTheHaloAreRefused) {
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const Tensor x = Tensor::zeros({1, 2, 2}, DType::f64), w = Tensor::zeros({2, 4}, DType::f64);
+  const Tensor out = Tensor::zeros({1, 2, 2}, DType::f64);
+  EXPECT_LONGCTX_ERROR(dist::causal_conv1d_cp_fwd(comm, ctx, out, x, w), "causal_conv1d_cp_fwd",
+                       "at least W - 1 = 3", "got 2");
+  const Tensor a = Tensor::zeros({1, 2, 3}, DType::f32);
+  const Tensor s = Tensor::zeros({1, 3}, DType::f64);  // a is f32: so must the state be
+  EXPECT_LONGCTX_ERROR(
+      dist::linear_scan_cp_fwd(comm, ctx, Tensor::zeros({1, 2, 3}, DType::f32), s, a, a),
+      "linear_scan_cp_fwd", "last_state");
+}
+
+}  // namespace
+}  // namespace longctx::test

@@ -1,0 +1,317 @@
+// Data parallel training under `mpirun -np N` (ctest: N = 2 and 4): every rank's share of a
+// global micro-batch, summed over the ranks, against the whole micro-batch computed in one
+// process (f64 and f32, the 2x rule); whole f32 training runs against the one-process run of the
+// same command; resume on another number of ranks. The failure case lives here too, started by
+// tests/test_dist.cpp in a job of its own (it ends the job).
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "harness.h"
+#include "models/train.h"
+#include "mpi/world.h"
+
+namespace longctx::test {
+namespace {
+
+using dist::Communicator;
+using train::TrainOptions;
+
+// The whole micro-batch `index` in one process, written here from the task and the model alone
+// (not through shard_forward_backward): the loss, and the gradients in model.grads().
+// `reversed` takes the sequences (packed: the documents) in the opposite order: the same terms,
+// summed in another order — how much that moves the result is the rounding noise of the dtype.
+double whole_batch(Model& model, const train::Task& task, int64_t index, int64_t B, bool packed,
+                   bool reversed) {
+  const int64_t T = task.seq_len();
+  Tensor tokens, targets, cu_seqlens;
+  if (!packed) {
+    tokens = Tensor::empty({B, T}, DType::i32);
+    targets = Tensor::empty({B, T}, DType::i32);
+    for (int64_t b = 0; b < B; ++b)
+      task.fill(train::Split::train, index * B + (reversed ? B - 1 - b : b), tokens.narrow(0, b, 1),
+                targets.narrow(0, b, 1));
+  } else {
+    const Tensor row_tokens = Tensor::empty({1, B * T}, DType::i32);
+    const Tensor row_targets = Tensor::empty({1, B * T}, DType::i32);
+    std::vector<int32_t> cu;
+    EXPECT_TRUE(task.fill_packed(index, row_tokens, row_targets, cu));
+    tokens = Tensor::empty({1, B * T}, DType::i32);
+    targets = Tensor::empty({1, B * T}, DType::i32);
+    std::vector<int32_t> out_cu{0};
+    const int64_t docs = int64_t(cu.size()) - 1;
+    for (int64_t k = 0; k < docs; ++k) {
+      const int64_t d = reversed ? docs - 1 - k : k, length = cu[d + 1] - cu[d];
+      tokens.narrow(1, out_cu.back(), length).copy_from(row_tokens.narrow(1, cu[d], length));
+      targets.narrow(1, out_cu.back(), length).copy_from(row_targets.narrow(1, cu[d], length));
+      out_cu.push_back(int32_t(out_cu.back() + length));
+    }
+    cu_seqlens = int_tensor(out_cu, {int64_t(out_cu.size())});
+  }
+  const double loss = model.forward(tokens, targets, cu_seqlens);
+  model.backward();
+  return loss;
+}
+
+Tensor scalar(double v) {
+  const Tensor t = Tensor::empty({1}, DType::f64);
+  t.data_as<double>()[0] = v;
+  return t;
+}
+
+void copy_params(Model& dst, const Model& src) {
+  for (size_t i = 0; i < src.params().tensors().size(); ++i)
+    dst.params().tensors()[i].tensor.copy_from(
+        src.params().tensors()[i].tensor.to_dtype(dst.dtype()));
+}
+
+struct DpCase {
+  std::string name;
+  std::string config;  // JSON; vocab_size is the task's
+  bool packed;         // byte text, documents packed into one row; else MQAR rows
+  int64_t batch;       // the global micro-batch
+};
+LONGCTX_PRINTS_AS_NAME(DpCase)
+
+const std::vector<DpCase> kDpCases = {
+    // 5 sequences: shards of 2 and 3 on two ranks, 1, 1, 1, 2 on four.
+    {"llama_gqa_b5", R"({"vocab_size": 16, "d_model": 16, "pattern": "*-*",
+                         "attention": {"n_heads": 4, "n_kv_heads": 2}, "mlp": {"hidden": 24}})",
+     false, 5},
+    {"mamba_b5", R"({"vocab_size": 16, "d_model": 8, "pattern": "M-",
+                     "mamba": {"d_state": 4, "d_conv": 3, "expand": 2, "dt_rank": 2},
+                     "mlp": {"hidden": 12}})",
+     false, 5},
+    {"hawk_b5", R"({"vocab_size": 16, "d_model": 8, "pattern": "R-",
+                    "rglru": {"width": 6, "d_conv": 3}, "mlp": {"hidden": 12}})",
+     false, 5},
+    // 3 sequences: on four ranks the first has none and adds zeros.
+    {"hybrid_mamba2_b3", R"({"vocab_size": 16, "d_model": 8, "pattern": "S-W",
+                             "attention": {"n_heads": 2, "n_kv_heads": 1, "window": 5},
+                             "mamba2": {"d_state": 4, "head_dim": 4, "n_groups": 2,
+                                        "chunk_size": 4}})",
+     false, 3},
+    // One packed row of 4 x 16 bytes of fortunes, cut between documents.
+    {"packed_text_hybrid", R"({"vocab_size": 256, "d_model": 8, "pattern": "S*",
+                               "attention": {"n_heads": 2, "n_kv_heads": 2},
+                               "mamba2": {"d_state": 4, "head_dim": 4, "chunk_size": 4}})",
+     true, 4},
+};
+
+std::unique_ptr<train::Task> task_for(const DpCase& c) {
+  if (c.packed) {
+    train::TextOptions o;  // Debian's fortunes (scripts/setup.sh installs it)
+    o.seq_len = 16;
+    o.pack = true;
+    return std::make_unique<train::TextTask>(o);
+  }
+  train::MqarOptions o;
+  o.vocab_size = 16;
+  o.seq_len = 12;
+  o.num_pairs = 2;
+  return std::make_unique<train::MqarTask>(o);
+}
+
+class DataParallelGradients : public testing::TestWithParam<DpCase> {};
+
+TEST_P(DataParallelGradients, SumOverRanksIsTheWholeBatch) {
+  const DpCase& c = GetParam();
+  if (c.packed && !std::filesystem::exists("/usr/share/games/fortunes"))
+    GTEST_SKIP() << "no corpus: Debian's fortunes is not installed (scripts/setup.sh)";
+  Communicator& comm = world();
+  const auto task = task_for(c);
+  const ModelConfig config = ModelConfig::from_json(c.config);
+  Context& ctx = context_for(Device::cpu());
+  const int64_t index = 3;  // micro-batch 3: sequences 3B .. 4B - 1
+  for (DType dtype : {DType::f64, DType::f32}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Model dp(config, ctx, dtype, /*seed=*/5), exact(config, ctx, DType::f64, 5),
+        naive(config, ctx, dtype, 5);
+    copy_params(exact, dp);
+    copy_params(naive, dp);
+    const train::MicroBatchResult got =
+        train::shard_forward_backward(comm, dp, *task, index, c.batch, c.packed);
+    comm.all_reduce_sum(dp.grads().flat());
+    // The oracle: f64, in order. The naive: the run in the dtype itself (f32), or, for f64
+    // where nothing finer exists, f64 summing the same terms in the reverse order.
+    const double exact_loss = whole_batch(exact, *task, index, c.batch, c.packed, false);
+    const double naive_loss =
+        whole_batch(naive, *task, index, c.batch, c.packed, /*reversed=*/dtype == DType::f64);
+    expect_close_2x(scalar(got.loss), to_ref(scalar(exact_loss)), to_ref(scalar(naive_loss)), dtype,
+                    "loss");
+    for (size_t i = 0; i < dp.grads().tensors().size(); ++i) {
+      const NamedTensor& g = dp.grads().tensors()[i];
+      expect_close_2x(g.tensor, to_ref(exact.grads().tensors()[i].tensor),
+                      to_ref(naive.grads().tensors()[i].tensor), dtype, "d" + g.name);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, DataParallelGradients, testing::ValuesIn(kDpCases),
+                         [](const testing::TestParamInfo<DpCase>& info) {
+                           return info.param.name;
+                         });
+
+// ---- Whole runs --------------------------------------------------------------------------------
+
+// A small Mamba-2 + attention hybrid on a small MQAR; 5 sequences per micro-batch, 2 micro-batches
+// per step, 4 steps: under a second a run.
+TrainOptions dp_run(const std::string& dir) {
+  TrainOptions o;
+  o.task = "mqar";
+  o.mqar.vocab_size = 32;
+  o.mqar.seq_len = 16;
+  o.mqar.num_pairs = 3;
+  o.mqar.test_sequences = 8;
+  o.model.d_model = 16;
+  o.model.layers = parse_layer_pattern("S*");
+  o.model.attention.n_heads = 2;
+  o.model.attention.n_kv_heads = 2;
+  o.model.mamba2.head_dim = 8;
+  o.model.mamba2.d_state = 8;
+  o.model.mamba2.chunk_size = 8;
+  o.steps = 4;
+  o.batch = 5;
+  o.accum = 2;
+  o.lr = 3e-3;
+  o.warmup_steps = 2;
+  o.eval_every = 0;
+  o.eval_sequences = 8;
+  o.log_every = 0;
+  o.checkpoint_minutes = 0;
+  o.device = "cpu";
+  o.threads = 1;
+  o.out_dir = dir;
+  return o;
+}
+
+std::vector<nlohmann::json> step_lines(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir + "/log.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out.push_back(j);
+  }
+  return out;
+}
+
+// `f` on rank 0 alone, as a one-process run; the other ranks wait.
+template <class F>
+void on_rank0_alone(Communicator& comm, F&& f) {
+  if (comm.rank() == 0) f();
+  comm.barrier();
+}
+
+train::TrainHooks stop_at(int64_t step) {
+  train::TrainHooks hooks;
+  hooks.stop_after = [step](int64_t s) { return s == step; };
+  return hooks;
+}
+
+// f32 runs on N ranks and on one differ only in how the f32 sums are grouped (a rank's share,
+// then the sum over ranks), compounded over 4 AdamW steps. Measured: losses and gradient norms
+// within 2.7e-8 relative on 2 and 4 ranks (f32's unit roundoff is 6e-8). Allowed: 1e-6 (16 unit
+// roundoffs). Unweighted shares (each rank's mean loss counted alike) give 4e-4 on the loss and
+// 1.06 on the gradient norm.
+constexpr double kF32RunBound = 1e-6;
+
+void expect_runs_close(const std::vector<nlohmann::json>& a, const std::vector<nlohmann::json>& b,
+                       size_t from, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = from; i < a.size(); ++i)
+    for (const char* key : {"loss", "grad_norm"}) {
+      const double x = a[i][key], y = b[i][key];
+      EXPECT_LE(std::abs(x - y), kF32RunBound * std::abs(y))
+          << what << ": step " << i + 1 << " " << key << " " << x << " vs " << y;
+    }
+}
+
+void expect_runs_equal(const std::vector<nlohmann::json>& a, const std::vector<nlohmann::json>& b,
+                       size_t steps, const std::string& what) {
+  ASSERT_GE(a.size(), steps) << what;
+  ASSERT_GE(b.size(), steps) << what;
+  for (size_t i = 0; i < steps; ++i)
+    for (const char* key : {"loss", "grad_norm"})
+      EXPECT_EQ(a[i][key].get<double>(), b[i][key].get<double>())
+          << what << ": step " << i + 1 << " " << key;
+}
+
+TEST(DataParallelTrain, MatchesOneProcessAndResumesOnAnotherRankCount) {
+  Communicator& comm = world();
+  const auto single = dist::make_communicator("single");
+  const std::string root = shared_temp_dir(comm);
+  const std::string all = root + "/all", one = root + "/one", split = root + "/split",
+                    grow = root + "/grow";
+  // The same run on every rank of the job and on one process.
+  train::train(dp_run(all), false, {}, &comm);
+  on_rank0_alone(comm, [&] { train::train(dp_run(one), false, {}, single.get()); });
+  // Interrupted at step 2 on N ranks, resumed on one; and the other way round.
+  const train::TrainResult stopped = train::train(dp_run(split), false, stop_at(2), &comm);
+  EXPECT_TRUE(stopped.interrupted);
+  on_rank0_alone(comm, [&] { train::train(dp_run(split), /*resume=*/true, {}, single.get()); });
+  on_rank0_alone(comm, [&] { train::train(dp_run(grow), false, stop_at(2), single.get()); });
+  const train::TrainResult grown = train::train(dp_run(grow), /*resume=*/true, {}, &comm);
+  EXPECT_EQ(grown.step, 4);
+  if (comm.rank() == 0) {
+    const auto a = step_lines(all), o = step_lines(one), s = step_lines(split),
+               g = step_lines(grow);
+    ASSERT_EQ(a.size(), 4u);
+    for (const char* key : {"loss", "grad_norm"}) {
+      double worst = 0;
+      for (size_t i = 0; i < a.size(); ++i)
+        worst = std::max(worst, std::abs(a[i][key].get<double>() - o[i][key].get<double>()) /
+                                    o[i][key].get<double>());
+      std::printf("f32 %s, %d ranks vs one process: max relative difference %.3g\n", key,
+                  comm.size(), worst);
+    }
+    expect_runs_close(a, o, 0, "N ranks vs one process");
+    // Same rank count, same bits (the all-reduce adds in rank order); then within the bound.
+    expect_runs_equal(s, a, 2, "interrupted on N ranks vs uninterrupted");
+    expect_runs_close(s, a, 2, "resumed on one process vs N ranks throughout");
+    expect_runs_equal(g, o, 2, "interrupted on one process vs uninterrupted");
+    expect_runs_close(g, o, 2, "resumed on N ranks vs one process throughout");
+    // Only rank 0 wrote: one log line per step, one checkpoint, no leftovers.
+    for (const std::string& dir : {all, split, grow}) {
+      std::vector<std::string> names;
+      for (const auto& e : std::filesystem::directory_iterator(dir))
+        names.push_back(e.path().filename().string());
+      std::sort(names.begin(), names.end());
+      EXPECT_EQ(names, (std::vector<std::string>{".lock", "checkpoint.safetensors", "log.jsonl",
+                                                 "options.json"}))
+          << dir;
+    }
+  }
+  comm.barrier();
+  if (comm.rank() == 0) std::filesystem::remove_all(root);
+}
+
+// Started by tests/test_dist.cpp as a job of its own (disabled here: it ends the job). Rank 1
+// fails after step 3 — an exception (LONGCTX_FAILURE=throw) or SIGKILL (=kill) — while rank 0
+// waits for it in a collective; checkpoints every 2 steps.
+TEST(DISABLED_DataParallelFailure, RankOneFailsAfterStepThree) {
+  Communicator& comm = world();
+  const char* dir = std::getenv("LONGCTX_FAILURE_DIR");
+  const char* mode = std::getenv("LONGCTX_FAILURE");
+  ASSERT_TRUE(dir && mode) << "set LONGCTX_FAILURE_DIR and LONGCTX_FAILURE (throw or kill)";
+  TrainOptions o = dp_run(dir);
+  o.steps = 1000;
+  o.checkpoint_every = 2;
+  train::TrainHooks hooks;
+  const std::string how = mode;
+  hooks.stop_after = [&](int64_t step) {
+    if (comm.rank() == 1 && step == 3) {
+      if (how == "kill") std::raise(SIGKILL);
+      throw Error("injected failure after step 3");
+    }
+    return false;
+  };
+  train::train(o, false, hooks, &comm);
+  ADD_FAILURE() << "the run went on past the failure";
+}
+
+}  // namespace
+}  // namespace longctx::test
