@@ -17,6 +17,7 @@ const std::vector<std::vector<OpSpec> (*)()> kFamilies = {
     basic_ops,
     attention_ops,
     scan_ops,
+    monarch_ops,
 };
 
 // Keys that other writers put in "__metadata__" and that mean nothing to an op: accepted, ignored.
