@@ -106,6 +106,10 @@ void require(bool ok, const std::string& key, const std::string& what) {
 
 }  // namespace
 
+const char* projection_kind_name(ProjectionKind kind) {
+  return kind == ProjectionKind::monarch ? "monarch" : "dense";
+}
+
 const char* layer_kind_name(LayerKind kind) {
   for (const auto& k : kKinds)
     if (k.kind == kind) return k.name;
@@ -197,6 +201,14 @@ void ModelConfig::validate() {
   if (count(LayerKind::mlp)) {
     if (mlp.hidden == 0) mlp.hidden = (8 * d_model / 3 + 63) / 64 * 64;
     require(mlp.hidden >= 1, "mlp.hidden", detail::concat("must be >= 1, got ", mlp.hidden));
+    if (mlp.kind == ProjectionKind::monarch) {
+      const int64_t b = mlp.nblocks;
+      require(b >= 1, "mlp.nblocks", detail::concat("must be >= 1, got ", b));
+      require(
+          d_model % b == 0 && mlp.hidden % b == 0, "mlp.nblocks",
+          detail::concat("must divide d_model ", d_model, " and mlp.hidden ", mlp.hidden,
+                         " (each Monarch block takes an equal share of the features), got ", b));
+    }
   }
 }
 
@@ -271,7 +283,15 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
       s.integer("width", c.rglru.width);
       s.integer("d_conv", c.rglru.d_conv);
     });
-    section("mlp", [&](ObjectReader& s) { s.integer("hidden", c.mlp.hidden); });
+    section("mlp", [&](ObjectReader& s) {
+      s.integer("hidden", c.mlp.hidden);
+      std::string kind = projection_kind_name(c.mlp.kind);
+      s.string("kind", kind);
+      LONGCTX_CHECK(kind == "dense" || kind == "monarch",
+                    "config: 'mlp.kind' must be \"dense\" or \"monarch\", got \"", kind, "\"");
+      c.mlp.kind = kind == "monarch" ? ProjectionKind::monarch : ProjectionKind::dense;
+      s.integer("nblocks", c.mlp.nblocks);
+    });
     r.finish();
   }
   c.validate();
@@ -308,7 +328,8 @@ std::string ModelConfig::to_json() const {
                  {"expand", mamba2.expand},   {"n_groups", mamba2.n_groups},
                  {"d_conv", mamba2.d_conv},   {"chunk_size", mamba2.chunk_size}};
   j["rglru"] = {{"width", rglru.width}, {"d_conv", rglru.d_conv}};
-  j["mlp"] = {{"hidden", mlp.hidden}};
+  j["mlp"] = {
+      {"hidden", mlp.hidden}, {"kind", projection_kind_name(mlp.kind)}, {"nblocks", mlp.nblocks}};
   return j.dump(2);
 }
 

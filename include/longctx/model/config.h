@@ -12,7 +12,7 @@
 //   attention {n_heads, n_kv_heads, rope_theta, window},
 //   mamba {d_state, d_conv, expand, dt_rank, dt_min, dt_max},
 //   mamba2 {d_state, head_dim, expand, n_groups, d_conv, chunk_size},
-//   rglru {width, d_conv}, mlp {hidden}
+//   rglru {width, d_conv}, mlp {hidden, kind, nblocks}
 // A bad config (unknown key, wrong type, impossible shape, unknown layer letter) throws Error
 // naming the key.
 #pragma once
@@ -59,8 +59,16 @@ struct RGLRUConfig {
   int64_t d_conv = 4;
 };
 
+// How a layer's weight matrices are applied: dense (`linear`) or as Monarch matrices
+// (`monarch_linear`: two block-diagonal factors of `nblocks` blocks each with a permutation
+// between, (min(n_in, n_out) · (n_in + n_out)) / nblocks parameters instead of n_in · n_out).
+enum class ProjectionKind { dense, monarch };
+const char* projection_kind_name(ProjectionKind kind);  // "dense", "monarch"
+
 struct MLPConfig {
   int64_t hidden = 0;  // SwiGLU hidden width; 0: 8/3 * d_model rounded up to a multiple of 64
+  ProjectionKind kind = ProjectionKind::dense;  // of its three projections
+  int64_t nblocks = 4;  // Monarch blocks; d_model and hidden must be multiples of it
 };
 
 struct ModelConfig {
