@@ -7,7 +7,6 @@
 #include <cstdint>
 
 #include "longctx/context.h"
-#include "src/cpu/parallel.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -60,24 +59,17 @@ inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, do
 // cuBLAS's strided-batched GEMM on the CPU: for i < batch,
 //   C_i (M, N) = alpha * op(A_i) @ op(B_i) + beta * C_i,  A_i = A + i * stride_a (B_i, C_i alike),
 // every operand row-major with its own leading dimension, so each batch entry can be a strided
-// view (a block of columns of a wider matrix) and nothing is copied. The entries run in parallel,
-// one single-threaded GEMM each, when there are at least as many as threads; otherwise one after
-// another, each on every thread.
+// view (a block of columns of a wider matrix) and nothing is copied. The entries run one after
+// another on the calling thread, each GEMM with the threads BLAS is given there (BlasThreads
+// outside parallel_for, one inside).
 template <class T>
-void gemm_strided_batched(const Context& ctx, int64_t batch, bool trans_a, bool trans_b, int64_t M,
-                          int64_t N, int64_t K, T alpha, const T* A, int64_t lda, int64_t stride_a,
-                          const T* B, int64_t ldb, int64_t stride_b, T beta, T* C, int64_t ldc,
+void gemm_strided_batched(int64_t batch, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                          int64_t K, T alpha, const T* A, int64_t lda, int64_t stride_a, const T* B,
+                          int64_t ldb, int64_t stride_b, T beta, T* C, int64_t ldc,
                           int64_t stride_c) {
-  auto entry = [&](int64_t i) {
+  for (int64_t i = 0; i < batch; ++i)
     gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
          C + i * stride_c, ldc);
-  };
-  if (batch >= ctx.cpu_threads()) {
-    parallel_for(ctx, batch, entry);
-  } else {
-    BlasThreads threads(ctx);
-    for (int64_t i = 0; i < batch; ++i) entry(i);
-  }
 }
 
 }  // namespace longctx::cpu
