@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Plots training runs of `longctx train` from their log.jsonl: the training loss and the test
-metric (accuracy or bits per byte) against the step, one line per run.
+"""Plots training runs of `longctx train` from their log.jsonl (or log.jsonl.gz, as committed under
+bench/results): the training loss and the test metric (accuracy or bits per byte) against the
+step, one line per run.
 
     python3 bench/plot_training.py RUN_DIR [RUN_DIR ...] --out curve.png
 """
 import argparse
+import gzip
 import json
 import math
 import os
@@ -15,9 +17,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def open_log(run_dir):
+    path = os.path.join(run_dir, "log.jsonl")
+    if os.path.exists(path):
+        return open(path)
+    return gzip.open(path + ".gz", "rt")
+
+
 def read_log(run_dir):
     steps, evals = [], []
-    with open(os.path.join(run_dir, "log.jsonl")) as f:
+    with open_log(run_dir) as f:
         for line in f:
             if line.strip():
                 j = json.loads(line)

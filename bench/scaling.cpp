@@ -6,8 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -100,7 +98,8 @@ static void progress(const std::string& preset, int64_t T, const char* what) {
   static const bool tty = isatty(fileno(stderr));
   if (!tty) return;
   if (what)
-    std::fprintf(stderr, "\r  [%s, T = %lld: %s ...]", preset.c_str(), (long long)T, what);
+    std::fprintf(stderr, "\r  [%s, T = %lld: %s ...]", printable(preset).c_str(), (long long)T,
+                 what);
   else
     std::fprintf(stderr, "\r%*s\r", 60, "");
   std::fflush(stderr);
@@ -132,6 +131,9 @@ int run_scaling(const ScalingOptions& options) {
                             ? (cuda.available() ? Device::cuda(0) : Device::cpu())
                             : parse_device(options.device);
   Context ctx(device);
+  // The output file is checked (its directory writable, the path not a directory or a device)
+  // before minutes of measurements, and written atomically at the end.
+  AtomicFile out(options.out, "bench scaling: --out");
   const bool gpu = device.is_cuda();
   std::vector<std::string> presets = options.presets;
   if (presets.empty()) presets = {"llama", "samba", "hybrid", "griffin", "mamba2", "mamba", "hawk"};
@@ -161,18 +163,18 @@ int run_scaling(const ScalingOptions& options) {
     try {
       model = std::make_unique<Model>(config, ctx, DType::f32, /*seed=*/1);
     } catch (const Error& e) {
-      std::printf("%-8s skipped: %s\n", preset.c_str(), e.what());
+      std::printf("%-8s skipped: %s\n", printable(preset).c_str(), e.what());
       results.push_back({{"preset", preset}, {"skipped", e.what()}});
       continue;
     }
     const double check = check_against_f64(config, ctx);
     std::printf("%-8s %s, %lld parameters; logits vs f64: max relative difference %.2e\n",
-                preset.c_str(), config.pattern().c_str(), (long long)model->parameter_count(),
-                check);
+                printable(preset).c_str(), config.pattern().c_str(),
+                (long long)model->parameter_count(), check);
     // f32 against f64 over a few layers at T = 64: a wrong kernel shows as O(1).
     if (!(check < 1e-3)) {
       std::fprintf(stderr, "%s: the f32 model disagrees with its f64 reference; not timing it\n",
-                   preset.c_str());
+                   printable(preset).c_str());
       return 1;
     }
     json points = json::array();
@@ -276,10 +278,10 @@ int run_scaling(const ScalingOptions& options) {
       crossovers[preset] = crossover;
       if (crossover > 0)
         std::printf("crossover: %s trains faster than llama (attention) from T = %lld\n",
-                    preset.c_str(), (long long)crossover);
+                    printable(preset).c_str(), (long long)crossover);
       else
         std::printf("crossover: %s does not overtake llama (attention) up to T = %lld\n",
-                    preset.c_str(), (long long)lengths.back());
+                    printable(preset).c_str(), (long long)lengths.back());
     }
   }
 
@@ -313,9 +315,8 @@ int run_scaling(const ScalingOptions& options) {
                   "device memory pool's high-water mark on CUDA"},
                  {"presets", results},
                  {"crossover_T", crossovers}};
-  const std::filesystem::path out(options.out);
-  if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
-  std::ofstream(out) << report.dump(2) << "\n";
+  out.write(report.dump(2) + "\n");
+  out.commit();
   std::printf("wrote %s\n", options.out.c_str());
   return 0;
 }

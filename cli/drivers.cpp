@@ -1,11 +1,13 @@
 #include "cli/drivers.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 
 #include <nlohmann/json.hpp>
 
+#include "cli/checks.h"
 #include "longctx/longctx.h"
 #include "models/sample.h"
 #include "models/train.h"
@@ -44,8 +46,11 @@ Command add_train_command(CLI::App& parent) {
                 "continue the run in --out from its checkpoint, with its saved options");
   // Where and how to run: may change on --resume.
   cmd->add_option("--device", o.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->check(integer_at_least(0));
   cmd->add_option("--log-every", o.log_every, "progress line every N steps (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--checkpoint-minutes", o.checkpoint_minutes,
+                  "checkpoint at least this often, in minutes of wall time (0: not by time)")
       ->capture_default_str();
   const size_t n_execution_options = cmd->get_options().size();
 
@@ -56,9 +61,9 @@ Command add_train_command(CLI::App& parent) {
       ->capture_default_str();
   cmd->add_option("--pattern", args->pattern, "override the layer pattern, e.g. '*S'");
   cmd->add_option("--d-model", args->d_model, "override the model width")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_at_least(1));
   cmd->add_option("--seq-len", args->seq_len, "sequence length (mqar: 64, text: 256)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_at_least(1));
   cmd->add_option("--data-seed", args->data_seed, "seed of the data stream");
   cmd->add_option("--vocab", o.mqar.vocab_size, "mqar: vocabulary size V")->capture_default_str();
   cmd->add_option("--num-pairs", o.mqar.num_pairs, "mqar: key-value pairs K")
@@ -69,6 +74,10 @@ Command add_train_command(CLI::App& parent) {
   cmd->add_option("--text", o.text.path, "text: corpus file or directory")->capture_default_str();
   cmd->add_option("--test-fraction", o.text.test_fraction, "text: held-out fraction")
       ->capture_default_str();
+  o.text.pack = true;  // the default for text (packing changes nothing for mqar)
+  cmd->add_flag("--pack,!--no-pack", o.text.pack,
+                "text: pack whole documents (the corpus's '%' lines end them) into each batch, "
+                "none seeing another (default), instead of windows across them");
   cmd->add_option("--seed", o.seed, "parameter initialisation seed")->capture_default_str();
   cmd->add_option("--init", o.init,
                   "initial parameters from this checkpoint (a run directory's "
@@ -94,7 +103,8 @@ Command add_train_command(CLI::App& parent) {
   cmd->add_option("--eval-sequences", o.eval_sequences, "test sequences per evaluation")
       ->capture_default_str();
   cmd->add_option("--checkpoint-every", o.checkpoint_every,
-                  "checkpoint every N steps (0: at the end and on SIGINT/SIGTERM)")
+                  "also checkpoint every N steps (0: not by steps); always at the end and on "
+                  "SIGINT/SIGTERM")
       ->capture_default_str();
 
   auto run = [args, cmd, n_execution_options]() -> int {
@@ -109,6 +119,7 @@ Command add_train_command(CLI::App& parent) {
       saved.device = options.device;
       saved.threads = options.threads;
       saved.log_every = options.log_every;
+      saved.checkpoint_minutes = options.checkpoint_minutes;
       options = saved;
     } else {
       options.model = load_model(args->model);
@@ -149,8 +160,9 @@ Command add_generate_command(CLI::App& parent) {
   cmd->add_option("--checkpoint", o.checkpoint, "a checkpoint file, or a `train --out` directory")
       ->required();
   auto* prompt = cmd->add_option("--prompt", args->prompt, "prompt text (byte-level models)");
-  auto* tokens =
-      cmd->add_option("--tokens", args->tokens, "prompt token ids, e.g. 1,2,3")->delimiter(',');
+  auto* tokens = cmd->add_option("--tokens", args->tokens, "prompt token ids, e.g. 1,2,3")
+                     ->delimiter(',')
+                     ->check(integer_in(0, INT32_MAX));  // "" is no token, not token 0
   prompt->excludes(tokens);
   cmd->add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate")
       ->capture_default_str();
@@ -161,7 +173,7 @@ Command add_generate_command(CLI::App& parent) {
       ->capture_default_str();
   cmd->add_option("--seed", o.sampling.seed, "sampling seed")->capture_default_str();
   cmd->add_option("--device", o.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->check(integer_at_least(0));
 
   auto run = [args]() -> int {
     train::GenerateOptions options = args->options;
@@ -172,10 +184,12 @@ Command add_generate_command(CLI::App& parent) {
       options.prompt = args->tokens;
     const std::vector<int32_t> out = train::generate_from_checkpoint(options);
     if (text) {
-      // A byte-level model: the prompt and its continuation as text.
+      // A byte-level model: the prompt and its continuation as text, byte for byte (a generated
+      // NUL or control byte included: this is the output, not a message).
       std::string s = args->prompt;
       for (int32_t t : out) s += char(t);
-      std::printf("%s\n", s.c_str());
+      s += '\n';
+      std::fwrite(s.data(), 1, s.size(), stdout);
     } else {
       for (size_t i = 0; i < out.size(); ++i) std::printf("%s%d", i ? " " : "", out[i]);
       std::printf("\n");

@@ -5,15 +5,19 @@
 //   longctx bench scaling [--device D] [--presets a,b] [--lengths 256,512] [--out FILE]
 //   longctx train --out DIR [--task mqar|text] [--model PRESET] [--resume] ...  (models/train.h)
 //   longctx generate --checkpoint DIR|FILE (--prompt TEXT | --tokens 1,2,3) [sampling options]
-// Errors: one line on stderr ("longctx: error: ..."), exit status 1; usage errors exit 2.
+// Errors: one line on stderr ("longctx: error: ..."), exit status 1; usage errors exit 2. A
+// failed write to stdout (a full disk, a closed pipe) is an error too.
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "bench/scaling.h"
+#include "cli/checks.h"
 #include "cli/drivers.h"
 #include "cli/ops.h"
 #include "longctx/longctx.h"
@@ -21,10 +25,29 @@
 namespace longctx::cli {
 namespace {
 
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
+// The one-line error. The message may quote any bytes from the command line or a file (CLI11's
+// and the standard library's messages are not longctx::Errors): printable() escapes them.
+int fail(int status, const std::string& message, const char* hint = "") {
+  std::fprintf(stderr, "longctx: error: %s%s\n", printable(message).c_str(), hint);
+  return status;
+}
+
+// The first word of the command line that should name a subcommand of `app` (or of one of its
+// subcommands, as `bench scaling`) but names none, or "" — CLI11 reports `longctx frobnicate` as
+// "A subcommand is required". `known` receives the names there are.
+std::string unknown_subcommand(CLI::App& app, int argc, char** argv, std::string* known) {
+  CLI::App* level = &app;
+  for (int i = 1; i < argc && argv[i][0] != '-'; ++i) {
+    const std::vector<CLI::App*> all = level->get_subcommands([](CLI::App*) { return true; });
+    if (all.empty()) return "";  // a positional argument, as `op NAME`
+    for (CLI::App* sub : all)
+      if (sub->get_name() == argv[i]) level = sub;
+    if (level->get_name() != argv[i]) {
+      for (CLI::App* sub : all) *known += (known->empty() ? "" : ", ") + sub->get_name();
+      return argv[i];
+    }
+  }
+  return "";
 }
 
 int info(bool as_json) {
@@ -110,8 +133,7 @@ int main(int argc, char** argv) {
       ->required();
   op_cmd->add_option("--device", run.device, "cpu, cuda or cuda:N")->capture_default_str();
   op_cmd->add_flag("--backward", run.backward, "compute input gradients from dout");
-  op_cmd->add_option("--threads", run.threads, "CPU threads (0: all)")
-      ->check(CLI::NonNegativeNumber);
+  op_cmd->add_option("--threads", run.threads, "CPU threads (0: all)")->check(integer_at_least(0));
 
   bench::ScalingOptions scaling;
   scaling.presets_dir = LONGCTX_PRESETS_DIR;
@@ -125,11 +147,11 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   scaling_cmd->add_option("--lengths", scaling.lengths, "sequence lengths (default: by device)")
       ->delimiter(',')
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in(1, kMaxSequenceLength));
   scaling_cmd->add_option("--tokens", scaling.tokens_per_batch, "batch * T (default: by device)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_in(0, kMaxSequenceLength));
   scaling_cmd->add_option("--repeats", scaling.repeats, "timed runs per point")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1, 1000000))
       ->capture_default_str();
   scaling_cmd->add_option("--presets-dir", scaling.presets_dir, "where <preset>.json live")
       ->capture_default_str();
@@ -143,23 +165,36 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // --help prints usage and exits 0; a usage error prints one line and exits 2.
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::fprintf(stderr, "longctx: error: %s (see longctx --help)\n", one_line(e.what()).c_str());
-    return 2;
+    std::string known;
+    const std::string unknown = unknown_subcommand(app, argc, argv, &known);
+    if (!unknown.empty())
+      return fail(2, "unknown subcommand '" + unknown + "' (known: " + known + ")",
+                  " (see longctx --help)");
+    return fail(2, e.what(), " (see longctx --help)");
   }
 
+  int status = 0;
   try {
-    if (info_cmd->parsed()) return info(as_json);
-    if (ops_cmd->parsed()) {
+    if (info_cmd->parsed()) {
+      status = info(as_json);
+    } else if (ops_cmd->parsed()) {
       list_ops();
-      return 0;
+    } else if (scaling_cmd->parsed()) {
+      status = bench::run_scaling(scaling);
+    } else if (train_cmd.app->parsed()) {
+      status = train_cmd.run();
+    } else if (generate_cmd.app->parsed()) {
+      status = generate_cmd.run();
+    } else {
+      run_op(run);
     }
-    if (scaling_cmd->parsed()) return bench::run_scaling(scaling);
-    if (train_cmd.app->parsed()) return train_cmd.run();
-    if (generate_cmd.app->parsed()) return generate_cmd.run();
-    run_op(run);
-    return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "longctx: error: %s\n", one_line(e.what()).c_str());
-    return 1;
+    return fail(1, e.what());
   }
+  // What went to stdout is the result: if it did not all arrive, the run failed.
+  const int flushed = std::fflush(stdout);
+  if (flushed != 0 || std::ferror(stdout))
+    return fail(1, std::string("writing to stdout failed") +
+                       (flushed != 0 ? std::string(": ") + std::strerror(errno) : ""));
+  return status;
 }

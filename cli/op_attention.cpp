@@ -1,7 +1,8 @@
 // `longctx op` for attention (flash attention forward and backward) and attention_decode (KV
 // cache). Tensor and option names are those of include/longctx/ops/attention.h.
 //
-//   attention         q (B, Tq, H, D), k, v (B, Tk, Hkv, D) -> out (B, Tq, H, D), lse (B, H, Tq)
+//   attention         q (B, Tq, H, D), k, v (B, Tk, Hkv, D) [+ cu_seqlens_q, cu_seqlens_k: a packed
+//                     batch] -> out (B, Tq, H, D), lse (B, H, Tq)
 //     --backward      + dout [+ out, lse from an earlier forward] -> dq, dk, dv
 //   attention_decode  q, k_cache, v_cache (B, Tmax, Hkv, D), cache_seqlens (B) i32
 //                     [+ k_new, v_new (B, Tq, Hkv, D)] -> out, lse [+ the updated k_cache, v_cache]
@@ -34,8 +35,9 @@ Shape lse_shape(const Tensor& q) {
 void attention_forward(OpCall& call) {
   const Tensor& q = call.input("q");
   attention_fwd(call.ctx, call.output("out", q.shape(), q.dtype()),
-                call.output("lse", lse_shape(q), stat_dtype(q.dtype())), q, call.input("k"), call.input("v"),
-                attention_params(call));
+                call.output("lse", lse_shape(q), stat_dtype(q.dtype())), q, call.input("k"),
+                call.input("v"), attention_params(call), call.optional_input("cu_seqlens_q"),
+                call.optional_input("cu_seqlens_k"));
 }
 
 // Uses out and lse from the file when given (the tensors an earlier forward saved), else runs the
@@ -45,6 +47,8 @@ void attention_backward(OpCall& call) {
   const Tensor& k = call.input("k");
   const Tensor& v = call.input("v");
   const AttentionParams params = attention_params(call);
+  const Tensor cu_q = call.optional_input("cu_seqlens_q"),
+               cu_k = call.optional_input("cu_seqlens_k");
   LONGCTX_CHECK(call.has_input("out") == call.has_input("lse"), "op attention --backward: tensors ",
                 "'out' and 'lse' come together (both from the forward, or neither), got only '",
                 call.has_input("out") ? "out" : "lse", "'");
@@ -52,11 +56,11 @@ void attention_backward(OpCall& call) {
   if (!out.defined()) {
     out = Tensor::empty(q.shape(), q.dtype(), call.ctx.device(), &call.ctx);
     lse = Tensor::empty(lse_shape(q), stat_dtype(q.dtype()), call.ctx.device(), &call.ctx);
-    attention_fwd(call.ctx, out, lse, q, k, v, params);
+    attention_fwd(call.ctx, out, lse, q, k, v, params, cu_q, cu_k);
   }
   attention_bwd(call.ctx, call.output("dq", q.shape(), q.dtype()),
                 call.output("dk", k.shape(), k.dtype()), call.output("dv", v.shape(), v.dtype()),
-                call.input("dout"), q, k, v, out, lse, params);
+                call.input("dout"), q, k, v, out, lse, params, cu_q, cu_k);
 }
 
 void attention_decode_forward(OpCall& call) {
@@ -88,7 +92,7 @@ std::vector<OpSpec> attention_ops() {
   return {
       {"attention",
        "softmax(q k^T * scale, masked) v over (B, T, H, D); GQA, causal/window, softcap; out, lse",
-       {"q", "k", "v"},
+       {"q", "k", "v", "?cu_seqlens_q", "?cu_seqlens_k"},
        kAttentionOptions,
        {"dout", "?out", "?lse"},
        attention_forward,

@@ -18,6 +18,7 @@ const std::vector<std::vector<OpSpec> (*)()> kFamilies = {
     attention_ops,
     scan_ops,
     monarch_ops,
+    gated_delta_rule_ops,
 };
 
 // Keys that other writers put in "__metadata__" and that mean nothing to an op: accepted, ignored.

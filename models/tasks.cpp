@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "longctx/error.h"
+#include "longctx/io/file.h"
+#include "longctx/model/config.h"
 
 namespace longctx::train {
 
@@ -37,7 +37,11 @@ double SequenceRng::uniform() {
 // ---- MQAR --------------------------------------------------------------------------------------
 
 void MqarOptions::validate() const {
-  LONGCTX_CHECK(vocab_size >= 4, "mqar: vocab_size must be at least 4, got ", vocab_size);
+  LONGCTX_CHECK(vocab_size >= 4 && vocab_size <= kMaxVocabSize, "mqar: vocab_size must be in [4, ",
+                kMaxVocabSize, "], got ", vocab_size);
+  // The slot table has (seq_len - 2K) / 2 entries: 3e9 built for over a minute.
+  LONGCTX_CHECK(seq_len >= 1 && seq_len <= kMaxSequenceLength, "mqar: seq_len must be in [1, ",
+                kMaxSequenceLength, "], got ", seq_len);
   LONGCTX_CHECK(num_pairs >= 1, "mqar: num_pairs (K) must be at least 1, got ", num_pairs);
   LONGCTX_CHECK(num_pairs <= vocab_size / 2 - 1, "mqar: num_pairs ", num_pairs,
                 " needs that many distinct keys in [1, vocab_size/2) = [1, ", vocab_size / 2,
@@ -135,20 +139,13 @@ void MqarTask::fill(Split split, int64_t first, const Tensor& tokens, const Tens
 // ---- Text --------------------------------------------------------------------------------------
 
 void TextOptions::validate() const {
-  LONGCTX_CHECK(seq_len >= 1, "text: seq_len must be at least 1, got ", seq_len);
+  LONGCTX_CHECK(seq_len >= 1 && seq_len <= kMaxSequenceLength, "text: seq_len must be in [1, ",
+                kMaxSequenceLength, "], got ", seq_len);
   LONGCTX_CHECK(test_fraction > 0 && test_fraction < 1,
                 "text: test_fraction must be in (0, 1), got ", test_fraction);
 }
 
 namespace {
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  LONGCTX_CHECK(f, "text: cannot read ", path);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -160,7 +157,7 @@ std::string read_corpus(const std::string& path) {
   LONGCTX_CHECK(::stat(path.c_str(), &st) == 0, "text: corpus ", path,
                 " does not exist (the default is Debian's `fortunes` package: "
                 "bash scripts/setup.sh installs it; or pass --text FILE)");
-  if (!S_ISDIR(st.st_mode)) return read_file(path);
+  if (!S_ISDIR(st.st_mode)) return read_file(path, "text");  // regular files only: no FIFO
 
   std::vector<std::string> names;
   DIR* dir = ::opendir(path.c_str());
@@ -174,7 +171,7 @@ std::string read_corpus(const std::string& path) {
   ::closedir(dir);
   std::sort(names.begin(), names.end());
   std::string bytes;
-  for (const std::string& name : names) bytes += read_file(path + "/" + name);
+  for (const std::string& name : names) bytes += read_file(path + "/" + name, "text");
   return bytes;
 }
 
@@ -187,6 +184,14 @@ TextTask::TextTask(const TextOptions& options) : opt_(options) {
                 "text: corpus ", opt_.path, " has ", n, " bytes: too few for windows of ",
                 opt_.seq_len + 1, " bytes in both the training part and the held-out ",
                 opt_.test_fraction, " of it");
+  if (!opt_.pack) return;
+  // A document ends after each line that holds only '%'.
+  doc_starts_ = {0};
+  for (int64_t i = 0; i + 1 < train_bytes_; ++i)
+    if (bytes_[size_t(i)] == '%' && bytes_[size_t(i) + 1] == '\n' &&
+        (i == 0 || bytes_[size_t(i) - 1] == '\n'))
+      doc_starts_.push_back(i + 2);
+  if (doc_starts_.back() != train_bytes_) doc_starts_.push_back(train_bytes_);
 }
 
 int64_t TextTask::test_sequences() const {
@@ -215,6 +220,38 @@ void TextTask::fill(Split split, int64_t first, const Tensor& tokens, const Tens
       tgt[t] = src[t + 1];
     }
   }
+}
+
+bool TextTask::fill_packed(int64_t index, const Tensor& tokens, const Tensor& targets,
+                           std::vector<int32_t>& cu_seqlens) const {
+  if (!opt_.pack) return false;
+  const int64_t budget = tokens.size(1), documents = int64_t(doc_starts_.size()) - 1;
+  LONGCTX_CHECK(tokens.dim() == 2 && tokens.size(0) == 1 && targets.shape() == tokens.shape(),
+                "text: a packed batch is one row of tokens and targets");
+  int32_t* tok = tokens.data_as<int32_t>();
+  int32_t* tgt = targets.data_as<int32_t>();
+  // A stream of its own: packed rows do not draw the windows' numbers.
+  SequenceRng rng(opt_.seed ^ 0x7061636b6564ull, uint64_t(index));
+  cu_seqlens.assign(1, 0);
+  int64_t at = 0;
+  while (at < budget) {
+    const int64_t d = int64_t(rng.below(uint64_t(documents)));
+    int64_t begin = doc_starts_[size_t(d)];
+    const int64_t end = doc_starts_[size_t(d) + 1];
+    // A document longer than seq_len contributes a window of it at a drawn start.
+    if (end - begin > opt_.seq_len)
+      begin += int64_t(rng.below(uint64_t(end - begin - opt_.seq_len + 1)));
+    const int64_t n = std::min({end - begin, opt_.seq_len, budget - at});
+    if (n == 0) continue;
+    const auto* src = reinterpret_cast<const unsigned char*>(bytes_.data()) + begin;
+    for (int64_t t = 0; t < n; ++t) {
+      tok[at + t] = src[t];
+      tgt[at + t] = begin + t + 1 < end ? int32_t(src[t + 1]) : -100;  // no next byte in it
+    }
+    at += n;
+    cu_seqlens.push_back(int32_t(at));
+  }
+  return true;
 }
 
 }  // namespace longctx::train

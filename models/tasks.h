@@ -34,6 +34,16 @@ class Task {
   virtual int64_t test_sequences() const = 0;
   // "accuracy" (higher is better) or "bits_per_byte" (lower is better).
   virtual std::string metric() const = 0;
+
+  // Packed training batches (a task that has documents of its own lengths): micro-batch `index`
+  // of the training split as one packed row of `budget` tokens, (1, budget) host i32, documents
+  // back to back, their boundaries into `cu_seqlens` (N + 1 entries). A pure function of the
+  // task's options and `index`. Tasks that do not pack return false and leave it all untouched.
+  virtual bool fill_packed(int64_t index, const Tensor& tokens, const Tensor& targets,
+                           std::vector<int32_t>& cu_seqlens) const {
+    (void)index, (void)tokens, (void)targets, (void)cu_seqlens;
+    return false;
+  }
 };
 
 // ---- MQAR ------------------------------------------------------------------------------------
@@ -83,11 +93,19 @@ class MqarTask final : public Task {
 // fortune index files *.dat and the *.u8 duplicates). The last `test_fraction` of the bytes is
 // held out. Training sequence i is a window of seq_len + 1 bytes at a start drawn from
 // (seed, i); test sequence i is the i-th consecutive window of the held-out part.
+//
+// Packed (`pack`): the training part is cut into documents after its "%" lines (the fortunes'
+// separator; a corpus without them is one document) and a training micro-batch is one packed
+// row of documents drawn from (seed, micro-batch index) — a document longer than seq_len as a
+// window of seq_len of its bytes at a drawn start, the last one cut to fill the row exactly —
+// targets the next byte within the document and -100 at its end: no document sees another, and
+// no token is padding.
 struct TextOptions {
   std::string path = "/usr/share/games/fortunes";  // Debian's `fortunes` package
   int64_t seq_len = 256;
   double test_fraction = 0.05;
   uint64_t seed = 0;
+  bool pack = false;
 
   void validate() const;
 };
@@ -103,11 +121,16 @@ class TextTask final : public Task {
   std::string metric() const override { return "bits_per_byte"; }
 
   int64_t train_bytes() const { return train_bytes_; }
+  bool fill_packed(int64_t index, const Tensor& tokens, const Tensor& targets,
+                   std::vector<int32_t>& cu_seqlens) const override;
+  // The training part's documents: [documents()[d], documents()[d + 1]) (packing only).
+  const std::vector<int64_t>& documents() const { return doc_starts_; }
 
  private:
   TextOptions opt_;
   std::string bytes_;
   int64_t train_bytes_ = 0;
+  std::vector<int64_t> doc_starts_;  // document boundaries, 0 first, train_bytes_ last
 };
 
 // Reads a corpus as TextTask does (the files' bytes, concatenated).

@@ -1,12 +1,21 @@
 #include "models/train.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +35,13 @@ void TrainOptions::validate() const {
   LONGCTX_CHECK(steps >= 1, "train: steps must be at least 1, got ", steps);
   LONGCTX_CHECK(batch >= 1, "train: batch must be at least 1, got ", batch);
   LONGCTX_CHECK(accum >= 1, "train: accum must be at least 1, got ", accum);
+  // The data position (sequences consumed) must stay below 2^62, where MQAR's test seeds start.
+  int64_t per_step = 0, sequences = 0;
+  const bool fits = !__builtin_mul_overflow(accum, batch, &per_step) &&
+                    !__builtin_mul_overflow(steps, per_step, &sequences) &&
+                    sequences < (int64_t(1) << 62);
+  LONGCTX_CHECK(fits, "train: steps x accum x batch = ", steps, " x ", accum, " x ", batch,
+                " sequences is beyond the 2^62 a run can draw");
   LONGCTX_CHECK(std::isfinite(lr) && lr > 0, "train: lr must be positive, got ", lr);
   LONGCTX_CHECK(min_lr_ratio >= 0 && min_lr_ratio <= 1,
                 "train: min_lr_ratio must be in [0, 1], got ", min_lr_ratio);
@@ -39,10 +55,11 @@ void TrainOptions::validate() const {
                 "train: precision must be f32 or bf16, got '", precision, "'");
   LONGCTX_CHECK(eval_every >= 0 && checkpoint_every >= 0 && log_every >= 0,
                 "train: eval_every, checkpoint_every and log_every must be >= 0");
+  LONGCTX_CHECK(std::isfinite(checkpoint_minutes) && checkpoint_minutes >= 0,
+                "train: checkpoint_minutes must be >= 0 (0: off), got ", checkpoint_minutes);
   LONGCTX_CHECK(eval_sequences >= 1, "train: eval_sequences must be at least 1, got ",
                 eval_sequences);
   LONGCTX_CHECK(!out_dir.empty(), "train: an output directory is needed (--out DIR)");
-  LONGCTX_CHECK(threads >= 0, "train: threads must be >= 0, got ", threads);
 }
 
 std::string TrainOptions::to_json() const {
@@ -76,7 +93,8 @@ std::string TrainOptions::to_json() const {
     j["text"] = {{"path", text.path},
                  {"seq_len", text.seq_len},
                  {"test_fraction", text.test_fraction},
-                 {"seed", text.seed}};
+                 {"seed", text.seed},
+                 {"pack", text.pack}};
   return j.dump(2);
 }
 
@@ -103,12 +121,9 @@ void reject_unknown(const json& j, const std::vector<std::string>& known,
 }  // namespace
 
 TrainOptions TrainOptions::from_json(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error(std::string("train options: invalid JSON: ") + e.what());
-  }
+  const std::string problem = json_problem(text, {/*max_depth=*/8});
+  LONGCTX_CHECK(problem.empty(), "train options: ", problem);
+  const json j = json::parse(text);
   LONGCTX_CHECK(j.is_object(), "train options: expected a JSON object");
   TrainOptions o;
   std::vector<std::string> known;
@@ -152,6 +167,7 @@ TrainOptions TrainOptions::from_json(const std::string& text) {
     read_key(t, "seq_len", o.text.seq_len, k);
     read_key(t, "test_fraction", o.text.test_fraction, k);
     read_key(t, "seed", o.text.seed, k);
+    if (t.contains("pack")) read_key(t, "pack", o.text.pack, k);  // runs from before packing: off
     reject_unknown(t, k, "text.");
   }
   reject_unknown(j, known, "");
@@ -181,14 +197,17 @@ std::string checkpoint_file(const std::string& path, const std::string& who) {
 }
 
 TrainOptions load_run_options(const std::string& dir) {
-  std::ifstream f(dir + "/options.json");
-  LONGCTX_CHECK(f, "train: ", dir, "/options.json not found: is ", dir,
+  const std::string path = dir + "/options.json";
+  LONGCTX_CHECK(std::filesystem::exists(path), "train: ", path, " not found: is ", dir,
                 " the --out directory of a run?");
-  std::stringstream s;
-  s << f.rdbuf();
-  TrainOptions o = TrainOptions::from_json(s.str());
-  o.out_dir = dir;
-  return o;
+  const std::string text = read_file(path, "train", uint64_t(1) << 20);
+  try {
+    TrainOptions o = TrainOptions::from_json(text);
+    o.out_dir = dir;
+    return o;
+  } catch (const Error& e) {
+    throw Error(detail::concat("train: ", dir, "/options.json: ", e.what()));
+  }
 }
 
 Device resolve_device(const std::string& name) {
@@ -304,23 +323,10 @@ std::string duration(double seconds) {
   return buf;
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    LONGCTX_CHECK(f, "train: cannot write ", tmp);
-    f << text;
-    f.flush();
-    LONGCTX_CHECK(f, "train: writing ", tmp, " failed");
-  }
-  LONGCTX_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "train: cannot rename ", tmp, " to ",
-                path);
-}
-
 // Keeps the log lines of steps <= `step` (a resumed run recomputes the ones after).
 void cut_log(const std::string& path, int64_t step) {
-  std::ifstream f(path);
-  if (!f) return;
+  if (!std::filesystem::exists(path)) return;
+  std::istringstream f(read_file(path, "train"));
   std::string line, kept;
   while (std::getline(f, line)) {
     if (line.empty()) continue;
@@ -332,7 +338,7 @@ void cut_log(const std::string& path, int64_t step) {
     }
     if (j.value("step", int64_t(-1)) <= step) kept += line + "\n";
   }
-  write_file_atomically(path, kept);
+  write_file_atomically(path, kept, "train");
 }
 
 // The first key where two JSON values differ, as "a.b", or "" when they are equal.
@@ -351,6 +357,32 @@ std::string first_difference(const json& a, const json& b, const std::string& pr
   if (a == b) return "";
   return prefix.empty() ? "(the whole value)" : prefix.substr(0, prefix.size() - 1);
 }
+
+// An exclusive lock on the run directory (flock on <dir>/.lock) for the lifetime of a run: two
+// trainers on one --out (two started together, or two --resume) interleaved their checkpoints,
+// options and logs. The kernel releases it when the process ends, however it ends.
+class RunLock {
+ public:
+  explicit RunLock(const std::string& dir) {
+    const std::string path = dir + "/.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    LONGCTX_CHECK(fd_ >= 0, "train: cannot open the lock file ", path, ": ", std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int e = errno;
+      ::close(fd_);
+      LONGCTX_CHECK(e != EWOULDBLOCK, "train: ", dir,
+                    " is in use by another `longctx train` (it holds ", path,
+                    "); wait for it to end, or choose another --out");
+      throw Error(detail::concat("train: cannot lock ", path, ": ", std::strerror(e)));
+    }
+  }
+  ~RunLock() { ::close(fd_); }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 class Run {
  public:
@@ -373,6 +405,11 @@ class Run {
     std::filesystem::create_directories(opt_.out_dir, error);
     LONGCTX_CHECK(std::filesystem::is_directory(opt_.out_dir),
                   "train: cannot create the run directory ", opt_.out_dir, ": ", error.message());
+    // From here on this process is the run directory's only writer: what a killed writer left
+    // half-written is garbage.
+    lock_ = std::make_unique<RunLock>(opt_.out_dir);
+    for (const std::string& file : {checkpoint_, log_path_, opt_.out_dir + "/options.json"})
+      remove_stale_temporaries(file);
     const bool have_checkpoint = std::filesystem::exists(checkpoint_);
     if (resume) {
       LONGCTX_CHECK(have_checkpoint, "train: --resume: no checkpoint at ", checkpoint_);
@@ -382,8 +419,8 @@ class Run {
       LONGCTX_CHECK(!have_checkpoint, "train: ", opt_.out_dir,
                     " already holds a run (checkpoint.safetensors): continue it with --resume, "
                     "or choose another --out");
-      write_file_atomically(opt_.out_dir + "/options.json", opt_.to_json() + "\n");
-      write_file_atomically(log_path_, "");
+      write_file_atomically(opt_.out_dir + "/options.json", opt_.to_json() + "\n", "train");
+      write_file_atomically(log_path_, "", "train");
     }
     if (opt_.accum > 1) accumulated_ = model_.params().like(DType::f32, ctx_);
   }
@@ -392,12 +429,13 @@ class Run {
     StopSignals signals;
     log_.open(log_path_, std::ios::app);
     LONGCTX_CHECK(log_, "train: cannot append to ", log_path_);
-    std::fprintf(
-        stderr, "train: %s on %s (%s), model %s (%s, %lld parameters), %s, step %lld of %lld\n",
-        task_->name().c_str(), ctx_.device().str().c_str(),
-        opt_.precision == "bf16" ? "bf16 products, f32 master weights" : "f32",
-        opt_.model.name.c_str(), opt_.model.pattern().c_str(), (long long)model_.parameter_count(),
-        opt_.out_dir.c_str(), (long long)step_, (long long)opt_.steps);
+    std::fprintf(stderr,
+                 "train: %s on %s (%s), model %s (%s, %lld parameters), %s, step %lld of %lld\n",
+                 task_->name().c_str(), ctx_.device().str().c_str(),
+                 opt_.precision == "bf16" ? "bf16 products, f32 master weights" : "f32",
+                 printable(opt_.model.name).c_str(), opt_.model.pattern().c_str(),
+                 (long long)model_.parameter_count(), printable(opt_.out_dir).c_str(),
+                 (long long)step_, (long long)opt_.steps);
     const auto start = Clock::now();
     const int64_t first_step = step_;
     TrainResult result;
@@ -415,13 +453,16 @@ class Run {
       const bool stop = g_stop_signal || (hooks_.stop_after && hooks_.stop_after(step_));
       if (stop && !last) {
         save();
-        std::fprintf(stderr,
-                     "train: stopped at step %lld%s; checkpoint %s (continue with --resume)\n",
-                     (long long)step_, g_stop_signal ? " by a signal" : "", checkpoint_.c_str());
+        std::fprintf(
+            stderr, "train: stopped at step %lld%s; checkpoint %s (continue with --resume)\n",
+            (long long)step_, g_stop_signal ? " by a signal" : "", printable(checkpoint_).c_str());
         result.interrupted = true;
         break;
       }
-      if (last || (opt_.checkpoint_every && step_ % opt_.checkpoint_every == 0)) save();
+      const bool periodic = (opt_.checkpoint_every && step_ % opt_.checkpoint_every == 0) ||
+                            (opt_.checkpoint_minutes > 0 &&
+                             seconds_since(last_save_) >= 60 * opt_.checkpoint_minutes);
+      if (last || periodic) save();
     }
     if (step_ >= opt_.steps && !evaluated_) run_eval();  // resumed at the end already
     result.step = step_;
@@ -452,12 +493,25 @@ class Run {
   double one_step() {
     const auto t0 = Clock::now();
     const int64_t B = opt_.batch, T = task_->seq_len();
-    const Tensor tokens = Tensor::empty({B, T}, DType::i32);
-    const Tensor targets = Tensor::empty({B, T}, DType::i32);
+    // A packing task's micro-batch is one row of B * T tokens, its documents back to back.
+    const Shape shape = packs_ ? Shape{1, B * T} : Shape{B, T};
+    const Tensor tokens = Tensor::empty(shape, DType::i32);
+    const Tensor targets = Tensor::empty(shape, DType::i32);
+    std::vector<int32_t> cu;
     double loss = 0;
     for (int64_t micro = 0; micro < opt_.accum; ++micro) {
-      task_->fill(Split::train, position_ + micro * B, tokens, targets);
-      loss += model_.forward(tokens.to(ctx_.device(), &ctx_), targets.to(ctx_.device(), &ctx_));
+      Tensor cu_seqlens;
+      if (packs_) {
+        task_->fill_packed(position_ / B + micro, tokens, targets, cu);
+        cu_seqlens = Tensor::empty({int64_t(cu.size())}, DType::i32);
+        std::copy(cu.begin(), cu.end(), cu_seqlens.data_as<int32_t>());
+        cu_seqlens = cu_seqlens.to(ctx_.device(), &ctx_);
+        documents_ += int64_t(cu.size()) - 1;
+      } else {
+        task_->fill(Split::train, position_ + micro * B, tokens, targets);
+      }
+      loss += model_.forward(tokens.to(ctx_.device(), &ctx_), targets.to(ctx_.device(), &ctx_),
+                             cu_seqlens);
       model_.backward();
       if (opt_.accum == 1) break;
       const Tensor& acc = accumulated_.flat();
@@ -503,16 +557,22 @@ class Run {
     last_tokens_per_s_ = double(opt_.accum * B * T) / seconds;
     elapsed_ += seconds;
     evaluated_ = false;
-    log_ << json({{"step", step_},
-                  {"loss", loss},
-                  {"lr", adamw.lr},
-                  {"grad_norm", norm},
-                  {"tokens_per_s", last_tokens_per_s_},
-                  {"elapsed_s", elapsed_}})
-                .dump()
-         << "\n";
-    log_.flush();
+    json line = {{"step", step_},
+                 {"loss", loss},
+                 {"lr", adamw.lr},
+                 {"grad_norm", norm},
+                 {"tokens_per_s", last_tokens_per_s_},
+                 {"elapsed_s", elapsed_}};
+    if (packs_) line["documents"] = std::exchange(documents_, 0);  // packed this step
+    log_line(line);
     return loss;
+  }
+
+  // One line of log.jsonl, flushed; a failed write (a full disk) stops the run.
+  void log_line(const json& j) {
+    log_ << j.dump() << "\n";
+    log_.flush();
+    LONGCTX_CHECK(log_, "train: writing ", log_path_, " failed");
   }
 
   void run_eval() {
@@ -520,10 +580,7 @@ class Run {
     last_eval_ = evaluate(model_, *task_, n, opt_.batch);
     evaluated_ = true;
     const std::string key = "eval_" + task_->metric();
-    log_
-        << json({{"step", step_}, {"eval_loss", last_eval_.loss}, {key, metric(last_eval_)}}).dump()
-        << "\n";
-    log_.flush();
+    log_line({{"step", step_}, {"eval_loss", last_eval_.loss}, {key, metric(last_eval_)}});
     std::fprintf(stderr, "eval at step %lld: loss %.4f, %s %.4f (%lld scored targets)\n",
                  (long long)step_, last_eval_.loss, task_->metric().c_str(), metric(last_eval_),
                  (long long)last_eval_.scored);
@@ -542,6 +599,7 @@ class Run {
         {"train.options", opt_.to_json()}};
     save_checkpoint(checkpoint_, model_, state, metadata);
     saved_step_ = step_;
+    last_save_ = Clock::now();
   }
 
   // Parameters from another run's checkpoint (or any checkpoint of this model).
@@ -562,10 +620,25 @@ class Run {
                     " has no metadata '", key, "': not a checkpoint of `longctx train`");
       return it->second;
     };
+    // A number from the metadata, strictly: the whole string, in range.
+    auto number = [&](const std::string& key) {
+      const std::string text = meta(key);
+      int64_t value = 0;
+      const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+      LONGCTX_CHECK(error == std::errc() && end == text.data() + text.size() && !text.empty(),
+                    "train: --resume: ", checkpoint_, ": metadata '", key,
+                    "' must be an integer, got '", text.substr(0, 40), "'");
+      return value;
+    };
+    TrainOptions saved;
+    try {
+      saved = TrainOptions::from_json(meta("train.options"));
+    } catch (const Error& e) {
+      throw Error(detail::concat("train: --resume: ", checkpoint_, ": ", e.what()));
+    }
     const std::string diff =
         // Through from_json first, so options added since the run began read as their defaults.
-        first_difference(json::parse(TrainOptions::from_json(meta("train.options")).to_json()),
-                         json::parse(opt_.to_json()));
+        first_difference(json::parse(saved.to_json()), json::parse(opt_.to_json()));
     LONGCTX_CHECK(diff.empty(), "train: --resume: option '", diff,
                   "' differs from the run being resumed (", checkpoint_,
                   "); a resumed run keeps its options");
@@ -580,9 +653,15 @@ class Run {
                       "' of shape ", shape_str(t.tensor.shape()));
         t.tensor.copy_from(it->second, &ctx_);
       }
-    step_ = std::stoll(meta("train.step"));
-    position_ = std::stoll(meta("train.position"));
-    elapsed_ = json::parse(meta("train.elapsed_s")).get<double>();
+    step_ = number("train.step");
+    position_ = number("train.position");
+    const std::string elapsed = meta("train.elapsed_s");
+    const bool elapsed_ok = json_problem(elapsed, {/*max_depth=*/1}).empty() &&
+                            json::parse(elapsed).is_number() &&
+                            std::isfinite(elapsed_ = json::parse(elapsed).get<double>());
+    LONGCTX_CHECK(elapsed_ok, "train: --resume: ", checkpoint_,
+                  ": metadata 'train.elapsed_s' must be a number, got '", elapsed.substr(0, 40),
+                  "'");
     LONGCTX_CHECK(step_ >= 0 && step_ <= opt_.steps && position_ == step_ * opt_.accum * opt_.batch,
                   "train: --resume: ", checkpoint_, " is at step ", step_, ", data position ",
                   position_, ": inconsistent with ", opt_.steps, " steps of ",
@@ -593,6 +672,7 @@ class Run {
 
   TrainOptions opt_;
   TrainHooks hooks_;
+  std::unique_ptr<RunLock> lock_;
   std::unique_ptr<Task> task_;
   Context ctx_;
   Model model_;
@@ -600,6 +680,9 @@ class Run {
   std::string checkpoint_, log_path_;
   std::ofstream log_;
   int64_t step_ = 0, position_ = 0, saved_step_ = -1;
+  bool packs_ = opt_.task == "text" && opt_.text.pack;  // micro-batches are packed rows
+  int64_t documents_ = 0;                               // packed so far this step
+  Clock::time_point last_save_ = Clock::now();          // or the start of the run
   double elapsed_ = 0, last_lr_ = 0, last_norm_ = 0, last_tokens_per_s_ = 0;
   EvalResult last_eval_;
   bool evaluated_ = false;

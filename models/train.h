@@ -14,8 +14,12 @@
 //                           "eval_accuracy" or "eval_bits_per_byte"}
 //   checkpoint.safetensors  parameters + AdamW moments ("state.m.<param>", "state.v.<param>") +
 //                           metadata (step, data position, options), written atomically every
-//                           checkpoint_every steps, at the end, and on SIGINT/SIGTERM (after
-//                           the step in flight; a second signal ends the process at once).
+//                           checkpoint_minutes (10 by default) and every checkpoint_every steps,
+//                           at the end, and on SIGINT/SIGTERM (after the step in flight; a second
+//                           signal ends the process at once): a kill -9 loses at most the steps
+//                           since the last one, and the temporary file it may leave is removed
+//                           by the next run in the directory.
+//   .lock                   held (flock) by the one process training in the directory.
 // Resuming loads the checkpoint, cuts the log back to its step and carries on: the data is a
 // pure function of (seed, position) and the CPU kernels are deterministic for a fixed thread
 // count, so an interrupted and resumed run has the uninterrupted run's loss curve bit for bit.
@@ -60,11 +64,13 @@ struct TrainOptions {
   // Evaluation, logging, checkpoints.
   int64_t eval_every = 100;      // 0: only at the end
   int64_t eval_sequences = 512;  // test sequences per evaluation (at most the task's test set)
-  int64_t checkpoint_every = 0;  // 0: only at the end and on a signal
-  int64_t log_every = 10;        // terminal progress lines; 0: none
-  std::string out_dir;           // the run directory (created)
-  std::string device = "auto";   // auto | cpu | cuda[:N]
-  int threads = 0;               // CPU threads; 0: all
+  int64_t checkpoint_every = 0;  // also every N steps; 0: not by steps
+  // Where and how it runs (not saved with the run: --resume may change these).
+  double checkpoint_minutes = 10;  // a checkpoint at least this often (wall time); 0: not by time
+  int64_t log_every = 10;          // terminal progress lines; 0: none
+  std::string out_dir;             // the run directory (created)
+  std::string device = "auto";     // auto | cpu | cuda[:N]
+  int threads = 0;                 // CPU threads; 0: all
 
   void validate() const;  // throws Error naming the option
   // The options that define the run (everything but where and how it executes), as JSON.

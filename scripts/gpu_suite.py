@@ -121,6 +121,7 @@ CUDA_FILTER = (
 )
 
 DECODE = "Cases/AttentionDecode.MatchesFullAttentionOverTheCache/"
+GDR_DECODE = "Cases/GatedDeltaRuleDecode.ChunkedPrefixThenStepsMatchReference/"
 # compute-sanitizer memcheck: one small case per kernel (file and template family), so that
 # every kernel runs once under it. Names as in `longctx_tests --gtest_list_tests`.
 MEMCHECK = [
@@ -151,6 +152,9 @@ MEMCHECK = [
     "Cases/SSD.MatchesReference/groups_3_of_6_heads_cuda_f32",  # scan/ssd, ssd_bwd (f32)
     "Cases/SSD.MatchesReference/tensor_core_tiles_p80_t130_cuda_bf16",  # ssd on tensor cores
     "Cases/SSD.DecodeStepsEqualTheScan/groups_3_of_6_heads_cuda_f16",  # ssd decode step
+    "Cases/GatedDeltaRule.MatchesReference/gva4_raw_qk_scale_cuda_bf16",  # gated_delta_rule (WMMA)
+    "Cases/GatedDeltaRule.MatchesReference/kda_one_token_cuda_f32",  # gated_delta_rule, KDA gate
+    GDR_DECODE + "from_initial_state_cuda_f16",  # gated_delta_rule_update
 ]
 # racecheck (shared-memory hazards; far slower): one small case per kernel family that uses
 # shared memory.
@@ -167,6 +171,7 @@ RACECHECK = [
     "Cases/RGLRUGate.MatchesReference/hawk_tiny_cuda_f32",  # rglru_gate (dlambda sums)
     "Cases/AdamW.MatchesReference/clipped_grads_cuda_f32",  # gradient-norm reduction
     "Cases/Embedding.MatchesReference/gpt2_tiny_cuda_bf16",  # sorted-token backward
+    GDR_DECODE + "kda_raw_qk_cuda_f32",  # gated_delta_rule_update
 ]
 
 # Device time (README of the device tool): 15 minutes a session, starts included; a start is "a

@@ -111,7 +111,7 @@ def embedding(t, opts, T, backward):
     if not backward:
         return {"out": table[tokens]}
     dtable = np.zeros_like(table)
-    np.add.at(dtable, tokens.reshape(-1), t["dout"].astype(T).reshape(-1, table.shape[1]))
+    np.add.at(dtable, tokens.reshape(-1), t["dout"].astype(T).reshape(tokens.size, table.shape[1]))
     return {"dtable": dtable}
 
 
@@ -327,7 +327,7 @@ def selective_scan(t, opts, T, backward):
         if D is not None:
             y = y + D[:, None] * u[b]
         out[b] = y * z[b] * sigmoid(z[b], T) if z is not None else y
-        last[b] = hs[-1]
+        last[b] = hs[-1] if L else hb  # no steps: the state is the initial one
         if not backward:
             continue
         dout = t["dout"].astype(T)[b]
@@ -380,7 +380,7 @@ def ssd(t, opts, T, backward):
         if D is not None:
             y = y + D[None, :, None] * x[b]
         out[b] = y * z[b] * sigmoid(z[b], T) if z is not None else y
-        final[b] = hs[-1].reshape(H, P, N)
+        final[b] = (hs[-1] if L else hb).reshape(H, P, N)  # no steps: the initial state
         if not backward:
             continue
         dout = t["dout"].astype(T)[b]
@@ -483,11 +483,99 @@ def monarch_linear(t, opts, T, backward):
     return grads
 
 
+# ---- gated_delta_rule (include/longctx/ops/gated_delta_rule.h) --------------------------------------
+
+def gated_delta_rule(t, opts, T, backward):
+    """The token-by-token recurrence per (batch row, value head): S <- diag(exp g) S, then
+    S <- S + k (beta (v - S^T k))^T, o = S^T (scale q); the backward by hand, in reverse over the
+    stored states. Rectangular batches (no cu_seqlens)."""
+    q, k, v = t["q"].astype(T), t["k"].astype(T), t["v"].astype(T)
+    g, beta = t["g"].astype(T), t["beta"].astype(T)
+    B, L, H, K = q.shape
+    HV, V = v.shape[2], v.shape[3]
+    R = HV // H
+    kda = g.ndim == 4
+    scale = T(float(opts.get("scale", "0")))
+    if scale == 0:
+        scale = T(1) / np.sqrt(T(K))
+    l2 = json.loads(opts.get("use_qk_l2norm", "false"))
+
+    def normalized(x):
+        if not l2:
+            return x, None
+        r = T(1) / np.sqrt(np.sum(x * x, axis=-1, keepdims=True) + T(1e-6))
+        return x * r, r
+
+    qh, rq = normalized(q)
+    kh, rk = normalized(k)
+    h0 = t["initial_state"].astype(T) if "initial_state" in t else np.zeros((B, HV, K, V), dtype=T)
+    out, final = np.zeros((B, L, HV, V), dtype=T), np.zeros((B, HV, K, V), dtype=T)
+    states = np.zeros((B, HV, L + 1, K, V), dtype=T)
+
+    def decay(b, l, hv):  # exp(g) as a column (K, 1) for KDA, else a scalar
+        a = np.exp(g[b, l, hv])
+        return a[:, None] if kda else a
+
+    for b in range(B):
+        for hv in range(HV):
+            h = hv // R
+            S = h0[b, hv].copy()
+            states[b, hv, 0] = S
+            for l in range(L):
+                S = decay(b, l, hv) * S
+                u = beta[b, l, hv] * (v[b, l, hv] - kh[b, l, h] @ S)
+                S = S + np.outer(kh[b, l, h], u)
+                out[b, l, hv] = (scale * qh[b, l, h]) @ S
+                states[b, hv, l + 1] = S
+            final[b, hv] = S
+    if not backward:
+        return {"out": out, "final_state": final}
+    dout = t["dout"].astype(T)
+    dfinal = t["dfinal_state"].astype(T) if "dfinal_state" in t else np.zeros((B, HV, K, V), dtype=T)
+    dqh, dkh = np.zeros_like(q), np.zeros_like(k)
+    dv, dg, dbeta = np.zeros_like(v), np.zeros_like(g), np.zeros_like(beta)
+    dh0 = np.zeros((B, HV, K, V), dtype=T)
+    for b in range(B):
+        for hv in range(HV):
+            h = hv // R
+            dS = dfinal[b, hv].copy()
+            for l in reversed(range(L)):
+                Sprev, Scur = states[b, hv, l], states[b, hv, l + 1]
+                a = decay(b, l, hv)
+                Sp = a * Sprev
+                kk, qq, bt = kh[b, l, h], qh[b, l, h], beta[b, l, hv]
+                vm = v[b, l, hv] - kk @ Sp
+                dS = dS + np.outer(scale * qq, dout[b, l, hv])
+                dqh[b, l, h] += scale * (Scur @ dout[b, l, hv])
+                du = kk @ dS
+                dbeta[b, l, hv] = du @ vm
+                dv[b, l, hv] = bt * du
+                w = -bt * du
+                dkh[b, l, h] += dS @ (bt * vm) + Sp @ w
+                dSp = dS + np.outer(kk, w)
+                da = np.sum(Sprev * dSp, axis=1)
+                dg[b, l, hv] = a[:, 0] * da if kda else a * np.sum(da)
+                dS = a * dSp
+            dh0[b, hv] = dS
+
+    def through_l2norm(xh, r, dxh):
+        if not l2:
+            return dxh
+        return r * (dxh - xh * np.sum(xh * dxh, axis=-1, keepdims=True))
+
+    grads = {"dq": through_l2norm(qh, rq, dqh), "dk": through_l2norm(kh, rk, dkh), "dv": dv,
+             "dg": dg, "dbeta": dbeta}
+    if "initial_state" in t:
+        grads["dinitial_state"] = dh0
+    return grads
+
+
 OPS = {"rmsnorm": rmsnorm, "linear": linear, "rope": rope, "swiglu": swiglu,
        "embedding": embedding, "cross_entropy": cross_entropy, "adamw": adamw,
        "attention": attention, "attention_decode": attention_decode,
        "selective_scan": selective_scan, "ssd": ssd, "linear_scan": linear_scan,
-       "causal_conv1d": causal_conv1d, "monarch_linear": monarch_linear}
+       "causal_conv1d": causal_conv1d, "monarch_linear": monarch_linear,
+       "gated_delta_rule": gated_delta_rule}
 
 
 def main():

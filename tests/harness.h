@@ -198,6 +198,14 @@ inline void expect_equal(const Tensor& a, const Tensor& b, const std::string& wh
   EXPECT_EQ(max_abs_diff(to_ref(a), to_ref(b)), 0.0) << what;
 }
 
+// Runs f, then waits for ctx: on CUDA, errors that kernels record (an out-of-range index) are
+// raised at the synchronisation, not by the call.
+template <class F>
+void then_synchronize(const Context& ctx, F&& f) {
+  f();
+  ctx.synchronize();
+}
+
 // Asserts that `statement` throws longctx::Error whose message contains every given fragment.
 #define EXPECT_LONGCTX_ERROR(statement, ...)                                        \
   do {                                                                              \
@@ -286,6 +294,13 @@ inline std::vector<Backend> all_backends() {
           {Device::cuda(0), DType::f32},
           {Device::cuda(0), DType::bf16},
           {Device::cuda(0), DType::f16}};
+}
+
+inline std::vector<Backend> cuda_backends() {
+  std::vector<Backend> out;
+  for (const Backend& b : all_backends())
+    if (b.device.is_cuda()) out.push_back(b);
+  return out;
 }
 
 // gtest parameter name for a (case, backend) pair: "<case>_<backend>".

@@ -27,6 +27,22 @@ TEST(ParamArena, NamedViewsShareOneAlignedBuffer) {
   EXPECT_LONGCTX_ERROR(params.get("head"), "no tensor named 'head'");
 }
 
+// A declared shape whose size overflows, or a total past one buffer's limit, is an error before
+// anything is allocated (the sizes come from model configs, and so from checkpoints).
+TEST(ParamArena, OverflowingSizesAreErrors) {
+  Context& ctx = context_for(Device::cpu());
+  ParamArena params;
+  EXPECT_LONGCTX_ERROR(params.declare("huge", {int64_t(1) << 40, int64_t(1) << 40}),
+                       "ParamArena: 'huge'", "2^62");
+  // Five tensors of 2^60 bytes each pass one by one; their sum does not.
+  for (int i = 0; i < 5; ++i) params.declare("w" + std::to_string(i), {int64_t(1) << 58});
+  EXPECT_LONGCTX_ERROR(params.allocate(DType::f32, ctx), "ParamArena: 'w4'",
+                       "exceed the 2^62-byte limit");
+  ActivationArena arena(ctx);
+  arena.reset();
+  EXPECT_LONGCTX_ERROR(arena.take({int64_t(1) << 61, 4}, DType::f32), "ActivationArena::take");
+}
+
 TEST(ActivationArena, GrowsToTheHighWaterMarkThenReuses) {
   Context& ctx = context_for(Device::cpu());
   ActivationArena arena(ctx);

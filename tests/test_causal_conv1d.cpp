@@ -96,6 +96,133 @@ INSTANTIATE_TEST_SUITE_P(Cases, CausalConv1d,
                                           testing::ValuesIn(all_backends())),
                          case_name<CausalConv1dCase>);
 
+// ---- Packed variable-length batches -----------------------------------------------------------
+
+struct PackedCase {
+  std::string name;
+  std::vector<int64_t> lengths;
+};
+LONGCTX_PRINTS_AS_NAME(PackedCase)
+
+std::vector<PackedCase> packed_cases() {
+  std::vector<PackedCase> cases;
+  for (const auto& [name, lengths] : packed_length_cases()) cases.push_back({name, lengths});
+  return cases;
+}
+
+class CausalConv1dPacked : public testing::TestWithParam<std::tuple<PackedCase, Backend>> {};
+
+// A packed batch (1, D, T) against the reference on each sequence alone; the op on each sequence
+// alone and in a right-padded rectangular batch gives the same out and dx bits.
+TEST_P(CausalConv1dPacked, MatchesPerSequenceReferenceAndIsBatchInvariant) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  Context& ctx = context_for(backend.device);
+  DeterministicScope deterministic(ctx);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype;
+  const int64_t D = 12, W = 4, N = int64_t(c.lengths.size());
+  const CausalConv1dParams params{Activation::silu};
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  const int64_t T = cu.back();
+  Rng rng(41);
+  const Ref x = rounded(random_ref({1, D, T}, rng, -2, 2), dt);
+  const Ref w = rounded(random_ref({D, W}, rng), dt), bias = rounded(random_ref({D}, rng), dt);
+  const Ref dout = rounded(random_ref({1, D, T}, rng), dt);
+  const Tensor w_t = from_ref(w, dt, dev), bias_t = from_ref(bias, dt, dev);
+  const Tensor cu_t = int_tensor(cu, {N + 1}, dev);
+
+  Tensor out = poisoned({1, D, T}, dt, dev, &ctx);
+  const Tensor x_t = from_ref(x, dt, dev);
+  causal_conv1d_fwd(ctx, out, x_t, w_t, bias_t, params, cu_t);
+  Tensor dx = poisoned({1, D, T}, dt, dev, &ctx), dw = poisoned({D, W}, dt, dev, &ctx);
+  Tensor dbias = poisoned({D}, dt, dev, &ctx);
+  causal_conv1d_bwd(ctx, dx, dw, dbias, from_ref(dout, dt, dev), x_t, w_t, bias_t, params, cu_t);
+  const Ref got_out = to_ref(out), got_dx = to_ref(dx);
+
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    Ref exact_out({1, D, T}), naive_out({1, D, T}), exact_dx({1, D, T}), naive_dx({1, D, T});
+    Ref exact_dw({D, W}), naive_dw({D, W}), exact_db({D}), naive_db({D});
+    for (int64_t n = 0; n < N; ++n) {
+      const Ref xn = slice(x, 2, cu[size_t(n)], cu[size_t(n) + 1]);
+      const Ref doutn = slice(dout, 2, cu[size_t(n)], cu[size_t(n) + 1]);
+      paste(exact_out, 2, cu[size_t(n)],
+            ref::causal_conv1d_fwd<Oracle>(xn, w, bias, true, no_round));
+      paste(naive_out, 2, cu[size_t(n)],
+            ref::causal_conv1d_fwd<S>(xn, w, bias, true, rounding_for(dt)));
+      const auto e = ref::causal_conv1d_bwd<Oracle>(doutn, xn, w, bias, true, no_round);
+      const auto v = ref::causal_conv1d_bwd<S>(doutn, xn, w, bias, true, rounding_for(dt));
+      paste(exact_dx, 2, cu[size_t(n)], e.dx);
+      paste(naive_dx, 2, cu[size_t(n)], v.dx);
+      for (int64_t i = 0; i < D * W; ++i) {  // the weight gradients sum over the sequences
+        exact_dw[i] += e.dweight[i];
+        naive_dw[i] += v.dweight[i];
+      }
+      for (int64_t i = 0; i < D; ++i) {
+        exact_db[i] += e.dbias[i];
+        naive_db[i] += v.dbias[i];
+      }
+    }
+    expect_close_2x(out, exact_out, naive_out, dt, "out");
+    expect_close_2x(dx, exact_dx, naive_dx, dt, "dx");
+    expect_close_2x(dw, exact_dw, naive_dw, dt, "dweight");
+    expect_close_2x(dbias, exact_db, naive_db, dt, "dbias");
+  });
+
+  const int64_t Tmax = *std::max_element(c.lengths.begin(), c.lengths.end());
+  Ref pad_x({N, D, Tmax}, 0.0), pad_dout({N, D, Tmax}, 0.0);
+  for (int64_t n = 0; n < N; ++n) {
+    SCOPED_TRACE("sequence " + std::to_string(n));
+    const int64_t begin = cu[size_t(n)], len = c.lengths[size_t(n)];
+    const Ref xn = slice(x, 2, begin, begin + len), doutn = slice(dout, 2, begin, begin + len);
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t t = 0; t < len; ++t) {
+        pad_x[(n * D + d) * Tmax + t] = xn[d * len + t];
+        pad_dout[(n * D + d) * Tmax + t] = doutn[d * len + t];
+      }
+    Tensor o = poisoned({1, D, len}, dt, dev, &ctx);
+    const Tensor xn_t = from_ref(xn, dt, dev);
+    causal_conv1d_fwd(ctx, o, xn_t, w_t, bias_t, params);
+    Tensor dxn = poisoned({1, D, len}, dt, dev, &ctx);
+    causal_conv1d_bwd(ctx, dxn, poisoned({D, W}, dt, dev, &ctx), poisoned({D}, dt, dev, &ctx),
+                      from_ref(doutn, dt, dev), xn_t, w_t, bias_t, params);
+    EXPECT_EQ(max_abs_diff(to_ref(o), slice(got_out, 2, begin, begin + len)), 0.0) << "out alone";
+    EXPECT_EQ(max_abs_diff(to_ref(dxn), slice(got_dx, 2, begin, begin + len)), 0.0) << "dx alone";
+  }
+  Tensor o = poisoned({N, D, Tmax}, dt, dev, &ctx), pdx = poisoned({N, D, Tmax}, dt, dev, &ctx);
+  const Tensor px = from_ref(pad_x, dt, dev);
+  causal_conv1d_fwd(ctx, o, px, w_t, bias_t, params);
+  causal_conv1d_bwd(ctx, pdx, poisoned({D, W}, dt, dev, &ctx), poisoned({D}, dt, dev, &ctx),
+                    from_ref(pad_dout, dt, dev), px, w_t, bias_t, params);
+  const Ref po = to_ref(o), ppdx = to_ref(pdx);
+  for (int64_t n = 0; n < N; ++n) {
+    SCOPED_TRACE("padded row " + std::to_string(n));
+    const int64_t begin = cu[size_t(n)], len = c.lengths[size_t(n)];
+    auto row = [&](const Ref& r) { return slice(slice(r, 0, n, n + 1), 2, 0, len); };
+    EXPECT_EQ(max_abs_diff(row(po), slice(got_out, 2, begin, begin + len)), 0.0) << "out padded";
+    EXPECT_EQ(max_abs_diff(row(ppdx), slice(got_dx, 2, begin, begin + len)), 0.0) << "dx padded";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CausalConv1dPacked,
+                         testing::Combine(testing::ValuesIn(packed_cases()),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<PackedCase>);
+
+TEST(CausalConv1dPackedBadInput, NamesTheRule) {
+  Context& ctx = context_for(Device::cpu());
+  const DType f32 = DType::f32;
+  Tensor x = Tensor::zeros({1, 8, 5}, f32), w = Tensor::zeros({8, 4}, f32);
+  Tensor out = Tensor::empty({1, 8, 5}, f32);
+  EXPECT_LONGCTX_ERROR(causal_conv1d_fwd(ctx, out, x, w, {}, {}, int_tensor({0, 2, 4}, {3})),
+                       "causal_conv1d_fwd", "'cu_seqlens'", "must end at the packed length T = 5");
+  Tensor x2 = Tensor::zeros({2, 8, 5}, f32);
+  EXPECT_LONGCTX_ERROR(
+      causal_conv1d_fwd(ctx, Tensor::empty({2, 8, 5}, f32), x2, w, {}, {}, int_tensor({0, 5}, {2})),
+      "'x'", "batch dimension 1 with cu_seqlens");
+}
+
 TEST(CausalConv1dReference, GradientsMatchFiniteDifferences) {
   Rng rng(11);
   const Ref x = random_ref({2, 3, 7}, rng), w = random_ref({3, 4}, rng),

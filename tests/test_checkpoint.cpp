@@ -110,6 +110,24 @@ TEST(Checkpoint, MismatchesAreNamed) {
                        "must start with 'state.'");
 }
 
+// A checkpoint is untrusted input: a config in its metadata with impossible sizes (mlp.hidden =
+// 2^60 crashed `generate` and `train --init` in init_normal) is an error naming the file and key
+// before any model is built.
+TEST(Checkpoint, HostileConfigIsAnErrorNamingTheFile) {
+  Context& ctx = context_for(Device::cpu());
+  TempDir dir;
+  const std::string path = dir.file("hostile.safetensors"), where = "checkpoint " + path;
+  save_safetensors(path, {{"embed", Tensor::zeros({64, 4}, DType::f32)}},
+                   {{"longctx.config", R"({"name": "x", "vocab_size": 64, "d_model": 4,
+                      "pattern": "-", "mlp": {"hidden": 1152921504606846976}})"}});
+  EXPECT_LONGCTX_ERROR(checkpoint_config(path), where.c_str(), "'mlp.hidden'");
+  Model model(ModelConfig::from_json(kConfig), ctx, DType::f32, 1);
+  EXPECT_LONGCTX_ERROR(load_checkpoint(path, model), where.c_str(), "'mlp.hidden'");
+  save_safetensors(path, {}, {{"longctx.config", "{not json"}});
+  EXPECT_LONGCTX_ERROR(checkpoint_config(path), where.c_str(), "not valid JSON");
+  EXPECT_LONGCTX_ERROR(load_checkpoint(path, model), where.c_str(), "not valid JSON");
+}
+
 TEST(Checkpoint, BadFilesAreErrorsAndAFailedSaveKeepsTheOldOne) {
   Context& ctx = context_for(Device::cpu());
   TempDir dir;

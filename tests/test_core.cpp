@@ -137,10 +137,31 @@ TEST(Tensor, ErrorsNameWhatWasWrong) {
   Tensor t = Tensor::empty({2, 3}, DType::f32);
   EXPECT_LONGCTX_ERROR(t.reshape({4, 2}), "cannot view (2, 3) as (4, 2)");
   EXPECT_LONGCTX_ERROR(t.data_as<double>(), "holds f32", "asked for f64");
-  EXPECT_LONGCTX_ERROR(t.narrow(1, 2, 2), "[2, 4) out of range for size 3");
+  EXPECT_LONGCTX_ERROR(t.narrow(1, 2, 2), "2 elements from 2 out of range for size 3");
   Tensor other = Tensor::empty({3, 2}, DType::f32);
   EXPECT_LONGCTX_ERROR(t.copy_from(other), "source shape (3, 2)", "destination shape (2, 3)");
   EXPECT_LONGCTX_ERROR(parse_device("gpu"), "unknown device 'gpu'");
+}
+
+// Sizes from files and configs: an element or byte count that would overflow is an error, never
+// a wrapped small number (2^62 floats wrapped to 0 bytes and let a model write past its buffer).
+TEST(Tensor, SizesThatOverflowAreErrors) {
+  const int64_t big = int64_t(1) << 62;
+  EXPECT_EQ(checked_nbytes({3, 5}, DType::f64, "test"), 120u);
+  EXPECT_EQ(checked_nbytes({big / 8, 0}, DType::f32, "test"), 0u);
+  EXPECT_LONGCTX_ERROR(checked_nbytes({big}, DType::f32, "who"),
+                       "who: shape (4611686018427387904,)", "of f32 needs more than 2^62 bytes");
+  // Zero sizes do not excuse an overflowing product: the strides would still overflow.
+  EXPECT_LONGCTX_ERROR(checked_nbytes({0, big, big}, DType::f32, "who"), "more than 2^62");
+  EXPECT_LONGCTX_ERROR(checked_nbytes({2, -1}, DType::f32, "who"), "who: negative size");
+  EXPECT_LONGCTX_ERROR(Tensor::empty({big / 4, 8}, DType::f32), "Tensor::empty", "2^62");
+  EXPECT_LONGCTX_ERROR(Tensor(nullptr, DType::f32, Device::cpu(), {big, big}), "Tensor: shape");
+  const Tensor t = Tensor::empty({16}, DType::f32);
+  EXPECT_LONGCTX_ERROR(t.view_bytes(size_t(-8), {4}, DType::f32), "outside the tensor's 64 bytes");
+  EXPECT_LONGCTX_ERROR(t.view_bytes(0, {big / 4}, DType::f32), "outside the tensor's 64 bytes");
+  EXPECT_LONGCTX_ERROR(t.view_bytes(0, {big, 4}, DType::f32), "2^62");
+  EXPECT_LONGCTX_ERROR(t.narrow(0, 8, INT64_MAX), "out of range for size 16");
+  EXPECT_LONGCTX_ERROR(t.reshape({big, big, 0}), "2^62");
 }
 
 TEST(Tensor, DtypeConversionRoundTrips) {
@@ -177,6 +198,17 @@ TEST(PeakMemory, DevicePoolPeakSeesATensor) {
     ctx.synchronize();
     EXPECT_GE(peak_memory_bytes(Device::cuda(0)), before + (64u << 20));
   }
+}
+
+// The one place every --threads ends: a thread count libgomp cannot run (100000 crashed in
+// GOMP_parallel, 2^31 - 1 aborted with libgomp's own message) is an error.
+TEST(Context, ThreadCountIsBounded) {
+  EXPECT_EQ(Context(Device::cpu(), 3).cpu_threads(), 3);
+  EXPECT_EQ(Context(Device::cpu(), kMaxCpuThreads).cpu_threads(), kMaxCpuThreads);
+  EXPECT_LONGCTX_ERROR(Context(Device::cpu(), 100000), "cpu_threads must be in [0, 1024]",
+                       "got 100000");
+  EXPECT_LONGCTX_ERROR(Context(Device::cpu(), 2147483647), "got 2147483647");
+  EXPECT_LONGCTX_ERROR(Context(Device::cpu(), -1), "got -1");
 }
 
 TEST(Context, CudaWithoutDeviceIsAClearError) {

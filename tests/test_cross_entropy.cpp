@@ -79,16 +79,41 @@ TEST_P(CrossEntropyBadTarget, NamesPositionValueAndV) {
   const DType sd = stat_dtype(backend.dtype);
   const Tensor logits = Tensor::zeros({2, 3, 10}, backend.dtype, dev, &ctx);
   Tensor loss = Tensor::empty({1}, sd, dev, &ctx), lse = Tensor::empty({2, 3}, sd, dev, &ctx);
+  // On CUDA the error comes at the next synchronisation (the call does not wait for the device).
+  const Tensor bad1 = int_tensor({1, -100, 3, 10, 7, 12}, {2, 3}, dev);
+  const Tensor bad2 = int_tensor({1, -1, 3, 0, 7, 2}, {2, 3}, dev);
+  const Tensor bad3 = int_tensor({1, -1, -100, 0, 7, 2}, {2, 3}, dev);
   EXPECT_LONGCTX_ERROR(
-      cross_entropy_fwd(ctx, loss, lse, logits, int_tensor({1, -100, 3, 10, 7, 12}, {2, 3}, dev)),
+      then_synchronize(ctx, [&] { cross_entropy_fwd(ctx, loss, lse, logits, bad1); }),
       "cross_entropy_fwd", "targets[3] = 10", "V = 10", "valid: 0 .. 9, or ignore_index = -100");
   EXPECT_LONGCTX_ERROR(
-      cross_entropy_fwd(ctx, loss, lse, logits, int_tensor({1, -1, 3, 0, 7, 2}, {2, 3}, dev)),
+      then_synchronize(ctx, [&] { cross_entropy_fwd(ctx, loss, lse, logits, bad2); }),
       "targets[1] = -1");
   // A custom ignore_index: -100 is then an ordinary (bad) target.
-  EXPECT_LONGCTX_ERROR(cross_entropy_fwd(ctx, loss, lse, logits,
-                                         int_tensor({1, -1, -100, 0, 7, 2}, {2, 3}, dev), {-1}),
-                       "targets[2] = -100", "or ignore_index = -1");
+  EXPECT_LONGCTX_ERROR(
+      then_synchronize(ctx, [&] { cross_entropy_fwd(ctx, loss, lse, logits, bad3, {-1}); }),
+      "targets[2] = -100", "or ignore_index = -1");
+}
+
+// On CUDA, reading the loss on the host raises the error of a bad target of that forward; a bad
+// token in an earlier call of another op is raised first.
+TEST(CrossEntropyBadTarget, CudaRaisesWhenTheLossIsRead) {
+  LONGCTX_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  const Device dev = Device::cuda(0);
+  Context& ctx = context_for(dev);
+  const Tensor logits = Tensor::zeros({2, 3, 10}, DType::f32, dev, &ctx);
+  Tensor loss = Tensor::empty({1}, DType::f32, dev, &ctx);
+  Tensor lse = Tensor::empty({2, 3}, DType::f32, dev, &ctx);
+  const Tensor bad = int_tensor({1, 2, 3, 4, 11, 5}, {2, 3}, dev);
+  EXPECT_NO_THROW(cross_entropy_fwd(ctx, loss, lse, logits, bad));
+  EXPECT_LONGCTX_ERROR(loss.to(Device::cpu(), &ctx), "cross_entropy_fwd", "targets[4] = 11");
+
+  const Tensor table = Tensor::zeros({10, 4}, DType::f32, dev, &ctx);
+  Tensor out = Tensor::empty({2, 3, 4}, DType::f32, dev, &ctx);
+  embedding_fwd(ctx, out, int_tensor({0, 0, 0, 0, 0, 10}, {2, 3}, dev), table);
+  cross_entropy_fwd(ctx, loss, lse, logits, bad);
+  EXPECT_LONGCTX_ERROR(loss.to(Device::cpu(), &ctx), "embedding_fwd", "tokens[5] = 10");
+  EXPECT_NO_THROW(ctx.synchronize());  // the second error of the interval is not kept
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CrossEntropyBadTarget, testing::ValuesIn(all_backends()),

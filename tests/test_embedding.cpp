@@ -79,16 +79,46 @@ TEST_P(EmbeddingBadToken, NamesPositionValueAndV) {
   const Device dev = backend.device;
   const Tensor table = Tensor::zeros({50, 4}, backend.dtype, dev, &ctx);
   Tensor out = Tensor::empty({2, 3, 4}, backend.dtype, dev, &ctx);
-  EXPECT_LONGCTX_ERROR(
-      embedding_fwd(ctx, out, int_tensor({1, 2, 3, 50, 7, 99}, {2, 3}, dev), table),
-      "embedding_fwd", "tokens[3] = 50", "V = 50", "valid: 0 .. 49");
-  EXPECT_LONGCTX_ERROR(embedding_fwd(ctx, out, int_tensor({1, -4, 3, 0, 7, 9}, {2, 3}, dev), table),
+  const Tensor bad1 = int_tensor({1, 2, 3, 50, 7, 99}, {2, 3}, dev);
+  const Tensor bad2 = int_tensor({1, -4, 3, 0, 7, 9}, {2, 3}, dev);
+  const Tensor bad3 = int_tensor({1, 2, 3, 4, 5, 1000}, {2, 3}, dev);
+  EXPECT_LONGCTX_ERROR(then_synchronize(ctx, [&] { embedding_fwd(ctx, out, bad1, table); }),
+                       "embedding_fwd", "tokens[3] = 50", "V = 50", "valid: 0 .. 49");
+  EXPECT_LONGCTX_ERROR(then_synchronize(ctx, [&] { embedding_fwd(ctx, out, bad2, table); }),
                        "tokens[1] = -4");
   Tensor dtable = Tensor::empty({50, 4}, backend.dtype, dev, &ctx);
-  EXPECT_LONGCTX_ERROR(
-      embedding_bwd(ctx, dtable, Tensor::zeros({2, 3, 4}, backend.dtype, dev, &ctx),
-                    int_tensor({1, 2, 3, 4, 5, 1000}, {2, 3}, dev)),
-      "embedding_bwd", "tokens[5] = 1000", "V = 50");
+  const Tensor dout = Tensor::zeros({2, 3, 4}, backend.dtype, dev, &ctx);
+  EXPECT_LONGCTX_ERROR(then_synchronize(ctx, [&] { embedding_bwd(ctx, dtable, dout, bad3); }),
+                       "embedding_bwd", "tokens[5] = 1000", "V = 50");
+}
+
+// On CUDA the calls do not wait for the device: the first bad token since the last
+// synchronisation is raised there (Context::synchronize, or a copy to the host on the context),
+// once; the bad row reads as zeros, the others are looked up, and the context runs on.
+TEST(EmbeddingBadToken, CudaRaisesTheFirstAtTheNextSynchronisationOnce) {
+  LONGCTX_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  const Device dev = Device::cuda(0);
+  Context& ctx = context_for(dev);
+  Rng rng(8);
+  const Ref table = random_ref({50, 4}, rng);
+  const Tensor table_t = from_ref(table, DType::f32, dev);
+  const std::vector<int32_t> tokens = {1, 2, 3, 50, 7, 49};
+  Tensor out = poisoned({2, 3, 4}, DType::f32, dev, &ctx);
+  EXPECT_NO_THROW(embedding_fwd(ctx, out, int_tensor(tokens, {2, 3}, dev), table_t));
+  Tensor out2 = poisoned({2, 3, 4}, DType::f32, dev, &ctx);
+  EXPECT_NO_THROW(embedding_fwd(ctx, out2, int_tensor({0, -4, 0, 0, 0, 0}, {2, 3}, dev), table_t));
+  EXPECT_LONGCTX_ERROR(ctx.synchronize(), "embedding_fwd", "tokens[3] = 50", "V = 50",
+                       "since the context last synchronised");
+  EXPECT_NO_THROW(ctx.synchronize());
+  std::vector<int32_t> looked_up = tokens;
+  looked_up[3] = 0;
+  Ref want = ref::embedding_fwd(looked_up, {2, 3}, table);
+  for (int64_t c = 0; c < 4; ++c) want[3 * 4 + c] = 0.0;
+  EXPECT_EQ(max_abs_diff(to_ref(out), want), 0.0) << "a zero row for the bad token";
+
+  embedding_fwd(ctx, out, int_tensor({60, 2, 3, 4, 5, 6}, {2, 3}, dev), table_t);
+  EXPECT_LONGCTX_ERROR(out.to(Device::cpu(), &ctx), "tokens[0] = 60");
+  EXPECT_NO_THROW(ctx.synchronize());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, EmbeddingBadToken, testing::ValuesIn(all_backends()),

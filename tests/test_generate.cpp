@@ -70,32 +70,53 @@ TEST(Sampler, BadParametersAreClearErrors) {
 }
 
 // Greedy generation with the cache equals picking the argmax of a full forward over the growing
-// sequence, for a hybrid of every cached layer kind.
+// sequence, for a hybrid of every cached layer kind: prompts of one length (prefilled together)
+// and of different lengths (prefilled one at a time, then decoded together).
 TEST(Generate, GreedyContinuationMatchesFullForwards) {
   Context& ctx = context_for(Device::cpu());
   Model model(ModelConfig::from_json(R"({"vocab_size": 13, "d_model": 16, "pattern": "*-SW-M",
       "attention": {"n_heads": 2, "n_kv_heads": 1, "window": 3},
       "mamba": {"d_state": 4}, "mamba2": {"d_state": 8, "head_dim": 8, "chunk_size": 4}})"),
               ctx, DType::f64, /*seed=*/3);
-  const std::vector<std::vector<int32_t>> prompts = {{1, 5, 7}, {2, 2, 9}};
-  const auto out = generate(model, prompts, 6, {0.0, 0, 1.0, 0});
-  for (size_t b = 0; b < prompts.size(); ++b) {
-    std::vector<int32_t> seq = prompts[b];
-    for (int32_t next : out[b]) {
-      Tensor tokens = Tensor::empty({1, int64_t(seq.size())}, DType::i32);
-      std::copy(seq.begin(), seq.end(), tokens.data_as<int32_t>());
-      model.forward(tokens);
-      const double* last = model.logits().data_as<double>() + (seq.size() - 1) * 13;
-      EXPECT_EQ(next, int32_t(std::max_element(last, last + 13) - last));
-      seq.push_back(next);
+  for (const std::vector<std::vector<int32_t>>& prompts :
+       {std::vector<std::vector<int32_t>>{{1, 5, 7}, {2, 2, 9}},
+        {{1, 5, 7}, {2, 2, 9, 4, 1}, {6}}}) {
+    const auto out = generate(model, prompts, 6, {0.0, 0, 1.0, 0});
+    for (size_t b = 0; b < prompts.size(); ++b) {
+      std::vector<int32_t> seq = prompts[b];
+      ASSERT_EQ(out[b].size(), 6u);
+      for (int32_t next : out[b]) {
+        Tensor tokens = Tensor::empty({1, int64_t(seq.size())}, DType::i32);
+        std::copy(seq.begin(), seq.end(), tokens.data_as<int32_t>());
+        model.forward(tokens);
+        const double* last = model.logits().data_as<double>() + (seq.size() - 1) * 13;
+        EXPECT_EQ(next, int32_t(std::max_element(last, last + 13) - last)) << "prompt " << b;
+        seq.push_back(next);
+      }
     }
   }
+  const std::vector<std::vector<int32_t>> prompts = {{1, 5, 7}, {2, 2, 9}};
   // Same seed, same tokens; the prompts are checked.
   EXPECT_EQ(generate(model, prompts, 5, {1.0, 0, 1.0, 9}),
             generate(model, prompts, 5, {1.0, 0, 1.0, 9}));
-  EXPECT_LONGCTX_ERROR(generate(model, {{1, 2}, {3}}, 2), "same length");
   EXPECT_LONGCTX_ERROR(generate(model, {{1, 20}}, 2), "holds token 20");
-  EXPECT_LONGCTX_ERROR(generate(model, {{}}, 2), "at least one token");
+  EXPECT_LONGCTX_ERROR(generate(model, {{1, 2}, {}}, 2), "at least one token");
+  EXPECT_LONGCTX_ERROR(generate(model, {}, 2), "at least one prompt");
+  // The caches are sized for prompt + continuation: bounded before they are allocated.
+  EXPECT_LONGCTX_ERROR(generate(model, prompts, int64_t(1) << 40), "'max_new_tokens'",
+                       "must be in [0, 16777213]");
+}
+
+// A model whose output is not finite (its parameters hold NaN) is an error, not tokens sampled
+// from NaN.
+TEST(Sampler, NonFiniteLogitsAreAnError) {
+  Sampler greedy({0.0, 0, 1.0, 0}), sampled({1.0, 0, 1.0, 0});
+  const double nan = std::nan(""), inf = INFINITY;
+  for (Sampler* s : {&greedy, &sampled}) {
+    const std::vector<double> with_nan = {0.5, nan, 1.0}, with_inf = {0.5, -inf, 1.0};
+    EXPECT_LONGCTX_ERROR(s->sample(with_nan.data(), 3), "logit 1 is nan", "not finite");
+    EXPECT_LONGCTX_ERROR(s->sample(with_inf.data(), 3), "logit 1 is -inf");
+  }
 }
 
 }  // namespace

@@ -76,6 +76,45 @@ INSTANTIATE_TEST_SUITE_P(Cases, Linear,
                                           testing::ValuesIn(all_backends())),
                          case_name<LinearCase>);
 
+// cuBLASLt's algorithm is cached per context and GEMM key (kernels/common/gemm_algo_cache.h),
+// alignment included: the same shapes with operands one element off a 256-byte boundary must not
+// reuse the aligned call's algorithm, and the aligned call after them must still be right.
+TEST(LinearCuda, SameShapesAtAnotherAlignmentAreRight) {
+  LONGCTX_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  const Device dev = Device::cuda(0);
+  Context& ctx = context_for(dev);
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    Rng rng(303);
+    const int64_t M = 64, Cin = 96, Cout = 128;
+    const Ref x = rounded(random_ref({M, Cin}, rng), dt);
+    const Ref w = rounded(random_ref({Cout, Cin}, rng, -0.5, 0.5), dt);
+    const Ref b = rounded(random_ref({Cout}, rng), dt);
+    const Ref exact = ref::linear_fwd<Oracle>(x, w, b, no_round);
+    const Tensor wt = from_ref(w, dt, dev), bt = from_ref(b, dt, dev);
+    const size_t es = dtype_size(dt);
+    // One element in: the views start es bytes past the allocation's 256-byte boundary.
+    const Tensor x_big = from_ref(x, dt, dev);
+    Tensor x_buf = Tensor::empty({M * Cin + 1}, dt, dev, &ctx);
+    const Tensor x_off = x_buf.view_bytes(es, {M, Cin}, dt);
+    x_off.copy_from(x_big, &ctx);
+    Tensor out_buf = Tensor::empty({M * Cout + 1}, dt, dev, &ctx);
+    const Tensor out_off = out_buf.view_bytes(es, {M, Cout}, dt);
+    for (int round = 0; round < 2; ++round) {
+      for (bool offset : {false, true}) {
+        const Tensor out = offset ? out_off : poisoned({M, Cout}, dt, dev, &ctx);
+        if (offset) out.fill(std::nan(""), &ctx);
+        linear_fwd(ctx, out, offset ? x_off : x_big, wt, bt);
+        with_naive_type(dt, [&](auto tag) {
+          using S = typename decltype(tag)::type;
+          expect_close_2x(out, exact, ref::linear_fwd<S>(x, w, b, rounding_for(dt)), dt,
+                          std::string(dtype_name(dt)) + (offset ? ", offset by one element" : "") +
+                              ", round " + std::to_string(round));
+        });
+      }
+    }
+  }
+}
+
 TEST(LinearCpu, DbiasDoesNotDependOnThreadCount) {
   Rng rng(3);
   const Tensor x = random_tensor({700, 16}, DType::f32, rng);

@@ -28,6 +28,8 @@ const std::vector<LinearScanCase> kCases = {
     {"odd_width_one_step", 3, 1, 5, true},
     {"long_width_1", 1, 3001, 1, false},
     {"decays_near_0_and_1_64k", 1, 65536, 8, true, Decay::extreme},
+    // B past 65535: the CUDA kernels' grids put B on gridDim.z before grid.h.
+    {"batch_past_grid_z_65537", 65537, 3, 2, true},
 };
 
 class LinearScan : public testing::TestWithParam<std::tuple<LinearScanCase, Backend>> {};

@@ -126,5 +126,41 @@ TEST(MatmulPrecision, CudaAttentionEqualsTheBf16Kernel) {
   for (int i = 0; i < 3; ++i) test::expect_equal(grads[i], grads16[i], std::string("d") + "qkv"[i]);
 }
 
+// A head dim the tensor-core kernels lack (16, 80) runs the f32 kernels under bf16 precision:
+// bitwise what the same call gives on a context with f32 precision.
+TEST(MatmulPrecision, CudaAttentionWithoutATensorCoreHeadDimRunsTheF32Kernels) {
+  LONGCTX_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  Context& fast = bf16_context();
+  Context& exact = test::context_for(Device::cuda(0));
+  const Device gpu = Device::cuda(0);
+  test::Rng rng(14);
+  for (int64_t D : {16, 80}) {
+    const int64_t B = 2, T = 70, H = 4, Hkv = 2;
+    AttentionParams params;
+    params.causal = true;
+    const auto make = [&](const Shape& s) {
+      return test::random_tensor(s, DType::f32, rng).to(gpu, &exact);
+    };
+    const Tensor q = make({B, T, H, D}), k = make({B, T, Hkv, D}), v = make({B, T, Hkv, D});
+    const Tensor dout = make({B, T, H, D});
+    std::vector<Tensor> results;
+    for (Context* ctx : {&fast, &exact}) {
+      const Tensor out = test::poisoned({B, T, H, D}, DType::f32, gpu, ctx);
+      const Tensor lse = test::poisoned({B, H, T}, DType::f32, gpu, ctx);
+      attention_fwd(*ctx, out, lse, q, k, v, params);
+      const Tensor dq = test::poisoned(q.shape(), DType::f32, gpu, ctx);
+      const Tensor dk = test::poisoned(k.shape(), DType::f32, gpu, ctx);
+      const Tensor dv = test::poisoned(v.shape(), DType::f32, gpu, ctx);
+      attention_bwd(*ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+      ctx->synchronize();
+      results.insert(results.end(), {out, lse, dq, dk, dv});
+    }
+    const char* names[] = {"out", "lse", "dq", "dk", "dv"};
+    for (int i = 0; i < 5; ++i)
+      test::expect_equal(results[size_t(i)], results[size_t(i) + 5],
+                         std::string(names[i]) + ", D = " + std::to_string(D));
+  }
+}
+
 }  // namespace
 }  // namespace longctx

@@ -134,6 +134,67 @@ TEST_P(ModelGradients, MatchFiniteDifferences) {
 INSTANTIATE_TEST_SUITE_P(Presets, ModelGradients, testing::ValuesIn(gradient_cases()),
                          [](const auto& info) { return info.param.name; });
 
+// A packed batch equals each sequence run alone (f64): logits row for row, the loss as the
+// token-weighted mean of the sequences' losses, and the gradients as the same weighted sum of
+// theirs. Lengths include an empty and a one-token sequence, and sequences longer than the
+// sliding windows (3) and the SSD chunks (4).
+class ModelPacked : public testing::TestWithParam<ModelCase> {};
+
+TEST_P(ModelPacked, EqualsEachSequenceAlone) {
+  Context& ctx = context_for(Device::cpu());
+  const ModelConfig config = ModelConfig::from_json(GetParam().config);
+  Model packed(config, ctx, DType::f64, /*seed=*/5), alone(config, ctx, DType::f64, /*seed=*/5);
+  Rng rng(21);
+  const std::vector<int64_t> lengths = {6, 0, 1, 9, 4};
+  const std::vector<int32_t> cu = cu_seqlens_of(lengths);
+  const int64_t T = cu.back(), V = config.vocab_size;
+  const Tensor tokens = random_tokens(1, T, V, rng, false);
+  const Tensor targets = random_tokens(1, T, V, rng, /*some_ignored=*/true);
+  const double loss = packed.forward(tokens, targets, int_tensor(cu, {int64_t(cu.size())}));
+  packed.backward();
+  const Ref logits = to_ref(packed.logits());
+
+  // The loss is a mean over labelled targets: a sequence's weight is its share of them.
+  auto labelled = [&](int64_t begin, int64_t end) {
+    int64_t n = 0;
+    for (int64_t t = begin; t < end; ++t) n += targets.data_as<int32_t>()[t] != -100;
+    return n;
+  };
+  const double total = double(labelled(0, T));
+  double want_loss = 0;
+  std::vector<Ref> want_grads;
+  for (const auto& g : packed.grads().tensors()) want_grads.emplace_back(g.tensor.shape());
+  for (size_t n = 0; n + 1 < cu.size(); ++n) {
+    SCOPED_TRACE("sequence " + std::to_string(n));
+    const int64_t begin = cu[n], len = lengths[n];
+    if (len == 0) continue;
+    Tensor tok = Tensor::empty({1, len}, DType::i32), tgt = Tensor::empty({1, len}, DType::i32);
+    tok.copy_from(tokens.narrow(1, begin, len));
+    tgt.copy_from(targets.narrow(1, begin, len));
+    const double weight = double(labelled(begin, begin + len)) / total;
+    const double l = alone.forward(tok, tgt);
+    if (weight > 0) want_loss += weight * l;
+    EXPECT_LE(max_abs_diff(to_ref(alone.logits()), slice(logits, 1, begin, begin + len)), 1e-12)
+        << "logits";
+    if (weight == 0) continue;  // nothing labelled: no loss, no gradient
+    alone.backward();
+    for (size_t i = 0; i < want_grads.size(); ++i) {
+      const Ref g = to_ref(alone.grads().tensors()[i].tensor);
+      for (int64_t j = 0; j < g.numel(); ++j) want_grads[i][j] += weight * g[j];
+    }
+  }
+  EXPECT_NEAR(loss, want_loss, 1e-12);
+  for (size_t i = 0; i < want_grads.size(); ++i) {
+    const auto& [name, grad] = packed.grads().tensors()[i];
+    EXPECT_LE(max_abs_diff(to_ref(grad), want_grads[i]),
+              1e-12 * std::max(1.0, max_abs(want_grads[i])))
+        << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, ModelPacked, testing::ValuesIn(gradient_cases()),
+                         [](const auto& info) { return info.param.name; });
+
 // Every preset at its real size builds, and one forward/backward in f32 gives a finite loss near
 // log(vocab) (the initial model is close to uniform) and finite gradients, not all zero.
 TEST(Model, EveryPresetBuildsAndRunsOneStep) {
@@ -190,8 +251,47 @@ TEST_P(ModelDecoding, CachedDecodingEqualsTheFullForward) {
         }
     EXPECT_LE(err, 1e-11 * std::max(scale, 1.0)) << "positions " << pos << ".." << pos + chunk;
     pos += chunk;
-    EXPECT_EQ(cache.position(), pos);
+    EXPECT_EQ(cache.length(0), pos);
+    EXPECT_EQ(cache.length(1), pos);
   }
+}
+
+// Sequences of different lengths in one cache: each prompt prefilled alone (decode_one), then
+// every sequence decoded together, gives each sequence's full-forward logits (f64).
+TEST_P(ModelDecoding, SequencesOfDifferentLengthsDecodeTogether) {
+  Context& ctx = context_for(Device::cpu());
+  Model model(ModelConfig::from_json(GetParam().config), ctx, DType::f64, /*seed=*/5);
+  Rng rng(6);
+  const std::vector<int64_t> prompt = {2, 7, 4};
+  const int64_t B = 3, steps = 4, V = model.config().vocab_size;
+  std::vector<Tensor> seqs;
+  std::vector<Ref> full;
+  for (int64_t b = 0; b < B; ++b) {
+    seqs.push_back(random_tokens(1, prompt[size_t(b)] + steps, V, rng, false));
+    model.forward(seqs.back());
+    full.push_back(to_ref(model.logits()));  // (1, length, V)
+  }
+  auto expect_rows = [&](const Ref& got, int64_t b, int64_t row, int64_t from, int64_t n) {
+    const Ref want = slice(full[size_t(b)], 1, from, from + n);
+    const Ref mine = slice(slice(got, 0, row, row + 1), 1, 0, n);
+    EXPECT_LE(max_abs_diff(mine, want), 1e-11 * std::max(1.0, max_abs(want)))
+        << "sequence " << b << ", positions " << from << ".." << from + n;
+  };
+  ModelCache cache = model.make_cache(B, 16);
+  for (int64_t b = 0; b < B; ++b) {
+    Tensor part = Tensor::empty({1, prompt[size_t(b)]}, DType::i32);
+    part.copy_from(seqs[size_t(b)].narrow(1, 0, prompt[size_t(b)]));
+    expect_rows(to_ref(model.decode_one(cache, b, part)), b, 0, 0, prompt[size_t(b)]);
+    EXPECT_EQ(cache.length(b), prompt[size_t(b)]);
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    Tensor next = Tensor::empty({B, 1}, DType::i32);
+    for (int64_t b = 0; b < B; ++b)
+      next.data_as<int32_t>()[b] = seqs[size_t(b)].data_as<int32_t>()[prompt[size_t(b)] + s];
+    const Ref got = to_ref(model.decode(cache, next));
+    for (int64_t b = 0; b < B; ++b) expect_rows(got, b, b, prompt[size_t(b)] + s, 1);
+  }
+  EXPECT_EQ(cache.lengths(), (std::vector<int64_t>{2 + steps, 7 + steps, 4 + steps}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Presets, ModelDecoding, testing::ValuesIn(gradient_cases()),

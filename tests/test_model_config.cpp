@@ -79,7 +79,7 @@ TEST(ModelConfig, BadConfigsNameTheKey) {
   EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "*",)"),
                        "not valid JSON");
   EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 0, "pattern": "*"})"), "'d_model'",
-                       "must be >= 1");
+                       "must be in [1, 262144]");
   EXPECT_LONGCTX_ERROR(ModelConfig::load("/nonexistent/model.json"), "cannot open");
   EXPECT_LONGCTX_ERROR(
       ModelConfig::from_json(R"({"d_model": 64, "pattern": "-", "mlp": {"kind": "sparse"}})"),
@@ -89,7 +89,47 @@ TEST(ModelConfig, BadConfigsNameTheKey) {
                        "'mlp.nblocks'", "must divide d_model 64 and mlp.hidden 192", "got 3");
   EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "-",
                                                   "mlp": {"kind": "monarch", "nblocks": 0}})"),
-                       "'mlp.nblocks'", "must be >= 1");
+                       "'mlp.nblocks'", "must be in [1, 262144]", "got 0");
+  // A repeated key was accepted, the last one winning; nesting is bounded.
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "d_model": 8, "pattern": "*"})"),
+                       "config: duplicate key 'd_model'");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "M",
+                           "mamba": {"d_state": 8, "d_state": 4}})"),
+                       "duplicate key 'd_state'");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "*", "name": [[[[[1]]]]]})"),
+      "nests deeper than 4 levels");
+}
+
+// Every size is bounded, and derived widths are computed without overflow: a config comes from
+// checkpoints too, and mlp.hidden = 2^60 made `train` write past its parameter buffer.
+TEST(ModelConfig, SizesAreBounded) {
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"vocab_size": 64, "d_model": 4, "pattern": "-",
+                                                  "mlp": {"hidden": 1152921504606846976}})"),
+                       "'mlp.hidden'", "must be in [1, 262144]", "got 1152921504606846976");
+  // expand * d_model = 2^64 wraps to 0 in int64 arithmetic.
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 4, "pattern": "S",
+                           "mamba2": {"expand": 4611686018427387904, "head_dim": 1}})"),
+                       "'mamba2.expand'");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 4096, "pattern": "M",
+                                                  "mamba": {"expand": 128}})"),
+                       "'mamba.expand'", "inner width", "524288");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"vocab_size": 1099511627776, "d_model": 4,
+                                                  "pattern": "-"})"),
+                       "'vocab_size'", "16777216");
+  // A window wider than an int was silently truncated (2^32 + 1 trained as window 1).
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 32, "pattern": "W",
+                           "attention": {"n_heads": 2, "n_kv_heads": 2, "window": 4294967297}})"),
+                       "'attention.window'", "2147483647");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 8, "pattern": ")" + std::string(5000, '-') + R"("})"),
+      "'pattern'", "5000 layers", "4096");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "S",
+                                                  "mamba2": {"chunk_size": 1000000}})"),
+                       "'mamba2.chunk_size'");
+  // The largest values allowed still build a config.
+  EXPECT_NO_THROW(ModelConfig::from_json(R"({"d_model": 32, "pattern": "W-",
+      "attention": {"n_heads": 2, "n_kv_heads": 2, "window": 2147483647}, "mlp": {"hidden": 262144}})"));
 }
 
 }  // namespace

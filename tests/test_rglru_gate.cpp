@@ -19,6 +19,10 @@ const std::vector<RGLRUGateCase> kCases = {
     {"odd_width", {37, 130}, -2, 2},
     // Gates near 0: a -> 1 and sqrt(1 - a^2) -> 0, where the expm1 form keeps its precision.
     {"decays_near_one", {4, 48}, -14, -9},
+    // Rows past one chunk of the CUDA backward's dlambda sum (64 rows; 256 chunks at most): 129
+    // chunks, the last partial, and a partial channel tile; then 254 chunks of 79 rows.
+    {"griffin_rows_in_chunks", {2, 4100, 40}, -3, 3},
+    {"hawk_long_sequence", {1, 20000, 24}, -3, 3},
 };
 
 class RGLRUGate : public testing::TestWithParam<std::tuple<RGLRUGateCase, Backend>> {};
@@ -62,6 +66,12 @@ TEST_P(RGLRUGate, MatchesReference) {
     expect_close_2x(dgx, grads.dgate_x, naive.dgate_x, dt, "dgate_x");
     expect_close_2x(dl, grads.dlambda, naive.dlambda, dt, "dlambda");
   });
+  Tensor dl2 = poisoned({D}, dt, dev, &ctx);
+  rglru_gate_bwd(ctx, poisoned(c.shape, dt, dev, &ctx), poisoned(c.shape, dt, dev, &ctx),
+                 poisoned(c.shape, dt, dev, &ctx), dl2, from_ref(da, dt, dev),
+                 from_ref(db, dt, dev), from_ref(x, dt, dev), from_ref(ga, dt, dev),
+                 from_ref(gx, dt, dev), from_ref(lambda, dt, dev));
+  expect_equal(dl2, dl, "dlambda, second run (deterministic)");
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, RGLRUGate,

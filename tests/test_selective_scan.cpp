@@ -162,6 +162,195 @@ INSTANTIATE_TEST_SUITE_P(Cases, SelectiveScan,
                                           testing::ValuesIn(all_backends())),
                          case_name<SelectiveScanCase>);
 
+// B past 65535 on CUDA, where the kernels' grids put B on gridDim.y before kernels/common/grid.h.
+// (The CPU backend is left out: its f64 ddelta_bias, summed over 65537 batches, is 4x the naive
+// sum's error, 5.7e-14 against 1.4e-14, which the 2x rule rejects; a CPU matter of its own.)
+const SelectiveScanCase kBatchPastGridY = {"batch_past_grid_y_65537", 65537, 1, 2, 1, 3, true};
+INSTANTIATE_TEST_SUITE_P(CudaGrid, SelectiveScan,
+                         testing::Combine(testing::Values(kBatchPastGridY),
+                                          testing::ValuesIn(cuda_backends())),
+                         case_name<SelectiveScanCase>);
+
+// ---- Packed variable-length batches -----------------------------------------------------------
+
+struct PackedCase {
+  std::string name;
+  std::vector<int64_t> lengths;
+};
+LONGCTX_PRINTS_AS_NAME(PackedCase)
+
+std::vector<PackedCase> packed_cases() {
+  std::vector<PackedCase> cases;
+  for (const auto& [name, lengths] : packed_length_cases()) cases.push_back({name, lengths});
+  return cases;
+}
+
+// The refs of sequence [begin, end) of a packed batch (with its h0 row n), as a batch of one.
+ref::SelectiveScanRefs sequence_refs(const ref::SelectiveScanRefs& r, int64_t n, int64_t begin,
+                                     int64_t end) {
+  ref::SelectiveScanRefs q = r;
+  q.u = slice(r.u, 2, begin, end);
+  q.delta = slice(r.delta, 2, begin, end);
+  q.z = slice(r.z, 2, begin, end);
+  q.B = slice(r.B, 3, begin, end);
+  q.C = slice(r.C, 3, begin, end);
+  q.h0 = slice(r.h0, 0, n, n + 1);
+  return q;
+}
+
+SelectiveScanGrads poisoned_grads(const ref::SelectiveScanRefs& r, int64_t sequences, DType dt,
+                                  Device dev, Context& ctx) {
+  const DType pdt = stat_dtype(dt);
+  const int64_t Dm = r.u.shape[1], N = r.A.shape[1];
+  return {poisoned(r.u.shape, dt, dev, &ctx),          poisoned(r.u.shape, dt, dev, &ctx),
+          poisoned(r.A.shape, pdt, dev, &ctx),         poisoned(r.B.shape, dt, dev, &ctx),
+          poisoned(r.C.shape, dt, dev, &ctx),          poisoned({Dm}, pdt, dev, &ctx),
+          poisoned(r.u.shape, dt, dev, &ctx),          poisoned({Dm}, pdt, dev, &ctx),
+          poisoned({sequences, Dm, N}, pdt, dev, &ctx)};
+}
+
+class SelectiveScanPacked : public testing::TestWithParam<std::tuple<PackedCase, Backend>> {};
+
+// A packed batch against the reference on each sequence alone (every optional input given);
+// then the op on each sequence alone, and on a right-padded rectangular batch (dout = 0 in the
+// padding, no dlast_state), gives the same bits.
+TEST_P(SelectiveScanPacked, MatchesPerSequenceReferenceAndIsBatchInvariant) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  Context& ctx = context_for(backend.device);
+  DeterministicScope deterministic(ctx);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype, pdt = stat_dtype(dt);
+  const int64_t Dm = 6, N = 4, G = 2, S = int64_t(c.lengths.size());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  const int64_t T = cu.back();
+  Rng rng(406);
+  ref::SelectiveScanRefs r = make_inputs({"packed", 1, Dm, N, G, T, true}, dt, rng);
+  r.h0 = rounded(random_ref({S, Dm, N}, rng), pdt);
+  SelectiveScanInputs in = to_device(r, dt, dev);
+  in.cu_seqlens = int_tensor(cu, {S + 1}, dev);
+  const SelectiveScanParams params{r.delta_softplus};
+  const Ref dout = rounded(random_ref(r.u.shape, rng), dt);
+  const Ref dlast = rounded(random_ref({S, Dm, N}, rng), pdt);
+
+  Tensor out = poisoned(r.u.shape, dt, dev, &ctx), last = poisoned({S, Dm, N}, pdt, dev, &ctx);
+  selective_scan_fwd(ctx, out, last, in, params);
+  const SelectiveScanGrads g = poisoned_grads(r, S, dt, dev, ctx);
+  selective_scan_bwd(ctx, g, from_ref(dout, dt, dev), from_ref(dlast, pdt, dev), in, params);
+
+  // The reference per sequence, assembled: per-sequence tensors pasted, parameter grads summed.
+  with_naive_type(dt, [&](auto tag) {
+    using S_ = typename decltype(tag)::type;
+    ref::SelectiveScanOut exact{Ref(r.u.shape), Ref({S, Dm, N})}, naive = exact;
+    ref::SelectiveScanGradRefs ge, gn;
+    for (auto* gr : {&ge, &gn}) {
+      gr->du = gr->ddelta = gr->dz = Ref(r.u.shape);
+      gr->dB = gr->dC = Ref(r.B.shape);
+      gr->dA = Ref(r.A.shape);
+      gr->dD = gr->ddelta_bias = Ref({Dm});
+      gr->dh0 = Ref({S, Dm, N});
+    }
+    for (int64_t n = 0; n < S; ++n) {
+      const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+      const auto rn = sequence_refs(r, n, b, e);
+      const Ref doutn = slice(dout, 2, b, e), dlastn = slice(dlast, 0, n, n + 1);
+      const auto fe = ref::selective_scan_fwd<Oracle>(rn, no_round);
+      const auto fn = ref::selective_scan_fwd<S_>(rn, rounding_for(dt));
+      const auto be = ref::selective_scan_bwd<Oracle>(doutn, dlastn, rn, no_round);
+      const auto bn = ref::selective_scan_bwd<S_>(doutn, dlastn, rn, rounding_for(dt));
+      for (auto [f, gr, o, gg] : {std::tuple{&fe, &ge, &exact, &be}, {&fn, &gn, &naive, &bn}}) {
+        paste(o->last_state, 0, n, f->last_state);
+        paste(gr->dh0, 0, n, gg->dh0);
+        if (e == b) continue;  // (the reference leaves an empty sequence's dz shapeless)
+        paste(o->out, 2, b, f->out);
+        paste(gr->du, 2, b, gg->du);
+        paste(gr->ddelta, 2, b, gg->ddelta);
+        paste(gr->dz, 2, b, gg->dz);
+        paste(gr->dB, 3, b, gg->dB);
+        paste(gr->dC, 3, b, gg->dC);
+        for (int64_t i = 0; i < Dm * N; ++i) gr->dA[i] += gg->dA[i];
+        for (int64_t i = 0; i < Dm; ++i) {
+          gr->dD[i] += gg->dD[i];
+          gr->ddelta_bias[i] += gg->ddelta_bias[i];
+        }
+      }
+    }
+    expect_close_2x(out, exact.out, naive.out, dt, "out");
+    expect_close_2x(last, exact.last_state, naive.last_state, pdt, "last_state");
+    expect_close_2x(g.du, ge.du, gn.du, dt, "du");
+    expect_close_2x(g.ddelta, ge.ddelta, gn.ddelta, dt, "ddelta");
+    expect_close_2x(g.dz, ge.dz, gn.dz, dt, "dz");
+    expect_close_2x(g.dB, ge.dB, gn.dB, dt, "dB");
+    expect_close_2x(g.dC, ge.dC, gn.dC, dt, "dC");
+    expect_close_2x(g.dh0, ge.dh0, gn.dh0, pdt, "dh0");
+    expect_close_2x(g.dA, ge.dA, gn.dA, pdt, "dA");
+    expect_close_2x(g.dD, ge.dD, gn.dD, pdt, "dD");
+    expect_close_2x(g.ddelta_bias, ge.ddelta_bias, gn.ddelta_bias, pdt, "ddelta_bias");
+  });
+
+  // Alone: each sequence as a batch of one, with dlast_state.
+  const Ref got_out = to_ref(out), got_last = to_ref(last), got_du = to_ref(g.du),
+            got_dB = to_ref(g.dB), got_dh0 = to_ref(g.dh0);
+  for (int64_t n = 0; n < S; ++n) {
+    SCOPED_TRACE("sequence " + std::to_string(n));
+    const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+    if (e == b) continue;  // its states (h0 through, dlast_state back) are checked above
+    const auto rn = sequence_refs(r, n, b, e);
+    const SelectiveScanInputs inn = to_device(rn, dt, dev);
+    Tensor o = poisoned(rn.u.shape, dt, dev, &ctx), l = poisoned({1, Dm, N}, pdt, dev, &ctx);
+    selective_scan_fwd(ctx, o, l, inn, params);
+    const SelectiveScanGrads gg = poisoned_grads(rn, 1, dt, dev, ctx);
+    selective_scan_bwd(ctx, gg, from_ref(slice(dout, 2, b, e), dt, dev),
+                       from_ref(slice(dlast, 0, n, n + 1), pdt, dev), inn, params);
+    EXPECT_EQ(max_abs_diff(to_ref(o), slice(got_out, 2, b, e)), 0.0) << "out alone";
+    EXPECT_EQ(max_abs_diff(to_ref(l), slice(got_last, 0, n, n + 1)), 0.0) << "last alone";
+    EXPECT_EQ(max_abs_diff(to_ref(gg.du), slice(got_du, 2, b, e)), 0.0) << "du alone";
+    EXPECT_EQ(max_abs_diff(to_ref(gg.dB), slice(got_dB, 3, b, e)), 0.0) << "dB alone";
+    EXPECT_EQ(max_abs_diff(to_ref(gg.dh0), slice(got_dh0, 0, n, n + 1)), 0.0) << "dh0 alone";
+  }
+
+  // Padded: the sequences right-padded into a rectangular batch; packed and padded both without
+  // dlast_state, and dout = 0 in the padding, so no gradient enters from the padded steps.
+  const int64_t Tmax = *std::max_element(c.lengths.begin(), c.lengths.end());
+  ref::SelectiveScanRefs p = r;
+  p.u = p.delta = p.z = Ref({S, Dm, Tmax}, 0.5);
+  p.B = p.C = Ref({S, G, N, Tmax}, 0.5);
+  Ref pdout({S, Dm, Tmax}, 0.0);
+  for (int64_t n = 0; n < S; ++n) {
+    const int64_t b = cu[size_t(n)], len = c.lengths[size_t(n)];
+    using Copy = std::tuple<Ref*, const Ref*, int64_t>;  // padded, packed, rows per sequence
+    for (const auto& [dst, src, rows] :
+         {Copy{&p.u, &r.u, Dm}, Copy{&p.delta, &r.delta, Dm}, Copy{&p.z, &r.z, Dm},
+          Copy{&p.B, &r.B, G * N}, Copy{&p.C, &r.C, G * N}, Copy{&pdout, &dout, Dm}})
+      for (int64_t row = 0; row < rows; ++row)
+        for (int64_t t = 0; t < len; ++t)
+          (*dst)[(n * rows + row) * Tmax + t] = (*src)[row * T + b + t];
+  }
+  const SelectiveScanInputs pin = to_device(p, dt, dev);
+  Tensor po = poisoned(p.u.shape, dt, dev, &ctx);
+  selective_scan_fwd(ctx, po, poisoned({S, Dm, N}, pdt, dev, &ctx), pin, params);
+  const SelectiveScanGrads pg = poisoned_grads(p, S, dt, dev, ctx);
+  selective_scan_bwd(ctx, pg, from_ref(pdout, dt, dev), Tensor(), pin, params);
+  const SelectiveScanGrads g2 = poisoned_grads(r, S, dt, dev, ctx);
+  selective_scan_bwd(ctx, g2, from_ref(dout, dt, dev), Tensor(), in, params);
+  const Ref ppo = to_ref(po), pdu = to_ref(pg.du), pdB = to_ref(pg.dB), pdh0 = to_ref(pg.dh0);
+  const Ref du2 = to_ref(g2.du), dB2 = to_ref(g2.dB);
+  for (int64_t n = 0; n < S; ++n) {
+    SCOPED_TRACE("padded row " + std::to_string(n));
+    const int64_t b = cu[size_t(n)], len = c.lengths[size_t(n)];
+    auto row = [&](const Ref& x, int dim) { return slice(slice(x, 0, n, n + 1), dim, 0, len); };
+    EXPECT_EQ(max_abs_diff(row(ppo, 2), slice(got_out, 2, b, b + len)), 0.0) << "out padded";
+    EXPECT_EQ(max_abs_diff(row(pdu, 2), slice(du2, 2, b, b + len)), 0.0) << "du padded";
+    EXPECT_EQ(max_abs_diff(row(pdB, 3), slice(dB2, 3, b, b + len)), 0.0) << "dB padded";
+  }
+  EXPECT_EQ(max_abs_diff(pdh0, to_ref(g2.dh0)), 0.0) << "dh0 padded";
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SelectiveScanPacked,
+                         testing::Combine(testing::ValuesIn(packed_cases()),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<PackedCase>);
+
 TEST(SelectiveScanReference, GradientsMatchFiniteDifferences) {
   Rng rng(13);
   const SelectiveScanCase c{"fd", 2, 4, 3, 2, 5, true};
@@ -229,6 +418,17 @@ TEST(SelectiveScanBadInput, NamesTheArgument) {
   EXPECT_LONGCTX_ERROR(selective_state_update(ctx, z({2, 6}), state, z({2, 6}), z({2, 6}), in.A,
                                               z({2, 3, 9}), z({2, 3, 4})),
                        "selective_state_update", "'B'", "expected shape (2, 3, 4)");
+  SelectiveScanInputs packed{z({1, 6, 5}), z({1, 6, 5}), z({6, 4}), z({1, 3, 4, 5}),
+                             z({1, 3, 4, 5})};
+  packed.cu_seqlens = int_tensor({0, 2, 5}, {3});
+  EXPECT_LONGCTX_ERROR(selective_scan_fwd(ctx, z({1, 6, 5}), Tensor::empty({1, 6, 4}, f32), packed),
+                       "'last_state'", "expected shape (2, 6, 4)");
+  packed.cu_seqlens = int_tensor({0, 2, 4}, {3});
+  EXPECT_LONGCTX_ERROR(selective_scan_fwd(ctx, z({1, 6, 5}), Tensor::empty({2, 6, 4}, f32), packed),
+                       "'cu_seqlens'", "must end at the packed length T = 5");
+  in.cu_seqlens = int_tensor({0, 5}, {2});
+  EXPECT_LONGCTX_ERROR(selective_scan_fwd(ctx, out, last, in), "'u'",
+                       "batch dimension 1 with cu_seqlens");
 }
 
 }  // namespace

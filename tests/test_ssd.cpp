@@ -1,6 +1,7 @@
 // ssd (Mamba-2): every case x backend against the sequential reference (forward, and every
 // gradient with and without dfinal_states), across chunk sizes and lengths that are not
-// multiples of them (the CUDA chunk is 32), each optional input present and absent; the backward
+// multiples of them (the CUDA chunk is 64 whatever chunk_size says; the CUDA kernels work on
+// tiles of 64 channels p and 64 states n), each optional input present and absent; the backward
 // is bitwise reproducible; decode steps equal the full scan; SSD equals the selective scan when P =
 // 1 and A is shared across N; a 64k-token scan with decays near 0 and near 1; the reference against
 // finite differences; bad inputs.
@@ -37,11 +38,17 @@ const std::vector<SSDCase> kCases = {
     // Mixed optional inputs; P = 40 is one full and one partial tile of 32 channels on CUDA.
     {"gate_and_bias_without_skip_and_h0", 2, 45, 4, 40, 16, 2, 16, true, false, kDropD | kDropH0},
     {"skip_and_h0_without_gate_and_bias", 1, 64, 2, 8, 8, 1, 32, true, false, kDropZ | kDropBias},
-    // bf16/f16 on CUDA (tensor cores): P = 80 is one full and one partial tile of 64 channels,
-    // T = 130 two full chunks of 64 and a partial one.
+    // P = 80 is one full and one partial tile of 64 channels, T = 130 two full chunks of 64 and a
+    // partial one.
     {"tensor_core_tiles_p80_t130", 1, 130, 2, 80, 48, 1, 64, true},
-    // 66 CUDA chunks: the CUDA backward runs the sequence in launches of at most 64 chunks.
-    {"chunks_across_launches_2100", 1, 2100, 2, 4, 8, 1, 64, true},
+    // B = 1 across many chunks: 33 CUDA chunks (the last partial), 16 CPU chunks of 128.
+    {"b1_33_chunks_t2100", 1, 2100, 2, 4, 8, 1, 128, true},
+    {"b1_16_chunks_t1000", 1, 1000, 2, 8, 16, 1, 64, true},
+    // mamba2-style heads of 64 with 128 states in 2 groups of 2 heads: two n-tiles on CUDA, dB and
+    // dC summed over the heads of a group.
+    {"b1_heads_4_groups_2_p64_n128", 1, 150, 4, 64, 128, 2, 64, true},
+    // N = 256 (four n-tiles) with P = 72 (two p-tiles) and every optional input.
+    {"state_256_p72_all_inputs", 1, 90, 2, 72, 256, 1, 64, true},
     // No tokens: the final state is the initial state, and its gradient passes straight back.
     {"empty_sequence", 2, 0, 2, 4, 8, 1, 16, true},
 };
@@ -143,6 +150,166 @@ TEST_P(SSD, MatchesReference) {
                         "dinitial_states");
     });
   }
+}
+
+// ---- Packed variable-length batches -----------------------------------------------------------
+
+struct PackedCase {
+  std::string name;
+  std::vector<int64_t> lengths;
+};
+LONGCTX_PRINTS_AS_NAME(PackedCase)
+
+std::vector<PackedCase> packed_cases() {
+  std::vector<PackedCase> cases;
+  for (const auto& [name, lengths] : packed_length_cases()) cases.push_back({name, lengths});
+  return cases;
+}
+
+// Sequence [begin, end) of a packed batch's refs, with its initial state row n, as a batch of one.
+ref::SSDRefs sequence_refs(const ref::SSDRefs& r, int64_t n, int64_t begin, int64_t end) {
+  ref::SSDRefs q = r;
+  for (auto [dst, src] :
+       {std::pair{&q.x, &r.x}, {&q.dt, &r.dt}, {&q.B, &r.B}, {&q.C, &r.C}, {&q.z, &r.z}})
+    *dst = slice(*src, 1, begin, end);
+  q.initial_states = slice(r.initial_states, 0, n, n + 1);
+  return q;
+}
+
+SSDGrads poisoned_grads(const ref::SSDRefs& r, int64_t sequences, DType dt, Device dev,
+                        Context& ctx) {
+  const DType pdt = stat_dtype(dt);
+  const int64_t H = r.x.shape[2], P = r.x.shape[3], N = r.B.shape[3];
+  return {poisoned(r.x.shape, dt, dev, &ctx),
+          poisoned(r.dt.shape, dt, dev, &ctx),
+          poisoned({H}, pdt, dev, &ctx),
+          poisoned(r.B.shape, dt, dev, &ctx),
+          poisoned(r.C.shape, dt, dev, &ctx),
+          poisoned({H}, pdt, dev, &ctx),
+          poisoned(r.x.shape, dt, dev, &ctx),
+          poisoned({H}, pdt, dev, &ctx),
+          poisoned({sequences, H, P, N}, pdt, dev, &ctx)};
+}
+
+class SSDPacked : public testing::TestWithParam<std::tuple<PackedCase, Backend>> {};
+
+// A packed batch (every optional input given, 2 groups of 2 heads) against the reference run on
+// each sequence alone; then the op on each sequence alone gives the same bits, forward and
+// backward. (Chunks start at each sequence's first step. A right-padded rectangular batch is not
+// bitwise the same: its chunk products have other shapes, and a GEMM's rounding depends on its
+// shape.)
+TEST_P(SSDPacked, MatchesPerSequenceReferenceAndIsBatchInvariant) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  Context& ctx = context_for(backend.device);
+  DeterministicScope deterministic(ctx);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype, pdt = stat_dtype(dt);
+  const int64_t H = 4, P = 8, N = 16, G = 2, S = int64_t(c.lengths.size());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  const int64_t T = cu.back();
+  Rng rng(509);
+  ref::SSDRefs r = make_inputs({"packed", 1, T, H, P, N, G, 64, true}, dt, rng);
+  r.initial_states = rounded(random_ref({S, H, P, N}, rng), pdt);
+  SSDInputs in = to_device(r, dt, dev);
+  in.cu_seqlens = int_tensor(cu, {S + 1}, dev);
+  const SSDParams params{64, r.dt_softplus};
+  const Ref dout = rounded(random_ref(r.x.shape, rng), dt);
+  const Ref dfin = rounded(random_ref({S, H, P, N}, rng), pdt);
+
+  Tensor out = poisoned(r.x.shape, dt, dev, &ctx), fin = poisoned({S, H, P, N}, pdt, dev, &ctx);
+  ssd_fwd(ctx, out, fin, in, params);
+  const SSDGrads g = poisoned_grads(r, S, dt, dev, ctx);
+  ssd_bwd(ctx, g, from_ref(dout, dt, dev), from_ref(dfin, pdt, dev), in, params);
+
+  with_naive_type(dt, [&](auto tag) {
+    using S_ = typename decltype(tag)::type;
+    ref::SSDOut exact{Ref(r.x.shape), Ref({S, H, P, N})}, naive = exact;
+    ref::SSDGradRefs ge, gn;
+    for (auto* gr : {&ge, &gn}) {
+      gr->dx = gr->dz = Ref(r.x.shape);
+      gr->ddt = Ref(r.dt.shape);
+      gr->dB = gr->dC = Ref(r.B.shape);
+      gr->dA = gr->dD = gr->ddt_bias = Ref({H});
+      gr->dinitial_states = Ref({S, H, P, N});
+    }
+    for (int64_t n = 0; n < S; ++n) {
+      const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+      const auto rn = sequence_refs(r, n, b, e);
+      const Ref doutn = slice(dout, 1, b, e), dfinn = slice(dfin, 0, n, n + 1);
+      const auto fe = ref::ssd_fwd<Oracle>(rn, no_round);
+      const auto fv = ref::ssd_fwd<S_>(rn, rounding_for(dt));
+      const auto be = ref::ssd_bwd<Oracle>(doutn, dfinn, rn, no_round);
+      const auto bv = ref::ssd_bwd<S_>(doutn, dfinn, rn, rounding_for(dt));
+      for (auto [f, gr, o, gg] : {std::tuple{&fe, &ge, &exact, &be}, {&fv, &gn, &naive, &bv}}) {
+        paste(o->final_states, 0, n, f->final_states);
+        paste(gr->dinitial_states, 0, n, gg->dinitial_states);
+        for (int64_t h = 0; h < H; ++h) {
+          gr->dA[h] += gg->dA[h];
+          gr->dD[h] += gg->dD[h];
+          gr->ddt_bias[h] += gg->ddt_bias[h];
+        }
+        if (e == b) continue;  // (the reference leaves an empty sequence's gradients shapeless)
+        paste(o->out, 1, b, f->out);
+        paste(gr->dx, 1, b, gg->dx);
+        paste(gr->dz, 1, b, gg->dz);
+        paste(gr->ddt, 1, b, gg->ddt);
+        paste(gr->dB, 1, b, gg->dB);
+        paste(gr->dC, 1, b, gg->dC);
+      }
+    }
+    expect_close_2x(out, exact.out, naive.out, dt, "out");
+    expect_close_2x(fin, exact.final_states, naive.final_states, pdt, "final_states");
+    expect_close_2x(g.dx, ge.dx, gn.dx, dt, "dx");
+    expect_close_2x(g.ddt, ge.ddt, gn.ddt, dt, "ddt");
+    expect_close_2x(g.dz, ge.dz, gn.dz, dt, "dz");
+    expect_close_2x(g.dB, ge.dB, gn.dB, dt, "dB");
+    expect_close_2x(g.dC, ge.dC, gn.dC, dt, "dC");
+    expect_close_2x(g.dinitial_states, ge.dinitial_states, gn.dinitial_states, pdt,
+                    "dinitial_states");
+    expect_close_2x(g.dA, ge.dA, gn.dA, pdt, "dA");
+    expect_close_2x(g.dD, ge.dD, gn.dD, pdt, "dD");
+    expect_close_2x(g.ddt_bias, ge.ddt_bias, gn.ddt_bias, pdt, "ddt_bias");
+  });
+
+  const Ref got_out = to_ref(out), got_fin = to_ref(fin), got_dx = to_ref(g.dx),
+            got_ddt = to_ref(g.ddt), got_dB = to_ref(g.dB), got_dinit = to_ref(g.dinitial_states);
+  for (int64_t n = 0; n < S; ++n) {
+    SCOPED_TRACE("sequence " + std::to_string(n));
+    const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+    if (e == b) continue;  // its states (through, and back) are checked above
+    const auto rn = sequence_refs(r, n, b, e);
+    const SSDInputs inn = to_device(rn, dt, dev);
+    Tensor o = poisoned(rn.x.shape, dt, dev, &ctx), f = poisoned({1, H, P, N}, pdt, dev, &ctx);
+    ssd_fwd(ctx, o, f, inn, params);
+    const SSDGrads gg = poisoned_grads(rn, 1, dt, dev, ctx);
+    ssd_bwd(ctx, gg, from_ref(slice(dout, 1, b, e), dt, dev),
+            from_ref(slice(dfin, 0, n, n + 1), pdt, dev), inn, params);
+    EXPECT_EQ(max_abs_diff(to_ref(o), slice(got_out, 1, b, e)), 0.0) << "out alone";
+    EXPECT_EQ(max_abs_diff(to_ref(f), slice(got_fin, 0, n, n + 1)), 0.0) << "final alone";
+    EXPECT_EQ(max_abs_diff(to_ref(gg.dx), slice(got_dx, 1, b, e)), 0.0) << "dx alone";
+    EXPECT_EQ(max_abs_diff(to_ref(gg.ddt), slice(got_ddt, 1, b, e)), 0.0) << "ddt alone";
+    EXPECT_EQ(max_abs_diff(to_ref(gg.dB), slice(got_dB, 1, b, e)), 0.0) << "dB alone";
+    EXPECT_EQ(max_abs_diff(to_ref(gg.dinitial_states), slice(got_dinit, 0, n, n + 1)), 0.0)
+        << "dinitial_states alone";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SSDPacked,
+                         testing::Combine(testing::ValuesIn(packed_cases()),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<PackedCase>);
+
+TEST(SSDPackedBadInput, NamesTheRule) {
+  Context& ctx = context_for(Device::cpu());
+  auto z = [&](const Shape& s) { return Tensor::zeros(s, DType::f32); };
+  SSDInputs in{z({1, 6, 2, 4}), z({1, 6, 2}), z({2}), z({1, 6, 1, 8}), z({1, 6, 1, 8})};
+  in.cu_seqlens = int_tensor({0, 2, 6}, {3});
+  EXPECT_LONGCTX_ERROR(ssd_fwd(ctx, z({1, 6, 2, 4}), z({1, 2, 4, 8}), in), "ssd_fwd",
+                       "'final_states'", "expected shape (2, 2, 4, 8)");
+  in.cu_seqlens = int_tensor({0, 7}, {2});
+  EXPECT_LONGCTX_ERROR(ssd_fwd(ctx, z({1, 6, 2, 4}), z({1, 2, 4, 8}), in), "'cu_seqlens'",
+                       "must end at the packed length T = 6", "cu_seqlens[1] = 7");
 }
 
 // Two backward runs on the same inputs agree bit for bit (no atomics, fixed-order sums).

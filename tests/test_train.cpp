@@ -161,6 +161,14 @@ TEST(Mqar, BadOptionsAreNamed) {
   o = MqarOptions{};
   o.alpha = 0;
   EXPECT_LONGCTX_ERROR(MqarTask{o}, "alpha must be positive");
+  // Sizes are bounded before anything is built: --seq-len 3000000000 built a slot table for
+  // over a minute.
+  o = MqarOptions{};
+  o.seq_len = 3'000'000'000;
+  EXPECT_LONGCTX_ERROR(MqarTask{o}, "seq_len must be in [1, 16777216]", "got 3000000000");
+  o = MqarOptions{};
+  o.vocab_size = int64_t(1) << 40;
+  EXPECT_LONGCTX_ERROR(MqarTask{o}, "vocab_size must be in [4, 16777216]");
 }
 
 // ---- Text --------------------------------------------------------------------------------------
@@ -198,6 +206,120 @@ TEST(TextTask, ReadsTheCorpusAndCutsWindows) {
                        "past the held-out part");
 }
 
+// Packing: documents end after their "%" lines; a packed row is whole documents' first bytes
+// back to back (the last cut to fill the row), targets the next byte within a document and -100 at
+// its end, drawn from (seed, micro-batch index) alone.
+TEST(TextTask, PackedRowsAreDocumentsBackToBack) {
+  TempDir dir;
+  std::string corpus;
+  std::vector<std::string> docs;
+  Rng rng(3);
+  for (int d = 0; d < 60; ++d) {
+    std::string doc(size_t(rng.integer(1, 40)), 'a');
+    for (char& ch : doc) ch = char('a' + rng.integer(0, 25));
+    doc += "\n%\n";
+    docs.push_back(doc);
+    corpus += doc;
+  }
+  std::ofstream(dir.file("f")) << corpus;
+  train::TextOptions o;
+  o.path = dir.file("f");
+  o.seq_len = 24;
+  o.test_fraction = 0.2;
+  o.pack = true;
+  const train::TextTask task(o);
+  const auto& starts = task.documents();
+  ASSERT_GE(starts.size(), 40u);
+  for (size_t d = 0; d + 2 < starts.size(); ++d)  // every whole document of the training part
+    EXPECT_EQ(corpus.substr(size_t(starts[d]), size_t(starts[d + 1] - starts[d])), docs[d]);
+
+  const int64_t budget = 200;
+  const Tensor tokens = Tensor::empty({1, budget}, DType::i32);
+  const Tensor targets = Tensor::empty({1, budget}, DType::i32);
+  std::vector<int32_t> cu;
+  ASSERT_TRUE(task.fill_packed(7, tokens, targets, cu));
+  ASSERT_EQ(cu.front(), 0);
+  ASSERT_EQ(cu.back(), budget);
+  const int32_t* tok = tokens.data_as<int32_t>();
+  const int32_t* tgt = targets.data_as<int32_t>();
+  for (size_t n = 0; n + 1 < cu.size(); ++n) {
+    const int64_t len = cu[n + 1] - cu[n];
+    ASSERT_GE(len, 1);
+    EXPECT_LE(len, o.seq_len);
+    std::string seq;
+    for (int64_t t = cu[n]; t < cu[n + 1]; ++t) seq += char(tok[t]);
+    // Bytes of one document, whose next bytes are the targets (-100 past its end).
+    bool found = false;
+    for (size_t d = 0; d + 1 < starts.size() && !found; ++d) {
+      const std::string doc = corpus.substr(size_t(starts[d]), size_t(starts[d + 1] - starts[d]));
+      for (size_t at = doc.find(seq); at != std::string::npos && !found;
+           at = doc.find(seq, at + 1)) {
+        bool targets_match = true;
+        for (int64_t t = 0; t < len; ++t) {
+          const size_t next = at + size_t(t) + 1;
+          targets_match =
+              targets_match && tgt[cu[n] + t] == (next < doc.size() ? int32_t(doc[next]) : -100);
+        }
+        found = targets_match;
+      }
+    }
+    EXPECT_TRUE(found) << "sequence " << n << " is no document's bytes with their targets: " << seq;
+  }
+  const Tensor again = Tensor::empty({1, budget}, DType::i32);
+  const Tensor again_t = Tensor::empty({1, budget}, DType::i32);
+  std::vector<int32_t> cu2;
+  task.fill_packed(7, again, again_t, cu2);
+  EXPECT_EQ(cu2, cu);
+  EXPECT_TRUE(std::equal(tok, tok + budget, again.data_as<int32_t>()));
+  task.fill_packed(8, again, again_t, cu2);
+  EXPECT_NE(cu2, cu) << "another micro-batch, other documents";
+}
+
+// In a packed batch no document sees another: changing one document's bytes leaves every other
+// document's per-token losses the same, bit for bit (the batch's shape is the same).
+TEST(TextTask, ADocumentOfAPackedBatchDoesNotAffectTheOthers) {
+  Context& ctx = context_for(Device::cpu());
+  const ModelConfig config = ModelConfig::from_json(R"({"vocab_size": 256, "d_model": 16,
+      "pattern": "*-S-M-R-W-", "attention": {"n_heads": 2, "n_kv_heads": 1, "window": 4},
+      "mamba": {"d_state": 4}, "mamba2": {"d_state": 8, "head_dim": 8, "chunk_size": 4}})");
+  Model model(config, ctx, DType::f32, 3);
+  const std::vector<int32_t> cu = {0, 7, 20, 21, 33, 48};
+  const int64_t T = cu.back();
+  Rng rng(5);
+  Tensor tokens = Tensor::empty({1, T}, DType::i32), targets = Tensor::empty({1, T}, DType::i32);
+  for (int64_t t = 0; t < T; ++t) {
+    tokens.data_as<int32_t>()[t] = int32_t(rng.integer(0, 255));
+    targets.data_as<int32_t>()[t] = int32_t(rng.integer(0, 255));
+  }
+  const Tensor cu_t = int_tensor(cu, {int64_t(cu.size())});
+  // Per-token cross-entropy from the logits.
+  auto losses = [&](const Tensor& tok) {
+    model.forward(tok, targets, cu_t);
+    const float* logits = model.logits().data_as<float>();
+    std::vector<float> out(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) {
+      const float* row = logits + t * 256;
+      const float m = *std::max_element(row, row + 256);
+      float sum = 0;
+      for (int v = 0; v < 256; ++v) sum += std::exp(row[v] - m);
+      out[size_t(t)] = m + std::log(sum) - row[targets.data_as<int32_t>()[t]];
+    }
+    return out;
+  };
+  const std::vector<float> before = losses(tokens);
+  Tensor changed = Tensor::empty({1, T}, DType::i32);
+  changed.copy_from(tokens);
+  for (int64_t t = cu[1]; t < cu[2]; ++t) changed.data_as<int32_t>()[t] ^= 0x55;  // document 1
+  const std::vector<float> after = losses(changed);
+  for (int64_t t = 0; t < T; ++t) {
+    if (t >= cu[1] && t < cu[2]) continue;
+    EXPECT_EQ(before[size_t(t)], after[size_t(t)]) << "token " << t;
+  }
+  bool moved = false;
+  for (int64_t t = cu[1]; t < cu[2]; ++t) moved = moved || before[size_t(t)] != after[size_t(t)];
+  EXPECT_TRUE(moved) << "the changed document's own losses must change";
+}
+
 TEST(TextTask, MissingOrTinyCorpusIsAClearError) {
   train::TextOptions o;
   o.path = "/nonexistent/corpus.txt";
@@ -206,6 +328,8 @@ TEST(TextTask, MissingOrTinyCorpusIsAClearError) {
   std::ofstream(dir.file("tiny.txt")) << "too short";
   o.path = dir.file("tiny.txt");
   EXPECT_LONGCTX_ERROR(train::TextTask{o}, "too few for windows of 257 bytes");
+  o.seq_len = 3'000'000'000;
+  EXPECT_LONGCTX_ERROR(train::TextTask{o}, "seq_len must be in [1, 16777216]");
 }
 
 // ---- The schedule and the options --------------------------------------------------------------
@@ -240,6 +364,11 @@ TEST(Train, OptionsRoundTripThroughJsonAndUnknownKeysAreNamed) {
                        "unknown key 'mqar.pairs'");
   EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"steps": "many"})"),
                        "'steps' has the wrong type");
+  // A repeated key was accepted, the last one winning; now it is an error naming the key.
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"lr": 1e-3, "lr": 2})"),
+                       "train options: duplicate key 'lr'");
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"mqar": {"seed": 1, "seed": 2}})"),
+                       "duplicate key 'seed'");
 }
 
 // ---- Runs --------------------------------------------------------------------------------------
@@ -445,6 +574,61 @@ TEST(Train, RunDirectoryMistakesAreClearErrors) {
   EXPECT_LONGCTX_ERROR(train::load_run_options("/nonexistent-run"), "options.json not found");
   o.batch = 0;
   EXPECT_LONGCTX_ERROR(train::train(o), "batch must be at least 1");
+  // The data position steps x accum x batch overflowed int64 and left MQAR's train seed range.
+  o.batch = int64_t(1) << 40;
+  o.steps = int64_t(1) << 30;
+  EXPECT_LONGCTX_ERROR(train::train(o), "steps x accum x batch", "beyond the 2^62");
+}
+
+// One writer per run directory: a second trainer on the same --out, started while the first runs
+// (here from inside its step hook), is refused — a fresh start and a --resume alike — where both
+// used to run and interleave their files. The lock ends with the first run.
+TEST(Train, ASecondTrainerOnTheSameDirectoryIsRefused) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 3;
+  o.checkpoint_every = 1;
+  int refused = 0;
+  train::TrainHooks hooks;
+  hooks.stop_after = [&](int64_t step) {
+    if (step == 2) {
+      EXPECT_LONGCTX_ERROR(train::train(o), "is in use by another `longctx train`", "/.lock");
+      EXPECT_LONGCTX_ERROR(train::train(o, true), "is in use by another `longctx train`");
+      ++refused;
+    }
+    return false;
+  };
+  EXPECT_EQ(train::train(o, false, hooks).step, 3);
+  EXPECT_EQ(refused, 1);
+  EXPECT_EQ(step_lines(dir.path()).size(), 3u) << "the first run's log, untouched";
+  EXPECT_EQ(train::train(o, true).step, 3) << "the lock went with the first run";
+}
+
+// Checkpoints come every checkpoint_minutes by default (before, only at the end or on a signal:
+// a kill -9 or a crash lost the whole run), and the temporary files a killed writer leaves are
+// removed by the next run in the directory (3 x 9.5 MB after 12 kills).
+TEST(Train, PeriodicCheckpointsSurviveACrashAndStaleTemporariesGo) {
+  EXPECT_GT(TrainOptions().checkpoint_minutes, 0) << "periodic checkpoints by default";
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 6;
+  o.checkpoint_minutes = 1e-9;  // after every step
+  train::TrainHooks crash;
+  crash.stop_after = [](int64_t step) -> bool {
+    if (step == 3) throw std::runtime_error("simulated crash");  // no checkpoint on the way out
+    return false;
+  };
+  EXPECT_THROW(train::train(o, false, crash), std::runtime_error);
+  EXPECT_EQ(
+      std::stoll(load_safetensors(dir.file("checkpoint.safetensors")).metadata.at("train.step")),
+      2);
+  std::ofstream(dir.file("checkpoint.safetensors.tmp.999.123.0")) << std::string(4096, 'x');
+  std::ofstream(dir.file("options.json.tmp")) << "{";
+  EXPECT_EQ(train::train(o, true).step, 6);
+  EXPECT_EQ(dir.files(), (std::vector<std::string>{".lock", "checkpoint.safetensors", "log.jsonl",
+                                                   "options.json"}));
+  o.checkpoint_minutes = -1;
+  EXPECT_LONGCTX_ERROR(train::train(o, true), "checkpoint_minutes must be >= 0");
 }
 
 TEST(Train, Bf16PrecisionIsForCudaAndNamedWhenWrong) {
@@ -475,6 +659,33 @@ TEST(Train, ResumeReadsOptionsAddedSinceTheRunBegan) {
   EXPECT_LONGCTX_ERROR(train::train(o, true), "option 'steps' differs");
   o.steps = 2;
   EXPECT_EQ(train::train(o, true).step, 2);
+}
+
+// A checkpoint's metadata is untrusted: malformed step, position or options are errors naming
+// the checkpoint and the key (the step read "error: stoll").
+TEST(Train, ResumeRejectsMalformedCheckpointMetadata) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 2;
+  train::train(o);
+  const std::string path = dir.file("checkpoint.safetensors");
+  const SafetensorsFile good = load_safetensors(path);
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"train.step", "two", "metadata 'train.step' must be an integer, got 'two'"},
+      {"train.step", "", "metadata 'train.step' must be an integer"},
+      {"train.step", "99999999999999999999", "must be an integer"},
+      {"train.position", "1x", "metadata 'train.position' must be an integer, got '1x'"},
+      {"train.elapsed_s", "[1]", "metadata 'train.elapsed_s' must be a number"},
+      {"train.elapsed_s", "{", "metadata 'train.elapsed_s' must be a number"},
+      {"train.options", R"({"lr": 1, "lr": 2})", "duplicate key 'lr'"},
+      {"train.options", "[", "not valid JSON"},
+  };
+  for (const auto& [key, value, message] : cases) {
+    SafetensorsFile bad = good;
+    bad.metadata[key] = value;
+    save_safetensors(path, bad.tensors, bad.metadata);
+    EXPECT_LONGCTX_ERROR(train::train(o, true), path.c_str(), message.c_str());
+  }
 }
 
 // --init starts from another run's parameters (here with a learning rate too small to move

@@ -55,9 +55,14 @@ enum class MatmulPrecision { f32, bf16 };
 const char* matmul_precision_name(MatmulPrecision precision);
 MatmulPrecision parse_matmul_precision(const std::string& name);  // "f32" or "bf16"
 
+// The most CPU threads a Context runs ops on (an error above it, not a crash in the thread
+// library); far more than any machine's cores.
+constexpr int kMaxCpuThreads = 1024;
+
 class Context {
  public:
-  // cpu_threads = 0 uses every hardware thread. A CUDA context creates its own stream.
+  // cpu_threads = 0 uses every hardware thread (OpenMP's default, which OMP_NUM_THREADS sets);
+  // at most kMaxCpuThreads. A CUDA context creates its own stream.
   explicit Context(Device device = Device::cpu(), int cpu_threads = 0);
   Context(Context&&) noexcept = default;
   Context& operator=(Context&&) noexcept = default;
@@ -67,6 +72,8 @@ class Context {
   Device device() const { return device_; }
   int cpu_threads() const { return cpu_threads_; }
   void* stream() const;  // cudaStream_t; nullptr for a CPU context
+  // Waits for the context's stream, then raises an error its kernels recorded since the last
+  // synchronisation (an out-of-range token or target: the ops do not stop the stream to check).
   void synchronize() const;
 
   // Deterministic mode (off by default): results bitwise reproducible from run to run and

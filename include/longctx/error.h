@@ -2,17 +2,27 @@
 //
 // Every public function validates its arguments and throws Error with a message that names the
 // function, the argument, and what was expected vs what was given. Library code never exits.
+//
+// Messages quote names and values from files and command lines, which may hold any bytes: an
+// Error's message is always printable() — one line of valid UTF-8 without control characters, so
+// that printing it cannot move a terminal's cursor or be cut at a NUL.
 #pragma once
 
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace longctx {
 
+// `text` made safe for a one-line message: every control character (C0 including the newline,
+// DEL, C1) and every byte that is not part of valid UTF-8 written as an escape (\n, \r, \t, or
+// \xNN per byte). Printable text comes back unchanged, so applying it twice changes nothing.
+std::string printable(std::string_view text);
+
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& message) : std::runtime_error(message) {}
+  explicit Error(const std::string& message) : std::runtime_error(printable(message)) {}
 };
 
 namespace detail {

@@ -39,6 +39,17 @@ Device parse_device(const std::string& name);  // "cpu", "cuda", "cuda:1"; throw
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& shape);  // "(2, 3, 4)"
 
+// The most bytes one tensor (or arena) may span: 2^62, so that every element count, stride, byte
+// count and 64-byte-rounded size derived from a shape fits in int64 with room to spare.
+constexpr int64_t kMaxTensorBytes = int64_t(1) << 62;
+
+// The bytes a contiguous tensor of `shape` and `dtype` needs, computed without overflow. Throws
+// Error starting with `who` for a negative size, or when the product of the non-zero sizes times
+// the element size exceeds kMaxTensorBytes (zero sizes are left out of that product so that the
+// strides of an empty tensor cannot overflow either). Shapes from files, configs and options go
+// through here before anything is allocated; every Tensor's shape has passed it.
+size_t checked_nbytes(const Shape& shape, DType dtype, const std::string& who);
+
 class Tensor {
  public:
   Tensor() = default;  // an undefined tensor: how an optional argument is left out
@@ -83,7 +94,11 @@ class Tensor {
   Tensor view_bytes(size_t byte_offset, const Shape& shape, DType dtype) const;
 
   // Copies. `to` allocates on the target device; copy_from copies into this (same shape, dtype).
-  // Both are ordered on ctx's stream and synchronised before return when they touch the host.
+  // Both are ordered on ctx's stream and synchronised before return when they touch the host;
+  // a copy that touches the host then raises an error a kernel of ctx left (Context::synchronize).
+  // Without the CUDA side's context (ctx null or of another device) a copy, to_dtype and fill
+  // wait for all work queued on that device first and finish before returning: the default
+  // stream they then use does not wait for a context's stream by itself.
   Tensor to(Device device, const Context* ctx = nullptr) const;
   void copy_from(const Tensor& src, const Context* ctx = nullptr) const;
   // A new tensor on the same device holding this one's values converted to `dtype`: on the CPU

@@ -2,24 +2,29 @@
 // kernels around the flash kernels — KV-cache append, split-KV combine, the backward's
 // preprocess D = rowsum(dO * O) and the dQ f32 -> T conversion.
 //
-// Dispatch: dtype -> head dim -> launcher. bf16/f16 run the tensor-core kernels
-// (flash_fwd.cuh, flash_bwd.cuh, instantiated per head dim); f32 runs the FMA kernels of
-// attention_f32.cu, except on a context with bf16 matmul precision (Context::set_matmul_precision),
-// where f32 attention runs the bf16 kernels on bf16 copies of its inputs and converts the results
-// back (torch.autocast's SDPA with f32 outputs). Decoding stays f32 there: converting the whole
-// cache at every step would cost more than the tensor cores save on one query row.
+// Dispatch: dtype -> head dim -> launcher, over the table of head_dims.h. bf16/f16 run the
+// tensor-core kernels (flash_fwd.cuh, flash_bwd.cuh, instantiated per head dim); f32 runs the FMA
+// kernels of attention_f32.cuh (instantiated per head-dim bucket, any head dim up to 256), except
+// on a context with bf16 matmul precision (Context::set_matmul_precision), where f32 attention
+// with a tensor-core head dim runs the bf16 kernels on bf16 copies of its inputs and converts the
+// results back (torch.autocast's SDPA with f32 outputs). An f32 head dim the tensor-core kernels
+// lack (say 16 or 80) runs the f32 kernels there too, computing in f32: defined, just slower.
+// Decoding stays f32 under bf16 precision: converting the whole cache at every step would cost
+// more than the tensor cores save on one query row.
 // Inputs were validated by src/ops/attention.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/attention/attention_params.cuh"
+#include "kernels/attention/head_dims.h"
 #include "kernels/common/context_state.cuh"
 #include "kernels/common/cuda_check.cuh"
 #include "kernels/common/runtime.h"
 #include "kernels/common/types.cuh"
-#include "longctx/ops/attention.h"
+#include "src/ops/attention.h"
 
 namespace longctx::cuda {
 
@@ -33,9 +38,9 @@ using attn::FwdParams;
 // k_cache[b, seqlens[b] + t] = k_new[b, t] (and v); positions past Tmax are dropped (the op's
 // validation requires seqlens[b] + Tq <= Tmax; this keeps a violation from writing out of bounds).
 template <class T>
-__global__ void append_kv_kernel(T* k_cache, T* v_cache, const T* k_new, const T* v_new,
-                                 const int* seqlens, int Tq, int Tmax, int64_t row_elems,
-                                 int64_t total) {
+__global__ void __launch_bounds__(256)
+    append_kv_kernel(T* k_cache, T* v_cache, const T* k_new, const T* v_new, const int* seqlens,
+                     int Tq, int Tmax, int64_t row_elems, int64_t total) {
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (idx >= total) return;
   const int64_t per_batch = int64_t(Tq) * row_elems;
@@ -51,9 +56,9 @@ __global__ void append_kv_kernel(T* k_cache, T* v_cache, const T* k_new, const T
 
 // out = sum_s e^(lse_s - L) O_s, lse = L = log sum_s e^(lse_s); one warp per (b, h, t) row.
 template <class T>
-__global__ void combine_splits_kernel(T* out, float* lse, const float* o_part,
-                                      const float* lse_part, int splits, int64_t rows, int H,
-                                      int Tq, int D) {
+__global__ void __launch_bounds__(128)
+    combine_splits_kernel(T* out, float* lse, const float* o_part, const float* lse_part,
+                          int splits, int64_t rows, int H, int Tq, int D) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -61,7 +66,17 @@ __global__ void combine_splits_kernel(T* out, float* lse, const float* o_part,
   const int h = int(row / Tq % H), t = int(row % Tq);
   T* dst = out + ((b * Tq + t) * H + h) * D;
   float mx = -INFINITY;
-  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, lse_part[s * rows + row]);
+  bool nan = false;
+  for (int s = 0; s < splits; ++s) {
+    const float x = lse_part[s * rows + row];
+    nan = nan || x != x;
+    mx = fmaxf(mx, x);  // skips NaN
+  }
+  if (nan) {  // a split saw a NaN or +inf score: one softmax over the whole row would be NaN
+    for (int d = lane; d < D; d += 32) dst[d] = store_as<T>(NAN);
+    if (lane == 0) lse[row] = NAN;
+    return;
+  }
   if (mx == -INFINITY) {  // no split saw a key
     for (int d = lane; d < D; d += 32) dst[d] = store_as<T>(0.f);
     if (lane == 0) lse[row] = -INFINITY;
@@ -83,8 +98,9 @@ __global__ void combine_splits_kernel(T* out, float* lse, const float* o_part,
 
 // dsum[b, h, t] = sum_d dout[b, t, h, d] * out[b, t, h, d] (f32); one warp per row.
 template <class T>
-__global__ void bwd_preprocess_kernel(float* dsum, const T* dout, const T* out, int64_t rows, int H,
-                                      int Tq, int D) {
+__global__ void __launch_bounds__(128)
+    bwd_preprocess_kernel(float* dsum, const T* dout, const T* out, int64_t rows, int H, int Tq,
+                          int D) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;  // (b, t, h)
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -101,7 +117,8 @@ __global__ void bwd_preprocess_kernel(float* dsum, const T* dout, const T* out, 
 }
 
 template <class T>
-__global__ void convert_dq_kernel(T* dq, const float* dq_accum, float scale, int64_t n) {
+__global__ void __launch_bounds__(256)
+    convert_dq_kernel(T* dq, const float* dq_accum, float scale, int64_t n) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i < n) dq[i] = store_as<T>(dq_accum[i] * scale);
 }
@@ -111,77 +128,90 @@ unsigned blocks_for(int64_t n, int per_block) {
 }
 
 // ---- dispatch -------------------------------------------------------------------------------
+//
+// Two kernel families run today, chosen by dtype: f32 -> the FMA kernels (attention_f32.cuh),
+// bf16/f16 -> the mma.sync kernels (flash_fwd.cuh, flash_bwd.cuh; sm_80 and later). A Hopper
+// family (wgmma + TMA, FA3-style) is the planned third; it slots in where launch_fwd and
+// attention_bwd pick the tensor-core launcher, under this rule (bench/results/2026-12-04-ptxas/
+// README.md has the design):
+//   bf16/f16 (or f32 converted under bf16 precision) runs the Hopper family when the device's
+//   compute capability is 9.x, the build has sm_90a code (wgmma and setmaxnreg need it), and the
+//   head dim is in its own table in head_dims.h; else the mma.sync family.
+// attention_supports does not change with it: the Hopper family covers a subset of what the
+// mma.sync family runs, faster. The params structs, the split-KV combine, the backward's
+// preprocess and the dQ conversion are shared.
 
+#define LONGCTX_ATTN_CASE(D) \
+  case D:                    \
+    return f(std::integral_constant<int, D>{});
+
+// f(integral_constant<kD>) for a tensor-core head dim D == kD.
 template <class F>
-void dispatch_head_dim(const char* op, int64_t D, F&& f) {
+void dispatch_tensor_core_head_dim(const char* op, int64_t D, F&& f) {
   switch (D) {
-    case 32:
-      return f(std::integral_constant<int, 32>{});
-    case 64:
-      return f(std::integral_constant<int, 64>{});
-    case 96:
-      return f(std::integral_constant<int, 96>{});
-    case 128:
-      return f(std::integral_constant<int, 128>{});
-    case 256:
-      return f(std::integral_constant<int, 256>{});
+    LONGCTX_ATTN_TENSOR_CORE_HEAD_DIMS(LONGCTX_ATTN_CASE)
     default:
-      throw Error(
-          detail::concat(op, ": the CUDA kernels support head dims 32, 64, 96, 128, 256, got ", D));
+      throw Error(detail::concat(op, ": the CUDA tensor-core kernels support head dims ",
+                                 attn::tensor_core_head_dims_text(), ", got ", D));
   }
 }
 
-// A window side that cannot bind for any query is unbounded (-1); keeps the kernels' integer
-// arithmetic far from overflow.
-int normalize_window(int w, int64_t Tq, int64_t Tk) {
-  return (w < 0 || int64_t(w) > Tq + Tk) ? -1 : w;
+// f(integral_constant<kD>) for the f32 bucket kD >= D that head dim D runs in.
+template <class F>
+void dispatch_f32_bucket(const char* op, int64_t D, F&& f) {
+  switch (attn::f32_head_dim_bucket(D)) {
+    LONGCTX_ATTN_F32_HEAD_DIM_BUCKETS(LONGCTX_ATTN_CASE)
+    default:
+      throw Error(detail::concat(op, ": the CUDA f32 kernels support head dims 1 .. ",
+                                 attn::kMaxHeadDim, ", got ", D));
+  }
 }
 
-float softmax_scale_of(const AttentionParams& params, int64_t D) {
-  return params.softmax_scale != 0.f ? params.softmax_scale : 1.f / std::sqrt(float(D));
-}
+#undef LONGCTX_ATTN_CASE
 
-void check_aligned(const char* op,
-                   std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
-  for (const auto& [name, t] : ts) {
-    if (!t->defined()) continue;
+void check_aligned(const char* op, std::initializer_list<std::pair<const char*, const void*>> ps) {
+  for (const auto& [name, p] : ps) {
+    if (!p) continue;
     LONGCTX_CHECK(
-        reinterpret_cast<uintptr_t>(t->data()) % 16 == 0, op, ": argument '", name,
+        reinterpret_cast<uintptr_t>(p) % 16 == 0, op, ": argument '", name,
         "' must start on a 16-byte boundary for the bf16/f16 CUDA kernels (its data "
-        "pointer is offset; pass a tensor that owns its memory or a 16-byte aligned view)");
+        "pointer is offset; pass a tensor that owns its memory or a 16-byte aligned view; in a "
+        "packed batch every sequence's rows must start on one)");
   }
 }
 
 // Key tile of the forward kernel that runs (dtype, D): the split heuristic counts tiles.
 int fwd_block_n(DType dtype, int D) {
   int bn = 0;
-  dispatch_head_dim("attention", D, [&](auto hd) {
+  if (dtype == DType::f32) {
+    dispatch_f32_bucket("attention", D,
+                        [&](auto hd) { bn = attn::f32_fwd_block_n<decltype(hd)::value>(); });
+    return bn;
+  }
+  dispatch_tensor_core_head_dim("attention", D, [&](auto hd) {
     constexpr int kD = decltype(hd)::value;
-    if (dtype == DType::bf16)
-      bn = attn::flash_fwd_block_n<__nv_bfloat16, kD>();
-    else if (dtype == DType::f16)
-      bn = attn::flash_fwd_block_n<__half, kD>();
-    else
-      bn = attn::f32_fwd_block_n<kD>();
+    bn = dtype == DType::bf16 ? attn::flash_fwd_block_n<__nv_bfloat16, kD>()
+                              : attn::flash_fwd_block_n<__half, kD>();
   });
   return bn;
 }
 
-void launch_fwd(const char* op, const FwdParams& p, DType dtype, int D, cudaStream_t stream) {
-  dispatch_head_dim(op, D, [&](auto hd) {
-    constexpr int kD = decltype(hd)::value;
-    switch (dtype) {
-      case DType::bf16:
-        return attn::run_flash_fwd<__nv_bfloat16, kD>(p, stream);
-      case DType::f16:
-        return attn::run_flash_fwd<__half, kD>(p, stream);
-      case DType::f32:
-        return attn::run_f32_fwd<kD>(p, stream);
-      default:
-        throw Error(detail::concat(op, ": the CUDA backend supports f32, bf16 and f16, got ",
-                                   dtype_name(dtype)));
-    }
-  });
+void launch_fwd(const char* op, const FwdParams& p, DType dtype, cudaStream_t stream) {
+  switch (dtype) {
+    case DType::f32:
+      return dispatch_f32_bucket(
+          op, p.D, [&](auto hd) { attn::run_f32_fwd<decltype(hd)::value>(p, stream); });
+    case DType::bf16:
+      return dispatch_tensor_core_head_dim(op, p.D, [&](auto hd) {
+        attn::run_flash_fwd<__nv_bfloat16, decltype(hd)::value>(p, stream);
+      });
+    case DType::f16:
+      return dispatch_tensor_core_head_dim(
+          op, p.D, [&](auto hd) { attn::run_flash_fwd<__half, decltype(hd)::value>(p, stream); });
+    default:
+      throw Error(detail::concat(op, ": the CUDA backend supports f32, bf16 and f16, got ",
+                                 dtype_name(dtype)));
+  }
 }
 
 // Split count for decode: enough blocks for about two waves over the SMs, at least two key tiles
@@ -193,127 +223,158 @@ int choose_num_splits(int64_t blocks, int64_t key_tiles, int sms) {
 }
 
 // Runs the forward over `p` (with p.num_splits chosen), then the combine when it split.
-void forward(const Context& ctx, const char* op, FwdParams p, const Tensor& out, const Tensor& lse,
-             DType dtype, int D) {
+void forward(const Context& ctx, const char* op, FwdParams p, void* out, float* lse, DType dtype) {
   cudaStream_t stream = state_of(ctx).stream;
-  p.out = out.data();
-  p.lse = lse.data_as<float>();
+  p.out = out;
+  p.lse = lse;
   if (p.num_splits <= 1) {
     p.num_splits = 1;
-    launch_fwd(op, p, dtype, D, stream);
+    launch_fwd(op, p, dtype, stream);
     return;
   }
+  const int D = p.D;
   const int64_t rows = int64_t(p.B) * p.H * p.Tq;
   Tensor o_part = Tensor::empty({p.num_splits, rows, D}, DType::f32, ctx.device(), &ctx);
   Tensor lse_part = Tensor::empty({p.num_splits, rows}, DType::f32, ctx.device(), &ctx);
   p.o_part = o_part.data_as<float>();
   p.lse_part = lse_part.data_as<float>();
-  launch_fwd(op, p, dtype, D, stream);
+  launch_fwd(op, p, dtype, stream);
   dispatch_cuda_float(op, dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     combine_splits_kernel<T><<<blocks_for(rows, 4), 128, 0, stream>>>(
-        static_cast<T*>(out.data()), lse.data_as<float>(), p.o_part, p.lse_part, p.num_splits, rows,
-        p.H, p.Tq, D);
+        static_cast<T*>(out), lse, p.o_part, p.lse_part, p.num_splits, rows, p.H, p.Tq, D);
   });
   LONGCTX_CHECK_LAUNCH();
 }
 
-FwdParams make_fwd_params(const Tensor& q, const Tensor& k, const Tensor& v,
-                          const AttentionParams& params, int64_t Tk_for_window) {
+FwdParams make_fwd_params(const AttentionArgs& a) {
   FwdParams p{};
-  p.q = q.data();
-  p.k = k.data();
-  p.v = v.data();
-  p.B = int(q.size(0));
-  p.Tq = int(q.size(1));
-  p.H = int(q.size(2));
-  p.Tk = int(k.size(1));
-  p.Tk_alloc = int(k.size(1));
-  p.Hkv = int(k.size(2));
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.B = int(a.B);
+  p.Tq = int(a.Tq);
+  p.H = int(a.H);
+  p.Tk = int(a.Tk);
+  p.Tk_alloc = int(a.Tk);
+  p.Hkv = int(a.Hkv);
   p.G = p.H / p.Hkv;
-  const int64_t D = q.size(3);
-  const float scale = softmax_scale_of(params, D);
+  p.D = int(a.D);
+  const float scale = float(a.scale);
   p.scale_log2 = scale * attn::kLog2e;
-  p.softcap = params.softcap > 0.f ? params.softcap : 0.f;
+  p.softcap = float(a.softcap);
   p.scale_softcap = p.softcap > 0.f ? scale / p.softcap : 0.f;
   p.softcap_log2 = p.softcap * attn::kLog2e;
-  p.window_left = normalize_window(params.window_left, p.Tq, Tk_for_window);
-  p.window_right = params.causal ? 0 : normalize_window(params.window_right, p.Tq, Tk_for_window);
+  p.window_left = int(a.window_left);
+  p.window_right = int(a.window_right);
   p.num_splits = 1;
   return p;
 }
 
 // ---- bf16 matmul precision ------------------------------------------------------------------
 
-bool runs_in_bf16(const Context& ctx, const Tensor& q) {
-  if (q.dtype() != DType::f32 || ctx.matmul_precision() != MatmulPrecision::bf16) return false;
-  const int64_t D = q.size(3);
-  return D == 32 || D == 64 || D == 96 || D == 128 || D == 256;  // the tensor-core head dims
+// f32 attention on a context with bf16 matmul precision runs the tensor-core kernels when they
+// exist for its head dim; otherwise the f32 kernels (see the file comment).
+bool runs_in_bf16(const Context& ctx, const AttentionArgs& a) {
+  if (a.dtype != DType::f32 || ctx.matmul_precision() != MatmulPrecision::bf16) return false;
+  return attn::is_tensor_core_head_dim(a.D);
 }
 
-Tensor bf16_copy(const Context& ctx, const Tensor& t) {
-  return t.to_dtype(DType::bf16, &ctx);
+// The bf16 copies (or buffers) of one call's q- and kv-shaped tensors.
+struct Bf16 {
+  const Context& ctx;
+  int64_t q_elems, kv_elems;
+  std::vector<Tensor> keep;  // alive until the call returns
+  void* buffer(int64_t n) {
+    keep.push_back(Tensor::empty({n}, DType::bf16, ctx.device(), &ctx));
+    return keep.back().data();
+  }
+  const void* copy(const void* f32, int64_t n) {
+    void* dst = buffer(n);
+    convert(dst, DType::bf16, f32, DType::f32, n, state_of(ctx).stream);
+    return dst;
+  }
+  // dst (f32) <- src (bf16), exactly.
+  void widen(void* f32, const void* src, int64_t n) {
+    convert(f32, DType::f32, src, DType::bf16, n, state_of(ctx).stream);
+  }
+};
+
+// The forward of a rectangular batch (or of one sequence of a packed one) into out and lse.
+void forward_rows(const Context& ctx, const AttentionArgs& a, void* out, float* lse) {
+  const char* op = "attention_fwd";
+  if (a.B * a.Tq * a.H == 0) return;
+  if (runs_in_bf16(ctx, a)) {
+    Bf16 bf{ctx, a.B * a.Tq * a.H * a.D, a.B * a.Tk * a.Hkv * a.D, {}};
+    AttentionArgs b = a;
+    b.dtype = DType::bf16;
+    b.q = bf.copy(a.q, bf.q_elems);
+    b.k = bf.copy(a.k, bf.kv_elems);
+    b.v = bf.copy(a.v, bf.kv_elems);
+    void* out16 = bf.buffer(bf.q_elems);
+    forward_rows(ctx, b, out16, lse);
+    bf.widen(out, out16, bf.q_elems);
+    return;
+  }
+  if (a.dtype != DType::f32) check_aligned(op, {{"q", a.q}, {"k", a.k}, {"v", a.v}, {"out", out}});
+  forward(ctx, op, make_fwd_params(a), out, lse, a.dtype);
 }
 
-Tensor bf16_like(const Context& ctx, const Tensor& t) {
-  return Tensor::empty(t.shape(), DType::bf16, ctx.device(), &ctx);
-}
-
-// dst (f32) <- src (bf16), exactly.
-void widen_into(const Context& ctx, const Tensor& dst, const Tensor& src) {
-  convert(dst.data(), DType::f32, src.data(), DType::bf16, src.numel(), state_of(ctx).stream);
+// Rows [begin, begin + len) of the H rows of `lse` (pitch Tq floats) to or from a contiguous
+// (H, len) buffer: a packed batch's lse holds one sequence's rows Tq apart.
+void copy_lse_rows(const Context& ctx, float* dst, int64_t dst_pitch, const float* src,
+                   int64_t src_pitch, int64_t H, int64_t len) {
+  if (H * len == 0) return;
+  LONGCTX_CUDA_CHECK(cudaMemcpy2DAsync(
+      dst, size_t(dst_pitch) * sizeof(float), src, size_t(src_pitch) * sizeof(float),
+      size_t(len) * sizeof(float), size_t(H), cudaMemcpyDeviceToDevice, state_of(ctx).stream));
 }
 
 }  // namespace
 
-void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                   const Tensor& k, const Tensor& v, const AttentionParams& params) {
-  const char* op = "attention_fwd";
-  if (q.numel() == 0) return;
-  if (runs_in_bf16(ctx, q)) {
-    const Tensor out16 = bf16_like(ctx, out);
-    cuda::attention_fwd(ctx, out16, lse, bf16_copy(ctx, q), bf16_copy(ctx, k), bf16_copy(ctx, v),
-                        params);
-    widen_into(ctx, out, out16);
-    return;
+// A packed batch runs one sequence at a time, each exactly as it would alone (batch invariance by
+// construction); its lse rows go through a contiguous buffer. Many short sequences pay a launch
+// each (~5 us); one launch over every (sequence, tile) is the next step.
+void attention_fwd(const Context& ctx, const AttentionArgs& args) {
+  auto* lse = static_cast<float*>(args.lse);
+  if (!args.seqs_q.packed()) return forward_rows(ctx, args, args.out, lse);
+  Tensor rows =
+      Tensor::empty({args.H, std::max<int64_t>(args.Tq, 1)}, DType::f32, ctx.device(), &ctx);
+  for (int64_t s = 0; s < args.seqs_q.count; ++s) {
+    const AttentionArgs seq = args.sequence(s);
+    forward_rows(ctx, seq, seq.out, rows.data_as<float>());
+    copy_lse_rows(ctx, lse + args.seqs_q.begin(s), args.Tq, rows.data_as<float>(), seq.Tq, args.H,
+                  seq.Tq);
   }
-  if (q.dtype() != DType::f32) check_aligned(op, {{"q", &q}, {"k", &k}, {"v", &v}, {"out", &out}});
-  FwdParams p = make_fwd_params(q, k, v, params, k.size(1));
-  forward(ctx, op, p, out, lse, q.dtype(), int(q.size(3)));
 }
 
-void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                      const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
-                      const Tensor& k_new, const Tensor& v_new, const AttentionParams& params,
-                      int num_splits) {
+void attention_decode(const Context& ctx, const AttentionArgs& args) {
   const char* op = "attention_decode";
-  if (q.numel() == 0) return;
+  if (args.B * args.Tq * args.H == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  if (q.dtype() != DType::f32)
-    check_aligned(op, {{"q", &q}, {"k_cache", &k_cache}, {"v_cache", &v_cache}, {"out", &out}});
-  const int Tq = int(q.size(1)), Tmax = int(k_cache.size(1));
-  const bool append = k_new.defined() || v_new.defined();
+  if (args.dtype != DType::f32)
+    check_aligned(op, {{"q", args.q}, {"k_cache", args.k}, {"v_cache", args.v}, {"out", args.out}});
+  const int Tq = int(args.Tq), Tmax = int(args.Tk);
+  const bool append = args.k_new || args.v_new;
   if (append) {
-    const Tensor& ref = k_new.defined() ? k_new : v_new;
-    const int64_t total = ref.numel();
+    const int64_t row_elems = args.Hkv * args.D, total = args.B * args.Tq * row_elems;
     if (total > 0) {
-      dispatch_cuda_float(op, q.dtype(), [&](auto tag) {
+      dispatch_cuda_float(op, args.dtype, [&](auto tag) {
         using T = typename decltype(tag)::type;
         append_kv_kernel<T><<<blocks_for(total, 256), 256, 0, stream>>>(
-            static_cast<T*>(k_cache.data()), static_cast<T*>(v_cache.data()),
-            k_new.defined() ? static_cast<const T*>(k_new.data()) : nullptr,
-            v_new.defined() ? static_cast<const T*>(v_new.data()) : nullptr,
-            cache_seqlens.data_as<int32_t>(), Tq, Tmax, ref.size(2) * ref.size(3), total);
+            static_cast<T*>(const_cast<void*>(args.k)), static_cast<T*>(const_cast<void*>(args.v)),
+            static_cast<const T*>(args.k_new), static_cast<const T*>(args.v_new),
+            args.cache_seqlens, Tq, Tmax, row_elems, total);
       });
       LONGCTX_CHECK_LAUNCH();
     }
   }
-  FwdParams p = make_fwd_params(q, k_cache, v_cache, params, Tmax);
-  p.seqlens = cache_seqlens.data_as<int32_t>();
+  FwdParams p = make_fwd_params(args);
+  p.seqlens = args.cache_seqlens;
   p.seqlen_add = append ? Tq : 0;
-  const int D = int(q.size(3));
-  if (num_splits > 0) {
-    p.num_splits = std::min(num_splits, 256);
+  const int D = p.D;
+  if (args.num_splits > 0) {
+    p.num_splits = std::min(args.num_splits, 256);
   } else {
     int sms = 0;
     LONGCTX_CUDA_CHECK(
@@ -321,98 +382,129 @@ void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, 
     // Rows per block: 128 for the tensor-core kernels with D <= 128, 64 otherwise; a lower bound
     // on blocks is enough for the heuristic.
     const int64_t row_tiles = (int64_t(Tq) * p.G + 127) / 128;
-    const int bn = fwd_block_n(q.dtype(), D);
+    const int bn = fwd_block_n(args.dtype, D);
     p.num_splits = choose_num_splits(row_tiles * p.B * p.Hkv, (Tmax + bn - 1) / bn, sms);
   }
-  forward(ctx, op, p, out, lse, q.dtype(), D);
+  forward(ctx, op, p, args.out, static_cast<float*>(args.lse), args.dtype);
 }
 
-void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                   const Tensor& out, const Tensor& lse, const AttentionParams& params) {
+namespace {
+
+// The backward of a rectangular batch (or of one sequence of a packed one) from lse.
+void backward_rows(const Context& ctx, const AttentionArgs& a, const float* lse) {
   const char* op = "attention_bwd";
-  if (runs_in_bf16(ctx, q)) {
+  const int64_t B = a.B, Tq = a.Tq, H = a.H, D = a.D, Tk = a.Tk, Hkv = a.Hkv;
+  const int64_t q_elems = B * Tq * H * D, kv_elems = B * Tk * Hkv * D;
+  if (runs_in_bf16(ctx, a)) {
     // out holds the bf16 forward's output widened exactly, so its bf16 copy is that output.
-    const Tensor dq16 = bf16_like(ctx, dq), dk16 = bf16_like(ctx, dk), dv16 = bf16_like(ctx, dv);
-    cuda::attention_bwd(ctx, dq16, dk16, dv16, bf16_copy(ctx, dout), bf16_copy(ctx, q),
-                        bf16_copy(ctx, k), bf16_copy(ctx, v), bf16_copy(ctx, out), lse, params);
-    widen_into(ctx, dq, dq16);
-    widen_into(ctx, dk, dk16);
-    widen_into(ctx, dv, dv16);
+    Bf16 bf{ctx, q_elems, kv_elems, {}};
+    AttentionArgs b = a;
+    b.dtype = DType::bf16;
+    b.q = bf.copy(a.q, q_elems);
+    b.k = bf.copy(a.k, kv_elems);
+    b.v = bf.copy(a.v, kv_elems);
+    b.out = const_cast<void*>(bf.copy(a.out, q_elems));
+    b.dout = bf.copy(a.dout, q_elems);
+    b.dq = bf.buffer(q_elems);
+    b.dk = bf.buffer(kv_elems);
+    b.dv = bf.buffer(kv_elems);
+    backward_rows(ctx, b, lse);
+    bf.widen(a.dq, b.dq, q_elems);
+    bf.widen(a.dk, b.dk, kv_elems);
+    bf.widen(a.dv, b.dv, kv_elems);
     return;
   }
   cudaStream_t stream = state_of(ctx).stream;
-  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
-  const int64_t Tk = k.size(1), Hkv = k.size(2);
-  if (dk.numel() > 0 && Tq == 0) {  // no query: the key gradients are zero
-    dk.fill(0.0, &ctx);
-    dv.fill(0.0, &ctx);
+  const size_t esize = dtype_size(a.dtype);
+  if (kv_elems > 0 && Tq == 0) {  // no query: the key gradients are zero
+    LONGCTX_CUDA_CHECK(cudaMemsetAsync(a.dk, 0, size_t(kv_elems) * esize, stream));
+    LONGCTX_CUDA_CHECK(cudaMemsetAsync(a.dv, 0, size_t(kv_elems) * esize, stream));
   }
-  if (dq.numel() > 0 && Tk == 0) dq.fill(0.0, &ctx);
+  if (q_elems > 0 && Tk == 0)
+    LONGCTX_CUDA_CHECK(cudaMemsetAsync(a.dq, 0, size_t(q_elems) * esize, stream));
   if (Tq == 0 || Tk == 0 || B == 0 || H == 0) return;
-  if (q.dtype() != DType::f32)
-    check_aligned(
-        op,
-        {{"q", &q}, {"k", &k}, {"v", &v}, {"dout", &dout}, {"dq", &dq}, {"dk", &dk}, {"dv", &dv}});
+  if (a.dtype != DType::f32)
+    check_aligned(op, {{"q", a.q},
+                       {"k", a.k},
+                       {"v", a.v},
+                       {"dout", a.dout},
+                       {"dq", a.dq},
+                       {"dk", a.dk},
+                       {"dv", a.dv}});
 
   Tensor dsum = Tensor::empty({B, H, Tq}, DType::f32, ctx.device(), &ctx);
   const int64_t rows = B * Tq * H;
-  dispatch_cuda_float(op, q.dtype(), [&](auto tag) {
+  dispatch_cuda_float(op, a.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     bwd_preprocess_kernel<T><<<blocks_for(rows, 4), 128, 0, stream>>>(
-        dsum.data_as<float>(), static_cast<const T*>(dout.data()),
-        static_cast<const T*>(out.data()), rows, int(H), int(Tq), int(D));
+        dsum.data_as<float>(), static_cast<const T*>(a.dout), static_cast<const T*>(a.out), rows,
+        int(H), int(Tq), int(D));
   });
   LONGCTX_CHECK_LAUNCH();
 
   BwdParams p{};
-  p.q = q.data();
-  p.k = k.data();
-  p.v = v.data();
-  p.dout = dout.data();
-  p.lse = lse.data_as<float>();
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.dout = a.dout;
+  p.lse = lse;
   p.dsum = dsum.data_as<float>();
-  p.dq = dq.data();
-  p.dk = dk.data();
-  p.dv = dv.data();
+  p.dq = a.dq;
+  p.dk = a.dk;
+  p.dv = a.dv;
   p.B = int(B);
   p.Tq = int(Tq);
   p.Tk = int(Tk);
   p.H = int(H);
   p.Hkv = int(Hkv);
   p.G = int(H / Hkv);
-  p.scale = softmax_scale_of(params, D);
+  p.D = int(D);
+  p.scale = float(a.scale);
   p.scale_log2 = p.scale * attn::kLog2e;
-  p.softcap = params.softcap > 0.f ? params.softcap : 0.f;
+  p.softcap = float(a.softcap);
   p.scale_softcap = p.softcap > 0.f ? p.scale / p.softcap : 0.f;
   p.softcap_log2 = p.softcap * attn::kLog2e;
-  p.window_left = normalize_window(params.window_left, Tq, Tk);
-  p.window_right = params.causal ? 0 : normalize_window(params.window_right, Tq, Tk);
+  p.window_left = int(a.window_left);
+  p.window_right = int(a.window_right);
 
-  dispatch_head_dim(op, D, [&](auto hd) {
+  if (a.dtype == DType::f32) {  // no atomics: deterministic either way
+    dispatch_f32_bucket(op, D, [&](auto hd) { attn::run_f32_bwd<decltype(hd)::value>(p, stream); });
+    return;
+  }
+  Tensor dq_accum;
+  if (!a.deterministic) {
+    dq_accum = Tensor::zeros({B, Tq, H, D}, DType::f32, ctx.device(), &ctx);
+    p.dq_accum = dq_accum.data_as<float>();
+  }
+  dispatch_tensor_core_head_dim(op, D, [&](auto hd) {
     constexpr int kD = decltype(hd)::value;
-    if (q.dtype() == DType::f32) {
-      attn::run_f32_bwd<kD>(p, stream);  // no atomics: deterministic either way
-      return;
-    }
-    Tensor dq_accum;
-    if (!params.deterministic) {
-      dq_accum = Tensor::zeros({B, Tq, H, D}, DType::f32, ctx.device(), &ctx);
-      p.dq_accum = dq_accum.data_as<float>();
-    }
-    dispatch_cuda_float(op, q.dtype(), [&](auto tag) {
+    dispatch_cuda_float(op, a.dtype, [&](auto tag) {
       using T = typename decltype(tag)::type;
       if constexpr (!std::is_same_v<T, float>) {
-        attn::run_flash_bwd<T, kD>(p, params.deterministic, stream);
-        if (!params.deterministic) {
-          const int64_t n = dq.numel();
-          convert_dq_kernel<T><<<blocks_for(n, 256), 256, 0, stream>>>(static_cast<T*>(dq.data()),
-                                                                       p.dq_accum, p.scale, n);
+        attn::run_flash_bwd<T, kD>(p, a.deterministic, stream);
+        if (!a.deterministic) {
+          convert_dq_kernel<T><<<blocks_for(q_elems, 256), 256, 0, stream>>>(
+              static_cast<T*>(a.dq), p.dq_accum, p.scale, q_elems);
           LONGCTX_CHECK_LAUNCH();
         }
       }
     });
   });
+}
+
+}  // namespace
+
+void attention_bwd(const Context& ctx, const AttentionArgs& args) {
+  const auto* lse = static_cast<const float*>(args.lse);
+  if (!args.seqs_q.packed()) return backward_rows(ctx, args, lse);
+  Tensor rows =
+      Tensor::empty({args.H, std::max<int64_t>(args.Tq, 1)}, DType::f32, ctx.device(), &ctx);
+  for (int64_t s = 0; s < args.seqs_q.count; ++s) {
+    const AttentionArgs seq = args.sequence(s);
+    copy_lse_rows(ctx, rows.data_as<float>(), seq.Tq, lse + args.seqs_q.begin(s), args.Tq, args.H,
+                  seq.Tq);
+    backward_rows(ctx, seq, rows.data_as<float>());
+  }
 }
 
 }  // namespace longctx::cuda

@@ -22,7 +22,8 @@ constexpr float kLn2 = 0.6931471805599453f;
 
 // Forward and decode. The rows of one kv head are packed: row r = t * G + g is query t of head
 // hk * G + g, so all query heads of a GQA group share each K/V tile a block loads (for decode this
-// reads the cache once per group). Grid: (ceil(Tq * G / BlockM), Hkv, B * num_splits).
+// reads the cache once per group). Grid: flat over (ceil(Tq * G / BlockM), Hkv, B * num_splits)
+// (kernels/common/grid.h: B * num_splits passes gridDim.z's 65535 at B = 256, 256 splits).
 struct FwdParams {
   const void* q;       // (B, Tq, H, D)
   const void* k;       // (B, Tk_alloc, Hkv, D)
@@ -34,6 +35,7 @@ struct FwdParams {
   const int* seqlens;  // (B) or null: batch b has seqlens[b] + seqlen_add keys, else Tk
   int seqlen_add;
   int B, Tq, Tk, Tk_alloc, H, Hkv, G;
+  int D;                          // head dim; a kernel compiled for head dim kD takes D <= kD
   float scale_log2;               // softmax_scale * log2(e)
   float softcap;                  // 0 = off
   float scale_softcap;            // softmax_scale / softcap (softcap on)
@@ -42,8 +44,8 @@ struct FwdParams {
   int num_splits;                 // >= 1: the key range of each batch is cut into this many chunks
 };
 
-// Backward. Grid of the dK/dV kernel: (ceil(Tk / BlockN), Hkv, B), the G query heads of a group
-// looped inside the block; of the dQ kernel: (ceil(Tq / BlockM), H, B).
+// Backward. Grid of the dK/dV kernel: flat over (ceil(Tk / BlockN), Hkv, B), the G query heads of
+// a group looped inside the block; of the dQ kernel: flat over (ceil(Tq / BlockM), H, B).
 struct BwdParams {
   const void* q;      // (B, Tq, H, D)
   const void* k;      // (B, Tk, Hkv, D)
@@ -56,6 +58,7 @@ struct BwdParams {
   void* dv;           // (B, Tk, Hkv, D)
   float* dq_accum;    // (B, Tq, H, D) f32 zeroed, atomics from the dK/dV kernel; null = no dQ there
   int B, Tq, Tk, H, Hkv, G;
+  int D;                // head dim; a kernel compiled for head dim kD takes D <= kD
   float scale;          // softmax_scale
   float scale_log2;     // softmax_scale * log2(e)
   float softcap;        // 0 = off
@@ -94,8 +97,26 @@ __host__ __device__ inline bool tile_fully_visible(int t_first, int t_last, int 
          (wr < 0 || j_last <= t_first + off + wr);
 }
 
-// Launchers (explicitly instantiated per head dim in flash_{fwd,bwd}_hdim*.cu and
-// attention_f32.cu). T is __nv_bfloat16 or __half for the tensor-core kernels.
+// The end of a forward row: out = O * inv, lse (natural log), from the running max m (log2
+// units) and sum l over the keys [split_lo, split_hi) of the split. As the float64 reference:
+//   - a row that sees no key in the split: out 0, lse -inf (the combine skips such a split);
+//   - l NaN (a NaN score, or +inf: 2^(inf - inf)): out and lse NaN;
+//   - l == 0 although the row sees keys (every score -inf, from an inf in q or k): the
+//     reference's exp(-inf - -inf) is NaN, so out and lse are NaN too (inv = 1/0: 0 * inf).
+struct RowEnd {
+  float inv, lse;
+};
+__device__ inline RowEnd row_end(int t, int Tq, int Tk, int wl, int wr, int split_lo, int split_hi,
+                                 float m, float l) {
+  int lo, hi;
+  visible_key_range(t, t, Tq, Tk, wl, wr, lo, hi);
+  if (min(hi, split_hi) <= max(lo, split_lo)) return {0.f, -INFINITY};
+  if (l == 0.f) return {INFINITY, NAN};
+  return {1.f / l, (m + log2f(l)) * kLn2};
+}
+
+// Launchers, explicitly instantiated for the head dims of head_dims.h: per head dim in
+// flash_{fwd,bwd}_hdim*.cu (T is __nv_bfloat16 or __half), per bucket in attention_f32.cu.
 template <class T, int D>
 void run_flash_fwd(const FwdParams& p, cudaStream_t stream);
 template <class T, int D>
@@ -103,12 +124,13 @@ int flash_fwd_block_n();  // key tile of the forward (the split-count heuristic 
 template <class T, int D>
 void run_flash_bwd(const BwdParams& p, bool deterministic, cudaStream_t stream);
 
-// f32 path: plain FMA kernels, same params and semantics.
-template <int D>
+// f32 path: plain FMA kernels, same params and semantics, compiled for head-dim bucket kD and
+// running any p.D <= kD.
+template <int kD>
 int f32_fwd_block_n();
-template <int D>
+template <int kD>
 void run_f32_fwd(const FwdParams& p, cudaStream_t stream);
-template <int D>
+template <int kD>
 void run_f32_bwd(const BwdParams& p, cudaStream_t stream);
 
 }  // namespace longctx::cuda::attn

@@ -18,14 +18,21 @@
 #include "kernels/attention/attention_params.cuh"
 #include "kernels/attention/mma.cuh"
 #include "kernels/common/cuda_check.cuh"
+#include "kernels/common/grid.h"
 #include "kernels/common/types.cuh"
 
 namespace longctx::cuda::attn {
 
-// dK/dV kernel tiles. D <= 128: 4 warps x 16 keys = 64 keys, 64 queries per step; the dK and dV
-// accumulators take D/2 floats each per thread. D = 256 would need 256 accumulator floats per
-// thread, so two warps share 16 keys and each owns half of the columns (S and dP are computed by
-// both: 2x on two of the five matmuls), with 32 queries per step so that the shared memory
+// dK/dV kernel tiles. D <= 128: 4 warps x 16 keys = 64 keys; the dK and dV accumulators take
+// D/2 floats each per thread. Queries per step: 64 for D <= 64; 32 for D = 96 and 128, where the
+// accumulators leave no room for 64-query S^T and dP^T tiles (16 floats each per 16 queries) and
+// the atomic dQ tile: at 64 queries ptxas gave D = 128 255 registers and 16 bytes of spill stores
+// (32 of loads) per thread on sm_90a, D = 96 255 registers; at 32 queries 247 and 214, no spill
+// (bench/results/2026-12-04-ptxas). The smaller step also halves the Q/dO staging (115 -> 75 KiB
+// at D = 128: two blocks per SM on sm80 instead of one). Twice the steps per key tile: to be
+// measured on the first GPU lease. D = 256 would need 256 accumulator floats
+// per thread, so two warps share 16 keys and each owns half of the columns (S and dP are computed
+// by both: 2x on two of the five matmuls), with 32 queries per step so that the shared memory
 // (140 KiB) fits sm80.
 template <class T, int D>
 struct FlashBwdTraits {
@@ -35,7 +42,7 @@ struct FlashBwdTraits {
   static constexpr int kWarps = 4 * kSplitD;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kBlockN = 16 * kWarps / kSplitD;  // keys per block
-  static constexpr int kBlockM = D > 128 ? 32 : 64;      // queries per step
+  static constexpr int kBlockM = D > 64 ? 32 : 64;       // queries per step
   static constexpr int kStride = D + 8;
   static constexpr int kDsStride = kBlockN + 8;
   static constexpr int kAccCols = D / kSplitD;  // dK, dV columns per warp
@@ -94,7 +101,8 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_dkdv_kernel(const BwdP
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4;
   const int kb = warp / kSplitD, dh = warp % kSplitD;  // 16-key block, column part
-  const int hk = blockIdx.y, b = blockIdx.z, j0 = blockIdx.x * kBN;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned((p.Tk + kBN - 1) / kBN), unsigned(p.Hkv));
+  const int hk = blk.i1, b = blk.i2, j0 = blk.i0 * kBN;
   const int Tq = p.Tq, Tk = p.Tk, G = p.G, wl = p.window_left, wr = p.window_right;
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
@@ -244,7 +252,8 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_dq_kernel(const BwdPar
   T* sV = sK + 2 * kBN * kS;               // [2][kBN][kS]
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4;
-  const int h = blockIdx.y, b = blockIdx.z, i0 = blockIdx.x * kBM;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned((p.Tq + kBM - 1) / kBM), unsigned(p.H));
+  const int h = blk.i1, b = blk.i2, i0 = blk.i0 * kBM;
   const int Tq = p.Tq, Tk = p.Tk, hk = h / p.G, wl = p.window_left, wr = p.window_right;
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
@@ -349,7 +358,8 @@ void run_flash_bwd(const BwdParams& p, bool deterministic, cudaStream_t stream) 
   auto dkdv = flash_bwd_dkdv_kernel<Tr>;
   LONGCTX_CUDA_CHECK(
       cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes));
-  const dim3 grid((p.Tk + Tr::kBlockN - 1) / Tr::kBlockN, p.Hkv, p.B);
+  const unsigned grid =
+      flat_grid("attention_bwd (dK/dV)", (p.Tk + Tr::kBlockN - 1) / Tr::kBlockN, p.Hkv, p.B);
   dkdv<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
   LONGCTX_CHECK_LAUNCH();
   if (deterministic) {
@@ -357,7 +367,8 @@ void run_flash_bwd(const BwdParams& p, bool deterministic, cudaStream_t stream) 
     auto dq = flash_bwd_dq_kernel<Dq>;
     LONGCTX_CUDA_CHECK(
         cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, Dq::kSmemBytes));
-    const dim3 grid_q((p.Tq + Dq::kBlockM - 1) / Dq::kBlockM, p.H, p.B);
+    const unsigned grid_q =
+        flat_grid("attention_bwd (dQ)", (p.Tq + Dq::kBlockM - 1) / Dq::kBlockM, p.H, p.B);
     dq<<<grid_q, Dq::kThreads, Dq::kSmemBytes, stream>>>(p);
     LONGCTX_CHECK_LAUNCH();
   }

@@ -12,6 +12,7 @@
 #include "kernels/attention/attention_params.cuh"
 #include "kernels/attention/mma.cuh"
 #include "kernels/common/cuda_check.cuh"
+#include "kernels/common/grid.h"
 
 namespace longctx::cuda::attn {
 
@@ -50,10 +51,10 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(const FwdParams
   T* sV = sK + 2 * kBN * kS;               // [2][kBN][kS]
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4;
-  const int hk = blockIdx.y;
-  const int b = blockIdx.z / p.num_splits, split = blockIdx.z % p.num_splits;
   const int G = p.G, rows = p.Tq * G;
-  const int r0 = blockIdx.x * kBM;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned((rows + kBM - 1) / kBM), unsigned(p.Hkv));
+  const int hk = blk.i1, b = blk.i2 / p.num_splits, split = blk.i2 % p.num_splits;
+  const int r0 = blk.i0 * kBM;
   // Decode: the per-batch key count, kept inside the cache even if seqlens were out of range.
   const int Tk = p.seqlens ? min(max(p.seqlens[b] + p.seqlen_add, 0), p.Tk_alloc) : p.Tk;
   const int wl = p.window_left, wr = p.window_right;
@@ -144,7 +145,8 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(const FwdParams
           row_max[i] = fmaxf(row_max[i], __shfl_xor_sync(0xffffffffu, row_max[i], 1));
           row_max[i] = fmaxf(row_max[i], __shfl_xor_sync(0xffffffffu, row_max[i], 2));
           // A row that has seen no visible key yet keeps m = -inf; subtract 0 instead so that
-          // 2^(-inf - m) stays 0 rather than NaN.
+          // 2^(-inf - m) stays 0 rather than NaN. fmaxf skips a NaN score; its 2^(NaN) makes l
+          // NaN below, and a +inf score gives 2^(inf - inf) = NaN: the row ends NaN either way.
           const float m_use = row_max[i] == -INFINITY ? 0.f : row_max[i];
           scale_o[i] = exp2f(m[i] - m_use);
           m[i] = row_max[i];
@@ -170,20 +172,21 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(const FwdParams
     }
   }
 
+  // Epilogue: O /= l, lse = (m + log2 l) ln 2 (row_end: the NaN and -inf rows as the reference).
   if (!warp_active) return;
-    // Epilogue: O /= l, lse = (m + log2 l) ln 2; a row with no visible key gives 0 and -inf.
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
   }
   const bool split_mode = p.num_splits > 1;
+  const int split_lo = split * per_split * kBN, split_hi = (split + 1) * per_split * kBN;
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     if (row[i] >= rows) continue;
     const int t = t_row[i], h = hk * G + row[i] % G;
-    const float inv = l[i] > 0.f ? 1.f / l[i] : 0.f;
-    const float lse = l[i] > 0.f ? (m[i] + log2f(l[i])) * kLn2 : -INFINITY;
+    const RowEnd end = row_end(t, p.Tq, Tk, wl, wr, split_lo, split_hi, m[i], l[i]);
+    const float inv = end.inv, lse = end.lse;
     const int64_t bht = (int64_t(b) * p.H + h) * p.Tq + t;
     if (split_mode) {
       const int64_t part = int64_t(split) * p.B * p.H * p.Tq + bht;
@@ -214,7 +217,8 @@ void run_flash_fwd(const FwdParams& p, cudaStream_t stream) {
   LONGCTX_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes));
   const int rows = p.Tq * p.G;
-  const dim3 grid((rows + Tr::kBlockM - 1) / Tr::kBlockM, p.Hkv, p.B * p.num_splits);
+  const unsigned grid = flat_grid("attention (forward)", (rows + Tr::kBlockM - 1) / Tr::kBlockM,
+                                  p.Hkv, int64_t(p.B) * p.num_splits);
   kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
   LONGCTX_CHECK_LAUNCH();
 }

@@ -66,7 +66,8 @@ Owned<cublasLtMatrixLayout_t> layout(cudaDataType_t type, int64_t rows, int64_t 
 
 // C (M, N) += bias (N): the fallback when cuBLASLt offers no algorithm with the bias epilogue.
 template <class T>
-__global__ void add_bias_kernel(T* C, const T* bias, int64_t M, int64_t N, int64_t ldc) {
+__global__ void __launch_bounds__(256)
+    add_bias_kernel(T* C, const T* bias, int64_t M, int64_t N, int64_t ldc) {
   const int64_t count = M * N;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -76,7 +77,8 @@ __global__ void add_bias_kernel(T* C, const T* bias, int64_t M, int64_t N, int64
   }
 }
 
-// One cuBLASLt call; returns false (launching nothing) when no algorithm fits.
+// One cuBLASLt call; returns false (launching nothing) when no algorithm fits. The algorithm is
+// the heuristic's first choice, asked once per GemmKey and context (gemm_algo_cache.h).
 bool try_gemm(const Context& ctx, DType dtype, bool trans_a, bool trans_b, int64_t M, int64_t N,
               int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb, void* C,
               int64_t ldc, const void* bias) {
@@ -86,9 +88,9 @@ bool try_gemm(const Context& ctx, DType dtype, bool trans_a, bool trans_b, int64
   // bf16 matmul precision: cuBLAS rounds the f32 operands to bf16 and runs tensor cores,
   // accumulating in f32 (the products of torch.autocast with f32 outputs).
   const bool fast_bf16 = dtype == DType::f32 && ctx.matmul_precision() == MatmulPrecision::bf16;
+  const cublasComputeType_t compute = fast_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
   cublasLtMatmulDesc_t raw_desc = nullptr;
-  LONGCTX_BLASLT_CHECK(cublasLtMatmulDescCreate(
-      &raw_desc, fast_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  LONGCTX_BLASLT_CHECK(cublasLtMatmulDescCreate(&raw_desc, compute, CUDA_R_32F));
   Owned<cublasLtMatmulDesc_t> desc(raw_desc);
   // Column-major view: first operand is our B, second our A (see the file comment).
   const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -110,35 +112,43 @@ bool try_gemm(const Context& ctx, DType dtype, bool trans_a, bool trans_b, int64
   auto second = trans_a ? layout(type, M, K, lda) : layout(type, K, M, lda);
   auto out = layout(type, N, M, ldc);
 
-  cublasLtMatmulPreference_t raw_pref = nullptr;
-  LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceCreate(&raw_pref));
-  Owned<cublasLtMatmulPreference_t> pref(raw_pref);
-  const uint64_t workspace_bytes = state.workspace_bytes;
-  LONGCTX_BLASLT_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                           &workspace_bytes, sizeof(workspace_bytes)));
   const uint32_t align_first = alignment_of(B), align_second = alignment_of(A);
   const uint32_t align_out = alignment_of(C);
-  LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof(uint32_t)));
-  LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof(uint32_t)));
-  LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_out, sizeof(uint32_t)));
-  LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_out, sizeof(uint32_t)));
+  GemmKey key;
+  key.M = M, key.N = N, key.K = K, key.lda = lda, key.ldb = ldb, key.ldc = ldc;
+  key.dtype = int(dtype), key.compute = int(compute);
+  key.align_a = align_second, key.align_b = align_first, key.align_c = align_out;
+  key.trans_a = trans_a, key.trans_b = trans_b, key.bias = bias != nullptr;
 
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  LONGCTX_BLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(state.blaslt, desc.get(), first.get(),
-                                                      second.get(), out.get(), out.get(),
-                                                      pref.get(), 1, &heuristic, &found));
-  if (found == 0) return false;
+  const GemmAlgo choice = state.gemm_algos.get(key, [&] {
+    cublasLtMatmulPreference_t raw_pref = nullptr;
+    LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceCreate(&raw_pref));
+    Owned<cublasLtMatmulPreference_t> pref(raw_pref);
+    const uint64_t workspace_bytes = state.workspace_bytes;
+    LONGCTX_BLASLT_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                             &workspace_bytes, sizeof(workspace_bytes)));
+    LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof(uint32_t)));
+    LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof(uint32_t)));
+    LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_out, sizeof(uint32_t)));
+    LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_out, sizeof(uint32_t)));
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    LONGCTX_BLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(state.blaslt, desc.get(), first.get(),
+                                                        second.get(), out.get(), out.get(),
+                                                        pref.get(), 1, &heuristic, &found));
+    return GemmAlgo{found > 0, heuristic.algo};
+  });
+  if (!choice.found) return false;
 
   const float alpha = 1.f, beta = 0.f;  // beta = 0: C is not read
-  LONGCTX_BLASLT_CHECK(cublasLtMatmul(
-      state.blaslt, desc.get(), &alpha, B, first.get(), A, second.get(), &beta, C, out.get(), C,
-      out.get(), &heuristic.algo, state.workspace, state.workspace_bytes, state.stream));
+  LONGCTX_BLASLT_CHECK(cublasLtMatmul(state.blaslt, desc.get(), &alpha, B, first.get(), A,
+                                      second.get(), &beta, C, out.get(), C, out.get(), &choice.algo,
+                                      state.workspace, state.workspace_bytes, state.stream));
   return true;
 }
 

@@ -1,10 +1,14 @@
 // Device discovery, allocation, copies and per-Context state on CUDA (see runtime.h).
 #include <cublasLt.h>
 
+#include <string>
+
 #include "kernels/common/context_state.cuh"
 #include "kernels/common/cuda_check.cuh"
+#include "kernels/common/index_check.cuh"
 #include "kernels/common/runtime.h"
 #include "kernels/common/types.cuh"
+#include "src/ops/index_errors.h"
 
 namespace longctx::cuda {
 
@@ -99,8 +103,8 @@ struct StridedCopyArgs {
 };
 
 template <class Word>
-__global__ void copy_strided_kernel(Word* dst, const Word* src, int64_t count,
-                                    StridedCopyArgs args) {
+__global__ void __launch_bounds__(256)
+    copy_strided_kernel(Word* dst, const Word* src, int64_t count, StridedCopyArgs args) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x) {
     int64_t rest = i, dst_offset = 0, src_offset = 0;
@@ -115,14 +119,14 @@ __global__ void copy_strided_kernel(Word* dst, const Word* src, int64_t count,
 }
 
 template <class T>
-__global__ void fill_kernel(T* dst, int64_t count, T value) {
+__global__ void __launch_bounds__(256) fill_kernel(T* dst, int64_t count, T value) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = value;
 }
 
 template <class To, class From>
-__global__ void convert_kernel(To* dst, const From* src, int64_t count) {
+__global__ void __launch_bounds__(256) convert_kernel(To* dst, const From* src, int64_t count) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = store_as<To>(load_f32(src[i]));
@@ -217,6 +221,63 @@ void synchronize(void* stream) {
   LONGCTX_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
 
+void synchronize_device(int device) {
+  set_device(device);
+  LONGCTX_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+// ---- deferred index errors (index_check.cuh) --------------------------------------------------
+
+namespace {
+
+__global__ void __launch_bounds__(1)
+    commit_index_check_kernel(IndexErrorRecord* record, unsigned long long* flag, long long bound,
+                              int check, int extra) {
+  const unsigned long long key = *flag;
+  if (key == kNoBadIndex) return;
+  *flag = kNoBadIndex;
+  if (record->key != kNoBadIndex) return;  // the first error since the last check is kept
+  record->bound = bound;
+  record->check = check;
+  record->extra = extra;
+  record->key = key;
+}
+
+}  // namespace
+
+void commit_index_check(Context::CudaState& state, IndexCheck check, int64_t bound, int extra) {
+  commit_index_check_kernel<<<1, 1, 0, state.stream>>>(state.index_error, state.index_flag, bound,
+                                                       int(check), extra);
+  LONGCTX_CHECK_LAUNCH();
+}
+
+void check_deferred_errors(Context::CudaState* state) {
+  if (!state || !state->index_error) return;
+  volatile IndexErrorRecord* record = state->index_error;
+  const unsigned long long key = record->key;
+  if (key == kNoBadIndex) return;
+  const int64_t position = int64_t(key >> 32), bound = record->bound;
+  const int32_t value = int32_t(uint32_t(key & 0xffffffffu));
+  const IndexCheck check = IndexCheck(record->check);
+  const int extra = record->extra;
+  record->key = kNoBadIndex;  // raised once
+  std::string message;
+  switch (check) {
+    case IndexCheck::embedding_fwd_tokens:
+      message = index_out_of_range_message("embedding_fwd", "tokens", position, value, bound);
+      break;
+    case IndexCheck::embedding_bwd_tokens:
+      message = index_out_of_range_message("embedding_bwd", "tokens", position, value, bound);
+      break;
+    case IndexCheck::cross_entropy_targets:
+      message = index_out_of_range_message("cross_entropy_fwd", "targets", position, value, bound,
+                                           ", or ignore_index = " + std::to_string(extra));
+      break;
+  }
+  throw Error(detail::concat(message, " [found on cuda:", state->device,
+                             " by a call since the context last synchronised; reported now]"));
+}
+
 // 32 MiB: what cuBLASLt asks for its best Hopper kernels (it recommends at least 32 MiB on sm90).
 constexpr size_t kBlasLtWorkspaceBytes = size_t(32) << 20;
 
@@ -234,6 +295,18 @@ Context::CudaState* create_state(int device) {
     LONGCTX_CUBLAS_CHECK(cublasLtCreate(&state->blaslt));
     state->workspace_bytes = kBlasLtWorkspaceBytes;
     LONGCTX_CUDA_CHECK(cudaMalloc(&state->workspace, state->workspace_bytes));
+    LONGCTX_CUDA_CHECK(cudaMalloc(&state->index_flag, sizeof(unsigned long long)));
+    LONGCTX_CUDA_CHECK(cudaMemset(state->index_flag, 0xff, sizeof(unsigned long long)));
+    // Mapped pinned memory: the device writes the record, the host reads it after a
+    // synchronisation without a copy. With unified addressing (every 64-bit process) the host
+    // pointer is the device's pointer too, with no cudaHostGetDevicePointer needed.
+    int unified = 0;
+    LONGCTX_CUDA_CHECK(cudaDeviceGetAttribute(&unified, cudaDevAttrUnifiedAddressing, device));
+    LONGCTX_CHECK(unified, "Context: cuda:", device,
+                  " has no unified addressing (a 32-bit process?); longctx needs it");
+    LONGCTX_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&state->index_error),
+                                     sizeof(IndexErrorRecord), cudaHostAllocMapped));
+    state->index_error->key = kNoBadIndex;
   } catch (...) {
     destroy_state(state);
     throw;
@@ -246,6 +319,8 @@ void destroy_state(Context::CudaState* state) {
   cudaSetDevice(state->device);
   if (state->stream) cudaStreamSynchronize(state->stream);
   if (state->workspace) cudaFree(state->workspace);
+  if (state->index_flag) cudaFree(state->index_flag);
+  if (state->index_error) cudaFreeHost(state->index_error);
   if (state->blaslt) cublasLtDestroy(state->blaslt);
   if (state->stream) cudaStreamDestroy(state->stream);
   delete state;

@@ -32,6 +32,10 @@ void fill(void* dst, DType dtype, int64_t count, double value, void* stream);
 void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t count,
              void* stream);
 void synchronize(void* stream);
+void synchronize_device(int device);  // every stream of the device (cudaDeviceSynchronize)
+// Raises (once) the out-of-range index a kernel of this context recorded, if any; call after a
+// synchronisation of its stream (kernels/common/index_check.cuh). Null state: nothing.
+void check_deferred_errors(Context::CudaState* state);
 
 Context::CudaState* create_state(int device);
 void destroy_state(Context::CudaState* state);

@@ -13,6 +13,8 @@
 // over (b, tile) in a fixed order: deterministic, no atomics. Update: one thread per (b, d).
 #include <cub/block/block_reduce.cuh>
 
+#include "kernels/common/grid.h"
+#include "kernels/common/varlen.cuh"
 #include "kernels/scan/scan_common.cuh"
 #include "src/ops/causal_conv1d.h"
 
@@ -40,14 +42,30 @@ __device__ __forceinline__ float activate(float pre, bool silu) {
   return silu ? scan::siluf(pre) : pre;
 }
 
-// Grid: (B * D, ceil(T / kTile)).
+// The positions [start, end) of the sequence holding step t of a row: the whole row of a
+// rectangular batch; in a packed batch (cu_seqlens given, N sequences) t's own sequence.
+struct Bounds {
+  int64_t start, end;
+};
+__device__ __forceinline__ Bounds bounds_of(const int32_t* cu_seqlens, int N, int64_t t,
+                                            int64_t T_len) {
+  if (!cu_seqlens) return {0, T_len};
+  const int n = sequence_of(cu_seqlens, N, t);
+  return {cu_seqlens[n], cu_seqlens[n + 1]};
+}
+
+// Grid: flat over (B * D, ceil(T / kTile)) (grid.h: the tiles passed gridDim.y's 65535 at T =
+// 64M). A packed batch (cu_seqlens, N sequences; B = 1) masks the taps
+// that reach back past a sequence's first step, exactly as the zeros before t = 0 do.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    causal_conv1d_fwd_kernel(T* out, const T* x, const T* weight, const T* bias, int64_t D,
-                             int64_t T_len, int W, bool silu) {
+    causal_conv1d_fwd_kernel(T* out, const T* x, const T* weight, const T* bias, int64_t BD,
+                             int64_t D, int64_t T_len, int W, bool silu, const int32_t* cu_seqlens,
+                             int N) {
   __shared__ float xs[kHalo + kTile];
-  const int64_t row = blockIdx.x, d = row % D;
-  const int64_t t_tile = int64_t(blockIdx.y) * kTile;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned(BD));
+  const int64_t row = blk.i0, d = row % D;
+  const int64_t t_tile = int64_t(blk.i1) * kTile;
   const T* x_row = x + row * T_len;
   for (int i = threadIdx.x; i < kHalo + kTile; i += kThreads) {
     const int64_t t = t_tile - kHalo + i;
@@ -62,9 +80,10 @@ __global__ void __launch_bounds__(kThreads)
     const int i = threadIdx.x + k * kThreads;  // position in the tile; xs[i + j] is x[t - 3 + j]
     const int64_t t = t_tile + i;
     if (t >= T_len) break;
+    const int64_t start = bounds_of(cu_seqlens, N, t, T_len).start;
     float acc = b;
 #pragma unroll
-    for (int j = 0; j < kTaps; ++j) acc += w4[j] * xs[i + j];
+    for (int j = 0; j < kTaps; ++j) acc += w4[j] * (t - kHalo + j >= start ? xs[i + j] : 0.f);
     out[row * T_len + t] = store_as<T>(activate(acc, silu));
   }
 }
@@ -79,17 +98,20 @@ struct Partial {
   }
 };
 
-// Grid: (B * D, tiles). partial: (B * tiles, D, kPartial), entry m = b * tiles + tile.
+// Grid: flat over (B * D, tiles). partial: (B * tiles, D, kPartial), entry m = b * tiles + tile. A
+// packed batch masks the taps across sequence boundaries as the forward does, in both directions.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     causal_conv1d_bwd_kernel(T* dx, float* partial, const T* dout, const T* x, const T* weight,
-                             const T* bias, int64_t D, int64_t T_len, int W, bool silu) {
+                             const T* bias, int64_t BD, int64_t D, int64_t T_len, int W, bool silu,
+                             const int32_t* cu_seqlens, int N) {
   using Reduce = cub::BlockReduce<Partial, kThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ float xs[kHalo + kTile + kHalo];  // x[t_tile - 3 .. t_tile + kTile + 3)
   __shared__ float gs[kTile + kHalo];          // g[t_tile .. t_tile + kTile + 3)
-  const int64_t row = blockIdx.x, d = row % D, bi = row / D;
-  const int64_t tile = blockIdx.y, tiles = gridDim.y;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned(BD));
+  const int64_t row = blk.i0, d = row % D, bi = row / D;
+  const int64_t tile = blk.i1, tiles = (T_len + kTile - 1) / kTile;
   const int64_t t_tile = tile * kTile;
   const T* x_row = x + row * T_len;
   const T* dout_row = dout + row * T_len;
@@ -107,9 +129,10 @@ __global__ void __launch_bounds__(kThreads)
     if (t < T_len) {
       g = load_f32(dout_row[t]);
       if (silu) {
+        const int64_t start = bounds_of(cu_seqlens, N, t, T_len).start;
         float pre = b;
 #pragma unroll
-        for (int j = 0; j < kTaps; ++j) pre += w4[j] * xs[i + j];
+        for (int j = 0; j < kTaps; ++j) pre += w4[j] * (t - kHalo + j >= start ? xs[i + j] : 0.f);
         g *= scan::silu_grad(pre);
       }
     }
@@ -124,13 +147,15 @@ __global__ void __launch_bounds__(kThreads)
     const int i = threadIdx.x + k * kThreads;
     const int64_t t = t_tile + i;
     if (t >= T_len) break;
-    float dxv = 0.f;
+    const Bounds seq = bounds_of(cu_seqlens, N, t, T_len);
+    float dxv = 0.f;  // the outputs t + 3 - j of t's own sequence read x[t]
 #pragma unroll
-    for (int j = 0; j < kTaps; ++j) dxv += w4[j] * gs[i + kHalo - j];
+    for (int j = 0; j < kTaps; ++j)
+      dxv += w4[j] * (t + kHalo - j < seq.end ? gs[i + kHalo - j] : 0.f);
     dx[row * T_len + t] = store_as<T>(dxv);
     const float g = gs[i];
 #pragma unroll
-    for (int j = 0; j < kTaps; ++j) acc.v[j] += g * xs[i + j];
+    for (int j = 0; j < kTaps; ++j) acc.v[j] += g * (t - kHalo + j >= seq.start ? xs[i + j] : 0.f);
     acc.v[kTaps] += g;
   }
   const Partial sum = Reduce(reduce_storage).Sum(acc);
@@ -184,12 +209,13 @@ void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
   const int W = args.W;
   if (B * D == 0 || T == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  const dim3 grid(unsigned(B * D), unsigned((T + kTile - 1) / kTile));
+  const unsigned grid = flat_grid("causal_conv1d_fwd", B * D, (T + kTile - 1) / kTile, 1);
   dispatch_cuda_float("causal_conv1d_fwd", args.dtype, [&](auto tag) {
     using T_ = typename decltype(tag)::type;
     causal_conv1d_fwd_kernel<T_><<<grid, kThreads, 0, stream>>>(
         static_cast<T_*>(args.out), static_cast<const T_*>(args.x),
-        static_cast<const T_*>(args.weight), static_cast<const T_*>(args.bias), D, T, W, args.silu);
+        static_cast<const T_*>(args.weight), static_cast<const T_*>(args.bias), B * D, D, T, W,
+        args.silu, args.seqs.cu_seqlens, int(args.seqs.count));
   });
   LONGCTX_CHECK_LAUNCH();
 }
@@ -207,10 +233,12 @@ void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args) {
     using T_ = typename decltype(tag)::type;
     const T_* bias_ptr = static_cast<const T_*>(args.bias);
     if (M > 0) {
-      causal_conv1d_bwd_kernel<T_><<<dim3(unsigned(B * D), unsigned(tiles)), kThreads, 0, stream>>>(
-          static_cast<T_*>(args.dx), partial.data_as<float>(), static_cast<const T_*>(args.dout),
-          static_cast<const T_*>(args.x), static_cast<const T_*>(args.weight), bias_ptr, D, T, W,
-          args.silu);
+      causal_conv1d_bwd_kernel<T_>
+          <<<flat_grid("causal_conv1d_bwd", B * D, tiles, 1), kThreads, 0, stream>>>(
+              static_cast<T_*>(args.dx), partial.data_as<float>(),
+              static_cast<const T_*>(args.dout), static_cast<const T_*>(args.x),
+              static_cast<const T_*>(args.weight), bias_ptr, B * D, D, T, W, args.silu,
+              args.seqs.cu_seqlens, int(args.seqs.count));
       LONGCTX_CHECK_LAUNCH();
     }
     const int64_t slots = D * (W + 1);

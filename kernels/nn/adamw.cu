@@ -24,9 +24,10 @@ struct AdamWScalars {
 
 // Copy = __nv_bfloat16 or __half; copy == nullptr writes no copy.
 template <class Copy>
-__global__ void adamw_kernel(float* __restrict__ param, float* __restrict__ m,
-                             float* __restrict__ v, const float* __restrict__ grad,
-                             Copy* __restrict__ copy, int64_t n, AdamWScalars s) {
+__global__ void __launch_bounds__(kThreads)
+    adamw_kernel(float* __restrict__ param, float* __restrict__ m, float* __restrict__ v,
+                 const float* __restrict__ grad, Copy* __restrict__ copy, int64_t n,
+                 AdamWScalars s) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float g = grad[i] * s.grad_scale;

@@ -2,21 +2,21 @@
 // Forward: one block per row; each thread keeps an online (max, sum of exp) over its strided
 // share of the row, combined by a CUB BlockReduce; thread 0 writes lse and the row's loss. A
 // second one-block kernel sums the row losses (f64, fixed assignment and reduction tree, so
-// deterministic) and divides by the labelled count. A bad target is recorded by atomicMin of its
-// row into a device flag, read back after the kernels.
+// deterministic) and divides by the labelled count. A bad target adds nothing to the loss and is
+// reported at the context's next synchronisation (index_check.cuh): the loss stays on the device
+// and the call never waits for it.
 // Backward: a one-block kernel computes scale = dloss / L, then one block per row writes
 // scale * (softmax - onehot), or zeros for an unlabelled row.
 #include <cub/block/block_reduce.cuh>
 
 #include <algorithm>
 #include <cmath>
-#include <string>
 
 #include "kernels/common/context_state.cuh"
 #include "kernels/common/cuda_check.cuh"
+#include "kernels/common/index_check.cuh"
 #include "kernels/common/types.cuh"
 #include "longctx/ops/cross_entropy.h"
-#include "src/ops/index_errors.h"
 
 namespace longctx::cuda {
 
@@ -41,9 +41,10 @@ struct CombineOp {
 };
 
 template <class T>
-__global__ void cross_entropy_fwd_kernel(float* lse, float* row_loss, unsigned long long* bad_row,
-                                         const T* logits, const int32_t* targets, int64_t V,
-                                         int32_t ignore_index) {
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_fwd_kernel(float* lse, float* row_loss, unsigned long long* bad_row,
+                             const T* logits, const int32_t* targets, int64_t V,
+                             int32_t ignore_index) {
   using Reduce = cub::BlockReduce<MaxSum, kThreads>;
   __shared__ typename Reduce::TempStorage temp;
   const int64_t row = blockIdx.x;
@@ -66,7 +67,7 @@ __global__ void cross_entropy_fwd_kernel(float* lse, float* row_loss, unsigned l
   float l = 0.f;
   if (t != ignore_index) {
     if (t < 0 || t >= V)
-      atomicMin(bad_row, (unsigned long long)row);
+      report_bad_index(bad_row, row, t);
     else
       l = row_lse - load_f32(x[t]);
   }
@@ -74,8 +75,9 @@ __global__ void cross_entropy_fwd_kernel(float* lse, float* row_loss, unsigned l
 }
 
 // loss = sum(row_loss) / L, L = the labelled count; 0 when L = 0. One block of kSumThreads.
-__global__ void mean_loss_kernel(float* loss, const float* row_loss, const int32_t* targets,
-                                 int64_t N, int32_t ignore_index) {
+__global__ void __launch_bounds__(kSumThreads)
+    mean_loss_kernel(float* loss, const float* row_loss, const int32_t* targets, int64_t N,
+                     int32_t ignore_index) {
   using ReduceD = cub::BlockReduce<double, kSumThreads>;
   using ReduceL = cub::BlockReduce<long long, kSumThreads>;
   __shared__ typename ReduceD::TempStorage temp_d;
@@ -92,8 +94,9 @@ __global__ void mean_loss_kernel(float* loss, const float* row_loss, const int32
 }
 
 // scale = dloss / L (0 when L = 0). One block of kSumThreads.
-__global__ void grad_scale_kernel(float* scale, const float* dloss, const int32_t* targets,
-                                  int64_t N, int32_t ignore_index) {
+__global__ void __launch_bounds__(kSumThreads)
+    grad_scale_kernel(float* scale, const float* dloss, const int32_t* targets, int64_t N,
+                      int32_t ignore_index) {
   using ReduceL = cub::BlockReduce<long long, kSumThreads>;
   __shared__ typename ReduceL::TempStorage temp;
   long long labelled = 0;
@@ -105,9 +108,10 @@ __global__ void grad_scale_kernel(float* scale, const float* dloss, const int32_
 // No __restrict__ on dlogits/logits: they may be the same buffer (each element read, then
 // written, by one thread).
 template <class T>
-__global__ void cross_entropy_bwd_kernel(T* dlogits, const float* scale, const T* logits,
-                                         const int32_t* targets, const float* lse, int64_t V,
-                                         int32_t ignore_index) {
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_bwd_kernel(T* dlogits, const float* scale, const T* logits,
+                             const int32_t* targets, const float* lse, int64_t V,
+                             int32_t ignore_index) {
   const int64_t row = blockIdx.x;
   const int32_t t = targets[row];
   T* dx = dlogits + row * V;
@@ -129,29 +133,23 @@ void cross_entropy_fwd(const Context& ctx, const Tensor& loss, const Tensor& lse
                        const Tensor& logits, const Tensor& targets,
                        const CrossEntropyParams& params) {
   const int64_t V = logits.size(-1), N = logits.numel() / V;
-  cudaStream_t stream = state_of(ctx).stream;
+  Context::CudaState& state = state_of(ctx);
+  cudaStream_t stream = state.stream;
   Tensor row_loss = Tensor::empty({std::max<int64_t>(N, 1)}, DType::f32, ctx.device(), &ctx);
-  Tensor bad = Tensor::empty({1}, DType::i64, ctx.device(), &ctx);
-  bad.fill(-1.0, &ctx);  // all bits set: no bad row
   if (N > 0) {
     dispatch_cuda_float("cross_entropy_fwd", logits.dtype(), [&](auto tag) {
       using T = typename decltype(tag)::type;
       cross_entropy_fwd_kernel<T><<<unsigned(N), kThreads, 0, stream>>>(
-          lse.data_as<float>(), row_loss.data_as<float>(),
-          reinterpret_cast<unsigned long long*>(bad.data()), static_cast<const T*>(logits.data()),
-          targets.data_as<int32_t>(), V, params.ignore_index);
+          lse.data_as<float>(), row_loss.data_as<float>(), state.index_flag,
+          static_cast<const T*>(logits.data()), targets.data_as<int32_t>(), V, params.ignore_index);
     });
     LONGCTX_CHECK_LAUNCH();
+    commit_index_check(state, IndexCheck::cross_entropy_targets, V, params.ignore_index);
   }
   mean_loss_kernel<<<1, kSumThreads, 0, stream>>>(loss.data_as<float>(), row_loss.data_as<float>(),
                                                   targets.data_as<int32_t>(), N,
                                                   params.ignore_index);
   LONGCTX_CHECK_LAUNCH();
-  const int64_t first_bad = bad.to(Device::cpu(), &ctx).data_as<int64_t>()[0];
-  if (first_bad < 0) return;
-  const Tensor value = targets.reshape({N}).narrow(0, first_bad, 1).to(Device::cpu(), &ctx);
-  throw_index_out_of_range("cross_entropy_fwd", "targets", first_bad, value.data_as<int32_t>()[0],
-                           V, ", or ignore_index = " + std::to_string(params.ignore_index));
 }
 
 void cross_entropy_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dloss,

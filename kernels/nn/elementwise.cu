@@ -37,8 +37,9 @@ struct SwiGLUBwd {
 // No __restrict__: an output may be exactly an input (in place); each element's inputs are read
 // before its outputs are written. Absent inputs (nullptr) read as 0, absent outputs are skipped.
 template <class T, class Op>
-__global__ void elementwise_kernel(Op op, T* out0, T* out1, const T* in0, const T* in1,
-                                   const T* in2, int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+    elementwise_kernel(Op op, T* out0, T* out1, const T* in0, const T* in1, const T* in2,
+                       int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     float y[2];

@@ -1,6 +1,7 @@
 // embedding on CUDA.
-// Forward: one block per token row (grid-stride), threads over C. A token outside [0, V) is
-// recorded by atomicMin of its position into a device flag, read back after the kernel.
+// Forward: one block per token row (grid-stride), threads over C. A token outside [0, V) gets a
+// zero row and is reported at the context's next synchronisation (index_check.cuh): the call
+// itself never waits for the device.
 // Backward, deterministic without atomics on the data: sort (token, position) pairs with CUB's
 // stable radix sort, find each id's run of positions by binary search, then one block per
 // (id, 128-channel tile): its 8 warps take every 8th position of the run (a fixed assignment),
@@ -8,13 +9,13 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include <algorithm>
-#include <limits>
 
 #include "kernels/common/context_state.cuh"
 #include "kernels/common/cuda_check.cuh"
+#include "kernels/common/grid.h"
+#include "kernels/common/index_check.cuh"
 #include "kernels/common/types.cuh"
 #include "longctx/ops/embedding.h"
-#include "src/ops/index_errors.h"
 
 namespace longctx::cuda {
 
@@ -25,27 +26,32 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kTile = 128;  // channels per backward block: 4 per lane
 static_assert(kTile % 32 == 0, "a tile is a whole number of channels per lane");
 
-// bad (1) = the smallest position whose token is outside [0, V); stays ~0 when all are valid.
-__global__ void check_tokens_kernel(unsigned long long* bad, const int32_t* tokens, int64_t N,
-                                    int64_t V) {
+// Reports the first position whose token is outside [0, V).
+__global__ void __launch_bounds__(kThreads)
+    check_tokens_kernel(unsigned long long* bad, const int32_t* tokens, int64_t N, int64_t V) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < N;
        i += int64_t(gridDim.x) * blockDim.x)
-    if (tokens[i] < 0 || tokens[i] >= V) atomicMin(bad, (unsigned long long)i);
+    if (tokens[i] < 0 || tokens[i] >= V) report_bad_index(bad, i, tokens[i]);
 }
 
 template <class T>
-__global__ void embedding_fwd_kernel(T* out, const int32_t* tokens, const T* table, int64_t N,
-                                     int64_t V, int64_t C) {
+__global__ void __launch_bounds__(kThreads)
+    embedding_fwd_kernel(T* out, unsigned long long* bad, const int32_t* tokens, const T* table,
+                         int64_t N, int64_t V, int64_t C) {
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const int64_t id = tokens[i];
-    if (id < 0 || id >= V) continue;  // reported by check_tokens_kernel
-    const T* row = table + id * C;
     T* dst = out + i * C;
+    if (id < 0 || id >= V) {
+      if (threadIdx.x == 0) report_bad_index(bad, i, int32_t(id));
+      for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dst[c] = store_as<T>(0.f);
+      continue;
+    }
+    const T* row = table + id * C;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dst[c] = row[c];
   }
 }
 
-__global__ void iota_kernel(int32_t* values, int64_t N) {
+__global__ void __launch_bounds__(kThreads) iota_kernel(int32_t* values, int64_t N) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < N;
        i += int64_t(gridDim.x) * blockDim.x)
     values[i] = int32_t(i);
@@ -53,7 +59,8 @@ __global__ void iota_kernel(int32_t* values, int64_t N) {
 
 // offsets[v] = the first k with sorted[k] >= v, for v in [0, V]: id v's positions are
 // order[offsets[v] .. offsets[v + 1]).
-__global__ void run_offsets_kernel(int64_t* offsets, const int32_t* sorted, int64_t N, int64_t V) {
+__global__ void __launch_bounds__(kThreads)
+    run_offsets_kernel(int64_t* offsets, const int32_t* sorted, int64_t N, int64_t V) {
   for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v <= V;
        v += int64_t(gridDim.x) * blockDim.x) {
     int64_t lo = 0, hi = N;
@@ -68,13 +75,16 @@ __global__ void run_offsets_kernel(int64_t* offsets, const int32_t* sorted, int6
   }
 }
 
-// Block (v, tile): dtable[v, tile*kTile .. +kTile) = sum over the run of v of dout rows.
+// Block (v, tile), flat over (V, tiles): dtable[v, tile*kTile .. +kTile) = sum over the run of v
+// of dout rows.
 template <class T>
-__global__ void embedding_bwd_kernel(T* dtable, const T* dout, const int32_t* order,
-                                     const int64_t* offsets, int64_t C) {
+__global__ void __launch_bounds__(kThreads)
+    embedding_bwd_kernel(T* dtable, const T* dout, const int32_t* order, const int64_t* offsets,
+                         int64_t V, int64_t C) {
   __shared__ float partial[kWarps][kTile];
-  const int64_t v = blockIdx.x;
-  const int64_t c0 = int64_t(blockIdx.y) * kTile;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned(V));
+  const int64_t v = blk.i0;
+  const int64_t c0 = int64_t(blk.i1) * kTile;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float acc[kTile / 32] = {};
   const int64_t begin = offsets[v], end = offsets[v + 1];
@@ -103,20 +113,15 @@ unsigned blocks_for(int64_t n) {
       std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 8)));
 }
 
-// Runs the token check and throws the shared out-of-range error for the first bad position.
-void check_tokens(const Context& ctx, const char* op, const Tensor& tokens, int64_t V) {
+// Checks the tokens on the device; a bad one is reported at the next synchronisation.
+void check_tokens(const Context& ctx, IndexCheck check, const Tensor& tokens, int64_t V) {
   const int64_t N = tokens.numel();
   if (N == 0) return;
-  cudaStream_t stream = state_of(ctx).stream;
-  Tensor bad = Tensor::empty({1}, DType::i64, ctx.device(), &ctx);
-  bad.fill(-1.0, &ctx);  // all bits set: the largest unsigned long long
-  check_tokens_kernel<<<blocks_for(N), kThreads, 0, stream>>>(
-      reinterpret_cast<unsigned long long*>(bad.data()), tokens.data_as<int32_t>(), N, V);
+  Context::CudaState& state = state_of(ctx);
+  check_tokens_kernel<<<blocks_for(N), kThreads, 0, state.stream>>>(
+      state.index_flag, tokens.data_as<int32_t>(), N, V);
   LONGCTX_CHECK_LAUNCH();
-  const int64_t first_bad = bad.to(Device::cpu(), &ctx).data_as<int64_t>()[0];
-  if (first_bad < 0) return;
-  const Tensor value = tokens.reshape({N}).narrow(0, first_bad, 1).to(Device::cpu(), &ctx);
-  throw_index_out_of_range(op, "tokens", first_bad, value.data_as<int32_t>()[0], V);
+  commit_index_check(state, check, V, 0);
 }
 
 }  // namespace
@@ -124,22 +129,25 @@ void check_tokens(const Context& ctx, const char* op, const Tensor& tokens, int6
 void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& tokens,
                    const Tensor& table) {
   const int64_t N = tokens.numel(), V = table.size(0), C = table.size(1);
-  if (N == 0 || C == 0) return check_tokens(ctx, "embedding_fwd", tokens, V);
+  if (N == 0 || C == 0) return check_tokens(ctx, IndexCheck::embedding_fwd_tokens, tokens, V);
+  Context::CudaState& state = state_of(ctx);
   const unsigned blocks = unsigned(std::min<int64_t>(N, 65535 * 8));
   dispatch_cuda_float("embedding_fwd", table.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    embedding_fwd_kernel<T><<<blocks, kThreads, 0, state_of(ctx).stream>>>(
-        static_cast<T*>(out.data()), tokens.data_as<int32_t>(), static_cast<const T*>(table.data()),
-        N, V, C);
+    embedding_fwd_kernel<T><<<blocks, kThreads, 0, state.stream>>>(
+        static_cast<T*>(out.data()), state.index_flag, tokens.data_as<int32_t>(),
+        static_cast<const T*>(table.data()), N, V, C);
   });
   LONGCTX_CHECK_LAUNCH();
-  check_tokens(ctx, "embedding_fwd", tokens, V);
+  commit_index_check(state, IndexCheck::embedding_fwd_tokens, V, 0);
 }
 
 void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout,
                    const Tensor& tokens) {
   const int64_t N = tokens.numel(), V = dtable.size(0), C = dtable.size(1);
-  check_tokens(ctx, "embedding_bwd", tokens, V);
+  // Tokens outside [0, V) sort outside every run [offsets[v], offsets[v + 1]) below, so they add
+  // to no row; they are reported at the next synchronisation.
+  check_tokens(ctx, IndexCheck::embedding_bwd_tokens, tokens, V);
   if (C == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   const Device dev = ctx.device();
@@ -164,14 +172,12 @@ void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout,
                                                                  sorted.data_as<int32_t>(), N, V);
   LONGCTX_CHECK_LAUNCH();
   const int64_t tiles = (C + kTile - 1) / kTile;
-  LONGCTX_CHECK(tiles <= 65535 && V <= std::numeric_limits<int32_t>::max(),
-                "embedding_bwd: the CUDA kernel handles C <= ", 65535 * kTile,
-                " and V < 2^31, got C = ", C, ", V = ", V);
+  const unsigned grid = flat_grid("embedding_bwd", V, tiles, 1);
   dispatch_cuda_float("embedding_bwd", dtable.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    embedding_bwd_kernel<T><<<dim3(unsigned(V), unsigned(tiles)), kThreads, 0, stream>>>(
+    embedding_bwd_kernel<T><<<grid, kThreads, 0, stream>>>(
         static_cast<T*>(dtable.data()), static_cast<const T*>(dout.data()),
-        order.data_as<int32_t>(), offsets.data_as<int64_t>(), C);
+        order.data_as<int32_t>(), offsets.data_as<int64_t>(), V, C);
   });
   LONGCTX_CHECK_LAUNCH();
 }

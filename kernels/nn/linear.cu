@@ -19,8 +19,9 @@ constexpr int64_t kMaxChunks = 1024;  // partial sums per column: at most 1024 *
 // partial (chunks, Cout): the column sums of dout over each chunk of rows_per_chunk rows.
 // One thread per column: consecutive threads read consecutive columns of a row (coalesced).
 template <class T>
-__global__ void column_partial_kernel(float* partial, const T* dout, int64_t M, int64_t Cout,
-                                      int64_t rows_per_chunk) {
+__global__ void __launch_bounds__(kThreads)
+    column_partial_kernel(float* partial, const T* dout, int64_t M, int64_t Cout,
+                          int64_t rows_per_chunk) {
   const int64_t c = blockIdx.x * int64_t(kThreads) + threadIdx.x;
   const int64_t chunk = blockIdx.y;
   if (c >= Cout) return;
@@ -32,7 +33,8 @@ __global__ void column_partial_kernel(float* partial, const T* dout, int64_t M, 
 }
 
 template <class T>
-__global__ void column_sum_kernel(T* dbias, const float* partial, int64_t chunks, int64_t Cout) {
+__global__ void __launch_bounds__(kThreads)
+    column_sum_kernel(T* dbias, const float* partial, int64_t chunks, int64_t Cout) {
   const int64_t c = blockIdx.x * int64_t(kThreads) + threadIdx.x;
   if (c >= Cout) return;
   float sum = 0.f;

@@ -16,8 +16,8 @@ constexpr int kThreads = 256;
 constexpr int kRowsPerChunk = 32;  // rows whose dweight contributions one block sums
 
 template <class T>
-__global__ void rmsnorm_fwd_kernel(T* out, float* rstd, const T* x, const T* weight, int64_t C,
-                                   float eps) {
+__global__ void __launch_bounds__(kThreads)
+    rmsnorm_fwd_kernel(T* out, float* rstd, const T* x, const T* weight, int64_t C, float eps) {
   using Reduce = cub::BlockReduce<float, kThreads>;
   __shared__ typename Reduce::TempStorage temp;
   __shared__ float inv_shared;
@@ -41,8 +41,9 @@ __global__ void rmsnorm_fwd_kernel(T* out, float* rstd, const T* x, const T* wei
 }
 
 template <class T>
-__global__ void rmsnorm_bwd_kernel(T* dx, float* dweight_partial, const T* dout, const T* x,
-                                   const T* weight, const float* rstd, int64_t rows, int64_t C) {
+__global__ void __launch_bounds__(kThreads)
+    rmsnorm_bwd_kernel(T* dx, float* dweight_partial, const T* dout, const T* x, const T* weight,
+                       const float* rstd, int64_t rows, int64_t C) {
   using Reduce = cub::BlockReduce<float, kThreads>;
   __shared__ typename Reduce::TempStorage temp;
   __shared__ float coef_shared;
@@ -72,7 +73,8 @@ __global__ void rmsnorm_bwd_kernel(T* dx, float* dweight_partial, const T* dout,
 }
 
 template <class T>
-__global__ void sum_chunks_kernel(T* dweight, const float* partial, int64_t chunks, int64_t C) {
+__global__ void __launch_bounds__(256)
+    sum_chunks_kernel(T* dweight, const float* partial, int64_t chunks, int64_t C) {
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (c >= C) return;
   float sum = 0.f;

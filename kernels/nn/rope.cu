@@ -19,8 +19,9 @@ constexpr int kThreads = 256;
 // out = rotate(in, sign * angle), x/out (B, T, H, D) with D = 2 * half; out may be in: each
 // thread reads its pair (i, i + half) of one row before writing it, and no other thread touches it.
 template <class T>
-__global__ void rope_kernel(T* out, const T* in, const int32_t* positions, int64_t BT,
-                            int64_t T_len, int64_t H, int64_t half, double log2_theta, float sign) {
+__global__ void __launch_bounds__(kThreads)
+    rope_kernel(T* out, const T* in, const int32_t* positions, int64_t BT, int64_t T_len, int64_t H,
+                int64_t half, double log2_theta, float sign) {
   const int64_t count = BT * half;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < count;
        idx += int64_t(gridDim.x) * blockDim.x) {

@@ -28,7 +28,9 @@
 #include <algorithm>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
+#include <type_traits>
 
+#include "kernels/common/grid.h"
 #include "kernels/scan/scan_common.cuh"
 #include "src/ops/selective_scan.h"
 
@@ -54,6 +56,8 @@ using BlockScan = cub::BlockScan<Pair, kThreads, cub::BLOCK_SCAN_WARP_SCANS>;
 // Sizes and flags shared by the kernels.
 struct Dims {
   int64_t B, Dm, G, N, T;
+  int64_t ld;              // the stride between the rows of the (..., T) tensors: T, or, for one
+                           // sequence of a packed batch, the packed length
   int64_t group_channels;  // Dm / G
   int64_t strides;         // ceil(T / kStride): saved states per (b, d)
   bool softplus;
@@ -85,10 +89,11 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ typename BlockScan::TempStorage scan_storage;
   __shared__ Pair running[kChannels][kMaxN];
   const int64_t blocks_per_group = (n.group_channels + kChannels - 1) / kChannels;
-  const int64_t g = blockIdx.x / blocks_per_group;
-  const int64_t d0 = g * n.group_channels + (blockIdx.x % blocks_per_group) * kChannels;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned(n.G * blocks_per_group));
+  const int64_t g = blk.i0 / blocks_per_group;
+  const int64_t d0 = g * n.group_channels + (blk.i0 % blocks_per_group) * kChannels;
   const int nc = int(std::min<int64_t>(kChannels, (g + 1) * n.group_channels - d0));
-  const int64_t bi = blockIdx.y;
+  const int64_t bi = blk.i1;
   const bool write_out = out != nullptr;
 
   for (int i = threadIdx.x; i < kChannels * n.N; i += kThreads) {
@@ -110,8 +115,8 @@ __global__ void __launch_bounds__(kThreads)
       if (c >= nc) break;
       const int64_t bd = bi * n.Dm + d0 + c;
       float uv[kItems], dv[kItems];
-      scan::load_items(uv, u + bd * n.T + t_thread, valid, n.vec);
-      scan::load_items(dv, delta + bd * n.T + t_thread, valid, n.vec);
+      scan::load_items(uv, u + bd * n.ld + t_thread, valid, n.vec);
+      scan::load_items(dv, delta + bd * n.ld + t_thread, valid, n.vec);
       const float bias = delta_bias ? delta_bias[d0 + c] : 0.f;
       const float Dd = Dv ? Dv[d0 + c] : 0.f;
 #pragma unroll
@@ -123,7 +128,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     for (int s = 0; s < n.N; ++s) {
-      const int64_t bc_row = ((bi * n.G + g) * n.N + s) * n.T + t_thread;
+      const int64_t bc_row = ((bi * n.G + g) * n.N + s) * n.ld + t_thread;
       float Bs[kItems], Cs[kItems];
       scan::load_items(Bs, Bm + bc_row, valid, n.vec);
       if (write_out) scan::load_items(Cs, Cm + bc_row, valid, n.vec);
@@ -156,11 +161,11 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t bd = bi * n.Dm + d0 + c;
       if (z) {
         float zv[kItems];
-        scan::load_items(zv, z + bd * n.T + t_thread, valid, n.vec);
+        scan::load_items(zv, z + bd * n.ld + t_thread, valid, n.vec);
 #pragma unroll
         for (int k = 0; k < kItems; ++k) y[c][k] *= scan::siluf(zv[k]);
       }
-      scan::store_items(out + bd * n.T + t_thread, y[c], valid, n.vec);
+      scan::store_items(out + bd * n.ld + t_thread, y[c], valid, n.vec);
     }
   }
   if (last_state) {
@@ -211,7 +216,8 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ typename BwdReduce::TempStorage reduce_storage;
   __shared__ Pair carry[kMaxN];
   __shared__ float dA_warp[kWarps][kMaxN];
-  const int64_t d = blockIdx.x, bi = blockIdx.y, bd = bi * n.Dm + d;
+  const GridIndex blk = unflatten(blockIdx.x, unsigned(n.Dm));
+  const int64_t d = blk.i0, bi = blk.i1, bd = bi * n.Dm + d;
   const int64_t g = d / n.group_channels, dl = d % n.group_channels;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (int s = threadIdx.x; s < n.N; s += kThreads) {
@@ -227,10 +233,10 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t t_thread = chunk * kStride + threadIdx.x * K;
     const int valid = int(std::max<int64_t>(0, std::min<int64_t>(K, n.T - t_thread)));
     float uv[K], dv[K], dov[K], zv[K];
-    scan::load_items(uv, u + bd * n.T + t_thread, valid, n.vec);
-    scan::load_items(dv, delta + bd * n.T + t_thread, valid, n.vec);
-    scan::load_items(dov, dout + bd * n.T + t_thread, valid, n.vec);
-    if (z) scan::load_items(zv, z + bd * n.T + t_thread, valid, n.vec);
+    scan::load_items(uv, u + bd * n.ld + t_thread, valid, n.vec);
+    scan::load_items(dv, delta + bd * n.ld + t_thread, valid, n.vec);
+    scan::load_items(dov, dout + bd * n.ld + t_thread, valid, n.vec);
+    if (z) scan::load_items(zv, z + bd * n.ld + t_thread, valid, n.vec);
     float dp[K], dbu[K], dy[K], y[K], du_acc[K], ddp[K];
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -243,7 +249,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     const int64_t t_slab = t_thread - slab.chunk_lo * kStride;
     for (int s = 0; s < n.N; ++s) {
-      const int64_t bc_row = ((bi * n.G + g) * n.N + s) * n.T + t_thread;
+      const int64_t bc_row = ((bi * n.G + g) * n.N + s) * n.ld + t_thread;
       float Bs[K], Cs[K];
       scan::load_items(Bs, Bm + bc_row, valid, n.vec);
       scan::load_items(Cs, Cm + bc_row, valid, n.vec);
@@ -297,9 +303,9 @@ __global__ void __launch_bounds__(kThreads)
         dD_ddb.y += ddv[k];
       }
     }
-    scan::store_items(du + bd * n.T + t_thread, du_acc, valid, n.vec);
-    scan::store_items(ddelta + bd * n.T + t_thread, ddv, valid, n.vec);
-    if (z) scan::store_items(dz + bd * n.T + t_thread, dzv, valid, n.vec);
+    scan::store_items(du + bd * n.ld + t_thread, du_acc, valid, n.vec);
+    scan::store_items(ddelta + bd * n.ld + t_thread, ddv, valid, n.vec);
+    if (z) scan::store_items(dz + bd * n.ld + t_thread, dzv, valid, n.vec);
   }
   const float2 total = BwdReduce(reduce_storage).Reduce(dD_ddb, Float2Sum{});
   __syncthreads();  // carry and dA_warp are complete
@@ -331,8 +337,8 @@ __global__ void selective_scan_sum_partials_kernel(T* dB, T* dC, const float* pa
     sum_b += partial_dB[at];
     sum_c += partial_dC[at];
   }
-  dB[row * n.T + t_lo + tl] = store_as<T>(sum_b);
-  dC[row * n.T + t_lo + tl] = store_as<T>(sum_c);
+  dB[row * n.ld + t_lo + tl] = store_as<T>(sum_b);
+  dC[row * n.ld + t_lo + tl] = store_as<T>(sum_c);
 }
 
 // dA, dD, ddelta_bias: sums over the batch. One thread per (d, n).
@@ -398,30 +404,55 @@ struct Inputs {
         h0(static_cast<const float*>(a.h0)) {}
 };
 
-Dims dims_of(const SelectiveScanArgs& args) {
+// The launch sizes of `args` (a rectangular batch, or one sequence of a packed one whose rows are
+// `ld` apart).
+Dims dims_of(const SelectiveScanArgs& args, int64_t ld) {
   Dims n{};
   n.B = args.batch;
   n.Dm = args.Dm;
   n.T = args.T;
+  n.ld = ld;
   n.N = args.N;
   n.G = args.G;
   n.group_channels = n.G ? n.Dm / n.G : 0;
   n.strides = (n.T + kStride - 1) / kStride;
   n.softplus = args.delta_softplus;
-  n.vec = n.T % kItems == 0;
+  n.vec = n.ld % kItems == 0;
   for (const void* p : {args.u, args.delta, args.B, args.C, args.z})
     n.vec = n.vec && scan::aligned16(p);
   return n;
 }
 
+// Sequence s of a packed batch as a rectangular batch of one: every pointer advanced to the
+// sequence's first step or to its states; its rows stay args.T apart (Dims::ld).
+SelectiveScanArgs sequence_view(const SelectiveScanArgs& a, int64_t s) {
+  SelectiveScanArgs v = a;
+  const int64_t step = int64_t(dtype_size(a.dtype)) * a.seqs.begin(s);
+  const int64_t state = int64_t(sizeof(float)) * s * a.Dm * a.N;
+  auto at = [](auto* p, int64_t bytes) {
+    using Byte =
+        std::conditional_t<std::is_const_v<std::remove_pointer_t<decltype(p)>>, const char, char>;
+    return p ? static_cast<decltype(p)>(static_cast<Byte*>(p) + bytes) : p;
+  };
+  for (const void** p : {&v.u, &v.delta, &v.B, &v.C, &v.z, &v.dout}) *p = at(*p, step);
+  for (void** p : {&v.out, &v.du, &v.ddelta, &v.dz, &v.dB, &v.dC}) *p = at(*p, step);
+  for (const void** p : {&v.h0, &v.dlast_state}) *p = at(*p, state);
+  for (void** p : {&v.last_state, &v.dh0}) *p = at(*p, state);
+  v.batch = 1;
+  v.T = a.seqs.length(s);
+  return v;
+}
+
 }  // namespace
 
-void selective_scan_fwd(const Context& ctx, const SelectiveScanArgs& args) {
-  const Dims n = dims_of(args);
+namespace {
+
+void forward(const Context& ctx, const SelectiveScanArgs& args, int64_t ld) {
+  const Dims n = dims_of(args, ld);
   if (n.B == 0 || n.Dm == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   const int64_t blocks_per_group = (n.group_channels + kChannels - 1) / kChannels;
-  const dim3 grid(unsigned(n.G * blocks_per_group), unsigned(n.B));
+  const unsigned grid = flat_grid("selective_scan_fwd", n.G * blocks_per_group, n.B, 1);
   dispatch_cuda_float("selective_scan_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const Inputs<T> in(args);
@@ -432,8 +463,24 @@ void selective_scan_fwd(const Context& ctx, const SelectiveScanArgs& args) {
   LONGCTX_CHECK_LAUNCH();
 }
 
-void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
-  Dims n = dims_of(args);
+}  // namespace
+
+// A packed batch runs one sequence at a time, each exactly as it would alone (batch invariance
+// by construction): 1 launch per sequence forward, 2 + 2 per slab backward, so many short
+// sequences pay a launch each (~5 us); a single-launch schedule over (sequence, channel) blocks
+// is the next step.
+void selective_scan_fwd(const Context& ctx, const SelectiveScanArgs& args) {
+  if (!args.seqs.packed()) return forward(ctx, args, args.T);
+  for (int64_t s = 0; s < args.seqs.count; ++s) forward(ctx, sequence_view(args, s), args.T);
+}
+
+namespace {
+
+// The backward of the rows of `args` (rows `ld` apart) but for the sums over the batch:
+// dA, dD and ddelta_bias accumulate into acc_dA (B, Dm, N) and acc_dD_ddb (B, Dm, 2).
+void backward(const Context& ctx, const SelectiveScanArgs& args, int64_t ld, float* acc_dA,
+              float2* acc_dD_ddb) {
+  Dims n = dims_of(args, ld);
   for (const void* p : {args.dout, static_cast<const void*>(args.du),
                         static_cast<const void*>(args.ddelta), static_cast<const void*>(args.dz)})
     n.vec = n.vec && scan::aligned16(p);
@@ -451,8 +498,6 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
         cudaMemcpyAsync(q, args.dlast_state, q_bytes, cudaMemcpyDeviceToDevice, stream));
   else
     LONGCTX_CUDA_CHECK(cudaMemsetAsync(q, 0, q_bytes, stream));
-  Tensor acc_dA = Tensor::zeros({n.B, n.Dm, n.N}, DType::f32, dev, &ctx);
-  Tensor acc_dD_ddb = Tensor::zeros({n.B, n.Dm, 2}, DType::f32, dev, &ctx);
 
   const int64_t chunks = n.strides;
   const size_t chunk_partial_bytes = 2 * size_t(n.B * n.Dm * n.N) * kStride * sizeof(float);
@@ -474,19 +519,19 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
     if (chunks > 0) {
       const int64_t blocks_per_group = (n.group_channels + kChannels - 1) / kChannels;
       selective_scan_fwd_kernel<T>
-          <<<dim3(unsigned(n.G * blocks_per_group), unsigned(n.B)), kThreads, 0, stream>>>(
-              nullptr, nullptr, states.data_as<float>(), in.u, in.delta, in.A, in.B, nullptr,
-              nullptr, nullptr, in.delta_bias, in.h0, n);
+          <<<flat_grid("selective_scan_bwd", n.G * blocks_per_group, n.B, 1), kThreads, 0,
+             stream>>>(nullptr, nullptr, states.data_as<float>(), in.u, in.delta, in.A, in.B,
+                       nullptr, nullptr, nullptr, in.delta_bias, in.h0, n);
       LONGCTX_CHECK_LAUNCH();
     }
     for (int64_t hi = chunks; hi > 0; hi -= chunks_per_slab) {
       const BwdSlab slab{std::max<int64_t>(0, hi - chunks_per_slab), hi, slab_stride};
-      selective_scan_bwd_kernel<T><<<dim3(unsigned(n.Dm), unsigned(n.B)), kThreads, 0, stream>>>(
-          static_cast<T*>(args.du), static_cast<T*>(args.ddelta), static_cast<T*>(args.dz),
-          partial_dB, partial_dC, q, acc_dA.data_as<float>(),
-          static_cast<float2*>(acc_dD_ddb.data()), static_cast<const T*>(args.dout),
-          states.data_as<float>(), in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.delta_bias, n,
-          slab);
+      selective_scan_bwd_kernel<T>
+          <<<flat_grid("selective_scan_bwd", n.Dm, n.B, 1), kThreads, 0, stream>>>(
+              static_cast<T*>(args.du), static_cast<T*>(args.ddelta), static_cast<T*>(args.dz),
+              partial_dB, partial_dC, q, acc_dA, acc_dD_ddb, static_cast<const T*>(args.dout),
+              states.data_as<float>(), in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.delta_bias,
+              n, slab);
       LONGCTX_CHECK_LAUNCH();
       const int64_t t_lo = slab.chunk_lo * kStride, len = std::min(n.T, hi * kStride) - t_lo;
       const int64_t threads = n.B * n.G * n.N * len;
@@ -496,15 +541,36 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
       LONGCTX_CHECK_LAUNCH();
     }
   });
-  selective_scan_sum_batch_kernel<<<unsigned((n.Dm * n.N + 255) / 256), 256, 0, stream>>>(
+}
+
+}  // namespace
+
+void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
+  if (args.Dm == 0) return;
+  // The parameter gradients sum over the rows of a rectangular batch, or over the sequences of a
+  // packed one (accumulated launch after launch, in sequence order).
+  const int64_t rows = args.seqs.packed() ? 1 : args.batch;
+  const Device dev = ctx.device();
+  Tensor acc_dA = Tensor::zeros({rows, args.Dm, args.N}, DType::f32, dev, &ctx);
+  Tensor acc_dD_ddb = Tensor::zeros({rows, args.Dm, 2}, DType::f32, dev, &ctx);
+  auto* acc_dD_ddb_ptr = static_cast<float2*>(acc_dD_ddb.data());
+  if (!args.seqs.packed()) {
+    backward(ctx, args, args.T, acc_dA.data_as<float>(), acc_dD_ddb_ptr);
+  } else {
+    for (int64_t s = 0; s < args.seqs.count; ++s)
+      backward(ctx, sequence_view(args, s), args.T, acc_dA.data_as<float>(), acc_dD_ddb_ptr);
+  }
+  Dims n = dims_of(args, args.T);
+  n.B = rows;
+  selective_scan_sum_batch_kernel<<<unsigned((n.Dm * n.N + 255) / 256), 256, 0,
+                                    state_of(ctx).stream>>>(
       static_cast<float*>(args.dA), static_cast<float*>(args.dD),
-      static_cast<float*>(args.ddelta_bias), acc_dA.data_as<float>(),
-      static_cast<const float2*>(acc_dD_ddb.data()), n);
+      static_cast<float*>(args.ddelta_bias), acc_dA.data_as<float>(), acc_dD_ddb_ptr, n);
   LONGCTX_CHECK_LAUNCH();
 }
 
 void selective_state_update(const Context& ctx, const SelectiveScanArgs& args) {
-  const Dims n = dims_of(args);
+  const Dims n = dims_of(args, 1);
   if (n.B * n.Dm == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   constexpr int kBlock = 128;  // 4 warps, one (b, d) each

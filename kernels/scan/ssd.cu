@@ -1,421 +1,397 @@
-// ssd on CUDA (Mamba-2 state-space duality, mamba_chunk_scan_combined semantics): forward and
-// the one-step decode. The backward is in ssd_bwd.cu.
+// ssd on CUDA (Mamba-2 state-space duality, mamba_chunk_scan_combined semantics): the forward,
+// the stages it shares with the backward (ssd_bwd.cu), and the one-step decode.
 //
 //   h_t[h, p, n] = exp(dt'_t[h] A[h]) h_{t-1}[h, p, n] + dt'_t[h] B_t[g, n] x_t[h, p]
 //   y_t[h, p] = sum_n C_t[g, n] h_t[h, p, n] + D[h] x_t[h, p];  out = y * silu(z) if z given.
 // Layouts: x, z, out (B, T, H, P); dt (B, T, H); A, D, dt_bias (H); B, C (B, T, G, N);
 //          initial_states, final_states (B, H, P, N).
 //
-// Forward: one block per (batch, head, tile of kPT head channels p), walking the sequence in
-// chunks of kL = 32 steps with the (kPT x N) state in shared memory. Per chunk, with
-// a_t = dt'_t A, cum_t = a_0 + ... + a_t, seg(s, t) = a_{s+1} + ... + a_t (every sum taken over
-// its own segment in step order) and all products f32 FMA from shared memory:
-//   Gm[t, s] = (C_t . B_s) exp(seg(s, t)) dt'_s  for s <= t              (intra-chunk kernel)
-//   y_t[p]   = exp(cum_t) sum_n C_t[n] S[p, n] + sum_s Gm[t, s] x_s[p]   (inter + intra)
-//   S[p, n] <- exp(cum_{L-1}) S[p, n] + sum_s exp(seg(s, L-1)) dt'_s x_s[p] B_s[n]
-// so the pass over chunk states is sequential over chunks inside the block and no chunk states
-// are stored. The CUDA chunk is fixed at kL (params.chunk_size tunes the CPU path; the result
-// does not depend on it beyond rounding). That kernel runs f32 inputs (and 16-bit ones whose
-// tensor-core kernel does not fit in shared memory): f32 FMA from shared memory, rows padded to
-// N + 1 floats against bank conflicts.
+// The forward is the SSD paper's chunked decomposition in four launches (ssd_chunked.cuh):
+// chunk cumsum -> chunk states, parallel over chunks -> state passing over the chunk states ->
+// chunk outputs, parallel over chunks. Every launch has B H chunks (x tiles) blocks, so B = 1
+// fills the GPU once T / 64 * H is a few hundred. The CUDA chunk is 64 steps whatever
+// params.chunk_size says (it tunes the CPU path; the result depends on it only through
+// rounding). Workspace: dt' and cumulative sums in float64 (16 bytes per (b, t, h)) and the
+// chunk states (B, H, T / 64, P, N) in f32: 4 N / 64 bytes per element of x, which the four
+// launches move about four times; chunks of 64 keep each block's tiles at 64 x 64.
 //
-// bf16/f16 inputs run the same algorithm on tensor cores (ssd_fwd_tc_kernel): chunks of kTL = 64
-// steps, tiles of kTP = 64 head channels, every in-chunk product a 16x16x16 WMMA (16-bit
-// operands from shared memory, f32 accumulation), N padded with zeros to a multiple of 16:
-//   G  = C B^T                 then Gm[t, s] = G[t, s] exp(seg(s, t)) dt'_s for s <= t, in T
-//   Yi = Gm X                  the intra-chunk outputs
-//   Ys = C S^T                 from the state rounded to T;  y = exp(cum_t) Ys + Yi + D x
-//   S  = exp(cum_{L-1}) S + Xw^T B,  Xw[s, p] = exp(seg(s, L-1)) dt'_s x_s[p]
-// Xw enters the state product as three T parts (hi + mid + lo, 24 significant bits together), so
-// the f32 state, which final_states returns and every later chunk reads, keeps f32 accuracy while
-// its product runs on tensor cores too; only the outputs (stored in T anyway) see T-rounded
-// operands, as in mamba_ssm's Triton kernels. In a numpy model of this kernel (T = 200, P = 64,
-// N = 128, bf16) the final state's error was 1.1e-7 against 3.8e-7 allowed by the 2x rule with
-// three parts, 2.5e-6 with two and 1.4e-3 with one; out's 0.053 against 0.142.
+// Precision: tests/models/ssd_chunked_model.py computes what these kernels compute (numpy) and
+// checks it against a float64 sequential reference with the tests' 2x rule. Worst error /
+// allowed over the test table's shapes (T up to 2100, P up to 80, N up to 256, G < H, each
+// optional input present and absent), 3 seeds each, f32 / bf16 / f16:
+//   out 0.28 / 0.36 / 0.40   final_states 0.21 / 0.21 / 0.22
+// (the same with the tensor cores' sums modelled as truncating or as rounding to nearest); the
+// 64k-step case (--long, one seed): out 0.01 / 0.27 / 0.23, final_states 0.00 / 0.00 / 0.00.
+// Rerun it when a kernel's arithmetic changes, and update these numbers.
 //
 // ssd_state_update: one warp per (b, h, p), lanes over slices of n.
-#include <mma.h>
-
 #include <algorithm>
 #include <type_traits>
 
-#include "kernels/scan/scan_common.cuh"
-#include "longctx/ops/ssd.h"
+#include "kernels/scan/ssd_chunked.cuh"
 
 namespace longctx::cuda {
 
+namespace ssd {
+
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kL = 32;   // chunk length: one warp scans the chunk's cumulative decay
-constexpr int kPT = 32;  // head channels p per block
-static_assert(kL == 32, "the chunk cumsum is one warp scan");
+// Opts a kernel into `bytes` of dynamic shared memory, with a clear error where the device has
+// less.
+template <class Kernel>
+void set_smem(const Context& ctx, Kernel kernel, size_t bytes, const char* what) {
+  int max_smem = 0;
+  LONGCTX_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                            state_of(ctx).device));
+  LONGCTX_CHECK(bytes <= size_t(max_smem), "ssd: the ", what, " kernel needs ", bytes,
+                " bytes of shared memory per block, the device allows ", max_smem);
+  LONGCTX_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
 
-struct Dims {
-  int64_t B, T, H, P, G, N;
-  bool softplus;
+// ---- 1. chunk cumsum -------------------------------------------------------------------------
+
+// Grid (chunks, H, B), kChunk threads, thread i = step i of the chunk. In float64: dt + dt_bias
+// of two f32 values is exact there, and the rounding of dt' and a = dt' A in f32 (which a naive
+// f32 scan makes) would reach every gradient of A (see ssd_chunked.cuh).
+template <class T>
+__global__ void __launch_bounds__(kChunk)
+    ssd_chunk_cumsum_kernel(double* dtp, double* cum, double* decay, const T* dt, const float* A,
+                            const float* dt_bias, Dims n) {
+  __shared__ double a[kChunk];
+  const int i = threadIdx.x;
+  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, t = c * kChunk + i;
+  double d = 0.0;  // past the end: the identity step
+  if (t < n.T) {
+    const double v =
+        double(load_f32(dt[(b * n.T + t) * n.H + h])) + (dt_bias ? double(dt_bias[h]) : 0.0);
+    d = n.softplus ? (v > 20.0 ? v : log1p(exp(v))) : v;
+  }
+  a[i] = d * double(A[h]);
+  __syncthreads();
+  double s = 0.0;  // a_0 + ... + a_i in step order
+  for (int r = 0; r <= i; ++r) s += a[r];
+  const int64_t at = (b * n.H + h) * n.Tc() + t;
+  dtp[at] = d;
+  cum[at] = s;
+  if (i == kChunk - 1) decay[(b * n.H + h) * n.chunks + c] = exp(s);
+}
+
+// ---- 2. chunk states -------------------------------------------------------------------------
+
+struct StateSmem {
+  double u[kTile][Dmma::kLd];  // (p x t) w_t u_t[p]: the A operand, transposed; then (p x n) out
+  double v[kTile][Dmma::kLd];  // (t x n) v_t[n]
+  double w[kChunk];
 };
+static_assert(sizeof(StateSmem) <= kSmemLimit, "68.5 KiB");
 
-// Shared-memory floats of the forward kernel for state size N.
-size_t fwd_smem_floats(int64_t N) {
-  return size_t((kPT + 2 * kL) * (N + 1) + kL * kPT + kL * kL + 3 * kL);
-}
-
-__device__ __forceinline__ float dt_eff(float dt, float bias, bool softplus) {
-  const float v = dt + bias;
-  return softplus ? scan::softplusf(v) : v;
-}
-
-// Grid: (ceil(P / kPT), H, B); dynamic shared memory fwd_smem_floats(N) floats.
+// out[b, h, c] (rows p0.., columns n0.. of (P, N)) = sum_t w_t u_t (x) v_t over chunk c; see
+// chunk_states in ssd_chunked.cuh. Grid (chunks, ptiles x ntiles, B H); warp w owns rows p of
+// [16 w, 16 w + 16). On FP64 tensor cores: w_t u_t[p] is formed in float64, the products are
+// exact, and the state is rounded to f32 once.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    ssd_fwd_kernel(T* out, float* final_states, const T* x, const T* dt, const float* A,
-                   const T* Bm, const T* Cm, const float* Dv, const T* z, const float* dt_bias,
-                   const float* initial_states, Dims n) {
-  extern __shared__ float smem[];
-  const int64_t N1 = n.N + 1;
-  float* S = smem;            // (kPT, N + 1) the state of this p-tile
-  float* Bs = S + kPT * N1;   // (kL, N + 1)
-  float* Cs = Bs + kL * N1;   // (kL, N + 1)
-  float* xs = Cs + kL * N1;   // (kL, kPT)
-  float* Gm = xs + kL * kPT;  // (kL, kL)
-  float* cum = Gm + kL * kL;  // (kL) inclusive cumsum of dt' A
-  float* dtp = cum + kL;      // (kL) dt'
-  float* w = dtp + kL;        // (kL) exp(cum_{L-1} - cum_s) dt'_s
+    ssd_chunk_state_kernel(float* out, const T* U, const T* z, const T* V, const double* dtp,
+                           const double* cum, Dims n, bool dstates) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  auto& sm = *reinterpret_cast<StateSmem*>(smem_raw);
+  const int64_t c = blockIdx.x, bh = blockIdx.z, b = bh / n.H, h = bh % n.H;
+  const int64_t g = h / (n.H / n.G), t0 = c * kChunk;
+  const int64_t p0 = (blockIdx.y / n.ntiles()) * kTile, n0 = (blockIdx.y % n.ntiles()) * kTile;
+  const int tid = threadIdx.x, warp = tid / 32, r_lo = kWarpRows * warp;
+  const int steps = int(std::min<int64_t>(kChunk, n.T - t0));
+  const double* cum_c = cum + bh * n.Tc() + t0;
 
-  const int64_t p0 = int64_t(blockIdx.x) * kPT, h = blockIdx.y, bi = blockIdx.z;
-  const int64_t g = h / (n.H / n.G);
-  const int np = int(std::min<int64_t>(kPT, n.P - p0));
-  const float Ah = A[h], Dh = Dv ? Dv[h] : 0.f, bias = dt_bias ? dt_bias[h] : 0.f;
-  const int tid = threadIdx.x, lane = tid % 32;
-
-  for (int64_t i = tid; i < kPT * n.N; i += kThreads) {
-    const int p = int(i / n.N);
-    const int64_t s = i % n.N;
-    S[p * N1 + s] =
-        initial_states && p < np ? initial_states[((bi * n.H + h) * n.P + p0 + p) * n.N + s] : 0.f;
+  if (tid < kChunk) {
+    double w = 0.0;
+    if (tid < steps)
+      w = dstates ? exp(cum_c[tid])
+                  : exp(cum_c[kChunk - 1] - cum_c[tid]) * dtp[bh * n.Tc() + t0 + tid];
+    sm.w[tid] = w;
   }
-  for (int64_t t0 = 0; t0 < n.T; t0 += kL) {
-    // 1. Stage the chunk: B, C rows, the x tile, dt' and the decay cumsum.
-    for (int64_t i = tid; i < kL * n.N; i += kThreads) {
-      const int t = int(i / n.N);
-      const int64_t s = i % n.N, tt = t0 + t;
-      const int64_t at = ((bi * n.T + tt) * n.G + g) * n.N + s;
-      Bs[t * N1 + s] = tt < n.T ? load_f32(Bm[at]) : 0.f;
-      Cs[t * N1 + s] = tt < n.T ? load_f32(Cm[at]) : 0.f;
+  __syncthreads();
+  // Element i of the two 64 x 64 tiles: step t, column k (p of u, n of v); zeros past the ends.
+  for (int i = tid; i < kTile * kTile; i += kThreads) {
+    const int t = i / kTile, k = i % kTile;
+    double u = 0.0, v = 0.0;
+    if (t < steps && p0 + k < n.P) {
+      const int64_t at = ((b * n.T + t0 + t) * n.H + h) * n.P + p0 + k;
+      u = sm.w[t] * double(dstates ? gated_dout(U, z, at) : load_f32(U[at]));
     }
-    for (int i = tid; i < kL * kPT; i += kThreads) {
-      const int t = i / kPT, p = i % kPT;
-      const int64_t tt = t0 + t;
-      xs[i] = tt < n.T && p < np ? load_f32(x[((bi * n.T + tt) * n.H + h) * n.P + p0 + p]) : 0.f;
-    }
-    if (tid < 32) {
-      const int64_t tt = t0 + lane;
-      // Past the end dt' = 0: the step is the identity and adds nothing.
-      const float d =
-          tt < n.T ? dt_eff(load_f32(dt[(bi * n.T + tt) * n.H + h]), bias, n.softplus) : 0.f;
-      dtp[lane] = d;
-      __syncwarp();
-      // cum_t = a_0 + ... + a_t and the suffix a_{t+1} + ... + a_{kL-1} (a_r = dt'_r A), each
-      // summed in step order: a segment's decay is the exponential of its own sum, never a
-      // difference of cumulative sums, whose absolute rounding (~|cum| u) would become a
-      // relative error of the decay (2.4x the naive f32 error of out in a numpy model of the
-      // mamba2_130m_scaled case; 0.7x with segment sums).
-      float c = 0.f, suffix = 0.f;
-      for (int r = 0; r < kL; ++r) {
-        const float a = dtp[r] * Ah;
-        if (r <= lane)
-          c += a;
-        else
-          suffix += a;
-      }
-      cum[lane] = c;
-      w[lane] = expf(suffix) * d;
-    }
-    __syncthreads();
-    // 2. Gm[t, s] = (C_t . B_s) exp(a_{s+1} + ... + a_t) dt'_s for s <= t; a warp covers one t.
-    for (int i = tid; i < kL * kL; i += kThreads) {
-      const int t = i / kL, s = i % kL;
-      float v = 0.f;
-      if (s <= t) {
-        for (int64_t k = 0; k < n.N; ++k) v += Cs[t * N1 + k] * Bs[s * N1 + k];
-        float seg = 0.f;
-        for (int r = s + 1; r <= t; ++r) seg += dtp[r] * Ah;
-        v *= expf(seg) * dtp[s];
-      }
-      Gm[i] = v;
-    }
-    __syncthreads();
-    // 3. Outputs of the chunk from the state entering it (S) and the intra-chunk kernel.
-    for (int i = tid; i < kL * kPT; i += kThreads) {
-      const int t = i / kPT, p = i % kPT;
-      const int64_t tt = t0 + t;
-      if (tt >= n.T || p >= np) continue;
-      float inter = 0.f;
-      for (int64_t k = 0; k < n.N; ++k) inter += Cs[t * N1 + k] * S[p * N1 + k];
-      float y = expf(cum[t]) * inter + Dh * xs[t * kPT + p];
-      for (int s = 0; s <= t; ++s) y += Gm[t * kL + s] * xs[s * kPT + p];
-      const int64_t at = ((bi * n.T + tt) * n.H + h) * n.P + p0 + p;
-      if (z) y *= scan::siluf(load_f32(z[at]));
-      out[at] = store_as<T>(y);
-    }
-    __syncthreads();
-    // 4. The state leaving the chunk; a warp covers 32 consecutive n of one p.
-    const float chunk_decay = expf(cum[kL - 1]);
-    for (int64_t i = tid; i < kPT * n.N; i += kThreads) {
-      const int p = int(i / n.N);
-      const int64_t s = i % n.N;
-      float v = chunk_decay * S[p * N1 + s];
-      for (int t = 0; t < kL; ++t) v += w[t] * xs[t * kPT + p] * Bs[t * N1 + s];
-      S[p * N1 + s] = v;
-    }
-    __syncthreads();
+    if (t < steps && n0 + k < n.N) v = load_f32(V[((b * n.T + t0 + t) * n.G + g) * n.N + n0 + k]);
+    sm.u[k][t] = u;
+    sm.v[t][k] = v;
   }
-  if (!final_states) return;
-  for (int64_t i = tid; i < kPT * n.N; i += kThreads) {
-    const int p = int(i / n.N);
-    const int64_t s = i % n.N;
-    if (p < np) final_states[((bi * n.H + h) * n.P + p0 + p) * n.N + s] = S[p * N1 + s];
+  __syncthreads();
+  Dmma::Acc acc;
+  Dmma::zero(acc);
+  Dmma::mma(acc, &sm.u[r_lo][0], &sm.v[0][0], 0, round16(steps));
+  __syncwarp();  // this warp's rows of u are read: they take its output
+  Dmma::store(&sm.u[r_lo][0], acc);
+  __syncthreads();
+  float* dst = out + ((bh * n.chunks + c) * n.P + p0) * n.N + n0;
+  for (int i = tid; i < kTile * kTile; i += kThreads) {
+    const int p = i / kTile, k = i % kTile;
+    if (p0 + p < n.P && n0 + k < n.N) dst[p * n.N + k] = float(sm.u[p][k]);
   }
 }
 
-// ---- Forward on tensor cores -----------------------------------------------------------------
+// ---- 3. state passing ------------------------------------------------------------------------
 
-constexpr int kTL = 64;  // chunk length
-constexpr int kTP = 64;  // head channels p per block
-constexpr int kTC = 16;  // WMMA tile edge
-constexpr int kTcWarps = kThreads / 32;
+constexpr int kPassThreads = 256;
 
-// The shared-memory layout of ssd_fwd_tc_kernel for state size N (padded to Np): byte offsets of
-// each array, every one 128-byte aligned (WMMA wants 32), rows padded (16-bit: +8 elements,
-// f32: +4) so that the 16 rows of a tile start in different banks.
-struct TcLayout {
-  int64_t Np, ld_s, ld_h, ld_x,
-      ld_f;  // padded N; row strides of Sf, the T rows of N, x/Gm, f32 tiles
-  size_t Sf, Sh, Bh, Ch, Xh, Gm, Xw, Gf, Yf, cum, w, bytes;
-
-  template <class T>
-  static TcLayout of(int64_t N) {
-    TcLayout l{};
-    l.Np = (N + kTC - 1) / kTC * kTC;
-    l.ld_s = l.Np + 4;
-    l.ld_h = l.Np + 8;
-    l.ld_x = kTL + 8;
-    l.ld_f = kTL + 4;
-    size_t at = 0;
-    const auto take = [&](size_t bytes) {
-      const size_t start = at;
-      at += (bytes + 127) / 128 * 128;
-      return start;
-    };
-    const size_t t = sizeof(T);
-    l.Sf = take(kTP * l.ld_s * 4);
-    l.Sh = take(kTP * l.ld_h * t);
-    l.Bh = take(kTL * l.ld_h * t);
-    l.Ch = take(kTL * l.ld_h * t);
-    l.Xh = take(kTL * l.ld_x * t);
-    l.Gm = take(kTL * l.ld_x * t);
-    l.Xw = take(kTL * l.ld_x * t);
-    l.Gf = take(kTL * l.ld_f * 4);
-    l.Yf = take(kTL * l.ld_f * 4);
-    l.cum = take(kTL * 4);
-    l.w = take(3 * kTL * 4);  // w, then a = dt' A, then dt'
-    l.bytes = at;
-    return l;
+// Grid (ceil(P N / 256), B H); one thread per entry (p, n) of one (b, h), sequential over the
+// chunks: h <- decay_c h + S_c with h carried in float64 and stored rounded to f32. An f32 carry
+// would round once per chunk, and that error, a random walk over the chunks, is shared by all
+// 64 steps of the chunk that reads the state: in the model's 64k-step case it took ddt_bias
+// (bf16) to 1.35 x the 2x rule's allowance.
+__global__ void __launch_bounds__(kPassThreads)
+    ssd_state_passing_kernel(float* states, float* final_out, const float* initial,
+                             const double* decay, Dims n, bool reverse) {
+  const int64_t PN = n.P * n.N, i = int64_t(blockIdx.x) * kPassThreads + threadIdx.x;
+  const int64_t bh = blockIdx.y;
+  if (i >= PN) return;
+  double h = initial ? initial[bh * PN + i] : 0.0;
+  float* st = states + bh * n.chunks * PN + i;
+  const double* dec = decay + bh * n.chunks;
+#pragma unroll 4
+  for (int64_t step = 0; step < n.chunks; ++step) {
+    const int64_t c = reverse ? n.chunks - 1 - step : step;
+    const float s = st[c * PN];
+    st[c * PN] = float(h);
+    h = fma(dec[c], h, double(s));
   }
+  if (final_out) final_out[bh * PN + i] = float(h);
+}
+
+// ---- 4. chunk scan ---------------------------------------------------------------------------
+
+template <class Math>
+struct ScanSmem {
+  using E = typename Math::E;
+  E a[kTile][Math::kLd];   // (t x n) a slab of C
+  E b[kTile][Math::kLd];   // (n x p) a slab of the state h_c, transposed; then (n x s) of B
+  E x[kTile][Math::kLd];   // (s x p)
+  E gm[kTile][Math::kLd];  // (t x s) Gm = (C B^T) o L o dt'
+  float yf[kTile][kLdF];   // (t x p) C h_c^T
+  float gf[kTile][kLdF];   // (t x s) C B^T, then (t x p) Gm x
+  double cum[kChunk], dtp[kChunk];
 };
+static_assert(sizeof(ScanSmem<Fma64>) <= kSmemLimit, "103 KiB (TcPlain: 71 KiB)");
 
-// acc (+)= A (16 x K, row-major at a, stride lda) @ B, B read as (K x 16) from b with layout
-// LayoutB (col_major: b holds B^T row-major), K a multiple of 16.
-template <class T, class LayoutA, class LayoutB>
-__device__ __forceinline__ void wmma_accumulate(
-    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, kTC, kTC, kTC, float>& acc, const T* a,
-    int64_t a_step, int64_t lda, const T* b, int64_t b_step, int64_t ldb, int64_t K) {
-  using namespace nvcuda;
-  wmma::fragment<wmma::matrix_a, kTC, kTC, kTC, T, LayoutA> fa;
-  wmma::fragment<wmma::matrix_b, kTC, kTC, kTC, T, LayoutB> fb;
-  for (int64_t k = 0; k < K; k += kTC) {
-    wmma::load_matrix_sync(fa, a + k * a_step, unsigned(lda));
-    wmma::load_matrix_sync(fb, b + k * b_step, unsigned(ldb));
-    wmma::mma_sync(acc, fa, fb, acc);
-  }
-}
-
-// Grid: (ceil(P / kTP), H, B); kThreads threads; dynamic shared memory TcLayout::of<T>(N).bytes.
-template <class T>
+// Grid (chunks, ptiles, B H); warp w owns rows t of [16 w, 16 w + 16). Writes y_out = out, or dz
+// when dout is given.
+template <class T, class Math>
 __global__ void __launch_bounds__(kThreads)
-    ssd_fwd_tc_kernel(T* out, float* final_states, const T* x, const T* dt, const float* A,
-                      const T* Bm, const T* Cm, const float* Dv, const T* z, const float* dt_bias,
-                      const float* initial_states, Dims n, TcLayout lay) {
-  using namespace nvcuda;
-  using Acc = wmma::fragment<wmma::accumulator, kTC, kTC, kTC, float>;
-  extern __shared__ __align__(128) unsigned char tc_smem[];
-  float* Sf = reinterpret_cast<float*>(tc_smem + lay.Sf);  // (kTP, Np) the f32 state
-  T* Sh = reinterpret_cast<T*>(tc_smem + lay.Sh);          // (kTP, Np) the state in T
-  T* Bh = reinterpret_cast<T*>(tc_smem + lay.Bh);          // (kTL, Np)
-  T* Ch = reinterpret_cast<T*>(tc_smem + lay.Ch);          // (kTL, Np)
-  T* Xh = reinterpret_cast<T*>(tc_smem + lay.Xh);          // (kTL, kTP)
-  T* Gm = reinterpret_cast<T*>(tc_smem + lay.Gm);          // (kTL, kTL)
-  T* Xw = reinterpret_cast<T*>(tc_smem + lay.Xw);          // (kTL, kTP) one part of Xw
-  float* Gf = reinterpret_cast<float*>(tc_smem + lay.Gf);  // (kTL, kTL) G, then Yi
-  float* Yf = reinterpret_cast<float*>(tc_smem + lay.Yf);  // (kTL, kTP) Ys
-  float* cum = reinterpret_cast<float*>(tc_smem + lay.cum);
-  float* w = reinterpret_cast<float*>(tc_smem + lay.w);
-  float* a = w + kTL;
-  float* dtp = a + kTL;
+    ssd_chunk_scan_kernel(T* y_out, const T* x, const T* z, const T* dout, const T* Bm, const T* Cm,
+                          const float* Dv, const float* states, const double* dtp,
+                          const double* cum, Dims n) {
+  using E = typename Math::E;
+  constexpr int kLd = Math::kLd;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  auto& sm = *reinterpret_cast<ScanSmem<Math>*>(smem_raw);
+  const int64_t c = blockIdx.x, p0 = int64_t(blockIdx.y) * kTile, bh = blockIdx.z;
+  const int64_t b = bh / n.H, h = bh % n.H, g = h / (n.H / n.G), t0 = c * kChunk;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, r_lo = kWarpRows * warp;
+  const int steps = int(std::min<int64_t>(kChunk, n.T - t0));
+  const float* h_c = states + (bh * n.chunks + c) * n.P * n.N;  // (P, N) entering chunk c
+  const E zero = to_elem<E>(0.f);
 
-  const int64_t Np = lay.Np, ld_s = lay.ld_s, ld_h = lay.ld_h, ld_x = lay.ld_x, ld_f = lay.ld_f;
-  const int64_t p0 = int64_t(blockIdx.x) * kTP, h = blockIdx.y, bi = blockIdx.z;
-  const int64_t g = h / (n.H / n.G);
-  const int np = int(std::min<int64_t>(kTP, n.P - p0));
-  const float Ah = A[h], Dh = Dv ? Dv[h] : 0.f, bias = dt_bias ? dt_bias[h] : 0.f;
-  const int tid = threadIdx.x, warp = tid / 32;
-  constexpr int kTiles = (kTL / kTC) * (kTP / kTC);  // 16 output tiles of a (64 x 64) product
-  const int64_t state_tiles = (kTP / kTC) * (Np / kTC);
-
-  for (int64_t i = tid; i < kTP * Np; i += kThreads) {
-    const int p = int(i / Np);
-    const int64_t s = i % Np;
-    const float v = initial_states && p < np && s < n.N
-                        ? initial_states[((bi * n.H + h) * n.P + p0 + p) * n.N + s]
-                        : 0.f;
-    Sf[p * ld_s + s] = v;
-    Sh[p * ld_h + s] = store_as<T>(v);
+  if (tid < kChunk) {
+    sm.cum[tid] = cum[bh * n.Tc() + t0 + tid];
+    sm.dtp[tid] = dtp[bh * n.Tc() + t0 + tid];
   }
-  for (int64_t t0 = 0; t0 < n.T; t0 += kTL) {
-    // 1. Stage the chunk (zeros past the end of the sequence, of N and of P), dt' and a = dt' A.
-    for (int64_t i = tid; i < kTL * Np; i += kThreads) {
-      const int t = int(i / Np);
-      const int64_t s = i % Np, tt = t0 + t;
-      const bool in = tt < n.T && s < n.N;
-      const int64_t at = ((bi * n.T + tt) * n.G + g) * n.N + s;
-      Bh[t * ld_h + s] = in ? Bm[at] : store_as<T>(0.f);
-      Ch[t * ld_h + s] = in ? Cm[at] : store_as<T>(0.f);
-    }
-    for (int i = tid; i < kTL * kTP; i += kThreads) {
-      const int t = i / kTP, p = i % kTP;
-      const int64_t tt = t0 + t;
-      Xh[t * ld_x + p] =
-          tt < n.T && p < np ? x[((bi * n.T + tt) * n.H + h) * n.P + p0 + p] : store_as<T>(0.f);
-    }
-    if (tid < kTL) {
-      const int64_t tt = t0 + tid;
-      // Past the end dt' = 0: the step is the identity and adds nothing.
-      const float d =
-          tt < n.T ? dt_eff(load_f32(dt[(bi * n.T + tt) * n.H + h]), bias, n.softplus) : 0.f;
-      a[tid] = d * Ah;
-      dtp[tid] = d;
-    }
-    __syncthreads();
-    if (tid < kTL) {
-      // Segment sums in step order, as in the FMA kernel (never differences of cumulative sums).
-      float c = 0.f, suffix = 0.f;
-      for (int r = 0; r < kTL; ++r) {
-        if (r <= tid)
-          c += a[r];
-        else
-          suffix += a[r];
-      }
-      cum[tid] = c;
-      w[tid] = expf(suffix) * dtp[tid];
-    }
-    // 2. G = C B^T into Gf and Ys = C S^T into Yf: 16 tiles each, two of each per warp.
-    for (int tile = warp; tile < kTiles; tile += kTcWarps) {
-      const int ti = tile / (kTL / kTC), tj = tile % (kTL / kTC);
-      Acc acc;
-      wmma::fill_fragment(acc, 0.f);
-      wmma_accumulate<T, wmma::row_major, wmma::col_major>(acc, Ch + ti * kTC * ld_h, 1, ld_h,
-                                                           Bh + tj * kTC * ld_h, 1, ld_h, Np);
-      wmma::store_matrix_sync(Gf + ti * kTC * ld_f + tj * kTC, acc, unsigned(ld_f),
-                              wmma::mem_row_major);
-      wmma::fill_fragment(acc, 0.f);
-      wmma_accumulate<T, wmma::row_major, wmma::col_major>(acc, Ch + ti * kTC * ld_h, 1, ld_h,
-                                                           Sh + tj * kTC * ld_h, 1, ld_h, Np);
-      wmma::store_matrix_sync(Yf + ti * kTC * ld_f + tj * kTC, acc, unsigned(ld_f),
-                              wmma::mem_row_major);
-    }
-    __syncthreads();
-    // 3. Gm from G (causal mask and segment decays), and the state decays by the whole chunk.
-    for (int i = tid; i < kTL * kTL; i += kThreads) {
-      const int t = i / kTL, s = i % kTL;
-      float v = 0.f;
-      if (s <= t) {
-        float seg = 0.f;
-        for (int r = s + 1; r <= t; ++r) seg += a[r];
-        v = Gf[t * ld_f + s] * expf(seg) * dtp[s];
-      }
-      Gm[t * ld_x + s] = store_as<T>(v);
-    }
-    const float chunk_decay = expf(cum[kTL - 1]);
-    for (int64_t i = tid; i < kTP * Np; i += kThreads) Sf[i / Np * ld_s + i % Np] *= chunk_decay;
-    __syncthreads();
-    // 4. Yi = Gm X into Gf (G is used up).
-    for (int tile = warp; tile < kTiles; tile += kTcWarps) {
-      const int ti = tile / (kTP / kTC), tj = tile % (kTP / kTC);
-      Acc acc;
-      wmma::fill_fragment(acc, 0.f);
-      wmma_accumulate<T, wmma::row_major, wmma::row_major>(acc, Gm + ti * kTC * ld_x, 1, ld_x,
-                                                           Xh + tj * kTC, ld_x, ld_x, kTL);
-      wmma::store_matrix_sync(Gf + ti * kTC * ld_f + tj * kTC, acc, unsigned(ld_f),
-                              wmma::mem_row_major);
-    }
-    // 5. S += Xw^T B, Xw in three T parts: each part is the rounding of what the earlier ones
-    //    left of Xw[s, p] = w_s x_s[p] (the state's tiles are the accumulators).
-    for (int part = 0; part < 3; ++part) {
-      for (int i = tid; i < kTL * kTP; i += kThreads) {
-        const int s = i / kTP, p = i % kTP;
-        float rest = w[s] * load_f32(Xh[s * ld_x + p]);
-        for (int q = 0; q < part; ++q) rest -= load_f32(store_as<T>(rest));
-        Xw[s * ld_x + p] = store_as<T>(rest);
-      }
-      __syncthreads();
-      for (int64_t tile = warp; tile < state_tiles; tile += kTcWarps) {
-        const int64_t ti = tile / (Np / kTC), tj = tile % (Np / kTC);
-        float* dst = Sf + ti * kTC * ld_s + tj * kTC;
-        Acc acc;
-        wmma::load_matrix_sync(acc, dst, unsigned(ld_s), wmma::mem_row_major);
-        // A = Xw^T (p, s): Xw is (s, p) row-major, i.e. Xw^T column-major.
-        wmma_accumulate<T, wmma::col_major, wmma::row_major>(acc, Xw + ti * kTC, ld_x, ld_x,
-                                                             Bh + tj * kTC, ld_h, ld_h, kTL);
-        wmma::store_matrix_sync(dst, acc, unsigned(ld_s), wmma::mem_row_major);
-      }
-      __syncthreads();
-    }
-    // 6. The chunk's outputs; the new state in T for the next chunk's Ys.
-    for (int i = tid; i < kTL * kTP; i += kThreads) {
-      const int t = i / kTP, p = i % kTP;
-      const int64_t tt = t0 + t;
-      if (tt >= n.T || p >= np) continue;
-      const int64_t at = ((bi * n.T + tt) * n.H + h) * n.P + p0 + p;
-      float y =
-          expf(cum[t]) * Yf[t * ld_f + p] + Gf[t * ld_f + p] + Dh * load_f32(Xh[t * ld_x + p]);
-      if (z) y *= scan::siluf(load_f32(z[at]));
-      out[at] = store_as<T>(y);
-    }
-    for (int64_t i = tid; i < kTP * Np; i += kThreads) {
-      const int64_t p = i / Np, s = i % Np;
-      Sh[p * ld_h + s] = store_as<T>(Sf[p * ld_s + s]);
-    }
-    __syncthreads();
+  for (int i = tid; i < kTile * kTile; i += kThreads) {
+    const int s = i / kTile, p = i % kTile;
+    sm.x[s][p] = s < steps && p0 + p < n.P
+                     ? to_elem<E>(load_f32(x[((b * n.T + t0 + s) * n.H + h) * n.P + p0 + p]))
+                     : zero;
   }
-  if (!final_states) return;
-  for (int64_t i = tid; i < kTP * n.N; i += kThreads) {
-    const int p = int(i / n.N);
-    const int64_t s = i % n.N;
-    if (p < np) final_states[((bi * n.H + h) * n.P + p0 + p) * n.N + s] = Sf[p * ld_s + s];
+  // C slab (t x k) of columns n0 .. n0 + 63; element i: row i / 64 (t, p or s), column k.
+  auto stage_c = [&](int64_t n0) {
+    for (int i = tid; i < kTile * kTile; i += kThreads) {
+      const int t = i / kTile, k = i % kTile;
+      sm.a[t][k] = t < steps && n0 + k < n.N
+                       ? to_elem<E>(load_f32(Cm[((b * n.T + t0 + t) * n.G + g) * n.N + n0 + k]))
+                       : zero;
+    }
+  };
+  typename Math::Acc acc;
+  // Yf = C h_c^T over slabs of 64 states.
+  Math::zero(acc);
+  for (int64_t n0 = 0; n0 < n.N; n0 += kTile) {
+    const int kn = round16(int(std::min<int64_t>(kTile, n.N - n0)));
+    __syncthreads();  // the previous slab's readers are done
+    stage_c(n0);
+    for (int i = tid; i < kTile * kTile; i += kThreads) {
+      const int p = i / kTile, k = i % kTile;
+      sm.b[k][p] = p0 + p < n.P && n0 + k < n.N ? to_elem<E>(h_c[(p0 + p) * n.N + n0 + k]) : zero;
+    }
+    __syncthreads();
+    Math::mma(acc, &sm.a[r_lo][0], kLd, &sm.b[0][0], kLd, 0, kn);
+  }
+  Math::store(&sm.yf[r_lo][0], kLdF, acc);
+  // Gf = C B^T; a warp needs the columns s <= t of its rows only.
+  Math::zero(acc);
+  for (int64_t n0 = 0; n0 < n.N; n0 += kTile) {
+    const int kn = round16(int(std::min<int64_t>(kTile, n.N - n0)));
+    __syncthreads();
+    stage_c(n0);
+    for (int i = tid; i < kTile * kTile; i += kThreads) {
+      const int s = i / kTile, k = i % kTile;
+      sm.b[k][s] = s < steps && n0 + k < n.N
+                       ? to_elem<E>(load_f32(Bm[((b * n.T + t0 + s) * n.G + g) * n.N + n0 + k]))
+                       : zero;
+    }
+    __syncthreads();
+    Math::mma(acc, &sm.a[r_lo][0], kLd, &sm.b[0][0], kLd, 0, kn, false, 0, warp + 1);
+  }
+  Math::store(&sm.gf[r_lo][0], kLdF, acc);
+  __syncwarp();
+  // Gm[t][s] = G[t][s] exp(cum_t - cum_s) dt'_s for s <= t (this warp's rows).
+  for (int e = lane; e < kWarpRows * kTile; e += 32) {
+    const int r = r_lo + e / kTile, s = e % kTile;
+    float v = 0.f;
+    if (s <= r) {
+      if constexpr (Math::kExactDecays)
+        v = float(double(sm.gf[r][s]) * exp(sm.cum[r] - sm.cum[s]) * sm.dtp[s]);
+      else
+        v = sm.gf[r][s] * expf(float(sm.cum[r] - sm.cum[s])) * float(sm.dtp[s]);
+    }
+    sm.gm[r][s] = to_elem<E>(v);
+  }
+  __syncwarp();
+  // Gf = Gm x; the columns s > t of Gm are zero.
+  Math::zero(acc);
+  Math::mma(acc, &sm.gm[r_lo][0], kLd, &sm.x[0][0], kLd, 0, kWarpRows * (warp + 1));
+  Math::store(&sm.gf[r_lo][0], kLdF, acc);
+  __syncwarp();
+  const float Dh = Dv ? Dv[h] : 0.f;
+  for (int e = lane; e < kWarpRows * kTile; e += 32) {
+    const int r = r_lo + e / kTile, p = e % kTile;
+    if (r >= steps || p0 + p >= n.P) continue;
+    const int64_t at = ((b * n.T + t0 + r) * n.H + h) * n.P + p0 + p;
+    const float xv = load_f32(sm.x[r][p]);
+    if constexpr (Math::kExactDecays) {  // f32 outputs: float64 to the one rounding
+      const double y =
+          exp(sm.cum[r]) * double(sm.yf[r][p]) + double(sm.gf[r][p]) + double(Dh) * double(xv);
+      if (dout) {  // dz = dout y silu'(z), silu'(z) = s (1 + z (1 - s))
+        const double zv = load_f32(z[at]), s = sigmoid_d(zv);
+        y_out[at] = store_as<T>(float(double(load_f32(dout[at])) * y * s * (1.0 + zv * (1.0 - s))));
+      } else {
+        const double zv = z ? double(load_f32(z[at])) : 0.0;
+        y_out[at] = store_as<T>(float(z ? y * zv * sigmoid_d(zv) : y));
+      }
+    } else {  // 16-bit outputs: f32, expf (not __expf) for the gate
+      float y = fmaf(expf(float(sm.cum[r])), sm.yf[r][p], sm.gf[r][p]);
+      y = fmaf(Dh, xv, y);
+      if (dout) {
+        const float zv = load_f32(z[at]), s = 1.f / (1.f + expf(-zv));
+        y_out[at] = store_as<T>(load_f32(dout[at]) * y * (s * (1.f + zv * (1.f - s))));
+      } else {
+        if (z) {
+          const float zv = load_f32(z[at]);
+          y *= zv / (1.f + expf(-zv));
+        }
+        y_out[at] = store_as<T>(y);
+      }
+    }
   }
 }
+
+}  // namespace
+
+Dims dims_of(const SSDArgs& args) {
+  Dims n{};
+  n.B = args.batch;
+  n.T = args.T;
+  n.H = args.H;
+  n.P = args.P;
+  n.G = args.G;
+  n.N = args.N;
+  n.chunks = (n.T + kChunk - 1) / kChunk;
+  n.softplus = args.dt_softplus;
+  return n;
+}
+
+void chunk_cumsum(const Context& ctx, const Dims& n, double* dtp, double* cum, double* decay,
+                  const SSDArgs& args) {
+  if (n.chunks == 0) return;
+  dispatch_cuda_float("ssd", args.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ssd_chunk_cumsum_kernel<T><<<dim3(unsigned(n.chunks), unsigned(n.H), unsigned(n.B)), kChunk, 0,
+                                 state_of(ctx).stream>>>(
+        dtp, cum, decay, static_cast<const T*>(args.dt), static_cast<const float*>(args.A),
+        static_cast<const float*>(args.dt_bias), n);
+  });
+  LONGCTX_CHECK_LAUNCH();
+}
+
+void chunk_states(const Context& ctx, const Dims& n, DType dtype, float* out, const void* U,
+                  const void* z, const void* V, const double* dtp, const double* cum,
+                  bool dstates) {
+  if (n.chunks == 0) return;
+  const dim3 grid(unsigned(n.chunks), unsigned(n.ptiles() * n.ntiles()), unsigned(n.B * n.H));
+  dispatch_cuda_float("ssd", dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const auto kernel = ssd_chunk_state_kernel<T>;
+    set_smem(ctx, kernel, sizeof(StateSmem), "chunk state");
+    kernel<<<grid, kThreads, sizeof(StateSmem), state_of(ctx).stream>>>(
+        out, static_cast<const T*>(U), static_cast<const T*>(z), static_cast<const T*>(V), dtp, cum,
+        n, dstates);
+  });
+  LONGCTX_CHECK_LAUNCH();
+}
+
+void state_passing(const Context& ctx, const Dims& n, float* states, float* final_out,
+                   const float* initial, const double* decay, bool reverse) {
+  const int64_t PN = n.P * n.N;
+  if (PN == 0 || n.B * n.H == 0) return;
+  const dim3 grid(unsigned((PN + kPassThreads - 1) / kPassThreads), unsigned(n.B * n.H));
+  ssd_state_passing_kernel<<<grid, kPassThreads, 0, state_of(ctx).stream>>>(
+      states, final_out, initial, decay, n, reverse);
+  LONGCTX_CHECK_LAUNCH();
+}
+
+void chunk_scan(const Context& ctx, const Dims& n, void* y, const SSDArgs& args, const void* dout,
+                const float* states, const double* dtp, const double* cum) {
+  if (n.chunks == 0) return;
+  const dim3 grid(unsigned(n.chunks), unsigned(n.ptiles()), unsigned(n.B * n.H));
+  dispatch_cuda_float("ssd", args.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using Math = std::conditional_t<std::is_same_v<T, float>, Fma64, TcPlain<T>>;
+    const auto kernel = ssd_chunk_scan_kernel<T, Math>;
+    set_smem(ctx, kernel, sizeof(ScanSmem<Math>), "chunk scan");
+    kernel<<<grid, kThreads, sizeof(ScanSmem<Math>), state_of(ctx).stream>>>(
+        static_cast<T*>(y), static_cast<const T*>(args.x), static_cast<const T*>(args.z),
+        static_cast<const T*>(dout), static_cast<const T*>(args.B), static_cast<const T*>(args.C),
+        static_cast<const float*>(args.D), states, dtp, cum, n);
+  });
+  LONGCTX_CHECK_LAUNCH();
+}
+
+void check_grid(const Dims& n, const char* op) {
+  LONGCTX_CHECK(n.B * n.H <= 65535, op,
+                ": the CUDA kernels take at most 65535 (batch, head) pairs, got B = ", n.B,
+                ", H = ", n.H);
+}
+
+}  // namespace ssd
+
+namespace {
 
 // One warp per (b, h, p); lane l owns n = l, l + 32, ...
 template <class T>
 __global__ void ssd_state_update_kernel(T* out, float* state, const T* x, const T* dt,
                                         const float* A, const T* Bm, const T* Cm, const float* Dv,
-                                        const T* z, const float* dt_bias, Dims n) {
+                                        const T* z, const float* dt_bias, ssd::Dims n) {
   const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;  // (b, h, p)
   const int lane = threadIdx.x % 32;
   if (row >= n.B * n.H * n.P) return;  // whole warps exit together
   const int64_t bh = row / n.P, bi = bh / n.H, h = bh % n.H, g = h / (n.H / n.G);
-  const float d = dt_eff(load_f32(dt[bh]), dt_bias ? dt_bias[h] : 0.f, n.softplus);
+  const float v = load_f32(dt[bh]) + (dt_bias ? dt_bias[h] : 0.f);
+  const float d = n.softplus ? scan::softplusf(v) : v;
   const float decay = expf(d * A[h]), xv = load_f32(x[row]);
   float y = 0.f;
   for (int64_t s = lane; s < n.N; s += 32) {
@@ -432,82 +408,56 @@ __global__ void ssd_state_update_kernel(T* out, float* state, const T* x, const 
   out[row] = store_as<T>(y);
 }
 
-template <class T>
-const T* ptr_or_null(const Tensor& t) {
-  return t.defined() ? static_cast<const T*>(t.data()) : nullptr;
+}  // namespace
+
+namespace {
+
+// Workspace and launches of the forward of a rectangular batch (or of one sequence of a packed
+// one): the four stages of ssd_chunked.cuh.
+void forward(const Context& ctx, const SSDArgs& args) {
+  const ssd::Dims n = ssd::dims_of(args);
+  if (n.B * n.H * n.P == 0) return;
+  ssd::check_grid(n, "ssd_fwd");
+  const Device dev = ctx.device();
+  Tensor dtp = Tensor::empty({n.B, n.H, n.Tc()}, DType::f64, dev, &ctx);
+  Tensor cum = Tensor::empty({n.B, n.H, n.Tc()}, DType::f64, dev, &ctx);
+  Tensor decay = Tensor::empty({n.B, n.H, n.chunks}, DType::f64, dev, &ctx);
+  Tensor states = Tensor::empty({n.B, n.H, n.chunks, n.P, n.N}, DType::f32, dev, &ctx);
+  double *dtp_p = dtp.data_as<double>(), *cum_p = cum.data_as<double>();
+  float* states_p = states.data_as<float>();
+
+  ssd::chunk_cumsum(ctx, n, dtp_p, cum_p, decay.data_as<double>(), args);
+  ssd::chunk_states(ctx, n, args.dtype, states_p, args.x, /*z=*/nullptr, args.B, dtp_p, cum_p,
+                    /*dstates=*/false);
+  ssd::state_passing(ctx, n, states_p, static_cast<float*>(args.final_states),
+                     static_cast<const float*>(args.initial_states), decay.data_as<double>(),
+                     /*reverse=*/false);
+  ssd::chunk_scan(ctx, n, args.out, args, /*dout=*/nullptr, states_p, dtp_p, cum_p);
 }
 
 }  // namespace
 
-void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, const SSDInputs& in,
-             const SSDParams& params) {
-  Dims n{};
-  n.B = in.x.size(0);
-  n.T = in.x.size(1);
-  n.H = in.x.size(2);
-  n.P = in.x.size(3);
-  n.G = in.B.size(2);
-  n.N = in.B.size(3);
-  n.softplus = params.dt_softplus;
-  if (n.B * n.H * n.P == 0) return;
-  cudaStream_t stream = state_of(ctx).stream;
-  int max_smem = 0;
-  LONGCTX_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                            state_of(ctx).device));
-  dispatch_cuda_float("ssd_fwd", in.x.dtype(), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* y = static_cast<T*>(out.data());
-    float* fin = final_states.defined() ? final_states.data_as<float>() : nullptr;
-    if constexpr (!std::is_same_v<T, float>) {
-      const TcLayout lay = TcLayout::of<T>(n.N);
-      if (lay.bytes <= size_t(max_smem)) {
-        LONGCTX_CUDA_CHECK(cudaFuncSetAttribute(
-            ssd_fwd_tc_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(lay.bytes)));
-        const dim3 grid(unsigned((n.P + kTP - 1) / kTP), unsigned(n.H), unsigned(n.B));
-        ssd_fwd_tc_kernel<T><<<grid, kThreads, lay.bytes, stream>>>(
-            y, fin, ptr_or_null<T>(in.x), ptr_or_null<T>(in.dt), in.A.data_as<float>(),
-            ptr_or_null<T>(in.B), ptr_or_null<T>(in.C), ptr_or_null<float>(in.D),
-            ptr_or_null<T>(in.z), ptr_or_null<float>(in.dt_bias),
-            ptr_or_null<float>(in.initial_states), n, lay);
-        return;
-      }
-    }
-    const size_t smem = fwd_smem_floats(n.N) * sizeof(float);
-    LONGCTX_CHECK(smem <= size_t(max_smem), "ssd_fwd: state size N = ", n.N, " needs ", smem,
-                  " bytes of shared memory per block on CUDA, the device allows ", max_smem);
-    LONGCTX_CUDA_CHECK(cudaFuncSetAttribute(
-        ssd_fwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    const dim3 grid(unsigned((n.P + kPT - 1) / kPT), unsigned(n.H), unsigned(n.B));
-    ssd_fwd_kernel<T><<<grid, kThreads, smem, stream>>>(
-        y, fin, ptr_or_null<T>(in.x), ptr_or_null<T>(in.dt), in.A.data_as<float>(),
-        ptr_or_null<T>(in.B), ptr_or_null<T>(in.C), ptr_or_null<float>(in.D), ptr_or_null<T>(in.z),
-        ptr_or_null<float>(in.dt_bias), ptr_or_null<float>(in.initial_states), n);
-  });
-  LONGCTX_CHECK_LAUNCH();
+// A packed batch runs one sequence at a time, each exactly as it would alone (batch invariance
+// by construction; 4 launches per sequence).
+void ssd_fwd(const Context& ctx, const SSDArgs& args) {
+  if (!args.seqs.packed()) return forward(ctx, args);
+  for (int64_t s = 0; s < args.seqs.count; ++s) forward(ctx, args.sequence(s));
 }
 
-void ssd_state_update(const Context& ctx, const Tensor& out, const Tensor& state, const Tensor& x,
-                      const Tensor& dt, const Tensor& A, const Tensor& B, const Tensor& C,
-                      const Tensor& D, const Tensor& z, const Tensor& dt_bias,
-                      const SSDParams& params) {
-  Dims n{};
-  n.B = x.size(0);
-  n.H = x.size(1);
-  n.P = x.size(2);
-  n.G = B.size(1);
-  n.N = B.size(2);
-  n.T = 1;
-  n.softplus = params.dt_softplus;
+void ssd_state_update(const Context& ctx, const SSDArgs& args) {
+  const ssd::Dims n = ssd::dims_of(args);
   const int64_t rows = n.B * n.H * n.P;
   if (rows == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   constexpr int kBlock = 128;
-  dispatch_cuda_float("ssd_state_update", x.dtype(), [&](auto tag) {
+  dispatch_cuda_float("ssd_state_update", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     ssd_state_update_kernel<T><<<unsigned((rows * 32 + kBlock - 1) / kBlock), kBlock, 0, stream>>>(
-        static_cast<T*>(out.data()), state.data_as<float>(), ptr_or_null<T>(x), ptr_or_null<T>(dt),
-        A.data_as<float>(), ptr_or_null<T>(B), ptr_or_null<T>(C), ptr_or_null<float>(D),
-        ptr_or_null<T>(z), ptr_or_null<float>(dt_bias), n);
+        static_cast<T*>(args.out), static_cast<float*>(args.state), static_cast<const T*>(args.x),
+        static_cast<const T*>(args.dt), static_cast<const float*>(args.A),
+        static_cast<const T*>(args.B), static_cast<const T*>(args.C),
+        static_cast<const float*>(args.D), static_cast<const T*>(args.z),
+        static_cast<const float*>(args.dt_bias), n);
   });
   LONGCTX_CHECK_LAUNCH();
 }

@@ -90,8 +90,14 @@ int hardware_threads() {
 }  // namespace
 
 Context::Context(Device device, int cpu_threads) : device_(device) {
-  LONGCTX_CHECK(cpu_threads >= 0, "Context: cpu_threads must be >= 0 (0 = all), got ", cpu_threads);
+  // Every --threads option and OMP_NUM_THREADS end here: libgomp crashes on a team of 100000
+  // threads and aborts on 2^31 - 1 rather than failing cleanly.
+  LONGCTX_CHECK(cpu_threads >= 0 && cpu_threads <= kMaxCpuThreads,
+                "Context: cpu_threads must be in [0, ", kMaxCpuThreads,
+                "] (0 = every hardware thread, here ", hardware_threads(), "), got ", cpu_threads);
   cpu_threads_ = cpu_threads > 0 ? cpu_threads : hardware_threads();
+  LONGCTX_CHECK(cpu_threads_ <= kMaxCpuThreads, "Context: OpenMP's default thread count ",
+                cpu_threads_, " (OMP_NUM_THREADS?) is above the limit of ", kMaxCpuThreads);
   if (device.is_cuda()) {
 #if LONGCTX_WITH_CUDA
     cuda_ = std::shared_ptr<CudaState>(cuda::create_state(device.index), cuda::destroy_state);
@@ -129,7 +135,10 @@ void* Context::stream() const {
 
 void Context::synchronize() const {
 #if LONGCTX_WITH_CUDA
-  if (cuda_) cuda::synchronize(stream());
+  if (cuda_) {
+    cuda::synchronize(stream());
+    cuda::check_deferred_errors(cuda_.get());
+  }
 #endif
 }
 

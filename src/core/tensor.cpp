@@ -22,14 +22,25 @@ namespace {
                              "-DLONGCTX_CUDA=ON on a machine with nvcc)"));
 }
 
-[[maybe_unused]] void* cuda_stream(const Context* ctx, Device device) {
 #if LONGCTX_WITH_CUDA
+// The stream a CUDA operation on `device` runs on: ctx's when ctx is that device's context. Else
+// the legacy default stream, which does not wait for the non-blocking stream of a context that
+// may still be writing the tensor (a checkpoint saved while the step's kernels run): so the
+// device finishes all its work first, and finish_unordered() waits for the operation itself
+// before it returns, for the context that reads the result next.
+void* ordered_stream(const Context* ctx, Device device) {
   if (ctx && ctx->device() == device) return ctx->stream();
-#endif
-  (void)ctx;
-  (void)device;
+  cuda::synchronize_device(device.index);
   return nullptr;
 }
+void finish_unordered(void* stream) {
+  if (!stream) cuda::synchronize(nullptr);
+}
+// After a copy that the host waited for: an error a kernel of ctx recorded is raised now.
+void check_deferred(const Context* ctx, Device device) {
+  if (ctx && ctx->device() == device) cuda::check_deferred_errors(ctx->cuda_state());
+}
+#endif
 
 Shape contiguous_strides(const Shape& shape) {
   Shape strides(shape.size());
@@ -182,6 +193,22 @@ Device parse_device(const std::string& name) {
   throw Error("unknown device '" + name + "': expected cpu, cuda or cuda:N");
 }
 
+size_t checked_nbytes(const Shape& shape, DType dtype, const std::string& who) {
+  int64_t nonzero = int64_t(dtype_size(dtype)), bytes = nonzero;
+  for (int64_t s : shape) {
+    LONGCTX_CHECK(s >= 0, who, ": negative size in shape ", shape_str(shape));
+    if (s == 0) {
+      bytes = 0;
+      continue;
+    }
+    LONGCTX_CHECK(!__builtin_mul_overflow(nonzero, s, &nonzero) && nonzero <= kMaxTensorBytes, who,
+                  ": shape ", shape_str(shape), " of ", dtype_name(dtype), " needs more than 2^62 ",
+                  "bytes");
+    bytes = bytes ? nonzero : 0;
+  }
+  return size_t(bytes);
+}
+
 std::string shape_str(const Shape& shape) {
   std::string s = "(";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -199,8 +226,7 @@ Tensor::Tensor(void* data, DType dtype, Device device, Shape shape, Shape stride
       defined_(true) {
   LONGCTX_CHECK(strides_.size() == shape_.size(), "Tensor: shape ", shape_str(shape_), " has ",
                 shape_.size(), " dims but strides ", shape_str(strides_), " has ", strides_.size());
-  for (int64_t s : shape_)
-    LONGCTX_CHECK(s >= 0, "Tensor: negative size in shape ", shape_str(shape_));
+  checked_nbytes(shape_, dtype_, "Tensor");  // numel() and nbytes() below cannot overflow
 }
 
 int64_t Tensor::numel() const {
@@ -224,12 +250,7 @@ std::string Tensor::describe() const {
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, const Context* ctx) {
-  int64_t count = 1;
-  for (int64_t s : shape) {
-    LONGCTX_CHECK(s >= 0, "Tensor::empty: negative size in shape ", shape_str(shape));
-    count *= s;
-  }
-  const size_t bytes = size_t(count) * dtype_size(dtype);
+  const size_t bytes = checked_nbytes(shape, dtype, "Tensor::empty");
   if (device.is_cpu()) {
     // 64-byte alignment: one cache line, and what AVX-512 loads want.
     void* ptr = bytes ? std::aligned_alloc(64, (bytes + 63) / 64 * 64) : nullptr;
@@ -263,10 +284,8 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device, const Conte
 Tensor Tensor::reshape(const Shape& shape) const {
   LONGCTX_CHECK(is_contiguous(), "Tensor::reshape: needs a contiguous tensor, got strides ",
                 shape_str(strides_), " for shape ", shape_str(shape_));
-  int64_t count = 1;
-  for (int64_t s : shape) count *= s;
-  LONGCTX_CHECK(count == numel(), "Tensor::reshape: cannot view ", shape_str(shape_), " as ",
-                shape_str(shape));
+  LONGCTX_CHECK(checked_nbytes(shape, dtype_, "Tensor::reshape") == nbytes(),
+                "Tensor::reshape: cannot view ", shape_str(shape_), " as ", shape_str(shape));
   return Tensor(data_, dtype_, device_, shape, {}, owner_);
 }
 
@@ -297,8 +316,9 @@ Tensor Tensor::narrow(int d, int64_t start, int64_t length) const {
   const int dd = d < 0 ? d + dim() : d;
   LONGCTX_CHECK(dd >= 0 && dd < dim(), "Tensor::narrow: dim ", d, " out of range for ",
                 shape_str(shape_));
-  LONGCTX_CHECK(start >= 0 && length >= 0 && start + length <= shape_[dd], "Tensor::narrow: [",
-                start, ", ", start + length, ") out of range for size ", shape_[dd]);
+  LONGCTX_CHECK(start >= 0 && length >= 0 && start <= shape_[dd] && length <= shape_[dd] - start,
+                "Tensor::narrow: ", length, " elements from ", start, " out of range for size ",
+                shape_[dd]);
   Shape shape = shape_;
   shape[dd] = length;
   char* p = static_cast<char*>(data_) + start * strides_[dd] * int64_t(dtype_size(dtype_));
@@ -307,11 +327,11 @@ Tensor Tensor::narrow(int d, int64_t start, int64_t length) const {
 
 Tensor Tensor::view_bytes(size_t byte_offset, const Shape& shape, DType dtype) const {
   LONGCTX_CHECK(is_contiguous(), "Tensor::view_bytes: needs a contiguous tensor");
-  int64_t count = 1;
-  for (int64_t s : shape) count *= s;
-  const size_t bytes = size_t(count) * dtype_size(dtype);
-  LONGCTX_CHECK(byte_offset + bytes <= nbytes(), "Tensor::view_bytes: [", byte_offset, ", ",
-                byte_offset + bytes, ") lies outside the tensor's ", nbytes(), " bytes");
+  const size_t bytes = checked_nbytes(shape, dtype, "Tensor::view_bytes");
+  // Written so that nothing can wrap: bytes and nbytes() are at most 2^62.
+  LONGCTX_CHECK(byte_offset <= nbytes() && bytes <= nbytes() - byte_offset,
+                "Tensor::view_bytes: ", bytes, " bytes at offset ", byte_offset,
+                " lie outside the tensor's ", nbytes(), " bytes");
   return Tensor(static_cast<char*>(data_) + byte_offset, dtype, device_, shape, {}, owner_);
 }
 
@@ -340,7 +360,10 @@ void Tensor::copy_from(const Tensor& src, const Context* ctx) const {
   }
 #if LONGCTX_WITH_CUDA
   const Device cuda_side = device_.is_cuda() ? device_ : src.device_;
-  void* stream = cuda_stream(ctx, cuda_side);
+  if (device_.is_cuda() && src.device_.is_cuda() && device_ != src.device_ &&
+      !(ctx && ctx->device() == src.device_))
+    cuda::synchronize_device(src.device_.index);  // the source's writers, on another device
+  void* stream = ordered_stream(ctx, cuda_side);
   if (device_ == src.device_) {  // on one CUDA device: a strided kernel covers every layout
     if (is_contiguous() && src.is_contiguous()) {
       cuda::copy(data_, device_, src.data_, src.device_, nbytes(), stream);
@@ -348,6 +371,7 @@ void Tensor::copy_from(const Tensor& src, const Context* ctx) const {
       cuda::copy_strided(data_, strides_.data(), src.data_, src.strides_.data(), esize, dim(),
                          shape_.data(), stream);
     }
+    finish_unordered(stream);
     return;
   }
   // Across devices the transfer is contiguous: stage either side that is not.
@@ -357,6 +381,8 @@ void Tensor::copy_from(const Tensor& src, const Context* ctx) const {
     return;
   }
   cuda::copy(data_, device_, source.data_, source.device_, nbytes(), stream);
+  finish_unordered(stream);
+  if (device_.is_cpu() || source.device_.is_cpu()) check_deferred(ctx, cuda_side);
 #else
   (void)ctx;
   no_cuda("Tensor::copy_from");
@@ -419,7 +445,9 @@ Tensor Tensor::to_dtype(DType dtype, const Context* ctx) const {
 #if LONGCTX_WITH_CUDA
     LONGCTX_CHECK(is_contiguous(), "Tensor::to_dtype: a CUDA tensor must be contiguous");
     Tensor out = empty(shape_, dtype, device_, ctx);
-    cuda::convert(out.data_, dtype, data_, dtype_, numel(), cuda_stream(ctx, device_));
+    void* stream = ordered_stream(ctx, device_);
+    cuda::convert(out.data_, dtype, data_, dtype_, numel(), stream);
+    finish_unordered(stream);
     return out;
 #else
     (void)ctx;
@@ -452,7 +480,9 @@ void Tensor::fill(double value, const Context* ctx) const {
   }
 #if LONGCTX_WITH_CUDA
   LONGCTX_CHECK(is_contiguous(), "Tensor::fill: a CUDA tensor must be contiguous");
-  cuda::fill(data_, dtype_, numel(), value, cuda_stream(ctx, device_));
+  void* stream = ordered_stream(ctx, device_);
+  cuda::fill(data_, dtype_, numel(), value, stream);
+  finish_unordered(stream);
 #else
   (void)ctx;
   (void)value;

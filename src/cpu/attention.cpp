@@ -15,6 +15,14 @@
 // The tile matmuls go to OpenBLAS (its OpenMP build runs single-threaded inside our parallel
 // region, which is what we want: the parallelism is over tiles). Extra memory per thread is a few
 // tiles; the backward's only O(T) buffer is Di, (B, H, Tq).
+//
+// NaN and inf propagate as in the plain formulas summed over the visible pairs (the tests'
+// reference): a NaN or +inf score makes its row's softmax NaN (exp2 carries NaN; +inf - +inf is
+// NaN), a row whose visible scores are all -inf is NaN, and a row that sees no key has out = 0,
+// lse = -inf. A masked position is never read: in a tile with masked entries whose operand (V, K,
+// Q or dO rows) holds a non-finite value, the product skips the masked pairs instead of
+// multiplying a masked 0 by it (masked_product; the finite case keeps the BLAS and packed
+// kernels).
 #include <cblas.h>
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -31,9 +39,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "longctx/ops/attention.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"  // parallel_for: loops without BLAS calls
+#include "src/ops/attention.h"
 
 namespace longctx::cpu {
 namespace {
@@ -277,14 +285,17 @@ constexpr float kExp2Poly[] = {1.5252733804059841e-05f, 1.5403530393381609e-04f,
 #if defined(__AVX2__) && defined(__FMA__)
 inline __m256 exp2_ps(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-125.f);
-  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(127.f));
+  // The clamps return their second operand when one is NaN: a NaN x stays NaN through them and
+  // the polynomial (the exponent bits added are then 0), so exp2(NaN) = NaN at no extra cost.
+  const __m256 xc = _mm256_min_ps(_mm256_set1_ps(127.f), _mm256_max_ps(lo, x));
   const __m256 n = _mm256_round_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256 f = _mm256_sub_ps(xc, n);
   __m256 p = _mm256_set1_ps(kExp2Poly[0]);
   for (int c = 1; c < 8; ++c) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[c]));
   const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
   const __m256 r = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
-  return _mm256_and_ps(r, _mm256_cmp_ps(x, lo, _CMP_GE_OQ));
+  // 0 below 2^-125 and for -inf (an ordered comparison: false for NaN, which passes).
+  return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), r);
 }
 // The last n % 8 elements go through the same vector code (padded with -inf), so every element
 // and every sum is computed the same way whatever the row's length and alignment.
@@ -301,6 +312,7 @@ inline void store_tail(float* s, int64_t n, __m256 x) {
 #endif
 
 inline float exp2_scalar(float x) {
+  if (std::isnan(x)) return x;
   const float xc = std::min(std::max(x, -125.f), 127.f);
   const float n = std::nearbyint(xc);
   const float f = xc - n;
@@ -310,7 +322,15 @@ inline float exp2_scalar(float x) {
   return x < -125.f ? 0.f : bits_to_float(bits);
 }
 
-// max_j s[j] (-inf for an empty or fully masked row).
+// max(a, b), NaN if either is (std::max keeps `a` when `b` is NaN).
+template <class T>
+T nan_max(T a, T b) {
+  return a != a || b != b ? std::numeric_limits<T>::quiet_NaN() : std::max(a, b);
+}
+
+// max_j s[j] (-inf for an empty or fully masked row). NaN entries are skipped or not (maxps
+// keeps its second operand): a row with a NaN is NaN through exp2 whatever its max, so the only
+// case to catch is a max of -inf (see attend_rows).
 template <class T>
 T row_max(const T* s, int64_t n) {
   T mx = -std::numeric_limits<T>::infinity();
@@ -326,6 +346,25 @@ T row_max(const T* s, int64_t n) {
 #endif
   for (; j < n; ++j) mx = std::max(mx, s[j]);
   return mx;
+}
+
+template <class T>
+bool has_nan(const T* s, int64_t n) {
+  return std::any_of(s, s + n, [](T x) { return x != x; });
+}
+
+// Whether every entry of rows x cols (leading dim ld) is finite: x · 0 is 0 for a finite x and
+// NaN for inf or NaN, and the sum of those is a vector reduction (one multiply-add per element,
+// ~1/100 of a masked tile's products).
+template <class T>
+bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
+  T acc = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = x + r * ld;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t c = 0; c < cols; ++c) acc += row[c] * T(0);
+  }
+  return acc == T(0);
 }
 
 // s[j] = 2^(s[j] − m) in place; returns the sum, in an order fixed by n alone (deterministic).
@@ -371,9 +410,9 @@ struct Band {
   static constexpr int64_t kUnbounded = int64_t(1) << 40;  // a window side of -1
   int64_t Tq, Tk, left, right;
 
-  Band(int64_t Tq_, int64_t Tk_, const AttentionParams& p) : Tq(Tq_), Tk(Tk_) {
-    left = p.window_left < 0 ? kUnbounded : p.window_left;
-    right = p.causal ? 0 : p.window_right < 0 ? kUnbounded : p.window_right;
+  Band(int64_t Tq_, int64_t Tk_, const AttentionArgs& a) : Tq(Tq_), Tk(Tk_) {
+    left = a.window_left < 0 ? kUnbounded : a.window_left;
+    right = a.window_right < 0 ? kUnbounded : a.window_right;
   }
   int64_t lo(int64_t i) const { return std::clamp(i + Tk - Tq - left, int64_t(0), Tk); }
   int64_t hi(int64_t i) const { return std::clamp(i + Tk - Tq + right + 1, int64_t(0), Tk); }
@@ -386,16 +425,44 @@ struct Band {
   bool full(int64_t i0, int64_t i1, int64_t j0, int64_t j1) const {
     return j0 >= lo(i1 - 1) && j1 <= hi(i0);
   }
-  // Sets the invisible entries of row i (keys j0 .. j0 + nk) of a score tile to -inf, and those
-  // of keys below `first` (another split's, in decode).
+  // Query i sees key j (and j is not below `first`, another split's key in decode).
+  bool sees(int64_t i, int64_t j, int64_t first = 0) const {
+    return j >= std::max(lo(i), first) && j < hi(i);
+  }
+  // Query i sees some key of [kb, ke).
+  bool sees_any(int64_t i, int64_t kb, int64_t ke) const {
+    return std::max(lo(i), kb) < std::min(hi(i), ke);
+  }
+  // Sets the invisible entries of row i (keys j0 .. j0 + nk) of a tile to `fill` (-inf for
+  // scores, 0 for probabilities and their gradients), and those of keys below `first`.
   template <class T>
-  void mask_row(T* s, int64_t i, int64_t j0, int64_t nk, int64_t first = 0) const {
+  void mask_row(T* s, int64_t i, int64_t j0, int64_t nk, int64_t first = 0,
+                T fill = -std::numeric_limits<T>::infinity()) const {
     const int64_t a = std::clamp(std::max(lo(i), first) - j0, int64_t(0), nk);
     const int64_t e = std::clamp(hi(i) - j0, a, nk);
-    std::fill(s, s + a, -std::numeric_limits<T>::infinity());
-    std::fill(s + e, s + nk, -std::numeric_limits<T>::infinity());
+    std::fill(s, s + a, fill);
+    std::fill(s + e, s + nk, fill);
   }
 };
+
+// c += alpha · w · x over the visible pairs of a tile only — the product for a tile with masked
+// entries whose operand x holds a non-finite value (a BLAS product would read the masked
+// positions: 0 · NaN is NaN). w is the (n x nk) tile of query rows i0.. by keys j0.., leading dim
+// ldw. by_query: c (n x D) += alpha w x with x (nk x D), as P·V and dS·K; otherwise c (nk x D)
+// += alpha wᵀ x with x (n x D), as Pᵀ·dO and dSᵀ·Q.
+template <class T>
+void masked_product(bool by_query, const Band& band, int64_t i0, int64_t n, int64_t j0, int64_t nk,
+                    int64_t first, T alpha, const T* w, int64_t ldw, const T* x, int64_t ldx,
+                    int64_t D, T* c, int64_t ldc) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < nk; ++j) {
+      if (!band.sees(i0 + r, j0 + j, first)) continue;
+      const T weight = alpha * w[r * ldw + j];
+      T* out = c + (by_query ? r : j) * ldc;
+      const T* in = x + (by_query ? j : r) * ldx;
+      for (int64_t d = 0; d < D; ++d) out[d] += weight * in[d];
+    }
+}
 
 // Scores in the log2 domain: s = log2e · softcap(scale · q·k).
 template <class T>
@@ -403,9 +470,7 @@ struct Scores {
   T scale;    // softmax_scale, resolved
   T softcap;  // 0: off
 
-  Scores(const AttentionParams& p, int64_t D)
-      : scale(T(p.softmax_scale != 0.f ? double(p.softmax_scale) : 1.0 / std::sqrt(double(D)))),
-        softcap(T(p.softcap)) {}
+  explicit Scores(const AttentionArgs& a) : scale(T(a.scale)), softcap(T(a.softcap)) {}
 
   // S (n x nk, leading dim ld) = log2e · softcap(scale · Q·Kᵀ). With softcap, `dcap` (same
   // layout) receives its derivative 1 − tanh² when given.
@@ -461,10 +526,14 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
     for (int64_t r = 0; r < n; ++r) {
       T* s = S + r * kBlockK;
       if (masked) band.mask_row(s, i0 + r, j0, nk, kb);
-      const T m_new = std::max(m[r], row_max(s, nk));
-      if (m_new == kNegInf) {  // no visible key so far: nothing to add
-        std::fill(s, s + nk, T(0));
-        continue;
+      // A NaN running max stays NaN (std::max keeps its first operand then).
+      T m_new = std::max(m[r], row_max(s, nk));
+      if (m_new == kNegInf) {
+        if (!has_nan(s, nk)) {  // no visible key so far (or only -inf scores): nothing to add
+          std::fill(s, s + nk, T(0));
+          continue;
+        }
+        m_new = std::numeric_limits<T>::quiet_NaN();  // a NaN score among -inf ones
       }
       const T alpha = m[r] == kNegInf ? T(0) : T(std::exp2(m[r] - m_new));
       l[r] = l[r] * alpha + exp2_shifted(s, nk, m_new);
@@ -474,15 +543,23 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
         for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
       }
     }
-    mm.pv(S, kBlockK, v + j0 * ldkv, ldkv, n, nk, O,
-          packed.v_rows ? packed.v_rows + j0 * mm.ldc() : nullptr);
+    if (masked && !all_finite(v + j0 * ldkv, nk, D, ldkv))
+      masked_product(/*by_query=*/true, band, i0, n, j0, nk, kb, T(1), S, kBlockK, v + j0 * ldkv,
+                     ldkv, D, O, ldo_acc);
+    else
+      mm.pv(S, kBlockK, v + j0 * ldkv, ldkv, n, nk, O,
+            packed.v_rows ? packed.v_rows + j0 * mm.ldc() : nullptr);
   }
 
+  // l = 0: no finite weight. A row that sees keys of [kb, ke) whose scores were all -inf is NaN
+  // (exp(-inf - -inf)) when this is its whole range; for a decode split the combine decides.
+  const bool whole_row = kb == 0 && ke == band.Tk;
   for (int64_t r = 0; r < n; ++r) {
     T* o = out + (i0 + r) * ldo;
     if (l[r] == T(0)) {
-      std::fill(o, o + D, T(0));
-      lse[r] = kNegInf;
+      const bool nan = whole_row && band.sees_any(i0 + r, kb, ke);
+      std::fill(o, o + D, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
+      lse[r] = nan ? std::numeric_limits<T>::quiet_NaN() : kNegInf;
       continue;
     }
     const T inv = T(1) / l[r];
@@ -491,45 +568,78 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
   }
 }
 
+// Where sequence s's rows of head h start in lse (and in the backward's Di, laid out alike):
+// (B, H, Tq) for a rectangular batch, (1, H, Tq) with the sequence at its first query for a
+// packed one.
 template <class T>
-void fwd_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-              const Tensor& k, const Tensor& v, const AttentionParams& params) {
-  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
-  const int64_t Tk = k.size(1), Hkv = k.size(2), group = H / Hkv;
-  const Band band(Tq, Tk, params);
-  const Scores<T> scores(params, D);
-  const int64_t n_tiles = (Tq + kBlockQ - 1) / kBlockQ;
-  const T* qp = q.data_as<T>();
-  const T* kp = k.data_as<T>();
-  const T* vp = v.data_as<T>();
-  T* op = out.data_as<T>();
-  T* lp = lse.data_as<T>();
-  // f32: K and V of every (batch, kv head) packed once, read by all of its query tiles.
-  const int64_t D16 = (D + 15) / 16 * 16, Tk16 = (Tk + 15) / 16 * 16;
-  const bool prepack = TileMatmul<T>::kPacked && Tk > 0;
-  const Scratch<T> k_panels(prepack ? B * Hkv * Tk16 * D : 1);
-  const Scratch<T> v_rows(prepack ? B * Hkv * Tk * D16 : 1);
-  const int64_t k_tiles = (Tk + kBlockK - 1) / kBlockK;
-  if (prepack)
-    parallel_for(ctx, B * Hkv * k_tiles, [&](int64_t item) {
-      const int64_t bhk = item / k_tiles, j0 = item % k_tiles * kBlockK;
-      const int64_t b = bhk / Hkv, hk = bhk % Hkv, nk = std::min(kBlockK, Tk - j0);
-      const T* kh = kp + ((b * Tk + j0) * Hkv + hk) * D;
-      const T* vh = vp + ((b * Tk + j0) * Hkv + hk) * D;
-      TileMatmul<T>::pack_panels(kh, Hkv * D, nk, D, k_panels.get() + (bhk * Tk16 + j0) * D);
-      TileMatmul<T>::pack_rows(vh, Hkv * D, nk, D, D16, v_rows.get() + (bhk * Tk + j0) * D16);
+T* lse_rows(T* lse, const AttentionArgs& a, int64_t s, int64_t h) {
+  return a.seqs_q.packed() ? lse + h * a.Tq + a.seqs_q.begin(s) : lse + (s * a.H + h) * a.Tq;
+}
+
+// The (sequence, tile) pairs of a batch: every sequence's tiles of `block` rows of queries
+// (by_query) or of keys, so that a packed batch's work is its sequences' and no more.
+std::vector<std::pair<int64_t, int64_t>> tiles_of(const AttentionArgs& a, bool by_query,
+                                                  int64_t block) {
+  const Sequences& seqs = by_query ? a.seqs_q : a.seqs_k;
+  std::vector<std::pair<int64_t, int64_t>> tiles;
+  for (int64_t s = 0; s < seqs.count; ++s)
+    for (int64_t t = 0; t * block < seqs.length(s); ++t) tiles.emplace_back(s, t);
+  return tiles;
+}
+
+template <class T>
+void fwd_impl(const Context& ctx, const AttentionArgs& a) {
+  const int64_t H = a.H, D = a.D, Hkv = a.Hkv, group = H / Hkv;
+  const Scores<T> scores(a);
+  const T* qp = static_cast<const T*>(a.q);
+  const T* kp = static_cast<const T*>(a.k);
+  const T* vp = static_cast<const T*>(a.v);
+  T* op = static_cast<T*>(a.out);
+  T* lp = static_cast<T*>(a.lse);
+  // f32: K and V of every (sequence, kv head) packed once, read by all of its query tiles.
+  const int64_t D16 = (D + 15) / 16 * 16;
+  const bool prepack = TileMatmul<T>::kPacked;
+  std::vector<int64_t> panel_at(size_t(a.seqs_k.count) + 1, 0), row_at = panel_at;
+  for (int64_t s = 0; s < a.seqs_k.count; ++s) {
+    const int64_t Tk = a.seqs_k.length(s);
+    panel_at[size_t(s) + 1] = panel_at[size_t(s)] + Hkv * ((Tk + 15) / 16 * 16) * D;
+    row_at[size_t(s) + 1] = row_at[size_t(s)] + Hkv * Tk * D16;
+  }
+  const Scratch<T> k_panels(prepack ? std::max<int64_t>(panel_at.back(), 1) : 1);
+  const Scratch<T> v_rows(prepack ? std::max<int64_t>(row_at.back(), 1) : 1);
+  // Sequence s, kv head hk: its key panels and value rows.
+  auto panels_of = [&](int64_t s, int64_t hk) {
+    const int64_t Tk16 = (a.seqs_k.length(s) + 15) / 16 * 16;
+    return k_panels.get() + panel_at[size_t(s)] + hk * Tk16 * D;
+  };
+  auto rows_of = [&](int64_t s, int64_t hk) {
+    return v_rows.get() + row_at[size_t(s)] + hk * a.seqs_k.length(s) * D16;
+  };
+  if (prepack) {
+    const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockK);
+    parallel_for(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
+      const auto [s, tile] = key_tiles[size_t(item / Hkv)];
+      const int64_t hk = item % Hkv, j0 = tile * kBlockK;
+      const int64_t nk = std::min(kBlockK, a.seqs_k.length(s) - j0);
+      const T* kh = kp + ((a.seqs_k.begin(s) + j0) * Hkv + hk) * D;
+      const T* vh = vp + ((a.seqs_k.begin(s) + j0) * Hkv + hk) * D;
+      TileMatmul<T>::pack_panels(kh, Hkv * D, nk, D, panels_of(s, hk) + j0 * D);
+      TileMatmul<T>::pack_rows(vh, Hkv * D, nk, D, D16, rows_of(s, hk) + j0 * D16);
     });
-  // Under a causal mask the last query tiles see the most keys; they go first.
-  parallel_tiles(ctx, B * H * n_tiles, [&](int64_t item) {
-    const int64_t tile = n_tiles - 1 - item % n_tiles, bh = item / n_tiles;
-    const int64_t b = bh / H, h = bh % H, hk = h / group;
+  }
+  // Under a causal mask the last query tiles of a sequence see the most keys; they go first.
+  auto query_tiles = tiles_of(a, /*by_query=*/true, kBlockQ);
+  std::reverse(query_tiles.begin(), query_tiles.end());
+  parallel_tiles(ctx, int64_t(query_tiles.size()) * H, [&](int64_t item) {
+    const auto [s, tile] = query_tiles[size_t(item / H)];
+    const int64_t h = item % H, hk = h / group;
+    const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
+    const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
     const int64_t i0 = tile * kBlockQ, n = std::min(kBlockQ, Tq - i0);
-    attend_rows(qp + (b * Tq * H + h) * D, H * D, kp + (b * Tk * Hkv + hk) * D,
-                vp + (b * Tk * Hkv + hk) * D, Hkv * D, D, band, scores, i0, n, int64_t(0), Tk,
-                op + (b * Tq * H + h) * D, H * D, lp + bh * Tq + i0,
-                prepack ? PackedKV<T>{k_panels.get() + (b * Hkv + hk) * Tk16 * D,
-                                      v_rows.get() + (b * Hkv + hk) * Tk * D16}
-                        : PackedKV<T>{});
+    attend_rows(qp + (q0 * H + h) * D, H * D, kp + (k0 * Hkv + hk) * D, vp + (k0 * Hkv + hk) * D,
+                Hkv * D, D, Band(Tq, Tk, a), scores, i0, n, int64_t(0), Tk, op + (q0 * H + h) * D,
+                H * D, lse_rows(lp, a, s, h) + i0,
+                prepack && Tk > 0 ? PackedKV<T>{panels_of(s, hk), rows_of(s, hk)} : PackedKV<T>{});
   });
 }
 
@@ -541,6 +651,8 @@ struct BwdTile {
   TileMatmul<T> mm_k, mm_v;  // one each, so a key tile met again is not packed again
   Scratch<T> buf;
   T *P, *dS, *dcap;  // (kBlockQ, kBlockK) each
+
+  bool masked = false;  // the last tile computed has entries some row does not see
 
   explicit BwdTile(int64_t D) : mm_k(D), mm_v(D), buf(3 * kBlockQ * kBlockK) {
     P = buf.get();
@@ -556,16 +668,17 @@ struct BwdTile {
     const bool capped = scores.softcap != T(0);
     scores.compute(mm_k, q + i0 * ldq, ldq, k + j0 * ldkv, ldkv, n, nk, P, ld,
                    capped ? dcap : nullptr);
-    const bool masked = !band.full(i0, i0 + n, j0, j0 + nk);
+    masked = !band.full(i0, i0 + n, j0, j0 + nk);
     for (int64_t r = 0; r < n; ++r) {
       T* p = P + r * ld;
       const T l2 = lse[i0 + r] * T(kLog2e);
-      if (masked) band.mask_row(p, i0 + r, j0, nk);
-      if (std::isinf(l2)) {  // a row that sees no key: P = 0 (lse = -inf)
+      if (l2 == -std::numeric_limits<T>::infinity()) {  // a row that sees no key: P = 0
         std::fill(p, p + nk, T(0));
         continue;
       }
-      exp2_shifted(p, nk, l2);
+      exp2_shifted(p, nk, l2);  // NaN everywhere for a NaN row, as the forward's
+      // Masked after the exp: exp2(-inf - NaN) would be NaN where P must be 0.
+      if (masked) band.mask_row(p, i0 + r, j0, nk, 0, T(0));
     }
     // dS = dO·Vᵀ, then P∘(dS − Di)(∘ dcap).
     mm_v.abt(dout + i0 * ldq, ldq, v + j0 * ldkv, ldkv, n, nk, T(1), dS, ld);
@@ -581,48 +694,52 @@ struct BwdTile {
 #pragma omp simd
         for (int64_t j = 0; j < nk; ++j) ds[j] = p[j] * (ds[j] - di);
       }
+      // dS = 0 where the row does not see the key, even when dP there is NaN (a NaN value row
+      // or dout row) or Di is.
+      if (masked) band.mask_row(ds, i0 + r, j0, nk, 0, T(0));
     }
   }
 };
 
 template <class T>
-void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-              const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-              const Tensor& out, const Tensor& lse, const AttentionParams& params) {
-  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
-  const int64_t Tk = k.size(1), Hkv = k.size(2), group = H / Hkv;
-  const Band band(Tq, Tk, params);
-  const Scores<T> scores(params, D);
-  const T* qp = q.data_as<T>();
-  const T* kp = k.data_as<T>();
-  const T* vp = v.data_as<T>();
-  const T* op = out.data_as<T>();
-  const T* dop = dout.data_as<T>();
-  const T* lp = lse.data_as<T>();
-  T* dqp = dq.data_as<T>();
-  T* dkp = dk.data_as<T>();
-  T* dvp = dv.data_as<T>();
+void bwd_impl(const Context& ctx, const AttentionArgs& a) {
+  const int64_t H = a.H, D = a.D, Hkv = a.Hkv, group = H / Hkv;
+  const Scores<T> scores(a);
+  const T* qp = static_cast<const T*>(a.q);
+  const T* kp = static_cast<const T*>(a.k);
+  const T* vp = static_cast<const T*>(a.v);
+  const T* op = static_cast<const T*>(a.out);
+  const T* dop = static_cast<const T*>(a.dout);
+  T* lp = static_cast<T*>(a.lse);
+  T* dqp = static_cast<T*>(a.dq);
+  T* dkp = static_cast<T*>(a.dk);
+  T* dvp = static_cast<T*>(a.dv);
 
-  // Di = rowsum(dO ∘ O), laid out like lse: (B, H, Tq).
-  std::vector<T> Di(size_t(B * H * Tq));
-  parallel_for(ctx, B * H, [&](int64_t bh) {
-    const int64_t b = bh / H, h = bh % H;
-    for (int64_t i = 0; i < Tq; ++i) {
-      const T* o = op + ((b * Tq + i) * H + h) * D;
-      const T* d_o = dop + ((b * Tq + i) * H + h) * D;
+  // Di = rowsum(dO ∘ O), laid out like lse.
+  std::vector<T> Di(size_t(a.B * H * a.Tq));
+  parallel_for(ctx, a.seqs_q.count * H, [&](int64_t sh) {
+    const int64_t s = sh / H, h = sh % H, q0 = a.seqs_q.begin(s);
+    T* di = lse_rows(Di.data(), a, s, h);
+    for (int64_t i = 0; i < a.seqs_q.length(s); ++i) {
+      const T* o = op + ((q0 + i) * H + h) * D;
+      const T* d_o = dop + ((q0 + i) * H + h) * D;
       T sum = 0;
       for (int64_t d = 0; d < D; ++d) sum += o[d] * d_o[d];
-      Di[size_t(bh * Tq + i)] = sum;
+      di[i] = sum;
     }
   });
 
-  // dK, dV: one owner per (batch, kv head, key tile), looping over the group's query heads.
-  const int64_t k_tiles = (Tk + kBlockK - 1) / kBlockK;
-  parallel_tiles(ctx, B * Hkv * k_tiles, [&](int64_t item) {
-    const int64_t tile = item % k_tiles, bhk = item / k_tiles, b = bhk / Hkv, hk = bhk % Hkv;
+  // dK, dV: one owner per (sequence, kv head, key tile), looping over the group's query heads.
+  const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockK);
+  parallel_tiles(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
+    const auto [s, tile] = key_tiles[size_t(item / Hkv)];
+    const int64_t hk = item % Hkv;
+    const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
+    const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
+    const Band band(Tq, Tk, a);
     const int64_t j0 = tile * kBlockK, nk = std::min(kBlockK, Tk - j0);
-    const T* kh = kp + (b * Tk * Hkv + hk) * D;
-    const T* vh = vp + (b * Tk * Hkv + hk) * D;
+    const T* kh = kp + (k0 * Hkv + hk) * D;
+    const T* vh = vp + (k0 * Hkv + hk) * D;
     const Scratch<T> acc(2 * nk * D);
     T* dk_acc = acc.get();  // (nk, D)
     std::fill(dk_acc, dk_acc + 2 * nk * D, T(0));
@@ -630,34 +747,46 @@ void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tens
     BwdTile<T> t(D);
     const int64_t q_begin = band.first_query(j0), q_end = band.end_query(j0 + nk);
     for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
-      const T* qh = qp + (b * Tq * H + h) * D;
-      const T* doh = dop + (b * Tq * H + h) * D;
-      const T* lh = lp + (b * H + h) * Tq;
-      const T* dih = Di.data() + (b * H + h) * Tq;
+      const T* qh = qp + (q0 * H + h) * D;
+      const T* doh = dop + (q0 * H + h) * D;
+      const T* lh = lse_rows(lp, a, s, h);
+      const T* dih = lse_rows(Di.data(), a, s, h);
       for (int64_t i0 = q_begin; i0 < q_end; i0 += kBlockQ) {
         const int64_t n = std::min(kBlockQ, q_end - i0);
         t.compute(qh, doh, H * D, kh, vh, Hkv * D, lh, dih, band, scores, i0, n, j0, nk);
-        gemm(true, false, nk, D, n, T(1), t.P, kBlockK, doh + i0 * H * D, H * D, T(1), dv_acc, D);
-        gemm(true, false, nk, D, n, scores.scale, t.dS, kBlockK, qh + i0 * H * D, H * D, T(1),
-             dk_acc, D);
+        if (t.masked && !all_finite(doh + i0 * H * D, n, D, H * D))
+          masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, T(1), t.P, kBlockK,
+                         doh + i0 * H * D, H * D, D, dv_acc, D);
+        else
+          gemm(true, false, nk, D, n, T(1), t.P, kBlockK, doh + i0 * H * D, H * D, T(1), dv_acc, D);
+        if (t.masked && !all_finite(qh + i0 * H * D, n, D, H * D))
+          masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, scores.scale, t.dS, kBlockK,
+                         qh + i0 * H * D, H * D, D, dk_acc, D);
+        else
+          gemm(true, false, nk, D, n, scores.scale, t.dS, kBlockK, qh + i0 * H * D, H * D, T(1),
+               dk_acc, D);
       }
     }
     for (int64_t j = 0; j < nk; ++j) {
-      std::copy(dk_acc + j * D, dk_acc + (j + 1) * D, dkp + ((b * Tk + j0 + j) * Hkv + hk) * D);
-      std::copy(dv_acc + j * D, dv_acc + (j + 1) * D, dvp + ((b * Tk + j0 + j) * Hkv + hk) * D);
+      std::copy(dk_acc + j * D, dk_acc + (j + 1) * D, dkp + ((k0 + j0 + j) * Hkv + hk) * D);
+      std::copy(dv_acc + j * D, dv_acc + (j + 1) * D, dvp + ((k0 + j0 + j) * Hkv + hk) * D);
     }
   });
 
-  // dQ: one owner per (batch, head, query tile), recomputing P and dS.
-  const int64_t q_tiles = (Tq + kBlockQ - 1) / kBlockQ;
-  parallel_tiles(ctx, B * H * q_tiles, [&](int64_t item) {
-    const int64_t tile = q_tiles - 1 - item % q_tiles, bh = item / q_tiles;
-    const int64_t b = bh / H, h = bh % H, hk = h / group;
+  // dQ: one owner per (sequence, head, query tile), recomputing P and dS.
+  auto query_tiles = tiles_of(a, /*by_query=*/true, kBlockQ);
+  std::reverse(query_tiles.begin(), query_tiles.end());
+  parallel_tiles(ctx, int64_t(query_tiles.size()) * H, [&](int64_t item) {
+    const auto [s, tile] = query_tiles[size_t(item / H)];
+    const int64_t h = item % H, hk = h / group;
+    const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
+    const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
+    const Band band(Tq, Tk, a);
     const int64_t i0 = tile * kBlockQ, n = std::min(kBlockQ, Tq - i0);
-    const T* qh = qp + (b * Tq * H + h) * D;
-    const T* doh = dop + (b * Tq * H + h) * D;
-    const T* kh = kp + (b * Tk * Hkv + hk) * D;
-    const T* vh = vp + (b * Tk * Hkv + hk) * D;
+    const T* qh = qp + (q0 * H + h) * D;
+    const T* doh = dop + (q0 * H + h) * D;
+    const T* kh = kp + (k0 * Hkv + hk) * D;
+    const T* vh = vp + (k0 * Hkv + hk) * D;
     const Scratch<T> dq_scratch(n * D);
     T* dq_acc = dq_scratch.get();  // (n, D)
     std::fill(dq_acc, dq_acc + n * D, T(0));
@@ -665,38 +794,40 @@ void bwd_impl(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tens
     const int64_t k_begin = band.lo(i0), k_end = band.hi(i0 + n - 1);
     for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
       const int64_t nk = std::min(kBlockK, k_end - j0);
-      t.compute(qh, doh, H * D, kh, vh, Hkv * D, lp + bh * Tq, Di.data() + bh * Tq, band, scores,
-                i0, n, j0, nk);
-      gemm(false, false, n, D, nk, scores.scale, t.dS, kBlockK, kh + j0 * Hkv * D, Hkv * D, T(1),
-           dq_acc, D);
+      t.compute(qh, doh, H * D, kh, vh, Hkv * D, lse_rows(lp, a, s, h),
+                lse_rows(Di.data(), a, s, h), band, scores, i0, n, j0, nk);
+      if (t.masked && !all_finite(kh + j0 * Hkv * D, nk, D, Hkv * D))
+        masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, scores.scale, t.dS, kBlockK,
+                       kh + j0 * Hkv * D, Hkv * D, D, dq_acc, D);
+      else
+        gemm(false, false, n, D, nk, scores.scale, t.dS, kBlockK, kh + j0 * Hkv * D, Hkv * D, T(1),
+             dq_acc, D);
     }
     for (int64_t r = 0; r < n; ++r)
-      std::copy(dq_acc + r * D, dq_acc + (r + 1) * D, dqp + ((b * Tq + i0 + r) * H + h) * D);
+      std::copy(dq_acc + r * D, dq_acc + (r + 1) * D, dqp + ((q0 + i0 + r) * H + h) * D);
   });
 }
 
 // ---- Decode ---------------------------------------------------------------------------------
 
 template <class T>
-void decode_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                 const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
-                 const Tensor& k_new, const Tensor& v_new, const AttentionParams& params,
-                 int num_splits) {
-  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
-  const int64_t Tmax = k_cache.size(1), Hkv = k_cache.size(2), group = H / Hkv;
-  const int32_t* lens = cache_seqlens.data_as<int32_t>();
-  const T* qp = q.data_as<T>();
-  T* kc = k_cache.data_as<T>();
-  T* vc = v_cache.data_as<T>();
-  T* op = out.data_as<T>();
-  T* lp = lse.data_as<T>();
-  const Scores<T> scores(params, D);
+void decode_impl(const Context& ctx, const AttentionArgs& a) {
+  const int64_t B = a.B, Tq = a.Tq, H = a.H, D = a.D;
+  const int64_t Tmax = a.Tk, Hkv = a.Hkv, group = H / Hkv;
+  const int32_t* lens = a.cache_seqlens;
+  const T* qp = static_cast<const T*>(a.q);
+  T* kc = const_cast<T*>(static_cast<const T*>(a.k));  // the caches take the appended keys
+  T* vc = const_cast<T*>(static_cast<const T*>(a.v));
+  T* op = static_cast<T*>(a.out);
+  T* lp = static_cast<T*>(a.lse);
+  const Scores<T> scores(a);
+  const int num_splits = a.num_splits;
 
   // Append: (b, t) of k_new/v_new goes to cache row lens[b] + t.
-  const bool append = k_new.defined();
+  const bool append = a.k_new != nullptr;
   if (append) {
-    const T* kn = k_new.data_as<T>();
-    const T* vn = v_new.data_as<T>();
+    const T* kn = static_cast<const T*>(a.k_new);
+    const T* vn = static_cast<const T*>(a.v_new);
     const int64_t row = Hkv * D;
     parallel_for(ctx, B * Tq, [&](int64_t bt) {
       const int64_t b = bt / Tq, t = bt % Tq, dst = (b * Tmax + lens[b] + t) * row;
@@ -720,7 +851,7 @@ void decode_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const
     const int64_t s = item % splits, bh = item / splits, b = bh / H, h = bh % H, hk = h / group;
     const int64_t Tk = keys(b), len = (Tk + splits - 1) / splits;
     const int64_t kb = std::min(Tk, s * len), ke = std::min(Tk, kb + len);
-    const Band band(Tq, Tk, params);
+    const Band band(Tq, Tk, a);
     T* po = part_o.data() + item * Tq * D;
     T* pl = part_lse.data() + item * Tq;
     for (int64_t i0 = 0; i0 < Tq; i0 += kBlockQ)
@@ -735,10 +866,13 @@ void decode_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const
     T* o = op + ((b * Tq + i) * H + h) * D;
     double L = -std::numeric_limits<double>::infinity();
     for (int64_t s = 0; s < splits; ++s)
-      L = std::max(L, double(part_lse[size_t((bh * splits + s) * Tq + i)]));
-    if (std::isinf(L)) {
-      std::fill(o, o + D, T(0));
-      lp[bh * Tq + i] = T(L);
+      L = nan_max(L, double(part_lse[size_t((bh * splits + s) * Tq + i)]));
+    if (L == -std::numeric_limits<double>::infinity()) {
+      // No split had a finite weight: out = 0, lse = -inf if the row sees no key, NaN if the
+      // scores of the keys it sees were all -inf (as one softmax over them would be).
+      const bool nan = Band(Tq, keys(b), a).sees_any(i, 0, keys(b));
+      std::fill(o, o + D, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
+      lp[bh * Tq + i] = nan ? std::numeric_limits<T>::quiet_NaN() : T(L);
       return;
     }
     std::vector<double> acc(size_t(D), 0.0);
@@ -757,29 +891,19 @@ void decode_impl(const Context& ctx, const Tensor& out, const Tensor& lse, const
 
 }  // namespace
 
-void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                   const Tensor& k, const Tensor& v, const AttentionParams& params) {
-  dispatch_cpu_float("attention_fwd", q.dtype(), [&](auto tag) {
-    fwd_impl<typename decltype(tag)::type>(ctx, out, lse, q, k, v, params);
-  });
+void attention_fwd(const Context& ctx, const AttentionArgs& args) {
+  dispatch_cpu_float("attention_fwd", args.dtype,
+                     [&](auto tag) { fwd_impl<typename decltype(tag)::type>(ctx, args); });
 }
 
-void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                   const Tensor& out, const Tensor& lse, const AttentionParams& params) {
-  dispatch_cpu_float("attention_bwd", q.dtype(), [&](auto tag) {
-    bwd_impl<typename decltype(tag)::type>(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
-  });
+void attention_bwd(const Context& ctx, const AttentionArgs& args) {
+  dispatch_cpu_float("attention_bwd", args.dtype,
+                     [&](auto tag) { bwd_impl<typename decltype(tag)::type>(ctx, args); });
 }
 
-void attention_decode(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                      const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
-                      const Tensor& k_new, const Tensor& v_new, const AttentionParams& params,
-                      int num_splits) {
-  dispatch_cpu_float("attention_decode", q.dtype(), [&](auto tag) {
-    decode_impl<typename decltype(tag)::type>(ctx, out, lse, q, k_cache, v_cache, cache_seqlens,
-                                              k_new, v_new, params, num_splits);
-  });
+void attention_decode(const Context& ctx, const AttentionArgs& args) {
+  dispatch_cpu_float("attention_decode", args.dtype,
+                     [&](auto tag) { decode_impl<typename decltype(tag)::type>(ctx, args); });
 }
 
 }  // namespace longctx::cpu

@@ -72,4 +72,17 @@ void gemm_strided_batched(int64_t batch, bool trans_a, bool trans_b, int64_t M, 
          C + i * stride_c, ldc);
 }
 
+// B (M, N) := op(L)⁻¹ B for a unit lower-triangular L (M x M), all row-major: only L's strictly
+// lower part is read, its diagonal is taken as 1. op(L) = Lᵀ when trans.
+inline void trsm_unit_lower(bool trans, int64_t M, int64_t N, const float* L, int64_t ldl, float* B,
+                            int64_t ldb) {
+  cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, trans ? CblasTrans : CblasNoTrans, CblasUnit,
+              blasint(M), blasint(N), 1.f, L, blasint(ldl), B, blasint(ldb));
+}
+inline void trsm_unit_lower(bool trans, int64_t M, int64_t N, const double* L, int64_t ldl,
+                            double* B, int64_t ldb) {
+  cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, trans ? CblasTrans : CblasNoTrans, CblasUnit,
+              blasint(M), blasint(N), 1.0, L, blasint(ldl), B, blasint(ldb));
+}
+
 }  // namespace longctx::cpu

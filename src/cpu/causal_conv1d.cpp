@@ -27,6 +27,12 @@ inline T activate_grad(T s, bool silu) {
   return silu ? silu_grad(s) : T(1);
 }
 
+// Where row d of sequence s starts in (B, D, T): a rectangular batch's sequence s is batch row
+// s; a packed batch's (1, D, T) holds sequence s at [begin(s), begin(s) + length(s)) of each row.
+int64_t row_start(const CausalConv1dArgs& args, int64_t s, int64_t d) {
+  return args.seqs.packed() ? d * args.T + args.seqs.begin(s) : (s * args.D + d) * args.T;
+}
+
 // Pre-activation of one row: pre[t] = bias + sum_w w[w] * x[t - (W-1) + w], x = 0 before t = 0.
 template <int W, class T>
 void conv_row(T* pre, const T* x, const T* w, T bias, int64_t L) {
@@ -62,7 +68,7 @@ void dispatch_width(int64_t W, F&& f) {
 void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
   dispatch_cpu_float("causal_conv1d_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t B = args.B, D = args.D, L = args.T;
+    const int64_t D = args.D;
     const bool silu = args.silu;
     const T* xp = static_cast<const T*>(args.x);
     const T* wp = static_cast<const T*>(args.weight);
@@ -70,10 +76,11 @@ void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
     T* op = static_cast<T*>(args.out);
     dispatch_width(args.W, [&](auto width) {
       constexpr int W = decltype(width)::value;
-      parallel_for(ctx, B * D, [&](int64_t row) {
-        const int64_t d = row % D;
-        T* o = op + row * L;
-        conv_row<W>(o, xp + row * L, wp + d * W, bp ? bp[d] : T(0), L);
+      parallel_for(ctx, args.seqs.count * D, [&](int64_t item) {
+        const int64_t s = item / D, d = item % D, L = args.seqs.length(s);
+        const int64_t base = row_start(args, s, d);
+        T* o = op + base;
+        conv_row<W>(o, xp + base, wp + d * W, bp ? bp[d] : T(0), L);
         if (silu)
           for (int64_t t = 0; t < L; ++t) o[t] = activate(o[t], true);
       });
@@ -84,7 +91,7 @@ void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
 void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args) {
   dispatch_cpu_float("causal_conv1d_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t B = args.B, D = args.D, L = args.T;
+    const int64_t D = args.D;
     const bool silu = args.silu;
     const T* xp = static_cast<const T*>(args.x);
     const T* wp = static_cast<const T*>(args.weight);
@@ -99,29 +106,30 @@ void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args) {
         const T* w = wp + d * W;
         T dw[W] = {};
         T db = 0;
-        std::vector<T> g(size_t(silu ? L : 0));  // d loss / d pre-activation of one row
-        for (int64_t bi = 0; bi < B; ++bi) {
-          const int64_t row = bi * D + d;
-          const T* xr = xp + row * L;
-          const T* dy = dyp + row * L;
+        // d loss / d pre-activation of one sequence's row, followed by W - 1 zeros: the outputs
+        // past its end, which no input reaches. One loop over every t then computes dx with the
+        // same operations whatever follows the sequence (padding, another sequence, nothing), so
+        // its bits do not depend on the batch (the FMA contraction of a loop that skipped the
+        // missing terms differed).
+        std::vector<T> g;
+        for (int64_t sq = 0; sq < args.seqs.count; ++sq) {
+          const int64_t base = row_start(args, sq, d), L = args.seqs.length(sq);
+          g.assign(size_t(L + W - 1), T(0));
+          const T* xr = xp + base;
+          const T* dy = dyp + base;
           if (silu) {
             conv_row<W>(g.data(), xr, w, bp ? bp[d] : T(0), L);
             for (int64_t t = 0; t < L; ++t)
               g[size_t(t)] = dy[t] * activate_grad(g[size_t(t)], true);
+          } else {
+            std::copy(dy, dy + L, g.begin());
           }
-          const T* gr = silu ? g.data() : dy;
-          // dx[t] = sum_k w[k] * g[t + (W-1) - k], terms past the end are zero.
-          T* dxr = dxp + row * L;
-          const int64_t body = std::max<int64_t>(0, L - (W - 1));
-          for (int64_t t = 0; t < body; ++t) {
+          const T* gr = g.data();
+          // dx[t] = sum_k w[k] * g[t + (W-1) - k].
+          T* dxr = dxp + base;
+          for (int64_t t = 0; t < L; ++t) {
             T s = 0;
             for (int k = 0; k < W; ++k) s += w[k] * gr[t + (W - 1) - k];
-            dxr[t] = s;
-          }
-          for (int64_t t = body; t < L; ++t) {
-            T s = 0;
-            for (int k = 0; k < W; ++k)
-              if (t + (W - 1) - k < L) s += w[k] * gr[t + (W - 1) - k];
             dxr[t] = s;
           }
           for (int k = 0; k < W; ++k) {

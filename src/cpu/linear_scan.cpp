@@ -25,7 +25,8 @@ constexpr int64_t kMaxBlock = 4096;  // channels per work item (the state lives 
 // whole-row loop, 7.4 ms); 2 strips of 1280 take 6.5-7.6 ms.
 int64_t channel_block(const Context& ctx, int64_t B, int64_t D) {
   const int64_t threads = std::max<int64_t>(1, ctx.cpu_threads());
-  const int64_t per_batch = std::max<int64_t>(1, (threads + B - 1) / B);  // items per batch
+  // An empty batch (B = 0) has no items at all; the block size is then only kept in range.
+  const int64_t per_batch = std::max<int64_t>(1, (threads + B - 1) / std::max<int64_t>(B, 1));
   const int64_t rounds =
       std::max<int64_t>(1, (D + per_batch * kMaxBlock - 1) / (per_batch * kMaxBlock));
   const int64_t items = per_batch * rounds;

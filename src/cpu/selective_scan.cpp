@@ -40,8 +40,9 @@ constexpr int64_t kChannelBlock = 16;  // forward: channels that share one trans
 template <class T>
 struct Ptrs {
   const T *u, *delta, *A, *B, *C, *D, *z, *bias, *h0;
-  int64_t batch, Dm, N, G, L;
+  int64_t batch, Dm, N, G, L;  // L: the T dimension of the tensors (the row stride)
   bool softplus;
+  Sequences seqs;
 
   explicit Ptrs(const SelectiveScanArgs& a)
       : u(static_cast<const T*>(a.u)),
@@ -58,18 +59,25 @@ struct Ptrs {
         N(a.N),
         G(a.G),
         L(a.T),
-        softplus(a.delta_softplus) {}
+        softplus(a.delta_softplus),
+        seqs(a.seqs) {}
 
-  // delta' of the steps [t0, t0 + k) of row `row` (= b * Dm + d): delta + bias, through softplus
-  // when asked (vectorized, see exp_array.h).
-  void tile_deltas(T* dl, int64_t row, int64_t d, int64_t t0, int64_t k) const {
-    for (int64_t j = 0; j < k; ++j) dl[j] = delta[row * L + t0 + j] + (bias ? bias[d] : T(0));
-    if (softplus) softplus_array(dl, dl, k);
+  // Where sequence s starts in channel d of a (batch, Dm, T) tensor: batch row s of a
+  // rectangular batch; [begin(s), ...) of row d of a packed (1, Dm, T) one.
+  int64_t row_start(int64_t s, int64_t d) const {
+    return seqs.packed() ? d * L + seqs.begin(s) : (s * Dm + d) * L;
   }
-  // (N, T) rows of B and C for the group of row.
-  int64_t group_offset(int64_t row) const {
-    const int64_t b = row / Dm, d = row % Dm;
-    return (b * G + d / (Dm / G)) * N * L;
+  // Likewise for the (N, T) rows of group g in a (batch, G, N, T) tensor (B, C and their
+  // gradients): the row of state n is n * L further on.
+  int64_t group_start(int64_t s, int64_t g) const {
+    return seqs.packed() ? g * N * L + seqs.begin(s) : (s * G + g) * N * L;
+  }
+
+  // delta' of the steps [t0, t0 + k) of the row starting at `start` (row_start) of channel d:
+  // delta + bias, through softplus when asked (vectorized, see exp_array.h).
+  void tile_deltas(T* dl, int64_t start, int64_t d, int64_t t0, int64_t k) const {
+    for (int64_t j = 0; j < k; ++j) dl[j] = delta[start + t0 + j] + (bias ? bias[d] : T(0));
+    if (softplus) softplus_array(dl, dl, k);
   }
 };
 
@@ -164,12 +172,13 @@ void selective_scan_fwd(const Context& ctx, const SelectiveScanArgs& args) {
     const int64_t N = p.N, L = p.L;
     T* op = static_cast<T*>(args.out);
     T* lp = static_cast<T*>(args.last_state);
-    // Work item: a block of up to kChannelBlock channels of one (batch, group), so that each
+    // Work item: a block of up to kChannelBlock channels of one (sequence, group), so that each
     // tile of B and C is transposed once for the block rather than once per channel.
     const int64_t per_group = p.Dm / p.G;
     const int64_t blocks = (per_group + kChannelBlock - 1) / kChannelBlock;
-    parallel_for(ctx, p.batch * p.G * blocks, [&](int64_t item) {
+    parallel_for(ctx, p.seqs.count * p.G * blocks, [&](int64_t item) {
       const int64_t b = item / (p.G * blocks), g = item / blocks % p.G, block = item % blocks;
+      const int64_t len = p.seqs.length(b);
       const int64_t d_begin = g * per_group + block * kChannelBlock;
       const int64_t d_end = std::min(d_begin + kChannelBlock, (g + 1) * per_group);
       std::vector<T> scratch(size_t(3 * kTile * N + 2 * kTile));
@@ -178,27 +187,27 @@ void selective_scan_fwd(const Context& ctx, const SelectiveScanArgs& args) {
       T* at = Ct + kTile * N;
       T* dl = at + kTile * N;
       T* y = dl + kTile;
-      const T* Bg = p.B + p.group_offset(b * p.Dm + d_begin);
-      const T* Cg = p.C + p.group_offset(b * p.Dm + d_begin);
+      const T* Bg = p.B + p.group_start(b, g);
+      const T* Cg = p.C + p.group_start(b, g);
       for (int64_t d = d_begin; d < d_end; ++d) {  // the running states live in last_state
         const int64_t row = b * p.Dm + d;
         for (int64_t n = 0; n < N; ++n) lp[row * N + n] = p.h0 ? p.h0[row * N + n] : T(0);
       }
-      for (int64_t t0 = 0; t0 < L; t0 += kTile) {
-        const int64_t k = std::min(kTile, L - t0);
+      for (int64_t t0 = 0; t0 < len; t0 += kTile) {
+        const int64_t k = std::min(kTile, len - t0);
         transpose_tile(Bt, Bg, N, L, t0, k);
         transpose_tile(Ct, Cg, N, L, t0, k);
         for (int64_t d = d_begin; d < d_end; ++d) {
-          const int64_t row = b * p.Dm + d;
-          p.tile_deltas(dl, row, d, t0, k);
-          const T* u = p.u + row * L + t0;
+          const int64_t row = b * p.Dm + d, start = p.row_start(b, d);
+          p.tile_deltas(dl, start, d, t0, k);
+          const T* u = p.u + start + t0;
           tile_decays(at, dl, p.A + d * N, N, k);
           scan_tile(lp + row * N, static_cast<T*>(nullptr), y, at, Bt, Ct, dl, u, N, k);
-          T* o = op + row * L + t0;
+          T* o = op + start + t0;
           for (int64_t j = 0; j < k; ++j) {
             T v = y[j] + (p.D ? p.D[d] * u[j] : T(0));
             if (p.z) {
-              const T zv = p.z[row * L + t0 + j];
+              const T zv = p.z[start + t0 + j];
               v *= zv * sigmoid(zv);
             }
             o[j] = v;
@@ -213,13 +222,13 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
   dispatch_cpu_float("selective_scan_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const Ptrs<T> p(args);
-    const int64_t N = p.N, L = p.L, Dm = p.Dm, G = p.G, batch = p.batch;
+    const int64_t N = p.N, L = p.L, Dm = p.Dm, G = p.G, seqs = p.seqs.count;
     const int64_t per_group = Dm / G;
-    const int64_t ntiles = (L + kTile - 1) / kTile;
-    // Channel parts per group: enough items for the threads.
-    const int64_t parts =
-        std::clamp<int64_t>(ctx.cpu_threads() / std::max<int64_t>(1, batch * G), 1, per_group);
-    const int64_t bc_size = batch * G * N * L;
+    // Channel parts per group: enough items for the threads even for one sequence. The split
+    // depends on neither the sequence count nor their lengths, so a sequence's dB and dC are
+    // summed over its channels the same way alone, in a batch or packed (batch invariance).
+    const int64_t parts = std::clamp<int64_t>(ctx.cpu_threads() / G, 1, std::max<int64_t>(1, per_group));
+    const int64_t bc_size = p.batch * G * N * L;
     std::vector<T> dbc_extra(size_t(parts > 1 ? 2 * (parts - 1) * bc_size : 0));
     T* dBp0 = static_cast<T*>(args.dB);
     T* dCp0 = static_cast<T*>(args.dC);
@@ -231,9 +240,8 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
     auto dC_slice = [&](int64_t part) {
       return part == 0 ? dCp0 : dbc_extra.data() + (2 * (part - 1) + 1) * bc_size;
     };
-    // Per-batch partial sums of the parameter gradients: (B, Dm, N), (B, Dm), (B, Dm).
-    std::vector<T> dA_b(size_t(batch * Dm * N)), dD_b(size_t(batch * Dm)),
-        dbias_b(size_t(batch * Dm));
+    // Per-sequence partial sums of the parameter gradients: (seqs, Dm, N), (seqs, Dm), (seqs, Dm).
+    std::vector<T> dA_b(size_t(seqs * Dm * N)), dD_b(size_t(seqs * Dm)), dbias_b(size_t(seqs * Dm));
     const T* dyp = static_cast<const T*>(args.dout);
     const T* dlp = static_cast<const T*>(args.dlast_state);
     T* dup = static_cast<T*>(args.du);
@@ -241,9 +249,10 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
     T* dzp = static_cast<T*>(args.dz);
     T* dh0p = static_cast<T*>(args.dh0);
 
-    parallel_for(ctx, batch * G * parts, [&](int64_t item) {
+    parallel_for(ctx, seqs * G * parts, [&](int64_t item) {
       const int64_t part = item % parts, bg = item / parts;
       const int64_t b = bg / G, g = bg % G;
+      const int64_t len = p.seqs.length(b), ntiles = (len + kTile - 1) / kTile;
       const int64_t d_begin = g * per_group + part * per_group / parts;
       const int64_t d_end = g * per_group + (part + 1) * per_group / parts;
       std::vector<T> ck(size_t(ntiles * N));  // the state before each tile
@@ -262,22 +271,22 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
       T* dl = ddt_terms + N;
       T* y = dl + kTile;
       T* dyv = y + kTile;
-      T* dB = dB_slice(part) + bg * N * L;
-      T* dC = dC_slice(part) + bg * N * L;
+      T* dB = dB_slice(part) + p.group_start(b, g);
+      T* dC = dC_slice(part) + p.group_start(b, g);
       for (int64_t d = d_begin; d < d_end; ++d) {
-        const int64_t row = b * Dm + d;
-        const T* Bg = p.B + bg * N * L;
-        const T* Cg = p.C + bg * N * L;
+        const int64_t row = b * Dm + d, start = p.row_start(b, d);
+        const T* Bg = p.B + p.group_start(b, g);
+        const T* Cg = p.C + p.group_start(b, g);
         const T* A = p.A + d * N;
-        const T* u = p.u + row * L;
+        const T* u = p.u + start;
         // Pass 1: checkpoints.
         for (int64_t n = 0; n < N; ++n) h[n] = p.h0 ? p.h0[row * N + n] : T(0);
         for (int64_t tile = 0; tile < ntiles; ++tile) {
-          const int64_t t0 = tile * kTile, k = std::min(kTile, L - t0);
+          const int64_t t0 = tile * kTile, k = std::min(kTile, len - t0);
           std::copy(h, h + N, ck.data() + tile * N);
           if (tile + 1 == ntiles) break;  // the last tile's end state is not needed
           transpose_tile(Bt, Bg, N, L, t0, k);
-          p.tile_deltas(dl, row, d, t0, k);
+          p.tile_deltas(dl, start, d, t0, k);
           tile_decays(at, dl, A, N, k);
           scan_tile(h, static_cast<T*>(nullptr), static_cast<T*>(nullptr), at, Bt, Ct, dl, u + t0,
                     N, k);
@@ -290,21 +299,21 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
         }
         T dD = 0, dbias = 0;
         for (int64_t tile = ntiles - 1; tile >= 0; --tile) {
-          const int64_t t0 = tile * kTile, k = std::min(kTile, L - t0);
+          const int64_t t0 = tile * kTile, k = std::min(kTile, len - t0);
           transpose_tile(Bt, Bg, N, L, t0, k);
           transpose_tile(Ct, Cg, N, L, t0, k);
-          p.tile_deltas(dl, row, d, t0, k);
+          p.tile_deltas(dl, start, d, t0, k);
           std::copy(ck.data() + tile * N, ck.data() + (tile + 1) * N, h);
           tile_decays(at, dl, A, N, k);
           scan_tile(h, hs, y, at, Bt, Ct, dl, u + t0, N, k);
           // dy from dout through the gate and the skip term.
           for (int64_t j = 0; j < k; ++j) {
             const int64_t t = t0 + j;
-            T dy = dyp[row * L + t];
+            T dy = dyp[start + t];
             if (p.z) {
-              const T zv = p.z[row * L + t], sg = sigmoid(zv);
+              const T zv = p.z[start + t], sg = sigmoid(zv);
               const T yv = y[j] + (p.D ? p.D[d] * u[t] : T(0));
-              dzp[row * L + t] = dy * yv * sg * (T(1) + zv * (T(1) - sg));
+              dzp[start + t] = dy * yv * sg * (T(1) + zv * (T(1) - sg));
               dy *= zv * sg;
             }
             dyv[j] = dy;
@@ -320,10 +329,10 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
                          hprev, hcur, dt, ut, dy, N);
             T ddt = sum(ddt_terms, N);
             const T du = dot(gst, Bj, N);
-            dup[row * L + t] = du * dt + (p.D ? dy * p.D[d] : T(0));
+            dup[start + t] = du * dt + (p.D ? dy * p.D[d] : T(0));
             dD += dy * ut;
-            if (p.softplus) ddt *= sigmoid(p.delta[row * L + t] + (p.bias ? p.bias[d] : T(0)));
-            ddp[row * L + t] = ddt;
+            if (p.softplus) ddt *= sigmoid(p.delta[start + t] + (p.bias ? p.bias[d] : T(0)));
+            ddp[start + t] = ddt;
             dbias += ddt;
           }
           for (int64_t n = 0; n < N; ++n)
@@ -355,11 +364,11 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
     for (int64_t d = 0; d < Dm; ++d) {
       for (int64_t n = 0; n < N; ++n) {
         T s = 0;
-        for (int64_t b = 0; b < batch; ++b) s += dA_b[size_t((b * Dm + d) * N + n)];
+        for (int64_t b = 0; b < seqs; ++b) s += dA_b[size_t((b * Dm + d) * N + n)];
         dAp[d * N + n] = s;
       }
       T sD = 0, sb = 0;
-      for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t b = 0; b < seqs; ++b) {
         sD += dD_b[size_t(b * Dm + d)];
         sb += dbias_b[size_t(b * Dm + d)];
       }

@@ -20,11 +20,11 @@
 #include <vector>
 
 #include "longctx/ops/scan_operator.h"
-#include "longctx/ops/ssd.h"
 #include "src/core/activations.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/blas.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/ssd.h"
 
 // No fused multiply-adds in the loops here (the BLAS calls are unaffected): the backward's
 // reverse scan then rounds like the plain reference it is tested against (see selective_scan.cpp).
@@ -40,23 +40,23 @@ struct Ptrs {
   int64_t batch, L, H, P, G, N;
   bool softplus;
 
-  Ptrs(const SSDInputs& in, const SSDParams& p)
-      : x(in.x.data_as<T>()),
-        dt(in.dt.data_as<T>()),
-        A(in.A.data_as<T>()),
-        B(in.B.data_as<T>()),
-        C(in.C.data_as<T>()),
-        D(in.D.defined() ? in.D.data_as<T>() : nullptr),
-        z(in.z.defined() ? in.z.data_as<T>() : nullptr),
-        bias(in.dt_bias.defined() ? in.dt_bias.data_as<T>() : nullptr),
-        h0(in.initial_states.defined() ? in.initial_states.data_as<T>() : nullptr),
-        batch(in.x.size(0)),
-        L(in.x.size(1)),
-        H(in.x.size(2)),
-        P(in.x.size(3)),
-        G(in.B.size(2)),
-        N(in.B.size(3)),
-        softplus(p.dt_softplus) {}
+  explicit Ptrs(const SSDArgs& a)
+      : x(static_cast<const T*>(a.x)),
+        dt(static_cast<const T*>(a.dt)),
+        A(static_cast<const T*>(a.A)),
+        B(static_cast<const T*>(a.B)),
+        C(static_cast<const T*>(a.C)),
+        D(static_cast<const T*>(a.D)),
+        z(static_cast<const T*>(a.z)),
+        bias(static_cast<const T*>(a.dt_bias)),
+        h0(static_cast<const T*>(a.initial_states)),
+        batch(a.batch),
+        L(a.T),
+        H(a.H),
+        P(a.P),
+        G(a.G),
+        N(a.N),
+        softplus(a.dt_softplus) {}
 
   T dt_at(int64_t b, int64_t t, int64_t h) const {
     const T v = dt[(b * L + t) * H + h] + (bias ? bias[h] : T(0));
@@ -116,25 +116,30 @@ void chunk_decays(const Ptrs<T>& p, int64_t b, int64_t h, int64_t t0, int64_t k,
   }
 }
 
-void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, const SSDInputs& in,
-             const SSDParams& params) {
-  dispatch_cpu_float("ssd_fwd", in.x.dtype(), [&](auto tag) {
+namespace {
+
+// The forward of a rectangular batch (or of one sequence of a packed one).
+void forward(const Context& ctx, const SSDArgs& args) {
+  dispatch_cpu_float("ssd_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const Ptrs<T> p(in, params);
+    const Ptrs<T> p(args);
     const int64_t batch = p.batch, L = p.L, H = p.H, P = p.P, G = p.G, N = p.N;
-    const int64_t Q = std::min<int64_t>(params.chunk_size, std::max<int64_t>(L, 1));
-    T* op = out.data_as<T>();
-    T* hs = final_states.data_as<T>();  // (B, H, P, N): the running state of every head
+    const int64_t Q = std::min<int64_t>(args.chunk_size, std::max<int64_t>(L, 1));
+    T* op = static_cast<T*>(args.out);
+    T* hs = static_cast<T*>(args.final_states);  // (B, H, P, N): the running state of every head
     for (int64_t i = 0; i < batch * H * P * N; ++i) hs[i] = p.h0 ? p.h0[i] : T(0);
+    // No batch or no heads: both outputs are empty, and the work split below divides by both.
+    if (batch * H == 0) return;
     // The heads of a group share B and C, so a slice of consecutive heads runs its inter-chunk
     // output and its state update as one wide product each (k x N by N x heads·P, and heads·P x k
     // by k x N) instead of one narrow product per head: at the 48-head target point (T=512, P=64,
     // N=128, chunk 64) one thread's CPU time went from 23.8 to 16.4 ms (loaded 2-core machine,
     // OMP_NUM_THREADS=1). The group's heads are cut into slices so that every thread has
-    // work when batch * G is small.
+    // work even for one sequence; the cut depends on neither the batch nor T, so a sequence's
+    // products are the same ones alone or in a batch.
     const int64_t per_group = H / G;
-    const int64_t slices = std::clamp<int64_t>(
-        (2 * int64_t(ctx.cpu_threads()) + batch * G - 1) / (batch * G), 1, per_group);
+    const int64_t slices =
+        std::clamp<int64_t>((2 * int64_t(ctx.cpu_threads()) + G - 1) / G, 1, per_group);
     const int64_t slice_heads = (per_group + slices - 1) / slices;
     // Chunks are processed in blocks: one parallel region computes C Bᵀ of every chunk of the
     // block, a second one runs every slice through the block's chunks. Two regions per chunk
@@ -214,23 +219,24 @@ void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, 
   });
 }
 
-void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
-             const Tensor& dfinal_states, const SSDInputs& in, const SSDParams& params) {
-  dispatch_cpu_float("ssd_bwd", in.x.dtype(), [&](auto tag) {
+// The backward of a rectangular batch (or of one sequence of a packed one).
+void backward(const Context& ctx, const SSDArgs& args) {
+  dispatch_cpu_float("ssd_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const Ptrs<T> p(in, params);
+    const Ptrs<T> p(args);
     const int64_t batch = p.batch, L = p.L, H = p.H, P = p.P, G = p.G, N = p.N, PN = P * N;
     const int64_t per_group = H / G;
     // Checkpoint spacing ~sqrt(T): O(sqrt(T) P N) memory per thread.
     const int64_t K =
         std::max<int64_t>(16, int64_t(std::ceil(std::sqrt(double(std::max<int64_t>(L, 1))))));
     const int64_t ntiles = std::max<int64_t>((L + K - 1) / K, 1);  // one (empty) tile when T = 0
-    const int64_t parts =
-        std::clamp<int64_t>(ctx.cpu_threads() / std::max<int64_t>(1, batch * G), 1, per_group);
+    // Head parts per group: work for every thread even for one sequence, cut independently of
+    // the batch (so a sequence's dB and dC are summed the same way alone or in a batch).
+    const int64_t parts = std::clamp<int64_t>(ctx.cpu_threads() / G, 1, std::max<int64_t>(1, per_group));
     const int64_t bc_size = batch * L * G * N;
     std::vector<T> extra(size_t(parts > 1 ? 2 * (parts - 1) * bc_size : 0));
-    T* dB0 = grads.dB.data_as<T>();
-    T* dC0 = grads.dC.data_as<T>();
+    T* dB0 = static_cast<T*>(args.dB);
+    T* dC0 = static_cast<T*>(args.dC);
     std::fill(dB0, dB0 + bc_size, T(0));
     std::fill(dC0, dC0 + bc_size, T(0));
     auto dB_slice = [&](int64_t part) {
@@ -240,12 +246,12 @@ void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
       return part == 0 ? dC0 : extra.data() + (2 * (part - 1) + 1) * bc_size;
     };
     std::vector<T> dA_b(size_t(batch * H)), dD_b(size_t(batch * H)), dbias_b(size_t(batch * H));
-    const T* dyp = dout.data_as<T>();
-    const T* dfp = dfinal_states.defined() ? dfinal_states.data_as<T>() : nullptr;
-    T* dxp = grads.dx.data_as<T>();
-    T* ddtp = grads.ddt.data_as<T>();
-    T* dzp = grads.dz.defined() ? grads.dz.data_as<T>() : nullptr;
-    T* dh0p = grads.dinitial_states.defined() ? grads.dinitial_states.data_as<T>() : nullptr;
+    const T* dyp = static_cast<const T*>(args.dout);
+    const T* dfp = static_cast<const T*>(args.dfinal_states);
+    T* dxp = static_cast<T*>(args.dx);
+    T* ddtp = static_cast<T*>(args.ddt);
+    T* dzp = static_cast<T*>(args.dz);
+    T* dh0p = static_cast<T*>(args.dinitial_states);
 
     parallel_for(ctx, batch * G * parts, [&](int64_t item) {
       const int64_t part = item % parts, bg = item / parts, b = bg / G, g = bg % G;
@@ -362,9 +368,9 @@ void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
         dC0[i] += sc[i];
       }
     }
-    T* dAp = grads.dA.data_as<T>();
-    T* dDp = grads.dD.defined() ? grads.dD.data_as<T>() : nullptr;
-    T* dbp = grads.ddt_bias.defined() ? grads.ddt_bias.data_as<T>() : nullptr;
+    T* dAp = static_cast<T*>(args.dA);
+    T* dDp = static_cast<T*>(args.dD);
+    T* dbp = static_cast<T*>(args.ddt_bias);
     for (int64_t h = 0; h < H; ++h) {
       T sA = 0, sD = 0, sb = 0;
       for (int64_t b = 0; b < batch; ++b) {
@@ -379,27 +385,50 @@ void ssd_bwd(const Context& ctx, const SSDGrads& grads, const Tensor& dout,
   });
 }
 
-void ssd_state_update(const Context& ctx, const Tensor& out, const Tensor& state, const Tensor& x,
-                      const Tensor& dt, const Tensor& A, const Tensor& B, const Tensor& C,
-                      const Tensor& D, const Tensor& z, const Tensor& dt_bias,
-                      const SSDParams& params) {
-  dispatch_cpu_float("ssd_state_update", x.dtype(), [&](auto tag) {
+}  // namespace
+
+// A packed batch runs one sequence at a time through the rectangular code, each exactly as it
+// would alone (batch invariance by construction; the threads share each sequence's heads).
+void ssd_fwd(const Context& ctx, const SSDArgs& args) {
+  if (!args.seqs.packed()) return forward(ctx, args);
+  for (int64_t s = 0; s < args.seqs.count; ++s) forward(ctx, args.sequence(s));
+}
+
+// The parameter gradients of a packed batch are the sums of the sequences' own, in sequence
+// order.
+void ssd_bwd(const Context& ctx, const SSDArgs& args) {
+  if (!args.seqs.packed()) return backward(ctx, args);
+  dispatch_cpu_float("ssd_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t batch = x.size(0), H = x.size(1), P = x.size(2), G = B.size(1), N = B.size(2);
-    const T* xp = x.data_as<T>();
-    const T* dtp = dt.data_as<T>();
-    const T* Ap = A.data_as<T>();
-    const T* Bp = B.data_as<T>();
-    const T* Cp = C.data_as<T>();
-    const T* Dp = D.defined() ? D.data_as<T>() : nullptr;
-    const T* zp = z.defined() ? z.data_as<T>() : nullptr;
-    const T* bp = dt_bias.defined() ? dt_bias.data_as<T>() : nullptr;
-    T* op = out.data_as<T>();
-    T* sp = state.data_as<T>();
+    const int64_t H = args.H;
+    std::vector<T> sums(size_t(3 * H), T(0)), one(size_t(3 * H));
+    for (int64_t s = 0; s < args.seqs.count; ++s) {
+      SSDArgs view = args.sequence(s);
+      view.dA = one.data();
+      view.dD = args.dD ? one.data() + H : nullptr;
+      view.ddt_bias = args.ddt_bias ? one.data() + 2 * H : nullptr;
+      backward(ctx, view);
+      for (int64_t i = 0; i < 3 * H; ++i) sums[size_t(i)] += one[size_t(i)];
+    }
+    for (auto [dst, part] : {std::pair{args.dA, 0}, {args.dD, 1}, {args.ddt_bias, 2}})
+      if (dst)
+        std::copy(sums.begin() + part * H, sums.begin() + (part + 1) * H, static_cast<T*>(dst));
+  });
+}
+
+void ssd_state_update(const Context& ctx, const SSDArgs& args) {
+  dispatch_cpu_float("ssd_state_update", args.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const Ptrs<T> p(args);
+    const int64_t batch = p.batch, H = p.H, P = p.P, G = p.G, N = p.N;
+    const T *xp = p.x, *dtp = p.dt, *Ap = p.A, *Bp = p.B, *Cp = p.C, *Dp = p.D, *zp = p.z;
+    const T* bp = p.bias;
+    T* op = static_cast<T*>(args.out);
+    T* sp = static_cast<T*>(args.state);
     parallel_for(ctx, batch * H, [&](int64_t bh) {
       const int64_t b = bh / H, h = bh % H, g = h / (H / G);
       T d = dtp[bh] + (bp ? bp[h] : T(0));
-      if (params.dt_softplus) d = softplus(d);
+      if (p.softplus) d = softplus(d);
       const T e = std::exp(d * Ap[h]);
       const T* Bg = Bp + (b * G + g) * N;
       const T* Cg = Cp + (b * G + g) * N;

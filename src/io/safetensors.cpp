@@ -4,23 +4,17 @@
 // data buffer first; only then is tensor memory allocated (bounded by the file size) and filled.
 #include "longctx/io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <functional>
 #include <limits>
-#include <set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "longctx/context.h"
+#include "longctx/io/file.h"
+#include "longctx/io/json.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors stores little-endian data; this reader copies bytes as they are");
@@ -71,7 +65,7 @@ struct Header {
 };
 
 // A valid header nests three levels deep ({name: {shape: [dim]}}) and its arrays are short;
-// anything deeper or longer is rejected while parsing, before it costs memory.
+// anything deeper or longer is rejected before the header is parsed into memory.
 constexpr int kMaxDepth = 3;
 constexpr size_t kMaxRank = 64;
 
@@ -84,41 +78,21 @@ std::string quoted(const std::string& s) {
   return "'" + (s.size() > 80 ? s.substr(0, 80) + "..." : s) + "'";
 }
 
+[[noreturn]] void fail_too_many_tensors(const std::string& source) {
+  fail(source, detail::concat("header has more than ", kSafetensorsMaxTensors,
+                              " tensors (the limit of this reader)"));
+}
+
 json parse_json(const char* text, size_t n, const std::string& source) {
-  // The callback rejects duplicate keys (the DOM parser would silently keep the last), excessive
-  // nesting and long arrays as they are read.
-  std::vector<std::set<std::string>> keys;  // one set per open object
-  std::vector<size_t> array_sizes;          // one counter per open array
-  json::parser_callback_t check = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth > kMaxDepth)
-      fail(source, detail::concat("header nests deeper than ", kMaxDepth,
-                                  " levels (not a safetensors header)"));
-    switch (event) {
-      case json::parse_event_t::object_start:
-        keys.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-        keys.pop_back();
-        break;
-      case json::parse_event_t::array_start:
-        array_sizes.push_back(0);
-        break;
-      case json::parse_event_t::array_end:
-        array_sizes.pop_back();
-        break;
-      case json::parse_event_t::key:
-        if (!keys.back().insert(parsed.get<std::string>()).second)
-          fail(source, "duplicate key " + quoted(parsed.get<std::string>()) + " in the header");
-        break;
-      case json::parse_event_t::value:
-        if (!array_sizes.empty() && ++array_sizes.back() > kMaxRank)
-          fail(source, detail::concat("header array longer than ", kMaxRank, " elements"));
-        break;
-    }
-    return true;
-  };
+  // One linear pass rejects duplicate keys (the DOM parser would silently keep the last),
+  // excessive nesting, long arrays and too many tensors before the DOM is built.
+  const std::string problem = json_problem(
+      std::string_view(text, n), {size_t(kMaxDepth), kMaxRank, kSafetensorsMaxTensors + 1});
+  if (problem.rfind("more than", 0) == 0) fail_too_many_tensors(source);
+  if (problem.rfind("nests deeper", 0) == 0) fail(source, "header " + problem);
+  if (!problem.empty()) fail(source, "header: " + problem);
   try {
-    return json::parse(text, text + n, check);
+    return json::parse(text, text + n);
   } catch (const json::exception& e) {
     fail(source, std::string("header is not valid JSON: ") + e.what());
   }
@@ -153,17 +127,19 @@ Entry parse_entry(const std::string& name, const json& info, uint64_t buffer_siz
 
   const json& shape = info["shape"];
   if (!shape.is_array()) fail(source, tensor + ": shape must be an array, got " + shape.dump());
-  // numel * element size must fit in int64 even ignoring zero dims, so that strides and byte
-  // counts computed from the shape later cannot overflow.
-  const uint64_t esize = dtype_size(e.dtype);
-  uint64_t nonzero_bytes = esize, bytes = esize;
   for (size_t d = 0; d < shape.size(); ++d) {
     const uint64_t dim = to_u64(shape[d], source, detail::concat(tensor, ": shape[", d, "]"));
-    if (dim != 0 && (__builtin_mul_overflow(nonzero_bytes, dim, &nonzero_bytes) ||
-                     nonzero_bytes > uint64_t(std::numeric_limits<int64_t>::max())))
-      fail(source, tensor + ": shape " + shape.dump() + " overflows a 64-bit byte count");
-    bytes *= dim;  // <= nonzero_bytes or 0: cannot overflow
+    if (dim > uint64_t(std::numeric_limits<int64_t>::max()))
+      fail(source, tensor + ": shape " + shape.dump() + " overflows a 64-bit size");
     e.shape.push_back(int64_t(dim));
+  }
+  // The one overflow-checked size computation every Tensor goes through (zero dims included,
+  // so that strides computed from the shape later cannot overflow either).
+  uint64_t bytes = 0;
+  try {
+    bytes = checked_nbytes(e.shape, e.dtype, tensor);
+  } catch (const Error& err) {
+    fail(source, std::string(err.what()) + " (the shape overflows)");
   }
 
   const json& offsets = info["data_offsets"];
@@ -189,11 +165,10 @@ Entry parse_entry(const std::string& name, const json& info, uint64_t buffer_siz
 Header parse_header(const char* text, size_t n, uint64_t buffer_size, const std::string& source) {
   if (n == 0 || text[0] != '{')
     fail(source, "header does not start with '{' (not a safetensors file)");
-  // nlohmann's lexer takes a NUL byte for the end of input, which would let anything after one
-  // through; JSON itself never contains a raw NUL.
-  if (std::memchr(text, '\0', n)) fail(source, "header is not valid JSON: it contains a NUL byte");
   const json header = parse_json(text, n, source);
   if (!header.is_object()) fail(source, "header must be a JSON object");
+  if (header.size() - header.count("__metadata__") > kSafetensorsMaxTensors)
+    fail_too_many_tensors(source);
 
   Header h;
   for (const auto& item : header.items()) {
@@ -270,31 +245,6 @@ SafetensorsFile build(const char* header_text, uint64_t n, uint64_t buffer_size,
   return file;
 }
 
-std::string errno_text() {
-  return std::strerror(errno);
-}
-
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-void pread_all(int fd, void* dst, uint64_t bytes, uint64_t offset, const std::string& source) {
-  char* p = static_cast<char*>(dst);
-  while (bytes > 0) {
-    const size_t chunk = size_t(std::min<uint64_t>(bytes, uint64_t(1) << 30));
-    const ssize_t got = ::pread(fd, p, chunk, off_t(offset));
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) fail(source, "read failed: " + errno_text());
-    if (got == 0) fail(source, "unexpected end of file (did it shrink while being read?)");
-    p += got;
-    bytes -= uint64_t(got);
-    offset += uint64_t(got);
-  }
-}
-
 // ---- writing -----------------------------------------------------------------------------------
 
 struct Planned {
@@ -354,24 +304,6 @@ std::string header_bytes(const std::vector<Planned>& planned,
   return out + text;
 }
 
-void write_all(int fd, const void* data, size_t bytes, const std::string& what) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t put = ::write(fd, p, std::min<size_t>(bytes, size_t(1) << 30));
-    if (put < 0 && errno == EINTR) continue;
-    if (put < 0) throw Error("save_safetensors: writing " + what + " failed: " + errno_text());
-    p += put;
-    bytes -= size_t(put);
-  }
-}
-
-std::string directory_of(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
 }  // namespace
 
 // ---- public functions --------------------------------------------------------------------------
@@ -390,24 +322,18 @@ SafetensorsFile parse_safetensors(const void* data, size_t size, const std::stri
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
-  Fd f;
-  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f.fd < 0) fail(path, "cannot open: " + errno_text());
-  struct stat st;
-  if (::fstat(f.fd, &st) != 0) fail(path, "cannot stat: " + errno_text());
-  if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
-  const uint64_t size = uint64_t(st.st_size);
+  const InputFile f(path, "safetensors");  // a regular file: a FIFO would block open() forever
+  const uint64_t size = f.size();
   if (size < 8)
     fail(path, detail::concat("only ", size,
                               " bytes: a safetensors file starts with an 8-byte header length"));
   unsigned char prefix[8];
-  pread_all(f.fd, prefix, 8, 0, path);
+  f.read_at(prefix, 8, 0);
   const uint64_t n = header_length(prefix, size, path);
   std::string header(size_t(n), '\0');
-  pread_all(f.fd, header.data(), n, 8, path);
-  const int fd = f.fd;
+  f.read_at(header.data(), n, 8);
   return build(header.data(), n, size - 8 - n, path, [&](void* dst, uint64_t offset, uint64_t len) {
-    pread_all(fd, dst, len, 8 + n + offset, path);
+    f.read_at(dst, len, 8 + n + offset);
   });
 }
 
@@ -422,46 +348,12 @@ std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
 
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata) {
-  LONGCTX_CHECK(!path.empty() && path.back() != '/', "save_safetensors: '", path,
-                "' is not a file path");
   const std::vector<Planned> planned = plan(tensors);
   const std::string header = header_bytes(planned, metadata);
-
-  // A fresh name beside the target (same file system, so rename is atomic). O_EXCL with the
-  // process id and a counter: no two writers in this or another process share a temp file.
-  static std::atomic<uint64_t> counter{0};
-  const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-  std::string tmp;
-  Fd f;
-  for (int attempt = 0; f.fd < 0; ++attempt) {
-    tmp = detail::concat(path, ".tmp.", ::getpid(), ".", now, ".", counter++);
-    f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (f.fd < 0 && (errno != EEXIST || attempt > 100))
-      throw Error("save_safetensors: cannot create a temporary file beside '" + path +
-                  "': " + errno_text());
-  }
-  try {
-    write_all(f.fd, header.data(), header.size(), "'" + tmp + "'");
-    for (const Planned& p : planned)
-      write_all(f.fd, p.host.data(), p.host.nbytes(), "'" + tmp + "'");
-    if (::fsync(f.fd) != 0)
-      throw Error("save_safetensors: fsync of '" + tmp + "' failed: " + errno_text());
-    const int fd = f.fd;
-    f.fd = -1;
-    if (::close(fd) != 0)
-      throw Error("save_safetensors: closing '" + tmp + "' failed: " + errno_text());
-    if (::rename(tmp.c_str(), path.c_str()) != 0)
-      throw Error("save_safetensors: renaming '" + tmp + "' to '" + path +
-                  "' failed: " + errno_text());
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // Make the rename itself durable. The new file is complete either way, so a failure here is
-  // not worth an exception (some file systems refuse fsync on directories).
-  Fd dir;
-  dir.fd = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir.fd >= 0) ::fsync(dir.fd);
+  AtomicFile f(path, "save_safetensors");
+  f.write(header);
+  for (const Planned& p : planned) f.write(p.host.data(), p.host.nbytes());
+  f.commit();
 }
 
 }  // namespace longctx

@@ -12,13 +12,22 @@ size_t aligned(size_t bytes) {
 }
 int64_t count(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape) n *= s;  // shapes passed checked_nbytes: no overflow
   return n;
+}
+// The 64-byte aligned bytes of `shape` in `dtype`, added to `total` without overflow: shapes
+// come from model configs, which come from checkpoints, which are untrusted input.
+size_t add_aligned(size_t total, const Shape& shape, DType dtype, const std::string& who) {
+  const size_t bytes = aligned(checked_nbytes(shape, dtype, who));
+  LONGCTX_CHECK(bytes <= size_t(kMaxTensorBytes) - total, who, ": ", total, " + ", bytes,
+                " bytes exceed the 2^62-byte limit of one buffer");
+  return total + bytes;
 }
 }  // namespace
 
 void ParamArena::declare(const std::string& name, const Shape& shape) {
   LONGCTX_CHECK(!flat_.defined(), "ParamArena: declare '", name, "' after allocate()");
+  checked_nbytes(shape, DType::f64, "ParamArena: '" + name + "'");  // the widest dtype
   for (const auto& [n, s] : declared_) {
     (void)s;
     LONGCTX_CHECK(n != name, "ParamArena: '", name, "' declared twice");
@@ -29,7 +38,8 @@ void ParamArena::declare(const std::string& name, const Shape& shape) {
 void ParamArena::allocate(DType dtype, const Context& ctx) {
   const size_t esize = dtype_size(dtype);
   size_t total = 0;
-  for (const auto& [name, shape] : declared_) total += aligned(size_t(count(shape)) * esize);
+  for (const auto& [name, shape] : declared_)
+    total = add_aligned(total, shape, dtype, "ParamArena: '" + name + "'");
   flat_ = Tensor::zeros({int64_t(total / esize)}, dtype, ctx.device(), &ctx);
   tensors_.clear();
   size_t offset = 0;
@@ -70,7 +80,9 @@ void ActivationArena::reset() {
 }
 
 Tensor ActivationArena::take(const Shape& shape, DType dtype) {
-  const size_t bytes = aligned(size_t(count(shape)) * dtype_size(dtype));
+  const size_t bytes = add_aligned(0, shape, dtype, "ActivationArena::take");
+  LONGCTX_CHECK(bytes <= size_t(kMaxTensorBytes) - used_, "ActivationArena::take: ", used_, " + ",
+                bytes, " bytes exceed the 2^62-byte limit of one buffer");
   used_ += bytes;
   high_water_ = std::max(high_water_, used_);
   pass_high_water_ = std::max(pass_high_water_, used_);

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "longctx/ops/add.h"
 #include "longctx/ops/attention.h"
@@ -64,24 +66,24 @@ class AttentionMixer : public Mixer {
     linear_fwd(ctx, flat(q_), x, wq_);
     linear_fwd(ctx, flat(k_), x, wk_);
     linear_fwd(ctx, flat(v_), x, wv_);
-    rope_fwd(ctx, q_, q_, {}, rope_);
-    rope_fwd(ctx, k_, k_, {}, rope_);
-    attention_fwd(ctx, o_, lse_, q_, k_, v_, attn_);
+    rope_fwd(ctx, q_, q_, layout().positions, rope_);
+    rope_fwd(ctx, k_, k_, layout().positions, rope_);
+    attention_fwd(ctx, o_, lse_, q_, k_, v_, attn_, layout().cu_seqlens, layout().cu_seqlens);
     linear_fwd(ctx, y, flat(o_), wo_);
   }
 
   // The KV cache: k and v after RoPE, (B, max_len, Hkv, D). A sliding-window layer keeps only
   // the newest window - 1 positions, (B, window - 1, Hkv, D), right-aligned: its memory does not
-  // grow with the context.
+  // grow with the context (nor exceed max_len, when the window is wider than the context).
   std::unique_ptr<MixerCache> make_cache(const Context& ctx, DType dtype, int64_t batch,
                                          int64_t max_len) const override {
-    const int64_t len = sliding() ? attn_.window_left : max_len;
+    const int64_t len = sliding() ? std::min<int64_t>(attn_.window_left, max_len) : max_len;
     return std::make_unique<StateCache>(
         ctx, dtype, std::vector<Shape>{{batch, len, Hkv_, D_}, {batch, len, Hkv_, D_}});
   }
 
-  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t pos,
-              const Tensor& y, const Tensor& x) override {
+  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache,
+              const std::vector<int64_t>& lengths, const Tensor& y, const Tensor& x) override {
     const StateCache& kv = *static_cast<StateCache*>(cache);
     const int64_t B = x.size(0), T = x.size(1);
     const DType dt = x.dtype();
@@ -92,13 +94,18 @@ class AttentionMixer : public Mixer {
     linear_fwd(ctx, flat(k), x, wk_);
     linear_fwd(ctx, flat(v), x, wv_);
     // A sliding layer attends over its kept keys followed by the new ones (a full layer's cache
-    // takes the new keys in place).
-    const int64_t keep = sliding() ? attn_.window_left : 0, have = std::min(pos, keep);
-    // RoPE at positions pos .. pos + T - 1; the attention's key count per sequence.
+    // takes the new keys in place): sequence b keeps have[b] of them.
+    const int64_t keep = sliding() ? kv[0].size(1) : 0;
+    std::vector<int64_t> have(static_cast<size_t>(B));
+    int64_t most = 0;
+    for (int64_t b = 0; b < B; ++b)
+      most = std::max(most, have[size_t(b)] = std::min(lengths[size_t(b)], keep));
+    // RoPE at each sequence's positions lengths[b] .. lengths[b] + T - 1; its key count.
     Tensor positions = Tensor::empty({B, T}, DType::i32), seqlens = Tensor::empty({B}, DType::i32);
     for (int64_t b = 0; b < B; ++b) {
-      seqlens.data_as<int32_t>()[b] = int32_t(sliding() ? have + T : pos);
-      for (int64_t t = 0; t < T; ++t) positions.data_as<int32_t>()[b * T + t] = int32_t(pos + t);
+      seqlens.data_as<int32_t>()[b] = int32_t(sliding() ? have[size_t(b)] + T : lengths[size_t(b)]);
+      for (int64_t t = 0; t < T; ++t)
+        positions.data_as<int32_t>()[b * T + t] = int32_t(lengths[size_t(b)] + t);
     }
     if (!ctx.device().is_cpu()) {
       positions = positions.to(ctx.device(), &ctx);
@@ -109,16 +116,25 @@ class AttentionMixer : public Mixer {
     if (!sliding()) {
       attention_decode(ctx, o, lse, q, kv[0], kv[1], seqlens, k, v, attn_);
     } else {
-      Tensor keys = acts.take({B, have + T, Hkv_, D_}, dt);
-      Tensor values = acts.take({B, have + T, Hkv_, D_}, dt);
-      for (auto [all, kept, fresh] : {std::tuple{&keys, &kv[0], &k}, {&values, &kv[1], &v}}) {
-        all->narrow(1, 0, have).copy_from(kept->narrow(1, keep - have, have), &ctx);
-        all->narrow(1, have, T).copy_from(*fresh, &ctx);
+      // Row b: its kept keys, then the new ones; the rows past have[b] + T are not read.
+      Tensor keys = acts.take({B, most + T, Hkv_, D_}, dt);
+      Tensor values = acts.take({B, most + T, Hkv_, D_}, dt);
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t hb = have[size_t(b)];
+        for (auto [all, kept, fresh] : {std::tuple{&keys, &kv[0], &k}, {&values, &kv[1], &v}}) {
+          Tensor row = all->narrow(0, b, 1);
+          row.narrow(1, 0, hb).copy_from(kept->narrow(0, b, 1).narrow(1, keep - hb, hb), &ctx);
+          row.narrow(1, hb, T).copy_from(fresh->narrow(0, b, 1), &ctx);
+        }
       }
       attention_decode(ctx, o, lse, q, keys, values, seqlens, {}, {}, attn_);
-      const int64_t now = std::min(have + T, keep);  // the newest keys, right-aligned
-      kv[0].narrow(1, keep - now, now).copy_from(keys.narrow(1, have + T - now, now), &ctx);
-      kv[1].narrow(1, keep - now, now).copy_from(values.narrow(1, have + T - now, now), &ctx);
+      for (int64_t b = 0; b < B; ++b) {  // the newest keys, right-aligned
+        const int64_t hb = have[size_t(b)], now = std::min(hb + T, keep);
+        for (auto [kept, all] : {std::pair{&kv[0], &keys}, {&kv[1], &values}})
+          kept->narrow(0, b, 1)
+              .narrow(1, keep - now, now)
+              .copy_from(all->narrow(0, b, 1).narrow(1, hb + T - now, now), &ctx);
+      }
     }
     linear_fwd(ctx, y, flat(o), wo_);
   }
@@ -130,9 +146,10 @@ class AttentionMixer : public Mixer {
     Tensor dq = acts.take(q_.shape(), dt), dk = acts.take(k_.shape(), dt);
     Tensor dv = acts.take(v_.shape(), dt), dx_part = acts.take(dx.shape(), dt);
     linear_bwd(ctx, flat(d_o), dwo_, {}, dy, flat(o_), wo_);
-    attention_bwd(ctx, dq, dk, dv, d_o, q_, k_, v_, o_, lse_, attn_);
-    rope_bwd(ctx, dq, dq, {}, rope_);
-    rope_bwd(ctx, dk, dk, {}, rope_);
+    attention_bwd(ctx, dq, dk, dv, d_o, q_, k_, v_, o_, lse_, attn_, layout().cu_seqlens,
+                  layout().cu_seqlens);
+    rope_bwd(ctx, dq, dq, layout().positions, rope_);
+    rope_bwd(ctx, dk, dk, layout().positions, rope_);
     linear_bwd(ctx, dx, dwq_, {}, flat(dq), x_, wq_);
     linear_bwd(ctx, dx_part, dwk_, {}, flat(dk), x_, wk_);
     add_fwd(ctx, dx, dx, dx_part);

@@ -42,11 +42,17 @@ std::string value_at(const nlohmann::json& j, const std::string& path) {
   return j.contains(p) ? j.at(p).dump() : "absent";
 }
 
-std::string config_text(const SafetensorsFile& file, const std::string& path) {
+// The config in a checkpoint's metadata, validated: the file is untrusted input, and every size
+// of the model built from it comes from here.
+ModelConfig config_of(const SafetensorsFile& file, const std::string& path) {
   const auto it = file.metadata.find(kConfigKey);
   LONGCTX_CHECK(it != file.metadata.end(), "checkpoint ", path, ": no '", kConfigKey,
                 "' in its __metadata__ (not a longctx checkpoint?)");
-  return it->second;
+  try {
+    return ModelConfig::from_json(it->second);
+  } catch (const Error& e) {
+    throw Error(detail::concat("checkpoint ", path, ": ", e.what()));
+  }
 }
 
 }  // namespace
@@ -72,7 +78,7 @@ void save_checkpoint(const std::string& path, const Model& model,
 
 SafetensorsFile load_checkpoint(const std::string& path, Model& model) {
   SafetensorsFile file = load_safetensors(path);
-  const nlohmann::json saved = nlohmann::json::parse(config_text(file, path));
+  const nlohmann::json saved = nlohmann::json::parse(config_of(file, path).to_json());
   const nlohmann::json mine = nlohmann::json::parse(model.config().to_json());
   const std::string diff = first_difference(saved, mine, "");
   LONGCTX_CHECK(diff.empty(), "checkpoint ", path, ": its config differs from the model's at '",
@@ -103,7 +109,7 @@ SafetensorsFile load_checkpoint(const std::string& path, Model& model) {
 }
 
 ModelConfig checkpoint_config(const std::string& path) {
-  return ModelConfig::from_json(config_text(load_safetensors(path), path));
+  return config_of(load_safetensors(path), path);
 }
 
 }  // namespace longctx

@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "longctx/error.h"
+#include "longctx/io/file.h"
+#include "longctx/io/json.h"
 
 namespace longctx {
 
@@ -146,11 +146,31 @@ std::string ModelConfig::pattern() const {
   return p;
 }
 
+namespace {
+// An integer config value in [lo, hi].
+void require_range(const std::string& key, int64_t value, int64_t lo, int64_t hi,
+                   const std::string& why = "") {
+  require(value >= lo && value <= hi, key,
+          detail::concat("must be in [", lo, ", ", hi, "]", why, ", got ", value));
+}
+// expand * d_model, checked: both are bounded first, so the product cannot overflow.
+int64_t inner_width(const std::string& key, int64_t expand, int64_t d_model) {
+  require_range(key, expand, 1, kMaxWidth);
+  require(expand * d_model <= kMaxWidth, key,
+          detail::concat("gives the inner width expand * d_model = ", expand * d_model,
+                         ", above the limit ", kMaxWidth));
+  return expand * d_model;
+}
+}  // namespace
+
 void ModelConfig::validate() {
-  require(vocab_size >= 1, "vocab_size", detail::concat("must be >= 1, got ", vocab_size));
-  require(d_model >= 1, "d_model", detail::concat("must be >= 1, got ", d_model));
+  require_range("vocab_size", vocab_size, 1, kMaxVocabSize);
+  require_range("d_model", d_model, 1, kMaxWidth);
   require(!layers.empty(), "pattern", "must give at least one layer");
-  require(norm_eps > 0, "norm_eps", detail::concat("must be > 0, got ", norm_eps));
+  require(int64_t(layers.size()) <= kMaxLayers, "pattern",
+          detail::concat("gives ", layers.size(), " layers, above the limit ", kMaxLayers));
+  require(std::isfinite(norm_eps) && norm_eps > 0, "norm_eps",
+          detail::concat("must be > 0, got ", norm_eps));
   const bool has_attention = count(LayerKind::attention) + count(LayerKind::sliding_attention) > 0;
   if (has_attention) {
     const auto& a = attention;
@@ -160,50 +180,44 @@ void ModelConfig::validate() {
             detail::concat("must divide attention.n_heads ", a.n_heads, ", got ", a.n_kv_heads));
     require(head_dim() % 2 == 0, "attention.n_heads",
             detail::concat("gives head dim ", head_dim(), "; RoPE needs an even head dim"));
-    require(a.rope_theta > 0, "attention.rope_theta", "must be > 0");
+    require(std::isfinite(a.rope_theta) && a.rope_theta > 0, "attention.rope_theta", "must be > 0");
   }
   if (count(LayerKind::sliding_attention))
-    require(attention.window >= 1, "attention.window",
-            detail::concat("must be >= 1 for sliding-window layers, got ", attention.window));
+    require_range("attention.window", attention.window, 1, kMaxWindow,
+                  " for sliding-window layers");
   if (count(LayerKind::mamba)) {
     auto& m = mamba;
-    require(m.d_state >= 1 && m.d_state <= 256, "mamba.d_state",
-            detail::concat("must be in [1, 256], got ", m.d_state));
-    require(m.d_conv >= 1 && m.d_conv <= 4, "mamba.d_conv",
-            detail::concat("must be in [1, 4], got ", m.d_conv));
-    require(m.expand >= 1, "mamba.expand", detail::concat("must be >= 1, got ", m.expand));
+    require_range("mamba.d_state", m.d_state, 1, 256);
+    require_range("mamba.d_conv", m.d_conv, 1, 4);
+    inner_width("mamba.expand", m.expand, d_model);
     if (m.dt_rank == 0) m.dt_rank = (d_model + 15) / 16;
-    require(m.dt_rank >= 1, "mamba.dt_rank", detail::concat("must be >= 1, got ", m.dt_rank));
-    require(m.dt_min > 0 && m.dt_max >= m.dt_min, "mamba.dt_min",
+    require_range("mamba.dt_rank", m.dt_rank, 1, kMaxWidth);
+    require(std::isfinite(m.dt_max) && m.dt_min > 0 && m.dt_max >= m.dt_min, "mamba.dt_min",
             "and mamba.dt_max must satisfy 0 < dt_min <= dt_max");
   }
   if (count(LayerKind::mamba2)) {
     const auto& m = mamba2;
-    require(m.d_state >= 1 && m.d_state <= 256, "mamba2.d_state",
-            detail::concat("must be in [1, 256], got ", m.d_state));
-    require(m.expand >= 1, "mamba2.expand", detail::concat("must be >= 1, got ", m.expand));
-    require(m.head_dim >= 1 && mamba2_inner() % m.head_dim == 0, "mamba2.head_dim",
-            detail::concat("must divide the inner width expand * d_model = ", mamba2_inner(),
-                           ", got ", m.head_dim));
+    require_range("mamba2.d_state", m.d_state, 1, 256);
+    const int64_t inner = inner_width("mamba2.expand", m.expand, d_model);
+    require(m.head_dim >= 1 && inner % m.head_dim == 0, "mamba2.head_dim",
+            detail::concat("must divide the inner width expand * d_model = ", inner, ", got ",
+                           m.head_dim));
     require(m.n_groups >= 1 && mamba2_heads() % m.n_groups == 0, "mamba2.n_groups",
             detail::concat("must divide the head count ", mamba2_heads(), ", got ", m.n_groups));
-    require(m.d_conv >= 1 && m.d_conv <= 4, "mamba2.d_conv",
-            detail::concat("must be in [1, 4], got ", m.d_conv));
-    require(m.chunk_size >= 1, "mamba2.chunk_size",
-            detail::concat("must be >= 1, got ", m.chunk_size));
+    require_range("mamba2.d_conv", m.d_conv, 1, 4);
+    require_range("mamba2.chunk_size", m.chunk_size, 1, kMaxChunkSize);
   }
   if (count(LayerKind::rglru)) {
     if (rglru.width == 0) rglru.width = d_model;
-    require(rglru.width >= 1, "rglru.width", detail::concat("must be >= 1, got ", rglru.width));
-    require(rglru.d_conv >= 1 && rglru.d_conv <= 4, "rglru.d_conv",
-            detail::concat("must be in [1, 4], got ", rglru.d_conv));
+    require_range("rglru.width", rglru.width, 1, kMaxWidth);
+    require_range("rglru.d_conv", rglru.d_conv, 1, 4);
   }
   if (count(LayerKind::mlp)) {
     if (mlp.hidden == 0) mlp.hidden = (8 * d_model / 3 + 63) / 64 * 64;
-    require(mlp.hidden >= 1, "mlp.hidden", detail::concat("must be >= 1, got ", mlp.hidden));
+    require_range("mlp.hidden", mlp.hidden, 1, kMaxWidth);
     if (mlp.kind == ProjectionKind::monarch) {
       const int64_t b = mlp.nblocks;
-      require(b >= 1, "mlp.nblocks", detail::concat("must be >= 1, got ", b));
+      require_range("mlp.nblocks", b, 1, kMaxWidth);
       require(
           d_model % b == 0 && mlp.hidden % b == 0, "mlp.nblocks",
           detail::concat("must divide d_model ", d_model, " and mlp.hidden ", mlp.hidden,
@@ -213,12 +227,11 @@ void ModelConfig::validate() {
 }
 
 ModelConfig ModelConfig::from_json(const std::string& text) {
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw Error(std::string("config: not valid JSON: ") + e.what());
-  }
+  // Duplicate keys (the parser would keep the last silently) and deep nesting are errors; a
+  // config nests two levels (sections, the layer list).
+  const std::string problem = json_problem(text, {/*max_depth=*/4});
+  LONGCTX_CHECK(problem.empty(), "config: ", problem);
+  const json root = json::parse(text);
   ModelConfig c;
   {
     ObjectReader r(root, "");
@@ -299,12 +312,10 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
 }
 
 ModelConfig ModelConfig::load(const std::string& path) {
-  std::ifstream in(path);
-  LONGCTX_CHECK(in.good(), "config: cannot open '", path, "'");
-  std::stringstream text;
-  text << in.rdbuf();
+  // A config is a few hundred bytes; 1 MiB leaves room for comments-free hand-written ones.
+  const std::string text = read_file(path, "config", uint64_t(1) << 20);
   try {
-    return from_json(text.str());
+    return from_json(text);
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }

@@ -20,6 +20,10 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
 
 int32_t Sampler::sample(const double* logits, int64_t vocab) {
   LONGCTX_CHECK(vocab >= 1, "Sampler::sample: vocab must be >= 1, got ", vocab);
+  // A NaN logit (parameters that hold NaN) would be sampled from as if it were a number.
+  for (int64_t i = 0; i < vocab; ++i)
+    LONGCTX_CHECK(std::isfinite(logits[i]), "Sampler::sample: logit ", i, " is ", logits[i],
+                  ": the model's output is not finite (do its parameters hold NaN or inf?)");
   if (params_.temperature == 0) return int32_t(std::max_element(logits, logits + vocab) - logits);
   // Tokens by decreasing logit (ties by index), cut to top_k, then to the top_p nucleus.
   order_.resize(size_t(vocab));
@@ -57,36 +61,60 @@ std::vector<std::vector<int32_t>> generate(Model& model,
                                            const std::vector<std::vector<int32_t>>& prompts,
                                            int64_t max_new_tokens, const SamplingParams& params) {
   const char* op = "generate";
-  check_value(op, "prompts", !prompts.empty() && !prompts[0].empty(),
-              "must hold at least one prompt of at least one token");
-  const int64_t B = int64_t(prompts.size()), T = int64_t(prompts[0].size());
-  for (const auto& p : prompts)
-    check_value(op, "prompts", int64_t(p.size()) == T, "must all have the same length (", T,
-                "), got one of ", p.size());
-  check_value(op, "max_new_tokens", max_new_tokens >= 0, "must be >= 0, got ", max_new_tokens);
-  const int64_t V = model.config().vocab_size;
-  for (const auto& p : prompts)
+  check_value(op, "prompts", !prompts.empty(), "must hold at least one prompt");
+  const int64_t B = int64_t(prompts.size()), V = model.config().vocab_size;
+  int64_t longest = 0;
+  bool same_length = true;
+  for (const auto& p : prompts) {
+    check_value(op, "prompts", !p.empty(), "must each hold at least one token");
     for (int32_t t : p)
       check_value(op, "prompts", t >= 0 && t < V, "holds token ", t, ", outside [0, ", V, ")");
+    longest = std::max(longest, int64_t(p.size()));
+    same_length = same_length && p.size() == prompts[0].size();
+  }
+  check_value(
+      op, "max_new_tokens", max_new_tokens >= 0 && max_new_tokens <= kMaxSequenceLength - longest,
+      "must be in [0, ", kMaxSequenceLength - longest, "] (prompt and continuation at most ",
+      kMaxSequenceLength, " tokens: the caches are sized for them), got ", max_new_tokens);
   Sampler sampler(params);
   const Context& ctx = model.context();
-  ModelCache cache = model.make_cache(B, T + max_new_tokens);
-  Tensor tokens = Tensor::empty({B, T}, DType::i32);
-  for (int64_t b = 0; b < B; ++b)
-    std::copy(prompts[size_t(b)].begin(), prompts[size_t(b)].end(),
-              tokens.data_as<int32_t>() + b * T);
-  std::vector<std::vector<int32_t>> out(static_cast<size_t>(B));
-  for (int64_t step = 0; step < max_new_tokens; ++step) {
-    const Tensor input = ctx.device().is_cpu() ? tokens : tokens.to(ctx.device(), &ctx);
-    const Tensor& logits = model.decode(cache, input);  // (B, t, V): the last row of each
+  auto on_device = [&](const Tensor& t) {
+    return ctx.device().is_cpu() ? t : t.to(ctx.device(), &ctx);
+  };
+  // The last row of each sequence's logits, in f64 on the host.
+  auto last_rows = [&](const Tensor& logits) {
     const int64_t t = logits.size(1);
-    const Tensor last = logits.narrow(1, t - 1, 1).to(Device::cpu(), &ctx).to_dtype(DType::f64);
-    tokens = Tensor::empty({B, 1}, DType::i32);
+    return logits.narrow(1, t - 1, 1).to(Device::cpu(), &ctx).to_dtype(DType::f64);
+  };
+  ModelCache cache = model.make_cache(B, longest + max_new_tokens);
+  std::vector<std::vector<int32_t>> out(static_cast<size_t>(B));
+  if (max_new_tokens == 0) return out;
+  // Prefill: prompts of one length together, else one sequence at a time.
+  Tensor next = Tensor::empty({B, 1}, DType::i32);
+  auto pick = [&](const Tensor& last, int64_t row, int64_t b) {
+    const int32_t token = sampler.sample(last.data_as<double>() + row * V, V);
+    out[size_t(b)].push_back(token);
+    next.data_as<int32_t>()[b] = token;
+  };
+  if (same_length) {
+    const int64_t T = int64_t(prompts[0].size());
+    Tensor tokens = Tensor::empty({B, T}, DType::i32);
+    for (int64_t b = 0; b < B; ++b)
+      std::copy(prompts[size_t(b)].begin(), prompts[size_t(b)].end(),
+                tokens.data_as<int32_t>() + b * T);
+    const Tensor last = last_rows(model.decode(cache, on_device(tokens)));
+    for (int64_t b = 0; b < B; ++b) pick(last, b, b);
+  } else {
     for (int64_t b = 0; b < B; ++b) {
-      const int32_t next = sampler.sample(last.data_as<double>() + b * V, V);
-      out[size_t(b)].push_back(next);
-      tokens.data_as<int32_t>()[b] = next;
+      const auto& p = prompts[size_t(b)];
+      Tensor tokens = Tensor::empty({1, int64_t(p.size())}, DType::i32);
+      std::copy(p.begin(), p.end(), tokens.data_as<int32_t>());
+      pick(last_rows(model.decode_one(cache, b, on_device(tokens))), 0, b);
     }
+  }
+  for (int64_t step = 1; step < max_new_tokens; ++step) {
+    const Tensor last = last_rows(model.decode(cache, on_device(next)));
+    for (int64_t b = 0; b < B; ++b) pick(last, b, b);
   }
   return out;
 }

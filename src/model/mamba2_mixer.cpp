@@ -90,7 +90,7 @@ class Mamba2Mixer : public Mixer {
     conv_in_.copy_from(proj_.narrow(2, Di_, K).transpose(1, 2), &ctx);
     Tensor conv_out = acts.take({B, K, T}, dt);
     causal_conv1d_fwd(ctx, conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
-                      {Activation::silu});
+                      {Activation::silu}, layout().cu_seqlens);
     xbc_ = acts.take({B, T, K}, dt);
     xbc_.copy_from(conv_out.transpose(1, 2), &ctx);
     // The SSD's inputs, each contiguous.
@@ -103,8 +103,9 @@ class Mamba2Mixer : public Mixer {
     neg_exp_fwd(ctx, ssd_in_.A, w_["A_log"]);
     ssd_in_.D = w_["D"];
     ssd_in_.dt_bias = w_["dt_bias"];
+    ssd_in_.cu_seqlens = layout().cu_seqlens;
     ssd_out_ = acts.take({B, T, H_, P_}, dt);
-    Tensor final_states = acts.take({B, H_, P_, N_}, dt);
+    Tensor final_states = acts.take({layout().sequences(B), H_, P_, N_}, dt);
     ssd_fwd(ctx, ssd_out_, final_states, ssd_in_, ssd_params_);
     // Gate, then norm, then project.
     z_ = contiguous(ctx, acts, proj_.narrow(2, 0, Di_));
@@ -124,8 +125,8 @@ class Mamba2Mixer : public Mixer {
         ctx, dtype, std::vector<Shape>{{batch, conv_channels(), W_ - 1}, {batch, H_, P_, N_}});
   }
 
-  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t,
-              const Tensor& y, const Tensor& x) override {
+  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache,
+              const std::vector<int64_t>&, const Tensor& y, const Tensor& x) override {
     const StateCache& state = *static_cast<StateCache*>(cache);
     const int64_t B = x.size(0), T = x.size(1), K = conv_channels();
     const DType dt = x.dtype();
@@ -186,7 +187,7 @@ class Mamba2Mixer : public Mixer {
     Tensor dconv_out = acts.take({B, K, T}, dt), dconv_in = acts.take({B, K, T}, dt);
     dconv_out.copy_from(dxbc.transpose(1, 2), &ctx);
     causal_conv1d_bwd(ctx, dconv_in, dw_["conv_weight"], dw_["conv_bias"], dconv_out, conv_in_,
-                      w_["conv_weight"], w_["conv_bias"], {Activation::silu});
+                      w_["conv_weight"], w_["conv_bias"], {Activation::silu}, layout().cu_seqlens);
     Tensor dproj = acts.take(proj_.shape(), dt);
     dproj.narrow(2, 0, Di_).copy_from(dz, &ctx);
     dproj.narrow(2, Di_, K).copy_from(dconv_in.transpose(1, 2), &ctx);

@@ -93,7 +93,7 @@ class MambaMixer : public Mixer {
     conv_in_ = transposed(ctx, acts, xz_.narrow(2, 0, Di_));
     scan_in_.u = acts.take({B, Di_, T}, dt);
     causal_conv1d_fwd(ctx, scan_in_.u, conv_in_, w_["conv_weight"], w_["conv_bias"],
-                      {Activation::silu});
+                      {Activation::silu}, layout().cu_seqlens);
     // dt_low, B and C from u, then the full-rank delta (its bias is added inside the scan).
     u_ = transposed(ctx, acts, scan_in_.u);
     x_dbl_ = acts.take({B, T, R_ + 2 * N_}, dt);
@@ -110,7 +110,9 @@ class MambaMixer : public Mixer {
     neg_exp_fwd(ctx, scan_in_.A, w_["A_log"]);
     scan_in_.D = w_["D"];
     scan_in_.delta_bias = w_["dt_bias"];
-    Tensor scan_out = acts.take({B, Di_, T}, dt), last_state = acts.take({B, Di_, N_}, dt);
+    scan_in_.cu_seqlens = layout().cu_seqlens;
+    Tensor scan_out = acts.take({B, Di_, T}, dt);
+    Tensor last_state = acts.take({layout().sequences(B), Di_, N_}, dt);
     selective_scan_fwd(ctx, scan_out, last_state, scan_in_, scan_params_);
     scan_out_ = transposed(ctx, acts, scan_out);
     linear_fwd(ctx, y, scan_out_, w_["out_proj"]);
@@ -124,8 +126,8 @@ class MambaMixer : public Mixer {
                                         std::vector<Shape>{{batch, Di_, W_ - 1}, {batch, Di_, N_}});
   }
 
-  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t,
-              const Tensor& y, const Tensor& x) override {
+  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache,
+              const std::vector<int64_t>&, const Tensor& y, const Tensor& x) override {
     const StateCache& state = *static_cast<StateCache*>(cache);
     const int64_t B = x.size(0), T = x.size(1);
     const DType dt = x.dtype();
@@ -190,7 +192,7 @@ class MambaMixer : public Mixer {
 
     Tensor dconv_in = acts.take(conv_in_.shape(), dt);
     causal_conv1d_bwd(ctx, dconv_in, dw_["conv_weight"], dw_["conv_bias"], g.du, conv_in_,
-                      w_["conv_weight"], w_["conv_bias"], {Activation::silu});
+                      w_["conv_weight"], w_["conv_bias"], {Activation::silu}, layout().cu_seqlens);
     Tensor dxz = acts.take(xz_.shape(), dt);
     dxz.narrow(2, 0, Di_).copy_from(dconv_in.transpose(1, 2), &ctx);
     dxz.narrow(2, Di_, Di_).copy_from(g.dz.transpose(1, 2), &ctx);

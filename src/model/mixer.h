@@ -14,11 +14,24 @@
 
 namespace longctx {
 
+// The sequences of the batch a forward() sees: a rectangular (B, T) batch, or a packed one —
+// B = 1, N sequences concatenated along T (src/ops/varlen.h). Set by the Model; every sequence op
+// a mixer calls takes cu_seqlens from here, so no sequence sees another.
+struct SequenceLayout {
+  Tensor cu_seqlens;  // (N + 1) i32 on the model's device; undefined for a rectangular batch
+  Tensor positions;   // (1, T) i32 when packed: each token's position within its sequence (RoPE)
+  bool packed() const { return cu_seqlens.defined(); }
+  // The sequences whose states a layer keeps: N when packed, else the batch B.
+  int64_t sequences(int64_t B) const { return packed() ? cu_seqlens.size(0) - 1 : B; }
+};
+
 // Decoding state of one layer for a batch of sequences: KV cache, conv and recurrent state.
 class MixerCache {
  public:
   virtual ~MixerCache() = default;
   virtual size_t bytes() const = 0;  // memory held
+  // The state of sequence b alone, as a cache of one sequence sharing this one's memory.
+  virtual std::unique_ptr<MixerCache> row(int64_t b) const = 0;
 };
 
 class Mixer {
@@ -38,14 +51,23 @@ class Mixer {
                         const Tensor& dy) = 0;
 
   // Generation. A cache for `batch` sequences of up to `max_len` tokens (nullptr when the layer
-  // keeps no state), and y = f(x) for x (B, T, C) at positions [pos, pos + T) of every sequence
-  // given `cache` holding positions [0, pos), which it then appends: equal to rows [pos, pos + T)
-  // of forward() over the whole sequence. Scratch comes from `acts`; nothing is saved for
-  // backward.
+  // keeps no state), and y = f(x) for x (B, T, C): the next T tokens of every sequence of
+  // `cache`, sequence b holding lengths[b] tokens so far, which the cache then appends: equal to
+  // rows [lengths[b], lengths[b] + T) of forward() over the whole sequence. Scratch comes from
+  // `acts`; nothing is saved for backward.
   virtual std::unique_ptr<MixerCache> make_cache(const Context& ctx, DType dtype, int64_t batch,
                                                  int64_t max_len) const = 0;
-  virtual void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t pos,
-                      const Tensor& y, const Tensor& x) = 0;
+  virtual void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache,
+                      const std::vector<int64_t>& lengths, const Tensor& y, const Tensor& x) = 0;
+
+  // The layout of the batches forward() and backward() see (owned by the Model).
+  void set_layout(const SequenceLayout* layout) { layout_ = layout; }
+
+ protected:
+  const SequenceLayout& layout() const { return *layout_; }
+
+ private:
+  const SequenceLayout* layout_ = nullptr;
 };
 
 // A contiguous copy of `view` from the arena (per-token slices for the decode steps).
@@ -55,8 +77,11 @@ Tensor contiguous_copy(const Context& ctx, ActivationArena& acts, const Tensor& 
 class StateCache : public MixerCache {
  public:
   StateCache(const Context& ctx, DType dtype, const std::vector<Shape>& shapes);
+  explicit StateCache(std::vector<Tensor> states) : states_(std::move(states)) {}
   const Tensor& operator[](size_t i) const { return states_[i]; }
   size_t bytes() const override;
+  // Every state's batch dimension (its first) narrowed to b.
+  std::unique_ptr<MixerCache> row(int64_t b) const override;
 
  private:
   std::vector<Tensor> states_;

@@ -56,8 +56,8 @@ class MLPMixer : public Mixer {
   std::unique_ptr<MixerCache> make_cache(const Context&, DType, int64_t, int64_t) const override {
     return nullptr;  // position-wise: nothing to remember
   }
-  void decode(const Context& ctx, ActivationArena& acts, MixerCache*, int64_t, const Tensor& y,
-              const Tensor& x) override {
+  void decode(const Context& ctx, ActivationArena& acts, MixerCache*, const std::vector<int64_t>&,
+              const Tensor& y, const Tensor& x) override {
     forward(ctx, acts, y, x);
   }
 

@@ -11,6 +11,7 @@
 #include "longctx/ops/rmsnorm.h"
 #include "src/core/checks.h"
 #include "src/model/mixer.h"
+#include "src/ops/varlen.h"
 
 namespace longctx {
 
@@ -74,6 +75,12 @@ StateCache::StateCache(const Context& ctx, DType dtype, const std::vector<Shape>
     states_.push_back(Tensor::zeros(shape, dtype, ctx.device(), &ctx));
 }
 
+std::unique_ptr<MixerCache> StateCache::row(int64_t b) const {
+  std::vector<Tensor> rows;
+  for (const Tensor& t : states_) rows.push_back(t.narrow(0, b, 1));
+  return std::make_unique<StateCache>(std::move(rows));
+}
+
 size_t StateCache::bytes() const {
   size_t total = 0;
   for (const Tensor& t : states_) total += t.nbytes();
@@ -92,7 +99,12 @@ double to_host_scalar(const Tensor& t, const Context& ctx) {
 }  // namespace
 
 Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
-    : config_(std::move(config)), ctx_(&ctx), dtype_(dtype), acts_(ctx), layer_acts_(ctx) {
+    : config_(std::move(config)),
+      ctx_(&ctx),
+      dtype_(dtype),
+      acts_(ctx),
+      layer_acts_(ctx),
+      layout_(std::make_unique<SequenceLayout>()) {
   config_.validate();
   LONGCTX_CHECK(dtype == DType::f32 || (dtype == DType::f64 && ctx.device().is_cpu()),
                 "Model: dtype must be f32 (or f64 on the CPU), got ", dtype_name(dtype));
@@ -127,7 +139,10 @@ Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
     const Tensor& src = host.tensors()[i].tensor;
     params_.tensors()[i].tensor.copy_from(dtype == DType::f64 ? src : src.to_dtype(dtype), &ctx);
   }
-  for (auto& m : mixers_) m->bind(params_, grads_);
+  for (auto& m : mixers_) {
+    m->bind(params_, grads_);
+    m->set_layout(layout_.get());
+  }
 }
 
 ModelCache::ModelCache() = default;
@@ -149,14 +164,32 @@ size_t ModelCache::bytes(LayerKind kind) const {
   return total;
 }
 
+// The layout of a forward's batch: rectangular, or packed with each token's position within its
+// sequence (RoPE restarts at every sequence) computed once here for every layer.
+void Model::set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens) {
+  SequenceLayout& layout = *layout_;
+  layout = SequenceLayout();
+  if (!cu_seqlens.defined()) return;
+  check_value(op, "tokens", tokens.size(0) == 1, "must have batch dimension 1 with cu_seqlens ",
+              "(a packed batch), got shape ", shape_str(tokens.shape()));
+  const std::vector<int32_t> cu =
+      check_cu_seqlens(*ctx_, op, "cu_seqlens", cu_seqlens, tokens.size(1));
+  Tensor positions = Tensor::empty({1, tokens.size(1)}, DType::i32);
+  for (size_t n = 0; n + 1 < cu.size(); ++n)
+    for (int32_t t = cu[n]; t < cu[n + 1]; ++t) positions.data_as<int32_t>()[t] = t - cu[n];
+  layout.cu_seqlens = cu_seqlens;
+  layout.positions = ctx_->device().is_cpu() ? positions : positions.to(ctx_->device(), ctx_);
+}
+
 Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 
-double Model::forward(const Tensor& tokens, const Tensor& targets) {
+double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor& cu_seqlens) {
   const char* op = "Model::forward";
   check_arg(op, "tokens", tokens).rank(2).dtype(DType::i32).device(ctx_->device()).contiguous();
   const int64_t B = tokens.size(0), T = tokens.size(1), C = config_.d_model;
+  set_layout(op, tokens, cu_seqlens);
   const int64_t V = config_.vocab_size;
   have_loss_ = targets.defined();
   if (have_loss_)
@@ -249,6 +282,7 @@ ModelCache Model::make_cache(int64_t batch, int64_t max_len) const {
   cache.owner_ = this;
   cache.batch_ = batch;
   cache.max_len_ = max_len;
+  cache.lengths_.assign(size_t(batch), 0);
   cache.kinds_ = config_.layers;
   for (const auto& mixer : mixers_)
     cache.layers_.push_back(mixer->make_cache(*ctx_, dtype_, batch, max_len));
@@ -259,27 +293,61 @@ const Tensor& Model::decode(ModelCache& cache, const Tensor& tokens) {
   const char* op = "Model::decode";
   LONGCTX_CHECK(cache.owner_ == this, op, ": the cache was made by another model (make_cache)");
   check_arg(op, "tokens", tokens).rank(2).dtype(DType::i32).device(ctx_->device()).contiguous();
-  const int64_t B = tokens.size(0), T = tokens.size(1), C = config_.d_model;
+  const int64_t B = tokens.size(0), T = tokens.size(1);
   check_value(op, "tokens", B == cache.batch(), "has batch ", B, " but the cache holds ",
               cache.batch(), " sequences");
-  check_value(op, "tokens", cache.position() + T <= cache.max_len(), "would take the cache to ",
-              cache.position() + T, " tokens, beyond its max_len ", cache.max_len());
+  for (int64_t b = 0; b < B; ++b)
+    check_value(op, "tokens", cache.length(b) + T <= cache.max_len(), "would take sequence ", b,
+                " of the cache to ", cache.length(b) + T, " tokens, beyond its max_len ",
+                cache.max_len());
+  std::vector<MixerCache*> layers;
+  for (const auto& layer : cache.layers_) layers.push_back(layer.get());
+  const Tensor& logits = decode_layers(layers, cache.lengths_, tokens);
+  for (int64_t& length : cache.lengths_) length += T;
+  return logits;
+}
+
+const Tensor& Model::decode_one(ModelCache& cache, int64_t b, const Tensor& tokens) {
+  const char* op = "Model::decode_one";
+  LONGCTX_CHECK(cache.owner_ == this, op, ": the cache was made by another model (make_cache)");
+  check_value(op, "b", b >= 0 && b < cache.batch(), "must be in [0, ", cache.batch(), "), got ", b);
+  check_arg(op, "tokens", tokens).rank(2).dtype(DType::i32).device(ctx_->device()).contiguous();
+  check_value(op, "tokens", tokens.size(0) == 1, "must be (1, T) for one sequence, got shape ",
+              shape_str(tokens.shape()));
+  const int64_t T = tokens.size(1);
+  check_value(op, "tokens", cache.length(b) + T <= cache.max_len(), "would take sequence ", b,
+              " of the cache to ", cache.length(b) + T, " tokens, beyond its max_len ",
+              cache.max_len());
+  std::vector<std::unique_ptr<MixerCache>> rows;
+  std::vector<MixerCache*> layers;
+  for (const auto& layer : cache.layers_) {
+    rows.push_back(layer ? layer->row(b) : nullptr);
+    layers.push_back(rows.back().get());
+  }
+  const Tensor& logits = decode_layers(layers, {cache.length(b)}, tokens);
+  cache.lengths_[size_t(b)] += T;
+  return logits;
+}
+
+const Tensor& Model::decode_layers(const std::vector<MixerCache*>& layers,
+                                   const std::vector<int64_t>& lengths, const Tensor& tokens) {
+  const int64_t B = tokens.size(0), T = tokens.size(1), C = config_.d_model;
   const Context& ctx = *ctx_;
   const DType stat = stat_dtype(dtype_);
   acts_.reset();
-  have_loss_ = false;  // the saved activations are overwritten below
+  have_loss_ = false;           // the saved activations are overwritten below
+  *layout_ = SequenceLayout();  // a cache's batch is rectangular
   Tensor h = acts_.take({B, T, C}, dtype_), normed = acts_.take({B, T, C}, dtype_);
   Tensor y = acts_.take({B, T, C}, dtype_), rstd = acts_.take({B * T}, stat);
   embedding_fwd(ctx, h, tokens, params_.get("embed"));
   for (size_t l = 0; l < mixers_.size(); ++l) {
     rmsnorm_fwd(ctx, normed, rstd, h, params_.get(norm_name(int(l))), {config_.norm_eps});
-    mixers_[l]->decode(ctx, acts_, cache.layers_[l].get(), cache.position(), y, normed);
+    mixers_[l]->decode(ctx, acts_, layers[l], lengths, y, normed);
     add_fwd(ctx, h, h, y);
   }
   rmsnorm_fwd(ctx, normed, rstd, h, params_.get("final_norm"), {config_.norm_eps});
   logits_ = acts_.take({B, T, config_.vocab_size}, dtype_);
   linear_fwd(ctx, logits_, normed, params_.get(config_.tie_embeddings ? "embed" : "head"));
-  cache.position_ += T;
   return logits_;
 }
 

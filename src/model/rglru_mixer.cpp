@@ -85,7 +85,7 @@ class RGLRUMixer : public Mixer {
     conv_in_ = transposed(ctx, acts, xr);
     Tensor conv_out = acts.take({B, Dr_, T}, dt);
     causal_conv1d_fwd(ctx, conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
-                      {Activation::none});
+                      {Activation::none}, layout().cu_seqlens);
     c_ = transposed(ctx, acts, conv_out);
     recurrence(ctx, acts, c_, {});
     gated_ = acts.take({B, T, Dr_}, dt);
@@ -101,7 +101,7 @@ class RGLRUMixer : public Mixer {
     linear_bwd(ctx, dgated, dw_["out_proj"], {}, dy, gated_, w_["out_proj"]);
     swiglu_bwd(ctx, dg, dh, dgated, g_, h_);
     Tensor da = acts.take(shape, dt), db = acts.take(shape, dt);
-    linear_scan_bwd(ctx, da, db, {}, dh, {}, a_, h_);
+    linear_scan_bwd(ctx, da, db, {}, dh, {}, a_, h_, {}, layout().cu_seqlens);
     Tensor dc = acts.take(shape, dt), dga = acts.take(shape, dt), dgx = acts.take(shape, dt);
     rglru_gate_bwd(ctx, dc, dga, dgx, dw_["lambda"], da, db, c_, ga_, gx_, w_["lambda"]);
     Tensor dc_part = acts.take(shape, dt);
@@ -112,7 +112,7 @@ class RGLRUMixer : public Mixer {
     Tensor dconv_in = acts.take(conv_in_.shape(), dt);
     causal_conv1d_bwd(ctx, dconv_in, dw_["conv_weight"], dw_["conv_bias"],
                       transposed(ctx, acts, dc), conv_in_, w_["conv_weight"], w_["conv_bias"],
-                      {Activation::none});
+                      {Activation::none}, layout().cu_seqlens);
     Tensor dx_part = acts.take(dx.shape(), dt);
     linear_bwd(ctx, dx, dw_["in_proj"], {}, transposed(ctx, acts, dconv_in), x_, w_["in_proj"]);
     linear_bwd(ctx, dx_part, dw_["gate_proj"], {}, dg, x_, w_["gate_proj"]);
@@ -127,8 +127,8 @@ class RGLRUMixer : public Mixer {
                                         std::vector<Shape>{{batch, Dr_, W_ - 1}, {batch, Dr_}});
   }
 
-  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache, int64_t,
-              const Tensor& y, const Tensor& x) override {
+  void decode(const Context& ctx, ActivationArena& acts, MixerCache* cache,
+              const std::vector<int64_t>&, const Tensor& y, const Tensor& x) override {
     const StateCache& state = *static_cast<StateCache*>(cache);
     const int64_t B = x.size(0), T = x.size(1);
     const DType dt = x.dtype();
@@ -160,8 +160,8 @@ class RGLRUMixer : public Mixer {
     a_ = acts.take(shape, dt);
     Tensor b = acts.take(shape, dt);
     rglru_gate_fwd(ctx, a_, b, c, ga_, gx_, w_["lambda"]);
-    h_ = acts.take(shape, dt), last_ = acts.take({shape[0], Dr_}, dt);
-    linear_scan_fwd(ctx, h_, last_, a_, b, h0);
+    h_ = acts.take(shape, dt), last_ = acts.take({layout().sequences(shape[0]), Dr_}, dt);
+    linear_scan_fwd(ctx, h_, last_, a_, b, h0, layout().cu_seqlens);
   }
 
   // A contiguous copy of `t` (B, P, Q) as (B, Q, P).

@@ -4,6 +4,8 @@
 
 #include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "longctx/context.h"
 #include "src/core/checks.h"
@@ -34,6 +36,19 @@ inline std::string dtype_supports(const char* family, Device device, DType dtype
 // Checks that `t` is on the context's device, in a dtype that backend supports.
 inline void check_backend(const Context& ctx, const char* op, const char* name, const Tensor& t) {
   check_arg(op, name, t).device(ctx.device()).dtype_in(backend_dtypes(ctx.device()));
+}
+
+using NamedTensor = std::pair<const char*, const Tensor*>;
+
+// Every given output must be disjoint from every input and from the outputs before it.
+inline void check_disjoint(const char* op, const std::vector<NamedTensor>& outputs,
+                           const std::vector<NamedTensor>& inputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    if (!outputs[i].second->defined()) continue;
+    const ArgCheck out = check_arg(op, outputs[i].first, *outputs[i].second);
+    for (const auto& [name, t] : inputs) out.no_overlap(name, *t);
+    for (size_t j = 0; j < i; ++j) out.no_overlap(outputs[j].first, *outputs[j].second);
+  }
 }
 
 // A tensor's data for a params struct: nullptr when an optional tensor is not given.

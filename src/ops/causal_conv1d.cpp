@@ -2,6 +2,8 @@
 // include/longctx/ops/causal_conv1d.h).
 #include "src/ops/causal_conv1d.h"
 
+#include <vector>
+
 #include "src/ops/scan_checks.h"
 
 namespace longctx {
@@ -41,6 +43,18 @@ CausalConv1dArgs check_common(const Context& ctx, const char* op, const Tensor& 
   return args;
 }
 
+// The sequences of a call: a packed batch (x (1, D, T)) when cu_seqlens is given, whose values
+// `host` keeps for the call.
+void check_packed(const Context& ctx, const char* op, const Tensor& x, const Tensor& cu_seqlens,
+                  CausalConv1dArgs& args, std::vector<int32_t>& host) {
+  if_given(cu_seqlens, [&] {
+    check_value(op, "x", args.B == 1, "must have batch dimension 1 with cu_seqlens (a packed ",
+                "batch), got shape ", shape_str(x.shape()));
+    host = check_cu_seqlens(ctx, op, "cu_seqlens", cu_seqlens, args.T);
+  });
+  args.seqs = sequences_of(cu_seqlens, host, args.B, args.T);
+}
+
 void check_like(const Context& ctx, const char* op, const char* name, const Tensor& t,
                 const Tensor& like) {
   check_arg(op, name, t).shape(like.shape()).dtype(like.dtype()).device(ctx.device());
@@ -57,30 +71,40 @@ std::string causal_conv1d_supports(Device device, DType dtype, int64_t width) {
 }
 
 void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
-                       const Tensor& bias, const CausalConv1dParams& params) {
+                       const Tensor& bias, const CausalConv1dParams& params,
+                       const Tensor& cu_seqlens) {
   const char* op = "causal_conv1d_fwd";
   CausalConv1dArgs args = check_common(ctx, op, x, 3, weight, bias, params);
+  std::vector<int32_t> host;
+  check_packed(ctx, op, x, cu_seqlens, args, host);
   check_like(ctx, op, "out", out, x);
   check_arg(op, "out", out)
       .no_overlap("x", x)
       .no_overlap("weight", weight)
-      .no_overlap("bias", bias);
+      .no_overlap("bias", bias)
+      .no_overlap("cu_seqlens", cu_seqlens);
   args.out = out.data();
   LONGCTX_DISPATCH(ctx, causal_conv1d_fwd, ctx, args);
 }
 
 void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
                        const Tensor& dbias, const Tensor& dout, const Tensor& x,
-                       const Tensor& weight, const Tensor& bias, const CausalConv1dParams& params) {
+                       const Tensor& weight, const Tensor& bias, const CausalConv1dParams& params,
+                       const Tensor& cu_seqlens) {
   const char* op = "causal_conv1d_bwd";
   CausalConv1dArgs args = check_common(ctx, op, x, 3, weight, bias, params);
+  std::vector<int32_t> host;
+  check_packed(ctx, op, x, cu_seqlens, args, host);
   check_like(ctx, op, "dout", dout, x);
   check_like(ctx, op, "dx", dx, x);
   check_like(ctx, op, "dweight", dweight, weight);
   check_optional_grad(op, "bias", bias, "dbias", dbias);
   if_given(dbias, [&] { check_like(ctx, op, "dbias", dbias, bias); });
-  const std::pair<const char*, const Tensor*> inputs[] = {
-      {"dout", &dout}, {"x", &x}, {"weight", &weight}, {"bias", &bias}};
+  const std::pair<const char*, const Tensor*> inputs[] = {{"dout", &dout},
+                                                          {"x", &x},
+                                                          {"weight", &weight},
+                                                          {"bias", &bias},
+                                                          {"cu_seqlens", &cu_seqlens}};
   for (const auto& [name, t] : inputs) {
     check_arg(op, "dx", dx).no_overlap(name, *t);
     check_arg(op, "dweight", dweight).no_overlap(name, *t);

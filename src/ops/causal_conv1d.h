@@ -4,14 +4,16 @@
 #pragma once
 
 #include "longctx/ops/causal_conv1d.h"
+#include "src/ops/varlen.h"
 
 namespace longctx {
 
 struct CausalConv1dArgs {
   DType dtype = DType::f32;     // of every tensor
-  int64_t B = 0, D = 0, T = 0;  // x: (B, D, T); the decode step has no T
-  int W = 1;                    // kernel width, 1..4
-  bool silu = false;            // act = silu, else identity
+  int64_t B = 0, D = 0, T = 0;  // x: (B, D, T); the decode step has no T; B = 1 when packed
+  Sequences seqs;     // the scan and its backward: the N sequences (N = B when rectangular)
+  int W = 1;          // kernel width, 1..4
+  bool silu = false;  // act = silu, else identity
 
   const void* x = nullptr;       // (B, D, T); (B, D) for the decode step
   const void* weight = nullptr;  // (D, W)

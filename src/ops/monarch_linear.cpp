@@ -84,13 +84,10 @@ void monarch_linear_fwd(const Context& ctx, const Tensor& out, const Tensor& x, 
     check_arg(op, "bias", bias).contiguous();
   }
   check_arg(op, "out", out).shape(out_shape).dtype(x.dtype()).device(ctx.device()).contiguous();
-  check_arg(op, "out", out).no_overlap("x", x).no_overlap("w1", w1).no_overlap("w2", w2);
-  check_arg(op, "out", out).no_overlap("bias", bias);
-  if (mid.defined()) {
+  if (mid.defined())
     check_arg(op, "mid", mid).shape(mid_shape).dtype(x.dtype()).device(ctx.device()).contiguous();
-    check_arg(op, "mid", mid).no_overlap("x", x).no_overlap("w1", w1).no_overlap("w2", w2);
-    check_arg(op, "mid", mid).no_overlap("bias", bias).no_overlap("out", out);
-  }
+  check_disjoint(op, {{"out", &out}, {"mid", &mid}},
+                 {{"x", &x}, {"w1", &w1}, {"w2", &w2}, {"bias", &bias}});
   args.bias = data_or_null(bias);
   args.out = out.data();
   args.mid = data_or_null(mid);
@@ -118,12 +115,9 @@ void monarch_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dw1,
   for (const Grad& g : grads) {
     if (!g.t.defined()) continue;
     check_arg(op, g.name, g.t).shape(g.shape).dtype(x.dtype()).device(ctx.device()).contiguous();
-    check_arg(op, g.name, g.t).no_overlap("dout", dout).no_overlap("x", x);
-    check_arg(op, g.name, g.t).no_overlap("w1", w1).no_overlap("w2", w2).no_overlap("mid", mid);
-    for (const Grad& other : grads)
-      if (&other != &g && other.t.defined())
-        check_arg(op, g.name, g.t).no_overlap(other.name, other.t);
   }
+  check_disjoint(op, {{"dx", &dx}, {"dw1", &dw1}, {"dw2", &dw2}, {"dbias", &dbias}},
+                 {{"dout", &dout}, {"x", &x}, {"w1", &w1}, {"w2", &w2}, {"mid", &mid}});
   args.dout = dout.data();
   args.mid = data_or_null(mid);
   args.dx = data_or_null(dx);

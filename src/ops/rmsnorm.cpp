@@ -13,10 +13,12 @@ RMSNormArgs check_common(const Context& ctx, const char* op, const Tensor& x, co
   check_backend(ctx, op, "x", x);
   check_arg(op, "x", x).contiguous();
   check_value(op, "x", x.dim() >= 1, "must have at least one dimension, got a scalar");
+  check_value(op, "x", x.size(-1) >= 1, "must have a last dimension C >= 1 (the mean of x^2 over ",
+              "no elements is undefined), got shape ", shape_str(x.shape()));
   RMSNormArgs args;
   args.dtype = x.dtype();
   args.C = x.size(-1);
-  args.rows = args.C ? x.numel() / args.C : 0;
+  args.rows = x.numel() / args.C;
   check_arg(op, "weight", weight).shape({args.C}).dtype(x.dtype()).device(ctx.device());
   check_arg(op, "weight", weight).contiguous();
   check_arg(op, "rstd", rstd).shape({args.rows}).dtype(stat_dtype(x.dtype()));

@@ -13,19 +13,6 @@ namespace {
 
 constexpr int64_t kMaxState = 256;
 
-using Named = std::pair<const char*, const Tensor*>;
-
-// Every output must be disjoint from every input and from the other outputs.
-void check_disjoint(const char* op, const std::vector<Named>& outputs,
-                    const std::vector<Named>& inputs) {
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    if (!outputs[i].second->defined()) continue;
-    const ArgCheck out = check_arg(op, outputs[i].first, *outputs[i].second);
-    for (const auto& [name, t] : inputs) out.no_overlap(name, *t);
-    for (size_t j = 0; j < i; ++j) out.no_overlap(outputs[j].first, *outputs[j].second);
-  }
-}
-
 // The shared part of the scan and the decode step (`seq`: u has a T dimension); the params the
 // inputs determine.
 SelectiveScanArgs check_inputs(const Context& ctx, const char* op, const Tensor& u,
@@ -76,10 +63,18 @@ SelectiveScanArgs check_inputs(const Context& ctx, const char* op, const Tensor&
   return args;
 }
 
+// The scan's inputs, with its sequences: a packed batch when in.cu_seqlens is given, whose values
+// `host` keeps for the call.
 SelectiveScanArgs check_inputs(const Context& ctx, const char* op, const SelectiveScanInputs& in,
-                               const SelectiveScanParams& params) {
+                               const SelectiveScanParams& params, std::vector<int32_t>& host) {
   SelectiveScanArgs args = check_inputs(ctx, op, in.u, in.delta, in.A, in.B, in.C, in.D, in.z,
                                         in.delta_bias, params, /*seq=*/true);
+  if_given(in.cu_seqlens, [&] {
+    check_value(op, "u", args.batch == 1, "must have batch dimension 1 with cu_seqlens (a ",
+                "packed batch), got shape ", shape_str(in.u.shape()));
+    host = check_cu_seqlens(ctx, op, "cu_seqlens", in.cu_seqlens, args.T);
+  });
+  args.seqs = sequences_of(in.cu_seqlens, host, args.batch, args.T);
   args.h0 = data_or_null(in.h0);
   return args;
 }
@@ -90,16 +85,20 @@ void check_like(const Context& ctx, const char* op, const char* name, const Tens
   check_arg(op, name, t).contiguous();
 }
 
+// A state: (sequences, Dm, N); the decode step's sequences are its batch.
 void check_state(const Context& ctx, const char* op, const char* name, const Tensor& t,
-                 const Tensor& u, int64_t N) {
-  check_arg(op, name, t).shape({u.size(0), u.size(1), N}).dtype(stat_dtype(u.dtype()));
+                 const SelectiveScanArgs& args) {
+  const int64_t sequences = args.seqs.count ? args.seqs.count : args.batch;
+  check_arg(op, name, t).shape({sequences, args.Dm, args.N}).dtype(stat_dtype(args.dtype));
   check_arg(op, name, t).device(ctx.device()).contiguous();
 }
 
-std::vector<Named> inputs_of(const SelectiveScanInputs& in) {
-  return {{"u", &in.u},  {"delta", &in.delta}, {"A", &in.A}, {"B", &in.B},
-          {"C", &in.C},  {"D", &in.D},         {"z", &in.z}, {"delta_bias", &in.delta_bias},
-          {"h0", &in.h0}};
+std::vector<NamedTensor> inputs_of(const SelectiveScanInputs& in) {
+  return {{"u", &in.u},   {"delta", &in.delta},
+          {"A", &in.A},   {"B", &in.B},
+          {"C", &in.C},   {"D", &in.D},
+          {"z", &in.z},   {"delta_bias", &in.delta_bias},
+          {"h0", &in.h0}, {"cu_seqlens", &in.cu_seqlens}};
 }
 
 }  // namespace
@@ -114,11 +113,11 @@ std::string selective_scan_supports(Device device, DType dtype, int64_t state_si
 void selective_scan_fwd(const Context& ctx, const Tensor& out, const Tensor& last_state,
                         const SelectiveScanInputs& in, const SelectiveScanParams& params) {
   const char* op = "selective_scan_fwd";
-  SelectiveScanArgs args = check_inputs(ctx, op, in, params);
-  const int64_t N = args.N;
-  if_given(in.h0, [&] { check_state(ctx, op, "h0", in.h0, in.u, N); });
+  std::vector<int32_t> host;
+  SelectiveScanArgs args = check_inputs(ctx, op, in, params, host);
+  if_given(in.h0, [&] { check_state(ctx, op, "h0", in.h0, args); });
   check_like(ctx, op, "out", out, in.u);
-  check_state(ctx, op, "last_state", last_state, in.u, N);
+  check_state(ctx, op, "last_state", last_state, args);
   check_disjoint(op, {{"out", &out}, {"last_state", &last_state}}, inputs_of(in));
   args.out = out.data();
   args.last_state = last_state.data();
@@ -129,26 +128,28 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanGrads& grads, con
                         const Tensor& dlast_state, const SelectiveScanInputs& in,
                         const SelectiveScanParams& params) {
   const char* op = "selective_scan_bwd";
-  SelectiveScanArgs args = check_inputs(ctx, op, in, params);
-  const int64_t N = args.N;
-  if_given(in.h0, [&] { check_state(ctx, op, "h0", in.h0, in.u, N); });
+  std::vector<int32_t> host;
+  SelectiveScanArgs args = check_inputs(ctx, op, in, params, host);
+  if_given(in.h0, [&] { check_state(ctx, op, "h0", in.h0, args); });
   check_like(ctx, op, "dout", dout, in.u);
-  if_given(dlast_state, [&] { check_state(ctx, op, "dlast_state", dlast_state, in.u, N); });
+  if_given(dlast_state, [&] { check_state(ctx, op, "dlast_state", dlast_state, args); });
   check_like(ctx, op, "du", grads.du, in.u);
   check_like(ctx, op, "ddelta", grads.ddelta, in.delta);
   check_like(ctx, op, "dA", grads.dA, in.A);
   check_like(ctx, op, "dB", grads.dB, in.B);
   check_like(ctx, op, "dC", grads.dC, in.C);
-  const std::pair<Named, Named> optional[] = {
+  const std::pair<NamedTensor, NamedTensor> optional[] = {
       {{"D", &in.D}, {"dD", &grads.dD}},
       {{"z", &in.z}, {"dz", &grads.dz}},
       {{"delta_bias", &in.delta_bias}, {"ddelta_bias", &grads.ddelta_bias}},
       {{"h0", &in.h0}, {"dh0", &grads.dh0}}};
-  for (const auto& [input, grad] : optional) {
+  for (const auto& pair : optional) {
+    // Named references, not a structured binding: lambdas cannot capture those before C++20.
+    const NamedTensor &input = pair.first, &grad = pair.second;
     check_optional_grad(op, input.first, *input.second, grad.first, *grad.second);
     if_given(*grad.second, [&] { check_like(ctx, op, grad.first, *grad.second, *input.second); });
   }
-  std::vector<Named> inputs = inputs_of(in);
+  std::vector<NamedTensor> inputs = inputs_of(in);
   inputs.push_back({"dout", &dout});
   inputs.push_back({"dlast_state", &dlast_state});
   check_disjoint(op,
@@ -184,7 +185,7 @@ void selective_state_update(const Context& ctx, const Tensor& out, const Tensor&
   SelectiveScanArgs args =
       check_inputs(ctx, op, u, delta, A, B, C, D, z, delta_bias, params, /*seq=*/false);
   check_like(ctx, op, "out", out, u);
-  check_state(ctx, op, "state", state, u, args.N);
+  check_state(ctx, op, "state", state, args);
   check_disjoint(op, {{"out", &out}, {"state", &state}},
                  {{"u", &u},
                   {"delta", &delta},

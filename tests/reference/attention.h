@@ -6,6 +6,11 @@
 //
 // Layouts as in include/longctx/ops/attention.h: q, out (B, Tq, H, D); k, v (B, Tk, Hkv, D);
 // lse (B, H, Tq). Masking is written from the header's formula, independently of the backends.
+//
+// Every sum runs over the visible (query, key) pairs only, as the formulas say: a masked position
+// is never read, and a NaN or inf at a visible one reaches what it feeds with IEEE arithmetic
+// (a softmax whose visible scores are all -inf is NaN, as exp(-inf - -inf) is). A row that sees
+// no key has out = 0 and lse = -inf.
 #pragma once
 
 #include <cmath>
@@ -98,7 +103,7 @@ AttentionOut attention_fwd(const Ref& q, const Ref& k, const Ref& v, const Atten
     for (int64_t d = 0; d < D; ++d) {
       S acc = 0;
       for (int64_t j = 0; j < Tk; ++j)
-        if (row.p[size_t(j)] != S(0))
+        if (attention_visible(i, j, Tq, Tk, params))
           acc += row.p[size_t(j)] * S(v[((b * Tk + j) * Hkv + h / (H / Hkv)) * D + d]);
       r.out[((b * Tq + i) * H + h) * D + d] = round(double(acc));
     }
@@ -128,7 +133,7 @@ AttentionBwdRow<S> attention_bwd_row(const Ref& dout, const Ref& q, const Ref& k
   const double* doi = dout.v.data() + (((b * Tq + i) * H + h) * D);
   S Di = 0;
   for (int64_t j = 0; j < Tk; ++j) {
-    if (r.row.p[size_t(j)] == S(0)) continue;  // masked (or underflowed): dS = 0 either way
+    if (!attention_visible(i, j, Tq, Tk, params)) continue;  // masked: dS = 0
     const double* vj = v.v.data() + (((b * Tk + j) * Hkv + hk) * D);
     S dp = 0;
     for (int64_t d = 0; d < D; ++d) dp += S(doi[d]) * S(vj[d]);
@@ -136,8 +141,9 @@ AttentionBwdRow<S> attention_bwd_row(const Ref& dout, const Ref& q, const Ref& k
     Di += r.row.p[size_t(j)] * r.dS[size_t(j)];
   }
   for (int64_t j = 0; j < Tk; ++j)
-    r.dS[size_t(j)] =
-        S(round(double(r.row.p[size_t(j)] * (r.dS[size_t(j)] - Di) * r.row.dcap[size_t(j)])));
+    if (attention_visible(i, j, Tq, Tk, params))
+      r.dS[size_t(j)] =
+          S(round(double(r.row.p[size_t(j)] * (r.dS[size_t(j)] - Di) * r.row.dcap[size_t(j)])));
   return r;
 }
 
@@ -165,13 +171,13 @@ AttentionGrads attention_bwd(const Ref& dout, const Ref& q, const Ref& k, const 
     for (int64_t d = 0; d < D; ++d) {
       S acc = 0;
       for (int64_t j = 0; j < Tk; ++j)
-        if (r.dS[size_t(j)] != S(0))
+        if (attention_visible(i, j, Tq, Tk, params))
           acc += r.dS[size_t(j)] * S(k[((b * Tk + j) * Hkv + hk) * D + d]);
       g.dq[((b * Tq + i) * H + h) * D + d] = round(double(acc * scale));
     }
     if (!rows.empty()) return;
     for (int64_t j = 0; j < Tk; ++j) {
-      if (r.row.p[size_t(j)] == S(0) && r.dS[size_t(j)] == S(0)) continue;
+      if (!attention_visible(i, j, Tq, Tk, params)) continue;
       const int64_t kv = ((b * Tk + j) * Hkv + hk) * D;
       for (int64_t d = 0; d < D; ++d) {
         dk[size_t(kv + d)] += r.dS[size_t(j)] * S(qi[d]) * scale;

@@ -10,10 +10,10 @@
 //
 // Reading validates everything before allocating tensor memory, so a malformed or hostile file
 // gives a longctx::Error naming the file and the problem, never a crash or an allocation larger
-// than the file: header length beyond the file or above 100 MB, invalid JSON, duplicate names,
-// entries that are not objects, unknown keys or dtypes, negative or overflowing dimensions,
-// shape/byte-size mismatches, offsets out of range, overlapping, with gaps or not reaching the
-// end of the buffer.
+// than the file: header length beyond the file or above 100 MB, more than 100000 tensors,
+// invalid JSON, duplicate names, entries that are not objects, unknown keys or dtypes, negative
+// or overflowing dimensions, shape/byte-size mismatches, offsets out of range, overlapping, with
+// gaps or not reaching the end of the buffer. Parsing takes time linear in the header.
 //
 // Writing puts the tensors in order of element size (largest first), then name, and pads the
 // header with spaces so the data buffer starts 8-byte aligned: every tensor then starts at an
@@ -53,5 +53,8 @@ std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
 
 // The largest header accepted by the reader, in bytes (the reference implementation's limit).
 constexpr uint64_t kSafetensorsMaxHeaderBytes = 100'000'000;
+// The most tensors one file may hold for this reader (a checkpoint here holds a few hundred).
+// Reading is linear in the header either way; the cap bounds the memory a header can claim.
+constexpr size_t kSafetensorsMaxTensors = 100'000;
 
 }  // namespace longctx

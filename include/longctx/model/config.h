@@ -13,8 +13,12 @@
 //   mamba {d_state, d_conv, expand, dt_rank, dt_min, dt_max},
 //   mamba2 {d_state, head_dim, expand, n_groups, d_conv, chunk_size},
 //   rglru {width, d_conv}, mlp {hidden, kind, nblocks}
-// A bad config (unknown key, wrong type, impossible shape, unknown layer letter) throws Error
-// naming the key.
+// A bad config (unknown key, duplicate key, wrong type, impossible shape, a size out of bounds,
+// unknown layer letter) throws Error naming the key.
+//
+// Every size has an upper bound: a config also comes from a checkpoint's metadata, which is
+// untrusted input, and the bounds keep every parameter shape derived from it far from overflow
+// (vocab x width is at most 2^42 elements). They are far above any model this library trains.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +26,14 @@
 #include <vector>
 
 namespace longctx {
+
+constexpr int64_t kMaxVocabSize = int64_t(1) << 24;  // token ids are int32
+constexpr int64_t kMaxWidth = int64_t(1) << 18;      // d_model and every inner or hidden width
+constexpr int64_t kMaxLayers = 4096;
+constexpr int64_t kMaxWindow = (int64_t(1) << 31) - 1;  // AttentionParams holds windows as int
+constexpr int64_t kMaxChunkSize = int64_t(1) << 16;
+// The longest sequence a model is trained or sampled on (16.7M tokens; RoPE positions are int32).
+constexpr int64_t kMaxSequenceLength = int64_t(1) << 24;
 
 enum class LayerKind { attention, sliding_attention, mamba, mamba2, rglru, mlp };
 

@@ -3,8 +3,9 @@
 //   SamplingParams p;  p.temperature = 0.8;  p.top_k = 40;  p.seed = 7;
 //   auto continuations = generate(model, {{1, 2, 3}, {4, 5, 6}}, /*max_new_tokens=*/32, p);
 //
-// The prompts (equal lengths) are prefilled in one decode() call, then each new token is
-// decoded on its own. Same model, prompts and seed: same tokens.
+// Prompts of one length are prefilled in one decode() call, prompts of different lengths one
+// sequence at a time (decode_one); then every sequence's new tokens are decoded together, one per
+// step. Same model, prompts and seed: same tokens.
 #pragma once
 
 #include <cstdint>
@@ -36,7 +37,7 @@ class Sampler {
   std::vector<double> probs_;
 };
 
-// New tokens for each prompt (all prompts the same length, at least one token).
+// New tokens for each prompt (each of at least one token; lengths may differ).
 std::vector<std::vector<int32_t>> generate(Model& model,
                                            const std::vector<std::vector<int32_t>>& prompts,
                                            int64_t max_new_tokens,

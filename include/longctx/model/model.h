@@ -20,10 +20,11 @@ namespace longctx {
 
 class Mixer;
 class MixerCache;
+struct SequenceLayout;
 
 // Per-layer decoding state (KV caches, conv and recurrent states) of `batch` sequences of up to
-// `max_len` tokens, all at the same position; made by Model::make_cache, advanced by
-// Model::decode.
+// `max_len` tokens each; made by Model::make_cache, advanced by Model::decode (every sequence)
+// and Model::decode_one (one sequence: prompts of different lengths).
 class ModelCache {
  public:
   ModelCache();
@@ -33,14 +34,16 @@ class ModelCache {
 
   int64_t batch() const { return batch_; }
   int64_t max_len() const { return max_len_; }
-  int64_t position() const { return position_; }  // tokens seen so far
-  size_t bytes() const;                           // held by every layer
-  size_t bytes(LayerKind kind) const;             // held by the layers of one kind
+  int64_t length(int64_t b) const { return lengths_.at(size_t(b)); }  // tokens sequence b holds
+  const std::vector<int64_t>& lengths() const { return lengths_; }
+  size_t bytes() const;                // held by every layer
+  size_t bytes(LayerKind kind) const;  // held by the layers of one kind
 
  private:
   friend class Model;
   const void* owner_ = nullptr;
-  int64_t batch_ = 0, max_len_ = 0, position_ = 0;
+  int64_t batch_ = 0, max_len_ = 0;
+  std::vector<int64_t> lengths_;
   std::vector<LayerKind> kinds_;
   std::vector<std::unique_ptr<MixerCache>> layers_;
 };
@@ -64,7 +67,11 @@ class Model {
   // tokens, targets: (B, T) i32 on the model's device; targets of -100 are ignored. Returns the
   // mean cross-entropy over labelled targets (NaN when targets is not given) and keeps the
   // activations backward() needs. logits() are valid until the next forward().
-  double forward(const Tensor& tokens, const Tensor& targets = {});
+  // A packed batch: B = 1 and cu_seqlens (N + 1) i32 on the model's device (0 first,
+  // nondecreasing, T last) puts N sequences back to back; each is computed as if alone (attention
+  // within it, convs and scans restarting at its start, RoPE positions from its start), so a
+  // sequence's logits and its share of the gradients do not depend on the others.
+  double forward(const Tensor& tokens, const Tensor& targets = {}, const Tensor& cu_seqlens = {});
   const Tensor& logits() const { return logits_; }  // (B, T, vocab_size)
 
   // Gradients of the last forward()'s loss with respect to every parameter, into grads()
@@ -78,6 +85,9 @@ class Model {
   // what the last forward() saved for backward() is gone.
   ModelCache make_cache(int64_t batch, int64_t max_len) const;
   const Tensor& decode(ModelCache& cache, const Tensor& tokens);
+  // The same for sequence b of the cache alone: tokens (1, T), logits (1, T, vocab_size). Prompts
+  // of different lengths are prefilled this way, one sequence at a time, then decoded together.
+  const Tensor& decode_one(ModelCache& cache, int64_t b, const Tensor& tokens);
 
   // Activation recompute: when on, forward() keeps only each layer's input (and what the final
   // norm and the loss need) and backward() runs each layer's forward again just before its
@@ -100,6 +110,14 @@ class Model {
   ActivationArena layer_acts_;  // one layer's intermediates, under activation recompute
   bool recompute_ = false;
   std::vector<std::unique_ptr<Mixer>> mixers_;
+  // The layout of the last forward's batch, shared with every mixer (a stable address: the Model
+  // moves, the layout does not).
+  std::unique_ptr<SequenceLayout> layout_;
+  void set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens);
+  // Embedding, the layers' decode over `layers` (the cache's, or one sequence's views of them)
+  // with the sequences' `lengths`, head; the logits.
+  const Tensor& decode_layers(const std::vector<MixerCache*>& layers,
+                              const std::vector<int64_t>& lengths, const Tensor& tokens);
 
   // Saved by forward() for backward().
   Tensor tokens_, targets_, logits_, lse_;

@@ -11,9 +11,18 @@
 // visible key gives out = 0 and lse = -inf.
 // softcap > 0 replaces each score s (after scaling) by softcap * tanh(s / softcap).
 //
-// CPU: f32, f64, any head dim. CUDA: f32, bf16, f16 storage, f32 accumulation; the head dims of
-// attention_supports(). On a CUDA context with bf16 matmul precision (context.h), f32
-// attention_fwd/bwd round q, k, v (and dout, out) to bf16 and run the tensor-core kernels.
+// NaN and inf propagate as in a float64 softmax: a NaN in q, or in a key or value that a query
+// sees, makes that query's outputs NaN (a +inf score too: exp(inf - inf)); a query whose visible
+// scores are all -inf gets NaN (exp(-inf - -inf)); the gradients follow. On CUDA the products run
+// over tiles, so a non-finite k, v, q or dout entry that carries zero weight for a query inside
+// the query's tile (a masked key, a -inf score) adds 0 * inf = NaN there, where a per-element sum
+// would skip it: NaN may then reach outputs whose exact value is finite, never the reverse.
+//
+// CPU: f32, f64, any head dim. CUDA: f32, bf16, f16 storage, f32 accumulation; f32 any head dim
+// up to 256, bf16 and f16 the tensor-core head dims 32, 64, 96, 128, 256 (attention_supports()).
+// On a CUDA context with bf16 matmul precision (context.h), f32 attention_fwd/bwd with a
+// tensor-core head dim round q, k, v (and dout, out) to bf16 and run the tensor-core kernels;
+// other head dims run the f32 kernels there too.
 // Memory: O(B·T·H·D); no Tq x Tk matrix is ever materialised.
 #pragma once
 
@@ -29,20 +38,29 @@ struct AttentionParams {
   int window_left = -1;        // keys visible to the left of the aligned diagonal; -1 = unbounded
   int window_right = -1;       // to the right; -1 = unbounded (causal forces 0)
   float softcap = 0.f;         // 0 = off
-  bool deterministic = false;  // backward: no atomics, bitwise repeatable
+  bool deterministic = false;  // backward: no atomics, bitwise repeatable (also on a context in
+                               // deterministic mode, Context::set_deterministic)
 };
 
 // "" when (device, dtype, head_dim) is supported, else the reason, naming what is supported.
 // Dispatch and the tests use this same table.
 std::string attention_supports(Device device, DType dtype, int64_t head_dim);
 
+// Packed variable-length batches (flash_attn_varlen_func): with cu_seqlens_q and cu_seqlens_k,
+// i32 (N + 1) each (0 first, nondecreasing, Tq and Tk last), q, out, dq are (1, Tq, H, D) and k,
+// v, dk, dv (1, Tk, Hkv, D) holding N sequences back to back, lse (1, H, Tq); sequence n's
+// queries [cu_seqlens_q[n], cu_seqlens_q[n + 1]) see only its keys [cu_seqlens_k[n],
+// cu_seqlens_k[n + 1]), masked as above with that sequence's own Tq and Tk. A sequence's results
+// are bitwise the same alone or packed (on CUDA, its backward in deterministic mode).
 void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                   const Tensor& k, const Tensor& v, const AttentionParams& params = {});
+                   const Tensor& k, const Tensor& v, const AttentionParams& params = {},
+                   const Tensor& cu_seqlens_q = {}, const Tensor& cu_seqlens_k = {});
 
 // Recomputes the probabilities from lse; dq, dk, dv are overwritten.
 void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
                    const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                   const Tensor& out, const Tensor& lse, const AttentionParams& params = {});
+                   const Tensor& out, const Tensor& lse, const AttentionParams& params = {},
+                   const Tensor& cu_seqlens_q = {}, const Tensor& cu_seqlens_k = {});
 
 // Decoding against a KV cache. q: (B, Tq, H, D) with Tq new tokens (1..a few);
 // k_cache, v_cache: (B, Tmax, Hkv, D); cache_seqlens: (B) i32, the valid length of each cache

@@ -5,6 +5,11 @@
 // Layouts: x, out, dx, dout: (B, D, T);  weight, dweight: (D, W) with 1 <= W <= 4;
 //          bias, dbias: (D);  conv_state: (B, D, W - 1), the last W - 1 inputs, oldest first.
 // CPU: f32/f64. CUDA: f32/bf16/f16, weight and bias in the same dtype as x.
+//
+// Packed variable-length batches: with cu_seqlens, i32 (N + 1) — 0 first, nondecreasing, T
+// last — x, out and their gradients are (1, D, T) holding N sequences back to back along T,
+// sequence n at [cu_seqlens[n], cu_seqlens[n + 1]), and each sees zeros before its first token.
+// A sequence's out and dx are bitwise the same alone, in a rectangular batch or packed.
 #pragma once
 
 #include <cstdint>
@@ -25,13 +30,14 @@ struct CausalConv1dParams {
 std::string causal_conv1d_supports(Device device, DType dtype, int64_t width);
 
 void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Tensor& weight,
-                       const Tensor& bias = {}, const CausalConv1dParams& params = {});
+                       const Tensor& bias = {}, const CausalConv1dParams& params = {},
+                       const Tensor& cu_seqlens = {});
 
 // dbias is required exactly when bias is given. Gradients are overwritten.
 void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
                        const Tensor& dbias, const Tensor& dout, const Tensor& x,
                        const Tensor& weight, const Tensor& bias = {},
-                       const CausalConv1dParams& params = {});
+                       const CausalConv1dParams& params = {}, const Tensor& cu_seqlens = {});
 
 // One decode step: x, out: (B, D). Computes the output for x given the W - 1 previous inputs in
 // conv_state, then shifts x into conv_state (in place).

@@ -10,9 +10,11 @@
 // (default -100) is unlabelled: it adds nothing to the loss and its dlogits row is zero; L is the
 // number of labelled positions. With no labelled position at all, loss = 0 and dlogits = 0 (not
 // NaN: a batch of only padding trains nothing). A target outside [0, V) that is not ignore_index
-// is an Error naming its position (CUDA: found by the forward's kernel and read back after it, so
-// the forward synchronises the stream; the CUDA backward does not re-check and treats such a
-// target as having no label in the vocabulary, never reading out of bounds).
+// is an Error naming its position: on the CPU from the call; on CUDA the forward's kernel finds
+// it and the Error comes at the context's next synchronisation (Context::synchronize, or reading
+// the loss on the host), so that the forward never waits for the device; its row adds 0 to the
+// loss meanwhile. The CUDA backward does not re-check and treats such a target as having no
+// label in the vocabulary, never reading out of bounds.
 // loss, dloss and lse are f32 (f64 when logits are f64).
 // CPU: f32, f64. CUDA: logits f32, bf16, f16 (f32 math, the loss summed in f64 in a fixed order).
 #pragma once

@@ -1,8 +1,10 @@
 // embedding: a table lookup, out[..., :] = table[tokens[...], :] (torch.nn.functional.embedding).
 //
 // tokens: (...) i32, typically (B, T); table, dtable: (V, C); out, dout: tokens' shape + (C).
-// A token outside [0, V) is an Error naming its position, its value and V (on CUDA found by the
-// kernel and read back after it, so the call synchronises the stream).
+// A token outside [0, V) is an Error naming its position, its value and V: on the CPU from the
+// call; on CUDA the kernel finds it and the Error comes at the context's next synchronisation
+// (Context::synchronize, or a copy to the host on the context), so that the call never waits for
+// the device; the forward writes a zero row for it meanwhile, the backward adds it nowhere.
 // CPU: f32, f64. CUDA: f32, bf16, f16.
 #pragma once
 

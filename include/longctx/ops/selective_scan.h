@@ -10,6 +10,12 @@
 //          D, delta_bias: (Dm);  h0, last_state: (B, Dm, N).
 // Dtypes: u, delta, z, B, C, out share one dtype (CPU: f32/f64; CUDA: f32/bf16/f16);
 //         A, D, delta_bias, h0, last_state are f32 (f64 when u is f64). N <= 256.
+//
+// Packed variable-length batches: with in.cu_seqlens, i32 (N + 1) — 0 first, nondecreasing, T
+// last — u, delta, z, out and their gradients are (1, Dm, T) and B, C (1, G, N, T), holding the
+// sequences back to back along T, sequence n at [cu_seqlens[n], cu_seqlens[n + 1]), each scanned
+// from its own h0[n]; h0, last_state and their gradients are (N, Dm, N) — state size N. A
+// sequence's results are bitwise the same alone, in a rectangular batch or packed.
 #pragma once
 
 #include <string>
@@ -26,6 +32,7 @@ struct SelectiveScanParams {
 struct SelectiveScanInputs {
   Tensor u, delta, A, B, C;     // required
   Tensor D, z, delta_bias, h0;  // optional
+  Tensor cu_seqlens;            // optional: a packed batch (below)
 };
 
 // Gradients, named d<input>; each is required exactly when its input is given. Overwritten.

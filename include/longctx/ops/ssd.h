@@ -11,9 +11,16 @@
 // Computed in chunks of chunk_size tokens: inside a chunk as small matrix products, then a pass
 // over the chunk states. Dtypes: x, dt, z, B, C, out share one dtype (CPU: f32/f64; CUDA:
 // f32/bf16/f16); A, D, dt_bias, initial_states, final_states are f32 (f64 when x is f64).
+//
+// Packed variable-length batches: with in.cu_seqlens, i32 (N + 1) — 0 first, nondecreasing, T
+// last — x, dt, z, B, C, out and their gradients are (1, T, ...) holding the sequences back to
+// back, sequence n at [cu_seqlens[n], cu_seqlens[n + 1]), each scanned from its own
+// initial_states[n]; the state tensors are (N, H, P, N_state). A sequence's outputs and gradients
+// are bitwise the same alone or packed (chunks start at each sequence's first step).
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "longctx/context.h"
 
@@ -27,12 +34,17 @@ struct SSDParams {
 struct SSDInputs {
   Tensor x, dt, A, B, C;                 // required
   Tensor D, z, dt_bias, initial_states;  // optional
+  Tensor cu_seqlens;                     // optional: a packed batch (below)
 };
 
 struct SSDGrads {
   Tensor dx, ddt, dA, dB, dC;
   Tensor dD, dz, ddt_bias, dinitial_states;  // each required exactly when its input is given
 };
+
+// "" when the backend of `device` runs ssd (and its decode step) in `dtype` with state size
+// N = `state_size`, else the reason.
+std::string ssd_supports(Device device, DType dtype, int64_t state_size);
 
 void ssd_fwd(const Context& ctx, const Tensor& out, const Tensor& final_states, const SSDInputs& in,
              const SSDParams& params = {});

@@ -1,0 +1,40 @@
+// Checks of command-line option values, with messages a user can read.
+//
+// CLI11's PositiveNumber and NonNegativeNumber print their double bounds with std::to_string: a
+// 309-digit number in the one-line error. These parse the whole word as an integer and say what
+// they expected in a few words.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <charconv>
+#include <cstdint>
+#include <string>
+
+#include "longctx/error.h"
+
+namespace longctx::cli {
+
+inline std::string range(int64_t lo, int64_t hi) {
+  return hi == INT64_MAX ? detail::concat(">= ", lo) : detail::concat("in [", lo, ", ", hi, "]");
+}
+
+// An integer in [lo, hi] (every element of a list option); an empty word is not 0.
+inline CLI::Validator integer_in(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& word) -> std::string {
+        int64_t v = 0;
+        const char* end = word.data() + word.size();
+        const auto [stop, error] = std::from_chars(word.data(), end, v);
+        if (error != std::errc() || stop != end || v < lo || v > hi)
+          return detail::concat("must be an integer ", range(lo, hi), ", got '", word, "'");
+        return "";
+      },
+      "INT " + range(lo, hi));
+}
+
+inline CLI::Validator integer_at_least(int64_t lo) {
+  return integer_in(lo, INT64_MAX);
+}
+
+}  // namespace longctx::cli

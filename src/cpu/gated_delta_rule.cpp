@@ -1,0 +1,698 @@
+// gated_delta_rule on the CPU, see include/longctx/ops/gated_delta_rule.h.
+//
+// One work item is a (sequence, value head) pair, run chunk after chunk with its K x V state in
+// f32 (f64 for f64). A chunk of C tokens, from the state S entering it, with
+//   γ_i = exp(g_0 + ... + g_i)          the decay from the chunk's start through token i
+//   ρ_j = exp(g_{j+1} + ... + g_{C-1})  from after token j to the chunk's end
+//   E_ij = exp(g_{j+1} + ... + g_i)     for j <= i (per key channel for KDA)
+// (each the exponential of its own segment's sum, in step order: never a difference of
+// cumulative sums, whose rounding would become a relative error of a decay near 1 after decays
+// near 0), and the gated products P_ij = Σ_c k̂_ic k̂_jc E_ijc (j < i), M_ij = scale Σ_c q̂_ic
+// k̂_jc E_ijc (j <= i), A = diag(β) P:
+//   U = (I + A)⁻¹ diag(β) (V − (γ ⊙ K̂) S)      the delta values (a unit lower-triangular solve)
+//   O = (scale γ ⊙ Q̂) S + M U                    the chunk's outputs
+//   S ← diag(γ_{C-1}) S + (ρ ⊙ K̂)ᵀ U             the state leaving it
+// Every chunk is computed at its full length C (the rows past a sequence's end are identity
+// steps, see load_chunk), so its products are the same calls whatever the layout of the batch:
+// the results are bitwise batch invariant. The products with S, U and the C x C matrices are
+// OpenBLAS calls on the chunk's rows copied to scratch, single-threaded inside the parallel loop
+// over items (an item at a time per thread: its scratch stays in the L2 cache). For Gated DeltaNet
+// E is one C x C matrix and P, M are gemms masked by it; for KDA E has K values per pair and P, M
+// (and their gradients) are loops over the channels.
+//
+// Backward per item: a first pass recomputes the state entering each chunk and the chunk's U and
+// V − (γ ⊙ K̂) S; a second pass, chunks last to first, carries dS (from dfinal_state) back
+// through each chunk by the transposed products (the solve becomes a transposed solve); each g_t
+// collects the sensitivities of the decay factors whose segment contains t (chunk_bwd). q/k
+// gradients are written per value head and summed over each q/k head's HV / H value heads
+// afterwards, in order (with the l2norm's backward), so every sum has a fixed order.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "src/core/dispatch.h"
+#include "src/cpu/blas.h"
+#include "src/cpu/exp_array.h"
+#include "src/cpu/parallel.h"
+#include "src/ops/gated_delta_rule.h"
+
+namespace longctx::cpu {
+
+namespace {
+
+template <class T>
+using Vec = std::vector<T>;
+
+// The accumulator of the backward's short sums (dbeta, the decay gradient; O(C² + C·V) terms
+// per chunk, next to the O(C·K·V) products): f64. dbeta_i = <dR_i, Vm_i> + Σ_j dA_ij P_ij is
+// two sums that cancel (together they are <dR_i, the token's residual v − S'ᵀ k̂>); summed in f32
+// they were 1.26x over the 2x rule on the chunk_longer_than_T case.
+template <class T>
+using Acc = double;
+
+template <class T>
+void grow(Vec<T>& v, int64_t n) {
+  if (int64_t(v.size()) < n) v.resize(size_t(n));
+}
+
+// Σ_i a_i b_i in the type R, as 8 interleaved partial sums added in a fixed order at the end:
+// the same bits every run, and a loop the compiler vectorizes. (One running sum is a chain of
+// dependent adds: the l2norm's sums alone took 25% of the forward's time that way.)
+template <class R, class A, class B>
+R dot(const A* a, const B* b, int64_t n) {
+  R part[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) part[l] += R(a[i + l]) * R(b[i + l]);
+  for (; i < n; ++i) part[0] += R(a[i]) * R(b[i]);
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+// 1 / sqrt(Σ x² + eps): the l2norm's factor for a row of K values.
+template <class T>
+T l2norm_rstd(const T* x, int64_t K) {
+  return T(1) / std::sqrt(dot<T>(x, x, K) + T(kL2NormEps));
+}
+
+// The typed view of the params for one dtype.
+template <class T>
+struct Ptrs {
+  const GatedDeltaRuleArgs& a;
+  int64_t H, HV, K, V, Kg, R;  // R = HV / H value heads per q/k head
+  const T *q, *k, *v, *g, *beta;
+
+  explicit Ptrs(const GatedDeltaRuleArgs& args)
+      : a(args),
+        H(args.H),
+        HV(args.HV),
+        K(args.K),
+        V(args.V),
+        Kg(args.gate_dim()),
+        R(args.HV / args.H),
+        q(static_cast<const T*>(args.q)),
+        k(static_cast<const T*>(args.k)),
+        v(static_cast<const T*>(args.v)),
+        g(static_cast<const T*>(args.g)),
+        beta(static_cast<const T*>(args.beta)) {}
+
+  // Rows of position p (of the flattened (B·T) positions) for value head hv.
+  const T* q_row(int64_t p, int64_t hv) const { return q + (p * H + hv / R) * K; }
+  const T* k_row(int64_t p, int64_t hv) const { return k + (p * H + hv / R) * K; }
+  int64_t v_at(int64_t p, int64_t hv) const { return (p * HV + hv) * V; }  // out, dv, dout too
+  int64_t g_at(int64_t p, int64_t hv) const { return (p * HV + hv) * Kg; }
+};
+
+// One chunk of one (sequence, value head), in the forms the products need (see the file
+// comment). Kg = 1 (Gated DeltaNet) or K (KDA) gate channels. Rows that are read together by one
+// product are stacked in one buffer, so that each product is one BLAS call.
+template <class T>
+struct Chunk {
+  int64_t C = 0, K = 0, Kg = 0, n = 0;
+  T scale = 1;
+  Vec<T> kq;        // (2C, K): k̂, then q̂
+  Vec<T> kqg;       // (2C, K): −γ ⊙ k̂, then scale γ ⊙ q̂ (the rows that read the state)
+  Vec<T> kd;        // (C, K) ρ ⊙ k̂
+  Vec<T> v;         // (C, V)
+  Vec<T> g;         // (C, Kg)
+  Vec<T> beta;      // (C)
+  Vec<T> gam, rho;  // (C, Kg) γ and ρ
+  Vec<T> E;         // Gated DeltaNet: (C, C) row-major; KDA: (C (C + 1) / 2, K), rows (i, j <= i)
+  Vec<T> seg;       // (C, Kg) scratch: one row of E before the exponential
+  Vec<T> PM;        // (2C, C): P, then M; zero outside their triangles
+  Vec<T> A;         // (C, C) diag(β) P
+
+  void reserve(int64_t C_, int64_t K_, int64_t V, int64_t Kg_) {
+    C = C_, K = K_, Kg = Kg_;
+    grow(kq, 2 * C * K);
+    grow(kqg, 2 * C * K);
+    grow(kd, C * K);
+    grow(v, C * V);
+    grow(g, C * Kg);
+    grow(beta, C);
+    grow(gam, C * Kg);
+    grow(rho, C * Kg);
+    grow(E, Kg == 1 ? C * C : C * (C + 1) / 2 * K);
+    grow(seg, C * Kg);
+    grow(PM, 2 * C * C);
+    grow(A, C * C);
+  }
+  const T* k() const { return kq.data(); }
+  const T* q() const { return kq.data() + C * K; }
+  const T* P() const { return PM.data(); }
+  const T* M() const { return PM.data() + C * C; }
+  // The Kg decays E_ij (j <= i).
+  size_t e_index(int64_t i, int64_t j) const {
+    return size_t(Kg == 1 ? i * C + j : (i * (i + 1) / 2 + j) * K);
+  }
+  T* e_at(int64_t i, int64_t j) { return &E[e_index(i, j)]; }
+  const T* e_at(int64_t i, int64_t j) const { return &E[e_index(i, j)]; }
+  // The chunk's decay γ_{C-1} of channel c (any c when Kg = 1).
+  T gam_last(int64_t c) const { return gam[size_t((C - 1) * Kg + (Kg == 1 ? 0 : c))]; }
+};
+
+// Fills `ch` for the n tokens of sequence positions [p0, p0 + n), value head hv, and the rows
+// from n to C with the identity step (q = k = v = 0, g = 0, β = 0). Every chunk is computed at
+// its full length C, so that a sequence's chunks are the same products whatever comes after it
+// (another packed sequence, right padding by identity steps, nothing): that is what makes the
+// results bitwise batch invariant. The identity rows change no real row and not the state: each
+// contributes exact zeros. `with_M`: also the output matrix M (the forward's, and the backward's
+// second pass; the first pass needs only P).
+template <class T>
+void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t n, bool with_M) {
+  const int64_t C = ch.C, K = x.K, V = x.V, Kg = x.Kg;
+  ch.n = n;
+  ch.scale = T(x.a.scale);
+  T* k = ch.kq.data();
+  T* q = k + C * K;
+  for (int64_t i = 0; i < n; ++i) {
+    const T* qr = x.q_row(p0 + i, hv);
+    const T* kr = x.k_row(p0 + i, hv);
+    const T rq = x.a.l2norm ? l2norm_rstd(qr, K) : T(1);
+    const T rk = x.a.l2norm ? l2norm_rstd(kr, K) : T(1);
+    for (int64_t c = 0; c < K; ++c) {
+      q[i * K + c] = qr[c] * rq;
+      k[i * K + c] = kr[c] * rk;
+    }
+    const T* vr = x.v + x.v_at(p0 + i, hv);
+    std::copy(vr, vr + V, ch.v.begin() + i * V);
+    const T* gr = x.g + x.g_at(p0 + i, hv);
+    std::copy(gr, gr + Kg, ch.g.begin() + i * Kg);
+    ch.beta[size_t(i)] = x.beta[(p0 + i) * x.HV + hv];
+  }
+  std::fill(q + n * K, q + C * K, T(0));
+  std::fill(k + n * K, k + C * K, T(0));
+  std::fill(ch.v.begin() + n * V, ch.v.begin() + C * V, T(0));
+  std::fill(ch.g.begin() + n * Kg, ch.g.begin() + C * Kg, T(0));
+  std::fill(ch.beta.begin() + n, ch.beta.begin() + C, T(0));
+
+  // Segment sums of g in step order, exponentiated together (exp_array vectorizes).
+  const T* g = ch.g.data();
+  T* gam = ch.gam.data();
+  T* rho = ch.rho.data();
+  for (int64_t c = 0; c < Kg; ++c) gam[c] = g[c];
+  for (int64_t i = 1; i < C; ++i)
+    for (int64_t c = 0; c < Kg; ++c) gam[i * Kg + c] = gam[(i - 1) * Kg + c] + g[i * Kg + c];
+  for (int64_t c = 0; c < Kg; ++c) rho[(C - 1) * Kg + c] = T(0);
+  for (int64_t i = C - 2; i >= 0; --i)
+    for (int64_t c = 0; c < Kg; ++c) rho[i * Kg + c] = rho[(i + 1) * Kg + c] + g[(i + 1) * Kg + c];
+  exp_array(gam, gam, C * Kg);
+  exp_array(rho, rho, C * Kg);
+  // E row by row: E_ij = E_(i-1)j + g_i (j < i) before the exponential, kept in seg. For KDA
+  // (K exponentials per pair, 55% of the forward's time) only rows that end a block of kEBlock
+  // and, in the other rows, the pairs from the column before the row's block on are
+  // exponentials; the rest are products of two: E_ij = E_ir E_rj with r the column before i's
+  // block, r < i a block end, both factors exponentials of segment sums (<= 1 for g <= 0). That
+  // is 2.9x fewer exponentials at C = 64.
+  constexpr int64_t kEBlock = 16;
+  T* seg = ch.seg.data();  // (C, Kg): the segment sums of row i
+  for (int64_t i = 0; i < C; ++i) {
+    const T* gi = g + i * Kg;
+    for (int64_t j = 0; j < i; ++j)
+      for (int64_t c = 0; c < Kg; ++c) seg[j * Kg + c] += gi[c];
+    std::fill(seg + i * Kg, seg + (i + 1) * Kg, T(0));
+    const int64_t r = i / kEBlock * kEBlock - 1;  // the column before i's block (-1: none)
+    if (Kg == 1 || r < 1 || i % kEBlock == kEBlock - 1) {
+      exp_array(ch.e_at(i, 0), seg, (i + 1) * Kg);
+      continue;
+    }
+    exp_array(ch.e_at(i, r), seg + r * Kg, (i + 1 - r) * Kg);
+    const T* eir = ch.e_at(i, r);
+    for (int64_t j = 0; j < r; ++j) {
+      const T* erj = ch.e_at(r, j);
+      T* e = ch.e_at(i, j);
+      for (int64_t c = 0; c < Kg; ++c) e[c] = eir[c] * erj[c];
+    }
+  }
+  T* nkg = ch.kqg.data();
+  T* qg = nkg + C * K;
+  for (int64_t i = 0; i < C; ++i) {
+    const T* ki = k + i * K;
+    const T* qi = q + i * K;
+    if (Kg == 1) {
+      const T a = gam[i], sa = ch.scale * gam[i], r = rho[i];
+      for (int64_t c = 0; c < K; ++c) {
+        nkg[i * K + c] = -a * ki[c];
+        qg[i * K + c] = sa * qi[c];
+        ch.kd[size_t(i * K + c)] = r * ki[c];
+      }
+    } else {
+      const T* a = gam + i * K;
+      const T* r = rho + i * K;
+      for (int64_t c = 0; c < K; ++c) {
+        nkg[i * K + c] = -a[c] * ki[c];
+        qg[i * K + c] = ch.scale * a[c] * qi[c];
+        ch.kd[size_t(i * K + c)] = r[c] * ki[c];
+      }
+    }
+  }
+  // The gated products P (strictly lower) and M (lower with the diagonal).
+  T* P = ch.PM.data();
+  T* M = P + C * C;
+  if (Kg == 1) {
+    // [P; M] = [K̂; Q̂] K̂ᵀ, then masked by E. (ssyrk for P's triangle and a gemm for M were no
+    // faster than the one gemm: 158-163 against 154-158 ms of CPU time for the forward at
+    // B = 1, T = 8192, H = 8, K = V = 128, one thread.)
+    gemm(false, true, with_M ? 2 * C : C, C, K, T(1), k, K, k, K, T(0), P, C);
+    for (int64_t i = 0; i < C; ++i) {
+      const T* e = ch.e_at(i, 0);
+      T* Pi = P + i * C;
+      for (int64_t j = 0; j < i; ++j) Pi[j] *= e[j];
+      std::fill(Pi + i, Pi + C, T(0));
+      if (!with_M) continue;
+      T* Mi = M + i * C;
+      for (int64_t j = 0; j <= i; ++j) Mi[j] *= ch.scale * e[j];
+      std::fill(Mi + i + 1, Mi + C, T(0));
+    }
+  } else {
+    for (int64_t i = 0; i < C; ++i) {
+      const T* qi = q + i * K;
+      const T* ki = k + i * K;
+      T* Pi = P + i * C;
+      T* Mi = M + i * C;
+      for (int64_t j = 0; j <= i; ++j) {
+        const T* kj = k + j * K;
+        const T* e = ch.e_at(i, j);
+        T* w = ch.seg.data();  // free again: k̂_j ⊙ E_ij
+        for (int64_t c = 0; c < K; ++c) w[c] = kj[c] * e[c];
+        Pi[j] = j < i ? dot<T>(ki, w, K) : T(0);
+        if (with_M) Mi[j] = ch.scale * dot<T>(qi, w, K);
+      }
+      std::fill(Pi + i + 1, Pi + C, T(0));
+      if (with_M) std::fill(Mi + i + 1, Mi + C, T(0));
+    }
+  }
+  for (int64_t i = 0; i < C; ++i)
+    for (int64_t j = 0; j < C; ++j) ch.A[size_t(i * C + j)] = ch.beta[size_t(i)] * P[i * C + j];
+}
+
+// Runs the loaded chunk from the state S (K x V; all zeros when `zero_state`, and then only
+// written). UO receives the delta values U in its first C rows (C x V) and, when `with_O`, the
+// chunk's outputs in the next C; Vm, when given, receives V − (γ ⊙ K̂) S. Leaves the state after
+// the chunk in S.
+template <class T>
+void run_chunk(const Chunk<T>& ch, int64_t V, T* S, bool zero_state, T* UO, T* Vm, bool with_O) {
+  const int64_t K = ch.K, C = ch.C;
+  T* U = UO;
+  T* O = UO + C * V;
+  // [V − (γ ⊙ K̂) S; (scale γ ⊙ Q̂) S] in one product.
+  std::copy(ch.v.begin(), ch.v.begin() + C * V, U);
+  if (with_O) std::fill(O, O + C * V, T(0));
+  if (!zero_state)
+    gemm(false, false, with_O ? 2 * C : C, V, K, T(1), ch.kqg.data(), K, S, V, T(1), UO, V);
+  if (Vm) std::copy(U, U + C * V, Vm);
+  for (int64_t i = 0; i < C; ++i) {
+    const T b = ch.beta[size_t(i)];
+    for (int64_t j = 0; j < V; ++j) U[i * V + j] *= b;
+  }
+  trsm_unit_lower(/*trans=*/false, C, V, ch.A.data(), C, U, V);
+  if (with_O) gemm(false, false, C, V, C, T(1), ch.M(), C, U, V, T(1), O, V);
+  if (!zero_state)
+    for (int64_t c = 0; c < K; ++c) {
+      const T decay = ch.gam_last(c);
+      for (int64_t j = 0; j < V; ++j) S[c * V + j] *= decay;
+    }
+  gemm(true, false, K, V, C, T(1), ch.kd.data(), K, U, V, zero_state ? T(0) : T(1), S, V);
+}
+
+// Per-thread scratch of the backward's second pass.
+template <class T>
+struct BwdScratch {
+  Vec<T> Y;                  // (3C, V): β dR (= dv), dO, dU then dR
+  Vec<T> dMA;                // (2C, C): dO Uᵀ (dM), then dR Uᵀ (−dA)
+  Vec<T> L;                  // (C, 2C) dk's left factor (Gated DeltaNet)
+  Vec<T> Z;                  // (2C, K): dv S0ᵀ (−dKg), then dO S0ᵀ (dQg)
+  Vec<T> dKd, dq, dk;        // (C, K)
+  Vec<Acc<T>> t1, t2, rect;  // (C, Kg) the decay gradient's terms (see chunk_bwd)
+  Vec<Acc<T>> row, dgam;     // (K), (K)
+
+  void reserve(int64_t C, int64_t K, int64_t V, int64_t Kg) {
+    grow(Y, 3 * C * V);
+    grow(dMA, 2 * C * C);
+    grow(L, 2 * C * C);
+    grow(Z, 2 * C * K);
+    for (Vec<T>* x : {&dKd, &dq, &dk}) grow(*x, C * K);
+    for (Vec<Acc<T>>* x : {&t1, &t2, &rect}) grow(*x, C * Kg);
+    grow(row, K);
+    grow(dgam, K);
+  }
+};
+
+// The backward of one loaded chunk at sequence positions [p0, p0 + n): from dS (the gradient of
+// the state leaving it) and the rows of dout, with S0 the state entering it, U its delta values
+// and Vm = V − (γ ⊙ K̂) S0 from the first pass. Writes dv, dbeta and dg of its tokens, this value
+// head's dq̂ and dk̂ rows (to dq_part, dk_part: (B·T, HV, K)), and the gradient of S0 to dS0.
+template <class T>
+void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, const T* S0,
+               const T* U, const T* Vm, const T* dS, T* dS0, BwdScratch<T>& w, T* dq_part,
+               T* dk_part) {
+  using Acc = cpu::Acc<T>;
+  const int64_t n = ch.n, K = ch.K, C = ch.C, Kg = ch.Kg, V = x.V;
+  const T* beta = ch.beta.data();
+  T* dv = w.Y.data();
+  T* dO = dv + C * V;
+  T* dU = dO + C * V;
+  T* dM = w.dMA.data();
+  T* dRU = dM + C * C;  // dR Uᵀ = −dA
+  T* Z = w.Z.data();
+  T* dq = w.dq.data();
+  T* dk = w.dk.data();
+  T* dKd = w.dKd.data();
+  const T* P = ch.P();
+  const T* M = ch.M();
+  const T* dout = static_cast<const T*>(x.a.dout);
+  for (int64_t i = 0; i < n; ++i)
+    std::copy(dout + x.v_at(p0 + i, hv), dout + x.v_at(p0 + i, hv) + V, dO + i * V);
+  std::fill(dO + n * V, dO + C * V, T(0));
+
+  // Through O = (scale γ ⊙ Q̂) S0 + M U and S' = diag(γ_{C-1}) S0 + (ρ ⊙ K̂)ᵀ U.
+  gemm(true, false, C, V, C, T(1), M, C, dO, V, T(0), dU, V);
+  gemm(false, false, C, V, K, T(1), ch.kd.data(), K, dS, V, T(1), dU, V);
+  gemm(false, true, C, K, V, T(1), U, V, dS, V, T(0), dKd, K);
+  std::fill(w.dgam.begin(), w.dgam.begin() + K, Acc(0));
+  for (int64_t c = 0; c < K; ++c) {
+    w.dgam[size_t(Kg == 1 ? 0 : c)] += dot<Acc>(S0 + c * V, dS + c * V, V);
+    const T decay = ch.gam_last(c);
+    for (int64_t j = 0; j < V; ++j) dS0[c * V + j] = decay * dS[c * V + j];
+  }
+  // Through U = (I + A)⁻¹ diag(β) Vm: dU becomes dR = (I + A)⁻ᵀ dU, the gradient of diag(β) Vm;
+  // then [dM; −dA] = [dO; dR] Uᵀ in one product.
+  trsm_unit_lower(/*trans=*/true, C, V, ch.A.data(), C, dU, V);
+  const T* dR = dU;
+  gemm(false, true, 2 * C, C, V, T(1), dO, V, U, V, T(0), dM, C);
+  for (int64_t i = 0; i < C; ++i) {
+    for (int64_t j = 0; j < V; ++j) dv[i * V + j] = beta[i] * dR[i * V + j];
+    const Acc db = dot<Acc>(dR + i * V, Vm + i * V, V) - dot<Acc>(dRU + i * C, P + i * C, i);
+    if (i < n) static_cast<T*>(x.a.dbeta)[(p0 + i) * x.HV + hv] = T(db);
+  }
+  T* dv_out = static_cast<T*>(x.a.dv);
+  for (int64_t i = 0; i < n; ++i)
+    std::copy(dv + i * V, dv + i * V + V, dv_out + x.v_at(p0 + i, hv));
+  // Through V − (γ ⊙ K̂) S0 and (scale γ ⊙ Q̂) S0, with dv = diag(β) dR: [dv; dO] S0ᵀ gives
+  // [−dKg; dQg], and the rows [−γ ⊙ K̂; scale γ ⊙ Q̂] take [dv; dO] back into dS0.
+  gemm(false, true, 2 * C, K, V, T(1), dv, V, S0, V, T(0), Z, K);
+  gemm(true, false, K, V, 2 * C, T(1), ch.kqg.data(), K, dv, V, T(1), dS0, V);
+  // dP = diag(β) dA on the strict lower triangle (in dRU's place); dM on the lower one.
+  T* dP = dRU;
+  for (int64_t i = 0; i < C; ++i) {
+    for (int64_t j = 0; j < i; ++j) dP[i * C + j] *= -beta[i];
+    std::fill(dP + i * C + i, dP + i * C + C, T(0));
+    std::fill(dM + i * C + i + 1, dM + i * C + C, T(0));
+  }
+
+  // The decays. Every decay factor is the exponential of a segment sum of g, so g_t receives
+  // the sensitivity of each factor whose segment contains t, summed directly:
+  //   dg_t = Σ_{i>=t} T1_i + Σ_{j<t} T2_j + T3 + Σ_{j<t<=i} D_ij
+  // with T1_i from γ_i (segment [0, i]) in γ ⊙ K̂ and scale γ ⊙ Q̂, T2_j from ρ_j ((j, C)) in
+  // ρ ⊙ K̂, T3 from the state's decay γ_{C-1}, and D_ij from E_ij ((j, i]) in the gated products
+  // (per key channel for KDA). Gathering them per running sum (dG_i as ∂/∂(g_0 + .. + g_i), then
+  // a suffix sum) is shorter but cancels: terms +D_ij at i and -D_ij at j meet in the suffix
+  // sum; that was up to 1.14x over the 2x rule on dg of the Gated DeltaNet cases in f32 and in
+  // f64, this form is within it.
+  Acc* t1 = w.t1.data();
+  Acc* t2 = w.t2.data();
+  Acc* rect = w.rect.data();  // Σ_{j<t<=i} D_ij, by t
+  std::fill(t1, t1 + C * Kg, Acc(0));
+  std::fill(t2, t2 + C * Kg, Acc(0));
+  std::fill(rect, rect + C * Kg, Acc(0));
+  const T* q = ch.q();
+  const T* k = ch.k();
+  if (Kg == 1) {
+    // One decay per pair: D_ij = dM_ij M_ij + dP_ij P_ij; the q/k gradients are products of
+    // dM ⊙ E and dP ⊙ E: dq̂ = scale (dM ⊙ E) K̂ and
+    // dk̂ = [(dP ⊙ E) + (dP ⊙ E)ᵀ, scale (dM ⊙ E)ᵀ] [K̂; Q̂].
+    T* L = w.L.data();
+    for (int64_t i = 0; i < C; ++i) {
+      Acc row = 0;  // Σ_{j' <= j} D_ij'
+      const T* e = ch.e_at(i, 0);
+      for (int64_t j = 0; j < i; ++j) {
+        row += Acc(dM[i * C + j]) * M[i * C + j] + Acc(dP[i * C + j]) * P[i * C + j];
+        rect[j + 1] += row;
+      }
+      for (int64_t j = 0; j <= i; ++j) {
+        dM[i * C + j] *= e[j];
+        dP[i * C + j] *= e[j];
+      }
+    }
+    for (int64_t i = 0; i < C; ++i)
+      for (int64_t j = 0; j < C; ++j) {
+        L[i * 2 * C + j] = dP[i * C + j] + dP[j * C + i];
+        L[i * 2 * C + C + j] = ch.scale * dM[j * C + i];
+      }
+    gemm(false, false, C, K, C, ch.scale, dM, C, k, K, T(0), dq, K);
+    gemm(false, false, C, K, 2 * C, T(1), L, 2 * C, ch.kq.data(), K, T(0), dk, K);
+  } else {
+    // Per channel: dq̂_i += Σ_j scale dM_ij (k̂_j ⊙ E_ij), dk̂_j += Σ_i scale dM_ij (q̂_i ⊙ E_ij),
+    // the same with dP for k̂ on both sides; D_ijc = (scale dM_ij q̂_ic + dP_ij k̂_ic) k̂_jc E_ijc.
+    std::fill(dq, dq + C * K, T(0));
+    std::fill(dk, dk + C * K, T(0));
+    Acc* row = w.row.data();
+    for (int64_t i = 0; i < C; ++i) {
+      std::fill(row, row + K, Acc(0));
+      const T* qi = q + i * K;
+      const T* ki = k + i * K;
+      T* dqi = dq + i * K;
+      T* dki = dk + i * K;
+      for (int64_t j = 0; j <= i; ++j) {
+        const T wm = ch.scale * dM[i * C + j], wp = dP[i * C + j];
+        const T* e = ch.e_at(i, j);
+        const T* kj = k + j * K;
+        T* dkj = dk + j * K;
+        for (int64_t c = 0; c < K; ++c) {
+          const T kje = kj[c] * e[c];
+          dqi[c] += wm * kje;
+          dki[c] += wp * kje;
+          dkj[c] += (wm * qi[c] + wp * ki[c]) * e[c];
+        }
+        if (j == i) continue;
+        Acc* r = rect + (j + 1) * K;
+        for (int64_t c = 0; c < K; ++c) {
+          row[c] += (Acc(wm) * qi[c] + Acc(wp) * ki[c]) * (Acc(kj[c]) * e[c]);
+          r[c] += row[c];
+        }
+      }
+    }
+  }
+  // Through −γ ⊙ K̂, scale γ ⊙ Q̂ (Z holds −dKg, dQg) and ρ ⊙ K̂.
+  const T* nkg = ch.kqg.data();
+  const T* qg = nkg + C * K;
+  const T* dQg = Z + C * K;
+  for (int64_t i = 0; i < C; ++i) {
+    if (Kg == 1) {
+      const T a = ch.gam[size_t(i)], sa = ch.scale * a, r = ch.rho[size_t(i)];
+      for (int64_t c = 0; c < K; ++c) {
+        const int64_t at = i * K + c;
+        dk[at] += r * dKd[at] - a * Z[at];
+        dq[at] += sa * dQg[at];
+      }
+      t1[i] = dot<Acc>(nkg + i * K, Z + i * K, K) + dot<Acc>(qg + i * K, dQg + i * K, K);
+      t2[i] = dot<Acc>(ch.kd.data() + i * K, dKd + i * K, K);
+    } else {
+      for (int64_t c = 0; c < K; ++c) {
+        const int64_t at = i * K + c;
+        const T a = ch.gam[size_t(at)];
+        dk[at] += ch.rho[size_t(at)] * dKd[at] - a * Z[at];
+        dq[at] += ch.scale * a * dQg[at];
+        t1[at] = Acc(nkg[at]) * Z[at] + Acc(qg[at]) * dQg[at];
+        t2[at] = Acc(ch.kd[size_t(at)]) * dKd[at];
+      }
+    }
+  }
+  T* dg = static_cast<T*>(x.a.dg);
+  for (int64_t c = 0; c < Kg; ++c) {
+    const Acc t3 = Acc(ch.gam_last(c)) * w.dgam[size_t(c)];
+    Acc before = 0;  // Σ_{j<t} T2_j
+    for (int64_t t = 0; t < n; ++t) {
+      rect[t * Kg + c] += before + t3;
+      before += t2[t * Kg + c];
+    }
+    Acc after = 0;  // Σ_{i>=t} T1_i
+    for (int64_t t = C - 1; t >= 0; --t) {
+      after += t1[t * Kg + c];
+      if (t < n) dg[x.g_at(p0 + t, hv) + c] = T(rect[t * Kg + c] + after);
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    std::copy(dq + i * K, dq + i * K + K, dq_part + ((p0 + i) * x.HV + hv) * K);
+    std::copy(dk + i * K, dk + i * K + K, dk_part + ((p0 + i) * x.HV + hv) * K);
+  }
+}
+
+// Per-thread scratch, fetched once per work item (each thread_local access in the shared library
+// is a __tls_get_addr call: 4% of the backward when made in the loops).
+template <class T>
+struct Scratch {
+  Chunk<T> ch;
+  BwdScratch<T> bwd;
+  Vec<T> S, UO, states, Us, Vms, dS, dS0;
+};
+template <class T>
+Scratch<T>& scratch() {
+  thread_local Scratch<T> s;
+  return s;
+}
+
+}  // namespace
+
+void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
+  dispatch_cpu_float("gated_delta_rule_fwd", args.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const Ptrs<T> x(args);
+    const Sequences& seqs = args.seqs;
+    const int64_t K = x.K, V = x.V, HV = x.HV, KV = K * V, C = args.chunk_size;
+    const T* h0 = static_cast<const T*>(args.initial_state);
+    T* fin = static_cast<T*>(args.final_state);
+    T* out = static_cast<T*>(args.out);
+    parallel_for_dynamic(ctx, seqs.count * HV, [&](int64_t item) {
+      const int64_t s = item / HV, hv = item % HV;
+      const int64_t begin = seqs.begin(s), L = seqs.length(s);
+      Scratch<T>& sc = scratch<T>();
+      Chunk<T>& ch = sc.ch;
+      ch.reserve(C, K, V, x.Kg);
+      grow(sc.S, KV);
+      grow(sc.UO, 2 * C * V);
+      T* S = fin ? fin + item * KV : sc.S.data();
+      const T* O = sc.UO.data() + C * V;
+      for (int64_t i = 0; i < KV; ++i) S[i] = h0 ? h0[item * KV + i] : T(0);
+      for (int64_t t0 = 0; t0 < L; t0 += C) {
+        const int64_t n = std::min(C, L - t0), p0 = begin + t0;
+        load_chunk(ch, x, hv, p0, n, /*with_M=*/true);
+        run_chunk(ch, V, S, /*zero_state=*/t0 == 0 && !h0, sc.UO.data(), static_cast<T*>(nullptr),
+                  /*with_O=*/true);
+        for (int64_t i = 0; i < n; ++i)
+          std::copy(O + i * V, O + i * V + V, out + x.v_at(p0 + i, hv));
+      }
+    });
+  });
+}
+
+void gated_delta_rule_bwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
+  dispatch_cpu_float("gated_delta_rule_bwd", args.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const Ptrs<T> x(args);
+    const Sequences& seqs = args.seqs;
+    const int64_t K = x.K, V = x.V, H = x.H, HV = x.HV, R = x.R, KV = K * V;
+    const int64_t C = args.chunk_size, positions = args.B * args.T;
+    const T* h0 = static_cast<const T*>(args.initial_state);
+    const T* dfin = static_cast<const T*>(args.dfinal_state);
+    T* dh0 = static_cast<T*>(args.dinitial_state);
+    T* dq = static_cast<T*>(args.dq);
+    T* dk = static_cast<T*>(args.dk);
+    // dq̂ and dk̂ per value head, (B·T, HV, K), summed over each group below; with one value
+    // head per q/k head (HV = H) that is the layout of dq and dk, written directly. (Not
+    // zeroed: every row is written.)
+    std::unique_ptr<T[]> parts(R > 1 ? new T[size_t(2 * positions * HV * K)] : nullptr);
+    T* dq_part = R > 1 ? parts.get() : dq;
+    T* dk_part = R > 1 ? parts.get() + positions * HV * K : dk;
+    parallel_for_dynamic(ctx, seqs.count * HV, [&](int64_t item) {
+      const int64_t s = item / HV, hv = item % HV;
+      const int64_t begin = seqs.begin(s), L = seqs.length(s);
+      const int64_t nc = (L + C - 1) / C;
+      Scratch<T>& sc = scratch<T>();
+      Chunk<T>& ch = sc.ch;
+      ch.reserve(C, K, V, x.Kg);
+      sc.bwd.reserve(C, K, V, x.Kg);
+      grow(sc.states, (nc + 1) * KV);
+      grow(sc.Us, nc * C * V);
+      grow(sc.Vms, nc * C * V);
+      grow(sc.dS, KV);
+      grow(sc.dS0, KV);
+      T* states = sc.states.data();
+      // Pass 1: the state entering each chunk, and each chunk's U and Vm.
+      for (int64_t i = 0; i < KV; ++i) states[i] = h0 ? h0[item * KV + i] : T(0);
+      for (int64_t c = 0; c < nc; ++c) {
+        load_chunk(ch, x, hv, begin + c * C, std::min(C, L - c * C), /*with_M=*/false);
+        T* next = states + (c + 1) * KV;
+        std::copy(next - KV, next, next);
+        run_chunk(ch, V, next, /*zero_state=*/c == 0 && !h0, sc.Us.data() + c * C * V,
+                  sc.Vms.data() + c * C * V, /*with_O=*/false);
+      }
+      // Pass 2: chunks last to first, carrying dS back.
+      T* dS = sc.dS.data();
+      T* dS0 = sc.dS0.data();
+      for (int64_t i = 0; i < KV; ++i) dS[i] = dfin ? dfin[item * KV + i] : T(0);
+      for (int64_t c = nc - 1; c >= 0; --c) {
+        const int64_t p0 = begin + c * C;
+        load_chunk(ch, x, hv, p0, std::min(C, L - c * C), /*with_M=*/true);
+        chunk_bwd(ch, x, hv, p0, states + c * KV, sc.Us.data() + c * C * V,
+                  sc.Vms.data() + c * C * V, dS, dS0, sc.bwd, dq_part, dk_part);
+        std::swap(dS, dS0);
+      }
+      if (dh0) std::copy(dS, dS + KV, dh0 + item * KV);
+    });
+    // dq, dk: each q/k head's value heads summed in order, then the l2norm's backward
+    // d = rstd (d̂ − x̂ (x̂ · d̂)) with x̂ = x rstd.
+    if (R == 1 && !args.l2norm) return;
+    parallel_for(ctx, positions * H, [&](int64_t row) {
+      const int64_t p = row / H, h = row % H;
+      for (int which = 0; which < 2; ++which) {
+        const T* in = (which == 0 ? x.q : x.k) + row * K;
+        T* d = (which == 0 ? dq : dk) + row * K;
+        if (R > 1) {
+          const T* part = (which == 0 ? dq_part : dk_part) + (p * HV + h * R) * K;
+          for (int64_t c = 0; c < K; ++c) {
+            T sum = part[c];
+            for (int64_t r = 1; r < R; ++r) sum += part[r * K + c];
+            d[c] = sum;
+          }
+        }
+        if (!args.l2norm) continue;
+        const T rstd = l2norm_rstd(in, K), xd = rstd * dot<T>(in, d, K);
+        for (int64_t c = 0; c < K; ++c) d[c] = rstd * (d[c] - in[c] * rstd * xd);
+      }
+    });
+  });
+}
+
+void gated_delta_rule_update(const Context& ctx, const GatedDeltaRuleArgs& args) {
+  dispatch_cpu_float("gated_delta_rule_update", args.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const Ptrs<T> x(args);
+    const int64_t K = x.K, V = x.V, HV = x.HV, Kg = x.Kg;
+    const T scale = T(args.scale);
+    T* state = static_cast<T*>(args.state);
+    T* out = static_cast<T*>(args.out);
+    // Two passes over the state, each a vector loop over a row of V: decay it and gather Sᵀ k̂,
+    // then add k̂ uᵀ and gather Sᵀ q̂.
+    parallel_for(ctx, args.B * HV, [&](int64_t item) {
+      const int64_t hv = item % HV, p = item / HV;
+      thread_local Vec<T> acc;
+      grow(acc, 2 * V);
+      T* ks = acc.data();
+      T* u = ks + V;
+      const T* qr = x.q_row(p, hv);
+      const T* kr = x.k_row(p, hv);
+      const T rq = scale * (args.l2norm ? l2norm_rstd(qr, K) : T(1));
+      const T rk = args.l2norm ? l2norm_rstd(kr, K) : T(1);
+      const T* g = x.g + x.g_at(p, hv);
+      const T* v = x.v + x.v_at(p, hv);
+      const T b = x.beta[p * HV + hv];
+      T* S = state + item * K * V;
+      T* o = out + x.v_at(p, hv);
+      std::fill(ks, ks + V, T(0));
+      for (int64_t c = 0; c < K; ++c) {
+        const T decay = std::exp(g[Kg == 1 ? 0 : c]), kc = kr[c] * rk;
+        T* row = S + c * V;
+        for (int64_t j = 0; j < V; ++j) {
+          row[j] *= decay;
+          ks[j] += kc * row[j];
+        }
+      }
+      for (int64_t j = 0; j < V; ++j) {
+        u[j] = b * (v[j] - ks[j]);
+        o[j] = T(0);
+      }
+      for (int64_t c = 0; c < K; ++c) {
+        const T kc = kr[c] * rk, qc = qr[c] * rq;
+        T* row = S + c * V;
+        for (int64_t j = 0; j < V; ++j) {
+          row[j] += kc * u[j];
+          o[j] += qc * row[j];
+        }
+      }
+    });
+  });
+}
+
+}  // namespace longctx::cpu
