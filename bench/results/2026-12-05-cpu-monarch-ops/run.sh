@@ -12,3 +12,9 @@ for threads in 1 2; do
     --threads "$threads" --json "$here/ops_${threads}thread.json" >> "$here/ops_${threads}thread.txt"
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$here/ops_${threads}thread.txt"
 done
+# The widths of the quality runs' MLPs (d_model 128: 128 -> 384 -> 128), where the blocks are
+# 32 x 32 to 128 x 128: small_n_1thread.*.
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" > "$here/small_n_1thread.txt"
+"$root/build-cpu/bench/bench_monarch" --device cpu --dtype f32 --sizes 128,256,384,512 --blocks 4 \
+  --rows 4096 --reps 5 --threads 1 --json "$here/small_n_1thread.json" >> "$here/small_n_1thread.txt"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$here/small_n_1thread.txt"
