@@ -50,6 +50,7 @@ TEST_P(MonarchLinear, MatchesReference) {
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
   const DType dt = backend.dtype;
+  ASSERT_EQ(monarch_linear_supports(dev, dt), "");
   Rng rng(19);
   const int64_t n_out = c.w2[0] * c.w2[1], lr = c.w2[0] * c.w2[2];
   const Shape out_shape = with_last(c.x_shape, n_out), mid_shape = with_last(c.x_shape, lr);
@@ -124,6 +125,7 @@ TEST_P(MonarchOneBlock, EqualsLinearWithTheDenseWeight) {
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
   const DType dt = backend.dtype;
+  ASSERT_EQ(monarch_linear_supports(dev, dt), "");
   Rng rng(7);
   const int64_t n = 48;
   const Ref x = rounded(random_ref({4, 6, n}, rng), dt);
@@ -330,7 +332,11 @@ TEST(MonarchLinearBadInput, NamesTheShapeRule) {
   EXPECT_LONGCTX_ERROR(monarch_project(ctx, p1, p2, zeros({10, 15})), "'w1'", "k·p = n_in = 15");
   EXPECT_NE(monarch_project_supports(Device::cuda(0), DType::f32), "");
   EXPECT_EQ(monarch_linear_supports(Device::cpu(), DType::f64), "");
-  EXPECT_NE(monarch_linear_supports(Device::cpu(), DType::bf16), "");
+  EXPECT_EQ(monarch_linear_supports(Device::cuda(0), DType::bf16), "");
+  const std::string why = monarch_linear_supports(Device::cpu(), DType::bf16);
+  EXPECT_NE(why.find("monarch_linear on the CPU backend supports dtypes f32, f64, got bf16"),
+            std::string::npos)
+      << why;
 }
 
 }  // namespace
