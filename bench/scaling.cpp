@@ -10,6 +10,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <utility>
 
 #include <unistd.h>
 
@@ -42,18 +43,39 @@ Tensor random_tokens(int64_t B, int64_t T, int64_t V, std::mt19937_64& rng, Devi
   return device.is_cpu() ? t : t.to(device, &ctx);
 }
 
-// Median seconds of `repeats` runs of f, after one warm-up run; f must leave the device idle.
+// The process's CPU time (every thread), in seconds.
+double cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// Medians of the wall and the process CPU time of `repeats` runs of f, after one warm-up run; f
+// must leave the device idle. On a shared machine the CPU time is the steadier of the two: at
+// load average 15 a training step's wall time moved by 2x between runs (the packing
+// measurement of bench/results/2026-12-05-cpu-packing), its CPU time far less.
+struct Timing {
+  double wall_s = 0, cpu_s = 0;
+};
 template <class F>
-double median_seconds(int repeats, F&& f) {
+Timing median_timing(int repeats, F&& f) {
   f();
-  std::vector<double> times;
+  std::vector<double> wall, cpu;
   for (int r = 0; r < repeats; ++r) {
     const auto start = Clock::now();
+    const double cpu_start = cpu_seconds();
     f();
-    times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    cpu.push_back(cpu_seconds() - cpu_start);
+    wall.push_back(std::chrono::duration<double>(Clock::now() - start).count());
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  std::sort(wall.begin(), wall.end());
+  std::sort(cpu.begin(), cpu.end());
+  return {wall[wall.size() / 2], cpu[cpu.size() / 2]};
+}
+
+template <class F>
+double median_seconds(int repeats, F&& f) {
+  return median_timing(repeats, std::forward<F>(f)).wall_s;
 }
 
 // Largest relative difference between two logits tensors (any devices).
@@ -92,6 +114,23 @@ std::string human_bytes(double bytes) {
 
 }  // namespace
 
+std::vector<int32_t> packed_documents(int64_t B, int64_t T, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::lognormal_distribution<double> length(std::log(double(T) / 8), 1.0);
+  std::vector<int32_t> cu_seqlens = {0};
+  for (int64_t row = 0; row < B; ++row) {
+    const int64_t end = (row + 1) * T;
+    int64_t at = row * T;
+    while (at < end) {
+      const double drawn = std::round(length(rng));
+      const int64_t n = std::min(end - at, int64_t(std::clamp(drawn, 1.0, double(T))));
+      at += n;
+      cu_seqlens.push_back(int32_t(at));
+    }
+  }
+  return cu_seqlens;
+}
+
 // One line on stderr saying what is being measured, rewritten in place on a terminal; `what` =
 // nullptr clears it.
 static void progress(const std::string& preset, int64_t T, const char* what) {
@@ -120,6 +159,66 @@ double train_flops_per_token(const Model& model, int64_t T) {
   flops += 6.0 * hd * double(c.count(LayerKind::sliding_attention)) *
            double(std::min(T, c.attention.window));
   return flops;
+}
+
+// The packed mode's point (see scaling.h): the rectangle's B * T tokens, x and y, as one packed
+// batch of documents; a document's last target is -100 (it has no next token in it), as in
+// `longctx train --task text --pack`. Returns the point's JSON: {"error": ...} when it fails.
+static json time_packed(Model& model, const Context& ctx, int repeats, const std::string& preset,
+                        int64_t B, int64_t T, const Tensor& x, const Tensor& y) {
+  const Device device = ctx.device();
+  // The seed depends on T only: every preset packs the same documents at a given T.
+  const std::vector<int32_t> cu = packed_documents(B, T, /*seed=*/uint64_t(T) * 7919 + 17);
+  std::vector<int64_t> lengths;
+  for (size_t i = 1; i < cu.size(); ++i) lengths.push_back(int64_t(cu[i] - cu[i - 1]));
+  Tensor cu_host = Tensor::empty({int64_t(cu.size())}, DType::i32);
+  std::copy(cu.begin(), cu.end(), cu_host.data_as<int32_t>());
+  const Tensor xp = x.reshape({1, B * T});
+  const Tensor yp_host = Tensor::empty({1, B * T}, DType::i32);
+  yp_host.copy_from((device.is_cpu() ? y : y.to(Device::cpu(), &ctx)).reshape({1, B * T}));
+  for (size_t i = 1; i < cu.size(); ++i) yp_host.data_as<int32_t>()[cu[i] - 1] = -100;
+  const Tensor yp = device.is_cpu() ? yp_host : yp_host.to(device, &ctx);
+  const Tensor cu_seqlens = device.is_cpu() ? cu_host : cu_host.to(device, &ctx);
+  std::vector<int64_t> sorted = lengths;
+  std::sort(sorted.begin(), sorted.end());
+  json point = {{"documents", lengths.size()},
+                {"document_lengths", lengths},
+                {"document_tokens", cu.back()},
+                {"median_document_length", sorted[sorted.size() / 2]}};
+  try {
+    progress(preset, T, "packed training step");
+    reset_peak_memory(device);
+    const Timing train = median_timing(repeats, [&] {
+      model.forward(xp, yp, cu_seqlens);
+      model.backward();
+      ctx.synchronize();
+    });
+    const size_t train_peak = peak_memory_bytes(device);
+    const size_t activation_bytes = model.activation_bytes();
+    progress(preset, T, "packed prefill");
+    reset_peak_memory(device);
+    const Timing prefill = median_timing(repeats, [&] {
+      model.forward(xp, {}, cu_seqlens);
+      ctx.synchronize();
+    });
+    const size_t prefill_peak = peak_memory_bytes(device);
+    progress(preset, T, nullptr);
+    const double param_bytes = double(model.params().flat().nbytes());
+    point["train_step_s"] = train.wall_s;
+    point["train_step_cpu_s"] = train.cpu_s;
+    point["train_tokens_per_s"] = double(B * T) / train.wall_s;
+    point["prefill_s"] = prefill.wall_s;
+    point["prefill_cpu_s"] = prefill.cpu_s;
+    point["prefill_tokens_per_s"] = double(B * T) / prefill.wall_s;
+    point["activation_bytes"] = activation_bytes;
+    point["train_memory_bytes"] = double(activation_bytes) + 2 * param_bytes;
+    point["train_peak_bytes"] = train_peak;
+    point["prefill_peak_bytes"] = prefill_peak;
+  } catch (const Error& e) {
+    progress(preset, T, nullptr);
+    point["error"] = e.what();
+  }
+  return point;
 }
 
 // Single-token decode steps timed per point (after a prefill of T tokens).
@@ -154,6 +253,8 @@ int run_scaling(const ScalingOptions& options) {
   for (int64_t T : lengths) std::printf(" %lld", (long long)T);
   std::printf("\n");
 
+  // The load when the run starts and ends: on a shared machine, what the timings share it with.
+  const std::string load_start = shell_line("cut -d' ' -f1-3 /proc/loadavg");
   json results = json::array();
   std::map<std::string, std::map<int64_t, double>> train_tps;  // preset -> T -> tokens/s
   for (const std::string& preset : presets) {
@@ -186,14 +287,14 @@ int run_scaling(const ScalingOptions& options) {
       std::mt19937_64 rng{uint64_t(T)};
       const Tensor x = random_tokens(B, T, config.vocab_size, rng, device, ctx);
       const Tensor y = random_tokens(B, T, config.vocab_size, rng, device, ctx);
-      double train_s = 0, prefill_s = 0;
+      Timing train, prefill;
       size_t train_peak = 0, prefill_peak = 0, cache_bytes = 0;
       double decode_s = 0;
       size_t train_activation_bytes = 0;
       try {
         progress(preset, T, "training step");
         reset_peak_memory(device);
-        train_s = median_seconds(options.repeats, [&] {
+        train = median_timing(options.repeats, [&] {
           model->forward(x, y);
           model->backward();
           ctx.synchronize();
@@ -202,7 +303,7 @@ int run_scaling(const ScalingOptions& options) {
         train_activation_bytes = model->activation_bytes();
         progress(preset, T, "prefill");
         reset_peak_memory(device);
-        prefill_s = median_seconds(options.repeats, [&] {
+        prefill = median_timing(options.repeats, [&] {
           model->forward(x);
           ctx.synchronize();
         });
@@ -227,6 +328,7 @@ int run_scaling(const ScalingOptions& options) {
         points.push_back({{"T", T}, {"batch", B}, {"error", e.what()}});
         continue;
       }
+      const double train_s = train.wall_s, prefill_s = prefill.wall_s;
       const double train_tokens_per_s = double(B * T) / train_s;
       const double train_tflops = train_flops_per_token(*model, T) * train_tokens_per_s * 1e-12;
       const double prefill_tokens_per_s = double(B * T) / prefill_s;
@@ -242,9 +344,11 @@ int run_scaling(const ScalingOptions& options) {
       points.push_back({{"T", T},
                         {"batch", B},
                         {"train_step_s", train_s},
+                        {"train_step_cpu_s", train.cpu_s},
                         {"train_tokens_per_s", train_tokens_per_s},
                         {"train_tflops_estimate", train_tflops},
                         {"prefill_s", prefill_s},
+                        {"prefill_cpu_s", prefill.cpu_s},
                         {"prefill_tokens_per_s", prefill_tokens_per_s},
                         {"activation_bytes", train_activation_bytes},
                         {"parameter_bytes", param_bytes},
@@ -254,6 +358,37 @@ int run_scaling(const ScalingOptions& options) {
                         {"decode_s_per_token", decode_s},
                         {"decode_tokens_per_s", 1.0 / decode_s},
                         {"cache_bytes", cache_bytes}});
+      if (options.packed) {
+        json packed = time_packed(*model, ctx, options.repeats, preset, B, T, x, y);
+        if (packed.contains("train_tokens_per_s")) {
+          const double train_ratio =
+              packed["train_tokens_per_s"].get<double>() / train_tokens_per_s;
+          const double prefill_ratio =
+              packed["prefill_tokens_per_s"].get<double>() / prefill_tokens_per_s;
+          packed["train_speedup_vs_rectangular"] = train_ratio;
+          packed["prefill_speedup_vs_rectangular"] = prefill_ratio;
+          packed["train_cpu_speedup_vs_rectangular"] =
+              train.cpu_s / packed["train_step_cpu_s"].get<double>();
+          packed["prefill_cpu_speedup_vs_rectangular"] =
+              prefill.cpu_s / packed["prefill_cpu_s"].get<double>();
+          std::printf(
+              "  %8s %6lld %14.0f %9s %14.0f %13s %12s %12s   %lld documents, median %lld:"
+              " x%.2f train, x%.2f prefill (by CPU time x%.2f, x%.2f)\n",
+              "packed", (long long)B, packed["train_tokens_per_s"].get<double>(), "",
+              packed["prefill_tokens_per_s"].get<double>(), "",
+              human_bytes(packed["train_memory_bytes"].get<double>()).c_str(),
+              human_bytes(packed["train_peak_bytes"].get<double>()).c_str(),
+              packed["documents"].get<long long>(),
+              packed["median_document_length"].get<long long>(), train_ratio, prefill_ratio,
+              packed["train_cpu_speedup_vs_rectangular"].get<double>(),
+              packed["prefill_cpu_speedup_vs_rectangular"].get<double>());
+        } else {
+          std::printf("  %8s %6lld failed: %s\n", "packed", (long long)B,
+                      packed["error"].get<std::string>().c_str());
+        }
+        std::fflush(stdout);
+        points.back()["packed"] = packed;
+      }
     }
     results.push_back({{"preset", preset},
                        {"pattern", config.pattern()},
@@ -295,6 +430,8 @@ int run_scaling(const ScalingOptions& options) {
                  {"device", device.str()},
                  {"device_name", device_name},
                  {"cpu_threads", ctx.cpu_threads()},
+                 {"load_average_start", load_start},
+                 {"load_average_end", shell_line("cut -d' ' -f1-3 /proc/loadavg")},
                  {"build",
                   {{"version", build.version},
                    {"cuda", build.cuda},
@@ -302,6 +439,14 @@ int run_scaling(const ScalingOptions& options) {
                    {"blas", build.blas},
                    {"openmp", build.openmp}}},
                  {"tokens_per_batch", tokens},
+                 {"packed", options.packed},
+                 {"packed_note",
+                  "packed: each point's B rows of T tokens cut into documents (lognormal lengths, "
+                  "median T/8, sigma 1, clipped to [1, T], seeded by T, the last of a row cut to "
+                  "fill it) and run as one packed batch (1, B*T) with cu_seqlens; *_speedup_vs_"
+                  "rectangular = packed tokens/s over the rectangular point's, same run (wall "
+                  "time); *_cpu_speedup_vs_rectangular the same by process CPU time (all threads), "
+                  "steadier on a shared machine"},
                  {"flops_note",
                   "train_tflops_estimate = (6 per matmul weight, head included, + 6*H*D per "
                   "visible key for attention) per token x training tokens/s; scans, convs and "

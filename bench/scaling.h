@@ -2,8 +2,15 @@
 // sequence lengths at a fixed number of tokens per batch, the training step (forward + backward)
 // and prefill (forward) throughput and the memory each needs; the crossover length where a
 // recurrent or hybrid model overtakes pure attention. Prints a table, writes JSON.
+//
+// Packed mode (`--packed`): after each rectangular point, the same token budget again as real
+// data is, documents of mixed lengths: each of the B rows of T tokens is cut into documents
+// (packed_documents below), and the B * T tokens run as one packed batch (1, B * T) with
+// cu_seqlens, no document seeing another. Attention's cost per token falls with the documents'
+// lengths, a scan's does not: the table shows what each preset gains from it.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -17,7 +24,14 @@ struct ScalingOptions {
   int repeats = 2;                   // timed runs per point (the median is reported)
   std::string presets_dir;           // where <preset>.json lives
   std::string out = "scaling.json";
+  bool packed = false;  // also time each point as packed documents of mixed lengths
 };
+
+// The packed mode's documents for B rows of T tokens: lengths drawn from a lognormal with median
+// T / 8 (sigma 1: half of them within a factor 2 of it) from a generator seeded by `seed`,
+// rounded and clipped to [1, T], the last of each row cut to fill it exactly. Returns cu_seqlens
+// over the B * T tokens: 0 first, B * T last, a boundary at every multiple of T.
+std::vector<int32_t> packed_documents(int64_t B, int64_t T, uint64_t seed);
 
 // Runs the sweep; returns a process exit code.
 int run_scaling(const ScalingOptions& options);

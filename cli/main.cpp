@@ -2,7 +2,7 @@
 //   longctx info [--json]                      version, build options, CPU threads, CUDA devices
 //   longctx ops                                the ops `longctx op` can run, their tensors, options
 //   longctx op NAME --in IN --out OUT [--device cpu|cuda[:N]] [--backward] [--threads N]
-//   longctx bench scaling [--device D] [--presets a,b] [--lengths 256,512] [--out FILE]
+//   longctx bench scaling [--device D] [--presets a,b] [--lengths 256,512] [--packed] [--out FILE]
 //   longctx train --out DIR [--task mqar|text] [--model PRESET] [--resume] ...  (models/train.h)
 //   longctx generate --checkpoint DIR|FILE (--prompt TEXT | --tokens 1,2,3) [sampling options]
 // Errors: one line on stderr ("longctx: error: ..."), exit status 1; usage errors exit 2. A
@@ -156,6 +156,9 @@ int main(int argc, char** argv) {
   scaling_cmd->add_option("--presets-dir", scaling.presets_dir, "where <preset>.json live")
       ->capture_default_str();
   scaling_cmd->add_option("--out", scaling.out, "JSON output")->capture_default_str();
+  scaling_cmd->add_flag("--packed", scaling.packed,
+                        "also time each point as packed documents of mixed lengths (lognormal "
+                        "around T/8) in the same token budget");
 
   const Command train_cmd = add_train_command(app);
   const Command generate_cmd = add_generate_command(app);

@@ -996,6 +996,57 @@ TEST(CliHostile, OutputsAreWrittenOnlyAsRegularFiles) {
   EXPECT_EQ(nlohmann::json::parse(slurp(dir.file("scaling.json")))["benchmark"], "scaling");
 }
 
+// bench scaling --packed: after each rectangular point, the same B * T tokens as packed documents
+// of mixed lengths, for an attention and a recurrent model: every row of T tokens is cut into
+// documents of 1 .. T tokens (none crosses a row), and they sum to the budget.
+TEST(CliBench, ScalingPackedDocumentsFillTheTokenBudget) {
+  ScratchDir dir;
+  std::ofstream(dir.file("att.json"))
+      << R"({"name": "att", "vocab_size": 16, "d_model": 16, "pattern": "*-",
+             "attention": {"n_heads": 2, "n_kv_heads": 1}})";
+  std::ofstream(dir.file("ssm.json"))
+      << R"({"name": "ssm", "vocab_size": 16, "d_model": 16, "pattern": "S-R-",
+             "mamba2": {"d_state": 8, "head_dim": 8, "chunk_size": 16}})";
+  const Result r = cli(dir, "bench scaling --device cpu --presets-dir " + dir.path() +
+                                " --presets att,ssm --lengths 32,96 --tokens 192 --repeats 1"
+                                " --packed --out " +
+                                dir.file("scaling.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json report = nlohmann::json::parse(slurp(dir.file("scaling.json")));
+  EXPECT_TRUE(report["packed"].get<bool>());
+  ASSERT_EQ(report["presets"].size(), 2u);
+  std::map<int64_t, std::vector<int64_t>> documents_at;  // T -> the first preset's lengths
+  for (const auto& preset : report["presets"]) {
+    ASSERT_EQ(preset["points"].size(), 2u) << preset.dump();
+    for (const auto& point : preset["points"]) {
+      const int64_t T = point["T"], B = point["batch"];
+      EXPECT_EQ(B * T, 192);
+      ASSERT_TRUE(point.contains("packed")) << point.dump();
+      const auto& packed = point["packed"];
+      ASSERT_FALSE(packed.contains("error")) << packed.dump();
+      const std::vector<int64_t> lengths = packed["document_lengths"];
+      EXPECT_EQ(int64_t(lengths.size()), packed["documents"].get<int64_t>());
+      EXPECT_GT(lengths.size(), size_t(B)) << "T / 8 documents are shorter than a row";
+      int64_t sum = 0;
+      for (int64_t n : lengths) {
+        EXPECT_GE(n, 1);
+        EXPECT_LE(n, T);
+        const int64_t row = sum / T;
+        sum += n;
+        EXPECT_LE(sum, (row + 1) * T) << "a document crosses the end of row " << row;
+      }
+      EXPECT_EQ(sum, B * T);
+      EXPECT_EQ(packed["document_tokens"].get<int64_t>(), B * T);
+      EXPECT_GT(packed["train_tokens_per_s"].get<double>(), 0);
+      EXPECT_GT(packed["prefill_tokens_per_s"].get<double>(), 0);
+      // The documents depend on T only: every preset runs the same ones.
+      if (!documents_at.count(T)) documents_at[T] = lengths;
+      EXPECT_EQ(lengths, documents_at[T]);
+    }
+  }
+  EXPECT_NE(r.out.find("packed"), std::string::npos) << r.out;
+}
+
 // generate prints the continuation byte for byte: a model whose parameters are all zero has equal
 // logits, so greedy decoding picks token 0 — a NUL byte, where printing with %s stopped.
 // Parameters holding NaN, NaN sampling parameters and a checkpoint whose config has impossible

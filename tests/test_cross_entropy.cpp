@@ -30,6 +30,7 @@ TEST_P(CrossEntropy, MatchesReference) {
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
   const DType dt = backend.dtype, sd = stat_dtype(dt);
+  ASSERT_EQ(cross_entropy_supports(dev, dt), "");
   Rng rng(606);
   Shape logits_shape = c.rows;
   logits_shape.push_back(c.V);
@@ -165,6 +166,17 @@ TEST(CrossEntropyBadInput, NamesTheArgument) {
   EXPECT_LONGCTX_ERROR(cross_entropy_bwd(ctx, logits.narrow(0, 1, 3), loss, logits.narrow(0, 0, 3),
                                          targets.narrow(0, 0, 3), lse.narrow(0, 0, 3)),
                        "'dlogits'", "overlaps input 'logits'");
+}
+
+TEST(CrossEntropySupports, NamesTheBackendsDtypes) {
+  EXPECT_EQ(cross_entropy_supports(Device::cpu(), DType::f64), "");
+  EXPECT_EQ(cross_entropy_supports(Device::cuda(0), DType::bf16), "");
+  const std::string why = cross_entropy_supports(Device::cpu(), DType::f16);
+  EXPECT_NE(why.find("cross_entropy on the CPU backend supports dtypes f32, f64, got f16"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(cross_entropy_supports(Device::cuda(0), DType::f64).find("f32, bf16, f16"),
+            std::string::npos);
 }
 
 }  // namespace

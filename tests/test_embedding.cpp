@@ -39,6 +39,7 @@ TEST_P(Embedding, MatchesReference) {
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
   const DType dt = backend.dtype;
+  ASSERT_EQ(embedding_supports(dev, dt), "");
   Rng rng(505);
   const std::vector<int32_t> tokens = random_tokens(c.tokens_shape, c.V, c.blank_fraction, rng);
   const Tensor tokens_t = int_tensor(tokens, c.tokens_shape, dev);
@@ -156,6 +157,17 @@ TEST(EmbeddingBadInput, NamesTheArgument) {
                        "embedding_bwd", "'dout'", "expected dtype f32");
   EXPECT_LONGCTX_ERROR(embedding_bwd(ctx, table, table.narrow(0, 0, 3), tokens), "'dtable'",
                        "overlaps input 'dout'");
+}
+
+TEST(EmbeddingSupports, NamesTheBackendsDtypes) {
+  EXPECT_EQ(embedding_supports(Device::cpu(), DType::f64), "");
+  EXPECT_EQ(embedding_supports(Device::cuda(0), DType::bf16), "");
+  const std::string why = embedding_supports(Device::cpu(), DType::f16);
+  EXPECT_NE(why.find("embedding on the CPU backend supports dtypes f32, f64, got f16"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(embedding_supports(Device::cuda(0), DType::f64).find("f32, bf16, f16"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -33,6 +33,7 @@ TEST_P(RGLRUGate, MatchesReference) {
   Context& ctx = context_for(backend.device);
   const Device dev = backend.device;
   const DType dt = backend.dtype;
+  ASSERT_EQ(rglru_gate_supports(dev, dt), "");
   const int64_t D = c.shape.back();
   Rng rng(5);
   const Ref x = rounded(random_ref(c.shape, rng, -2, 2), dt);
@@ -107,6 +108,17 @@ TEST(RGLRUGateBadInput, NamesTheArgument) {
   EXPECT_LONGCTX_ERROR(rglru_gate_fwd(ctx, a, a, x, x, x, l), "rglru_gate_fwd", "overlap");
   EXPECT_LONGCTX_ERROR(rglru_gate_fwd(ctx, a, b, x.to_dtype(DType::f64), x, x, l),
                        "rglru_gate_fwd");
+}
+
+TEST(RGLRUGateSupports, NamesTheBackendsDtypes) {
+  EXPECT_EQ(rglru_gate_supports(Device::cpu(), DType::f64), "");
+  EXPECT_EQ(rglru_gate_supports(Device::cuda(0), DType::bf16), "");
+  const std::string why = rglru_gate_supports(Device::cpu(), DType::f16);
+  EXPECT_NE(why.find("rglru_gate on the CPU backend supports dtypes f32, f64, got f16"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(rglru_gate_supports(Device::cuda(0), DType::f64).find("f32, bf16, f16"),
+            std::string::npos);
 }
 
 }  // namespace

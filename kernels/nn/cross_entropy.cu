@@ -16,7 +16,7 @@
 #include "kernels/common/cuda_check.cuh"
 #include "kernels/common/index_check.cuh"
 #include "kernels/common/types.cuh"
-#include "longctx/ops/cross_entropy.h"
+#include "src/ops/cross_entropy.h"
 
 namespace longctx::cuda {
 
@@ -129,46 +129,42 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void cross_entropy_fwd(const Context& ctx, const Tensor& loss, const Tensor& lse,
-                       const Tensor& logits, const Tensor& targets,
-                       const CrossEntropyParams& params) {
-  const int64_t V = logits.size(-1), N = logits.numel() / V;
+// lse, loss and dloss are f32: stat_dtype of the CUDA dtypes (f32, bf16, f16).
+void cross_entropy_fwd(const Context& ctx, const CrossEntropyArgs& args) {
+  const int64_t V = args.V, N = args.N;
   Context::CudaState& state = state_of(ctx);
   cudaStream_t stream = state.stream;
   Tensor row_loss = Tensor::empty({std::max<int64_t>(N, 1)}, DType::f32, ctx.device(), &ctx);
   if (N > 0) {
-    dispatch_cuda_float("cross_entropy_fwd", logits.dtype(), [&](auto tag) {
+    dispatch_cuda_float("cross_entropy_fwd", args.dtype, [&](auto tag) {
       using T = typename decltype(tag)::type;
       cross_entropy_fwd_kernel<T><<<unsigned(N), kThreads, 0, stream>>>(
-          lse.data_as<float>(), row_loss.data_as<float>(), state.index_flag,
-          static_cast<const T*>(logits.data()), targets.data_as<int32_t>(), V, params.ignore_index);
+          static_cast<float*>(args.lse), row_loss.data_as<float>(), state.index_flag,
+          static_cast<const T*>(args.logits), args.targets, V, args.ignore_index);
     });
     LONGCTX_CHECK_LAUNCH();
-    commit_index_check(state, IndexCheck::cross_entropy_targets, V, params.ignore_index);
+    commit_index_check(state, IndexCheck::cross_entropy_targets, V, args.ignore_index);
   }
-  mean_loss_kernel<<<1, kSumThreads, 0, stream>>>(loss.data_as<float>(), row_loss.data_as<float>(),
-                                                  targets.data_as<int32_t>(), N,
-                                                  params.ignore_index);
+  mean_loss_kernel<<<1, kSumThreads, 0, stream>>>(static_cast<float*>(args.loss),
+                                                  row_loss.data_as<float>(), args.targets, N,
+                                                  args.ignore_index);
   LONGCTX_CHECK_LAUNCH();
 }
 
-void cross_entropy_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dloss,
-                       const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                       const CrossEntropyParams& params) {
-  const int64_t V = logits.size(-1), N = logits.numel() / V;
+void cross_entropy_bwd(const Context& ctx, const CrossEntropyArgs& args) {
+  const int64_t V = args.V, N = args.N;
   if (N == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   Tensor scale = Tensor::empty({1}, DType::f32, ctx.device(), &ctx);
-  grad_scale_kernel<<<1, kSumThreads, 0, stream>>>(scale.data_as<float>(), dloss.data_as<float>(),
-                                                   targets.data_as<int32_t>(), N,
-                                                   params.ignore_index);
+  grad_scale_kernel<<<1, kSumThreads, 0, stream>>>(scale.data_as<float>(),
+                                                   static_cast<const float*>(args.dloss),
+                                                   args.targets, N, args.ignore_index);
   LONGCTX_CHECK_LAUNCH();
-  dispatch_cuda_float("cross_entropy_bwd", logits.dtype(), [&](auto tag) {
+  dispatch_cuda_float("cross_entropy_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     cross_entropy_bwd_kernel<T><<<unsigned(N), kThreads, 0, stream>>>(
-        static_cast<T*>(dlogits.data()), scale.data_as<float>(),
-        static_cast<const T*>(logits.data()), targets.data_as<int32_t>(), lse.data_as<float>(), V,
-        params.ignore_index);
+        static_cast<T*>(args.dlogits), scale.data_as<float>(), static_cast<const T*>(args.logits),
+        args.targets, static_cast<const float*>(args.lse), V, args.ignore_index);
   });
   LONGCTX_CHECK_LAUNCH();
 }

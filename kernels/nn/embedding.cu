@@ -15,7 +15,7 @@
 #include "kernels/common/grid.h"
 #include "kernels/common/index_check.cuh"
 #include "kernels/common/types.cuh"
-#include "longctx/ops/embedding.h"
+#include "src/ops/embedding.h"
 
 namespace longctx::cuda {
 
@@ -114,40 +114,38 @@ unsigned blocks_for(int64_t n) {
 }
 
 // Checks the tokens on the device; a bad one is reported at the next synchronisation.
-void check_tokens(const Context& ctx, IndexCheck check, const Tensor& tokens, int64_t V) {
-  const int64_t N = tokens.numel();
+void check_tokens(const Context& ctx, IndexCheck check, const int32_t* tokens, int64_t N,
+                  int64_t V) {
   if (N == 0) return;
   Context::CudaState& state = state_of(ctx);
-  check_tokens_kernel<<<blocks_for(N), kThreads, 0, state.stream>>>(
-      state.index_flag, tokens.data_as<int32_t>(), N, V);
+  check_tokens_kernel<<<blocks_for(N), kThreads, 0, state.stream>>>(state.index_flag, tokens, N, V);
   LONGCTX_CHECK_LAUNCH();
   commit_index_check(state, check, V, 0);
 }
 
 }  // namespace
 
-void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& tokens,
-                   const Tensor& table) {
-  const int64_t N = tokens.numel(), V = table.size(0), C = table.size(1);
-  if (N == 0 || C == 0) return check_tokens(ctx, IndexCheck::embedding_fwd_tokens, tokens, V);
+void embedding_fwd(const Context& ctx, const EmbeddingArgs& args) {
+  const int64_t N = args.N, V = args.V, C = args.C;
+  if (N == 0 || C == 0)
+    return check_tokens(ctx, IndexCheck::embedding_fwd_tokens, args.tokens, N, V);
   Context::CudaState& state = state_of(ctx);
   const unsigned blocks = unsigned(std::min<int64_t>(N, 65535 * 8));
-  dispatch_cuda_float("embedding_fwd", table.dtype(), [&](auto tag) {
+  dispatch_cuda_float("embedding_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     embedding_fwd_kernel<T><<<blocks, kThreads, 0, state.stream>>>(
-        static_cast<T*>(out.data()), state.index_flag, tokens.data_as<int32_t>(),
-        static_cast<const T*>(table.data()), N, V, C);
+        static_cast<T*>(args.out), state.index_flag, args.tokens, static_cast<const T*>(args.table),
+        N, V, C);
   });
   LONGCTX_CHECK_LAUNCH();
   commit_index_check(state, IndexCheck::embedding_fwd_tokens, V, 0);
 }
 
-void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout,
-                   const Tensor& tokens) {
-  const int64_t N = tokens.numel(), V = dtable.size(0), C = dtable.size(1);
+void embedding_bwd(const Context& ctx, const EmbeddingArgs& args) {
+  const int64_t N = args.N, V = args.V, C = args.C;
   // Tokens outside [0, V) sort outside every run [offsets[v], offsets[v + 1]) below, so they add
   // to no row; they are reported at the next synchronisation.
-  check_tokens(ctx, IndexCheck::embedding_bwd_tokens, tokens, V);
+  check_tokens(ctx, IndexCheck::embedding_bwd_tokens, args.tokens, N, V);
   if (C == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   const Device dev = ctx.device();
@@ -160,11 +158,11 @@ void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout,
     LONGCTX_CHECK_LAUNCH();
     size_t temp_bytes = 0;
     LONGCTX_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
-        nullptr, temp_bytes, tokens.data_as<int32_t>(), sorted.data_as<int32_t>(),
-        positions.data_as<int32_t>(), order.data_as<int32_t>(), N, 0, 32, stream));
+        nullptr, temp_bytes, args.tokens, sorted.data_as<int32_t>(), positions.data_as<int32_t>(),
+        order.data_as<int32_t>(), N, 0, 32, stream));
     Tensor temp = Tensor::empty({int64_t(temp_bytes / 8 + 1)}, DType::i64, dev, &ctx);
     LONGCTX_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
-        temp.data(), temp_bytes, tokens.data_as<int32_t>(), sorted.data_as<int32_t>(),
+        temp.data(), temp_bytes, args.tokens, sorted.data_as<int32_t>(),
         positions.data_as<int32_t>(), order.data_as<int32_t>(), N, 0, 32, stream));
   }
   Tensor offsets = Tensor::empty({V + 1}, DType::i64, dev, &ctx);
@@ -173,11 +171,11 @@ void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout,
   LONGCTX_CHECK_LAUNCH();
   const int64_t tiles = (C + kTile - 1) / kTile;
   const unsigned grid = flat_grid("embedding_bwd", V, tiles, 1);
-  dispatch_cuda_float("embedding_bwd", dtable.dtype(), [&](auto tag) {
+  dispatch_cuda_float("embedding_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     embedding_bwd_kernel<T><<<grid, kThreads, 0, stream>>>(
-        static_cast<T*>(dtable.data()), static_cast<const T*>(dout.data()),
-        order.data_as<int32_t>(), offsets.data_as<int64_t>(), V, C);
+        static_cast<T*>(args.dtable), static_cast<const T*>(args.dout), order.data_as<int32_t>(),
+        offsets.data_as<int64_t>(), V, C);
   });
   LONGCTX_CHECK_LAUNCH();
 }

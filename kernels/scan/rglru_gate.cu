@@ -14,8 +14,8 @@
 #include "kernels/common/cuda_check.cuh"
 #include "kernels/common/row_chunks.h"
 #include "kernels/common/types.cuh"
-#include "longctx/ops/rglru_gate.h"
 #include "src/core/activations.h"
+#include "src/ops/rglru_gate.h"
 
 namespace longctx::cuda {
 
@@ -99,47 +99,42 @@ unsigned blocks_for(int64_t n) {
 
 }  // namespace
 
-void rglru_gate_fwd(const Context& ctx, const Tensor& a, const Tensor& b, const Tensor& x,
-                    const Tensor& gate_a, const Tensor& gate_x, const Tensor& lambda) {
-  const int64_t D = x.size(x.dim() - 1), n = x.numel();
-  if (D == 0 || n == 0) return;
-  dispatch_cuda_float("rglru_gate_fwd", x.dtype(), [&](auto tag) {
+void rglru_gate_fwd(const Context& ctx, const RGLRUGateArgs& args) {
+  const int64_t n = args.rows * args.D;
+  if (n == 0) return;
+  dispatch_cuda_float("rglru_gate_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     rglru_gate_fwd_kernel<T><<<blocks_for(n), kThreads, 0, state_of(ctx).stream>>>(
-        static_cast<T*>(a.data()), static_cast<T*>(b.data()), static_cast<const T*>(x.data()),
-        static_cast<const T*>(gate_a.data()), static_cast<const T*>(gate_x.data()),
-        static_cast<const T*>(lambda.data()), n, D);
+        static_cast<T*>(args.a), static_cast<T*>(args.b), static_cast<const T*>(args.x),
+        static_cast<const T*>(args.gate_a), static_cast<const T*>(args.gate_x),
+        static_cast<const T*>(args.lambda), n, args.D);
   });
   LONGCTX_CHECK_LAUNCH();
 }
 
-void rglru_gate_bwd(const Context& ctx, const Tensor& dx, const Tensor& dgate_a,
-                    const Tensor& dgate_x, const Tensor& dlambda, const Tensor& da,
-                    const Tensor& db, const Tensor& x, const Tensor& gate_a, const Tensor& gate_x,
-                    const Tensor& lambda) {
-  const int64_t D = x.size(x.dim() - 1), rows = D ? x.numel() / D : 0;
+void rglru_gate_bwd(const Context& ctx, const RGLRUGateArgs& args) {
+  const int64_t D = args.D, rows = args.rows;
   if (D == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
   const RowChunks split = row_chunks(rows, kMaxChunks, kMinChunkRows);
   // No rows: no chunk, and the sum below writes dlambda = 0.
   Tensor partial =
       Tensor::empty({std::max<int64_t>(split.chunks, 1), D}, DType::f32, ctx.device(), &ctx);
-  dispatch_cuda_float("rglru_gate_bwd", x.dtype(), [&](auto tag) {
+  dispatch_cuda_float("rglru_gate_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (split.chunks > 0) {
       const dim3 grid(unsigned((D + kChannels - 1) / kChannels), unsigned(split.chunks));
       rglru_gate_bwd_kernel<T><<<grid, kThreads, 0, stream>>>(
-          static_cast<T*>(dx.data()), static_cast<T*>(dgate_a.data()),
-          static_cast<T*>(dgate_x.data()), partial.data_as<float>(),
-          static_cast<const T*>(da.data()), static_cast<const T*>(db.data()),
-          static_cast<const T*>(x.data()), static_cast<const T*>(gate_a.data()),
-          static_cast<const T*>(gate_x.data()), static_cast<const T*>(lambda.data()), rows, D,
+          static_cast<T*>(args.dx), static_cast<T*>(args.dgate_a), static_cast<T*>(args.dgate_x),
+          partial.data_as<float>(), static_cast<const T*>(args.da), static_cast<const T*>(args.db),
+          static_cast<const T*>(args.x), static_cast<const T*>(args.gate_a),
+          static_cast<const T*>(args.gate_x), static_cast<const T*>(args.lambda), rows, D,
           split.rows_per_chunk);
       LONGCTX_CHECK_LAUNCH();
     }
     rglru_gate_sum_chunks_kernel<T>
         <<<unsigned((D + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-            static_cast<T*>(dlambda.data()), partial.data_as<float>(), split.chunks, D);
+            static_cast<T*>(args.dlambda), partial.data_as<float>(), split.chunks, D);
     LONGCTX_CHECK_LAUNCH();
   });
 }

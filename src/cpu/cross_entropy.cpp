@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "longctx/ops/cross_entropy.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/cross_entropy.h"
 #include "src/ops/index_errors.h"
 
 namespace longctx::cpu {
@@ -32,16 +32,16 @@ int64_t check_targets(const char* op, const int32_t* targets, int64_t N, int64_t
 
 }  // namespace
 
-void cross_entropy_fwd(const Context& ctx, const Tensor& loss, const Tensor& lse,
-                       const Tensor& logits, const Tensor& targets,
-                       const CrossEntropyParams& params) {
-  dispatch_cpu_float("cross_entropy_fwd", logits.dtype(), [&](auto tag) {
+// On the CPU stat_dtype(dtype) is dtype itself (f32 -> f32, f64 -> f64): lse and the loss are T.
+void cross_entropy_fwd(const Context& ctx, const CrossEntropyArgs& args) {
+  dispatch_cpu_float("cross_entropy_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t V = logits.size(-1), N = logits.numel() / V;
-    const int32_t* tgt = targets.data_as<int32_t>();  // (N)
-    const int64_t labelled = check_targets("cross_entropy_fwd", tgt, N, V, params.ignore_index);
-    const T* x = logits.data_as<T>();  // (N, V)
-    T* lse_p = lse.data_as<T>();       // (N)
+    const int64_t V = args.V, N = args.N;
+    const int32_t ignore = args.ignore_index;
+    const int32_t* tgt = args.targets;  // (N)
+    const int64_t labelled = check_targets("cross_entropy_fwd", tgt, N, V, ignore);
+    const T* x = static_cast<const T*>(args.logits);  // (N, V)
+    T* lse_p = static_cast<T*>(args.lse);             // (N)
     std::vector<T> row_loss(static_cast<size_t>(N));
     parallel_for(ctx, N, [&](int64_t n) {
       const T* xr = x + n * V;
@@ -53,30 +53,29 @@ void cross_entropy_fwd(const Context& ctx, const Tensor& loss, const Tensor& lse
         for (int64_t v = 0; v < V; ++v) sum += std::exp(xr[v] - m);
       const T row_lse = sum > 0 ? m + std::log(sum) : m;
       lse_p[n] = row_lse;
-      row_loss[size_t(n)] = tgt[n] == params.ignore_index ? T(0) : row_lse - xr[tgt[n]];
+      row_loss[size_t(n)] = tgt[n] == ignore ? T(0) : row_lse - xr[tgt[n]];
     });
     double total = 0;
     for (int64_t n = 0; n < N; ++n) total += double(row_loss[size_t(n)]);
-    loss.data_as<T>()[0] = labelled > 0 ? T(total / double(labelled)) : T(0);
+    static_cast<T*>(args.loss)[0] = labelled > 0 ? T(total / double(labelled)) : T(0);
   });
 }
 
-void cross_entropy_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dloss,
-                       const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                       const CrossEntropyParams& params) {
-  dispatch_cpu_float("cross_entropy_bwd", logits.dtype(), [&](auto tag) {
+void cross_entropy_bwd(const Context& ctx, const CrossEntropyArgs& args) {
+  dispatch_cpu_float("cross_entropy_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t V = logits.size(-1), N = logits.numel() / V;
-    const int32_t* tgt = targets.data_as<int32_t>();  // (N)
-    const int64_t labelled = check_targets("cross_entropy_bwd", tgt, N, V, params.ignore_index);
-    const T scale = labelled > 0 ? dloss.data_as<T>()[0] / T(labelled) : T(0);
-    const T* x = logits.data_as<T>();   // (N, V)
-    const T* lse_p = lse.data_as<T>();  // (N)
-    T* dx = dlogits.data_as<T>();       // (N, V); may be x (each element read, then written)
+    const int64_t V = args.V, N = args.N;
+    const int32_t ignore = args.ignore_index;
+    const int32_t* tgt = args.targets;  // (N)
+    const int64_t labelled = check_targets("cross_entropy_bwd", tgt, N, V, ignore);
+    const T scale = labelled > 0 ? static_cast<const T*>(args.dloss)[0] / T(labelled) : T(0);
+    const T* x = static_cast<const T*>(args.logits);   // (N, V)
+    const T* lse_p = static_cast<const T*>(args.lse);  // (N)
+    T* dx = static_cast<T*>(args.dlogits);  // (N, V); may be x (each element read, then written)
     parallel_for(ctx, N, [&](int64_t n) {
       const T* xr = x + n * V;
       T* dxr = dx + n * V;
-      if (tgt[n] == params.ignore_index) {
+      if (tgt[n] == ignore) {
         std::fill(dxr, dxr + V, T(0));
         return;
       }

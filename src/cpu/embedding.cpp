@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "longctx/ops/embedding.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/embedding.h"
 #include "src/ops/index_errors.h"
 
 namespace longctx::cpu {
@@ -20,15 +20,14 @@ void check_tokens(const char* op, const int32_t* tokens, int64_t N, int64_t V) {
 
 }  // namespace
 
-void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& tokens,
-                   const Tensor& table) {
-  dispatch_cpu_float("embedding_fwd", table.dtype(), [&](auto tag) {
+void embedding_fwd(const Context& ctx, const EmbeddingArgs& args) {
+  dispatch_cpu_float("embedding_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t N = tokens.numel(), V = table.size(0), C = table.size(1);
-    const int32_t* tok = tokens.data_as<int32_t>();  // (N)
+    const int64_t N = args.N, V = args.V, C = args.C;
+    const int32_t* tok = args.tokens;  // (N)
     check_tokens("embedding_fwd", tok, N, V);
-    const T* w = table.data_as<T>();  // (V, C)
-    T* y = out.data_as<T>();          // (N, C)
+    const T* w = static_cast<const T*>(args.table);  // (V, C)
+    T* y = static_cast<T*>(args.out);                // (N, C)
     parallel_for(ctx, N, [&](int64_t i) {
       const T* row = w + int64_t(tok[i]) * C;
       std::copy(row, row + C, y + i * C);
@@ -36,12 +35,11 @@ void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& tokens,
   });
 }
 
-void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout,
-                   const Tensor& tokens) {
-  dispatch_cpu_float("embedding_bwd", dtable.dtype(), [&](auto tag) {
+void embedding_bwd(const Context& ctx, const EmbeddingArgs& args) {
+  dispatch_cpu_float("embedding_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t N = tokens.numel(), V = dtable.size(0), C = dtable.size(1);
-    const int32_t* tok = tokens.data_as<int32_t>();  // (N)
+    const int64_t N = args.N, V = args.V, C = args.C;
+    const int32_t* tok = args.tokens;  // (N)
     check_tokens("embedding_bwd", tok, N, V);
     // offsets[v] .. offsets[v + 1]: where v's positions sit in `order`, ascending.
     std::vector<int64_t> offsets(size_t(V + 1), 0);
@@ -50,8 +48,8 @@ void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout,
     std::vector<int64_t> order(static_cast<size_t>(N));
     std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
     for (int64_t i = 0; i < N; ++i) order[size_t(fill[size_t(tok[i])]++)] = i;
-    const T* dy = dout.data_as<T>();  // (N, C)
-    T* dw = dtable.data_as<T>();      // (V, C)
+    const T* dy = static_cast<const T*>(args.dout);  // (N, C)
+    T* dw = static_cast<T*>(args.dtable);            // (V, C)
     parallel_for(ctx, V, [&](int64_t v) {
       T* row = dw + v * C;
       std::fill(row, row + C, T(0));

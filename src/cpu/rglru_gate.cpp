@@ -4,10 +4,10 @@
 #include <cmath>
 #include <vector>
 
-#include "longctx/ops/rglru_gate.h"
 #include "src/core/activations.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/parallel.h"
+#include "src/ops/rglru_gate.h"
 
 namespace longctx::cpu {
 
@@ -27,15 +27,17 @@ void for_each_by_channel(const Context& ctx, int64_t rows, int64_t D, F&& f) {
 
 }  // namespace
 
-void rglru_gate_fwd(const Context& ctx, const Tensor& a, const Tensor& b, const Tensor& x,
-                    const Tensor& gate_a, const Tensor& gate_x, const Tensor& lambda) {
-  dispatch_cpu_float("rglru_gate_fwd", x.dtype(), [&](auto tag) {
+void rglru_gate_fwd(const Context& ctx, const RGLRUGateArgs& args) {
+  dispatch_cpu_float("rglru_gate_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t D = x.size(x.dim() - 1), rows = D ? x.numel() / D : 0;
-    const T *xp = x.data_as<T>(), *gap = gate_a.data_as<T>(), *gxp = gate_x.data_as<T>();
-    const T* lp = lambda.data_as<T>();
-    T *ap = a.data_as<T>(), *bp = b.data_as<T>();
-    for_each_by_channel(ctx, rows, D, [&](int64_t r, int64_t c) {
+    const int64_t D = args.D;
+    const T* xp = static_cast<const T*>(args.x);
+    const T* gap = static_cast<const T*>(args.gate_a);
+    const T* gxp = static_cast<const T*>(args.gate_x);
+    const T* lp = static_cast<const T*>(args.lambda);
+    T* ap = static_cast<T*>(args.a);
+    T* bp = static_cast<T*>(args.b);
+    for_each_by_channel(ctx, args.rows, D, [&](int64_t r, int64_t c) {
       const int64_t i = r * D + c;
       const T log_a = T(-8) * sigmoid(gap[i]) * softplus(lp[c]);
       ap[i] = std::exp(log_a);
@@ -44,19 +46,22 @@ void rglru_gate_fwd(const Context& ctx, const Tensor& a, const Tensor& b, const 
   });
 }
 
-void rglru_gate_bwd(const Context& ctx, const Tensor& dx, const Tensor& dgate_a,
-                    const Tensor& dgate_x, const Tensor& dlambda, const Tensor& da,
-                    const Tensor& db, const Tensor& x, const Tensor& gate_a, const Tensor& gate_x,
-                    const Tensor& lambda) {
-  dispatch_cpu_float("rglru_gate_bwd", x.dtype(), [&](auto tag) {
+void rglru_gate_bwd(const Context& ctx, const RGLRUGateArgs& args) {
+  dispatch_cpu_float("rglru_gate_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t D = x.size(x.dim() - 1), rows = D ? x.numel() / D : 0;
-    const T *xp = x.data_as<T>(), *gap = gate_a.data_as<T>(), *gxp = gate_x.data_as<T>();
-    const T *lp = lambda.data_as<T>(), *dap = da.data_as<T>(), *dbp = db.data_as<T>();
-    T *dxp = dx.data_as<T>(), *dgap = dgate_a.data_as<T>(), *dgxp = dgate_x.data_as<T>();
-    T* dlp = dlambda.data_as<T>();
+    const int64_t D = args.D;
+    const T* xp = static_cast<const T*>(args.x);
+    const T* gap = static_cast<const T*>(args.gate_a);
+    const T* gxp = static_cast<const T*>(args.gate_x);
+    const T* lp = static_cast<const T*>(args.lambda);
+    const T* dap = static_cast<const T*>(args.da);
+    const T* dbp = static_cast<const T*>(args.db);
+    T* dxp = static_cast<T*>(args.dx);
+    T* dgap = static_cast<T*>(args.dgate_a);
+    T* dgxp = static_cast<T*>(args.dgate_x);
+    T* dlp = static_cast<T*>(args.dlambda);
     std::fill(dlp, dlp + D, T(0));
-    for_each_by_channel(ctx, rows, D, [&](int64_t r, int64_t c) {
+    for_each_by_channel(ctx, args.rows, D, [&](int64_t r, int64_t c) {
       const int64_t i = r * D + c;
       const T ra = sigmoid(gap[i]), ix = sigmoid(gxp[i]), sp = softplus(lp[c]);
       const T log_a = T(-8) * ra * sp, a = std::exp(log_a);

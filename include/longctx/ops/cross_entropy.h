@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "longctx/context.h"
 
@@ -28,6 +29,9 @@ namespace longctx {
 struct CrossEntropyParams {
   int32_t ignore_index = -100;  // targets equal to this are not labelled
 };
+
+// "" when the backend of `device` runs cross_entropy on logits in `dtype`, else the reason.
+std::string cross_entropy_supports(Device device, DType dtype);
 
 void cross_entropy_fwd(const Context& ctx, const Tensor& loss, const Tensor& lse,
                        const Tensor& logits, const Tensor& targets,

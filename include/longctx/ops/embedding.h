@@ -8,9 +8,14 @@
 // CPU: f32, f64. CUDA: f32, bf16, f16.
 #pragma once
 
+#include <string>
+
 #include "longctx/context.h"
 
 namespace longctx {
+
+// "" when the backend of `device` runs embedding with a table in `dtype`, else the reason.
+std::string embedding_supports(Device device, DType dtype);
 
 void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& tokens,
                    const Tensor& table);

@@ -10,9 +10,14 @@
 // f32 math.
 #pragma once
 
+#include <string>
+
 #include "longctx/context.h"
 
 namespace longctx {
+
+// "" when the backend of `device` runs rglru_gate in `dtype`, else the reason.
+std::string rglru_gate_supports(Device device, DType dtype);
 
 void rglru_gate_fwd(const Context& ctx, const Tensor& a, const Tensor& b, const Tensor& x,
                     const Tensor& gate_a, const Tensor& gate_x, const Tensor& lambda);
