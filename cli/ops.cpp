@@ -17,6 +17,7 @@ const std::vector<std::vector<OpSpec> (*)()> kFamilies = {
     basic_ops,
     attention_ops,
     scan_ops,
+    monarch_ops,
     gated_delta_rule_ops,
 };
 

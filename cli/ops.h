@@ -106,6 +106,7 @@ std::vector<OpSpec> rmsnorm_ops();
 std::vector<OpSpec> basic_ops();      // linear, rope, swiglu, embedding, cross_entropy, adamw
 std::vector<OpSpec> attention_ops();  // attention, attention_decode
 std::vector<OpSpec> scan_ops();       // selective_scan, ssd, linear_scan, causal_conv1d
+std::vector<OpSpec> monarch_ops();    // monarch_linear
 std::vector<OpSpec> gated_delta_rule_ops();
 
 }  // namespace longctx::cli

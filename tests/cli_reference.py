@@ -457,6 +457,32 @@ def causal_conv1d(t, opts, T, backward):
     return grads
 
 
+# ---- monarch_linear (include/longctx/ops/monarch_linear.h) -----------------------------------------
+
+def monarch_linear(t, opts, T, backward):
+    x, w1, w2 = t["x"].astype(T), t["w1"].astype(T), t["w2"].astype(T)
+    k, q, p = w1.shape
+    l, s, r = w2.shape
+    lead = x.shape[:-1]
+    xb = x.reshape(-1, k, p)                                   # (M, k, p)
+    y1 = np.einsum("mic,ijc->mij", xb, w1)                     # (M, k, q)
+    y1t = y1.reshape(-1, r, l).transpose(0, 2, 1)              # (M, l, r)
+    if not backward:
+        y2 = np.einsum("mac,abc->mab", y1t, w2)                # (M, l, s)
+        out = y2.transpose(0, 2, 1).reshape(*lead, s * l)      # index b·l + a
+        if "bias" in t:
+            out = out + t["bias"].astype(T)
+        return {"out": out, "mid": y1t.reshape(*lead, l * r)}
+    dy2 = t["dout"].astype(T).reshape(-1, s, l).transpose(0, 2, 1)   # (M, l, s)
+    dy1 = np.einsum("mab,abc->mac", dy2, w2).transpose(0, 2, 1).reshape(-1, k, q)
+    grads = {"dx": np.einsum("mij,ijc->mic", dy1, w1).reshape(x.shape),
+             "dw1": np.einsum("mij,mic->ijc", dy1, xb),
+             "dw2": np.einsum("mab,mac->abc", dy2, y1t)}
+    if "bias" in t:
+        grads["dbias"] = np.sum(t["dout"].astype(T).reshape(-1, s * l), axis=0)
+    return grads
+
+
 # ---- gated_delta_rule (include/longctx/ops/gated_delta_rule.h) --------------------------------------
 
 def gated_delta_rule(t, opts, T, backward):
@@ -548,7 +574,8 @@ OPS = {"rmsnorm": rmsnorm, "linear": linear, "rope": rope, "swiglu": swiglu,
        "embedding": embedding, "cross_entropy": cross_entropy, "adamw": adamw,
        "attention": attention, "attention_decode": attention_decode,
        "selective_scan": selective_scan, "ssd": ssd, "linear_scan": linear_scan,
-       "causal_conv1d": causal_conv1d, "gated_delta_rule": gated_delta_rule}
+       "causal_conv1d": causal_conv1d, "monarch_linear": monarch_linear,
+       "gated_delta_rule": gated_delta_rule}
 
 
 def main():

@@ -22,10 +22,17 @@ Tensor tokens_2x7() {
   return t;
 }
 
-TEST(Checkpoint, RoundTripsBitwise) {
+// A model whose MLPs are Monarch matrices (two factor tensors per projection).
+const char* kMonarchConfig = R"({"name": "tiny-monarch", "vocab_size": 11, "d_model": 16,
+    "pattern": "*-", "attention": {"n_heads": 2, "n_kv_heads": 1},
+    "mlp": {"kind": "monarch", "nblocks": 4, "hidden": 32}})";
+
+class CheckpointRoundTrip : public testing::TestWithParam<const char*> {};
+
+TEST_P(CheckpointRoundTrip, Bitwise) {
   Context& ctx = context_for(Device::cpu());
   TempDir dir;
-  Model a(ModelConfig::from_json(kConfig), ctx, DType::f32, /*seed=*/1);
+  Model a(ModelConfig::from_json(GetParam()), ctx, DType::f32, /*seed=*/1);
   Tensor moment = Tensor::empty({5}, DType::f32);
   for (int i = 0; i < 5; ++i) moment.data_as<float>()[i] = float(i) / 3;
   save_checkpoint(dir.file("a.safetensors"), a, {{"state.m", moment}}, {{"step", "42"}});
@@ -46,6 +53,11 @@ TEST(Checkpoint, RoundTripsBitwise) {
   b.forward(tokens_2x7());
   EXPECT_EQ(max_abs_diff(la, to_ref(b.logits())), 0.0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Configs, CheckpointRoundTrip, testing::Values(kConfig, kMonarchConfig),
+                         [](const auto& info) {
+                           return std::string(info.index == 0 ? "hybrid" : "monarch_mlp");
+                         });
 
 // Writes `tensors` with the tiny model's config as a checkpoint would have it.
 void write_file(const std::string& path, const Model& m, std::map<std::string, Tensor> tensors) {

@@ -48,6 +48,14 @@ const std::vector<ModelCase> kModelCases = {
                                 "attention": {"n_heads": 2, "n_kv_heads": 1, "gated": true},
                                 "deltanet": {"n_heads": 2, "head_k_dim": 3, "head_v_dim": 4,
                                              "chunk_size": 2}})"},
+    // Monarch MLPs: square-ish factors (16 -> 24, 4 blocks) and 2 blocks after a Mamba-2 layer.
+    {"llama_monarch", R"({"vocab_size": 11, "d_model": 16, "pattern": "*-*-",
+                          "attention": {"n_heads": 4, "n_kv_heads": 2},
+                          "mlp": {"hidden": 24, "kind": "monarch", "nblocks": 4}})"},
+    {"mamba2_monarch_untied", R"({"vocab_size": 7, "d_model": 8, "pattern": "S-",
+                                  "tie_embeddings": false,
+                                  "mamba2": {"d_state": 4, "head_dim": 4, "chunk_size": 4},
+                                  "mlp": {"hidden": 12, "kind": "monarch", "nblocks": 2}})"},
     {"mamba_attention_untied", R"({"vocab_size": 9, "d_model": 8, "pattern": "M*M",
                                    "tie_embeddings": false,
                                    "attention": {"n_heads": 2, "n_kv_heads": 1},
@@ -85,7 +93,10 @@ ModelCase shrunk_preset(const std::string& path) {
   c.deltanet.head_v_dim = 4;
   c.deltanet.chunk_size = 4;
   c.mlp.hidden = 12;
-  return {"preset_" + c.name, c.to_json()};
+  std::string name = "preset_" + c.name;  // a gtest name: "llama-monarch" -> "llama_monarch"
+  for (char& ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return {name, c.to_json()};
 }
 
 std::vector<ModelCase> gradient_cases() {
@@ -114,7 +125,7 @@ TEST_P(ModelGradients, MatchFiniteDifferences) {
   // second-order stencil's h^2 truncation was not: through an RMSNorm of embedding-sized inputs,
   // ~0.02, the loss curves sharply; on the gdn preset it erred by 2.5e-8 on an embedding entry,
   // 2.5e-6 at h = 1e-4 and 2.5e-4 at 1e-3, while h = 1e-6 agreed to 7e-14: truncation, not the
-  // gradient.)
+  // gradient; the Monarch-MLP models likewise, 5e-7 at h = 1e-5 in second order.)
   const double h = 1e-5;
   for (size_t i = 0; i < model.params().tensors().size(); ++i) {
     const auto& [name, param] = model.params().tensors()[i];

@@ -36,6 +36,7 @@ TEST(ModelConfig, DerivedValuesAreFilledIn) {
   EXPECT_EQ(c.mamba.dt_rank, 7);  // ceil(100 / 16)
   EXPECT_EQ(c.rglru.width, 100);
   EXPECT_EQ(c.mlp.hidden, 320);  // 8/3 * 100 = 266 -> next multiple of 64
+  EXPECT_EQ(c.mlp.kind, ProjectionKind::dense);
   const ModelConfig d = ModelConfig::from_json(
       R"({"d_model": 64, "pattern": "G-K-*-", "deltanet": {"n_heads": 3}, "attention":
           {"n_heads": 2, "n_kv_heads": 1, "gated": true}})");
@@ -53,6 +54,17 @@ TEST(ModelConfig, DeltaNetLettersAndNames) {
   EXPECT_EQ(a.layers, b.layers);
   EXPECT_EQ(a.count(LayerKind::gated_deltanet), 1);
   EXPECT_EQ(a.count(LayerKind::kda), 1);
+}
+
+TEST(ModelConfig, MonarchMlpRoundTrips) {
+  const ModelConfig c = ModelConfig::from_json(
+      R"({"d_model": 64, "pattern": "*-", "mlp": {"kind": "monarch", "nblocks": 8}})");
+  EXPECT_EQ(c.mlp.kind, ProjectionKind::monarch);
+  EXPECT_EQ(c.mlp.nblocks, 8);
+  const ModelConfig again = ModelConfig::from_json(c.to_json());
+  EXPECT_EQ(again.mlp.kind, ProjectionKind::monarch);
+  EXPECT_EQ(again.mlp.nblocks, 8);
+  EXPECT_EQ(again.to_json(), c.to_json());
 }
 
 TEST(ModelConfig, BadConfigsNameTheKey) {
@@ -101,6 +113,15 @@ TEST(ModelConfig, BadConfigsNameTheKey) {
   EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 0, "pattern": "*"})"), "'d_model'",
                        "must be in [1, 262144]");
   EXPECT_LONGCTX_ERROR(ModelConfig::load("/nonexistent/model.json"), "cannot open");
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "-", "mlp": {"kind": "sparse"}})"),
+      "'mlp.kind'", "\"dense\" or \"monarch\"", "sparse");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "-",
+                                                  "mlp": {"kind": "monarch", "nblocks": 3}})"),
+                       "'mlp.nblocks'", "must divide d_model 64 and mlp.hidden 192", "got 3");
+  EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "-",
+                                                  "mlp": {"kind": "monarch", "nblocks": 0}})"),
+                       "'mlp.nblocks'", "must be in [1, 262144]", "got 0");
   // A repeated key was accepted, the last one winning; nesting is bounded.
   EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "d_model": 8, "pattern": "*"})"),
                        "config: duplicate key 'd_model'");

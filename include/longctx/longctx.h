@@ -23,6 +23,7 @@
 #include "longctx/ops/gated_delta_rule.h"
 #include "longctx/ops/linear.h"
 #include "longctx/ops/linear_scan.h"
+#include "longctx/ops/monarch_linear.h"
 #include "longctx/ops/rglru_gate.h"
 #include "longctx/ops/rmsnorm.h"
 #include "longctx/ops/rope.h"

@@ -1,5 +1,5 @@
-// CPU GEMM through OpenBLAS: row-major cblas_?gemm overloaded on float/double, and the guard that
-// makes a BLAS call use the context's thread count.
+// CPU GEMM through OpenBLAS: row-major cblas_?gemm overloaded on float/double, the guard that
+// makes a BLAS call use the context's thread count, and a strided-batched GEMM over them.
 #pragma once
 
 #include <cblas.h>
@@ -54,6 +54,22 @@ inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, do
   cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, blasint(M), blasint(N), blasint(K), alpha, A,
               blasint(lda), B, blasint(ldb), beta, C, blasint(ldc));
+}
+
+// cuBLAS's strided-batched GEMM on the CPU: for i < batch,
+//   C_i (M, N) = alpha * op(A_i) @ op(B_i) + beta * C_i,  A_i = A + i * stride_a (B_i, C_i alike),
+// every operand row-major with its own leading dimension, so each batch entry can be a strided
+// view (a block of columns of a wider matrix) and nothing is copied. The entries run one after
+// another on the calling thread, each GEMM with the threads BLAS is given there (BlasThreads
+// outside parallel_for, one inside).
+template <class T>
+void gemm_strided_batched(int64_t batch, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                          int64_t K, T alpha, const T* A, int64_t lda, int64_t stride_a, const T* B,
+                          int64_t ldb, int64_t stride_b, T beta, T* C, int64_t ldc,
+                          int64_t stride_c) {
+  for (int64_t i = 0; i < batch; ++i)
+    gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
+         C + i * stride_c, ldc);
 }
 
 // B (M, N) := op(L)⁻¹ B for a unit lower-triangular L (M x M), all row-major: only L's strictly

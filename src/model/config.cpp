@@ -108,6 +108,10 @@ void require(bool ok, const std::string& key, const std::string& what) {
 
 }  // namespace
 
+const char* projection_kind_name(ProjectionKind kind) {
+  return kind == ProjectionKind::monarch ? "monarch" : "dense";
+}
+
 const char* layer_kind_name(LayerKind kind) {
   for (const auto& k : kKinds)
     if (k.kind == kind) return k.name;
@@ -236,6 +240,14 @@ void ModelConfig::validate() {
   if (count(LayerKind::mlp)) {
     if (mlp.hidden == 0) mlp.hidden = (8 * d_model / 3 + 63) / 64 * 64;
     require_range("mlp.hidden", mlp.hidden, 1, kMaxWidth);
+    if (mlp.kind == ProjectionKind::monarch) {
+      const int64_t b = mlp.nblocks;
+      require_range("mlp.nblocks", b, 1, kMaxWidth);
+      require(
+          d_model % b == 0 && mlp.hidden % b == 0, "mlp.nblocks",
+          detail::concat("must divide d_model ", d_model, " and mlp.hidden ", mlp.hidden,
+                         " (each Monarch block takes an equal share of the features), got ", b));
+    }
   }
 }
 
@@ -318,7 +330,15 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
       s.integer("d_conv", c.deltanet.d_conv);
       s.integer("chunk_size", c.deltanet.chunk_size);
     });
-    section("mlp", [&](ObjectReader& s) { s.integer("hidden", c.mlp.hidden); });
+    section("mlp", [&](ObjectReader& s) {
+      s.integer("hidden", c.mlp.hidden);
+      std::string kind = projection_kind_name(c.mlp.kind);
+      s.string("kind", kind);
+      LONGCTX_CHECK(kind == "dense" || kind == "monarch",
+                    "config: 'mlp.kind' must be \"dense\" or \"monarch\", got \"", kind, "\"");
+      c.mlp.kind = kind == "monarch" ? ProjectionKind::monarch : ProjectionKind::dense;
+      s.integer("nblocks", c.mlp.nblocks);
+    });
     r.finish();
   }
   c.validate();
@@ -357,7 +377,8 @@ std::string ModelConfig::to_json() const {
   j["deltanet"] = {{"n_heads", deltanet.n_heads},       {"n_v_heads", deltanet.n_v_heads},
                    {"head_k_dim", deltanet.head_k_dim}, {"head_v_dim", deltanet.head_v_dim},
                    {"d_conv", deltanet.d_conv},         {"chunk_size", deltanet.chunk_size}};
-  j["mlp"] = {{"hidden", mlp.hidden}};
+  j["mlp"] = {
+      {"hidden", mlp.hidden}, {"kind", projection_kind_name(mlp.kind)}, {"nblocks", mlp.nblocks}};
   return j.dump(2);
 }
 

@@ -1,10 +1,11 @@
-// MLP mixer (SwiGLU, as in LLaMA): y = (silu(x Wg^T) * (x Wu^T)) Wd^T.
+// MLP mixer (SwiGLU, as in LLaMA): y = (silu(x Wg^T) * (x Wu^T)) Wd^T. The three projections are
+// dense or Monarch matrices (mlp.kind; src/model/projection.h).
 #include <cmath>
 
 #include "longctx/ops/add.h"
-#include "longctx/ops/linear.h"
 #include "longctx/ops/swiglu.h"
 #include "src/model/mixer.h"
+#include "src/model/projection.h"
 
 namespace longctx {
 
@@ -16,23 +17,27 @@ class MLPMixer : public Mixer {
       : prefix_("layers." + std::to_string(layer) + ".mlp."),
         C_(c.d_model),
         F_(c.mlp.hidden),
-        n_layers_(int64_t(c.layers.size())) {}
+        n_layers_(int64_t(c.layers.size())),
+        wg_(prefix_ + "wg", C_, F_, c.mlp.kind, c.mlp.nblocks),
+        wu_(prefix_ + "wu", C_, F_, c.mlp.kind, c.mlp.nblocks),
+        wd_(prefix_ + "wd", F_, C_, c.mlp.kind, c.mlp.nblocks) {}
 
   void declare(ParamArena& p) const override {
-    p.declare(prefix_ + "wg", {F_, C_});
-    p.declare(prefix_ + "wu", {F_, C_});
-    p.declare(prefix_ + "wd", {C_, F_});
+    wg_.declare(p);
+    wu_.declare(p);
+    wd_.declare(p);
   }
 
   void init(const ParamArena& host, std::mt19937_64& rng) const override {
-    init_normal(host.get(prefix_ + "wg"), 0.02, rng);
-    init_normal(host.get(prefix_ + "wu"), 0.02, rng);
-    init_normal(host.get(prefix_ + "wd"), 0.02 / std::sqrt(2.0 * double(n_layers_)), rng);
+    wg_.init(host, 0.02, rng);
+    wu_.init(host, 0.02, rng);
+    wd_.init(host, 0.02 / std::sqrt(2.0 * double(n_layers_)), rng);
   }
 
   void bind(const ParamArena& p, const ParamArena& g) override {
-    wg_ = p.get(prefix_ + "wg"), wu_ = p.get(prefix_ + "wu"), wd_ = p.get(prefix_ + "wd");
-    dwg_ = g.get(prefix_ + "wg"), dwu_ = g.get(prefix_ + "wu"), dwd_ = g.get(prefix_ + "wd");
+    wg_.bind(p, g);
+    wu_.bind(p, g);
+    wd_.bind(p, g);
   }
 
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
@@ -42,10 +47,10 @@ class MLPMixer : public Mixer {
     gate_ = acts.take({B, T, F_}, x.dtype());
     up_ = acts.take({B, T, F_}, x.dtype());
     hidden_ = acts.take({B, T, F_}, x.dtype());
-    linear_fwd(ctx, gate_, x, wg_);
-    linear_fwd(ctx, up_, x, wu_);
+    wg_.forward(ctx, acts, gate_, x);
+    wu_.forward(ctx, acts, up_, x);
     swiglu_fwd(ctx, hidden_, gate_, up_);
-    linear_fwd(ctx, y, hidden_, wd_);
+    wd_.forward(ctx, acts, y, hidden_);
   }
 
   std::unique_ptr<MixerCache> make_cache(const Context&, DType, int64_t, int64_t) const override {
@@ -62,17 +67,17 @@ class MLPMixer : public Mixer {
     Tensor dhidden = acts.take(hidden_.shape(), dt);
     Tensor dgate = acts.take(gate_.shape(), dt), dup = acts.take(up_.shape(), dt);
     Tensor dx_part = acts.take(dx.shape(), dt);
-    linear_bwd(ctx, dhidden, dwd_, {}, dy, hidden_, wd_);
+    wd_.backward(ctx, dhidden, dy, hidden_);
     swiglu_bwd(ctx, dgate, dup, dhidden, gate_, up_);
-    linear_bwd(ctx, dx, dwg_, {}, dgate, x_, wg_);
-    linear_bwd(ctx, dx_part, dwu_, {}, dup, x_, wu_);
+    wg_.backward(ctx, dx, dgate, x_);
+    wu_.backward(ctx, dx_part, dup, x_);
     add_fwd(ctx, dx, dx, dx_part);
   }
 
  private:
   std::string prefix_;
   int64_t C_, F_, n_layers_;
-  Tensor wg_, wu_, wd_, dwg_, dwu_, dwd_;
+  Projection wg_, wu_, wd_;
   Tensor x_, gate_, up_, hidden_;  // saved by forward
 };
 

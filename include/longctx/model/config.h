@@ -15,7 +15,7 @@
 //   mamba {d_state, d_conv, expand, dt_rank, dt_min, dt_max},
 //   mamba2 {d_state, head_dim, expand, n_groups, d_conv, chunk_size},
 //   rglru {width, d_conv}, deltanet {n_heads, n_v_heads, head_k_dim, head_v_dim, d_conv,
-//   chunk_size} (for 'G' and 'K'), mlp {hidden}
+//   chunk_size} (for 'G' and 'K'), mlp {hidden, kind, nblocks}
 // A bad config (unknown key, duplicate key, wrong type, impossible shape, a size out of bounds,
 // unknown layer letter) throws Error naming the key.
 //
@@ -96,8 +96,16 @@ struct DeltaNetConfig {
   int64_t chunk_size = 64;  // of the chunked gated_delta_rule
 };
 
+// How a layer's weight matrices are applied: dense (`linear`) or as Monarch matrices
+// (`monarch_linear`: two block-diagonal factors of `nblocks` blocks each with a permutation
+// between, (min(n_in, n_out) · (n_in + n_out)) / nblocks parameters instead of n_in · n_out).
+enum class ProjectionKind { dense, monarch };
+const char* projection_kind_name(ProjectionKind kind);  // "dense", "monarch"
+
 struct MLPConfig {
   int64_t hidden = 0;  // SwiGLU hidden width; 0: 8/3 * d_model rounded up to a multiple of 64
+  ProjectionKind kind = ProjectionKind::dense;  // of its three projections
+  int64_t nblocks = 4;  // Monarch blocks; d_model and hidden must be multiples of it
 };
 
 struct ModelConfig {
