@@ -36,6 +36,8 @@
 #include "longctx/longctx.h"
 
 using namespace longctx;
+using bench::cpu_s;
+using bench::now_s;
 using json = nlohmann::json;
 
 namespace {
@@ -53,18 +55,6 @@ std::string cpu_name() {
   for (std::string line; std::getline(in, line);)
     if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
   return "cpu";
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// CPU time of the whole process (all threads), in seconds: on a shared, oversubscribed machine
-// this is the work an op did, while wall time also counts the time other jobs held the cores.
-double cpu_s() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
 }
 
 struct Time {

@@ -25,20 +25,10 @@
 #include "longctx/longctx.h"
 
 using namespace longctx;
+using bench::cpu_s;
+using bench::now_s;
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// CPU time of the whole process (all threads), in seconds: on a shared, oversubscribed machine
-// this is what the op consumed, while wall time also counts the time other jobs held the cores.
-double cpu_s() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
 
 // Best of `reps` runs after one warm-up, in seconds.
 double time_best(const std::function<void()>& f, int reps) {

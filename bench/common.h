@@ -1,10 +1,12 @@
-// What the op benchmarks share: the copy floor and a fast generator for their inputs.
+// What the op benchmarks share: clocks, the copy floor and a fast generator for their inputs.
 //
 // The copy floor of a memory-bound op: the bytes it must move (every input read once, every
 // output written once) over the device-to-device copy bandwidth measured in the same run.
 // Datasheet bandwidths are leads; a measured copy is the ceiling an op can be held to (the
 // device notes measured ~4.3 TB/s on an H200, counting bytes read plus bytes written).
 #pragma once
+
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +15,19 @@
 #include "longctx/longctx.h"
 
 namespace longctx::bench {
+
+// Wall-clock seconds, for differences.
+inline double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// CPU time of the whole process (all threads), in seconds: on a shared, oversubscribed machine
+// this is the work an op did, while wall time also counts the time other jobs held the cores.
+inline double cpu_s() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
 
 // GB/s of Tensor::copy_from between two buffers of `bytes` each on ctx's device, counting bytes
 // read plus bytes written (the convention of the ops' byte counts). Each timed run makes

@@ -1,7 +1,6 @@
 // cuBLASLt building blocks: the status check, owning descriptor handles, the dtype mapping, the
-// alignment of an operand and matrix layouts (strided-batched when asked). Used by
-// gemm_batched.cu; gemm.cu keeps its own copies of the same helpers for now (it is being changed
-// in parallel) and can include this file instead.
+// alignment of an operand and matrix layouts (strided-batched when asked). Used by gemm.cu and
+// gemm_batched.cu.
 #pragma once
 
 #include <cublasLt.h>

@@ -11,6 +11,7 @@
 #include <memory>
 #include <type_traits>
 
+#include "kernels/common/blaslt.cuh"
 #include "kernels/common/context_state.cuh"
 #include "kernels/common/cuda_check.cuh"
 #include "kernels/common/gemm.cuh"
@@ -19,50 +20,6 @@
 namespace longctx::cuda {
 
 namespace {
-
-#define LONGCTX_BLASLT_CHECK(statement)                                                    \
-  do {                                                                                     \
-    cublasStatus_t longctx_st_ = (statement);                                              \
-    if (longctx_st_ != CUBLAS_STATUS_SUCCESS)                                              \
-      throw Error(detail::concat("cuBLASLt error ", int(longctx_st_), " in `", #statement, \
-                                 "` at ", __FILE__, ":", __LINE__));                       \
-  } while (0)
-
-// Owning handles for the descriptors, so an exception on the way does not leak them.
-struct DescDeleter {
-  void operator()(cublasLtMatmulDescOpaque_t* p) const { cublasLtMatmulDescDestroy(p); }
-  void operator()(cublasLtMatrixLayoutOpaque_t* p) const { cublasLtMatrixLayoutDestroy(p); }
-  void operator()(cublasLtMatmulPreferenceOpaque_t* p) const { cublasLtMatmulPreferenceDestroy(p); }
-};
-template <class P>
-using Owned = std::unique_ptr<std::remove_pointer_t<P>, DescDeleter>;
-
-cudaDataType_t blaslt_type(DType dtype) {
-  switch (dtype) {
-    case DType::f32:
-      return CUDA_R_32F;
-    case DType::bf16:
-      return CUDA_R_16BF;
-    case DType::f16:
-      return CUDA_R_16F;
-    default:
-      throw Error(detail::concat("gemm: the CUDA GEMM supports f32, bf16 and f16, got ",
-                                 dtype_name(dtype)));
-  }
-}
-
-// cuBLASLt assumes 256-byte aligned operands unless told otherwise; views into larger buffers
-// (narrowed tensors, arena slices) can be less aligned, so tell it the truth.
-uint32_t alignment_of(const void* p) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  return a == 0 ? 256u : uint32_t(std::min<uintptr_t>(256, a & (~a + 1)));
-}
-
-Owned<cublasLtMatrixLayout_t> layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld) {
-  cublasLtMatrixLayout_t l = nullptr;
-  LONGCTX_BLASLT_CHECK(cublasLtMatrixLayoutCreate(&l, type, uint64_t(rows), uint64_t(cols), ld));
-  return Owned<cublasLtMatrixLayout_t>(l);
-}
 
 // C (M, N) += bias (N): the fallback when cuBLASLt offers no algorithm with the bias epilogue.
 template <class T>
@@ -83,37 +40,39 @@ bool try_gemm(const Context& ctx, DType dtype, bool trans_a, bool trans_b, int64
               int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb, void* C,
               int64_t ldc, const void* bias) {
   Context::CudaState& state = state_of(ctx);
-  const cudaDataType_t type = blaslt_type(dtype);
+  const cudaDataType_t type = blaslt::data_type(dtype);
 
   // bf16 matmul precision: cuBLAS rounds the f32 operands to bf16 and runs tensor cores,
   // accumulating in f32 (the products of torch.autocast with f32 outputs).
   const bool fast_bf16 = dtype == DType::f32 && ctx.matmul_precision() == MatmulPrecision::bf16;
   const cublasComputeType_t compute = fast_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
   cublasLtMatmulDesc_t raw_desc = nullptr;
-  LONGCTX_BLASLT_CHECK(cublasLtMatmulDescCreate(&raw_desc, compute, CUDA_R_32F));
-  Owned<cublasLtMatmulDesc_t> desc(raw_desc);
+  LONGCTX_CUBLASLT_CHECK(cublasLtMatmulDescCreate(&raw_desc, compute, CUDA_R_32F));
+  blaslt::Owned<cublasLtMatmulDesc_t> desc(raw_desc);
   // Column-major view: first operand is our B, second our A (see the file comment).
   const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  LONGCTX_BLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSA,
-                                                      &op_first, sizeof(op_first)));
-  LONGCTX_BLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSB,
-                                                      &op_second, sizeof(op_second)));
+  LONGCTX_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSA,
+                                                        &op_first, sizeof(op_first)));
+  LONGCTX_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSB,
+                                                        &op_second, sizeof(op_second)));
   if (bias) {
     const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    LONGCTX_BLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.get(), CUBLASLT_MATMUL_DESC_EPILOGUE,
-                                                        &epilogue, sizeof(epilogue)));
-    LONGCTX_BLASLT_CHECK(cublasLtMatmulDescSetAttribute(
+    LONGCTX_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.get(), CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                          &epilogue, sizeof(epilogue)));
+    LONGCTX_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(
         desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
 
   // Stored column-major shapes: our row-major (r, c) with ld is column-major (c, r) with ld.
-  auto first = trans_b ? layout(type, K, N, ldb) : layout(type, N, K, ldb);
-  auto second = trans_a ? layout(type, M, K, lda) : layout(type, K, M, lda);
-  auto out = layout(type, N, M, ldc);
+  auto first =
+      trans_b ? blaslt::matrix_layout(type, K, N, ldb) : blaslt::matrix_layout(type, N, K, ldb);
+  auto second =
+      trans_a ? blaslt::matrix_layout(type, M, K, lda) : blaslt::matrix_layout(type, K, M, lda);
+  auto out = blaslt::matrix_layout(type, N, M, ldc);
 
-  const uint32_t align_first = alignment_of(B), align_second = alignment_of(A);
-  const uint32_t align_out = alignment_of(C);
+  const uint32_t align_first = blaslt::alignment_of(B), align_second = blaslt::alignment_of(A);
+  const uint32_t align_out = blaslt::alignment_of(C);
   GemmKey key;
   key.M = M, key.N = N, key.K = K, key.lda = lda, key.ldb = ldb, key.ldc = ldc;
   key.dtype = int(dtype), key.compute = int(compute);
@@ -122,33 +81,33 @@ bool try_gemm(const Context& ctx, DType dtype, bool trans_a, bool trans_b, int64
 
   const GemmAlgo choice = state.gemm_algos.get(key, [&] {
     cublasLtMatmulPreference_t raw_pref = nullptr;
-    LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceCreate(&raw_pref));
-    Owned<cublasLtMatmulPreference_t> pref(raw_pref);
+    LONGCTX_CUBLASLT_CHECK(cublasLtMatmulPreferenceCreate(&raw_pref));
+    blaslt::Owned<cublasLtMatmulPreference_t> pref(raw_pref);
     const uint64_t workspace_bytes = state.workspace_bytes;
-    LONGCTX_BLASLT_CHECK(
+    LONGCTX_CUBLASLT_CHECK(
         cublasLtMatmulPreferenceSetAttribute(pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                              &workspace_bytes, sizeof(workspace_bytes)));
-    LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+    LONGCTX_CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
         pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof(uint32_t)));
-    LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+    LONGCTX_CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
         pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof(uint32_t)));
-    LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+    LONGCTX_CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
         pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_out, sizeof(uint32_t)));
-    LONGCTX_BLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+    LONGCTX_CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
         pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_out, sizeof(uint32_t)));
     cublasLtMatmulHeuristicResult_t heuristic{};
     int found = 0;
-    LONGCTX_BLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(state.blaslt, desc.get(), first.get(),
-                                                        second.get(), out.get(), out.get(),
-                                                        pref.get(), 1, &heuristic, &found));
+    LONGCTX_CUBLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(state.blaslt, desc.get(), first.get(),
+                                                          second.get(), out.get(), out.get(),
+                                                          pref.get(), 1, &heuristic, &found));
     return GemmAlgo{found > 0, heuristic.algo};
   });
   if (!choice.found) return false;
 
   const float alpha = 1.f, beta = 0.f;  // beta = 0: C is not read
-  LONGCTX_BLASLT_CHECK(cublasLtMatmul(state.blaslt, desc.get(), &alpha, B, first.get(), A,
-                                      second.get(), &beta, C, out.get(), C, out.get(), &choice.algo,
-                                      state.workspace, state.workspace_bytes, state.stream));
+  LONGCTX_CUBLASLT_CHECK(cublasLtMatmul(
+      state.blaslt, desc.get(), &alpha, B, first.get(), A, second.get(), &beta, C, out.get(), C,
+      out.get(), &choice.algo, state.workspace, state.workspace_bytes, state.stream));
   return true;
 }
 

@@ -1,6 +1,7 @@
 // CPU threading: a parallel for over [0, n) with the context's thread count (OpenMP underneath).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "longctx/context.h"
@@ -46,6 +47,19 @@ void parallel_for_dynamic(const Context& ctx, int64_t n, Body&& body) {
   (void)ctx;
   for (int64_t i = 0; i < n; ++i) body(i);
 #endif
+}
+
+// Calls f(row, c) for every element of a (rows, D) array, parallel over blocks of 64 channels and
+// rows in order within each: per-channel sums over the rows (the gates' parameter gradients) come
+// out in a fixed order whatever the thread count.
+template <class F>
+void for_each_by_channel(const Context& ctx, int64_t rows, int64_t D, F&& f) {
+  constexpr int64_t kChannelBlock = 64;
+  parallel_for(ctx, (D + kChannelBlock - 1) / kChannelBlock, [&](int64_t block) {
+    const int64_t c0 = block * kChannelBlock, c1 = std::min(D, c0 + kChannelBlock);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = c0; c < c1; ++c) f(r, c);
+  });
 }
 
 }  // namespace longctx::cpu

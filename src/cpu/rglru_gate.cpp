@@ -11,22 +11,6 @@
 
 namespace longctx::cpu {
 
-namespace {
-
-constexpr int64_t kChannelBlock = 64;
-
-// Calls f(row, c) for every element, parallel over channel blocks, rows in order within each.
-template <class F>
-void for_each_by_channel(const Context& ctx, int64_t rows, int64_t D, F&& f) {
-  parallel_for(ctx, (D + kChannelBlock - 1) / kChannelBlock, [&](int64_t block) {
-    const int64_t c0 = block * kChannelBlock, c1 = std::min(D, c0 + kChannelBlock);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = c0; c < c1; ++c) f(r, c);
-  });
-}
-
-}  // namespace
-
 void rglru_gate_fwd(const Context& ctx, const RGLRUGateArgs& args) {
   dispatch_cpu_float("rglru_gate_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
