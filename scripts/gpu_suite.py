@@ -155,6 +155,9 @@ MEMCHECK = [
     "Cases/GatedDeltaRule.MatchesReference/gva4_raw_qk_scale_cuda_bf16",  # gated_delta_rule (WMMA)
     "Cases/GatedDeltaRule.MatchesReference/kda_one_token_cuda_f32",  # gated_delta_rule, KDA gate
     GDR_DECODE + "from_initial_state_cuda_f16",  # gated_delta_rule_update
+    "Cases/GdnGate.MatchesReference/kimi_kda_tiny_cuda_bf16",  # scan/gdn_gate
+    "Backends/Sigmoid.MatchesReference/cuda_bf16",  # nn/elementwise sigmoid, sigmoid_gate
+    "Cases/MonarchLinear.MatchesReference/k3_l2_odd_cuda_bf16",  # monarch_linear, gemm_batched
 ]
 # racecheck (shared-memory hazards; far slower): one small case per kernel family that uses
 # shared memory.
@@ -172,6 +175,9 @@ RACECHECK = [
     "Cases/AdamW.MatchesReference/clipped_grads_cuda_f32",  # gradient-norm reduction
     "Cases/Embedding.MatchesReference/gpt2_tiny_cuda_bf16",  # sorted-token backward
     GDR_DECODE + "kda_raw_qk_cuda_f32",  # gated_delta_rule_update
+    "Cases/GatedDeltaRule.MatchesReference/kda_gva4_no_state_cuda_f32",  # gated_delta_rule
+    "Cases/GdnGate.MatchesReference/qwen3next_gdn_tiny_cuda_f32",  # gdn_gate (parameter sums)
+    "Cases/MonarchLinear.MatchesReference/k3_l2_odd_cuda_f32",  # monarch permutation tiles
 ]
 
 # Device time (README of the device tool): 15 minutes a session, starts included; a start is "a
