@@ -221,12 +221,15 @@ Tensor::Tensor(void* data, DType dtype, Device device, Shape shape, Shape stride
       dtype_(dtype),
       device_(device),
       shape_(std::move(shape)),
-      strides_(strides.empty() ? contiguous_strides(shape_) : std::move(strides)),
+      strides_(std::move(strides)),
       owner_(std::move(owner)),
       defined_(true) {
+  // The sizes first: once their product is bounded, neither the contiguous strides nor numel()
+  // and nbytes() below can overflow (computing the strides first overflowed on a hostile shape).
+  checked_nbytes(shape_, dtype_, "Tensor");
+  if (strides_.empty()) strides_ = contiguous_strides(shape_);
   LONGCTX_CHECK(strides_.size() == shape_.size(), "Tensor: shape ", shape_str(shape_), " has ",
                 shape_.size(), " dims but strides ", shape_str(strides_), " has ", strides_.size());
-  checked_nbytes(shape_, dtype_, "Tensor");  // numel() and nbytes() below cannot overflow
 }
 
 int64_t Tensor::numel() const {
