@@ -26,7 +26,7 @@ struct ScalingOptions {
   int repeats = 2;                   // timed runs per point (the median is reported)
   std::string presets_dir;           // where <preset>.json lives
   std::string out = "scaling.json";
-  bool packed = false;  // also time each point as packed documents of mixed lengths
+  bool packed = false;   // also time each point as packed documents of mixed lengths
   bool profile = false;  // also time one training step op by op, per point
 };
 

@@ -89,8 +89,8 @@ SSDParams ssd_params(const OpCall& call) {
 
 void ssd_forward(OpCall& call) {
   const SSDInputs in = ssd_inputs(call);
-  const Shape state = {sequences(in.cu_seqlens, in.x), dim_or_zero(in.x, 2),
-                       dim_or_zero(in.x, 3), dim_or_zero(in.B, -1)};
+  const Shape state = {sequences(in.cu_seqlens, in.x), dim_or_zero(in.x, 2), dim_or_zero(in.x, 3),
+                       dim_or_zero(in.B, -1)};
   ssd_fwd(call.ctx, call.output("out", in.x.shape(), in.x.dtype()),
           call.output("final_states", state, stat_dtype(in.x.dtype())), in, ssd_params(call));
 }

@@ -13,12 +13,7 @@ namespace {
 
 // One line per op family; see "HOW TO ADD AN OP" in cli/ops.h.
 const std::vector<std::vector<OpSpec> (*)()> kFamilies = {
-    rmsnorm_ops,
-    basic_ops,
-    attention_ops,
-    scan_ops,
-    monarch_ops,
-    gated_delta_rule_ops,
+    rmsnorm_ops, basic_ops, attention_ops, scan_ops, monarch_ops, gated_delta_rule_ops,
 };
 
 // Keys that other writers put in "__metadata__" and that mean nothing to an op: accepted, ignored.

@@ -227,7 +227,8 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
     // Channel parts per group: enough items for the threads even for one sequence. The split
     // depends on neither the sequence count nor their lengths, so a sequence's dB and dC are
     // summed over its channels the same way alone, in a batch or packed (batch invariance).
-    const int64_t parts = std::clamp<int64_t>(ctx.cpu_threads() / G, 1, std::max<int64_t>(1, per_group));
+    const int64_t parts =
+        std::clamp<int64_t>(ctx.cpu_threads() / G, 1, std::max<int64_t>(1, per_group));
     const int64_t bc_size = p.batch * G * N * L;
     std::vector<T> dbc_extra(size_t(parts > 1 ? 2 * (parts - 1) * bc_size : 0));
     T* dBp0 = static_cast<T*>(args.dB);

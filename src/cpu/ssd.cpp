@@ -232,7 +232,8 @@ void backward(const Context& ctx, const SSDArgs& args) {
     const int64_t ntiles = std::max<int64_t>((L + K - 1) / K, 1);  // one (empty) tile when T = 0
     // Head parts per group: work for every thread even for one sequence, cut independently of
     // the batch (so a sequence's dB and dC are summed the same way alone or in a batch).
-    const int64_t parts = std::clamp<int64_t>(ctx.cpu_threads() / G, 1, std::max<int64_t>(1, per_group));
+    const int64_t parts =
+        std::clamp<int64_t>(ctx.cpu_threads() / G, 1, std::max<int64_t>(1, per_group));
     const int64_t bc_size = batch * L * G * N;
     std::vector<T> extra(size_t(parts > 1 ? 2 * (parts - 1) * bc_size : 0));
     T* dB0 = static_cast<T*>(args.dB);
