@@ -62,20 +62,20 @@ inline void* data_or_null(const Tensor& t) {
 // an op that throws is not recorded. Nested ops count in the outermost only.
 class OpTimer {
  public:
-  OpTimer(const Context& ctx, const char* name) : ctx_(ctx), name_(name) {
-    OpProfile* profile = ctx.profile();
-    if (profile && profile->depth++ == 0) start_ = std::chrono::steady_clock::now(), outer_ = true;
+  OpTimer(const Context& ctx, const char* name) : ctx_(ctx), name_(name), profile_(ctx.profile()) {
+    if (profile_ && profile_->depth++ == 0)
+      start_ = std::chrono::steady_clock::now(), outer_ = true;
   }
   void stop() {
     if (!outer_) return;
     ctx_.synchronize();
-    OpProfile::Entry& entry = ctx_.profile()->ops[name_];
+    OpProfile::Entry& entry = profile_->ops[name_];
     entry.calls += 1;
     entry.seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   }
   ~OpTimer() {
-    if (OpProfile* profile = ctx_.profile()) profile->depth -= 1;
+    if (profile_) profile_->depth -= 1;
   }
   OpTimer(const OpTimer&) = delete;
   OpTimer& operator=(const OpTimer&) = delete;
@@ -83,6 +83,7 @@ class OpTimer {
  private:
   const Context& ctx_;
   const char* name_;
+  OpProfile* profile_;  // the one seen at the start: the op's calls and depth all go to it
   std::chrono::steady_clock::time_point start_;
   bool outer_ = false;
 };
