@@ -18,6 +18,9 @@
 
 namespace longctx {
 
+namespace dist {
+class Communicator;
+}
 class Mixer;
 class MixerCache;
 struct SequenceLayout;
@@ -90,6 +93,23 @@ class Model {
   // of different lengths are prefilled this way, one sequence at a time, then decoded together.
   const Tensor& decode_one(ModelCache& cache, int64_t b, const Tensor& tokens);
 
+  // Context parallel: with `cp` of C > 1 ranks, every sequence of the batches forward() sees is
+  // split along T over them, each rank calling forward() and backward() with its slice of
+  // tokens and targets — rank r the r-th contiguous slice, any lengths of at least
+  // min_context_slice(), the same B everywhere. The layers pass states and halos between the
+  // ranks and RoPE takes the global positions, so each rank's logits are its slice of the whole
+  // sequence's, and forward() returns the mean loss over the slice's labelled targets. grads()
+  // are then this rank's share: their sum over the ranks (with each rank's backward(scale)
+  // weighted by its share of the labelled targets, as data parallel ranks are) is the whole
+  // batch's gradient. Null or one rank: off. CPU models (the CP ops are the CPU's); rectangular
+  // batches; layers of the kinds mlp, mamba, mamba2 and rglru (Error naming the first other).
+  // The communicator must outlive its use; decode() and decode_one() are never context parallel.
+  void set_context_parallel(dist::Communicator* cp);
+  dist::Communicator* context_parallel() const { return cp_; }
+  // The fewest tokens a context parallel slice may hold: the widest conv's halo (d_conv - 1) of
+  // any layer, and at least 1.
+  int64_t min_context_slice() const;
+
   // Activation recompute: when on, forward() keeps only each layer's input (and what the final
   // norm and the loss need) and backward() runs each layer's forward again just before its
   // backward, so activation memory holds one layer's intermediates instead of every layer's.
@@ -110,11 +130,13 @@ class Model {
   ActivationArena acts_;
   ActivationArena layer_acts_;  // one layer's intermediates, under activation recompute
   bool recompute_ = false;
+  dist::Communicator* cp_ = nullptr;  // context parallel over these ranks; null: off
   std::vector<std::unique_ptr<Mixer>> mixers_;
   // The layout of the last forward's batch, shared with every mixer (a stable address: the Model
   // moves, the layout does not).
   std::unique_ptr<SequenceLayout> layout_;
   void set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens);
+  void set_context_parallel_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens);
   // Embedding, the layers' decode over `layers` (the cache's, or one sequence's views of them)
   // with the sequences' `lengths`, head; the logits.
   const Tensor& decode_layers(const std::vector<MixerCache*>& layers,
