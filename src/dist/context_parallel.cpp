@@ -1,9 +1,10 @@
-// Context parallel linear_scan and causal_conv1d (see include/longctx/dist/context_parallel.h):
-// the single-process ops on each rank's slice, with the state or halo that crosses a slice
-// boundary passed between the ranks.
+// Context parallel linear_scan, selective_scan, ssd, causal_conv1d and gated_delta_rule (see
+// include/longctx/dist/context_parallel.h): the single-process ops on each rank's slice, with the
+// state or halo that crosses a slice boundary passed between the ranks.
 #include "longctx/dist/context_parallel.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <vector>
 
 #include "longctx/ops/add.h"
@@ -396,6 +397,177 @@ void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& 
   // The weights are shared by every slice: their gradients are the sums over the ranks.
   comm.all_reduce_sum(dweight);
   if (dbias.defined()) comm.all_reduce_sum(dbias);
+}
+
+namespace {
+
+// gated_delta_rule's state passing. A slice's summary is [M | L] (B, HV, K, K + V): per
+// (sequence, value head), the K x K matrix M and the K x V state L of S_out = M S_in + L.
+
+const char* const kDeltaOp = "gated_delta_rule_cp";
+
+// The inputs every rank's slice must have: CPU tensors (the MPI communicator's), no packing.
+void check_delta_slice(const char* op, const GatedDeltaRuleInputs& in) {
+  check_arg(op, "q", in.q).rank(4).device(Device::cpu()).dtype_in({DType::f32, DType::f64});
+  check_arg(op, "v", in.v).rank(4).dtype(in.q.dtype());
+  check_no_packing(op, in.cu_seqlens);
+}
+
+// A whole state (initial_state, final_state and their gradients): (B, HV, K, V) in the stat
+// dtype, as the op's.
+void check_delta_state(const char* op, const char* name, const Tensor& t,
+                       const GatedDeltaRuleInputs& in) {
+  check_arg(op, name, t)
+      .shape({in.v.size(0), in.v.size(2), in.q.size(3), in.v.size(3)})
+      .dtype(stat_dtype(in.q.dtype()))
+      .contiguous();
+}
+
+// This slice's [M | L], from one run of the op with v widened to [0 | v] and the initial state
+// [I | 0]: each column of the state evolves on its own (column c of v reaches only column c of
+// S), so the first K columns end as M I and the last V as L.
+Tensor slice_transition(const Context& ctx, const GatedDeltaRuleInputs& in,
+                        const GatedDeltaRuleParams& params) {
+  const int64_t B = in.v.size(0), T = in.v.size(1), HV = in.v.size(2), V = in.v.size(3),
+                K = in.q.size(3), W = K + V;
+  const DType sdt = stat_dtype(in.q.dtype());
+  GatedDeltaRuleInputs wide = in;
+  wide.v = Tensor::zeros({B, T, HV, W}, in.v.dtype());
+  wide.v.narrow(3, K, V).copy_from(in.v);
+  wide.initial_state = Tensor::zeros({B, HV, K, W}, sdt);
+  dispatch_cpu_float(kDeltaOp, sdt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    S* p = wide.initial_state.data_as<S>();
+    for (int64_t i = 0; i < B * HV; ++i)
+      for (int64_t r = 0; r < K; ++r) p[(i * K + r) * W + r] = S(1);
+  });
+  const Tensor scratch = Tensor::empty(wide.v.shape(), in.v.dtype());
+  const Tensor summary = Tensor::empty({B, HV, K, W}, sdt);
+  gated_delta_rule_fwd(ctx, scratch, summary, wide, params);
+  return summary;
+}
+
+// s (B, HV, K, V) <- M_j s + L_j for j in `ranks`, in that order; all (n, B, HV, K, K + V)
+// holds every rank's [M | L].
+void fold_delta(const Tensor& s, const Tensor& all, const std::vector<int>& ranks) {
+  const int64_t BH = s.size(0) * s.size(1), K = s.size(2), V = s.size(3), W = K + V;
+  dispatch_cpu_float(kDeltaOp, s.dtype(), [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    S* ps = s.data_as<S>();
+    std::vector<S> next(static_cast<size_t>(K * V));
+    for (int j : ranks)
+      for (int64_t i = 0; i < BH; ++i) {
+        const S* ML = all.data_as<S>() + (int64_t(j) * BH + i) * K * W;
+        S* x = ps + i * K * V;
+        for (int64_t r = 0; r < K; ++r) {
+          S* o = next.data() + r * V;
+          for (int64_t c = 0; c < V; ++c) o[c] = ML[r * W + K + c];
+          for (int64_t m = 0; m < K; ++m) {
+            const S a = ML[r * W + m];
+            for (int64_t c = 0; c < V; ++c) o[c] += a * x[m * V + c];
+          }
+        }
+        std::copy(next.begin(), next.end(), x);
+      }
+  });
+}
+
+// d (B, HV, K, V) <- G_j + M_j^T d for j in `ranks`, in that order: the gradient at a slice's
+// start from the one at its end. all as fold_delta's; all_G (n, B, HV, K, V) every rank's G.
+void fold_delta_back(const Tensor& d, const Tensor& all, const Tensor& all_G,
+                     const std::vector<int>& ranks) {
+  const int64_t BH = d.size(0) * d.size(1), K = d.size(2), V = d.size(3), W = K + V;
+  dispatch_cpu_float(kDeltaOp, d.dtype(), [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    S* pd = d.data_as<S>();
+    std::vector<S> next(static_cast<size_t>(K * V));
+    for (int j : ranks)
+      for (int64_t i = 0; i < BH; ++i) {
+        const S* ML = all.data_as<S>() + (int64_t(j) * BH + i) * K * W;
+        const S* G = all_G.data_as<S>() + (int64_t(j) * BH + i) * K * V;
+        S* x = pd + i * K * V;
+        std::copy(G, G + K * V, next.begin());
+        for (int64_t m = 0; m < K; ++m)
+          for (int64_t r = 0; r < K; ++r) {
+            const S a = ML[m * W + r];  // M^T[r][m]
+            S* o = next.data() + r * V;
+            for (int64_t c = 0; c < V; ++c) o[c] += a * x[m * V + c];
+          }
+        std::copy(next.begin(), next.end(), x);
+      }
+  });
+}
+
+// A copy of `state` on the CPU (folded in place), or zeros of `shape` when it is not given.
+Tensor state_or_zeros(const Tensor& state, const Shape& shape, DType dtype) {
+  return state.defined() ? state.to(Device::cpu()) : Tensor::zeros(shape, dtype);
+}
+
+}  // namespace
+
+void gated_delta_rule_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                             const Tensor& final_state, const GatedDeltaRuleInputs& in,
+                             const GatedDeltaRuleParams& params) {
+  const char* op = "gated_delta_rule_cp_fwd";
+  check_delta_slice(op, in);
+  if (in.initial_state.defined()) check_delta_state(op, "initial_state", in.initial_state, in);
+  if (final_state.defined()) check_delta_state(op, "final_state", final_state, in);
+  const Shape state{in.v.size(0), in.v.size(2), in.q.size(3), in.v.size(3)};
+  const DType sdt = stat_dtype(in.q.dtype());
+  const Tensor all = gather_summaries(comm, slice_transition(ctx, in, params));
+  // The state entering this slice: the initial state through the earlier slices; the slice again.
+  const Tensor s = state_or_zeros(in.initial_state, state, sdt);
+  fold_delta(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  GatedDeltaRuleInputs slice = in;
+  slice.initial_state = s;
+  gated_delta_rule_fwd(ctx, out, Tensor(), slice, params);
+  // On through this and the later slices: the whole sequence's final state, the same bits on
+  // every rank (each folds the same summaries in the same order).
+  if (final_state.defined()) {
+    fold_delta(s, all, ranks_between(comm.rank(), comm.size(), /*reverse=*/false));
+    final_state.copy_from(s);
+  }
+}
+
+void gated_delta_rule_cp_bwd(Communicator& comm, const Context& ctx,
+                             const GatedDeltaRuleGrads& grads, const Tensor& dout,
+                             const Tensor& dfinal_state, const GatedDeltaRuleInputs& in,
+                             const GatedDeltaRuleParams& params) {
+  const char* op = "gated_delta_rule_cp_bwd";
+  check_delta_slice(op, in);
+  LONGCTX_CHECK(in.initial_state.defined() == grads.dinitial_state.defined(), op,
+                ": dinitial_state is required exactly when initial_state is given (initial_state ",
+                in.initial_state.defined() ? "given" : "not given", ", dinitial_state ",
+                grads.dinitial_state.defined() ? "given" : "not given", ")");
+  if (in.initial_state.defined()) {
+    check_delta_state(op, "initial_state", in.initial_state, in);
+    check_delta_state(op, "dinitial_state", grads.dinitial_state, in);
+  }
+  if (dfinal_state.defined()) check_delta_state(op, "dfinal_state", dfinal_state, in);
+  const Shape state{in.v.size(0), in.v.size(2), in.q.size(3), in.v.size(3)};
+  const DType sdt = stat_dtype(in.q.dtype());
+  const Tensor all = gather_summaries(comm, slice_transition(ctx, in, params));
+  const Tensor s = state_or_zeros(in.initial_state, state, sdt);
+  fold_delta(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  GatedDeltaRuleInputs slice = in;
+  slice.initial_state = s;
+  // G: the gradient at this slice's start from its own outputs alone (no dfinal_state). It does
+  // not depend on the entering state (the outputs are linear in it), nor do M and L.
+  GatedDeltaRuleGrads g = grads;
+  g.dinitial_state = Tensor::empty(state, sdt);
+  gated_delta_rule_bwd(ctx, g, dout, Tensor(), slice, params);
+  const Tensor all_G = gather_summaries(comm, g.dinitial_state);
+  // The gradient leaving this slice's end: dfinal_state back through the later slices; again.
+  const Tensor from_right = state_or_zeros(dfinal_state, state, sdt);
+  fold_delta_back(from_right, all, all_G,
+                  ranks_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
+  gated_delta_rule_bwd(ctx, g, dout, from_right, slice, params);
+  // dinitial_state: back through every slice, the same bits on every rank.
+  if (grads.dinitial_state.defined()) {
+    const Tensor d = state_or_zeros(dfinal_state, state, sdt);
+    fold_delta_back(d, all, all_G, ranks_between(0, comm.size(), /*reverse=*/true));
+    grads.dinitial_state.copy_from(d);
+  }
 }
 
 }  // namespace longctx::dist

@@ -1,12 +1,13 @@
-// Context parallel linear_scan, selective_scan, ssd and causal_conv1d under `mpirun -np N`: one
-// sequence split along T over the ranks (lengths not divisible by N), each rank's slice of the
-// outputs and the whole states and weight gradients against the plain reference over the whole
-// sequence (2x rule, f64 and f32), forward and backward.
+// Context parallel linear_scan, selective_scan, ssd, causal_conv1d and gated_delta_rule under
+// `mpirun -np N`: one sequence split along T over the ranks (lengths not divisible by N), each
+// rank's slice of the outputs and the whole states and weight gradients against the plain reference
+// over the whole sequence (2x rule, f64 and f32), forward and backward.
 #include "harness.h"
 #include "longctx/dist/context_parallel.h"
 #include "longctx/ops/linear_scan.h"
 #include "mpi/world.h"
 #include "reference/causal_conv1d.h"
+#include "reference/gated_delta_rule.h"
 #include "reference/linear_scan.h"
 #include "reference/selective_scan.h"
 #include "reference/ssd.h"
@@ -339,6 +340,92 @@ INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSsd,
                                   dtype_name(std::get<1>(info.param));
                          });
 
+struct CpDeltaCase {
+  std::string name;
+  int64_t B, T, H, HV, K, V, chunk;
+  bool channel_gate, l2norm, h0, dfinal;
+};
+LONGCTX_PRINTS_AS_NAME(CpDeltaCase)
+
+// Slices of 14/15 or 7/7/7/8 (T = 29), 6/7 or 3/3/3/4 (T = 13), 11/12 or 5/6/6/6 (T = 23): the
+// chunks (3, 4, 5) end mid-slice and the slices mid-chunk. GVA ratio 2 in all but one.
+const std::vector<CpDeltaCase> kDeltaCases = {
+    {"gdn_gva2_l2norm_h0_dfinal", 2, 29, 1, 2, 8, 4, 4, false, true, true, true},
+    {"kda_gva2_raw_qk", 1, 13, 1, 2, 6, 5, 3, true, false, false, false},
+    {"gdn_raw_qk_h0", 2, 23, 2, 2, 8, 3, 5, false, false, true, false},
+    {"kda_gva2_l2norm_h0_dfinal", 1, 29, 2, 4, 6, 4, 4, true, true, true, true},
+};
+
+class ContextParallelGatedDeltaRule
+    : public testing::TestWithParam<std::tuple<CpDeltaCase, DType>> {};
+
+TEST_P(ContextParallelGatedDeltaRule, SlicesMatchTheWholeSequence) {
+  const auto& [c, dt] = GetParam();
+  const DType sdt = stat_dtype(dt);
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const auto [t0, t1] = my_slice(comm, c.T);
+  Rng rng(67);
+  ref::GatedDeltaRuleRefs r;
+  r.q = rounded(random_ref({c.B, c.T, c.H, c.K}, rng), dt);
+  // Without l2norm, |k|² ≈ 1 keeps β |k|² < 2: a contraction, as the models' normalised k.
+  const double kr = c.l2norm ? 1.0 : std::sqrt(3.0 / double(c.K));
+  r.k = rounded(random_ref({c.B, c.T, c.H, c.K}, rng, -kr, kr), dt);
+  r.v = rounded(random_ref({c.B, c.T, c.HV, c.V}, rng), dt);
+  r.g = rounded(random_ref(c.channel_gate ? Shape{c.B, c.T, c.HV, c.K} : Shape{c.B, c.T, c.HV}, rng,
+                           -0.3, -0.01),
+                sdt);
+  r.beta = rounded(random_ref({c.B, c.T, c.HV}, rng, 0.05, 1.0), dt);
+  if (c.h0) r.h0 = rounded(random_ref({c.B, c.HV, c.K, c.V}, rng), sdt);
+  r.scale = 1.0 / std::sqrt(double(c.K));
+  r.l2norm = c.l2norm;
+  const Ref dout = rounded(random_ref(r.v.shape, rng), dt);
+  const Ref dfinal = c.dfinal ? rounded(random_ref({c.B, c.HV, c.K, c.V}, rng), sdt) : Ref();
+  auto mine = [&](const Ref& x, DType d) { return from_ref(slice(x, 1, t0, t1), d); };
+  const GatedDeltaRuleInputs in{mine(r.q, dt),    mine(r.k, dt),
+                                mine(r.v, dt),    mine(r.g, sdt),
+                                mine(r.beta, dt), c.h0 ? from_ref(r.h0, sdt) : Tensor()};
+  const GatedDeltaRuleParams params{0, c.l2norm, c.chunk};
+
+  Tensor out = poisoned(in.v.shape(), dt, Device::cpu(), &ctx);
+  Tensor fin = poisoned({c.B, c.HV, c.K, c.V}, sdt, Device::cpu(), &ctx);
+  dist::gated_delta_rule_cp_fwd(comm, ctx, out, fin, in, params);
+  const auto exact = ref::gated_delta_rule_fwd<Oracle>(r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::gated_delta_rule_fwd<S>(r, rounding_for(dt));
+    expect_close_2x(out, slice(exact.out, 1, t0, t1), slice(naive.out, 1, t0, t1), dt, "out");
+    expect_close_2x(fin, exact.final_state, naive.final_state, sdt, "final_state");
+  });
+
+  auto poison = [&](const Tensor& like) {
+    return like.defined() ? poisoned(like.shape(), like.dtype(), Device::cpu(), &ctx) : Tensor();
+  };
+  const GatedDeltaRuleGrads g{poison(in.q), poison(in.k),    poison(in.v),
+                              poison(in.g), poison(in.beta), poison(in.initial_state)};
+  dist::gated_delta_rule_cp_bwd(comm, ctx, g, mine(dout, dt),
+                                c.dfinal ? from_ref(dfinal, sdt) : Tensor(), in, params);
+  const auto e = ref::gated_delta_rule_bwd<Oracle>(dout, dfinal, r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto n = ref::gated_delta_rule_bwd<S>(dout, dfinal, r, rounding_for(dt));
+    expect_close_2x(g.dq, slice(e.dq, 1, t0, t1), slice(n.dq, 1, t0, t1), dt, "dq");
+    expect_close_2x(g.dk, slice(e.dk, 1, t0, t1), slice(n.dk, 1, t0, t1), dt, "dk");
+    expect_close_2x(g.dv, slice(e.dv, 1, t0, t1), slice(n.dv, 1, t0, t1), dt, "dv");
+    expect_close_2x(g.dg, slice(e.dg, 1, t0, t1), slice(n.dg, 1, t0, t1), sdt, "dg");
+    expect_close_2x(g.dbeta, slice(e.dbeta, 1, t0, t1), slice(n.dbeta, 1, t0, t1), dt, "dbeta");
+    if (c.h0) expect_close_2x(g.dinitial_state, e.dh0, n.dh0, sdt, "dinitial_state");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelGatedDeltaRule,
+                         testing::Combine(testing::ValuesIn(kDeltaCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
 TEST(ContextParallel, SlicesShorterThanTheHaloAreRefused) {
   dist::Communicator& comm = world();
   Context& ctx = context_for(Device::cpu());
@@ -351,6 +438,23 @@ TEST(ContextParallel, SlicesShorterThanTheHaloAreRefused) {
   EXPECT_LONGCTX_ERROR(
       dist::linear_scan_cp_fwd(comm, ctx, Tensor::zeros({1, 2, 3}, DType::f32), s, a, a),
       "linear_scan_cp_fwd", "last_state");
+}
+
+TEST(ContextParallel, GatedDeltaRuleStatesAreChecked) {
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const GatedDeltaRuleInputs in{
+      Tensor::zeros({1, 4, 1, 4}, DType::f32), Tensor::zeros({1, 4, 1, 4}, DType::f32),
+      Tensor::zeros({1, 4, 2, 3}, DType::f32), Tensor::zeros({1, 4, 2}, DType::f32),
+      Tensor::zeros({1, 4, 2}, DType::f32),    Tensor::zeros({1, 2, 4, 3}, DType::f32)};
+  const Tensor out = Tensor::zeros({1, 4, 2, 3}, DType::f32);
+  // q is f32: the states are f32 too.
+  EXPECT_LONGCTX_ERROR(
+      dist::gated_delta_rule_cp_fwd(comm, ctx, out, Tensor::zeros({1, 2, 4, 3}, DType::f64), in),
+      "gated_delta_rule_cp_fwd", "final_state");
+  const GatedDeltaRuleGrads grads{out, out, out, out, out, Tensor()};
+  EXPECT_LONGCTX_ERROR(dist::gated_delta_rule_cp_bwd(comm, ctx, grads, out, Tensor(), in),
+                       "gated_delta_rule_cp_bwd", "dinitial_state is required");
 }
 
 }  // namespace

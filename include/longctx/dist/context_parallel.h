@@ -22,14 +22,29 @@
 // gradient back to rank r - 1 and sums dweight and dbias over the ranks. Every slice must hold
 // at least W - 1 columns.
 //
+// gated_delta_rule (Gated DeltaNet, KDA) by state passing too, but its transition is a matrix:
+// over a slice, per (sequence, value head), S_out = M S_in + L with M = prod_t alpha_t (I -
+// beta_t k_t k_t^T) (K x K) and L the slice's last state from a zero state. The state's V
+// columns evolve independently of each other, so one run of the op with K + V columns — v
+// widened to [0 | v], the initial state [I | 0] — leaves [M | L] as its final state (the op
+// normalises k and scales q itself; q does not reach the state). One all-gather of the (M, L);
+// rank r folds the initial state through ranks < r and reruns its slice from it. The gradient
+// entering a slice's start is linear in the one leaving its end, dS_in = G + M^T dS_out, with G
+// the slice's own (its backward with no dfinal_state): a backward for G, one all-gather of the
+// G, rank r folds dfinal_state back through ranks > r, then the real backward. Forward: two runs
+// of the op (one K + V columns wide); backward: that wide forward and two backwards. Messages
+// of B * HV * K * (K + V) values (and B * HV * K * V for the backward's G), whatever T. Nothing
+// is summed over the ranks: every input but the states is per token.
+//
 // Layouts and dtypes are the single-process ops' (include/longctx/ops/linear_scan.h,
-// causal_conv1d.h) with T the slice's length; states (h0, last_state, dh0, dlast_state) and
-// weights are whole and the same on every rank. Rectangular batches (no cu_seqlens) of CPU
-// tensors: the MPI communicator's.
+// causal_conv1d.h, gated_delta_rule.h) with T the slice's length; states (h0, last_state, dh0,
+// dlast_state) and weights are whole and the same on every rank. Rectangular batches (no
+// cu_seqlens) of CPU tensors: the MPI communicator's.
 #pragma once
 
 #include "longctx/dist/communicator.h"
 #include "longctx/ops/causal_conv1d.h"
+#include "longctx/ops/gated_delta_rule.h"
 #include "longctx/ops/selective_scan.h"
 #include "longctx/ops/ssd.h"
 
@@ -75,5 +90,19 @@ void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& 
                           const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                           const Tensor& x, const Tensor& weight, const Tensor& bias = {},
                           const CausalConv1dParams& params = {});
+
+// Inputs as gated_delta_rule's, q/k (B, T, H, K), v (B, T, HV, V), g and beta this rank's slice
+// (chunks are counted from the slice's start); initial_state and final_state (B, HV, K, V)
+// whole, final_state (optional) the same on every rank.
+void gated_delta_rule_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                             const Tensor& final_state, const GatedDeltaRuleInputs& in,
+                             const GatedDeltaRuleParams& params = {});
+
+// grads of the slice's inputs; dinitial_state (exactly when initial_state is given) whole, the
+// same on every rank. dfinal_state (optional) is whole, the same on every rank.
+void gated_delta_rule_cp_bwd(Communicator& comm, const Context& ctx,
+                             const GatedDeltaRuleGrads& grads, const Tensor& dout,
+                             const Tensor& dfinal_state, const GatedDeltaRuleInputs& in,
+                             const GatedDeltaRuleParams& params = {});
 
 }  // namespace longctx::dist
