@@ -440,6 +440,120 @@ TEST(ContextParallel, SlicesShorterThanTheHaloAreRefused) {
       "linear_scan_cp_fwd", "last_state");
 }
 
+struct CpDeltaPackedCase {
+  std::string name;
+  std::vector<int64_t> lengths;
+  bool channel_gate, l2norm;
+};
+LONGCTX_PRINTS_AS_NAME(CpDeltaPackedCase)
+
+// T = 40 over slices of 20 (two ranks) or 10 (four). straddles: the sequence of 14 crosses
+// position 10, the one of 17 positions 20 and 30 (0, 1 and 2 boundaries; an empty sequence at
+// 18); one_long: the sequence of 38 crosses every boundary; on_boundaries: sequences start
+// exactly at 10 and 20, the last crosses 30.
+const std::vector<CpDeltaPackedCase> kDeltaPackedCases = {
+    {"gdn_straddles", {3, 14, 1, 0, 17, 5}, false, true},
+    {"kda_straddles_raw_qk", {3, 14, 1, 0, 17, 5}, true, false},
+    {"gdn_one_long_raw_qk", {1, 38, 1}, false, false},
+    {"kda_on_boundaries", {10, 10, 20}, true, true},
+};
+
+class ContextParallelGatedDeltaRulePacked
+    : public testing::TestWithParam<std::tuple<CpDeltaPackedCase, DType>> {};
+
+TEST_P(ContextParallelGatedDeltaRulePacked, SlicesMatchEachSequenceAlone) {
+  const auto& [c, dt] = GetParam();
+  const DType sdt = stat_dtype(dt);
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  const int64_t N = int64_t(c.lengths.size()), T = cu.back(), H = 1, HV = 2, K = 6, V = 4;
+  const auto [t0, t1] = my_slice(comm, T);
+  Rng rng(71);
+  ref::GatedDeltaRuleRefs r;
+  r.q = rounded(random_ref({1, T, H, K}, rng), dt);
+  const double kr = c.l2norm ? 1.0 : std::sqrt(3.0 / double(K));
+  r.k = rounded(random_ref({1, T, H, K}, rng, -kr, kr), dt);
+  r.v = rounded(random_ref({1, T, HV, V}, rng), dt);
+  r.g = rounded(random_ref(c.channel_gate ? Shape{1, T, HV, K} : Shape{1, T, HV}, rng, -0.3, -0.01),
+                sdt);
+  r.beta = rounded(random_ref({1, T, HV}, rng, 0.05, 1.0), dt);
+  r.h0 = rounded(random_ref({N, HV, K, V}, rng), sdt);
+  r.scale = 1.0 / std::sqrt(double(K));
+  r.l2norm = c.l2norm;
+  const Ref dout = rounded(random_ref(r.v.shape, rng), dt);
+  const Ref dfinal = rounded(random_ref(r.h0.shape, rng), sdt);
+  auto mine = [&](const Ref& x, DType d) { return from_ref(slice(x, 1, t0, t1), d); };
+  const GatedDeltaRuleInputs in{mine(r.q, dt),
+                                mine(r.k, dt),
+                                mine(r.v, dt),
+                                mine(r.g, sdt),
+                                mine(r.beta, dt),
+                                from_ref(r.h0, sdt),
+                                int_tensor(cu, {N + 1}, Device::cpu())};
+  const GatedDeltaRuleParams params{0, c.l2norm, 4};
+
+  Tensor out = poisoned(in.v.shape(), dt, Device::cpu(), &ctx);
+  Tensor fin = poisoned(r.h0.shape, sdt, Device::cpu(), &ctx);
+  dist::gated_delta_rule_cp_fwd(comm, ctx, out, fin, in, params);
+  auto poison = [&](const Tensor& like) {
+    return poisoned(like.shape(), like.dtype(), Device::cpu(), &ctx);
+  };
+  const GatedDeltaRuleGrads g{poison(in.q), poison(in.k),    poison(in.v),
+                              poison(in.g), poison(in.beta), poison(in.initial_state)};
+  dist::gated_delta_rule_cp_bwd(comm, ctx, g, mine(dout, dt), from_ref(dfinal, sdt), in, params);
+
+  // The reference on each sequence alone, assembled in the packed layout: per-token results
+  // (dimension 1 is T) and per-sequence ones (dimension 0 is N).
+  const std::vector<Tensor> got = {out, fin, g.dq, g.dk, g.dv, g.dg, g.dbeta, g.dinitial_state};
+  const char* names[] = {"out", "final_state", "dq", "dk", "dv", "dg", "dbeta", "dinitial_state"};
+  const bool per_token[] = {true, false, true, true, true, true, true, false};
+  const Ref* whole[] = {&r.v, &r.h0, &r.q, &r.k, &r.v, &r.g, &r.beta, &r.h0};
+  const DType dtypes[] = {dt, sdt, dt, dt, dt, sdt, dt, sdt};
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    std::vector<Ref> exact, naive;
+    for (const Ref* w : whole) {
+      exact.push_back(Ref(w->shape));
+      naive.push_back(Ref(w->shape));
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+      ref::GatedDeltaRuleRefs rn = r;
+      for (Ref* x : {&rn.q, &rn.k, &rn.v, &rn.g, &rn.beta}) *x = slice(*x, 1, b, e);
+      rn.h0 = slice(r.h0, 0, n, n + 1);
+      const Ref doutn = slice(dout, 1, b, e), dfinaln = slice(dfinal, 0, n, n + 1);
+      const auto ef = ref::gated_delta_rule_fwd<Oracle>(rn, no_round);
+      const auto nf = ref::gated_delta_rule_fwd<S>(rn, rounding_for(dt));
+      const auto eb = ref::gated_delta_rule_bwd<Oracle>(doutn, dfinaln, rn, no_round);
+      const auto nb = ref::gated_delta_rule_bwd<S>(doutn, dfinaln, rn, rounding_for(dt));
+      const Ref* es[] = {&ef.out, &ef.final_state, &eb.dq,    &eb.dk,
+                         &eb.dv,  &eb.dg,          &eb.dbeta, &eb.dh0};
+      const Ref* ns[] = {&nf.out, &nf.final_state, &nb.dq,    &nb.dk,
+                         &nb.dv,  &nb.dg,          &nb.dbeta, &nb.dh0};
+      for (size_t i = 0; i < got.size(); ++i) {
+        paste(exact[i], per_token[i] ? 1 : 0, per_token[i] ? b : n, *es[i]);
+        paste(naive[i], per_token[i] ? 1 : 0, per_token[i] ? b : n, *ns[i]);
+      }
+    }
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (per_token[i])
+        expect_close_2x(got[i], slice(exact[i], 1, t0, t1), slice(naive[i], 1, t0, t1), dtypes[i],
+                        names[i]);
+      else
+        expect_close_2x(got[i], exact[i], naive[i], dtypes[i], names[i]);
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelGatedDeltaRulePacked,
+                         testing::Combine(testing::ValuesIn(kDeltaPackedCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
 TEST(ContextParallel, GatedDeltaRuleStatesAreChecked) {
   dist::Communicator& comm = world();
   Context& ctx = context_for(Device::cpu());
@@ -455,6 +569,13 @@ TEST(ContextParallel, GatedDeltaRuleStatesAreChecked) {
   const GatedDeltaRuleGrads grads{out, out, out, out, out, Tensor()};
   EXPECT_LONGCTX_ERROR(dist::gated_delta_rule_cp_bwd(comm, ctx, grads, out, Tensor(), in),
                        "gated_delta_rule_cp_bwd", "dinitial_state is required");
+  // A packed batch: cu_seqlens is the whole batch's, which holds 4 tokens per rank.
+  GatedDeltaRuleInputs packed = in;
+  packed.initial_state = Tensor();
+  packed.cu_seqlens = int_tensor({0, 4}, {2}, Device::cpu());
+  if (comm.size() > 1)
+    EXPECT_LONGCTX_ERROR(dist::gated_delta_rule_cp_fwd(comm, ctx, out, Tensor(), packed),
+                         "gated_delta_rule_cp_fwd", "cu_seqlens");
 }
 
 }  // namespace

@@ -36,10 +36,25 @@
 // of B * HV * K * (K + V) values (and B * HV * K * V for the backward's G), whatever T. Nothing
 // is summed over the ranks: every input but the states is per token.
 //
+// Packed batches (cu_seqlens; so far gated_delta_rule): the packed batch (1, T_total, ...) is
+// split along T, so a sequence may lie inside one slice or straddle any number of them. Every
+// rank is given the whole batch's cu_seqlens (N + 1, the same on every rank) and its slice
+// (1, T, ...); a slice's offset is the sum of the earlier ranks' T, from one all-gather of the
+// lengths (any lengths, empty slices too). State passing becomes a segmented scan: a slice
+// passes right the summary of its last sequence — from the slice's start if that sequence began
+// earlier, else from its own start (transition 0: it does not depend on the left) — and the
+// state from the left enters only its first sequence, only when that one began earlier; the
+// backward passes left its first sequence's the same way. Messages stay those of one sequence
+// (HV * K * (K + V) values), whatever N; the per-sequence states (N, HV, K, V) are assembled on
+// every rank with one all-reduce of N * HV * K * V values (each written by the rank holding the
+// sequence's end, or for dinitial_state its start; the others add zeros). The same op runs as
+// without packing: two forwards and, for the backward, one wide forward and two backwards (the
+// first only on a rank whose first sequence began earlier).
+//
 // Layouts and dtypes are the single-process ops' (include/longctx/ops/linear_scan.h,
 // causal_conv1d.h, gated_delta_rule.h) with T the slice's length; states (h0, last_state, dh0,
-// dlast_state) and weights are whole and the same on every rank. Rectangular batches (no
-// cu_seqlens) of CPU tensors: the MPI communicator's.
+// dlast_state) and weights are whole and the same on every rank. CPU tensors (the MPI
+// communicator's); rectangular batches except where packed ones are said above.
 #pragma once
 
 #include "longctx/dist/communicator.h"
@@ -93,7 +108,8 @@ void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& 
 
 // Inputs as gated_delta_rule's, q/k (B, T, H, K), v (B, T, HV, V), g and beta this rank's slice
 // (chunks are counted from the slice's start); initial_state and final_state (B, HV, K, V)
-// whole, final_state (optional) the same on every rank.
+// whole, final_state (optional) the same on every rank. With in.cu_seqlens: B = 1, cu_seqlens
+// the whole packed batch's (N + 1) and the states (N, HV, K, V), as above.
 void gated_delta_rule_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                              const Tensor& final_state, const GatedDeltaRuleInputs& in,
                              const GatedDeltaRuleParams& params = {});
