@@ -80,6 +80,181 @@ Tensor zeros_like_state(const Tensor& like, int64_t B, int64_t D) {
   return Tensor::zeros({B, D}, like.dtype());
 }
 
+// ---- Packed batches (cu_seqlens) split along T ----------------------------------------------
+
+// Where this rank's slice lies in a packed batch of N sequences: which sequences have tokens in
+// it, and whether the first began on an earlier rank and the last goes on past the slice.
+struct PackedSlice {
+  int64_t t0 = 0, t1 = 0;     // the slice's positions [t0, t1) in the whole packed batch
+  std::vector<int64_t> seqs;  // the sequences with a token in the slice, in order
+  int64_t count = 0;          // how many (0: an empty slice)
+  bool enters = false;        // the first began before t0
+  bool leaves = false;        // the last ends after t1
+  std::vector<int32_t> cu;    // the whole batch's cu_seqlens (N + 1), on the host
+  Tensor local_cu;            // the slice's own: its count sequences clipped to it, i32
+
+  int64_t sequences() const { return int64_t(cu.size()) - 1; }
+  bool owns_end(int64_t i) const { return !(leaves && i == count - 1); }
+  bool owns_start(int64_t i) const { return !(enters && i == 0); }
+};
+
+// The slice of T positions this rank holds: its offset is the sum of the earlier ranks' lengths
+// (one all-gather of the lengths), so the slices may have any lengths, in rank order.
+// `cu_seqlens` is the whole batch's, the same on every rank, and must end at the sum of them all.
+PackedSlice packed_slice(Communicator& comm, const Context& ctx, const char* op,
+                         const Tensor& cu_seqlens, int64_t T) {
+  PackedSlice p;
+  const Tensor length = Tensor::empty({1}, DType::i32);
+  length.data_as<int32_t>()[0] = int32_t(T);
+  const Tensor lengths = Tensor::empty({int64_t(comm.size()), 1}, DType::i32);
+  comm.all_gather(lengths, length);
+  int64_t total = 0;
+  for (int j = 0; j < comm.size(); ++j) {
+    if (j == comm.rank()) p.t0 = total;
+    total += lengths.data_as<int32_t>()[j];
+  }
+  p.t1 = p.t0 + T;
+  p.cu = check_cu_seqlens(ctx, op, "cu_seqlens (the whole batch's)", cu_seqlens, total);
+  std::vector<int32_t> local = {0};
+  for (int64_t n = 0; n < p.sequences(); ++n) {
+    const int64_t b = std::max<int64_t>(p.cu[size_t(n)], p.t0);
+    const int64_t e = std::min<int64_t>(p.cu[size_t(n) + 1], p.t1);
+    if (b >= e) continue;  // no token here (empty sequences included)
+    if (p.count++ == 0) p.enters = p.cu[size_t(n)] < p.t0;
+    p.seqs.push_back(n);
+    p.leaves = p.cu[size_t(n) + 1] > p.t1;
+    local.push_back(int32_t(e - p.t0));
+  }
+  p.local_cu = Tensor::empty({p.count + 1}, DType::i32);
+  std::copy(local.begin(), local.end(), p.local_cu.data_as<int32_t>());
+  return p;
+}
+
+// The slice's sequences' states (count, ...): row i that of sequence seqs[i] from `whole`
+// (N, ...; undefined: zeros), but `entering` (1, ...) for a sequence that began earlier.
+Tensor local_states(const PackedSlice& p, const Tensor& whole, const Tensor& entering) {
+  Shape shape = entering.shape();
+  shape[0] = p.count;
+  const Tensor local = Tensor::zeros(shape, entering.dtype());
+  for (int64_t i = 0; i < p.count; ++i) {
+    if (!p.owns_start(i))
+      local.select(0, i).copy_from(entering.select(0, 0));
+    else if (whole.defined())
+      local.select(0, i).copy_from(whole.select(0, p.seqs[size_t(i)]));
+  }
+  return local;
+}
+
+// whole (N, ...) <- the slices' per-sequence results `local` (count, ...), the same on every
+// rank: row n from the rank holding sequence n's end (at_end) or start, `empty` (N, ...;
+// undefined: zeros) for an empty sequence. One all-reduce of the whole tensor: the other ranks
+// add zeros, which leaves the bits as they are.
+void assemble_states(Communicator& comm, const PackedSlice& p, const Tensor& whole,
+                     const Tensor& local, bool at_end, const Tensor& empty) {
+  const Tensor sum = Tensor::zeros(whole.shape(), whole.dtype());
+  for (int64_t i = 0; i < p.count; ++i)
+    if (at_end ? p.owns_end(i) : p.owns_start(i))
+      sum.select(0, p.seqs[size_t(i)]).copy_from(local.select(0, i));
+  if (comm.rank() == 0 && empty.defined())
+    for (int64_t n = 0; n < p.sequences(); ++n)
+      if (p.cu[size_t(n)] == p.cu[size_t(n) + 1]) sum.select(0, n).copy_from(empty.select(0, n));
+  comm.all_reduce_sum(sum);
+  whole.copy_from(sum);
+}
+
+// Segmented state passing for a scan whose transition is diagonal (linear_scan,
+// selective_scan, ssd) on a packed slice: run_fwd(no_input, initial, final) runs the op on the
+// slice's `count` sequences — with its input zeroed when no_input — from the states `initial`
+// into `final` (count, ...); run_bwd(initial, dfinal, dinitial) its backward, writing the
+// slice's gradients and `dinitial`. `one` is one sequence's state shape.
+
+Shape with_leading(int64_t n, const Shape& one) {
+  Shape shape{n};
+  shape.insert(shape.end(), one.begin(), one.end());
+  return shape;
+}
+
+// The summary a slice passes right (2, ...one): its last sequence's (decay, state) from the
+// slice's start when that sequence began earlier, else (0, its final state from its own initial
+// state); (1, 0) for an empty slice. The decay (a run with no input from ones) is nonzero only
+// when the slice lies inside one sequence that began earlier; `decay` keeps it for the backward.
+template <class RunFwd>
+Tensor packed_scan_summary(const PackedSlice& p, const Tensor& h0, const Shape& one, DType dtype,
+                           RunFwd&& run_fwd, Tensor& decay) {
+  const Tensor summary = Tensor::zeros(with_leading(2, one), dtype);
+  if (p.count == 0) {
+    summary.select(0, 0).fill(1.0);
+    return summary;
+  }
+  const Tensor zero = Tensor::zeros(with_leading(1, one), dtype);
+  if (p.enters && p.count == 1) {
+    const Tensor ones = Tensor::empty(with_leading(1, one), dtype);
+    ones.fill(1.0);
+    decay = Tensor::empty(with_leading(1, one), dtype);
+    run_fwd(/*no_input=*/true, ones, decay);
+    summary.narrow(0, 0, 1).copy_from(decay);
+  }
+  const Tensor state = Tensor::empty(with_leading(p.count, one), dtype);
+  run_fwd(/*no_input=*/false, local_states(p, h0, zero), state);
+  summary.narrow(0, 1, 1).copy_from(state.narrow(0, p.count - 1, 1));
+  return summary;
+}
+
+// last_state (N, ...one): every sequence's, on every rank.
+template <class RunFwd>
+void scan_packed_fwd(Communicator& comm, const PackedSlice& p, const Tensor& last_state,
+                     const Tensor& h0, const Shape& one, DType dtype, RunFwd&& run_fwd) {
+  Tensor decay;
+  const Tensor all = gather_summaries(comm, packed_scan_summary(p, h0, one, dtype, run_fwd, decay));
+  // The state entering this slice's first sequence (used only when it began earlier).
+  const Tensor s = Tensor::zeros(with_leading(1, one), dtype);
+  fold(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  const Tensor local_last = Tensor::empty(with_leading(p.count, one), dtype);
+  if (p.count > 0) run_fwd(/*no_input=*/false, local_states(p, h0, s), local_last);
+  assemble_states(comm, p, last_state, local_last, /*at_end=*/true, h0);
+}
+
+// The backward, the same in reverse: a slice passes left its first sequence's (decay, G) when
+// that sequence began earlier — the decay only when it also goes on past the slice, G its
+// gradient at the slice's start with no gradient from the right but its own dlast_state —
+// (1, 0) for an empty slice, zeros otherwise (no earlier rank waits for it). Returns whether
+// this slice ran the op (not when it is empty: its shared gradients, dA and the like, are then
+// not written).
+template <class RunFwd, class RunBwd>
+bool scan_packed_bwd(Communicator& comm, const PackedSlice& p, const Shape& one, DType dtype,
+                     const Tensor& h0, const Tensor& dh0, const Tensor& dlast_state,
+                     RunFwd&& run_fwd, RunBwd&& run_bwd) {
+  Tensor decay;
+  const Tensor all = gather_summaries(comm, packed_scan_summary(p, h0, one, dtype, run_fwd, decay));
+  const Tensor s = Tensor::zeros(with_leading(1, one), dtype);
+  fold(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  const Tensor initial = local_states(p, h0, s);
+  const Tensor dlast = Tensor::zeros(with_leading(p.count, one), dtype);
+  if (dlast_state.defined())
+    for (int64_t i = 0; i < p.count; ++i)
+      if (p.owns_end(i)) dlast.select(0, i).copy_from(dlast_state.select(0, p.seqs[size_t(i)]));
+  const Tensor dinitial = Tensor::empty(with_leading(p.count, one), dtype);
+  const Tensor back = Tensor::zeros(with_leading(2, one), dtype);
+  if (p.count == 0) {
+    back.select(0, 0).fill(1.0);
+  } else if (p.enters) {
+    run_bwd(initial, dlast, dinitial);
+    back.narrow(0, 1, 1).copy_from(dinitial.narrow(0, 0, 1));
+    if (p.leaves && p.count == 1) back.narrow(0, 0, 1).copy_from(decay);
+  }
+  const Tensor all_back = gather_summaries(comm, back);
+  if (p.count > 0) {
+    if (p.leaves) {
+      const Tensor from_right = Tensor::zeros(with_leading(1, one), dtype);
+      fold(from_right, all_back, ranks_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
+      dlast.narrow(0, p.count - 1, 1).copy_from(from_right);
+    }
+    run_bwd(initial, dlast, dinitial);
+  }
+  if (dh0.defined()) assemble_states(comm, p, dh0, dinitial, /*at_end=*/false, dlast_state);
+  return p.count > 0;
+}
+
 }  // namespace
 
 void linear_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
@@ -219,8 +394,11 @@ void scan_cp_bwd(Communicator& comm, const Shape& state, DType dtype, const Tens
   }
 }
 
-void check_no_packing(const char* op, const Tensor& cu_seqlens) {
-  LONGCTX_CHECK(!cu_seqlens.defined(), op, ": packed batches (cu_seqlens) are not supported");
+// A whole state of a scan op (h0, last_state and their gradients) when given: (N, ...one) in
+// the scan's dtype, N = B or the number of packed sequences.
+void check_scan_state(const char* op, const char* name, const Tensor& t, int64_t N,
+                      const Shape& one, DType dtype) {
+  if (t.defined()) check_arg(op, name, t).shape(with_leading(N, one)).dtype(dtype).contiguous();
 }
 
 }  // namespace
@@ -231,12 +409,28 @@ void selective_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor&
   const char* op = "selective_scan_cp_fwd";
   check_slice(op, "u", in.u);
   check_arg(op, "A", in.A).rank(2);
-  check_no_packing(op, in.cu_seqlens);
-  check_arg(op, "last_state", last_state)
-      .shape({in.u.size(0), in.u.size(1), in.A.size(1)})
-      .dtype(in.A.dtype())
-      .contiguous();
+  const Shape one{in.u.size(1), in.A.size(1)};
+  const DType sdt = in.A.dtype();
   const Tensor zeros = Tensor::zeros(in.u.shape(), in.u.dtype());
+  if (in.cu_seqlens.defined()) {
+    const PackedSlice p = packed_slice(comm, ctx, op, in.cu_seqlens, in.u.size(2));
+    check_arg(op, "last_state", last_state).contiguous();
+    check_scan_state(op, "last_state", last_state, p.sequences(), one, sdt);
+    check_scan_state(op, "h0", in.h0, p.sequences(), one, sdt);
+    scan_packed_fwd(comm, p, last_state, in.h0, one, sdt,
+                    [&](bool no_input, const Tensor& h0, const Tensor& last) {
+                      SelectiveScanInputs slice = in;
+                      slice.cu_seqlens = p.local_cu;
+                      if (no_input) slice.u = zeros;
+                      slice.h0 = h0;
+                      selective_scan_fwd(ctx, out, last, slice, params);
+                    });
+    return;
+  }
+  check_arg(op, "last_state", last_state)
+      .shape(with_leading(in.u.size(0), one))
+      .dtype(sdt)
+      .contiguous();
   scan_cp_fwd(comm, last_state, in.h0, [&](bool no_input, const Tensor& h0, const Tensor& last) {
     SelectiveScanInputs slice = in;
     if (no_input) slice.u = zeros;
@@ -251,28 +445,54 @@ void selective_scan_cp_bwd(Communicator& comm, const Context& ctx, const Selecti
   const char* op = "selective_scan_cp_bwd";
   check_slice(op, "u", in.u);
   check_arg(op, "A", in.A).rank(2);
-  check_no_packing(op, in.cu_seqlens);
-  const Shape state{in.u.size(0), in.u.size(1), in.A.size(1)};
+  const Shape one{in.u.size(1), in.A.size(1)};
+  const DType sdt = in.A.dtype();
   LONGCTX_CHECK(in.h0.defined() == grads.dh0.defined(), op,
                 ": dh0 is required exactly when h0 is given");
-  if (grads.dh0.defined())
-    check_arg(op, "dh0", grads.dh0).shape(state).dtype(in.A.dtype()).contiguous();
   const Tensor zeros = Tensor::zeros(in.u.shape(), in.u.dtype());
   const Tensor scratch = Tensor::empty(in.u.shape(), in.u.dtype());
-  auto run_fwd = [&](bool no_input, const Tensor& h0, const Tensor& last) {
+  auto run_fwd = [&](const Tensor& cu, bool no_input, const Tensor& h0, const Tensor& last) {
     SelectiveScanInputs slice = in;
+    slice.cu_seqlens = cu;
     if (no_input) slice.u = zeros;
     slice.h0 = h0;
     selective_scan_fwd(ctx, scratch, last, slice, params);
   };
-  auto run_bwd = [&](const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
+  auto run_bwd = [&](const Tensor& cu, const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
     SelectiveScanInputs slice = in;
+    slice.cu_seqlens = cu;
     slice.h0 = h0;
     SelectiveScanGrads g = grads;
     g.dh0 = dh0;
     selective_scan_bwd(ctx, g, dout, dlast, slice, params);
   };
-  scan_cp_bwd(comm, state, in.A.dtype(), in.h0, grads.dh0, dlast_state, run_fwd, run_bwd);
+  if (in.cu_seqlens.defined()) {
+    const PackedSlice p = packed_slice(comm, ctx, op, in.cu_seqlens, in.u.size(2));
+    for (const auto& [name, t] :
+         {std::pair{"h0", in.h0}, {"dh0", grads.dh0}, {"dlast_state", dlast_state}})
+      check_scan_state(op, name, t, p.sequences(), one, sdt);
+    const bool ran = scan_packed_bwd(
+        comm, p, one, sdt, in.h0, grads.dh0, dlast_state,
+        [&](bool no_input, const Tensor& h0, const Tensor& last) {
+          run_fwd(p.local_cu, no_input, h0, last);
+        },
+        [&](const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
+          run_bwd(p.local_cu, h0, dlast, dh0);
+        });
+    if (!ran)
+      for (const Tensor& t : {grads.dA, grads.dD, grads.ddelta_bias})
+        if (t.defined()) t.fill(0.0);
+  } else {
+    check_scan_state(op, "dh0", grads.dh0, in.u.size(0), one, sdt);
+    scan_cp_bwd(
+        comm, with_leading(in.u.size(0), one), sdt, in.h0, grads.dh0, dlast_state,
+        [&](bool no_input, const Tensor& h0, const Tensor& last) {
+          run_fwd(Tensor(), no_input, h0, last);
+        },
+        [&](const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
+          run_bwd(Tensor(), h0, dlast, dh0);
+        });
+  }
   // A, D and delta_bias are shared by every slice: their gradients are sums over the ranks.
   comm.all_reduce_sum(grads.dA);
   if (grads.dD.defined()) comm.all_reduce_sum(grads.dD);
@@ -284,18 +504,34 @@ void ssd_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
   const char* op = "ssd_cp_fwd";
   check_arg(op, "x", in.x).rank(4).device(Device::cpu()).dtype_in({DType::f32, DType::f64});
   check_arg(op, "B", in.B).rank(4);
-  check_no_packing(op, in.cu_seqlens);
-  check_arg(op, "final_states", final_states)
-      .shape({in.x.size(0), in.x.size(2), in.x.size(3), in.B.size(3)})
-      .dtype(in.A.dtype())
-      .contiguous();
+  const Shape one{in.x.size(2), in.x.size(3), in.B.size(3)};
+  const DType sdt = in.A.dtype();
   const Tensor zeros = Tensor::zeros(in.x.shape(), in.x.dtype());
+  auto run_fwd = [&](const Tensor& cu, bool no_input, const Tensor& h0, const Tensor& last) {
+    SSDInputs slice = in;
+    slice.cu_seqlens = cu;
+    if (no_input) slice.x = zeros;
+    slice.initial_states = h0;
+    ssd_fwd(ctx, out, last, slice, params);
+  };
+  if (in.cu_seqlens.defined()) {
+    const PackedSlice p = packed_slice(comm, ctx, op, in.cu_seqlens, in.x.size(1));
+    check_arg(op, "final_states", final_states).contiguous();
+    check_scan_state(op, "final_states", final_states, p.sequences(), one, sdt);
+    check_scan_state(op, "initial_states", in.initial_states, p.sequences(), one, sdt);
+    scan_packed_fwd(comm, p, final_states, in.initial_states, one, sdt,
+                    [&](bool no_input, const Tensor& h0, const Tensor& last) {
+                      run_fwd(p.local_cu, no_input, h0, last);
+                    });
+    return;
+  }
+  check_arg(op, "final_states", final_states)
+      .shape(with_leading(in.x.size(0), one))
+      .dtype(sdt)
+      .contiguous();
   scan_cp_fwd(comm, final_states, in.initial_states,
               [&](bool no_input, const Tensor& h0, const Tensor& last) {
-                SSDInputs slice = in;
-                if (no_input) slice.x = zeros;
-                slice.initial_states = h0;
-                ssd_fwd(ctx, out, last, slice, params);
+                run_fwd(Tensor(), no_input, h0, last);
               });
 }
 
@@ -304,32 +540,56 @@ void ssd_cp_bwd(Communicator& comm, const Context& ctx, const SSDGrads& grads, c
   const char* op = "ssd_cp_bwd";
   check_arg(op, "x", in.x).rank(4).device(Device::cpu()).dtype_in({DType::f32, DType::f64});
   check_arg(op, "B", in.B).rank(4);
-  check_no_packing(op, in.cu_seqlens);
-  const Shape state{in.x.size(0), in.x.size(2), in.x.size(3), in.B.size(3)};
+  const Shape one{in.x.size(2), in.x.size(3), in.B.size(3)};
+  const DType sdt = in.A.dtype();
   LONGCTX_CHECK(in.initial_states.defined() == grads.dinitial_states.defined(), op,
                 ": dinitial_states is required exactly when initial_states is given");
-  if (grads.dinitial_states.defined())
-    check_arg(op, "dinitial_states", grads.dinitial_states)
-        .shape(state)
-        .dtype(in.A.dtype())
-        .contiguous();
   const Tensor zeros = Tensor::zeros(in.x.shape(), in.x.dtype());
   const Tensor scratch = Tensor::empty(in.x.shape(), in.x.dtype());
-  auto run_fwd = [&](bool no_input, const Tensor& h0, const Tensor& last) {
+  auto run_fwd = [&](const Tensor& cu, bool no_input, const Tensor& h0, const Tensor& last) {
     SSDInputs slice = in;
+    slice.cu_seqlens = cu;
     if (no_input) slice.x = zeros;
     slice.initial_states = h0;
     ssd_fwd(ctx, scratch, last, slice, params);
   };
-  auto run_bwd = [&](const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
+  auto run_bwd = [&](const Tensor& cu, const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
     SSDInputs slice = in;
+    slice.cu_seqlens = cu;
     slice.initial_states = h0;
     SSDGrads g = grads;
     g.dinitial_states = dh0;
     ssd_bwd(ctx, g, dout, dlast, slice, params);
   };
-  scan_cp_bwd(comm, state, in.A.dtype(), in.initial_states, grads.dinitial_states, dfinal_states,
-              run_fwd, run_bwd);
+  if (in.cu_seqlens.defined()) {
+    const PackedSlice p = packed_slice(comm, ctx, op, in.cu_seqlens, in.x.size(1));
+    for (const auto& [name, t] : {std::pair{"initial_states", in.initial_states},
+                                  {"dinitial_states", grads.dinitial_states},
+                                  {"dfinal_states", dfinal_states}})
+      check_scan_state(op, name, t, p.sequences(), one, sdt);
+    const bool ran = scan_packed_bwd(
+        comm, p, one, sdt, in.initial_states, grads.dinitial_states, dfinal_states,
+        [&](bool no_input, const Tensor& h0, const Tensor& last) {
+          run_fwd(p.local_cu, no_input, h0, last);
+        },
+        [&](const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
+          run_bwd(p.local_cu, h0, dlast, dh0);
+        });
+    if (!ran)
+      for (const Tensor& t : {grads.dA, grads.dD, grads.ddt_bias})
+        if (t.defined()) t.fill(0.0);
+  } else {
+    check_scan_state(op, "dinitial_states", grads.dinitial_states, in.x.size(0), one, sdt);
+    scan_cp_bwd(
+        comm, with_leading(in.x.size(0), one), sdt, in.initial_states, grads.dinitial_states,
+        dfinal_states,
+        [&](bool no_input, const Tensor& h0, const Tensor& last) {
+          run_fwd(Tensor(), no_input, h0, last);
+        },
+        [&](const Tensor& h0, const Tensor& dlast, const Tensor& dh0) {
+          run_bwd(Tensor(), h0, dlast, dh0);
+        });
+  }
   // A, D and dt_bias are shared by every slice: their gradients are sums over the ranks.
   comm.all_reduce_sum(grads.dA);
   if (grads.dD.defined()) comm.all_reduce_sum(grads.dD);
@@ -401,88 +661,6 @@ void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& 
 }
 
 namespace {
-
-// ---- Packed batches (cu_seqlens) split along T ----------------------------------------------
-
-// Where this rank's slice lies in a packed batch of N sequences: which sequences have tokens in
-// it, and whether the first began on an earlier rank and the last goes on past the slice.
-struct PackedSlice {
-  int64_t t0 = 0, t1 = 0;     // the slice's positions [t0, t1) in the whole packed batch
-  std::vector<int64_t> seqs;  // the sequences with a token in the slice, in order
-  int64_t count = 0;          // how many (0: an empty slice)
-  bool enters = false;        // the first began before t0
-  bool leaves = false;        // the last ends after t1
-  std::vector<int32_t> cu;    // the whole batch's cu_seqlens (N + 1), on the host
-  Tensor local_cu;            // the slice's own: its count sequences clipped to it, i32
-
-  int64_t sequences() const { return int64_t(cu.size()) - 1; }
-  bool owns_end(int64_t i) const { return !(leaves && i == count - 1); }
-  bool owns_start(int64_t i) const { return !(enters && i == 0); }
-};
-
-// The slice of T positions this rank holds: its offset is the sum of the earlier ranks' lengths
-// (one all-gather of the lengths), so the slices may have any lengths, in rank order.
-// `cu_seqlens` is the whole batch's, the same on every rank, and must end at the sum of them all.
-PackedSlice packed_slice(Communicator& comm, const Context& ctx, const char* op,
-                         const Tensor& cu_seqlens, int64_t T) {
-  PackedSlice p;
-  const Tensor length = Tensor::empty({1}, DType::i32);
-  length.data_as<int32_t>()[0] = int32_t(T);
-  const Tensor lengths = Tensor::empty({int64_t(comm.size()), 1}, DType::i32);
-  comm.all_gather(lengths, length);
-  int64_t total = 0;
-  for (int j = 0; j < comm.size(); ++j) {
-    if (j == comm.rank()) p.t0 = total;
-    total += lengths.data_as<int32_t>()[j];
-  }
-  p.t1 = p.t0 + T;
-  p.cu = check_cu_seqlens(ctx, op, "cu_seqlens (the whole batch's)", cu_seqlens, total);
-  std::vector<int32_t> local = {0};
-  for (int64_t n = 0; n < p.sequences(); ++n) {
-    const int64_t b = std::max<int64_t>(p.cu[size_t(n)], p.t0);
-    const int64_t e = std::min<int64_t>(p.cu[size_t(n) + 1], p.t1);
-    if (b >= e) continue;  // no token here (empty sequences included)
-    if (p.count++ == 0) p.enters = p.cu[size_t(n)] < p.t0;
-    p.seqs.push_back(n);
-    p.leaves = p.cu[size_t(n) + 1] > p.t1;
-    local.push_back(int32_t(e - p.t0));
-  }
-  p.local_cu = Tensor::empty({p.count + 1}, DType::i32);
-  std::copy(local.begin(), local.end(), p.local_cu.data_as<int32_t>());
-  return p;
-}
-
-// The slice's sequences' states (count, ...): row i that of sequence seqs[i] from `whole`
-// (N, ...; undefined: zeros), but `entering` (1, ...) for a sequence that began earlier.
-Tensor local_states(const PackedSlice& p, const Tensor& whole, const Tensor& entering) {
-  Shape shape = entering.shape();
-  shape[0] = p.count;
-  const Tensor local = Tensor::zeros(shape, entering.dtype());
-  for (int64_t i = 0; i < p.count; ++i) {
-    if (!p.owns_start(i))
-      local.select(0, i).copy_from(entering.select(0, 0));
-    else if (whole.defined())
-      local.select(0, i).copy_from(whole.select(0, p.seqs[size_t(i)]));
-  }
-  return local;
-}
-
-// whole (N, ...) <- the slices' per-sequence results `local` (count, ...), the same on every
-// rank: row n from the rank holding sequence n's end (at_end) or start, `empty` (N, ...;
-// undefined: zeros) for an empty sequence. One all-reduce of the whole tensor: the other ranks
-// add zeros, which leaves the bits as they are.
-void assemble_states(Communicator& comm, const PackedSlice& p, const Tensor& whole,
-                     const Tensor& local, bool at_end, const Tensor& empty) {
-  const Tensor sum = Tensor::zeros(whole.shape(), whole.dtype());
-  for (int64_t i = 0; i < p.count; ++i)
-    if (at_end ? p.owns_end(i) : p.owns_start(i))
-      sum.select(0, p.seqs[size_t(i)]).copy_from(local.select(0, i));
-  if (comm.rank() == 0 && empty.defined())
-    for (int64_t n = 0; n < p.sequences(); ++n)
-      if (p.cu[size_t(n)] == p.cu[size_t(n) + 1]) sum.select(0, n).copy_from(empty.select(0, n));
-  comm.all_reduce_sum(sum);
-  whole.copy_from(sum);
-}
 
 // ---- gated_delta_rule ---------------------------------------------------------------------
 

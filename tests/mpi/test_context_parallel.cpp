@@ -554,6 +554,238 @@ INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelGatedDeltaRulePacked,
                                   dtype_name(std::get<1>(info.param));
                          });
 
+// ---- Packed batches (cu_seqlens) split along T ------------------------------------------------
+
+struct CpPackedCase {
+  std::string name;
+  std::vector<int64_t> lengths;
+};
+LONGCTX_PRINTS_AS_NAME(CpPackedCase)
+
+// T = 40 over slices of 20 (two ranks) or 10 (four). straddles: the sequence of 14 crosses
+// position 10, the one of 17 positions 20 and 30 (0, 1 and 2 boundaries; an empty sequence at
+// 18); one_long: the sequence of 38 crosses every boundary; on_boundaries: sequences start
+// exactly at 10 and 20, the last crosses 30.
+const std::vector<CpPackedCase> kPackedCases = {
+    {"straddles", {3, 14, 1, 0, 17, 5}},
+    {"one_long", {1, 38, 1}},
+    {"on_boundaries", {10, 10, 20}},
+};
+
+auto packed_case_name = [](const auto& info) {
+  return std::get<0>(info.param).name + "_" + dtype_name(std::get<1>(info.param));
+};
+
+class ContextParallelSelectiveScanPacked
+    : public testing::TestWithParam<std::tuple<CpPackedCase, DType>> {};
+
+TEST_P(ContextParallelSelectiveScanPacked, SlicesMatchEachSequenceAlone) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  const int64_t S = int64_t(c.lengths.size()), T = cu.back(), Dm = 4, N = 3, G = 1;
+  const auto [t0, t1] = my_slice(comm, T);
+  Rng rng(73);
+  ref::SelectiveScanRefs r;
+  r.delta_softplus = true;
+  r.u = rounded(random_ref({1, Dm, T}, rng), dt);
+  r.delta = rounded(random_ref({1, Dm, T}, rng, -2, 1), dt);
+  r.A = rounded(random_ref({Dm, N}, rng, -2, -0.1), dt);
+  r.B = rounded(random_ref({1, G, N, T}, rng), dt);
+  r.C = rounded(random_ref({1, G, N, T}, rng), dt);
+  r.D = rounded(random_ref({Dm}, rng), dt);
+  r.z = rounded(random_ref({1, Dm, T}, rng, -2, 2), dt);
+  r.delta_bias = rounded(random_ref({Dm}, rng, 0, 0.3), dt);
+  r.h0 = rounded(random_ref({S, Dm, N}, rng), dt);
+  const Ref dout = rounded(random_ref({1, Dm, T}, rng), dt);
+  const Ref dlast = rounded(random_ref({S, Dm, N}, rng), dt);
+  auto mine = [&](const Ref& x, int dim) { return from_ref(slice(x, dim, t0, t1), dt); };
+  const SelectiveScanInputs in{mine(r.u, 2),       mine(r.delta, 2),
+                               from_ref(r.A, dt),  mine(r.B, 3),
+                               mine(r.C, 3),       from_ref(r.D, dt),
+                               mine(r.z, 2),       from_ref(r.delta_bias, dt),
+                               from_ref(r.h0, dt), int_tensor(cu, {S + 1}, Device::cpu())};
+  const SelectiveScanParams params{r.delta_softplus};
+
+  Tensor out = poisoned(in.u.shape(), dt, Device::cpu(), &ctx);
+  Tensor last = poisoned({S, Dm, N}, dt, Device::cpu(), &ctx);
+  dist::selective_scan_cp_fwd(comm, ctx, out, last, in, params);
+  auto poison = [&](const Tensor& like) { return poisoned(like.shape(), dt, Device::cpu(), &ctx); };
+  const SelectiveScanGrads g{poison(in.u), poison(in.delta),      poison(in.A),
+                             poison(in.B), poison(in.C),          poison(in.D),
+                             poison(in.z), poison(in.delta_bias), poison(in.h0)};
+  dist::selective_scan_cp_bwd(comm, ctx, g, mine(dout, 2), from_ref(dlast, dt), in, params);
+
+  // The reference on each sequence alone, assembled: per-sequence tensors pasted, the shared
+  // parameters' gradients summed.
+  with_naive_type(dt, [&](auto tag) {
+    using S_ = typename decltype(tag)::type;
+    ref::SelectiveScanOut exact{Ref(r.u.shape), Ref({S, Dm, N})}, naive = exact;
+    ref::SelectiveScanGradRefs ge, gn;
+    for (auto* gr : {&ge, &gn}) {
+      gr->du = gr->ddelta = gr->dz = Ref(r.u.shape);
+      gr->dB = gr->dC = Ref(r.B.shape);
+      gr->dA = Ref(r.A.shape);
+      gr->dD = gr->ddelta_bias = Ref({Dm});
+      gr->dh0 = Ref({S, Dm, N});
+    }
+    for (int64_t n = 0; n < S; ++n) {
+      const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+      ref::SelectiveScanRefs rn = r;
+      for (Ref* x : {&rn.u, &rn.delta, &rn.z}) *x = slice(*x, 2, b, e);
+      for (Ref* x : {&rn.B, &rn.C}) *x = slice(*x, 3, b, e);
+      rn.h0 = slice(r.h0, 0, n, n + 1);
+      const Ref doutn = slice(dout, 2, b, e), dlastn = slice(dlast, 0, n, n + 1);
+      const auto fe = ref::selective_scan_fwd<Oracle>(rn, no_round);
+      const auto fn = ref::selective_scan_fwd<S_>(rn, rounding_for(dt));
+      const auto be = ref::selective_scan_bwd<Oracle>(doutn, dlastn, rn, no_round);
+      const auto bn = ref::selective_scan_bwd<S_>(doutn, dlastn, rn, rounding_for(dt));
+      for (auto [f, gr, o, gg] : {std::tuple{&fe, &ge, &exact, &be}, {&fn, &gn, &naive, &bn}}) {
+        paste(o->last_state, 0, n, f->last_state);
+        paste(gr->dh0, 0, n, gg->dh0);
+        if (e == b) continue;  // (the reference leaves an empty sequence's dz shapeless)
+        paste(o->out, 2, b, f->out);
+        paste(gr->du, 2, b, gg->du);
+        paste(gr->ddelta, 2, b, gg->ddelta);
+        paste(gr->dz, 2, b, gg->dz);
+        paste(gr->dB, 3, b, gg->dB);
+        paste(gr->dC, 3, b, gg->dC);
+        for (int64_t i = 0; i < Dm * N; ++i) gr->dA[i] += gg->dA[i];
+        for (int64_t i = 0; i < Dm; ++i) {
+          gr->dD[i] += gg->dD[i];
+          gr->ddelta_bias[i] += gg->ddelta_bias[i];
+        }
+      }
+    }
+    auto part = [&](const Ref& x, int dim) { return slice(x, dim, t0, t1); };
+    expect_close_2x(out, part(exact.out, 2), part(naive.out, 2), dt, "out");
+    expect_close_2x(last, exact.last_state, naive.last_state, dt, "last_state");
+    expect_close_2x(g.du, part(ge.du, 2), part(gn.du, 2), dt, "du");
+    expect_close_2x(g.ddelta, part(ge.ddelta, 2), part(gn.ddelta, 2), dt, "ddelta");
+    expect_close_2x(g.dz, part(ge.dz, 2), part(gn.dz, 2), dt, "dz");
+    expect_close_2x(g.dB, part(ge.dB, 3), part(gn.dB, 3), dt, "dB");
+    expect_close_2x(g.dC, part(ge.dC, 3), part(gn.dC, 3), dt, "dC");
+    expect_close_2x(g.dh0, ge.dh0, gn.dh0, dt, "dh0");
+    expect_close_2x(g.dA, ge.dA, gn.dA, dt, "dA");
+    expect_close_2x(g.dD, ge.dD, gn.dD, dt, "dD");
+    expect_close_2x(g.ddelta_bias, ge.ddelta_bias, gn.ddelta_bias, dt, "ddelta_bias");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSelectiveScanPacked,
+                         testing::Combine(testing::ValuesIn(kPackedCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+
+class ContextParallelSsdPacked : public testing::TestWithParam<std::tuple<CpPackedCase, DType>> {};
+
+TEST_P(ContextParallelSsdPacked, SlicesMatchEachSequenceAlone) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  // 8 heads, so that the naive f32 error of dA (H entries, summed over every token) is the max
+  // over enough entries: with 4, one entry of -0.134 — per-rank partial sums of about +-1 that
+  // cancel — erred 3.6e-7 on four ranks against an allowed 3.0e-7 (f64: 1e-16).
+  const int64_t S = int64_t(c.lengths.size()), T = cu.back(), H = 8, P = 3, G = 2, N = 4;
+  const auto [t0, t1] = my_slice(comm, T);
+  Rng rng(79);
+  ref::SSDRefs r;
+  r.dt_softplus = true;
+  r.x = rounded(random_ref({1, T, H, P}, rng), dt);
+  r.dt = rounded(random_ref({1, T, H}, rng, -3, 0.5), dt);
+  r.A = rounded(random_ref({H}, rng, -2, -0.1), dt);
+  r.B = rounded(random_ref({1, T, G, N}, rng), dt);
+  r.C = rounded(random_ref({1, T, G, N}, rng), dt);
+  r.D = rounded(random_ref({H}, rng), dt);
+  r.z = rounded(random_ref({1, T, H, P}, rng, -2, 2), dt);
+  r.dt_bias = rounded(random_ref({H}, rng, 0, 0.3), dt);
+  r.initial_states = rounded(random_ref({S, H, P, N}, rng), dt);
+  const Ref dout = rounded(random_ref(r.x.shape, rng), dt);
+  const Ref dfin = rounded(random_ref({S, H, P, N}, rng), dt);
+  auto mine = [&](const Ref& x) { return from_ref(slice(x, 1, t0, t1), dt); };
+  const SSDInputs in{mine(r.x),
+                     mine(r.dt),
+                     from_ref(r.A, dt),
+                     mine(r.B),
+                     mine(r.C),
+                     from_ref(r.D, dt),
+                     mine(r.z),
+                     from_ref(r.dt_bias, dt),
+                     from_ref(r.initial_states, dt),
+                     int_tensor(cu, {S + 1}, Device::cpu())};
+  // Chunks of 4: they end mid-slice and the slices mid-chunk.
+  const SSDParams params{4, r.dt_softplus};
+
+  Tensor out = poisoned(in.x.shape(), dt, Device::cpu(), &ctx);
+  Tensor fin = poisoned({S, H, P, N}, dt, Device::cpu(), &ctx);
+  dist::ssd_cp_fwd(comm, ctx, out, fin, in, params);
+  auto poison = [&](const Tensor& like) { return poisoned(like.shape(), dt, Device::cpu(), &ctx); };
+  const SSDGrads g{poison(in.x), poison(in.dt),      poison(in.A),
+                   poison(in.B), poison(in.C),       poison(in.D),
+                   poison(in.z), poison(in.dt_bias), poison(in.initial_states)};
+  dist::ssd_cp_bwd(comm, ctx, g, mine(dout), from_ref(dfin, dt), in, params);
+
+  with_naive_type(dt, [&](auto tag) {
+    using S_ = typename decltype(tag)::type;
+    ref::SSDOut exact{Ref(r.x.shape), Ref({S, H, P, N})}, naive = exact;
+    ref::SSDGradRefs ge, gn;
+    for (auto* gr : {&ge, &gn}) {
+      gr->dx = gr->dz = Ref(r.x.shape);
+      gr->ddt = Ref(r.dt.shape);
+      gr->dB = gr->dC = Ref(r.B.shape);
+      gr->dA = gr->dD = gr->ddt_bias = Ref({H});
+      gr->dinitial_states = Ref({S, H, P, N});
+    }
+    for (int64_t n = 0; n < S; ++n) {
+      const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+      ref::SSDRefs rn = r;
+      for (Ref* x : {&rn.x, &rn.dt, &rn.B, &rn.C, &rn.z}) *x = slice(*x, 1, b, e);
+      rn.initial_states = slice(r.initial_states, 0, n, n + 1);
+      const Ref doutn = slice(dout, 1, b, e), dfinn = slice(dfin, 0, n, n + 1);
+      const auto fe = ref::ssd_fwd<Oracle>(rn, no_round);
+      const auto fv = ref::ssd_fwd<S_>(rn, rounding_for(dt));
+      const auto be = ref::ssd_bwd<Oracle>(doutn, dfinn, rn, no_round);
+      const auto bv = ref::ssd_bwd<S_>(doutn, dfinn, rn, rounding_for(dt));
+      for (auto [f, gr, o, gg] : {std::tuple{&fe, &ge, &exact, &be}, {&fv, &gn, &naive, &bv}}) {
+        paste(o->final_states, 0, n, f->final_states);
+        paste(gr->dinitial_states, 0, n, gg->dinitial_states);
+        for (int64_t h = 0; h < H; ++h) {
+          gr->dA[h] += gg->dA[h];
+          gr->dD[h] += gg->dD[h];
+          gr->ddt_bias[h] += gg->ddt_bias[h];
+        }
+        if (e == b) continue;  // (the reference leaves an empty sequence's gradients shapeless)
+        paste(o->out, 1, b, f->out);
+        paste(gr->dx, 1, b, gg->dx);
+        paste(gr->dz, 1, b, gg->dz);
+        paste(gr->ddt, 1, b, gg->ddt);
+        paste(gr->dB, 1, b, gg->dB);
+        paste(gr->dC, 1, b, gg->dC);
+      }
+    }
+    auto part = [&](const Ref& x) { return slice(x, 1, t0, t1); };
+    expect_close_2x(out, part(exact.out), part(naive.out), dt, "out");
+    expect_close_2x(fin, exact.final_states, naive.final_states, dt, "final_states");
+    expect_close_2x(g.dx, part(ge.dx), part(gn.dx), dt, "dx");
+    expect_close_2x(g.ddt, part(ge.ddt), part(gn.ddt), dt, "ddt");
+    expect_close_2x(g.dz, part(ge.dz), part(gn.dz), dt, "dz");
+    expect_close_2x(g.dB, part(ge.dB), part(gn.dB), dt, "dB");
+    expect_close_2x(g.dC, part(ge.dC), part(gn.dC), dt, "dC");
+    expect_close_2x(g.dinitial_states, ge.dinitial_states, gn.dinitial_states, dt,
+                    "dinitial_states");
+    expect_close_2x(g.dA, ge.dA, gn.dA, dt, "dA");
+    expect_close_2x(g.dD, ge.dD, gn.dD, dt, "dD");
+    expect_close_2x(g.ddt_bias, ge.ddt_bias, gn.ddt_bias, dt, "ddt_bias");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSsdPacked,
+                         testing::Combine(testing::ValuesIn(kPackedCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+
 TEST(ContextParallel, GatedDeltaRuleStatesAreChecked) {
   dist::Communicator& comm = world();
   Context& ctx = context_for(Device::cpu());

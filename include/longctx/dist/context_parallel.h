@@ -36,20 +36,22 @@
 // of B * HV * K * (K + V) values (and B * HV * K * V for the backward's G), whatever T. Nothing
 // is summed over the ranks: every input but the states is per token.
 //
-// Packed batches (cu_seqlens; so far gated_delta_rule): the packed batch (1, T_total, ...) is
-// split along T, so a sequence may lie inside one slice or straddle any number of them. Every
-// rank is given the whole batch's cu_seqlens (N + 1, the same on every rank) and its slice
-// (1, T, ...); a slice's offset is the sum of the earlier ranks' T, from one all-gather of the
-// lengths (any lengths, empty slices too). State passing becomes a segmented scan: a slice
+// Packed batches (cu_seqlens: selective_scan, ssd and gated_delta_rule): the packed batch (1,
+// T_total, ...) is split along T, so a sequence may lie inside one slice or straddle any number of
+// them. Every rank is given the whole batch's cu_seqlens (N + 1, the same on every rank) and its
+// slice (1, T, ...); a slice's offset is the sum of the earlier ranks' T, from one all-gather of
+// the lengths (any lengths, empty slices too). State passing becomes a segmented scan: a slice
 // passes right the summary of its last sequence — from the slice's start if that sequence began
 // earlier, else from its own start (transition 0: it does not depend on the left) — and the
 // state from the left enters only its first sequence, only when that one began earlier; the
 // backward passes left its first sequence's the same way. Messages stay those of one sequence
-// (HV * K * (K + V) values), whatever N; the per-sequence states (N, HV, K, V) are assembled on
-// every rank with one all-reduce of N * HV * K * V values (each written by the rank holding the
-// sequence's end, or for dinitial_state its start; the others add zeros). The same op runs as
-// without packing: two forwards and, for the backward, one wide forward and two backwards (the
-// first only on a rank whose first sequence began earlier).
+// (for gated_delta_rule HV * K * (K + V) values), whatever N; the per-sequence states (N, ...)
+// are assembled on every rank with one all-reduce of the whole (each written by the rank holding
+// the sequence's end, or for the initial state's gradient its start; the others add zeros).
+// gated_delta_rule runs the op as without packing: two forwards and, for the backward, one wide
+// forward and two backwards (the first only on a rank whose first sequence began earlier).
+// selective_scan and ssd: the decay run (no input, from ones) only on a rank whose slice lies
+// inside one sequence that began earlier, so two or three forwards, and one or two backwards.
 //
 // Layouts and dtypes are the single-process ops' (include/longctx/ops/linear_scan.h,
 // causal_conv1d.h, gated_delta_rule.h) with T the slice's length; states (h0, last_state, dh0,
@@ -77,7 +79,8 @@ void linear_scan_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& da
                         const Tensor& a, const Tensor& out, const Tensor& h0 = {});
 
 // Inputs as selective_scan's, u/delta/z (B, Dm, T) and B/C (B, G, N, T) this rank's slice; A, D,
-// delta_bias, h0 and last_state whole.
+// delta_bias, h0 and last_state whole. With in.cu_seqlens (the whole packed batch's, above):
+// B = 1 and the states (N, Dm, N_state).
 void selective_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                            const Tensor& last_state, const SelectiveScanInputs& in,
                            const SelectiveScanParams& params = {});
@@ -89,6 +92,7 @@ void selective_scan_cp_bwd(Communicator& comm, const Context& ctx, const Selecti
 
 // Inputs as ssd's, x/z (B, T, H, P), dt (B, T, H) and B/C (B, T, G, N) this rank's slice (chunks
 // are counted from the slice's start); A, D, dt_bias, initial_states and final_states whole.
+// With in.cu_seqlens (the whole packed batch's, above): B = 1 and the states (N, H, P, N_state).
 void ssd_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                 const Tensor& final_states, const SSDInputs& in, const SSDParams& params = {});
 
