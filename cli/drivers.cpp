@@ -54,7 +54,7 @@ Command add_train_command(CLI::App& parent) {
       ->capture_default_str();
   cmd->add_option("--context-parallel", o.context_parallel,
                   "under mpirun: split every sequence along T over C consecutive ranks (N / C "
-                  "data parallel groups of C); CPU, mamba/mamba2/rglru/mlp layers, no --pack")
+                  "data parallel groups of C); CPU models, not with --pack")
       ->check(integer_at_least(1))
       ->capture_default_str();
   const size_t n_execution_options = cmd->get_options().size();

@@ -12,7 +12,9 @@
 #include "longctx/dist/communicator.h"
 #include "longctx/model/arena.h"
 #include "longctx/model/config.h"
+#include "longctx/ops/attention.h"
 #include "longctx/ops/causal_conv1d.h"
+#include "longctx/ops/gated_delta_rule.h"
 #include "longctx/ops/selective_scan.h"
 #include "longctx/ops/ssd.h"
 
@@ -68,6 +70,20 @@ void ssd_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out
              const Tensor& final_states, const SSDInputs& in, const SSDParams& params);
 void ssd_bwd(const Context& ctx, const SequenceLayout& layout, const SSDGrads& grads,
              const Tensor& dout, const SSDInputs& in, const SSDParams& params);
+// Context parallel: ring attention (contiguous slices, as the scans need).
+void attention_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
+                   const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const AttentionParams& params);
+void attention_bwd(const Context& ctx, const SequenceLayout& layout, const Tensor& dq,
+                   const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
+                   const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                   const AttentionParams& params);
+// From a zero state, no final state kept.
+void gated_delta_rule_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
+                          const GatedDeltaRuleInputs& in, const GatedDeltaRuleParams& params);
+void gated_delta_rule_bwd(const Context& ctx, const SequenceLayout& layout,
+                          const GatedDeltaRuleGrads& grads, const Tensor& dout,
+                          const GatedDeltaRuleInputs& in, const GatedDeltaRuleParams& params);
 
 // Decoding state of one layer for a batch of sequences: KV cache, conv and recurrent state.
 class MixerCache {

@@ -203,14 +203,6 @@ void Model::set_context_parallel(dist::Communicator* cp) {
               ctx_->device().str());
   check_value(op, "cp", cp->accepts(Device::cpu()), "must reach CPU tensors, got the ",
               cp->backend(), " backend");
-  for (size_t l = 0; l < config_.layers.size(); ++l) {
-    const LayerKind kind = config_.layers[l];
-    const bool supported = kind == LayerKind::mlp || kind == LayerKind::mamba ||
-                           kind == LayerKind::mamba2 || kind == LayerKind::rglru;
-    check_value(op, "model", supported, "layer ", l, " is ", layer_kind_name(kind),
-                ", which has no context parallel version yet (supported: mlp, mamba, mamba2, "
-                "rglru)");
-  }
   cp_ = cp;
 }
 

@@ -92,4 +92,41 @@ void ssd_bwd(const Context& ctx, const SequenceLayout& layout, const SSDGrads& g
   keep_on_first_rank(ctx, layout, {grads.dA, grads.dD, grads.ddt_bias});
 }
 
+void attention_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
+                   const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const AttentionParams& params) {
+  if (layout.context_parallel())
+    dist::attention_cp_fwd(*layout.cp, ctx, out, lse, q, k, v, params);
+  else
+    attention_fwd(ctx, out, lse, q, k, v, params, layout.cu_seqlens, layout.cu_seqlens);
+}
+
+void attention_bwd(const Context& ctx, const SequenceLayout& layout, const Tensor& dq,
+                   const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
+                   const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                   const AttentionParams& params) {
+  if (layout.context_parallel())
+    dist::attention_cp_bwd(*layout.cp, ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+  else
+    attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params, layout.cu_seqlens,
+                  layout.cu_seqlens);
+}
+
+void gated_delta_rule_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
+                          const GatedDeltaRuleInputs& in, const GatedDeltaRuleParams& params) {
+  if (layout.context_parallel())
+    dist::gated_delta_rule_cp_fwd(*layout.cp, ctx, out, {}, in, params);
+  else
+    gated_delta_rule_fwd(ctx, out, {}, in, params);
+}
+
+void gated_delta_rule_bwd(const Context& ctx, const SequenceLayout& layout,
+                          const GatedDeltaRuleGrads& grads, const Tensor& dout,
+                          const GatedDeltaRuleInputs& in, const GatedDeltaRuleParams& params) {
+  if (layout.context_parallel())
+    dist::gated_delta_rule_cp_bwd(*layout.cp, ctx, grads, dout, {}, in, params);
+  else
+    gated_delta_rule_bwd(ctx, grads, dout, {}, in, params);
+}
+
 }  // namespace longctx

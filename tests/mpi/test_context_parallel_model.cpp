@@ -47,6 +47,40 @@ const std::vector<CpModelCase> kCpCases = {
                                          "chunk_size": 4},
                               "rglru": {"width": 6, "d_conv": 3}})",
      2},
+    // Ring attention: GQA, RoPE at the slices' global positions.
+    {"llama_gqa", R"({"vocab_size": 16, "d_model": 16, "pattern": "*-*",
+                      "attention": {"n_heads": 4, "n_kv_heads": 2}, "mlp": {"hidden": 24}})",
+     3},
+    {"hybrid_mamba2_attention", R"({"vocab_size": 16, "d_model": 8, "pattern": "S-*",
+                                    "attention": {"n_heads": 2, "n_kv_heads": 1},
+                                    "mamba2": {"d_state": 4, "head_dim": 4, "d_conv": 3,
+                                               "chunk_size": 4}})",
+     3},
+    // Sliding windows of 5 reach across slices of 3 and 4.
+    {"griffin_window", R"({"vocab_size": 16, "d_model": 8, "pattern": "R-W",
+                           "attention": {"n_heads": 2, "n_kv_heads": 1, "window": 5},
+                           "rglru": {"width": 6, "d_conv": 3}})",
+     3},
+    {"samba_window", R"({"vocab_size": 16, "d_model": 8, "pattern": "M-W",
+                         "attention": {"n_heads": 2, "n_kv_heads": 2, "window": 4},
+                         "mamba": {"d_state": 4, "d_conv": 3, "expand": 2, "dt_rank": 2}})",
+     2},
+    // The delta rule: Gated DeltaNet (GVA: 4 value heads on 2 key heads), Qwen3-Next's gated
+    // attention beside it, and KDA.
+    {"gdn", R"({"vocab_size": 16, "d_model": 8, "pattern": "G-",
+                "deltanet": {"n_heads": 2, "n_v_heads": 4, "head_k_dim": 4, "head_v_dim": 4,
+                             "d_conv": 3, "chunk_size": 4}})",
+     3},
+    {"qwen3next", R"({"vocab_size": 16, "d_model": 8, "pattern": "G*",
+                      "attention": {"n_heads": 2, "n_kv_heads": 1, "gated": true},
+                      "deltanet": {"n_heads": 2, "n_v_heads": 4, "head_k_dim": 4,
+                                   "head_v_dim": 4, "d_conv": 3, "chunk_size": 4}})",
+     2},
+    {"kimi", R"({"vocab_size": 16, "d_model": 8, "pattern": "K*",
+                 "attention": {"n_heads": 2, "n_kv_heads": 2},
+                 "deltanet": {"n_heads": 2, "head_k_dim": 4, "head_v_dim": 4, "d_conv": 3,
+                              "chunk_size": 4}})",
+     2},
 };
 
 train::MqarTask cp_task() {
@@ -78,6 +112,40 @@ Ref f64_naive(const Ref& exact, const Ref& reversed, const Ref& f32_run) {
     out[i] = exact[i] + (std::abs(by_order) > std::abs(by_rounding) ? by_order : by_rounding);
   }
   return out;
+}
+
+// The f64 naive of the loss. Its terms are per token; the ranks combine their shares' means
+// (each rank's mean over its labelled targets, weighted by their count, summed in rank order),
+// a few roundings of values near ln V that neither the reversed run nor the scaled f32 one
+// shows (measured: gdn on two ranks, 2 ulps off while both naives were within half an ulp). So
+// it is also the one-process f64 run's per-token losses, from its logits, grouped as the n
+// ranks in groups of C group them.
+double loss_grouped_by_rank(const Model& exact, const train::Task& task, int64_t index, int64_t B,
+                            int n, int C) {
+  const int64_t T = task.seq_len(), V = task.vocab_size();
+  const Tensor tokens = Tensor::empty({B, T}, DType::i32),
+               targets = Tensor::empty({B, T}, DType::i32);
+  task.fill(train::Split::train, index * B, tokens, targets);
+  const double* logits = exact.logits().data_as<double>();
+  const int32_t* y = targets.data_as<int32_t>();
+  double sum = 0, labelled = 0;
+  for (int r = 0; r < n; ++r) {
+    const int g = r / C, c = r % C, groups = n / C;
+    double share = 0, count = 0;
+    for (int64_t b = B * g / groups; b < B * (g + 1) / groups; ++b)
+      for (int64_t t = T * c / C; t < T * (c + 1) / C; ++t) {
+        if (y[b * T + t] == -100) continue;
+        const double* row = logits + (b * T + t) * V;
+        const double top = *std::max_element(row, row + V);
+        double z = 0;
+        for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - top);
+        share += top + std::log(z) - row[y[b * T + t]];
+        ++count;
+      }
+    if (count) sum += count * (share / count);
+    labelled += count;
+  }
+  return sum / labelled;
 }
 
 class ContextParallelModel : public testing::TestWithParam<std::tuple<CpModelCase, int>> {};
@@ -114,9 +182,12 @@ TEST_P(ContextParallelModel, SumOverRanksIsTheWholeBatch) {
       return dtype == DType::f32 ? f32 : f64_naive(e, rev, f32);
     };
     const Ref exact_l = to_ref(scalar(exact_loss));
-    expect_close_2x(scalar(got.loss), exact_l,
-                    naive(exact_l, to_ref(scalar(reversed_loss)), to_ref(scalar(loss32))), dtype,
-                    "loss");
+    Ref naive_l = naive(exact_l, to_ref(scalar(reversed_loss)), to_ref(scalar(loss32)));
+    if (dtype == DType::f64) {
+      const double grouped = loss_grouped_by_rank(exact, task, index, c.batch, comm.size(), C);
+      if (std::abs(grouped - exact_loss) > std::abs(naive_l[0] - exact_loss)) naive_l[0] = grouped;
+    }
+    expect_close_2x(scalar(got.loss), exact_l, naive_l, dtype, "loss");
     for (size_t i = 0; i < model.grads().tensors().size(); ++i) {
       const NamedTensor& g = model.grads().tensors()[i];
       const Ref e = to_ref(exact.grads().tensors()[i].tensor);
@@ -141,11 +212,6 @@ TEST(ContextParallelModel, RefusesWhatItCannotSplit) {
   if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
   const auto cp = group_of(comm, 2);
   Context& ctx = context_for(Device::cpu());
-  Model attention(ModelConfig::from_json(R"({"vocab_size": 16, "d_model": 8, "pattern": "*-",
-                                              "attention": {"n_heads": 2, "n_kv_heads": 2}})"),
-                  ctx);
-  EXPECT_LONGCTX_ERROR(attention.set_context_parallel(cp.get()), "set_context_parallel",
-                       "layer 0 is attention", "no context parallel version");
   Model hawk(ModelConfig::from_json(kCpCases[2].config), ctx);
   hawk.set_context_parallel(cp.get());
   EXPECT_EQ(hawk.min_context_slice(), 2);
@@ -162,7 +228,7 @@ TEST(ContextParallelModel, RefusesWhatItCannotSplit) {
 
 // ---- Whole runs --------------------------------------------------------------------------------
 
-// A small Mamba + Mamba-2 + Hawk stack on a small MQAR; 4 sequences of 16 per micro-batch, 2
+// A small stack of every layer kind but KDA on a small MQAR; 4 sequences of 16 per micro-batch, 2
 // micro-batches per step, 4 steps.
 TrainOptions cp_run(const std::string& dir, int C) {
   TrainOptions o;
@@ -171,7 +237,14 @@ TrainOptions cp_run(const std::string& dir, int C) {
   o.mqar.seq_len = 16;
   o.mqar.num_pairs = 3;
   o.mqar.test_sequences = 8;
-  o.model = ModelConfig::from_json(kCpCases[3].config);
+  o.model = ModelConfig::from_json(R"({"vocab_size": 32, "d_model": 8, "pattern": "MSRG*",
+      "tie_embeddings": false,
+      "attention": {"n_heads": 2, "n_kv_heads": 1},
+      "mamba": {"d_state": 4, "d_conv": 3, "expand": 2, "dt_rank": 2},
+      "mamba2": {"d_state": 4, "head_dim": 4, "d_conv": 3, "chunk_size": 4},
+      "rglru": {"width": 6, "d_conv": 3},
+      "deltanet": {"n_heads": 2, "n_v_heads": 4, "head_k_dim": 4, "head_v_dim": 4, "d_conv": 3,
+                   "chunk_size": 4}})");
   o.steps = 4;
   o.batch = 4;
   o.accum = 2;
@@ -199,9 +272,11 @@ std::vector<nlohmann::json> step_lines(const std::string& run_dir) {
 }
 
 // f32 runs with C context parallel ranks and on one process differ in how the f32 sums are
-// grouped (the state passing, the slices' shares, the sum over ranks), compounded over 4 AdamW
-// steps. Measured on 2 and 4 ranks: see the printed lines. Allowed: kCpRunBound relative.
-constexpr double kCpRunBound = 1e-5;
+// grouped (the state passing, the halos, the ring's lse merge, the slices' shares, the sum over
+// ranks), compounded over 4 AdamW steps. Measured (losses and gradient norms, relative): at most
+// 3.4e-8 and 1.2e-7 on 2 ranks, 2.9e-8 and 4.4e-8 on 4 (C = 4, and C = 2 in two groups; f32's
+// unit roundoff is 6e-8). Allowed: 1e-6, as the data parallel runs.
+constexpr double kCpRunBound = 1e-6;
 
 TEST(ContextParallelTrain, MatchesOneProcessAndResumesWithAnotherC) {
   Communicator& comm = world();

@@ -101,9 +101,9 @@ class Model {
   // sequence's, and forward() returns the mean loss over the slice's labelled targets. grads()
   // are then this rank's share: their sum over the ranks (with each rank's backward(scale)
   // weighted by its share of the labelled targets, as data parallel ranks are) is the whole
-  // batch's gradient. Null or one rank: off. CPU models (the CP ops are the CPU's); rectangular
-  // batches; layers of the kinds mlp, mamba, mamba2 and rglru (Error naming the first other).
-  // The communicator must outlive its use; decode() and decode_one() are never context parallel.
+  // batch's gradient. Null or one rank: off. CPU models (the CP ops are the CPU's), every layer
+  // kind (attention by ring attention over contiguous slices), rectangular batches. The
+  // communicator must outlive its use; decode() and decode_one() are never context parallel.
   void set_context_parallel(dist::Communicator* cp);
   dist::Communicator* context_parallel() const { return cp_; }
   // The fewest tokens a context parallel slice may hold: the widest conv's halo (d_conv - 1) of
