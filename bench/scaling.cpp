@@ -14,6 +14,7 @@
 
 #include <unistd.h>
 
+#include "longctx/dist/communicator.h"
 #include "longctx/longctx.h"
 #include "longctx/model/model.h"
 
@@ -261,10 +262,37 @@ int run_scaling(const ScalingOptions& options) {
   const Device device = options.device == "auto"
                             ? (cuda.available() ? Device::cuda(0) : Device::cpu())
                             : parse_device(options.device);
-  Context ctx(device);
+  // Context parallel: the job's C ranks hold one slice each of every sequence; rank 0 reports
+  // (the others' stdout goes to /dev/null) and the memory figures are the largest rank's.
+  const int C = options.context_parallel;
+  std::unique_ptr<dist::Communicator> group;
+  if (C > 1) {
+    group = dist::make_communicator("auto");
+    LONGCTX_CHECK(group->size() == C, "bench scaling: --context-parallel ", C,
+                  " runs under mpirun -np ", C, ", got ", group->size(), " rank(s)");
+    LONGCTX_CHECK(device.is_cpu(), "bench scaling: --context-parallel runs on the CPU, got ",
+                  device.str());
+    LONGCTX_CHECK(!options.packed && !options.profile,
+                  "bench scaling: --context-parallel times rectangular steps only (no --packed "
+                  "or --profile)");
+  }
+  const bool leader = !group || group->rank() == 0;
+  if (!leader) LONGCTX_CHECK(std::freopen("/dev/null", "w", stdout), "bench scaling: stdout");
+  auto largest = [&](double v) {
+    if (!group) return v;
+    const Tensor mine = Tensor::empty({1}, DType::f64), all = Tensor::empty({C, 1}, DType::f64);
+    mine.data_as<double>()[0] = v;
+    group->all_gather(all, mine);
+    return *std::max_element(all.data_as<double>(), all.data_as<double>() + C);
+  };
+  // The ranks of one machine share its cores.
+  Context ctx(
+      device,
+      C > 1 ? std::max<int>(1, int(sysconf(_SC_NPROCESSORS_ONLN)) / dist::local_size()) : 0);
   // The output file is checked (its directory writable, the path not a directory or a device)
   // before minutes of measurements, and written atomically at the end.
-  AtomicFile out(options.out, "bench scaling: --out");
+  std::unique_ptr<AtomicFile> out;
+  if (leader) out = std::make_unique<AtomicFile>(options.out, "bench scaling: --out");
   const bool gpu = device.is_cuda();
   std::vector<std::string> presets = options.presets;
   if (presets.empty())
@@ -282,8 +310,10 @@ int run_scaling(const ScalingOptions& options) {
                                 : shell_line(
                                       "sed -n 's/^model name[[:space:]]*: //p' "
                                       "/proc/cpuinfo | head -n 1");
-  std::printf("longctx scaling: %s (%s), %lld tokens per batch, lengths", device.str().c_str(),
-              device_name.c_str(), (long long)tokens);
+  std::printf("longctx scaling: %s (%s)%s, %lld tokens per batch, lengths", device.str().c_str(),
+              device_name.c_str(),
+              C > 1 ? detail::concat(", context parallel over ", C, " ranks").c_str() : "",
+              (long long)tokens);
   for (int64_t T : lengths) std::printf(" %lld", (long long)T);
   std::printf("\n");
 
@@ -302,6 +332,7 @@ int run_scaling(const ScalingOptions& options) {
       results.push_back({{"preset", preset}, {"skipped", e.what()}});
       continue;
     }
+    model->set_context_parallel(group.get());
     const double check = check_against_f64(config, ctx);
     std::printf("%-8s %s, %lld parameters; logits vs f64: max relative difference %.2e\n",
                 printable(preset).c_str(), config.pattern().c_str(),
@@ -319,8 +350,16 @@ int run_scaling(const ScalingOptions& options) {
     for (int64_t T : lengths) {
       const int64_t B = std::max<int64_t>(1, tokens / T);
       std::mt19937_64 rng{uint64_t(T)};
-      const Tensor x = random_tokens(B, T, config.vocab_size, rng, device, ctx);
-      const Tensor y = random_tokens(B, T, config.vocab_size, rng, device, ctx);
+      Tensor x = random_tokens(B, T, config.vocab_size, rng, device, ctx);
+      Tensor y = random_tokens(B, T, config.vocab_size, rng, device, ctx);
+      if (group) {  // this rank's slice [T * c / C, T * (c + 1) / C) of every sequence
+        const int64_t t0 = T * group->rank() / C, t1 = T * (group->rank() + 1) / C;
+        const Tensor xs = Tensor::empty({B, t1 - t0}, DType::i32);
+        const Tensor ys = Tensor::empty({B, t1 - t0}, DType::i32);
+        xs.copy_from(x.narrow(1, t0, t1 - t0));
+        ys.copy_from(y.narrow(1, t0, t1 - t0));
+        x = xs, y = ys;
+      }
       Timing train, prefill;
       size_t train_peak = 0, prefill_peak = 0, cache_bytes = 0;
       double decode_s = 0;
@@ -334,8 +373,8 @@ int run_scaling(const ScalingOptions& options) {
           model->backward();
           ctx.synchronize();
         });
-        train_peak = peak_memory_bytes(device);
-        train_activation_bytes = model->activation_bytes();
+        train_peak = size_t(largest(double(peak_memory_bytes(device))));
+        train_activation_bytes = size_t(largest(double(model->activation_bytes())));
 
         progress(preset, T, "prefill");
         reset_peak_memory(device);
@@ -343,20 +382,23 @@ int run_scaling(const ScalingOptions& options) {
           model->forward(x);
           ctx.synchronize();
         });
-        prefill_peak = peak_memory_bytes(device);
+        prefill_peak = size_t(largest(double(peak_memory_bytes(device))));
         // Decoding one sequence at context T: prefill T tokens into the cache, then time single
-        // tokens (median of the per-token times).
-        progress(preset, T, "decode");
-        ModelCache cache = model->make_cache(1, T + kDecodeSteps + 1);
-        model->decode(cache, x.narrow(0, 0, 1));
-        cache_bytes = cache.bytes();
-        const Tensor one = x.narrow(0, 0, 1).narrow(1, 0, 1);
-        Tensor next = Tensor::empty({1, 1}, DType::i32, device, &ctx);
-        next.copy_from(one, &ctx);
-        decode_s = median_seconds(kDecodeSteps, [&] {
-          model->decode(cache, next);
-          ctx.synchronize();
-        });
+        // tokens (median of the per-token times). Not context parallel: skipped there.
+        decode_s = std::nan("");
+        if (!group) {
+          progress(preset, T, "decode");
+          ModelCache cache = model->make_cache(1, T + kDecodeSteps + 1);
+          model->decode(cache, x.narrow(0, 0, 1));
+          cache_bytes = cache.bytes();
+          const Tensor one = x.narrow(0, 0, 1).narrow(1, 0, 1);
+          Tensor next = Tensor::empty({1, 1}, DType::i32, device, &ctx);
+          next.copy_from(one, &ctx);
+          decode_s = median_seconds(kDecodeSteps, [&] {
+            model->decode(cache, next);
+            ctx.synchronize();
+          });
+        }
         progress(preset, T, nullptr);
       } catch (const Error& e) {
         progress(preset, T, nullptr);
@@ -477,6 +519,11 @@ int run_scaling(const ScalingOptions& options) {
                    {"blas", build.blas},
                    {"openmp", build.openmp}}},
                  {"tokens_per_batch", tokens},
+                 {"context_parallel", C},
+                 {"context_parallel_note",
+                  "context_parallel C > 1: mpirun -np C, every sequence split along T over the C "
+                  "ranks (contiguous slices); tokens/s count the whole batch's tokens; "
+                  "activation_bytes and *_peak_bytes are the largest rank's; decode not timed"},
                  {"packed", options.packed},
                  {"packed_note",
                   "packed: each point's B rows of T tokens cut into documents (lognormal lengths, "
@@ -498,9 +545,11 @@ int run_scaling(const ScalingOptions& options) {
                   "device memory pool's high-water mark on CUDA"},
                  {"presets", results},
                  {"crossover_T", crossovers}};
-  out.write(report.dump(2) + "\n");
-  out.commit();
-  std::printf("wrote %s\n", options.out.c_str());
+  if (leader) {
+    out->write(report.dump(2) + "\n");
+    out->commit();
+    std::printf("wrote %s\n", options.out.c_str());
+  }
   return 0;
 }
 
