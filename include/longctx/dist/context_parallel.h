@@ -109,6 +109,10 @@ void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& 
 // the last rank does n times the first's work. The zigzag layout balances it: the sequence is
 // cut into 2n chunks, chunk c = [T * c / (2n), T * (c + 1) / (2n)), and rank r holds chunks r
 // and 2n - 1 - r back to back (each rank then sees about the same number of (query, key) pairs).
+// Measured (causal, B 1, T 4096, H 4, D 64, f32, one thread per rank, CPU time outside the
+// communicator; 2 cores shared, load 8): four ranks contiguous forward/backward 0.011/0.033 s on
+// rank 0 up to 0.049/0.160 s on rank 3; zigzag 0.027-0.029/0.093-0.096 s on every rank, so the
+// slowest rank is 1.7x faster; two ranks 0.085/0.279 s (slowest) against 0.056/0.184 s.
 // The scans' context parallel above needs contiguous slices, so contiguous is the default.
 enum class CpLayout {
   contiguous,  // rank r holds the r-th contiguous slice (any lengths, in rank order)
