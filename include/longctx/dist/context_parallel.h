@@ -96,8 +96,9 @@ void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& 
 // share, summed locally, and the visiting slice's dk/dv share, summed into buffers that travel
 // around the ring with K/V and arrive home after n exchanges, summed in ring order (fixed).
 //
-// Memory per rank: two K/V slices in flight (four with dk/dv in the backward) and one block's
-// partial results; messages of 2 * B * T_r * Hkv * D values per step (4 in the backward).
+// Memory per rank: buffers for two visiting slices of the longest length (K and V, and dK and dV
+// in the backward: 4 or 8 slice-sized tensors) and one block's partial results; messages of
+// 2 * B * T_r * Hkv * D values per step (4 in the backward).
 // Exchanges are blocking (MPI_Sendrecv): communication does not overlap the block's compute.
 //
 // Layouts: q, out, dq (B, T_r, H, D), k, v, dk, dv (B, T_r, Hkv, D), lse (B, H, T_r) as in
