@@ -22,10 +22,41 @@
 // gradient back to rank r - 1 and sums dweight and dbias over the ranks. Every slice must hold
 // at least W - 1 columns.
 //
+// gated_delta_rule (Gated DeltaNet, KDA) by state passing too, but its transition is a matrix:
+// over a slice, per (sequence, value head), S_out = M S_in + L with M = prod_t alpha_t (I -
+// beta_t k_t k_t^T) (K x K) and L the slice's last state from a zero state. The state's V
+// columns evolve independently of each other, so one run of the op with K + V columns — v
+// widened to [0 | v], the initial state [I | 0] — leaves [M | L] as its final state (the op
+// normalises k and scales q itself; q does not reach the state). One all-gather of the (M, L);
+// rank r folds the initial state through ranks < r and reruns its slice from it. The gradient
+// entering a slice's start is linear in the one leaving its end, dS_in = G + M^T dS_out, with G
+// the slice's own (its backward with no dfinal_state): a backward for G, one all-gather of the
+// G, rank r folds dfinal_state back through ranks > r, then the real backward. Forward: two runs
+// of the op (one K + V columns wide); backward: that wide forward and two backwards. Messages
+// of B * HV * K * (K + V) values (and B * HV * K * V for the backward's G), whatever T. Nothing
+// is summed over the ranks: every input but the states is per token.
+//
+// Packed batches (cu_seqlens: selective_scan, ssd and gated_delta_rule): the packed batch (1,
+// T_total, ...) is split along T, so a sequence may lie inside one slice or straddle any number of
+// them. Every rank is given the whole batch's cu_seqlens (N + 1, the same on every rank) and its
+// slice (1, T, ...); a slice's offset is the sum of the earlier ranks' T, from one all-gather of
+// the lengths (any lengths, empty slices too). State passing becomes a segmented scan: a slice
+// passes right the summary of its last sequence — from the slice's start if that sequence began
+// earlier, else from its own start (transition 0: it does not depend on the left) — and the
+// state from the left enters only its first sequence, only when that one began earlier; the
+// backward passes left its first sequence's the same way. Messages stay those of one sequence
+// (for gated_delta_rule HV * K * (K + V) values), whatever N; the per-sequence states (N, ...)
+// are assembled on every rank with one all-reduce of the whole (each written by the rank holding
+// the sequence's end, or for the initial state's gradient its start; the others add zeros).
+// gated_delta_rule runs the op as without packing: two forwards and, for the backward, one wide
+// forward and two backwards (the first only on a rank whose first sequence began earlier).
+// selective_scan and ssd: the decay run (no input, from ones) only on a rank whose slice lies
+// inside one sequence that began earlier, so two or three forwards, and one or two backwards.
+//
 // Layouts and dtypes are the single-process ops' (include/longctx/ops/linear_scan.h,
-// causal_conv1d.h) with T the slice's length; states (h0, last_state, dh0, dlast_state) and
-// weights are whole and the same on every rank. Rectangular batches (no cu_seqlens) of CPU
-// tensors: the MPI communicator's.
+// causal_conv1d.h, gated_delta_rule.h) with T the slice's length; states (h0, last_state, dh0,
+// dlast_state) and weights are whole and the same on every rank. CPU tensors (the MPI
+// communicator's); rectangular batches except where packed ones are said above.
 #pragma once
 
 #include <array>
@@ -33,6 +64,7 @@
 #include "longctx/dist/communicator.h"
 #include "longctx/ops/attention.h"
 #include "longctx/ops/causal_conv1d.h"
+#include "longctx/ops/gated_delta_rule.h"
 #include "longctx/ops/selective_scan.h"
 #include "longctx/ops/ssd.h"
 
@@ -50,7 +82,8 @@ void linear_scan_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& da
                         const Tensor& a, const Tensor& out, const Tensor& h0 = {});
 
 // Inputs as selective_scan's, u/delta/z (B, Dm, T) and B/C (B, G, N, T) this rank's slice; A, D,
-// delta_bias, h0 and last_state whole.
+// delta_bias, h0 and last_state whole. With in.cu_seqlens (the whole packed batch's, above):
+// B = 1 and the states (N, Dm, N_state).
 void selective_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                            const Tensor& last_state, const SelectiveScanInputs& in,
                            const SelectiveScanParams& params = {});
@@ -62,6 +95,7 @@ void selective_scan_cp_bwd(Communicator& comm, const Context& ctx, const Selecti
 
 // Inputs as ssd's, x/z (B, T, H, P), dt (B, T, H) and B/C (B, T, G, N) this rank's slice (chunks
 // are counted from the slice's start); A, D, dt_bias, initial_states and final_states whole.
+// With in.cu_seqlens (the whole packed batch's, above): B = 1 and the states (N, H, P, N_state).
 void ssd_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                 const Tensor& final_states, const SSDInputs& in, const SSDParams& params = {});
 
@@ -78,6 +112,21 @@ void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& 
                           const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                           const Tensor& x, const Tensor& weight, const Tensor& bias = {},
                           const CausalConv1dParams& params = {});
+
+// Inputs as gated_delta_rule's, q/k (B, T, H, K), v (B, T, HV, V), g and beta this rank's slice
+// (chunks are counted from the slice's start); initial_state and final_state (B, HV, K, V)
+// whole, final_state (optional) the same on every rank. With in.cu_seqlens: B = 1, cu_seqlens
+// the whole packed batch's (N + 1) and the states (N, HV, K, V), as above.
+void gated_delta_rule_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
+                             const Tensor& final_state, const GatedDeltaRuleInputs& in,
+                             const GatedDeltaRuleParams& params = {});
+
+// grads of the slice's inputs; dinitial_state (exactly when initial_state is given) whole, the
+// same on every rank. dfinal_state (optional) is whole, the same on every rank.
+void gated_delta_rule_cp_bwd(Communicator& comm, const Context& ctx,
+                             const GatedDeltaRuleGrads& grads, const Tensor& dout,
+                             const Tensor& dfinal_state, const GatedDeltaRuleInputs& in,
+                             const GatedDeltaRuleParams& params = {});
 
 // ---- Ring attention ------------------------------------------------------------------------
 //
