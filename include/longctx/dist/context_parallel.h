@@ -162,7 +162,9 @@ void gated_delta_rule_cp_bwd(Communicator& comm, const Context& ctx,
 // Measured (causal, B 1, T 4096, H 4, D 64, f32, one thread per rank, CPU time outside the
 // communicator; 2 cores shared, load 8): four ranks contiguous forward/backward 0.011/0.033 s on
 // rank 0 up to 0.049/0.160 s on rank 3; zigzag 0.027-0.029/0.093-0.096 s on every rank, so the
-// slowest rank is 1.7x faster; two ranks 0.085/0.279 s (slowest) against 0.056/0.184 s.
+// slowest rank is 1.7x faster; two ranks 0.085/0.279 s (slowest) against 0.056/0.184 s. The
+// four ranks' times sum to 1.2-1.5x the single-process op's 0.090/0.30 s (smaller blocks, more
+// of them on the diagonal, the merge and the row copies; noisy at that load).
 // The scans' context parallel above needs contiguous slices, so contiguous is the default.
 enum class CpLayout {
   contiguous,  // rank r holds the r-th contiguous slice (any lengths, in rank order)
