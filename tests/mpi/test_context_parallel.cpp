@@ -456,6 +456,8 @@ const std::vector<CpDeltaPackedCase> kDeltaPackedCases = {
     {"kda_straddles_raw_qk", {3, 14, 1, 0, 17, 5}, true, false},
     {"gdn_one_long_raw_qk", {1, 38, 1}, false, false},
     {"kda_on_boundaries", {10, 10, 20}, true, true},
+    // T = 3: on four ranks slices of 0, 1, 1, 1 (an empty slice passes the state through).
+    {"gdn_empty_slice", {1, 2}, false, true},
 };
 
 class ContextParallelGatedDeltaRulePacked
@@ -678,6 +680,14 @@ INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSelectiveScanPacked,
                                           testing::Values(DType::f64, DType::f32)),
                          packed_case_name);
 
+// T = 3: on four ranks slices of 0, 1, 1, 1 (an empty slice passes the state through).
+const std::vector<CpPackedCase> kEmptySliceCases = {{"empty_slice", {1, 2}}};
+
+INSTANTIATE_TEST_SUITE_P(EmptySlice, ContextParallelSelectiveScanPacked,
+                         testing::Combine(testing::ValuesIn(kEmptySliceCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+
 class ContextParallelSsdPacked : public testing::TestWithParam<std::tuple<CpPackedCase, DType>> {};
 
 TEST_P(ContextParallelSsdPacked, SlicesMatchEachSequenceAlone) {
@@ -783,6 +793,10 @@ TEST_P(ContextParallelSsdPacked, SlicesMatchEachSequenceAlone) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSsdPacked,
                          testing::Combine(testing::ValuesIn(kPackedCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+INSTANTIATE_TEST_SUITE_P(EmptySlice, ContextParallelSsdPacked,
+                         testing::Combine(testing::ValuesIn(kEmptySliceCases),
                                           testing::Values(DType::f64, DType::f32)),
                          packed_case_name);
 
