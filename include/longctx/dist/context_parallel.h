@@ -64,7 +64,10 @@
 // communicator's).
 #pragma once
 
+#include <array>
+
 #include "longctx/dist/communicator.h"
+#include "longctx/ops/attention.h"
 #include "longctx/ops/causal_conv1d.h"
 #include "longctx/ops/gated_delta_rule.h"
 #include "longctx/ops/selective_scan.h"
@@ -130,5 +133,65 @@ void gated_delta_rule_cp_bwd(Communicator& comm, const Context& ctx,
                              const GatedDeltaRuleGrads& grads, const Tensor& dout,
                              const Tensor& dfinal_state, const GatedDeltaRuleInputs& in,
                              const GatedDeltaRuleParams& params = {});
+
+// ---- Ring attention ------------------------------------------------------------------------
+//
+// Attention cannot pass a fixed-size state along the sequence as the scans do: every query may
+// see every key. So the keys travel instead. The n ranks form a ring; at step s = 0 .. n - 1
+// rank r holds the K/V slice of rank (r - s) mod n, attends its queries to it with the
+// single-process attention_fwd (the block's mask is the whole sequence's, moved to the block's
+// global positions and expressed with the op's own window parameters on the rows and keys of the
+// block that see anything), and passes the slice on to rank r + 1. Blocks that the mask hides
+// entirely are skipped (the exchange still happens). Each block's (out, lse) is merged into the
+// running result by log-sum-exp, in step order on every rank: the result does not depend on
+// message timing, and two runs give the same bits.
+//
+// The backward needs only the global out and lse of the forward (flash attention's backward
+// recomputes the probabilities from lse): each block's attention_bwd gives this rank's dq
+// share, summed locally, and the visiting slice's dk/dv share, summed into buffers that travel
+// around the ring with K/V and arrive home after n exchanges, summed in ring order (fixed).
+//
+// Memory per rank: two K/V slices in flight (four with dk/dv in the backward) and one block's
+// partial results; messages of 2 * B * T_r * Hkv * D values per step (4 in the backward).
+// Exchanges are blocking (MPI_Sendrecv): communication does not overlap the block's compute.
+//
+// Layouts: q, out, dq (B, T_r, H, D), k, v, dk, dv (B, T_r, Hkv, D), lse (B, H, T_r) as in
+// include/longctx/ops/attention.h with T_r this rank's slice; every rank's params the same, and
+// masking is the whole sequence's (Tq = Tk = T, the sum of the slices). Slices may be empty.
+// Rectangular batches of CPU tensors (the MPI communicator's); no cu_seqlens.
+//
+// Causal attention on contiguous slices is unbalanced: rank r attends r + 1 of the n blocks, so
+// the last rank does n times the first's work. The zigzag layout balances it: the sequence is
+// cut into 2n chunks, chunk c = [T * c / (2n), T * (c + 1) / (2n)), and rank r holds chunks r
+// and 2n - 1 - r back to back (each rank then sees about the same number of (query, key) pairs).
+// The scans' context parallel above needs contiguous slices, so contiguous is the default.
+enum class CpLayout {
+  contiguous,  // rank r holds the r-th contiguous slice (any lengths, in rank order)
+  zigzag,      // rank r holds chunks r and 2n - 1 - r of 2n (zigzag_chunks)
+};
+
+// A range [begin, end) of positions of the whole sequence.
+struct SeqRange {
+  int64_t begin = 0, end = 0;
+  int64_t length() const { return end - begin; }
+};
+
+// The two chunks of a T-position sequence that rank `rank` of `n` holds in the zigzag layout, in
+// the order they sit in its slice: [T * r / (2n), T * (r + 1) / (2n)) then
+// [T * (2n - 1 - r) / (2n), T * (2n - r) / (2n)).
+std::array<SeqRange, 2> zigzag_chunks(int64_t T, int n, int rank);
+
+// out, lse: this rank's rows of the single-process attention_fwd over the whole sequence (lse
+// the global one).
+void attention_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out, const Tensor& lse,
+                      const Tensor& q, const Tensor& k, const Tensor& v,
+                      const AttentionParams& params = {}, CpLayout layout = CpLayout::contiguous);
+
+// dq, dk, dv: this rank's slice of the single-process attention_bwd's gradients; out and lse are
+// what attention_cp_fwd gave this rank.
+void attention_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& dq, const Tensor& dk,
+                      const Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                      const Tensor& v, const Tensor& out, const Tensor& lse,
+                      const AttentionParams& params = {}, CpLayout layout = CpLayout::contiguous);
 
 }  // namespace longctx::dist
