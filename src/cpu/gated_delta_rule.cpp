@@ -93,11 +93,12 @@ T l2norm_rstd(const T* x, int64_t K) {
 // in increasing order from c (or 0), in both kernels: the AVX2 and AVX-512 results are bitwise
 // equal (test GatedDeltaRuleIsa). f64 (and builds without AVX2) go to the BLAS.
 //
-// Measured (f32, B = 1, H = 8, K = V = 128, one thread, CPU time, best of 5-40 runs, load 7-10
-// on the 2-core machine): at T = 256, where the inputs stay in the cache, 4.0 -> 3.5-3.8 ms; at
-// T = 8192 146-169 -> 152-160 ms, within the noise: there the reads of q, k, v (a new 4 KB page
-// every row) take a fifth of the time, and software prefetching of the next chunk's rows only
-// moved the wait from load_chunk into the products.
+// Measured (f32, B = 1, H = 8, K = V = 128, CPU time, the 2-core machine at load 5-10): at
+// T = 256, where the inputs stay in the cache, 3.0-3.2 -> 2.8-3.1 ms (one thread, best of 40,
+// alternating runs); at T = 8192 2-4% (135 -> 130 ms, 2 threads, bench_gdn,
+// bench/results/2026-12-05-cpu-gdn-speed), within the noise: there the reads of q, k,
+// v (a new 4 KB page every row) take a larger share, and software prefetching of the next chunk's
+// rows only moved the wait from load_chunk into the products.
 //
 // `tri` = Tri::inner: a's row i is zero past column i (a lower-triangular a), so a row block sums
 // only j <= its last row.
