@@ -236,11 +236,15 @@ void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t 
     return;
   }
 #endif
-  // The BLAS takes a with unit stride on one side: (ars, 1) as is, (1, acs) transposed.
+  // The BLAS takes a with unit stride on one side: (ars, 1) as is, (1, acs) transposed. A stride
+  // that is never stepped (one row, one column) is given the least leading dimension the BLAS
+  // accepts (K = 1 makes (ρ ⊙ K̂)ᵀ's strides both 1).
   (void)tri;
-  const bool trans_a = ars == 1 && acs != 1;
-  gemm(trans_a, false, m, n, nk, negate ? T(-1) : T(1), a, trans_a ? acs : ars, b, ldb,
-       accumulate ? T(1) : T(0), c, ldc);
+  const bool trans_a = acs != 1;
+  const int64_t lda = trans_a ? (nk == 1 ? std::max<int64_t>(acs, m) : acs)
+                              : (m == 1 ? std::max<int64_t>(ars, nk) : ars);
+  gemm(trans_a, false, m, n, nk, negate ? T(-1) : T(1), a, lda, b, ldb, accumulate ? T(1) : T(0), c,
+       ldc);
 }
 
 // u (C x V) := (I + A)⁻¹ u for A's strictly lower part (ld C): the forward substitution
