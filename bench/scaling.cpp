@@ -14,6 +14,7 @@
 
 #include <unistd.h>
 
+#include "bench/flops.h"
 #include "longctx/dist/communicator.h"
 #include "longctx/longctx.h"
 #include "longctx/model/model.h"
@@ -173,25 +174,6 @@ static void progress(const std::string& preset, int64_t T, const char* what) {
   else
     std::fprintf(stderr, "\r%*s\r", 60, "");
   std::fflush(stderr);
-}
-
-// Training FLOPs per token, the usual estimate: 6 per weight used in a matrix product (forward 2,
-// backward 4; the LM head counts whether tied or not, the embedding lookup does not), plus the
-// attention scores and values, 6 * H * D per visible key per token (causal: T / 2 keys on
-// average; a sliding layer sees at most `window`). The scans, convs and norms are left out: a
-// few percent at these widths. So are the delta rule's chunk products ('G', 'K'), which are not
-// small: roughly 6 (3 K V + C (K + V)) per token and value head, ~40% on top of the gdn preset's
-// count (K = V = 32, chunk C = 64): its TFLOP/s figures understate the work done.
-double train_flops_per_token(const Model& model, int64_t T) {
-  const ModelConfig& c = model.config();
-  const double table = double(c.vocab_size * c.d_model);  // the embedding (and an untied head)
-  double flops = 6.0 * (double(model.parameter_count()) - table * (c.tie_embeddings ? 1 : 2));
-  flops += 6.0 * table;  // the head's product
-  const double hd = double(c.attention.n_heads * c.head_dim());
-  flops += 6.0 * hd * double(c.count(LayerKind::attention)) * double(T) / 2;
-  flops += 6.0 * hd * double(c.count(LayerKind::sliding_attention)) *
-           double(std::min(T, c.attention.window));
-  return flops;
 }
 
 // The packed mode's point (see scaling.h): the rectangle's B * T tokens, x and y, as one packed
@@ -408,7 +390,9 @@ int run_scaling(const ScalingOptions& options) {
       }
       const double train_s = train.wall_s, prefill_s = prefill.wall_s;
       const double train_tokens_per_s = double(B * T) / train_s;
-      const double train_tflops = train_flops_per_token(*model, T) * train_tokens_per_s * 1e-12;
+      const double train_tflops =
+          train_flops_per_token(model->config(), model->parameter_count(), T) * train_tokens_per_s *
+          1e-12;
       const double prefill_tokens_per_s = double(B * T) / prefill_s;
       const double param_bytes = double(model->params().flat().nbytes());
       const double train_bytes = double(train_activation_bytes) + 2 * param_bytes;
@@ -534,8 +518,8 @@ int run_scaling(const ScalingOptions& options) {
                   "steadier on a shared machine"},
                  {"flops_note",
                   "train_tflops_estimate = (6 per matmul weight, head included, + 6*H*D per "
-                  "visible key for attention) per token x training tokens/s; scans, convs and "
-                  "norms not counted"},
+                  "visible key for attention + the delta rule's chunk products, bench/flops.h) per "
+                  "token x training tokens/s; scans, convs and norms not counted"},
                  {"repeats", options.repeats},
                  {"dtype", "f32"},
                  {"memory_note",

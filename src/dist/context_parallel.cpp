@@ -162,17 +162,25 @@ void assemble_states(Communicator& comm, const PackedSlice& p, const Tensor& who
   whole.copy_from(sum);
 }
 
-// Segmented state passing for a scan whose transition is diagonal (linear_scan,
-// selective_scan, ssd) on a packed slice: run_fwd(no_input, initial, final) runs the op on the
-// slice's `count` sequences — with its input zeroed when no_input — from the states `initial`
-// into `final` (count, ...); run_bwd(initial, dfinal, dinitial) its backward, writing the
-// slice's gradients and `dinitial`. `one` is one sequence's state shape.
-
+// (n, ...one)
 Shape with_leading(int64_t n, const Shape& one) {
   Shape shape{n};
   shape.insert(shape.end(), one.begin(), one.end());
   return shape;
 }
+
+// A whole state of a scan op (h0, last_state and their gradients) when given: (N, ...one) in
+// the scan's dtype, N = B or the number of packed sequences.
+void check_scan_state(const char* op, const char* name, const Tensor& t, int64_t N,
+                      const Shape& one, DType dtype) {
+  if (t.defined()) check_arg(op, name, t).shape(with_leading(N, one)).dtype(dtype).contiguous();
+}
+
+// Segmented state passing for a scan whose transition is diagonal (linear_scan,
+// selective_scan, ssd) on a packed slice: run_fwd(no_input, initial, final) runs the op on the
+// slice's `count` sequences — with its input zeroed when no_input — from the states `initial`
+// into `final` (count, ...); run_bwd(initial, dfinal, dinitial) its backward, writing the
+// slice's gradients and `dinitial`. `one` is one sequence's state shape.
 
 // The summary a slice passes right (2, ...one): its last sequence's (decay, state) from the
 // slice's start when that sequence began earlier, else (0, its final state from its own initial
@@ -217,18 +225,14 @@ void scan_packed_fwd(Communicator& comm, const PackedSlice& p, const Tensor& las
 // The backward, the same in reverse: a slice passes left its first sequence's (decay, G) when
 // that sequence began earlier — the decay only when it also goes on past the slice, G its
 // gradient at the slice's start with no gradient from the right but its own dlast_state —
-// (1, 0) for an empty slice, zeros otherwise (no earlier rank waits for it). Returns whether
-// this slice ran the op (not when it is empty: its shared gradients, dA and the like, are then
-// not written).
-template <class RunFwd, class RunBwd>
-bool scan_packed_bwd(Communicator& comm, const PackedSlice& p, const Shape& one, DType dtype,
-                     const Tensor& h0, const Tensor& dh0, const Tensor& dlast_state,
-                     RunFwd&& run_fwd, RunBwd&& run_bwd) {
-  Tensor decay;
-  const Tensor all = gather_summaries(comm, packed_scan_summary(p, h0, one, dtype, run_fwd, decay));
-  const Tensor s = Tensor::zeros(with_leading(1, one), dtype);
-  fold(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
-  const Tensor initial = local_states(p, h0, s);
+// (1, 0) for an empty slice, zeros otherwise (no earlier rank waits for it). `initial` holds the
+// states entering the slice's sequences (count, ...one), `decay` (1, ...one) the slice's when it
+// lies inside one sequence that began earlier. Returns whether this slice ran the op (not when
+// it is empty: its shared gradients, dA and the like, are then not written).
+template <class RunBwd>
+bool scan_packed_bwd_from(Communicator& comm, const PackedSlice& p, const Shape& one, DType dtype,
+                          const Tensor& initial, const Tensor& decay, const Tensor& dh0,
+                          const Tensor& dlast_state, RunBwd&& run_bwd) {
   const Tensor dlast = Tensor::zeros(with_leading(p.count, one), dtype);
   if (dlast_state.defined())
     for (int64_t i = 0; i < p.count; ++i)
@@ -255,13 +259,39 @@ bool scan_packed_bwd(Communicator& comm, const PackedSlice& p, const Shape& one,
   return p.count > 0;
 }
 
+// The entering states from the forward's summaries (run_fwd as above), then the backward.
+template <class RunFwd, class RunBwd>
+bool scan_packed_bwd(Communicator& comm, const PackedSlice& p, const Shape& one, DType dtype,
+                     const Tensor& h0, const Tensor& dh0, const Tensor& dlast_state,
+                     RunFwd&& run_fwd, RunBwd&& run_bwd) {
+  Tensor decay;
+  const Tensor all = gather_summaries(comm, packed_scan_summary(p, h0, one, dtype, run_fwd, decay));
+  const Tensor s = Tensor::zeros(with_leading(1, one), dtype);
+  fold(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  return scan_packed_bwd_from(comm, p, one, dtype, local_states(p, h0, s), decay, dh0, dlast_state,
+                              run_bwd);
+}
+
 }  // namespace
 
 void linear_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                         const Tensor& last_state, const Tensor& a, const Tensor& b,
-                        const Tensor& h0) {
+                        const Tensor& h0, const Tensor& cu_seqlens) {
   const char* op = "linear_scan_cp_fwd";
   check_slice(op, "a", a);
+  if (cu_seqlens.defined()) {
+    const PackedSlice p = packed_slice(comm, ctx, op, cu_seqlens, a.size(1));
+    const Shape one{a.size(2)};
+    check_arg(op, "last_state", last_state).contiguous();
+    check_scan_state(op, "last_state", last_state, p.sequences(), one, a.dtype());
+    check_scan_state(op, "h0", h0, p.sequences(), one, a.dtype());
+    const Tensor zeros = Tensor::zeros(b.shape(), b.dtype());
+    scan_packed_fwd(comm, p, last_state, h0, one, a.dtype(),
+                    [&](bool no_input, const Tensor& initial, const Tensor& last) {
+                      linear_scan_fwd(ctx, out, last, a, no_input ? zeros : b, initial, p.local_cu);
+                    });
+    return;
+  }
   const int64_t B = a.size(0), D = a.size(2);
   check_arg(op, "last_state", last_state).shape({B, D}).dtype(a.dtype()).contiguous();
   if (h0.defined()) check_arg(op, "h0", h0).shape({B, D}).dtype(a.dtype()).contiguous();
@@ -281,22 +311,40 @@ void linear_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& ou
 
 void linear_scan_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& da, const Tensor& db,
                         const Tensor& dh0, const Tensor& dout, const Tensor& dlast_state,
-                        const Tensor& a, const Tensor& out, const Tensor& h0) {
+                        const Tensor& a, const Tensor& out, const Tensor& h0,
+                        const Tensor& cu_seqlens) {
   const char* op = "linear_scan_cp_bwd";
   check_slice(op, "a", a);
   const int64_t B = a.size(0), T = a.size(1), D = a.size(2);
   check_arg(op, "out", out).shape(a.shape()).dtype(a.dtype());
-  if (dlast_state.defined())
-    check_arg(op, "dlast_state", dlast_state).shape({B, D}).dtype(a.dtype());
   LONGCTX_CHECK(
       h0.defined() == dh0.defined(), op, ": dh0 is required exactly when h0 is given (h0 ",
       h0.defined() ? "given" : "not given", ", dh0 ", dh0.defined() ? "given" : "not given", ")");
-  if (h0.defined()) {
-    check_arg(op, "h0", h0).shape({B, D}).dtype(a.dtype()).contiguous();
-    check_arg(op, "dh0", dh0).shape({B, D}).dtype(a.dtype()).contiguous();
-  }
   LONGCTX_CHECK(T >= 1, op, ": every rank's slice needs at least one step, got T = 0 on rank ",
                 comm.rank());
+  // The states are (N, D): N = B, or the number of packed sequences.
+  const PackedSlice p =
+      cu_seqlens.defined() ? packed_slice(comm, ctx, op, cu_seqlens, T) : PackedSlice();
+  for (const auto& [name, t] : {std::pair{"h0", h0}, {"dh0", dh0}, {"dlast_state", dlast_state}})
+    check_scan_state(op, name, t, cu_seqlens.defined() ? p.sequences() : B, {D}, a.dtype());
+  if (cu_seqlens.defined()) {
+    const Shape one{D};
+    // The state entering this slice's first sequence, if it began earlier, is the previous
+    // slice's last output; the slice's decay the product of its a (used when it lies inside
+    // one sequence).
+    const Tensor entering = Tensor::zeros({1, D}, a.dtype());
+    const Tensor last_out = Tensor::empty({1, D}, a.dtype());
+    last_out.copy_from(out.narrow(1, T - 1, 1).select(1, 0));
+    comm.send_recv(last_out, next(comm), entering, previous(comm));
+    const Tensor decay = Tensor::empty({1, D}, a.dtype());
+    slice_decay(decay, a);
+    scan_packed_bwd_from(
+        comm, p, one, a.dtype(), local_states(p, h0, entering), decay, dh0, dlast_state,
+        [&](const Tensor& initial, const Tensor& dlast, const Tensor& dinitial) {
+          linear_scan_bwd(ctx, da, db, dinitial, dout, dlast, a, out, initial, p.local_cu);
+        });
+    return;
+  }
   // The state entering this slice is the previous slice's last output (rank 0: h0).
   const Tensor state = h0.defined() ? h0.to(Device::cpu()) : zeros_like_state(a, B, D);
   const Tensor last_out = Tensor::empty({B, D}, a.dtype());
@@ -392,13 +440,6 @@ void scan_cp_bwd(Communicator& comm, const Shape& state, DType dtype, const Tens
     fold(g, all_reverse, ranks_between(0, comm.size(), /*reverse=*/true));
     dh0.copy_from(g);
   }
-}
-
-// A whole state of a scan op (h0, last_state and their gradients) when given: (N, ...one) in
-// the scan's dtype, N = B or the number of packed sequences.
-void check_scan_state(const char* op, const char* name, const Tensor& t, int64_t N,
-                      const Shape& one, DType dtype) {
-  if (t.defined()) check_arg(op, name, t).shape(with_leading(N, one)).dtype(dtype).contiguous();
 }
 
 }  // namespace
@@ -596,9 +637,31 @@ void ssd_cp_bwd(Communicator& comm, const Context& ctx, const SSDGrads& grads, c
   if (grads.ddt_bias.defined()) comm.all_reduce_sum(grads.ddt_bias);
 }
 
+namespace {
+
+// The cu_seqlens of a packed slice with the previous rank's last H columns before it (the
+// halo): a padding sequence first — the halo columns that are not part of this slice's first
+// sequence, so that no sequence sees another's tokens — then the slice's sequences, the first
+// reaching back into the halo by as many columns as it had before the slice (at most H).
+// Undefined when not packed (the halo is then the same sequences' history).
+Tensor halo_cu_seqlens(Communicator& comm, const Context& ctx, const char* op,
+                       const Tensor& cu_seqlens, int64_t T, int64_t H) {
+  if (!cu_seqlens.defined()) return Tensor();
+  const PackedSlice p = packed_slice(comm, ctx, op, cu_seqlens, T);
+  const int64_t back = p.enters ? std::min<int64_t>(H, p.t0 - p.cu[size_t(p.seqs.front())]) : 0;
+  const Tensor cu = Tensor::empty({p.count + 2}, DType::i32);
+  int32_t* c = cu.data_as<int32_t>();
+  c[0] = 0;
+  c[1] = int32_t(H - back);
+  for (int64_t i = 1; i <= p.count; ++i) c[i + 1] = int32_t(H + p.local_cu.data_as<int32_t>()[i]);
+  return cu;
+}
+
+}  // namespace
+
 void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                           const Tensor& x, const Tensor& weight, const Tensor& bias,
-                          const CausalConv1dParams& params) {
+                          const CausalConv1dParams& params, const Tensor& cu_seqlens) {
   const char* op = "causal_conv1d_cp_fwd";
   check_slice(op, "x", x);
   check_arg(op, "weight", weight).rank(2);
@@ -615,14 +678,15 @@ void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& 
   x_ext.narrow(2, 0, H).copy_from(halo);
   x_ext.narrow(2, H, T).copy_from(x);
   const Tensor out_ext = Tensor::empty({B, D, H + T}, x.dtype());
-  causal_conv1d_fwd(ctx, out_ext, x_ext, weight, bias, params);
+  causal_conv1d_fwd(ctx, out_ext, x_ext, weight, bias, params,
+                    halo_cu_seqlens(comm, ctx, op, cu_seqlens, T, H));
   out.copy_from(out_ext.narrow(2, H, T));
 }
 
 void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& dx,
                           const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                           const Tensor& x, const Tensor& weight, const Tensor& bias,
-                          const CausalConv1dParams& params) {
+                          const CausalConv1dParams& params, const Tensor& cu_seqlens) {
   const char* op = "causal_conv1d_cp_bwd";
   check_slice(op, "x", x);
   check_arg(op, "weight", weight).rank(2);
@@ -644,7 +708,8 @@ void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& 
   const Tensor dout_ext = Tensor::zeros({B, D, H + T}, x.dtype());
   dout_ext.narrow(2, H, T).copy_from(dout);
   const Tensor dx_ext = Tensor::empty({B, D, H + T}, x.dtype());
-  causal_conv1d_bwd(ctx, dx_ext, dweight, dbias, dout_ext, x_ext, weight, bias, params);
+  causal_conv1d_bwd(ctx, dx_ext, dweight, dbias, dout_ext, x_ext, weight, bias, params,
+                    halo_cu_seqlens(comm, ctx, op, cu_seqlens, T, H));
   dx.copy_from(dx_ext.narrow(2, H, T));
   // The halo's gradient goes back to the rank it came from, added to its last W - 1 columns.
   const Tensor dhalo = Tensor::empty({B, D, H}, x.dtype()),

@@ -130,6 +130,9 @@ void check_local(const char* op, const Context& ctx, const Tensor& q, const Tens
 Ring make_ring(const char* op, Communicator& comm, const Context& ctx, const Tensor& q,
                const Tensor& k, const Tensor& v, const AttentionParams& params, CpLayout layout,
                const std::function<void()>& check_outputs) {
+  // Every rank has the same communicator: when it cannot carry CPU tensors they all stop here.
+  LONGCTX_CHECK(comm.accepts(Device::cpu()), op, ": ring attention runs on CPU tensors, which the ",
+                comm.backend(), " communicator does not carry (use the mpi backend)");
   std::string error;
   try {
     check_local(op, ctx, q, k, v, params);

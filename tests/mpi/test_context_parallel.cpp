@@ -456,6 +456,8 @@ const std::vector<CpDeltaPackedCase> kDeltaPackedCases = {
     {"kda_straddles_raw_qk", {3, 14, 1, 0, 17, 5}, true, false},
     {"gdn_one_long_raw_qk", {1, 38, 1}, false, false},
     {"kda_on_boundaries", {10, 10, 20}, true, true},
+    // T = 3: on four ranks slices of 0, 1, 1, 1 (an empty slice passes the state through).
+    {"gdn_empty_slice", {1, 2}, false, true},
 };
 
 class ContextParallelGatedDeltaRulePacked
@@ -678,6 +680,14 @@ INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSelectiveScanPacked,
                                           testing::Values(DType::f64, DType::f32)),
                          packed_case_name);
 
+// T = 3: on four ranks slices of 0, 1, 1, 1 (an empty slice passes the state through).
+const std::vector<CpPackedCase> kEmptySliceCases = {{"empty_slice", {1, 2}}};
+
+INSTANTIATE_TEST_SUITE_P(EmptySlice, ContextParallelSelectiveScanPacked,
+                         testing::Combine(testing::ValuesIn(kEmptySliceCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+
 class ContextParallelSsdPacked : public testing::TestWithParam<std::tuple<CpPackedCase, DType>> {};
 
 TEST_P(ContextParallelSsdPacked, SlicesMatchEachSequenceAlone) {
@@ -782,6 +792,148 @@ TEST_P(ContextParallelSsdPacked, SlicesMatchEachSequenceAlone) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSsdPacked,
+                         testing::Combine(testing::ValuesIn(kPackedCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+INSTANTIATE_TEST_SUITE_P(EmptySlice, ContextParallelSsdPacked,
+                         testing::Combine(testing::ValuesIn(kEmptySliceCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+
+class ContextParallelLinearScanPacked
+    : public testing::TestWithParam<std::tuple<CpPackedCase, DType>> {};
+
+TEST_P(ContextParallelLinearScanPacked, SlicesMatchEachSequenceAlone) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  const int64_t N = int64_t(c.lengths.size()), T = cu.back(), D = 5;
+  const auto [t0, t1] = my_slice(comm, T);
+  Rng rng(83);
+  const Ref a = rounded(random_ref({1, T, D}, rng, 0.5, 1.0), dt);
+  const Ref b = rounded(random_ref({1, T, D}, rng), dt);
+  const Ref h0 = rounded(random_ref({N, D}, rng), dt);
+  const Ref dout = rounded(random_ref({1, T, D}, rng), dt);
+  const Ref dlast = rounded(random_ref({N, D}, rng), dt);
+  auto mine = [&](const Ref& x) { return from_ref(slice(x, 1, t0, t1), dt); };
+  const Tensor a_t = mine(a), h0_t = from_ref(h0, dt),
+               cu_t = int_tensor(cu, {N + 1}, Device::cpu());
+
+  Tensor out = poisoned(a_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor last = poisoned({N, D}, dt, Device::cpu(), &ctx);
+  dist::linear_scan_cp_fwd(comm, ctx, out, last, a_t, mine(b), h0_t, cu_t);
+  Tensor da = poisoned(a_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor db = poisoned(a_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dh0 = poisoned({N, D}, dt, Device::cpu(), &ctx);
+  dist::linear_scan_cp_bwd(comm, ctx, da, db, dh0, mine(dout), from_ref(dlast, dt), a_t, out, h0_t,
+                           cu_t);
+
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    Ref exact_out({1, T, D}), naive_out({1, T, D}), exact_last({N, D}), naive_last({N, D});
+    Ref exact_da({1, T, D}), naive_da({1, T, D}), exact_db({1, T, D}), naive_db({1, T, D});
+    Ref exact_dh0({N, D}), naive_dh0({N, D});
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t bg = cu[size_t(n)], en = cu[size_t(n) + 1];
+      auto seq = [&](const Ref& r) { return slice(r, 1, bg, en); };
+      const Ref an = seq(a), bn = seq(b), doutn = seq(dout);
+      const Ref h0n = slice(h0, 0, n, n + 1), dlastn = slice(dlast, 0, n, n + 1);
+      const auto e = ref::linear_scan_fwd<Oracle>(an, bn, h0n, no_round);
+      const auto v = ref::linear_scan_fwd<S>(an, bn, h0n, rounding_for(dt));
+      const auto eg = ref::linear_scan_bwd<Oracle>(doutn, dlastn, an, bn, h0n, no_round);
+      const auto vg = ref::linear_scan_bwd<S>(doutn, dlastn, an, bn, h0n, rounding_for(dt));
+      paste(exact_out, 1, bg, e.out);
+      paste(naive_out, 1, bg, v.out);
+      paste(exact_last, 0, n, e.last_state);
+      paste(naive_last, 0, n, v.last_state);
+      paste(exact_da, 1, bg, eg.da);
+      paste(naive_da, 1, bg, vg.da);
+      paste(exact_db, 1, bg, eg.db);
+      paste(naive_db, 1, bg, vg.db);
+      paste(exact_dh0, 0, n, eg.dh0);
+      paste(naive_dh0, 0, n, vg.dh0);
+    }
+    auto part = [&](const Ref& x) { return slice(x, 1, t0, t1); };
+    expect_close_2x(out, part(exact_out), part(naive_out), dt, "out");
+    expect_close_2x(last, exact_last, naive_last, dt, "last_state");
+    expect_close_2x(da, part(exact_da), part(naive_da), dt, "da");
+    expect_close_2x(db, part(exact_db), part(naive_db), dt, "db");
+    expect_close_2x(dh0, exact_dh0, naive_dh0, dt, "dh0");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelLinearScanPacked,
+                         testing::Combine(testing::ValuesIn(kPackedCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+
+class ContextParallelCausalConv1dPacked
+    : public testing::TestWithParam<std::tuple<CpPackedCase, DType>> {};
+
+// Width 4: a halo of 3, which in the packed cases holds the end of another sequence (straddles
+// on four ranks: position 17 before the sequence starting at 18) or none of the first sequence
+// (on_boundaries).
+TEST_P(ContextParallelCausalConv1dPacked, SlicesMatchEachSequenceAlone) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  // 8 channels, so that the naive f32 error of dbias (D entries, each a sum over 40 tokens) is
+  // the max over enough entries: with 3, the naive erred 4e-8 and the slices' f32 partial sums
+  // (-0.41 and 2.33, on two ranks) 5.2e-7 against an allowed 3.1e-7 (f64: 1e-16).
+  const int64_t N = int64_t(c.lengths.size()), T = cu.back(), D = 8, W = 4;
+  const auto [t0, t1] = my_slice(comm, T);
+  Rng rng(89);
+  const Ref x = rounded(random_ref({1, D, T}, rng), dt);
+  const Ref w = rounded(random_ref({D, W}, rng), dt);
+  const Ref bias = rounded(random_ref({D}, rng), dt);
+  const Ref dout = rounded(random_ref({1, D, T}, rng), dt);
+  const CausalConv1dParams params{Activation::silu};
+  const Tensor x_t = from_ref(slice(x, 2, t0, t1), dt), w_t = from_ref(w, dt),
+               bias_t = from_ref(bias, dt), cu_t = int_tensor(cu, {N + 1}, Device::cpu());
+
+  Tensor out = poisoned(x_t.shape(), dt, Device::cpu(), &ctx);
+  dist::causal_conv1d_cp_fwd(comm, ctx, out, x_t, w_t, bias_t, params, cu_t);
+  Tensor dx = poisoned(x_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dw = poisoned(w_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dbias = poisoned({D}, dt, Device::cpu(), &ctx);
+  dist::causal_conv1d_cp_bwd(comm, ctx, dx, dw, dbias, from_ref(slice(dout, 2, t0, t1), dt), x_t,
+                             w_t, bias_t, params, cu_t);
+
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    Ref exact_out({1, D, T}), naive_out({1, D, T}), exact_dx({1, D, T}), naive_dx({1, D, T});
+    Ref exact_dw({D, W}), naive_dw({D, W}), exact_db({D}), naive_db({D});
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t bg = cu[size_t(n)], en = cu[size_t(n) + 1];
+      if (bg == en) continue;
+      const Ref xn = slice(x, 2, bg, en), doutn = slice(dout, 2, bg, en);
+      paste(exact_out, 2, bg, ref::causal_conv1d_fwd<Oracle>(xn, w, bias, true, no_round));
+      paste(naive_out, 2, bg, ref::causal_conv1d_fwd<S>(xn, w, bias, true, rounding_for(dt)));
+      const auto e = ref::causal_conv1d_bwd<Oracle>(doutn, xn, w, bias, true, no_round);
+      const auto v = ref::causal_conv1d_bwd<S>(doutn, xn, w, bias, true, rounding_for(dt));
+      paste(exact_dx, 2, bg, e.dx);
+      paste(naive_dx, 2, bg, v.dx);
+      // The weights' gradients summed over the sequences, the naive sum in its own precision.
+      for (int64_t i = 0; i < D * W; ++i) {
+        exact_dw[i] += e.dweight[i];
+        naive_dw[i] = double(S(naive_dw[i]) + S(v.dweight[i]));
+      }
+      for (int64_t i = 0; i < D; ++i) {
+        exact_db[i] += e.dbias[i];
+        naive_db[i] = double(S(naive_db[i]) + S(v.dbias[i]));
+      }
+    }
+    auto part = [&](const Ref& r) { return slice(r, 2, t0, t1); };
+    expect_close_2x(out, part(exact_out), part(naive_out), dt, "out");
+    expect_close_2x(dx, part(exact_dx), part(naive_dx), dt, "dx");
+    expect_close_2x(dw, exact_dw, naive_dw, dt, "dweight");
+    expect_close_2x(dbias, exact_db, naive_db, dt, "dbias");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelCausalConv1dPacked,
                          testing::Combine(testing::ValuesIn(kPackedCases),
                                           testing::Values(DType::f64, DType::f32)),
                          packed_case_name);

@@ -58,7 +58,7 @@ LONGCTX_PRINTS_AS_NAME(RingCase)
 // T = 29, 23, 37, 31, 19: slices not divisible by 2 or 4 (14/15, 7/7/7/8 ...). Windows of 5 and
 // (3, 7) are shorter than a slice: blocks the mask hides entirely, and blocks only some rows or
 // keys of which are visible. T = 3 on four ranks leaves rank 0 an empty slice (and the zigzag
-// layout several empty chunks).
+// layout several empty chunks). T = 517: blocks of several of the CPU kernel's tiles.
 const std::vector<RingCase> kCases = {
     {"causal_gqa", 2, 29, 4, 2, 8, make_params(true, -1, -1)},
     {"full_mqa", 1, 23, 3, 1, 5, make_params(false, -1, -1)},
@@ -68,6 +68,7 @@ const std::vector<RingCase> kCases = {
     {"softcap_scale_gqa", 2, 19, 4, 2, 8, make_params(true, -1, -1, 1.5f, 0.9f)},
     {"diagonal_only", 1, 17, 2, 1, 4, make_params(false, 0, 0)},
     {"tiny_empty_slice", 1, 3, 2, 1, 4, make_params(true, -1, -1)},
+    {"long_sliding_window_gqa", 1, 517, 4, 2, 16, make_params(true, 100, -1)},
 };
 
 // The inputs of a case, the same on every rank (the same seed): each rank takes its slice.
