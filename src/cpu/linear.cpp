@@ -58,12 +58,14 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
     // One parallel region of single-threaded GEMMs, not two OpenBLAS-threaded ones: dx in row
     // blocks and dweight in blocks of its rows (the same FLOPs each, so every thread gets an
     // equal share), each block's products in the same order for a given thread count. OpenBLAS's
-    // threaded GEMM synchronises its threads inside every call, and on a shared machine each wait
-    // can be a descheduled thread's time slice. 2 threads, loaded 2-core machine (load 7-9):
-    // the hybrid preset's five projection shapes at M = 4096 alone, 20 repetitions: 60 -> 51-55
-    // ms CPU, 280-420 -> 160-250 ms wall; in its training step at T = 256 (23 calls, 4 runs
-    // alternating): 156-191 -> 152-166 ms CPU. In CPU time the backward is ~2x the forward
-    // (1.9-2.2x in the profile, before and after): the 4x seen in wall time was the waiting.
+    // threaded GEMM makes its threads wait for each other inside every call, spinning on
+    // sched_yield (its level-3 driver), so on a shared machine a descheduled thread costs the
+    // other one its time slice in CPU time and both in wall time. The hybrid preset's five
+    // projection shapes at M = 4096 alone, 2 threads, 20 repetitions each: 60 -> 51-55 ms CPU and
+    // 280-420 -> 160-250 ms wall at load 7-9, 47-53 -> 42-44 ms CPU and 98-111 -> 89-93 ms wall at
+    // load 6.6. In the training-step profile (bench/results/2026-12-05-cpu-train-profile) the
+    // backward's CPU time is ~2x the forward's before and after: the 4x seen in wall time was
+    // the waiting.
     const T* w = static_cast<const T*>(args.weight);  // (Cout, Cin)
     const T* x = static_cast<const T*>(args.x);       // (M, Cin)
     const int64_t parts = ctx.cpu_threads();
