@@ -156,7 +156,7 @@ inline void pv_block6(const float* const* p, int64_t ps, const float* vp, int64_
 #undef DECL
   for (int64_t j = 0; j < nk; ++j) {
     const int64_t jp = j * ps;
-    const __m256 v0 = _mm256_load_ps(vp + j * ldv), v1 = _mm256_load_ps(vp + j * ldv + 8);
+    const __m256 v0 = _mm256_loadu_ps(vp + j * ldv), v1 = _mm256_loadu_ps(vp + j * ldv + 8);
 #define STEP(r)                                      \
   {                                                  \
     const __m256 x = _mm256_broadcast_ss(p[r] + jp); \
@@ -328,12 +328,18 @@ struct TileMatmul {
   }
 
   // c (n x D, ld ldc) += p (n x nk) · v (nk x D), element (r, j) of p at p[r * ldp + j * ps].
-  // With `rows` (v already packed by pack_rows) v is not read. ldc: on the packed path the
-  // kernels write whole blocks of 16 columns, so c's rows have D16 writable columns.
+  // With `rows` (v already packed by pack_rows) v is not read; without, v's rows are read in
+  // place when D is a multiple of 16 (packing them cost 3% of a T = 512 backward, perf), else
+  // packed. ldc: on the packed path the kernels write whole blocks of 16 columns, so c's rows
+  // have D16 writable columns.
   void pv(const T* p, int64_t ldp, int64_t ps, const T* v, int64_t ldv, int64_t n, int64_t nk, T* c,
           int64_t ldc, const T* rows = nullptr) {
     if constexpr (kPacked) {
-      if (!rows) {
+      int64_t ldr = D16;
+      if (!rows && D == D16) {
+        rows = v;
+        ldr = ldv;
+      } else if (!rows) {
         if (!reuse(v, nk, /*panels=*/false)) pack_rows(v, ldv, nk, D, D16, pack.get());
         rows = pack.get();
       }
@@ -346,9 +352,9 @@ struct TileMatmul {
           for (int64_t d0 = 0; d0 < D16; d0 += 32) {
             block_rows(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
             if (d0 + 16 < D16)
-              pv_block6_avx512<2>(prows, ps, rows + d0, D16, nk, crows);
+              pv_block6_avx512<2>(prows, ps, rows + d0, ldr, nk, crows);
             else
-              pv_block6_avx512<1>(prows, ps, rows + d0, D16, nk, crows);
+              pv_block6_avx512<1>(prows, ps, rows + d0, ldr, nk, crows);
           }
         }
         return;
@@ -357,7 +363,7 @@ struct TileMatmul {
         block_rows(prows, p, ldp, r, n, p);
         for (int64_t d0 = 0; d0 < D16; d0 += 16) {
           block_rows(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
-          pv_block6(prows, ps, rows + d0, D16, nk, crows);
+          pv_block6(prows, ps, rows + d0, ldr, nk, crows);
         }
       }
     } else {
@@ -746,13 +752,15 @@ std::vector<std::pair<int64_t, int64_t>> tiles_of(const AttentionArgs& a, bool b
 // the query tiles (and in the backward by every key tile's pass too): as panels (D, 16), key j's
 // panel row at of(s, hk) + j * D (j a multiple of 16), or as rows of D16, key j's at
 // of(s, hk) + j * D16. Packing per query tile instead cost a quarter of the forward (strided K
-// rows missing cache each time). Empty (of() null) where the kernels are BLAS.
+// rows missing cache each time). Empty (of() null) where the kernels are BLAS, and as rows when D
+// is a multiple of 16 (TileMatmul::pv reads those in place).
 template <class T>
 struct SeqPack {
   const AttentionArgs& a;
   bool panels;
   int64_t D16;
   std::vector<int64_t> at;  // where sequence s's block starts
+  bool used;
   Scratch<T> buf;
 
   static std::vector<int64_t> offsets(const AttentionArgs& a, bool panels) {
@@ -764,15 +772,15 @@ struct SeqPack {
     }
     return at;
   }
-  static constexpr bool kUsed = TileMatmul<T>::kPacked;
 
   SeqPack(const Context& ctx, const AttentionArgs& a_, const T* src, bool panels_)
       : a(a_),
         panels(panels_),
         D16((a_.D + 15) / 16 * 16),
         at(offsets(a_, panels_)),
-        buf(kUsed ? std::max<int64_t>(at.back(), 1) : 1) {
-    if (!kUsed) return;
+        used(TileMatmul<T>::kPacked && (panels_ || a_.D % 16 != 0)),
+        buf(used ? std::max<int64_t>(at.back(), 1) : 1) {
+    if (!used) return;
     const int64_t Hkv = a.Hkv, D = a.D;
     const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockK);
     parallel_for(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
@@ -790,7 +798,7 @@ struct SeqPack {
   // Sequence s, kv head hk: its block (null where not packed or the sequence has no key).
   const T* of(int64_t s, int64_t hk) const {
     const int64_t Tk = a.seqs_k.length(s);
-    if (!kUsed || Tk == 0) return nullptr;
+    if (!used || Tk == 0) return nullptr;
     return buf.get() + at[size_t(s)] + hk * (panels ? (Tk + 15) / 16 * 16 * a.D : Tk * D16);
   }
 };
@@ -935,6 +943,7 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
       const T* o = op + ((q0 + i) * H + h) * D;
       const T* d_o = dop + ((q0 + i) * H + h) * D;
       T sum = 0;
+#pragma omp simd reduction(+ : sum)
       for (int64_t d = 0; d < D; ++d) sum += o[d] * d_o[d];
       di[i] = sum;
     }
@@ -990,7 +999,8 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
           masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, T(1), t.dS, kBlockK,
                          kh + j0 * Hkv * D, Hkv * D, D, dq, H * D);
         else
-          t.add_query_side(n, nk, kh + j0 * Hkv * D, Hkv * D, krow + j0 * D16, dq, H * D);
+          t.add_query_side(n, nk, kh + j0 * Hkv * D, Hkv * D, krow ? krow + j0 * D16 : nullptr, dq,
+                           H * D);
       }
     }
     for (int64_t j = 0; j < nk; ++j) {
