@@ -8,7 +8,8 @@
 //   read  GB/s of a streaming sum by every thread over one such buffer; floor_read = weight bytes
 //         / read GB/s is the stricter one (a decode step only reads its weights).
 // Two models, both from a preset's config (default models/presets/llama.json):
-//   big    the preset with d_model and the layer count overridden (default 1024 and 16 layers:
+//   big    (skipped with --layers 0) the preset with d_model and the layer count overridden
+//   (default 1024 and 16 layers:
 //          ~93M parameters): ms/token after a `--prompt`-token prefill, f32 and bf16 weights;
 //   small  the preset as it is, decoding at T = `--context` (a prefill of that many tokens, then
 //          `--tokens` steps): tokens/s.
@@ -186,39 +187,42 @@ int main(int argc, char** argv) {
                           {"threads", nthreads},
                           {"avx512f", __builtin_cpu_supports("avx512f") != 0}};
     std::printf("threads %d, avx512f %d\n", nthreads, __builtin_cpu_supports("avx512f") != 0);
-    Model model(ModelConfig::from_json(big.dump()), ctx);
-    std::printf("big: %s, d_model %lld, %lld layers, %lld parameters\n",
-                base.value("name", "model").c_str(), (long long)d_model, (long long)layers,
-                (long long)model.parameter_count());
-    out["big"] = {{"d_model", d_model}, {"layers", layers}, {"params", model.parameter_count()}};
-    for (DType weights : {DType::f32, DType::bf16}) {
-      model.set_inference_weights(weights);
-      const int64_t bytes = weight_bytes(model, int64_t(dtype_size(weights)));
-      // The bandwidths just before the decode they are the floor of (the load changes).
-      const double copy = copy_gb_per_s(nthreads, 5), read = read_gb_per_s(nthreads, 5);
-      const DecodeTiming t = time_decode(model, prompt, steps);
-      const double floor_ms = double(bytes) / (copy * 1e9) * 1e3;
-      const double floor_read_ms = double(bytes) / (read * 1e9) * 1e3;
-      std::printf(
-          "  %-4s weights %6.1f MB: %7.2f ms/token median, %7.2f best (cpu %7.2f); copy %.1f GB/s "
-          "(read + written), read %.1f GB/s; floor %.2f ms (copy), %.2f ms (read); ratio of the "
-          "median %.2f (copy), %.2f (read), of the best %.2f (copy)\n",
-          dtype_name(weights), double(bytes) * 1e-6, t.median_ms, t.best_ms, t.cpu_ms, copy, read,
-          floor_ms, floor_read_ms, t.median_ms / floor_ms, t.median_ms / floor_read_ms,
-          t.best_ms / floor_ms);
-      out["big"][dtype_name(weights)] = {{"weight_bytes", bytes},
-                                         {"copy_gb_per_s", copy},
-                                         {"read_gb_per_s", read},
-                                         {"ms_per_token_median", t.median_ms},
-                                         {"ms_per_token_best", t.best_ms},
-                                         {"cpu_ms_per_token", t.cpu_ms},
-                                         {"floor_ms_copy", floor_ms},
-                                         {"floor_ms_read", floor_read_ms},
-                                         {"ratio_copy", t.median_ms / floor_ms},
-                                         {"ratio_read", t.median_ms / floor_read_ms},
-                                         {"ratio_copy_best", t.best_ms / floor_ms}};
+    if (layers > 0) {  // --layers 0: the small model only
+      Model model(ModelConfig::from_json(big.dump()), ctx);
+      std::printf("big: %s, d_model %lld, %lld layers, %lld parameters\n",
+                  base.value("name", "model").c_str(), (long long)d_model, (long long)layers,
+                  (long long)model.parameter_count());
+      out["big"] = {{"d_model", d_model}, {"layers", layers}, {"params", model.parameter_count()}};
+      for (DType weights : {DType::f32, DType::bf16}) {
+        model.set_inference_weights(weights);
+        const int64_t bytes = weight_bytes(model, int64_t(dtype_size(weights)));
+        // The bandwidths just before the decode they are the floor of (the load changes).
+        const double copy = copy_gb_per_s(nthreads, 5), read = read_gb_per_s(nthreads, 5);
+        const DecodeTiming t = time_decode(model, prompt, steps);
+        const double floor_ms = double(bytes) / (copy * 1e9) * 1e3;
+        const double floor_read_ms = double(bytes) / (read * 1e9) * 1e3;
+        std::printf(
+            "  %-4s weights %6.1f MB: %7.2f ms/token median, %7.2f best (cpu %7.2f); copy %.1f "
+            "GB/s "
+            "(read + written), read %.1f GB/s; floor %.2f ms (copy), %.2f ms (read); ratio of the "
+            "median %.2f (copy), %.2f (read), of the best %.2f (copy)\n",
+            dtype_name(weights), double(bytes) * 1e-6, t.median_ms, t.best_ms, t.cpu_ms, copy, read,
+            floor_ms, floor_read_ms, t.median_ms / floor_ms, t.median_ms / floor_read_ms,
+            t.best_ms / floor_ms);
+        out["big"][dtype_name(weights)] = {{"weight_bytes", bytes},
+                                           {"copy_gb_per_s", copy},
+                                           {"read_gb_per_s", read},
+                                           {"ms_per_token_median", t.median_ms},
+                                           {"ms_per_token_best", t.best_ms},
+                                           {"cpu_ms_per_token", t.cpu_ms},
+                                           {"floor_ms_copy", floor_ms},
+                                           {"floor_ms_read", floor_read_ms},
+                                           {"ratio_copy", t.median_ms / floor_ms},
+                                           {"ratio_read", t.median_ms / floor_read_ms},
+                                           {"ratio_copy_best", t.best_ms / floor_ms}};
+      }
     }
-    model = Model(ModelConfig::from_json(base.dump()), ctx);  // frees the big one's memory
+    Model model(ModelConfig::from_json(base.dump()), ctx);
     const DecodeTiming small = time_decode(model, context, steps);
     std::printf(
         "small: %s as preset (%lld parameters) at T = %lld: %.3f ms/token median, %.3f "
