@@ -965,9 +965,11 @@ void attend_one(const T* q, const T* k, const T* v, int64_t ldkv, int64_t D, con
 }
 
 // Below this many multiply-adds (Tk x D, twice, over every head) a decode step's attention runs
-// on the calling thread: waking the others costs more than their share saves (see the commit
-// adding it).
-constexpr int64_t kDecodeParallelMacs = int64_t(1) << 18;
+// on the calling thread: waking the other costs more than its share saves. The GEMV's
+// measurement (src/cpu/gemv.cpp) puts the crossover of 1 vs 2 threads at about 2^19
+// multiply-adds (2 MB of f32 weights: 42-44 us either way) on the 2-core dev VM; the attention's
+// loops are alike (a dot product or an axpy per key).
+constexpr int64_t kDecodeParallelMacs = int64_t(1) << 19;
 
 template <class T>
 void decode_impl(const Context& ctx, const AttentionArgs& a) {

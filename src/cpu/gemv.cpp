@@ -26,8 +26,12 @@ namespace {
 constexpr int64_t kRows = 4;
 
 // Below this many weight bytes the matrix is done by the calling thread alone: waking the other
-// threads (an OpenMP region) costs more than their share of the work saves. Measured on the
-// 2-core dev machine (see the commit adding it and bench/results/2026-12-05-cpu-decode).
+// thread (an OpenMP region, passive wait) costs more than its share of the work saves. Square
+// f32 GEMVs in cache, 1 vs 2 threads, best of 400 calls in each of two runs, on the 2-core
+// AVX-512 dev VM at load 12 (bench/results/2026-12-05-cpu-decode/gemv-threads.txt): 64 KB 1.3
+// vs 4.0-4.8 us, 1 MB 18.4-18.9 vs 21.0-21.9, 2 MB 42-44 vs 42-44, 4 MB 132-139 vs 59-120. The
+// threshold sits below that crossover because a matrix streamed from memory (a large model's)
+// gains more from a second core's outstanding misses than one in cache does.
 constexpr int64_t kParallelBytes = int64_t(1) << 20;
 
 float widen(float w) {
