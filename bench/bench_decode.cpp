@@ -13,7 +13,7 @@
 //          93M parameters), ms/token after a `--prompt`-token prefill, with f32 and with bf16
 //          inference weights (Model::set_inference_weights); skipped with --layers 0;
 //   small  the preset as it is, decoding at T = `--context` (a prefill of that many tokens, then
-//          `--tokens` steps): tokens/s.
+//          `--tokens` steps), f32 and bf16 weights: tokens/s.
 // Each step is timed alone: the median and the fastest are printed, with the mean CPU time (on
 // a shared machine some steps lose the core to other jobs; the CPU time is the work done).
 //
@@ -229,17 +229,22 @@ int main(int argc, char** argv) {
       }
     }
     Model model(ModelConfig::from_json(base.dump()), ctx);
-    const DecodeTiming small = time_decode(model, context, steps);
-    std::printf(
-        "small: %s as preset (%lld parameters) at T = %lld: %.3f ms/token median, %.3f "
-        "best (cpu %.3f): %.0f tokens/s (median), %.0f (best)\n",
-        base.value("name", "model").c_str(), (long long)model.parameter_count(), (long long)context,
-        small.median_ms, small.best_ms, small.cpu_ms, 1e3 / small.median_ms, 1e3 / small.best_ms);
-    out["small"] = {
-        {"params", model.parameter_count()},       {"context", context},
-        {"ms_per_token_median", small.median_ms},  {"ms_per_token_best", small.best_ms},
-        {"cpu_ms_per_token", small.cpu_ms},        {"tokens_per_s_median", 1e3 / small.median_ms},
-        {"tokens_per_s_best", 1e3 / small.best_ms}};
+    out["small"] = {{"params", model.parameter_count()}, {"context", context}};
+    for (DType weights : {DType::f32, DType::bf16}) {
+      model.set_inference_weights(weights);
+      const DecodeTiming small = time_decode(model, context, steps);
+      std::printf(
+          "small: %s as preset (%lld parameters), %s weights, at T = %lld: %.3f ms/token "
+          "median, %.3f best (cpu %.3f): %.0f tokens/s (median), %.0f (best)\n",
+          base.value("name", "model").c_str(), (long long)model.parameter_count(),
+          dtype_name(weights), (long long)context, small.median_ms, small.best_ms, small.cpu_ms,
+          1e3 / small.median_ms, 1e3 / small.best_ms);
+      out["small"][dtype_name(weights)] = {{"ms_per_token_median", small.median_ms},
+                                           {"ms_per_token_best", small.best_ms},
+                                           {"cpu_ms_per_token", small.cpu_ms},
+                                           {"tokens_per_s_median", 1e3 / small.median_ms},
+                                           {"tokens_per_s_best", 1e3 / small.best_ms}};
+    }
     if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << "\n";
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_decode: %s\n", e.what());
