@@ -14,6 +14,8 @@
 
 #include <unistd.h>
 
+#include "bench/flops.h"
+#include "longctx/dist/communicator.h"
 #include "longctx/longctx.h"
 #include "longctx/model/model.h"
 
@@ -174,25 +176,6 @@ static void progress(const std::string& preset, int64_t T, const char* what) {
   std::fflush(stderr);
 }
 
-// Training FLOPs per token, the usual estimate: 6 per weight used in a matrix product (forward 2,
-// backward 4; the LM head counts whether tied or not, the embedding lookup does not), plus the
-// attention scores and values, 6 * H * D per visible key per token (causal: T / 2 keys on
-// average; a sliding layer sees at most `window`). The scans, convs and norms are left out: a
-// few percent at these widths. So are the delta rule's chunk products ('G', 'K'), which are not
-// small: roughly 6 (3 K V + C (K + V)) per token and value head, ~40% on top of the gdn preset's
-// count (K = V = 32, chunk C = 64): its TFLOP/s figures understate the work done.
-double train_flops_per_token(const Model& model, int64_t T) {
-  const ModelConfig& c = model.config();
-  const double table = double(c.vocab_size * c.d_model);  // the embedding (and an untied head)
-  double flops = 6.0 * (double(model.parameter_count()) - table * (c.tie_embeddings ? 1 : 2));
-  flops += 6.0 * table;  // the head's product
-  const double hd = double(c.attention.n_heads * c.head_dim());
-  flops += 6.0 * hd * double(c.count(LayerKind::attention)) * double(T) / 2;
-  flops += 6.0 * hd * double(c.count(LayerKind::sliding_attention)) *
-           double(std::min(T, c.attention.window));
-  return flops;
-}
-
 // The packed mode's point (see scaling.h): the rectangle's B * T tokens, x and y, as one packed
 // batch of documents; a document's last target is -100 (it has no next token in it), as in
 // `longctx train --task text --pack`. Returns the point's JSON: {"error": ...} when it fails.
@@ -261,10 +244,37 @@ int run_scaling(const ScalingOptions& options) {
   const Device device = options.device == "auto"
                             ? (cuda.available() ? Device::cuda(0) : Device::cpu())
                             : parse_device(options.device);
-  Context ctx(device);
+  // Context parallel: the job's C ranks hold one slice each of every sequence; rank 0 reports
+  // (the others' stdout goes to /dev/null) and the memory figures are the largest rank's.
+  const int C = options.context_parallel;
+  std::unique_ptr<dist::Communicator> group;
+  if (C > 1) {
+    group = dist::make_communicator("auto");
+    LONGCTX_CHECK(group->size() == C, "bench scaling: --context-parallel ", C,
+                  " runs under mpirun -np ", C, ", got ", group->size(), " rank(s)");
+    LONGCTX_CHECK(device.is_cpu(), "bench scaling: --context-parallel runs on the CPU, got ",
+                  device.str());
+    LONGCTX_CHECK(!options.packed && !options.profile,
+                  "bench scaling: --context-parallel times rectangular steps only (no --packed "
+                  "or --profile)");
+  }
+  const bool leader = !group || group->rank() == 0;
+  if (!leader) LONGCTX_CHECK(std::freopen("/dev/null", "w", stdout), "bench scaling: stdout");
+  auto largest = [&](double v) {
+    if (!group) return v;
+    const Tensor mine = Tensor::empty({1}, DType::f64), all = Tensor::empty({C, 1}, DType::f64);
+    mine.data_as<double>()[0] = v;
+    group->all_gather(all, mine);
+    return *std::max_element(all.data_as<double>(), all.data_as<double>() + C);
+  };
+  // The ranks of one machine share its cores.
+  Context ctx(
+      device,
+      C > 1 ? std::max<int>(1, int(sysconf(_SC_NPROCESSORS_ONLN)) / dist::local_size()) : 0);
   // The output file is checked (its directory writable, the path not a directory or a device)
   // before minutes of measurements, and written atomically at the end.
-  AtomicFile out(options.out, "bench scaling: --out");
+  std::unique_ptr<AtomicFile> out;
+  if (leader) out = std::make_unique<AtomicFile>(options.out, "bench scaling: --out");
   const bool gpu = device.is_cuda();
   std::vector<std::string> presets = options.presets;
   if (presets.empty())
@@ -282,8 +292,10 @@ int run_scaling(const ScalingOptions& options) {
                                 : shell_line(
                                       "sed -n 's/^model name[[:space:]]*: //p' "
                                       "/proc/cpuinfo | head -n 1");
-  std::printf("longctx scaling: %s (%s), %lld tokens per batch, lengths", device.str().c_str(),
-              device_name.c_str(), (long long)tokens);
+  std::printf("longctx scaling: %s (%s)%s, %lld tokens per batch, lengths", device.str().c_str(),
+              device_name.c_str(),
+              C > 1 ? detail::concat(", context parallel over ", C, " ranks").c_str() : "",
+              (long long)tokens);
   for (int64_t T : lengths) std::printf(" %lld", (long long)T);
   std::printf("\n");
 
@@ -302,6 +314,7 @@ int run_scaling(const ScalingOptions& options) {
       results.push_back({{"preset", preset}, {"skipped", e.what()}});
       continue;
     }
+    model->set_context_parallel(group.get());
     const double check = check_against_f64(config, ctx);
     std::printf("%-8s %s, %lld parameters; logits vs f64: max relative difference %.2e\n",
                 printable(preset).c_str(), config.pattern().c_str(),
@@ -319,8 +332,16 @@ int run_scaling(const ScalingOptions& options) {
     for (int64_t T : lengths) {
       const int64_t B = std::max<int64_t>(1, tokens / T);
       std::mt19937_64 rng{uint64_t(T)};
-      const Tensor x = random_tokens(B, T, config.vocab_size, rng, device, ctx);
-      const Tensor y = random_tokens(B, T, config.vocab_size, rng, device, ctx);
+      Tensor x = random_tokens(B, T, config.vocab_size, rng, device, ctx);
+      Tensor y = random_tokens(B, T, config.vocab_size, rng, device, ctx);
+      if (group) {  // this rank's slice [T * c / C, T * (c + 1) / C) of every sequence
+        const int64_t t0 = T * group->rank() / C, t1 = T * (group->rank() + 1) / C;
+        const Tensor xs = Tensor::empty({B, t1 - t0}, DType::i32);
+        const Tensor ys = Tensor::empty({B, t1 - t0}, DType::i32);
+        xs.copy_from(x.narrow(1, t0, t1 - t0));
+        ys.copy_from(y.narrow(1, t0, t1 - t0));
+        x = xs, y = ys;
+      }
       Timing train, prefill;
       size_t train_peak = 0, prefill_peak = 0, cache_bytes = 0;
       double decode_s = 0;
@@ -334,8 +355,8 @@ int run_scaling(const ScalingOptions& options) {
           model->backward();
           ctx.synchronize();
         });
-        train_peak = peak_memory_bytes(device);
-        train_activation_bytes = model->activation_bytes();
+        train_peak = size_t(largest(double(peak_memory_bytes(device))));
+        train_activation_bytes = size_t(largest(double(model->activation_bytes())));
 
         progress(preset, T, "prefill");
         reset_peak_memory(device);
@@ -343,20 +364,23 @@ int run_scaling(const ScalingOptions& options) {
           model->forward(x);
           ctx.synchronize();
         });
-        prefill_peak = peak_memory_bytes(device);
+        prefill_peak = size_t(largest(double(peak_memory_bytes(device))));
         // Decoding one sequence at context T: prefill T tokens into the cache, then time single
-        // tokens (median of the per-token times).
-        progress(preset, T, "decode");
-        ModelCache cache = model->make_cache(1, T + kDecodeSteps + 1);
-        model->decode(cache, x.narrow(0, 0, 1));
-        cache_bytes = cache.bytes();
-        const Tensor one = x.narrow(0, 0, 1).narrow(1, 0, 1);
-        Tensor next = Tensor::empty({1, 1}, DType::i32, device, &ctx);
-        next.copy_from(one, &ctx);
-        decode_s = median_seconds(kDecodeSteps, [&] {
-          model->decode(cache, next);
-          ctx.synchronize();
-        });
+        // tokens (median of the per-token times). Not context parallel: skipped there.
+        decode_s = std::nan("");
+        if (!group) {
+          progress(preset, T, "decode");
+          ModelCache cache = model->make_cache(1, T + kDecodeSteps + 1);
+          model->decode(cache, x.narrow(0, 0, 1));
+          cache_bytes = cache.bytes();
+          const Tensor one = x.narrow(0, 0, 1).narrow(1, 0, 1);
+          Tensor next = Tensor::empty({1, 1}, DType::i32, device, &ctx);
+          next.copy_from(one, &ctx);
+          decode_s = median_seconds(kDecodeSteps, [&] {
+            model->decode(cache, next);
+            ctx.synchronize();
+          });
+        }
         progress(preset, T, nullptr);
       } catch (const Error& e) {
         progress(preset, T, nullptr);
@@ -366,7 +390,9 @@ int run_scaling(const ScalingOptions& options) {
       }
       const double train_s = train.wall_s, prefill_s = prefill.wall_s;
       const double train_tokens_per_s = double(B * T) / train_s;
-      const double train_tflops = train_flops_per_token(*model, T) * train_tokens_per_s * 1e-12;
+      const double train_tflops =
+          train_flops_per_token(model->config(), model->parameter_count(), T) * train_tokens_per_s *
+          1e-12;
       const double prefill_tokens_per_s = double(B * T) / prefill_s;
       const double param_bytes = double(model->params().flat().nbytes());
       const double train_bytes = double(train_activation_bytes) + 2 * param_bytes;
@@ -477,6 +503,11 @@ int run_scaling(const ScalingOptions& options) {
                    {"blas", build.blas},
                    {"openmp", build.openmp}}},
                  {"tokens_per_batch", tokens},
+                 {"context_parallel", C},
+                 {"context_parallel_note",
+                  "context_parallel C > 1: mpirun -np C, every sequence split along T over the C "
+                  "ranks (contiguous slices); tokens/s count the whole batch's tokens; "
+                  "activation_bytes and *_peak_bytes are the largest rank's; decode not timed"},
                  {"packed", options.packed},
                  {"packed_note",
                   "packed: each point's B rows of T tokens cut into documents (lognormal lengths, "
@@ -487,8 +518,8 @@ int run_scaling(const ScalingOptions& options) {
                   "steadier on a shared machine"},
                  {"flops_note",
                   "train_tflops_estimate = (6 per matmul weight, head included, + 6*H*D per "
-                  "visible key for attention) per token x training tokens/s; scans, convs and "
-                  "norms not counted"},
+                  "visible key for attention + the delta rule's chunk products, bench/flops.h) per "
+                  "token x training tokens/s; scans, convs and norms not counted"},
                  {"repeats", options.repeats},
                  {"dtype", "f32"},
                  {"memory_note",
@@ -498,9 +529,11 @@ int run_scaling(const ScalingOptions& options) {
                   "device memory pool's high-water mark on CUDA"},
                  {"presets", results},
                  {"crossover_T", crossovers}};
-  out.write(report.dump(2) + "\n");
-  out.commit();
-  std::printf("wrote %s\n", options.out.c_str());
+  if (leader) {
+    out->write(report.dump(2) + "\n");
+    out->commit();
+    std::printf("wrote %s\n", options.out.c_str());
+  }
   return 0;
 }
 

@@ -28,6 +28,10 @@ struct ScalingOptions {
   std::string out = "scaling.json";
   bool packed = false;   // also time each point as packed documents of mixed lengths
   bool profile = false;  // also time one training step op by op, per point
+  // Context parallel (under `mpirun -np C`): every sequence split along T over the C ranks, each
+  // holding one contiguous slice; the training step and prefill timed, memory the largest rank's.
+  // The decode is not context parallel: not timed. 1: off.
+  int context_parallel = 1;
 };
 
 // The packed mode's documents for B rows of T tokens: lengths drawn from a lognormal with median

@@ -52,6 +52,11 @@ Command add_train_command(CLI::App& parent) {
   cmd->add_option("--checkpoint-minutes", o.checkpoint_minutes,
                   "checkpoint at least this often, in minutes of wall time (0: not by time)")
       ->capture_default_str();
+  cmd->add_option("--context-parallel", o.context_parallel,
+                  "under mpirun: split every sequence along T over C consecutive ranks (N / C "
+                  "data parallel groups of C); CPU models, not with --pack")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
   const size_t n_execution_options = cmd->get_options().size();
 
   cmd->add_option("--task", o.task, "mqar or text")
@@ -123,6 +128,7 @@ Command add_train_command(CLI::App& parent) {
       saved.threads = options.threads;
       saved.log_every = options.log_every;
       saved.checkpoint_minutes = options.checkpoint_minutes;
+      saved.context_parallel = options.context_parallel;
       options = saved;
     } else {
       options.model = load_model(args->model);

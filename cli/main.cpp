@@ -2,7 +2,8 @@
 //   longctx info [--json]                      version, build options, CPU threads, CUDA devices
 //   longctx ops                                the ops `longctx op` can run, their tensors, options
 //   longctx op NAME --in IN --out OUT [--device cpu|cuda[:N]] [--backward] [--threads N]
-//   longctx bench scaling [--device D] [--presets a,b] [--lengths 256,512] [--packed] [--out FILE]
+//   longctx bench scaling [--device D] [--presets a,b] [--lengths 256,512] [--packed]
+//                         [--context-parallel C] [--out FILE]
 //   longctx train --out DIR [--task mqar|text] [--model PRESET] [--resume] ...  (models/train.h)
 //   longctx generate --checkpoint DIR|FILE (--prompt TEXT | --tokens 1,2,3) [sampling options]
 // Errors: one line on stderr ("longctx: error: ..."), exit status 1; usage errors exit 2. A
@@ -159,6 +160,12 @@ int main(int argc, char** argv) {
   scaling_cmd->add_flag("--packed", scaling.packed,
                         "also time each point as packed documents of mixed lengths (lognormal "
                         "around T/8) in the same token budget");
+  scaling_cmd
+      ->add_option("--context-parallel", scaling.context_parallel,
+                   "under mpirun -np C: every sequence split along T over the C ranks "
+                   "(CPU; training and prefill timed, memory per rank)")
+      ->check(integer_in(1, 1 << 20))
+      ->capture_default_str();
   scaling_cmd->add_flag("--profile", scaling.profile,
                         "also time one training step op by op at each point (printed, and in "
                         "the JSON)");

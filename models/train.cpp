@@ -61,6 +61,11 @@ void TrainOptions::validate() const {
   LONGCTX_CHECK(eval_sequences >= 1, "train: eval_sequences must be at least 1, got ",
                 eval_sequences);
   LONGCTX_CHECK(!out_dir.empty(), "train: an output directory is needed (--out DIR)");
+  LONGCTX_CHECK(context_parallel >= 1, "train: context_parallel must be at least 1 (1: off), got ",
+                context_parallel);
+  LONGCTX_CHECK(context_parallel == 1 || !(task == "text" && text.pack),
+                "train: --context-parallel takes rectangular batches; packed text (--pack) is not "
+                "supported there yet: use --no-pack");
 }
 
 std::string TrainOptions::to_json() const {
@@ -257,6 +262,14 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
   const int64_t T = task.seq_len();
   const int r = comm.rank(), n = comm.size();
   const Context& ctx = model.context();
+  // Context parallel: the ranks form n / C groups of C consecutive ranks; group g takes the
+  // g-th share of the sequences as a data parallel rank would, its rank c the c-th slice of T.
+  const dist::Communicator* cp = model.context_parallel();
+  const int C = cp ? cp->size() : 1, c = cp ? cp->rank() : 0;
+  LONGCTX_CHECK(n % C == 0 && c == r % C, "train: the model's context parallel group (rank ", c,
+                " of ", C, ") is not rank ", r, " of ", n,
+                "'s group of consecutive ranks (split the job by rank / C)");
+  LONGCTX_CHECK(!(packed && cp), "train: packed batches cannot be context parallel yet");
   MicroBatchResult result;
   // This rank's rows (host i32) and, packed, its documents' boundaries.
   Tensor tokens, targets;
@@ -279,10 +292,20 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
     targets = row_targets.narrow(1, begin, row_cu[d1] - begin);
     for (int64_t d = d0; d <= d1; ++d) cu.push_back(int32_t(row_cu[d] - begin));
   } else {
-    const int64_t lo = batch * r / n, hi = batch * (r + 1) / n;
+    const int g = r / C, groups = n / C;
+    const int64_t lo = batch * g / groups, hi = batch * (g + 1) / groups;
     tokens = Tensor::empty({hi - lo, T}, DType::i32);
     targets = Tensor::empty({hi - lo, T}, DType::i32);
     if (hi > lo) task.fill(Split::train, index * batch + lo, tokens, targets);
+    if (C > 1) {  // this rank's slice of the rows, contiguous
+      const int64_t t0 = T * c / C, t1 = T * (c + 1) / C;
+      const Tensor slice_tokens = Tensor::empty({hi - lo, t1 - t0}, DType::i32);
+      const Tensor slice_targets = Tensor::empty({hi - lo, t1 - t0}, DType::i32);
+      slice_tokens.copy_from(tokens.narrow(1, t0, t1 - t0));
+      slice_targets.copy_from(targets.narrow(1, t0, t1 - t0));
+      tokens = slice_tokens;
+      targets = slice_targets;
+    }
   }
   const bool empty = tokens.numel() == 0;
   double loss = 0;
@@ -497,6 +520,7 @@ class Run {
         task_(make_task(opt_)),
         ctx_(resolve_device(opt_.device), threads(opt_.threads, comm)),
         model_(model_config(), ctx_, DType::f32, opt_.seed),
+        cp_(context_parallel_group()),
         m_(model_.params().like(DType::f32, ctx_)),
         v_(model_.params().like(DType::f32, ctx_)),
         checkpoint_(opt_.out_dir + "/checkpoint.safetensors"),
@@ -505,6 +529,7 @@ class Run {
     LONGCTX_CHECK(opt_.precision == "f32" || ctx_.device().is_cuda(), "train: --precision ",
                   opt_.precision, " needs a CUDA device (tensor cores); the CPU trains in f32");
     ctx_.set_matmul_precision(parse_matmul_precision(opt_.precision));
+    model_.set_context_parallel(cp_.get());
     if (leader()) open_run_directory(resume);
     // Every rank starts from rank 0's parameters, moments and position: what --init or --resume
     // read there (the other ranks never read the checkpoint).
@@ -556,6 +581,22 @@ class Run {
 
   bool leader() const { return comm_.rank() == 0; }
 
+  // This rank's context parallel group: ranks [C * (rank / C), C * (rank / C) + C) of the job;
+  // null when C is 1. Every rank checks the same things, so all of them fail together.
+  std::unique_ptr<dist::Communicator> context_parallel_group() {
+    const int C = opt_.context_parallel, n = comm_.size();
+    if (C == 1) return nullptr;
+    LONGCTX_CHECK(n % C == 0, "train: --context-parallel ", C, " must divide the number of ranks ",
+                  n, " (N / C data parallel groups of C ranks)");
+    const int64_t T = task_->seq_len(), need = model_.min_context_slice();
+    LONGCTX_CHECK(T / C >= need, "train: --context-parallel ", C, " splits each sequence of ", T,
+                  " tokens into slices of ", T / C, " or more, but this model needs at least ",
+                  need,
+                  " per slice (the convolutions' halo, d_conv - 1): seq_len must be at least ",
+                  int64_t(C) * need);
+    return comm_.split(comm_.rank() / C, comm_.rank());
+  }
+
   // CPU threads: all cores for one process; under mpirun the ranks of a machine share its cores.
   static int threads(int requested, const dist::Communicator& comm) {
     if (requested > 0 || comm.size() == 1) return requested;
@@ -568,10 +609,14 @@ class Run {
     if (leader()) {
       log_.open(log_path_, std::ios::app);
       LONGCTX_CHECK(log_, "train: cannot append to ", log_path_);
+      const int C = opt_.context_parallel;
       const std::string ranks =
-          comm_.size() > 1
+          comm_.size() == 1 ? std::string()
+          : C == 1
               ? detail::concat(" x ", comm_.size(), " ranks (", comm_.backend(), ", data parallel)")
-              : std::string();
+              : detail::concat(" x ", comm_.size(), " ranks (", comm_.backend(), ", ",
+                               comm_.size() / C, " data parallel groups of ", C,
+                               " context parallel ranks)");
       std::fprintf(
           stderr, "train: %s on %s%s (%s), model %s (%s, %lld parameters), %s, step %lld of %lld\n",
           task_->name().c_str(), ctx_.device().str().c_str(), ranks.c_str(),
@@ -726,7 +771,9 @@ class Run {
   void run_eval() {
     if (!leader()) return;  // rank 0 evaluates; the others go on to the next step and wait there
     const int64_t n = std::min(opt_.eval_sequences, task_->test_sequences());
+    model_.set_context_parallel(nullptr);  // alone: the other ranks are not in the forward
     last_eval_ = evaluate(model_, *task_, n, opt_.batch);
+    model_.set_context_parallel(cp_.get());
     evaluated_ = true;
     const std::string key = "eval_" + task_->metric();
     log_line({{"step", step_}, {"eval_loss", last_eval_.loss}, {key, metric(last_eval_)}});
@@ -827,6 +874,7 @@ class Run {
   std::unique_ptr<Task> task_;
   Context ctx_;
   Model model_;
+  std::unique_ptr<dist::Communicator> cp_;  // this rank's context parallel group; null: none
   ParamArena m_, v_, accumulated_;
   std::string checkpoint_, log_path_;
   std::ofstream log_;

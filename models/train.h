@@ -32,6 +32,14 @@
 // on --resume it reads the checkpoint and broadcasts parameters, moments and data position, so a
 // run may resume on another number of ranks. A rank that fails ends the whole job with its
 // message (Communicator::fail): nobody waits for ever, and no checkpoint is half written.
+//
+// Context parallel (`--context-parallel C`, N a multiple of C): the N ranks form N / C data
+// parallel groups of C consecutive ranks (Communicator::split); group g computes the g-th share
+// of every micro-batch as a data parallel rank would, each of its ranks one contiguous slice of
+// every sequence along T (Model::set_context_parallel). The gradients are summed over all N
+// ranks as above, so the run is the one-process run up to rounding, and it may resume with
+// another N or C. CPU models (every layer kind), rectangular batches (not --pack); rank 0
+// evaluates alone on whole sequences.
 #pragma once
 
 #include <cstdint>
@@ -81,6 +89,8 @@ struct TrainOptions {
   std::string out_dir;             // the run directory (created)
   std::string device = "auto";     // auto | cpu | cuda[:N]
   int threads = 0;                 // CPU threads; 0: all
+  // Context parallel: each sequence split along T over C consecutive ranks (see below); 1: off.
+  int context_parallel = 1;
 
   void validate() const;  // throws Error naming the option
   // The options that define the run (everything but where and how it executes), as JSON.
@@ -126,6 +136,8 @@ TrainResult train(const TrainOptions& options, bool resume = false, const TrainH
 // training split, or the task's packed row `index`): rank r of n takes sequences
 // [batch * r / n, batch * (r + 1) / n); a packed row is cut between documents, rank r taking
 // those that start in its n-th of the row. A rank may get nothing (fewer sequences than ranks).
+// Under context parallel (the model's group of C ranks, consecutive in `comm`), the ranks' groups
+// take the shares, each rank of a group the same sequences' slice [T * c / C, T * (c + 1) / C).
 // Forward and backward of that part: afterwards model.grads() hold this rank's share of the
 // gradient of the whole micro-batch's mean loss over its labelled targets, scaled by the rank's
 // labelled targets / the micro-batch's, so that their sum over the ranks is what one process

@@ -14,11 +14,12 @@
 //   S ← diag(γ_{C-1}) S + (ρ ⊙ K̂)ᵀ U             the state leaving it
 // Every chunk is computed at its full length C (the rows past a sequence's end are identity
 // steps, see load_chunk), so its products are the same calls whatever the layout of the batch:
-// the results are bitwise batch invariant. The products with S, U and the C x C matrices are
-// OpenBLAS calls on the chunk's rows copied to scratch, single-threaded inside the parallel loop
-// over items (an item at a time per thread: its scratch stays in the L2 cache). For Gated DeltaNet
-// E is one C x C matrix and P, M are gemms masked by it; for KDA E has K values per pair and P, M
-// (and their gradients) are loops over the channels.
+// the results are bitwise batch invariant. The chunk's rows are copied to scratch; in f32 the
+// products of run_chunk (with S, U, M and the solve) are the row kernels below (mul_add), the
+// others OpenBLAS calls, single-threaded inside the parallel loop over items (an item at a time
+// per thread: its scratch stays in the L2 cache). For Gated DeltaNet E is one C x C matrix and
+// P, M are a gemm masked by it; for KDA E has K values per pair and P, M (and their gradients) are
+// loops over the channels.
 //
 // Backward per item: a first pass recomputes the state entering each chunk and the chunk's U and
 // V − (γ ⊙ K̂) S; a second pass, chunks last to first, carries dS (from dfinal_state) back
@@ -32,9 +33,14 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 #include "src/core/dispatch.h"
 #include "src/cpu/blas.h"
 #include "src/cpu/exp_array.h"
+#include "src/cpu/isa.h"
 #include "src/cpu/parallel.h"
 #include "src/ops/gated_delta_rule.h"
 
@@ -74,6 +80,188 @@ R dot(const A* a, const B* b, int64_t n) {
 template <class T>
 T l2norm_rstd(const T* x, int64_t K) {
   return T(1) / std::sqrt(dot<T>(x, x, K) + T(kL2NormEps));
+}
+
+// ---- The forward's products: row blocks on unpacked operands -------------------------------
+//
+// c (m x n) (+)= ± a · b, every operand row-major, a's element (i, j) at a[i * ars + j * acs] (a
+// transposed operand is a stride, not a copy). In f32 on x86 these are register-blocked kernels
+// that read b's rows where they lie: 4 rows of c by 64 columns (AVX-512, 16 zmm accumulators) or
+// 16 columns (AVX2), the last columns masked. With OpenBLAS at these sizes (C = 64,
+// K = V = 128) perf put 9% of the forward's samples in its packing copies and 10% in strsm (its
+// kernel ran at ~35 GFLOP/s where sgemm's ran at ~120). Every element is one chain of FMAs over j
+// in increasing order from c (or 0), in both kernels: the AVX2 and AVX-512 results are bitwise
+// equal (test GatedDeltaRuleIsa). f64 (and builds without AVX2) go to the BLAS.
+//
+// Measured (f32, B = 1, H = 8, K = V = 128, CPU time, the 2-core machine at load 5-10): at
+// T = 256, where the inputs stay in the cache, 3.0-3.2 -> 2.8-3.1 ms (one thread, best of 40,
+// alternating runs); at T = 8192 2-4% (135 -> 130 ms, 2 threads, bench_gdn,
+// bench/results/2026-12-05-cpu-gdn-speed), within the noise: there the reads of q, k,
+// v (a new 4 KB page every row) take a larger share, and software prefetching of the next chunk's
+// rows only moved the wait from load_chunk into the products.
+//
+// `tri` = Tri::inner: a's row i is zero past column i (a lower-triangular a), so a row block sums
+// only j <= its last row.
+enum class Tri { none, inner };
+
+#if defined(__AVX2__) && defined(__FMA__)
+constexpr bool kRowKernels = true;
+
+template <int R, int NZ>
+__attribute__((target("avx512f"))) void block_avx512(const float* a, int64_t ars, int64_t acs,
+                                                     bool negate, const float* b, int64_t ldb,
+                                                     int64_t nk, bool accumulate, float* c,
+                                                     int64_t ldc, __mmask16 last) {
+  __mmask16 m[NZ];
+  for (int z = 0; z < NZ; ++z) m[z] = z == NZ - 1 ? last : __mmask16(0xFFFF);
+  __m512 s[R][NZ];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int z = 0; z < NZ; ++z)
+      s[r][z] =
+          accumulate ? _mm512_maskz_loadu_ps(m[z], c + r * ldc + 16 * z) : _mm512_setzero_ps();
+  const float sign = negate ? -1.f : 1.f;
+  for (int64_t j = 0; j < nk; ++j) {
+    __m512 bz[NZ];
+#pragma GCC unroll 4
+    for (int z = 0; z < NZ; ++z) bz[z] = _mm512_maskz_loadu_ps(m[z], b + j * ldb + 16 * z);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 x = _mm512_set1_ps(sign * a[r * ars + j * acs]);
+#pragma GCC unroll 4
+      for (int z = 0; z < NZ; ++z) s[r][z] = _mm512_fmadd_ps(x, bz[z], s[r][z]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int z = 0; z < NZ; ++z) _mm512_mask_storeu_ps(c + r * ldc + 16 * z, m[z], s[r][z]);
+}
+
+template <int R, int NY>
+void block_avx2(const float* a, int64_t ars, int64_t acs, bool negate, const float* b, int64_t ldb,
+                int64_t nk, bool accumulate, float* c, int64_t ldc, __m256i last) {
+  __m256i m[NY];
+  for (int y = 0; y < NY; ++y) m[y] = y == NY - 1 ? last : _mm256_set1_epi32(-1);
+  __m256 s[R][NY];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int y = 0; y < NY; ++y)
+      s[r][y] = accumulate ? _mm256_maskload_ps(c + r * ldc + 8 * y, m[y]) : _mm256_setzero_ps();
+  const float sign = negate ? -1.f : 1.f;
+  for (int64_t j = 0; j < nk; ++j) {
+    __m256 by[NY];
+#pragma GCC unroll 2
+    for (int y = 0; y < NY; ++y) by[y] = _mm256_maskload_ps(b + j * ldb + 8 * y, m[y]);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 x = _mm256_set1_ps(sign * a[r * ars + j * acs]);
+#pragma GCC unroll 2
+      for (int y = 0; y < NY; ++y) s[r][y] = _mm256_fmadd_ps(x, by[y], s[r][y]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int y = 0; y < NY; ++y) _mm256_maskstore_ps(c + r * ldc + 8 * y, m[y], s[r][y]);
+}
+
+// One block of R rows of c, columns [0, n).
+template <int R>
+void block_rows(const float* a, int64_t ars, int64_t acs, bool negate, const float* b, int64_t ldb,
+                int64_t n, int64_t nk, bool accumulate, float* c, int64_t ldc, bool avx512) {
+  if (avx512) {
+    for (int64_t n0 = 0; n0 < n; n0 += 64) {
+      const int64_t w = std::min<int64_t>(64, n - n0), nz = (w + 15) / 16;
+      const __mmask16 last = __mmask16((1u << (w - 16 * (nz - 1))) - 1);
+      const float* bb = b + n0;
+      float* cc = c + n0;
+      switch (nz) {
+        case 4:
+          block_avx512<R, 4>(a, ars, acs, negate, bb, ldb, nk, accumulate, cc, ldc, last);
+          break;
+        case 3:
+          block_avx512<R, 3>(a, ars, acs, negate, bb, ldb, nk, accumulate, cc, ldc, last);
+          break;
+        case 2:
+          block_avx512<R, 2>(a, ars, acs, negate, bb, ldb, nk, accumulate, cc, ldc, last);
+          break;
+        default:
+          block_avx512<R, 1>(a, ars, acs, negate, bb, ldb, nk, accumulate, cc, ldc, last);
+      }
+    }
+    return;
+  }
+  for (int64_t n0 = 0; n0 < n; n0 += 16) {
+    const int64_t w = std::min<int64_t>(16, n - n0), ny = (w + 7) / 8;
+    const __m256i last = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(w - 8 * (ny - 1))),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    if (ny == 2)
+      block_avx2<R, 2>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, c + n0, ldc, last);
+    else
+      block_avx2<R, 1>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, c + n0, ldc, last);
+  }
+}
+#else
+constexpr bool kRowKernels = false;
+#endif
+
+template <class T>
+void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t ars, int64_t acs,
+             const T* b, int64_t ldb, bool accumulate, T* c, int64_t ldc, Tri tri = Tri::none) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>) {
+    const bool avx512 = cpu_isa() == CpuIsa::avx512;
+    for (int64_t r = 0; r < m; r += 4) {
+      const int64_t rows = std::min<int64_t>(4, m - r);
+      const int64_t kk = tri == Tri::inner ? std::min(nk, r + rows) : nk;
+      const float* ar = a + r * ars;
+      float* cr = c + r * ldc;
+      switch (rows) {
+        case 4:
+          block_rows<4>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          break;
+        case 3:
+          block_rows<3>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          break;
+        case 2:
+          block_rows<2>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          break;
+        default:
+          block_rows<1>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+      }
+    }
+    return;
+  }
+#endif
+  // The BLAS takes a with unit stride on one side: (ars, 1) as is, (1, acs) transposed. A stride
+  // that is never stepped (one row, one column) is given the least leading dimension the BLAS
+  // accepts (K = 1 makes (ρ ⊙ K̂)ᵀ's strides both 1).
+  (void)tri;
+  const bool trans_a = acs != 1;
+  const int64_t lda = trans_a ? (nk == 1 ? std::max<int64_t>(acs, m) : acs)
+                              : (m == 1 ? std::max<int64_t>(ars, nk) : ars);
+  gemm(trans_a, false, m, n, nk, negate ? T(-1) : T(1), a, lda, b, ldb, accumulate ? T(1) : T(0), c,
+       ldc);
+}
+
+// u (C x V) := (I + A)⁻¹ u for A's strictly lower part (ld C): the forward substitution
+// u_i −= Σ_{j<i} A_ij u_j, by blocks of 4 rows (the rows before the block in one product, then
+// the block's own rows one by one), in the row kernels' fixed order.
+template <class T>
+void solve_unit_lower(int64_t C, int64_t V, const T* A, T* u) {
+  if constexpr (!kRowKernels || !std::is_same_v<T, float>) {
+    trsm_unit_lower(/*trans=*/false, C, V, A, C, u, V);
+  } else {
+    for (int64_t r = 0; r < C; r += 4) {
+      const int64_t rows = std::min<int64_t>(4, C - r);
+      mul_add(rows, V, r, /*negate=*/true, A + r * C, C, 1, u, V, true, u + r * V, V);
+      for (int64_t i = r + 1; i < r + rows; ++i)
+        mul_add(int64_t(1), V, i - r, true, A + i * C + r, C, 1, u + r * V, V, true, u + i * V, V);
+    }
+  }
 }
 
 // The typed view of the params for one dtype.
@@ -251,37 +439,42 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   T* P = ch.PM.data();
   T* M = P + C * C;
   if (Kg == 1) {
-    // [P; M] = [K̂; Q̂] K̂ᵀ, then masked by E. (ssyrk for P's triangle and a gemm for M were no
-    // faster than the one gemm: 158-163 against 154-158 ms of CPU time for the forward at
-    // B = 1, T = 8192, H = 8, K = V = 128, one thread.)
+    // [P; M] = [K̂; Q̂] K̂ᵀ in one gemm, then masked by E (and A = diag(β) P).
     gemm(false, true, with_M ? 2 * C : C, C, K, T(1), k, K, k, K, T(0), P, C);
     for (int64_t i = 0; i < C; ++i) {
       const T* e = ch.e_at(i, 0);
+      const T b = ch.beta[size_t(i)];
       T* Pi = P + i * C;
-      for (int64_t j = 0; j < i; ++j) Pi[j] *= e[j];
+      T* Ai = ch.A.data() + i * C;
+      for (int64_t j = 0; j < i; ++j) {
+        Pi[j] *= e[j];
+        Ai[j] = b * Pi[j];
+      }
       std::fill(Pi + i, Pi + C, T(0));
+      std::fill(Ai + i, Ai + C, T(0));
       if (!with_M) continue;
       T* Mi = M + i * C;
       for (int64_t j = 0; j <= i; ++j) Mi[j] *= ch.scale * e[j];
       std::fill(Mi + i + 1, Mi + C, T(0));
     }
-  } else {
-    for (int64_t i = 0; i < C; ++i) {
-      const T* qi = q + i * K;
-      const T* ki = k + i * K;
-      T* Pi = P + i * C;
-      T* Mi = M + i * C;
-      for (int64_t j = 0; j <= i; ++j) {
-        const T* kj = k + j * K;
-        const T* e = ch.e_at(i, j);
-        T* w = ch.seg.data();  // free again: k̂_j ⊙ E_ij
-        for (int64_t c = 0; c < K; ++c) w[c] = kj[c] * e[c];
-        Pi[j] = j < i ? dot<T>(ki, w, K) : T(0);
-        if (with_M) Mi[j] = ch.scale * dot<T>(qi, w, K);
-      }
-      std::fill(Pi + i + 1, Pi + C, T(0));
-      if (with_M) std::fill(Mi + i + 1, Mi + C, T(0));
+    return;
+  }
+  // KDA: a K-vector of decays per pair, so P and M are loops over the channels.
+  for (int64_t i = 0; i < C; ++i) {
+    const T* qi = q + i * K;
+    const T* ki = k + i * K;
+    T* Pi = P + i * C;
+    T* Mi = M + i * C;
+    for (int64_t j = 0; j <= i; ++j) {
+      const T* kj = k + j * K;
+      const T* e = ch.e_at(i, j);
+      T* w = ch.seg.data();  // free again: k̂_j ⊙ E_ij
+      for (int64_t c = 0; c < K; ++c) w[c] = kj[c] * e[c];
+      Pi[j] = j < i ? dot<T>(ki, w, K) : T(0);
+      if (with_M) Mi[j] = ch.scale * dot<T>(qi, w, K);
     }
+    std::fill(Pi + i + 1, Pi + C, T(0));
+    if (with_M) std::fill(Mi + i + 1, Mi + C, T(0));
   }
   for (int64_t i = 0; i < C; ++i)
     for (int64_t j = 0; j < C; ++j) ch.A[size_t(i * C + j)] = ch.beta[size_t(i)] * P[i * C + j];
@@ -296,24 +489,27 @@ void run_chunk(const Chunk<T>& ch, int64_t V, T* S, bool zero_state, T* UO, T* V
   const int64_t K = ch.K, C = ch.C;
   T* U = UO;
   T* O = UO + C * V;
-  // [V − (γ ⊙ K̂) S; (scale γ ⊙ Q̂) S] in one product.
+  // U = V − (γ ⊙ K̂) S and O = (scale γ ⊙ Q̂) S.
   std::copy(ch.v.begin(), ch.v.begin() + C * V, U);
-  if (with_O) std::fill(O, O + C * V, T(0));
-  if (!zero_state)
-    gemm(false, false, with_O ? 2 * C : C, V, K, T(1), ch.kqg.data(), K, S, V, T(1), UO, V);
+  const T* nkg = ch.kqg.data();
+  if (!zero_state) {
+    mul_add(C, V, K, false, nkg, K, 1, S, V, true, U, V);
+    if (with_O) mul_add(C, V, K, false, nkg + C * K, K, 1, S, V, false, O, V);
+  }
   if (Vm) std::copy(U, U + C * V, Vm);
   for (int64_t i = 0; i < C; ++i) {
     const T b = ch.beta[size_t(i)];
     for (int64_t j = 0; j < V; ++j) U[i * V + j] *= b;
   }
-  trsm_unit_lower(/*trans=*/false, C, V, ch.A.data(), C, U, V);
-  if (with_O) gemm(false, false, C, V, C, T(1), ch.M(), C, U, V, T(1), O, V);
+  solve_unit_lower(C, V, ch.A.data(), U);
+  if (with_O) mul_add(C, V, C, false, ch.M(), C, 1, U, V, !zero_state, O, V, Tri::inner);
   if (!zero_state)
     for (int64_t c = 0; c < K; ++c) {
       const T decay = ch.gam_last(c);
       for (int64_t j = 0; j < V; ++j) S[c * V + j] *= decay;
     }
-  gemm(true, false, K, V, C, T(1), ch.kd.data(), K, U, V, zero_state ? T(0) : T(1), S, V);
+  // S += (ρ ⊙ K̂)ᵀ U: a's element (c, i) is kd[i K + c].
+  mul_add(K, V, C, false, ch.kd.data(), 1, K, U, V, !zero_state, S, V);
 }
 
 // Per-thread scratch of the backward's second pass.

@@ -14,6 +14,9 @@ std::unique_ptr<Communicator> make_mpi_communicator();
 #endif
 #if LONGCTX_WITH_NCCL
 std::unique_ptr<Communicator> make_nccl_communicator(const Context& ctx);
+// NCCL over the ranks of `mpi` (its bootstrap, barrier and abort).
+std::unique_ptr<Communicator> make_nccl_communicator(const Context& ctx,
+                                                     std::unique_ptr<Communicator> mpi);
 #endif
 
 // `t` is defined, contiguous and on a device the communicator accepts; names the collective,
@@ -27,5 +30,7 @@ void check_gather_shapes(const Communicator& comm, const Tensor& out, const Tens
 // A peer of send_recv: -1 or a rank of the job.
 void check_peer(const Communicator& comm, const char* arg, int peer);
 void check_root(const Communicator& comm, int root);
+// split's color: >= 0.
+void check_color(const Communicator& comm, int color);
 
 }  // namespace longctx::dist

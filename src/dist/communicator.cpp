@@ -41,6 +41,10 @@ void check_root(const Communicator& comm, int root) {
                 " broadcast: root must be a rank in [0, ", comm.size(), "), got ", root);
 }
 
+void check_color(const Communicator& comm, int color) {
+  LONGCTX_CHECK(color >= 0, comm.backend(), " split: color must be >= 0, got ", color);
+}
+
 namespace {
 
 // One process: the sum, the gather and the broadcast of one rank are its own values.
@@ -79,6 +83,10 @@ class SingleCommunicator final : public Communicator {
     }
   }
   void barrier() override {}
+  std::unique_ptr<Communicator> split(int color, int) override {
+    check_color(*this, color);
+    return std::make_unique<SingleCommunicator>();
+  }
   [[noreturn]] void fail(const std::string& message) override { throw Error(message); }
 };
 

@@ -89,10 +89,10 @@ class MpiCommunicator final : public Communicator {
   MpiCommunicator() {
     ensure_initialized();
     LONGCTX_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
-    LONGCTX_CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
-    LONGCTX_CHECK_MPI(MPI_Comm_rank(comm_, &rank_));
-    LONGCTX_CHECK_MPI(MPI_Comm_size(comm_, &size_));
+    init();
   }
+  // Takes ownership of `comm` (a split of another communicator's).
+  explicit MpiCommunicator(MPI_Comm comm) : comm_(comm) { init(); }
   ~MpiCommunicator() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -150,6 +150,13 @@ class MpiCommunicator final : public Communicator {
 
   void barrier() override { LONGCTX_CHECK_MPI(MPI_Barrier(comm_)); }
 
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    check_color(*this, color);
+    MPI_Comm part = MPI_COMM_NULL;
+    LONGCTX_CHECK_MPI(MPI_Comm_split(comm_, color, key, &part));
+    return std::make_unique<MpiCommunicator>(part);
+  }
+
   [[noreturn]] void fail(const std::string& message) override {
     std::fprintf(stderr, "%s\n", message.c_str());
     std::fflush(stderr);
@@ -159,6 +166,13 @@ class MpiCommunicator final : public Communicator {
 
  private:
   static constexpr int kTag = 17;
+
+  // Errors as codes; this rank and the size.
+  void init() {
+    LONGCTX_CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+    LONGCTX_CHECK_MPI(MPI_Comm_rank(comm_, &rank_));
+    LONGCTX_CHECK_MPI(MPI_Comm_size(comm_, &size_));
+  }
 
   // Rank j owns elements [start(j), start(j + 1)) of the bucket.
   int64_t start(int j, int64_t n) const { return n * j / size_; }

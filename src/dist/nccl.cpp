@@ -11,6 +11,8 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <utility>
+
 #include "longctx/error.h"
 #include "src/dist/backends.h"
 
@@ -46,7 +48,8 @@ ncclDataType_t nccl_type(DType d) {
 
 class NcclCommunicator final : public Communicator {
  public:
-  explicit NcclCommunicator(const Context& ctx) : ctx_(&ctx), mpi_(make_mpi_communicator()) {
+  NcclCommunicator(const Context& ctx, std::unique_ptr<Communicator> mpi)
+      : ctx_(&ctx), mpi_(std::move(mpi)) {
     static_assert(sizeof(ncclUniqueId) % sizeof(int32_t) == 0);
     ncclUniqueId id{};
     if (mpi_->rank() == 0) LONGCTX_CHECK_NCCL(ncclGetUniqueId(&id));
@@ -105,6 +108,13 @@ class NcclCommunicator final : public Communicator {
     mpi_->barrier();
   }
 
+  // The MPI ranks split first; the part's rank 0 makes a new unique id for its NCCL
+  // communicator (NCCL's own ncclCommSplit needs NCCL 2.18, this needs nothing new).
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    check_color(*this, color);
+    return make_nccl_communicator(*ctx_, mpi_->split(color, key));
+  }
+
   [[noreturn]] void fail(const std::string& message) override {
     mpi_->fail(message);
     throw Error(message);  // not reached: the virtual call hides that fail() does not return
@@ -120,8 +130,13 @@ class NcclCommunicator final : public Communicator {
 
 }  // namespace
 
+std::unique_ptr<Communicator> make_nccl_communicator(const Context& ctx,
+                                                     std::unique_ptr<Communicator> mpi) {
+  return std::make_unique<NcclCommunicator>(ctx, std::move(mpi));
+}
+
 std::unique_ptr<Communicator> make_nccl_communicator(const Context& ctx) {
-  return std::make_unique<NcclCommunicator>(ctx);
+  return make_nccl_communicator(ctx, make_mpi_communicator());
 }
 
 }  // namespace longctx::dist

@@ -85,7 +85,7 @@ class AttentionMixer : public Mixer {
     linear_fwd(ctx, flat(v_), x, wv_);
     rope_fwd(ctx, q_, q_, layout().positions, rope_);
     rope_fwd(ctx, k_, k_, layout().positions, rope_);
-    attention_fwd(ctx, o_, lse_, q_, k_, v_, attn_, layout().cu_seqlens, layout().cu_seqlens);
+    attention_fwd(ctx, layout(), o_, lse_, q_, k_, v_, attn_);
     if (gated_) {
       gate_ = acts.take({B, T, H_ * D_}, dt);
       gated_o_ = acts.take({B, T, H_ * D_}, dt);
@@ -181,8 +181,7 @@ class AttentionMixer : public Mixer {
     } else {
       linear_bwd(ctx, flat(d_o), dwo_, {}, dy, flat(o_), wo_);
     }
-    attention_bwd(ctx, dq, dk, dv, d_o, q_, k_, v_, o_, lse_, attn_, layout().cu_seqlens,
-                  layout().cu_seqlens);
+    attention_bwd(ctx, layout(), dq, dk, dv, d_o, q_, k_, v_, o_, lse_, attn_);
     rope_bwd(ctx, dq, dq, layout().positions, rope_);
     rope_bwd(ctx, dk, dk, layout().positions, rope_);
     linear_bwd(ctx, dx, dwq_, {}, flat(dq), x_, wq_);

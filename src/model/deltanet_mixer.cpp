@@ -123,8 +123,7 @@ class DeltaNetMixer : public Mixer {
     conv_in_ = acts.take({B, Cc, T}, dt);
     conv_in_.copy_from(proj_.narrow(2, 0, Cc).transpose(1, 2), &ctx);
     Tensor conv_out = acts.take({B, Cc, T}, dt);
-    causal_conv1d_fwd(ctx, conv_out, conv_in_, w_["conv_weight"], {}, {Activation::silu},
-                      layout().cu_seqlens);
+    conv1d_fwd(ctx, layout(), conv_out, conv_in_, w_["conv_weight"], {}, {Activation::silu});
     Tensor qkv = acts.take({B, T, Cc}, dt);
     qkv.copy_from(conv_out.transpose(1, 2), &ctx);
     in_.q = copy(ctx, acts, qkv.narrow(2, 0, key_width())).reshape({B, T, H_, K_});
@@ -133,7 +132,7 @@ class DeltaNetMixer : public Mixer {
     gates(ctx, acts, proj_, in_.beta, in_.g, a_, f_down_);
     in_.cu_seqlens = layout().cu_seqlens;
     o_ = acts.take({B, T, HV_, V_}, dt);
-    gated_delta_rule_fwd(ctx, o_, {}, in_, gdr_params_);
+    gated_delta_rule_fwd(ctx, layout(), o_, in_, gdr_params_);
     normed_ = acts.take({B, T, HV_, V_}, dt);
     rstd_ = acts.take({B * T * HV_}, dt);
     z_ = output_gate(ctx, acts, proj_, z_down_);
@@ -207,7 +206,7 @@ class DeltaNetMixer : public Mixer {
     g.dv = acts.take(in_.v.shape(), dt);
     g.dg = acts.take(in_.g.shape(), dt);
     g.dbeta = acts.take(in_.beta.shape(), dt);
-    gated_delta_rule_bwd(ctx, g, d_o, {}, in_, gdr_params_);
+    gated_delta_rule_bwd(ctx, layout(), g, d_o, in_, gdr_params_);
 
     Tensor dproj = acts.take(proj_.shape(), dt);
     // beta = sigmoid(b).
@@ -236,8 +235,8 @@ class DeltaNetMixer : public Mixer {
         .copy_from(g.dv.reshape({B, T, value_width()}), &ctx);
     Tensor dconv_out = acts.take({B, Cc, T}, dt), dconv_in = acts.take({B, Cc, T}, dt);
     dconv_out.copy_from(dqkv.transpose(1, 2), &ctx);
-    causal_conv1d_bwd(ctx, dconv_in, dw_["conv_weight"], {}, dconv_out, conv_in_, w_["conv_weight"],
-                      {}, {Activation::silu}, layout().cu_seqlens);
+    conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], {}, dconv_out, conv_in_,
+               w_["conv_weight"], {}, {Activation::silu});
     dproj.narrow(2, 0, Cc).copy_from(dconv_in.transpose(1, 2), &ctx);
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dproj, x_, w_["in_proj"]);
   }

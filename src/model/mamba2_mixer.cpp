@@ -95,8 +95,8 @@ class Mamba2Mixer : public Mixer {
     conv_in_ = acts.take({B, K, T}, dt);
     conv_in_.copy_from(proj_.narrow(2, Di_, K).transpose(1, 2), &ctx);
     Tensor conv_out = acts.take({B, K, T}, dt);
-    causal_conv1d_fwd(ctx, conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
-                      {Activation::silu}, layout().cu_seqlens);
+    conv1d_fwd(ctx, layout(), conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
+               {Activation::silu});
     xbc_ = acts.take({B, T, K}, dt);
     xbc_.copy_from(conv_out.transpose(1, 2), &ctx);
     // The SSD's inputs, each contiguous.
@@ -112,7 +112,7 @@ class Mamba2Mixer : public Mixer {
     ssd_in_.cu_seqlens = layout().cu_seqlens;
     ssd_out_ = acts.take({B, T, H_, P_}, dt);
     Tensor final_states = acts.take({layout().sequences(B), H_, P_, N_}, dt);
-    ssd_fwd(ctx, ssd_out_, final_states, ssd_in_, ssd_params_);
+    ssd_fwd(ctx, layout(), ssd_out_, final_states, ssd_in_, ssd_params_);
     // Gate, then norm, then project.
     z_ = contiguous(ctx, acts, proj_.narrow(2, 0, Di_));
     gated_ = acts.take({B, T, Di_}, dt);
@@ -182,7 +182,7 @@ class Mamba2Mixer : public Mixer {
     g.dC = acts.take(ssd_in_.C.shape(), dt);
     g.dD = dw_["D"];
     g.ddt_bias = dw_["dt_bias"];
-    ssd_bwd(ctx, g, dssd_out, {}, ssd_in_, ssd_params_);
+    ssd_bwd(ctx, layout(), g, dssd_out, ssd_in_, ssd_params_);
     neg_exp_bwd(ctx, dw_["A_log"], g.dA, ssd_in_.A);
 
     // Gradient of xBC (through the silu conv), then of the whole projection.
@@ -192,8 +192,8 @@ class Mamba2Mixer : public Mixer {
     dxbc.narrow(2, Di_ + G_ * N_, G_ * N_).copy_from(g.dC.reshape({B, T, G_ * N_}), &ctx);
     Tensor dconv_out = acts.take({B, K, T}, dt), dconv_in = acts.take({B, K, T}, dt);
     dconv_out.copy_from(dxbc.transpose(1, 2), &ctx);
-    causal_conv1d_bwd(ctx, dconv_in, dw_["conv_weight"], dw_["conv_bias"], dconv_out, conv_in_,
-                      w_["conv_weight"], w_["conv_bias"], {Activation::silu}, layout().cu_seqlens);
+    conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], dw_["conv_bias"], dconv_out, conv_in_,
+               w_["conv_weight"], w_["conv_bias"], {Activation::silu});
     Tensor dproj = acts.take(proj_.shape(), dt);
     dproj.narrow(2, 0, Di_).copy_from(dz, &ctx);
     dproj.narrow(2, Di_, K).copy_from(dconv_in.transpose(1, 2), &ctx);

@@ -98,8 +98,8 @@ class MambaMixer : public Mixer {
     // The conv, channel-first; its output is the scan's u.
     conv_in_ = transposed(ctx, acts, xz_.narrow(2, 0, Di_));
     scan_in_.u = acts.take({B, Di_, T}, dt);
-    causal_conv1d_fwd(ctx, scan_in_.u, conv_in_, w_["conv_weight"], w_["conv_bias"],
-                      {Activation::silu}, layout().cu_seqlens);
+    conv1d_fwd(ctx, layout(), scan_in_.u, conv_in_, w_["conv_weight"], w_["conv_bias"],
+               {Activation::silu});
     // dt_low, B and C from u, then the full-rank delta (its bias is added inside the scan).
     u_ = transposed(ctx, acts, scan_in_.u);
     x_dbl_ = acts.take({B, T, R_ + 2 * N_}, dt);
@@ -119,7 +119,7 @@ class MambaMixer : public Mixer {
     scan_in_.cu_seqlens = layout().cu_seqlens;
     Tensor scan_out = acts.take({B, Di_, T}, dt);
     Tensor last_state = acts.take({layout().sequences(B), Di_, N_}, dt);
-    selective_scan_fwd(ctx, scan_out, last_state, scan_in_, scan_params_);
+    selective_scan_fwd(ctx, layout(), scan_out, last_state, scan_in_, scan_params_);
     scan_out_ = transposed(ctx, acts, scan_out);
     linear_fwd(ctx, y, scan_out_, w_["out_proj"]);
   }
@@ -180,7 +180,7 @@ class MambaMixer : public Mixer {
     g.dD = dw_["D"];
     g.dz = acts.take({B, Di_, T}, dt);
     g.ddelta_bias = dw_["dt_bias"];
-    selective_scan_bwd(ctx, g, transposed(ctx, acts, dscan_out), {}, scan_in_, scan_params_);
+    selective_scan_bwd(ctx, layout(), g, transposed(ctx, acts, dscan_out), scan_in_, scan_params_);
     neg_exp_bwd(ctx, dw_["A_log"], g.dA, scan_in_.A);
 
     // Back through delta = dt_low W_dt^T and [dt_low, B, C] = u W_x^T.
@@ -197,8 +197,8 @@ class MambaMixer : public Mixer {
     add_fwd(ctx, g.du, g.du, transposed(ctx, acts, du));
 
     Tensor dconv_in = acts.take(conv_in_.shape(), dt);
-    causal_conv1d_bwd(ctx, dconv_in, dw_["conv_weight"], dw_["conv_bias"], g.du, conv_in_,
-                      w_["conv_weight"], w_["conv_bias"], {Activation::silu}, layout().cu_seqlens);
+    conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], dw_["conv_bias"], g.du, conv_in_,
+               w_["conv_weight"], w_["conv_bias"], {Activation::silu});
     Tensor dxz = acts.take(xz_.shape(), dt);
     dxz.narrow(2, 0, Di_).copy_from(dconv_in.transpose(1, 2), &ctx);
     dxz.narrow(2, Di_, Di_).copy_from(g.dz.transpose(1, 2), &ctx);

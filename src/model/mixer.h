@@ -9,21 +9,81 @@
 #include <string>
 #include <vector>
 
+#include "longctx/dist/communicator.h"
 #include "longctx/model/arena.h"
 #include "longctx/model/config.h"
+#include "longctx/ops/attention.h"
+#include "longctx/ops/causal_conv1d.h"
+#include "longctx/ops/gated_delta_rule.h"
+#include "longctx/ops/selective_scan.h"
+#include "longctx/ops/ssd.h"
 
 namespace longctx {
 
 // The sequences of the batch a forward() sees: a rectangular (B, T) batch, or a packed one —
 // B = 1, N sequences concatenated along T (src/ops/varlen.h). Set by the Model; every sequence op
 // a mixer calls takes cu_seqlens from here, so no sequence sees another.
+//
+// Context parallel (Model::set_context_parallel): every sequence of the batch is split along T
+// over the ranks of `cp`, rank r holding the r-th contiguous slice; this rank's tokens are
+// [offset, offset + T) of each sequence. The sequence ops below then pass states and halos
+// between the ranks (include/longctx/dist/context_parallel.h); position-wise work (projections,
+// norms, MLPs) needs nothing.
 struct SequenceLayout {
   Tensor cu_seqlens;  // (N + 1) i32 on the model's device; undefined for a rectangular batch
-  Tensor positions;   // (1, T) i32 when packed: each token's position within its sequence (RoPE)
+  // Each token's position within its sequence (RoPE): (1, T) i32 when packed, (B, T) from
+  // `offset` when context parallel; undefined otherwise (positions 0 .. T - 1).
+  Tensor positions;
+  dist::Communicator* cp = nullptr;  // context parallel: the ranks sharing each sequence
+  int64_t offset = 0;                // context parallel: this slice's first position
   bool packed() const { return cu_seqlens.defined(); }
+  bool context_parallel() const { return cp != nullptr; }
   // The sequences whose states a layer keeps: N when packed, else the batch B.
   int64_t sequences(int64_t B) const { return packed() ? cu_seqlens.size(0) - 1 : B; }
 };
+
+// The sequence ops the mixers call, each the single-process op of include/longctx/ops over the
+// layout's sequences, or its context parallel version when the layout is context parallel.
+// Context parallel, the gradients of the weights an op shares over the slices (conv weight and
+// bias; A, D and the dt bias of the scans) are the whole sequence's on every rank of the group;
+// as every other parameter gradient a rank holds is its own slice's share, which the trainer
+// sums over all ranks, the ranks after the group's first zero these, so the sum counts them
+// once.
+void conv1d_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
+                const Tensor& x, const Tensor& weight, const Tensor& bias,
+                const CausalConv1dParams& params);
+void conv1d_bwd(const Context& ctx, const SequenceLayout& layout, const Tensor& dx,
+                const Tensor& dweight, const Tensor& dbias, const Tensor& dout, const Tensor& x,
+                const Tensor& weight, const Tensor& bias, const CausalConv1dParams& params);
+// linear_scan from a zero state (no h0: decode's state passing is not context parallel).
+void scan_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
+              const Tensor& last_state, const Tensor& a, const Tensor& b);
+void scan_bwd(const Context& ctx, const SequenceLayout& layout, const Tensor& da, const Tensor& db,
+              const Tensor& dout, const Tensor& a, const Tensor& out);
+void selective_scan_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
+                        const Tensor& last_state, const SelectiveScanInputs& in,
+                        const SelectiveScanParams& params);
+void selective_scan_bwd(const Context& ctx, const SequenceLayout& layout,
+                        const SelectiveScanGrads& grads, const Tensor& dout,
+                        const SelectiveScanInputs& in, const SelectiveScanParams& params);
+void ssd_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
+             const Tensor& final_states, const SSDInputs& in, const SSDParams& params);
+void ssd_bwd(const Context& ctx, const SequenceLayout& layout, const SSDGrads& grads,
+             const Tensor& dout, const SSDInputs& in, const SSDParams& params);
+// Context parallel: ring attention (contiguous slices, as the scans need).
+void attention_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
+                   const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const AttentionParams& params);
+void attention_bwd(const Context& ctx, const SequenceLayout& layout, const Tensor& dq,
+                   const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
+                   const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                   const AttentionParams& params);
+// From a zero state, no final state kept.
+void gated_delta_rule_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
+                          const GatedDeltaRuleInputs& in, const GatedDeltaRuleParams& params);
+void gated_delta_rule_bwd(const Context& ctx, const SequenceLayout& layout,
+                          const GatedDeltaRuleGrads& grads, const Tensor& dout,
+                          const GatedDeltaRuleInputs& in, const GatedDeltaRuleParams& params);
 
 // Decoding state of one layer for a batch of sequences: KV cache, conv and recurrent state.
 class MixerCache {

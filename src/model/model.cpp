@@ -2,6 +2,7 @@
 // backward through the same steps in reverse (see include/longctx/model/model.h).
 #include "longctx/model/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "longctx/ops/add.h"
@@ -211,6 +212,10 @@ size_t ModelCache::bytes(LayerKind kind) const {
 void Model::set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens) {
   SequenceLayout& layout = *layout_;
   layout = SequenceLayout();
+  if (cp_) {
+    set_context_parallel_layout(op, tokens, cu_seqlens);
+    return;
+  }
   if (!cu_seqlens.defined()) return;
   check_value(op, "tokens", tokens.size(0) == 1, "must have batch dimension 1 with cu_seqlens ",
               "(a packed batch), got shape ", shape_str(tokens.shape()));
@@ -221,6 +226,66 @@ void Model::set_layout(const char* op, const Tensor& tokens, const Tensor& cu_se
     for (int32_t t = cu[n]; t < cu[n + 1]; ++t) positions.data_as<int32_t>()[t] = t - cu[n];
   layout.cu_seqlens = cu_seqlens;
   layout.positions = ctx_->device().is_cpu() ? positions : positions.to(ctx_->device(), ctx_);
+}
+
+void Model::set_context_parallel(dist::Communicator* cp) {
+  const char* op = "Model::set_context_parallel";
+  if (!cp || cp->size() == 1) {
+    cp_ = nullptr;
+    return;
+  }
+  check_value(op, "cp", ctx_->device().is_cpu(),
+              "context parallel needs a CPU model (the context parallel ops run on the CPU), "
+              "this one is on ",
+              ctx_->device().str());
+  check_value(op, "cp", cp->accepts(Device::cpu()), "must reach CPU tensors, got the ",
+              cp->backend(), " backend");
+  cp_ = cp;
+}
+
+int64_t Model::min_context_slice() const {
+  int64_t halo = 0;
+  for (LayerKind kind : config_.layers) {
+    if (kind == LayerKind::mamba) halo = std::max(halo, config_.mamba.d_conv - 1);
+    if (kind == LayerKind::mamba2) halo = std::max(halo, config_.mamba2.d_conv - 1);
+    if (kind == LayerKind::rglru) halo = std::max(halo, config_.rglru.d_conv - 1);
+    if (kind == LayerKind::gated_deltanet || kind == LayerKind::kda)
+      halo = std::max(halo, config_.deltanet.d_conv - 1);
+  }
+  return std::max<int64_t>(halo, 1);
+}
+
+// A context parallel batch: every rank's (B, T), gathered, gives this slice's offset; every rank
+// checks every slice the same way, so all of them throw together rather than one leaving the
+// others waiting in a collective.
+void Model::set_context_parallel_layout(const char* op, const Tensor& tokens,
+                                        const Tensor& cu_seqlens) {
+  SequenceLayout& layout = *layout_;
+  check_value(op, "cu_seqlens", !cu_seqlens.defined(),
+              "must be undefined under context parallel: packed batches are not supported there "
+              "yet");
+  const int64_t B = tokens.size(0), T = tokens.size(1), n = cp_->size();
+  const Tensor mine = Tensor::empty({2}, DType::i64), all = Tensor::empty({n, 2}, DType::i64);
+  mine.data_as<int64_t>()[0] = B;
+  mine.data_as<int64_t>()[1] = T;
+  cp_->all_gather(all, mine);
+  const int64_t* shapes = all.data_as<int64_t>();
+  int64_t offset = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    check_value(op, "tokens", shapes[2 * r] == B, "has batch ", shapes[2 * r], " on rank ", r,
+                " of the context parallel group but ", B, " on rank ", cp_->rank(),
+                " (every rank holds a slice of the same sequences)");
+    check_value(op, "tokens", shapes[2 * r + 1] >= min_context_slice(), "holds ", shapes[2 * r + 1],
+                " tokens on rank ", r, " of the context parallel group; each slice needs at least ",
+                min_context_slice(), " (the convolutions' halo, d_conv - 1, and at least 1)");
+    if (r < cp_->rank()) offset += shapes[2 * r + 1];
+  }
+  Tensor positions = Tensor::empty({B, T}, DType::i32);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) positions.data_as<int32_t>()[b * T + t] = int32_t(offset + t);
+  layout.cp = cp_;
+  layout.offset = offset;
+  layout.positions = positions;
 }
 
 Model::~Model() = default;

@@ -91,8 +91,8 @@ class RGLRUMixer : public Mixer {
     linear_fwd(ctx, xr, x, w_["in_proj"]);
     conv_in_ = transposed(ctx, acts, xr);
     Tensor conv_out = acts.take({B, Dr_, T}, dt);
-    causal_conv1d_fwd(ctx, conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
-                      {Activation::none}, layout().cu_seqlens);
+    conv1d_fwd(ctx, layout(), conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
+               {Activation::none});
     c_ = transposed(ctx, acts, conv_out);
     recurrence(ctx, acts, c_, {});
     gated_ = acts.take({B, T, Dr_}, dt);
@@ -108,7 +108,7 @@ class RGLRUMixer : public Mixer {
     linear_bwd(ctx, dgated, dw_["out_proj"], {}, dy, gated_, w_["out_proj"]);
     swiglu_bwd(ctx, dg, dh, dgated, g_, h_);
     Tensor da = acts.take(shape, dt), db = acts.take(shape, dt);
-    linear_scan_bwd(ctx, da, db, {}, dh, {}, a_, h_, {}, layout().cu_seqlens);
+    scan_bwd(ctx, layout(), da, db, dh, a_, h_);
     Tensor dc = acts.take(shape, dt), dga = acts.take(shape, dt), dgx = acts.take(shape, dt);
     rglru_gate_bwd(ctx, dc, dga, dgx, dw_["lambda"], da, db, c_, ga_, gx_, w_["lambda"]);
     Tensor dc_part = acts.take(shape, dt);
@@ -117,9 +117,9 @@ class RGLRUMixer : public Mixer {
     linear_bwd(ctx, dc_part, dw_["w_i"], dw_["b_i"], dgx, c_, w_["w_i"]);
     add_fwd(ctx, dc, dc, dc_part);
     Tensor dconv_in = acts.take(conv_in_.shape(), dt);
-    causal_conv1d_bwd(ctx, dconv_in, dw_["conv_weight"], dw_["conv_bias"],
-                      transposed(ctx, acts, dc), conv_in_, w_["conv_weight"], w_["conv_bias"],
-                      {Activation::none}, layout().cu_seqlens);
+    conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], dw_["conv_bias"],
+               transposed(ctx, acts, dc), conv_in_, w_["conv_weight"], w_["conv_bias"],
+               {Activation::none});
     Tensor dx_part = acts.take(dx.shape(), dt);
     linear_bwd(ctx, dx, dw_["in_proj"], {}, transposed(ctx, acts, dconv_in), x_, w_["in_proj"]);
     linear_bwd(ctx, dx_part, dw_["gate_proj"], {}, dg, x_, w_["gate_proj"]);
@@ -168,7 +168,10 @@ class RGLRUMixer : public Mixer {
     Tensor b = acts.take(shape, dt);
     rglru_gate_fwd(ctx, a_, b, c, ga_, gx_, w_["lambda"]);
     h_ = acts.take(shape, dt), last_ = acts.take({layout().sequences(shape[0]), Dr_}, dt);
-    linear_scan_fwd(ctx, h_, last_, a_, b, h0, layout().cu_seqlens);
+    if (h0.defined())  // decode, from the cached state
+      linear_scan_fwd(ctx, h_, last_, a_, b, h0, layout().cu_seqlens);
+    else
+      scan_fwd(ctx, layout(), h_, last_, a_, b);
   }
 
   // A contiguous copy of `t` (B, P, Q) as (B, Q, P).

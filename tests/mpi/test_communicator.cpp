@@ -134,6 +134,34 @@ TEST(Communicator, BadArgumentsAreNamedBeforeAnyMessage) {
   comm.barrier();
 }
 
+// Groups of two consecutive ranks (the context parallel groups of C = 2), and the reverse order
+// by key: each part's ranks, sizes and sums are those of its members alone, and a collective on
+// the parts does not disturb one on the whole job between them.
+TEST(Communicator, SplitMakesIndependentGroups) {
+  Communicator& comm = world();
+  const int r = comm.rank(), n = comm.size();
+  const auto pairs = comm.split(r / 2, r);
+  const int first = r / 2 * 2, members = std::min(2, n - first);
+  EXPECT_EQ(pairs->backend(), comm.backend());
+  EXPECT_EQ(pairs->size(), members);
+  EXPECT_EQ(pairs->rank(), r - first);
+  const Tensor x = rank_values(DType::f64, {7}, r, 21);
+  pairs->all_reduce_sum(x);
+  const Tensor expected = rank_values(DType::f64, {7}, first, 21);
+  for (int j = first + 1; j < first + members; ++j)
+    add_into<double>(expected, rank_values(DType::f64, {7}, j, 21));
+  expect_equal(x, expected, "all_reduce_sum over the pair");
+  const Tensor count = Tensor::empty({1}, DType::i32);
+  count.data_as<int32_t>()[0] = 1;
+  comm.all_reduce_sum(count);
+  EXPECT_EQ(count.data_as<int32_t>()[0], n) << "the whole job's sum after the pair's";
+  // Key n - r: ranks in reverse order, one group of everyone.
+  const auto reversed = comm.split(0, n - r);
+  EXPECT_EQ(reversed->size(), n);
+  EXPECT_EQ(reversed->rank(), n - 1 - r);
+  EXPECT_LONGCTX_ERROR(comm.split(-1, 0), "split", "color must be >= 0", "-1");
+}
+
 TEST(Communicator, SingleBackendIsTheIdentity) {
   const auto single = dist::make_communicator("single");
   EXPECT_EQ(single->rank(), 0);
@@ -148,6 +176,9 @@ TEST(Communicator, SingleBackendIsTheIdentity) {
   expect_equal(out.select(0, 0), x, "single all_gather");
   expect_equal(back, x, "single send_recv to itself");
   EXPECT_LONGCTX_ERROR(single->fail("rank 0 of 1: gave up"), "rank 0 of 1: gave up");
+  const auto part = single->split(3, 0);
+  EXPECT_EQ(part->backend(), "single");
+  EXPECT_EQ(part->size(), 1);
 }
 
 }  // namespace

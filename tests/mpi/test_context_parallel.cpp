@@ -1,12 +1,13 @@
-// Context parallel linear_scan, selective_scan, ssd and causal_conv1d under `mpirun -np N`: one
-// sequence split along T over the ranks (lengths not divisible by N), each rank's slice of the
-// outputs and the whole states and weight gradients against the plain reference over the whole
-// sequence (2x rule, f64 and f32), forward and backward.
+// Context parallel linear_scan, selective_scan, ssd, causal_conv1d and gated_delta_rule under
+// `mpirun -np N`: one sequence split along T over the ranks (lengths not divisible by N), each
+// rank's slice of the outputs and the whole states and weight gradients against the plain reference
+// over the whole sequence (2x rule, f64 and f32), forward and backward.
 #include "harness.h"
 #include "longctx/dist/context_parallel.h"
 #include "longctx/ops/linear_scan.h"
 #include "mpi/world.h"
 #include "reference/causal_conv1d.h"
+#include "reference/gated_delta_rule.h"
 #include "reference/linear_scan.h"
 #include "reference/selective_scan.h"
 #include "reference/ssd.h"
@@ -339,6 +340,92 @@ INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSsd,
                                   dtype_name(std::get<1>(info.param));
                          });
 
+struct CpDeltaCase {
+  std::string name;
+  int64_t B, T, H, HV, K, V, chunk;
+  bool channel_gate, l2norm, h0, dfinal;
+};
+LONGCTX_PRINTS_AS_NAME(CpDeltaCase)
+
+// Slices of 14/15 or 7/7/7/8 (T = 29), 6/7 or 3/3/3/4 (T = 13), 11/12 or 5/6/6/6 (T = 23): the
+// chunks (3, 4, 5) end mid-slice and the slices mid-chunk. GVA ratio 2 in all but one.
+const std::vector<CpDeltaCase> kDeltaCases = {
+    {"gdn_gva2_l2norm_h0_dfinal", 2, 29, 1, 2, 8, 4, 4, false, true, true, true},
+    {"kda_gva2_raw_qk", 1, 13, 1, 2, 6, 5, 3, true, false, false, false},
+    {"gdn_raw_qk_h0", 2, 23, 2, 2, 8, 3, 5, false, false, true, false},
+    {"kda_gva2_l2norm_h0_dfinal", 1, 29, 2, 4, 6, 4, 4, true, true, true, true},
+};
+
+class ContextParallelGatedDeltaRule
+    : public testing::TestWithParam<std::tuple<CpDeltaCase, DType>> {};
+
+TEST_P(ContextParallelGatedDeltaRule, SlicesMatchTheWholeSequence) {
+  const auto& [c, dt] = GetParam();
+  const DType sdt = stat_dtype(dt);
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const auto [t0, t1] = my_slice(comm, c.T);
+  Rng rng(67);
+  ref::GatedDeltaRuleRefs r;
+  r.q = rounded(random_ref({c.B, c.T, c.H, c.K}, rng), dt);
+  // Without l2norm, |k|² ≈ 1 keeps β |k|² < 2: a contraction, as the models' normalised k.
+  const double kr = c.l2norm ? 1.0 : std::sqrt(3.0 / double(c.K));
+  r.k = rounded(random_ref({c.B, c.T, c.H, c.K}, rng, -kr, kr), dt);
+  r.v = rounded(random_ref({c.B, c.T, c.HV, c.V}, rng), dt);
+  r.g = rounded(random_ref(c.channel_gate ? Shape{c.B, c.T, c.HV, c.K} : Shape{c.B, c.T, c.HV}, rng,
+                           -0.3, -0.01),
+                sdt);
+  r.beta = rounded(random_ref({c.B, c.T, c.HV}, rng, 0.05, 1.0), dt);
+  if (c.h0) r.h0 = rounded(random_ref({c.B, c.HV, c.K, c.V}, rng), sdt);
+  r.scale = 1.0 / std::sqrt(double(c.K));
+  r.l2norm = c.l2norm;
+  const Ref dout = rounded(random_ref(r.v.shape, rng), dt);
+  const Ref dfinal = c.dfinal ? rounded(random_ref({c.B, c.HV, c.K, c.V}, rng), sdt) : Ref();
+  auto mine = [&](const Ref& x, DType d) { return from_ref(slice(x, 1, t0, t1), d); };
+  const GatedDeltaRuleInputs in{mine(r.q, dt),    mine(r.k, dt),
+                                mine(r.v, dt),    mine(r.g, sdt),
+                                mine(r.beta, dt), c.h0 ? from_ref(r.h0, sdt) : Tensor()};
+  const GatedDeltaRuleParams params{0, c.l2norm, c.chunk};
+
+  Tensor out = poisoned(in.v.shape(), dt, Device::cpu(), &ctx);
+  Tensor fin = poisoned({c.B, c.HV, c.K, c.V}, sdt, Device::cpu(), &ctx);
+  dist::gated_delta_rule_cp_fwd(comm, ctx, out, fin, in, params);
+  const auto exact = ref::gated_delta_rule_fwd<Oracle>(r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::gated_delta_rule_fwd<S>(r, rounding_for(dt));
+    expect_close_2x(out, slice(exact.out, 1, t0, t1), slice(naive.out, 1, t0, t1), dt, "out");
+    expect_close_2x(fin, exact.final_state, naive.final_state, sdt, "final_state");
+  });
+
+  auto poison = [&](const Tensor& like) {
+    return like.defined() ? poisoned(like.shape(), like.dtype(), Device::cpu(), &ctx) : Tensor();
+  };
+  const GatedDeltaRuleGrads g{poison(in.q), poison(in.k),    poison(in.v),
+                              poison(in.g), poison(in.beta), poison(in.initial_state)};
+  dist::gated_delta_rule_cp_bwd(comm, ctx, g, mine(dout, dt),
+                                c.dfinal ? from_ref(dfinal, sdt) : Tensor(), in, params);
+  const auto e = ref::gated_delta_rule_bwd<Oracle>(dout, dfinal, r, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto n = ref::gated_delta_rule_bwd<S>(dout, dfinal, r, rounding_for(dt));
+    expect_close_2x(g.dq, slice(e.dq, 1, t0, t1), slice(n.dq, 1, t0, t1), dt, "dq");
+    expect_close_2x(g.dk, slice(e.dk, 1, t0, t1), slice(n.dk, 1, t0, t1), dt, "dk");
+    expect_close_2x(g.dv, slice(e.dv, 1, t0, t1), slice(n.dv, 1, t0, t1), dt, "dv");
+    expect_close_2x(g.dg, slice(e.dg, 1, t0, t1), slice(n.dg, 1, t0, t1), sdt, "dg");
+    expect_close_2x(g.dbeta, slice(e.dbeta, 1, t0, t1), slice(n.dbeta, 1, t0, t1), dt, "dbeta");
+    if (c.h0) expect_close_2x(g.dinitial_state, e.dh0, n.dh0, sdt, "dinitial_state");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelGatedDeltaRule,
+                         testing::Combine(testing::ValuesIn(kDeltaCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
 TEST(ContextParallel, SlicesShorterThanTheHaloAreRefused) {
   dist::Communicator& comm = world();
   Context& ctx = context_for(Device::cpu());
@@ -351,6 +438,528 @@ TEST(ContextParallel, SlicesShorterThanTheHaloAreRefused) {
   EXPECT_LONGCTX_ERROR(
       dist::linear_scan_cp_fwd(comm, ctx, Tensor::zeros({1, 2, 3}, DType::f32), s, a, a),
       "linear_scan_cp_fwd", "last_state");
+}
+
+struct CpDeltaPackedCase {
+  std::string name;
+  std::vector<int64_t> lengths;
+  bool channel_gate, l2norm;
+};
+LONGCTX_PRINTS_AS_NAME(CpDeltaPackedCase)
+
+// T = 40 over slices of 20 (two ranks) or 10 (four). straddles: the sequence of 14 crosses
+// position 10, the one of 17 positions 20 and 30 (0, 1 and 2 boundaries; an empty sequence at
+// 18); one_long: the sequence of 38 crosses every boundary; on_boundaries: sequences start
+// exactly at 10 and 20, the last crosses 30.
+const std::vector<CpDeltaPackedCase> kDeltaPackedCases = {
+    {"gdn_straddles", {3, 14, 1, 0, 17, 5}, false, true},
+    {"kda_straddles_raw_qk", {3, 14, 1, 0, 17, 5}, true, false},
+    {"gdn_one_long_raw_qk", {1, 38, 1}, false, false},
+    {"kda_on_boundaries", {10, 10, 20}, true, true},
+    // T = 3: on four ranks slices of 0, 1, 1, 1 (an empty slice passes the state through).
+    {"gdn_empty_slice", {1, 2}, false, true},
+};
+
+class ContextParallelGatedDeltaRulePacked
+    : public testing::TestWithParam<std::tuple<CpDeltaPackedCase, DType>> {};
+
+TEST_P(ContextParallelGatedDeltaRulePacked, SlicesMatchEachSequenceAlone) {
+  const auto& [c, dt] = GetParam();
+  const DType sdt = stat_dtype(dt);
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  const int64_t N = int64_t(c.lengths.size()), T = cu.back(), H = 1, HV = 2, K = 6, V = 4;
+  const auto [t0, t1] = my_slice(comm, T);
+  Rng rng(71);
+  ref::GatedDeltaRuleRefs r;
+  r.q = rounded(random_ref({1, T, H, K}, rng), dt);
+  const double kr = c.l2norm ? 1.0 : std::sqrt(3.0 / double(K));
+  r.k = rounded(random_ref({1, T, H, K}, rng, -kr, kr), dt);
+  r.v = rounded(random_ref({1, T, HV, V}, rng), dt);
+  r.g = rounded(random_ref(c.channel_gate ? Shape{1, T, HV, K} : Shape{1, T, HV}, rng, -0.3, -0.01),
+                sdt);
+  r.beta = rounded(random_ref({1, T, HV}, rng, 0.05, 1.0), dt);
+  r.h0 = rounded(random_ref({N, HV, K, V}, rng), sdt);
+  r.scale = 1.0 / std::sqrt(double(K));
+  r.l2norm = c.l2norm;
+  const Ref dout = rounded(random_ref(r.v.shape, rng), dt);
+  const Ref dfinal = rounded(random_ref(r.h0.shape, rng), sdt);
+  auto mine = [&](const Ref& x, DType d) { return from_ref(slice(x, 1, t0, t1), d); };
+  const GatedDeltaRuleInputs in{mine(r.q, dt),
+                                mine(r.k, dt),
+                                mine(r.v, dt),
+                                mine(r.g, sdt),
+                                mine(r.beta, dt),
+                                from_ref(r.h0, sdt),
+                                int_tensor(cu, {N + 1}, Device::cpu())};
+  const GatedDeltaRuleParams params{0, c.l2norm, 4};
+
+  Tensor out = poisoned(in.v.shape(), dt, Device::cpu(), &ctx);
+  Tensor fin = poisoned(r.h0.shape, sdt, Device::cpu(), &ctx);
+  dist::gated_delta_rule_cp_fwd(comm, ctx, out, fin, in, params);
+  auto poison = [&](const Tensor& like) {
+    return poisoned(like.shape(), like.dtype(), Device::cpu(), &ctx);
+  };
+  const GatedDeltaRuleGrads g{poison(in.q), poison(in.k),    poison(in.v),
+                              poison(in.g), poison(in.beta), poison(in.initial_state)};
+  dist::gated_delta_rule_cp_bwd(comm, ctx, g, mine(dout, dt), from_ref(dfinal, sdt), in, params);
+
+  // The reference on each sequence alone, assembled in the packed layout: per-token results
+  // (dimension 1 is T) and per-sequence ones (dimension 0 is N).
+  const std::vector<Tensor> got = {out, fin, g.dq, g.dk, g.dv, g.dg, g.dbeta, g.dinitial_state};
+  const char* names[] = {"out", "final_state", "dq", "dk", "dv", "dg", "dbeta", "dinitial_state"};
+  const bool per_token[] = {true, false, true, true, true, true, true, false};
+  const Ref* whole[] = {&r.v, &r.h0, &r.q, &r.k, &r.v, &r.g, &r.beta, &r.h0};
+  const DType dtypes[] = {dt, sdt, dt, dt, dt, sdt, dt, sdt};
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    std::vector<Ref> exact, naive;
+    for (const Ref* w : whole) {
+      exact.push_back(Ref(w->shape));
+      naive.push_back(Ref(w->shape));
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+      ref::GatedDeltaRuleRefs rn = r;
+      for (Ref* x : {&rn.q, &rn.k, &rn.v, &rn.g, &rn.beta}) *x = slice(*x, 1, b, e);
+      rn.h0 = slice(r.h0, 0, n, n + 1);
+      const Ref doutn = slice(dout, 1, b, e), dfinaln = slice(dfinal, 0, n, n + 1);
+      const auto ef = ref::gated_delta_rule_fwd<Oracle>(rn, no_round);
+      const auto nf = ref::gated_delta_rule_fwd<S>(rn, rounding_for(dt));
+      const auto eb = ref::gated_delta_rule_bwd<Oracle>(doutn, dfinaln, rn, no_round);
+      const auto nb = ref::gated_delta_rule_bwd<S>(doutn, dfinaln, rn, rounding_for(dt));
+      const Ref* es[] = {&ef.out, &ef.final_state, &eb.dq,    &eb.dk,
+                         &eb.dv,  &eb.dg,          &eb.dbeta, &eb.dh0};
+      const Ref* ns[] = {&nf.out, &nf.final_state, &nb.dq,    &nb.dk,
+                         &nb.dv,  &nb.dg,          &nb.dbeta, &nb.dh0};
+      for (size_t i = 0; i < got.size(); ++i) {
+        paste(exact[i], per_token[i] ? 1 : 0, per_token[i] ? b : n, *es[i]);
+        paste(naive[i], per_token[i] ? 1 : 0, per_token[i] ? b : n, *ns[i]);
+      }
+    }
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (per_token[i])
+        expect_close_2x(got[i], slice(exact[i], 1, t0, t1), slice(naive[i], 1, t0, t1), dtypes[i],
+                        names[i]);
+      else
+        expect_close_2x(got[i], exact[i], naive[i], dtypes[i], names[i]);
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelGatedDeltaRulePacked,
+                         testing::Combine(testing::ValuesIn(kDeltaPackedCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+// ---- Packed batches (cu_seqlens) split along T ------------------------------------------------
+
+struct CpPackedCase {
+  std::string name;
+  std::vector<int64_t> lengths;
+};
+LONGCTX_PRINTS_AS_NAME(CpPackedCase)
+
+// T = 40 over slices of 20 (two ranks) or 10 (four). straddles: the sequence of 14 crosses
+// position 10, the one of 17 positions 20 and 30 (0, 1 and 2 boundaries; an empty sequence at
+// 18); one_long: the sequence of 38 crosses every boundary; on_boundaries: sequences start
+// exactly at 10 and 20, the last crosses 30.
+const std::vector<CpPackedCase> kPackedCases = {
+    {"straddles", {3, 14, 1, 0, 17, 5}},
+    {"one_long", {1, 38, 1}},
+    {"on_boundaries", {10, 10, 20}},
+};
+
+auto packed_case_name = [](const auto& info) {
+  return std::get<0>(info.param).name + "_" + dtype_name(std::get<1>(info.param));
+};
+
+class ContextParallelSelectiveScanPacked
+    : public testing::TestWithParam<std::tuple<CpPackedCase, DType>> {};
+
+TEST_P(ContextParallelSelectiveScanPacked, SlicesMatchEachSequenceAlone) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  const int64_t S = int64_t(c.lengths.size()), T = cu.back(), Dm = 4, N = 3, G = 1;
+  const auto [t0, t1] = my_slice(comm, T);
+  Rng rng(73);
+  ref::SelectiveScanRefs r;
+  r.delta_softplus = true;
+  r.u = rounded(random_ref({1, Dm, T}, rng), dt);
+  r.delta = rounded(random_ref({1, Dm, T}, rng, -2, 1), dt);
+  r.A = rounded(random_ref({Dm, N}, rng, -2, -0.1), dt);
+  r.B = rounded(random_ref({1, G, N, T}, rng), dt);
+  r.C = rounded(random_ref({1, G, N, T}, rng), dt);
+  r.D = rounded(random_ref({Dm}, rng), dt);
+  r.z = rounded(random_ref({1, Dm, T}, rng, -2, 2), dt);
+  r.delta_bias = rounded(random_ref({Dm}, rng, 0, 0.3), dt);
+  r.h0 = rounded(random_ref({S, Dm, N}, rng), dt);
+  const Ref dout = rounded(random_ref({1, Dm, T}, rng), dt);
+  const Ref dlast = rounded(random_ref({S, Dm, N}, rng), dt);
+  auto mine = [&](const Ref& x, int dim) { return from_ref(slice(x, dim, t0, t1), dt); };
+  const SelectiveScanInputs in{mine(r.u, 2),       mine(r.delta, 2),
+                               from_ref(r.A, dt),  mine(r.B, 3),
+                               mine(r.C, 3),       from_ref(r.D, dt),
+                               mine(r.z, 2),       from_ref(r.delta_bias, dt),
+                               from_ref(r.h0, dt), int_tensor(cu, {S + 1}, Device::cpu())};
+  const SelectiveScanParams params{r.delta_softplus};
+
+  Tensor out = poisoned(in.u.shape(), dt, Device::cpu(), &ctx);
+  Tensor last = poisoned({S, Dm, N}, dt, Device::cpu(), &ctx);
+  dist::selective_scan_cp_fwd(comm, ctx, out, last, in, params);
+  auto poison = [&](const Tensor& like) { return poisoned(like.shape(), dt, Device::cpu(), &ctx); };
+  const SelectiveScanGrads g{poison(in.u), poison(in.delta),      poison(in.A),
+                             poison(in.B), poison(in.C),          poison(in.D),
+                             poison(in.z), poison(in.delta_bias), poison(in.h0)};
+  dist::selective_scan_cp_bwd(comm, ctx, g, mine(dout, 2), from_ref(dlast, dt), in, params);
+
+  // The reference on each sequence alone, assembled: per-sequence tensors pasted, the shared
+  // parameters' gradients summed.
+  with_naive_type(dt, [&](auto tag) {
+    using S_ = typename decltype(tag)::type;
+    ref::SelectiveScanOut exact{Ref(r.u.shape), Ref({S, Dm, N})}, naive = exact;
+    ref::SelectiveScanGradRefs ge, gn;
+    for (auto* gr : {&ge, &gn}) {
+      gr->du = gr->ddelta = gr->dz = Ref(r.u.shape);
+      gr->dB = gr->dC = Ref(r.B.shape);
+      gr->dA = Ref(r.A.shape);
+      gr->dD = gr->ddelta_bias = Ref({Dm});
+      gr->dh0 = Ref({S, Dm, N});
+    }
+    for (int64_t n = 0; n < S; ++n) {
+      const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+      ref::SelectiveScanRefs rn = r;
+      for (Ref* x : {&rn.u, &rn.delta, &rn.z}) *x = slice(*x, 2, b, e);
+      for (Ref* x : {&rn.B, &rn.C}) *x = slice(*x, 3, b, e);
+      rn.h0 = slice(r.h0, 0, n, n + 1);
+      const Ref doutn = slice(dout, 2, b, e), dlastn = slice(dlast, 0, n, n + 1);
+      const auto fe = ref::selective_scan_fwd<Oracle>(rn, no_round);
+      const auto fn = ref::selective_scan_fwd<S_>(rn, rounding_for(dt));
+      const auto be = ref::selective_scan_bwd<Oracle>(doutn, dlastn, rn, no_round);
+      const auto bn = ref::selective_scan_bwd<S_>(doutn, dlastn, rn, rounding_for(dt));
+      for (auto [f, gr, o, gg] : {std::tuple{&fe, &ge, &exact, &be}, {&fn, &gn, &naive, &bn}}) {
+        paste(o->last_state, 0, n, f->last_state);
+        paste(gr->dh0, 0, n, gg->dh0);
+        if (e == b) continue;  // (the reference leaves an empty sequence's dz shapeless)
+        paste(o->out, 2, b, f->out);
+        paste(gr->du, 2, b, gg->du);
+        paste(gr->ddelta, 2, b, gg->ddelta);
+        paste(gr->dz, 2, b, gg->dz);
+        paste(gr->dB, 3, b, gg->dB);
+        paste(gr->dC, 3, b, gg->dC);
+        for (int64_t i = 0; i < Dm * N; ++i) gr->dA[i] += gg->dA[i];
+        for (int64_t i = 0; i < Dm; ++i) {
+          gr->dD[i] += gg->dD[i];
+          gr->ddelta_bias[i] += gg->ddelta_bias[i];
+        }
+      }
+    }
+    auto part = [&](const Ref& x, int dim) { return slice(x, dim, t0, t1); };
+    expect_close_2x(out, part(exact.out, 2), part(naive.out, 2), dt, "out");
+    expect_close_2x(last, exact.last_state, naive.last_state, dt, "last_state");
+    expect_close_2x(g.du, part(ge.du, 2), part(gn.du, 2), dt, "du");
+    expect_close_2x(g.ddelta, part(ge.ddelta, 2), part(gn.ddelta, 2), dt, "ddelta");
+    expect_close_2x(g.dz, part(ge.dz, 2), part(gn.dz, 2), dt, "dz");
+    expect_close_2x(g.dB, part(ge.dB, 3), part(gn.dB, 3), dt, "dB");
+    expect_close_2x(g.dC, part(ge.dC, 3), part(gn.dC, 3), dt, "dC");
+    expect_close_2x(g.dh0, ge.dh0, gn.dh0, dt, "dh0");
+    expect_close_2x(g.dA, ge.dA, gn.dA, dt, "dA");
+    expect_close_2x(g.dD, ge.dD, gn.dD, dt, "dD");
+    expect_close_2x(g.ddelta_bias, ge.ddelta_bias, gn.ddelta_bias, dt, "ddelta_bias");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSelectiveScanPacked,
+                         testing::Combine(testing::ValuesIn(kPackedCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+
+// T = 3: on four ranks slices of 0, 1, 1, 1 (an empty slice passes the state through).
+const std::vector<CpPackedCase> kEmptySliceCases = {{"empty_slice", {1, 2}}};
+
+INSTANTIATE_TEST_SUITE_P(EmptySlice, ContextParallelSelectiveScanPacked,
+                         testing::Combine(testing::ValuesIn(kEmptySliceCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+
+class ContextParallelSsdPacked : public testing::TestWithParam<std::tuple<CpPackedCase, DType>> {};
+
+TEST_P(ContextParallelSsdPacked, SlicesMatchEachSequenceAlone) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  // 8 heads, so that the naive f32 error of dA (H entries, summed over every token) is the max
+  // over enough entries: with 4, one entry of -0.134 — per-rank partial sums of about +-1 that
+  // cancel — erred 3.6e-7 on four ranks against an allowed 3.0e-7 (f64: 1e-16).
+  const int64_t S = int64_t(c.lengths.size()), T = cu.back(), H = 8, P = 3, G = 2, N = 4;
+  const auto [t0, t1] = my_slice(comm, T);
+  Rng rng(79);
+  ref::SSDRefs r;
+  r.dt_softplus = true;
+  r.x = rounded(random_ref({1, T, H, P}, rng), dt);
+  r.dt = rounded(random_ref({1, T, H}, rng, -3, 0.5), dt);
+  r.A = rounded(random_ref({H}, rng, -2, -0.1), dt);
+  r.B = rounded(random_ref({1, T, G, N}, rng), dt);
+  r.C = rounded(random_ref({1, T, G, N}, rng), dt);
+  r.D = rounded(random_ref({H}, rng), dt);
+  r.z = rounded(random_ref({1, T, H, P}, rng, -2, 2), dt);
+  r.dt_bias = rounded(random_ref({H}, rng, 0, 0.3), dt);
+  r.initial_states = rounded(random_ref({S, H, P, N}, rng), dt);
+  const Ref dout = rounded(random_ref(r.x.shape, rng), dt);
+  const Ref dfin = rounded(random_ref({S, H, P, N}, rng), dt);
+  auto mine = [&](const Ref& x) { return from_ref(slice(x, 1, t0, t1), dt); };
+  const SSDInputs in{mine(r.x),
+                     mine(r.dt),
+                     from_ref(r.A, dt),
+                     mine(r.B),
+                     mine(r.C),
+                     from_ref(r.D, dt),
+                     mine(r.z),
+                     from_ref(r.dt_bias, dt),
+                     from_ref(r.initial_states, dt),
+                     int_tensor(cu, {S + 1}, Device::cpu())};
+  // Chunks of 4: they end mid-slice and the slices mid-chunk.
+  const SSDParams params{4, r.dt_softplus};
+
+  Tensor out = poisoned(in.x.shape(), dt, Device::cpu(), &ctx);
+  Tensor fin = poisoned({S, H, P, N}, dt, Device::cpu(), &ctx);
+  dist::ssd_cp_fwd(comm, ctx, out, fin, in, params);
+  auto poison = [&](const Tensor& like) { return poisoned(like.shape(), dt, Device::cpu(), &ctx); };
+  const SSDGrads g{poison(in.x), poison(in.dt),      poison(in.A),
+                   poison(in.B), poison(in.C),       poison(in.D),
+                   poison(in.z), poison(in.dt_bias), poison(in.initial_states)};
+  dist::ssd_cp_bwd(comm, ctx, g, mine(dout), from_ref(dfin, dt), in, params);
+
+  with_naive_type(dt, [&](auto tag) {
+    using S_ = typename decltype(tag)::type;
+    ref::SSDOut exact{Ref(r.x.shape), Ref({S, H, P, N})}, naive = exact;
+    ref::SSDGradRefs ge, gn;
+    for (auto* gr : {&ge, &gn}) {
+      gr->dx = gr->dz = Ref(r.x.shape);
+      gr->ddt = Ref(r.dt.shape);
+      gr->dB = gr->dC = Ref(r.B.shape);
+      gr->dA = gr->dD = gr->ddt_bias = Ref({H});
+      gr->dinitial_states = Ref({S, H, P, N});
+    }
+    for (int64_t n = 0; n < S; ++n) {
+      const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+      ref::SSDRefs rn = r;
+      for (Ref* x : {&rn.x, &rn.dt, &rn.B, &rn.C, &rn.z}) *x = slice(*x, 1, b, e);
+      rn.initial_states = slice(r.initial_states, 0, n, n + 1);
+      const Ref doutn = slice(dout, 1, b, e), dfinn = slice(dfin, 0, n, n + 1);
+      const auto fe = ref::ssd_fwd<Oracle>(rn, no_round);
+      const auto fv = ref::ssd_fwd<S_>(rn, rounding_for(dt));
+      const auto be = ref::ssd_bwd<Oracle>(doutn, dfinn, rn, no_round);
+      const auto bv = ref::ssd_bwd<S_>(doutn, dfinn, rn, rounding_for(dt));
+      for (auto [f, gr, o, gg] : {std::tuple{&fe, &ge, &exact, &be}, {&fv, &gn, &naive, &bv}}) {
+        paste(o->final_states, 0, n, f->final_states);
+        paste(gr->dinitial_states, 0, n, gg->dinitial_states);
+        for (int64_t h = 0; h < H; ++h) {
+          gr->dA[h] += gg->dA[h];
+          gr->dD[h] += gg->dD[h];
+          gr->ddt_bias[h] += gg->ddt_bias[h];
+        }
+        if (e == b) continue;  // (the reference leaves an empty sequence's gradients shapeless)
+        paste(o->out, 1, b, f->out);
+        paste(gr->dx, 1, b, gg->dx);
+        paste(gr->dz, 1, b, gg->dz);
+        paste(gr->ddt, 1, b, gg->ddt);
+        paste(gr->dB, 1, b, gg->dB);
+        paste(gr->dC, 1, b, gg->dC);
+      }
+    }
+    auto part = [&](const Ref& x) { return slice(x, 1, t0, t1); };
+    expect_close_2x(out, part(exact.out), part(naive.out), dt, "out");
+    expect_close_2x(fin, exact.final_states, naive.final_states, dt, "final_states");
+    expect_close_2x(g.dx, part(ge.dx), part(gn.dx), dt, "dx");
+    expect_close_2x(g.ddt, part(ge.ddt), part(gn.ddt), dt, "ddt");
+    expect_close_2x(g.dz, part(ge.dz), part(gn.dz), dt, "dz");
+    expect_close_2x(g.dB, part(ge.dB), part(gn.dB), dt, "dB");
+    expect_close_2x(g.dC, part(ge.dC), part(gn.dC), dt, "dC");
+    expect_close_2x(g.dinitial_states, ge.dinitial_states, gn.dinitial_states, dt,
+                    "dinitial_states");
+    expect_close_2x(g.dA, ge.dA, gn.dA, dt, "dA");
+    expect_close_2x(g.dD, ge.dD, gn.dD, dt, "dD");
+    expect_close_2x(g.ddt_bias, ge.ddt_bias, gn.ddt_bias, dt, "ddt_bias");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelSsdPacked,
+                         testing::Combine(testing::ValuesIn(kPackedCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+INSTANTIATE_TEST_SUITE_P(EmptySlice, ContextParallelSsdPacked,
+                         testing::Combine(testing::ValuesIn(kEmptySliceCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+
+class ContextParallelLinearScanPacked
+    : public testing::TestWithParam<std::tuple<CpPackedCase, DType>> {};
+
+TEST_P(ContextParallelLinearScanPacked, SlicesMatchEachSequenceAlone) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  const int64_t N = int64_t(c.lengths.size()), T = cu.back(), D = 5;
+  const auto [t0, t1] = my_slice(comm, T);
+  Rng rng(83);
+  const Ref a = rounded(random_ref({1, T, D}, rng, 0.5, 1.0), dt);
+  const Ref b = rounded(random_ref({1, T, D}, rng), dt);
+  const Ref h0 = rounded(random_ref({N, D}, rng), dt);
+  const Ref dout = rounded(random_ref({1, T, D}, rng), dt);
+  const Ref dlast = rounded(random_ref({N, D}, rng), dt);
+  auto mine = [&](const Ref& x) { return from_ref(slice(x, 1, t0, t1), dt); };
+  const Tensor a_t = mine(a), h0_t = from_ref(h0, dt),
+               cu_t = int_tensor(cu, {N + 1}, Device::cpu());
+
+  Tensor out = poisoned(a_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor last = poisoned({N, D}, dt, Device::cpu(), &ctx);
+  dist::linear_scan_cp_fwd(comm, ctx, out, last, a_t, mine(b), h0_t, cu_t);
+  Tensor da = poisoned(a_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor db = poisoned(a_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dh0 = poisoned({N, D}, dt, Device::cpu(), &ctx);
+  dist::linear_scan_cp_bwd(comm, ctx, da, db, dh0, mine(dout), from_ref(dlast, dt), a_t, out, h0_t,
+                           cu_t);
+
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    Ref exact_out({1, T, D}), naive_out({1, T, D}), exact_last({N, D}), naive_last({N, D});
+    Ref exact_da({1, T, D}), naive_da({1, T, D}), exact_db({1, T, D}), naive_db({1, T, D});
+    Ref exact_dh0({N, D}), naive_dh0({N, D});
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t bg = cu[size_t(n)], en = cu[size_t(n) + 1];
+      auto seq = [&](const Ref& r) { return slice(r, 1, bg, en); };
+      const Ref an = seq(a), bn = seq(b), doutn = seq(dout);
+      const Ref h0n = slice(h0, 0, n, n + 1), dlastn = slice(dlast, 0, n, n + 1);
+      const auto e = ref::linear_scan_fwd<Oracle>(an, bn, h0n, no_round);
+      const auto v = ref::linear_scan_fwd<S>(an, bn, h0n, rounding_for(dt));
+      const auto eg = ref::linear_scan_bwd<Oracle>(doutn, dlastn, an, bn, h0n, no_round);
+      const auto vg = ref::linear_scan_bwd<S>(doutn, dlastn, an, bn, h0n, rounding_for(dt));
+      paste(exact_out, 1, bg, e.out);
+      paste(naive_out, 1, bg, v.out);
+      paste(exact_last, 0, n, e.last_state);
+      paste(naive_last, 0, n, v.last_state);
+      paste(exact_da, 1, bg, eg.da);
+      paste(naive_da, 1, bg, vg.da);
+      paste(exact_db, 1, bg, eg.db);
+      paste(naive_db, 1, bg, vg.db);
+      paste(exact_dh0, 0, n, eg.dh0);
+      paste(naive_dh0, 0, n, vg.dh0);
+    }
+    auto part = [&](const Ref& x) { return slice(x, 1, t0, t1); };
+    expect_close_2x(out, part(exact_out), part(naive_out), dt, "out");
+    expect_close_2x(last, exact_last, naive_last, dt, "last_state");
+    expect_close_2x(da, part(exact_da), part(naive_da), dt, "da");
+    expect_close_2x(db, part(exact_db), part(naive_db), dt, "db");
+    expect_close_2x(dh0, exact_dh0, naive_dh0, dt, "dh0");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelLinearScanPacked,
+                         testing::Combine(testing::ValuesIn(kPackedCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+
+class ContextParallelCausalConv1dPacked
+    : public testing::TestWithParam<std::tuple<CpPackedCase, DType>> {};
+
+// Width 4: a halo of 3, which in the packed cases holds the end of another sequence (straddles
+// on four ranks: position 17 before the sequence starting at 18) or none of the first sequence
+// (on_boundaries).
+TEST_P(ContextParallelCausalConv1dPacked, SlicesMatchEachSequenceAlone) {
+  const auto& [c, dt] = GetParam();
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+  // 8 channels, so that the naive f32 error of dbias (D entries, each a sum over 40 tokens) is
+  // the max over enough entries: with 3, the naive erred 4e-8 and the slices' f32 partial sums
+  // (-0.41 and 2.33, on two ranks) 5.2e-7 against an allowed 3.1e-7 (f64: 1e-16).
+  const int64_t N = int64_t(c.lengths.size()), T = cu.back(), D = 8, W = 4;
+  const auto [t0, t1] = my_slice(comm, T);
+  Rng rng(89);
+  const Ref x = rounded(random_ref({1, D, T}, rng), dt);
+  const Ref w = rounded(random_ref({D, W}, rng), dt);
+  const Ref bias = rounded(random_ref({D}, rng), dt);
+  const Ref dout = rounded(random_ref({1, D, T}, rng), dt);
+  const CausalConv1dParams params{Activation::silu};
+  const Tensor x_t = from_ref(slice(x, 2, t0, t1), dt), w_t = from_ref(w, dt),
+               bias_t = from_ref(bias, dt), cu_t = int_tensor(cu, {N + 1}, Device::cpu());
+
+  Tensor out = poisoned(x_t.shape(), dt, Device::cpu(), &ctx);
+  dist::causal_conv1d_cp_fwd(comm, ctx, out, x_t, w_t, bias_t, params, cu_t);
+  Tensor dx = poisoned(x_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dw = poisoned(w_t.shape(), dt, Device::cpu(), &ctx);
+  Tensor dbias = poisoned({D}, dt, Device::cpu(), &ctx);
+  dist::causal_conv1d_cp_bwd(comm, ctx, dx, dw, dbias, from_ref(slice(dout, 2, t0, t1), dt), x_t,
+                             w_t, bias_t, params, cu_t);
+
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    Ref exact_out({1, D, T}), naive_out({1, D, T}), exact_dx({1, D, T}), naive_dx({1, D, T});
+    Ref exact_dw({D, W}), naive_dw({D, W}), exact_db({D}), naive_db({D});
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t bg = cu[size_t(n)], en = cu[size_t(n) + 1];
+      if (bg == en) continue;
+      const Ref xn = slice(x, 2, bg, en), doutn = slice(dout, 2, bg, en);
+      paste(exact_out, 2, bg, ref::causal_conv1d_fwd<Oracle>(xn, w, bias, true, no_round));
+      paste(naive_out, 2, bg, ref::causal_conv1d_fwd<S>(xn, w, bias, true, rounding_for(dt)));
+      const auto e = ref::causal_conv1d_bwd<Oracle>(doutn, xn, w, bias, true, no_round);
+      const auto v = ref::causal_conv1d_bwd<S>(doutn, xn, w, bias, true, rounding_for(dt));
+      paste(exact_dx, 2, bg, e.dx);
+      paste(naive_dx, 2, bg, v.dx);
+      // The weights' gradients summed over the sequences, the naive sum in its own precision.
+      for (int64_t i = 0; i < D * W; ++i) {
+        exact_dw[i] += e.dweight[i];
+        naive_dw[i] = double(S(naive_dw[i]) + S(v.dweight[i]));
+      }
+      for (int64_t i = 0; i < D; ++i) {
+        exact_db[i] += e.dbias[i];
+        naive_db[i] = double(S(naive_db[i]) + S(v.dbias[i]));
+      }
+    }
+    auto part = [&](const Ref& r) { return slice(r, 2, t0, t1); };
+    expect_close_2x(out, part(exact_out), part(naive_out), dt, "out");
+    expect_close_2x(dx, part(exact_dx), part(naive_dx), dt, "dx");
+    expect_close_2x(dw, exact_dw, naive_dw, dt, "dweight");
+    expect_close_2x(dbias, exact_db, naive_db, dt, "dbias");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelCausalConv1dPacked,
+                         testing::Combine(testing::ValuesIn(kPackedCases),
+                                          testing::Values(DType::f64, DType::f32)),
+                         packed_case_name);
+
+TEST(ContextParallel, GatedDeltaRuleStatesAreChecked) {
+  dist::Communicator& comm = world();
+  Context& ctx = context_for(Device::cpu());
+  const GatedDeltaRuleInputs in{
+      Tensor::zeros({1, 4, 1, 4}, DType::f32), Tensor::zeros({1, 4, 1, 4}, DType::f32),
+      Tensor::zeros({1, 4, 2, 3}, DType::f32), Tensor::zeros({1, 4, 2}, DType::f32),
+      Tensor::zeros({1, 4, 2}, DType::f32),    Tensor::zeros({1, 2, 4, 3}, DType::f32)};
+  const Tensor out = Tensor::zeros({1, 4, 2, 3}, DType::f32);
+  // q is f32: the states are f32 too.
+  EXPECT_LONGCTX_ERROR(
+      dist::gated_delta_rule_cp_fwd(comm, ctx, out, Tensor::zeros({1, 2, 4, 3}, DType::f64), in),
+      "gated_delta_rule_cp_fwd", "final_state");
+  const GatedDeltaRuleGrads grads{out, out, out, out, out, Tensor()};
+  EXPECT_LONGCTX_ERROR(dist::gated_delta_rule_cp_bwd(comm, ctx, grads, out, Tensor(), in),
+                       "gated_delta_rule_cp_bwd", "dinitial_state is required");
+  // A packed batch: cu_seqlens is the whole batch's, which holds 4 tokens per rank.
+  GatedDeltaRuleInputs packed = in;
+  packed.initial_state = Tensor();
+  packed.cu_seqlens = int_tensor({0, 4}, {2}, Device::cpu());
+  if (comm.size() > 1)
+    EXPECT_LONGCTX_ERROR(dist::gated_delta_rule_cp_fwd(comm, ctx, out, Tensor(), packed),
+                         "gated_delta_rule_cp_fwd", "cu_seqlens");
 }
 
 }  // namespace

@@ -48,6 +48,13 @@ class Communicator {
   // that cannot go on while the others wait for it in a collective (MPI_Abort). The single
   // backend throws Error(message) instead, as any failure would.
   [[noreturn]] virtual void fail(const std::string& message) = 0;
+
+  // A communicator over the ranks that pass the same `color` (>= 0), ranked by `key` (ties by
+  // this rank): MPI_Comm_split. Every rank calls it, in the same order among the collectives.
+  // Context parallel training splits the job into groups of consecutive ranks this way. The
+  // new communicator is independent of this one (its messages never meet this one's) and of the
+  // same backend; the single backend returns another single one.
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 };
 
 // "auto": mpi when built with MPI and this process was started by mpirun (or srun), else single.

@@ -18,6 +18,9 @@
 
 namespace longctx {
 
+namespace dist {
+class Communicator;
+}
 class Mixer;
 class MixerCache;
 struct SequenceLayout;
@@ -103,6 +106,23 @@ class Model {
   // The bf16 copies by parameter name (no tensors when the inference weights are f32).
   const ParamArena& inference_weight_copies() const { return bf16_weights_; }
 
+  // Context parallel: with `cp` of C > 1 ranks, every sequence of the batches forward() sees is
+  // split along T over them, each rank calling forward() and backward() with its slice of
+  // tokens and targets — rank r the r-th contiguous slice, any lengths of at least
+  // min_context_slice(), the same B everywhere. The layers pass states and halos between the
+  // ranks and RoPE takes the global positions, so each rank's logits are its slice of the whole
+  // sequence's, and forward() returns the mean loss over the slice's labelled targets. grads()
+  // are then this rank's share: their sum over the ranks (with each rank's backward(scale)
+  // weighted by its share of the labelled targets, as data parallel ranks are) is the whole
+  // batch's gradient. Null or one rank: off. CPU models (the CP ops are the CPU's), every layer
+  // kind (attention by ring attention over contiguous slices), rectangular batches. The
+  // communicator must outlive its use; decode() and decode_one() are never context parallel.
+  void set_context_parallel(dist::Communicator* cp);
+  dist::Communicator* context_parallel() const { return cp_; }
+  // The fewest tokens a context parallel slice may hold: the widest conv's halo (d_conv - 1) of
+  // any layer, and at least 1.
+  int64_t min_context_slice() const;
+
   // Activation recompute: when on, forward() keeps only each layer's input (and what the final
   // norm and the loss need) and backward() runs each layer's forward again just before its
   // backward, so activation memory holds one layer's intermediates instead of every layer's.
@@ -123,6 +143,7 @@ class Model {
   ActivationArena acts_;
   ActivationArena layer_acts_;  // one layer's intermediates, under activation recompute
   bool recompute_ = false;
+  dist::Communicator* cp_ = nullptr;  // context parallel over these ranks; null: off
   std::vector<std::unique_ptr<Mixer>> mixers_;
   // set_inference_weights: the dtype, the bf16 copies (one arena of the linear matrices) and
   // the arena of views the mixers are bound to (params_ with those matrices replaced).
@@ -133,6 +154,7 @@ class Model {
   // moves, the layout does not).
   std::unique_ptr<SequenceLayout> layout_;
   void set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens);
+  void set_context_parallel_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens);
   // Embedding, the layers' decode over `layers` (the cache's, or one sequence's views of them)
   // with the sequences' `lengths`, head; the logits.
   const Tensor& decode_layers(const std::vector<MixerCache*>& layers,

@@ -1,0 +1,322 @@
+// Context parallel whole models under `mpirun -np N` (ctest: N = 2 and 4): every rank's share of
+// a global micro-batch — its group's sequences, its slice of T — summed over the ranks, against
+// the whole micro-batch computed in one process (f64 and f32, the 2x rule), with C = 2 and 4
+// (on four ranks C = 2 is data parallel x context parallel: two groups of two); whole f32
+// training runs against the one-process run of the same command, and resume with another C.
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "harness.h"
+#include "mpi/batches.h"
+#include "mpi/world.h"
+
+namespace longctx::test {
+namespace {
+
+using dist::Communicator;
+using train::TrainOptions;
+
+struct CpModelCase {
+  std::string name;
+  std::string config;  // JSON; vocab_size is the task's
+  int64_t batch;       // the global micro-batch
+};
+LONGCTX_PRINTS_AS_NAME(CpModelCase)
+
+// d_conv 3: every slice needs 2 tokens. MQAR rows of T = 13: slices of 6/7 on two ranks,
+// 3/3/3/4 on four (not divisible, and the first slices hold no labelled target).
+const std::vector<CpModelCase> kCpCases = {
+    {"mamba", R"({"vocab_size": 16, "d_model": 8, "pattern": "M-",
+                  "mamba": {"d_state": 4, "d_conv": 3, "expand": 2, "dt_rank": 2},
+                  "mlp": {"hidden": 12}})",
+     3},
+    {"mamba2", R"({"vocab_size": 16, "d_model": 8, "pattern": "S-",
+                   "mamba2": {"d_state": 4, "head_dim": 4, "n_groups": 2, "d_conv": 3,
+                              "chunk_size": 4}, "mlp": {"hidden": 12}})",
+     3},
+    {"hawk", R"({"vocab_size": 16, "d_model": 8, "pattern": "R-",
+                 "rglru": {"width": 6, "d_conv": 3}, "mlp": {"hidden": 12}})",
+     3},
+    // Every scan family in one stack, untied head.
+    {"mamba_mamba2_hawk", R"({"vocab_size": 16, "d_model": 8, "pattern": "MSR",
+                              "tie_embeddings": false,
+                              "mamba": {"d_state": 4, "d_conv": 3, "expand": 2, "dt_rank": 2},
+                              "mamba2": {"d_state": 4, "head_dim": 4, "d_conv": 3,
+                                         "chunk_size": 4},
+                              "rglru": {"width": 6, "d_conv": 3}})",
+     2},
+    // Ring attention: GQA, RoPE at the slices' global positions.
+    {"llama_gqa", R"({"vocab_size": 16, "d_model": 16, "pattern": "*-*",
+                      "attention": {"n_heads": 4, "n_kv_heads": 2}, "mlp": {"hidden": 24}})",
+     3},
+    {"hybrid_mamba2_attention", R"({"vocab_size": 16, "d_model": 8, "pattern": "S-*",
+                                    "attention": {"n_heads": 2, "n_kv_heads": 1},
+                                    "mamba2": {"d_state": 4, "head_dim": 4, "d_conv": 3,
+                                               "chunk_size": 4}})",
+     3},
+    // Sliding windows of 5 reach across slices of 3 and 4.
+    {"griffin_window", R"({"vocab_size": 16, "d_model": 8, "pattern": "R-W",
+                           "attention": {"n_heads": 2, "n_kv_heads": 1, "window": 5},
+                           "rglru": {"width": 6, "d_conv": 3}})",
+     3},
+    {"samba_window", R"({"vocab_size": 16, "d_model": 8, "pattern": "M-W",
+                         "attention": {"n_heads": 2, "n_kv_heads": 2, "window": 4},
+                         "mamba": {"d_state": 4, "d_conv": 3, "expand": 2, "dt_rank": 2}})",
+     2},
+    // The delta rule: Gated DeltaNet (GVA: 4 value heads on 2 key heads), Qwen3-Next's gated
+    // attention beside it, and KDA.
+    {"gdn", R"({"vocab_size": 16, "d_model": 8, "pattern": "G-",
+                "deltanet": {"n_heads": 2, "n_v_heads": 4, "head_k_dim": 4, "head_v_dim": 4,
+                             "d_conv": 3, "chunk_size": 4}})",
+     3},
+    {"qwen3next", R"({"vocab_size": 16, "d_model": 8, "pattern": "G*",
+                      "attention": {"n_heads": 2, "n_kv_heads": 1, "gated": true},
+                      "deltanet": {"n_heads": 2, "n_v_heads": 4, "head_k_dim": 4,
+                                   "head_v_dim": 4, "d_conv": 3, "chunk_size": 4}})",
+     2},
+    {"kimi", R"({"vocab_size": 16, "d_model": 8, "pattern": "K*",
+                 "attention": {"n_heads": 2, "n_kv_heads": 2},
+                 "deltanet": {"n_heads": 2, "head_k_dim": 4, "head_v_dim": 4, "d_conv": 3,
+                              "chunk_size": 4}})",
+     2},
+};
+
+train::MqarTask cp_task() {
+  train::MqarOptions o;
+  o.vocab_size = 16;
+  o.seq_len = 13;
+  o.num_pairs = 2;
+  return train::MqarTask(o);
+}
+
+// The job's ranks as groups of C consecutive ones; skips when C does not fit the job.
+std::unique_ptr<Communicator> group_of(Communicator& comm, int C) {
+  if (comm.size() < 2) return nullptr;
+  if (comm.size() % C) return nullptr;
+  return comm.split(comm.rank() / C, comm.rank());
+}
+
+// The f64 naive. Reversing the sequences' order (the data parallel test's f64 naive) leaves each
+// sequence's own computation as it was, while context parallel regroups it (the state passing,
+// the halo, the shares' combination): on four ranks the mamba case's f64 loss moved by 2 ulps
+// while the reversed run moved by 0. So the f64 naive here is, element by element, the larger
+// of two deviations from the exact run: the reversed run's, and the f32 single-process run's
+// scaled by f64's unit roundoff over f32's (2^-29): the same computation's rounding, at f64.
+Ref f64_naive(const Ref& exact, const Ref& reversed, const Ref& f32_run) {
+  Ref out = exact;
+  for (int64_t i = 0; i < exact.numel(); ++i) {
+    const double by_order = reversed[i] - exact[i];
+    const double by_rounding = (f32_run[i] - exact[i]) * 0x1p-29;
+    out[i] = exact[i] + (std::abs(by_order) > std::abs(by_rounding) ? by_order : by_rounding);
+  }
+  return out;
+}
+
+// The f64 naive of the loss. Its terms are per token; the ranks combine their shares' means
+// (each rank's mean over its labelled targets, weighted by their count, summed in rank order),
+// a few roundings of values near ln V that neither the reversed run nor the scaled f32 one
+// shows (measured: gdn on two ranks, 2 ulps off while both naives were within half an ulp). So
+// it is also the one-process f64 run's per-token losses, from its logits, grouped as the n
+// ranks in groups of C group them.
+double loss_grouped_by_rank(const Model& exact, const train::Task& task, int64_t index, int64_t B,
+                            int n, int C) {
+  const int64_t T = task.seq_len(), V = task.vocab_size();
+  const Tensor tokens = Tensor::empty({B, T}, DType::i32),
+               targets = Tensor::empty({B, T}, DType::i32);
+  task.fill(train::Split::train, index * B, tokens, targets);
+  const double* logits = exact.logits().data_as<double>();
+  const int32_t* y = targets.data_as<int32_t>();
+  double sum = 0, labelled = 0;
+  for (int r = 0; r < n; ++r) {
+    const int g = r / C, c = r % C, groups = n / C;
+    double share = 0, count = 0;
+    for (int64_t b = B * g / groups; b < B * (g + 1) / groups; ++b)
+      for (int64_t t = T * c / C; t < T * (c + 1) / C; ++t) {
+        if (y[b * T + t] == -100) continue;
+        const double* row = logits + (b * T + t) * V;
+        const double top = *std::max_element(row, row + V);
+        double z = 0;
+        for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - top);
+        share += top + std::log(z) - row[y[b * T + t]];
+        ++count;
+      }
+    if (count) sum += count * (share / count);
+    labelled += count;
+  }
+  return sum / labelled;
+}
+
+class ContextParallelModel : public testing::TestWithParam<std::tuple<CpModelCase, int>> {};
+
+TEST_P(ContextParallelModel, SumOverRanksIsTheWholeBatch) {
+  const auto& [c, C] = GetParam();
+  Communicator& comm = world();
+  if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
+  if (comm.size() % C)
+    GTEST_SKIP() << "C = " << C << " does not divide the job's " << comm.size() << " ranks";
+  const auto cp = group_of(comm, C);
+  const train::MqarTask task = cp_task();
+  const ModelConfig config = ModelConfig::from_json(c.config);
+  Context& ctx = context_for(Device::cpu());
+  const int64_t index = 2;
+  // The f32 single-process run, the f32 naive and part of the f64 one.
+  Model single32(config, ctx, DType::f32, 7);
+  const double loss32 = whole_batch(single32, task, index, c.batch, false, false);
+  for (DType dtype : {DType::f64, DType::f32}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Model model(config, ctx, dtype, /*seed=*/7), exact(config, ctx, DType::f64, 7),
+        reversed(config, ctx, DType::f64, 7);
+    copy_params(model, single32);
+    copy_params(exact, single32);
+    copy_params(reversed, single32);
+    model.set_context_parallel(cp.get());
+    ASSERT_EQ(model.context_parallel(), cp.get());
+    const train::MicroBatchResult got =
+        train::shard_forward_backward(comm, model, task, index, c.batch, /*packed=*/false);
+    comm.all_reduce_sum(model.grads().flat());
+    const double exact_loss = whole_batch(exact, task, index, c.batch, false, false);
+    const double reversed_loss = whole_batch(reversed, task, index, c.batch, false, true);
+    auto naive = [&](const Ref& e, const Ref& rev, const Ref& f32) {
+      return dtype == DType::f32 ? f32 : f64_naive(e, rev, f32);
+    };
+    const Ref exact_l = to_ref(scalar(exact_loss));
+    Ref naive_l = naive(exact_l, to_ref(scalar(reversed_loss)), to_ref(scalar(loss32)));
+    if (dtype == DType::f64) {
+      const double grouped = loss_grouped_by_rank(exact, task, index, c.batch, comm.size(), C);
+      if (std::abs(grouped - exact_loss) > std::abs(naive_l[0] - exact_loss)) naive_l[0] = grouped;
+    }
+    expect_close_2x(scalar(got.loss), exact_l, naive_l, dtype, "loss");
+    for (size_t i = 0; i < model.grads().tensors().size(); ++i) {
+      const NamedTensor& g = model.grads().tensors()[i];
+      const Ref e = to_ref(exact.grads().tensors()[i].tensor);
+      expect_close_2x(g.tensor, e,
+                      naive(e, to_ref(reversed.grads().tensors()[i].tensor),
+                            to_ref(single32.grads().tensors()[i].tensor)),
+                      dtype, "d" + g.name);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelModel,
+                         testing::Combine(testing::ValuesIn(kCpCases), testing::Values(2, 4)),
+                         [](const testing::TestParamInfo<std::tuple<CpModelCase, int>>& info) {
+                           return std::get<0>(info.param).name + "_C" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
+
+// What the model refuses, on every rank alike (none is left waiting in a collective).
+TEST(ContextParallelModel, RefusesWhatItCannotSplit) {
+  Communicator& comm = world();
+  if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
+  const auto cp = group_of(comm, 2);
+  Context& ctx = context_for(Device::cpu());
+  Model hawk(ModelConfig::from_json(kCpCases[2].config), ctx);
+  hawk.set_context_parallel(cp.get());
+  EXPECT_EQ(hawk.min_context_slice(), 2);
+  // Rank 1 of each pair holds one token: every rank names it.
+  const int64_t T = cp->rank() == 1 ? 1 : 4;
+  const Tensor tokens = Tensor::zeros({2, T}, DType::i32);
+  EXPECT_LONGCTX_ERROR(hawk.forward(tokens, tokens), "Model::forward", "holds 1 tokens on rank 1",
+                       "at least 2");
+  const Tensor cu = int_tensor(std::vector<int32_t>{0, int32_t(T)}, {2});
+  EXPECT_LONGCTX_ERROR(hawk.forward(tokens.narrow(0, 0, 1), tokens.narrow(0, 0, 1), cu),
+                       "cu_seqlens", "packed batches are not supported");
+  comm.barrier();
+}
+
+// ---- Whole runs --------------------------------------------------------------------------------
+
+// A small stack of every layer kind but KDA on a small MQAR; 4 sequences of 16 per micro-batch, 2
+// micro-batches per step, 4 steps.
+TrainOptions cp_run(const std::string& dir, int C) {
+  TrainOptions o;
+  o.task = "mqar";
+  o.mqar.vocab_size = 32;
+  o.mqar.seq_len = 16;
+  o.mqar.num_pairs = 3;
+  o.mqar.test_sequences = 8;
+  o.model = ModelConfig::from_json(R"({"vocab_size": 32, "d_model": 8, "pattern": "MSRG*",
+      "tie_embeddings": false,
+      "attention": {"n_heads": 2, "n_kv_heads": 1},
+      "mamba": {"d_state": 4, "d_conv": 3, "expand": 2, "dt_rank": 2},
+      "mamba2": {"d_state": 4, "head_dim": 4, "d_conv": 3, "chunk_size": 4},
+      "rglru": {"width": 6, "d_conv": 3},
+      "deltanet": {"n_heads": 2, "n_v_heads": 4, "head_k_dim": 4, "head_v_dim": 4, "d_conv": 3,
+                   "chunk_size": 4}})");
+  o.steps = 4;
+  o.batch = 4;
+  o.accum = 2;
+  o.lr = 3e-3;
+  o.warmup_steps = 2;
+  o.eval_every = 0;
+  o.eval_sequences = 8;
+  o.log_every = 0;
+  o.checkpoint_minutes = 0;
+  o.device = "cpu";
+  o.threads = 1;
+  o.context_parallel = C;
+  o.out_dir = dir;
+  return o;
+}
+
+std::vector<nlohmann::json> step_lines(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir + "/log.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out.push_back(j);
+  }
+  return out;
+}
+
+// f32 runs with C context parallel ranks and on one process differ in how the f32 sums are
+// grouped (the state passing, the halos, the ring's lse merge, the slices' shares, the sum over
+// ranks), compounded over 4 AdamW steps. Measured (losses and gradient norms, relative): at most
+// 3.4e-8 and 1.2e-7 on 2 ranks, 2.9e-8 and 4.4e-8 on 4 (C = 4, and C = 2 in two groups; f32's
+// unit roundoff is 6e-8). Allowed: 1e-6, as the data parallel runs.
+constexpr double kCpRunBound = 1e-6;
+
+TEST(ContextParallelTrain, MatchesOneProcessAndResumesWithAnotherC) {
+  Communicator& comm = world();
+  if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
+  const auto single = dist::make_communicator("single");
+  const std::string root = shared_temp_dir(comm);
+  const int C = comm.size();  // every rank in one group; np4 also runs C = 2 below
+  const std::string all = root + "/all", one = root + "/one", pairs = root + "/pairs",
+                    grow = root + "/grow";
+  train::train(cp_run(all, C), false, {}, &comm);
+  if (comm.rank() == 0) train::train(cp_run(one, 1), false, {}, single.get());
+  comm.barrier();
+  if (comm.size() == 4) train::train(cp_run(pairs, 2), false, {}, &comm);
+  // Interrupted at step 2 with C = 2 (two groups on four ranks), resumed with C = N.
+  train::TrainHooks stop;
+  stop.stop_after = [](int64_t s) { return s == 2; };
+  EXPECT_TRUE(train::train(cp_run(grow, 2), false, stop, &comm).interrupted);
+  EXPECT_EQ(train::train(cp_run(grow, C), /*resume=*/true, {}, &comm).step, 4);
+  if (comm.rank() == 0) {
+    std::vector<std::pair<std::string, std::string>> runs = {{"C = N", all}, {"resumed", grow}};
+    if (comm.size() == 4) runs.push_back({"C = 2 (2 groups)", pairs});
+    const auto o = step_lines(one);
+    ASSERT_EQ(o.size(), 4u);
+    for (const auto& [what, dir] : runs) {
+      const auto a = step_lines(dir);
+      ASSERT_EQ(a.size(), o.size()) << what;
+      for (const char* key : {"loss", "grad_norm"}) {
+        double worst = 0;
+        for (size_t i = 0; i < a.size(); ++i)
+          worst = std::max(worst, std::abs(a[i][key].get<double>() - o[i][key].get<double>()) /
+                                      std::abs(o[i][key].get<double>()));
+        std::printf("f32 %s, %s on %d ranks vs one process: max relative difference %.3g\n", key,
+                    what.c_str(), comm.size(), worst);
+        EXPECT_LE(worst, kCpRunBound) << what << " " << key;
+      }
+    }
+  }
+  comm.barrier();
+  if (comm.rank() == 0) std::filesystem::remove_all(root);
+}
+
+}  // namespace
+}  // namespace longctx::test
