@@ -184,6 +184,11 @@ Command add_generate_command(CLI::App& parent) {
   cmd->add_option("--seed", o.sampling.seed, "sampling seed")->capture_default_str();
   cmd->add_option("--device", o.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->check(integer_at_least(0));
+  cmd->add_option("--weights", o.weights,
+                  "f32, or bf16: the weight matrices stored in bf16 for decoding (CPU; half the "
+                  "bytes a token reads, f32 sums)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
 
   auto run = [args]() -> int {
     train::GenerateOptions options = args->options;

@@ -21,6 +21,7 @@ std::vector<int32_t> generate_from_checkpoint(const GenerateOptions& options) {
   const Context ctx(resolve_device(options.device), options.threads);
   Model model(config, ctx);
   load_checkpoint(path, model);
+  model.set_inference_weights(parse_dtype(options.weights));
   return generate(model, {options.prompt}, options.max_new_tokens, options.sampling)[0];
 }
 

@@ -16,6 +16,7 @@ struct GenerateOptions {
   SamplingParams sampling;
   std::string device = "auto";  // auto | cpu | cuda[:N]
   int threads = 0;
+  std::string weights = "f32";  // f32 | bf16: the inference weights (Model::set_inference_weights)
 };
 
 // The new tokens. Throws Error for a missing or foreign checkpoint, an empty prompt or a token

@@ -361,6 +361,7 @@ const std::vector<DecodeCase> kDecodeCases = {
     {"llama2_mha_1tok_1_split", 1, 200, 4, 4, 128, {199, 1}, true, 1, causal()},
     {"speculative_4tok_causal_5_splits", 4, 300, 4, 2, 64, {200, 57}, true, 5, causal()},
     {"mistral_window_decode", 2, 400, 4, 1, 32, {390, 100}, true, 2, window(32, 0, true)},
+    {"mistral_window_1tok", 1, 400, 4, 1, 32, {390, 100}, true, 2, window(32, 0, true)},
     {"falcon_mqa_more_splits_than_keys", 1, 64, 4, 1, 64, {0, 20}, true, 16, causal()},
     {"empty_cache_no_append", 2, 64, 2, 1, 32, {0, 5}, false, 2, causal()},
     {"tiny_model_hdim16_decode", 1, 100, 4, 2, 16, {60, 99}, true, 3, causal()},

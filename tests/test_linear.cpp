@@ -3,6 +3,7 @@
 #include "harness.h"
 #include "longctx/ops/linear.h"
 #include "reference/linear.h"
+#include "src/cpu/isa.h"
 
 namespace longctx::test {
 namespace {
@@ -16,9 +17,16 @@ struct LinearCase {
 LONGCTX_PRINTS_AS_NAME(LinearCase)
 
 const std::vector<LinearCase> kCases = {
-    {"llama_tiny_qkv", {2, 7, 64}, 192, false}, {"gpt2_tiny_mlp", {2, 5, 96}, 384, true},
-    {"mamba_in_proj", {3, 11, 48}, 200, false}, {"lm_head_odd", {9, 64}, 259, true},
-    {"odd_everything", {3, 1, 33}, 17, true},   {"no_rows", {0, 16}, 8, true},
+    {"llama_tiny_qkv", {2, 7, 64}, 192, false},
+    {"gpt2_tiny_mlp", {2, 5, 96}, 384, true},
+    {"mamba_in_proj", {3, 11, 48}, 200, false},
+    {"lm_head_odd", {9, 64}, 259, true},
+    {"odd_everything", {3, 1, 33}, 17, true},
+    {"no_rows", {0, 16}, 8, true},
+    // One row: batch-1 decoding, the GEMV on the CPU (src/cpu/gemv.h); a Cin tail past the
+    // 16 lanes and a row count that is not a multiple of the 4 rows a pass.
+    {"decode_step_qkv", {1, 1, 256}, 258, false},
+    {"decode_step_tail", {1, 37}, 13, true},
 };
 
 class Linear : public testing::TestWithParam<std::tuple<LinearCase, Backend>> {};
@@ -125,6 +133,87 @@ TEST(LinearCpu, DbiasDoesNotDependOnThreadCount) {
   linear_bwd(one, Tensor(), Tensor(), db1, dout, x, w);
   linear_bwd(two, Tensor(), Tensor(), db2, dout, x, w);
   expect_equal(db1, db2, "dbias, 1 vs 2 threads");
+}
+
+// Caps the CPU kernels' ISA for its lifetime (src/cpu/isa.h).
+struct IsaCap {
+  explicit IsaCap(cpu::CpuIsa cap) { cpu::set_cpu_isa_cap(cap); }
+  ~IsaCap() { cpu::set_cpu_isa_cap(cpu::CpuIsa::avx512); }
+};
+
+// The one-row GEMV, f32 and bf16 weights: the same bits with the AVX2 and the AVX-512 kernel
+// (where the CPU has AVX-512; else AVX2 twice) and with 1 or 2 threads. The weight (301 x 1029,
+// 1.2 MB in f32) is above the size from which the rows are split over threads.
+TEST(LinearCpu, GemvIsTheSameForEveryIsaAndThreadCount) {
+  Rng rng(31);
+  const int64_t Cin = 1029, Cout = 301;
+  const Tensor x = random_tensor({1, Cin}, DType::f32, rng);
+  const Tensor w = random_tensor({Cout, Cin}, DType::f32, rng, -0.5, 0.5);
+  const Tensor b = random_tensor({Cout}, DType::f32, rng);
+  Context one(Device::cpu(), 1), two(Device::cpu(), 2);
+  for (const Tensor& weight : {w, w.to_dtype(DType::bf16)}) {
+    const std::string what = std::string(dtype_name(weight.dtype())) + " weight";
+    Tensor want = poisoned({1, Cout}, DType::f32, Device::cpu(), &one);
+    linear_fwd(one, want, x, weight, b);
+    for (cpu::CpuIsa isa : {cpu::CpuIsa::avx2, cpu::CpuIsa::avx512}) {
+      IsaCap cap(isa);
+      for (const Context* ctx : {&one, &two}) {
+        Tensor got = poisoned({1, Cout}, DType::f32, Device::cpu(), ctx);
+        linear_fwd(*ctx, got, x, weight, b);
+        expect_equal(got, want,
+                     what + ", " + cpu::cpu_isa_name(cpu::cpu_isa()) + ", " +
+                         std::to_string(ctx->cpu_threads()) + " threads");
+      }
+    }
+  }
+}
+
+// Weight-only bf16: f32 x and a bf16 weight give the f32 linear of the bf16-rounded weight (the
+// 2x rule against it), one row (the GEMV) and several (sgemm over widened blocks of 64 weight
+// rows: 150 rows cross two block edges). Against the f32 linear of the unrounded weight the
+// difference is then bounded by the rounding of the weights: |Δy_o| <= 2^-9 Σ_k |w_ok x_k| (each
+// weight moves by at most half a bf16 ulp, 2^-9 relative) plus the f32 errors of both sums
+// (the 2x rule's allowance, twice).
+TEST(LinearCpu, Bf16WeightIsTheF32LinearOfTheRoundedWeight) {
+  Context& ctx = context_for(Device::cpu());
+  for (int64_t M : {1, 70}) {
+    Rng rng(40 + M);
+    const int64_t Cin = 200, Cout = 150;
+    const Ref x = rounded(random_ref({M, Cin}, rng), DType::f32);
+    const Ref w = rounded(random_ref({Cout, Cin}, rng, -0.5, 0.5), DType::f32);
+    const Ref w16 = rounded(w, DType::bf16);
+    const Ref b = rounded(random_ref({Cout}, rng), DType::f32);
+    Tensor out = poisoned({M, Cout}, DType::f32, Device::cpu(), &ctx);
+    linear_fwd(ctx, out, from_ref(x, DType::f32), from_ref(w, DType::bf16),
+               from_ref(b, DType::f32));
+    const std::string what = "M = " + std::to_string(M);
+    const Ref exact16 = ref::linear_fwd<Oracle>(x, w16, b, no_round);
+    const Ref naive16 = ref::linear_fwd<float>(x, w16, b, rounding_for(DType::f32));
+    expect_close_2x(out, exact16, naive16, DType::f32, what);
+
+    const Ref exact = ref::linear_fwd<Oracle>(x, w, b, no_round);
+    const Ref naive = ref::linear_fwd<float>(x, w, b, rounding_for(DType::f32));
+    const Ref got = to_ref(out);
+    const double f32_allowance = 2 * max_abs_diff(naive16, exact16) +
+                                 2 * max_abs_diff(naive, exact) +
+                                 4 * unit_roundoff(DType::f32) * std::max(1.0, max_abs(exact));
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t o = 0; o < Cout; ++o) {
+        double abs_sum = 0;
+        for (int64_t k = 0; k < Cin; ++k) abs_sum += std::abs(w[o * Cin + k] * x[m * Cin + k]);
+        ASSERT_LE(std::abs(got[m * Cout + o] - exact[m * Cout + o]),
+                  0x1p-9 * abs_sum + f32_allowance)
+            << what << ", row " << m << ", output " << o;
+      }
+  }
+  // The backward and other backends keep one dtype; the message says which.
+  const Tensor x = Tensor::zeros({2, 8}, DType::f32), w = Tensor::zeros({5, 8}, DType::bf16);
+  EXPECT_LONGCTX_ERROR(linear_bwd(ctx, Tensor::empty({2, 8}, DType::f32), Tensor(), Tensor(),
+                                  Tensor::zeros({2, 5}, DType::f32), x, w),
+                       "linear_bwd", "'weight'", "expected dtype f32", "got bf16");
+  EXPECT_LONGCTX_ERROR(
+      linear_fwd(ctx, Tensor::empty({2, 5}, DType::f64), x.to_dtype(DType::f64), w), "linear_fwd",
+      "'weight'", "expected dtype f64", "got bf16");
 }
 
 TEST(LinearReference, GradientsMatchFiniteDifferences) {

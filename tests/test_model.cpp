@@ -452,5 +452,70 @@ TEST(Model, RejectsBadInputs) {
       "'targets'", "expected shape (2, 3)");
 }
 
+// Batch-1 decoding in f32 (the path of `generate`: the GEMV for every projection), and with bf16
+// inference weights: a 3-token prefill, then one token at a time, and one full forward, against
+// the full forward of an f64 model holding the same values (for bf16: the matrices as the bf16
+// copies hold them), by the 2x rule with the error of the f32 full forward of those values.
+// Untied embeddings: with tied ones the bf16 head is also the f32 embedding table, which one f64
+// model cannot hold.
+class ModelDecodingF32 : public testing::TestWithParam<ModelCase> {};
+
+TEST_P(ModelDecodingF32, BatchOneDecodingIsWithinTheRuleOfTheF64Model) {
+  Context& ctx = context_for(Device::cpu());
+  ModelConfig config = ModelConfig::from_json(GetParam().config);
+  config.tie_embeddings = false;
+  Rng rng(6);
+  const int64_t T = 9, V = config.vocab_size;
+  const Tensor tokens = random_tokens(1, T, V, rng, false);
+  for (DType weights : {DType::f32, DType::bf16}) {
+    const std::string what = std::string(dtype_name(weights)) + " weights";
+    Model model(config, ctx, DType::f32, /*seed=*/5), naive(config, ctx, DType::f32, /*seed=*/5);
+    Model exact(config, ctx, DType::f64, /*seed=*/5);
+    model.set_inference_weights(weights);
+    EXPECT_EQ(model.inference_weight_copies().tensors().empty(), weights == DType::f32);
+    for (const auto& [name, copy] : model.inference_weight_copies().tensors())
+      naive.params().get(name).copy_from(copy.to_dtype(DType::f32));
+    for (size_t i = 0; i < naive.params().tensors().size(); ++i)
+      exact.params().tensors()[i].tensor.copy_from(
+          naive.params().tensors()[i].tensor.to_dtype(DType::f64));
+    naive.forward(tokens);
+    exact.forward(tokens);
+    const Ref want = to_ref(exact.logits()), naive_logits = to_ref(naive.logits());
+    Tensor got = poisoned({1, T, V}, DType::f32, Device::cpu(), &ctx);
+    ModelCache cache = model.make_cache(1, T);
+    int64_t pos = 0;
+    for (int64_t chunk : {3, 1, 1, 1, 1, 1, 1}) {
+      Tensor part = Tensor::empty({1, chunk}, DType::i32);
+      part.copy_from(tokens.narrow(1, pos, chunk));
+      got.narrow(1, pos, chunk).copy_from(model.decode(cache, part));
+      pos += chunk;
+    }
+    expect_close_2x(got, want, naive_logits, DType::f32, what + ", cached decoding");
+    model.forward(tokens);
+    expect_close_2x(model.logits(), want, naive_logits, DType::f32, what + ", full forward");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, ModelDecodingF32, testing::ValuesIn(kModelCases),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(ModelInferenceWeights, Bf16IsForF32CpuModelsAndRefusesBackward) {
+  Context& ctx = context_for(Device::cpu());
+  const ModelConfig config = ModelConfig::from_json(kModelCases[0].config);
+  Model f64_model(config, ctx, DType::f64);
+  EXPECT_LONGCTX_ERROR(f64_model.set_inference_weights(DType::bf16), "set_inference_weights",
+                       "'dtype'", "f32 model on the CPU", "f64");
+  Model model(config, ctx);
+  EXPECT_LONGCTX_ERROR(model.set_inference_weights(DType::f16), "'dtype'", "f32 or bf16");
+  model.set_inference_weights(DType::bf16);
+  Rng rng(2);
+  const Tensor tokens = random_tokens(1, 4, config.vocab_size, rng, false);
+  model.forward(tokens, tokens);
+  EXPECT_LONGCTX_ERROR(model.backward(), "Model::backward", "bf16 inference weights");
+  model.set_inference_weights(DType::f32);  // back to the parameters: training works again
+  model.forward(tokens, tokens);
+  model.backward();
+}
+
 }  // namespace
 }  // namespace longctx::test

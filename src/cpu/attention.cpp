@@ -1082,6 +1082,76 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
 
 // ---- Decode ---------------------------------------------------------------------------------
 
+// q·k with 8 partial sums (a vector FMA each step, where one sum would be a chain of D
+// dependent FMAs), reduced in a fixed order.
+template <class T>
+T dot8(const T* q, const T* k, int64_t D) {
+  T acc[8] = {};
+  int64_t d = 0;
+  for (; d + 8 <= D; d += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += q[d + l] * k[d + l];
+  for (; d < D; ++d) acc[0] += q[d] * k[d];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+// attend_rows for one query row (a decode step, Tq = 1) of one (batch, head): the same online
+// softmax over blocks of kBlockK keys, with the scores as Tk dot products and the output as a
+// weighted sum of V rows, so nothing is packed and no 6-row block is computed for one row.
+// The d_model 128 llama preset decoded at T = 256 in 0.30 ms/token with attend_rows' tiles for
+// the one row (42% of its profile), in 0.21 with this (one thread, the 2-core AVX-512 dev VM at
+// load 10). The one row sees a contiguous range of keys, so no mask is needed.
+// Head dims up to kOneQueryMaxD (its accumulator is on the stack); larger ones take attend_rows.
+constexpr int64_t kOneQueryMaxD = 512;
+template <class T>
+void attend_one(const T* q, const T* k, const T* v, int64_t ldkv, int64_t D, const Band& band,
+                const Scores<T>& scores, int64_t kb, int64_t ke, T* out, T* lse) {
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+  T s[kBlockK], o[kOneQueryMaxD] = {};
+  T m = kNegInf, l = 0;
+  const int64_t k_begin = std::max(kb, band.lo(0)), k_end = std::min(ke, band.hi(0));
+  const T scale = scores.softcap == T(0) ? T(scores.scale * kLog2e) : scores.scale;
+  const T inv_cap = scores.softcap == T(0) ? T(0) : T(1) / scores.softcap;
+  const T cap2 = T(scores.softcap * kLog2e);
+  for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
+    const int64_t nk = std::min(kBlockK, k_end - j0);
+    for (int64_t j = 0; j < nk; ++j) {
+      s[j] = scale * dot8(q, k + (j0 + j) * ldkv, D);
+      if (scores.softcap != T(0)) s[j] = cap2 * std::tanh(s[j] * inv_cap);
+    }
+    // As attend_rows: a NaN running max stays NaN; an all -inf block adds nothing.
+    T m_new = std::max(m, row_max(s, nk));
+    if (m_new == kNegInf) {
+      if (!has_nan(s, nk)) continue;
+      m_new = std::numeric_limits<T>::quiet_NaN();
+    }
+    const T alpha = m == kNegInf ? T(0) : T(std::exp2(m - m_new));
+    l = l * alpha + exp2_shifted(s, nk, m_new);
+    m = m_new;
+    if (alpha != T(1))
+      for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
+    for (int64_t j = 0; j < nk; ++j) {
+      const T p = s[j], *vj = v + (j0 + j) * ldkv;
+      for (int64_t d = 0; d < D; ++d) o[d] += p * vj[d];
+    }
+  }
+  if (l == T(0)) {
+    const bool nan = kb == 0 && ke == band.Tk && band.sees_any(0, kb, ke);
+    std::fill(out, out + D, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
+    *lse = nan ? std::numeric_limits<T>::quiet_NaN() : kNegInf;
+    return;
+  }
+  const T inv = T(1) / l;
+  for (int64_t d = 0; d < D; ++d) out[d] = o[d] * inv;
+  *lse = T((double(m) + std::log2(double(l))) * kLn2);
+}
+
+// Below this many multiply-adds (Tk x D, twice, over every head) a decode step's attention runs
+// on the calling thread: waking the other costs more than its share saves. The GEMV's
+// measurement (src/cpu/gemv.cpp) puts the crossover of 1 vs 2 threads at about 2^19
+// multiply-adds (2 MB of f32 weights: 42-44 us either way) on the 2-core dev VM; the attention's
+// loops are alike (a dot product or an axpy per key).
+constexpr int64_t kDecodeParallelMacs = int64_t(1) << 19;
+
 template <class T>
 void decode_impl(const Context& ctx, const AttentionArgs& a) {
   const int64_t B = a.B, Tq = a.Tq, H = a.H, D = a.D;
@@ -1119,21 +1189,30 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
   }
   // Partial results per (b, h, split): normalised O_s (Tq, D) and lse_s (Tq).
   std::vector<T> part_o(size_t(B * H * splits * Tq * D)), part_lse(size_t(B * H * splits * Tq));
-  parallel_tiles(ctx, B * H * splits, [&](int64_t item) {
+  auto attend = [&](int64_t item) {
     const int64_t s = item % splits, bh = item / splits, b = bh / H, h = bh % H, hk = h / group;
     const int64_t Tk = keys(b), len = (Tk + splits - 1) / splits;
     const int64_t kb = std::min(Tk, s * len), ke = std::min(Tk, kb + len);
     const Band band(Tq, Tk, a);
     T* po = part_o.data() + item * Tq * D;
     T* pl = part_lse.data() + item * Tq;
+    const T* kh = kc + (b * Tmax * Hkv + hk) * D;
+    const T* vh = vc + (b * Tmax * Hkv + hk) * D;
+    if (Tq == 1 && D <= kOneQueryMaxD)
+      return attend_one(qp + (b * H + h) * D, kh, vh, Hkv * D, D, band, scores, kb, ke, po, pl);
     for (int64_t i0 = 0; i0 < Tq; i0 += kBlockQ)
-      attend_rows(qp + (b * Tq * H + h) * D, H * D, kc + (b * Tmax * Hkv + hk) * D,
-                  vc + (b * Tmax * Hkv + hk) * D, Hkv * D, D, band, scores, i0,
+      attend_rows(qp + (b * Tq * H + h) * D, H * D, kh, vh, Hkv * D, D, band, scores, i0,
                   std::min(kBlockQ, Tq - i0), kb, ke, po, D, pl + i0);
-  });
+  };
+  const bool serial = Tq * B * H * max_keys * D * 2 < kDecodeParallelMacs;
+  if (serial) {
+    for (int64_t item = 0; item < B * H * splits; ++item) attend(item);
+  } else {
+    parallel_tiles(ctx, B * H * splits, attend);
+  }
 
   // Combine, in double: L = logsumexp_s lse_s, O = Σ_s e^(lse_s − L)·O_s.
-  parallel_for(ctx, B * H * Tq, [&](int64_t row) {
+  auto combine = [&](int64_t row) {
     const int64_t i = row % Tq, bh = row / Tq, b = bh / H, h = bh % H;
     T* o = op + ((b * Tq + i) * H + h) * D;
     double L = -std::numeric_limits<double>::infinity();
@@ -1158,7 +1237,12 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
     }
     for (int64_t d = 0; d < D; ++d) o[d] = T(acc[size_t(d)] / sum);
     lp[bh * Tq + i] = T(L + std::log(sum));
-  });
+  };
+  if (serial) {
+    for (int64_t row = 0; row < B * H * Tq; ++row) combine(row);
+  } else {
+    parallel_for(ctx, B * H * Tq, combine);
+  }
 }
 
 }  // namespace

@@ -62,6 +62,18 @@ const Tensor& ParamArena::get(const std::string& name) const {
   throw Error(detail::concat("ParamArena: no tensor named '", name, "'"));
 }
 
+void ParamArena::replace_view(const std::string& name, const Tensor& t) {
+  for (auto& named : tensors_)
+    if (named.name == name) {
+      LONGCTX_CHECK(t.shape() == named.tensor.shape(), "ParamArena::replace_view: '", name,
+                    "' has shape ", shape_str(named.tensor.shape()), ", the new view ",
+                    shape_str(t.shape()));
+      named.tensor = t;
+      return;
+    }
+  throw Error(detail::concat("ParamArena: no tensor named '", name, "'"));
+}
+
 int64_t ParamArena::numel() const {
   int64_t n = 0;
   for (const auto& [name, shape] : declared_) n += count(shape);

@@ -63,6 +63,13 @@ class AttentionMixer : public Mixer {
     if (gated_) wgate_ = p.get(prefix_ + "wgate"), dwgate_ = g.get(prefix_ + "wgate");
   }
 
+  std::vector<std::string> linear_weights() const override {
+    std::vector<std::string> names;
+    for (const char* w : {"wq", "wk", "wv", "wo", "wgate"})
+      if (gated_ || std::string(w) != "wgate") names.push_back(prefix_ + w);
+    return names;
+  }
+
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
                const Tensor& x) override {
     const int64_t B = x.size(0), T = x.size(1);

@@ -105,6 +105,13 @@ class DeltaNetMixer : public Mixer {
     if (kda_) bind_views(p, g, prefix_, {"f_up", "z_up", "z_up_bias"}, w_, dw_);
   }
 
+  std::vector<std::string> linear_weights() const override {
+    std::vector<std::string> names = {prefix_ + "in_proj", prefix_ + "out_proj"};
+    if (kda_)
+      for (const char* w : {"f_up", "z_up"}) names.push_back(prefix_ + w);
+    return names;
+  }
+
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
                const Tensor& x) override {
     const int64_t B = x.size(0), T = x.size(1), Cc = conv_channels();

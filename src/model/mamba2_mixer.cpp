@@ -78,6 +78,12 @@ class Mamba2Mixer : public Mixer {
                w_, dw_);
   }
 
+  std::vector<std::string> linear_weights() const override {
+    std::vector<std::string> names;
+    for (const char* w : {"in_proj", "out_proj"}) names.push_back(prefix_ + w);
+    return names;
+  }
+
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
                const Tensor& x) override {
     const int64_t B = x.size(0), T = x.size(1), K = conv_channels();

@@ -82,6 +82,12 @@ class MambaMixer : public Mixer {
                w_, dw_);
   }
 
+  std::vector<std::string> linear_weights() const override {
+    std::vector<std::string> names;
+    for (const char* w : {"in_proj", "x_proj", "dt_proj", "out_proj"}) names.push_back(prefix_ + w);
+    return names;
+  }
+
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
                const Tensor& x) override {
     const int64_t B = x.size(0), T = x.size(1);

@@ -103,6 +103,9 @@ class Mixer {
   virtual void init(const ParamArena& host, std::mt19937_64& rng) const = 0;
   // Keeps views of its parameters and gradients.
   virtual void bind(const ParamArena& params, const ParamArena& grads) = 0;
+  // The full names of the parameters that forward() and decode() pass to `linear` as its weight
+  // and to nothing else: the matrices Model::set_inference_weights may bind as bf16 copies.
+  virtual std::vector<std::string> linear_weights() const = 0;
   // y = f(x); saves what backward needs in `acts`.
   virtual void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
                        const Tensor& x) = 0;

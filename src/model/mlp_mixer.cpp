@@ -40,6 +40,13 @@ class MLPMixer : public Mixer {
     wd_.bind(p, g);
   }
 
+  std::vector<std::string> linear_weights() const override {
+    std::vector<std::string> names;
+    for (const Projection* w : {&wg_, &wu_, &wd_})
+      if (!w->linear_weight().empty()) names.push_back(w->linear_weight());
+    return names;
+  }
+
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
                const Tensor& x) override {
     const int64_t B = x.size(0), T = x.size(1);

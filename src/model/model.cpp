@@ -151,6 +151,43 @@ Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
   }
 }
 
+void Model::set_inference_weights(DType dtype) {
+  const char* op = "Model::set_inference_weights";
+  check_value(op, "dtype", dtype == DType::f32 || dtype == DType::bf16, "must be f32 or bf16, got ",
+              dtype_name(dtype));
+  if (dtype == DType::bf16)
+    check_value(op, "dtype", dtype_ == DType::f32 && ctx_->device().is_cpu(),
+                "bf16 weights are for an f32 model on the CPU (linear's weight-only bf16), this "
+                "model is ",
+                dtype_name(dtype_), " on ", ctx_->device().str());
+  inference_dtype_ = dtype;
+  bf16_weights_ = ParamArena();
+  inference_views_ = ParamArena();
+  if (dtype == DType::f32) {
+    for (auto& m : mixers_) m->bind(params_, grads_);
+    return;
+  }
+  std::vector<std::string> names;
+  for (const auto& m : mixers_)
+    for (std::string& name : m->linear_weights()) names.push_back(std::move(name));
+  const std::string head = config_.tie_embeddings ? "embed" : "head";
+  names.push_back(head);
+  for (const std::string& name : names) bf16_weights_.declare(name, params_.get(name).shape());
+  bf16_weights_.allocate(DType::bf16, *ctx_);
+  inference_views_ = params_;
+  for (const std::string& name : names) {
+    const Tensor& copy = bf16_weights_.get(name);
+    copy.copy_from(params_.get(name).to_dtype(DType::bf16), ctx_);
+    if (name != head || !config_.tie_embeddings) inference_views_.replace_view(name, copy);
+  }
+  for (auto& m : mixers_) m->bind(inference_views_, grads_);
+}
+
+const Tensor& Model::head_weight() const {
+  const std::string head = config_.tie_embeddings ? "embed" : "head";
+  return inference_dtype_ == DType::bf16 ? bf16_weights_.get(head) : params_.get(head);
+}
+
 ModelCache::ModelCache() = default;
 ModelCache::~ModelCache() = default;
 ModelCache::ModelCache(ModelCache&&) noexcept = default;
@@ -292,8 +329,7 @@ double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor&
   rmsnorm_fwd(ctx, final_normed_, final_rstd_, h_[L], params_.get("final_norm"),
               {config_.norm_eps});
   logits_ = acts_.take({B, T, V}, dtype_);
-  const Tensor& head = params_.get(config_.tie_embeddings ? "embed" : "head");
-  linear_fwd(ctx, logits_, final_normed_, head);
+  linear_fwd(ctx, logits_, final_normed_, head_weight());
   if (!have_loss_) return std::nan("");
 
   Tensor loss = acts_.take({1}, stat);
@@ -304,6 +340,9 @@ double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor&
 
 void Model::backward(double scale) {
   LONGCTX_CHECK(have_loss_, "Model::backward: needs a forward() with targets first");
+  LONGCTX_CHECK(inference_dtype_ == DType::f32,
+                "Model::backward: the model reads bf16 inference weights "
+                "(set_inference_weights(f32) first: gradients are for the f32 parameters)");
   const Context& ctx = *ctx_;
   const int64_t B = tokens_.size(0), T = tokens_.size(1), C = config_.d_model;
   const int64_t V = config_.vocab_size;
@@ -417,7 +456,7 @@ const Tensor& Model::decode_layers(const std::vector<MixerCache*>& layers,
   }
   rmsnorm_fwd(ctx, normed, rstd, h, params_.get("final_norm"), {config_.norm_eps});
   logits_ = acts_.take({B, T, config_.vocab_size}, dtype_);
-  linear_fwd(ctx, logits_, normed, params_.get(config_.tie_embeddings ? "embed" : "head"));
+  linear_fwd(ctx, logits_, normed, head_weight());
   return logits_;
 }
 

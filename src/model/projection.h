@@ -24,6 +24,8 @@ class Projection {
   // blocks' input size (PyTorch's kaiming_uniform with a = sqrt(5), per block).
   void init(const ParamArena& host, double dense_std, std::mt19937_64& rng) const;
   void bind(const ParamArena& params, const ParamArena& grads);
+  // The parameter `linear` reads (a dense projection's); "" for a Monarch one.
+  std::string linear_weight() const { return kind_ == ProjectionKind::dense ? name_ : ""; }
 
   // y = x @ Wᵀ. A Monarch projection keeps its intermediate (from `acts`) for the backward.
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y, const Tensor& x);

@@ -11,12 +11,19 @@ namespace {
 
 // Checks x and weight; returns the params they determine and sets `out_shape`, the shape of
 // out/dout: x's shape with the last entry Cout.
+// `bf16_weight`: a bf16 weight with an f32 x is allowed too (the CPU forward).
 LinearArgs check_common(const Context& ctx, const char* op, const Tensor& x, const Tensor& weight,
-                        Shape& out_shape) {
+                        Shape& out_shape, bool bf16_weight = false) {
   check_backend(ctx, op, "x", x);
   check_arg(op, "x", x).contiguous();
   check_value(op, "x", x.dim() >= 1, "must have at least one dimension, got a scalar");
-  check_arg(op, "weight", weight).rank(2).dtype(x.dtype()).device(ctx.device()).contiguous();
+  const bool mixed = bf16_weight && weight.defined() && weight.dtype() == DType::bf16 &&
+                     x.dtype() == DType::f32 && ctx.device().is_cpu();
+  check_arg(op, "weight", weight)
+      .rank(2)
+      .dtype(mixed ? DType::bf16 : x.dtype())
+      .device(ctx.device())
+      .contiguous();
   const int64_t Cin = x.size(-1), Cout = weight.size(0);
   check_value(op, "weight", weight.size(1) == Cin, "expected shape (Cout, Cin) with Cin = ", Cin,
               " (x's last dimension), got ", shape_str(weight.shape()));
@@ -33,6 +40,7 @@ LinearArgs check_common(const Context& ctx, const char* op, const Tensor& x, con
   out_shape.back() = Cout;
   LinearArgs args;
   args.dtype = x.dtype();
+  args.weight_dtype = weight.dtype();
   args.M = M;
   args.Cin = Cin;
   args.Cout = Cout;
@@ -51,7 +59,7 @@ void linear_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Te
                 const Tensor& bias) {
   const char* op = "linear_fwd";
   Shape out_shape;
-  LinearArgs args = check_common(ctx, op, x, weight, out_shape);
+  LinearArgs args = check_common(ctx, op, x, weight, out_shape, /*bf16_weight=*/true);
   if (bias.defined()) {
     check_arg(op, "bias", bias).shape({weight.size(0)}).dtype(x.dtype()).device(ctx.device());
     check_arg(op, "bias", bias).contiguous();

@@ -8,8 +8,9 @@
 namespace longctx {
 
 struct LinearArgs {
-  DType dtype = DType::f32;   // of every tensor
-  int64_t M = 0;              // rows: x's leading dims flattened (may be 0)
+  DType dtype = DType::f32;         // of every tensor but the weight
+  DType weight_dtype = DType::f32;  // dtype, or bf16 with an f32 x (CPU forward: weight-only bf16)
+  int64_t M = 0;                    // rows: x's leading dims flattened (may be 0)
   int64_t Cin = 0, Cout = 0;  // features in and out, each >= 1 (all three fit in 32 bits for BLAS)
 
   const void* x = nullptr;       // (M, Cin)

@@ -32,6 +32,10 @@ class ParamArena {
   ParamArena like(DType dtype, const Context& ctx) const;
 
   const Tensor& get(const std::string& name) const;  // throws Error naming an unknown tensor
+  // Makes `name` a view of `t` instead (same shape, any dtype, any memory): a copy of an arena
+  // with some tensors elsewhere (Model::set_inference_weights' bf16 matrices). flat() and the
+  // other tensors are unchanged.
+  void replace_view(const std::string& name, const Tensor& t);
   const std::vector<NamedTensor>& tensors() const { return tensors_; }
   const Tensor& flat() const { return flat_; }  // the whole buffer, 1-D (padding included)
   int64_t numel() const;                        // declared elements, padding excluded

@@ -93,6 +93,19 @@ class Model {
   // of different lengths are prefilled this way, one sequence at a time, then decoded together.
   const Tensor& decode_one(ModelCache& cache, int64_t b, const Tensor& tokens);
 
+  // Inference weights: f32 (the default: the parameters themselves) or bf16 (a CPU f32 model).
+  // With bf16, forward() and decode() read bf16 copies of the weight matrices that go through
+  // `linear` (every mixer's projections and the LM head; the embedding lookup, norms, convs and
+  // recurrent parameters stay f32) with f32 activations, KV cache and sums: a batch-1 decode
+  // step reads half the bytes. The copies are made from the parameters at this call (call it
+  // after loading a checkpoint) and take half the parameters' memory; backward() is refused
+  // until set back to f32. Each output then equals the f32 model's with the matrices rounded to
+  // bf16 (relative error 2^-9 per weight).
+  void set_inference_weights(DType dtype);
+  DType inference_weights() const { return inference_dtype_; }
+  // The bf16 copies by parameter name (no tensors when the inference weights are f32).
+  const ParamArena& inference_weight_copies() const { return bf16_weights_; }
+
   // Context parallel: with `cp` of C > 1 ranks, every sequence of the batches forward() sees is
   // split along T over them, each rank calling forward() and backward() with its slice of
   // tokens and targets — rank r the r-th contiguous slice, any lengths of at least
@@ -132,6 +145,11 @@ class Model {
   bool recompute_ = false;
   dist::Communicator* cp_ = nullptr;  // context parallel over these ranks; null: off
   std::vector<std::unique_ptr<Mixer>> mixers_;
+  // set_inference_weights: the dtype, the bf16 copies (one arena of the linear matrices) and
+  // the arena of views the mixers are bound to (params_ with those matrices replaced).
+  DType inference_dtype_ = DType::f32;
+  ParamArena bf16_weights_, inference_views_;
+  const Tensor& head_weight() const;
   // The layout of the last forward's batch, shared with every mixer (a stable address: the Model
   // moves, the layout does not).
   std::unique_ptr<SequenceLayout> layout_;

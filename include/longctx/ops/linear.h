@@ -6,6 +6,10 @@
 // CUDA: f32, bf16, f16 through cuBLASLt with f32 accumulation (no TF32), bias in the epilogue;
 // f32 products on bf16 tensor cores when the context's matmul precision is bf16 (context.h).
 // Every tensor is contiguous and in x's dtype; Cin and Cout are >= 1, M may be 0.
+// Weight-only bf16 (inference): on the CPU, linear_fwd also takes an f32 x with a bf16 weight
+// (bias and out f32): each weight is widened to f32 exactly as it is read, products and sums in
+// f32, so the result is the f32 linear of the bf16-rounded weight. Half the bytes of a batch-1
+// decode step, which is bound by reading the weights (src/cpu/gemv.h).
 #pragma once
 
 #include <string>
