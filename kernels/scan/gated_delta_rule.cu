@@ -685,20 +685,31 @@ __global__ void __launch_bounds__(kThreads) gdr_dqk_kernel(Params P, int64_t row
     for (int64_t r = 1; r < P.R; ++r) s += part[r * K + c];
     return s;
   };
-  float rstd = 1.f, xd = 0.f;
-  if (P.l2norm) {
-    float ss = 0.f, sd = 0.f;
-    for (int64_t c = lane; c < K; c += 32) {
-      const float xc = load_f32(x[c]);
-      ss += xc * xc;
-      sd += xc * grad(c);
-    }
-    rstd = 1.f / sqrtf(warp_sum(ss) + float(kL2NormEps));
-    xd = rstd * warp_sum(sd);
+  if (!P.l2norm) {
+    for (int64_t c = lane; c < K; c += 32) d[c] = store_as<T>(grad(c));
+    return;
   }
+  // As the CPU's l2norm_bwd (src/cpu/gated_delta_rule.cpp): rstd (r + e / (s + e) · a x) with
+  // r = d̂ − a x projected twice against x, a = (x · d̂) / s, s = Σ x², e = kL2NormEps — the
+  // direct d̂ − x̂ (x̂ · d̂) cancels when d̂ is near x's direction (K = 1: all of it).
+  float ss = 0.f, sd = 0.f;
   for (int64_t c = lane; c < K; c += 32) {
-    const float gc = grad(c);
-    d[c] = store_as<T>(P.l2norm ? rstd * (gc - load_f32(x[c]) * rstd * xd) : gc);
+    const float xc = load_f32(x[c]);
+    ss += xc * xc;
+    sd += xc * grad(c);
+  }
+  const float s = warp_sum(ss), e = float(kL2NormEps), rstd = 1.f / sqrtf(s + e);
+  const float a = s > 0.f ? warp_sum(sd) / s : 0.f;  // s = 0: x̂ = 0, d = rstd d̂
+  float sr = 0.f;
+  for (int64_t c = lane; c < K; c += 32) {
+    const float xc = load_f32(x[c]);
+    sr += xc * (grad(c) - a * xc);
+  }
+  const float b = s > 0.f ? warp_sum(sr) / s : 0.f;
+  const float par = e / (s + e) * (a + b);
+  for (int64_t c = lane; c < K; c += 32) {
+    const float xc = load_f32(x[c]);
+    d[c] = store_as<T>(rstd * ((grad(c) - a * xc) - b * xc + par * xc));
   }
 }
 

@@ -20,7 +20,7 @@ struct GatedDeltaRuleArgs {
   bool channel_gate = false;  // g is (.., HV, K) (KDA), else (.., HV) (Gated DeltaNet)
   double scale = 0;           // resolved: never 0 (1/sqrt(K) when the params said 0)
   bool l2norm = false;        // normalise q and k over K (eps kL2NormEps)
-  int64_t chunk_size = 64;    // tokens per chunk (CPU)
+  int64_t chunk_size = 64;    // tokens per chunk: min(params' chunk_size, 2 K), both backends
   Sequences seqs;             // the N sequences (N = B when rectangular); one per batch row when
                               // decoding
 
