@@ -8,19 +8,27 @@
 //   bench_attention --device cuda --full --dtype bf16
 //   bench_attention --device cuda --dtype bf16 --decode     decode steps, T = 1k..128k
 //
-// FLOPs: forward 4·B·Tq·Tk·H·D (halved when causal), backward 2.5x the forward.
+// FLOPs: forward 4·B·Tq·Tk·H·D (halved when causal), backward 2.5x the forward. On the CPU each
+// point also reports GFLOP per CPU second (steadier than wall time on a loaded machine) and its
+// fraction of the FMA peak per CPU second, measured by an FMA-bound loop in the same run.
 // Decode (--decode): --batch sequences each add one query token against a KV cache of T keys
 // (attention_decode), H = hd / D query heads over H / 4 kv heads (GQA as in Llama 3); it is
 // memory-bound, so it is set against its copy floor (common.h): the bytes it must move (the
 // K and V caches and q read, out and lse written) over the copy bandwidth measured in the run.
 #include <cblas.h>
 #include <omp.h>
+#include <time.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -169,20 +177,118 @@ std::pair<double, double> check(const Problem& pr, const Context& ctx, DType dt,
   return {fwd.rel(), bwd.rel()};
 }
 
-// Best of `reps` runs of f (after one warm-up), in seconds.
+// Seconds of CPU time the whole process has used (all its threads).
+double cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Best of `reps` runs of f (after one warm-up): wall seconds, and CPU seconds of all threads. On
+// the shared dev machine the wall time measures the load as much as the code; CPU time counts
+// the cycles the threads ran (OMP_WAIT_POLICY=passive: a waiting thread costs none), so it is
+// the steadier measure there (it does not see load imbalance between the threads).
+struct Timing {
+  double wall = INFINITY, cpu = INFINITY;
+};
 template <class F>
-double time_best(const Context& ctx, int reps, F&& f) {
+Timing time_best2(const Context& ctx, int reps, F&& f) {
   f();
   ctx.synchronize();
-  double best = INFINITY;
+  Timing best;
   for (int r = 0; r < reps; ++r) {
+    const double c0 = cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     f();
     ctx.synchronize();
-    best = std::min(best,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    best.wall = std::min(
+        best.wall, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    best.cpu = std::min(best.cpu, cpu_seconds() - c0);
   }
   return best;
+}
+template <class F>
+double time_best(const Context& ctx, int reps, F&& f) {
+  return time_best2(ctx, reps, std::forward<F>(f)).wall;
+}
+
+// ---- The machine's FMA peak, measured in the run -----------------------------------------------
+//
+// Twelve independent chains of vector FMAs per thread (more than latency x ports: 4 x 2), the
+// widest vector ISA the library's kernels use (AVX-512 unless LONGCTX_CPU_ISA=avx2 or the CPU
+// lacks it). Measured rather than computed from cores x units x lanes x 2 x clock because the
+// clock under KVM is unknown and the load on a shared machine takes its share of both.
+#define LONGCTX_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) float fma_chains_avx512(int64_t iters, float seed) {
+#define DECL(i) __m512 a##i = _mm512_set1_ps(seed + float(i));
+  LONGCTX_CHAINS(DECL)
+#undef DECL
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+#define STEP(i) a##i = _mm512_fmadd_ps(a##i, m, c);
+    LONGCTX_CHAINS(STEP)
+#undef STEP
+  }
+  float sum = 0;
+  alignas(64) float buf[16];
+#define SUM(i)                \
+  _mm512_store_ps(buf, a##i); \
+  for (float x : buf) sum += x;
+  LONGCTX_CHAINS(SUM)
+#undef SUM
+  return sum;
+}
+__attribute__((target("avx2,fma"))) float fma_chains_avx2(int64_t iters, float seed) {
+#define DECL(i) __m256 a##i = _mm256_set1_ps(seed + float(i));
+  LONGCTX_CHAINS(DECL)
+#undef DECL
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+#define STEP(i) a##i = _mm256_fmadd_ps(a##i, m, c);
+    LONGCTX_CHAINS(STEP)
+#undef STEP
+  }
+  alignas(32) float buf[8];
+  float sum = 0;
+#define SUM(i)                \
+  _mm256_store_ps(buf, a##i); \
+  for (float x : buf) sum += x;
+  LONGCTX_CHAINS(SUM)
+#undef SUM
+  return sum;
+}
+#endif
+#undef LONGCTX_CHAINS
+
+struct FmaPeak {
+  std::string isa;
+  double wall_gflops = 0, cpu_gflops = 0;  // per wall second (all threads), per CPU second
+};
+// Best of 5 runs of ~0.1 s on ctx's threads.
+FmaPeak fma_peak(const Context& ctx) {
+  FmaPeak peak;
+#if defined(__x86_64__) && defined(__GNUC__)
+  const char* cap = std::getenv("LONGCTX_CPU_ISA");
+  const bool avx512 = __builtin_cpu_supports("avx512f") && !(cap && std::string(cap) == "avx2");
+  peak.isa = avx512 ? "avx512" : "avx2";
+  const int64_t iters = 2000000;
+  const double flops_per_thread = double(iters) * 12 * (avx512 ? 16 : 8) * 2;
+  const int threads = ctx.cpu_threads();
+  volatile float sink = 0;
+  const Timing t = time_best2(ctx, 5, [&] {
+#pragma omp parallel num_threads(threads)
+    {
+      const float seed = float(omp_get_thread_num());
+      const float r = avx512 ? fma_chains_avx512(iters, seed) : fma_chains_avx2(iters, seed);
+#pragma omp critical
+      sink = sink + r;
+    }
+  });
+  peak.wall_gflops = flops_per_thread * threads / t.wall * 1e-9;
+  peak.cpu_gflops = flops_per_thread * threads / t.cpu * 1e-9;
+#endif
+  return peak;
 }
 
 // The naive f32 attention a user writes with a BLAS: S = scale·Q·Kᵀ (T x T per head), row
@@ -333,8 +439,19 @@ int main(int argc, char** argv) {
     std::printf("attention, %s, %s, batch·T = %ld, H = %ld, D = %ld, commit %s\n",
                 device_name.c_str(), dtype_name(dt), long(opt.tokens), long(H), long(D),
                 LONGCTX_GIT_COMMIT);
-    std::printf("%7s %4s %7s %6s %11s %9s %11s %9s %9s\n", "T", "B", "causal", "check", "fwd ms",
-                "TFLOP/s", "bwd ms", "TFLOP/s", "err");
+    // The FMA peak (CPU only), measured once before the sweep: the last columns are GFLOP per
+    // CPU second (all threads) and their fraction of the peak per CPU second.
+    FmaPeak peak;
+    if (dev.is_cpu()) {
+      peak = fma_peak(ctx);
+      std::printf(
+          "FMA peak (%s, %d threads, measured): %.1f GFLOP/s wall, %.1f GFLOP per CPU "
+          "second\n",
+          peak.isa.c_str(), ctx.cpu_threads(), peak.wall_gflops, peak.cpu_gflops);
+    }
+    std::printf("%7s %4s %7s %6s %11s %9s %11s %9s %9s %8s %8s %8s %8s\n", "T", "B", "causal",
+                "check", "fwd ms", "TFLOP/s", "bwd ms", "TFLOP/s", "err", "fwd GF/c", "of peak",
+                "bwd GF/c", "of peak");
     json points = json::array();
     bench::SplitMix64 gen{42};
     for (int64_t T = opt.t_min; T <= opt.t_max; T *= 2) {
@@ -357,30 +474,46 @@ int main(int argc, char** argv) {
         AttentionParams params;
         params.causal = causal;
         const double flops = 4.0 * B * T * T * H * D * (causal ? 0.5 : 1.0);
-        const double fwd_s =
-            time_best(ctx, opt.reps, [&] { attention_fwd(ctx, out, lse, q, k, v, params); });
-        double bwd_s = NAN;
+        const Timing fwd_t =
+            time_best2(ctx, opt.reps, [&] { attention_fwd(ctx, out, lse, q, k, v, params); });
+        const double fwd_s = fwd_t.wall;
+        Timing bwd_t{NAN, NAN};
         if (!opt.no_bwd)
-          bwd_s = time_best(ctx, opt.reps, [&] {
+          bwd_t = time_best2(ctx, opt.reps, [&] {
             attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
           });
+        const double bwd_s = bwd_t.wall;
         const double fwd_tf = flops / fwd_s * 1e-12, bwd_tf = 2.5 * flops / bwd_s * 1e-12;
-        std::printf("%7ld %4ld %7s %6s %11.2f %9.4f %11.2f %9.4f %9.1e\n", long(T), long(B),
-                    causal ? "yes" : "no", ok ? "ok" : "FAIL", fwd_s * 1e3, fwd_tf, bwd_s * 1e3,
-                    bwd_tf, std::max(err_fwd, err_bwd));
+        // GFLOP per CPU second (all threads' seconds), and its fraction of the FMA loop's.
+        const double fwd_cpu_gf = flops / fwd_t.cpu * 1e-9;
+        const double bwd_cpu_gf = 2.5 * flops / bwd_t.cpu * 1e-9;
+        const double fwd_peak = dev.is_cpu() ? fwd_cpu_gf / peak.cpu_gflops : NAN;
+        const double bwd_peak = dev.is_cpu() ? bwd_cpu_gf / peak.cpu_gflops : NAN;
+        std::printf(
+            "%7ld %4ld %7s %6s %11.2f %9.4f %11.2f %9.4f %9.1e %8.1f %7.1f%% %8.1f %7.1f%%\n",
+            long(T), long(B), causal ? "yes" : "no", ok ? "ok" : "FAIL", fwd_s * 1e3, fwd_tf,
+            bwd_s * 1e3, bwd_tf, std::max(err_fwd, err_bwd), fwd_cpu_gf, 100 * fwd_peak, bwd_cpu_gf,
+            100 * bwd_peak);
         std::fflush(stdout);
-        points.push_back({{"T", T},
-                          {"B", B},
-                          {"H", H},
-                          {"D", D},
-                          {"causal", causal},
-                          {"check_ok", ok},
-                          {"check_rel_err_fwd", err_fwd},
-                          {"check_rel_err_bwd", err_bwd},
-                          {"fwd_s", fwd_s},
-                          {"fwd_tflops", fwd_tf},
-                          {"bwd_s", opt.no_bwd ? json() : json(bwd_s)},
-                          {"bwd_tflops", opt.no_bwd ? json() : json(bwd_tf)}});
+        points.push_back(
+            {{"T", T},
+             {"B", B},
+             {"H", H},
+             {"D", D},
+             {"causal", causal},
+             {"check_ok", ok},
+             {"check_rel_err_fwd", err_fwd},
+             {"check_rel_err_bwd", err_bwd},
+             {"fwd_s", fwd_s},
+             {"fwd_tflops", fwd_tf},
+             {"bwd_s", opt.no_bwd ? json() : json(bwd_s)},
+             {"bwd_tflops", opt.no_bwd ? json() : json(bwd_tf)},
+             {"fwd_cpu_s", fwd_t.cpu},
+             {"fwd_gflops_per_cpu_s", fwd_cpu_gf},
+             {"fwd_fma_peak_fraction", dev.is_cpu() ? json(fwd_peak) : json()},
+             {"bwd_cpu_s", opt.no_bwd ? json() : json(bwd_t.cpu)},
+             {"bwd_gflops_per_cpu_s", opt.no_bwd ? json() : json(bwd_cpu_gf)},
+             {"bwd_fma_peak_fraction", dev.is_cpu() && !opt.no_bwd ? json(bwd_peak) : json()}});
       }
     }
 
@@ -433,6 +566,11 @@ int main(int argc, char** argv) {
                            {"D", D},
                            {"reps", opt.reps},
                            {"flops", "fwd 4*B*T*T*H*D (x0.5 causal), bwd 2.5x fwd"}}},
+                         {"fma_peak", dev.is_cpu() ? json{{"isa", peak.isa},
+                                                          {"threads", ctx.cpu_threads()},
+                                                          {"wall_gflops", peak.wall_gflops},
+                                                          {"gflops_per_cpu_s", peak.cpu_gflops}}
+                                                   : json()},
                          {"points", points},
                          {"naive_baseline", naive}};
     std::ofstream(opt.json_path) << result.dump(2) << "\n";

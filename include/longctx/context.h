@@ -64,10 +64,14 @@ constexpr int kMaxCpuThreads = 1024;
 // A per-op timing breakdown (benchmarks' --profile). While a Context points to one, every op
 // called on it adds its wall time, to the end of its work (the op synchronises the context
 // first), under the op's public name; an op called from inside another counts in the outer one.
+// It adds the process's CPU time too (all threads; std::clock): on a machine shared with other
+// work the wall time swings with the load, the CPU time much less (with OMP_WAIT_POLICY=passive
+// idle threads sleep instead of spinning, so it counts work, not waiting).
 struct OpProfile {
   struct Entry {
     int64_t calls = 0;
     double seconds = 0;
+    double cpu_seconds = 0;
   };
   std::map<std::string, Entry> ops;
   int depth = 0;  // ops in progress on this profile (the nesting guard)

@@ -5,15 +5,17 @@
 //   l = 2^(m − m')·l + rowsum P,  O = 2^(m − m')·O + P·V;  at the end O /= l, lse = (m + log2
 //   l)·ln 2.
 // Backward (FA2), with Di = rowsum(dO∘O) and P recomputed from lse:
-//   dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP − Di) (∘ (1 − tanh²) under softcap),
-//   dK += scale·dSᵀ·Q   — one owner per (batch, kv head, key tile);
-//   dQ += scale·dS·K    — a second pass, one owner per (batch, head, query tile).
-// Both passes own what they write, so the backward is deterministic for any thread count.
+//   dV += Pᵀ·dO, dP = dO·Vᵀ, dS = scale·P∘(dP − Di) (∘ (1 − tanh²) under softcap),
+//   dK += dSᵀ·Q, dQ += dS·K — fused, one owner per (batch, kv head) that writes its dK, dV and
+//   dQ; or in two passes (one owner per key tile for dK, dV, one per query tile for dQ) when
+//   there are too few (batch, kv head) pairs for the threads (see bwd_impl).
+// Every owner owns what it writes, so the backward is deterministic for any thread count.
 // Decode: split-KV over the cache, each split a normalised (O_s, lse_s), then
 //   L = logsumexp_s lse_s, O = Σ_s e^(lse_s − L)·O_s.
 //
-// The tile matmuls go to OpenBLAS (its OpenMP build runs single-threaded inside our parallel
-// region, which is what we want: the parallelism is over tiles). Extra memory per thread is a few
+// f32 tile matmuls use the packed AVX2 / AVX-512 kernels below; f64's go to OpenBLAS (its OpenMP
+// build runs single-threaded inside our parallel region, which is what we want: the parallelism
+// is over tiles). Extra memory per thread is a few
 // tiles; the backward's only O(T) buffer is Di, (B, H, Tq).
 //
 // NaN and inf propagate as in the plain formulas summed over the visible pairs (the tests'
@@ -54,6 +56,12 @@ constexpr double kLn2 = 0.6931471805599453094;
 // H=8, D=64, non-causal forward: see the table in the commit adding them.
 constexpr int64_t kBlockQ = 128;
 constexpr int64_t kBlockK = 256;
+// The backward's key tiles (each one owner's dK, dV rows in the two-pass shape): half the
+// forward's, so that under a causal mask the diagonal tiles waste less (T = 512: 67% of the
+// computed (query, key) pairs visible with 256, 80% with 128). Measured with the AVX-512 exp2
+// (one build each, alternating, load 5-7): causal T = 512 backward 55 -> 66 and 52 -> 62 GFLOP
+// per CPU second; non-causal T = 512 and T = 4096 unchanged within the noise (~5%).
+constexpr int64_t kBlockKBwd = 128;
 
 // ---- Threads ----------------------------------------------------------------------------------
 
@@ -140,19 +148,22 @@ inline void abt_block6(const float* const* a, const float* panel, int64_t D, flo
 #undef STORE
 }
 
-// c rows (16 columns each) += p rows (nk each) · vp (nk rows, ld ldv; 16 columns).
-inline void pv_block6(const float* const* p, const float* vp, int64_t ldv, int64_t nk,
+// c rows (16 columns each) += p rows (nk each, element j at p[r][j * ps]) · vp (nk rows, ld ldv;
+// 16 columns). ps = 1 for P·V; ps = the tile's row length for the backward's Pᵀ·dO and dSᵀ·Q,
+// which read the (query, key) tile down its columns instead of transposing it.
+inline void pv_block6(const float* const* p, int64_t ps, const float* vp, int64_t ldv, int64_t nk,
                       float* const* c) {
 #define DECL(r) __m256 c##r##0 = _mm256_loadu_ps(c[r]), c##r##1 = _mm256_loadu_ps(c[r] + 8);
   LONGCTX_ROWS6(DECL)
 #undef DECL
   for (int64_t j = 0; j < nk; ++j) {
-    const __m256 v0 = _mm256_load_ps(vp + j * ldv), v1 = _mm256_load_ps(vp + j * ldv + 8);
-#define STEP(r)                                     \
-  {                                                 \
-    const __m256 x = _mm256_broadcast_ss(p[r] + j); \
-    c##r##0 = _mm256_fmadd_ps(x, v0, c##r##0);      \
-    c##r##1 = _mm256_fmadd_ps(x, v1, c##r##1);      \
+    const int64_t jp = j * ps;
+    const __m256 v0 = _mm256_loadu_ps(vp + j * ldv), v1 = _mm256_loadu_ps(vp + j * ldv + 8);
+#define STEP(r)                                      \
+  {                                                  \
+    const __m256 x = _mm256_broadcast_ss(p[r] + jp); \
+    c##r##0 = _mm256_fmadd_ps(x, v0, c##r##0);       \
+    c##r##1 = _mm256_fmadd_ps(x, v1, c##r##1);       \
   }
     LONGCTX_ROWS6(STEP)
 #undef STEP
@@ -204,19 +215,21 @@ __attribute__((target("avx512f"))) void abt_block6_avx512(const float* const* a,
 
 // c rows (16·NV columns each) += p rows (nk each) · vp (nk rows, ld ldv; 16·NV columns).
 template <int NV>
-__attribute__((target("avx512f"))) void pv_block6_avx512(const float* const* p, const float* vp,
-                                                         int64_t ldv, int64_t nk, float* const* c) {
+__attribute__((target("avx512f"))) void pv_block6_avx512(const float* const* p, int64_t ps,
+                                                         const float* vp, int64_t ldv, int64_t nk,
+                                                         float* const* c) {
 #define DECL(r)                           \
   __m512 c##r##0 = _mm512_loadu_ps(c[r]); \
   __m512 c##r##1 = NV == 2 ? _mm512_loadu_ps(c[r] + 16) : c##r##0;
   LONGCTX_ROWS6(DECL)
 #undef DECL
   for (int64_t j = 0; j < nk; ++j) {
+    const int64_t jp = j * ps;
     const __m512 v0 = _mm512_loadu_ps(vp + j * ldv);
     const __m512 v1 = NV == 2 ? _mm512_loadu_ps(vp + j * ldv + 16) : v0;
 #define STEP(r)                                                       \
   {                                                                   \
-    const __m512 x = _mm512_set1_ps(p[r][j]);                         \
+    const __m512 x = _mm512_set1_ps(p[r][jp]);                        \
     c##r##0 = _mm512_fmadd_ps(x, v0, c##r##0);                        \
     if constexpr (NV == 2) c##r##1 = _mm512_fmadd_ps(x, v1, c##r##1); \
   }
@@ -316,12 +329,19 @@ struct TileMatmul {
     }
   }
 
-  // c (n x D, ld ldc()) += p (n x nk) · v (nk x D). With `rows` (v already packed by pack_rows)
-  // v is not read.
-  void pv(const T* p, int64_t ldp, const T* v, int64_t ldv, int64_t n, int64_t nk, T* c,
-          const T* rows = nullptr) {
+  // c (n x D, ld ldc) += p (n x nk) · v (nk x D), element (r, j) of p at p[r * ldp + j * ps].
+  // With `rows` (v already packed by pack_rows) v is not read; without, v's rows are read in
+  // place when D is a multiple of 16 (packing them cost 3% of a T = 512 backward, perf), else
+  // packed. ldc: on the packed path the kernels write whole blocks of 16 columns, so c's rows
+  // have D16 writable columns.
+  void pv(const T* p, int64_t ldp, int64_t ps, const T* v, int64_t ldv, int64_t n, int64_t nk, T* c,
+          int64_t ldc, const T* rows = nullptr) {
     if constexpr (kPacked) {
-      if (!rows) {
+      int64_t ldr = D16;
+      if (!rows && D == D16) {
+        rows = v;
+        ldr = ldv;
+      } else if (!rows) {
         if (!reuse(v, nk, /*panels=*/false)) pack_rows(v, ldv, nk, D, D16, pack.get());
         rows = pack.get();
       }
@@ -332,11 +352,11 @@ struct TileMatmul {
         for (int64_t r = 0; r < n; r += 6) {
           block_rows(prows, p, ldp, r, n, p);
           for (int64_t d0 = 0; d0 < D16; d0 += 32) {
-            block_rows(crows, c + d0, D16, r, n, static_cast<float*>(sink));
+            block_rows(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
             if (d0 + 16 < D16)
-              pv_block6_avx512<2>(prows, rows + d0, D16, nk, crows);
+              pv_block6_avx512<2>(prows, ps, rows + d0, ldr, nk, crows);
             else
-              pv_block6_avx512<1>(prows, rows + d0, D16, nk, crows);
+              pv_block6_avx512<1>(prows, ps, rows + d0, ldr, nk, crows);
           }
         }
         return;
@@ -344,19 +364,18 @@ struct TileMatmul {
       for (int64_t r = 0; r < n; r += 6) {
         block_rows(prows, p, ldp, r, n, p);
         for (int64_t d0 = 0; d0 < D16; d0 += 16) {
-          block_rows(crows, c + d0, D16, r, n, static_cast<float*>(sink));
-          pv_block6(prows, rows + d0, D16, nk, crows);
+          block_rows(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
+          pv_block6(prows, ps, rows + d0, ldr, nk, crows);
         }
       }
     } else {
-      gemm(false, false, n, D, nk, T(1), p, ldp, v, ldv, T(1), c, D16);
+      // ps is 1 here: the BLAS path's callers pass transposes as such (see BwdTile).
+      gemm(false, false, n, D, nk, T(1), p, ldp, v, ldv, T(1), c, ldc);
     }
   }
 };
 
-// K and V of one (batch, kv head) packed once for the whole sequence (f32 fast path): key j's
-// panel row at k_panels + j * D (j a multiple of 16), its value row at v_rows + j * D16. Packing
-// per query tile instead cost a quarter of the forward (strided K rows missing cache each time).
+// K and V of one (batch, kv head) packed for the whole sequence (SeqPack; f32 fast path).
 template <class T>
 struct PackedKV {
   const T* k_panels = nullptr;
@@ -459,27 +478,81 @@ bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
   return acc == T(0);
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// exp2_ps on 16 lanes: the same operations lane by lane, so the same values. (The maskz forms
+// with every lane set: GCC 12 warns of an uninitialised operand in the unmasked ones' headers.)
+__attribute__((target("avx512f"))) inline __m512 exp2_ps512(__m512 x) {
+  const __mmask16 all = 0xFFFF;
+  const __m512 lo = _mm512_set1_ps(-125.f);
+  const __m512 xc =
+      _mm512_maskz_min_ps(all, _mm512_set1_ps(127.f), _mm512_maskz_max_ps(all, lo, x));
+  const __m512 n =
+      _mm512_maskz_roundscale_ps(all, xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(xc, n);
+  __m512 p = _mm512_set1_ps(kExp2Poly[0]);
+  for (int c = 1; c < 8; ++c) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[c]));
+  const __m512i e = _mm512_maskz_slli_epi32(all, _mm512_maskz_cvtps_epi32(all, n), 23);
+  const __m512 r = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), e));
+  return _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), r);
+}
+
+// The sum of exp2_shifted: lane l of `even` holds the sum of element 8c + l over the even c, in
+// order of c, `odd` over the odd c; then a fixed tree. Both ISAs add the same numbers in this
+// order, so l is bitwise the same whichever runs.
+inline float sum_even_odd(__m256 even, __m256 odd) {
+  alignas(32) float buf[8];
+  _mm256_store_ps(buf, _mm256_add_ps(even, odd));
+  return ((buf[0] + buf[4]) + (buf[1] + buf[5])) + ((buf[2] + buf[6]) + (buf[3] + buf[7]));
+}
+
+// AVX-512 exp2_shifted (f32): 16 elements (two chunks of 8, even and odd) per step; the last
+// n % 16 through a masked load padded with -inf (exp2 = 0), as the AVX2 version's tail.
+// Measured (2-core Sapphire Rapids class dev machine, B=1 T=4096 H=8 D=64 non-causal forward,
+// perf): exp2_shifted took 11.9% of the run's samples with 8 lanes, 3.8% of a T = 512 run's with
+// 16; the forward went from 102 and 93 to 106 and 99 GFLOP per CPU second at that point (two
+// alternating runs, load 5-7).
+__attribute__((target("avx512f"))) inline float exp2_shifted_avx512(float* s, int64_t n, float m) {
+  const __m512 m16 = _mm512_set1_ps(m);
+  __m512 sum = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 p = exp2_ps512(_mm512_sub_ps(_mm512_loadu_ps(s + j), m16));
+    _mm512_storeu_ps(s + j, p);
+    sum = _mm512_add_ps(sum, p);
+  }
+  if (j < n) {
+    const __mmask16 k = __mmask16((1u << (n - j)) - 1);
+    const __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, s + j);
+    const __m512 p = exp2_ps512(_mm512_sub_ps(x, m16));
+    _mm512_mask_storeu_ps(s + j, k, p);
+    sum = _mm512_add_ps(sum, p);
+  }
+  alignas(64) float halves[16];
+  _mm512_store_ps(halves, sum);
+  return sum_even_odd(_mm256_load_ps(halves), _mm256_load_ps(halves + 8));
+}
+#endif
+
 // s[j] = 2^(s[j] − m) in place; returns the sum, in an order fixed by n alone (deterministic).
 template <class T>
 T exp2_shifted(T* s, int64_t n, T m) {
   if constexpr (std::is_same_v<T, float>) {
 #if defined(__AVX2__) && defined(__FMA__)
+    if (cpu_isa() == CpuIsa::avx512) return exp2_shifted_avx512(s, n, m);
     const __m256 m8 = _mm256_set1_ps(m);
-    __m256 sum8 = _mm256_setzero_ps();
+    __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};  // even and odd chunks of 8
     int64_t j = 0;
     for (; j + 8 <= n; j += 8) {
       const __m256 p = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), m8));
       _mm256_storeu_ps(s + j, p);
-      sum8 = _mm256_add_ps(sum8, p);
+      sum[(j / 8) % 2] = _mm256_add_ps(sum[(j / 8) % 2], p);
     }
     if (j < n) {
       const __m256 p = exp2_ps(_mm256_sub_ps(load_tail(s + j, n - j), m8));
       store_tail(s + j, n - j, p);
-      sum8 = _mm256_add_ps(sum8, p);
+      sum[(j / 8) % 2] = _mm256_add_ps(sum[(j / 8) % 2], p);
     }
-    alignas(32) float buf[8];
-    _mm256_store_ps(buf, sum8);
-    return ((buf[0] + buf[4]) + (buf[1] + buf[5])) + ((buf[2] + buf[6]) + (buf[3] + buf[7]));
+    return sum_even_odd(sum[0], sum[1]);
 #else
     float sum = 0;
     for (int64_t j = 0; j < n; ++j) sum += (s[j] = exp2_scalar(s[j] - m));
@@ -639,7 +712,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
       masked_product(/*by_query=*/true, band, i0, n, j0, nk, kb, T(1), S, kBlockK, v + j0 * ldkv,
                      ldkv, D, O, ldo_acc);
     else
-      mm.pv(S, kBlockK, v + j0 * ldkv, ldkv, n, nk, O,
+      mm.pv(S, kBlockK, 1, v + j0 * ldkv, ldkv, n, nk, O, ldo_acc,
             packed.v_rows ? packed.v_rows + j0 * mm.ldc() : nullptr);
   }
 
@@ -679,6 +752,61 @@ std::vector<std::pair<int64_t, int64_t>> tiles_of(const AttentionArgs& a, bool b
   return tiles;
 }
 
+// One operand (K or V) of every (sequence, kv head) packed once for the f32 kernels, read by all
+// the query tiles (and in the backward by every key tile's pass too): as panels (D, 16), key j's
+// panel row at of(s, hk) + j * D (j a multiple of 16), or as rows of D16, key j's at
+// of(s, hk) + j * D16. Packing per query tile instead cost a quarter of the forward (strided K
+// rows missing cache each time). Empty (of() null) where the kernels are BLAS, and as rows when D
+// is a multiple of 16 (TileMatmul::pv reads those in place).
+template <class T>
+struct SeqPack {
+  const AttentionArgs& a;
+  bool panels;
+  int64_t D16;
+  std::vector<int64_t> at;  // where sequence s's block starts
+  bool used;
+  Scratch<T> buf;
+
+  static std::vector<int64_t> offsets(const AttentionArgs& a, bool panels) {
+    std::vector<int64_t> at(size_t(a.seqs_k.count) + 1, 0);
+    const int64_t D16 = (a.D + 15) / 16 * 16;
+    for (int64_t s = 0; s < a.seqs_k.count; ++s) {
+      const int64_t Tk = a.seqs_k.length(s);
+      at[size_t(s) + 1] = at[size_t(s)] + a.Hkv * (panels ? (Tk + 15) / 16 * 16 * a.D : Tk * D16);
+    }
+    return at;
+  }
+
+  SeqPack(const Context& ctx, const AttentionArgs& a_, const T* src, bool panels_)
+      : a(a_),
+        panels(panels_),
+        D16((a_.D + 15) / 16 * 16),
+        at(offsets(a_, panels_)),
+        used(TileMatmul<T>::kPacked && (panels_ || a_.D % 16 != 0)),
+        buf(used ? std::max<int64_t>(at.back(), 1) : 1) {
+    if (!used) return;
+    const int64_t Hkv = a.Hkv, D = a.D;
+    const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockK);
+    parallel_for(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
+      const auto [s, tile] = key_tiles[size_t(item / Hkv)];
+      const int64_t hk = item % Hkv, j0 = tile * kBlockK;
+      const int64_t nk = std::min(kBlockK, a.seqs_k.length(s) - j0);
+      const T* x = src + ((a.seqs_k.begin(s) + j0) * Hkv + hk) * D;
+      T* dst = const_cast<T*>(of(s, hk));
+      if (panels)
+        TileMatmul<T>::pack_panels(x, Hkv * D, nk, D, dst + j0 * D);
+      else
+        TileMatmul<T>::pack_rows(x, Hkv * D, nk, D, D16, dst + j0 * D16);
+    });
+  }
+  // Sequence s, kv head hk: its block (null where not packed or the sequence has no key).
+  const T* of(int64_t s, int64_t hk) const {
+    const int64_t Tk = a.seqs_k.length(s);
+    if (!used || Tk == 0) return nullptr;
+    return buf.get() + at[size_t(s)] + hk * (panels ? (Tk + 15) / 16 * 16 * a.D : Tk * D16);
+  }
+};
+
 template <class T>
 void fwd_impl(const Context& ctx, const AttentionArgs& a) {
   const int64_t H = a.H, D = a.D, Hkv = a.Hkv, group = H / Hkv;
@@ -688,37 +816,8 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
   const T* vp = static_cast<const T*>(a.v);
   T* op = static_cast<T*>(a.out);
   T* lp = static_cast<T*>(a.lse);
-  // f32: K and V of every (sequence, kv head) packed once, read by all of its query tiles.
-  const int64_t D16 = (D + 15) / 16 * 16;
-  const bool prepack = TileMatmul<T>::kPacked;
-  std::vector<int64_t> panel_at(size_t(a.seqs_k.count) + 1, 0), row_at = panel_at;
-  for (int64_t s = 0; s < a.seqs_k.count; ++s) {
-    const int64_t Tk = a.seqs_k.length(s);
-    panel_at[size_t(s) + 1] = panel_at[size_t(s)] + Hkv * ((Tk + 15) / 16 * 16) * D;
-    row_at[size_t(s) + 1] = row_at[size_t(s)] + Hkv * Tk * D16;
-  }
-  const Scratch<T> k_panels(prepack ? std::max<int64_t>(panel_at.back(), 1) : 1);
-  const Scratch<T> v_rows(prepack ? std::max<int64_t>(row_at.back(), 1) : 1);
-  // Sequence s, kv head hk: its key panels and value rows.
-  auto panels_of = [&](int64_t s, int64_t hk) {
-    const int64_t Tk16 = (a.seqs_k.length(s) + 15) / 16 * 16;
-    return k_panels.get() + panel_at[size_t(s)] + hk * Tk16 * D;
-  };
-  auto rows_of = [&](int64_t s, int64_t hk) {
-    return v_rows.get() + row_at[size_t(s)] + hk * a.seqs_k.length(s) * D16;
-  };
-  if (prepack) {
-    const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockK);
-    parallel_for(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
-      const auto [s, tile] = key_tiles[size_t(item / Hkv)];
-      const int64_t hk = item % Hkv, j0 = tile * kBlockK;
-      const int64_t nk = std::min(kBlockK, a.seqs_k.length(s) - j0);
-      const T* kh = kp + ((a.seqs_k.begin(s) + j0) * Hkv + hk) * D;
-      const T* vh = vp + ((a.seqs_k.begin(s) + j0) * Hkv + hk) * D;
-      TileMatmul<T>::pack_panels(kh, Hkv * D, nk, D, panels_of(s, hk) + j0 * D);
-      TileMatmul<T>::pack_rows(vh, Hkv * D, nk, D, D16, rows_of(s, hk) + j0 * D16);
-    });
-  }
+  // f32: K as panels and V as rows, packed once.
+  const SeqPack<T> k_panels(ctx, a, kp, /*panels=*/true), v_rows(ctx, a, vp, /*panels=*/false);
   // Under a causal mask the last query tiles of a sequence see the most keys; they go first.
   auto query_tiles = tiles_of(a, /*by_query=*/true, kBlockQ);
   std::reverse(query_tiles.begin(), query_tiles.end());
@@ -731,35 +830,37 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
     attend_rows(qp + (q0 * H + h) * D, H * D, kp + (k0 * Hkv + hk) * D, vp + (k0 * Hkv + hk) * D,
                 Hkv * D, D, Band(Tq, Tk, a), scores, i0, n, int64_t(0), Tk, op + (q0 * H + h) * D,
                 H * D, lse_rows(lp, a, s, h) + i0,
-                prepack && Tk > 0 ? PackedKV<T>{panels_of(s, hk), rows_of(s, hk)} : PackedKV<T>{});
+                PackedKV<T>{k_panels.of(s, hk), v_rows.of(s, hk)});
   });
 }
 
 // ---- Backward -------------------------------------------------------------------------------
 
-// One (query rows, key rows) tile of the backward: P from lse, then dS.
+// One (query rows, key rows) tile of the backward: P from lse, then dS (scale folded in), and the
+// three products that use them.
 template <class T>
 struct BwdTile {
-  TileMatmul<T> mm_k, mm_v;  // one each, so a key tile met again is not packed again
+  TileMatmul<T> mm;  // the abt kernels, and the packing of dO and Q tiles for the key side
   Scratch<T> buf;
   T *P, *dS, *dcap;  // (kBlockQ, kBlockK) each
 
   bool masked = false;  // the last tile computed has entries some row does not see
 
-  explicit BwdTile(int64_t D) : mm_k(D), mm_v(D), buf(3 * kBlockQ * kBlockK) {
+  explicit BwdTile(int64_t D) : mm(D), buf(3 * kBlockQ * kBlockK) {
     P = buf.get();
     dS = P + kBlockQ * kBlockK;
     dcap = dS + kBlockQ * kBlockK;
   }
 
   // Rows [i0, i0 + n) of q/dout/lse/Di (pointers at row 0 of the head), keys [j0, j0 + nk).
+  // k_panels, v_panels: the key tile's packed panels (f32), else null (BLAS).
   void compute(const T* q, const T* dout, int64_t ldq, const T* k, const T* v, int64_t ldkv,
-               const T* lse, const T* Di, const Band& band, const Scores<T>& scores, int64_t i0,
-               int64_t n, int64_t j0, int64_t nk) {
+               const T* k_panels, const T* v_panels, const T* lse, const T* Di, const Band& band,
+               const Scores<T>& scores, int64_t i0, int64_t n, int64_t j0, int64_t nk) {
     constexpr int64_t ld = kBlockK;
     const bool capped = scores.softcap != T(0);
-    scores.compute(mm_k, q + i0 * ldq, ldq, k + j0 * ldkv, ldkv, n, nk, P, ld,
-                   capped ? dcap : nullptr);
+    scores.compute(mm, q + i0 * ldq, ldq, k + j0 * ldkv, ldkv, n, nk, P, ld,
+                   capped ? dcap : nullptr, k_panels);
     masked = !band.full(i0, i0 + n, j0, j0 + nk);
     for (int64_t r = 0; r < n; ++r) {
       T* p = P + r * ld;
@@ -772,8 +873,9 @@ struct BwdTile {
       // Masked after the exp: exp2(-inf - NaN) would be NaN where P must be 0.
       if (masked) band.mask_row(p, i0 + r, j0, nk, 0, T(0));
     }
-    // dS = dO·Vᵀ, then P∘(dS − Di)(∘ dcap).
-    mm_v.abt(dout + i0 * ldq, ldq, v + j0 * ldkv, ldkv, n, nk, T(1), dS, ld);
+    // dS = dO·Vᵀ, then scale·P∘(dS − Di)(∘ dcap).
+    mm.abt(dout + i0 * ldq, ldq, v + j0 * ldkv, ldkv, n, nk, T(1), dS, ld, v_panels);
+    const T scale = scores.scale;
     for (int64_t r = 0; r < n; ++r) {
       const T* p = P + r * ld;
       T* ds = dS + r * ld;
@@ -781,21 +883,53 @@ struct BwdTile {
       if (capped) {
         const T* g = dcap + r * ld;
 #pragma omp simd
-        for (int64_t j = 0; j < nk; ++j) ds[j] = p[j] * (ds[j] - di) * g[j];
+        for (int64_t j = 0; j < nk; ++j) ds[j] = scale * (p[j] * (ds[j] - di) * g[j]);
       } else {
 #pragma omp simd
-        for (int64_t j = 0; j < nk; ++j) ds[j] = p[j] * (ds[j] - di);
+        for (int64_t j = 0; j < nk; ++j) ds[j] = scale * (p[j] * (ds[j] - di));
       }
       // dS = 0 where the row does not see the key, even when dP there is NaN (a NaN value row
       // or dout row) or Di is.
       if (masked) band.mask_row(ds, i0 + r, j0, nk, 0, T(0));
     }
   }
+
+  // c (nk x D, ld ldc) += wᵀ·x for the tile w (P or dS; n x nk) and x the tile's n rows of dO or
+  // Q (ld ldx): per key, a chain over the query rows in order.
+  void add_key_side(const T* w, int64_t n, int64_t nk, const T* x, int64_t ldx, T* c, int64_t ldc) {
+    if constexpr (TileMatmul<T>::kPacked)
+      mm.pv(w, 1, kBlockK, x, ldx, nk, n, c, ldc);  // w read down its columns
+    else
+      gemm(true, false, nk, mm.D, n, T(1), w, kBlockK, x, ldx, T(1), c, ldc);
+  }
+  // c (n x D, ld ldc) += dS·K for the tile's nk keys (ld ldk; `k_rows` packed as rows on the f32
+  // path): per query row, a chain over the keys in order.
+  void add_query_side(int64_t n, int64_t nk, const T* k, int64_t ldk, const T* k_rows, T* c,
+                      int64_t ldc) {
+    mm.pv(dS, kBlockK, 1, k, ldk, n, nk, c, ldc, k_rows);
+  }
 };
 
+// The backward, in two shapes that give the same bits on the f32 path:
+//  - fused (FA2's sharing): one owner per (sequence, kv head) walks its key tiles; each (query
+//    tile, key tile)'s P and dS feed dV, dK and dQ at once. dQ accumulates in place in `dq`
+//    (zeroed first), which the owner alone writes (its group's heads).
+//  - two passes, when there are fewer than 2 owners per thread: dK/dV with one owner per (seq,
+//    kv head, key tile), then dQ with one owner per (seq, head, query tile), recomputing P and dS.
+// Every product is a chain of FMAs over keys (dQ) or query rows (dK, dV) in ascending order,
+// which no tiling changes; the masked entries add exact zeros. So the two shapes, and any thread
+// count, give the same bits (a zero's sign aside). The BLAS path (f64, or builds without AVX2)
+// always takes the two passes: dgemm's order depends on the shapes the passes give it.
+// Measured (2-core Sapphire Rapids class dev machine, bench_attention's sweep, B·T = 4096, H = 8,
+// D = 64, f32, against main's two passes with OpenBLAS for dV, dK, dQ, which compute S and dP
+// twice: 7 tile products for the 5 counted): 53-64 -> 91-109 GFLOP per CPU second, 1.48-1.78x
+// over the sweep, 40-46% of the FMA peak at T >= 1024 non-causal (load 12-14;
+// bench/results/2026-12-05-cpu-attention). This shape alone (before the 128-key tiles and the
+// AVX-512 exp2): 1.28-1.86x.
 template <class T>
 void bwd_impl(const Context& ctx, const AttentionArgs& a) {
   const int64_t H = a.H, D = a.D, Hkv = a.Hkv, group = H / Hkv;
+  const int64_t D16 = (D + 15) / 16 * 16;
   const Scores<T> scores(a);
   const T* qp = static_cast<const T*>(a.q);
   const T* kp = static_cast<const T*>(a.k);
@@ -816,28 +950,37 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
       const T* o = op + ((q0 + i) * H + h) * D;
       const T* d_o = dop + ((q0 + i) * H + h) * D;
       T sum = 0;
+#pragma omp simd reduction(+ : sum)
       for (int64_t d = 0; d < D; ++d) sum += o[d] * d_o[d];
       di[i] = sum;
     }
   });
 
-  // dK, dV: one owner per (sequence, kv head, key tile), looping over the group's query heads.
-  const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockK);
-  parallel_tiles(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
-    const auto [s, tile] = key_tiles[size_t(item / Hkv)];
-    const int64_t hk = item % Hkv;
+  // f32: K and V as panels (S = Q·Kᵀ, dP = dO·Vᵀ) and K as rows (dQ += dS·K), packed once.
+  const SeqPack<T> k_panels(ctx, a, kp, true), v_panels(ctx, a, vp, true),
+      k_rows(ctx, a, kp, false);
+  // Fused needs dq's rows to take the kernels' 16-column blocks in place (D a multiple of 16).
+  const bool fused = TileMatmul<T>::kPacked && D % 16 == 0 &&
+                     a.seqs_k.count * Hkv >= 2 * int64_t(ctx.cpu_threads());
+
+  // dK, dV of key tile `tile` of (s, hk) over the group's query heads, into acc (2 x nk x D16);
+  // fused: dQ too, into dq.
+  auto key_tile = [&](BwdTile<T>& t, T* acc, int64_t s, int64_t hk, int64_t tile) {
     const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
     const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
     const Band band(Tq, Tk, a);
-    const int64_t j0 = tile * kBlockK, nk = std::min(kBlockK, Tk - j0);
+    const int64_t j0 = tile * kBlockKBwd, nk = std::min(kBlockKBwd, Tk - j0);
     const T* kh = kp + (k0 * Hkv + hk) * D;
     const T* vh = vp + (k0 * Hkv + hk) * D;
-    const Scratch<T> acc(2 * nk * D);
-    T* dk_acc = acc.get();  // (nk, D)
-    std::fill(dk_acc, dk_acc + 2 * nk * D, T(0));
-    T* dv_acc = dk_acc + nk * D;  // (nk, D)
-    BwdTile<T> t(D);
+    const T* kpan = k_panels.of(s, hk);
+    const T* vpan = v_panels.of(s, hk);
+    const T* krow = k_rows.of(s, hk);
+    T* dk_acc = acc;  // (nk, D16)
+    T* dv_acc = acc + kBlockK * D16;
+    std::fill(dk_acc, dk_acc + nk * D16, T(0));
+    std::fill(dv_acc, dv_acc + nk * D16, T(0));
     const int64_t q_begin = band.first_query(j0), q_end = band.end_query(j0 + nk);
+    const bool k_finite = all_finite(kh + j0 * Hkv * D, nk, D, Hkv * D);
     for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
       const T* qh = qp + (q0 * H + h) * D;
       const T* doh = dop + (q0 * H + h) * D;
@@ -845,24 +988,55 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
       const T* dih = lse_rows(Di.data(), a, s, h);
       for (int64_t i0 = q_begin; i0 < q_end; i0 += kBlockQ) {
         const int64_t n = std::min(kBlockQ, q_end - i0);
-        t.compute(qh, doh, H * D, kh, vh, Hkv * D, lh, dih, band, scores, i0, n, j0, nk);
+        t.compute(qh, doh, H * D, kh, vh, Hkv * D, kpan ? kpan + j0 * D : nullptr,
+                  vpan ? vpan + j0 * D : nullptr, lh, dih, band, scores, i0, n, j0, nk);
         if (t.masked && !all_finite(doh + i0 * H * D, n, D, H * D))
           masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, T(1), t.P, kBlockK,
-                         doh + i0 * H * D, H * D, D, dv_acc, D);
+                         doh + i0 * H * D, H * D, D, dv_acc, D16);
         else
-          gemm(true, false, nk, D, n, T(1), t.P, kBlockK, doh + i0 * H * D, H * D, T(1), dv_acc, D);
+          t.add_key_side(t.P, n, nk, doh + i0 * H * D, H * D, dv_acc, D16);
         if (t.masked && !all_finite(qh + i0 * H * D, n, D, H * D))
-          masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, scores.scale, t.dS, kBlockK,
-                         qh + i0 * H * D, H * D, D, dk_acc, D);
+          masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, T(1), t.dS, kBlockK,
+                         qh + i0 * H * D, H * D, D, dk_acc, D16);
         else
-          gemm(true, false, nk, D, n, scores.scale, t.dS, kBlockK, qh + i0 * H * D, H * D, T(1),
-               dk_acc, D);
+          t.add_key_side(t.dS, n, nk, qh + i0 * H * D, H * D, dk_acc, D16);
+        if (!fused) continue;
+        T* dq = dqp + ((q0 + i0) * H + h) * D;
+        if (t.masked && !k_finite)
+          masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, T(1), t.dS, kBlockK,
+                         kh + j0 * Hkv * D, Hkv * D, D, dq, H * D);
+        else
+          t.add_query_side(n, nk, kh + j0 * Hkv * D, Hkv * D, krow ? krow + j0 * D16 : nullptr, dq,
+                           H * D);
       }
     }
     for (int64_t j = 0; j < nk; ++j) {
-      std::copy(dk_acc + j * D, dk_acc + (j + 1) * D, dkp + ((k0 + j0 + j) * Hkv + hk) * D);
-      std::copy(dv_acc + j * D, dv_acc + (j + 1) * D, dvp + ((k0 + j0 + j) * Hkv + hk) * D);
+      std::copy(dk_acc + j * D16, dk_acc + j * D16 + D, dkp + ((k0 + j0 + j) * Hkv + hk) * D);
+      std::copy(dv_acc + j * D16, dv_acc + j * D16 + D, dvp + ((k0 + j0 + j) * Hkv + hk) * D);
     }
+  };
+
+  if (fused) {
+    parallel_tiles(ctx, a.seqs_k.count * Hkv, [&](int64_t item) {
+      const int64_t s = item / Hkv, hk = item % Hkv, q0 = a.seqs_q.begin(s);
+      for (int64_t i = 0; i < a.seqs_q.length(s); ++i) {  // the group's heads are adjacent
+        T* dq = dqp + ((q0 + i) * H + hk * group) * D;
+        std::fill(dq, dq + group * D, T(0));
+      }
+      BwdTile<T> t(D);
+      const Scratch<T> acc(2 * kBlockK * D16);
+      for (int64_t tile = 0; tile * kBlockKBwd < a.seqs_k.length(s); ++tile)
+        key_tile(t, acc.get(), s, hk, tile);
+    });
+    return;
+  }
+
+  const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockKBwd);
+  parallel_tiles(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
+    const auto [s, tile] = key_tiles[size_t(item / Hkv)];
+    BwdTile<T> t(D);
+    const Scratch<T> acc(2 * kBlockK * D16);
+    key_tile(t, acc.get(), s, item % Hkv, tile);
   });
 
   // dQ: one owner per (sequence, head, query tile), recomputing P and dS.
@@ -879,24 +1053,30 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
     const T* doh = dop + (q0 * H + h) * D;
     const T* kh = kp + (k0 * Hkv + hk) * D;
     const T* vh = vp + (k0 * Hkv + hk) * D;
-    const Scratch<T> dq_scratch(n * D);
-    T* dq_acc = dq_scratch.get();  // (n, D)
-    std::fill(dq_acc, dq_acc + n * D, T(0));
+    const T* kpan = k_panels.of(s, hk);
+    const T* vpan = v_panels.of(s, hk);
+    const T* krow = k_rows.of(s, hk);
+    const Scratch<T> dq_scratch(n * D16);
+    T* dq_acc = dq_scratch.get();  // (n, D16)
+    std::fill(dq_acc, dq_acc + n * D16, T(0));
     BwdTile<T> t(D);
-    const int64_t k_begin = band.lo(i0), k_end = band.hi(i0 + n - 1);
+    int64_t k_begin = band.lo(i0);
+    const int64_t k_end = band.hi(i0 + n - 1);
+    if (kpan) k_begin = k_begin / 16 * 16;  // panels start at multiples of 16
     for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
       const int64_t nk = std::min(kBlockK, k_end - j0);
-      t.compute(qh, doh, H * D, kh, vh, Hkv * D, lse_rows(lp, a, s, h),
-                lse_rows(Di.data(), a, s, h), band, scores, i0, n, j0, nk);
+      t.compute(qh, doh, H * D, kh, vh, Hkv * D, kpan ? kpan + j0 * D : nullptr,
+                vpan ? vpan + j0 * D : nullptr, lse_rows(lp, a, s, h), lse_rows(Di.data(), a, s, h),
+                band, scores, i0, n, j0, nk);
       if (t.masked && !all_finite(kh + j0 * Hkv * D, nk, D, Hkv * D))
-        masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, scores.scale, t.dS, kBlockK,
-                       kh + j0 * Hkv * D, Hkv * D, D, dq_acc, D);
+        masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, T(1), t.dS, kBlockK,
+                       kh + j0 * Hkv * D, Hkv * D, D, dq_acc, D16);
       else
-        gemm(false, false, n, D, nk, scores.scale, t.dS, kBlockK, kh + j0 * Hkv * D, Hkv * D, T(1),
-             dq_acc, D);
+        t.add_query_side(n, nk, kh + j0 * Hkv * D, Hkv * D, krow ? krow + j0 * D16 : nullptr,
+                         dq_acc, D16);
     }
     for (int64_t r = 0; r < n; ++r)
-      std::copy(dq_acc + r * D, dq_acc + (r + 1) * D, dqp + ((q0 + i0 + r) * H + h) * D);
+      std::copy(dq_acc + r * D16, dq_acc + r * D16 + D, dqp + ((q0 + i0 + r) * H + h) * D);
   });
 }
 

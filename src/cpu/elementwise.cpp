@@ -3,9 +3,11 @@
 // each thread streams long contiguous runs.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "src/core/activations.h"
 #include "src/core/dispatch.h"
+#include "src/cpu/exp_array.h"
 #include "src/cpu/parallel.h"
 #include "src/ops/elementwise.h"
 
@@ -21,6 +23,27 @@ void for_each_index(const Context& ctx, int64_t n, F&& f) {
     const int64_t end = std::min(n, (block + 1) * kBlock);
     for (int64_t i = block * kBlock; i < end; ++i) f(i);
   });
+}
+
+// Calls f(begin, end) for the same blocks, with a per-thread scratch of a block's length.
+template <class T, class F>
+void for_each_block(const Context& ctx, int64_t n, F&& f) {
+  constexpr int64_t kBlock = 16384;
+  parallel_for(ctx, (n + kBlock - 1) / kBlock, [&](int64_t block) {
+    thread_local std::vector<T> scratch;
+    scratch.resize(size_t(kBlock));
+    f(block * kBlock, std::min(n, (block + 1) * kBlock), scratch.data());
+  });
+}
+
+// sigmoid(x[i]) for i in [begin, end) into s[i - begin]: the exps as one vectorized exp_array
+// (the same values as std::exp but in rare ties, see exp_array.h), not one libm call each.
+template <class T>
+void sigmoid_block(T* s, const T* x, int64_t begin, int64_t end) {
+  const int64_t k = end - begin;
+  for (int64_t i = 0; i < k; ++i) s[i] = -x[begin + i];
+  exp_array(s, s, k);
+  for (int64_t i = 0; i < k; ++i) s[i] = T(1) / (T(1) + s[i]);
 }
 
 }  // namespace
@@ -43,14 +66,26 @@ void elementwise(const Context& ctx, const ElementwiseArgs& args) {
       case ElementwiseOp::neg_exp_bwd:
         for_each_index(ctx, args.n, [&](int64_t i) { out0[i] = in0[i] * in1[i]; });
         break;
+      // SwiGLU: silu(g) = g sigmoid(g), silu'(g) = sigmoid(g) (1 + g (1 - sigmoid(g))) as in
+      // src/core/activations.h, with the block's sigmoids computed first (sigmoid_block) and
+      // once per element (the backward called exp twice). llama preset, T = 256, 2 threads,
+      // load 9-12, 2 runs each alternating: swiglu_bwd 40.7-40.8 -> 24.4-24.9 ms CPU per
+      // training step, swiglu_fwd 19.8-20.4 -> 14.2-14.3 ms.
       case ElementwiseOp::swiglu_fwd:
-        for_each_index(ctx, args.n, [&](int64_t i) { out0[i] = silu(in0[i]) * in1[i]; });
+        for_each_block<T>(ctx, args.n, [&](int64_t begin, int64_t end, T* s) {
+          sigmoid_block(s, in0, begin, end);
+          for (int64_t i = begin; i < end; ++i) out0[i] = (in0[i] * s[i - begin]) * in1[i];
+        });
         break;
       case ElementwiseOp::swiglu_bwd:
-        for_each_index(ctx, args.n, [&](int64_t i) {
-          const T dy = in0[i], g = in1[i], u = in2[i];  // all read before either write (in place)
-          out0[i] = dy * u * silu_grad(g);
-          out1[i] = dy * silu(g);
+        for_each_block<T>(ctx, args.n, [&](int64_t begin, int64_t end, T* s) {
+          sigmoid_block(s, in1, begin, end);
+          for (int64_t i = begin; i < end; ++i) {
+            // all read before either write (in place)
+            const T dy = in0[i], g = in1[i], u = in2[i], sg = s[i - begin];
+            out0[i] = dy * u * (sg * (T(1) + g * (T(1) - sg)));
+            out1[i] = dy * (g * sg);
+          }
         });
         break;
       case ElementwiseOp::sigmoid_fwd:

@@ -55,17 +55,37 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
     }
     if (dweight && M == 0) std::fill(dweight, dweight + Cout * Cin, T(0));
     if (M == 0) return;
-    BlasThreads threads(ctx);
-    if (dx) {
-      // dx (M, Cin) = dout (M, Cout) @ weight (Cout, Cin)
-      gemm(/*trans_a=*/false, /*trans_b=*/false, M, Cin, Cout, T(1), dy, Cout,
-           static_cast<const T*>(args.weight), Cin, T(0), dx, Cin);
-    }
-    if (dweight) {
-      // dweight (Cout, Cin) = dout^T (Cout, M) @ x (M, Cin)
-      gemm(/*trans_a=*/true, /*trans_b=*/false, Cout, Cin, M, T(1), dy, Cout,
-           static_cast<const T*>(args.x), Cin, T(0), dweight, Cin);
-    }
+    // One parallel region of single-threaded GEMMs, not two OpenBLAS-threaded ones: dx in row
+    // blocks and dweight in blocks of its rows (the same FLOPs each, so every thread gets an
+    // equal share), each block's products in the same order for a given thread count. OpenBLAS's
+    // threaded GEMM makes its threads wait for each other inside every call, spinning on
+    // sched_yield (its level-3 driver), so on a shared machine a descheduled thread costs the
+    // other one its time slice in CPU time and both in wall time. The hybrid preset's five
+    // projection shapes at M = 4096 alone, 2 threads, 20 repetitions each: 60 -> 51-55 ms CPU and
+    // 280-420 -> 160-250 ms wall at load 7-9, 47-53 -> 42-44 ms CPU and 98-111 -> 89-93 ms wall at
+    // load 6.6. In the training-step profile (bench/results/2026-12-05-cpu-train-profile) the
+    // backward's CPU time is ~2x the forward's before and after: the 4x seen in wall time was
+    // the waiting.
+    const T* w = static_cast<const T*>(args.weight);  // (Cout, Cin)
+    const T* x = static_cast<const T*>(args.x);       // (M, Cin)
+    const int64_t parts = ctx.cpu_threads();
+    const int64_t dx_items = dx ? parts : 0, items = dx_items + (dweight ? parts : 0);
+    parallel_for(ctx, items, [&](int64_t item) {
+      if (item < dx_items) {
+        // dx rows [m0, m1) = dout rows [m0, m1) @ weight
+        const int64_t m0 = M * item / parts, m1 = M * (item + 1) / parts;
+        if (m1 > m0)
+          gemm(/*trans_a=*/false, /*trans_b=*/false, m1 - m0, Cin, Cout, T(1), dy + m0 * Cout, Cout,
+               w, Cin, T(0), dx + m0 * Cin, Cin);
+      } else {
+        // dweight rows [c0, c1) = dout^T rows [c0, c1) (columns of dout) @ x
+        const int64_t part = item - dx_items;
+        const int64_t c0 = Cout * part / parts, c1 = Cout * (part + 1) / parts;
+        if (c1 > c0)
+          gemm(/*trans_a=*/true, /*trans_b=*/false, c1 - c0, Cin, M, T(1), dy + c0, Cout, x, Cin,
+               T(0), dweight + c0 * Cin, Cin);
+      }
+    });
   });
 }
 

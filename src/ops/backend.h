@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <ctime>
 #include <initializer_list>
 #include <string>
 #include <utility>
@@ -64,7 +65,7 @@ class OpTimer {
  public:
   OpTimer(const Context& ctx, const char* name) : ctx_(ctx), name_(name), profile_(ctx.profile()) {
     if (profile_ && profile_->depth++ == 0)
-      start_ = std::chrono::steady_clock::now(), outer_ = true;
+      start_ = std::chrono::steady_clock::now(), cpu_start_ = std::clock(), outer_ = true;
   }
   void stop() {
     if (!outer_) return;
@@ -73,6 +74,7 @@ class OpTimer {
     entry.calls += 1;
     entry.seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    entry.cpu_seconds += double(std::clock() - cpu_start_) / CLOCKS_PER_SEC;
   }
   ~OpTimer() {
     if (profile_) profile_->depth -= 1;
@@ -85,6 +87,7 @@ class OpTimer {
   const char* name_;
   OpProfile* profile_;  // the one seen at the start: the op's calls and depth all go to it
   std::chrono::steady_clock::time_point start_;
+  std::clock_t cpu_start_ = 0;
   bool outer_ = false;
 };
 
