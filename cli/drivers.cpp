@@ -52,9 +52,11 @@ Command add_train_command(CLI::App& parent) {
   cmd->add_option("--checkpoint-minutes", o.checkpoint_minutes,
                   "checkpoint at least this often, in minutes of wall time (0: not by time)")
       ->capture_default_str();
-  cmd->add_option("--context-parallel", o.context_parallel,
-                  "under mpirun: split every sequence along T over C consecutive ranks (N / C "
-                  "data parallel groups of C); CPU models, not with --pack")
+  cmd->add_option(
+         "--context-parallel", o.context_parallel,
+         "under mpirun: split every sequence along T over C consecutive ranks (N / C "
+         "data parallel groups of C); CPU models; with --pack, a group's packed row is cut in C "
+         "contiguous slices (documents may straddle them)")
       ->check(integer_at_least(1))
       ->capture_default_str();
   const size_t n_execution_options = cmd->get_options().size();

@@ -63,9 +63,6 @@ void TrainOptions::validate() const {
   LONGCTX_CHECK(!out_dir.empty(), "train: an output directory is needed (--out DIR)");
   LONGCTX_CHECK(context_parallel >= 1, "train: context_parallel must be at least 1 (1: off), got ",
                 context_parallel);
-  LONGCTX_CHECK(context_parallel == 1 || !(task == "text" && text.pack),
-                "train: --context-parallel takes rectangular batches; packed text (--pack) is not "
-                "supported there yet: use --no-pack");
 }
 
 std::string TrainOptions::to_json() const {
@@ -269,7 +266,6 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
   LONGCTX_CHECK(n % C == 0 && c == r % C, "train: the model's context parallel group (rank ", c,
                 " of ", C, ") is not rank ", r, " of ", n,
                 "'s group of consecutive ranks (split the job by rank / C)");
-  LONGCTX_CHECK(!(packed && cp), "train: packed batches cannot be context parallel yet");
   MicroBatchResult result;
   // This rank's rows (host i32) and, packed, its documents' boundaries.
   Tensor tokens, targets;
@@ -282,15 +278,20 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
     LONGCTX_CHECK(task.fill_packed(index, row_tokens, row_targets, row_cu), "train: task ",
                   task.name(), " does not pack");
     result.documents = int64_t(row_cu.size()) - 1;
-    // The first document starting at or after k/n of the row: rank r has [first(r), first(r+1)).
+    // The first document starting at or after k/groups of the row: group g (a data parallel rank
+    // when C = 1) has documents [first(g), first(g + 1)).
+    const int g = r / C, groups = n / C;
     auto first = [&](int k) {
-      return int64_t(std::lower_bound(row_cu.begin(), row_cu.end() - 1, L * k / n) -
+      return int64_t(std::lower_bound(row_cu.begin(), row_cu.end() - 1, L * k / groups) -
                      row_cu.begin());
     };
-    const int64_t d0 = first(r), d1 = first(r + 1), begin = row_cu[d0];
-    tokens = row_tokens.narrow(1, begin, row_cu[d1] - begin);
-    targets = row_targets.narrow(1, begin, row_cu[d1] - begin);
+    const int64_t d0 = first(g), d1 = first(g + 1), begin = row_cu[d0];
     for (int64_t d = d0; d <= d1; ++d) cu.push_back(int32_t(row_cu[d] - begin));
+    // Context parallel: rank c of the group holds the c-th contiguous slice of the group's
+    // packed documents, with the group's whole cu_seqlens (documents may straddle slices).
+    const int64_t Lg = row_cu[d1] - begin, t0 = begin + Lg * c / C, t1 = begin + Lg * (c + 1) / C;
+    tokens = row_tokens.narrow(1, t0, t1 - t0);
+    targets = row_targets.narrow(1, t0, t1 - t0);
   } else {
     const int g = r / C, groups = n / C;
     const int64_t lo = batch * g / groups, hi = batch * (g + 1) / groups;

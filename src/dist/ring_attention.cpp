@@ -12,6 +12,16 @@
 // d = i1 - j1 for the trimmed block. Both are >= 0: the last row sees some key <= j1, so
 // i1 - left <= j1, i.e. d <= left; the last key is seen by some row <= i1, so j1 <= i1 + right,
 // i.e. -d <= right. So the public params express every block, no backend change needed.
+//
+// Packed batches (cu_seqlens, contiguous layout only): a slice is cut into pieces at the
+// sequences' boundaries, a piece's positions counted from its sequence's start; a block is a
+// (query piece, key piece) pair of the same sequence, trimmed as above with that sequence's
+// positions. Two different contiguous slices share at most one sequence (the one that straddles
+// everything between them), so a step of the ring against another rank's slice is at most one
+// call of the op. The own step (a rank's queries against its own keys) holds every sequence of
+// the slice, each with the same rows for its queries and keys, so the unshifted params mask each
+// one as the whole batch does: one varlen call with the slice's own cu_seqlens, however many
+// sequences the slice holds.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -25,6 +35,7 @@
 #include "longctx/dist/context_parallel.h"
 #include "src/core/checks.h"
 #include "src/core/dispatch.h"
+#include "src/ops/varlen.h"
 
 namespace longctx::dist {
 
@@ -38,10 +49,10 @@ std::array<SeqRange, 2> zigzag_chunks(int64_t T, int n, int rank) {
 
 namespace {
 
-// A piece of a rank's slice: positions [global, global + length) of the whole sequence, at rows
-// [local, local + length) of the slice.
+// A piece of a rank's slice: positions [global, global + length) of sequence `seq` (0 when
+// the batch is not packed: the whole sequence), at rows [local, local + length) of the slice.
 struct Piece {
-  int64_t global = 0, local = 0, length = 0;
+  int64_t global = 0, local = 0, length = 0, seq = 0;
 };
 
 // What every rank tells the others before the ring starts: its slice length, whether its own
@@ -61,6 +72,8 @@ enum Field : int {
   kScaleBits,
   kSoftcapBits,
   kDeterministic,
+  kPacked,
+  kCuHash,
   kFields
 };
 const char* const kFieldNames[kFields] = {"",
@@ -76,7 +89,9 @@ const char* const kFieldNames[kFields] = {"",
                                           "window_right",
                                           "softmax_scale",
                                           "softcap",
-                                          "deterministic"};
+                                          "deterministic",
+                                          "packing (cu_seqlens given or not)",
+                                          "cu_seqlens"};
 
 int64_t float_bits(float x) {
   int32_t bits = 0;
@@ -92,6 +107,8 @@ struct Ring {
   std::vector<std::vector<Piece>> pieces;  // every rank's pieces, in slice order
   int64_t longest = 0;
   int64_t left = -1, right = -1;  // the whole sequence's window; -1 = unbounded
+  bool packed = false;
+  Tensor own_cu;  // packed: this slice's own cu_seqlens (its sequences clipped to it), i32
   int next() const { return (rank + 1) % n; }
   int previous() const { return (rank + n - 1) % n; }
   int holder(int s) const { return (rank + n - s % n) % n; }  // whose slice is here at step s
@@ -129,14 +146,30 @@ void check_local(const char* op, const Context& ctx, const Tensor& q, const Tens
 // of waiting for it in the ring; then the ranks must agree on everything but the slice length.
 Ring make_ring(const char* op, Communicator& comm, const Context& ctx, const Tensor& q,
                const Tensor& k, const Tensor& v, const AttentionParams& params, CpLayout layout,
-               const std::function<void()>& check_outputs) {
+               const Tensor& cu_seqlens, const std::function<void()>& check_outputs) {
   // Every rank has the same communicator: when it cannot carry CPU tensors they all stop here.
   LONGCTX_CHECK(comm.accepts(Device::cpu()), op, ": ring attention runs on CPU tensors, which the ",
                 comm.backend(), " communicator does not carry (use the mpi backend)");
   std::string error;
+  int64_t cu_hash = 0;
   try {
     check_local(op, ctx, q, k, v, params);
     check_outputs();
+    if (cu_seqlens.defined()) {
+      check_value(op, "cu_seqlens", layout == CpLayout::contiguous,
+                  "packed batches need the contiguous layout (a zigzag chunk would cut the ",
+                  "sequences into pieces out of order); got the zigzag layout");
+      check_value(op, "q", q.size(0) == 1, "must have B = 1 with cu_seqlens (a packed batch), ",
+                  "got B = ", q.size(0));
+      check_arg(op, "cu_seqlens", cu_seqlens).rank(1).dtype(DType::i32).device(Device::cpu());
+      check_arg(op, "cu_seqlens", cu_seqlens).contiguous();
+      // Every rank must hold the same cu_seqlens: a mismatch would mask the slices as different
+      // batches. A hash of the values (wrapping polynomial), compared like the other fields.
+      const int32_t* c = cu_seqlens.data_as<int32_t>();
+      uint64_t h = uint64_t(cu_seqlens.numel());
+      for (int64_t i = 0; i < cu_seqlens.numel(); ++i) h = h * 1000003u + uint32_t(c[i]);
+      cu_hash = int64_t(h >> 1);
+    }
   } catch (const Error& e) {
     error = e.what();
   }
@@ -157,6 +190,8 @@ Ring make_ring(const char* op, Communicator& comm, const Context& ctx, const Ten
     f[kScaleBits] = float_bits(params.softmax_scale);
     f[kSoftcapBits] = float_bits(params.softcap);
     f[kDeterministic] = params.deterministic;
+    f[kPacked] = cu_seqlens.defined();
+    f[kCuHash] = cu_hash;
   }
   Ring ring;
   ring.n = comm.size();
@@ -179,6 +214,33 @@ Ring make_ring(const char* op, Communicator& comm, const Context& ctx, const Ten
     ring.longest = std::max(ring.longest, ring.lengths.back());
     T += ring.lengths.back();
   }
+  ring.left = params.window_left;
+  ring.right = params.causal ? 0 : params.window_right;
+  if (cu_seqlens.defined()) {
+    // The same cu_seqlens on every rank: every rank passes this check or none does.
+    const std::vector<int32_t> cu =
+        check_cu_seqlens(ctx, op, "cu_seqlens (the whole batch's)", cu_seqlens, T);
+    ring.packed = true;
+    int64_t t0 = 0;
+    for (int r = 0; r < ring.n; ++r) {
+      const int64_t t1 = t0 + ring.lengths[size_t(r)];
+      std::vector<Piece> pieces;
+      std::vector<int32_t> own = {0};
+      for (size_t s = 0; s + 1 < cu.size(); ++s) {
+        const int64_t b = std::max<int64_t>(cu[s], t0), e = std::min<int64_t>(cu[s + 1], t1);
+        if (b >= e) continue;  // no token here (empty sequences included)
+        pieces.push_back({b - cu[s], b - t0, e - b, int64_t(s)});
+        own.push_back(int32_t(e - t0));
+      }
+      if (r == ring.rank) {
+        ring.own_cu = Tensor::empty({int64_t(own.size())}, DType::i32);
+        std::copy(own.begin(), own.end(), ring.own_cu.data_as<int32_t>());
+      }
+      ring.pieces.push_back(std::move(pieces));
+      t0 = t1;
+    }
+    return ring;
+  }
   int64_t begin = 0;
   for (int r = 0; r < ring.n; ++r) {
     if (layout == CpLayout::contiguous) {
@@ -196,8 +258,6 @@ Ring make_ring(const char* op, Communicator& comm, const Context& ctx, const Ten
     ring.pieces.push_back({{chunks[0].begin, 0, chunks[0].length()},
                            {chunks[1].begin, chunks[0].length(), chunks[1].length()}});
   }
-  ring.left = params.window_left;
-  ring.right = params.causal ? 0 : params.window_right;
   return ring;
 }
 
@@ -210,7 +270,7 @@ struct Block {
 
 std::optional<Block> block_of(const Ring& ring, const Piece& qp, const Piece& kp,
                               const AttentionParams& params) {
-  if (qp.length == 0 || kp.length == 0) return std::nullopt;
+  if (qp.length == 0 || kp.length == 0 || qp.seq != kp.seq) return std::nullopt;
   const int64_t left = ring.left, right = ring.right;
   int64_t i0 = qp.global, i1 = qp.global + qp.length - 1;
   int64_t j0 = kp.global, j1 = kp.global + kp.length - 1;
@@ -234,13 +294,22 @@ std::optional<Block> block_of(const Ring& ring, const Piece& qp, const Piece& kp
   return b;
 }
 
-// The blocks of this rank's queries against rank `holder`'s keys, in a fixed order.
+// The blocks of this rank's queries against rank `holder`'s keys, in a fixed order. Packed, the
+// own step is one varlen call instead (own_step_cu).
 std::vector<Block> blocks_of(const Ring& ring, int holder, const AttentionParams& params) {
   std::vector<Block> blocks;
+  if (ring.packed && holder == ring.rank) return blocks;
   for (const Piece& qp : ring.pieces[size_t(ring.rank)])
     for (const Piece& kp : ring.pieces[size_t(holder)])
       if (auto b = block_of(ring, qp, kp, params)) blocks.push_back(*b);
   return blocks;
+}
+
+// Packed, the cu_seqlens of the own step's one varlen call over the whole slice; undefined when
+// there is no such call (not packed, another rank's slice, or an empty slice).
+Tensor own_step_cu(const Ring& ring, int holder) {
+  if (!ring.packed || holder != ring.rank || ring.lengths[size_t(ring.rank)] == 0) return {};
+  return ring.own_cu;
 }
 
 // Rows [t0, t0 + n) along dimension `dim` as a contiguous tensor: a view when they are
@@ -323,6 +392,12 @@ void run_fwd(Communicator& comm, const Context& ctx, const Ring& ring, const Ten
   const Tensor buffers[2][2] = {{slice_buffer(ring, k), slice_buffer(ring, v)},
                                 {slice_buffer(ring, k), slice_buffer(ring, v)}};
   for (int s = 0; s < ring.n; ++s) {
+    if (const Tensor cu = own_step_cu(ring, ring.holder(s)); cu.defined()) {
+      const Tensor o = Tensor::empty(q.shape(), q.dtype()),
+                   l = Tensor::empty(lse.shape(), lse.dtype());
+      attention_fwd(ctx, o, l, q, visiting_k, visiting_v, params, cu, cu);
+      merge(out, lse, 0, o, l);
+    }
     for (const Block& b : blocks_of(ring, ring.holder(s), params)) {
       const int64_t B = q.size(0), H = q.size(2);
       const Tensor o = Tensor::empty({B, b.nq, H, q.size(3)}, q.dtype());
@@ -360,6 +435,16 @@ void run_bwd(Communicator& comm, const Context& ctx, const Ring& ring, const Ten
   visiting[2].fill(0);
   visiting[3].fill(0);
   for (int s = 0; s < ring.n; ++s) {
+    if (const Tensor cu = own_step_cu(ring, ring.holder(s)); cu.defined()) {
+      const Tensor dq_b = Tensor::empty(q.shape(), q.dtype());
+      const Tensor dk_b = Tensor::empty(k.shape(), k.dtype()),
+                   dv_b = Tensor::empty(v.shape(), v.dtype());
+      attention_bwd(ctx, dq_b, dk_b, dv_b, dout, q, visiting[0], visiting[1], out, lse, params, cu,
+                    cu);
+      add_rows(dq, 0, dq_b);
+      add_rows(visiting[2], 0, dk_b);
+      add_rows(visiting[3], 0, dv_b);
+    }
     for (const Block& b : blocks_of(ring, ring.holder(s), params)) {
       const Tensor kb = rows_of(visiting[0], 1, b.k0, b.nk),
                    vb = rows_of(visiting[1], 1, b.k0, b.nk);
@@ -405,9 +490,9 @@ void on_every_rank_or_fail(Communicator& comm, const char* op, F&& f) {
 
 void attention_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out, const Tensor& lse,
                       const Tensor& q, const Tensor& k, const Tensor& v,
-                      const AttentionParams& params, CpLayout layout) {
+                      const AttentionParams& params, CpLayout layout, const Tensor& cu_seqlens) {
   const char* op = "attention_cp_fwd";
-  const Ring ring = make_ring(op, comm, ctx, q, k, v, params, layout, [&] {
+  const Ring ring = make_ring(op, comm, ctx, q, k, v, params, layout, cu_seqlens, [&] {
     const int64_t B = q.size(0), T = q.size(1), H = q.size(2);
     check_arg(op, "out", out).shape(q.shape()).dtype(q.dtype()).device(Device::cpu());
     check_arg(op, "out", out).contiguous();
@@ -425,9 +510,9 @@ void attention_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
 void attention_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& dq, const Tensor& dk,
                       const Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
                       const Tensor& v, const Tensor& out, const Tensor& lse,
-                      const AttentionParams& params, CpLayout layout) {
+                      const AttentionParams& params, CpLayout layout, const Tensor& cu_seqlens) {
   const char* op = "attention_cp_bwd";
-  const Ring ring = make_ring(op, comm, ctx, q, k, v, params, layout, [&] {
+  const Ring ring = make_ring(op, comm, ctx, q, k, v, params, layout, cu_seqlens, [&] {
     const int64_t B = q.size(0), T = q.size(1), H = q.size(2);
     for (const auto& [name, t] :
          {std::pair<const char*, const Tensor*>{"out", &out}, {"dout", &dout}, {"dq", &dq}})

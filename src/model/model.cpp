@@ -255,15 +255,13 @@ int64_t Model::min_context_slice() const {
   return std::max<int64_t>(halo, 1);
 }
 
-// A context parallel batch: every rank's (B, T), gathered, gives this slice's offset; every rank
+// A context parallel batch (rectangular, or one packed row whose cu_seqlens is the whole
+// batch's): every rank's (B, T), gathered, gives this slice's offset; every rank
 // checks every slice the same way, so all of them throw together rather than one leaving the
 // others waiting in a collective.
 void Model::set_context_parallel_layout(const char* op, const Tensor& tokens,
                                         const Tensor& cu_seqlens) {
   SequenceLayout& layout = *layout_;
-  check_value(op, "cu_seqlens", !cu_seqlens.defined(),
-              "must be undefined under context parallel: packed batches are not supported there "
-              "yet");
   const int64_t B = tokens.size(0), T = tokens.size(1), n = cp_->size();
   const Tensor mine = Tensor::empty({2}, DType::i64), all = Tensor::empty({n, 2}, DType::i64);
   mine.data_as<int64_t>()[0] = B;
@@ -283,6 +281,21 @@ void Model::set_context_parallel_layout(const char* op, const Tensor& tokens,
   Tensor positions = Tensor::empty({B, T}, DType::i32);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t) positions.data_as<int32_t>()[b * T + t] = int32_t(offset + t);
+  if (cu_seqlens.defined()) {
+    // A packed batch split along T: cu_seqlens is the whole batch's (the same on every rank), a
+    // token's position the one within its sequence, whichever rank holds it.
+    check_value(op, "tokens", B == 1, "must have batch dimension 1 with cu_seqlens (a packed ",
+                "batch), got shape ", shape_str(tokens.shape()));
+    int64_t total = 0;
+    for (int64_t r = 0; r < n; ++r) total += shapes[2 * r + 1];
+    const std::vector<int32_t> cu =
+        check_cu_seqlens(*ctx_, op, "cu_seqlens (the whole packed batch's)", cu_seqlens, total);
+    for (size_t s = 0; s + 1 < cu.size(); ++s)
+      for (int64_t t = std::max<int64_t>(cu[s], offset);
+           t < std::min<int64_t>(cu[s + 1], offset + T); ++t)
+        positions.data_as<int32_t>()[t - offset] = int32_t(t - cu[s]);
+    layout.cu_seqlens = cu_seqlens;
+  }
   layout.cp = cp_;
   layout.offset = offset;
   layout.positions = positions;

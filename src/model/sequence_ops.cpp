@@ -22,7 +22,7 @@ void conv1d_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& 
                 const Tensor& x, const Tensor& weight, const Tensor& bias,
                 const CausalConv1dParams& params) {
   if (layout.context_parallel())
-    dist::causal_conv1d_cp_fwd(*layout.cp, ctx, out, x, weight, bias, params);
+    dist::causal_conv1d_cp_fwd(*layout.cp, ctx, out, x, weight, bias, params, layout.cu_seqlens);
   else
     causal_conv1d_fwd(ctx, out, x, weight, bias, params, layout.cu_seqlens);
 }
@@ -34,14 +34,15 @@ void conv1d_bwd(const Context& ctx, const SequenceLayout& layout, const Tensor& 
     causal_conv1d_bwd(ctx, dx, dweight, dbias, dout, x, weight, bias, params, layout.cu_seqlens);
     return;
   }
-  dist::causal_conv1d_cp_bwd(*layout.cp, ctx, dx, dweight, dbias, dout, x, weight, bias, params);
+  dist::causal_conv1d_cp_bwd(*layout.cp, ctx, dx, dweight, dbias, dout, x, weight, bias, params,
+                             layout.cu_seqlens);
   keep_on_first_rank(ctx, layout, {dweight, dbias});
 }
 
 void scan_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
               const Tensor& last_state, const Tensor& a, const Tensor& b) {
   if (layout.context_parallel())
-    dist::linear_scan_cp_fwd(*layout.cp, ctx, out, last_state, a, b);
+    dist::linear_scan_cp_fwd(*layout.cp, ctx, out, last_state, a, b, {}, layout.cu_seqlens);
   else
     linear_scan_fwd(ctx, out, last_state, a, b, {}, layout.cu_seqlens);
 }
@@ -49,7 +50,7 @@ void scan_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& ou
 void scan_bwd(const Context& ctx, const SequenceLayout& layout, const Tensor& da, const Tensor& db,
               const Tensor& dout, const Tensor& a, const Tensor& out) {
   if (layout.context_parallel())
-    dist::linear_scan_cp_bwd(*layout.cp, ctx, da, db, {}, dout, {}, a, out);
+    dist::linear_scan_cp_bwd(*layout.cp, ctx, da, db, {}, dout, {}, a, out, {}, layout.cu_seqlens);
   else
     linear_scan_bwd(ctx, da, db, {}, dout, {}, a, out, {}, layout.cu_seqlens);
 }
@@ -96,7 +97,8 @@ void attention_fwd(const Context& ctx, const SequenceLayout& layout, const Tenso
                    const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                    const AttentionParams& params) {
   if (layout.context_parallel())
-    dist::attention_cp_fwd(*layout.cp, ctx, out, lse, q, k, v, params);
+    dist::attention_cp_fwd(*layout.cp, ctx, out, lse, q, k, v, params, dist::CpLayout::contiguous,
+                           layout.cu_seqlens);
   else
     attention_fwd(ctx, out, lse, q, k, v, params, layout.cu_seqlens, layout.cu_seqlens);
 }
@@ -106,7 +108,8 @@ void attention_bwd(const Context& ctx, const SequenceLayout& layout, const Tenso
                    const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                    const AttentionParams& params) {
   if (layout.context_parallel())
-    dist::attention_cp_bwd(*layout.cp, ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+    dist::attention_cp_bwd(*layout.cp, ctx, dq, dk, dv, dout, q, k, v, out, lse, params,
+                           dist::CpLayout::contiguous, layout.cu_seqlens);
   else
     attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params, layout.cu_seqlens,
                   layout.cu_seqlens);

@@ -206,6 +206,158 @@ INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelModel,
                                   std::to_string(std::get<1>(info.param));
                          });
 
+// ---- Packed batches -----------------------------------------------------------------------------
+
+// One packed row of 3 x 16 bytes of fortunes (documents of at most 16), split as
+// shard_forward_backward splits it: the documents by data parallel group, the group's packed
+// tokens in C contiguous slices with the group's whole cu_seqlens, so documents straddle slices.
+const std::vector<CpModelCase> kPackedCpCases = {
+    {"packed_llama_gqa", R"({"vocab_size": 256, "d_model": 16, "pattern": "*-*",
+                             "attention": {"n_heads": 4, "n_kv_heads": 2}, "mlp": {"hidden": 24}})",
+     3},
+    {"packed_hybrid_mamba2_attention", R"({"vocab_size": 256, "d_model": 8, "pattern": "S-W",
+                                           "attention": {"n_heads": 2, "n_kv_heads": 1,
+                                                         "window": 5},
+                                           "mamba2": {"d_state": 4, "head_dim": 4, "d_conv": 3,
+                                                      "chunk_size": 4}})",
+     3},
+    // The conv halo and the linear scan (Hawk), and the selective scan (Mamba), across documents.
+    {"packed_hawk", R"({"vocab_size": 256, "d_model": 8, "pattern": "R-",
+                        "rglru": {"width": 6, "d_conv": 3}, "mlp": {"hidden": 12}})",
+     3},
+    {"packed_mamba", R"({"vocab_size": 256, "d_model": 8, "pattern": "M-",
+                         "mamba": {"d_state": 4, "d_conv": 3, "expand": 2, "dt_rank": 2},
+                         "mlp": {"hidden": 12}})",
+     3},
+    {"packed_gdn", R"({"vocab_size": 256, "d_model": 8, "pattern": "G*",
+                       "attention": {"n_heads": 2, "n_kv_heads": 1},
+                       "deltanet": {"n_heads": 2, "n_v_heads": 4, "head_k_dim": 4,
+                                    "head_v_dim": 4, "d_conv": 3, "chunk_size": 4}})",
+     3},
+};
+
+train::TextTask packed_task() {
+  train::TextOptions o;  // Debian's fortunes (scripts/setup.sh installs it)
+  o.seq_len = 16;
+  o.pack = true;
+  return train::TextTask(o);
+}
+
+// The f64 naive of the packed loss, as loss_grouped_by_rank: the one-process f64 run's per-token
+// losses grouped into the ranks' shares as shard_forward_backward cuts the packed row.
+double packed_loss_grouped_by_rank(const Model& exact, const train::Task& task, int64_t index,
+                                   int64_t B, int n, int C) {
+  const int64_t L = B * task.seq_len(), V = task.vocab_size();
+  const Tensor tokens = Tensor::empty({1, L}, DType::i32),
+               targets = Tensor::empty({1, L}, DType::i32);
+  std::vector<int32_t> cu;
+  EXPECT_TRUE(task.fill_packed(index, tokens, targets, cu));
+  const double* logits = exact.logits().data_as<double>();
+  const int32_t* y = targets.data_as<int32_t>();
+  const int groups = n / C;
+  auto first = [&](int k) {
+    return int64_t(std::lower_bound(cu.begin(), cu.end() - 1, L * k / groups) - cu.begin());
+  };
+  double sum = 0, labelled = 0;
+  for (int r = 0; r < n; ++r) {
+    const int g = r / C, c = r % C;
+    const int64_t begin = cu[size_t(first(g))], Lg = cu[size_t(first(g + 1))] - begin;
+    double share = 0, count = 0;
+    for (int64_t t = begin + Lg * c / C; t < begin + Lg * (c + 1) / C; ++t) {
+      if (y[t] == -100) continue;
+      const double* row = logits + t * V;
+      const double top = *std::max_element(row, row + V);
+      double z = 0;
+      for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - top);
+      share += top + std::log(z) - row[y[t]];
+      ++count;
+    }
+    if (count) sum += count * (share / count);
+    labelled += count;
+  }
+  return sum / labelled;
+}
+
+class PackedContextParallelModel : public testing::TestWithParam<std::tuple<CpModelCase, int>> {};
+
+// A packed batch under context parallel == the one-process packed run (loss and gradients), the
+// same checks as SumOverRanksIsTheWholeBatch above.
+TEST_P(PackedContextParallelModel, SumOverRanksIsTheWholePackedBatch) {
+  const auto& [c, C] = GetParam();
+  Communicator& comm = world();
+  if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
+  if (comm.size() % C)
+    GTEST_SKIP() << "C = " << C << " does not divide the job's " << comm.size() << " ranks";
+  if (!std::filesystem::exists("/usr/share/games/fortunes"))
+    GTEST_SKIP() << "no corpus: Debian's fortunes is not installed (scripts/setup.sh)";
+  const auto cp = group_of(comm, C);
+  const train::TextTask task = packed_task();
+  const ModelConfig config = ModelConfig::from_json(c.config);
+  Context& ctx = context_for(Device::cpu());
+  const int64_t index = 3;
+  {
+    // The case is only a test of straddling if some document straddles a slice boundary.
+    const int64_t L = c.batch * task.seq_len();
+    const Tensor tokens = Tensor::empty({1, L}, DType::i32);
+    std::vector<int32_t> cu;
+    ASSERT_TRUE(task.fill_packed(index, tokens, tokens, cu));
+    const int groups = comm.size() / C;
+    int straddling = 0;
+    for (int g = 0; g < groups; ++g) {
+      auto first = [&](int k) {
+        return std::lower_bound(cu.begin(), cu.end() - 1, L * k / groups) - cu.begin();
+      };
+      const int64_t begin = cu[size_t(first(g))], Lg = cu[size_t(first(g + 1))] - begin;
+      for (int r = 1; r < C; ++r)
+        for (size_t d = 0; d + 1 < cu.size(); ++d)
+          straddling += cu[d] < begin + Lg * r / C && begin + Lg * r / C < cu[d + 1];
+    }
+    EXPECT_GT(straddling, 0) << "no document straddles a slice: pick another micro-batch";
+  }
+  Model single32(config, ctx, DType::f32, 7);
+  const double loss32 = whole_batch(single32, task, index, c.batch, true, false);
+  for (DType dtype : {DType::f64, DType::f32}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Model model(config, ctx, dtype, /*seed=*/7), exact(config, ctx, DType::f64, 7),
+        reversed(config, ctx, DType::f64, 7);
+    copy_params(model, single32);
+    copy_params(exact, single32);
+    copy_params(reversed, single32);
+    model.set_context_parallel(cp.get());
+    const train::MicroBatchResult got =
+        train::shard_forward_backward(comm, model, task, index, c.batch, /*packed=*/true);
+    comm.all_reduce_sum(model.grads().flat());
+    const double exact_loss = whole_batch(exact, task, index, c.batch, true, false);
+    const double reversed_loss = whole_batch(reversed, task, index, c.batch, true, true);
+    auto naive = [&](const Ref& e, const Ref& rev, const Ref& f32) {
+      return dtype == DType::f32 ? f32 : f64_naive(e, rev, f32);
+    };
+    const Ref exact_l = to_ref(scalar(exact_loss));
+    Ref naive_l = naive(exact_l, to_ref(scalar(reversed_loss)), to_ref(scalar(loss32)));
+    if (dtype == DType::f64) {
+      const double grouped =
+          packed_loss_grouped_by_rank(exact, task, index, c.batch, comm.size(), C);
+      if (std::abs(grouped - exact_loss) > std::abs(naive_l[0] - exact_loss)) naive_l[0] = grouped;
+    }
+    expect_close_2x(scalar(got.loss), exact_l, naive_l, dtype, "loss");
+    for (size_t i = 0; i < model.grads().tensors().size(); ++i) {
+      const NamedTensor& g = model.grads().tensors()[i];
+      const Ref e = to_ref(exact.grads().tensors()[i].tensor);
+      expect_close_2x(g.tensor, e,
+                      naive(e, to_ref(reversed.grads().tensors()[i].tensor),
+                            to_ref(single32.grads().tensors()[i].tensor)),
+                      dtype, "d" + g.name);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, PackedContextParallelModel,
+                         testing::Combine(testing::ValuesIn(kPackedCpCases), testing::Values(2, 4)),
+                         [](const testing::TestParamInfo<std::tuple<CpModelCase, int>>& info) {
+                           return std::get<0>(info.param).name + "_C" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
+
 // What the model refuses, on every rank alike (none is left waiting in a collective).
 TEST(ContextParallelModel, RefusesWhatItCannotSplit) {
   Communicator& comm = world();
@@ -220,9 +372,10 @@ TEST(ContextParallelModel, RefusesWhatItCannotSplit) {
   const Tensor tokens = Tensor::zeros({2, T}, DType::i32);
   EXPECT_LONGCTX_ERROR(hawk.forward(tokens, tokens), "Model::forward", "holds 1 tokens on rank 1",
                        "at least 2");
-  const Tensor cu = int_tensor(std::vector<int32_t>{0, int32_t(T)}, {2});
-  EXPECT_LONGCTX_ERROR(hawk.forward(tokens.narrow(0, 0, 1), tokens.narrow(0, 0, 1), cu),
-                       "cu_seqlens", "packed batches are not supported");
+  // A packed row whose cu_seqlens is not the whole batch's (it ends at this slice's length).
+  const Tensor row = Tensor::zeros({1, 4}, DType::i32);
+  const Tensor cu = int_tensor(std::vector<int32_t>{0, 4}, {2});
+  EXPECT_LONGCTX_ERROR(hawk.forward(row, row, cu), "Model::forward", "cu_seqlens");
   comm.barrier();
 }
 
@@ -312,6 +465,51 @@ TEST(ContextParallelTrain, MatchesOneProcessAndResumesWithAnotherC) {
                     what.c_str(), comm.size(), worst);
         EXPECT_LE(worst, kCpRunBound) << what << " " << key;
       }
+    }
+  }
+  comm.barrier();
+  if (comm.rank() == 0) std::filesystem::remove_all(root);
+}
+
+// `longctx train --pack --context-parallel C`: byte text packed into rows of 3 x 32 bytes, a
+// Mamba-2 + gated delta rule + attention stack, against the one-process run of the same options
+// within the bound of the rectangular runs above.
+TEST(ContextParallelTrain, PackedMatchesOneProcess) {
+  Communicator& comm = world();
+  if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
+  if (!std::filesystem::exists("/usr/share/games/fortunes"))
+    GTEST_SKIP() << "no corpus: Debian's fortunes is not installed (scripts/setup.sh)";
+  const auto single = dist::make_communicator("single");
+  const std::string root = shared_temp_dir(comm);
+  auto packed_run = [&](const std::string& dir, int C) {
+    TrainOptions o = cp_run(dir, C);
+    o.task = "text";
+    o.text.seq_len = 32;
+    o.text.pack = true;
+    o.batch = 3;  // rows of 96 bytes: slices of 48 (24 on four ranks) cut documents of <= 32
+    o.model = ModelConfig::from_json(R"({"vocab_size": 256, "d_model": 8, "pattern": "SG*",
+        "attention": {"n_heads": 2, "n_kv_heads": 1},
+        "mamba2": {"d_state": 4, "head_dim": 4, "d_conv": 3, "chunk_size": 4},
+        "deltanet": {"n_heads": 2, "n_v_heads": 4, "head_k_dim": 4, "head_v_dim": 4,
+                     "d_conv": 3, "chunk_size": 4}})");
+    return o;
+  };
+  const std::string all = root + "/all", one = root + "/one";
+  train::train(packed_run(all, comm.size()), false, {}, &comm);
+  if (comm.rank() == 0) train::train(packed_run(one, 1), false, {}, single.get());
+  comm.barrier();
+  if (comm.rank() == 0) {
+    const auto o = step_lines(one), a = step_lines(all);
+    ASSERT_EQ(o.size(), 4u);
+    ASSERT_EQ(a.size(), o.size());
+    for (const char* key : {"loss", "grad_norm"}) {
+      double worst = 0;
+      for (size_t i = 0; i < a.size(); ++i)
+        worst = std::max(worst, std::abs(a[i][key].get<double>() - o[i][key].get<double>()) /
+                                    std::abs(o[i][key].get<double>()));
+      std::printf("f32 packed %s, C = %d vs one process: max relative difference %.3g\n", key,
+                  comm.size(), worst);
+      EXPECT_LE(worst, kCpRunBound) << key;
     }
   }
   comm.barrier();

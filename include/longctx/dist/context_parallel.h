@@ -159,7 +159,15 @@ void gated_delta_rule_cp_bwd(Communicator& comm, const Context& ctx,
 // Layouts: q, out, dq (B, T_r, H, D), k, v, dk, dv (B, T_r, Hkv, D), lse (B, H, T_r) as in
 // include/longctx/ops/attention.h with T_r this rank's slice; every rank's params the same, and
 // masking is the whole sequence's (Tq = Tk = T, the sum of the slices). Slices may be empty.
-// Rectangular batches of CPU tensors (the MPI communicator's); no cu_seqlens.
+// CPU tensors (the MPI communicator's).
+//
+// Packed batches (cu_seqlens, the contiguous layout; zigzag refuses them): as for the scans above,
+// every rank is given the whole batch's cu_seqlens (N + 1, i32, the same on every rank) and its
+// slice (1, T_r, ...) of the packed batch; a query sees only its own sequence's keys, masked by
+// its position within that sequence: this rank's rows of the single-process attention_fwd/bwd with
+// cu_seqlens_q = cu_seqlens_k = cu_seqlens. Sequences may straddle any number of slices. Per ring
+// step one call of the op: the own step one varlen call over the slice's sequences, a step
+// against another rank's slice a call for the one sequence the two slices may share.
 //
 // Causal attention on contiguous slices is unbalanced: rank r attends r + 1 of the n blocks, so
 // the last rank does n times the first's work. The zigzag layout balances it: the sequence is
@@ -192,13 +200,15 @@ std::array<SeqRange, 2> zigzag_chunks(int64_t T, int n, int rank);
 // the global one).
 void attention_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out, const Tensor& lse,
                       const Tensor& q, const Tensor& k, const Tensor& v,
-                      const AttentionParams& params = {}, CpLayout layout = CpLayout::contiguous);
+                      const AttentionParams& params = {}, CpLayout layout = CpLayout::contiguous,
+                      const Tensor& cu_seqlens = {});
 
 // dq, dk, dv: this rank's slice of the single-process attention_bwd's gradients; out and lse are
 // what attention_cp_fwd gave this rank.
 void attention_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& dq, const Tensor& dk,
                       const Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
                       const Tensor& v, const Tensor& out, const Tensor& lse,
-                      const AttentionParams& params = {}, CpLayout layout = CpLayout::contiguous);
+                      const AttentionParams& params = {}, CpLayout layout = CpLayout::contiguous,
+                      const Tensor& cu_seqlens = {});
 
 }  // namespace longctx::dist
