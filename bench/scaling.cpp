@@ -333,16 +333,15 @@ int run_scaling(const ScalingOptions& options) {
                                 : shell_line(
                                       "sed -n 's/^model name[[:space:]]*: //p' "
                                       "/proc/cpuinfo | head -n 1");
-  std::printf("longctx scaling: %s (%s)%s, %lld tokens per batch, lengths", device.str().c_str(),
-              device_name.c_str(),
-              C > 1 ? detail::concat(", context parallel over ", C, " ranks").c_str() : "",
-              (long long)tokens);
-  if (budget_mode)
+  std::printf("longctx scaling: %s (%s)%s", device.str().c_str(), device_name.c_str(),
+              C > 1 ? detail::concat(", context parallel over ", C, " ranks").c_str() : "");
+  if (budget_mode) {
     std::printf(
-        " searched: the longest T within %.1f MiB of training memory per rank, in steps "
-        "of %lld\n",
+        ", one sequence; the longest T within %.1f MiB of training memory per rank, in "
+        "steps of %lld\n",
         options.memory_budget_mib, (long long)options.memory_step);
-  else {
+  } else {
+    std::printf(", %lld tokens per batch, lengths", (long long)tokens);
     for (int64_t T : lengths) std::printf(" %lld", (long long)T);
     std::printf("\n");
   }
