@@ -251,6 +251,38 @@ static json time_packed(Model& model, const Context& ctx, int repeats, const std
   return point;
 }
 
+// The memory budget search (see ScalingOptions::memory_budget_mib): `probe(T)` runs one training
+// step at T and returns its training memory in bytes (every rank's largest), or throws. Memory
+// grows with T (the activations are a sum of per-token buffers and per-layer constants), so
+// doubling from `step` brackets the budget and bisection over multiples of `step` closes it.
+// Every probe is kept: {"T", "train_memory_bytes"} in the order run.
+template <class Probe>
+json longest_within(double budget_bytes, int64_t step, int64_t max_T, Probe&& probe) {
+  json probes = json::array();
+  auto fits = [&](int64_t T) {
+    const double bytes = probe(T);
+    probes.push_back({{"T", T}, {"train_memory_bytes", bytes}});
+    return bytes <= budget_bytes;
+  };
+  int64_t lo = 0, hi = step;  // lo fits (0: nothing does yet), hi does not, once found
+  while (hi <= max_T && fits(hi)) lo = hi, hi *= 2;
+  if (lo == 0 && hi > max_T) return {{"longest_T", 0}, {"probes", probes}};
+  if (hi > max_T) return {{"longest_T", lo}, {"limited_by_max_T", max_T}, {"probes", probes}};
+  while (hi - lo > step) {
+    const int64_t mid = lo + (hi - lo) / step / 2 * step;
+    (fits(mid) ? lo : hi) = mid;
+  }
+  auto bytes_at = [&](int64_t T) {
+    for (const json& p : probes)
+      if (p["T"].get<int64_t>() == T) return p["train_memory_bytes"].get<double>();
+    return std::nan("");
+  };
+  json result = {{"longest_T", lo}, {"next_T", hi}, {"next_T_train_memory_bytes", bytes_at(hi)}};
+  if (lo > 0) result["longest_T_train_memory_bytes"] = bytes_at(lo);
+  result["probes"] = probes;
+  return result;
+}
+
 // Single-token decode steps timed per point (after a prefill of T tokens).
 constexpr int kDecodeSteps = 16;
 
@@ -272,6 +304,15 @@ int run_scaling(const ScalingOptions& options) {
     LONGCTX_CHECK(!options.packed && !options.profile,
                   "bench scaling: --context-parallel times rectangular steps only (no --packed "
                   "or --profile)");
+  }
+  const bool budget_mode = options.memory_budget_mib > 0;
+  if (budget_mode) {
+    LONGCTX_CHECK(options.lengths.empty() && !options.packed && !options.profile,
+                  "bench scaling: --memory-budget searches T itself (no --lengths, --packed or "
+                  "--profile)");
+    LONGCTX_CHECK(options.memory_step >= 1 && options.memory_step % C == 0,
+                  "bench scaling: --memory-step must be a positive multiple of --context-parallel ",
+                  C, ", got ", options.memory_step);
   }
   const bool leader = !group || group->rank() == 0;
   if (!leader) LONGCTX_CHECK(std::freopen("/dev/null", "w", stdout), "bench scaling: stdout");
@@ -307,12 +348,18 @@ int run_scaling(const ScalingOptions& options) {
                                 : shell_line(
                                       "sed -n 's/^model name[[:space:]]*: //p' "
                                       "/proc/cpuinfo | head -n 1");
-  std::printf("longctx scaling: %s (%s)%s, %lld tokens per batch, lengths", device.str().c_str(),
-              device_name.c_str(),
-              C > 1 ? detail::concat(", context parallel over ", C, " ranks").c_str() : "",
-              (long long)tokens);
-  for (int64_t T : lengths) std::printf(" %lld", (long long)T);
-  std::printf("\n");
+  std::printf("longctx scaling: %s (%s)%s", device.str().c_str(), device_name.c_str(),
+              C > 1 ? detail::concat(", context parallel over ", C, " ranks").c_str() : "");
+  if (budget_mode) {
+    std::printf(
+        ", one sequence; the longest T within %.1f MiB of training memory per rank, in "
+        "steps of %lld\n",
+        options.memory_budget_mib, (long long)options.memory_step);
+  } else {
+    std::printf(", %lld tokens per batch, lengths", (long long)tokens);
+    for (int64_t T : lengths) std::printf(" %lld", (long long)T);
+    std::printf("\n");
+  }
 
   // The load when the run starts and ends: on a shared machine, what the timings share it with.
   const std::string load_start = shell_line("cut -d' ' -f1-3 /proc/loadavg");
@@ -339,6 +386,54 @@ int run_scaling(const ScalingOptions& options) {
       std::fprintf(stderr, "%s: the f32 model disagrees with its f64 reference; not timing it\n",
                    printable(preset).c_str());
       return 1;
+    }
+    if (budget_mode) {
+      const double param_bytes = double(model->params().flat().nbytes());
+      const double budget = options.memory_budget_mib * 1024 * 1024;
+      auto probe = [&](int64_t T) {
+        progress(preset, T, "training step (memory budget)");
+        std::mt19937_64 rng{uint64_t(T)};
+        const Tensor x = random_tokens(1, T, config.vocab_size, rng, device, ctx);
+        const Tensor y = random_tokens(1, T, config.vocab_size, rng, device, ctx);
+        const int64_t c = group ? group->rank() : 0, t0 = T * c / C, t1 = T * (c + 1) / C;
+        // A failure on one rank (a slice below min_context_slice) fails them all alike.
+        const Tensor xs = Tensor::empty({1, t1 - t0}, DType::i32);
+        const Tensor ys = Tensor::empty({1, t1 - t0}, DType::i32);
+        xs.copy_from(x.narrow(1, t0, t1 - t0));
+        ys.copy_from(y.narrow(1, t0, t1 - t0));
+        model->forward(xs, ys);
+        model->backward();
+        ctx.synchronize();
+        progress(preset, T, nullptr);
+        return largest(double(model->activation_bytes())) + 2 * param_bytes;
+      };
+      json found;
+      try {
+        found = longest_within(budget, options.memory_step, kMaxSequenceLength, probe);
+      } catch (const Error& e) {
+        progress(preset, 0, nullptr);
+        std::printf("  memory budget search failed: %s\n", e.what());
+        results.push_back({{"preset", preset}, {"error", e.what()}});
+        continue;
+      }
+      const int64_t longest = found["longest_T"];
+      if (longest == 0)
+        std::printf("  longest T within %.1f MiB per rank: none (T = %lld needs %s)\n",
+                    options.memory_budget_mib, (long long)options.memory_step,
+                    human_bytes(found["probes"][0]["train_memory_bytes"].get<double>()).c_str());
+      else
+        std::printf("  longest T within %.1f MiB per rank: %lld (%s; T = %lld: %s)\n",
+                    options.memory_budget_mib, (long long)longest,
+                    human_bytes(found["longest_T_train_memory_bytes"].get<double>()).c_str(),
+                    (long long)found["next_T"].get<int64_t>(),
+                    human_bytes(found["next_T_train_memory_bytes"].get<double>()).c_str());
+      std::fflush(stdout);
+      found["preset"] = preset;
+      found["pattern"] = config.pattern();
+      found["parameters"] = model->parameter_count();
+      found["parameter_bytes"] = param_bytes;
+      results.push_back(found);
+      continue;
     }
     json points = json::array();
     std::printf("  %8s %6s %14s %9s %14s %13s %12s %12s %12s\n", "T", "batch", "train tok/s",
@@ -536,6 +631,14 @@ int run_scaling(const ScalingOptions& options) {
                   "visible key for attention + the delta rule's chunk products, bench/flops.h) per "
                   "token x training tokens/s; scans, convs and norms not counted"},
                  {"repeats", options.repeats},
+                 {"memory_budget_mib", options.memory_budget_mib},
+                 {"memory_step", options.memory_step},
+                 {"memory_budget_note",
+                  "memory_budget_mib > 0: instead of the sweep, per preset the longest T (a "
+                  "multiple of memory_step) whose training step on one sequence (B = 1), split "
+                  "over the context_parallel ranks, keeps the largest rank's train memory "
+                  "(activation high-water mark + parameters + gradients) within the budget; one "
+                  "step run per probe (doubling, then bisection), longest_T and next_T both run"},
                  {"dtype", "f32"},
                  {"memory_note",
                   "train_memory_bytes = activation arena high-water mark (forward + backward) + "

@@ -32,6 +32,14 @@ struct ScalingOptions {
   // holding one contiguous slice; the training step and prefill timed, memory the largest rank's.
   // The decode is not context parallel: not timed. 1: off.
   int context_parallel = 1;
+  // Memory budget search (`--memory-budget MiB`), instead of the sweep: for each preset, the
+  // longest T (a multiple of memory_step) whose training step, one sequence (B = 1) split over
+  // the C ranks, keeps every rank's training memory (activation high-water mark + parameters +
+  // gradients) within the budget. Found by running one step per probed T: doubling from
+  // memory_step, then bisection; the longest T and the next multiple of memory_step are both run,
+  // so the answer is measured on each side. 0: off.
+  double memory_budget_mib = 0;
+  int64_t memory_step = 256;
 };
 
 // The packed mode's documents for B rows of T tokens: lengths drawn from a lognormal with median

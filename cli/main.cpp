@@ -3,7 +3,7 @@
 //   longctx ops                                the ops `longctx op` can run, their tensors, options
 //   longctx op NAME --in IN --out OUT [--device cpu|cuda[:N]] [--backward] [--threads N]
 //   longctx bench scaling [--device D] [--presets a,b] [--lengths 256,512] [--packed]
-//                         [--context-parallel C] [--out FILE]
+//                         [--context-parallel C] [--memory-budget MiB] [--out FILE]
 //   longctx train --out DIR [--task mqar|text] [--model PRESET] [--resume] ...  (models/train.h)
 //   longctx generate --checkpoint DIR|FILE (--prompt TEXT | --tokens 1,2,3) [sampling options]
 // Errors: one line on stderr ("longctx: error: ..."), exit status 1; usage errors exit 2. A
@@ -165,6 +165,18 @@ int main(int argc, char** argv) {
                    "under mpirun -np C: every sequence split along T over the C ranks "
                    "(CPU; training and prefill timed, memory per rank)")
       ->check(integer_in(1, 1 << 20))
+      ->capture_default_str();
+  scaling_cmd
+      ->add_option("--memory-budget", scaling.memory_budget_mib,
+                   "MiB: instead of the sweep, the longest T per preset whose training step "
+                   "(B = 1, split over the --context-parallel ranks) keeps each rank's training "
+                   "memory within it (0: off)")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
+  scaling_cmd
+      ->add_option("--memory-step", scaling.memory_step,
+                   "the --memory-budget search's granularity in tokens (a multiple of C)")
+      ->check(integer_in(1, kMaxSequenceLength))
       ->capture_default_str();
   scaling_cmd->add_flag("--profile", scaling.profile,
                         "also time one training step op by op at each point (printed, and in "

@@ -1047,6 +1047,62 @@ TEST(CliBench, ScalingPackedDocumentsFillTheTokenBudget) {
   EXPECT_NE(r.out.find("packed"), std::string::npos) << r.out;
 }
 
+// bench scaling --memory-budget: the longest T (a multiple of --memory-step) whose training step
+// keeps the training memory within the budget, checked against the sweep's own measurement at
+// that T and at the next step (B = 1: --tokens T); a budget below the shortest step finds none;
+// the option's misuse is an error.
+TEST(CliBench, ScalingMemoryBudgetFindsTheLongestFittingLength) {
+  ScratchDir dir;
+  std::ofstream(dir.file("ssm.json"))
+      << R"({"name": "ssm", "vocab_size": 16, "d_model": 16, "pattern": "S-*-",
+             "attention": {"n_heads": 2, "n_kv_heads": 1},
+             "mamba2": {"d_state": 8, "head_dim": 8, "chunk_size": 16}})";
+  const std::string base =
+      "bench scaling --device cpu --presets-dir " + dir.path() + " --presets ssm --repeats 1 ";
+  auto train_memory = [&](int64_t T) {
+    const Result r = cli(dir, base + "--lengths " + std::to_string(T) + " --tokens " +
+                                  std::to_string(T) + " --out " + dir.file("sweep.json"));
+    EXPECT_EQ(r.status, 0) << r.err;
+    const nlohmann::json point =
+        nlohmann::json::parse(slurp(dir.file("sweep.json")))["presets"][0]["points"][0];
+    EXPECT_EQ(point["batch"].get<int64_t>(), 1);
+    return point["train_memory_bytes"].get<double>();
+  };
+  const double at64 = train_memory(64), at128 = train_memory(128);
+  ASSERT_GT(at128, at64);
+  const double budget = at64 + 0.6 * (at128 - at64);  // between T = 64 and T = 128
+  char mib[64];
+  std::snprintf(mib, sizeof mib, "%.6f", budget / (1024 * 1024));
+  const Result r = cli(
+      dir, base + "--memory-budget " + mib + " --memory-step 16 --out " + dir.file("budget.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json report = nlohmann::json::parse(slurp(dir.file("budget.json")));
+  const nlohmann::json& found = report["presets"][0];
+  const int64_t longest = found["longest_T"], next = found["next_T"];
+  EXPECT_GE(longest, 64);
+  EXPECT_LT(longest, 128);
+  EXPECT_EQ(longest % 16, 0);
+  EXPECT_EQ(next, longest + 16);
+  const double at_longest = train_memory(longest), at_next = train_memory(next);
+  EXPECT_LE(at_longest, budget);
+  EXPECT_GT(at_next, budget);
+  EXPECT_EQ(found["longest_T_train_memory_bytes"].get<double>(), at_longest);
+  EXPECT_EQ(found["next_T_train_memory_bytes"].get<double>(), at_next);
+  EXPECT_NE(r.out.find("longest T within"), std::string::npos) << r.out;
+
+  std::snprintf(mib, sizeof mib, "%.6f", 0.5 * train_memory(16) / (1024 * 1024));
+  const Result none = cli(
+      dir, base + "--memory-budget " + mib + " --memory-step 16 --out " + dir.file("none.json"));
+  ASSERT_EQ(none.status, 0) << none.err;
+  EXPECT_EQ(nlohmann::json::parse(slurp(dir.file("none.json")))["presets"][0]["longest_T"], 0);
+
+  expect_error(cli(dir, base + "--memory-budget 1 --lengths 64 --out " + dir.file("x.json")), 1,
+               {"--memory-budget searches T itself"});
+  EXPECT_EQ(cli(dir, base + "--memory-budget -1 --out " + dir.file("x.json")).status, 2);
+  EXPECT_EQ(cli(dir, base + "--memory-budget 1 --memory-step 0 --out " + dir.file("x.json")).status,
+            2);
+}
+
 // generate prints the continuation byte for byte: a model whose parameters are all zero has equal
 // logits, so greedy decoding picks token 0 — a NUL byte, where printing with %s stopped.
 // Parameters holding NaN, NaN sampling parameters and a checkpoint whose config has impossible
