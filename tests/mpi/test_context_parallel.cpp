@@ -2,6 +2,8 @@
 // `mpirun -np N`: one sequence split along T over the ranks (lengths not divisible by N), each
 // rank's slice of the outputs and the whole states and weight gradients against the plain reference
 // over the whole sequence (2x rule, f64 and f32), forward and backward.
+#include <map>
+
 #include "harness.h"
 #include "longctx/dist/context_parallel.h"
 #include "longctx/ops/linear_scan.h"
@@ -440,6 +442,79 @@ TEST(ContextParallel, SlicesShorterThanTheHaloAreRefused) {
       "linear_scan_cp_fwd", "last_state");
 }
 
+// ---- The reference on each sequence of a packed batch alone -------------------------------------
+
+// Where one result of the reference on one sequence goes in the packed batch's result.
+enum class At {
+  token,      // along the T dimension `dim`, from the sequence's first token
+  sequence,   // at index n of dimension 0 (the states: one per sequence)
+  sum,        // summed over the sequences (the shared parameters' gradients)
+  naive_sum,  // summed, the naive sum in the naive type's own precision
+};
+
+// One result of the Oracle (exact) and of the naive-typed reference on one sequence.
+struct Piece {
+  std::string name;
+  At at;
+  int dim;  // (At::token only)
+  Ref exact, naive;
+};
+
+// The packed batch's exact and naive results, by name, and this rank's tokens [t0, t1).
+struct PackedRefs {
+  std::map<std::string, Piece> of;
+  int64_t t0, t1;
+
+  // The 2x rule on each (got, name): this rank's tokens of a per-token result, all of any other.
+  void expect(std::initializer_list<std::pair<Tensor, const char*>> got, DType dt) const {
+    for (const auto& [t, name] : got) {
+      const Piece& w = of.at(name);
+      if (w.at == At::token)
+        expect_close_2x(t, slice(w.exact, w.dim, t0, t1), slice(w.naive, w.dim, t0, t1), dt, name);
+      else
+        expect_close_2x(t, w.exact, w.naive, dt, name);
+    }
+  }
+};
+
+// Runs per_sequence(n, begin, end) — the reference on sequence n alone, as Pieces — for every
+// sequence of cu_seqlens and assembles the packed batch's results (S: the naive type). A piece
+// without entries is skipped: an empty sequence's per-token results (the references leave some
+// of them shapeless) and its parameters' gradients (zero).
+template <class S, class PerSequence>
+PackedRefs packed_reference(const std::vector<int32_t>& cu, std::pair<int64_t, int64_t> mine,
+                            PerSequence per_sequence) {
+  PackedRefs r{{}, mine.first, mine.second};
+  const int64_t N = int64_t(cu.size()) - 1;
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+    for (const Piece& p : per_sequence(n, b, e)) {
+      if (p.exact.numel() == 0) continue;
+      auto it = r.of.find(p.name);
+      if (it == r.of.end()) {
+        Shape shape = p.exact.shape;
+        if (p.at == At::token) shape[size_t(p.dim)] = cu.back();
+        if (p.at == At::sequence) shape[0] = N;
+        it = r.of.emplace(p.name, Piece{p.name, p.at, p.dim, Ref(shape), Ref(shape)}).first;
+      }
+      Piece& w = it->second;
+      if (p.at == At::token || p.at == At::sequence) {
+        const int dim = p.at == At::token ? p.dim : 0;
+        paste(w.exact, dim, p.at == At::token ? b : n, p.exact);
+        paste(w.naive, dim, p.at == At::token ? b : n, p.naive);
+        continue;
+      }
+      EXPECT_EQ(p.exact.shape, w.exact.shape) << p.name;
+      for (int64_t i = 0; i < w.exact.numel(); ++i) {
+        w.exact[i] += p.exact[i];
+        w.naive[i] =
+            p.at == At::sum ? w.naive[i] + p.naive[i] : double(S(w.naive[i]) + S(p.naive[i]));
+      }
+    }
+  }
+  return r;
+}
+
 struct CpDeltaPackedCase {
   std::string name;
   std::vector<int64_t> lengths;
@@ -505,22 +580,9 @@ TEST_P(ContextParallelGatedDeltaRulePacked, SlicesMatchEachSequenceAlone) {
                               poison(in.g), poison(in.beta), poison(in.initial_state)};
   dist::gated_delta_rule_cp_bwd(comm, ctx, g, mine(dout, dt), from_ref(dfinal, sdt), in, params);
 
-  // The reference on each sequence alone, assembled in the packed layout: per-token results
-  // (dimension 1 is T) and per-sequence ones (dimension 0 is N).
-  const std::vector<Tensor> got = {out, fin, g.dq, g.dk, g.dv, g.dg, g.dbeta, g.dinitial_state};
-  const char* names[] = {"out", "final_state", "dq", "dk", "dv", "dg", "dbeta", "dinitial_state"};
-  const bool per_token[] = {true, false, true, true, true, true, true, false};
-  const Ref* whole[] = {&r.v, &r.h0, &r.q, &r.k, &r.v, &r.g, &r.beta, &r.h0};
-  const DType dtypes[] = {dt, sdt, dt, dt, dt, sdt, dt, sdt};
   with_naive_type(dt, [&](auto tag) {
     using S = typename decltype(tag)::type;
-    std::vector<Ref> exact, naive;
-    for (const Ref* w : whole) {
-      exact.push_back(Ref(w->shape));
-      naive.push_back(Ref(w->shape));
-    }
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
+    const PackedRefs want = packed_reference<S>(cu, {t0, t1}, [&](int64_t n, int64_t b, int64_t e) {
       ref::GatedDeltaRuleRefs rn = r;
       for (Ref* x : {&rn.q, &rn.k, &rn.v, &rn.g, &rn.beta}) *x = slice(*x, 1, b, e);
       rn.h0 = slice(r.h0, 0, n, n + 1);
@@ -529,22 +591,17 @@ TEST_P(ContextParallelGatedDeltaRulePacked, SlicesMatchEachSequenceAlone) {
       const auto nf = ref::gated_delta_rule_fwd<S>(rn, rounding_for(dt));
       const auto eb = ref::gated_delta_rule_bwd<Oracle>(doutn, dfinaln, rn, no_round);
       const auto nb = ref::gated_delta_rule_bwd<S>(doutn, dfinaln, rn, rounding_for(dt));
-      const Ref* es[] = {&ef.out, &ef.final_state, &eb.dq,    &eb.dk,
-                         &eb.dv,  &eb.dg,          &eb.dbeta, &eb.dh0};
-      const Ref* ns[] = {&nf.out, &nf.final_state, &nb.dq,    &nb.dk,
-                         &nb.dv,  &nb.dg,          &nb.dbeta, &nb.dh0};
-      for (size_t i = 0; i < got.size(); ++i) {
-        paste(exact[i], per_token[i] ? 1 : 0, per_token[i] ? b : n, *es[i]);
-        paste(naive[i], per_token[i] ? 1 : 0, per_token[i] ? b : n, *ns[i]);
-      }
-    }
-    for (size_t i = 0; i < got.size(); ++i) {
-      if (per_token[i])
-        expect_close_2x(got[i], slice(exact[i], 1, t0, t1), slice(naive[i], 1, t0, t1), dtypes[i],
-                        names[i]);
-      else
-        expect_close_2x(got[i], exact[i], naive[i], dtypes[i], names[i]);
-    }
+      return std::vector<Piece>{{"out", At::token, 1, ef.out, nf.out},
+                                {"final_state", At::sequence, 0, ef.final_state, nf.final_state},
+                                {"dq", At::token, 1, eb.dq, nb.dq},
+                                {"dk", At::token, 1, eb.dk, nb.dk},
+                                {"dv", At::token, 1, eb.dv, nb.dv},
+                                {"dg", At::token, 1, eb.dg, nb.dg},
+                                {"dbeta", At::token, 1, eb.dbeta, nb.dbeta},
+                                {"dinitial_state", At::sequence, 0, eb.dh0, nb.dh0}};
+    });
+    want.expect({{out, "out"}, {g.dq, "dq"}, {g.dk, "dk"}, {g.dv, "dv"}, {g.dbeta, "dbeta"}}, dt);
+    want.expect({{fin, "final_state"}, {g.dg, "dg"}, {g.dinitial_state, "dinitial_state"}}, sdt);
   });
 }
 
@@ -619,59 +676,34 @@ TEST_P(ContextParallelSelectiveScanPacked, SlicesMatchEachSequenceAlone) {
                              poison(in.z), poison(in.delta_bias), poison(in.h0)};
   dist::selective_scan_cp_bwd(comm, ctx, g, mine(dout, 2), from_ref(dlast, dt), in, params);
 
-  // The reference on each sequence alone, assembled: per-sequence tensors pasted, the shared
-  // parameters' gradients summed.
   with_naive_type(dt, [&](auto tag) {
     using S_ = typename decltype(tag)::type;
-    ref::SelectiveScanOut exact{Ref(r.u.shape), Ref({S, Dm, N})}, naive = exact;
-    ref::SelectiveScanGradRefs ge, gn;
-    for (auto* gr : {&ge, &gn}) {
-      gr->du = gr->ddelta = gr->dz = Ref(r.u.shape);
-      gr->dB = gr->dC = Ref(r.B.shape);
-      gr->dA = Ref(r.A.shape);
-      gr->dD = gr->ddelta_bias = Ref({Dm});
-      gr->dh0 = Ref({S, Dm, N});
-    }
-    for (int64_t n = 0; n < S; ++n) {
-      const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
-      ref::SelectiveScanRefs rn = r;
-      for (Ref* x : {&rn.u, &rn.delta, &rn.z}) *x = slice(*x, 2, b, e);
-      for (Ref* x : {&rn.B, &rn.C}) *x = slice(*x, 3, b, e);
-      rn.h0 = slice(r.h0, 0, n, n + 1);
-      const Ref doutn = slice(dout, 2, b, e), dlastn = slice(dlast, 0, n, n + 1);
-      const auto fe = ref::selective_scan_fwd<Oracle>(rn, no_round);
-      const auto fn = ref::selective_scan_fwd<S_>(rn, rounding_for(dt));
-      const auto be = ref::selective_scan_bwd<Oracle>(doutn, dlastn, rn, no_round);
-      const auto bn = ref::selective_scan_bwd<S_>(doutn, dlastn, rn, rounding_for(dt));
-      for (auto [f, gr, o, gg] : {std::tuple{&fe, &ge, &exact, &be}, {&fn, &gn, &naive, &bn}}) {
-        paste(o->last_state, 0, n, f->last_state);
-        paste(gr->dh0, 0, n, gg->dh0);
-        if (e == b) continue;  // (the reference leaves an empty sequence's dz shapeless)
-        paste(o->out, 2, b, f->out);
-        paste(gr->du, 2, b, gg->du);
-        paste(gr->ddelta, 2, b, gg->ddelta);
-        paste(gr->dz, 2, b, gg->dz);
-        paste(gr->dB, 3, b, gg->dB);
-        paste(gr->dC, 3, b, gg->dC);
-        for (int64_t i = 0; i < Dm * N; ++i) gr->dA[i] += gg->dA[i];
-        for (int64_t i = 0; i < Dm; ++i) {
-          gr->dD[i] += gg->dD[i];
-          gr->ddelta_bias[i] += gg->ddelta_bias[i];
-        }
-      }
-    }
-    auto part = [&](const Ref& x, int dim) { return slice(x, dim, t0, t1); };
-    expect_close_2x(out, part(exact.out, 2), part(naive.out, 2), dt, "out");
-    expect_close_2x(last, exact.last_state, naive.last_state, dt, "last_state");
-    expect_close_2x(g.du, part(ge.du, 2), part(gn.du, 2), dt, "du");
-    expect_close_2x(g.ddelta, part(ge.ddelta, 2), part(gn.ddelta, 2), dt, "ddelta");
-    expect_close_2x(g.dz, part(ge.dz, 2), part(gn.dz, 2), dt, "dz");
-    expect_close_2x(g.dB, part(ge.dB, 3), part(gn.dB, 3), dt, "dB");
-    expect_close_2x(g.dC, part(ge.dC, 3), part(gn.dC, 3), dt, "dC");
-    expect_close_2x(g.dh0, ge.dh0, gn.dh0, dt, "dh0");
-    expect_close_2x(g.dA, ge.dA, gn.dA, dt, "dA");
-    expect_close_2x(g.dD, ge.dD, gn.dD, dt, "dD");
-    expect_close_2x(g.ddelta_bias, ge.ddelta_bias, gn.ddelta_bias, dt, "ddelta_bias");
+    const PackedRefs want =
+        packed_reference<S_>(cu, {t0, t1}, [&](int64_t n, int64_t b, int64_t e) {
+          ref::SelectiveScanRefs rn = r;
+          for (Ref* x : {&rn.u, &rn.delta, &rn.z}) *x = slice(*x, 2, b, e);
+          for (Ref* x : {&rn.B, &rn.C}) *x = slice(*x, 3, b, e);
+          rn.h0 = slice(r.h0, 0, n, n + 1);
+          const Ref doutn = slice(dout, 2, b, e), dlastn = slice(dlast, 0, n, n + 1);
+          const auto fe = ref::selective_scan_fwd<Oracle>(rn, no_round);
+          const auto fn = ref::selective_scan_fwd<S_>(rn, rounding_for(dt));
+          const auto be = ref::selective_scan_bwd<Oracle>(doutn, dlastn, rn, no_round);
+          const auto bn = ref::selective_scan_bwd<S_>(doutn, dlastn, rn, rounding_for(dt));
+          return std::vector<Piece>{{"out", At::token, 2, fe.out, fn.out},
+                                    {"last_state", At::sequence, 0, fe.last_state, fn.last_state},
+                                    {"du", At::token, 2, be.du, bn.du},
+                                    {"ddelta", At::token, 2, be.ddelta, bn.ddelta},
+                                    {"dz", At::token, 2, be.dz, bn.dz},
+                                    {"dB", At::token, 3, be.dB, bn.dB},
+                                    {"dC", At::token, 3, be.dC, bn.dC},
+                                    {"dh0", At::sequence, 0, be.dh0, bn.dh0},
+                                    {"dA", At::sum, 0, be.dA, bn.dA},
+                                    {"dD", At::sum, 0, be.dD, bn.dD},
+                                    {"ddelta_bias", At::sum, 0, be.ddelta_bias, bn.ddelta_bias}};
+        });
+    want.expect({{out, "out"}, {last, "last_state"}, {g.dh0, "dh0"}}, dt);
+    want.expect({{g.du, "du"}, {g.ddelta, "ddelta"}, {g.dz, "dz"}, {g.dB, "dB"}, {g.dC, "dC"}}, dt);
+    want.expect({{g.dA, "dA"}, {g.dD, "dD"}, {g.ddelta_bias, "ddelta_bias"}}, dt);
   });
 }
 
@@ -739,55 +771,32 @@ TEST_P(ContextParallelSsdPacked, SlicesMatchEachSequenceAlone) {
 
   with_naive_type(dt, [&](auto tag) {
     using S_ = typename decltype(tag)::type;
-    ref::SSDOut exact{Ref(r.x.shape), Ref({S, H, P, N})}, naive = exact;
-    ref::SSDGradRefs ge, gn;
-    for (auto* gr : {&ge, &gn}) {
-      gr->dx = gr->dz = Ref(r.x.shape);
-      gr->ddt = Ref(r.dt.shape);
-      gr->dB = gr->dC = Ref(r.B.shape);
-      gr->dA = gr->dD = gr->ddt_bias = Ref({H});
-      gr->dinitial_states = Ref({S, H, P, N});
-    }
-    for (int64_t n = 0; n < S; ++n) {
-      const int64_t b = cu[size_t(n)], e = cu[size_t(n) + 1];
-      ref::SSDRefs rn = r;
-      for (Ref* x : {&rn.x, &rn.dt, &rn.B, &rn.C, &rn.z}) *x = slice(*x, 1, b, e);
-      rn.initial_states = slice(r.initial_states, 0, n, n + 1);
-      const Ref doutn = slice(dout, 1, b, e), dfinn = slice(dfin, 0, n, n + 1);
-      const auto fe = ref::ssd_fwd<Oracle>(rn, no_round);
-      const auto fv = ref::ssd_fwd<S_>(rn, rounding_for(dt));
-      const auto be = ref::ssd_bwd<Oracle>(doutn, dfinn, rn, no_round);
-      const auto bv = ref::ssd_bwd<S_>(doutn, dfinn, rn, rounding_for(dt));
-      for (auto [f, gr, o, gg] : {std::tuple{&fe, &ge, &exact, &be}, {&fv, &gn, &naive, &bv}}) {
-        paste(o->final_states, 0, n, f->final_states);
-        paste(gr->dinitial_states, 0, n, gg->dinitial_states);
-        for (int64_t h = 0; h < H; ++h) {
-          gr->dA[h] += gg->dA[h];
-          gr->dD[h] += gg->dD[h];
-          gr->ddt_bias[h] += gg->ddt_bias[h];
-        }
-        if (e == b) continue;  // (the reference leaves an empty sequence's gradients shapeless)
-        paste(o->out, 1, b, f->out);
-        paste(gr->dx, 1, b, gg->dx);
-        paste(gr->dz, 1, b, gg->dz);
-        paste(gr->ddt, 1, b, gg->ddt);
-        paste(gr->dB, 1, b, gg->dB);
-        paste(gr->dC, 1, b, gg->dC);
-      }
-    }
-    auto part = [&](const Ref& x) { return slice(x, 1, t0, t1); };
-    expect_close_2x(out, part(exact.out), part(naive.out), dt, "out");
-    expect_close_2x(fin, exact.final_states, naive.final_states, dt, "final_states");
-    expect_close_2x(g.dx, part(ge.dx), part(gn.dx), dt, "dx");
-    expect_close_2x(g.ddt, part(ge.ddt), part(gn.ddt), dt, "ddt");
-    expect_close_2x(g.dz, part(ge.dz), part(gn.dz), dt, "dz");
-    expect_close_2x(g.dB, part(ge.dB), part(gn.dB), dt, "dB");
-    expect_close_2x(g.dC, part(ge.dC), part(gn.dC), dt, "dC");
-    expect_close_2x(g.dinitial_states, ge.dinitial_states, gn.dinitial_states, dt,
-                    "dinitial_states");
-    expect_close_2x(g.dA, ge.dA, gn.dA, dt, "dA");
-    expect_close_2x(g.dD, ge.dD, gn.dD, dt, "dD");
-    expect_close_2x(g.ddt_bias, ge.ddt_bias, gn.ddt_bias, dt, "ddt_bias");
+    const PackedRefs want =
+        packed_reference<S_>(cu, {t0, t1}, [&](int64_t n, int64_t b, int64_t e) {
+          ref::SSDRefs rn = r;
+          for (Ref* x : {&rn.x, &rn.dt, &rn.B, &rn.C, &rn.z}) *x = slice(*x, 1, b, e);
+          rn.initial_states = slice(r.initial_states, 0, n, n + 1);
+          const Ref doutn = slice(dout, 1, b, e), dfinn = slice(dfin, 0, n, n + 1);
+          const auto fe = ref::ssd_fwd<Oracle>(rn, no_round);
+          const auto fv = ref::ssd_fwd<S_>(rn, rounding_for(dt));
+          const auto be = ref::ssd_bwd<Oracle>(doutn, dfinn, rn, no_round);
+          const auto bv = ref::ssd_bwd<S_>(doutn, dfinn, rn, rounding_for(dt));
+          return std::vector<Piece>{
+              {"out", At::token, 1, fe.out, fv.out},
+              {"final_states", At::sequence, 0, fe.final_states, fv.final_states},
+              {"dx", At::token, 1, be.dx, bv.dx},
+              {"ddt", At::token, 1, be.ddt, bv.ddt},
+              {"dz", At::token, 1, be.dz, bv.dz},
+              {"dB", At::token, 1, be.dB, bv.dB},
+              {"dC", At::token, 1, be.dC, bv.dC},
+              {"dinitial_states", At::sequence, 0, be.dinitial_states, bv.dinitial_states},
+              {"dA", At::sum, 0, be.dA, bv.dA},
+              {"dD", At::sum, 0, be.dD, bv.dD},
+              {"ddt_bias", At::sum, 0, be.ddt_bias, bv.ddt_bias}};
+        });
+    want.expect({{out, "out"}, {fin, "final_states"}, {g.dinitial_states, "dinitial_states"}}, dt);
+    want.expect({{g.dx, "dx"}, {g.ddt, "ddt"}, {g.dz, "dz"}, {g.dB, "dB"}, {g.dC, "dC"}}, dt);
+    want.expect({{g.dA, "dA"}, {g.dD, "dD"}, {g.ddt_bias, "ddt_bias"}}, dt);
   });
 }
 
@@ -831,35 +840,22 @@ TEST_P(ContextParallelLinearScanPacked, SlicesMatchEachSequenceAlone) {
 
   with_naive_type(dt, [&](auto tag) {
     using S = typename decltype(tag)::type;
-    Ref exact_out({1, T, D}), naive_out({1, T, D}), exact_last({N, D}), naive_last({N, D});
-    Ref exact_da({1, T, D}), naive_da({1, T, D}), exact_db({1, T, D}), naive_db({1, T, D});
-    Ref exact_dh0({N, D}), naive_dh0({N, D});
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t bg = cu[size_t(n)], en = cu[size_t(n) + 1];
-      auto seq = [&](const Ref& r) { return slice(r, 1, bg, en); };
-      const Ref an = seq(a), bn = seq(b), doutn = seq(dout);
-      const Ref h0n = slice(h0, 0, n, n + 1), dlastn = slice(dlast, 0, n, n + 1);
-      const auto e = ref::linear_scan_fwd<Oracle>(an, bn, h0n, no_round);
-      const auto v = ref::linear_scan_fwd<S>(an, bn, h0n, rounding_for(dt));
-      const auto eg = ref::linear_scan_bwd<Oracle>(doutn, dlastn, an, bn, h0n, no_round);
-      const auto vg = ref::linear_scan_bwd<S>(doutn, dlastn, an, bn, h0n, rounding_for(dt));
-      paste(exact_out, 1, bg, e.out);
-      paste(naive_out, 1, bg, v.out);
-      paste(exact_last, 0, n, e.last_state);
-      paste(naive_last, 0, n, v.last_state);
-      paste(exact_da, 1, bg, eg.da);
-      paste(naive_da, 1, bg, vg.da);
-      paste(exact_db, 1, bg, eg.db);
-      paste(naive_db, 1, bg, vg.db);
-      paste(exact_dh0, 0, n, eg.dh0);
-      paste(naive_dh0, 0, n, vg.dh0);
-    }
-    auto part = [&](const Ref& x) { return slice(x, 1, t0, t1); };
-    expect_close_2x(out, part(exact_out), part(naive_out), dt, "out");
-    expect_close_2x(last, exact_last, naive_last, dt, "last_state");
-    expect_close_2x(da, part(exact_da), part(naive_da), dt, "da");
-    expect_close_2x(db, part(exact_db), part(naive_db), dt, "db");
-    expect_close_2x(dh0, exact_dh0, naive_dh0, dt, "dh0");
+    const PackedRefs want =
+        packed_reference<S>(cu, {t0, t1}, [&](int64_t n, int64_t bg, int64_t en) {
+          auto seq = [&](const Ref& x) { return slice(x, 1, bg, en); };
+          const Ref an = seq(a), bn = seq(b), doutn = seq(dout);
+          const Ref h0n = slice(h0, 0, n, n + 1), dlastn = slice(dlast, 0, n, n + 1);
+          const auto fe = ref::linear_scan_fwd<Oracle>(an, bn, h0n, no_round);
+          const auto fv = ref::linear_scan_fwd<S>(an, bn, h0n, rounding_for(dt));
+          const auto be = ref::linear_scan_bwd<Oracle>(doutn, dlastn, an, bn, h0n, no_round);
+          const auto bv = ref::linear_scan_bwd<S>(doutn, dlastn, an, bn, h0n, rounding_for(dt));
+          return std::vector<Piece>{{"out", At::token, 1, fe.out, fv.out},
+                                    {"last_state", At::sequence, 0, fe.last_state, fv.last_state},
+                                    {"da", At::token, 1, be.da, bv.da},
+                                    {"db", At::token, 1, be.db, bv.db},
+                                    {"dh0", At::sequence, 0, be.dh0, bv.dh0}};
+        });
+    want.expect({{out, "out"}, {last, "last_state"}, {da, "da"}, {db, "db"}, {dh0, "dh0"}}, dt);
   });
 }
 
@@ -903,33 +899,20 @@ TEST_P(ContextParallelCausalConv1dPacked, SlicesMatchEachSequenceAlone) {
 
   with_naive_type(dt, [&](auto tag) {
     using S = typename decltype(tag)::type;
-    Ref exact_out({1, D, T}), naive_out({1, D, T}), exact_dx({1, D, T}), naive_dx({1, D, T});
-    Ref exact_dw({D, W}), naive_dw({D, W}), exact_db({D}), naive_db({D});
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t bg = cu[size_t(n)], en = cu[size_t(n) + 1];
-      if (bg == en) continue;
-      const Ref xn = slice(x, 2, bg, en), doutn = slice(dout, 2, bg, en);
-      paste(exact_out, 2, bg, ref::causal_conv1d_fwd<Oracle>(xn, w, bias, true, no_round));
-      paste(naive_out, 2, bg, ref::causal_conv1d_fwd<S>(xn, w, bias, true, rounding_for(dt)));
-      const auto e = ref::causal_conv1d_bwd<Oracle>(doutn, xn, w, bias, true, no_round);
-      const auto v = ref::causal_conv1d_bwd<S>(doutn, xn, w, bias, true, rounding_for(dt));
-      paste(exact_dx, 2, bg, e.dx);
-      paste(naive_dx, 2, bg, v.dx);
+    const PackedRefs want = packed_reference<S>(cu, {t0, t1}, [&](int64_t, int64_t b, int64_t e) {
+      if (b == e) return std::vector<Piece>{};  // (no tokens: no results, no gradients)
+      const Ref xn = slice(x, 2, b, e), doutn = slice(dout, 2, b, e);
+      const auto be = ref::causal_conv1d_bwd<Oracle>(doutn, xn, w, bias, true, no_round);
+      const auto bv = ref::causal_conv1d_bwd<S>(doutn, xn, w, bias, true, rounding_for(dt));
       // The weights' gradients summed over the sequences, the naive sum in its own precision.
-      for (int64_t i = 0; i < D * W; ++i) {
-        exact_dw[i] += e.dweight[i];
-        naive_dw[i] = double(S(naive_dw[i]) + S(v.dweight[i]));
-      }
-      for (int64_t i = 0; i < D; ++i) {
-        exact_db[i] += e.dbias[i];
-        naive_db[i] = double(S(naive_db[i]) + S(v.dbias[i]));
-      }
-    }
-    auto part = [&](const Ref& r) { return slice(r, 2, t0, t1); };
-    expect_close_2x(out, part(exact_out), part(naive_out), dt, "out");
-    expect_close_2x(dx, part(exact_dx), part(naive_dx), dt, "dx");
-    expect_close_2x(dw, exact_dw, naive_dw, dt, "dweight");
-    expect_close_2x(dbias, exact_db, naive_db, dt, "dbias");
+      return std::vector<Piece>{
+          {"out", At::token, 2, ref::causal_conv1d_fwd<Oracle>(xn, w, bias, true, no_round),
+           ref::causal_conv1d_fwd<S>(xn, w, bias, true, rounding_for(dt))},
+          {"dx", At::token, 2, be.dx, bv.dx},
+          {"dweight", At::naive_sum, 0, be.dweight, bv.dweight},
+          {"dbias", At::naive_sum, 0, be.dbias, bv.dbias}};
+    });
+    want.expect({{out, "out"}, {dx, "dx"}, {dw, "dweight"}, {dbias, "dbias"}}, dt);
   });
 }
 
