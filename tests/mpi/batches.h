@@ -2,12 +2,27 @@
 // micro-batch that the ranks' shares are held against.
 #pragma once
 
+#include <fstream>
+#include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "harness.h"
 #include "models/train.h"
 
 namespace longctx::test {
+
+// The step lines of a run's log.jsonl (those with a "loss"), in order.
+inline std::vector<nlohmann::json> step_lines(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir + "/log.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out.push_back(j);
+  }
+  return out;
+}
 
 // The whole micro-batch `index` in one process, written here from the task and the model alone
 // (not through shard_forward_backward): the loss, and the gradients in model.grads().

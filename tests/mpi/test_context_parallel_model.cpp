@@ -414,16 +414,6 @@ TrainOptions cp_run(const std::string& dir, int C) {
   return o;
 }
 
-std::vector<nlohmann::json> step_lines(const std::string& run_dir) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(run_dir + "/log.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    const nlohmann::json j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out.push_back(j);
-  }
-  return out;
-}
-
 // f32 runs with C context parallel ranks and on one process differ in how the f32 sums are
 // grouped (the state passing, the halos, the ring's lse merge, the slices' shares, the sum over
 // ranks), compounded over 4 AdamW steps. Measured (losses and gradient norms, relative): at most

@@ -142,16 +142,6 @@ TrainOptions dp_run(const std::string& dir) {
   return o;
 }
 
-std::vector<nlohmann::json> step_lines(const std::string& run_dir) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(run_dir + "/log.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    const nlohmann::json j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out.push_back(j);
-  }
-  return out;
-}
-
 // `f` on rank 0 alone, as a one-process run; the other ranks wait.
 template <class F>
 void on_rank0_alone(Communicator& comm, F&& f) {
