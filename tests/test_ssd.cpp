@@ -49,6 +49,9 @@ const std::vector<SSDCase> kCases = {
     {"b1_heads_4_groups_2_p64_n128", 1, 150, 4, 64, 128, 2, 64, true},
     // N = 256 (four n-tiles) with P = 72 (two p-tiles) and every optional input.
     {"state_256_p72_all_inputs", 1, 90, 2, 72, 256, 1, 64, true},
+    // The CPU backward's recomputed chunk states in two segments (138 chunks of 8; a head's state
+    // is 8192 elements, and its budget of 2^20 holds 128 chunks).
+    {"state_segments_t1100_chunk8", 1, 1100, 2, 64, 128, 1, 8, true},
     // No tokens: the final state is the initial state, and its gradient passes straight back.
     {"empty_sequence", 2, 0, 2, 4, 8, 1, 16, true},
 };
