@@ -54,6 +54,13 @@ const std::vector<SSDCase> kCases = {
     {"state_segments_t1100_chunk8", 1, 1100, 2, 64, 128, 1, 8, true},
     // No tokens: the final state is the initial state, and its gradient passes straight back.
     {"empty_sequence", 2, 0, 2, 4, 8, 1, 16, true},
+    // The CPU backward runs chunked in f32 when P * N > 64 (else the reverse scan), in chunks of
+    // at most 32 tokens here: the edges above again with states of 128 entries.
+    {"chunk_1_p8_n16", 1, 9, 2, 8, 16, 1, 1, true},
+    {"shorter_than_the_backward_chunk_p8_n16", 2, 20, 2, 8, 16, 1, 256, true},
+    {"decays_near_0_and_1_16k_p8_n16", 1, 16384, 2, 8, 16, 1, 64, true, true},
+    {"groups_3_of_6_heads_p8_n16", 1, 33, 6, 8, 16, 3, 16, true},
+    {"empty_sequence_p8_n16", 2, 0, 2, 8, 16, 1, 16, true},
 };
 
 SSDInputs to_device(const ref::SSDRefs& r, DType dt, Device dev) {
