@@ -476,8 +476,9 @@ void backward_scan(const Context& ctx, const SSDArgs& args) {
 template <class T>
 void backward_chunked(const Context& ctx, const SSDArgs& args) {
   // The long scalar sums (dA, dD, ddt_bias, the terms of d a_r, ddt's input term) in a wider
-  // type: in T, dA, dD and ddt_bias came out 3-7x the plain scan's error (f32 and f64; dD
+  // type: in T, dA, dD and ddt_bias came out 4-8x the plain scan's error (f32 and f64; dD
   // over T = 1100 tokens of 64 channels: 2.3e-4 against 3.1e-5), beyond the op tests' 2x rule.
+  // (f64 still fails it on dA with them: backward keeps the scan for f64.)
   using Acc = std::conditional_t<std::is_same_v<T, float>, double, long double>;
   const Ptrs<T> p(args);
   const int64_t batch = p.batch, L = p.L, H = p.H, P = p.P, G = p.G, N = p.N;
@@ -496,8 +497,8 @@ void backward_chunked(const Context& ctx, const SSDArgs& args) {
   // One slice of a group's heads per thread (the forward cuts two, for its balance): fewer,
   // wider state products, and the group's C x C products (C Bᵀ, K B, Kᵀ C) once per slice.
   // Slices are halved while a slice's state holds more than 2^16 entries (256 KiB in f32).
-  // Same runs: preset layer at T = 4096 (8 heads of 2048 entries), 2 slices 29-33 ms, 4 slices
-  // 38-40; mamba2-130m's heads (24 of 8192), 2 slices 65-69, 4 slices 61.
+  // Same runs: preset layer at T = 4096 (8 heads of 2048 entries), Q = 32: 2 slices 29-31 ms,
+  // 4 slices 38; mamba2-130m's heads (24 of 8192), Q = 64: 2 slices 65-69, 4 slices 61.
   int64_t slices = std::clamp<int64_t>((int64_t(ctx.cpu_threads()) + G - 1) / G, 1, per_group);
   while (slices < per_group && (per_group + slices - 1) / slices * P * N > (int64_t(1) << 16))
     slices = std::min(2 * slices, per_group);
