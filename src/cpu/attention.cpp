@@ -312,9 +312,11 @@ struct TileMatmul {
   }
 
   // S (n x nk, ld lds >= nk rounded up to 16) = alpha · a (n x D) · b (nk x D)ᵀ. With `panels`
-  // (b already packed by pack_panels) b is not read.
+  // (b already packed by pack_panels) b is not read. With `row_end` (nondecreasing), the entries
+  // of row r at columns >= row_end[r] may be left unwritten: the caller masks them (a causal
+  // tile's part above the diagonal; packed path only).
   void abt(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t n, int64_t nk, T alpha, T* S,
-           int64_t lds, const T* panels = nullptr) {
+           int64_t lds, const T* panels = nullptr, const int64_t* row_end = nullptr) {
     if constexpr (kPacked) {
       if (!panels) {
         if (!reuse(b, nk, /*panels=*/true)) pack_panels(b, ldb, nk, D, pack.get());
@@ -328,6 +330,7 @@ struct TileMatmul {
         float* srows8[8];
         for (int64_t j0 = 0; j0 < nk; j0 += 32)
           for (int64_t r = 0; r < n; r += 8) {
+            if (row_end && j0 >= row_end[std::min(r + 8, n) - 1]) continue;
             block_rows<8>(arows8, a, lda, r, n, a);
             block_rows<8>(srows8, S + j0, lds, r, n, static_cast<float*>(sink));
             if (j0 + 16 < nk)
@@ -339,6 +342,7 @@ struct TileMatmul {
       }
       for (int64_t j0 = 0; j0 < nk; j0 += 16)
         for (int64_t r = 0; r < n; r += 6) {
+          if (row_end && j0 >= row_end[std::min(r + 6, n) - 1]) continue;
           block_rows<6>(arows, a, lda, r, n, a);
           block_rows<6>(srows, S + j0, lds, r, n, static_cast<float*>(sink));
           abt_block6(arows, panels + j0 * D, D, alpha, srows);
@@ -352,9 +356,11 @@ struct TileMatmul {
   // With `rows` (v already packed by pack_rows) v is not read; without, v's rows are read in
   // place when D is a multiple of 16 (packing them cost 3% of a T = 512 backward, perf), else
   // packed. ldc: on the packed path the kernels write whole blocks of 16 columns, so c's rows
-  // have D16 writable columns.
+  // have D16 writable columns. With `row_end` (nondecreasing), row r of p is 0 from column
+  // row_end[r] on, and those terms are not added: c + (+0)·v is c for a finite v (the callers
+  // take masked_product for a non-finite one), and c is never -0 (a sum from +0).
   void pv(const T* p, int64_t ldp, int64_t ps, const T* v, int64_t ldv, int64_t n, int64_t nk, T* c,
-          int64_t ldc, const T* rows = nullptr) {
+          int64_t ldc, const T* rows = nullptr, const int64_t* row_end = nullptr) {
     if constexpr (kPacked) {
       int64_t ldr = D16;
       if (!rows && D == D16) {
@@ -369,31 +375,33 @@ struct TileMatmul {
       float* crows[6];
       if (cpu_isa() == CpuIsa::avx512) {
         for (int64_t r = 0; r < n; r += 6) {
+          const int64_t nj = row_end ? std::min(nk, row_end[std::min(r + 6, n) - 1]) : nk;
           block_rows<6>(prows, p, ldp, r, n, p);
           for (int64_t d0 = 0; d0 < D16; d0 += 64) {
             block_rows<6>(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
             switch (std::min<int64_t>(4, (D16 - d0) / 16)) {
               case 4:
-                pv_block6_avx512<4>(prows, ps, rows + d0, ldr, nk, crows);
+                pv_block6_avx512<4>(prows, ps, rows + d0, ldr, nj, crows);
                 break;
               case 3:
-                pv_block6_avx512<3>(prows, ps, rows + d0, ldr, nk, crows);
+                pv_block6_avx512<3>(prows, ps, rows + d0, ldr, nj, crows);
                 break;
               case 2:
-                pv_block6_avx512<2>(prows, ps, rows + d0, ldr, nk, crows);
+                pv_block6_avx512<2>(prows, ps, rows + d0, ldr, nj, crows);
                 break;
               default:
-                pv_block6_avx512<1>(prows, ps, rows + d0, ldr, nk, crows);
+                pv_block6_avx512<1>(prows, ps, rows + d0, ldr, nj, crows);
             }
           }
         }
         return;
       }
       for (int64_t r = 0; r < n; r += 6) {
+        const int64_t nj = row_end ? std::min(nk, row_end[std::min(r + 6, n) - 1]) : nk;
         block_rows<6>(prows, p, ldp, r, n, p);
         for (int64_t d0 = 0; d0 < D16; d0 += 16) {
           block_rows<6>(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
-          pv_block6(prows, ps, rows + d0, ldr, nk, crows);
+          pv_block6(prows, ps, rows + d0, ldr, nj, crows);
         }
       }
     } else {
@@ -668,16 +676,17 @@ struct Scores {
   // S (n x nk, leading dim ld) = log2e · softcap(scale · Q·Kᵀ). With softcap, `dcap` (same
   // layout) receives its derivative 1 − tanh² when given.
   void compute(TileMatmul<T>& mm, const T* q, int64_t ldq, const T* k, int64_t ldk, int64_t n,
-               int64_t nk, T* S, int64_t ld, T* dcap = nullptr, const T* k_panels = nullptr) const {
+               int64_t nk, T* S, int64_t ld, T* dcap = nullptr, const T* k_panels = nullptr,
+               const int64_t* row_end = nullptr) const {
     if (softcap == T(0)) {
-      mm.abt(q, ldq, k, ldk, n, nk, T(scale * kLog2e), S, ld, k_panels);
+      mm.abt(q, ldq, k, ldk, n, nk, T(scale * kLog2e), S, ld, k_panels, row_end);
       return;
     }
-    mm.abt(q, ldq, k, ldk, n, nk, scale, S, ld, k_panels);
+    mm.abt(q, ldq, k, ldk, n, nk, scale, S, ld, k_panels, row_end);
     const T inv_cap = T(1) / softcap, cap2 = T(softcap * kLog2e);
     for (int64_t r = 0; r < n; ++r) {
       T* s = S + r * ld;
-      for (int64_t j = 0; j < nk; ++j) {
+      for (int64_t j = 0; j < (row_end ? row_end[r] : nk); ++j) {  // the rest: masked
         const T t = std::tanh(s[j] * inv_cap);
         s[j] = cap2 * t;
         if (dcap) dcap[r * ld + j] = T(1) - t * t;
@@ -727,9 +736,15 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
   if (packed.k_panels) k_begin = k_begin / 16 * 16;  // panels start at multiples of 16
   for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
     const int64_t nk = std::min(kBlockK, k_end - j0);
-    scores.compute(mm, q_tile, ld_tile, k + j0 * ldkv, ldkv, n, nk, S, ldS,
-                   /*dcap=*/nullptr, packed.k_panels ? packed.k_panels + j0 * D : nullptr);
     const bool masked = j0 < kb || !band.full(i0, i1, j0, j0 + nk);
+    // Under a mask the kernels skip the blocks past each row's last visible key (the part of a
+    // causal tile above the diagonal).
+    int64_t row_end[kBlockQ];
+    for (int64_t r = 0; masked && r < n; ++r)
+      row_end[r] = std::clamp(band.hi(i0 + r) - j0, int64_t(0), nk);
+    const int64_t* ends = masked ? row_end : nullptr;
+    scores.compute(mm, q_tile, ld_tile, k + j0 * ldkv, ldkv, n, nk, S, ldS,
+                   /*dcap=*/nullptr, packed.k_panels ? packed.k_panels + j0 * D : nullptr, ends);
     for (int64_t r = 0; r < n; ++r) {
       T* s = S + r * ldS;
       if (masked) band.mask_row(s, i0 + r, j0, nk, kb);
@@ -755,7 +770,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
                      D, O, ldo_acc);
     else
       mm.pv(S, ldS, 1, v + j0 * ldkv, ldkv, n, nk, O, ldo_acc,
-            packed.v_rows ? packed.v_rows + j0 * mm.ldc() : nullptr);
+            packed.v_rows ? packed.v_rows + j0 * mm.ldc() : nullptr, ends);
   }
 
   // l = 0: no finite weight. A row that sees keys of [kb, ke) whose scores were all -inf is NaN
@@ -898,6 +913,10 @@ struct BwdTile {
   T *q_rows = nullptr, *do_rows = nullptr;
 
   bool masked = false;  // the last tile computed has entries some row does not see
+  // Masked: each row's end of its visible keys in the tile, for the kernels to skip the rest
+  // (TileMatmul::abt, pv); else `ends` is null.
+  int64_t row_end[kBlockQ];
+  const int64_t* ends = nullptr;
 
   explicit BwdTile(int64_t D) : mm(D), buf(3 * kBlockQ * ld + 2 * kBlockQ * mm.ldc()) {
     P = buf.get();
@@ -925,9 +944,12 @@ struct BwdTile {
       dot = do_rows;
       ldt = D16;
     }
-    scores.compute(mm, qt, ldt, k + j0 * ldkv, ldkv, n, nk, P, ld, capped ? dcap : nullptr,
-                   k_panels);
     masked = !band.full(i0, i0 + n, j0, j0 + nk);
+    for (int64_t r = 0; masked && r < n; ++r)
+      row_end[r] = std::clamp(band.hi(i0 + r) - j0, int64_t(0), nk);
+    ends = masked ? row_end : nullptr;
+    scores.compute(mm, qt, ldt, k + j0 * ldkv, ldkv, n, nk, P, ld, capped ? dcap : nullptr,
+                   k_panels, ends);
     for (int64_t r = 0; r < n; ++r) {
       T* p = P + r * ld;
       const T l2 = lse[i0 + r] * T(kLog2e);
@@ -935,24 +957,26 @@ struct BwdTile {
         std::fill(p, p + nk, T(0));
         continue;
       }
-      exp2_shifted(p, nk, l2);  // NaN everywhere for a NaN row, as the forward's
+      // NaN everywhere for a NaN row, as the forward's; past row_end[r], masked below.
+      exp2_shifted(p, ends ? ends[r] : nk, l2);
       // Masked after the exp: exp2(-inf - NaN) would be NaN where P must be 0.
       if (masked) band.mask_row(p, i0 + r, j0, nk, 0, T(0));
     }
     // dS = dO·Vᵀ, then scale·P∘(dS − Di)(∘ dcap).
-    mm.abt(dot, ldt, v + j0 * ldkv, ldkv, n, nk, T(1), dS, ld, v_panels);
+    mm.abt(dot, ldt, v + j0 * ldkv, ldkv, n, nk, T(1), dS, ld, v_panels, ends);
     const T scale = scores.scale;
     for (int64_t r = 0; r < n; ++r) {
       const T* p = P + r * ld;
       T* ds = dS + r * ld;
       const T di = Di[i0 + r];
+      const int64_t nk_r = ends ? ends[r] : nk;  // past it, masked below
       if (capped) {
         const T* g = dcap + r * ld;
 #pragma omp simd
-        for (int64_t j = 0; j < nk; ++j) ds[j] = scale * (p[j] * (ds[j] - di) * g[j]);
+        for (int64_t j = 0; j < nk_r; ++j) ds[j] = scale * (p[j] * (ds[j] - di) * g[j]);
       } else {
 #pragma omp simd
-        for (int64_t j = 0; j < nk; ++j) ds[j] = scale * (p[j] * (ds[j] - di));
+        for (int64_t j = 0; j < nk_r; ++j) ds[j] = scale * (p[j] * (ds[j] - di));
       }
       // dS = 0 where the row does not see the key, even when dP there is NaN (a NaN value row
       // or dout row) or Di is.
@@ -974,7 +998,7 @@ struct BwdTile {
   // path): per query row, a chain over the keys in order.
   void add_query_side(int64_t n, int64_t nk, const T* k, int64_t ldk, const T* k_rows, T* c,
                       int64_t ldc) {
-    mm.pv(dS, ld, 1, k, ldk, n, nk, c, ldc, k_rows);
+    mm.pv(dS, ld, 1, k, ldk, n, nk, c, ldc, k_rows, ends);
   }
 };
 
