@@ -873,7 +873,11 @@ Scratch<T>& scratch() {
 // divisor of HV up to kMaxHeadGroup that leaves a task per thread; a task's states, G x K x V,
 // stay in the L2 cache (512 KB at G = 8, K = V = 128). Measured (B = 1, T = 8192, H = 8,
 // K = V = 128, CPU time, alternating, load 7-11): one thread 153 ms -> 146/143 ms at G = 4 and
-// 140/142 ms at G = 8; two threads 152 ms -> 141/147 ms at G = 4 (G = 2: no change).
+// 140/142 ms at G = 8; two threads 152 ms -> 141/147 ms at G = 4 (G = 2: no change). With the
+// rest of this file's second pass, against the token loop: bench/results/2026-12-05-cpu-gdn-speed-2
+// (one thread 158-162 -> 141-144 ms, two 152-165 -> 144-152 ms, load 8-20). A head-major copy of
+// q, k, v made once per call instead was slower (156 -> 198-206 ms: the copy), and software
+// prefetch of the next head's rows on top of this gained nothing (139-140 -> 143-149 ms).
 constexpr int64_t kMaxHeadGroup = 8;
 int64_t head_group(const Context& ctx, int64_t N, int64_t HV) {
   int64_t G = std::min(kMaxHeadGroup, HV);
