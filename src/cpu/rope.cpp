@@ -29,7 +29,8 @@ void rope(const Context& ctx, const RopeArgs& args) {
     // T = 256 (B = 16) 16.5 -> 7.2 ms, T = 1024 (B = 4) 20 -> 8 ms, T = 4096 (B = 1, every
     // position distinct) 21 -> 22 ms; the same values.
     const int64_t rows = pos ? args.B * T_len : T_len;
-    std::vector<T> table(static_cast<size_t>(rows * D));  // row r: cos[half], then sin[half]
+    // Row r: cos[half], then sin[half]; at most 1/H of the input's size.
+    std::vector<T> table(static_cast<size_t>(rows * D));
     parallel_for(ctx, rows, [&](int64_t r) {
       const double p = pos ? double(pos[r]) : double(r);
       T* cos_a = table.data() + r * D;
