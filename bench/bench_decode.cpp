@@ -14,11 +14,13 @@
 //          inference weights (Model::set_inference_weights); skipped with --layers 0;
 //   small  the preset as it is, decoding at T = `--context` (a prefill of that many tokens, then
 //          `--tokens` steps), f32 and bf16 weights: tokens/s.
-// Each step is timed alone: the median and the fastest are printed, with the mean CPU time (on
-// a shared machine some steps lose the core to other jobs; the CPU time is the work done).
+// Each step is timed alone: the median and the fastest are printed, with the mean and the median
+// CPU time of a step (on a shared machine some steps lose the core to other jobs; the CPU time is
+// the work done, and its median the least disturbed measure). --weights picks one of the two
+// weight types (default both).
 //
 //   bench_decode [--preset FILE] [--d-model 1024] [--layers 16] [--prompt 16] [--tokens 32]
-//                [--context 256] [--threads 0 (all)] [--json FILE]
+//                [--context 256] [--threads 0 (all)] [--weights f32|bf16] [--json FILE]
 #include <immintrin.h>
 #include <omp.h>
 
@@ -103,7 +105,7 @@ double read_gb_per_s(int threads, int reps) {
 // Per-token times: on a shared machine some steps lose the core to other jobs, so the median and
 // the fastest step are both given (with the mean CPU time: the work done).
 struct DecodeTiming {
-  double median_ms, best_ms, cpu_ms;
+  double median_ms, best_ms, cpu_ms, cpu_median_ms;
 };
 
 // Prefill `prompt` tokens, then `steps` greedy decode steps of batch 1, timed.
@@ -120,16 +122,18 @@ DecodeTiming time_decode(Model& model, int64_t prompt, int64_t steps) {
   Tensor next = Tensor::empty({1, 1}, DType::i32);
   next.data_as<int32_t>()[0] = argmax_last(model.decode(cache, tokens));
   next.data_as<int32_t>()[0] = argmax_last(model.decode(cache, next));  // warm-up step
-  std::vector<double> ms;
+  std::vector<double> ms, cpu;
   const double c0 = cpu_s();
   for (int64_t s = 1; s < steps; ++s) {
-    const double t0 = now_s();
+    const double t0 = now_s(), u0 = cpu_s();
     next.data_as<int32_t>()[0] = argmax_last(model.decode(cache, next));
+    cpu.push_back(1e3 * (cpu_s() - u0));
     ms.push_back(1e3 * (now_s() - t0));
   }
   const double cpu_ms = 1e3 * (cpu_s() - c0) / double(ms.size());
   std::sort(ms.begin(), ms.end());
-  return {ms[ms.size() / 2], ms[0], cpu_ms};
+  std::sort(cpu.begin(), cpu.end());
+  return {ms[ms.size() / 2], ms[0], cpu_ms, cpu[cpu.size() / 2]};
 }
 
 // Bytes a decode step reads from the weights: every parameter but the embedding table's rows
@@ -149,6 +153,7 @@ int main(int argc, char** argv) {
   std::string preset = "models/presets/llama.json", json_path;
   int64_t d_model = 1024, layers = 16, prompt = 16, steps = 32, context = 256;
   int threads = 0;
+  std::vector<DType> weight_types = {DType::f32, DType::bf16};
   for (int i = 1; i < argc; ++i) {
     auto next = [&](const char* flag) { return !std::strcmp(argv[i], flag) && i + 1 < argc; };
     if (next("--preset"))
@@ -165,12 +170,14 @@ int main(int argc, char** argv) {
       context = std::atoll(argv[++i]);
     else if (next("--threads"))
       threads = std::atoi(argv[++i]);
+    else if (next("--weights"))
+      weight_types = {std::string(argv[++i]) == "bf16" ? DType::bf16 : DType::f32};
     else if (next("--json"))
       json_path = argv[++i];
     else {
       std::fprintf(stderr,
                    "usage: bench_decode [--preset FILE] [--d-model N] [--layers N] [--prompt N] "
-                   "[--tokens N] [--context N] [--threads N] [--json FILE]\n");
+                   "[--tokens N] [--context N] [--threads N] [--weights f32|bf16] [--json FILE]\n");
       return 2;
     }
   }
@@ -199,7 +206,7 @@ int main(int argc, char** argv) {
                   base.value("name", "model").c_str(), (long long)d_model, (long long)layers,
                   (long long)model.parameter_count());
       out["big"] = {{"d_model", d_model}, {"layers", layers}, {"params", model.parameter_count()}};
-      for (DType weights : {DType::f32, DType::bf16}) {
+      for (DType weights : weight_types) {
         model.set_inference_weights(weights);
         const int64_t bytes = weight_bytes(model, int64_t(dtype_size(weights)));
         // The bandwidths just before the decode they are the floor of (the load changes).
@@ -230,18 +237,21 @@ int main(int argc, char** argv) {
     }
     Model model(ModelConfig::from_json(base.dump()), ctx);
     out["small"] = {{"params", model.parameter_count()}, {"context", context}};
-    for (DType weights : {DType::f32, DType::bf16}) {
+    for (DType weights : weight_types) {
       model.set_inference_weights(weights);
       const DecodeTiming small = time_decode(model, context, steps);
       std::printf(
           "small: %s as preset (%lld parameters), %s weights, at T = %lld: %.3f ms/token "
-          "median, %.3f best (cpu %.3f): %.0f tokens/s (median), %.0f (best)\n",
+          "median, %.3f best (cpu %.3f mean, %.3f median): %.0f tokens/s (median), %.0f (best), "
+          "%.0f (cpu median)\n",
           base.value("name", "model").c_str(), (long long)model.parameter_count(),
           dtype_name(weights), (long long)context, small.median_ms, small.best_ms, small.cpu_ms,
-          1e3 / small.median_ms, 1e3 / small.best_ms);
+          small.cpu_median_ms, 1e3 / small.median_ms, 1e3 / small.best_ms,
+          1e3 / small.cpu_median_ms);
       out["small"][dtype_name(weights)] = {{"ms_per_token_median", small.median_ms},
                                            {"ms_per_token_best", small.best_ms},
                                            {"cpu_ms_per_token", small.cpu_ms},
+                                           {"cpu_ms_per_token_median", small.cpu_median_ms},
                                            {"tokens_per_s_median", 1e3 / small.median_ms},
                                            {"tokens_per_s_best", 1e3 / small.best_ms}};
     }

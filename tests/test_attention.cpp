@@ -365,6 +365,13 @@ const std::vector<DecodeCase> kDecodeCases = {
     {"falcon_mqa_more_splits_than_keys", 1, 64, 4, 1, 64, {0, 20}, true, 16, causal()},
     {"empty_cache_no_append", 2, 64, 2, 1, 32, {0, 5}, false, 2, causal()},
     {"tiny_model_hdim16_decode", 1, 100, 4, 2, 16, {60, 99}, true, 3, causal()},
+    // The f32 one-query kernel's head dims: a partial last chunk of 8 (D = 20: one full, one
+    // partial; D = 44: a pass of 4 chunks, then a full and a partial; D = 3: the partial alone)
+    // and key counts not a multiple of its 8-key step; one split (written in place).
+    {"hdim20_partial_chunk_1_split", 1, 64, 2, 1, 20, {13, 50}, true, 1, causal()},
+    {"hdim44_partial_chunk_auto_splits", 1, 300, 4, 2, 44, {270, 9}, true, 0, causal()},
+    {"hdim3_partial_chunk_2_splits", 1, 40, 2, 2, 3, {30, 6}, false, 2, causal()},
+    {"speculative_3tok_1_split", 3, 200, 4, 2, 32, {150, 17}, true, 1, causal()},
     {"gemma2_softcap_decode",
      1,
      100,

@@ -49,8 +49,18 @@ const std::vector<SSDCase> kCases = {
     {"b1_heads_4_groups_2_p64_n128", 1, 150, 4, 64, 128, 2, 64, true},
     // N = 256 (four n-tiles) with P = 72 (two p-tiles) and every optional input.
     {"state_256_p72_all_inputs", 1, 90, 2, 72, 256, 1, 64, true},
+    // The CPU backward's recomputed chunk states in two segments (138 chunks of 8; a head's state
+    // is 8192 elements, and its budget of 2^20 holds 128 chunks).
+    {"state_segments_t1100_chunk8", 1, 1100, 2, 64, 128, 1, 8, true},
     // No tokens: the final state is the initial state, and its gradient passes straight back.
     {"empty_sequence", 2, 0, 2, 4, 8, 1, 16, true},
+    // The CPU backward runs chunked in f32 when P * N > 64 (else the reverse scan), in chunks of
+    // at most 32 tokens here: the edges above again with states of 128 entries.
+    {"chunk_1_p8_n16", 1, 9, 2, 8, 16, 1, 1, true},
+    {"shorter_than_the_backward_chunk_p8_n16", 2, 20, 2, 8, 16, 1, 256, true},
+    {"decays_near_0_and_1_16k_p8_n16", 1, 16384, 2, 8, 16, 1, 64, true, true},
+    {"groups_3_of_6_heads_p8_n16", 1, 33, 6, 8, 16, 3, 16, true},
+    {"empty_sequence_p8_n16", 2, 0, 2, 8, 16, 1, 16, true},
 };
 
 SSDInputs to_device(const ref::SSDRefs& r, DType dt, Device dev) {

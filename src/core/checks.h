@@ -7,6 +7,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <ostream>
 #include <string>
 
 #include "longctx/tensor.h"
@@ -76,6 +77,18 @@ class ArgCheck {
 
 inline ArgCheck check_arg(const char* op, const char* name, const Tensor& t) {
   return ArgCheck(op, name, t);
+}
+
+// A shape in a check_value message, formatted only if the check fails: check_value's arguments
+// are evaluated on every call, and shape_str builds a string. The llama preset at d_model 16
+// (bench/results/2026-12-05-cpu-decode-2) decoded a token in 40-43 us (median of 400 steps) with
+// shape_str in the checks of its ~30 linear, norm, RoPE and attention calls a step and in 33-34
+// with this (one thread, 2-core AVX-512 dev VM, load 10).
+struct ShapeText {
+  const Shape& shape;
+};
+inline std::ostream& operator<<(std::ostream& os, const ShapeText& s) {
+  return os << shape_str(s.shape);
 }
 
 // For an op's scalar arguments: check_value("rmsnorm", "eps", eps > 0, "must be > 0, got ", eps).

@@ -1094,6 +1094,148 @@ T dot8(const T* q, const T* k, int64_t D) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// f32 kernels of attend_one. A key's score keeps 8 lanes, lane l summing q[d]·k[d] over d ≡ l
+// (mod 8) in d order (a masked load pads a last partial chunk with zeros), reduced by one fixed
+// tree, ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), whether the key is one of 8 reduced
+// together (hadd transpose) or alone: a score does not depend on its key's position.
+// Against the portable loops (dot8 per key, then o += p·v_j over d per key) in attend_one, the
+// d_model 128 llama preset at T = 256 went from 0.211-0.224 to 0.193-0.213 ms/token at its
+// fastest steps in f32 and 0.137-0.161 to 0.127-0.150 with bf16 weights (three alternating runs
+// of 300 steps each, with the one-split output written in place, see decode_impl; one thread,
+// 2-core AVX-512 dev VM, load 14-16). The unroll pragmas in accumulate_v_chunks keep its
+// accumulators in registers: without them GCC 12 stored all 8 to the stack every pair of keys
+// (objdump).
+
+// The mask of the first n (1..8) lanes, for the last chunk of a head dim that is not a multiple
+// of 8.
+inline __m256i lanes_mask(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The 8 lanes of 8 keys' sums to their 8 scores, key j in lane j.
+inline __m256 reduce8x8(const __m256* a) {
+  const __m256 g0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  const __m256 g1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+  // g0 lane j < 4: key j's (l0 + l1) + (l2 + l3); lane 4 + j: its (l4 + l5) + (l6 + l7).
+  return _mm256_add_ps(_mm256_permute2f128_ps(g0, g1, 0x20), _mm256_permute2f128_ps(g0, g1, 0x31));
+}
+
+// The same tree for one key.
+inline float reduce8(__m256 a) {
+  const __m256 g = _mm256_hadd_ps(_mm256_hadd_ps(a, a), _mm256_hadd_ps(a, a));
+  return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(g), _mm256_extractf128_ps(g, 1)));
+}
+
+// s[j] = scale · q·k_j for the nk keys from k (leading dim ldk): 8 keys at a time, each with its
+// own accumulator, so that one load of q feeds 8 independent FMAs.
+void scores_one_f32(const float* q, const float* k, int64_t ldk, int64_t D, int64_t nk, float scale,
+                    float* s) {
+  const int64_t D8 = D / 8 * 8;
+  const __m256i tail = lanes_mask(D - D8);
+  const __m256 sc = _mm256_set1_ps(scale);
+  int64_t j = 0;
+  for (; j + 8 <= nk; j += 8) {
+    const float* kj = k + j * ldk;
+    __m256 acc[8];
+    for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < D8; d += 8) {
+      const __m256 qd = _mm256_loadu_ps(q + d);
+      for (int r = 0; r < 8; ++r)
+        acc[r] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kj + r * ldk + d), acc[r]);
+    }
+    if (D8 < D) {
+      const __m256 qd = _mm256_maskload_ps(q + D8, tail);
+      for (int r = 0; r < 8; ++r)
+        acc[r] = _mm256_fmadd_ps(qd, _mm256_maskload_ps(kj + r * ldk + D8, tail), acc[r]);
+    }
+    _mm256_storeu_ps(s + j, _mm256_mul_ps(sc, reduce8x8(acc)));
+  }
+  for (; j < nk; ++j) {
+    const float* kj = k + j * ldk;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t d = 0; d < D8; d += 8)
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), acc);
+    if (D8 < D)
+      acc =
+          _mm256_fmadd_ps(_mm256_maskload_ps(q + D8, tail), _mm256_maskload_ps(kj + D8, tail), acc);
+    s[j] = scale * reduce8(acc);
+  }
+}
+
+// o[d] = alpha · o[d] + Σ_j p[j] · v_j[d] over the nk rows from v (leading dim ldv), for the
+// chunks [c0, c0 + NC) of 8 dims (`tail` masks the last chunk of a partial head dim). The even
+// and odd keys go to two sets of accumulators (added at the end), so that each chain waits one
+// FMA latency every two keys instead of every key.
+// Chunk c of NC from x: a plain load but for a partial last chunk (a masked load is one more
+// uop).
+template <int NC, bool kPartial>
+inline __m256 load_chunk(const float* x, int c, __m256i tail) {
+  return kPartial && c == NC - 1 ? _mm256_maskload_ps(x, tail) : _mm256_loadu_ps(x);
+}
+
+template <int NC, bool kPartial>
+void accumulate_v_chunks(const float* p, const float* v, int64_t ldv, int64_t nk, float alpha,
+                         int64_t c0, __m256i tail, float* o) {
+  const float* vd = v + c0 * 8;
+  __m256 even[NC], odd[NC];
+#pragma GCC unroll 4
+  for (int c = 0; c < NC; ++c) {
+    even[c] = _mm256_mul_ps(_mm256_set1_ps(alpha), _mm256_loadu_ps(o + (c0 + c) * 8));
+    odd[c] = _mm256_setzero_ps();
+  }
+  int64_t j = 0;
+  for (; j + 2 <= nk; j += 2) {
+    const __m256 p0 = _mm256_broadcast_ss(p + j), p1 = _mm256_broadcast_ss(p + j + 1);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) {
+      even[c] =
+          _mm256_fmadd_ps(p0, load_chunk<NC, kPartial>(vd + j * ldv + c * 8, c, tail), even[c]);
+      odd[c] = _mm256_fmadd_ps(p1, load_chunk<NC, kPartial>(vd + (j + 1) * ldv + c * 8, c, tail),
+                               odd[c]);
+    }
+  }
+  if (j < nk) {
+    const __m256 p0 = _mm256_broadcast_ss(p + j);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c)
+      even[c] =
+          _mm256_fmadd_ps(p0, load_chunk<NC, kPartial>(vd + j * ldv + c * 8, c, tail), even[c]);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < NC; ++c) _mm256_storeu_ps(o + (c0 + c) * 8, _mm256_add_ps(even[c], odd[c]));
+}
+
+// accumulate_v_chunks over the whole head dim, 4 chunks (32 dims) a pass: 8 accumulators, and
+// each V row's 128 bytes read in one pass. o holds D rounded up to 8 floats.
+void accumulate_v_f32(const float* p, const float* v, int64_t ldv, int64_t D, int64_t nk,
+                      float alpha, float* o) {
+  const int64_t chunks = (D + 7) / 8;
+  const __m256i tail = lanes_mask(D - (chunks - 1) * 8);
+  const bool partial = D % 8 != 0;
+  int64_t c0 = 0;
+  for (; c0 + 4 < chunks; c0 += 4) accumulate_v_chunks<4, false>(p, v, ldv, nk, alpha, c0, tail, o);
+  // The last 1-4 chunks, the last of them partial or not.
+  auto last = [&](auto nc) {
+    constexpr int NC = decltype(nc)::value;
+    if (partial)
+      accumulate_v_chunks<NC, true>(p, v, ldv, nk, alpha, c0, tail, o);
+    else
+      accumulate_v_chunks<NC, false>(p, v, ldv, nk, alpha, c0, tail, o);
+  };
+  switch (chunks - c0) {
+    case 4:
+      return last(std::integral_constant<int, 4>());
+    case 3:
+      return last(std::integral_constant<int, 3>());
+    case 2:
+      return last(std::integral_constant<int, 2>());
+    default:
+      return last(std::integral_constant<int, 1>());
+  }
+}
+#endif
+
 // attend_rows for one query row (a decode step, Tq = 1) of one (batch, head): the same online
 // softmax over blocks of kBlockK keys, with the scores as Tk dot products and the output as a
 // weighted sum of V rows, so nothing is packed and no 6-row block is computed for one row.
@@ -1114,10 +1256,14 @@ void attend_one(const T* q, const T* k, const T* v, int64_t ldkv, int64_t D, con
   const T cap2 = T(scores.softcap * kLog2e);
   for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
     const int64_t nk = std::min(kBlockK, k_end - j0);
-    for (int64_t j = 0; j < nk; ++j) {
-      s[j] = scale * dot8(q, k + (j0 + j) * ldkv, D);
-      if (scores.softcap != T(0)) s[j] = cap2 * std::tanh(s[j] * inv_cap);
-    }
+#if defined(__AVX2__) && defined(__FMA__)
+    if constexpr (std::is_same_v<T, float>)
+      scores_one_f32(q, k + j0 * ldkv, ldkv, D, nk, scale, s);
+    else
+#endif
+      for (int64_t j = 0; j < nk; ++j) s[j] = scale * dot8(q, k + (j0 + j) * ldkv, D);
+    if (scores.softcap != T(0))
+      for (int64_t j = 0; j < nk; ++j) s[j] = cap2 * std::tanh(s[j] * inv_cap);
     // As attend_rows: a NaN running max stays NaN; an all -inf block adds nothing.
     T m_new = std::max(m, row_max(s, nk));
     if (m_new == kNegInf) {
@@ -1127,6 +1273,12 @@ void attend_one(const T* q, const T* k, const T* v, int64_t ldkv, int64_t D, con
     const T alpha = m == kNegInf ? T(0) : T(std::exp2(m - m_new));
     l = l * alpha + exp2_shifted(s, nk, m_new);
     m = m_new;
+#if defined(__AVX2__) && defined(__FMA__)
+    if constexpr (std::is_same_v<T, float>) {
+      accumulate_v_f32(s, v + j0 * ldkv, ldkv, D, nk, alpha, o);
+      continue;
+    }
+#endif
     if (alpha != T(1))
       for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
     for (int64_t j = 0; j < nk; ++j) {
@@ -1187,22 +1339,27 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
     const int64_t want = (2 * ctx.cpu_threads() + B * H - 1) / std::max<int64_t>(B * H, 1);
     splits = std::clamp(want, int64_t(1), std::max<int64_t>(1, max_keys / 256));
   }
-  // Partial results per (b, h, split): normalised O_s (Tq, D) and lse_s (Tq).
-  std::vector<T> part_o(size_t(B * H * splits * Tq * D)), part_lse(size_t(B * H * splits * Tq));
+  // Partial results per (b, h, split): normalised O_s (Tq, D) and lse_s (Tq). One split is the
+  // result itself (the combine of one split is the identity: weight e^0 = 1, lse + log 1): it is
+  // written in place, with no buffers to allocate and no combine pass.
+  const bool direct = splits == 1;
+  std::vector<T> part_o(direct ? 0 : size_t(B * H * splits * Tq * D));
+  std::vector<T> part_lse(direct ? 0 : size_t(B * H * splits * Tq));
   auto attend = [&](int64_t item) {
     const int64_t s = item % splits, bh = item / splits, b = bh / H, h = bh % H, hk = h / group;
     const int64_t Tk = keys(b), len = (Tk + splits - 1) / splits;
     const int64_t kb = std::min(Tk, s * len), ke = std::min(Tk, kb + len);
     const Band band(Tq, Tk, a);
-    T* po = part_o.data() + item * Tq * D;
-    T* pl = part_lse.data() + item * Tq;
+    T* po = direct ? op + (b * Tq * H + h) * D : part_o.data() + item * Tq * D;
+    const int64_t ldo = direct ? H * D : D;
+    T* pl = direct ? lp + bh * Tq : part_lse.data() + item * Tq;
     const T* kh = kc + (b * Tmax * Hkv + hk) * D;
     const T* vh = vc + (b * Tmax * Hkv + hk) * D;
     if (Tq == 1 && D <= kOneQueryMaxD)
       return attend_one(qp + (b * H + h) * D, kh, vh, Hkv * D, D, band, scores, kb, ke, po, pl);
     for (int64_t i0 = 0; i0 < Tq; i0 += kBlockQ)
       attend_rows(qp + (b * Tq * H + h) * D, H * D, kh, vh, Hkv * D, D, band, scores, i0,
-                  std::min(kBlockQ, Tq - i0), kb, ke, po, D, pl + i0);
+                  std::min(kBlockQ, Tq - i0), kb, ke, po, ldo, pl + i0);
   };
   const bool serial = Tq * B * H * max_keys * D * 2 < kDecodeParallelMacs;
   if (serial) {
@@ -1210,6 +1367,7 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
   } else {
     parallel_tiles(ctx, B * H * splits, attend);
   }
+  if (direct) return;
 
   // Combine, in double: L = logsumexp_s lse_s, O = Σ_s e^(lse_s − L)·O_s.
   auto combine = [&](int64_t row) {

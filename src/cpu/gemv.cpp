@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "src/cpu/blas.h"
@@ -24,6 +26,18 @@ namespace {
 
 // Rows per pass: each load of x feeds kRows rows' FMAs, and kRows rows stream at once.
 constexpr int64_t kRows = 4;
+
+// bf16 weights: each pass prefetches the same columns of the next pass's rows (a prefetch past
+// the end of W is dropped, never a fault). gemv_stream.cpp (96 matrices of 2048 x 2048, beyond
+// the L3; bench/results/2026-12-05-cpu-decode-2/gemv-prefetch.txt) moved 10.4-11.1 GB/s of bf16
+// weights a CPU second without and 10.7-12.0 with it (three alternating runs of two passes,
+// one thread, 2-core AVX-512 dev VM, load 9-10); one prefetch a 64-byte line instead of one
+// every 16 columns: 10.5-11.8, not better; 8 rows ahead: the same. The d_model 128 llama
+// preset with bf16 weights (in the L3) at T = 256: 0.103-0.106 -> 0.093-0.098 ms/token at its
+// fastest steps, 0.130-0.163 -> 0.113-0.134 CPU ms at the median (bench_decode, three
+// alternating runs, load 10). In f32 the hardware prefetchers keep up: 12.2-13.5 GB/s with it
+// against 13.5-14.1 without (DRAM), the small model the same within the noise: not done.
+constexpr int64_t kPrefetchRows = kRows;
 
 // Below this many weight bytes the matrix is done by the calling thread alone: waking the other
 // thread (an OpenMP region, passive wait) costs more than its share of the work saves. Square
@@ -60,6 +74,19 @@ float finish(float sum, const W* w, const float* x, int64_t k0, int64_t Cin, con
 
 #if defined(__AVX2__) && defined(__FMA__)
 
+// The prefetches of kPrefetchRows (bf16 weights only).
+template <class W>
+inline void prefetch_next(const W* w, int64_t o0, int64_t NR, int64_t Cin, int64_t k) {
+  if constexpr (std::is_same_v<W, bf16>) {
+    // By integer address: the rows ahead may lie past the end of W.
+    const uintptr_t base = reinterpret_cast<uintptr_t>(w);
+    for (int64_t r = 0; r < NR; ++r)
+      _mm_prefetch(reinterpret_cast<const char*>(
+                       base + uintptr_t((o0 + r + kPrefetchRows) * Cin + k) * sizeof(W)),
+                   _MM_HINT_T0);
+  }
+}
+
 // reduce16 in registers, lanes 0-7 in lo and 8-15 in hi: the same tree, so the same bits. A
 // store and 15 scalar adds cost as much as the 8 FMAs of a Cin = 128 row (the d_model 128
 // preset's projections).
@@ -86,6 +113,7 @@ void rows_avx2(int64_t o0, int64_t Cin, const W* w, const float* x, const float*
   const int64_t k16 = Cin / 16 * 16;
   for (int64_t k = 0; k < k16; k += 16) {
     const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+    prefetch_next(w, o0, NR, Cin, k);
     for (int r = 0; r < NR; ++r) {
       const W* row = w + (o0 + r) * Cin + k;
       lo[r] = _mm256_fmadd_ps(load8(row), x0, lo[r]);
@@ -116,6 +144,7 @@ __attribute__((target("avx512f"))) void rows_avx512(int64_t o0, int64_t Cin, con
   const int64_t k16 = Cin / 16 * 16;
   for (int64_t k = 0; k < k16; k += 16) {
     const __m512 xv = _mm512_loadu_ps(x + k);
+    prefetch_next(w, o0, NR, Cin, k);
     for (int r = 0; r < NR; ++r)
       acc[r] = _mm512_fmadd_ps(load16(w + (o0 + r) * Cin + k), xv, acc[r]);
   }

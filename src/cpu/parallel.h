@@ -18,10 +18,37 @@ namespace longctx::cpu {
 // from the caller's nthreads ICV whenever the region is inactive (one thread), and with
 // cpu_threads = 1 the SSD's per-chunk sgemms then each started a team of every core, ~25x slower
 // on a loaded 2-core machine (the ICV set here lasts for the worker's implicit task only).
+//
+// One item or one thread runs on the calling thread with no OpenMP region: a region that the
+// if clause keeps to one thread still costs libgomp a team (an allocation) and its set-up. A
+// d_model 128 llama decode step makes ~40 such calls (norms, adds, RoPE, the cache append). The
+// llama preset at d_model 16 (tiny.json in bench/results/2026-12-05-cpu-decode-2, where nearly
+// all of a step is per-op overhead) took 45-50 us a token (median of 400 steps) with them and
+// 40-43 without (with the KV positions from the arena, src/model/attention_mixer.cpp; one
+// thread, 2-core AVX-512 dev VM, load 10-15). The worker's nthreads ICV is 1 there too, as
+// inside a region (see below).
+#ifdef _OPENMP
+class OneThreadIcv {  // omp_set_num_threads(1) for a scope, restored after
+ public:
+  OneThreadIcv() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneThreadIcv() { omp_set_num_threads(saved_); }
+  OneThreadIcv(const OneThreadIcv&) = delete;
+  OneThreadIcv& operator=(const OneThreadIcv&) = delete;
+
+ private:
+  int saved_;
+};
+#endif
+
 template <class Body>
 void parallel_for(const Context& ctx, int64_t n, Body&& body) {
 #ifdef _OPENMP
-#pragma omp parallel num_threads(ctx.cpu_threads()) if (n > 1)
+  if (n <= 1 || ctx.cpu_threads() == 1) {
+    const OneThreadIcv one;
+    for (int64_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+#pragma omp parallel num_threads(ctx.cpu_threads())
   {
     omp_set_num_threads(1);
 #pragma omp for schedule(static)
@@ -37,7 +64,12 @@ void parallel_for(const Context& ctx, int64_t n, Body&& body) {
 template <class Body>
 void parallel_for_dynamic(const Context& ctx, int64_t n, Body&& body) {
 #ifdef _OPENMP
-#pragma omp parallel num_threads(ctx.cpu_threads()) if (n > 1)
+  if (n <= 1 || ctx.cpu_threads() == 1) {  // as parallel_for
+    const OneThreadIcv one;
+    for (int64_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+#pragma omp parallel num_threads(ctx.cpu_threads())
   {
     omp_set_num_threads(1);
 #pragma omp for schedule(dynamic, 1)

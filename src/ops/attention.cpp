@@ -29,7 +29,7 @@ AttentionArgs check_qkv(const Context& ctx, const char* op, const Tensor& q, con
   check_arg(op, k_name, k).contiguous();
   check_arg(op, v_name, v).shape({B, Tk, Hkv, D}).dtype(q.dtype()).device(ctx.device());
   check_arg(op, v_name, v).contiguous();
-  check_value(op, "q", H >= 1, "must have at least one head, got shape ", shape_str(q.shape()));
+  check_value(op, "q", H >= 1, "must have at least one head, got shape ", ShapeText{q.shape()});
   check_value(op, k_name, Hkv >= 1 && H % Hkv == 0, "has Hkv = ", Hkv,
               " heads, which must divide the H = ", H,
               " query heads of 'q' (MHA: Hkv = H, GQA: H % Hkv == 0, MQA: Hkv = 1)");

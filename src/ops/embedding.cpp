@@ -17,7 +17,7 @@ EmbeddingArgs check_common(const Context& ctx, const char* op, const Tensor& tok
   check_backend(ctx, op, table_name, table);
   check_arg(op, table_name, table).rank(2).contiguous();
   check_value(op, table_name, table.size(0) >= 1, "must have at least one row (V >= 1), got ",
-              shape_str(table.shape()));
+              ShapeText{table.shape()});
   check_arg(op, "tokens", tokens).dtype(DType::i32).device(ctx.device()).contiguous();
   check_value(op, "tokens", tokens.numel() <= std::numeric_limits<int32_t>::max(),
               "must have fewer than 2^31 elements, got ", tokens.numel());

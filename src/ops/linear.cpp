@@ -26,10 +26,10 @@ LinearArgs check_common(const Context& ctx, const char* op, const Tensor& x, con
       .contiguous();
   const int64_t Cin = x.size(-1), Cout = weight.size(0);
   check_value(op, "weight", weight.size(1) == Cin, "expected shape (Cout, Cin) with Cin = ", Cin,
-              " (x's last dimension), got ", shape_str(weight.shape()));
+              " (x's last dimension), got ", ShapeText{weight.shape()});
   check_value(op, "weight", Cin >= 1 && Cout >= 1,
               "must have at least one input and one output feature, got shape ",
-              shape_str(weight.shape()));
+              ShapeText{weight.shape()});
   // BLAS takes 32-bit dimensions.
   constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
   const int64_t M = x.numel() / Cin;

@@ -14,7 +14,7 @@ RMSNormArgs check_common(const Context& ctx, const char* op, const Tensor& x, co
   check_arg(op, "x", x).contiguous();
   check_value(op, "x", x.dim() >= 1, "must have at least one dimension, got a scalar");
   check_value(op, "x", x.size(-1) >= 1, "must have a last dimension C >= 1 (the mean of x^2 over ",
-              "no elements is undefined), got shape ", shape_str(x.shape()));
+              "no elements is undefined), got shape ", ShapeText{x.shape()});
   RMSNormArgs args;
   args.dtype = x.dtype();
   args.C = x.size(-1);

@@ -18,7 +18,7 @@ void run(const Context& ctx, const char* op, const char* out_name, const Tensor&
   check_arg(op, in_name, in).rank(4).contiguous();
   const int64_t B = in.size(0), T = in.size(1), D = in.size(3);
   check_value(op, in_name, D % 2 == 0,
-              "must have an even head dimension D (pairs i, i + D/2), got ", shape_str(in.shape()));
+              "must have an even head dimension D (pairs i, i + D/2), got ", ShapeText{in.shape()});
   check_arg(op, out_name, out).shape(in.shape()).dtype(in.dtype()).device(ctx.device());
   check_arg(op, out_name, out).contiguous();
   if (out.data() != in.data()) check_arg(op, out_name, out).no_overlap(in_name, in);
