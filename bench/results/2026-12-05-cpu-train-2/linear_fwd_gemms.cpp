@@ -24,7 +24,7 @@ static double wall() {
 
 int main(int argc, char** argv) {
   const int threads = atoi(argv[1]), reps = atoi(argv[2]), M = atoi(argv[3]);
-  const int shapes[][2] = {{128, 128}, {128, 64}, {128, 64}, {128, 128},
+  const int shapes[][2] = {{128, 128}, {128, 64},  {128, 64},  {128, 128},
                            {128, 384}, {128, 384}, {384, 128}, {128, 256}};  // Cin, Cout
   // variant 0: threaded call; variant v > 0: row blocks of heights[v] rows (0: M / threads)
   const int heights[] = {-1, 0, 1024, 512, 256, 128, 64};
