@@ -23,6 +23,9 @@ const std::vector<LinearCase> kCases = {
     {"lm_head_odd", {9, 64}, 259, true},
     {"odd_everything", {3, 1, 33}, 17, true},
     {"no_rows", {0, 16}, 8, true},
+    // More rows than outputs: the CPU splits y by rows between threads (else by columns), and
+    // an odd row count leaves the blocks unequal.
+    {"tall_rows_bias", {3, 13, 40}, 24, true},
     // One row: batch-1 decoding, the GEMV on the CPU (src/cpu/gemv.h); a Cin tail past the
     // 16 lanes and a row count that is not a multiple of the 4 rows a pass.
     {"decode_step_qkv", {1, 1, 256}, 258, false},

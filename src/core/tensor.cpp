@@ -193,7 +193,7 @@ Device parse_device(const std::string& name) {
   throw Error("unknown device '" + name + "': expected cpu, cuda or cuda:N");
 }
 
-size_t checked_nbytes(const Shape& shape, DType dtype, const std::string& who) {
+size_t checked_nbytes(const Shape& shape, DType dtype, std::string_view who) {
   int64_t nonzero = int64_t(dtype_size(dtype)), bytes = nonzero;
   for (int64_t s : shape) {
     LONGCTX_CHECK(s >= 0, who, ": negative size in shape ", shape_str(shape));

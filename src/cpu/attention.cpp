@@ -122,6 +122,7 @@ constexpr bool kPackedF32 = true;
 // to the stack on every iteration, halving the kernel's speed). Rows past the end of a tile read
 // row 0 and write to `sink`, so every row block runs the same code.
 #define LONGCTX_ROWS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define LONGCTX_ROWS8(X) LONGCTX_ROWS6(X) X(6) X(7)
 
 // s rows (16 columns each) = alpha · a rows (D each) · panel, panel (D, 16).
 inline void abt_block6(const float* const* a, const float* panel, int64_t D, float alpha,
@@ -175,22 +176,25 @@ inline void pv_block6(const float* const* p, int64_t ps, const float* vp, int64_
 #undef STORE
 }
 
-// AVX-512 versions of the two kernels, used when cpu_isa() says so (src/cpu/isa.h): a 6 x 32
-// block of the result — two 16-key panels, or 32 columns of V — in twelve zmm registers. Per
-// step 2 loads and 6 broadcasts feed 12 FMAs of 16 lanes where the AVX2 kernel's feed 12 of 8.
-// Each element is the same chain of FMAs in the same order as in the AVX2 kernels (and the same
-// final scaling), so the two give bitwise equal results. NP = 1: a last panel (16 columns) alone.
-// Measured in one build (LONGCTX_CPU_ISA=avx2 against the default, alternating) on the 2-core
-// Sapphire Rapids class dev machine, B=1 T=4096 H=8 D=64 f32, causal and not: 1.24x fewer CPU
-// seconds for the forward (4.27 -> 3.43 s, best of 3 runs each, spread 2%), 1.23x for forward +
-// backward (18.6 -> 15.1 s; the backward's dV, dK, dQ products stay in OpenBLAS); wall-clock
-// 0.9-2.7x over the sweep at load 14 (bench/results/2026-12-05-cpu-peers/attention-isa-*).
+// AVX-512 versions of the two kernels, used when cpu_isa() says so (src/cpu/isa.h). Each
+// element is the same chain of FMAs in the same order as in the AVX2 kernels (and the same final
+// scaling), so the two give bitwise equal results whatever the blocking.
+// First version (6 x 32 blocks in both kernels), measured in one build (LONGCTX_CPU_ISA=avx2
+// against the default, alternating) on the 2-core Sapphire Rapids class dev machine, B=1 T=4096
+// H=8 D=64 f32, causal and not: 1.24x fewer CPU seconds for the forward (4.27 -> 3.43 s, best of
+// 3 runs each, spread 2%); wall-clock 0.9-2.7x over the sweep at load 14
+// (bench/results/2026-12-05-cpu-peers/attention-isa-*).
+//
+// S = alpha·A·Bᵀ: an 8 x 32 block of the result — two 16-key panels — in sixteen zmm registers;
+// per step 2 loads and 8 broadcasts feed 16 FMAs (6 and 12 in the 6 x 32 block), and a query
+// tile of 128 rows is 16 blocks with no padding row (6-row blocks computed 132).
+// NP = 1: a last panel (16 columns) alone.
 template <int NP>
-__attribute__((target("avx512f"))) void abt_block6_avx512(const float* const* a,
+__attribute__((target("avx512f"))) void abt_block8_avx512(const float* const* a,
                                                           const float* panels, int64_t D,
                                                           float alpha, float* const* s) {
 #define DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
-  LONGCTX_ROWS6(DECL)
+  LONGCTX_ROWS8(DECL)
 #undef DECL
   const float* second = panels + 16 * D;  // the next panel (read only when NP == 2)
   for (int64_t d = 0; d < D; ++d) {
@@ -202,52 +206,65 @@ __attribute__((target("avx512f"))) void abt_block6_avx512(const float* const* a,
     c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);                        \
     if constexpr (NP == 2) c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1); \
   }
-    LONGCTX_ROWS6(STEP)
+    LONGCTX_ROWS8(STEP)
 #undef STEP
   }
   const __m512 al = _mm512_set1_ps(alpha);
 #define STORE(r)                                      \
   _mm512_storeu_ps(s[r], _mm512_mul_ps(c##r##0, al)); \
   if constexpr (NP == 2) _mm512_storeu_ps(s[r] + 16, _mm512_mul_ps(c##r##1, al));
-  LONGCTX_ROWS6(STORE)
+  LONGCTX_ROWS8(STORE)
 #undef STORE
 }
 
-// c rows (16·NV columns each) += p rows (nk each) · vp (nk rows, ld ldv; 16·NV columns).
+// c rows (16·NV columns each, NV <= 4) += p rows (nk each) · vp (nk rows, ld ldv; 16·NV
+// columns): a 6 x 64 block in 24 zmm registers, so that with D = 64 each row of V is loaded and
+// each P entry broadcast once per block (the 6 x 32 block went over P twice: 16 loads and
+// broadcasts per 24 FMAs, here 10).
 template <int NV>
 __attribute__((target("avx512f"))) void pv_block6_avx512(const float* const* p, int64_t ps,
                                                          const float* vp, int64_t ldv, int64_t nk,
                                                          float* const* c) {
-#define DECL(r)                           \
-  __m512 c##r##0 = _mm512_loadu_ps(c[r]); \
-  __m512 c##r##1 = NV == 2 ? _mm512_loadu_ps(c[r] + 16) : c##r##0;
+#define DECL(r)                                                    \
+  __m512 c##r##0 = _mm512_loadu_ps(c[r]);                          \
+  __m512 c##r##1 = NV >= 2 ? _mm512_loadu_ps(c[r] + 16) : c##r##0; \
+  __m512 c##r##2 = NV >= 3 ? _mm512_loadu_ps(c[r] + 32) : c##r##0; \
+  __m512 c##r##3 = NV >= 4 ? _mm512_loadu_ps(c[r] + 48) : c##r##0;
   LONGCTX_ROWS6(DECL)
 #undef DECL
   for (int64_t j = 0; j < nk; ++j) {
     const int64_t jp = j * ps;
-    const __m512 v0 = _mm512_loadu_ps(vp + j * ldv);
-    const __m512 v1 = NV == 2 ? _mm512_loadu_ps(vp + j * ldv + 16) : v0;
+    const float* vj = vp + j * ldv;
+    const __m512 v0 = _mm512_loadu_ps(vj);
+    const __m512 v1 = NV >= 2 ? _mm512_loadu_ps(vj + 16) : v0;
+    const __m512 v2 = NV >= 3 ? _mm512_loadu_ps(vj + 32) : v0;
+    const __m512 v3 = NV >= 4 ? _mm512_loadu_ps(vj + 48) : v0;
 #define STEP(r)                                                       \
   {                                                                   \
     const __m512 x = _mm512_set1_ps(p[r][jp]);                        \
     c##r##0 = _mm512_fmadd_ps(x, v0, c##r##0);                        \
-    if constexpr (NV == 2) c##r##1 = _mm512_fmadd_ps(x, v1, c##r##1); \
+    if constexpr (NV >= 2) c##r##1 = _mm512_fmadd_ps(x, v1, c##r##1); \
+    if constexpr (NV >= 3) c##r##2 = _mm512_fmadd_ps(x, v2, c##r##2); \
+    if constexpr (NV >= 4) c##r##3 = _mm512_fmadd_ps(x, v3, c##r##3); \
   }
     LONGCTX_ROWS6(STEP)
 #undef STEP
   }
-#define STORE(r)                   \
-  _mm512_storeu_ps(c[r], c##r##0); \
-  if constexpr (NV == 2) _mm512_storeu_ps(c[r] + 16, c##r##1);
+#define STORE(r)                                               \
+  _mm512_storeu_ps(c[r], c##r##0);                             \
+  if constexpr (NV >= 2) _mm512_storeu_ps(c[r] + 16, c##r##1); \
+  if constexpr (NV >= 3) _mm512_storeu_ps(c[r] + 32, c##r##2); \
+  if constexpr (NV >= 4) _mm512_storeu_ps(c[r] + 48, c##r##3);
   LONGCTX_ROWS6(STORE)
 #undef STORE
 }
 #undef LONGCTX_ROWS6
+#undef LONGCTX_ROWS8
 
-// Row pointers of block [r, r + 6) of an n-row operand: past the end, `pad`.
-template <class P>
+// Row pointers of block [r, r + R) of an n-row operand: past the end, `pad`.
+template <int R, class P>
 inline void block_rows(P* rows, P base, int64_t ld, int64_t r, int64_t n, P pad) {
-  for (int64_t x = 0; x < 6; ++x) rows[x] = r + x < n ? base + (r + x) * ld : pad;
+  for (int64_t x = 0; x < R; ++x) rows[x] = r + x < n ? base + (r + x) * ld : pad;
 }
 #else
 constexpr bool kPackedF32 = false;
@@ -295,9 +312,11 @@ struct TileMatmul {
   }
 
   // S (n x nk, ld lds >= nk rounded up to 16) = alpha · a (n x D) · b (nk x D)ᵀ. With `panels`
-  // (b already packed by pack_panels) b is not read.
+  // (b already packed by pack_panels) b is not read. With `row_end` (nondecreasing), the entries
+  // of row r at columns >= row_end[r] may be left unwritten: the caller masks them (a causal
+  // tile's part above the diagonal; packed path only).
   void abt(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t n, int64_t nk, T alpha, T* S,
-           int64_t lds, const T* panels = nullptr) {
+           int64_t lds, const T* panels = nullptr, const int64_t* row_end = nullptr) {
     if constexpr (kPacked) {
       if (!panels) {
         if (!reuse(b, nk, /*panels=*/true)) pack_panels(b, ldb, nk, D, pack.get());
@@ -307,21 +326,25 @@ struct TileMatmul {
       const float* arows[6];
       float* srows[6];
       if (cpu_isa() == CpuIsa::avx512) {
+        const float* arows8[8];
+        float* srows8[8];
         for (int64_t j0 = 0; j0 < nk; j0 += 32)
-          for (int64_t r = 0; r < n; r += 6) {
-            block_rows(arows, a, lda, r, n, a);
-            block_rows(srows, S + j0, lds, r, n, static_cast<float*>(sink));
+          for (int64_t r = 0; r < n; r += 8) {
+            if (row_end && j0 >= row_end[std::min(r + 8, n) - 1]) continue;
+            block_rows<8>(arows8, a, lda, r, n, a);
+            block_rows<8>(srows8, S + j0, lds, r, n, static_cast<float*>(sink));
             if (j0 + 16 < nk)
-              abt_block6_avx512<2>(arows, panels + j0 * D, D, alpha, srows);
+              abt_block8_avx512<2>(arows8, panels + j0 * D, D, alpha, srows8);
             else
-              abt_block6_avx512<1>(arows, panels + j0 * D, D, alpha, srows);
+              abt_block8_avx512<1>(arows8, panels + j0 * D, D, alpha, srows8);
           }
         return;
       }
       for (int64_t j0 = 0; j0 < nk; j0 += 16)
         for (int64_t r = 0; r < n; r += 6) {
-          block_rows(arows, a, lda, r, n, a);
-          block_rows(srows, S + j0, lds, r, n, static_cast<float*>(sink));
+          if (row_end && j0 >= row_end[std::min(r + 6, n) - 1]) continue;
+          block_rows<6>(arows, a, lda, r, n, a);
+          block_rows<6>(srows, S + j0, lds, r, n, static_cast<float*>(sink));
           abt_block6(arows, panels + j0 * D, D, alpha, srows);
         }
     } else {
@@ -333,9 +356,11 @@ struct TileMatmul {
   // With `rows` (v already packed by pack_rows) v is not read; without, v's rows are read in
   // place when D is a multiple of 16 (packing them cost 3% of a T = 512 backward, perf), else
   // packed. ldc: on the packed path the kernels write whole blocks of 16 columns, so c's rows
-  // have D16 writable columns.
+  // have D16 writable columns. With `row_end` (nondecreasing), row r of p is 0 from column
+  // row_end[r] on, and those terms are not added: c + (+0)·v is c for a finite v (the callers
+  // take masked_product for a non-finite one), and c is never -0 (a sum from +0).
   void pv(const T* p, int64_t ldp, int64_t ps, const T* v, int64_t ldv, int64_t n, int64_t nk, T* c,
-          int64_t ldc, const T* rows = nullptr) {
+          int64_t ldc, const T* rows = nullptr, const int64_t* row_end = nullptr) {
     if constexpr (kPacked) {
       int64_t ldr = D16;
       if (!rows && D == D16) {
@@ -345,27 +370,38 @@ struct TileMatmul {
         if (!reuse(v, nk, /*panels=*/false)) pack_rows(v, ldv, nk, D, D16, pack.get());
         rows = pack.get();
       }
-      alignas(64) float sink[32] = {};
+      alignas(64) float sink[64] = {};  // the padding rows' output: up to 64 columns
       const float* prows[6];
       float* crows[6];
       if (cpu_isa() == CpuIsa::avx512) {
         for (int64_t r = 0; r < n; r += 6) {
-          block_rows(prows, p, ldp, r, n, p);
-          for (int64_t d0 = 0; d0 < D16; d0 += 32) {
-            block_rows(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
-            if (d0 + 16 < D16)
-              pv_block6_avx512<2>(prows, ps, rows + d0, ldr, nk, crows);
-            else
-              pv_block6_avx512<1>(prows, ps, rows + d0, ldr, nk, crows);
+          const int64_t nj = row_end ? std::min(nk, row_end[std::min(r + 6, n) - 1]) : nk;
+          block_rows<6>(prows, p, ldp, r, n, p);
+          for (int64_t d0 = 0; d0 < D16; d0 += 64) {
+            block_rows<6>(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
+            switch (std::min<int64_t>(4, (D16 - d0) / 16)) {
+              case 4:
+                pv_block6_avx512<4>(prows, ps, rows + d0, ldr, nj, crows);
+                break;
+              case 3:
+                pv_block6_avx512<3>(prows, ps, rows + d0, ldr, nj, crows);
+                break;
+              case 2:
+                pv_block6_avx512<2>(prows, ps, rows + d0, ldr, nj, crows);
+                break;
+              default:
+                pv_block6_avx512<1>(prows, ps, rows + d0, ldr, nj, crows);
+            }
           }
         }
         return;
       }
       for (int64_t r = 0; r < n; r += 6) {
-        block_rows(prows, p, ldp, r, n, p);
+        const int64_t nj = row_end ? std::min(nk, row_end[std::min(r + 6, n) - 1]) : nk;
+        block_rows<6>(prows, p, ldp, r, n, p);
         for (int64_t d0 = 0; d0 < D16; d0 += 16) {
-          block_rows(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
-          pv_block6(prows, ps, rows + d0, ldr, nk, crows);
+          block_rows<6>(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
+          pv_block6(prows, ps, rows + d0, ldr, nj, crows);
         }
       }
     } else {
@@ -640,16 +676,17 @@ struct Scores {
   // S (n x nk, leading dim ld) = log2e · softcap(scale · Q·Kᵀ). With softcap, `dcap` (same
   // layout) receives its derivative 1 − tanh² when given.
   void compute(TileMatmul<T>& mm, const T* q, int64_t ldq, const T* k, int64_t ldk, int64_t n,
-               int64_t nk, T* S, int64_t ld, T* dcap = nullptr, const T* k_panels = nullptr) const {
+               int64_t nk, T* S, int64_t ld, T* dcap = nullptr, const T* k_panels = nullptr,
+               const int64_t* row_end = nullptr) const {
     if (softcap == T(0)) {
-      mm.abt(q, ldq, k, ldk, n, nk, T(scale * kLog2e), S, ld, k_panels);
+      mm.abt(q, ldq, k, ldk, n, nk, T(scale * kLog2e), S, ld, k_panels, row_end);
       return;
     }
-    mm.abt(q, ldq, k, ldk, n, nk, scale, S, ld, k_panels);
+    mm.abt(q, ldq, k, ldk, n, nk, scale, S, ld, k_panels, row_end);
     const T inv_cap = T(1) / softcap, cap2 = T(softcap * kLog2e);
     for (int64_t r = 0; r < n; ++r) {
       T* s = S + r * ld;
-      for (int64_t j = 0; j < nk; ++j) {
+      for (int64_t j = 0; j < (row_end ? row_end[r] : nk); ++j) {  // the rest: masked
         const T t = std::tanh(s[j] * inv_cap);
         s[j] = cap2 * t;
         if (dcap) dcap[r * ld + j] = T(1) - t * t;
@@ -670,14 +707,28 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();
   TileMatmul<T> mm(D);
   const int64_t ldo_acc = mm.ldc();
-  const Scratch<T> work(kBlockQ * kBlockK + kBlockQ * ldo_acc + 2 * kBlockQ);
-  T* S = work.get();             // (kBlockQ, kBlockK) scores, then probabilities
-  T* O = S + kBlockQ * kBlockK;  // (kBlockQ, ldo_acc) unnormalised output
+  // S's rows are kBlockK + 16 apart, not a power of two: 1 KB apart, the 8 rows of an S block
+  // and the 6 of a P block fell in the same few L1 sets.
+  constexpr int64_t ldS = kBlockK + 16;
+  const Scratch<T> work(kBlockQ * ldS + kBlockQ * ldo_acc + 2 * kBlockQ + kBlockQ * D);
+  T* S = work.get();             // (kBlockQ, ldS) scores, then probabilities
+  T* O = S + kBlockQ * ldS;      // (kBlockQ, ldo_acc) unnormalised output
   T* m = O + kBlockQ * ldo_acc;  // (kBlockQ) running max, log2 domain
   T* l = m + kBlockQ;            // (kBlockQ) running sum
   std::fill(O, O + n * ldo_acc, T(0));
   std::fill(m, m + n, kNegInf);
   std::fill(l, l + n, T(0));
+  // The packed kernels read the tile's query rows contiguously: in place they are H·D floats
+  // apart (2 KB at H = 8, D = 64), the 128 rows in 8 of L1's 64 sets, and the S kernel's
+  // broadcasts came from L2 (perf at T = 4096: the kernel's samples on its loads).
+  const T* q_tile = q + i0 * ldq;
+  int64_t ld_tile = ldq;
+  if (TileMatmul<T>::kPacked) {
+    T* qt = l + kBlockQ;
+    for (int64_t r = 0; r < n; ++r) std::copy(q_tile + r * ldq, q_tile + r * ldq + D, qt + r * D);
+    q_tile = qt;
+    ld_tile = D;
+  }
 
   const int64_t i1 = i0 + n;
   int64_t k_begin = std::max(kb, band.lo(i0));
@@ -685,11 +736,17 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
   if (packed.k_panels) k_begin = k_begin / 16 * 16;  // panels start at multiples of 16
   for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
     const int64_t nk = std::min(kBlockK, k_end - j0);
-    scores.compute(mm, q + i0 * ldq, ldq, k + j0 * ldkv, ldkv, n, nk, S, kBlockK,
-                   /*dcap=*/nullptr, packed.k_panels ? packed.k_panels + j0 * D : nullptr);
     const bool masked = j0 < kb || !band.full(i0, i1, j0, j0 + nk);
+    // Under a mask the kernels skip the blocks past each row's last visible key (the part of a
+    // causal tile above the diagonal).
+    int64_t row_end[kBlockQ];
+    for (int64_t r = 0; masked && r < n; ++r)
+      row_end[r] = std::clamp(band.hi(i0 + r) - j0, int64_t(0), nk);
+    const int64_t* ends = masked ? row_end : nullptr;
+    scores.compute(mm, q_tile, ld_tile, k + j0 * ldkv, ldkv, n, nk, S, ldS,
+                   /*dcap=*/nullptr, packed.k_panels ? packed.k_panels + j0 * D : nullptr, ends);
     for (int64_t r = 0; r < n; ++r) {
-      T* s = S + r * kBlockK;
+      T* s = S + r * ldS;
       if (masked) band.mask_row(s, i0 + r, j0, nk, kb);
       // A NaN running max stays NaN (std::max keeps its first operand then).
       T m_new = std::max(m[r], row_max(s, nk));
@@ -709,11 +766,11 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
       }
     }
     if (masked && !all_finite(v + j0 * ldkv, nk, D, ldkv))
-      masked_product(/*by_query=*/true, band, i0, n, j0, nk, kb, T(1), S, kBlockK, v + j0 * ldkv,
-                     ldkv, D, O, ldo_acc);
+      masked_product(/*by_query=*/true, band, i0, n, j0, nk, kb, T(1), S, ldS, v + j0 * ldkv, ldkv,
+                     D, O, ldo_acc);
     else
-      mm.pv(S, kBlockK, 1, v + j0 * ldkv, ldkv, n, nk, O, ldo_acc,
-            packed.v_rows ? packed.v_rows + j0 * mm.ldc() : nullptr);
+      mm.pv(S, ldS, 1, v + j0 * ldkv, ldkv, n, nk, O, ldo_acc,
+            packed.v_rows ? packed.v_rows + j0 * mm.ldc() : nullptr, ends);
   }
 
   // l = 0: no finite weight. A row that sees keys of [kb, ke) whose scores were all -inf is NaN
@@ -756,8 +813,12 @@ std::vector<std::pair<int64_t, int64_t>> tiles_of(const AttentionArgs& a, bool b
 // the query tiles (and in the backward by every key tile's pass too): as panels (D, 16), key j's
 // panel row at of(s, hk) + j * D (j a multiple of 16), or as rows of D16, key j's at
 // of(s, hk) + j * D16. Packing per query tile instead cost a quarter of the forward (strided K
-// rows missing cache each time). Empty (of() null) where the kernels are BLAS, and as rows when D
-// is a multiple of 16 (TileMatmul::pv reads those in place).
+// rows missing cache each time). Empty (of() null) where the kernels are BLAS.
+// Rows are packed even when D is a multiple of 16 and the kernels could read them in place: in
+// place, key j's row is H_kv·D floats after key j-1's (2 KB at H_kv = 8, D = 64), so a tile's
+// 256 rows fall in 8 of L1's 64 sets and P·V reloaded V from L2 at every step (perf, T = 4096
+// forward: 31% of P·V's samples on one V load, P·V 40% of the run against 27% for the S kernel
+// with the same FLOPs).
 template <class T>
 struct SeqPack {
   const AttentionArgs& a;
@@ -782,7 +843,7 @@ struct SeqPack {
         panels(panels_),
         D16((a_.D + 15) / 16 * 16),
         at(offsets(a_, panels_)),
-        used(TileMatmul<T>::kPacked && (panels_ || a_.D % 16 != 0)),
+        used(TileMatmul<T>::kPacked),
         buf(used ? std::max<int64_t>(at.back(), 1) : 1) {
     if (!used) return;
     const int64_t Hkv = a.Hkv, D = a.D;
@@ -840,16 +901,31 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
 // three products that use them.
 template <class T>
 struct BwdTile {
+  // The tiles' rows are kBlockK + 16 apart, not a power of two, as attend_rows' S (the key side
+  // reads P and dS down their columns: 1 KB apart, a column's lines fell in 4 of L1's 64 sets).
+  static constexpr int64_t ld = kBlockK + 16;
   TileMatmul<T> mm;  // the abt kernels, and the packing of dO and Q tiles for the key side
   Scratch<T> buf;
-  T *P, *dS, *dcap;  // (kBlockQ, kBlockK) each
+  T *P, *dS, *dcap;  // (kBlockQ, ld) each
+  // f32: the tile's rows of Q and dO packed contiguously, rows of D16 (null on the BLAS path).
+  // In place they are H·D floats apart (2 KB at H = 8, D = 64), in a few L1 sets, as the
+  // forward's V rows were (see SeqPack); the key side reads them as P·V reads V.
+  T *q_rows = nullptr, *do_rows = nullptr;
 
   bool masked = false;  // the last tile computed has entries some row does not see
+  // Masked: each row's end of its visible keys in the tile, for the kernels to skip the rest
+  // (TileMatmul::abt, pv); else `ends` is null.
+  int64_t row_end[kBlockQ];
+  const int64_t* ends = nullptr;
 
-  explicit BwdTile(int64_t D) : mm(D), buf(3 * kBlockQ * kBlockK) {
+  explicit BwdTile(int64_t D) : mm(D), buf(3 * kBlockQ * ld + 2 * kBlockQ * mm.ldc()) {
     P = buf.get();
-    dS = P + kBlockQ * kBlockK;
-    dcap = dS + kBlockQ * kBlockK;
+    dS = P + kBlockQ * ld;
+    dcap = dS + kBlockQ * ld;
+    if (TileMatmul<T>::kPacked) {
+      q_rows = dcap + kBlockQ * ld;
+      do_rows = q_rows + kBlockQ * mm.ldc();
+    }
   }
 
   // Rows [i0, i0 + n) of q/dout/lse/Di (pointers at row 0 of the head), keys [j0, j0 + nk).
@@ -857,11 +933,23 @@ struct BwdTile {
   void compute(const T* q, const T* dout, int64_t ldq, const T* k, const T* v, int64_t ldkv,
                const T* k_panels, const T* v_panels, const T* lse, const T* Di, const Band& band,
                const Scores<T>& scores, int64_t i0, int64_t n, int64_t j0, int64_t nk) {
-    constexpr int64_t ld = kBlockK;
     const bool capped = scores.softcap != T(0);
-    scores.compute(mm, q + i0 * ldq, ldq, k + j0 * ldkv, ldkv, n, nk, P, ld,
-                   capped ? dcap : nullptr, k_panels);
+    const T *qt = q + i0 * ldq, *dot = dout + i0 * ldq;
+    int64_t ldt = ldq;
+    if (q_rows) {
+      const int64_t D16 = mm.ldc();
+      TileMatmul<T>::pack_rows(qt, ldq, n, mm.D, D16, q_rows);
+      TileMatmul<T>::pack_rows(dot, ldq, n, mm.D, D16, do_rows);
+      qt = q_rows;
+      dot = do_rows;
+      ldt = D16;
+    }
     masked = !band.full(i0, i0 + n, j0, j0 + nk);
+    for (int64_t r = 0; masked && r < n; ++r)
+      row_end[r] = std::clamp(band.hi(i0 + r) - j0, int64_t(0), nk);
+    ends = masked ? row_end : nullptr;
+    scores.compute(mm, qt, ldt, k + j0 * ldkv, ldkv, n, nk, P, ld, capped ? dcap : nullptr,
+                   k_panels, ends);
     for (int64_t r = 0; r < n; ++r) {
       T* p = P + r * ld;
       const T l2 = lse[i0 + r] * T(kLog2e);
@@ -869,24 +957,26 @@ struct BwdTile {
         std::fill(p, p + nk, T(0));
         continue;
       }
-      exp2_shifted(p, nk, l2);  // NaN everywhere for a NaN row, as the forward's
+      // NaN everywhere for a NaN row, as the forward's; past row_end[r], masked below.
+      exp2_shifted(p, ends ? ends[r] : nk, l2);
       // Masked after the exp: exp2(-inf - NaN) would be NaN where P must be 0.
       if (masked) band.mask_row(p, i0 + r, j0, nk, 0, T(0));
     }
     // dS = dO·Vᵀ, then scale·P∘(dS − Di)(∘ dcap).
-    mm.abt(dout + i0 * ldq, ldq, v + j0 * ldkv, ldkv, n, nk, T(1), dS, ld, v_panels);
+    mm.abt(dot, ldt, v + j0 * ldkv, ldkv, n, nk, T(1), dS, ld, v_panels, ends);
     const T scale = scores.scale;
     for (int64_t r = 0; r < n; ++r) {
       const T* p = P + r * ld;
       T* ds = dS + r * ld;
       const T di = Di[i0 + r];
+      const int64_t nk_r = ends ? ends[r] : nk;  // past it, masked below
       if (capped) {
         const T* g = dcap + r * ld;
 #pragma omp simd
-        for (int64_t j = 0; j < nk; ++j) ds[j] = scale * (p[j] * (ds[j] - di) * g[j]);
+        for (int64_t j = 0; j < nk_r; ++j) ds[j] = scale * (p[j] * (ds[j] - di) * g[j]);
       } else {
 #pragma omp simd
-        for (int64_t j = 0; j < nk; ++j) ds[j] = scale * (p[j] * (ds[j] - di));
+        for (int64_t j = 0; j < nk_r; ++j) ds[j] = scale * (p[j] * (ds[j] - di));
       }
       // dS = 0 where the row does not see the key, even when dP there is NaN (a NaN value row
       // or dout row) or Di is.
@@ -895,18 +985,20 @@ struct BwdTile {
   }
 
   // c (nk x D, ld ldc) += wᵀ·x for the tile w (P or dS; n x nk) and x the tile's n rows of dO or
-  // Q (ld ldx): per key, a chain over the query rows in order.
-  void add_key_side(const T* w, int64_t n, int64_t nk, const T* x, int64_t ldx, T* c, int64_t ldc) {
+  // Q (ld ldx; `rows` their packed copy on the f32 path): per key, a chain over the query rows
+  // in order.
+  void add_key_side(const T* w, int64_t n, int64_t nk, const T* x, int64_t ldx, const T* rows, T* c,
+                    int64_t ldc) {
     if constexpr (TileMatmul<T>::kPacked)
-      mm.pv(w, 1, kBlockK, x, ldx, nk, n, c, ldc);  // w read down its columns
+      mm.pv(w, 1, ld, x, ldx, nk, n, c, ldc, rows);  // w read down its columns
     else
-      gemm(true, false, nk, mm.D, n, T(1), w, kBlockK, x, ldx, T(1), c, ldc);
+      gemm(true, false, nk, mm.D, n, T(1), w, ld, x, ldx, T(1), c, ldc);
   }
   // c (n x D, ld ldc) += dS·K for the tile's nk keys (ld ldk; `k_rows` packed as rows on the f32
   // path): per query row, a chain over the keys in order.
   void add_query_side(int64_t n, int64_t nk, const T* k, int64_t ldk, const T* k_rows, T* c,
                       int64_t ldc) {
-    mm.pv(dS, kBlockK, 1, k, ldk, n, nk, c, ldc, k_rows);
+    mm.pv(dS, ld, 1, k, ldk, n, nk, c, ldc, k_rows, ends);
   }
 };
 
@@ -991,19 +1083,19 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
         t.compute(qh, doh, H * D, kh, vh, Hkv * D, kpan ? kpan + j0 * D : nullptr,
                   vpan ? vpan + j0 * D : nullptr, lh, dih, band, scores, i0, n, j0, nk);
         if (t.masked && !all_finite(doh + i0 * H * D, n, D, H * D))
-          masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, T(1), t.P, kBlockK,
+          masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, T(1), t.P, t.ld,
                          doh + i0 * H * D, H * D, D, dv_acc, D16);
         else
-          t.add_key_side(t.P, n, nk, doh + i0 * H * D, H * D, dv_acc, D16);
+          t.add_key_side(t.P, n, nk, doh + i0 * H * D, H * D, t.do_rows, dv_acc, D16);
         if (t.masked && !all_finite(qh + i0 * H * D, n, D, H * D))
-          masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, T(1), t.dS, kBlockK,
+          masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, T(1), t.dS, t.ld,
                          qh + i0 * H * D, H * D, D, dk_acc, D16);
         else
-          t.add_key_side(t.dS, n, nk, qh + i0 * H * D, H * D, dk_acc, D16);
+          t.add_key_side(t.dS, n, nk, qh + i0 * H * D, H * D, t.q_rows, dk_acc, D16);
         if (!fused) continue;
         T* dq = dqp + ((q0 + i0) * H + h) * D;
         if (t.masked && !k_finite)
-          masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, T(1), t.dS, kBlockK,
+          masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, T(1), t.dS, t.ld,
                          kh + j0 * Hkv * D, Hkv * D, D, dq, H * D);
         else
           t.add_query_side(n, nk, kh + j0 * Hkv * D, Hkv * D, krow ? krow + j0 * D16 : nullptr, dq,
@@ -1069,7 +1161,7 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
                 vpan ? vpan + j0 * D : nullptr, lse_rows(lp, a, s, h), lse_rows(Di.data(), a, s, h),
                 band, scores, i0, n, j0, nk);
       if (t.masked && !all_finite(kh + j0 * Hkv * D, nk, D, Hkv * D))
-        masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, T(1), t.dS, kBlockK,
+        masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, T(1), t.dS, t.ld,
                        kh + j0 * Hkv * D, Hkv * D, D, dq_acc, D16);
       else
         t.add_query_side(n, nk, kh + j0 * Hkv * D, Hkv * D, krow ? krow + j0 * D16 : nullptr,

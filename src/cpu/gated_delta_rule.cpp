@@ -15,11 +15,12 @@
 // Every chunk is computed at its full length C (the rows past a sequence's end are identity
 // steps, see load_chunk), so its products are the same calls whatever the layout of the batch:
 // the results are bitwise batch invariant. The chunk's rows are copied to scratch; in f32 the
-// products of run_chunk (with S, U, M and the solve) are the row kernels below (mul_add), the
-// others OpenBLAS calls, single-threaded inside the parallel loop over items (an item at a time
-// per thread: its scratch stays in the L2 cache). For Gated DeltaNet E is one C x C matrix and
-// P, M are a gemm masked by it; for KDA E has K values per pair and P, M (and their gradients) are
-// loops over the channels.
+// products of load_chunk and run_chunk (P, M, with S, U, M and the solve) are the row kernels below
+// (mul_add), the backward's second pass OpenBLAS calls, single-threaded inside the parallel loop
+// over items (an item at a time per thread: its scratch stays in the L2 cache). For Gated DeltaNet
+// E is one C x C matrix and P, M are a product on their triangles masked by it; for KDA E has K
+// values per pair, P and M are products left of each block of kEBlock rows (E factored there) and
+// loops over the channels within it, and their gradients are loops over the channels.
 //
 // Backward per item: a first pass recomputes the state entering each chunk and the chunk's U and
 // V − (γ ⊙ K̂) S; a second pass, chunks last to first, carries dS (from dfinal_state) back
@@ -316,6 +317,9 @@ struct Ptrs {
   int64_t g_at(int64_t p, int64_t hv) const { return (p * HV + hv) * Kg; }
 };
 
+// KDA's E by blocks of kEBlock rows (see load_chunk).
+constexpr int64_t kEBlock = 16;
+
 // One chunk of one (sequence, value head), in the forms the products need (see the file
 // comment). Kg = 1 (Gated DeltaNet) or K (KDA) gate channels. Rows that are read together by one
 // product are stacked in one buffer, so that each product is one BLAS call.
@@ -324,6 +328,8 @@ struct Chunk {
   int64_t C = 0, K = 0, Kg = 0, n = 0;
   T scale = 1;
   Vec<T> kq;        // (2C, K): k̂, then q̂
+  Vec<T> kt;        // (K, C): k̂ transposed, the right factor of P and M on the row kernels
+  Vec<T> fac;       // KDA: the factors of P and M's products (see load_chunk)
   Vec<T> kqg;       // (2C, K): −γ ⊙ k̂, then scale γ ⊙ q̂ (the rows that read the state)
   Vec<T> kd;        // (C, K) ρ ⊙ k̂
   Vec<T> v;         // (C, V)
@@ -338,6 +344,8 @@ struct Chunk {
   void reserve(int64_t C_, int64_t K_, int64_t V, int64_t Kg_) {
     C = C_, K = K_, Kg = Kg_;
     grow(kq, 2 * C * K);
+    grow(kt, K * C);
+    if (Kg_ > 1) grow(fac, (2 * kEBlock + 2 * C) * K);
     grow(kqg, 2 * C * K);
     grow(kd, C * K);
     grow(v, C * V);
@@ -363,6 +371,86 @@ struct Chunk {
   // The chunk's decay γ_{C-1} of channel c (any c when Kg = 1).
   T gam_last(int64_t c) const { return gam[size_t((C - 1) * Kg + (Kg == 1 ? 0 : c))]; }
 };
+
+#if defined(__AVX2__) && defined(__FMA__)
+// kt (K x C) := k (C x K) transposed (the row kernels' right factor), by 8 x 8 blocks in ymm
+// registers instead of a load and a store per element (8k of them per chunk at C = 64,
+// K = 128); moves only, the bits are unchanged. The edges past a multiple of 8 element by element.
+void transpose(int64_t C, int64_t K, const float* k, float* kt) {
+  const int64_t C8 = C / 8 * 8, K8 = K / 8 * 8;
+  for (int64_t i0 = 0; i0 < C8; i0 += 8)
+    for (int64_t c0 = 0; c0 < K8; c0 += 8) {
+      __m256 r[8], t[8];
+      for (int x = 0; x < 8; ++x) r[x] = _mm256_loadu_ps(k + (i0 + x) * K + c0);
+      for (int x = 0; x < 8; x += 2) {
+        t[x] = _mm256_unpacklo_ps(r[x], r[x + 1]);
+        t[x + 1] = _mm256_unpackhi_ps(r[x], r[x + 1]);
+      }
+      for (int x = 0; x < 8; x += 4) {
+        r[x] = _mm256_shuffle_ps(t[x], t[x + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[x + 1] = _mm256_shuffle_ps(t[x], t[x + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[x + 2] = _mm256_shuffle_ps(t[x + 1], t[x + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[x + 3] = _mm256_shuffle_ps(t[x + 1], t[x + 3], _MM_SHUFFLE(3, 2, 3, 2));
+      }
+      for (int x = 0; x < 4; ++x) {
+        _mm256_storeu_ps(kt + (c0 + x) * C + i0, _mm256_permute2f128_ps(r[x], r[x + 4], 0x20));
+        _mm256_storeu_ps(kt + (c0 + x + 4) * C + i0, _mm256_permute2f128_ps(r[x], r[x + 4], 0x31));
+      }
+    }
+  for (int64_t i = 0; i < C; ++i)
+    for (int64_t c = i < C8 ? K8 : 0; c < K; ++c) kt[c * C + i] = k[i * K + c];
+}
+
+#endif
+
+// P (C x C) = K̂ K̂ᵀ on its strict lower triangle and, when with_M, M = Q̂ K̂ᵀ (C x C, stored right
+// after P) on its lower triangle with the diagonal; the entries past the triangles are left for
+// the caller's mask. In f32 on the row kernels: each block of 4 rows stops at the column of its
+// last row, so at C = 64 the products take 5/8 of the full 2C x C x K (the AVX-512 kernel's
+// columns go by 16): 73.7k -> 67.6k multiply-adds per token and head at K = V = 128, with no
+// OpenBLAS packing. Elsewhere one gemm of [K̂; Q̂] K̂ᵀ. Measured (B = 1, T = 8192, H = 8,
+// K = V = 128, one thread, CPU time, alternating with the one-gemm form, load 9-17): forward
+// 153-161 -> 152-156 ms, within the noise: the forward's time is not in these products (perf:
+// 27% waiting on the rows of q and k in load_chunk, see head_group; 30% in run_chunk's products).
+template <class T>
+void gated_products(int64_t C, int64_t K, const T* k, const T* q, T* kt, T* P, bool with_M) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>) {
+    transpose(C, K, k, kt);
+    for (int64_t r = 0; r < C; r += 4) {
+      const int64_t rows = std::min<int64_t>(4, C - r);
+      if (r + rows > 1)
+        mul_add(rows, r + rows - 1, K, false, k + r * K, K, 1, kt, C, false, P + r * C, C);
+      if (with_M)
+        mul_add(rows, r + rows, K, false, q + r * K, K, 1, kt, C, false, P + (C + r) * C, C);
+    }
+    return;
+  }
+#endif
+  (void)q, (void)kt;
+  gemm(false, true, with_M ? 2 * C : C, C, K, T(1), k, K, k, K, T(0), P, C);
+}
+
+// c (m x n, ld ldc) = a (m x K) bᵀ with b (n x K), both row-major, where a's rows from m_split on
+// go to the rows of c2 instead of c. In f32 on the row kernels (b transposed into bt, K x n,
+// first); elsewhere the BLAS.
+template <class T>
+void product_nt(int64_t m, int64_t n, int64_t K, const T* a, const T* b, T* bt, T* c, int64_t ldc,
+                T* c2, int64_t m_split) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>) {
+    transpose(n, K, b, bt);
+    mul_add(std::min(m, m_split), n, K, false, a, K, 1, bt, n, false, c, ldc);
+    if (m > m_split)
+      mul_add(m - m_split, n, K, false, a + m_split * K, K, 1, bt, n, false, c2, ldc);
+    return;
+  }
+#endif
+  (void)bt;
+  gemm(false, true, std::min(m, m_split), n, K, T(1), a, K, b, K, T(0), c, ldc);
+  if (m > m_split)
+    gemm(false, true, m - m_split, n, K, T(1), a + m_split * K, K, b, K, T(0), c2, ldc);
+}
 
 // Fills `ch` for the n tokens of sequence positions [p0, p0 + n), value head hv, and the rows
 // from n to C with the identity step (q = k = v = 0, g = 0, β = 0). Every chunk is computed at
@@ -417,7 +505,6 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   // exponentials; the rest are products of two: E_ij = E_ir E_rj with r the column before i's
   // block, r < i a block end, both factors exponentials of segment sums (<= 1 for g <= 0). That
   // is 2.9x fewer exponentials at C = 64.
-  constexpr int64_t kEBlock = 16;
   T* seg = ch.seg.data();  // (C, Kg): the segment sums of row i
   for (int64_t i = 0; i < C; ++i) {
     const T* gi = g + i * Kg;
@@ -463,8 +550,8 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   T* P = ch.PM.data();
   T* M = P + C * C;
   if (Kg == 1) {
-    // [P; M] = [K̂; Q̂] K̂ᵀ in one gemm, then masked by E (and A = diag(β) P).
-    gemm(false, true, with_M ? 2 * C : C, C, K, T(1), k, K, k, K, T(0), P, C);
+    // [P; M] = [K̂; Q̂] K̂ᵀ, then masked by E (and A = diag(β) P).
+    gated_products(C, K, k, q, ch.kt.data(), P, with_M);
     for (int64_t i = 0; i < C; ++i) {
       const T* e = ch.e_at(i, 0);
       const T b = ch.beta[size_t(i)];
@@ -483,13 +570,38 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     }
     return;
   }
-  // KDA: a K-vector of decays per pair, so P and M are loops over the channels.
+  // KDA: a K-vector of decays per pair. For the pairs left of a row's block of kEBlock, E_ij =
+  // E_ir E_rj with r the column before the block (the factoring of E above), so those pairs are
+  // one product per block, (X ⊙ E_r·) (K̂ ⊙ E_·r)ᵀ with X = K̂ for P and scale Q̂ for M: the left
+  // factor's rows k̂_i ⊙ E_ir, the right's k̂_j ⊙ E_rj, both exponentials of segment sums. The
+  // pairs within the block are loops over the channels. Measured (B = 1, T = 8192, H = 8,
+  // K = V = 128, KDA, one thread, CPU time, alternating, load 9-17): forward 392/428 ->
+  // 387/386 ms; P and M are not where KDA's forward spends its time.
+  T* left = ch.fac.data();            // (2 kEBlock, K): K̂ ⊙ E_ir, then scale Q̂ ⊙ E_ir
+  T* right = left + 2 * kEBlock * K;  // (C, K): K̂ ⊙ E_rj
+  T* rt = right + C * K;              // (K, C) its transpose (the row kernels')
+  for (int64_t b0 = kEBlock; b0 < C; b0 += kEBlock) {
+    const int64_t r = b0 - 1, rows = std::min(kEBlock, C - b0);
+    for (int64_t j = 0; j <= r; ++j) {
+      const T* e = ch.e_at(r, j);
+      for (int64_t c = 0; c < K; ++c) right[j * K + c] = k[j * K + c] * e[c];
+    }
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* e = ch.e_at(b0 + i, r);
+      for (int64_t c = 0; c < K; ++c) {
+        left[i * K + c] = k[(b0 + i) * K + c] * e[c];
+        left[(rows + i) * K + c] = ch.scale * q[(b0 + i) * K + c] * e[c];
+      }
+    }
+    product_nt(with_M ? 2 * rows : rows, r + 1, K, left, right, rt, P + b0 * C, C, M + b0 * C,
+               rows);
+  }
   for (int64_t i = 0; i < C; ++i) {
     const T* qi = q + i * K;
     const T* ki = k + i * K;
     T* Pi = P + i * C;
     T* Mi = M + i * C;
-    for (int64_t j = 0; j <= i; ++j) {
+    for (int64_t j = i / kEBlock * kEBlock; j <= i; ++j) {
       const T* kj = k + j * K;
       const T* e = ch.e_at(i, j);
       T* w = ch.seg.data();  // free again: k̂_j ⊙ E_ij
@@ -753,6 +865,26 @@ Scratch<T>& scratch() {
   return s;
 }
 
+// Heads per parallel task of the forward: a task runs G value heads of one sequence chunk by
+// chunk in lockstep, so that the rows it reads and writes for one chunk lie together. The rows of
+// one head are H · K floats apart (a new 4 KB page every row at H = 8, K = 128); perf put 27% of
+// the forward's time (one thread, T = 8192) on the stores after the loads of those rows in
+// load_chunk, and the next heads of a group find their rows on the same pages. G is the largest
+// divisor of HV up to kMaxHeadGroup that leaves a task per thread; a task's states, G x K x V,
+// stay in the L2 cache (512 KB at G = 8, K = V = 128). Measured (B = 1, T = 8192, H = 8,
+// K = V = 128, CPU time, alternating, load 7-11): one thread 153 ms -> 146/143 ms at G = 4 and
+// 140/142 ms at G = 8; two threads 152 ms -> 141/147 ms at G = 4 (G = 2: no change). With the
+// rest of this file's second pass, against the token loop: bench/results/2026-12-05-cpu-gdn-speed-2
+// (one thread 158-162 -> 141-144 ms, two 152-165 -> 144-152 ms, load 8-20). A head-major copy of
+// q, k, v made once per call instead was slower (156 -> 198-206 ms: the copy), and software
+// prefetch of the next head's rows on top of this gained nothing (139-140 -> 143-149 ms).
+constexpr int64_t kMaxHeadGroup = 8;
+int64_t head_group(const Context& ctx, int64_t N, int64_t HV) {
+  int64_t G = std::min(kMaxHeadGroup, HV);
+  while (G > 1 && (HV % G != 0 || N * (HV / G) < ctx.cpu_threads())) --G;
+  return G;
+}
+
 }  // namespace
 
 void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
@@ -764,24 +896,32 @@ void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
     const T* h0 = static_cast<const T*>(args.initial_state);
     T* fin = static_cast<T*>(args.final_state);
     T* out = static_cast<T*>(args.out);
-    parallel_for_dynamic(ctx, seqs.count * HV, [&](int64_t item) {
-      const int64_t s = item / HV, hv = item % HV;
+    const int64_t G = head_group(ctx, seqs.count, HV);
+    parallel_for_dynamic(ctx, seqs.count * HV / G, [&](int64_t task) {
+      const int64_t s = task * G / HV, hv0 = task * G % HV;
       const int64_t begin = seqs.begin(s), L = seqs.length(s);
       Scratch<T>& sc = scratch<T>();
       Chunk<T>& ch = sc.ch;
       ch.reserve(C, K, V, x.Kg);
-      grow(sc.S, KV);
+      grow(sc.S, G * KV);
       grow(sc.UO, 2 * C * V);
-      T* S = fin ? fin + item * KV : sc.S.data();
       const T* O = sc.UO.data() + C * V;
-      for (int64_t i = 0; i < KV; ++i) S[i] = h0 ? h0[item * KV + i] : T(0);
+      for (int64_t h = 0; h < G; ++h) {
+        const int64_t item = s * HV + hv0 + h;
+        T* S = fin ? fin + item * KV : sc.S.data() + h * KV;
+        for (int64_t i = 0; i < KV; ++i) S[i] = h0 ? h0[item * KV + i] : T(0);
+      }
       for (int64_t t0 = 0; t0 < L; t0 += C) {
         const int64_t n = std::min(C, L - t0), p0 = begin + t0;
-        load_chunk(ch, x, hv, p0, n, /*with_M=*/true);
-        run_chunk(ch, V, S, /*zero_state=*/t0 == 0 && !h0, sc.UO.data(), static_cast<T*>(nullptr),
-                  /*with_O=*/true);
-        for (int64_t i = 0; i < n; ++i)
-          std::copy(O + i * V, O + i * V + V, out + x.v_at(p0 + i, hv));
+        for (int64_t h = 0; h < G; ++h) {
+          const int64_t hv = hv0 + h, item = s * HV + hv;
+          T* S = fin ? fin + item * KV : sc.S.data() + h * KV;
+          load_chunk(ch, x, hv, p0, n, /*with_M=*/true);
+          run_chunk(ch, V, S, /*zero_state=*/t0 == 0 && !h0, sc.UO.data(), static_cast<T*>(nullptr),
+                    /*with_O=*/true);
+          for (int64_t i = 0; i < n; ++i)
+            std::copy(O + i * V, O + i * V + V, out + x.v_at(p0 + i, hv));
+        }
       }
     });
   });

@@ -1,6 +1,6 @@
-// linear on the CPU: the two GEMMs of each direction through OpenBLAS; bias broadcast and dbias
-// reduction by column blocks (each column summed over rows in row order by one thread, so dbias
-// does not depend on the thread count).
+// linear on the CPU: the GEMMs of each direction through OpenBLAS, as single-threaded calls on
+// blocks in one parallel region; dbias reduced by column blocks (each column summed over rows in
+// row order by one thread, so dbias does not depend on the thread count).
 #include <algorithm>
 #include <type_traits>
 
@@ -34,16 +34,31 @@ void linear_fwd(const Context& ctx, const LinearArgs& args) {
         return;
       }
     }
-    T beta = 0;  // beta = 0: BLAS overwrites y without reading it
-    if (args.bias) {
-      const T* b = static_cast<const T*>(args.bias);  // (Cout)
-      parallel_for(ctx, M, [&](int64_t row) { std::copy(b, b + Cout, y + row * Cout); });
-      beta = 1;
-    }
-    BlasThreads threads(ctx);
-    // y (M, Cout) = x (M, Cin) @ weight^T (Cin, Cout) [+ y]
-    gemm(/*trans_a=*/false, /*trans_b=*/true, M, Cout, Cin, T(1), static_cast<const T*>(args.x),
-         Cin, static_cast<const T*>(args.weight), Cin, beta, y, Cout);
+    // One parallel region of single-threaded GEMMs, each thread its own block of y (the bias
+    // copied into it first), not one OpenBLAS-threaded call: the threaded call's threads wait
+    // for each other by spinning on sched_yield (see linear_bwd). The llama preset's eight
+    // projection shapes at M = 4096, 2 threads, 20 passes alternating (load 15,
+    // bench/results/2026-12-05-cpu-train-2/linear_fwd_gemms.cpp): threaded 25.1 ms CPU / 173 ms
+    // wall a pass; blocks of M / 2 rows 21.0 / 128, of 1024 rows 20.9 / 128, of 256 rows
+    // 21.8 / 148, of 64 rows 26.2 / 170 (each call packs the weight again). So one block per
+    // thread: of rows when M >= Cout, else of columns (rows of the weight), so that a few rows
+    // (batched decoding) read the weight once between the threads, not once per thread.
+    const T* x = static_cast<const T*>(args.x);       // (M, Cin)
+    const T* w = static_cast<const T*>(args.weight);  // (Cout, Cin)
+    const T* b = static_cast<const T*>(args.bias);    // (Cout) or null
+    const bool by_rows = M >= Cout;
+    const int64_t parts = std::min<int64_t>(ctx.cpu_threads(), by_rows ? M : Cout);
+    parallel_for(ctx, parts, [&](int64_t part) {
+      const int64_t m0 = by_rows ? M * part / parts : 0;
+      const int64_t m1 = by_rows ? M * (part + 1) / parts : M;
+      const int64_t c0 = by_rows ? 0 : Cout * part / parts;
+      const int64_t c1 = by_rows ? Cout : Cout * (part + 1) / parts;
+      if (b)
+        for (int64_t row = m0; row < m1; ++row) std::copy(b + c0, b + c1, y + row * Cout + c0);
+      // y[m0:m1, c0:c1] = x[m0:m1] @ weight[c0:c1]^T [+ bias]; beta = 0: y is not read
+      gemm(/*trans_a=*/false, /*trans_b=*/true, m1 - m0, c1 - c0, Cin, T(1), x + m0 * Cin, Cin,
+           w + c0 * Cin, Cin, b ? T(1) : T(0), y + m0 * Cout + c0, Cout);
+    });
   });
 }
 

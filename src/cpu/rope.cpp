@@ -1,6 +1,6 @@
-// rope on the CPU: one (b, t) position per work item; its D/2 angles' cos/sin computed once in
-// double and applied to all H heads. Forward and backward are the same rotation with the sign of
-// the angle flipped.
+// rope on the CPU: the D/2 angles' cos/sin of each distinct position computed once in double,
+// then one (b, t) position per work item, its angles applied to all H heads. Forward and backward
+// are the same rotation with the sign of the angle flipped.
 #include <cmath>
 #include <vector>
 
@@ -21,21 +21,36 @@ void rope(const Context& ctx, const RopeArgs& args) {
     const T* x = static_cast<const T*>(args.in);  // (B, T, H, D)
     T* y = static_cast<T*>(args.out);             // (B, T, H, D)
     const int32_t* pos = args.positions;          // (B, T)
-    parallel_for(ctx, args.B * T_len, [&](int64_t bt) {
-      const double p = pos ? double(pos[bt]) : double(bt % T_len);
-      std::vector<T> cos_a(static_cast<size_t>(half)), sin_a(static_cast<size_t>(half));
+    // The angles' cos and sin once per distinct position (T rows when the positions are absent:
+    // every sequence of the batch shares them; B * T rows otherwise), then the rotation. The
+    // libm cos/sin in double were most of this op's time, computed for every (b, t) with two
+    // vectors allocated each. llama preset, 2 threads, load ~9-10, CPU time of the 16 rope
+    // calls of a training step, 2 rounds alternating (bench/results/2026-12-05-cpu-train-2):
+    // T = 256 (B = 16) 16.5 -> 7.2 ms, T = 1024 (B = 4) 20 -> 8 ms, T = 4096 (B = 1, every
+    // position distinct) 21 -> 22 ms; the same values.
+    const int64_t rows = pos ? args.B * T_len : T_len;
+    // Row r: cos[half], then sin[half]; at most 1/H of the input's size.
+    std::vector<T> table(static_cast<size_t>(rows * D));
+    parallel_for(ctx, rows, [&](int64_t r) {
+      const double p = pos ? double(pos[r]) : double(r);
+      T* cos_a = table.data() + r * D;
+      T* sin_a = cos_a + half;
       for (int64_t i = 0; i < half; ++i) {
         const double a = p * inv_freq[size_t(i)];
-        cos_a[size_t(i)] = T(std::cos(a));
-        sin_a[size_t(i)] = T(args.sign * std::sin(a));
+        cos_a[i] = T(std::cos(a));
+        sin_a[i] = T(args.sign * std::sin(a));
       }
+    });
+    parallel_for(ctx, args.B * T_len, [&](int64_t bt) {
+      const T* cos_a = table.data() + (pos ? bt : bt % T_len) * D;
+      const T* sin_a = cos_a + half;
       for (int64_t h = 0; h < H; ++h) {
         const T* xr = x + (bt * H + h) * D;
         T* yr = y + (bt * H + h) * D;
         for (int64_t i = 0; i < half; ++i) {
           const T lo = xr[i], hi = xr[i + half];
-          yr[i] = lo * cos_a[size_t(i)] - hi * sin_a[size_t(i)];
-          yr[i + half] = hi * cos_a[size_t(i)] + lo * sin_a[size_t(i)];
+          yr[i] = lo * cos_a[i] - hi * sin_a[i];
+          yr[i + half] = hi * cos_a[i] + lo * sin_a[i];
         }
       }
     });

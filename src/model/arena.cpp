@@ -17,7 +17,7 @@ int64_t count(const Shape& shape) {
 }
 // The 64-byte aligned bytes of `shape` in `dtype`, added to `total` without overflow: shapes
 // come from model configs, which come from checkpoints, which are untrusted input.
-size_t add_aligned(size_t total, const Shape& shape, DType dtype, const std::string& who) {
+size_t add_aligned(size_t total, const Shape& shape, DType dtype, std::string_view who) {
   const size_t bytes = aligned(checked_nbytes(shape, dtype, who));
   LONGCTX_CHECK(bytes <= size_t(kMaxTensorBytes) - total, who, ": ", total, " + ", bytes,
                 " bytes exceed the 2^62-byte limit of one buffer");
