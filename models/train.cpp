@@ -782,10 +782,12 @@ class Run {
     loss /= double(opt_.accum);
     // Every rank's share added up, in rank order: every rank holds the same gradient and takes
     // the same step.
+    const auto sum_start = Clock::now();
     if (buckets)
       buckets->finish();
     else if (comm_.size() > 1)
       all_reduce_sum_via(gradient_comm(), grads.flat(), ctx_);
+    const double grad_sum_s = seconds_since(sum_start);
     const double norm = std::sqrt(sum_of_squares(grads.flat(), ctx_)) / double(opt_.accum);
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       throw Error(detail::concat(
@@ -828,6 +830,9 @@ class Run {
                  {"tokens_per_s", last_tokens_per_s_},
                  {"elapsed_s", elapsed_}};
     if (packs_) line["documents"] = std::exchange(documents_, 0);  // packed this step
+    // The wait for the gradients' sum over the ranks after the backward (what buckets started
+    // during it have left to do): the communication the backward did not hide.
+    if (comm_.size() > 1) line["grad_sum_s"] = grad_sum_s;
     log_line(line);
     return loss;
   }

@@ -54,9 +54,6 @@
 
 namespace longctx::train {
 
-// --bucket-mb's default (see bench/results/2026-12-05-cpu-dp-buckets).
-constexpr double kDefaultBucketMb = 25;
-
 struct TrainOptions {
   // What to train on and what to train.
   std::string task = "mqar";  // mqar | text
@@ -97,8 +94,9 @@ struct TrainOptions {
   int context_parallel = 1;
   // Data parallel: the gradients are summed over the ranks in buckets of this many MiB, each
   // started as soon as the backward has finished the layers it holds; 0: one sum of them all
-  // after the backward. The same bits either way (GradientBuckets).
-  double bucket_mb = kDefaultBucketMb;
+  // after the backward; negative: the default for the communicator (default_bucket_mb). The
+  // same bits either way (GradientBuckets).
+  double bucket_mb = -1;
 
   void validate() const;  // throws Error naming the option
   // The options that define the run (everything but where and how it executes), as JSON.
@@ -192,6 +190,13 @@ class GradientBuckets {
   std::vector<Bucket> buckets_;
   int64_t next_ = 0;  // the first bucket not started
 };
+// --bucket-mb's default for the backend that sums the gradients. nccl: 25 MiB, PyTorch DDP's
+// default, for GPUs whose NCCL kernels move the data while the backward's kernels run
+// (unmeasured here: no multi-GPU machine). mpi: 0, one sum after the backward: on the CPU the
+// ranks' own cores do MPI's copies, inside its calls, so buckets started during the backward move
+// that work into it rather than hide it; measured, not faster (bench/results/
+// 2026-12-05-cpu-dp-buckets).
+double default_bucket_mb(const dist::Communicator& comm);
 // Elements of `dtype` in `mb` MiB, at least 1.
 int64_t bucket_elements(double mb, DType dtype);
 

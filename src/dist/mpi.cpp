@@ -103,11 +103,11 @@ class MpiAllReduce final : public Request {
     const size_t item = dtype_size(x.dtype());
     const int64_t piece = int64_t(kMaxMessageBytes / item / size_t(size));
     for (int64_t begin = 0, n = x.numel(); begin < n; begin += piece) {
-      Piece p{begin, std::min(piece, n - begin), std::make_unique<std::vector<char>>()};
-      p.rows->resize(size_t(p.n) * item * size_t(size));
+      Piece p{begin, std::min(piece, n - begin), nullptr};
+      p.rows.reset(new char[size_t(p.n) * item * size_t(size)]);  // not zeroed: MPI fills it
       const int bytes = int(size_t(p.n) * item);
       requests_.push_back(MPI_REQUEST_NULL);
-      LONGCTX_CHECK_MPI(MPI_Iallgather(data(p.begin), bytes, MPI_BYTE, p.rows->data(), bytes,
+      LONGCTX_CHECK_MPI(MPI_Iallgather(data(p.begin), bytes, MPI_BYTE, p.rows.get(), bytes,
                                        MPI_BYTE, comm, &requests_.back()));
       pieces_.push_back(std::move(p));
       done_ = false;
@@ -140,8 +140,8 @@ class MpiAllReduce final : public Request {
 
  private:
   struct Piece {
-    int64_t begin, n;                         // elements of x
-    std::unique_ptr<std::vector<char>> rows;  // (size, n): row r from rank r
+    int64_t begin, n;              // elements of x
+    std::unique_ptr<char[]> rows;  // (size, n): row r from rank r
   };
 
   char* data(int64_t begin) const {
@@ -152,7 +152,7 @@ class MpiAllReduce final : public Request {
   void add() {
     for (const Piece& p : pieces_) {
       char* out = data(p.begin);
-      const char* rows = p.rows->data();
+      const char* rows = p.rows.get();
       if (x_.dtype() == DType::f32)
         add_rows(reinterpret_cast<float*>(out), reinterpret_cast<const float*>(rows), p.n, size_);
       else if (x_.dtype() == DType::f64)
