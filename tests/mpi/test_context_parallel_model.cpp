@@ -114,6 +114,14 @@ Ref f64_naive(const Ref& exact, const Ref& reversed, const Ref& f32_run) {
   return out;
 }
 
+// Cross entropy of one row of f64 logits against target y, in double.
+double token_loss(const double* row, int64_t V, int32_t y) {
+  const double top = *std::max_element(row, row + V);
+  double z = 0;
+  for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - top);
+  return top + std::log(z) - row[y];
+}
+
 // The f64 naive of the loss. Its terms are per token; the ranks combine their shares' means
 // (each rank's mean over its labelled targets, weighted by their count, summed in rank order),
 // a few roundings of values near ln V that neither the reversed run nor the scaled f32 one
@@ -135,11 +143,7 @@ double loss_grouped_by_rank(const Model& exact, const train::Task& task, int64_t
     for (int64_t b = B * g / groups; b < B * (g + 1) / groups; ++b)
       for (int64_t t = T * c / C; t < T * (c + 1) / C; ++t) {
         if (y[b * T + t] == -100) continue;
-        const double* row = logits + (b * T + t) * V;
-        const double top = *std::max_element(row, row + V);
-        double z = 0;
-        for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - top);
-        share += top + std::log(z) - row[y[b * T + t]];
+        share += token_loss(logits + (b * T + t) * V, V, y[b * T + t]);
         ++count;
       }
     if (count) sum += count * (share / count);
@@ -148,22 +152,48 @@ double loss_grouped_by_rank(const Model& exact, const train::Task& task, int64_t
   return sum / labelled;
 }
 
-class ContextParallelModel : public testing::TestWithParam<std::tuple<CpModelCase, int>> {};
+// The f64 naive of the packed loss, as loss_grouped_by_rank: the one-process f64 run's per-token
+// losses grouped into the ranks' shares as shard_forward_backward cuts the packed row.
+double packed_loss_grouped_by_rank(const Model& exact, const train::Task& task, int64_t index,
+                                   int64_t B, int n, int C) {
+  const int64_t L = B * task.seq_len(), V = task.vocab_size();
+  const Tensor tokens = Tensor::empty({1, L}, DType::i32),
+               targets = Tensor::empty({1, L}, DType::i32);
+  std::vector<int32_t> cu;
+  EXPECT_TRUE(task.fill_packed(index, tokens, targets, cu));
+  const double* logits = exact.logits().data_as<double>();
+  const int32_t* y = targets.data_as<int32_t>();
+  const int groups = n / C;
+  auto first = [&](int k) {
+    return int64_t(std::lower_bound(cu.begin(), cu.end() - 1, L * k / groups) - cu.begin());
+  };
+  double sum = 0, labelled = 0;
+  for (int r = 0; r < n; ++r) {
+    const int g = r / C, c = r % C;
+    const int64_t begin = cu[size_t(first(g))], Lg = cu[size_t(first(g + 1))] - begin;
+    double share = 0, count = 0;
+    for (int64_t t = begin + Lg * c / C; t < begin + Lg * (c + 1) / C; ++t) {
+      if (y[t] == -100) continue;
+      share += token_loss(logits + t * V, V, y[t]);
+      ++count;
+    }
+    if (count) sum += count * (share / count);
+    labelled += count;
+  }
+  return sum / labelled;
+}
 
-TEST_P(ContextParallelModel, SumOverRanksIsTheWholeBatch) {
-  const auto& [c, C] = GetParam();
-  Communicator& comm = world();
-  if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
-  if (comm.size() % C)
-    GTEST_SKIP() << "C = " << C << " does not divide the job's " << comm.size() << " ranks";
-  const auto cp = group_of(comm, C);
-  const train::MqarTask task = cp_task();
+// Every rank runs its share of micro-batch `index` (its group's sequences or documents, its slice
+// of T) in f64 and f32, the gradients summed over the ranks; the loss and every gradient are held
+// against the one-process f64 run of the whole micro-batch by the 2x rule (the naives: the f32
+// one-process run, and f64_naive with the loss grouped as the ranks group it).
+void expect_shares_sum_to_whole_batch(Communicator& comm, Communicator* cp, int C,
+                                      const CpModelCase& c, const train::Task& task, int64_t index,
+                                      bool packed) {
   const ModelConfig config = ModelConfig::from_json(c.config);
   Context& ctx = context_for(Device::cpu());
-  const int64_t index = 2;
-  // The f32 single-process run, the f32 naive and part of the f64 one.
   Model single32(config, ctx, DType::f32, 7);
-  const double loss32 = whole_batch(single32, task, index, c.batch, false, false);
+  const double loss32 = whole_batch(single32, task, index, c.batch, packed, false);
   for (DType dtype : {DType::f64, DType::f32}) {
     SCOPED_TRACE(dtype_name(dtype));
     Model model(config, ctx, dtype, /*seed=*/7), exact(config, ctx, DType::f64, 7),
@@ -171,20 +201,22 @@ TEST_P(ContextParallelModel, SumOverRanksIsTheWholeBatch) {
     copy_params(model, single32);
     copy_params(exact, single32);
     copy_params(reversed, single32);
-    model.set_context_parallel(cp.get());
-    ASSERT_EQ(model.context_parallel(), cp.get());
+    model.set_context_parallel(cp);
+    ASSERT_EQ(model.context_parallel(), cp);
     const train::MicroBatchResult got =
-        train::shard_forward_backward(comm, model, task, index, c.batch, /*packed=*/false);
+        train::shard_forward_backward(comm, model, task, index, c.batch, packed);
     comm.all_reduce_sum(model.grads().flat());
-    const double exact_loss = whole_batch(exact, task, index, c.batch, false, false);
-    const double reversed_loss = whole_batch(reversed, task, index, c.batch, false, true);
+    const double exact_loss = whole_batch(exact, task, index, c.batch, packed, false);
+    const double reversed_loss = whole_batch(reversed, task, index, c.batch, packed, true);
     auto naive = [&](const Ref& e, const Ref& rev, const Ref& f32) {
       return dtype == DType::f32 ? f32 : f64_naive(e, rev, f32);
     };
     const Ref exact_l = to_ref(scalar(exact_loss));
     Ref naive_l = naive(exact_l, to_ref(scalar(reversed_loss)), to_ref(scalar(loss32)));
     if (dtype == DType::f64) {
-      const double grouped = loss_grouped_by_rank(exact, task, index, c.batch, comm.size(), C);
+      const double grouped =
+          packed ? packed_loss_grouped_by_rank(exact, task, index, c.batch, comm.size(), C)
+                 : loss_grouped_by_rank(exact, task, index, c.batch, comm.size(), C);
       if (std::abs(grouped - exact_loss) > std::abs(naive_l[0] - exact_loss)) naive_l[0] = grouped;
     }
     expect_close_2x(scalar(got.loss), exact_l, naive_l, dtype, "loss");
@@ -197,6 +229,19 @@ TEST_P(ContextParallelModel, SumOverRanksIsTheWholeBatch) {
                       dtype, "d" + g.name);
     }
   }
+}
+
+class ContextParallelModel : public testing::TestWithParam<std::tuple<CpModelCase, int>> {};
+
+TEST_P(ContextParallelModel, SumOverRanksIsTheWholeBatch) {
+  const auto& [c, C] = GetParam();
+  Communicator& comm = world();
+  if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
+  if (comm.size() % C)
+    GTEST_SKIP() << "C = " << C << " does not divide the job's " << comm.size() << " ranks";
+  const auto cp = group_of(comm, C);
+  const train::MqarTask task = cp_task();
+  expect_shares_sum_to_whole_batch(comm, cp.get(), C, c, task, /*index=*/2, /*packed=*/false);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelModel,
@@ -243,41 +288,6 @@ train::TextTask packed_task() {
   return train::TextTask(o);
 }
 
-// The f64 naive of the packed loss, as loss_grouped_by_rank: the one-process f64 run's per-token
-// losses grouped into the ranks' shares as shard_forward_backward cuts the packed row.
-double packed_loss_grouped_by_rank(const Model& exact, const train::Task& task, int64_t index,
-                                   int64_t B, int n, int C) {
-  const int64_t L = B * task.seq_len(), V = task.vocab_size();
-  const Tensor tokens = Tensor::empty({1, L}, DType::i32),
-               targets = Tensor::empty({1, L}, DType::i32);
-  std::vector<int32_t> cu;
-  EXPECT_TRUE(task.fill_packed(index, tokens, targets, cu));
-  const double* logits = exact.logits().data_as<double>();
-  const int32_t* y = targets.data_as<int32_t>();
-  const int groups = n / C;
-  auto first = [&](int k) {
-    return int64_t(std::lower_bound(cu.begin(), cu.end() - 1, L * k / groups) - cu.begin());
-  };
-  double sum = 0, labelled = 0;
-  for (int r = 0; r < n; ++r) {
-    const int g = r / C, c = r % C;
-    const int64_t begin = cu[size_t(first(g))], Lg = cu[size_t(first(g + 1))] - begin;
-    double share = 0, count = 0;
-    for (int64_t t = begin + Lg * c / C; t < begin + Lg * (c + 1) / C; ++t) {
-      if (y[t] == -100) continue;
-      const double* row = logits + t * V;
-      const double top = *std::max_element(row, row + V);
-      double z = 0;
-      for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - top);
-      share += top + std::log(z) - row[y[t]];
-      ++count;
-    }
-    if (count) sum += count * (share / count);
-    labelled += count;
-  }
-  return sum / labelled;
-}
-
 class PackedContextParallelModel : public testing::TestWithParam<std::tuple<CpModelCase, int>> {};
 
 // A packed batch under context parallel == the one-process packed run (loss and gradients), the
@@ -292,8 +302,6 @@ TEST_P(PackedContextParallelModel, SumOverRanksIsTheWholePackedBatch) {
     GTEST_SKIP() << "no corpus: Debian's fortunes is not installed (scripts/setup.sh)";
   const auto cp = group_of(comm, C);
   const train::TextTask task = packed_task();
-  const ModelConfig config = ModelConfig::from_json(c.config);
-  Context& ctx = context_for(Device::cpu());
   const int64_t index = 3;
   {
     // The case is only a test of straddling if some document straddles a slice boundary.
@@ -314,41 +322,7 @@ TEST_P(PackedContextParallelModel, SumOverRanksIsTheWholePackedBatch) {
     }
     EXPECT_GT(straddling, 0) << "no document straddles a slice: pick another micro-batch";
   }
-  Model single32(config, ctx, DType::f32, 7);
-  const double loss32 = whole_batch(single32, task, index, c.batch, true, false);
-  for (DType dtype : {DType::f64, DType::f32}) {
-    SCOPED_TRACE(dtype_name(dtype));
-    Model model(config, ctx, dtype, /*seed=*/7), exact(config, ctx, DType::f64, 7),
-        reversed(config, ctx, DType::f64, 7);
-    copy_params(model, single32);
-    copy_params(exact, single32);
-    copy_params(reversed, single32);
-    model.set_context_parallel(cp.get());
-    const train::MicroBatchResult got =
-        train::shard_forward_backward(comm, model, task, index, c.batch, /*packed=*/true);
-    comm.all_reduce_sum(model.grads().flat());
-    const double exact_loss = whole_batch(exact, task, index, c.batch, true, false);
-    const double reversed_loss = whole_batch(reversed, task, index, c.batch, true, true);
-    auto naive = [&](const Ref& e, const Ref& rev, const Ref& f32) {
-      return dtype == DType::f32 ? f32 : f64_naive(e, rev, f32);
-    };
-    const Ref exact_l = to_ref(scalar(exact_loss));
-    Ref naive_l = naive(exact_l, to_ref(scalar(reversed_loss)), to_ref(scalar(loss32)));
-    if (dtype == DType::f64) {
-      const double grouped =
-          packed_loss_grouped_by_rank(exact, task, index, c.batch, comm.size(), C);
-      if (std::abs(grouped - exact_loss) > std::abs(naive_l[0] - exact_loss)) naive_l[0] = grouped;
-    }
-    expect_close_2x(scalar(got.loss), exact_l, naive_l, dtype, "loss");
-    for (size_t i = 0; i < model.grads().tensors().size(); ++i) {
-      const NamedTensor& g = model.grads().tensors()[i];
-      const Ref e = to_ref(exact.grads().tensors()[i].tensor);
-      expect_close_2x(g.tensor, e,
-                      naive(e, to_ref(reversed.grads().tensors()[i].tensor),
-                            to_ref(single32.grads().tensors()[i].tensor)),
-                      dtype, "d" + g.name);
-    }
-  }
+  expect_shares_sum_to_whole_batch(comm, cp.get(), C, c, task, index, /*packed=*/true);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, PackedContextParallelModel,
@@ -421,6 +395,23 @@ TrainOptions cp_run(const std::string& dir, int C) {
 // unit roundoff is 6e-8). Allowed: 1e-6, as the data parallel runs.
 constexpr double kCpRunBound = 1e-6;
 
+// The 4 step lines (loss, gradient norm) of the run in `dir` against the one-process run in `one`.
+void expect_run_matches(const std::string& dir, const std::string& one, const std::string& what,
+                        int ranks) {
+  const auto o = step_lines(one), a = step_lines(dir);
+  ASSERT_EQ(o.size(), 4u);
+  ASSERT_EQ(a.size(), o.size()) << what;
+  for (const char* key : {"loss", "grad_norm"}) {
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); ++i)
+      worst = std::max(worst, std::abs(a[i][key].get<double>() - o[i][key].get<double>()) /
+                                  std::abs(o[i][key].get<double>()));
+    std::printf("f32 %s, %s on %d ranks vs one process: max relative difference %.3g\n", key,
+                what.c_str(), ranks, worst);
+    EXPECT_LE(worst, kCpRunBound) << what << " " << key;
+  }
+}
+
 TEST(ContextParallelTrain, MatchesOneProcessAndResumesWithAnotherC) {
   Communicator& comm = world();
   if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
@@ -441,21 +432,7 @@ TEST(ContextParallelTrain, MatchesOneProcessAndResumesWithAnotherC) {
   if (comm.rank() == 0) {
     std::vector<std::pair<std::string, std::string>> runs = {{"C = N", all}, {"resumed", grow}};
     if (comm.size() == 4) runs.push_back({"C = 2 (2 groups)", pairs});
-    const auto o = step_lines(one);
-    ASSERT_EQ(o.size(), 4u);
-    for (const auto& [what, dir] : runs) {
-      const auto a = step_lines(dir);
-      ASSERT_EQ(a.size(), o.size()) << what;
-      for (const char* key : {"loss", "grad_norm"}) {
-        double worst = 0;
-        for (size_t i = 0; i < a.size(); ++i)
-          worst = std::max(worst, std::abs(a[i][key].get<double>() - o[i][key].get<double>()) /
-                                      std::abs(o[i][key].get<double>()));
-        std::printf("f32 %s, %s on %d ranks vs one process: max relative difference %.3g\n", key,
-                    what.c_str(), comm.size(), worst);
-        EXPECT_LE(worst, kCpRunBound) << what << " " << key;
-      }
-    }
+    for (const auto& [what, dir] : runs) expect_run_matches(dir, one, what, comm.size());
   }
   comm.barrier();
   if (comm.rank() == 0) std::filesystem::remove_all(root);
@@ -489,18 +466,7 @@ TEST(ContextParallelTrain, PackedMatchesOneProcess) {
   if (comm.rank() == 0) train::train(packed_run(one, 1), false, {}, single.get());
   comm.barrier();
   if (comm.rank() == 0) {
-    const auto o = step_lines(one), a = step_lines(all);
-    ASSERT_EQ(o.size(), 4u);
-    ASSERT_EQ(a.size(), o.size());
-    for (const char* key : {"loss", "grad_norm"}) {
-      double worst = 0;
-      for (size_t i = 0; i < a.size(); ++i)
-        worst = std::max(worst, std::abs(a[i][key].get<double>() - o[i][key].get<double>()) /
-                                    std::abs(o[i][key].get<double>()));
-      std::printf("f32 packed %s, C = %d vs one process: max relative difference %.3g\n", key,
-                  comm.size(), worst);
-      EXPECT_LE(worst, kCpRunBound) << key;
-    }
+    expect_run_matches(all, one, "packed, C = N", comm.size());
   }
   comm.barrier();
   if (comm.rank() == 0) std::filesystem::remove_all(root);
