@@ -63,8 +63,10 @@ void TrainOptions::validate() const {
   LONGCTX_CHECK(!out_dir.empty(), "train: an output directory is needed (--out DIR)");
   LONGCTX_CHECK(context_parallel >= 1, "train: context_parallel must be at least 1 (1: off), got ",
                 context_parallel);
-  LONGCTX_CHECK(std::isfinite(bucket_mb) && bucket_mb >= 0,
-                "train: bucket_mb must be >= 0 (0: one sum after the backward), got ", bucket_mb);
+  LONGCTX_CHECK(std::isfinite(bucket_mb),
+                "train: bucket_mb must be a number (0: one sum after the backward; negative: the "
+                "default), got ",
+                bucket_mb);
 }
 
 std::string TrainOptions::to_json() const {
@@ -243,6 +245,10 @@ void all_reduce_sum_via(dist::Communicator& comm, const Tensor& x, const Context
   const Tensor staged = x.to(staging_device(comm, ctx), &ctx);
   comm.all_reduce_sum(staged);
   x.copy_from(staged, &ctx);
+}
+
+double default_bucket_mb(const dist::Communicator& comm) {
+  return comm.backend() == "nccl" ? 25 : 0;
 }
 
 int64_t bucket_elements(double mb, DType dtype) {
@@ -759,10 +765,11 @@ class Run {
     // Data parallel: the gradients summed in buckets, started during the backward when there is
     // one micro-batch (with several, once the last is accumulated), or in one sum afterwards.
     std::unique_ptr<GradientBuckets> buckets;
-    if (comm_.size() > 1 && opt_.bucket_mb > 0)
-      buckets =
-          std::make_unique<GradientBuckets>(gradient_comm(), grads.flat(), ctx_,
-                                            bucket_elements(opt_.bucket_mb, grads.flat().dtype()));
+    const double bucket_mb =
+        opt_.bucket_mb >= 0 ? opt_.bucket_mb : default_bucket_mb(gradient_comm());
+    if (comm_.size() > 1 && bucket_mb > 0)
+      buckets = std::make_unique<GradientBuckets>(gradient_comm(), grads.flat(), ctx_,
+                                                  bucket_elements(bucket_mb, grads.flat().dtype()));
     std::function<void(int64_t)> ready;
     if (buckets && opt_.accum == 1) ready = [&](int64_t begin) { buckets->ready(begin); };
     for (int64_t micro = 0; micro < opt_.accum; ++micro) {
