@@ -27,7 +27,8 @@
 // Data parallel (`mpirun -np N longctx train ...`): `batch` stays the global micro-batch, so one
 // command line trains the same model whatever N is. Each rank computes its shard of every
 // micro-batch (shard_forward_backward), the gradients are summed over the ranks in rank order
-// (Communicator::all_reduce_sum), and every rank takes the same AdamW step, so the parameters
+// (Communicator::all_reduce_sum, or in buckets started during the backward: GradientBuckets,
+// --bucket-mb), and every rank takes the same AdamW step, so the parameters
 // stay identical. Rank 0 alone touches the run directory (lock, log, checkpoints) and evaluates;
 // on --resume it reads the checkpoint and broadcasts parameters, moments and data position, so a
 // run may resume on another number of ranks. A rank that fails ends the whole job with its
@@ -163,10 +164,10 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
 // backward finishes (Model::backward's order). ready(begin), called with the backward's `ready`,
 // starts, in that fixed order, every bucket lying within the final elements [begin, end) and
 // polls those under way (MPI moves them on only inside its calls); finish() starts the rest and
-// waits for all. Each element is summed in rank order, as by one all_reduce_sum of the whole
-// buffer: the same bits whatever the bucket size. Where `comm` does not reach flat's device (MPI
-// with a CUDA model) each bucket goes through the host. One object per sum; every rank cuts the
-// same buckets and starts them in the same order.
+// waits for all. With mpi each element is summed in rank order, as by one all_reduce_sum of the
+// whole buffer: the same bits whatever the bucket size (nccl: NCCL's order). Where `comm` does not
+// reach flat's device (MPI with a CUDA model) each bucket goes through the host. One object per
+// sum; every rank cuts the same buckets and starts them in the same order.
 class GradientBuckets {
  public:
   GradientBuckets(dist::Communicator& comm, const Tensor& flat, const Context& ctx,

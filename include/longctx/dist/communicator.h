@@ -51,7 +51,9 @@ class Communicator {
   // order, ((x_0 + x_1) + x_2) + ..., so every rank gets the same bits and a rerun the same
   // result; nccl adds in NCCL's order (fixed for a fixed job and topology).
   virtual void all_reduce_sum(const Tensor& x) = 0;
-  // The same sum, started and not waited for: the same bits in x once the request is done.
+  // The same sum, started and not waited for. mpi and single: the same bits in x once the
+  // request is done, whatever part of a buffer x is; nccl: NCCL's order, which may depend on x's
+  // size (its algorithm does).
   // Several may be under way at once; every rank starts them, and this communicator's other
   // collectives, in the same order (the order of calls is what matches the ranks'). mpi: one
   // non-blocking all-gather, the rank-order addition done by test() or wait(); nccl: on a
