@@ -63,6 +63,10 @@ void TrainOptions::validate() const {
   LONGCTX_CHECK(!out_dir.empty(), "train: an output directory is needed (--out DIR)");
   LONGCTX_CHECK(context_parallel >= 1, "train: context_parallel must be at least 1 (1: off), got ",
                 context_parallel);
+  LONGCTX_CHECK(std::isfinite(bucket_mb),
+                "train: bucket_mb must be a number (0: one sum after the backward; negative: the "
+                "default), got ",
+                bucket_mb);
 }
 
 std::string TrainOptions::to_json() const {
@@ -243,6 +247,53 @@ void all_reduce_sum_via(dist::Communicator& comm, const Tensor& x, const Context
   x.copy_from(staged, &ctx);
 }
 
+double default_bucket_mb(const dist::Communicator& comm) {
+  return comm.backend() == "nccl" ? 25 : 0;
+}
+
+int64_t bucket_elements(double mb, DType dtype) {
+  const double elements = std::floor(mb * double(1 << 20) / double(dtype_size(dtype)));
+  return elements < 1 ? 1 : elements > 9e18 ? int64_t(9e18) : int64_t(elements);
+}
+
+GradientBuckets::GradientBuckets(dist::Communicator& comm, const Tensor& flat, const Context& ctx,
+                                 int64_t bucket_elements)
+    : comm_(comm), flat_(flat), ctx_(ctx) {
+  LONGCTX_CHECK(bucket_elements >= 1, "GradientBuckets: bucket_elements must be >= 1, got ",
+                bucket_elements);
+  LONGCTX_CHECK(flat.dim() == 1 && flat.is_contiguous(),
+                "GradientBuckets: flat must be a contiguous 1-D buffer, got ", flat.describe());
+  for (int64_t end = flat.numel(); end > 0; end -= std::min(end, bucket_elements))
+    buckets_.push_back({std::max<int64_t>(0, end - bucket_elements), end, {}, nullptr});
+}
+
+void GradientBuckets::start(Bucket& bucket) {
+  const Tensor slice = flat_.narrow(0, bucket.begin, bucket.end - bucket.begin);
+  if (comm_.accepts(slice.device())) {
+    // A CPU tensor is written by the time the op returns; a CUDA one (nccl) is ordered on the
+    // context's stream by the communicator.
+    bucket.request = comm_.all_reduce_sum_start(slice);
+    return;
+  }
+  bucket.staged = slice.to(Device::cpu(), &ctx_);  // waits for the kernels that wrote it
+  bucket.request = comm_.all_reduce_sum_start(bucket.staged);
+}
+
+void GradientBuckets::ready(int64_t begin) {
+  while (next_ < count() && buckets_[size_t(next_)].begin >= begin)
+    start(buckets_[size_t(next_++)]);
+  for (int64_t k = 0; k < next_; ++k) buckets_[size_t(k)].request->test();
+}
+
+void GradientBuckets::finish() {
+  ready(0);
+  for (Bucket& bucket : buckets_) {
+    bucket.request->wait();
+    if (bucket.staged.defined())
+      flat_.narrow(0, bucket.begin, bucket.end - bucket.begin).copy_from(bucket.staged, &ctx_);
+  }
+}
+
 void broadcast_via(dist::Communicator& comm, const Tensor& x, int root, const Context& ctx) {
   if (comm.accepts(x.device())) {
     ctx.synchronize();
@@ -255,7 +306,8 @@ void broadcast_via(dist::Communicator& comm, const Tensor& x, int root, const Co
 }
 
 MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, const Task& task,
-                                        int64_t index, int64_t batch, bool packed) {
+                                        int64_t index, int64_t batch, bool packed,
+                                        const std::function<void(int64_t begin)>& ready) {
   const int64_t T = task.seq_len();
   const int r = comm.rank(), n = comm.size();
   const Context& ctx = model.context();
@@ -321,7 +373,7 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
     loss = model.forward(tokens.to(ctx.device(), &ctx), targets.to(ctx.device(), &ctx), cu_seqlens);
   }
   if (n == 1) {
-    if (!empty) model.backward();
+    if (!empty) model.backward(1.0, ready);
     result.loss = loss;
     return result;
   }
@@ -336,10 +388,12 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
   all_reduce_sum_via(comm, sums, ctx);
   const double total = sums.data_as<double>()[0];
   result.loss = total > 0 ? sums.data_as<double>()[1] / total : 0.0;
-  if (empty)
+  if (empty) {
     model.grads().flat().fill(0.0, &ctx);
-  else
-    model.backward(total > 0 ? double(labelled) / total : 0.0);
+    if (ready) ready(0);
+  } else {
+    model.backward(total > 0 ? double(labelled) / total : 0.0, ready);
+  }
   return result;
 }
 
@@ -536,7 +590,18 @@ class Run {
     // read there (the other ranks never read the checkpoint).
     if (comm_.size() > 1) share_state();
     if (opt_.accum > 1) accumulated_ = model_.params().like(DType::f32, ctx_);
+    nccl_ = gradient_communicator();
   }
+
+  // A CUDA model under MPI sums its gradients with NCCL, GPU to GPU, when the build has it,
+  // rather than through the host; null: comm_ does.
+  std::unique_ptr<dist::Communicator> gradient_communicator() {
+    if (comm_.size() == 1 || !ctx_.device().is_cuda() || !dist::built_with_nccl() ||
+        comm_.backend() != "mpi")
+      return nullptr;
+    return dist::make_nccl_communicator(comm_, ctx_);
+  }
+  dist::Communicator& gradient_comm() { return nccl_ ? *nccl_ : comm_; }
 
   // Rank 0's part of the constructor: the run directory, and what --init or --resume read.
   void open_run_directory(bool resume) {
@@ -696,11 +761,22 @@ class Run {
     const auto t0 = Clock::now();
     const int64_t B = opt_.batch, T = task_->seq_len();
     double loss = 0;
+    const ParamArena& grads = opt_.accum == 1 ? model_.grads() : accumulated_;
+    // Data parallel: the gradients summed in buckets, started during the backward when there is
+    // one micro-batch (with several, once the last is accumulated), or in one sum afterwards.
+    std::unique_ptr<GradientBuckets> buckets;
+    const double bucket_mb =
+        opt_.bucket_mb >= 0 ? opt_.bucket_mb : default_bucket_mb(gradient_comm());
+    if (comm_.size() > 1 && bucket_mb > 0)
+      buckets = std::make_unique<GradientBuckets>(gradient_comm(), grads.flat(), ctx_,
+                                                  bucket_elements(bucket_mb, grads.flat().dtype()));
+    std::function<void(int64_t)> ready;
+    if (buckets && opt_.accum == 1) ready = [&](int64_t begin) { buckets->ready(begin); };
     for (int64_t micro = 0; micro < opt_.accum; ++micro) {
       // Micro-batch index: sequences [index * B, (index + 1) * B), or packed row `index` (a
       // packing task's micro-batch is one row of B * T tokens, its documents back to back).
       const MicroBatchResult mb =
-          shard_forward_backward(comm_, model_, *task_, position_ / B + micro, B, packs_);
+          shard_forward_backward(comm_, model_, *task_, position_ / B + micro, B, packs_, ready);
       loss += mb.loss;
       documents_ += mb.documents;
       if (opt_.accum == 1) break;
@@ -711,10 +787,14 @@ class Run {
         add_fwd(ctx_, acc, acc, model_.grads().flat());
     }
     loss /= double(opt_.accum);
-    const ParamArena& grads = opt_.accum == 1 ? model_.grads() : accumulated_;
     // Every rank's share added up, in rank order: every rank holds the same gradient and takes
     // the same step.
-    if (comm_.size() > 1) all_reduce_sum_via(comm_, grads.flat(), ctx_);
+    const auto sum_start = Clock::now();
+    if (buckets)
+      buckets->finish();
+    else if (comm_.size() > 1)
+      all_reduce_sum_via(gradient_comm(), grads.flat(), ctx_);
+    const double grad_sum_s = seconds_since(sum_start);
     const double norm = std::sqrt(sum_of_squares(grads.flat(), ctx_)) / double(opt_.accum);
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       throw Error(detail::concat(
@@ -757,6 +837,9 @@ class Run {
                  {"tokens_per_s", last_tokens_per_s_},
                  {"elapsed_s", elapsed_}};
     if (packs_) line["documents"] = std::exchange(documents_, 0);  // packed this step
+    // The wait for the gradients' sum over the ranks after the backward (what buckets started
+    // during it have left to do): the communication the backward did not hide.
+    if (comm_.size() > 1) line["grad_sum_s"] = grad_sum_s;
     log_line(line);
     return loss;
   }
@@ -875,7 +958,8 @@ class Run {
   std::unique_ptr<Task> task_;
   Context ctx_;
   Model model_;
-  std::unique_ptr<dist::Communicator> cp_;  // this rank's context parallel group; null: none
+  std::unique_ptr<dist::Communicator> cp_;    // this rank's context parallel group; null: none
+  std::unique_ptr<dist::Communicator> nccl_;  // the gradients' sums, GPU to GPU; null: comm_
   ParamArena m_, v_, accumulated_;
   std::string checkpoint_, log_path_;
   std::ofstream log_;

@@ -27,7 +27,8 @@
 // Data parallel (`mpirun -np N longctx train ...`): `batch` stays the global micro-batch, so one
 // command line trains the same model whatever N is. Each rank computes its shard of every
 // micro-batch (shard_forward_backward), the gradients are summed over the ranks in rank order
-// (Communicator::all_reduce_sum), and every rank takes the same AdamW step, so the parameters
+// (Communicator::all_reduce_sum, or in buckets started during the backward: GradientBuckets,
+// --bucket-mb), and every rank takes the same AdamW step, so the parameters
 // stay identical. Rank 0 alone touches the run directory (lock, log, checkpoints) and evaluates;
 // on --resume it reads the checkpoint and broadcasts parameters, moments and data position, so a
 // run may resume on another number of ranks. A rank that fails ends the whole job with its
@@ -46,6 +47,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "longctx/dist/communicator.h"
 #include "longctx/model/model.h"
@@ -91,6 +93,11 @@ struct TrainOptions {
   int threads = 0;                 // CPU threads; 0: all
   // Context parallel: each sequence split along T over C consecutive ranks (see below); 1: off.
   int context_parallel = 1;
+  // Data parallel: the gradients are summed over the ranks in buckets of this many MiB, each
+  // started as soon as the backward has finished the layers it holds; 0: one sum of them all
+  // after the backward; negative: the default for the communicator (default_bucket_mb). The
+  // same bits either way (GradientBuckets).
+  double bucket_mb = -1;
 
   void validate() const;  // throws Error naming the option
   // The options that define the run (everything but where and how it executes), as JSON.
@@ -146,8 +153,53 @@ struct MicroBatchResult {
   double loss = 0;        // the whole micro-batch's mean loss (the same on every rank)
   int64_t documents = 0;  // documents in the whole packed row (0 when not packed)
 };
+// `ready` goes to Model::backward (and is called with 0 when this rank has no share).
 MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, const Task& task,
-                                        int64_t index, int64_t batch, bool packed);
+                                        int64_t index, int64_t batch, bool packed,
+                                        const std::function<void(int64_t begin)>& ready = {});
+
+// The gradients summed over the ranks in buckets, overlapped with the backward: `flat` (a
+// gradient arena's buffer) cut from its end into buckets of `bucket_elements` (the last one
+// shorter), bucket 0 holding the last elements — the head's and final norm's, the first the
+// backward finishes (Model::backward's order). ready(begin), called with the backward's `ready`,
+// starts, in that fixed order, every bucket lying within the final elements [begin, end) and
+// polls those under way (MPI moves them on only inside its calls); finish() starts the rest and
+// waits for all. With mpi each element is summed in rank order, as by one all_reduce_sum of the
+// whole buffer: the same bits whatever the bucket size (nccl: NCCL's order). Where `comm` does not
+// reach flat's device (MPI with a CUDA model) each bucket goes through the host. One object per
+// sum; every rank cuts the same buckets and starts them in the same order.
+class GradientBuckets {
+ public:
+  GradientBuckets(dist::Communicator& comm, const Tensor& flat, const Context& ctx,
+                  int64_t bucket_elements);
+  void ready(int64_t begin);
+  void finish();
+  int64_t count() const { return int64_t(buckets_.size()); }
+  int64_t started() const { return next_; }  // buckets started so far
+
+ private:
+  struct Bucket {
+    int64_t begin, end;  // elements of flat
+    Tensor staged;       // its copy on the host, when comm does not reach flat's device
+    std::unique_ptr<dist::Request> request;
+  };
+  void start(Bucket& bucket);
+
+  dist::Communicator& comm_;
+  Tensor flat_;
+  const Context& ctx_;
+  std::vector<Bucket> buckets_;
+  int64_t next_ = 0;  // the first bucket not started
+};
+// --bucket-mb's default for the backend that sums the gradients. nccl: 25 MiB, PyTorch DDP's
+// default, for GPUs whose NCCL kernels move the data while the backward's kernels run
+// (unmeasured here: no multi-GPU machine). mpi: 0, one sum after the backward: on the CPU the
+// ranks' own cores do MPI's copies, inside its calls, so buckets started during the backward move
+// that work into it rather than hide it; measured, not faster (bench/results/
+// 2026-12-05-cpu-dp-buckets).
+double default_bucket_mb(const dist::Communicator& comm);
+// Elements of `dtype` in `mb` MiB, at least 1.
+int64_t bucket_elements(double mb, DType dtype);
 
 // all_reduce_sum of `x` through the host when the communicator does not reach x's device (MPI
 // with a CUDA model).

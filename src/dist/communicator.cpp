@@ -47,6 +47,13 @@ void check_color(const Communicator& comm, int color) {
 
 namespace {
 
+// A request finished when it was made.
+class DoneRequest final : public Request {
+ public:
+  bool test() override { return true; }
+  void wait() override {}
+};
+
 // One process: the sum, the gather and the broadcast of one rank are its own values.
 class SingleCommunicator final : public Communicator {
  public:
@@ -58,6 +65,10 @@ class SingleCommunicator final : public Communicator {
   void all_reduce_sum(const Tensor& x) override {
     check_collective_tensor(*this, "all_reduce_sum", "x", x);
     check_sum_dtype("single", x);
+  }
+  std::unique_ptr<Request> all_reduce_sum_start(const Tensor& x) override {
+    all_reduce_sum(x);
+    return std::make_unique<DoneRequest>();
   }
   void all_gather(const Tensor& out, const Tensor& x) override {
     check_collective_tensor(*this, "all_gather", "out", out);
@@ -148,6 +159,25 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend, cons
   throw Error(
       "make_communicator: this longctx was built without MPI (install Open MPI, e.g. Debian's "
       "libopenmpi-dev, and configure with -DLONGCTX_MPI=ON)");
+#endif
+}
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& mpi, const Context& ctx) {
+  LONGCTX_CHECK(mpi.backend() == "mpi",
+                "make_nccl_communicator: mpi must be an mpi communicator "
+                "(NCCL's bootstrap), got the ",
+                mpi.backend(), " backend");
+  LONGCTX_CHECK(ctx.device().is_cuda(),
+                "make_nccl_communicator: ctx must be a CUDA context (the GPU of this rank), got ",
+                ctx.device().str());
+#if LONGCTX_WITH_NCCL
+  // A communicator of its own (the same ranks), so NCCL's bootstrap and barriers never meet
+  // the messages of `mpi`.
+  return make_nccl_communicator(ctx, mpi.split(0, mpi.rank()));
+#else
+  throw Error(
+      "make_nccl_communicator: this longctx was built without NCCL (it needs CUDA and MPI: "
+      "configure with -DLONGCTX_CUDA=ON -DLONGCTX_MPI=ON where NCCL is installed)");
 #endif
 }
 

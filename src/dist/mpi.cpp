@@ -9,6 +9,15 @@
 // (x_0 + x_1) + x_2 ..., and the summed pieces are gathered to everyone (MPI_Allgatherv). Each
 // byte crosses the network twice, as in a ring, and the result does not depend on which
 // algorithm MPI picks or on message arrival order: the same bits on every rank and in every run.
+//
+// all_reduce_sum_start is one non-blocking all-gather (MPI_Iallgather) of the whole tensor, the
+// rank-order sum done by test() or wait() once it is in: the same bits as all_reduce_sum. One
+// collective, not the two above, because the second of those would be started whenever a rank's
+// test() saw the first done, and MPI matches a communicator's collectives by the order ranks
+// start them: with several requests under way, ranks would start them in different orders. The
+// price: each rank receives (N - 1) copies of x rather than 2 (N - 1) / N (the same bytes for
+// N = 2, N / 2 times as many beyond) and holds N copies until the request is done. MPI_Iallreduce
+// would leave the order of additions to MPI.
 #include <mpi.h>
 
 #include <algorithm>
@@ -16,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -84,6 +94,83 @@ void add_rows(T* out, const T* rows, int64_t n, int size) {
     for (int64_t i = 0; i < n; ++i) out[i] += rows[int64_t(r) * n + i];
 }
 
+// An all_reduce_sum under way: every rank's x gathered into `rows`, in pieces whose N rows fit
+// MPI's int counts, then added in rank order into x.
+class MpiAllReduce final : public Request {
+ public:
+  MpiAllReduce(MPI_Comm comm, int size, const Tensor& x) : size_(size), x_(x) {
+    if (size == 1) return;  // the sum of one rank's x is x
+    const size_t item = dtype_size(x.dtype());
+    const int64_t piece = int64_t(kMaxMessageBytes / item / size_t(size));
+    for (int64_t begin = 0, n = x.numel(); begin < n; begin += piece) {
+      Piece p{begin, std::min(piece, n - begin), nullptr};
+      p.rows.reset(new char[size_t(p.n) * item * size_t(size)]);  // not zeroed: MPI fills it
+      const int bytes = int(size_t(p.n) * item);
+      requests_.push_back(MPI_REQUEST_NULL);
+      LONGCTX_CHECK_MPI(MPI_Iallgather(data(p.begin), bytes, MPI_BYTE, p.rows.get(), bytes,
+                                       MPI_BYTE, comm, &requests_.back()));
+      pieces_.push_back(std::move(p));
+      done_ = false;
+    }
+  }
+  ~MpiAllReduce() override {
+    // Unfinished: MPI may still read x and write the rows until the job ends, so both are left
+    // allocated rather than freed under it.
+    if (done_) return;
+    for (Piece& p : pieces_) (void)p.rows.release();
+    (void)new Tensor(x_);
+  }
+  MpiAllReduce(const MpiAllReduce&) = delete;
+  MpiAllReduce& operator=(const MpiAllReduce&) = delete;
+
+  bool test() override {
+    if (done_) return true;
+    int flag = 0;
+    LONGCTX_CHECK_MPI(
+        MPI_Testall(int(requests_.size()), requests_.data(), &flag, MPI_STATUSES_IGNORE));
+    if (flag) add();
+    return done_;
+  }
+
+  void wait() override {
+    if (done_) return;
+    LONGCTX_CHECK_MPI(MPI_Waitall(int(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE));
+    add();
+  }
+
+ private:
+  struct Piece {
+    int64_t begin, n;              // elements of x
+    std::unique_ptr<char[]> rows;  // (size, n): row r from rank r
+  };
+
+  char* data(int64_t begin) const {
+    return static_cast<char*>(x_.data()) + size_t(begin) * dtype_size(x_.dtype());
+  }
+
+  // ((x_0 + x_1) + x_2) + ..., element by element, as all_reduce_sum adds.
+  void add() {
+    for (const Piece& p : pieces_) {
+      char* out = data(p.begin);
+      const char* rows = p.rows.get();
+      if (x_.dtype() == DType::f32)
+        add_rows(reinterpret_cast<float*>(out), reinterpret_cast<const float*>(rows), p.n, size_);
+      else if (x_.dtype() == DType::f64)
+        add_rows(reinterpret_cast<double*>(out), reinterpret_cast<const double*>(rows), p.n, size_);
+      else
+        add_rows(reinterpret_cast<int32_t*>(out), reinterpret_cast<const int32_t*>(rows), p.n,
+                 size_);
+    }
+    done_ = true;
+  }
+
+  int size_;
+  Tensor x_;
+  std::vector<Piece> pieces_;
+  std::vector<MPI_Request> requests_;  // one per piece
+  bool done_ = true;                   // until a piece is under way
+};
+
 class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator() {
@@ -115,6 +202,12 @@ class MpiCommunicator final : public Communicator {
     char* data = static_cast<char*>(x.data());
     for (int64_t begin = 0, n = x.numel(); begin < n; begin += bucket)
       all_reduce_bucket(data + begin * item, std::min(bucket, n - begin), x.dtype());
+  }
+
+  std::unique_ptr<Request> all_reduce_sum_start(const Tensor& x) override {
+    check_collective_tensor(*this, "all_reduce_sum", "x", x);
+    check_sum_dtype("mpi", x);
+    return std::make_unique<MpiAllReduce>(comm_, size_, x);
   }
 
   void all_gather(const Tensor& out, const Tensor& x) override {

@@ -6,6 +6,13 @@
 // the kernels that produced their inputs with no synchronisation; barrier() and fail() go
 // through MPI. The Context must outlive the communicator.
 //
+// all_reduce_sum_start queues its all-reduce on a stream of the communicator's own, after an
+// event that marks the context's stream at the call (the kernels that wrote x), so the
+// context's stream goes on with the kernels after it (the rest of a backward) while NCCL sums;
+// its wait() makes the context's stream wait for the sum's event, without blocking the host.
+// Every collective of one NCCL communicator must run in the order the ranks issued them, so the
+// blocking ones, on the context's stream, first wait for whatever the side stream holds.
+//
 // Compiled wherever CUDA, NCCL and MPI are found; it needs several GPUs to run (one GPU cannot
 // hold several NCCL ranks), which no machine of this project's CI has: it is untested.
 #include <cuda_runtime.h>
@@ -46,6 +53,33 @@ ncclDataType_t nccl_type(DType d) {
   }
 }
 
+// An all-reduce queued on the side stream; done when its event is.
+class NcclAllReduce final : public Request {
+ public:
+  NcclAllReduce(cudaStream_t ctx_stream, cudaEvent_t done) : ctx_stream_(ctx_stream), done_(done) {}
+  ~NcclAllReduce() override { cudaEventDestroy(done_); }  // released once the event completes
+  NcclAllReduce(const NcclAllReduce&) = delete;
+  NcclAllReduce& operator=(const NcclAllReduce&) = delete;
+
+  bool test() override {
+    const cudaError_t status = cudaEventQuery(done_);
+    if (status == cudaErrorNotReady) return false;
+    LONGCTX_CHECK_CUDA_CALL(status);
+    return true;
+  }
+  void wait() override { LONGCTX_CHECK_CUDA_CALL(cudaStreamWaitEvent(ctx_stream_, done_, 0)); }
+
+ private:
+  cudaStream_t ctx_stream_;
+  cudaEvent_t done_;
+};
+
+cudaEvent_t make_event() {
+  cudaEvent_t event = nullptr;
+  LONGCTX_CHECK_CUDA_CALL(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  return event;
+}
+
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(const Context& ctx, std::unique_ptr<Communicator> mpi)
@@ -58,8 +92,17 @@ class NcclCommunicator final : public Communicator {
         /*root=*/0);
     LONGCTX_CHECK_CUDA_CALL(cudaSetDevice(ctx.device().index));
     LONGCTX_CHECK_NCCL(ncclCommInitRank(&comm_, mpi_->size(), id, mpi_->rank()));
+    LONGCTX_CHECK_CUDA_CALL(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
+    side_done_ = make_event();
+    ctx_mark_ = make_event();
   }
-  ~NcclCommunicator() override { ncclCommDestroy(comm_); }
+  ~NcclCommunicator() override {
+    cudaStreamSynchronize(side_);
+    ncclCommDestroy(comm_);
+    cudaEventDestroy(ctx_mark_);
+    cudaEventDestroy(side_done_);
+    cudaStreamDestroy(side_);
+  }
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
 
@@ -71,20 +114,35 @@ class NcclCommunicator final : public Communicator {
   void all_reduce_sum(const Tensor& x) override {
     check_collective_tensor(*this, "all_reduce_sum", "x", x);
     check_sum_dtype("nccl", x);
+    after_side_stream();
     LONGCTX_CHECK_NCCL(ncclAllReduce(x.data(), x.data(), size_t(x.numel()), nccl_type(x.dtype()),
                                      ncclSum, comm_, stream()));
+  }
+
+  std::unique_ptr<Request> all_reduce_sum_start(const Tensor& x) override {
+    check_collective_tensor(*this, "all_reduce_sum", "x", x);
+    check_sum_dtype("nccl", x);
+    LONGCTX_CHECK_CUDA_CALL(cudaEventRecord(ctx_mark_, stream()));
+    LONGCTX_CHECK_CUDA_CALL(cudaStreamWaitEvent(side_, ctx_mark_, 0));
+    LONGCTX_CHECK_NCCL(ncclAllReduce(x.data(), x.data(), size_t(x.numel()), nccl_type(x.dtype()),
+                                     ncclSum, comm_, side_));
+    cudaEvent_t done = make_event();
+    LONGCTX_CHECK_CUDA_CALL(cudaEventRecord(done, side_));
+    return std::make_unique<NcclAllReduce>(stream(), done);
   }
 
   void all_gather(const Tensor& out, const Tensor& x) override {
     check_collective_tensor(*this, "all_gather", "out", out);
     check_collective_tensor(*this, "all_gather", "x", x);
     check_gather_shapes(*this, out, x);
+    after_side_stream();
     LONGCTX_CHECK_NCCL(ncclAllGather(x.data(), out.data(), x.nbytes(), ncclUint8, comm_, stream()));
   }
 
   void broadcast(const Tensor& x, int root) override {
     check_collective_tensor(*this, "broadcast", "x", x);
     check_root(*this, root);
+    after_side_stream();
     LONGCTX_CHECK_NCCL(
         ncclBroadcast(x.data(), x.data(), x.nbytes(), ncclUint8, root, comm_, stream()));
   }
@@ -94,6 +152,7 @@ class NcclCommunicator final : public Communicator {
     check_peer(*this, "src", src);
     if (dst >= 0) check_collective_tensor(*this, "send_recv", "send", send);
     if (src >= 0) check_collective_tensor(*this, "send_recv", "recv", recv);
+    after_side_stream();
     // In one group, so that every rank's send and receive of a ring step cannot deadlock.
     LONGCTX_CHECK_NCCL(ncclGroupStart());
     if (dst >= 0)
@@ -104,6 +163,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   void barrier() override {
+    LONGCTX_CHECK_CUDA_CALL(cudaStreamSynchronize(side_));
     LONGCTX_CHECK_CUDA_CALL(cudaStreamSynchronize(stream()));
     mpi_->barrier();
   }
@@ -123,9 +183,18 @@ class NcclCommunicator final : public Communicator {
  private:
   cudaStream_t stream() const { return static_cast<cudaStream_t>(ctx_->stream()); }
 
+  // The context's stream waits for what the side stream holds (the started all-reduces), so a
+  // blocking collective runs after them, in the order the ranks issued them.
+  void after_side_stream() {
+    LONGCTX_CHECK_CUDA_CALL(cudaEventRecord(side_done_, side_));
+    LONGCTX_CHECK_CUDA_CALL(cudaStreamWaitEvent(stream(), side_done_, 0));
+  }
+
   const Context* ctx_;
   std::unique_ptr<Communicator> mpi_;  // the bootstrap, barrier and abort
   ncclComm_t comm_ = nullptr;
+  cudaStream_t side_ = nullptr;                           // the started all-reduces
+  cudaEvent_t side_done_ = nullptr, ctx_mark_ = nullptr;  // marks on the two streams
 };
 
 }  // namespace

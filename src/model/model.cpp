@@ -351,7 +351,13 @@ double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor&
   return to_host_scalar(loss, ctx);
 }
 
-void Model::backward(double scale) {
+int64_t Model::grad_offset(const std::string& name) const {
+  const auto* base = static_cast<const char*>(grads_.flat().data());
+  const auto* at = static_cast<const char*>(grads_.get(name).data());
+  return int64_t((at - base) / ptrdiff_t(dtype_size(dtype_)));
+}
+
+void Model::backward(double scale, const std::function<void(int64_t begin)>& ready) {
   LONGCTX_CHECK(have_loss_, "Model::backward: needs a forward() with targets first");
   LONGCTX_CHECK(inference_dtype_ == DType::f32,
                 "Model::backward: the model reads bf16 inference weights "
@@ -378,6 +384,7 @@ void Model::backward(double scale) {
   Tensor dh = acts_.take({B, T, C}, dtype_), dh_norm = acts_.take({B, T, C}, dtype_);
   rmsnorm_bwd(ctx, dh, grads_.get("final_norm"), dnormed, h_[L], params_.get("final_norm"),
               final_rstd_, {config_.norm_eps});
+  if (ready) ready(grad_offset("final_norm"));  // and the head, after it
   for (int l = L - 1; l >= 0; --l) {
     // h_{l+1} = h_l + mixer(norm(h_l)): the residual passes dh through unchanged.
     if (recompute_) {  // this layer's intermediates again, then its backward
@@ -391,9 +398,11 @@ void Model::backward(double scale) {
     rmsnorm_bwd(ctx, dh_norm, grads_.get(norm_name(l)), dnormed, h_[l], params_.get(norm_name(l)),
                 rstd_[l], {config_.norm_eps});
     add_fwd(ctx, dh, dh, dh_norm);
+    if (ready) ready(grad_offset(norm_name(l)));  // the layer's norm, then its mixer's
   }
   embedding_bwd(ctx, grads_.get("embed"), dh, tokens_);
   if (tied) add_fwd(ctx, grads_.get("embed"), grads_.get("embed"), dhead);
+  if (ready) ready(0);
 }
 
 ModelCache Model::make_cache(int64_t batch, int64_t max_len) const {

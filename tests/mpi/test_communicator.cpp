@@ -55,6 +55,42 @@ TEST(Communicator, AllReduceSumAddsInRankOrder) {
     }
 }
 
+// Several sums under way at once, of every dtype and of lengths down to 0, polled, then waited
+// for in reverse order: each equals the rank-order sum worked out here, bit for bit, and so
+// equals the blocking all_reduce_sum's (checked by the test above against the same sums).
+TEST(Communicator, AllReduceSumStartAddsInRankOrder) {
+  Communicator& comm = world();
+  std::vector<Tensor> xs, expected;
+  std::vector<std::string> names;
+  for (DType dtype : {DType::f32, DType::f64, DType::i32})
+    for (int64_t n : {0, 1, 3, 1000, 4097}) {
+      const uint64_t seed = 1000 + uint64_t(n) + 17 * uint64_t(dtype);
+      xs.push_back(rank_values(dtype, {n}, comm.rank(), seed));
+      expected.push_back(rank_values(dtype, {n}, 0, seed));
+      for (int r = 1; r < comm.size(); ++r) {
+        const Tensor other = rank_values(dtype, {n}, r, seed);
+        if (dtype == DType::f32) add_into<float>(expected.back(), other);
+        if (dtype == DType::f64) add_into<double>(expected.back(), other);
+        if (dtype == DType::i32) add_into<int32_t>(expected.back(), other);
+      }
+      names.push_back(std::string("all_reduce_sum_start ") + dtype_name(dtype) +
+                      " n=" + std::to_string(n));
+    }
+  std::vector<std::unique_ptr<dist::Request>> requests;
+  for (const Tensor& x : xs) requests.push_back(comm.all_reduce_sum_start(x));
+  for (auto& request : requests) request->test();
+  // A blocking collective while the sums are under way: matched in the order of calls.
+  const Tensor one = Tensor::zeros({1}, DType::i32);
+  one.fill(1.0);
+  comm.all_reduce_sum(one);
+  EXPECT_EQ(one.data_as<int32_t>()[0], comm.size());
+  for (size_t i = requests.size(); i-- > 0;) {
+    requests[i]->wait();
+    EXPECT_TRUE(requests[i]->test());
+    expect_equal(xs[i], expected[i], names[i]);
+  }
+}
+
 TEST(Communicator, AllGatherStacksEveryRankInOrder) {
   Communicator& comm = world();
   for (DType dtype : {DType::f32, DType::f64, DType::i32, DType::bf16}) {
@@ -121,6 +157,8 @@ TEST(Communicator, BadArgumentsAreNamedBeforeAnyMessage) {
   EXPECT_LONGCTX_ERROR(comm.all_reduce_sum(m.transpose(0, 1)), "all_reduce_sum",
                        "must be contiguous");
   EXPECT_LONGCTX_ERROR(comm.all_reduce_sum(Tensor()), "all_reduce_sum", "undefined");
+  EXPECT_LONGCTX_ERROR(comm.all_reduce_sum_start(Tensor::zeros({4}, DType::bf16)), "all_reduce_sum",
+                       "f32, f64 or i32");
   EXPECT_LONGCTX_ERROR(comm.all_gather(Tensor::zeros({comm.size() + 1, 2, 3}, DType::f32), m),
                        "all_gather", "(size, ...x.shape)");
   EXPECT_LONGCTX_ERROR(comm.all_gather(Tensor::zeros({comm.size(), 2, 3}, DType::f64), m),
@@ -130,6 +168,9 @@ TEST(Communicator, BadArgumentsAreNamedBeforeAnyMessage) {
   EXPECT_LONGCTX_ERROR(comm.send_recv(m, -1, m, -2), "send_recv", "src");
   EXPECT_LONGCTX_ERROR(dist::make_communicator("gloo"), "auto, single, mpi or nccl", "gloo");
   EXPECT_LONGCTX_ERROR(dist::make_communicator("nccl"), "nccl needs a CUDA context");
+  EXPECT_LONGCTX_ERROR(
+      dist::make_nccl_communicator(*dist::make_communicator("single"), context_for(Device::cpu())),
+      "make_nccl_communicator", "an mpi communicator", "single");
   // Every rank still agrees on what follows.
   comm.barrier();
 }

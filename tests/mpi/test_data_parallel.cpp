@@ -109,6 +109,42 @@ INSTANTIATE_TEST_SUITE_P(Cases, DataParallelGradients, testing::ValuesIn(kDpCase
                            return info.param.name;
                          });
 
+// The gradients summed in buckets of 32 elements (24 to hundreds of buckets for these models),
+// started from the backward's `ready`, against the same shard summed by one all_reduce_sum: the
+// same bits (each element is added in rank order either way). And the buckets were started
+// while the backward ran: at some layer, some but not all of them had started.
+TEST_P(DataParallelGradients, BucketsGiveTheOneSumsBits) {
+  const DpCase& c = GetParam();
+  if (c.packed && !std::filesystem::exists("/usr/share/games/fortunes"))
+    GTEST_SKIP() << "no corpus: Debian's fortunes is not installed (scripts/setup.sh)";
+  Communicator& comm = world();
+  const auto task = task_for(c);
+  const ModelConfig config = ModelConfig::from_json(c.config);
+  Context& ctx = context_for(Device::cpu());
+  for (DType dtype : {DType::f64, DType::f32}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Model one_sum(config, ctx, dtype, /*seed=*/5), bucketed(config, ctx, dtype, 5);
+    train::shard_forward_backward(comm, one_sum, *task, 3, c.batch, c.packed);
+    comm.all_reduce_sum(one_sum.grads().flat());
+
+    train::GradientBuckets buckets(comm, bucketed.grads().flat(), ctx, /*bucket_elements=*/32);
+    std::vector<int64_t> started;  // after each call of ready
+    train::shard_forward_backward(comm, bucketed, *task, 3, c.batch, c.packed, [&](int64_t begin) {
+      buckets.ready(begin);
+      started.push_back(buckets.started());
+    });
+    buckets.finish();
+    EXPECT_GE(buckets.count(), 10);
+    ASSERT_FALSE(started.empty());
+    EXPECT_EQ(started.back(), buckets.count());  // ready(0) last: every bucket started
+    if (started.size() > 1)  // this rank had sequences: the backward walked the layers
+      EXPECT_TRUE(std::any_of(started.begin(), started.end(), [&](int64_t k) {
+        return k > 0 && k < buckets.count();
+      })) << "no bucket started before the backward's end";
+    expect_equal(bucketed.grads().flat(), one_sum.grads().flat(), "bucketed vs one sum");
+  }
+}
+
 // ---- Whole runs --------------------------------------------------------------------------------
 
 // A small Mamba-2 + attention hybrid on a small MQAR; 5 sequences per micro-batch, 2 micro-batches
@@ -227,6 +263,29 @@ TEST(DataParallelTrain, MatchesOneProcessAndResumesOnAnotherRankCount) {
                                                  "options.json"}))
           << dir;
     }
+  }
+  comm.barrier();
+  if (comm.rank() == 0) std::filesystem::remove_all(root);
+}
+
+// Whole runs with --bucket-mb 0 (one sum after the backward) and with buckets of 256 bytes (64
+// f32 values), with one micro-batch per step (the buckets start during the backward) and with
+// two (they start after the last): the same losses and gradient norms, bit for bit.
+TEST(DataParallelTrain, BucketsGiveTheOneSumsBits) {
+  Communicator& comm = world();
+  const std::string root = shared_temp_dir(comm);
+  for (int64_t accum : {1, 2}) {
+    std::vector<std::vector<nlohmann::json>> logs;
+    for (double mb : {0.0, 256.0 / (1 << 20)}) {
+      const std::string dir =
+          root + "/accum" + std::to_string(accum) + (mb > 0 ? "_buckets" : "_one_sum");
+      TrainOptions o = dp_run(dir);
+      o.accum = accum;
+      o.bucket_mb = mb;
+      train::train(o, false, {}, &comm);
+      if (comm.rank() == 0) logs.push_back(step_lines(dir));
+    }
+    if (comm.rank() == 0) expect_runs_equal(logs[1], logs[0], 4, "accum " + std::to_string(accum));
   }
   comm.barrier();
   if (comm.rank() == 0) std::filesystem::remove_all(root);

@@ -23,6 +23,21 @@
 
 namespace longctx::dist {
 
+// A collective under way (Communicator::all_reduce_sum_start). Its tensor must stay alive and
+// untouched until wait() returns (or test() returns true). Destroying an unfinished one does
+// not wait: that is for a rank on its way to fail(), which ends the job.
+class Request {
+ public:
+  virtual ~Request() = default;
+  // Moves the collective on without blocking and says whether it is done. MPI moves a
+  // non-blocking collective only inside its calls, so a caller with other work polls this
+  // between pieces of that work.
+  virtual bool test() = 0;
+  // Returns once the result is in the tensor (nccl: once it is ordered before whatever is queued
+  // next on the context's stream, as the blocking collectives are).
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -36,6 +51,14 @@ class Communicator {
   // order, ((x_0 + x_1) + x_2) + ..., so every rank gets the same bits and a rerun the same
   // result; nccl adds in NCCL's order (fixed for a fixed job and topology).
   virtual void all_reduce_sum(const Tensor& x) = 0;
+  // The same sum, started and not waited for. mpi and single: the same bits in x once the
+  // request is done, whatever part of a buffer x is; nccl: NCCL's order, which may depend on x's
+  // size (its algorithm does).
+  // Several may be under way at once; every rank starts them, and this communicator's other
+  // collectives, in the same order (the order of calls is what matches the ranks'). mpi: one
+  // non-blocking all-gather, the rank-order addition done by test() or wait(); nccl: on a
+  // stream of its own that waits for the context's stream.
+  virtual std::unique_ptr<Request> all_reduce_sum_start(const Tensor& x) = 0;
   // out (size, ...x.shape) <- every rank's x, in rank order.
   virtual void all_gather(const Tensor& out, const Tensor& x) = 0;
   // x <- root's x.
@@ -62,6 +85,11 @@ class Communicator {
 // naming what is missing when the backend was not built.
 std::unique_ptr<Communicator> make_communicator(const std::string& backend = "auto",
                                                 const Context* ctx = nullptr);
+
+// An nccl communicator over the ranks of `mpi` (an mpi communicator: it bootstraps NCCL, and its
+// barrier and fail serve the new one) for CUDA tensors on the GPU of `ctx`, which must outlive
+// it. Every rank of `mpi` calls it. Throws Error when this build has no NCCL.
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& mpi, const Context& ctx);
 
 // Which backends this build has, and whether the process runs under an MPI launcher.
 bool built_with_mpi();

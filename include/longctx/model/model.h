@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -80,7 +81,13 @@ class Model {
   // Gradients of the last forward()'s loss times `scale` with respect to every parameter, into
   // grads() (overwritten). Needs a forward() with targets. A data-parallel rank scales by its share
   // of the global batch's labelled targets, so the ranks' gradients add up to the whole batch's.
-  void backward(double scale = 1.0);
+  // `ready`, if given, is called as the backward walks back through the layers with `begin`,
+  // decreasing, each time the elements [begin, end) of grads().flat() are final (the parameters
+  // lie in the arena embedding first, then layer by layer, the final norm and head last): after
+  // the head and final norm, after each layer from the last, and with 0 at the end. A data
+  // parallel trainer starts summing a bucket of gradients over the ranks there, while the
+  // backward goes on with the earlier layers.
+  void backward(double scale = 1.0, const std::function<void(int64_t begin)>& ready = {});
 
   // Generation: an empty cache, and the logits (B, T, vocab_size) of the next T tokens (B, T) i32
   // of every sequence in `cache`, which then holds them too. Equal to the last T rows of
@@ -155,6 +162,8 @@ class Model {
   std::unique_ptr<SequenceLayout> layout_;
   void set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens);
   void set_context_parallel_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens);
+  // Where the gradient `name` starts in grads().flat(), in elements.
+  int64_t grad_offset(const std::string& name) const;
   // Embedding, the layers' decode over `layers` (the cache's, or one sequence's views of them)
   // with the sequences' `lengths`, head; the logits.
   const Tensor& decode_layers(const std::vector<MixerCache*>& layers,
