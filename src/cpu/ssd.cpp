@@ -285,37 +285,63 @@ void forward(const Context& ctx, const SSDArgs& args) {
   });
 }
 
-// The backward's sums in a fixed order: dB and dC over the head slices (slice 0 is the output
-// itself), dA, dD and ddt_bias over the batch.
-template <class T, class SliceB, class SliceC>
-void finish_bwd(const SSDArgs& args, int64_t bc_size, int64_t slices, SliceB dB_slice,
-                SliceC dC_slice, const std::vector<T>& dA_b, const std::vector<T>& dD_b,
-                const std::vector<T>& dbias_b) {
-  T* dB0 = dB_slice(0);
-  T* dC0 = dC_slice(0);
-  for (int64_t part = 1; part < slices; ++part) {
-    const T* sb = dB_slice(part);
-    const T* sc = dC_slice(part);
-    for (int64_t i = 0; i < bc_size; ++i) {
-      dB0[i] += sb[i];
-      dC0[i] += sc[i];
+// What the backward's threads leave to be summed in a fixed order afterwards: dB and dC, one
+// (batch, L, G, N) buffer per slice of a group's heads (slice 0 is the output itself), and dA,
+// dD, ddt_bias per (batch, head), summed over the batch.
+template <class T>
+class BwdSums {
+ public:
+  BwdSums(const SSDArgs& args, int64_t slices)
+      : args_(args),
+        slices_(slices),
+        bc_size_(args.batch * args.T * args.G * args.N),
+        extra_(size_t(slices > 1 ? 2 * (slices - 1) * bc_size_ : 0)),
+        dA(size_t(args.batch * args.H)),
+        dD(size_t(args.batch * args.H)),
+        dbias(size_t(args.batch * args.H)) {
+    std::fill(dB(0), dB(0) + bc_size_, T(0));
+    std::fill(dC(0), dC(0) + bc_size_, T(0));
+  }
+  T* dB(int64_t slice) {
+    return slice == 0 ? static_cast<T*>(args_.dB) : extra_.data() + 2 * (slice - 1) * bc_size_;
+  }
+  T* dC(int64_t slice) {
+    return slice == 0 ? static_cast<T*>(args_.dC)
+                      : extra_.data() + (2 * (slice - 1) + 1) * bc_size_;
+  }
+  void finish() {
+    for (int64_t slice = 1; slice < slices_; ++slice) {
+      const T* sb = dB(slice);
+      const T* sc = dC(slice);
+      for (int64_t i = 0; i < bc_size_; ++i) {
+        dB(0)[i] += sb[i];
+        dC(0)[i] += sc[i];
+      }
+    }
+    T* dAp = static_cast<T*>(args_.dA);
+    T* dDp = static_cast<T*>(args_.dD);
+    T* dbp = static_cast<T*>(args_.ddt_bias);
+    for (int64_t h = 0; h < args_.H; ++h) {
+      T sA = 0, sD = 0, sb = 0;
+      for (int64_t b = 0; b < args_.batch; ++b) {
+        sA += dA[size_t(b * args_.H + h)];
+        sD += dD[size_t(b * args_.H + h)];
+        sb += dbias[size_t(b * args_.H + h)];
+      }
+      dAp[h] = sA;
+      if (dDp) dDp[h] = sD;
+      if (dbp) dbp[h] = sb;
     }
   }
-  T* dAp = static_cast<T*>(args.dA);
-  T* dDp = static_cast<T*>(args.dD);
-  T* dbp = static_cast<T*>(args.ddt_bias);
-  for (int64_t h = 0; h < args.H; ++h) {
-    T sA = 0, sD = 0, sb = 0;
-    for (int64_t b = 0; b < args.batch; ++b) {
-      sA += dA_b[size_t(b * args.H + h)];
-      sD += dD_b[size_t(b * args.H + h)];
-      sb += dbias_b[size_t(b * args.H + h)];
-    }
-    dAp[h] = sA;
-    if (dDp) dDp[h] = sD;
-    if (dbp) dbp[h] = sb;
-  }
-}
+
+ private:
+  const SSDArgs& args_;
+  const int64_t slices_, bc_size_;
+  std::vector<T> extra_;
+
+ public:
+  std::vector<T> dA, dD, dbias;  // per (batch, head)
+};
 
 // The backward as a reverse scan, for a rectangular batch (or one sequence of a packed one).
 template <class T>
@@ -331,19 +357,7 @@ void backward_scan(const Context& ctx, const SSDArgs& args) {
   // the batch (so a sequence's dB and dC are summed the same way alone or in a batch).
   const int64_t parts =
       std::clamp<int64_t>(ctx.cpu_threads() / G, 1, std::max<int64_t>(1, per_group));
-  const int64_t bc_size = batch * L * G * N;
-  std::vector<T> extra(size_t(parts > 1 ? 2 * (parts - 1) * bc_size : 0));
-  T* dB0 = static_cast<T*>(args.dB);
-  T* dC0 = static_cast<T*>(args.dC);
-  std::fill(dB0, dB0 + bc_size, T(0));
-  std::fill(dC0, dC0 + bc_size, T(0));
-  auto dB_slice = [&](int64_t part) {
-    return part == 0 ? dB0 : extra.data() + 2 * (part - 1) * bc_size;
-  };
-  auto dC_slice = [&](int64_t part) {
-    return part == 0 ? dC0 : extra.data() + (2 * (part - 1) + 1) * bc_size;
-  };
-  std::vector<T> dA_b(size_t(batch * H)), dD_b(size_t(batch * H)), dbias_b(size_t(batch * H));
+  BwdSums<T> totals(args, parts);
   const T* dyp = static_cast<const T*>(args.dout);
   const T* dfp = static_cast<const T*>(args.dfinal_states);
   T* dxp = static_cast<T*>(args.dx);
@@ -358,8 +372,8 @@ void backward_scan(const Context& ctx, const SSDArgs& args) {
     auto buffer = [](int64_t n) { return std::vector<T>(static_cast<size_t>(n)); };
     std::vector<T> ck = buffer(ntiles * PN), states = buffer(K * PN), gs = buffer(PN),
                    dy = buffer(P), gB = buffer(P), dts = buffer(K);
-    T* dB = dB_slice(part);
-    T* dC = dC_slice(part);
+    T* dB = totals.dB(part);
+    T* dC = totals.dC(part);
     for (int64_t h = h_begin; h < h_end; ++h) {
       const int64_t bh = b * H + h;
       const T Ah = p.A[h], Dh = p.D ? p.D[h] : T(0);
@@ -448,13 +462,13 @@ void backward_scan(const Context& ctx, const SSDArgs& args) {
       }
       if (dh0p)
         for (int64_t i = 0; i < PN; ++i) dh0p[bh * PN + i] = gate * gs[size_t(i)];
-      dA_b[size_t(bh)] = dA;
-      dD_b[size_t(bh)] = dD;
-      dbias_b[size_t(bh)] = dbias;
+      totals.dA[size_t(bh)] = dA;
+      totals.dD[size_t(bh)] = dD;
+      totals.dbias[size_t(bh)] = dbias;
     }
   });
 
-  finish_bwd(args, bc_size, parts, dB_slice, dC_slice, dA_b, dD_b, dbias_b);
+  totals.finish();
 }
 
 // The backward in chunks, for a rectangular batch (or one sequence of a packed one): per (batch,
@@ -503,17 +517,7 @@ void backward_chunked(const Context& ctx, const SSDArgs& args) {
   while (slices < per_group && (per_group + slices - 1) / slices * P * N > (int64_t(1) << 16))
     slices = std::min(2 * slices, per_group);
   const int64_t slice_heads = (per_group + slices - 1) / slices;
-  const int64_t bc_size = batch * L * GN;
-  std::vector<T> extra(size_t(slices > 1 ? 2 * (slices - 1) * bc_size : 0));
-  T* dB0 = static_cast<T*>(args.dB);
-  T* dC0 = static_cast<T*>(args.dC);
-  std::fill(dB0, dB0 + bc_size, T(0));
-  std::fill(dC0, dC0 + bc_size, T(0));
-  auto dB_slice = [&](int64_t s) { return s == 0 ? dB0 : extra.data() + 2 * (s - 1) * bc_size; };
-  auto dC_slice = [&](int64_t s) {
-    return s == 0 ? dC0 : extra.data() + (2 * (s - 1) + 1) * bc_size;
-  };
-  std::vector<T> dA_b(size_t(batch * H)), dD_b(size_t(batch * H)), dbias_b(size_t(batch * H));
+  BwdSums<T> totals(args, slices);
   const T* dyp = static_cast<const T*>(args.dout);
   const T* dfp = static_cast<const T*>(args.dfinal_states);
   T* dxp = static_cast<T*>(args.dx);
@@ -527,8 +531,8 @@ void backward_chunked(const Context& ctx, const SSDArgs& args) {
     const int64_t nh = std::min(slice_heads, (g + 1) * per_group - h0);
     if (nh <= 0) return;
     const int64_t W = nh * P, WN = W * N, state0 = (b * H + h0) * PN;
-    T* dB = dB_slice(slice);
-    T* dC = dC_slice(slice);
+    T* dB = totals.dB(slice);
+    T* dC = totals.dC(slice);
     auto buffer = [](int64_t n) { return std::vector<T>(static_cast<size_t>(n)); };
     std::vector<T> R = buffer(WN);  // the slice's heads' R, contiguous like their states
     for (int64_t i = 0; i < WN; ++i) R[size_t(i)] = dfp ? dfp[state0 + i] : T(0);
@@ -704,12 +708,12 @@ void backward_chunked(const Context& ctx, const SSDArgs& args) {
     }
     if (dh0p) std::copy(R.begin(), R.end(), dh0p + state0);
     for (int64_t j = 0; j < nh; ++j) {
-      dA_b[size_t(b * H + h0 + j)] = T(sums[size_t(j)]);
-      dD_b[size_t(b * H + h0 + j)] = T(sums[size_t(nh + j)]);
-      dbias_b[size_t(b * H + h0 + j)] = T(sums[size_t(2 * nh + j)]);
+      totals.dA[size_t(b * H + h0 + j)] = T(sums[size_t(j)]);
+      totals.dD[size_t(b * H + h0 + j)] = T(sums[size_t(nh + j)]);
+      totals.dbias[size_t(b * H + h0 + j)] = T(sums[size_t(2 * nh + j)]);
     }
   });
-  finish_bwd(args, bc_size, slices, dB_slice, dC_slice, dA_b, dD_b, dbias_b);
+  totals.finish();
 }
 
 // The backward of a rectangular batch (or of one sequence of a packed one).

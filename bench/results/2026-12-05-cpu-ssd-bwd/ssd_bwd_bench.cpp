@@ -65,10 +65,14 @@ int main(int argc, char** argv) {
     in.D = rand_t({s.H}, gen, -1, 1);
     in.dt_bias = rand_t({s.H}, gen, 0, 0.3f);
     const Tensor dout = rand_t({s.B, s.T, s.H, s.P}, gen, -1, 1);
-    SSDGrads g{Tensor::empty(in.x.shape(), DType::f32),  Tensor::empty(in.dt.shape(), DType::f32),
-               Tensor::empty({s.H}, DType::f32),         Tensor::empty(in.B.shape(), DType::f32),
-               Tensor::empty(in.C.shape(), DType::f32),  Tensor::empty({s.H}, DType::f32),
-               Tensor(),                                 Tensor::empty({s.H}, DType::f32),
+    SSDGrads g{Tensor::empty(in.x.shape(), DType::f32),
+               Tensor::empty(in.dt.shape(), DType::f32),
+               Tensor::empty({s.H}, DType::f32),
+               Tensor::empty(in.B.shape(), DType::f32),
+               Tensor::empty(in.C.shape(), DType::f32),
+               Tensor::empty({s.H}, DType::f32),
+               Tensor(),
+               Tensor::empty({s.H}, DType::f32),
                Tensor()};
     const SSDParams params{s.Q, true};
     ssd_bwd(ctx, g, dout, Tensor(), in, params);  // warm-up
@@ -79,9 +83,9 @@ int main(int argc, char** argv) {
       ++n;
     }
     const double ms = 1e3 * (cpu_s() - c0) / n;
-    std::printf("%-22s %4lld %5lld %3lld %3lld %4lld %2lld %4lld %12.2f\n", s.name,
-                (long long)s.B, (long long)s.T, (long long)s.H, (long long)s.P, (long long)s.N,
-                (long long)s.G, (long long)s.Q, ms);
+    std::printf("%-22s %4lld %5lld %3lld %3lld %4lld %2lld %4lld %12.2f\n", s.name, (long long)s.B,
+                (long long)s.T, (long long)s.H, (long long)s.P, (long long)s.N, (long long)s.G,
+                (long long)s.Q, ms);
     std::fflush(stdout);
   }
 }
