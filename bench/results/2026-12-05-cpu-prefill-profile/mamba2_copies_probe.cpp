@@ -40,9 +40,8 @@ int main() {
   Tensor x = Tensor::empty({B, T, Di}, DType::f32), Bm = Tensor::empty({B, T, GN}, DType::f32);
   Tensor Cm = Tensor::empty({B, T, GN}, DType::f32), dt = Tensor::empty({B, T, H}, DType::f32);
   Tensor z = Tensor::empty({B, T, Di}, DType::f32);
-  time("conv_in <- proj[..., Di:Di+K]^T (B,K,T)", [&] {
-    conv_in.copy_from(proj.narrow(2, Di, K).transpose(1, 2), &ctx);
-  });
+  time("conv_in <- proj[..., Di:Di+K]^T (B,K,T)",
+       [&] { conv_in.copy_from(proj.narrow(2, Di, K).transpose(1, 2), &ctx); });
   time("xbc <- conv_out^T (B,T,K)", [&] { xbc.copy_from(conv_out.transpose(1, 2), &ctx); });
   time("x <- xbc[..., :Di]", [&] { x.copy_from(xbc.narrow(2, 0, Di), &ctx); });
   time("B <- xbc[..., Di:Di+GN]", [&] { Bm.copy_from(xbc.narrow(2, Di, GN), &ctx); });

@@ -3,12 +3,13 @@
 // and add_fwd. Median of 21 calls after 3 warm-ups: wall and process CPU time, in microseconds.
 // Compare with torch_ops_probe.py (the same shapes in PyTorch, eager and torch.compile).
 //   g++ -O3 -march=x86-64-v3 -std=c++17 -fopenmp -I include ops_probe.cpp -Lbuild-cpu -llongctx \
-//     -Wl,-rpath,$PWD/build-cpu -o ops_probe && OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive ./ops_probe
+//     -Wl,-rpath,$PWD/build-cpu -o ops_probe && OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive
+//     ./ops_probe
 #include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <functional>
 #include <random>
@@ -138,7 +139,8 @@ int main() {
     std::snprintf(name, sizeof name, "rmsnorm %lldx%lld", (long long)M, (long long)C);
     time(name, [&] { rmsnorm_fwd(ctx, o, r, x, w, {1e-5}); });
   }
-  Tensor a = random({M, 128}, rng), b = random({M, 128}, rng), s = Tensor::empty({M, 128}, DType::f32);
+  Tensor a = random({M, 128}, rng), b = random({M, 128}, rng),
+         s = Tensor::empty({M, 128}, DType::f32);
   time("add 4096x128", [&] { add_fwd(ctx, s, a, b); });
   Tensor w = random({128}, rng), n = Tensor::empty({M, 128}, DType::f32);
   Tensor r = Tensor::empty({M}, DType::f32);

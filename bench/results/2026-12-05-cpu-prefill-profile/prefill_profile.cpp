@@ -2,8 +2,9 @@
 // every position, as `bench scaling` times it) with every op timed by OpProfile. For each preset
 // and T (4096 tokens per batch): the median wall/CPU time of unprofiled prefills, then the ops of
 // `reps` profiled prefills, CPU ms per prefill, largest first.
-//   g++ -O2 -std=c++17 -fopenmp -I include prefill_profile.cpp -Lbuild-cpu -llongctx -Wl,-rpath,$PWD/build-cpu -o probe
-//   OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive ./probe llama,hybrid,mamba2 256,1024,4096 5
+//   g++ -O2 -std=c++17 -fopenmp -I include prefill_profile.cpp -Lbuild-cpu -llongctx
+//   -Wl,-rpath,$PWD/build-cpu -o probe OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive ./probe
+//   llama,hybrid,mamba2 256,1024,4096 5
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -46,7 +47,8 @@ int main(int argc, char** argv) {
         const std::clock_t c0 = std::clock();
         model.forward(x);
         ctx.synchronize();
-        wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        wall.push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         cpu.push_back(double(std::clock() - c0) / CLOCKS_PER_SEC);
       }
       std::sort(wall.begin(), wall.end());
@@ -61,10 +63,11 @@ int main(int argc, char** argv) {
       const double pwall =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
       ctx.set_profile(nullptr);
-      std::printf("## %s T=%lld B=%lld: prefill median %.2f ms wall, %.2f ms CPU (%.0f tok/s); "
-                  "profiled %.2f ms wall, %.2f ms CPU\n",
-                  preset.c_str(), (long long)T, (long long)B, wall[reps / 2] * 1e3,
-                  cpu[reps / 2] * 1e3, double(B * T) / wall[reps / 2], pwall * 1e3, pcpu * 1e3);
+      std::printf(
+          "## %s T=%lld B=%lld: prefill median %.2f ms wall, %.2f ms CPU (%.0f tok/s); "
+          "profiled %.2f ms wall, %.2f ms CPU\n",
+          preset.c_str(), (long long)T, (long long)B, wall[reps / 2] * 1e3, cpu[reps / 2] * 1e3,
+          double(B * T) / wall[reps / 2], pwall * 1e3, pcpu * 1e3);
       std::vector<std::pair<std::string, OpProfile::Entry>> ops(profile.ops.begin(),
                                                                 profile.ops.end());
       std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) {
