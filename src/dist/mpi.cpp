@@ -93,6 +93,16 @@ void add_rows(T* out, const T* rows, int64_t n, int size) {
   for (int r = 1; r < size; ++r)
     for (int64_t i = 0; i < n; ++i) out[i] += rows[int64_t(r) * n + i];
 }
+// out (n) <- ((row 0 + row 1) + row 2) + ... of rows (size, n), elements of `dtype` (f32, f64 or
+// i32, as check_sum_dtype allows).
+void add_rows(DType dtype, char* out, const char* rows, int64_t n, int size) {
+  if (dtype == DType::f32)
+    add_rows(reinterpret_cast<float*>(out), reinterpret_cast<const float*>(rows), n, size);
+  else if (dtype == DType::f64)
+    add_rows(reinterpret_cast<double*>(out), reinterpret_cast<const double*>(rows), n, size);
+  else
+    add_rows(reinterpret_cast<int32_t*>(out), reinterpret_cast<const int32_t*>(rows), n, size);
+}
 
 // An all_reduce_sum under way: every rank's x gathered into `rows`, in pieces whose N rows fit
 // MPI's int counts, then added in rank order into x.
@@ -150,17 +160,7 @@ class MpiAllReduce final : public Request {
 
   // ((x_0 + x_1) + x_2) + ..., element by element, as all_reduce_sum adds.
   void add() {
-    for (const Piece& p : pieces_) {
-      char* out = data(p.begin);
-      const char* rows = p.rows.get();
-      if (x_.dtype() == DType::f32)
-        add_rows(reinterpret_cast<float*>(out), reinterpret_cast<const float*>(rows), p.n, size_);
-      else if (x_.dtype() == DType::f64)
-        add_rows(reinterpret_cast<double*>(out), reinterpret_cast<const double*>(rows), p.n, size_);
-      else
-        add_rows(reinterpret_cast<int32_t*>(out), reinterpret_cast<const int32_t*>(rows), p.n,
-                 size_);
-    }
+    for (const Piece& p : pieces_) add_rows(x_.dtype(), data(p.begin), p.rows.get(), p.n, size_);
     done_ = true;
   }
 
@@ -285,16 +285,7 @@ class MpiCommunicator final : public Communicator {
     std::vector<char> rows(size_t(mine) * size_t(size_) * item);
     LONGCTX_CHECK_MPI(MPI_Alltoallv(data, send_counts.data(), send_displs.data(), type, rows.data(),
                                     recv_counts.data(), recv_displs.data(), type, comm_));
-    char* piece = data + start(rank_, n) * item;
-    if (dtype == DType::f32)
-      add_rows(reinterpret_cast<float*>(piece), reinterpret_cast<const float*>(rows.data()), mine,
-               size_);
-    else if (dtype == DType::f64)
-      add_rows(reinterpret_cast<double*>(piece), reinterpret_cast<const double*>(rows.data()), mine,
-               size_);
-    else
-      add_rows(reinterpret_cast<int32_t*>(piece), reinterpret_cast<const int32_t*>(rows.data()),
-               mine, size_);
+    add_rows(dtype, data + start(rank_, n) * item, rows.data(), mine, size_);
     LONGCTX_CHECK_MPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, send_counts.data(),
                                      send_displs.data(), type, comm_));
   }
