@@ -38,16 +38,22 @@ class OneThreadIcv {  // omp_set_num_threads(1) for a scope, restored after
  private:
   int saved_;
 };
+
+// Runs body(0 .. n-1) on the calling thread, without a region, when there is one item or one
+// thread; says whether it did.
+template <class Body>
+bool ran_on_caller(const Context& ctx, int64_t n, Body& body) {
+  if (n > 1 && ctx.cpu_threads() != 1) return false;
+  const OneThreadIcv one;
+  for (int64_t i = 0; i < n; ++i) body(i);
+  return true;
+}
 #endif
 
 template <class Body>
 void parallel_for(const Context& ctx, int64_t n, Body&& body) {
 #ifdef _OPENMP
-  if (n <= 1 || ctx.cpu_threads() == 1) {
-    const OneThreadIcv one;
-    for (int64_t i = 0; i < n; ++i) body(i);
-    return;
-  }
+  if (ran_on_caller(ctx, n, body)) return;
 #pragma omp parallel num_threads(ctx.cpu_threads())
   {
     omp_set_num_threads(1);
@@ -64,11 +70,7 @@ void parallel_for(const Context& ctx, int64_t n, Body&& body) {
 template <class Body>
 void parallel_for_dynamic(const Context& ctx, int64_t n, Body&& body) {
 #ifdef _OPENMP
-  if (n <= 1 || ctx.cpu_threads() == 1) {  // as parallel_for
-    const OneThreadIcv one;
-    for (int64_t i = 0; i < n; ++i) body(i);
-    return;
-  }
+  if (ran_on_caller(ctx, n, body)) return;
 #pragma omp parallel num_threads(ctx.cpu_threads())
   {
     omp_set_num_threads(1);
