@@ -1,13 +1,17 @@
 // Is the bf16 GEMV of the small preset bound by widening bf16 to f32? The preset's 29 matrices
-// in bf16 (1.65 MB, in one core's L2 if little else is), y = W x with f32 accumulation, two
-// widenings, alternating, one thread:
+// in bf16 (1.65 MB, in one core's L2 if little else is), y = W x with f32 accumulation, four
+// kernels, alternating, one thread:
 //   cvt      today's src/cpu/gemv.cpp AVX-512 path: 16 bf16 zero-extended (vpmovzxwd) then
 //            shifted left 16, one FMA: 16-lane partial sums over k mod 16;
 //   andshift 32 bf16 in one load, the odd ones by an AND with 0xffff0000 and the even ones by a
 //            shift, each with its own 16-lane sum against x pre-split into even and odd k (once
 //            per call): two ops of widening for 32 weights instead of four, but another
 //            summation order (k mod 32, even and odd apart), so other bits.
-// Both run 4 rows a pass as the library does (no prefetch in either).
+//   perm     16 bf16 to the high halves of 16 dwords by one masked vpermw (AVX512BW), no shift:
+//            the same order and bits as cvt, one uop of widening instead of two;
+//   noreduce cvt without each row's 16-lane reduction (the 4 rows' sums added, one lane kept:
+//            wrong results, for the reduction's cost).
+// All run 4 rows a pass as the library does (no prefetch).
 //
 //   bf16_widen [steps 2000] [rounds 3] [once|percall] [layers 8]
 #include <immintrin.h>
@@ -50,6 +54,50 @@ __attribute__((target("avx512f,avx512bw"))) void gemv_cvt(const Matrix& m, const
       }
     }
     for (int r = 0; r < 4; ++r) y[o + r] = hsum(acc[r]);
+  }
+}
+
+// cvt with a vpermw for the widening: word i of the 16 loaded to the high half of dword i.
+__attribute__((target("avx512f,avx512bw"))) void gemv_perm(const Matrix& m, const float* x,
+                                                           float* y) {
+  const __m512i idx = _mm512_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8,
+                                       7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  for (int o = 0; o < m.rows; o += 4) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    for (int k = 0; k < m.cols; k += 16) {
+      const __m512 xv = _mm512_loadu_ps(x + k);
+      for (int r = 0; r < 4; ++r) {
+        const __m256i h = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(m.w.data() + size_t(o + r) * size_t(m.cols) + k));
+        const __m512i wide =
+            _mm512_maskz_permutexvar_epi16(0xaaaaaaaau, idx, _mm512_castsi256_si512(h));
+        acc[r] = _mm512_fmadd_ps(_mm512_castsi512_ps(wide), xv, acc[r]);
+      }
+    }
+    for (int r = 0; r < 4; ++r) y[o + r] = hsum(acc[r]);
+  }
+}
+
+// cvt without the reduction of each row.
+__attribute__((target("avx512f,avx512bw"))) void gemv_noreduce(const Matrix& m, const float* x,
+                                                               float* y) {
+  alignas(64) float lanes[16];
+  for (int o = 0; o < m.rows; o += 4) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    for (int k = 0; k < m.cols; k += 16) {
+      const __m512 xv = _mm512_loadu_ps(x + k);
+      for (int r = 0; r < 4; ++r) {
+        const __m256i h = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(m.w.data() + size_t(o + r) * size_t(m.cols) + k));
+        const __m512 wv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        acc[r] = _mm512_fmadd_ps(wv, xv, acc[r]);
+      }
+    }
+    _mm512_store_ps(lanes,
+                    _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+    y[o] = lanes[o % 16];
   }
 }
 
@@ -109,7 +157,7 @@ int main(int argc, char** argv) {
   add(256, 128);
   size_t bytes = 0;
   for (const auto& m : ms) bytes += m.w.size() * 2;
-  std::vector<float> x(384), xe(192), xo(192), y(384), y2(384);
+  std::vector<float> x(384), xe(192), xo(192), y(384), y2(384), y3(384), y4(384);
   for (int k = 0; k < 384; ++k) x[size_t(k)] = 0.5f + 0.001f * float(k);
   // x split by parity, as a kernel would once per call (scalar here), or once for all (argv[3]
   // "once": the cost of the widening alone).
@@ -124,22 +172,35 @@ int main(int argc, char** argv) {
   std::printf("%zu matrices, %.2f MB of bf16 a step; x split %s\n", ms.size(), double(bytes) * 1e-6,
               split_per_call ? "per call" : "once");
   for (int r = 0; r < rounds; ++r) {
-    std::vector<double> a, b;
+    std::vector<double> a, b, c, d;
+    auto timed = [&](std::vector<double>& us, auto&& body) {
+      const double t0 = now_s();
+      body();
+      us.push_back(1e6 * (now_s() - t0));
+    };
     for (int s = 0; s < steps; ++s) {
-      double t0 = now_s();
-      for (const auto& m : ms) gemv_cvt(m, x.data(), y.data());
-      a.push_back(1e6 * (now_s() - t0));
-      t0 = now_s();
-      for (const auto& m : ms) {
-        if (split_per_call) split(m.cols);
-        gemv_andshift(m, xe.data(), xo.data(), y2.data());
-      }
-      b.push_back(1e6 * (now_s() - t0));
+      timed(a, [&] {
+        for (const auto& m : ms) gemv_cvt(m, x.data(), y.data());
+      });
+      timed(b, [&] {
+        for (const auto& m : ms) {
+          if (split_per_call) split(m.cols);
+          gemv_andshift(m, xe.data(), xo.data(), y2.data());
+        }
+      });
+      timed(c, [&] {
+        for (const auto& m : ms) gemv_perm(m, x.data(), y3.data());
+      });
+      timed(d, [&] {
+        for (const auto& m : ms) gemv_noreduce(m, x.data(), y4.data());
+      });
     }
+    auto rate = [&](const std::vector<double>& us) { return double(bytes) / median(us) * 1e-3; };
     std::printf(
-        "round %d: cvt %.1f us/step (%.1f GB/s), andshift %.1f us (%.1f GB/s); y[0] %g vs %g\n",
-        r + 1, median(a), double(bytes) / median(a) * 1e-3, median(b),
-        double(bytes) / median(b) * 1e-3, double(y[0]), double(y2[0]));
+        "round %d: us/step (GB/s): cvt %.1f (%.1f), andshift %.1f (%.1f), perm %.1f (%.1f), "
+        "noreduce %.1f (%.1f); y[0] cvt %g, andshift %g, perm %g\n",
+        r + 1, median(a), rate(a), median(b), rate(b), median(c), rate(c), median(d), rate(d),
+        double(y[0]), double(y2[0]), double(y3[0]));
   }
   return 0;
 }
