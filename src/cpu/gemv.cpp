@@ -51,7 +51,7 @@ constexpr int64_t kPrefetchRows = kRows;
 // token (one block per thread, parallel_for's static schedule runs item p on thread p), so that
 // a model too big for one core's L2 might sit in two: the d_model 128 llama preset reads 3.3 MB
 // of f32 matrices a token against a 2 MB L2 a core, and streams them from the L3 at ~32 GB/s.
-// Measured on the 2-core AVX-512 dev VM at load 18-24, T = 256, 200 steps, 2 threads, against
+// Measured on the 2-core AVX-512 dev VM at load 18-20, T = 256, 200 steps, 2 threads, against
 // this threshold (bench/results/2026-12-05-cpu-decode-small/l2-split-runs.txt): with
 // OMP_WAIT_POLICY=passive 0.18 -> 0.28-0.31 ms/token in f32 and 0.10 -> 0.21-0.23 with bf16
 // weights (29 GEMVs a token, each waking the sleeping thread: ~4 us a region); with spinning
