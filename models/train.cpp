@@ -432,6 +432,16 @@ void score(Model& model, const Tensor& tokens, const Tensor& targets, EvalSums& 
   sums.scored += scored;
 }
 
+// Context parallel rank c of C's part of the rows (B, T): the c-th contiguous slice of T, as
+// shard_forward_backward cuts a training row (the model expects that layout), copied (a
+// narrowed row is not contiguous).
+Tensor context_slice(const Tensor& rows, int c, int C) {
+  const int64_t T = rows.size(1), t0 = T * c / C, t1 = T * (c + 1) / C;
+  const Tensor slice = Tensor::empty({rows.size(0), t1 - t0}, rows.dtype());
+  slice.copy_from(rows.narrow(1, t0, t1 - t0));
+  return slice;
+}
+
 EvalResult eval_result(const EvalSums& sums) {
   EvalResult r;
   r.scored = sums.scored;
@@ -466,9 +476,8 @@ EvalResult evaluate(dist::Communicator& comm, Model& model, const Task& task, in
                 "(rank ", c, " of ", C, ") is not rank ", r, " of ", n,
                 "'s group of consecutive ranks (split the job by rank / C)");
   // As shard_forward_backward lays out a training micro-batch: group g of the n / C groups
-  // takes the g-th share of each batch's rows, its rank c the c-th contiguous slice of T.
+  // takes the g-th share of each batch's rows, its rank c its slice of T (context_slice).
   const int g = r / C, groups = n / C;
-  const int64_t t0 = T * c / C, t1 = T * (c + 1) / C;
   EvalSums sums;
   for (int64_t first = 0; first < sequences; first += batch) {
     const int64_t B = std::min(batch, sequences - first);
@@ -477,12 +486,7 @@ EvalResult evaluate(dist::Communicator& comm, Model& model, const Task& task, in
     const Tensor tokens = Tensor::empty({hi - lo, T}, DType::i32);
     const Tensor targets = Tensor::empty({hi - lo, T}, DType::i32);
     task.fill(Split::test, first + lo, tokens, targets);
-    // The slice copied: a narrowed row is not contiguous.
-    const Tensor slice_tokens = Tensor::empty({hi - lo, t1 - t0}, DType::i32);
-    const Tensor slice_targets = Tensor::empty({hi - lo, t1 - t0}, DType::i32);
-    slice_tokens.copy_from(tokens.narrow(1, t0, t1 - t0));
-    slice_targets.copy_from(targets.narrow(1, t0, t1 - t0));
-    score(model, slice_tokens, slice_targets, sums);
+    score(model, context_slice(tokens, c, C), context_slice(targets, c, C), sums);
   }
   // Every rank's sums added in rank order (counts exact below 2^53): every rank gets the same.
   const Tensor total = Tensor::empty({3}, DType::f64);

@@ -39,8 +39,8 @@
 // of every micro-batch as a data parallel rank would, each of its ranks one contiguous slice of
 // every sequence along T (Model::set_context_parallel). The gradients are summed over all N
 // ranks as above, so the run is the one-process run up to rounding, and it may resume with
-// another N or C. CPU models (every layer kind), rectangular batches (not --pack); rank 0
-// evaluates alone on whole sequences.
+// another N or C. CPU models (every layer kind), rectangular batches (not --pack). Evaluation
+// is laid out the same way (evaluate with a communicator).
 #pragma once
 
 #include <cstdint>
