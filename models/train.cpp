@@ -399,45 +399,105 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
 
 // ---- Evaluation --------------------------------------------------------------------------------
 
-EvalResult evaluate(Model& model, const Task& task, int64_t sequences, int64_t batch) {
-  const int64_t T = task.seq_len(), V = task.vocab_size();
-  const Device device = model.context().device();
+namespace {
+// What evaluation adds up: each forward's mean loss times its scored targets, the argmax hits,
+// the scored (labelled) targets.
+struct EvalSums {
   double loss_sum = 0;
   int64_t correct = 0, scored = 0;
+};
+
+// The rows `tokens` / `targets` (host i32, contiguous) through the model, added to `sums`.
+void score(Model& model, const Tensor& tokens, const Tensor& targets, EvalSums& sums) {
+  const Context& ctx = model.context();
+  const int64_t V = model.config().vocab_size;
+  const double loss = model.forward(tokens.to(ctx.device(), &ctx), targets.to(ctx.device(), &ctx));
+  const Tensor& logits =
+      model.logits().device().is_cpu() ? model.logits() : model.logits().to(Device::cpu(), &ctx);
+  const int32_t* y = targets.data_as<int32_t>();
+  int64_t scored = 0;
+  auto count_correct = [&](auto* l) {
+    for (int64_t i = 0, m = targets.numel(); i < m; ++i) {
+      if (y[i] < 0) continue;
+      ++scored;
+      const auto* row = l + i * V;
+      sums.correct += std::max_element(row, row + V) - row == y[i];
+    }
+  };
+  if (logits.dtype() == DType::f64)
+    count_correct(logits.data_as<double>());
+  else
+    count_correct(logits.data_as<float>());
+  if (scored) sums.loss_sum += loss * double(scored);
+  sums.scored += scored;
+}
+
+// Context parallel rank c of C's part of the rows (B, T): the c-th contiguous slice of T, as
+// shard_forward_backward cuts a training row (the model expects that layout), copied (a
+// narrowed row is not contiguous).
+Tensor context_slice(const Tensor& rows, int c, int C) {
+  const int64_t T = rows.size(1), t0 = T * c / C, t1 = T * (c + 1) / C;
+  const Tensor slice = Tensor::empty({rows.size(0), t1 - t0}, rows.dtype());
+  slice.copy_from(rows.narrow(1, t0, t1 - t0));
+  return slice;
+}
+
+EvalResult eval_result(const EvalSums& sums) {
+  EvalResult r;
+  r.scored = sums.scored;
+  if (sums.scored) {
+    r.loss = sums.loss_sum / double(sums.scored);
+    r.accuracy = double(sums.correct) / double(sums.scored);
+  }
+  return r;
+}
+}  // namespace
+
+EvalResult evaluate(Model& model, const Task& task, int64_t sequences, int64_t batch) {
+  const int64_t T = task.seq_len();
+  EvalSums sums;
   for (int64_t first = 0; first < sequences; first += batch) {
     const int64_t B = std::min(batch, sequences - first);
     const Tensor tokens = Tensor::empty({B, T}, DType::i32);
     const Tensor targets = Tensor::empty({B, T}, DType::i32);
     task.fill(Split::test, first, tokens, targets);
-    const double loss =
-        model.forward(tokens.to(device, &model.context()), targets.to(device, &model.context()));
-    const Tensor& logits = model.logits().device().is_cpu()
-                               ? model.logits()
-                               : model.logits().to(Device::cpu(), &model.context());
-    const int32_t* y = targets.data_as<int32_t>();
-    int64_t batch_scored = 0;
-    auto count_correct = [&](auto* l) {
-      for (int64_t i = 0; i < B * T; ++i) {
-        if (y[i] < 0) continue;
-        ++batch_scored;
-        const auto* row = l + i * V;
-        correct += std::max_element(row, row + V) - row == y[i];
-      }
-    };
-    if (logits.dtype() == DType::f64)
-      count_correct(logits.data_as<double>());
-    else
-      count_correct(logits.data_as<float>());
-    if (batch_scored) loss_sum += loss * double(batch_scored);
-    scored += batch_scored;
+    score(model, tokens, targets, sums);
   }
-  EvalResult r;
-  r.scored = scored;
-  if (scored) {
-    r.loss = loss_sum / double(scored);
-    r.accuracy = double(correct) / double(scored);
+  return eval_result(sums);
+}
+
+EvalResult evaluate(dist::Communicator& comm, Model& model, const Task& task, int64_t sequences,
+                    int64_t batch) {
+  const int64_t T = task.seq_len();
+  const int r = comm.rank(), n = comm.size();
+  const dist::Communicator* cp = model.context_parallel();
+  const int C = cp ? cp->size() : 1, c = cp ? cp->rank() : 0;
+  LONGCTX_CHECK(n % C == 0 && c == r % C, "train: evaluate: the model's context parallel group ",
+                "(rank ", c, " of ", C, ") is not rank ", r, " of ", n,
+                "'s group of consecutive ranks (split the job by rank / C)");
+  // As shard_forward_backward lays out a training micro-batch: group g of the n / C groups
+  // takes the g-th share of each batch's rows, its rank c its slice of T (context_slice).
+  const int g = r / C, groups = n / C;
+  EvalSums sums;
+  for (int64_t first = 0; first < sequences; first += batch) {
+    const int64_t B = std::min(batch, sequences - first);
+    const int64_t lo = B * g / groups, hi = B * (g + 1) / groups;
+    if (hi == lo) continue;  // none of this batch for the group (all of its ranks skip it)
+    const Tensor tokens = Tensor::empty({hi - lo, T}, DType::i32);
+    const Tensor targets = Tensor::empty({hi - lo, T}, DType::i32);
+    task.fill(Split::test, first + lo, tokens, targets);
+    score(model, context_slice(tokens, c, C), context_slice(targets, c, C), sums);
   }
-  return r;
+  // Every rank's sums added in rank order (counts exact below 2^53): every rank gets the same.
+  const Tensor total = Tensor::empty({3}, DType::f64);
+  total.data_as<double>()[0] = sums.loss_sum;
+  total.data_as<double>()[1] = double(sums.correct);
+  total.data_as<double>()[2] = double(sums.scored);
+  all_reduce_sum_via(comm, total, model.context());
+  sums.loss_sum = total.data_as<double>()[0];
+  sums.correct = int64_t(total.data_as<double>()[1]);
+  sums.scored = int64_t(total.data_as<double>()[2]);
+  return eval_result(sums);
 }
 
 // ---- Training ----------------------------------------------------------------------------------
@@ -852,18 +912,17 @@ class Run {
     LONGCTX_CHECK(log_, "train: writing ", log_path_, " failed");
   }
 
+  // Every rank evaluates its share, laid out as in training; rank 0 logs.
   void run_eval() {
-    if (!leader()) return;  // rank 0 evaluates; the others go on to the next step and wait there
     const int64_t n = std::min(opt_.eval_sequences, task_->test_sequences());
-    model_.set_context_parallel(nullptr);  // alone: the other ranks are not in the forward
-    last_eval_ = evaluate(model_, *task_, n, opt_.batch);
-    model_.set_context_parallel(cp_.get());
+    last_eval_ = evaluate(comm_, model_, *task_, n, opt_.batch);
     evaluated_ = true;
     const std::string key = "eval_" + task_->metric();
     log_line({{"step", step_}, {"eval_loss", last_eval_.loss}, {key, metric(last_eval_)}});
-    std::fprintf(stderr, "eval at step %lld: loss %.4f, %s %.4f (%lld scored targets)\n",
-                 (long long)step_, last_eval_.loss, task_->metric().c_str(), metric(last_eval_),
-                 (long long)last_eval_.scored);
+    if (leader())
+      std::fprintf(stderr, "eval at step %lld: loss %.4f, %s %.4f (%lld scored targets)\n",
+                   (long long)step_, last_eval_.loss, task_->metric().c_str(), metric(last_eval_),
+                   (long long)last_eval_.scored);
   }
 
   void save() {
