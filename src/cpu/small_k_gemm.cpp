@@ -1,12 +1,12 @@
-// y = x · wᵀ [+ bias] at a small K by register-blocked tiles (see small_k_gemm.h).
+// y = x · wᵀ [+ bias] (or x · w) at a small K by register-blocked tiles (see small_k_gemm.h).
 //
 // w is packed into panels of NR columns of y (NR = 32 with AVX-512, 16 with AVX2): panel p holds,
-// for each k, w[p·NR + j][k] for j < NR, zero past N, so one k step of a tile is NR/16 (or NR/8)
-// aligned vector loads. A tile is R <= MR rows of y by one panel, held in registers for the whole
-// K loop: per k step it broadcasts x[m][k] of each of its rows (read from x in place) against
-// the panel's vectors. It starts from the panel's bias (or zero) and is stored once (masked past
-// N). Work items are blocks of kBlockRows rows: x's block stays in L1 while every panel passes
-// over it.
+// for each k, w[p·NR + j][k] for j < NR (w (N, K); for a (K, N) w, its row k's columns), zero
+// past N, so one k step of a tile is NR/16 (or NR/8) aligned vector loads. A tile is R <= MR rows
+// of y by one panel, held in registers for the whole K loop: per k step it broadcasts x[m][k] of
+// each of its rows (read from x in place) against the panel's vectors. It starts from the panel's
+// bias (or zero) and is stored once (masked past N). Work items are blocks of kBlockRows rows: x's
+// block stays in L1 while every panel passes over it.
 #include "src/cpu/small_k_gemm.h"
 
 #include <algorithm>
@@ -196,9 +196,13 @@ void SmallKWeight::rows(const float* x, int64_t m0, int64_t m1, float* y) const 
 }
 
 // Measured against OpenBLAS (its AVX-512 kernels, and with OPENBLAS_CORETYPE=Haswell its AVX2
-// ones, against ours of the same width), linear_kernel_probe.cpp, 2 threads, load 20-23, CPU
-// time ratios OpenBLAS / this (bench/results/2026-12-05-cpu-linear-kernel):
-// - the prefill's shapes, M = 4096 (K = 128, 256, 384): AVX-512 1.09-1.28, AVX2 0.99-1.30;
+// ones, against ours of the same width), linear_kernel_probe.cpp, 2 threads, CPU time ratios
+// OpenBLAS / this (bench/results/2026-12-05-cpu-linear-kernel; 2-core AVX-512 dev VM, load
+// 15-23):
+// - the prefill's shapes, M = 4096, K = 128, 256, 384, forward: AVX-512 1.03-1.31, AVX2
+//   1.03-1.34 (ops-run.txt, two runs); dx: AVX-512 1.07-1.41, AVX2 1.02-1.21 (dx-run.txt);
+//   PyTorch's F.linear in the same runs / this (AVX-512): 0.88-1.14 without a bias, 1.31-1.45
+//   with one (OpenBLAS was 0.79-1.05 of PyTorch without a bias);
 // - M = 4096, N = 384, K = 32 ... 1024: AVX-512 0.92 (K = 32), 1.04-1.22 (64-1024); AVX2
 //   1.06-1.40 up to K = 512, 1.00 at 768, 0.97 at 1024: so K <= 512;
 // - M = 4096, K = 128, N = 1024-4096: AVX-512 1.25-1.27, AVX2 1.08-1.15; N = 8192 (a 4 MB packed
