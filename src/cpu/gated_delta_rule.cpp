@@ -111,8 +111,10 @@ void l2norm_bwd(const T* x, T* d, int64_t K) {
 //
 // c (m x n) (+)= ± a · b, every operand row-major, a's element (i, j) at a[i * ars + j * acs] (a
 // transposed operand is a stride, not a copy). In f32 on x86 these are register-blocked kernels
-// that read b's rows where they lie: 4 rows of c by 64 columns (AVX-512, 16 zmm accumulators) or
-// 16 columns (AVX2), the last columns masked. With OpenBLAS at these sizes (C = 64,
+// that read b's rows where they lie: 6 rows of c by 64 columns (AVX-512, 24 zmm accumulators; a
+// row of b, 4 loads, then serves 24 FMAs instead of 16 with 4 rows: forward 112-113 -> 106-110 ms
+// CPU, bitwise equal, the setting of the measurement below) or 4 rows by 16 columns (AVX2), the
+// last columns masked. With OpenBLAS at these sizes (C = 64,
 // K = V = 128) perf put 9% of the forward's samples in its packing copies and 10% in strsm (its
 // kernel ran at ~35 GFLOP/s where sgemm's ran at ~120). Every element is one chain of FMAs over j
 // in increasing order from c (or 0), in both kernels: the AVX2 and AVX-512 results are bitwise
@@ -146,7 +148,7 @@ __attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int6
   __mmask16 m[NZ];
   for (int z = 0; z < NZ; ++z) m[z] = z == NZ - 1 ? last : __mmask16(0xFFFF);
   __m512 s[R][NZ];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int z = 0; z < NZ; ++z)
@@ -156,7 +158,7 @@ __attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int6
     __m512 bz[NZ];
 #pragma GCC unroll 4
     for (int z = 0; z < NZ; ++z) bz[z] = _mm512_maskz_loadu_ps(m[z], b + j * ldb + 16 * z);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512 x = _mm512_set1_ps(a[r * ars + j * acs]);
 #pragma GCC unroll 4
@@ -165,7 +167,7 @@ __attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int6
             kNegate ? _mm512_fnmadd_ps(x, bz[z], s[r][z]) : _mm512_fmadd_ps(x, bz[z], s[r][z]);
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int z = 0; z < NZ; ++z) _mm512_mask_storeu_ps(c + r * ldc + 16 * z, m[z], s[r][z]);
@@ -259,12 +261,19 @@ void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t 
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
     const bool avx512 = cpu_isa() == CpuIsa::avx512;
-    for (int64_t r = 0; r < m; r += 4) {
-      const int64_t rows = std::min<int64_t>(4, m - r);
+    const int64_t step = avx512 ? 6 : 4;
+    for (int64_t r = 0; r < m; r += step) {
+      const int64_t rows = std::min<int64_t>(step, m - r);
       const int64_t kk = tri == Tri::inner ? std::min(nk, r + rows) : nk;
       const float* ar = a + r * ars;
       float* cr = c + r * ldc;
       switch (rows) {
+        case 6:
+          block_rows<6>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          break;
+        case 5:
+          block_rows<5>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          break;
         case 4:
           block_rows<4>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
           break;
