@@ -906,7 +906,10 @@ Scratch<T>& scratch() {
 // rest of this file's second pass, against the token loop: bench/results/2026-12-05-cpu-gdn-speed-2
 // (one thread 158-162 -> 141-144 ms, two 152-165 -> 144-152 ms, load 8-20). A head-major copy of
 // q, k, v made once per call instead was slower (156 -> 198-206 ms: the copy), and software
-// prefetch of the next head's rows on top of this gained nothing (139-140 -> 143-149 ms).
+// prefetch of the next head's rows on top of this gained nothing (139-140 -> 143-149 ms), nor did
+// a prefetch of the group's next chunk into L2 (99-106 -> 104-106 ms). The wait is not page
+// walks: reading q, k and v in this order costs 11.1 ms (9.0 ms on 2 MB pages), and the op on
+// 2 MB pages (madvise) measured the same (bench/results/2026-12-05-cpu-gdn-speed-3).
 constexpr int64_t kMaxHeadGroup = 8;
 int64_t head_group(const Context& ctx, int64_t N, int64_t HV) {
   int64_t G = std::min(kMaxHeadGroup, HV);
