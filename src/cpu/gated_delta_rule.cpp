@@ -111,12 +111,19 @@ void l2norm_bwd(const T* x, T* d, int64_t K) {
 //
 // c (m x n) (+)= ± a · b, every operand row-major, a's element (i, j) at a[i * ars + j * acs] (a
 // transposed operand is a stride, not a copy). In f32 on x86 these are register-blocked kernels
-// that read b's rows where they lie: 4 rows of c by 64 columns (AVX-512, 16 zmm accumulators) or
-// 16 columns (AVX2), the last columns masked. With OpenBLAS at these sizes (C = 64,
+// that read b's rows where they lie: 6 rows of c by 64 columns (AVX-512, 24 zmm accumulators; a
+// row of b, 4 loads, then serves 24 FMAs instead of 16 with 4 rows: forward 112-113 -> 106-110 ms
+// CPU, bitwise equal, the setting of the measurement below) or 4 rows by 16 columns (AVX2), the
+// last columns masked. With OpenBLAS at these sizes (C = 64,
 // K = V = 128) perf put 9% of the forward's samples in its packing copies and 10% in strsm (its
 // kernel ran at ~35 GFLOP/s where sgemm's ran at ~120). Every element is one chain of FMAs over j
 // in increasing order from c (or 0), in both kernels: the AVX2 and AVX-512 results are bitwise
 // equal (test GatedDeltaRuleIsa). f64 (and builds without AVX2) go to the BLAS.
+// The sign of a negated product is the FMA's (fnmadd: −(x b) + s, the same bits as (−x) b + s),
+// so a's element is broadcast straight from memory (a load) instead of multiplied by ±1 and
+// broadcast from a register (a shuffle on the port the AVX-512 FMAs also use): forward 130-138
+// -> 115-122 ms CPU, outputs bitwise equal (B = 1, T = 8192, H = 8, K = V = 128, one thread,
+// load 22-24, bench/results/2026-12-05-cpu-gdn-speed-3).
 //
 // Measured (f32, B = 1, H = 8, K = V = 128, CPU time, the 2-core machine at load 5-10): at
 // T = 256, where the inputs stay in the cache, 3.0-3.2 -> 2.8-3.1 ms (one thread, best of 40,
@@ -132,36 +139,47 @@ enum class Tri { none, inner };
 #if defined(__AVX2__) && defined(__FMA__)
 constexpr bool kRowKernels = true;
 
-template <int R, int NZ>
-__attribute__((target("avx512f"))) void block_avx512(const float* a, int64_t ars, int64_t acs,
-                                                     bool negate, const float* b, int64_t ldb,
-                                                     int64_t nk, bool accumulate, float* c,
-                                                     int64_t ldc, __mmask16 last) {
+template <int R, int NZ, bool kNegate>
+__attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int64_t ars,
+                                                            int64_t acs, const float* b,
+                                                            int64_t ldb, int64_t nk,
+                                                            bool accumulate, float* c, int64_t ldc,
+                                                            __mmask16 last) {
   __mmask16 m[NZ];
   for (int z = 0; z < NZ; ++z) m[z] = z == NZ - 1 ? last : __mmask16(0xFFFF);
   __m512 s[R][NZ];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int z = 0; z < NZ; ++z)
       s[r][z] =
           accumulate ? _mm512_maskz_loadu_ps(m[z], c + r * ldc + 16 * z) : _mm512_setzero_ps();
-  const float sign = negate ? -1.f : 1.f;
   for (int64_t j = 0; j < nk; ++j) {
     __m512 bz[NZ];
 #pragma GCC unroll 4
     for (int z = 0; z < NZ; ++z) bz[z] = _mm512_maskz_loadu_ps(m[z], b + j * ldb + 16 * z);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512 x = _mm512_set1_ps(sign * a[r * ars + j * acs]);
+      const __m512 x = _mm512_set1_ps(a[r * ars + j * acs]);
 #pragma GCC unroll 4
-      for (int z = 0; z < NZ; ++z) s[r][z] = _mm512_fmadd_ps(x, bz[z], s[r][z]);
+      for (int z = 0; z < NZ; ++z)
+        s[r][z] =
+            kNegate ? _mm512_fnmadd_ps(x, bz[z], s[r][z]) : _mm512_fmadd_ps(x, bz[z], s[r][z]);
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int z = 0; z < NZ; ++z) _mm512_mask_storeu_ps(c + r * ldc + 16 * z, m[z], s[r][z]);
+}
+
+template <int R, int NZ>
+void block_avx512(const float* a, int64_t ars, int64_t acs, bool negate, const float* b,
+                  int64_t ldb, int64_t nk, bool accumulate, float* c, int64_t ldc, __mmask16 last) {
+  if (negate)
+    block_avx512_signed<R, NZ, true>(a, ars, acs, b, ldb, nk, accumulate, c, ldc, last);
+  else
+    block_avx512_signed<R, NZ, false>(a, ars, acs, b, ldb, nk, accumulate, c, ldc, last);
 }
 
 template <int R, int NY>
@@ -175,18 +193,22 @@ void block_avx2(const float* a, int64_t ars, int64_t acs, bool negate, const flo
 #pragma GCC unroll 2
     for (int y = 0; y < NY; ++y)
       s[r][y] = accumulate ? _mm256_maskload_ps(c + r * ldc + 8 * y, m[y]) : _mm256_setzero_ps();
-  const float sign = negate ? -1.f : 1.f;
-  for (int64_t j = 0; j < nk; ++j) {
-    __m256 by[NY];
+  auto sweep = [&](auto neg) {
+    for (int64_t j = 0; j < nk; ++j) {
+      __m256 by[NY];
 #pragma GCC unroll 2
-    for (int y = 0; y < NY; ++y) by[y] = _mm256_maskload_ps(b + j * ldb + 8 * y, m[y]);
+      for (int y = 0; y < NY; ++y) by[y] = _mm256_maskload_ps(b + j * ldb + 8 * y, m[y]);
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      const __m256 x = _mm256_set1_ps(sign * a[r * ars + j * acs]);
+      for (int r = 0; r < R; ++r) {
+        const __m256 x = _mm256_set1_ps(a[r * ars + j * acs]);
 #pragma GCC unroll 2
-      for (int y = 0; y < NY; ++y) s[r][y] = _mm256_fmadd_ps(x, by[y], s[r][y]);
+        for (int y = 0; y < NY; ++y)
+          s[r][y] = decltype(neg)::value ? _mm256_fnmadd_ps(x, by[y], s[r][y])
+                                         : _mm256_fmadd_ps(x, by[y], s[r][y]);
+      }
     }
-  }
+  };
+  negate ? sweep(std::true_type{}) : sweep(std::false_type{});
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 2
@@ -239,12 +261,19 @@ void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t 
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
     const bool avx512 = cpu_isa() == CpuIsa::avx512;
-    for (int64_t r = 0; r < m; r += 4) {
-      const int64_t rows = std::min<int64_t>(4, m - r);
+    const int64_t step = avx512 ? 6 : 4;
+    for (int64_t r = 0; r < m; r += step) {
+      const int64_t rows = std::min<int64_t>(step, m - r);
       const int64_t kk = tri == Tri::inner ? std::min(nk, r + rows) : nk;
       const float* ar = a + r * ars;
       float* cr = c + r * ldc;
       switch (rows) {
+        case 6:
+          block_rows<6>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          break;
+        case 5:
+          block_rows<5>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          break;
         case 4:
           block_rows<4>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
           break;
@@ -877,7 +906,10 @@ Scratch<T>& scratch() {
 // rest of this file's second pass, against the token loop: bench/results/2026-12-05-cpu-gdn-speed-2
 // (one thread 158-162 -> 141-144 ms, two 152-165 -> 144-152 ms, load 8-20). A head-major copy of
 // q, k, v made once per call instead was slower (156 -> 198-206 ms: the copy), and software
-// prefetch of the next head's rows on top of this gained nothing (139-140 -> 143-149 ms).
+// prefetch of the next head's rows on top of this gained nothing (139-140 -> 143-149 ms), nor did
+// a prefetch of the group's next chunk into L2 (99-106 -> 104-106 ms). The wait is not page
+// walks: reading q, k and v in this order costs 11.1 ms (9.0 ms on 2 MB pages), and the op on
+// 2 MB pages (madvise) measured the same (bench/results/2026-12-05-cpu-gdn-speed-3).
 constexpr int64_t kMaxHeadGroup = 8;
 int64_t head_group(const Context& ctx, int64_t N, int64_t HV) {
   int64_t G = std::min(kMaxHeadGroup, HV);
