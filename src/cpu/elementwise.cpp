@@ -66,7 +66,10 @@ void elementwise(const Context& ctx, const ElementwiseArgs& args) {
       // load 9-12, 2 runs each alternating: swiglu_bwd 40.7-40.8 -> 24.4-24.9 ms CPU per
       // training step, swiglu_fwd 19.8-20.4 -> 14.2-14.3 ms. Then f32's sigmoid by an f32 exp
       // (8 lanes, not the f64 exp_array's 4) over chunks of 128: swiglu_fwd over 4096 x 384, one
-      // thread, 3.3 -> 1.7 ms CPU (bench/results/2026-12-05-cpu-elementwise, swiglu_probe.cpp).
+      // thread, 3.36 -> 1.73 ms CPU (bench/results/2026-12-05-cpu-elementwise, swiglu_probe.cpp);
+      // in the llama preset (a prefill + a training step, 2 threads, load 16-20, 2 rounds
+      // alternating, T = 256/1024/4096) swiglu_fwd 27.5-29.0 -> 12.6-13.7 ms CPU, swiglu_bwd
+      // 21.7-22.4 -> 10.9-11.5 ms; hybrid 41-43 -> 19-23 and 32-34 -> 16-17.
       case ElementwiseOp::swiglu_fwd:
         for_each_chunk<T>(ctx, args.n, [&](int64_t begin, int64_t end, T* s) {
           sigmoid_array(s, in0 + begin, end - begin);

@@ -146,9 +146,10 @@ inline float exp_f32_core(float v) {
 // its clamp `v > 88 ? 88 : v` sat in the same loop as `g / (1 + exp(v)) * u`, and GCC, turning
 // the clamp into a blend, computed the clamped branch `g / (1 + exp(88))` on every lane, about
 // 6e-39 * g: subnormal for every |g| < 2. Here the clamp feeds only constants (exp(87), 0) and
-// the callers multiply by s in a separate loop. bench/results/2026-12-05-cpu-elementwise
-// (FTZ toggled in one binary, 4096 x 384, one thread): that prototype 9.1-9.7 ms without FTZ,
-// 1.8 ms with it.
+// the callers multiply by s in a separate loop. bench/results/2026-12-05-cpu-elementwise,
+// swiglu_probe.cpp (FTZ toggled in one binary, swiglu over 4096 x 384, one thread, CPU time,
+// load ~17): that prototype 9.1 ms without FTZ/DAZ, 1.7 with; swiglu by this function 1.73 ms
+// without, 1.72 with (and 3.36 ms by the f64 exp_array before).
 inline void sigmoid_array(float* s, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float xi = x[i];

@@ -49,8 +49,10 @@ void rope(const Context& ctx, const RopeArgs& args) {
       // in double, and only each run's first row calls cos/sin. The recurrence's error, < kRun
       // double roundings (~1e-14), is far below f32's half ulp (3e-8): the f32 table is the same
       // but in rare ties. The per-call libm cos/sin of T rows were most of rope's time at long T
-      // (16 D/2 = 65536 of each per call at T = 4096): llama preset prefill, T = 4096,
-      // 8 calls: see bench/results/2026-12-05-cpu-elementwise.
+      // (D/2 = 16 of each per row, 65536 per call at T = 4096). llama preset, a prefill + a
+      // training step (16 rope_fwd, 8 rope_bwd calls), 2 threads, load 16-20, 2 rounds
+      // alternating (bench/results/2026-12-05-cpu-elementwise): T = 4096 rope_fwd 19.7-19.9 ->
+      // 6.8 ms CPU, rope_bwd 10.4-10.9 -> 3.2-4.2; T = 1024 8.0 -> 4.8-5.2 and 4.1 -> 2.5-2.6.
       constexpr int64_t kRun = 64;
       std::vector<double> step(static_cast<size_t>(D));  // cos w_i, then sin w_i
       for (int64_t i = 0; i < half; ++i) {
