@@ -1,6 +1,7 @@
 // exp_array and softplus_array (src/cpu/exp_array.h), the vectorized f32 exp and softplus of the
 // CPU scans: against the f64 functions rounded once to f32, over the whole f32 range that does
-// not round to 0 or overflow, plus the special values.
+// not round to 0 or overflow, plus the special values. sigmoid_array, the gates' sigmoid with its
+// own f32 exp: the same way, and never subnormal.
 #include <cstring>
 #include <limits>
 
@@ -85,6 +86,64 @@ TEST(SoftplusArray, F32IsWithinOneUlpOfTheCorrectlyRoundedSoftplus) {
   EXPECT_TRUE(std::isnan(out[0])) << "NaN must propagate";
   EXPECT_EQ(out[1], 0.0f);
   EXPECT_EQ(out[2], inf);
+}
+
+// sigmoid_array's f32 path (its own f32 exp) against the f64 sigmoid rounded once to f32.
+TEST(SigmoidArray, F32IsWithinTwoUlpOfTheCorrectlyRoundedSigmoid) {
+  std::vector<float> x;
+  for (double v = -87; v <= 20; v += 1.0 / 1024) x.push_back(float(v));
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, -86.99f, 16.6f, 17.4f}) x.push_back(v);
+  std::vector<float> y(x.size());
+  cpu::sigmoid_array(y.data(), x.data(), int64_t(x.size()));
+  int64_t worst = 0, exact = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float want = float(1.0 / (1.0 + std::exp(-double(x[i]))));
+    const int64_t d = ulp_distance(y[i], want);
+    ASSERT_LE(d, 2) << "sigmoid(" << x[i] << ") = " << y[i] << ", want " << want;
+    worst = std::max(worst, d);
+    exact += d == 0;
+  }
+  // Most values are the correctly rounded ones (measured: 68 % exact, 32 % 1 ulp, 0.04 % 2 ulp):
+  // a polynomial or range reduction off by a consistent ulp would leave almost none exact.
+  EXPECT_GT(double(exact) / double(x.size()), 0.5) << "worst " << worst << " ulp";
+}
+
+// Below x = -87 the result is 0 (the true value is below 1.7e-38), and no result is subnormal:
+// a subnormal would cost a microcode assist per instruction (exp_array.h).
+TEST(SigmoidArray, F32NeverSubnormalAndSpecialValues) {
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> x = {std::nanf(""), -inf, inf, -1000.0f, 1000.0f, -87.5f, -88.0f, -104.0f};
+  for (double v = -120; v <= 120; v += 0.25) x.push_back(float(v));
+  std::vector<float> y(x.size());
+  cpu::sigmoid_array(y.data(), x.data(), int64_t(x.size()));
+  EXPECT_TRUE(std::isnan(y[0])) << "NaN must propagate (training stops on it)";
+  EXPECT_EQ(y[1], 0.0f);
+  EXPECT_EQ(y[2], 1.0f);
+  EXPECT_EQ(y[3], 0.0f);
+  EXPECT_EQ(y[4], 1.0f);
+  for (size_t i = 5; i < x.size(); ++i) {
+    EXPECT_TRUE(y[i] == 0.0f || std::fpclassify(y[i]) == FP_NORMAL) << x[i] << " -> " << y[i];
+    EXPECT_NEAR(y[i], 1.0 / (1.0 + std::exp(-double(x[i]))), 1.7e-38 + 2.4e-7 * y[i]) << x[i];
+  }
+}
+
+TEST(SigmoidArray, InPlaceShortArraysAndF64) {
+  for (int64_t n : {1, 3, 7, 8, 9, 33}) {
+    std::vector<float> v(static_cast<size_t>(n));
+    std::vector<double> w(v.size());
+    for (int64_t i = 0; i < n; ++i) v[size_t(i)] = 0.37f * float(i - 4);
+    for (size_t i = 0; i < v.size(); ++i) w[i] = double(v[i]);
+    const std::vector<double> w_in = w;
+    std::vector<float> want(v.size());
+    for (size_t i = 0; i < v.size(); ++i) want[i] = float(1.0 / (1.0 + std::exp(-double(v[i]))));
+    cpu::sigmoid_array(v.data(), v.data(), n);
+    cpu::sigmoid_array(w.data(), w.data(), n);
+    for (size_t i = 0; i < v.size(); ++i) {
+      EXPECT_LE(ulp_distance(v[i], want[i]), 2) << n << " " << i;
+      // f64: std::exp, the same value as longctx::sigmoid, bit for bit.
+      EXPECT_EQ(w[i], sigmoid(w_in[i])) << n << " " << i;
+    }
+  }
 }
 
 }  // namespace

@@ -22,6 +22,8 @@ const std::vector<RopeCase> kCases = {
     {"gqa_kv_decode_at_1000", {2, 3, 2, 64}, Positions::decode_offset, 10000.0},
     {"llama3_long_positions", {1, 6, 2, 128}, Positions::random_long, 500000.0},
     {"head_dim_2", {3, 5, 3, 2}, Positions::none, 10000.0},
+    // T past several of the f32 table's runs of 64 rows (src/cpu/rope.cpp), the last one short.
+    {"long_T_table_runs", {2, 200, 1, 16}, Positions::none, 10000.0},
 };
 
 std::vector<int64_t> make_positions(const RopeCase& c, Rng& rng) {

@@ -10,6 +10,7 @@
 // std::exp and std::log1p.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -109,6 +110,74 @@ inline void softplus_array(float* y, const float* x, int64_t n) {
     y[i] = float(v != v ? v : out);  // NaN in, NaN out
   }
 }
+// exp(v) for v in [-87, 87], in f32 arithmetic, branch-free: 2^k * exp(r) with k = round(v /
+// ln 2), r = v - k ln 2 (ln 2 split in two so that k ln2_hi is exact), exp(r) by a degree-6
+// polynomial (error ~1 ulp). On that range 2^k and the result are normal floats.
+inline float exp_f32_core(float v) {
+  constexpr float kRound = 0x1.8p23f;  // adding it rounds to an integer held in the low bits
+  const float shifted = v * 1.44269504f + kRound;
+  const float k = shifted - kRound;
+  const float r = (v - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  uint32_t bits;  // (k + 127) << 23 is the bit pattern of 2^k
+  std::memcpy(&bits, &shifted, sizeof bits);
+  bits = (bits + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// s[i] = sigmoid(x[i]) = 1 / (1 + exp(-x[i])), the gates of swiglu and sigmoid_gate (s may be x).
+//
+// f32: the exp in f32 arithmetic, 8 lanes per AVX2 vector instead of the f64 exp_array's 4.
+// Within 2 ulp of the correctly rounded sigmoid (test_exp_array.cpp). Below x = -87, where the
+// true value is subnormal or 0, the result is 0 (an absolute error < 1.7e-38).
+//
+// No subnormal float arises on any lane, whatever x: a subnormal operand or result costs a
+// microcode assist of ~100+ cycles per instruction unless the caller runs with FTZ/DAZ, which a
+// library cannot set. That is why the f32 exp prototype of the prefill profile
+// (bench/results/2026-12-05-cpu-prefill-profile) was 10-14 ms without FTZ/DAZ and 0.9 ms with:
+// its clamp `v > 88 ? 88 : v` sat in the same loop as `g / (1 + exp(v)) * u`, and GCC, turning
+// the clamp into a blend, computed the clamped branch `g / (1 + exp(88))` on every lane, about
+// 6e-39 * g: subnormal for every |g| < 2. Here the clamp feeds only constants (exp(87), 0) and
+// the callers multiply by s in a separate loop. bench/results/2026-12-05-cpu-elementwise,
+// swiglu_probe.cpp (FTZ toggled in one binary, swiglu over 4096 x 384, one thread, CPU time,
+// load ~17): that prototype 9.1 ms without FTZ/DAZ, 1.7 with; swiglu by this function 1.73 ms
+// without, 1.72 with (and 3.36 ms by the f64 exp_array before).
+inline void sigmoid_array(float* s, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float xi = x[i];
+    float v = -xi;  // NaN stays NaN through the clamps (comparisons with NaN are false)
+    v = v < -87.0f ? -87.0f : v;
+    v = v > 87.0f ? 87.0f : v;
+    const float si = 1.0f / (1.0f + exp_f32_core(v));
+    s[i] = xi < -87.0f ? 0.0f : si;
+  }
+}
 #pragma GCC pop_options
+
+// f64: std::exp, the same values as longctx::sigmoid (src/core/activations.h).
+inline void sigmoid_array(double* s, const double* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) s[i] = 1.0 / (1.0 + std::exp(-x[i]));
+}
+
+// y[i] = silu(y[i]) = y[i] sigmoid(y[i]) in place, a chunk's sigmoids at a time into a scratch
+// that stays in L1 (see elementwise.cpp's for_each_chunk). f64: the same values as longctx::silu.
+template <class T>
+void silu_array(T* y, int64_t n) {
+  constexpr int64_t kChunk = 128;
+  T s[kChunk];
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    const int64_t m = std::min(kChunk, n - begin);
+    sigmoid_array(s, y + begin, m);
+    for (int64_t i = 0; i < m; ++i) y[begin + i] *= s[i];
+  }
+}
 
 }  // namespace longctx::cpu

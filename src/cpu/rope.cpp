@@ -1,7 +1,9 @@
 // rope on the CPU: the D/2 angles' cos/sin of each distinct position computed once in double,
 // then one (b, t) position per work item, its angles applied to all H heads. Forward and backward
 // are the same rotation with the sign of the angle flipped.
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "src/core/dispatch.h"
@@ -31,16 +33,53 @@ void rope(const Context& ctx, const RopeArgs& args) {
     const int64_t rows = pos ? args.B * T_len : T_len;
     // Row r: cos[half], then sin[half]; at most 1/H of the input's size.
     std::vector<T> table(static_cast<size_t>(rows * D));
-    parallel_for(ctx, rows, [&](int64_t r) {
-      const double p = pos ? double(pos[r]) : double(r);
+    auto exact_row = [&](int64_t r, double p) {
       T* cos_a = table.data() + r * D;
-      T* sin_a = cos_a + half;
       for (int64_t i = 0; i < half; ++i) {
         const double a = p * inv_freq[size_t(i)];
         cos_a[i] = T(std::cos(a));
-        sin_a[i] = T(args.sign * std::sin(a));
+        cos_a[i + half] = T(args.sign * std::sin(a));
       }
-    });
+    };
+    if (pos || !std::is_same_v<T, float>) {
+      parallel_for(ctx, rows, [&](int64_t r) { exact_row(r, pos ? double(pos[r]) : double(r)); });
+    } else {
+      // f32 without positions (every prefill and training step): row t's angles are t * w_i, so
+      // within a run of kRun rows each row is the previous one rotated by w_i, a complex product
+      // in double, and only each run's first row calls cos/sin. The recurrence's error, < kRun
+      // double roundings (~1e-14), is far below f32's half ulp (3e-8): the f32 table is the same
+      // but in rare ties. The per-call libm cos/sin of T rows were most of rope's time at long T
+      // (D/2 = 16 of each per row, 65536 per call at T = 4096). llama preset, a prefill + a
+      // training step (16 rope_fwd, 8 rope_bwd calls), 2 threads, load 16-20, 2 rounds
+      // alternating (bench/results/2026-12-05-cpu-elementwise): T = 4096 rope_fwd 19.7-19.9 ->
+      // 6.8 ms CPU, rope_bwd 10.4-10.9 -> 3.2-4.2; T = 1024 8.0 -> 4.8-5.2 and 4.1 -> 2.5-2.6.
+      constexpr int64_t kRun = 64;
+      std::vector<double> step(static_cast<size_t>(D));  // cos w_i, then sin w_i
+      for (int64_t i = 0; i < half; ++i) {
+        step[size_t(i)] = std::cos(inv_freq[size_t(i)]);
+        step[size_t(i + half)] = std::sin(inv_freq[size_t(i)]);
+      }
+      parallel_for(ctx, (rows + kRun - 1) / kRun, [&](int64_t run) {
+        const int64_t r0 = run * kRun, r1 = std::min(rows, r0 + kRun);
+        std::vector<double> c(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+        for (int64_t i = 0; i < half; ++i) {
+          const double a = double(r0) * inv_freq[size_t(i)];
+          c[size_t(i)] = std::cos(a);
+          sn[size_t(i)] = std::sin(a);
+        }
+        for (int64_t r = r0; r < r1; ++r) {
+          T* cos_a = table.data() + r * D;
+          for (int64_t i = 0; i < half; ++i) {
+            cos_a[i] = T(c[size_t(i)]);
+            cos_a[i + half] = T(args.sign * sn[size_t(i)]);
+            const double cw = step[size_t(i)], sw = step[size_t(i + half)];
+            const double next_c = c[size_t(i)] * cw - sn[size_t(i)] * sw;
+            sn[size_t(i)] = sn[size_t(i)] * cw + c[size_t(i)] * sw;
+            c[size_t(i)] = next_c;
+          }
+        }
+      });
+    }
     parallel_for(ctx, args.B * T_len, [&](int64_t bt) {
       const T* cos_a = table.data() + (pos ? bt : bt % T_len) * D;
       const T* sin_a = cos_a + half;
