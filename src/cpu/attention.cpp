@@ -478,14 +478,26 @@ T nan_max(T a, T b) {
 // max_j s[j] (-inf for an empty or fully masked row). NaN entries are skipped or not (maxps
 // keeps its second operand): a row with a NaN is NaN through exp2 whatever its max, so the only
 // case to catch is a max of -inf (see attend_rows).
+// Four independent chains of 8 lanes: one chain was 32 dependent vmaxps (latency 4) per 256-key
+// row, ~128 cycles against ~1024 for the row's two kernel steps. Max is exact, so the value is
+// the same whatever the order (same bits as one chain). Measured: the standalone prototype
+// (bench/results/2026-12-05-cpu-attention-softmax/, `basefm`) +5-6% median at T = 4096, one
+// thread; in the library see bench/results/2026-12-05-cpu-attention-fwd-2/.
 template <class T>
 T row_max(const T* s, int64_t n) {
   T mx = -std::numeric_limits<T>::infinity();
   int64_t j = 0;
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
-    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    __m256 m8 = _mm256_set1_ps(-INFINITY), m8b = m8, m8c = m8, m8d = m8;
+    for (; j + 32 <= n; j += 32) {
+      m8 = _mm256_max_ps(m8, _mm256_loadu_ps(s + j));
+      m8b = _mm256_max_ps(m8b, _mm256_loadu_ps(s + j + 8));
+      m8c = _mm256_max_ps(m8c, _mm256_loadu_ps(s + j + 16));
+      m8d = _mm256_max_ps(m8d, _mm256_loadu_ps(s + j + 24));
+    }
     for (; j + 8 <= n; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(s + j));
+    m8 = _mm256_max_ps(_mm256_max_ps(m8, m8b), _mm256_max_ps(m8c, m8d));
     alignas(32) float buf[8];
     _mm256_store_ps(buf, m8);
     for (float x : buf) mx = std::max(mx, x);
@@ -515,8 +527,14 @@ bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-// exp2_ps on 16 lanes: the same operations lane by lane, so the same values. (The maskz forms
-// with every lane set: GCC 12 warns of an uninitialised operand in the unmasked ones' headers.)
+// exp2_ps on 16 lanes: the same values. (The maskz forms with every lane set: GCC 12 warns of an
+// uninitialised operand in the unmasked ones' headers.) 2^n is applied by vscalefps under the
+// "x >= -125" mask, one instruction for exp2_ps's cvt, shift, integer add and masked move: p is
+// in [2^-1/2, 2^1/2] and n in [-125, 127], so p·2^n is a normal float and exact either way —
+// the same bits as exp2_ps on all 2^32 inputs (checked exhaustively in
+// bench/results/2026-12-05-cpu-attention-softmax/). NaN: the clamps keep it and scalef of NaN is
+// NaN. Measured: the prototype's `basefmsf` over `basefm`, +1-3% at T = 4096 one thread; in the
+// library see bench/results/2026-12-05-cpu-attention-fwd-2/.
 __attribute__((target("avx512f"))) inline __m512 exp2_ps512(__m512 x) {
   const __mmask16 all = 0xFFFF;
   const __m512 lo = _mm512_set1_ps(-125.f);
@@ -527,9 +545,7 @@ __attribute__((target("avx512f"))) inline __m512 exp2_ps512(__m512 x) {
   const __m512 f = _mm512_sub_ps(xc, n);
   __m512 p = _mm512_set1_ps(kExp2Poly[0]);
   for (int c = 1; c < 8; ++c) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[c]));
-  const __m512i e = _mm512_maskz_slli_epi32(all, _mm512_maskz_cvtps_epi32(all, n), 23);
-  const __m512 r = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), e));
-  return _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), r);
+  return _mm512_maskz_scalef_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), p, n);
 }
 
 // The sum of exp2_shifted: lane l of `even` holds the sum of element 8c + l over the even c, in
