@@ -3,7 +3,7 @@
 // Forward, per (batch, head, query tile of kBlockQ rows), over the key tiles the tile can see:
 //   S = scale·Q·Kᵀ (log2 domain), m' = max(m, rowmax S), P = 2^(S − m'),
 //   l = 2^(m − m')·l + rowsum P,  O = 2^(m − m')·O + P·V;  at the end O /= l, lse = (m + log2
-//   l)·ln 2.
+//   l)·ln 2. The max moves lazily: m' = m while no score of the tile's row exceeds m + 8.
 // Backward (FA2), with Di = rowsum(dO∘O) and P recomputed from lse:
 //   dV += Pᵀ·dO, dP = dO·Vᵀ, dS = scale·P∘(dP − Di) (∘ (1 − tanh²) under softcap),
 //   dK += dSᵀ·Q, dQ += dS·K — fused, one owner per (batch, kv head) that writes its dK, dV and
@@ -507,6 +507,25 @@ T row_max(const T* s, int64_t n) {
   return mx;
 }
 
+// Whether some s[j] > t: an ordered compare, false for NaN entries and for t = NaN (the lazy
+// rescaling's test in attend_rows).
+template <class T>
+bool any_greater(const T* s, int64_t n, T t) {
+  int64_t j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256 t8 = _mm256_set1_ps(t);
+    __m256 acc = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8)
+      acc = _mm256_or_ps(acc, _mm256_cmp_ps(_mm256_loadu_ps(s + j), t8, _CMP_GT_OQ));
+    if (_mm256_movemask_ps(acc) != 0) return true;
+  }
+#endif
+  for (; j < n; ++j)
+    if (s[j] > t) return true;
+  return false;
+}
+
 template <class T>
 bool has_nan(const T* s, int64_t n) {
   return std::any_of(s, s + n, [](T x) { return x != x; });
@@ -713,6 +732,12 @@ struct Scores {
 
 // ---- Forward tile ---------------------------------------------------------------------------
 
+// The lazy rescaling's threshold (log2 domain; see attend_rows): P entries up to 2^8 before the
+// running max moves, so l <= 256·Tk and |O| <= 256·Tk·max|v|, far from f32's range. With random
+// scores only a row's first key tile moves the max; scores that keep growing along T make
+// nearly every tile take the exact step, at the cost of one compare pass (prototype, Pitfall 4).
+constexpr double kLazyTau = 8;
+
 // Query rows [i0, i0 + n) of one (batch, head) against keys [kb, ke) ∩ visible. Writes the
 // normalised output rows (leading dim ldo) and lse (natural log, contiguous over rows): out = 0,
 // lse = -inf for a row that sees no key in the range.
@@ -764,6 +789,17 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
     for (int64_t r = 0; r < n; ++r) {
       T* s = S + r * ldS;
       if (masked) band.mask_row(s, i0 + r, j0, nk, kb);
+      // Lazy rescaling: the running max moves only when some score of the row in this tile
+      // exceeds it by more than kLazyTau; otherwise P = 2^(S − m) with the old m (entries up to
+      // 2^kLazyTau), and neither l nor O is rescaled. The rule is per row and key tile, in code
+      // both ISAs run, on scores that are bitwise the same on both: results stay the same bits
+      // on both. A row with no finite score yet (m = -inf) takes the exact step below; a NaN m
+      // fails the compare and stays NaN through exp2, as below. Measured:
+      // bench/results/2026-12-05-cpu-attention-fwd-2/.
+      if (m[r] != kNegInf && !any_greater(s, nk, T(m[r] + kLazyTau))) {
+        l[r] += exp2_shifted(s, nk, m[r]);  // the exact step's l·1 + sum
+        continue;
+      }
       // A NaN running max stays NaN (std::max keeps its first operand then).
       T m_new = std::max(m[r], row_max(s, nk));
       if (m_new == kNegInf) {
