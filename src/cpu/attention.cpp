@@ -482,7 +482,10 @@ T nan_max(T a, T b) {
 // row, ~128 cycles against ~1024 for the row's two kernel steps. Max is exact, so the value is
 // the same whatever the order (same bits as one chain). Measured: the standalone prototype
 // (bench/results/2026-12-05-cpu-attention-softmax/, `basefm`) +5-6% median at T = 4096, one
-// thread; in the library see bench/results/2026-12-05-cpu-attention-fwd-2/.
+// thread. In the library, together with exp2_ps512's vscalefps (one build; not measured apart):
+// the forward +4-10% GFLOP per CPU second over bench_attention's default sweep, causal and not
+// (median of 6 runs alternating with main's library, 2 threads, AVX-512, load 15-20;
+// bench/results/2026-12-05-cpu-attention-fwd-2/).
 template <class T>
 T row_max(const T* s, int64_t n) {
   T mx = -std::numeric_limits<T>::infinity();
@@ -553,7 +556,8 @@ bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
 // the same bits as exp2_ps on all 2^32 inputs (checked exhaustively in
 // bench/results/2026-12-05-cpu-attention-softmax/). NaN: the clamps keep it and scalef of NaN is
 // NaN. Measured: the prototype's `basefmsf` over `basefm`, +1-3% at T = 4096 one thread; in the
-// library see bench/results/2026-12-05-cpu-attention-fwd-2/.
+// library with row_max's chains, the forward +4-10% (see row_max), and the backward's recomputed
+// P uses it too (bench/results/2026-12-05-cpu-attention-fwd-2/).
 __attribute__((target("avx512f"))) inline __m512 exp2_ps512(__m512 x) {
   const __mmask16 all = 0xFFFF;
   const __m512 lo = _mm512_set1_ps(-125.f);
@@ -794,8 +798,11 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
       // 2^kLazyTau), and neither l nor O is rescaled. The rule is per row and key tile, in code
       // both ISAs run, on scores that are bitwise the same on both: results stay the same bits
       // on both. A row with no finite score yet (m = -inf) takes the exact step below; a NaN m
-      // fails the compare and stays NaN through exp2, as below. Measured:
-      // bench/results/2026-12-05-cpu-attention-fwd-2/.
+      // fails the compare and stays NaN through exp2, as below. Measured (bench_attention's
+      // default sweep, median of 6 runs alternating, 2 threads, AVX-512, load 15-20;
+      // bench/results/2026-12-05-cpu-attention-fwd-2/): over the same-bits forward +1-3% at 6
+      // of 8 points, -0.5% and -1.5% at T = 512 and 1024 non-causal (the run-to-run spread is
+      // ~3%); 1.04-1.11x main's forward with row_max's chains and vscalefps.
       if (m[r] != kNegInf && !any_greater(s, nk, T(m[r] + kLazyTau))) {
         l[r] += exp2_shifted(s, nk, m[r]);  // the exact step's l·1 + sum
         continue;
