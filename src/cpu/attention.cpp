@@ -556,8 +556,9 @@ bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
 // the same bits as exp2_ps on all 2^32 inputs (checked exhaustively in
 // bench/results/2026-12-05-cpu-attention-softmax/). NaN: the clamps keep it and scalef of NaN is
 // NaN. Measured: the prototype's `basefmsf` over `basefm`, +1-3% at T = 4096 one thread; in the
-// library with row_max's chains, the forward +4-10% (see row_max), and the backward's recomputed
-// P uses it too (bench/results/2026-12-05-cpu-attention-fwd-2/).
+// library with row_max's chains, the forward +4-10% (see row_max); the backward, whose
+// recomputed P uses it (and no row max), 1.00-1.13x (median of only 2 alternating runs each,
+// load 15-24; bench/results/2026-12-05-cpu-attention-fwd-2/).
 __attribute__((target("avx512f"))) inline __m512 exp2_ps512(__m512 x) {
   const __mmask16 all = 0xFFFF;
   const __m512 lo = _mm512_set1_ps(-125.f);
