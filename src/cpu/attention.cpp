@@ -483,8 +483,8 @@ T nan_max(T a, T b) {
 // the same whatever the order (same bits as one chain). Measured: the standalone prototype
 // (bench/results/2026-12-05-cpu-attention-softmax/, `basefm`) +5-6% median at T = 4096, one
 // thread. In the library, together with exp2_ps512's vscalefps (one build; not measured apart):
-// the forward +4-10% GFLOP per CPU second over bench_attention's default sweep, causal and not
-// (median of 6 runs alternating with main's library, 2 threads, AVX-512, load 15-20;
+// the forward +4-8% GFLOP per CPU second over bench_attention's default sweep, causal and not
+// (median of 9 runs alternating with main's library, 2 threads, AVX-512, load 9-20;
 // bench/results/2026-12-05-cpu-attention-fwd-2/).
 template <class T>
 T row_max(const T* s, int64_t n) {
@@ -556,7 +556,7 @@ bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
 // the same bits as exp2_ps on all 2^32 inputs (checked exhaustively in
 // bench/results/2026-12-05-cpu-attention-softmax/). NaN: the clamps keep it and scalef of NaN is
 // NaN. Measured: the prototype's `basefmsf` over `basefm`, +1-3% at T = 4096 one thread; in the
-// library with row_max's chains, the forward +4-10% (see row_max); the backward, whose
+// library with row_max's chains, the forward +4-8% (see row_max); the backward, whose
 // recomputed P uses it (and no row max), 1.00-1.13x (median of only 2 alternating runs each,
 // load 15-24; bench/results/2026-12-05-cpu-attention-fwd-2/).
 __attribute__((target("avx512f"))) inline __m512 exp2_ps512(__m512 x) {
@@ -800,10 +800,10 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
       // both ISAs run, on scores that are bitwise the same on both: results stay the same bits
       // on both. A row with no finite score yet (m = -inf) takes the exact step below; a NaN m
       // fails the compare and stays NaN through exp2, as below. Measured (bench_attention's
-      // default sweep, median of 6 runs alternating, 2 threads, AVX-512, load 15-20;
-      // bench/results/2026-12-05-cpu-attention-fwd-2/): over the same-bits forward +1-3% at 6
-      // of 8 points, -0.5% and -1.5% at T = 512 and 1024 non-causal (the run-to-run spread is
-      // ~3%); 1.04-1.11x main's forward with row_max's chains and vscalefps.
+      // default sweep, median of 9 runs alternating, 2 threads, AVX-512, load 9-20;
+      // bench/results/2026-12-05-cpu-attention-fwd-2/): over the same-bits forward +0.8-3.3% at
+      // 7 of 8 points, even at T = 1024 non-causal (the spread between batches of runs is ~5%);
+      // 1.06-1.10x main's forward with row_max's chains and vscalefps.
       if (m[r] != kNegInf && !any_greater(s, nk, T(m[r] + kLazyTau))) {
         l[r] += exp2_shifted(s, nk, m[r]);  // the exact step's l·1 + sum
         continue;
