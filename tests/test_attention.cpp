@@ -108,6 +108,13 @@ const std::vector<AttentionCase> kCases = {
     {"tiny_model_hdim4_gqa", 2, 37, 37, 4, 2, 4, causal()},
     {"tiny_model_hdim16_window", 1, 70, 70, 2, 1, 16, window(20, 0, true)},
     {"hdim200_padded_bucket", 1, 40, 45, 2, 2, 200, {}},
+    // Large logits across the CPU's key tiles (256 keys): the forward's running max moves
+    // lazily, only where a later tile's scores exceed it by more than 8 (log2 domain). With
+    // these ranges both steps occur after a row's first tile (counted on draws from the same
+    // distributions, numpy, one seed: 8 exact and 252 lazy row-tiles per head non-causal, 48 and
+    // 384 causal).
+    {"large_logits_three_key_tiles", 1, 130, 700, 2, 1, 64, {}, 4.0},
+    {"large_logits_causal_key_tiles", 1, 600, 600, 2, 2, 64, causal(), 6.0},
 };
 
 // Caps the CPU kernels' ISA for its lifetime (src/cpu/isa.h).

@@ -3,7 +3,7 @@
 // Forward, per (batch, head, query tile of kBlockQ rows), over the key tiles the tile can see:
 //   S = scale·Q·Kᵀ (log2 domain), m' = max(m, rowmax S), P = 2^(S − m'),
 //   l = 2^(m − m')·l + rowsum P,  O = 2^(m − m')·O + P·V;  at the end O /= l, lse = (m + log2
-//   l)·ln 2.
+//   l)·ln 2. The max moves lazily: m' = m while no score of the tile's row exceeds m + 8.
 // Backward (FA2), with Di = rowsum(dO∘O) and P recomputed from lse:
 //   dV += Pᵀ·dO, dP = dO·Vᵀ, dS = scale·P∘(dP − Di) (∘ (1 − tanh²) under softcap),
 //   dK += dSᵀ·Q, dQ += dS·K — fused, one owner per (batch, kv head) that writes its dK, dV and
@@ -478,14 +478,29 @@ T nan_max(T a, T b) {
 // max_j s[j] (-inf for an empty or fully masked row). NaN entries are skipped or not (maxps
 // keeps its second operand): a row with a NaN is NaN through exp2 whatever its max, so the only
 // case to catch is a max of -inf (see attend_rows).
+// Four independent chains of 8 lanes: one chain was 32 dependent vmaxps (latency 4) per 256-key
+// row, ~128 cycles against ~1024 for the row's two kernel steps. Max is exact, so the value is
+// the same whatever the order (same bits as one chain). Measured: the standalone prototype
+// (bench/results/2026-12-05-cpu-attention-softmax/, `basefm`) +5-6% median at T = 4096, one
+// thread. In the library, together with exp2_ps512's vscalefps (one build; not measured apart):
+// the forward +4-8% GFLOP per CPU second over bench_attention's default sweep, causal and not
+// (median of 9 runs alternating with main's library, 2 threads, AVX-512, load 9-20;
+// bench/results/2026-12-05-cpu-attention-fwd-2/).
 template <class T>
 T row_max(const T* s, int64_t n) {
   T mx = -std::numeric_limits<T>::infinity();
   int64_t j = 0;
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
-    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    __m256 m8 = _mm256_set1_ps(-INFINITY), m8b = m8, m8c = m8, m8d = m8;
+    for (; j + 32 <= n; j += 32) {
+      m8 = _mm256_max_ps(m8, _mm256_loadu_ps(s + j));
+      m8b = _mm256_max_ps(m8b, _mm256_loadu_ps(s + j + 8));
+      m8c = _mm256_max_ps(m8c, _mm256_loadu_ps(s + j + 16));
+      m8d = _mm256_max_ps(m8d, _mm256_loadu_ps(s + j + 24));
+    }
     for (; j + 8 <= n; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(s + j));
+    m8 = _mm256_max_ps(_mm256_max_ps(m8, m8b), _mm256_max_ps(m8c, m8d));
     alignas(32) float buf[8];
     _mm256_store_ps(buf, m8);
     for (float x : buf) mx = std::max(mx, x);
@@ -493,6 +508,25 @@ T row_max(const T* s, int64_t n) {
 #endif
   for (; j < n; ++j) mx = std::max(mx, s[j]);
   return mx;
+}
+
+// Whether some s[j] > t: an ordered compare, false for NaN entries and for t = NaN (the lazy
+// rescaling's test in attend_rows).
+template <class T>
+bool any_greater(const T* s, int64_t n, T t) {
+  int64_t j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256 t8 = _mm256_set1_ps(t);
+    __m256 acc = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8)
+      acc = _mm256_or_ps(acc, _mm256_cmp_ps(_mm256_loadu_ps(s + j), t8, _CMP_GT_OQ));
+    if (_mm256_movemask_ps(acc) != 0) return true;
+  }
+#endif
+  for (; j < n; ++j)
+    if (s[j] > t) return true;
+  return false;
 }
 
 template <class T>
@@ -515,8 +549,16 @@ bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-// exp2_ps on 16 lanes: the same operations lane by lane, so the same values. (The maskz forms
-// with every lane set: GCC 12 warns of an uninitialised operand in the unmasked ones' headers.)
+// exp2_ps on 16 lanes: the same values. (The maskz forms with every lane set: GCC 12 warns of an
+// uninitialised operand in the unmasked ones' headers.) 2^n is applied by vscalefps under the
+// "x >= -125" mask, one instruction for exp2_ps's cvt, shift, integer add and masked move: p is
+// in [2^-1/2, 2^1/2] and n in [-125, 127], so p·2^n is a normal float and exact either way —
+// the same bits as exp2_ps on all 2^32 inputs (checked exhaustively in
+// bench/results/2026-12-05-cpu-attention-softmax/). NaN: the clamps keep it and scalef of NaN is
+// NaN. Measured: the prototype's `basefmsf` over `basefm`, +1-3% at T = 4096 one thread; in the
+// library with row_max's chains, the forward +4-8% (see row_max); the backward, whose
+// recomputed P uses it (and no row max), 1.00-1.13x (median of only 2 alternating runs each,
+// load 15-24; bench/results/2026-12-05-cpu-attention-fwd-2/).
 __attribute__((target("avx512f"))) inline __m512 exp2_ps512(__m512 x) {
   const __mmask16 all = 0xFFFF;
   const __m512 lo = _mm512_set1_ps(-125.f);
@@ -527,9 +569,7 @@ __attribute__((target("avx512f"))) inline __m512 exp2_ps512(__m512 x) {
   const __m512 f = _mm512_sub_ps(xc, n);
   __m512 p = _mm512_set1_ps(kExp2Poly[0]);
   for (int c = 1; c < 8; ++c) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[c]));
-  const __m512i e = _mm512_maskz_slli_epi32(all, _mm512_maskz_cvtps_epi32(all, n), 23);
-  const __m512 r = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), e));
-  return _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), r);
+  return _mm512_maskz_scalef_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), p, n);
 }
 
 // The sum of exp2_shifted: lane l of `even` holds the sum of element 8c + l over the even c, in
@@ -697,6 +737,12 @@ struct Scores {
 
 // ---- Forward tile ---------------------------------------------------------------------------
 
+// The lazy rescaling's threshold (log2 domain; see attend_rows): P entries up to 2^8 before the
+// running max moves, so l <= 256·Tk and |O| <= 256·Tk·max|v|, far from f32's range. With random
+// scores only a row's first key tile moves the max; scores that keep growing along T make
+// nearly every tile take the exact step, at the cost of one compare pass (prototype, Pitfall 4).
+constexpr double kLazyTau = 8;
+
 // Query rows [i0, i0 + n) of one (batch, head) against keys [kb, ke) ∩ visible. Writes the
 // normalised output rows (leading dim ldo) and lse (natural log, contiguous over rows): out = 0,
 // lse = -inf for a row that sees no key in the range.
@@ -748,6 +794,20 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
     for (int64_t r = 0; r < n; ++r) {
       T* s = S + r * ldS;
       if (masked) band.mask_row(s, i0 + r, j0, nk, kb);
+      // Lazy rescaling: the running max moves only when some score of the row in this tile
+      // exceeds it by more than kLazyTau; otherwise P = 2^(S − m) with the old m (entries up to
+      // 2^kLazyTau), and neither l nor O is rescaled. The rule is per row and key tile, in code
+      // both ISAs run, on scores that are bitwise the same on both: results stay the same bits
+      // on both. A row with no finite score yet (m = -inf) takes the exact step below; a NaN m
+      // fails the compare and stays NaN through exp2, as below. Measured (bench_attention's
+      // default sweep, median of 9 runs alternating, 2 threads, AVX-512, load 9-20;
+      // bench/results/2026-12-05-cpu-attention-fwd-2/): over the same-bits forward +0.8-3.3% at
+      // 7 of 8 points, even at T = 1024 non-causal (the spread between batches of runs is ~5%);
+      // 1.06-1.10x main's forward with row_max's chains and vscalefps.
+      if (m[r] != kNegInf && !any_greater(s, nk, T(m[r] + kLazyTau))) {
+        l[r] += exp2_shifted(s, nk, m[r]);  // the exact step's l·1 + sum
+        continue;
+      }
       // A NaN running max stays NaN (std::max keeps its first operand then).
       T m_new = std::max(m[r], row_max(s, nk));
       if (m_new == kNegInf) {
