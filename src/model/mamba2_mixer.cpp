@@ -97,13 +97,13 @@ class Mamba2Mixer : public Mixer {
     Tensor conv_out = acts.take({B, K, T}, dt);
     conv1d_fwd(ctx, layout(), conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
                {Activation::silu});
-    xbc_ = acts.take({B, T, K}, dt);
-    xbc_.copy_from(conv_out.transpose(1, 2), &ctx);
-    // The SSD's inputs, each contiguous.
-    ssd_in_.x = contiguous(ctx, acts, xbc_.narrow(2, 0, Di_)).reshape({B, T, H_, P_});
-    ssd_in_.B = contiguous(ctx, acts, xbc_.narrow(2, Di_, G_ * N_)).reshape({B, T, G_, N_});
+    // The SSD's inputs, each contiguous: x, B and C transposed straight out of the conv's
+    // channel-first output (one pass over xBC, not a transpose into (B, T, K) and then three
+    // narrowing copies).
+    ssd_in_.x = channel_last(ctx, acts, conv_out.narrow(1, 0, Di_)).reshape({B, T, H_, P_});
+    ssd_in_.B = channel_last(ctx, acts, conv_out.narrow(1, Di_, G_ * N_)).reshape({B, T, G_, N_});
     ssd_in_.C =
-        contiguous(ctx, acts, xbc_.narrow(2, Di_ + G_ * N_, G_ * N_)).reshape({B, T, G_, N_});
+        channel_last(ctx, acts, conv_out.narrow(1, Di_ + G_ * N_, G_ * N_)).reshape({B, T, G_, N_});
     ssd_in_.dt = contiguous(ctx, acts, proj_.narrow(2, Di_ + K, H_));
     ssd_in_.A = acts.take({H_}, dt);
     neg_exp_fwd(ctx, ssd_in_.A, w_["A_log"]);
@@ -186,12 +186,13 @@ class Mamba2Mixer : public Mixer {
     neg_exp_bwd(ctx, dw_["A_log"], g.dA, ssd_in_.A);
 
     // Gradient of xBC (through the silu conv), then of the whole projection.
-    Tensor dxbc = acts.take({B, T, K}, dt);
-    dxbc.narrow(2, 0, Di_).copy_from(g.dx.reshape({B, T, Di_}), &ctx);
-    dxbc.narrow(2, Di_, G_ * N_).copy_from(g.dB.reshape({B, T, G_ * N_}), &ctx);
-    dxbc.narrow(2, Di_ + G_ * N_, G_ * N_).copy_from(g.dC.reshape({B, T, G_ * N_}), &ctx);
+    // dx, dB and dC transposed straight into the conv's channel-first layout.
     Tensor dconv_out = acts.take({B, K, T}, dt), dconv_in = acts.take({B, K, T}, dt);
-    dconv_out.copy_from(dxbc.transpose(1, 2), &ctx);
+    dconv_out.narrow(1, 0, Di_).copy_from(g.dx.reshape({B, T, Di_}).transpose(1, 2), &ctx);
+    dconv_out.narrow(1, Di_, G_ * N_)
+        .copy_from(g.dB.reshape({B, T, G_ * N_}).transpose(1, 2), &ctx);
+    dconv_out.narrow(1, Di_ + G_ * N_, G_ * N_)
+        .copy_from(g.dC.reshape({B, T, G_ * N_}).transpose(1, 2), &ctx);
     conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], dw_["conv_bias"], dconv_out, conv_in_,
                w_["conv_weight"], w_["conv_bias"], {Activation::silu});
     Tensor dproj = acts.take(proj_.shape(), dt);
@@ -206,13 +207,18 @@ class Mamba2Mixer : public Mixer {
     return contiguous_copy(ctx, acts, view);
   }
 
+  // A channel-first (B, n, T) view as a contiguous (B, T, n) tensor.
+  static Tensor channel_last(const Context& ctx, ActivationArena& acts, const Tensor& view) {
+    return contiguous_copy(ctx, acts, view.transpose(1, 2));
+  }
+
   std::string prefix_;
   int64_t C_, Di_, H_, P_, G_, N_, W_, n_layers_;
   double eps_;
   SSDParams ssd_params_;
   std::map<std::string, Tensor> w_, dw_;
   // Saved by forward.
-  Tensor x_, proj_, conv_in_, xbc_, ssd_out_, z_, gated_, normed_, rstd_;
+  Tensor x_, proj_, conv_in_, ssd_out_, z_, gated_, normed_, rstd_;
   SSDInputs ssd_in_;
 };
 
