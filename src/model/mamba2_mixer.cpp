@@ -5,8 +5,8 @@
 //   out = rmsnorm(y * silu(z)) W_out^T            (the gated RMSNorm, norm after the gate)
 //
 // Widths: Di = expand * C inner channels in H = Di / P heads; B and C have G groups of N;
-// the conv runs over the Di + 2·G·N channels of xBC. Activations are (B, T, ·); the conv works
-// channel-first, so xBC is transposed around it.
+// the conv runs over the Di + 2·G·N channels of xBC. Activations are (B, T, ·); the conv runs
+// channel-last on xBC where the projection left it, so nothing is transposed.
 #include <cmath>
 #include <map>
 
@@ -91,19 +91,15 @@ class Mamba2Mixer : public Mixer {
     x_ = x;
     proj_ = acts.take({B, T, proj_width()}, dt);
     linear_fwd(ctx, proj_, x, w_["in_proj"]);
-    // Conv over xBC, channel-first.
-    conv_in_ = acts.take({B, K, T}, dt);
-    conv_in_.copy_from(proj_.narrow(2, Di_, K).transpose(1, 2), &ctx);
-    Tensor conv_out = acts.take({B, K, T}, dt);
-    conv1d_fwd(ctx, layout(), conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
-               {Activation::silu});
-    // The SSD's inputs, each contiguous: x, B and C transposed straight out of the conv's
-    // channel-first output (one pass over xBC, not a transpose into (B, T, K) and then three
-    // narrowing copies).
-    ssd_in_.x = channel_last(ctx, acts, conv_out.narrow(1, 0, Di_)).reshape({B, T, H_, P_});
-    ssd_in_.B = channel_last(ctx, acts, conv_out.narrow(1, Di_, G_ * N_)).reshape({B, T, G_, N_});
+    // The conv reads xBC straight out of the projection (channel-last, rows proj_width apart)
+    // and writes it as (B, T, K); the SSD's x, B and C are then row copies out of that.
+    const Tensor xbc = acts.take({B, T, K}, dt);
+    conv1d_fwd(ctx, layout(), xbc, proj_.narrow(2, Di_, K), w_["conv_weight"], w_["conv_bias"],
+               conv_params());
+    ssd_in_.x = contiguous(ctx, acts, xbc.narrow(2, 0, Di_)).reshape({B, T, H_, P_});
+    ssd_in_.B = contiguous(ctx, acts, xbc.narrow(2, Di_, G_ * N_)).reshape({B, T, G_, N_});
     ssd_in_.C =
-        channel_last(ctx, acts, conv_out.narrow(1, Di_ + G_ * N_, G_ * N_)).reshape({B, T, G_, N_});
+        contiguous(ctx, acts, xbc.narrow(2, Di_ + G_ * N_, G_ * N_)).reshape({B, T, G_, N_});
     ssd_in_.dt = contiguous(ctx, acts, proj_.narrow(2, Di_ + K, H_));
     ssd_in_.A = acts.take({H_}, dt);
     neg_exp_fwd(ctx, ssd_in_.A, w_["A_log"]);
@@ -186,18 +182,15 @@ class Mamba2Mixer : public Mixer {
     neg_exp_bwd(ctx, dw_["A_log"], g.dA, ssd_in_.A);
 
     // Gradient of xBC (through the silu conv), then of the whole projection.
-    // dx, dB and dC transposed straight into the conv's channel-first layout.
-    Tensor dconv_out = acts.take({B, K, T}, dt), dconv_in = acts.take({B, K, T}, dt);
-    dconv_out.narrow(1, 0, Di_).copy_from(g.dx.reshape({B, T, Di_}).transpose(1, 2), &ctx);
-    dconv_out.narrow(1, Di_, G_ * N_)
-        .copy_from(g.dB.reshape({B, T, G_ * N_}).transpose(1, 2), &ctx);
-    dconv_out.narrow(1, Di_ + G_ * N_, G_ * N_)
-        .copy_from(g.dC.reshape({B, T, G_ * N_}).transpose(1, 2), &ctx);
-    conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], dw_["conv_bias"], dconv_out, conv_in_,
-               w_["conv_weight"], w_["conv_bias"], {Activation::silu});
+    Tensor dxbc = acts.take({B, T, K}, dt);
+    dxbc.narrow(2, 0, Di_).copy_from(g.dx.reshape({B, T, Di_}), &ctx);
+    dxbc.narrow(2, Di_, G_ * N_).copy_from(g.dB.reshape({B, T, G_ * N_}), &ctx);
+    dxbc.narrow(2, Di_ + G_ * N_, G_ * N_).copy_from(g.dC.reshape({B, T, G_ * N_}), &ctx);
     Tensor dproj = acts.take(proj_.shape(), dt);
+    // The conv's input gradient goes straight into its columns of the projection's gradient.
+    conv1d_bwd(ctx, layout(), dproj.narrow(2, Di_, K), dw_["conv_weight"], dw_["conv_bias"], dxbc,
+               proj_.narrow(2, Di_, K), w_["conv_weight"], w_["conv_bias"], conv_params());
     dproj.narrow(2, 0, Di_).copy_from(dz, &ctx);
-    dproj.narrow(2, Di_, K).copy_from(dconv_in.transpose(1, 2), &ctx);
     dproj.narrow(2, Di_ + K, H_).copy_from(g.ddt, &ctx);
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dproj, x_, w_["in_proj"]);
   }
@@ -207,9 +200,11 @@ class Mamba2Mixer : public Mixer {
     return contiguous_copy(ctx, acts, view);
   }
 
-  // A channel-first (B, n, T) view as a contiguous (B, T, n) tensor.
-  static Tensor channel_last(const Context& ctx, ActivationArena& acts, const Tensor& view) {
-    return contiguous_copy(ctx, acts, view.transpose(1, 2));
+  static CausalConv1dParams conv_params() {
+    CausalConv1dParams p;
+    p.activation = Activation::silu;
+    p.channel_last = true;
+    return p;
   }
 
   std::string prefix_;
@@ -218,7 +213,7 @@ class Mamba2Mixer : public Mixer {
   SSDParams ssd_params_;
   std::map<std::string, Tensor> w_, dw_;
   // Saved by forward.
-  Tensor x_, proj_, conv_in_, ssd_out_, z_, gated_, normed_, rstd_;
+  Tensor x_, proj_, ssd_out_, z_, gated_, normed_, rstd_;
   SSDInputs ssd_in_;
 };
 
