@@ -137,7 +137,8 @@ void copy_block(E* dst, int64_t dr, int64_t dc, const E* src, int64_t sr, int64_
 // its conv, its gradients back) were serial and 17-27 % of the hybrid and mamba2 prefills' CPU
 // time (bench/results/2026-12-05-cpu-prefill-profile), so on an idle machine they cost their
 // full CPU time in wall time. Below ~1 MiB a serial copy takes ~100 us or less, the order of
-// waking a passive OpenMP team, so small copies (decode's rows) stay on the calling thread.
+// waking a passive OpenMP team (an estimate, not measured), so small copies (decode's rows) stay
+// on the calling thread. The wall-time gain is not measured either (no idle machine).
 template <typename E>
 void copy_strided_typed(const Context* ctx, void* dst_data, const void* src_data,
                         const CopyLayout& l) {
