@@ -1,5 +1,7 @@
 // causal_conv1d: every case x backend against the reference (forward, backward); a sequence of
 // decode steps equals the full convolution; the reference against finite differences; bad inputs.
+#include <cmath>
+
 #include "harness.h"
 #include "longctx/ops/causal_conv1d.h"
 #include "reference/causal_conv1d.h"
@@ -96,6 +98,82 @@ INSTANTIATE_TEST_SUITE_P(Cases, CausalConv1d,
                                           testing::ValuesIn(all_backends())),
                          case_name<CausalConv1dCase>);
 
+// ---- Channel-last views
+// --------------------------------------------------------------------------
+
+// A channel-first (B, D, T) Ref as a channel-last (B, T, D) view: columns [at, at + D) of a
+// (B, T, D + extra) tensor whose other columns hold `fill`.
+Tensor channel_last_view(const Ref& r, int64_t extra, int64_t at, double fill, DType dt,
+                         Device dev) {
+  const int64_t B = r.shape[0], D = r.shape[1], T = r.shape[2];
+  Ref wide({B, T, D + extra}, fill);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t t = 0; t < T; ++t)
+        wide[(b * T + t) * (D + extra) + at + d] = r[(b * D + d) * T + t];
+  return from_ref(wide, dt, dev).narrow(2, at, D);
+}
+
+// A channel-last (B, T, D) view as a contiguous channel-first (B, D, T) tensor.
+Tensor channel_first(const Tensor& t, Context& ctx) {
+  Tensor out = Tensor::empty({t.size(0), t.size(2), t.size(1)}, t.dtype(), t.device(), &ctx);
+  out.copy_from(t.transpose(1, 2), &ctx);
+  return out;
+}
+
+class CausalConv1dChannelLast
+    : public testing::TestWithParam<std::tuple<CausalConv1dCase, Backend>> {};
+
+// x and dout read from inside wider rows, dx written into the middle of wider rows (whose other
+// columns must stay untouched), out contiguous: against the same reference as the channel-first
+// layout.
+TEST_P(CausalConv1dChannelLast, StridedRowsMatchReference) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype;
+  const bool silu = c.act == Activation::silu;
+  CausalConv1dParams params{c.act};
+  params.channel_last = true;
+  Rng rng(307);
+  const Ref x = rounded(random_ref({c.B, c.D, c.T}, rng, -2, 2), dt);
+  const Ref w = rounded(random_ref({c.D, c.W}, rng), dt);
+  const Ref bias = c.bias ? rounded(random_ref({c.D}, rng), dt) : Ref();
+  const Ref dout = rounded(random_ref({c.B, c.D, c.T}, rng), dt);
+  const Tensor x_t = channel_last_view(x, 5, 2, 1e3, dt, dev), w_t = from_ref(w, dt, dev);
+  const Tensor bias_t = c.bias ? from_ref(bias, dt, dev) : Tensor();
+
+  Tensor out = poisoned({c.B, c.T, c.D}, dt, dev, &ctx);
+  causal_conv1d_fwd(ctx, out, x_t, w_t, bias_t, params);
+  Tensor dx_wide = poisoned({c.B, c.T, c.D + 3}, dt, dev, &ctx);
+  Tensor dw = poisoned(w.shape, dt, dev, &ctx);
+  Tensor dbias = c.bias ? poisoned({c.D}, dt, dev, &ctx) : Tensor();
+  causal_conv1d_bwd(ctx, dx_wide.narrow(2, 1, c.D), dw, dbias,
+                    channel_last_view(dout, 1, 0, -1e3, dt, dev), x_t, w_t, bias_t, params);
+  const auto g = ref::causal_conv1d_bwd<Oracle>(dout, x, w, bias, silu, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    expect_close_2x(channel_first(out, ctx),
+                    ref::causal_conv1d_fwd<Oracle>(x, w, bias, silu, no_round),
+                    ref::causal_conv1d_fwd<S>(x, w, bias, silu, rounding_for(dt)), dt, "out");
+    const auto naive = ref::causal_conv1d_bwd<S>(dout, x, w, bias, silu, rounding_for(dt));
+    expect_close_2x(channel_first(dx_wide.narrow(2, 1, c.D), ctx), g.dx, naive.dx, dt, "dx");
+    expect_close_2x(dw, g.dweight, naive.dweight, dt, "dweight");
+    if (c.bias) expect_close_2x(dbias, g.dbias, naive.dbias, dt, "dbias");
+  });
+  const Ref wide = to_ref(dx_wide);
+  for (int64_t r = 0; r < c.B * c.T; ++r)
+    for (const int64_t col : {int64_t(0), c.D + 1, c.D + 2})
+      ASSERT_TRUE(std::isnan(wide[r * (c.D + 3) + col]))
+          << "dx wrote outside its columns, row " << r;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CausalConv1dChannelLast,
+                         testing::Combine(testing::ValuesIn(kCases),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<CausalConv1dCase>);
+
 // ---- Packed variable-length batches -----------------------------------------------------------
 
 struct PackedCase {
@@ -168,6 +246,20 @@ TEST_P(CausalConv1dPacked, MatchesPerSequenceReferenceAndIsBatchInvariant) {
     expect_close_2x(dx, exact_dx, naive_dx, dt, "dx");
     expect_close_2x(dw, exact_dw, naive_dw, dt, "dweight");
     expect_close_2x(dbias, exact_db, naive_db, dt, "dbias");
+
+    // The same packed batch channel-last, x and dout inside wider rows.
+    CausalConv1dParams last = params;
+    last.channel_last = true;
+    const Tensor x_cl = channel_last_view(x, 3, 1, 1e3, dt, dev);
+    Tensor out_cl = poisoned({1, T, D}, dt, dev, &ctx), dx_cl = poisoned({1, T, D}, dt, dev, &ctx);
+    causal_conv1d_fwd(ctx, out_cl, x_cl, w_t, bias_t, last, cu_t);
+    Tensor dw_cl = poisoned({D, W}, dt, dev, &ctx), db_cl = poisoned({D}, dt, dev, &ctx);
+    causal_conv1d_bwd(ctx, dx_cl, dw_cl, db_cl, channel_last_view(dout, 2, 2, -1e3, dt, dev), x_cl,
+                      w_t, bias_t, last, cu_t);
+    expect_close_2x(channel_first(out_cl, ctx), exact_out, naive_out, dt, "channel-last out");
+    expect_close_2x(channel_first(dx_cl, ctx), exact_dx, naive_dx, dt, "channel-last dx");
+    expect_close_2x(dw_cl, exact_dw, naive_dw, dt, "channel-last dweight");
+    expect_close_2x(db_cl, exact_db, naive_db, dt, "channel-last dbias");
   });
 
   const int64_t Tmax = *std::max_element(c.lengths.begin(), c.lengths.end());
@@ -259,6 +351,17 @@ TEST(CausalConv1dBadInput, NamesTheArgument) {
   EXPECT_LONGCTX_ERROR(causal_conv1d_update(ctx, yt, Tensor::zeros({2, 8, 4}, f32), xt, w),
                        "causal_conv1d_update", "'conv_state'", "expected shape (2, 8, 3)");
   EXPECT_LONGCTX_ERROR(causal_conv1d_update(ctx, yt, state, x, w), "'x'", "must have 2 dimensions");
+  // Channel-last: (B, T, D) with unit-stride channels; a transposed channel-first tensor is not.
+  CausalConv1dParams last;
+  last.channel_last = true;
+  Tensor x_cl = Tensor::zeros({2, 5, 8}, f32), out_cl = Tensor::empty({2, 5, 8}, f32);
+  EXPECT_LONGCTX_ERROR(causal_conv1d_fwd(ctx, out_cl, x.transpose(1, 2), w, {}, last), "'x'",
+                       "must be channel-last (B, T, D) with unit-stride channels",
+                       "got strides (40, 1, 5)");
+  EXPECT_LONGCTX_ERROR(causal_conv1d_fwd(ctx, out_cl, x_cl, w.narrow(0, 0, 5), {}, last),
+                       "'weight'", "expected shape (8, 4)");
+  EXPECT_LONGCTX_ERROR(causal_conv1d_fwd(ctx, out, x_cl, w, {}, last), "'out'",
+                       "expected shape (2, 5, 8)");
 }
 
 }  // namespace

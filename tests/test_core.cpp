@@ -121,6 +121,38 @@ TEST(Tensor, StridedCopiesMatchIndexArithmetic) {
   expect_copies_every_layout<uint16_t>(DType::bf16);
 }
 
+// Copies of 1 MiB or more run across the context's threads, split into row tiles of each block:
+// the Mamba-2 mixer's shapes (xBC out of the projection, transposed; one block when B = 1, several
+// when B > 1) and one whose block count and row count are not multiples of anything.
+TEST(Tensor, ParallelStridedCopiesMatchIndexArithmetic) {
+  Context ctx(Device::cpu(), 2);
+  for (const Shape& shape : {Shape{1, 1000, 700}, Shape{4, 301, 333}, Shape{3, 2, 97, 1201}}) {
+    Tensor base = Tensor::empty(shape, DType::f32);
+    for (int64_t i = 0; i < base.numel(); ++i) base.data_as<float>()[i] = float(i);
+    const int last = int(shape.size()) - 1;
+    const std::vector<Tensor> sources = {
+        base.narrow(last, 7, shape.back() - 100).transpose(last - 1, last),
+        base.transpose(0, last),
+        base.narrow(last, 3, shape.back() - 3),
+    };
+    for (size_t k = 0; k < sources.size(); ++k) {
+      const Tensor& src = sources[k];
+      ASSERT_GE(src.numel() * 4, int64_t(1) << 20) << "source " << k << " takes the serial path";
+      Tensor packed = Tensor::zeros(src.shape(), DType::f32);
+      packed.copy_from(src, &ctx);
+      Tensor into = Tensor::zeros(src.transpose(0, 1).shape(), DType::f32);
+      into.copy_from(packed.transpose(0, 1), &ctx);  // a strided source into a contiguous one
+      for (int64_t i = 0; i < src.numel(); ++i)
+        ASSERT_EQ(element_at<float>(packed, i), element_at<float>(src, i))
+            << "shape " << shape_str(shape) << " source " << k << " at " << i;
+      const Tensor src_t = src.transpose(0, 1);
+      for (int64_t i = 0; i < src.numel(); ++i)
+        ASSERT_EQ(element_at<float>(into, i), element_at<float>(src_t, i))
+            << "shape " << shape_str(shape) << " source " << k << " transposed, at " << i;
+    }
+  }
+}
+
 TEST(Tensor, OverlappingStridedCopyReadsTheOldValues) {
   // Shift the columns of a (3, 8) buffer right by one through strided views of the same storage.
   Tensor base = Tensor::empty({3, 8}, DType::f32);

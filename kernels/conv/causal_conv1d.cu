@@ -1,4 +1,6 @@
-// causal_conv1d on CUDA: depthwise causal convolution over (B, D, T), T contiguous, W <= 4.
+// causal_conv1d on CUDA: depthwise causal convolution over (B, D, T), T contiguous, W <= 4; or
+// over channel-last (B, T, D) views (args.*_at strides), with the same kernels: their loads
+// along T are then strided, not coalesced (correct, not tuned).
 //
 //   out[b, d, t] = act(bias[d] + sum_{j<4} w4[j] * x[b, d, t - 3 + j]),  w4 = weight padded on
 //   the left with 4 - W zeros,
@@ -61,15 +63,16 @@ template <class T>
 __global__ void __launch_bounds__(kThreads)
     causal_conv1d_fwd_kernel(T* out, const T* x, const T* weight, const T* bias, int64_t BD,
                              int64_t D, int64_t T_len, int W, bool silu, const int32_t* cu_seqlens,
-                             int N) {
+                             int N, ConvStrides x_at, ConvStrides out_at) {
   __shared__ float xs[kHalo + kTile];
   const GridIndex blk = unflatten(blockIdx.x, unsigned(BD));
-  const int64_t row = blk.i0, d = row % D;
+  const int64_t row = blk.i0, d = row % D, bi = row / D;
   const int64_t t_tile = int64_t(blk.i1) * kTile;
-  const T* x_row = x + row * T_len;
+  const T* x_row = x + bi * x_at.b + d * x_at.d;
+  T* out_row = out + bi * out_at.b + d * out_at.d;
   for (int i = threadIdx.x; i < kHalo + kTile; i += kThreads) {
     const int64_t t = t_tile - kHalo + i;
-    xs[i] = t >= 0 && t < T_len ? load_f32(x_row[t]) : 0.f;
+    xs[i] = t >= 0 && t < T_len ? load_f32(x_row[t * x_at.t]) : 0.f;
   }
   float w4[kTaps];
   load_taps(w4, weight, d, W);
@@ -84,7 +87,7 @@ __global__ void __launch_bounds__(kThreads)
     float acc = b;
 #pragma unroll
     for (int j = 0; j < kTaps; ++j) acc += w4[j] * (t - kHalo + j >= start ? xs[i + j] : 0.f);
-    out[row * T_len + t] = store_as<T>(activate(acc, silu));
+    out_row[t * out_at.t] = store_as<T>(activate(acc, silu));
   }
 }
 
@@ -104,7 +107,8 @@ template <class T>
 __global__ void __launch_bounds__(kThreads)
     causal_conv1d_bwd_kernel(T* dx, float* partial, const T* dout, const T* x, const T* weight,
                              const T* bias, int64_t BD, int64_t D, int64_t T_len, int W, bool silu,
-                             const int32_t* cu_seqlens, int N) {
+                             const int32_t* cu_seqlens, int N, ConvStrides x_at,
+                             ConvStrides dout_at, ConvStrides dx_at) {
   using Reduce = cub::BlockReduce<Partial, kThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ float xs[kHalo + kTile + kHalo];  // x[t_tile - 3 .. t_tile + kTile + 3)
@@ -113,11 +117,12 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t row = blk.i0, d = row % D, bi = row / D;
   const int64_t tile = blk.i1, tiles = (T_len + kTile - 1) / kTile;
   const int64_t t_tile = tile * kTile;
-  const T* x_row = x + row * T_len;
-  const T* dout_row = dout + row * T_len;
+  const T* x_row = x + bi * x_at.b + d * x_at.d;
+  const T* dout_row = dout + bi * dout_at.b + d * dout_at.d;
+  T* dx_row = dx + bi * dx_at.b + d * dx_at.d;
   for (int i = threadIdx.x; i < kHalo + kTile + kHalo; i += kThreads) {
     const int64_t t = t_tile - kHalo + i;
-    xs[i] = t >= 0 && t < T_len ? load_f32(x_row[t]) : 0.f;
+    xs[i] = t >= 0 && t < T_len ? load_f32(x_row[t * x_at.t]) : 0.f;
   }
   float w4[kTaps];
   load_taps(w4, weight, d, W);
@@ -127,7 +132,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t t = t_tile + i;
     float g = 0.f;  // no gradient flows from outputs past the end
     if (t < T_len) {
-      g = load_f32(dout_row[t]);
+      g = load_f32(dout_row[t * dout_at.t]);
       if (silu) {
         const int64_t start = bounds_of(cu_seqlens, N, t, T_len).start;
         float pre = b;
@@ -152,7 +157,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < kTaps; ++j)
       dxv += w4[j] * (t + kHalo - j < seq.end ? gs[i + kHalo - j] : 0.f);
-    dx[row * T_len + t] = store_as<T>(dxv);
+    dx_row[t * dx_at.t] = store_as<T>(dxv);
     const float g = gs[i];
 #pragma unroll
     for (int j = 0; j < kTaps; ++j) acc.v[j] += g * (t - kHalo + j >= seq.start ? xs[i + j] : 0.f);
@@ -215,7 +220,7 @@ void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
     causal_conv1d_fwd_kernel<T_><<<grid, kThreads, 0, stream>>>(
         static_cast<T_*>(args.out), static_cast<const T_*>(args.x),
         static_cast<const T_*>(args.weight), static_cast<const T_*>(args.bias), B * D, D, T, W,
-        args.silu, args.seqs.cu_seqlens, int(args.seqs.count));
+        args.silu, args.seqs.cu_seqlens, int(args.seqs.count), args.x_at, args.out_at);
   });
   LONGCTX_CHECK_LAUNCH();
 }
@@ -238,7 +243,7 @@ void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args) {
               static_cast<T_*>(args.dx), partial.data_as<float>(),
               static_cast<const T_*>(args.dout), static_cast<const T_*>(args.x),
               static_cast<const T_*>(args.weight), bias_ptr, B * D, D, T, W, args.silu,
-              args.seqs.cu_seqlens, int(args.seqs.count));
+              args.seqs.cu_seqlens, int(args.seqs.count), args.x_at, args.dout_at, args.dx_at);
       LONGCTX_CHECK_LAUNCH();
     }
     const int64_t slots = D * (W + 1);

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "longctx/context.h"
+#include "src/cpu/parallel.h"  // the CPU strided copy runs on the context's threads
 
 #if LONGCTX_WITH_CUDA
 #include "kernels/common/runtime.h"
@@ -130,46 +131,62 @@ void copy_block(E* dst, int64_t dr, int64_t dc, const E* src, int64_t sr, int64_
   }
 }
 
+// The copy is split into items of up to kTile rows of one block (a block: the last two dims at
+// one index of the leading dims), run across ctx's threads when there is one and the copy is at
+// least kParallelBytes; else serially. The Mamba-2 mixer's layout copies (xBC transposed around
+// its conv, its gradients back) were serial and 17-27 % of the hybrid and mamba2 prefills' CPU
+// time (bench/results/2026-12-05-cpu-prefill-profile), so on an idle machine they cost their
+// full CPU time in wall time. Below ~1 MiB a serial copy takes ~100 us or less, the order of
+// waking a passive OpenMP team (an estimate, not measured), so small copies (decode's rows) stay
+// on the calling thread. The wall-time gain is not measured either (no idle machine).
 template <typename E>
-void copy_strided_typed(void* dst_data, const void* src_data, const CopyLayout& l) {
+void copy_strided_typed(const Context* ctx, void* dst_data, const void* src_data,
+                        const CopyLayout& l) {
+  constexpr int64_t kTile = 32;
+  constexpr int64_t kParallelBytes = int64_t(1) << 20;
   const int rank = int(l.shape.size());
-  // The last two dims form a block; the leading dims are walked with an index counter.
+  // The last two dims form a block; the leading dims are unravelled from the block index.
   const int64_t rows = rank >= 2 ? l.shape[rank - 2] : 1, cols = l.shape[rank - 1];
   const int64_t dr = rank >= 2 ? l.dst[rank - 2] : 0, sr = rank >= 2 ? l.src[rank - 2] : 0;
   const int outer = std::max(rank - 2, 0);
   int64_t blocks = 1;
   for (int d = 0; d < outer; ++d) blocks *= l.shape[d];
-  Shape index(size_t(outer), 0);
-  int64_t dst_off = 0, src_off = 0;
-  for (int64_t b = 0; b < blocks; ++b) {
-    copy_block(static_cast<E*>(dst_data) + dst_off, dr, l.dst[rank - 1],
-               static_cast<const E*>(src_data) + src_off, sr, l.src[rank - 1], rows, cols);
+  const int64_t tiles = (rows + kTile - 1) / kTile;
+  auto item = [&](int64_t i) {
+    int64_t b = i / tiles, dst_off = 0, src_off = 0;
     for (int d = outer - 1; d >= 0; --d) {
-      if (++index[d] < l.shape[d]) {
-        dst_off += l.dst[d];
-        src_off += l.src[d];
-        break;
-      }
-      dst_off -= l.dst[d] * (l.shape[d] - 1);
-      src_off -= l.src[d] * (l.shape[d] - 1);
-      index[d] = 0;
+      const int64_t at = b % l.shape[d];
+      b /= l.shape[d];
+      dst_off += at * l.dst[d];
+      src_off += at * l.src[d];
     }
+    const int64_t r0 = (i % tiles) * kTile, r1 = std::min(rows, r0 + kTile);
+    copy_block(static_cast<E*>(dst_data) + dst_off + r0 * dr, dr, l.dst[rank - 1],
+               static_cast<const E*>(src_data) + src_off + r0 * sr, sr, l.src[rank - 1], r1 - r0,
+               cols);
+  };
+  const int64_t items = blocks * tiles;
+  if (ctx && ctx->device().is_cpu() &&
+      blocks * rows * cols * int64_t(sizeof(E)) >= kParallelBytes) {
+    cpu::parallel_for(*ctx, items, item);
+    return;
   }
+  for (int64_t i = 0; i < items; ++i) item(i);
 }
 
 // dst[i] = src[i] over a non-empty `shape` for two CPU views that do not overlap.
-void copy_strided_cpu(void* dst, const Shape& dst_strides, const void* src,
+void copy_strided_cpu(const Context* ctx, void* dst, const Shape& dst_strides, const void* src,
                       const Shape& src_strides, const Shape& shape, size_t esize) {
   const CopyLayout l = simplify_layout(shape, dst_strides, src_strides);
   switch (esize) {
     case 1:
-      return copy_strided_typed<uint8_t>(dst, src, l);
+      return copy_strided_typed<uint8_t>(ctx, dst, src, l);
     case 2:
-      return copy_strided_typed<uint16_t>(dst, src, l);
+      return copy_strided_typed<uint16_t>(ctx, dst, src, l);
     case 4:
-      return copy_strided_typed<uint32_t>(dst, src, l);
+      return copy_strided_typed<uint32_t>(ctx, dst, src, l);
     case 8:
-      return copy_strided_typed<uint64_t>(dst, src, l);
+      return copy_strided_typed<uint64_t>(ctx, dst, src, l);
     default:
       throw Error(detail::concat("Tensor::copy_from: unsupported element size ", esize));
   }
@@ -358,7 +375,7 @@ void Tensor::copy_from(const Tensor& src, const Context* ctx) const {
       copy_from(src.to(Device::cpu()), ctx);  // stage the source so the copy reads no new value
       return;
     }
-    copy_strided_cpu(data_, strides_, src.data_, src.strides_, shape_, esize);
+    copy_strided_cpu(ctx, data_, strides_, src.data_, src.strides_, shape_, esize);
     return;
   }
 #if LONGCTX_WITH_CUDA

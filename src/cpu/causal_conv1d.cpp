@@ -1,7 +1,8 @@
 // causal_conv1d on the CPU: one (batch, channel) row per work item in the forward; one channel
-// per work item in the backward, looping over the batch inside so that dweight and dbias are
-// reduced in a fixed order (deterministic for any thread count). The width is a template
-// argument (W <= 4) so the inner loop over taps unrolls and the loop over time vectorises.
+// (channel-last: a block of channels) per work item in the backward, looping over the batch inside
+// so that dweight and dbias are reduced in a fixed order (deterministic for any thread count). The
+// width is a template argument (W <= 4) so the inner loop over taps unrolls and the loop over time
+// vectorises.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
@@ -44,6 +45,36 @@ void conv_row(T* pre, const T* x, const T* w, T bias, int64_t L) {
   }
 }
 
+// Where step t of sequence s starts in a channel-last (B, T, D) view: batch row s of a rectangular
+// batch; step begin(s) + t of a packed (1, T, D) one.
+int64_t step_at(const CausalConv1dArgs& args, const ConvStrides& at, int64_t s, int64_t t) {
+  return args.seqs.packed() ? (args.seqs.begin(s) + t) * at.t : s * at.b + t * at.t;
+}
+
+// Channel-last: the weights as (W, D), so that each tap's weights are unit-stride like the rows.
+template <class T>
+std::vector<T> taps_by_row(const T* weight, int64_t D, int W) {
+  std::vector<T> wt(size_t(W * D));
+  for (int64_t d = 0; d < D; ++d)
+    for (int k = 0; k < W; ++k) wt[size_t(k * D + d)] = weight[d * W + k];
+  return wt;
+}
+
+// Channel-last pre-activation of channels [c0, c0 + n) at step t of sequence s (L steps): the
+// same sums, in the same order, as conv_row's.
+template <int W, class T>
+void conv_step(T* pre, const CausalConv1dArgs& args, const T* x, const T* wt, const T* bias,
+               int64_t s, int64_t t, int64_t c0, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) pre[c] = bias ? bias[c0 + c] : T(0);
+  for (int k = 0; k < W; ++k) {
+    const int64_t tt = t - (W - 1) + k;
+    if (tt < 0) continue;
+    const T* xr = x + step_at(args, args.x_at, s, tt) + c0;
+    const T* wk = wt + k * args.D + c0;
+    for (int64_t c = 0; c < n; ++c) pre[c] += wk[c] * xr[c];
+  }
+}
+
 template <class F>
 void dispatch_width(int64_t W, F&& f) {
   switch (W) {
@@ -60,7 +91,108 @@ void dispatch_width(int64_t W, F&& f) {
 
 }  // namespace
 
+namespace {
+
+// Channel-last forward: one item per (sequence, block of kSteps steps), each step a row of D
+// channels that the loops over channels vectorise. Mamba-2 reads xBC this way straight out of
+// its projection, where it transposed xBC into (B, D, T) and the output back before (see
+// src/model/mamba2_mixer.cpp for the measurement).
+void fwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
+  constexpr int64_t kSteps = 64;
+  dispatch_cpu_float("causal_conv1d_fwd", args.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t D = args.D, blocks = (args.T + kSteps - 1) / kSteps;
+    const T* xp = static_cast<const T*>(args.x);
+    const T* bp = static_cast<const T*>(args.bias);
+    T* op = static_cast<T*>(args.out);
+    const std::vector<T> wt = taps_by_row(static_cast<const T*>(args.weight), D, args.W);
+    dispatch_width(args.W, [&](auto width) {
+      constexpr int W = decltype(width)::value;
+      parallel_for(ctx, args.seqs.count * blocks, [&](int64_t item) {
+        const int64_t s = item / blocks, L = args.seqs.length(s);
+        for (int64_t t = (item % blocks) * kSteps; t < std::min(L, (item % blocks + 1) * kSteps);
+             ++t) {
+          T* o = op + step_at(args, args.out_at, s, t);
+          conv_step<W>(o, args, xp, wt.data(), bp, s, t, 0, D);
+          if (args.silu)
+            for (int64_t c = 0; c < D; ++c) o[c] = activate(o[c], true);
+        }
+      });
+    });
+  });
+}
+
+// Channel-last backward: one item per block of kChannels channels, looping over the sequences
+// and steps inside, so dweight and dbias are reduced in a fixed order (as the channel-first
+// backward's per-channel items are). g = dout * act'(pre) of a whole sequence's block is kept,
+// followed by W - 1 zero rows, for the same reason as there.
+void bwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
+  constexpr int64_t kChannels = 64;
+  dispatch_cpu_float("causal_conv1d_bwd", args.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t D = args.D;
+    const T* xp = static_cast<const T*>(args.x);
+    const T* bp = static_cast<const T*>(args.bias);
+    const T* dyp = static_cast<const T*>(args.dout);
+    T* dxp = static_cast<T*>(args.dx);
+    T* dwp = static_cast<T*>(args.dweight);
+    T* dbp = static_cast<T*>(args.dbias);
+    const std::vector<T> wt = taps_by_row(static_cast<const T*>(args.weight), D, args.W);
+    dispatch_width(args.W, [&](auto width) {
+      constexpr int W = decltype(width)::value;
+      parallel_for(ctx, (D + kChannels - 1) / kChannels, [&](int64_t block) {
+        const int64_t c0 = block * kChannels, n = std::min(D, c0 + kChannels) - c0;
+        std::vector<T> g, dw(size_t(W * n), T(0)), db(size_t(n), T(0)), sw, sb;
+        for (int64_t sq = 0; sq < args.seqs.count; ++sq) {
+          const int64_t L = args.seqs.length(sq);
+          g.assign(size_t((L + W - 1) * n), T(0));
+          for (int64_t t = 0; t < L; ++t) {
+            T* gr = g.data() + t * n;
+            const T* dy = dyp + step_at(args, args.dout_at, sq, t) + c0;
+            if (args.silu) {
+              conv_step<W>(gr, args, xp, wt.data(), bp, sq, t, c0, n);
+              for (int64_t c = 0; c < n; ++c) gr[c] = dy[c] * activate_grad(gr[c], true);
+            } else {
+              std::copy(dy, dy + n, gr);
+            }
+          }
+          // dx[t] = sum_k w[k] * g[t + (W-1) - k]; dw[k] = sum_t g[t] * x[t - (W-1) + k].
+          sw.assign(size_t(W * n), T(0));
+          sb.assign(size_t(n), T(0));
+          for (int64_t t = 0; t < L; ++t) {
+            T* dxr = dxp + step_at(args, args.dx_at, sq, t) + c0;
+            for (int64_t c = 0; c < n; ++c) dxr[c] = 0;
+            for (int k = 0; k < W; ++k) {
+              const T* wk = wt.data() + k * D + c0;
+              const T* gk = g.data() + (t + (W - 1) - k) * n;
+              for (int64_t c = 0; c < n; ++c) dxr[c] += wk[c] * gk[c];
+            }
+            const T* gr = g.data() + t * n;
+            for (int k = 0; k < W; ++k) {
+              const int64_t tt = t - (W - 1) + k;
+              if (tt < 0) continue;
+              const T* xr = xp + step_at(args, args.x_at, sq, tt) + c0;
+              T* swk = sw.data() + k * n;
+              for (int64_t c = 0; c < n; ++c) swk[c] += gr[c] * xr[c];
+            }
+            for (int64_t c = 0; c < n; ++c) sb[size_t(c)] += gr[c];
+          }
+          for (size_t i = 0; i < dw.size(); ++i) dw[i] += sw[i];
+          for (size_t i = 0; i < db.size(); ++i) db[i] += sb[i];
+        }
+        for (int64_t c = 0; c < n; ++c) {
+          for (int k = 0; k < W; ++k) dwp[(c0 + c) * W + k] = dw[size_t(k * n + c)];
+          if (dbp) dbp[c0 + c] = db[size_t(c)];
+        }
+      });
+    });
+  });
+}
+
+}  // namespace
+
 void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
+  if (args.channel_last) return fwd_channel_last(ctx, args);
   dispatch_cpu_float("causal_conv1d_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const int64_t D = args.D;
@@ -87,6 +219,7 @@ void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
 }
 
 void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args) {
+  if (args.channel_last) return bwd_channel_last(ctx, args);
   dispatch_cpu_float("causal_conv1d_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const int64_t D = args.D;

@@ -659,11 +659,38 @@ Tensor halo_cu_seqlens(Communicator& comm, const Context& ctx, const char* op,
 
 }  // namespace
 
+namespace {
+
+// A channel-last (B, T, D) view as a contiguous channel-first (B, D, T) tensor. The context
+// parallel conv runs channel-first (its halo is a narrow along T); a channel-last call is
+// transposed around it, which costs two copies a call but only under context parallelism.
+Shape channel_first_shape(const Tensor& t) {
+  return {t.size(0), t.size(2), t.size(1)};
+}
+Tensor channel_first(const Context& ctx, const Tensor& t) {
+  LONGCTX_CHECK(t.dim() == 3, "causal_conv1d_cp: a channel-last argument must be (B, T, D), got ",
+                shape_str(t.shape()));
+  Tensor out = Tensor::empty(channel_first_shape(t), t.dtype());
+  out.copy_from(t.transpose(1, 2), &ctx);
+  return out;
+}
+
+}  // namespace
+
 void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                           const Tensor& x, const Tensor& weight, const Tensor& bias,
                           const CausalConv1dParams& params, const Tensor& cu_seqlens) {
   const char* op = "causal_conv1d_cp_fwd";
   check_slice(op, "x", x);
+  if (params.channel_last) {  // through the channel-first path, transposed on either side
+    CausalConv1dParams first = params;
+    first.channel_last = false;
+    const Tensor x_first = channel_first(ctx, x),
+                 out_first = Tensor::empty(x_first.shape(), x.dtype());
+    causal_conv1d_cp_fwd(comm, ctx, out_first, x_first, weight, bias, first, cu_seqlens);
+    out.copy_from(out_first.transpose(1, 2), &ctx);
+    return;
+  }
   check_arg(op, "weight", weight).rank(2);
   const int64_t B = x.size(0), D = x.size(1), T = x.size(2), H = weight.size(1) - 1;
   check_arg(op, "out", out).shape(x.shape()).dtype(x.dtype());
@@ -689,6 +716,15 @@ void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& 
                           const CausalConv1dParams& params, const Tensor& cu_seqlens) {
   const char* op = "causal_conv1d_cp_bwd";
   check_slice(op, "x", x);
+  if (params.channel_last) {  // through the channel-first path, transposed on either side
+    CausalConv1dParams first = params;
+    first.channel_last = false;
+    const Tensor dx_first = Tensor::empty(channel_first_shape(x), x.dtype());
+    causal_conv1d_cp_bwd(comm, ctx, dx_first, dweight, dbias, channel_first(ctx, dout),
+                         channel_first(ctx, x), weight, bias, first, cu_seqlens);
+    dx.copy_from(dx_first.transpose(1, 2), &ctx);
+    return;
+  }
   check_arg(op, "weight", weight).rank(2);
   const int64_t B = x.size(0), D = x.size(1), T = x.size(2), H = weight.size(1) - 1;
   check_arg(op, "dx", dx).shape(x.shape()).dtype(x.dtype());

@@ -5,8 +5,8 @@
 //   out = rmsnorm(y * silu(z)) W_out^T            (the gated RMSNorm, norm after the gate)
 //
 // Widths: Di = expand * C inner channels in H = Di / P heads; B and C have G groups of N;
-// the conv runs over the Di + 2·G·N channels of xBC. Activations are (B, T, ·); the conv works
-// channel-first, so xBC is transposed around it.
+// the conv runs over the Di + 2·G·N channels of xBC. Activations are (B, T, ·); the conv runs
+// channel-last on xBC where the projection left it, so nothing is transposed.
 #include <cmath>
 #include <map>
 
@@ -91,19 +91,19 @@ class Mamba2Mixer : public Mixer {
     x_ = x;
     proj_ = acts.take({B, T, proj_width()}, dt);
     linear_fwd(ctx, proj_, x, w_["in_proj"]);
-    // Conv over xBC, channel-first.
-    conv_in_ = acts.take({B, K, T}, dt);
-    conv_in_.copy_from(proj_.narrow(2, Di_, K).transpose(1, 2), &ctx);
-    Tensor conv_out = acts.take({B, K, T}, dt);
-    conv1d_fwd(ctx, layout(), conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
-               {Activation::silu});
-    xbc_ = acts.take({B, T, K}, dt);
-    xbc_.copy_from(conv_out.transpose(1, 2), &ctx);
-    // The SSD's inputs, each contiguous.
-    ssd_in_.x = contiguous(ctx, acts, xbc_.narrow(2, 0, Di_)).reshape({B, T, H_, P_});
-    ssd_in_.B = contiguous(ctx, acts, xbc_.narrow(2, Di_, G_ * N_)).reshape({B, T, G_, N_});
+    // The conv reads xBC straight out of the projection (channel-last, rows proj_width apart)
+    // and writes it as (B, T, K); the SSD's x, B and C are then row copies out of that. Before,
+    // xBC was transposed into (B, K, T) for a channel-first conv and back: the prefill's CPU time
+    // outside ops (these copies) was 24-42 ms per 4096 tokens, now 8-11; prefill CPU time mamba2
+    // -15 to -22 %, hybrid -6 %; training even, since the channel-last conv backward costs about
+    // twice the channel-first one (bench/results/2026-12-05-cpu-mamba2-layout, load 12-24).
+    const Tensor xbc = acts.take({B, T, K}, dt);
+    conv1d_fwd(ctx, layout(), xbc, proj_.narrow(2, Di_, K), w_["conv_weight"], w_["conv_bias"],
+               conv_params());
+    ssd_in_.x = contiguous(ctx, acts, xbc.narrow(2, 0, Di_)).reshape({B, T, H_, P_});
+    ssd_in_.B = contiguous(ctx, acts, xbc.narrow(2, Di_, G_ * N_)).reshape({B, T, G_, N_});
     ssd_in_.C =
-        contiguous(ctx, acts, xbc_.narrow(2, Di_ + G_ * N_, G_ * N_)).reshape({B, T, G_, N_});
+        contiguous(ctx, acts, xbc.narrow(2, Di_ + G_ * N_, G_ * N_)).reshape({B, T, G_, N_});
     ssd_in_.dt = contiguous(ctx, acts, proj_.narrow(2, Di_ + K, H_));
     ssd_in_.A = acts.take({H_}, dt);
     neg_exp_fwd(ctx, ssd_in_.A, w_["A_log"]);
@@ -190,13 +190,11 @@ class Mamba2Mixer : public Mixer {
     dxbc.narrow(2, 0, Di_).copy_from(g.dx.reshape({B, T, Di_}), &ctx);
     dxbc.narrow(2, Di_, G_ * N_).copy_from(g.dB.reshape({B, T, G_ * N_}), &ctx);
     dxbc.narrow(2, Di_ + G_ * N_, G_ * N_).copy_from(g.dC.reshape({B, T, G_ * N_}), &ctx);
-    Tensor dconv_out = acts.take({B, K, T}, dt), dconv_in = acts.take({B, K, T}, dt);
-    dconv_out.copy_from(dxbc.transpose(1, 2), &ctx);
-    conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], dw_["conv_bias"], dconv_out, conv_in_,
-               w_["conv_weight"], w_["conv_bias"], {Activation::silu});
     Tensor dproj = acts.take(proj_.shape(), dt);
+    // The conv's input gradient goes straight into its columns of the projection's gradient.
+    conv1d_bwd(ctx, layout(), dproj.narrow(2, Di_, K), dw_["conv_weight"], dw_["conv_bias"], dxbc,
+               proj_.narrow(2, Di_, K), w_["conv_weight"], w_["conv_bias"], conv_params());
     dproj.narrow(2, 0, Di_).copy_from(dz, &ctx);
-    dproj.narrow(2, Di_, K).copy_from(dconv_in.transpose(1, 2), &ctx);
     dproj.narrow(2, Di_ + K, H_).copy_from(g.ddt, &ctx);
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dproj, x_, w_["in_proj"]);
   }
@@ -206,13 +204,20 @@ class Mamba2Mixer : public Mixer {
     return contiguous_copy(ctx, acts, view);
   }
 
+  static CausalConv1dParams conv_params() {
+    CausalConv1dParams p;
+    p.activation = Activation::silu;
+    p.channel_last = true;
+    return p;
+  }
+
   std::string prefix_;
   int64_t C_, Di_, H_, P_, G_, N_, W_, n_layers_;
   double eps_;
   SSDParams ssd_params_;
   std::map<std::string, Tensor> w_, dw_;
   // Saved by forward.
-  Tensor x_, proj_, conv_in_, xbc_, ssd_out_, z_, gated_, normed_, rstd_;
+  Tensor x_, proj_, ssd_out_, z_, gated_, normed_, rstd_;
   SSDInputs ssd_in_;
 };
 

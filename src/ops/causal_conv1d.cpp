@@ -12,13 +12,36 @@ namespace {
 
 constexpr int64_t kMaxWidth = 4;
 
-// Checks x (rank x_rank, channels in dim 1), weight and bias; the params they determine.
+// Where the elements of a (B, D, T) activation lie, or with channel_last of a (B, T, D) one:
+// contiguous, or a narrow of the last dimension of a contiguous (B, T, R) tensor, R >= D. The
+// strides of size-1 dimensions do not matter (as for is_contiguous).
+ConvStrides check_layout(const char* op, const char* name, const Tensor& t, bool channel_last) {
+  if (!channel_last) {
+    check_arg(op, name, t).contiguous();
+    return {t.size(1) * t.size(2), t.size(2), 1};
+  }
+  const int64_t B = t.size(0), T = t.size(1), D = t.size(2);
+  const int64_t R = T > 1 ? t.stride(1) : B > 1 ? t.stride(0) : D;
+  const bool ok =
+      (D <= 1 || t.stride(2) == 1) && R >= D && (B <= 1 || T <= 1 || t.stride(0) == T * R);
+  check_value(op, name, ok,
+              "must be channel-last (B, T, D) with unit-stride channels and rows evenly spaced at "
+              "least D apart (contiguous, or a narrow of a contiguous tensor's last dimension), "
+              "got strides ",
+              ShapeText{t.strides()}, " for shape ", ShapeText{t.shape()});
+  return {T * R, 1, R};
+}
+
+// Checks x (rank x_rank: (B, D, T), or (B, T, D) channel-last; (B, D) for the decode step),
+// weight and bias; the params they determine.
 CausalConv1dArgs check_common(const Context& ctx, const char* op, const Tensor& x, int x_rank,
                               const Tensor& weight, const Tensor& bias,
                               const CausalConv1dParams& params) {
   check_backend(ctx, op, "x", x);
-  check_arg(op, "x", x).rank(x_rank).contiguous();
-  const int64_t D = x.size(1);
+  check_arg(op, "x", x).rank(x_rank);
+  const bool channel_last = params.channel_last && x_rank == 3;
+  if (x_rank == 2) check_arg(op, "x", x).contiguous();
+  const int64_t D = x.size(channel_last ? 2 : 1);
   check_arg(op, "weight", weight).rank(2).dtype(x.dtype()).device(ctx.device()).contiguous();
   const int64_t W = weight.size(1);
   check_value(op, "weight", 1 <= W && W <= kMaxWidth, "must have width 1 <= W <= ", kMaxWidth,
@@ -34,7 +57,9 @@ CausalConv1dArgs check_common(const Context& ctx, const char* op, const Tensor& 
   args.dtype = x.dtype();
   args.B = x.size(0);
   args.D = D;
-  args.T = x_rank == 3 ? x.size(2) : 1;
+  args.T = x_rank == 3 ? x.size(channel_last ? 1 : 2) : 1;
+  args.channel_last = channel_last;
+  if (x_rank == 3) args.x_at = check_layout(op, "x", x, channel_last);
   args.W = int(W);
   args.silu = params.activation == Activation::silu;
   args.x = x.data();
@@ -61,6 +86,13 @@ void check_like(const Context& ctx, const char* op, const char* name, const Tens
   check_arg(op, name, t).contiguous();
 }
 
+// An activation like x: its shape, dtype and device; its layout (check_layout).
+ConvStrides check_activation(const Context& ctx, const char* op, const char* name, const Tensor& t,
+                             const Tensor& x, const CausalConv1dArgs& args) {
+  check_arg(op, name, t).shape(x.shape()).dtype(x.dtype()).device(ctx.device());
+  return check_layout(op, name, t, args.channel_last);
+}
+
 }  // namespace
 
 std::string causal_conv1d_supports(Device device, DType dtype, int64_t width) {
@@ -77,7 +109,7 @@ void causal_conv1d_fwd(const Context& ctx, const Tensor& out, const Tensor& x, c
   CausalConv1dArgs args = check_common(ctx, op, x, 3, weight, bias, params);
   std::vector<int32_t> host;
   check_packed(ctx, op, x, cu_seqlens, args, host);
-  check_like(ctx, op, "out", out, x);
+  args.out_at = check_activation(ctx, op, "out", out, x, args);
   check_arg(op, "out", out)
       .no_overlap("x", x)
       .no_overlap("weight", weight)
@@ -95,8 +127,8 @@ void causal_conv1d_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweig
   CausalConv1dArgs args = check_common(ctx, op, x, 3, weight, bias, params);
   std::vector<int32_t> host;
   check_packed(ctx, op, x, cu_seqlens, args, host);
-  check_like(ctx, op, "dout", dout, x);
-  check_like(ctx, op, "dx", dx, x);
+  args.dout_at = check_activation(ctx, op, "dout", dout, x, args);
+  args.dx_at = check_activation(ctx, op, "dx", dx, x, args);
   check_like(ctx, op, "dweight", dweight, weight);
   check_optional_grad(op, "bias", bias, "dbias", dbias);
   if_given(dbias, [&] { check_like(ctx, op, "dbias", dbias, bias); });

@@ -8,12 +8,23 @@
 
 namespace longctx {
 
+// Where element (b, d, t) of an activation lies: b * this->b + d * this->d + t * this->t elements
+// from its start. Channel-first (B, D, T): {D * T, T, 1}; channel-last (B, T, D) rows R apart:
+// {T * R, 1, R}.
+struct ConvStrides {
+  int64_t b = 0, d = 0, t = 0;
+};
+
 struct CausalConv1dArgs {
   DType dtype = DType::f32;     // of every tensor
-  int64_t B = 0, D = 0, T = 0;  // x: (B, D, T); the decode step has no T; B = 1 when packed
-  Sequences seqs;     // the scan and its backward: the N sequences (N = B when rectangular)
-  int W = 1;          // kernel width, 1..4
-  bool silu = false;  // act = silu, else identity
+  int64_t B = 0, D = 0, T = 0;  // x: (B, D, T) or (B, T, D); the decode step has no T; B = 1 when
+                                // packed
+  Sequences seqs;             // the scan and its backward: the N sequences (N = B when rectangular)
+  int W = 1;                  // kernel width, 1..4
+  bool silu = false;          // act = silu, else identity
+  bool channel_last = false;  // x, out, dout, dx are (B, T, D) views: the strides below say where
+
+  ConvStrides x_at, out_at, dout_at, dx_at;  // of x, out, dout, dx (scan and backward)
 
   const void* x = nullptr;       // (B, D, T); (B, D) for the decode step
   const void* weight = nullptr;  // (D, W)

@@ -6,9 +6,17 @@
 //          bias, dbias: (D);  conv_state: (B, D, W - 1), the last W - 1 inputs, oldest first.
 // CPU: f32/f64. CUDA: f32/bf16/f16, weight and bias in the same dtype as x.
 //
+// Channel-last (params.channel_last): x, out, dout, dx are (B, T, D) instead, each either
+// contiguous or a narrow of the last dimension of a contiguous (B, T, R) tensor, R >= D (its
+// channels unit-stride, its time steps R apart): Mamba-2 reads xBC straight out of its input
+// projection this way and writes its gradient straight into the projection's, with no transposes.
+// The decode step's (B, D) tensors are the same in both layouts. CUDA takes it too (its loads
+// are then strided, not coalesced: correct, not tuned).
+//
 // Packed variable-length batches: with cu_seqlens, i32 (N + 1) — 0 first, nondecreasing, T
 // last — x, out and their gradients are (1, D, T) holding N sequences back to back along T,
-// sequence n at [cu_seqlens[n], cu_seqlens[n + 1]), and each sees zeros before its first token.
+// sequence n at [cu_seqlens[n], cu_seqlens[n + 1]) ((1, T, D) channel-last), and each sees zeros
+// before its first token.
 // A sequence's out and dx are bitwise the same alone, in a rectangular batch or packed.
 #pragma once
 
@@ -23,6 +31,7 @@ enum class Activation { none, silu };
 
 struct CausalConv1dParams {
   Activation activation = Activation::none;
+  bool channel_last = false;  // (B, T, D) tensors, rows possibly strided (above)
 };
 
 // "" when the backend of `device` runs causal_conv1d in `dtype` with kernel width `width`, else
