@@ -1326,108 +1326,6 @@ void accumulate_v_f32(const float* p, const float* v, int64_t ldv, int64_t D, in
       return last(std::integral_constant<int, 1>());
   }
 }
-
-// Two query rows against the same keys (two heads of a GQA group, see attend_pair_f32): each
-// K row loaded once for both. 4 keys at a time (2 rows x 4 keys = 8 accumulators, with the two
-// q chunks and a K chunk in 16 registers); each score reduced by reduce8's tree, so it is bitwise
-// the score scores_one_f32 gives.
-void scores_pair_f32(const float* q0, const float* q1, const float* k, int64_t ldk, int64_t D,
-                     int64_t nk, float scale, float* s0, float* s1) {
-  const int64_t D8 = D / 8 * 8;
-  const __m256i tail = lanes_mask(D - D8);
-  const __m128 sc = _mm_set1_ps(scale);
-  // Lane j of the result: key j's ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)).
-  auto reduce4x8 = [](const __m256* a) {
-    const __m256 g = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    return _mm_add_ps(_mm256_castps256_ps128(g), _mm256_extractf128_ps(g, 1));
-  };
-  int64_t j = 0;
-  for (; j + 4 <= nk; j += 4) {
-    const float* kj = k + j * ldk;
-    __m256 a0[4], a1[4];
-    for (int r = 0; r < 4; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
-    for (int64_t d = 0; d < D8; d += 8) {
-      const __m256 x0 = _mm256_loadu_ps(q0 + d), x1 = _mm256_loadu_ps(q1 + d);
-      for (int r = 0; r < 4; ++r) {
-        const __m256 kd = _mm256_loadu_ps(kj + r * ldk + d);
-        a0[r] = _mm256_fmadd_ps(x0, kd, a0[r]);
-        a1[r] = _mm256_fmadd_ps(x1, kd, a1[r]);
-      }
-    }
-    if (D8 < D) {
-      const __m256 x0 = _mm256_maskload_ps(q0 + D8, tail), x1 = _mm256_maskload_ps(q1 + D8, tail);
-      for (int r = 0; r < 4; ++r) {
-        const __m256 kd = _mm256_maskload_ps(kj + r * ldk + D8, tail);
-        a0[r] = _mm256_fmadd_ps(x0, kd, a0[r]);
-        a1[r] = _mm256_fmadd_ps(x1, kd, a1[r]);
-      }
-    }
-    _mm_storeu_ps(s0 + j, _mm_mul_ps(sc, reduce4x8(a0)));
-    _mm_storeu_ps(s1 + j, _mm_mul_ps(sc, reduce4x8(a1)));
-  }
-  if (j < nk) {
-    scores_one_f32(q0, k + j * ldk, ldk, D, nk - j, scale, s0 + j);
-    scores_one_f32(q1, k + j * ldk, ldk, D, nk - j, scale, s1 + j);
-  }
-}
-
-// accumulate_v_chunks for two rows of probabilities over the same V rows: each V chunk loaded
-// once for both. One accumulator per row and chunk (the two rows are the independent chains the
-// even/odd split gives one row).
-template <int NC, bool kPartial>
-void accumulate_v_pair_chunks(const float* p0, const float* p1, const float* v, int64_t ldv,
-                              int64_t nk, float alpha0, float alpha1, int64_t c0, __m256i tail,
-                              float* o0, float* o1) {
-  const float* vd = v + c0 * 8;
-  __m256 a0[NC], a1[NC];
-#pragma GCC unroll 4
-  for (int c = 0; c < NC; ++c) {
-    a0[c] = _mm256_mul_ps(_mm256_set1_ps(alpha0), _mm256_loadu_ps(o0 + (c0 + c) * 8));
-    a1[c] = _mm256_mul_ps(_mm256_set1_ps(alpha1), _mm256_loadu_ps(o1 + (c0 + c) * 8));
-  }
-  for (int64_t j = 0; j < nk; ++j) {
-    const __m256 x0 = _mm256_broadcast_ss(p0 + j), x1 = _mm256_broadcast_ss(p1 + j);
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; ++c) {
-      const __m256 vc = load_chunk<NC, kPartial>(vd + j * ldv + c * 8, c, tail);
-      a0[c] = _mm256_fmadd_ps(x0, vc, a0[c]);
-      a1[c] = _mm256_fmadd_ps(x1, vc, a1[c]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int c = 0; c < NC; ++c) {
-    _mm256_storeu_ps(o0 + (c0 + c) * 8, a0[c]);
-    _mm256_storeu_ps(o1 + (c0 + c) * 8, a1[c]);
-  }
-}
-
-// accumulate_v_f32 for two rows: o_r = alpha_r · o_r + Σ_j p_r[j] · v_j, r = 0, 1.
-void accumulate_v_pair_f32(const float* p0, const float* p1, const float* v, int64_t ldv, int64_t D,
-                           int64_t nk, float alpha0, float alpha1, float* o0, float* o1) {
-  const int64_t chunks = (D + 7) / 8;
-  const __m256i tail = lanes_mask(D - (chunks - 1) * 8);
-  const bool partial = D % 8 != 0;
-  int64_t c0 = 0;
-  for (; c0 + 4 < chunks; c0 += 4)
-    accumulate_v_pair_chunks<4, false>(p0, p1, v, ldv, nk, alpha0, alpha1, c0, tail, o0, o1);
-  auto last = [&](auto nc) {
-    constexpr int NC = decltype(nc)::value;
-    if (partial)
-      accumulate_v_pair_chunks<NC, true>(p0, p1, v, ldv, nk, alpha0, alpha1, c0, tail, o0, o1);
-    else
-      accumulate_v_pair_chunks<NC, false>(p0, p1, v, ldv, nk, alpha0, alpha1, c0, tail, o0, o1);
-  };
-  switch (chunks - c0) {
-    case 4:
-      return last(std::integral_constant<int, 4>());
-    case 3:
-      return last(std::integral_constant<int, 3>());
-    case 2:
-      return last(std::integral_constant<int, 2>());
-    default:
-      return last(std::integral_constant<int, 1>());
-  }
-}
 #endif
 
 // attend_rows for one query row (a decode step, Tq = 1) of one (batch, head): the same online
@@ -1491,69 +1389,6 @@ void attend_one(const T* q, const T* k, const T* v, int64_t ldkv, int64_t D, con
   *lse = T((double(m) + std::log2(double(l))) * kLn2);
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
-// attend_one for two query rows that see the same keys (two heads of a GQA group at Tq = 1):
-// each K and V row is read once for both. Each row's softmax is attend_one's, row by row; a
-// block that adds nothing to one row (all its scores -inf) leaves that row alone, as there.
-// The d_model 128 llama preset's call (H = 4, Hkv = 2, D = 32, 301 keys, the op with its checks)
-// went from 4.5-5.3 to 4.1-4.5 us of CPU with the cache in L2, and its kernel from 9.7-10.1 to
-// 9.3-9.8 us with the cache read from L3 as in a model step, whose weights evict it (medians,
-// three alternating runs, one thread, the 2-core dev VM at load 12-16;
-// bench/results/2026-12-05-cpu-decode-attention/). The rest of the cold call is the L3 read of
-// the 154 KB of K/V at ~30 GB/s: the same per byte for Hkv = 1, 2 or 4, and a software prefetch
-// of the V rows during the scores made it slower (10.7 vs 9.5 us).
-void attend_pair_f32(const float* q0, const float* q1, const float* k, const float* v, int64_t ldkv,
-                     int64_t D, const Band& band, const Scores<float>& scores, int64_t kb,
-                     int64_t ke, float* out0, float* out1, float* lse0, float* lse1) {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  float s[2][kBlockK], o[2][kOneQueryMaxD] = {};
-  float m[2] = {kNegInf, kNegInf}, l[2] = {0, 0};
-  const int64_t k_begin = std::max(kb, band.lo(0)), k_end = std::min(ke, band.hi(0));
-  const float scale = scores.softcap == 0.f ? float(scores.scale * kLog2e) : scores.scale;
-  const float inv_cap = scores.softcap == 0.f ? 0.f : 1.f / scores.softcap;
-  const float cap2 = float(scores.softcap * kLog2e);
-  for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
-    const int64_t nk = std::min(kBlockK, k_end - j0);
-    scores_pair_f32(q0, q1, k + j0 * ldkv, ldkv, D, nk, scale, s[0], s[1]);
-    bool adds[2];
-    float alpha[2] = {1.f, 1.f};
-    for (int r = 0; r < 2; ++r) {
-      if (scores.softcap != 0.f)
-        for (int64_t j = 0; j < nk; ++j) s[r][j] = cap2 * std::tanh(s[r][j] * inv_cap);
-      float m_new = std::max(m[r], row_max(s[r], nk));
-      adds[r] = true;
-      if (m_new == kNegInf) {
-        adds[r] = has_nan(s[r], nk);
-        if (!adds[r]) continue;
-        m_new = std::numeric_limits<float>::quiet_NaN();
-      }
-      alpha[r] = m[r] == kNegInf ? 0.f : std::exp2(m[r] - m_new);
-      l[r] = l[r] * alpha[r] + exp2_shifted(s[r], nk, m_new);
-      m[r] = m_new;
-    }
-    const float* vb = v + j0 * ldkv;
-    if (adds[0] && adds[1])
-      accumulate_v_pair_f32(s[0], s[1], vb, ldkv, D, nk, alpha[0], alpha[1], o[0], o[1]);
-    else
-      for (int r = 0; r < 2; ++r)
-        if (adds[r]) accumulate_v_f32(s[r], vb, ldkv, D, nk, alpha[r], o[r]);
-  }
-  float* const outs[2] = {out0, out1};
-  float* const lses[2] = {lse0, lse1};
-  for (int r = 0; r < 2; ++r) {
-    if (l[r] == 0.f) {
-      const bool nan = kb == 0 && ke == band.Tk && band.sees_any(0, kb, ke);
-      std::fill(outs[r], outs[r] + D, nan ? std::numeric_limits<float>::quiet_NaN() : 0.f);
-      *lses[r] = nan ? std::numeric_limits<float>::quiet_NaN() : kNegInf;
-      continue;
-    }
-    const float inv = 1.f / l[r];
-    for (int64_t d = 0; d < D; ++d) outs[r][d] = o[r][d] * inv;
-    *lses[r] = float((double(m[r]) + std::log2(double(l[r]))) * kLn2);
-  }
-}
-#endif
-
 // Below this many multiply-adds (Tk x D, twice, over every head) a decode step's attention runs
 // on the calling thread: waking the other costs more than its share saves. The GEMV's
 // measurement (src/cpu/gemv.cpp) puts the crossover of 1 vs 2 threads at about 2^19
@@ -1602,15 +1437,8 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
   const bool direct = splits == 1;
   std::vector<T> part_o(direct ? 0 : size_t(B * H * splits * Tq * D));
   std::vector<T> part_lse(direct ? 0 : size_t(B * H * splits * Tq));
-  // A work item: `rows` heads of one group (2 where attend_pair_f32 takes them) of one split.
-  bool pairs = false;
-#if defined(__AVX2__) && defined(__FMA__)
-  pairs = std::is_same_v<T, float> && Tq == 1 && D <= kOneQueryMaxD && group % 2 == 0;
-#endif
-  const int64_t rows = pairs ? 2 : 1;
-  auto attend = [&](int64_t work) {
-    const int64_t s = work % splits, bh = work / splits * rows, b = bh / H, h = bh % H;
-    const int64_t item = bh * splits + s, hk = h / group;  // the item of head h's split s
+  auto attend = [&](int64_t item) {
+    const int64_t s = item % splits, bh = item / splits, b = bh / H, h = bh % H, hk = h / group;
     const int64_t Tk = keys(b), len = (Tk + splits - 1) / splits;
     const int64_t kb = std::min(Tk, s * len), ke = std::min(Tk, kb + len);
     const Band band(Tq, Tk, a);
@@ -1619,14 +1447,6 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
     T* pl = direct ? lp + bh * Tq : part_lse.data() + item * Tq;
     const T* kh = kc + (b * Tmax * Hkv + hk) * D;
     const T* vh = vc + (b * Tmax * Hkv + hk) * D;
-#if defined(__AVX2__) && defined(__FMA__)
-    if constexpr (std::is_same_v<T, float>)
-      if (pairs) {  // head h + 1: the next D of q and out (Tq = 1), its item `splits` further on
-        const int64_t next_o = direct ? D : splits * D, next_l = direct ? 1 : splits;
-        return attend_pair_f32(qp + (b * H + h) * D, qp + (b * H + h + 1) * D, kh, vh, Hkv * D, D,
-                               band, scores, kb, ke, po, po + next_o, pl, pl + next_l);
-      }
-#endif
     if (Tq == 1 && D <= kOneQueryMaxD)
       return attend_one(qp + (b * H + h) * D, kh, vh, Hkv * D, D, band, scores, kb, ke, po, pl);
     for (int64_t i0 = 0; i0 < Tq; i0 += kBlockQ)
@@ -1634,11 +1454,10 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
                   std::min(kBlockQ, Tq - i0), kb, ke, po, ldo, pl + i0);
   };
   const bool serial = Tq * B * H * max_keys * D * 2 < kDecodeParallelMacs;
-  const int64_t works = B * H / rows * splits;
   if (serial) {
-    for (int64_t work = 0; work < works; ++work) attend(work);
+    for (int64_t item = 0; item < B * H * splits; ++item) attend(item);
   } else {
-    parallel_tiles(ctx, works, attend);
+    parallel_tiles(ctx, B * H * splits, attend);
   }
   if (direct) return;
 
