@@ -114,8 +114,7 @@ void fwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
              ++t) {
           T* o = op + step_at(args, args.out_at, s, t);
           conv_step<W>(o, args, xp, wt.data(), bp, s, t, 0, D);
-          if (args.silu)
-            for (int64_t c = 0; c < D; ++c) o[c] = activate(o[c], true);
+          if (args.silu) silu_array(o, D);  // as the channel-first forward
         }
       });
     });
@@ -151,7 +150,11 @@ void bwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
             const T* dy = dyp + step_at(args, args.dout_at, sq, t) + c0;
             if (args.silu) {
               conv_step<W>(gr, args, xp, wt.data(), bp, sq, t, c0, n);
-              for (int64_t c = 0; c < n; ++c) gr[c] = dy[c] * activate_grad(gr[c], true);
+              // silu'(s) = sigmoid(s) (1 + s (1 - sigmoid(s))), as the channel-first backward.
+              T sg[kChannels];
+              sigmoid_array(sg, gr, n);
+              for (int64_t c = 0; c < n; ++c)
+                gr[c] = dy[c] * (sg[c] * (T(1) + gr[c] * (T(1) - sg[c])));
             } else {
               std::copy(dy, dy + n, gr);
             }
