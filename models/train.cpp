@@ -63,6 +63,8 @@ void TrainOptions::validate() const {
   LONGCTX_CHECK(!out_dir.empty(), "train: an output directory is needed (--out DIR)");
   LONGCTX_CHECK(context_parallel >= 1, "train: context_parallel must be at least 1 (1: off), got ",
                 context_parallel);
+  LONGCTX_CHECK(cp_layout == "auto" || cp_layout == "zigzag" || cp_layout == "contiguous",
+                "train: cp_layout must be auto, zigzag or contiguous, got '", cp_layout, "'");
   LONGCTX_CHECK(std::isfinite(bucket_mb),
                 "train: bucket_mb must be a number (0: one sum after the backward; negative: the "
                 "default), got ",
@@ -350,12 +352,21 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
     tokens = Tensor::empty({hi - lo, T}, DType::i32);
     targets = Tensor::empty({hi - lo, T}, DType::i32);
     if (hi > lo) task.fill(Split::train, index * batch + lo, tokens, targets);
-    if (C > 1) {  // this rank's slice of the rows, contiguous
-      const int64_t t0 = T * c / C, t1 = T * (c + 1) / C;
-      const Tensor slice_tokens = Tensor::empty({hi - lo, t1 - t0}, DType::i32);
-      const Tensor slice_targets = Tensor::empty({hi - lo, t1 - t0}, DType::i32);
-      slice_tokens.copy_from(tokens.narrow(1, t0, t1 - t0));
-      slice_targets.copy_from(targets.narrow(1, t0, t1 - t0));
+    if (C > 1) {  // this rank's slice of the rows in the model's layout: its ranges of T
+      const std::vector<dist::SeqRange> ranges =
+          dist::slice_ranges(T, C, c, model.context_parallel_layout());
+      int64_t length = 0;
+      for (const dist::SeqRange& range : ranges) length += range.length();
+      const Tensor slice_tokens = Tensor::empty({hi - lo, length}, DType::i32);
+      const Tensor slice_targets = Tensor::empty({hi - lo, length}, DType::i32);
+      int64_t at = 0;
+      for (const dist::SeqRange& range : ranges) {
+        slice_tokens.narrow(1, at, range.length())
+            .copy_from(tokens.narrow(1, range.begin, range.length()));
+        slice_targets.narrow(1, at, range.length())
+            .copy_from(targets.narrow(1, range.begin, range.length()));
+        at += range.length();
+      }
       tokens = slice_tokens;
       targets = slice_targets;
     }
@@ -584,7 +595,7 @@ class Run {
     LONGCTX_CHECK(opt_.precision == "f32" || ctx_.device().is_cuda(), "train: --precision ",
                   opt_.precision, " needs a CUDA device (tensor cores); the CPU trains in f32");
     ctx_.set_matmul_precision(parse_matmul_precision(opt_.precision));
-    model_.set_context_parallel(cp_.get());
+    model_.set_context_parallel(cp_.get(), cp_layout());
     if (leader()) open_run_directory(resume);
     // Every rank starts from rank 0's parameters, moments and position: what --init or --resume
     // read there (the other ranks never read the checkpoint).
@@ -654,13 +665,26 @@ class Run {
     if (C == 1) return nullptr;
     LONGCTX_CHECK(n % C == 0, "train: --context-parallel ", C, " must divide the number of ranks ",
                   n, " (N / C data parallel groups of C ranks)");
+    // Zigzag cuts each sequence into 2C chunks, each of which must hold the halo.
+    const int pieces = cp_layout() == dist::CpLayout::zigzag ? 2 * C : C;
     const int64_t T = task_->seq_len(), need = model_.min_context_slice();
-    LONGCTX_CHECK(T / C >= need, "train: --context-parallel ", C, " splits each sequence of ", T,
-                  " tokens into slices of ", T / C, " or more, but this model needs at least ",
-                  need,
-                  " per slice (the convolutions' halo, d_conv - 1): seq_len must be at least ",
-                  int64_t(C) * need);
+    LONGCTX_CHECK(T / pieces >= need, "train: --context-parallel ", C, " (", opt_.cp_layout,
+                  " layout) splits each sequence of ", T, " tokens into ", pieces, " pieces of ",
+                  T / pieces, " or more, but this model needs at least ", need,
+                  " per piece (the convolutions' halo, d_conv - 1): seq_len must be at least ",
+                  int64_t(pieces) * need);
     return comm_.split(comm_.rank() / C, comm_.rank());
+  }
+
+  // --cp-layout resolved (TrainOptions::cp_layout).
+  dist::CpLayout cp_layout() const {
+    if (opt_.cp_layout == "zigzag") return dist::CpLayout::zigzag;
+    if (opt_.cp_layout == "contiguous") return dist::CpLayout::contiguous;
+    const bool packed = opt_.task == "text" && opt_.text.pack;
+    const auto& layers = model_.config().layers;
+    const bool attention =
+        std::find(layers.begin(), layers.end(), LayerKind::attention) != layers.end();
+    return attention && !packed ? dist::CpLayout::zigzag : dist::CpLayout::contiguous;
   }
 
   // CPU threads: all cores for one process; under mpirun the ranks of a machine share its cores.
@@ -857,7 +881,7 @@ class Run {
     const int64_t n = std::min(opt_.eval_sequences, task_->test_sequences());
     model_.set_context_parallel(nullptr);  // alone: the other ranks are not in the forward
     last_eval_ = evaluate(model_, *task_, n, opt_.batch);
-    model_.set_context_parallel(cp_.get());
+    model_.set_context_parallel(cp_.get(), cp_layout());
     evaluated_ = true;
     const std::string key = "eval_" + task_->metric();
     log_line({{"step", step_}, {"eval_loss", last_eval_.loss}, {key, metric(last_eval_)}});

@@ -93,6 +93,11 @@ struct TrainOptions {
   int threads = 0;                 // CPU threads; 0: all
   // Context parallel: each sequence split along T over C consecutive ranks (see below); 1: off.
   int context_parallel = 1;
+  // How the C ranks split each sequence (include/longctx/dist/layout.h): zigzag, contiguous,
+  // or auto — zigzag (it balances causal attention over the ranks) for a model with attention
+  // layers and rectangular batches, else contiguous (packed rows need it; without attention
+  // there is nothing to balance).
+  std::string cp_layout = "auto";
   // Data parallel: the gradients are summed over the ranks in buckets of this many MiB, each
   // started as soon as the backward has finished the layers it holds; 0: one sum of them all
   // after the backward; negative: the default for the communicator (default_bucket_mb). The
