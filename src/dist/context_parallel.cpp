@@ -44,8 +44,9 @@ void slice_decay(const Tensor& P, const Tensor& a) {
   });
 }
 
-// state <- P_j * state + X_j for j in `ranks` (in that order), where summaries (n, 2, B, D)
-// holds every rank's (P, X): the associative operator folding slice summaries into a state.
+// state <- P_j * state + X_j for j in `ranks` (in that order), where summaries (n, 2, ...state)
+// holds every rank's (or segment's) (P, X): the associative operator folding slice summaries
+// into a state.
 void fold(const Tensor& state, const Tensor& summaries, const std::vector<int>& ranks) {
   const int64_t BD = state.numel();
   dispatch_cpu_float("linear_scan_cp", state.dtype(), [&](auto tag) {
@@ -60,7 +61,8 @@ void fold(const Tensor& state, const Tensor& summaries, const std::vector<int>& 
   });
 }
 
-std::vector<int> ranks_between(int first, int last_exclusive, bool reverse) {
+// first, ..., last_exclusive - 1 (ranks, or segments of the chain), reversed when asked.
+std::vector<int> indices_between(int first, int last_exclusive, bool reverse) {
   std::vector<int> r;
   for (int j = first; j < last_exclusive; ++j) r.push_back(j);
   if (reverse) std::reverse(r.begin(), r.end());
@@ -313,7 +315,7 @@ void scan_packed_fwd(Communicator& comm, const PackedSlice& p, const Tensor& las
   const Tensor all = gather_summaries(comm, packed_scan_summary(p, h0, one, dtype, run_fwd, decay));
   // The state entering this slice's first sequence (used only when it began earlier).
   const Tensor s = Tensor::zeros(with_leading(1, one), dtype);
-  fold(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  fold(s, all, indices_between(0, comm.rank(), /*reverse=*/false));
   const Tensor local_last = Tensor::empty(with_leading(p.count, one), dtype);
   if (p.count > 0) run_fwd(/*no_input=*/false, local_states(p, h0, s), local_last);
   assemble_states(comm, p, last_state, local_last, /*at_end=*/true, h0);
@@ -347,7 +349,7 @@ bool scan_packed_bwd_from(Communicator& comm, const PackedSlice& p, const Shape&
   if (p.count > 0) {
     if (p.leaves) {
       const Tensor from_right = Tensor::zeros(with_leading(1, one), dtype);
-      fold(from_right, all_back, ranks_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
+      fold(from_right, all_back, indices_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
       dlast.narrow(0, p.count - 1, 1).copy_from(from_right);
     }
     run_bwd(initial, dlast, dinitial);
@@ -364,7 +366,7 @@ bool scan_packed_bwd(Communicator& comm, const PackedSlice& p, const Shape& one,
   Tensor decay;
   const Tensor all = gather_summaries(comm, packed_scan_summary(p, h0, one, dtype, run_fwd, decay));
   const Tensor s = Tensor::zeros(with_leading(1, one), dtype);
-  fold(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  fold(s, all, indices_between(0, comm.rank(), /*reverse=*/false));
   return scan_packed_bwd_from(comm, p, one, dtype, local_states(p, h0, s), decay, dh0, dlast_state,
                               run_bwd);
 }
@@ -407,7 +409,7 @@ Tensor gather_scan_summaries(Communicator& comm, const Pieces& p, const Shape& s
 Tensor incoming_state(const Tensor& all, int segment, const Tensor& h0, const Shape& state,
                       DType dtype) {
   const Tensor s = h0.defined() ? h0.to(Device::cpu()) : Tensor::zeros(state, dtype);
-  fold(s, all, ranks_between(0, segment, /*reverse=*/false));
+  fold(s, all, indices_between(0, segment, /*reverse=*/false));
   return s;
 }
 
@@ -465,14 +467,15 @@ bool scan_cp_bwd(Communicator& comm, const Pieces& p, const Shape& state, DType 
   for (int i = 0; i < p.count(); ++i) {
     if (p.empty(i)) continue;
     const Tensor from_right = dlast_or_zeros();
-    fold(from_right, all_reverse, ranks_between(p.segment(i) + 1, p.segments(), /*reverse=*/true));
+    fold(from_right, all_reverse,
+         indices_between(p.segment(i) + 1, p.segments(), /*reverse=*/true));
     run_bwd(i, entering[size_t(i)], from_right, dinitial, /*first=*/!ran);
     ran = true;
   }
   // dh0: through every segment from the right, the same bits on every rank.
   if (dh0.defined()) {
     const Tensor g = dlast_or_zeros();
-    fold(g, all_reverse, ranks_between(0, p.segments(), /*reverse=*/true));
+    fold(g, all_reverse, indices_between(0, p.segments(), /*reverse=*/true));
     dh0.copy_from(g);
   }
   return ran;
@@ -1205,7 +1208,7 @@ void delta_packed_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
   }
   const Tensor all = gather_summaries(comm, summary);
   const Tensor s = Tensor::zeros({1, HV, K, V}, sdt);
-  fold_delta(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  fold_delta(s, all, indices_between(0, comm.rank(), /*reverse=*/false));
   const Tensor local_final = Tensor::empty({p.count, HV, K, V}, sdt);
   if (p.count > 0) {
     slice.initial_state = local_states(p, in.initial_state, s);
@@ -1250,7 +1253,7 @@ void delta_packed_bwd(Communicator& comm, const Context& ctx, const GatedDeltaRu
   }
   const Tensor all = gather_summaries(comm, summary);
   const Tensor s = Tensor::zeros({1, HV, K, V}, sdt);
-  fold_delta(s, all, ranks_between(0, comm.rank(), /*reverse=*/false));
+  fold_delta(s, all, indices_between(0, comm.rank(), /*reverse=*/false));
   if (p.count > 0) slice.initial_state = local_states(p, in.initial_state, s);
   // dfinal_state of every sequence that ends in this slice; the last one's from the right later.
   const Tensor local_dfinal = local_states(p, Tensor(), Tensor::zeros({1, HV, K, V}, sdt));
@@ -1274,7 +1277,7 @@ void delta_packed_bwd(Communicator& comm, const Context& ctx, const GatedDeltaRu
     if (p.leaves) {
       const Tensor from_right = Tensor::zeros({1, HV, K, V}, sdt);
       fold_delta_back(from_right, all_back,
-                      ranks_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
+                      indices_between(comm.rank() + 1, comm.size(), /*reverse=*/true));
       local_dfinal.select(0, p.count - 1).copy_from(from_right.select(0, 0));
     }
     gated_delta_rule_bwd(ctx, g, dout, local_dfinal, slice, params);
@@ -1331,7 +1334,7 @@ void gated_delta_rule_cp_fwd(Communicator& comm, const Context& ctx, const Tenso
     const SeqRange r = p.range[size_t(i)];
     GatedDeltaRuleInputs piece = pin[size_t(i)];
     piece.initial_state = state_or_zeros(in.initial_state, {B, HV, K, V}, sdt);
-    fold_delta(piece.initial_state, all, ranks_between(0, p.segment(i), /*reverse=*/false));
+    fold_delta(piece.initial_state, all, indices_between(0, p.segment(i), /*reverse=*/false));
     const Tensor piece_out_ = piece_out(out, 1, r);
     gated_delta_rule_fwd(ctx, piece_out_, Tensor(), piece, params);
     store_piece(out, 1, r, piece_out_);
@@ -1340,7 +1343,7 @@ void gated_delta_rule_cp_fwd(Communicator& comm, const Context& ctx, const Tenso
   // folds the same summaries in the same order).
   if (final_state.defined()) {
     const Tensor s = state_or_zeros(in.initial_state, {B, HV, K, V}, sdt);
-    fold_delta(s, all, ranks_between(0, p.segments(), /*reverse=*/false));
+    fold_delta(s, all, indices_between(0, p.segments(), /*reverse=*/false));
     final_state.copy_from(s);
   }
 }
@@ -1387,7 +1390,7 @@ void gated_delta_rule_cp_bwd(Communicator& comm, const Context& ctx,
     if (p.empty(i)) continue;
     pin[size_t(i)].initial_state = state_or_zeros(in.initial_state, state, sdt);
     fold_delta(pin[size_t(i)].initial_state, all,
-               ranks_between(0, p.segment(i), /*reverse=*/false));
+               indices_between(0, p.segment(i), /*reverse=*/false));
     gated_delta_rule_bwd(ctx, pgrads[size_t(i)], pdout[size_t(i)], Tensor(), pin[size_t(i)],
                          params);
     G.select(0, i).copy_from(pgrads[size_t(i)].dinitial_state);
@@ -1402,7 +1405,7 @@ void gated_delta_rule_cp_bwd(Communicator& comm, const Context& ctx,
     if (p.empty(i)) continue;
     const Tensor from_right = state_or_zeros(dfinal_state, state, sdt);
     fold_delta_back(from_right, all_back,
-                    ranks_between(p.segment(i) + 1, p.segments(), /*reverse=*/true));
+                    indices_between(p.segment(i) + 1, p.segments(), /*reverse=*/true));
     gated_delta_rule_bwd(ctx, pgrads[size_t(i)], pdout[size_t(i)], from_right, pin[size_t(i)],
                          params);
     const SeqRange r = p.range[size_t(i)];
@@ -1416,7 +1419,7 @@ void gated_delta_rule_cp_bwd(Communicator& comm, const Context& ctx,
   // dinitial_state: back through every segment, the same bits on every rank.
   if (grads.dinitial_state.defined()) {
     const Tensor d = state_or_zeros(dfinal_state, state, sdt);
-    fold_delta_back(d, all_back, ranks_between(0, p.segments(), /*reverse=*/true));
+    fold_delta_back(d, all_back, indices_between(0, p.segments(), /*reverse=*/true));
     grads.dinitial_state.copy_from(d);
   }
 }
