@@ -307,6 +307,25 @@ void broadcast_via(dist::Communicator& comm, const Tensor& x, int root, const Co
   x.copy_from(staged, &ctx);
 }
 
+namespace {
+
+// Context parallel rank c of C's part of the rows (B, T) in `layout`: its ranges of T
+// (dist::slice_ranges) back to back, copied (a narrowed row is not contiguous).
+Tensor context_slice(const Tensor& rows, int c, int C, dist::CpLayout layout) {
+  const std::vector<dist::SeqRange> ranges = dist::slice_ranges(rows.size(1), C, c, layout);
+  int64_t length = 0;
+  for (const dist::SeqRange& range : ranges) length += range.length();
+  const Tensor slice = Tensor::empty({rows.size(0), length}, rows.dtype());
+  int64_t at = 0;
+  for (const dist::SeqRange& range : ranges) {
+    slice.narrow(1, at, range.length()).copy_from(rows.narrow(1, range.begin, range.length()));
+    at += range.length();
+  }
+  return slice;
+}
+
+}  // namespace
+
 MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, const Task& task,
                                         int64_t index, int64_t batch, bool packed,
                                         const std::function<void(int64_t begin)>& ready) {
@@ -314,7 +333,8 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
   const int r = comm.rank(), n = comm.size();
   const Context& ctx = model.context();
   // Context parallel: the ranks form n / C groups of C consecutive ranks; group g takes the
-  // g-th share of the sequences as a data parallel rank would, its rank c the c-th slice of T.
+  // g-th share of the sequences as a data parallel rank would, its rank c its slice of T in the
+  // model's layout (context_slice).
   const dist::Communicator* cp = model.context_parallel();
   const int C = cp ? cp->size() : 1, c = cp ? cp->rank() : 0;
   LONGCTX_CHECK(n % C == 0 && c == r % C, "train: the model's context parallel group (rank ", c,
@@ -352,23 +372,9 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
     tokens = Tensor::empty({hi - lo, T}, DType::i32);
     targets = Tensor::empty({hi - lo, T}, DType::i32);
     if (hi > lo) task.fill(Split::train, index * batch + lo, tokens, targets);
-    if (C > 1) {  // this rank's slice of the rows in the model's layout: its ranges of T
-      const std::vector<dist::SeqRange> ranges =
-          dist::slice_ranges(T, C, c, model.context_parallel_layout());
-      int64_t length = 0;
-      for (const dist::SeqRange& range : ranges) length += range.length();
-      const Tensor slice_tokens = Tensor::empty({hi - lo, length}, DType::i32);
-      const Tensor slice_targets = Tensor::empty({hi - lo, length}, DType::i32);
-      int64_t at = 0;
-      for (const dist::SeqRange& range : ranges) {
-        slice_tokens.narrow(1, at, range.length())
-            .copy_from(tokens.narrow(1, range.begin, range.length()));
-        slice_targets.narrow(1, at, range.length())
-            .copy_from(targets.narrow(1, range.begin, range.length()));
-        at += range.length();
-      }
-      tokens = slice_tokens;
-      targets = slice_targets;
+    if (C > 1) {  // this rank's slice of the rows, in the model's layout
+      tokens = context_slice(tokens, c, C, model.context_parallel_layout());
+      targets = context_slice(targets, c, C, model.context_parallel_layout());
     }
   }
   const bool empty = tokens.numel() == 0;
@@ -410,45 +416,96 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
 
 // ---- Evaluation --------------------------------------------------------------------------------
 
-EvalResult evaluate(Model& model, const Task& task, int64_t sequences, int64_t batch) {
-  const int64_t T = task.seq_len(), V = task.vocab_size();
-  const Device device = model.context().device();
+namespace {
+// What evaluation adds up: each forward's mean loss times its scored targets, the argmax hits,
+// the scored (labelled) targets.
+struct EvalSums {
   double loss_sum = 0;
   int64_t correct = 0, scored = 0;
+};
+
+// The rows `tokens` / `targets` (host i32, contiguous) through the model, added to `sums`.
+void score(Model& model, const Tensor& tokens, const Tensor& targets, EvalSums& sums) {
+  const Context& ctx = model.context();
+  const int64_t V = model.config().vocab_size;
+  const double loss = model.forward(tokens.to(ctx.device(), &ctx), targets.to(ctx.device(), &ctx));
+  const Tensor& logits =
+      model.logits().device().is_cpu() ? model.logits() : model.logits().to(Device::cpu(), &ctx);
+  const int32_t* y = targets.data_as<int32_t>();
+  int64_t scored = 0;
+  auto count_correct = [&](auto* l) {
+    for (int64_t i = 0, m = targets.numel(); i < m; ++i) {
+      if (y[i] < 0) continue;
+      ++scored;
+      const auto* row = l + i * V;
+      sums.correct += std::max_element(row, row + V) - row == y[i];
+    }
+  };
+  if (logits.dtype() == DType::f64)
+    count_correct(logits.data_as<double>());
+  else
+    count_correct(logits.data_as<float>());
+  if (scored) sums.loss_sum += loss * double(scored);
+  sums.scored += scored;
+}
+
+EvalResult eval_result(const EvalSums& sums) {
+  EvalResult r;
+  r.scored = sums.scored;
+  if (sums.scored) {
+    r.loss = sums.loss_sum / double(sums.scored);
+    r.accuracy = double(sums.correct) / double(sums.scored);
+  }
+  return r;
+}
+}  // namespace
+
+EvalResult evaluate(Model& model, const Task& task, int64_t sequences, int64_t batch) {
+  const int64_t T = task.seq_len();
+  EvalSums sums;
   for (int64_t first = 0; first < sequences; first += batch) {
     const int64_t B = std::min(batch, sequences - first);
     const Tensor tokens = Tensor::empty({B, T}, DType::i32);
     const Tensor targets = Tensor::empty({B, T}, DType::i32);
     task.fill(Split::test, first, tokens, targets);
-    const double loss =
-        model.forward(tokens.to(device, &model.context()), targets.to(device, &model.context()));
-    const Tensor& logits = model.logits().device().is_cpu()
-                               ? model.logits()
-                               : model.logits().to(Device::cpu(), &model.context());
-    const int32_t* y = targets.data_as<int32_t>();
-    int64_t batch_scored = 0;
-    auto count_correct = [&](auto* l) {
-      for (int64_t i = 0; i < B * T; ++i) {
-        if (y[i] < 0) continue;
-        ++batch_scored;
-        const auto* row = l + i * V;
-        correct += std::max_element(row, row + V) - row == y[i];
-      }
-    };
-    if (logits.dtype() == DType::f64)
-      count_correct(logits.data_as<double>());
-    else
-      count_correct(logits.data_as<float>());
-    if (batch_scored) loss_sum += loss * double(batch_scored);
-    scored += batch_scored;
+    score(model, tokens, targets, sums);
   }
-  EvalResult r;
-  r.scored = scored;
-  if (scored) {
-    r.loss = loss_sum / double(scored);
-    r.accuracy = double(correct) / double(scored);
+  return eval_result(sums);
+}
+
+EvalResult evaluate(dist::Communicator& comm, Model& model, const Task& task, int64_t sequences,
+                    int64_t batch) {
+  const int64_t T = task.seq_len();
+  const int r = comm.rank(), n = comm.size();
+  const dist::Communicator* cp = model.context_parallel();
+  const int C = cp ? cp->size() : 1, c = cp ? cp->rank() : 0;
+  LONGCTX_CHECK(n % C == 0 && c == r % C, "train: evaluate: the model's context parallel group ",
+                "(rank ", c, " of ", C, ") is not rank ", r, " of ", n,
+                "'s group of consecutive ranks (split the job by rank / C)");
+  // As shard_forward_backward lays out a training micro-batch: group g of the n / C groups
+  // takes the g-th share of each batch's rows, its rank c its slice of T (context_slice).
+  const int g = r / C, groups = n / C;
+  EvalSums sums;
+  for (int64_t first = 0; first < sequences; first += batch) {
+    const int64_t B = std::min(batch, sequences - first);
+    const int64_t lo = B * g / groups, hi = B * (g + 1) / groups;
+    if (hi == lo) continue;  // none of this batch for the group (all of its ranks skip it)
+    const Tensor tokens = Tensor::empty({hi - lo, T}, DType::i32);
+    const Tensor targets = Tensor::empty({hi - lo, T}, DType::i32);
+    task.fill(Split::test, first + lo, tokens, targets);
+    const dist::CpLayout layout = model.context_parallel_layout();
+    score(model, context_slice(tokens, c, C, layout), context_slice(targets, c, C, layout), sums);
   }
-  return r;
+  // Every rank's sums added in rank order (counts exact below 2^53): every rank gets the same.
+  const Tensor total = Tensor::empty({3}, DType::f64);
+  total.data_as<double>()[0] = sums.loss_sum;
+  total.data_as<double>()[1] = double(sums.correct);
+  total.data_as<double>()[2] = double(sums.scored);
+  all_reduce_sum_via(comm, total, model.context());
+  sums.loss_sum = total.data_as<double>()[0];
+  sums.correct = int64_t(total.data_as<double>()[1]);
+  sums.scored = int64_t(total.data_as<double>()[2]);
+  return eval_result(sums);
 }
 
 // ---- Training ----------------------------------------------------------------------------------
@@ -876,18 +933,17 @@ class Run {
     LONGCTX_CHECK(log_, "train: writing ", log_path_, " failed");
   }
 
+  // Every rank evaluates its share, laid out as in training; rank 0 logs.
   void run_eval() {
-    if (!leader()) return;  // rank 0 evaluates; the others go on to the next step and wait there
     const int64_t n = std::min(opt_.eval_sequences, task_->test_sequences());
-    model_.set_context_parallel(nullptr);  // alone: the other ranks are not in the forward
-    last_eval_ = evaluate(model_, *task_, n, opt_.batch);
-    model_.set_context_parallel(cp_.get(), cp_layout());
+    last_eval_ = evaluate(comm_, model_, *task_, n, opt_.batch);
     evaluated_ = true;
     const std::string key = "eval_" + task_->metric();
     log_line({{"step", step_}, {"eval_loss", last_eval_.loss}, {key, metric(last_eval_)}});
-    std::fprintf(stderr, "eval at step %lld: loss %.4f, %s %.4f (%lld scored targets)\n",
-                 (long long)step_, last_eval_.loss, task_->metric().c_str(), metric(last_eval_),
-                 (long long)last_eval_.scored);
+    if (leader())
+      std::fprintf(stderr, "eval at step %lld: loss %.4f, %s %.4f (%lld scored targets)\n",
+                   (long long)step_, last_eval_.loss, task_->metric().c_str(), metric(last_eval_),
+                   (long long)last_eval_.scored);
   }
 
   void save() {

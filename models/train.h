@@ -39,8 +39,8 @@
 // of every micro-batch as a data parallel rank would, each of its ranks one contiguous slice of
 // every sequence along T (Model::set_context_parallel). The gradients are summed over all N
 // ranks as above, so the run is the one-process run up to rounding, and it may resume with
-// another N or C. CPU models (every layer kind), rectangular batches (not --pack); rank 0
-// evaluates alone on whole sequences.
+// another N or C. CPU models (every layer kind), rectangular batches (not --pack). Evaluation
+// is laid out the same way (evaluate with a communicator).
 #pragma once
 
 #include <cstdint>
@@ -225,4 +225,11 @@ struct EvalResult {
   int64_t scored = 0;
 };
 EvalResult evaluate(Model& model, const Task& task, int64_t sequences, int64_t batch);
+// The same over the ranks of `comm`, each calling it, laid out as shard_forward_backward lays
+// out training: each batch's rows shared among the N / C data parallel groups, each row's T
+// split among a group's C context parallel ranks (the model's context_parallel()), so a rank
+// holds the activations and logits of its share alone. The ranks' sums are added in rank order:
+// every rank returns the same result, the one-process one up to the grouping of the additions.
+EvalResult evaluate(dist::Communicator& comm, Model& model, const Task& task, int64_t sequences,
+                    int64_t batch);
 }  // namespace longctx::train

@@ -4,6 +4,7 @@
 #include "longctx/ops/linear.h"
 #include "reference/linear.h"
 #include "src/cpu/isa.h"
+#include "src/cpu/small_k_gemm.h"
 
 namespace longctx::test {
 namespace {
@@ -30,6 +31,12 @@ const std::vector<LinearCase> kCases = {
     // 16 lanes and a row count that is not a multiple of the 4 rows a pass.
     {"decode_step_qkv", {1, 1, 256}, 258, false},
     {"decode_step_tail", {1, 37}, 13, true},
+    // 64 rows or more at a small Cin: the register-blocked kernel on the CPU
+    // (src/cpu/small_k_gemm.h); tails in every dimension (111 rows: two 48-row blocks, then 15;
+    // 131 columns: four 32-column panels and 3; Cin = 33), and fewer columns than one vector.
+    {"prefill_qkv", {2, 50, 128}, 192, false},
+    {"prefill_tails_bias", {3, 37, 33}, 131, true},
+    {"prefill_narrow_bias", {70, 20}, 5, true},
 };
 
 class Linear : public testing::TestWithParam<std::tuple<LinearCase, Backend>> {};
@@ -167,6 +174,49 @@ TEST(LinearCpu, GemvIsTheSameForEveryIsaAndThreadCount) {
                      what + ", " + cpu::cpu_isa_name(cpu::cpu_isa()) + ", " +
                          std::to_string(ctx->cpu_threads()) + " threads");
       }
+    }
+  }
+}
+
+// The small-K kernel (src/cpu/small_k_gemm.h), forward (y = x Wᵀ + b, inner dimension Cin) and
+// dx (dout W, inner dimension Cout): each ISA's tiles against the reference (the parametrized
+// cases run the widest one only), and the same bits with either ISA and 1 or 2 threads. 4099
+// rows, Cout 67, Cin 45, with a bias: every row and column tail of both ISAs' tiles, and more
+// row blocks than threads.
+TEST(LinearCpu, SmallKKernelMatchesReferenceWithEveryIsaAndThreadCount) {
+  Rng rng(32);
+  const int64_t M = 4099, Cin = 45, Cout = 67;
+  if (!cpu::use_small_k_gemm(64, 1, 1)) GTEST_SKIP() << "small-K kernel not built (no AVX2/FMA)";
+  ASSERT_TRUE(cpu::use_small_k_gemm(M, Cout, Cin) && cpu::use_small_k_gemm(M, Cin, Cout))
+      << "the shape no longer reaches the kernel";
+  const Ref x = rounded(random_ref({M, Cin}, rng), DType::f32);
+  const Ref w = rounded(random_ref({Cout, Cin}, rng, -0.5, 0.5), DType::f32);
+  const Ref b = rounded(random_ref({Cout}, rng), DType::f32);
+  const Ref dout = rounded(random_ref({M, Cout}, rng), DType::f32);
+  const Ref exact = ref::linear_fwd<Oracle>(x, w, b, no_round);
+  const Ref naive = ref::linear_fwd<float>(x, w, b, rounding_for(DType::f32));
+  const Ref exact_dx = ref::linear_bwd<Oracle>(dout, x, w, no_round).dx;
+  const Ref naive_dx = ref::linear_bwd<float>(dout, x, w, rounding_for(DType::f32)).dx;
+  const Tensor xt = from_ref(x, DType::f32), wt = from_ref(w, DType::f32);
+  const Tensor bt = from_ref(b, DType::f32), doutt = from_ref(dout, DType::f32);
+  Context one(Device::cpu(), 1), two(Device::cpu(), 2);
+  Tensor want = poisoned({M, Cout}, DType::f32, Device::cpu(), &one);
+  linear_fwd(one, want, xt, wt, bt);
+  Tensor want_dx = poisoned({M, Cin}, DType::f32, Device::cpu(), &one);
+  linear_bwd(one, want_dx, Tensor(), Tensor(), doutt, xt, wt);
+  for (cpu::CpuIsa isa : {cpu::CpuIsa::avx2, cpu::CpuIsa::avx512}) {
+    IsaCap cap(isa);
+    for (const Context* ctx : {&one, &two}) {
+      const std::string what = std::string(cpu::cpu_isa_name(cpu::cpu_isa())) + ", " +
+                               std::to_string(ctx->cpu_threads()) + " threads";
+      Tensor got = poisoned({M, Cout}, DType::f32, Device::cpu(), ctx);
+      linear_fwd(*ctx, got, xt, wt, bt);
+      expect_close_2x(got, exact, naive, DType::f32, what);
+      expect_equal(got, want, what);
+      Tensor dx = poisoned({M, Cin}, DType::f32, Device::cpu(), ctx);
+      linear_bwd(*ctx, dx, Tensor(), Tensor(), doutt, xt, wt);
+      expect_close_2x(dx, exact_dx, naive_dx, DType::f32, "dx, " + what);
+      expect_equal(dx, want_dx, "dx, " + what);
     }
   }
 }

@@ -46,6 +46,18 @@ constexpr int64_t kPrefetchRows = kRows;
 // vs 4.0-4.8 us, 1 MB 18.4-18.9 vs 21.0-21.9, 2 MB 42-44 vs 42-44, 4 MB 132-139 vs 59-120. The
 // threshold sits below that crossover because a matrix streamed from memory (a large model's)
 // gains more from a second core's outstanding misses than one in cache does.
+//
+// Splitting every matrix, however small, would give each thread the same rows token after
+// token (one block per thread, parallel_for's static schedule runs item p on thread p), so that
+// a model too big for one core's L2 might sit in two: the d_model 128 llama preset reads 3.3 MB
+// of f32 matrices a token against a 2 MB L2 a core, and streams them from the L3 at ~32 GB/s.
+// Measured on the 2-core AVX-512 dev VM at load 18-20, T = 256, 200 steps, 2 threads, against
+// this threshold (bench/results/2026-12-05-cpu-decode-small/l2-split-runs.txt): with
+// OMP_WAIT_POLICY=passive 0.18 -> 0.28-0.31 ms/token in f32 and 0.10 -> 0.21-0.23 with bf16
+// weights (29 GEMVs a token, each waking the sleeping thread: ~4 us a region); with spinning
+// workers (active, or libgomp's default spin) f32 0.18 -> 0.13-0.15 (1.2-1.3x) but bf16 0.10 ->
+// 0.105-0.116, for a second core's whole CPU time; with OMP_PROC_BIND=true 1.3-13 ms (a bound
+// thread waits for its core's other tenants). Not done: it pays only with a core to spin on.
 constexpr int64_t kParallelBytes = int64_t(1) << 20;
 
 float widen(float w) {

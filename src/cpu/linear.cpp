@@ -2,12 +2,14 @@
 // blocks in one parallel region; dbias reduced by column blocks (each column summed over rows in
 // row order by one thread, so dbias does not depend on the thread count).
 #include <algorithm>
+#include <optional>
 #include <type_traits>
 
 #include "src/core/dispatch.h"
 #include "src/cpu/blas.h"
 #include "src/cpu/gemv.h"
 #include "src/cpu/parallel.h"
+#include "src/cpu/small_k_gemm.h"
 #include "src/ops/linear.h"
 
 namespace longctx::cpu {
@@ -31,6 +33,20 @@ void linear_fwd(const Context& ctx, const LinearArgs& args) {
       if (M == 1) {
         gemv(ctx, Cout, Cin, static_cast<const float*>(args.weight),
              static_cast<const float*>(args.x), static_cast<const float*>(args.bias), y);
+        return;
+      }
+      // Many rows at a small Cin (a prefill's or a training step's projections): the
+      // register-blocked kernel of small_k_gemm.h rather than OpenBLAS (1.03-1.31x fewer CPU
+      // seconds on the prefill's projection shapes). With it for the forward and dx, the llama
+      // preset's prefill took 96-102 instead of 108-110 ms CPU at T = 256, 129-136 instead of
+      // 143-152 at T = 1024, 278-280 instead of 285-292 at T = 4096, and its training step
+      // 306-318 instead of 334, 410-411 instead of 433-460, 1013-1042 instead of 1023-1062
+      // (4096 tokens, 2 threads, medians of 7, three rounds alternating the two builds; 2-core
+      // AVX-512 dev VM, load 15-20; bench/results/2026-12-05-cpu-linear-kernel/model-run.txt).
+      if (use_small_k_gemm(M, Cout, Cin)) {
+        small_k_gemm(ctx, M, Cout, Cin, static_cast<const float*>(args.x),
+                     static_cast<const float*>(args.weight), static_cast<const float*>(args.bias),
+                     y);
         return;
       }
     }
@@ -97,12 +113,19 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
     // the waiting.
     const T* w = static_cast<const T*>(args.weight);  // (Cout, Cin)
     const T* x = static_cast<const T*>(args.x);       // (M, Cin)
+    // dx at a small Cout (the inner dimension here) by small_k_gemm.h's kernel, the weight packed
+    // here once for both threads' blocks: see linear_fwd.
+    std::optional<SmallKWeight> packed;
+    if constexpr (std::is_same_v<T, float>)
+      if (dx && use_small_k_gemm(M, Cin, Cout)) packed.emplace(Cin, Cout, w, true, nullptr);
     const int64_t parts = ctx.cpu_threads();
     const int64_t dx_items = dx ? parts : 0, items = dx_items + (dweight ? parts : 0);
     parallel_for(ctx, items, [&](int64_t item) {
       if (item < dx_items) {
         // dx rows [m0, m1) = dout rows [m0, m1) @ weight
         const int64_t m0 = M * item / parts, m1 = M * (item + 1) / parts;
+        if constexpr (std::is_same_v<T, float>)
+          if (packed) return packed->rows(dy, m0, m1, dx);
         if (m1 > m0)
           gemm(/*trans_a=*/false, /*trans_b=*/false, m1 - m0, Cin, Cout, T(1), dy + m0 * Cout, Cout,
                w, Cin, T(0), dx + m0 * Cin, Cin);

@@ -4,20 +4,28 @@
 // communicator works on its own duplicate of MPI_COMM_WORLD, so its messages never meet another
 // one's. Errors come back as codes (MPI_ERRORS_RETURN) and become longctx::Error.
 //
-// all_reduce_sum is a reduce-scatter and an all-gather, as a ring all-reduce is, but with the
-// additions in rank order: rank j receives every rank's j-th piece (MPI_Alltoallv), adds them
-// (x_0 + x_1) + x_2 ..., and the summed pieces are gathered to everyone (MPI_Allgatherv). Each
-// byte crosses the network twice, as in a ring, and the result does not depend on which
-// algorithm MPI picks or on message arrival order: the same bits on every rank and in every run.
+// all_reduce_sum and all_reduce_sum_start are one reduce-scatter and all-gather in rank order.
+// Rank j owns the j-th of N near-equal pieces of x (some empty when x has fewer than N
+// elements). Every rank sends its copy of piece j to rank j; rank j adds the N copies in rank
+// order, ((x_0 + x_1) + x_2) + ..., element by element, and sends the summed piece to every
+// rank. Each rank receives 2 (N - 1) / N times x's bytes, as in a ring all-reduce, where the
+// previous all-gather of whole tensors received (N - 1) times them (bench/results/
+// 2026-12-05-cpu-mpi-allreduce: measured times). Every element is added in the same rank order
+// as before, whichever rank adds it: the blocking call, a started one and the previous
+// all-gather give the same bits, on every rank and in every run, whatever MPI's algorithms or
+// message arrival order. (MPI_Iallreduce would leave the order of additions to MPI.)
 //
-// all_reduce_sum_start is one non-blocking all-gather (MPI_Iallgather) of the whole tensor, the
-// rank-order sum done by test() or wait() once it is in: the same bits as all_reduce_sum. One
-// collective, not the two above, because the second of those would be started whenever a rank's
-// test() saw the first done, and MPI matches a communicator's collectives by the order ranks
-// start them: with several requests under way, ranks would start them in different orders. The
-// price: each rank receives (N - 1) copies of x rather than 2 (N - 1) / N (the same bytes for
-// N = 2, N / 2 times as many beyond) and holds N copies until the request is done. MPI_Iallreduce
-// would leave the order of additions to MPI.
+// Both steps are point-to-point messages (MPI_Isend / MPI_Irecv), not MPI_Ialltoallv and
+// MPI_Iallgatherv: the second step starts when a rank's test() or wait() finds the first done,
+// which happens at different moments on different ranks, while MPI matches a communicator's
+// collectives by the order in which ranks start them; with several sums under way ranks would
+// start the second collectives in different orders. Messages are matched by tag instead: sum
+// number s (counted alike on every rank, as every rank starts the sums in the same order) sends
+// its pieces under tag 2 s and its summed pieces under tag 2 s + 1, on a duplicate communicator
+// of its own so that no other message shares the tags. A rank takes a sum to its second step
+// only inside test() or wait(), so each of those moves every sum under way on the communicator
+// on, not only its own: ranks may finish the sums in different orders. While a sum is under way a
+// rank holds N copies of its piece, about one copy of x (the all-gather held N copies of x).
 #include <mpi.h>
 
 #include <algorithm>
@@ -67,17 +75,6 @@ void ensure_initialized() {
   });
 }
 
-MPI_Datatype mpi_type(DType d) {
-  switch (d) {
-    case DType::f32:
-      return MPI_FLOAT;
-    case DType::f64:
-      return MPI_DOUBLE;
-    default:
-      return MPI_INT32_T;
-  }
-}
-
 // MPI counts are int: a message of more bytes goes in pieces of at most this many.
 constexpr size_t kMaxMessageBytes = size_t(1) << 30;
 
@@ -104,71 +101,123 @@ void add_rows(DType dtype, char* out, const char* rows, int64_t n, int size) {
     add_rows(reinterpret_cast<int32_t*>(out), reinterpret_cast<const int32_t*>(rows), n, size);
 }
 
-// An all_reduce_sum under way: every rank's x gathered into `rows`, in pieces whose N rows fit
-// MPI's int counts, then added in rank order into x.
+class MpiAllReduce;
+// The sums under way on one communicator. test() or wait() of any one moves all of them on: a
+// rank waiting for one sum still takes the others to their second step, which other ranks may
+// be waiting for (ranks may finish sums in different orders).
+using SumsUnderWay = std::vector<MpiAllReduce*>;
+
+// A sum under way: its pieces travel to their owners, each owner adds its piece's copies, the
+// summed pieces travel back.
 class MpiAllReduce final : public Request {
  public:
-  MpiAllReduce(MPI_Comm comm, int size, const Tensor& x) : size_(size), x_(x) {
-    if (size == 1) return;  // the sum of one rank's x is x
-    const size_t item = dtype_size(x.dtype());
-    const int64_t piece = int64_t(kMaxMessageBytes / item / size_t(size));
-    for (int64_t begin = 0, n = x.numel(); begin < n; begin += piece) {
-      Piece p{begin, std::min(piece, n - begin), nullptr};
-      p.rows.reset(new char[size_t(p.n) * item * size_t(size)]);  // not zeroed: MPI fills it
-      const int bytes = int(size_t(p.n) * item);
-      requests_.push_back(MPI_REQUEST_NULL);
-      LONGCTX_CHECK_MPI(MPI_Iallgather(data(p.begin), bytes, MPI_BYTE, p.rows.get(), bytes,
-                                       MPI_BYTE, comm, &requests_.back()));
-      pieces_.push_back(std::move(p));
-      done_ = false;
+  MpiAllReduce(MPI_Comm comm, int rank, int size, int tag, const Tensor& x,
+               std::shared_ptr<SumsUnderWay> under_way)
+      : comm_(comm), rank_(rank), size_(size), tag_(tag), x_(x), under_way_(std::move(under_way)) {
+    if (size == 1 || x.numel() == 0) {
+      step_ = Step::done;  // the sum of one rank's x is x; nothing to add
+      return;
     }
+    // Every rank's copy of my piece, row r from rank r; my own row copied, the others received.
+    const size_t mine = bytes(rank + 1) - bytes(rank);
+    rows_.reset(new char[mine * size_t(size)]);  // not zeroed: every row is filled
+    std::memcpy(rows_.get() + mine * size_t(rank), data(rank), mine);
+    for (int j = 0; j < size; ++j) {
+      if (j == rank) continue;
+      receive(rows_.get() + mine * size_t(j), mine, j, tag_);
+      send(data(j), bytes(j + 1) - bytes(j), j, tag_);
+    }
+    under_way_->push_back(this);
   }
   ~MpiAllReduce() override {
-    // Unfinished: MPI may still read x and write the rows until the job ends, so both are left
-    // allocated rather than freed under it.
-    if (done_) return;
-    for (Piece& p : pieces_) (void)p.rows.release();
+    // Unfinished: MPI may still read and write x and the rows until the job ends, so both are
+    // left allocated rather than freed under it.
+    if (step_ == Step::done) return;
+    forget();
+    (void)rows_.release();
     (void)new Tensor(x_);
   }
   MpiAllReduce(const MpiAllReduce&) = delete;
   MpiAllReduce& operator=(const MpiAllReduce&) = delete;
 
   bool test() override {
-    if (done_) return true;
-    int flag = 0;
-    LONGCTX_CHECK_MPI(
-        MPI_Testall(int(requests_.size()), requests_.data(), &flag, MPI_STATUSES_IGNORE));
-    if (flag) add();
-    return done_;
+    move_all_on();
+    return step_ == Step::done;
   }
 
+  // Polls (MPI_Waitall would wait for this sum's step alone); MPI's own waits poll as well.
   void wait() override {
-    if (done_) return;
-    LONGCTX_CHECK_MPI(MPI_Waitall(int(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE));
-    add();
+    while (step_ != Step::done) move_all_on();
   }
 
  private:
-  struct Piece {
-    int64_t begin, n;              // elements of x
-    std::unique_ptr<char[]> rows;  // (size, n): row r from rank r
-  };
+  enum class Step { scatter, gather, done };
 
-  char* data(int64_t begin) const {
-    return static_cast<char*>(x_.data()) + size_t(begin) * dtype_size(x_.dtype());
+  // Rank j's piece is bytes [bytes(j), bytes(j + 1)) of x: elements [n j / N, n (j + 1) / N).
+  size_t bytes(int j) const { return size_t(x_.numel() * j / size_) * dtype_size(x_.dtype()); }
+  char* data(int j) const { return static_cast<char*>(x_.data()) + bytes(j); }
+
+  // One message, or several in order when it is beyond MPI's int counts (both ends split it
+  // alike); none when it is empty (both ends know).
+  void send(const char* p, size_t n, int peer, int tag) {
+    for (size_t begin = 0; begin < n; begin += kMaxMessageBytes) {
+      requests_.push_back(MPI_REQUEST_NULL);
+      LONGCTX_CHECK_MPI(MPI_Isend(p + begin, int(std::min(kMaxMessageBytes, n - begin)), MPI_BYTE,
+                                  peer, tag, comm_, &requests_.back()));
+    }
+  }
+  void receive(char* p, size_t n, int peer, int tag) {
+    for (size_t begin = 0; begin < n; begin += kMaxMessageBytes) {
+      requests_.push_back(MPI_REQUEST_NULL);
+      LONGCTX_CHECK_MPI(MPI_Irecv(p + begin, int(std::min(kMaxMessageBytes, n - begin)), MPI_BYTE,
+                                  peer, tag, comm_, &requests_.back()));
+    }
   }
 
-  // ((x_0 + x_1) + x_2) + ..., element by element, as all_reduce_sum adds.
-  void add() {
-    for (const Piece& p : pieces_) add_rows(x_.dtype(), data(p.begin), p.rows.get(), p.n, size_);
-    done_ = true;
+  // Every sum under way on the communicator, oldest first, one step on where its messages are
+  // done (a copy of the list: a sum that finishes leaves it).
+  void move_all_on() {
+    const SumsUnderWay sums = *under_way_;
+    for (MpiAllReduce* sum : sums) sum->move_on();
   }
 
-  int size_;
+  void move_on() {
+    int flag = 0;
+    LONGCTX_CHECK_MPI(
+        MPI_Testall(int(requests_.size()), requests_.data(), &flag, MPI_STATUSES_IGNORE));
+    if (flag) next_step();
+  }
+
+  void forget() { under_way_->erase(std::find(under_way_->begin(), under_way_->end(), this)); }
+
+  // The current step's messages are done: scattered rows become my summed piece, sent to every
+  // rank while theirs come in; or the gather is done, and so is the sum.
+  void next_step() {
+    requests_.clear();
+    if (step_ == Step::gather) {
+      step_ = Step::done;
+      forget();
+      return;
+    }
+    const size_t item = dtype_size(x_.dtype());
+    add_rows(x_.dtype(), data(rank_), rows_.get(),
+             int64_t((bytes(rank_ + 1) - bytes(rank_)) / item), size_);
+    rows_.reset();
+    for (int j = 0; j < size_; ++j) {
+      if (j == rank_) continue;
+      receive(data(j), bytes(j + 1) - bytes(j), j, tag_ + 1);
+      send(data(rank_), bytes(rank_ + 1) - bytes(rank_), j, tag_ + 1);
+    }
+    step_ = Step::gather;
+  }
+
+  MPI_Comm comm_;
+  int rank_, size_, tag_;
   Tensor x_;
-  std::vector<Piece> pieces_;
-  std::vector<MPI_Request> requests_;  // one per piece
-  bool done_ = true;                   // until a piece is under way
+  std::shared_ptr<SumsUnderWay> under_way_;  // this one among them until it is done
+  std::unique_ptr<char[]> rows_;             // scatter: (N, my piece), row r from rank r
+  std::vector<MPI_Request> requests_;        // the current step's messages
+  Step step_ = Step::scatter;
 };
 
 class MpiCommunicator final : public Communicator {
@@ -183,7 +232,9 @@ class MpiCommunicator final : public Communicator {
   ~MpiCommunicator() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized) MPI_Comm_free(&comm_);
+    if (finalized) return;
+    MPI_Comm_free(&sum_comm_);
+    MPI_Comm_free(&comm_);
   }
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
@@ -193,21 +244,16 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   bool accepts(Device device) const override { return device.is_cpu(); }
 
-  void all_reduce_sum(const Tensor& x) override {
-    check_collective_tensor(*this, "all_reduce_sum", "x", x);
-    check_sum_dtype("mpi", x);
-    if (size_ == 1) return;
-    const size_t item = dtype_size(x.dtype());
-    const int64_t bucket = int64_t(kMaxMessageBytes / item);
-    char* data = static_cast<char*>(x.data());
-    for (int64_t begin = 0, n = x.numel(); begin < n; begin += bucket)
-      all_reduce_bucket(data + begin * item, std::min(bucket, n - begin), x.dtype());
-  }
+  void all_reduce_sum(const Tensor& x) override { all_reduce_sum_start(x)->wait(); }
 
   std::unique_ptr<Request> all_reduce_sum_start(const Tensor& x) override {
     check_collective_tensor(*this, "all_reduce_sum", "x", x);
     check_sum_dtype("mpi", x);
-    return std::make_unique<MpiAllReduce>(comm_, size_, x);
+    // Tags 2 s and 2 s + 1 for sum number s, from 0 again past the largest tag MPI allows: a tag
+    // comes back only after tag_ub / 2 (>= 16383) more sums, far more than are ever under way.
+    const int tag = next_tag_;
+    next_tag_ = next_tag_ + 3 > tag_ub_ ? 0 : next_tag_ + 2;
+    return std::make_unique<MpiAllReduce>(sum_comm_, rank_, size_, tag, x, under_way_);
   }
 
   void all_gather(const Tensor& out, const Tensor& x) override {
@@ -260,38 +306,25 @@ class MpiCommunicator final : public Communicator {
  private:
   static constexpr int kTag = 17;
 
-  // Errors as codes; this rank and the size.
+  // Errors as codes; this rank and the size; the sums' communicator and tags.
   void init() {
     LONGCTX_CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     LONGCTX_CHECK_MPI(MPI_Comm_rank(comm_, &rank_));
     LONGCTX_CHECK_MPI(MPI_Comm_size(comm_, &size_));
-  }
-
-  // Rank j owns elements [start(j), start(j + 1)) of the bucket.
-  int64_t start(int j, int64_t n) const { return n * j / size_; }
-
-  void all_reduce_bucket(char* data, int64_t n, DType dtype) {
-    const size_t item = dtype_size(dtype);
-    const MPI_Datatype type = mpi_type(dtype);
-    const int64_t mine = start(rank_ + 1, n) - start(rank_, n);
-    std::vector<int> send_counts(size_), send_displs(size_), recv_counts(size_), recv_displs(size_);
-    for (int j = 0; j < size_; ++j) {
-      send_counts[j] = int(start(j + 1, n) - start(j, n));
-      send_displs[j] = int(start(j, n));
-      recv_counts[j] = int(mine);
-      recv_displs[j] = int(mine * j);
-    }
-    // Every rank's copy of my piece, row r from rank r; then their sum into my piece of data.
-    std::vector<char> rows(size_t(mine) * size_t(size_) * item);
-    LONGCTX_CHECK_MPI(MPI_Alltoallv(data, send_counts.data(), send_displs.data(), type, rows.data(),
-                                    recv_counts.data(), recv_displs.data(), type, comm_));
-    add_rows(dtype, data + start(rank_, n) * item, rows.data(), mine, size_);
-    LONGCTX_CHECK_MPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, send_counts.data(),
-                                     send_displs.data(), type, comm_));
+    // A duplicate keeps the error handler: errors as codes there too.
+    LONGCTX_CHECK_MPI(MPI_Comm_dup(comm_, &sum_comm_));
+    int* tag_ub = nullptr;
+    int found = 0;
+    LONGCTX_CHECK_MPI(MPI_Comm_get_attr(comm_, MPI_TAG_UB, &tag_ub, &found));
+    if (found) tag_ub_ = *tag_ub;
   }
 
   MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm sum_comm_ = MPI_COMM_NULL;  // the sums' messages alone
   int rank_ = 0, size_ = 1;
+  int tag_ub_ = 32767;  // the largest tag, from MPI (the standard's least)
+  int next_tag_ = 0;
+  std::shared_ptr<SumsUnderWay> under_way_ = std::make_shared<SumsUnderWay>();
 };
 
 }  // namespace

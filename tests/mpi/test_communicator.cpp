@@ -35,11 +35,17 @@ void add_into(const Tensor& acc, const Tensor& x) {
   for (int64_t i = 0; i < acc.numel(); ++i) acc.data_as<T>()[i] += x.data_as<T>()[i];
 }
 
+// Lengths for the sums over N ranks, each owning the j-th of N near-equal pieces: none; fewer
+// elements than ranks (some ranks own an empty piece); N + 1 and 4097 (pieces of unequal
+// length); a large odd length (several hundred kB per rank).
+std::vector<int64_t> sum_lengths(int N) {
+  return {0, 1, N - 1, N, N + 1, 3, 1000, 4097, 262147};
+}
+
 TEST(Communicator, AllReduceSumAddsInRankOrder) {
   Communicator& comm = world();
   for (DType dtype : {DType::f32, DType::f64, DType::i32})
-    // 0 and 1 elements: some ranks own no piece; 4097: pieces of unequal length.
-    for (int64_t n : {0, 1, 3, 1000, 4097}) {
+    for (int64_t n : sum_lengths(comm.size())) {
       const uint64_t seed = uint64_t(n) + 17 * uint64_t(dtype);
       const Tensor x = rank_values(dtype, {n}, comm.rank(), seed);
       const Tensor expected = rank_values(dtype, {n}, 0, seed);
@@ -63,7 +69,7 @@ TEST(Communicator, AllReduceSumStartAddsInRankOrder) {
   std::vector<Tensor> xs, expected;
   std::vector<std::string> names;
   for (DType dtype : {DType::f32, DType::f64, DType::i32})
-    for (int64_t n : {0, 1, 3, 1000, 4097}) {
+    for (int64_t n : sum_lengths(comm.size())) {
       const uint64_t seed = 1000 + uint64_t(n) + 17 * uint64_t(dtype);
       xs.push_back(rank_values(dtype, {n}, comm.rank(), seed));
       expected.push_back(rank_values(dtype, {n}, 0, seed));
@@ -88,6 +94,29 @@ TEST(Communicator, AllReduceSumStartAddsInRankOrder) {
     requests[i]->wait();
     EXPECT_TRUE(requests[i]->test());
     expect_equal(xs[i], expected[i], names[i]);
+  }
+}
+
+// Sums finished in an order that differs from rank to rank (even ranks wait for the last one
+// started first, odd ranks for the first): a rank moves a sum to its second step (the gather)
+// whenever it finds the first done, so the ranks start those steps in different orders, and
+// each sum must still meet its own messages.
+TEST(Communicator, AllReduceSumStartFinishedInRankDependentOrder) {
+  Communicator& comm = world();
+  const int sums = 6;
+  std::vector<Tensor> xs;
+  std::vector<std::unique_ptr<dist::Request>> requests;
+  for (int k = 0; k < sums; ++k) {
+    xs.push_back(rank_values(DType::f32, {1001 + 37 * k}, comm.rank(), 2000 + uint64_t(k)));
+    requests.push_back(comm.all_reduce_sum_start(xs.back()));
+  }
+  for (int i = 0; i < sums; ++i) {
+    const int k = comm.rank() % 2 == 0 ? sums - 1 - i : i;
+    requests[size_t(k)]->wait();
+    const Tensor expected = rank_values(DType::f32, {1001 + 37 * k}, 0, 2000 + uint64_t(k));
+    for (int r = 1; r < comm.size(); ++r)
+      add_into<float>(expected, rank_values(DType::f32, {1001 + 37 * k}, r, 2000 + uint64_t(k)));
+    expect_equal(xs[size_t(k)], expected, "sum " + std::to_string(k));
   }
 }
 

@@ -3,6 +3,7 @@
 // the whole micro-batch computed in one process (f64 and f32, the 2x rule), with C = 2 and 4
 // (on four ranks C = 2 is data parallel x context parallel: two groups of two); whole f32
 // training runs against the one-process run of the same command, and resume with another C.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -379,6 +380,61 @@ TEST(ContextParallelModel, RefusesWhatItCannotSplit) {
 
 // A small stack of every layer kind but KDA on a small MQAR; 4 sequences of 16 per micro-batch, 2
 // micro-batches per step, 4 steps.
+// Evaluation over the job laid out as training is (each batch's rows shared among the n / C
+// groups, each sequence's T among a group's C ranks), f64, against the one-process evaluate()
+// of the same model: the loss within the 2x rule (the naive: the one-process run in batches of
+// one sequence, which groups the same sums otherwise, and the f32 run scaled as above), the
+// scored count and accuracy equal; every rank the same bits; each rank's logits of its slice.
+// 7 sequences in batches of 3, 3, 1: with 4 groups, group 0 has no rows at all. Both layouts
+// (zigzag on rows of 19, as the zigzag model cases).
+TEST(ContextParallelEval, MatchesOneProcess) {
+  Communicator& comm = world();
+  if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
+  const int64_t sequences = 7, batch = 3;
+  Context& ctx = context_for(Device::cpu());
+  for (const dist::CpLayout layout : {dist::CpLayout::contiguous, dist::CpLayout::zigzag})
+    for (const char* name : {"mamba_mamba2_hawk", "llama_gqa", "griffin_window"}) {
+      const train::MqarTask task = cp_task(layout == dist::CpLayout::zigzag ? 19 : 13);
+      const int64_t T = task.seq_len();
+      const auto found = std::find_if(kCpCases.begin(), kCpCases.end(),
+                                      [&](const CpModelCase& c) { return c.name == name; });
+      ASSERT_NE(found, kCpCases.end()) << name;
+      const ModelConfig config = ModelConfig::from_json(found->config);
+      for (int C : {1, 2, comm.size()}) {
+        if (comm.size() % C || (C == 2 && comm.size() == 2)) continue;
+        const std::string what = std::string(name) + ", C = " + std::to_string(C) +
+                                 (layout == dist::CpLayout::zigzag ? ", zigzag" : "");
+        SCOPED_TRACE(what);
+        const auto group = C > 1 ? group_of(comm, C) : nullptr;
+        Model shared(config, ctx, DType::f64, /*seed=*/5), exact(config, ctx, DType::f64, 5),
+            f32_run(config, ctx, DType::f32, 5);
+        copy_params(exact, shared);
+        copy_params(f32_run, shared);
+        shared.set_context_parallel(group.get(), layout);
+        const train::EvalResult got = train::evaluate(comm, shared, task, sequences, batch);
+        const train::EvalResult want = train::evaluate(exact, task, sequences, batch);
+        const train::EvalResult regrouped = train::evaluate(exact, task, sequences, 1);
+        const train::EvalResult f32 = train::evaluate(f32_run, task, sequences, batch);
+        EXPECT_EQ(got.scored, want.scored);
+        EXPECT_EQ(got.accuracy, want.accuracy);
+        const Ref exact_loss = to_ref(scalar(want.loss));
+        expect_close_2x(
+            scalar(got.loss), exact_loss,
+            f64_naive(exact_loss, to_ref(scalar(regrouped.loss)), to_ref(scalar(f32.loss))),
+            DType::f64, "eval loss");
+        const Tensor all = Tensor::empty({comm.size(), 1}, DType::f64);
+        comm.all_gather(all, scalar(got.loss));
+        for (int r = 1; r < comm.size(); ++r)
+          EXPECT_EQ(all.data_as<double>()[r], all.data_as<double>()[0]) << "rank " << r;
+        // A rank that evaluated anything holds logits of its slice of T only.
+        int64_t mine = 0;
+        for (const dist::SeqRange& r : dist::slice_ranges(T, C, comm.rank() % C, layout))
+          mine += r.length();
+        if (shared.logits().defined()) EXPECT_EQ(shared.logits().size(1), mine);
+      }
+    }
+}
+
 TrainOptions cp_run(const std::string& dir, int C) {
   TrainOptions o;
   o.task = "mqar";
@@ -442,9 +498,22 @@ TEST(ContextParallelTrain, MatchesOneProcessAndResumesWithAnotherC) {
   const int C = comm.size();  // every rank in one group; np4 also runs C = 2 below
   const std::string all = root + "/all", one = root + "/one", pairs = root + "/pairs",
                     grow = root + "/grow";
-  train::train(cp_run(all, C), false, {}, &comm);
-  if (comm.rank() == 0) train::train(cp_run(one, 1), false, {}, single.get());
+  const train::TrainResult all_run = train::train(cp_run(all, C), false, {}, &comm);
+  train::TrainResult one_run;
+  if (comm.rank() == 0) one_run = train::train(cp_run(one, 1), false, {}, single.get());
   comm.barrier();
+  // The final evaluation, every rank's share of it: within the runs' bound of the one-process
+  // one, the same on every rank.
+  const Tensor evals = Tensor::empty({comm.size(), 1}, DType::f64);
+  comm.all_gather(evals, scalar(all_run.eval_loss));
+  for (int r = 1; r < comm.size(); ++r)
+    EXPECT_EQ(evals.data_as<double>()[r], evals.data_as<double>()[0]) << "rank " << r;
+  if (comm.rank() == 0) {
+    const double relative = std::abs(all_run.eval_loss - one_run.eval_loss) / one_run.eval_loss;
+    std::printf("f32 eval_loss, C = N on %d ranks vs one process: relative difference %.3g\n",
+                comm.size(), relative);
+    EXPECT_LE(relative, kCpRunBound) << "eval_loss";
+  }
   if (comm.size() == 4) train::train(cp_run(pairs, 2), false, {}, &comm);
   // Interrupted at step 2 with C = 2 (two groups on four ranks), resumed with C = N. The runs
   // with attention (auto) are zigzag.

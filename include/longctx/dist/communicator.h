@@ -55,9 +55,10 @@ class Communicator {
   // request is done, whatever part of a buffer x is; nccl: NCCL's order, which may depend on x's
   // size (its algorithm does).
   // Several may be under way at once; every rank starts them, and this communicator's other
-  // collectives, in the same order (the order of calls is what matches the ranks'). mpi: one
-  // non-blocking all-gather, the rank-order addition done by test() or wait(); nccl: on a
-  // stream of its own that waits for the context's stream.
+  // collectives, in the same order (the order of calls is what matches the ranks'). mpi: a
+  // reduce-scatter and an all-gather in point-to-point messages, moved on by test() and wait(),
+  // which add the rank's piece in rank order between the two; nccl: on a stream of its own
+  // that waits for the context's stream.
   virtual std::unique_ptr<Request> all_reduce_sum_start(const Tensor& x) = 0;
   // out (size, ...x.shape) <- every rank's x, in rank order.
   virtual void all_gather(const Tensor& out, const Tensor& x) = 0;
