@@ -37,10 +37,10 @@
 // Context parallel (`--context-parallel C`, N a multiple of C): the N ranks form N / C data
 // parallel groups of C consecutive ranks (Communicator::split); group g computes the g-th share
 // of every micro-batch as a data parallel rank would, each of its ranks its slice of every
-// sequence along T in cp_layout (zigzag or contiguous; Model::set_context_parallel). The gradients are summed over all N
-// ranks as above, so the run is the one-process run up to rounding, and it may resume with
-// another N or C. CPU models (every layer kind), rectangular batches (not --pack). Evaluation
-// is laid out the same way (evaluate with a communicator).
+// sequence along T in cp_layout (zigzag or contiguous; Model::set_context_parallel). The gradients
+// are summed over all N ranks as above, so the run is the one-process run up to rounding, and it
+// may resume with another N or C. CPU models (every layer kind), rectangular batches (not --pack).
+// Evaluation is laid out the same way (evaluate with a communicator).
 #pragma once
 
 #include <cstdint>
