@@ -1025,7 +1025,7 @@ void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& 
     first.channel_last = false;
     const Tensor x_first = channel_first(ctx, x),
                  out_first = Tensor::empty(x_first.shape(), x.dtype());
-    causal_conv1d_cp_fwd(comm, ctx, out_first, x_first, weight, bias, first, cu_seqlens);
+    causal_conv1d_cp_fwd(comm, ctx, out_first, x_first, weight, bias, first, cu_seqlens, layout);
     out.copy_from(out_first.transpose(1, 2), &ctx);
     return;
   }
@@ -1058,7 +1058,7 @@ void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& 
     first.channel_last = false;
     const Tensor dx_first = Tensor::empty(channel_first_shape(x), x.dtype());
     causal_conv1d_cp_bwd(comm, ctx, dx_first, dweight, dbias, channel_first(ctx, dout),
-                         channel_first(ctx, x), weight, bias, first, cu_seqlens);
+                         channel_first(ctx, x), weight, bias, first, cu_seqlens, layout);
     dx.copy_from(dx_first.transpose(1, 2), &ctx);
     return;
   }
