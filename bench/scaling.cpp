@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 
 #include "bench/flops.h"
 #include "longctx/dist/communicator.h"
+#include "longctx/dist/layout.h"
 #include "longctx/longctx.h"
 #include "longctx/model/model.h"
 
@@ -56,23 +58,99 @@ double cpu_seconds() {
 // must leave the device idle. On a shared machine the CPU time is the steadier of the two: at
 // load average 15 a training step's wall time moved by 2x between runs (the packing
 // measurement of bench/results/2026-12-05-cpu-packing), its CPU time far less.
+// `inside` (context parallel): the CPU seconds spent in the communicator so far; cpu_outside_s is
+// then the median CPU time outside it (TimedCommunicator).
 struct Timing {
-  double wall_s = 0, cpu_s = 0;
+  double wall_s = 0, cpu_s = 0, cpu_outside_s = 0;
 };
 template <class F>
-Timing median_timing(int repeats, F&& f) {
+Timing median_timing(int repeats, F&& f, const std::function<double()>& inside = nullptr) {
   f();
-  std::vector<double> wall, cpu;
+  std::vector<double> wall, cpu, outside;
   for (int r = 0; r < repeats; ++r) {
     const auto start = Clock::now();
-    const double cpu_start = cpu_seconds();
+    const double cpu_start = cpu_seconds(), inside_start = inside ? inside() : 0;
     f();
     cpu.push_back(cpu_seconds() - cpu_start);
+    outside.push_back(cpu.back() - ((inside ? inside() : 0) - inside_start));
     wall.push_back(std::chrono::duration<double>(Clock::now() - start).count());
   }
   std::sort(wall.begin(), wall.end());
   std::sort(cpu.begin(), cpu.end());
-  return {wall[wall.size() / 2], cpu[cpu.size() / 2]};
+  std::sort(outside.begin(), outside.end());
+  return {wall[wall.size() / 2], cpu[cpu.size() / 2], outside[outside.size() / 2]};
+}
+
+// Context parallel: a communicator that counts the process CPU time spent inside its calls. Open
+// MPI polls while a rank waits for another, so that CPU time is waiting, not work: a rank's CPU
+// time outside the communicator is its own work, the honest per-rank measure when the ranks
+// share loaded cores (and what says whether a layout balances the ranks). Non-blocking sums
+// count only their start (bench scaling runs none).
+class TimedCommunicator : public dist::Communicator {
+ public:
+  explicit TimedCommunicator(std::unique_ptr<dist::Communicator> inner)
+      : inner_(std::move(inner)) {}
+  double inside_cpu_s() const { return inside_cpu_s_; }
+
+  std::string backend() const override { return inner_->backend(); }
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  bool accepts(Device device) const override { return inner_->accepts(device); }
+  void all_reduce_sum(const Tensor& x) override {
+    timed([&] { inner_->all_reduce_sum(x); });
+  }
+  std::unique_ptr<dist::Request> all_reduce_sum_start(const Tensor& x) override {
+    std::unique_ptr<dist::Request> r;
+    timed([&] { r = inner_->all_reduce_sum_start(x); });
+    return r;
+  }
+  void all_gather(const Tensor& out, const Tensor& x) override {
+    timed([&] { inner_->all_gather(out, x); });
+  }
+  void broadcast(const Tensor& x, int root) override {
+    timed([&] { inner_->broadcast(x, root); });
+  }
+  void send_recv(const Tensor& send, int dst, const Tensor& recv, int src) override {
+    timed([&] { inner_->send_recv(send, dst, recv, src); });
+  }
+  void barrier() override {
+    timed([&] { inner_->barrier(); });
+  }
+  [[noreturn]] void fail(const std::string& message) override { inner_->fail(message); }
+  std::unique_ptr<dist::Communicator> split(int color, int key) override {
+    return inner_->split(color, key);
+  }
+
+ private:
+  std::unique_ptr<dist::Communicator> inner_;
+  double inside_cpu_s_ = 0;
+  template <class F>
+  void timed(F&& f) {
+    const double start = cpu_seconds();
+    f();
+    inside_cpu_s_ += cpu_seconds() - start;
+  }
+};
+
+// "0.123 0.456" (seconds, 3 decimals).
+std::string join(const std::vector<double>& v) {
+  std::string s;
+  for (double x : v) s += (s.empty() ? "" : " ") + detail::concat(std::round(x * 1000) / 1000);
+  return s;
+}
+
+// Rank c of C's part of the rows x (B, T) in `layout`: its ranges of T, back to back.
+Tensor cp_slice(const Tensor& x, int C, int c, dist::CpLayout layout) {
+  const std::vector<dist::SeqRange> ranges = dist::slice_ranges(x.size(1), C, c, layout);
+  int64_t length = 0;
+  for (const dist::SeqRange& r : ranges) length += r.length();
+  const Tensor slice = Tensor::empty({x.size(0), length}, x.dtype());
+  int64_t at = 0;
+  for (const dist::SeqRange& r : ranges) {
+    slice.narrow(1, at, r.length()).copy_from(x.narrow(1, r.begin, r.length()));
+    at += r.length();
+  }
+  return slice;
 }
 
 template <class F>
@@ -294,9 +372,9 @@ int run_scaling(const ScalingOptions& options) {
   // Context parallel: the job's C ranks hold one slice each of every sequence; rank 0 reports
   // (the others' stdout goes to /dev/null) and the memory figures are the largest rank's.
   const int C = options.context_parallel;
-  std::unique_ptr<dist::Communicator> group;
+  std::unique_ptr<TimedCommunicator> group;
   if (C > 1) {
-    group = dist::make_communicator("auto");
+    group = std::make_unique<TimedCommunicator>(dist::make_communicator("auto"));
     LONGCTX_CHECK(group->size() == C, "bench scaling: --context-parallel ", C,
                   " runs under mpirun -np ", C, ", got ", group->size(), " rank(s)");
     LONGCTX_CHECK(device.is_cpu(), "bench scaling: --context-parallel runs on the CPU, got ",
@@ -316,13 +394,20 @@ int run_scaling(const ScalingOptions& options) {
   }
   const bool leader = !group || group->rank() == 0;
   if (!leader) LONGCTX_CHECK(std::freopen("/dev/null", "w", stdout), "bench scaling: stdout");
-  auto largest = [&](double v) {
-    if (!group) return v;
+  // Every rank's v (one value without context parallel), and the largest.
+  auto per_rank = [&](double v) {
+    if (!group) return std::vector<double>{v};
     const Tensor mine = Tensor::empty({1}, DType::f64), all = Tensor::empty({C, 1}, DType::f64);
     mine.data_as<double>()[0] = v;
     group->all_gather(all, mine);
-    return *std::max_element(all.data_as<double>(), all.data_as<double>() + C);
+    return std::vector<double>(all.data_as<double>(), all.data_as<double>() + C);
   };
+  auto largest = [&](double v) {
+    const std::vector<double> all = per_rank(v);
+    return *std::max_element(all.begin(), all.end());
+  };
+  std::function<double()> inside_comm;
+  if (group) inside_comm = [&] { return group->inside_cpu_s(); };
   // The ranks of one machine share its cores.
   Context ctx(
       device,
@@ -376,7 +461,16 @@ int run_scaling(const ScalingOptions& options) {
       results.push_back({{"preset", preset}, {"skipped", e.what()}});
       continue;
     }
-    model->set_context_parallel(group.get());
+    // auto: zigzag (balanced causal attention) for a preset with attention layers.
+    const auto& kinds = config.layers;
+    const dist::CpLayout layout =
+        options.cp_layout == "zigzag" ||
+                (options.cp_layout == "auto" &&
+                 std::find(kinds.begin(), kinds.end(), LayerKind::attention) != kinds.end())
+            ? dist::CpLayout::zigzag
+            : dist::CpLayout::contiguous;
+    const char* layout_name = layout == dist::CpLayout::zigzag ? "zigzag" : "contiguous";
+    model->set_context_parallel(group.get(), layout);
     const double check = check_against_f64(config, ctx);
     std::printf("%-8s %s, %lld parameters; logits vs f64: max relative difference %.2e\n",
                 printable(preset).c_str(), config.pattern().c_str(),
@@ -395,13 +489,9 @@ int run_scaling(const ScalingOptions& options) {
         std::mt19937_64 rng{uint64_t(T)};
         const Tensor x = random_tokens(1, T, config.vocab_size, rng, device, ctx);
         const Tensor y = random_tokens(1, T, config.vocab_size, rng, device, ctx);
-        const int64_t c = group ? group->rank() : 0, t0 = T * c / C, t1 = T * (c + 1) / C;
+        const int c = group ? group->rank() : 0;
         // A failure on one rank (a slice below min_context_slice) fails them all alike.
-        const Tensor xs = Tensor::empty({1, t1 - t0}, DType::i32);
-        const Tensor ys = Tensor::empty({1, t1 - t0}, DType::i32);
-        xs.copy_from(x.narrow(1, t0, t1 - t0));
-        ys.copy_from(y.narrow(1, t0, t1 - t0));
-        model->forward(xs, ys);
+        model->forward(cp_slice(x, C, c, layout), cp_slice(y, C, c, layout));
         model->backward();
         ctx.synchronize();
         progress(preset, T, nullptr);
@@ -444,13 +534,9 @@ int run_scaling(const ScalingOptions& options) {
       std::mt19937_64 rng{uint64_t(T)};
       Tensor x = random_tokens(B, T, config.vocab_size, rng, device, ctx);
       Tensor y = random_tokens(B, T, config.vocab_size, rng, device, ctx);
-      if (group) {  // this rank's slice [T * c / C, T * (c + 1) / C) of every sequence
-        const int64_t t0 = T * group->rank() / C, t1 = T * (group->rank() + 1) / C;
-        const Tensor xs = Tensor::empty({B, t1 - t0}, DType::i32);
-        const Tensor ys = Tensor::empty({B, t1 - t0}, DType::i32);
-        xs.copy_from(x.narrow(1, t0, t1 - t0));
-        ys.copy_from(y.narrow(1, t0, t1 - t0));
-        x = xs, y = ys;
+      if (group) {  // this rank's slice of every sequence in the layout
+        x = cp_slice(x, C, group->rank(), layout);
+        y = cp_slice(y, C, group->rank(), layout);
       }
       Timing train, prefill;
       size_t train_peak = 0, prefill_peak = 0, cache_bytes = 0;
@@ -460,20 +546,26 @@ int run_scaling(const ScalingOptions& options) {
       try {
         progress(preset, T, "training step");
         reset_peak_memory(device);
-        train = median_timing(options.repeats, [&] {
-          model->forward(x, y);
-          model->backward();
-          ctx.synchronize();
-        });
+        train = median_timing(
+            options.repeats,
+            [&] {
+              model->forward(x, y);
+              model->backward();
+              ctx.synchronize();
+            },
+            inside_comm);
         train_peak = size_t(largest(double(peak_memory_bytes(device))));
         train_activation_bytes = size_t(largest(double(model->activation_bytes())));
 
         progress(preset, T, "prefill");
         reset_peak_memory(device);
-        prefill = median_timing(options.repeats, [&] {
-          model->forward(x);
-          ctx.synchronize();
-        });
+        prefill = median_timing(
+            options.repeats,
+            [&] {
+              model->forward(x);
+              ctx.synchronize();
+            },
+            inside_comm);
         prefill_peak = size_t(largest(double(peak_memory_bytes(device))));
         // Decoding one sequence at context T: prefill T tokens into the cache, then time single
         // tokens (median of the per-token times). Not context parallel: skipped there.
@@ -514,10 +606,19 @@ int run_scaling(const ScalingOptions& options) {
                   human_bytes(double(cache_bytes)).c_str());
       std::fflush(stdout);
       if (options.profile) profile = profile_training_step(*model, ctx, x, y);
+      // Context parallel: every rank's CPU time outside the communicator; the slowest rank's
+      // bounds the step on ranks with cores of their own.
+      const std::vector<double> train_outside = per_rank(train.cpu_outside_s),
+                                prefill_outside = per_rank(prefill.cpu_outside_s);
+      if (group)
+        std::printf("  %8s %s: CPU s outside the communicator per rank, train %s, prefill %s\n", "",
+                    layout_name, join(train_outside).c_str(), join(prefill_outside).c_str());
       points.push_back({{"T", T},
                         {"batch", B},
                         {"train_step_s", train_s},
                         {"train_step_cpu_s", train.cpu_s},
+                        {"train_step_cpu_outside_comm_s_per_rank", train_outside},
+                        {"prefill_cpu_outside_comm_s_per_rank", prefill_outside},
                         {"train_tokens_per_s", train_tokens_per_s},
                         {"train_tflops_estimate", train_tflops},
                         {"prefill_s", prefill_s},
@@ -566,6 +667,7 @@ int run_scaling(const ScalingOptions& options) {
     }
     results.push_back({{"preset", preset},
                        {"pattern", config.pattern()},
+                       {"cp_layout", group ? layout_name : "none"},
                        {"config", json::parse(config.to_json())},
                        {"parameters", model->parameter_count()},
                        {"check_max_relative_diff_vs_f64", check},
@@ -616,8 +718,12 @@ int run_scaling(const ScalingOptions& options) {
                  {"context_parallel", C},
                  {"context_parallel_note",
                   "context_parallel C > 1: mpirun -np C, every sequence split along T over the C "
-                  "ranks (contiguous slices); tokens/s count the whole batch's tokens; "
-                  "activation_bytes and *_peak_bytes are the largest rank's; decode not timed"},
+                  "ranks in each preset's cp_layout (auto: zigzag for presets with attention "
+                  "layers); tokens/s count the whole batch's tokens; activation_bytes and "
+                  "*_peak_bytes are the largest rank's; *_cpu_outside_comm_s_per_rank: each "
+                  "rank's median process CPU time outside the communicator's calls (Open MPI "
+                  "polls while waiting); decode not timed"},
+                 {"cp_layout_option", options.cp_layout},
                  {"packed", options.packed},
                  {"packed_note",
                   "packed: each point's B rows of T tokens cut into documents (lognormal lengths, "

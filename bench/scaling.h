@@ -28,10 +28,14 @@ struct ScalingOptions {
   std::string out = "scaling.json";
   bool packed = false;   // also time each point as packed documents of mixed lengths
   bool profile = false;  // also time one training step op by op, per point
-  // Context parallel (under `mpirun -np C`): every sequence split along T over the C ranks, each
-  // holding one contiguous slice; the training step and prefill timed, memory the largest rank's.
+  // Context parallel (under `mpirun -np C`): every sequence split along T over the C ranks in
+  // cp_layout; the training step and prefill timed (and each rank's CPU time outside the
+  // communicator), memory the largest rank's.
   // The decode is not context parallel: not timed. 1: off.
   int context_parallel = 1;
+  // How the C ranks split each sequence: zigzag, contiguous, or auto (zigzag for a preset with
+  // attention layers: it balances causal attention over the ranks).
+  std::string cp_layout = "auto";
   // Memory budget search (`--memory-budget MiB`), instead of the sweep: for each preset, the
   // longest T (a multiple of memory_step) whose training step, one sequence (B = 1) split over
   // the C ranks, keeps every rank's training memory (activation high-water mark + parameters +

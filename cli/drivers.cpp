@@ -59,6 +59,12 @@ Command add_train_command(CLI::App& parent) {
          "contiguous slices (documents may straddle them)")
       ->check(integer_at_least(1))
       ->capture_default_str();
+  cmd->add_option("--cp-layout", o.cp_layout,
+                  "with --context-parallel: zigzag (rank c holds chunks c and 2C - 1 - c of 2C, "
+                  "which balances causal attention), contiguous, or auto: zigzag for a model with "
+                  "attention layers and unpacked batches, else contiguous (--pack needs it)")
+      ->check(CLI::IsMember({"auto", "zigzag", "contiguous"}))
+      ->capture_default_str();
   cmd->add_option("--bucket-mb", o.bucket_mb,
                   "under mpirun: sum the gradients over the ranks in buckets of this many MiB, "
                   "each started as soon as the backward has finished its layers; 0: one sum "
@@ -137,6 +143,7 @@ Command add_train_command(CLI::App& parent) {
       saved.log_every = options.log_every;
       saved.checkpoint_minutes = options.checkpoint_minutes;
       saved.context_parallel = options.context_parallel;
+      saved.cp_layout = options.cp_layout;
       saved.bucket_mb = options.bucket_mb;
       options = saved;
     } else {

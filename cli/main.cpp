@@ -3,7 +3,8 @@
 //   longctx ops                                the ops `longctx op` can run, their tensors, options
 //   longctx op NAME --in IN --out OUT [--device cpu|cuda[:N]] [--backward] [--threads N]
 //   longctx bench scaling [--device D] [--presets a,b] [--lengths 256,512] [--packed]
-//                         [--context-parallel C] [--memory-budget MiB] [--out FILE]
+//                         [--context-parallel C] [--cp-layout L] [--memory-budget MiB]
+//                         [--out FILE]
 //   longctx train --out DIR [--task mqar|text] [--model PRESET] [--resume] ...  (models/train.h)
 //   longctx generate --checkpoint DIR|FILE (--prompt TEXT | --tokens 1,2,3) [sampling options]
 // Errors: one line on stderr ("longctx: error: ..."), exit status 1; usage errors exit 2. A
@@ -165,6 +166,12 @@ int main(int argc, char** argv) {
                    "under mpirun -np C: every sequence split along T over the C ranks "
                    "(CPU; training and prefill timed, memory per rank)")
       ->check(integer_in(1, 1 << 20))
+      ->capture_default_str();
+  scaling_cmd
+      ->add_option("--cp-layout", scaling.cp_layout,
+                   "with --context-parallel: zigzag, contiguous, or auto (zigzag for presets "
+                   "with attention layers)")
+      ->check(CLI::IsMember({"auto", "zigzag", "contiguous"}))
       ->capture_default_str();
   scaling_cmd
       ->add_option("--memory-budget", scaling.memory_budget_mib,

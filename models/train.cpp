@@ -63,6 +63,8 @@ void TrainOptions::validate() const {
   LONGCTX_CHECK(!out_dir.empty(), "train: an output directory is needed (--out DIR)");
   LONGCTX_CHECK(context_parallel >= 1, "train: context_parallel must be at least 1 (1: off), got ",
                 context_parallel);
+  LONGCTX_CHECK(cp_layout == "auto" || cp_layout == "zigzag" || cp_layout == "contiguous",
+                "train: cp_layout must be auto, zigzag or contiguous, got '", cp_layout, "'");
   LONGCTX_CHECK(std::isfinite(bucket_mb),
                 "train: bucket_mb must be a number (0: one sum after the backward; negative: the "
                 "default), got ",
@@ -305,6 +307,25 @@ void broadcast_via(dist::Communicator& comm, const Tensor& x, int root, const Co
   x.copy_from(staged, &ctx);
 }
 
+namespace {
+
+// Context parallel rank c of C's part of the rows (B, T) in `layout`: its ranges of T
+// (dist::slice_ranges) back to back, copied (a narrowed row is not contiguous).
+Tensor context_slice(const Tensor& rows, int c, int C, dist::CpLayout layout) {
+  const std::vector<dist::SeqRange> ranges = dist::slice_ranges(rows.size(1), C, c, layout);
+  int64_t length = 0;
+  for (const dist::SeqRange& range : ranges) length += range.length();
+  const Tensor slice = Tensor::empty({rows.size(0), length}, rows.dtype());
+  int64_t at = 0;
+  for (const dist::SeqRange& range : ranges) {
+    slice.narrow(1, at, range.length()).copy_from(rows.narrow(1, range.begin, range.length()));
+    at += range.length();
+  }
+  return slice;
+}
+
+}  // namespace
+
 MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, const Task& task,
                                         int64_t index, int64_t batch, bool packed,
                                         const std::function<void(int64_t begin)>& ready) {
@@ -312,7 +333,8 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
   const int r = comm.rank(), n = comm.size();
   const Context& ctx = model.context();
   // Context parallel: the ranks form n / C groups of C consecutive ranks; group g takes the
-  // g-th share of the sequences as a data parallel rank would, its rank c the c-th slice of T.
+  // g-th share of the sequences as a data parallel rank would, its rank c its slice of T in the
+  // model's layout (context_slice).
   const dist::Communicator* cp = model.context_parallel();
   const int C = cp ? cp->size() : 1, c = cp ? cp->rank() : 0;
   LONGCTX_CHECK(n % C == 0 && c == r % C, "train: the model's context parallel group (rank ", c,
@@ -350,14 +372,9 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
     tokens = Tensor::empty({hi - lo, T}, DType::i32);
     targets = Tensor::empty({hi - lo, T}, DType::i32);
     if (hi > lo) task.fill(Split::train, index * batch + lo, tokens, targets);
-    if (C > 1) {  // this rank's slice of the rows, contiguous
-      const int64_t t0 = T * c / C, t1 = T * (c + 1) / C;
-      const Tensor slice_tokens = Tensor::empty({hi - lo, t1 - t0}, DType::i32);
-      const Tensor slice_targets = Tensor::empty({hi - lo, t1 - t0}, DType::i32);
-      slice_tokens.copy_from(tokens.narrow(1, t0, t1 - t0));
-      slice_targets.copy_from(targets.narrow(1, t0, t1 - t0));
-      tokens = slice_tokens;
-      targets = slice_targets;
+    if (C > 1) {  // this rank's slice of the rows, in the model's layout
+      tokens = context_slice(tokens, c, C, model.context_parallel_layout());
+      targets = context_slice(targets, c, C, model.context_parallel_layout());
     }
   }
   const bool empty = tokens.numel() == 0;
@@ -432,16 +449,6 @@ void score(Model& model, const Tensor& tokens, const Tensor& targets, EvalSums& 
   sums.scored += scored;
 }
 
-// Context parallel rank c of C's part of the rows (B, T): the c-th contiguous slice of T, as
-// shard_forward_backward cuts a training row (the model expects that layout), copied (a
-// narrowed row is not contiguous).
-Tensor context_slice(const Tensor& rows, int c, int C) {
-  const int64_t T = rows.size(1), t0 = T * c / C, t1 = T * (c + 1) / C;
-  const Tensor slice = Tensor::empty({rows.size(0), t1 - t0}, rows.dtype());
-  slice.copy_from(rows.narrow(1, t0, t1 - t0));
-  return slice;
-}
-
 EvalResult eval_result(const EvalSums& sums) {
   EvalResult r;
   r.scored = sums.scored;
@@ -486,7 +493,8 @@ EvalResult evaluate(dist::Communicator& comm, Model& model, const Task& task, in
     const Tensor tokens = Tensor::empty({hi - lo, T}, DType::i32);
     const Tensor targets = Tensor::empty({hi - lo, T}, DType::i32);
     task.fill(Split::test, first + lo, tokens, targets);
-    score(model, context_slice(tokens, c, C), context_slice(targets, c, C), sums);
+    const dist::CpLayout layout = model.context_parallel_layout();
+    score(model, context_slice(tokens, c, C, layout), context_slice(targets, c, C, layout), sums);
   }
   // Every rank's sums added in rank order (counts exact below 2^53): every rank gets the same.
   const Tensor total = Tensor::empty({3}, DType::f64);
@@ -644,7 +652,7 @@ class Run {
     LONGCTX_CHECK(opt_.precision == "f32" || ctx_.device().is_cuda(), "train: --precision ",
                   opt_.precision, " needs a CUDA device (tensor cores); the CPU trains in f32");
     ctx_.set_matmul_precision(parse_matmul_precision(opt_.precision));
-    model_.set_context_parallel(cp_.get());
+    model_.set_context_parallel(cp_.get(), cp_layout());
     if (leader()) open_run_directory(resume);
     // Every rank starts from rank 0's parameters, moments and position: what --init or --resume
     // read there (the other ranks never read the checkpoint).
@@ -714,13 +722,26 @@ class Run {
     if (C == 1) return nullptr;
     LONGCTX_CHECK(n % C == 0, "train: --context-parallel ", C, " must divide the number of ranks ",
                   n, " (N / C data parallel groups of C ranks)");
+    // Zigzag cuts each sequence into 2C chunks, each of which must hold the halo.
+    const int pieces = cp_layout() == dist::CpLayout::zigzag ? 2 * C : C;
     const int64_t T = task_->seq_len(), need = model_.min_context_slice();
-    LONGCTX_CHECK(T / C >= need, "train: --context-parallel ", C, " splits each sequence of ", T,
-                  " tokens into slices of ", T / C, " or more, but this model needs at least ",
-                  need,
-                  " per slice (the convolutions' halo, d_conv - 1): seq_len must be at least ",
-                  int64_t(C) * need);
+    LONGCTX_CHECK(T / pieces >= need, "train: --context-parallel ", C, " (", opt_.cp_layout,
+                  " layout) splits each sequence of ", T, " tokens into ", pieces, " pieces of ",
+                  T / pieces, " or more, but this model needs at least ", need,
+                  " per piece (the convolutions' halo, d_conv - 1): seq_len must be at least ",
+                  int64_t(pieces) * need);
     return comm_.split(comm_.rank() / C, comm_.rank());
+  }
+
+  // --cp-layout resolved (TrainOptions::cp_layout).
+  dist::CpLayout cp_layout() const {
+    if (opt_.cp_layout == "zigzag") return dist::CpLayout::zigzag;
+    if (opt_.cp_layout == "contiguous") return dist::CpLayout::contiguous;
+    const bool packed = opt_.task == "text" && opt_.text.pack;
+    const auto& layers = model_.config().layers;
+    const bool attention =
+        std::find(layers.begin(), layers.end(), LayerKind::attention) != layers.end();
+    return attention && !packed ? dist::CpLayout::zigzag : dist::CpLayout::contiguous;
   }
 
   // CPU threads: all cores for one process; under mpirun the ranks of a machine share its cores.

@@ -36,8 +36,8 @@
 //
 // Context parallel (`--context-parallel C`, N a multiple of C): the N ranks form N / C data
 // parallel groups of C consecutive ranks (Communicator::split); group g computes the g-th share
-// of every micro-batch as a data parallel rank would, each of its ranks one contiguous slice of
-// every sequence along T (Model::set_context_parallel). The gradients are summed over all N
+// of every micro-batch as a data parallel rank would, each of its ranks its slice of every
+// sequence along T in cp_layout (zigzag or contiguous; Model::set_context_parallel). The gradients are summed over all N
 // ranks as above, so the run is the one-process run up to rounding, and it may resume with
 // another N or C. CPU models (every layer kind), rectangular batches (not --pack). Evaluation
 // is laid out the same way (evaluate with a communicator).
@@ -93,6 +93,11 @@ struct TrainOptions {
   int threads = 0;                 // CPU threads; 0: all
   // Context parallel: each sequence split along T over C consecutive ranks (see below); 1: off.
   int context_parallel = 1;
+  // How the C ranks split each sequence (include/longctx/dist/layout.h): zigzag, contiguous,
+  // or auto — zigzag (it balances causal attention over the ranks) for a model with attention
+  // layers and rectangular batches, else contiguous (packed rows need it; without attention
+  // there is nothing to balance).
+  std::string cp_layout = "auto";
   // Data parallel: the gradients are summed over the ranks in buckets of this many MiB, each
   // started as soon as the backward has finished the layers it holds; 0: one sum of them all
   // after the backward; negative: the default for the communicator (default_bucket_mb). The

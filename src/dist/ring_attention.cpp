@@ -47,6 +47,16 @@ std::array<SeqRange, 2> zigzag_chunks(int64_t T, int n, int rank) {
   return {chunk(rank), chunk(chunks - 1 - rank)};
 }
 
+std::vector<SeqRange> slice_ranges(int64_t T, int n, int rank, CpLayout layout) {
+  if (layout == CpLayout::zigzag) {
+    const auto c = zigzag_chunks(T, n, rank);
+    return {c[0], c[1]};
+  }
+  LONGCTX_CHECK(n >= 1 && rank >= 0 && rank < n && T >= 0, "slice_ranges: needs T >= 0, n >= 1 ",
+                "and 0 <= rank < n, got T = ", T, ", n = ", n, ", rank = ", rank);
+  return {{T * rank / n, T * (rank + 1) / n}};
+}
+
 namespace {
 
 // A piece of a rank's slice: positions [global, global + length) of sequence `seq` (0 when

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "longctx/dist/communicator.h"
+#include "longctx/dist/layout.h"
 #include "longctx/model/arena.h"
 #include "longctx/model/config.h"
 #include "longctx/ops/attention.h"
@@ -25,17 +26,18 @@ namespace longctx {
 // a mixer calls takes cu_seqlens from here, so no sequence sees another.
 //
 // Context parallel (Model::set_context_parallel): every sequence of the batch is split along T
-// over the ranks of `cp`, rank r holding the r-th contiguous slice; this rank's tokens are
-// [offset, offset + T) of each sequence. The sequence ops below then pass states and halos
-// between the ranks (include/longctx/dist/context_parallel.h); position-wise work (projections,
-// norms, MLPs) needs nothing.
+// over the ranks of `cp`, rank r holding its slice in `cp_layout` (the r-th contiguous slice,
+// or zigzag chunks r and 2n - 1 - r of 2n); `positions` are its tokens' places in their
+// sequences. The sequence ops below then pass states and halos between the ranks
+// (include/longctx/dist/context_parallel.h); position-wise work (projections, norms, MLPs)
+// needs nothing.
 struct SequenceLayout {
   Tensor cu_seqlens;  // (N + 1) i32 on the model's device; undefined for a rectangular batch
-  // Each token's position within its sequence (RoPE): (1, T) i32 when packed, (B, T) from
-  // `offset` when context parallel; undefined otherwise (positions 0 .. T - 1).
+  // Each token's position within its sequence (RoPE): (1, T) i32 when packed, (B, T) when
+  // context parallel; undefined otherwise (positions 0 .. T - 1).
   Tensor positions;
   dist::Communicator* cp = nullptr;  // context parallel: the ranks sharing each sequence
-  int64_t offset = 0;                // context parallel: this slice's first position
+  dist::CpLayout cp_layout = dist::CpLayout::contiguous;  // context parallel: how they share it
   bool packed() const { return cu_seqlens.defined(); }
   bool context_parallel() const { return cp != nullptr; }
   // The sequences whose states a layer keeps: N when packed, else the batch B.
@@ -70,7 +72,7 @@ void ssd_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out
              const Tensor& final_states, const SSDInputs& in, const SSDParams& params);
 void ssd_bwd(const Context& ctx, const SequenceLayout& layout, const SSDGrads& grads,
              const Tensor& dout, const SSDInputs& in, const SSDParams& params);
-// Context parallel: ring attention (contiguous slices, as the scans need).
+// Context parallel: ring attention, in the layout's cp_layout.
 void attention_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
                    const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                    const AttentionParams& params);

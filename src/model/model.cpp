@@ -228,8 +228,9 @@ void Model::set_layout(const char* op, const Tensor& tokens, const Tensor& cu_se
   layout.positions = ctx_->device().is_cpu() ? positions : positions.to(ctx_->device(), ctx_);
 }
 
-void Model::set_context_parallel(dist::Communicator* cp) {
+void Model::set_context_parallel(dist::Communicator* cp, dist::CpLayout layout) {
   const char* op = "Model::set_context_parallel";
+  cp_layout_ = layout;
   if (!cp || cp->size() == 1) {
     cp_ = nullptr;
     return;
@@ -256,38 +257,66 @@ int64_t Model::min_context_slice() const {
 }
 
 // A context parallel batch (rectangular, or one packed row whose cu_seqlens is the whole
-// batch's): every rank's (B, T), gathered, gives this slice's offset; every rank
-// checks every slice the same way, so all of them throw together rather than one leaving the
-// others waiting in a collective.
+// batch's): every rank's (B, T), gathered, gives the whole sequence's length and so this slice's
+// positions in the layout; every rank checks every slice the same way, so all of them throw
+// together rather than one leaving the others waiting in a collective.
 void Model::set_context_parallel_layout(const char* op, const Tensor& tokens,
                                         const Tensor& cu_seqlens) {
   SequenceLayout& layout = *layout_;
   const int64_t B = tokens.size(0), T = tokens.size(1), n = cp_->size();
+  const bool zigzag = cp_layout_ == dist::CpLayout::zigzag;
   const Tensor mine = Tensor::empty({2}, DType::i64), all = Tensor::empty({n, 2}, DType::i64);
   mine.data_as<int64_t>()[0] = B;
   mine.data_as<int64_t>()[1] = T;
   cp_->all_gather(all, mine);
   const int64_t* shapes = all.data_as<int64_t>();
-  int64_t offset = 0;
+  int64_t total = 0, offset = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    total += shapes[2 * r + 1];
+    if (r < cp_->rank()) offset += shapes[2 * r + 1];
+  }
+  check_value(op, "cu_seqlens", !(zigzag && cu_seqlens.defined()),
+              "packed batches need the contiguous layout (a zigzag chunk would cut the ",
+              "documents into pieces out of order); the model's is zigzag");
   for (int64_t r = 0; r < n; ++r) {
     check_value(op, "tokens", shapes[2 * r] == B, "has batch ", shapes[2 * r], " on rank ", r,
                 " of the context parallel group but ", B, " on rank ", cp_->rank(),
                 " (every rank holds a slice of the same sequences)");
-    check_value(op, "tokens", shapes[2 * r + 1] >= min_context_slice(), "holds ", shapes[2 * r + 1],
-                " tokens on rank ", r, " of the context parallel group; each slice needs at least ",
-                min_context_slice(), " (the convolutions' halo, d_conv - 1, and at least 1)");
-    if (r < cp_->rank()) offset += shapes[2 * r + 1];
+    if (!zigzag) {
+      check_value(op, "tokens", shapes[2 * r + 1] >= min_context_slice(), "holds ",
+                  shapes[2 * r + 1], " tokens on rank ", r,
+                  " of the context parallel group; each slice needs at least ", min_context_slice(),
+                  " (the convolutions' halo, d_conv - 1, and at least 1)");
+      continue;
+    }
+    const auto chunks = dist::zigzag_chunks(total, int(n), int(r));
+    check_value(op, "tokens", chunks[0].length() + chunks[1].length() == shapes[2 * r + 1],
+                "holds ", shapes[2 * r + 1], " tokens on rank ", r,
+                " of the context parallel group, but its zigzag chunks of the ", total,
+                "-token sequences hold ", chunks[0].length() + chunks[1].length(),
+                " (split with dist::slice_ranges)");
+    for (const dist::SeqRange& c : chunks)
+      check_value(op, "tokens", c.length() >= min_context_slice(), "has a zigzag chunk of ",
+                  c.length(), " tokens on rank ", r, " (", total, "-token sequences over ", n,
+                  " ranks); each chunk needs at least ", min_context_slice(),
+                  " (the convolutions' halo, d_conv - 1, and at least 1)");
   }
+  // Each token's position in its sequence: the slice's ranges, back to back.
+  const std::vector<dist::SeqRange> ranges =
+      zigzag ? dist::slice_ranges(total, int(n), cp_->rank(), cp_layout_)
+             : std::vector<dist::SeqRange>{{offset, offset + T}};
   Tensor positions = Tensor::empty({B, T}, DType::i32);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) positions.data_as<int32_t>()[b * T + t] = int32_t(offset + t);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t t = 0;
+    for (const dist::SeqRange& range : ranges)
+      for (int64_t p = range.begin; p < range.end; ++p)
+        positions.data_as<int32_t>()[b * T + t++] = int32_t(p);
+  }
   if (cu_seqlens.defined()) {
     // A packed batch split along T: cu_seqlens is the whole batch's (the same on every rank), a
     // token's position the one within its sequence, whichever rank holds it.
     check_value(op, "tokens", B == 1, "must have batch dimension 1 with cu_seqlens (a packed ",
                 "batch), got shape ", shape_str(tokens.shape()));
-    int64_t total = 0;
-    for (int64_t r = 0; r < n; ++r) total += shapes[2 * r + 1];
     const std::vector<int32_t> cu =
         check_cu_seqlens(*ctx_, op, "cu_seqlens (the whole packed batch's)", cu_seqlens, total);
     for (size_t s = 0; s + 1 < cu.size(); ++s)
@@ -297,7 +326,7 @@ void Model::set_context_parallel_layout(const char* op, const Tensor& tokens,
     layout.cu_seqlens = cu_seqlens;
   }
   layout.cp = cp_;
-  layout.offset = offset;
+  layout.cp_layout = cp_layout_;
   layout.positions = positions;
 }
 

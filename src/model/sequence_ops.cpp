@@ -22,7 +22,8 @@ void conv1d_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& 
                 const Tensor& x, const Tensor& weight, const Tensor& bias,
                 const CausalConv1dParams& params) {
   if (layout.context_parallel())
-    dist::causal_conv1d_cp_fwd(*layout.cp, ctx, out, x, weight, bias, params, layout.cu_seqlens);
+    dist::causal_conv1d_cp_fwd(*layout.cp, ctx, out, x, weight, bias, params, layout.cu_seqlens,
+                               layout.cp_layout);
   else
     causal_conv1d_fwd(ctx, out, x, weight, bias, params, layout.cu_seqlens);
 }
@@ -35,14 +36,15 @@ void conv1d_bwd(const Context& ctx, const SequenceLayout& layout, const Tensor& 
     return;
   }
   dist::causal_conv1d_cp_bwd(*layout.cp, ctx, dx, dweight, dbias, dout, x, weight, bias, params,
-                             layout.cu_seqlens);
+                             layout.cu_seqlens, layout.cp_layout);
   keep_on_first_rank(ctx, layout, {dweight, dbias});
 }
 
 void scan_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
               const Tensor& last_state, const Tensor& a, const Tensor& b) {
   if (layout.context_parallel())
-    dist::linear_scan_cp_fwd(*layout.cp, ctx, out, last_state, a, b, {}, layout.cu_seqlens);
+    dist::linear_scan_cp_fwd(*layout.cp, ctx, out, last_state, a, b, {}, layout.cu_seqlens,
+                             layout.cp_layout);
   else
     linear_scan_fwd(ctx, out, last_state, a, b, {}, layout.cu_seqlens);
 }
@@ -50,7 +52,8 @@ void scan_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& ou
 void scan_bwd(const Context& ctx, const SequenceLayout& layout, const Tensor& da, const Tensor& db,
               const Tensor& dout, const Tensor& a, const Tensor& out) {
   if (layout.context_parallel())
-    dist::linear_scan_cp_bwd(*layout.cp, ctx, da, db, {}, dout, {}, a, out, {}, layout.cu_seqlens);
+    dist::linear_scan_cp_bwd(*layout.cp, ctx, da, db, {}, dout, {}, a, out, {}, layout.cu_seqlens,
+                             layout.cp_layout);
   else
     linear_scan_bwd(ctx, da, db, {}, dout, {}, a, out, {}, layout.cu_seqlens);
 }
@@ -59,7 +62,7 @@ void selective_scan_fwd(const Context& ctx, const SequenceLayout& layout, const 
                         const Tensor& last_state, const SelectiveScanInputs& in,
                         const SelectiveScanParams& params) {
   if (layout.context_parallel())
-    dist::selective_scan_cp_fwd(*layout.cp, ctx, out, last_state, in, params);
+    dist::selective_scan_cp_fwd(*layout.cp, ctx, out, last_state, in, params, layout.cp_layout);
   else
     selective_scan_fwd(ctx, out, last_state, in, params);
 }
@@ -71,14 +74,14 @@ void selective_scan_bwd(const Context& ctx, const SequenceLayout& layout,
     selective_scan_bwd(ctx, grads, dout, {}, in, params);
     return;
   }
-  dist::selective_scan_cp_bwd(*layout.cp, ctx, grads, dout, {}, in, params);
+  dist::selective_scan_cp_bwd(*layout.cp, ctx, grads, dout, {}, in, params, layout.cp_layout);
   keep_on_first_rank(ctx, layout, {grads.dA, grads.dD, grads.ddelta_bias});
 }
 
 void ssd_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
              const Tensor& final_states, const SSDInputs& in, const SSDParams& params) {
   if (layout.context_parallel())
-    dist::ssd_cp_fwd(*layout.cp, ctx, out, final_states, in, params);
+    dist::ssd_cp_fwd(*layout.cp, ctx, out, final_states, in, params, layout.cp_layout);
   else
     ssd_fwd(ctx, out, final_states, in, params);
 }
@@ -89,7 +92,7 @@ void ssd_bwd(const Context& ctx, const SequenceLayout& layout, const SSDGrads& g
     ssd_bwd(ctx, grads, dout, {}, in, params);
     return;
   }
-  dist::ssd_cp_bwd(*layout.cp, ctx, grads, dout, {}, in, params);
+  dist::ssd_cp_bwd(*layout.cp, ctx, grads, dout, {}, in, params, layout.cp_layout);
   keep_on_first_rank(ctx, layout, {grads.dA, grads.dD, grads.ddt_bias});
 }
 
@@ -97,7 +100,7 @@ void attention_fwd(const Context& ctx, const SequenceLayout& layout, const Tenso
                    const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                    const AttentionParams& params) {
   if (layout.context_parallel())
-    dist::attention_cp_fwd(*layout.cp, ctx, out, lse, q, k, v, params, dist::CpLayout::contiguous,
+    dist::attention_cp_fwd(*layout.cp, ctx, out, lse, q, k, v, params, layout.cp_layout,
                            layout.cu_seqlens);
   else
     attention_fwd(ctx, out, lse, q, k, v, params, layout.cu_seqlens, layout.cu_seqlens);
@@ -109,7 +112,7 @@ void attention_bwd(const Context& ctx, const SequenceLayout& layout, const Tenso
                    const AttentionParams& params) {
   if (layout.context_parallel())
     dist::attention_cp_bwd(*layout.cp, ctx, dq, dk, dv, dout, q, k, v, out, lse, params,
-                           dist::CpLayout::contiguous, layout.cu_seqlens);
+                           layout.cp_layout, layout.cu_seqlens);
   else
     attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params, layout.cu_seqlens,
                   layout.cu_seqlens);
@@ -118,7 +121,7 @@ void attention_bwd(const Context& ctx, const SequenceLayout& layout, const Tenso
 void gated_delta_rule_fwd(const Context& ctx, const SequenceLayout& layout, const Tensor& out,
                           const GatedDeltaRuleInputs& in, const GatedDeltaRuleParams& params) {
   if (layout.context_parallel())
-    dist::gated_delta_rule_cp_fwd(*layout.cp, ctx, out, {}, in, params);
+    dist::gated_delta_rule_cp_fwd(*layout.cp, ctx, out, {}, in, params, layout.cp_layout);
   else
     gated_delta_rule_fwd(ctx, out, {}, in, params);
 }
@@ -127,7 +130,7 @@ void gated_delta_rule_bwd(const Context& ctx, const SequenceLayout& layout,
                           const GatedDeltaRuleGrads& grads, const Tensor& dout,
                           const GatedDeltaRuleInputs& in, const GatedDeltaRuleParams& params) {
   if (layout.context_parallel())
-    dist::gated_delta_rule_cp_bwd(*layout.cp, ctx, grads, dout, {}, in, params);
+    dist::gated_delta_rule_cp_bwd(*layout.cp, ctx, grads, dout, {}, in, params, layout.cp_layout);
   else
     gated_delta_rule_bwd(ctx, grads, dout, {}, in, params);
 }

@@ -84,10 +84,12 @@ const std::vector<CpModelCase> kCpCases = {
      2},
 };
 
-train::MqarTask cp_task() {
+// MQAR rows of T = 13 (contiguous, above) or 19 (zigzag: chunks of 2/3 on four ranks, 4/5 on
+// two, each at least the halo of d_conv - 1 = 2; not divisible either).
+train::MqarTask cp_task(int64_t seq_len = 13) {
   train::MqarOptions o;
   o.vocab_size = 16;
-  o.seq_len = 13;
+  o.seq_len = seq_len;
   o.num_pairs = 2;
   return train::MqarTask(o);
 }
@@ -130,7 +132,7 @@ double token_loss(const double* row, int64_t V, int32_t y) {
 // it is also the one-process f64 run's per-token losses, from its logits, grouped as the n
 // ranks in groups of C group them.
 double loss_grouped_by_rank(const Model& exact, const train::Task& task, int64_t index, int64_t B,
-                            int n, int C) {
+                            int n, int C, dist::CpLayout layout) {
   const int64_t T = task.seq_len(), V = task.vocab_size();
   const Tensor tokens = Tensor::empty({B, T}, DType::i32),
                targets = Tensor::empty({B, T}, DType::i32);
@@ -142,11 +144,12 @@ double loss_grouped_by_rank(const Model& exact, const train::Task& task, int64_t
     const int g = r / C, c = r % C, groups = n / C;
     double share = 0, count = 0;
     for (int64_t b = B * g / groups; b < B * (g + 1) / groups; ++b)
-      for (int64_t t = T * c / C; t < T * (c + 1) / C; ++t) {
-        if (y[b * T + t] == -100) continue;
-        share += token_loss(logits + (b * T + t) * V, V, y[b * T + t]);
-        ++count;
-      }
+      for (const dist::SeqRange& range : dist::slice_ranges(T, C, c, layout))
+        for (int64_t t = range.begin; t < range.end; ++t) {
+          if (y[b * T + t] == -100) continue;
+          share += token_loss(logits + (b * T + t) * V, V, y[b * T + t]);
+          ++count;
+        }
     if (count) sum += count * (share / count);
     labelled += count;
   }
@@ -190,7 +193,8 @@ double packed_loss_grouped_by_rank(const Model& exact, const train::Task& task, 
 // one-process run, and f64_naive with the loss grouped as the ranks group it).
 void expect_shares_sum_to_whole_batch(Communicator& comm, Communicator* cp, int C,
                                       const CpModelCase& c, const train::Task& task, int64_t index,
-                                      bool packed) {
+                                      bool packed,
+                                      dist::CpLayout layout = dist::CpLayout::contiguous) {
   const ModelConfig config = ModelConfig::from_json(c.config);
   Context& ctx = context_for(Device::cpu());
   Model single32(config, ctx, DType::f32, 7);
@@ -202,7 +206,7 @@ void expect_shares_sum_to_whole_batch(Communicator& comm, Communicator* cp, int 
     copy_params(model, single32);
     copy_params(exact, single32);
     copy_params(reversed, single32);
-    model.set_context_parallel(cp);
+    model.set_context_parallel(cp, layout);
     ASSERT_EQ(model.context_parallel(), cp);
     const train::MicroBatchResult got =
         train::shard_forward_backward(comm, model, task, index, c.batch, packed);
@@ -217,7 +221,7 @@ void expect_shares_sum_to_whole_batch(Communicator& comm, Communicator* cp, int 
     if (dtype == DType::f64) {
       const double grouped =
           packed ? packed_loss_grouped_by_rank(exact, task, index, c.batch, comm.size(), C)
-                 : loss_grouped_by_rank(exact, task, index, c.batch, comm.size(), C);
+                 : loss_grouped_by_rank(exact, task, index, c.batch, comm.size(), C, layout);
       if (std::abs(grouped - exact_loss) > std::abs(naive_l[0] - exact_loss)) naive_l[0] = grouped;
     }
     expect_close_2x(scalar(got.loss), exact_l, naive_l, dtype, "loss");
@@ -232,25 +236,29 @@ void expect_shares_sum_to_whole_batch(Communicator& comm, Communicator* cp, int 
   }
 }
 
-class ContextParallelModel : public testing::TestWithParam<std::tuple<CpModelCase, int>> {};
+class ContextParallelModel
+    : public testing::TestWithParam<std::tuple<CpModelCase, int, dist::CpLayout>> {};
 
 TEST_P(ContextParallelModel, SumOverRanksIsTheWholeBatch) {
-  const auto& [c, C] = GetParam();
+  const auto& [c, C, layout] = GetParam();
   Communicator& comm = world();
   if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
   if (comm.size() % C)
     GTEST_SKIP() << "C = " << C << " does not divide the job's " << comm.size() << " ranks";
   const auto cp = group_of(comm, C);
-  const train::MqarTask task = cp_task();
-  expect_shares_sum_to_whole_batch(comm, cp.get(), C, c, task, /*index=*/2, /*packed=*/false);
+  const train::MqarTask task = cp_task(layout == dist::CpLayout::zigzag ? 19 : 13);
+  expect_shares_sum_to_whole_batch(comm, cp.get(), C, c, task, /*index=*/2, /*packed=*/false,
+                                   layout);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, ContextParallelModel,
-                         testing::Combine(testing::ValuesIn(kCpCases), testing::Values(2, 4)),
-                         [](const testing::TestParamInfo<std::tuple<CpModelCase, int>>& info) {
-                           return std::get<0>(info.param).name + "_C" +
-                                  std::to_string(std::get<1>(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ContextParallelModel,
+    testing::Combine(testing::ValuesIn(kCpCases), testing::Values(2, 4),
+                     testing::Values(dist::CpLayout::contiguous, dist::CpLayout::zigzag)),
+    [](const testing::TestParamInfo<std::tuple<CpModelCase, int, dist::CpLayout>>& info) {
+      return std::get<0>(info.param).name + "_C" + std::to_string(std::get<1>(info.param)) +
+             (std::get<2>(info.param) == dist::CpLayout::zigzag ? "_zigzag" : "_contiguous");
+    });
 
 // ---- Packed batches -----------------------------------------------------------------------------
 
@@ -351,6 +359,20 @@ TEST(ContextParallelModel, RefusesWhatItCannotSplit) {
   const Tensor row = Tensor::zeros({1, 4}, DType::i32);
   const Tensor cu = int_tensor(std::vector<int32_t>{0, 4}, {2});
   EXPECT_LONGCTX_ERROR(hawk.forward(row, row, cu), "Model::forward", "cu_seqlens");
+  // Zigzag: 13 tokens make rank 0's chunks [0, 3) and [9, 13), 7 tokens, not the 5 it holds.
+  hawk.set_context_parallel(cp.get(), dist::CpLayout::zigzag);
+  EXPECT_EQ(hawk.context_parallel_layout(), dist::CpLayout::zigzag);
+  const Tensor uneven = Tensor::zeros({2, cp->rank() == 0 ? 5 : 8}, DType::i32);
+  EXPECT_LONGCTX_ERROR(hawk.forward(uneven, uneven), "Model::forward", "holds 5 tokens on rank 0",
+                       "zigzag chunks of the 13-token sequences hold 7");
+  // Chunks of 1 (T = 4 over 2 ranks) are shorter than the halo.
+  const Tensor short_rows = Tensor::zeros({2, 2}, DType::i32);
+  EXPECT_LONGCTX_ERROR(hawk.forward(short_rows, short_rows), "Model::forward",
+                       "has a zigzag chunk of 1 tokens", "at least 2");
+  // Packed batches need the contiguous layout.
+  const Tensor whole_cu = int_tensor(std::vector<int32_t>{0, 8}, {2});
+  EXPECT_LONGCTX_ERROR(hawk.forward(row, row, whole_cu), "Model::forward",
+                       "packed batches need the contiguous layout");
   comm.barrier();
 }
 
@@ -363,49 +385,54 @@ TEST(ContextParallelModel, RefusesWhatItCannotSplit) {
 // of the same model: the loss within the 2x rule (the naive: the one-process run in batches of
 // one sequence, which groups the same sums otherwise, and the f32 run scaled as above), the
 // scored count and accuracy equal; every rank the same bits; each rank's logits of its slice.
-// 7 sequences in batches of 3, 3, 1: with 4 groups, group 0 has no rows at all.
+// 7 sequences in batches of 3, 3, 1: with 4 groups, group 0 has no rows at all. Both layouts
+// (zigzag on rows of 19, as the zigzag model cases).
 TEST(ContextParallelEval, MatchesOneProcess) {
   Communicator& comm = world();
   if (comm.size() < 2) GTEST_SKIP() << "needs mpirun with several ranks (ctest mpi_np2, mpi_np4)";
-  const train::MqarTask task = cp_task();
-  const int64_t T = task.seq_len(), sequences = 7, batch = 3;
+  const int64_t sequences = 7, batch = 3;
   Context& ctx = context_for(Device::cpu());
-  for (const char* name : {"mamba_mamba2_hawk", "llama_gqa", "griffin_window"}) {
-    const auto found = std::find_if(kCpCases.begin(), kCpCases.end(),
-                                    [&](const CpModelCase& c) { return c.name == name; });
-    ASSERT_NE(found, kCpCases.end()) << name;
-    const ModelConfig config = ModelConfig::from_json(found->config);
-    for (int C : {1, 2, comm.size()}) {
-      if (comm.size() % C || (C == 2 && comm.size() == 2)) continue;
-      const std::string what = std::string(name) + ", C = " + std::to_string(C);
-      SCOPED_TRACE(what);
-      const auto group = C > 1 ? group_of(comm, C) : nullptr;
-      Model shared(config, ctx, DType::f64, /*seed=*/5), exact(config, ctx, DType::f64, 5),
-          f32_run(config, ctx, DType::f32, 5);
-      copy_params(exact, shared);
-      copy_params(f32_run, shared);
-      shared.set_context_parallel(group.get());
-      const train::EvalResult got = train::evaluate(comm, shared, task, sequences, batch);
-      const train::EvalResult want = train::evaluate(exact, task, sequences, batch);
-      const train::EvalResult regrouped = train::evaluate(exact, task, sequences, 1);
-      const train::EvalResult f32 = train::evaluate(f32_run, task, sequences, batch);
-      EXPECT_EQ(got.scored, want.scored);
-      EXPECT_EQ(got.accuracy, want.accuracy);
-      const Ref exact_loss = to_ref(scalar(want.loss));
-      expect_close_2x(
-          scalar(got.loss), exact_loss,
-          f64_naive(exact_loss, to_ref(scalar(regrouped.loss)), to_ref(scalar(f32.loss))),
-          DType::f64, "eval loss");
-      const Tensor all = Tensor::empty({comm.size(), 1}, DType::f64);
-      comm.all_gather(all, scalar(got.loss));
-      for (int r = 1; r < comm.size(); ++r)
-        EXPECT_EQ(all.data_as<double>()[r], all.data_as<double>()[0]) << "rank " << r;
-      // A rank that evaluated anything holds logits of its slice of T only.
-      const int c = comm.rank() % C;
-      if (shared.logits().defined())
-        EXPECT_EQ(shared.logits().size(1), T * (c + 1) / C - T * c / C);
+  for (const dist::CpLayout layout : {dist::CpLayout::contiguous, dist::CpLayout::zigzag})
+    for (const char* name : {"mamba_mamba2_hawk", "llama_gqa", "griffin_window"}) {
+      const train::MqarTask task = cp_task(layout == dist::CpLayout::zigzag ? 19 : 13);
+      const int64_t T = task.seq_len();
+      const auto found = std::find_if(kCpCases.begin(), kCpCases.end(),
+                                      [&](const CpModelCase& c) { return c.name == name; });
+      ASSERT_NE(found, kCpCases.end()) << name;
+      const ModelConfig config = ModelConfig::from_json(found->config);
+      for (int C : {1, 2, comm.size()}) {
+        if (comm.size() % C || (C == 2 && comm.size() == 2)) continue;
+        const std::string what = std::string(name) + ", C = " + std::to_string(C) +
+                                 (layout == dist::CpLayout::zigzag ? ", zigzag" : "");
+        SCOPED_TRACE(what);
+        const auto group = C > 1 ? group_of(comm, C) : nullptr;
+        Model shared(config, ctx, DType::f64, /*seed=*/5), exact(config, ctx, DType::f64, 5),
+            f32_run(config, ctx, DType::f32, 5);
+        copy_params(exact, shared);
+        copy_params(f32_run, shared);
+        shared.set_context_parallel(group.get(), layout);
+        const train::EvalResult got = train::evaluate(comm, shared, task, sequences, batch);
+        const train::EvalResult want = train::evaluate(exact, task, sequences, batch);
+        const train::EvalResult regrouped = train::evaluate(exact, task, sequences, 1);
+        const train::EvalResult f32 = train::evaluate(f32_run, task, sequences, batch);
+        EXPECT_EQ(got.scored, want.scored);
+        EXPECT_EQ(got.accuracy, want.accuracy);
+        const Ref exact_loss = to_ref(scalar(want.loss));
+        expect_close_2x(
+            scalar(got.loss), exact_loss,
+            f64_naive(exact_loss, to_ref(scalar(regrouped.loss)), to_ref(scalar(f32.loss))),
+            DType::f64, "eval loss");
+        const Tensor all = Tensor::empty({comm.size(), 1}, DType::f64);
+        comm.all_gather(all, scalar(got.loss));
+        for (int r = 1; r < comm.size(); ++r)
+          EXPECT_EQ(all.data_as<double>()[r], all.data_as<double>()[0]) << "rank " << r;
+        // A rank that evaluated anything holds logits of its slice of T only.
+        int64_t mine = 0;
+        for (const dist::SeqRange& r : dist::slice_ranges(T, C, comm.rank() % C, layout))
+          mine += r.length();
+        if (shared.logits().defined()) EXPECT_EQ(shared.logits().size(1), mine);
+      }
     }
-  }
 }
 
 TrainOptions cp_run(const std::string& dir, int C) {
@@ -488,10 +515,14 @@ TEST(ContextParallelTrain, MatchesOneProcessAndResumesWithAnotherC) {
     EXPECT_LE(relative, kCpRunBound) << "eval_loss";
   }
   if (comm.size() == 4) train::train(cp_run(pairs, 2), false, {}, &comm);
-  // Interrupted at step 2 with C = 2 (two groups on four ranks), resumed with C = N.
+  // Interrupted at step 2 with C = 2 (two groups on four ranks), resumed with C = N. The runs
+  // with attention (auto) are zigzag.
   train::TrainHooks stop;
   stop.stop_after = [](int64_t s) { return s == 2; };
-  EXPECT_TRUE(train::train(cp_run(grow, 2), false, stop, &comm).interrupted);
+  // The first steps in contiguous slices, the rest (auto: zigzag, the stack has attention) not.
+  TrainOptions first = cp_run(grow, 2);
+  first.cp_layout = "contiguous";
+  EXPECT_TRUE(train::train(first, false, stop, &comm).interrupted);
   EXPECT_EQ(train::train(cp_run(grow, C), /*resume=*/true, {}, &comm).step, 4);
   if (comm.rank() == 0) {
     std::vector<std::pair<std::string, std::string>> runs = {{"C = N", all}, {"resumed", grow}};

@@ -3,6 +3,16 @@
 // by every rank with its slice; the results are each rank's slice of what the single-process op
 // computes over the whole sequence.
 //
+// Layouts (include/longctx/dist/layout.h; the last argument, contiguous by default): in zigzag
+// rank r holds chunks r and 2n - 1 - r of 2n back to back, and everything below that is said of
+// "slices" and "ranks" holds of the chain of the 2n chunks instead: each rank runs the op on
+// each of its two chunks (copied out of the slice, the ops taking contiguous tensors), puts two
+// summaries into the one all-gather, and folds each chunk's entering state from every earlier
+// chunk's; causal_conv1d's halo for chunk 2n - 1 - r comes from chunk 2n - 2 - r, rank r + 1's
+// second (on rank n - 1 its own first), and goes back there in the backward; every chunk must
+// hold W - 1 columns. Chunks may be empty for the scans (T < 2n; contiguous slices too).
+// Packed batches need the contiguous layout.
+//
 // linear_scan (h_t = a_t * h_{t-1} + b_t) by state passing: each rank scans its slice from a
 // zero state and summarises it as (P, L) = (product of its a, its last state); one all-gather of
 // the summaries; rank r folds h0 through the summaries of ranks < r with the associative
@@ -67,6 +77,7 @@
 #include <array>
 
 #include "longctx/dist/communicator.h"
+#include "longctx/dist/layout.h"
 #include "longctx/ops/attention.h"
 #include "longctx/ops/causal_conv1d.h"
 #include "longctx/ops/gated_delta_rule.h"
@@ -78,46 +89,53 @@ namespace longctx::dist {
 // last_state: the state after the whole sequence, on every rank.
 void linear_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                         const Tensor& last_state, const Tensor& a, const Tensor& b,
-                        const Tensor& h0 = {}, const Tensor& cu_seqlens = {});
+                        const Tensor& h0 = {}, const Tensor& cu_seqlens = {},
+                        CpLayout layout = CpLayout::contiguous);
 
 // out: this rank's slice of the forward's output. dlast_state (optional) and dh0 (exactly when
 // h0 is given) are whole, the same on every rank.
 void linear_scan_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& da, const Tensor& db,
                         const Tensor& dh0, const Tensor& dout, const Tensor& dlast_state,
                         const Tensor& a, const Tensor& out, const Tensor& h0 = {},
-                        const Tensor& cu_seqlens = {});
+                        const Tensor& cu_seqlens = {}, CpLayout layout = CpLayout::contiguous);
 
 // Inputs as selective_scan's, u/delta/z (B, Dm, T) and B/C (B, G, N, T) this rank's slice; A, D,
 // delta_bias, h0 and last_state whole. With in.cu_seqlens (the whole packed batch's, above):
 // B = 1 and the states (N, Dm, N_state).
 void selective_scan_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                            const Tensor& last_state, const SelectiveScanInputs& in,
-                           const SelectiveScanParams& params = {});
+                           const SelectiveScanParams& params = {},
+                           CpLayout layout = CpLayout::contiguous);
 
 // grads of the slice's inputs; dA, dD, ddelta_bias and dh0 whole, the same on every rank.
 void selective_scan_cp_bwd(Communicator& comm, const Context& ctx, const SelectiveScanGrads& grads,
                            const Tensor& dout, const Tensor& dlast_state,
-                           const SelectiveScanInputs& in, const SelectiveScanParams& params = {});
+                           const SelectiveScanInputs& in, const SelectiveScanParams& params = {},
+                           CpLayout layout = CpLayout::contiguous);
 
 // Inputs as ssd's, x/z (B, T, H, P), dt (B, T, H) and B/C (B, T, G, N) this rank's slice (chunks
 // are counted from the slice's start); A, D, dt_bias, initial_states and final_states whole.
 // With in.cu_seqlens (the whole packed batch's, above): B = 1 and the states (N, H, P, N_state).
 void ssd_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
-                const Tensor& final_states, const SSDInputs& in, const SSDParams& params = {});
+                const Tensor& final_states, const SSDInputs& in, const SSDParams& params = {},
+                CpLayout layout = CpLayout::contiguous);
 
 // grads of the slice's inputs; dA, dD, ddt_bias and dinitial_states whole, the same everywhere.
 void ssd_cp_bwd(Communicator& comm, const Context& ctx, const SSDGrads& grads, const Tensor& dout,
-                const Tensor& dfinal_states, const SSDInputs& in, const SSDParams& params = {});
+                const Tensor& dfinal_states, const SSDInputs& in, const SSDParams& params = {},
+                CpLayout layout = CpLayout::contiguous);
 
 void causal_conv1d_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                           const Tensor& x, const Tensor& weight, const Tensor& bias = {},
-                          const CausalConv1dParams& params = {}, const Tensor& cu_seqlens = {});
+                          const CausalConv1dParams& params = {}, const Tensor& cu_seqlens = {},
+                          CpLayout layout = CpLayout::contiguous);
 
 // dweight and dbias: the whole sequence's, on every rank.
 void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& dx,
                           const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                           const Tensor& x, const Tensor& weight, const Tensor& bias = {},
-                          const CausalConv1dParams& params = {}, const Tensor& cu_seqlens = {});
+                          const CausalConv1dParams& params = {}, const Tensor& cu_seqlens = {},
+                          CpLayout layout = CpLayout::contiguous);
 
 // Inputs as gated_delta_rule's, q/k (B, T, H, K), v (B, T, HV, V), g and beta this rank's slice
 // (chunks are counted from the slice's start); initial_state and final_state (B, HV, K, V)
@@ -125,14 +143,16 @@ void causal_conv1d_cp_bwd(Communicator& comm, const Context& ctx, const Tensor& 
 // the whole packed batch's (N + 1) and the states (N, HV, K, V), as above.
 void gated_delta_rule_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out,
                              const Tensor& final_state, const GatedDeltaRuleInputs& in,
-                             const GatedDeltaRuleParams& params = {});
+                             const GatedDeltaRuleParams& params = {},
+                             CpLayout layout = CpLayout::contiguous);
 
 // grads of the slice's inputs; dinitial_state (exactly when initial_state is given) whole, the
 // same on every rank. dfinal_state (optional) is whole, the same on every rank.
 void gated_delta_rule_cp_bwd(Communicator& comm, const Context& ctx,
                              const GatedDeltaRuleGrads& grads, const Tensor& dout,
                              const Tensor& dfinal_state, const GatedDeltaRuleInputs& in,
-                             const GatedDeltaRuleParams& params = {});
+                             const GatedDeltaRuleParams& params = {},
+                             CpLayout layout = CpLayout::contiguous);
 
 // ---- Ring attention ------------------------------------------------------------------------
 //
@@ -179,23 +199,7 @@ void gated_delta_rule_cp_bwd(Communicator& comm, const Context& ctx,
 // slowest rank is 1.7x faster; two ranks 0.085/0.279 s (slowest) against 0.056/0.184 s. The
 // four ranks' times sum to 1.2-1.5x the single-process op's 0.090/0.30 s (smaller blocks, more
 // of them on the diagonal, the merge and the row copies; noisy at that load).
-// The scans' context parallel above needs contiguous slices, so contiguous is the default.
-enum class CpLayout {
-  contiguous,  // rank r holds the r-th contiguous slice (any lengths, in rank order)
-  zigzag,      // rank r holds chunks r and 2n - 1 - r of 2n (zigzag_chunks)
-};
-
-// A range [begin, end) of positions of the whole sequence.
-struct SeqRange {
-  int64_t begin = 0, end = 0;
-  int64_t length() const { return end - begin; }
-};
-
-// The two chunks of a T-position sequence that rank `rank` of `n` holds in the zigzag layout, in
-// the order they sit in its slice: [T * r / (2n), T * (r + 1) / (2n)) then
-// [T * (2n - 1 - r) / (2n), T * (2n - r) / (2n)).
-std::array<SeqRange, 2> zigzag_chunks(int64_t T, int n, int rank);
-
+// The scans above take the same two layouts (include/longctx/dist/layout.h).
 // out, lse: this rank's rows of the single-process attention_fwd over the whole sequence (lse
 // the global one).
 void attention_cp_fwd(Communicator& comm, const Context& ctx, const Tensor& out, const Tensor& lse,

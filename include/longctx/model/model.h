@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "longctx/context.h"
+#include "longctx/dist/layout.h"
 #include "longctx/model/arena.h"
 #include "longctx/model/config.h"
 
@@ -115,17 +116,22 @@ class Model {
 
   // Context parallel: with `cp` of C > 1 ranks, every sequence of the batches forward() sees is
   // split along T over them, each rank calling forward() and backward() with its slice of
-  // tokens and targets — rank r the r-th contiguous slice, any lengths of at least
-  // min_context_slice(), the same B everywhere. The layers pass states and halos between the
+  // tokens and targets in `layout` (include/longctx/dist/layout.h) — contiguous: rank r the r-th
+  // contiguous slice, any lengths of at least min_context_slice(); zigzag: rank r chunks r and
+  // 2n - 1 - r of 2n (dist::slice_ranges), each of at least min_context_slice(), which balances
+  // causal attention — the same B everywhere. The layers pass states and halos between the
   // ranks and RoPE takes the global positions, so each rank's logits are its slice of the whole
   // sequence's, and forward() returns the mean loss over the slice's labelled targets. grads()
   // are then this rank's share: their sum over the ranks (with each rank's backward(scale)
   // weighted by its share of the labelled targets, as data parallel ranks are) is the whole
   // batch's gradient. Null or one rank: off. CPU models (the CP ops are the CPU's), every layer
-  // kind (attention by ring attention over contiguous slices), rectangular batches. The
-  // communicator must outlive its use; decode() and decode_one() are never context parallel.
-  void set_context_parallel(dist::Communicator* cp);
+  // kind (attention by ring attention), rectangular batches in either layout, packed ones in the
+  // contiguous layout. The communicator must outlive its use; decode() and decode_one() are
+  // never context parallel.
+  void set_context_parallel(dist::Communicator* cp,
+                            dist::CpLayout layout = dist::CpLayout::contiguous);
   dist::Communicator* context_parallel() const { return cp_; }
+  dist::CpLayout context_parallel_layout() const { return cp_layout_; }
   // The fewest tokens a context parallel slice may hold: the widest conv's halo (d_conv - 1) of
   // any layer, and at least 1.
   int64_t min_context_slice() const;
@@ -151,6 +157,7 @@ class Model {
   ActivationArena layer_acts_;  // one layer's intermediates, under activation recompute
   bool recompute_ = false;
   dist::Communicator* cp_ = nullptr;  // context parallel over these ranks; null: off
+  dist::CpLayout cp_layout_ = dist::CpLayout::contiguous;
   std::vector<std::unique_ptr<Mixer>> mixers_;
   // set_inference_weights: the dtype, the bf16 copies (one arena of the linear matrices) and
   // the arena of views the mixers are bound to (params_ with those matrices replaced).
