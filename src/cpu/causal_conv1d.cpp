@@ -154,7 +154,8 @@ void fwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
 // walking all 4096 rows (R floats apart), the backward was still 8.5-12 ms against channel-first's
 // 5.5-7.4. Mamba-2 preset's xBC (K = 384, W = 4, silu, 4096 tokens as B x T, 2 threads, load
 // ~3.7, bench/results/2026-12-05-cpu-mamba2-layout/conv-bwd-blocked.txt, 2 rounds alternating):
-// 12.7-17.8 ms CPU per call before, 2.9-4.4 now, channel-first 4.9-7.1 in the same runs.
+// 12.7-17.8 ms CPU per call before, 2.9-4.4 now, channel-first 4.9-7.1 in the same runs; against
+// main's kernel with the f32 sigmoid already in (conv-bwd-vs-main.txt): 7.6-10.7 -> 2.9-3.6.
 void bwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
   constexpr int64_t kChannels = 128, kSteps = 32, kItemSteps = 256;
   dispatch_cpu_float("causal_conv1d_bwd", args.dtype, [&](auto tag) {
