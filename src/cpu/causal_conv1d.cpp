@@ -1,6 +1,7 @@
 // causal_conv1d on the CPU: one (batch, channel) row per work item in the forward; one channel
-// (channel-last: a block of channels) per work item in the backward, looping over the batch inside
-// so that dweight and dbias are reduced in a fixed order (deterministic for any thread count). The
+// per work item in the backward, looping over the batch inside so that dweight and dbias are
+// reduced in a fixed order (channel-last: a block of steps per item, partial sums added in item
+// order; deterministic for any thread count either way). The
 // width is a template argument (W <= 4) so the inner loop over taps unrolls and the loop over time
 // vectorises.
 #include <algorithm>
@@ -61,11 +62,29 @@ std::vector<T> taps_by_row(const T* weight, int64_t D, int W) {
 }
 
 // Channel-last pre-activation of channels [c0, c0 + n) at step t of sequence s (L steps): the
-// same sums, in the same order, as conv_row's.
+// same sums, in the same order, as conv_row's. Once every tap is inside the sequence, one pass
+// over the channels with the taps unrolled in registers: the per-tap passes over pre (a load and
+// a store each, and alias checks against x and the weights) cost the channel-last backward
+// about twice the channel-first one's time (see bwd_channel_last).
 template <int W, class T>
-void conv_step(T* pre, const CausalConv1dArgs& args, const T* x, const T* wt, const T* bias,
-               int64_t s, int64_t t, int64_t c0, int64_t n) {
-  for (int64_t c = 0; c < n; ++c) pre[c] = bias ? bias[c0 + c] : T(0);
+inline void conv_step(T* __restrict pre, const CausalConv1dArgs& args, const T* x, const T* wt,
+                      const T* bias, int64_t s, int64_t t, int64_t c0, int64_t n) {
+  const T* bs = bias ? bias + c0 : nullptr;
+  if (t >= W - 1) {
+    const T* xr[W];
+    const T* wk[W];
+    for (int k = 0; k < W; ++k) {
+      xr[k] = x + step_at(args, args.x_at, s, t - (W - 1) + k) + c0;
+      wk[k] = wt + k * args.D + c0;
+    }
+    for (int64_t c = 0; c < n; ++c) {
+      T v = bs ? bs[c] : T(0);
+      for (int k = 0; k < W; ++k) v += wk[k][c] * xr[k][c];
+      pre[c] = v;
+    }
+    return;
+  }
+  for (int64_t c = 0; c < n; ++c) pre[c] = bs ? bs[c] : T(0);
   for (int k = 0; k < W; ++k) {
     const int64_t tt = t - (W - 1) + k;
     if (tt < 0) continue;
@@ -114,22 +133,34 @@ void fwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
              ++t) {
           T* o = op + step_at(args, args.out_at, s, t);
           conv_step<W>(o, args, xp, wt.data(), bp, s, t, 0, D);
-          if (args.silu) silu_array(o, D);  // as the channel-first forward
+          // silu_array (f32 exp, 8 lanes), as the channel-first forward: 5.0-6.0 -> 1.2-1.3 ms
+          // CPU per call in conv-bwd-blocked.txt's runs (channel-first 1.0-1.3).
+          if (args.silu) silu_array(o, D);
         }
       });
     });
   });
 }
 
-// Channel-last backward: one item per block of kChannels channels, looping over the sequences
-// and steps inside, so dweight and dbias are reduced in a fixed order (as the channel-first
-// backward's per-channel items are). g = dout * act'(pre) of a whole sequence's block is kept,
-// followed by W - 1 zero rows, for the same reason as there.
+// Channel-last backward: one item per (sequence, block of kItemSteps steps), all channels,
+// kChannels at a time; each item writes its dweight and dbias partial sums to its own slot, and the
+// slots are added in item order afterwards, so the result does not depend on the thread count.
+// Inside, the steps go kSteps at a time: g = dout * act'(pre) of those steps and the W - 1 after
+// them (zeros past the sequence's end, for the same reason as in the channel-first backward) stays
+// in L1, each row's pre-activation is computed once, and the W - 1 rows the next block also needs
+// carry over. The sigmoids for silu' are sigmoid_array's (f32 exp, 8 lanes), as in the
+// channel-first backward, not a libm expf per element. Items over time rather than over channels
+// because reading strided rows is what cost: with the above in place but one 64-channel item
+// walking all 4096 rows (R floats apart), the backward was still 8.5-12 ms against channel-first's
+// 5.5-7.4. Mamba-2 preset's xBC (K = 384, W = 4, silu, 4096 tokens as B x T, 2 threads, load
+// ~3.7, bench/results/2026-12-05-cpu-mamba2-layout/conv-bwd-blocked.txt, 2 rounds alternating):
+// 12.7-17.8 ms CPU per call before, 2.9-4.4 now, channel-first 4.9-7.1 in the same runs; against
+// main's kernel with the f32 sigmoid already in (conv-bwd-vs-main.txt): 7.6-10.7 -> 2.9-3.6.
 void bwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
-  constexpr int64_t kChannels = 64;
+  constexpr int64_t kChannels = 128, kSteps = 32, kItemSteps = 256;
   dispatch_cpu_float("causal_conv1d_bwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t D = args.D;
+    const int64_t D = args.D, count = args.seqs.count;
     const T* xp = static_cast<const T*>(args.x);
     const T* bp = static_cast<const T*>(args.bias);
     const T* dyp = static_cast<const T*>(args.dout);
@@ -137,55 +168,85 @@ void bwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
     T* dwp = static_cast<T*>(args.dweight);
     T* dbp = static_cast<T*>(args.dbias);
     const std::vector<T> wt = taps_by_row(static_cast<const T*>(args.weight), D, args.W);
+    std::vector<int64_t> first_item(size_t(count + 1), 0);  // sequence s: its first item
+    for (int64_t s = 0; s < count; ++s)
+      first_item[size_t(s + 1)] =
+          first_item[size_t(s)] + (args.seqs.length(s) + kItemSteps - 1) / kItemSteps;
+    const int64_t items = first_item[size_t(count)];
     dispatch_width(args.W, [&](auto width) {
       constexpr int W = decltype(width)::value;
-      parallel_for(ctx, (D + kChannels - 1) / kChannels, [&](int64_t block) {
-        const int64_t c0 = block * kChannels, n = std::min(D, c0 + kChannels) - c0;
-        std::vector<T> g, dw(size_t(W * n), T(0)), db(size_t(n), T(0)), sw, sb;
-        for (int64_t sq = 0; sq < args.seqs.count; ++sq) {
-          const int64_t L = args.seqs.length(sq);
-          g.assign(size_t((L + W - 1) * n), T(0));
-          for (int64_t t = 0; t < L; ++t) {
-            T* gr = g.data() + t * n;
-            const T* dy = dyp + step_at(args, args.dout_at, sq, t) + c0;
-            if (args.silu) {
-              conv_step<W>(gr, args, xp, wt.data(), bp, sq, t, c0, n);
-              // silu'(s) = sigmoid(s) (1 + s (1 - sigmoid(s))), as the channel-first backward.
-              T sg[kChannels];
-              sigmoid_array(sg, gr, n);
+      // Item i's partials: dweight as (W, D) at i * (W + 1) * D, then dbias (D); (W + 1) / 256 of
+      // x's size.
+      std::vector<T> partial(size_t(items * (W + 1) * D));
+      parallel_for(ctx, items, [&](int64_t item) {
+        const int64_t sq = int64_t(std::upper_bound(first_item.begin(), first_item.end(), item) -
+                                   first_item.begin()) -
+                           1;
+        const int64_t L = args.seqs.length(sq), ts = (item - first_item[size_t(sq)]) * kItemSteps;
+        const int64_t te = std::min(L, ts + kItemSteps);
+        T* pw = partial.data() + item * (W + 1) * D;
+        T g_rows[(kSteps + W - 1) * kChannels];
+        T* __restrict g = g_rows;
+        T sw[W][kChannels], sb[kChannels], sg[kChannels];
+        for (int64_t c0 = 0; c0 < D; c0 += kChannels) {
+          const int64_t n = std::min(D, c0 + kChannels) - c0;
+          const T* wk[W];
+          for (int k = 0; k < W; ++k) wk[k] = wt.data() + k * D + c0;
+          std::fill(&sw[0][0], &sw[0][0] + W * kChannels, T(0));
+          std::fill(sb, sb + kChannels, T(0));
+          for (int64_t t0 = ts; t0 < te; t0 += kSteps) {
+            const int64_t t1 = std::min(te, t0 + kSteps), rows = t1 - t0 + (W - 1);
+            // The previous block was kSteps long; its last W - 1 rows are steps t0 .. t0 + W - 2.
+            if (t0 > ts) std::copy(g + kSteps * n, g + (kSteps + W - 1) * n, g);
+            for (int64_t r = t0 > ts ? W - 1 : 0; r < rows; ++r) {
+              T* __restrict gr = g + r * n;
+              if (t0 + r >= L) {
+                std::fill(gr, gr + n, T(0));
+                continue;
+              }
+              const T* dy = dyp + step_at(args, args.dout_at, sq, t0 + r) + c0;
+              if (!args.silu) {
+                std::copy(dy, dy + n, gr);
+                continue;
+              }
+              conv_step<W>(gr, args, xp, wt.data(), bp, sq, t0 + r, c0, n);
+              sigmoid_array(sg, gr, n);  // silu'(s) = sigmoid(s) (1 + s (1 - sigmoid(s)))
               for (int64_t c = 0; c < n; ++c)
                 gr[c] = dy[c] * (sg[c] * (T(1) + gr[c] * (T(1) - sg[c])));
-            } else {
-              std::copy(dy, dy + n, gr);
+            }
+            // dx[t] = sum_k w[k] * g[t + (W-1) - k]; dw[k] = sum_t g[t] * x[t - (W-1) + k].
+            for (int64_t t = t0; t < t1; ++t) {
+              const T* __restrict gr = g + (t - t0) * n;
+              T* dxr = dxp + step_at(args, args.dx_at, sq, t) + c0;
+              for (int64_t c = 0; c < n; ++c) {
+                T s = 0;
+                for (int k = 0; k < W; ++k) s += wk[k][c] * gr[((W - 1) - k) * n + c];
+                dxr[c] = s;
+              }
+              for (int k = 0; k < W; ++k) {
+                const int64_t tt = t - (W - 1) + k;
+                if (tt < 0) continue;
+                const T* xr = xp + step_at(args, args.x_at, sq, tt) + c0;
+                for (int64_t c = 0; c < n; ++c) sw[k][c] += gr[c] * xr[c];
+              }
+              for (int64_t c = 0; c < n; ++c) sb[c] += gr[c];
             }
           }
-          // dx[t] = sum_k w[k] * g[t + (W-1) - k]; dw[k] = sum_t g[t] * x[t - (W-1) + k].
-          sw.assign(size_t(W * n), T(0));
-          sb.assign(size_t(n), T(0));
-          for (int64_t t = 0; t < L; ++t) {
-            T* dxr = dxp + step_at(args, args.dx_at, sq, t) + c0;
-            for (int64_t c = 0; c < n; ++c) dxr[c] = 0;
-            for (int k = 0; k < W; ++k) {
-              const T* wk = wt.data() + k * D + c0;
-              const T* gk = g.data() + (t + (W - 1) - k) * n;
-              for (int64_t c = 0; c < n; ++c) dxr[c] += wk[c] * gk[c];
-            }
-            const T* gr = g.data() + t * n;
-            for (int k = 0; k < W; ++k) {
-              const int64_t tt = t - (W - 1) + k;
-              if (tt < 0) continue;
-              const T* xr = xp + step_at(args, args.x_at, sq, tt) + c0;
-              T* swk = sw.data() + k * n;
-              for (int64_t c = 0; c < n; ++c) swk[c] += gr[c] * xr[c];
-            }
-            for (int64_t c = 0; c < n; ++c) sb[size_t(c)] += gr[c];
-          }
-          for (size_t i = 0; i < dw.size(); ++i) dw[i] += sw[i];
-          for (size_t i = 0; i < db.size(); ++i) db[i] += sb[i];
+          for (int k = 0; k < W; ++k) std::copy(sw[k], sw[k] + n, pw + k * D + c0);
+          std::copy(sb, sb + n, pw + W * D + c0);
         }
-        for (int64_t c = 0; c < n; ++c) {
-          for (int k = 0; k < W; ++k) dwp[(c0 + c) * W + k] = dw[size_t(k * n + c)];
-          if (dbp) dbp[c0 + c] = db[size_t(c)];
+      });
+      parallel_for(ctx, (D + kChannels - 1) / kChannels, [&](int64_t block) {
+        const int64_t c0 = block * kChannels, c1 = std::min(D, c0 + kChannels);
+        for (int64_t d = c0; d < c1; ++d) {
+          T dw[W] = {}, db = 0;
+          for (int64_t i = 0; i < items; ++i) {
+            const T* pw = partial.data() + i * (W + 1) * D;
+            for (int k = 0; k < W; ++k) dw[k] += pw[k * D + d];
+            db += pw[W * D + d];
+          }
+          for (int k = 0; k < W; ++k) dwp[d * W + k] = dw[k];
+          if (dbp) dbp[d] = db;
         }
       });
     });
