@@ -1,9 +1,8 @@
 // causal_conv1d on the CPU: one (batch, channel) row per work item in the forward; one channel
 // per work item in the backward, looping over the batch inside so that dweight and dbias are
 // reduced in a fixed order (channel-last: a block of steps per item, partial sums added in item
-// order; deterministic for any thread count either way). The
-// width is a template argument (W <= 4) so the inner loop over taps unrolls and the loop over time
-// vectorises.
+// order; deterministic for any thread count either way). The width is a template argument
+// (W <= 4) so the inner loop over taps unrolls and the loop over time vectorises.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
@@ -108,10 +107,6 @@ void dispatch_width(int64_t W, F&& f) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 // Channel-last forward: one item per (sequence, block of kSteps steps), each step a row of D
 // channels that the loops over channels vectorise. Mamba-2 reads xBC this way straight out of
 // its projection, where it transposed xBC into (B, D, T) and the output back before (see
@@ -148,8 +143,8 @@ void fwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
 // Inside, the steps go kSteps at a time: g = dout * act'(pre) of those steps and the W - 1 after
 // them (zeros past the sequence's end, for the same reason as in the channel-first backward) stays
 // in L1, each row's pre-activation is computed once, and the W - 1 rows the next block also needs
-// carry over. The sigmoids for silu' are sigmoid_array's (f32 exp, 8 lanes), as in the
-// channel-first backward, not a libm expf per element. Items over time rather than over channels
+// carry over. silu' by silu_grad_mul (f32 exp, 8 lanes), as in the channel-first backward, not a
+// libm expf per element. Items over time rather than over channels
 // because reading strided rows is what cost: with the above in place but one 64-channel item
 // walking all 4096 rows (R floats apart), the backward was still 8.5-12 ms against channel-first's
 // 5.5-7.4. Mamba-2 preset's xBC (K = 384, W = 4, silu, 4096 tokens as B x T, 2 threads, load
@@ -187,7 +182,7 @@ void bwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
         T* pw = partial.data() + item * (W + 1) * D;
         T g_rows[(kSteps + W - 1) * kChannels];
         T* __restrict g = g_rows;
-        T sw[W][kChannels], sb[kChannels], sg[kChannels];
+        T sw[W][kChannels], sb[kChannels];
         for (int64_t c0 = 0; c0 < D; c0 += kChannels) {
           const int64_t n = std::min(D, c0 + kChannels) - c0;
           const T* wk[W];
@@ -210,9 +205,7 @@ void bwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
                 continue;
               }
               conv_step<W>(gr, args, xp, wt.data(), bp, sq, t0 + r, c0, n);
-              sigmoid_array(sg, gr, n);  // silu'(s) = sigmoid(s) (1 + s (1 - sigmoid(s)))
-              for (int64_t c = 0; c < n; ++c)
-                gr[c] = dy[c] * (sg[c] * (T(1) + gr[c] * (T(1) - sg[c])));
+              silu_grad_mul(gr, dy, n);
             }
             // dx[t] = sum_k w[k] * g[t + (W-1) - k]; dw[k] = sum_t g[t] * x[t - (W-1) + k].
             for (int64_t t = t0; t < t1; ++t) {
@@ -314,20 +307,11 @@ void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args) {
           const T* dy = dyp + base;
           if (silu) {
             conv_row<W>(g.data(), xr, w, bp ? bp[d] : T(0), L);
-            // silu'(s) = sigmoid(s) (1 + s (1 - sigmoid(s))) with the sigmoids by sigmoid_array
-            // (f32 exp, 8 lanes) a chunk at a time, not a libm expf per element; f64: the same
-            // values as silu_grad. hybrid preset, a training step (3 calls), 2 threads, load
-            // ~12, 2 rounds alternating (bench/results/2026-12-05-cpu-elementwise, run 4):
-            // T = 256 26.7-26.8 -> 15.2-16.3 ms CPU, T = 4096 32.8-33.0 -> 20.3-20.8.
-            constexpr int64_t kChunk = 128;
-            T sg[kChunk];
-            for (int64_t c = 0; c < L; c += kChunk) {
-              const int64_t m = std::min(kChunk, L - c);
-              T* gc = g.data() + c;
-              sigmoid_array(sg, gc, m);
-              for (int64_t i = 0; i < m; ++i)
-                gc[i] = dy[c + i] * (sg[i] * (T(1) + gc[i] * (T(1) - sg[i])));
-            }
+            // silu' by silu_grad_mul (f32 exp, 8 lanes), not a libm expf per element. hybrid
+            // preset, a training step (3 calls), 2 threads, load ~12, 2 rounds alternating
+            // (bench/results/2026-12-05-cpu-elementwise, run 4): T = 256 26.7-26.8 -> 15.2-16.3
+            // ms CPU, T = 4096 32.8-33.0 -> 20.3-20.8.
+            silu_grad_mul(g.data(), dy, L);
           } else {
             std::copy(dy, dy + L, g.begin());
           }

@@ -180,4 +180,19 @@ void silu_array(T* y, int64_t n) {
   }
 }
 
+// g[i] = dy[i] · silu'(g[i]) in place, silu'(v) = sigmoid(v) (1 + v (1 - sigmoid(v))), with the
+// sigmoids a chunk at a time as silu_array's (the causal conv's backward through its SiLU).
+// f64: the same values as longctx::silu_grad.
+template <class T>
+void silu_grad_mul(T* g, const T* dy, int64_t n) {
+  constexpr int64_t kChunk = 128;
+  T s[kChunk];
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    const int64_t m = std::min(kChunk, n - begin);
+    T* gc = g + begin;
+    sigmoid_array(s, gc, m);
+    for (int64_t i = 0; i < m; ++i) gc[i] = dy[begin + i] * (s[i] * (T(1) + gc[i] * (T(1) - s[i])));
+  }
+}
+
 }  // namespace longctx::cpu

@@ -95,8 +95,10 @@ class Mamba2Mixer : public Mixer {
     // and writes it as (B, T, K); the SSD's x, B and C are then row copies out of that. Before,
     // xBC was transposed into (B, K, T) for a channel-first conv and back: the prefill's CPU time
     // outside ops (these copies) was 24-42 ms per 4096 tokens, now 8-11; prefill CPU time mamba2
-    // -15 to -22 %, hybrid -6 %; training even, since the channel-last conv backward costs about
-    // twice the channel-first one (bench/results/2026-12-05-cpu-mamba2-layout, load 12-24).
+    // -15 to -22 %, hybrid -6 % (bench/results/2026-12-05-cpu-mamba2-layout, load 12-24); the
+    // training step, once the channel-last conv backward was blocked over steps (cheaper than the
+    // channel-first one: 2.9-3.6 against 4.6-6.8 ms a call), mamba2 1.06x, hybrid 1.03x (load
+    // ~3.7, the same folder's addendum).
     const Tensor xbc = acts.take({B, T, K}, dt);
     conv1d_fwd(ctx, layout(), xbc, proj_.narrow(2, Di_, K), w_["conv_weight"], w_["conv_bias"],
                conv_params());
