@@ -371,10 +371,6 @@ bool scan_packed_bwd(Communicator& comm, const PackedSlice& p, const Shape& one,
                               run_bwd);
 }
 
-}  // namespace
-
-namespace {
-
 // State passing for a scan op that starts from an initial state and returns its final one
 // (linear_scan, selective_scan, ssd), over the pieces of this rank's slice. `run_fwd(i,
 // no_input, initial, final)` runs the op on piece i — with its input zeroed when no_input —
@@ -480,10 +476,6 @@ bool scan_cp_bwd(Communicator& comm, const Pieces& p, const Shape& state, DType 
   }
   return ran;
 }
-
-}  // namespace
-
-namespace {
 
 // Packed batches need the contiguous layout: a zigzag chunk would cut the sequences into
 // pieces out of order.
@@ -994,10 +986,6 @@ Tensor halo_cu_seqlens(Communicator& comm, const Context& ctx, const char* op,
   return cu;
 }
 
-}  // namespace
-
-namespace {
-
 // A channel-last (B, T, D) view as a contiguous channel-first (B, D, T) tensor. The context
 // parallel conv runs channel-first (its halo is a narrow along T); a channel-last call is
 // transposed around it, which costs two copies a call but only under context parallelism.
@@ -1321,10 +1309,6 @@ void delta_packed_bwd(Communicator& comm, const Context& ctx, const GatedDeltaRu
   if (grads.dinitial_state.defined())
     assemble_states(comm, p, grads.dinitial_state, local_dinitial, /*at_end=*/false, dfinal_state);
 }
-
-}  // namespace
-
-namespace {
 
 // Piece r of the slice's inputs: q, k, v, g and beta along T (their dimension 1).
 GatedDeltaRuleInputs piece_inputs(const GatedDeltaRuleInputs& in, SeqRange r) {
