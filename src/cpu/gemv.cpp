@@ -48,8 +48,8 @@ enum class Prefetch {
   // `near` 16.6-18.1; `near` once per 64 bytes 15.9-17.6; `far` 15.5-17.1 (16 or 32 rows ahead, or
   // T2: the same within the spread; 2 or 8 rows a pass: the same); the same bytes read with no
   // arithmetic, each thread one half of one buffer: 15.5-16.9 (two runs). bench_decode's 93M model
-  // with bf16 weights, 2 threads: 17.2-17.6 -> 16.1-16.4 CPU ms a token (two alternating runs,
-  // load 20-25, where the wall times are the scheduler's; decode-4/README.md).
+  // with bf16 weights, 2 threads: 17.2-19.2 -> 16.1-17.2 CPU ms a token, 0-11% less in each of
+  // five alternating pairs (load 19-31, where the wall times are the scheduler's; decode-4).
   far,
 };
 constexpr int64_t kFarRows = 2 * kRows;
