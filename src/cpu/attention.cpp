@@ -595,9 +595,9 @@ __attribute__((target("avx512f"))) inline bool finite_rows_avx512(const float* x
 // attend_rows' own samples on that chain, every diagonal tile checking its 256 rows of V.
 // Measured with any_greater's 16 lanes (one build against main's library, alternating, GFLOP
 // per CPU second, medians of 5 and 4 rounds at load 18-27; bench/results/2026-12-05-cpu-
-// attention-fwd-3/ ab2, ab3): the D = 64 sweep's causal points +2-6%, its non-causal ones
-// -3..+3%, the llama shapes (D = 32, GQA, causal) -2..+6%; the spread between batches of rounds
-// is ~5%, so read it as "not slower, a few % on causal tiles".
+// attention-fwd-3/ ab2, ab3): the D = 64 sweep's causal points +2-7%, its non-causal ones
+// -3..+6%, the llama shapes (D = 32, GQA, causal) -3..+2%; the spread between batches of rounds
+// is ~5%, so read it as "not slower; a few % on D = 64 causal, nothing shown at D = 32".
 template <class T>
 bool finite_rows(const T* x, int64_t rows, int64_t cols, int64_t ld) {
 #if defined(__AVX2__) && defined(__FMA__)
