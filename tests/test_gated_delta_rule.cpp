@@ -121,6 +121,9 @@ const std::vector<GdrCase> kCases = {
      Decay::extreme},
     {"long_64k", {1, 65536, 1, 2, 16, 8}, Gate::head, true, true, 32, Decay::extreme},
     {"kda_long_64k", {1, 65536, 1, 1, 16, 8}, Gate::channel, true, true, 32, Decay::extreme},
+    // An output of >= 8 MB, which the CPU forward writes by non-temporal stores (store_rows in
+    // src/cpu/gated_delta_rule.cpp): 8.4 MB in f32, ending in a partial chunk of 8 tokens.
+    {"streamed_out", {1, 8200, 1, 2, 8, 128}, Gate::head, true, true, 64},
     // K = 1 with the default chunk (the op runs chunks of 2 K = 2 tokens): the state update's
     // (ρ ⊙ K̂)ᵀ has both strides 1 (the f64 DGEMM call once refused it).
     {"head_dim_k1", {1, 40, 1, 2, 1, 8}, Gate::head, true, true, 64},
