@@ -221,53 +221,6 @@ TEST(LinearCpu, SmallKKernelMatchesReferenceWithEveryIsaAndThreadCount) {
   }
 }
 
-// The dweight kernel (src/cpu/small_k_gemm.h, dweight_rows), with dbias from the same pass:
-// each ISA's tiles against the reference (2x rule), and the same bits with either ISA, 1 or 2
-// threads, and dweight alone. 4099 rows (32 chunks of 128 and 3) by Cout 67 (dout read in place;
-// 12-row tiles 5 and a 7, 6-row tiles 11 and a 1; 33 and 34 rows a thread) and Cin 45 (a 32- or
-// 16-column strip and a 13-column tail); 300 rows by Cout 389 (each tile's slice of dout copied
-// first: from 384 columns) and Cin 45.
-TEST(LinearCpu, DweightKernelMatchesReferenceWithEveryIsaAndThreadCount) {
-  if (!cpu::use_dweight_kernel(64, 1, 1)) GTEST_SKIP() << "dweight kernel not built (no AVX2/FMA)";
-  const int64_t shapes[][3] = {{4099, 67, 45}, {300, 389, 45}};  // M, Cout, Cin
-  for (const auto& shape : shapes) {
-    const int64_t M = shape[0], Cout = shape[1], Cin = shape[2];
-    ASSERT_TRUE(cpu::use_dweight_kernel(M, Cout, Cin)) << "the shape no longer reaches the kernel";
-    Rng rng(33 + Cout);
-    const Ref x = rounded(random_ref({M, Cin}, rng), DType::f32);
-    const Ref w = rounded(random_ref({Cout, Cin}, rng, -0.5, 0.5), DType::f32);
-    const Ref dout = rounded(random_ref({M, Cout}, rng), DType::f32);
-    const auto exact = ref::linear_bwd<Oracle>(dout, x, w, no_round);
-    const auto naive = ref::linear_bwd<float>(dout, x, w, rounding_for(DType::f32));
-    const Tensor xt = from_ref(x, DType::f32), wt = from_ref(w, DType::f32);
-    const Tensor doutt = from_ref(dout, DType::f32);
-    Context one(Device::cpu(), 1), two(Device::cpu(), 2);
-    Tensor want_dw = poisoned({Cout, Cin}, DType::f32, Device::cpu(), &one);
-    Tensor want_db = poisoned({Cout}, DType::f32, Device::cpu(), &one);
-    linear_bwd(one, Tensor(), want_dw, want_db, doutt, xt, wt);
-    for (cpu::CpuIsa isa : {cpu::CpuIsa::avx2, cpu::CpuIsa::avx512}) {
-      IsaCap cap(isa);
-      for (const Context* ctx : {&one, &two}) {
-        const std::string what = "Cout " + std::to_string(Cout) + ", " +
-                                 cpu::cpu_isa_name(cpu::cpu_isa()) + ", " +
-                                 std::to_string(ctx->cpu_threads()) + " threads";
-        Tensor dx = poisoned({M, Cin}, DType::f32, Device::cpu(), ctx);
-        Tensor dw = poisoned({Cout, Cin}, DType::f32, Device::cpu(), ctx);
-        Tensor db = poisoned({Cout}, DType::f32, Device::cpu(), ctx);
-        linear_bwd(*ctx, dx, dw, db, doutt, xt, wt);
-        expect_close_2x(dw, exact.dweight, naive.dweight, DType::f32, "dweight, " + what);
-        expect_close_2x(db, exact.dbias, naive.dbias, DType::f32, "dbias, " + what);
-        expect_close_2x(dx, exact.dx, naive.dx, DType::f32, "dx, " + what);
-        expect_equal(dw, want_dw, "dweight, " + what);
-        expect_equal(db, want_db, "dbias, " + what);
-        Tensor dw_only = poisoned({Cout, Cin}, DType::f32, Device::cpu(), ctx);
-        linear_bwd(*ctx, Tensor(), dw_only, Tensor(), doutt, xt, wt);
-        expect_equal(dw_only, want_dw, "dweight alone, " + what);
-      }
-    }
-  }
-}
-
 // Weight-only bf16: f32 x and a bf16 weight give the f32 linear of the bf16-rounded weight (the
 // 2x rule against it), one row (the GEMV) and several (sgemm over widened blocks of 64 weight
 // rows: 150 rows cross two block edges). Against the f32 linear of the unrounded weight the

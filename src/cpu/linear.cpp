@@ -1,7 +1,6 @@
-// linear on the CPU: f32 at a small inner dimension (or, for dweight, a small output) by the
-// register-blocked kernels of small_k_gemm.h, the rest through OpenBLAS; as single-threaded calls
-// on blocks in one parallel region. dbias is each column of dout summed over rows in row order by
-// one thread, so it does not depend on the thread count.
+// linear on the CPU: the GEMMs of each direction through OpenBLAS, as single-threaded calls on
+// blocks in one parallel region; dbias reduced by column blocks (each column summed over rows in
+// row order by one thread, so dbias does not depend on the thread count).
 #include <algorithm>
 #include <optional>
 #include <type_traits>
@@ -86,12 +85,8 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
     const T* dy = static_cast<const T*>(args.dout);  // (M, Cout)
     T* dx = static_cast<T*>(args.dx);                // (M, Cin)
     T* dweight = static_cast<T*>(args.dweight);      // (Cout, Cin)
-    T* db = static_cast<T*>(args.dbias);             // (Cout) or null
-    // dweight by small_k_gemm.h's kernel where it applies, dbias with it (from the same chunks of
-    // dout, while they are in cache; the same sums in the same order as the loop below).
-    bool dw_kernel = false;
-    if constexpr (std::is_same_v<T, float>) dw_kernel = dweight && use_dweight_kernel(M, Cout, Cin);
-    if (db && !dw_kernel) {
+    if (args.dbias) {
+      T* db = static_cast<T*>(args.dbias);  // (Cout)
       const int64_t blocks = (Cout + kColumnBlock - 1) / kColumnBlock;
       parallel_for(ctx, blocks, [&](int64_t block) {
         const int64_t c0 = block * kColumnBlock, c1 = std::min(Cout, c0 + kColumnBlock);
@@ -104,7 +99,6 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
       });
     }
     if (dweight && M == 0) std::fill(dweight, dweight + Cout * Cin, T(0));
-    if (db && dw_kernel && M == 0) std::fill(db, db + Cout, T(0));
     if (M == 0) return;
     // One parallel region of single-threaded GEMMs, not two OpenBLAS-threaded ones: dx in row
     // blocks and dweight in blocks of its rows (the same FLOPs each, so every thread gets an
@@ -139,8 +133,6 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
         // dweight rows [c0, c1) = dout^T rows [c0, c1) (columns of dout) @ x
         const int64_t part = item - dx_items;
         const int64_t c0 = Cout * part / parts, c1 = Cout * (part + 1) / parts;
-        if constexpr (std::is_same_v<T, float>)
-          if (dw_kernel) return dweight_rows(M, Cout, Cin, dy, x, c0, c1, dweight, db);
         if (c1 > c0)
           gemm(/*trans_a=*/true, /*trans_b=*/false, c1 - c0, Cin, M, T(1), dy + c0, Cout, x, Cin,
                T(0), dweight + c0 * Cin, Cin);

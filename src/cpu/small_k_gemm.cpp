@@ -120,99 +120,6 @@ __attribute__((target("avx512f"))) void tile_avx512(const float* x, int64_t K, c
     for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(y + r * ldy + 16 * v, m[v], c[r][v]);
 }
 
-// The weight's gradient dw (N, K) = dyᵀ · x: the reduction runs over the M rows of dy (M, N)
-// and x (M, K). A tile is R rows of dw (R columns of dy) by NR of its columns (a strip of x's
-// columns), held in registers while it runs down `rows` rows of dy and x: per row it loads the
-// strip of x's row (NR/16 or NR/8 vectors, masked past K) and broadcasts R values of dy's row
-// against it. Both operands are read in place, no packing. It starts from zero (the first chunk
-// of rows) or from dw (the next ones), so every dw[n][k] is one FMA chain over m in increasing
-// order from zero, whatever the chunking, the tiling, the ISA or the split between threads.
-using DwTile = void (*)(const float* dy, int64_t N, const float* x, int64_t K, int64_t rows,
-                        float* dw, int64_t cols, bool accumulate);
-
-template <int R, bool kTail>
-void dw_tile_avx2(const float* dy, int64_t N, const float* x, int64_t K, int64_t rows, float* dw,
-                  int64_t cols, bool accumulate) {
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(cols)), lane);
-  const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(cols) - 8), lane);
-  __m256 c0[R], c1[R];
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    c0[r] = accumulate ? _mm256_maskload_ps(dw + r * K, m0) : _mm256_setzero_ps();
-    c1[r] = accumulate ? _mm256_maskload_ps(dw + r * K + 8, m1) : _mm256_setzero_ps();
-  }
-  for (int64_t i = 0; i < rows; ++i) {
-    const float* xr = x + i * K;
-    const __m256 x0 = kTail ? _mm256_maskload_ps(xr, m0) : _mm256_loadu_ps(xr);
-    const __m256 x1 = kTail ? _mm256_maskload_ps(xr + 8, m1) : _mm256_loadu_ps(xr + 8);
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      const __m256 d = _mm256_broadcast_ss(dy + i * N + r);
-      c0[r] = _mm256_fmadd_ps(d, x0, c0[r]);
-      c1[r] = _mm256_fmadd_ps(d, x1, c1[r]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    _mm256_maskstore_ps(dw + r * K, m0, c0[r]);
-    _mm256_maskstore_ps(dw + r * K + 8, m1, c1[r]);
-  }
-}
-
-// AVX-512: masked loads cost the same as plain ones, so one version serves the tail.
-template <int R>
-__attribute__((target("avx512f"))) void dw_tile_avx512(const float* dy, int64_t N, const float* x,
-                                                       int64_t K, int64_t rows, float* dw,
-                                                       int64_t cols, bool accumulate) {
-  constexpr int NV = kNv512;
-  __mmask16 m[NV];
-#pragma GCC unroll 16
-  for (int v = 0; v < NV; ++v) {
-    const int64_t n = std::clamp<int64_t>(cols - 16 * v, 0, 16);
-    m[v] = __mmask16((1u << n) - 1);
-  }
-  __m512 c[R][NV];
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v)
-      c[r][v] = accumulate ? _mm512_maskz_loadu_ps(m[v], dw + r * K + 16 * v) : _mm512_setzero_ps();
-  for (int64_t i = 0; i < rows; ++i) {
-    __m512 xv[NV];
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) xv[v] = _mm512_maskz_loadu_ps(m[v], x + i * K + 16 * v);
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      const __m512 d = _mm512_set1_ps(dy[i * N + r]);
-#pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(d, xv[v], c[r][v]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(dw + r * K + 16 * v, m[v], c[r][v]);
-}
-
-// Copies columns [0, R) (R <= MR) of `rows` rows of dy (N floats apart) to buf, MR floats a row:
-// a dw tile's slice of dy, contiguous.
-using DwPack = void (*)(const float* dy, int64_t N, int64_t rows, int64_t R, float* buf);
-
-void dw_pack_avx2(const float* dy, int64_t N, int64_t rows, int64_t R, float* buf) {
-  const __m256i mask =
-      _mm256_cmpgt_epi32(_mm256_set1_epi32(int(R)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  for (int64_t i = 0; i < rows; ++i)
-    _mm256_maskstore_ps(buf + i * kMrAvx2, mask, _mm256_maskload_ps(dy + i * N, mask));
-}
-
-__attribute__((target("avx512f"))) void dw_pack_avx512(const float* dy, int64_t N, int64_t rows,
-                                                       int64_t R, float* buf) {
-  const __mmask16 mask = __mmask16((1u << R) - 1);
-  for (int64_t i = 0; i < rows; ++i)
-    _mm512_mask_storeu_ps(buf + i * kMrAvx512, mask, _mm512_maskz_loadu_ps(mask, dy + i * N));
-}
-
 // tiles[R] is the R-row tile (R = 1 .. MR; the last block's remainder).
 constexpr Tile kTilesAvx2[kMrAvx2 + 1] = {nullptr,      tile_avx2<1>, tile_avx2<2>, tile_avx2<3>,
                                           tile_avx2<4>, tile_avx2<5>, tile_avx2<6>};
@@ -221,18 +128,6 @@ constexpr Tile kTilesAvx512[kMrAvx512 + 1] = {
     tile_avx512<5>,  tile_avx512<6>,  tile_avx512<7>, tile_avx512<8>, tile_avx512<9>,
     tile_avx512<10>, tile_avx512<11>, tile_avx512<12>};
 static_assert(kBlockRows % kMrAvx2 == 0 && kBlockRows % kMrAvx512 == 0);
-
-// dw_tiles[tail][R]: the R-row dw tile, tail for a strip narrower than NR (AVX2 only).
-constexpr DwTile kDwTilesAvx2[2][kMrAvx2 + 1] = {
-    {nullptr, dw_tile_avx2<1, false>, dw_tile_avx2<2, false>, dw_tile_avx2<3, false>,
-     dw_tile_avx2<4, false>, dw_tile_avx2<5, false>, dw_tile_avx2<6, false>},
-    {nullptr, dw_tile_avx2<1, true>, dw_tile_avx2<2, true>, dw_tile_avx2<3, true>,
-     dw_tile_avx2<4, true>, dw_tile_avx2<5, true>, dw_tile_avx2<6, true>}};
-constexpr DwTile kDwTilesAvx512[kMrAvx512 + 1] = {
-    nullptr,           dw_tile_avx512<1>, dw_tile_avx512<2>,  dw_tile_avx512<3>,
-    dw_tile_avx512<4>, dw_tile_avx512<5>, dw_tile_avx512<6>,  dw_tile_avx512<7>,
-    dw_tile_avx512<8>, dw_tile_avx512<9>, dw_tile_avx512<10>, dw_tile_avx512<11>,
-    dw_tile_avx512<12>};
 
 const Tile* tiles_for(CpuIsa isa) {
   return isa == CpuIsa::avx512 ? kTilesAvx512 : kTilesAvx2;
@@ -332,77 +227,6 @@ void small_k_gemm(const Context& ctx, int64_t M, int64_t N, int64_t K, const flo
   parallel_for(ctx, blocks, [&](int64_t block) {
     packed.rows(x, block * kBlockRows, std::min(M, (block + 1) * kBlockRows), y);
   });
-}
-
-namespace {
-// Rows of dy and x a chunk: every tile of a thread's rows of dw runs down one chunk before the
-// next, so that a chunk's strip of x (NR columns) stays in L1 across the tiles of a strip.
-// Chunks of 64, 128, 256 and 512 rows were within the noise of each other (2 threads, the
-// llama and mamba2 shapes of linear_bwd_probe.cpp, load 21); a whole column of 4096 rows was
-// 1.7-2.2x slower.
-constexpr int64_t kDwChunkRows = 128;
-// From this many columns of dy on, each tile's slice of a chunk of dy is first copied to a
-// contiguous buffer: read in place, a tile's 128 rows of dy lie N floats apart, on N / 8 pages,
-// and at N = 648 the kernel took 10.5 ms CPU a call in place against 6.1-6.7 ms copied
-// (M = 4096, K = 128, 2 threads; 384 columns: 3.8-3.9 vs 3.2-3.5 ms), while at N = 128 the copy
-// cost 8 % (1.08-1.10 vs 1.17-1.22 ms) and at N = 256 3 % (linear_bwd_probe.cpp, load 21).
-constexpr int64_t kDwPackFromN = 384;
-}  // namespace
-
-bool use_dweight_kernel(int64_t M, int64_t N, int64_t K) {
-#ifdef LONGCTX_SMALL_K_GEMM
-  (void)M;
-  return K <= 512 && N * K <= (int64_t(1) << 19);
-#else
-  (void)M, (void)N, (void)K;
-  return false;
-#endif
-}
-
-void dweight_rows(int64_t M, int64_t N, int64_t K, const float* dy, const float* x, int64_t n0,
-                  int64_t n1, float* dw, float* db) {
-#ifdef LONGCTX_SMALL_K_GEMM
-  const CpuIsa isa = cpu_isa();
-  const int64_t MR = isa == CpuIsa::avx512 ? kMrAvx512 : kMrAvx2;
-  const int64_t NR = isa == CpuIsa::avx512 ? kNrAvx512 : kNrAvx2;
-  if (db) std::fill(db + n0, db + n1, 0.f);
-  const DwPack pack = isa == CpuIsa::avx512 ? dw_pack_avx512 : dw_pack_avx2;
-  auto tile_for = [&](int64_t R, int64_t cols) {
-    return isa == CpuIsa::avx512 ? kDwTilesAvx512[R] : kDwTilesAvx2[cols < NR][R];
-  };
-  for (int64_t m0 = 0; m0 < M; m0 += kDwChunkRows) {
-    const int64_t rows = std::min(kDwChunkRows, M - m0);
-    if (N >= kDwPackFromN) {  // each tile's slice of dy copied, then every strip of x over it
-      alignas(64) float slice[kDwChunkRows * std::max(kMrAvx512, kMrAvx2)];
-      for (int64_t n = n0; n < n1; n += MR) {
-        const int64_t R = std::min(MR, n1 - n);
-        pack(dy + m0 * N + n, N, rows, R, slice);
-        for (int64_t k0 = 0; k0 < K; k0 += NR) {
-          const int64_t cols = std::min(NR, K - k0);
-          tile_for(R, cols)(slice, MR, x + m0 * K + k0, K, rows, dw + n * K + k0, cols, m0 > 0);
-        }
-      }
-    } else {  // each strip of x under every tile, dy read in place
-      for (int64_t k0 = 0; k0 < K; k0 += NR) {
-        const int64_t cols = std::min(NR, K - k0);
-        for (int64_t n = n0; n < n1; n += MR) {
-          const int64_t R = std::min(MR, n1 - n);
-          tile_for(R, cols)(dy + m0 * N + n, N, x + m0 * K + k0, K, rows, dw + n * K + k0, cols,
-                            m0 > 0);
-        }
-      }
-    }
-    // dbias while the chunk of dy is in cache: each column summed over rows in increasing order
-    // from zero, as linear.cpp's loop without dw does.
-    if (db)
-      for (int64_t i = m0; i < m0 + rows; ++i)
-        for (int64_t n = n0; n < n1; ++n) db[n] += dy[i * N + n];
-  }
-  if (M == 0) std::fill(dw + n0 * K, dw + n1 * K, 0.f);
-#else
-  (void)M, (void)N, (void)K, (void)dy, (void)x, (void)n0, (void)n1, (void)dw, (void)db;
-  LONGCTX_CHECK(false, "small_k_gemm: not built (no AVX2/FMA)");
-#endif
 }
 
 }  // namespace longctx::cpu

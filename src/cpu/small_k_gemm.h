@@ -6,10 +6,6 @@
 // sgemm_tn; bench/results/2026-12-05-cpu-prefill-profile, item 3). Here w is packed once per
 // call into column panels (it is small: N x K), x is read in place (its rows are K contiguous
 // floats) and y is written once.
-//
-// The backward's dW = dyᵀ · x (a long reduction over M into a small N x K output) has its own
-// tiles here (dweight_rows): OpenBLAS packed both operands again in every call, and with dW's
-// rows split between the threads each thread packed all of x.
 #pragma once
 
 #include <cstdint>
@@ -47,14 +43,5 @@ class SmallKWeight {
 // read. w packed once (on the calling thread), then blocks of rows across the context's threads.
 void small_k_gemm(const Context& ctx, int64_t M, int64_t N, int64_t K, const float* x,
                   const float* w, const float* bias, float* y);
-
-// The weight's gradient of a linear, dw (N, K) = dyᵀ · x, by register-blocked tiles reading dy
-// (M, N) and x (M, K) in place (see the .cpp), and with db the column sums of dy: rows
-// [n0, n1) of dw and entries [n0, n1) of db (both overwritten), on the calling thread. Every
-// value is summed over the M rows in increasing order from zero: the same bits with either ISA
-// and any split of [0, N) between threads. Only where use_dweight_kernel says so.
-bool use_dweight_kernel(int64_t M, int64_t N, int64_t K);
-void dweight_rows(int64_t M, int64_t N, int64_t K, const float* dy, const float* x, int64_t n0,
-                  int64_t n1, float* dw, float* db);
 
 }  // namespace longctx::cpu
