@@ -933,7 +933,7 @@ int64_t head_group(const Context& ctx, int64_t N, int64_t HV) {
 // 101.2 -> 97.8, -3.4%; medians 100.8-105.8 -> 95.6-104.1), faster in 6 rounds, 1 tie, 1 slower;
 // the same bits. The driver streams only an output of at least kStreamOutBytes: a smaller one may
 // still be in a cache when the next op reads it, which non-temporal stores would forfeit (a guard,
-// not measured).
+// not measured; tests/test_gated_delta_rule.cpp's `streamed_out` sits just above it).
 constexpr int64_t kStreamOutBytes = int64_t(8) << 20;
 template <class T>
 void store_rows(int64_t n, int64_t V, const T* src, T* dst, int64_t ldd, bool stream) {

@@ -29,8 +29,9 @@ constexpr int64_t kRows = 4;
 
 // bf16 weights are prefetched by the kernels, in one of two ways picked by the matrix's size (a
 // prefetch past the end of W is dropped, never a fault). In f32 the hardware prefetchers keep up
-// (rows of 4 KB, a page each): 12.2-13.5 GB/s with `near` against 13.5-14.1 without from DRAM,
-// the d_model 128 preset the same within the noise (bench/results/2026-12-05-cpu-decode-2): none.
+// (likely because a Cin = 1024 row is 4 KB, a page each; this VM has no counters to show
+// it): 12.2-13.5 GB/s with `near` against 13.5-14.1 without from DRAM, the d_model 128 preset the
+// same within the noise (bench/results/2026-12-05-cpu-decode-2): none.
 enum class Prefetch {
   // Matrices below kParallelBytes, which a model that has them reads from the caches: each pass
   // of kRows rows prefetches the same columns of the next pass's rows into L1 (T0), every 16
@@ -41,8 +42,9 @@ enum class Prefetch {
   // alternating runs of 200 steps, load 20): slower here.
   near,
   // Matrices of kParallelBytes or more, streamed from memory: the same columns 2 kRows rows ahead
-  // into L2 (T1), once per 64 bytes of a row. The 93M llama's 189 MB of bf16 matrices (rows of 2
-  // KB: 4 rows a pass stream from two 4 KB pages, which the hardware prefetchers do not follow),
+  // into L2 (T1), once per 64 bytes of a row. The 93M llama's 189 MB of bf16 matrices (likely
+  // why the hardware prefetchers fall behind there: a Cin = 1024 row is 2 KB, so 4 rows a pass
+  // stream from two 4 KB pages; a guess, this VM has no counters),
   // 2 threads, CPU ms a pass (bench/results/2026-12-05-cpu-decode-4/bf16_stream.cpp, medians of
   // 30 passes alternating, three runs, 2-core AVX-512 dev VM at load 16-21): no prefetch 20.9-22.0;
   // `near` 16.6-18.1; `near` once per 64 bytes 15.9-17.6; `far` 15.5-17.1 (16 or 32 rows ahead, or
@@ -260,7 +262,8 @@ void rows(int64_t o0, int64_t o1, int64_t Cin, const W* w, const float* x, const
 // streams its own part of W. Chunks of 64 rows handed out dynamically instead (so that a worker
 // woken late takes fewer): the 93M model with bf16 weights 16.7-17.2 CPU ms a token against
 // 16.1-16.4 (bench/results/2026-12-05-cpu-decode-4, load 20-25, its wall time not measurable
-// there): not done.
+// there): not done. A big matrix on one thread also takes `far`, measured with 2 threads only.
+// (tests/test_linear.cpp's 517 x 1053 bf16 GEMV sits just above kParallelBytes, to reach `far`.)
 template <class W>
 void gemv_rows_split(const Context& ctx, int64_t Cout, int64_t Cin, const W* w, const float* x,
                      const float* bias, float* y) {
