@@ -1112,12 +1112,20 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
   const SeqPack<T> k_panels(ctx, a, kp, true), v_panels(ctx, a, vp, true),
       k_rows(ctx, a, kp, false);
   // Fused needs dq's rows to take the kernels' 16-column blocks in place (D a multiple of 16).
-  const bool fused = TileMatmul<T>::kPacked && D % 16 == 0 &&
-                     a.seqs_k.count * Hkv >= 2 * int64_t(ctx.cpu_threads());
+  // Its owners are (sequence, kv head) pairs when there are 2 per thread, else (sequence, query
+  // head) pairs when there are (see `per_head` below), else the two passes.
+  const int64_t threads = ctx.cpu_threads();
+  const bool packed_d = TileMatmul<T>::kPacked && D % 16 == 0;
+  const bool fused = packed_d && a.seqs_k.count * Hkv >= 2 * threads;
+  const bool per_head = packed_d && !fused && a.seqs_k.count * H >= 2 * threads;
 
-  // dK, dV of key tile `tile` of (s, hk) over the group's query heads, into acc (2 x nk x D16);
-  // fused: dQ too, into dq.
-  auto key_tile = [&](BwdTile<T>& t, T* acc, int64_t s, int64_t hk, int64_t tile) {
+  // dK, dV of key tile `tile` of (s, hk) over the query heads [h_begin, h_end) into rows of
+  // dk_out and dv_out (key j of the sequence at j * ld_out); with_dq: dQ too, into dq. Each
+  // head's share is a chain over its query rows from 0, and the shares are then added in head
+  // order: the same sums whether one owner takes the group's heads or each head has its own
+  // owner (per_head). acc: 4 x kBlockK x D16.
+  auto key_tile = [&](BwdTile<T>& t, T* acc, int64_t s, int64_t hk, int64_t tile, int64_t h_begin,
+                      int64_t h_end, bool with_dq, T* dk_out, T* dv_out, int64_t ld_out) {
     const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
     const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
     const Band band(Tq, Tk, a);
@@ -1127,13 +1135,20 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
     const T* kpan = k_panels.of(s, hk);
     const T* vpan = v_panels.of(s, hk);
     const T* krow = k_rows.of(s, hk);
-    T* dk_acc = acc;  // (nk, D16)
+    T* dk_acc = acc;  // (nk, D16): one head's share
     T* dv_acc = acc + kBlockK * D16;
-    std::fill(dk_acc, dk_acc + nk * D16, T(0));
-    std::fill(dv_acc, dv_acc + nk * D16, T(0));
+    T* dk_sum = acc + 2 * kBlockK * D16;  // the heads' shares added, when more than one
+    T* dv_sum = acc + 3 * kBlockK * D16;
+    const bool summed = h_end - h_begin > 1;
+    if (summed) {
+      std::fill(dk_sum, dk_sum + nk * D16, T(0));
+      std::fill(dv_sum, dv_sum + nk * D16, T(0));
+    }
     const int64_t q_begin = band.first_query(j0), q_end = band.end_query(j0 + nk);
     const bool k_finite = all_finite(kh + j0 * Hkv * D, nk, D, Hkv * D);
-    for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+    for (int64_t h = h_begin; h < h_end; ++h) {
+      std::fill(dk_acc, dk_acc + nk * D16, T(0));
+      std::fill(dv_acc, dv_acc + nk * D16, T(0));
       const T* qh = qp + (q0 * H + h) * D;
       const T* doh = dop + (q0 * H + h) * D;
       const T* lh = lse_rows(lp, a, s, h);
@@ -1152,7 +1167,7 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
                          qh + i0 * H * D, H * D, D, dk_acc, D16);
         else
           t.add_key_side(t.dS, n, nk, qh + i0 * H * D, H * D, t.q_rows, dk_acc, D16);
-        if (!fused) continue;
+        if (!with_dq) continue;
         T* dq = dqp + ((q0 + i0) * H + h) * D;
         if (t.masked && !k_finite)
           masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, T(1), t.dS, t.ld,
@@ -1161,34 +1176,90 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
           t.add_query_side(n, nk, kh + j0 * Hkv * D, Hkv * D, krow ? krow + j0 * D16 : nullptr, dq,
                            H * D);
       }
+      if (summed) {
+        for (int64_t x = 0; x < nk * D16; ++x) dk_sum[x] += dk_acc[x];
+        for (int64_t x = 0; x < nk * D16; ++x) dv_sum[x] += dv_acc[x];
+      }
     }
+    const T* dk_res = summed ? dk_sum : dk_acc;
+    const T* dv_res = summed ? dv_sum : dv_acc;
     for (int64_t j = 0; j < nk; ++j) {
-      std::copy(dk_acc + j * D16, dk_acc + j * D16 + D, dkp + ((k0 + j0 + j) * Hkv + hk) * D);
-      std::copy(dv_acc + j * D16, dv_acc + j * D16 + D, dvp + ((k0 + j0 + j) * Hkv + hk) * D);
+      std::copy(dk_res + j * D16, dk_res + j * D16 + D, dk_out + (j0 + j) * ld_out);
+      std::copy(dv_res + j * D16, dv_res + j * D16 + D, dv_out + (j0 + j) * ld_out);
     }
   };
 
   if (fused) {
     parallel_tiles(ctx, a.seqs_k.count * Hkv, [&](int64_t item) {
       const int64_t s = item / Hkv, hk = item % Hkv, q0 = a.seqs_q.begin(s);
+      const int64_t k0 = a.seqs_k.begin(s);
       for (int64_t i = 0; i < a.seqs_q.length(s); ++i) {  // the group's heads are adjacent
         T* dq = dqp + ((q0 + i) * H + hk * group) * D;
         std::fill(dq, dq + group * D, T(0));
       }
       BwdTile<T> t(D);
-      const Scratch<T> acc(2 * kBlockK * D16);
+      const Scratch<T> acc(4 * kBlockK * D16);
       for (int64_t tile = 0; tile * kBlockKBwd < a.seqs_k.length(s); ++tile)
-        key_tile(t, acc.get(), s, hk, tile);
+        key_tile(t, acc.get(), s, hk, tile, hk * group, (hk + 1) * group, /*with_dq=*/true,
+                 dkp + (k0 * Hkv + hk) * D, dvp + (k0 * Hkv + hk) * D, Hkv * D);
     });
+    return;
+  }
+
+  // Fused with one owner per (sequence, query head), for a batch with fewer (sequence, kv head)
+  // pairs than 2 per thread but enough heads (the llama preset's B = 1, H = 4, Hkv = 2 on 2
+  // threads): the first head of each group writes its share of dK, dV to dk, dv, the others to
+  // `shares`, (keys, Hkv, group − 1, D) — twice dq's size over the group — added in head order
+  // after. It saves the two passes' second S, exp and dP (7 tile products per score there, 5
+  // here). Measured (the probe in bench/results/2026-12-05-cpu-attention-bwd/, B = 1, T = 4096,
+  // H = 4, Hkv = 2, D = 32, causal, 2 threads, AVX-512, alternating with main's library, load
+  // 21): 78-85 -> 106-116 GFLOP per CPU second.
+  if (per_head) {
+    const int64_t n_keys = a.B * a.Tk;  // B = 1 for a packed batch
+    const Scratch<T> shares(group > 1 ? 2 * n_keys * Hkv * (group - 1) * D : 1);
+    T* dk_shares = shares.get();
+    T* dv_shares = dk_shares + n_keys * Hkv * (group - 1) * D;
+    parallel_tiles(ctx, a.seqs_k.count * H, [&](int64_t item) {
+      const int64_t s = item / H, h = item % H, hk = h / group, g = h % group;
+      const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
+      for (int64_t i = 0; i < a.seqs_q.length(s); ++i) {
+        T* dq = dqp + ((q0 + i) * H + h) * D;
+        std::fill(dq, dq + D, T(0));
+      }
+      T *dk_out = dkp + (k0 * Hkv + hk) * D, *dv_out = dvp + (k0 * Hkv + hk) * D;
+      int64_t ld_out = Hkv * D;
+      if (g > 0) {
+        dk_out = dk_shares + ((k0 * Hkv + hk) * (group - 1) + g - 1) * D;
+        dv_out = dv_shares + ((k0 * Hkv + hk) * (group - 1) + g - 1) * D;
+        ld_out = Hkv * (group - 1) * D;
+      }
+      BwdTile<T> t(D);
+      const Scratch<T> acc(4 * kBlockK * D16);
+      for (int64_t tile = 0; tile * kBlockKBwd < a.seqs_k.length(s); ++tile)
+        key_tile(t, acc.get(), s, hk, tile, h, h + 1, /*with_dq=*/true, dk_out, dv_out, ld_out);
+    });
+    if (group > 1)
+      parallel_for(ctx, n_keys * Hkv, [&](int64_t row) {
+        T* dk = dkp + row * D;
+        T* dv = dvp + row * D;
+        for (int64_t g = 0; g < group - 1; ++g) {
+          const T* dk_g = dk_shares + (row * (group - 1) + g) * D;
+          const T* dv_g = dv_shares + (row * (group - 1) + g) * D;
+          for (int64_t d = 0; d < D; ++d) dk[d] += dk_g[d];
+          for (int64_t d = 0; d < D; ++d) dv[d] += dv_g[d];
+        }
+      });
     return;
   }
 
   const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockKBwd);
   parallel_tiles(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
     const auto [s, tile] = key_tiles[size_t(item / Hkv)];
+    const int64_t hk = item % Hkv, k0 = a.seqs_k.begin(s);
     BwdTile<T> t(D);
-    const Scratch<T> acc(2 * kBlockK * D16);
-    key_tile(t, acc.get(), s, item % Hkv, tile);
+    const Scratch<T> acc(4 * kBlockK * D16);
+    key_tile(t, acc.get(), s, hk, tile, hk * group, (hk + 1) * group, /*with_dq=*/false,
+             dkp + (k0 * Hkv + hk) * D, dvp + (k0 * Hkv + hk) * D, Hkv * D);
   });
 
   // dQ: one owner per (sequence, head, query tile), recomputing P and dS.
