@@ -358,9 +358,12 @@ struct TileMatmul {
   // packed. ldc: on the packed path the kernels write whole blocks of 16 columns, so c's rows
   // have D16 writable columns. With `row_end` (nondecreasing), row r of p is 0 from column
   // row_end[r] on, and those terms are not added: c + (+0)·v is c for a finite v (the callers
-  // take masked_product for a non-finite one), and c is never -0 (a sum from +0).
+  // take masked_product for a non-finite one), and c is never -0 (a sum from +0). Likewise with
+  // `row_begin` (nondecreasing; the backward's key side), row r of p is 0 before column
+  // row_begin[r].
   void pv(const T* p, int64_t ldp, int64_t ps, const T* v, int64_t ldv, int64_t n, int64_t nk, T* c,
-          int64_t ldc, const T* rows = nullptr, const int64_t* row_end = nullptr) {
+          int64_t ldc, const T* rows = nullptr, const int64_t* row_end = nullptr,
+          const int64_t* row_begin = nullptr) {
     if constexpr (kPacked) {
       int64_t ldr = D16;
       if (!rows && D == D16) {
@@ -376,21 +379,23 @@ struct TileMatmul {
       if (cpu_isa() == CpuIsa::avx512) {
         for (int64_t r = 0; r < n; r += 6) {
           const int64_t nj = row_end ? std::min(nk, row_end[std::min(r + 6, n) - 1]) : nk;
-          block_rows<6>(prows, p, ldp, r, n, p);
+          const int64_t jb = row_begin ? std::min(nj, row_begin[r]) : 0;
+          block_rows<6>(prows, p + jb * ps, ldp, r, n, p + jb * ps);
+          const float* vb = rows + jb * ldr;
           for (int64_t d0 = 0; d0 < D16; d0 += 64) {
             block_rows<6>(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
             switch (std::min<int64_t>(4, (D16 - d0) / 16)) {
               case 4:
-                pv_block6_avx512<4>(prows, ps, rows + d0, ldr, nj, crows);
+                pv_block6_avx512<4>(prows, ps, vb + d0, ldr, nj - jb, crows);
                 break;
               case 3:
-                pv_block6_avx512<3>(prows, ps, rows + d0, ldr, nj, crows);
+                pv_block6_avx512<3>(prows, ps, vb + d0, ldr, nj - jb, crows);
                 break;
               case 2:
-                pv_block6_avx512<2>(prows, ps, rows + d0, ldr, nj, crows);
+                pv_block6_avx512<2>(prows, ps, vb + d0, ldr, nj - jb, crows);
                 break;
               default:
-                pv_block6_avx512<1>(prows, ps, rows + d0, ldr, nj, crows);
+                pv_block6_avx512<1>(prows, ps, vb + d0, ldr, nj - jb, crows);
             }
           }
         }
@@ -398,10 +403,11 @@ struct TileMatmul {
       }
       for (int64_t r = 0; r < n; r += 6) {
         const int64_t nj = row_end ? std::min(nk, row_end[std::min(r + 6, n) - 1]) : nk;
-        block_rows<6>(prows, p, ldp, r, n, p);
+        const int64_t jb = row_begin ? std::min(nj, row_begin[r]) : 0;
+        block_rows<6>(prows, p + jb * ps, ldp, r, n, p + jb * ps);
         for (int64_t d0 = 0; d0 < D16; d0 += 16) {
           block_rows<6>(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
-          pv_block6(prows, ps, rows + d0, ldr, nj, crows);
+          pv_block6(prows, ps, rows + jb * ldr + d0, ldr, nj - jb, crows);
         }
       }
     } else {
@@ -977,6 +983,15 @@ struct BwdTile {
   // (TileMatmul::abt, pv); else `ends` is null.
   int64_t row_end[kBlockQ];
   const int64_t* ends = nullptr;
+  // Masked, for the key side (rows = keys): each key's first and end visible query row in the
+  // tile, so that dV and dK skip the zeros of P and dS (under a causal mask, the part of a
+  // diagonal tile above it: those products computed whole tiles there while S, dP and dQ
+  // skipped the part). Same bits (the terms skipped are exact zeros, as with row_end).
+  // Measured (probe in bench/results/2026-12-05-cpu-attention-bwd/, median of 3 alternating
+  // runs, best of 10 each, 2 threads, AVX-512, load 21-23): causal B = 8, T = 512, H = 8, D = 64
+  // 75.7 -> 78.5 GFLOP per CPU second; B = 4, T = 1024, H = 4, Hkv = 2, D = 32 96 -> 98;
+  // B = 16, T = 256, D = 32 62 -> 64 (within the noise).
+  int64_t key_begin[kBlockK], key_end[kBlockK];
 
   explicit BwdTile(int64_t D) : mm(D), buf(3 * kBlockQ * ld + 2 * kBlockQ * mm.ldc()) {
     P = buf.get();
@@ -1008,6 +1023,10 @@ struct BwdTile {
     for (int64_t r = 0; masked && r < n; ++r)
       row_end[r] = std::clamp(band.hi(i0 + r) - j0, int64_t(0), nk);
     ends = masked ? row_end : nullptr;
+    for (int64_t j = 0; masked && j < nk; ++j) {
+      key_begin[j] = std::clamp(band.first_query(j0 + j) - i0, int64_t(0), n);
+      key_end[j] = std::clamp(band.end_query(j0 + j + 1) - i0, int64_t(0), n);
+    }
     scores.compute(mm, qt, ldt, k + j0 * ldkv, ldkv, n, nk, P, ld, capped ? dcap : nullptr,
                    k_panels, ends);
     for (int64_t r = 0; r < n; ++r) {
@@ -1049,8 +1068,9 @@ struct BwdTile {
   // in order.
   void add_key_side(const T* w, int64_t n, int64_t nk, const T* x, int64_t ldx, const T* rows, T* c,
                     int64_t ldc) {
-    if constexpr (TileMatmul<T>::kPacked)
-      mm.pv(w, 1, ld, x, ldx, nk, n, c, ldc, rows);  // w read down its columns
+    if constexpr (TileMatmul<T>::kPacked)  // w read down its columns
+      mm.pv(w, 1, ld, x, ldx, nk, n, c, ldc, rows, masked ? key_end : nullptr,
+            masked ? key_begin : nullptr);
     else
       gemm(true, false, nk, mm.D, n, T(1), w, ld, x, ldx, T(1), c, ldc);
   }
