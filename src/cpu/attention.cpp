@@ -7,8 +7,9 @@
 // Backward (FA2), with Di = rowsum(dO∘O) and P recomputed from lse:
 //   dV += Pᵀ·dO, dP = dO·Vᵀ, dS = scale·P∘(dP − Di) (∘ (1 − tanh²) under softcap),
 //   dK += dSᵀ·Q, dQ += dS·K — fused, one owner per (batch, kv head) that writes its dK, dV and
-//   dQ; or in two passes (one owner per key tile for dK, dV, one per query tile for dQ) when
-//   there are too few (batch, kv head) pairs for the threads (see bwd_impl).
+//   dQ, or per (batch, query head) with the group's dK, dV shares added after; or in two passes
+//   (one owner per key tile for dK, dV, one per query tile for dQ) when there are too few
+//   owners for the threads (see bwd_impl).
 // Every owner owns what it writes, so the backward is deterministic for any thread count.
 // Decode: split-KV over the cache, each split a normalised (O_s, lse_s), then
 //   L = logsumexp_s lse_s, O = Σ_s e^(lse_s − L)·O_s.
@@ -1082,16 +1083,20 @@ struct BwdTile {
   }
 };
 
-// The backward, in two shapes that give the same bits on the f32 path:
+// The backward, in three shapes that give the same bits on the f32 path:
 //  - fused (FA2's sharing): one owner per (sequence, kv head) walks its key tiles; each (query
 //    tile, key tile)'s P and dS feed dV, dK and dQ at once. dQ accumulates in place in `dq`
 //    (zeroed first), which the owner alone writes (its group's heads).
-//  - two passes, when there are fewer than 2 owners per thread: dK/dV with one owner per (seq,
-//    kv head, key tile), then dQ with one owner per (seq, head, query tile), recomputing P and dS.
-// Every product is a chain of FMAs over keys (dQ) or query rows (dK, dV) in ascending order,
-// which no tiling changes; the masked entries add exact zeros. So the two shapes, and any thread
-// count, give the same bits (a zero's sign aside). The BLAS path (f64, or builds without AVX2)
-// always takes the two passes: dgemm's order depends on the shapes the passes give it.
+//  - fused per query head, when there are fewer than 2 (sequence, kv head) owners per thread but
+//    2 (sequence, query head) ones: as fused, each owner one head; the heads of a group other
+//    than the first leave their dK, dV shares in a buffer, added after.
+//  - two passes, when there are fewer still: dK/dV with one owner per (seq, kv head, key tile),
+//    then dQ with one owner per (seq, head, query tile), recomputing P and dS.
+// Every product is a chain of FMAs over keys (dQ) or over one head's query rows (dK, dV) in
+// ascending order, which no tiling changes, and the group's heads' dK, dV are added in head
+// order; the masked entries add exact zeros. So the three shapes, and any thread count, give the
+// same bits (a zero's sign aside). The BLAS path (f64, or builds without AVX2) always takes the
+// two passes: dgemm's order depends on the shapes the passes give it.
 // Measured (2-core Sapphire Rapids class dev machine, bench_attention's sweep, B·T = 4096, H = 8,
 // D = 64, f32, against main's two passes with OpenBLAS for dV, dK, dQ, which compute S and dP
 // twice: 7 tile products for the 5 counted): 53-64 -> 91-109 GFLOP per CPU second, 1.48-1.78x
@@ -1229,11 +1234,12 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
   // Fused with one owner per (sequence, query head), for a batch with fewer (sequence, kv head)
   // pairs than 2 per thread but enough heads (the llama preset's B = 1, H = 4, Hkv = 2 on 2
   // threads): the first head of each group writes its share of dK, dV to dk, dv, the others to
-  // `shares`, (keys, Hkv, group − 1, D) — twice dq's size over the group — added in head order
-  // after. It saves the two passes' second S, exp and dP (7 tile products per score there, 5
-  // here). Measured (the probe in bench/results/2026-12-05-cpu-attention-bwd/, B = 1, T = 4096,
-  // H = 4, Hkv = 2, D = 32, causal, 2 threads, AVX-512, alternating with main's library, load
-  // 21): 78-85 -> 106-116 GFLOP per CPU second.
+  // `shares`, (keys, Hkv, group − 1, D) for each of dK and dV (together 2(group − 1)/group of
+  // dq's size, for a self-attention batch), added in head order after. It saves the two passes'
+  // second S, exp and dP (7 tile products per score there, 5 here). Measured (the probe in
+  // bench/results/2026-12-05-cpu-attention-bwd/, B = 1, T = 4096, H = 4, Hkv = 2, D = 32, causal, 2
+  // threads, AVX-512, alternating with main's library, load 21): 78-85 -> 106-116 GFLOP per CPU
+  // second.
   if (per_head) {
     const int64_t n_keys = a.B * a.Tk;  // B = 1 for a packed batch
     const Scratch<T> shares(group > 1 ? 2 * n_keys * Hkv * (group - 1) * D : 1);
