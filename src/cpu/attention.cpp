@@ -57,12 +57,17 @@ constexpr double kLn2 = 0.6931471805599453094;
 // H=8, D=64, non-causal forward: see the table in the commit adding them.
 constexpr int64_t kBlockQ = 128;
 constexpr int64_t kBlockK = 256;
-// The backward's key tiles (each one owner's dK, dV rows in the two-pass shape): half the
-// forward's, so that under a causal mask the diagonal tiles waste less (T = 512: 67% of the
-// computed (query, key) pairs visible with 256, 80% with 128). Measured with the AVX-512 exp2
-// (one build each, alternating, load 5-7): causal T = 512 backward 55 -> 66 and 52 -> 62 GFLOP
-// per CPU second; non-causal T = 512 and T = 4096 unchanged within the noise (~5%).
-constexpr int64_t kBlockKBwd = 128;
+// The backward's key tiles (each one owner's dK, dV rows in the two-pass shape). They were half
+// the forward's, so that under a causal mask the diagonal tiles wasted less (causal T = 512
+// backward 55 -> 66 GFLOP per CPU second with 128); since the key side (dV, dK) skips a masked
+// tile's zeros as S, dP and dQ do (BwdTile::key_begin), 256 costs causal short sequences nothing
+// and halves the per-tile work of the rest (each key tile rereads all its query tiles).
+// Measured, 256 against 128 (probe in bench/results/2026-12-05-cpu-attention-bwd/, 3 alternating
+// runs, 2 threads, AVX-512, load 23-27): D = 64, H = 8: non-causal T = 2048 110-112 -> 117-127,
+// T = 512 99-100 -> 100-106; causal T = 512 78-81 and T = 1024 94-100 both unchanged; D = 32,
+// H = 4, Hkv = 2, causal: T = 4096 96-100 -> 103-105, T = 1024 93-100 -> 98, T = 256 59-62 ->
+// 58-60 (the one point that may lose, by ~2%).
+constexpr int64_t kBlockKBwd = 256;
 
 // ---- Threads ----------------------------------------------------------------------------------
 
