@@ -178,6 +178,43 @@ TEST(LinearCpu, GemvIsTheSameForEveryIsaAndThreadCount) {
   }
 }
 
+// The one-row GEMV's paths against the reference, f32 and bf16 weights, with either ISA and 1 or
+// 2 threads (src/cpu/gemv.cpp): a matrix below the 1 MB from which the rows are split over threads
+// and bf16 is prefetched `near` (150 x 216), and one above it (517 x 1053; 1.09 MB in bf16,
+// prefetched `far`). Both Cin have a lone 16-column step after the 32-column ones and a tail
+// (216 = 6 x 32 + 16 + 8, 1053 = 32 x 32 + 16 + 13); 517 rows leave one past the 4 rows a pass.
+TEST(LinearCpu, GemvPathsMatchReferenceWithEveryIsaAndThreadCount) {
+  struct Shape {
+    int64_t Cout, Cin;
+  };
+  for (const Shape& shape : {Shape{150, 216}, Shape{517, 1053}}) {
+    Rng rng(50 + shape.Cin);
+    const Ref x = rounded(random_ref({1, shape.Cin}, rng), DType::f32);
+    const Ref w = rounded(random_ref({shape.Cout, shape.Cin}, rng, -0.5, 0.5), DType::f32);
+    const Ref b = rounded(random_ref({shape.Cout}, rng), DType::f32);
+    Context one(Device::cpu(), 1), two(Device::cpu(), 2);
+    for (DType wdt : {DType::f32, DType::bf16}) {
+      const Ref wr = rounded(w, wdt);  // the weight the kernel multiplies
+      const Ref exact = ref::linear_fwd<Oracle>(x, wr, b, no_round);
+      const Ref naive = ref::linear_fwd<float>(x, wr, b, rounding_for(DType::f32));
+      const Tensor xt = from_ref(x, DType::f32), wt = from_ref(w, wdt),
+                   bt = from_ref(b, DType::f32);
+      for (cpu::CpuIsa isa : {cpu::CpuIsa::avx2, cpu::CpuIsa::avx512}) {
+        IsaCap cap(isa);
+        for (const Context* ctx : {&one, &two}) {
+          const std::string what = std::to_string(shape.Cout) + " x " + std::to_string(shape.Cin) +
+                                   ", " + dtype_name(wdt) + " weight, " +
+                                   cpu::cpu_isa_name(cpu::cpu_isa()) + ", " +
+                                   std::to_string(ctx->cpu_threads()) + " threads";
+          Tensor got = poisoned({1, shape.Cout}, DType::f32, Device::cpu(), ctx);
+          linear_fwd(*ctx, got, xt, wt, bt);
+          expect_close_2x(got, exact, naive, DType::f32, what);
+        }
+      }
+    }
+  }
+}
+
 // The small-K kernel (src/cpu/small_k_gemm.h), forward (y = x Wᵀ + b, inner dimension Cin) and
 // dx (dout W, inner dimension Cout): each ISA's tiles against the reference (the parametrized
 // cases run the widest one only), and the same bits with either ISA and 1 or 2 threads. 4099

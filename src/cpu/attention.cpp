@@ -522,13 +522,32 @@ T row_max(const T* s, int64_t n) {
   return mx;
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// any_greater on 16 lanes, the tail by a masked compare (the same answer).
+__attribute__((target("avx512f"))) inline bool any_greater_avx512(const float* s, int64_t n,
+                                                                  float t) {
+  const __m512 t16 = _mm512_set1_ps(t);
+  __mmask16 acc = 0;
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) acc |= _mm512_cmp_ps_mask(_mm512_loadu_ps(s + j), t16, _CMP_GT_OQ);
+  if (j < n) {
+    const __mmask16 k = __mmask16((1u << (n - j)) - 1);
+    acc |= _mm512_mask_cmp_ps_mask(k, _mm512_maskz_loadu_ps(k, s + j), t16, _CMP_GT_OQ);
+  }
+  return acc != 0;
+}
+#endif
+
 // Whether some s[j] > t: an ordered compare, false for NaN entries and for t = NaN (the lazy
-// rescaling's test in attend_rows).
+// rescaling's test in attend_rows). At D = 32 (causal T = 1024) the 8-lane loop was a quarter
+// of attend_rows' own samples (perf), the 16-lane one halves its instructions; measured
+// together with finite_rows: see there.
 template <class T>
 bool any_greater(const T* s, int64_t n, T t) {
   int64_t j = 0;
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
+    if (cpu_isa() == CpuIsa::avx512) return any_greater_avx512(s, n, t);
     const __m256 t8 = _mm256_set1_ps(t);
     __m256 acc = _mm256_setzero_ps();
     for (; j + 8 <= n; j += 8)
@@ -558,6 +577,60 @@ bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
     for (int64_t c = 0; c < cols; ++c) acc += row[c] * T(0);
   }
   return acc == T(0);
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+__attribute__((target("avx512f"))) inline bool finite_rows_avx512(const float* x, int64_t rows,
+                                                                  int64_t cols, int64_t ld) {
+  const __m512 zero = _mm512_setzero_ps();
+  __mmask16 bad = 0;
+  const __mmask16 tail = __mmask16((1u << (cols % 16)) - 1);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * ld;
+    int64_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+      const __m512 v = _mm512_loadu_ps(row + c);
+      bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), zero, _CMP_NEQ_UQ);
+    }
+    if (c < cols) {
+      const __m512 v = _mm512_maskz_loadu_ps(tail, row + c);
+      bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), zero, _CMP_NEQ_UQ);
+    }
+  }
+  return bad == 0;
+}
+#endif
+
+// all_finite for the forward's V tiles (f32): x − x is 0 for a finite x and NaN for inf or NaN,
+// and each vector's compare is independent of the others, where all_finite's sum is one chain
+// of dependent FMAs (4 cycles per 8 floats): perf at D = 32, causal T = 1024, put 14% of
+// attend_rows' own samples on that chain, every diagonal tile checking its 256 rows of V.
+// Measured with any_greater's 16 lanes (one build against main's library, alternating, GFLOP
+// per CPU second, medians of 5 and 4 rounds at load 18-27; bench/results/2026-12-05-cpu-
+// attention-fwd-3/ ab2, ab3): the D = 64 sweep's causal points +2-7%, its non-causal ones
+// -3..+6%, the llama shapes (D = 32, GQA, causal) -3..+2%; the spread between batches of rounds
+// is ~5%, so read it as "not slower; a few % on D = 64 causal, nothing shown at D = 32".
+template <class T>
+bool finite_rows(const T* x, int64_t rows, int64_t cols, int64_t ld) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (cpu_isa() == CpuIsa::avx512) return finite_rows_avx512(x, rows, cols, ld);
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 bad = zero;
+    bool tail_ok = true;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = x + r * ld;
+      int64_t c = 0;
+      for (; c + 8 <= cols; c += 8) {
+        const __m256 v = _mm256_loadu_ps(row + c);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_sub_ps(v, v), zero, _CMP_NEQ_UQ));
+      }
+      for (; c < cols; ++c) tail_ok = tail_ok && std::isfinite(row[c]);
+    }
+    return tail_ok && _mm256_movemask_ps(bad) == 0;
+  }
+#endif
+  return all_finite(x, rows, cols, ld);
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -837,7 +910,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
         for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
       }
     }
-    if (masked && !all_finite(v + j0 * ldkv, nk, D, ldkv))
+    if (masked && !finite_rows(v + j0 * ldkv, nk, D, ldkv))
       masked_product(/*by_query=*/true, band, i0, n, j0, nk, kb, T(1), S, ldS, v + j0 * ldkv, ldkv,
                      D, O, ldo_acc);
     else

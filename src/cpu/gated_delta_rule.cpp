@@ -130,7 +130,11 @@ void l2norm_bwd(const T* x, T* d, int64_t K) {
 // alternating runs); at T = 8192 2-4% (135 -> 130 ms, 2 threads, bench_gdn,
 // bench/results/2026-12-05-cpu-gdn-speed), within the noise: there the reads of q, k,
 // v (a new 4 KB page every row) take a larger share, and software prefetching of the next chunk's
-// rows only moved the wait from load_chunk into the products.
+// rows only moved the wait from load_chunk into the products. Two blockings measured no gain at
+// T = 8192 nor T = 512 (the same bits, bench/results/2026-12-05-cpu-gdn-speed-4): b in 64 x 64
+// blocks each swept by all the row blocks (L1-resident instead of the 64 KB state from L2 per row
+// block), and P, M in 32-row slabs of 6-row blocks instead of 4-row blocks; perf puts the 6 x 64
+// kernel's samples across its FMAs and loads, not on one waiting load.
 //
 // `tri` = Tri::inner: a's row i is zero past column i (a lower-triangular a), so a row block sums
 // only j <= its last row.
@@ -909,12 +913,43 @@ Scratch<T>& scratch() {
 // prefetch of the next head's rows on top of this gained nothing (139-140 -> 143-149 ms), nor did
 // a prefetch of the group's next chunk into L2 (99-106 -> 104-106 ms). The wait is not page
 // walks: reading q, k and v in this order costs 11.1 ms (9.0 ms on 2 MB pages), and the op on
-// 2 MB pages (madvise) measured the same (bench/results/2026-12-05-cpu-gdn-speed-3).
+// 2 MB pages (madvise) measured the same (bench/results/2026-12-05-cpu-gdn-speed-3). Again with
+// the streamed output (bench/results/2026-12-05-cpu-gdn-speed-4): G = 4 and 2 the same as 8 within
+// the noise, and the next head's rows prefetched a few lines per row block from inside run_chunk's
+// products (spread, not in one burst) 2-5 ms slower.
 constexpr int64_t kMaxHeadGroup = 8;
 int64_t head_group(const Context& ctx, int64_t N, int64_t HV) {
   int64_t G = std::min(kMaxHeadGroup, HV);
   while (G > 1 && (HV % G != 0 || N * (HV / G) < ctx.cpu_threads())) --G;
   return G;
+}
+
+// The forward's output rows: dst's n rows (ld ldd) := src's (n x V, contiguous). With `stream`,
+// in f32 on x86 where the rows are whole 64-byte lines, by non-temporal stores: out is written
+// once and not read again by the op, so its lines need not be read into the cache before they are
+// written (a plain store reads each line first: 32 MB more read at B = 1, T = 8192, HV = 8,
+// V = 128). Measured there (one thread, CPU time, fwd_probe alternating with main, 8 rounds, load
+// 18-21, bench/results/2026-12-05-cpu-gdn-speed-4): forward best 98.7-103.5 -> 93.9-102.5 ms (mean
+// 101.2 -> 97.8, -3.4%; medians 100.8-105.8 -> 95.6-104.1), faster in 6 rounds, 1 tie, 1 slower;
+// the same bits. The driver streams only an output of at least kStreamOutBytes: a smaller one may
+// still be in a cache when the next op reads it, which non-temporal stores would forfeit (a guard,
+// not measured).
+constexpr int64_t kStreamOutBytes = int64_t(8) << 20;
+template <class T>
+void store_rows(int64_t n, int64_t V, const T* src, T* dst, int64_t ldd, bool stream) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (stream && reinterpret_cast<uintptr_t>(dst) % 64 == 0 && ldd % 16 == 0 && V % 16 == 0) {
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < V; j += 8)
+          _mm256_stream_ps(dst + i * ldd + j, _mm256_loadu_ps(src + i * V + j));
+      _mm_sfence();
+      return;
+    }
+  }
+#endif
+  (void)stream;
+  for (int64_t i = 0; i < n; ++i) std::copy(src + i * V, src + i * V + V, dst + i * ldd);
 }
 
 }  // namespace
@@ -929,6 +964,7 @@ void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
     T* fin = static_cast<T*>(args.final_state);
     T* out = static_cast<T*>(args.out);
     const int64_t G = head_group(ctx, seqs.count, HV);
+    const bool stream = args.B * args.T * HV * V * int64_t(sizeof(T)) >= kStreamOutBytes;
     parallel_for_dynamic(ctx, seqs.count * HV / G, [&](int64_t task) {
       const int64_t s = task * G / HV, hv0 = task * G % HV;
       const int64_t begin = seqs.begin(s), L = seqs.length(s);
@@ -951,8 +987,7 @@ void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
           load_chunk(ch, x, hv, p0, n, /*with_M=*/true);
           run_chunk(ch, V, S, /*zero_state=*/t0 == 0 && !h0, sc.UO.data(), static_cast<T*>(nullptr),
                     /*with_O=*/true);
-          for (int64_t i = 0; i < n; ++i)
-            std::copy(O + i * V, O + i * V + V, out + x.v_at(p0 + i, hv));
+          store_rows(n, V, O, out + x.v_at(p0, hv), HV * V, stream);
         }
       }
     });

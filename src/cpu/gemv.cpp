@@ -27,17 +27,36 @@ namespace {
 // Rows per pass: each load of x feeds kRows rows' FMAs, and kRows rows stream at once.
 constexpr int64_t kRows = 4;
 
-// bf16 weights: each pass prefetches the same columns of the next pass's rows (a prefetch past
-// the end of W is dropped, never a fault). gemv_stream.cpp (96 matrices of 2048 x 2048, beyond
-// the L3; bench/results/2026-12-05-cpu-decode-2/gemv-prefetch.txt) moved 10.4-11.1 GB/s of bf16
-// weights a CPU second without and 10.7-12.0 with it (three alternating runs of two passes,
-// one thread, 2-core AVX-512 dev VM, load 9-10); one prefetch a 64-byte line instead of one
-// every 16 columns: 10.5-11.8, not better; 8 rows ahead: the same. The d_model 128 llama
-// preset with bf16 weights (in the L3) at T = 256: 0.103-0.106 -> 0.093-0.098 ms/token at its
-// fastest steps, 0.130-0.163 -> 0.113-0.134 CPU ms at the median (bench_decode, three
-// alternating runs, load 10). In f32 the hardware prefetchers keep up: 12.2-13.5 GB/s with it
-// against 13.5-14.1 without (DRAM), the small model the same within the noise: not done.
-constexpr int64_t kPrefetchRows = kRows;
+// bf16 weights are prefetched by the kernels, in one of two ways picked by the matrix's size (a
+// prefetch past the end of W is dropped, never a fault). In f32 the hardware prefetchers keep up
+// (rows of 4 KB, a page each): 12.2-13.5 GB/s with `near` against 13.5-14.1 without from DRAM,
+// the d_model 128 preset the same within the noise (bench/results/2026-12-05-cpu-decode-2): none.
+enum class Prefetch {
+  // Matrices below kParallelBytes, which a model that has them reads from the caches: each pass
+  // of kRows rows prefetches the same columns of the next pass's rows into L1 (T0), every 16
+  // columns. The d_model 128 preset with bf16 weights (in the L3) at T = 256: 0.103-0.106 ->
+  // 0.093-0.098 ms/token at its fastest steps against none (bench/results/2026-12-05-cpu-decode-2,
+  // three alternating runs, load 10). `far` instead: 0.102-0.105 against 0.093-0.100 CPU ms a
+  // step at the median (bench/results/2026-12-05-cpu-decode-4/small-prefetch.txt, four
+  // alternating runs of 200 steps, load 20): slower here.
+  near,
+  // Matrices of kParallelBytes or more, streamed from memory: the same columns 2 kRows rows ahead
+  // into L2 (T1), once per 64 bytes of a row. The 93M llama's 189 MB of bf16 matrices (rows of 2
+  // KB: 4 rows a pass stream from two 4 KB pages, which the hardware prefetchers do not follow),
+  // 2 threads, CPU ms a pass (bench/results/2026-12-05-cpu-decode-4/bf16_stream.cpp, medians of
+  // 30 passes alternating, three runs, 2-core AVX-512 dev VM at load 16-21): no prefetch 20.9-22.0;
+  // `near` 16.6-18.1; `near` once per 64 bytes 15.9-17.6; `far` 15.5-17.1 (16 or 32 rows ahead, or
+  // T2: the same within the spread; 2 or 8 rows a pass: the same); the same bytes read with no
+  // arithmetic, each thread one half of one buffer: 15.5-16.9 (two runs). bench_decode's 93M model
+  // with bf16 weights, 2 threads: 17.2-19.2 -> 16.1-17.2 CPU ms a token, 0-11% less in each of
+  // five alternating pairs (load 19-31, where the wall times are the scheduler's; decode-4).
+  far,
+};
+constexpr int64_t kFarRows = 2 * kRows;
+// The kernels step over 32 columns (two 16-lane steps) a prefetch: 64 bytes of a bf16 row. A
+// `k % 32` test inside a 16-column loop instead let GCC 12 drop the prefetches altogether.
+constexpr int64_t kPrefetchCols = 32;
+static_assert(kPrefetchCols * sizeof(bf16) == 64, "one prefetch per 64-byte line of a bf16 row");
 
 // Below this many weight bytes the matrix is done by the calling thread alone: waking the other
 // thread (an OpenMP region, passive wait) costs more than its share of the work saves. Square
@@ -86,16 +105,23 @@ float finish(float sum, const W* w, const float* x, int64_t k0, int64_t Cin, con
 
 #if defined(__AVX2__) && defined(__FMA__)
 
-// The prefetches of kPrefetchRows (bf16 weights only).
-template <class W>
-inline void prefetch_next(const W* w, int64_t o0, int64_t NR, int64_t Cin, int64_t k) {
+// The prefetches (bf16 weights only) for columns [k, k + kPrefetchCols) of the NR rows from o0.
+template <Prefetch P, class W>
+inline void prefetch_ahead(const W* w, int64_t o0, int64_t NR, int64_t Cin, int64_t k) {
   if constexpr (std::is_same_v<W, bf16>) {
     // By integer address: the rows ahead may lie past the end of W.
     const uintptr_t base = reinterpret_cast<uintptr_t>(w);
-    for (int64_t r = 0; r < NR; ++r)
-      _mm_prefetch(reinterpret_cast<const char*>(
-                       base + uintptr_t((o0 + r + kPrefetchRows) * Cin + k) * sizeof(W)),
-                   _MM_HINT_T0);
+    auto at = [&](int64_t row, int64_t col) {
+      return reinterpret_cast<const char*>(base + uintptr_t(row * Cin + col) * sizeof(W));
+    };
+    for (int64_t r = 0; r < NR; ++r) {
+      if constexpr (P == Prefetch::far) {
+        _mm_prefetch(at(o0 + r + kFarRows, k), _MM_HINT_T1);
+      } else {
+        _mm_prefetch(at(o0 + r + kRows, k), _MM_HINT_T0);
+        _mm_prefetch(at(o0 + r + kRows, k + 16), _MM_HINT_T0);
+      }
+    }
   }
 }
 
@@ -117,20 +143,33 @@ inline __m256 load8(const bf16* p) {  // bf16 -> f32: the 16 bits above 16 zero 
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-// y[o] for the NR rows from o0, AVX2: lanes 0-7 in lo, 8-15 in hi.
+// Columns [k, k + 16) of the NR rows from o0 into their lanes (lo: 0-7, hi: 8-15).
 template <int NR, class W>
+inline void step16_avx2(__m256* lo, __m256* hi, const W* w, int64_t o0, int64_t Cin, const float* x,
+                        int64_t k) {
+  const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+  for (int r = 0; r < NR; ++r) {
+    const W* row = w + (o0 + r) * Cin + k;
+    lo[r] = _mm256_fmadd_ps(load8(row), x0, lo[r]);
+    hi[r] = _mm256_fmadd_ps(load8(row + 8), x1, hi[r]);
+  }
+}
+
+// y[o] for the NR rows from o0, AVX2: lanes 0-7 in lo, 8-15 in hi.
+template <int NR, Prefetch P, class W>
 void rows_avx2(int64_t o0, int64_t Cin, const W* w, const float* x, const float* bias, float* y) {
   __m256 lo[NR], hi[NR];
   for (int r = 0; r < NR; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
   const int64_t k16 = Cin / 16 * 16;
-  for (int64_t k = 0; k < k16; k += 16) {
-    const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
-    prefetch_next(w, o0, NR, Cin, k);
-    for (int r = 0; r < NR; ++r) {
-      const W* row = w + (o0 + r) * Cin + k;
-      lo[r] = _mm256_fmadd_ps(load8(row), x0, lo[r]);
-      hi[r] = _mm256_fmadd_ps(load8(row + 8), x1, hi[r]);
-    }
+  int64_t k = 0;
+  for (; k + kPrefetchCols <= k16; k += kPrefetchCols) {
+    prefetch_ahead<P>(w, o0, NR, Cin, k);
+    step16_avx2<NR>(lo, hi, w, o0, Cin, x, k);
+    step16_avx2<NR>(lo, hi, w, o0, Cin, x, k + 16);
+  }
+  if (k < k16) {
+    prefetch_ahead<P>(w, o0, NR, Cin, k);
+    step16_avx2<NR>(lo, hi, w, o0, Cin, x, k);
   }
   for (int r = 0; r < NR; ++r)
     y[o0 + r] = finish(reduce16_avx2(lo[r], hi[r]), w + (o0 + r) * Cin, x, k16, Cin, bias, o0 + r);
@@ -147,18 +186,31 @@ __attribute__((target("avx512f"))) inline __m512 load16(const bf16* p) {
   return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(__mmask16(0xffff), wide, 16));
 }
 
-// The same for AVX-512: the 16 lanes in one zmm.
+// Columns [k, k + 16) of the NR rows from o0 into their lanes.
 template <int NR, class W>
+__attribute__((target("avx512f"))) inline void step16_avx512(__m512* acc, const W* w, int64_t o0,
+                                                             int64_t Cin, const float* x,
+                                                             int64_t k) {
+  const __m512 xv = _mm512_loadu_ps(x + k);
+  for (int r = 0; r < NR; ++r) acc[r] = _mm512_fmadd_ps(load16(w + (o0 + r) * Cin + k), xv, acc[r]);
+}
+
+// The same for AVX-512: the 16 lanes in one zmm.
+template <int NR, Prefetch P, class W>
 __attribute__((target("avx512f"))) void rows_avx512(int64_t o0, int64_t Cin, const W* w,
                                                     const float* x, const float* bias, float* y) {
   __m512 acc[NR];
   for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
   const int64_t k16 = Cin / 16 * 16;
-  for (int64_t k = 0; k < k16; k += 16) {
-    const __m512 xv = _mm512_loadu_ps(x + k);
-    prefetch_next(w, o0, NR, Cin, k);
-    for (int r = 0; r < NR; ++r)
-      acc[r] = _mm512_fmadd_ps(load16(w + (o0 + r) * Cin + k), xv, acc[r]);
+  int64_t k = 0;
+  for (; k + kPrefetchCols <= k16; k += kPrefetchCols) {
+    prefetch_ahead<P>(w, o0, NR, Cin, k);
+    step16_avx512<NR>(acc, w, o0, Cin, x, k);
+    step16_avx512<NR>(acc, w, o0, Cin, x, k + 16);
+  }
+  if (k < k16) {
+    prefetch_ahead<P>(w, o0, NR, Cin, k);
+    step16_avx512<NR>(acc, w, o0, Cin, x, k);
   }
   for (int r = 0; r < NR; ++r) {
     // The halves by masked extracts: the plain ones start from an undefined value, which GCC 12
@@ -186,18 +238,18 @@ void rows_scalar(int64_t o0, int64_t Cin, const W* w, const float* x, const floa
 }
 
 // Rows [o0, o1): kRows at a time, then one at a time.
-template <class W>
+template <Prefetch P, class W>
 void rows(int64_t o0, int64_t o1, int64_t Cin, const W* w, const float* x, const float* bias,
           float* y) {
   int64_t o = o0;
 #if defined(__AVX2__) && defined(__FMA__)
   if (cpu_isa() == CpuIsa::avx512) {
-    for (; o + kRows <= o1; o += kRows) rows_avx512<kRows>(o, Cin, w, x, bias, y);
-    for (; o < o1; ++o) rows_avx512<1>(o, Cin, w, x, bias, y);
+    for (; o + kRows <= o1; o += kRows) rows_avx512<kRows, P>(o, Cin, w, x, bias, y);
+    for (; o < o1; ++o) rows_avx512<1, P>(o, Cin, w, x, bias, y);
     return;
   }
-  for (; o + kRows <= o1; o += kRows) rows_avx2<kRows>(o, Cin, w, x, bias, y);
-  for (; o < o1; ++o) rows_avx2<1>(o, Cin, w, x, bias, y);
+  for (; o + kRows <= o1; o += kRows) rows_avx2<kRows, P>(o, Cin, w, x, bias, y);
+  for (; o < o1; ++o) rows_avx2<1, P>(o, Cin, w, x, bias, y);
 #else
   for (; o + kRows <= o1; o += kRows) rows_scalar<kRows>(o, Cin, w, x, bias, y);
   for (; o < o1; ++o) rows_scalar<1>(o, Cin, w, x, bias, y);
@@ -205,18 +257,22 @@ void rows(int64_t o0, int64_t o1, int64_t Cin, const W* w, const float* x, const
 }
 
 // One contiguous block of rows per thread (a multiple of kRows but the last), so each thread
-// streams its own part of W.
+// streams its own part of W. Chunks of 64 rows handed out dynamically instead (so that a worker
+// woken late takes fewer): the 93M model with bf16 weights 16.7-17.2 CPU ms a token against
+// 16.1-16.4 (bench/results/2026-12-05-cpu-decode-4, load 20-25, its wall time not measurable
+// there): not done.
 template <class W>
 void gemv_rows_split(const Context& ctx, int64_t Cout, int64_t Cin, const W* w, const float* x,
                      const float* bias, float* y) {
   const int64_t groups = (Cout + kRows - 1) / kRows;
   const bool big = Cout * Cin * int64_t(sizeof(W)) >= kParallelBytes;
-  const int64_t parts = big ? std::min<int64_t>(ctx.cpu_threads(), groups) : 1;
-  if (parts == 1) return rows(0, Cout, Cin, w, x, bias, y);
+  if (!big) return rows<Prefetch::near>(0, Cout, Cin, w, x, bias, y);
+  const int64_t parts = std::min<int64_t>(ctx.cpu_threads(), groups);
+  if (parts == 1) return rows<Prefetch::far>(0, Cout, Cin, w, x, bias, y);
   parallel_for(ctx, parts, [&](int64_t p) {
     const int64_t o0 = groups * p / parts * kRows;
     const int64_t o1 = std::min(Cout, groups * (p + 1) / parts * kRows);
-    rows(o0, o1, Cin, w, x, bias, y);
+    rows<Prefetch::far>(o0, o1, Cin, w, x, bias, y);
   });
 }
 
