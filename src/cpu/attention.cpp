@@ -7,8 +7,9 @@
 // Backward (FA2), with Di = rowsum(dO∘O) and P recomputed from lse:
 //   dV += Pᵀ·dO, dP = dO·Vᵀ, dS = scale·P∘(dP − Di) (∘ (1 − tanh²) under softcap),
 //   dK += dSᵀ·Q, dQ += dS·K — fused, one owner per (batch, kv head) that writes its dK, dV and
-//   dQ; or in two passes (one owner per key tile for dK, dV, one per query tile for dQ) when
-//   there are too few (batch, kv head) pairs for the threads (see bwd_impl).
+//   dQ, or per (batch, query head) with the group's dK, dV shares added after; or in two passes
+//   (one owner per key tile for dK, dV, one per query tile for dQ) when there are too few
+//   owners for the threads (see bwd_impl).
 // Every owner owns what it writes, so the backward is deterministic for any thread count.
 // Decode: split-KV over the cache, each split a normalised (O_s, lse_s), then
 //   L = logsumexp_s lse_s, O = Σ_s e^(lse_s − L)·O_s.
@@ -56,12 +57,17 @@ constexpr double kLn2 = 0.6931471805599453094;
 // H=8, D=64, non-causal forward: see the table in the commit adding them.
 constexpr int64_t kBlockQ = 128;
 constexpr int64_t kBlockK = 256;
-// The backward's key tiles (each one owner's dK, dV rows in the two-pass shape): half the
-// forward's, so that under a causal mask the diagonal tiles waste less (T = 512: 67% of the
-// computed (query, key) pairs visible with 256, 80% with 128). Measured with the AVX-512 exp2
-// (one build each, alternating, load 5-7): causal T = 512 backward 55 -> 66 and 52 -> 62 GFLOP
-// per CPU second; non-causal T = 512 and T = 4096 unchanged within the noise (~5%).
-constexpr int64_t kBlockKBwd = 128;
+// The backward's key tiles (each one owner's dK, dV rows in the two-pass shape). They were half
+// the forward's, so that under a causal mask the diagonal tiles wasted less (causal T = 512
+// backward 55 -> 66 GFLOP per CPU second with 128); since the key side (dV, dK) skips a masked
+// tile's zeros as S, dP and dQ do (BwdTile::key_begin), 256 costs causal short sequences nothing
+// and halves the per-tile work of the rest (each key tile rereads all its query tiles).
+// Measured, 256 against 128 (probe in bench/results/2026-12-05-cpu-attention-bwd/, 3 alternating
+// runs, 2 threads, AVX-512, load 23-27): D = 64, H = 8: non-causal T = 2048 110-112 -> 117-127,
+// T = 512 99-100 -> 100-106; causal T = 512 78-81 and T = 1024 94-100 both unchanged; D = 32,
+// H = 4, Hkv = 2, causal: T = 4096 96-100 -> 103-105, T = 1024 93-100 -> 98, T = 256 59-62 ->
+// 58-60 (the one point that may lose, by ~2%).
+constexpr int64_t kBlockKBwd = 256;
 
 // ---- Threads ----------------------------------------------------------------------------------
 
@@ -358,9 +364,12 @@ struct TileMatmul {
   // packed. ldc: on the packed path the kernels write whole blocks of 16 columns, so c's rows
   // have D16 writable columns. With `row_end` (nondecreasing), row r of p is 0 from column
   // row_end[r] on, and those terms are not added: c + (+0)·v is c for a finite v (the callers
-  // take masked_product for a non-finite one), and c is never -0 (a sum from +0).
+  // take masked_product for a non-finite one), and c is never -0 (a sum from +0). Likewise with
+  // `row_begin` (nondecreasing; the backward's key side), row r of p is 0 before column
+  // row_begin[r].
   void pv(const T* p, int64_t ldp, int64_t ps, const T* v, int64_t ldv, int64_t n, int64_t nk, T* c,
-          int64_t ldc, const T* rows = nullptr, const int64_t* row_end = nullptr) {
+          int64_t ldc, const T* rows = nullptr, const int64_t* row_end = nullptr,
+          const int64_t* row_begin = nullptr) {
     if constexpr (kPacked) {
       int64_t ldr = D16;
       if (!rows && D == D16) {
@@ -376,21 +385,23 @@ struct TileMatmul {
       if (cpu_isa() == CpuIsa::avx512) {
         for (int64_t r = 0; r < n; r += 6) {
           const int64_t nj = row_end ? std::min(nk, row_end[std::min(r + 6, n) - 1]) : nk;
-          block_rows<6>(prows, p, ldp, r, n, p);
+          const int64_t jb = row_begin ? std::min(nj, row_begin[r]) : 0;
+          block_rows<6>(prows, p + jb * ps, ldp, r, n, p + jb * ps);
+          const float* vb = rows + jb * ldr;
           for (int64_t d0 = 0; d0 < D16; d0 += 64) {
             block_rows<6>(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
             switch (std::min<int64_t>(4, (D16 - d0) / 16)) {
               case 4:
-                pv_block6_avx512<4>(prows, ps, rows + d0, ldr, nj, crows);
+                pv_block6_avx512<4>(prows, ps, vb + d0, ldr, nj - jb, crows);
                 break;
               case 3:
-                pv_block6_avx512<3>(prows, ps, rows + d0, ldr, nj, crows);
+                pv_block6_avx512<3>(prows, ps, vb + d0, ldr, nj - jb, crows);
                 break;
               case 2:
-                pv_block6_avx512<2>(prows, ps, rows + d0, ldr, nj, crows);
+                pv_block6_avx512<2>(prows, ps, vb + d0, ldr, nj - jb, crows);
                 break;
               default:
-                pv_block6_avx512<1>(prows, ps, rows + d0, ldr, nj, crows);
+                pv_block6_avx512<1>(prows, ps, vb + d0, ldr, nj - jb, crows);
             }
           }
         }
@@ -398,10 +409,11 @@ struct TileMatmul {
       }
       for (int64_t r = 0; r < n; r += 6) {
         const int64_t nj = row_end ? std::min(nk, row_end[std::min(r + 6, n) - 1]) : nk;
-        block_rows<6>(prows, p, ldp, r, n, p);
+        const int64_t jb = row_begin ? std::min(nj, row_begin[r]) : 0;
+        block_rows<6>(prows, p + jb * ps, ldp, r, n, p + jb * ps);
         for (int64_t d0 = 0; d0 < D16; d0 += 16) {
           block_rows<6>(crows, c + d0, ldc, r, n, static_cast<float*>(sink));
-          pv_block6(prows, ps, rows + d0, ldr, nj, crows);
+          pv_block6(prows, ps, rows + jb * ldr + d0, ldr, nj - jb, crows);
         }
       }
     } else {
@@ -1050,6 +1062,15 @@ struct BwdTile {
   // (TileMatmul::abt, pv); else `ends` is null.
   int64_t row_end[kBlockQ];
   const int64_t* ends = nullptr;
+  // Masked, for the key side (rows = keys): each key's first and end visible query row in the
+  // tile, so that dV and dK skip the zeros of P and dS (under a causal mask, the part of a
+  // diagonal tile above it: those products computed whole tiles there while S, dP and dQ
+  // skipped the part). Same bits (the terms skipped are exact zeros, as with row_end).
+  // Measured (probe in bench/results/2026-12-05-cpu-attention-bwd/, median of 3 alternating
+  // runs, best of 10 each, 2 threads, AVX-512, load 21-23): causal B = 8, T = 512, H = 8, D = 64
+  // 75.7 -> 78.5 GFLOP per CPU second; B = 4, T = 1024, H = 4, Hkv = 2, D = 32 96 -> 98;
+  // B = 16, T = 256, D = 32 62 -> 64 (within the noise).
+  int64_t key_begin[kBlockK], key_end[kBlockK];
 
   explicit BwdTile(int64_t D) : mm(D), buf(3 * kBlockQ * ld + 2 * kBlockQ * mm.ldc()) {
     P = buf.get();
@@ -1081,6 +1102,10 @@ struct BwdTile {
     for (int64_t r = 0; masked && r < n; ++r)
       row_end[r] = std::clamp(band.hi(i0 + r) - j0, int64_t(0), nk);
     ends = masked ? row_end : nullptr;
+    for (int64_t j = 0; masked && j < nk; ++j) {
+      key_begin[j] = std::clamp(band.first_query(j0 + j) - i0, int64_t(0), n);
+      key_end[j] = std::clamp(band.end_query(j0 + j + 1) - i0, int64_t(0), n);
+    }
     scores.compute(mm, qt, ldt, k + j0 * ldkv, ldkv, n, nk, P, ld, capped ? dcap : nullptr,
                    k_panels, ends);
     for (int64_t r = 0; r < n; ++r) {
@@ -1122,8 +1147,9 @@ struct BwdTile {
   // in order.
   void add_key_side(const T* w, int64_t n, int64_t nk, const T* x, int64_t ldx, const T* rows, T* c,
                     int64_t ldc) {
-    if constexpr (TileMatmul<T>::kPacked)
-      mm.pv(w, 1, ld, x, ldx, nk, n, c, ldc, rows);  // w read down its columns
+    if constexpr (TileMatmul<T>::kPacked)  // w read down its columns
+      mm.pv(w, 1, ld, x, ldx, nk, n, c, ldc, rows, masked ? key_end : nullptr,
+            masked ? key_begin : nullptr);
     else
       gemm(true, false, nk, mm.D, n, T(1), w, ld, x, ldx, T(1), c, ldc);
   }
@@ -1135,16 +1161,20 @@ struct BwdTile {
   }
 };
 
-// The backward, in two shapes that give the same bits on the f32 path:
+// The backward, in three shapes that give the same bits on the f32 path:
 //  - fused (FA2's sharing): one owner per (sequence, kv head) walks its key tiles; each (query
 //    tile, key tile)'s P and dS feed dV, dK and dQ at once. dQ accumulates in place in `dq`
 //    (zeroed first), which the owner alone writes (its group's heads).
-//  - two passes, when there are fewer than 2 owners per thread: dK/dV with one owner per (seq,
-//    kv head, key tile), then dQ with one owner per (seq, head, query tile), recomputing P and dS.
-// Every product is a chain of FMAs over keys (dQ) or query rows (dK, dV) in ascending order,
-// which no tiling changes; the masked entries add exact zeros. So the two shapes, and any thread
-// count, give the same bits (a zero's sign aside). The BLAS path (f64, or builds without AVX2)
-// always takes the two passes: dgemm's order depends on the shapes the passes give it.
+//  - fused per query head, when there are fewer than 2 (sequence, kv head) owners per thread but
+//    2 (sequence, query head) ones: as fused, each owner one head; the heads of a group other
+//    than the first leave their dK, dV shares in a buffer, added after.
+//  - two passes, when there are fewer still: dK/dV with one owner per (seq, kv head, key tile),
+//    then dQ with one owner per (seq, head, query tile), recomputing P and dS.
+// Every product is a chain of FMAs over keys (dQ) or over one head's query rows (dK, dV) in
+// ascending order, which no tiling changes, and the group's heads' dK, dV are added in head
+// order; the masked entries add exact zeros. So the three shapes, and any thread count, give the
+// same bits (a zero's sign aside). The BLAS path (f64, or builds without AVX2) always takes the
+// two passes: dgemm's order depends on the shapes the passes give it.
 // Measured (2-core Sapphire Rapids class dev machine, bench_attention's sweep, B·T = 4096, H = 8,
 // D = 64, f32, against main's two passes with OpenBLAS for dV, dK, dQ, which compute S and dP
 // twice: 7 tile products for the 5 counted): 53-64 -> 91-109 GFLOP per CPU second, 1.48-1.78x
@@ -1185,12 +1215,20 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
   const SeqPack<T> k_panels(ctx, a, kp, true), v_panels(ctx, a, vp, true),
       k_rows(ctx, a, kp, false);
   // Fused needs dq's rows to take the kernels' 16-column blocks in place (D a multiple of 16).
-  const bool fused = TileMatmul<T>::kPacked && D % 16 == 0 &&
-                     a.seqs_k.count * Hkv >= 2 * int64_t(ctx.cpu_threads());
+  // Its owners are (sequence, kv head) pairs when there are 2 per thread, else (sequence, query
+  // head) pairs when there are (see `per_head` below), else the two passes.
+  const int64_t threads = ctx.cpu_threads();
+  const bool packed_d = TileMatmul<T>::kPacked && D % 16 == 0;
+  const bool fused = packed_d && a.seqs_k.count * Hkv >= 2 * threads;
+  const bool per_head = packed_d && !fused && a.seqs_k.count * H >= 2 * threads;
 
-  // dK, dV of key tile `tile` of (s, hk) over the group's query heads, into acc (2 x nk x D16);
-  // fused: dQ too, into dq.
-  auto key_tile = [&](BwdTile<T>& t, T* acc, int64_t s, int64_t hk, int64_t tile) {
+  // dK, dV of key tile `tile` of (s, hk) over the query heads [h_begin, h_end) into rows of
+  // dk_out and dv_out (key j of the sequence at j * ld_out); with_dq: dQ too, into dq. Each
+  // head's share is a chain over its query rows from 0, and the shares are then added in head
+  // order: the same sums whether one owner takes the group's heads or each head has its own
+  // owner (per_head). acc: 4 x kBlockK x D16.
+  auto key_tile = [&](BwdTile<T>& t, T* acc, int64_t s, int64_t hk, int64_t tile, int64_t h_begin,
+                      int64_t h_end, bool with_dq, T* dk_out, T* dv_out, int64_t ld_out) {
     const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
     const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
     const Band band(Tq, Tk, a);
@@ -1200,13 +1238,20 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
     const T* kpan = k_panels.of(s, hk);
     const T* vpan = v_panels.of(s, hk);
     const T* krow = k_rows.of(s, hk);
-    T* dk_acc = acc;  // (nk, D16)
+    T* dk_acc = acc;  // (nk, D16): one head's share
     T* dv_acc = acc + kBlockK * D16;
-    std::fill(dk_acc, dk_acc + nk * D16, T(0));
-    std::fill(dv_acc, dv_acc + nk * D16, T(0));
+    T* dk_sum = acc + 2 * kBlockK * D16;  // the heads' shares added, when more than one
+    T* dv_sum = acc + 3 * kBlockK * D16;
+    const bool summed = h_end - h_begin > 1;
+    if (summed) {
+      std::fill(dk_sum, dk_sum + nk * D16, T(0));
+      std::fill(dv_sum, dv_sum + nk * D16, T(0));
+    }
     const int64_t q_begin = band.first_query(j0), q_end = band.end_query(j0 + nk);
     const bool k_finite = all_finite(kh + j0 * Hkv * D, nk, D, Hkv * D);
-    for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+    for (int64_t h = h_begin; h < h_end; ++h) {
+      std::fill(dk_acc, dk_acc + nk * D16, T(0));
+      std::fill(dv_acc, dv_acc + nk * D16, T(0));
       const T* qh = qp + (q0 * H + h) * D;
       const T* doh = dop + (q0 * H + h) * D;
       const T* lh = lse_rows(lp, a, s, h);
@@ -1225,7 +1270,7 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
                          qh + i0 * H * D, H * D, D, dk_acc, D16);
         else
           t.add_key_side(t.dS, n, nk, qh + i0 * H * D, H * D, t.q_rows, dk_acc, D16);
-        if (!fused) continue;
+        if (!with_dq) continue;
         T* dq = dqp + ((q0 + i0) * H + h) * D;
         if (t.masked && !k_finite)
           masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, T(1), t.dS, t.ld,
@@ -1234,34 +1279,91 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
           t.add_query_side(n, nk, kh + j0 * Hkv * D, Hkv * D, krow ? krow + j0 * D16 : nullptr, dq,
                            H * D);
       }
+      if (summed) {
+        for (int64_t x = 0; x < nk * D16; ++x) dk_sum[x] += dk_acc[x];
+        for (int64_t x = 0; x < nk * D16; ++x) dv_sum[x] += dv_acc[x];
+      }
     }
+    const T* dk_res = summed ? dk_sum : dk_acc;
+    const T* dv_res = summed ? dv_sum : dv_acc;
     for (int64_t j = 0; j < nk; ++j) {
-      std::copy(dk_acc + j * D16, dk_acc + j * D16 + D, dkp + ((k0 + j0 + j) * Hkv + hk) * D);
-      std::copy(dv_acc + j * D16, dv_acc + j * D16 + D, dvp + ((k0 + j0 + j) * Hkv + hk) * D);
+      std::copy(dk_res + j * D16, dk_res + j * D16 + D, dk_out + (j0 + j) * ld_out);
+      std::copy(dv_res + j * D16, dv_res + j * D16 + D, dv_out + (j0 + j) * ld_out);
     }
   };
 
   if (fused) {
     parallel_tiles(ctx, a.seqs_k.count * Hkv, [&](int64_t item) {
       const int64_t s = item / Hkv, hk = item % Hkv, q0 = a.seqs_q.begin(s);
+      const int64_t k0 = a.seqs_k.begin(s);
       for (int64_t i = 0; i < a.seqs_q.length(s); ++i) {  // the group's heads are adjacent
         T* dq = dqp + ((q0 + i) * H + hk * group) * D;
         std::fill(dq, dq + group * D, T(0));
       }
       BwdTile<T> t(D);
-      const Scratch<T> acc(2 * kBlockK * D16);
+      const Scratch<T> acc(4 * kBlockK * D16);
       for (int64_t tile = 0; tile * kBlockKBwd < a.seqs_k.length(s); ++tile)
-        key_tile(t, acc.get(), s, hk, tile);
+        key_tile(t, acc.get(), s, hk, tile, hk * group, (hk + 1) * group, /*with_dq=*/true,
+                 dkp + (k0 * Hkv + hk) * D, dvp + (k0 * Hkv + hk) * D, Hkv * D);
     });
+    return;
+  }
+
+  // Fused with one owner per (sequence, query head), for a batch with fewer (sequence, kv head)
+  // pairs than 2 per thread but enough heads (the llama preset's B = 1, H = 4, Hkv = 2 on 2
+  // threads): the first head of each group writes its share of dK, dV to dk, dv, the others to
+  // `shares`, (keys, Hkv, group − 1, D) for each of dK and dV (together 2(group − 1)/group of
+  // dq's size, for a self-attention batch), added in head order after. It saves the two passes'
+  // second S, exp and dP (7 tile products per score there, 5 here). Measured (the probe in
+  // bench/results/2026-12-05-cpu-attention-bwd/, B = 1, T = 4096, H = 4, Hkv = 2, D = 32, causal, 2
+  // threads, AVX-512, alternating with main's library, load 21): 78-85 -> 106-116 GFLOP per CPU
+  // second.
+  if (per_head) {
+    const int64_t n_keys = a.B * a.Tk;  // B = 1 for a packed batch
+    const Scratch<T> shares(group > 1 ? 2 * n_keys * Hkv * (group - 1) * D : 1);
+    T* dk_shares = shares.get();
+    T* dv_shares = dk_shares + n_keys * Hkv * (group - 1) * D;
+    parallel_tiles(ctx, a.seqs_k.count * H, [&](int64_t item) {
+      const int64_t s = item / H, h = item % H, hk = h / group, g = h % group;
+      const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
+      for (int64_t i = 0; i < a.seqs_q.length(s); ++i) {
+        T* dq = dqp + ((q0 + i) * H + h) * D;
+        std::fill(dq, dq + D, T(0));
+      }
+      T *dk_out = dkp + (k0 * Hkv + hk) * D, *dv_out = dvp + (k0 * Hkv + hk) * D;
+      int64_t ld_out = Hkv * D;
+      if (g > 0) {
+        dk_out = dk_shares + ((k0 * Hkv + hk) * (group - 1) + g - 1) * D;
+        dv_out = dv_shares + ((k0 * Hkv + hk) * (group - 1) + g - 1) * D;
+        ld_out = Hkv * (group - 1) * D;
+      }
+      BwdTile<T> t(D);
+      const Scratch<T> acc(4 * kBlockK * D16);
+      for (int64_t tile = 0; tile * kBlockKBwd < a.seqs_k.length(s); ++tile)
+        key_tile(t, acc.get(), s, hk, tile, h, h + 1, /*with_dq=*/true, dk_out, dv_out, ld_out);
+    });
+    if (group > 1)
+      parallel_for(ctx, n_keys * Hkv, [&](int64_t row) {
+        T* dk = dkp + row * D;
+        T* dv = dvp + row * D;
+        for (int64_t g = 0; g < group - 1; ++g) {
+          const T* dk_g = dk_shares + (row * (group - 1) + g) * D;
+          const T* dv_g = dv_shares + (row * (group - 1) + g) * D;
+          for (int64_t d = 0; d < D; ++d) dk[d] += dk_g[d];
+          for (int64_t d = 0; d < D; ++d) dv[d] += dv_g[d];
+        }
+      });
     return;
   }
 
   const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockKBwd);
   parallel_tiles(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
     const auto [s, tile] = key_tiles[size_t(item / Hkv)];
+    const int64_t hk = item % Hkv, k0 = a.seqs_k.begin(s);
     BwdTile<T> t(D);
-    const Scratch<T> acc(2 * kBlockK * D16);
-    key_tile(t, acc.get(), s, item % Hkv, tile);
+    const Scratch<T> acc(4 * kBlockK * D16);
+    key_tile(t, acc.get(), s, hk, tile, hk * group, (hk + 1) * group, /*with_dq=*/false,
+             dkp + (k0 * Hkv + hk) * D, dvp + (k0 * Hkv + hk) * D, Hkv * D);
   });
 
   // dQ: one owner per (sequence, head, query tile), recomputing P and dS.
