@@ -488,6 +488,8 @@ const std::vector<NonFiniteCase> kNonFiniteCases = {
     {"nan_in_k_sliding_window", "k", 150, 0, 2, NAN, window(20, 0, true)},
     {"nan_in_v_causal", "v", 150, 0, 9, NAN, causal()},
     {"inf_in_v_window_both_sides", "v", 40, 0, 9, INFINITY, window(5, 3)},
+    // Channel 18 of 20: in the finite check's vector tail on both ISAs (16 and 8 lanes).
+    {"inf_in_v_tail_channel_causal", "v", 150, 0, 18, INFINITY, causal()},
     {"neg_inf_in_q_causal", "q", 200, 0, 0, -INFINITY, causal()},
     {"inf_in_q_softcap", "q", 100, 1, 4, INFINITY,
      with(causal(), [](AttentionParams& p) { p.softcap = 5.f; })},
@@ -501,8 +503,8 @@ TEST_P(AttentionNonFinite, PropagatesAsTheReference) {
   Context& ctx = context_for(Device::cpu());
   const DType lse_dt = stat_dtype(dt);
   // Two heads on one kv head, 270 tokens: three query tiles and two key tiles (128 x 256),
-  // masked and full ones.
-  const int64_t B = 1, T = 270, H = 2, Hkv = 1, D = 16;
+  // masked and full ones; D = 20 leaves a tail past 16 and 8 lanes.
+  const int64_t B = 1, T = 270, H = 2, Hkv = 1, D = 20;
   const Shape q_shape = {B, T, H, D}, kv_shape = {B, T, Hkv, D};
   Rng rng(seed_of(c.name));
   Ref q = rounded(random_ref(q_shape, rng), dt), k = rounded(random_ref(kv_shape, rng), dt);
@@ -510,29 +512,38 @@ TEST_P(AttentionNonFinite, PropagatesAsTheReference) {
   Ref& target = c.tensor == "q" ? q : c.tensor == "k" ? k : c.tensor == "v" ? v : dout;
   target[(c.t * target.shape[2] + c.h) * D + c.d] = c.value;
   const Tensor tq = from_ref(q, dt), tk = from_ref(k, dt), tv = from_ref(v, dt);
-
-  Tensor out = poisoned(q_shape, dt, Device::cpu(), &ctx);
-  Tensor lse = poisoned({B, H, T}, lse_dt, Device::cpu(), &ctx);
-  attention_fwd(ctx, out, lse, tq, tk, tv, c.params);
-  Tensor dq = poisoned(q_shape, dt, Device::cpu(), &ctx);
-  Tensor dk = poisoned(kv_shape, dt, Device::cpu(), &ctx);
-  Tensor dv = poisoned(kv_shape, dt, Device::cpu(), &ctx);
-  attention_bwd(ctx, dq, dk, dv, from_ref(dout, dt), tq, tk, tv, out, lse, c.params);
-
   const auto exact = ref::attention_fwd<Oracle>(q, k, v, c.params, no_round);
   const auto grads = ref::attention_bwd<Oracle>(dout, q, k, v, c.params, no_round);
-  int64_t nonfinite = 0;
-  with_naive_type(dt, [&](auto tag) {
-    using S = typename decltype(tag)::type;
-    const auto naive = ref::attention_fwd<S>(q, k, v, c.params, rounding_for(dt));
-    const auto naive_grads = ref::attention_bwd<S>(dout, q, k, v, c.params, rounding_for(dt));
-    nonfinite += expect_nonfinite_as_reference(out, exact.out, naive.out, dt, "out");
-    nonfinite += expect_nonfinite_as_reference(lse, exact.lse, naive.lse, lse_dt, "lse");
-    nonfinite += expect_nonfinite_as_reference(dq, grads.dq, naive_grads.dq, dt, "dq");
-    nonfinite += expect_nonfinite_as_reference(dk, grads.dk, naive_grads.dk, dt, "dk");
-    nonfinite += expect_nonfinite_as_reference(dv, grads.dv, naive_grads.dv, dt, "dv");
-  });
-  EXPECT_GT(nonfinite, 0) << "the value reached no output: the case tests nothing";
+
+  // The kernels of the widest ISA, then the AVX2 ones on a CPU with AVX-512 (their finite checks
+  // and tails are their own code).
+  auto run_and_check = [&](const char* isa) {
+    SCOPED_TRACE(isa);
+    Tensor out = poisoned(q_shape, dt, Device::cpu(), &ctx);
+    Tensor lse = poisoned({B, H, T}, lse_dt, Device::cpu(), &ctx);
+    attention_fwd(ctx, out, lse, tq, tk, tv, c.params);
+    Tensor dq = poisoned(q_shape, dt, Device::cpu(), &ctx);
+    Tensor dk = poisoned(kv_shape, dt, Device::cpu(), &ctx);
+    Tensor dv = poisoned(kv_shape, dt, Device::cpu(), &ctx);
+    attention_bwd(ctx, dq, dk, dv, from_ref(dout, dt), tq, tk, tv, out, lse, c.params);
+    int64_t nonfinite = 0;
+    with_naive_type(dt, [&](auto tag) {
+      using S = typename decltype(tag)::type;
+      const auto naive = ref::attention_fwd<S>(q, k, v, c.params, rounding_for(dt));
+      const auto naive_grads = ref::attention_bwd<S>(dout, q, k, v, c.params, rounding_for(dt));
+      nonfinite += expect_nonfinite_as_reference(out, exact.out, naive.out, dt, "out");
+      nonfinite += expect_nonfinite_as_reference(lse, exact.lse, naive.lse, lse_dt, "lse");
+      nonfinite += expect_nonfinite_as_reference(dq, grads.dq, naive_grads.dq, dt, "dq");
+      nonfinite += expect_nonfinite_as_reference(dk, grads.dk, naive_grads.dk, dt, "dk");
+      nonfinite += expect_nonfinite_as_reference(dv, grads.dv, naive_grads.dv, dt, "dv");
+    });
+    EXPECT_GT(nonfinite, 0) << "the value reached no output: the case tests nothing";
+  };
+  run_and_check("widest ISA");
+  if (cpu::cpu_isa() == cpu::CpuIsa::avx512) {
+    const IsaCap avx2(cpu::CpuIsa::avx2);
+    run_and_check("AVX2 kernels");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, AttentionNonFinite,

@@ -541,7 +541,7 @@ __attribute__((target("avx512f"))) inline bool any_greater_avx512(const float* s
 // Whether some s[j] > t: an ordered compare, false for NaN entries and for t = NaN (the lazy
 // rescaling's test in attend_rows). At D = 32 (causal T = 1024) the 8-lane loop was a quarter
 // of attend_rows' own samples (perf), the 16-lane one halves its instructions; measured
-// together with finite_rows: see there.
+// together with all_finite: see there.
 template <class T>
 bool any_greater(const T* s, int64_t n, T t) {
   int64_t j = 0;
@@ -565,23 +565,9 @@ bool has_nan(const T* s, int64_t n) {
   return std::any_of(s, s + n, [](T x) { return x != x; });
 }
 
-// Whether every entry of rows x cols (leading dim ld) is finite: x · 0 is 0 for a finite x and
-// NaN for inf or NaN, and the sum of those is a vector reduction (one multiply-add per element,
-// ~1/100 of a masked tile's products).
-template <class T>
-bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
-  T acc = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* row = x + r * ld;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t c = 0; c < cols; ++c) acc += row[c] * T(0);
-  }
-  return acc == T(0);
-}
-
 #if defined(__AVX2__) && defined(__FMA__)
-__attribute__((target("avx512f"))) inline bool finite_rows_avx512(const float* x, int64_t rows,
-                                                                  int64_t cols, int64_t ld) {
+__attribute__((target("avx512f"))) inline bool all_finite_avx512(const float* x, int64_t rows,
+                                                                 int64_t cols, int64_t ld) {
   const __m512 zero = _mm512_setzero_ps();
   __mmask16 bad = 0;
   const __mmask16 tail = __mmask16((1u << (cols % 16)) - 1);
@@ -601,20 +587,23 @@ __attribute__((target("avx512f"))) inline bool finite_rows_avx512(const float* x
 }
 #endif
 
-// all_finite for the forward's V tiles (f32): x − x is 0 for a finite x and NaN for inf or NaN,
-// and each vector's compare is independent of the others, where all_finite's sum is one chain
-// of dependent FMAs (4 cycles per 8 floats): perf at D = 32, causal T = 1024, put 14% of
-// attend_rows' own samples on that chain, every diagonal tile checking its 256 rows of V.
-// Measured with any_greater's 16 lanes (one build against main's library, alternating, GFLOP
-// per CPU second, medians of 5 and 4 rounds at load 18-27; bench/results/2026-12-05-cpu-
-// attention-fwd-3/ ab2, ab3): the D = 64 sweep's causal points +2-7%, its non-causal ones
-// -3..+6%, the llama shapes (D = 32, GQA, causal) -3..+2%; the spread between batches of rounds
-// is ~5%, so read it as "not slower; a few % on D = 64 causal, nothing shown at D = 32".
+// Whether every entry of rows x cols (leading dim ld) is finite (masked tiles' operands: a 0
+// weight times inf would be NaN where the masked entry must contribute nothing). In f32, x − x is
+// 0 for a finite x and NaN for inf or NaN, and each vector's compare is independent of the
+// others; the other types sum x · 0, one chain of dependent multiply-adds (4 cycles per 8 floats),
+// which f32 took before: perf at D = 32, causal T = 1024, put 14% of attend_rows' own samples on
+// that chain (perf annotate, not stored), every diagonal tile checking its 256 rows of V.
+// Measured in the forward with any_greater's 16 lanes (one build against main's library,
+// alternating, GFLOP per CPU second, medians of 5 and 6 rounds at load 18-31;
+// bench/results/2026-12-05-cpu-attention-fwd-3/ ab2, ab3): the D = 64 sweep's causal points
+// +2-7%, its non-causal ones -3..+6%, the llama shapes (D = 32, GQA, causal) -3..+2%; the spread
+// between batches of rounds is ~5%, so read it as "not slower; a few % on D = 64 causal, nothing
+// shown at D = 32". The backward's checks take the same function (the same answers).
 template <class T>
-bool finite_rows(const T* x, int64_t rows, int64_t cols, int64_t ld) {
+bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
-    if (cpu_isa() == CpuIsa::avx512) return finite_rows_avx512(x, rows, cols, ld);
+    if (cpu_isa() == CpuIsa::avx512) return all_finite_avx512(x, rows, cols, ld);
     const __m256 zero = _mm256_setzero_ps();
     __m256 bad = zero;
     bool tail_ok = true;
@@ -630,7 +619,13 @@ bool finite_rows(const T* x, int64_t rows, int64_t cols, int64_t ld) {
     return tail_ok && _mm256_movemask_ps(bad) == 0;
   }
 #endif
-  return all_finite(x, rows, cols, ld);
+  T acc = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = x + r * ld;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t c = 0; c < cols; ++c) acc += row[c] * T(0);
+  }
+  return acc == T(0);
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -910,7 +905,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
         for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
       }
     }
-    if (masked && !finite_rows(v + j0 * ldkv, nk, D, ldkv))
+    if (masked && !all_finite(v + j0 * ldkv, nk, D, ldkv))
       masked_product(/*by_query=*/true, band, i0, n, j0, nk, kb, T(1), S, ldS, v + j0 * ldkv, ldkv,
                      D, O, ldo_acc);
     else
