@@ -98,6 +98,11 @@ std::string norm_name(int layer) {
   return "layers." + std::to_string(layer) + ".norm";
 }
 
+// The weight of layer l's norm; the final norm's for l = layers.
+const Tensor& norm_weight(const ParamArena& params, int l, int layers) {
+  return params.get(l < layers ? norm_name(l) : "final_norm");
+}
+
 double to_host_scalar(const Tensor& t, const Context& ctx) {
   const Tensor host = t.device().is_cpu() ? t : t.to(Device::cpu(), &ctx);
   return host.to_dtype(DType::f64).data_as<double>()[0];
@@ -186,10 +191,6 @@ void Model::set_inference_weights(DType dtype) {
 const Tensor& Model::head_weight() const {
   const std::string head = config_.tie_embeddings ? "embed" : "head";
   return inference_dtype_ == DType::bf16 ? bf16_weights_.get(head) : params_.get(head);
-}
-
-const Tensor& Model::norm_weight(int l) const {
-  return params_.get(l < int(mixers_.size()) ? norm_name(l) : "final_norm");
 }
 
 ModelCache::ModelCache() = default;
@@ -362,7 +363,7 @@ double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor&
   embedding_fwd(ctx, h_[0], tokens, params_.get("embed"));
   normed_[0] = acts_.take({B, T, C}, dtype_);
   rstd_[0] = acts_.take({B * T}, stat);
-  rmsnorm_fwd(ctx, normed_[0], rstd_[0], h_[0], norm_weight(0), {config_.norm_eps});
+  rmsnorm_fwd(ctx, normed_[0], rstd_[0], h_[0], norm_weight(params_, 0, L), {config_.norm_eps});
   for (int l = 0; l < L; ++l) {
     Tensor y = acts_.take({B, T, C}, dtype_);
     if (recompute_) layer_acts_.reset();  // the previous layer's intermediates are dropped
@@ -374,7 +375,8 @@ double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor&
     Tensor& rstd = l + 1 < L ? rstd_[size_t(l + 1)] : final_rstd_;
     normed = acts_.take({B, T, C}, dtype_);
     rstd = acts_.take({B * T}, stat);
-    add_rmsnorm_fwd(ctx, normed, h_[l + 1], rstd, h_[l], y, norm_weight(l + 1), {config_.norm_eps});
+    add_rmsnorm_fwd(ctx, normed, h_[l + 1], rstd, h_[l], y, norm_weight(params_, l + 1, L),
+                    {config_.norm_eps});
   }
   logits_ = acts_.take({B, T, V}, dtype_);
   linear_fwd(ctx, logits_, final_normed_, head_weight());
@@ -431,8 +433,8 @@ void Model::backward(double scale, const std::function<void(int64_t begin)>& rea
     } else {
       mixers_[l]->backward(ctx, acts_, dnormed, dh);
     }
-    add_rmsnorm_bwd(ctx, dh, grads_.get(norm_name(l)), dnormed, dh, h_[l], norm_weight(l), rstd_[l],
-                    {config_.norm_eps});
+    add_rmsnorm_bwd(ctx, dh, grads_.get(norm_name(l)), dnormed, dh, h_[l],
+                    norm_weight(params_, l, L), rstd_[l], {config_.norm_eps});
     if (ready) ready(grad_offset(norm_name(l)));  // the layer's norm, then its mixer's
   }
   embedding_bwd(ctx, grads_.get("embed"), dh, tokens_);
@@ -500,17 +502,18 @@ const Tensor& Model::decode_layers(const std::vector<MixerCache*>& layers,
   const int64_t B = tokens.size(0), T = tokens.size(1), C = config_.d_model;
   const Context& ctx = *ctx_;
   const DType stat = stat_dtype(dtype_);
+  const int L = int(mixers_.size());
   acts_.reset();
   have_loss_ = false;           // the saved activations are overwritten below
   *layout_ = SequenceLayout();  // a cache's batch is rectangular
   Tensor h = acts_.take({B, T, C}, dtype_), normed = acts_.take({B, T, C}, dtype_);
   Tensor y = acts_.take({B, T, C}, dtype_), rstd = acts_.take({B * T}, stat);
   embedding_fwd(ctx, h, tokens, params_.get("embed"));
-  rmsnorm_fwd(ctx, normed, rstd, h, norm_weight(0), {config_.norm_eps});
-  for (size_t l = 0; l < mixers_.size(); ++l) {
-    mixers_[l]->decode(ctx, acts_, layers[l], lengths, y, normed);
+  rmsnorm_fwd(ctx, normed, rstd, h, norm_weight(params_, 0, L), {config_.norm_eps});
+  for (int l = 0; l < L; ++l) {
+    mixers_[size_t(l)]->decode(ctx, acts_, layers[size_t(l)], lengths, y, normed);
     // h += y in place, normalised by the next norm (the final one after the last layer).
-    add_rmsnorm_fwd(ctx, normed, h, rstd, h, y, norm_weight(int(l) + 1), {config_.norm_eps});
+    add_rmsnorm_fwd(ctx, normed, h, rstd, h, y, norm_weight(params_, l + 1, L), {config_.norm_eps});
   }
   logits_ = acts_.take({B, T, config_.vocab_size}, dtype_);
   linear_fwd(ctx, logits_, normed, head_weight());

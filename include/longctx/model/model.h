@@ -164,8 +164,6 @@ class Model {
   DType inference_dtype_ = DType::f32;
   ParamArena bf16_weights_, inference_views_;
   const Tensor& head_weight() const;
-  // The weight of layer l's norm; the final norm's for l = number of layers.
-  const Tensor& norm_weight(int l) const;
   // The layout of the last forward's batch, shared with every mixer (a stable address: the Model
   // moves, the layout does not).
   std::unique_ptr<SequenceLayout> layout_;
