@@ -1,8 +1,12 @@
 // rmsnorm on the CPU: one row per work item; dweight reduced over fixed row chunks so the result
 // does not depend on the thread count. With a residual (add_rmsnorm_fwd) a row's sum h is
 // written and then normalised while it is in L1; in the backward the residual gradient dh is
-// added as dx is written. Against add_fwd beside rmsnorm_fwd/bwd this saves a pass over
-// (rows, C) each way and an OpenMP region per block: MEASURED
+// added as dx is written. That saves a pass over (rows, C) and an OpenMP region each way: on
+// the presets' (4096, 128) f32 activations 309 us CPU against 491 for add_fwd + rmsnorm_fwd,
+// and 373 against 569 for rmsnorm_bwd + add_fwd (medians of 400 alternated calls, 2 threads,
+// load 24). In a training step of the llama preset (T = 256, 4096 tokens, 8 layers) the adds
+// and norms took 14.2 ms CPU instead of 17.2 (1% of the 294 ms step; hybrid and mamba2 2-3 ms
+// less too; per-op profiles alternated with main, bench/results/2026-12-05-cpu-fused-norm).
 #include <cmath>
 #include <vector>
 
