@@ -4,9 +4,10 @@
 // added as dx is written. That saves a pass over (rows, C) and an OpenMP region each way: on
 // the presets' (4096, 128) f32 activations 309 us CPU against 491 for add_fwd + rmsnorm_fwd,
 // and 373 against 569 for rmsnorm_bwd + add_fwd (medians of 400 alternated calls, 2 threads,
-// load 24). In a training step of the llama preset (T = 256, 4096 tokens, 8 layers) the adds
-// and norms took 14.2 ms CPU instead of 17.2 (1% of the 294 ms step; hybrid and mamba2 2-3 ms
-// less too; per-op profiles alternated with main, bench/results/2026-12-05-cpu-fused-norm).
+// load 24). Inside a training step, whose activations come from memory, less: 1.5-4 ms CPU of
+// the adds and norms per step of the llama, hybrid and mamba2 presets at T = 256 and 4096
+// (llama T = 256: 15.6 ms instead of 17.1, 0.5% of the step; per-op profiles alternated with
+// main, bench/results/2026-12-05-cpu-fused-norm).
 #include <cmath>
 #include <vector>
 
