@@ -1,5 +1,6 @@
-// rmsnorm: every case x backend against the reference; the reference against finite differences;
-// bad inputs.
+// rmsnorm and add_rmsnorm (the residual add fused in): every case x backend against the
+// reference; in place against separate memory; the references against finite differences; bad
+// inputs.
 #include "harness.h"
 #include "longctx/ops/rmsnorm.h"
 #include "reference/rmsnorm.h"
@@ -63,6 +64,115 @@ INSTANTIATE_TEST_SUITE_P(Cases, RMSNorm,
                                           testing::ValuesIn(all_backends())),
                          case_name<RMSNormCase>);
 
+class AddRMSNorm : public testing::TestWithParam<std::tuple<RMSNormCase, Backend>> {};
+
+TEST_P(AddRMSNorm, MatchesReference) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype;
+  const DType rstd_dt = stat_dtype(dt);
+  Rng rng(103);
+  const int64_t C = c.x_shape.back(), rows = Tensor::empty(c.x_shape, dt).numel() / C;
+  const Ref x = rounded(random_ref(c.x_shape, rng, -2, 2), dt);
+  const Ref res = rounded(random_ref(c.x_shape, rng, -2, 2), dt);
+  const Ref w = rounded(random_ref({C}, rng, 0.5, 1.5), dt);
+  const Ref dout = rounded(random_ref(c.x_shape, rng), dt);
+  const Ref dh = rounded(random_ref(c.x_shape, rng), dt);
+  const double eps = 1e-5;
+
+  Tensor out = poisoned(c.x_shape, dt, dev, &ctx), h = poisoned(c.x_shape, dt, dev, &ctx);
+  Tensor rstd = poisoned({rows}, rstd_dt, dev, &ctx);
+  add_rmsnorm_fwd(ctx, out, h, rstd, from_ref(x, dt, dev), from_ref(res, dt, dev),
+                  from_ref(w, dt, dev), {eps});
+  const auto exact = ref::add_rmsnorm_fwd<Oracle>(x, res, w, eps, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::add_rmsnorm_fwd<S>(x, res, w, eps, rounding_for(dt));
+    expect_close_2x(h, exact.h, naive.h, dt, "h");
+    expect_close_2x(out, exact.out, naive.out, dt, "out");
+    expect_close_2x(rstd, exact.rstd, naive.rstd, rstd_dt, "rstd");
+  });
+
+  // The backward at the h the op stored (the one a model saves), against dh + rmsnorm's dx.
+  const Ref h_saved = to_ref(h);
+  Tensor dx = poisoned(c.x_shape, dt, dev, &ctx), dw = poisoned({C}, dt, dev, &ctx);
+  add_rmsnorm_bwd(ctx, dx, dw, from_ref(dout, dt, dev), from_ref(dh, dt, dev), h,
+                  from_ref(w, dt, dev), rstd, {eps});
+  const auto grads = ref::add_rmsnorm_bwd<Oracle>(dout, dh, h_saved, w, eps, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::add_rmsnorm_bwd<S>(dout, dh, h_saved, w, eps, rounding_for(dt));
+    expect_close_2x(dx, grads.dx, naive.dx, dt, "dx");
+    expect_close_2x(dw, grads.dweight, naive.dweight, dt, "dweight");
+  });
+}
+
+// h written over x or over residual, and dx over dh, as the model calls them, give the same bits
+// as separate memory.
+TEST_P(AddRMSNorm, InPlaceMatchesSeparate) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype;
+  Rng rng(107);
+  const int64_t C = c.x_shape.back(), rows = Tensor::empty(c.x_shape, dt).numel() / C;
+  const Ref x = rounded(random_ref(c.x_shape, rng, -2, 2), dt);
+  const Ref res = rounded(random_ref(c.x_shape, rng, -2, 2), dt);
+  const Ref dout = rounded(random_ref(c.x_shape, rng), dt),
+            dh = rounded(random_ref(c.x_shape, rng), dt);
+  const Tensor w = from_ref(rounded(random_ref({C}, rng, 0.5, 1.5), dt), dt, dev);
+  const double eps = 1e-5;
+  auto fwd = [&](const Tensor& h, const Tensor& xt, const Tensor& rt) {
+    Tensor out = poisoned(c.x_shape, dt, dev, &ctx),
+           rstd = poisoned({rows}, stat_dtype(dt), dev, &ctx);
+    add_rmsnorm_fwd(ctx, out, h, rstd, xt, rt, w, {eps});
+    return std::vector<Ref>{to_ref(h), to_ref(out), to_ref(rstd)};
+  };
+  Tensor h = poisoned(c.x_shape, dt, dev, &ctx);
+  const std::vector<Ref> separate = fwd(h, from_ref(x, dt, dev), from_ref(res, dt, dev));
+  Tensor x_in = from_ref(x, dt, dev), res_in = from_ref(res, dt, dev);
+  const std::vector<Ref> over_x = fwd(x_in, x_in, from_ref(res, dt, dev));
+  const std::vector<Ref> over_res = fwd(res_in, from_ref(x, dt, dev), res_in);
+  for (size_t i = 0; i < separate.size(); ++i) {
+    EXPECT_EQ(max_abs_diff(over_x[i], separate[i]), 0.0) << "h over x, output " << i;
+    EXPECT_EQ(max_abs_diff(over_res[i], separate[i]), 0.0) << "h over residual, output " << i;
+  }
+
+  Tensor rstd = from_ref(separate[2], stat_dtype(dt), dev);
+  Tensor dx = poisoned(c.x_shape, dt, dev, &ctx), dw = poisoned({C}, dt, dev, &ctx);
+  add_rmsnorm_bwd(ctx, dx, dw, from_ref(dout, dt, dev), from_ref(dh, dt, dev), h, w, rstd, {eps});
+  Tensor dh_in = from_ref(dh, dt, dev), dw_in = poisoned({C}, dt, dev, &ctx);
+  add_rmsnorm_bwd(ctx, dh_in, dw_in, from_ref(dout, dt, dev), dh_in, h, w, rstd, {eps});
+  EXPECT_EQ(max_abs_diff(to_ref(dh_in), to_ref(dx)), 0.0) << "dx over dh";
+  EXPECT_EQ(max_abs_diff(to_ref(dw_in), to_ref(dw)), 0.0) << "dweight with dx over dh";
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, AddRMSNorm,
+                         testing::Combine(testing::ValuesIn(kCases),
+                                          testing::ValuesIn(all_backends())),
+                         case_name<RMSNormCase>);
+
+// The composition's backward: loss = <out, dout> + <h, dh>, whose gradient in x and in
+// residual is dx.
+TEST(AddRMSNormReference, GradientsMatchFiniteDifferences) {
+  Rng rng(11);
+  const Ref x = random_ref({3, 5}, rng), res = random_ref({3, 5}, rng), w = random_ref({5}, rng);
+  const Ref dout = random_ref({3, 5}, rng), dh = random_ref({3, 5}, rng);
+  const double eps = 1e-5;
+  auto loss = [&](const std::vector<Ref>& in) {
+    const auto f = ref::add_rmsnorm_fwd<double>(in[0], in[1], in[2], eps, no_round);
+    return dot(f.out, dout) + dot(f.h, dh);
+  };
+  const Ref h = ref::add_rmsnorm_fwd<double>(x, res, w, eps, no_round).h;
+  const auto g = ref::add_rmsnorm_bwd<double>(dout, dh, h, w, eps, no_round);
+  EXPECT_LE(max_abs_diff(g.dx, finite_difference(loss, {x, res, w}, 0)), 1e-8);
+  EXPECT_LE(max_abs_diff(g.dx, finite_difference(loss, {x, res, w}, 1)), 1e-8);
+  EXPECT_LE(max_abs_diff(g.dweight, finite_difference(loss, {x, res, w}, 2)), 1e-8);
+}
+
 TEST(RMSNormReference, GradientsMatchFiniteDifferences) {
   Rng rng(7);
   const Ref x = random_ref({3, 5}, rng), w = random_ref({5}, rng), dout = random_ref({3, 5}, rng);
@@ -97,6 +207,40 @@ TEST(RMSNormBadInput, NamesTheArgument) {
   Tensor dx = Tensor::empty({4, 8}, DType::f32), dw = Tensor::empty({8}, DType::f32);
   EXPECT_LONGCTX_ERROR(rmsnorm_bwd(ctx, dx, dw, Tensor::zeros({4, 9}, DType::f32), x, w, rstd),
                        "rmsnorm_bwd", "'dout'", "expected shape (4, 8)");
+}
+
+TEST(AddRMSNormBadInput, NamesTheArgument) {
+  Context& ctx = context_for(Device::cpu());
+  Tensor x = Tensor::zeros({4, 8}, DType::f32), res = Tensor::zeros({4, 8}, DType::f32);
+  Tensor w = Tensor::zeros({8}, DType::f32), h = Tensor::empty({4, 8}, DType::f32);
+  Tensor out = Tensor::empty({4, 8}, DType::f32), rstd = Tensor::empty({4}, DType::f32);
+  EXPECT_LONGCTX_ERROR(add_rmsnorm_fwd(ctx, out, h, rstd, x, Tensor::zeros({4, 9}, DType::f32), w),
+                       "add_rmsnorm_fwd", "'residual'", "expected shape (4, 8)", "got (4, 9)");
+  EXPECT_LONGCTX_ERROR(add_rmsnorm_fwd(ctx, out, h, rstd, x, res.to_dtype(DType::f64), w),
+                       "'residual'", "expected dtype f32", "got f64");
+  EXPECT_LONGCTX_ERROR(
+      add_rmsnorm_fwd(ctx, out, Tensor::empty({4, 7}, DType::f32), rstd, x, res, w), "'h'",
+      "expected shape (4, 8)");
+  EXPECT_LONGCTX_ERROR(add_rmsnorm_fwd(ctx, out, h, rstd, x, res, w, {0.0}), "'eps'",
+                       "must be > 0");
+  EXPECT_LONGCTX_ERROR(add_rmsnorm_fwd(ctx, out, h, rstd, x, Tensor(), w), "'residual'",
+                       "required");
+  // h may be x or residual exactly, never partly over them; out is always separate.
+  Tensor big = Tensor::zeros({5, 8}, DType::f32);
+  EXPECT_LONGCTX_ERROR(
+      add_rmsnorm_fwd(ctx, out, big.narrow(0, 1, 4), rstd, big.narrow(0, 0, 4), res, w), "'h'",
+      "overlaps input 'x'");
+  EXPECT_LONGCTX_ERROR(add_rmsnorm_fwd(ctx, h, h, rstd, x, res, w), "'out'", "overlaps input 'h'");
+  EXPECT_LONGCTX_ERROR(add_rmsnorm_fwd(ctx, x, h, rstd, x, res, w), "'out'", "overlaps input 'x'");
+  Tensor dx = Tensor::empty({4, 8}, DType::f32), dw = Tensor::empty({8}, DType::f32);
+  Tensor dout = Tensor::zeros({4, 8}, DType::f32), dh = Tensor::zeros({4, 8}, DType::f32);
+  EXPECT_LONGCTX_ERROR(
+      add_rmsnorm_bwd(ctx, dx, dw, dout, Tensor::zeros({8, 4}, DType::f32), h, w, rstd),
+      "add_rmsnorm_bwd", "'dh'", "expected shape (4, 8)");
+  EXPECT_LONGCTX_ERROR(add_rmsnorm_bwd(ctx, dout, dw, dout, dh, h, w, rstd), "'dx'",
+                       "overlaps input 'dout'");
+  EXPECT_LONGCTX_ERROR(add_rmsnorm_bwd(ctx, dx, dw, dout, dh, x.to_dtype(DType::bf16), w, rstd),
+                       "'h'", "bf16", "supported: f32, f64");
 }
 
 }  // namespace

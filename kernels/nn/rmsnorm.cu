@@ -1,6 +1,10 @@
 // rmsnorm on CUDA. Forward: one block per row, f32 sum of squares by CUB BlockReduce.
 // Backward: one block per row for dx; dweight from per-chunk partial sums (f32, fixed chunks of
 // rows) reduced by a second kernel, so it is deterministic without atomics.
+// With a residual (add_rmsnorm_fwd) each thread writes its elements of h = x + residual and
+// normalises the stored (rounded) values, as add then rmsnorm would; the backward adds the
+// residual gradient dh as it writes dx. h may be x or residual and dx may be dh: every element
+// is read and then written by the same thread.
 #include <cub/block/block_reduce.cuh>
 
 #include "kernels/common/context_state.cuh"
@@ -17,12 +21,20 @@ constexpr int kRowsPerChunk = 32;  // rows whose dweight contributions one block
 
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    rmsnorm_fwd_kernel(T* out, float* rstd, const T* x, const T* weight, int64_t C, float eps) {
+    rmsnorm_fwd_kernel(T* out, float* rstd, T* h, const T* x, const T* residual, const T* weight,
+                       int64_t C, float eps) {
   using Reduce = cub::BlockReduce<float, kThreads>;
   __shared__ typename Reduce::TempStorage temp;
   __shared__ float inv_shared;
   const int64_t row = blockIdx.x;
   const T* xr = x + row * C;
+  if (residual) {  // h = x + residual, then normalise h
+    T* hr = h + row * C;
+    const T* rr = residual + row * C;
+    for (int64_t c = threadIdx.x; c < C; c += kThreads)
+      hr[c] = store_as<T>(load_f32(xr[c]) + load_f32(rr[c]));
+    xr = hr;
+  }
   float sum_sq = 0.f;
   for (int64_t c = threadIdx.x; c < C; c += kThreads) {
     const float v = load_f32(xr[c]);
@@ -42,8 +54,8 @@ __global__ void __launch_bounds__(kThreads)
 
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    rmsnorm_bwd_kernel(T* dx, float* dweight_partial, const T* dout, const T* x, const T* weight,
-                       const float* rstd, int64_t rows, int64_t C) {
+    rmsnorm_bwd_kernel(T* dx, float* dweight_partial, const T* dout, const T* dh, const T* x,
+                       const T* weight, const float* rstd, int64_t rows, int64_t C) {
   using Reduce = cub::BlockReduce<float, kThreads>;
   __shared__ typename Reduce::TempStorage temp;
   __shared__ float coef_shared;
@@ -63,10 +75,12 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     const float coef = coef_shared;
     T* dxr = dx + row * C;
+    const T* dhr = dh ? dh + row * C : nullptr;
     for (int64_t c = threadIdx.x; c < C; c += kThreads) {
       const float xv = load_f32(xr[c]), dy = load_f32(dyr[c]);
       dw[c] += dy * xv * inv;
-      dxr[c] = store_as<T>(dy * load_f32(weight[c]) * inv - xv * coef);
+      const float dnorm = dy * load_f32(weight[c]) * inv - xv * coef;
+      dxr[c] = store_as<T>(dhr ? load_f32(dhr[c]) + dnorm : dnorm);
     }
     __syncthreads();  // coef_shared and temp are reused by the next row
   }
@@ -90,7 +104,8 @@ void rmsnorm_fwd(const Context& ctx, const RMSNormArgs& args) {
   dispatch_cuda_float("rmsnorm_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     rmsnorm_fwd_kernel<T><<<unsigned(args.rows), kThreads, 0, stream>>>(
-        static_cast<T*>(args.out), static_cast<float*>(args.rstd), static_cast<const T*>(args.x),
+        static_cast<T*>(args.out), static_cast<float*>(args.rstd), static_cast<T*>(args.h),
+        static_cast<const T*>(args.x), static_cast<const T*>(args.residual),
         static_cast<const T*>(args.weight), args.C, float(args.eps));
   });
   LONGCTX_CHECK_LAUNCH();
@@ -106,8 +121,8 @@ void rmsnorm_bwd(const Context& ctx, const RMSNormArgs& args) {
     if (chunks > 0) {
       rmsnorm_bwd_kernel<T><<<unsigned(chunks), kThreads, 0, stream>>>(
           static_cast<T*>(args.dx), partial.data_as<float>(), static_cast<const T*>(args.dout),
-          static_cast<const T*>(args.x), static_cast<const T*>(args.weight),
-          static_cast<const float*>(args.rstd), rows, C);
+          static_cast<const T*>(args.dh), static_cast<const T*>(args.x),
+          static_cast<const T*>(args.weight), static_cast<const float*>(args.rstd), rows, C);
       LONGCTX_CHECK_LAUNCH();
     }
     if (C > 0) {

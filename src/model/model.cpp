@@ -98,6 +98,11 @@ std::string norm_name(int layer) {
   return "layers." + std::to_string(layer) + ".norm";
 }
 
+// The weight of layer l's norm; the final norm's for l = layers.
+const Tensor& norm_weight(const ParamArena& params, int l, int layers) {
+  return params.get(l < layers ? norm_name(l) : "final_norm");
+}
+
 double to_host_scalar(const Tensor& t, const Context& ctx) {
   const Tensor host = t.device().is_cpu() ? t : t.to(Device::cpu(), &ctx);
   return host.to_dtype(DType::f64).data_as<double>()[0];
@@ -356,20 +361,23 @@ double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor&
 
   h_[0] = acts_.take({B, T, C}, dtype_);
   embedding_fwd(ctx, h_[0], tokens, params_.get("embed"));
+  normed_[0] = acts_.take({B, T, C}, dtype_);
+  rstd_[0] = acts_.take({B * T}, stat);
+  rmsnorm_fwd(ctx, normed_[0], rstd_[0], h_[0], norm_weight(params_, 0, L), {config_.norm_eps});
   for (int l = 0; l < L; ++l) {
-    normed_[l] = acts_.take({B, T, C}, dtype_);
-    rstd_[l] = acts_.take({B * T}, stat);
-    rmsnorm_fwd(ctx, normed_[l], rstd_[l], h_[l], params_.get(norm_name(l)), {config_.norm_eps});
     Tensor y = acts_.take({B, T, C}, dtype_);
     if (recompute_) layer_acts_.reset();  // the previous layer's intermediates are dropped
     mixers_[l]->forward(ctx, recompute_ ? layer_acts_ : acts_, y, normed_[l]);
+    // h_{l+1} = h_l + y, normalised by the next norm (the final one after the last layer) in the
+    // same pass.
     h_[l + 1] = acts_.take({B, T, C}, dtype_);
-    add_fwd(ctx, h_[l + 1], h_[l], y);
+    Tensor& normed = l + 1 < L ? normed_[size_t(l + 1)] : final_normed_;
+    Tensor& rstd = l + 1 < L ? rstd_[size_t(l + 1)] : final_rstd_;
+    normed = acts_.take({B, T, C}, dtype_);
+    rstd = acts_.take({B * T}, stat);
+    add_rmsnorm_fwd(ctx, normed, h_[l + 1], rstd, h_[l], y, norm_weight(params_, l + 1, L),
+                    {config_.norm_eps});
   }
-  final_normed_ = acts_.take({B, T, C}, dtype_);
-  final_rstd_ = acts_.take({B * T}, stat);
-  rmsnorm_fwd(ctx, final_normed_, final_rstd_, h_[L], params_.get("final_norm"),
-              {config_.norm_eps});
   logits_ = acts_.take({B, T, V}, dtype_);
   linear_fwd(ctx, logits_, final_normed_, head_weight());
   if (!have_loss_) return std::nan("");
@@ -410,12 +418,13 @@ void Model::backward(double scale, const std::function<void(int64_t begin)>& rea
   linear_bwd(ctx, dnormed.reshape({B * T, C}), dhead, {}, dlogits,
              final_normed_.reshape({B * T, C}), head);
 
-  Tensor dh = acts_.take({B, T, C}, dtype_), dh_norm = acts_.take({B, T, C}, dtype_);
+  Tensor dh = acts_.take({B, T, C}, dtype_);
   rmsnorm_bwd(ctx, dh, grads_.get("final_norm"), dnormed, h_[L], params_.get("final_norm"),
               final_rstd_, {config_.norm_eps});
   if (ready) ready(grad_offset("final_norm"));  // and the head, after it
   for (int l = L - 1; l >= 0; --l) {
-    // h_{l+1} = h_l + mixer(norm(h_l)): the residual passes dh through unchanged.
+    // h_{l+1} = h_l + mixer(norm(h_l)): the residual passes dh through unchanged, and the norm's
+    // gradient is added to it in the norm's backward pass.
     if (recompute_) {  // this layer's intermediates again, then its backward
       layer_acts_.reset();
       Tensor y = layer_acts_.take({B, T, C}, dtype_);
@@ -424,9 +433,8 @@ void Model::backward(double scale, const std::function<void(int64_t begin)>& rea
     } else {
       mixers_[l]->backward(ctx, acts_, dnormed, dh);
     }
-    rmsnorm_bwd(ctx, dh_norm, grads_.get(norm_name(l)), dnormed, h_[l], params_.get(norm_name(l)),
-                rstd_[l], {config_.norm_eps});
-    add_fwd(ctx, dh, dh, dh_norm);
+    add_rmsnorm_bwd(ctx, dh, grads_.get(norm_name(l)), dnormed, dh, h_[l],
+                    norm_weight(params_, l, L), rstd_[l], {config_.norm_eps});
     if (ready) ready(grad_offset(norm_name(l)));  // the layer's norm, then its mixer's
   }
   embedding_bwd(ctx, grads_.get("embed"), dh, tokens_);
@@ -494,18 +502,19 @@ const Tensor& Model::decode_layers(const std::vector<MixerCache*>& layers,
   const int64_t B = tokens.size(0), T = tokens.size(1), C = config_.d_model;
   const Context& ctx = *ctx_;
   const DType stat = stat_dtype(dtype_);
+  const int L = int(mixers_.size());
   acts_.reset();
   have_loss_ = false;           // the saved activations are overwritten below
   *layout_ = SequenceLayout();  // a cache's batch is rectangular
   Tensor h = acts_.take({B, T, C}, dtype_), normed = acts_.take({B, T, C}, dtype_);
   Tensor y = acts_.take({B, T, C}, dtype_), rstd = acts_.take({B * T}, stat);
   embedding_fwd(ctx, h, tokens, params_.get("embed"));
-  for (size_t l = 0; l < mixers_.size(); ++l) {
-    rmsnorm_fwd(ctx, normed, rstd, h, params_.get(norm_name(int(l))), {config_.norm_eps});
-    mixers_[l]->decode(ctx, acts_, layers[l], lengths, y, normed);
-    add_fwd(ctx, h, h, y);
+  rmsnorm_fwd(ctx, normed, rstd, h, norm_weight(params_, 0, L), {config_.norm_eps});
+  for (int l = 0; l < L; ++l) {
+    mixers_[size_t(l)]->decode(ctx, acts_, layers[size_t(l)], lengths, y, normed);
+    // h += y in place, normalised by the next norm (the final one after the last layer).
+    add_rmsnorm_fwd(ctx, normed, h, rstd, h, y, norm_weight(params_, l + 1, L), {config_.norm_eps});
   }
-  rmsnorm_fwd(ctx, normed, rstd, h, params_.get("final_norm"), {config_.norm_eps});
   logits_ = acts_.take({B, T, config_.vocab_size}, dtype_);
   linear_fwd(ctx, logits_, normed, head_weight());
   return logits_;

@@ -13,11 +13,16 @@ struct RMSNormArgs {
   int64_t C = 0;             // the normalised (last) dimension
   double eps = 0;            // added to mean(x^2) before the square root (forward)
 
-  const void* x = nullptr;       // (rows, C)
-  const void* weight = nullptr;  // (C)
+  // The forward normalises x, or with `residual` given (add_rmsnorm_fwd) h = x + residual,
+  // which it writes to `h` first. The backward reads the normalised input (x or that h) as x.
+  const void* x = nullptr;         // (rows, C)
+  const void* residual = nullptr;  // (rows, C), forward, optional
+  void* h = nullptr;               // (rows, C), forward, with residual; may be x or residual
+  const void* weight = nullptr;    // (C)
   void* rstd = nullptr;  // (rows) stat_dtype(dtype): written by the forward, read by the backward
   void* out = nullptr;   // (rows, C), forward
   const void* dout = nullptr;  // (rows, C), backward
+  const void* dh = nullptr;    // (rows, C), backward, optional: added to dx; may be dx
   void* dx = nullptr;          // (rows, C), backward
   void* dweight = nullptr;     // (C), backward, overwritten
 };

@@ -1,5 +1,7 @@
 // Plain reference for rmsnorm, templated on the arithmetic type S: S = Oracle gives the oracle,
-// S = float with a rounding `round` gives a naive same-precision implementation.
+// S = float with a rounding `round` gives a naive same-precision implementation. The fused
+// add_rmsnorm is the unfused composition: an add, stored, then rmsnorm (and in the backward
+// rmsnorm's dx, stored, then the add of dh).
 #pragma once
 
 #include <cmath>
@@ -54,6 +56,28 @@ RMSNormGrads rmsnorm_bwd(const Ref& dout, const Ref& x, const Ref& weight, doubl
     }
   }
   for (int64_t c = 0; c < C; ++c) g.dweight[c] = round(double(dw[size_t(c)]));
+  return g;
+}
+
+struct AddRMSNormOut {
+  Ref h, out, rstd;
+};
+
+template <class S>
+AddRMSNormOut add_rmsnorm_fwd(const Ref& x, const Ref& residual, const Ref& weight, double eps,
+                              const Round& round) {
+  Ref h(x.shape);
+  for (int64_t i = 0; i < x.numel(); ++i) h[i] = round(double(S(x[i]) + S(residual[i])));
+  RMSNormOut norm = rmsnorm_fwd<S>(h, weight, eps, round);
+  return {h, norm.out, norm.rstd};
+}
+
+// dx = dh + rmsnorm's dx at h (the gradient of both x and residual).
+template <class S>
+RMSNormGrads add_rmsnorm_bwd(const Ref& dout, const Ref& dh, const Ref& h, const Ref& weight,
+                             double eps, const Round& round) {
+  RMSNormGrads g = rmsnorm_bwd<S>(dout, h, weight, eps, round);
+  for (int64_t i = 0; i < h.numel(); ++i) g.dx[i] = round(double(S(dh[i]) + S(g.dx[i])));
   return g;
 }
 
