@@ -20,7 +20,7 @@
 // over items (an item at a time per thread: its scratch stays in the L2 cache). For Gated DeltaNet
 // E is one C x C matrix and P, M are a product on their triangles masked by it; for KDA E has K
 // values per pair, P and M are products left of each block of kEBlock rows (E factored there) and
-// loops over the channels within it, and their gradients are loops over the channels.
+// loops over the channels within it, and so are their gradients (kda_gated_products_bwd).
 //
 // Backward per item: a first pass recomputes the state entering each chunk and the chunk's U and
 // V − (γ ⊙ K̂) S; a second pass, chunks last to first, carries dS (from dfinal_state) back
@@ -685,6 +685,7 @@ struct BwdScratch {
   Vec<T> L;                  // (C, 2C) dk's left factor (Gated DeltaNet)
   Vec<T> Z;                  // (2C, K): dv S0ᵀ (−dKg), then dO S0ᵀ (dQg)
   Vec<T> dKd, dq, dk;        // (C, K)
+  Vec<T> fac;                // KDA: the factors and results of the off-block products
   Vec<Acc<T>> t1, t2, rect;  // (C, Kg) the decay gradient's terms (see chunk_bwd)
   Vec<Acc<T>> row, dgam;     // (K), (K)
 
@@ -694,11 +695,119 @@ struct BwdScratch {
     grow(L, 2 * C * C);
     grow(Z, 2 * C * K);
     for (Vec<T>* x : {&dKd, &dq, &dk}) grow(*x, C * K);
+    if (Kg > 1) grow(fac, (4 * kEBlock + 2 * C) * K);
     for (Vec<Acc<T>>* x : {&t1, &t2, &rect}) grow(*x, C * Kg);
     grow(row, K);
     grow(dgam, K);
   }
 };
+
+// KDA's gated products backward: from dM (lower) and dP (strictly lower) of the chunk, the
+// gradients through P_ij = Σ_c k̂_ic k̂_jc E_ijc and M_ij = scale Σ_c q̂_ic k̂_jc E_ijc: dq̂, dk̂
+// (written, C x K) and the decay terms rect_t = Σ_{j<t<=i} D_ij (added, C x K) with
+// D_ijc = (scale dM_ij q̂_ic + dP_ij k̂_ic) k̂_jc E_ijc.
+// The pairs within a block of kEBlock rows are loops over the channels. The pairs left of a
+// block (i in [b0, b0 + kEBlock), j <= r = b0 − 1) use load_chunk's factoring E_ij = E_ir E_rj,
+// both factors exponentials of segment sums (<= 1 for g <= 0: no exp(−G) that overflows when
+// decays are near 0), so with Lq_i = scale q̂_i ⊙ E_ir, Lk_i = k̂_i ⊙ E_ir, R_j = k̂_j ⊙ E_rj:
+//   X = dM R, Y = dP R                 dq̂_i += scale E_ir ⊙ X_i,  dk̂_i += E_ir ⊙ Y_i
+//   Z = dMᵀ Lq + dPᵀ Lk                 dk̂_j += E_rj ⊙ Z_j
+// and the decay terms are their row and column sums: Σ_j D_ij = Lq_i ⊙ X_i + Lk_i ⊙ Y_i
+// (to rect_t for t in the block, t <= i: a suffix sum) and Σ_i D_ij = R_j ⊙ Z_j (to rect_t for
+// t <= r, j < t: a prefix sum); sums of the same terms, no differences. At C = 64 that is 3.8x
+// fewer pairs in the channel loops (544 of 2080) and the rest four products per block.
+template <class T>
+void kda_gated_products_bwd(const Chunk<T>& ch, const T* dM, const T* dP, BwdScratch<T>& w, T* dq,
+                            T* dk, Acc<T>* rect) {
+  using Acc = cpu::Acc<T>;
+  const int64_t K = ch.K, C = ch.C;
+  const T scale = ch.scale;
+  const T* q = ch.q();
+  const T* k = ch.k();
+  std::fill(dq, dq + C * K, T(0));
+  std::fill(dk, dk + C * K, T(0));
+  Acc* row = w.row.data();
+  for (int64_t i = 0; i < C; ++i) {
+    std::fill(row, row + K, Acc(0));
+    const T* qi = q + i * K;
+    const T* ki = k + i * K;
+    T* dqi = dq + i * K;
+    T* dki = dk + i * K;
+    for (int64_t j = i / kEBlock * kEBlock; j <= i; ++j) {
+      const T wm = scale * dM[i * C + j], wp = dP[i * C + j];
+      const T* e = ch.e_at(i, j);
+      const T* kj = k + j * K;
+      T* dkj = dk + j * K;
+      for (int64_t c = 0; c < K; ++c) {
+        const T kje = kj[c] * e[c];
+        dqi[c] += wm * kje;
+        dki[c] += wp * kje;
+        dkj[c] += (wm * qi[c] + wp * ki[c]) * e[c];
+      }
+      if (j == i) continue;
+      Acc* r = rect + (j + 1) * K;
+      for (int64_t c = 0; c < K; ++c) {
+        row[c] += (Acc(wm) * qi[c] + Acc(wp) * ki[c]) * (Acc(kj[c]) * e[c]);
+        r[c] += row[c];
+      }
+    }
+  }
+  T* left = w.fac.data();           // (2 kEBlock, K): Lq, then Lk
+  T* XY = left + 2 * kEBlock * K;   // (2 kEBlock, K): X, then Y
+  T* right = XY + 2 * kEBlock * K;  // (C, K): R
+  T* Zt = right + C * K;            // (C, K): Z
+  for (int64_t b0 = kEBlock; b0 < C; b0 += kEBlock) {
+    const int64_t r = b0 - 1, rows = std::min(kEBlock, C - b0);
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* e = ch.e_at(b0 + i, r);
+      for (int64_t c = 0; c < K; ++c) {
+        left[i * K + c] = scale * q[(b0 + i) * K + c] * e[c];
+        left[(rows + i) * K + c] = k[(b0 + i) * K + c] * e[c];
+      }
+    }
+    for (int64_t j = 0; j <= r; ++j) {
+      const T* e = ch.e_at(r, j);
+      for (int64_t c = 0; c < K; ++c) right[j * K + c] = k[j * K + c] * e[c];
+    }
+    const T* dMb = dM + b0 * C;
+    const T* dPb = dP + b0 * C;
+    mul_add(rows, K, b0, false, dMb, C, 1, right, K, false, XY, K);
+    mul_add(rows, K, b0, false, dPb, C, 1, right, K, false, XY + rows * K, K);
+    mul_add(b0, K, rows, false, dMb, 1, C, left, K, false, Zt, K);
+    mul_add(b0, K, rows, false, dPb, 1, C, left + rows * K, K, true, Zt, K);
+    std::fill(row, row + K, Acc(0));  // Σ_{i' >= i} Σ_j D_i'j
+    for (int64_t i = rows - 1; i >= 0; --i) {
+      const T* e = ch.e_at(b0 + i, r);
+      const T* X = XY + i * K;
+      const T* Y = XY + (rows + i) * K;
+      const T* Lq = left + i * K;
+      const T* Lk = left + (rows + i) * K;
+      T* dqi = dq + (b0 + i) * K;
+      T* dki = dk + (b0 + i) * K;
+      Acc* rt = rect + (b0 + i) * K;
+      for (int64_t c = 0; c < K; ++c) {
+        dqi[c] += scale * e[c] * X[c];
+        dki[c] += e[c] * Y[c];
+        row[c] += Acc(Lq[c]) * X[c] + Acc(Lk[c]) * Y[c];
+        rt[c] += row[c];
+      }
+    }
+    std::fill(row, row + K, Acc(0));  // Σ_{j' <= j} Σ_i D_ij'
+    for (int64_t j = 0; j <= r; ++j) {
+      const T* e = ch.e_at(r, j);
+      const T* Z = Zt + j * K;
+      const T* R = right + j * K;
+      T* dkj = dk + j * K;
+      Acc* rt = rect + (j + 1) * K;
+      for (int64_t c = 0; c < K; ++c) dkj[c] += e[c] * Z[c];
+      if (j == r) continue;
+      for (int64_t c = 0; c < K; ++c) {
+        row[c] += Acc(R[c]) * Z[c];
+        rt[c] += row[c];
+      }
+    }
+  }
+}
 
 // The backward of one loaded chunk at sequence positions [p0, p0 + n): from dS (the gradient of
 // the state leaving it) and the rows of dout, with S0 the state entering it, U its delta values
@@ -777,13 +886,12 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
   std::fill(t1, t1 + C * Kg, Acc(0));
   std::fill(t2, t2 + C * Kg, Acc(0));
   std::fill(rect, rect + C * Kg, Acc(0));
-  const T* q = ch.q();
-  const T* k = ch.k();
   if (Kg == 1) {
     // One decay per pair: D_ij = dM_ij M_ij + dP_ij P_ij; the q/k gradients are products of
     // dM ⊙ E and dP ⊙ E: dq̂ = scale (dM ⊙ E) K̂ and
     // dk̂ = [(dP ⊙ E) + (dP ⊙ E)ᵀ, scale (dM ⊙ E)ᵀ] [K̂; Q̂].
     T* L = w.L.data();
+    const T* k = ch.k();
     for (int64_t i = 0; i < C; ++i) {
       Acc row = 0;  // Σ_{j' <= j} D_ij'
       const T* e = ch.e_at(i, 0);
@@ -804,36 +912,7 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
     gemm(false, false, C, K, C, ch.scale, dM, C, k, K, T(0), dq, K);
     gemm(false, false, C, K, 2 * C, T(1), L, 2 * C, ch.kq.data(), K, T(0), dk, K);
   } else {
-    // Per channel: dq̂_i += Σ_j scale dM_ij (k̂_j ⊙ E_ij), dk̂_j += Σ_i scale dM_ij (q̂_i ⊙ E_ij),
-    // the same with dP for k̂ on both sides; D_ijc = (scale dM_ij q̂_ic + dP_ij k̂_ic) k̂_jc E_ijc.
-    std::fill(dq, dq + C * K, T(0));
-    std::fill(dk, dk + C * K, T(0));
-    Acc* row = w.row.data();
-    for (int64_t i = 0; i < C; ++i) {
-      std::fill(row, row + K, Acc(0));
-      const T* qi = q + i * K;
-      const T* ki = k + i * K;
-      T* dqi = dq + i * K;
-      T* dki = dk + i * K;
-      for (int64_t j = 0; j <= i; ++j) {
-        const T wm = ch.scale * dM[i * C + j], wp = dP[i * C + j];
-        const T* e = ch.e_at(i, j);
-        const T* kj = k + j * K;
-        T* dkj = dk + j * K;
-        for (int64_t c = 0; c < K; ++c) {
-          const T kje = kj[c] * e[c];
-          dqi[c] += wm * kje;
-          dki[c] += wp * kje;
-          dkj[c] += (wm * qi[c] + wp * ki[c]) * e[c];
-        }
-        if (j == i) continue;
-        Acc* r = rect + (j + 1) * K;
-        for (int64_t c = 0; c < K; ++c) {
-          row[c] += (Acc(wm) * qi[c] + Acc(wp) * ki[c]) * (Acc(kj[c]) * e[c]);
-          r[c] += row[c];
-        }
-      }
-    }
+    kda_gated_products_bwd(ch, dM, dP, w, dq, dk, rect);
   }
   // Through −γ ⊙ K̂, scale γ ⊙ Q̂ (Z holds −dKg, dQg) and ρ ⊙ K̂.
   const T* nkg = ch.kqg.data();
