@@ -365,8 +365,9 @@ struct Chunk {
   Vec<T> g;         // (C, Kg)
   Vec<T> beta;      // (C)
   Vec<T> gam, rho;  // (C, Kg) γ and ρ
-  Vec<T> E;         // Gated DeltaNet: (C, C) row-major; KDA: (C (C + 1) / 2, K), rows (i, j <= i)
-  Vec<T> seg;       // (C, Kg) scratch: one row of E before the exponential
+  Vec<T> E;         // Gated DeltaNet: (C, C) row-major; KDA: (C (C + 1) / 2, K), rows (i, j <= i),
+                    // formed only where load_chunk says
+  Vec<T> seg;       // (C, Kg) scratch: one row of E before the exponential; KDA: exp(g)
   Vec<T> PM;        // (2C, C): P, then M; zero outside their triangles
   Vec<T> A;         // (C, C) diag(β) P
 
@@ -528,29 +529,46 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     for (int64_t c = 0; c < Kg; ++c) rho[i * Kg + c] = rho[(i + 1) * Kg + c] + g[(i + 1) * Kg + c];
   exp_array(gam, gam, C * Kg);
   exp_array(rho, rho, C * Kg);
-  // E row by row: E_ij = E_(i-1)j + g_i (j < i) before the exponential, kept in seg. For KDA
-  // (K exponentials per pair, 55% of the forward's time) only rows that end a block of kEBlock
-  // and, in the other rows, the pairs from the column before the row's block on are
-  // exponentials; the rest are products of two: E_ij = E_ir E_rj with r the column before i's
-  // block, r < i a block end, both factors exponentials of segment sums (<= 1 for g <= 0). That
-  // is 2.9x fewer exponentials at C = 64.
-  T* seg = ch.seg.data();  // (C, Kg): the segment sums of row i
-  for (int64_t i = 0; i < C; ++i) {
-    const T* gi = g + i * Kg;
-    for (int64_t j = 0; j < i; ++j)
-      for (int64_t c = 0; c < Kg; ++c) seg[j * Kg + c] += gi[c];
-    std::fill(seg + i * Kg, seg + (i + 1) * Kg, T(0));
-    const int64_t r = i / kEBlock * kEBlock - 1;  // the column before i's block (-1: none)
-    if (Kg == 1 || r < 1 || i % kEBlock == kEBlock - 1) {
-      exp_array(ch.e_at(i, 0), seg, (i + 1) * Kg);
-      continue;
+  T* seg = ch.seg.data();
+  if (Kg == 1) {
+    // E row by row: E_ij = E_(i-1)j + g_i (j < i) before the exponential, kept in seg (the
+    // segment sums of row i).
+    for (int64_t i = 0; i < C; ++i) {
+      for (int64_t j = 0; j < i; ++j) seg[j] += g[i];
+      seg[i] = T(0);
+      exp_array(ch.e_at(i, 0), seg, i + 1);
     }
-    exp_array(ch.e_at(i, r), seg + r * Kg, (i + 1 - r) * Kg);
-    const T* eir = ch.e_at(i, r);
-    for (int64_t j = 0; j < r; ++j) {
-      const T* erj = ch.e_at(r, j);
-      T* e = ch.e_at(i, j);
-      for (int64_t c = 0; c < Kg; ++c) e[c] = eir[c] * erj[c];
+  } else {
+    // KDA: K decays per pair. Only the pairs the products read are formed: in each row those
+    // from the column r before the row's block of kEBlock rows on (the in-block loops, and E_ir),
+    // and in the rows that end a block every pair (E_rj of the factoring E_ij = E_ir E_rj that
+    // the products use left of a block, here and in kda_gated_products_bwd): 685 of the 2080
+    // pairs at C = 64. Each as a running product E_ij = E_(i-1)j exp(g_i) of the steps' decays,
+    // exp(g) once per token and channel, and a block end's pairs left of r as E_ir E_rj. Every
+    // factor is a decay (<= 1 for g <= 0: nothing overflows, an underflow is below the true
+    // value's f32 range) and each pair a product of at most C − 1 of them, rounded once each: a
+    // relative error of at most (C − 1) ulp whatever the decays (an exponential of a segment sum
+    // errs by the sum's rounding times its size). Before, every pair's segment sum (C² / 2 · K
+    // adds) and the formed pairs' exponentials (2.9x fewer than pairs by the same factoring),
+    // the other pairs as products: MEASURED_E.
+    T* a = seg;  // (C, K): exp(g_i)
+    exp_array(a, g, C * K);
+    for (int64_t i = 0; i < C; ++i) {
+      const int64_t r = i / kEBlock * kEBlock - 1;  // the column before i's block (-1: none)
+      const T* ai = a + i * K;
+      for (int64_t j = std::max<int64_t>(r, 0); j < i; ++j) {
+        const T* prev = ch.e_at(i - 1, j);
+        T* e = ch.e_at(i, j);
+        for (int64_t c = 0; c < K; ++c) e[c] = prev[c] * ai[c];
+      }
+      std::fill(ch.e_at(i, i), ch.e_at(i, i) + K, T(1));
+      if (r < 0 || i % kEBlock != kEBlock - 1) continue;
+      const T* eir = ch.e_at(i, r);
+      for (int64_t j = 0; j < r; ++j) {
+        const T* erj = ch.e_at(r, j);
+        T* e = ch.e_at(i, j);
+        for (int64_t c = 0; c < K; ++c) e[c] = eir[c] * erj[c];
+      }
     }
   }
   T* nkg = ch.kqg.data();
@@ -687,7 +705,7 @@ struct BwdScratch {
   Vec<T> dKd, dq, dk;        // (C, K)
   Vec<T> fac;                // KDA: the factors and results of the off-block products
   Vec<Acc<T>> t1, t2, rect;  // (C, Kg) the decay gradient's terms (see chunk_bwd)
-  Vec<Acc<T>> row, dgam;     // (K), (K)
+  Vec<Acc<T>> row, dgam;     // (2K), (K)
 
   void reserve(int64_t C, int64_t K, int64_t V, int64_t Kg) {
     grow(Y, 3 * C * V);
@@ -697,10 +715,26 @@ struct BwdScratch {
     for (Vec<T>* x : {&dKd, &dq, &dk}) grow(*x, C * K);
     if (Kg > 1) grow(fac, (4 * kEBlock + 2 * C) * K);
     for (Vec<Acc<T>>* x : {&t1, &t2, &rect}) grow(*x, C * Kg);
-    grow(row, K);
+    grow(row, 2 * K);
     grow(dgam, K);
   }
 };
+
+// One pair j < i of KDA's in-block loop (kda_gated_products_bwd): dq̂_i += wm (k̂_j ⊙ E_ij),
+// dk̂_i += wp (k̂_j ⊙ E_ij), dk̂_j += (wm q̂_i + wp k̂_i) ⊙ E_ij. The rows are distinct (j < i),
+// which restrict tells the compiler: with dk̂_i and dk̂_j possibly the same row the loop was
+// scalar, MEASURED_PAIR.
+template <class T>
+void kda_pair_bwd(int64_t K, T wm, T wp, const T* __restrict qi, const T* __restrict ki,
+                  const T* __restrict kj, const T* __restrict e, T* __restrict dqi,
+                  T* __restrict dki, T* __restrict dkj) {
+  for (int64_t c = 0; c < K; ++c) {
+    const T kje = kj[c] * e[c];
+    dqi[c] += wm * kje;
+    dki[c] += wp * kje;
+    dkj[c] += (wm * qi[c] + wp * ki[c]) * e[c];
+  }
+}
 
 // KDA's gated products backward: from dM (lower) and dP (strictly lower) of the chunk, the
 // gradients through P_ij = Σ_c k̂_ic k̂_jc E_ijc and M_ij = scale Σ_c q̂_ic k̂_jc E_ijc: dq̂, dk̂
@@ -737,14 +771,14 @@ void kda_gated_products_bwd(const Chunk<T>& ch, const T* dM, const T* dP, BwdScr
       const T wm = scale * dM[i * C + j], wp = dP[i * C + j];
       const T* e = ch.e_at(i, j);
       const T* kj = k + j * K;
-      T* dkj = dk + j * K;
-      for (int64_t c = 0; c < K; ++c) {
-        const T kje = kj[c] * e[c];
-        dqi[c] += wm * kje;
-        dki[c] += wp * kje;
-        dkj[c] += (wm * qi[c] + wp * ki[c]) * e[c];
+      if (j == i) {  // E_ii = 1, dP_ii = 0
+        for (int64_t c = 0; c < K; ++c) {
+          dqi[c] += wm * ki[c];
+          dki[c] += wm * qi[c];
+        }
+        continue;
       }
-      if (j == i) continue;
+      kda_pair_bwd(K, wm, wp, qi, ki, kj, e, dqi, dki, dk + j * K);
       Acc* r = rect + (j + 1) * K;
       for (int64_t c = 0; c < K; ++c) {
         row[c] += (Acc(wm) * qi[c] + Acc(wp) * ki[c]) * (Acc(kj[c]) * e[c]);
@@ -939,19 +973,27 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
       }
     }
   }
+  // Row by row, every channel's sums in the order of a loop per channel (the same bits): the
+  // channels are contiguous. Per channel, a dependent add on every Kg-th double, it was 16% of
+  // the KDA forward + backward's samples (perf, B = 1, T = 8192, H = 8, K = V = 128).
   T* dg = static_cast<T*>(x.a.dg);
+  Acc* before = w.row.data();  // Σ_{j<t} T2_j, by channel
+  Acc* after = before + Kg;    // Σ_{i>=t} T1_i
+  Acc* t3 = w.dgam.data();
   for (int64_t c = 0; c < Kg; ++c) {
-    const Acc t3 = Acc(ch.gam_last(c)) * w.dgam[size_t(c)];
-    Acc before = 0;  // Σ_{j<t} T2_j
-    for (int64_t t = 0; t < n; ++t) {
-      rect[t * Kg + c] += before + t3;
-      before += t2[t * Kg + c];
+    t3[c] = Acc(ch.gam_last(c)) * t3[c];
+    before[c] = after[c] = Acc(0);
+  }
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t c = 0; c < Kg; ++c) {
+      rect[t * Kg + c] += before[c] + t3[c];
+      before[c] += t2[t * Kg + c];
     }
-    Acc after = 0;  // Σ_{i>=t} T1_i
-    for (int64_t t = C - 1; t >= 0; --t) {
-      after += t1[t * Kg + c];
-      if (t < n) dg[x.g_at(p0 + t, hv) + c] = T(rect[t * Kg + c] + after);
-    }
+  for (int64_t t = C - 1; t >= 0; --t) {
+    for (int64_t c = 0; c < Kg; ++c) after[c] += t1[t * Kg + c];
+    if (t >= n) continue;
+    T* dgt = dg + x.g_at(p0 + t, hv);
+    for (int64_t c = 0; c < Kg; ++c) dgt[c] = T(rect[t * Kg + c] + after[c]);
   }
   for (int64_t i = 0; i < n; ++i) {
     std::copy(dq + i * K, dq + i * K + K, dq_part + ((p0 + i) * x.HV + hv) * K);
