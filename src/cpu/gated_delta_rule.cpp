@@ -550,7 +550,15 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     // relative error of at most (C − 1) ulp whatever the decays (an exponential of a segment sum
     // errs by the sum's rounding times its size). Before, every pair's segment sum (C² / 2 · K
     // adds) and the formed pairs' exponentials (2.9x fewer than pairs by the same factoring),
-    // the other pairs as products: MEASURED_E.
+    // the other pairs as products. Measured (B = 1, T = 8192, H = 8, K = V = 128, KDA, one
+    // thread, CPU time, bench_gdn alternating with main, load 19-26,
+    // bench/results/2026-12-05-cpu-kda-speed): not forming the unread pairs, forward 335-339 ->
+    // 285-289 ms and backward 1070-1073 -> 972-1006 ms (main 304-305 / 1308-1329 in the same
+    // rounds); then the running products instead of the segment sums and exponentials, forward
+    // 0.94 -> 0.62 of main's and backward 0.75 -> 0.60 (202-211 / 856-862 ms against main's
+    // 325-340 / 1398-1457). The same running products for γ and ρ (3x fewer exponentials again)
+    // took the f64 dbeta of GatedDeltaRuleSmallK (K = 16, seed 4) to 1.05x the 2x rule: γ and ρ
+    // stay exponentials of segment sums.
     T* a = seg;  // (C, K): exp(g_i)
     exp_array(a, g, C * K);
     for (int64_t i = 0; i < C; ++i) {
@@ -723,7 +731,9 @@ struct BwdScratch {
 // One pair j < i of KDA's in-block loop (kda_gated_products_bwd): dq̂_i += wm (k̂_j ⊙ E_ij),
 // dk̂_i += wp (k̂_j ⊙ E_ij), dk̂_j += (wm q̂_i + wp k̂_i) ⊙ E_ij. The rows are distinct (j < i),
 // which restrict tells the compiler: with dk̂_i and dk̂_j possibly the same row the loop was
-// scalar, MEASURED_PAIR.
+// scalar. Measured with dg's sums by rows (chunk_bwd), the backward 0.60 -> 0.52-0.54 of main's
+// in the same rounds (714-770 ms against 1387-1431 ms; B = 1, T = 8192, H = 8, K = V = 128, one
+// thread, CPU time, load 25-31, bench/results/2026-12-05-cpu-kda-speed/ab3).
 template <class T>
 void kda_pair_bwd(int64_t K, T wm, T wp, const T* __restrict qi, const T* __restrict ki,
                   const T* __restrict kj, const T* __restrict e, T* __restrict dqi,
@@ -742,14 +752,18 @@ void kda_pair_bwd(int64_t K, T wm, T wp, const T* __restrict qi, const T* __rest
 // D_ijc = (scale dM_ij q̂_ic + dP_ij k̂_ic) k̂_jc E_ijc.
 // The pairs within a block of kEBlock rows are loops over the channels. The pairs left of a
 // block (i in [b0, b0 + kEBlock), j <= r = b0 − 1) use load_chunk's factoring E_ij = E_ir E_rj,
-// both factors exponentials of segment sums (<= 1 for g <= 0: no exp(−G) that overflows when
-// decays are near 0), so with Lq_i = scale q̂_i ⊙ E_ir, Lk_i = k̂_i ⊙ E_ir, R_j = k̂_j ⊙ E_rj:
+// both factors decays (<= 1 for g <= 0: no exp(−G) that overflows when decays are near 0), so with
+// Lq_i = scale q̂_i ⊙ E_ir, Lk_i = k̂_i ⊙ E_ir, R_j = k̂_j ⊙ E_rj:
 //   X = dM R, Y = dP R                 dq̂_i += scale E_ir ⊙ X_i,  dk̂_i += E_ir ⊙ Y_i
 //   Z = dMᵀ Lq + dPᵀ Lk                 dk̂_j += E_rj ⊙ Z_j
 // and the decay terms are their row and column sums: Σ_j D_ij = Lq_i ⊙ X_i + Lk_i ⊙ Y_i
 // (to rect_t for t in the block, t <= i: a suffix sum) and Σ_i D_ij = R_j ⊙ Z_j (to rect_t for
 // t <= r, j < t: a prefix sum); sums of the same terms, no differences. At C = 64 that is 3.8x
 // fewer pairs in the channel loops (544 of 2080) and the rest four products per block.
+// Measured (B = 1, T = 8192, H = 8, K = V = 128, one thread, CPU time, bench_gdn alternating
+// with main, load 19-24, bench/results/2026-12-05-cpu-kda-speed/ab): backward 1308-1329 ->
+// 1070-1073 ms with every pair in the channel loops as before; the rest of the gain is in
+// load_chunk's decays (the pairs this no longer reads are not formed).
 template <class T>
 void kda_gated_products_bwd(const Chunk<T>& ch, const T* dM, const T* dP, BwdScratch<T>& w, T* dq,
                             T* dk, Acc<T>* rect) {
@@ -974,8 +988,9 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
     }
   }
   // Row by row, every channel's sums in the order of a loop per channel (the same bits): the
-  // channels are contiguous. Per channel, a dependent add on every Kg-th double, it was 16% of
-  // the KDA forward + backward's samples (perf, B = 1, T = 8192, H = 8, K = V = 128).
+  // channels are contiguous. Per channel, a dependent add on every Kg-th double, these sums were
+  // a quarter of the backward's own loops' samples, ~5% of the KDA forward + backward's (perf,
+  // B = 1, T = 8192, H = 8, K = V = 128); the gain is in kda_pair_bwd's measurement.
   T* dg = static_cast<T*>(x.a.dg);
   Acc* before = w.row.data();  // Σ_{j<t} T2_j, by channel
   Acc* after = before + Kg;    // Σ_{i>=t} T1_i
