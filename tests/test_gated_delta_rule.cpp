@@ -119,6 +119,17 @@ const std::vector<GdrCase> kCases = {
      true,
      32,
      Decay::extreme},
+    // Chunks of 64: three blocks of 16 rows with pairs left of them (the CPU's KDA products
+    // factor the decays there, see src/cpu/gated_delta_rule.cpp). Near-0 decays make a chunk's
+    // cumulative log decay reach about -740: exp of its negative, as a form relative to the
+    // chunk's start would take, is inf even in f64.
+    {"kda_chunk64_decays_near_0_and_1",
+     {1, 300, 1, 2, 32, 8},
+     Gate::channel,
+     true,
+     true,
+     64,
+     Decay::extreme},
     {"long_64k", {1, 65536, 1, 2, 16, 8}, Gate::head, true, true, 32, Decay::extreme},
     {"kda_long_64k", {1, 65536, 1, 1, 16, 8}, Gate::channel, true, true, 32, Decay::extreme},
     // An output of >= 8 MB, which the CPU forward writes by non-temporal stores (store_rows in
