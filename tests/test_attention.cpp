@@ -78,8 +78,9 @@ AttentionParams window(int left, int right, bool is_causal = false) {
   });
 }
 
-// Real models' head layouts at test lengths. The CPU tiles are 64 queries x 256 keys: the
-// lengths below cross tile edges (several query tiles, up to three key tiles per row).
+// Real models' head layouts at test lengths. The CPU tiles are 128 queries x 256 keys: most
+// lengths below fit one query tile, a few cross query tiles (130, 150, 300, 600) and key tiles
+// (up to three per row).
 const std::vector<AttentionCase> kCases = {
     {"llama2_7b_mha_causal", 1, 70, 70, 4, 4, 128, causal()},
     {"llama3_8b_gqa4_causal", 2, 65, 65, 8, 2, 128, causal()},
@@ -89,6 +90,9 @@ const std::vector<AttentionCase> kCases = {
     {"tq_gt_tk_causal_empty_rows", 1, 150, 37, 2, 2, 64, causal()},
     {"tq_gt_tk_noncausal", 1, 70, 20, 2, 1, 32, {}},
     {"mistral_sliding_window_scaled", 1, 300, 300, 4, 1, 32, window(40, 0, true)},
+    // Eight query heads on two kv heads, one sequence: the backward's owners are (sequence, kv
+    // head) pairs on 1 thread, (sequence, query head) pairs on 2 to 4, two passes on 8.
+    {"gqa4_one_sequence_two_key_tiles", 1, 300, 300, 8, 2, 32, causal()},
     {"window_left0_diagonal_only", 1, 70, 70, 2, 2, 32, window(0, 0), 1.0, /*grads=*/false},
     {"window_left0_right1", 1, 70, 70, 2, 2, 32, window(0, 1)},
     {"window_left0_future_only", 1, 70, 90, 2, 1, 32, window(0, -1)},
@@ -181,6 +185,17 @@ TEST_P(Attention, MatchesReference) {
     const Context one_thread(Device::cpu(), 1);
     const auto single = run_bwd(one_thread);
     for (int n = 0; n < 3; ++n) expect_equal(first[n], single[n], "deterministic bwd, 1 thread");
+    // The backward's owners depend on the thread count (src/cpu/attention.cpp, bwd_impl): one
+    // per (sequence, kv head), one per (sequence, query head) with the group's shares added after,
+    // or two passes; 4 and 8 threads reach the latter two on batches with few sequences whatever
+    // the machine's core count, and every shape must give the same bits.
+    for (const int threads : {4, 8}) {
+      const Context many(Device::cpu(), threads);
+      const auto got = run_bwd(many);
+      for (int n = 0; n < 3; ++n)
+        expect_equal(first[n], got[n],
+                     "deterministic bwd, " + std::to_string(threads) + " threads");
+    }
     Tensor out1 = poisoned(q_shape, dt, dev, &ctx),
            lse1 = poisoned({c.B, c.H, c.Tq}, lse_dt, dev, &ctx);
     attention_fwd(one_thread, out1, lse1, tq, tk, tv, c.params);
@@ -226,7 +241,7 @@ struct PackedAttentionCase {
 LONGCTX_PRINTS_AS_NAME(PackedAttentionCase)
 
 // Sequences with queries on their last keys (a prefix, Tq < Tk), an empty one, a key-only one (no
-// queries), one token, and lengths across the CPU's tiles (64 queries, 256 keys).
+// queries), one token, and lengths across the CPU's tiles (128 queries, 256 keys).
 const std::vector<PackedAttentionCase> kPackedCases = {
     {"causal_gqa_prefixes", {6, 0, 1, 70, 33}, {9, 4, 1, 70, 40}, 4, 2, 32, causal()},
     {"bidirectional_softcap",

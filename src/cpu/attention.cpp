@@ -62,12 +62,17 @@ constexpr int64_t kBlockK = 256;
 // backward 55 -> 66 GFLOP per CPU second with 128); since the key side (dV, dK) skips a masked
 // tile's zeros as S, dP and dQ do (BwdTile::key_begin), 256 costs causal short sequences nothing
 // and halves the per-tile work of the rest (each key tile rereads all its query tiles).
-// Measured, 256 against 128 (probe in bench/results/2026-12-05-cpu-attention-bwd/, 3 alternating
-// runs, 2 threads, AVX-512, load 23-27): D = 64, H = 8: non-causal T = 2048 110-112 -> 117-127,
-// T = 512 99-100 -> 100-106; causal T = 512 78-81 and T = 1024 94-100 both unchanged; D = 32,
-// H = 4, Hkv = 2, causal: T = 4096 96-100 -> 103-105, T = 1024 93-100 -> 98, T = 256 59-62 ->
-// 58-60 (the one point that may lose, by ~2%).
+// Measured, 256 against 128 (probe_bwd.cpp in bench/results/2026-12-05-cpu-attention-bwd/, 3
+// alternating runs, 2 threads, AVX-512, load 23-27; this comparison's output is not stored there):
+// D = 64, H = 8: non-causal T = 2048 110-112 -> 117-127, T = 512 99-100 -> 100-106; causal T = 512
+// 78-81 and T = 1024 94-100 both unchanged; D = 32, H = 4, Hkv = 2, causal: T = 4096 96-100 ->
+// 103-105, T = 1024 93-100 -> 98, T = 256 59-62 -> 58-60 (the one point that may lose, by ~2%).
 constexpr int64_t kBlockKBwd = 256;
+static_assert(kBlockKBwd <= kBlockK,
+              "BwdTile's key arrays and the backward's acc hold kBlockK keys");
+// The most the backward's per-query-head shape may allocate for its dK, dV shares (bwd_impl):
+// a bound on the extra memory, not a tuned size; a batch past it takes the two passes.
+constexpr int64_t kMaxShareBytes = int64_t(256) << 20;
 
 // ---- Threads ----------------------------------------------------------------------------------
 
@@ -1061,10 +1066,11 @@ struct BwdTile {
   // tile, so that dV and dK skip the zeros of P and dS (under a causal mask, the part of a
   // diagonal tile above it: those products computed whole tiles there while S, dP and dQ
   // skipped the part). Same bits (the terms skipped are exact zeros, as with row_end).
-  // Measured (probe in bench/results/2026-12-05-cpu-attention-bwd/, median of 3 alternating
-  // runs, best of 10 each, 2 threads, AVX-512, load 21-23): causal B = 8, T = 512, H = 8, D = 64
-  // 75.7 -> 78.5 GFLOP per CPU second; B = 4, T = 1024, H = 4, Hkv = 2, D = 32 96 -> 98;
-  // B = 16, T = 256, D = 32 62 -> 64 (within the noise).
+  // Measured (probe_bwd.cpp in bench/results/2026-12-05-cpu-attention-bwd/, median of 3
+  // alternating runs, best of 10 each, 2 threads, AVX-512, load 21-23; this run's output is not
+  // stored there, and its D = 64 sweep against main did not resolve the change, 0.96-1.04): causal
+  // B = 8, T = 512, H = 8, D = 64 75.7 -> 78.5 GFLOP per CPU second; B = 4, T = 1024, H = 4, Hkv =
+  // 2, D = 32 96 -> 98; B = 16, T = 256, D = 32 62 -> 64 (within the noise).
   int64_t key_begin[kBlockK], key_end[kBlockK];
 
   explicit BwdTile(int64_t D) : mm(D), buf(3 * kBlockQ * ld + 2 * kBlockQ * mm.ldc()) {
@@ -1215,7 +1221,10 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
   const int64_t threads = ctx.cpu_threads();
   const bool packed_d = TileMatmul<T>::kPacked && D % 16 == 0;
   const bool fused = packed_d && a.seqs_k.count * Hkv >= 2 * threads;
-  const bool per_head = packed_d && !fused && a.seqs_k.count * H >= 2 * threads;
+  // The per-head shape's dK, dV shares buffer (below), bounded: past it, the two passes.
+  const int64_t share_bytes = 2 * a.B * a.Tk * Hkv * (group - 1) * D * int64_t(sizeof(T));
+  const bool per_head =
+      packed_d && !fused && a.seqs_k.count * H >= 2 * threads && share_bytes <= kMaxShareBytes;
 
   // dK, dV of key tile `tile` of (s, hk) over the query heads [h_begin, h_end) into rows of
   // dk_out and dv_out (key j of the sequence at j * ld_out); with_dq: dQ too, into dq. Each
@@ -1309,10 +1318,12 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
   // threads): the first head of each group writes its share of dK, dV to dk, dv, the others to
   // `shares`, (keys, Hkv, group − 1, D) for each of dK and dV (together 2(group − 1)/group of
   // dq's size, for a self-attention batch), added in head order after. It saves the two passes'
-  // second S, exp and dP (7 tile products per score there, 5 here). Measured (the probe in
-  // bench/results/2026-12-05-cpu-attention-bwd/, B = 1, T = 4096, H = 4, Hkv = 2, D = 32, causal, 2
-  // threads, AVX-512, alternating with main's library, load 21): 78-85 -> 106-116 GFLOP per CPU
-  // second.
+  // second S, exp and dP (7 tile products per score there, 5 here). Measured (probe_bwd.cpp,
+  // bench/results/2026-12-05-cpu-attention-bwd/ab.txt, B = 1, T = 4096, H = 4, Hkv = 2, D = 32,
+  // causal, 2 threads, AVX-512, 3 rounds alternating with main's library, load 15-29): 69.0-71.9
+  // -> 102.4-109.0 GFLOP per CPU second (1.53x); one pair at load 5.8: 79.0 -> 111.9. The shares
+  // are capped at kMaxShareBytes (T = 128k, H = 32, Hkv = 8, D = 128 in f32 would take 3.2 GB
+  // beside dq's 2.1 GB): a larger batch takes the two passes, which need no buffer.
   if (per_head) {
     const int64_t n_keys = a.B * a.Tk;  // B = 1 for a packed batch
     const Scratch<T> shares(group > 1 ? 2 * n_keys * Hkv * (group - 1) * D : 1);

@@ -551,7 +551,8 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     // exp(g) once per token and channel, and a block end's pairs left of r as E_ir E_rj. Every
     // factor is a decay (<= 1 for g <= 0: nothing overflows, an underflow is below the true
     // value's f32 range) and each pair a product of at most C − 1 of them, rounded once each: a
-    // relative error of at most (C − 1) ulp whatever the decays (an exponential of a segment sum
+    // relative error of at most (C − 1) ulp while the products stay normal (among subnormals an
+    // absolute error of at most the smallest subnormal, harmless) (an exponential of a segment sum
     // errs by the sum's rounding times its size). Before, every pair's segment sum (C² / 2 · K
     // adds) and the formed pairs' exponentials (2.9x fewer than pairs by the same factoring),
     // the other pairs as products. Measured (B = 1, T = 8192, H = 8, K = V = 128, KDA, one
@@ -632,7 +633,7 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   // KDA: a K-vector of decays per pair. For the pairs left of a row's block of kEBlock, E_ij =
   // E_ir E_rj with r the column before the block (the factoring of E above), so those pairs are
   // one product per block, (X ⊙ E_r·) (K̂ ⊙ E_·r)ᵀ with X = K̂ for P and scale Q̂ for M: the left
-  // factor's rows k̂_i ⊙ E_ir, the right's k̂_j ⊙ E_rj, both exponentials of segment sums. The
+  // factor's rows k̂_i ⊙ E_ir, the right's k̂_j ⊙ E_rj, both decays from load_chunk. The
   // pairs within the block are loops over the channels. Measured (B = 1, T = 8192, H = 8,
   // K = V = 128, KDA, one thread, CPU time, alternating, load 9-17): forward 392/428 ->
   // 387/386 ms; P and M are not where KDA's forward spends its time.

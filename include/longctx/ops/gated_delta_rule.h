@@ -29,8 +29,9 @@
 // lower-triangular solve gives the delta values U, then the chunk's outputs and the state it
 // leaves are matrix products), sequentially over the chunks of a sequence and in parallel over
 // (sequence, value head). Every decay factor is the exponential of a sum of g over a segment
-// that ends at a later token than it starts, so no exp() argument is positive for g <= 0 and
-// decays near 0 underflow instead of overflowing. The backward recomputes the chunk states from
+// that ends at a later token than it starts (on the CPU, KDA's per-channel ones as running
+// products of such exponentials), so no exp() argument is positive for g <= 0 and decays near 0
+// underflow instead of overflowing. The backward recomputes the chunk states from
 // the inputs (nothing is saved by the forward) and sums in a fixed order: it is deterministic.
 // Its workspace holds every chunk's entering state, K·V f32 per chunk (on the CPU for the
 // (sequence, value head) each thread is on; on CUDA for all of them at once, with 2·V f32 per
