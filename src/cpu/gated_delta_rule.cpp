@@ -1171,7 +1171,16 @@ void gated_delta_rule_bwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
         run_chunk(ch, V, next, /*zero_state=*/c == 0 && !h0, sc.Us.data() + c * C * V,
                   sc.Vms.data() + c * C * V, /*with_O=*/false);
       }
-      // Pass 2: chunks last to first, carrying dS back.
+      // Pass 2: chunks last to first, carrying dS back. Each chunk is loaded again (for KDA the
+      // decays and in-block products formed a second time): keeping pass 1's chunks instead
+      // (loaded with M, the same bits) measured no gain. B = 1, T = 8192, H = 8, K = V = 128,
+      // KDA, one thread, CPU time, alternating with main, load 5-7: every chunk kept (1.56 MB
+      // each, 199 MB per thread) backward 650-693 ms against main's 645-685 ms, slower in 10 of
+      // 10 rounds (+1.7% mean); the last 43 chunks (64 MiB) 648-670 ms, within the noise. A kept
+      // chunk is ~800 KB written to memory and ~600 KB read back, which costs what forming it
+      // again in the cache does (perf, forward + backward: load_chunk 17.3% -> 16.8% of the
+      // samples with a third fewer loads, the backward's own loops 12.6% -> 17.1%).
+      // bench/results/2026-12-05-cpu-kda-speed-2.
       T* dS = sc.dS.data();
       T* dS0 = sc.dS0.data();
       for (int64_t i = 0; i < KV; ++i) dS[i] = dfin ? dfin[item * KV + i] : T(0);
