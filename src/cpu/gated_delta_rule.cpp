@@ -491,8 +491,14 @@ void product_nt(int64_t m, int64_t n, int64_t K, const T* a, const T* b, T* bt, 
 // its full length C, so that a sequence's chunks are the same products whatever comes after it
 // (another packed sequence, right padding by identity steps, nothing): that is what makes the
 // results bitwise batch invariant. The identity rows change no real row and not the state: each
-// contributes exact zeros. `with_M`: also the output matrix M (the forward's, and the backward's
-// second pass; the first pass needs only P).
+// contributes exact zeros. `with_M`: also the output matrix M and the rows of q̂ and
+// scale γ ⊙ q̂ (the forward's, and the backward's second pass; the first pass reads none of them,
+// and without them its load_chunk reads no row of q). Measured (B = 1, T = 8192, H = 8,
+// K = V = 128, one thread, CPU time, bench_gdn alternating with main, load 6.6-7.6,
+// bench/results/2026-12-05-cpu-kda-speed-2): KDA backward 628-672 -> 594-640 ms, faster in 8 of 8
+// rounds (0.91-0.97 of main's, mean 0.944); KDA forward, the same work (q's rows now copied after
+// k's instead of in one loop), 165-185 -> 150-162 ms (0.84-0.96); Gated DeltaNet within the noise
+// (backward 370-388 -> 370-390 ms, forward 90-98 -> 90-94, 4 rounds). The same bits.
 template <class T>
 void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t n, bool with_M) {
   const int64_t C = ch.C, K = x.K, V = x.V, Kg = x.Kg;
@@ -503,11 +509,11 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   for (int64_t i = 0; i < n; ++i) {
     const T* qr = x.q_row(p0 + i, hv);
     const T* kr = x.k_row(p0 + i, hv);
-    const T rq = x.a.l2norm ? l2norm_rstd(qr, K) : T(1);
     const T rk = x.a.l2norm ? l2norm_rstd(kr, K) : T(1);
-    for (int64_t c = 0; c < K; ++c) {
-      q[i * K + c] = qr[c] * rq;
-      k[i * K + c] = kr[c] * rk;
+    for (int64_t c = 0; c < K; ++c) k[i * K + c] = kr[c] * rk;
+    if (with_M) {
+      const T rq = x.a.l2norm ? l2norm_rstd(qr, K) : T(1);
+      for (int64_t c = 0; c < K; ++c) q[i * K + c] = qr[c] * rq;
     }
     const T* vr = x.v + x.v_at(p0 + i, hv);
     std::copy(vr, vr + V, ch.v.begin() + i * V);
@@ -515,7 +521,7 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     std::copy(gr, gr + Kg, ch.g.begin() + i * Kg);
     ch.beta[size_t(i)] = x.beta[(p0 + i) * x.HV + hv];
   }
-  std::fill(q + n * K, q + C * K, T(0));
+  if (with_M) std::fill(q + n * K, q + C * K, T(0));
   std::fill(k + n * K, k + C * K, T(0));
   std::fill(ch.v.begin() + n * V, ch.v.begin() + C * V, T(0));
   std::fill(ch.g.begin() + n * Kg, ch.g.begin() + C * Kg, T(0));
@@ -593,17 +599,19 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
       const T a = gam[i], sa = ch.scale * gam[i], r = rho[i];
       for (int64_t c = 0; c < K; ++c) {
         nkg[i * K + c] = -a * ki[c];
-        qg[i * K + c] = sa * qi[c];
         ch.kd[size_t(i * K + c)] = r * ki[c];
       }
+      if (with_M)
+        for (int64_t c = 0; c < K; ++c) qg[i * K + c] = sa * qi[c];
     } else {
       const T* a = gam + i * K;
       const T* r = rho + i * K;
       for (int64_t c = 0; c < K; ++c) {
         nkg[i * K + c] = -a[c] * ki[c];
-        qg[i * K + c] = ch.scale * a[c] * qi[c];
         ch.kd[size_t(i * K + c)] = r[c] * ki[c];
       }
+      if (with_M)
+        for (int64_t c = 0; c < K; ++c) qg[i * K + c] = ch.scale * a[c] * qi[c];
     }
   }
   // The gated products P (strictly lower) and M (lower with the diagonal).
@@ -648,10 +656,10 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     }
     for (int64_t i = 0; i < rows; ++i) {
       const T* e = ch.e_at(b0 + i, r);
-      for (int64_t c = 0; c < K; ++c) {
-        left[i * K + c] = k[(b0 + i) * K + c] * e[c];
-        left[(rows + i) * K + c] = ch.scale * q[(b0 + i) * K + c] * e[c];
-      }
+      for (int64_t c = 0; c < K; ++c) left[i * K + c] = k[(b0 + i) * K + c] * e[c];
+      if (with_M)
+        for (int64_t c = 0; c < K; ++c)
+          left[(rows + i) * K + c] = ch.scale * q[(b0 + i) * K + c] * e[c];
     }
     product_nt(with_M ? 2 * rows : rows, r + 1, K, left, right, rt, P + b0 * C, C, M + b0 * C,
                rows);
@@ -1172,7 +1180,16 @@ void gated_delta_rule_bwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
         run_chunk(ch, V, next, /*zero_state=*/c == 0 && !h0, sc.Us.data() + c * C * V,
                   sc.Vms.data() + c * C * V, /*with_O=*/false);
       }
-      // Pass 2: chunks last to first, carrying dS back.
+      // Pass 2: chunks last to first, carrying dS back. Each chunk is loaded again (for KDA the
+      // decays and in-block products formed a second time): keeping pass 1's chunks instead
+      // (loaded with M, the same bits) measured no gain. B = 1, T = 8192, H = 8, K = V = 128,
+      // KDA, one thread, CPU time, alternating with main, load 5-7: every chunk kept (1.56 MB
+      // each, 199 MB per thread) backward 650-693 ms against main's 645-685 ms, slower in 10 of
+      // 10 rounds (+1.7% mean); the last 43 chunks (64 MiB) 648-670 ms, within the noise. A kept
+      // chunk is ~800 KB written to memory and ~600 KB read back, which costs what forming it
+      // again in the cache does (perf, forward + backward: load_chunk 17.3% -> 16.8% of the
+      // samples with a third fewer loads, the backward's own loops 12.6% -> 17.1%).
+      // bench/results/2026-12-05-cpu-kda-speed-2.
       T* dS = sc.dS.data();
       T* dS0 = sc.dS0.data();
       for (int64_t i = 0; i < KV; ++i) dS[i] = dfin ? dfin[item * KV + i] : T(0);
