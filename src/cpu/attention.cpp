@@ -516,7 +516,6 @@ template <class T>
 struct PackedKV {
   const T* k_panels = nullptr;
   const T* v_rows = nullptr;
-  const char* v_finite = nullptr;  // per key tile of kBlockK keys: all of V's entries finite
 };
 
 // ---- 2^x for the softmax --------------------------------------------------------------------
@@ -994,12 +993,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
         for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
       }
     }
-    // V's finiteness is known per packed key tile (SeqPack, checked once per kv head instead of
-    // once per query tile and head); a window's tile can straddle two, and only where one of
-    // them has a non-finite entry is this range checked itself.
-    const bool v_finite = packed.v_finite && packed.v_finite[j0 / kBlockK] &&
-                          packed.v_finite[(j0 + nk - 1) / kBlockK];
-    if (masked && !v_finite && !all_finite(v + j0 * ldkv, nk, D, ldkv))
+    if (masked && !all_finite(v + j0 * ldkv, nk, D, ldkv))
       masked_product(/*by_query=*/true, band, i0, n, j0, nk, kb, T(1), S, ldS, v + j0 * ldkv, ldkv,
                      D, O, ldo_acc);
     else
@@ -1061,13 +1055,6 @@ struct SeqPack {
   std::vector<int64_t> at;  // where sequence s's block starts
   bool used;
   Scratch<T> buf;
-  // Rows (V) only: whether key tile t (of kBlockK keys) of sequence s, kv head hk is all finite,
-  // at finite[tile_at[s] * Hkv + hk * tiles(s) + t], checked while its rows are in cache from
-  // the packing. The forward's masked tiles read it: at T = 256, D = 32, H = 4, Hkv = 2, causal
-  // every query tile and head checked its V tile (4 times per tile), all_finite 2.5% of the
-  // forward's samples (perf, after the vectorised packing).
-  std::vector<int64_t> tile_at;
-  std::vector<char> finite;
 
   static std::vector<int64_t> offsets(const AttentionArgs& a, bool panels) {
     std::vector<int64_t> at(size_t(a.seqs_k.count) + 1, 0);
@@ -1089,12 +1076,6 @@ struct SeqPack {
     if (!used) return;
     const int64_t Hkv = a.Hkv, D = a.D;
     const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockK);
-    if (!panels) {
-      tile_at.assign(size_t(a.seqs_k.count) + 1, 0);
-      for (int64_t s = 0; s < a.seqs_k.count; ++s)
-        tile_at[size_t(s) + 1] = tile_at[size_t(s)] + tiles(s);
-      finite.assign(size_t(tile_at.back() * Hkv), 0);
-    }
     parallel_for(ctx, int64_t(key_tiles.size()) * Hkv, [&](int64_t item) {
       const auto [s, tile] = key_tiles[size_t(item / Hkv)];
       const int64_t hk = item % Hkv, j0 = tile * kBlockK;
@@ -1103,18 +1084,9 @@ struct SeqPack {
       T* dst = const_cast<T*>(of(s, hk));
       if (panels)
         TileMatmul<T>::pack_panels(x, Hkv * D, nk, D, dst + j0 * D);
-      else {
+      else
         TileMatmul<T>::pack_rows(x, Hkv * D, nk, D, D16, dst + j0 * D16);
-        finite[size_t(tile_at[size_t(s)] * Hkv + hk * tiles(s) + tile)] =
-            all_finite(x, nk, D, Hkv * D);
-      }
     });
-  }
-  int64_t tiles(int64_t s) const { return (a.seqs_k.length(s) + kBlockK - 1) / kBlockK; }
-  // Sequence s, kv head hk: its key tiles' finiteness (null where not packed or as panels).
-  const char* finite_of(int64_t s, int64_t hk) const {
-    if (finite.empty() || a.seqs_k.length(s) == 0) return nullptr;
-    return finite.data() + tile_at[size_t(s)] * a.Hkv + hk * tiles(s);
   }
   // Sequence s, kv head hk: its block (null where not packed or the sequence has no key).
   const T* of(int64_t s, int64_t hk) const {
@@ -1147,7 +1119,7 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
     attend_rows(qp + (q0 * H + h) * D, H * D, kp + (k0 * Hkv + hk) * D, vp + (k0 * Hkv + hk) * D,
                 Hkv * D, D, Band(Tq, Tk, a), scores, i0, n, int64_t(0), Tk, op + (q0 * H + h) * D,
                 H * D, lse_rows(lp, a, s, h) + i0,
-                PackedKV<T>{k_panels.of(s, hk), v_rows.of(s, hk), v_rows.finite_of(s, hk)});
+                PackedKV<T>{k_panels.of(s, hk), v_rows.of(s, hk)});
   });
 }
 
