@@ -278,6 +278,13 @@ inline void block_rows(P* rows, P base, int64_t ld, int64_t r, int64_t n, P pad)
 // Panel row d holds column d of 16 consecutive keys. The scalar copy stored one float per
 // instruction with a 64-byte stride; these load key rows 8 floats at a time and transpose in
 // registers. A data move only: the panels are the same bytes whichever path wrote them.
+// Measured (the forward alone, GFLOP per CPU second, one probe binary against main's library and
+// this one alternating, medians of 8 rounds (AVX-512) and 6 (AVX2 forced), load 6-9;
+// bench/results/2026-12-05-cpu-attention-pack/): AVX-512 +2-7% at 7 of the 8 D = 64 points of
+// bench_attention's sweep (0.99 at causal T = 4096), 0.98-1.00 at the llama shapes (D = 32);
+// AVX2 +3-9% at D = 64, +1-6% at D = 32. perf at D = 32, causal T = 256: the packing 4.2% of
+// the samples before, 1.6% after. The llama preset's prefill at T = 256: no change beyond the
+// noise (0.995x, per-round spread 0.92-1.06).
 
 // Columns [d, d + 8) of rows r[0..8) as 8 vectors: out[c] = (r[0][d + c], ..., r[7][d + c]).
 inline void transpose8(const float* const* r, int64_t d, __m256* out) {
