@@ -107,6 +107,9 @@ const std::vector<AttentionCase> kCases = {
     {"hdim32_custom_scale", 1, 70, 70, 2, 2, 32,
      with({}, [](AttentionParams& p) { p.softmax_scale = 0.3f; })},
     {"odd_hdim7", 2, 33, 21, 2, 1, 7, {}},
+    // The CPU packs K 8 columns at a time by register transposes and the rest of D (here 4) and a
+    // last panel of fewer than 16 keys (here 10) one float at a time: both in one panel.
+    {"hdim20_pack_tail", 1, 70, 90, 2, 1, 20, {}},
     // Toy models' head dims (the presets shrunk for tests use 4 and 16): on CUDA, f32 runs them
     // in its smallest bucket, bf16 and f16 report them unsupported.
     {"tiny_model_hdim4_gqa", 2, 37, 37, 4, 2, 4, causal()},

@@ -277,6 +277,89 @@ template <int R, class P>
 inline void block_rows(P* rows, P base, int64_t ld, int64_t r, int64_t n, P pad) {
   for (int64_t x = 0; x < R; ++x) rows[x] = r + x < n ? base + (r + x) * ld : pad;
 }
+
+// ---- Packing K as panels: 8 x 8 transposes -----------------------------------------------------
+//
+// Panel row d holds column d of 16 consecutive keys. The scalar copy stored one float per
+// instruction with a 64-byte stride; these load key rows 8 floats at a time and transpose in
+// registers. A data move only: the panels are the same bytes whichever path wrote them.
+// Measured (the forward alone, GFLOP per CPU second, one probe binary against main's library and
+// this one alternating, medians of 8 rounds (AVX-512) and 6 (AVX2 forced), load 6-9;
+// bench/results/2026-12-05-cpu-attention-pack/): AVX-512 +2-7% at 7 of the 8 D = 64 points of
+// bench_attention's sweep (0.99 at causal T = 4096), 0.98-1.00 at the llama shapes (D = 32);
+// AVX2 +3-9% at D = 64, +1-6% at D = 32. perf at D = 32, causal T = 256: the packing 4.2% of
+// the samples before, 1.6% after. The llama preset's prefill at T = 256: no change beyond the
+// noise (0.995x and 1.013x in two runs of 12 and 8 rounds, per-round spread 0.87-1.08).
+
+// Columns [d, d + 8) of rows r[0..8) as 8 vectors: out[c] = (r[0][d + c], ..., r[7][d + c]).
+inline void transpose8(const float* const* r, int64_t d, __m256* out) {
+  __m256 t[8], u[8];
+  for (int k = 0; k < 4; ++k) {
+    const __m256 a = _mm256_loadu_ps(r[2 * k] + d), b = _mm256_loadu_ps(r[2 * k + 1] + d);
+    t[2 * k] = _mm256_unpacklo_ps(a, b);      // a0 b0 a1 b1 | a4 b4 a5 b5
+    t[2 * k + 1] = _mm256_unpackhi_ps(a, b);  // a2 b2 a3 b3 | a6 b6 a7 b7
+  }
+  for (int k = 0; k < 2; ++k) {  // rows 4k .. 4k + 3
+    const __m256 lo = t[4 * k], hi = t[4 * k + 1], lo2 = t[4 * k + 2], hi2 = t[4 * k + 3];
+    u[4 * k + 0] = _mm256_shuffle_ps(lo, lo2, _MM_SHUFFLE(1, 0, 1, 0));  // column 0 | 4
+    u[4 * k + 1] = _mm256_shuffle_ps(lo, lo2, _MM_SHUFFLE(3, 2, 3, 2));  // column 1 | 5
+    u[4 * k + 2] = _mm256_shuffle_ps(hi, hi2, _MM_SHUFFLE(1, 0, 1, 0));  // column 2 | 6
+    u[4 * k + 3] = _mm256_shuffle_ps(hi, hi2, _MM_SHUFFLE(3, 2, 3, 2));  // column 3 | 7
+  }
+  for (int c = 0; c < 4; ++c) {
+    out[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    out[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+}
+
+// Columns [0, D8) of 16 full rows (ld ldb) into one panel, D8 a multiple of 8.
+inline void pack_panel16_avx2(const float* b, int64_t ldb, int64_t D8, float* panel) {
+  const float* r[16];
+  for (int j = 0; j < 16; ++j) r[j] = b + j * ldb;
+  __m256 c[8];
+  for (int64_t d = 0; d < D8; d += 8)
+    for (int half = 0; half < 2; ++half) {
+      transpose8(r + 8 * half, d, c);
+      for (int k = 0; k < 8; ++k) _mm256_storeu_ps(panel + (d + k) * 16 + 8 * half, c[k]);
+    }
+}
+
+// Key rows j (lanes 0-7) and j + 8 (lanes 8-15), 8 floats each from x and x + 8 ldb.
+__attribute__((target("avx512f"))) inline __m512 keys_j_j8(const float* x, int64_t ldb) {
+  const __m256d lo = _mm256_castps_pd(_mm256_loadu_ps(x));
+  const __m256d hi = _mm256_castps_pd(_mm256_loadu_ps(x + 8 * ldb));
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(lo), hi, 1));
+}
+
+// The same under AVX-512: keys j and j + 8 share a register (lanes 0-7, 8-15), the 8 x 8
+// transpose runs in both halves at once, and each panel row is one 64-byte store.
+__attribute__((target("avx512f"))) inline void pack_panel16_avx512(const float* b, int64_t ldb,
+                                                                   int64_t D8, float* panel) {
+  const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+  const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+  for (int64_t d = 0; d < D8; d += 8) {
+    __m512 t[8], u[8];
+    for (int k = 0; k < 4; ++k) {
+      const __m512 a = keys_j_j8(b + 2 * k * ldb + d, ldb),
+                   c = keys_j_j8(b + (2 * k + 1) * ldb + d, ldb);
+      t[2 * k] = _mm512_unpacklo_ps(a, c);
+      t[2 * k + 1] = _mm512_unpackhi_ps(a, c);
+    }
+    for (int k = 0; k < 2; ++k) {
+      const __m512 l0 = t[4 * k], h0 = t[4 * k + 1], l1 = t[4 * k + 2], h1 = t[4 * k + 3];
+      u[4 * k + 0] = _mm512_shuffle_ps(l0, l1, _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * k + 1] = _mm512_shuffle_ps(l0, l1, _MM_SHUFFLE(3, 2, 3, 2));
+      u[4 * k + 2] = _mm512_shuffle_ps(h0, h1, _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * k + 3] = _mm512_shuffle_ps(h0, h1, _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    // u[c] holds column c (keys 0-3, 8-11) in its 128-bit lanes 0 and 2 and column c + 4 in
+    // lanes 1 and 3; u[4 + c] the same for keys 4-7, 12-15.
+    for (int c = 0; c < 4; ++c) {
+      _mm512_storeu_ps(panel + (d + c) * 16, _mm512_permutex2var_ps(u[c], lo, u[4 + c]));
+      _mm512_storeu_ps(panel + (d + c + 4) * 16, _mm512_permutex2var_ps(u[c], hi, u[4 + c]));
+    }
+  }
+}
 #else
 constexpr bool kPackedF32 = false;
 #endif
@@ -305,13 +388,25 @@ struct TileMatmul {
   int64_t ldc() const { return D16; }
 
   // Packs rows [0, nk) of b (ld ldb) as panels (D, 16), zero-padded to a multiple of 16 rows.
+  // f32 full panels: columns up to D's multiple of 8 by the 8 x 8 transposes above, the rest
+  // (and a last panel of fewer than 16 keys) one float at a time.
   static void pack_panels(const T* b, int64_t ldb, int64_t nk, int64_t D, T* panels) {
     for (int64_t j0 = 0; j0 < nk; j0 += 16) {
       T* panel = panels + j0 * D;
       const int64_t w = std::min<int64_t>(16, nk - j0);
+      int64_t d0 = 0;
+      if constexpr (kPacked) {
+        if (w == 16) {
+          d0 = D / 8 * 8;
+          if (cpu_isa() == CpuIsa::avx512)
+            pack_panel16_avx512(b + j0 * ldb, ldb, d0, panel);
+          else
+            pack_panel16_avx2(b + j0 * ldb, ldb, d0, panel);
+        }
+      }
       if (w < 16) std::fill(panel, panel + D * 16, T(0));
       for (int64_t j = 0; j < w; ++j)
-        for (int64_t d = 0; d < D; ++d) panel[d * 16 + j] = b[(j0 + j) * ldb + d];
+        for (int64_t d = d0; d < D; ++d) panel[d * 16 + j] = b[(j0 + j) * ldb + d];
     }
   }
   // Packs rows [0, nk) of v (ld ldv) as rows of D16, zero-padded.
