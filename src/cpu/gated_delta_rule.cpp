@@ -137,7 +137,10 @@ void l2norm_bwd(const T* x, T* d, int64_t K) {
 // kernel's samples across its FMAs and loads, not on one waiting load.
 //
 // `tri` = Tri::inner: a's row i is zero past column i (a lower-triangular a), so a row block sums
-// only j <= its last row.
+// only j <= its last row. `c_scale` (kernels: `cs`): when accumulating, c is first multiplied by it
+// (one rounding, as a separate pass over c would: the same bits), so that the forward's state decay
+// costs no pass of its own over the 64 KB state (kernel_probe in
+// bench/results/2026-12-05-cpu-gdn-speed-5: 14.46 us with the decay, 14.52 without).
 enum class Tri { none, inner };
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -1162,6 +1165,15 @@ void store_out(int64_t n, int64_t V, const T* W, const T* Xq, const T* gam, T sc
 //   out = diag(scale γ) X_q + M U (M U into X_k's rows, free by then; summed as out is stored),
 //   S := γ_{C-1} S + (ρ ⊙ K̂)ᵀ U (the decay applied as the product loads S: one pass over S).
 // buf holds 3C x V. v: the chunk's n rows of v (ld ldv); out: its n output rows (ld ldo).
+// Removed against run_chunk: per chunk and head two C x V copies of v (into the chunk, then into
+// U), the −γ ⊙ K̂ and scale γ ⊙ Q̂ copies (C x K each), the β pass over U (now in U's formation)
+// and the pass that decayed S; added: γ in U's formation and in the output's store (one FMA per
+// element). The products are the same (3 C K V + P, M, the solve). Not bitwise equal to
+// run_chunk's form (γ is applied to a product's result instead of its left factor). Measured
+// (B = 1, T = 8192, H = 8, K = V = 128, one thread, CPU time, fwd_probe alternating with main,
+// load 14-15, bench/results/2026-12-05-cpu-gdn-speed-5, ab/06): best 102.1-107.7 -> 98.5-103.8 ms
+// (mean 105.2 -> 101.6, -3.4%), medians lower in 8 of 8 rounds; bench_gdn 91.6-103.6 -> 92.4-97.8
+// ms in 3 rounds. At T = 512 (4 + 3 rounds) equal or 0.2-0.4 ms lower.
 template <class T>
 void run_chunk_scalar_fwd(const Chunk<T>& ch, const T* v, int64_t ldv, int64_t V, T* S,
                           bool zero_state, T* buf, T* out, int64_t ldo, bool stream) {
