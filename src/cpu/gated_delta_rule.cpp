@@ -14,10 +14,12 @@
 //   S ← diag(γ_{C-1}) S + (ρ ⊙ K̂)ᵀ U             the state leaving it
 // Every chunk is computed at its full length C (the rows past a sequence's end are identity
 // steps, see load_chunk), so its products are the same calls whatever the layout of the batch:
-// the results are bitwise batch invariant. The chunk's rows are copied to scratch; in f32 the
-// products of load_chunk and run_chunk (P, M, with S, U, M and the solve) are the row kernels below
-// (mul_add), the backward's second pass OpenBLAS calls, single-threaded inside the parallel loop
-// over items (an item at a time per thread: its scratch stays in the L2 cache). For Gated DeltaNet
+// the results are bitwise batch invariant. The Gated DeltaNet forward forms the same U, O and S
+// in another order (run_chunk_scalar_fwd: γ applied to the products' results, v read in place).
+// The chunk's rows are copied to scratch; in f32 the products of load_chunk and run_chunk (P, M,
+// with S, U, M and the solve) are the row kernels below (mul_add), the backward's second pass
+// OpenBLAS calls, single-threaded inside the parallel loop over items (an item at a time per
+// thread: its scratch stays in the L2 cache). For Gated DeltaNet
 // E is one C x C matrix and P, M are a product on their triangles masked by it; for KDA E has K
 // values per pair, P and M are products left of each block of kEBlock rows (E factored there) and
 // loops over the channels within it, and so are their gradients (kda_gated_products_bwd).
