@@ -33,8 +33,8 @@ void timeit(const char* name, double fma, int reps, F f) {
 int main() {
   using namespace longctx::cpu;
   const int64_t C = 64, K = 128, V = 128;
-  std::vector<float> S(K * V), kq(2 * C * K), X(2 * C * V), U(C * V), M(C * C), A(C * C),
-      kt(K * C), P(2 * C * C), kd(C * K);
+  std::vector<float> S(K * V), kq(2 * C * K), X(2 * C * V), U(C * V), M(C * C), A(C * C), kt(K * C),
+      P(2 * C * C), kd(C * K);
   for (size_t i = 0; i < S.size(); ++i) S[i] = float(i % 7) * 0.01f;
   for (size_t i = 0; i < kq.size(); ++i) kq[i] = float(i % 5) * 0.01f;
   for (size_t i = 0; i < kd.size(); ++i) kd[i] = float(i % 3) * 0.01f;
@@ -59,9 +59,8 @@ int main() {
   });
   timeit("solve (I + A)^-1 U (64 x 128)", 0.5 * C * (C - 1) * V, 4000,
          [&] { solve_unit_lower(C, V, A.data(), U.data()); });
-  timeit("P, M (transpose + triangles)", 0.5 * C * C * K * 2, 4000, [&] {
-    gated_products(C, K, kq.data(), kq.data() + C * K, kt.data(), P.data(), true);
-  });
+  timeit("P, M (transpose + triangles)", 0.5 * C * C * K * 2, 4000,
+         [&] { gated_products(C, K, kq.data(), kq.data() + C * K, kt.data(), P.data(), true); });
   timeit("transpose k (64 x 128)", 0, 20000, [&] { transpose(C, K, kq.data(), kt.data()); });
   std::vector<float> e(C * C), seg(C);
   timeit("E: 2080 exp_array", 0, 4000, [&] {
