@@ -27,42 +27,6 @@ TEST(ParamArena, NamedViewsShareOneAlignedBuffer) {
   EXPECT_LONGCTX_ERROR(params.get("head"), "no tensor named 'head'");
 }
 
-// declare_rows: the parts back to back (no padding even where one is not a 64-byte multiple), the
-// joined view over exactly them in every arena of the layout, replaceable like a tensor.
-TEST(ParamArena, DeclareRowsJoinsAdjacentParts) {
-  Context& ctx = context_for(Device::cpu());
-  ParamArena params;
-  params.declare("norm", {3});
-  params.declare_rows("qkv", {{"q", {4, 5}}, {"k", {3, 5}}, {"v", {3, 5}}});
-  params.declare("o", {5, 4});
-  EXPECT_LONGCTX_ERROR(params.declare_rows("kv", {{"a", {2, 5}}, {"b", {2, 4}}}), "'b' of 'kv'",
-                       "must be a matrix (rows, 5)", "got (2, 4)");
-  EXPECT_LONGCTX_ERROR(params.declare("qkv", {2}), "'qkv' declared twice");
-  params.allocate(DType::f32, ctx);
-  EXPECT_EQ(params.numel(), 3 + 50 + 20);  // the parts, not the joined view again
-  EXPECT_EQ(params.tensors().size(), 5u);  // norm, q, k, v, o: what checkpoints see
-  {
-    const ParamArena* arena = &params;
-    const float* q = arena->get("q").data_as<float>();
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(q) % 64, 0u);
-    EXPECT_EQ(arena->get("k").data_as<float>(), q + 20);  // 80 bytes: not padded to 128
-    EXPECT_EQ(arena->get("v").data_as<float>(), q + 35);
-    EXPECT_EQ(arena->get("qkv").data_as<float>(), q);
-    EXPECT_EQ(arena->get("qkv").shape(), (Shape{10, 5}));
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(arena->get("o").data()) % 64, 0u);
-  }
-  params.get("k").fill(3.0);
-  EXPECT_EQ(params.get("qkv").data_as<float>()[4 * 5], 3.0f);  // row 4 is k's first
-  ParamArena grads = params.like(DType::f64, ctx);
-  EXPECT_EQ(grads.get("k").data_as<double>(), grads.get("q").data_as<double>() + 20);
-  EXPECT_EQ(grads.get("qkv").data_as<double>(), grads.get("q").data_as<double>());
-  Tensor other = Tensor::zeros({10, 5}, DType::f32);
-  params.replace_view("qkv", other);
-  EXPECT_EQ(params.get("qkv").data(), other.data());
-  EXPECT_LONGCTX_ERROR(params.replace_view("qkv", Tensor::zeros({9, 5}, DType::f32)),
-                       "'qkv' has shape (10, 5)");
-}
-
 // A declared shape whose size overflows, or a total past one buffer's limit, is an error before
 // anything is allocated (the sizes come from model configs, and so from checkpoints).
 TEST(ParamArena, OverflowingSizesAreErrors) {

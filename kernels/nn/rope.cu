@@ -16,13 +16,12 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// out = rotate(in, sign * angle), x/out (B, T, H, D) with D = 2 * half, (b, t) rows in_row /
-// out_row elements apart; out may be in: each
+// out = rotate(in, sign * angle), x/out (B, T, H, D) with D = 2 * half; out may be in: each
 // thread reads its pair (i, i + half) of one row before writing it, and no other thread touches it.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     rope_kernel(T* out, const T* in, const int32_t* positions, int64_t BT, int64_t T_len, int64_t H,
-                int64_t half, int64_t in_row, int64_t out_row, double log2_theta, float sign) {
+                int64_t half, double log2_theta, float sign) {
   const int64_t count = BT * half;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < count;
        idx += int64_t(gridDim.x) * blockDim.x) {
@@ -34,10 +33,10 @@ __global__ void __launch_bounds__(kThreads)
     sincos(angle, &sd, &cd);
     const float s = sign * float(sd), c = float(cd);
     for (int64_t h = 0; h < H; ++h) {
-      const int64_t at = bt * in_row + h * 2 * half, to = bt * out_row + h * 2 * half;
-      const float lo = load_f32(in[at + i]), hi = load_f32(in[at + i + half]);
-      out[to + i] = store_as<T>(lo * c - hi * s);
-      out[to + i + half] = store_as<T>(hi * c + lo * s);
+      const int64_t base = (bt * H + h) * 2 * half;
+      const float lo = load_f32(in[base + i]), hi = load_f32(in[base + i + half]);
+      out[base + i] = store_as<T>(lo * c - hi * s);
+      out[base + i + half] = store_as<T>(hi * c + lo * s);
     }
   }
 }
@@ -52,7 +51,7 @@ void rope(const Context& ctx, const RopeArgs& args) {
     using T = typename decltype(tag)::type;
     rope_kernel<T><<<unsigned(blocks), kThreads, 0, state_of(ctx).stream>>>(
         static_cast<T*>(args.out), static_cast<const T*>(args.in), args.positions, args.B * args.T,
-        args.T, args.H, half, args.in_row, args.out_row, std::log2(args.theta), float(args.sign));
+        args.T, args.H, half, std::log2(args.theta), float(args.sign));
   });
   LONGCTX_CHECK_LAUNCH();
 }

@@ -20,8 +20,8 @@ void rope(const Context& ctx, const RopeArgs& args) {
     std::vector<double> inv_freq(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i)
       inv_freq[size_t(i)] = std::pow(args.theta, -double(2 * i) / double(D));
-    const T* x = static_cast<const T*>(args.in);  // (B, T, H, D), rows args.in_row apart
-    T* y = static_cast<T*>(args.out);             // (B, T, H, D), rows args.out_row apart
+    const T* x = static_cast<const T*>(args.in);  // (B, T, H, D)
+    T* y = static_cast<T*>(args.out);             // (B, T, H, D)
     const int32_t* pos = args.positions;          // (B, T)
     // The angles' cos and sin once per distinct position (T rows when the positions are absent:
     // every sequence of the batch shares them; B * T rows otherwise), then the rotation. The
@@ -84,8 +84,8 @@ void rope(const Context& ctx, const RopeArgs& args) {
       const T* cos_a = table.data() + (pos ? bt : bt % T_len) * D;
       const T* sin_a = cos_a + half;
       for (int64_t h = 0; h < H; ++h) {
-        const T* xr = x + bt * args.in_row + h * D;
-        T* yr = y + bt * args.out_row + h * D;
+        const T* xr = x + (bt * H + h) * D;
+        T* yr = y + (bt * H + h) * D;
         for (int64_t i = 0; i < half; ++i) {
           const T lo = xr[i], hi = xr[i + half];
           yr[i] = lo * cos_a[i] - hi * sin_a[i];

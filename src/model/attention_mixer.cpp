@@ -7,12 +7,6 @@
 //
 // Qwen3-Next draws the gate from the same projection as q (its q_proj is twice as wide); a
 // separate Wgate is the same function with the rows apart.
-//
-// Wq, Wk, Wv lie back to back in the parameter arena (declare_rows), so q, k and v come from one
-// GEMM with the (H + 2 Hkv) * D rows of Wqkv, x read once, into one (B, T, H + 2 Hkv, D) buffer;
-// RoPE reads q and k from it by row stride and writes attention's layout; the backward's dx is
-// one GEMM over [dq dk dv] instead of three and two add passes. llama preset (T = 256, 4096
-// tokens, 2 threads): MEASURE_PLACEHOLDER
 #include <algorithm>
 #include <cmath>
 #include <tuple>
@@ -46,9 +40,9 @@ class AttentionMixer : public Mixer {
   }
 
   void declare(ParamArena& p) const override {
-    p.declare_rows(prefix_ + "wqkv", {{prefix_ + "wq", {H_ * D_, C_}},
-                                      {prefix_ + "wk", {Hkv_ * D_, C_}},
-                                      {prefix_ + "wv", {Hkv_ * D_, C_}}});
+    p.declare(prefix_ + "wq", {H_ * D_, C_});
+    p.declare(prefix_ + "wk", {Hkv_ * D_, C_});
+    p.declare(prefix_ + "wv", {Hkv_ * D_, C_});
     p.declare(prefix_ + "wo", {C_, H_ * D_});
     if (gated_) p.declare(prefix_ + "wgate", {H_ * D_, C_});
   }
@@ -62,14 +56,16 @@ class AttentionMixer : public Mixer {
   }
 
   void bind(const ParamArena& p, const ParamArena& g) override {
-    wqkv_ = p.get(prefix_ + "wqkv"), wo_ = p.get(prefix_ + "wo");
-    dwqkv_ = g.get(prefix_ + "wqkv"), dwo_ = g.get(prefix_ + "wo");
+    wq_ = p.get(prefix_ + "wq"), wk_ = p.get(prefix_ + "wk"), wv_ = p.get(prefix_ + "wv");
+    wo_ = p.get(prefix_ + "wo");
+    dwq_ = g.get(prefix_ + "wq"), dwk_ = g.get(prefix_ + "wk"), dwv_ = g.get(prefix_ + "wv");
+    dwo_ = g.get(prefix_ + "wo");
     if (gated_) wgate_ = p.get(prefix_ + "wgate"), dwgate_ = g.get(prefix_ + "wgate");
   }
 
   std::vector<std::string> linear_weights() const override {
     std::vector<std::string> names;
-    for (const char* w : {"wqkv", "wo", "wgate"})
+    for (const char* w : {"wq", "wk", "wv", "wo", "wgate"})
       if (gated_ || std::string(w) != "wgate") names.push_back(prefix_ + w);
     return names;
   }
@@ -79,13 +75,16 @@ class AttentionMixer : public Mixer {
     const int64_t B = x.size(0), T = x.size(1);
     const DType dt = x.dtype();
     x_ = x;
-    Tensor qkv = acts.take({B, T, H_ + 2 * Hkv_, D_}, dt);
     q_ = acts.take({B, T, H_, D_}, dt);
     k_ = acts.take({B, T, Hkv_, D_}, dt);
     v_ = acts.take({B, T, Hkv_, D_}, dt);
     o_ = acts.take({B, T, H_, D_}, dt);
     lse_ = acts.take({B, H_, T}, stat_dtype(dt));
-    project_qkv(ctx, q_, k_, v_, qkv, x, layout().positions);
+    linear_fwd(ctx, flat(q_), x, wq_);
+    linear_fwd(ctx, flat(k_), x, wk_);
+    linear_fwd(ctx, flat(v_), x, wv_);
+    rope_fwd(ctx, q_, q_, layout().positions, rope_);
+    rope_fwd(ctx, k_, k_, layout().positions, rope_);
     attention_fwd(ctx, layout(), o_, lse_, q_, k_, v_, attn_);
     if (gated_) {
       gate_ = acts.take({B, T, H_ * D_}, dt);
@@ -110,10 +109,12 @@ class AttentionMixer : public Mixer {
     const StateCache& kv = *static_cast<StateCache*>(cache);
     const int64_t B = x.size(0), T = x.size(1);
     const DType dt = x.dtype();
-    Tensor qkv = acts.take({B, T, H_ + 2 * Hkv_, D_}, dt);
     Tensor q = acts.take({B, T, H_, D_}, dt), k = acts.take({B, T, Hkv_, D_}, dt);
     Tensor v = acts.take({B, T, Hkv_, D_}, dt), o = acts.take({B, T, H_, D_}, dt);
     Tensor lse = acts.take({B, H_, T}, stat_dtype(dt));
+    linear_fwd(ctx, flat(q), x, wq_);
+    linear_fwd(ctx, flat(k), x, wk_);
+    linear_fwd(ctx, flat(v), x, wv_);
     // A sliding layer attends over its kept keys followed by the new ones (a full layer's cache
     // takes the new keys in place): sequence b keeps have[b] of them.
     const int64_t keep = sliding() ? kv[0].size(1) : 0;
@@ -135,7 +136,8 @@ class AttentionMixer : public Mixer {
       positions = positions.to(ctx.device(), &ctx);
       seqlens = seqlens.to(ctx.device(), &ctx);
     }
-    project_qkv(ctx, q, k, v, qkv, x, positions);
+    rope_fwd(ctx, q, q, positions, rope_);
+    rope_fwd(ctx, k, k, positions, rope_);
     if (!sliding()) {
       attention_decode(ctx, o, lse, q, kv[0], kv[1], seqlens, k, v, attn_);
     } else {
@@ -172,8 +174,7 @@ class AttentionMixer : public Mixer {
     const DType dt = x_.dtype();
     Tensor d_o = acts.take(o_.shape(), dt);
     Tensor dq = acts.take(q_.shape(), dt), dk = acts.take(k_.shape(), dt);
-    Tensor dv = acts.take(v_.shape(), dt);
-    Tensor dqkv = acts.take({dq.size(0), dq.size(1), H_ + 2 * Hkv_, D_}, dt);
+    Tensor dv = acts.take(v_.shape(), dt), dx_part = acts.take(dx.shape(), dt);
     Tensor dgate;
     if (gated_) {
       Tensor dgated_o = acts.take(gated_o_.shape(), dt);
@@ -184,30 +185,22 @@ class AttentionMixer : public Mixer {
       linear_bwd(ctx, flat(d_o), dwo_, {}, dy, flat(o_), wo_);
     }
     attention_bwd(ctx, layout(), dq, dk, dv, d_o, q_, k_, v_, o_, lse_, attn_);
-    // [dq dk dv] into one buffer: RoPE's inverse writes dq's and dk's columns, dv is copied.
-    rope_bwd(ctx, dqkv.narrow(2, 0, H_), dq, layout().positions, rope_);
-    rope_bwd(ctx, dqkv.narrow(2, H_, Hkv_), dk, layout().positions, rope_);
-    dqkv.narrow(2, H_ + Hkv_, Hkv_).copy_from(dv, &ctx);
-    linear_bwd(ctx, dx, dwqkv_, {}, flat(dqkv), x_, wqkv_);
+    rope_bwd(ctx, dq, dq, layout().positions, rope_);
+    rope_bwd(ctx, dk, dk, layout().positions, rope_);
+    linear_bwd(ctx, dx, dwq_, {}, flat(dq), x_, wq_);
+    linear_bwd(ctx, dx_part, dwk_, {}, flat(dk), x_, wk_);
+    add_fwd(ctx, dx, dx, dx_part);
+    linear_bwd(ctx, dx_part, dwv_, {}, flat(dv), x_, wv_);
+    add_fwd(ctx, dx, dx, dx_part);
     if (gated_) {
-      Tensor dx_part = acts.take(dx.shape(), dt);
       linear_bwd(ctx, dx_part, dwgate_, {}, dgate, x_, wgate_);
       add_fwd(ctx, dx, dx, dx_part);
     }
   }
 
  private:
+  // (B, T, heads, D) viewed as (B, T, heads * D) for the projections.
   bool sliding() const { return attn_.window_left >= 0; }
-
-  // q, k (RoPE at `positions`) and v, (B, T, heads, D), from x through one GEMM into qkv
-  // (B, T, H + 2 Hkv, D).
-  void project_qkv(const Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
-                   const Tensor& qkv, const Tensor& x, const Tensor& positions) const {
-    linear_fwd(ctx, flat(qkv), x, wqkv_);
-    rope_fwd(ctx, q, qkv.narrow(2, 0, H_), positions, rope_);
-    rope_fwd(ctx, k, qkv.narrow(2, H_, Hkv_), positions, rope_);
-    v.copy_from(qkv.narrow(2, H_ + Hkv_, Hkv_), &ctx);
-  }
 
   // gated_o = o * sigmoid(gate), gate = x Wgate^T; (B, T, H * D).
   void output_gate(const Context& ctx, const Tensor& gated_o, const Tensor& gate, const Tensor& x,
@@ -216,7 +209,6 @@ class AttentionMixer : public Mixer {
     sigmoid_gate_fwd(ctx, gated_o, gate, flat(o));
   }
 
-  // (B, T, heads, D) viewed as (B, T, heads * D) for the projections.
   static Tensor flat(const Tensor& t) {
     return t.reshape({t.size(0), t.size(1), t.size(2) * t.size(3)});
   }
@@ -226,7 +218,7 @@ class AttentionMixer : public Mixer {
   bool gated_;
   RopeParams rope_;
   AttentionParams attn_;
-  Tensor wqkv_, wo_, wgate_, dwqkv_, dwo_, dwgate_;
+  Tensor wq_, wk_, wv_, wo_, wgate_, dwq_, dwk_, dwv_, dwo_, dwgate_;
   Tensor x_, q_, k_, v_, o_, lse_, gate_, gated_o_;  // saved by forward
 };
 

@@ -9,36 +9,19 @@ namespace longctx {
 
 namespace {
 
-// The row stride of `t` (B, T, H, D): its H * D values at each (b, t) contiguous, the (b, t)
-// positions one stride apart (a contiguous tensor, or a column range of a wider (B, T, N) one).
-int64_t row_stride(const char* op, const char* name, const Tensor& t) {
-  const int64_t T = t.size(1), H = t.size(2), D = t.size(3), row = t.stride(1);
-  check_value(op, name,
-              t.stride(3) == 1 && (H == 1 || t.stride(2) == D) && row >= H * D &&
-                  (t.size(0) == 1 || t.stride(0) == T * row),
-              "must have each position's (H, D) values contiguous and positions one row stride "
-              "apart, got shape ",
-              ShapeText{t.shape()}, " strides ", ShapeText{t.strides()});
-  return row;
-}
-
 // The checks shared by both directions: `in` -> `out` with the rotation, in place allowed. Then
 // runs it with the angles' `sign`.
 void run(const Context& ctx, const char* op, const char* out_name, const Tensor& out,
          const char* in_name, const Tensor& in, const Tensor& positions, const RopeParams& params,
          double sign) {
   check_backend(ctx, op, in_name, in);
-  check_arg(op, in_name, in).rank(4);
+  check_arg(op, in_name, in).rank(4).contiguous();
   const int64_t B = in.size(0), T = in.size(1), D = in.size(3);
   check_value(op, in_name, D % 2 == 0,
               "must have an even head dimension D (pairs i, i + D/2), got ", ShapeText{in.shape()});
   check_arg(op, out_name, out).shape(in.shape()).dtype(in.dtype()).device(ctx.device());
-  const int64_t in_row = row_stride(op, in_name, in), out_row = row_stride(op, out_name, out);
-  if (out.data() != in.data())
-    check_arg(op, out_name, out).no_overlap(in_name, in);
-  else
-    check_value(op, out_name, out_row == in_row, "in place must have ", in_name, "'s row stride ",
-                in_row, ", got ", out_row);
+  check_arg(op, out_name, out).contiguous();
+  if (out.data() != in.data()) check_arg(op, out_name, out).no_overlap(in_name, in);
   if (positions.defined()) {
     check_arg(op, "positions", positions).shape({B, T}).dtype(DType::i32).device(ctx.device());
     check_arg(op, "positions", positions).contiguous();
@@ -52,8 +35,6 @@ void run(const Context& ctx, const char* op, const char* out_name, const Tensor&
   args.T = T;
   args.H = in.size(2);
   args.D = D;
-  args.in_row = in_row;
-  args.out_row = out_row;
   args.theta = params.theta;
   args.sign = sign;
   args.positions = positions.defined() ? positions.data_as<int32_t>() : nullptr;

@@ -11,11 +11,8 @@ namespace longctx {
 struct RopeArgs {
   DType dtype = DType::f32;            // of in and out
   int64_t B = 0, T = 0, H = 0, D = 0;  // in, out: (B, T, H, D), D even
-  // Elements from one (b, t) position's H * D values to the next's: H * D when contiguous,
-  // more for the q or k columns of a fused q/k/v projection's output.
-  int64_t in_row = 0, out_row = 0;
-  double theta = 0;  // the frequency base
-  double sign = 1;   // +1 forward, -1 backward: the sign of the angle
+  double theta = 0;                    // the frequency base
+  double sign = 1;                     // +1 forward, -1 backward: the sign of the angle
 
   const int32_t* positions = nullptr;  // (B, T) optional; pos = t when absent
   const void* in = nullptr;            // x (forward) or dout (backward)

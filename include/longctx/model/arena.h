@@ -26,14 +26,7 @@ class ParamArena {
  public:
   // Declares a tensor; call before allocate().
   void declare(const std::string& name, const Shape& shape);
-  // Declares matrices (rows_i, cols) of one column count, laid back to back with no padding
-  // between them, and `joined` (sum of rows_i, cols): a view of all of them, for one GEMM over
-  // an input they share (q/k/v). get(joined) and replace_view(joined) work as for a tensor;
-  // tensors() and numel() list only the parts, so checkpoints and optimizers see the parts.
-  void declare_rows(const std::string& joined,
-                    const std::vector<std::pair<std::string, Shape>>& parts);
-  // One buffer for every declared tensor (zeroed), each view 64-byte aligned but the second and
-  // later parts of declare_rows (aligned when the parts before them are 64-byte multiples).
+  // One buffer for every declared tensor (zeroed), each view 64-byte aligned.
   void allocate(DType dtype, const Context& ctx);
   // An arena of the same names and shapes (e.g. gradients), zeroed.
   ParamArena like(DType dtype, const Context& ctx) const;
@@ -48,20 +41,8 @@ class ParamArena {
   int64_t numel() const;                        // declared elements, padding excluded
 
  private:
-  struct Declared {
-    std::string name;
-    Shape shape;
-    bool packed;  // right after the tensor before it, no padding: a later part of declare_rows
-  };
-  struct Joined {
-    std::string name;
-    size_t first, count;  // the parts: declared_[first, first + count)
-  };
-  void check_new(const std::string& name) const;
-
-  std::vector<Declared> declared_;
-  std::vector<Joined> joined_;
-  std::vector<NamedTensor> tensors_, joined_views_;
+  std::vector<std::pair<std::string, Shape>> declared_;
+  std::vector<NamedTensor> tensors_;
   Tensor flat_;
 };
 

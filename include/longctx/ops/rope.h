@@ -4,13 +4,11 @@
 //   out[i]       = x[i] * cos(a_i) - x[i + D/2] * sin(a_i)
 //   out[i + D/2] = x[i + D/2] * cos(a_i) + x[i] * sin(a_i),   a_i = pos * theta^(-2i/D), i < D/2
 //
-// x, out, dout, dx: (B, T, H, D), D even, each position's H * D values contiguous and the
-// positions one row stride apart (contiguous, or the q or k heads of a fused q/k/v projection's
-// (B, T, H + 2 Hkv, D) output, read or written in place); positions: (B, T) i32, optional (default
-// pos = t), so decoding at an offset (pos = cache length + t) and packed sequences work. The
-// backward is the inverse rotation (angle -a_i). out may be x itself (in place), dx may be dout;
-// any other overlap is an error. Angles and their sin/cos are computed in double on both backends
-// (in f32, pos * freq at pos ~ 1e5 would be off by ~1e-2 rad), then rounded to the compute type.
+// x, out, dout, dx: (B, T, H, D), D even; positions: (B, T) i32, optional (default pos = t), so
+// decoding at an offset (pos = cache length + t) and packed sequences work. The backward is the
+// inverse rotation (angle -a_i). out may be x itself (in place), dx may be dout; any other overlap
+// is an error. Angles and their sin/cos are computed in double on both backends (in f32,
+// pos * freq at pos ~ 1e5 would be off by ~1e-2 rad), then rounded to the compute type.
 // CPU: f32, f64. CUDA: f32, bf16, f16 (f32 math).
 #pragma once
 
