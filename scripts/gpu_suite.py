@@ -1271,11 +1271,13 @@ def table_gdn(r):
         if not lines:
             t = ours or {}
             cfg = fla.get("config", {})
+            l2norm = t.get("use_qk_l2norm", cfg.get("l2norm"))
             lines += [
                 "## Gated delta rule beside fla "
-                f"{fla.get('fla') or '(not run)'} (bf16, B = {t.get('B', cfg.get('batch'))}, "
-                f"T = {t.get('T', cfg.get('T'))}, H = {t.get('H', cfg.get('H'))}, K = "
-                f"{t.get('K', cfg.get('K'))}, V = {t.get('V', cfg.get('V'))}, l2norm in the op; "
+                f"{fla.get('fla') or '(not run)'} ({r.get(f'gdn_{gate}', {}).get('dtype', 'bf16')}"
+                f", B = {t.get('B', cfg.get('batch'))}, T = {t.get('T', cfg.get('T'))}, H = "
+                f"{t.get('H', cfg.get('H'))}, K = {t.get('K', cfg.get('K'))}, V = "
+                f"{t.get('V', cfg.get('V'))}, l2norm {'in' if l2norm else 'not in'} the op; "
                 "ms, medians)",
                 "",
                 "| gate | fwd longctx | fwd fla | bwd longctx | fwd+bwd longctx | fwd+bwd fla | "
