@@ -411,8 +411,8 @@ def main():
         try:
             torch.cuda.reset_peak_memory_stats()
             p = time_fla(torch, args, gate, fn)
-        except (RuntimeError, ValueError, AssertionError) as e:  # a shape this fla refuses
-            p = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+        except Exception as e:  # noqa: BLE001 - a shape this fla refuses, a Triton error
+            p = {"error": f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"}
             status = 1
         result["points"][gate] = p
         print(f"{gate}: " + json.dumps(p), flush=True)
