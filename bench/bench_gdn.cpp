@@ -4,7 +4,7 @@
 //
 //   bench_gdn [--device cpu|cuda[:N]] [--dtype f32|bf16|f16] [--json FILE]
 //             [--batch 1] [--T 8192] [--heads 8] [--dk 128] [--dv 128] [--chunk 64] [--kda]
-//             [--t-min 256] [--t-max 8192] [--reps 3] [--no-plain] [--no-crossover]
+//             [--l2norm] [--t-min 256] [--t-max 8192] [--reps 3] [--no-plain] [--no-crossover]
 //
 // 1. The target point (B = 1, T = 8192, H = HV = 8, K = V = 128 by default): the op's forward and
 //    backward (f32 on the CPU) next to a plain loop over the tokens — the recurrence of the op's
@@ -19,7 +19,9 @@
 //    the length from which the op is faster.
 // Times are the best of --reps runs, wall and process CPU time; on a shared machine the CPU time
 // is the robust measure (other jobs inflate the wall time of whichever side they overlap), and
-// the ratios and the crossover are decided on it.
+// the ratios and the crossover are decided on it. The JSON also has the median wall time, the
+// figure bench/fla_gdn.py compares with fla's on a GPU (`--device cuda --dtype bf16 --no-plain
+// --no-crossover`; the wall time there is the device's, the stream synchronised around each run).
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -49,7 +51,7 @@ struct Options {
   int64_t batch = 1, T = 8192, heads = 8, dk = 128, dv = 128, chunk = 64;
   int64_t t_min = 256, t_max = 8192;
   int reps = 3, threads = 0;
-  bool kda = false, no_plain = false, no_crossover = false;
+  bool kda = false, l2norm = false, no_plain = false, no_crossover = false;
 };
 
 std::string cpu_name() {
@@ -60,21 +62,27 @@ std::string cpu_name() {
 }
 
 struct Time {
-  double wall, cpu;  // seconds, each the best of the timed runs
+  double wall, cpu;    // seconds, each the best of the timed runs
+  double wall_median;  // seconds, the median of the timed runs' wall times
 };
 
-// Best of `reps` runs after one warm-up (synchronised: the context's stream).
+// Best (and median) of `reps` runs after one warm-up (synchronised: the context's stream).
 Time time_best(const Context& ctx, const std::function<void()>& f, int reps) {
   f();
   ctx.synchronize();
-  Time best{1e30, 1e30};
+  Time best{1e30, 1e30, 0};
+  std::vector<double> walls;
   for (int i = 0; i < reps; ++i) {
     const double t0 = now_s(), c0 = cpu_s();
     f();
     ctx.synchronize();
-    best.wall = std::min(best.wall, now_s() - t0);
+    walls.push_back(now_s() - t0);
+    best.wall = std::min(best.wall, walls.back());
     best.cpu = std::min(best.cpu, cpu_s() - c0);
   }
+  std::sort(walls.begin(), walls.end());
+  const size_t n = walls.size();
+  if (n > 0) best.wall_median = n % 2 ? walls[n / 2] : 0.5 * (walls[n / 2 - 1] + walls[n / 2]);
   return best;
 }
 
@@ -315,9 +323,15 @@ int main(int argc, char** argv) {
   app.add_option("--reps", opt.reps, "timed runs per point (best of)");
   app.add_option("--threads", opt.threads, "CPU threads of the op and the loop (0: all)");
   app.add_flag("--kda", opt.kda, "one decay per key channel (KDA) instead of per head");
+  app.add_flag("--l2norm", opt.l2norm, "use_qk_l2norm: the op L2-normalises q and k itself");
   app.add_flag("--no-plain", opt.no_plain, "skip the token loop");
   app.add_flag("--no-crossover", opt.no_crossover, "skip the attention sweep");
   CLI11_PARSE(app, argc, argv);
+  if (opt.l2norm && !opt.no_plain) {
+    // The token loop normalises nothing: it would disagree with the op on q.
+    std::fprintf(stderr, "bench_gdn: --l2norm needs --no-plain (the token loop has no l2norm)\n");
+    return 2;
+  }
 
   try {
     const Device dev = parse_device(opt.device);
@@ -328,10 +342,10 @@ int main(int argc, char** argv) {
     const int threads = dev.is_cpu() ? ctx.cpu_threads() : 0;
     omp_set_num_threads(std::max(threads, 1));
     const int64_t B = opt.batch, H = opt.heads, K = opt.dk, V = opt.dv;
-    const GatedDeltaRuleParams params{0.0, false, opt.chunk};
-    std::printf("gated_delta_rule (%s), %s, %s, %d threads, commit %s\n",
-                opt.kda ? "KDA gate" : "per-head gate", device_name.c_str(), dtype_name(dt),
-                threads, LONGCTX_GIT_COMMIT);
+    const GatedDeltaRuleParams params{0.0, opt.l2norm, opt.chunk};
+    std::printf("gated_delta_rule (%s%s), %s, %s, %d threads, commit %s\n",
+                opt.kda ? "KDA gate" : "per-head gate", opt.l2norm ? ", l2norm" : "",
+                device_name.c_str(), dtype_name(dt), threads, LONGCTX_GIT_COMMIT);
 
     // The op on host inputs of length T: forward and backward times, and the results.
     struct OpRun {
@@ -364,7 +378,9 @@ int main(int argc, char** argv) {
 
     // 1. The target point.
     auto ms = [](const Time& t) {
-      return json{{"wall_ms", t.wall * 1e3}, {"cpu_ms", t.cpu * 1e3}};
+      return json{{"wall_ms", t.wall * 1e3},
+                  {"wall_median_ms", t.wall_median * 1e3},
+                  {"cpu_ms", t.cpu * 1e3}};
     };
     const HostInputs in = make_inputs(B, opt.T, H, K, V, opt.kda);
     const OpRun op = run_op(in, opt.reps);
@@ -375,13 +391,15 @@ int main(int argc, char** argv) {
                    {"V", V},
                    {"chunk_size", opt.chunk},
                    {"gate", opt.kda ? "channel" : "head"},
+                   {"use_qk_l2norm", opt.l2norm},
+                   {"reps", opt.reps},
                    {"fwd", ms(op.fwd)},
                    {"bwd", ms(op.bwd)}};
     std::printf(
-        "B=%ld T=%ld H=%ld K=%ld V=%ld chunk %ld: chunked forward %.1f ms (%.1f ms CPU), "
-        "backward %.1f ms (%.1f ms CPU)\n",
-        B, opt.T, H, K, V, opt.chunk, op.fwd.wall * 1e3, op.fwd.cpu * 1e3, op.bwd.wall * 1e3,
-        op.bwd.cpu * 1e3);
+        "B=%ld T=%ld H=%ld K=%ld V=%ld chunk %ld: chunked forward %.2f ms (median %.2f, %.1f ms "
+        "CPU), backward %.2f ms (median %.2f, %.1f ms CPU)\n",
+        B, opt.T, H, K, V, opt.chunk, op.fwd.wall * 1e3, op.fwd.wall_median * 1e3, op.fwd.cpu * 1e3,
+        op.bwd.wall * 1e3, op.bwd.wall_median * 1e3, op.bwd.cpu * 1e3);
     if (!opt.no_plain) {
       std::vector<float> out;
       PlainGrads pg;

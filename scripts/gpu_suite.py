@@ -6,7 +6,8 @@ calls, and what is prepared here beforehand so that nothing on the device needs 
   bash scripts/gpu-suite.sh --plan            each call's `run` invocation, steps and budgets
   bash scripts/gpu-suite.sh --prepare         (here) .lease/deps.tar.xz: the Debian packages the
                                               device image lacks (GoogleTest, nlohmann/json,
-                                              CLI11, OpenBLAS and its Fortran runtime), pruned
+                                              CLI11, OpenBLAS and its Fortran runtime), pruned;
+                                              .lease/wheels: fla's wheel, for call 2 (pip)
   bash scripts/gpu-suite.sh --prebuild        (here, optional) .lease/build.tar.xz: the sm_90a
                                               binaries built here; call 1 tries them first and
                                               builds there when they do not run
@@ -14,8 +15,9 @@ calls, and what is prepared here beforehand so that nothing on the device needs 
                                               with a per-case timeout, memcheck on a named set
                                               covering every kernel, racecheck per kernel family
   bash scripts/gpu-suite.sh --call 2          (device) measurement: attention vs PyTorch SDPA,
-                                              decode and the scans against the copy floor, one
-                                              training step of three presets at 8k and 32k
+                                              the gated delta rule vs fla, decode and the scans
+                                              against the copy floor, one training step of three
+                                              presets at 8k and 32k
   bash scripts/gpu-suite.sh --call N --dry-run   the same logic and packaging on the CPU here
   bash scripts/gpu-suite.sh --measure         (here) refresh scripts/gpu-lease-measurements.json,
                                               the measurements the budgets derive from
@@ -48,6 +50,7 @@ import tarfile
 import tempfile
 import time
 import traceback
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,11 +101,22 @@ ALTERNATIVES = [
     ("usr/include/x86_64-linux-gnu/openblas_config.h", "openblas-openmp/openblas_config.h"),
 ]
 
+# flash-linear-attention, the peer of the gated delta rule (issue 16), for call 2's fla runs: a
+# pure-Python wheel, installed there with pip --no-index --target (the device tool's README).
+# fla-core holds fla.ops (chunk_gated_delta_rule, chunk_kda); the flash-linear-attention wheel
+# of the same version adds only fla/layers and fla/models, which the benchmark does not use and
+# which would make `import fla` import transformers. fla-core 0.6.0 needs torch >= 2.7, triton
+# >= 3.3, einops and (undeclared) packaging: the image has torch 2.11, triton 3.6, einops and
+# packaging (KINDS.md), so nothing else travels. Needed by no build, test or main job.
+WHEELS = ["fla-core==0.6.0"]
+WHEELS_DIR = LEASE / "wheels"
+FLA_SITE = Path("/tmp/longctx-lease-fla")  # where call 2 installs them
+
 CUDA_ARCHS = "90a"
 # The build targets each call needs (the test binary depends on the CLI, which its tests run).
 TARGETS = {
-    1: ["longctx_tests", "longctx_cli", "bench_attention", "bench_scan"],
-    2: ["longctx_cli", "bench_attention", "bench_scan"],
+    1: ["longctx_tests", "longctx_cli", "bench_attention", "bench_scan", "bench_gdn"],
+    2: ["longctx_cli", "bench_attention", "bench_scan", "bench_gdn"],
 }
 BINARIES = [
     "liblongctx.so*",
@@ -110,6 +124,7 @@ BINARIES = [
     "tests/longctx_tests",
     "bench/bench_attention",
     "bench/bench_scan",
+    "bench/bench_gdn",
 ]
 
 # Every CUDA test case: the harness names CUDA cases *_cuda_<dtype> (tests/harness.h) and the
@@ -192,6 +207,14 @@ PACK_RESERVE_S = 30  # kept back for packing $OUT (logs ~1 s, build-1.tar.xz ~5-
 MEMCHECK_SHARE_S, RACECHECK_SHARE_S = 55, 35
 TEST_PROCESSES = 8  # test processes at once on the device; 2 OpenMP threads each
 SDPA_TIMEOUT_S = 75
+# bench_gdn at issue 16's point on the GPU: ~0.3G values drawn and converted on the host (~2 s),
+# 11 forward and 11 backward passes of a kernel not yet run on a GPU (timeout: its bound).
+GDN_TIMEOUT_S = 45
+# fla on a fresh machine: pip install (~3 s), torch's import, then Triton compiling and
+# autotuning every kernel of the forward and backward (2 to 12 configurations each, ~80 for one
+# gate: tens of seconds, not measured here), then the check and the timing (seconds). Its JSON
+# is rewritten after each step, so a run stopped here keeps what it finished.
+FLA_TIMEOUT_S = 120
 # Creating a CUDA context and loading the module: not measurable here; the usual figure for a
 # recent driver with lazy module loading, taken as an assumption (the deadlines bound it).
 CUDA_START_S = 0.5
@@ -378,6 +401,7 @@ def prepare():
         with tarfile.open(DEPS_ARCHIVE, "w:xz") as t:
             t.add(keep / "usr", arcname="usr")
         unpacked = dir_bytes(keep)
+    wheels = download_wheels()
     record_commit("--prepare")
     manifest = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -385,6 +409,7 @@ def prepare():
         "packages": versions,
         "archive_bytes": DEPS_ARCHIVE.stat().st_size,
         "unpacked_bytes": unpacked,
+        "wheels": wheels,
     }
     DEPS_MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
     log(
@@ -392,6 +417,48 @@ def prepare():
         f"({human(unpacked)} unpacked) from {len(debs)} packages"
     )
     print_travel_sizes()
+
+
+def download_wheels():
+    """pip download of WHEELS into .lease/wheels for the device's Python (3.12, x86-64), as the
+    device tool's README says; one version of each (two stop pip there). Returns what each wheel
+    is and needs."""
+    if WHEELS_DIR.exists():
+        shutil.rmtree(WHEELS_DIR)
+    WHEELS_DIR.mkdir(parents=True)
+    platforms = [
+        "manylinux_2_28_x86_64",
+        "manylinux_2_27_x86_64",
+        "manylinux_2_17_x86_64",
+        "manylinux2014_x86_64",
+        "manylinux1_x86_64",
+    ]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    cmd += ["--python-version", "3.12", "--implementation", "cp"]
+    cmd += [a for p in platforms for a in ("--platform", p)]
+    cmd += ["-d", str(WHEELS_DIR), *WHEELS]
+    log(f"pip download {' '.join(WHEELS)}")
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"gpu-suite: pip download failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    found = {}
+    for whl in sorted(WHEELS_DIR.glob("*.whl")):
+        with zipfile.ZipFile(whl) as z:
+            meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+            lines = z.read(meta).decode().splitlines()
+
+        def field(key):
+            return [l.split(":", 1)[1].strip() for l in lines if l.startswith(key + ":")]
+
+        found[whl.name] = {
+            "name": field("Name")[0],
+            "version": field("Version")[0],
+            "bytes": whl.stat().st_size,
+            "pure_python": whl.name.endswith("-none-any.whl"),
+            "requires": [d for d in field("Requires-Dist") if "extra ==" not in d],
+        }
+        log(f"  {whl.name}: {human(whl.stat().st_size)}, needs {found[whl.name]['requires']}")
+    return found
 
 
 def print_travel_sizes():
@@ -985,7 +1052,10 @@ def sanitizer_step(tool, names, build, dry, logs, deadline, env, summary):
 
 
 def bench_runs(build, dry):
-    """(name, command, timeout s, output JSON) for each measurement, most important first."""
+    """(name, command, timeout s, output JSON) for each measurement, most important first: the
+    attention headline (head dim 128 beside SDPA), the gated delta rule beside fla (issue 16),
+    decode, the scans, the training step, then what only repeats a comparison at another width
+    or gate (fla's KDA, attention at head dim 64), run when the budget has time left."""
     b = build / "bench"
     cli = build / "longctx"
     if dry:
@@ -996,23 +1066,29 @@ def bench_runs(build, dry):
         decode = "--dtype f32 --t-min 256 --t-max 1024 --batch 2 --reps 1"
         scan = "--max-t 1024 --plain-max-t 1024 --reps 1"
         scaling = "--lengths 128,256 --tokens 512 --repeats 1"
+        gdn_shape = "--batch 1 --T 256 --heads 2 --dk 32 --dv 32"
+        gdn = f"--dtype f32 {gdn_shape} --l2norm --reps 1"
+        fla = f"--device cpu {gdn_shape} --l2norm --reps 1"
     else:
         dev, attn = "cuda", "--dtype bf16 --full --t-min 1024 --reps 5"
         decode = "--dtype bf16 --t-min 1024 --t-max 131072 --batch 8 --reps 5"
         scan = "--max-t 65536 --reps 5"
         scaling = "--lengths 8192,32768 --repeats 2"
-    runs = []
-    for d in (128, 64):
-        runs.append(
+        # Issue 16's point, with the q/k L2 normalisation inside the op as Qwen3-Next and Kimi
+        # Linear run it (fla: use_qk_l2norm_in_kernel).
+        gdn_shape = "--batch 2 --T 16384 --heads 16 --dk 128 --dv 128"
+        gdn = f"--dtype bf16 {gdn_shape} --l2norm --reps 10"
+        fla = f"--device cuda {gdn_shape} --l2norm --reps 20"
+
+    def attention(d):
+        return [
             (
                 f"attention_d{d}",
                 f"'{b}/bench_attention' --device {dev} {attn} "
                 f"--head-dim {d if not dry else d // 2} --json attention_d{d}.json",
                 60,
                 f"attention_d{d}.json",
-            )
-        )
-        runs.append(
+            ),
             (
                 f"sdpa_d{d}",
                 'LD_LIBRARY_PATH="$LEASE_IMAGE_LD_LIBRARY_PATH" PYTHONUNBUFFERED=1 python3 '
@@ -1020,8 +1096,43 @@ def bench_runs(build, dry):
                 f"--longctx attention_d{d}.json --json sdpa_d{d}.json",
                 SDPA_TIMEOUT_S,
                 f"sdpa_d{d}.json",
+            ),
+        ]
+
+    def fla_run(name, gate, longctx_json):
+        # The wheels from .lease/wheels into FLA_SITE (a few seconds; again in each run, so that
+        # each stands alone), then the peer with the image's libraries; the CLI of its check
+        # with the carried ones (this environment's LD_LIBRARY_PATH). Exit 2: unavailable.
+        install = (
+            f'test -n "$(ls {WHEELS_DIR}/*.whl 2>/dev/null)" || {{ echo "fla: no wheels in '
+            f'{WHEELS_DIR}: run --prepare here and carry .lease"; exit 2; }}; '
+            'LD_LIBRARY_PATH="$LEASE_IMAGE_LD_LIBRARY_PATH" python3 -m pip install -q --no-index '
+            f"--no-deps --no-compile --no-cache-dir --upgrade --target '{FLA_SITE}' "
+            f"'{WHEELS_DIR}'/*.whl || exit 3; "
+        )
+        return (
+            name,
+            install + f"PYTHONPATH='{FLA_SITE}'${{PYTHONPATH:+:$PYTHONPATH}} "
+            'LD_LIBRARY_PATH="$LEASE_IMAGE_LD_LIBRARY_PATH" PYTHONUNBUFFERED=1 python3 '
+            f"'{ROOT}/bench/fla_gdn.py' {fla} --gates {gate} --cli '{cli}' "
+            f'--cli-ld-library-path "$LD_LIBRARY_PATH" --longctx {longctx_json} '
+            f"--json {name}.json",
+            FLA_TIMEOUT_S,
+            f"{name}.json",
+        )
+
+    runs = attention(128)
+    for gate in ("head", "channel"):
+        runs.append(
+            (
+                f"gdn_{gate}",
+                f"'{b}/bench_gdn' --device {dev} {gdn}{' --kda' if gate == 'channel' else ''} "
+                f"--no-plain --no-crossover --json gdn_{gate}.json",
+                GDN_TIMEOUT_S,
+                f"gdn_{gate}.json",
             )
         )
+    runs.append(fla_run("fla_gdn", "head", "gdn_head.json"))
     runs.append(
         (
             "decode_d128",
@@ -1045,6 +1156,8 @@ def bench_runs(build, dry):
                 f"scaling_{preset}.json",
             )
         )
+    runs.append(fla_run("fla_kda", "channel", "gdn_channel.json"))
+    runs += attention(64)
     return runs
 
 
@@ -1068,7 +1181,7 @@ def measure_step(build, dry, logs, deadline, env, summary):
             "seconds": round(secs, 1),
             "status": "ok" if rc == 0 else ("timeout" if to else "failed"),
         }
-        if name.startswith("sdpa") and rc == 2:
+        if name.startswith(("sdpa", "fla")) and rc == 2:  # the peer not there (it says why)
             r["status"] = "unavailable"
             r["reason"] = (logs / f"{name}.log").read_text(errors="replace").splitlines()[-1]
         if (work / out).exists():
@@ -1145,6 +1258,55 @@ def fmt(v, spec=".1f"):
     return format(v, spec) if isinstance(v, (int, float)) else "-"
 
 
+def table_gdn(r):
+    """The gated delta rule: bench_gdn (gdn_<gate>) beside fla (fla_gdn: head, fla_kda:
+    channel), medians, and fla_gdn.py's check of both against a float64 recurrence."""
+    lines = []
+    for gate, fla_name in (("head", "fla_gdn"), ("channel", "fla_kda")):
+        ours = r.get(f"gdn_{gate}", {}).get("target")
+        fla = r.get(fla_name, {})
+        theirs = fla.get("points", {}).get(gate, {})
+        if not ours and not theirs:
+            continue
+        if not lines:
+            t = ours or {}
+            cfg = fla.get("config", {})
+            l2norm = t.get("use_qk_l2norm", cfg.get("l2norm"))
+            lines += [
+                "## Gated delta rule beside fla "
+                f"{fla.get('fla') or '(not run)'} ({r.get(f'gdn_{gate}', {}).get('dtype', 'bf16')}"
+                f", B = {t.get('B', cfg.get('batch'))}, T = {t.get('T', cfg.get('T'))}, H = "
+                f"{t.get('H', cfg.get('H'))}, K = {t.get('K', cfg.get('K'))}, V = "
+                f"{t.get('V', cfg.get('V'))}, l2norm {'in' if l2norm else 'not in'} the op; "
+                "ms, medians)",
+                "",
+                "| gate | fwd longctx | fwd fla | bwd longctx | fwd+bwd longctx | fwd+bwd fla | "
+                "longctx / fla | check: longctx vs float64, 2x fla's error |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+        of, ob = (ours or {}).get("fwd", {}), (ours or {}).get("bwd", {})
+        o_fwd, o_bwd = of.get("wall_median_ms"), ob.get("wall_median_ms")
+        o_sum = o_fwd + o_bwd if o_fwd is not None and o_bwd is not None else None
+        t_fwd = theirs.get("fwd", {}).get("median_ms")
+        t_sum = theirs.get("fwd_bwd", {}).get("median_ms")
+        ratio = o_sum / t_sum if o_sum and t_sum else None
+        c = fla.get("checks", {}).get(gate)
+        if c is None:
+            check = "-"
+        elif "tensors" in c:
+            bad = [n for n, e in c["tensors"].items() if not e.get("ok")]
+            check = "ok" if c["ok"] else "FAILED: " + ", ".join(bad)
+        else:
+            check = f"FAILED: {c.get('error', '')[:100]}"
+        note = theirs.get("error") or theirs.get("skipped") or ""
+        lines.append(
+            f"| {gate} | {fmt(o_fwd, '.2f')} | {fmt(t_fwd, '.2f')} | {fmt(o_bwd, '.2f')} | "
+            f"{fmt(o_sum, '.2f')} | {fmt(t_sum, '.2f')}{' ' + note[:80] if note else ''} | "
+            f"{fmt(ratio, '.2f')} | {check.replace('|', '/')} |"
+        )
+    return lines + [""] if lines else []
+
+
 def table_2(s):
     r = s.get("results", {})
     lines = [
@@ -1191,6 +1353,7 @@ def table_2(s):
                     row.append(fmt(sdpa.get((*key, be), {}).get(what)))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+    lines += table_gdn(r)
     dec = r.get("decode_d128")
     if dec:
         p0 = dec["points"][0] if dec["points"] else {}
@@ -1563,7 +1726,11 @@ def plan():
     print("Here, before the lease (no device time), on the commit to be run:")
     print(
         "  bash scripts/gpu-suite.sh --prepare     # .lease/deps.tar.xz: the packages the image"
-        " lacks"
+        " lacks;"
+    )
+    print(
+        f"                                          #   .lease/wheels: {', '.join(WHEELS)} (pip"
+        " download)"
     )
     print(
         "  bash scripts/gpu-suite.sh --prebuild    # .lease/build.tar.xz: sm_90a binaries"
@@ -1721,11 +1888,23 @@ def plan():
         "decode": "8 points to T = 128k: 2 GiB of KV cache at the last; microseconds a step",
         "scan": "5 ops x 4 lengths to 64k, f32; ~1.5G input values drawn on the host",
         "scaling": "forward + backward (+ prefill, 16 decode steps), f32, 131072 tokens a batch",
+        "gdn": "issue 16's point: forward and backward, median of 10 (+ a warm-up); ~0.3G values"
+        " drawn on the host",
+        "fla": f"pip install of .lease/wheels ({', '.join(WHEELS)}) into {FLA_SITE}, then"
+        " bench/fla_gdn.py: Triton compiles and autotunes the gate's kernels (cold machine: tens"
+        " of seconds, not measured), the check (longctx's CLI and fla against a float64"
+        " recurrence, T = 200), forward and forward + backward, medians of 20",
     }
     for name, cmd, t, _ in bench_runs(ROOT / "build-lease", False):
         key = name.split("_")[0]
         print(f"  - {name} (timeout {t} s): {cmd.replace(str(ROOT) + '/', '')}")
         print(f"      {notes.get(key, '')}")
+    runs = bench_runs(ROOT / "build-lease", False)
+    print(
+        f"  The runs' timeouts add up to {sum(r[2] for r in runs)} s against {b2 - PACK_RESERVE_S}"
+        " s of work: they run in this order (by importance), and the budget cuts the last ones,"
+        " recorded 'not run (budget)'."
+    )
     print("  back: results-2.json, table-2.md, logs-2.tar.gz")
     print()
     warm = MACHINE_START_S + b1 + b2
