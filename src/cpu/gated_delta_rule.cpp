@@ -486,6 +486,51 @@ void product_nt(int64_t m, int64_t n, int64_t K, const T* a, const T* b, T* bt, 
     gemm(false, true, m - m_split, n, K, T(1), a + m_split * K, K, b, K, T(0), c2, ldc);
 }
 
+// KDA's γ and ρ, given their segment sums (load_chunk) and the chunk's decays E: the
+// exponential only at the rows that end a block of kEBlock, there in place; the other rows
+// through the decays load_chunk has formed: γ_i = γ_r E_ir with r the row before i's block (in
+// the first block r = 0, γ_0 = exp(g_0)) and ρ_i = E_ei ρ_e with e the row that ends i's block.
+// Each factor is a decay (<= 1 for g <= 0), each E a running product of at most kEBlock − 1 steps'
+// exp(g): the error of at most kEBlock roundings, against the exponential of a segment sum's (the
+// sum's rounding times its size, up to C terms); GatedDeltaRuleSmallK's f64 sweep passes (running
+// products over the whole chunk, up to C − 1 roundings, took its dbeta of K = 16 seed 4 to 1.05x
+// the 2x rule). 2 K / kEBlock + K exponentials per chunk instead of 2 C K. Measured (B = 1,
+// T = 8192, H = 8, K = V = 128, KDA, one thread, CPU time, bench_gdn alternating with main, load
+// 13-16, bench/results/2026-12-05-cpu-kda-speed-3/ab): forward 153-171 -> 145-163 ms (0.90-0.99
+// of main's, mean 0.94), backward 657-704 -> 620-652 ms (0.92-0.97, mean 0.94), faster in 4 of 4
+// rounds.
+template <class T>
+void kda_gamma_rho(Chunk<T>& ch) {
+  const int64_t C = ch.C, K = ch.K;
+  T* gam = ch.gam.data();
+  T* rho = ch.rho.data();
+  for (int64_t e = kEBlock - 1; e < C; e += kEBlock) {
+    exp_array(gam + e * K, gam + e * K, K);
+    exp_array(rho + e * K, rho + e * K, K);
+  }
+  if (C % kEBlock != 0) {
+    exp_array(gam + (C - 1) * K, gam + (C - 1) * K, K);
+    exp_array(rho + (C - 1) * K, rho + (C - 1) * K, K);
+  }
+  if (C > 1) exp_array(gam, gam, K);  // γ_0 = exp(g_0) (row 0 ends no block)
+  for (int64_t b0 = 0; b0 < C; b0 += kEBlock) {
+    const int64_t e = std::min(b0 + kEBlock, C) - 1;
+    const int64_t r = b0 == 0 ? 0 : b0 - 1;  // γ_r known: a block end or γ_0
+    const T* gr = gam + r * K;
+    for (int64_t i = b0 == 0 ? 1 : b0; i < e; ++i) {
+      const T* eir = ch.e_at(i, r);
+      T* gi = gam + i * K;
+      for (int64_t c = 0; c < K; ++c) gi[c] = gr[c] * eir[c];
+    }
+    const T* re = rho + e * K;
+    for (int64_t i = b0; i < e; ++i) {
+      const T* eei = ch.e_at(e, i);
+      T* ri = rho + i * K;
+      for (int64_t c = 0; c < K; ++c) ri[c] = eei[c] * re[c];
+    }
+  }
+}
+
 // Fills `ch` for the n tokens of sequence positions [p0, p0 + n), value head hv, and the rows
 // from n to C with the identity step (q = k = v = 0, g = 0, β = 0). Every chunk is computed at
 // its full length C, so that a sequence's chunks are the same products whatever comes after it
@@ -527,7 +572,8 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   std::fill(ch.g.begin() + n * Kg, ch.g.begin() + C * Kg, T(0));
   std::fill(ch.beta.begin() + n, ch.beta.begin() + C, T(0));
 
-  // Segment sums of g in step order, exponentiated together (exp_array vectorizes).
+  // Segment sums of g in step order (γ_i: [0, i], ρ_i: (i, C)), exponentiated together
+  // (exp_array vectorizes); KDA takes only the block ends' (see kda_gamma_rho).
   const T* g = ch.g.data();
   T* gam = ch.gam.data();
   T* rho = ch.rho.data();
@@ -537,8 +583,10 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   for (int64_t c = 0; c < Kg; ++c) rho[(C - 1) * Kg + c] = T(0);
   for (int64_t i = C - 2; i >= 0; --i)
     for (int64_t c = 0; c < Kg; ++c) rho[i * Kg + c] = rho[(i + 1) * Kg + c] + g[(i + 1) * Kg + c];
-  exp_array(gam, gam, C * Kg);
-  exp_array(rho, rho, C * Kg);
+  if (Kg == 1) {
+    exp_array(gam, gam, C * Kg);
+    exp_array(rho, rho, C * Kg);
+  }
   T* seg = ch.seg.data();
   if (Kg == 1) {
     // E row by row: E_ij = E_(i-1)j + g_i (j < i) before the exponential, kept in seg (the
@@ -589,6 +637,7 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
         for (int64_t c = 0; c < K; ++c) e[c] = eir[c] * erj[c];
       }
     }
+    kda_gamma_rho(ch);
   }
   T* nkg = ch.kqg.data();
   T* qg = nkg + C * K;
