@@ -531,6 +531,32 @@ void kda_gamma_rho(Chunk<T>& ch) {
   }
 }
 
+// The factors of KDA's products left of the block of rows [b0, b0 + rows) (r = b0 − 1, the
+// factoring E_ij = E_ir E_rj of load_chunk), shared by the forward's P, M and their backward:
+// the left rows s X_i ⊙ E_ir (X = K̂ or Q̂, i in the block) into `left` (rows x K) and the right
+// rows R_j = k̂_j ⊙ E_rj (j <= r) into `right` (b0 x K). (Before, the same loops in both: the same
+// bits, bitwise_probe of bench/results/2026-12-05-cpu-kda-speed-3; KDA backward 626-677 ms
+// against 665-696 ms before in the same 4 rounds, load 13-16, the same code.)
+template <class T>
+void kda_left_factor(const Chunk<T>& ch, const T* X, T s, int64_t b0, int64_t rows, T* left) {
+  const int64_t K = ch.K;
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* e = ch.e_at(b0 + i, b0 - 1);
+    const T* x = X + (b0 + i) * K;
+    for (int64_t c = 0; c < K; ++c) left[i * K + c] = s * x[c] * e[c];
+  }
+}
+
+template <class T>
+void kda_right_factor(const Chunk<T>& ch, int64_t b0, T* right) {
+  const int64_t K = ch.K;
+  const T* k = ch.k();
+  for (int64_t j = 0; j < b0; ++j) {
+    const T* e = ch.e_at(b0 - 1, j);
+    for (int64_t c = 0; c < K; ++c) right[j * K + c] = k[j * K + c] * e[c];
+  }
+}
+
 // Fills `ch` for the n tokens of sequence positions [p0, p0 + n), value head hv, and the rows
 // from n to C with the identity step (q = k = v = 0, g = 0, β = 0). Every chunk is computed at
 // its full length C, so that a sequence's chunks are the same products whatever comes after it
@@ -699,17 +725,9 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   T* rt = right + C * K;              // (K, C) its transpose (the row kernels')
   for (int64_t b0 = kEBlock; b0 < C; b0 += kEBlock) {
     const int64_t r = b0 - 1, rows = std::min(kEBlock, C - b0);
-    for (int64_t j = 0; j <= r; ++j) {
-      const T* e = ch.e_at(r, j);
-      for (int64_t c = 0; c < K; ++c) right[j * K + c] = k[j * K + c] * e[c];
-    }
-    for (int64_t i = 0; i < rows; ++i) {
-      const T* e = ch.e_at(b0 + i, r);
-      for (int64_t c = 0; c < K; ++c) left[i * K + c] = k[(b0 + i) * K + c] * e[c];
-      if (with_M)
-        for (int64_t c = 0; c < K; ++c)
-          left[(rows + i) * K + c] = ch.scale * q[(b0 + i) * K + c] * e[c];
-    }
+    kda_right_factor(ch, b0, right);
+    kda_left_factor(ch, k, T(1), b0, rows, left);
+    if (with_M) kda_left_factor(ch, q, ch.scale, b0, rows, left + rows * K);
     product_nt(with_M ? 2 * rows : rows, r + 1, K, left, right, rt, P + b0 * C, C, M + b0 * C,
                rows);
   }
@@ -868,17 +886,9 @@ void kda_gated_products_bwd(const Chunk<T>& ch, const T* dM, const T* dP, BwdScr
   T* Zt = right + C * K;            // (C, K): Z
   for (int64_t b0 = kEBlock; b0 < C; b0 += kEBlock) {
     const int64_t r = b0 - 1, rows = std::min(kEBlock, C - b0);
-    for (int64_t i = 0; i < rows; ++i) {
-      const T* e = ch.e_at(b0 + i, r);
-      for (int64_t c = 0; c < K; ++c) {
-        left[i * K + c] = scale * q[(b0 + i) * K + c] * e[c];
-        left[(rows + i) * K + c] = k[(b0 + i) * K + c] * e[c];
-      }
-    }
-    for (int64_t j = 0; j <= r; ++j) {
-      const T* e = ch.e_at(r, j);
-      for (int64_t c = 0; c < K; ++c) right[j * K + c] = k[j * K + c] * e[c];
-    }
+    kda_left_factor(ch, q, scale, b0, rows, left);
+    kda_left_factor(ch, k, T(1), b0, rows, left + rows * K);
+    kda_right_factor(ch, b0, right);
     const T* dMb = dM + b0 * C;
     const T* dPb = dP + b0 * C;
     mul_add(rows, K, b0, false, dMb, C, 1, right, K, false, XY, K);
