@@ -641,9 +641,7 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     // 285-289 ms and backward 1070-1073 -> 972-1006 ms (main 304-305 / 1308-1329 in the same
     // rounds); then the running products instead of the segment sums and exponentials, forward
     // 0.94 -> 0.62 of main's and backward 0.75 -> 0.60 (202-211 / 856-862 ms against main's
-    // 325-340 / 1398-1457). The same running products for γ and ρ (3x fewer exponentials again)
-    // took the f64 dbeta of GatedDeltaRuleSmallK (K = 16, seed 4) to 1.05x the 2x rule: γ and ρ
-    // stay exponentials of segment sums.
+    // 325-340 / 1398-1457). γ and ρ then come from these decays (kda_gamma_rho).
     T* a = seg;  // (C, K): exp(g_i)
     exp_array(a, g, C * K);
     for (int64_t i = 0; i < C; ++i) {
