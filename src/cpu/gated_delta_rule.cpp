@@ -14,10 +14,12 @@
 //   S ← diag(γ_{C-1}) S + (ρ ⊙ K̂)ᵀ U             the state leaving it
 // Every chunk is computed at its full length C (the rows past a sequence's end are identity
 // steps, see load_chunk), so its products are the same calls whatever the layout of the batch:
-// the results are bitwise batch invariant. The chunk's rows are copied to scratch; in f32 the
-// products of load_chunk and run_chunk (P, M, with S, U, M and the solve) are the row kernels below
-// (mul_add), the backward's second pass OpenBLAS calls, single-threaded inside the parallel loop
-// over items (an item at a time per thread: its scratch stays in the L2 cache). For Gated DeltaNet
+// the results are bitwise batch invariant. The Gated DeltaNet forward forms the same U, O and S
+// in another order (run_chunk_scalar_fwd: γ applied to the products' results, v read in place).
+// The chunk's rows are copied to scratch; in f32 the products of load_chunk and run_chunk (P, M,
+// with S, U, M and the solve) are the row kernels below (mul_add), the backward's second pass
+// OpenBLAS calls, single-threaded inside the parallel loop over items (an item at a time per
+// thread: its scratch stays in the L2 cache). For Gated DeltaNet
 // E is one C x C matrix and P, M are a product on their triangles masked by it; for KDA E has K
 // values per pair, P and M are products left of each block of kEBlock rows (E factored there) and
 // loops over the channels within it, and so are their gradients (kda_gated_products_bwd).
@@ -137,7 +139,10 @@ void l2norm_bwd(const T* x, T* d, int64_t K) {
 // kernel's samples across its FMAs and loads, not on one waiting load.
 //
 // `tri` = Tri::inner: a's row i is zero past column i (a lower-triangular a), so a row block sums
-// only j <= its last row.
+// only j <= its last row. `c_scale` (kernels: `cs`): when accumulating, c is first multiplied by it
+// (one rounding, as a separate pass over c would: the same bits), so that the forward's state decay
+// costs no pass of its own over the 64 KB state (kernel_probe in
+// bench/results/2026-12-05-cpu-gdn-speed-5: 14.46 us with the decay, 14.52 without).
 enum class Tri { none, inner };
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -147,8 +152,8 @@ template <int R, int NZ, bool kNegate>
 __attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int64_t ars,
                                                             int64_t acs, const float* b,
                                                             int64_t ldb, int64_t nk,
-                                                            bool accumulate, float* c, int64_t ldc,
-                                                            __mmask16 last) {
+                                                            bool accumulate, float cs, float* c,
+                                                            int64_t ldc, __mmask16 last) {
   __mmask16 m[NZ];
   for (int z = 0; z < NZ; ++z) m[z] = z == NZ - 1 ? last : __mmask16(0xFFFF);
   __m512 s[R][NZ];
@@ -158,6 +163,11 @@ __attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int6
     for (int z = 0; z < NZ; ++z)
       s[r][z] =
           accumulate ? _mm512_maskz_loadu_ps(m[z], c + r * ldc + 16 * z) : _mm512_setzero_ps();
+  if (accumulate && cs != 1.0f)
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int z = 0; z < NZ; ++z) s[r][z] = _mm512_mul_ps(s[r][z], _mm512_set1_ps(cs));
   for (int64_t j = 0; j < nk; ++j) {
     __m512 bz[NZ];
 #pragma GCC unroll 4
@@ -179,16 +189,17 @@ __attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int6
 
 template <int R, int NZ>
 void block_avx512(const float* a, int64_t ars, int64_t acs, bool negate, const float* b,
-                  int64_t ldb, int64_t nk, bool accumulate, float* c, int64_t ldc, __mmask16 last) {
+                  int64_t ldb, int64_t nk, bool accumulate, float cs, float* c, int64_t ldc,
+                  __mmask16 last) {
   if (negate)
-    block_avx512_signed<R, NZ, true>(a, ars, acs, b, ldb, nk, accumulate, c, ldc, last);
+    block_avx512_signed<R, NZ, true>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
   else
-    block_avx512_signed<R, NZ, false>(a, ars, acs, b, ldb, nk, accumulate, c, ldc, last);
+    block_avx512_signed<R, NZ, false>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
 }
 
 template <int R, int NY>
 void block_avx2(const float* a, int64_t ars, int64_t acs, bool negate, const float* b, int64_t ldb,
-                int64_t nk, bool accumulate, float* c, int64_t ldc, __m256i last) {
+                int64_t nk, bool accumulate, float cs, float* c, int64_t ldc, __m256i last) {
   __m256i m[NY];
   for (int y = 0; y < NY; ++y) m[y] = y == NY - 1 ? last : _mm256_set1_epi32(-1);
   __m256 s[R][NY];
@@ -197,6 +208,11 @@ void block_avx2(const float* a, int64_t ars, int64_t acs, bool negate, const flo
 #pragma GCC unroll 2
     for (int y = 0; y < NY; ++y)
       s[r][y] = accumulate ? _mm256_maskload_ps(c + r * ldc + 8 * y, m[y]) : _mm256_setzero_ps();
+  if (accumulate && cs != 1.0f)
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+      for (int y = 0; y < NY; ++y) s[r][y] = _mm256_mul_ps(s[r][y], _mm256_set1_ps(cs));
   auto sweep = [&](auto neg) {
     for (int64_t j = 0; j < nk; ++j) {
       __m256 by[NY];
@@ -222,7 +238,8 @@ void block_avx2(const float* a, int64_t ars, int64_t acs, bool negate, const flo
 // One block of R rows of c, columns [0, n).
 template <int R>
 void block_rows(const float* a, int64_t ars, int64_t acs, bool negate, const float* b, int64_t ldb,
-                int64_t n, int64_t nk, bool accumulate, float* c, int64_t ldc, bool avx512) {
+                int64_t n, int64_t nk, bool accumulate, float cs, float* c, int64_t ldc,
+                bool avx512) {
   if (avx512) {
     for (int64_t n0 = 0; n0 < n; n0 += 64) {
       const int64_t w = std::min<int64_t>(64, n - n0), nz = (w + 15) / 16;
@@ -231,16 +248,16 @@ void block_rows(const float* a, int64_t ars, int64_t acs, bool negate, const flo
       float* cc = c + n0;
       switch (nz) {
         case 4:
-          block_avx512<R, 4>(a, ars, acs, negate, bb, ldb, nk, accumulate, cc, ldc, last);
+          block_avx512<R, 4>(a, ars, acs, negate, bb, ldb, nk, accumulate, cs, cc, ldc, last);
           break;
         case 3:
-          block_avx512<R, 3>(a, ars, acs, negate, bb, ldb, nk, accumulate, cc, ldc, last);
+          block_avx512<R, 3>(a, ars, acs, negate, bb, ldb, nk, accumulate, cs, cc, ldc, last);
           break;
         case 2:
-          block_avx512<R, 2>(a, ars, acs, negate, bb, ldb, nk, accumulate, cc, ldc, last);
+          block_avx512<R, 2>(a, ars, acs, negate, bb, ldb, nk, accumulate, cs, cc, ldc, last);
           break;
         default:
-          block_avx512<R, 1>(a, ars, acs, negate, bb, ldb, nk, accumulate, cc, ldc, last);
+          block_avx512<R, 1>(a, ars, acs, negate, bb, ldb, nk, accumulate, cs, cc, ldc, last);
       }
     }
     return;
@@ -250,9 +267,9 @@ void block_rows(const float* a, int64_t ars, int64_t acs, bool negate, const flo
     const __m256i last = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(w - 8 * (ny - 1))),
                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     if (ny == 2)
-      block_avx2<R, 2>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, c + n0, ldc, last);
+      block_avx2<R, 2>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, cs, c + n0, ldc, last);
     else
-      block_avx2<R, 1>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, c + n0, ldc, last);
+      block_avx2<R, 1>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, cs, c + n0, ldc, last);
   }
 }
 #else
@@ -261,7 +278,8 @@ constexpr bool kRowKernels = false;
 
 template <class T>
 void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t ars, int64_t acs,
-             const T* b, int64_t ldb, bool accumulate, T* c, int64_t ldc, Tri tri = Tri::none) {
+             const T* b, int64_t ldb, bool accumulate, T* c, int64_t ldc, Tri tri = Tri::none,
+             T c_scale = T(1)) {
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
     const bool avx512 = cpu_isa() == CpuIsa::avx512;
@@ -273,22 +291,22 @@ void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t 
       float* cr = c + r * ldc;
       switch (rows) {
         case 6:
-          block_rows<6>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          block_rows<6>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
           break;
         case 5:
-          block_rows<5>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          block_rows<5>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
           break;
         case 4:
-          block_rows<4>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          block_rows<4>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
           break;
         case 3:
-          block_rows<3>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          block_rows<3>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
           break;
         case 2:
-          block_rows<2>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          block_rows<2>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
           break;
         default:
-          block_rows<1>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cr, ldc, avx512);
+          block_rows<1>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
       }
     }
     return;
@@ -301,8 +319,8 @@ void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t 
   const bool trans_a = acs != 1;
   const int64_t lda = trans_a ? (nk == 1 ? std::max<int64_t>(acs, m) : acs)
                               : (m == 1 ? std::max<int64_t>(ars, nk) : ars);
-  gemm(trans_a, false, m, n, nk, negate ? T(-1) : T(1), a, lda, b, ldb, accumulate ? T(1) : T(0), c,
-       ldc);
+  gemm(trans_a, false, m, n, nk, negate ? T(-1) : T(1), a, lda, b, ldb, accumulate ? c_scale : T(0),
+       c, ldc);
 }
 
 // u (C x V) := (I + A)⁻¹ u for A's strictly lower part (ld C): the forward substitution
@@ -570,8 +588,13 @@ void kda_right_factor(const Chunk<T>& ch, int64_t b0, T* right) {
 // rounds (0.91-0.97 of main's, mean 0.944); KDA forward, the same work (q's rows now copied after
 // k's instead of in one loop), 165-185 -> 150-162 ms (0.84-0.96); Gated DeltaNet within the noise
 // (backward 370-388 -> 370-390 ms, forward 90-98 -> 90-94, 4 rounds). The same bits.
+//
+// `scalar_fwd` (the Gated DeltaNet forward, see run_chunk_scalar_fwd): the caller reads v's rows
+// in place and applies γ to the products' rows itself, so neither v's rows nor the γ-scaled rows
+// (kqg) are copied.
 template <class T>
-void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t n, bool with_M) {
+void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t n, bool with_M,
+                bool scalar_fwd = false) {
   const int64_t C = ch.C, K = x.K, V = x.V, Kg = x.Kg;
   ch.n = n;
   ch.scale = T(x.a.scale);
@@ -586,8 +609,10 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
       const T rq = x.a.l2norm ? l2norm_rstd(qr, K) : T(1);
       for (int64_t c = 0; c < K; ++c) q[i * K + c] = qr[c] * rq;
     }
-    const T* vr = x.v + x.v_at(p0 + i, hv);
-    std::copy(vr, vr + V, ch.v.begin() + i * V);
+    if (!scalar_fwd) {
+      const T* vr = x.v + x.v_at(p0 + i, hv);
+      std::copy(vr, vr + V, ch.v.begin() + i * V);
+    }
     const T* gr = x.g + x.g_at(p0 + i, hv);
     std::copy(gr, gr + Kg, ch.g.begin() + i * Kg);
     ch.beta[size_t(i)] = x.beta[(p0 + i) * x.HV + hv];
@@ -668,7 +693,10 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   for (int64_t i = 0; i < C; ++i) {
     const T* ki = k + i * K;
     const T* qi = q + i * K;
-    if (Kg == 1) {
+    if (Kg == 1 && scalar_fwd) {
+      const T r = rho[i];
+      for (int64_t c = 0; c < K; ++c) ch.kd[size_t(i * K + c)] = r * ki[c];
+    } else if (Kg == 1) {
       const T a = gam[i], sa = ch.scale * gam[i], r = rho[i];
       for (int64_t c = 0; c < K; ++c) {
         nkg[i * K + c] = -a * ki[c];
@@ -1172,6 +1200,83 @@ void store_rows(int64_t n, int64_t V, const T* src, T* dst, int64_t ldd, bool st
   for (int64_t i = 0; i < n; ++i) std::copy(src + i * V, src + i * V + V, dst + i * ldd);
 }
 
+// The Gated DeltaNet forward's output rows: dst's n rows (ld ldd) := W_i + (scale γ_i) Xq_i (Xq
+// null: W_i), each element one FMA, stored as store_rows does (streamed when `stream`).
+template <class T>
+void store_out(int64_t n, int64_t V, const T* W, const T* Xq, const T* gam, T scale, T* dst,
+               int64_t ldd, bool stream) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (V % 8 == 0) {
+      const bool nt =
+          stream && reinterpret_cast<uintptr_t>(dst) % 64 == 0 && ldd % 16 == 0 && V % 16 == 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const __m256 sg = _mm256_set1_ps(scale * gam[i]);
+        for (int64_t j = 0; j < V; j += 8) {
+          __m256 o = _mm256_loadu_ps(W + i * V + j);
+          if (Xq) o = _mm256_fmadd_ps(sg, _mm256_loadu_ps(Xq + i * V + j), o);
+          if (nt)
+            _mm256_stream_ps(dst + i * ldd + j, o);
+          else
+            _mm256_storeu_ps(dst + i * ldd + j, o);
+        }
+      }
+      if (nt) _mm_sfence();
+      return;
+    }
+  }
+#endif
+  (void)stream;
+  for (int64_t i = 0; i < n; ++i) {
+    const T sg = scale * gam[i];
+    for (int64_t j = 0; j < V; ++j)
+      dst[i * ldd + j] = Xq ? std::fma(sg, Xq[i * V + j], W[i * V + j]) : W[i * V + j];
+  }
+}
+
+// The Gated DeltaNet forward's chunk (scalar gate), from the state S (K x V; zeros when
+// `zero_state`) loaded by load_chunk(…, scalar_fwd): the same quantities as run_chunk's, in an
+// order that needs no copy of v and no γ-scaled rows:
+//   X = [K̂; Q̂] S (one product of 2C rows: both read the same S),
+//   U = diag(β) (V − diag(γ) X_k) (V's rows read where they lie), U := (I + A)⁻¹ U,
+//   out = diag(scale γ) X_q + M U (M U into X_k's rows, free by then; summed as out is stored),
+//   S := γ_{C-1} S + (ρ ⊙ K̂)ᵀ U (the decay applied as the product loads S: one pass over S).
+// buf holds 3C x V. v: the chunk's n rows of v (ld ldv); out: its n output rows (ld ldo).
+// Removed against run_chunk: per chunk and head two C x V copies of v (into the chunk, then into
+// U), the −γ ⊙ K̂ and scale γ ⊙ Q̂ copies (C x K each), the β pass over U (now in U's formation)
+// and the pass that decayed S; added: γ in U's formation and in the output's store (one FMA per
+// element). The products are the same (3 C K V + P, M, the solve). Not bitwise equal to
+// run_chunk's form (γ is applied to a product's result instead of its left factor). Measured
+// (B = 1, T = 8192, H = 8, K = V = 128, one thread, CPU time, fwd_probe alternating with main,
+// load 14-15, bench/results/2026-12-05-cpu-gdn-speed-5, ab/06): best 102.1-107.7 -> 98.5-103.8 ms
+// (mean 105.2 -> 101.6, -3.4%), medians lower in 8 of 8 rounds; bench_gdn 91.6-103.6 -> 92.4-97.8
+// ms in 3 rounds. At T = 512 (4 + 3 rounds) equal or 0.2-0.4 ms lower.
+template <class T>
+void run_chunk_scalar_fwd(const Chunk<T>& ch, const T* v, int64_t ldv, int64_t V, T* S,
+                          bool zero_state, T* buf, T* out, int64_t ldo, bool stream) {
+  const int64_t K = ch.K, C = ch.C, n = ch.n;
+  T* X = buf;  // (2C, V): K̂ S, then Q̂ S
+  T* U = buf + 2 * C * V;
+  if (!zero_state) mul_add(2 * C, V, K, false, ch.kq.data(), K, 1, S, V, false, X, V);
+  for (int64_t i = 0; i < n; ++i) {
+    const T b = ch.beta[size_t(i)], a = ch.gam[size_t(i)];
+    const T* vi = v + i * ldv;
+    const T* xi = X + i * V;
+    T* ui = U + i * V;
+    if (zero_state)
+      for (int64_t j = 0; j < V; ++j) ui[j] = b * vi[j];
+    else
+      for (int64_t j = 0; j < V; ++j) ui[j] = b * (vi[j] - a * xi[j]);
+  }
+  std::fill(U + n * V, U + C * V, T(0));
+  solve_unit_lower(C, V, ch.A.data(), U);
+  T* W = X;  // M U
+  mul_add(C, V, C, false, ch.M(), C, 1, U, V, false, W, V, Tri::inner);
+  store_out(n, V, W, zero_state ? nullptr : X + C * V, ch.gam.data(), ch.scale, out, ldo, stream);
+  // S := γ_{C-1} S + (ρ ⊙ K̂)ᵀ U: a's element (c, i) is kd[i K + c].
+  mul_add(K, V, C, false, ch.kd.data(), 1, K, U, V, !zero_state, S, V, Tri::none, ch.gam_last(0));
+}
+
 }  // namespace
 
 void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
@@ -1192,7 +1297,7 @@ void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
       Chunk<T>& ch = sc.ch;
       ch.reserve(C, K, V, x.Kg);
       grow(sc.S, G * KV);
-      grow(sc.UO, 2 * C * V);
+      grow(sc.UO, 3 * C * V);
       const T* O = sc.UO.data() + C * V;
       for (int64_t h = 0; h < G; ++h) {
         const int64_t item = s * HV + hv0 + h;
@@ -1204,6 +1309,13 @@ void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
         for (int64_t h = 0; h < G; ++h) {
           const int64_t hv = hv0 + h, item = s * HV + hv;
           T* S = fin ? fin + item * KV : sc.S.data() + h * KV;
+          if (x.Kg == 1) {
+            load_chunk(ch, x, hv, p0, n, /*with_M=*/true, /*scalar_fwd=*/true);
+            run_chunk_scalar_fwd(ch, x.v + x.v_at(p0, hv), HV * V, V, S,
+                                 /*zero_state=*/t0 == 0 && !h0, sc.UO.data(), out + x.v_at(p0, hv),
+                                 HV * V, stream);
+            continue;
+          }
           load_chunk(ch, x, hv, p0, n, /*with_M=*/true);
           run_chunk(ch, V, S, /*zero_state=*/t0 == 0 && !h0, sc.UO.data(), static_cast<T*>(nullptr),
                     /*with_O=*/true);

@@ -79,6 +79,15 @@ static_assert(kPrefetchCols * sizeof(bf16) == 64, "one prefetch per 64-byte line
 // workers (active, or libgomp's default spin) f32 0.18 -> 0.13-0.15 (1.2-1.3x) but bf16 0.10 ->
 // 0.105-0.116, for a second core's whole CPU time; with OMP_PROC_BIND=true 1.3-13 ms (a bound
 // thread waits for its core's other tenants). Not done: it pays only with a core to spin on.
+// Re-measured at load 12-15 (bench/results/2026-12-05-cpu-decode-6): the same, f32 0.174-0.182
+// -> 0.128-0.140 ms/token spinning (one run 0.203; 0.140-0.154 splitting only matrices of 32,
+// 64 or 128 KB up), 0.30 passive; one run of 200 steps splitting 128 KB up, spinning, took 280 ms a
+// step at the median (the spinning thread and the caller fighting for the loaded cores). The L2
+// effect itself is real: a stand-in of the 29 GEMVs (l2_split.cpp there) takes 100-114 us on one
+// thread, 36-43 on two with each thread's rows fixed and a spinning barrier between GEMVs, 52-68
+// when the halves change owner every step (so L2 residency is worth ~20 us of the 60 saved), 57-59
+// with one libgomp region a GEMV and spinning workers, 174-204 with sleeping ones (~5 us a
+// hand-off).
 constexpr int64_t kParallelBytes = int64_t(1) << 20;
 
 float widen(float w) {
