@@ -504,6 +504,77 @@ void product_nt(int64_t m, int64_t n, int64_t K, const T* a, const T* b, T* bt, 
     gemm(false, true, m - m_split, n, K, T(1), a + m_split * K, K, b, K, T(0), c2, ldc);
 }
 
+// KDA's γ and ρ, given their segment sums (load_chunk) and the chunk's decays E: the
+// exponential only at the rows that end a block of kEBlock, there in place; the other rows
+// through the decays load_chunk has formed: γ_i = γ_r E_ir with r the row before i's block (in
+// the first block r = 0, γ_0 = exp(g_0)) and ρ_i = E_ei ρ_e with e the row that ends i's block.
+// Each factor is a decay (<= 1 for g <= 0), each E a running product of at most kEBlock − 1 steps'
+// exp(g): the error of at most kEBlock roundings, against the exponential of a segment sum's (the
+// sum's rounding times its size, up to C terms); GatedDeltaRuleSmallK's f64 sweep passes (running
+// products over the whole chunk, up to C − 1 roundings, took its dbeta of K = 16 seed 4 to 1.05x
+// the 2x rule). 2 K / kEBlock + K exponentials per chunk instead of 2 C K. Measured (B = 1,
+// T = 8192, H = 8, K = V = 128, KDA, one thread, CPU time, bench_gdn alternating with main, load
+// 13-16, bench/results/2026-12-05-cpu-kda-speed-3/ab): forward 153-171 -> 145-163 ms (0.90-0.99
+// of main's, mean 0.94), backward 657-704 -> 620-652 ms (0.92-0.97, mean 0.94), faster in 4 of 4
+// rounds.
+template <class T>
+void kda_gamma_rho(Chunk<T>& ch) {
+  const int64_t C = ch.C, K = ch.K;
+  T* gam = ch.gam.data();
+  T* rho = ch.rho.data();
+  for (int64_t e = kEBlock - 1; e < C; e += kEBlock) {
+    exp_array(gam + e * K, gam + e * K, K);
+    exp_array(rho + e * K, rho + e * K, K);
+  }
+  if (C % kEBlock != 0) {
+    exp_array(gam + (C - 1) * K, gam + (C - 1) * K, K);
+    exp_array(rho + (C - 1) * K, rho + (C - 1) * K, K);
+  }
+  if (C > 1) exp_array(gam, gam, K);  // γ_0 = exp(g_0) (row 0 ends no block)
+  for (int64_t b0 = 0; b0 < C; b0 += kEBlock) {
+    const int64_t e = std::min(b0 + kEBlock, C) - 1;
+    const int64_t r = b0 == 0 ? 0 : b0 - 1;  // γ_r known: a block end or γ_0
+    const T* gr = gam + r * K;
+    for (int64_t i = b0 == 0 ? 1 : b0; i < e; ++i) {
+      const T* eir = ch.e_at(i, r);
+      T* gi = gam + i * K;
+      for (int64_t c = 0; c < K; ++c) gi[c] = gr[c] * eir[c];
+    }
+    const T* re = rho + e * K;
+    for (int64_t i = b0; i < e; ++i) {
+      const T* eei = ch.e_at(e, i);
+      T* ri = rho + i * K;
+      for (int64_t c = 0; c < K; ++c) ri[c] = eei[c] * re[c];
+    }
+  }
+}
+
+// The factors of KDA's products left of the block of rows [b0, b0 + rows) (r = b0 − 1, the
+// factoring E_ij = E_ir E_rj of load_chunk), shared by the forward's P, M and their backward:
+// the left rows s X_i ⊙ E_ir (X = K̂ or Q̂, i in the block) into `left` (rows x K) and the right
+// rows R_j = k̂_j ⊙ E_rj (j <= r) into `right` (b0 x K). (Before, the same loops in both: the same
+// bits, bitwise_probe of bench/results/2026-12-05-cpu-kda-speed-3; KDA backward 626-677 ms
+// against 665-696 ms before in the same 4 rounds, load 13-16, the same code.)
+template <class T>
+void kda_left_factor(const Chunk<T>& ch, const T* X, T s, int64_t b0, int64_t rows, T* left) {
+  const int64_t K = ch.K;
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* e = ch.e_at(b0 + i, b0 - 1);
+    const T* x = X + (b0 + i) * K;
+    for (int64_t c = 0; c < K; ++c) left[i * K + c] = s * x[c] * e[c];
+  }
+}
+
+template <class T>
+void kda_right_factor(const Chunk<T>& ch, int64_t b0, T* right) {
+  const int64_t K = ch.K;
+  const T* k = ch.k();
+  for (int64_t j = 0; j < b0; ++j) {
+    const T* e = ch.e_at(b0 - 1, j);
+    for (int64_t c = 0; c < K; ++c) right[j * K + c] = k[j * K + c] * e[c];
+  }
+}
+
 // Fills `ch` for the n tokens of sequence positions [p0, p0 + n), value head hv, and the rows
 // from n to C with the identity step (q = k = v = 0, g = 0, β = 0). Every chunk is computed at
 // its full length C, so that a sequence's chunks are the same products whatever comes after it
@@ -552,7 +623,8 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   std::fill(ch.g.begin() + n * Kg, ch.g.begin() + C * Kg, T(0));
   std::fill(ch.beta.begin() + n, ch.beta.begin() + C, T(0));
 
-  // Segment sums of g in step order, exponentiated together (exp_array vectorizes).
+  // Segment sums of g in step order (γ_i: [0, i], ρ_i: (i, C)), exponentiated together
+  // (exp_array vectorizes); KDA takes only the block ends' (see kda_gamma_rho).
   const T* g = ch.g.data();
   T* gam = ch.gam.data();
   T* rho = ch.rho.data();
@@ -562,8 +634,10 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   for (int64_t c = 0; c < Kg; ++c) rho[(C - 1) * Kg + c] = T(0);
   for (int64_t i = C - 2; i >= 0; --i)
     for (int64_t c = 0; c < Kg; ++c) rho[i * Kg + c] = rho[(i + 1) * Kg + c] + g[(i + 1) * Kg + c];
-  exp_array(gam, gam, C * Kg);
-  exp_array(rho, rho, C * Kg);
+  if (Kg == 1) {
+    exp_array(gam, gam, C * Kg);
+    exp_array(rho, rho, C * Kg);
+  }
   T* seg = ch.seg.data();
   if (Kg == 1) {
     // E row by row: E_ij = E_(i-1)j + g_i (j < i) before the exponential, kept in seg (the
@@ -592,9 +666,7 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     // 285-289 ms and backward 1070-1073 -> 972-1006 ms (main 304-305 / 1308-1329 in the same
     // rounds); then the running products instead of the segment sums and exponentials, forward
     // 0.94 -> 0.62 of main's and backward 0.75 -> 0.60 (202-211 / 856-862 ms against main's
-    // 325-340 / 1398-1457). The same running products for γ and ρ (3x fewer exponentials again)
-    // took the f64 dbeta of GatedDeltaRuleSmallK (K = 16, seed 4) to 1.05x the 2x rule: γ and ρ
-    // stay exponentials of segment sums.
+    // 325-340 / 1398-1457). γ and ρ then come from these decays (kda_gamma_rho).
     T* a = seg;  // (C, K): exp(g_i)
     exp_array(a, g, C * K);
     for (int64_t i = 0; i < C; ++i) {
@@ -614,6 +686,7 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
         for (int64_t c = 0; c < K; ++c) e[c] = eir[c] * erj[c];
       }
     }
+    kda_gamma_rho(ch);
   }
   T* nkg = ch.kqg.data();
   T* qg = nkg + C * K;
@@ -678,17 +751,9 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   T* rt = right + C * K;              // (K, C) its transpose (the row kernels')
   for (int64_t b0 = kEBlock; b0 < C; b0 += kEBlock) {
     const int64_t r = b0 - 1, rows = std::min(kEBlock, C - b0);
-    for (int64_t j = 0; j <= r; ++j) {
-      const T* e = ch.e_at(r, j);
-      for (int64_t c = 0; c < K; ++c) right[j * K + c] = k[j * K + c] * e[c];
-    }
-    for (int64_t i = 0; i < rows; ++i) {
-      const T* e = ch.e_at(b0 + i, r);
-      for (int64_t c = 0; c < K; ++c) left[i * K + c] = k[(b0 + i) * K + c] * e[c];
-      if (with_M)
-        for (int64_t c = 0; c < K; ++c)
-          left[(rows + i) * K + c] = ch.scale * q[(b0 + i) * K + c] * e[c];
-    }
+    kda_right_factor(ch, b0, right);
+    kda_left_factor(ch, k, T(1), b0, rows, left);
+    if (with_M) kda_left_factor(ch, q, ch.scale, b0, rows, left + rows * K);
     product_nt(with_M ? 2 * rows : rows, r + 1, K, left, right, rt, P + b0 * C, C, M + b0 * C,
                rows);
   }
@@ -847,17 +912,9 @@ void kda_gated_products_bwd(const Chunk<T>& ch, const T* dM, const T* dP, BwdScr
   T* Zt = right + C * K;            // (C, K): Z
   for (int64_t b0 = kEBlock; b0 < C; b0 += kEBlock) {
     const int64_t r = b0 - 1, rows = std::min(kEBlock, C - b0);
-    for (int64_t i = 0; i < rows; ++i) {
-      const T* e = ch.e_at(b0 + i, r);
-      for (int64_t c = 0; c < K; ++c) {
-        left[i * K + c] = scale * q[(b0 + i) * K + c] * e[c];
-        left[(rows + i) * K + c] = k[(b0 + i) * K + c] * e[c];
-      }
-    }
-    for (int64_t j = 0; j <= r; ++j) {
-      const T* e = ch.e_at(r, j);
-      for (int64_t c = 0; c < K; ++c) right[j * K + c] = k[j * K + c] * e[c];
-    }
+    kda_left_factor(ch, q, scale, b0, rows, left);
+    kda_left_factor(ch, k, T(1), b0, rows, left + rows * K);
+    kda_right_factor(ch, b0, right);
     const T* dMb = dM + b0 * C;
     const T* dPb = dP + b0 * C;
     mul_add(rows, K, b0, false, dMb, C, 1, right, K, false, XY, K);
@@ -895,6 +952,30 @@ void kda_gated_products_bwd(const Chunk<T>& ch, const T* dM, const T* dP, BwdScr
         rt[c] += row[c];
       }
     }
+  }
+}
+
+// KDA's backward through −γ ⊙ K̂, scale γ ⊙ Q̂ and ρ ⊙ K̂ (chunk_bwd), element by element over
+// the chunk's n = C K entries: dk̂ += ρ ⊙ dKd − γ ⊙ Z, dq̂ += scale γ ⊙ dQg, and the decay terms
+// t1 = (−γ ⊙ k̂) ⊙ Z + (scale γ ⊙ q̂) ⊙ dQg, t2 = (ρ ⊙ k̂) ⊙ dKd. Written in chunk_bwd the loop
+// was scalar, with a __tls_get_addr call per element (the chunk's vectors read through the
+// thread-local scratch, which the stores might alias): ~18% of the backward's own loops'
+// samples (perf, KDA forward + backward, B = 1, T = 8192, H = 8, K = V = 128). Restrict
+// pointers here: vectorized, the same bits. Measured (B = 1, T = 8192, H = 8, K = V = 128, KDA,
+// one thread, CPU time, bench_gdn alternating, load 13-16, bench/results/2026-12-05-cpu-kda-speed-3
+// ab3, ab4): backward 626-677 -> 594-677 ms, faster in 7 of 9 rounds and equal in 2 (mean 0.966).
+template <class T>
+void kda_gate_bwd(int64_t n, T scale, const T* __restrict gam, const T* __restrict rho,
+                  const T* __restrict nkg, const T* __restrict qg, const T* __restrict kd,
+                  const T* __restrict Z, const T* __restrict dQg, const T* __restrict dKd,
+                  T* __restrict dk, T* __restrict dq, Acc<T>* __restrict t1,
+                  Acc<T>* __restrict t2) {
+  for (int64_t at = 0; at < n; ++at) {
+    const T a = gam[at];
+    dk[at] += rho[at] * dKd[at] - a * Z[at];
+    dq[at] += scale * a * dQg[at];
+    t1[at] = Acc<T>(nkg[at]) * Z[at] + Acc<T>(qg[at]) * dQg[at];
+    t2[at] = Acc<T>(kd[at]) * dKd[at];
   }
 }
 
@@ -1017,17 +1098,11 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
       }
       t1[i] = dot<Acc>(nkg + i * K, Z + i * K, K) + dot<Acc>(qg + i * K, dQg + i * K, K);
       t2[i] = dot<Acc>(ch.kd.data() + i * K, dKd + i * K, K);
-    } else {
-      for (int64_t c = 0; c < K; ++c) {
-        const int64_t at = i * K + c;
-        const T a = ch.gam[size_t(at)];
-        dk[at] += ch.rho[size_t(at)] * dKd[at] - a * Z[at];
-        dq[at] += ch.scale * a * dQg[at];
-        t1[at] = Acc(nkg[at]) * Z[at] + Acc(qg[at]) * dQg[at];
-        t2[at] = Acc(ch.kd[size_t(at)]) * dKd[at];
-      }
     }
   }
+  if (Kg > 1)
+    kda_gate_bwd(C * K, ch.scale, ch.gam.data(), ch.rho.data(), nkg, qg, ch.kd.data(), Z, dQg, dKd,
+                 dk, dq, t1, t2);
   // Row by row, every channel's sums in the order of a loop per channel (the same bits): the
   // channels are contiguous. Per channel, a dependent add on every Kg-th double, these sums were
   // a quarter of the backward's own loops' samples, ~5% of the KDA forward + backward's (perf,
