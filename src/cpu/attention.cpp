@@ -1079,8 +1079,9 @@ struct KeptPacks {
     Slot& s = kept.slots[slot];
     if (s.bytes < bytes) {
       std::free(s.p);
-      s.bytes = (bytes + 63) / 64 * 64;
-      s.p = std::aligned_alloc(64, size_t(s.bytes));
+      const int64_t rounded = (bytes + 63) / 64 * 64;
+      s.p = std::aligned_alloc(64, size_t(rounded));
+      s.bytes = s.p ? rounded : 0;
       LONGCTX_CHECK(s.p, "attention (CPU): out of memory allocating ", bytes, " bytes");
     }
     return s.p;
