@@ -1100,9 +1100,10 @@ struct KeptPacks {
 // with the same FLOPs).
 //
 // The packed copies live in buffers the calling thread keeps between calls (KeptPacks) when they
-// fit kKeptPackBytes: a fresh buffer per call is a fresh mmap, and its first touch is a page
-// fault per 4 KB page (4096 per call for K and V at B·T = 4096, H = 8, D = 64), which at short
-// sequences is several % of the call. Measured: see KeptPacks.
+// fit kKeptPackBytes: a fresh buffer per call gets pages that glibc gave back at the last call's
+// free (an munmap, or a trimmed heap top), and its first touch is a page fault per 4 KB page
+// (4096 per call for K and V at B·T = 4096, H = 8, D = 64), which at short sequences is several
+// % of the call. Measured: see KeptPacks.
 template <class T>
 struct SeqPack {
   const AttentionArgs& a;
