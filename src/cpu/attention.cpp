@@ -39,6 +39,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -1049,6 +1050,44 @@ std::vector<std::pair<int64_t, int64_t>> tiles_of(const AttentionArgs& a, bool b
   return tiles;
 }
 
+// The calling thread's buffers for SeqPack, kept between calls: up to kKeptPackBytes each (3
+// slots: the backward's K panels, V panels and K rows); a larger pack gets a fresh buffer (null
+// here), since its page faults grow with T and its work with T². At most 3 x 64 MiB stay
+// allocated per thread that has called attention.
+// Measured (nc_probe.cpp, one binary against this library and the one before, alternating, GFLOP
+// per CPU second, medians of 3 and 4 rounds, 2 threads, AVX-512, load 14-20;
+// bench/results/2026-12-05-cpu-attention-noncausal/): B = 8, T = 512, H = 8, D = 64, forward
+// non-causal 1.12x and 1.16x, causal 1.11x and 1.11x, backward 1.03x (non-causal) and 1.08x
+// (causal); T = 1024-4096 (B·T the same, so the same faults over more work) 0.95-1.02x, within
+// the runs' spread. glibc's mmap and trim thresholds raised on top (every buffer kept) add nothing
+// beyond that spread.
+constexpr int64_t kKeptPackBytes = int64_t(64) << 20;
+struct KeptPacks {
+  struct Slot {
+    void* p = nullptr;
+    int64_t bytes = 0;
+  };
+  Slot slots[3];
+  ~KeptPacks() {
+    for (Slot& s : slots) std::free(s.p);
+  }
+  // A 64-byte aligned buffer of at least `bytes` in the calling thread's slot, or null when
+  // bytes exceeds kKeptPackBytes.
+  static void* get(int slot, int64_t bytes) {
+    if (bytes > kKeptPackBytes) return nullptr;
+    thread_local KeptPacks kept;
+    Slot& s = kept.slots[slot];
+    if (s.bytes < bytes) {
+      std::free(s.p);
+      const int64_t rounded = (bytes + 63) / 64 * 64;
+      s.p = std::aligned_alloc(64, size_t(rounded));
+      s.bytes = s.p ? rounded : 0;
+      LONGCTX_CHECK(s.p, "attention (CPU): out of memory allocating ", bytes, " bytes");
+    }
+    return s.p;
+  }
+};
+
 // One operand (K or V) of every (sequence, kv head) packed once for the f32 kernels, read by all
 // the query tiles (and in the backward by every key tile's pass too): as panels (D, 16), key j's
 // panel row at of(s, hk) + j * D (j a multiple of 16), or as rows of D16, key j's at
@@ -1059,6 +1098,12 @@ std::vector<std::pair<int64_t, int64_t>> tiles_of(const AttentionArgs& a, bool b
 // 256 rows fall in 8 of L1's 64 sets and P·V reloaded V from L2 at every step (perf, T = 4096
 // forward: 31% of P·V's samples on one V load, P·V 40% of the run against 27% for the S kernel
 // with the same FLOPs).
+//
+// The packed copies live in buffers the calling thread keeps between calls (KeptPacks) when they
+// fit kKeptPackBytes: a fresh buffer per call gets pages that glibc gave back at the last call's
+// free (an munmap, or a trimmed heap top), and its first touch is a page fault per 4 KB page
+// (4096 per call for K and V at B·T = 4096, H = 8, D = 64), which at short sequences is several
+// % of the call. Measured: see KeptPacks.
 template <class T>
 struct SeqPack {
   const AttentionArgs& a;
@@ -1066,7 +1111,8 @@ struct SeqPack {
   int64_t D16;
   std::vector<int64_t> at;  // where sequence s's block starts
   bool used;
-  Scratch<T> buf;
+  std::optional<Scratch<T>> own;  // when the kept buffer would be too large
+  T* buf;
 
   static std::vector<int64_t> offsets(const AttentionArgs& a, bool panels) {
     std::vector<int64_t> at(size_t(a.seqs_k.count) + 1, 0);
@@ -1078,13 +1124,16 @@ struct SeqPack {
     return at;
   }
 
-  SeqPack(const Context& ctx, const AttentionArgs& a_, const T* src, bool panels_)
+  // slot: which of the calling thread's kept buffers (distinct for the packs alive at once).
+  SeqPack(const Context& ctx, const AttentionArgs& a_, const T* src, bool panels_, int slot)
       : a(a_),
         panels(panels_),
         D16((a_.D + 15) / 16 * 16),
         at(offsets(a_, panels_)),
-        used(TileMatmul<T>::kPacked),
-        buf(used ? std::max<int64_t>(at.back(), 1) : 1) {
+        used(TileMatmul<T>::kPacked) {
+    const int64_t n = used ? std::max<int64_t>(at.back(), 1) : 1;
+    buf = static_cast<T*>(KeptPacks::get(slot, n * int64_t(sizeof(T))));
+    if (!buf) buf = own.emplace(n).get();
     if (!used) return;
     const int64_t Hkv = a.Hkv, D = a.D;
     const auto key_tiles = tiles_of(a, /*by_query=*/false, kBlockK);
@@ -1104,7 +1153,7 @@ struct SeqPack {
   const T* of(int64_t s, int64_t hk) const {
     const int64_t Tk = a.seqs_k.length(s);
     if (!used || Tk == 0) return nullptr;
-    return buf.get() + at[size_t(s)] + hk * (panels ? (Tk + 15) / 16 * 16 * a.D : Tk * D16);
+    return buf + at[size_t(s)] + hk * (panels ? (Tk + 15) / 16 * 16 * a.D : Tk * D16);
   }
 };
 
@@ -1118,7 +1167,7 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
   T* op = static_cast<T*>(a.out);
   T* lp = static_cast<T*>(a.lse);
   // f32: K as panels and V as rows, packed once.
-  const SeqPack<T> k_panels(ctx, a, kp, /*panels=*/true), v_rows(ctx, a, vp, /*panels=*/false);
+  const SeqPack<T> k_panels(ctx, a, kp, /*panels=*/true, 0), v_rows(ctx, a, vp, false, 1);
   // Under a causal mask the last query tiles of a sequence see the most keys; they go first.
   auto query_tiles = tiles_of(a, /*by_query=*/true, kBlockQ);
   std::reverse(query_tiles.begin(), query_tiles.end());
@@ -1308,8 +1357,8 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
   });
 
   // f32: K and V as panels (S = Q·Kᵀ, dP = dO·Vᵀ) and K as rows (dQ += dS·K), packed once.
-  const SeqPack<T> k_panels(ctx, a, kp, true), v_panels(ctx, a, vp, true),
-      k_rows(ctx, a, kp, false);
+  const SeqPack<T> k_panels(ctx, a, kp, true, 0), v_panels(ctx, a, vp, true, 1),
+      k_rows(ctx, a, kp, false, 2);
   // Fused needs dq's rows to take the kernels' 16-column blocks in place (D a multiple of 16).
   // Its owners are (sequence, kv head) pairs when there are 2 per thread, else (sequence, query
   // head) pairs when there are (see `per_head` below), else the two passes.
