@@ -27,8 +27,8 @@ medians.
 
 The check (--cli, the longctx binary): B = 2, T = 200 (not a multiple of the chunk), H and K
 and V as the target, HV = H x --check-group, the same dtypes, fresh random inputs. The default
-group 1 keeps the target's head counts, so that the check runs the Triton kernels the timing
-compiles and autotunes (fla makes H and HV compile-time constants: other head counts would
+group 1 keeps the target's head counts, so that the check reuses the Triton kernels the timing
+compiled and autotuned (fla makes H and HV compile-time constants: other head counts would
 compile and autotune every kernel again, the most expensive part of a cold run); --check-group 2
 checks grouped value heads. The
 inputs go to `longctx op gated_delta_rule` (forward: out, final_state; --backward: dq, dk, dv,
@@ -36,13 +36,16 @@ dg, dbeta) through a safetensors file, the same inputs to fla, and both against 
 token-by-token recurrence (the semantics of include/longctx/ops/gated_delta_rule.h, written out
 below; its gradients by autograd). Verdict per tensor, the project's 2x rule (tests/harness.h)
 with fla as the yardstick: longctx's max |error| <= 2 x fla's max |error| + 2 x the bf16 unit
-roundoff x max(1, max |reference|). The check runs before the timing of its gate.
+roundoff x max(1, max |reference|). The check runs after the timing of its gate: fla's autotuning
+keys leave T out, so kernels tuned first on the check's 200 tokens would keep those
+configurations at the timed 16k.
 
 --device cpu (no GPU: this machine) runs the check alone, without fla (its kernels are Triton):
 the CLI on the CPU in f32 against the same float64 recurrence, relative error under 1e-3 (f32
 arithmetic, METHOD.md of the device tool library): it checks this script's plumbing (the file
 format, the gate layouts, the head grouping) before a lease. Without torch, or with --device
-cuda and no CUDA device or no fla, the script exits 2 with the reason (as bench/sdpa.py).
+cuda and no CUDA device or no fla, the script exits 4 with the reason (as bench/sdpa.py; argparse's
+errors exit 2).
 The JSON is rewritten after each step, so that a run stopped at its timeout leaves what it did.
 """
 import argparse
@@ -85,6 +88,8 @@ def parse_args():
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if a.device == "cpu" and not a.cli:
         p.error("--device cpu runs the check alone, which needs --cli")
+    if a.cli:  # the CLI runs in a scratch directory
+        a.cli = os.path.abspath(a.cli)
     return a
 
 
@@ -348,17 +353,22 @@ def table(result):
     return head + "\n" + "\n".join(rows)
 
 
+# Exit code when the peer (torch, a CUDA device, fla) is not there: distinct from argparse's 2,
+# so the lease script can tell "unavailable" from a broken command line.
+PEER_UNAVAILABLE = 4
+
+
 def main():
     args = parse_args()
     try:
         import torch
     except ImportError as e:
         print(f"fla_gdn.py: needs PyTorch: {e}", file=sys.stderr)
-        return 2
+        return PEER_UNAVAILABLE
     if args.device == "cuda" and not torch.cuda.is_available():
         print("fla_gdn.py: torch sees no CUDA device (--device cpu runs the check alone)",
               file=sys.stderr)
-        return 2
+        return PEER_UNAVAILABLE
     fns = {}
     fla_version = None
     if args.device == "cuda":
@@ -367,7 +377,7 @@ def main():
             from fla.ops.gated_delta_rule import chunk_gated_delta_rule
         except ImportError as e:
             print(f"fla_gdn.py: needs flash-linear-attention (fla-core): {e}", file=sys.stderr)
-            return 2
+            return PEER_UNAVAILABLE
         fla_version = getattr(fla, "__version__", "?")
         fns["head"] = chunk_gated_delta_rule
         try:
@@ -396,28 +406,29 @@ def main():
             print(f"{gate}: skipped ({fn})", flush=True)
             write()
             continue
+        # Timed before the check: fla's Triton autotuning keys leave T out, so kernels first
+        # tuned on the check's 200 tokens would keep those configurations at the timed length.
+        if args.device != "cpu":
+            try:
+                torch.cuda.reset_peak_memory_stats()
+                p = time_fla(torch, args, gate, fn)
+            except Exception as e:  # noqa: BLE001 - a shape this fla refuses, a Triton error
+                p = {"error": f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"}
+                status = 1
+            result["points"][gate] = p
+            print(f"{gate}: " + json.dumps(p), flush=True)
+            torch.cuda.empty_cache()
+            write()
         if args.cli:
             try:
                 c = check(torch, args, gate, fn)
-            except Exception as e:  # noqa: BLE001 - reported, and the timing still runs
+            except Exception as e:  # noqa: BLE001 - reported; the timing above stands
                 c = {"ok": False, "error": f"{type(e).__name__}: {e}"}
             result["checks"][gate] = c
             status = status if c["ok"] else 1
             print(f"check {gate}: {'ok' if c['ok'] else 'FAILED'} "
                   + json.dumps(c.get("tensors", c.get("error"))), flush=True)
             write()
-        if args.device == "cpu":
-            continue
-        try:
-            torch.cuda.reset_peak_memory_stats()
-            p = time_fla(torch, args, gate, fn)
-        except Exception as e:  # noqa: BLE001 - a shape this fla refuses, a Triton error
-            p = {"error": f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"}
-            status = 1
-        result["points"][gate] = p
-        print(f"{gate}: " + json.dumps(p), flush=True)
-        torch.cuda.empty_cache()
-        write()
 
     if result["points"]:
         print()

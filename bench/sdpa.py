@@ -44,6 +44,10 @@ def time_best(torch, fn, reps):
     return best
 
 
+# Exit code when the peer (torch with a CUDA device) is not there: distinct from argparse's 2.
+PEER_UNAVAILABLE = 4
+
+
 def main():
     args = parse_args()
     try:
@@ -52,10 +56,10 @@ def main():
         import torch.nn.functional as F
     except ImportError as e:
         print(f"sdpa.py: needs PyTorch with torch.nn.attention: {e}", file=sys.stderr)
-        return 2
+        return PEER_UNAVAILABLE
     if not torch.cuda.is_available():
         print("sdpa.py: torch sees no CUDA device", file=sys.stderr)
-        return 2
+        return PEER_UNAVAILABLE
     dtype = {"bf16": torch.bfloat16, "f16": torch.float16}[args.dtype]
     D = args.head_dim
     H = args.hd // D

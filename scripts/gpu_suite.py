@@ -215,6 +215,9 @@ GDN_TIMEOUT_S = 45
 # gate: tens of seconds, not measured here), then the check and the timing (seconds). Its JSON
 # is rewritten after each step, so a run stopped here keeps what it finished.
 FLA_TIMEOUT_S = 120
+# A run starts only with this much of the call left (fla's cold compile and autotuning would
+# otherwise be killed before it measured anything: an estimate, bounded by FLA_TIMEOUT_S).
+FLA_MIN_START_S, MIN_START_S = 90, 10
 # Creating a CUDA context and loading the module: not measurable here; the usual figure for a
 # recent driver with lazy module loading, taken as an assumption (the deadlines bound it).
 CUDA_START_S = 0.5
@@ -1102,10 +1105,10 @@ def bench_runs(build, dry):
     def fla_run(name, gate, longctx_json):
         # The wheels from .lease/wheels into FLA_SITE (a few seconds; again in each run, so that
         # each stands alone), then the peer with the image's libraries; the CLI of its check
-        # with the carried ones (this environment's LD_LIBRARY_PATH). Exit 2: unavailable.
+        # with the carried ones (this environment's LD_LIBRARY_PATH). Exit 4: unavailable.
         install = (
             f'test -n "$(ls {WHEELS_DIR}/*.whl 2>/dev/null)" || {{ echo "fla: no wheels in '
-            f'{WHEELS_DIR}: run --prepare here and carry .lease"; exit 2; }}; '
+            f'{WHEELS_DIR}: run --prepare here and carry .lease"; exit 4; }}; '
             'LD_LIBRARY_PATH="$LEASE_IMAGE_LD_LIBRARY_PATH" python3 -m pip install -q --no-index '
             f"--no-deps --no-compile --no-cache-dir --upgrade --target '{FLA_SITE}' "
             f"'{WHEELS_DIR}'/*.whl || exit 3; "
@@ -1121,17 +1124,17 @@ def bench_runs(build, dry):
             f"{name}.json",
         )
 
-    runs = attention(128)
-    for gate in ("head", "channel"):
-        runs.append(
-            (
-                f"gdn_{gate}",
-                f"'{b}/bench_gdn' --device {dev} {gdn}{' --kda' if gate == 'channel' else ''} "
-                f"--no-plain --no-crossover --json gdn_{gate}.json",
-                GDN_TIMEOUT_S,
-                f"gdn_{gate}.json",
-            )
+    def gdn_run(gate):
+        return (
+            f"gdn_{gate}",
+            f"'{b}/bench_gdn' --device {dev} {gdn}{' --kda' if gate == 'channel' else ''} "
+            f"--no-plain --no-crossover --json gdn_{gate}.json",
+            GDN_TIMEOUT_S,
+            f"gdn_{gate}.json",
         )
+
+    runs = attention(128)
+    runs.append(gdn_run("head"))
     runs.append(fla_run("fla_gdn", "head", "gdn_head.json"))
     runs.append(
         (
@@ -1156,6 +1159,7 @@ def bench_runs(build, dry):
                 f"scaling_{preset}.json",
             )
         )
+    runs.append(gdn_run("channel"))
     runs.append(fla_run("fla_kda", "channel", "gdn_channel.json"))
     runs += attention(64)
     return runs
@@ -1169,7 +1173,7 @@ def measure_step(build, dry, logs, deadline, env, summary):
     ok = True
     for name, cmd, timeout, out in bench_runs(build, dry):
         left = deadline.left()
-        if left < 10:
+        if left < (FLA_MIN_START_S if name.startswith("fla") else MIN_START_S):
             summary["runs"].append({"name": name, "status": "not run (budget)"})
             continue
         log(f"{name}: {cmd}")
@@ -1181,7 +1185,7 @@ def measure_step(build, dry, logs, deadline, env, summary):
             "seconds": round(secs, 1),
             "status": "ok" if rc == 0 else ("timeout" if to else "failed"),
         }
-        if name.startswith(("sdpa", "fla")) and rc == 2:  # the peer not there (it says why)
+        if name.startswith(("sdpa", "fla")) and rc == 4:  # the peer not there (it says why)
             r["status"] = "unavailable"
             r["reason"] = (logs / f"{name}.log").read_text(errors="replace").splitlines()[-1]
         if (work / out).exists():
@@ -1864,8 +1868,8 @@ def plan():
     # ---- call 2
     b2 = CALL_BUDGET_S[2]
     print(
-        f"Call 2, measurement: budget {b2} s; each run has its timeout and runs only if 10 s "
-        "are left"
+        f"Call 2, measurement: budget {b2} s; each run has its timeout and runs only if "
+        f"{MIN_START_S} s (fla: {FLA_MIN_START_S} s) are left"
     )
     print(
         f"  (first, if call 1 built there: cp <files_at>/build-1.tar.xz .lease/build.tar.xz, for a"
@@ -1891,9 +1895,9 @@ def plan():
         "gdn": "issue 16's point: forward and backward, median of 10 (+ a warm-up); ~0.3G values"
         " drawn on the host",
         "fla": f"pip install of .lease/wheels ({', '.join(WHEELS)}) into {FLA_SITE}, then"
-        " bench/fla_gdn.py: Triton compiles and autotunes the gate's kernels (cold machine: tens"
-        " of seconds, not measured), the check (longctx's CLI and fla against a float64"
-        " recurrence, T = 200), forward and forward + backward, medians of 20",
+        " bench/fla_gdn.py: Triton compiles and autotunes the gate's kernels at the timed shape"
+        " (cold machine: tens of seconds, not measured), forward and forward + backward, medians"
+        " of 20, then the check (longctx's CLI and fla against a float64 recurrence, T = 200)",
     }
     for name, cmd, t, _ in bench_runs(ROOT / "build-lease", False):
         key = name.split("_")[0]
