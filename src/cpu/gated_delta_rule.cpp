@@ -5,9 +5,10 @@
 //   γ_i = exp(g_0 + ... + g_i)          the decay from the chunk's start through token i
 //   ρ_j = exp(g_{j+1} + ... + g_{C-1})  from after token j to the chunk's end
 //   E_ij = exp(g_{j+1} + ... + g_i)     for j <= i (per key channel for KDA)
-// (each the exponential of its own segment's sum, in step order: never a difference of
-// cumulative sums, whose rounding would become a relative error of a decay near 1 after decays
-// near 0), and the gated products P_ij = Σ_c k̂_ic k̂_jc E_ijc (j < i), M_ij = scale Σ_c q̂_ic
+// (for a per-head gate each the exponential of its own segment's sum, in step order; for KDA
+// running products of exp(g) over at most a block of rows, see kda_gamma_rho: never a difference
+// of cumulative sums, whose rounding would become a relative error of a decay near 1 after
+// decays near 0), and the gated products P_ij = Σ_c k̂_ic k̂_jc E_ijc (j < i), M_ij = scale Σ_c q̂_ic
 // k̂_jc E_ijc (j <= i), A = diag(β) P:
 //   U = (I + A)⁻¹ diag(β) (V − (γ ⊙ K̂) S)      the delta values (a unit lower-triangular solve)
 //   O = (scale γ ⊙ Q̂) S + M U                    the chunk's outputs
@@ -512,7 +513,8 @@ void product_nt(int64_t m, int64_t n, int64_t K, const T* a, const T* b, T* bt, 
 // exp(g): the error of at most kEBlock roundings, against the exponential of a segment sum's (the
 // sum's rounding times its size, up to C terms); GatedDeltaRuleSmallK's f64 sweep passes (running
 // products over the whole chunk, up to C − 1 roundings, took its dbeta of K = 16 seed 4 to 1.05x
-// the 2x rule). 2 K / kEBlock + K exponentials per chunk instead of 2 C K. Measured (B = 1,
+// the 2x rule). 2 K ⌈C / kEBlock⌉ + K exponentials per chunk (9 K at C = 64) instead of 2 C K.
+// Measured (B = 1,
 // T = 8192, H = 8, K = V = 128, KDA, one thread, CPU time, bench_gdn alternating with main, load
 // 13-16, bench/results/2026-12-05-cpu-kda-speed-3/ab): forward 153-171 -> 145-163 ms (0.90-0.99
 // of main's, mean 0.94), backward 657-704 -> 620-652 ms (0.92-0.97, mean 0.94), faster in 4 of 4
@@ -552,9 +554,8 @@ void kda_gamma_rho(Chunk<T>& ch) {
 // The factors of KDA's products left of the block of rows [b0, b0 + rows) (r = b0 − 1, the
 // factoring E_ij = E_ir E_rj of load_chunk), shared by the forward's P, M and their backward:
 // the left rows s X_i ⊙ E_ir (X = K̂ or Q̂, i in the block) into `left` (rows x K) and the right
-// rows R_j = k̂_j ⊙ E_rj (j <= r) into `right` (b0 x K). (Before, the same loops in both: the same
-// bits, bitwise_probe of bench/results/2026-12-05-cpu-kda-speed-3; KDA backward 626-677 ms
-// against 665-696 ms before in the same 4 rounds, load 13-16, the same code.)
+// rows R_j = k̂_j ⊙ E_rj (j <= r) into `right` (b0 x K). (Before, the same loops in both; the
+// same bits, bitwise_probe of bench/results/2026-12-05-cpu-kda-speed-3.)
 template <class T>
 void kda_left_factor(const Chunk<T>& ch, const T* X, T s, int64_t b0, int64_t rows, T* left) {
   const int64_t K = ch.K;
@@ -619,7 +620,7 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   }
   if (with_M) std::fill(q + n * K, q + C * K, T(0));
   std::fill(k + n * K, k + C * K, T(0));
-  std::fill(ch.v.begin() + n * V, ch.v.begin() + C * V, T(0));
+  if (!scalar_fwd) std::fill(ch.v.begin() + n * V, ch.v.begin() + C * V, T(0));
   std::fill(ch.g.begin() + n * Kg, ch.g.begin() + C * Kg, T(0));
   std::fill(ch.beta.begin() + n, ch.beta.begin() + C, T(0));
 
@@ -1088,8 +1089,8 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
   const T* nkg = ch.kqg.data();
   const T* qg = nkg + C * K;
   const T* dQg = Z + C * K;
-  for (int64_t i = 0; i < C; ++i) {
-    if (Kg == 1) {
+  if (Kg == 1) {
+    for (int64_t i = 0; i < C; ++i) {
       const T a = ch.gam[size_t(i)], sa = ch.scale * a, r = ch.rho[size_t(i)];
       for (int64_t c = 0; c < K; ++c) {
         const int64_t at = i * K + c;
@@ -1099,10 +1100,10 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
       t1[i] = dot<Acc>(nkg + i * K, Z + i * K, K) + dot<Acc>(qg + i * K, dQg + i * K, K);
       t2[i] = dot<Acc>(ch.kd.data() + i * K, dKd + i * K, K);
     }
-  }
-  if (Kg > 1)
+  } else {
     kda_gate_bwd(C * K, ch.scale, ch.gam.data(), ch.rho.data(), nkg, qg, ch.kd.data(), Z, dQg, dKd,
                  dk, dq, t1, t2);
+  }
   // Row by row, every channel's sums in the order of a loop per channel (the same bits): the
   // channels are contiguous. Per channel, a dependent add on every Kg-th double, these sums were
   // a quarter of the backward's own loops' samples, ~5% of the KDA forward + backward's (perf,
