@@ -66,7 +66,36 @@ void parallel_for(const Context& ctx, int64_t n, Body&& body) {
 #endif
 }
 
-// Same, with dynamic scheduling for items of uneven cost (causal attention tiles).
+// Calls first(i) for every i in [0, n1), then, after all of them, second(j) for every j in
+// [0, n2): two statically scheduled loops in one region, the loop's barrier between them. For an
+// op whose second loop reads what the first wrote (a packed weight, a table of angles): as two
+// parallel_for calls it would wake the sleeping workers twice, and with the first loop on the
+// caller it would leave them asleep through it.
+template <class First, class Second>
+void parallel_for_then(const Context& ctx, int64_t n1, First&& first, int64_t n2, Second&& second) {
+#ifdef _OPENMP
+  if (ctx.cpu_threads() == 1 || (n1 <= 1 && n2 <= 1)) {
+    const OneThreadIcv one;
+    for (int64_t i = 0; i < n1; ++i) first(i);
+    for (int64_t j = 0; j < n2; ++j) second(j);
+    return;
+  }
+#pragma omp parallel num_threads(ctx.cpu_threads())
+  {
+    omp_set_num_threads(1);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n1; ++i) first(i);
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < n2; ++j) second(j);
+  }
+#else
+  (void)ctx;
+  for (int64_t i = 0; i < n1; ++i) first(i);
+  for (int64_t j = 0; j < n2; ++j) second(j);
+#endif
+}
+
+// Same as parallel_for, with dynamic scheduling for items of uneven cost (causal attention tiles).
 template <class Body>
 void parallel_for_dynamic(const Context& ctx, int64_t n, Body&& body) {
 #ifdef _OPENMP
