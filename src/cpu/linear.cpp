@@ -114,33 +114,30 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
     const T* w = static_cast<const T*>(args.weight);  // (Cout, Cin)
     const T* x = static_cast<const T*>(args.x);       // (M, Cin)
     // dx at a small Cout (the inner dimension here) by small_k_gemm.h's kernel, the weight packed
-    // once for both threads' blocks (its panels across them, in the same region): see linear_fwd.
+    // here once for both threads' blocks: see linear_fwd.
     std::optional<SmallKWeight> packed;
     if constexpr (std::is_same_v<T, float>)
       if (dx && use_small_k_gemm(M, Cin, Cout)) packed.emplace(Cin, Cout, w, true, nullptr);
     const int64_t parts = ctx.cpu_threads();
     const int64_t dx_items = dx ? parts : 0, items = dx_items + (dweight ? parts : 0);
-    const int64_t panels = packed ? packed->panels() : 0;
-    parallel_for_then(
-        ctx, panels, [&](int64_t p) { packed->pack(p); }, items,
-        [&](int64_t item) {
-          if (item < dx_items) {
-            // dx rows [m0, m1) = dout rows [m0, m1) @ weight
-            const int64_t m0 = M * item / parts, m1 = M * (item + 1) / parts;
-            if constexpr (std::is_same_v<T, float>)
-              if (packed) return packed->rows(dy, m0, m1, dx);
-            if (m1 > m0)
-              gemm(/*trans_a=*/false, /*trans_b=*/false, m1 - m0, Cin, Cout, T(1), dy + m0 * Cout,
-                   Cout, w, Cin, T(0), dx + m0 * Cin, Cin);
-          } else {
-            // dweight rows [c0, c1) = dout^T rows [c0, c1) (columns of dout) @ x
-            const int64_t part = item - dx_items;
-            const int64_t c0 = Cout * part / parts, c1 = Cout * (part + 1) / parts;
-            if (c1 > c0)
-              gemm(/*trans_a=*/true, /*trans_b=*/false, c1 - c0, Cin, M, T(1), dy + c0, Cout, x,
-                   Cin, T(0), dweight + c0 * Cin, Cin);
-          }
-        });
+    parallel_for(ctx, items, [&](int64_t item) {
+      if (item < dx_items) {
+        // dx rows [m0, m1) = dout rows [m0, m1) @ weight
+        const int64_t m0 = M * item / parts, m1 = M * (item + 1) / parts;
+        if constexpr (std::is_same_v<T, float>)
+          if (packed) return packed->rows(dy, m0, m1, dx);
+        if (m1 > m0)
+          gemm(/*trans_a=*/false, /*trans_b=*/false, m1 - m0, Cin, Cout, T(1), dy + m0 * Cout, Cout,
+               w, Cin, T(0), dx + m0 * Cin, Cin);
+      } else {
+        // dweight rows [c0, c1) = dout^T rows [c0, c1) (columns of dout) @ x
+        const int64_t part = item - dx_items;
+        const int64_t c0 = Cout * part / parts, c1 = Cout * (part + 1) / parts;
+        if (c1 > c0)
+          gemm(/*trans_a=*/true, /*trans_b=*/false, c1 - c0, Cin, M, T(1), dy + c0, Cout, x, Cin,
+               T(0), dweight + c0 * Cin, Cin);
+      }
+    });
   });
 }
 

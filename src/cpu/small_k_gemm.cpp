@@ -137,48 +137,40 @@ const Tile* tiles_for(CpuIsa isa) {
 #endif
 
 SmallKWeight::SmallKWeight(int64_t N, int64_t K, const float* w, bool transposed, const float* bias)
-    : N_(N), K_(K), isa_(cpu_isa()), w_(w), transposed_(transposed), pack_(nullptr, std::free) {
+    : N_(N), K_(K), isa_(cpu_isa()), pack_(nullptr, std::free) {
 #ifdef LONGCTX_SMALL_K_GEMM
   const int64_t NR = isa_ == CpuIsa::avx512 ? kNrAvx512 : kNrAvx2;
-  panels_ = (N + NR - 1) / NR;
-  const int64_t Np = panels_ * NR;
+  const int64_t panels = (N + NR - 1) / NR, Np = panels * NR;
   // The panels, then the bias padded to Np (64-byte aligned: NR floats are 64 bytes).
   const int64_t floats = Np * K + (bias ? Np : 0);
   pack_.reset(static_cast<float*>(std::aligned_alloc(64, size_t(floats) * sizeof(float))));
   LONGCTX_CHECK(pack_, "linear (CPU): out of memory allocating ", floats * sizeof(float),
                 " bytes for the packed weight");
+  float* wp = pack_.get();
+  for (int64_t p = 0; p < panels; ++p) {
+    float* panel = wp + p * NR * K;
+    const int64_t n0 = p * NR, cols = std::min(NR, N - n0);
+    if (transposed) {  // w (K, N): the panel's row k is w's row k, columns [n0, n0 + cols)
+      for (int64_t k = 0; k < K; ++k) {
+        std::copy(w + k * N + n0, w + k * N + n0 + cols, panel + k * NR);
+        std::fill(panel + k * NR + cols, panel + (k + 1) * NR, 0.f);
+      }
+    } else {  // w (N, K): the panel's column j is w's row n0 + j
+      if (cols < NR) std::fill(panel, panel + NR * K, 0.f);
+      for (int64_t j = 0; j < cols; ++j) {
+        const float* wr = w + (n0 + j) * K;
+        for (int64_t k = 0; k < K; ++k) panel[k * NR + j] = wr[k];
+      }
+    }
+  }
   if (bias) {
-    bias_ = pack_.get() + Np * K;
+    bias_ = wp + Np * K;
     std::copy(bias, bias + N, bias_);
     std::fill(bias_ + N, bias_ + Np, 0.f);
   }
 #else
-  (void)bias;
+  (void)w, (void)transposed, (void)bias;
   LONGCTX_CHECK(false, "small_k_gemm: not built (no AVX2/FMA)");
-#endif
-}
-
-void SmallKWeight::pack(int64_t p) {
-#ifdef LONGCTX_SMALL_K_GEMM
-  const int64_t NR = isa_ == CpuIsa::avx512 ? kNrAvx512 : kNrAvx2;
-  const int64_t N = N_, K = K_;
-  const float* w = w_;
-  float* panel = pack_.get() + p * NR * K;
-  const int64_t n0 = p * NR, cols = std::min(NR, N - n0);
-  if (transposed_) {  // w (K, N): the panel's row k is w's row k, columns [n0, n0 + cols)
-    for (int64_t k = 0; k < K; ++k) {
-      std::copy(w + k * N + n0, w + k * N + n0 + cols, panel + k * NR);
-      std::fill(panel + k * NR + cols, panel + (k + 1) * NR, 0.f);
-    }
-  } else {  // w (N, K): the panel's column j is w's row n0 + j
-    if (cols < NR) std::fill(panel, panel + NR * K, 0.f);
-    for (int64_t j = 0; j < cols; ++j) {
-      const float* wr = w + (n0 + j) * K;
-      for (int64_t k = 0; k < K; ++k) panel[k * NR + j] = wr[k];
-    }
-  }
-#else
-  (void)p;
 #endif
 }
 
@@ -230,13 +222,11 @@ bool use_small_k_gemm(int64_t M, int64_t N, int64_t K) {
 
 void small_k_gemm(const Context& ctx, int64_t M, int64_t N, int64_t K, const float* x,
                   const float* w, const float* bias, float* y) {
-  SmallKWeight packed(N, K, w, /*transposed=*/false, bias);
+  const SmallKWeight packed(N, K, w, /*transposed=*/false, bias);
   const int64_t blocks = (M + kBlockRows - 1) / kBlockRows;
-  parallel_for_then(
-      ctx, packed.panels(), [&](int64_t p) { packed.pack(p); }, blocks,
-      [&](int64_t block) {
-        packed.rows(x, block * kBlockRows, std::min(M, (block + 1) * kBlockRows), y);
-      });
+  parallel_for(ctx, blocks, [&](int64_t block) {
+    packed.rows(x, block * kBlockRows, std::min(M, (block + 1) * kBlockRows), y);
+  });
 }
 
 }  // namespace longctx::cpu

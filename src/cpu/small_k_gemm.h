@@ -20,21 +20,14 @@ namespace longctx::cpu {
 // the .cpp for the measured bounds).
 bool use_small_k_gemm(int64_t M, int64_t N, int64_t K);
 
-// A weight packed for the tiles of cpu_isa(), one column panel per pack() call. Every y[m][n] it
-// computes is
+// A weight packed for the tiles of cpu_isa() (at construction). Every y[m][n] it computes is
 // bias[n] (or 0) followed by FMAs over k in increasing order: the same bits with either ISA, any
 // blocking of the rows and any thread count.
 class SmallKWeight {
  public:
   // w is (N, K) for y = x · wᵀ, or with `transposed` (K, N) for y = x · w; bias (N) or null.
-  // Only where use_small_k_gemm says so. Allocates and copies the bias; w is read by pack().
+  // Only where use_small_k_gemm says so.
   SmallKWeight(int64_t N, int64_t K, const float* w, bool transposed, const float* bias);
-  // Packs panel p of [0, panels()); the panels on any threads, each once, all before rows().
-  // The packing is parallel because on the caller it left the workers asleep through it: 340 us
-  // a llama prefill at T = 256 (29 projections; pack_probe.cpp in
-  // bench/results/2026-12-05-cpu-llama-prefill).
-  int64_t panels() const { return panels_; }
-  void pack(int64_t p);
   // y rows [m0, m1) = x rows [m0, m1) times the weight [+ bias], on the calling thread; x is
   // (rows, K) and y (rows, N), both contiguous; y is not read.
   void rows(const float* x, int64_t m0, int64_t m1, float* y) const;
@@ -42,16 +35,12 @@ class SmallKWeight {
  private:
   int64_t N_, K_;
   CpuIsa isa_;
-  const float* w_;
-  bool transposed_;
-  int64_t panels_ = 0;
   std::unique_ptr<float, void (*)(void*)> pack_;  // the panels, then the padded bias
   float* bias_ = nullptr;
 };
 
 // y (M, N) = x (M, K) · w (N, K)ᵀ [+ bias (N)], every operand contiguous row-major; y is not
-// read. w packed once (its panels across the context's threads), then blocks of rows across
-// them, in one parallel region.
+// read. w packed once (on the calling thread), then blocks of rows across the context's threads.
 void small_k_gemm(const Context& ctx, int64_t M, int64_t N, int64_t K, const float* x,
                   const float* w, const float* bias, float* y);
 
