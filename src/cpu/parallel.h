@@ -67,10 +67,12 @@ void parallel_for(const Context& ctx, int64_t n, Body&& body) {
 }
 
 // Calls first(i) for every i in [0, n1), then, after all of them, second(j) for every j in
-// [0, n2): two statically scheduled loops in one region, the loop's barrier between them. For an
-// op whose second loop reads what the first wrote (a packed weight, a table of angles): as two
-// parallel_for calls it would wake the sleeping workers twice, and with the first loop on the
-// caller it would leave them asleep through it.
+// [0, n2): two statically scheduled loops in one region, the loop's barrier between them, for an
+// op whose second loop reads what the first wrote (rope's table of angles): one wake-up of the
+// sleeping workers instead of two. Not for a first loop whose output the other thread then reads
+// in full: small_k_gemm's weight packed this way, half by each thread, made the T = 256 llama
+// prefill's 29 projections 2.3 ms CPU and 1.4 ms wall slower (the packed panels travel between
+// the cores' caches; bench/results/2026-12-05-cpu-llama-prefill).
 template <class First, class Second>
 void parallel_for_then(const Context& ctx, int64_t n1, First&& first, int64_t n2, Second&& second) {
 #ifdef _OPENMP
