@@ -1157,6 +1157,12 @@ struct SeqPack {
   }
 };
 
+// The forward's per-owner packs (fwd_impl): at most this many bytes of K panels and V rows per
+// (sequence, kv head), so that they stay in L2 (2 MB per core here) beside the tiles' scratch,
+// and at least this many owners per thread.
+constexpr int64_t kOwnPackBytes = int64_t(1) << 20;
+constexpr int64_t kOwnPackOwners = 4;
+
 template <class T>
 void fwd_impl(const Context& ctx, const AttentionArgs& a) {
   const int64_t H = a.H, D = a.D, Hkv = a.Hkv, group = H / Hkv;
@@ -1166,6 +1172,47 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
   const T* vp = static_cast<const T*>(a.v);
   T* op = static_cast<T*>(a.out);
   T* lp = static_cast<T*>(a.lse);
+  // Short sequences and many (sequence, kv head) pairs: each pair's owner packs its K panels and
+  // V rows itself, into a buffer it keeps, and runs all its query tiles (the group's heads)
+  // against them while they are in L2. SeqPack's separate pass wrote the packs to memory and the
+  // query tiles read them back. Same kernels and packs, so the same bits. The pack must fit well
+  // within L2 (kOwnPackBytes) and the owners must be many enough per thread to balance.
+  // Measured (nc_probe.cpp, one binary against main's library and this one, alternating, GFLOP
+  // per CPU second, medians of 5 rounds, 2 threads, load 1.4-1.6;
+  // bench/results/2026-12-05-cpu-attention-copies/): B·T = 4096, H = 8, D = 64, non-causal
+  // T = 512 / 1024 / 2048 1.12x / 1.09x / 1.10x (AVX-512), 1.15x / 1.13x / 1.07x (AVX2); causal
+  // T = 512 1.15x / 1.19x; T = 4096 (a 2 MB pack: SeqPack as before) 1.00-1.09x.
+  const int64_t threads = ctx.cpu_threads();
+  const int64_t D16 = (D + 15) / 16 * 16;
+  int64_t max_tk = 0;
+  for (int64_t s = 0; s < a.seqs_k.count; ++s) max_tk = std::max(max_tk, a.seqs_k.length(s));
+  const int64_t own_bytes = ((max_tk + 15) / 16 * 16 * D + max_tk * D16) * int64_t(sizeof(T));
+  if (TileMatmul<T>::kPacked && a.seqs_k.count * Hkv >= kOwnPackOwners * threads &&
+      own_bytes <= kOwnPackBytes) {
+    parallel_tiles(ctx, a.seqs_k.count * Hkv, [&](int64_t item) {
+      const int64_t s = item / Hkv, hk = item % Hkv;
+      const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
+      const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
+      if (Tq == 0) return;
+      const T* kh = kp + (k0 * Hkv + hk) * D;
+      const T* vh = vp + (k0 * Hkv + hk) * D;
+      PackedKV<T> packed;
+      if (Tk > 0) {
+        T* pk = static_cast<T*>(KeptPacks::get(0, own_bytes));
+        T* pv = pk + (Tk + 15) / 16 * 16 * D;
+        TileMatmul<T>::pack_panels(kh, Hkv * D, Tk, D, pk);
+        TileMatmul<T>::pack_rows(vh, Hkv * D, Tk, D, D16, pv);
+        packed = PackedKV<T>{pk, pv};
+      }
+      const Band band(Tq, Tk, a);
+      for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
+        for (int64_t i0 = 0; i0 < Tq; i0 += kBlockQ)
+          attend_rows(qp + (q0 * H + h) * D, H * D, kh, vh, Hkv * D, D, band, scores, i0,
+                      std::min(kBlockQ, Tq - i0), int64_t(0), Tk, op + (q0 * H + h) * D, H * D,
+                      lse_rows(lp, a, s, h) + i0, packed);
+    });
+    return;
+  }
   // f32: K as panels and V as rows, packed once.
   const SeqPack<T> k_panels(ctx, a, kp, /*panels=*/true, 0), v_rows(ctx, a, vp, false, 1);
   // Under a causal mask the last query tiles of a sequence see the most keys; they go first.
