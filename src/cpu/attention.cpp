@@ -1158,9 +1158,11 @@ struct SeqPack {
 };
 
 // The forward's per-owner packs (fwd_impl): at most this many bytes of K panels and V rows per
-// (sequence, kv head), so that they stay in L2 (2 MB per core here) beside the tiles' scratch,
-// and at least this many owners per thread.
-constexpr int64_t kOwnPackBytes = int64_t(1) << 20;
+// (sequence, kv head), and at least this many owners per thread. 2 MB (T = 4096 at D = 64)
+// against 1 MB (T <= 2048), measured as in fwd_impl: T = 4096 non-causal 1.13x, causal 1.06x
+// (AVX-512, 4 rounds, load 1.8-2.6); T <= 2048 0.97-1.01x (the same code there). Larger packs
+// are not measured and take SeqPack; so does a batch with fewer owners (its threads would idle).
+constexpr int64_t kOwnPackBytes = int64_t(2) << 20;
 constexpr int64_t kOwnPackOwners = 4;
 
 template <class T>
@@ -1174,14 +1176,15 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
   T* lp = static_cast<T*>(a.lse);
   // Short sequences and many (sequence, kv head) pairs: each pair's owner packs its K panels and
   // V rows itself, into a buffer it keeps, and runs all its query tiles (the group's heads)
-  // against them while they are in L2. SeqPack's separate pass wrote the packs to memory and the
-  // query tiles read them back. Same kernels and packs, so the same bits. The pack must fit well
-  // within L2 (kOwnPackBytes) and the owners must be many enough per thread to balance.
+  // against them right after, from cache. SeqPack's separate pass wrote every pack to memory,
+  // and the query tiles, which go through the heads in turn, read them back from there. Same
+  // kernels and packs, so the same bits. Bounded by kOwnPackBytes and kOwnPackOwners.
   // Measured (nc_probe.cpp, one binary against main's library and this one, alternating, GFLOP
-  // per CPU second, medians of 5 rounds, 2 threads, load 1.4-1.6;
-  // bench/results/2026-12-05-cpu-attention-copies/): B·T = 4096, H = 8, D = 64, non-causal
-  // T = 512 / 1024 / 2048 1.12x / 1.09x / 1.10x (AVX-512), 1.15x / 1.13x / 1.07x (AVX2); causal
-  // T = 512 1.15x / 1.19x; T = 4096 (a 2 MB pack: SeqPack as before) 1.00-1.09x.
+  // per CPU second, medians of 4-5 rounds, 2 threads, load 1.4-2.6;
+  // bench/results/2026-12-05-cpu-attention-copies/, ab1/ab2 with a 1 MB bound, ab6/ab7 with 2
+  // MB): B·T = 4096, H = 8, D = 64, non-causal T = 512 / 1024 / 2048 / 4096 AVX-512
+  // 1.12 / 1.10 / 1.09 / 1.03x, AVX2 1.14 / 1.12 / 1.12 / 1.05x; causal T = 512 1.12x and 1.19x,
+  // T = 4096 1.02x and 1.05x.
   const int64_t threads = ctx.cpu_threads();
   const int64_t D16 = (D + 15) / 16 * 16;
   int64_t max_tk = 0;
