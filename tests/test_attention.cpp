@@ -93,6 +93,9 @@ const std::vector<AttentionCase> kCases = {
     // Eight query heads on two kv heads, one sequence: the backward's owners are (sequence, kv
     // head) pairs on 1 thread, (sequence, query head) pairs on 2 to 4, two passes on 8.
     {"gqa4_one_sequence_two_key_tiles", 1, 300, 300, 8, 2, 32, causal()},
+    // Four (sequence, kv head) pairs over several query and key tiles: the forward's owners pack
+    // their own K and V on 1 thread (4 pairs per thread), SeqPack packs them for all on 2 and 8.
+    {"gqa2_two_sequences_noncausal_tiles", 2, 300, 300, 4, 2, 64, {}},
     {"window_left0_diagonal_only", 1, 70, 70, 2, 2, 32, window(0, 0), 1.0, /*grads=*/false},
     {"window_left0_right1", 1, 70, 70, 2, 2, 32, window(0, 1)},
     {"window_left0_future_only", 1, 70, 90, 2, 1, 32, window(0, -1)},
@@ -203,6 +206,16 @@ TEST_P(Attention, MatchesReference) {
            lse1 = poisoned({c.B, c.H, c.Tq}, lse_dt, dev, &ctx);
     attention_fwd(one_thread, out1, lse1, tq, tk, tv, c.params);
     expect_equal(out, out1, "fwd, 1 thread");
+    // The forward's packs depend on the thread count too (fwd_impl): per (sequence, kv head)
+    // owner when there are 4 or more per thread, else one pass for all; 8 threads take the latter
+    // on every case here.
+    const Context eight(Device::cpu(), 8);
+    Tensor out8 = poisoned(q_shape, dt, dev, &ctx),
+           lse8 = poisoned({c.B, c.H, c.Tq}, lse_dt, dev, &ctx);
+    attention_fwd(eight, out8, lse8, tq, tk, tv, c.params);
+    expect_equal(out1, out8, "fwd, 8 threads");
+    // Bytes, not values: an empty row's lse is -inf on both sides.
+    EXPECT_EQ(std::memcmp(lse1.data(), lse8.data(), lse1.nbytes()), 0) << "lse, 8 threads";
   }
 
   // The AVX2 tile kernels on a CPU with AVX-512 (chosen at run time, src/cpu/isa.h): the same

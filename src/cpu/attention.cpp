@@ -1157,6 +1157,14 @@ struct SeqPack {
   }
 };
 
+// The forward's per-owner packs (fwd_impl): at most this many bytes of K panels and V rows per
+// (sequence, kv head), and at least this many owners per thread. 2 MB (T = 4096 at D = 64)
+// against 1 MB (T <= 2048), measured as in fwd_impl: T = 4096 non-causal 1.13x, causal 1.06x
+// (AVX-512, 4 rounds, load 1.8-2.6); T <= 2048 0.97-1.01x (the same code there). Larger packs
+// are not measured and take SeqPack; so does a batch with fewer owners (its threads would idle).
+constexpr int64_t kOwnPackBytes = int64_t(2) << 20;
+constexpr int64_t kOwnPackOwners = 4;
+
 template <class T>
 void fwd_impl(const Context& ctx, const AttentionArgs& a) {
   const int64_t H = a.H, D = a.D, Hkv = a.Hkv, group = H / Hkv;
@@ -1166,6 +1174,48 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
   const T* vp = static_cast<const T*>(a.v);
   T* op = static_cast<T*>(a.out);
   T* lp = static_cast<T*>(a.lse);
+  // Short sequences and many (sequence, kv head) pairs: each pair's owner packs its K panels and
+  // V rows itself, into a buffer it keeps, and runs all its query tiles (the group's heads)
+  // against them right after, from cache. SeqPack's separate pass wrote every pack to memory,
+  // and the query tiles, which go through the heads in turn, read them back from there. Same
+  // kernels and packs, so the same bits. Bounded by kOwnPackBytes and kOwnPackOwners.
+  // Measured (nc_probe.cpp, one binary against main's library and this one, alternating, GFLOP
+  // per CPU second, medians of 4-5 rounds, 2 threads, load 1.4-2.6;
+  // bench/results/2026-12-05-cpu-attention-copies/, ab1/ab2 with a 1 MB bound, ab6/ab7 with 2
+  // MB): B·T = 4096, H = 8, D = 64, non-causal T = 512 / 1024 / 2048 / 4096 AVX-512
+  // 1.12 / 1.10 / 1.09 / 1.03x, AVX2 1.14 / 1.12 / 1.12 / 1.05x; causal T = 512 1.12x and 1.19x,
+  // T = 4096 1.02x and 1.05x.
+  const int64_t threads = ctx.cpu_threads();
+  const int64_t D16 = (D + 15) / 16 * 16;
+  int64_t max_tk = 0;
+  for (int64_t s = 0; s < a.seqs_k.count; ++s) max_tk = std::max(max_tk, a.seqs_k.length(s));
+  const int64_t own_bytes = ((max_tk + 15) / 16 * 16 * D + max_tk * D16) * int64_t(sizeof(T));
+  if (TileMatmul<T>::kPacked && a.seqs_k.count * Hkv >= kOwnPackOwners * threads &&
+      own_bytes <= kOwnPackBytes) {
+    parallel_tiles(ctx, a.seqs_k.count * Hkv, [&](int64_t item) {
+      const int64_t s = item / Hkv, hk = item % Hkv;
+      const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
+      const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
+      if (Tq == 0) return;
+      const T* kh = kp + (k0 * Hkv + hk) * D;
+      const T* vh = vp + (k0 * Hkv + hk) * D;
+      PackedKV<T> packed;
+      if (Tk > 0) {
+        T* pk = static_cast<T*>(KeptPacks::get(0, own_bytes));
+        T* pv = pk + (Tk + 15) / 16 * 16 * D;
+        TileMatmul<T>::pack_panels(kh, Hkv * D, Tk, D, pk);
+        TileMatmul<T>::pack_rows(vh, Hkv * D, Tk, D, D16, pv);
+        packed = PackedKV<T>{pk, pv};
+      }
+      const Band band(Tq, Tk, a);
+      for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
+        for (int64_t i0 = 0; i0 < Tq; i0 += kBlockQ)
+          attend_rows(qp + (q0 * H + h) * D, H * D, kh, vh, Hkv * D, D, band, scores, i0,
+                      std::min(kBlockQ, Tq - i0), int64_t(0), Tk, op + (q0 * H + h) * D, H * D,
+                      lse_rows(lp, a, s, h) + i0, packed);
+    });
+    return;
+  }
   // f32: K as panels and V as rows, packed once.
   const SeqPack<T> k_panels(ctx, a, kp, /*panels=*/true, 0), v_rows(ctx, a, vp, false, 1);
   // Under a causal mask the last query tiles of a sequence see the most keys; they go first.
