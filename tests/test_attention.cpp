@@ -96,6 +96,10 @@ const std::vector<AttentionCase> kCases = {
     // Four (sequence, kv head) pairs over several query and key tiles: the forward's owners pack
     // their own K and V on 1 thread (4 pairs per thread), SeqPack packs them for all on 2 and 8.
     {"gqa2_two_sequences_noncausal_tiles", 2, 300, 300, 4, 2, 64, {}},
+    // 70000 keys: the CPU's f32 K and V packs (17.9 MB each) exceed what a thread keeps between
+    // calls (16 MiB, src/cpu/attention.cpp's kKeptPackBytes), so each call packs into a fresh
+    // buffer.
+    {"long_keys_fresh_packs", 1, 2, 70000, 1, 1, 64, {}},
     {"window_left0_diagonal_only", 1, 70, 70, 2, 2, 32, window(0, 0), 1.0, /*grads=*/false},
     {"window_left0_right1", 1, 70, 70, 2, 2, 32, window(0, 1)},
     {"window_left0_future_only", 1, 70, 90, 2, 1, 32, window(0, -1)},

@@ -1051,9 +1051,11 @@ std::vector<std::pair<int64_t, int64_t>> tiles_of(const AttentionArgs& a, bool b
 }
 
 // The calling thread's buffers for SeqPack, kept between calls: up to kKeptPackBytes each (3
-// slots: the backward's K panels, V panels and K rows); a larger pack gets a fresh buffer (null
-// here), since its page faults grow with T and its work with T². At most 3 x 64 MiB stay
-// allocated per thread that has called attention.
+// slots, PackSlot: the backward's K panels, V panels and K rows; the forward's first two, or the
+// per-owner packs of fwd_impl); a larger pack gets a fresh buffer (null here), since its page
+// faults grow with T and its work with T². At most 3 x 16 MiB stay allocated per thread that has
+// called attention (the gain below was measured on 8 MB packs; larger ones were not measured to
+// gain, and a program's peak memory keeps what stays).
 // Measured (nc_probe.cpp, one binary against this library and the one before, alternating, GFLOP
 // per CPU second, medians of 3 and 4 rounds, 2 threads, AVX-512, load 14-20;
 // bench/results/2026-12-05-cpu-attention-noncausal/): B = 8, T = 512, H = 8, D = 64, forward
@@ -1061,7 +1063,8 @@ std::vector<std::pair<int64_t, int64_t>> tiles_of(const AttentionArgs& a, bool b
 // (causal); T = 1024-4096 (B·T the same, so the same faults over more work) 0.95-1.02x, within
 // the runs' spread. glibc's mmap and trim thresholds raised on top (every buffer kept) add nothing
 // beyond that spread.
-constexpr int64_t kKeptPackBytes = int64_t(64) << 20;
+constexpr int64_t kKeptPackBytes = int64_t(16) << 20;
+enum PackSlot : int { kKPanelSlot = 0, kVSlot = 1, kKRowSlot = 2 };
 struct KeptPacks {
   struct Slot {
     void* p = nullptr;
@@ -1073,7 +1076,7 @@ struct KeptPacks {
   }
   // A 64-byte aligned buffer of at least `bytes` in the calling thread's slot, or null when
   // bytes exceeds kKeptPackBytes.
-  static void* get(int slot, int64_t bytes) {
+  static void* get(PackSlot slot, int64_t bytes) {
     if (bytes > kKeptPackBytes) return nullptr;
     thread_local KeptPacks kept;
     Slot& s = kept.slots[slot];
@@ -1125,7 +1128,7 @@ struct SeqPack {
   }
 
   // slot: which of the calling thread's kept buffers (distinct for the packs alive at once).
-  SeqPack(const Context& ctx, const AttentionArgs& a_, const T* src, bool panels_, int slot)
+  SeqPack(const Context& ctx, const AttentionArgs& a_, const T* src, bool panels_, PackSlot slot)
       : a(a_),
         panels(panels_),
         D16((a_.D + 15) / 16 * 16),
@@ -1201,7 +1204,7 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
       const T* vh = vp + (k0 * Hkv + hk) * D;
       PackedKV<T> packed;
       if (Tk > 0) {
-        T* pk = static_cast<T*>(KeptPacks::get(0, own_bytes));
+        T* pk = static_cast<T*>(KeptPacks::get(kKPanelSlot, own_bytes));
         T* pv = pk + (Tk + 15) / 16 * 16 * D;
         TileMatmul<T>::pack_panels(kh, Hkv * D, Tk, D, pk);
         TileMatmul<T>::pack_rows(vh, Hkv * D, Tk, D, D16, pv);
@@ -1217,7 +1220,8 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
     return;
   }
   // f32: K as panels and V as rows, packed once.
-  const SeqPack<T> k_panels(ctx, a, kp, /*panels=*/true, 0), v_rows(ctx, a, vp, false, 1);
+  const SeqPack<T> k_panels(ctx, a, kp, /*panels=*/true, kKPanelSlot),
+      v_rows(ctx, a, vp, /*panels=*/false, kVSlot);
   // Under a causal mask the last query tiles of a sequence see the most keys; they go first.
   auto query_tiles = tiles_of(a, /*by_query=*/true, kBlockQ);
   std::reverse(query_tiles.begin(), query_tiles.end());
@@ -1407,8 +1411,9 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
   });
 
   // f32: K and V as panels (S = Q·Kᵀ, dP = dO·Vᵀ) and K as rows (dQ += dS·K), packed once.
-  const SeqPack<T> k_panels(ctx, a, kp, true, 0), v_panels(ctx, a, vp, true, 1),
-      k_rows(ctx, a, kp, false, 2);
+  const SeqPack<T> k_panels(ctx, a, kp, /*panels=*/true, kKPanelSlot),
+      v_panels(ctx, a, vp, /*panels=*/true, kVSlot),
+      k_rows(ctx, a, kp, /*panels=*/false, kKRowSlot);
   // Fused needs dq's rows to take the kernels' 16-column blocks in place (D a multiple of 16).
   // Its owners are (sequence, kv head) pairs when there are 2 per thread, else (sequence, query
   // head) pairs when there are (see `per_head` below), else the two passes.
