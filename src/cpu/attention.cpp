@@ -1052,10 +1052,10 @@ std::vector<std::pair<int64_t, int64_t>> tiles_of(const AttentionArgs& a, bool b
 
 // The calling thread's buffers for SeqPack, kept between calls: up to kKeptPackBytes each (3
 // slots, PackSlot: the backward's K panels, V panels and K rows; the forward's first two, or the
-// per-owner packs of fwd_impl); a larger pack gets a fresh buffer (null here), since its page
-// faults grow with T and its work with T². At most 3 x 16 MiB stay allocated per thread that has
-// called attention (the gain below was measured on 8 MB packs; larger ones were not measured to
-// gain, and a program's peak memory keeps what stays).
+// per-owner packs of fwd_impl; the fused backward owners' key tile packs); a larger pack gets a
+// fresh buffer (null here), since its page faults grow with T and its work with T². At most 3 x 16
+// MiB stay allocated per thread that has called attention (the gain below was measured on 8 MB
+// packs; larger ones were not measured to gain, and a program's peak memory keeps what stays).
 // Measured (nc_probe.cpp, one binary against this library and the one before, alternating, GFLOP
 // per CPU second, medians of 3 and 4 rounds, 2 threads, AVX-512, load 14-20;
 // bench/results/2026-12-05-cpu-attention-noncausal/): B = 8, T = 512, H = 8, D = 64, forward
@@ -1410,10 +1410,6 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
     }
   });
 
-  // f32: K and V as panels (S = Q·Kᵀ, dP = dO·Vᵀ) and K as rows (dQ += dS·K), packed once.
-  const SeqPack<T> k_panels(ctx, a, kp, /*panels=*/true, kKPanelSlot),
-      v_panels(ctx, a, vp, /*panels=*/true, kVSlot),
-      k_rows(ctx, a, kp, /*panels=*/false, kKRowSlot);
   // Fused needs dq's rows to take the kernels' 16-column blocks in place (D a multiple of 16).
   // Its owners are (sequence, kv head) pairs when there are 2 per thread, else (sequence, query
   // head) pairs when there are (see `per_head` below), else the two passes.
@@ -1426,21 +1422,20 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
       packed_d && !fused && a.seqs_k.count * H >= 2 * threads && share_bytes <= kMaxShareBytes;
 
   // dK, dV of key tile `tile` of (s, hk) over the query heads [h_begin, h_end) into rows of
-  // dk_out and dv_out (key j of the sequence at j * ld_out); with_dq: dQ too, into dq. Each
-  // head's share is a chain over its query rows from 0, and the shares are then added in head
-  // order: the same sums whether one owner takes the group's heads or each head has its own
-  // owner (per_head). acc: 4 x kBlockK x D16.
+  // dk_out and dv_out (key j of the sequence at j * ld_out); with_dq: dQ too, into dq. kpan,
+  // vpan, krow: the tile's K and V panels and K rows (f32), else null. Each head's share is a
+  // chain over its query rows from 0, and the shares are then added in head order: the same sums
+  // whether one owner takes the group's heads or each head has its own owner (per_head). acc:
+  // 4 x kBlockK x D16.
   auto key_tile = [&](BwdTile<T>& t, T* acc, int64_t s, int64_t hk, int64_t tile, int64_t h_begin,
-                      int64_t h_end, bool with_dq, T* dk_out, T* dv_out, int64_t ld_out) {
+                      int64_t h_end, bool with_dq, T* dk_out, T* dv_out, int64_t ld_out,
+                      const T* kpan, const T* vpan, const T* krow) {
     const int64_t Tq = a.seqs_q.length(s), Tk = a.seqs_k.length(s);
     const int64_t q0 = a.seqs_q.begin(s), k0 = a.seqs_k.begin(s);
     const Band band(Tq, Tk, a);
     const int64_t j0 = tile * kBlockKBwd, nk = std::min(kBlockKBwd, Tk - j0);
     const T* kh = kp + (k0 * Hkv + hk) * D;
     const T* vh = vp + (k0 * Hkv + hk) * D;
-    const T* kpan = k_panels.of(s, hk);
-    const T* vpan = v_panels.of(s, hk);
-    const T* krow = k_rows.of(s, hk);
     T* dk_acc = acc;  // (nk, D16): one head's share
     T* dv_acc = acc + kBlockK * D16;
     T* dk_sum = acc + 2 * kBlockK * D16;  // the heads' shares added, when more than one
@@ -1461,8 +1456,8 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
       const T* dih = lse_rows(Di.data(), a, s, h);
       for (int64_t i0 = q_begin; i0 < q_end; i0 += kBlockQ) {
         const int64_t n = std::min(kBlockQ, q_end - i0);
-        t.compute(qh, doh, H * D, kh, vh, Hkv * D, kpan ? kpan + j0 * D : nullptr,
-                  vpan ? vpan + j0 * D : nullptr, lh, dih, band, scores, i0, n, j0, nk);
+        t.compute(qh, doh, H * D, kh, vh, Hkv * D, kpan, vpan, lh, dih, band, scores, i0, n, j0,
+                  nk);
         if (t.masked && !all_finite(doh + i0 * H * D, n, D, H * D))
           masked_product(/*by_query=*/false, band, i0, n, j0, nk, 0, T(1), t.P, t.ld,
                          doh + i0 * H * D, H * D, D, dv_acc, D16);
@@ -1479,8 +1474,7 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
           masked_product(/*by_query=*/true, band, i0, n, j0, nk, 0, T(1), t.dS, t.ld,
                          kh + j0 * Hkv * D, Hkv * D, D, dq, H * D);
         else
-          t.add_query_side(n, nk, kh + j0 * Hkv * D, Hkv * D, krow ? krow + j0 * D16 : nullptr, dq,
-                           H * D);
+          t.add_query_side(n, nk, kh + j0 * Hkv * D, Hkv * D, krow, dq, H * D);
       }
       if (summed) {
         for (int64_t x = 0; x < nk * D16; ++x) dk_sum[x] += dk_acc[x];
@@ -1495,6 +1489,15 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
     }
   };
 
+  // Fused: each owner packs its key tiles itself, one at a time, into a buffer its thread keeps,
+  // right before the tile's passes over the group's heads read them (from cache). SeqPack's
+  // separate pass wrote every pack to memory first and the passes read them back. Same packs,
+  // same kernels: the same bits. Measured (nc_probe.cpp, one binary against main's library and
+  // this one, alternating, GFLOP per CPU second, medians of 5 (AVX-512) and 4 (AVX2) rounds, 2
+  // threads, load 2.9-3.9; bench/results/2026-12-05-cpu-attention-bwd-2/ ab1, ab2): B·T = 4096,
+  // H = 8, D = 64, non-causal T = 512 / 1024 / 2048 / 4096 AVX-512 1.06 / 1.05 / 1.02 / 1.01x,
+  // AVX2 1.08 / 1.04 / 1.01 / 1.01x; causal T = 512 1.10x and 1.08x, T = 4096 1.04x and 1.01x.
+  const int64_t tile_pack_bytes = (2 * kBlockKBwd * D + kBlockKBwd * D16) * int64_t(sizeof(T));
   if (fused) {
     parallel_tiles(ctx, a.seqs_k.count * Hkv, [&](int64_t item) {
       const int64_t s = item / Hkv, hk = item % Hkv, q0 = a.seqs_q.begin(s);
@@ -1505,12 +1508,30 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
       }
       BwdTile<T> t(D);
       const Scratch<T> acc(4 * kBlockK * D16);
-      for (int64_t tile = 0; tile * kBlockKBwd < a.seqs_k.length(s); ++tile)
+      T* kpan = static_cast<T*>(KeptPacks::get(kKPanelSlot, tile_pack_bytes));
+      T* vpan = kpan + kBlockKBwd * D;
+      T* krow = vpan + kBlockKBwd * D;
+      const T* kh = kp + (k0 * Hkv + hk) * D;
+      const T* vh = vp + (k0 * Hkv + hk) * D;
+      const int64_t Tk = a.seqs_k.length(s);
+      for (int64_t tile = 0; tile * kBlockKBwd < Tk; ++tile) {
+        const int64_t j0 = tile * kBlockKBwd, nk = std::min(kBlockKBwd, Tk - j0);
+        TileMatmul<T>::pack_panels(kh + j0 * Hkv * D, Hkv * D, nk, D, kpan);
+        TileMatmul<T>::pack_panels(vh + j0 * Hkv * D, Hkv * D, nk, D, vpan);
+        TileMatmul<T>::pack_rows(kh + j0 * Hkv * D, Hkv * D, nk, D, D16, krow);
         key_tile(t, acc.get(), s, hk, tile, hk * group, (hk + 1) * group, /*with_dq=*/true,
-                 dkp + (k0 * Hkv + hk) * D, dvp + (k0 * Hkv + hk) * D, Hkv * D);
+                 dkp + (k0 * Hkv + hk) * D, dvp + (k0 * Hkv + hk) * D, Hkv * D, kpan, vpan, krow);
+      }
     });
     return;
   }
+
+  // f32: K and V as panels (S = Q·Kᵀ, dP = dO·Vᵀ) and K as rows (dQ += dS·K), packed once.
+  const SeqPack<T> k_panels(ctx, a, kp, /*panels=*/true, kKPanelSlot),
+      v_panels(ctx, a, vp, /*panels=*/true, kVSlot),
+      k_rows(ctx, a, kp, /*panels=*/false, kKRowSlot);
+  // A key tile's packs in a SeqPack block: pack + offset, or null where nothing is packed.
+  auto at = [](const T* pack, int64_t offset) { return pack ? pack + offset : nullptr; };
 
   // Fused with one owner per (sequence, query head), for a batch with fewer (sequence, kv head)
   // pairs than 2 per thread but enough heads (the llama preset's B = 1, H = 4, Hkv = 2 on 2
@@ -1545,7 +1566,10 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
       BwdTile<T> t(D);
       const Scratch<T> acc(4 * kBlockK * D16);
       for (int64_t tile = 0; tile * kBlockKBwd < a.seqs_k.length(s); ++tile)
-        key_tile(t, acc.get(), s, hk, tile, h, h + 1, /*with_dq=*/true, dk_out, dv_out, ld_out);
+        key_tile(t, acc.get(), s, hk, tile, h, h + 1, /*with_dq=*/true, dk_out, dv_out, ld_out,
+                 at(k_panels.of(s, hk), tile * kBlockKBwd * D),
+                 at(v_panels.of(s, hk), tile * kBlockKBwd * D),
+                 at(k_rows.of(s, hk), tile * kBlockKBwd * D16));
     });
     if (group > 1)
       parallel_for(ctx, n_keys * Hkv, [&](int64_t row) {
@@ -1568,7 +1592,10 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
     BwdTile<T> t(D);
     const Scratch<T> acc(4 * kBlockK * D16);
     key_tile(t, acc.get(), s, hk, tile, hk * group, (hk + 1) * group, /*with_dq=*/false,
-             dkp + (k0 * Hkv + hk) * D, dvp + (k0 * Hkv + hk) * D, Hkv * D);
+             dkp + (k0 * Hkv + hk) * D, dvp + (k0 * Hkv + hk) * D, Hkv * D,
+             at(k_panels.of(s, hk), tile * kBlockKBwd * D),
+             at(v_panels.of(s, hk), tile * kBlockKBwd * D),
+             at(k_rows.of(s, hk), tile * kBlockKBwd * D16));
   });
 
   // dQ: one owner per (sequence, head, query tile), recomputing P and dS.
