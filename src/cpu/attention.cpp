@@ -1050,7 +1050,7 @@ std::vector<std::pair<int64_t, int64_t>> tiles_of(const AttentionArgs& a, bool b
   return tiles;
 }
 
-// The calling thread's buffers for SeqPack, kept between calls: up to kKeptPackBytes each (3
+// A thread's buffers for packed K and V, kept between calls: up to kKeptPackBytes each (3
 // slots, PackSlot: the backward's K panels, V panels and K rows; the forward's first two, or the
 // per-owner packs of fwd_impl; the fused backward owners' key tile packs); a larger pack gets a
 // fresh buffer (null here), since its page faults grow with T and its work with T². At most 3 x 16
@@ -1157,6 +1157,11 @@ struct SeqPack {
     const int64_t Tk = a.seqs_k.length(s);
     if (!used || Tk == 0) return nullptr;
     return buf + at[size_t(s)] + hk * (panels ? (Tk + 15) / 16 * 16 * a.D : Tk * D16);
+  }
+  // From key j0 (a multiple of 16) on, or null where nothing is packed.
+  const T* from_key(int64_t s, int64_t hk, int64_t j0) const {
+    const T* p = of(s, hk);
+    return p ? p + j0 * (panels ? a.D : D16) : nullptr;
   }
 };
 
@@ -1530,8 +1535,6 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
   const SeqPack<T> k_panels(ctx, a, kp, /*panels=*/true, kKPanelSlot),
       v_panels(ctx, a, vp, /*panels=*/true, kVSlot),
       k_rows(ctx, a, kp, /*panels=*/false, kKRowSlot);
-  // A key tile's packs in a SeqPack block: pack + offset, or null where nothing is packed.
-  auto at = [](const T* pack, int64_t offset) { return pack ? pack + offset : nullptr; };
 
   // Fused with one owner per (sequence, query head), for a batch with fewer (sequence, kv head)
   // pairs than 2 per thread but enough heads (the llama preset's B = 1, H = 4, Hkv = 2 on 2
@@ -1567,9 +1570,9 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
       const Scratch<T> acc(4 * kBlockK * D16);
       for (int64_t tile = 0; tile * kBlockKBwd < a.seqs_k.length(s); ++tile)
         key_tile(t, acc.get(), s, hk, tile, h, h + 1, /*with_dq=*/true, dk_out, dv_out, ld_out,
-                 at(k_panels.of(s, hk), tile * kBlockKBwd * D),
-                 at(v_panels.of(s, hk), tile * kBlockKBwd * D),
-                 at(k_rows.of(s, hk), tile * kBlockKBwd * D16));
+                 k_panels.from_key(s, hk, tile * kBlockKBwd),
+                 v_panels.from_key(s, hk, tile * kBlockKBwd),
+                 k_rows.from_key(s, hk, tile * kBlockKBwd));
     });
     if (group > 1)
       parallel_for(ctx, n_keys * Hkv, [&](int64_t row) {
@@ -1593,9 +1596,9 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
     const Scratch<T> acc(4 * kBlockK * D16);
     key_tile(t, acc.get(), s, hk, tile, hk * group, (hk + 1) * group, /*with_dq=*/false,
              dkp + (k0 * Hkv + hk) * D, dvp + (k0 * Hkv + hk) * D, Hkv * D,
-             at(k_panels.of(s, hk), tile * kBlockKBwd * D),
-             at(v_panels.of(s, hk), tile * kBlockKBwd * D),
-             at(k_rows.of(s, hk), tile * kBlockKBwd * D16));
+             k_panels.from_key(s, hk, tile * kBlockKBwd),
+             v_panels.from_key(s, hk, tile * kBlockKBwd),
+             k_rows.from_key(s, hk, tile * kBlockKBwd));
   });
 
   // dQ: one owner per (sequence, head, query tile), recomputing P and dS.

@@ -514,11 +514,10 @@ void product_nt(int64_t m, int64_t n, int64_t K, const T* a, const T* b, T* bt, 
 // sum's rounding times its size, up to C terms); GatedDeltaRuleSmallK's f64 sweep passes (running
 // products over the whole chunk, up to C − 1 roundings, took its dbeta of K = 16 seed 4 to 1.05x
 // the 2x rule). 2 K ⌈C / kEBlock⌉ + K exponentials per chunk (9 K at C = 64) instead of 2 C K.
-// Measured (B = 1,
-// T = 8192, H = 8, K = V = 128, KDA, one thread, CPU time, bench_gdn alternating with main, load
-// 13-16, bench/results/2026-12-05-cpu-kda-speed-3/ab): forward 153-171 -> 145-163 ms (0.90-0.99
-// of main's, mean 0.94), backward 657-704 -> 620-652 ms (0.92-0.97, mean 0.94), faster in 4 of 4
-// rounds.
+// Measured (B = 1, T = 8192, H = 8, K = V = 128, KDA, one thread, CPU time, bench_gdn alternating
+// with main, load 13-16, bench/results/2026-12-05-cpu-kda-speed-3/ab): forward 153-171 -> 145-163
+// ms (0.90-0.99 of main's, mean 0.94), backward 657-704 -> 620-652 ms (0.92-0.97, mean 0.94),
+// faster in 4 of 4 rounds.
 template <class T>
 void kda_gamma_rho(Chunk<T>& ch) {
   const int64_t C = ch.C, K = ch.K;
