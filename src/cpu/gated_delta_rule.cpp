@@ -144,19 +144,24 @@ void l2norm_bwd(const T* x, T* d, int64_t K) {
 // (one rounding, as a separate pass over c would: the same bits), so that the forward's state decay
 // costs no pass of its own over the 64 KB state (kernel_probe in
 // bench/results/2026-12-05-cpu-gdn-speed-5: 14.46 us with the decay, 14.52 without).
+// A block whose columns fill its last zmm (every 64-column panel of the state products) loads and
+// stores without a mask (kMasked = false): the masked load of b's last 16 columns in every step
+// held the kernel back (X = [K̂; Q̂] S 156-161 -> 169-177 GFLOP/s alone; the Gated DeltaNet
+// forward, fwd_probe T = 8192, best of 6, 4 alternating rounds, 94.7-96.0 -> 91.4-94.6 ms CPU, 4
+// of 4 faster, the same output bits; load 5-7; bench/results/2026-12-05-cpu-gdn-speed-6).
 enum class Tri { none, inner };
 
 #if defined(__AVX2__) && defined(__FMA__)
 constexpr bool kRowKernels = true;
 
-template <int R, int NZ, bool kNegate>
+template <int R, int NZ, bool kNegate, bool kMasked>
 __attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int64_t ars,
                                                             int64_t acs, const float* b,
                                                             int64_t ldb, int64_t nk,
                                                             bool accumulate, float cs, float* c,
                                                             int64_t ldc, __mmask16 last) {
   __mmask16 m[NZ];
-  for (int z = 0; z < NZ; ++z) m[z] = z == NZ - 1 ? last : __mmask16(0xFFFF);
+  for (int z = 0; z < NZ; ++z) m[z] = kMasked && z == NZ - 1 ? last : __mmask16(0xFFFF);
   __m512 s[R][NZ];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -192,10 +197,15 @@ template <int R, int NZ>
 void block_avx512(const float* a, int64_t ars, int64_t acs, bool negate, const float* b,
                   int64_t ldb, int64_t nk, bool accumulate, float cs, float* c, int64_t ldc,
                   __mmask16 last) {
-  if (negate)
-    block_avx512_signed<R, NZ, true>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
+  const bool masked = last != __mmask16(0xFFFF);
+  if (negate && masked)
+    block_avx512_signed<R, NZ, true, true>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
+  else if (negate)
+    block_avx512_signed<R, NZ, true, false>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
+  else if (masked)
+    block_avx512_signed<R, NZ, false, true>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
   else
-    block_avx512_signed<R, NZ, false>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
+    block_avx512_signed<R, NZ, false, false>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
 }
 
 template <int R, int NY>
