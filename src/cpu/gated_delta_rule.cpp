@@ -468,24 +468,27 @@ void transpose(int64_t C, int64_t K, const float* k, float* kt) {
 
 // P (C x C) = K̂ K̂ᵀ on its strict lower triangle and, when with_M, M = Q̂ K̂ᵀ (C x C, stored right
 // after P) on its lower triangle with the diagonal; the entries past the triangles are left for
-// the caller's mask. In f32 on the row kernels: each block of 4 rows stops at the column of its
-// last row, so at C = 64 the products take 5/8 of the full 2C x C x K (the AVX-512 kernel's
-// columns go by 16): 73.7k -> 67.6k multiply-adds per token and head at K = V = 128, with no
-// OpenBLAS packing. Elsewhere one gemm of [K̂; Q̂] K̂ᵀ. Measured (B = 1, T = 8192, H = 8,
-// K = V = 128, one thread, CPU time, alternating with the one-gemm form, load 9-17): forward
-// 153-161 -> 152-156 ms, within the noise: the forward's time is not in these products (perf:
-// 27% waiting on the rows of q and k in load_chunk, see head_group; 30% in run_chunk's products).
+// the caller's mask. In f32 on the row kernels: each band of 16 rows stops at the column of its
+// last row, so at C = 64 the products take 5/8 of the full 2C x C x K: 73.7k -> 67.6k
+// multiply-adds per token and head at K = V = 128, with no OpenBLAS packing. Bands of 16 rows
+// (6-row blocks, whole zmm of columns: no mask) rather than blocks of 4 rows each stopping at its
+// own last row (the same multiply-adds, as the AVX-512 kernel's columns went by 16, but 4-row
+// blocks with a masked last zmm): Gated DeltaNet forward (fwd_probe T = 8192, best of 6, 6
+// alternating rounds, load 7-8) 86.1-93.4 -> 85.1-89.7 ms CPU (mean 89.9 -> 87.6), 6 of 6 faster,
+// the same output bits (bench/results/2026-12-05-cpu-gdn-speed-6/ab/03-pm-bands-3way.txt).
+// Elsewhere one gemm of [K̂; Q̂] K̂ᵀ. Measured (B = 1, T = 8192, H = 8, K = V = 128, one thread, CPU
+// time, alternating with the one-gemm form, load 9-17): forward 153-161 -> 152-156 ms, within the
+// noise: the forward's time is not in these products (perf: 27% waiting on the rows of q and k in
+// load_chunk, see head_group; 30% in run_chunk's products).
 template <class T>
 void gated_products(int64_t C, int64_t K, const T* k, const T* q, T* kt, T* P, bool with_M) {
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
     transpose(C, K, k, kt);
-    for (int64_t r = 0; r < C; r += 4) {
-      const int64_t rows = std::min<int64_t>(4, C - r);
-      if (r + rows > 1)
-        mul_add(rows, r + rows - 1, K, false, k + r * K, K, 1, kt, C, false, P + r * C, C);
-      if (with_M)
-        mul_add(rows, r + rows, K, false, q + r * K, K, 1, kt, C, false, P + (C + r) * C, C);
+    for (int64_t r = 0; r < C; r += 16) {
+      const int64_t rows = std::min<int64_t>(16, C - r), n = std::min<int64_t>(C, r + 16);
+      mul_add(rows, n, K, false, k + r * K, K, 1, kt, C, false, P + r * C, C);
+      if (with_M) mul_add(rows, n, K, false, q + r * K, K, 1, kt, C, false, P + (C + r) * C, C);
     }
     return;
   }
