@@ -137,7 +137,9 @@ void l2norm_bwd(const T* x, T* d, int64_t K) {
 // T = 8192 nor T = 512 (the same bits, bench/results/2026-12-05-cpu-gdn-speed-4): b in 64 x 64
 // blocks each swept by all the row blocks (L1-resident instead of the 64 KB state from L2 per row
 // block), and P, M in 32-row slabs of 6-row blocks instead of 4-row blocks; perf puts the 6 x 64
-// kernel's samples across its FMAs and loads, not on one waiting load.
+// kernel's samples across its FMAs and loads, not on one waiting load. Nor did the column panels
+// outside the row blocks (a 32 KB panel of the state kept in L1): forward 87.7 -> 88.7 ms mean,
+// faster in 2 of 8 rounds (bench/results/2026-12-05-cpu-gdn-speed-6, with other register blocks).
 //
 // `tri` = Tri::inner: a's row i is zero past column i (a lower-triangular a), so a row block sums
 // only j <= its last row. `c_scale` (kernels: `cs`): when accumulating, c is first multiplied by it
