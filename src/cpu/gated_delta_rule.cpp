@@ -336,9 +336,6 @@ void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t 
        c, ldc);
 }
 
-// u (C x V) := (I + A)⁻¹ u for A's strictly lower part (ld C): the forward substitution
-// u_i −= Σ_{j<i} A_ij u_j, by blocks of 4 rows (the rows before the block in one product, then
-// the block's own rows one by one), in the row kernels' fixed order.
 #if defined(__AVX2__) && defined(__FMA__)
 // One block of 4 rows of the solve on AVX-512, columns [0, 16 NZ) of u (ld V; rows r..r+3 at ur):
 // the rows before the block from memory, then the block's own rows from the registers, each
@@ -394,6 +391,10 @@ void solve_block4_panel(const float* A, int64_t C, int64_t r, const float* u, fl
 }
 #endif
 
+// u (C x V) := (I + A)⁻¹ u for A's strictly lower part (ld C): the forward substitution
+// u_i −= Σ_{j<i} A_ij u_j, by blocks of 4 rows (the rows before the block in one product, then
+// the block's own rows one by one; on AVX-512 both in solve_block4_avx512), in the row kernels'
+// fixed order.
 template <class T>
 void solve_unit_lower(int64_t C, int64_t V, const T* A, T* u) {
   if constexpr (!kRowKernels || !std::is_same_v<T, float>) {
