@@ -101,8 +101,8 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
     if (dweight && M == 0) std::fill(dweight, dweight + Cout * Cin, T(0));
     if (M == 0) return;
     // One parallel region of single-threaded GEMMs, not two OpenBLAS-threaded ones: dx in row
-    // blocks and dweight in blocks of its rows (the same FLOPs each, so every thread gets an
-    // equal share), each block's products in the same order for a given thread count. OpenBLAS's
+    // blocks and dweight in blocks of its rows, each block's products in the same order for a
+    // given thread count. OpenBLAS's
     // threaded GEMM makes its threads wait for each other inside every call, spinning on
     // sched_yield (its level-3 driver), so on a shared machine a descheduled thread costs the
     // other one its time slice in CPU time and both in wall time. The hybrid preset's five
@@ -118,12 +118,19 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
     std::optional<SmallKWeight> packed;
     if constexpr (std::is_same_v<T, float>)
       if (dx && use_small_k_gemm(M, Cin, Cout)) packed.emplace(Cin, Cout, w, true, nullptr);
+    // Thread t runs dx's block t and dweight's block t (the static schedule hands each thread
+    // `kinds` consecutive items), not half the threads all of dx and the others all of dweight:
+    // dx by small_k_gemm.h's kernel takes 0.5-0.75 of dweight's OpenBLAS time, and the threads
+    // holding dx then waited. The llama preset's 29 calls of a step at M = 4096 (2 threads, each
+    // thread's busy time by its CPU clock, load 5.5; bench/results/2026-12-05-cpu-llama-step-2):
+    // the slower thread's time summed 82.8-83.4 -> 68.5-68.8 ms, both threads' 133.5 -> 134.6 ms.
     const int64_t parts = ctx.cpu_threads();
-    const int64_t dx_items = dx ? parts : 0, items = dx_items + (dweight ? parts : 0);
-    parallel_for(ctx, items, [&](int64_t item) {
-      if (item < dx_items) {
+    const int64_t kinds = (dx ? 1 : 0) + (dweight ? 1 : 0);
+    parallel_for(ctx, parts * kinds, [&](int64_t item) {
+      const int64_t part = item / kinds;
+      if (dx && item % kinds == 0) {
         // dx rows [m0, m1) = dout rows [m0, m1) @ weight
-        const int64_t m0 = M * item / parts, m1 = M * (item + 1) / parts;
+        const int64_t m0 = M * part / parts, m1 = M * (part + 1) / parts;
         if constexpr (std::is_same_v<T, float>)
           if (packed) return packed->rows(dy, m0, m1, dx);
         if (m1 > m0)
@@ -131,7 +138,6 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
                w, Cin, T(0), dx + m0 * Cin, Cin);
       } else {
         // dweight rows [c0, c1) = dout^T rows [c0, c1) (columns of dout) @ x
-        const int64_t part = item - dx_items;
         const int64_t c0 = Cout * part / parts, c1 = Cout * (part + 1) / parts;
         if (c1 > c0)
           gemm(/*trans_a=*/true, /*trans_b=*/false, c1 - c0, Cin, M, T(1), dy + c0, Cout, x, Cin,
