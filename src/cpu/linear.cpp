@@ -168,10 +168,10 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
     // Thread t runs dx's block t and dweight's block t (the static schedule hands each thread
     // `kinds` consecutive items), not half the threads all of dx and the others all of dweight:
     // dx by small_k_gemm.h's kernel takes 0.5-0.75 of dweight's OpenBLAS time, and the threads
-    // holding dx then waited. The llama preset's 29 calls of a step at M = 4096 (2 threads, each
-    // thread's busy time by its CPU clock, load 5.5; bench/results/2026-12-05-cpu-llama-step-2,
-    // linear-bwd-busy-1.txt): the slower thread's time summed 82.8-83.4 -> 68.5-68.8 ms, both
-    // threads' 133.5 -> 134.6 ms.
+    // holding dx then waited. Measured before the split by rows above existed, on the llama
+    // preset's 29 calls of a step at M = 4096 (2 threads, each thread's busy time by its CPU clock,
+    // load 5.5; bench/results/2026-12-05-cpu-llama-step-2, linear-bwd-busy-1.txt): the slower
+    // thread's time summed 82.8-83.4 -> 68.5-68.8 ms, both threads' 133.5 -> 134.6 ms.
     const int64_t kinds = (dx ? 1 : 0) + (dweight ? 1 : 0);
     parallel_for(ctx, parts * kinds, [&](int64_t item) {
       const int64_t part = item / kinds;
