@@ -1,6 +1,7 @@
 // Three S-kernel shapes on one block in L1, GFLOP per CPU second, one thread (see README):
 // 8 x 32 as in the library, the same with each FMA broadcasting its own Q element from memory
-// (inline asm, {1to16}), and 4 x 64 (4 panel loads and 4 broadcasts per 16 FMAs).
+// (inline asm, {1to16}), 4 x 64 (4 panel loads and 4 broadcasts per 16 FMAs), and 8 x 32 with its
+// d loop unrolled 2 and 4 times (fewer scalar loop operations per FMA).
 //   g++ -O2 -std=c++17 -mavx2 -mfma kernel_shapes_probe.cpp -o probe && ./probe
 #include <immintrin.h>
 #include <time.h>
@@ -94,6 +95,58 @@ __attribute__((target("avx512f"), noinline)) void abt_8x32(const float* const* a
   ROWS8(STORE)
 #undef STORE
 }
+__attribute__((target("avx512f"), noinline)) void abt_8x32_u2(const float* const* a,
+                                                              const float* panels, int64_t D,
+                                                              float alpha, float* const* s) {
+#define DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
+  ROWS8(DECL)
+#undef DECL
+  const float* second = panels + 16 * D;
+#pragma GCC unroll 2
+  for (int64_t d = 0; d < D; ++d) {
+    const __m512 b0 = _mm512_loadu_ps(panels + d * 16), b1 = _mm512_loadu_ps(second + d * 16);
+#define STEP(r)                                \
+  {                                            \
+    const __m512 x = _mm512_set1_ps(a[r][d]);  \
+    c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0); \
+    c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1); \
+  }
+    ROWS8(STEP)
+#undef STEP
+  }
+  const __m512 al = _mm512_set1_ps(alpha);
+#define STORE(r)                                      \
+  _mm512_storeu_ps(s[r], _mm512_mul_ps(c##r##0, al)); \
+  _mm512_storeu_ps(s[r] + 16, _mm512_mul_ps(c##r##1, al));
+  ROWS8(STORE)
+#undef STORE
+}
+__attribute__((target("avx512f"), noinline)) void abt_8x32_u4(const float* const* a,
+                                                              const float* panels, int64_t D,
+                                                              float alpha, float* const* s) {
+#define DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
+  ROWS8(DECL)
+#undef DECL
+  const float* second = panels + 16 * D;
+#pragma GCC unroll 4
+  for (int64_t d = 0; d < D; ++d) {
+    const __m512 b0 = _mm512_loadu_ps(panels + d * 16), b1 = _mm512_loadu_ps(second + d * 16);
+#define STEP(r)                                \
+  {                                            \
+    const __m512 x = _mm512_set1_ps(a[r][d]);  \
+    c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0); \
+    c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1); \
+  }
+    ROWS8(STEP)
+#undef STEP
+  }
+  const __m512 al = _mm512_set1_ps(alpha);
+#define STORE(r)                                      \
+  _mm512_storeu_ps(s[r], _mm512_mul_ps(c##r##0, al)); \
+  _mm512_storeu_ps(s[r] + 16, _mm512_mul_ps(c##r##1, al));
+  ROWS8(STORE)
+#undef STORE
+}
 double cpu_seconds() {
   timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -125,7 +178,15 @@ int main() {
     double g3 = best(double(reps) * 4 * 64 * D * 2, [&] {
       for (int64_t i = 0; i < reps; ++i) abt_4x64(a, panels.data(), D, 0.1f, s);
     });
-    std::printf("L1, GFLOP/cpu-s: 8x32 %.1f, 8x32 embedded broadcasts %.1f, 4x64 %.1f\n", g1, g2,
-                g3);
+    double g4 = best(double(reps) * 8 * 32 * D * 2, [&] {
+      for (int64_t i = 0; i < reps; ++i) abt_8x32_u2(a, panels.data(), D, 0.1f, s);
+    });
+    double g5 = best(double(reps) * 8 * 32 * D * 2, [&] {
+      for (int64_t i = 0; i < reps; ++i) abt_8x32_u4(a, panels.data(), D, 0.1f, s);
+    });
+    std::printf(
+        "L1, GFLOP/cpu-s: 8x32 %.1f, 8x32 embedded broadcasts %.1f, 4x64 %.1f, 8x32 unroll2 %.1f, "
+        "unroll4 %.1f\n",
+        g1, g2, g3, g4, g5);
   }
 }
