@@ -1,4 +1,4 @@
-// Three S-kernel shapes on one block in L1, GFLOP per CPU second, one thread (see README):
+// S-kernel variants on one block in L1, GFLOP per CPU second, one thread (see README):
 // 8 x 32 as in the library, the same with each FMA broadcasting its own Q element from memory
 // (inline asm, {1to16}), 4 x 64 (4 panel loads and 4 broadcasts per 16 FMAs), and 8 x 32 with its
 // d loop unrolled 2 and 4 times (fewer scalar loop operations per FMA).
