@@ -137,26 +137,33 @@ void l2norm_bwd(const T* x, T* d, int64_t K) {
 // T = 8192 nor T = 512 (the same bits, bench/results/2026-12-05-cpu-gdn-speed-4): b in 64 x 64
 // blocks each swept by all the row blocks (L1-resident instead of the 64 KB state from L2 per row
 // block), and P, M in 32-row slabs of 6-row blocks instead of 4-row blocks; perf puts the 6 x 64
-// kernel's samples across its FMAs and loads, not on one waiting load.
+// kernel's samples across its FMAs and loads, not on one waiting load. Nor did the column panels
+// outside the row blocks (a 32 KB panel of the state kept in L1): forward 87.7 -> 88.7 ms mean,
+// faster in 2 of 8 rounds (bench/results/2026-12-05-cpu-gdn-speed-6, with other register blocks).
 //
 // `tri` = Tri::inner: a's row i is zero past column i (a lower-triangular a), so a row block sums
 // only j <= its last row. `c_scale` (kernels: `cs`): when accumulating, c is first multiplied by it
 // (one rounding, as a separate pass over c would: the same bits), so that the forward's state decay
 // costs no pass of its own over the 64 KB state (kernel_probe in
 // bench/results/2026-12-05-cpu-gdn-speed-5: 14.46 us with the decay, 14.52 without).
+// A block whose columns fill its last zmm (every 64-column panel of the state products) loads and
+// stores without a mask (kMasked = false): the masked load of b's last 16 columns in every step
+// held the kernel back (X = [K̂; Q̂] S 156-161 -> 169-177 GFLOP/s alone; the Gated DeltaNet
+// forward, fwd_probe T = 8192, best of 6, 4 alternating rounds, 94.7-96.0 -> 91.4-94.6 ms CPU, 4
+// of 4 faster, the same output bits; load 5-7; bench/results/2026-12-05-cpu-gdn-speed-6).
 enum class Tri { none, inner };
 
 #if defined(__AVX2__) && defined(__FMA__)
 constexpr bool kRowKernels = true;
 
-template <int R, int NZ, bool kNegate>
+template <int R, int NZ, bool kNegate, bool kMasked>
 __attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int64_t ars,
                                                             int64_t acs, const float* b,
                                                             int64_t ldb, int64_t nk,
                                                             bool accumulate, float cs, float* c,
                                                             int64_t ldc, __mmask16 last) {
   __mmask16 m[NZ];
-  for (int z = 0; z < NZ; ++z) m[z] = z == NZ - 1 ? last : __mmask16(0xFFFF);
+  for (int z = 0; z < NZ; ++z) m[z] = kMasked && z == NZ - 1 ? last : __mmask16(0xFFFF);
   __m512 s[R][NZ];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -192,10 +199,15 @@ template <int R, int NZ>
 void block_avx512(const float* a, int64_t ars, int64_t acs, bool negate, const float* b,
                   int64_t ldb, int64_t nk, bool accumulate, float cs, float* c, int64_t ldc,
                   __mmask16 last) {
-  if (negate)
-    block_avx512_signed<R, NZ, true>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
+  const bool masked = last != __mmask16(0xFFFF);
+  if (negate && masked)
+    block_avx512_signed<R, NZ, true, true>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
+  else if (negate)
+    block_avx512_signed<R, NZ, true, false>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
+  else if (masked)
+    block_avx512_signed<R, NZ, false, true>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
   else
-    block_avx512_signed<R, NZ, false>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
+    block_avx512_signed<R, NZ, false, false>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
 }
 
 template <int R, int NY>
@@ -324,16 +336,95 @@ void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t 
        c, ldc);
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// One block of 4 rows of the solve on AVX-512, columns [0, 16 NZ) of u (ld V; rows r..r+3 at ur):
+// the rows before the block from memory, then the block's own rows from the registers, each
+// element's chain of FMAs in the same order as the two products it replaces (the same bits): one
+// call per panel instead of a 4-row product and three 1-row ones that stored and reloaded the
+// rows. Gated DeltaNet forward (fwd_probe T = 8192, best of 6, 8 alternating rounds, load 5):
+// 83.5-87.7 -> 81.5-86.3 ms CPU (mean 85.7 -> 84.5), 7 of 8 faster, the same output bits
+// (bench/results/2026-12-05-cpu-gdn-speed-6/ab/07-solve-block.txt).
+template <int NZ, bool kMasked>
+__attribute__((target("avx512f"))) void solve_block4_avx512(const float* A, int64_t C, int64_t r,
+                                                            const float* u, float* ur, int64_t V,
+                                                            __mmask16 last) {
+  __mmask16 m[NZ];
+  for (int z = 0; z < NZ; ++z) m[z] = kMasked && z == NZ - 1 ? last : __mmask16(0xFFFF);
+  __m512 s[4][NZ];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i)
+#pragma GCC unroll 4
+    for (int z = 0; z < NZ; ++z) s[i][z] = _mm512_maskz_loadu_ps(m[z], ur + i * V + 16 * z);
+  const float* Ar = A + r * C;
+  for (int64_t j = 0; j < r; ++j) {
+    __m512 bz[NZ];
+#pragma GCC unroll 4
+    for (int z = 0; z < NZ; ++z) bz[z] = _mm512_maskz_loadu_ps(m[z], u + j * V + 16 * z);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      const __m512 x = _mm512_set1_ps(Ar[i * C + j]);
+#pragma GCC unroll 4
+      for (int z = 0; z < NZ; ++z) s[i][z] = _mm512_fnmadd_ps(x, bz[z], s[i][z]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 1; i < 4; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < i; ++j) {
+      const __m512 x = _mm512_set1_ps(Ar[i * C + r + j]);
+#pragma GCC unroll 4
+      for (int z = 0; z < NZ; ++z) s[i][z] = _mm512_fnmadd_ps(x, s[j][z], s[i][z]);
+    }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i)
+#pragma GCC unroll 4
+    for (int z = 0; z < NZ; ++z) _mm512_mask_storeu_ps(ur + i * V + 16 * z, m[z], s[i][z]);
+}
+
+template <int NZ>
+void solve_block4_panel(const float* A, int64_t C, int64_t r, const float* u, float* ur, int64_t V,
+                        __mmask16 last) {
+  if (last == __mmask16(0xFFFF))
+    solve_block4_avx512<NZ, false>(A, C, r, u, ur, V, last);
+  else
+    solve_block4_avx512<NZ, true>(A, C, r, u, ur, V, last);
+}
+#endif
+
 // u (C x V) := (I + A)⁻¹ u for A's strictly lower part (ld C): the forward substitution
 // u_i −= Σ_{j<i} A_ij u_j, by blocks of 4 rows (the rows before the block in one product, then
-// the block's own rows one by one), in the row kernels' fixed order.
+// the block's own rows one by one; on AVX-512 both in solve_block4_avx512), in the row kernels'
+// fixed order.
 template <class T>
 void solve_unit_lower(int64_t C, int64_t V, const T* A, T* u) {
   if constexpr (!kRowKernels || !std::is_same_v<T, float>) {
     trsm_unit_lower(/*trans=*/false, C, V, A, C, u, V);
   } else {
+    const bool avx512 = cpu_isa() == CpuIsa::avx512;
     for (int64_t r = 0; r < C; r += 4) {
       const int64_t rows = std::min<int64_t>(4, C - r);
+      if (avx512 && rows == 4) {
+        for (int64_t n0 = 0; n0 < V; n0 += 64) {
+          const int64_t w = std::min<int64_t>(64, V - n0), nz = (w + 15) / 16;
+          const __mmask16 last = __mmask16((1u << (w - 16 * (nz - 1))) - 1);
+          const float* un = u + n0;
+          float* ur = u + r * V + n0;
+          switch (nz) {
+            case 4:
+              solve_block4_panel<4>(A, C, r, un, ur, V, last);
+              break;
+            case 3:
+              solve_block4_panel<3>(A, C, r, un, ur, V, last);
+              break;
+            case 2:
+              solve_block4_panel<2>(A, C, r, un, ur, V, last);
+              break;
+            default:
+              solve_block4_panel<1>(A, C, r, un, ur, V, last);
+          }
+        }
+        continue;
+      }
       mul_add(rows, V, r, /*negate=*/true, A + r * C, C, 1, u, V, true, u + r * V, V);
       for (int64_t i = r + 1; i < r + rows; ++i)
         mul_add(int64_t(1), V, i - r, true, A + i * C + r, C, 1, u + r * V, V, true, u + i * V, V);
@@ -458,24 +549,27 @@ void transpose(int64_t C, int64_t K, const float* k, float* kt) {
 
 // P (C x C) = K̂ K̂ᵀ on its strict lower triangle and, when with_M, M = Q̂ K̂ᵀ (C x C, stored right
 // after P) on its lower triangle with the diagonal; the entries past the triangles are left for
-// the caller's mask. In f32 on the row kernels: each block of 4 rows stops at the column of its
-// last row, so at C = 64 the products take 5/8 of the full 2C x C x K (the AVX-512 kernel's
-// columns go by 16): 73.7k -> 67.6k multiply-adds per token and head at K = V = 128, with no
-// OpenBLAS packing. Elsewhere one gemm of [K̂; Q̂] K̂ᵀ. Measured (B = 1, T = 8192, H = 8,
-// K = V = 128, one thread, CPU time, alternating with the one-gemm form, load 9-17): forward
-// 153-161 -> 152-156 ms, within the noise: the forward's time is not in these products (perf:
-// 27% waiting on the rows of q and k in load_chunk, see head_group; 30% in run_chunk's products).
+// the caller's mask. In f32 on the row kernels: each band of 16 rows stops at the column of its
+// last row, so at C = 64 the products take 5/8 of the full 2C x C x K: 73.7k -> 67.6k
+// multiply-adds per token and head at K = V = 128, with no OpenBLAS packing. Bands of 16 rows
+// (6-row blocks, whole zmm of columns: no mask) rather than blocks of 4 rows each stopping at its
+// own last row (the same multiply-adds, as the AVX-512 kernel's columns went by 16, but 4-row
+// blocks with a masked last zmm): Gated DeltaNet forward (fwd_probe T = 8192, best of 6, 6
+// alternating rounds, load 7-8) 86.1-93.4 -> 85.1-89.7 ms CPU (mean 89.9 -> 87.6), 6 of 6 faster,
+// the same output bits (bench/results/2026-12-05-cpu-gdn-speed-6/ab/03-pm-bands-3way.txt).
+// Elsewhere one gemm of [K̂; Q̂] K̂ᵀ. Measured (B = 1, T = 8192, H = 8, K = V = 128, one thread, CPU
+// time, alternating with the one-gemm form, load 9-17): forward 153-161 -> 152-156 ms, within the
+// noise: the forward's time is not in these products (perf: 27% waiting on the rows of q and k in
+// load_chunk, see head_group; 30% in run_chunk's products).
 template <class T>
 void gated_products(int64_t C, int64_t K, const T* k, const T* q, T* kt, T* P, bool with_M) {
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
     transpose(C, K, k, kt);
-    for (int64_t r = 0; r < C; r += 4) {
-      const int64_t rows = std::min<int64_t>(4, C - r);
-      if (r + rows > 1)
-        mul_add(rows, r + rows - 1, K, false, k + r * K, K, 1, kt, C, false, P + r * C, C);
-      if (with_M)
-        mul_add(rows, r + rows, K, false, q + r * K, K, 1, kt, C, false, P + (C + r) * C, C);
+    for (int64_t r = 0; r < C; r += 16) {
+      const int64_t rows = std::min<int64_t>(16, C - r), n = std::min<int64_t>(C, r + 16);
+      mul_add(rows, n, K, false, k + r * K, K, 1, kt, C, false, P + r * C, C);
+      if (with_M) mul_add(rows, n, K, false, q + r * K, K, 1, kt, C, false, P + (C + r) * C, C);
     }
     return;
   }

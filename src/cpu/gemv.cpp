@@ -88,6 +88,13 @@ static_assert(kPrefetchCols * sizeof(bf16) == 64, "one prefetch per 64-byte line
 // when the halves change owner every step (so L2 residency is worth ~20 us of the 60 saved), 57-59
 // with one libgomp region a GEMV and spinning workers, 174-204 with sleeping ones (~5 us a
 // hand-off).
+// One region for the whole decode step instead (the caller runs the step, parallel_for's items go
+// to the region's other thread through atomics, every matrix split): the small preset f32
+// 0.17-0.18 -> 0.10-0.13 ms/token with spinning workers (one run 0.23), but 10 of 15 such runs
+// at load 6-9 took 6-20 ms a token (a guess: two spinning threads need two cores at once), and
+// under OMP_WAIT_POLICY=passive 0.17-0.18 -> 0.16-0.20 (f32), 0.09-0.11 -> 0.11-0.14 (bf16): the
+// worker is woken at the region's start and waited for at its end
+// (bench/results/2026-12-05-cpu-decode-7). Not done.
 constexpr int64_t kParallelBytes = int64_t(1) << 20;
 
 float widen(float w) {
