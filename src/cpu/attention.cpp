@@ -1245,6 +1245,72 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
 
 // ---- Backward -------------------------------------------------------------------------------
 
+#if defined(__AVX2__) && defined(__FMA__)
+// What the backward's block kernel does with its 8 rows after the product (bwd_block8_avx512):
+// one pointer for all of it, so that the loop's row pointers keep their registers (with the
+// epilogue's arrays as separate arguments GCC reloaded a row pointer from the stack each step).
+struct BwdEpilogue {
+  float alpha, scale;
+  const float* shift;  // 8 values, one per row
+  const float* p[8];   // kDs: the block's P rows
+  float* out[8];
+};
+
+template <bool kDs>
+__attribute__((target("avx512f"))) inline __m512 bwd_step_avx512(__m512 c, __m512 alpha,
+                                                                 __m512 shift, __m512 scale,
+                                                                 const float* p) {
+  if constexpr (kDs) {
+    return _mm512_mul_ps(scale, _mm512_mul_ps(_mm512_loadu_ps(p), _mm512_sub_ps(c, shift)));
+  } else {
+    // S rounded before the subtraction, as stored and reloaded by the passes: the empty asm
+    // keeps GCC from contracting the multiply and subtract into one FMA (other bits).
+    __m512 s = _mm512_mul_ps(c, alpha);
+    __asm__("" : "+v"(s));
+    return exp2_ps512(_mm512_sub_ps(s, shift));
+  }
+}
+
+// The backward's two score-shaped products on an 8 x 16·NP block, as abt_block8_avx512 (the same
+// chain of FMAs per element), each with its elementwise step applied in registers before the
+// one store, so that P and dS take no pass of their own over the tile:
+//   kDs = false: out = 2^(alpha·a·panelsᵀ − shift[r]), exp2_shifted's values (P);
+//   kDs = true:  out = scale·(p[r]∘(a·panelsᵀ − shift[r])), the dS loop's values (alpha = 1).
+#define LONGCTX_ROWS8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+template <int NP, bool kDs>
+__attribute__((target("avx512f"))) void bwd_block8_avx512(const float* const* a,
+                                                          const float* panels, int64_t D,
+                                                          const BwdEpilogue& e) {
+#define DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
+  LONGCTX_ROWS8(DECL)
+#undef DECL
+  const float* second = panels + 16 * D;  // the next panel (read only when NP == 2)
+  for (int64_t d = 0; d < D; ++d) {
+    const __m512 b0 = _mm512_loadu_ps(panels + d * 16);
+    const __m512 b1 = NP == 2 ? _mm512_loadu_ps(second + d * 16) : b0;
+#define STEP(r)                                                       \
+  {                                                                   \
+    const __m512 x = _mm512_set1_ps(a[r][d]);                         \
+    c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);                        \
+    if constexpr (NP == 2) c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1); \
+  }
+    LONGCTX_ROWS8(STEP)
+#undef STEP
+  }
+  const __m512 al = _mm512_set1_ps(e.alpha), sc = _mm512_set1_ps(e.scale);
+#define STORE(r)                                                                               \
+  {                                                                                            \
+    const __m512 sh = _mm512_set1_ps(e.shift[r]);                                              \
+    _mm512_storeu_ps(e.out[r], bwd_step_avx512<kDs>(c##r##0, al, sh, sc, e.p[r]));             \
+    if constexpr (NP == 2)                                                                     \
+      _mm512_storeu_ps(e.out[r] + 16, bwd_step_avx512<kDs>(c##r##1, al, sh, sc, e.p[r] + 16)); \
+  }
+  LONGCTX_ROWS8(STORE)
+#undef STORE
+}
+#undef LONGCTX_ROWS8
+#endif
+
 // One (query rows, key rows) tile of the backward: P from lse, then dS (scale folded in), and the
 // three products that use them.
 template <class T>
@@ -1310,6 +1376,8 @@ struct BwdTile {
       key_begin[j] = std::clamp(band.first_query(j0 + j) - i0, int64_t(0), n);
       key_end[j] = std::clamp(band.end_query(j0 + j + 1) - i0, int64_t(0), n);
     }
+    if (fused_products(qt, ldt, dot, k_panels, v_panels, lse + i0, Di + i0, scores, n, nk, capped))
+      return;
     scores.compute(mm, qt, ldt, k + j0 * ldkv, ldkv, n, nk, P, ld, capped ? dcap : nullptr,
                    k_panels, ends);
     for (int64_t r = 0; r < n; ++r) {
@@ -1344,6 +1412,60 @@ struct BwdTile {
       // or dout row) or Di is.
       if (masked) band.mask_row(ds, i0 + r, j0, nk, 0, T(0));
     }
+  }
+
+  // AVX-512, a tile every row of which sees every key, without softcap: P and dS by
+  // bwd_block8_avx512, each 8 x 32 block's S and P then dP and dS one after the other, so the
+  // block's P is in L1 when dS reads it. The same values as the passes in compute (the same
+  // chains, exp2 and dS arithmetic): the same bits. Returns false where it does not apply: a
+  // row that sees no key (lse = −inf; compute sets P = 0) or keys not a multiple of 16.
+  // Measured (nc_probe.cpp, one binary against main's library and this one, alternating, GFLOP
+  // per CPU second, medians of 4 rounds, 2 threads, AVX-512, load 8.7-9.3;
+  // bench/results/2026-12-05-cpu-attention-bwd-3/ab6): B·T = 4096, H = 8, D = 64, non-causal
+  // T = 512 / 1024 / 2048 / 4096 1.015 / 1.027 / 1.022 / 1.051x, causal T = 512 1.010x, T = 4096
+  // 1.036x; the same checksums. The exp is compute (≈ 13 vector operations per 16 scores against
+  // the 5 products' 320 FMAs): what goes is the passes over the tile, not the exp's own time.
+  bool fused_products(const T* qt, int64_t ldq, const T* dot, const T* k_panels, const T* v_panels,
+                      const T* lse, const T* Di, const Scores<T>& scores, int64_t n, int64_t nk,
+                      bool capped) {
+#if defined(__AVX2__) && defined(__FMA__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (masked || capped || !k_panels || !v_panels || !q_rows || nk % 16 != 0 ||
+          cpu_isa() != CpuIsa::avx512)
+        return false;
+      alignas(64) float l2[kBlockQ + 8], di[kBlockQ + 8];
+      for (int64_t r = 0; r < n; ++r) {
+        l2[r] = lse[r] * float(kLog2e);
+        if (l2[r] == -std::numeric_limits<float>::infinity()) return false;
+        di[r] = Di[r];
+      }
+      std::fill(l2 + n, l2 + n + 8, 0.f);
+      std::fill(di + n, di + n + 8, 0.f);
+      const float alpha = float(scores.scale * kLog2e), scale = scores.scale;
+      alignas(64) float sink_p[32], sink_ds[32];  // the padding rows' P and dS
+      const float *qrows[8], *drows[8];
+      BwdEpilogue ep{alpha, 0.f, nullptr, {}, {}}, ed{1.f, scale, nullptr, {}, {}};
+      for (int64_t j0 = 0; j0 < nk; j0 += 32)
+        for (int64_t r = 0; r < n; r += 8) {
+          block_rows<8>(qrows, qt, ldq, r, n, qt);
+          block_rows<8>(drows, dot, ldq, r, n, dot);
+          block_rows<8>(ep.out, P + j0, ld, r, n, static_cast<float*>(sink_p));
+          block_rows<8>(ed.out, dS + j0, ld, r, n, static_cast<float*>(sink_ds));
+          for (int x = 0; x < 8; ++x) ep.p[x] = ed.p[x] = ep.out[x];
+          ep.shift = l2 + r;
+          ed.shift = di + r;
+          if (j0 + 16 < nk) {
+            bwd_block8_avx512<2, false>(qrows, k_panels + j0 * mm.D, mm.D, ep);
+            bwd_block8_avx512<2, true>(drows, v_panels + j0 * mm.D, mm.D, ed);
+          } else {
+            bwd_block8_avx512<1, false>(qrows, k_panels + j0 * mm.D, mm.D, ep);
+            bwd_block8_avx512<1, true>(drows, v_panels + j0 * mm.D, mm.D, ed);
+          }
+        }
+      return true;
+    }
+#endif
+    return false;
   }
 
   // c (nk x D, ld ldc) += wᵀ·x for the tile w (P or dS; n x nk) and x the tile's n rows of dO or
