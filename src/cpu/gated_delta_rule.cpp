@@ -746,7 +746,7 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     // K = V = 128, one thread, CPU time, alternating with the library before, load 4-5,
     // bench/results/2026-12-05-cpu-gdn-speed-7): exp_array 2.5-2.7% -> 1.4-1.6% of perf's samples;
     // forward (fwd_probe, best of 6) mean 86.8 -> 85.8 ms (-1.2%), faster in 11 of 12 rounds
-    // (18 of 24 over three runs, one of them beside a build: -0.8 to -1.2% each);
+    // (18 of 24 over three runs: -1.2%, -0.8%, -1.2%);
     // bench_gdn forward 89.7/93.4/91.3 -> 87.7/92.7/85.6 ms, 4.8-4.9x -> 5.0-5.1x the token loop.
     for (int64_t i = 0; i < C; ++i) {
       for (int64_t j = 0; j < i; ++j) seg[j] += g[i];
