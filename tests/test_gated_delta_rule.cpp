@@ -148,6 +148,10 @@ const std::vector<GdrCase> kCases = {
     // (ρ ⊙ K̂)ᵀ has both strides 1 (the f64 DGEMM call once refused it).
     {"head_dim_k1", {1, 40, 1, 2, 1, 8}, Gate::head, true, true, 64},
     {"kda_head_dim_k1_raw_qk", {2, 33, 1, 2, 1, 4}, Gate::channel, false, true, 64},
+    // V = 1: the row kernels' narrowest panel (one column, masked); V = 100: a full 64-column
+    // panel (its loads unmasked) and a partial second one.
+    {"value_dim_1", {1, 37, 1, 2, 16, 1}, Gate::head, true, true, 16},
+    {"value_dim_100", {1, 70, 1, 1, 32, 100}, Gate::head, true, true, 64},
 };
 
 // The forward, and the backward with and without dfinal_state, against the reference on inputs
@@ -389,35 +393,45 @@ INSTANTIATE_TEST_SUITE_P(Backends, GatedDeltaRuleDeterminism, testing::ValuesIn(
                          });
 
 // The CPU forward's row kernels (AVX-512 when the CPU has it, else AVX2; src/cpu/isa.h) sum each
-// element in the same order: the two give the same bits. K and V not multiples of 16 (the
+// element in the same order: the two give the same bits. First K and V not multiples of 16 (the
 // kernels' masked last columns), a chunk not a multiple of their 4-row blocks, a partial last
-// chunk; the backward recomputes its states with the same products.
+// chunk; then a chunk of 64 (the products of P and M in whole 16-row bands) with V = 100 (an
+// unmasked 64-column panel, a masked one of 36) and a partial last chunk of 22 tokens. The
+// backward recomputes its states with the same products.
 TEST(GatedDeltaRuleIsa, Avx2AndAvx512KernelsAreBitwiseEqual) {
   if (cpu::cpu_isa() != cpu::CpuIsa::avx512) GTEST_SKIP() << "no AVX-512 on this CPU";
   Context& ctx = context_for(Device::cpu());
   const DType dt = DType::f32;
-  for (const Gate gate : {Gate::head, Gate::channel}) {
-    SCOPED_TRACE(gate == Gate::head ? "per head" : "per channel");
-    Rng rng(11);
-    const Shapes s{2, 83, 2, 2, 40, 24};
-    const ref::GatedDeltaRuleRefs r =
-        make_refs(s, gate, /*l2norm=*/true, /*h0=*/true, Decay::typical, 0, rng, dt);
-    const GatedDeltaRuleInputs in = tensors_of(r, dt, Device::cpu());
-    const Tensor dout = from_ref(rounded(random_ref(r.v.shape, rng), dt), dt, Device::cpu());
-    std::vector<Tensor> runs[2];
-    for (int capped = 0; capped < 2; ++capped) {
-      cpu::set_cpu_isa_cap(capped ? cpu::CpuIsa::avx2 : cpu::CpuIsa::avx512);
-      Tensor out = poisoned(r.v.shape, dt, Device::cpu(), &ctx);
-      Tensor fin = poisoned(r.h0.shape, dt, Device::cpu(), &ctx);
-      gated_delta_rule_fwd(ctx, out, fin, in, {0, true, 30});
-      const GatedDeltaRuleGrads gr = poisoned_grads(in, ctx);
-      gated_delta_rule_bwd(ctx, gr, dout, Tensor(), in, {0, true, 30});
-      runs[capped] = {out, fin, gr.dq, gr.dk, gr.dv, gr.dg, gr.dbeta, gr.dinitial_state};
+  struct ShapeChunk {
+    Shapes s;
+    int64_t chunk;
+  };
+  for (const ShapeChunk& sc :
+       {ShapeChunk{{2, 83, 2, 2, 40, 24}, 30}, ShapeChunk{{1, 150, 1, 2, 32, 100}, 64}})
+    for (const Gate gate : {Gate::head, Gate::channel}) {
+      SCOPED_TRACE(gate == Gate::head ? "per head" : "per channel");
+      SCOPED_TRACE("chunk " + std::to_string(sc.chunk));
+      Rng rng(11);
+      const Shapes& s = sc.s;
+      const ref::GatedDeltaRuleRefs r =
+          make_refs(s, gate, /*l2norm=*/true, /*h0=*/true, Decay::typical, 0, rng, dt);
+      const GatedDeltaRuleInputs in = tensors_of(r, dt, Device::cpu());
+      const Tensor dout = from_ref(rounded(random_ref(r.v.shape, rng), dt), dt, Device::cpu());
+      std::vector<Tensor> runs[2];
+      for (int capped = 0; capped < 2; ++capped) {
+        cpu::set_cpu_isa_cap(capped ? cpu::CpuIsa::avx2 : cpu::CpuIsa::avx512);
+        Tensor out = poisoned(r.v.shape, dt, Device::cpu(), &ctx);
+        Tensor fin = poisoned(r.h0.shape, dt, Device::cpu(), &ctx);
+        gated_delta_rule_fwd(ctx, out, fin, in, {0, true, sc.chunk});
+        const GatedDeltaRuleGrads gr = poisoned_grads(in, ctx);
+        gated_delta_rule_bwd(ctx, gr, dout, Tensor(), in, {0, true, sc.chunk});
+        runs[capped] = {out, fin, gr.dq, gr.dk, gr.dv, gr.dg, gr.dbeta, gr.dinitial_state};
+      }
+      cpu::set_cpu_isa_cap(cpu::CpuIsa::avx512);
+      const char* names[] = {"out", "final_state", "dq",    "dk",
+                             "dv",  "dg",          "dbeta", "dinitial_state"};
+      for (size_t i = 0; i < runs[0].size(); ++i) expect_equal(runs[0][i], runs[1][i], names[i]);
     }
-    cpu::set_cpu_isa_cap(cpu::CpuIsa::avx512);
-    const char* names[] = {"out", "final_state", "dq", "dk", "dv", "dg", "dbeta", "dinitial_state"};
-    for (size_t i = 0; i < runs[0].size(); ++i) expect_equal(runs[0][i], runs[1][i], names[i]);
-  }
 }
 
 // ---- Packed variable-length batches -------------------------------------------------------------

@@ -145,6 +145,38 @@ TEST(LinearCpu, DbiasDoesNotDependOnThreadCount) {
   expect_equal(db1, db2, "dbias, 1 vs 2 threads");
 }
 
+// dweight is split between threads by rows of x and dout (each thread's partial sum added after)
+// while the other threads' partials fit a bound (src/cpu/linear.cpp), else by its own rows: both
+// against the reference at 1, 3 and 8 threads, with fewer rows than threads too.
+TEST(LinearCpu, GradientsAtAnyThreadCount) {
+  struct Shape3 {
+    int64_t M, Cin, Cout;
+  };
+  // 7 x 600 x 520 floats of partials at 8 threads: past the bound (8 MiB), so its rows are split.
+  for (const Shape3 s : {Shape3{70, 33, 20}, Shape3{5, 16, 24}, Shape3{9, 520, 600}}) {
+    Rng rng(11);
+    const Ref x = random_ref({s.M, s.Cin}, rng), w = random_ref({s.Cout, s.Cin}, rng, -0.5, 0.5);
+    const Ref dout = random_ref({s.M, s.Cout}, rng);
+    const Tensor xt = from_ref(x, DType::f32, Device::cpu()),
+                 wt = from_ref(w, DType::f32, Device::cpu()),
+                 doutt = from_ref(dout, DType::f32, Device::cpu());
+    const auto exact = ref::linear_bwd<Oracle>(dout, x, w, no_round);
+    const auto naive = ref::linear_bwd<float>(dout, x, w, rounding_for(DType::f32));
+    for (const int threads : {1, 3, 8}) {
+      Context ctx(Device::cpu(), threads);
+      Tensor dx = poisoned({s.M, s.Cin}, DType::f32, Device::cpu(), &ctx);
+      Tensor dw = poisoned({s.Cout, s.Cin}, DType::f32, Device::cpu(), &ctx);
+      linear_bwd(ctx, dx, dw, Tensor(), doutt, xt, wt);
+      const std::string at = std::to_string(s.M) + " rows, " + std::to_string(threads) + " threads";
+      expect_close_2x(dx, exact.dx, naive.dx, DType::f32, "dx, " + at);
+      expect_close_2x(dw, exact.dweight, naive.dweight, DType::f32, "dweight, " + at);
+      Tensor dw_only = poisoned({s.Cout, s.Cin}, DType::f32, Device::cpu(), &ctx);
+      linear_bwd(ctx, Tensor(), dw_only, Tensor(), doutt, xt, wt);
+      expect_equal(dw_only, dw, "dweight alone, " + at);
+    }
+  }
+}
+
 // Caps the CPU kernels' ISA for its lifetime (src/cpu/isa.h).
 struct IsaCap {
   explicit IsaCap(cpu::CpuIsa cap) { cpu::set_cpu_isa_cap(cap); }

@@ -136,8 +136,9 @@ void l2norm_bwd(const T* x, T* d, int64_t K) {
 // rows only moved the wait from load_chunk into the products. Two blockings measured no gain at
 // T = 8192 nor T = 512 (the same bits, bench/results/2026-12-05-cpu-gdn-speed-4): b in 64 x 64
 // blocks each swept by all the row blocks (L1-resident instead of the 64 KB state from L2 per row
-// block), and P, M in 32-row slabs of 6-row blocks instead of 4-row blocks; perf puts the 6 x 64
-// kernel's samples across its FMAs and loads, not on one waiting load. Nor did the column panels
+// block), and P, M in 32-row slabs of 6-row blocks instead of 4-row blocks (then every block's
+// last zmm still loaded through a mask; see gated_products for the bands since); perf puts the 6 x
+// 64 kernel's samples across its FMAs and loads, not on one waiting load. Nor did the column panels
 // outside the row blocks (a 32 KB panel of the state kept in L1): forward 87.7 -> 88.7 ms mean,
 // faster in 2 of 8 rounds (bench/results/2026-12-05-cpu-gdn-speed-6, with other register blocks).
 //
@@ -337,7 +338,8 @@ void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t 
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-// One block of 4 rows of the solve on AVX-512, columns [0, 16 NZ) of u (ld V; rows r..r+3 at ur):
+// One block of 4 rows of the solve on AVX-512, one panel of u's columns (NZ zmm, the last masked
+// by `last` when kMasked; ld V; rows r..r+3 at ur):
 // the rows before the block from memory, then the block's own rows from the registers, each
 // element's chain of FMAs in the same order as the two products it replaces (the same bits): one
 // call per panel instead of a 4-row product and three 1-row ones that stored and reloaded the
@@ -549,14 +551,16 @@ void transpose(int64_t C, int64_t K, const float* k, float* kt) {
 
 // P (C x C) = K̂ K̂ᵀ on its strict lower triangle and, when with_M, M = Q̂ K̂ᵀ (C x C, stored right
 // after P) on its lower triangle with the diagonal; the entries past the triangles are left for
-// the caller's mask. In f32 on the row kernels: each band of 16 rows stops at the column of its
-// last row, so at C = 64 the products take 5/8 of the full 2C x C x K: 73.7k -> 67.6k
-// multiply-adds per token and head at K = V = 128, with no OpenBLAS packing. Bands of 16 rows
-// (6-row blocks, whole zmm of columns: no mask) rather than blocks of 4 rows each stopping at its
-// own last row (the same multiply-adds, as the AVX-512 kernel's columns went by 16, but 4-row
-// blocks with a masked last zmm): Gated DeltaNet forward (fwd_probe T = 8192, best of 6, 6
-// alternating rounds, load 7-8) 86.1-93.4 -> 85.1-89.7 ms CPU (mean 89.9 -> 87.6), 6 of 6 faster,
-// the same output bits (bench/results/2026-12-05-cpu-gdn-speed-6/ab/03-pm-bands-3way.txt).
+// the caller's mask. In f32 on the row kernels: each band of rows runs through its last row's
+// column (the diagonal), so at C = 64 the products take 5/8 of the full 2C x C x K: 73.7k -> 67.6k
+// multiply-adds per token and head at K = V = 128, with no OpenBLAS packing. On AVX-512 bands of
+// 16 rows (6-row blocks; at C a multiple of 16 whole zmm of columns, no mask), on AVX2 of 4 (its
+// columns go by 8: 16-row bands would add 11% multiply-adds at C = 64). AVX-512's 4-row bands did
+// the same multiply-adds (columns by 16) with a masked last zmm in every block; the 16-row ones:
+// Gated DeltaNet forward (fwd_probe T = 8192, best of 6, 6 alternating rounds, load 7-8)
+// 86.1-93.4 -> 85.1-89.7 ms CPU (mean 89.9 -> 87.6), 6 of 6 faster, the same output bits
+// (bench/results/2026-12-05-cpu-gdn-speed-6/ab/03-pm-bands-3way.txt). The gain is the mask gone:
+// 32-row slabs, measured before full panels loaded without one (see mul_add), gained nothing.
 // Elsewhere one gemm of [K̂; Q̂] K̂ᵀ. Measured (B = 1, T = 8192, H = 8, K = V = 128, one thread, CPU
 // time, alternating with the one-gemm form, load 9-17): forward 153-161 -> 152-156 ms, within the
 // noise: the forward's time is not in these products (perf: 27% waiting on the rows of q and k in
@@ -566,8 +570,9 @@ void gated_products(int64_t C, int64_t K, const T* k, const T* q, T* kt, T* P, b
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
     transpose(C, K, k, kt);
-    for (int64_t r = 0; r < C; r += 16) {
-      const int64_t rows = std::min<int64_t>(16, C - r), n = std::min<int64_t>(C, r + 16);
+    const int64_t band = cpu_isa() == CpuIsa::avx512 ? 16 : 4;
+    for (int64_t r = 0; r < C; r += band) {
+      const int64_t rows = std::min<int64_t>(band, C - r), n = std::min<int64_t>(C, r + band);
       mul_add(rows, n, K, false, k + r * K, K, 1, kt, C, false, P + r * C, C);
       if (with_M) mul_add(rows, n, K, false, q + r * K, K, 1, kt, C, false, P + (C + r) * C, C);
     }

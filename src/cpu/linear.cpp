@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <optional>
 #include <type_traits>
+#include <vector>
 
 #include "src/core/dispatch.h"
 #include "src/cpu/blas.h"
@@ -16,7 +17,10 @@ namespace longctx::cpu {
 
 namespace {
 constexpr int64_t kColumnBlock = 64;  // dbias columns per work item: 256 contiguous bytes a row
-}
+// The most linear_bwd keeps for the other threads' partial dweights (its split by rows): a bound
+// on the memory, not a tuned size; a larger weight has its rows split between the threads.
+constexpr int64_t kMaxPartialBytes = int64_t(8) << 20;
+}  // namespace
 
 void linear_fwd(const Context& ctx, const LinearArgs& args) {
   if (args.weight_dtype == DType::bf16) return linear_fwd_bf16_weight(ctx, args);  // gemv.cpp
@@ -100,9 +104,8 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
     }
     if (dweight && M == 0) std::fill(dweight, dweight + Cout * Cin, T(0));
     if (M == 0) return;
-    // One parallel region of single-threaded GEMMs, not two OpenBLAS-threaded ones: dx in row
-    // blocks and dweight in blocks of its rows (the same FLOPs each, so every thread gets an
-    // equal share), each block's products in the same order for a given thread count. OpenBLAS's
+    // One parallel region of single-threaded GEMMs, not two OpenBLAS-threaded ones, each
+    // block's products in the same order for a given thread count. OpenBLAS's
     // threaded GEMM makes its threads wait for each other inside every call, spinning on
     // sched_yield (its level-3 driver), so on a shared machine a descheduled thread costs the
     // other one its time slice in CPU time and both in wall time. The hybrid preset's five
@@ -118,25 +121,66 @@ void linear_bwd(const Context& ctx, const LinearArgs& args) {
     std::optional<SmallKWeight> packed;
     if constexpr (std::is_same_v<T, float>)
       if (dx && use_small_k_gemm(M, Cin, Cout)) packed.emplace(Cin, Cout, w, true, nullptr);
+    // dx rows [m0, m1) = dout rows [m0, m1) @ weight, on the calling thread
+    auto dx_rows = [&](int64_t m0, int64_t m1) {
+      if constexpr (std::is_same_v<T, float>)
+        if (packed) return packed->rows(dy, m0, m1, dx);
+      if (m1 > m0)
+        gemm(/*trans_a=*/false, /*trans_b=*/false, m1 - m0, Cin, Cout, T(1), dy + m0 * Cout, Cout,
+             w, Cin, T(0), dx + m0 * Cin, Cin);
+    };
     const int64_t parts = ctx.cpu_threads();
-    const int64_t dx_items = dx ? parts : 0, items = dx_items + (dweight ? parts : 0);
-    parallel_for(ctx, items, [&](int64_t item) {
-      if (item < dx_items) {
-        // dx rows [m0, m1) = dout rows [m0, m1) @ weight
-        const int64_t m0 = M * item / parts, m1 = M * (item + 1) / parts;
-        if constexpr (std::is_same_v<T, float>)
-          if (packed) return packed->rows(dy, m0, m1, dx);
-        if (m1 > m0)
-          gemm(/*trans_a=*/false, /*trans_b=*/false, m1 - m0, Cin, Cout, T(1), dy + m0 * Cout, Cout,
-               w, Cin, T(0), dx + m0 * Cin, Cin);
-      } else {
-        // dweight rows [c0, c1) = dout^T rows [c0, c1) (columns of dout) @ x
-        const int64_t part = item - dx_items;
-        const int64_t c0 = Cout * part / parts, c1 = Cout * (part + 1) / parts;
-        if (c1 > c0)
-          gemm(/*trans_a=*/true, /*trans_b=*/false, c1 - c0, Cin, M, T(1), dy + c0, Cout, x, Cin,
-               T(0), dweight + c0 * Cin, Cin);
-      }
+    if (dweight && parts > 1 && (parts - 1) * Cout * Cin * int64_t(sizeof(T)) <= kMaxPartialBytes) {
+      // Each thread its block of rows of both products: dx's rows and its partial dweight over
+      // those rows (thread 0's into dweight, the others' into `partials`), then the partials
+      // added to dweight in thread order, by blocks of its rows. So x and dout are each read and
+      // packed by one thread, not x by every thread (dweight split by its rows, below), and the
+      // threads' halves cost the same. The llama preset's 29 calls of a training step at
+      // M = 4096, 2 threads, busy time by each thread's CPU clock, load 6-9, 6 runs alternating
+      // (bench/results/2026-12-05-cpu-llama-step-2, splitk-regions-1.txt): the slower thread's
+      // time summed 68.5-74.2 -> 62.7-66.8 ms a step (0.89-0.94 in each pair), both threads'
+      // 133.8-144.7 -> 122.7-129.6.
+      thread_local std::vector<T> kept;  // the calling thread's, kept: the same shapes every step
+      kept.resize(std::max<size_t>(kept.size(), size_t((parts - 1) * Cout * Cin)));
+      T* const partials = kept.data();  // a name in the workers' code would be their own
+      parallel_for_then(
+          ctx, parts,
+          [&](int64_t part) {
+            const int64_t m0 = M * part / parts, m1 = M * (part + 1) / parts;
+            if (dx) dx_rows(m0, m1);
+            T* dw = part == 0 ? dweight : partials + (part - 1) * Cout * Cin;
+            if (m1 == m0) return std::fill(dw, dw + Cout * Cin, T(0));
+            // dw = dout rows [m0, m1)^T @ x rows [m0, m1)
+            gemm(/*trans_a=*/true, /*trans_b=*/false, Cout, Cin, m1 - m0, T(1), dy + m0 * Cout,
+                 Cout, x + m0 * Cin, Cin, T(0), dw, Cin);
+          },
+          (Cout + kColumnBlock - 1) / kColumnBlock,
+          [&](int64_t block) {
+            const int64_t i0 = block * kColumnBlock * Cin,
+                          i1 = std::min(Cout, (block + 1) * kColumnBlock) * Cin;
+            for (int64_t t = 1; t < parts; ++t) {
+              const T* p = partials + (t - 1) * Cout * Cin;
+              for (int64_t i = i0; i < i1; ++i) dweight[i] += p[i];
+            }
+          });
+      return;
+    }
+    // Thread t runs dx's block t and dweight's block t (the static schedule hands each thread
+    // `kinds` consecutive items), not half the threads all of dx and the others all of dweight:
+    // dx by small_k_gemm.h's kernel takes 0.5-0.75 of dweight's OpenBLAS time, and the threads
+    // holding dx then waited. Measured before the split by rows above existed, on the llama
+    // preset's 29 calls of a step at M = 4096 (2 threads, each thread's busy time by its CPU clock,
+    // load 5.5; bench/results/2026-12-05-cpu-llama-step-2, linear-bwd-busy-1.txt): the slower
+    // thread's time summed 82.8-83.4 -> 68.5-68.8 ms, both threads' 133.5 -> 134.6 ms.
+    const int64_t kinds = (dx ? 1 : 0) + (dweight ? 1 : 0);
+    parallel_for(ctx, parts * kinds, [&](int64_t item) {
+      const int64_t part = item / kinds;
+      if (dx && item % kinds == 0) return dx_rows(M * part / parts, M * (part + 1) / parts);
+      // dweight rows [c0, c1) = dout^T rows [c0, c1) (columns of dout) @ x
+      const int64_t c0 = Cout * part / parts, c1 = Cout * (part + 1) / parts;
+      if (c1 > c0)
+        gemm(/*trans_a=*/true, /*trans_b=*/false, c1 - c0, Cin, M, T(1), dy + c0, Cout, x, Cin,
+             T(0), dweight + c0 * Cin, Cin);
     });
   });
 }

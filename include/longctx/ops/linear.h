@@ -27,7 +27,9 @@ void linear_fwd(const Context& ctx, const Tensor& out, const Tensor& x, const Te
 
 // Each gradient is optional (an undefined Tensor is not computed) and overwritten when given:
 //   dx = dout @ weight,  dweight = dout^T @ x,  dbias = sum over rows of dout.
-// dbias is reduced in a fixed order on both backends, so it does not depend on the thread count.
+// dbias is reduced in a fixed order on both backends, so it does not depend on the thread count;
+// the CPU's dweight is a sum of per-thread partials over blocks of rows, added in thread order:
+// the same bits for a given thread count, rounded differently at another.
 void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
                 const Tensor& dout, const Tensor& x, const Tensor& weight);
 
