@@ -748,11 +748,11 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     // that are exponentials have the same bits as before. The GDN tests' largest error against
     // the 2x rule's allowance, per case and output, moved both ways (mean 0.368 -> 0.368 of the
     // allowance over 284, the worst 0.958 unchanged). Measured (B = 1, T = 8192, H = 8,
-    // K = V = 128, one thread, CPU time, alternating with the library before, load 4-5,
+    // K = V = 128, one thread, CPU time, alternating with the library before,
     // bench/results/2026-12-05-cpu-gdn-speed-7): exp_array 2.5-2.7% -> 1.4-1.6% of perf's samples;
-    // forward (fwd_probe, best of 6) mean 86.8 -> 85.8 ms (-1.2%), faster in 11 of 12 rounds
-    // (18 of 24 over three runs: -1.2%, -0.8%, -1.2%);
-    // bench_gdn forward 89.7/93.4/91.3 -> 87.7/92.7/85.6 ms, 4.8-4.9x -> 5.0-5.1x the token loop.
+    // forward (fwd_probe, best of 6) -1.2%, -0.8%, -1.2% in three runs at load 4-5 (faster in 18
+    // of 24 rounds) and 83.7 -> 82.1 ms (-2.0%, 8 of 8) at load 1.7-2.0; bench_gdn forward
+    // 4.8-5.0x -> 4.9-5.4x the token loop (6 rounds, 82.5-93.4 -> 80.8-92.7 ms).
     for (int64_t i = 0; i < C; ++i) {
       for (int64_t j = 0; j < i; ++j) seg[j] += g[i];
       seg[i] = T(0);
