@@ -1355,6 +1355,36 @@ void store_out(int64_t n, int64_t V, const T* W, const T* Xq, const T* gam, T sc
   }
 }
 
+// Reads the q, k and v rows of a head group's chunk (value heads [hv0, hv0 + G), positions
+// [p0, p0 + n)) once, one load per 64-byte line in address order, before load_chunk and the
+// products read them head by head. A position's rows of the group's heads lie together (G K
+// floats of q and of k, G V of v), so this pass streams each row's lines in one run, where
+// the heads' own reads take G K / G V of them at a time, a page apart. Measured (B = 1,
+// T = 8192, H = 8, K = V = 128, one thread, CPU time, fwd_probe alternating with the branch
+// without it, bench/results/2026-12-05-cpu-gdn-speed-7/ab2, ab3): q and k rows only, 83.0 -> 81.4
+// ms (-2.0%, 6 of 8 rounds) and 83.8 -> 82.0 (-2.2%, 11 of 12) at load 1.0-1.2; with v's rows
+// too (this), 82.6 -> 80.8 ms (-2.2%, 10 of 10; q and k only 81.0 in the same rounds), then as
+// committed 82.8 -> 80.4 ms (-2.9%, 10 of 10, load 0.9); bench_gdn forward 84.7/84.5/81.5 ->
+// 81.6/80.9/76.7 ms, 4.8-4.9x -> 5.1-5.4x the token loop. The same bits. KDA's forward was
+// slower with it (133.4 -> 136.1 ms, +2.0%, faster in 2 of 8, ab3/10), so it runs only for
+// Gated DeltaNet. (Software prefetches of the next chunk or head, speed-2..5, gained nothing;
+// perhaps because a prefetch may be dropped where a load may not: not measured.)
+template <class T>
+void read_group_rows(const Ptrs<T>& x, int64_t hv0, int64_t G, int64_t p0, int64_t n) {
+  const int64_t step = 64 / int64_t(sizeof(T));
+  const int64_t wqk = std::max<int64_t>(G / x.R, 1) * x.K, wv = G * x.V;
+  T acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T* kr = x.k_row(p0 + i, hv0);
+    const T* qr = x.q_row(p0 + i, hv0);
+    const T* vr = x.v + x.v_at(p0 + i, hv0);
+    for (int64_t c = 0; c < wqk; c += step) acc += kr[c] + qr[c];
+    for (int64_t c = 0; c < wv; c += step) acc += vr[c];
+  }
+  volatile T sink = acc;  // a volatile access is observable: the loads and the sum stay
+  (void)sink;
+}
+
 // The Gated DeltaNet forward's chunk (scalar gate), from the state S (K x V; zeros when
 // `zero_state`) loaded by load_chunk(…, scalar_fwd): the same quantities as run_chunk's, in an
 // order that needs no copy of v and no γ-scaled rows:
@@ -1427,6 +1457,8 @@ void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
       }
       for (int64_t t0 = 0; t0 < L; t0 += C) {
         const int64_t n = std::min(C, L - t0), p0 = begin + t0;
+        if (x.Kg == 1)
+          read_group_rows(x, hv0, G, p0, n);  // not KDA's: slower there, see its comment
         for (int64_t h = 0; h < G; ++h) {
           const int64_t hv = hv0 + h, item = s * HV + hv;
           T* S = fin ? fin + item * KV : sc.S.data() + h * KV;
