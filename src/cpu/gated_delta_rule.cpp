@@ -1367,8 +1367,10 @@ void store_out(int64_t n, int64_t V, const T* W, const T* Xq, const T* gam, T sc
 // committed 82.8 -> 80.4 ms (-2.9%, 10 of 10, load 0.9); bench_gdn forward 84.7/84.5/81.5 ->
 // 81.6/80.9/76.7 ms, 4.8-4.9x -> 5.1-5.4x the token loop. The same bits. KDA's forward was
 // slower with it (133.4 -> 136.1 ms, +2.0%, faster in 2 of 8, ab3/10), so it runs only for
-// Gated DeltaNet. (Software prefetches of the next chunk or head, speed-2..5, gained nothing;
-// perhaps because a prefetch may be dropped where a load may not: not measured.)
+// Gated DeltaNet; as committed, 84.0 -> 83.7 ms (-0.4%, 4 of 6) and 83.3 -> 81.4 (-2.3%, 7 of 10;
+// the version for both 81.2 in the same rounds, ab3/11, ab3/12). (Software prefetches of the next
+// chunk or head, speed-2..5, gained nothing; perhaps because a prefetch may be dropped where a load
+// may not: not measured.)
 template <class T>
 void read_group_rows(const Ptrs<T>& x, int64_t hv0, int64_t G, int64_t p0, int64_t n) {
   const int64_t step = 64 / int64_t(sizeof(T));
