@@ -1368,7 +1368,9 @@ void store_out(int64_t n, int64_t V, const T* W, const T* Xq, const T* gam, T sc
 // 81.6/80.9/76.7 ms, 4.8-4.9x -> 5.1-5.4x the token loop. The same bits. KDA's forward was
 // slower with it (133.4 -> 136.1 ms, +2.0%, faster in 2 of 8, ab3/10), so it runs only for
 // Gated DeltaNet; as committed, 84.0 -> 83.7 ms (-0.4%, 4 of 6) and 83.3 -> 81.4 (-2.3%, 7 of 10;
-// the version for both 81.2 in the same rounds, ab3/11, ab3/12). (Software prefetches of the next
+// the version for both 81.2 in the same rounds, ab3/11, ab3/12); with E's factoring, against
+// the library before both, 86.5 -> 83.8 ms (-3.1%, 9 of 10, ab4/13), but bench_gdn in the same
+// minutes 85.7-88.0 -> 84.9-88.3 ms (ab4: no gain seen there). (Software prefetches of the next
 // chunk or head, speed-2..5, gained nothing; perhaps because a prefetch may be dropped where a load
 // may not: not measured.)
 template <class T>
