@@ -130,6 +130,15 @@ const std::vector<GdrCase> kCases = {
      true,
      64,
      Decay::extreme},
+    // The same for Gated DeltaNet: the CPU forms the pairs of its chunks' E left of a block of 16
+    // rows as E_ir E_rj (load_chunk): three blocks with pairs left of them.
+    {"chunk64_decays_near_0_and_1",
+     {1, 300, 1, 2, 32, 8},
+     Gate::head,
+     true,
+     true,
+     64,
+     Decay::extreme},
     {"long_64k", {1, 65536, 1, 2, 16, 8}, Gate::head, true, true, 32, Decay::extreme},
     {"kda_long_64k", {1, 65536, 1, 1, 16, 8}, Gate::channel, true, true, 32, Decay::extreme},
     // An output of >= 8 MB, which the CPU forward writes by non-temporal stores (store_rows in

@@ -462,7 +462,7 @@ struct Ptrs {
   int64_t g_at(int64_t p, int64_t hv) const { return (p * HV + hv) * Kg; }
 };
 
-// KDA's E by blocks of kEBlock rows (see load_chunk).
+// E by blocks of kEBlock rows (KDA and Gated DeltaNet, see load_chunk).
 constexpr int64_t kEBlock = 16;
 
 // One chunk of one (sequence, value head), in the forms the products need (see the file
@@ -739,12 +739,34 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   }
   T* seg = ch.seg.data();
   if (Kg == 1) {
-    // E row by row: E_ij = E_(i-1)j + g_i (j < i) before the exponential, kept in seg (the
-    // segment sums of row i).
+    // E row by row from the segment sums of row i, kept in seg (seg_j += g_i for j < i). The
+    // exponential only where the pair's segment lies within row i's block of kEBlock rows or starts
+    // at r, the row before the block, and for every pair of the rows that end a block (the r of
+    // the next block): the other pairs as E_ij = E_ir E_rj (j < r), KDA's factoring, both factors
+    // exponentials, so at most one rounding more than the exponential of the segment sum and
+    // never a chain of products. 638 exponentials per chunk at C = 64 instead of 2080; the pairs
+    // that are exponentials have the same bits as before. The GDN tests' largest error against
+    // the 2x rule's allowance, per case and output, moved both ways (mean 0.368 -> 0.368 of the
+    // allowance over 284, the worst 0.958 unchanged). Measured (B = 1, T = 8192, H = 8,
+    // K = V = 128, one thread, CPU time, alternating with the library before,
+    // bench/results/2026-12-05-cpu-gdn-speed-7): exp_array 2.5-2.7% -> 1.4-1.6% of perf's samples;
+    // forward (fwd_probe, best of 6) -1.2%, -0.8%, -1.2% in three runs at load 4-5 (faster in 18
+    // of 24 rounds) and 83.7 -> 82.1 ms (-2.0%, 8 of 8) at load 1.7-2.0; bench_gdn forward
+    // 4.8-5.0x -> 4.9-5.4x the token loop (6 rounds, 82.5-93.4 -> 80.8-92.7 ms).
     for (int64_t i = 0; i < C; ++i) {
       for (int64_t j = 0; j < i; ++j) seg[j] += g[i];
       seg[i] = T(0);
-      exp_array(ch.e_at(i, 0), seg, i + 1);
+      T* ei = ch.e_at(i, 0);
+      const int64_t r = i / kEBlock * kEBlock - 1;  // the row before i's block (-1: none)
+      const bool ends_block = i % kEBlock == kEBlock - 1 && i + 1 < C;  // some later row's r
+      if (r < 0 || ends_block) {
+        exp_array(ei, seg, i + 1);
+        continue;
+      }
+      exp_array(ei + r, seg + r, i + 1 - r);
+      const T eir = ei[r];
+      const T* er = ch.e_at(r, 0);
+      for (int64_t j = 0; j < r; ++j) ei[j] = eir * er[j];
     }
   } else {
     // KDA: K decays per pair. Only the pairs the products read are formed: in each row those
@@ -1333,6 +1355,40 @@ void store_out(int64_t n, int64_t V, const T* W, const T* Xq, const T* gam, T sc
   }
 }
 
+// Reads the q, k and v rows of a head group's chunk (value heads [hv0, hv0 + G), positions
+// [p0, p0 + n)) once, one load per 64-byte line in address order, before load_chunk and the
+// products read them head by head. A position's rows of the group's heads lie together (G K
+// floats of q and of k, G V of v), so this pass streams each row's lines in one run, where
+// the heads' own reads take G K / G V of them at a time, a page apart. Measured (B = 1,
+// T = 8192, H = 8, K = V = 128, one thread, CPU time, fwd_probe alternating with the branch
+// without it, bench/results/2026-12-05-cpu-gdn-speed-7/ab2, ab3): q and k rows only, 83.0 -> 81.4
+// ms (-2.0%, 6 of 8 rounds) and 83.8 -> 82.0 (-2.2%, 11 of 12) at load 1.0-1.2; with v's rows
+// too (this), 82.6 -> 80.8 ms (-2.2%, 10 of 10; q and k only 81.0 in the same rounds), then as
+// committed 82.8 -> 80.4 ms (-2.9%, 10 of 10, load 0.9); bench_gdn forward 84.7/84.5/81.5 ->
+// 81.6/80.9/76.7 ms, 4.8-4.9x -> 5.1-5.4x the token loop. The same bits. KDA's forward was
+// slower with it (133.4 -> 136.1 ms, +2.0%, faster in 2 of 8, ab3/10), so it runs only for
+// Gated DeltaNet; as committed, 84.0 -> 83.7 ms (-0.4%, 4 of 6) and 83.3 -> 81.4 (-2.3%, 7 of 10;
+// the version for both 81.2 in the same rounds, ab3/11, ab3/12); with E's factoring, against
+// the library before both, 86.5 -> 83.8 ms (-3.1%, 9 of 10, ab4/13), but bench_gdn in the same
+// minutes 85.7-88.0 -> 84.9-88.3 ms (ab4: no gain seen there). (Software prefetches of the next
+// chunk or head, speed-2..5, gained nothing; perhaps because a prefetch may be dropped where a load
+// may not: not measured.)
+template <class T>
+void read_group_rows(const Ptrs<T>& x, int64_t hv0, int64_t G, int64_t p0, int64_t n) {
+  const int64_t step = 64 / int64_t(sizeof(T));
+  const int64_t wqk = std::max<int64_t>(G / x.R, 1) * x.K, wv = G * x.V;
+  T acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T* kr = x.k_row(p0 + i, hv0);
+    const T* qr = x.q_row(p0 + i, hv0);
+    const T* vr = x.v + x.v_at(p0 + i, hv0);
+    for (int64_t c = 0; c < wqk; c += step) acc += kr[c] + qr[c];
+    for (int64_t c = 0; c < wv; c += step) acc += vr[c];
+  }
+  volatile T sink = acc;  // a volatile access is observable: the loads and the sum stay
+  (void)sink;
+}
+
 // The Gated DeltaNet forward's chunk (scalar gate), from the state S (K x V; zeros when
 // `zero_state`) loaded by load_chunk(…, scalar_fwd): the same quantities as run_chunk's, in an
 // order that needs no copy of v and no γ-scaled rows:
@@ -1405,6 +1461,8 @@ void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
       }
       for (int64_t t0 = 0; t0 < L; t0 += C) {
         const int64_t n = std::min(C, L - t0), p0 = begin + t0;
+        if (x.Kg == 1)
+          read_group_rows(x, hv0, G, p0, n);  // not KDA's: slower there, see its comment
         for (int64_t h = 0; h < G; ++h) {
           const int64_t hv = hv0 + h, item = s * HV + hv;
           T* S = fin ? fin + item * KV : sc.S.data() + h * KV;
