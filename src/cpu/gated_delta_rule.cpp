@@ -249,31 +249,39 @@ void block_avx2(const float* a, int64_t ars, int64_t acs, bool negate, const flo
     for (int y = 0; y < NY; ++y) _mm256_maskstore_ps(c + r * ldc + 8 * y, m[y], s[r][y]);
 }
 
+// Calls f(std::integral_constant<int, NZ>{}, n0, last) for each panel of up to 64 of the columns
+// [0, n), from n0: NZ zmm of 16 columns, the last one's lanes in `last` (all 16 in a full panel).
+template <class F>
+void for_each_zmm_panel(int64_t n, F&& f) {
+  for (int64_t n0 = 0; n0 < n; n0 += 64) {
+    const int64_t w = std::min<int64_t>(64, n - n0), nz = (w + 15) / 16;
+    const __mmask16 last = __mmask16((1u << (w - 16 * (nz - 1))) - 1);
+    switch (nz) {
+      case 4:
+        f(std::integral_constant<int, 4>{}, n0, last);
+        break;
+      case 3:
+        f(std::integral_constant<int, 3>{}, n0, last);
+        break;
+      case 2:
+        f(std::integral_constant<int, 2>{}, n0, last);
+        break;
+      default:
+        f(std::integral_constant<int, 1>{}, n0, last);
+    }
+  }
+}
+
 // One block of R rows of c, columns [0, n).
 template <int R>
 void block_rows(const float* a, int64_t ars, int64_t acs, bool negate, const float* b, int64_t ldb,
                 int64_t n, int64_t nk, bool accumulate, float cs, float* c, int64_t ldc,
                 bool avx512) {
   if (avx512) {
-    for (int64_t n0 = 0; n0 < n; n0 += 64) {
-      const int64_t w = std::min<int64_t>(64, n - n0), nz = (w + 15) / 16;
-      const __mmask16 last = __mmask16((1u << (w - 16 * (nz - 1))) - 1);
-      const float* bb = b + n0;
-      float* cc = c + n0;
-      switch (nz) {
-        case 4:
-          block_avx512<R, 4>(a, ars, acs, negate, bb, ldb, nk, accumulate, cs, cc, ldc, last);
-          break;
-        case 3:
-          block_avx512<R, 3>(a, ars, acs, negate, bb, ldb, nk, accumulate, cs, cc, ldc, last);
-          break;
-        case 2:
-          block_avx512<R, 2>(a, ars, acs, negate, bb, ldb, nk, accumulate, cs, cc, ldc, last);
-          break;
-        default:
-          block_avx512<R, 1>(a, ars, acs, negate, bb, ldb, nk, accumulate, cs, cc, ldc, last);
-      }
-    }
+    for_each_zmm_panel(n, [&](auto nz, int64_t n0, __mmask16 last) {
+      block_avx512<R, decltype(nz)::value>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, cs,
+                                           c + n0, ldc, last);
+    });
     return;
   }
   for (int64_t n0 = 0; n0 < n; n0 += 16) {
@@ -406,25 +414,9 @@ void solve_unit_lower(int64_t C, int64_t V, const T* A, T* u) {
     for (int64_t r = 0; r < C; r += 4) {
       const int64_t rows = std::min<int64_t>(4, C - r);
       if (avx512 && rows == 4) {
-        for (int64_t n0 = 0; n0 < V; n0 += 64) {
-          const int64_t w = std::min<int64_t>(64, V - n0), nz = (w + 15) / 16;
-          const __mmask16 last = __mmask16((1u << (w - 16 * (nz - 1))) - 1);
-          const float* un = u + n0;
-          float* ur = u + r * V + n0;
-          switch (nz) {
-            case 4:
-              solve_block4_panel<4>(A, C, r, un, ur, V, last);
-              break;
-            case 3:
-              solve_block4_panel<3>(A, C, r, un, ur, V, last);
-              break;
-            case 2:
-              solve_block4_panel<2>(A, C, r, un, ur, V, last);
-              break;
-            default:
-              solve_block4_panel<1>(A, C, r, un, ur, V, last);
-          }
-        }
+        for_each_zmm_panel(V, [&](auto nz, int64_t n0, __mmask16 last) {
+          solve_block4_panel<decltype(nz)::value>(A, C, r, u + n0, u + r * V + n0, V, last);
+        });
         continue;
       }
       mul_add(rows, V, r, /*negate=*/true, A + r * C, C, 1, u, V, true, u + r * V, V);
