@@ -34,6 +34,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <new>
 #include <type_traits>
 #include <vector>
 
@@ -52,8 +53,39 @@ namespace longctx::cpu {
 
 namespace {
 
+// The scratch buffers' allocator: 64-byte aligned, so that a row of a 64-byte multiple stride
+// (K = V = 128 in f32: 512 bytes) starts a cache line and the row kernels' zmm loads and stores
+// never split a line. std::vector's memory is malloc's, only 16-byte aligned (glibc): a state,
+// chunk or scratch buffer 16, 32 or 48 bytes past a line takes two lines per zmm access. The state
+// products ran at ~145 GFLOP/s in the forward against ~175 in a probe on aligned buffers; least
+// of 7168 calls, X = [K̂; Q̂] S took 75k TSC cycles against 61k, and 72-74k when repeated at once
+// on hot operands (so not the cache's state; rows padded to 576 bytes or the buffers skewed
+// changed nothing: bench/results/2026-12-05-cpu-gdn-speed-8).
+// Measured (B = 1, T = 8192, H = 8, K = V = 128, one thread, fwd_probe best of 6, CPU time,
+// alternating with the library before, load 4.4-4.6): Gated DeltaNet forward 89.6 -> 79.7 ms
+// (-11.0%, 10 of 10 rounds), KDA forward 150.6 -> 129.6 ms (-14.0%, 6 of 6); the same bits.
 template <class T>
-using Vec = std::vector<T>;
+struct LineAligned {
+  using value_type = T;
+  LineAligned() = default;
+  template <class U>
+  LineAligned(const LineAligned<U>&) {}
+  T* allocate(size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
+  }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const LineAligned<U>&) const {
+    return true;
+  }
+  template <class U>
+  bool operator!=(const LineAligned<U>&) const {
+    return false;
+  }
+};
+
+template <class T>
+using Vec = std::vector<T, LineAligned<T>>;
 
 // The accumulator of the backward's short sums (dbeta, the decay gradient; O(C² + C·V) terms
 // per chunk, next to the O(C·K·V) products): f64. dbeta_i = <dR_i, Vm_i> + Σ_j dA_ij P_ij is
