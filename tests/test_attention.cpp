@@ -104,6 +104,10 @@ const std::vector<AttentionCase> kCases = {
     // calls (16 MiB, src/cpu/attention.cpp's kKeptPackBytes), so each call packs into a fresh
     // buffer.
     {"long_keys_fresh_packs", 1, 2, 70000, 1, 1, 64, {}},
+    // D = 5488: one key tile's packs for the CPU's fused backward (K and V panels, K rows: 16.9
+    // MB) exceed what a thread keeps (16 MiB), so its owners pack into a fresh buffer; 4
+    // sequences, so that 2 threads take the fused shape.
+    {"huge_head_dim_fresh_tile_packs", 4, 3, 5, 1, 1, 5488, {}},
     {"window_left0_diagonal_only", 1, 70, 70, 2, 2, 32, window(0, 0), 1.0, /*grads=*/false},
     {"window_left0_right1", 1, 70, 70, 2, 2, 32, window(0, 1)},
     {"window_left0_future_only", 1, 70, 90, 2, 1, 32, window(0, -1)},

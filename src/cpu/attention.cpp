@@ -1640,7 +1640,9 @@ void bwd_impl(const Context& ctx, const AttentionArgs& a) {
       }
       BwdTile<T> t(D);
       const Scratch<T> acc(4 * kBlockK * D16);
+      std::optional<Scratch<T>> own;  // packs past what a thread keeps (a head dim of > 5k)
       T* kpan = static_cast<T*>(KeptPacks::get(kKPanelSlot, tile_pack_bytes));
+      if (!kpan) kpan = own.emplace(tile_pack_bytes / int64_t(sizeof(T))).get();
       T* vpan = kpan + kBlockKBwd * D;
       T* krow = vpan + kBlockKBwd * D;
       const T* kh = kp + (k0 * Hkv + hk) * D;
