@@ -228,21 +228,6 @@ __attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int6
     for (int z = 0; z < NZ; ++z) _mm512_mask_storeu_ps(c + r * ldc + 16 * z, m[z], s[r][z]);
 }
 
-template <int R, int NZ>
-void block_avx512(const float* a, int64_t ars, int64_t acs, bool negate, const float* b,
-                  int64_t ldb, int64_t nk, bool accumulate, float cs, float* c, int64_t ldc,
-                  __mmask16 last) {
-  const bool masked = last != __mmask16(0xFFFF);
-  if (negate && masked)
-    block_avx512_signed<R, NZ, true, true>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
-  else if (negate)
-    block_avx512_signed<R, NZ, true, false>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
-  else if (masked)
-    block_avx512_signed<R, NZ, false, true>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
-  else
-    block_avx512_signed<R, NZ, false, false>(a, ars, acs, b, ldb, nk, accumulate, cs, c, ldc, last);
-}
-
 template <int R, int NY>
 void block_avx2(const float* a, int64_t ars, int64_t acs, bool negate, const float* b, int64_t ldb,
                 int64_t nk, bool accumulate, float cs, float* c, int64_t ldc, __m256i last) {
@@ -281,25 +266,32 @@ void block_avx2(const float* a, int64_t ars, int64_t acs, bool negate, const flo
     for (int y = 0; y < NY; ++y) _mm256_maskstore_ps(c + r * ldc + 8 * y, m[y], s[r][y]);
 }
 
-// Calls f(std::integral_constant<int, NZ>{}, n0, last) for each panel of up to 64 of the columns
-// [0, n), from n0: NZ zmm of 16 columns, the last one's lanes in `last` (all 16 in a full panel).
+// Calls f(std::integral_constant<int, NZ>{}, std::bool_constant<kMasked>{}, n0, last) for each
+// panel of up to 64 of the columns [0, n), from n0: NZ zmm of 16 columns, the last one's lanes in
+// `last`; kMasked false when they are all 16 (a full panel loads and stores without a mask).
 template <class F>
 void for_each_zmm_panel(int64_t n, F&& f) {
   for (int64_t n0 = 0; n0 < n; n0 += 64) {
     const int64_t w = std::min<int64_t>(64, n - n0), nz = (w + 15) / 16;
     const __mmask16 last = __mmask16((1u << (w - 16 * (nz - 1))) - 1);
+    auto with_mask = [&](auto z) {
+      if (last == __mmask16(0xFFFF))
+        f(z, std::false_type{}, n0, last);
+      else
+        f(z, std::true_type{}, n0, last);
+    };
     switch (nz) {
       case 4:
-        f(std::integral_constant<int, 4>{}, n0, last);
+        with_mask(std::integral_constant<int, 4>{});
         break;
       case 3:
-        f(std::integral_constant<int, 3>{}, n0, last);
+        with_mask(std::integral_constant<int, 3>{});
         break;
       case 2:
-        f(std::integral_constant<int, 2>{}, n0, last);
+        with_mask(std::integral_constant<int, 2>{});
         break;
       default:
-        f(std::integral_constant<int, 1>{}, n0, last);
+        with_mask(std::integral_constant<int, 1>{});
     }
   }
 }
@@ -310,9 +302,15 @@ void block_rows(const float* a, int64_t ars, int64_t acs, bool negate, const flo
                 int64_t n, int64_t nk, bool accumulate, float cs, float* c, int64_t ldc,
                 bool avx512) {
   if (avx512) {
-    for_each_zmm_panel(n, [&](auto nz, int64_t n0, __mmask16 last) {
-      block_avx512<R, decltype(nz)::value>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, cs,
-                                           c + n0, ldc, last);
+    for_each_zmm_panel(n, [&](auto nz, auto masked, int64_t n0, __mmask16 last) {
+      constexpr int NZ = decltype(nz)::value;
+      constexpr bool kMasked = decltype(masked)::value;
+      if (negate)
+        block_avx512_signed<R, NZ, true, kMasked>(a, ars, acs, b + n0, ldb, nk, accumulate, cs,
+                                                  c + n0, ldc, last);
+      else
+        block_avx512_signed<R, NZ, false, kMasked>(a, ars, acs, b + n0, ldb, nk, accumulate, cs,
+                                                   c + n0, ldc, last);
     });
     return;
   }
@@ -422,15 +420,6 @@ __attribute__((target("avx512f"))) void solve_block4_avx512(const float* A, int6
 #pragma GCC unroll 4
     for (int z = 0; z < NZ; ++z) _mm512_mask_storeu_ps(ur + i * V + 16 * z, m[z], s[i][z]);
 }
-
-template <int NZ>
-void solve_block4_panel(const float* A, int64_t C, int64_t r, const float* u, float* ur, int64_t V,
-                        __mmask16 last) {
-  if (last == __mmask16(0xFFFF))
-    solve_block4_avx512<NZ, false>(A, C, r, u, ur, V, last);
-  else
-    solve_block4_avx512<NZ, true>(A, C, r, u, ur, V, last);
-}
 #endif
 
 // u (C x V) := (I + A)⁻¹ u for A's strictly lower part (ld C): the forward substitution
@@ -446,8 +435,9 @@ void solve_unit_lower(int64_t C, int64_t V, const T* A, T* u) {
     for (int64_t r = 0; r < C; r += 4) {
       const int64_t rows = std::min<int64_t>(4, C - r);
       if (avx512 && rows == 4) {
-        for_each_zmm_panel(V, [&](auto nz, int64_t n0, __mmask16 last) {
-          solve_block4_panel<decltype(nz)::value>(A, C, r, u + n0, u + r * V + n0, V, last);
+        for_each_zmm_panel(V, [&](auto nz, auto masked, int64_t n0, __mmask16 last) {
+          solve_block4_avx512<decltype(nz)::value, decltype(masked)::value>(
+              A, C, r, u + n0, u + r * V + n0, V, last);
         });
         continue;
       }
