@@ -1935,6 +1935,43 @@ void accumulate_v_f32(const float* p, const float* v, int64_t ldv, int64_t D, in
 // load 10). The one row sees a contiguous range of keys, so no mask is needed.
 // Head dims up to kOneQueryMaxD (its accumulator is on the stack); larger ones take attend_rows.
 constexpr int64_t kOneQueryMaxD = 512;
+
+// The end of attend_one: out = o / l and its lse, or the empty row's 0 (NaN where the keys it
+// sees all scored -inf).
+template <class T>
+void finish_one(const T* o, T m, T l, int64_t D, const Band& band, int64_t kb, int64_t ke, T* out,
+                T* lse) {
+  if (l == T(0)) {
+    const bool nan = kb == 0 && ke == band.Tk && band.sees_any(0, kb, ke);
+    std::fill(out, out + D, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
+    *lse = nan ? std::numeric_limits<T>::quiet_NaN() : -std::numeric_limits<T>::infinity();
+    return;
+  }
+  const T inv = T(1) / l;
+  for (int64_t d = 0; d < D; ++d) out[d] = o[d] * inv;
+  *lse = T((double(m) + std::log2(double(l))) * kLn2);
+}
+
+// One block's online-softmax step of attend_one for one row: the new max, s = 2^(s - m), l and
+// alpha (the factor of the output so far); false when the block adds nothing (all -inf).
+template <class T>
+bool softmax_step(T* s, int64_t nk, T& m, T& l, T& alpha) {
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+  // As attend_rows: a NaN running max stays NaN; an all -inf block adds nothing.
+  T m_new = std::max(m, row_max(s, nk));
+  if (m_new == kNegInf) {
+    if (!has_nan(s, nk)) return false;
+    m_new = std::numeric_limits<T>::quiet_NaN();
+  }
+  alpha = m == kNegInf ? T(0) : T(std::exp2(m - m_new));
+  // The sum first: `l * alpha + exp2_shifted(..)` had GCC multiply before the call and add
+  // after it, where attend_one's inline code took one FMA (an ulp apart where alpha != 1).
+  const T sum = exp2_shifted(s, nk, m_new);
+  l = l * alpha + sum;
+  m = m_new;
+  return true;
+}
+
 template <class T>
 void attend_one(const T* q, const T* k, const T* v, int64_t ldkv, int64_t D, const Band& band,
                 const Scores<T>& scores, int64_t kb, int64_t ke, T* out, T* lse) {
@@ -1955,15 +1992,8 @@ void attend_one(const T* q, const T* k, const T* v, int64_t ldkv, int64_t D, con
       for (int64_t j = 0; j < nk; ++j) s[j] = scale * dot8(q, k + (j0 + j) * ldkv, D);
     if (scores.softcap != T(0))
       for (int64_t j = 0; j < nk; ++j) s[j] = cap2 * std::tanh(s[j] * inv_cap);
-    // As attend_rows: a NaN running max stays NaN; an all -inf block adds nothing.
-    T m_new = std::max(m, row_max(s, nk));
-    if (m_new == kNegInf) {
-      if (!has_nan(s, nk)) continue;
-      m_new = std::numeric_limits<T>::quiet_NaN();
-    }
-    const T alpha = m == kNegInf ? T(0) : T(std::exp2(m - m_new));
-    l = l * alpha + exp2_shifted(s, nk, m_new);
-    m = m_new;
+    T alpha;
+    if (!softmax_step(s, nk, m, l, alpha)) continue;
 #if defined(__AVX2__) && defined(__FMA__)
     if constexpr (std::is_same_v<T, float>) {
       accumulate_v_f32(s, v + j0 * ldkv, ldkv, D, nk, alpha, o);
@@ -1977,16 +2007,180 @@ void attend_one(const T* q, const T* k, const T* v, int64_t ldkv, int64_t D, con
       for (int64_t d = 0; d < D; ++d) o[d] += p * vj[d];
     }
   }
-  if (l == T(0)) {
-    const bool nan = kb == 0 && ke == band.Tk && band.sees_any(0, kb, ke);
-    std::fill(out, out + D, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
-    *lse = nan ? std::numeric_limits<T>::quiet_NaN() : kNegInf;
-    return;
-  }
-  const T inv = T(1) / l;
-  for (int64_t d = 0; d < D; ++d) out[d] = o[d] * inv;
-  *lse = T((double(m) + std::log2(double(l))) * kLn2);
+  finish_one(o, m, l, D, band, kb, ke, out, lse);
 }
+
+#if defined(__AVX2__) && defined(__FMA__)
+// attend_one for two query heads of one kv group (GQA), in one pass over their keys and values:
+// each K and V row is loaded once for both heads' FMAs. Each head's numbers go through the same
+// operations in the same order as attend_one's (the score lanes and their reduction tree, the
+// even/odd accumulators of o), so the outputs are bitwise attend_one's. The AVX-512 machines
+// only: the same 8-lane arithmetic, but with 32 vector registers (16 accumulators in each loop).
+// The d_model 128 llama preset (4 heads, 2 kv heads, D = 32) at T = 256-296, one thread, median
+// of 2000 steps (bench/results/2026-12-06-cpu-decode-small/decode_loop.cpp, 6 alternating runs,
+// OMP_WAIT_POLICY passive and unset alike, load 1.5-1.6, 2-core Zen 4 VM): f32 weights
+// 85.0-86.0 -> 82.9-83.9 us a step, bf16 74.6-76.0 -> 73.4-74.9 (the K/V loads were where
+// scores_one_f32's samples sat, perf).
+#define LONGCTX_TWO_HEADS __attribute__((target("avx2,fma,avx512f,avx512vl")))
+
+// scores_one_f32 for the queries q0 and q1 against the same keys.
+LONGCTX_TWO_HEADS void scores_two_f32(const float* q0, const float* q1, const float* k, int64_t ldk,
+                                      int64_t D, int64_t nk, float scale, float* s0, float* s1) {
+  const int64_t D8 = D / 8 * 8;
+  const __m256i tail = lanes_mask(D - D8);
+  const __m256 sc = _mm256_set1_ps(scale);
+  int64_t j = 0;
+  for (; j + 8 <= nk; j += 8) {
+    const float* kj = k + j * ldk;
+    __m256 a0[8], a1[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < D8; d += 8) {
+      const __m256 x0 = _mm256_loadu_ps(q0 + d), x1 = _mm256_loadu_ps(q1 + d);
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) {
+        const __m256 kr = _mm256_loadu_ps(kj + r * ldk + d);
+        a0[r] = _mm256_fmadd_ps(x0, kr, a0[r]);
+        a1[r] = _mm256_fmadd_ps(x1, kr, a1[r]);
+      }
+    }
+    if (D8 < D) {
+      const __m256 x0 = _mm256_maskload_ps(q0 + D8, tail), x1 = _mm256_maskload_ps(q1 + D8, tail);
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) {
+        const __m256 kr = _mm256_maskload_ps(kj + r * ldk + D8, tail);
+        a0[r] = _mm256_fmadd_ps(x0, kr, a0[r]);
+        a1[r] = _mm256_fmadd_ps(x1, kr, a1[r]);
+      }
+    }
+    _mm256_storeu_ps(s0 + j, _mm256_mul_ps(sc, reduce8x8(a0)));
+    _mm256_storeu_ps(s1 + j, _mm256_mul_ps(sc, reduce8x8(a1)));
+  }
+  for (; j < nk; ++j) {
+    const float* kj = k + j * ldk;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int64_t d = 0; d < D8; d += 8) {
+      const __m256 kr = _mm256_loadu_ps(kj + d);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + d), kr, a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + d), kr, a1);
+    }
+    if (D8 < D) {
+      const __m256 kr = _mm256_maskload_ps(kj + D8, tail);
+      a0 = _mm256_fmadd_ps(_mm256_maskload_ps(q0 + D8, tail), kr, a0);
+      a1 = _mm256_fmadd_ps(_mm256_maskload_ps(q1 + D8, tail), kr, a1);
+    }
+    s0[j] = scale * reduce8(a0);
+    s1[j] = scale * reduce8(a1);
+  }
+}
+
+// accumulate_v_chunks for two heads' weights p0, p1 (and factors alpha0, alpha1) over the same
+// V rows, into o0 and o1.
+template <int NC, bool kPartial>
+LONGCTX_TWO_HEADS void accumulate_v_chunks_two(const float* p0, const float* p1, const float* v,
+                                               int64_t ldv, int64_t nk, float alpha0, float alpha1,
+                                               int64_t c0, __m256i tail, float* o0, float* o1) {
+  const float* vd = v + c0 * 8;
+  __m256 even0[NC], odd0[NC], even1[NC], odd1[NC];
+#pragma GCC unroll 4
+  for (int c = 0; c < NC; ++c) {
+    even0[c] = _mm256_mul_ps(_mm256_set1_ps(alpha0), _mm256_loadu_ps(o0 + (c0 + c) * 8));
+    even1[c] = _mm256_mul_ps(_mm256_set1_ps(alpha1), _mm256_loadu_ps(o1 + (c0 + c) * 8));
+    odd0[c] = odd1[c] = _mm256_setzero_ps();
+  }
+  int64_t j = 0;
+  for (; j + 2 <= nk; j += 2) {
+    const __m256 e0 = _mm256_broadcast_ss(p0 + j), d0 = _mm256_broadcast_ss(p0 + j + 1);
+    const __m256 e1 = _mm256_broadcast_ss(p1 + j), d1 = _mm256_broadcast_ss(p1 + j + 1);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) {
+      const __m256 ve = load_chunk<NC, kPartial>(vd + j * ldv + c * 8, c, tail);
+      const __m256 vo = load_chunk<NC, kPartial>(vd + (j + 1) * ldv + c * 8, c, tail);
+      even0[c] = _mm256_fmadd_ps(e0, ve, even0[c]);
+      even1[c] = _mm256_fmadd_ps(e1, ve, even1[c]);
+      odd0[c] = _mm256_fmadd_ps(d0, vo, odd0[c]);
+      odd1[c] = _mm256_fmadd_ps(d1, vo, odd1[c]);
+    }
+  }
+  if (j < nk) {
+    const __m256 e0 = _mm256_broadcast_ss(p0 + j), e1 = _mm256_broadcast_ss(p1 + j);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) {
+      const __m256 ve = load_chunk<NC, kPartial>(vd + j * ldv + c * 8, c, tail);
+      even0[c] = _mm256_fmadd_ps(e0, ve, even0[c]);
+      even1[c] = _mm256_fmadd_ps(e1, ve, even1[c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < NC; ++c) {
+    _mm256_storeu_ps(o0 + (c0 + c) * 8, _mm256_add_ps(even0[c], odd0[c]));
+    _mm256_storeu_ps(o1 + (c0 + c) * 8, _mm256_add_ps(even1[c], odd1[c]));
+  }
+}
+
+// accumulate_v_f32 for two heads: the same passes of 4 chunks.
+LONGCTX_TWO_HEADS void accumulate_v_two_f32(const float* p0, const float* p1, const float* v,
+                                            int64_t ldv, int64_t D, int64_t nk, float alpha0,
+                                            float alpha1, float* o0, float* o1) {
+  const int64_t chunks = (D + 7) / 8;
+  const __m256i tail = lanes_mask(D - (chunks - 1) * 8);
+  const bool partial = D % 8 != 0;
+  int64_t c0 = 0;
+  for (; c0 + 4 < chunks; c0 += 4)
+    accumulate_v_chunks_two<4, false>(p0, p1, v, ldv, nk, alpha0, alpha1, c0, tail, o0, o1);
+  auto last = [&](auto nc) {
+    constexpr int NC = decltype(nc)::value;
+    if (partial)
+      accumulate_v_chunks_two<NC, true>(p0, p1, v, ldv, nk, alpha0, alpha1, c0, tail, o0, o1);
+    else
+      accumulate_v_chunks_two<NC, false>(p0, p1, v, ldv, nk, alpha0, alpha1, c0, tail, o0, o1);
+  };
+  switch (chunks - c0) {
+    case 4:
+      return last(std::integral_constant<int, 4>());
+    case 3:
+      return last(std::integral_constant<int, 3>());
+    case 2:
+      return last(std::integral_constant<int, 2>());
+    default:
+      return last(std::integral_constant<int, 1>());
+  }
+}
+
+// attend_one (f32) for the queries q0 and q1, which see the same keys: out0, lse0 and out1, lse1.
+void attend_two_f32(const float* q0, const float* q1, const float* k, const float* v, int64_t ldkv,
+                    int64_t D, const Band& band, const Scores<float>& scores, int64_t kb,
+                    int64_t ke, float* out0, float* lse0, float* out1, float* lse1) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  float s0[kBlockK], s1[kBlockK], o0[kOneQueryMaxD] = {}, o1[kOneQueryMaxD] = {};
+  float m0 = kNegInf, l0 = 0, m1 = kNegInf, l1 = 0;
+  const int64_t k_begin = std::max(kb, band.lo(0)), k_end = std::min(ke, band.hi(0));
+  const float scale = scores.softcap == 0.f ? float(scores.scale * kLog2e) : scores.scale;
+  const float inv_cap = scores.softcap == 0.f ? 0.f : 1.f / scores.softcap;
+  const float cap2 = float(scores.softcap * kLog2e);
+  for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
+    const int64_t nk = std::min(kBlockK, k_end - j0);
+    scores_two_f32(q0, q1, k + j0 * ldkv, ldkv, D, nk, scale, s0, s1);
+    if (scores.softcap != 0.f)
+      for (int64_t j = 0; j < nk; ++j) {
+        s0[j] = cap2 * std::tanh(s0[j] * inv_cap);
+        s1[j] = cap2 * std::tanh(s1[j] * inv_cap);
+      }
+    float alpha0, alpha1;
+    const bool add0 = softmax_step(s0, nk, m0, l0, alpha0);
+    const bool add1 = softmax_step(s1, nk, m1, l1, alpha1);
+    if (add0 && add1) {
+      accumulate_v_two_f32(s0, s1, v + j0 * ldkv, ldkv, D, nk, alpha0, alpha1, o0, o1);
+    } else {
+      if (add0) accumulate_v_f32(s0, v + j0 * ldkv, ldkv, D, nk, alpha0, o0);
+      if (add1) accumulate_v_f32(s1, v + j0 * ldkv, ldkv, D, nk, alpha1, o1);
+    }
+  }
+  finish_one(o0, m0, l0, D, band, kb, ke, out0, lse0);
+  finish_one(o1, m1, l1, D, band, kb, ke, out1, lse1);
+}
+#undef LONGCTX_TWO_HEADS
+#endif
 
 // Below this many multiply-adds (Tk x D, twice, over every head) a decode step's attention runs
 // on the calling thread: waking the other costs more than its share saves. The GEMV's
@@ -2036,8 +2230,17 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
   const bool direct = splits == 1;
   std::vector<T> part_o(direct ? 0 : size_t(B * H * splits * Tq * D));
   std::vector<T> part_lse(direct ? 0 : size_t(B * H * splits * Tq));
-  auto attend = [&](int64_t item) {
-    const int64_t s = item % splits, bh = item / splits, b = bh / H, h = bh % H, hk = h / group;
+  // With a GQA group of an even size, on AVX-512 machines, one item takes two query heads of a
+  // group (attend_two_f32: the same bits as attend_one on each).
+  bool two = false;
+#if defined(__AVX2__) && defined(__FMA__)
+  two = std::is_same_v<T, float> && Tq == 1 && D <= kOneQueryMaxD && group % 2 == 0 &&
+        cpu_isa() == CpuIsa::avx512;
+#endif
+  const int64_t per = two ? 2 : 1, units = H / per;
+  auto attend = [&](int64_t unit_item) {
+    const int64_t s = unit_item % splits, bu = unit_item / splits, b = bu / units;
+    const int64_t h = bu % units * per, bh = b * H + h, item = bh * splits + s, hk = h / group;
     const int64_t Tk = keys(b), len = (Tk + splits - 1) / splits;
     const int64_t kb = std::min(Tk, s * len), ke = std::min(Tk, kb + len);
     const Band band(Tq, Tk, a);
@@ -2046,6 +2249,16 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
     T* pl = direct ? lp + bh * Tq : part_lse.data() + item * Tq;
     const T* kh = kc + (b * Tmax * Hkv + hk) * D;
     const T* vh = vc + (b * Tmax * Hkv + hk) * D;
+#if defined(__AVX2__) && defined(__FMA__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (two) {  // head h + 1: its output D further (direct) or `splits` items further
+        T* po1 = direct ? po + D : po + splits * Tq * D;
+        T* pl1 = direct ? pl + Tq : pl + splits * Tq;
+        return attend_two_f32(qp + (b * H + h) * D, qp + (b * H + h + 1) * D, kh, vh, Hkv * D, D,
+                              band, scores, kb, ke, po, pl, po1, pl1);
+      }
+    }
+#endif
     if (Tq == 1 && D <= kOneQueryMaxD)
       return attend_one(qp + (b * H + h) * D, kh, vh, Hkv * D, D, band, scores, kb, ke, po, pl);
     for (int64_t i0 = 0; i0 < Tq; i0 += kBlockQ)
@@ -2054,9 +2267,9 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
   };
   const bool serial = Tq * B * H * max_keys * D * 2 < kDecodeParallelMacs;
   if (serial) {
-    for (int64_t item = 0; item < B * H * splits; ++item) attend(item);
+    for (int64_t item = 0; item < B * units * splits; ++item) attend(item);
   } else {
-    parallel_tiles(ctx, B * H * splits, attend);
+    parallel_tiles(ctx, B * units * splits, attend);
   }
   if (direct) return;
 
