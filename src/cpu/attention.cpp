@@ -779,11 +779,22 @@ bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
 // library with row_max's chains, the forward +4-8% (see row_max); the backward, whose
 // recomputed P uses it (and no row max), 1.00-1.13x (median of only 2 alternating runs each,
 // load 15-24; bench/results/2026-12-05-cpu-attention-fwd-2/).
+//
+// kUpTo127: x <= 127 or NaN (the forward's shifted scores, at most kLazyTau), and neither clamp
+// is applied: below -125 the result is 0 by the mask whatever n and p are (-inf: n = -inf, p
+// NaN, masked), from -125 to 127 the clamps change nothing, and NaN goes through as before —
+// the same bits on every such input (checked on all 2^32 floats: exp2_check.cpp in
+// bench/results/2026-12-06-cpu-attention-short/), two of its sixteen instructions fewer.
+// Measured there (probe.cpp, medians of 6 alternating rounds, 2 threads, AVX-512 Zen 4, load
+// 2.4-3.1) at the llama preset's prefill shape (D = 32, causal T = 256): 70.2 -> 71.2 and
+// 71.4 -> 72.8 GFLOP per CPU second in two batches (+1.4%, +2.0%).
+template <bool kUpTo127 = false>
 __attribute__((target("avx512f"))) inline __m512 exp2_ps512(__m512 x) {
   const __mmask16 all = 0xFFFF;
   const __m512 lo = _mm512_set1_ps(-125.f);
   const __m512 xc =
-      _mm512_maskz_min_ps(all, _mm512_set1_ps(127.f), _mm512_maskz_max_ps(all, lo, x));
+      kUpTo127 ? x
+               : _mm512_maskz_min_ps(all, _mm512_set1_ps(127.f), _mm512_maskz_max_ps(all, lo, x));
   const __m512 n =
       _mm512_maskz_roundscale_ps(all, xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(xc, n);
@@ -807,19 +818,20 @@ inline float sum_even_odd(__m256 even, __m256 odd) {
 // perf): exp2_shifted took 11.9% of the run's samples with 8 lanes, 3.8% of a T = 512 run's with
 // 16; the forward went from 102 and 93 to 106 and 99 GFLOP per CPU second at that point (two
 // alternating runs, load 5-7).
+template <bool kUpTo127>
 __attribute__((target("avx512f"))) inline float exp2_shifted_avx512(float* s, int64_t n, float m) {
   const __m512 m16 = _mm512_set1_ps(m);
   __m512 sum = _mm512_setzero_ps();
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512 p = exp2_ps512(_mm512_sub_ps(_mm512_loadu_ps(s + j), m16));
+    const __m512 p = exp2_ps512<kUpTo127>(_mm512_sub_ps(_mm512_loadu_ps(s + j), m16));
     _mm512_storeu_ps(s + j, p);
     sum = _mm512_add_ps(sum, p);
   }
   if (j < n) {
     const __mmask16 k = __mmask16((1u << (n - j)) - 1);
     const __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, s + j);
-    const __m512 p = exp2_ps512(_mm512_sub_ps(x, m16));
+    const __m512 p = exp2_ps512<kUpTo127>(_mm512_sub_ps(x, m16));
     _mm512_mask_storeu_ps(s + j, k, p);
     sum = _mm512_add_ps(sum, p);
   }
@@ -830,11 +842,12 @@ __attribute__((target("avx512f"))) inline float exp2_shifted_avx512(float* s, in
 #endif
 
 // s[j] = 2^(s[j] − m) in place; returns the sum, in an order fixed by n alone (deterministic).
-template <class T>
+// kUpTo127: every s[j] − m is at most 127 or NaN (see exp2_ps512).
+template <bool kUpTo127 = false, class T>
 T exp2_shifted(T* s, int64_t n, T m) {
   if constexpr (std::is_same_v<T, float>) {
 #if defined(__AVX2__) && defined(__FMA__)
-    if (cpu_isa() == CpuIsa::avx512) return exp2_shifted_avx512(s, n, m);
+    if (cpu_isa() == CpuIsa::avx512) return exp2_shifted_avx512<kUpTo127>(s, n, m);
     const __m256 m8 = _mm256_set1_ps(m);
     __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};  // even and odd chunks of 8
     int64_t j = 0;
@@ -1038,7 +1051,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
       // 7 of 8 points, even at T = 1024 non-causal (the spread between batches of runs is ~5%);
       // 1.06-1.10x main's forward with row_max's chains and vscalefps.
       if (m[r] != kNegInf && !any_greater(s, ne, T(m[r] + kLazyTau))) {
-        l[r] += exp2_shifted(s, ne, m[r]);  // the exact step's l·1 + sum
+        l[r] += exp2_shifted<true>(s, ne, m[r]);  // the exact step's l·1 + sum
         continue;
       }
       // A NaN running max stays NaN (std::max keeps its first operand then).
@@ -1051,7 +1064,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
         m_new = std::numeric_limits<T>::quiet_NaN();  // a NaN score among -inf ones
       }
       const T alpha = m[r] == kNegInf ? T(0) : T(std::exp2(m[r] - m_new));
-      l[r] = l[r] * alpha + exp2_shifted(s, ne, m_new);
+      l[r] = l[r] * alpha + exp2_shifted<true>(s, ne, m_new);
       m[r] = m_new;
       if (alpha != T(1)) {
         T* o = O + r * ldo_acc;

@@ -1,6 +1,6 @@
 // The CPU attention forward at the llama preset's prefill shape (B = 16, T = 256, H = 4,
 // Hkv = 2, D = 32, causal; point 0) and bench_attention's default non-causal sweep (B·T = 4096,
-// H = 8, D = 64, T = 512 / 1024 / 2048 / 4096; points 1-4): GFLOP of useful work per second of
+// H = 8, D = 64, T = 512 / 1024 / 2048 / 4096; points 1-4, and causal, points 5-8): GFLOP of useful work per second of
 // wall time and per CPU second (best of `reps` after a warm-up, each rep `inner` calls), and a
 // checksum of out and lse (same checksum = same bits, in practice), for A/B runs of one binary
 // against two builds of liblongctx.so (LD_LIBRARY_PATH). Inputs uniform in [-1, 1).
@@ -46,7 +46,9 @@ int main(int argc, char** argv) {
   };
   const Point points[] = {{16, 256, 4, 2, 32, true, 20},   {8, 512, 8, 8, 64, false, 2},
                           {4, 1024, 8, 8, 64, false, 2},   {2, 2048, 8, 8, 64, false, 1},
-                          {1, 4096, 8, 8, 64, false, 1}};
+                          {1, 4096, 8, 8, 64, false, 1},   {8, 512, 8, 8, 64, true, 2},
+                          {4, 1024, 8, 8, 64, true, 2},    {2, 2048, 8, 8, 64, true, 1},
+                          {1, 4096, 8, 8, 64, true, 1}};
   std::mt19937 gen(7);
   for (int i = 0; i < int(sizeof(points) / sizeof(points[0])); ++i) {
     if (only >= 0 && only != i) continue;
