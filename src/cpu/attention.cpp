@@ -568,6 +568,9 @@ template <class T>
 struct PackedKV {
   const T* k_panels = nullptr;
   const T* v_rows = nullptr;
+  // Every row of V is finite, checked once by the pack's owner (fwd_impl) instead of by each
+  // masked tile (each diagonal tile of each head of the group; see attend_rows' lse loop).
+  bool v_finite = false;
 };
 
 // ---- 2^x for the softmax --------------------------------------------------------------------
@@ -1071,7 +1074,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
         for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
       }
     }
-    if (masked && !all_finite(v + j0 * ldkv, nk, D, ldkv))
+    if (masked && !packed.v_finite && !all_finite(v + j0 * ldkv, nk, D, ldkv))
       masked_product(/*by_query=*/true, band, i0, n, j0, nk, kb, T(1), S, ldS, v + j0 * ldkv, ldkv,
                      D, O, ldo_acc);
     else
@@ -1092,8 +1095,14 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
     }
     const T inv = T(1) / l[r];
     for (int64_t d = 0; d < D; ++d) o[d] = O[r * ldo_acc + d] * inv;
-    lse[r] = T((double(m[r]) + std::log2(double(l[r]))) * kLn2);
   }
+  // lse in a loop of its own: the output rows' stores no longer wait around each row's log2
+  // call. Measured with PackedKV::v_finite (one build, not apart; probe.cpp in
+  // bench/results/2026-12-06-cpu-attention-short/, medians of 8 alternating rounds, load
+  // 1.6-1.7) at the llama prefill shape: 69.5 -> 70.3 and 70.0 -> 70.9 GFLOP per CPU second in
+  // two batches (a first, noisier batch of 6: 62.9 -> 62.8); same bits.
+  for (int64_t r = 0; r < n; ++r)
+    if (l[r] != T(0)) lse[r] = T((double(m[r]) + std::log2(double(l[r]))) * kLn2);
 }
 
 // Where sequence s's rows of head h start in lse (and in the backward's Di, laid out alike):
@@ -1278,7 +1287,7 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
         T* pv = pk + (Tk + 15) / 16 * 16 * D;
         TileMatmul<T>::pack_panels(kh, Hkv * D, Tk, D, pk);
         TileMatmul<T>::pack_rows(vh, Hkv * D, Tk, D, D16, pv);
-        packed = PackedKV<T>{pk, pv};
+        packed = PackedKV<T>{pk, pv, all_finite(vh, Tk, D, Hkv * D)};
       }
       const Band band(Tq, Tk, a);
       for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
