@@ -384,6 +384,19 @@ __attribute__((target("avx512f"))) inline void pack_panel16_avx512(const float* 
 constexpr bool kPackedF32 = false;
 #endif
 
+// dst[0, D) = src[0, D). f32 rows 8 floats at a time: std::copy called memmove once per row,
+// and at D = 32 (128-byte rows: the llama preset's V packs and query tiles) those calls took 6%
+// of the forward's samples at causal T = 256 (perf; see attend_rows for the measurement).
+template <class T>
+inline void copy_row(const T* src, int64_t D, T* dst) {
+  int64_t d = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>)
+    for (; d + 8 <= D; d += 8) _mm256_storeu_ps(dst + d, _mm256_loadu_ps(src + d));
+#endif
+  for (; d < D; ++d) dst[d] = src[d];
+}
+
 // The forward's two tile matmuls, S = alpha·A·Bᵀ and C += P·V, for tiles of up to kBlockK keys.
 // C has leading dim ldc() (D rounded up to 16; the extra columns are scratch).
 template <class T>
@@ -432,7 +445,7 @@ struct TileMatmul {
   // Packs rows [0, nk) of v (ld ldv) as rows of D16, zero-padded.
   static void pack_rows(const T* v, int64_t ldv, int64_t nk, int64_t D, int64_t D16, T* rows) {
     for (int64_t j = 0; j < nk; ++j) {
-      std::copy(v + j * ldv, v + j * ldv + D, rows + j * D16);
+      copy_row(v + j * ldv, D, rows + j * D16);
       std::fill(rows + j * D16 + D, rows + (j + 1) * D16, T(0));
     }
   }
@@ -459,7 +472,9 @@ struct TileMatmul {
             if (row_end && j0 >= row_end[std::min(r + 8, n) - 1]) continue;
             block_rows<8>(arows8, a, lda, r, n, a);
             block_rows<8>(srows8, S + j0, lds, r, n, static_cast<float*>(sink));
-            if (j0 + 16 < nk)
+            // One panel where the block's rows end within the first (the diagonal's blocks
+            // under a causal mask; +4% at the llama prefill, see attend_rows).
+            if (j0 + 16 < (row_end ? std::min(nk, row_end[std::min(r + 8, n) - 1]) : nk))
               abt_block8_avx512<2>(arows8, panels + j0 * D, D, alpha, srows8);
             else
               abt_block8_avx512<1>(arows8, panels + j0 * D, D, alpha, srows8);
@@ -487,6 +502,11 @@ struct TileMatmul {
   // take masked_product for a non-finite one), and c is never -0 (a sum from +0). Likewise with
   // `row_begin` (nondecreasing; the backward's key side), row r of p is 0 before column
   // row_begin[r].
+  // How many columns of row r of p pv reads with row_end (the row's 6-row block's last row's
+  // end), or all nk on the BLAS path.
+  static int64_t pv_reads(const int64_t* row_end, int64_t r, int64_t n, int64_t nk) {
+    return kPacked ? row_end[std::min((r / 6 + 1) * 6, n) - 1] : nk;
+  }
   void pv(const T* p, int64_t ldp, int64_t ps, const T* v, int64_t ldv, int64_t n, int64_t nk, T* c,
           int64_t ldc, const T* rows = nullptr, const int64_t* row_end = nullptr,
           const int64_t* row_begin = nullptr) {
@@ -548,6 +568,9 @@ template <class T>
 struct PackedKV {
   const T* k_panels = nullptr;
   const T* v_rows = nullptr;
+  // Every row of V is finite, checked once by the pack's owner (fwd_impl) instead of by each
+  // masked tile (each diagonal tile of each head of the group; see attend_rows' lse loop).
+  bool v_finite = false;
 };
 
 // ---- 2^x for the softmax --------------------------------------------------------------------
@@ -759,11 +782,22 @@ bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
 // library with row_max's chains, the forward +4-8% (see row_max); the backward, whose
 // recomputed P uses it (and no row max), 1.00-1.13x (median of only 2 alternating runs each,
 // load 15-24; bench/results/2026-12-05-cpu-attention-fwd-2/).
+//
+// kUpTo127: x <= 127 or NaN (the forward's shifted scores, at most kLazyTau), and neither clamp
+// is applied: below -125 the result is 0 by the mask whatever n and p are (-inf: n = -inf, p
+// NaN, masked), from -125 to 127 the clamps change nothing, and NaN goes through as before —
+// the same bits on every such input (checked on all 2^32 floats: exp2_check.cpp in
+// bench/results/2026-12-06-cpu-attention-short/), two of its sixteen instructions fewer.
+// Measured there (probe.cpp, medians of 6 alternating rounds, 2 threads, AVX-512 Zen 4, load
+// 2.4-3.1) at the llama preset's prefill shape (D = 32, causal T = 256): 70.2 -> 71.2 and
+// 71.4 -> 72.8 GFLOP per CPU second in two batches (+1.4%, +2.0%).
+template <bool kUpTo127 = false>
 __attribute__((target("avx512f"))) inline __m512 exp2_ps512(__m512 x) {
   const __mmask16 all = 0xFFFF;
   const __m512 lo = _mm512_set1_ps(-125.f);
   const __m512 xc =
-      _mm512_maskz_min_ps(all, _mm512_set1_ps(127.f), _mm512_maskz_max_ps(all, lo, x));
+      kUpTo127 ? x
+               : _mm512_maskz_min_ps(all, _mm512_set1_ps(127.f), _mm512_maskz_max_ps(all, lo, x));
   const __m512 n =
       _mm512_maskz_roundscale_ps(all, xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(xc, n);
@@ -787,19 +821,20 @@ inline float sum_even_odd(__m256 even, __m256 odd) {
 // perf): exp2_shifted took 11.9% of the run's samples with 8 lanes, 3.8% of a T = 512 run's with
 // 16; the forward went from 102 and 93 to 106 and 99 GFLOP per CPU second at that point (two
 // alternating runs, load 5-7).
+template <bool kUpTo127>
 __attribute__((target("avx512f"))) inline float exp2_shifted_avx512(float* s, int64_t n, float m) {
   const __m512 m16 = _mm512_set1_ps(m);
   __m512 sum = _mm512_setzero_ps();
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512 p = exp2_ps512(_mm512_sub_ps(_mm512_loadu_ps(s + j), m16));
+    const __m512 p = exp2_ps512<kUpTo127>(_mm512_sub_ps(_mm512_loadu_ps(s + j), m16));
     _mm512_storeu_ps(s + j, p);
     sum = _mm512_add_ps(sum, p);
   }
   if (j < n) {
     const __mmask16 k = __mmask16((1u << (n - j)) - 1);
     const __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, s + j);
-    const __m512 p = exp2_ps512(_mm512_sub_ps(x, m16));
+    const __m512 p = exp2_ps512<kUpTo127>(_mm512_sub_ps(x, m16));
     _mm512_mask_storeu_ps(s + j, k, p);
     sum = _mm512_add_ps(sum, p);
   }
@@ -810,11 +845,12 @@ __attribute__((target("avx512f"))) inline float exp2_shifted_avx512(float* s, in
 #endif
 
 // s[j] = 2^(s[j] − m) in place; returns the sum, in an order fixed by n alone (deterministic).
-template <class T>
+// kUpTo127: every s[j] − m is at most 127 or NaN (see exp2_ps512).
+template <bool kUpTo127 = false, class T>
 T exp2_shifted(T* s, int64_t n, T m) {
   if constexpr (std::is_same_v<T, float>) {
 #if defined(__AVX2__) && defined(__FMA__)
-    if (cpu_isa() == CpuIsa::avx512) return exp2_shifted_avx512(s, n, m);
+    if (cpu_isa() == CpuIsa::avx512) return exp2_shifted_avx512<kUpTo127>(s, n, m);
     const __m256 m8 = _mm256_set1_ps(m);
     __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};  // even and odd chunks of 8
     int64_t j = 0;
@@ -971,7 +1007,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
   int64_t ld_tile = ldq;
   if (TileMatmul<T>::kPacked) {
     T* qt = l + kBlockQ;
-    for (int64_t r = 0; r < n; ++r) std::copy(q_tile + r * ldq, q_tile + r * ldq + D, qt + r * D);
+    for (int64_t r = 0; r < n; ++r) copy_row(q_tile + r * ldq, D, qt + r * D);
     q_tile = qt;
     ld_tile = D;
   }
@@ -993,7 +1029,20 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
                    /*dcap=*/nullptr, packed.k_panels ? packed.k_panels + j0 * D : nullptr, ends);
     for (int64_t r = 0; r < n; ++r) {
       T* s = S + r * ldS;
-      if (masked) band.mask_row(s, i0 + r, j0, nk, kb);
+      // Under a mask, row r's keys from row_end[r] on are invisible: the softmax runs on the
+      // first ne entries only, and P is 0 from there up to what P·V reads of the row (the
+      // masked entries were -inf, exp2 made them 0 and added +0 to the sums: the same bits).
+      // At causal T = 256 each query tile has one key tile, the diagonal one, and exp2 went
+      // over 1.5x the visible scores. Measured (probe.cpp in
+      // bench/results/2026-12-06-cpu-attention-short/, GFLOP per CPU second, medians of 6
+      // alternating rounds, 2 threads, AVX-512 Zen 4, load 1.5-3.2) at the llama preset's
+      // prefill shape (B = 16, T = 256, H = 4, Hkv = 2, D = 32, causal): 63.0 -> 70.6-71.0 with
+      // abt's half blocks and copy_row; without the half blocks 67.6, without copy_row 69.7.
+      const int64_t ne = masked ? row_end[r] : nk;
+      if (masked) {
+        std::fill(s + ne, s + TileMatmul<T>::pv_reads(row_end, r, n, nk), T(0));
+        band.mask_row(s, i0 + r, j0, ne, kb);
+      }
       // Lazy rescaling: the running max moves only when some score of the row in this tile
       // exceeds it by more than kLazyTau; otherwise P = 2^(S − m) with the old m (entries up to
       // 2^kLazyTau), and neither l nor O is rescaled. The rule is per row and key tile, in code
@@ -1004,28 +1053,28 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
       // bench/results/2026-12-05-cpu-attention-fwd-2/): over the same-bits forward +0.8-3.3% at
       // 7 of 8 points, even at T = 1024 non-causal (the spread between batches of runs is ~5%);
       // 1.06-1.10x main's forward with row_max's chains and vscalefps.
-      if (m[r] != kNegInf && !any_greater(s, nk, T(m[r] + kLazyTau))) {
-        l[r] += exp2_shifted(s, nk, m[r]);  // the exact step's l·1 + sum
+      if (m[r] != kNegInf && !any_greater(s, ne, T(m[r] + kLazyTau))) {
+        l[r] += exp2_shifted<true>(s, ne, m[r]);  // the exact step's l·1 + sum
         continue;
       }
       // A NaN running max stays NaN (std::max keeps its first operand then).
-      T m_new = std::max(m[r], row_max(s, nk));
+      T m_new = std::max(m[r], row_max(s, ne));
       if (m_new == kNegInf) {
-        if (!has_nan(s, nk)) {  // no visible key so far (or only -inf scores): nothing to add
-          std::fill(s, s + nk, T(0));
+        if (!has_nan(s, ne)) {  // no visible key so far (or only -inf scores): nothing to add
+          std::fill(s, s + ne, T(0));
           continue;
         }
         m_new = std::numeric_limits<T>::quiet_NaN();  // a NaN score among -inf ones
       }
       const T alpha = m[r] == kNegInf ? T(0) : T(std::exp2(m[r] - m_new));
-      l[r] = l[r] * alpha + exp2_shifted(s, nk, m_new);
+      l[r] = l[r] * alpha + exp2_shifted<true>(s, ne, m_new);
       m[r] = m_new;
       if (alpha != T(1)) {
         T* o = O + r * ldo_acc;
         for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
       }
     }
-    if (masked && !all_finite(v + j0 * ldkv, nk, D, ldkv))
+    if (masked && !packed.v_finite && !all_finite(v + j0 * ldkv, nk, D, ldkv))
       masked_product(/*by_query=*/true, band, i0, n, j0, nk, kb, T(1), S, ldS, v + j0 * ldkv, ldkv,
                      D, O, ldo_acc);
     else
@@ -1046,8 +1095,14 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
     }
     const T inv = T(1) / l[r];
     for (int64_t d = 0; d < D; ++d) o[d] = O[r * ldo_acc + d] * inv;
-    lse[r] = T((double(m[r]) + std::log2(double(l[r]))) * kLn2);
   }
+  // lse in a loop of its own: the output rows' stores no longer wait around each row's log2
+  // call. Measured with PackedKV::v_finite (one build, not apart; probe.cpp in
+  // bench/results/2026-12-06-cpu-attention-short/, medians of 8 alternating rounds, load
+  // 1.6-1.7) at the llama prefill shape: 69.5 -> 70.3 and 70.0 -> 70.9 GFLOP per CPU second in
+  // two batches (a first, noisier batch of 6: 62.9 -> 62.8); same bits.
+  for (int64_t r = 0; r < n; ++r)
+    if (l[r] != T(0)) lse[r] = T((double(m[r]) + std::log2(double(l[r]))) * kLn2);
 }
 
 // Where sequence s's rows of head h start in lse (and in the backward's Di, laid out alike):
@@ -1232,7 +1287,7 @@ void fwd_impl(const Context& ctx, const AttentionArgs& a) {
         T* pv = pk + (Tk + 15) / 16 * 16 * D;
         TileMatmul<T>::pack_panels(kh, Hkv * D, Tk, D, pk);
         TileMatmul<T>::pack_rows(vh, Hkv * D, Tk, D, D16, pv);
-        packed = PackedKV<T>{pk, pv};
+        packed = PackedKV<T>{pk, pv, all_finite(vh, Tk, D, Hkv * D)};
       }
       const Band band(Tq, Tk, a);
       for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
