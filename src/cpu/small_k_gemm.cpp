@@ -129,6 +129,32 @@ __attribute__((target("avx512f"))) void tile_avx512(const float* x, int64_t K, c
     for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(y + r * ldy + 16 * v, m[v], c[r][v]);
 }
 
+// dst rows i < 8 (stride ldd) = src columns i of 8 rows (stride lds), 8 floats each.
+inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m256 r[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+  __m256 t[8], u[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {  // rows 4h .. 4h + 3
+    __m256* const th = t + 4 * h;
+    u[4 * h + 0] = _mm256_shuffle_ps(th[0], th[2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(th[0], th[2], 0xEE);
+    u[4 * h + 2] = _mm256_shuffle_ps(th[1], th[3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(th[1], th[3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
+    _mm256_storeu_ps(dst + (4 + i) * ldd, _mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
+  }
+}
+
 // tiles[R] is the R-row tile (R = 1 .. MR; the last block's remainder).
 constexpr Tile kTilesAvx2[kMrAvx2 + 1] = {nullptr,      tile_avx2<1>, tile_avx2<2>, tile_avx2<3>,
                                           tile_avx2<4>, tile_avx2<5>, tile_avx2<6>};
@@ -165,15 +191,25 @@ SmallKWeight::SmallKWeight(int64_t N, int64_t K, const float* w, bool transposed
         std::fill(panel + k * NR + cols, panel + (k + 1) * NR, 0.f);
       }
     } else {  // w (N, K): the panel's column j is w's row n0 + j
-      // A row k of the panel at a time (cols strided reads, one contiguous write): 14.6 us
-      // instead of 31 by columns (scattered writes) at N = 128, K = 384 (the down projection),
-      // the same at K = 128 (one thread, best of 300; 2-core Zen 4 VM, 2026-12-06).
-      const float* wr = w + n0 * K;
-      for (int64_t k = 0; k < K; ++k) {
-        float* out = panel + k * NR;
-        for (int64_t j = 0; j < cols; ++j) out[j] = wr[j * K + k];
-        std::fill(out + cols, out + NR, 0.f);
+      // By 8 x 8 transposes in registers, not by rows k (strided reads) nor columns (scattered
+      // writes): at N = 128, K = 384 (the down projection) 5.4 us hot and 41-48 cold (w and the
+      // panels out of the caches) against 15 and 53-68 by rows, 31 hot by columns; 128 x 128
+      // 1.3 and 14-15 against 4.9 and 18 (one thread, two runs, pack_probe.cpp). In the T = 256
+      // llama prefill (the caller packs before the region, the other thread asleep; the pack
+      // timed inside small_k_gemm, 11 prefills, 4 runs alternating, load 3.4-4.2) the 29 calls'
+      // packs took 0.49-0.55 ms a prefill against 0.98-1.23 by rows (one pair 1.08 / 1.04).
+      // 2-core Zen 4 VM, 2026-12-06.
+      const float* wr = w + n0 * K;  // (cols, K)
+      if (cols < NR) std::fill(panel, panel + NR * K, 0.f);
+      int64_t j0 = 0;
+      for (; j0 + 8 <= cols; j0 += 8) {
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) transpose8x8(wr + j0 * K + k, K, panel + k * NR + j0, NR);
+        for (; k < K; ++k)
+          for (int64_t j = j0; j < j0 + 8; ++j) panel[k * NR + j] = wr[j * K + k];
       }
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = j0; j < cols; ++j) panel[k * NR + j] = wr[j * K + k];
     }
   }
   if (bias) {
