@@ -10,6 +10,7 @@
 #include "src/cpu/small_k_gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 
@@ -22,11 +23,19 @@
 #define LONGCTX_SMALL_K_GEMM 1
 #endif
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace longctx::cpu {
 
 namespace {
-// Rows of y a work item: 48 rows of x at K = 128 are 24 KB, half the L1 of the dev machine.
-// A multiple of both kernels' MR.
+// Rows of y a work item: 48 rows of x at K = 128 are 24 KB, half the L1 of the SPR dev VM. A
+// multiple of both kernels' MR. On the 2-core Zen 4 VM (32 KB L1, 1 MB L2; 2026-12-06) blocks of
+// 24, 36 and 96 rows were no faster at the prefill's shapes (one thread, within +-2 %), nor is
+// the L1 the limit: tile_avx512<12> alone with x and the panels hot runs at 111.5 GFLOP/s with
+// 48 rows x 12 panels (196 KB, from L2), 115 at K = 384 (a 48 KB panel), of the 117 that 24
+// independent zmm FMA chains reach (bench/results/2026-12-06-cpu-small-k-gemm, kpeak.cpp).
 constexpr int64_t kBlockRows = 48;
 }  // namespace
 
@@ -120,6 +129,32 @@ __attribute__((target("avx512f"))) void tile_avx512(const float* x, int64_t K, c
     for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(y + r * ldy + 16 * v, m[v], c[r][v]);
 }
 
+// dst rows i < 8 (stride ldd) = src columns i of 8 rows (stride lds), 8 floats each.
+inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m256 r[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+  __m256 t[8], u[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {  // rows 4h .. 4h + 3
+    __m256* const th = t + 4 * h;
+    u[4 * h + 0] = _mm256_shuffle_ps(th[0], th[2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(th[0], th[2], 0xEE);
+    u[4 * h + 2] = _mm256_shuffle_ps(th[1], th[3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(th[1], th[3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
+    _mm256_storeu_ps(dst + (4 + i) * ldd, _mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
+  }
+}
+
 // tiles[R] is the R-row tile (R = 1 .. MR; the last block's remainder).
 constexpr Tile kTilesAvx2[kMrAvx2 + 1] = {nullptr,      tile_avx2<1>, tile_avx2<2>, tile_avx2<3>,
                                           tile_avx2<4>, tile_avx2<5>, tile_avx2<6>};
@@ -156,11 +191,25 @@ SmallKWeight::SmallKWeight(int64_t N, int64_t K, const float* w, bool transposed
         std::fill(panel + k * NR + cols, panel + (k + 1) * NR, 0.f);
       }
     } else {  // w (N, K): the panel's column j is w's row n0 + j
+      // By 8 x 8 transposes in registers, not by rows k (strided reads) nor columns (scattered
+      // writes): at N = 128, K = 384 (the down projection) 5.4 us hot and 41-48 cold (w and the
+      // panels out of the caches) against 15 and 53-68 by rows, 31 hot by columns; 128 x 128
+      // 1.3 and 14-15 against 4.9 and 18 (one thread, two runs, pack_probe.cpp). In the T = 256
+      // llama prefill (the caller packs before the region, the other thread asleep; the pack
+      // timed inside small_k_gemm, 11 prefills, 4 runs alternating, load 3.4-4.2) the 29 calls'
+      // packs took 0.49-0.55 ms a prefill against 0.98-1.23 by rows (one pair 1.08 / 1.04).
+      // 2-core Zen 4 VM, 2026-12-06.
+      const float* wr = w + n0 * K;  // (cols, K)
       if (cols < NR) std::fill(panel, panel + NR * K, 0.f);
-      for (int64_t j = 0; j < cols; ++j) {
-        const float* wr = w + (n0 + j) * K;
-        for (int64_t k = 0; k < K; ++k) panel[k * NR + j] = wr[k];
+      int64_t j0 = 0;
+      for (; j0 + 8 <= cols; j0 += 8) {
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) transpose8x8(wr + j0 * K + k, K, panel + k * NR + j0, NR);
+        for (; k < K; ++k)
+          for (int64_t j = j0; j < j0 + 8; ++j) panel[k * NR + j] = wr[j * K + k];
       }
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = j0; j < cols; ++j) panel[k * NR + j] = wr[j * K + k];
     }
   }
   if (bias) {
@@ -224,9 +273,48 @@ void small_k_gemm(const Context& ctx, int64_t M, int64_t N, int64_t K, const flo
                   const float* w, const float* bias, float* y) {
   const SmallKWeight packed(N, K, w, /*transposed=*/false, bias);
   const int64_t blocks = (M + kBlockRows - 1) / kBlockRows;
-  parallel_for(ctx, blocks, [&](int64_t block) {
+  auto block_rows = [&](int64_t block) {
     packed.rows(x, block * kBlockRows, std::min(M, (block + 1) * kBlockRows), y);
-  });
+  };
+#ifdef _OPENMP
+  const int threads = int(std::min<int64_t>(ctx.cpu_threads(), blocks));
+  if (threads > 1) {
+    // Each thread its static share of the blocks (parallel_for's, so that the next op's
+    // threads find their rows of y in their own caches), from the front; a thread done with its
+    // own takes the next unclaimed blocks of the others'. So the caller works on while a
+    // sleeping worker wakes (15-25 us under OMP_WAIT_POLICY=passive, of a 640 us call at
+    // N = K = 128), and a worker descheduled on a loaded machine holds back only its block.
+    // Against parallel_for's static split (bench/results/2026-12-06-cpu-small-k-gemm; 2-core
+    // Zen 4 VM, both cores free, load 0.7-1.2): gemm_ab_probe.cpp, M = 4096, 2 threads, medians
+    // of 15 alternating, 3 runs: wall 1.00-1.05x at 128 x 128, 1.04-1.08x at 64 x 128 (k, v),
+    // 1.00-1.05x at 384 x 128, 1.00-1.04x at 128 x 384, the seven shapes' sum 1.00-1.04x, the
+    // same bits; the T = 256 llama prefill, 10 runs alternating the two libraries: linear_fwd's
+    // 29 calls 36.2 -> 35.4 ms wall (medians; pairs 0.94-1.12x), `bench scaling` prefill
+    // 80.8k -> 82.0k tok/s, train 25.9k -> 26.1k (medians). Not kept: the caller packing w
+    // inside the region while the workers wait for it by spinning, and the caller spinning for
+    // the last block instead of sleeping at the region's end (to skip its wake-up): while
+    // another process held a core, the medians of some runs were 1.5-4.4x slower than the base
+    // (ab_calls_probe.cpp, spin-variants.txt.gz); this schedule alone at worst 1.2x there, and
+    // 0.99-1.06x in 10 more runs.
+    struct alignas(64) Next {
+      std::atomic<int64_t> v{0};
+    };
+    std::unique_ptr<Next[]> next(new Next[threads]);
+#pragma omp parallel num_threads(threads)
+    {
+      const int team = omp_get_num_threads(), t = omp_get_thread_num();
+      omp_set_num_threads(1);
+      for (int i = 0; i < team; ++i) {  // its own share, then the others' after it
+        const int owner = (t + i) % team;
+        const int64_t b0 = blocks * owner / team, b1 = blocks * (owner + 1) / team;
+        for (int64_t b; (b = b0 + next[owner].v.fetch_add(1, std::memory_order_relaxed)) < b1;)
+          block_rows(b);
+      }
+    }
+    return;
+  }
+#endif
+  parallel_for(ctx, blocks, block_rows);
 }
 
 }  // namespace longctx::cpu

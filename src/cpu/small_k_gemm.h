@@ -40,7 +40,8 @@ class SmallKWeight {
 };
 
 // y (M, N) = x (M, K) · w (N, K)ᵀ [+ bias (N)], every operand contiguous row-major; y is not
-// read. w packed once (on the calling thread), then blocks of rows across the context's threads.
+// read. w packed once (on the calling thread), then blocks of rows across the context's threads
+// (each its share, then what is left of the others').
 void small_k_gemm(const Context& ctx, int64_t M, int64_t N, int64_t K, const float* x,
                   const float* w, const float* bias, float* y);
 
