@@ -2,7 +2,9 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 
 #include "longctx/context.h"
 
@@ -107,6 +109,38 @@ void parallel_for_dynamic(const Context& ctx, int64_t n, Body&& body) {
     omp_set_num_threads(1);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < n; ++i) body(i);
+  }
+#else
+  (void)ctx;
+  for (int64_t i = 0; i < n; ++i) body(i);
+#endif
+}
+
+// Same as parallel_for, with each thread first taking the items of its own contiguous share (so
+// the rows a thread writes stay in its cache for the next op's threads), then, done with those,
+// the unclaimed items of the others' shares: the caller works on while a sleeping worker wakes,
+// and a worker that lost its core holds back one item. Each item runs once, on some thread: for
+// bodies whose result does not depend on which thread runs them (small_k_gemm's row blocks).
+template <class Body>
+void parallel_for_stealing(const Context& ctx, int64_t n, Body&& body) {
+#ifdef _OPENMP
+  if (ran_on_caller(ctx, n, body)) return;
+  const int threads = int(std::min<int64_t>(ctx.cpu_threads(), n));
+  struct alignas(64) Next {  // a share's next unclaimed item, one cache line each
+    std::atomic<int64_t> offset{0};
+  };
+  const std::unique_ptr<Next[]> next(new Next[size_t(threads)]);
+#pragma omp parallel num_threads(threads)
+  {
+    omp_set_num_threads(1);
+    const int team = omp_get_num_threads(), t = omp_get_thread_num();
+    for (int i = 0; i < team; ++i) {  // its own share, then the ones after it
+      const int owner = (t + i) % team;
+      const int64_t begin = n * owner / team, end = n * (owner + 1) / team;
+      for (int64_t item;
+           (item = begin + next[owner].offset.fetch_add(1, std::memory_order_relaxed)) < end;)
+        body(item);
+    }
   }
 #else
   (void)ctx;

@@ -10,7 +10,6 @@
 #include "src/cpu/small_k_gemm.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <memory>
 
@@ -21,10 +20,6 @@
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__GNUC__)
 #include <immintrin.h>
 #define LONGCTX_SMALL_K_GEMM 1
-#endif
-
-#ifdef _OPENMP
-#include <omp.h>
 #endif
 
 namespace longctx::cpu {
@@ -276,45 +271,24 @@ void small_k_gemm(const Context& ctx, int64_t M, int64_t N, int64_t K, const flo
   auto block_rows = [&](int64_t block) {
     packed.rows(x, block * kBlockRows, std::min(M, (block + 1) * kBlockRows), y);
   };
-#ifdef _OPENMP
-  const int threads = int(std::min<int64_t>(ctx.cpu_threads(), blocks));
-  if (threads > 1) {
-    // Each thread its static share of the blocks (parallel_for's, so that the next op's
-    // threads find their rows of y in their own caches), from the front; a thread done with its
-    // own takes the next unclaimed blocks of the others'. So the caller works on while a
-    // sleeping worker wakes (15-25 us under OMP_WAIT_POLICY=passive, of a 640 us call at
-    // N = K = 128), and a worker descheduled on a loaded machine holds back only its block.
-    // Against parallel_for's static split (bench/results/2026-12-06-cpu-small-k-gemm; 2-core
-    // Zen 4 VM, both cores free, load 0.7-1.2): gemm_ab_probe.cpp, M = 4096, 2 threads, medians
-    // of 15 alternating, 3 runs: wall 1.00-1.05x at 128 x 128, 1.04-1.08x at 64 x 128 (k, v),
-    // 1.00-1.05x at 384 x 128, 1.00-1.04x at 128 x 384, the seven shapes' sum 1.00-1.04x, the
-    // same bits; the T = 256 llama prefill, 10 runs alternating the two libraries: linear_fwd's
-    // 29 calls 36.2 -> 35.4 ms wall (medians; pairs 0.94-1.12x), `bench scaling` prefill
-    // 80.8k -> 82.0k tok/s, train 25.9k -> 26.1k (medians). Not kept: the caller packing w
-    // inside the region while the workers wait for it by spinning, and the caller spinning for
-    // the last block instead of sleeping at the region's end (to skip its wake-up): while
-    // another process held a core, the medians of some runs were 1.5-4.4x slower than the base
-    // (ab_calls_probe.cpp, spin-variants.txt.gz); this schedule alone at worst 1.2x there, and
-    // 0.99-1.06x in 10 more runs.
-    struct alignas(64) Next {
-      std::atomic<int64_t> v{0};
-    };
-    std::unique_ptr<Next[]> next(new Next[threads]);
-#pragma omp parallel num_threads(threads)
-    {
-      const int team = omp_get_num_threads(), t = omp_get_thread_num();
-      omp_set_num_threads(1);
-      for (int i = 0; i < team; ++i) {  // its own share, then the others' after it
-        const int owner = (t + i) % team;
-        const int64_t b0 = blocks * owner / team, b1 = blocks * (owner + 1) / team;
-        for (int64_t b; (b = b0 + next[owner].v.fetch_add(1, std::memory_order_relaxed)) < b1;)
-          block_rows(b);
-      }
-    }
-    return;
-  }
-#endif
-  parallel_for(ctx, blocks, block_rows);
+  // Each thread its static share of the blocks (parallel_for's, so that the next op's
+  // threads find their rows of y in their own caches), from the front; a thread done with its
+  // own takes the next unclaimed blocks of the others'. So the caller works on while a
+  // sleeping worker wakes (15-25 us under OMP_WAIT_POLICY=passive, of a 640 us call at
+  // N = K = 128), and a worker descheduled on a loaded machine holds back only its block.
+  // Against parallel_for's static split (bench/results/2026-12-06-cpu-small-k-gemm; 2-core
+  // Zen 4 VM, both cores free, load 0.7-1.2): gemm_ab_probe.cpp, M = 4096, 2 threads, medians
+  // of 15 alternating, 3 runs: wall 1.00-1.05x at 128 x 128, 1.04-1.08x at 64 x 128 (k, v),
+  // 1.00-1.05x at 384 x 128, 1.00-1.04x at 128 x 384, the seven shapes' sum 1.00-1.04x, the
+  // same bits; the T = 256 llama prefill, 10 runs alternating the two libraries: linear_fwd's
+  // 29 calls 36.2 -> 35.4 ms wall (medians; pairs 0.94-1.12x), `bench scaling` prefill
+  // 80.8k -> 82.0k tok/s, train 25.9k -> 26.1k (medians). Not kept: the caller packing w
+  // inside the region while the workers wait for it by spinning, and the caller spinning for
+  // the last block instead of sleeping at the region's end (to skip its wake-up): while
+  // another process held a core, the medians of some runs were 1.5-4.4x slower than the base
+  // (ab_calls_probe.cpp, spin-variants.txt.gz); this schedule alone at worst 1.2x there, and
+  // 0.99-1.06x in 10 more runs.
+  parallel_for_stealing(ctx, blocks, block_rows);
 }
 
 }  // namespace longctx::cpu
