@@ -1048,6 +1048,76 @@ TEST(AttentionBadInput, NamesTheArgument) {
   }
 }
 
+// The decode step's two-heads path (AVX-512, f32, an even GQA group: attend_two_f32) gives
+// attend_one's bits on each head: against the same call with the ISA capped to AVX2 (one head at
+// a time), over splits, windows, softcap, head dims up to kOneQueryMaxD (512), keys of different
+// lengths, and pairs where one head's blocks all score -inf (or its query is NaN) while the
+// other's do not (each head then adds its own blocks alone); those also against the reference's
+// non-finite rules.
+TEST(AttentionDecode, TwoHeadsAtOnceGiveOneHeadsBits) {
+  if (cpu::cpu_isa() != cpu::CpuIsa::avx512) GTEST_SKIP() << "no AVX-512 on this machine";
+  Context& ctx = context_for(Device::cpu());
+  const DType dt = DType::f32;
+  const int64_t B = 3, Tmax = 700;
+  const std::vector<int> lens = {650, 1, 300};
+  struct Case {
+    int64_t H, Hkv;
+    AttentionParams p;
+  };
+  const std::vector<Case> shapes = {
+      {4, 2, causal()},
+      {8, 2, window(40, 0, true)},
+      {4, 2, with(causal(), [](AttentionParams& p) { p.softcap = 5.f; })},
+      {2, 1, with(window(70, 3), [](AttentionParams& p) { p.softcap = 30.f; })},
+  };
+  int seed = 0;
+  for (const Case& c : shapes)
+    for (int64_t D : {3, 20, 64, 512})
+      for (int splits : {1, 3, 0})
+        for (int nonfinite : {0, 1, 2}) {
+          SCOPED_TRACE(testing::Message() << "H " << c.H << " Hkv " << c.Hkv << " D " << D
+                                          << " splits " << splits << " nonfinite " << nonfinite);
+          Rng rng(1100 + seed++);
+          Ref q = random_ref({B, 1, c.H, D}, rng, -3, 3);
+          Ref k = random_ref({B, Tmax, c.Hkv, D}, rng, -3, 3);
+          const Ref v = random_ref({B, Tmax, c.Hkv, D}, rng);
+          if (nonfinite) {
+            // Batch 0: head 0's query -inf in channel 0 and keys [0, 200) positive there, so its
+            // first blocks score -inf and its later ones +inf. Batch 2: head 1 all -inf.
+            for (int64_t j = 0; j < Tmax; ++j)
+              for (int64_t g = 0; g < c.Hkv; ++g) {
+                k[((0 * Tmax + j) * c.Hkv + g) * D] = j < 200 ? 1.0 : -1.0;
+                k[((2 * Tmax + j) * c.Hkv + g) * D] = 1.0;
+              }
+            q[(0 * c.H + 0) * D] = -INFINITY;
+            q[(2 * c.H + 1) * D] = -INFINITY;
+            if (nonfinite == 2) q[(1 * c.H + 0) * D + D - 1] = NAN;
+          }
+          Tensor lengths = Tensor::empty({B}, DType::i32);
+          for (int64_t b = 0; b < B; ++b) lengths.data_as<int32_t>()[b] = lens[size_t(b)];
+          const Tensor tq = from_ref(q, dt), tk = from_ref(k, dt), tv = from_ref(v, dt);
+          Tensor out2 = poisoned({B, 1, c.H, D}, dt, Device::cpu(), &ctx);
+          Tensor lse2 = poisoned({B, c.H, 1}, dt, Device::cpu(), &ctx);
+          Tensor out1 = poisoned({B, 1, c.H, D}, dt, Device::cpu(), &ctx);
+          Tensor lse1 = poisoned({B, c.H, 1}, dt, Device::cpu(), &ctx);
+          attention_decode(ctx, out2, lse2, tq, tk, tv, lengths, {}, {}, c.p, splits);
+          {
+            const IsaCap avx2(cpu::CpuIsa::avx2);
+            attention_decode(ctx, out1, lse1, tq, tk, tv, lengths, {}, {}, c.p, splits);
+          }
+          EXPECT_EQ(std::memcmp(out2.data(), out1.data(), out1.nbytes()), 0) << "out";
+          EXPECT_EQ(std::memcmp(lse2.data(), lse1.data(), lse1.nbytes()), 0) << "lse";
+          if (nonfinite) {
+            const auto exact =
+                ref::attention_decode<Oracle>(q, k, v, lens, nullptr, nullptr, c.p, no_round);
+            const auto naive = ref::attention_decode<float>(q, k, v, lens, nullptr, nullptr, c.p,
+                                                            rounding_for(dt));
+            expect_nonfinite_as_reference(out2, exact.out, naive.out, dt, "out");
+            expect_nonfinite_as_reference(lse2, exact.lse, naive.lse, dt, "lse");
+          }
+        }
+}
+
 TEST(AttentionBadInput, DecodeNamesTheArgument) {
   Context& ctx = context_for(Device::cpu());
   const DType f32 = DType::f32;

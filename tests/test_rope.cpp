@@ -80,6 +80,40 @@ INSTANTIATE_TEST_SUITE_P(Cases, Rope,
                                           testing::ValuesIn(all_backends())),
                          case_name<RopeCase>);
 
+// A decode step's calls share one position, theta and D, and the CPU keeps the last ones' angles
+// per thread (src/cpu/rope.cpp): calls that change only theta, only D, or only the position, in
+// turn on one context, each against the reference.
+TEST(Rope, CallsChangingThetaHeadDimOrPositionInTurn) {
+  Context& ctx = context_for(Device::cpu());
+  const DType dt = DType::f32;
+  struct Call {
+    double theta;
+    int64_t D;
+    int32_t position;
+  };
+  const std::vector<Call> calls = {{1e4, 64, 300}, {5e5, 64, 300}, {1e4, 64, 300},
+                                   {1e4, 32, 300}, {1e4, 64, 300}, {1e4, 64, 301},
+                                   {5e5, 32, 301}, {5e5, 32, 301}, {1e4, 64, 300}};
+  Rng rng(77);
+  for (const Call& c : calls) {
+    SCOPED_TRACE(testing::Message()
+                 << "theta " << c.theta << " D " << c.D << " position " << c.position);
+    const Shape shape{2, 1, 3, c.D};
+    const Ref x = random_ref(shape, rng, -2, 2);
+    const std::vector<int64_t> pos = {c.position, c.position};
+    const Tensor pos_t = int_tensor({c.position, c.position}, {2, 1}, Device::cpu());
+    Tensor out = poisoned(shape, dt, Device::cpu(), &ctx),
+           dx = poisoned(shape, dt, Device::cpu(), &ctx);
+    const Tensor xt = from_ref(x, dt);
+    rope_fwd(ctx, out, xt, pos_t, RopeParams{c.theta});
+    rope_bwd(ctx, dx, xt, pos_t, RopeParams{c.theta});
+    expect_close_2x(out, ref::rope<Oracle>(x, pos, c.theta, 1, no_round),
+                    ref::rope<float>(x, pos, c.theta, 1, rounding_for(dt)), dt, "out");
+    expect_close_2x(dx, ref::rope<Oracle>(x, pos, c.theta, -1, no_round),
+                    ref::rope<float>(x, pos, c.theta, -1, rounding_for(dt)), dt, "dx");
+  }
+}
+
 TEST(RopeReference, BackwardMatchesFiniteDifferences) {
   Rng rng(9);
   const Ref x = random_ref({2, 3, 2, 6}, rng), dout = random_ref({2, 3, 2, 6}, rng);

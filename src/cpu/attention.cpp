@@ -2273,10 +2273,21 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
   int64_t max_keys = 0;
   for (int64_t b = 0; b < B; ++b) max_keys = std::max(max_keys, keys(b));
 
-  // Splits: enough work items for every thread twice over, each split at least 256 keys.
+  // With a GQA group of an even size, on AVX-512 machines, one item takes two query heads of a
+  // group (attend_two_f32: the same bits as attend_one on each; its kernels are compiled for
+  // AVX-512VL too, so that is checked as well).
+  bool two = false;
+#if defined(__AVX2__) && defined(__FMA__)
+  two = std::is_same_v<T, float> && Tq == 1 && D <= kOneQueryMaxD && group % 2 == 0 &&
+        cpu_isa() == CpuIsa::avx512 && __builtin_cpu_supports("avx512vl");
+#endif
+  const int64_t per = two ? 2 : 1, units = H / per;
+
+  // Splits: enough work items (units of heads) for every thread twice over, each split at least
+  // 256 keys.
   int64_t splits = num_splits;
   if (splits == 0) {
-    const int64_t want = (2 * ctx.cpu_threads() + B * H - 1) / std::max<int64_t>(B * H, 1);
+    const int64_t want = (2 * ctx.cpu_threads() + B * units - 1) / std::max<int64_t>(B * units, 1);
     splits = std::clamp(want, int64_t(1), std::max<int64_t>(1, max_keys / 256));
   }
   // Partial results per (b, h, split): normalised O_s (Tq, D) and lse_s (Tq). One split is the
@@ -2285,14 +2296,6 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
   const bool direct = splits == 1;
   std::vector<T> part_o(direct ? 0 : size_t(B * H * splits * Tq * D));
   std::vector<T> part_lse(direct ? 0 : size_t(B * H * splits * Tq));
-  // With a GQA group of an even size, on AVX-512 machines, one item takes two query heads of a
-  // group (attend_two_f32: the same bits as attend_one on each).
-  bool two = false;
-#if defined(__AVX2__) && defined(__FMA__)
-  two = std::is_same_v<T, float> && Tq == 1 && D <= kOneQueryMaxD && group % 2 == 0 &&
-        cpu_isa() == CpuIsa::avx512;
-#endif
-  const int64_t per = two ? 2 : 1, units = H / per;
   auto attend = [&](int64_t unit_item) {
     const int64_t s = unit_item % splits, bu = unit_item / splits, b = bu / units;
     const int64_t h = bu % units * per, bh = b * H + h, item = bh * splits + s, hk = h / group;
