@@ -543,13 +543,15 @@ const std::vector<NonFiniteCase> kNonFiniteCases = {
 
 class AttentionNonFinite : public testing::TestWithParam<std::tuple<NonFiniteCase, DType>> {};
 
-TEST_P(AttentionNonFinite, PropagatesAsTheReference) {
-  const auto& [c, dt] = GetParam();
-  Context& ctx = context_for(Device::cpu());
+// Two layouts: one sequence (the forward packs K and V once for all its heads), and four
+// sequences on one thread (a pack per sequence and kv head, whose V is checked for finiteness
+// once: PackedKV::v_finite), the value in the first sequence only.
+void check_nonfinite_propagation(const NonFiniteCase& c, DType dt, int64_t B, Context& ctx) {
+  SCOPED_TRACE(testing::Message() << "B " << B << ", " << ctx.cpu_threads() << " thread(s)");
   const DType lse_dt = stat_dtype(dt);
   // Two heads on one kv head, 270 tokens: three query tiles and two key tiles (128 x 256),
   // masked and full ones; D = 20 leaves a tail past 16 and 8 lanes.
-  const int64_t B = 1, T = 270, H = 2, Hkv = 1, D = 20;
+  const int64_t T = 270, H = 2, Hkv = 1, D = 20;
   const Shape q_shape = {B, T, H, D}, kv_shape = {B, T, Hkv, D};
   Rng rng(seed_of(c.name));
   Ref q = rounded(random_ref(q_shape, rng), dt), k = rounded(random_ref(kv_shape, rng), dt);
@@ -589,6 +591,13 @@ TEST_P(AttentionNonFinite, PropagatesAsTheReference) {
     const IsaCap avx2(cpu::CpuIsa::avx2);
     run_and_check("AVX2 kernels");
   }
+}
+
+TEST_P(AttentionNonFinite, PropagatesAsTheReference) {
+  const auto& [c, dt] = GetParam();
+  check_nonfinite_propagation(c, dt, 1, context_for(Device::cpu()));
+  Context one_thread(Device::cpu(), 1);
+  check_nonfinite_propagation(c, dt, 4, one_thread);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, AttentionNonFinite,

@@ -783,12 +783,13 @@ bool all_finite(const T* x, int64_t rows, int64_t cols, int64_t ld) {
 // recomputed P uses it (and no row max), 1.00-1.13x (median of only 2 alternating runs each,
 // load 15-24; bench/results/2026-12-05-cpu-attention-fwd-2/).
 //
-// kUpTo127: x <= 127 or NaN (the forward's shifted scores, at most kLazyTau), and neither clamp
-// is applied: below -125 the result is 0 by the mask whatever n and p are (-inf: n = -inf, p
-// NaN, masked), from -125 to 127 the clamps change nothing, and NaN goes through as before —
-// the same bits on every such input (checked on all 2^32 floats: exp2_check.cpp in
-// bench/results/2026-12-06-cpu-attention-short/), two of its sixteen instructions fewer.
-// Measured there (probe.cpp, medians of 6 alternating rounds, 2 threads, AVX-512 Zen 4, load
+// kUpTo127: x <= 127, -inf or NaN (the forward's shifted scores, at most kLazyTau, except in a
+// row holding a NaN score, whose max may have dropped a larger one: its sums are NaN whatever
+// exp2 returns there), and neither clamp is applied: below -125 the result is 0 by the mask
+// whatever n and p are (-inf: n = -inf, p NaN, masked), from -125 to 127 the clamps change nothing,
+// and NaN goes through as before — the same bits on every such input (checked on all 2^32 floats:
+// exp2_check.cpp in bench/results/2026-12-06-cpu-attention-short/), two of its sixteen instructions
+// fewer. Measured there (probe.cpp, medians of 6 alternating rounds, 2 threads, AVX-512 Zen 4, load
 // 2.4-3.1) at the llama preset's prefill shape (D = 32, causal T = 256): 70.2 -> 71.2 and
 // 71.4 -> 72.8 GFLOP per CPU second in two batches (+1.4%, +2.0%).
 template <bool kUpTo127 = false>
@@ -1040,7 +1041,9 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
       // abt's half blocks and copy_row; without the half blocks 67.6, without copy_row 69.7.
       const int64_t ne = masked ? row_end[r] : nk;
       if (masked) {
-        std::fill(s + ne, s + TileMatmul<T>::pv_reads(row_end, r, n, nk), T(0));
+        // Row 0 up to what the last row block reads: that block's padding rows read row 0.
+        const int64_t reads = TileMatmul<T>::pv_reads(row_end, r == 0 ? n - 1 : r, n, nk);
+        std::fill(s + ne, s + reads, T(0));
         band.mask_row(s, i0 + r, j0, ne, kb);
       }
       // Lazy rescaling: the running max moves only when some score of the row in this tile
