@@ -1955,24 +1955,22 @@ void accumulate_v_chunks(const float* p, const float* v, int64_t ldv, int64_t nk
   for (int c = 0; c < NC; ++c) _mm256_storeu_ps(o + (c0 + c) * 8, _mm256_add_ps(even[c], odd[c]));
 }
 
-// accumulate_v_chunks over the whole head dim, 4 chunks (32 dims) a pass: 8 accumulators, and
-// each V row's 128 bytes read in one pass. o holds D rounded up to 8 floats.
-void accumulate_v_f32(const float* p, const float* v, int64_t ldv, int64_t D, int64_t nk,
-                      float alpha, float* o) {
-  const int64_t chunks = (D + 7) / 8;
-  const __m256i tail = lanes_mask(D - (chunks - 1) * 8);
+// Calls chunks(c0, NC, kPartial) (the last two as std::integral_constant) over a row of D floats
+// in 8-float chunks: passes of 4 whole chunks from c0, then the last 1-4, the last of them
+// partial or not.
+template <class Chunks>
+void over_v_chunks(int64_t D, Chunks&& chunks) {
+  const int64_t n = (D + 7) / 8;
   const bool partial = D % 8 != 0;
   int64_t c0 = 0;
-  for (; c0 + 4 < chunks; c0 += 4) accumulate_v_chunks<4, false>(p, v, ldv, nk, alpha, c0, tail, o);
-  // The last 1-4 chunks, the last of them partial or not.
+  for (; c0 + 4 < n; c0 += 4) chunks(c0, std::integral_constant<int, 4>(), std::false_type());
   auto last = [&](auto nc) {
-    constexpr int NC = decltype(nc)::value;
     if (partial)
-      accumulate_v_chunks<NC, true>(p, v, ldv, nk, alpha, c0, tail, o);
+      chunks(c0, nc, std::true_type());
     else
-      accumulate_v_chunks<NC, false>(p, v, ldv, nk, alpha, c0, tail, o);
+      chunks(c0, nc, std::false_type());
   };
-  switch (chunks - c0) {
+  switch (n - c0) {
     case 4:
       return last(std::integral_constant<int, 4>());
     case 3:
@@ -1982,6 +1980,17 @@ void accumulate_v_f32(const float* p, const float* v, int64_t ldv, int64_t D, in
     default:
       return last(std::integral_constant<int, 1>());
   }
+}
+
+// accumulate_v_chunks over the whole head dim, 4 chunks (32 dims) a pass: 8 accumulators, and
+// each V row's 128 bytes read in one pass. o holds D rounded up to 8 floats.
+void accumulate_v_f32(const float* p, const float* v, int64_t ldv, int64_t D, int64_t nk,
+                      float alpha, float* o) {
+  const __m256i tail = lanes_mask(D - ((D + 7) / 8 - 1) * 8);
+  over_v_chunks(D, [&](int64_t c0, auto nc, auto partial) {
+    accumulate_v_chunks<decltype(nc)::value, decltype(partial)::value>(p, v, ldv, nk, alpha, c0,
+                                                                       tail, o);
+  });
 }
 #endif
 
@@ -2180,29 +2189,11 @@ LONGCTX_TWO_HEADS void accumulate_v_chunks_two(const float* p0, const float* p1,
 LONGCTX_TWO_HEADS void accumulate_v_two_f32(const float* p0, const float* p1, const float* v,
                                             int64_t ldv, int64_t D, int64_t nk, float alpha0,
                                             float alpha1, float* o0, float* o1) {
-  const int64_t chunks = (D + 7) / 8;
-  const __m256i tail = lanes_mask(D - (chunks - 1) * 8);
-  const bool partial = D % 8 != 0;
-  int64_t c0 = 0;
-  for (; c0 + 4 < chunks; c0 += 4)
-    accumulate_v_chunks_two<4, false>(p0, p1, v, ldv, nk, alpha0, alpha1, c0, tail, o0, o1);
-  auto last = [&](auto nc) {
-    constexpr int NC = decltype(nc)::value;
-    if (partial)
-      accumulate_v_chunks_two<NC, true>(p0, p1, v, ldv, nk, alpha0, alpha1, c0, tail, o0, o1);
-    else
-      accumulate_v_chunks_two<NC, false>(p0, p1, v, ldv, nk, alpha0, alpha1, c0, tail, o0, o1);
-  };
-  switch (chunks - c0) {
-    case 4:
-      return last(std::integral_constant<int, 4>());
-    case 3:
-      return last(std::integral_constant<int, 3>());
-    case 2:
-      return last(std::integral_constant<int, 2>());
-    default:
-      return last(std::integral_constant<int, 1>());
-  }
+  const __m256i tail = lanes_mask(D - ((D + 7) / 8 - 1) * 8);
+  over_v_chunks(D, [&](int64_t c0, auto nc, auto partial) {
+    accumulate_v_chunks_two<decltype(nc)::value, decltype(partial)::value>(
+        p0, p1, v, ldv, nk, alpha0, alpha1, c0, tail, o0, o1);
+  });
 }
 
 // attend_one (f32) for the queries q0 and q1, which see the same keys: out0, lse0 and out1, lse1.
