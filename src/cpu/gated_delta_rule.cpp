@@ -43,6 +43,7 @@
 #endif
 
 #include "src/core/dispatch.h"
+#include "src/cpu/aligned_vector.h"
 #include "src/cpu/blas.h"
 #include "src/cpu/exp_array.h"
 #include "src/cpu/isa.h"
@@ -64,28 +65,9 @@ namespace {
 // Measured (B = 1, T = 8192, H = 8, K = V = 128, one thread, fwd_probe best of 6, CPU time,
 // alternating with the library before, load 4.4-4.6): Gated DeltaNet forward 89.6 -> 79.7 ms
 // (-11.0%, 10 of 10 rounds), KDA forward 150.6 -> 129.6 ms (-14.0%, 6 of 6); the same bits.
+// The allocator: LineAligned (aligned_vector.h), shared with the other ops' scratch.
 template <class T>
-struct LineAligned {
-  using value_type = T;
-  LineAligned() = default;
-  template <class U>
-  LineAligned(const LineAligned<U>&) {}
-  T* allocate(size_t n) {
-    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
-  }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-  template <class U>
-  bool operator==(const LineAligned<U>&) const {
-    return true;
-  }
-  template <class U>
-  bool operator!=(const LineAligned<U>&) const {
-    return false;
-  }
-};
-
-template <class T>
-using Vec = std::vector<T, LineAligned<T>>;
+using Vec = LineVector<T>;
 
 // The accumulator of the backward's short sums (dbeta, the decay gradient; O(C² + C·V) terms
 // per chunk, next to the O(C·K·V) products): f64. dbeta_i = <dR_i, Vm_i> + Σ_j dA_ij P_ij is
