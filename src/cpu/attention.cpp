@@ -846,7 +846,7 @@ __attribute__((target("avx512f"))) inline float exp2_shifted_avx512(float* s, in
 #endif
 
 // s[j] = 2^(s[j] − m) in place; returns the sum, in an order fixed by n alone (deterministic).
-// kUpTo127: every s[j] − m is at most 127 or NaN (see exp2_ps512).
+// kUpTo127: every s[j] − m is at most 127, -inf or NaN (see exp2_ps512).
 template <bool kUpTo127 = false, class T>
 T exp2_shifted(T* s, int64_t n, T m) {
   if constexpr (std::is_same_v<T, float>) {
