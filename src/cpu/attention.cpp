@@ -386,7 +386,10 @@ constexpr bool kPackedF32 = false;
 
 // dst[0, D) = src[0, D). f32 rows 8 floats at a time: std::copy called memmove once per row,
 // and at D = 32 (128-byte rows: the llama preset's V packs and query tiles) those calls took 6%
-// of the forward's samples at causal T = 256 (perf; see attend_rows for the measurement).
+// of the forward's samples at causal T = 256 (perf; see attend_rows for the measurement). But
+// GCC 12 recognises this loop too and calls memcpy where it is inlined into attend_rows (4 call
+// sites there; perf at D = 64, bench/results/2026-12-06-cpu-attention-fwd-1024/): keeping it a
+// vector loop there is left to do.
 template <class T>
 inline void copy_row(const T* src, int64_t D, T* dst) {
   int64_t d = 0;
