@@ -1,9 +1,9 @@
 // The CPU attention forward at the llama preset's prefill shape (B = 16, T = 256, H = 4,
 // Hkv = 2, D = 32, causal; point 0) and bench_attention's default non-causal sweep (B·T = 4096,
-// H = 8, D = 64, T = 512 / 1024 / 2048 / 4096; points 1-4, and causal, points 5-8): GFLOP of useful work per second of
-// wall time and per CPU second (best of `reps` after a warm-up, each rep `inner` calls), and a
-// checksum of out and lse (same checksum = same bits, in practice), for A/B runs of one binary
-// against two builds of liblongctx.so (LD_LIBRARY_PATH). Inputs uniform in [-1, 1).
+// H = 8, D = 64, T = 512 / 1024 / 2048 / 4096; points 1-4, and causal, points 5-8): GFLOP of useful
+// work per second of wall time and per CPU second (best of `reps` after a warm-up, each rep `inner`
+// calls), and a checksum of out and lse (same checksum = same bits, in practice), for A/B runs of
+// one binary against two builds of liblongctx.so (LD_LIBRARY_PATH). Inputs uniform in [-1, 1).
 //   g++ -O2 -std=c++17 -Iinclude probe.cpp -Lbuild-cpu -llongctx -o probe
 //   probe [reps] [point or -1]
 #include <time.h>
@@ -44,11 +44,10 @@ int main(int argc, char** argv) {
     bool causal;
     int inner;
   };
-  const Point points[] = {{16, 256, 4, 2, 32, true, 20},   {8, 512, 8, 8, 64, false, 2},
-                          {4, 1024, 8, 8, 64, false, 2},   {2, 2048, 8, 8, 64, false, 1},
-                          {1, 4096, 8, 8, 64, false, 1},   {8, 512, 8, 8, 64, true, 2},
-                          {4, 1024, 8, 8, 64, true, 2},    {2, 2048, 8, 8, 64, true, 1},
-                          {1, 4096, 8, 8, 64, true, 1}};
+  const Point points[] = {
+      {16, 256, 4, 2, 32, true, 20}, {8, 512, 8, 8, 64, false, 2},  {4, 1024, 8, 8, 64, false, 2},
+      {2, 2048, 8, 8, 64, false, 1}, {1, 4096, 8, 8, 64, false, 1}, {8, 512, 8, 8, 64, true, 2},
+      {4, 1024, 8, 8, 64, true, 2},  {2, 2048, 8, 8, 64, true, 1},  {1, 4096, 8, 8, 64, true, 1}};
   std::mt19937 gen(7);
   for (int i = 0; i < int(sizeof(points) / sizeof(points[0])); ++i) {
     if (only >= 0 && only != i) continue;
@@ -69,11 +68,12 @@ int main(int argc, char** argv) {
       best_c = std::min(best_c, now(CLOCK_PROCESS_CPUTIME_ID) - c0);
       best_w = std::min(best_w, now(CLOCK_MONOTONIC) - w0);
     }
-    std::printf("pt=%d B=%ld T=%ld H=%ld Hkv=%ld D=%ld causal=%d gf_wall=%.1f gf_cpu=%.1f "
-                "ms_per_call=%.3f sum=%.12g\n",
-                i, long(p.B), long(p.T), long(p.H), long(p.Hkv), long(p.D), int(p.causal),
-                flops / best_w * 1e-9, flops / best_c * 1e-9, best_w / p.inner * 1e3,
-                checksum(out) + checksum(lse));
+    std::printf(
+        "pt=%d B=%ld T=%ld H=%ld Hkv=%ld D=%ld causal=%d gf_wall=%.1f gf_cpu=%.1f "
+        "ms_per_call=%.3f sum=%.12g\n",
+        i, long(p.B), long(p.T), long(p.H), long(p.Hkv), long(p.D), int(p.causal),
+        flops / best_w * 1e-9, flops / best_c * 1e-9, best_w / p.inner * 1e3,
+        checksum(out) + checksum(lse));
     std::fflush(stdout);
   }
 }

@@ -22,8 +22,11 @@
 using namespace longctx;
 
 int main(int argc, char** argv) {
-  if (argc < 3) return std::fprintf(stderr, "usage: decode_loop PRESET f32|bf16 [rounds] [steps] [threads]\n"), 2;
-  const int64_t rounds = argc > 3 ? std::atoll(argv[3]) : 200, steps = argc > 4 ? std::atoll(argv[4]) : 40;
+  if (argc < 3)
+    return std::fprintf(stderr, "usage: decode_loop PRESET f32|bf16 [rounds] [steps] [threads]\n"),
+           2;
+  const int64_t rounds = argc > 3 ? std::atoll(argv[3]) : 200,
+                steps = argc > 4 ? std::atoll(argv[4]) : 40;
   const int threads = argc > 5 ? std::atoi(argv[5]) : 1;
   std::ifstream in(argv[1]);
   std::stringstream json;
@@ -48,12 +51,15 @@ int main(int argc, char** argv) {
       logits = model.decode(cache, next);
       const float* l = logits.data_as<float>();
       next.data_as<int32_t>()[0] = int32_t(std::max_element(l, l + V) - l);
-      us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      us.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     }
   }
   std::sort(us.begin(), us.end());
-  std::printf("%s weights, T = %lld..%lld, %lld steps: median %.1f us (%.0f tokens/s), p10 %.1f, p90 %.1f\n", argv[2],
-              (long long)context, (long long)(context + steps), (long long)us.size(), us[us.size() / 2],
-              1e6 / us[us.size() / 2], us[us.size() / 10], us[us.size() * 9 / 10]);
+  std::printf(
+      "%s weights, T = %lld..%lld, %lld steps: median %.1f us (%.0f tokens/s), p10 %.1f, p90 "
+      "%.1f\n",
+      argv[2], (long long)context, (long long)(context + steps), (long long)us.size(),
+      us[us.size() / 2], 1e6 / us[us.size() / 2], us[us.size() / 10], us[us.size() * 9 / 10]);
   return 0;
 }

@@ -15,13 +15,20 @@ int main(int argc, char** argv) {
   if (argc < 2) return 2;
   std::FILE* f = std::fopen(argv[1], "wb");
   Context ctx(Device::cpu(), 1);
-  struct Case { int64_t B, Tmax, H, Hkv, D; int len, splits; float softcap; };
-  const Case cases[] = {{1, 300, 4, 2, 32, 277, 1, 0},  {1, 300, 4, 2, 32, 277, 3, 0},
-                        {2, 300, 8, 2, 20, 250, 0, 0},  {1, 300, 4, 2, 44, 291, 1, 0},
-                        {1, 600, 4, 1, 64, 555, 2, 0},  {1, 300, 4, 2, 256, 100, 1, 30.f},
-                        {1, 300, 2, 1, 3, 17, 1, 0},    {1, 300, 6, 3, 8, 299, 1, 0}};
+  struct Case {
+    int64_t B, Tmax, H, Hkv, D;
+    int len, splits;
+    float softcap;
+  };
+  const Case cases[] = {{1, 300, 4, 2, 32, 277, 1, 0}, {1, 300, 4, 2, 32, 277, 3, 0},
+                        {2, 300, 8, 2, 20, 250, 0, 0}, {1, 300, 4, 2, 44, 291, 1, 0},
+                        {1, 600, 4, 1, 64, 555, 2, 0}, {1, 300, 4, 2, 256, 100, 1, 30.f},
+                        {1, 300, 2, 1, 3, 17, 1, 0},   {1, 300, 6, 3, 8, 299, 1, 0}};
   uint32_t seed = 12345;
-  auto rnd = [&]() { seed = seed * 1664525u + 1013904223u; return float(int(seed >> 9) % 2001 - 1000) / 300.f; };
+  auto rnd = [&]() {
+    seed = seed * 1664525u + 1013904223u;
+    return float(int(seed >> 9) % 2001 - 1000) / 300.f;
+  };
   for (const Case& c : cases) {
     Tensor q = Tensor::empty({c.B, 1, c.H, c.D}, DType::f32);
     Tensor kc = Tensor::empty({c.B, c.Tmax, c.Hkv, c.D}, DType::f32);

@@ -51,44 +51,53 @@ int main(int argc, char** argv) {
     Tensor dw = Tensor::empty({D, W}, DType::f32), db = Tensor::empty({D}, DType::f32);
     const CausalConv1dParams prm{Activation::silu, true};
     causal_conv1d_fwd(ctx, out, x, w, bias, prm);
-    time("conv_fwd", [&] { causal_conv1d_fwd(ctx, out, x, w, bias, prm); }, checksum(out));
+    time(
+        "conv_fwd", [&] { causal_conv1d_fwd(ctx, out, x, w, bias, prm); }, checksum(out));
     causal_conv1d_bwd(ctx, dx, dw, db, dout, x, w, bias, prm);
-    time("conv_bwd", [&] { causal_conv1d_bwd(ctx, dx, dw, db, dout, x, w, bias, prm); },
-         checksum(dx) + checksum(dw) + checksum(db));
+    time(
+        "conv_bwd", [&] { causal_conv1d_bwd(ctx, dx, dw, db, dout, x, w, bias, prm); },
+        checksum(dx) + checksum(dw) + checksum(db));
     return 0;
   }
   {  // selective_scan: mamba-130m widths (d_inner 1536, N = 16), T = 2048, D and z.
     const int64_t Dm = 1536, N = 16, T = 2048;
-    SelectiveScanInputs in{rnd({1, Dm, T}, g, -1, 1), rnd({1, Dm, T}, g, 0.01f, 0.2f),
-                           rnd({Dm, N}, g, -2, -0.1f), rnd({1, 1, N, T}, g, -1, 1),
+    SelectiveScanInputs in{rnd({1, Dm, T}, g, -1, 1),   rnd({1, Dm, T}, g, 0.01f, 0.2f),
+                           rnd({Dm, N}, g, -2, -0.1f),  rnd({1, 1, N, T}, g, -1, 1),
                            rnd({1, 1, N, T}, g, -1, 1), rnd({Dm}, g, -1, 1),
                            rnd({1, Dm, T}, g, -1, 1)};
-    Tensor out = Tensor::empty({1, Dm, T}, DType::f32), last = Tensor::empty({1, Dm, N}, DType::f32);
+    Tensor out = Tensor::empty({1, Dm, T}, DType::f32),
+           last = Tensor::empty({1, Dm, N}, DType::f32);
     selective_scan_fwd(ctx, out, last, in);
-    time("ss_fwd", [&] { selective_scan_fwd(ctx, out, last, in); }, checksum(out));
+    time(
+        "ss_fwd", [&] { selective_scan_fwd(ctx, out, last, in); }, checksum(out));
     Tensor dout = rnd({1, Dm, T}, g, -1, 1), dlast = rnd({1, Dm, N}, g, -1, 1);
-    SelectiveScanGrads gr{Tensor::empty({1, Dm, T}, DType::f32), Tensor::empty({1, Dm, T}, DType::f32),
-                          Tensor::empty({Dm, N}, DType::f32),    Tensor::empty({1, 1, N, T}, DType::f32),
-                          Tensor::empty({1, 1, N, T}, DType::f32), Tensor::empty({Dm}, DType::f32),
-                          Tensor::empty({1, Dm, T}, DType::f32)};
+    SelectiveScanGrads gr{
+        Tensor::empty({1, Dm, T}, DType::f32),   Tensor::empty({1, Dm, T}, DType::f32),
+        Tensor::empty({Dm, N}, DType::f32),      Tensor::empty({1, 1, N, T}, DType::f32),
+        Tensor::empty({1, 1, N, T}, DType::f32), Tensor::empty({Dm}, DType::f32),
+        Tensor::empty({1, Dm, T}, DType::f32)};
     selective_scan_bwd(ctx, gr, dout, dlast, in);
-    time("ss_bwd", [&] { selective_scan_bwd(ctx, gr, dout, dlast, in); },
-         checksum(gr.du) + checksum(gr.ddelta) + checksum(gr.dA) + checksum(gr.dB) + checksum(gr.dC) +
-             checksum(gr.dD) + checksum(gr.dz));
+    time(
+        "ss_bwd", [&] { selective_scan_bwd(ctx, gr, dout, dlast, in); },
+        checksum(gr.du) + checksum(gr.ddelta) + checksum(gr.dA) + checksum(gr.dB) +
+            checksum(gr.dC) + checksum(gr.dD) + checksum(gr.dz));
   }
   {  // ssd: mamba2-130m (24 heads of 64, N = 128, one group), chunk 64, T = 2048.
     const int64_t H = 24, P = 64, N = 128, T = 2048;
-    SSDInputs in{rnd({1, T, H, P}, g, -1, 1), rnd({1, T, H}, g, 0.01f, 0.2f), rnd({H}, g, -2, -0.1f),
-                 rnd({1, T, 1, N}, g, -1, 1), rnd({1, T, 1, N}, g, -1, 1)};
-    Tensor out = Tensor::empty({1, T, H, P}, DType::f32), fin = Tensor::empty({1, H, P, N}, DType::f32);
+    SSDInputs in{rnd({1, T, H, P}, g, -1, 1), rnd({1, T, H}, g, 0.01f, 0.2f),
+                 rnd({H}, g, -2, -0.1f), rnd({1, T, 1, N}, g, -1, 1), rnd({1, T, 1, N}, g, -1, 1)};
+    Tensor out = Tensor::empty({1, T, H, P}, DType::f32),
+           fin = Tensor::empty({1, H, P, N}, DType::f32);
     ssd_fwd(ctx, out, fin, in, {64});
-    time("ssd_fwd", [&] { ssd_fwd(ctx, out, fin, in, {64}); }, checksum(out) + checksum(fin));
+    time(
+        "ssd_fwd", [&] { ssd_fwd(ctx, out, fin, in, {64}); }, checksum(out) + checksum(fin));
     Tensor dout = rnd({1, T, H, P}, g, -1, 1), dfin = rnd({1, H, P, N}, g, -1, 1);
     SSDGrads gr{Tensor::empty({1, T, H, P}, DType::f32), Tensor::empty({1, T, H}, DType::f32),
                 Tensor::empty({H}, DType::f32), Tensor::empty({1, T, 1, N}, DType::f32),
                 Tensor::empty({1, T, 1, N}, DType::f32)};
     ssd_bwd(ctx, gr, dout, dfin, in, {64});
-    time("ssd_bwd", [&] { ssd_bwd(ctx, gr, dout, dfin, in, {64}); },
-         checksum(gr.dx) + checksum(gr.ddt) + checksum(gr.dA) + checksum(gr.dB) + checksum(gr.dC));
+    time(
+        "ssd_bwd", [&] { ssd_bwd(ctx, gr, dout, dfin, in, {64}); },
+        checksum(gr.dx) + checksum(gr.ddt) + checksum(gr.dA) + checksum(gr.dB) + checksum(gr.dC));
   }
 }
