@@ -2271,12 +2271,11 @@ void decode_impl(const Context& ctx, const AttentionArgs& a) {
   for (int64_t b = 0; b < B; ++b) max_keys = std::max(max_keys, keys(b));
 
   // With a GQA group of an even size, on AVX-512 machines, one item takes two query heads of a
-  // group (attend_two_f32: the same bits as attend_one on each; its kernels are compiled for
-  // AVX-512VL too, so that is checked as well).
+  // group (attend_two_f32: the same bits as attend_one on each).
   bool two = false;
 #if defined(__AVX2__) && defined(__FMA__)
   two = std::is_same_v<T, float> && Tq == 1 && D <= kOneQueryMaxD && group % 2 == 0 &&
-        cpu_isa() == CpuIsa::avx512 && __builtin_cpu_supports("avx512vl");
+        cpu_isa() == CpuIsa::avx512;
 #endif
   const int64_t per = two ? 2 : 1, units = H / per;
 

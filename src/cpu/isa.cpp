@@ -16,7 +16,8 @@ CpuIsa detected() {
   static const CpuIsa isa = [] {
     const char* env = std::getenv("LONGCTX_CPU_ISA");
     if (env && std::strcmp(env, "avx2") == 0) return CpuIsa::avx2;
-    return __builtin_cpu_supports("avx512f") ? CpuIsa::avx512 : CpuIsa::avx2;
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    return avx512 ? CpuIsa::avx512 : CpuIsa::avx2;
   }();
   return isa;
 #else
