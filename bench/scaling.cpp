@@ -717,6 +717,7 @@ int run_scaling(const ScalingOptions& options) {
                    {"cuda", build.cuda},
                    {"cuda_architectures", build.cuda_architectures},
                    {"blas", build.blas},
+                   {"blas_kernels", build.blas_kernels},
                    {"openmp", build.openmp}}},
                  {"tokens_per_batch", tokens},
                  {"context_parallel", C},

@@ -64,6 +64,7 @@ int info(bool as_json) {
                          {{"cuda", b.cuda},
                           {"cuda_architectures", b.cuda_architectures},
                           {"blas", b.blas},
+                          {"blas_kernels", b.blas_kernels},
                           {"openmp", b.openmp}}},
                         {"cpu_threads", threads},
                         {"cuda_devices", nlohmann::json::array()},
@@ -78,9 +79,10 @@ int info(bool as_json) {
     return 0;
   }
   std::printf("longctx %s\n", b.version.c_str());
-  std::printf("build: cuda backend %s%s, blas %s, openmp %s\n", b.cuda ? "yes" : "no",
+  std::printf("build: cuda backend %s%s, blas %s (kernels %s), openmp %s\n", b.cuda ? "yes" : "no",
               b.cuda ? (" (architectures " + b.cuda_architectures + ")").c_str() : "",
-              b.blas.c_str(), b.openmp ? "yes" : "no");
+              b.blas.c_str(), b.blas_kernels.empty() ? "unknown" : b.blas_kernels.c_str(),
+              b.openmp ? "yes" : "no");
   std::printf("cpu threads: %d\n", threads);
   if (cuda.available()) {
     for (const CudaDeviceInfo& d : cuda.devices)

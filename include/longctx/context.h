@@ -31,12 +31,14 @@ struct CudaStatus {
 };
 CudaStatus cuda_status();
 
-// How this copy of the library was built: version, CUDA architectures, BLAS, OpenMP.
+// How this copy of the library was built: version, CUDA architectures, BLAS, OpenMP; and the
+// kernels the BLAS runs on this CPU (OpenBLAS's core name, e.g. "SkylakeX").
 struct BuildInfo {
   std::string version;
   bool cuda = false;
   std::string cuda_architectures;
   std::string blas;
+  std::string blas_kernels;
   bool openmp = false;
 };
 BuildInfo build_info();

@@ -5,6 +5,8 @@
 #include <string>
 #include <thread>
 
+#include "src/cpu/blas.h"
+
 #if LONGCTX_WITH_CUDA
 #include "kernels/common/runtime.h"
 #endif
@@ -73,6 +75,7 @@ BuildInfo build_info() {
   info.cuda = LONGCTX_WITH_CUDA;
   info.cuda_architectures = LONGCTX_CUDA_ARCHITECTURES;
   info.blas = LONGCTX_BLAS;
+  info.blas_kernels = cpu::blas_kernels();
 #ifdef _OPENMP
   info.openmp = true;
 #endif

@@ -26,8 +26,6 @@
 // Q or dO rows) holds a non-finite value, the product skips the masked pairs instead of
 // multiplying a masked 0 by it (masked_product; the finite case keeps the BLAS and packed
 // kernels).
-#include <cblas.h>
-
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
@@ -44,6 +42,7 @@
 #include <vector>
 
 #include "src/core/dispatch.h"
+#include "src/cpu/blas.h"
 #include "src/cpu/isa.h"
 #include "src/cpu/parallel.h"  // parallel_for: loops without BLAS calls
 #include "src/ops/attention.h"
@@ -104,22 +103,7 @@ struct Scratch {
   T* get() const { return p.get(); }
 };
 
-// ---- Tile matmuls: row-major C = alpha·op(A)·op(B) + beta·C ------------------------------------
-
-inline void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), alpha, a, int(lda), b,
-              int(ldb), beta, c, int(ldc));
-}
-inline void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
-                 const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
-                 int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), alpha, a, int(lda), b,
-              int(ldb), beta, c, int(ldc));
-}
+// Tile matmuls: gemm from blas.h (row-major C = alpha·op(A)·op(B) + beta·C).
 
 // ---- Hand-blocked f32 tile kernels (AVX2 + FMA) -----------------------------------------------
 //

@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include <cstdint>
+#include <string>
 
 #include "longctx/context.h"
 
@@ -13,6 +14,11 @@
 #endif
 
 namespace longctx::cpu {
+
+// The kernels OpenBLAS runs here (its core name), after making sure, once, that a CPU newer than
+// its model table does not run the SSE3 fallback (blas.cpp says why and what it measured). Every
+// wrapper below calls it before its BLAS call; the first call makes the choice.
+const std::string& blas_kernels();
 
 // OpenBLAS's OpenMP build reads omp_get_max_threads() at every call (and runs single-threaded
 // inside a parallel region, so never call it from inside parallel_for). This guard sets that
@@ -44,6 +50,7 @@ class BlasThreads {
 inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                  int64_t ldc) {
+  blas_kernels();
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, blasint(M), blasint(N), blasint(K), alpha, A,
               blasint(lda), B, blasint(ldb), beta, C, blasint(ldc));
@@ -51,6 +58,7 @@ inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
 inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
                  const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
                  int64_t ldc) {
+  blas_kernels();
   cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, blasint(M), blasint(N), blasint(K), alpha, A,
               blasint(lda), B, blasint(ldb), beta, C, blasint(ldc));
@@ -76,11 +84,13 @@ void gemm_strided_batched(int64_t batch, bool trans_a, bool trans_b, int64_t M, 
 // lower part is read, its diagonal is taken as 1. op(L) = Lᵀ when trans.
 inline void trsm_unit_lower(bool trans, int64_t M, int64_t N, const float* L, int64_t ldl, float* B,
                             int64_t ldb) {
+  blas_kernels();
   cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, trans ? CblasTrans : CblasNoTrans, CblasUnit,
               blasint(M), blasint(N), 1.f, L, blasint(ldl), B, blasint(ldb));
 }
 inline void trsm_unit_lower(bool trans, int64_t M, int64_t N, const double* L, int64_t ldl,
                             double* B, int64_t ldb) {
+  blas_kernels();
   cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, trans ? CblasTrans : CblasNoTrans, CblasUnit,
               blasint(M), blasint(N), 1.0, L, blasint(ldl), B, blasint(ldb));
 }
