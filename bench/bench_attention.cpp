@@ -448,6 +448,7 @@ int main(int argc, char** argv) {
           "FMA peak (%s, %d threads, measured): %.1f GFLOP/s wall, %.1f GFLOP per CPU "
           "second\n",
           peak.isa.c_str(), ctx.cpu_threads(), peak.wall_gflops, peak.cpu_gflops);
+      std::printf("BLAS kernels (the naive baseline's): %s\n", build_info().blas_kernels.c_str());
     }
     std::printf("%7s %4s %7s %6s %11s %9s %11s %9s %9s %8s %8s %8s %8s\n", "T", "B", "causal",
                 "check", "fwd ms", "TFLOP/s", "bwd ms", "TFLOP/s", "err", "fwd GF/c", "of peak",
@@ -572,7 +573,8 @@ int main(int argc, char** argv) {
                                                           {"gflops_per_cpu_s", peak.cpu_gflops}}
                                                    : json()},
                          {"points", points},
-                         {"naive_baseline", naive}};
+                         {"naive_baseline", naive},
+                         {"blas_kernels", build_info().blas_kernels}};
     std::ofstream(opt.json_path) << result.dump(2) << "\n";
     std::printf("wrote %s\n", opt.json_path.c_str());
     for (const auto& p : points)

@@ -718,6 +718,7 @@ int run_scaling(const ScalingOptions& options) {
                    {"cuda_architectures", build.cuda_architectures},
                    {"blas", build.blas},
                    {"blas_kernels", build.blas_kernels},
+                   {"blas_kernels_replaced", build.blas_kernels_replaced},
                    {"openmp", build.openmp}}},
                  {"tokens_per_batch", tokens},
                  {"context_parallel", C},

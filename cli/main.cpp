@@ -65,6 +65,7 @@ int info(bool as_json) {
                           {"cuda_architectures", b.cuda_architectures},
                           {"blas", b.blas},
                           {"blas_kernels", b.blas_kernels},
+                          {"blas_kernels_replaced", b.blas_kernels_replaced},
                           {"openmp", b.openmp}}},
                         {"cpu_threads", threads},
                         {"cuda_devices", nlohmann::json::array()},
@@ -79,10 +80,15 @@ int info(bool as_json) {
     return 0;
   }
   std::printf("longctx %s\n", b.version.c_str());
-  std::printf("build: cuda backend %s%s, blas %s (kernels %s), openmp %s\n", b.cuda ? "yes" : "no",
+  std::printf("build: cuda backend %s%s, blas %s, openmp %s\n", b.cuda ? "yes" : "no",
               b.cuda ? (" (architectures " + b.cuda_architectures + ")").c_str() : "",
-              b.blas.c_str(), b.blas_kernels.empty() ? "unknown" : b.blas_kernels.c_str(),
-              b.openmp ? "yes" : "no");
+              b.blas.c_str(), b.openmp ? "yes" : "no");
+  const std::string replaced =
+      b.blas_kernels_replaced.empty()
+          ? ""
+          : " (replacing OpenBLAS's own choice, " + b.blas_kernels_replaced + ")";
+  std::printf("blas kernels: %s%s\n", b.blas_kernels.empty() ? "unknown" : b.blas_kernels.c_str(),
+              replaced.c_str());
   std::printf("cpu threads: %d\n", threads);
   if (cuda.available()) {
     for (const CudaDeviceInfo& d : cuda.devices)

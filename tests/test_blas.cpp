@@ -1,49 +1,81 @@
 // The BLAS kernels longctx runs on (src/cpu/blas.cpp): never OpenBLAS's SSE3 fallback on a CPU
 // with AVX2 + FMA, checked against the CPU's own flags and OpenBLAS's own report.
-#include <dlfcn.h>
 #include <gtest/gtest.h>
-
 #include <strings.h>
 
 #include <cstdlib>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "longctx/context.h"
 #include "src/cpu/blas.h"
 
+// OpenBLAS's run-time core selection (weak: absent from builds without DYNAMIC_ARCH).
+extern "C" void gotoblas_dynamic_init(void) __attribute__((weak));
+extern "C" void gotoblas_dynamic_quit(void) __attribute__((weak));
+
 namespace longctx {
 namespace {
 
-// OpenBLAS's name for the kernels it runs now, or "" under another BLAS.
 std::string openblas_core() {
-  auto* corename = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  return corename && corename() ? corename() : "";
+  const char* name = openblas_get_corename();
+  return name ? name : "";
 }
 
-TEST(Blas, KernelsMatchTheCpu) {
-  if (std::getenv("OPENBLAS_CORETYPE"))
-    GTEST_SKIP() << "OPENBLAS_CORETYPE is set: the user's choice is kept, nothing to check";
-  // The first call chooses (every GEMM wrapper in blas.h calls it first; the rest of the suite
-  // checks the GEMMs' results), then what OpenBLAS says it runs.
-  const std::string& kernels = cpu::blas_kernels();
-  const std::string core = openblas_core();
-  if (core.empty()) GTEST_SKIP() << "not OpenBLAS (no openblas_get_corename)";
-  EXPECT_EQ(kernels.rfind(core, 0), 0u)
-      << "blas_kernels() " << kernels << " should start with " << core;
-  EXPECT_EQ(build_info().blas_kernels, kernels);
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+bool has_avx2_kernels(const std::string& core) {
+  for (const char* name :
+       {"Haswell", "Zen", "Excavator", "SkylakeX", "Cooperlake", "SapphireRapids"})
+    if (strcasecmp(core.c_str(), name) == 0) return true;
+  return false;
+}
+
+// Skips unless the CPU has AVX2 + FMA and the user left OPENBLAS_CORETYPE unset.
+#define SKIP_UNLESS_LONGCTX_CHOOSES()                                                        \
+  if (std::getenv("OPENBLAS_CORETYPE"))                                                      \
+    GTEST_SKIP() << "OPENBLAS_CORETYPE is set: the user's choice is kept, nothing to check"; \
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))                     \
     GTEST_SKIP() << "this CPU has no AVX2 + FMA: any OpenBLAS kernels will do";
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-  bool ok = false;
-  for (const char* name : {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"})
-    ok = ok || strcasecmp(core.c_str(), name) == 0;
-  EXPECT_TRUE(ok) << "OpenBLAS runs its " << core << " kernels on a CPU with "
-                  << (avx512 ? "AVX-512" : "AVX2 + FMA");
-  // Where longctx had to choose, it chose the kernels of the CPU's widest ISA.
-  if (kernels.find("OpenBLAS chose") != std::string::npos)
-    EXPECT_EQ(core, avx512 ? "SkylakeX" : "Haswell");
-#endif
+
+TEST(Blas, KernelsMatchTheCpu) {
+  SKIP_UNLESS_LONGCTX_CHOOSES();
+  const std::string core = openblas_core();
+  EXPECT_EQ(cpu::blas_kernels().core, core);
+  EXPECT_EQ(build_info().blas_kernels, core);
+  EXPECT_TRUE(has_avx2_kernels(core)) << "OpenBLAS runs its " << core << " kernels";
+}
+
+// On any CPU with AVX2: put OpenBLAS back on its Prescott kernels, as it chooses on a CPU newer
+// than its table, and check that the choice replaces them and the GEMM still computes A·B.
+TEST(Blas, ReplacesTheSse3Fallback) {
+  SKIP_UNLESS_LONGCTX_CHOOSES();
+  ASSERT_TRUE(gotoblas_dynamic_init && gotoblas_dynamic_quit)
+      << "OpenBLAS without DYNAMIC_ARCH: its kernels are fixed at build time";
+  setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+  gotoblas_dynamic_quit();
+  gotoblas_dynamic_init();
+  unsetenv("OPENBLAS_CORETYPE");
+  ASSERT_EQ(openblas_core(), "Prescott");
+
+  const cpu::BlasKernels kernels = cpu::choose_blas_kernels();
+  EXPECT_EQ(kernels.replaced, "Prescott");
+  EXPECT_EQ(kernels.core, openblas_core());
+  EXPECT_TRUE(has_avx2_kernels(kernels.core)) << kernels.core;
+  EXPECT_EQ(std::getenv("OPENBLAS_CORETYPE"), nullptr);
+
+  const int64_t M = 37, N = 29, K = 53;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> a(M * K), b(K * N), c(M * N, -1.f);
+  for (float& x : a) x = u(rng);
+  for (float& x : b) x = u(rng);
+  cpu::gemm(false, false, M, N, K, 1.f, a.data(), K, b.data(), N, 0.f, c.data(), N);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double ref = 0;
+      for (int64_t k = 0; k < K; ++k) ref += double(a[i * K + k]) * b[k * N + j];
+      ASSERT_NEAR(c[i * N + j], ref, 1e-5 * K) << "C(" << i << ", " << j << ")";
+    }
 }
 
 }  // namespace

@@ -256,7 +256,8 @@ def markdown(report):
              f"- machine: {m['cpu']}, {m['cores']} cores; ISA: {' '.join(m['isa'])}",
              f"- PyTorch {m['torch']} (CPU capability {m['torch_cpu_capability']}), "
              f"{report['threads']} threads, f32; longctx commit {report['commit']}",
-             f"- longctx: {next((l for l in m['longctx_info'].splitlines() if 'blas' in l), '?')}",
+             "- longctx: " + next((line for line in m["longctx_info"].splitlines()
+                                   if "blas kernels" in line), "blas kernels: ?"),
              f"- load average (1 min): {report['load_before']} before, {report['load_after']} "
              f"after (`uptime`: {report['uptime_before']})",
              "- ratio = longctx speed / PyTorch speed (> 1: longctx faster); "

@@ -32,13 +32,15 @@ struct CudaStatus {
 CudaStatus cuda_status();
 
 // How this copy of the library was built: version, CUDA architectures, BLAS, OpenMP; and the
-// kernels the BLAS runs on this CPU (OpenBLAS's core name, e.g. "SkylakeX").
+// kernels the BLAS runs on this CPU: OpenBLAS's name for them (e.g. "SkylakeX"), and the ones it
+// had chosen itself where longctx replaced its SSE3 fallback on a newer CPU (else "").
 struct BuildInfo {
   std::string version;
   bool cuda = false;
   std::string cuda_architectures;
   std::string blas;
   std::string blas_kernels;
+  std::string blas_kernels_replaced;
   bool openmp = false;
 };
 BuildInfo build_info();

@@ -75,7 +75,8 @@ BuildInfo build_info() {
   info.cuda = LONGCTX_WITH_CUDA;
   info.cuda_architectures = LONGCTX_CUDA_ARCHITECTURES;
   info.blas = LONGCTX_BLAS;
-  info.blas_kernels = cpu::blas_kernels();
+  info.blas_kernels = cpu::blas_kernels().core;
+  info.blas_kernels_replaced = cpu::blas_kernels().replaced;
 #ifdef _OPENMP
   info.openmp = true;
 #endif

@@ -1,5 +1,6 @@
-// CPU GEMM through OpenBLAS: row-major cblas_?gemm overloaded on float/double, the guard that
-// makes a BLAS call use the context's thread count, and a strided-batched GEMM over them.
+// CPU GEMM through OpenBLAS: row-major cblas_?gemm and the unit lower-triangular solve overloaded
+// on float/double, the guard that makes a BLAS call use the context's thread count, a
+// strided-batched GEMM over them, and the kernels OpenBLAS runs (chosen with the CPU in mind).
 #pragma once
 
 #include <cblas.h>
@@ -15,10 +16,22 @@
 
 namespace longctx::cpu {
 
-// The kernels OpenBLAS runs here (its core name), after making sure, once, that a CPU newer than
-// its model table does not run the SSE3 fallback (blas.cpp says why and what it measured). Every
-// wrapper below calls it before its BLAS call; the first call makes the choice.
-const std::string& blas_kernels();
+// The kernels OpenBLAS runs: `core`, its name for them (e.g. "SkylakeX"), and `replaced`, the
+// core OpenBLAS had chosen itself where longctx replaced it ("" where not).
+struct BlasKernels {
+  std::string core;
+  std::string replaced;
+};
+
+// Where OpenBLAS runs its SSE3 fallback on a CPU with AVX2 + FMA (a CPU newer than its model
+// table), makes it run the kernels of the CPU's widest ISA instead, for the whole process; a
+// user's OPENBLAS_CORETYPE is left alone (blas.cpp says why and what it measured). Done once as
+// the library loads; callable again (tests).
+BlasKernels choose_blas_kernels();
+
+// What that choice at load time gave. Every wrapper below calls it, so that a static link keeps
+// blas.cpp and its load-time choice wherever a BLAS call is linked.
+const BlasKernels& blas_kernels();
 
 // OpenBLAS's OpenMP build reads omp_get_max_threads() at every call (and runs single-threaded
 // inside a parallel region, so never call it from inside parallel_for). This guard sets that
