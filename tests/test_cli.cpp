@@ -884,6 +884,7 @@ TEST(Cli, InfoReportsBuildAndDevices) {
   const BuildInfo b = build_info();
   EXPECT_NE(r.out.find("longctx " + b.version), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("cpu threads: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("blas kernels: " + b.blas_kernels), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("ops: rmsnorm"), std::string::npos) << r.out;
   const CudaStatus cuda = cuda_status();
   if (cuda.available())
@@ -894,6 +895,7 @@ TEST(Cli, InfoReportsBuildAndDevices) {
   const Result j = cli(dir, "info --json");
   ASSERT_EQ(j.status, 0) << j.err;
   EXPECT_NE(j.out.find("\"version\": \"" + b.version + "\""), std::string::npos) << j.out;
+  EXPECT_NE(j.out.find("\"blas_kernels\": \"" + b.blas_kernels + "\""), std::string::npos) << j.out;
 }
 
 TEST(Cli, OpsListsEveryRegisteredOp) {

@@ -39,9 +39,9 @@ struct BuildInfo {
   bool cuda = false;
   std::string cuda_architectures;
   std::string blas;
+  bool openmp = false;
   std::string blas_kernels;
   std::string blas_kernels_replaced;
-  bool openmp = false;
 };
 BuildInfo build_info();
 

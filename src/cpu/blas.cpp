@@ -7,14 +7,16 @@
 // `longctx bench scaling`, 4096 tokens a batch, f32, 2 threads, one binary with
 // OPENBLAS_CORETYPE=Prescott and without, alternating, medians of 3;
 // bench/results/2026-12-06-cpu-openblas-core/): training steps 1.7-2.9x faster on the SkylakeX
-// kernels (llama T = 256 9.6k -> 20.3k tokens/s, mamba2 5.7k -> 16.6k), prefill 1.1-1.8x; llama at
-// T = 4096, where attention (no BLAS) dominates, within the noise.
+// kernels (llama T = 256 9.6k -> 20.3k tokens/s, mamba2 5.7k -> 16.6k), prefill 1.1-1.8x; llama's
+// training at T = 4096, where attention (no BLAS) dominates, not resolved on this VM (0.83, the
+// chosen kernels' rounds 3.6k-6.0k tokens/s against Prescott's 4.2k-4.5k).
 //
 // So, when OpenBLAS runs kernels without AVX2 on a CPU with AVX2 + FMA, its selection is run
 // again with OPENBLAS_CORETYPE naming the core for the CPU's widest ISA — SkylakeX (AVX-512F and
 // VL, as isa.h asks) or Haswell — as if the user had set it. This swaps OpenBLAS's kernels for the
-// whole process, so it happens while the library loads (single-threaded, before any BLAS call of
-// the program's own); a user's own OPENBLAS_CORETYPE, any value, is left alone.
+// whole process, so it happens while the library loads: in a program linked with it, before main
+// and before any BLAS call of the program's own. A host that dlopen()s longctx while its own
+// threads run OpenBLAS should set OPENBLAS_CORETYPE (any value: a user's choice is left alone).
 #include "src/cpu/blas.h"
 
 #include <strings.h>
@@ -35,7 +37,8 @@ std::string core_name() {
   return name ? name : "";
 }
 
-// OpenBLAS's cores whose GEMM kernels use AVX2 or AVX-512 (its names, any case).
+// The cores OpenBLAS itself picks for CPUs of the AVX2 class and newer (its names, any case):
+// its choice is kept there (Excavator's GEMM kernels are AVX + FMA3, OpenBLAS's own call).
 bool has_avx2_kernels(const std::string& core) {
   for (const char* fast :
        {"Haswell", "Zen", "Excavator", "SkylakeX", "Cooperlake", "SapphireRapids"})
@@ -43,13 +46,15 @@ bool has_avx2_kernels(const std::string& core) {
   return false;
 }
 
-// Chosen while the library loads (the static initialisers of a shared library run after those
-// of the libraries it depends on, OpenBLAS among them).
-const BlasKernels chosen_at_load = choose_blas_kernels();
+// Makes the choice while the library loads.
+[[maybe_unused]] const BlasKernels& chosen_at_load = blas_kernels();
 
 }  // namespace
 
 BlasKernels choose_blas_kernels() {
+  // OpenBLAS's own choice first: a shared OpenBLAS has made it already (the libraries a library
+  // depends on are initialised before it), a static one may not have yet (then this makes it).
+  if (gotoblas_dynamic_init) gotoblas_dynamic_init();
   BlasKernels kernels{core_name(), ""};
   if (!gotoblas_dynamic_init || !gotoblas_dynamic_quit || std::getenv("OPENBLAS_CORETYPE") ||
       has_avx2_kernels(kernels.core))
@@ -64,14 +69,15 @@ BlasKernels choose_blas_kernels() {
   gotoblas_dynamic_quit();
   gotoblas_dynamic_init();
   unsetenv("OPENBLAS_CORETYPE");
-  kernels.replaced = kernels.core;
-  kernels.core = core_name();
+  const std::string now = core_name();
+  if (now != kernels.core) kernels = {now, kernels.core};  // (an OpenBLAS without the core: same)
 #endif
   return kernels;
 }
 
 const BlasKernels& blas_kernels() {
-  return chosen_at_load;
+  static const BlasKernels kernels = choose_blas_kernels();
+  return kernels;
 }
 
 }  // namespace longctx::cpu
