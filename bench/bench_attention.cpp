@@ -557,6 +557,7 @@ int main(int argc, char** argv) {
                {"max_abs_diff", diff}};
     }
 
+    const BuildInfo build = build_info();
     const json result = {{"bench", "attention"},
                          {"device", device_name},
                          {"commit", LONGCTX_GIT_COMMIT},
@@ -574,8 +575,8 @@ int main(int argc, char** argv) {
                                                    : json()},
                          {"points", points},
                          {"naive_baseline", naive},
-                         {"blas_kernels", build_info().blas_kernels},
-                         {"blas_kernels_replaced", build_info().blas_kernels_replaced}};
+                         {"blas_kernels", build.blas_kernels},
+                         {"blas_kernels_replaced", build.blas_kernels_replaced}};
     std::ofstream(opt.json_path) << result.dump(2) << "\n";
     std::printf("wrote %s\n", opt.json_path.c_str());
     for (const auto& p : points)

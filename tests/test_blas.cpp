@@ -13,10 +13,6 @@
 #include "longctx/context.h"
 #include "src/cpu/blas.h"
 
-// OpenBLAS's run-time core selection (weak: absent from builds without DYNAMIC_ARCH).
-extern "C" void gotoblas_dynamic_init(void) __attribute__((weak));
-extern "C" void gotoblas_dynamic_quit(void) __attribute__((weak));
-
 namespace longctx {
 namespace {
 
@@ -34,21 +30,14 @@ bool has_avx2_kernels(const std::string& core) {
   return false;
 }
 
-// Runs OpenBLAS's selection again with OPENBLAS_CORETYPE = core.
-void select_core(const std::string& core) {
-  setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
-  gotoblas_dynamic_quit();
-  gotoblas_dynamic_init();
-  unsetenv("OPENBLAS_CORETYPE");
-}
-
 // Skips unless longctx makes the choice here: an x86 CPU with AVX2 + FMA, a DYNAMIC_ARCH
-// OpenBLAS (without it the kernels are fixed at build time) and OPENBLAS_CORETYPE unset.
+// OpenBLAS (without it the kernels are fixed at build time: probed by selecting the current core
+// again) and OPENBLAS_CORETYPE unset.
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LONGCTX_SKIP_UNLESS_LONGCTX_CHOOSES()                                                \
   if (std::getenv("OPENBLAS_CORETYPE"))                                                      \
     GTEST_SKIP() << "OPENBLAS_CORETYPE is set: the user's choice is kept, nothing to check"; \
-  if (!gotoblas_dynamic_init || !gotoblas_dynamic_quit)                                      \
+  if (!cpu::select_openblas_core(openblas_core().c_str()))                                   \
     GTEST_SKIP() << "OpenBLAS without DYNAMIC_ARCH: its kernels are fixed at build time";    \
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))                     \
     GTEST_SKIP() << "this CPU has no AVX2 + FMA: any OpenBLAS kernels will do";
@@ -71,9 +60,9 @@ TEST(Blas, ReplacesTheSse3Fallback) {
   const std::string before = openblas_core();
   struct Restore {  // the kernels the process ran before, whatever the test's outcome
     std::string core;
-    ~Restore() { select_core(core); }
+    ~Restore() { cpu::select_openblas_core(core.c_str()); }
   } restore{before};
-  select_core("Prescott");
+  cpu::select_openblas_core("Prescott");
   ASSERT_EQ(openblas_core(), "Prescott");
 
   const cpu::BlasKernels kernels = cpu::choose_blas_kernels();

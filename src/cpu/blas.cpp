@@ -51,24 +51,28 @@ bool has_avx2_kernels(const std::string& core) {
 
 }  // namespace
 
+bool select_openblas_core(const char* core) {
+  if (!gotoblas_dynamic_init || !gotoblas_dynamic_quit) return false;
+  // gotoblas_dynamic_init reads OPENBLAS_CORETYPE and does nothing while a core is set; the
+  // variable is removed again after, so child processes see the environment they were given.
+  setenv("OPENBLAS_CORETYPE", core, 1);
+  gotoblas_dynamic_quit();
+  gotoblas_dynamic_init();
+  unsetenv("OPENBLAS_CORETYPE");
+  return true;
+}
+
 BlasKernels choose_blas_kernels() {
   // OpenBLAS's own choice first: a shared OpenBLAS has made it already (the libraries a library
   // depends on are initialised before it), a static one may not have yet (then this makes it).
   if (gotoblas_dynamic_init) gotoblas_dynamic_init();
   BlasKernels kernels{core_name(), ""};
-  if (!gotoblas_dynamic_init || !gotoblas_dynamic_quit || std::getenv("OPENBLAS_CORETYPE") ||
-      has_avx2_kernels(kernels.core))
-    return kernels;
+  if (std::getenv("OPENBLAS_CORETYPE") || has_avx2_kernels(kernels.core)) return kernels;
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();  // may run before libgcc's own constructor has filled the CPU model
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return kernels;
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-  // gotoblas_dynamic_init reads OPENBLAS_CORETYPE and does nothing while a core is set; the
-  // variable is removed again after, so child processes see the environment they were given.
-  setenv("OPENBLAS_CORETYPE", avx512 ? "SkylakeX" : "Haswell", 1);
-  gotoblas_dynamic_quit();
-  gotoblas_dynamic_init();
-  unsetenv("OPENBLAS_CORETYPE");
+  if (!select_openblas_core(avx512 ? "SkylakeX" : "Haswell")) return kernels;
   const std::string now = core_name();
   if (now != kernels.core) kernels = {now, kernels.core};  // (an OpenBLAS without the core: same)
 #endif

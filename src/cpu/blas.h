@@ -29,6 +29,12 @@ struct BlasKernels {
 // the library loads; callable again (tests).
 BlasKernels choose_blas_kernels();
 
+// Runs OpenBLAS's core selection again as if OPENBLAS_CORETYPE were `core` (the environment is
+// left as it was); false, doing nothing, where OpenBLAS has no run-time selection (a build
+// without DYNAMIC_ARCH, or another BLAS). Swaps the kernels for the whole process: no BLAS call
+// may run meanwhile.
+bool select_openblas_core(const char* core);
+
 // What that choice at load time gave. Every wrapper below calls it, so that a static link keeps
 // blas.cpp and its load-time choice wherever a BLAS call is linked.
 const BlasKernels& blas_kernels();
