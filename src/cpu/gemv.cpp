@@ -27,11 +27,10 @@ namespace {
 // Rows per pass: each load of x feeds kRows rows' FMAs, and kRows rows stream at once.
 constexpr int64_t kRows = 4;
 
-// bf16 weights are prefetched by the kernels, in one of two ways picked by the matrix's size (a
-// prefetch past the end of W is dropped, never a fault). In f32 the hardware prefetchers keep up
-// (likely because a Cin = 1024 row is 4 KB, a page each; this VM has no counters to show
-// it): 12.2-13.5 GB/s with `near` against 13.5-14.1 without from DRAM, the d_model 128 preset the
-// same within the noise (bench/results/2026-12-05-cpu-decode-2): none.
+// The kernels prefetch W's rows ahead, in one of two ways picked by the matrix's size (a
+// prefetch past the end of W is dropped, never a fault); f32 weights only in the `far` way. In f32
+// `near` did not pay: 12.2-13.5 GB/s with it against 13.5-14.1 without from DRAM, the d_model 128
+// preset the same within the noise (bench/results/2026-12-05-cpu-decode-2).
 enum class Prefetch {
   // Matrices below kParallelBytes, which a model that has them reads from the caches: each pass
   // of kRows rows prefetches the same columns of the next pass's rows into L1 (T0), every 16
@@ -52,6 +51,11 @@ enum class Prefetch {
   // arithmetic, each thread one half of one buffer: 15.5-16.9 (two runs). bench_decode's 93M model
   // with bf16 weights, 2 threads: 17.2-19.2 -> 16.1-17.2 CPU ms a token, 0-11% less in each of
   // five alternating pairs (load 19-31, where the wall times are the scheduler's; decode-4).
+  // f32 (two prefetches a step: 128 bytes of a row), the 93M llama's 372 MB of f32 matrices, 2
+  // threads, on the 2-core Emerald Rapids VM (idle but for the runs): its 57 GEMVs 18.1-19.1 ->
+  // 16.3-17.8 ms a token, the step 18.6-20.5 -> 17.6-19.3 ms, faster in 6 of 6 alternating rounds
+  // (bf16, the same code in both, the control: 8.2-10.1 against 9.2-10.3);
+  // bench/results/2026-12-06-cpu-decode-emr.
   far,
 };
 constexpr int64_t kFarRows = 2 * kRows;
@@ -123,10 +127,10 @@ float finish(float sum, const W* w, const float* x, int64_t k0, int64_t Cin, con
 
 #if defined(__AVX2__) && defined(__FMA__)
 
-// The prefetches (bf16 weights only) for columns [k, k + kPrefetchCols) of the NR rows from o0.
+// The prefetches for columns [k, k + kPrefetchCols) of the NR rows from o0 (f32: `far` only).
 template <Prefetch P, class W>
 inline void prefetch_ahead(const W* w, int64_t o0, int64_t NR, int64_t Cin, int64_t k) {
-  if constexpr (std::is_same_v<W, bf16>) {
+  if constexpr (std::is_same_v<W, bf16> || P == Prefetch::far) {
     // By integer address: the rows ahead may lie past the end of W.
     const uintptr_t base = reinterpret_cast<uintptr_t>(w);
     auto at = [&](int64_t row, int64_t col) {
@@ -135,6 +139,8 @@ inline void prefetch_ahead(const W* w, int64_t o0, int64_t NR, int64_t Cin, int6
     for (int64_t r = 0; r < NR; ++r) {
       if constexpr (P == Prefetch::far) {
         _mm_prefetch(at(o0 + r + kFarRows, k), _MM_HINT_T1);
+        if constexpr (std::is_same_v<W, float>)  // the step's 32 columns are two lines
+          _mm_prefetch(at(o0 + r + kFarRows, k + 16), _MM_HINT_T1);
       } else {
         _mm_prefetch(at(o0 + r + kRows, k), _MM_HINT_T0);
         _mm_prefetch(at(o0 + r + kRows, k + 16), _MM_HINT_T0);
