@@ -65,18 +65,43 @@ double copy_gb_per_s(int threads, int reps) {
   return 2.0 * double(bytes) / best * 1e-9;
 }
 
-// A streaming sum by `threads` threads, AVX2 (the bench is not built for it: by attribute), four
-// independent vector sums so that the adds keep up with memory; GB/s read, best of reps.
+// A streaming sum by `threads` threads, each over its slice read as four interleaved parts (four
+// streams summed apart), with the widest vectors the CPU has (by function attribute). Of the read
+// loops tried on the 2-core Emerald Rapids VM (bench/results/2026-12-06-cpu-decode-emr/
+// read_bandwidth.cpp, 2 threads), AVX-512 with 1, 2, 4 or 8 streams, with or without software
+// prefetch, read 22.6-25.2 GB/s; the AVX2 single-stream loop this replaced read 18.2-20.0, slower
+// than the decode step's own GEMVs (which then ran at 0.87-0.97 of that "floor"). Each function
+// sums its n floats (a multiple of 4 steps) as four parts [j n/4, (j+1) n/4).
+__attribute__((target("avx512f"))) double sum_avx512(const float* p, int64_t n) {
+  const int64_t part = n / 4;
+  __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                 _mm512_setzero_ps()};
+  for (int64_t i = 0; i < part; i += 64)
+    for (int j = 0; j < 4; ++j) {
+      const float* q = p + j * part + i;
+      s[j] = _mm512_add_ps(
+          s[j], _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(q), _mm512_loadu_ps(q + 16)),
+                              _mm512_add_ps(_mm512_loadu_ps(q + 32), _mm512_loadu_ps(q + 48))));
+    }
+  alignas(64) float lane[16];
+  _mm512_store_ps(lane, _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])));
+  double total = 0;
+  for (float x : lane) total += x;
+  return total;
+}
 __attribute__((target("avx2"))) double sum_avx2(const float* p, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  for (int64_t i = 0; i < n; i += 32) {
-    s0 = _mm256_add_ps(s0, _mm256_loadu_ps(p + i));
-    s1 = _mm256_add_ps(s1, _mm256_loadu_ps(p + i + 8));
-    s2 = _mm256_add_ps(s2, _mm256_loadu_ps(p + i + 16));
-    s3 = _mm256_add_ps(s3, _mm256_loadu_ps(p + i + 24));
-  }
+  const int64_t part = n / 4;
+  __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                 _mm256_setzero_ps()};
+  for (int64_t i = 0; i < part; i += 32)
+    for (int j = 0; j < 4; ++j) {
+      const float* q = p + j * part + i;
+      s[j] = _mm256_add_ps(
+          s[j], _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(q + 8)),
+                              _mm256_add_ps(_mm256_loadu_ps(q + 16), _mm256_loadu_ps(q + 24))));
+    }
   alignas(32) float lane[8];
-  _mm256_store_ps(lane, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  _mm256_store_ps(lane, _mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])));
   double total = 0;
   for (float x : lane) total += x;
   return total;
@@ -85,6 +110,7 @@ __attribute__((target("avx2"))) double sum_avx2(const float* p, int64_t n) {
 double read_gb_per_s(int threads, int reps) {
   const int64_t n = kBandwidthBytes / 4;
   std::vector<float> buf(size_t(n), 1.0f);
+  const bool avx512 = __builtin_cpu_supports("avx512f");
   double best = 1e30, sink = 0;
   for (int r = 0; r <= reps; ++r) {
     const double t0 = now_s();
@@ -92,8 +118,8 @@ double read_gb_per_s(int threads, int reps) {
 #pragma omp parallel num_threads(threads) reduction(+ : total)
     {
       const int64_t parts = omp_get_num_threads(), i = omp_get_thread_num();
-      const int64_t lo = n / 32 * i / parts * 32, hi = n / 32 * (i + 1) / parts * 32;
-      total += sum_avx2(buf.data() + lo, hi - lo);
+      const int64_t lo = n / 256 * i / parts * 256, hi = n / 256 * (i + 1) / parts * 256;
+      total += avx512 ? sum_avx512(buf.data() + lo, hi - lo) : sum_avx2(buf.data() + lo, hi - lo);
     }
     sink += total;
     if (r > 0) best = std::min(best, now_s() - t0);
