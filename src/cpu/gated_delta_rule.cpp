@@ -672,14 +672,17 @@ void kda_right_factor(const Chunk<T>& ch, int64_t b0, T* right) {
 
 // KDA's pairs (i, j) ... (i, j + NJ − 1) within row i's block of kEBlock rows (load_chunk's
 // in-block loop): P_ij = k̂_i · (k̂_j ⊙ E_ij) (0 at j = i) and, when with_M, M_ij = scale q̂_i ·
-// (k̂_j ⊙ E_ij), for K a multiple of 8 (dot<T> adds the channels past one in another order).
-// Each dot is dot<T>'s sum — lane l of 8 a chain of FMAs over the channels l, l + 8, ..., then
-// dot's tree — but four pairs run side by side in registers (8 chains), where dot<T> ran one
-// chain of K / 8 dependent FMAs at a time after a pass storing k̂_j ⊙ E_ij: the same bits (checked
-// on seven f32 cases, forward and backward, K = 8 ... 128). Measured on the 2-core Emerald Rapids
-// VM (bench/results/2026-12-06-cpu-kda-pairs): a chunk's in-block pairs alone (C = 64, K = 128,
-// hot) 43-69 -> 14-21 us, 3.0-3.8x, alternating in one process; the KDA forward (B = 1, T = 8192,
-// H = 8, K = V = 128, one thread) faster in 9 of 10 alternating runs, median 0.90 of the time.
+// (k̂_j ⊙ E_ij), for K a multiple of 8 (dot<T> adds the channels past the last multiple of 8 into
+// its part 0). Each sum is lane l of 8 a chain of FMAs over the channels l, l + 8, ..., then
+// dot<T>'s tree, four pairs side by side in registers (8 chains), where the loop before ran
+// dot<T> on one pair at a time (one chain of K / 8 dependent FMAs) after a pass storing
+// k̂_j ⊙ E_ij. The same bits as that loop where the compiler contracts dot's `part += a · b` into
+// FMAs, as GCC 12 does for the default x86-64-v3 build (its tuning for some CPUs, -mtune=znver3
+// for one, keeps such chains unfused): out, final state and gradients identical on five
+// KDA cases (K = 8, 24, 64, 128). Measured on the 2-core Emerald Rapids VM
+// (bench/results/2026-12-06-cpu-kda-pairs): the pairs alone (C = 64, K = 128, hot) 43-69 -> 14-21
+// us a chunk, 3.0-3.8x, alternating in one process; the KDA forward (B = 1, T = 8192, H = 8,
+// K = V = 128, one thread) faster in 9 of 10 alternating runs, median 0.90 of the time.
 #if defined(__AVX2__) && defined(__FMA__)
 inline float tree8(__m256 v) {  // dot<T>'s ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
   alignas(32) float p[8];

@@ -59,8 +59,9 @@ enum class Prefetch {
   far,
 };
 constexpr int64_t kFarRows = 2 * kRows;
-// The kernels step over 32 columns (two 16-lane steps) a prefetch: 64 bytes of a bf16 row. A
-// `k % 32` test inside a 16-column loop instead let GCC 12 drop the prefetches altogether.
+// The kernels step over 32 columns (two 16-lane steps) a prefetch: 64 bytes of a bf16 row (an f32
+// row's 128 bytes take two). A `k % 32` test inside a 16-column loop instead let GCC 12 drop the
+// prefetches altogether.
 constexpr int64_t kPrefetchCols = 32;
 static_assert(kPrefetchCols * sizeof(bf16) == 64, "one prefetch per 64-byte line of a bf16 row");
 
