@@ -52,10 +52,11 @@ enum class Prefetch {
   // with bf16 weights, 2 threads: 17.2-19.2 -> 16.1-17.2 CPU ms a token, 0-11% less in each of
   // five alternating pairs (load 19-31, where the wall times are the scheduler's; decode-4).
   // f32 (two prefetches a step: 128 bytes of a row), the 93M llama's 372 MB of f32 matrices, 2
-  // threads, on the 2-core Emerald Rapids VM (idle but for the runs): its 57 GEMVs 18.1-19.1 ->
-  // 16.3-17.8 ms a token, the step 18.6-20.5 -> 17.6-19.3 ms, faster in 6 of 6 alternating rounds
-  // (bf16, the same code in both, the control: 8.2-10.1 against 9.2-10.3);
-  // bench/results/2026-12-06-cpu-decode-emr.
+  // threads, on the 2-core Emerald Rapids VM (idle but for the runs;
+  // bench/results/2026-12-06-cpu-decode-emr): the kernel's stream of those matrices with and
+  // without, alternating in one process, 0.81-0.95 of the time in 20 of 20 rounds; in the library
+  // the 57 GEMVs 18.1-19.1 -> 16.3-17.8 ms a token, faster in 6 of 6 alternating rounds (bf16,
+  // the same code in both builds, the control: 8.2-10.1 against 9.2-10.3).
   far,
 };
 constexpr int64_t kFarRows = 2 * kRows;
