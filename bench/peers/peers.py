@@ -3,8 +3,8 @@
 which makes the virtual environment with PyTorch and builds longctx).
 
     python bench/peers/peers.py --build build-cpu --out bench/results/<date>-cpu-peers
-        [--threads 2] [--reps 3] [--lengths 256,1024,4096] [--presets llama,hybrid,mamba2]
-        [--skip-attention] [--skip-models] [--no-compile]
+        [--threads 2] [--reps 3] [--rounds 3] [--lengths 256,1024,4096]
+        [--presets llama,hybrid,mamba2] [--skip-attention] [--skip-models] [--no-compile]
 
 Attention: bench_attention's default CPU sweep (T = 512..4096, B = 4096 / T, H = 8, D = 64,
 causal and not, f32), longctx's attention_fwd/bwd against torch's scaled_dot_product_attention
@@ -19,9 +19,14 @@ prefill (logits of the whole batch, no gradients), tokens/s, median of --reps af
 Before timing, the PyTorch model's parameter count must equal longctx's and its loss at
 initialisation must be within 0.1 of ln(vocab); the chunked SSD is checked against a token loop.
 
-The two sides alternate point by point (longctx's point, then PyTorch's), so that the load of a
-shared machine falls on both alike: the ratios of one run are what to compare, not the absolute
-figures across runs. Writes peers.json and peers.md into --out; prints the tables.
+The two sides alternate within each point, --rounds times (longctx, PyTorch, longctx, ...), and each
+side's figure is its best round: a VM whose speed moves by 10-30% within seconds (the 2-core
+Emerald Rapids VM of 2026-12-06: the same FMA loop at 105 and 149 GFLOP/s 5 s apart, points moving
+by up to 50% between two runs with one round each) then lets both sides reach its fast state,
+instead of one side's whole point landing in a slow spell. The per-round ratios are kept too
+(their range is printed): a spread wider than the gap to a target says the run cannot decide it.
+The ratios of one run are what to compare, not the absolute figures across runs. Writes
+peers.json and peers.md into --out; prints the tables.
 """
 import argparse
 import datetime
@@ -53,6 +58,8 @@ def parse_args():
     p.add_argument("--out", required=True, help="directory for peers.json and peers.md")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="alternations of the two sides per point; each side's best round counts")
     p.add_argument("--lengths", default="256,1024,4096")
     p.add_argument("--presets", default="llama,hybrid,mamba2")
     p.add_argument("--tokens", type=int, default=4096, help="batch * T for the models")
@@ -139,48 +146,68 @@ def check_sdpa():
     return err
 
 
+def spread(ratios):
+    """The range of a point's per-round ratios, as printed: "0.98-1.21"."""
+    return f"{min(ratios):.2f}-{max(ratios):.2f}"
+
+
 def attention(args):
     H, D, tokens = 8, 64, 4096
     points = []
     T = 512
     while T <= tokens:
         B = tokens // T
-        lc = run_longctx(args, [f"{args.build}/bench/bench_attention", "--t-min", str(T),
-                                "--t-max", str(T), "--no-naive", "--reps", str(args.reps)], "--json")
-        lc_points = {p["causal"]: p for p in lc["points"]}
+        g = torch.Generator().manual_seed(T)
+        q, k, v, dout = (torch.rand(B, H, T, D, generator=g) * 2 - 1 for _ in range(4))
+        qg, kg, vg = (t.clone().requires_grad_() for t in (q, k, v))
+        # Per causal setting, each side's seconds per round: fwd, bwd.
+        lc_s = {c: {"fwd": [], "bwd": []} for c in (False, True)}
+        torch_s = {c: {"fwd": [], "bwd": []} for c in (False, True)}
+        for _ in range(args.rounds):
+            lc = run_longctx(args, [f"{args.build}/bench/bench_attention", "--t-min", str(T),
+                                    "--t-max", str(T), "--no-naive", "--reps", str(args.reps)],
+                             "--json")
+            for lp in lc["points"]:
+                assert lp["check_ok"], f"longctx attention failed its check at T={T}"
+                lc_s[lp["causal"]]["fwd"].append(lp["fwd_s"])
+                lc_s[lp["causal"]]["bwd"].append(lp["bwd_s"])
+            for causal in (False, True):
+                with torch.no_grad():
+                    torch_s[causal]["fwd"].append(best(
+                        lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+                        args.reps))
+                out = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
+                torch_s[causal]["bwd"].append(best(
+                    lambda: torch.autograd.grad(out, (qg, kg, vg), dout, retain_graph=True),
+                    args.reps))
         for causal in (False, True):
-            lp = lc_points[causal]
-            assert lp["check_ok"], f"longctx attention failed its check at T={T}"
-            g = torch.Generator().manual_seed(T)
-            q, k, v, dout = (torch.rand(B, H, T, D, generator=g) * 2 - 1 for _ in range(4))
-            with torch.no_grad():
-                fwd_s = best(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
-                             args.reps)
-            qg, kg, vg = (t.clone().requires_grad_() for t in (q, k, v))
-            out = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
-            bwd_s = best(lambda: torch.autograd.grad(out, (qg, kg, vg), dout, retain_graph=True),
-                         args.reps)
             flops = 4.0 * B * T * T * H * D * (0.5 if causal else 1.0)
+            lf, lb = min(lc_s[causal]["fwd"]), min(lc_s[causal]["bwd"])
+            tf, tb = min(torch_s[causal]["fwd"]), min(torch_s[causal]["bwd"])
             p = {"T": T, "B": B, "H": H, "D": D, "causal": causal, "load": load(),
-                 "longctx_fwd_gflops": flops / lp["fwd_s"] * 1e-9,
-                 "torch_fwd_gflops": flops / fwd_s * 1e-9,
-                 "longctx_bwd_gflops": 2.5 * flops / lp["bwd_s"] * 1e-9,
-                 "torch_bwd_gflops": 2.5 * flops / bwd_s * 1e-9,
-                 "longctx_fwd_s": lp["fwd_s"], "torch_fwd_s": fwd_s,
-                 "longctx_bwd_s": lp["bwd_s"], "torch_bwd_s": bwd_s}
-            p["fwd_ratio"] = fwd_s / lp["fwd_s"]
-            p["bwd_ratio"] = bwd_s / lp["bwd_s"]
+                 "longctx_fwd_gflops": flops / lf * 1e-9, "torch_fwd_gflops": flops / tf * 1e-9,
+                 "longctx_bwd_gflops": 2.5 * flops / lb * 1e-9,
+                 "torch_bwd_gflops": 2.5 * flops / tb * 1e-9,
+                 "longctx_fwd_s": lf, "torch_fwd_s": tf, "longctx_bwd_s": lb, "torch_bwd_s": tb,
+                 "fwd_ratio": tf / lf, "bwd_ratio": tb / lb,
+                 "rounds": {"longctx": lc_s[causal], "torch": torch_s[causal]},
+                 "fwd_round_ratios": [t / l for l, t in zip(lc_s[causal]["fwd"],
+                                                            torch_s[causal]["fwd"])],
+                 "bwd_round_ratios": [t / l for l, t in zip(lc_s[causal]["bwd"],
+                                                            torch_s[causal]["bwd"])]}
             print(f"  T={T:5d} B={B} causal={causal!s:5}  fwd {p['longctx_fwd_gflops']:6.1f} vs "
-                  f"{p['torch_fwd_gflops']:6.1f} GFLOP/s ({p['fwd_ratio']:.2f}x)   bwd "
-                  f"{p['longctx_bwd_gflops']:6.1f} vs {p['torch_bwd_gflops']:6.1f} "
-                  f"({p['bwd_ratio']:.2f}x)   load {p['load']}", flush=True)
+                  f"{p['torch_fwd_gflops']:6.1f} GFLOP/s ({p['fwd_ratio']:.2f}x, rounds "
+                  f"{spread(p['fwd_round_ratios'])})   bwd {p['longctx_bwd_gflops']:6.1f} vs "
+                  f"{p['torch_bwd_gflops']:6.1f} ({p['bwd_ratio']:.2f}x, rounds "
+                  f"{spread(p['bwd_round_ratios'])})   load {p['load']}", flush=True)
             points.append(p)
         T *= 2
     return points
 
 
-def torch_point(model, x, y, reps, compiled):
-    """Training-step and prefill seconds of `model` (eager or torch.compile) on (x, y)."""
+def torch_fns(model, x, y, compiled):
+    """The training step and the prefill of `model` (eager or torch.compile) on (x, y), warmed
+    up: compiling happens in the first calls (forward, then backward)."""
     if compiled:
         torch._dynamo.reset()
         fn = torch.compile(model, dynamic=False)
@@ -195,13 +222,15 @@ def torch_point(model, x, y, reps, compiled):
         with torch.no_grad():
             fn(x)
 
-    # Compiling happens in the first calls (forward, then backward); two warm-ups for it.
-    warm = 2 if compiled else 1
-    return median(step, reps, warm), median(prefill, reps, warm)
+    for _ in range(2 if compiled else 1):
+        step()
+        prefill()
+    return step, prefill
 
 
 def models(args):
     lengths = [int(t) for t in args.lengths.split(",")]
+    modes = ["eager"] + ([] if args.no_compile else ["compile"])
     results = []
     for preset in args.presets.split(","):
         config = torch_models.load_config(os.path.join(ROOT, "models", "presets", preset + ".json"))
@@ -215,37 +244,52 @@ def models(args):
         assert abs(loss0 - ln_v) < 0.1, f"{preset}: loss at init {loss0}, expected ~{ln_v}"
         for T in lengths:
             B = max(1, args.tokens // T)
-            lc = run_longctx(args, [f"{args.build}/longctx", "bench", "scaling", "--device", "cpu",
-                                    "--presets", preset, "--lengths", str(T), "--tokens",
-                                    str(args.tokens), "--repeats", str(args.reps)], "--out")
-            entry = lc["presets"][0]
-            assert entry["parameters"] == n_params, (
-                f"{preset}: PyTorch model has {n_params} parameters, longctx "
-                f"{entry['parameters']}")
-            lp = entry["points"][0]
             gx = torch.Generator().manual_seed(T)
             x = torch.randint(0, config["vocab_size"], (B, T), generator=gx)
             y = torch.randint(0, config["vocab_size"], (B, T), generator=gx)
+            fns = {mode: torch_fns(model, x, y, mode == "compile") for mode in modes}
+            # Tokens/s per round: longctx's train, prefill, decode; PyTorch's per mode.
+            lc_tps = {"train": [], "prefill": [], "decode": []}
+            torch_tps = {mode: {"train": [], "prefill": []} for mode in modes}
+            for _ in range(args.rounds):
+                lc = run_longctx(args, [f"{args.build}/longctx", "bench", "scaling", "--device",
+                                        "cpu", "--presets", preset, "--lengths", str(T),
+                                        "--tokens", str(args.tokens), "--repeats",
+                                        str(args.reps)], "--out")
+                entry = lc["presets"][0]
+                assert entry["parameters"] == n_params, (
+                    f"{preset}: PyTorch model has {n_params} parameters, longctx "
+                    f"{entry['parameters']}")
+                lp = entry["points"][0]
+                for key in lc_tps:
+                    lc_tps[key].append(lp[f"{key}_tokens_per_s"])
+                for mode in modes:
+                    step, prefill = fns[mode]
+                    torch_tps[mode]["train"].append(B * T / median(step, args.reps, warmup=0))
+                    torch_tps[mode]["prefill"].append(B * T / median(prefill, args.reps,
+                                                                     warmup=0))
             p = {"preset": preset, "pattern": entry["pattern"], "parameters": n_params,
                  "loss_at_init": loss0, "T": T, "B": B, "load": load(),
-                 "longctx_train_tps": lp["train_tokens_per_s"],
-                 "longctx_prefill_tps": lp["prefill_tokens_per_s"],
-                 "longctx_decode_tps": lp["decode_tokens_per_s"]}
-            for mode in ["eager"] + ([] if args.no_compile else ["compile"]):
-                train_s, prefill_s = torch_point(model, x, y, args.reps, mode == "compile")
-                p[f"torch_{mode}_train_tps"] = B * T / train_s
-                p[f"torch_{mode}_prefill_tps"] = B * T / prefill_s
-                p[f"train_ratio_vs_{mode}"] = p["longctx_train_tps"] / p[f"torch_{mode}_train_tps"]
-                p[f"prefill_ratio_vs_{mode}"] = (p["longctx_prefill_tps"] /
-                                                 p[f"torch_{mode}_prefill_tps"])
-            best_mode = "eager" if args.no_compile else "compile"
+                 "longctx_train_tps": max(lc_tps["train"]),
+                 "longctx_prefill_tps": max(lc_tps["prefill"]),
+                 "longctx_decode_tps": max(lc_tps["decode"]),
+                 "rounds": {"longctx": lc_tps, "torch": torch_tps}}
+            for mode in modes:
+                for key in ("train", "prefill"):
+                    p[f"torch_{mode}_{key}_tps"] = max(torch_tps[mode][key])
+                    p[f"{key}_ratio_vs_{mode}"] = (p[f"longctx_{key}_tps"] /
+                                                   p[f"torch_{mode}_{key}_tps"])
+                    p[f"{key}_round_ratios_vs_{mode}"] = [
+                        l / t for l, t in zip(lc_tps[key], torch_tps[mode][key])]
+            m = modes[-1]
             print(f"  {preset:7s} T={T:5d} B={B:2d}  train {p['longctx_train_tps']:8.0f} tok/s, "
-                  f"eager {p['torch_eager_train_tps']:8.0f}, {best_mode} "
-                  f"{p[f'torch_{best_mode}_train_tps']:8.0f} "
-                  f"({p[f'train_ratio_vs_{best_mode}']:.2f}x)   prefill "
+                  f"eager {p['torch_eager_train_tps']:8.0f}, {m} "
+                  f"{p[f'torch_{m}_train_tps']:8.0f} ({p[f'train_ratio_vs_{m}']:.2f}x, rounds "
+                  f"{spread(p[f'train_round_ratios_vs_{m}'])})   prefill "
                   f"{p['longctx_prefill_tps']:8.0f}, eager {p['torch_eager_prefill_tps']:8.0f}, "
-                  f"{best_mode} {p[f'torch_{best_mode}_prefill_tps']:8.0f} "
-                  f"({p[f'prefill_ratio_vs_{best_mode}']:.2f}x)   load {p['load']}", flush=True)
+                  f"{m} {p[f'torch_{m}_prefill_tps']:8.0f} ({p[f'prefill_ratio_vs_{m}']:.2f}x, "
+                  f"rounds {spread(p[f'prefill_round_ratios_vs_{m}'])})   load {p['load']}",
+                  flush=True)
             results.append(p)
     return results
 
@@ -260,8 +304,9 @@ def markdown(report):
                                    if "blas kernels" in line), "blas kernels: ?"),
              f"- load average (1 min): {report['load_before']} before, {report['load_after']} "
              f"after (`uptime`: {report['uptime_before']})",
-             "- ratio = longctx speed / PyTorch speed (> 1: longctx faster); "
-             "the two alternate point by point in one run", ""]
+             "- ratio = longctx speed / PyTorch speed (> 1: longctx faster), each side's best "
+             f"of {report['rounds']} alternating rounds per point (in brackets: the range of the "
+             "rounds' own ratios)", ""]
     if report.get("attention"):
         lines += ["## Attention (B·T = 4096, H = 8, D = 64), GFLOP/s", "",
                   "| T | B | causal | fwd longctx | fwd SDPA | ratio | bwd longctx | bwd SDPA | "
@@ -270,8 +315,9 @@ def markdown(report):
             lines.append(
                 f"| {p['T']} | {p['B']} | {'yes' if p['causal'] else 'no'} | "
                 f"{p['longctx_fwd_gflops']:.1f} | {p['torch_fwd_gflops']:.1f} | "
-                f"{p['fwd_ratio']:.2f} | {p['longctx_bwd_gflops']:.1f} | "
-                f"{p['torch_bwd_gflops']:.1f} | {p['bwd_ratio']:.2f} | {p['load']} |")
+                f"{p['fwd_ratio']:.2f} ({spread(p['fwd_round_ratios'])}) | "
+                f"{p['longctx_bwd_gflops']:.1f} | {p['torch_bwd_gflops']:.1f} | "
+                f"{p['bwd_ratio']:.2f} ({spread(p['bwd_round_ratios'])}) | {p['load']} |")
         lines.append("")
     if report.get("models"):
         compiled = "torch_compile_train_tps" in report["models"][0]
@@ -280,16 +326,21 @@ def markdown(report):
                   "ratio vs compile | prefill longctx | eager | compile | ratio vs eager | "
                   "ratio vs compile | load |", "|" + "---|" * 14]
         for p in report["models"]:
-            def c(key, fmt):
-                return format(p[key], fmt) if key in p else "—"
+            def c(key):
+                return format(p[key], ".0f") if key in p else "—"
+
+            def r(key, mode):
+                if f"{key}_ratio_vs_{mode}" not in p:
+                    return "—"
+                return (f"{p[f'{key}_ratio_vs_{mode}']:.2f} "
+                        f"({spread(p[f'{key}_round_ratios_vs_{mode}'])})")
             lines.append(
                 f"| {p['preset']} `{p['pattern']}` | {p['parameters']} | {p['T']} | "
                 f"{p['longctx_train_tps']:.0f} | {p['torch_eager_train_tps']:.0f} | "
-                f"{c('torch_compile_train_tps', '.0f')} | {p['train_ratio_vs_eager']:.2f} | "
-                f"{c('train_ratio_vs_compile', '.2f')} | {p['longctx_prefill_tps']:.0f} | "
-                f"{p['torch_eager_prefill_tps']:.0f} | {c('torch_compile_prefill_tps', '.0f')} | "
-                f"{p['prefill_ratio_vs_eager']:.2f} | {c('prefill_ratio_vs_compile', '.2f')} | "
-                f"{p['load']} |")
+                f"{c('torch_compile_train_tps')} | {r('train', 'eager')} | "
+                f"{r('train', 'compile')} | {p['longctx_prefill_tps']:.0f} | "
+                f"{p['torch_eager_prefill_tps']:.0f} | {c('torch_compile_prefill_tps')} | "
+                f"{r('prefill', 'eager')} | {r('prefill', 'compile')} | {p['load']} |")
         if not compiled:
             lines.append("\n(torch.compile not run: --no-compile)")
         lines.append("")
@@ -306,6 +357,7 @@ def main():
         "commit": sh(f"git -C {ROOT} rev-parse --short HEAD"),
         "dirty": bool(sh(f"git -C {ROOT} status --porcelain --untracked-files=no")),
         "machine": machine(args.build), "threads": args.threads, "reps": args.reps,
+        "rounds": args.rounds,
         "tokens": args.tokens, "uptime_before": sh("uptime"), "load_before": load(),
         "dtype": "f32",
     }
