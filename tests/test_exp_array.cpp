@@ -1,9 +1,9 @@
-// exp_array and softplus_array (src/cpu/exp_array.h), the vectorized f32 exp and softplus of the
-// CPU scans: against the f64 functions rounded once to f32, over the whole f32 range that does
-// not round to 0 or overflow, plus the special values. sigmoid_array, the gates' sigmoid with its
-// own f32 exp: the same way, and never subnormal. Each of these runs with the AVX2 loops and, where
-// the CPU has AVX-512, with the AVX-512 ones (the ISA capped or not, src/cpu/isa.h); and the two
-// give the same bits.
+// exp_array, expm1_array and softplus_array (src/cpu/exp_array.h), the vectorized f32 exp, expm1
+// and softplus of the CPU scans and gates: against the f64 functions rounded once to f32, over the
+// whole f32 range that does not round to 0 or overflow, plus the special values. sigmoid_array,
+// the gates' sigmoid with its own f32 exp: the same way, and never subnormal. Each of these runs
+// with the AVX2 loops and, where the CPU has AVX-512, with the AVX-512 ones (the ISA capped or
+// not, src/cpu/isa.h); and the two give the same bits.
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -38,6 +38,7 @@ class IsaTest : public testing::TestWithParam<cpu::CpuIsa> {
   void TearDown() override { cpu::set_cpu_isa_cap(cpu::CpuIsa::avx512); }
 };
 class ExpArray : public IsaTest {};
+class Expm1Array : public IsaTest {};
 class SoftplusArray : public IsaTest {};
 class SigmoidArray : public IsaTest {};
 
@@ -85,6 +86,40 @@ TEST_P(ExpArray, InPlaceAndShortArrays) {
     for (size_t i = 0; i < v.size(); ++i)
       EXPECT_LE(ulp_distance(v[i], want[i]), 1) << n << " " << i;
   }
+}
+
+// Both of its forms (the series below |x| = 1/32, exp(x) − 1 above) and the switch between them.
+TEST_P(Expm1Array, F32IsWithinOneUlpOfTheCorrectlyRoundedExpm1) {
+  std::vector<float> x;
+  for (double v = -110; v <= 90; v += 1.0 / 256) x.push_back(float(v));
+  for (double v = -0.0625; v <= 0.0625; v += 1.0 / 65536) x.push_back(float(v));
+  for (float v : {1e-30f, -1e-30f, 1e-40f, 0.03125f, -0.03125f, 0.0312499f, -0.0312501f, 88.72f,
+                  88.73f, -17.4f})
+    x.push_back(v);
+  std::vector<float> y(x.size());
+  cpu::expm1_array(y.data(), x.data(), int64_t(x.size()));
+  int64_t off_by_one = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float want = float(std::expm1(double(x[i])));
+    const int64_t d = ulp_distance(y[i], want);
+    ASSERT_LE(d, 1) << "expm1(" << x[i] << ") = " << y[i] << ", want " << want;
+    off_by_one += d;
+  }
+  EXPECT_LT(double(off_by_one) / double(x.size()), 1e-3);
+
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> special = {std::nanf(""), -inf, inf, -1000.0f, 1000.0f, 0.0f, -0.0f};
+  std::vector<float> out(special.size());
+  cpu::expm1_array(out.data(), special.data(), int64_t(special.size()));
+  EXPECT_TRUE(std::isnan(out[0])) << "NaN must propagate";
+  EXPECT_EQ(out[1], -1.0f);
+  EXPECT_EQ(out[2], inf);
+  EXPECT_EQ(out[3], -1.0f);
+  EXPECT_EQ(out[4], inf);
+  EXPECT_EQ(out[5], 0.0f);
+  EXPECT_FALSE(std::signbit(out[5]));
+  EXPECT_EQ(out[6], 0.0f);
+  EXPECT_TRUE(std::signbit(out[6])) << "expm1(-0) = -0";
 }
 
 TEST_P(SoftplusArray, F32IsWithinOneUlpOfTheCorrectlyRoundedSoftplus) {
@@ -173,6 +208,8 @@ TEST_P(SigmoidArray, InPlaceShortArraysAndF64) {
 
 INSTANTIATE_TEST_SUITE_P(Isa, ExpArray, testing::Values(cpu::CpuIsa::avx2, cpu::CpuIsa::avx512),
                          isa_name);
+INSTANTIATE_TEST_SUITE_P(Isa, Expm1Array, testing::Values(cpu::CpuIsa::avx2, cpu::CpuIsa::avx512),
+                         isa_name);
 INSTANTIATE_TEST_SUITE_P(Isa, SoftplusArray,
                          testing::Values(cpu::CpuIsa::avx2, cpu::CpuIsa::avx512), isa_name);
 INSTANTIATE_TEST_SUITE_P(Isa, SigmoidArray, testing::Values(cpu::CpuIsa::avx2, cpu::CpuIsa::avx512),
@@ -193,6 +230,7 @@ TEST(ExpArraysIsa, Avx512GivesTheAvx2Bits) {
   }
   using Fn = void (*)(float*, const float*, int64_t);
   const std::pair<const char*, Fn> fns[] = {{"exp_array", cpu::exp_array},
+                                            {"expm1_array", cpu::expm1_array},
                                             {"softplus_array", cpu::softplus_array},
                                             {"sigmoid_array", cpu::sigmoid_array}};
   for (const auto& [name, fn] : fns) {

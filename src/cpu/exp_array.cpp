@@ -1,4 +1,4 @@
-// The f32 exp, softplus and sigmoid over arrays (see exp_array.h).
+// The f32 exp, expm1, softplus and sigmoid over arrays (see exp_array.h).
 #include "src/cpu/exp_array.h"
 
 #include <cstring>
@@ -80,6 +80,21 @@ float exp_f32_via_f64(float x) {
   return float(exp_f64_core(v));
 }
 
+// expm1(x) = exp(x) − 1 (f32), in f64: where |x| < 1/32 its series to x^6 / 720 (remainder below
+// 2e-13 relative there), written as x (1 + x p) so that -0 stays -0; elsewhere exp(x) − 1, whose
+// subtraction costs at most a factor 1 / (1 − e^(−1/32)) ≈ 33 of exp's 3e-13 relative error. Both
+// far below f32's half ulp: the f32 value is the correctly rounded one except in rare ties. (The
+// RG-LRU gate's sqrt(1 − a²) = sqrt(−expm1(2 log a)) as a → 1.)
+float expm1_f32_via_f64(float x) {
+  double v = double(x);
+  const double p = 0.5 + v * (1.0 / 6 + v * (1.0 / 24 + v * (1.0 / 120 + v * (1.0 / 720))));
+  const double series = v * (1.0 + v * p);
+  v = v < -104.0 ? -104.0 : v;
+  v = v > 88.8 ? 88.8 : v;
+  const double big = exp_f64_core(v) - 1.0;
+  return float(std::fabs(double(x)) < 1.0 / 32 ? series : big);  // NaN: `big`, NaN
+}
+
 // softplus(x) = log(1 + exp(x)), as the scans use it: x itself above kSoftplusThreshold.
 float softplus_f32_via_f64(float x) {
   const double v = double(x);
@@ -142,7 +157,7 @@ float sigmoid_f32(float x) {
 // for x86-64-v3, 4 lanes of the f64 functions and 8 of sigmoid_f32 per AVX2 vector; on AVX-512
 // CPUs (cpu_isa(), src/cpu/isa.h) the same loop compiled for 512-bit vectors, 8 and 16 lanes. Each
 // element goes through the same operations either way (no sum across lanes), so the results are
-// bitwise the same on both ISAs: checked on all 2^32 floats for the three functions
+// bitwise the same on both ISAs: checked on all 2^32 floats for exp, softplus and sigmoid
 // (bench/results/2026-12-06-cpu-exp-avx512/), and on a sweep of them by test_exp_array.cpp on any
 // machine with AVX-512. Measured there (8192 elements in L1, one thread, best of 200 calls, five
 // alternating rounds, the 2-core Emerald Rapids VM): exp 2.03-2.12x, softplus 1.73-1.90x, sigmoid
@@ -173,6 +188,10 @@ void map_f32_dispatch(float* y, const float* x, int64_t n) {
 
 void exp_array(float* y, const float* x, int64_t n) {
   map_f32_dispatch<exp_f32_via_f64>(y, x, n);
+}
+
+void expm1_array(float* y, const float* x, int64_t n) {
+  map_f32_dispatch<expm1_f32_via_f64>(y, x, n);
 }
 
 void softplus_array(float* y, const float* x, int64_t n) {

@@ -22,14 +22,18 @@ namespace longctx::cpu {
 inline void exp_array(double* y, const double* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
 }
+inline void expm1_array(double* y, const double* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::expm1(x[i]);
+}
 inline void softplus_array(double* y, const double* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = softplus(x[i]);
 }
 
-// f32: y[i] = exp(x[i]), softplus(x[i]) (x itself above kSoftplusThreshold) and s[i] =
-// sigmoid(x[i]) (the gates of swiglu and sigmoid_gate; its exp in f32 arithmetic, within 2 ulp of
-// the correctly rounded sigmoid, 0 below x = -87 and never subnormal). y or s may be x.
+// f32: y[i] = exp(x[i]), expm1(x[i]), softplus(x[i]) (x itself above kSoftplusThreshold) and
+// s[i] = sigmoid(x[i]) (the gates of swiglu and sigmoid_gate; its exp in f32 arithmetic, within
+// 2 ulp of the correctly rounded sigmoid, 0 below x = -87 and never subnormal). y or s may be x.
 void exp_array(float* y, const float* x, int64_t n);
+void expm1_array(float* y, const float* x, int64_t n);
 void softplus_array(float* y, const float* x, int64_t n);
 void sigmoid_array(float* s, const float* x, int64_t n);
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "longctx/context.h"
 
@@ -148,17 +149,47 @@ void parallel_for_stealing(const Context& ctx, int64_t n, Body&& body) {
 #endif
 }
 
-// Calls f(row, c) for every element of a (rows, D) array, parallel over blocks of 64 channels and
-// rows in order within each: per-channel sums over the rows (the gates' parameter gradients) come
-// out in a fixed order whatever the thread count.
+// The gates' elementwise ops (rglru_gate, gdn_gate) take a row in slices of this many channels,
+// each slice through the vectorized exp_array.h functions with its scratch on the stack.
+constexpr int64_t kBlockChannels = 64;
+
+// Calls f(row, c0, c1) for the slices [c0, c1) of kBlockChannels channels of every row of a
+// (rows, D) array, parallel over rows, each row's slices in order, for elementwise work: the rows
+// stream contiguously. (Parallel over blocks of channels, each walking down the rows, the gates'
+// forward took 2-3x as long at D = 2560: every row a new page once a row is 4 KB or more, where
+// the hardware prefetchers stop; bench/results/2026-12-06-cpu-gates/.)
 template <class F>
-void for_each_by_channel(const Context& ctx, int64_t rows, int64_t D, F&& f) {
-  constexpr int64_t kChannelBlock = 64;
-  parallel_for(ctx, (D + kChannelBlock - 1) / kChannelBlock, [&](int64_t block) {
-    const int64_t c0 = block * kChannelBlock, c1 = std::min(D, c0 + kChannelBlock);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = c0; c < c1; ++c) f(r, c);
+void for_each_row_slice(const Context& ctx, int64_t rows, int64_t D, F&& f) {
+  parallel_for(ctx, rows, [&](int64_t r) {
+    for (int64_t c0 = 0; c0 < D; c0 += kBlockChannels) f(r, c0, std::min(D, c0 + kBlockChannels));
   });
+}
+
+// for_each_row_slice for elementwise work that also sums over the rows per channel (a gate's
+// parameter gradients): f(row, c0, c1, sums) adds its slice's terms into sums (n_sums rows of D,
+// sums[k * D + c]), which belong to the row's group (kSumRows rows, more where there would be over
+// kMaxSumGroups groups: the groups' sums take at most kMaxSumGroups x n_sums x D values); the
+// groups' sums are then added in group order into out (n_sums x D, overwritten). Every sum's order
+// depends on the shape alone, not the thread count (deterministic), and the rows stream as in
+// for_each_row_slice: rglru_gate's backward at rows = 4096, D = 2560, f32, one thread, 19.5-20.4
+// ns an element parallel over channel blocks (each summing its rows in order), 8.5-8.8 so
+// (bench/results/2026-12-06-cpu-gates/).
+constexpr int64_t kSumRows = 64, kMaxSumGroups = 256;
+template <class T, class F>
+void for_each_row_slice_summing(const Context& ctx, int64_t rows, int64_t D, int64_t n_sums, T* out,
+                                F&& f) {
+  const int64_t group_rows = std::max(kSumRows, (rows + kMaxSumGroups - 1) / kMaxSumGroups);
+  const int64_t groups = (rows + group_rows - 1) / group_rows, width = n_sums * D;
+  std::vector<T> partial(static_cast<size_t>(groups * width), T(0));
+  parallel_for(ctx, groups, [&](int64_t g) {
+    T* sums = partial.data() + g * width;
+    for (int64_t r = g * group_rows; r < std::min(rows, (g + 1) * group_rows); ++r)
+      for (int64_t c0 = 0; c0 < D; c0 += kBlockChannels)
+        f(r, c0, std::min(D, c0 + kBlockChannels), sums);
+  });
+  std::fill(out, out + width, T(0));
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t i = 0; i < width; ++i) out[i] += partial[size_t(g * width + i)];
 }
 
 }  // namespace longctx::cpu
