@@ -169,7 +169,7 @@ TEST_P(SigmoidArray, F32IsWithinTwoUlpOfTheCorrectlyRoundedSigmoid) {
 }
 
 // Below x = -87 the result is 0 (the true value is below 1.7e-38), and no result is subnormal:
-// a subnormal would cost a microcode assist per instruction (exp_array.h).
+// a subnormal would cost a microcode assist per instruction (src/cpu/exp_array.cpp).
 TEST_P(SigmoidArray, F32NeverSubnormalAndSpecialValues) {
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> x = {std::nanf(""), -inf, inf, -1000.0f, 1000.0f, -87.5f, -88.0f, -104.0f};

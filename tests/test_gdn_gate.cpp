@@ -24,6 +24,8 @@ const std::vector<GdnGateCase> kCases = {
     // Rows past one chunk of the CUDA backward's sums (64 rows; 256 chunks at most), a partial
     // channel tile, 3 channels per head.
     {"kda_rows_in_chunks", {2, 4100, 36}, 12, 3},
+    // Rows of 160 channels: the CPU's 64-channel slices cut through heads of 20.
+    {"heads_straddle_slices", {3, 50, 160}, 8, 4},
     {"empty", {0, 8}, 2, 1},
 };
 
@@ -58,14 +60,16 @@ TEST_P(GdnGate, MatchesReference) {
     expect_close_2x(dA, grads.dA_log, naive.dA_log, dt, "dA_log");
     expect_close_2x(db, grads.ddt_bias, naive.ddt_bias, dt, "ddt_bias");
   });
-  // Again, on one thread where the backend is the CPU: the sums' order does not depend on it.
-  Context one_thread(Device::cpu(), 1);
-  Context& ctx2 = dev.is_cpu() ? one_thread : ctx;
-  Tensor dA2 = poisoned({c.HV}, dt, dev, &ctx2), db2 = poisoned({D}, dt, dev, &ctx2);
-  gdn_gate_bwd(ctx2, poisoned(c.shape, dt, dev, &ctx2), dA2, db2, from_ref(dg, dt, dev),
-               from_ref(a, dt, dev), from_ref(A_log, dt, dev), from_ref(dt_bias, dt, dev));
-  expect_equal(dA2, dA, "dA_log, second run (deterministic)");
-  expect_equal(db2, db, "ddt_bias, second run (deterministic)");
+  // Twice more, on the CPU on three threads and on one: the sums' order does not depend on it.
+  Context three_threads(Device::cpu(), 3), one_thread(Device::cpu(), 1);
+  for (Context* again : {&three_threads, &one_thread}) {
+    Context& ctx2 = dev.is_cpu() ? *again : ctx;
+    Tensor dA2 = poisoned({c.HV}, dt, dev, &ctx2), db2 = poisoned({D}, dt, dev, &ctx2);
+    gdn_gate_bwd(ctx2, poisoned(c.shape, dt, dev, &ctx2), dA2, db2, from_ref(dg, dt, dev),
+                 from_ref(a, dt, dev), from_ref(A_log, dt, dev), from_ref(dt_bias, dt, dev));
+    expect_equal(dA2, dA, "dA_log, again (deterministic)");
+    expect_equal(db2, db, "ddt_bias, again (deterministic)");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, GdnGate,

@@ -67,15 +67,17 @@ TEST_P(RGLRUGate, MatchesReference) {
     expect_close_2x(dgx, grads.dgate_x, naive.dgate_x, dt, "dgate_x");
     expect_close_2x(dl, grads.dlambda, naive.dlambda, dt, "dlambda");
   });
-  // Again, on one thread where the backend is the CPU: the sum's order does not depend on it.
-  Context one_thread(Device::cpu(), 1);
-  Context& ctx2 = dev.is_cpu() ? one_thread : ctx;
-  Tensor dl2 = poisoned({D}, dt, dev, &ctx2);
-  rglru_gate_bwd(ctx2, poisoned(c.shape, dt, dev, &ctx2), poisoned(c.shape, dt, dev, &ctx2),
-                 poisoned(c.shape, dt, dev, &ctx2), dl2, from_ref(da, dt, dev),
-                 from_ref(db, dt, dev), from_ref(x, dt, dev), from_ref(ga, dt, dev),
-                 from_ref(gx, dt, dev), from_ref(lambda, dt, dev));
-  expect_equal(dl2, dl, "dlambda, second run (deterministic)");
+  // Twice more, on the CPU on three threads and on one: the sum's order does not depend on it.
+  Context three_threads(Device::cpu(), 3), one_thread(Device::cpu(), 1);
+  for (Context* again : {&three_threads, &one_thread}) {
+    Context& ctx2 = dev.is_cpu() ? *again : ctx;
+    Tensor dl2 = poisoned({D}, dt, dev, &ctx2);
+    rglru_gate_bwd(ctx2, poisoned(c.shape, dt, dev, &ctx2), poisoned(c.shape, dt, dev, &ctx2),
+                   poisoned(c.shape, dt, dev, &ctx2), dl2, from_ref(da, dt, dev),
+                   from_ref(db, dt, dev), from_ref(x, dt, dev), from_ref(ga, dt, dev),
+                   from_ref(gx, dt, dev), from_ref(lambda, dt, dev));
+    expect_equal(dl2, dl, "dlambda, again (deterministic)");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, RGLRUGate,

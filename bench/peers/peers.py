@@ -66,7 +66,10 @@ def parse_args():
     p.add_argument("--skip-attention", action="store_true")
     p.add_argument("--skip-models", action="store_true")
     p.add_argument("--no-compile", action="store_true", help="eager PyTorch only")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.rounds < 1 or args.reps < 1:
+        p.error("--rounds and --reps must be at least 1")
+    return args
 
 
 def sh(cmd):
@@ -191,10 +194,10 @@ def attention(args):
                  "longctx_fwd_s": lf, "torch_fwd_s": tf, "longctx_bwd_s": lb, "torch_bwd_s": tb,
                  "fwd_ratio": tf / lf, "bwd_ratio": tb / lb,
                  "rounds": {"longctx": lc_s[causal], "torch": torch_s[causal]},
-                 "fwd_round_ratios": [t / l for l, t in zip(lc_s[causal]["fwd"],
-                                                            torch_s[causal]["fwd"])],
-                 "bwd_round_ratios": [t / l for l, t in zip(lc_s[causal]["bwd"],
-                                                            torch_s[causal]["bwd"])]}
+                 "fwd_round_ratios": [ts / ls for ls, ts in zip(lc_s[causal]["fwd"],
+                                                                torch_s[causal]["fwd"])],
+                 "bwd_round_ratios": [ts / ls for ls, ts in zip(lc_s[causal]["bwd"],
+                                                                torch_s[causal]["bwd"])]}
             print(f"  T={T:5d} B={B} causal={causal!s:5}  fwd {p['longctx_fwd_gflops']:6.1f} vs "
                   f"{p['torch_fwd_gflops']:6.1f} GFLOP/s ({p['fwd_ratio']:.2f}x, rounds "
                   f"{spread(p['fwd_round_ratios'])})   bwd {p['longctx_bwd_gflops']:6.1f} vs "
@@ -280,7 +283,7 @@ def models(args):
                     p[f"{key}_ratio_vs_{mode}"] = (p[f"longctx_{key}_tps"] /
                                                    p[f"torch_{mode}_{key}_tps"])
                     p[f"{key}_round_ratios_vs_{mode}"] = [
-                        l / t for l, t in zip(lc_tps[key], torch_tps[mode][key])]
+                        lt / tt for lt, tt in zip(lc_tps[key], torch_tps[mode][key])]
             m = modes[-1]
             print(f"  {preset:7s} T={T:5d} B={B:2d}  train {p['longctx_train_tps']:8.0f} tok/s, "
                   f"eager {p['torch_eager_train_tps']:8.0f}, {m} "
@@ -305,8 +308,8 @@ def markdown(report):
              f"- load average (1 min): {report['load_before']} before, {report['load_after']} "
              f"after (`uptime`: {report['uptime_before']})",
              "- ratio = longctx speed / PyTorch speed (> 1: longctx faster), each side's best "
-             f"of {report['rounds']} alternating rounds per point (in brackets: the range of the "
-             "rounds' own ratios)", ""]
+             f"of {report['rounds']} alternating rounds per point (in parentheses: the range of "
+             "the rounds' own ratios)", ""]
     if report.get("attention"):
         lines += ["## Attention (B·T = 4096, H = 8, D = 64), GFLOP/s", "",
                   "| T | B | causal | fwd longctx | fwd SDPA | ratio | bwd longctx | bwd SDPA | "

@@ -128,9 +128,8 @@ float exp_f32_core(float v) {
   return p * scale;
 }
 
-// s[i] = sigmoid(x[i]) = 1 / (1 + exp(-x[i])), the gates of swiglu and sigmoid_gate (s may be x).
-//
-// f32: the exp in f32 arithmetic, 8 lanes per AVX2 vector instead of the f64 exp_array's 4.
+// sigmoid_array's element, 1 / (1 + exp(-x)) (the gates of swiglu and sigmoid_gate), with the exp
+// in f32 arithmetic: 8 lanes per AVX2 vector instead of the f64 exp_array's 4.
 // Within 2 ulp of the correctly rounded sigmoid (test_exp_array.cpp). Below x = -87, where the
 // true value is subnormal or 0, the result is 0 (an absolute error < 1.7e-38).
 //
@@ -155,22 +154,24 @@ float sigmoid_f32(float x) {
 
 // y[i] = F(x[i]) for the f32 elements above (y may be x), the loop the compiler vectorizes: built
 // for x86-64-v3, 4 lanes of the f64 functions and 8 of sigmoid_f32 per AVX2 vector; on AVX-512
-// CPUs (cpu_isa(), src/cpu/isa.h) the same loop compiled for 512-bit vectors, 8 and 16 lanes. Each
-// element goes through the same operations either way (no sum across lanes), so the results are
-// bitwise the same on both ISAs: checked on all 2^32 floats for exp, softplus and sigmoid
-// (bench/results/2026-12-06-cpu-exp-avx512/), and on a sweep of them by test_exp_array.cpp on any
-// machine with AVX-512. Measured there (8192 elements in L1, one thread, best of 200 calls, five
-// alternating rounds, the 2-core Emerald Rapids VM): exp 2.03-2.12x, softplus 1.73-1.90x, sigmoid
-// 1.60-1.64x faster; in the KDA forward (B = 1, T = 8192, H = 8, K = V = 128, one thread) the exp
-// went from 9.7-9.9% to 6.1-6.2% of the library's perf samples (two runs each, alternating).
+// CPUs (cpu_isa(), src/cpu/isa.h: AVX-512F and VL, the only extensions the target names) the same
+// loop compiled for 512-bit vectors, 8 and 16 lanes. Each element goes through the same operations
+// either way (no sum across lanes), so the results are bitwise the same on both ISAs: checked on
+// all 2^32 floats for the four functions (bench/results/2026-12-06-cpu-exp-avx512/), and on a
+// sweep of them by test_exp_array.cpp on any machine with AVX-512. Measured there (8192 elements
+// in L1, one thread, best of 200 calls, five alternating rounds, the 2-core Emerald Rapids VM):
+// exp 1.85-2.26x, expm1 1.84-2.02x, softplus 1.75-1.79x, sigmoid 1.36-1.89x faster; in the KDA
+// forward (B = 1, T = 8192, H = 8, K = V = 128, one thread) the exp went from 9.7-9.9% to 6.1-6.2%
+// of the library's perf samples (two runs each, alternating). Built with -O2 (RelWithDebInfo, the
+// sanitizer build) GCC 12 vectorizes neither loop: there both run the same scalar code.
 template <float (*F)(float)>
 void map_f32(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = F(x[i]);
 }
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__GNUC__)
 template <float (*F)(float)>
-__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,prefer-vector-width=512"))) void
-map_f32_avx512(float* y, const float* x, int64_t n) {
+__attribute__((target("avx512f,avx512vl,prefer-vector-width=512"))) void map_f32_avx512(
+    float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = F(x[i]);
 }
 #endif

@@ -4,7 +4,7 @@
 // thread count. A row's slice goes through the vectorized softplus and sigmoid of
 // src/cpu/exp_array.h (f64: the same std:: formulas as the scalar ones), exp(A_log) once per head;
 // one element took the scalar libm exp and log1p (and exp(A_log)) before: at rows = 4096,
-// D = 16 x 128, f32, one thread, 33-36 -> 5.8-5.9 ns an element forward, 36-37 -> 6.4-6.5
+// D = 16 x 128, f32, one thread, 33-35 -> 5.5-5.6 ns an element forward, 38-40 -> 6.3-6.4
 // backward (bench/results/2026-12-06-cpu-gates/).
 #include <algorithm>
 #include <cmath>

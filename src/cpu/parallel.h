@@ -171,9 +171,10 @@ void for_each_row_slice(const Context& ctx, int64_t rows, int64_t D, F&& f) {
 // kMaxSumGroups groups: the groups' sums take at most kMaxSumGroups x n_sums x D values); the
 // groups' sums are then added in group order into out (n_sums x D, overwritten). Every sum's order
 // depends on the shape alone, not the thread count (deterministic), and the rows stream as in
-// for_each_row_slice: rglru_gate's backward at rows = 4096, D = 2560, f32, one thread, 19.5-20.4
+// for_each_row_slice: rglru_gate's backward at rows = 4096, D = 2560, f32, one thread, 19.5-24.0
 // ns an element parallel over channel blocks (each summing its rows in order), 8.5-8.8 so
-// (bench/results/2026-12-06-cpu-gates/).
+// (bench/results/2026-12-06-cpu-gates/README.md, the stages). Fewer than 2 x kSumRows rows run on
+// one thread.
 constexpr int64_t kSumRows = 64, kMaxSumGroups = 256;
 template <class T, class F>
 void for_each_row_slice_summing(const Context& ctx, int64_t rows, int64_t D, int64_t n_sums, T* out,

@@ -5,10 +5,10 @@
 // A row's slice goes through the vectorized exp, expm1 and sigmoid of src/cpu/exp_array.h (f64:
 // the same std:: functions as the scalar formulas), softplus(lambda) and sigmoid(lambda) once per
 // channel. One element took six scalar libm calls before (softplus's exp and log1p, exp, expm1,
-// two sigmoids' exp): at rows = 4096, D = 2560, f32, one thread, 61-91 -> 4.6-5.0 ns an element
-// forward and 72-125 -> 8.5-8.8 backward (bench/results/2026-12-06-cpu-gates/, where the stages
-// are); in bench_scan (B = 1, T = 1024) the forward went from 0.8-0.9x its plain loop to 4-5x.
-#include <algorithm>
+// two sigmoids' exp): at rows = 4096, D = 2560, f32, one thread, 61-65 -> 5.0-6.7 ns an element
+// forward and 74 -> 8.7-8.8 backward (bench/results/2026-12-06-cpu-gates/, where the stages are);
+// in bench_scan (B = 1, T = 1024) the forward went from 0.8-0.9x its plain loop to 4-5x. Work is
+// split over rows: at few rows (a decode step's B) it runs on fewer threads, where it is small.
 #include <cmath>
 #include <vector>
 

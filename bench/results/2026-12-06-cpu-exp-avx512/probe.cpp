@@ -1,5 +1,5 @@
-// exp_array, softplus_array and sigmoid_array (src/cpu/exp_array.cpp), the library's own
-// functions, with the ISA capped to AVX2 and not (the AVX2 loop against its AVX-512 build):
+// exp_array, expm1_array, softplus_array and sigmoid_array (src/cpu/exp_array.cpp), the library's
+// own functions, with the ISA capped to AVX2 and not (the AVX2 loop against its AVX-512 build):
 //   probe        speed: 8192 elements in L1, one thread, best of 200 calls, five alternating rounds
 //   probe bits   every float (all 2^32 bit patterns) through both, in blocks of 2^20 + 3 elements
 //                (an odd length, so the loops' tails run too)
@@ -51,25 +51,28 @@ int main(int argc, char** argv) {
     std::printf("no AVX-512 here: nothing to compare\n");
     return 0;
   }
-  const std::pair<const char*, Fn> fns[] = {
-      {"exp", exp_array}, {"softplus", softplus_array}, {"sigmoid", sigmoid_array}};
+  const std::pair<const char*, Fn> fns[] = {{"exp", exp_array},
+                                            {"expm1", expm1_array},
+                                            {"softplus", softplus_array},
+                                            {"sigmoid", sigmoid_array}};
   const int64_t block = (int64_t(1) << 20) + 3;
   std::vector<float> x(static_cast<size_t>(block)), a(x.size()), b(x.size());
   if (argc > 1 && !std::strcmp(argv[1], "bits")) {
-    int64_t differ[3] = {0, 0, 0}, blocks = 0;
+    int64_t differ[4] = {0, 0, 0, 0}, blocks = 0;
     for (int64_t base = 0; base < (int64_t(1) << 32); base += block, ++blocks) {
       const int64_t n = std::min(block, (int64_t(1) << 32) - base);
       for (int64_t i = 0; i < n; ++i) {
         const uint32_t u = uint32_t(base + i);
         std::memcpy(&x[size_t(i)], &u, sizeof u);
       }
-      for (int f = 0; f < 3; ++f)
+      for (int f = 0; f < 4; ++f)
         differ[f] += !same_bits(fns[f].second, x.data(), a.data(), b.data(), n);
     }
     std::printf(
-        "blocks (of %lld) whose AVX2 and AVX-512 results differ: exp %lld, softplus %lld, "
-        "sigmoid %lld\n",
-        (long long)blocks, (long long)differ[0], (long long)differ[1], (long long)differ[2]);
+        "blocks (of %lld) whose AVX2 and AVX-512 results differ: exp %lld, expm1 %lld, softplus "
+        "%lld, sigmoid %lld\n",
+        (long long)blocks, (long long)differ[0], (long long)differ[1], (long long)differ[2],
+        (long long)differ[3]);
     return 0;
   }
   const int64_t n = 8192;
