@@ -115,25 +115,20 @@ def run_longctx(args, argv, out_flag):
     return out
 
 
+def seconds(fn, reps):
+    """The seconds of `reps` calls of fn, one after another."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def best(fn, reps):
+    """The fastest of `reps` calls of fn after one warm-up call."""
     fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def median(fn, reps, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(seconds(fn, reps))
 
 
 def check_sdpa():
@@ -268,9 +263,10 @@ def models(args):
                     lc_tps[key].append(lp[f"{key}_tokens_per_s"])
                 for mode in modes:
                     step, prefill = fns[mode]
-                    torch_tps[mode]["train"].append(B * T / median(step, args.reps, warmup=0))
-                    torch_tps[mode]["prefill"].append(B * T / median(prefill, args.reps,
-                                                                     warmup=0))
+                    # Warmed up by torch_fns: the median of the calls themselves.
+                    for key, fn in (("train", step), ("prefill", prefill)):
+                        torch_tps[mode][key].append(
+                            B * T / statistics.median(seconds(fn, args.reps)))
             p = {"preset": preset, "pattern": entry["pattern"], "parameters": n_params,
                  "loss_at_init": loss0, "T": T, "B": B, "load": load(),
                  "longctx_train_tps": max(lc_tps["train"]),

@@ -70,14 +70,18 @@ double log_f64_core(double w) {
   return e * 0.6931471805599453 + 2 * s * q;
 }
 
-// exp_array's element (f32).
-float exp_f32_via_f64(float x) {
-  // Below -104 the f32 result is 0, above 88.8 inf: clamping there keeps 2^k a normal double
-  // without changing any f32 result. (NaN stays NaN through the polynomial.)
-  double v = double(x);
+// exp(v) for the f32 results: below -104 the f32 result is 0, above 88.8 inf, and clamping there
+// keeps 2^k a normal double without changing any f32 result. (NaN stays NaN through the
+// polynomial.)
+double exp_f64_for_f32(double v) {
   v = v < -104.0 ? -104.0 : v;
   v = v > 88.8 ? 88.8 : v;
-  return float(exp_f64_core(v));
+  return exp_f64_core(v);
+}
+
+// exp_array's element (f32).
+float exp_f32_via_f64(float x) {
+  return float(exp_f64_for_f32(double(x)));
 }
 
 // expm1(x) = exp(x) − 1 (f32), in f64: where |x| < 1/32 its series to x^6 / 720 (remainder below
@@ -86,13 +90,11 @@ float exp_f32_via_f64(float x) {
 // far below f32's half ulp: the f32 value is the correctly rounded one except in rare ties. (The
 // RG-LRU gate's sqrt(1 − a²) = sqrt(−expm1(2 log a)) as a → 1.)
 float expm1_f32_via_f64(float x) {
-  double v = double(x);
+  const double v = double(x);
   const double p = 0.5 + v * (1.0 / 6 + v * (1.0 / 24 + v * (1.0 / 120 + v * (1.0 / 720))));
   const double series = v * (1.0 + v * p);
-  v = v < -104.0 ? -104.0 : v;
-  v = v > 88.8 ? 88.8 : v;
-  const double big = exp_f64_core(v) - 1.0;
-  return float(std::fabs(double(x)) < 1.0 / 32 ? series : big);  // NaN: `big`, NaN
+  const double big = exp_f64_for_f32(v) - 1.0;
+  return float(std::fabs(v) < 1.0 / 32 ? series : big);  // NaN: `big`, NaN
 }
 
 // softplus(x) = log(1 + exp(x)), as the scans use it: x itself above kSoftplusThreshold.
@@ -105,6 +107,7 @@ float softplus_f32_via_f64(float x) {
   const double out = v > kMax ? v : sp;
   return float(v != v ? v : out);  // NaN in, NaN out
 }
+
 // exp(v) for v in [-87, 87], in f32 arithmetic, branch-free: 2^k * exp(r) with k = round(v /
 // ln 2), r = v - k ln 2 (ln 2 split in two so that k ln2_hi is exact), exp(r) by a degree-6
 // polynomial (error ~1 ulp). On that range 2^k and the result are normal floats.

@@ -19,6 +19,22 @@
 
 namespace longctx::cpu {
 
+namespace {
+
+// The decay of n channels of a row, shared by the forward and the backward: r = sigmoid(gate_a),
+// a = exp(log a) with log a = -8 r softplus(lambda) (sp: the channels' softplus(lambda)), and
+// e = expm1(2 log a) = a² − 1.
+template <class T>
+void decay_slice(const T* gate_a, const T* sp, int64_t n, T* r, T* a, T* e) {
+  sigmoid_array(r, gate_a, n);
+  for (int64_t c = 0; c < n; ++c) a[c] = T(-8) * r[c] * sp[c];  // log a
+  for (int64_t c = 0; c < n; ++c) e[c] = T(2) * a[c];
+  exp_array(a, a, n);
+  expm1_array(e, e, n);
+}
+
+}  // namespace
+
 void rglru_gate_fwd(const Context& ctx, const RGLRUGateArgs& args) {
   dispatch_cpu_float("rglru_gate_fwd", args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -33,12 +49,8 @@ void rglru_gate_fwd(const Context& ctx, const RGLRUGateArgs& args) {
     softplus_array(sp.data(), lp, D);
     for_each_row_slice(ctx, args.rows, D, [&](int64_t r, int64_t c0, int64_t c1) {
       const int64_t n = c1 - c0, i0 = r * D + c0;
-      T gate[kBlockChannels], log_a[kBlockChannels], e[kBlockChannels];
-      sigmoid_array(gate, gap + i0, n);  // r
-      for (int64_t c = 0; c < n; ++c) log_a[c] = T(-8) * gate[c] * sp[size_t(c0 + c)];
-      exp_array(ap + i0, log_a, n);
-      for (int64_t c = 0; c < n; ++c) e[c] = T(2) * log_a[c];
-      expm1_array(e, e, n);              // a² − 1
+      T gate[kBlockChannels], e[kBlockChannels];
+      decay_slice(gap + i0, sp.data() + c0, n, gate, ap + i0, e);
       sigmoid_array(gate, gxp + i0, n);  // i
       for (int64_t c = 0; c < n; ++c) bp[i0 + c] = std::sqrt(-e[c]) * gate[c] * xp[i0 + c];
     });
@@ -66,12 +78,8 @@ void rglru_gate_bwd(const Context& ctx, const RGLRUGateArgs& args) {
         ctx, args.rows, D, 1, dlp, [&](int64_t r, int64_t c0, int64_t c1, T* dl_sum) {
           const int64_t n = c1 - c0, i0 = r * D + c0;
           T ra[kBlockChannels], ix[kBlockChannels], a[kBlockChannels], e[kBlockChannels];
-          sigmoid_array(ra, gap + i0, n);
+          decay_slice(gap + i0, sp.data() + c0, n, ra, a, e);
           sigmoid_array(ix, gxp + i0, n);
-          for (int64_t c = 0; c < n; ++c) a[c] = T(-8) * ra[c] * sp[size_t(c0 + c)];  // log a
-          for (int64_t c = 0; c < n; ++c) e[c] = T(2) * a[c];
-          exp_array(a, a, n);
-          expm1_array(e, e, n);  // a² − 1
           for (int64_t c = 0; c < n; ++c) {
             const int64_t i = i0 + c;
             const T mult = std::sqrt(-e[c]);
