@@ -157,9 +157,10 @@ void l2norm_bwd(const T* x, T* d, int64_t K) {
 // faster in 2 of 8 rounds (bench/results/2026-12-05-cpu-gdn-speed-6, with other register blocks).
 //
 // `tri` = Tri::inner: a's row i is zero past column i (a lower-triangular a), so a row block sums
-// only j <= its last row. `c_scale` (kernels: `cs`): when accumulating, c is first multiplied by it
-// (one rounding, as a separate pass over c would: the same bits), so that the forward's state decay
-// costs no pass of its own over the 64 KB state (kernel_probe in
+// only j <= its last row. `c_scale` (kernels: `cs`), when given: when accumulating, c's row r is
+// first multiplied by c_scale[r * c_scale_step] (one rounding, as a separate pass over c would: the
+// same bits; step 0 for one scale, Gated DeltaNet's decay, 1 for KDA's per channel), so that the
+// state decay costs no pass of its own over the 64 KB state (kernel_probe in
 // bench/results/2026-12-05-cpu-gdn-speed-5: 14.46 us with the decay, 14.52 without).
 // A block whose columns fill its last zmm (every 64-column panel of the state products) loads and
 // stores without a mask (kMasked = false): the masked load of b's last 16 columns in every step
@@ -172,11 +173,9 @@ enum class Tri { none, inner };
 constexpr bool kRowKernels = true;
 
 template <int R, int NZ, bool kNegate, bool kMasked>
-__attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int64_t ars,
-                                                            int64_t acs, const float* b,
-                                                            int64_t ldb, int64_t nk,
-                                                            bool accumulate, float cs, float* c,
-                                                            int64_t ldc, __mmask16 last) {
+__attribute__((target("avx512f"))) void block_avx512_signed(
+    const float* a, int64_t ars, int64_t acs, const float* b, int64_t ldb, int64_t nk,
+    bool accumulate, const float* cs, int64_t cs_step, float* c, int64_t ldc, __mmask16 last) {
   __mmask16 m[NZ];
   for (int z = 0; z < NZ; ++z) m[z] = kMasked && z == NZ - 1 ? last : __mmask16(0xFFFF);
   __m512 s[R][NZ];
@@ -186,11 +185,12 @@ __attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int6
     for (int z = 0; z < NZ; ++z)
       s[r][z] =
           accumulate ? _mm512_maskz_loadu_ps(m[z], c + r * ldc + 16 * z) : _mm512_setzero_ps();
-  if (accumulate && cs != 1.0f)
+  if (accumulate && cs)
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-      for (int z = 0; z < NZ; ++z) s[r][z] = _mm512_mul_ps(s[r][z], _mm512_set1_ps(cs));
+      for (int z = 0; z < NZ; ++z)
+        s[r][z] = _mm512_mul_ps(s[r][z], _mm512_set1_ps(cs[r * cs_step]));
   for (int64_t j = 0; j < nk; ++j) {
     __m512 bz[NZ];
 #pragma GCC unroll 4
@@ -212,7 +212,8 @@ __attribute__((target("avx512f"))) void block_avx512_signed(const float* a, int6
 
 template <int R, int NY>
 void block_avx2(const float* a, int64_t ars, int64_t acs, bool negate, const float* b, int64_t ldb,
-                int64_t nk, bool accumulate, float cs, float* c, int64_t ldc, __m256i last) {
+                int64_t nk, bool accumulate, const float* cs, int64_t cs_step, float* c,
+                int64_t ldc, __m256i last) {
   __m256i m[NY];
   for (int y = 0; y < NY; ++y) m[y] = y == NY - 1 ? last : _mm256_set1_epi32(-1);
   __m256 s[R][NY];
@@ -221,11 +222,12 @@ void block_avx2(const float* a, int64_t ars, int64_t acs, bool negate, const flo
 #pragma GCC unroll 2
     for (int y = 0; y < NY; ++y)
       s[r][y] = accumulate ? _mm256_maskload_ps(c + r * ldc + 8 * y, m[y]) : _mm256_setzero_ps();
-  if (accumulate && cs != 1.0f)
+  if (accumulate && cs)
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 2
-      for (int y = 0; y < NY; ++y) s[r][y] = _mm256_mul_ps(s[r][y], _mm256_set1_ps(cs));
+      for (int y = 0; y < NY; ++y)
+        s[r][y] = _mm256_mul_ps(s[r][y], _mm256_set1_ps(cs[r * cs_step]));
   auto sweep = [&](auto neg) {
     for (int64_t j = 0; j < nk; ++j) {
       __m256 by[NY];
@@ -281,18 +283,18 @@ void for_each_zmm_panel(int64_t n, F&& f) {
 // One block of R rows of c, columns [0, n).
 template <int R>
 void block_rows(const float* a, int64_t ars, int64_t acs, bool negate, const float* b, int64_t ldb,
-                int64_t n, int64_t nk, bool accumulate, float cs, float* c, int64_t ldc,
-                bool avx512) {
+                int64_t n, int64_t nk, bool accumulate, const float* cs, int64_t cs_step, float* c,
+                int64_t ldc, bool avx512) {
   if (avx512) {
     for_each_zmm_panel(n, [&](auto nz, auto masked, int64_t n0, __mmask16 last) {
       constexpr int NZ = decltype(nz)::value;
       constexpr bool kMasked = decltype(masked)::value;
       if (negate)
         block_avx512_signed<R, NZ, true, kMasked>(a, ars, acs, b + n0, ldb, nk, accumulate, cs,
-                                                  c + n0, ldc, last);
+                                                  cs_step, c + n0, ldc, last);
       else
         block_avx512_signed<R, NZ, false, kMasked>(a, ars, acs, b + n0, ldb, nk, accumulate, cs,
-                                                   c + n0, ldc, last);
+                                                   cs_step, c + n0, ldc, last);
     });
     return;
   }
@@ -301,9 +303,11 @@ void block_rows(const float* a, int64_t ars, int64_t acs, bool negate, const flo
     const __m256i last = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(w - 8 * (ny - 1))),
                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     if (ny == 2)
-      block_avx2<R, 2>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, cs, c + n0, ldc, last);
+      block_avx2<R, 2>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, cs, cs_step, c + n0, ldc,
+                       last);
     else
-      block_avx2<R, 1>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, cs, c + n0, ldc, last);
+      block_avx2<R, 1>(a, ars, acs, negate, b + n0, ldb, nk, accumulate, cs, cs_step, c + n0, ldc,
+                       last);
   }
 }
 #else
@@ -313,7 +317,7 @@ constexpr bool kRowKernels = false;
 template <class T>
 void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t ars, int64_t acs,
              const T* b, int64_t ldb, bool accumulate, T* c, int64_t ldc, Tri tri = Tri::none,
-             T c_scale = T(1)) {
+             const T* c_scale = nullptr, int64_t c_scale_step = 0) {
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
     const bool avx512 = cpu_isa() == CpuIsa::avx512;
@@ -322,25 +326,32 @@ void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t 
       const int64_t rows = std::min<int64_t>(step, m - r);
       const int64_t kk = tri == Tri::inner ? std::min(nk, r + rows) : nk;
       const float* ar = a + r * ars;
+      const float* cs = c_scale ? c_scale + r * c_scale_step : nullptr;
       float* cr = c + r * ldc;
       switch (rows) {
         case 6:
-          block_rows<6>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
+          block_rows<6>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cs, c_scale_step, cr, ldc,
+                        avx512);
           break;
         case 5:
-          block_rows<5>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
+          block_rows<5>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cs, c_scale_step, cr, ldc,
+                        avx512);
           break;
         case 4:
-          block_rows<4>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
+          block_rows<4>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cs, c_scale_step, cr, ldc,
+                        avx512);
           break;
         case 3:
-          block_rows<3>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
+          block_rows<3>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cs, c_scale_step, cr, ldc,
+                        avx512);
           break;
         case 2:
-          block_rows<2>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
+          block_rows<2>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cs, c_scale_step, cr, ldc,
+                        avx512);
           break;
         default:
-          block_rows<1>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, c_scale, cr, ldc, avx512);
+          block_rows<1>(ar, ars, acs, negate, b, ldb, n, kk, accumulate, cs, c_scale_step, cr, ldc,
+                        avx512);
       }
     }
     return;
@@ -353,8 +364,12 @@ void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t 
   const bool trans_a = acs != 1;
   const int64_t lda = trans_a ? (nk == 1 ? std::max<int64_t>(acs, m) : acs)
                               : (m == 1 ? std::max<int64_t>(ars, nk) : ars);
-  gemm(trans_a, false, m, n, nk, negate ? T(-1) : T(1), a, lda, b, ldb, accumulate ? c_scale : T(0),
-       c, ldc);
+  T beta = accumulate ? T(1) : T(0);
+  if (accumulate && c_scale && c_scale_step == 0) beta = *c_scale;
+  if (accumulate && c_scale && c_scale_step != 0)
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t j = 0; j < n; ++j) c[r * ldc + j] *= c_scale[r * c_scale_step];
+  gemm(trans_a, false, m, n, nk, negate ? T(-1) : T(1), a, lda, b, ldb, beta, c, ldc);
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -473,30 +488,30 @@ struct Chunk {
   Vec<T> fac;       // KDA: the factors of P and M's products (see load_chunk)
   Vec<T> kqg;       // (2C, K): −γ ⊙ k̂, then scale γ ⊙ q̂ (the rows that read the state)
   Vec<T> kd;        // (C, K) ρ ⊙ k̂
-  Vec<T> v;         // (C, V)
-  Vec<T> g;         // (C, Kg)
+  Vec<T> g0;        // (Kg) zeros: g of the identity rows
   Vec<T> beta;      // (C)
   Vec<T> gam, rho;  // (C, Kg) γ and ρ
   Vec<T> E;         // Gated DeltaNet: (C, C) row-major; KDA: (C (C + 1) / 2, K), rows (i, j <= i),
                     // formed only where load_chunk says
   Vec<T> seg;       // (C, Kg) scratch: one row of E before the exponential; KDA: exp(g)
+  Vec<T> erow;      // KDA: (kEBlock + 2, K) one row's in-block decays, then a scratch row
   Vec<T> PM;        // (2C, C): P, then M; zero outside their triangles
   Vec<T> A;         // (C, C) diag(β) P
 
-  void reserve(int64_t C_, int64_t K_, int64_t V, int64_t Kg_) {
+  void reserve(int64_t C_, int64_t K_, int64_t Kg_) {
     C = C_, K = K_, Kg = Kg_;
     grow(kq, 2 * C * K);
     grow(kt, K * C);
     if (Kg_ > 1) grow(fac, (2 * kEBlock + 2 * C) * K);
     grow(kqg, 2 * C * K);
     grow(kd, C * K);
-    grow(v, C * V);
-    grow(g, C * Kg);
+    grow(g0, Kg);
     grow(beta, C);
     grow(gam, C * Kg);
     grow(rho, C * Kg);
     grow(E, Kg == 1 ? C * C : C * (C + 1) / 2 * K);
     grow(seg, C * Kg);
+    if (Kg_ > 1) grow(erow, (kEBlock + 2) * K);
     grow(PM, 2 * C * C);
     grow(A, C * C);
   }
@@ -512,6 +527,9 @@ struct Chunk {
   const T* e_at(int64_t i, int64_t j) const { return &E[e_index(i, j)]; }
   // The chunk's decay γ_{C-1} of channel c (any c when Kg = 1).
   T gam_last(int64_t c) const { return gam[size_t((C - 1) * Kg + (Kg == 1 ? 0 : c))]; }
+  // The same as mul_add's row scales of the state: channel c's at gam_last_row()[c * step].
+  const T* gam_last_row() const { return &gam[size_t((C - 1) * Kg)]; }
+  int64_t gam_last_step() const { return Kg == 1 ? 0 : 1; }
 };
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -673,13 +691,13 @@ void kda_right_factor(const Chunk<T>& ch, int64_t b0, T* right) {
 // KDA's pairs (i, j) ... (i, j + NJ − 1) within row i's block of kEBlock rows (load_chunk's
 // in-block loop): P_ij = k̂_i · (k̂_j ⊙ E_ij) (0 at j = i) and, when with_M, M_ij = scale q̂_i ·
 // (k̂_j ⊙ E_ij), for K a multiple of 8 (dot<T> adds the channels past the last multiple of 8 into
-// its part 0). Each sum is lane l of 8 a chain of FMAs over the channels l, l + 8, ..., then
-// dot<T>'s tree, four pairs side by side in registers (8 chains), where the loop before ran
-// dot<T> on one pair at a time (one chain of K / 8 dependent FMAs) after a pass storing
-// k̂_j ⊙ E_ij. The same bits as that loop where the compiler contracts dot's `part += a · b` into
-// FMAs, as GCC 12 does for the default x86-64-v3 build (its tuning for some CPUs, -mtune=znver3
-// for one, keeps such chains unfused): out, final state and gradients identical on five
-// KDA cases (K = 8, 24, 64, 128). Measured on the 2-core Emerald Rapids VM
+// its part 0); pair j + n's decays at e + n K. Each sum is lane l of 8 a chain of FMAs over the
+// channels l, l + 8, ..., then dot<T>'s tree, four pairs side by side in registers (8 chains),
+// where the loop before ran dot<T> on one pair at a time (one chain of K / 8 dependent FMAs) after
+// a pass storing k̂_j ⊙ E_ij. The same bits as that loop where the compiler contracts dot's `part +=
+// a · b` into FMAs, as GCC 12 does for the default x86-64-v3 build (its tuning for some CPUs,
+// -mtune=znver3 for one, keeps such chains unfused): out, final state and gradients identical on
+// five KDA cases (K = 8, 24, 64, 128). Measured on the 2-core Emerald Rapids VM
 // (bench/results/2026-12-06-cpu-kda-pairs): the pairs alone (C = 64, K = 128, hot) 43-69 -> 14-21
 // us a chunk, 3.0-3.8x, alternating in one process; the KDA forward (B = 1, T = 8192, H = 8,
 // K = V = 128, one thread) faster in 9 of 10 alternating runs, median 0.90 of the time.
@@ -690,9 +708,12 @@ inline float tree8(__m256 v) {  // dot<T>'s ((p0 + p1) + (p2 + p3)) + ((p4 + p5)
   return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
 }
 
-template <int NJ>
-void kda_pairs_f32(const Chunk<float>& ch, int64_t i, int64_t j, bool with_M, float* Pi,
-                   float* Mi) {
+// With kUpdate, the decays are first formed from row i − 1's, E_ij = E_(i-1)j exp(g_i) from prev
+// (which may be e itself) with ai = exp(g_i), and stored to e: load_chunk's running products, the
+// same operation, in the pass that reads them.
+template <int NJ, bool kUpdate>
+void kda_pairs_f32(const Chunk<float>& ch, int64_t i, int64_t j, const float* prev, float* e,
+                   const float* ai, bool with_M, float* Pi, float* Mi) {
   const int64_t K = ch.K;
   const float* ki = ch.k() + i * K;
   const float* qi = ch.q() + i * K;
@@ -702,8 +723,12 @@ void kda_pairs_f32(const Chunk<float>& ch, int64_t i, int64_t j, bool with_M, fl
     const __m256 kv = _mm256_loadu_ps(ki + c);
     const __m256 qv = with_M ? _mm256_loadu_ps(qi + c) : kv;
     for (int n = 0; n < NJ; ++n) {
-      const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(ch.k() + (j + n) * K + c),
-                                     _mm256_loadu_ps(ch.e_at(i, j + n) + c));
+      __m256 en = _mm256_loadu_ps((kUpdate ? prev : e) + n * K + c);
+      if (kUpdate) {
+        en = _mm256_mul_ps(en, _mm256_loadu_ps(ai + c));
+        _mm256_storeu_ps(e + n * K + c, en);
+      }
+      const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(ch.k() + (j + n) * K + c), en);
       accP[n] = _mm256_fmadd_ps(kv, w, accP[n]);
       if (with_M) accM[n] = _mm256_fmadd_ps(qv, w, accM[n]);
     }
@@ -716,27 +741,88 @@ void kda_pairs_f32(const Chunk<float>& ch, int64_t i, int64_t j, bool with_M, fl
 
 #endif
 
+// Row i's pairs within its block of kEBlock rows, columns b0 through i: P_ij (0 at j = i) and,
+// when with_M, M_ij. Their decays, K apart from column b0 on, are formed into e from row i − 1's
+// in prev (the same memory, or E's row i − 1): E_ij = E_(i-1)j ai with ai = exp(g_i), and
+// E_ii = 1. Past i, P and M are zero; left of the block they are load_chunk's factored products.
+template <class T>
+void kda_block_pairs(Chunk<T>& ch, int64_t i, int64_t b0, const T* prev, T* e, const T* ai,
+                     bool with_M) {
+  const int64_t K = ch.K, C = ch.C;
+  T* Pi = ch.PM.data() + i * C;
+  T* Mi = Pi + C * C;
+  std::fill(e + (i - b0) * K, e + (i - b0 + 1) * K, T(1));  // E_ii
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (K % 8 == 0) {
+      auto pairs = [&](auto nj, auto update, int64_t j) {
+        kda_pairs_f32<decltype(nj)::value, decltype(update)::value>(
+            ch, i, j, prev + (j - b0) * K, e + (j - b0) * K, ai, with_M, Pi, Mi);
+      };
+      int64_t j = b0;
+      for (; j + 4 <= i; j += 4) pairs(std::integral_constant<int, 4>{}, std::true_type{}, j);
+      switch (i - j) {
+        case 3:
+          pairs(std::integral_constant<int, 3>{}, std::true_type{}, j);
+          break;
+        case 2:
+          pairs(std::integral_constant<int, 2>{}, std::true_type{}, j);
+          break;
+        case 1:
+          pairs(std::integral_constant<int, 1>{}, std::true_type{}, j);
+      }
+      pairs(std::integral_constant<int, 1>{}, std::false_type{}, i);  // E_ii = 1
+      std::fill(Pi + i + 1, Pi + C, T(0));
+      if (with_M) std::fill(Mi + i + 1, Mi + C, T(0));
+      return;
+    }
+  }
+#endif
+  for (int64_t j = b0; j < i; ++j)
+    for (int64_t c = 0; c < K; ++c) e[(j - b0) * K + c] = prev[(j - b0) * K + c] * ai[c];
+  const T* qi = ch.q() + i * K;
+  const T* ki = ch.k() + i * K;
+  T* w = ch.erow.data() + (kEBlock + 1) * K;  // k̂_j ⊙ E_ij
+  for (int64_t j = b0; j <= i; ++j) {
+    const T* kj = ch.k() + j * K;
+    const T* ej = e + (j - b0) * K;
+    for (int64_t c = 0; c < K; ++c) w[c] = kj[c] * ej[c];
+    Pi[j] = j < i ? dot<T>(ki, w, K) : T(0);
+    if (with_M) Mi[j] = ch.scale * dot<T>(qi, w, K);
+  }
+  std::fill(Pi + i + 1, Pi + C, T(0));
+  if (with_M) std::fill(Mi + i + 1, Mi + C, T(0));
+}
+
 // Fills `ch` for the n tokens of sequence positions [p0, p0 + n), value head hv, and the rows
 // from n to C with the identity step (q = k = v = 0, g = 0, β = 0). Every chunk is computed at
 // its full length C, so that a sequence's chunks are the same products whatever comes after it
 // (another packed sequence, right padding by identity steps, nothing): that is what makes the
 // results bitwise batch invariant. The identity rows change no real row and not the state: each
-// contributes exact zeros. `with_M`: also the output matrix M and the rows of q̂ and
-// scale γ ⊙ q̂ (the forward's, and the backward's second pass; the first pass reads none of them,
-// and without them its load_chunk reads no row of q). Measured (B = 1, T = 8192, H = 8,
+// contributes exact zeros. `with_M` (every use but `states`): also the output matrix M and the
+// rows of q̂ and scale γ ⊙ q̂ (the backward's first pass reads none of them, and without them its
+// load_chunk reads no row of q). Measured (B = 1, T = 8192, H = 8,
 // K = V = 128, one thread, CPU time, bench_gdn alternating with main, load 6.6-7.6,
 // bench/results/2026-12-05-cpu-kda-speed-2): KDA backward 628-672 -> 594-640 ms, faster in 8 of 8
 // rounds (0.91-0.97 of main's, mean 0.944); KDA forward, the same work (q's rows now copied after
 // k's instead of in one loop), 165-185 -> 150-162 ms (0.84-0.96); Gated DeltaNet within the noise
 // (backward 370-388 -> 370-390 ms, forward 90-98 -> 90-94, 4 rounds). The same bits.
 //
-// `scalar_fwd` (the Gated DeltaNet forward, see run_chunk_scalar_fwd): the caller reads v's rows
-// in place and applies γ to the products' rows itself, so neither v's rows nor the γ-scaled rows
-// (kqg) are copied.
+// v's rows are not copied: run_chunk and run_chunk_scalar_fwd read them where they lie.
+// `scalar_fwd` (the Gated DeltaNet forward, see run_chunk_scalar_fwd): the caller applies γ to the
+// products' rows itself, so the γ-scaled rows (kqg) are not formed. KDA's in-block decays are kept
+// in E only for `gradients` (kda_gated_products_bwd reads them; the forward's pairs are formed as
+// the decays are, see below).
+enum class ChunkUse {
+  forward,         // KDA's forward (run_chunk)
+  forward_scalar,  // Gated DeltaNet's forward (run_chunk_scalar_fwd)
+  states,          // the backward's first pass: no M, no row of q
+  gradients,       // the backward's second pass
+};
 template <class T>
-void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t n, bool with_M,
-                bool scalar_fwd = false) {
-  const int64_t C = ch.C, K = x.K, V = x.V, Kg = x.Kg;
+void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t n, ChunkUse use) {
+  const bool with_M = use != ChunkUse::states, scalar_fwd = use == ChunkUse::forward_scalar;
+  const int64_t C = ch.C, K = x.K, Kg = x.Kg;
   ch.n = n;
   ch.scale = T(x.a.scale);
   T* k = ch.kq.data();
@@ -750,31 +836,30 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
       const T rq = x.a.l2norm ? l2norm_rstd(qr, K) : T(1);
       for (int64_t c = 0; c < K; ++c) q[i * K + c] = qr[c] * rq;
     }
-    if (!scalar_fwd) {
-      const T* vr = x.v + x.v_at(p0 + i, hv);
-      std::copy(vr, vr + V, ch.v.begin() + i * V);
-    }
-    const T* gr = x.g + x.g_at(p0 + i, hv);
-    std::copy(gr, gr + Kg, ch.g.begin() + i * Kg);
     ch.beta[size_t(i)] = x.beta[(p0 + i) * x.HV + hv];
   }
   if (with_M) std::fill(q + n * K, q + C * K, T(0));
   std::fill(k + n * K, k + C * K, T(0));
-  if (!scalar_fwd) std::fill(ch.v.begin() + n * V, ch.v.begin() + C * V, T(0));
-  std::fill(ch.g.begin() + n * Kg, ch.g.begin() + C * Kg, T(0));
   std::fill(ch.beta.begin() + n, ch.beta.begin() + C, T(0));
 
+  // g's rows where they lie (for KDA C x K floats not copied: ~2% of its forward), past n the
+  // identity rows' zeros.
+  std::fill(ch.g0.begin(), ch.g0.begin() + Kg, T(0));
+  auto g_row = [&](int64_t i) { return i < n ? x.g + x.g_at(p0 + i, hv) : ch.g0.data(); };
   // Segment sums of g in step order (γ_i: [0, i], ρ_i: (i, C)), exponentiated together
   // (exp_array vectorizes); KDA takes only the block ends' (see kda_gamma_rho).
-  const T* g = ch.g.data();
   T* gam = ch.gam.data();
   T* rho = ch.rho.data();
-  for (int64_t c = 0; c < Kg; ++c) gam[c] = g[c];
-  for (int64_t i = 1; i < C; ++i)
-    for (int64_t c = 0; c < Kg; ++c) gam[i * Kg + c] = gam[(i - 1) * Kg + c] + g[i * Kg + c];
+  std::copy(g_row(0), g_row(0) + Kg, gam);
+  for (int64_t i = 1; i < C; ++i) {
+    const T* gi = g_row(i);
+    for (int64_t c = 0; c < Kg; ++c) gam[i * Kg + c] = gam[(i - 1) * Kg + c] + gi[c];
+  }
   for (int64_t c = 0; c < Kg; ++c) rho[(C - 1) * Kg + c] = T(0);
-  for (int64_t i = C - 2; i >= 0; --i)
-    for (int64_t c = 0; c < Kg; ++c) rho[i * Kg + c] = rho[(i + 1) * Kg + c] + g[(i + 1) * Kg + c];
+  for (int64_t i = C - 2; i >= 0; --i) {
+    const T* gi = g_row(i + 1);
+    for (int64_t c = 0; c < Kg; ++c) rho[i * Kg + c] = rho[(i + 1) * Kg + c] + gi[c];
+  }
   if (Kg == 1) {
     exp_array(gam, gam, C * Kg);
     exp_array(rho, rho, C * Kg);
@@ -796,7 +881,8 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     // of 24 rounds) and 83.7 -> 82.1 ms (-2.0%, 8 of 8) at load 1.7-2.0; bench_gdn forward
     // 4.8-5.0x -> 4.9-5.4x the token loop (6 rounds, 82.5-93.4 -> 80.8-92.7 ms).
     for (int64_t i = 0; i < C; ++i) {
-      for (int64_t j = 0; j < i; ++j) seg[j] += g[i];
+      const T gi = g_row(i)[0];
+      for (int64_t j = 0; j < i; ++j) seg[j] += gi;
       seg[i] = T(0);
       T* ei = ch.e_at(i, 0);
       const int64_t r = i / kEBlock * kEBlock - 1;  // the row before i's block (-1: none)
@@ -830,17 +916,41 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     // rounds); then the running products instead of the segment sums and exponentials, forward
     // 0.94 -> 0.62 of main's and backward 0.75 -> 0.60 (202-211 / 856-862 ms against main's
     // 325-340 / 1398-1457). γ and ρ then come from these decays (kda_gamma_rho).
+    //
+    // Row i's decays from j0 (r, or 0 in the first block) through i are formed as the row's
+    // in-block pairs of P and M are summed (kda_block_pairs), in erow, a row of at most
+    // kEBlock + 1 pairs that stays in the L1 cache, and E keeps what is read later: the column j0
+    // (E_ir: the left factors; γ) and the rows that end a block (the right factors; ρ). For the
+    // backward's products, which read every formed pair, they are formed in E itself. Before,
+    // every formed pair was stored to E (~250 KB a chunk at C = 64, K = 128: the L2 cache) in a
+    // pass of its own and loaded back by the pairs. The same operations in the same order: the
+    // same bits. Measured (B = 1, T = 8192, H = 8, K = V = 128, one thread, the 2-core Emerald
+    // Rapids VM, bench/results/2026-12-06-cpu-kda-fwd-copies) with v's and g's rows read where
+    // they lie and KDA's state decay folded into mul_add: a small gain at best alone (bench_gdn
+    // forward -4% in the mean of 4 alternating rounds, in one process within 1%), while GCC's
+    // clones of this function made every access of the chunk a __tls_get_addr call (see
+    // scratch); with that mended, bench_gdn's KDA forward 112-113 -> 92-103 ms and backward
+    // 469-489 -> 434-437 ms (3 alternating rounds), in one process (both orders) -12% and -3 to
+    // -7%; Gated DeltaNet's within the noise.
     T* a = seg;  // (C, K): exp(g_i)
-    exp_array(a, g, C * K);
+    for (int64_t i = 0; i < C; ++i) exp_array(a + i * K, g_row(i), K);
+    T* erow = ch.erow.data();
+    const bool keep_pairs = use == ChunkUse::gradients;
     for (int64_t i = 0; i < C; ++i) {
-      const int64_t r = i / kEBlock * kEBlock - 1;  // the column before i's block (-1: none)
+      const int64_t b0 = i / kEBlock * kEBlock;
+      const int64_t r = b0 - 1;  // the column before i's block (-1: none)
+      const int64_t j0 = std::max<int64_t>(r, 0);
       const T* ai = a + i * K;
-      for (int64_t j = std::max<int64_t>(r, 0); j < i; ++j) {
-        const T* prev = ch.e_at(i - 1, j);
-        T* e = ch.e_at(i, j);
-        for (int64_t c = 0; c < K; ++c) e[c] = prev[c] * ai[c];
-      }
-      std::fill(ch.e_at(i, i), ch.e_at(i, i) + K, T(1));
+      // Row i's decays from j0 go to cur, from row i − 1's in prev (E_rr = 1 at a block's first
+      // row: in E, row r's last pair).
+      T* cur = keep_pairs ? ch.e_at(i, j0) : erow;
+      const T* prev = keep_pairs && i > 0 ? ch.e_at(i - 1, j0) : erow;
+      if (!keep_pairs && i == b0 && r >= 0) std::fill(erow, erow + K, T(1));
+      if (r >= 0)  // E_ir; the rest in kda_block_pairs
+        for (int64_t c = 0; c < K; ++c) cur[c] = prev[c] * ai[c];
+      kda_block_pairs(ch, i, b0, prev + (b0 - j0) * K, cur + (b0 - j0) * K, ai, with_M);
+      const bool ends_block = i % kEBlock == kEBlock - 1 || i == C - 1;
+      if (!keep_pairs) std::copy(erow, erow + (ends_block ? i - j0 + 1 : 1) * K, ch.e_at(i, j0));
       if (r < 0 || i % kEBlock != kEBlock - 1) continue;
       const T* eir = ch.e_at(i, r);
       for (int64_t j = 0; j < r; ++j) {
@@ -906,7 +1016,8 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   // E_ir E_rj with r the column before the block (the factoring of E above), so those pairs are
   // one product per block, (X ⊙ E_r·) (K̂ ⊙ E_·r)ᵀ with X = K̂ for P and scale Q̂ for M: the left
   // factor's rows k̂_i ⊙ E_ir, the right's k̂_j ⊙ E_rj, both decays from load_chunk. The
-  // pairs within the block are loops over the channels. Measured (B = 1, T = 8192, H = 8,
+  // pairs within the block are loops over the channels, summed above as their decays are formed
+  // (kda_block_pairs). Measured (B = 1, T = 8192, H = 8,
   // K = V = 128, KDA, one thread, CPU time, alternating, load 9-17): forward 392/428 ->
   // 387/386 ms; P and M are not where KDA's forward spends its time.
   T* left = ch.fac.data();            // (2 kEBlock, K): K̂ ⊙ E_ir, then scale Q̂ ⊙ E_ir
@@ -920,56 +1031,25 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     product_nt(with_M ? 2 * rows : rows, r + 1, K, left, right, rt, P + b0 * C, C, M + b0 * C,
                rows);
   }
-  for (int64_t i = 0; i < C; ++i) {
-    const T* qi = q + i * K;
-    const T* ki = k + i * K;
-    T* Pi = P + i * C;
-    T* Mi = M + i * C;
-    int64_t j = i / kEBlock * kEBlock;
-#if defined(__AVX2__) && defined(__FMA__)
-    if constexpr (std::is_same_v<T, float>) {
-      if (K % 8 == 0) {
-        for (; j + 4 <= i + 1; j += 4) kda_pairs_f32<4>(ch, i, j, with_M, Pi, Mi);
-        switch (i + 1 - j) {
-          case 3:
-            kda_pairs_f32<3>(ch, i, j, with_M, Pi, Mi);
-            break;
-          case 2:
-            kda_pairs_f32<2>(ch, i, j, with_M, Pi, Mi);
-            break;
-          case 1:
-            kda_pairs_f32<1>(ch, i, j, with_M, Pi, Mi);
-        }
-        j = i + 1;
-      }
-    }
-#endif
-    for (; j <= i; ++j) {
-      const T* kj = k + j * K;
-      const T* e = ch.e_at(i, j);
-      T* w = ch.seg.data();  // free again: k̂_j ⊙ E_ij
-      for (int64_t c = 0; c < K; ++c) w[c] = kj[c] * e[c];
-      Pi[j] = j < i ? dot<T>(ki, w, K) : T(0);
-      if (with_M) Mi[j] = ch.scale * dot<T>(qi, w, K);
-    }
-    std::fill(Pi + i + 1, Pi + C, T(0));
-    if (with_M) std::fill(Mi + i + 1, Mi + C, T(0));
-  }
   for (int64_t i = 0; i < C; ++i)
     for (int64_t j = 0; j < C; ++j) ch.A[size_t(i * C + j)] = ch.beta[size_t(i)] * P[i * C + j];
 }
 
 // Runs the loaded chunk from the state S (K x V; all zeros when `zero_state`, and then only
-// written). UO receives the delta values U in its first C rows (C x V) and, when `with_O`, the
-// chunk's outputs in the next C; Vm, when given, receives V − (γ ⊙ K̂) S. Leaves the state after
-// the chunk in S.
+// written), v the chunk's ch.n rows of v where they lie (ld ldv). UO receives the delta values U
+// in its first C rows (C x V) and, when `with_O`, the chunk's outputs in the next C; Vm, when
+// given, receives V − (γ ⊙ K̂) S. Leaves the state after the chunk in S.
 template <class T>
-void run_chunk(const Chunk<T>& ch, int64_t V, T* S, bool zero_state, T* UO, T* Vm, bool with_O) {
-  const int64_t K = ch.K, C = ch.C;
+void run_chunk(const Chunk<T>& ch, const T* v, int64_t ldv, int64_t V, T* S, bool zero_state, T* UO,
+               T* Vm, bool with_O) {
+  const int64_t K = ch.K, C = ch.C, n = ch.n;
   T* U = UO;
   T* O = UO + C * V;
-  // U = V − (γ ⊙ K̂) S and O = (scale γ ⊙ Q̂) S.
-  std::copy(ch.v.begin(), ch.v.begin() + C * V, U);
+  // U = V − (γ ⊙ K̂) S and O = (scale γ ⊙ Q̂) S; v's rows are copied into U straight from the
+  // input (before, into the chunk by load_chunk and from there into U: a C x V copy more per
+  // chunk and head).
+  for (int64_t i = 0; i < n; ++i) std::copy(v + i * ldv, v + i * ldv + V, U + i * V);
+  std::fill(U + n * V, U + C * V, T(0));
   const T* nkg = ch.kqg.data();
   if (!zero_state) {
     mul_add(C, V, K, false, nkg, K, 1, S, V, true, U, V);
@@ -982,13 +1062,10 @@ void run_chunk(const Chunk<T>& ch, int64_t V, T* S, bool zero_state, T* UO, T* V
   }
   solve_unit_lower(C, V, ch.A.data(), U);
   if (with_O) mul_add(C, V, C, false, ch.M(), C, 1, U, V, !zero_state, O, V, Tri::inner);
-  if (!zero_state)
-    for (int64_t c = 0; c < K; ++c) {
-      const T decay = ch.gam_last(c);
-      for (int64_t j = 0; j < V; ++j) S[c * V + j] *= decay;
-    }
-  // S += (ρ ⊙ K̂)ᵀ U: a's element (c, i) is kd[i K + c].
-  mul_add(K, V, C, false, ch.kd.data(), 1, K, U, V, !zero_state, S, V);
+  // S := diag(γ_{C-1}) S + (ρ ⊙ K̂)ᵀ U, the decay applied as the product loads S's rows (see
+  // mul_add): a's element (c, i) is kd[i K + c].
+  mul_add(K, V, C, false, ch.kd.data(), 1, K, U, V, !zero_state, S, V, Tri::none, ch.gam_last_row(),
+          ch.gam_last_step());
 }
 
 // Per-thread scratch of the backward's second pass.
@@ -1315,7 +1392,11 @@ void chunk_bwd(const Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, con
 }
 
 // Per-thread scratch, fetched once per work item (each thread_local access in the shared library
-// is a __tls_get_addr call: 4% of the backward when made in the loops).
+// is a __tls_get_addr call: 4% of the backward when made in the loops). `noipa`: otherwise GCC's
+// interprocedural constant propagation sees that every call of load_chunk, run_chunk and chunk_bwd
+// passes this thread_local's members, clones them with the address as a constant, and the clones
+// recompute it, a __tls_get_addr call, at every use in their loops (77 call sites in load_chunk
+// alone; 4.2% of the KDA forward's perf samples in __tls_get_addr).
 template <class T>
 struct Scratch {
   Chunk<T> ch;
@@ -1323,7 +1404,7 @@ struct Scratch {
   Vec<T> S, UO, states, Us, Vms, dS, dS0;
 };
 template <class T>
-Scratch<T>& scratch() {
+__attribute__((noipa)) Scratch<T>& scratch() {
   thread_local Scratch<T> s;
   return s;
 }
@@ -1482,7 +1563,8 @@ void run_chunk_scalar_fwd(const Chunk<T>& ch, const T* v, int64_t ldv, int64_t V
   mul_add(C, V, C, false, ch.M(), C, 1, U, V, false, W, V, Tri::inner);
   store_out(n, V, W, zero_state ? nullptr : X + C * V, ch.gam.data(), ch.scale, out, ldo, stream);
   // S := γ_{C-1} S + (ρ ⊙ K̂)ᵀ U: a's element (c, i) is kd[i K + c].
-  mul_add(K, V, C, false, ch.kd.data(), 1, K, U, V, !zero_state, S, V, Tri::none, ch.gam_last(0));
+  mul_add(K, V, C, false, ch.kd.data(), 1, K, U, V, !zero_state, S, V, Tri::none, ch.gam_last_row(),
+          ch.gam_last_step());
 }
 
 }  // namespace
@@ -1503,7 +1585,7 @@ void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
       const int64_t begin = seqs.begin(s), L = seqs.length(s);
       Scratch<T>& sc = scratch<T>();
       Chunk<T>& ch = sc.ch;
-      ch.reserve(C, K, V, x.Kg);
+      ch.reserve(C, K, x.Kg);
       grow(sc.S, G * KV);
       grow(sc.UO, 3 * C * V);
       const T* O = sc.UO.data() + C * V;
@@ -1520,15 +1602,15 @@ void gated_delta_rule_fwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
           const int64_t hv = hv0 + h, item = s * HV + hv;
           T* S = fin ? fin + item * KV : sc.S.data() + h * KV;
           if (x.Kg == 1) {
-            load_chunk(ch, x, hv, p0, n, /*with_M=*/true, /*scalar_fwd=*/true);
+            load_chunk(ch, x, hv, p0, n, ChunkUse::forward_scalar);
             run_chunk_scalar_fwd(ch, x.v + x.v_at(p0, hv), HV * V, V, S,
                                  /*zero_state=*/t0 == 0 && !h0, sc.UO.data(), out + x.v_at(p0, hv),
                                  HV * V, stream);
             continue;
           }
-          load_chunk(ch, x, hv, p0, n, /*with_M=*/true);
-          run_chunk(ch, V, S, /*zero_state=*/t0 == 0 && !h0, sc.UO.data(), static_cast<T*>(nullptr),
-                    /*with_O=*/true);
+          load_chunk(ch, x, hv, p0, n, ChunkUse::forward);
+          run_chunk(ch, x.v + x.v_at(p0, hv), HV * V, V, S, /*zero_state=*/t0 == 0 && !h0,
+                    sc.UO.data(), static_cast<T*>(nullptr), /*with_O=*/true);
           store_rows(n, V, O, out + x.v_at(p0, hv), HV * V, stream);
         }
       }
@@ -1560,7 +1642,7 @@ void gated_delta_rule_bwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
       const int64_t nc = (L + C - 1) / C;
       Scratch<T>& sc = scratch<T>();
       Chunk<T>& ch = sc.ch;
-      ch.reserve(C, K, V, x.Kg);
+      ch.reserve(C, K, x.Kg);
       sc.bwd.reserve(C, K, V, x.Kg);
       grow(sc.states, (nc + 1) * KV);
       grow(sc.Us, nc * C * V);
@@ -1571,11 +1653,12 @@ void gated_delta_rule_bwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
       // Pass 1: the state entering each chunk, and each chunk's U and Vm.
       for (int64_t i = 0; i < KV; ++i) states[i] = h0 ? h0[item * KV + i] : T(0);
       for (int64_t c = 0; c < nc; ++c) {
-        load_chunk(ch, x, hv, begin + c * C, std::min(C, L - c * C), /*with_M=*/false);
+        load_chunk(ch, x, hv, begin + c * C, std::min(C, L - c * C), ChunkUse::states);
         T* next = states + (c + 1) * KV;
         std::copy(next - KV, next, next);
-        run_chunk(ch, V, next, /*zero_state=*/c == 0 && !h0, sc.Us.data() + c * C * V,
-                  sc.Vms.data() + c * C * V, /*with_O=*/false);
+        run_chunk(ch, x.v + x.v_at(begin + c * C, hv), HV * V, V, next,
+                  /*zero_state=*/c == 0 && !h0, sc.Us.data() + c * C * V, sc.Vms.data() + c * C * V,
+                  /*with_O=*/false);
       }
       // Pass 2: chunks last to first, carrying dS back. Each chunk is loaded again (for KDA the
       // decays and in-block products formed a second time): keeping pass 1's chunks instead
@@ -1592,7 +1675,7 @@ void gated_delta_rule_bwd(const Context& ctx, const GatedDeltaRuleArgs& args) {
       for (int64_t i = 0; i < KV; ++i) dS[i] = dfin ? dfin[item * KV + i] : T(0);
       for (int64_t c = nc - 1; c >= 0; --c) {
         const int64_t p0 = begin + c * C;
-        load_chunk(ch, x, hv, p0, std::min(C, L - c * C), /*with_M=*/true);
+        load_chunk(ch, x, hv, p0, std::min(C, L - c * C), ChunkUse::gradients);
         chunk_bwd(ch, x, hv, p0, states + c * KV, sc.Us.data() + c * C * V,
                   sc.Vms.data() + c * C * V, dS, dS0, sc.bwd, dq_part, dk_part);
         std::swap(dS, dS0);
