@@ -842,8 +842,7 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   std::fill(k + n * K, k + C * K, T(0));
   std::fill(ch.beta.begin() + n, ch.beta.begin() + C, T(0));
 
-  // g's rows where they lie (for KDA C x K floats not copied: ~2% of its forward), past n the
-  // identity rows' zeros.
+  // g's rows where they lie (no C x Kg copy per chunk and head), past n the identity rows' zeros.
   std::fill(ch.g0.begin(), ch.g0.begin() + Kg, T(0));
   auto g_row = [&](int64_t i) { return i < n ? x.g + x.g_at(p0 + i, hv) : ch.g0.data(); };
   // Segment sums of g in step order (γ_i: [0, i], ρ_i: (i, C)), exponentiated together
