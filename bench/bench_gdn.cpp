@@ -24,9 +24,9 @@
 // alternate --rounds times and each one's best round counts, so that a virtual machine's change of
 // speed within the run (10-30% between runs, seen on the 2-core Emerald Rapids VM) falls on both
 // sides; the rounds' own ratios are printed as a range and kept in the JSON. The JSON also has the
-// median wall time, the figure bench/fla_gdn.py compares with fla's on a GPU (`--device cuda
-// --dtype bf16 --no-plain
-// --no-crossover`; the wall time there is the device's, the stream synchronised around each run).
+// median wall time, the figure bench/fla_gdn.py compares with fla's on a GPU
+// (`--device cuda --dtype bf16 --no-plain --no-crossover`; the wall time there is the device's,
+// the stream synchronised around each run).
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -422,8 +422,9 @@ int main(int argc, char** argv) {
                    {"gate", opt.kda ? "channel" : "head"},
                    {"use_qk_l2norm", opt.l2norm},
                    {"reps", opt.reps}};
-    if (opt.no_plain) print_op();
-    if (!opt.no_plain) {
+    if (opt.no_plain) {
+      print_op();
+    } else {
       // Rounds: the op (the first round's times are run_op's), then the loops; each one's best.
       std::vector<float> out, fused_out;
       PlainGrads pg;
@@ -498,6 +499,7 @@ int main(int argc, char** argv) {
     }
     target["fwd"] = ms(op.fwd);
     target["bwd"] = ms(op.bwd);
+    op.fwd_call = op.bwd_call = nullptr;  // they hold the target's inputs (~160 MB at the defaults)
 
     // 2. The crossover against causal attention of H heads of dim K.
     json sweep = json::array();

@@ -16,8 +16,9 @@
 // Every chunk is computed at its full length C (the rows past a sequence's end are identity
 // steps, see load_chunk), so its products are the same calls whatever the layout of the batch:
 // the results are bitwise batch invariant. The Gated DeltaNet forward forms the same U, O and S
-// in another order (run_chunk_scalar_fwd: γ applied to the products' results, v read in place).
-// The chunk's rows are copied to scratch; in f32 the products of load_chunk and run_chunk (P, M,
+// in another order (run_chunk_scalar_fwd: γ applied to the products' results).
+// The chunk's rows of q and k are copied to scratch (v's and g's are read where they lie); in f32
+// the products of load_chunk and run_chunk (P, M,
 // with S, U, M and the solve) are the row kernels below (mul_add), the backward's second pass
 // OpenBLAS calls, single-threaded inside the parallel loop over items (an item at a time per
 // thread: its scratch stays in the L2 cache). For Gated DeltaNet
@@ -364,12 +365,13 @@ void mul_add(int64_t m, int64_t n, int64_t nk, bool negate, const T* a, int64_t 
   const bool trans_a = acs != 1;
   const int64_t lda = trans_a ? (nk == 1 ? std::max<int64_t>(acs, m) : acs)
                               : (m == 1 ? std::max<int64_t>(ars, nk) : ars);
-  T beta = accumulate ? T(1) : T(0);
-  if (accumulate && c_scale && c_scale_step == 0) beta = *c_scale;
-  if (accumulate && c_scale && c_scale_step != 0)
+  // c_scale as a pass of its own (a BLAS may fold beta into an FMA: another rounding than the row
+  // kernels').
+  if (accumulate && c_scale)
     for (int64_t r = 0; r < m; ++r)
       for (int64_t j = 0; j < n; ++j) c[r * ldc + j] *= c_scale[r * c_scale_step];
-  gemm(trans_a, false, m, n, nk, negate ? T(-1) : T(1), a, lda, b, ldb, beta, c, ldc);
+  gemm(trans_a, false, m, n, nk, negate ? T(-1) : T(1), a, lda, b, ldb, accumulate ? T(1) : T(0), c,
+       ldc);
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -688,19 +690,19 @@ void kda_right_factor(const Chunk<T>& ch, int64_t b0, T* right) {
   }
 }
 
-// KDA's pairs (i, j) ... (i, j + NJ − 1) within row i's block of kEBlock rows (load_chunk's
-// in-block loop): P_ij = k̂_i · (k̂_j ⊙ E_ij) (0 at j = i) and, when with_M, M_ij = scale q̂_i ·
-// (k̂_j ⊙ E_ij), for K a multiple of 8 (dot<T> adds the channels past the last multiple of 8 into
-// its part 0); pair j + n's decays at e + n K. Each sum is lane l of 8 a chain of FMAs over the
-// channels l, l + 8, ..., then dot<T>'s tree, four pairs side by side in registers (8 chains),
-// where the loop before ran dot<T> on one pair at a time (one chain of K / 8 dependent FMAs) after
-// a pass storing k̂_j ⊙ E_ij. The same bits as that loop where the compiler contracts dot's `part +=
-// a · b` into FMAs, as GCC 12 does for the default x86-64-v3 build (its tuning for some CPUs,
-// -mtune=znver3 for one, keeps such chains unfused): out, final state and gradients identical on
-// five KDA cases (K = 8, 24, 64, 128). Measured on the 2-core Emerald Rapids VM
-// (bench/results/2026-12-06-cpu-kda-pairs): the pairs alone (C = 64, K = 128, hot) 43-69 -> 14-21
-// us a chunk, 3.0-3.8x, alternating in one process; the KDA forward (B = 1, T = 8192, H = 8,
-// K = V = 128, one thread) faster in 9 of 10 alternating runs, median 0.90 of the time.
+// KDA's pairs (i, j) ... (i, j + NJ − 1) within row i's block of kEBlock rows (kda_block_pairs):
+// P_ij = k̂_i · (k̂_j ⊙ E_ij) (0 at j = i) and, when with_M, M_ij = scale q̂_i · (k̂_j ⊙ E_ij), for K a
+// multiple of 8 (dot<T> adds the channels past the last multiple of 8 into its part 0); pair j +
+// n's decays at e + n K. Each sum is lane l of 8 a chain of FMAs over the channels l, l + 8, ...,
+// then dot<T>'s tree, four pairs side by side in registers (8 chains), where the loop before ran
+// dot<T> on one pair at a time (one chain of K / 8 dependent FMAs) after a pass storing k̂_j ⊙ E_ij.
+// The same bits as that loop where the compiler contracts dot's `part += a · b` into FMAs, as GCC
+// 12 does for the default x86-64-v3 build (its tuning for some CPUs, -mtune=znver3 for one, keeps
+// such chains unfused): out, final state and gradients identical on five KDA cases (K = 8, 24, 64,
+// 128). Measured on the 2-core Emerald Rapids VM (bench/results/2026-12-06-cpu-kda-pairs): the
+// pairs alone (C = 64, K = 128, hot) 43-69 -> 14-21 us a chunk, 3.0-3.8x, alternating in one
+// process; the KDA forward (B = 1, T = 8192, H = 8, K = V = 128, one thread) faster in 9 of 10
+// alternating runs, median 0.90 of the time.
 #if defined(__AVX2__) && defined(__FMA__)
 inline float tree8(__m256 v) {  // dot<T>'s ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
   alignas(32) float p[8];
@@ -916,10 +918,10 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
     // 0.94 -> 0.62 of main's and backward 0.75 -> 0.60 (202-211 / 856-862 ms against main's
     // 325-340 / 1398-1457). γ and ρ then come from these decays (kda_gamma_rho).
     //
-    // Row i's decays from j0 (r, or 0 in the first block) through i are formed as the row's
-    // in-block pairs of P and M are summed (kda_block_pairs), in erow, a row of at most
-    // kEBlock + 1 pairs that stays in the L1 cache, and E keeps what is read later: the column j0
-    // (E_ir: the left factors; γ) and the rows that end a block (the right factors; ρ). For the
+    // Row i's decays from j0 (r, or 0 in the first block) through i are formed here (E_ij0) and
+    // as the row's in-block pairs of P and M are summed (kda_block_pairs), in erow, a row of at
+    // most kEBlock + 1 pairs that stays in the L1 cache, and E keeps what is read later: the column
+    // j0 (E_ir: the left factors; γ) and the rows that end a block (the right factors; ρ). For the
     // backward's products, which read every formed pair, they are formed in E itself. Before,
     // every formed pair was stored to E (~250 KB a chunk at C = 64, K = 128: the L2 cache) in a
     // pass of its own and loaded back by the pairs. The same operations in the same order: the
@@ -1402,8 +1404,13 @@ struct Scratch {
   BwdScratch<T> bwd;
   Vec<T> S, UO, states, Us, Vms, dS, dS0;
 };
+#if defined(__clang__)  // Clang (the fuzzing build) has no noipa: noinline there, not measured
+#define LONGCTX_GDR_NOIPA __attribute__((noinline))
+#else
+#define LONGCTX_GDR_NOIPA __attribute__((noipa))
+#endif
 template <class T>
-__attribute__((noipa)) Scratch<T>& scratch() {
+LONGCTX_GDR_NOIPA Scratch<T>& scratch() {
   thread_local Scratch<T> s;
   return s;
 }
@@ -1523,16 +1530,17 @@ void read_group_rows(const Ptrs<T>& x, int64_t hv0, int64_t G, int64_t p0, int64
 }
 
 // The Gated DeltaNet forward's chunk (scalar gate), from the state S (K x V; zeros when
-// `zero_state`) loaded by load_chunk(…, scalar_fwd): the same quantities as run_chunk's, in an
-// order that needs no copy of v and no γ-scaled rows:
+// `zero_state`) loaded by load_chunk(…, ChunkUse::forward_scalar): the same quantities as
+// run_chunk's, in an order that needs no copy of v and no γ-scaled rows:
 //   X = [K̂; Q̂] S (one product of 2C rows: both read the same S),
 //   U = diag(β) (V − diag(γ) X_k) (V's rows read where they lie), U := (I + A)⁻¹ U,
 //   out = diag(scale γ) X_q + M U (M U into X_k's rows, free by then; summed as out is stored),
 //   S := γ_{C-1} S + (ρ ⊙ K̂)ᵀ U (the decay applied as the product loads S: one pass over S).
 // buf holds 3C x V. v: the chunk's n rows of v (ld ldv); out: its n output rows (ld ldo).
-// Removed against run_chunk: per chunk and head two C x V copies of v (into the chunk, then into
-// U), the −γ ⊙ K̂ and scale γ ⊙ Q̂ copies (C x K each), the β pass over U (now in U's formation)
-// and the pass that decayed S; added: γ in U's formation and in the output's store (one FMA per
+// Removed against run_chunk as it was then: per chunk and head two C x V copies of v (into the
+// chunk, then into U; run_chunk now makes one), the −γ ⊙ K̂ and scale γ ⊙ Q̂ copies (C x K each),
+// the β pass over U (now in U's formation) and the pass that decayed S (now in run_chunk's
+// product too); added: γ in U's formation and in the output's store (one FMA per
 // element). The products are the same (3 C K V + P, M, the solve). Not bitwise equal to
 // run_chunk's form (γ is applied to a product's result instead of its left factor). Measured
 // (B = 1, T = 8192, H = 8, K = V = 128, one thread, CPU time, fwd_probe alternating with main,
