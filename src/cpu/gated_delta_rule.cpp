@@ -508,6 +508,7 @@ struct Chunk {
     grow(kqg, 2 * C * K);
     grow(kd, C * K);
     grow(g0, Kg);
+    std::fill(g0.begin(), g0.begin() + Kg, T(0));
     grow(beta, C);
     grow(gam, C * Kg);
     grow(rho, C * Kg);
@@ -527,11 +528,11 @@ struct Chunk {
   }
   T* e_at(int64_t i, int64_t j) { return &E[e_index(i, j)]; }
   const T* e_at(int64_t i, int64_t j) const { return &E[e_index(i, j)]; }
-  // The chunk's decay γ_{C-1} of channel c (any c when Kg = 1).
-  T gam_last(int64_t c) const { return gam[size_t((C - 1) * Kg + (Kg == 1 ? 0 : c))]; }
-  // The same as mul_add's row scales of the state: channel c's at gam_last_row()[c * step].
+  // The chunk's decay γ_{C-1} of channel c (any c when Kg = 1), as mul_add's row scales of the
+  // state: channel c's at gam_last_row()[c * gam_last_step()].
   const T* gam_last_row() const { return &gam[size_t((C - 1) * Kg)]; }
   int64_t gam_last_step() const { return Kg == 1 ? 0 : 1; }
+  T gam_last(int64_t c) const { return gam_last_row()[c * gam_last_step()]; }
 };
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -753,6 +754,8 @@ void kda_block_pairs(Chunk<T>& ch, int64_t i, int64_t b0, const T* prev, T* e, c
   const int64_t K = ch.K, C = ch.C;
   T* Pi = ch.PM.data() + i * C;
   T* Mi = Pi + C * C;
+  std::fill(Pi + i + 1, Pi + C, T(0));
+  if (with_M) std::fill(Mi + i + 1, Mi + C, T(0));
   std::fill(e + (i - b0) * K, e + (i - b0 + 1) * K, T(1));  // E_ii
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float>) {
@@ -774,8 +777,6 @@ void kda_block_pairs(Chunk<T>& ch, int64_t i, int64_t b0, const T* prev, T* e, c
           pairs(std::integral_constant<int, 1>{}, std::true_type{}, j);
       }
       pairs(std::integral_constant<int, 1>{}, std::false_type{}, i);  // E_ii = 1
-      std::fill(Pi + i + 1, Pi + C, T(0));
-      if (with_M) std::fill(Mi + i + 1, Mi + C, T(0));
       return;
     }
   }
@@ -792,8 +793,6 @@ void kda_block_pairs(Chunk<T>& ch, int64_t i, int64_t b0, const T* prev, T* e, c
     Pi[j] = j < i ? dot<T>(ki, w, K) : T(0);
     if (with_M) Mi[j] = ch.scale * dot<T>(qi, w, K);
   }
-  std::fill(Pi + i + 1, Pi + C, T(0));
-  if (with_M) std::fill(Mi + i + 1, Mi + C, T(0));
 }
 
 // Fills `ch` for the n tokens of sequence positions [p0, p0 + n), value head hv, and the rows
@@ -845,7 +844,6 @@ void load_chunk(Chunk<T>& ch, const Ptrs<T>& x, int64_t hv, int64_t p0, int64_t 
   std::fill(ch.beta.begin() + n, ch.beta.begin() + C, T(0));
 
   // g's rows where they lie (no C x Kg copy per chunk and head), past n the identity rows' zeros.
-  std::fill(ch.g0.begin(), ch.g0.begin() + Kg, T(0));
   auto g_row = [&](int64_t i) { return i < n ? x.g + x.g_at(p0 + i, hv) : ch.g0.data(); };
   // Segment sums of g in step order (γ_i: [0, i], ρ_i: (i, C)), exponentiated together
   // (exp_array vectorizes); KDA takes only the block ends' (see kda_gamma_rho).

@@ -22,15 +22,22 @@ uint64_t hash(std::initializer_list<const Tensor*> ts) {
   uint64_t h = 1469598103934665603ull;
   for (const Tensor* t : ts) {
     const unsigned char* b = static_cast<const unsigned char*>(t->data());
-    for (int64_t i = 0; i < t->numel() * int64_t(dtype_size(DT)); ++i) h = (h ^ b[i]) * 1099511628211ull;
+    for (int64_t i = 0; i < t->numel() * int64_t(dtype_size(DT)); ++i)
+      h = (h ^ b[i]) * 1099511628211ull;
   }
   return h;
 }
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "f64") DT = DType::f64;
-  struct Case { int64_t B, T, H, HV, K, V; bool kda, l2, h0; int64_t chunk; };
-  Case cases[] = {{1, 300, 2, 4, 128, 128, true, false, true, 64}, {2, 130, 2, 2, 64, 32, true, true, false, 64},
-                  {1, 200, 2, 4, 128, 64, false, false, true, 64}, {1, 77, 1, 2, 24, 40, true, true, true, 32},
+  struct Case {
+    int64_t B, T, H, HV, K, V;
+    bool kda, l2, h0;
+    int64_t chunk;
+  };
+  Case cases[] = {{1, 300, 2, 4, 128, 128, true, false, true, 64},
+                  {2, 130, 2, 2, 64, 32, true, true, false, 64},
+                  {1, 200, 2, 4, 128, 64, false, false, true, 64},
+                  {1, 77, 1, 2, 24, 40, true, true, true, 32},
                   {1, 100, 2, 2, 32, 32, false, true, false, 16}};
   for (const Case& c : cases) {
     std::mt19937 g(7);
@@ -58,7 +65,8 @@ int main(int argc, char** argv) {
     if (c.h0) gr.dinitial_state = Tensor::empty(in.initial_state.shape(), DT);
     gated_delta_rule_bwd(ctx, gr, dout, dfs, in, p);
     printf("fwd %016llx bwd %016llx\n", (unsigned long long)hash({&out, &fs}),
-           (unsigned long long)(c.h0 ? hash({&gr.dq, &gr.dk, &gr.dv, &gr.dg, &gr.dbeta, &gr.dinitial_state})
+           (unsigned long long)(c.h0 ? hash({&gr.dq, &gr.dk, &gr.dv, &gr.dg, &gr.dbeta,
+                                             &gr.dinitial_state})
                                      : hash({&gr.dq, &gr.dk, &gr.dv, &gr.dg, &gr.dbeta})));
   }
 }
