@@ -9,6 +9,7 @@
 // channel-last on xBC where the projection left it, so nothing is transposed.
 #include <cmath>
 #include <map>
+#include <vector>
 
 #include "longctx/ops/add.h"
 #include "longctx/ops/causal_conv1d.h"
@@ -91,21 +92,24 @@ class Mamba2Mixer : public Mixer {
     x_ = x;
     proj_ = acts.take({B, T, proj_width()}, dt);
     linear_fwd(ctx, proj_, x, w_["in_proj"]);
-    // The conv reads xBC straight out of the projection (channel-last, rows proj_width apart)
-    // and writes it as (B, T, K); the SSD's x, B and C are then row copies out of that. Before,
-    // xBC was transposed into (B, K, T) for a channel-first conv and back: the prefill's CPU time
-    // outside ops (these copies) was 24-42 ms per 4096 tokens, now 8-11; prefill CPU time mamba2
-    // -15 to -22 %, hybrid -6 % (bench/results/2026-12-05-cpu-mamba2-layout, load 12-24); the
-    // training step, once the channel-last conv backward was blocked over steps (cheaper than the
-    // channel-first one: 2.9-3.6 against 4.6-6.8 ms a call), mamba2 1.06x, hybrid 1.03x (load
-    // ~3.7, the same folder's addendum).
-    const Tensor xbc = acts.take({B, T, K}, dt);
-    conv1d_fwd(ctx, layout(), xbc, proj_.narrow(2, Di_, K), w_["conv_weight"], w_["conv_bias"],
-               conv_params());
-    ssd_in_.x = contiguous(ctx, acts, xbc.narrow(2, 0, Di_)).reshape({B, T, H_, P_});
-    ssd_in_.B = contiguous(ctx, acts, xbc.narrow(2, Di_, G_ * N_)).reshape({B, T, G_, N_});
-    ssd_in_.C =
-        contiguous(ctx, acts, xbc.narrow(2, Di_ + G_ * N_, G_ * N_)).reshape({B, T, G_, N_});
+    // The conv reads xBC straight out of the projection (channel-last, rows proj_width apart).
+    // Before, xBC was transposed into (B, K, T) for a channel-first conv and back: the prefill's
+    // CPU time outside ops (these copies) was 24-42 ms per 4096 tokens, then 8-11; prefill CPU
+    // time mamba2 -15 to -22 %, hybrid -6 % (bench/results/2026-12-05-cpu-mamba2-layout, load
+    // 12-24); the training step, once the channel-last conv backward was blocked over steps
+    // (cheaper than the channel-first one: 2.9-3.6 against 4.6-6.8 ms a call), mamba2 1.06x,
+    // hybrid 1.03x (load ~3.7, the same folder's addendum). The conv is depthwise, so it runs once
+    // per part of xBC and writes x, B and C as the contiguous tensors the SSD takes, instead of
+    // writing a (B, T, K) xBC that three row copies then split (see xbc_parts): the prefill's
+    // CPU time outside ops 7.1-7.5 -> 3.2-3.3 ms per 4096 tokens (mamba2), the training memory
+    // at T = 256 354 -> 306 MiB, the same bits (bench/results/2026-12-06-cpu-mamba2-conv-parts).
+    ssd_in_.x = acts.take({B, T, H_, P_}, dt);
+    ssd_in_.B = acts.take({B, T, G_, N_}, dt);
+    ssd_in_.C = acts.take({B, T, G_, N_}, dt);
+    for (const XbcPart& part : xbc_parts({ssd_in_.x, ssd_in_.B, ssd_in_.C}))
+      conv1d_fwd(ctx, layout(), part.t.reshape({B, T, part.width}),
+                 proj_.narrow(2, Di_ + part.first, part.width), part.of(w_["conv_weight"]),
+                 part.of(w_["conv_bias"]), conv_params());
     ssd_in_.dt = contiguous(ctx, acts, proj_.narrow(2, Di_ + K, H_));
     ssd_in_.A = acts.take({H_}, dt);
     neg_exp_fwd(ctx, ssd_in_.A, w_["A_log"]);
@@ -187,15 +191,16 @@ class Mamba2Mixer : public Mixer {
     ssd_bwd(ctx, layout(), g, dssd_out, ssd_in_, ssd_params_);
     neg_exp_bwd(ctx, dw_["A_log"], g.dA, ssd_in_.A);
 
-    // Gradient of xBC (through the silu conv), then of the whole projection.
-    Tensor dxbc = acts.take({B, T, K}, dt);
-    dxbc.narrow(2, 0, Di_).copy_from(g.dx.reshape({B, T, Di_}), &ctx);
-    dxbc.narrow(2, Di_, G_ * N_).copy_from(g.dB.reshape({B, T, G_ * N_}), &ctx);
-    dxbc.narrow(2, Di_ + G_ * N_, G_ * N_).copy_from(g.dC.reshape({B, T, G_ * N_}), &ctx);
+    // Gradient of xBC (through the silu conv, part by part as in forward), then of the whole
+    // projection. The conv's input gradient goes straight into its columns of the projection's.
     Tensor dproj = acts.take(proj_.shape(), dt);
-    // The conv's input gradient goes straight into its columns of the projection's gradient.
-    conv1d_bwd(ctx, layout(), dproj.narrow(2, Di_, K), dw_["conv_weight"], dw_["conv_bias"], dxbc,
-               proj_.narrow(2, Di_, K), w_["conv_weight"], w_["conv_bias"], conv_params());
+    for (const XbcPart& part : xbc_parts({g.dx, g.dB, g.dC})) {
+      const Tensor in = proj_.narrow(2, Di_ + part.first, part.width);
+      conv1d_bwd(ctx, layout(), dproj.narrow(2, Di_ + part.first, part.width),
+                 part.of(dw_["conv_weight"]), part.of(dw_["conv_bias"]),
+                 part.t.reshape({B, T, part.width}), in, part.of(w_["conv_weight"]),
+                 part.of(w_["conv_bias"]), conv_params());
+    }
     dproj.narrow(2, 0, Di_).copy_from(dz, &ctx);
     dproj.narrow(2, Di_ + K, H_).copy_from(g.ddt, &ctx);
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dproj, x_, w_["in_proj"]);
@@ -204,6 +209,25 @@ class Mamba2Mixer : public Mixer {
  private:
   static Tensor contiguous(const Context& ctx, ActivationArena& acts, const Tensor& view) {
     return contiguous_copy(ctx, acts, view);
+  }
+
+  // xBC's three parts, x, B and C, with their channels [first, first + width) of xBC: t is the
+  // part's activation (or gradient), and of() narrows a per-channel parameter (the conv's weight
+  // or bias, or their gradients) to the part's channels.
+  struct XbcPart {
+    Tensor t;
+    int64_t first, width;
+    Tensor of(const Tensor& per_channel) const { return per_channel.narrow(0, first, width); }
+  };
+  std::vector<XbcPart> xbc_parts(std::initializer_list<Tensor> x_b_c) const {
+    std::vector<XbcPart> parts;
+    int64_t first = 0;
+    for (const Tensor& t : x_b_c) {
+      const int64_t width = t.numel() / (t.size(0) * t.size(1));
+      parts.push_back({t, first, width});
+      first += width;
+    }
+    return parts;
   }
 
   static CausalConv1dParams conv_params() {
