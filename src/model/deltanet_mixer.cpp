@@ -14,7 +14,9 @@
 // One input projection W_in holds the rows of q, k, v, b and then, for G, z and a; for K, the
 // rank-V down-projections of f and z. The conv is depthwise, so one conv over the q, k and v
 // channels is fla's three separate ones; like fla's and Qwen3-Next's, it has no bias.
-// Activations are (B, T, ·); the conv works channel-first, so qkv is transposed around it.
+// Activations are (B, T, ·); the conv runs channel-last on the projection's columns, once for each
+// of q, k and v, and writes them (or, backward, their gradients' share of the projection's)
+// where they go, so nothing is transposed or copied around it.
 #include <cmath>
 #include <map>
 
@@ -114,21 +116,24 @@ class DeltaNetMixer : public Mixer {
 
   void forward(const Context& ctx, ActivationArena& acts, const Tensor& y,
                const Tensor& x) override {
-    const int64_t B = x.size(0), T = x.size(1), Cc = conv_channels();
+    const int64_t B = x.size(0), T = x.size(1);
     const DType dt = x.dtype();
     x_ = x;
     proj_ = acts.take({B, T, proj_width()}, dt);
     linear_fwd(ctx, proj_, x, w_["in_proj"]);
-    // Conv over q, k and v, channel-first.
-    conv_in_ = acts.take({B, Cc, T}, dt);
-    conv_in_.copy_from(proj_.narrow(2, 0, Cc).transpose(1, 2), &ctx);
-    Tensor conv_out = acts.take({B, Cc, T}, dt);
-    conv1d_fwd(ctx, layout(), conv_out, conv_in_, w_["conv_weight"], {}, {Activation::silu});
-    Tensor qkv = acts.take({B, T, Cc}, dt);
-    qkv.copy_from(conv_out.transpose(1, 2), &ctx);
-    in_.q = copy(ctx, acts, qkv.narrow(2, 0, key_width())).reshape({B, T, H_, K_});
-    in_.k = copy(ctx, acts, qkv.narrow(2, key_width(), key_width())).reshape({B, T, H_, K_});
-    in_.v = copy(ctx, acts, qkv.narrow(2, 2 * key_width(), value_width())).reshape({B, T, HV_, V_});
+    // The conv over q, k and v, one part at a time (it is depthwise), reading the projection's
+    // columns and writing the delta rule's inputs. Before, qkv was transposed into (B, Cc, T) for
+    // a channel-first conv and back, and copied apart (backward likewise): per 4096-token prefill
+    // at T = 1024 the CPU time outside ops was 58 ms (gdn), 30 (kimi), 42 (qwen3next), now 1.5-5;
+    // medians of 6 alternating rounds: prefill gdn 1.36x, qwen3next 1.12x, training gdn 1.17x,
+    // kimi 1.18x, qwen3next 1.10x; training memory gdn 531 -> 339 MiB
+    // (bench/results/2026-12-06-cpu-mamba2-conv-parts, second part).
+    in_.q = acts.take({B, T, H_, K_}, dt);
+    in_.k = acts.take({B, T, H_, K_}, dt);
+    in_.v = acts.take({B, T, HV_, V_}, dt);
+    for (const ConvPart& part : conv_parts({in_.q, in_.k, in_.v}))
+      conv1d_fwd(ctx, layout(), part.rows(), part.columns(proj_, 0),
+                 part.channels(w_["conv_weight"]), {}, conv_params());
     gates(ctx, acts, proj_, in_.beta, in_.g, a_, f_down_);
     in_.cu_seqlens = layout().cu_seqlens;
     o_ = acts.take({B, T, HV_, V_}, dt);
@@ -185,7 +190,7 @@ class DeltaNetMixer : public Mixer {
 
   void backward(const Context& ctx, ActivationArena& acts, const Tensor& dx,
                 const Tensor& dy) override {
-    const int64_t B = x_.size(0), T = x_.size(1), Cc = conv_channels();
+    const int64_t B = x_.size(0), T = x_.size(1);
     const DType dt = x_.dtype();
     // Output projection, gate, norm.
     Tensor dgated = acts.take(gated_.shape(), dt);
@@ -227,23 +232,25 @@ class DeltaNetMixer : public Mixer {
       dproj.narrow(2, third_at(), value_width()).copy_from(dz, &ctx);
       dproj.narrow(2, fourth_at(), HV_).copy_from(da, &ctx);
     }
-    // q, k, v through the silu conv.
-    Tensor dqkv = acts.take({B, T, Cc}, dt);
-    dqkv.narrow(2, 0, key_width()).copy_from(g.dq.reshape({B, T, key_width()}), &ctx);
-    dqkv.narrow(2, key_width(), key_width()).copy_from(g.dk.reshape({B, T, key_width()}), &ctx);
-    dqkv.narrow(2, 2 * key_width(), value_width())
-        .copy_from(g.dv.reshape({B, T, value_width()}), &ctx);
-    Tensor dconv_out = acts.take({B, Cc, T}, dt), dconv_in = acts.take({B, Cc, T}, dt);
-    dconv_out.copy_from(dqkv.transpose(1, 2), &ctx);
-    conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], {}, dconv_out, conv_in_,
-               w_["conv_weight"], {}, {Activation::silu});
-    dproj.narrow(2, 0, Cc).copy_from(dconv_in.transpose(1, 2), &ctx);
+    // q, k, v through the silu conv, part by part as in forward: each part's input gradient
+    // goes straight into its columns of the projection's gradient.
+    for (const ConvPart& part : conv_parts({g.dq, g.dk, g.dv}))
+      conv1d_bwd(ctx, layout(), part.columns(dproj, 0), part.channels(dw_["conv_weight"]), {},
+                 part.rows(), part.columns(proj_, 0), part.channels(w_["conv_weight"]), {},
+                 conv_params());
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dproj, x_, w_["in_proj"]);
   }
 
  private:
   static Tensor copy(const Context& ctx, ActivationArena& acts, const Tensor& view) {
     return contiguous_copy(ctx, acts, view);
+  }
+
+  static CausalConv1dParams conv_params() {
+    CausalConv1dParams p;
+    p.activation = Activation::silu;
+    p.channel_last = true;
+    return p;
   }
 
   // From the projection (B, T, ·): beta (B, T, HV) and the log decay g, (B, T, HV) or
@@ -296,7 +303,7 @@ class DeltaNetMixer : public Mixer {
   GatedDeltaRuleParams gdr_params_;
   std::map<std::string, Tensor> w_, dw_;
   // Saved by forward.
-  Tensor x_, proj_, conv_in_, a_, f_down_, z_down_, o_, normed_, rstd_, z_, gated_;
+  Tensor x_, proj_, a_, f_down_, z_down_, o_, normed_, rstd_, z_, gated_;
   GatedDeltaRuleInputs in_;
 };
 

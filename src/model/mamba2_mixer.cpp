@@ -9,7 +9,6 @@
 // channel-last on xBC where the projection left it, so nothing is transposed.
 #include <cmath>
 #include <map>
-#include <vector>
 
 #include "longctx/ops/add.h"
 #include "longctx/ops/causal_conv1d.h"
@@ -100,16 +99,15 @@ class Mamba2Mixer : public Mixer {
     // (cheaper than the channel-first one: 2.9-3.6 against 4.6-6.8 ms a call), mamba2 1.06x,
     // hybrid 1.03x (load ~3.7, the same folder's addendum). The conv is depthwise, so it runs once
     // per part of xBC and writes x, B and C as the contiguous tensors the SSD takes, instead of
-    // writing a (B, T, K) xBC that three row copies then split (see xbc_parts): the prefill's
+    // writing a (B, T, K) xBC that three row copies then split (ConvPart): the prefill's
     // CPU time outside ops 7.1-7.5 -> 3.2-3.3 ms per 4096 tokens (mamba2), the training memory
     // at T = 256 354 -> 306 MiB, the same bits (bench/results/2026-12-06-cpu-mamba2-conv-parts).
     ssd_in_.x = acts.take({B, T, H_, P_}, dt);
     ssd_in_.B = acts.take({B, T, G_, N_}, dt);
     ssd_in_.C = acts.take({B, T, G_, N_}, dt);
-    for (const XbcPart& part : xbc_parts({ssd_in_.x, ssd_in_.B, ssd_in_.C}))
-      conv1d_fwd(ctx, layout(), part.t.reshape({B, T, part.width}),
-                 proj_.narrow(2, Di_ + part.first, part.width), part.of(w_["conv_weight"]),
-                 part.of(w_["conv_bias"]), conv_params());
+    for (const ConvPart& part : conv_parts({ssd_in_.x, ssd_in_.B, ssd_in_.C}))
+      conv1d_fwd(ctx, layout(), part.rows(), part.columns(proj_, Di_),
+                 part.channels(w_["conv_weight"]), part.channels(w_["conv_bias"]), conv_params());
     ssd_in_.dt = contiguous(ctx, acts, proj_.narrow(2, Di_ + K, H_));
     ssd_in_.A = acts.take({H_}, dt);
     neg_exp_fwd(ctx, ssd_in_.A, w_["A_log"]);
@@ -194,13 +192,10 @@ class Mamba2Mixer : public Mixer {
     // Gradient of xBC (through the silu conv, part by part as in forward), then of the whole
     // projection. The conv's input gradient goes straight into its columns of the projection's.
     Tensor dproj = acts.take(proj_.shape(), dt);
-    for (const XbcPart& part : xbc_parts({g.dx, g.dB, g.dC})) {
-      const Tensor in = proj_.narrow(2, Di_ + part.first, part.width);
-      conv1d_bwd(ctx, layout(), dproj.narrow(2, Di_ + part.first, part.width),
-                 part.of(dw_["conv_weight"]), part.of(dw_["conv_bias"]),
-                 part.t.reshape({B, T, part.width}), in, part.of(w_["conv_weight"]),
-                 part.of(w_["conv_bias"]), conv_params());
-    }
+    for (const ConvPart& part : conv_parts({g.dx, g.dB, g.dC}))
+      conv1d_bwd(ctx, layout(), part.columns(dproj, Di_), part.channels(dw_["conv_weight"]),
+                 part.channels(dw_["conv_bias"]), part.rows(), part.columns(proj_, Di_),
+                 part.channels(w_["conv_weight"]), part.channels(w_["conv_bias"]), conv_params());
     dproj.narrow(2, 0, Di_).copy_from(dz, &ctx);
     dproj.narrow(2, Di_ + K, H_).copy_from(g.ddt, &ctx);
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dproj, x_, w_["in_proj"]);
@@ -209,25 +204,6 @@ class Mamba2Mixer : public Mixer {
  private:
   static Tensor contiguous(const Context& ctx, ActivationArena& acts, const Tensor& view) {
     return contiguous_copy(ctx, acts, view);
-  }
-
-  // xBC's three parts, x, B and C, with their channels [first, first + width) of xBC: t is the
-  // part's activation (or gradient), and of() narrows a per-channel parameter (the conv's weight
-  // or bias, or their gradients) to the part's channels.
-  struct XbcPart {
-    Tensor t;
-    int64_t first, width;
-    Tensor of(const Tensor& per_channel) const { return per_channel.narrow(0, first, width); }
-  };
-  std::vector<XbcPart> xbc_parts(std::initializer_list<Tensor> x_b_c) const {
-    std::vector<XbcPart> parts;
-    int64_t first = 0;
-    for (const Tensor& t : x_b_c) {
-      const int64_t width = t.numel() / (t.size(0) * t.size(1));
-      parts.push_back({t, first, width});
-      first += width;
-    }
-    return parts;
   }
 
   static CausalConv1dParams conv_params() {

@@ -138,6 +138,22 @@ class Mixer {
 // A contiguous copy of `view` from the arena (per-token slices for the decode steps).
 Tensor contiguous_copy(const Context& ctx, ActivationArena& acts, const Tensor& view);
 
+// One of the consecutive parts of a depthwise conv's channels (Mamba-2's x, B and C; the delta
+// rule's q, k and v): its channels [first, first + width), and t, its own (B, T, ...) activation
+// or gradient. A mixer runs the conv once per part, so each part is written (forward) or read
+// (backward) where it lies, not through one (B, T, channels) tensor and row copies.
+struct ConvPart {
+  Tensor t;
+  int64_t first = 0, width = 0;
+  Tensor rows() const { return t.reshape({t.size(0), t.size(1), width}); }  // t as (B, T, width)
+  // The part's columns of a (B, T, ·) tensor whose conv channels start at column `at`.
+  Tensor columns(const Tensor& bt, int64_t at) const { return bt.narrow(2, at + first, width); }
+  // The part's rows of a per-channel parameter (the conv's weight or bias) or its gradient.
+  Tensor channels(const Tensor& per_channel) const { return per_channel.narrow(0, first, width); }
+};
+// The parts, in order, of the activations or gradients `ts`, each (B, T, ...).
+std::vector<ConvPart> conv_parts(std::initializer_list<Tensor> ts);
+
 // A cache of state tensors, all zero to start with.
 class StateCache : public MixerCache {
  public:

@@ -76,6 +76,17 @@ Tensor contiguous_copy(const Context& ctx, ActivationArena& acts, const Tensor& 
   return t;
 }
 
+std::vector<ConvPart> conv_parts(std::initializer_list<Tensor> ts) {
+  std::vector<ConvPart> parts;
+  int64_t first = 0;
+  for (const Tensor& t : ts) {
+    const int64_t width = t.numel() / (t.size(0) * t.size(1));
+    parts.push_back({t, first, width});
+    first += width;
+  }
+  return parts;
+}
+
 StateCache::StateCache(const Context& ctx, DType dtype, const std::vector<Shape>& shapes) {
   for (const Shape& shape : shapes)
     states_.push_back(Tensor::zeros(shape, dtype, ctx.device(), &ctx));

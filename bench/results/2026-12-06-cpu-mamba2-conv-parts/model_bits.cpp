@@ -1,6 +1,6 @@
 // Bits of a preset's training step: loss, logits and every gradient, hashed (FNV-1a over the
 // bytes), f32, for the given threads. g++ -O2 -std=c++17 -I include model_bits.cpp -Lbuild-cpu
-// -llongctx -o model_bits; ./model_bits mamba2,hybrid 256 2
+// -llongctx -o model_bits; ./model_bits mamba2,hybrid 256 2 [dump prefix: the gradients' floats]
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -38,6 +38,11 @@ int main(int argc, char** argv) {
     model.backward();
     const Tensor& g = model.grads().flat();
     const uint64_t hg = fnv(g.data(), g.nbytes());
+    if (argc > 4) {  // the gradients' floats, for a comparison
+      FILE* f = std::fopen((std::string(argv[4]) + "." + preset).c_str(), "wb");
+      std::fwrite(g.data(), 1, g.nbytes(), f);
+      std::fclose(f);
+    }
     std::printf("%s T=%lld threads=%d loss %.9g logits %016llx grads %016llx\n", preset.c_str(),
                 (long long)T, threads, loss, (unsigned long long)hl, (unsigned long long)hg);
   }

@@ -12,11 +12,11 @@ for line in open(sys.argv[1]):
         lib = m.group(1); p, T = cur[lib]; d[(p, T, 'outside ops ms CPU', lib)].append(float(m.group(3))); continue
     m = re.match(r"(\S+) r(\d+) (\w+)\s+\S+, \d+ parameters", line)
     if m: cur[m.group(1)] = (m.group(3), 'train'); continue
-    m = re.match(r"(\S+) r(\d+)\s+256\s+16\s+(\d+)\s+\S+\s+(\d+)\s+\S+\s+([\d.]+) MiB\s+([\d.]+) MiB", line)
+    m = re.match(r"(\S+) r(\d+)\s+(\d+)\s+\d+\s+(\d+)\s+\S+\s+(\d+)\s+\S+\s+([\d.]+) MiB\s+([\d.]+) MiB", line)
     if m:
-        lib = m.group(1); p = cur[lib][0]
-        d[(p, '256', 'train tok/s', lib)].append(float(m.group(3)))
-        d[(p, '256', 'train MiB / peak MiB', lib)].append((float(m.group(5)), float(m.group(6))))
+        lib = m.group(1); p = cur[lib][0]; T = m.group(3)
+        d[(p, T, 'train tok/s', lib)].append(float(m.group(4)))
+        d[(p, T, 'train MiB / peak MiB', lib)].append((float(m.group(6)), float(m.group(7))))
 libs = sys.argv[2:]
 keys = sorted({k[:3] for k in d})
 print("| preset | T | measure | " + " | ".join(f"{l} median [range]" for l in libs) + " | median ratio |")
