@@ -87,13 +87,15 @@ class RGLRUMixer : public Mixer {
     x_ = x;
     g_ = acts.take({B, T, Dr_}, dt);
     linear_fwd(ctx, g_, x, w_["gate_proj"]);
-    Tensor xr = acts.take({B, T, Dr_}, dt);
-    linear_fwd(ctx, xr, x, w_["in_proj"]);
-    conv_in_ = transposed(ctx, acts, xr);
-    Tensor conv_out = acts.take({B, Dr_, T}, dt);
-    conv1d_fwd(ctx, layout(), conv_out, conv_in_, w_["conv_weight"], w_["conv_bias"],
-               {Activation::none});
-    c_ = transposed(ctx, acts, conv_out);
+    conv_in_ = acts.take({B, T, Dr_}, dt);
+    linear_fwd(ctx, conv_in_, x, w_["in_proj"]);
+    // The conv channel-last, where the projection left its input. Before, channel-first with a
+    // transpose on either side (and two in backward); one hawk training step at T = 1024 (4096
+    // tokens, --profile, two runs each): CPU time outside ops 17-19 -> 1-2 ms, the conv's
+    // backward (channel-last: blocked over steps) 10-11 -> 3.4-3.7 ms, the step 419-443 -> 362-381
+    // ms CPU; prefill outside ops 9.2 -> 0.5 ms (bench/results/2026-12-06-cpu-mamba2-conv-parts).
+    c_ = acts.take({B, T, Dr_}, dt);
+    conv1d_fwd(ctx, layout(), c_, conv_in_, w_["conv_weight"], w_["conv_bias"], conv_params());
     recurrence(ctx, acts, c_, {});
     gated_ = acts.take({B, T, Dr_}, dt);
     swiglu_fwd(ctx, gated_, g_, h_);
@@ -117,11 +119,10 @@ class RGLRUMixer : public Mixer {
     linear_bwd(ctx, dc_part, dw_["w_i"], dw_["b_i"], dgx, c_, w_["w_i"]);
     add_fwd(ctx, dc, dc, dc_part);
     Tensor dconv_in = acts.take(conv_in_.shape(), dt);
-    conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], dw_["conv_bias"],
-               transposed(ctx, acts, dc), conv_in_, w_["conv_weight"], w_["conv_bias"],
-               {Activation::none});
+    conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], dw_["conv_bias"], dc, conv_in_,
+               w_["conv_weight"], w_["conv_bias"], conv_params());
     Tensor dx_part = acts.take(dx.shape(), dt);
-    linear_bwd(ctx, dx, dw_["in_proj"], {}, transposed(ctx, acts, dconv_in), x_, w_["in_proj"]);
+    linear_bwd(ctx, dx, dw_["in_proj"], {}, dconv_in, x_, w_["in_proj"]);
     linear_bwd(ctx, dx_part, dw_["gate_proj"], {}, dg, x_, w_["gate_proj"]);
     add_fwd(ctx, dx, dx, dx_part);
   }
@@ -174,15 +175,16 @@ class RGLRUMixer : public Mixer {
       scan_fwd(ctx, layout(), h_, last_, a_, b);
   }
 
-  // A contiguous copy of `t` (B, P, Q) as (B, Q, P).
-  static Tensor transposed(const Context& ctx, ActivationArena& acts, const Tensor& t) {
-    return contiguous_copy(ctx, acts, t.transpose(1, 2));
+  static CausalConv1dParams conv_params() {
+    CausalConv1dParams p;
+    p.channel_last = true;  // (B, T, Dr), no activation
+    return p;
   }
 
   std::string prefix_;
   int64_t C_, Dr_, W_, n_layers_;
   std::map<std::string, Tensor> w_, dw_;
-  // Saved by forward: the block input, the gate branch, the conv input (B, Dr, T) and output c,
+  // Saved by forward: the block input, the gate branch, the conv input and output c (B, T, Dr),
   // the gate pre-activations, a, the states h, the gated product; last_ for decode.
   Tensor x_, g_, conv_in_, c_, ga_, gx_, a_, h_, last_, gated_;
 };
