@@ -6,8 +6,9 @@
 //   out = y W_out^T
 //
 // Widths: Di = expand * C inner channels, N = d_state, R = dt_rank; B and C are shared by every
-// channel (one group). Activations are (B, T, ·); the conv and the scan work channel-first
-// (B, Di, T), so their inputs and outputs are transposed around them.
+// channel (one group). Activations are (B, T, ·); the scan works channel-first (B, Di, T), so its
+// inputs and output are transposed around it; the conv runs channel-last on the projection's
+// columns.
 //
 // Initialisation as mamba_ssm: A_log[d, n] = log(n + 1) (S4D-real), D = 1, W_dt uniform in
 // ±R^-1/2, delta_bias = softplus^-1(dt) with dt log-uniform in [dt_min, dt_max] and at least
@@ -95,13 +96,17 @@ class MambaMixer : public Mixer {
     x_ = x;
     xz_ = acts.take({B, T, 2 * Di_}, dt);
     linear_fwd(ctx, xz_, x, w_["in_proj"]);
-    // The conv, channel-first; its output is the scan's u.
-    conv_in_ = transposed(ctx, acts, xz_.narrow(2, 0, Di_));
-    scan_in_.u = acts.take({B, Di_, T}, dt);
-    conv1d_fwd(ctx, layout(), scan_in_.u, conv_in_, w_["conv_weight"], w_["conv_bias"],
-               {Activation::silu});
+    // The conv, channel-last on x's columns of the projection: u, which x_proj reads as it is
+    // and the scan transposed. Before, channel-first, x was transposed into it and u out of it
+    // (and backward likewise). Mamba preset, T = 1024, 4096 tokens, two alternating runs: the
+    // training step's CPU time outside ops 90-102 -> 75-82 ms and the conv's backward 25-31 ->
+    // 19-20 ms (its forward 5.5 -> 6.5-7.1), the prefill's outside ops 46-47 -> 37-39 ms, training
+    // memory 390 -> 358 MiB (bench/results/2026-12-06-cpu-mamba2-conv-parts, ab-4.txt).
+    u_ = acts.take({B, T, Di_}, dt);
+    conv1d_fwd(ctx, layout(), u_, xz_.narrow(2, 0, Di_), w_["conv_weight"], w_["conv_bias"],
+               conv_params());
+    scan_in_.u = transposed(ctx, acts, u_);
     // dt_low, B and C from u, then the full-rank delta (its bias is added inside the scan).
-    u_ = transposed(ctx, acts, scan_in_.u);
     x_dbl_ = acts.take({B, T, R_ + 2 * N_}, dt);
     linear_fwd(ctx, x_dbl_, u_, w_["x_proj"]);
     dt_low_ = acts.take({B, T, R_}, dt);
@@ -194,18 +199,23 @@ class MambaMixer : public Mixer {
     Tensor du = acts.take(u_.shape(), dt);
     linear_bwd(ctx, du, dw_["x_proj"], {}, dx_dbl, u_, w_["x_proj"]);
     // u feeds both the scan and x_proj.
-    add_fwd(ctx, g.du, g.du, transposed(ctx, acts, du));
+    add_fwd(ctx, du, du, transposed(ctx, acts, g.du));
 
-    Tensor dconv_in = acts.take(conv_in_.shape(), dt);
-    conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], dw_["conv_bias"], g.du, conv_in_,
-               w_["conv_weight"], w_["conv_bias"], {Activation::silu});
     Tensor dxz = acts.take(xz_.shape(), dt);
-    dxz.narrow(2, 0, Di_).copy_from(dconv_in.transpose(1, 2), &ctx);
+    conv1d_bwd(ctx, layout(), dxz.narrow(2, 0, Di_), dw_["conv_weight"], dw_["conv_bias"], du,
+               xz_.narrow(2, 0, Di_), w_["conv_weight"], w_["conv_bias"], conv_params());
     dxz.narrow(2, Di_, Di_).copy_from(g.dz.transpose(1, 2), &ctx);
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dxz, x_, w_["in_proj"]);
   }
 
  private:
+  static CausalConv1dParams conv_params() {
+    CausalConv1dParams p;
+    p.activation = Activation::silu;
+    p.channel_last = true;
+    return p;
+  }
+
   // A contiguous copy of `t` (B, P, Q) as (B, Q, P).
   static Tensor transposed(const Context& ctx, ActivationArena& acts, const Tensor& t) {
     Tensor out = acts.take({t.size(0), t.size(2), t.size(1)}, t.dtype());
@@ -220,7 +230,7 @@ class MambaMixer : public Mixer {
   std::map<std::string, Tensor> w_, dw_;
   // Saved by forward: the block input, the in_proj output, the conv input (B, Di, T), u as
   // (B, T, Di), the x_proj output and its dt_low part, the scan's inputs and its output.
-  Tensor x_, xz_, conv_in_, u_, x_dbl_, dt_low_, scan_out_;
+  Tensor x_, xz_, u_, x_dbl_, dt_low_, scan_out_;
   SelectiveScanInputs scan_in_;
 };
 
