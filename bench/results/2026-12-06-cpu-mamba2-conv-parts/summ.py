@@ -1,3 +1,6 @@
+# Summarises an ab.sh output: per preset, length and measure, each library's median [range]
+# over the rounds, and the median ratio (second library over first).
+#   python3 summ.py ab.txt b647 m2new > summary.md
 import re, sys, statistics as st
 from collections import defaultdict
 d = defaultdict(list)
