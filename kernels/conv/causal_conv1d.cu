@@ -1,6 +1,8 @@
 // causal_conv1d on CUDA: depthwise causal convolution over (B, D, T), T contiguous, W <= 4; or
 // over channel-last (B, T, D) views (args.*_at strides), with the same kernels: their loads
-// along T are then strided, not coalesced (correct, not tuned).
+// along T are then strided, not coalesced (correct, not tuned). Every model mixer's conv runs
+// channel-last since 2026-12-06 (on the CPU the transposes it replaced cost 5-16% of a training
+// step); a kernel with the channels across a block's threads is the GPU's open follow-up.
 //
 //   out[b, d, t] = act(bias[d] + sum_{j<4} w4[j] * x[b, d, t - 3 + j]),  w4 = weight padded on
 //   the left with 4 - W zeros,

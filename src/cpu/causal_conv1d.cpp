@@ -114,9 +114,9 @@ void dispatch_width(int64_t W, F&& f) {
 }
 
 // Channel-last forward: one item per (sequence, block of kSteps steps), each step a row of D
-// channels that the loops over channels vectorise. Mamba-2 reads xBC this way straight out of
-// its projection, where it transposed xBC into (B, D, T) and the output back before (see
-// src/model/mamba2_mixer.cpp for the measurement).
+// channels that the loops over channels vectorise. The models' mixers read their conv inputs
+// this way straight out of their projections, where they transposed them into (B, D, T) and the
+// output back before (see src/model/mamba2_mixer.cpp and deltanet_mixer.cpp for the measurements).
 void fwd_channel_last(const Context& ctx, const CausalConv1dArgs& args) {
   constexpr int64_t kSteps = 64;
   dispatch_cpu_float("causal_conv1d_fwd", args.dtype, [&](auto tag) {

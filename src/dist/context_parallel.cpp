@@ -988,7 +988,8 @@ Tensor halo_cu_seqlens(Communicator& comm, const Context& ctx, const char* op,
 
 // A channel-last (B, T, D) view as a contiguous channel-first (B, D, T) tensor. The context
 // parallel conv runs channel-first (its halo is a narrow along T); a channel-last call is
-// transposed around it, which costs two copies a call but only under context parallelism.
+// transposed around it, which costs two copies a forward call and three a backward one, but
+// only under context parallelism.
 Shape channel_first_shape(const Tensor& t) {
   return {t.size(0), t.size(2), t.size(1)};
 }

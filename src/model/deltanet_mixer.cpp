@@ -124,15 +124,15 @@ class DeltaNetMixer : public Mixer {
     // The conv over q, k and v, one part at a time (it is depthwise), reading the projection's
     // columns and writing the delta rule's inputs. Before, qkv was transposed into (B, Cc, T) for
     // a channel-first conv and back, and copied apart (backward likewise): per 4096-token prefill
-    // at T = 1024 the CPU time outside ops was 58 ms (gdn), 30 (kimi), 42 (qwen3next), now 1.5-5;
-    // medians of 6 alternating rounds: prefill gdn 1.36x, qwen3next 1.12x, training gdn 1.17x,
-    // kimi 1.18x, qwen3next 1.10x; training memory gdn 531 -> 339 MiB
+    // at T = 1024 the CPU time outside ops was 58 ms (gdn), 30 (kimi), 42 (qwen3next),
+    // now 5.3, 1.5, 4.1; medians of 6 alternating rounds: prefill gdn 1.36x, qwen3next 1.12x,
+    // training gdn 1.17x, kimi 1.18x, qwen3next 1.10x; training memory gdn 531 -> 339 MiB
     // (bench/results/2026-12-06-cpu-mamba2-conv-parts, second part).
     in_.q = acts.take({B, T, H_, K_}, dt);
     in_.k = acts.take({B, T, H_, K_}, dt);
     in_.v = acts.take({B, T, HV_, V_}, dt);
     for (const ConvPart& part : conv_parts({in_.q, in_.k, in_.v}))
-      conv1d_fwd(ctx, layout(), part.rows(), part.columns(proj_, 0),
+      conv1d_fwd(ctx, layout(), part.activation(), part.columns(proj_, 0),
                  part.channels(w_["conv_weight"]), {}, conv_params());
     gates(ctx, acts, proj_, in_.beta, in_.g, a_, f_down_);
     in_.cu_seqlens = layout().cu_seqlens;
@@ -236,7 +236,7 @@ class DeltaNetMixer : public Mixer {
     // goes straight into its columns of the projection's gradient.
     for (const ConvPart& part : conv_parts({g.dq, g.dk, g.dv}))
       conv1d_bwd(ctx, layout(), part.columns(dproj, 0), part.channels(dw_["conv_weight"]), {},
-                 part.rows(), part.columns(proj_, 0), part.channels(w_["conv_weight"]), {},
+                 part.activation(), part.columns(proj_, 0), part.channels(w_["conv_weight"]), {},
                  conv_params());
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dproj, x_, w_["in_proj"]);
   }

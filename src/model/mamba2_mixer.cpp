@@ -106,7 +106,7 @@ class Mamba2Mixer : public Mixer {
     ssd_in_.B = acts.take({B, T, G_, N_}, dt);
     ssd_in_.C = acts.take({B, T, G_, N_}, dt);
     for (const ConvPart& part : conv_parts({ssd_in_.x, ssd_in_.B, ssd_in_.C}))
-      conv1d_fwd(ctx, layout(), part.rows(), part.columns(proj_, Di_),
+      conv1d_fwd(ctx, layout(), part.activation(), part.columns(proj_, Di_),
                  part.channels(w_["conv_weight"]), part.channels(w_["conv_bias"]), conv_params());
     ssd_in_.dt = contiguous(ctx, acts, proj_.narrow(2, Di_ + K, H_));
     ssd_in_.A = acts.take({H_}, dt);
@@ -194,7 +194,7 @@ class Mamba2Mixer : public Mixer {
     Tensor dproj = acts.take(proj_.shape(), dt);
     for (const ConvPart& part : conv_parts({g.dx, g.dB, g.dC}))
       conv1d_bwd(ctx, layout(), part.columns(dproj, Di_), part.channels(dw_["conv_weight"]),
-                 part.channels(dw_["conv_bias"]), part.rows(), part.columns(proj_, Di_),
+                 part.channels(dw_["conv_bias"]), part.activation(), part.columns(proj_, Di_),
                  part.channels(w_["conv_weight"]), part.channels(w_["conv_bias"]), conv_params());
     dproj.narrow(2, 0, Di_).copy_from(dz, &ctx);
     dproj.narrow(2, Di_ + K, H_).copy_from(g.ddt, &ctx);

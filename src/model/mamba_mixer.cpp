@@ -228,7 +228,7 @@ class MambaMixer : public Mixer {
   double dt_min_, dt_max_;
   SelectiveScanParams scan_params_;
   std::map<std::string, Tensor> w_, dw_;
-  // Saved by forward: the block input, the in_proj output, the conv input (B, Di, T), u as
+  // Saved by forward: the block input, the in_proj output (x's columns: the conv's input), u as
   // (B, T, Di), the x_proj output and its dt_low part, the scan's inputs and its output.
   Tensor x_, xz_, u_, x_dbl_, dt_low_, scan_out_;
   SelectiveScanInputs scan_in_;

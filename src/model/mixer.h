@@ -145,7 +145,7 @@ Tensor contiguous_copy(const Context& ctx, ActivationArena& acts, const Tensor& 
 struct ConvPart {
   Tensor t;
   int64_t first = 0, width = 0;
-  Tensor rows() const { return t.reshape({t.size(0), t.size(1), width}); }  // t as (B, T, width)
+  Tensor activation() const { return t.reshape({t.size(0), t.size(1), width}); }  // (B, T, width)
   // The part's columns of a (B, T, ·) tensor whose conv channels start at column `at`.
   Tensor columns(const Tensor& bt, int64_t at) const { return bt.narrow(2, at + first, width); }
   // The part's rows of a per-channel parameter (the conv's weight or bias) or its gradient.

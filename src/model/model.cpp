@@ -80,7 +80,8 @@ std::vector<ConvPart> conv_parts(std::initializer_list<Tensor> ts) {
   std::vector<ConvPart> parts;
   int64_t first = 0;
   for (const Tensor& t : ts) {
-    const int64_t width = t.numel() / (t.size(0) * t.size(1));
+    int64_t width = 1;  // the product of the dimensions after (B, T): no division, B or T may be 0
+    for (size_t i = 2; i < t.shape().size(); ++i) width *= t.shape()[i];
     parts.push_back({t, first, width});
     first += width;
   }

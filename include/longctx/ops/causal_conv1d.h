@@ -8,8 +8,9 @@
 //
 // Channel-last (params.channel_last): x, out, dout, dx are (B, T, D) instead, each either
 // contiguous or a narrow of the last dimension of a contiguous (B, T, R) tensor, R >= D (its
-// channels unit-stride, its time steps R apart): Mamba-2 reads xBC straight out of its input
-// projection this way and writes its gradient straight into the projection's, with no transposes.
+// channels unit-stride, its time steps R apart): the models' mixers read their conv inputs
+// straight out of their input projections this way and write the gradients straight into the
+// projections', with no transposes.
 // The decode step's (B, D) tensors are the same in both layouts. CUDA takes it too (its loads
 // are then strided, not coalesced: correct, not tuned).
 //
