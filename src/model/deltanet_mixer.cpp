@@ -133,7 +133,7 @@ class DeltaNetMixer : public Mixer {
     in_.v = acts.take({B, T, HV_, V_}, dt);
     for (const ConvPart& part : conv_parts({in_.q, in_.k, in_.v}))
       conv1d_fwd(ctx, layout(), part.activation(), part.columns(proj_, 0),
-                 part.channels(w_["conv_weight"]), {}, conv_params());
+                 part.channels(w_["conv_weight"]), {}, channel_last_conv(Activation::silu));
     gates(ctx, acts, proj_, in_.beta, in_.g, a_, f_down_);
     in_.cu_seqlens = layout().cu_seqlens;
     o_ = acts.take({B, T, HV_, V_}, dt);
@@ -237,20 +237,13 @@ class DeltaNetMixer : public Mixer {
     for (const ConvPart& part : conv_parts({g.dq, g.dk, g.dv}))
       conv1d_bwd(ctx, layout(), part.columns(dproj, 0), part.channels(dw_["conv_weight"]), {},
                  part.activation(), part.columns(proj_, 0), part.channels(w_["conv_weight"]), {},
-                 conv_params());
+                 channel_last_conv(Activation::silu));
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dproj, x_, w_["in_proj"]);
   }
 
  private:
   static Tensor copy(const Context& ctx, ActivationArena& acts, const Tensor& view) {
     return contiguous_copy(ctx, acts, view);
-  }
-
-  static CausalConv1dParams conv_params() {
-    CausalConv1dParams p;
-    p.activation = Activation::silu;
-    p.channel_last = true;
-    return p;
   }
 
   // From the projection (B, T, ·): beta (B, T, HV) and the log decay g, (B, T, HV) or

@@ -107,7 +107,8 @@ class Mamba2Mixer : public Mixer {
     ssd_in_.C = acts.take({B, T, G_, N_}, dt);
     for (const ConvPart& part : conv_parts({ssd_in_.x, ssd_in_.B, ssd_in_.C}))
       conv1d_fwd(ctx, layout(), part.activation(), part.columns(proj_, Di_),
-                 part.channels(w_["conv_weight"]), part.channels(w_["conv_bias"]), conv_params());
+                 part.channels(w_["conv_weight"]), part.channels(w_["conv_bias"]),
+                 channel_last_conv(Activation::silu));
     ssd_in_.dt = contiguous(ctx, acts, proj_.narrow(2, Di_ + K, H_));
     ssd_in_.A = acts.take({H_}, dt);
     neg_exp_fwd(ctx, ssd_in_.A, w_["A_log"]);
@@ -195,7 +196,8 @@ class Mamba2Mixer : public Mixer {
     for (const ConvPart& part : conv_parts({g.dx, g.dB, g.dC}))
       conv1d_bwd(ctx, layout(), part.columns(dproj, Di_), part.channels(dw_["conv_weight"]),
                  part.channels(dw_["conv_bias"]), part.activation(), part.columns(proj_, Di_),
-                 part.channels(w_["conv_weight"]), part.channels(w_["conv_bias"]), conv_params());
+                 part.channels(w_["conv_weight"]), part.channels(w_["conv_bias"]),
+                 channel_last_conv(Activation::silu));
     dproj.narrow(2, 0, Di_).copy_from(dz, &ctx);
     dproj.narrow(2, Di_ + K, H_).copy_from(g.ddt, &ctx);
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dproj, x_, w_["in_proj"]);
@@ -204,13 +206,6 @@ class Mamba2Mixer : public Mixer {
  private:
   static Tensor contiguous(const Context& ctx, ActivationArena& acts, const Tensor& view) {
     return contiguous_copy(ctx, acts, view);
-  }
-
-  static CausalConv1dParams conv_params() {
-    CausalConv1dParams p;
-    p.activation = Activation::silu;
-    p.channel_last = true;
-    return p;
   }
 
   std::string prefix_;

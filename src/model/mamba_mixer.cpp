@@ -104,7 +104,7 @@ class MambaMixer : public Mixer {
     // memory 390 -> 358 MiB (bench/results/2026-12-06-cpu-mamba2-conv-parts, ab-4.txt).
     u_ = acts.take({B, T, Di_}, dt);
     conv1d_fwd(ctx, layout(), u_, xz_.narrow(2, 0, Di_), w_["conv_weight"], w_["conv_bias"],
-               conv_params());
+               channel_last_conv(Activation::silu));
     scan_in_.u = transposed(ctx, acts, u_);
     // dt_low, B and C from u, then the full-rank delta (its bias is added inside the scan).
     x_dbl_ = acts.take({B, T, R_ + 2 * N_}, dt);
@@ -203,19 +203,13 @@ class MambaMixer : public Mixer {
 
     Tensor dxz = acts.take(xz_.shape(), dt);
     conv1d_bwd(ctx, layout(), dxz.narrow(2, 0, Di_), dw_["conv_weight"], dw_["conv_bias"], du,
-               xz_.narrow(2, 0, Di_), w_["conv_weight"], w_["conv_bias"], conv_params());
+               xz_.narrow(2, 0, Di_), w_["conv_weight"], w_["conv_bias"],
+               channel_last_conv(Activation::silu));
     dxz.narrow(2, Di_, Di_).copy_from(g.dz.transpose(1, 2), &ctx);
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dxz, x_, w_["in_proj"]);
   }
 
  private:
-  static CausalConv1dParams conv_params() {
-    CausalConv1dParams p;
-    p.activation = Activation::silu;
-    p.channel_last = true;
-    return p;
-  }
-
   // A contiguous copy of `t` (B, P, Q) as (B, Q, P).
   static Tensor transposed(const Context& ctx, ActivationArena& acts, const Tensor& t) {
     Tensor out = acts.take({t.size(0), t.size(2), t.size(1)}, t.dtype());

@@ -138,6 +138,12 @@ class Mixer {
 // A contiguous copy of `view` from the arena (per-token slices for the decode steps).
 Tensor contiguous_copy(const Context& ctx, ActivationArena& acts, const Tensor& view);
 
+// The mixers' conv params: every mixer runs its conv channel-last, on (B, T, ·) activations
+// where its projection left them (see ConvPart).
+inline CausalConv1dParams channel_last_conv(Activation activation) {
+  return {activation, /*channel_last=*/true};
+}
+
 // One of the consecutive parts of a depthwise conv's channels (Mamba-2's x, B and C; the delta
 // rule's q, k and v): its channels [first, first + width), and t, its own (B, T, ...) activation
 // or gradient. A mixer runs the conv once per part, so each part is written (forward) or read

@@ -95,7 +95,8 @@ class RGLRUMixer : public Mixer {
     // backward (channel-last: blocked over steps) 10-11 -> 3.4-3.7 ms, the step 419-443 -> 362-381
     // ms CPU; prefill outside ops 9.2 -> 0.5 ms (bench/results/2026-12-06-cpu-mamba2-conv-parts).
     c_ = acts.take({B, T, Dr_}, dt);
-    conv1d_fwd(ctx, layout(), c_, conv_in_, w_["conv_weight"], w_["conv_bias"], conv_params());
+    conv1d_fwd(ctx, layout(), c_, conv_in_, w_["conv_weight"], w_["conv_bias"],
+               channel_last_conv(Activation::none));
     recurrence(ctx, acts, c_, {});
     gated_ = acts.take({B, T, Dr_}, dt);
     swiglu_fwd(ctx, gated_, g_, h_);
@@ -120,7 +121,7 @@ class RGLRUMixer : public Mixer {
     add_fwd(ctx, dc, dc, dc_part);
     Tensor dconv_in = acts.take(conv_in_.shape(), dt);
     conv1d_bwd(ctx, layout(), dconv_in, dw_["conv_weight"], dw_["conv_bias"], dc, conv_in_,
-               w_["conv_weight"], w_["conv_bias"], conv_params());
+               w_["conv_weight"], w_["conv_bias"], channel_last_conv(Activation::none));
     Tensor dx_part = acts.take(dx.shape(), dt);
     linear_bwd(ctx, dx, dw_["in_proj"], {}, dconv_in, x_, w_["in_proj"]);
     linear_bwd(ctx, dx_part, dw_["gate_proj"], {}, dg, x_, w_["gate_proj"]);
@@ -173,12 +174,6 @@ class RGLRUMixer : public Mixer {
       linear_scan_fwd(ctx, h_, last_, a_, b, h0, layout().cu_seqlens);
     else
       scan_fwd(ctx, layout(), h_, last_, a_, b);
-  }
-
-  static CausalConv1dParams conv_params() {
-    CausalConv1dParams p;
-    p.channel_last = true;  // (B, T, Dr), no activation
-    return p;
   }
 
   std::string prefix_;
