@@ -8,10 +8,19 @@
 // the adds and norms per step of the llama, hybrid and mamba2 presets at T = 256 and 4096
 // (llama T = 256: 15.6 ms instead of 17.1, 0.5% of the step; per-op profiles alternated with
 // main, bench/results/2026-12-05-cpu-fused-norm).
+// A row's sums (the forward's sum of squares, the backward's dot) are lane_sum's eight
+// interleaved partial sums, not one running sum (a chain of dependent FMAs, which the compiler
+// may not reorder): at (4096, 128) f32, 2 threads, medians of 201 calls in three rounds
+// alternating with the single sum, forward 0.41-0.47 -> 0.25-0.26 ms CPU, backward 0.64 ->
+// 0.38-0.39; at C = 256 1.01-1.03 -> 0.46-0.50 and 1.22-1.23 -> 0.74-0.76 (2-core Emerald
+// Rapids VM, bench/results/2026-12-06-cpu-norm-swiglu/norm-ab.txt). In a model the rows come
+// from memory and the gain is smaller (Mamba-2's gated norms in the T = 256 prefill 3.7-4.2 ->
+// 3.3 ms CPU, the residual norms within the noise).
 #include <cmath>
 #include <vector>
 
 #include "src/core/dispatch.h"
+#include "src/cpu/lane_sum.h"
 #include "src/cpu/parallel.h"
 #include "src/ops/rmsnorm.h"
 
@@ -35,8 +44,7 @@ void rmsnorm_fwd(const Context& ctx, const RMSNormArgs& args) {
         for (int64_t c = 0; c < C; ++c) hr[c] = xr[c] + rr[c];
         xr = hr;
       }
-      T sum_sq = 0;
-      for (int64_t c = 0; c < C; ++c) sum_sq += xr[c] * xr[c];
+      const T sum_sq = lane_dot(xr, xr, C);
       const T inv = T(1) / std::sqrt(sum_sq / T(C) + T(args.eps));
       r[row] = inv;
       T* yr = y + row * C;
@@ -67,8 +75,7 @@ void rmsnorm_bwd(const Context& ctx, const RMSNormArgs& args) {
         const T* xr = xp + row * C;
         const T* dyr = dy + row * C;
         const T inv = r[row];
-        T dot = 0;
-        for (int64_t c = 0; c < C; ++c) dot += dyr[c] * w[c] * xr[c];
+        const T dot = lane_sum<T>(C, [&](int64_t c) { return dyr[c] * w[c] * xr[c]; });
         const T coef = dot * inv * inv * inv / T(C);
         T* dxr = dxp + row * C;
         const T* dhr = dh ? dh + row * C : nullptr;

@@ -26,6 +26,7 @@
 #include "src/core/activations.h"
 #include "src/core/dispatch.h"
 #include "src/cpu/exp_array.h"
+#include "src/cpu/lane_sum.h"
 #include "src/cpu/parallel.h"
 #include "src/ops/selective_scan.h"
 
@@ -88,36 +89,6 @@ void transpose_tile(T* dst, const T* src, int64_t N, int64_t L, int64_t t0, int6
     for (int64_t j = 0; j < k; ++j) dst[j * N + n] = src[n * L + t0 + j];
 }
 
-// sum_n x[n] * y[n] and sum_n x[n] in kLanes interleaved partial sums, added at the end: the
-// compiler keeps the partial sums in one vector register (a single running sum is a chain of
-// dependent adds, which bounded the scan at 4 cycles per state entry), and the error is no
-// larger than the single sum's.
-template <class T>
-T dot(const T* x, const T* y, int64_t n) {
-  constexpr int64_t kLanes = 8;
-  T part[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) part[l] += x[i + l] * y[i + l];
-  T sum = 0;
-  for (int64_t l = 0; l < kLanes; ++l) sum += part[l];
-  for (; i < n; ++i) sum += x[i] * y[i];
-  return sum;
-}
-
-template <class T>
-T sum(const T* x, int64_t n) {
-  constexpr int64_t kLanes = 8;
-  T part[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) part[l] += x[i + l];
-  T total = 0;
-  for (int64_t l = 0; l < kLanes; ++l) total += part[l];
-  for (; i < n; ++i) total += x[i];
-  return total;
-}
-
 // The decays of a tile's k steps, (k, N): at[j * N + n] = exp(dl[j] * A[n]).
 template <class T>
 void tile_decays(T* at, const T* dl, const T* A, int64_t N, int64_t k) {
@@ -138,7 +109,7 @@ void scan_tile(T* h, T* hs, T* y, const T* at, const T* Bt, const T* Ct, const T
     const T* Cj = Ct + j * N;
     for (int64_t n = 0; n < N; ++n) h[n] = scan_apply(ScanPair<T>{aj[n], du * Bj[n]}, h[n]);
     if (hs) std::copy(h, h + N, hs + j * N);
-    if (y) y[j] = dot(Cj, h, N);
+    if (y) y[j] = lane_dot(Cj, h, N);
   }
 }
 
@@ -328,8 +299,8 @@ void selective_scan_bwd(const Context& ctx, const SelectiveScanArgs& args) {
             const T* Cj = Ct + j * N;
             reverse_step(gst, gate, dA, ddt_terms, dBt + j * N, dCt + j * N, at + j * N, A, Bj, Cj,
                          hprev, hcur, dt, ut, dy, N);
-            T ddt = sum(ddt_terms, N);
-            const T du = dot(gst, Bj, N);
+            T ddt = lane_sum<T>(N, [&](int64_t n) { return ddt_terms[n]; });
+            const T du = lane_dot(gst, Bj, N);
             dup[start + t] = du * dt + (p.D ? dy * p.D[d] : T(0));
             dD += dy * ut;
             if (p.softplus) ddt *= sigmoid(p.delta[start + t] + (p.bias ? p.bias[d] : T(0)));
