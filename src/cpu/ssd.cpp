@@ -34,6 +34,7 @@
 #include "src/core/dispatch.h"
 #include "src/cpu/aligned_vector.h"
 #include "src/cpu/blas.h"
+#include "src/cpu/exp_array.h"
 #include "src/cpu/parallel.h"
 #include "src/ops/ssd.h"
 
@@ -105,6 +106,9 @@ void reverse_step_row(int64_t N, T gate, T dq, T xq, const T* __restrict C, cons
 // The decays of one head over one chunk: dts (k), E (k) and the masked intra-chunk matrix
 // M = CB ∘ L ∘ dt_s (k x k, row stride Q); leaves L[k-1][s] * dt_s in w (the weights of the
 // chunk's inputs in the state leaving it).
+// The exps of a chunk go through exp_array (vectorised; src/cpu/exp_array.h), not a libm call
+// each: those calls were 2.1-2.5% of the mamba2 preset's T = 256 prefill's perf samples, the
+// exp_array calls 0.3% (2-core Emerald Rapids VM, bench/results/2026-12-06-cpu-norm-swiglu).
 template <class T>
 void chunk_decays(const Ptrs<T>& p, int64_t b, int64_t h, int64_t t0, int64_t k, int64_t Q,
                   const T* cb, T* M, T* dts, T* E, T* w) {
@@ -115,16 +119,18 @@ void chunk_decays(const Ptrs<T>& p, int64_t b, int64_t h, int64_t t0, int64_t k,
     dts[t] = p.dt_at(b, t0 + t, h);
     cs += dts[t] * Ah;
     max_abs_cs = std::max(max_abs_cs, std::abs(cs));
-    E[t] = std::exp(cs);
     w[t] = cs;
   }
   if (max_abs_cs * T(k) <= T(1)) {
+    exp_array(E, w, k);
     // Slow decay: L[t][s] = E_t / E_s from the cumulative log decay, whose absolute rounding
     // (~k * |cs| * u) is then below one ulp. Running products lose ~one ulp per step here: 2.9x
     // the naive f32 error on the 64k near-1 decay test, within 2x this way. (With larger |cs| the
     // cumsum's absolute error becomes a relative error of E: 10x the naive error on the
     // chunk_longer_than_T test, so the products are used there.)
-    for (int64_t s = 0; s < k; ++s) w[s] = std::exp(-w[s]) * dts[s];  // dt_s / E_s
+    for (int64_t s = 0; s < k; ++s) w[s] = -w[s];
+    exp_array(w, w, k);
+    for (int64_t s = 0; s < k; ++s) w[s] *= dts[s];  // dt_s / E_s
     for (int64_t t = 0; t < k; ++t) {
       T* Mt = M + t * Q;
       const T* cbt = cb + t * Q;
@@ -136,9 +142,11 @@ void chunk_decays(const Ptrs<T>& p, int64_t b, int64_t h, int64_t t0, int64_t k,
   } else {
     // L[t][s] as running products e_{s+1} ... e_t, rounded like the plain recurrence; they
     // underflow to 0 and never overflow.
+    for (int64_t t = 0; t < k; ++t) E[t] = dts[t] * Ah;
+    exp_array(E, E, k);  // e_t, then E_t below
     T run = 1;
     for (int64_t t = 0; t < k; ++t) {
-      const T e = std::exp(dts[t] * Ah);
+      const T e = E[t];
       run *= e;
       E[t] = run;
       for (int64_t s = 0; s < t; ++s) w[s] *= e;
@@ -167,17 +175,20 @@ void chunk_segments(const Ptrs<T>& p, int64_t b, int64_t h, int64_t t0, int64_t 
     cs[t] = sum;
   }
   if (max_abs_cs * T(k) <= T(1)) {
-    for (int64_t t = 0; t < k; ++t) E[t] = std::exp(cs[t]);
-    for (int64_t s = 0; s < k; ++s) cs[s] = std::exp(-cs[s]);  // 1 / E_s
+    exp_array(E, cs, k);
+    for (int64_t s = 0; s < k; ++s) cs[s] = -cs[s];
+    exp_array(cs, cs, k);  // 1 / E_s
     for (int64_t t = 0; t < k; ++t) {
       T* Lt = Lm + t * Q;
       for (int64_t s = 0; s <= t; ++s) Lt[s] = E[t] * cs[s];
       for (int64_t s = t + 1; s < k; ++s) Lt[s] = T(0);
     }
   } else {
+    for (int64_t t = 0; t < k; ++t) E[t] = dts[t] * Ah;
+    exp_array(E, E, k);  // e_t, then E_t below
     T run = 1;
     for (int64_t t = 0; t < k; ++t) {
-      const T e = std::exp(dts[t] * Ah);
+      const T e = E[t];
       run *= e;
       E[t] = run;
       T* Lt = Lm + t * Q;
