@@ -107,8 +107,9 @@ void reverse_step_row(int64_t N, T gate, T dq, T xq, const T* __restrict C, cons
 // M = CB ∘ L ∘ dt_s (k x k, row stride Q); leaves L[k-1][s] * dt_s in w (the weights of the
 // chunk's inputs in the state leaving it).
 // The exps of a chunk go through exp_array (vectorised; src/cpu/exp_array.h), not a libm call
-// each: those calls were 2.1-2.5% of the mamba2 preset's T = 256 prefill's perf samples, the
-// exp_array calls 0.3% (2-core Emerald Rapids VM, bench/results/2026-12-06-cpu-norm-swiglu).
+// each: those calls were 2.7% of the mamba2 preset's T = 256 prefill's perf samples, the
+// exp_array calls 0.14% (the libm exp left, 0.19%, is dt's softplus; 2-core Emerald Rapids VM,
+// bench/results/2026-12-06-cpu-norm-swiglu/perf-ssd-exp.txt).
 template <class T>
 void chunk_decays(const Ptrs<T>& p, int64_t b, int64_t h, int64_t t0, int64_t k, int64_t Q,
                   const T* cb, T* M, T* dts, T* E, T* w) {
