@@ -14,8 +14,9 @@
 // alternating with the single sum, forward 0.41-0.47 -> 0.25-0.26 ms CPU, backward 0.64 ->
 // 0.38-0.39; at C = 256 1.01-1.03 -> 0.46-0.50 and 1.22-1.23 -> 0.74-0.76 (2-core Emerald
 // Rapids VM, bench/results/2026-12-06-cpu-norm-swiglu/norm-ab.txt). In a model the rows come
-// from memory and the gain is smaller (Mamba-2's gated norms in the T = 256 prefill 3.7-4.2 ->
-// 3.3 ms CPU, the residual norms within the noise).
+// from memory and the gain is smaller: in the T = 256 prefill, three rounds alternating
+// (norm-prefill-ab.txt there), Mamba-2's gated norms 3.4-3.9 -> 3.1 ms CPU, the residual norms
+// unchanged (llama's 4.5-4.7 and 4.7-5.0).
 #include <cmath>
 #include <vector>
 
