@@ -14,10 +14,12 @@ int main(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t c = 0; c < (int64_t(1) << 32); c += chunk) {
     for (int64_t i = 0; i < chunk; ++i) in[i] = uint32_t(c + i);
-    longctx::cpu::sigmoid_array(reinterpret_cast<float*>(out.data()), reinterpret_cast<const float*>(in.data()), chunk);
+    longctx::cpu::sigmoid_array(reinterpret_cast<float*>(out.data()),
+                                reinterpret_cast<const float*>(in.data()), chunk);
     for (int64_t i = 0; i < chunk; ++i) h = (h ^ out[i]) * 1099511628211ull;
     if (f) std::fwrite(out.data(), 4, chunk, f);
   }
   if (f) std::fclose(f);
-  std::printf("hash %016llx  %.1f s\n", (unsigned long long)h, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  std::printf("hash %016llx  %.1f s\n", (unsigned long long)h,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
