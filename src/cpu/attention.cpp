@@ -384,6 +384,20 @@ inline void copy_row(const T* src, int64_t D, T* dst) {
   for (; d < D; ++d) dst[d] = src[d];
 }
 
+// A row of q, k, v or out (B, T, H, D) brought towards L2 before it is read (or written). One
+// head's rows lie H·D floats apart (2 KB at H = 8, D = 64: two rows a page), a stride the
+// hardware prefetchers did not cover: at bench_attention's non-causal T = 512 (32 (sequence, head)
+// items a thread, each reading 512 KB of strided rows for 0.6 ms of tiles) the pack
+// copies, the query tile's copy and the output's stores took 8% of the forward's samples (perf),
+// half that with the copies prefetching kPrefetchRows rows ahead and attend_rows fetching the next
+// query tile's rows and its own output rows a slice per key tile (see attend_rows).
+template <class T>
+inline void prefetch_row(const T* row, int64_t D) {
+  for (int64_t byte = 0; byte < D * int64_t(sizeof(T)); byte += 64)
+    __builtin_prefetch(reinterpret_cast<const char*>(row) + byte, /*rw=*/0, /*locality=*/2);
+}
+constexpr int64_t kPrefetchRows = 8;
+
 // The forward's two tile matmuls, S = alpha·A·Bᵀ and C += P·V, for tiles of up to kBlockK keys.
 // C has leading dim ldc() (D rounded up to 16; the extra columns are scratch).
 template <class T>
@@ -414,6 +428,7 @@ struct TileMatmul {
     for (int64_t j0 = 0; j0 < nk; j0 += 16) {
       T* panel = panels + j0 * D;
       const int64_t w = std::min<int64_t>(16, nk - j0);
+      for (int64_t j = j0 + 16; j < std::min(nk, j0 + 32); ++j) prefetch_row(b + j * ldb, D);
       int64_t d0 = 0;
       if constexpr (kPacked) {
         if (w == 16) {
@@ -432,6 +447,7 @@ struct TileMatmul {
   // Packs rows [0, nk) of v (ld ldv) as rows of D16, zero-padded.
   static void pack_rows(const T* v, int64_t ldv, int64_t nk, int64_t D, int64_t D16, T* rows) {
     for (int64_t j = 0; j < nk; ++j) {
+      if (j + kPrefetchRows < nk) prefetch_row(v + (j + kPrefetchRows) * ldv, D);
       copy_row(v + j * ldv, D, rows + j * D16);
       std::fill(rows + j * D16 + D, rows + (j + 1) * D16, T(0));
     }
@@ -995,7 +1011,10 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
   int64_t ld_tile = ldq;
   if (TileMatmul<T>::kPacked) {
     T* qt = l + kBlockQ;
-    for (int64_t r = 0; r < n; ++r) copy_row(q_tile + r * ldq, D, qt + r * D);
+    for (int64_t r = 0; r < n; ++r) {
+      if (r + kPrefetchRows < n) prefetch_row(q_tile + (r + kPrefetchRows) * ldq, D);
+      copy_row(q_tile + r * ldq, D, qt + r * D);
+    }
     q_tile = qt;
     ld_tile = D;
   }
@@ -1004,8 +1023,22 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
   int64_t k_begin = std::max(kb, band.lo(i0));
   const int64_t k_end = std::min(ke, band.hi(i1 - 1));
   if (packed.k_panels) k_begin = k_begin / 16 * 16;  // panels start at multiples of 16
+  const int64_t key_tiles = std::max<int64_t>(1, (k_end - k_begin + kBlockK - 1) / kBlockK);
   for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
     const int64_t nk = std::min(kBlockK, k_end - j0);
+    // The rows this tile stores at the end and the next query tile copies first, a slice per
+    // key tile (issued together they stalled the loop). Measured with the copies' prefetches
+    // (attn_ab.cpp in bench/results/2026-12-07-cpu-attention-prefetch/: the library before and
+    // this one in one process, calls alternating, 6 rounds in each order, CPU time per call,
+    // 2 threads, AVX-512 Emerald Rapids VM): new / old 0.964 at the llama prefill shape (D = 32,
+    // causal T = 256; faster in 11 of 12 rounds), 0.971 / 0.976 at non-causal T = 512 / 1024,
+    // 0.971 / 0.974 causal; 0.993-1.006 at T = 2048 and 4096 (within the rounds' spread). Same
+    // bits.
+    const int64_t key_tile = (j0 - k_begin) / kBlockK;
+    for (int64_t r = n * key_tile / key_tiles; r < n * (key_tile + 1) / key_tiles; ++r) {
+      prefetch_row(out + (i0 + r) * ldo, D);
+      if (i1 + r < band.Tq) prefetch_row(q + (i1 + r) * ldq, D);
+    }
     const bool masked = j0 < kb || !band.full(i0, i1, j0, j0 + nk);
     // Under a mask the kernels skip the blocks past each row's last visible key (the part of a
     // causal tile above the diagonal).
