@@ -328,11 +328,13 @@ inline void pack_panel16_avx2(const float* b, int64_t ldb, int64_t D8, float* pa
     }
 }
 
-// Key rows j (lanes 0-7) and j + 8 (lanes 8-15), 8 floats each from x and x + 8 ldb.
+// Key rows j (lanes 0-7) and j + 8 (lanes 8-15), 8 floats each from x and x + 8 ldb. (The maskz
+// forms here and in pack_panel16_avx512 with every lane set, as exp2_ps512's: GCC 12 warns of an
+// uninitialised operand in the unmasked ones' headers.)
 __attribute__((target("avx512f"))) inline __m512 keys_j_j8(const float* x, int64_t ldb) {
   const __m256d lo = _mm256_castps_pd(_mm256_loadu_ps(x));
   const __m256d hi = _mm256_castps_pd(_mm256_loadu_ps(x + 8 * ldb));
-  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(lo), hi, 1));
+  return _mm512_castpd_ps(_mm512_maskz_insertf64x4(0xFF, _mm512_castpd256_pd512(lo), hi, 1));
 }
 
 // The same under AVX-512: keys j and j + 8 share a register (lanes 0-7, 8-15), the 8 x 8
@@ -346,8 +348,8 @@ __attribute__((target("avx512f"))) inline void pack_panel16_avx512(const float* 
     for (int k = 0; k < 4; ++k) {
       const __m512 a = keys_j_j8(b + 2 * k * ldb + d, ldb),
                    c = keys_j_j8(b + (2 * k + 1) * ldb + d, ldb);
-      t[2 * k] = _mm512_unpacklo_ps(a, c);
-      t[2 * k + 1] = _mm512_unpackhi_ps(a, c);
+      t[2 * k] = _mm512_maskz_unpacklo_ps(0xFFFF, a, c);
+      t[2 * k + 1] = _mm512_maskz_unpackhi_ps(0xFFFF, a, c);
     }
     for (int k = 0; k < 2; ++k) {
       const __m512 l0 = t[4 * k], h0 = t[4 * k + 1], l1 = t[4 * k + 2], h1 = t[4 * k + 3];
