@@ -1,6 +1,8 @@
 // In-process A/B of attention_fwd / attention_bwd: library A (dlopen'ed copy, its own symbols)
 // against the linked library B, calls alternating A, B, A, B ..., best of each round, CPU and wall.
-//   attn_ab LIB_A ROUNDS REPS POINT [bwd]
+//   attn_ab LIB_A ROUNDS REPS POINT [bwd]   (POINT: as probe.cpp of
+//   ../2026-12-06-cpu-attention-short/; with a fifth argument the backward, its GFLOP counted
+//   as 2.5x the forward's)
 #include <dlfcn.h>
 #include <time.h>
 #include <cstdio>
@@ -28,10 +30,9 @@ double checksum(const Tensor& t) {
 }  // namespace
 using Fwd = void (*)(const Context&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                      const Tensor&, const AttentionParams&, const Tensor&, const Tensor&);
-using Bwd = decltype(static_cast<void (*)(
-                         const Context&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                         const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                         const AttentionParams&, const Tensor&, const Tensor&)>(nullptr));
+using Bwd = void (*)(const Context&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                     const AttentionParams&, const Tensor&, const Tensor&);
 int main(int argc, char** argv) {
   void* h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
   if (!h) {
@@ -44,7 +45,11 @@ int main(int argc, char** argv) {
                       "_ZN7longctx13attention_fwdERKNS_7ContextERKNS_6TensorES5_S5_S5_S5_RKNS_"
                       "15AttentionParamsES5_S5_");
   Fwd fB = static_cast<Fwd>(&attention_fwd);
-  if (!fA) {
+  Bwd bA = (Bwd)dlsym(h,
+                      "_ZN7longctx13attention_bwdERKNS_7ContextERKNS_6TensorES5_S5_S5_S5_S5_S5_S5_"
+                      "S5_RKNS_15AttentionParamsES5_S5_");
+  Bwd bB = static_cast<Bwd>(&attention_bwd);
+  if (!fA || !bA) {
     printf("dlsym\n");
     return 1;
   }
@@ -65,11 +70,24 @@ int main(int argc, char** argv) {
   AttentionParams params;
   params.causal = p.causal;
   Context ctx(Device::cpu());
-  const double flops = 4.0 * p.B * p.T * p.T * p.H * p.D * (p.causal ? 0.5 : 1.0);
+  const double flops =
+      (bwd ? 2.5 : 1.0) * 4.0 * p.B * p.T * p.T * p.H * p.D * (p.causal ? 0.5 : 1.0);
+  Tensor dout = rnd(out.shape(), gen), dq = Tensor::empty(q.shape(), DType::f32),
+         dk = Tensor::empty(k.shape(), DType::f32), dv = Tensor::empty(v.shape(), DType::f32);
+  fB(ctx, out, lse, q, k, v, params, {}, {});
+  auto call = [&](int a) {
+    if (bwd)
+      (a ? bB : bA)(ctx, dq, dk, dv, dout, q, k, v, out, lse, params, {}, {});
+    else
+      (a ? fB : fA)(ctx, out, lse, q, k, v, params, {}, {});
+  };
+  auto sum_of = [&] {
+    return bwd ? checksum(dq) + checksum(dk) + checksum(dv) : checksum(out) + checksum(lse);
+  };
   double sums[2];
   for (int a = 0; a < 2; ++a) {
-    (a ? fB : fA)(ctx, out, lse, q, k, v, params, {}, {});
-    sums[a] = checksum(out) + checksum(lse);
+    call(a);
+    sums[a] = sum_of();
   }
   printf("checksums A %.12g B %.12g %s\n", sums[0], sums[1],
          sums[0] == sums[1] ? "same" : "DIFFER");
@@ -80,7 +98,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < reps; ++i)
       for (int a = 0; a < 2; ++a) {
         const double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
-        (a ? fB : fA)(ctx, out, lse, q, k, v, params, {}, {});
+        call(a);
         bc[a] = std::min(bc[a], now(CLOCK_PROCESS_CPUTIME_ID) - c0);
         bw[a] = std::min(bw[a], now(CLOCK_MONOTONIC) - w0);
       }
