@@ -389,10 +389,10 @@ inline void copy_row(const T* src, int64_t D, T* dst) {
 // A row of q, k, v or out (B, T, H, D) brought towards L2 before it is read (or written). One
 // head's rows lie H·D floats apart (2 KB at H = 8, D = 64: two rows a page), a stride the
 // hardware prefetchers did not cover: at bench_attention's non-causal T = 512 (32 (sequence, head)
-// items a thread, each reading 512 KB of strided rows for 0.6 ms of tiles) the pack
-// copies, the query tile's copy and the output's stores took 8% of the forward's samples (perf),
-// half that with the copies prefetching kPrefetchRows rows ahead and attend_rows fetching the next
-// query tile's rows and its own output rows a slice per key tile (see attend_rows).
+// items a thread, each reading 512 KB of strided rows for 0.6 ms of tiles) the pack copies, the
+// query tile's copy and the output's stores took 8.9% of the forward's samples (perf), 6.4% with
+// the copies prefetching kPrefetchRows rows ahead and attend_rows fetching the next query tile's
+// rows and its own output rows a slice per key tile (see attend_rows for the time).
 template <class T>
 inline void prefetch_row(const T* row, int64_t D) {
   for (int64_t byte = 0; byte < D * int64_t(sizeof(T)); byte += 64)
