@@ -1013,10 +1013,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
   int64_t ld_tile = ldq;
   if (TileMatmul<T>::kPacked) {
     T* qt = l + kBlockQ;
-    for (int64_t r = 0; r < n; ++r) {
-      if (r + kPrefetchRows < n) prefetch_row(q_tile + (r + kPrefetchRows) * ldq, D);
-      copy_row(q_tile + r * ldq, D, qt + r * D);
-    }
+    TileMatmul<T>::pack_rows(q_tile, ldq, n, D, /*D16=*/D, qt);  // rows of D: no padding
     q_tile = qt;
     ld_tile = D;
   }
@@ -1025,7 +1022,7 @@ void attend_rows(const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv, 
   int64_t k_begin = std::max(kb, band.lo(i0));
   const int64_t k_end = std::min(ke, band.hi(i1 - 1));
   if (packed.k_panels) k_begin = k_begin / 16 * 16;  // panels start at multiples of 16
-  const int64_t key_tiles = std::max<int64_t>(1, (k_end - k_begin + kBlockK - 1) / kBlockK);
+  const int64_t key_tiles = (k_end - k_begin + kBlockK - 1) / kBlockK;  // >= 1 in the loop
   for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
     const int64_t nk = std::min(kBlockK, k_end - j0);
     // The rows this tile stores at the end and the next query tile copies first, a slice per
