@@ -160,6 +160,9 @@ MEMCHECK = [
     DECODE + "speculative_4tok_causal_5_splits_cuda_bf16",
     DECODE + "llama3_gqa_1tok_append_auto_splits_cuda_f32",
     "Cases/CausalConv1d.MatchesReference/width_3_cuda_bf16",  # conv/causal_conv1d
+    # conv/causal_conv1d channel-last (and channel-first) on a packed batch with empty sequences
+    "Cases/CausalConv1dPacked.MatchesPerSequenceReferenceAndIsBatchInvariant/"
+    "empty_and_one_token_cuda_bf16",
     "Cases/LinearScan.MatchesReference/odd_width_one_step_cuda_f32",  # scan/linear_scan
     "Cases/RGLRUGate.MatchesReference/odd_width_cuda_bf16",  # scan/rglru_gate
     "Cases/SelectiveScan.MatchesReference/groups_3_cuda_f32",  # scan/selective_scan fwd + bwd
@@ -184,6 +187,7 @@ RACECHECK = [
     "Cases/SelectiveScan.MatchesReference/one_step_cuda_f32",  # selective_scan
     "Cases/LinearScan.MatchesReference/odd_width_one_step_cuda_f32",  # linear_scan
     "Cases/CausalConv1d.MatchesReference/width_3_cuda_f32",  # causal_conv1d
+    "Cases/CausalConv1dChannelLast.StridedRowsMatchReference/width_3_cuda_f32",  # its warp sums
     "Cases/RMSNorm.MatchesReference/odd_width_cuda_bf16",  # block reductions (rmsnorm)
     "Cases/CrossEntropy.MatchesReference/gpt2_tiny_cuda_f32",  # cross_entropy reductions
     "Cases/RGLRUGate.MatchesReference/hawk_tiny_cuda_f32",  # rglru_gate (dlambda sums)

@@ -1,20 +1,26 @@
-// causal_conv1d on CUDA: depthwise causal convolution over (B, D, T), T contiguous, W <= 4; or
-// over channel-last (B, T, D) views (args.*_at strides), with the same kernels: their loads
-// along T are then strided, not coalesced (correct, not tuned). Every model mixer's conv runs
-// channel-last since 2026-12-06 (on the CPU the transposes it replaced cost 5-16% of a training
-// step); a kernel with the channels across a block's threads is the GPU's open follow-up.
+// causal_conv1d on CUDA: depthwise causal convolution over (B, D, T), T contiguous, W <= 4, or
+// over channel-last (B, T, D) views (args.*_at strides) with kernels of their own.
 //
 //   out[b, d, t] = act(bias[d] + sum_{j<4} w4[j] * x[b, d, t - 3 + j]),  w4 = weight padded on
 //   the left with 4 - W zeros,
 // so one kernel body serves every W <= 4 with no per-W instantiation (the padded taps cost a
 // few FMAs on a bandwidth-bound op).
 //
-// Forward: a block owns kTile = kThreads * kItems steps of one (b, d) row; the tile plus its
-// 3-step halo is staged in shared memory with coalesced loads, so each x is read from memory
-// once. Backward: g = dout * act'(pre) is recomputed on the tile plus a 3-step right halo,
+// Channel-first forward: a block owns kTile = kThreads * kItems steps of one (b, d) row; the tile
+// plus its 3-step halo is staged in shared memory with coalesced loads, so each x is read from
+// memory once. Backward: g = dout * act'(pre) is recomputed on the tile plus a 3-step right halo,
 // dx[t] = sum_j w4[j] g[t + 3 - j]; each block also reduces its dweight/dbias contributions
 // (cub::BlockReduce, fixed order) into a per-tile partial, and a second kernel sums the partials
 // over (b, tile) in a fixed order: deterministic, no atomics. Update: one thread per (b, d).
+//
+// Channel-last (every model mixer's conv since 2026-12-06: on the CPU the transposes it replaced
+// cost 5-16% of a training step): the channels run across a warp's lanes, so each step's row is
+// one contiguous read of 32 channels (128 bytes in f32), where the channel-first kernels' threads
+// would each read another row (one 32-byte sector for 2-4 useful bytes); each thread holds kSteps
+// consecutive steps of its channel, and its halo, in registers, all its loads issued before any
+// arithmetic. The backward reduces its block's warps' dweight/dbias in a fixed order into the
+// same per-tile partials. (Compiled; not yet run on a GPU: the lease's channel-last cases check
+// it.)
 #include <cub/block/block_reduce.cuh>
 
 #include "kernels/common/grid.h"
@@ -173,6 +179,157 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// ---- Channel-last (B, T, D): lanes over channels, warps over runs of kSteps steps ----
+
+constexpr int kLanes = 32;                  // channels per block, one per lane
+constexpr int kWarps = 16;                  // runs of steps per block, one per warp
+constexpr int kSteps = 8;                   // steps per thread, held in registers
+constexpr int kLastTile = kWarps * kSteps;  // steps per block
+constexpr int kLastThreads = kLanes * kWarps;
+
+// This thread's channel d, batch row b and steps [t0, t1) (empty past T or with d >= D), in a
+// grid over (ceil(D / kLanes), ceil(T / kLastTile), B).
+struct LastRun {
+  int64_t d, b, tile, t0, t1;
+  bool active;
+};
+__device__ __forceinline__ LastRun last_run(int64_t D, int64_t T_len) {
+  const GridIndex blk = unflatten(blockIdx.x, unsigned((D + kLanes - 1) / kLanes),
+                                  unsigned((T_len + kLastTile - 1) / kLastTile));
+  const int64_t d = int64_t(blk.i0) * kLanes + threadIdx.x % kLanes;
+  const int64_t t0 = int64_t(blk.i1) * kLastTile + int64_t(threadIdx.x / kLanes) * kSteps;
+  const int64_t t1 = t0 + kSteps < T_len ? t0 + kSteps : T_len;
+  return {d, blk.i2, blk.i1, t0, t1, d < D && t0 < T_len};
+}
+
+// The sequence holding step t for steps visited in increasing order from `t` on: a thread's few
+// steps cross few sequence ends, so a step costs a compare, not bounds_of's binary search.
+struct SequenceCursor {
+  const int32_t* cu_seqlens;
+  int n;  // the sequence's index (0 for a rectangular batch)
+  Bounds seq;
+  __device__ SequenceCursor(const int32_t* cu, int N, int64_t t, int64_t T_len)
+      : cu_seqlens(cu), n(cu ? sequence_of(cu, N, t) : 0), seq(bounds_of(cu, N, t, T_len)) {}
+  __device__ const Bounds& at(int64_t t) {
+    while (t >= seq.end) {  // on to the next sequence (empty ones are passed over)
+      ++n;
+      seq = {cu_seqlens[n], cu_seqlens[n + 1]};
+    }
+    return seq;
+  }
+};
+
+// x[t0 - kHalo + i] for i < n into xs (zeros before t = 0 and from t_end on).
+template <class T, int n>
+__device__ __forceinline__ void load_steps(float (&xs)[n], const T* row, int64_t t_at, int64_t t0,
+                                           int64_t t_end) {
+#pragma unroll
+  for (int i = 0; i < n; ++i) {
+    const int64_t t = t0 - kHalo + i;
+    xs[i] = t >= 0 && t < t_end ? load_f32(row[t * t_at]) : 0.f;
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kLastThreads)
+    causal_conv1d_fwd_last_kernel(T* out, const T* x, const T* weight, const T* bias, int64_t D,
+                                  int64_t T_len, int W, bool silu, const int32_t* cu_seqlens, int N,
+                                  ConvStrides x_at, ConvStrides out_at) {
+  const LastRun run = last_run(D, T_len);
+  if (!run.active) return;
+  float xs[kHalo + kSteps];  // x[t0 - 3 .. t0 + kSteps)
+  load_steps(xs, x + run.b * x_at.b + run.d, x_at.t, run.t0, run.t1);
+  float w4[kTaps];
+  load_taps(w4, weight, run.d, W);
+  const float b = bias ? load_f32(bias[run.d]) : 0.f;
+  T* out_row = out + run.b * out_at.b + run.d;
+  SequenceCursor cursor(cu_seqlens, N, run.t0, T_len);
+#pragma unroll
+  for (int i = 0; i < kSteps; ++i) {
+    const int64_t t = run.t0 + i;
+    if (t >= run.t1) break;
+    const int64_t start = cursor.at(t).start;
+    float acc = b;
+#pragma unroll
+    for (int j = 0; j < kTaps; ++j) acc += w4[j] * (t - kHalo + j >= start ? xs[i + j] : 0.f);
+    out_row[t * out_at.t] = store_as<T>(activate(acc, silu));
+  }
+}
+
+// partial: (B * tiles, D, kPartial) as the channel-first backward's, tiles of kLastTile steps.
+// Launch bounds with one block per SM: ptxas otherwise held the f32 kernel to 64 registers and
+// spilled 40 bytes on sm_90a (CUDA 13.0); it takes 64-80 with no spill.
+template <class T>
+__global__ void __launch_bounds__(kLastThreads, 1)
+    causal_conv1d_bwd_last_kernel(T* dx, float* partial, const T* dout, const T* x, const T* weight,
+                                  const T* bias, int64_t D, int64_t T_len, int W, bool silu,
+                                  const int32_t* cu_seqlens, int N, ConvStrides x_at,
+                                  ConvStrides dout_at, ConvStrides dx_at) {
+  __shared__ float warp_sums[kWarps][kPartial][kLanes];
+  const LastRun run = last_run(D, T_len);
+  const int lane = threadIdx.x % kLanes, warp = threadIdx.x / kLanes;
+  float acc[kPartial];
+#pragma unroll
+  for (int j = 0; j < kPartial; ++j) acc[j] = 0.f;
+  if (run.active) {
+    // x[t0 - 3 .. t1 + 3) and g[t0 .. t1 + 3): dx[t] reads g up to t + 3, and g[u] x up to u.
+    float xs[kHalo + kSteps + kHalo], gs[kSteps + kHalo];
+    load_steps(xs, x + run.b * x_at.b + run.d, x_at.t, run.t0, T_len);
+    const T* dout_row = dout + run.b * dout_at.b + run.d;
+#pragma unroll
+    for (int i = 0; i < kSteps + kHalo; ++i) {
+      const int64_t t = run.t0 + i;  // no gradient flows from outputs past the end
+      gs[i] = t < T_len ? load_f32(dout_row[t * dout_at.t]) : 0.f;
+    }
+    float w4[kTaps];
+    load_taps(w4, weight, run.d, W);
+    const float b = bias ? load_f32(bias[run.d]) : 0.f;
+    if (silu) {
+      SequenceCursor cursor(cu_seqlens, N, run.t0, T_len);
+#pragma unroll
+      for (int i = 0; i < kSteps + kHalo; ++i) {
+        const int64_t t = run.t0 + i;
+        if (t >= T_len) break;
+        const int64_t start = cursor.at(t).start;
+        float pre = b;
+#pragma unroll
+        for (int j = 0; j < kTaps; ++j) pre += w4[j] * (t - kHalo + j >= start ? xs[i + j] : 0.f);
+        gs[i] *= scan::silu_grad(pre);
+      }
+    }
+    T* dx_row = dx + run.b * dx_at.b + run.d;
+    SequenceCursor cursor(cu_seqlens, N, run.t0, T_len);
+#pragma unroll
+    for (int i = 0; i < kSteps; ++i) {
+      const int64_t t = run.t0 + i;
+      if (t >= run.t1) break;
+      const Bounds seq = cursor.at(t);
+      float dxv = 0.f;  // the outputs t + 3 - j of t's own sequence read x[t]
+#pragma unroll
+      for (int j = 0; j < kTaps; ++j)
+        dxv += w4[j] * (t + kHalo - j < seq.end ? gs[i + kHalo - j] : 0.f);
+      dx_row[t * dx_at.t] = store_as<T>(dxv);
+#pragma unroll
+      for (int j = 0; j < kTaps; ++j)
+        acc[j] += gs[i] * (t - kHalo + j >= seq.start ? xs[i + j] : 0.f);
+      acc[kTaps] += gs[i];
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kPartial; ++j) warp_sums[warp][j][lane] = acc[j];
+  __syncthreads();
+  if (warp != 0 || run.d >= D) return;
+  const int64_t tiles = (T_len + kLastTile - 1) / kLastTile;
+  float* p = partial + ((run.b * tiles + run.tile) * D + run.d) * kPartial;
+#pragma unroll
+  for (int j = 0; j < kPartial; ++j) {
+    float sum = 0.f;  // the warps' runs in step order
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += warp_sums[w][j][lane];
+    p[j] = sum;
+  }
+}
+
 // One thread per (d, slot), slot < W for dweight, slot == W for dbias; sums the M partials in
 // order m = 0 .. M-1.
 template <class T>
@@ -216,13 +373,24 @@ void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
   const int W = args.W;
   if (B * D == 0 || T == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  const unsigned grid = flat_grid("causal_conv1d_fwd", B * D, (T + kTile - 1) / kTile, 1);
   dispatch_cuda_float("causal_conv1d_fwd", args.dtype, [&](auto tag) {
     using T_ = typename decltype(tag)::type;
-    causal_conv1d_fwd_kernel<T_><<<grid, kThreads, 0, stream>>>(
-        static_cast<T_*>(args.out), static_cast<const T_*>(args.x),
-        static_cast<const T_*>(args.weight), static_cast<const T_*>(args.bias), B * D, D, T, W,
-        args.silu, args.seqs.cu_seqlens, int(args.seqs.count), args.x_at, args.out_at);
+    auto* out = static_cast<T_*>(args.out);
+    const auto* x = static_cast<const T_*>(args.x);
+    const auto* weight = static_cast<const T_*>(args.weight);
+    const auto* bias = static_cast<const T_*>(args.bias);
+    const int32_t* cu_seqlens = args.seqs.cu_seqlens;
+    const int N = int(args.seqs.count);
+    if (args.channel_last) {
+      const unsigned grid = flat_grid("causal_conv1d_fwd", (D + kLanes - 1) / kLanes,
+                                      (T + kLastTile - 1) / kLastTile, B);
+      causal_conv1d_fwd_last_kernel<T_><<<grid, kLastThreads, 0, stream>>>(
+          out, x, weight, bias, D, T, W, args.silu, cu_seqlens, N, args.x_at, args.out_at);
+    } else {
+      const unsigned grid = flat_grid("causal_conv1d_fwd", B * D, (T + kTile - 1) / kTile, 1);
+      causal_conv1d_fwd_kernel<T_><<<grid, kThreads, 0, stream>>>(
+          out, x, weight, bias, B * D, D, T, W, args.silu, cu_seqlens, N, args.x_at, args.out_at);
+    }
   });
   LONGCTX_CHECK_LAUNCH();
 }
@@ -232,20 +400,31 @@ void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args) {
   const int W = args.W;
   if (D == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  const int64_t tiles = (T + kTile - 1) / kTile;
+  const int64_t tile = args.channel_last ? kLastTile : kTile;  // steps per partial
+  const int64_t tiles = (T + tile - 1) / tile;
   const int64_t M = B * tiles;  // partials per channel
   Tensor partial =
       Tensor::empty({std::max<int64_t>(M, 1), D, kPartial}, DType::f32, ctx.device(), &ctx);
   dispatch_cuda_float("causal_conv1d_bwd", args.dtype, [&](auto tag) {
     using T_ = typename decltype(tag)::type;
-    const T_* bias_ptr = static_cast<const T_*>(args.bias);
-    if (M > 0) {
+    auto* dx = static_cast<T_*>(args.dx);
+    const auto* dout = static_cast<const T_*>(args.dout);
+    const auto* x = static_cast<const T_*>(args.x);
+    const auto* weight = static_cast<const T_*>(args.weight);
+    const auto* bias = static_cast<const T_*>(args.bias);
+    const int32_t* cu_seqlens = args.seqs.cu_seqlens;
+    const int N = int(args.seqs.count);
+    if (M > 0 && args.channel_last) {
+      causal_conv1d_bwd_last_kernel<T_>
+          <<<flat_grid("causal_conv1d_bwd", (D + kLanes - 1) / kLanes, tiles, B), kLastThreads, 0,
+             stream>>>(dx, partial.data_as<float>(), dout, x, weight, bias, D, T, W, args.silu,
+                       cu_seqlens, N, args.x_at, args.dout_at, args.dx_at);
+      LONGCTX_CHECK_LAUNCH();
+    } else if (M > 0) {
       causal_conv1d_bwd_kernel<T_>
           <<<flat_grid("causal_conv1d_bwd", B * D, tiles, 1), kThreads, 0, stream>>>(
-              static_cast<T_*>(args.dx), partial.data_as<float>(),
-              static_cast<const T_*>(args.dout), static_cast<const T_*>(args.x),
-              static_cast<const T_*>(args.weight), bias_ptr, B * D, D, T, W, args.silu,
-              args.seqs.cu_seqlens, int(args.seqs.count), args.x_at, args.dout_at, args.dx_at);
+              dx, partial.data_as<float>(), dout, x, weight, bias, B * D, D, T, W, args.silu,
+              cu_seqlens, N, args.x_at, args.dout_at, args.dx_at);
       LONGCTX_CHECK_LAUNCH();
     }
     const int64_t slots = D * (W + 1);
