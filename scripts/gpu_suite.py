@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The GPU lease plan: what a session lent the device machine (one H200, 16 cores, no network,
-15 minutes of device time in all, at most 10 minutes a command, 8 files back) runs, in two
+"""The GPU lease plan: what a session lent the device machine (one H100 or H200, sm_90a, 16
+cores, no network, 15 minutes of device time in all, at most 10 minutes a command, 8 files back)
+runs, in two
 calls, and what is prepared here beforehand so that nothing on the device needs apt or a network.
 
   bash scripts/gpu-suite.sh --plan            each call's `run` invocation, steps and budgets
@@ -22,7 +23,7 @@ calls, and what is prepared here beforehand so that nothing on the device needs 
   bash scripts/gpu-suite.sh --measure         (here) refresh scripts/gpu-lease-measurements.json,
                                               the measurements the budgets derive from
   bash scripts/gpu-suite.sh --collect DIR...  (here, after) the files the calls brought back into
-                                              bench/results/<date>-h200-<commit>/
+                                              bench/results/<date>-<gpu>-<commit>/ (h100, h200)
 
 --hide-system (with --call or --configure-only) runs the step in a private mount namespace in
 which every file of the packages carried in .lease/deps.tar.xz is hidden from /usr (an overlay
@@ -1728,8 +1729,8 @@ def attention_sweep_work(d, reps=5):
 def plan():
     m = json.loads(MEASUREMENTS.read_text()) if MEASUREMENTS.exists() else {}
     print(
-        "GPU lease plan (the device: one H200, 16 cores, no network; 15 min of device time in "
-        "all, machine starts included)\n"
+        "GPU lease plan (the device: one H100 or H200, sm_90a, 16 cores, no network; 15 min of "
+        "device time in all, machine starts included)\n"
     )
     print("Here, before the lease (no device time), on the commit to be run:")
     print(
@@ -1924,20 +1925,28 @@ def plan():
     )
     print(
         "Afterwards: bash scripts/gpu-suite.sh --collect <call 1 files_at> <call 2 files_at>"
-        " copies the summaries, tables and logs archives to bench/results/<date>-h200-<commit>/"
+        " copies the summaries, tables and logs archives to bench/results/<date>-<gpu>-<commit>/"
         " to commit."
     )
 
 
+def gpu_tag(gpu):
+    """'NVIDIA H100 80GB HBM3, 580.159.04, ...' -> 'h100'; 'gpu' when nvidia-smi named none."""
+    model = re.search(r"\b([A-Z]+\d+[A-Z]*)\b", gpu.split(",")[0].replace("NVIDIA", ""))
+    return model.group(1).lower() if model else "gpu"
+
+
 def collect(dirs):
     """Copies what the calls brought back (their files_at folders) into
-    bench/results/<date>-h200-<commit>/, the build archive left out (binaries, not results)."""
+    bench/results/<date>-<gpu>-<commit>/, the build archive left out (binaries, not results).
+    <gpu> is the model nvidia-smi named on the device (h100, h200), so that a figure is never
+    filed under another card than the one that made it."""
     files = [f for d in dirs for f in sorted(Path(d).iterdir()) if f.is_file()]
     summary = next((f for f in files if f.name in ("summary-1.json", "results-2.json")), None)
     if summary is None:
         sys.exit("gpu-suite: no summary-1.json or results-2.json in " + " ".join(dirs))
     s = json.loads(summary.read_text())
-    name = f"{s['date'][:10]}-h200-{s['commit']['commit'][:7]}"
+    name = f"{s['date'][:10]}-{gpu_tag(s['machine'].get('gpu', ''))}-{s['commit']['commit'][:7]}"
     dest = ROOT / "bench" / "results" / name
     dest.mkdir(parents=True, exist_ok=True)
     for f in files:
