@@ -52,6 +52,16 @@ __device__ __forceinline__ float activate(float pre, bool silu) {
   return silu ? scan::siluf(pre) : pre;
 }
 
+// bias + sum_j w4[j] * x[t - 3 + j] over the taps inside t's sequence (from `start` on), with
+// window[j] = x[t - 3 + j]: the pre-activation of out[t].
+__device__ __forceinline__ float conv_pre(const float (&w4)[kTaps], float bias, const float* window,
+                                          int64_t t, int64_t start) {
+  float acc = bias;
+#pragma unroll
+  for (int j = 0; j < kTaps; ++j) acc += w4[j] * (t - kHalo + j >= start ? window[j] : 0.f);
+  return acc;
+}
+
 // The positions [start, end) of the sequence holding step t of a row: the whole row of a
 // rectangular batch; in a packed batch (cu_seqlens given, N sequences) t's own sequence.
 struct Bounds {
@@ -92,10 +102,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t t = t_tile + i;
     if (t >= T_len) break;
     const int64_t start = bounds_of(cu_seqlens, N, t, T_len).start;
-    float acc = b;
-#pragma unroll
-    for (int j = 0; j < kTaps; ++j) acc += w4[j] * (t - kHalo + j >= start ? xs[i + j] : 0.f);
-    out_row[t * out_at.t] = store_as<T>(activate(acc, silu));
+    out_row[t * out_at.t] = store_as<T>(activate(conv_pre(w4, b, xs + i, t, start), silu));
   }
 }
 
@@ -143,10 +150,7 @@ __global__ void __launch_bounds__(kThreads)
       g = load_f32(dout_row[t * dout_at.t]);
       if (silu) {
         const int64_t start = bounds_of(cu_seqlens, N, t, T_len).start;
-        float pre = b;
-#pragma unroll
-        for (int j = 0; j < kTaps; ++j) pre += w4[j] * (t - kHalo + j >= start ? xs[i + j] : 0.f);
-        g *= scan::silu_grad(pre);
+        g *= scan::silu_grad(conv_pre(w4, b, xs + i, t, start));
       }
     }
     gs[i] = g;
@@ -248,11 +252,8 @@ __global__ void __launch_bounds__(kLastThreads)
   for (int i = 0; i < kSteps; ++i) {
     const int64_t t = run.t0 + i;
     if (t >= run.t1) break;
-    const int64_t start = cursor.at(t).start;
-    float acc = b;
-#pragma unroll
-    for (int j = 0; j < kTaps; ++j) acc += w4[j] * (t - kHalo + j >= start ? xs[i + j] : 0.f);
-    out_row[t * out_at.t] = store_as<T>(activate(acc, silu));
+    const float pre = conv_pre(w4, b, xs + i, t, cursor.at(t).start);
+    out_row[t * out_at.t] = store_as<T>(activate(pre, silu));
   }
 }
 
@@ -290,11 +291,7 @@ __global__ void __launch_bounds__(kLastThreads, 1)
       for (int i = 0; i < kSteps + kHalo; ++i) {
         const int64_t t = run.t0 + i;
         if (t >= T_len) break;
-        const int64_t start = cursor.at(t).start;
-        float pre = b;
-#pragma unroll
-        for (int j = 0; j < kTaps; ++j) pre += w4[j] * (t - kHalo + j >= start ? xs[i + j] : 0.f);
-        gs[i] *= scan::silu_grad(pre);
+        gs[i] *= scan::silu_grad(conv_pre(w4, b, xs + i, t, cursor.at(t).start));
       }
     }
     T* dx_row = dx + run.b * dx_at.b + run.d;
