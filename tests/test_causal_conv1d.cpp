@@ -27,6 +27,8 @@ const std::vector<CausalConv1dCase> kCases = {
     {"width_2_no_bias", 3, 5, 11, 2, false, Activation::silu},
     {"width_1", 2, 9, 10, 1, true, Activation::none},
     {"shorter_than_width", 2, 8, 2, 4, true, Activation::silu},
+    // Past one CUDA tile of steps (1024) and a warp of channels (32, a partial second warp).
+    {"past_a_tile_and_a_warp", 2, 45, 1100, 4, true, Activation::silu},
 };
 
 class CausalConv1d : public testing::TestWithParam<std::tuple<CausalConv1dCase, Backend>> {};

@@ -18,9 +18,10 @@
 // one contiguous read of 32 channels (128 bytes in f32), where the channel-first kernels' threads
 // would each read another row (one 32-byte sector for 2-4 useful bytes); each thread holds kSteps
 // consecutive steps of its channel, and its halo, in registers, all its loads issued before any
-// arithmetic. The backward reduces its block's warps' dweight/dbias in a fixed order into the
-// same per-tile partials. (Compiled; not yet run on a GPU: the lease's channel-last cases check
-// it.)
+// arithmetic. The backward's blocks cover the channel-first backward's tiles and reduce their
+// warps' dweight/dbias in a fixed order into the same per-tile partials. (Compiled; not yet run
+// on a GPU: the lease's channel-last cases check it. bench/results/
+// 2026-12-07-cuda-conv-channel-last/model.py replays their index arithmetic in numpy.)
 #include <cub/block/block_reduce.cuh>
 
 #include "kernels/common/grid.h"
@@ -185,25 +186,37 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- Channel-last (B, T, D): lanes over channels, warps over runs of kSteps steps ----
 
-constexpr int kLanes = 32;                  // channels per block, one per lane
-constexpr int kWarps = 16;                  // runs of steps per block, one per warp
-constexpr int kSteps = 8;                   // steps per thread, held in registers
-constexpr int kLastTile = kWarps * kSteps;  // steps per block
+constexpr int kLanes = 32;  // channels per block, one per lane
+constexpr int kWarps = 16;  // runs of steps side by side, one per warp
+constexpr int kSteps = 8;   // steps per thread and run, held in registers
 constexpr int kLastThreads = kLanes * kWarps;
+// Runs per warp, one after another: the forward's blocks cover kWarps * kSteps = 128 steps; the
+// backward's cover kTile (1024) steps, as the channel-first backward's, so that both make one
+// dweight/dbias partial per (b, channel, 1024 steps) (at 1M tokens and D = 4096: 80 MiB of them;
+// one run per warp would make 8x as many, and the sum over them 8x as long).
+constexpr int kFwdRuns = 1;
+constexpr int kBwdRuns = kTile / (kWarps * kSteps);
+static_assert(kBwdRuns * kWarps * kSteps == kTile, "the backward's tile is kTile steps");
 
-// This thread's channel d, batch row b and steps [t0, t1) (empty past T or with d >= D), in a
-// grid over (ceil(D / kLanes), ceil(T / kLastTile), B).
-struct LastRun {
-  int64_t d, b, tile, t0, t1;
-  bool active;
+// A block's share in a grid over (ceil(D / kLanes), ceil(T / (runs * kWarps * kSteps)), B): this
+// thread's channel d (every d < D: the channel-last layouts have unit-stride channels, at.d = 1),
+// batch row b, the block's tile, and the tile's first step.
+struct LastBlock {
+  int64_t d, b, tile, t_tile;
 };
-__device__ __forceinline__ LastRun last_run(int64_t D, int64_t T_len) {
+template <int runs>
+__device__ __forceinline__ LastBlock last_block(int64_t D, int64_t T_len) {
+  constexpr int64_t tile_steps = int64_t(runs) * kWarps * kSteps;
   const GridIndex blk = unflatten(blockIdx.x, unsigned((D + kLanes - 1) / kLanes),
-                                  unsigned((T_len + kLastTile - 1) / kLastTile));
-  const int64_t d = int64_t(blk.i0) * kLanes + threadIdx.x % kLanes;
-  const int64_t t0 = int64_t(blk.i1) * kLastTile + int64_t(threadIdx.x / kLanes) * kSteps;
-  const int64_t t1 = t0 + kSteps < T_len ? t0 + kSteps : T_len;
-  return {d, blk.i2, blk.i1, t0, t1, d < D && t0 < T_len};
+                                  unsigned((T_len + tile_steps - 1) / tile_steps));
+  return {int64_t(blk.i0) * kLanes + threadIdx.x % kLanes, blk.i2, blk.i1, blk.i1 * tile_steps};
+}
+
+// Run r's first step for this thread: a warp's runs are consecutive, so that its thread's sums
+// (and then the warps', in order) go in step order.
+template <int runs>
+__device__ __forceinline__ int64_t run_start(const LastBlock& blk, int r) {
+  return blk.t_tile + (int64_t(threadIdx.x / kLanes) * runs + r) * kSteps;
 }
 
 // The sequence holding step t for steps visited in increasing order from `t` on: a thread's few
@@ -213,7 +226,9 @@ struct SequenceCursor {
   int n;  // the sequence's index (0 for a rectangular batch)
   Bounds seq;
   __device__ SequenceCursor(const int32_t* cu, int N, int64_t t, int64_t T_len)
-      : cu_seqlens(cu), n(cu ? sequence_of(cu, N, t) : 0), seq(bounds_of(cu, N, t, T_len)) {}
+      : cu_seqlens(cu),
+        n(cu ? sequence_of(cu, N, t) : 0),
+        seq(cu ? Bounds{cu[n], cu[n + 1]} : Bounds{0, T_len}) {}
   __device__ const Bounds& at(int64_t t) {
     while (t >= seq.end) {  // on to the next sequence (empty ones are passed over)
       ++n;
@@ -239,67 +254,72 @@ __global__ void __launch_bounds__(kLastThreads)
     causal_conv1d_fwd_last_kernel(T* out, const T* x, const T* weight, const T* bias, int64_t D,
                                   int64_t T_len, int W, bool silu, const int32_t* cu_seqlens, int N,
                                   ConvStrides x_at, ConvStrides out_at) {
-  const LastRun run = last_run(D, T_len);
-  if (!run.active) return;
-  float xs[kHalo + kSteps];  // x[t0 - 3 .. t0 + kSteps)
-  load_steps(xs, x + run.b * x_at.b + run.d, x_at.t, run.t0, run.t1);
+  const LastBlock blk = last_block<kFwdRuns>(D, T_len);
+  const int64_t t0 = run_start<kFwdRuns>(blk, 0), t1 = min(t0 + kSteps, T_len);
+  if (blk.d >= D || t0 >= T_len) return;
+  float xs[kHalo + kSteps];  // x[t0 - 3 .. t1): no step past the run is read
+  load_steps(xs, x + blk.b * x_at.b + blk.d, x_at.t, t0, t1);
   float w4[kTaps];
-  load_taps(w4, weight, run.d, W);
-  const float b = bias ? load_f32(bias[run.d]) : 0.f;
-  T* out_row = out + run.b * out_at.b + run.d;
-  SequenceCursor cursor(cu_seqlens, N, run.t0, T_len);
+  load_taps(w4, weight, blk.d, W);
+  const float b = bias ? load_f32(bias[blk.d]) : 0.f;
+  T* out_row = out + blk.b * out_at.b + blk.d;
+  SequenceCursor cursor(cu_seqlens, N, t0, T_len);
 #pragma unroll
   for (int i = 0; i < kSteps; ++i) {
-    const int64_t t = run.t0 + i;
-    if (t >= run.t1) break;
+    const int64_t t = t0 + i;
+    if (t >= t1) break;
     const float pre = conv_pre(w4, b, xs + i, t, cursor.at(t).start);
     out_row[t * out_at.t] = store_as<T>(activate(pre, silu));
   }
 }
 
-// partial: (B * tiles, D, kPartial) as the channel-first backward's, tiles of kLastTile steps.
-// Launch bounds with one block per SM: ptxas otherwise held the f32 kernel to 64 registers and
-// spilled 40 bytes on sm_90a (CUDA 13.0); it takes 64-80 with no spill.
+// partial: (B * tiles, D, kPartial) with tiles of kTile steps, as the channel-first backward's.
 template <class T>
-__global__ void __launch_bounds__(kLastThreads, 1)
+__global__ void __launch_bounds__(kLastThreads)
     causal_conv1d_bwd_last_kernel(T* dx, float* partial, const T* dout, const T* x, const T* weight,
                                   const T* bias, int64_t D, int64_t T_len, int W, bool silu,
                                   const int32_t* cu_seqlens, int N, ConvStrides x_at,
                                   ConvStrides dout_at, ConvStrides dx_at) {
   __shared__ float warp_sums[kWarps][kPartial][kLanes];
-  const LastRun run = last_run(D, T_len);
+  const LastBlock blk = last_block<kBwdRuns>(D, T_len);
   const int lane = threadIdx.x % kLanes, warp = threadIdx.x / kLanes;
   float acc[kPartial];
 #pragma unroll
   for (int j = 0; j < kPartial; ++j) acc[j] = 0.f;
-  if (run.active) {
+  float w4[kTaps] = {}, b = 0.f;
+  if (blk.d < D) {  // (a lane past D runs no step)
+    load_taps(w4, weight, blk.d, W);
+    if (bias) b = load_f32(bias[blk.d]);
+  }
+  const T* x_row = x + blk.b * x_at.b + blk.d;
+  const T* dout_row = dout + blk.b * dout_at.b + blk.d;
+  T* dx_row = dx + blk.b * dx_at.b + blk.d;
+#pragma unroll 1
+  for (int r = 0; r < kBwdRuns; ++r) {
+    const int64_t t0 = run_start<kBwdRuns>(blk, r), t1 = min(t0 + kSteps, T_len);
+    if (blk.d >= D || t0 >= T_len) break;
     // x[t0 - 3 .. t1 + 3) and g[t0 .. t1 + 3): dx[t] reads g up to t + 3, and g[u] x up to u.
     float xs[kHalo + kSteps + kHalo], gs[kSteps + kHalo];
-    load_steps(xs, x + run.b * x_at.b + run.d, x_at.t, run.t0, T_len);
-    const T* dout_row = dout + run.b * dout_at.b + run.d;
+    load_steps(xs, x_row, x_at.t, t0, T_len);
 #pragma unroll
     for (int i = 0; i < kSteps + kHalo; ++i) {
-      const int64_t t = run.t0 + i;  // no gradient flows from outputs past the end
+      const int64_t t = t0 + i;  // no gradient flows from outputs past the end
       gs[i] = t < T_len ? load_f32(dout_row[t * dout_at.t]) : 0.f;
     }
-    float w4[kTaps];
-    load_taps(w4, weight, run.d, W);
-    const float b = bias ? load_f32(bias[run.d]) : 0.f;
     if (silu) {
-      SequenceCursor cursor(cu_seqlens, N, run.t0, T_len);
+      SequenceCursor cursor(cu_seqlens, N, t0, T_len);
 #pragma unroll
       for (int i = 0; i < kSteps + kHalo; ++i) {
-        const int64_t t = run.t0 + i;
+        const int64_t t = t0 + i;
         if (t >= T_len) break;
         gs[i] *= scan::silu_grad(conv_pre(w4, b, xs + i, t, cursor.at(t).start));
       }
     }
-    T* dx_row = dx + run.b * dx_at.b + run.d;
-    SequenceCursor cursor(cu_seqlens, N, run.t0, T_len);
+    SequenceCursor cursor(cu_seqlens, N, t0, T_len);
 #pragma unroll
     for (int i = 0; i < kSteps; ++i) {
-      const int64_t t = run.t0 + i;
-      if (t >= run.t1) break;
+      const int64_t t = t0 + i;
+      if (t >= t1) break;
       const Bounds seq = cursor.at(t);
       float dxv = 0.f;  // the outputs t + 3 - j of t's own sequence read x[t]
 #pragma unroll
@@ -315,9 +335,9 @@ __global__ void __launch_bounds__(kLastThreads, 1)
 #pragma unroll
   for (int j = 0; j < kPartial; ++j) warp_sums[warp][j][lane] = acc[j];
   __syncthreads();
-  if (warp != 0 || run.d >= D) return;
-  const int64_t tiles = (T_len + kLastTile - 1) / kLastTile;
-  float* p = partial + ((run.b * tiles + run.tile) * D + run.d) * kPartial;
+  if (warp != 0 || blk.d >= D) return;
+  const int64_t tiles = (T_len + kTile - 1) / kTile;
+  float* p = partial + ((blk.b * tiles + blk.tile) * D + blk.d) * kPartial;
 #pragma unroll
   for (int j = 0; j < kPartial; ++j) {
     float sum = 0.f;  // the warps' runs in step order
@@ -379,8 +399,9 @@ void causal_conv1d_fwd(const Context& ctx, const CausalConv1dArgs& args) {
     const int32_t* cu_seqlens = args.seqs.cu_seqlens;
     const int N = int(args.seqs.count);
     if (args.channel_last) {
-      const unsigned grid = flat_grid("causal_conv1d_fwd", (D + kLanes - 1) / kLanes,
-                                      (T + kLastTile - 1) / kLastTile, B);
+      constexpr int64_t tile = kFwdRuns * kWarps * kSteps;
+      const unsigned grid =
+          flat_grid("causal_conv1d_fwd", (D + kLanes - 1) / kLanes, (T + tile - 1) / tile, B);
       causal_conv1d_fwd_last_kernel<T_><<<grid, kLastThreads, 0, stream>>>(
           out, x, weight, bias, D, T, W, args.silu, cu_seqlens, N, args.x_at, args.out_at);
     } else {
@@ -397,9 +418,8 @@ void causal_conv1d_bwd(const Context& ctx, const CausalConv1dArgs& args) {
   const int W = args.W;
   if (D == 0) return;
   cudaStream_t stream = state_of(ctx).stream;
-  const int64_t tile = args.channel_last ? kLastTile : kTile;  // steps per partial
-  const int64_t tiles = (T + tile - 1) / tile;
-  const int64_t M = B * tiles;  // partials per channel
+  const int64_t tiles = (T + kTile - 1) / kTile;  // both layouts' backward tiles
+  const int64_t M = B * tiles;                    // partials per channel
   Tensor partial =
       Tensor::empty({std::max<int64_t>(M, 1), D, kPartial}, DType::f32, ctx.device(), &ctx);
   dispatch_cuda_float("causal_conv1d_bwd", args.dtype, [&](auto tag) {

@@ -11,8 +11,9 @@
 // channels unit-stride, its time steps R apart): the models' mixers read their conv inputs
 // straight out of their input projections this way and write the gradients straight into the
 // projections', with no transposes.
-// The decode step's (B, D) tensors are the same in both layouts. CUDA takes it in kernels of its
-// own, a warp's lanes on consecutive channels so that each row is read in one coalesced piece.
+// The decode step's (B, D) tensors are the same in both layouts. On CUDA the channel-last forward
+// and backward have kernels of their own, a warp's lanes on consecutive channels, so that each
+// row is read in one coalesced piece.
 //
 // Packed variable-length batches: with cu_seqlens, i32 (N + 1) — 0 first, nondecreasing, T
 // last — x, out and their gradients are (1, D, T) holding N sequences back to back along T,
