@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -765,25 +766,27 @@ class Run {
                                comm_.size() / C, " data parallel groups of ", C,
                                " context parallel ranks)");
       std::fprintf(
-          stderr, "train: %s on %s%s (%s), model %s (%s, %lld parameters), %s, step %lld of %lld\n",
+          stderr,
+          "train: %s on %s%s (%s), model %s (%s, vocabulary %lld, %lld parameters), %s, step %lld "
+          "of %lld\n",
           task_->name().c_str(), ctx_.device().str().c_str(), ranks.c_str(),
           opt_.precision == "bf16" ? "bf16 products, f32 master weights" : "f32",
           printable(opt_.model.name).c_str(), opt_.model.pattern().c_str(),
-          (long long)model_.parameter_count(), printable(opt_.out_dir).c_str(), (long long)step_,
-          (long long)opt_.steps);
+          (long long)model_.config().vocab_size, (long long)model_.parameter_count(),
+          printable(opt_.out_dir).c_str(), (long long)step_, (long long)opt_.steps);
     }
     const auto start = Clock::now();
     const int64_t first_step = step_;
     TrainResult result;
     while (step_ < opt_.steps) {
-      result.loss = one_step();
+      last_loss_ = one_step();
       const bool last = step_ == opt_.steps;
       if ((opt_.eval_every && step_ % opt_.eval_every == 0) || last) run_eval();
       if (leader() && opt_.log_every && (step_ % opt_.log_every == 0 || last)) {
         const double per_step = seconds_since(start) / double(step_ - first_step);
         std::fprintf(
             stderr, "step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s\n",
-            (long long)step_, (long long)opt_.steps, result.loss, last_lr_, last_norm_,
+            (long long)step_, (long long)opt_.steps, last_loss_, last_lr_, last_norm_,
             last_tokens_per_s_, duration(per_step * double(opt_.steps - step_)).c_str());
       }
       const bool stop = any_rank(g_stop_signal || (hooks_.stop_after && hooks_.stop_after(step_)));
@@ -802,8 +805,10 @@ class Run {
                              seconds_since(last_save_) >= 60 * opt_.checkpoint_minutes);
       if (last || periodic) save();
     }
-    if (step_ >= opt_.steps && !evaluated_) run_eval();  // resumed at the end already
+    // Resumed at the end already: the evaluation again, for the result; its log line is there.
+    if (step_ >= opt_.steps && !evaluated_) run_eval(/*log=*/false);
     result.step = step_;
+    result.loss = last_loss_;
     result.eval_loss = last_eval_.loss;
     result.eval_metric = metric(last_eval_);
     result.checkpoint = checkpoint_;
@@ -934,12 +939,12 @@ class Run {
   }
 
   // Every rank evaluates its share, laid out as in training; rank 0 logs.
-  void run_eval() {
+  void run_eval(bool log = true) {
     const int64_t n = std::min(opt_.eval_sequences, task_->test_sequences());
     last_eval_ = evaluate(comm_, model_, *task_, n, opt_.batch);
     evaluated_ = true;
     const std::string key = "eval_" + task_->metric();
-    log_line({{"step", step_}, {"eval_loss", last_eval_.loss}, {key, metric(last_eval_)}});
+    if (log) log_line({{"step", step_}, {"eval_loss", last_eval_.loss}, {key, metric(last_eval_)}});
     if (leader())
       std::fprintf(stderr, "eval at step %lld: loss %.4f, %s %.4f (%lld scored targets)\n",
                    (long long)step_, last_eval_.loss, task_->metric().c_str(), metric(last_eval_),
@@ -957,6 +962,7 @@ class Run {
         {"train.step", std::to_string(step_)},
         {"train.position", std::to_string(position_)},
         {"train.elapsed_s", json(elapsed_).dump()},
+        {"train.loss", json(last_loss_).dump()},  // null before the first step
         {"train.options", opt_.to_json()}};
     save_checkpoint(checkpoint_, model_, state, metadata);
     saved_step_ = step_;
@@ -1027,6 +1033,18 @@ class Run {
                   "train: --resume: ", checkpoint_, " is at step ", step_, ", data position ",
                   position_, ": inconsistent with ", opt_.steps, " steps of ",
                   opt_.accum * opt_.batch, " sequences");
+    // The last step's loss, for the result of a run resumed at its end (absent from checkpoints
+    // written before 2026-12-07: then NaN, reported as null).
+    last_loss_ = std::numeric_limits<double>::quiet_NaN();
+    if (const auto it = file.metadata.find("train.loss"); it != file.metadata.end()) {
+      const std::string& text = it->second;
+      const bool ok = json_problem(text, {/*max_depth=*/1}).empty() &&
+                      (json::parse(text).is_null() || json::parse(text).is_number());
+      LONGCTX_CHECK(ok, "train: --resume: ", checkpoint_,
+                    ": metadata 'train.loss' must be a number or null, got '", text.substr(0, 40),
+                    "'");
+      if (json::parse(text).is_number()) last_loss_ = json::parse(text).get<double>();
+    }
     saved_step_ = step_;
     evaluated_ = false;
   }
@@ -1048,6 +1066,7 @@ class Run {
   int64_t documents_ = 0;                               // packed so far this step
   Clock::time_point last_save_ = Clock::now();          // or the start of the run
   double elapsed_ = 0, last_lr_ = 0, last_norm_ = 0, last_tokens_per_s_ = 0;
+  double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // of the last step done
   EvalResult last_eval_;
   bool evaluated_ = false;
 };

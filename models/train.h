@@ -121,7 +121,8 @@ Device resolve_device(const std::string& name);
 struct TrainResult {
   int64_t step = 0;          // optimizer steps done in total (including before a resume)
   bool interrupted = false;  // stopped by a signal or by `stop_after`, checkpoint saved
-  double loss = 0;           // of the last step
+  double loss = 0;           // of the last step (NaN when resumed at the end from a checkpoint
+                             // older than its 'train.loss')
   double eval_loss = 0;      // of the last evaluation
   double eval_metric = 0;    // accuracy or bits per byte, of the last evaluation
   std::string checkpoint;    // path of the checkpoint written last

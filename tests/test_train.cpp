@@ -534,6 +534,23 @@ TEST(Train, ResumeReproducesTheUninterruptedRunExactly) {
   }
 }
 
+// --resume on a finished run reports the run's own result (the last step's loss was reported as
+// 0, and the evaluation logged a second time) and leaves its log as it was.
+TEST(Train, ResumingAFinishedRunReportsItsResultAndLogsNothing) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 3;
+  const train::TrainResult done = train::train(o);
+  const std::string log = slurp(dir.file("log.jsonl"));
+  const train::TrainResult again = train::train(train::load_run_options(dir.path()), true);
+  EXPECT_EQ(again.step, 3);
+  EXPECT_EQ(again.loss, done.loss);
+  EXPECT_EQ(step_lines(dir.path()).back()["loss"].get<double>(), done.loss);
+  EXPECT_EQ(again.eval_loss, done.eval_loss);
+  EXPECT_EQ(again.eval_metric, done.eval_metric);
+  EXPECT_EQ(slurp(dir.file("log.jsonl")), log);
+}
+
 TEST(Train, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
   TempDir dir;
   TrainOptions o = small_run(dir.path());
