@@ -37,4 +37,18 @@ inline CLI::Validator integer_at_least(int64_t lo) {
   return integer_in(lo, INT64_MAX);
 }
 
+// A seed: any unsigned 64-bit integer, written as one (CLI11 took "-1" as 2^64 - 1).
+inline CLI::Validator unsigned_integer() {
+  return CLI::Validator(
+      [](std::string& word) -> std::string {
+        uint64_t v = 0;
+        const char* end = word.data() + word.size();
+        const auto [stop, error] = std::from_chars(word.data(), end, v);
+        if (error != std::errc() || stop != end)
+          return detail::concat("must be an integer in [0, 2^64 - 1], got '", word, "'");
+        return "";
+      },
+      "UINT64");
+}
+
 }  // namespace longctx::cli

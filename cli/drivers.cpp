@@ -83,7 +83,8 @@ Command add_train_command(CLI::App& parent) {
       ->check(integer_at_least(1));
   cmd->add_option("--seq-len", args->seq_len, "sequence length (mqar: 64, text: 256)")
       ->check(integer_at_least(1));
-  cmd->add_option("--data-seed", args->data_seed, "seed of the data stream");
+  cmd->add_option("--data-seed", args->data_seed, "seed of the data stream")
+      ->check(unsigned_integer());
   cmd->add_option("--vocab", o.mqar.vocab_size, "mqar: vocabulary size V")->capture_default_str();
   cmd->add_option("--num-pairs", o.mqar.num_pairs, "mqar: key-value pairs K")
       ->capture_default_str();
@@ -97,7 +98,9 @@ Command add_train_command(CLI::App& parent) {
   cmd->add_flag("--pack,!--no-pack", o.text.pack,
                 "text: pack whole documents (the corpus's '%' lines end them) into each batch, "
                 "none seeing another (default), instead of windows across them");
-  cmd->add_option("--seed", o.seed, "parameter initialisation seed")->capture_default_str();
+  cmd->add_option("--seed", o.seed, "parameter initialisation seed")
+      ->check(unsigned_integer())
+      ->capture_default_str();
   cmd->add_option("--init", o.init,
                   "initial parameters from this checkpoint (a run directory's "
                   "checkpoint.safetensors) of the same model; the optimizer starts fresh");
@@ -197,7 +200,9 @@ Command add_generate_command(CLI::App& parent) {
       ->capture_default_str();
   cmd->add_option("--top-p", o.sampling.top_p, "nucleus sampling threshold (1: off)")
       ->capture_default_str();
-  cmd->add_option("--seed", o.sampling.seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--seed", o.sampling.seed, "sampling seed")
+      ->check(unsigned_integer())
+      ->capture_default_str();
   cmd->add_option("--device", o.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->check(integer_at_least(0));
   cmd->add_option("--weights", o.weights,
@@ -209,6 +214,7 @@ Command add_generate_command(CLI::App& parent) {
   auto run = [args]() -> int {
     train::GenerateOptions options = args->options;
     const bool text = !args->prompt.empty();
+    options.text = text;
     if (text)
       for (unsigned char c : args->prompt) options.prompt.push_back(c);
     else

@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -123,6 +124,11 @@ void list_ops() {
 int main(int argc, char** argv) {
   using namespace longctx;
   using namespace longctx::cli;
+  // A closed pipe on stdout (`longctx train ... | head`) killed the process by SIGPIPE at its next
+  // write: no message, and a training run lost every step since its last checkpoint. Ignored, the
+  // write fails with EPIPE instead: a run goes on to its end and its checkpoint, and the failed
+  // write is reported at exit as any other (status 1).
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"longctx: long-context sequence model kernels (flash attention, scans, SSD)"};
   app.require_subcommand(1);
 

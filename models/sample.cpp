@@ -15,6 +15,11 @@ std::vector<int32_t> generate_from_checkpoint(const GenerateOptions& options) {
                 options.max_new_tokens);
   const std::string path = checkpoint_file(options.checkpoint, "generate");
   const ModelConfig config = checkpoint_config(path);
+  // Tokens past 255 printed as bytes were cut to their low byte: text that was never generated.
+  LONGCTX_CHECK(!options.text || config.vocab_size == 256,
+                "generate: --prompt takes text for a byte-level model (vocabulary of 256, as "
+                "`train --task text` makes); this checkpoint's vocabulary has ",
+                config.vocab_size, " tokens: give its token ids with --tokens");
   for (int32_t t : options.prompt)
     LONGCTX_CHECK(t >= 0 && t < config.vocab_size, "generate: prompt token ", t,
                   " is outside the model's vocabulary [0, ", config.vocab_size, ")");

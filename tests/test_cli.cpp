@@ -952,6 +952,21 @@ TEST(CliHostile, FailedWriteToStdoutIsAnError) {
   EXPECT_NE(r.err.find("writing to stdout failed"), std::string::npos) << r.err;
 }
 
+// A closed pipe on stdout is a failed write too: SIGPIPE killed the tool (status 141, no
+// message; a training run lost its steps since the last checkpoint). The reader is gone before
+// the tool writes.
+TEST(CliHostile, ClosedPipeOnStdoutIsAnErrorNotASignal) {
+  ScratchDir dir;
+  const Result r =
+      run(dir, std::string("( sleep 0.3; '") + LONGCTX_CLI + "' ops 2> " + dir.file("cli_err.txt") +
+                   "; echo $? > " + dir.file("cli_status.txt") + " ) | true");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir.file("cli_status.txt")), "1\n");
+  EXPECT_NE(slurp(dir.file("cli_err.txt")).find("writing to stdout failed: Broken pipe"),
+            std::string::npos)
+      << slurp(dir.file("cli_err.txt"));
+}
+
 // FIFOs as inputs blocked open() forever; they are refused at once (the timeout would end a
 // regression with status 124).
 TEST(CliHostile, FifoInputsAreRefused) {
@@ -1191,6 +1206,10 @@ TEST(CliTrain, SigtermCheckpointsAndResumeFinishes) {
   int count = 0;
   for (int id; ids >> id; ++count) EXPECT_TRUE(id >= 0 && id < 64) << id;
   EXPECT_EQ(count, 5) << sampled.out;
+  // Text in and out is for byte-level models: this one's tokens were printed cut to a byte.
+  expect_error(
+      cli(dir, "generate --checkpoint " + dir.file("") + " --prompt hi"), 1,
+      {"--prompt takes text for a byte-level model", "vocabulary has 64 tokens", "--tokens"});
 }
 
 // kill -9 mid-run, the case README promises resume for: with a checkpoint every 30 ms of wall
@@ -1260,6 +1279,9 @@ TEST(CliTrain, BadFlagsAndMissingFilesAreOneLineErrors) {
       {"generate --checkpoint /nonexistent.safetensors --tokens 1", 1, "does not exist"},
       {"generate --checkpoint " + tiny_model(dir) + " --tokens 1", 1, "tiny.json"},
       {"generate --checkpoint x --prompt a --tokens 1", 2, "excludes"},
+      {"generate --checkpoint x --tokens 1 --seed -1", 2, "got '-1'"},
+      {"train --out " + dir.file("") + " --data-seed -1", 2, "got '-1'"},
+      {"train --out " + dir.file("") + " --seed 18446744073709551616", 2, "integer in [0, 2^64"},
   };
   for (const Case& c : cases) {
     const Result r = cli(dir, c.args);
