@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "harness.h"
 #include "longctx/model/checkpoint.h"
 
@@ -127,6 +129,31 @@ TEST(Checkpoint, HostileConfigIsAnErrorNamingTheFile) {
   save_safetensors(path, {}, {{"longctx.config", "{not json"}});
   EXPECT_LONGCTX_ERROR(checkpoint_config(path), where.c_str(), "not valid JSON");
   EXPECT_LONGCTX_ERROR(load_checkpoint(path, model), where.c_str(), "not valid JSON");
+}
+
+// A config edited to a larger model than the file's tensors hold (an 87 KB checkpoint saying
+// vocab_size 2^24 had `generate` allocate and initialise 5 GB before its tensors were checked):
+// checkpoint_config refuses it, naming the tensor, before any model of it is built; every
+// parameter missing is refused too, and the file as saved still reads.
+TEST(Checkpoint, ConfigLargerThanItsTensorsIsRefusedBeforeAModelIsBuilt) {
+  Context& ctx = context_for(Device::cpu());
+  TempDir dir;
+  Model model(ModelConfig::from_json(kConfig), ctx, DType::f32, 1);
+  const std::string path = dir.file("edited.safetensors");
+  save_checkpoint(path, model);
+  EXPECT_EQ(checkpoint_config(path).to_json(), model.config().to_json());
+  const std::string config = model.config().to_json();
+  nlohmann::json edited = nlohmann::json::parse(config);
+  edited["vocab_size"] = 16777216;
+  const std::string inflated = edited.dump();
+  save_safetensors(path, params_of(model), {{"longctx.config", inflated}});
+  EXPECT_LONGCTX_ERROR(checkpoint_config(path), path.c_str(),
+                       "parameter 'embed' has shape (11, 16)", "the model's is (16777216, 16)",
+                       "do not fit its config");
+  auto missing = params_of(model);
+  missing.erase("final_norm");
+  save_safetensors(path, missing, {{"longctx.config", config}});
+  EXPECT_LONGCTX_ERROR(checkpoint_config(path), "parameter 'final_norm' is missing");
 }
 
 TEST(Checkpoint, BadFilesAreErrorsAndAFailedSaveKeepsTheOldOne) {

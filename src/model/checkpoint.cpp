@@ -55,6 +55,19 @@ ModelConfig config_of(const SafetensorsFile& file, const std::string& path) {
   }
 }
 
+// Every parameter of `params` (names and shapes, in order) present in the file with its shape.
+void check_parameter_shapes(const SafetensorsFile& file, const std::string& path,
+                            const std::vector<std::pair<std::string, Shape>>& params) {
+  for (const auto& [name, shape] : params) {
+    const auto it = file.tensors.find(name);
+    LONGCTX_CHECK(it != file.tensors.end(), "checkpoint ", path, ": parameter '", name,
+                  "' is missing");
+    LONGCTX_CHECK(it->second.shape() == shape, "checkpoint ", path, ": parameter '", name,
+                  "' has shape ", shape_str(it->second.shape()), ", the model's is ",
+                  shape_str(shape));
+  }
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& path, const Model& model,
@@ -84,14 +97,9 @@ SafetensorsFile load_checkpoint(const std::string& path, Model& model) {
   LONGCTX_CHECK(diff.empty(), "checkpoint ", path, ": its config differs from the model's at '",
                 diff, "' (checkpoint: ", value_at(saved, diff), ", model: ", value_at(mine, diff),
                 "); build the model from checkpoint_config(path)");
+  check_parameter_shapes(file, path, model.params().declared());
   for (const auto& [name, param] : model.params().tensors()) {
-    const auto it = file.tensors.find(name);
-    LONGCTX_CHECK(it != file.tensors.end(), "checkpoint ", path, ": parameter '", name,
-                  "' is missing");
-    const Tensor& t = it->second;
-    LONGCTX_CHECK(t.shape() == param.shape(), "checkpoint ", path, ": parameter '", name,
-                  "' has shape ", shape_str(t.shape()), ", the model's is ",
-                  shape_str(param.shape()));
+    const Tensor& t = file.tensors.at(name);
     LONGCTX_CHECK(t.dtype() == param.dtype(), "checkpoint ", path, ": parameter '", name, "' is ",
                   dtype_name(t.dtype()), ", the model's is ", dtype_name(param.dtype()));
   }
@@ -109,7 +117,16 @@ SafetensorsFile load_checkpoint(const std::string& path, Model& model) {
 }
 
 ModelConfig checkpoint_config(const std::string& path) {
-  return config_of(load_safetensors(path), path);
+  const SafetensorsFile file = load_safetensors(path);
+  ModelConfig config = config_of(file, path);
+  // The tensors against the config before anyone builds its model: a config edited to a larger
+  // one (vocab_size 2^24 in an 87 KB file) had `generate` allocate and initialise 5 GB first.
+  try {
+    check_parameter_shapes(file, path, Model::declared_parameters(config).declared());
+  } catch (const Error& e) {
+    throw Error(detail::concat(e.what(), " (the checkpoint's tensors do not fit its config)"));
+  }
+  return config;
 }
 
 }  // namespace longctx

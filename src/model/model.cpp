@@ -119,7 +119,30 @@ double to_host_scalar(const Tensor& t, const Context& ctx) {
   const Tensor host = t.device().is_cpu() ? t : t.to(Device::cpu(), &ctx);
   return host.to_dtype(DType::f64).data_as<double>()[0];
 }
+
+// The parameters of a model of `config` whose layers are `mixers`, declared in the model's order.
+ParamArena declare_parameters(const ModelConfig& config,
+                              const std::vector<std::unique_ptr<Mixer>>& mixers) {
+  const int64_t C = config.d_model, V = config.vocab_size;
+  ParamArena params;
+  params.declare("embed", {V, C});
+  for (int l = 0; l < int(mixers.size()); ++l) {
+    params.declare(norm_name(l), {C});
+    mixers[size_t(l)]->declare(params);
+  }
+  params.declare("final_norm", {C});
+  if (!config.tie_embeddings) params.declare("head", {V, C});
+  return params;
+}
 }  // namespace
+
+ParamArena Model::declared_parameters(ModelConfig config) {
+  config.validate();
+  std::vector<std::unique_ptr<Mixer>> mixers;
+  for (int l = 0; l < int(config.layers.size()); ++l)
+    mixers.push_back(make_mixer(config.layers[l], config, l));
+  return declare_parameters(config, mixers);
+}
 
 Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
     : config_(std::move(config)),
@@ -131,17 +154,9 @@ Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
   config_.validate();
   LONGCTX_CHECK(dtype == DType::f32 || (dtype == DType::f64 && ctx.device().is_cpu()),
                 "Model: dtype must be f32 (or f64 on the CPU), got ", dtype_name(dtype));
-  const int64_t C = config_.d_model, V = config_.vocab_size;
   const int n_layers = int(config_.layers.size());
   for (int l = 0; l < n_layers; ++l) mixers_.push_back(make_mixer(config_.layers[l], config_, l));
-
-  params_.declare("embed", {V, C});
-  for (int l = 0; l < n_layers; ++l) {
-    params_.declare(norm_name(l), {C});
-    mixers_[l]->declare(params_);
-  }
-  params_.declare("final_norm", {C});
-  if (!config_.tie_embeddings) params_.declare("head", {V, C});
+  params_ = declare_parameters(config_, mixers_);
 
   // Initial values in f64 on the host from one seed, then converted and copied once.
   Context host_ctx(Device::cpu());

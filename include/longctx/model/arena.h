@@ -37,6 +37,8 @@ class ParamArena {
   // other tensors are unchanged.
   void replace_view(const std::string& name, const Tensor& t);
   const std::vector<NamedTensor>& tensors() const { return tensors_; }
+  // The declared names and shapes, in order (before allocate() too).
+  const std::vector<std::pair<std::string, Shape>>& declared() const { return declared_; }
   const Tensor& flat() const { return flat_; }  // the whole buffer, 1-D (padding included)
   int64_t numel() const;                        // declared elements, padding excluded
 

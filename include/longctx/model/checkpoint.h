@@ -24,7 +24,9 @@ void save_checkpoint(const std::string& path, const Model& model,
 // "state.*" tensors and the metadata are for the caller).
 SafetensorsFile load_checkpoint(const std::string& path, Model& model);
 
-// The config a checkpoint was saved with, to build the model it fits.
+// The config a checkpoint was saved with, to build the model it fits; checked first against the
+// file's tensors (every parameter of that model present with its shape), so that a config edited
+// to a larger model is an error before any model is built.
 ModelConfig checkpoint_config(const std::string& path);
 
 }  // namespace longctx

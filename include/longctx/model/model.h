@@ -61,6 +61,11 @@ class Model {
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
 
+  // The parameters a model of `config` holds, declared and not allocated: their names and shapes
+  // without their memory (a checkpoint's tensors are checked against them before a model is
+  // built from its config). Throws Error for an invalid config.
+  static ParamArena declared_parameters(ModelConfig config);
+
   const ModelConfig& config() const { return config_; }
   const Context& context() const { return *ctx_; }
   DType dtype() const { return dtype_; }
