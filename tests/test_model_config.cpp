@@ -77,6 +77,10 @@ TEST(ModelConfig, BadConfigsNameTheKey) {
       "unknown key 'attention.n_head'", "n_heads");
   EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": "64", "pattern": "*"})"),
                        "'d_model' must be an integer", "string");
+  // 2^64 - 1 was read back as -1 and reported so.
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 18446744073709551615, "pattern": "*"})"),
+      "'d_model' is too large, got 18446744073709551615");
   EXPECT_LONGCTX_ERROR(
       ModelConfig::from_json(R"({"d_model": 64, "pattern": "*", "attention": {"n_heads": 5}})"),
       "'attention.n_heads'", "must divide d_model 64", "got 5");

@@ -62,6 +62,9 @@ class ObjectReader {
     if (const json* v = find(key)) {
       LONGCTX_CHECK(v->is_number_integer(), "config: '", where(key), "' must be an integer, got ",
                     v->type_name(), " ", v->dump());
+      // Past INT64_MAX the value is unsigned in the JSON and read back wrapped (2^64 - 1 as -1).
+      LONGCTX_CHECK(!v->is_number_unsigned() || v->get<uint64_t>() <= uint64_t(INT64_MAX),
+                    "config: '", where(key), "' is too large, got ", v->dump());
       out = v->get<int64_t>();
     }
   }
