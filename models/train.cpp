@@ -201,8 +201,9 @@ std::unique_ptr<Task> make_task(const TrainOptions& options) {
 std::string checkpoint_file(const std::string& path, const std::string& who) {
   const std::string file =
       std::filesystem::is_directory(path) ? path + "/checkpoint.safetensors" : path;
+  LONGCTX_CHECK(std::filesystem::exists(file), who, ": checkpoint ", file, " does not exist");
   LONGCTX_CHECK(std::filesystem::is_regular_file(file), who, ": checkpoint ", file,
-                " does not exist");
+                " is not a regular file (a FIFO, a device?)");
   return file;
 }
 
@@ -776,7 +777,7 @@ class Run {
           printable(opt_.out_dir).c_str(), (long long)step_, (long long)opt_.steps);
     }
     const auto start = Clock::now();
-    const int64_t first_step = step_;
+    const int64_t first_step = start_step_ = step_;
     TrainResult result;
     while (step_ < opt_.steps) {
       last_loss_ = one_step();
@@ -889,7 +890,11 @@ class Run {
           saved_step_ >= 0 ? detail::concat("The last good checkpoint (step ", saved_step_, ") is ",
                                             checkpoint_, ".")
                            : std::string("No checkpoint was written yet."),
-          " Try a lower --lr or tighter --clip."));
+          step_ == start_step_
+              // No update of this run's yet: what it started from (--init, the checkpoint, the
+              // config's initialisation) gives it, which no --lr changes.
+              ? " It is the run's first step here: check the parameters it started from."
+              : " Try a lower --lr or tighter --clip."));
     }
 
     AdamWParams adamw;
@@ -1067,6 +1072,7 @@ class Run {
   Clock::time_point last_save_ = Clock::now();          // or the start of the run
   double elapsed_ = 0, last_lr_ = 0, last_norm_ = 0, last_tokens_per_s_ = 0;
   double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // of the last step done
+  int64_t start_step_ = 0;  // the step this process began at (0, or the resumed checkpoint's)
   EvalResult last_eval_;
   bool evaluated_ = false;
 };

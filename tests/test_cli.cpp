@@ -1277,6 +1277,7 @@ TEST(CliTrain, BadFlagsAndMissingFilesAreOneLineErrors) {
       {"train --out " + dir.file("") + " --device cpu --precision bf16", 1,
        "--precision bf16 needs a CUDA device"},
       {"generate --checkpoint /nonexistent.safetensors --tokens 1", 1, "does not exist"},
+      {"generate --checkpoint /dev/null --tokens 1", 1, "/dev/null is not a regular file"},
       {"generate --checkpoint " + tiny_model(dir) + " --tokens 1", 1, "tiny.json"},
       {"generate --checkpoint x --prompt a --tokens 1", 2, "excludes"},
       {"generate --checkpoint x --tokens 1 --seed -1", 2, "got '-1'"},

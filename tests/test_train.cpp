@@ -571,6 +571,22 @@ TEST(Train, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
   }
 }
 
+// Non-finite at a run's first step comes from what it started from (here --init parameters
+// holding NaN), which no --lr changes: the message says so instead of suggesting a lower --lr.
+TEST(Train, NonFiniteAtTheFirstStepPointsAtTheStartingParameters) {
+  TempDir first_dir, second_dir;
+  TrainOptions o = small_run(first_dir.path());
+  o.steps = 1;
+  train::train(o);
+  SafetensorsFile f = load_safetensors(first_dir.file("checkpoint.safetensors"));
+  f.tensors.at("final_norm").fill(std::nan(""));
+  save_safetensors(first_dir.file("nan.safetensors"), f.tensors, f.metadata);
+  TrainOptions from_nan = small_run(second_dir.path());
+  from_nan.init = first_dir.file("nan.safetensors");
+  EXPECT_LONGCTX_ERROR(train::train(from_nan), "step 1: the loss is not finite",
+                       "first step here: check the parameters it started from");
+}
+
 TEST(Train, RunDirectoryMistakesAreClearErrors) {
   TempDir dir;
   TrainOptions o = small_run(dir.path());
