@@ -9,6 +9,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "longctx/error.h"
@@ -35,6 +36,20 @@ inline CLI::Validator integer_in(int64_t lo, int64_t hi) {
 
 inline CLI::Validator integer_at_least(int64_t lo) {
   return integer_in(lo, INT64_MAX);
+}
+
+// A number in [lo, hi]; "nan" is not one (CLI::Range passed it: every comparison with NaN is
+// false).
+inline CLI::Validator number_in(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& word) -> std::string {
+        char* stop = nullptr;
+        const double v = std::strtod(word.c_str(), &stop);
+        if (word.empty() || stop != word.c_str() + word.size() || !(v >= lo && v <= hi))
+          return detail::concat("must be a number in [", lo, ", ", hi, "], got '", word, "'");
+        return "";
+      },
+      detail::concat("NUMBER in [", lo, ", ", hi, "]"));
 }
 
 // A seed: any unsigned 64-bit integer, written as one (CLI11 took "-1" as 2^64 - 1).

@@ -192,7 +192,7 @@ int main(int argc, char** argv) {
                    "MiB: instead of the sweep, the longest T per preset whose training step "
                    "(B = 1, split over the --context-parallel ranks) keeps each rank's training "
                    "memory within it (0: off)")
-      ->check(CLI::Range(0.0, 1e9))
+      ->check(number_in(0, 1e9))
       ->capture_default_str();
   scaling_cmd
       ->add_option("--memory-step", scaling.memory_step,

@@ -1116,6 +1116,8 @@ TEST(CliBench, ScalingMemoryBudgetFindsTheLongestFittingLength) {
   expect_error(cli(dir, base + "--memory-budget 1 --lengths 64 --out " + dir.file("x.json")), 1,
                {"--memory-budget searches T itself"});
   EXPECT_EQ(cli(dir, base + "--memory-budget -1 --out " + dir.file("x.json")).status, 2);
+  expect_error(cli(dir, base + "--memory-budget nan --out " + dir.file("x.json")), 2,
+               {"--memory-budget", "got 'nan'"});
   EXPECT_EQ(cli(dir, base + "--memory-budget 1 --memory-step 0 --out " + dir.file("x.json")).status,
             2);
 }
