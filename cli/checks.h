@@ -9,7 +9,6 @@
 
 #include <charconv>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
 #include "longctx/error.h"
@@ -43,9 +42,10 @@ inline CLI::Validator integer_at_least(int64_t lo) {
 inline CLI::Validator number_in(double lo, double hi) {
   return CLI::Validator(
       [lo, hi](std::string& word) -> std::string {
-        char* stop = nullptr;
-        const double v = std::strtod(word.c_str(), &stop);
-        if (word.empty() || stop != word.c_str() + word.size() || !(v >= lo && v <= hi))
+        double v = 0;
+        const char* end = word.data() + word.size();
+        const auto [stop, error] = std::from_chars(word.data(), end, v);
+        if (error != std::errc() || stop != end || !(v >= lo && v <= hi))
           return detail::concat("must be a number in [", lo, ", ", hi, "], got '", word, "'");
         return "";
       },

@@ -70,7 +70,7 @@ Command add_train_command(CLI::App& parent) {
                   "each started as soon as the backward has finished its layers; 0: one sum "
                   "after the backward (the default with MPI on the CPU, where buckets measured no "
                   "faster; 25 with NCCL). The same bits either way")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_in(0, 1e9));
   const size_t n_execution_options = cmd->get_options().size();
 
   cmd->add_option("--task", o.task, "mqar or text")

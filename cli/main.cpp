@@ -124,11 +124,13 @@ void list_ops() {
 int main(int argc, char** argv) {
   using namespace longctx;
   using namespace longctx::cli;
-  // A closed pipe on stdout (`longctx train ... | head`) killed the process by SIGPIPE at its next
-  // write: no message, and a training run lost every step since its last checkpoint. Ignored, the
-  // write fails with EPIPE instead: a run goes on to its end and its checkpoint, and the failed
-  // write is reported at exit as any other (status 1).
-  std::signal(SIGPIPE, SIG_IGN);
+  // A closed pipe on the output (`longctx train ... 2>&1 | head`) killed the process by SIGPIPE
+  // at its next write: no message, and a training run lost every step since its last checkpoint.
+  // Caught by a handler that does nothing, the write fails with EPIPE instead: a run goes on to
+  // its end and its checkpoint, and a failed write to stdout is reported at exit as any other
+  // (status 1). A handler, not SIG_IGN: a program this one starts (bench scaling's `sed | head`
+  // through popen) must keep the default action, and an ignored signal would stay ignored in it.
+  std::signal(SIGPIPE, [](int) {});
   CLI::App app{"longctx: long-context sequence model kernels (flash attention, scans, SSD)"};
   app.require_subcommand(1);
 

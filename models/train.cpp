@@ -16,6 +16,7 @@
 #include <limits>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -114,6 +115,20 @@ template <class T>
 void read_key(const json& j, const std::string& key, T& out, std::vector<std::string>& known) {
   known.push_back(key);
   if (!j.contains(key)) return;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // nlohmann converts without a word: 2^64 - 1 into an int64_t as -1, -1 into a seed as
+    // 2^64 - 1, 3.5 as 3. (It reads every non-negative integer as unsigned.)
+    using limits = std::numeric_limits<T>;
+    const json& v = j.at(key);
+    if (v.is_number()) {  // other types: the wrong type, below
+      const bool fits = v.is_number_integer() &&
+                        (v.is_number_unsigned()
+                             ? v.get<uint64_t>() <= uint64_t(limits::max())
+                             : std::is_signed_v<T> && v.get<int64_t>() >= int64_t(limits::min()));
+      LONGCTX_CHECK(fits, "train options: '", key, "' must be an integer in [", limits::min(), ", ",
+                    limits::max(), "], got ", v.dump());
+    }
+  }
   try {
     out = j.at(key).get<T>();
   } catch (const json::exception&) {
@@ -777,7 +792,7 @@ class Run {
           printable(opt_.out_dir).c_str(), (long long)step_, (long long)opt_.steps);
     }
     const auto start = Clock::now();
-    const int64_t first_step = start_step_ = step_;
+    const int64_t first_step = step_;
     TrainResult result;
     while (step_ < opt_.steps) {
       last_loss_ = one_step();
@@ -890,10 +905,10 @@ class Run {
           saved_step_ >= 0 ? detail::concat("The last good checkpoint (step ", saved_step_, ") is ",
                                             checkpoint_, ".")
                            : std::string("No checkpoint was written yet."),
-          step_ == start_step_
-              // No update of this run's yet: what it started from (--init, the checkpoint, the
-              // config's initialisation) gives it, which no --lr changes.
-              ? " It is the run's first step here: check the parameters it started from."
+          step_ == 0
+              // Before any update: what the run started from (--init, the config's
+              // initialisation) gives it, which no --lr changes.
+              ? " It is the run's first step: check the parameters it started from."
               : " Try a lower --lr or tighter --clip."));
     }
 
@@ -1043,12 +1058,13 @@ class Run {
     last_loss_ = std::numeric_limits<double>::quiet_NaN();
     if (const auto it = file.metadata.find("train.loss"); it != file.metadata.end()) {
       const std::string& text = it->second;
-      const bool ok = json_problem(text, {/*max_depth=*/1}).empty() &&
-                      (json::parse(text).is_null() || json::parse(text).is_number());
-      LONGCTX_CHECK(ok, "train: --resume: ", checkpoint_,
+      const json loss = json_problem(text, {/*max_depth=*/1}).empty()
+                            ? json::parse(text)
+                            : json(json::value_t::discarded);  // neither null nor a number
+      LONGCTX_CHECK(loss.is_null() || loss.is_number(), "train: --resume: ", checkpoint_,
                     ": metadata 'train.loss' must be a number or null, got '", text.substr(0, 40),
                     "'");
-      if (json::parse(text).is_number()) last_loss_ = json::parse(text).get<double>();
+      if (loss.is_number()) last_loss_ = loss.get<double>();
     }
     saved_step_ = step_;
     evaluated_ = false;
@@ -1072,7 +1088,6 @@ class Run {
   Clock::time_point last_save_ = Clock::now();          // or the start of the run
   double elapsed_ = 0, last_lr_ = 0, last_norm_ = 0, last_tokens_per_s_ = 0;
   double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // of the last step done
-  int64_t start_step_ = 0;  // the step this process began at (0, or the resumed checkpoint's)
   EvalResult last_eval_;
   bool evaluated_ = false;
 };

@@ -953,8 +953,8 @@ TEST(CliHostile, FailedWriteToStdoutIsAnError) {
 }
 
 // A closed pipe on stdout is a failed write too: SIGPIPE killed the tool (status 141, no
-// message; a training run lost its steps since the last checkpoint). The reader is gone before
-// the tool writes.
+// message; under `train ... 2>&1 | head`, a training run lost its steps since the last
+// checkpoint). The reader is gone before the tool writes.
 TEST(CliHostile, ClosedPipeOnStdoutIsAnErrorNotASignal) {
   ScratchDir dir;
   const Result r =

@@ -364,6 +364,16 @@ TEST(Train, OptionsRoundTripThroughJsonAndUnknownKeysAreNamed) {
                        "unknown key 'mqar.pairs'");
   EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"steps": "many"})"),
                        "'steps' has the wrong type");
+  // Integers that do not fit were converted without a word (2^64 - 1 steps as -1, a seed of -1
+  // as 2^64 - 1, 2.5 steps as 2).
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"steps": 18446744073709551615})"),
+                       "'steps' must be an integer in [", "got 18446744073709551615");
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"seed": -1})"),
+                       "'seed' must be an integer in [0, 18446744073709551615], got -1");
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"steps": 2.5})"), "'steps' must be an integer");
+  EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"mqar": {"seed": -3}})"),
+                       "'seed' must be an integer in [0, ");
+  EXPECT_EQ(TrainOptions::from_json(R"({"seed": 18446744073709551615})").seed, UINT64_MAX);
   // A repeated key was accepted, the last one winning; now it is an error naming the key.
   EXPECT_LONGCTX_ERROR(TrainOptions::from_json(R"({"lr": 1e-3, "lr": 2})"),
                        "train options: duplicate key 'lr'");
@@ -584,7 +594,7 @@ TEST(Train, NonFiniteAtTheFirstStepPointsAtTheStartingParameters) {
   TrainOptions from_nan = small_run(second_dir.path());
   from_nan.init = first_dir.file("nan.safetensors");
   EXPECT_LONGCTX_ERROR(train::train(from_nan), "step 1: the loss is not finite",
-                       "first step here: check the parameters it started from");
+                       "the run's first step: check the parameters it started from");
 }
 
 TEST(Train, RunDirectoryMistakesAreClearErrors) {

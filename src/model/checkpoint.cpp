@@ -121,8 +121,9 @@ ModelConfig checkpoint_config(const std::string& path) {
   ModelConfig config = config_of(file, path);
   // The tensors against the config before anyone builds its model: a config edited to a larger
   // one (vocab_size 2^24 in an 87 KB file) had `generate` allocate and initialise 5 GB first.
+  const ParamArena declared = Model::declared_parameters(config);
   try {
-    check_parameter_shapes(file, path, Model::declared_parameters(config).declared());
+    check_parameter_shapes(file, path, declared.declared());
   } catch (const Error& e) {
     throw Error(detail::concat(e.what(), " (the checkpoint's tensors do not fit its config)"));
   }
