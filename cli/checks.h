@@ -19,18 +19,26 @@ inline std::string range(int64_t lo, int64_t hi) {
   return hi == INT64_MAX ? detail::concat(">= ", lo) : detail::concat("in [", lo, ", ", hi, "]");
 }
 
-// An integer in [lo, hi] (every element of a list option); an empty word is not 0.
-inline CLI::Validator integer_in(int64_t lo, int64_t hi) {
+// The whole word read as a T in [lo, hi] by std::from_chars (no leading space, no '+', no hex,
+// and no sign for an unsigned T; an empty word is not 0); `expected` says what in the message,
+// `shown` in the help.
+template <class T>
+CLI::Validator whole_word_in(T lo, T hi, const std::string& expected, const std::string& shown) {
   return CLI::Validator(
-      [lo, hi](std::string& word) -> std::string {
-        int64_t v = 0;
+      [lo, hi, expected](std::string& word) -> std::string {
+        T v{};
         const char* end = word.data() + word.size();
         const auto [stop, error] = std::from_chars(word.data(), end, v);
-        if (error != std::errc() || stop != end || v < lo || v > hi)
-          return detail::concat("must be an integer ", range(lo, hi), ", got '", word, "'");
+        if (error != std::errc() || stop != end || !(v >= lo && v <= hi))  // NaN fails too
+          return detail::concat("must be ", expected, ", got '", word, "'");
         return "";
       },
-      "INT " + range(lo, hi));
+      shown);
+}
+
+// An integer in [lo, hi] (every element of a list option).
+inline CLI::Validator integer_in(int64_t lo, int64_t hi) {
+  return whole_word_in<int64_t>(lo, hi, "an integer " + range(lo, hi), "INT " + range(lo, hi));
 }
 
 inline CLI::Validator integer_at_least(int64_t lo) {
@@ -40,30 +48,13 @@ inline CLI::Validator integer_at_least(int64_t lo) {
 // A number in [lo, hi]; "nan" is not one (CLI::Range passed it: every comparison with NaN is
 // false).
 inline CLI::Validator number_in(double lo, double hi) {
-  return CLI::Validator(
-      [lo, hi](std::string& word) -> std::string {
-        double v = 0;
-        const char* end = word.data() + word.size();
-        const auto [stop, error] = std::from_chars(word.data(), end, v);
-        if (error != std::errc() || stop != end || !(v >= lo && v <= hi))
-          return detail::concat("must be a number in [", lo, ", ", hi, "], got '", word, "'");
-        return "";
-      },
-      detail::concat("NUMBER in [", lo, ", ", hi, "]"));
+  const std::string in = detail::concat("in [", lo, ", ", hi, "]");
+  return whole_word_in<double>(lo, hi, "a number " + in, "NUMBER " + in);
 }
 
 // A seed: any unsigned 64-bit integer, written as one (CLI11 took "-1" as 2^64 - 1).
 inline CLI::Validator unsigned_integer() {
-  return CLI::Validator(
-      [](std::string& word) -> std::string {
-        uint64_t v = 0;
-        const char* end = word.data() + word.size();
-        const auto [stop, error] = std::from_chars(word.data(), end, v);
-        if (error != std::errc() || stop != end)
-          return detail::concat("must be an integer in [0, 2^64 - 1], got '", word, "'");
-        return "";
-      },
-      "UINT64");
+  return whole_word_in<uint64_t>(0, UINT64_MAX, "an integer in [0, 2^64 - 1]", "UINT64");
 }
 
 }  // namespace longctx::cli
