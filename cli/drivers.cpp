@@ -85,19 +85,24 @@ Command add_train_command(CLI::App& parent) {
       ->check(integer_at_least(1));
   cmd->add_option("--data-seed", args->data_seed, "seed of the data stream")
       ->check(unsigned_integer());
-  cmd->add_option("--vocab", o.mqar.vocab_size, "mqar: vocabulary size V")->capture_default_str();
-  cmd->add_option("--num-pairs", o.mqar.num_pairs, "mqar: key-value pairs K")
-      ->capture_default_str();
-  cmd->add_option("--alpha", o.mqar.alpha, "mqar: query position skew")->capture_default_str();
-  cmd->add_option("--test-sequences", o.mqar.test_sequences, "mqar: size of the test set")
-      ->capture_default_str();
-  cmd->add_option("--text", o.text.path, "text: corpus file or directory")->capture_default_str();
-  cmd->add_option("--test-fraction", o.text.test_fraction, "text: held-out fraction")
-      ->capture_default_str();
+  // One task's options: given for the other task, they were ignored without a word.
+  const std::vector<CLI::Option*> mqar_options = {
+      cmd->add_option("--vocab", o.mqar.vocab_size, "mqar: vocabulary size V")
+          ->capture_default_str(),
+      cmd->add_option("--num-pairs", o.mqar.num_pairs, "mqar: key-value pairs K")
+          ->capture_default_str(),
+      cmd->add_option("--alpha", o.mqar.alpha, "mqar: query position skew")->capture_default_str(),
+      cmd->add_option("--test-sequences", o.mqar.test_sequences, "mqar: size of the test set")
+          ->capture_default_str()};
   o.text.pack = true;  // the default for text (packing changes nothing for mqar)
-  cmd->add_flag("--pack,!--no-pack", o.text.pack,
-                "text: pack whole documents (the corpus's '%' lines end them) into each batch, "
-                "none seeing another (default), instead of windows across them");
+  const std::vector<CLI::Option*> text_options = {
+      cmd->add_option("--text", o.text.path, "text: corpus file or directory")
+          ->capture_default_str(),
+      cmd->add_option("--test-fraction", o.text.test_fraction, "text: held-out fraction")
+          ->capture_default_str(),
+      cmd->add_flag("--pack,!--no-pack", o.text.pack,
+                    "text: pack whole documents (the corpus's '%' lines end them) into each "
+                    "batch, none seeing another (default), instead of windows across them")};
   cmd->add_option("--seed", o.seed, "parameter initialisation seed")
       ->check(unsigned_integer())
       ->capture_default_str();
@@ -132,7 +137,7 @@ Command add_train_command(CLI::App& parent) {
                   "SIGINT/SIGTERM")
       ->capture_default_str();
 
-  auto run = [args, cmd, n_execution_options]() -> int {
+  auto run = [args, cmd, n_execution_options, mqar_options, text_options]() -> int {
     train::TrainOptions options = args->options;
     if (args->resume) {
       // The saved options define the run; only where and how it executes may change.
@@ -150,6 +155,10 @@ Command add_train_command(CLI::App& parent) {
       saved.bucket_mb = options.bucket_mb;
       options = saved;
     } else {
+      for (const auto& [task, other] : {std::pair{"mqar", &text_options}, {"text", &mqar_options}})
+        for (const CLI::Option* opt : *other)
+          LONGCTX_CHECK(options.task != task || opt->count() == 0, opt->get_name(),
+                        " is an option of the other task; the task is ", task);
       options.model = load_model(args->model);
       if (!args->pattern.empty()) {
         options.model.layers = parse_layer_pattern(args->pattern);
