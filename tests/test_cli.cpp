@@ -1240,6 +1240,22 @@ TEST(CliTrain, KillNineThenResumeFinishes) {
   EXPECT_EQ(nlohmann::json::parse(resumed.out)["step"], 1000);
 }
 
+// `train ... 2>&1 | head` with the reader gone: SIGPIPE ended the run at its first progress line
+// with nothing saved; now it trains to its end and its checkpoint, and the failed write of its
+// result line makes the status 1.
+TEST(CliTrain, AClosedPipeDoesNotStopTheRun) {
+  ScratchDir dir;
+  const std::string train = std::string("'") + LONGCTX_CLI + "' train --out " + dir.file("run") +
+                            " --model " + tiny_model(dir) +
+                            " --vocab 64 --seq-len 32 --num-pairs 4 --batch 4 --steps 20"
+                            " --eval-sequences 16 --log-every 1 --threads 1";
+  const Result r = run(
+      dir, "( sleep 0.3; " + train + " 2>&1; echo $? > " + dir.file("status.txt") + " ) | true");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir.file("status.txt")), "1\n");
+  EXPECT_EQ(checkpoint_step(dir.file("run/checkpoint.safetensors")), 20);
+}
+
 TEST(CliTrain, ByteTextRunAndTextPrompt) {
   ScratchDir dir;
   std::string text;
