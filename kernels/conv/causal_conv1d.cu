@@ -286,8 +286,9 @@ __global__ void __launch_bounds__(kLastThreads)
   float acc[kPartial];
 #pragma unroll
   for (int j = 0; j < kPartial; ++j) acc[j] = 0.f;
+  const bool lane_active = blk.d < D;  // a lane past D runs no step
   float w4[kTaps] = {}, b = 0.f;
-  if (blk.d < D) {  // (a lane past D runs no step)
+  if (lane_active) {
     load_taps(w4, weight, blk.d, W);
     if (bias) b = load_f32(bias[blk.d]);
   }
@@ -295,9 +296,9 @@ __global__ void __launch_bounds__(kLastThreads)
   const T* dout_row = dout + blk.b * dout_at.b + blk.d;
   T* dx_row = dx + blk.b * dx_at.b + blk.d;
 #pragma unroll 1
-  for (int r = 0; r < kBwdRuns; ++r) {
+  for (int r = 0; lane_active && r < kBwdRuns; ++r) {
     const int64_t t0 = run_start<kBwdRuns>(blk, r), t1 = min(t0 + kSteps, T_len);
-    if (blk.d >= D || t0 >= T_len) break;
+    if (t0 >= T_len) break;
     // x[t0 - 3 .. t1 + 3) and g[t0 .. t1 + 3): dx[t] reads g up to t + 3, and g[u] x up to u.
     float xs[kHalo + kSteps + kHalo], gs[kSteps + kHalo];
     load_steps(xs, x_row, x_at.t, t0, T_len);
@@ -335,7 +336,7 @@ __global__ void __launch_bounds__(kLastThreads)
 #pragma unroll
   for (int j = 0; j < kPartial; ++j) warp_sums[warp][j][lane] = acc[j];
   __syncthreads();
-  if (warp != 0 || blk.d >= D) return;
+  if (warp != 0 || !lane_active) return;
   const int64_t tiles = (T_len + kTile - 1) / kTile;
   float* p = partial + ((blk.b * tiles + blk.tile) * D + blk.d) * kPartial;
 #pragma unroll

@@ -120,6 +120,14 @@ double to_host_scalar(const Tensor& t, const Context& ctx) {
   return host.to_dtype(DType::f64).data_as<double>()[0];
 }
 
+// The layers of a model of `config`, in order.
+std::vector<std::unique_ptr<Mixer>> make_mixers(const ModelConfig& config) {
+  std::vector<std::unique_ptr<Mixer>> mixers;
+  for (int l = 0; l < int(config.layers.size()); ++l)
+    mixers.push_back(make_mixer(config.layers[l], config, l));
+  return mixers;
+}
+
 // The parameters of a model of `config` whose layers are `mixers`, declared in the model's order.
 ParamArena declare_parameters(const ModelConfig& config,
                               const std::vector<std::unique_ptr<Mixer>>& mixers) {
@@ -138,10 +146,7 @@ ParamArena declare_parameters(const ModelConfig& config,
 
 ParamArena Model::declared_parameters(ModelConfig config) {
   config.validate();
-  std::vector<std::unique_ptr<Mixer>> mixers;
-  for (int l = 0; l < int(config.layers.size()); ++l)
-    mixers.push_back(make_mixer(config.layers[l], config, l));
-  return declare_parameters(config, mixers);
+  return declare_parameters(config, make_mixers(config));
 }
 
 Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
@@ -155,7 +160,7 @@ Model::Model(ModelConfig config, const Context& ctx, DType dtype, uint64_t seed)
   LONGCTX_CHECK(dtype == DType::f32 || (dtype == DType::f64 && ctx.device().is_cpu()),
                 "Model: dtype must be f32 (or f64 on the CPU), got ", dtype_name(dtype));
   const int n_layers = int(config_.layers.size());
-  for (int l = 0; l < n_layers; ++l) mixers_.push_back(make_mixer(config_.layers[l], config_, l));
+  mixers_ = make_mixers(config_);
   params_ = declare_parameters(config_, mixers_);
 
   // Initial values in f64 on the host from one seed, then converted and copied once.
