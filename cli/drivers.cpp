@@ -189,7 +189,7 @@ Command add_generate_command(CLI::App& parent) {
   struct GenerateArgs {
     train::GenerateOptions options;
     std::string prompt;
-    std::vector<int32_t> tokens;
+    std::string tokens;  // "1,2,3", split here (comma_list_of says why)
   };
   auto args = std::make_shared<GenerateArgs>();
   train::GenerateOptions& o = args->options;
@@ -199,8 +199,7 @@ Command add_generate_command(CLI::App& parent) {
       ->required();
   auto* prompt = cmd->add_option("--prompt", args->prompt, "prompt text (byte-level models)");
   auto* tokens = cmd->add_option("--tokens", args->tokens, "prompt token ids, e.g. 1,2,3")
-                     ->delimiter(',')
-                     ->check(integer_in(0, INT32_MAX));  // "" is no token, not token 0
+                     ->check(comma_list_of(integer_in(0, INT32_MAX), "INT,INT,..."));
   prompt->excludes(tokens);
   cmd->add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate")
       ->capture_default_str();
@@ -226,8 +225,9 @@ Command add_generate_command(CLI::App& parent) {
     options.text = text;
     if (text)
       for (unsigned char c : args->prompt) options.prompt.push_back(c);
-    else
-      options.prompt = args->tokens;
+    else if (!args->tokens.empty())
+      for (const std::string& id : split_commas(args->tokens))  // checked: integers in range
+        options.prompt.push_back(int32_t(std::stol(id)));
     const std::vector<int32_t> out = train::generate_from_checkpoint(options);
     if (text) {
       // A byte-level model: the prompt and its continuation as text, byte for byte (a generated

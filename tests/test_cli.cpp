@@ -929,7 +929,7 @@ TEST_F(CliErrors, ThreadCountIsBounded) {
 }
 
 // Option values: one short line (CLI11's range check printed a 309-digit bound), an empty token
-// list is not token 0, bytes from the command line are escaped.
+// list is not token 0 and an empty item not skipped, bytes from the command line are escaped.
 TEST_F(CliErrors, OptionValuesGiveShortPrintableErrors) {
   const Result r = cli(dir_, "train --out " + dir_.file("run") + " --d-model -5");
   expect_error(r, 2, {"--d-model: must be an integer >= 1, got '-5'"});
@@ -938,6 +938,10 @@ TEST_F(CliErrors, OptionValuesGiveShortPrintableErrors) {
   expect_error(cli(dir_, "generate --checkpoint x --tokens ''"), 2,
                {"--tokens: must be an integer in [0, 2147483647], got ''"});
   expect_error(cli(dir_, "generate --checkpoint x --tokens 1,x"), 2, {"got 'x'"});
+  // An empty item is an error, not skipped (CLI11's delimiter read "1,,2" as 1, 2).
+  expect_error(cli(dir_, "generate --checkpoint x --tokens 1,,2"), 2,
+               {"--tokens: item 2 of '1,,2' is empty"});
+  expect_error(cli(dir_, "generate --checkpoint x --tokens 1,"), 2, {"item 2 of '1,' is empty"});
   // A terminal escape sequence and a lone invalid UTF-8 byte in an op name.
   const Result esc = cli(dir_, "op \"$(printf 'rms\\033[31mnorm\\377')\" --in a --out b");
   expect_error(esc, 1, {"unknown op 'rms\\x1b[31mnorm\\xff'"});
