@@ -53,27 +53,7 @@ inline CLI::Validator number_in(double lo, double hi) {
   return whole_word_in<double>(lo, hi, "a number " + in, "NUMBER " + in);
 }
 
-// A comma-separated list whose every item passes `each`; an empty item is an error. For options
-// read whole and split by split_commas: CLI11's own delimiter drops empty items, so "1,,2" read
-// as 1, 2 (a prompt with a token missing, silently).
-inline CLI::Validator comma_list_of(CLI::Validator each, const std::string& shown) {
-  return CLI::Validator(
-      [each](std::string& word) -> std::string {
-        size_t start = 0;
-        for (int item = 1;; ++item) {
-          const size_t comma = word.find(',', start);
-          std::string piece =
-              word.substr(start, comma == std::string::npos ? comma : comma - start);
-          if (piece.empty() && !word.empty())  // an empty word: `each`'s own message
-            return detail::concat("item ", item, " of '", word, "' is empty");
-          if (std::string error = each(piece); !error.empty()) return error;
-          if (comma == std::string::npos) return "";
-          start = comma + 1;
-        }
-      },
-      shown);
-}
-
+// "1,,2" -> {"1", "", "2"}: every item, empty ones included.
 inline std::vector<std::string> split_commas(const std::string& word) {
   std::vector<std::string> items;
   size_t start = 0;
@@ -81,6 +61,23 @@ inline std::vector<std::string> split_commas(const std::string& word) {
     items.push_back(word.substr(start, comma - start));
   items.push_back(word.substr(start));
   return items;
+}
+
+// A comma-separated list whose every item passes `each`; an empty item is an error. For options
+// read whole and split by split_commas: CLI11's own delimiter drops empty items, so "1,,2" read
+// as 1, 2 (a prompt with a token missing, silently).
+inline CLI::Validator comma_list_of(CLI::Validator each, const std::string& shown) {
+  return CLI::Validator(
+      [each](std::string& word) -> std::string {
+        if (word.empty()) return each(word);  // `each`'s own message for an empty word
+        std::vector<std::string> items = split_commas(word);
+        for (size_t i = 0; i < items.size(); ++i) {
+          if (items[i].empty()) return detail::concat("item ", i + 1, " of '", word, "' is empty");
+          if (std::string error = each(items[i]); !error.empty()) return error;
+        }
+        return "";
+      },
+      shown);
 }
 
 // A seed: any unsigned 64-bit integer, written as one (CLI11 took "-1" as 2^64 - 1).
