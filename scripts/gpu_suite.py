@@ -9,7 +9,7 @@ calls, and what is prepared here beforehand so that nothing on the device needs 
                                               device image lacks (GoogleTest, nlohmann/json,
                                               CLI11, OpenBLAS and its Fortran runtime), pruned;
                                               .lease/wheels: fla's wheel, for call 2 (pip)
-  bash scripts/gpu-suite.sh --prebuild        (here, optional) .lease/build.tar.xz: the sm_90a
+  bash scripts/gpu-suite.sh --prebuild        (here, recommended) .lease/build.tar.xz: the sm_90a
                                               binaries built here; call 1 tries them first and
                                               builds there when they do not run
   bash scripts/gpu-suite.sh --call 1          (device) correctness: build, every CUDA test case
@@ -1754,9 +1754,17 @@ def plan():
     )
     print(
         "  bash scripts/gpu-suite.sh --prebuild    # .lease/build.tar.xz: sm_90a binaries"
-        " (optional;"
+        " (recommended:"
     )
-    print("                                          #   call 1 builds there when they do not run)")
+    print(
+        "                                          #   call 1 builds there when they do not"
+        " run, and a"
+    )
+    print(
+        "                                          #   build there, ~270 s, leaves the cases"
+        " ~60 s and"
+    )
+    print("                                          #   the sanitizers none)")
     print(
         "  bash scripts/gpu-suite.sh --call 1 --dry-run --hide-system   # the same logic on the"
         " CPU,"
