@@ -1758,13 +1758,13 @@ def plan():
     )
     print(
         "                                          #   call 1 builds there when they do not"
-        " run, and a"
+        " run, out of"
     )
     print(
-        "                                          #   build there, ~270 s, leaves the cases"
-        " ~60 s and"
+        "                                          #   its 360 s: the build estimate below is"
+        " what the"
     )
-    print("                                          #   the sanitizers none)")
+    print("                                          #   cases and sanitizers then lose)")
     print(
         "  bash scripts/gpu-suite.sh --call 1 --dry-run --hide-system   # the same logic on the"
         " CPU,"

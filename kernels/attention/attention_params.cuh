@@ -116,7 +116,8 @@ __device__ inline RowEnd row_end(int t, int Tq, int Tk, int wl, int wr, int spli
 }
 
 // Launchers, explicitly instantiated for the head dims of head_dims.h: per head dim in
-// flash_{fwd,bwd}_hdim*.cu (T is __nv_bfloat16 or __half), per bucket in attention_f32.cu.
+// flash_{fwd,bwd}_hdim*.cu (T is __nv_bfloat16 or __half), per bucket in
+// attention_f32_hdim*.cu.
 template <class T, int D>
 void run_flash_fwd(const FwdParams& p, cudaStream_t stream);
 template <class T, int D>

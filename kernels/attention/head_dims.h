@@ -1,16 +1,20 @@
 // The head dims of the CUDA attention kernels: the one table that attention_supports()
 // (src/ops/attention.cpp), the dispatch (attention.cu) and the instantiation files
-// (flash_{fwd,bwd}_hdim*.cu, attention_f32.cu) share.
+// (flash_{fwd,bwd}_hdim*.cu, attention_f32_hdim*.cu) share.
 //
 // Tensor-core kernels (bf16, f16; f32 under bf16 matmul precision): one instantiation per head
 // dim, each in its own flash_{fwd,bwd}_hdim<D>.cu (they compile in parallel). A file
 // static_asserts that its D is listed; a listed D without its file fails at link time, since the
 // dispatch instantiates a call for every entry.
-// f32 FMA kernels (attention_f32.cu): one instantiation per bucket; head dim D runs in the
-// smallest bucket >= D, its columns past D masked, so every D in 1 .. kMaxHeadDim runs. The
-// buckets keep the padding small where models put their head dims (16 and below for toy models,
-// 32 .. 128, 256 for Gemma); the kernels' loops over columns run to D, not to the bucket, so
-// padding costs registers and shared memory but no arithmetic.
+// f32 FMA kernels (attention_f32.cuh): one instantiation per bucket, each in its own
+// attention_f32_hdim<D>.cu. In one file the six took 75 s of nvcc 13.0 for sm_90a (idle Zen 4),
+// the build's longest object (257 s on the loaded machine the GPU lease's plan measured: the
+// critical path of its 16-core build); one a file 3.6 / 3.7 / 10.8 / 19.3 / 31.5 / 12.0 s for
+// buckets 16 / 32 / 64 / 96 / 128 / 256, 81 s in all. Head dim D runs in the smallest bucket >= D,
+// its columns past D masked, so every D in 1 .. kMaxHeadDim runs. The buckets keep the padding
+// small where models put their head dims (16 and below for toy models, 32 .. 128, 256 for Gemma);
+// the kernels' loops over columns run to D, not to the bucket, so padding costs registers and
+// shared memory but no arithmetic.
 //
 // Plain C++ (no CUDA headers).
 #pragma once
