@@ -1805,8 +1805,12 @@ def plan():
             f"  There, {cores} cores as fast as one here"
             + (f", x{scale:.2f} for one architecture of {n_arch}" if n_arch > 1 else "")
             + f": max(longest object {longest:.0f} s, all objects / {cores} = {total:.0f} s)"
-            f" + links = ~{build_est:.0f} s (an upper estimate: the times here are on a shared,"
-            " loaded machine)."
+            f" + links = ~{build_est:.0f} s ("
+            + (
+                "an upper estimate: the times here are on a loaded machine)."
+                if comp.get("load_average_now", 0) > 2 * comp.get("host_cpus", 1)
+                else "this machine's per-core speed taken for the device's)."
+            )
         )
     # ---- the tests, from the CPU siblings' times
     cases, cuda = m.get("case_seconds", {}), m.get("cuda_cases", [])
