@@ -981,11 +981,11 @@ def sanitizer_step(tool, names, build, dry, logs, deadline, env, summary):
         )
     )
     tests_bin = build / "tests" / "longctx_tests"
+    listed = set(list_cases(tests_bin, ":".join(names), env))
+    missing = [n for n in names if n not in listed]
     if dry and not os.environ.get("COMPUTE_SANITIZER"):
         # Nothing to run without a GPU, but the names must be the suite's: a renamed case would
         # otherwise be found missing only on the device.
-        listed = set(list_cases(tests_bin, ":".join(names), env))
-        missing = [n for n in names if n not in listed]
         summary[tool] = {
             "status": "skipped",
             "reason": "dry run: no GPU",
@@ -997,8 +997,6 @@ def sanitizer_step(tool, names, build, dry, logs, deadline, env, summary):
     if not exe:
         summary[tool] = {"status": "failed", "reason": "compute-sanitizer not found"}
         return False
-    listed = set(list_cases(tests_bin, ":".join(names), env))
-    missing = [n for n in names if n not in listed]
     present = [n for n in names if n in listed]
     # Sanitized runs are 10-100x slower in the kernels; these cases take a few seconds bare.
     timeouts = {n: max(30, min(150, deadline.left())) for n in present}
