@@ -1,9 +1,13 @@
 // gated_delta_rule on CUDA (include/longctx/ops/gated_delta_rule.h): the chunked forward, its
 // backward, the decode step.
 //
-// This first version is a phase-by-phase port of the CPU path (src/cpu/gated_delta_rule.cpp, whose
-// file comment has the math of a chunk), so that the CUDA results follow the tested algorithm
-// step for step: one block of kThreads threads per (sequence, value head), chunk after chunk;
+// This first version is a phase-by-phase port of the CPU path as it was when written
+// (src/cpu/gated_delta_rule.cpp, whose file comment has the math of a chunk): the same U, O and S
+// from the same products. The CPU path has since changed how it forms KDA's decays (running
+// products, kda_gamma_rho) and the order of the Gated DeltaNet forward (run_chunk_scalar_fwd);
+// here every decay is the exponential of its segment's sum, so the two backends agree to
+// rounding, not bit for bit. One block of kThreads threads per (sequence, value head), chunk
+// after chunk;
 // inside a chunk every product is a block-parallel loop — a thread per output element (a warp per
 // element for the pair products' channel sums, a thread per column for the triangular solves) —
 // with __syncthreads() between phases. A chunk's operands live in a per-block scratch in global

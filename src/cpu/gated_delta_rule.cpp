@@ -1,7 +1,8 @@
 // gated_delta_rule on the CPU, see include/longctx/ops/gated_delta_rule.h.
 //
-// One work item is a (sequence, value head) pair, run chunk after chunk with its K x V state in
-// f32 (f64 for f64). A chunk of C tokens, from the state S entering it, with
+// A work item is a (sequence, value head) pair in the backward and G value heads of one sequence
+// in the forward (head_group), run chunk after chunk with each head's K x V state in f32 (f64 for
+// f64). A chunk of C tokens, from the state S entering it, with
 //   γ_i = exp(g_0 + ... + g_i)          the decay from the chunk's start through token i
 //   ρ_j = exp(g_{j+1} + ... + g_{C-1})  from after token j to the chunk's end
 //   E_ij = exp(g_{j+1} + ... + g_i)     for j <= i (per key channel for KDA)
@@ -17,11 +18,12 @@
 // steps, see load_chunk), so its products are the same calls whatever the layout of the batch:
 // the results are bitwise batch invariant. The Gated DeltaNet forward forms the same U, O and S
 // in another order (run_chunk_scalar_fwd: γ applied to the products' results).
-// The chunk's rows of q and k are copied to scratch (v's and g's are read where they lie); in f32
-// the products of load_chunk and run_chunk (P, M,
-// with S, U, M and the solve) are the row kernels below (mul_add), the backward's second pass
-// OpenBLAS calls, single-threaded inside the parallel loop over items (an item at a time per
-// thread: its scratch stays in the L2 cache). For Gated DeltaNet
+// The chunk's rows of q and k are copied to scratch; v's and g's are read where they lie. In f32
+// on x86 the products of load_chunk, run_chunk and run_chunk_scalar_fwd (P and M, the products
+// with S, U and M, and the solve) run on the row kernels below (mul_add, solve_unit_lower); the
+// backward's second pass (chunk_bwd) calls OpenBLAS (gemm, trsm_unit_lower). All of them run
+// single-threaded inside the parallel loop over work items, an item at a time per thread, so that
+// its scratch stays in the L2 cache. For Gated DeltaNet
 // E is one C x C matrix and P, M are a product on their triangles masked by it; for KDA E has K
 // values per pair, P and M are products left of each block of kEBlock rows (E factored there) and
 // loops over the channels within it, and so are their gradients (kda_gated_products_bwd).
@@ -143,10 +145,10 @@ void l2norm_bwd(const T* x, T* d, int64_t K) {
 // -> 115-122 ms CPU, outputs bitwise equal (B = 1, T = 8192, H = 8, K = V = 128, one thread,
 // load 22-24, bench/results/2026-12-05-cpu-gdn-speed-3).
 //
-// Measured (f32, B = 1, H = 8, K = V = 128, CPU time, the 2-core machine at load 5-10): at
-// T = 256, where the inputs stay in the cache, 3.0-3.2 -> 2.8-3.1 ms (one thread, best of 40,
-// alternating runs); at T = 8192 2-4% (135 -> 130 ms, 2 threads, bench_gdn,
-// bench/results/2026-12-05-cpu-gdn-speed), within the noise: there the reads of q, k,
+// Measured, the row kernels against OpenBLAS (f32, B = 1, H = 8, K = V = 128, CPU time, the
+// 2-core machine at load 5-10): at T = 256, where the inputs stay in the cache, 3.0-3.2 -> 2.8-3.1
+// ms (one thread, best of 40, alternating runs); at T = 8192 2-4% (135 -> 130 ms, 2 threads,
+// bench_gdn, bench/results/2026-12-05-cpu-gdn-speed), within the noise: there the reads of q, k,
 // v (a new 4 KB page every row) take a larger share, and software prefetching of the next chunk's
 // rows only moved the wait from load_chunk into the products. Two blockings measured no gain at
 // T = 8192 nor T = 512 (the same bits, bench/results/2026-12-05-cpu-gdn-speed-4): b in 64 x 64
@@ -480,7 +482,7 @@ constexpr int64_t kEBlock = 16;
 
 // One chunk of one (sequence, value head), in the forms the products need (see the file
 // comment). Kg = 1 (Gated DeltaNet) or K (KDA) gate channels. Rows that are read together by one
-// product are stacked in one buffer, so that each product is one BLAS call.
+// product are stacked in one buffer, so that each product is one call (mul_add, or the BLAS).
 template <class T>
 struct Chunk {
   int64_t C = 0, K = 0, Kg = 0, n = 0;

@@ -41,14 +41,14 @@ enum class Prefetch {
   // alternating runs of 200 steps, load 20): slower here.
   near,
   // Matrices of kParallelBytes or more, streamed from memory: the same columns 2 kRows rows ahead
-  // into L2 (T1), once per 64 bytes of a row. The 93M llama's 189 MB of bf16 matrices (likely
-  // why the hardware prefetchers fall behind there: a Cin = 1024 row is 2 KB, so 4 rows a pass
-  // stream from two 4 KB pages; a guess, this VM has no counters),
-  // 2 threads, CPU ms a pass (bench/results/2026-12-05-cpu-decode-4/bf16_stream.cpp, medians of
-  // 30 passes alternating, three runs, 2-core AVX-512 dev VM at load 16-21): no prefetch 20.9-22.0;
-  // `near` 16.6-18.1; `near` once per 64 bytes 15.9-17.6; `far` 15.5-17.1 (16 or 32 rows ahead, or
-  // T2: the same within the spread; 2 or 8 rows a pass: the same); the same bytes read with no
-  // arithmetic, each thread one half of one buffer: 15.5-16.9 (two runs). bench_decode's 93M model
+  // into L2 (T1), once per 64 bytes of a row. Measured on the 93M llama's 189 MB of bf16
+  // matrices, 2 threads, CPU ms a pass (bench/results/2026-12-05-cpu-decode-4/bf16_stream.cpp,
+  // medians of 30 passes alternating, three runs, 2-core AVX-512 dev VM at load 16-21): no
+  // prefetch 20.9-22.0; `near` 16.6-18.1; `near` once per 64 bytes 15.9-17.6; `far` 15.5-17.1 (16
+  // or 32 rows ahead, or T2: the same within the spread; 2 or 8 rows a pass: the same); the same
+  // bytes read with no arithmetic, each thread one half of one buffer: 15.5-16.9 (two runs).
+  // (Likely why the hardware prefetchers fall behind there: a Cin = 1024 row is 2 KB, so 4 rows a
+  // pass stream from two 4 KB pages; a guess, this VM has no counters.) bench_decode's 93M model
   // with bf16 weights, 2 threads: 17.2-19.2 -> 16.1-17.2 CPU ms a token, 0-11% less in each of
   // five alternating pairs (load 19-31, where the wall times are the scheduler's; decode-4).
   // f32 (two prefetches a step: 128 bytes of a row), the 93M llama's 372 MB of f32 matrices, 2

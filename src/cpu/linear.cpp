@@ -1,6 +1,7 @@
 // linear on the CPU: the GEMMs of each direction through OpenBLAS, as single-threaded calls on
-// blocks in one parallel region; dbias reduced by column blocks (each column summed over rows in
-// row order by one thread, so dbias does not depend on the thread count).
+// blocks in one parallel region, except in f32 a one-row forward (gemv.h) and the forward and dx
+// at a small inner dim (small_k_gemm.h); dbias reduced by column blocks (each column summed over
+// rows in row order by one thread, so dbias does not depend on the thread count).
 #include <algorithm>
 #include <optional>
 #include <type_traits>

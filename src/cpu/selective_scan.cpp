@@ -1,8 +1,10 @@
 // selective_scan on the CPU (Mamba-1's S6 scan, see include/longctx/ops/selective_scan.h).
 //
-// Work item: one (batch, channel) pair, scanned over T in tiles of kTile steps. B and C of the
-// channel's group are stored (N, T); each tile is transposed to (kTile, N) so that the update of
-// the N states of one step is a contiguous vector loop. The recurrence per state entry is the
+// Work items: in the forward a block of up to kChannelBlock channels of one (sequence, group),
+// which share each transposed tile of B and C; in the backward one of `parts` slices of a group's
+// channels for one sequence. Each channel is scanned over T in tiles of kTile steps. B and C of
+// the channel's group are stored (N, T); each tile is transposed to (kTile, N) so that the update
+// of the N states of one step is a contiguous vector loop. The recurrence per state entry is the
 // ScanPair step h = exp(delta * A) * h + delta * B * u. A tile's decays exp(delta * A) are
 // computed together first (exp_array: vectorized f32 exp), the scan then reads them.
 //
@@ -12,7 +14,7 @@
 // dy_t * C_t runs through the tile. dB and dC sum over the channels of a group: the channels are
 // split into `parts`, each part accumulates into its own (B, G, N, T) slice and the slices are
 // added in a fixed order (deterministic for a given thread count); dA, dD, ddelta_bias sum over
-// the batch through a (B, ...) scratch reduced in order.
+// the sequences through a (sequences, ...) scratch reduced in order.
 #include <algorithm>
 #include <cmath>
 #include <vector>

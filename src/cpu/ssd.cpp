@@ -3,8 +3,9 @@
 // Forward, chunked (Q = chunk_size tokens), chunk after chunk; inside a chunk:
 //   1. per (batch, group): CB = C Bᵀ (Q x Q, K = N), shared by the H / G heads of the group;
 //   2. per (batch, head), in parallel: the decays e_t = exp(dt_t A) of the chunk give the
-//      segment products L[t][s] = e_{s+1} ... e_t (built row by row as products, so they
-//      underflow to 0 and never overflow) and the running product E_t = e_0 ... e_t;
+//      segment products L[t][s] = e_{s+1} ... e_t (for a slow decay, |cumsum| · Q <= 1, as
+//      E_t / E_s from the cumulative log decay; else as running products, which underflow to 0
+//      and never overflow; see chunk_decays) and the running product E_t = e_0 ... e_t;
 //      Y = diag(E) C hᵀ                (inter-chunk: the state entering the chunk)
 //        + (CB ∘ L ∘ dt_s) X           (intra-chunk, causal)
 //      h = E_last h + (diag(L[last] ∘ dt) X)ᵀ B   (the state leaving the chunk)

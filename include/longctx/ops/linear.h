@@ -2,7 +2,9 @@
 //
 // x, dx: (..., Cin); weight, dweight: (Cout, Cin) (PyTorch's layout: one row per output
 // feature); bias, dbias: (Cout); out, dout: (..., Cout). Rows M = numel(x) / Cin.
-// CPU: f32, f64 through OpenBLAS (cblas_?gemm), run with the context's thread count.
+// CPU: f32, f64 through OpenBLAS (cblas_?gemm), run with the context's thread count; in f32 a
+// single row runs as a GEMV (src/cpu/gemv.h), and many rows at a small inner dim on
+// src/cpu/small_k_gemm.h's kernel.
 // CUDA: f32, bf16, f16 through cuBLASLt with f32 accumulation (no TF32), bias in the epilogue;
 // f32 products on bf16 tensor cores when the context's matmul precision is bf16 (context.h).
 // Every tensor is contiguous and in x's dtype; Cin and Cout are >= 1, M may be 0.
