@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <string>
 
@@ -176,6 +177,17 @@ TEST(Tensor, ErrorsNameWhatWasWrong) {
   Tensor other = Tensor::empty({3, 2}, DType::f32);
   EXPECT_LONGCTX_ERROR(t.copy_from(other), "source shape (3, 2)", "destination shape (2, 3)");
   EXPECT_LONGCTX_ERROR(parse_device("gpu"), "unknown device 'gpu'");
+}
+
+// A number in a message is the value given, in its shortest exact text: a stream's six digits
+// wrote 0.99999999 as "1" ("beta2 must be below 1, got 1").
+TEST(Error, MessagesWriteNumbersExactly) {
+  EXPECT_EQ(detail::concat("got ", 0.99999999, ", ", 0.1, ", ", 1e-50, ", ", 123456789.0),
+            "got 0.99999999, 0.1, 1e-50, 123456789");
+  EXPECT_EQ(detail::concat(0.5f, " ", 3, " ", int64_t(-7), " ", 1e300, " ", -0.0),
+            "0.5 3 -7 1e+300 -0");
+  EXPECT_EQ(detail::concat(std::numeric_limits<double>::infinity(), " ", -std::nan("")),
+            "inf -nan");
 }
 
 // Sizes from files and configs: an element or byte count that would overflow is an error, never

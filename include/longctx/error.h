@@ -8,10 +8,12 @@
 // that printing it cannot move a terminal's cursor or be cut at a NUL.
 #pragma once
 
+#include <charconv>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace longctx {
 
@@ -26,11 +28,24 @@ class Error : public std::runtime_error {
 };
 
 namespace detail {
+// A floating-point value as its shortest text that reads back as the same value: a stream's six
+// digits wrote 0.99999999 as "1", and "beta2 must be < 1, got 1" named a value nobody gave.
+template <class T>
+void append(std::ostringstream& out, const T& value) {
+  if constexpr (std::is_floating_point_v<T>) {
+    char text[64];
+    const auto result = std::to_chars(text, text + sizeof text, value);
+    out.write(text, result.ptr - text);
+  } else {
+    out << value;
+  }
+}
+
 // Streams every argument into one string: detail::concat("expected ", 3, " got ", 4).
 template <class... Args>
 std::string concat(const Args&... args) {
   std::ostringstream out;
-  (out << ... << args);
+  (append(out, args), ...);
   return out.str();
 }
 }  // namespace detail
