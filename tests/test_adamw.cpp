@@ -116,6 +116,18 @@ TEST(AdamWBadInput, NamesTheArgument) {
   AdamWParams bad_beta;
   bad_beta.beta2 = 1.0;
   EXPECT_LONGCTX_ERROR(adamw_step(ctx, p, m, v, g, bad_beta), "'beta2'", "in [0, 1)");
+  // Values below 1 (above 0) in double that the f32 step would hold as 1 (as 0): beta2 = 1 -
+  // 1e-11 left v at 0 and scaled the step by 1e5; eps = 1e-50 divided 0 by 0. Named as given.
+  bad_beta.beta2 = 0.99999999999;
+  EXPECT_LONGCTX_ERROR(adamw_step(ctx, p, m, v, g, bad_beta), "'beta2'", "as f32",
+                       "got 0.99999999999");
+  AdamWParams bad_eps;
+  bad_eps.eps = 1e-50;
+  EXPECT_LONGCTX_ERROR(adamw_step(ctx, p, m, v, g, bad_eps), "'eps'", "as f32", "got 1e-50");
+  // In f64 both are steps like any other.
+  const auto d = [](const Tensor& t) { return t.to_dtype(DType::f64); };
+  bad_beta.eps = 1e-50;
+  EXPECT_NO_THROW(adamw_step(ctx, d(p), d(m), d(v), d(g), bad_beta));
   EXPECT_LONGCTX_ERROR(adamw_step(ctx, p.to_dtype(DType::bf16), m, v, g, {}), "'param'", "bf16",
                        "supported: f32, f64");
 }

@@ -198,6 +198,9 @@ TEST(RMSNormBadInput, NamesTheArgument) {
   EXPECT_LONGCTX_ERROR(rmsnorm_fwd(ctx, out, rstd, x.to_dtype(DType::bf16), w), "'x'", "bf16",
                        "supported: f32, f64");
   EXPECT_LONGCTX_ERROR(rmsnorm_fwd(ctx, out, rstd, x, w, {-1.0}), "'eps'", "must be > 0");
+  // Positive, but 0 in the f32 arithmetic: the zero rows of x were NaN.
+  EXPECT_LONGCTX_ERROR(rmsnorm_fwd(ctx, out, rstd, x, w, {1e-50}), "'eps'", "must be > 0", "as f32",
+                       "got 1e-50");
   EXPECT_LONGCTX_ERROR(rmsnorm_fwd(ctx, out, x.reshape({32}).narrow(0, 0, 4), x, w), "'rstd'",
                        "overlaps input 'x'");
   EXPECT_LONGCTX_ERROR(rmsnorm_fwd(ctx, out, rstd, Tensor(), w), "'x'", "required");

@@ -97,4 +97,12 @@ void check_value(const char* op, const char* name, bool ok, const Args&... what)
   LONGCTX_CHECK(ok, op, ": argument '", name, "' ", what...);
 }
 
+// A scalar argument as an op computing in `dtype` holds it: f32 for every dtype but f64 (the
+// bf16/f16 paths compute in f32). A value valid in double can round to one that is not: an AdamW
+// beta2 of 1 - 1e-11 became 1 in f32 (v never moved, the steps 1e5 times too large), an eps of
+// 1e-50 became 0 (rmsnorm of a zero row: NaN).
+inline double as_computed(DType dtype, double value) {
+  return dtype == DType::f64 ? value : double(float(value));
+}
+
 }  // namespace longctx

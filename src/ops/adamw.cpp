@@ -45,12 +45,15 @@ void adamw_step(const Context& ctx, const Tensor& param, const Tensor& m, const 
   }
   check_value(op, "lr", std::isfinite(params.lr) && params.lr >= 0, "must be finite and >= 0, got ",
               params.lr);
-  check_value(op, "beta1", params.beta1 >= 0 && params.beta1 < 1, "must be in [0, 1), got ",
-              params.beta1);
-  check_value(op, "beta2", params.beta2 >= 0 && params.beta2 < 1, "must be in [0, 1), got ",
-              params.beta2);
-  check_value(op, "eps", std::isfinite(params.eps) && params.eps > 0,
-              "must be finite and > 0, got ", params.eps);
+  const DType dt = param.dtype();
+  const char* in = dt == DType::f64 ? "" : " (as f32, the step's arithmetic)";
+  check_value(op, "beta1", params.beta1 >= 0 && as_computed(dt, params.beta1) < 1,
+              "must be in [0, 1)", in, ", got ", params.beta1);
+  check_value(op, "beta2", params.beta2 >= 0 && as_computed(dt, params.beta2) < 1,
+              "must be in [0, 1)", in, ", got ", params.beta2);
+  check_value(op, "eps",
+              std::isfinite(as_computed(dt, params.eps)) && as_computed(dt, params.eps) > 0,
+              "must be finite and > 0", in, ", got ", params.eps);
   check_value(op, "weight_decay", std::isfinite(params.weight_decay) && params.weight_decay >= 0,
               "must be finite and >= 0, got ", params.weight_decay);
   check_value(op, "step", params.step >= 1, "must be >= 1 (1 for the first update), got ",

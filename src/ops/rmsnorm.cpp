@@ -52,7 +52,9 @@ void rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& rstd, cons
                  const Tensor& weight, const RMSNormParams& params) {
   const char* op = "rmsnorm_fwd";
   RMSNormArgs args = check_common(ctx, op, "x", x, weight, rstd);
-  check_value(op, "eps", params.eps > 0, "must be > 0, got ", params.eps);
+  check_value(op, "eps", as_computed(x.dtype(), params.eps) > 0, "must be > 0",
+              x.dtype() == DType::f64 ? "" : " (as f32, the norm's arithmetic)", ", got ",
+              params.eps);
   check_like(ctx, op, "out", out, x);
   check_arg(op, "out", out).no_overlap("weight", weight).no_overlap("rstd", rstd);
   check_arg(op, "rstd", rstd).no_overlap("x", x);
@@ -87,7 +89,9 @@ void add_rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& h, con
                      const RMSNormParams& params) {
   const char* op = "add_rmsnorm_fwd";
   RMSNormArgs args = check_common(ctx, op, "x", x, weight, rstd);
-  check_value(op, "eps", params.eps > 0, "must be > 0, got ", params.eps);
+  check_value(op, "eps", as_computed(x.dtype(), params.eps) > 0, "must be > 0",
+              x.dtype() == DType::f64 ? "" : " (as f32, the norm's arithmetic)", ", got ",
+              params.eps);
   check_like(ctx, op, "residual", residual, x);
   check_like(ctx, op, "h", h, x);
   check_like(ctx, op, "out", out, x);

@@ -11,6 +11,11 @@
 // param_copy (optional, same shape, bf16 or f16): also receives the updated param, rounded, for
 // mixed precision (f32 master weights, a 16-bit copy for the forward), in the same pass.
 // CPU: param/m/v/grad f32 or f64. CUDA: f32 (the master weights; a 16-bit model uses param_copy).
+// The hyperparameters are checked as the step's arithmetic holds them (f32 unless the tensors are
+// f64): beta1, beta2 in [0, 1) and eps > 0 after rounding. The tensors' values are not checked
+// (a pass of its own over them): v, a running mean of squares, must be >= 0, or sqrt(v) is NaN
+// there (as in torch.optim.AdamW); the `train` driver refuses a checkpoint whose moments or
+// parameters are not finite.
 #pragma once
 
 #include <cstdint>
