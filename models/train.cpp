@@ -50,9 +50,11 @@ void TrainOptions::validate() const {
                 "train: min_lr_ratio must be in [0, 1], got ", min_lr_ratio);
   LONGCTX_CHECK(warmup_steps >= 0, "train: warmup_steps must be >= 0, got ", warmup_steps);
   LONGCTX_CHECK(weight_decay >= 0, "train: weight_decay must be >= 0, got ", weight_decay);
-  LONGCTX_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
-                "train: beta1 and beta2 must be in [0, 1), got ", beta1, " and ", beta2);
-  LONGCTX_CHECK(eps > 0, "train: eps must be positive, got ", eps);
+  // As the f32 optimizer step holds them (adamw_step checks the same).
+  LONGCTX_CHECK(beta1 >= 0 && float(beta1) < 1 && beta2 >= 0 && float(beta2) < 1,
+                "train: beta1 and beta2 must be in [0, 1) as f32, got ", beta1, " and ", beta2);
+  LONGCTX_CHECK(float(eps) > 0 && std::isfinite(float(eps)),
+                "train: eps must be positive and finite as f32, got ", eps);
   LONGCTX_CHECK(clip >= 0, "train: clip must be >= 0 (0: off), got ", clip);
   LONGCTX_CHECK(precision == "f32" || precision == "bf16",
                 "train: precision must be f32 or bf16, got '", precision, "'");
@@ -580,6 +582,22 @@ double sum_of_squares(const Tensor& flat, const Context& ctx) {
   return s;
 }
 
+// The name of the first tensor of `arena` (f32) holding a non-finite value, "" when none does.
+// On CUDA each tensor looked at comes to the host once.
+std::string first_non_finite(const ParamArena& arena, const Context& ctx) {
+  const auto finite = [&](const Tensor& t) {
+    const Tensor host = t.device().is_cpu() ? t : t.to(Device::cpu(), &ctx);
+    const float* x = host.data_as<float>();
+    bool all = true;
+    for (int64_t i = 0, n = host.numel(); i < n; ++i) all &= std::isfinite(x[i]);
+    return all;
+  };
+  if (finite(arena.flat())) return "";
+  for (const NamedTensor& t : arena.tensors())
+    if (!finite(t.tensor)) return t.name;
+  return "(padding)";  // never: the arena's padding is zero
+}
+
 std::string duration(double seconds) {
   const int64_t s = int64_t(seconds + 0.5);
   char buf[32];
@@ -590,20 +608,28 @@ std::string duration(double seconds) {
   return buf;
 }
 
-// Keeps the log lines of steps <= `step` (a resumed run recomputes the ones after).
+// Keeps the log lines of steps <= `step` (a resumed run recomputes the ones after). The log is
+// written a whole line at a time, so only its last line can be torn by an interruption (no
+// newline after it): that one is dropped. Any other line that is not a step's record is an
+// error naming it, not the end of the log: dropping it and everything after would lose the run's
+// history without a word.
 void cut_log(const std::string& path, int64_t step) {
   if (!std::filesystem::exists(path)) return;
-  std::istringstream f(read_file(path, "train"));
+  const std::string text = read_file(path, "train");
+  std::istringstream f(text);
   std::string line, kept;
-  while (std::getline(f, line)) {
+  for (int64_t number = 1; std::getline(f, line); ++number) {
     if (line.empty()) continue;
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::exception&) {
-      break;  // a line torn by the interruption: the end of what was written
+    const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const bool record = j.is_object() && j.contains("step") && j["step"].is_number_integer();
+    if (!record) {
+      if (f.eof()) break;  // the torn last line: no newline after it
+      throw Error(detail::concat("train: --resume: ", path, " line ", number,
+                                 " is not a step's record of `longctx train`: '",
+                                 printable(line.substr(0, 80)),
+                                 "'; repair or delete that line, then resume again"));
     }
-    if (j.value("step", int64_t(-1)) <= step) kept += line + "\n";
+    if (j["step"].get<int64_t>() <= step) kept += line + "\n";
   }
   write_file_atomically(path, kept, "train");
 }
@@ -902,9 +928,7 @@ class Run {
       throw Error(detail::concat(
           "train: step ", step_ + 1, ": the ", std::isfinite(loss) ? "gradient norm" : "loss",
           " is not finite (loss ", loss, ", gradient norm ", norm, "); training stopped. ",
-          saved_step_ >= 0 ? detail::concat("The last good checkpoint (step ", saved_step_, ") is ",
-                                            checkpoint_, ".")
-                           : std::string("No checkpoint was written yet."),
+          last_good_checkpoint(),
           step_ == 0
               // Before any update: what the run started from (--init, the config's
               // initialisation) gives it, which no --lr changes.
@@ -971,7 +995,37 @@ class Run {
                    (long long)last_eval_.scored);
   }
 
+  std::string last_good_checkpoint() const {
+    return saved_step_ >= 0 ? detail::concat("The last good checkpoint (step ", saved_step_,
+                                             ") is ", checkpoint_, ".")
+                            : std::string("No checkpoint was written yet.");
+  }
+
+  // "" when every parameter and optimizer moment is finite, else which tensor is not.
+  std::string non_finite_state() const {
+    const std::pair<const char*, const ParamArena*> arenas[] = {{"parameter", &model_.params()},
+                                                                {"first moment (m) of", &m_},
+                                                                {"second moment (v) of", &v_}};
+    for (const auto& [what, arena] : arenas)
+      if (const std::string name = first_non_finite(*arena, ctx_); !name.empty())
+        return detail::concat("the ", what, " '", name, "'");
+    return "";
+  }
+
+  // Never a checkpoint of non-finite values: an update can overflow the parameters or moments
+  // while the loss and gradient norm it came from were finite (the next step's loss would catch
+  // it, but the last step and a periodic save would have written it over the last good
+  // checkpoint). Every rank holds the same values, so every rank checks and all stop together.
+  void check_finite_before_save() const {
+    const std::string bad = non_finite_state();
+    if (bad.empty()) return;
+    throw Error(detail::concat("train: step ", step_, ": the update left ", bad,
+                               " non-finite; training stopped without saving. ",
+                               last_good_checkpoint(), " Try a lower --lr or tighter --clip."));
+  }
+
   void save() {
+    check_finite_before_save();
     if (!leader()) return;
     std::map<std::string, Tensor> state;
     for (size_t i = 0; i < m_.tensors().size(); ++i) {
@@ -1040,6 +1094,9 @@ class Run {
                       "' of shape ", shape_str(t.tensor.shape()));
         t.tensor.copy_from(it->second, &ctx_);
       }
+    const std::string bad = non_finite_state();
+    LONGCTX_CHECK(bad.empty(), "train: --resume: ", checkpoint_, ": ", bad,
+                  " holds non-finite values; the run cannot continue from this checkpoint");
     step_ = number("train.step");
     position_ = number("train.position");
     const std::string elapsed = meta("train.elapsed_s");

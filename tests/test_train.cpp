@@ -581,6 +581,69 @@ TEST(Train, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
   }
 }
 
+// An update can overflow the parameters while the loss and gradient norm it came from were
+// finite; the next step's loss would stop the run, but the last step's save (or a periodic one)
+// wrote the inf/NaN parameters as the checkpoint, over the last good one. Now nothing is saved.
+TEST(Train, AnUpdateThatOverflowsIsNeverSaved) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 1;
+  o.lr = 1e39;  // f32's step size is inf: the first update makes every decayed weight non-finite
+  o.warmup_steps = 0;
+  EXPECT_LONGCTX_ERROR(train::train(o), "step 1: the update left the parameter",
+                       "non-finite; training stopped without saving",
+                       "No checkpoint was written yet");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("checkpoint.safetensors")));
+}
+
+// A checkpoint whose parameters or moments are not finite cannot be resumed: an error naming it
+// and the tensor (it failed a step later as "the loss is not finite ... Try a lower --lr"), and
+// the file is left as it was.
+TEST(Train, ResumeRefusesANonFiniteCheckpoint) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 3;
+  train::TrainHooks hooks;
+  hooks.stop_after = [](int64_t step) { return step == 1; };
+  ASSERT_TRUE(train::train(o, false, hooks).interrupted);
+  const std::string path = dir.file("checkpoint.safetensors");
+  const std::string good = slurp(path);
+  for (const char* name : {"state.v.final_norm", "final_norm"}) {
+    SafetensorsFile bad = load_safetensors(path);
+    bad.tensors.at(name).fill(std::nan(""));
+    save_safetensors(path, bad.tensors, bad.metadata);
+    const std::string before = slurp(path);
+    EXPECT_LONGCTX_ERROR(train::train(o, true), path.c_str(),
+                         "'final_norm' holds non-finite values");
+    EXPECT_EQ(slurp(path), before);
+    std::ofstream(path, std::ios::binary) << good;
+  }
+  EXPECT_EQ(train::train(o, true).step, 3);
+}
+
+// Only the log's last line can be torn by an interruption; a damaged line before it is an error
+// naming the line, and the log is left as it was (resume dropped that line and every one after).
+TEST(Train, ResumeNamesADamagedLogLineAndKeepsTheLog) {
+  TempDir dir;
+  TrainOptions o = small_run(dir.path());
+  o.steps = 4;
+  train::TrainHooks hooks;
+  hooks.stop_after = [](int64_t step) { return step == 3; };
+  ASSERT_TRUE(train::train(o, false, hooks).interrupted);
+  const std::string log = slurp(dir.file("log.jsonl"));
+  for (const std::string& damaged : {std::string("{\"step\": 2, \"loss\":"), std::string("5")}) {
+    std::istringstream in(log);
+    std::string out, line;
+    for (int n = 1; std::getline(in, line); ++n) out += (n == 2 ? damaged : line) + "\n";
+    std::ofstream(dir.file("log.jsonl"), std::ios::binary) << out;
+    EXPECT_LONGCTX_ERROR(train::train(o, true), "log.jsonl line 2 is not a step's record");
+    EXPECT_EQ(slurp(dir.file("log.jsonl")), out);
+  }
+  std::ofstream(dir.file("log.jsonl"), std::ios::binary) << log;
+  EXPECT_EQ(train::train(o, true).step, 4);
+  EXPECT_EQ(step_lines(dir.path()).size(), 4u);
+}
+
 // Non-finite at a run's first step comes from what it started from (here --init parameters
 // holding NaN), which no --lr changes: the message says so instead of suggesting a lower --lr.
 TEST(Train, NonFiniteAtTheFirstStepPointsAtTheStartingParameters) {
