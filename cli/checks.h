@@ -80,6 +80,38 @@ inline CLI::Validator comma_list_of(CLI::Validator each, const std::string& show
       shown);
 }
 
+// Every integer option of `app` and of its subcommands (INT or UINT, lists included) read as a
+// decimal integer. CLI11 2.1 converts with strtoll(word, 0): "010" was 8 and "0x10" 16 (while
+// whole_word_in, checking the same word with from_chars, saw 10 and an error), and a word past
+// the type's range became its largest value. This transform, run before the option's checks,
+// hands CLI11 the word's canonical decimal form ("010" -> "10"), or says what is wrong with it.
+inline void decimal_integer_options(CLI::App& app) {
+  for (CLI::Option* option : app.get_options({})) {
+    const std::string type = option->get_type_name();
+    const bool is_unsigned = type.rfind("UINT", 0) == 0;
+    if (!is_unsigned && type.rfind("INT", 0) != 0) continue;
+    option->transform(CLI::Validator(
+        [is_unsigned](std::string& word) -> std::string {
+          const auto canonical = [&word, is_unsigned](auto value) -> std::string {
+            const char* end = word.data() + word.size();
+            const auto [stop, error] = std::from_chars(word.data(), end, value);
+            if (error == std::errc::result_out_of_range && stop == end)
+              return detail::concat("must be an integer in ",
+                                    is_unsigned ? "[0, 2^64 - 1]" : "[-2^63, 2^63 - 1]", ", got '",
+                                    word, "'");
+            if (error != std::errc() || stop != end)
+              return detail::concat("must be a decimal integer, got '", word, "'");
+            word = std::to_string(value);
+            return "";
+          };
+          return is_unsigned ? canonical(uint64_t{}) : canonical(int64_t{});
+        },
+        ""));
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    decimal_integer_options(*sub);
+}
+
 // A seed: any unsigned 64-bit integer, written as one (CLI11 took "-1" as 2^64 - 1).
 inline CLI::Validator unsigned_integer() {
   return whole_word_in<uint64_t>(0, UINT64_MAX, "an integer in [0, 2^64 - 1]", "UINT64");

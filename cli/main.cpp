@@ -161,11 +161,20 @@ int main(int argc, char** argv) {
       "scaling", "training and prefill throughput and memory vs sequence length, per model preset");
   scaling_cmd->add_option("--device", scaling.device, "auto, cpu, cuda or cuda:N")
       ->capture_default_str();
-  scaling_cmd->add_option("--presets", scaling.presets, "model presets (default: by device)")
-      ->delimiter(',');
-  scaling_cmd->add_option("--lengths", scaling.lengths, "sequence lengths (default: by device)")
-      ->delimiter(',')
-      ->check(integer_in(1, kMaxSequenceLength));
+  // Lists read whole and split when run (comma_list_of says why).
+  std::string presets_list, lengths_list;
+  scaling_cmd
+      ->add_option("--presets", presets_list, "model presets, comma-separated (default: by device)")
+      ->check(comma_list_of(CLI::Validator(
+                                [](std::string& name) {
+                                  return std::string(name.empty() ? "must name a preset" : "");
+                                },
+                                "NAME"),
+                            "NAME,NAME,..."));
+  scaling_cmd
+      ->add_option("--lengths", lengths_list,
+                   "sequence lengths, comma-separated (default: by device)")
+      ->check(comma_list_of(integer_in(1, kMaxSequenceLength), "T,T,..."));
   scaling_cmd->add_option("--tokens", scaling.tokens_per_batch, "batch * T (default: by device)")
       ->check(integer_in(0, kMaxSequenceLength));
   scaling_cmd->add_option("--repeats", scaling.repeats, "timed runs per point")
@@ -207,6 +216,7 @@ int main(int argc, char** argv) {
 
   const Command train_cmd = add_train_command(app);
   const Command generate_cmd = add_generate_command(app);
+  decimal_integer_options(app);
 
   try {
     app.parse(argc, argv);
@@ -228,6 +238,10 @@ int main(int argc, char** argv) {
     } else if (ops_cmd->parsed()) {
       list_ops();
     } else if (scaling_cmd->parsed()) {
+      if (!presets_list.empty()) scaling.presets = split_commas(presets_list);
+      if (!lengths_list.empty())
+        for (const std::string& T : split_commas(lengths_list))  // checked: integers in range
+          scaling.lengths.push_back(std::stoll(T));
       status = bench::run_scaling(scaling);
     } else if (train_cmd.app->parsed()) {
       status = train_cmd.run();

@@ -3,6 +3,7 @@
 #include "cli/ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include <nlohmann/json.hpp>
@@ -83,10 +84,18 @@ void OpCall::option(const std::string& key, double* value) const {
   *value = v.get<double>();
 }
 
+// An f32 option (attention's softmax_scale, softcap) takes the number as f32 holds it, which must
+// still be the number given: a softcap of 1e-50 became 0, "off", without a word, and a scale of
+// 1e39 inf.
 void OpCall::option(const std::string& key, float* value) const {
   double d = *value;
   option(key, &d);
-  *value = float(d);
+  const float f = float(d);
+  LONGCTX_CHECK(std::isfinite(f) || !std::isfinite(d), "op ", op_, ": metadata '", key, "' = ", d,
+                " is beyond f32's range (this option is f32)");
+  LONGCTX_CHECK(f != 0 || d == 0, "op ", op_, ": metadata '", key, "' = ", d,
+                " rounds to 0 in f32 (this option is f32)");
+  *value = f;
 }
 
 void OpCall::option(const std::string& key, bool* value) const {
@@ -132,15 +141,6 @@ void OpCall::option(const std::string& key, std::vector<int64_t>* value) const {
   std::vector<int64_t> out;
   for (const auto& e : v) out.push_back(parse_int<int64_t>(op_, key, e, *text));
   *value = out;
-}
-
-void OpCall::option(const std::string& key, std::pair<int, int>* value) const {
-  const std::string* text = find_option(key);
-  if (!text) return;
-  const nlohmann::json v = parse_value(op_, key, *text, "a pair of integers");
-  LONGCTX_CHECK(v.is_array() && v.size() == 2, "op ", op_, ": metadata '", key,
-                "' must be a pair of integers like [64, 0], got '", *text, "'");
-  *value = {parse_int<int>(op_, key, v[0], *text), parse_int<int>(op_, key, v[1], *text)};
 }
 
 Tensor OpCall::output(const std::string& name, const Shape& shape, DType dtype) {

@@ -2,7 +2,7 @@
 //
 // The input file holds the op's tensors, named as in the op's public header (x, weight, ...), and
 // its scalar options as strings in "__metadata__" ("eps": "1e-5", "causal": "true",
-// "window_size": "[64, 0]"; every value is read as JSON except string options). A forward writes
+// "window_left": "64"; every value is read as JSON except string options). A forward writes
 // the op's outputs by their header names (out, rstd, lse, ...). With --backward the file also
 // holds the output gradients (dout, and dlast_state / dfinal_states for ops with a state) and the
 // CLI writes the input gradients d<input>. The tool checks before running that every required
@@ -18,7 +18,7 @@
 //      needs tensors saved by the forward (rstd, lse, ...) runs the forward itself first.
 //      Gradients are named "d" + the input's name.
 //   2. Declare `<family>_ops()` below and add it to the table kFamilies in cli/ops.cpp.
-//   3. Add the op to tests/cli_reference.py (numpy, float64) and a case to kCliCases in
+//   3. Add the op to tests/cli_reference.py (numpy, float64) and a case to kCliOpCases in
 //      tests/test_cli.cpp.
 #pragma once
 
@@ -59,7 +59,6 @@ class OpCall {
   void option(const std::string& key, std::string* value,
               const std::vector<std::string>& choices) const;
   void option(const std::string& key, std::vector<int64_t>* value) const;
-  void option(const std::string& key, std::pair<int, int>* value) const;  // "[left, right]"
 
   // Allocates a result on the context's device, to be written to the output file as `name`.
   Tensor output(const std::string& name, const Shape& shape, DType dtype);

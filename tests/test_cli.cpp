@@ -754,6 +754,11 @@ TEST_F(CliErrors, AttentionAndScanOps) {
                {"metadata 'causal' must be true or false, got 'yes'"});
   expect_error(op("attention", qkv, {{"window_left", "-5"}}), 1,
                {"attention_fwd", "window_left", ">= -1"});
+  // f32 options as f32 holds them: a softcap of 1e-50 was 0 ("off"), a scale of 1e39 inf.
+  expect_error(op("attention", qkv, {{"softcap", "1e-50"}}), 1,
+               {"metadata 'softcap' = 1e-50 rounds to 0 in f32"});
+  expect_error(op("attention", qkv, {{"softmax_scale", "1e39"}}), 1,
+               {"metadata 'softmax_scale' = 1e+39 is beyond f32's range"});
   expect_error(op("attention", with(qkv, "k", f32({1, 4, 2, 16})), {}), 1,
                {"attention_fwd", "argument 'k'", "(1, 4, 2, 32)", "(1, 4, 2, 16)"});
   expect_error(
@@ -942,6 +947,20 @@ TEST_F(CliErrors, OptionValuesGiveShortPrintableErrors) {
   expect_error(cli(dir_, "generate --checkpoint x --tokens 1,,2"), 2,
                {"--tokens: item 2 of '1,,2' is empty"});
   expect_error(cli(dir_, "generate --checkpoint x --tokens 1,"), 2, {"item 2 of '1,' is empty"});
+  // bench scaling's lists the same way (its --lengths read "64,,128" as 64, 128).
+  expect_error(cli(dir_, "bench scaling --lengths 64,,128"), 2,
+               {"--lengths: item 2 of '64,,128' is empty"});
+  expect_error(cli(dir_, "bench scaling --presets ,llama"), 2,
+               {"--presets: item 1 of ',llama' is empty"});
+  // Integers are decimal: CLI11 read "0x10" as 16 and "010" as 8, and a number past int64's
+  // range as its largest value.
+  expect_error(cli(dir_, "train --out " + dir_.file("run") + " --steps 0x10"), 2,
+               {"--steps: must be a decimal integer, got '0x10'"});
+  expect_error(cli(dir_, "generate --checkpoint x --max-new-tokens 99999999999999999999"), 2,
+               {"--max-new-tokens: must be an integer in [-2^63, 2^63 - 1], got '9999"});
+  // A value that rounds to the edge in the f32 optimizer: printed as given, not rounded to "1".
+  expect_error(cli(dir_, "train --out " + dir_.file("run") + " --beta2 0.99999999"), 1,
+               {"beta1 and beta2 must be in [0, 1) as f32, got 0.9 and 0.99999999"});
   // A terminal escape sequence and a lone invalid UTF-8 byte in an op name.
   const Result esc = cli(dir_, "op \"$(printf 'rms\\033[31mnorm\\377')\" --in a --out b");
   expect_error(esc, 1, {"unknown op 'rms\\x1b[31mnorm\\xff'"});
@@ -1178,6 +1197,23 @@ int64_t checkpoint_step(const std::string& path) {
   return std::stoll(load_safetensors(path).metadata.at("train.step"));
 }
 
+// A leading zero is a decimal digit: "010" is 10 in every integer option (CLI11 read it as octal
+// 8, while the option's range check had read 10).
+TEST(CliTrain, IntegerOptionsWithLeadingZerosAreDecimal) {
+  ScratchDir dir;
+  const Result r = cli(dir, "train --out " + dir.file("") + " --model " + tiny_model(dir) +
+                                " --vocab 064 --seq-len 032 --num-pairs 04 --batch 04 --steps 010"
+                                " --eval-sequences 08 --log-every 0 --threads 01");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json options = nlohmann::json::parse(slurp(dir.file("options.json")));
+  EXPECT_EQ(options["steps"], 10);
+  EXPECT_EQ(options["batch"], 4);
+  EXPECT_EQ(options["eval_sequences"], 8);
+  EXPECT_EQ(options["mqar"]["vocab_size"], 64);
+  EXPECT_EQ(options["mqar"]["seq_len"], 32);
+  EXPECT_EQ(nlohmann::json::parse(r.out)["step"], 10);
+}
+
 // SIGTERM mid-run: the step in flight finishes, a checkpoint is written, exit status 130; then
 // --resume (no other run-defining flag) finishes the run, and generate samples from it.
 TEST(CliTrain, SigtermCheckpointsAndResumeFinishes) {
@@ -1309,6 +1345,8 @@ TEST(CliTrain, BadFlagsAndMissingFilesAreOneLineErrors) {
       {"generate --checkpoint x --tokens 1 --seed -1", 2, "got '-1'"},
       {"train --out " + dir.file("") + " --data-seed -1", 2, "got '-1'"},
       {"train --out " + dir.file("") + " --seed 18446744073709551616", 2, "integer in [0, 2^64"},
+      {"train --out " + dir.file("") + " --steps 9223372036854775808", 2,
+       "integer in [-2^63, 2^63"},
   };
   for (const Case& c : cases) {
     const Result r = cli(dir, c.args);
