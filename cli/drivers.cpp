@@ -15,13 +15,16 @@
 namespace longctx::cli {
 namespace {
 
-// A preset name (models/presets/<name>.json) or a path to a config file.
+// A config file, else a preset name (models/presets/<name>.json). A directory named like a preset
+// is not taken for the config: a run directory named after its model (`--out llama`) made the next
+// `--model llama` from the same place fail with "config: llama: not a regular file".
 ModelConfig load_model(const std::string& name_or_path) {
-  if (std::filesystem::exists(name_or_path)) return ModelConfig::load(name_or_path);
   const std::string preset = std::string(LONGCTX_PRESETS_DIR) + "/" + name_or_path + ".json";
-  LONGCTX_CHECK(std::filesystem::exists(preset), "--model ", name_or_path,
+  const bool is_file = std::filesystem::is_regular_file(name_or_path);
+  if (!is_file && std::filesystem::is_regular_file(preset)) return ModelConfig::load(preset);
+  LONGCTX_CHECK(is_file || std::filesystem::exists(name_or_path), "--model ", name_or_path,
                 " is neither a config file nor a preset in ", LONGCTX_PRESETS_DIR);
-  return ModelConfig::load(preset);
+  return ModelConfig::load(name_or_path);  // a file, or what is there named in its error
 }
 
 struct TrainArgs {

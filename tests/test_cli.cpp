@@ -1214,6 +1214,17 @@ TEST(CliTrain, IntegerOptionsWithLeadingZerosAreDecimal) {
   EXPECT_EQ(nlohmann::json::parse(r.out)["step"], 10);
 }
 
+// A run directory named after its preset (`--out llama`) does not hide the preset from the next
+// `--model llama` run from the same directory ("config: llama: not a regular file").
+TEST(CliTrain, ADirectoryNamedLikeAPresetDoesNotHideThePreset) {
+  ScratchDir dir;
+  const Result r = run(dir, "cd " + dir.path() + " && mkdir llama && '" + LONGCTX_CLI +
+                                "' train --out . --model llama --vocab 64 --seq-len 32 "
+                                "--num-pairs 4 --batch 2 --steps 1 --eval-sequences 4 --threads 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(slurp(dir.file("options.json")))["model"]["name"], "llama");
+}
+
 // SIGTERM mid-run: the step in flight finishes, a checkpoint is written, exit status 130; then
 // --resume (no other run-defining flag) finishes the run, and generate samples from it.
 TEST(CliTrain, SigtermCheckpointsAndResumeFinishes) {
