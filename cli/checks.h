@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "longctx/error.h"
@@ -80,36 +81,41 @@ inline CLI::Validator comma_list_of(CLI::Validator each, const std::string& show
       shown);
 }
 
-// Every integer option of `app` and of its subcommands (INT or UINT, lists included) read as a
-// decimal integer. CLI11 2.1 converts with strtoll(word, 0): "010" was 8 and "0x10" 16 (while
-// whole_word_in, checking the same word with from_chars, saw 10 and an error), and a word past
-// the type's range became its largest value. This transform, run before the option's checks,
-// hands CLI11 the word's canonical decimal form ("010" -> "10"), or says what is wrong with it.
-inline void decimal_integer_options(CLI::App& app) {
+// Every number option of `app` and of its subcommands (INT, UINT or FLOAT, lists included) read
+// by std::from_chars, in decimal. CLI11 2.1 converts integers with strtoll(word, 0): "010" was 8
+// and "0x10" 16 (while whole_word_in, checking the same word with from_chars, saw 10 and an
+// error), and a word past the type's range became its largest value; a float past f64's range
+// became 0 or inf (--temperature 1e-400: greedy sampling). This transform, run before the
+// option's checks, hands CLI11 an integer's canonical decimal form ("010" -> "10") and a float's
+// word as given, or says what is wrong with it.
+inline void decimal_number_options(CLI::App& app) {
   for (CLI::Option* option : app.get_options({})) {
-    const std::string type = option->get_type_name();
-    const bool is_unsigned = type.rfind("UINT", 0) == 0;
-    if (!is_unsigned && type.rfind("INT", 0) != 0) continue;
+    const std::string type = option->get_type_name();  // "INT" or "INT:<its checks>", ...
+    const std::string kind = type.substr(0, type.find(':'));
+    if (kind != "INT" && kind != "UINT" && kind != "FLOAT") continue;
+    const char* range = kind == "UINT"  ? "an integer in [0, 2^64 - 1]"
+                        : kind == "INT" ? "an integer in [-2^63, 2^63 - 1]"
+                                        : "a number within f64's range";
+    const auto decimal = [range](std::string& word, auto value) -> std::string {
+      const char* end = word.data() + word.size();
+      const auto [stop, error] = std::from_chars(word.data(), end, value);
+      if (error == std::errc::result_out_of_range && stop == end)
+        return detail::concat("must be ", range, ", got '", word, "'");
+      if (error != std::errc() || stop != end)
+        return detail::concat("must be a decimal number, got '", word, "'");
+      if constexpr (std::is_integral_v<decltype(value)>) word = std::to_string(value);
+      return "";
+    };
     option->transform(CLI::Validator(
-        [is_unsigned](std::string& word) -> std::string {
-          const auto canonical = [&word, is_unsigned](auto value) -> std::string {
-            const char* end = word.data() + word.size();
-            const auto [stop, error] = std::from_chars(word.data(), end, value);
-            if (error == std::errc::result_out_of_range && stop == end)
-              return detail::concat("must be an integer in ",
-                                    is_unsigned ? "[0, 2^64 - 1]" : "[-2^63, 2^63 - 1]", ", got '",
-                                    word, "'");
-            if (error != std::errc() || stop != end)
-              return detail::concat("must be a decimal integer, got '", word, "'");
-            word = std::to_string(value);
-            return "";
-          };
-          return is_unsigned ? canonical(uint64_t{}) : canonical(int64_t{});
+        [decimal, kind](std::string& word) {
+          return kind == "UINT"  ? decimal(word, uint64_t{})
+                 : kind == "INT" ? decimal(word, int64_t{})
+                                 : decimal(word, double{});
         },
         ""));
   }
   for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
-    decimal_integer_options(*sub);
+    decimal_number_options(*sub);
 }
 
 // A seed: any unsigned 64-bit integer, written as one (CLI11 took "-1" as 2^64 - 1).

@@ -216,7 +216,7 @@ int main(int argc, char** argv) {
 
   const Command train_cmd = add_train_command(app);
   const Command generate_cmd = add_generate_command(app);
-  decimal_integer_options(app);
+  decimal_number_options(app);
 
   try {
     app.parse(argc, argv);
