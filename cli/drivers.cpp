@@ -81,7 +81,12 @@ Command add_train_command(CLI::App& parent) {
       ->capture_default_str();
   cmd->add_option("--model", args->model, "a preset name (models/presets) or a config .json")
       ->capture_default_str();
-  cmd->add_option("--pattern", args->pattern, "override the layer pattern, e.g. '*S'");
+  cmd->add_option("--pattern", args->pattern, "override the layer pattern, e.g. '*S'")
+      ->check(CLI::Validator(  // '' was taken as no override
+          [](std::string& p) {
+            return std::string(p.empty() ? "must name at least one layer" : "");
+          },
+          "PATTERN"));
   cmd->add_option("--d-model", args->d_model, "override the model width")
       ->check(integer_at_least(1));
   cmd->add_option("--seq-len", args->seq_len, "sequence length (mqar: 64, text: 256)")

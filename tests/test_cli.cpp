@@ -947,6 +947,8 @@ TEST_F(CliErrors, OptionValuesGiveShortPrintableErrors) {
   expect_error(cli(dir_, "generate --checkpoint x --tokens 1,,2"), 2,
                {"--tokens: item 2 of '1,,2' is empty"});
   expect_error(cli(dir_, "generate --checkpoint x --tokens 1,"), 2, {"item 2 of '1,' is empty"});
+  expect_error(cli(dir_, "train --out " + dir_.file("run") + " --pattern ''"), 2,
+               {"--pattern: must name at least one layer"});
   // bench scaling's lists the same way (its --lengths read "64,,128" as 64, 128).
   expect_error(cli(dir_, "bench scaling --lengths 64,,128"), 2,
                {"--lengths: item 2 of '64,,128' is empty"});
