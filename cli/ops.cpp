@@ -47,11 +47,14 @@ nlohmann::json parse_value(const std::string& op, const std::string& key, const 
 template <class Int>
 Int parse_int(const std::string& op, const std::string& key, const nlohmann::json& v,
               const std::string& text) {
-  if (!v.is_number_integer() ||
-      (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<Int>::max())) ||
-      (!v.is_number_unsigned() && v.get<int64_t>() < int64_t(std::numeric_limits<Int>::min())))
+  if (!v.is_number_integer())
     throw Error(
         detail::concat("op ", op, ": metadata '", key, "' must be an integer, got '", text, "'"));
+  if ((v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<Int>::max())) ||
+      (!v.is_number_unsigned() && v.get<int64_t>() < int64_t(std::numeric_limits<Int>::min())))
+    throw Error(detail::concat("op ", op, ": metadata '", key, "' must be an integer in [",
+                               int64_t(std::numeric_limits<Int>::min()), ", ",
+                               int64_t(std::numeric_limits<Int>::max()), "], got '", text, "'"));
   return Int(v.get<int64_t>());
 }
 

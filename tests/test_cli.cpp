@@ -754,6 +754,9 @@ TEST_F(CliErrors, AttentionAndScanOps) {
                {"metadata 'causal' must be true or false, got 'yes'"});
   expect_error(op("attention", qkv, {{"window_left", "-5"}}), 1,
                {"attention_fwd", "window_left", ">= -1"});
+  expect_error(op("attention", qkv, {{"window_left", "2147483648"}}), 1,
+               {"metadata 'window_left' must be an integer in [-2147483648, 2147483647], got "
+                "'2147483648'"});
   // f32 options as f32 holds them: a softcap of 1e-50 was 0 ("off"), a scale of 1e39 inf.
   expect_error(op("attention", qkv, {{"softcap", "1e-50"}}), 1,
                {"metadata 'softcap' = 1e-50 rounds to 0 in f32"});
