@@ -5,6 +5,7 @@ which makes the virtual environment with PyTorch and builds longctx).
     python bench/peers/peers.py --build build-cpu --out bench/results/<date>-cpu-peers
         [--threads 2] [--reps 3] [--rounds 3] [--lengths 256,1024,4096]
         [--presets llama,hybrid,mamba2] [--skip-attention] [--skip-models] [--no-compile]
+        (mirrored presets: llama, hybrid, mamba2, gdn, qwen3next, kimi)
 
 Attention: bench_attention's default CPU sweep (T = 512..4096, B = 4096 / T, H = 8, D = 64,
 causal and not, f32), longctx's attention_fwd/bwd against torch's scaled_dot_product_attention
@@ -18,6 +19,11 @@ same model in PyTorch (bench/peers/torch_models.py), eager and torch.compile: a 
 prefill (logits of the whole batch, no gradients), tokens/s, median of --reps after warm-up.
 Before timing, the PyTorch model's parameter count must equal longctx's and its loss at
 initialisation must be within 0.1 of ln(vocab); the chunked SSD is checked against a token loop.
+The Gated DeltaNet and KDA layers (gdn, qwen3next, kimi) run the gated delta rule as a PyTorch
+user would write it: per 64-token chunk a unit lower-triangular solve (the UT transform) and
+matrix products, a Python loop over the chunks carrying the state (torch.compile unrolls it).
+It is checked against the token-by-token recurrence in float64 (max error below 1e-10, both
+gate shapes) before anything is timed.
 
 The two sides alternate within each point, --rounds times (longctx, PyTorch, longctx, ...), and each
 side's figure is its best round: a VM whose speed moves by 10-30% within seconds (the 2-core
@@ -144,6 +150,30 @@ def check_sdpa():
     return err
 
 
+def check_delta_rule():
+    """The chunked gated delta rule against its token loop in float64, for both gate shapes
+    (one decay per value head, Gated DeltaNet; one per key channel, KDA), on a small case with
+    grouped value heads and a length that is not a multiple of the chunk. Returns the largest
+    error of each."""
+    g = torch.Generator().manual_seed(0)
+    B, T, H, HV, K, V = 2, 72, 2, 4, 16, 8
+    q, k = (torch_models.l2norm(torch.randn(B, T, H, K, generator=g, dtype=torch.float64))
+            for _ in range(2))
+    v = torch.randn(B, T, HV, V, generator=g, dtype=torch.float64)
+    beta = torch.rand(B, T, HV, generator=g, dtype=torch.float64)
+    errs = {}
+    for name, shape in (("per_head", (B, T, HV)), ("per_key_channel", (B, T, HV, K))):
+        # Log decays in [-0.2, 0] per token: a 16-token chunk decays the state it receives by
+        # about exp(-1.6), so what is carried across chunks counts in the outputs.
+        gate = -0.2 * torch.rand(*shape, generator=g, dtype=torch.float64)
+        err = (torch_models.gated_delta_rule_chunked(q, k, v, gate, beta, K ** -0.5, 16) -
+               torch_models.gated_delta_rule_sequential(q, k, v, gate, beta, K ** -0.5))
+        errs[name] = err.abs().max().item()
+        assert errs[name] < 1e-10, f"chunked delta rule ({name} gate) disagrees with the token " \
+            f"loop: {errs[name]}"
+    return errs
+
+
 def spread(ratios):
     """The range of a point's per-round ratios, as printed: "0.98-1.21"."""
     return f"{min(ratios):.2f}-{max(ratios):.2f}"
@@ -205,7 +235,8 @@ def attention(args):
 
 def torch_fns(model, x, y, compiled):
     """The training step and the prefill of `model` (eager or torch.compile) on (x, y), warmed
-    up: compiling happens in the first calls (forward, then backward)."""
+    up, and the seconds the warm-up took: compiling happens in the first calls (forward, then
+    backward; the prefill's no-grad forward is a graph of its own)."""
     if compiled:
         torch._dynamo.reset()
         fn = torch.compile(model, dynamic=False)
@@ -220,10 +251,11 @@ def torch_fns(model, x, y, compiled):
         with torch.no_grad():
             fn(x)
 
+    t0 = time.perf_counter()
     for _ in range(2 if compiled else 1):
         step()
         prefill()
-    return step, prefill
+    return step, prefill, time.perf_counter() - t0
 
 
 def models(args):
@@ -262,7 +294,7 @@ def models(args):
                 for key in lc_tps:
                     lc_tps[key].append(lp[f"{key}_tokens_per_s"])
                 for mode in modes:
-                    step, prefill = fns[mode]
+                    step, prefill, _ = fns[mode]
                     # Warmed up by torch_fns: the median of the calls themselves.
                     for key, fn in (("train", step), ("prefill", prefill)):
                         torch_tps[mode][key].append(
@@ -274,6 +306,7 @@ def models(args):
                  "longctx_decode_tps": max(lc_tps["decode"]),
                  "rounds": {"longctx": lc_tps, "torch": torch_tps}}
             for mode in modes:
+                p[f"torch_{mode}_warmup_s"] = fns[mode][2]
                 for key in ("train", "prefill"):
                     p[f"torch_{mode}_{key}_tps"] = max(torch_tps[mode][key])
                     p[f"{key}_ratio_vs_{mode}"] = (p[f"longctx_{key}_tps"] /
@@ -287,8 +320,8 @@ def models(args):
                   f"{spread(p[f'train_round_ratios_vs_{m}'])})   prefill "
                   f"{p['longctx_prefill_tps']:8.0f}, eager {p['torch_eager_prefill_tps']:8.0f}, "
                   f"{m} {p[f'torch_{m}_prefill_tps']:8.0f} ({p[f'prefill_ratio_vs_{m}']:.2f}x, "
-                  f"rounds {spread(p[f'prefill_round_ratios_vs_{m}'])})   load {p['load']}",
-                  flush=True)
+                  f"rounds {spread(p[f'prefill_round_ratios_vs_{m}'])})   {m} warm-up "
+                  f"{p[f'torch_{m}_warmup_s']:.1f} s   load {p['load']}", flush=True)
             results.append(p)
     return results
 
@@ -342,6 +375,14 @@ def markdown(report):
                 f"{r('prefill', 'eager')} | {r('prefill', 'compile')} | {p['load']} |")
         if not compiled:
             lines.append("\n(torch.compile not run: --no-compile)")
+        else:
+            # What a user waits for before the first compiled step: the warm-up calls, compiling
+            # included (torch._dynamo is reset before each point, but Inductor's on-disk cache
+            # is not: a point compiled by an earlier run takes seconds instead of minutes).
+            lines.append("\ntorch.compile warm-up (2 training steps and 2 prefills, compiling "
+                         "included; Inductor's cache as the run found it), s: " + ", ".join(
+                             f"{p['preset']} T={p['T']} {p['torch_compile_warmup_s']:.0f}"
+                             for p in report["models"]))
         lines.append("")
     return "\n".join(lines)
 
@@ -371,7 +412,9 @@ def main():
     ssd_err = (torch_models.ssd_chunked(x, dt, A, Bm, Cm, 16) -
                torch_models.ssd_sequential(x, dt, A, Bm, Cm)).abs().max().item()
     assert ssd_err < 1e-10, f"chunked SSD disagrees with the token loop: {ssd_err}"
-    report["checks"] = {"ssd_chunked_vs_loop_f64_max_err": ssd_err, "sdpa_vs_formula": check_sdpa()}
+    report["checks"] = {"ssd_chunked_vs_loop_f64_max_err": ssd_err,
+                        "delta_rule_chunked_vs_loop_f64_max_err": check_delta_rule(),
+                        "sdpa_vs_formula": check_sdpa()}
     if not args.skip_attention:
         print("attention (longctx vs torch SDPA), GFLOP/s:", flush=True)
         report["attention"] = attention(args)
