@@ -596,16 +596,22 @@ TEST(Train, AnUpdateThatOverflowsIsNeverSaved) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("checkpoint.safetensors")));
 }
 
+// A run of `steps` steps in `dir` stopped after step `stop_after` (as by a signal), checkpointed.
+TrainOptions interrupted_run(const TempDir& dir, int64_t steps, int64_t stop_after) {
+  TrainOptions o = small_run(dir.path());
+  o.steps = steps;
+  train::TrainHooks hooks;
+  hooks.stop_after = [stop_after](int64_t step) { return step == stop_after; };
+  EXPECT_TRUE(train::train(o, false, hooks).interrupted);
+  return o;
+}
+
 // A checkpoint whose parameters or moments are not finite cannot be resumed: an error naming it
 // and the tensor (it failed a step later as "the loss is not finite ... Try a lower --lr"), and
 // the file is left as it was.
 TEST(Train, ResumeRefusesANonFiniteCheckpoint) {
   TempDir dir;
-  TrainOptions o = small_run(dir.path());
-  o.steps = 3;
-  train::TrainHooks hooks;
-  hooks.stop_after = [](int64_t step) { return step == 1; };
-  ASSERT_TRUE(train::train(o, false, hooks).interrupted);
+  const TrainOptions o = interrupted_run(dir, /*steps=*/3, /*stop_after=*/1);
   const std::string path = dir.file("checkpoint.safetensors");
   const std::string good = slurp(path);
   for (const char* name : {"state.v.final_norm", "final_norm"}) {
@@ -625,11 +631,7 @@ TEST(Train, ResumeRefusesANonFiniteCheckpoint) {
 // naming the line, and the log is left as it was (resume dropped that line and every one after).
 TEST(Train, ResumeNamesADamagedLogLineAndKeepsTheLog) {
   TempDir dir;
-  TrainOptions o = small_run(dir.path());
-  o.steps = 4;
-  train::TrainHooks hooks;
-  hooks.stop_after = [](int64_t step) { return step == 3; };
-  ASSERT_TRUE(train::train(o, false, hooks).interrupted);
+  const TrainOptions o = interrupted_run(dir, /*steps=*/4, /*stop_after=*/3);
   const std::string log = slurp(dir.file("log.jsonl"));
   for (const std::string& damaged : {std::string("{\"step\": 2, \"loss\":"), std::string("5")}) {
     std::istringstream in(log);
