@@ -97,13 +97,15 @@ inline void decimal_number_options(CLI::App& app) {
                         : kind == "INT" ? "an integer in [-2^63, 2^63 - 1]"
                                         : "a number within f64's range";
     const auto decimal = [range](std::string& word, auto value) -> std::string {
+      constexpr bool integral = std::is_integral_v<decltype(value)>;
       const char* end = word.data() + word.size();
       const auto [stop, error] = std::from_chars(word.data(), end, value);
       if (error == std::errc::result_out_of_range && stop == end)
         return detail::concat("must be ", range, ", got '", word, "'");
       if (error != std::errc() || stop != end)
-        return detail::concat("must be a decimal number, got '", word, "'");
-      if constexpr (std::is_integral_v<decltype(value)>) word = std::to_string(value);
+        return detail::concat("must be a decimal ", integral ? "integer" : "number", ", got '",
+                              word, "'");
+      if constexpr (integral) word = std::to_string(value);
       return "";
     };
     option->transform(CLI::Validator(

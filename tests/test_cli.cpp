@@ -960,7 +960,11 @@ TEST_F(CliErrors, OptionValuesGiveShortPrintableErrors) {
   // Integers are decimal: CLI11 read "0x10" as 16 and "010" as 8, and a number past int64's
   // range as its largest value.
   expect_error(cli(dir_, "train --out " + dir_.file("run") + " --steps 0x10"), 2,
-               {"--steps: must be a decimal number, got '0x10'"});
+               {"--steps: must be a decimal integer, got '0x10'"});
+  expect_error(cli(dir_, "train --out " + dir_.file("run") + " --steps 1.5"), 2,
+               {"--steps: must be a decimal integer, got '1.5'"});
+  expect_error(cli(dir_, "train --out " + dir_.file("run") + " --lr 0x1p-3"), 2,
+               {"--lr: must be a decimal number, got '0x1p-3'"});
   // A float past f64's range was 0 or inf: --temperature 1e-400 sampled greedily.
   expect_error(cli(dir_, "generate --checkpoint x --temperature 1e-400"), 2,
                {"--temperature: must be a number within f64's range, got '1e-400'"});
