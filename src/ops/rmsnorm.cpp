@@ -29,6 +29,12 @@ RMSNormArgs check_common(const Context& ctx, const char* op, const char* x_name,
   return args;
 }
 
+// eps > 0 as the forward's arithmetic holds it (f32 unless x is f64).
+void check_eps(const char* op, DType dtype, double eps) {
+  check_value(op, "eps", as_computed(dtype, eps) > 0, "must be > 0",
+              dtype == DType::f64 ? "" : " (as f32, the norm's arithmetic)", ", got ", eps);
+}
+
 // A tensor of x's shape, dtype and device, contiguous.
 void check_like(const Context& ctx, const char* op, const char* name, const Tensor& t,
                 const Tensor& x) {
@@ -52,9 +58,7 @@ void rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& rstd, cons
                  const Tensor& weight, const RMSNormParams& params) {
   const char* op = "rmsnorm_fwd";
   RMSNormArgs args = check_common(ctx, op, "x", x, weight, rstd);
-  check_value(op, "eps", as_computed(x.dtype(), params.eps) > 0, "must be > 0",
-              x.dtype() == DType::f64 ? "" : " (as f32, the norm's arithmetic)", ", got ",
-              params.eps);
+  check_eps(op, x.dtype(), params.eps);
   check_like(ctx, op, "out", out, x);
   check_arg(op, "out", out).no_overlap("weight", weight).no_overlap("rstd", rstd);
   check_arg(op, "rstd", rstd).no_overlap("x", x);
@@ -89,9 +93,7 @@ void add_rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& h, con
                      const RMSNormParams& params) {
   const char* op = "add_rmsnorm_fwd";
   RMSNormArgs args = check_common(ctx, op, "x", x, weight, rstd);
-  check_value(op, "eps", as_computed(x.dtype(), params.eps) > 0, "must be > 0",
-              x.dtype() == DType::f64 ? "" : " (as f32, the norm's arithmetic)", ", got ",
-              params.eps);
+  check_eps(op, x.dtype(), params.eps);
   check_like(ctx, op, "residual", residual, x);
   check_like(ctx, op, "h", h, x);
   check_like(ctx, op, "out", out, x);
