@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "harness.h"
@@ -89,6 +90,15 @@ TEST(Safetensors, RoundTripsEveryDTypeAndShape) {
   for (const auto& [name, t] : tensors) {
     ASSERT_TRUE(loaded.tensors.count(name)) << name;
     expect_identical(loaded.tensors.at(name), t, name);
+  }
+  // The header alone says the same of every tensor.
+  const SafetensorsHeader header = load_safetensors_header(path);
+  EXPECT_EQ(header.metadata, metadata);
+  ASSERT_EQ(header.tensors.size(), tensors.size());
+  for (const auto& [name, t] : tensors) {
+    ASSERT_TRUE(header.tensors.count(name)) << name;
+    EXPECT_EQ(header.tensors.at(name).dtype, t.dtype()) << name;
+    EXPECT_EQ(header.tensors.at(name).shape, t.shape()) << name;
   }
   // The in-memory reader and writer agree with the file ones.
   const std::string bytes = read_bytes(path);
@@ -428,17 +438,20 @@ TEST(SafetensorsMalformed, EachFileGivesItsError) {
       for (const std::string& f : m.fragments)
         EXPECT_NE(msg.find(f), std::string::npos) << "\"" << msg << "\" lacks \"" << f << "\"";
     }
-    // From a file: the same error, naming the file.
+    // From a file: the same error, naming the file; the header reader checks as much.
     const std::string path = dir.file(m.name + ".safetensors");
     write_bytes(path, m.bytes);
-    try {
-      load_safetensors(path);
-      ADD_FAILURE() << "no error for " << m.name;
-    } catch (const Error& e) {
-      const std::string msg = e.what();
-      EXPECT_NE(msg.find(path), std::string::npos) << msg;
-      for (const std::string& f : m.fragments)
-        EXPECT_NE(msg.find(f), std::string::npos) << "\"" << msg << "\" lacks \"" << f << "\"";
+    for (const auto& load : std::vector<std::function<void()>>{
+             [&] { load_safetensors(path); }, [&] { load_safetensors_header(path); }}) {
+      try {
+        load();
+        ADD_FAILURE() << "no error for " << m.name;
+      } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find(path), std::string::npos) << msg;
+        for (const std::string& f : m.fragments)
+          EXPECT_NE(msg.find(f), std::string::npos) << "\"" << msg << "\" lacks \"" << f << "\"";
+      }
     }
   }
 }

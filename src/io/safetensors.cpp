@@ -229,6 +229,21 @@ uint64_t header_length(const unsigned char* prefix, uint64_t total, const std::s
   return n;
 }
 
+// The header text of an open file; *data_start is where its data buffer begins.
+std::string read_header_text(const InputFile& f, const std::string& path, uint64_t* data_start) {
+  const uint64_t size = f.size();
+  if (size < 8)
+    fail(path, detail::concat("only ", size,
+                              " bytes: a safetensors file starts with an 8-byte header length"));
+  unsigned char prefix[8];
+  f.read_at(prefix, 8, 0);
+  const uint64_t n = header_length(prefix, size, path);
+  std::string header(size_t(n), '\0');
+  f.read_at(header.data(), n, 8);
+  *data_start = 8 + n;
+  return header;
+}
+
 // Validates the header, then creates each tensor and fills it with read(dst, offset, bytes),
 // offset counted from the start of the data buffer.
 SafetensorsFile build(const char* header_text, uint64_t n, uint64_t buffer_size,
@@ -323,18 +338,22 @@ SafetensorsFile parse_safetensors(const void* data, size_t size, const std::stri
 
 SafetensorsFile load_safetensors(const std::string& path) {
   const InputFile f(path, "safetensors");  // a regular file: a FIFO would block open() forever
-  const uint64_t size = f.size();
-  if (size < 8)
-    fail(path, detail::concat("only ", size,
-                              " bytes: a safetensors file starts with an 8-byte header length"));
-  unsigned char prefix[8];
-  f.read_at(prefix, 8, 0);
-  const uint64_t n = header_length(prefix, size, path);
-  std::string header(size_t(n), '\0');
-  f.read_at(header.data(), n, 8);
-  return build(header.data(), n, size - 8 - n, path, [&](void* dst, uint64_t offset, uint64_t len) {
-    f.read_at(dst, len, 8 + n + offset);
-  });
+  uint64_t start = 0;
+  const std::string header = read_header_text(f, path, &start);
+  return build(
+      header.data(), header.size(), f.size() - start, path,
+      [&](void* dst, uint64_t offset, uint64_t len) { f.read_at(dst, len, start + offset); });
+}
+
+SafetensorsHeader load_safetensors_header(const std::string& path) {
+  const InputFile f(path, "safetensors");
+  uint64_t start = 0;
+  const std::string text = read_header_text(f, path, &start);
+  Header h = parse_header(text.data(), text.size(), f.size() - start, path);
+  SafetensorsHeader out;
+  out.metadata = std::move(h.metadata);
+  for (Entry& e : h.entries) out.tensors[e.name] = {e.dtype, std::move(e.shape)};
+  return out;
 }
 
 std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
