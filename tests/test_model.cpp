@@ -436,7 +436,7 @@ TEST(ModelCache, BadUseIsAClearError) {
   EXPECT_LONGCTX_ERROR(model.decode(cache, random_tokens(2, 5, 5, rng, false)),
                        "beyond its max_len 4");
   EXPECT_LONGCTX_ERROR(other.decode(cache, random_tokens(2, 1, 5, rng, false)), "another model");
-  EXPECT_LONGCTX_ERROR(model.make_cache(0, 4), "batch", "must be >= 1");
+  EXPECT_LONGCTX_ERROR(model.make_cache(0, 4), "batch", "must be in [1, 16777216], got 0");
   model.decode(cache, random_tokens(2, 1, 5, rng, false));
   EXPECT_LONGCTX_ERROR(model.backward(), "needs a forward() with targets");
 }

@@ -476,16 +476,28 @@ void Model::backward(double scale, const std::function<void(int64_t begin)>& rea
 
 ModelCache Model::make_cache(int64_t batch, int64_t max_len) const {
   const char* op = "Model::make_cache";
-  check_value(op, "batch", batch >= 1, "must be >= 1, got ", batch);
-  check_value(op, "max_len", max_len >= 1, "must be >= 1, got ", max_len);
+  // Bounded before anything is sized from them (a batch of 2^40 threw std::bad_alloc).
+  check_value(op, "batch", batch >= 1 && batch <= kMaxSequenceLength, "must be in [1, ",
+              kMaxSequenceLength, "], got ", batch);
+  check_value(op, "max_len", max_len >= 1 && max_len <= kMaxSequenceLength, "must be in [1, ",
+              kMaxSequenceLength, "] (RoPE positions are int32), got ", max_len);
   ModelCache cache;
   cache.owner_ = this;
   cache.batch_ = batch;
   cache.max_len_ = max_len;
   cache.lengths_.assign(size_t(batch), 0);
   cache.kinds_ = config_.layers;
-  for (const auto& mixer : mixers_)
-    cache.layers_.push_back(mixer->make_cache(*ctx_, dtype_, batch, max_len));
+  // Attention layers hold their KV cache for all max_len tokens from the start: a failure to
+  // allocate it names the layer and the sizes (generate's max_new_tokens sets max_len).
+  for (size_t i = 0; i < mixers_.size(); ++i) {
+    try {
+      cache.layers_.push_back(mixers_[i]->make_cache(*ctx_, dtype_, batch, max_len));
+    } catch (const Error& e) {
+      throw Error(detail::concat(
+          op, ": the cache of layer ", i, " (", layer_kind_name(config_.layers[i]), ") for batch ",
+          batch, " and max_len ", max_len, " tokens cannot be allocated: ", e.what()));
+    }
+  }
   return cache;
 }
 
