@@ -170,6 +170,10 @@ TEST(ModelConfig, SizesAreBounded) {
   EXPECT_LONGCTX_ERROR(ModelConfig::from_json(R"({"d_model": 64, "pattern": "K",
                            "deltanet": {"n_heads": 1, "n_v_heads": 4611686018427387904}})"),
                        "'deltanet.n_v_heads'");
+  // dt_bias = softplus^-1(dt) is an f32 parameter: dt_max 1e300 passed and gave NaN at step 1.
+  EXPECT_LONGCTX_ERROR(
+      ModelConfig::from_json(R"({"d_model": 64, "pattern": "M", "mamba": {"dt_max": 1e300}})"),
+      "'mamba.dt_min'", "0 < dt_min <= dt_max <= 1000", "got 0.001 and 1e+300");
   // The largest values allowed still build a config.
   EXPECT_NO_THROW(ModelConfig::from_json(R"({"d_model": 32, "pattern": "W-",
       "attention": {"n_heads": 2, "n_kv_heads": 2, "window": 2147483647}, "mlp": {"hidden": 262144}})"));

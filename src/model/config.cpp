@@ -197,8 +197,14 @@ void ModelConfig::validate() {
     inner_width("mamba.expand", m.expand, d_model);
     if (m.dt_rank == 0) m.dt_rank = (d_model + 15) / 16;
     require_range("mamba.dt_rank", m.dt_rank, 1, kMaxWidth);
-    require(std::isfinite(m.dt_max) && m.dt_min > 0 && m.dt_max >= m.dt_min, "mamba.dt_min",
-            "and mamba.dt_max must satisfy 0 < dt_min <= dt_max");
+    // dt_bias = softplus^-1(dt) is a parameter in f32: dt = 1e300 became inf there and NaN at
+    // the first step. A step of kMaxMambaDt already sets exp(dt * A) to 0 for every A <= -1
+    // (A = -exp(A_log), A_log = log n); anything larger only risks overflow.
+    require(
+        std::isfinite(m.dt_max) && m.dt_min > 0 && m.dt_max >= m.dt_min && m.dt_max <= kMaxMambaDt,
+        "mamba.dt_min",
+        detail::concat("and mamba.dt_max must satisfy 0 < dt_min <= dt_max <= ", kMaxMambaDt,
+                       ", got ", m.dt_min, " and ", m.dt_max));
   }
   if (count(LayerKind::mamba2)) {
     const auto& m = mamba2;

@@ -35,6 +35,7 @@ constexpr int64_t kMaxWidth = int64_t(1) << 18;      // d_model and every inner 
 constexpr int64_t kMaxLayers = 4096;
 constexpr int64_t kMaxWindow = (int64_t(1) << 31) - 1;  // AttentionParams holds windows as int
 constexpr int64_t kMaxChunkSize = int64_t(1) << 16;
+constexpr double kMaxMambaDt = 1000;  // mamba.dt_max (mamba_ssm's default is 0.1)
 // The longest sequence a model is trained or sampled on (16.7M tokens; RoPE positions are int32).
 constexpr int64_t kMaxSequenceLength = int64_t(1) << 24;
 
