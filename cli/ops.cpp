@@ -148,9 +148,20 @@ void OpCall::option(const std::string& key, std::vector<int64_t>* value) const {
 
 Tensor OpCall::output(const std::string& name, const Shape& shape, DType dtype) {
   LONGCTX_CHECK(!outputs_.count(name), "op ", op_, ": output '", name, "' created twice");
-  Tensor t = Tensor::empty(shape, dtype, ctx.device(), &ctx);
-  outputs_.emplace(name, t);
-  return t;
+  // Outputs are sized from the inputs before the op has validated them: a table of shape
+  // (0, 2^59) asked for a 2^61-byte output. The error says where the size came from.
+  try {
+    Tensor t = Tensor::empty(shape, dtype, ctx.device(), &ctx);
+    outputs_.emplace(name, t);
+    return t;
+  } catch (const Error& e) {
+    std::string shapes;
+    for (const auto& [input, tensor] : inputs_)
+      shapes += detail::concat(shapes.empty() ? "" : ", ", input, " ", shape_str(tensor.shape()));
+    throw Error(detail::concat("op ", op_, ": output '", name, "' of shape ", shape_str(shape),
+                               ", sized from the inputs (", shapes,
+                               "), cannot be allocated: ", e.what()));
+  }
 }
 
 // ---- The table ---------------------------------------------------------------------------------

@@ -732,6 +732,19 @@ TEST_F(CliErrors, BadMetadata) {
   EXPECT_TRUE(wrote_output());
 }
 
+// Outputs are sized from the inputs before the op validates them: an impossible size is an
+// error that names the output and the input shapes it came from (it read "Tensor::empty: shape
+// (3, 2^59) of f32 needs more than 2^62 bytes" alone).
+TEST_F(CliErrors, AnUnallocatableOutputNamesTheInputsItCameFrom) {
+  const int64_t huge = int64_t(1) << 59;
+  const std::map<std::string, Tensor> tensors = {{"tokens", Tensor::zeros({3}, DType::i32)},
+                                                 {"table", Tensor::zeros({0, huge}, DType::f32)}};
+  expect_error(op("embedding", tensors, {}), 1,
+               {"op embedding: output 'out' of shape (3, 576460752303423488)",
+                "table (0, 576460752303423488)", "tokens (3,)", "needs more than 2^62 bytes"});
+  EXPECT_FALSE(wrote_output());
+}
+
 // The attention and recurrent ops: a missing tensor, a malformed or out-of-range option, a shape
 // mismatch — each named in the one line.
 TEST_F(CliErrors, AttentionAndScanOps) {
