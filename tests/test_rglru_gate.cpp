@@ -111,6 +111,14 @@ TEST(RGLRUGateBadInput, NamesTheArgument) {
   EXPECT_LONGCTX_ERROR(rglru_gate_fwd(ctx, a, b, x, x, x, Tensor::zeros({7}, DType::f32)),
                        "rglru_gate_fwd", "lambda");
   EXPECT_LONGCTX_ERROR(rglru_gate_fwd(ctx, a, a, x, x, x, l), "rglru_gate_fwd", "overlap");
+  // An output over x itself: a was written into x, then b computed from it (wrong by 0.7).
+  const Tensor ga = Tensor::zeros({4, 8}, DType::f32), gx = Tensor::zeros({4, 8}, DType::f32);
+  EXPECT_LONGCTX_ERROR(rglru_gate_fwd(ctx, x, b, x, ga, gx, l), "'a' overlaps input 'x'");
+  EXPECT_LONGCTX_ERROR(rglru_gate_fwd(ctx, a, x, x, ga, gx, l), "'b' overlaps input 'x'");
+  const Tensor dx = Tensor::zeros({4, 8}, DType::f32), dgx = Tensor::zeros({4, 8}, DType::f32);
+  EXPECT_LONGCTX_ERROR(
+      rglru_gate_bwd(ctx, dx, x, dgx, Tensor::zeros({8}, DType::f32), a, b, x, ga, gx, l),
+      "rglru_gate_bwd", "'dgate_a' overlaps input 'x'");
   EXPECT_LONGCTX_ERROR(rglru_gate_fwd(ctx, a, b, x.to_dtype(DType::f64), x, x, l),
                        "rglru_gate_fwd");
 }

@@ -59,6 +59,36 @@ TEST_P(RMSNorm, MatchesReference) {
   });
 }
 
+// out written over x and dx over dout (the header allows both) give the same bits as separate
+// memory.
+TEST_P(RMSNorm, InPlaceMatchesSeparate) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType dt = backend.dtype;
+  Rng rng(109);
+  const int64_t C = c.x_shape.back(), rows = Tensor::empty(c.x_shape, dt).numel() / C;
+  const Ref x = rounded(random_ref(c.x_shape, rng, -2, 2), dt);
+  const Ref dout = rounded(random_ref(c.x_shape, rng), dt);
+  const Tensor w = from_ref(rounded(random_ref({C}, rng, 0.5, 1.5), dt), dt, dev);
+  const Tensor x_t = from_ref(x, dt, dev);
+  Tensor out = poisoned(c.x_shape, dt, dev, &ctx),
+         rstd = poisoned({rows}, stat_dtype(dt), dev, &ctx);
+  rmsnorm_fwd(ctx, out, rstd, x_t, w);
+  Tensor over_x = from_ref(x, dt, dev), rstd_in = poisoned({rows}, stat_dtype(dt), dev, &ctx);
+  rmsnorm_fwd(ctx, over_x, rstd_in, over_x, w);
+  EXPECT_EQ(max_abs_diff(to_ref(over_x), to_ref(out)), 0.0) << "out over x";
+  EXPECT_EQ(max_abs_diff(to_ref(rstd_in), to_ref(rstd)), 0.0) << "rstd with out over x";
+
+  Tensor dx = poisoned(c.x_shape, dt, dev, &ctx), dw = poisoned({C}, dt, dev, &ctx);
+  rmsnorm_bwd(ctx, dx, dw, from_ref(dout, dt, dev), x_t, w, rstd);
+  Tensor over_dout = from_ref(dout, dt, dev), dw_in = poisoned({C}, dt, dev, &ctx);
+  rmsnorm_bwd(ctx, over_dout, dw_in, over_dout, x_t, w, rstd);
+  EXPECT_EQ(max_abs_diff(to_ref(over_dout), to_ref(dx)), 0.0) << "dx over dout";
+  EXPECT_EQ(max_abs_diff(to_ref(dw_in), to_ref(dw)), 0.0) << "dweight with dx over dout";
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, RMSNorm,
                          testing::Combine(testing::ValuesIn(kCases),
                                           testing::ValuesIn(all_backends())),
@@ -203,6 +233,13 @@ TEST(RMSNormBadInput, NamesTheArgument) {
                        "got 1e-50");
   EXPECT_LONGCTX_ERROR(rmsnorm_fwd(ctx, out, x.reshape({32}).narrow(0, 0, 4), x, w), "'rstd'",
                        "overlaps input 'x'");
+  // out may be x exactly, never partly over it; rstd is separate from weight too (each was
+  // accepted, the result wrong by up to 1.8).
+  Tensor big = Tensor::zeros({5, 8}, DType::f32);
+  EXPECT_LONGCTX_ERROR(rmsnorm_fwd(ctx, big.narrow(0, 0, 4), rstd, big.narrow(0, 1, 4), w), "'out'",
+                       "overlaps input 'x'");
+  EXPECT_LONGCTX_ERROR(rmsnorm_fwd(ctx, out, w.narrow(0, 0, 4), x, w), "'rstd'",
+                       "overlaps input 'weight'");
   EXPECT_LONGCTX_ERROR(rmsnorm_fwd(ctx, out, rstd, Tensor(), w), "'x'", "required");
   Tensor on_cuda(reinterpret_cast<void*>(0x1000), DType::f32, Device::cuda(0), {4, 8});
   EXPECT_LONGCTX_ERROR(rmsnorm_fwd(ctx, out, rstd, on_cuda, w), "'x'", "is on cuda:0",
@@ -210,6 +247,8 @@ TEST(RMSNormBadInput, NamesTheArgument) {
   Tensor dx = Tensor::empty({4, 8}, DType::f32), dw = Tensor::empty({8}, DType::f32);
   EXPECT_LONGCTX_ERROR(rmsnorm_bwd(ctx, dx, dw, Tensor::zeros({4, 9}, DType::f32), x, w, rstd),
                        "rmsnorm_bwd", "'dout'", "expected shape (4, 8)");
+  EXPECT_LONGCTX_ERROR(rmsnorm_bwd(ctx, big.narrow(0, 1, 4), dw, big.narrow(0, 0, 4), x, w, rstd),
+                       "'dx'", "overlaps input 'dout'");
 }
 
 TEST(AddRMSNormBadInput, NamesTheArgument) {
@@ -235,6 +274,8 @@ TEST(AddRMSNormBadInput, NamesTheArgument) {
       "overlaps input 'x'");
   EXPECT_LONGCTX_ERROR(add_rmsnorm_fwd(ctx, h, h, rstd, x, res, w), "'out'", "overlaps input 'h'");
   EXPECT_LONGCTX_ERROR(add_rmsnorm_fwd(ctx, x, h, rstd, x, res, w), "'out'", "overlaps input 'x'");
+  EXPECT_LONGCTX_ERROR(add_rmsnorm_fwd(ctx, out, h, w.narrow(0, 0, 4), x, res, w), "'rstd'",
+                       "overlaps input 'weight'");
   Tensor dx = Tensor::empty({4, 8}, DType::f32), dw = Tensor::empty({8}, DType::f32);
   Tensor dout = Tensor::zeros({4, 8}, DType::f32), dh = Tensor::zeros({4, 8}, DType::f32);
   EXPECT_LONGCTX_ERROR(

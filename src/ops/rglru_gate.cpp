@@ -11,8 +11,8 @@ namespace longctx {
 namespace {
 
 // x fixes the shape, dtype and device; every (..., D) tensor must match it, lambda-like ones are
-// (D); outputs may not overlap any input. Returns the params x, gate_a, gate_x and lambda
-// determine.
+// (D); outputs may not overlap any input (x included: a written into x left b wrong). Returns the
+// params x, gate_a, gate_x and lambda determine.
 RGLRUGateArgs check_rglru(const Context& ctx, const char* op, const Tensor& x, const Tensor& gate_a,
                           const Tensor& gate_x, const Tensor& lambda,
                           std::initializer_list<NamedTensor> like_x,
@@ -29,10 +29,12 @@ RGLRUGateArgs check_rglru(const Context& ctx, const char* op, const Tensor& x, c
     check_arg(op, name, *t).shape(x.shape()).dtype(x.dtype()).device(ctx.device()).contiguous();
   for (const auto& [name, t] : per_channel)
     check_arg(op, name, *t).shape({args.D}).dtype(x.dtype()).device(ctx.device()).contiguous();
-  for (const auto& [out_name, out] : outputs)
+  for (const auto& [out_name, out] : outputs) {
+    check_arg(op, out_name, *out).no_overlap("x", x);
     for (const auto& group : {like_x, per_channel})
       for (const auto& [name, t] : group)
         if (std::string(name) != out_name) check_arg(op, out_name, *out).no_overlap(name, *t);
+  }
   args.x = x.data();
   args.gate_a = gate_a.data();
   args.gate_x = gate_x.data();

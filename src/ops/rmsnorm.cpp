@@ -60,8 +60,9 @@ void rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& rstd, cons
   RMSNormArgs args = check_common(ctx, op, "x", x, weight, rstd);
   check_eps(op, x.dtype(), params.eps);
   check_like(ctx, op, "out", out, x);
+  check_same_or_disjoint(op, "out", out, "x", x);
   check_arg(op, "out", out).no_overlap("weight", weight).no_overlap("rstd", rstd);
-  check_arg(op, "rstd", rstd).no_overlap("x", x);
+  check_arg(op, "rstd", rstd).no_overlap("x", x).no_overlap("weight", weight);
   args.eps = params.eps;
   args.out = out.data();
   LONGCTX_DISPATCH(ctx, rmsnorm_fwd, ctx, args);
@@ -76,7 +77,8 @@ void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, co
   check_like(ctx, op, "dout", dout, x);
   check_like(ctx, op, "dx", dx, x);
   check_arg(op, "dweight", dweight).shape(weight.shape()).dtype(x.dtype()).device(ctx.device());
-  check_arg(op, "dweight", dweight).contiguous().no_overlap("dx", dx);
+  check_arg(op, "dweight", dweight).contiguous().no_overlap("dx", dx).no_overlap("dout", dout);
+  check_same_or_disjoint(op, "dx", dx, "dout", dout);
   for (const auto& [name, t] :
        {std::pair<const char*, const Tensor&>{"x", x}, {"weight", weight}, {"rstd", rstd}}) {
     check_arg(op, "dx", dx).no_overlap(name, t);
@@ -104,6 +106,7 @@ void add_rmsnorm_fwd(const Context& ctx, const Tensor& out, const Tensor& h, con
   check_arg(op, "out", out).no_overlap("h", h).no_overlap("weight", weight);
   check_arg(op, "out", out).no_overlap("rstd", rstd);
   check_arg(op, "rstd", rstd).no_overlap("x", x).no_overlap("residual", residual);
+  check_arg(op, "rstd", rstd).no_overlap("weight", weight);
   args.eps = params.eps;
   args.residual = residual.data();
   args.h = h.data();

@@ -3,6 +3,8 @@
 //
 // x, out, dout, dx: (..., C); weight, dweight: (C); rstd: (rows) = 1 / sqrt(mean(x^2) + eps),
 // rows = numel / C, saved by the forward for the backward. rstd is f32 (f64 when x is f64).
+// out may be x and dx may be dout (in place); any other overlap of an output with an input or
+// another output is an error.
 // CPU: f32, f64. CUDA: f32, bf16, f16 (weight in the same dtype as x; f32 accumulation).
 #pragma once
 
