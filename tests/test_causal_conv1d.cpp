@@ -366,5 +366,24 @@ TEST(CausalConv1dBadInput, NamesTheArgument) {
                        "expected shape (2, 5, 8)");
 }
 
+// Channel-last, out written into other columns of x's own buffer (x = columns [0, 8) of rows
+// 16 wide, out columns [8, 16)): separate memory, though the two byte ranges interleave. It was
+// refused as overlapping; columns [4, 12) do overlap x and still are.
+TEST(CausalConv1dChannelLastInOneBuffer, DisjointColumnsAreSeparateMemory) {
+  Context& ctx = context_for(Device::cpu());
+  CausalConv1dParams last;
+  last.channel_last = true;
+  Rng rng(311);
+  const Tensor buffer = random_tensor({2, 5, 16}, DType::f64, rng);
+  const Tensor w = random_tensor({8, 4}, DType::f64, rng);
+  const Tensor x = buffer.narrow(2, 0, 8);
+  const Tensor separate = Tensor::empty({2, 5, 8}, DType::f64);
+  causal_conv1d_fwd(ctx, separate, x, w, {}, last);
+  causal_conv1d_fwd(ctx, buffer.narrow(2, 8, 8), x, w, {}, last);
+  EXPECT_EQ(max_abs_diff(to_ref(buffer.narrow(2, 8, 8)), to_ref(separate)), 0.0);
+  EXPECT_LONGCTX_ERROR(causal_conv1d_fwd(ctx, buffer.narrow(2, 4, 8), x, w, {}, last), "'out'",
+                       "overlaps input 'x'");
+}
+
 }  // namespace
 }  // namespace longctx::test

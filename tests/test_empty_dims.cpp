@@ -113,5 +113,59 @@ TEST(EmptyDims, SsdStateUpdate) {
   }
 }
 
+// A packed batch of no sequences: cu_seqlens = [0], T = 0, the state tensors (0, ...) as the
+// headers give them (N = 0 rows). selective_scan and ssd asked for states of one sequence
+// instead, and left such a tensor unwritten.
+TEST(EmptyDims, PackedBatchOfNoSequences) {
+  Context& ctx = context_for(Device::cpu());
+  Rng rng(7);
+  const Tensor cu_seqlens = Tensor::zeros({1}, DType::i32);
+  {
+    const int64_t Dm = 4, N = 3;
+    SelectiveScanInputs in;
+    in.u = rand({1, Dm, 0}, rng), in.delta = rand({1, Dm, 0}, rng), in.A = rand({Dm, N}, rng);
+    in.B = rand({1, 1, N, 0}, rng), in.C = rand({1, 1, N, 0}, rng);
+    in.h0 = rand({0, Dm, N}, rng), in.cu_seqlens = cu_seqlens;
+    selective_scan_fwd(ctx, rand({1, Dm, 0}, rng), rand({0, Dm, N}, rng), in);
+    SelectiveScanGrads g;
+    g.du = rand({1, Dm, 0}, rng), g.ddelta = rand({1, Dm, 0}, rng), g.dA = rand({Dm, N}, rng);
+    g.dB = rand({1, 1, N, 0}, rng), g.dC = rand({1, 1, N, 0}, rng), g.dh0 = rand({0, Dm, N}, rng);
+    selective_scan_bwd(ctx, g, rand({1, Dm, 0}, rng), rand({0, Dm, N}, rng), in);
+    expect_all(g.dA, 0.0, "selective_scan dA");
+  }
+  {
+    const int64_t H = 2, P = 3, N = 4;
+    SSDInputs in;
+    in.x = rand({1, 0, H, P}, rng), in.dt = rand({1, 0, H}, rng), in.A = rand({H}, rng);
+    in.B = rand({1, 0, 1, N}, rng), in.C = rand({1, 0, 1, N}, rng);
+    in.initial_states = rand({0, H, P, N}, rng), in.cu_seqlens = cu_seqlens;
+    ssd_fwd(ctx, rand({1, 0, H, P}, rng), rand({0, H, P, N}, rng), in);
+    SSDGrads g;
+    g.dx = rand({1, 0, H, P}, rng), g.ddt = rand({1, 0, H}, rng), g.dA = rand({H}, rng);
+    g.dB = rand({1, 0, 1, N}, rng), g.dC = rand({1, 0, 1, N}, rng);
+    g.dinitial_states = rand({0, H, P, N}, rng);
+    ssd_bwd(ctx, g, rand({1, 0, H, P}, rng), rand({0, H, P, N}, rng), in);
+    expect_all(g.dA, 0.0, "ssd dA");
+  }
+}
+
+// causal_conv1d channel-last with no time steps: a contiguous (2, 0, 8) has strides (0, 8, 1),
+// which were read as rows 0 apart and refused (the channel-first (2, 8, 0) was accepted).
+TEST(EmptyDims, CausalConv1dChannelLast) {
+  Context& ctx = context_for(Device::cpu());
+  CausalConv1dParams last;
+  last.channel_last = true;
+  for (size_t z = 0; z < 3; ++z) {
+    const auto s = with_zero({2, 5, 8}, z);  // B, T, D (W = 4)
+    const Shape shape = {s[0], s[1], s[2]};
+    Rng rng(z);
+    const Tensor x = rand(shape, rng), w = rand({s[2], 4}, rng);
+    causal_conv1d_fwd(ctx, rand(shape, rng), x, w, {}, last);
+    const Tensor dw = rand({s[2], 4}, rng);
+    causal_conv1d_bwd(ctx, rand(shape, rng), dw, {}, rand(shape, rng), x, w, {}, last);
+    if (s[0] == 0 || s[1] == 0) expect_all(dw, 0.0, "dweight");
+  }
+}
+
 }  // namespace
 }  // namespace longctx::test

@@ -14,6 +14,53 @@
 
 namespace longctx {
 
+namespace detail {
+
+// A tensor's elements as `rows` runs of `width` contiguous elements, `pitch` elements apart: a
+// contiguous tensor (one run, or rows of a matrix), or a narrow of a contiguous tensor's last
+// dimension. False for any other layout.
+struct Rows {
+  int64_t rows = 1, width = 1, pitch = 1;
+};
+inline bool as_rows(const Tensor& t, Rows* out) {
+  Rows r;
+  int64_t expected = -1;  // the stride the next outer dimension must have
+  for (int d = t.dim() - 1; d >= 0; --d) {
+    if (t.size(d) == 1) continue;  // a size-1 dimension's stride places nothing
+    if (expected < 0) {            // the innermost dimension: the run
+      if (t.stride(d) != 1) return false;
+      r.width = r.pitch = expected = t.size(d);
+      continue;
+    }
+    if (r.rows == 1) r.pitch = expected = t.stride(d);  // the first outer one sets the pitch
+    if (t.stride(d) != expected || r.pitch < r.width) return false;
+    r.rows *= t.size(d);
+    expected *= t.size(d);
+  }
+  *out = r;
+  return true;
+}
+
+// Two tensors whose memory ranges intersect can still be disjoint: narrows of different columns
+// of one buffer (a projection's output split into x and z, causal_conv1d writing beside its
+// input). True when both are row runs of one pitch (a single run takes the other's) whose
+// columns, counted modulo the pitch from a's start, do not meet: b's [c, c + b.width) lies
+// beside a's [0, a.width).
+inline bool disjoint_rows(const Tensor& a, const Tensor& b) {
+  Rows ra, rb;
+  if (a.dtype() != b.dtype() || !as_rows(a, &ra) || !as_rows(b, &rb)) return false;
+  const int64_t pitch = ra.rows > 1 ? ra.pitch : rb.pitch;
+  if ((ra.rows > 1 && rb.rows > 1 && ra.pitch != rb.pitch) || ra.width > pitch || rb.width > pitch)
+    return false;
+  const int64_t esize = int64_t(dtype_size(a.dtype()));
+  const int64_t delta = static_cast<const char*>(b.data()) - static_cast<const char*>(a.data());
+  if (delta % esize != 0) return false;
+  const int64_t c = ((delta / esize) % pitch + pitch) % pitch;
+  return c >= ra.width && c + rb.width <= pitch;
+}
+
+}  // namespace detail
+
 class ArgCheck {
  public:
   ArgCheck(const char* op, const char* name, const Tensor& t) : op_(op), name_(name), t_(t) {
@@ -54,7 +101,8 @@ class ArgCheck {
                   shape_str(t_.shape()));
     return *this;
   }
-  // The output `name` must not share memory with the input `other_name`.
+  // The output `name` must not share memory with the input `other_name` (exactly: see
+  // detail::disjoint_rows for narrows of one buffer).
   const ArgCheck& no_overlap(const char* other_name, const Tensor& other) const {
     if (!other.defined() || t_.nbytes() == 0 || other.nbytes() == 0) return *this;
     auto lo = [](const Tensor& x) { return static_cast<const char*>(x.data()); };
@@ -63,7 +111,8 @@ class ArgCheck {
       for (int d = 0; d < x.dim(); ++d) last += (x.size(d) - 1) * x.stride(d);
       return static_cast<const char*>(x.data()) + (last + 1) * int64_t(dtype_size(x.dtype()));
     };
-    const bool overlap = lo(t_) < hi(other) && lo(other) < hi(t_);
+    const bool overlap =
+        lo(t_) < hi(other) && lo(other) < hi(t_) && !detail::disjoint_rows(t_, other);
     LONGCTX_CHECK(!overlap, op_, ": output '", name_, "' overlaps input '", other_name,
                   "'; this op does not work in place, pass separate memory");
     return *this;

@@ -21,6 +21,9 @@ ConvStrides check_layout(const char* op, const char* name, const Tensor& t, bool
     return {t.size(1) * t.size(2), t.size(2), 1};
   }
   const int64_t B = t.size(0), T = t.size(1), D = t.size(2);
+  // No element, no layout: a contiguous (2, 0, 3) has strides (0, 3, 1), which read as rows
+  // 0 apart were refused.
+  if (t.numel() == 0) return {T * D, 1, D};
   const int64_t R = T > 1 ? t.stride(1) : B > 1 ? t.stride(0) : D;
   const bool ok =
       (D <= 1 || t.stride(2) == 1) && R >= D && (B <= 1 || T <= 1 || t.stride(0) == T * R);

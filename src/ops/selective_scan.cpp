@@ -88,7 +88,7 @@ void check_like(const Context& ctx, const char* op, const char* name, const Tens
 // A state: (sequences, Dm, N); the decode step's sequences are its batch.
 void check_state(const Context& ctx, const char* op, const char* name, const Tensor& t,
                  const SelectiveScanArgs& args) {
-  const int64_t sequences = args.seqs.count ? args.seqs.count : args.batch;
+  const int64_t sequences = args.seqs.packed() ? args.seqs.count : args.batch;
   check_arg(op, name, t).shape({sequences, args.Dm, args.N}).dtype(stat_dtype(args.dtype));
   check_arg(op, name, t).device(ctx.device()).contiguous();
 }

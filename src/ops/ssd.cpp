@@ -90,7 +90,7 @@ SSDArgs check_scan_inputs(const Context& ctx, const char* op, const SSDInputs& i
 // A state: (sequences, H, P, N); the decode step's sequences are its batch.
 void check_state(const Context& ctx, const char* op, const char* name, const Tensor& t,
                  const SSDArgs& args) {
-  const int64_t sequences = args.seqs.count ? args.seqs.count : args.batch;
+  const int64_t sequences = args.seqs.packed() ? args.seqs.count : args.batch;
   check_arg(op, name, t).shape({sequences, args.H, args.P, args.N});
   check_arg(op, name, t).dtype(stat_dtype(args.dtype)).device(ctx.device()).contiguous();
 }

@@ -10,7 +10,8 @@
 // contiguous or a narrow of the last dimension of a contiguous (B, T, R) tensor, R >= D (its
 // channels unit-stride, its time steps R apart): the models' mixers read their conv inputs
 // straight out of their input projections this way and write the gradients straight into the
-// projections', with no transposes.
+// projections', with no transposes. An output must not share memory with an input; narrows of
+// different columns of one buffer are separate memory.
 // The decode step's (B, D) tensors are the same in both layouts. On CUDA the channel-last forward
 // and backward have kernels of their own, a warp's lanes on consecutive channels, so that each
 // row is read in one coalesced piece.
