@@ -2,6 +2,7 @@
 // the same command on one process, and a failing rank (an exception; a SIGKILL) ending the whole
 // job within seconds with its message, leaving the last complete checkpoint and nothing else.
 // The collectives themselves are tested under mpirun by tests/mpi (ctest: mpi_np2, mpi_np4).
+// Also the context parallel layout's arithmetic, which needs no second process.
 #include <sys/wait.h>
 
 #include <chrono>
@@ -14,6 +15,7 @@
 
 #include "harness.h"
 #include "longctx/dist/communicator.h"
+#include "longctx/dist/layout.h"
 #include "longctx/io/safetensors.h"
 
 namespace longctx::test {
@@ -138,6 +140,32 @@ INSTANTIATE_TEST_SUITE_P(Modes, DataParallelFailure, testing::Values("throw", "k
                          [](const testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
+
+// The slices' bounds are floor(T * c / parts) for every T, against 128-bit arithmetic: T * c
+// overflowed int64 for T near its range ([2^62 - 1, -1) for rank 1 of 2 at T = 2^63 - 1).
+TEST(ContextParallelLayout, SliceBoundsHoldForEveryLength) {
+  auto floor_div = [](int64_t T, int64_t c, int64_t parts) {
+    return int64_t(static_cast<__int128>(T) * c / parts);
+  };
+  Rng rng(5);
+  for (int i = 0; i < 2000; ++i) {
+    const int64_t T = i < 1000 ? rng.integer(0, 1000000) : INT64_MAX - rng.integer(0, 1000000);
+    const int n = i % 3 == 0 ? (1 << 30) : int(rng.integer(1, 64));
+    const int r = int(rng.integer(0, n - 1));
+    const auto z = dist::zigzag_chunks(T, n, r);
+    EXPECT_EQ(z[0].begin, floor_div(T, r, 2 * int64_t(n))) << T << " " << n << " " << r;
+    EXPECT_EQ(z[0].end, floor_div(T, r + 1, 2 * int64_t(n)));
+    EXPECT_EQ(z[1].begin, floor_div(T, 2 * int64_t(n) - 1 - r, 2 * int64_t(n)));
+    EXPECT_EQ(z[1].end, floor_div(T, 2 * int64_t(n) - r, 2 * int64_t(n)));
+    const auto c = dist::slice_ranges(T, n, r, dist::CpLayout::contiguous);
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].begin, floor_div(T, r, n));
+    EXPECT_EQ(c[0].end, floor_div(T, r + 1, n));
+  }
+  const auto last = dist::slice_ranges(INT64_MAX, 2, 1, dist::CpLayout::contiguous);
+  EXPECT_EQ(last[0].begin, INT64_MAX / 2);
+  EXPECT_EQ(last[0].end, INT64_MAX);
+}
 
 }  // namespace
 }  // namespace longctx::test

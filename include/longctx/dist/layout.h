@@ -32,7 +32,8 @@ std::array<SeqRange, 2> zigzag_chunks(int64_t T, int n, int rank);
 
 // The ranges of a T-position sequence that rank `rank` of `n` holds in `layout`, in the order
 // they sit in its slice: contiguous, the one range [T * r / n, T * (r + 1) / n) (the even split
-// the drivers use); zigzag, zigzag_chunks.
+// the drivers use); zigzag, zigzag_chunks. Both bounds are exact for every T >= 0 (computed
+// without forming T * r).
 std::vector<SeqRange> slice_ranges(int64_t T, int n, int rank, CpLayout layout);
 
 }  // namespace longctx::dist
