@@ -512,9 +512,76 @@ TEST(ModelInferenceWeights, Bf16IsForF32CpuModelsAndRefusesBackward) {
   const Tensor tokens = random_tokens(1, 4, config.vocab_size, rng, false);
   model.forward(tokens, tokens);
   EXPECT_LONGCTX_ERROR(model.backward(), "Model::backward", "bf16 inference weights");
-  model.set_inference_weights(DType::f32);  // back to the parameters: training works again
+  // Back to the parameters: the bf16 forward's activations are not the f32 model's (the
+  // gradients were off by 6.5e-5); after an f32 forward training works again.
+  model.set_inference_weights(DType::f32);
+  EXPECT_LONGCTX_ERROR(model.backward(), "Model::backward", "needs a forward() with targets");
   model.forward(tokens, tokens);
   model.backward();
+}
+
+// A forward that throws on its arguments changes nothing (backward() still gives the last good
+// forward's gradients); one that throws once under way leaves backward() refused. Both gave
+// wrong gradients without a word: the layout was reset before cu_seqlens was checked.
+TEST(Model, AFailedForwardLeavesNoWrongGradients) {
+  Context& ctx = context_for(Device::cpu());
+  const ModelConfig config =
+      ModelConfig::from_json(R"({"vocab_size": 7, "d_model": 8, "pattern": "*-S",
+      "mamba2": {"d_state": 4, "head_dim": 4, "chunk_size": 4}})");
+  Model model(config, ctx, DType::f64);
+  Rng rng(3);
+  const Tensor tokens = random_tokens(1, 8, 7, rng, false),
+               targets = random_tokens(1, 8, 7, rng, false);
+  const Tensor cu = Tensor::empty({3}, DType::i32);
+  const int32_t cu_values[] = {0, 3, 8};
+  std::copy(cu_values, cu_values + 3, cu.data_as<int32_t>());
+  auto grads = [&] { return to_ref(model.grads().flat()); };
+  model.forward(tokens, targets, cu);
+  model.backward();
+  const Ref want = grads();
+
+  const Tensor bad_cu = Tensor::empty({4}, DType::i32);
+  const int32_t bad_values[] = {0, 5, 3, 8};
+  std::copy(bad_values, bad_values + 4, bad_cu.data_as<int32_t>());
+  EXPECT_LONGCTX_ERROR(model.forward(tokens, targets, bad_cu), "'cu_seqlens'", "nondecreasing");
+  EXPECT_LONGCTX_ERROR(model.forward(tokens, Tensor::zeros({1, 8}, DType::i64), cu), "'targets'");
+  model.backward();
+  EXPECT_EQ(max_abs_diff(grads(), want), 0.0);
+
+  Tensor outside = random_tokens(1, 8, 7, rng, false);
+  outside.data_as<int32_t>()[5] = 7;
+  EXPECT_LONGCTX_ERROR(model.forward(outside, targets), "tokens[5] = 7 is out of range");
+  EXPECT_LONGCTX_ERROR(model.backward(), "needs a forward() with targets");
+}
+
+// A cache belongs to the model that made it, wherever that model goes: a model assigned over
+// another (same address, other layers) refuses the old one's caches (it crashed in decode), a
+// model moved to keeps working with its caches, and a model moved from is a clear error.
+TEST(ModelCache, BelongsToItsModelThroughMoves) {
+  Context& ctx = context_for(Device::cpu());
+  const ModelConfig two =
+      ModelConfig::from_json(R"({"vocab_size": 5, "d_model": 8, "pattern": "*-"})");
+  const ModelConfig four =
+      ModelConfig::from_json(R"({"vocab_size": 5, "d_model": 8, "pattern": "-*-*"})");
+  Rng rng(4);
+  const Tensor token = random_tokens(1, 1, 5, rng, false);
+  Model model(two, ctx);
+  ModelCache cache = model.make_cache(1, 8);
+  model.decode(cache, token);
+  model = Model(four, ctx);
+  EXPECT_LONGCTX_ERROR(model.decode(cache, token), "another model");
+  model = Model(two, ctx, DType::f32, 99);  // the same layers, other weights: still not its cache
+  EXPECT_LONGCTX_ERROR(model.decode(cache, token), "another model");
+
+  ModelCache mine = model.make_cache(1, 8), twin = model.make_cache(1, 8);
+  const Ref first = to_ref(model.decode(mine, token));
+  Model moved = std::move(model);
+  EXPECT_EQ(max_abs_diff(to_ref(moved.decode(twin, token)), first), 0.0);
+  EXPECT_LONGCTX_ERROR(model.forward(token), "moved from");
+  EXPECT_LONGCTX_ERROR(model.make_cache(1, 8), "moved from");
+  EXPECT_LONGCTX_ERROR(mine.length(1), "ModelCache::length", "[0, 1)", "got 1");
+  EXPECT_LONGCTX_ERROR(mine.length(-1), "got -1");
+  EXPECT_EQ(mine.length(0), 1);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "longctx/model/model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "longctx/ops/add.h"
@@ -198,6 +199,7 @@ void Model::set_inference_weights(DType dtype) {
                 "model is ",
                 dtype_name(dtype_), " on ", ctx_->device().str());
   inference_dtype_ = dtype;
+  have_loss_ = false;  // the last forward's activations came from the other weights
   bf16_weights_ = ParamArena();
   inference_views_ = ParamArena();
   if (dtype == DType::f32) {
@@ -247,13 +249,18 @@ size_t ModelCache::bytes(LayerKind kind) const {
 // The layout of a forward's batch: rectangular, or packed with each token's position within its
 // sequence (RoPE restarts at every sequence) computed once here for every layer.
 void Model::set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens) {
-  SequenceLayout& layout = *layout_;
-  layout = SequenceLayout();
-  if (cp_) {
-    set_context_parallel_layout(op, tokens, cu_seqlens);
-    return;
-  }
-  if (!cu_seqlens.defined()) return;
+  // Built aside and put in place only once every check has passed: a packed batch whose
+  // cu_seqlens was refused had already reset the last forward's layout.
+  SequenceLayout layout;
+  if (cp_)
+    set_context_parallel_layout(op, tokens, cu_seqlens, layout);
+  else if (cu_seqlens.defined())
+    set_packed_layout(op, tokens, cu_seqlens, layout);
+  *layout_ = std::move(layout);
+}
+
+void Model::set_packed_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens,
+                              SequenceLayout& layout) const {
   check_value(op, "tokens", tokens.size(0) == 1, "must have batch dimension 1 with cu_seqlens ",
               "(a packed batch), got shape ", shape_str(tokens.shape()));
   const std::vector<int32_t> cu =
@@ -298,8 +305,7 @@ int64_t Model::min_context_slice() const {
 // positions in the layout; every rank checks every slice the same way, so all of them throw
 // together rather than one leaving the others waiting in a collective.
 void Model::set_context_parallel_layout(const char* op, const Tensor& tokens,
-                                        const Tensor& cu_seqlens) {
-  SequenceLayout& layout = *layout_;
+                                        const Tensor& cu_seqlens, SequenceLayout& layout) const {
   const int64_t B = tokens.size(0), T = tokens.size(1), n = cp_->size();
   const bool zigzag = cp_layout_ == dist::CpLayout::zigzag;
   const Tensor mine = Tensor::empty({2}, DType::i64), all = Tensor::empty({n, 2}, DType::i64);
@@ -371,15 +377,41 @@ Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 
+namespace {
+uint64_t new_model_id() {
+  static std::atomic<uint64_t> next{1};
+  return next++;
+}
+}  // namespace
+
+Model::Identity::Identity() : value(new_model_id()) {}
+Model::Identity::Identity(Identity&& other) noexcept : value(other.value) {
+  other.value = new_model_id();
+}
+Model::Identity& Model::Identity::operator=(Identity&& other) noexcept {
+  value = other.value;
+  other.value = new_model_id();
+  return *this;
+}
+
+void Model::check_usable(const char* op) const {
+  LONGCTX_CHECK(layout_, op, ": this model was moved from (it holds no layers)");
+}
+
 double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor& cu_seqlens) {
   const char* op = "Model::forward";
+  check_usable(op);
   check_arg(op, "tokens", tokens).rank(2).dtype(DType::i32).device(ctx_->device()).contiguous();
   const int64_t B = tokens.size(0), T = tokens.size(1), C = config_.d_model;
-  set_layout(op, tokens, cu_seqlens);
   const int64_t V = config_.vocab_size;
-  have_loss_ = targets.defined();
-  if (have_loss_)
+  const bool with_loss = targets.defined();
+  if (with_loss)
     check_arg(op, "targets", targets).shape({B, T}).dtype(DType::i32).device(ctx_->device());
+  set_layout(op, tokens, cu_seqlens);  // the last check: nothing has changed if it throws
+  // From here the last forward's activations are overwritten: until this one has finished,
+  // there is nothing for backward() (a failed forward followed by backward() gave wrong
+  // gradients).
+  have_loss_ = false;
   const Context& ctx = *ctx_;
   const DType stat = stat_dtype(dtype_);  // rstd, lse, loss
   const int L = int(mixers_.size());
@@ -412,12 +444,14 @@ double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor&
   }
   logits_ = acts_.take({B, T, V}, dtype_);
   linear_fwd(ctx, logits_, final_normed_, head_weight());
-  if (!have_loss_) return std::nan("");
+  if (!with_loss) return std::nan("");
 
   Tensor loss = acts_.take({1}, stat);
   lse_ = acts_.take({B * T}, stat);
   cross_entropy_fwd(ctx, loss, lse_, logits_.reshape({B * T, V}), targets.reshape({B * T}));
-  return to_host_scalar(loss, ctx);
+  const double value = to_host_scalar(loss, ctx);
+  have_loss_ = true;
+  return value;
 }
 
 int64_t Model::grad_offset(const std::string& name) const {
@@ -427,7 +461,10 @@ int64_t Model::grad_offset(const std::string& name) const {
 }
 
 void Model::backward(double scale, const std::function<void(int64_t begin)>& ready) {
-  LONGCTX_CHECK(have_loss_, "Model::backward: needs a forward() with targets first");
+  check_usable("Model::backward");
+  LONGCTX_CHECK(have_loss_,
+                "Model::backward: needs a forward() with targets first (one that succeeded, "
+                "with the weights the model has now)");
   LONGCTX_CHECK(inference_dtype_ == DType::f32,
                 "Model::backward: the model reads bf16 inference weights "
                 "(set_inference_weights(f32) first: gradients are for the f32 parameters)");
@@ -476,13 +513,14 @@ void Model::backward(double scale, const std::function<void(int64_t begin)>& rea
 
 ModelCache Model::make_cache(int64_t batch, int64_t max_len) const {
   const char* op = "Model::make_cache";
+  check_usable(op);
   // Bounded before anything is sized from them (a batch of 2^40 threw std::bad_alloc).
   check_value(op, "batch", batch >= 1 && batch <= kMaxSequenceLength, "must be in [1, ",
               kMaxSequenceLength, "], got ", batch);
   check_value(op, "max_len", max_len >= 1 && max_len <= kMaxSequenceLength, "must be in [1, ",
               kMaxSequenceLength, "] (RoPE positions are int32), got ", max_len);
   ModelCache cache;
-  cache.owner_ = this;
+  cache.owner_ = id_.value;
   cache.batch_ = batch;
   cache.max_len_ = max_len;
   cache.lengths_.assign(size_t(batch), 0);
@@ -503,7 +541,9 @@ ModelCache Model::make_cache(int64_t batch, int64_t max_len) const {
 
 const Tensor& Model::decode(ModelCache& cache, const Tensor& tokens) {
   const char* op = "Model::decode";
-  LONGCTX_CHECK(cache.owner_ == this, op, ": the cache was made by another model (make_cache)");
+  check_usable(op);
+  LONGCTX_CHECK(cache.owner_ == id_.value, op,
+                ": the cache was made by another model (make_cache), or is empty");
   check_arg(op, "tokens", tokens).rank(2).dtype(DType::i32).device(ctx_->device()).contiguous();
   const int64_t B = tokens.size(0), T = tokens.size(1);
   check_value(op, "tokens", B == cache.batch(), "has batch ", B, " but the cache holds ",
@@ -521,7 +561,9 @@ const Tensor& Model::decode(ModelCache& cache, const Tensor& tokens) {
 
 const Tensor& Model::decode_one(ModelCache& cache, int64_t b, const Tensor& tokens) {
   const char* op = "Model::decode_one";
-  LONGCTX_CHECK(cache.owner_ == this, op, ": the cache was made by another model (make_cache)");
+  check_usable(op);
+  LONGCTX_CHECK(cache.owner_ == id_.value, op,
+                ": the cache was made by another model (make_cache), or is empty");
   check_value(op, "b", b >= 0 && b < cache.batch(), "must be in [0, ", cache.batch(), "), got ", b);
   check_arg(op, "tokens", tokens).rank(2).dtype(DType::i32).device(ctx_->device()).contiguous();
   check_value(op, "tokens", tokens.size(0) == 1, "must be (1, T) for one sequence, got shape ",

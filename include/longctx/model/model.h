@@ -39,14 +39,18 @@ class ModelCache {
 
   int64_t batch() const { return batch_; }
   int64_t max_len() const { return max_len_; }
-  int64_t length(int64_t b) const { return lengths_.at(size_t(b)); }  // tokens sequence b holds
+  int64_t length(int64_t b) const {  // tokens sequence b holds
+    LONGCTX_CHECK(b >= 0 && b < batch_, "ModelCache::length: b must be in [0, ", batch_, "), got ",
+                  b);
+    return lengths_[size_t(b)];
+  }
   const std::vector<int64_t>& lengths() const { return lengths_; }
   size_t bytes() const;                // held by every layer
   size_t bytes(LayerKind kind) const;  // held by the layers of one kind
 
  private:
   friend class Model;
-  const void* owner_ = nullptr;
+  uint64_t owner_ = 0;  // the id of the model that made it (Model::Identity); 0: none
   int64_t batch_ = 0, max_len_ = 0;
   std::vector<int64_t> lengths_;
   std::vector<LayerKind> kinds_;
@@ -76,7 +80,9 @@ class Model {
 
   // tokens, targets: (B, T) i32 on the model's device; targets of -100 are ignored. Returns the
   // mean cross-entropy over labelled targets (NaN when targets is not given) and keeps the
-  // activations backward() needs. logits() are valid until the next forward().
+  // activations backward() needs. logits() are valid until the next forward(). A forward()
+  // that throws on its arguments changes nothing; one that throws later (a token outside the
+  // vocabulary, found as it is read) leaves backward() refused until a forward() succeeds.
   // A packed batch: B = 1 and cu_seqlens (N + 1) i32 on the model's device (0 first,
   // nondecreasing, T last) puts N sequences back to back; each is computed as if alone (attention
   // within it, convs and scans restarting at its start, RoPE positions from its start), so a
@@ -112,8 +118,8 @@ class Model {
   // recurrent parameters stay f32) with f32 activations, KV cache and sums: a batch-1 decode
   // step reads half the bytes. The copies are made from the parameters at this call (call it
   // after loading a checkpoint) and take half the parameters' memory; backward() is refused
-  // until set back to f32. Each output then equals the f32 model's with the matrices rounded to
-  // bf16 (relative error 2^-9 per weight).
+  // until set back to f32 and a forward() has run with the f32 weights. Each output then equals the
+  // f32 model's with the matrices rounded to bf16 (relative error 2^-9 per weight).
   void set_inference_weights(DType dtype);
   DType inference_weights() const { return inference_dtype_; }
   // The bf16 copies by parameter name (no tensors when the inference weights are f32).
@@ -173,13 +179,29 @@ class Model {
   // moves, the layout does not).
   std::unique_ptr<SequenceLayout> layout_;
   void set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens);
-  void set_context_parallel_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens);
+  void set_packed_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens,
+                         SequenceLayout& layout) const;
+  void set_context_parallel_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens,
+                                   SequenceLayout& layout) const;
   // Where the gradient `name` starts in grads().flat(), in elements.
   int64_t grad_offset(const std::string& name) const;
   // Embedding, the layers' decode over `layers` (the cache's, or one sequence's views of them)
   // with the sequences' `lengths`, head; the logits.
   const Tensor& decode_layers(const std::vector<MixerCache*>& layers,
                               const std::vector<int64_t>& lengths, const Tensor& tokens);
+
+  // Which caches are this model's: an id no other model has. A move hands it to the model moved
+  // to (its caches go on working there) and gives the one moved from a new one; the address
+  // would not do, for a model assigned over another keeps its address but not its layers.
+  struct Identity {
+    uint64_t value;
+    Identity();
+    Identity(Identity&& other) noexcept;
+    Identity& operator=(Identity&& other) noexcept;
+  };
+  Identity id_;
+  // Throws for a model moved from (it has no layers or layout left).
+  void check_usable(const char* op) const;
 
   // Saved by forward() for backward().
   Tensor tokens_, targets_, logits_, lse_;
