@@ -1,4 +1,5 @@
 // ModelConfig: presets load, JSON round trips, pattern strings, and bad configs name the key.
+#include <cmath>
 #include <filesystem>
 
 #include "harness.h"
@@ -174,6 +175,15 @@ TEST(ModelConfig, SizesAreBounded) {
   EXPECT_LONGCTX_ERROR(
       ModelConfig::from_json(R"({"d_model": 64, "pattern": "M", "mamba": {"dt_max": 1e300}})"),
       "'mamba.dt_min'", "0 < dt_min <= dt_max <= 1000", "got 0.001 and 1e+300");
+  // Every section is written by to_json, the unused ones too: a NaN there passed, became null,
+  // and the checkpoint saved with it could not be read back. A name of invalid UTF-8 threw
+  // nlohmann's exception out of to_json.
+  ModelConfig unused = ModelConfig::from_json(R"({"d_model": 64, "pattern": "*-"})");
+  unused.mamba.dt_max = std::nan("");
+  EXPECT_LONGCTX_ERROR(unused.validate(), "'mamba.dt_max'", "must be a finite number, got nan");
+  ModelConfig named = ModelConfig::from_json(R"({"d_model": 64, "pattern": "*-"})");
+  named.name = "caf\xe9";
+  EXPECT_LONGCTX_ERROR(named.validate(), "'name'", "valid UTF-8");
   // The largest values allowed still build a config.
   EXPECT_NO_THROW(ModelConfig::from_json(R"({"d_model": 32, "pattern": "W-",
       "attention": {"n_heads": 2, "n_kv_heads": 2, "window": 2147483647}, "mlp": {"hidden": 262144}})"));

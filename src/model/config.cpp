@@ -169,6 +169,19 @@ int64_t inner_width(const std::string& key, int64_t expand, int64_t d_model) {
 }  // namespace
 
 void ModelConfig::validate() {
+  // to_json writes every section, those the pattern does not use too, as JSON, which has no NaN,
+  // inf or invalid UTF-8: a NaN there became null and the checkpoint saved with it could not be
+  // read back; a name of invalid UTF-8 threw nlohmann's exception out of to_json.
+  for (const auto& [key, value] : {std::pair<const char*, double>{"norm_eps", norm_eps},
+                                   {"attention.rope_theta", attention.rope_theta},
+                                   {"mamba.dt_min", mamba.dt_min},
+                                   {"mamba.dt_max", mamba.dt_max}})
+    require(std::isfinite(value), key, detail::concat("must be a finite number, got ", value));
+  try {
+    (void)json(name).dump();
+  } catch (const json::exception&) {
+    require(false, "name", "must be valid UTF-8 text");
+  }
   require_range("vocab_size", vocab_size, 1, kMaxVocabSize);
   require_range("d_model", d_model, 1, kMaxWidth);
   require(!layers.empty(), "pattern", "must give at least one layer");
