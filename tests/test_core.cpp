@@ -1,12 +1,15 @@
-// Core: dtype conversions, tensor views and copies, contexts, error messages.
+// Core: dtype conversions, tensor views and copies, contexts, error messages, the ops' overlap
+// check.
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <map>
+#include <set>
 #include <string>
 
 #include "harness.h"
+#include "src/core/checks.h"
 
 namespace longctx::test {
 namespace {
@@ -167,6 +170,78 @@ TEST(Tensor, OverlappingStridedCopyReadsTheOldValues) {
   square.copy_from(square.transpose(0, 1));
   for (int i = 0; i < 16; ++i)
     for (int j = 0; j < 16; ++j) EXPECT_EQ(square.data_as<float>()[i * 16 + j], float(j * 16 + i));
+}
+
+// The bytes a tensor's elements occupy, counted from `base`.
+std::set<int64_t> bytes_of(const Tensor& t, const void* base) {
+  std::set<int64_t> out;
+  const int64_t esize = int64_t(dtype_size(t.dtype()));
+  const int64_t start = static_cast<const char*>(t.data()) - static_cast<const char*>(base);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    int64_t offset = 0, rest = i;
+    for (int d = t.dim() - 1; d >= 0; --d) {
+      offset += rest % t.size(d) * t.stride(d);
+      rest /= t.size(d);
+    }
+    for (int64_t b = 0; b < esize; ++b) out.insert(start + offset * esize + b);
+  }
+  return out;
+}
+
+// no_overlap against the bytes themselves, over random views of one buffer: it refuses every
+// pair that shares a byte, and for two narrows or contiguous runs of one dtype at element
+// offsets (the layouts detail::disjoint_rows reads) it refuses only those. Column narrows of
+// one buffer were refused though disjoint.
+TEST(ArgCheck, NoOverlapRefusesExactlyTheViewsThatShareMemory) {
+  Rng rng(12);
+  const Tensor buffer = Tensor::zeros({6, 24}, DType::f32);
+  struct View {
+    Tensor t;
+    bool rows;  // a layout disjoint_rows decides exactly
+  };
+  auto pick = [&]() -> View {
+    switch (rng.integer(0, 3)) {
+      case 0: {  // some rows, some columns
+        const int64_t r0 = rng.integer(0, 5), c0 = rng.integer(0, 23);
+        const Tensor t = buffer.narrow(0, r0, rng.integer(1, 6 - r0));
+        return {t.narrow(1, c0, rng.integer(1, 24 - c0)), true};
+      }
+      case 1: {  // a contiguous run as a matrix of its own pitch
+        const int64_t start = rng.integer(0, 120), pitch = rng.integer(1, 12);
+        const int64_t rows = rng.integer(1, std::max<int64_t>(1, (144 - start) / pitch));
+        return {
+            buffer.view_bytes(size_t(start) * 4, {rows, std::min(pitch, 144 - start)}, DType::f32),
+            true};
+      }
+      case 2: {  // a transposed narrow: not a row layout
+        const int64_t c0 = rng.integer(0, 20);
+        return {buffer.narrow(1, c0, rng.integer(2, 24 - c0)).transpose(0, 1), false};
+      }
+      default: {  // a run at an odd byte offset
+        const int64_t start = rng.integer(0, 130);
+        return {buffer.view_bytes(size_t(start) * 4 + 2, {rng.integer(1, 13)}, DType::f32), false};
+      }
+    }
+  };
+  int exact = 0;
+  for (int i = 0; i < 4000; ++i) {
+    const View a = pick(), b = pick();
+    const std::set<int64_t> bytes_a = bytes_of(a.t, buffer.data());
+    bool shared = false;
+    for (int64_t byte : bytes_of(b.t, buffer.data())) shared = shared || bytes_a.count(byte);
+    bool refused = false;
+    try {
+      check_arg("op", "a", a.t).no_overlap("b", b.t);
+    } catch (const Error&) {
+      refused = true;
+    }
+    if (shared) EXPECT_TRUE(refused) << shape_str(a.t.shape()) << " " << shape_str(b.t.shape());
+    if (a.rows && b.rows) {
+      EXPECT_EQ(refused, shared) << shape_str(a.t.shape()) << " " << shape_str(b.t.shape());
+      exact += !shared;
+    }
+  }
+  EXPECT_GT(exact, 100) << "too few disjoint pairs drawn to test the exact verdict";
 }
 
 TEST(Tensor, ErrorsNameWhatWasWrong) {

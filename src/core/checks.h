@@ -24,19 +24,24 @@ struct Rows {
 };
 inline bool as_rows(const Tensor& t, Rows* out) {
   Rows r;
-  int64_t expected = -1;  // the stride the next outer dimension must have
+  bool run_found = false;
+  int64_t expected = 0;  // the stride the next outer dimension must have
   for (int d = t.dim() - 1; d >= 0; --d) {
-    if (t.size(d) == 1) continue;  // a size-1 dimension's stride places nothing
-    if (expected < 0) {            // the innermost dimension: the run
-      if (t.stride(d) != 1) return false;
-      r.width = r.pitch = expected = t.size(d);
-      continue;
+    const int64_t size = t.size(d), stride = t.stride(d);
+    if (size == 1) continue;  // a size-1 dimension's stride places nothing
+    if (!run_found) {
+      run_found = true;
+      if (stride == 1) {  // the innermost dimension is the run
+        r.width = r.pitch = expected = size;
+        continue;
+      }  // else runs of one element (a column), and this is the first outer dimension
     }
-    if (r.rows == 1) r.pitch = expected = t.stride(d);  // the first outer one sets the pitch
-    if (t.stride(d) != expected || r.pitch < r.width) return false;
-    r.rows *= t.size(d);
-    expected *= t.size(d);
+    if (r.rows == 1) r.pitch = expected = stride;  // the first outer one sets the pitch
+    if (stride != expected || r.pitch < r.width) return false;
+    r.rows *= size;
+    expected *= size;
   }
+  if (r.pitch == r.width) r = {1, r.rows * r.width, r.rows * r.width};  // rows back to back: one run
   *out = r;
   return true;
 }
@@ -47,6 +52,7 @@ inline bool as_rows(const Tensor& t, Rows* out) {
 // columns, counted modulo the pitch from a's start, do not meet: b's [c, c + b.width) lies
 // beside a's [0, a.width).
 inline bool disjoint_rows(const Tensor& a, const Tensor& b) {
+  if (a.numel() == 0 || b.numel() == 0) return true;  // no element to share
   Rows ra, rb;
   if (a.dtype() != b.dtype() || !as_rows(a, &ra) || !as_rows(b, &rb)) return false;
   const int64_t pitch = ra.rows > 1 ? ra.pitch : rb.pitch;
@@ -101,8 +107,8 @@ class ArgCheck {
                   shape_str(t_.shape()));
     return *this;
   }
-  // The output `name` must not share memory with the input `other_name` (exactly: see
-  // detail::disjoint_rows for narrows of one buffer).
+  // The output `name` must not share memory with the input `other_name`: their byte ranges may
+  // interleave for narrows of one buffer (detail::disjoint_rows), else they must not meet.
   const ArgCheck& no_overlap(const char* other_name, const Tensor& other) const {
     if (!other.defined() || t_.nbytes() == 0 || other.nbytes() == 0) return *this;
     auto lo = [](const Tensor& x) { return static_cast<const char*>(x.data()); };
