@@ -545,6 +545,10 @@ TEST(Model, AFailedForwardLeavesNoWrongGradients) {
   std::copy(bad_values, bad_values + 4, bad_cu.data_as<int32_t>());
   EXPECT_LONGCTX_ERROR(model.forward(tokens, targets, bad_cu), "'cu_seqlens'", "nondecreasing");
   EXPECT_LONGCTX_ERROR(model.forward(tokens, Tensor::zeros({1, 8}, DType::i64), cu), "'targets'");
+  // Every other element of a (8, 2): strides (1, 2). It was read through reshape() only after
+  // every layer had run.
+  const Tensor strided = Tensor::zeros({8, 2}, DType::i32).narrow(1, 0, 1).transpose(0, 1);
+  EXPECT_LONGCTX_ERROR(model.forward(tokens, strided, cu), "'targets'", "must be contiguous");
   model.backward();
   EXPECT_EQ(max_abs_diff(grads(), want), 0.0);
 
@@ -577,6 +581,11 @@ TEST(ModelCache, BelongsToItsModelThroughMoves) {
   const Ref first = to_ref(model.decode(mine, token));
   Model moved = std::move(model);
   EXPECT_EQ(max_abs_diff(to_ref(moved.decode(twin, token)), first), 0.0);
+  // A cache moved from is empty (it read past the moved lengths and layers).
+  ModelCache taken = std::move(twin);
+  EXPECT_LONGCTX_ERROR(moved.decode(twin, token), "another model", "or is empty");
+  EXPECT_EQ(taken.length(0), 1);
+  moved.decode(taken, token);
   EXPECT_LONGCTX_ERROR(model.forward(token), "moved from");
   EXPECT_LONGCTX_ERROR(model.make_cache(1, 8), "moved from");
   EXPECT_LONGCTX_ERROR(mine.length(1), "ModelCache::length", "[0, 1)", "got 1");

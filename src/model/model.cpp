@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <utility>
 
 #include "longctx/ops/add.h"
 #include "longctx/ops/cross_entropy.h"
@@ -198,8 +199,9 @@ void Model::set_inference_weights(DType dtype) {
                 "bf16 weights are for an f32 model on the CPU (linear's weight-only bf16), this "
                 "model is ",
                 dtype_name(dtype_), " on ", ctx_->device().str());
+  if (dtype == DType::f32 && inference_dtype_ == DType::f32) return;  // nothing changes
   inference_dtype_ = dtype;
-  have_loss_ = false;  // the last forward's activations came from the other weights
+  have_loss_ = false;  // the last forward's activations came from other weights
   bf16_weights_ = ParamArena();
   inference_views_ = ParamArena();
   if (dtype == DType::f32) {
@@ -229,8 +231,23 @@ const Tensor& Model::head_weight() const {
 
 ModelCache::ModelCache() = default;
 ModelCache::~ModelCache() = default;
-ModelCache::ModelCache(ModelCache&&) noexcept = default;
-ModelCache& ModelCache::operator=(ModelCache&&) noexcept = default;
+// A cache moved from is empty: no owner, no sequences (its batch left behind let decode() pass
+// its checks and read the moved lengths and layers).
+ModelCache::ModelCache(ModelCache&& other) noexcept {
+  *this = std::move(other);
+}
+ModelCache& ModelCache::operator=(ModelCache&& other) noexcept {
+  owner_ = std::exchange(other.owner_, 0);
+  batch_ = std::exchange(other.batch_, 0);
+  max_len_ = std::exchange(other.max_len_, 0);
+  lengths_ = std::move(other.lengths_);
+  kinds_ = std::move(other.kinds_);
+  layers_ = std::move(other.layers_);
+  other.lengths_.clear();
+  other.kinds_.clear();
+  other.layers_.clear();
+  return *this;
+}
 
 size_t ModelCache::bytes() const {
   size_t total = 0;
@@ -406,7 +423,11 @@ double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor&
   const int64_t V = config_.vocab_size;
   const bool with_loss = targets.defined();
   if (with_loss)
-    check_arg(op, "targets", targets).shape({B, T}).dtype(DType::i32).device(ctx_->device());
+    check_arg(op, "targets", targets)
+        .shape({B, T})
+        .dtype(DType::i32)
+        .device(ctx_->device())
+        .contiguous();
   set_layout(op, tokens, cu_seqlens);  // the last check: nothing has changed if it throws
   // From here the last forward's activations are overwritten: until this one has finished,
   // there is nothing for backward() (a failed forward followed by backward() gave wrong
@@ -514,7 +535,9 @@ void Model::backward(double scale, const std::function<void(int64_t begin)>& rea
 ModelCache Model::make_cache(int64_t batch, int64_t max_len) const {
   const char* op = "Model::make_cache";
   check_usable(op);
-  // Bounded before anything is sized from them (a batch of 2^40 threw std::bad_alloc).
+  // Bounded before anything is sized from them (a batch of 2^40 threw std::bad_alloc): max_len
+  // as every sequence is (RoPE positions are int32), the batch by the same number, far above
+  // any batch whose cache fits in memory, which keeps their products within int64.
   check_value(op, "batch", batch >= 1 && batch <= kMaxSequenceLength, "must be in [1, ",
               kMaxSequenceLength, "], got ", batch);
   check_value(op, "max_len", max_len >= 1 && max_len <= kMaxSequenceLength, "must be in [1, ",

@@ -81,8 +81,9 @@ class Model {
   // tokens, targets: (B, T) i32 on the model's device; targets of -100 are ignored. Returns the
   // mean cross-entropy over labelled targets (NaN when targets is not given) and keeps the
   // activations backward() needs. logits() are valid until the next forward(). A forward()
-  // that throws on its arguments changes nothing; one that throws later (a token outside the
-  // vocabulary, found as it is read) leaves backward() refused until a forward() succeeds.
+  // that throws on its arguments changes nothing; one that throws later (a token or target
+  // outside the vocabulary, found as it is read) leaves backward() refused until a forward()
+  // succeeds.
   // A packed batch: B = 1 and cu_seqlens (N + 1) i32 on the model's device (0 first,
   // nondecreasing, T last) puts N sequences back to back; each is computed as if alone (attention
   // within it, convs and scans restarting at its start, RoPE positions from its start), so a
@@ -105,7 +106,8 @@ class Model {
   // of every sequence in `cache`, which then holds them too. Equal to the last T rows of
   // forward() over the whole sequence so far. Attention layers cache k and v (2 * Hkv * D values
   // per token), recurrent ones a constant-size state. decode() reuses the activation memory:
-  // what the last forward() saved for backward() is gone.
+  // what the last forward() saved for backward() is gone. make_cache takes batch and max_len in
+  // [1, kMaxSequenceLength]; a cache is tied to the model that made it (through moves of either).
   ModelCache make_cache(int64_t batch, int64_t max_len) const;
   const Tensor& decode(ModelCache& cache, const Tensor& tokens);
   // The same for sequence b of the cache alone: tokens (1, T), logits (1, T, vocab_size). Prompts
@@ -118,7 +120,8 @@ class Model {
   // recurrent parameters stay f32) with f32 activations, KV cache and sums: a batch-1 decode
   // step reads half the bytes. The copies are made from the parameters at this call (call it
   // after loading a checkpoint) and take half the parameters' memory; backward() is refused
-  // until set back to f32 and a forward() has run with the f32 weights. Each output then equals the
+  // until set back to f32 and a forward() has run with the f32 weights (a call that changes
+  // nothing, f32 to f32, keeps the last forward for backward()). Each output then equals the
   // f32 model's with the matrices rounded to bf16 (relative error 2^-9 per weight).
   void set_inference_weights(DType dtype);
   DType inference_weights() const { return inference_dtype_; }
