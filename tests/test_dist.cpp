@@ -165,6 +165,8 @@ TEST(ContextParallelLayout, SliceBoundsHoldForEveryLength) {
   const auto last = dist::slice_ranges(INT64_MAX, 2, 1, dist::CpLayout::contiguous);
   EXPECT_EQ(last[0].begin, INT64_MAX / 2);
   EXPECT_EQ(last[0].end, INT64_MAX);
+  // Past kMaxRanks the remainder's product could overflow: refused.
+  EXPECT_LONGCTX_ERROR(dist::zigzag_chunks(10, dist::kMaxRanks + 1, 0), "1 <= n <= 1073741824");
 }
 
 }  // namespace

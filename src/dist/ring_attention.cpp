@@ -41,15 +41,17 @@ namespace longctx::dist {
 
 namespace {
 // floor(T * c / parts) without forming T * c, which overflows int64 for T near its range (and
-// gave ranges like [2^62 - 1, -1)): T = q parts + r gives q c + floor(r c / parts).
+// gave ranges like [2^62 - 1, -1)): T = q parts + r gives q c + floor(r c / parts), where
+// q c <= T and r c < parts^2 <= 2^62 for the at most kMaxRanks ranks (parts <= 2 kMaxRanks).
 int64_t split_point(int64_t T, int64_t c, int64_t parts) {
   return T / parts * c + T % parts * c / parts;
 }
 }  // namespace
 
 std::array<SeqRange, 2> zigzag_chunks(int64_t T, int n, int rank) {
-  LONGCTX_CHECK(n >= 1 && rank >= 0 && rank < n && T >= 0, "zigzag_chunks: needs T >= 0, n >= 1 ",
-                "and 0 <= rank < n, got T = ", T, ", n = ", n, ", rank = ", rank);
+  LONGCTX_CHECK(n >= 1 && n <= kMaxRanks && rank >= 0 && rank < n && T >= 0,
+                "zigzag_chunks: needs T >= 0, 1 <= n <= ", kMaxRanks,
+                " and 0 <= rank < n, got T = ", T, ", n = ", n, ", rank = ", rank);
   const int64_t chunks = 2 * int64_t(n);
   auto chunk = [&](int64_t c) {
     return SeqRange{split_point(T, c, chunks), split_point(T, c + 1, chunks)};
@@ -62,8 +64,9 @@ std::vector<SeqRange> slice_ranges(int64_t T, int n, int rank, CpLayout layout) 
     const auto c = zigzag_chunks(T, n, rank);
     return {c[0], c[1]};
   }
-  LONGCTX_CHECK(n >= 1 && rank >= 0 && rank < n && T >= 0, "slice_ranges: needs T >= 0, n >= 1 ",
-                "and 0 <= rank < n, got T = ", T, ", n = ", n, ", rank = ", rank);
+  LONGCTX_CHECK(n >= 1 && n <= kMaxRanks && rank >= 0 && rank < n && T >= 0,
+                "slice_ranges: needs T >= 0, 1 <= n <= ", kMaxRanks,
+                " and 0 <= rank < n, got T = ", T, ", n = ", n, ", rank = ", rank);
   return {{split_point(T, rank, n), split_point(T, rank + 1, n)}};
 }
 

@@ -25,6 +25,9 @@ struct SeqRange {
   int64_t length() const { return end - begin; }
 };
 
+// The most ranks a sequence is split over (the bounds below are exact up to it).
+constexpr int kMaxRanks = 1 << 30;
+
 // The two chunks of a T-position sequence that rank `rank` of `n` holds in the zigzag layout, in
 // the order they sit in its slice: [T * r / (2n), T * (r + 1) / (2n)) then
 // [T * (2n - 1 - r) / (2n), T * (2n - r) / (2n)).
