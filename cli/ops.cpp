@@ -148,8 +148,9 @@ void OpCall::option(const std::string& key, std::vector<int64_t>* value) const {
 
 Tensor OpCall::output(const std::string& name, const Shape& shape, DType dtype) {
   LONGCTX_CHECK(!outputs_.count(name), "op ", op_, ": output '", name, "' created twice");
-  // Outputs are sized from the inputs before the op has validated them: a table of shape
-  // (0, 2^59) asked for a 2^61-byte output. The error says where the size came from.
+  // Outputs are sized from the inputs before the op has validated them: 3 tokens and a table of
+  // shape (0, 2^59) asked for a (3, 2^59) output, over 2^62 bytes. The error says where the size
+  // came from.
   try {
     Tensor t = Tensor::empty(shape, dtype, ctx.device(), &ctx);
     outputs_.emplace(name, t);

@@ -83,6 +83,14 @@ TEST(Checkpoint, MismatchesAreNamed) {
   save_checkpoint(path, Model(other_config, ctx, DType::f32, 1));
   EXPECT_LONGCTX_ERROR(load_checkpoint(path, model), "differs from the model's at 'mamba2.d_state'",
                        "checkpoint: 4, model: 8");
+  // Only the name differs: the same architecture, which loads (train --init with a --pattern
+  // that is the preset's own was refused).
+  ModelConfig renamed = ModelConfig::from_json(kConfig);
+  renamed.name = "another-name";
+  const Model source(renamed, ctx, DType::f32, 7);
+  save_checkpoint(path, source);
+  load_checkpoint(path, model);
+  EXPECT_EQ(max_abs_diff(to_ref(model.params().flat()), to_ref(source.params().flat())), 0.0);
 
   auto missing = params_of(model);
   missing.erase("final_norm");

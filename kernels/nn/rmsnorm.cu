@@ -3,8 +3,9 @@
 // rows) reduced by a second kernel, so it is deterministic without atomics.
 // With a residual (add_rmsnorm_fwd) each thread writes its elements of h = x + residual and
 // normalises the stored (rounded) values, as add then rmsnorm would; the backward adds the
-// residual gradient dh as it writes dx. h may be x or residual and dx may be dh: every element
-// is read and then written by the same thread.
+// residual gradient dh as it writes dx. In place is safe: out may be x, h may be x or residual,
+// dx may be dout or dh, for every element is read and then written by the same thread, after the
+// row's reduction (and its barrier) has read them all.
 #include <cub/block/block_reduce.cuh>
 
 #include "kernels/common/context_state.cuh"

@@ -187,8 +187,7 @@ void ModelConfig::validate() {
   require(!layers.empty(), "pattern", "must give at least one layer");
   require(int64_t(layers.size()) <= kMaxLayers, "pattern",
           detail::concat("gives ", layers.size(), " layers, above the limit ", kMaxLayers));
-  require(std::isfinite(norm_eps) && norm_eps > 0, "norm_eps",
-          detail::concat("must be > 0, got ", norm_eps));
+  require(norm_eps > 0, "norm_eps", detail::concat("must be > 0, got ", norm_eps));
   const bool has_attention = count(LayerKind::attention) + count(LayerKind::sliding_attention) > 0;
   if (has_attention) {
     const auto& a = attention;
@@ -198,7 +197,7 @@ void ModelConfig::validate() {
             detail::concat("must divide attention.n_heads ", a.n_heads, ", got ", a.n_kv_heads));
     require(head_dim() % 2 == 0, "attention.n_heads",
             detail::concat("gives head dim ", head_dim(), "; RoPE needs an even head dim"));
-    require(std::isfinite(a.rope_theta) && a.rope_theta > 0, "attention.rope_theta", "must be > 0");
+    require(a.rope_theta > 0, "attention.rope_theta", "must be > 0");
   }
   if (count(LayerKind::sliding_attention))
     require_range("attention.window", attention.window, 1, kMaxWindow,
@@ -213,11 +212,9 @@ void ModelConfig::validate() {
     // dt_bias = softplus^-1(dt) is a parameter in f32: dt = 1e300 became inf there and NaN at
     // the first step. A step of kMaxMambaDt already sets exp(dt * A) to 0 for every A <= -1
     // (A = -exp(A_log), A_log = log n); anything larger only risks overflow.
-    require(
-        std::isfinite(m.dt_max) && m.dt_min > 0 && m.dt_max >= m.dt_min && m.dt_max <= kMaxMambaDt,
-        "mamba.dt_min",
-        detail::concat("and mamba.dt_max must satisfy 0 < dt_min <= dt_max <= ", kMaxMambaDt,
-                       ", got ", m.dt_min, " and ", m.dt_max));
+    require(m.dt_min > 0 && m.dt_max >= m.dt_min && m.dt_max <= kMaxMambaDt, "mamba.dt_min",
+            detail::concat("and mamba.dt_max must satisfy 0 < dt_min <= dt_max <= ", kMaxMambaDt,
+                           ", got ", m.dt_min, " and ", m.dt_max));
   }
   if (count(LayerKind::mamba2)) {
     const auto& m = mamba2;

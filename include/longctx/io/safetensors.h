@@ -38,22 +38,22 @@ struct SafetensorsFile {
 // Reads a whole file into CPU tensors. Throws longctx::Error on I/O errors and malformed files.
 SafetensorsFile load_safetensors(const std::string& path);
 
+// The same from bytes already in memory (`source` names them in error messages).
+SafetensorsFile parse_safetensors(const void* data, size_t size,
+                                  const std::string& source = "<memory>");
+
 // What the header says of one tensor.
 struct SafetensorsEntry {
   DType dtype = DType::f32;
   Shape shape;
 };
 struct SafetensorsHeader {
-  std::map<std::string, SafetensorsEntry> tensors;
-  std::map<std::string, std::string> metadata;
+  std::map<std::string, SafetensorsEntry> tensors;  // by name, the data not read
+  std::map<std::string, std::string> metadata;      // the "__metadata__" object, if any
 };
 // The header alone, validated as load_safetensors validates it (against the file's size too),
 // without reading the data: what a caller needs to decide whether the file is worth loading.
 SafetensorsHeader load_safetensors_header(const std::string& path);
-
-// The same from bytes already in memory (`source` names them in error messages).
-SafetensorsFile parse_safetensors(const void* data, size_t size,
-                                  const std::string& source = "<memory>");
 
 // Writes `tensors` (any device, any strides: copied to contiguous host memory first) and
 // `metadata`. The name "__metadata__" is reserved and rejected as a tensor name.

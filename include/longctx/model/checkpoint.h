@@ -18,10 +18,10 @@ void save_checkpoint(const std::string& path, const Model& model,
                      const std::map<std::string, Tensor>& extra_tensors = {},
                      const std::map<std::string, std::string>& extra_metadata = {});
 
-// Loads the parameters into `model` after checking the file against it: the same config, every
-// parameter present with the model's shape and dtype, no tensor that is neither a parameter nor
-// "state.*". Each mismatch names the tensor or the config key. Returns the whole file (the
-// "state.*" tensors and the metadata are for the caller).
+// Loads the parameters into `model` after checking the file against it: the same config (its
+// name aside: a label), every parameter present with the model's shape and dtype, no tensor that
+// is neither a parameter nor "state.*". Each mismatch names the tensor or the config key.
+// Returns the whole file (the "state.*" tensors and the metadata are for the caller).
 SafetensorsFile load_checkpoint(const std::string& path, Model& model);
 
 // The config a checkpoint was saved with, to build the model it fits; checked first against the
