@@ -101,12 +101,16 @@ std::string read_file(const std::string& path, const std::string& who, uint64_t 
 
 // ---- writing -----------------------------------------------------------------------------------
 
-AtomicFile::AtomicFile(const std::string& path, const std::string& who) : path_(path), who_(who) {
+void check_replaceable(const std::string& path, const std::string& who) {
   LONGCTX_CHECK(!path.empty() && path.back() != '/', who, ": '", path, "' is not a file path");
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
     throw Error(detail::concat(who, ": '", path, "' is ", kind_of(st.st_mode),
                                ", not a regular file: refusing to replace it"));
+}
+
+AtomicFile::AtomicFile(const std::string& path, const std::string& who) : path_(path), who_(who) {
+  check_replaceable(path, who);
   // A fresh name beside the target (same file system, so rename is atomic). O_EXCL with the
   // process id, the time and a counter: no two writers in this or another process share one.
   static std::atomic<uint64_t> counter{0};

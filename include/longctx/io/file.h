@@ -41,6 +41,11 @@ class InputFile {
 std::string read_file(const std::string& path, const std::string& who,
                       uint64_t max_bytes = UINT64_MAX);
 
+// Error "<who>: '<path>' is a symbolic link, not a regular file: refusing to replace it" (or a
+// directory, a FIFO, ...) unless `path` is absent or a regular file: what AtomicFile checks of
+// its target, for a caller that must know before it starts work whose result it will save there.
+void check_replaceable(const std::string& path, const std::string& who);
+
 // An atomic write in progress: write() appends to the temporary file, commit() puts it in place.
 // Destroyed without commit() (an exception on the way), it removes its temporary file.
 class AtomicFile {
