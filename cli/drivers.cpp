@@ -104,7 +104,9 @@ Command add_train_command(CLI::App& parent) {
           ->capture_default_str()};
   o.text.pack = true;  // the default for text (packing changes nothing for mqar)
   const std::vector<CLI::Option*> text_options = {
-      cmd->add_option("--text", o.text.path, "text: corpus file or directory")
+      cmd->add_option("--text", o.text.path,
+                      "text: corpus file or directory (a directory: its regular files in name "
+                      "order, but dotfiles and fortune's *.dat and *.u8 index files)")
           ->capture_default_str(),
       cmd->add_option("--test-fraction", o.text.test_fraction, "text: held-out fraction")
           ->capture_default_str(),

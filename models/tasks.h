@@ -44,6 +44,10 @@ class Task {
     (void)index, (void)tokens, (void)targets, (void)cu_seqlens;
     return false;
   }
+
+  // What the task's data depends on beyond its options (a text corpus's size and hash), which
+  // an exact resume needs unchanged; "" when its options determine it all.
+  virtual std::string data_fingerprint() const { return ""; }
 };
 
 // ---- MQAR ------------------------------------------------------------------------------------
@@ -125,12 +129,15 @@ class TextTask final : public Task {
                    std::vector<int32_t>& cu_seqlens) const override;
   // The training part's documents: [documents()[d], documents()[d + 1]) (packing only).
   const std::vector<int64_t>& documents() const { return doc_starts_; }
+  // "<n> bytes, FNV-1a <16 hex digits>" of the corpus read.
+  std::string data_fingerprint() const override { return fingerprint_; }
 
  private:
   TextOptions opt_;
   std::string bytes_;
   int64_t train_bytes_ = 0;
   std::vector<int64_t> doc_starts_;  // document boundaries, 0 first, train_bytes_ last
+  std::string fingerprint_;
 };
 
 // Reads a corpus as TextTask does (the files' bytes, concatenated).

@@ -724,8 +724,13 @@ class Run {
     // From here on this process is the run directory's only writer: what a killed writer left
     // half-written is garbage.
     lock_ = std::make_unique<RunLock>(opt_.out_dir);
-    for (const std::string& file : {checkpoint_, log_path_, opt_.out_dir + "/options.json"})
+    for (const std::string& file : {checkpoint_, log_path_, opt_.out_dir + "/options.json"}) {
       remove_stale_temporaries(file);
+      // Each is replaced by rename when saved: one that cannot be (a symbolic link) is refused
+      // now, not after the training whose checkpoint it was to hold (a symlinked checkpoint
+      // let --resume train, then fail every save).
+      check_replaceable(file, "train");
+    }
     const bool have_checkpoint = std::filesystem::exists(checkpoint_);
     if (resume) {
       LONGCTX_CHECK(have_checkpoint, "train: --resume: no checkpoint at ", checkpoint_);
@@ -1032,12 +1037,14 @@ class Run {
       state["state.m." + m_.tensors()[i].name] = m_.tensors()[i].tensor;
       state["state.v." + v_.tensors()[i].name] = v_.tensors()[i].tensor;
     }
-    const std::map<std::string, std::string> metadata = {
+    std::map<std::string, std::string> metadata = {
         {"train.step", std::to_string(step_)},
         {"train.position", std::to_string(position_)},
         {"train.elapsed_s", json(elapsed_).dump()},
         {"train.loss", json(last_loss_).dump()},  // null before the first step
         {"train.options", opt_.to_json()}};
+    if (const std::string data = task_->data_fingerprint(); !data.empty())
+      metadata["train.data"] = data;
     save_checkpoint(checkpoint_, model_, state, metadata);
     saved_step_ = step_;
     last_save_ = Clock::now();
@@ -1123,6 +1130,12 @@ class Run {
                     "'");
       if (loss.is_number()) last_loss_ = loss.get<double>();
     }
+    // The data the run began with (a corpus changed since resumed silently on other data; absent
+    // from checkpoints written before 2026-12-07).
+    if (const auto it = file.metadata.find("train.data"); it != file.metadata.end())
+      LONGCTX_CHECK(it->second == task_->data_fingerprint(), "train: --resume: the ", task_->name(),
+                    " data is not what the run began with (then ", it->second.substr(0, 80),
+                    ", now ", task_->data_fingerprint(), "): an exact resume needs the same data");
     saved_step_ = step_;
     evaluated_ = false;
   }
@@ -1151,8 +1164,13 @@ class Run {
 
 }  // namespace
 
-TrainResult train(const TrainOptions& options, bool resume, const TrainHooks& hooks,
+TrainResult train(const TrainOptions& given, bool resume, const TrainHooks& hooks,
                   dist::Communicator* comm) {
+  // The corpus by its absolute path: options.json keeps it for --resume, which may run from
+  // another directory (a relative --text could not be found there, and --resume takes no --text).
+  TrainOptions options = given;
+  if (options.task == "text" && !options.text.path.empty())
+    options.text.path = std::filesystem::absolute(options.text.path).lexically_normal().string();
   std::unique_ptr<dist::Communicator> own;
   if (!comm) {
     own = dist::make_communicator("auto");

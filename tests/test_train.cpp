@@ -275,6 +275,34 @@ TEST(TextTask, PackedRowsAreDocumentsBackToBack) {
   EXPECT_NE(cu2, cu) << "another micro-batch, other documents";
 }
 
+// Every piece of a packed row has a byte to predict: at --seq-len 1 a piece drawn at its
+// document's last byte had none, and steps of only such pieces logged a loss of 0.
+TEST(TextTask, EveryPackedPieceHasSomethingToPredict) {
+  TempDir dir;
+  std::string corpus;
+  Rng rng(4);
+  for (int d = 0; d < 40; ++d) corpus += std::string(size_t(rng.integer(1, 3)), 'q') + "\n%\n";
+  std::ofstream(dir.file("f")) << corpus;
+  train::TextOptions o;
+  o.path = dir.file("f");
+  o.seq_len = 1;
+  o.test_fraction = 0.2;
+  o.pack = true;
+  const train::TextTask task(o);
+  const Tensor tokens = Tensor::empty({1, 64}, DType::i32);
+  const Tensor targets = Tensor::empty({1, 64}, DType::i32);
+  std::vector<int32_t> cu;
+  for (int64_t index = 0; index < 50; ++index) {
+    ASSERT_TRUE(task.fill_packed(index, tokens, targets, cu));
+    for (size_t n = 0; n + 1 < cu.size(); ++n) {
+      bool scored = false;
+      for (int32_t t = cu[n]; t < cu[n + 1]; ++t)
+        scored = scored || targets.data_as<int32_t>()[t] != -100;
+      EXPECT_TRUE(scored) << "micro-batch " << index << ", piece " << n;
+    }
+  }
+}
+
 // In a packed batch no document sees another: changing one document's bytes leaves every other
 // document's per-token losses the same, bit for bit (the batch's shape is the same).
 TEST(TextTask, ADocumentOfAPackedBatchDoesNotAffectTheOthers) {
@@ -330,6 +358,14 @@ TEST(TextTask, MissingOrTinyCorpusIsAClearError) {
   EXPECT_LONGCTX_ERROR(train::TextTask{o}, "too few for windows of 257 bytes");
   o.seq_len = 3'000'000'000;
   EXPECT_LONGCTX_ERROR(train::TextTask{o}, "seq_len must be in [1, 16777216]");
+  // A directory of nothing it reads says what it skips (it reported "has 0 bytes").
+  TempDir skipped;
+  std::filesystem::create_directory(skipped.file("sub"));
+  std::ofstream(skipped.file("fortunes.dat")) << std::string(5000, 'x');
+  std::ofstream(skipped.file(".hidden")) << std::string(5000, 'x');
+  o.path = skipped.path();
+  o.seq_len = 16;
+  EXPECT_LONGCTX_ERROR(train::TextTask{o}, "holds no corpus file", "*.dat");
 }
 
 // ---- The schedule and the options --------------------------------------------------------------
@@ -482,6 +518,44 @@ TEST(Train, LossFallsOnByteText) {
   EXPECT_LT(r.eval_metric, 0.6 * std::log2(256.0)) << "bits per byte on the held-out part";
   EXPECT_FALSE(r.interrupted);
   EXPECT_EQ(r.step, 40);
+}
+
+// A relative --text is kept absolute in options.json: --resume, which takes no --text, found
+// nothing when it ran from another directory.
+TEST(Train, ARelativeCorpusPathIsResumedFromAnywhere) {
+  TempDir dir, corpus;
+  TrainOptions o = fox_text_run(dir.path(), corpus);
+  o.steps = 2;
+  o.text.path = "fox.txt";
+  const std::filesystem::path cwd = std::filesystem::current_path();
+  std::filesystem::current_path(corpus.path());
+  train::TrainHooks stop;
+  stop.stop_after = [](int64_t step) { return step == 1; };
+  const bool interrupted = train::train(o, false, stop).interrupted;
+  std::filesystem::current_path("/");
+  const TrainOptions saved = train::load_run_options(dir.path());
+  const train::TrainResult resumed = train::train(saved, true);
+  std::filesystem::current_path(cwd);
+  EXPECT_TRUE(interrupted);
+  EXPECT_EQ(saved.text.path, corpus.file("fox.txt"));
+  EXPECT_EQ(resumed.step, 2);
+}
+
+// A corpus changed since the run began is refused on --resume, naming both (it resumed silently
+// on other data); the corpus put back, the run resumes.
+TEST(Train, ResumeRefusesAChangedCorpus) {
+  TempDir dir, corpus;
+  TrainOptions o = fox_text_run(dir.path(), corpus);
+  o.steps = 2;
+  train::TrainHooks stop;
+  stop.stop_after = [](int64_t step) { return step == 1; };
+  ASSERT_TRUE(train::train(o, false, stop).interrupted);
+  const std::string text = slurp(o.text.path);
+  std::ofstream(o.text.path) << std::string(text.size(), 'c');
+  EXPECT_LONGCTX_ERROR(train::train(o, true), "the text data is not what the run began with",
+                       "FNV-1a", "an exact resume needs the same data");
+  std::ofstream(o.text.path) << text;
+  EXPECT_EQ(train::train(o, true).step, 2);
 }
 
 // Two micro-batches of 4 are one batch of 8: the same loss and gradient norm (to rounding).
@@ -644,6 +718,32 @@ TEST(Train, ResumeNamesADamagedLogLineAndKeepsTheLog) {
   std::ofstream(dir.file("log.jsonl"), std::ios::binary) << log;
   EXPECT_EQ(train::train(o, true).step, 4);
   EXPECT_EQ(step_lines(dir.path()).size(), 4u);
+}
+
+// A checkpoint the run could not replace (a symbolic link) is refused before any step: --resume
+// read it, trained, then failed every save and lost the training; a fresh run with a dangling
+// link there trained to the same end. The link and its target are left as they were.
+TEST(Train, ACheckpointThatCannotBeReplacedIsRefusedBeforeTraining) {
+  TempDir dir;
+  const TrainOptions o = interrupted_run(dir, /*steps=*/3, /*stop_after=*/1);
+  const std::string path = dir.file("checkpoint.safetensors"), kept = dir.file("kept.safetensors");
+  std::filesystem::rename(path, kept);
+  std::filesystem::create_symlink(kept, path);
+  const std::string before = slurp(kept);
+  int steps = 0;
+  train::TrainHooks count;
+  count.stop_after = [&](int64_t) { return ++steps < 0; };
+  EXPECT_LONGCTX_ERROR(train::train(o, true, count), "checkpoint.safetensors' is a symbolic link");
+  EXPECT_EQ(steps, 0);
+  EXPECT_EQ(slurp(kept), before);
+  EXPECT_TRUE(std::filesystem::is_symlink(path));
+
+  TempDir fresh_dir;
+  TrainOptions fresh = small_run(fresh_dir.path());
+  std::filesystem::create_symlink("/nonexistent/checkpoint",
+                                  fresh_dir.file("checkpoint.safetensors"));
+  EXPECT_LONGCTX_ERROR(train::train(fresh, false, count), "is a symbolic link");
+  EXPECT_EQ(steps, 0);
 }
 
 // Non-finite at a run's first step comes from what it started from (here --init parameters
