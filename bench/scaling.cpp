@@ -425,6 +425,11 @@ int run_scaling(const ScalingOptions& options) {
   if (presets.empty())
     presets = {"llama", "samba", "hybrid",    "griffin", "mamba2",
                "mamba", "hawk",  "qwen3next", "kimi",    "gdn"};
+  // Every preset's config is read before anything is measured: a misspelt last name failed
+  // after the sweeps of those before it, and nothing was written.
+  std::vector<ModelConfig> configs;
+  for (const std::string& preset : presets)
+    configs.push_back(ModelConfig::load(options.presets_dir + "/" + preset + ".json"));
   std::vector<int64_t> lengths = options.lengths;
   if (lengths.empty())
     lengths = gpu ? std::vector<int64_t>{1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072}
@@ -454,9 +459,9 @@ int run_scaling(const ScalingOptions& options) {
   const std::string load_start = shell_line("cut -d' ' -f1-3 /proc/loadavg");
   json results = json::array();
   std::map<std::string, std::map<int64_t, double>> train_tps;  // preset -> T -> tokens/s
-  for (const std::string& preset : presets) {
-    const std::string path = options.presets_dir + "/" + preset + ".json";
-    ModelConfig config = ModelConfig::load(path);
+  for (size_t p = 0; p < presets.size(); ++p) {
+    const std::string& preset = presets[p];
+    ModelConfig& config = configs[p];
     std::unique_ptr<Model> model;
     try {
       model = std::make_unique<Model>(config, ctx, DType::f32, /*seed=*/1);

@@ -1061,6 +1061,19 @@ TEST(CliHostile, OutputsAreWrittenOnlyAsRegularFiles) {
   EXPECT_EQ(nlohmann::json::parse(slurp(dir.file("scaling.json")))["benchmark"], "scaling");
 }
 
+// Every preset is read before anything is measured: a misspelt name after a good one failed only
+// after the good one's sweep (and its table on stdout), writing nothing.
+TEST(CliBench, AMissingPresetIsFoundBeforeAnyMeasurement) {
+  ScratchDir dir;
+  std::ofstream(dir.file("tiny.json")) << R"({"name": "tiny", "vocab_size": 16, "d_model": 8,
+                                             "pattern": "R"})";
+  const Result r = cli(dir, "bench scaling --device cpu --presets-dir " + dir.path() +
+                                " --presets tiny,nope --lengths 8 --tokens 8 --repeats 1 --out " +
+                                dir.file("s.json"));
+  expect_error(r, 1, {"nope.json", "cannot open"});
+  EXPECT_EQ(r.out, "") << "measured before the presets were all read";
+}
+
 // bench scaling --packed: after each rectangular point, the same B * T tokens as packed documents
 // of mixed lengths, for an attention and a recurrent model: every row of T tokens is cut into
 // documents of 1 .. T tokens (none crosses a row), and they sum to the budget.
