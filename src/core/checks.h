@@ -41,7 +41,8 @@ inline bool as_rows(const Tensor& t, Rows* out) {
     r.rows *= size;
     expected *= size;
   }
-  if (r.pitch == r.width) r = {1, r.rows * r.width, r.rows * r.width};  // rows back to back: one run
+  // Rows back to back are one run.
+  if (r.pitch == r.width) r = {1, r.rows * r.width, r.rows * r.width};
   *out = r;
   return true;
 }
