@@ -450,7 +450,8 @@ int run_scaling(const ScalingOptions& options) {
         "steps of %lld\n",
         options.memory_budget_mib, (long long)options.memory_step);
   } else {
-    std::printf(", %lld tokens per batch, lengths", (long long)tokens);
+    // A length above the budget still runs one sequence of it (B = max(1, tokens / T)).
+    std::printf(", %lld tokens per batch (at least one sequence), lengths", (long long)tokens);
     for (int64_t T : lengths) std::printf(" %lld", (long long)T);
     std::printf("\n");
   }

@@ -175,7 +175,10 @@ int main(int argc, char** argv) {
       ->add_option("--lengths", lengths_list,
                    "sequence lengths, comma-separated (default: by device)")
       ->check(comma_list_of(integer_in(1, kMaxSequenceLength), "T,T,..."));
-  scaling_cmd->add_option("--tokens", scaling.tokens_per_batch, "batch * T (default: by device)")
+  scaling_cmd
+      ->add_option("--tokens", scaling.tokens_per_batch,
+                   "batch * T: max(1, tokens / T) sequences of each length (0 or unset: "
+                   "by device)")
       ->check(integer_in(0, kMaxSequenceLength));
   scaling_cmd->add_option("--repeats", scaling.repeats, "timed runs per point")
       ->check(integer_in(1, 1000000))
