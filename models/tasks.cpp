@@ -151,6 +151,16 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
+
+// "<n> bytes, FNV-1a <16 hex digits>": what --resume compares to know the corpus unchanged.
+std::string fingerprint_of(const std::string& bytes) {
+  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a, 64 bits
+  for (const char c : bytes)
+    hash = (hash ^ uint64_t(static_cast<unsigned char>(c))) * 0x100000001b3ull;
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
+  return detail::concat(bytes.size(), " bytes, FNV-1a ", hex);
+}
 }  // namespace
 
 std::string read_corpus(const std::string& path) {
@@ -184,12 +194,7 @@ std::string read_corpus(const std::string& path) {
 TextTask::TextTask(const TextOptions& options) : opt_(options) {
   opt_.validate();
   bytes_ = read_corpus(opt_.path);
-  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a, 64 bits: once here, each save reuses it
-  for (const char c : bytes_)
-    hash = (hash ^ uint64_t(static_cast<unsigned char>(c))) * 0x100000001b3ull;
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
-  fingerprint_ = detail::concat(bytes_.size(), " bytes, FNV-1a ", hex);
+  fingerprint_ = fingerprint_of(bytes_);  // once here: every checkpoint save reuses it
   const int64_t n = int64_t(bytes_.size());
   train_bytes_ = n - int64_t(std::ceil(double(n) * opt_.test_fraction));
   LONGCTX_CHECK(train_bytes_ >= opt_.seq_len + 1 && n - train_bytes_ >= opt_.seq_len + 1,
