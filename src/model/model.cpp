@@ -14,6 +14,7 @@
 #include "longctx/ops/rmsnorm.h"
 #include "src/core/checks.h"
 #include "src/model/mixer.h"
+#include "src/ops/index_errors.h"
 #include "src/ops/varlen.h"
 
 namespace longctx {
@@ -265,12 +266,13 @@ size_t ModelCache::bytes(LayerKind kind) const {
 
 // The layout of a forward's batch: rectangular, or packed with each token's position within its
 // sequence (RoPE restarts at every sequence) computed once here for every layer.
-void Model::set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens) {
+void Model::set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens,
+                       const std::exception_ptr& refused) {
   // Built aside and put in place only once every check has passed: a packed batch whose
   // cu_seqlens was refused had already reset the last forward's layout.
   SequenceLayout layout;
   if (cp_)
-    set_context_parallel_layout(op, tokens, cu_seqlens, layout);
+    set_context_parallel_layout(op, tokens, cu_seqlens, refused, layout);
   else if (cu_seqlens.defined())
     set_packed_layout(op, tokens, cu_seqlens, layout);
   *layout_ = std::move(layout);
@@ -320,16 +322,24 @@ int64_t Model::min_context_slice() const {
 // A context parallel batch (rectangular, or one packed row whose cu_seqlens is the whole
 // batch's): every rank's (B, T), gathered, gives the whole sequence's length and so this slice's
 // positions in the layout; every rank checks every slice the same way, so all of them throw
-// together rather than one leaving the others waiting in a collective.
+// together rather than one leaving the others waiting in a collective. `refused`: this rank's
+// batch failed check_batch; it is gathered too, as a batch of -1.
 void Model::set_context_parallel_layout(const char* op, const Tensor& tokens,
-                                        const Tensor& cu_seqlens, SequenceLayout& layout) const {
-  const int64_t B = tokens.size(0), T = tokens.size(1), n = cp_->size();
+                                        const Tensor& cu_seqlens, const std::exception_ptr& refused,
+                                        SequenceLayout& layout) const {
+  const int64_t B = refused ? -1 : tokens.size(0), T = refused ? 0 : tokens.size(1);
+  const int64_t n = cp_->size();
   const bool zigzag = cp_layout_ == dist::CpLayout::zigzag;
   const Tensor mine = Tensor::empty({2}, DType::i64), all = Tensor::empty({n, 2}, DType::i64);
   mine.data_as<int64_t>()[0] = B;
   mine.data_as<int64_t>()[1] = T;
   cp_->all_gather(all, mine);
+  if (refused) std::rethrow_exception(refused);
   const int64_t* shapes = all.data_as<int64_t>();
+  for (int64_t r = 0; r < n; ++r)
+    LONGCTX_CHECK(shapes[2 * r] >= 0, op, ": rank ", r,
+                  " of the context parallel group refused its tokens or targets (its error says "
+                  "why)");
   int64_t total = 0, offset = 0;
   for (int64_t r = 0; r < n; ++r) {
     total += shapes[2 * r + 1];
@@ -411,6 +421,30 @@ Model::Identity& Model::Identity::operator=(Identity&& other) noexcept {
   return *this;
 }
 
+void Model::check_batch(const char* op, const Tensor& tokens, const Tensor& targets) const {
+  check_arg(op, "tokens", tokens).rank(2).dtype(DType::i32).device(ctx_->device()).contiguous();
+  if (targets.defined())
+    check_arg(op, "targets", targets)
+        .shape(tokens.shape())
+        .dtype(DType::i32)
+        .device(ctx_->device())
+        .contiguous();
+  if (!cp_) return;
+  // The ids too, which the embedding and cross entropy check as they read them: under context
+  // parallelism that is after the layers' collectives. (A context parallel model is on the CPU.)
+  const int64_t V = config_.vocab_size, N = tokens.numel();
+  const int32_t* ids = tokens.data_as<int32_t>();
+  for (int64_t i = 0; i < N; ++i)
+    if (ids[i] < 0 || ids[i] >= V) throw_index_out_of_range(op, "tokens", i, ids[i], V);
+  if (!targets.defined()) return;
+  const int32_t ignore = CrossEntropyParams{}.ignore_index;
+  const int32_t* labels = targets.data_as<int32_t>();
+  for (int64_t i = 0; i < N; ++i)
+    if (labels[i] != ignore && (labels[i] < 0 || labels[i] >= V))
+      throw_index_out_of_range(op, "targets", i, labels[i], V,
+                               ", or ignore_index = " + std::to_string(ignore));
+}
+
 void Model::check_usable(const char* op) const {
   LONGCTX_CHECK(layout_, op, ": this model was moved from (it holds no layers)");
 }
@@ -418,17 +452,20 @@ void Model::check_usable(const char* op) const {
 double Model::forward(const Tensor& tokens, const Tensor& targets, const Tensor& cu_seqlens) {
   const char* op = "Model::forward";
   check_usable(op);
-  check_arg(op, "tokens", tokens).rank(2).dtype(DType::i32).device(ctx_->device()).contiguous();
+  // Under context parallelism a batch refused on one rank is refused on all of them: the verdicts
+  // travel with the slices' shapes (set_context_parallel_layout), since a rank throwing alone
+  // left the others waiting in a layer's collective.
+  std::exception_ptr refused;
+  try {
+    check_batch(op, tokens, targets);
+  } catch (const Error&) {
+    if (!cp_) throw;
+    refused = std::current_exception();
+  }
+  set_layout(op, tokens, cu_seqlens, refused);  // the last check: nothing has changed if it throws
   const int64_t B = tokens.size(0), T = tokens.size(1), C = config_.d_model;
   const int64_t V = config_.vocab_size;
   const bool with_loss = targets.defined();
-  if (with_loss)
-    check_arg(op, "targets", targets)
-        .shape({B, T})
-        .dtype(DType::i32)
-        .device(ctx_->device())
-        .contiguous();
-  set_layout(op, tokens, cu_seqlens);  // the last check: nothing has changed if it throws
   // From here the last forward's activations are overwritten: until this one has finished,
   // there is nothing for backward() (a failed forward followed by backward() gave wrong
   // gradients).

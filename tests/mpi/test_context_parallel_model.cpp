@@ -4,6 +4,7 @@
 // (on four ranks C = 2 is data parallel x context parallel: two groups of two); whole f32
 // training runs against the one-process run of the same command, and resume with another C.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -359,6 +360,25 @@ TEST(ContextParallelModel, RefusesWhatItCannotSplit) {
   const Tensor row = Tensor::zeros({1, 4}, DType::i32);
   const Tensor cu = int_tensor(std::vector<int32_t>{0, 4}, {2});
   EXPECT_LONGCTX_ERROR(hawk.forward(row, row, cu), "Model::forward", "cu_seqlens");
+  // A batch refused on one rank only (targets of the wrong dtype, a token or a target outside
+  // the vocabulary of 16): that rank gives its reason, the others name it, and none is left
+  // waiting in a layer's collective; then a good batch runs on all of them.
+  const Tensor good = Tensor::zeros({2, 4}, DType::i32);
+  const auto refused_on = [&](int rank, const Tensor& tokens, const Tensor& targets,
+                              const char* reason) {
+    const bool mine = cp->rank() == rank;
+    const std::string other = "rank " + std::to_string(rank) + " of the context parallel group";
+    EXPECT_LONGCTX_ERROR(hawk.forward(mine ? tokens : good, mine ? targets : good),
+                         "Model::forward", mine ? reason : other.c_str());
+  };
+  refused_on(1, good, Tensor::zeros({2, 4}, DType::f32), "targets");
+  refused_on(0, int_tensor(std::vector<int32_t>{0, 1, 2, 3, 4, 5, 16, 7}, {2, 4}), good,
+             "tokens[6] = 16 is out of range for V = 16");
+  refused_on(1, good, int_tensor(std::vector<int32_t>{0, -100, 2, 3, 4, 5, 6, -1}, {2, 4}),
+             "targets[7] = -1 is out of range for V = 16 (valid: 0 .. 15, or ignore_index = -100)");
+  const Tensor unlabelled = int_tensor(std::vector<int32_t>(8, -100), {2, 4});
+  EXPECT_TRUE(std::isfinite(hawk.forward(good, cp->rank() == 1 ? unlabelled : good)));
+  hawk.backward();
   // Zigzag: 13 tokens make rank 0's chunks [0, 3) and [9, 13), 7 tokens, not the 5 it holds.
   hawk.set_context_parallel(cp.get(), dist::CpLayout::zigzag);
   EXPECT_EQ(hawk.context_parallel_layout(), dist::CpLayout::zigzag);

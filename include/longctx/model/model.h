@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -181,11 +182,15 @@ class Model {
   // The layout of the last forward's batch, shared with every mixer (a stable address: the Model
   // moves, the layout does not).
   std::unique_ptr<SequenceLayout> layout_;
-  void set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens);
+  // forward()'s checks of its tokens and targets (under context parallelism their ids too).
+  void check_batch(const char* op, const Tensor& tokens, const Tensor& targets) const;
+  // `refused`: what check_batch threw on this rank under context parallelism, else null.
+  void set_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens,
+                  const std::exception_ptr& refused);
   void set_packed_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens,
                          SequenceLayout& layout) const;
   void set_context_parallel_layout(const char* op, const Tensor& tokens, const Tensor& cu_seqlens,
-                                   SequenceLayout& layout) const;
+                                   const std::exception_ptr& refused, SequenceLayout& layout) const;
   // Where the gradient `name` starts in grads().flat(), in elements.
   int64_t grad_offset(const std::string& name) const;
   // Embedding, the layers' decode over `layers` (the cache's, or one sequence's views of them)
