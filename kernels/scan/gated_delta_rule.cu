@@ -147,7 +147,8 @@ __device__ __forceinline__ void seq_bounds(const Params& P, int64_t s, int64_t& 
   }
 }
 
-__device__ __forceinline__ float warp_sum(float x) {
+template <class A>
+__device__ __forceinline__ A warp_sum(A x) {
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) x += __shfl_xor_sync(0xffffffffu, x, off);
   return x;
@@ -695,39 +696,41 @@ __global__ void __launch_bounds__(kThreads) gdr_dqk_kernel(Params P, int64_t row
   }
   // As the CPU's l2norm_bwd (src/cpu/gated_delta_rule.cpp): rstd (r + e / (s + e) · a x) with
   // r = d̂ − a x projected twice against x, a = (x · d̂) / s, s = Σ x², e = kL2NormEps — the
-  // direct d̂ − x̂ (x̂ · d̂) cancels when d̂ is near x's direction (K = 1: all of it).
-  float ss = 0.f, sd = 0.f;
+  // direct d̂ − x̂ (x̂ · d̂) cancels when d̂ is near x's direction (K = 1: all of it). In double,
+  // as the CPU: r's rounding in f32 (an ulp of d̂, which the second projection does not remove)
+  // is as large as the naive f32 reference's whole error, half the 2x rule's allowance at small K.
+  double ss = 0, sd = 0;
   for (int64_t c = lane; c < K; c += 32) {
-    const float xc = load_f32(x[c]);
+    const double xc = load_f32(x[c]);
     ss += xc * xc;
     sd += xc * grad(c);
   }
-  const float s = warp_sum(ss), e = float(kL2NormEps), rstd = 1.f / sqrtf(s + e);
-  const float a = s > 0.f ? warp_sum(sd) / s : 0.f;  // s = 0: x̂ = 0, d = rstd d̂
-  float sr = 0.f;
+  const double s = warp_sum(ss), e = kL2NormEps, rstd = 1 / sqrt(s + e);
+  const double a = s > 0 ? warp_sum(sd) / s : 0;  // s = 0: x̂ = 0, d = rstd d̂
+  double sr = 0;
   for (int64_t c = lane; c < K; c += 32) {
-    const float xc = load_f32(x[c]);
+    const double xc = load_f32(x[c]);
     sr += xc * (grad(c) - a * xc);
   }
-  const float b = s > 0.f ? warp_sum(sr) / s : 0.f;
-  const float par = e / (s + e) * (a + b);
+  const double b = s > 0 ? warp_sum(sr) / s : 0;
+  const double par = e / (s + e) * (a + b);
   for (int64_t c = lane; c < K; c += 32) {
-    const float xc = load_f32(x[c]);
-    d[c] = store_as<T>(rstd * ((grad(c) - a * xc) - b * xc + par * xc));
+    const double xc = load_f32(x[c]);
+    d[c] = store_as<T>(float(rstd * ((grad(c) - a * xc) - b * xc + par * xc)));
   }
 }
 
 // One decode step: a block per (batch row, value head), a thread per value column.
 template <class T>
 __global__ void __launch_bounds__(kThreads) gdr_update_kernel(Params P, float* state) {
-  extern __shared__ float sm[];  // q̂ scale, k̂, exp(g): (3K)
+  extern __shared__ float sm[];  // q̂ scale, k̂, exp(g): (3K); q's and k's rstd: (2)
   const int64_t item = blockIdx.x, b = item / P.HV, hv = item % P.HV, h = hv / P.R;
   const int64_t K = P.K, V = P.V, Kg = P.Kg;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   float* qs = sm;
   float* ks = sm + K;
   float* a = sm + 2 * K;
-  __shared__ float rstd[2];
+  float* rstd = sm + 3 * K;  // in the dynamic block, so the host's size check counts it
   const T* qr = static_cast<const T*>(P.q) + (b * P.H + h) * K;
   const T* kr = static_cast<const T*>(P.k) + (b * P.H + h) * K;
   if (warp < 2) {
@@ -865,7 +868,7 @@ void gated_delta_rule_update(const Context& ctx, const GatedDeltaRuleArgs& args)
   if (items == 0) return;
   Params P = params_of(args);
   P.out = args.out;
-  const size_t smem = size_t(3 * args.K) * sizeof(float);
+  const size_t smem = size_t(3 * args.K + 2) * sizeof(float);
   int max_smem = 0;
   LONGCTX_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin,
                                             state_of(ctx).device));
