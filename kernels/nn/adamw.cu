@@ -20,6 +20,7 @@ struct AdamWScalars {
   float step_size;     // lr / (1 - beta1^step)
   float inv_sqrt_bc2;  // 1 / sqrt(1 - beta2^step)
   float beta1, beta2, eps, grad_scale;
+  float one_minus_beta1, one_minus_beta2;  // formed in double (AdamWArgs)
 };
 
 // Copy = __nv_bfloat16 or __half; copy == nullptr writes no copy.
@@ -31,8 +32,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float g = grad[i] * s.grad_scale;
-    const float mi = s.beta1 * m[i] + (1.f - s.beta1) * g;
-    const float vi = s.beta2 * v[i] + (1.f - s.beta2) * g * g;
+    const float mi = s.beta1 * m[i] + s.one_minus_beta1 * g;
+    const float vi = s.beta2 * v[i] + s.one_minus_beta2 * g * g;
     m[i] = mi;
     v[i] = vi;
     const float p = param[i] * s.decay - s.step_size * mi / (sqrtf(vi) * s.inv_sqrt_bc2 + s.eps);
@@ -52,6 +53,8 @@ void adamw_step(const Context& ctx, const AdamWArgs& args) {
   s.inv_sqrt_bc2 = float(args.inv_sqrt_bc2);
   s.beta1 = float(args.beta1);
   s.beta2 = float(args.beta2);
+  s.one_minus_beta1 = float(args.one_minus_beta1);
+  s.one_minus_beta2 = float(args.one_minus_beta2);
   s.eps = float(args.eps);
   s.grad_scale = float(args.grad_scale);
   const unsigned blocks = unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 8));

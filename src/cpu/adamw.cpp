@@ -24,6 +24,7 @@ void adamw_step(const Context& ctx, const AdamWArgs& args) {
     const T decay = T(args.decay), step_size = T(args.step_size);
     const T inv_sqrt_bc2 = T(args.inv_sqrt_bc2);
     const T b1 = T(args.beta1), b2 = T(args.beta2), eps = T(args.eps);
+    const T one_minus_b1 = T(args.one_minus_beta1), one_minus_b2 = T(args.one_minus_beta2);
     const T scale = T(args.grad_scale);
     auto* copy_bits = static_cast<uint16_t*>(args.param_copy);
     const bool copy_bf16 = args.copy_dtype == DType::bf16;
@@ -31,8 +32,8 @@ void adamw_step(const Context& ctx, const AdamWArgs& args) {
       const int64_t end = std::min(n, (block + 1) * kBlock);
       for (int64_t i = block * kBlock; i < end; ++i) {
         const T gi = g[i] * scale;
-        const T mi = b1 * mp[i] + (T(1) - b1) * gi;
-        const T vi = b2 * vp[i] + (T(1) - b2) * gi * gi;
+        const T mi = b1 * mp[i] + one_minus_b1 * gi;
+        const T vi = b2 * vp[i] + one_minus_b2 * gi * gi;
         mp[i] = mi;
         vp[i] = vi;
         p[i] = p[i] * decay - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);

@@ -68,6 +68,8 @@ void adamw_step(const Context& ctx, const Tensor& param, const Tensor& m, const 
   args.inv_sqrt_bc2 = 1.0 / std::sqrt(1.0 - std::pow(params.beta2, double(params.step)));
   args.beta1 = params.beta1;
   args.beta2 = params.beta2;
+  args.one_minus_beta1 = 1.0 - params.beta1;
+  args.one_minus_beta2 = 1.0 - params.beta2;
   args.eps = params.eps;
   args.grad_scale = params.grad_scale;
   args.param = param.data();

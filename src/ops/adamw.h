@@ -17,6 +17,10 @@ struct AdamWArgs {
   double step_size = 0;     // lr / (1 - beta1^step): lr with the first moment's bias correction
   double inv_sqrt_bc2 = 1;  // 1 / sqrt(1 - beta2^step): the second moment's
   double beta1 = 0, beta2 = 0, eps = 0, grad_scale = 1;
+  // 1 - beta1 and 1 - beta2 formed in double, as the bias corrections are (torch passes them the
+  // same way): in f32, 1 - float(beta) is not 1 - beta near 1, and the moments disagreed with
+  // their corrections (a first step's update 6.7e-6 off at beta2 = 0.999, 6.8e-4 at 0.99999).
+  double one_minus_beta1 = 1, one_minus_beta2 = 1;
 
   void* param = nullptr;           // (n), updated in place
   void* m = nullptr;               // (n), updated in place
