@@ -89,6 +89,60 @@ TEST_P(RMSNorm, InPlaceMatchesSeparate) {
   EXPECT_EQ(max_abs_diff(to_ref(dw_in), to_ref(dw)), 0.0) << "dweight with dx over dout";
 }
 
+// Rows far from 1 in scale: rmsnorm of (s x, s² eps) is (out, rstd / s, dx / s, dweight) of
+// (x, eps) in exact arithmetic, so with s and eps powers of two the results, scaled back exactly,
+// face the unscaled reference under the 2x rule. In f32: s = 2^66 overflows the squares (out and
+// rstd were 0, dx and dweight wrong); s = 2^-66 makes them subnormal and rstd ~7e19, whose cube
+// overflowed in the backward (dx inf), s² eps f32's smallest subnormal; s = 2^124 overflows the
+// backward's Σ dy w x too, rstd ~4e-38 still normal. For f64, 2^±500. f16 holds none of them.
+TEST_P(RMSNorm, ScaledRowsMatchTheUnscaledReference) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  const DType dt = backend.dtype;
+  if (dt == DType::f16) GTEST_SKIP() << "f16 cannot hold rows scaled by 2^66";
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType rstd_dt = stat_dtype(dt);
+  Rng rng(113);
+  const int64_t C = c.x_shape.back(), rows = Tensor::empty(c.x_shape, dt).numel() / C;
+  const Ref x = rounded(random_ref(c.x_shape, rng, -2, 2), dt);
+  const Ref w = rounded(random_ref({C}, rng, 0.5, 1.5), dt);
+  const Ref dout = rounded(random_ref(c.x_shape, rng), dt);
+  const auto times = [](Ref r, double factor) {
+    for (int64_t i = 0; i < r.numel(); ++i) r[i] *= factor;
+    return r;
+  };
+  struct Scale {
+    int s, eps;  // exponents of two
+  };
+  const std::vector<Scale> scales = dt == DType::f64
+                                        ? std::vector<Scale>{{500, -17}, {-500, -17}}
+                                        : std::vector<Scale>{{66, -17}, {-66, -17}, {124, -124}};
+  for (const Scale& scale : scales) {
+    SCOPED_TRACE("s = 2^" + std::to_string(scale.s) + ", eps = 2^" + std::to_string(scale.eps));
+    const double s = std::ldexp(1.0, scale.s), eps = std::ldexp(1.0, scale.eps);
+    Tensor out = poisoned(c.x_shape, dt, dev, &ctx), rstd = poisoned({rows}, rstd_dt, dev, &ctx);
+    rmsnorm_fwd(ctx, out, rstd, from_ref(times(x, s), dt, dev), from_ref(w, dt, dev),
+                {eps * s * s});
+    Tensor dx = poisoned(c.x_shape, dt, dev, &ctx), dw = poisoned({C}, dt, dev, &ctx);
+    rmsnorm_bwd(ctx, dx, dw, from_ref(dout, dt, dev), from_ref(times(x, s), dt, dev),
+                from_ref(w, dt, dev), rstd, {eps * s * s});
+    const Tensor rstd_back = from_ref(times(to_ref(rstd), s), rstd_dt);
+    const Tensor dx_back = from_ref(times(to_ref(dx), s), dt);
+    const auto exact = ref::rmsnorm_fwd<Oracle>(x, w, eps, no_round);
+    const auto grads = ref::rmsnorm_bwd<Oracle>(dout, x, w, eps, no_round);
+    with_naive_type(dt, [&](auto tag) {
+      using S = typename decltype(tag)::type;
+      const auto naive = ref::rmsnorm_fwd<S>(x, w, eps, rounding_for(dt));
+      const auto naive_grads = ref::rmsnorm_bwd<S>(dout, x, w, eps, rounding_for(dt));
+      expect_close_2x(out, exact.out, naive.out, dt, "out");
+      expect_close_2x(rstd_back, exact.rstd, naive.rstd, rstd_dt, "rstd * s");
+      expect_close_2x(dx_back, grads.dx, naive_grads.dx, dt, "dx * s");
+      expect_close_2x(dw, grads.dweight, naive_grads.dweight, dt, "dweight");
+    });
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, RMSNorm,
                          testing::Combine(testing::ValuesIn(kCases),
                                           testing::ValuesIn(all_backends())),

@@ -6,6 +6,8 @@
 // residual gradient dh as it writes dx. In place is safe: out may be x, h may be x or residual,
 // dx may be dout or dh, for every element is read and then written by the same thread, after the
 // row's reduction (and its barrier) has read them all.
+#include <cfloat>
+
 #include <cub/block/block_reduce.cuh>
 
 #include "kernels/common/context_state.cuh"
@@ -20,13 +22,50 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kRowsPerChunk = 32;  // rows whose dweight contributions one block sums
 
+using Reduce = cub::BlockReduce<float, kThreads>;
+
+// The row's value of thread 0 for every thread of the block. `shared` is free on entry (the block
+// has passed a barrier since its last read) and again on return.
+__device__ __forceinline__ float to_all(float value, float& shared) {
+  if (threadIdx.x == 0) shared = value;
+  __syncthreads();
+  value = shared;
+  __syncthreads();
+  return value;
+}
+
+struct Larger {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// 1 / sqrt(mean(x²) + eps) for a row whose sum of squares (every thread's sum_sq) overflowed or
+// may have lost bits as subnormals: the row summed again scaled by the power of two that takes
+// its largest |x| into [0.5, 1), as the CPU's inverse_rms (src/cpu/rmsnorm.cpp) does.
+template <class T>
+__device__ float rescaled_inverse_rms(const T* xr, int64_t C, float sum_sq, float eps,
+                                      typename Reduce::TempStorage& temp, float& shared) {
+  float largest = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += kThreads)
+    largest = fmaxf(largest, fabsf(load_f32(xr[c])));
+  largest = to_all(Reduce(temp).Reduce(largest, Larger()), shared);
+  if (!isfinite(largest)) return rsqrtf(sum_sq / float(C) + eps);  // inf or NaN in x
+  int e = 0;
+  frexpf(largest, &e);
+  float scaled = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += kThreads) {
+    const float v = ldexpf(load_f32(xr[c]), -e);
+    scaled += v * v;
+  }
+  scaled = to_all(Reduce(temp).Sum(scaled), shared);
+  return ldexpf(rsqrtf(scaled / float(C) + ldexpf(eps, -2 * e)), -e);
+}
+
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_fwd_kernel(T* out, float* rstd, T* h, const T* x, const T* residual, const T* weight,
                        int64_t C, float eps) {
-  using Reduce = cub::BlockReduce<float, kThreads>;
   __shared__ typename Reduce::TempStorage temp;
-  __shared__ float inv_shared;
+  __shared__ float shared;
   const int64_t row = blockIdx.x;
   const T* xr = x + row * C;
   if (residual) {  // h = x + residual, then normalise h
@@ -41,13 +80,13 @@ __global__ void __launch_bounds__(kThreads)
     const float v = load_f32(xr[c]);
     sum_sq += v * v;
   }
-  sum_sq = Reduce(temp).Sum(sum_sq);
-  if (threadIdx.x == 0) {
-    inv_shared = rsqrtf(sum_sq / float(C) + eps);
-    rstd[row] = inv_shared;
-  }
-  __syncthreads();
-  const float inv = inv_shared;
+  sum_sq = to_all(Reduce(temp).Sum(sum_sq), shared);
+  // The same test as the CPU's inverse_rms: a sum of squares that overflowed, or below C times
+  // the smallest normal (the same for the whole block).
+  const float inv = isfinite(sum_sq) && sum_sq >= float(C) * FLT_MIN
+                        ? rsqrtf(sum_sq / float(C) + eps)
+                        : rescaled_inverse_rms(xr, C, sum_sq, eps, temp, shared);
+  if (threadIdx.x == 0) rstd[row] = inv;
   T* yr = out + row * C;
   for (int64_t c = threadIdx.x; c < C; c += kThreads)
     yr[c] = store_as<T>(load_f32(xr[c]) * inv * load_f32(weight[c]));
@@ -57,9 +96,8 @@ template <class T>
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_bwd_kernel(T* dx, float* dweight_partial, const T* dout, const T* dh, const T* x,
                        const T* weight, const float* rstd, int64_t rows, int64_t C) {
-  using Reduce = cub::BlockReduce<float, kThreads>;
   __shared__ typename Reduce::TempStorage temp;
-  __shared__ float coef_shared;
+  __shared__ float shared;
   const int64_t chunk = blockIdx.x;
   const int64_t end = min(rows, (chunk + 1) * kRowsPerChunk);
   float* dw = dweight_partial + chunk * C;
@@ -68,22 +106,21 @@ __global__ void __launch_bounds__(kThreads)
     const T* xr = x + row * C;
     const T* dyr = dout + row * C;
     const float inv = rstd[row];
+    // In x̂ = x * inv, of order 1, as the CPU's backward (src/cpu/rmsnorm.cpp): x * inv³ leaves
+    // f32's range where inv does not. (The CPU forms Σ dy w x̂ as Σ dy w x times inv, one multiply
+    // less in its loop, and sums in x̂ only where that overflowed; here the loop is memory-bound.)
     float dot = 0.f;
     for (int64_t c = threadIdx.x; c < C; c += kThreads)
-      dot += load_f32(dyr[c]) * load_f32(weight[c]) * load_f32(xr[c]);
-    dot = Reduce(temp).Sum(dot);
-    if (threadIdx.x == 0) coef_shared = dot * inv * inv * inv / float(C);
-    __syncthreads();
-    const float coef = coef_shared;
+      dot += load_f32(dyr[c]) * load_f32(weight[c]) * (load_f32(xr[c]) * inv);
+    const float coef = to_all(Reduce(temp).Sum(dot), shared) / float(C);
     T* dxr = dx + row * C;
     const T* dhr = dh ? dh + row * C : nullptr;
     for (int64_t c = threadIdx.x; c < C; c += kThreads) {
-      const float xv = load_f32(xr[c]), dy = load_f32(dyr[c]);
-      dw[c] += dy * xv * inv;
-      const float dnorm = dy * load_f32(weight[c]) * inv - xv * coef;
+      const float x_hat = load_f32(xr[c]) * inv, dy = load_f32(dyr[c]);
+      dw[c] += dy * x_hat;
+      const float dnorm = inv * (dy * load_f32(weight[c]) - x_hat * coef);
       dxr[c] = store_as<T>(dhr ? load_f32(dhr[c]) + dnorm : dnorm);
     }
-    __syncthreads();  // coef_shared and temp are reused by the next row
   }
 }
 

@@ -17,7 +17,9 @@
 // from memory and the gain is smaller: in the T = 256 prefill, three rounds alternating
 // (norm-prefill-ab.txt there), Mamba-2's gated norms 3.4-3.9 -> 3.1 ms CPU, the residual norms
 // unchanged (llama's 4.5-4.7 and 4.7-5.0).
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "src/core/dispatch.h"
@@ -26,6 +28,43 @@
 #include "src/ops/rmsnorm.h"
 
 namespace longctx::cpu {
+
+namespace {
+
+// 1 / sqrt(mean(x²) + eps) for a row of C values whose sum of squares overflowed (|x| from
+// ~1.8e19 / √C in f32: out and rstd were 0, as in torch's rms_norm) or may have lost bits as
+// subnormals (a sum below C times the smallest normal: rms below ~1.1e-19 in f32): the row summed
+// again scaled by the power of two that takes its largest |x| into [0.5, 1), an exact scaling, so
+// that these rows keep the usual rounding. Down to rstd's smallest normal (|x| up to ~1e38 in
+// f32), then with the subnormal's precision. Out of line: the usual rows' loop stays as it was.
+template <class T>
+[[gnu::noinline]] T rescaled_inverse_rms(const T* x, int64_t C, T sum_sq, T eps) {
+  T largest = 0;
+  for (int64_t c = 0; c < C; ++c) largest = std::max(largest, std::abs(x[c]));
+  if (!std::isfinite(largest)) return T(1) / std::sqrt(sum_sq / T(C) + eps);  // inf or NaN in x
+  int e = 0;
+  std::frexp(largest, &e);
+  const T scaled = lane_sum<T>(C, [&](int64_t c) {
+    const T v = std::ldexp(x[c], -e);
+    return v * v;
+  });
+  return std::ldexp(T(1) / std::sqrt(scaled / T(C) + std::ldexp(eps, -2 * e)), -e);
+}
+
+template <class T>
+bool usual_sum_of_squares(T sum_sq, int64_t C) {
+  return __builtin_expect(std::isfinite(sum_sq) && sum_sq >= T(C) * std::numeric_limits<T>::min(),
+                          1);
+}
+
+// Σ dy w x̂ (x̂ = x * inv) of a backward row: as Σ dy w x, times inv, where that sum is finite (it
+// overflows only for |x| near f32's largest), else summed in x̂. Out of line, as above.
+template <class T>
+[[gnu::noinline]] T dot_in_x_hat(const T* dy, const T* w, const T* x, T inv, int64_t C) {
+  return lane_sum<T>(C, [&](int64_t c) { return dy[c] * w[c] * (x[c] * inv); });
+}
+
+}  // namespace
 
 void rmsnorm_fwd(const Context& ctx, const RMSNormArgs& args) {
   dispatch_cpu_float("rmsnorm_fwd", args.dtype, [&](auto tag) {
@@ -45,8 +84,9 @@ void rmsnorm_fwd(const Context& ctx, const RMSNormArgs& args) {
         for (int64_t c = 0; c < C; ++c) hr[c] = xr[c] + rr[c];
         xr = hr;
       }
-      const T sum_sq = lane_dot(xr, xr, C);
-      const T inv = T(1) / std::sqrt(sum_sq / T(C) + T(args.eps));
+      const T sum_sq = lane_dot(xr, xr, C), eps = T(args.eps);
+      const T inv = usual_sum_of_squares(sum_sq, C) ? T(1) / std::sqrt(sum_sq / T(C) + eps)
+                                                    : rescaled_inverse_rms(xr, C, sum_sq, eps);
       r[row] = inv;
       T* yr = y + row * C;
       for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] * inv * w[c];
@@ -64,8 +104,10 @@ void rmsnorm_bwd(const Context& ctx, const RMSNormArgs& args) {
     const T* r = static_cast<const T*>(args.rstd);
     const T* dh = static_cast<const T*>(args.dh);  // optional; may be dx
     T* dxp = static_cast<T*>(args.dx);
-    // y = x * r * w with r = (mean(x^2) + eps)^-1/2:
-    // dx = r * (dy * w) - x * r^3 / C * sum(dy * w * x);  dw = sum_rows(dy * x * r).
+    // y = x̂ * w with x̂ = x * r, r = (mean(x^2) + eps)^-1/2:
+    // dx = r * (dy * w) - x̂ * (r / C * sum(dy * w * x̂));  dw = sum_rows(dy * x̂).
+    // In x̂ (of order 1) rather than x * r^3, which left f32's range where r did not (r = 8e19
+    // for a row of 1e-20: dx was inf; r = 1e-19 for a row of 1e19: 0).
     constexpr int64_t kChunks = 64;  // fixed, so dweight is the same for any thread count
     const int64_t chunk_rows = (rows + kChunks - 1) / kChunks;
     std::vector<T> partial(size_t(kChunks * C), T(0));
@@ -77,12 +119,14 @@ void rmsnorm_bwd(const Context& ctx, const RMSNormArgs& args) {
         const T* dyr = dy + row * C;
         const T inv = r[row];
         const T dot = lane_sum<T>(C, [&](int64_t c) { return dyr[c] * w[c] * xr[c]; });
-        const T coef = dot * inv * inv * inv / T(C);
+        const T dot_hat = std::isfinite(dot) ? dot * inv : dot_in_x_hat(dyr, w, xr, inv, C);
+        const T coef = dot_hat * inv / T(C);
         T* dxr = dxp + row * C;
         const T* dhr = dh ? dh + row * C : nullptr;
         for (int64_t c = 0; c < C; ++c) {
-          dw[c] += dyr[c] * xr[c] * inv;
-          const T dnorm = dyr[c] * w[c] * inv - xr[c] * coef;
+          const T x_hat = xr[c] * inv;
+          dw[c] += dyr[c] * x_hat;
+          const T dnorm = dyr[c] * w[c] * inv - x_hat * coef;
           dxr[c] = dhr ? dhr[c] + dnorm : dnorm;
         }
       }

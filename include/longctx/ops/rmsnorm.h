@@ -5,6 +5,9 @@
 // rows = numel / C, saved by the forward for the backward. rstd is f32 (f64 when x is f64).
 // out may be x and dx may be dout (in place); any other overlap of an output with an input or
 // another output is an error.
+// Rows of any finite scale: one whose sum of squares overflows the accumulator, or is too small
+// to keep its bits (f32: rms above ~1.8e19 / sqrt(C) or below ~1.1e-19), is summed again scaled
+// by a power of two; the backward works in x * rstd (down to an rstd of f32's smallest normal).
 // CPU: f32, f64. CUDA: f32, bf16, f16 (weight in the same dtype as x; f32 accumulation).
 #pragma once
 
