@@ -18,6 +18,14 @@
 // the query's tile (a masked key, a -inf score) adds 0 * inf = NaN there, where a per-element sum
 // would skip it: NaN may then reach outputs whose exact value is finite, never the reverse.
 //
+// Accuracy at large scores: the backward, as flash-attention's, recomputes the probabilities from
+// the stored lse and takes rowsum(dout * out) for the softmax's correction, so each probability
+// carries a relative error of about u * |score| (u: the dtype's unit roundoff), and the forward's
+// out about the same (scores scaled once by scale * log2 e in the dtype). Up to |score| ~ 50, a
+// trained model's range, that stays within a few u. At scores of 1e3-1e4 (f32 probes, 2026-12-07,
+// bench/results/2026-12-07-cpu-extreme-inputs/) dq, dk and dv reached 2-90x the error of a
+// softmax formed explicitly in f32 and out up to 3x, and in rows the softmax saturates dq and dk
+// are of order u |dout| |v| |k| scale where the exact value is ~0. f64 keeps such inputs accurate.
 // CPU: f32, f64, any head dim. CUDA: f32, bf16, f16 storage, f32 accumulation; f32 any head dim
 // up to 256, bf16 and f16 the tensor-core head dims 32, 64, 96, 128, 256 (attention_supports()).
 // On a CUDA context with bf16 matmul precision (context.h), f32 attention_fwd/bwd with a
