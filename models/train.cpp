@@ -69,6 +69,10 @@ void TrainOptions::validate() const {
                 context_parallel);
   LONGCTX_CHECK(cp_layout == "auto" || cp_layout == "zigzag" || cp_layout == "contiguous",
                 "train: cp_layout must be auto, zigzag or contiguous, got '", cp_layout, "'");
+  // Checked here, before the run directory is made (the model refused the first batch).
+  LONGCTX_CHECK(!(context_parallel > 1 && cp_layout == "zigzag" && task == "text" && text.pack),
+                "train: --cp-layout zigzag cannot split packed rows (its chunks would put the "
+                "documents out of order): use --cp-layout contiguous (or auto), or --no-pack");
   LONGCTX_CHECK(std::isfinite(bucket_mb),
                 "train: bucket_mb must be a number (0: one sum after the backward; negative: the "
                 "default), got ",
@@ -371,14 +375,11 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
     LONGCTX_CHECK(task.fill_packed(index, row_tokens, row_targets, row_cu), "train: task ",
                   task.name(), " does not pack");
     result.documents = int64_t(row_cu.size()) - 1;
-    // The first document starting at or after k/groups of the row: group g (a data parallel rank
-    // when C = 1) has documents [first(g), first(g + 1)).
-    const int g = r / C, groups = n / C;
-    auto first = [&](int k) {
-      return int64_t(std::lower_bound(row_cu.begin(), row_cu.end() - 1, L * k / groups) -
-                     row_cu.begin());
-    };
-    const int64_t d0 = first(g), d1 = first(g + 1), begin = row_cu[d0];
+    // Group g (a data parallel rank when C = 1) has documents [bounds[g], bounds[g + 1]).
+    const int g = r / C;
+    const std::vector<int64_t> bounds =
+        packed_group_bounds(row_cu, n / C, C * model.min_context_slice());
+    const int64_t d0 = bounds[size_t(g)], d1 = bounds[size_t(g) + 1], begin = row_cu[d0];
     for (int64_t d = d0; d <= d1; ++d) cu.push_back(int32_t(row_cu[d] - begin));
     // Context parallel: rank c of the group holds the c-th contiguous slice of the group's
     // packed documents, with the group's whole cu_seqlens (documents may straddle slices).
@@ -431,6 +432,32 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
     model.backward(total > 0 ? double(labelled) / total : 0.0, ready);
   }
   return result;
+}
+
+std::vector<int64_t> packed_group_bounds(const std::vector<int32_t>& cu, int groups,
+                                         int64_t min_tokens) {
+  LONGCTX_CHECK(!cu.empty() && cu.front() == 0 && groups >= 1 && min_tokens >= 1,
+                "train: packed_group_bounds: needs document starts from 0, groups >= 1 and ",
+                "min_tokens >= 1");
+  const int64_t L = cu.back(), documents = int64_t(cu.size()) - 1;
+  // The first document starting at or after k / groups of the row.
+  std::vector<int64_t> bounds(size_t(groups) + 1);
+  for (int k = 0; k <= groups; ++k)
+    bounds[size_t(k)] = std::lower_bound(cu.begin(), cu.end() - 1, L * k / groups) - cu.begin();
+  const auto tokens = [&](int k) {
+    return cu[size_t(bounds[size_t(k) + 1])] - cu[size_t(bounds[size_t(k)])];
+  };
+  // A short share goes with the next group's: this group starts where the next one will.
+  for (int k = 0; k + 1 < groups; ++k)
+    if (tokens(k) > 0 && tokens(k) < min_tokens) bounds[size_t(k) + 1] = bounds[size_t(k)];
+  // The last group's, with the last group before it that has documents (now each of those holds
+  // min_tokens or more), the groups between left empty.
+  if (tokens(groups - 1) > 0 && tokens(groups - 1) < min_tokens) {
+    int k = groups - 2;
+    while (k >= 0 && tokens(k) == 0) --k;
+    for (int j = std::max(k, 0) + 1; j < groups; ++j) bounds[size_t(j)] = documents;
+  }
+  return bounds;
 }
 
 // ---- Evaluation --------------------------------------------------------------------------------

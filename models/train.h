@@ -148,9 +148,10 @@ TrainResult train(const TrainOptions& options, bool resume = false, const TrainH
 // This rank's part of micro-batch `index` (sequences [index * batch, (index + 1) * batch) of the
 // training split, or the task's packed row `index`): rank r of n takes sequences
 // [batch * r / n, batch * (r + 1) / n); a packed row is cut between documents, rank r taking
-// those that start in its n-th of the row. A rank may get nothing (fewer sequences than ranks).
-// Under context parallel (the model's group of C ranks, consecutive in `comm`), the ranks' groups
-// take the shares, each rank of a group the same sequences' slice [T * c / C, T * (c + 1) / C).
+// those that start in its n-th of the row (packed_group_bounds). A rank may get nothing (fewer
+// sequences than ranks). Under context parallel (the model's group of C ranks, consecutive in
+// `comm`), the ranks' groups take the shares, each rank of a group the same sequences' slice
+// [T * c / C, T * (c + 1) / C), or the c-th contiguous slice of its group's packed tokens.
 // Forward and backward of that part: afterwards model.grads() hold this rank's share of the
 // gradient of the whole micro-batch's mean loss over its labelled targets, scaled by the rank's
 // labelled targets / the micro-batch's, so that their sum over the ranks is what one process
@@ -163,6 +164,17 @@ struct MicroBatchResult {
 MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, const Task& task,
                                         int64_t index, int64_t batch, bool packed,
                                         const std::function<void(int64_t begin)>& ready = {});
+
+// The documents of a packed row (document starts `cu`, cu.back() the row's length) that each of
+// `groups` data parallel groups takes: group g the documents [bounds[g], bounds[g + 1]) of the
+// groups + 1 bounds, those starting in its groups-th of the row. Under context parallel a group's
+// tokens are cut in C slices of at least the model's min_context_slice() each, so with
+// `min_tokens` C times that, a share of 1 to min_tokens - 1 tokens goes with the next group's
+// (the last group's with the one before it): every share is empty or min_tokens long, given a row
+// of at least min_tokens. (A rank whose slice was empty skipped the forward its group's other
+// ranks ran: they waited in a collective for ever.)
+std::vector<int64_t> packed_group_bounds(const std::vector<int32_t>& cu, int groups,
+                                         int64_t min_tokens = 1);
 
 // The gradients summed over the ranks in buckets, overlapped with the backward: `flat` (a
 // gradient arena's buffer) cut from its end into buckets of `bucket_elements` (the last one

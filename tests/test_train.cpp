@@ -303,6 +303,53 @@ TEST(TextTask, EveryPackedPieceHasSomethingToPredict) {
   }
 }
 
+// The data parallel groups' documents of a packed row: those starting in each group's share of the
+// row; a share too short to cut in a context parallel group's slices goes to a neighbour.
+TEST(PackedGroupBounds, ShortSharesGoToANeighbour) {
+  using V = std::vector<int64_t>;
+  // A row of 64: a 63-token document, then 1 token of the next. Two groups: the second takes
+  // the 1 token, which two ranks of one halo token each cannot share, so the first takes it.
+  const std::vector<int32_t> tail = {0, 63, 64};
+  EXPECT_EQ(train::packed_group_bounds(tail, 2), (V{0, 1, 2}));
+  EXPECT_EQ(train::packed_group_bounds(tail, 2, 2), (V{0, 2, 2}));
+  // Four groups, the middle ones empty: the last's 1 token goes back past them to the first.
+  const std::vector<int32_t> gap = {0, 15, 63, 64};
+  EXPECT_EQ(train::packed_group_bounds(gap, 4), (V{0, 2, 2, 2, 3}));
+  EXPECT_EQ(train::packed_group_bounds(gap, 4, 4), (V{0, 3, 3, 3, 3}));
+  // A short share in the middle (3 tokens) goes forward, to the next group.
+  const std::vector<int32_t> middle = {0, 30, 33, 64};
+  EXPECT_EQ(train::packed_group_bounds(middle, 4), (V{0, 1, 2, 3, 3}));
+  EXPECT_EQ(train::packed_group_bounds(middle, 4, 4), (V{0, 1, 1, 3, 3}));
+  // Random rows: the bounds run from 0 to the last document without going back, every share is
+  // empty or min_tokens long, and with min_tokens 1 each group has the documents starting in
+  // its part of the row (the plain rule).
+  Rng rng(17);
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::vector<int32_t> cu = {0};
+    const int64_t L = rng.integer(8, 200);
+    while (cu.back() < L)
+      cu.push_back(int32_t(std::min<int64_t>(L, cu.back() + rng.integer(1, 40))));
+    const int groups = int(rng.integer(1, 8));
+    const int64_t min_tokens = rng.integer(1, std::min<int64_t>(L, 16));
+    const V bounds = train::packed_group_bounds(cu, groups, min_tokens);
+    const V plain = train::packed_group_bounds(cu, groups);
+    ASSERT_EQ(bounds.size(), size_t(groups) + 1);
+    EXPECT_EQ(bounds.front(), 0);
+    EXPECT_EQ(bounds.back(), int64_t(cu.size()) - 1);
+    for (int g = 0; g < groups; ++g) {
+      EXPECT_LE(bounds[size_t(g)], bounds[size_t(g) + 1]);
+      const int64_t share = cu[size_t(bounds[size_t(g) + 1])] - cu[size_t(bounds[size_t(g)])];
+      EXPECT_TRUE(share == 0 || share >= min_tokens)
+          << "trial " << trial << ": group " << g << " holds " << share << " tokens";
+      // The plain rule: document d's start in [L g / groups, L (g + 1) / groups), rounded down.
+      for (int64_t d = plain[size_t(g)]; d < plain[size_t(g) + 1]; ++d) {
+        EXPECT_GE(cu[size_t(d)], L * g / groups);
+        EXPECT_LT(cu[size_t(d)], L * (g + 1) / groups);
+      }
+    }
+  }
+}
+
 // In a packed batch no document sees another: changing one document's bytes leaves every other
 // document's per-token losses the same, bit for bit (the batch's shape is the same).
 TEST(TextTask, ADocumentOfAPackedBatchDoesNotAffectTheOthers) {
@@ -786,6 +833,15 @@ TEST(Train, RunDirectoryMistakesAreClearErrors) {
   o.batch = int64_t(1) << 40;
   o.steps = int64_t(1) << 30;
   EXPECT_LONGCTX_ERROR(train::train(o), "steps x accum x batch", "beyond the 2^62");
+  // Packed rows under context parallel in the zigzag layout: refused before the run directory is
+  // made (the model refused the first batch, after options.json and the log were written).
+  TrainOptions zigzag = small_run(dir.file("zigzag"));
+  zigzag.task = "text";
+  zigzag.text.pack = true;
+  zigzag.context_parallel = 2;
+  zigzag.cp_layout = "zigzag";
+  EXPECT_LONGCTX_ERROR(train::train(zigzag), "--cp-layout zigzag cannot split packed rows");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("zigzag")));
 }
 
 // One writer per run directory: a second trainer on the same --out, started while the first runs

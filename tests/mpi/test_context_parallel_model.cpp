@@ -168,14 +168,13 @@ double packed_loss_grouped_by_rank(const Model& exact, const train::Task& task, 
   EXPECT_TRUE(task.fill_packed(index, tokens, targets, cu));
   const double* logits = exact.logits().data_as<double>();
   const int32_t* y = targets.data_as<int32_t>();
-  const int groups = n / C;
-  auto first = [&](int k) {
-    return int64_t(std::lower_bound(cu.begin(), cu.end() - 1, L * k / groups) - cu.begin());
-  };
+  const std::vector<int64_t> bounds =
+      train::packed_group_bounds(cu, n / C, C * exact.min_context_slice());
   double sum = 0, labelled = 0;
   for (int r = 0; r < n; ++r) {
     const int g = r / C, c = r % C;
-    const int64_t begin = cu[size_t(first(g))], Lg = cu[size_t(first(g + 1))] - begin;
+    const int64_t begin = cu[size_t(bounds[size_t(g)])];
+    const int64_t Lg = cu[size_t(bounds[size_t(g) + 1])] - begin;
     double share = 0, count = 0;
     for (int64_t t = begin + Lg * c / C; t < begin + Lg * (c + 1) / C; ++t) {
       if (y[t] == -100) continue;
@@ -320,12 +319,13 @@ TEST_P(PackedContextParallelModel, SumOverRanksIsTheWholePackedBatch) {
     std::vector<int32_t> cu;
     ASSERT_TRUE(task.fill_packed(index, tokens, tokens, cu));
     const int groups = comm.size() / C;
+    const Model model(ModelConfig::from_json(c.config), context_for(Device::cpu()));
+    const std::vector<int64_t> bounds =
+        train::packed_group_bounds(cu, groups, C * model.min_context_slice());
     int straddling = 0;
     for (int g = 0; g < groups; ++g) {
-      auto first = [&](int k) {
-        return std::lower_bound(cu.begin(), cu.end() - 1, L * k / groups) - cu.begin();
-      };
-      const int64_t begin = cu[size_t(first(g))], Lg = cu[size_t(first(g + 1))] - begin;
+      const int64_t begin = cu[size_t(bounds[size_t(g)])];
+      const int64_t Lg = cu[size_t(bounds[size_t(g) + 1])] - begin;
       for (int r = 1; r < C; ++r)
         for (size_t d = 0; d + 1 < cu.size(); ++d)
           straddling += cu[d] < begin + Lg * r / C && begin + Lg * r / C < cu[d + 1];
@@ -341,6 +341,37 @@ INSTANTIATE_TEST_SUITE_P(Cases, PackedContextParallelModel,
                            return std::get<0>(info.param).name + "_C" +
                                   std::to_string(std::get<1>(info.param));
                          });
+
+// A group's share too short for its slices: rows of 64 tokens holding a 63-token document and 1
+// token of the next give the second of two data parallel groups 1 token (slices of 0 and 1 token
+// for its two ranks, under Hawk's halo of 2); it goes with the first group's share, and the shares
+// still sum to the whole batch. (The rank with the empty slice skipped the forward its group's
+// other rank ran, which then waited in a collective for ever.)
+TEST(PackedContextParallelModel, AShareTooShortForItsSlicesGoesToANeighbour) {
+  Communicator& comm = world();
+  if (comm.size() != 4) GTEST_SKIP() << "needs two data parallel groups of 2 ranks (mpi_np4)";
+  const auto cp = group_of(comm, 2);
+  const std::string dir = shared_temp_dir(comm);
+  if (comm.rank() == 0) {
+    std::string corpus;
+    for (int d = 0; d < 40; ++d)
+      corpus += std::string(60, char('a' + d % 26)) + "\n%\n";  // 63 bytes with the separator
+    std::ofstream(dir + "/documents") << corpus;
+  }
+  comm.barrier();
+  train::TextOptions o;
+  o.path = dir + "/documents";
+  o.seq_len = 64;
+  o.pack = true;
+  const train::TextTask task(o);
+  const Tensor tokens = Tensor::empty({1, 64}, DType::i32);
+  std::vector<int32_t> cu;
+  ASSERT_TRUE(task.fill_packed(0, tokens, tokens, cu));
+  ASSERT_EQ(cu, (std::vector<int32_t>{0, 63, 64})) << "the corpus no longer makes this row";
+  const CpModelCase hawk{"packed_hawk_tail", kPackedCpCases[2].config, /*batch=*/1};
+  expect_shares_sum_to_whole_batch(comm, cp.get(), 2, hawk, task, 0, /*packed=*/true);
+  comm.barrier();
+}
 
 // What the model refuses, on every rank alike (none is left waiting in a collective).
 TEST(ContextParallelModel, RefusesWhatItCannotSplit) {
