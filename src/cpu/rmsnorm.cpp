@@ -36,7 +36,10 @@ namespace {
 // subnormals (a sum below C times the smallest normal: rms below ~1.1e-19 in f32): the row summed
 // again scaled by the power of two that takes its largest |x| into [0.5, 1), an exact scaling, so
 // that these rows keep the usual rounding. Down to rstd's smallest normal (|x| up to ~1e38 in
-// f32), then with the subnormal's precision. Out of line: the usual rows' loop stays as it was.
+// f32), then with the subnormal's precision. Out of line, the test for it one range check on
+// constants made before the rows: the forward at (4096, 128) f32, 2 threads, took 0.140 ms CPU
+// before this path and 0.142 after (medians of six runs alternating the two libraries; 0.147 with
+// the test's constant formed in each row, Zen 4 VM, 2026-12-07).
 template <class T>
 [[gnu::noinline]] T rescaled_inverse_rms(const T* x, int64_t C, T sum_sq, T eps) {
   T largest = 0;
@@ -49,12 +52,6 @@ template <class T>
     return v * v;
   });
   return std::ldexp(T(1) / std::sqrt(scaled / T(C) + std::ldexp(eps, -2 * e)), -e);
-}
-
-template <class T>
-bool usual_sum_of_squares(T sum_sq, int64_t C) {
-  return __builtin_expect(std::isfinite(sum_sq) && sum_sq >= T(C) * std::numeric_limits<T>::min(),
-                          1);
 }
 
 // Σ dy w x̂ (x̂ = x * inv) of a backward row: as Σ dy w x, times inv, where that sum is finite (it
@@ -76,6 +73,7 @@ void rmsnorm_fwd(const Context& ctx, const RMSNormArgs& args) {
     T* r = static_cast<T*>(args.rstd);
     const T* res = static_cast<const T*>(args.residual);
     T* h = static_cast<T*>(args.h);
+    const T eps = T(args.eps), smallest_sum = T(C) * std::numeric_limits<T>::min();
     parallel_for(ctx, args.rows, [&](int64_t row) {
       const T* xr = xp + row * C;
       if (res) {  // h = x + residual; h may be x or residual, element by element
@@ -84,9 +82,11 @@ void rmsnorm_fwd(const Context& ctx, const RMSNormArgs& args) {
         for (int64_t c = 0; c < C; ++c) hr[c] = xr[c] + rr[c];
         xr = hr;
       }
-      const T sum_sq = lane_dot(xr, xr, C), eps = T(args.eps);
-      const T inv = usual_sum_of_squares(sum_sq, C) ? T(1) / std::sqrt(sum_sq / T(C) + eps)
-                                                    : rescaled_inverse_rms(xr, C, sum_sq, eps);
+      const T sum_sq = lane_dot(xr, xr, C);
+      // Finite (NaN and inf fail the test) and at least C times the smallest normal.
+      const bool usual = sum_sq >= smallest_sum && sum_sq <= std::numeric_limits<T>::max();
+      const T inv = __builtin_expect(usual, 1) ? T(1) / std::sqrt(sum_sq / T(C) + eps)
+                                               : rescaled_inverse_rms(xr, C, sum_sq, eps);
       r[row] = inv;
       T* yr = y + row * C;
       for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] * inv * w[c];
