@@ -143,6 +143,39 @@ TEST_P(RMSNorm, ScaledRowsMatchTheUnscaledReference) {
   }
 }
 
+// Rows far below eps: x of ~1e-30 (1e-170 in f64) with eps 1e-5, whose mean(x²) vanishes against
+// eps: rstd = 1 / sqrt(eps) and dx ~ rstd dy w, against the reference (rescaling such a row by
+// its own scale took eps out of range with it: rstd and dx were 0).
+TEST_P(RMSNorm, RowsFarBelowEpsAreScaledByEps) {
+  const auto& [c, backend] = GetParam();
+  LONGCTX_SKIP_IF_UNAVAILABLE(backend.device);
+  const DType dt = backend.dtype;
+  if (dt == DType::f16) GTEST_SKIP() << "f16 cannot hold rows of 1e-30";
+  Context& ctx = context_for(backend.device);
+  const Device dev = backend.device;
+  const DType rstd_dt = stat_dtype(dt);
+  Rng rng(127);
+  const int64_t C = c.x_shape.back(), rows = Tensor::empty(c.x_shape, dt).numel() / C;
+  const double tiny = dt == DType::f64 ? 1e-170 : 1e-30, eps = 1e-5;
+  const Ref x = rounded(random_ref(c.x_shape, rng, -tiny, tiny), dt);
+  const Ref w = rounded(random_ref({C}, rng, 0.5, 1.5), dt);
+  const Ref dout = rounded(random_ref(c.x_shape, rng), dt);
+  Tensor out = poisoned(c.x_shape, dt, dev, &ctx), rstd = poisoned({rows}, rstd_dt, dev, &ctx);
+  rmsnorm_fwd(ctx, out, rstd, from_ref(x, dt, dev), from_ref(w, dt, dev), {eps});
+  Tensor dx = poisoned(c.x_shape, dt, dev, &ctx), dw = poisoned({C}, dt, dev, &ctx);
+  rmsnorm_bwd(ctx, dx, dw, from_ref(dout, dt, dev), from_ref(x, dt, dev), from_ref(w, dt, dev),
+              rstd, {eps});
+  const auto exact = ref::rmsnorm_fwd<Oracle>(x, w, eps, no_round);
+  const auto grads = ref::rmsnorm_bwd<Oracle>(dout, x, w, eps, no_round);
+  with_naive_type(dt, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const auto naive = ref::rmsnorm_fwd<S>(x, w, eps, rounding_for(dt));
+    const auto naive_grads = ref::rmsnorm_bwd<S>(dout, x, w, eps, rounding_for(dt));
+    expect_close_2x(rstd, exact.rstd, naive.rstd, rstd_dt, "rstd");
+    expect_close_2x(dx, grads.dx, naive_grads.dx, dt, "dx");
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, RMSNorm,
                          testing::Combine(testing::ValuesIn(kCases),
                                           testing::ValuesIn(all_backends())),

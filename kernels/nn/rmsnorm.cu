@@ -26,7 +26,7 @@ using Reduce = cub::BlockReduce<float, kThreads>;
 
 // The row's value of thread 0 for every thread of the block. `shared` is free on entry (the block
 // has passed a barrier since its last read) and again on return.
-__device__ __forceinline__ float to_all(float value, float& shared) {
+__device__ __forceinline__ float broadcast_from_thread0(float value, float& shared) {
   if (threadIdx.x == 0) shared = value;
   __syncthreads();
   value = shared;
@@ -34,30 +34,33 @@ __device__ __forceinline__ float to_all(float value, float& shared) {
   return value;
 }
 
-struct Larger {
+struct Max {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
 // 1 / sqrt(mean(x²) + eps) for a row whose sum of squares (every thread's sum_sq) overflowed or
 // may have lost bits as subnormals: the row summed again scaled by the power of two that takes
-// its largest |x| into [0.5, 1), as the CPU's inverse_rms (src/cpu/rmsnorm.cpp) does.
+// its largest |x| into [0.5, 1), as the CPU's rescaled_inverse_rms (src/cpu/rmsnorm.cpp) does.
 template <class T>
 __device__ float rescaled_inverse_rms(const T* xr, int64_t C, float sum_sq, float eps,
                                       typename Reduce::TempStorage& temp, float& shared) {
   float largest = 0.f;
   for (int64_t c = threadIdx.x; c < C; c += kThreads)
     largest = fmaxf(largest, fabsf(load_f32(xr[c])));
-  largest = to_all(Reduce(temp).Reduce(largest, Larger()), shared);
-  if (!isfinite(largest)) return rsqrtf(sum_sq / float(C) + eps);  // inf or NaN in x
+  largest = broadcast_from_thread0(Reduce(temp).Reduce(largest, Max()), shared);
   int e = 0;
-  frexpf(largest, &e);
+  frexpf(largest, &e);  // NaN is skipped by fmaxf; it gives NaN either way
+  const float scaled_eps = ldexpf(eps, -2 * e);
+  // An inf in x, or a row so small that eps scaled with it overflows (mean(x²) is negligible
+  // against eps there): as the usual rows.
+  if (!isfinite(largest) || !isfinite(scaled_eps)) return rsqrtf(sum_sq / float(C) + eps);
   float scaled = 0.f;
   for (int64_t c = threadIdx.x; c < C; c += kThreads) {
     const float v = ldexpf(load_f32(xr[c]), -e);
     scaled += v * v;
   }
-  scaled = to_all(Reduce(temp).Sum(scaled), shared);
-  return ldexpf(rsqrtf(scaled / float(C) + ldexpf(eps, -2 * e)), -e);
+  scaled = broadcast_from_thread0(Reduce(temp).Sum(scaled), shared);
+  return ldexpf(rsqrtf(scaled / float(C) + scaled_eps), -e);
 }
 
 template <class T>
@@ -80,8 +83,8 @@ __global__ void __launch_bounds__(kThreads)
     const float v = load_f32(xr[c]);
     sum_sq += v * v;
   }
-  sum_sq = to_all(Reduce(temp).Sum(sum_sq), shared);
-  // The same test as the CPU's inverse_rms: a sum of squares that overflowed, or below C times
+  sum_sq = broadcast_from_thread0(Reduce(temp).Sum(sum_sq), shared);
+  // The same test as the CPU's rmsnorm_fwd: a sum of squares that overflowed, or below C times
   // the smallest normal (the same for the whole block).
   const float inv = isfinite(sum_sq) && sum_sq >= float(C) * FLT_MIN
                         ? rsqrtf(sum_sq / float(C) + eps)
@@ -112,7 +115,7 @@ __global__ void __launch_bounds__(kThreads)
     float dot = 0.f;
     for (int64_t c = threadIdx.x; c < C; c += kThreads)
       dot += load_f32(dyr[c]) * load_f32(weight[c]) * (load_f32(xr[c]) * inv);
-    const float coef = to_all(Reduce(temp).Sum(dot), shared) / float(C);
+    const float coef = broadcast_from_thread0(Reduce(temp).Sum(dot), shared) / float(C);
     T* dxr = dx + row * C;
     const T* dhr = dh ? dh + row * C : nullptr;
     for (int64_t c = threadIdx.x; c < C; c += kThreads) {

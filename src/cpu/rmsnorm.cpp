@@ -43,15 +43,20 @@ namespace {
 template <class T>
 [[gnu::noinline]] T rescaled_inverse_rms(const T* x, int64_t C, T sum_sq, T eps) {
   T largest = 0;
-  for (int64_t c = 0; c < C; ++c) largest = std::max(largest, std::abs(x[c]));
-  if (!std::isfinite(largest)) return T(1) / std::sqrt(sum_sq / T(C) + eps);  // inf or NaN in x
+  for (int64_t c = 0; c < C; ++c) largest = std::max(largest, std::abs(x[c]));  // NaN skipped
   int e = 0;
   std::frexp(largest, &e);
+  const T scaled_eps = std::ldexp(eps, -2 * e);
+  // An inf in x, which no scaling brings into range; or a row so small that eps scaled with it
+  // overflows, where mean(x²) is negligible against eps (rstd was 0 for a row of 1e-30 with eps
+  // 1e-5, not 1 / sqrt(eps)): as the usual rows. A NaN in x gives NaN either way.
+  if (!std::isfinite(largest) || !std::isfinite(scaled_eps))
+    return T(1) / std::sqrt(sum_sq / T(C) + eps);
   const T scaled = lane_sum<T>(C, [&](int64_t c) {
     const T v = std::ldexp(x[c], -e);
     return v * v;
   });
-  return std::ldexp(T(1) / std::sqrt(scaled / T(C) + std::ldexp(eps, -2 * e)), -e);
+  return std::ldexp(T(1) / std::sqrt(scaled / T(C) + scaled_eps), -e);
 }
 
 // Σ dy w x̂ (x̂ = x * inv) of a backward row: as Σ dy w x, times inv, where that sum is finite (it
