@@ -70,7 +70,7 @@ void TrainOptions::validate() const {
   LONGCTX_CHECK(cp_layout == "auto" || cp_layout == "zigzag" || cp_layout == "contiguous",
                 "train: cp_layout must be auto, zigzag or contiguous, got '", cp_layout, "'");
   // Checked here, before the run directory is made (the model refused the first batch).
-  LONGCTX_CHECK(!(context_parallel > 1 && cp_layout == "zigzag" && task == "text" && text.pack),
+  LONGCTX_CHECK(!(context_parallel > 1 && cp_layout == "zigzag" && packs()),
                 "train: --cp-layout zigzag cannot split packed rows (its chunks would put the "
                 "documents out of order): use --cp-layout contiguous (or auto), or --no-pack");
   LONGCTX_CHECK(std::isfinite(bucket_mb),
@@ -378,7 +378,7 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
     // Group g (a data parallel rank when C = 1) has documents [bounds[g], bounds[g + 1]).
     const int g = r / C;
     const std::vector<int64_t> bounds =
-        packed_group_bounds(row_cu, n / C, C * model.min_context_slice());
+        packed_group_bounds(row_cu, n / C, C > 1 ? C * model.min_context_slice() : 1);
     const int64_t d0 = bounds[size_t(g)], d1 = bounds[size_t(g) + 1], begin = row_cu[d0];
     for (int64_t d = d0; d <= d1; ++d) cu.push_back(int32_t(row_cu[d] - begin));
     // Context parallel: rank c of the group holds the c-th contiguous slice of the group's
@@ -812,7 +812,7 @@ class Run {
   dist::CpLayout cp_layout() const {
     if (opt_.cp_layout == "zigzag") return dist::CpLayout::zigzag;
     if (opt_.cp_layout == "contiguous") return dist::CpLayout::contiguous;
-    const bool packed = opt_.task == "text" && opt_.text.pack;
+    const bool packed = opt_.packs();
     const auto& layers = model_.config().layers;
     const bool attention =
         std::find(layers.begin(), layers.end(), LayerKind::attention) != layers.end();
@@ -1180,9 +1180,9 @@ class Run {
   std::string checkpoint_, log_path_;
   std::ofstream log_;
   int64_t step_ = 0, position_ = 0, saved_step_ = -1;
-  bool packs_ = opt_.task == "text" && opt_.text.pack;  // micro-batches are packed rows
-  int64_t documents_ = 0;                               // packed so far this step
-  Clock::time_point last_save_ = Clock::now();          // or the start of the run
+  bool packs_ = opt_.packs();                   // micro-batches are packed rows
+  int64_t documents_ = 0;                       // packed so far this step
+  Clock::time_point last_save_ = Clock::now();  // or the start of the run
   double elapsed_ = 0, last_lr_ = 0, last_norm_ = 0, last_tokens_per_s_ = 0;
   double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // of the last step done
   EvalResult last_eval_;

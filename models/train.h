@@ -105,6 +105,8 @@ struct TrainOptions {
   double bucket_mb = -1;
 
   void validate() const;  // throws Error naming the option
+  // Whether the micro-batches are packed rows of whole documents (the text task with text.pack).
+  bool packs() const { return task == "text" && text.pack; }
   // The options that define the run (everything but where and how it executes), as JSON.
   std::string to_json() const;
   static TrainOptions from_json(const std::string& text);
@@ -170,9 +172,10 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
 // groups + 1 bounds, those starting in its groups-th of the row. Under context parallel a group's
 // tokens are cut in C slices of at least the model's min_context_slice() each, so with
 // `min_tokens` C times that, a share of 1 to min_tokens - 1 tokens goes with the next group's
-// (the last group's with the one before it): every share is empty or min_tokens long, given a row
-// of at least min_tokens. (A rank whose slice was empty skipped the forward its group's other
-// ranks ran: they waited in a collective for ever.)
+// (the last group's with the last group before it that has documents): every share is empty or
+// at least min_tokens long, given a row of at least min_tokens. Without context parallel,
+// min_tokens 1: each group's share as its documents fall. (A rank whose slice was empty skipped
+// the forward its group's other ranks ran: they waited in a collective for ever.)
 std::vector<int64_t> packed_group_bounds(const std::vector<int32_t>& cu, int groups,
                                          int64_t min_tokens = 1);
 
