@@ -196,7 +196,10 @@ namespace {
 // pairs of columns until every pair is orthogonal; the column norms are then the singular
 // values. Accurate to a few ulps of the largest singular value, and simple; the cost, ~m·n² per
 // sweep and 6-10 sweeps, is fine for the one-off conversion it serves. Sorted by sigma,
-// descending; left[t] is zero where sigma[t] is.
+// descending; left[t] is zero where sigma[t] is. The matrix is first scaled by the power of two
+// that takes its largest |element| into [0.5, 1) (exact; sigma scaled back): the squared column
+// norms of an f64 weight of 1e77 overflowed (every rotation was skipped: the factors 0.88 off),
+// of 1e-160 went subnormal.
 struct Svd {
   std::vector<double> sigma;
   std::vector<std::vector<double>> left, right;  // n vectors of lengths m and n
@@ -204,6 +207,13 @@ struct Svd {
 
 Svd jacobi_svd(std::vector<std::vector<double>> cols, int64_t m) {
   const size_t n = cols.size();
+  double largest = 0;
+  for (const std::vector<double>& col : cols)
+    for (double e : col) largest = std::max(largest, std::abs(e));
+  int scale = 0;
+  if (std::isfinite(largest)) std::frexp(largest, &scale);
+  for (std::vector<double>& col : cols)
+    for (double& e : col) e = std::ldexp(e, -scale);
   std::vector<std::vector<double>> v(n, std::vector<double>(n, 0.0));
   for (size_t j = 0; j < n; ++j) v[j][j] = 1.0;
   auto dot = [&](const std::vector<double>& x, const std::vector<double>& y) {
@@ -225,7 +235,7 @@ Svd jacobi_svd(std::vector<std::vector<double>> cols, int64_t m) {
       for (size_t k = j + 1; k < n; ++k) {
         const double alpha = dot(cols[j], cols[j]), beta = dot(cols[k], cols[k]);
         const double gamma = dot(cols[j], cols[k]);
-        if (std::abs(gamma) <= 1e-15 * std::sqrt(alpha * beta)) continue;  // orthogonal enough
+        if (std::abs(gamma) <= 1e-15 * std::sqrt(alpha) * std::sqrt(beta)) continue;  // orthogonal
         rotated = true;
         // The rotation that zeroes the pair's inner product.
         const double zeta = (beta - alpha) / (2 * gamma);
@@ -246,7 +256,7 @@ Svd jacobi_svd(std::vector<std::vector<double>> cols, int64_t m) {
                    [&](size_t x, size_t y) { return norms[x] > norms[y]; });
   Svd out;
   for (size_t j : order) {
-    out.sigma.push_back(norms[j]);
+    out.sigma.push_back(std::ldexp(norms[j], scale));
     std::vector<double> u = cols[j];
     for (double& e : u) e = norms[j] > 0 ? e / norms[j] : 0.0;
     out.left.push_back(std::move(u));
