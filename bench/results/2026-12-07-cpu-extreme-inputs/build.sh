@@ -1,5 +1,7 @@
 #!/bin/sh
-# usage (from this folder, after building the CPU library in build-cpu): ./build.sh prog
+# usage (in this folder or decode-monarch/, after building the CPU library in build-cpu):
+#   ../build.sh prog  or  ./build.sh prog
 set -e
 R=$(git rev-parse --show-toplevel)
-g++ -std=c++17 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -I"$R/include" -I"$R/tests" -I"$R" "$1.cpp" -L"$R/build-cpu" -llongctx -lgtest -lpthread -Wl,-rpath,"$R/build-cpu" -o "$1"
+HERE=$(cd "$(dirname "$0")" && pwd)
+g++ -std=c++17 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -I"$HERE" -I"$R/include" -I"$R/tests" -I"$R" "$1.cpp" -L"$R/build-cpu" -llongctx -lgtest -lpthread -Wl,-rpath,"$R/build-cpu" -o "$1"
