@@ -378,7 +378,7 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
     // Group g (a data parallel rank when C = 1) has documents [bounds[g], bounds[g + 1]).
     const int g = r / C;
     const std::vector<int64_t> bounds =
-        packed_group_bounds(row_cu, n / C, C > 1 ? C * model.min_context_slice() : 1);
+        packed_group_bounds(row_cu, n / C, packed_share_min_tokens(model, C));
     const int64_t d0 = bounds[size_t(g)], d1 = bounds[size_t(g) + 1], begin = row_cu[d0];
     for (int64_t d = d0; d <= d1; ++d) cu.push_back(int32_t(row_cu[d] - begin));
     // Context parallel: rank c of the group holds the c-th contiguous slice of the group's

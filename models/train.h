@@ -178,6 +178,11 @@ MicroBatchResult shard_forward_backward(dist::Communicator& comm, Model& model, 
 // the forward its group's other ranks ran: they waited in a collective for ever.)
 std::vector<int64_t> packed_group_bounds(const std::vector<int32_t>& cu, int groups,
                                          int64_t min_tokens = 1);
+// packed_group_bounds' min_tokens for `model` under context parallel over C ranks: C times its
+// min_context_slice(); 1 when C is 1.
+inline int64_t packed_share_min_tokens(const Model& model, int C) {
+  return C > 1 ? C * model.min_context_slice() : 1;
+}
 
 // The gradients summed over the ranks in buckets, overlapped with the backward: `flat` (a
 // gradient arena's buffer) cut from its end into buckets of `bucket_elements` (the last one

@@ -169,7 +169,7 @@ double packed_loss_grouped_by_rank(const Model& exact, const train::Task& task, 
   const double* logits = exact.logits().data_as<double>();
   const int32_t* y = targets.data_as<int32_t>();
   const std::vector<int64_t> bounds =
-      train::packed_group_bounds(cu, n / C, C > 1 ? C * exact.min_context_slice() : 1);
+      train::packed_group_bounds(cu, n / C, train::packed_share_min_tokens(exact, C));
   double sum = 0, labelled = 0;
   for (int r = 0; r < n; ++r) {
     const int g = r / C, c = r % C;
@@ -321,7 +321,7 @@ TEST_P(PackedContextParallelModel, SumOverRanksIsTheWholePackedBatch) {
     const int groups = comm.size() / C;
     const Model model(ModelConfig::from_json(c.config), context_for(Device::cpu()));
     const std::vector<int64_t> bounds =
-        train::packed_group_bounds(cu, groups, C > 1 ? C * model.min_context_slice() : 1);
+        train::packed_group_bounds(cu, groups, train::packed_share_min_tokens(model, C));
     int straddling = 0;
     for (int g = 0; g < groups; ++g) {
       const int64_t begin = cu[size_t(bounds[size_t(g)])];
